@@ -1,0 +1,30 @@
+# Every target creates the venv first; torch is pinned so pip takes the local CPU build.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip >/dev/null 2>&1 || true
+	$(BIN)/pip install -q -e '.[dev]' torch==2.13.0
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/archlab demo $(if $(DATA),--data $(DATA),)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check archlab tests bench
+	$(BIN)/ruff format --check archlab tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff format archlab tests bench
+	$(BIN)/ruff check --fix archlab tests bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""archlab: train, compare and explain classic deep-learning architectures."""

@@ -1,0 +1,7 @@
+"""`python -m archlab` (also what `torchrun -m archlab` runs)."""
+
+import sys
+
+from archlab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,281 @@
+"""Command-line interface: the only place that parses strings into configs.
+
+Exit codes: 0 success, 2 bad input or usage (one line on stderr), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from archlab.config import RunConfig, apply_overrides
+from archlab.errors import ArchlabError
+
+app = typer.Typer(
+    name="archlab",
+    help="Train, compare and explain classic deep-learning architectures on your own data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+try:  # theory tools live in their own sub-app
+    from archlab.theory.cli import theory_app
+
+    app.add_typer(theory_app, name="theory")
+except ImportError:  # pragma: no cover - only while the theory package is absent
+    pass
+
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override any config field: section.key=value (repeatable)."),
+]
+
+
+def _command_line() -> str:
+    return "archlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def build_config(
+    task: str | None,
+    preset: str | None,
+    data: str | None,
+    model: str | None,
+    epochs: int | None,
+    seed: int | None,
+    overrides: list[str] | None,
+) -> RunConfig:
+    """Resolve preset/task defaults, then flags, then --set overrides (validated)."""
+    from archlab.presets import PRESETS
+    from archlab.tasks import TASKS
+
+    if preset:
+        if preset not in PRESETS:
+            raise ArchlabError(f"unknown preset {preset!r}; see `archlab train --list-presets`")
+        cfg = PRESETS[preset]
+        if task and task != cfg.task:
+            raise ArchlabError(f"--task {task} conflicts with preset {preset} (task {cfg.task})")
+    else:
+        if not task:
+            raise ArchlabError("give --task {" + ",".join(TASKS) + "} or --preset NAME")
+        if task not in TASKS:
+            raise ArchlabError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+        spec = TASKS[task]
+        cfg = RunConfig(task=task, data=spec.data_config(), model=spec.model_config())
+    sets: list[str] = []
+    if data is not None:
+        if not Path(data).exists():
+            raise ArchlabError(f"{data}: no such file or directory")
+        sets.append(f"data.path={data}")
+    if model is not None:
+        sets.append(f"model.name={model}")
+    if epochs is not None:
+        sets.append(f"train.epochs={epochs}")
+    if seed is not None:
+        sets.append(f"seed={seed}")
+    return apply_overrides(cfg, [*sets, *(overrides or [])])
+
+
+@app.command()
+def train(
+    task: Annotated[str | None, typer.Option(help="images, sales or text.")] = None,
+    data: Annotated[str | None, typer.Option(help="Data path (folder, .npz, CSV...).")] = None,
+    model: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="Named experiment, e.g. images-resnet18.")
+    ] = None,
+    set_: SetOpt = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    out: Annotated[Path, typer.Option(help="Directory for run directories.")] = Path("runs"),
+    resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run dir.")] = None,
+    list_presets: Annotated[bool, typer.Option("--list-presets", help="List presets.")] = False,
+) -> None:
+    """Train a model; prints the run directory as the last line."""
+    from archlab import runner
+
+    if list_presets:
+        from archlab.presets import PRESETS
+
+        for name, cfg in PRESETS.items():
+            print(f"{name:40s} task={cfg.task} model={cfg.model.name} epochs={cfg.train.epochs}")
+        return
+    if resume is not None:
+        run_dir = runner.train(None, out, resume_dir=resume)
+    else:
+        cfg = build_config(task, preset, data, model, epochs, seed, set_)
+        run_dir = runner.train(cfg, out, name=preset, command=_command_line())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    keys = [
+        k
+        for k in ("test_accuracy", "test_f1_macro", "test_wmae", "test_r2", "epochs_run")
+        if k in metrics
+    ]
+    print(
+        " ".join(
+            f"{k}={metrics[k]:.4f}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
+            for k in keys
+        )
+    )
+    print(run_dir)
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    data: Annotated[str | None, typer.Option(help="Evaluate on this data instead.")] = None,
+) -> None:
+    """Re-evaluate a saved run on its test split; prints metrics as JSON."""
+    from archlab import runner
+
+    print(json.dumps(runner.evaluate(run_dir, data), indent=2))
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    inputs: Annotated[
+        list[str] | None, typer.Argument(help="Inputs: image files, texts...")
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="A file of inputs (CSV for sales/text).")
+    ] = None,
+) -> None:
+    """Predict with a saved run; prints one JSON object per input."""
+    from archlab import runner
+
+    items = list(inputs or [])
+    if file is not None:
+        items.append(str(file))
+    if not items:
+        raise ArchlabError("give at least one input (or --file PATH)")
+    _, task, model = runner.restore_task(run_dir)
+    for row in task.predict(model, items):
+        print(json.dumps(row))
+
+
+@app.command()
+def summary(
+    model: Annotated[str, typer.Argument(help="Registered model name.")],
+    input: Annotated[str, typer.Option(help="Input shape CxHxW (images).")] = "1x64x64",
+    classes: Annotated[int, typer.Option(help="Number of classes.")] = 3,
+) -> None:
+    """Print a layer table (torchinfo): layer, output shape, parameters."""
+    from archlab.models import MODELS
+    from archlab.report.summary import model_summary
+
+    if model not in MODELS:
+        raise ArchlabError(f"unknown model {model!r}; valid: {', '.join(MODELS)}")
+    print(model_summary(model, input, classes))
+
+
+@app.command()
+def ablate(
+    task: Annotated[str, typer.Option(help="Task of the ablation.")] = "images",
+    model: Annotated[str | None, typer.Option(help="Model name.")] = None,
+    data: Annotated[str | None, typer.Option(help="Data path.")] = None,
+    techniques: Annotated[
+        str, typer.Option(help="Comma-separated techniques.")
+    ] = "baseline,dropout,early_stop,augment,l2",
+    seeds: Annotated[int, typer.Option(help="Seeds per technique.")] = 1,
+    preset: Annotated[str | None, typer.Option(help="Base preset (optimizer, epochs...).")] = None,
+    set_: SetOpt = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory (re-run to resume).")] = None,
+) -> None:
+    """Run each regularization technique alone for N seeds; writes ablation.md/csv and curves."""
+    from archlab.ablate import run_ablation
+    from archlab.presets import PRESETS
+
+    if preset is None and model is not None and f"{task}-{model}" in PRESETS:
+        preset = f"{task}-{model}"
+    base = build_config(None if preset else task, preset, data, model, epochs, None, set_)
+    techs = [t.strip() for t in techniques.split(",") if t.strip()]
+    out_dir = (
+        out
+        or Path("runs") / f"ablate-{base.task}-{base.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    run_ablation(base, techs, seeds, out_dir)
+    print((out_dir / "ablation.md").read_text(), end="")
+    print(out_dir)
+
+
+@app.command()
+def eda(
+    task: Annotated[str, typer.Option(help="Task whose exploratory plots to draw.")],
+    data: Annotated[str | None, typer.Option(help="Data path.")] = None,
+    set_: SetOpt = None,
+    out: Annotated[Path, typer.Option(help="Output directory for the plots.")] = Path("runs/eda"),
+) -> None:
+    """Exploratory plots of a data set (sales: the study's five; text: counts and lengths)."""
+    from archlab.tasks import TASKS
+
+    cfg = build_config(task, None, data, None, None, None, set_)
+    spec = TASKS[cfg.task]
+    if spec.eda is None:
+        raise ArchlabError(f"task {task!r} has no exploratory plots")
+    for path in spec.eda(cfg, out):
+        print(path)
+    print(out)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/demo"),
+    data: Annotated[str | None, typer.Option(help="Image data (default: built-in digits).")] = None,
+) -> None:
+    """Train and evaluate ResNet-18 on built-in digits (or --data) in about a minute."""
+    from archlab import runner
+
+    cfg = build_config(None, "images-resnet18", data, None, 4, 0,
+                       ["train.batch_size=64", "train.eval_batch_size=256"])  # fmt: skip
+    if data is None:
+        # 8x8 digits upscaled to 32x32; no flips (they would turn digits into mirror images).
+        cfg = replace(cfg, reg=replace(cfg.reg, augment="none"))
+    run_dir = runner.train(cfg, out, name="demo-images-resnet18", command=_command_line())
+    m = json.loads((run_dir / "metrics.json").read_text())
+    print(f"test_accuracy={m['test_accuracy']:.4f} test_f1_macro={m['test_f1_macro']:.4f} "
+          f"epochs={m['epochs_run']} seconds={m['train_seconds']:.1f}")  # fmt: skip
+    print(run_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, mapping errors to exit codes and one-line messages."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args, prog_name="archlab", standalone_mode=False)
+    except ArchlabError as e:
+        if debug:
+            raise
+        print(f"archlab: error: {e}", file=sys.stderr)
+        return 2
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.NoArgsIsHelpError as e:
+        e.show()
+        return 2
+    except click.UsageError as e:
+        print(f"archlab: error: {e.format_message()} (see --help)", file=sys.stderr)
+        return 2
+    except click.ClickException as e:
+        print(f"archlab: error: {e.format_message()}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        print("archlab: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

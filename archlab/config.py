@@ -1,0 +1,309 @@
+"""Frozen run configuration: typed sections, validation at the edge, and `--set` overrides.
+
+A run is fully described by a :class:`RunConfig`. The ``data`` and ``model`` sections are
+task-specific dataclasses (registered by each task); ``optim``, ``reg`` and ``train`` are shared.
+Only :func:`apply_overrides` and :func:`parse_value` ever parse strings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from archlab.errors import ArchlabError
+
+SECTIONS = ("data", "model", "optim", "reg", "train")
+
+
+def _check(ok: bool, key: str, value: Any, need: str) -> None:
+    if not ok:
+        raise ArchlabError(f"invalid config value {key}={value!r}: {need}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer and learning-rate schedule."""
+
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9  # SGD only
+    nesterov: bool = False  # SGD only
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam/AdamW only
+    schedule: Literal["none", "cosine", "onecycle"] = "none"
+    warmup_epochs: float = 0.0  # linear warm-up (epochs, fractional ok); cosine only
+    grad_clip: float = 0.0  # max global L2 norm of gradients; 0 disables
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "optim.lr", self.lr, "must be > 0")
+        _check(0 <= self.momentum < 1, "optim.momentum", self.momentum, "must be in [0, 1)")
+        _check(self.warmup_epochs >= 0, "optim.warmup_epochs", self.warmup_epochs, "must be >= 0")
+        _check(self.grad_clip >= 0, "optim.grad_clip", self.grad_clip, "must be >= 0 (0 = off)")
+
+
+@dataclass(frozen=True)
+class RegConfig:
+    """Every regularization knob in one place, so an ablation is a sweep over this section.
+
+    L2 comes in three kinds (``l2_mode``), all with strength ``weight_decay``:
+    - ``coupled``: the optimizer's ``weight_decay`` (λ·w added to the gradient, as
+      ``torch.optim.Adam(weight_decay=λ)``); this is what the study used.
+    - ``decoupled``: AdamW-style decay applied to the weights, independent of the gradient scale.
+    - ``penalty``: λ/2·Σw² added to the loss (same gradient as ``coupled``; visible in the loss).
+    Biases and normalization parameters (1-D tensors) are never decayed.
+    """
+
+    dropout: float = 0.0
+    weight_decay: float = 0.0
+    l2_mode: Literal["coupled", "decoupled", "penalty"] = "coupled"
+    early_stop: bool = False
+    patience: int = 5  # epochs without val-loss improvement before stopping
+    min_delta: float = 0.0  # improvement smaller than this does not count
+    augment: str = "none"  # task-specific, e.g. images: none, flip, translate, study, strong
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.dropout < 1, "reg.dropout", self.dropout, "must be in [0, 1)")
+        _check(self.weight_decay >= 0, "reg.weight_decay", self.weight_decay, "must be >= 0")
+        _check(self.patience >= 0, "reg.patience", self.patience, "must be >= 0")
+        _check(self.min_delta >= 0, "reg.min_delta", self.min_delta, "must be >= 0")
+        _check(
+            0 <= self.label_smoothing < 1,
+            "reg.label_smoothing",
+            self.label_smoothing,
+            "must be in [0, 1)",
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Loop length, batching, device and logging."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    eval_batch_size: int = 512
+    device: str = "auto"  # auto = cuda > mps > cpu
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    progress: Literal["auto", "bar", "plain", "off"] = "auto"  # auto: bar on a TTY, else plain
+    tensorboard: bool = False
+    max_steps_per_epoch: int = 0  # cap on training steps per epoch (0 = full epoch); for smoke runs
+    amp: Literal["off", "bf16"] = "off"  # autocast dtype on CUDA; ignored on CPU
+    channels_last: bool = False  # NHWC memory format for conv nets
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "train.epochs", self.epochs, "must be >= 1")
+        _check(self.batch_size >= 1, "train.batch_size", self.batch_size, "must be >= 1")
+        _check(
+            self.eval_batch_size >= 1, "train.eval_batch_size", self.eval_batch_size, "must be >= 1"
+        )
+        _check(self.threads >= 0, "train.threads", self.threads, "must be >= 0")
+        _check(
+            self.max_steps_per_epoch >= 0,
+            "train.max_steps_per_epoch",
+            self.max_steps_per_epoch,
+            "must be >= 0",
+        )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything needed to reproduce one run."""
+
+    task: str
+    data: Any
+    model: Any
+    seed: int = 0
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    reg: RegConfig = field(default_factory=RegConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, where: str = "config") -> RunConfig:
+        from archlab.tasks import TASKS
+
+        if not isinstance(d, dict) or "task" not in d:
+            raise ArchlabError(f"{where}: not a run config (no 'task' key)")
+        task = d["task"]
+        if task not in TASKS:
+            raise ArchlabError(f"{where}: unknown task {task!r}; valid: {', '.join(TASKS)}")
+        spec = TASKS[task]
+        unknown = set(d) - {"task", "seed", *SECTIONS}
+        if unknown:
+            raise ArchlabError(f"{where}: unknown keys {sorted(unknown)}")
+        types_ = {
+            "data": spec.data_config,
+            "model": spec.model_config,
+            "optim": OptimConfig,
+            "reg": RegConfig,
+            "train": TrainConfig,
+        }
+        kwargs: dict[str, Any] = {"task": task, "seed": int(d.get("seed", 0))}
+        for name, typ in types_.items():
+            kwargs[name] = _from_plain(typ, d.get(name) or {}, name)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_yaml(cls, text: str, *, where: str = "config.yaml") -> RunConfig:
+        try:
+            d = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ArchlabError(f"{where}: not valid YAML ({e.__class__.__name__})") from None
+        return cls.from_dict(d, where=where)
+
+
+def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def _from_plain(typ: type, d: dict[str, Any], section: str) -> Any:
+    hints = typing.get_type_hints(typ)
+    valid = [f.name for f in fields(typ)]
+    kwargs = {}
+    for k, v in d.items():
+        if k not in valid:
+            raise ArchlabError(f"unknown key {section}.{k}; valid keys: {', '.join(valid)}")
+        kwargs[k] = _coerce(hints[k], v, f"{section}.{k}")
+    return typ(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    """Convert a YAML/CLI value to the declared type, or raise an error naming the key."""
+    if isinstance(value, str):
+        return parse_value(tp, value, key)
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in get_args(tp):
+            return None
+        inner = [a for a in get_args(tp) if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ArchlabError(f"invalid config value {key}={value!r}: expected a list")
+        inner = args[0] if (len(args) == 2 and args[1] is Ellipsis) else None
+        if inner is None and len(args) != len(value):
+            raise ArchlabError(f"invalid config value {key}={value!r}: expected {len(args)} items")
+        return tuple(_coerce(inner or args[i], v, key) for i, v in enumerate(value))
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ArchlabError(
+                f"invalid config value {key}={value!r}: choose one of {list(get_args(tp))}"
+            )
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ArchlabError(f"invalid config value {key}={value!r}: expected true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ArchlabError(f"invalid config value {key}={value!r}: expected an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ArchlabError(f"invalid config value {key}={value!r}: expected a number")
+        return float(value)
+    if tp is str:
+        return str(value)
+    return value
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def parse_value(tp: Any, text: str, key: str) -> Any:
+    """Parse a command-line string into the declared field type."""
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if text.lower() in ("none", "null", "") and type(None) in get_args(tp):
+            return None
+        inner = [a for a in get_args(tp) if a is not type(None)]
+        return parse_value(inner[0], text, key)
+    if origin is tuple:
+        parts = [p.strip() for p in text.split(",") if p.strip() != ""]
+        return _coerce(
+            tp, [parse_value(_tuple_item(tp, i), p, key) for i, p in enumerate(parts)], key
+        )
+    if origin is Literal:
+        return _literal(tp, text, key)
+    if tp is bool:
+        low = text.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ArchlabError(f"invalid config value {key}={text!r}: expected true or false")
+    if tp is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ArchlabError(
+                f"invalid config value {key}={text!r}: expected an integer"
+            ) from None
+    if tp is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ArchlabError(f"invalid config value {key}={text!r}: expected a number") from None
+    return text
+
+
+def _tuple_item(tp: Any, i: int) -> Any:
+    args = get_args(tp)
+    if len(args) == 2 and args[1] is Ellipsis:
+        return args[0]
+    return args[min(i, len(args) - 1)]
+
+
+def _literal(tp: Any, text: str, key: str) -> Any:
+    choices = get_args(tp)
+    if text not in choices:
+        raise ArchlabError(f"invalid config value {key}={text!r}: choose one of {list(choices)}")
+    return text
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> RunConfig:
+    """Apply ``section.key=value`` strings (``seed=3`` for the top level) with type checks."""
+    for item in overrides:
+        if "=" not in item:
+            raise ArchlabError(f"--set {item!r}: expected section.key=value, e.g. optim.lr=3e-4")
+        path, text = item.split("=", 1)
+        path = path.strip()
+        if path == "seed":
+            cfg = replace(cfg, seed=parse_value(int, text, "seed"))
+            continue
+        if path.count(".") != 1:
+            raise ArchlabError(
+                f"--set {item!r}: unknown key {path!r}; use one of {', '.join(SECTIONS)} "
+                "followed by .key (or seed=N)"
+            )
+        section, key = path.split(".")
+        if section not in SECTIONS:
+            raise ArchlabError(
+                f"--set {item!r}: unknown section {section!r}; valid: {', '.join(SECTIONS)}, seed"
+            )
+        sub = getattr(cfg, section)
+        assert is_dataclass(sub)
+        valid = [f.name for f in fields(sub)]
+        if key not in valid:
+            raise ArchlabError(
+                f"--set {item!r}: unknown key {section}.{key}; valid keys: {', '.join(valid)}"
+            )
+        hints = typing.get_type_hints(type(sub))
+        value = parse_value(hints[key], text, f"{section}.{key}")
+        cfg = replace(cfg, **{section: replace(sub, **{key: value})})
+    return cfg

@@ -1,0 +1,1 @@
+"""Data loading: image sets (this package), sales panels and text corpora."""

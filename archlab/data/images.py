@@ -1,0 +1,232 @@
+"""Image loading: class-folder trees, .npz arrays and scikit-learn's bundled digits.
+
+Everything is decoded once into one uint8 array (N, C, H, W); splitting and batching work on
+indices into it, so no image is decoded twice and no per-sample Python runs while training.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from archlab.errors import ArchlabError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+NPZ_KEYS = ("images", "labels")
+
+
+@dataclass
+class ImageSet:
+    """Decoded images with labels; ``provided_split`` holds the data's own split tags."""
+
+    images: np.ndarray  # uint8, (N, C, H, W)
+    labels: np.ndarray  # int64, (N,)
+    class_names: list[str]
+    source: str
+    provided_split: np.ndarray | None = None
+    skipped: list[str] = field(default_factory=list)  # corrupt files skipped (skip_corrupt=true)
+    ignored: int = 0  # non-image files ignored in class folders
+
+
+def load_image_set(
+    path: str, *, fmt: str, size: int, channels: int, skip_corrupt: bool = False
+) -> ImageSet:
+    """Load ``path`` (folder, .npz, or '' for built-in digits) as size x size, ``channels``."""
+    if channels not in (1, 3):
+        raise ArchlabError(f"invalid config value data.channels={channels}: must be 1 or 3")
+    if fmt == "auto":
+        if not path:
+            fmt = "digits"
+        else:
+            p = Path(path)
+            if not p.exists():
+                raise ArchlabError(f"{path}: no such file or directory")
+            fmt = "folder" if p.is_dir() else "npz" if p.suffix == ".npz" else "unknown"
+            if fmt == "unknown":
+                raise ArchlabError(
+                    f"{path}: expected a folder of class sub-folders or an .npz file"
+                )
+    if fmt == "digits":
+        s = _load_digits()
+    elif fmt == "npz":
+        s = _load_npz(Path(path))
+    elif fmt == "folder":
+        s = _load_folder(Path(path), channels, size, skip_corrupt)
+    else:
+        raise ArchlabError(f"invalid config value data.format={fmt!r}: auto, folder, npz, digits")
+    s.images = _to_channels(s.images, channels)
+    if (size and s.images.shape[-1] != size) or (size and s.images.shape[-2] != size):
+        s.images = resize_uint8(s.images, size)
+    _check_classes(s)
+    return s
+
+
+def _load_digits() -> ImageSet:
+    # scikit-learn ships 1,797 real 8x8 handwritten digits (UCI), intensities 0..16.
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    return ImageSet(
+        images=images,
+        labels=d.target.astype(np.int64),
+        class_names=[str(c) for c in d.target_names],
+        source="sklearn.datasets.load_digits (UCI handwritten digits, 8x8)",
+    )
+
+
+def _load_npz(path: Path) -> ImageSet:
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise ArchlabError(f"{path}: not a readable .npz file ({e.__class__.__name__})") from None
+    missing = [k for k in NPZ_KEYS if k not in z.files]
+    if missing:
+        raise ArchlabError(
+            f"{path}: missing array(s) {missing}; found {sorted(z.files)}; "
+            "expected 'images' (N,H,W[,C]) uint8 and 'labels' (N,) integers"
+        )
+    try:
+        images, labels = z["images"], z["labels"]
+    except ValueError:
+        raise ArchlabError(
+            f"{path}: arrays must be plain numeric arrays (no pickled objects)"
+        ) from None
+    if images.dtype != np.uint8:
+        raise ArchlabError(f"{path}: 'images' has dtype {images.dtype}; expected uint8 (0..255)")
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        raise ArchlabError(
+            f"{path}: 'images' has shape {images.shape}; expected (N, H, W) or (N, H, W, C) "
+            "with C in 1, 3, 4"
+        )
+    if (
+        labels.ndim != 1
+        or len(labels) != len(images)
+        or not np.issubdtype(labels.dtype, np.integer)
+    ):
+        raise ArchlabError(
+            f"{path}: 'labels' must be a 1-D integer array of length {len(images)}; "
+            f"got shape {labels.shape} dtype {labels.dtype}"
+        )
+    n_classes = int(labels.max()) + 1 if len(labels) else 0
+    if "class_names" in z.files:
+        class_names = [str(c) for c in z["class_names"]]
+    else:
+        class_names = [str(i) for i in range(n_classes)]
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(class_names)):
+        raise ArchlabError(
+            f"{path}: 'labels' has values outside 0..{len(class_names) - 1} "
+            f"(found {int(labels.min())}..{int(labels.max())})"
+        )
+    split = None
+    if "split" in z.files:
+        split = z["split"].astype(str)
+        bad = set(np.unique(split)) - {"train", "test", "val"}
+        if bad or len(split) != len(labels):
+            raise ArchlabError(f"{path}: 'split' must hold 'train'/'val'/'test' for every image")
+    images = images[..., :3] if images.shape[-1] == 4 else images  # drop alpha
+    return ImageSet(
+        images=np.ascontiguousarray(images.transpose(0, 3, 1, 2)),
+        labels=labels.astype(np.int64),
+        class_names=class_names,
+        source=str(path),
+        provided_split=split,
+    )
+
+
+def _load_folder(root: Path, channels: int, size: int, skip_corrupt: bool) -> ImageSet:
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise ArchlabError(f"{root}: no class sub-folders found (expected root/<class>/<image>)")
+    files: list[tuple[Path, int]] = []
+    ignored = 0
+    for label, d in enumerate(class_dirs):
+        found = [p for p in sorted(d.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+        imgs = [p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS]
+        ignored += len(found) - len(imgs)
+        if not imgs:
+            raise ArchlabError(
+                f"{d}: class folder has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+            )
+        files += [(p, label) for p in imgs]
+    if not size:
+        raise ArchlabError(f"{root}: data.size=0 (keep native) is not supported for folders")
+    mode = "L" if channels == 1 else "RGB"
+
+    def decode(p: Path) -> np.ndarray | None:
+        try:
+            with Image.open(p) as im:
+                im = (
+                    im.convert("RGBA").convert(mode) if im.mode in ("P", "LA") else im.convert(mode)
+                )
+                im = im.resize((size, size), Image.Resampling.BILINEAR)
+                return np.asarray(im, dtype=np.uint8).reshape(size, size, channels)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            if skip_corrupt:
+                return None
+            raise ArchlabError(
+                f"{p}: cannot decode image ({e.__class__.__name__}); remove it or set "
+                "data.skip_corrupt=true to skip unreadable files"
+            ) from None
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # PIL releases the GIL while decoding
+        decoded = list(pool.map(decode, [p for p, _ in files]))
+    keep = [i for i, a in enumerate(decoded) if a is not None]
+    skipped = [str(files[i][0]) for i, a in enumerate(decoded) if a is None]
+    if not keep:
+        raise ArchlabError(f"{root}: no image could be decoded")
+    images = np.stack([decoded[i] for i in keep]).transpose(0, 3, 1, 2)
+    labels = np.array([files[i][1] for i in keep], dtype=np.int64)
+    return ImageSet(
+        images=np.ascontiguousarray(images),
+        labels=labels,
+        class_names=[d.name for d in class_dirs],
+        source=str(root),
+        skipped=skipped,
+        ignored=ignored,
+    )
+
+
+def _to_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    c = images.shape[1]
+    if c == channels:
+        return images
+    if channels == 1:  # ITU-R 601-2 luma, as PIL's convert("L")
+        rgb = images.astype(np.float32)
+        gray = rgb[:, 0] * 0.299 + rgb[:, 1] * 0.587 + rgb[:, 2] * 0.114
+        return np.clip(np.round(gray), 0, 255).astype(np.uint8)[:, None]
+    return np.repeat(images, 3, axis=1)
+
+
+def resize_uint8(images: np.ndarray, size: int, chunk: int = 4096) -> np.ndarray:
+    """Bilinear (antialiased) resize of a uint8 (N, C, H, W) array to size x size."""
+    out = []
+    for i in range(0, len(images), chunk):
+        x = torch.from_numpy(images[i : i + chunk]).float()
+        y = F.interpolate(
+            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+        out.append(y.round().clamp(0, 255).to(torch.uint8).numpy())
+    return np.concatenate(out) if out else images
+
+
+def _check_classes(s: ImageSet) -> None:
+    present = np.unique(s.labels)
+    if len(s.class_names) < 2 or len(present) < 2:
+        raise ArchlabError(
+            f"{s.source}: found {len(present)} class(es) ({', '.join(s.class_names)}); "
+            "classification needs at least 2"
+        )
+    counts = np.bincount(s.labels, minlength=len(s.class_names))
+    empty = [s.class_names[i] for i, c in enumerate(counts) if c == 0]
+    if empty:
+        raise ArchlabError(f"{s.source}: class(es) {empty} have no images")

@@ -1,0 +1,15 @@
+"""User-facing error type: bad input or usage, reported as one line with exit code 2."""
+
+from __future__ import annotations
+
+
+class ArchlabError(Exception):
+    """A problem with the user's input (file, column, value, flag) rather than a bug.
+
+    The CLI prints ``archlab: error: <message>`` on one line and exits with code 2.
+    Messages name the offending file/column/value and, where possible, the fix.
+    """
+
+
+class NonFiniteLossError(ArchlabError):
+    """Training produced a NaN/inf loss; the last good checkpoint is kept."""

@@ -1,0 +1,31 @@
+"""MODELS registry: name -> ModelSpec (constructor and the task whose data it consumes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from archlab.models.resnet import resnet18
+from archlab.models.vgg import vgg13, vgg13_bn
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    build: Callable[..., nn.Module]
+    task: str
+    help: str
+    # For non-image models: (dims, classes) -> (model, torchinfo input_size, dtypes) for summary.
+    example: Callable[..., tuple] | None = None
+
+
+MODELS: dict[str, ModelSpec] = {
+    "vgg13": ModelSpec(vgg13, "images", "the study's VGG-13 (no batch norm)"),
+    "vgg13_bn": ModelSpec(vgg13_bn, "images", "VGG-13 with batch norm (not in the study)"),
+    "resnet18": ModelSpec(resnet18, "images", "the study's ResNet-18"),
+}
+
+
+def models_for(task: str) -> list[str]:
+    return [name for name, spec in MODELS.items() if spec.task == task]

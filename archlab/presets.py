@@ -1,0 +1,96 @@
+"""PRESETS: one named RunConfig per experiment of the study, each with a '-smoke' variant.
+
+Names follow ``<task>-<model>[-<variant>]``; ``TECHNIQUES`` are the regularization switches the
+ablation turns on one at a time over a preset with all of them off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from archlab.config import OptimConfig, RegConfig, RunConfig, TrainConfig
+from archlab.tasks.image_cls import ImageDataConfig, ImageModelConfig
+
+# Ablation techniques as --set overrides applied to a config whose RegConfig is all off.
+TECHNIQUES: dict[str, dict[str, tuple[str, ...]]] = {
+    "images": {
+        "baseline": (),
+        "dropout": ("reg.dropout=0.5",),
+        "early_stop": ("reg.early_stop=true", "reg.patience=3"),
+        "augment": ("reg.augment=translate",),
+        "augment_study": ("reg.augment=study",),
+        "l2": ("reg.weight_decay=5e-4",),
+    },
+}
+
+
+def _images(model: str, optim: OptimConfig, reg: RegConfig, train: TrainConfig) -> RunConfig:
+    return RunConfig(
+        task="images",
+        data=ImageDataConfig(),
+        model=ImageModelConfig(name=model),
+        optim=optim,
+        reg=reg,
+        train=train,
+    )
+
+
+# ResNet-18: SGD one-cycle with label smoothing and flip+translate (94.9% in 15 CPU epochs).
+_RESNET_OPTIM = OptimConfig(name="sgd", lr=0.1, momentum=0.9, nesterov=True, schedule="onecycle")
+_RESNET_REG = RegConfig(weight_decay=5e-4, augment="translate", label_smoothing=0.1)
+_RESNET_TRAIN = TrainConfig(epochs=15, batch_size=128)
+# Plain VGG-13 (no BN) diverges or stalls with large SGD steps; Adam 1e-4 with warm-up and
+# cosine decay on Kaiming-initialized weights learns reliably.
+_VGG_OPTIM = OptimConfig(name="adam", lr=1e-4, schedule="cosine", warmup_epochs=1.0)
+_VGG_REG = RegConfig(dropout=0.5, weight_decay=5e-4, augment="translate", label_smoothing=0.1)
+_VGG_TRAIN = TrainConfig(epochs=20, batch_size=64)
+# The study's setting: Adam 1e-3, cross-entropy, batch 64, no schedule.
+_STUDY_OPTIM = OptimConfig(name="adam", lr=1e-3)
+
+_BASE: dict[str, RunConfig] = {
+    "images-resnet18": _images("resnet18", _RESNET_OPTIM, _RESNET_REG, _RESNET_TRAIN),
+    "images-resnet18-study": _images(
+        "resnet18",
+        _STUDY_OPTIM,
+        RegConfig(weight_decay=1e-4, early_stop=True, patience=3),
+        TrainConfig(epochs=20, batch_size=64),
+    ),
+    "images-vgg13": _images("vgg13", _VGG_OPTIM, _VGG_REG, _VGG_TRAIN),
+    "images-vgg13-study": _images(
+        "vgg13",
+        OptimConfig(name="adam", lr=1e-4),
+        RegConfig(dropout=0.5, weight_decay=1e-4, augment="study", early_stop=True, patience=3),
+        TrainConfig(epochs=20, batch_size=64),
+    ),
+    "images-vgg13_bn": _images("vgg13_bn", _RESNET_OPTIM, _RESNET_REG, _RESNET_TRAIN),
+}
+# One preset per ablation technique, each alone on top of the tuned optimizer (reg all off).
+for _model, _base in (("vgg13", "images-vgg13"), ("resnet18", "images-resnet18")):
+    for _tech in TECHNIQUES["images"]:
+        _BASE[f"images-{_model}-{_tech}"] = replace(_BASE[_base], reg=RegConfig())
+
+
+def smoke(cfg: RunConfig) -> RunConfig:
+    """A seconds-long version of ``cfg`` for tests: tiny subset, 2 epochs, 3 steps each."""
+    data = cfg.data
+    if cfg.task == "images":
+        data = replace(data, subset=240)
+    return replace(
+        cfg,
+        data=data,
+        train=replace(cfg.train, epochs=2, batch_size=16, max_steps_per_epoch=3, progress="off"),
+    )
+
+
+def _with_techniques(name: str, cfg: RunConfig) -> RunConfig:
+    from archlab.config import apply_overrides
+
+    tech = name.rsplit("-", 1)[-1]
+    techniques = TECHNIQUES.get(cfg.task, {})
+    return apply_overrides(cfg, techniques[tech]) if tech in techniques else cfg
+
+
+PRESETS: dict[str, RunConfig] = {}
+for _name, _cfg in _BASE.items():
+    PRESETS[_name] = _with_techniques(_name, _cfg)
+    PRESETS[f"{_name}-smoke"] = smoke(PRESETS[_name])

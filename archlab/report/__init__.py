@@ -1,0 +1,1 @@
+"""Run-directory I/O, plots and reports."""

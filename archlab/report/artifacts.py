@@ -1,0 +1,144 @@
+"""Run-directory I/O: the one place that knows file names and formats inside a run dir.
+
+Layout: config.yaml, command.txt, data.json, split.json, history.csv, metrics.json,
+model.safetensors (weights used for test), best.safetensors (early stopping), state.pt (resume),
+checkpoint.json (sizes and hashes of the files above), plots/*.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from archlab.errors import ArchlabError
+from archlab.utils import atomic_path, sha256_file, write_json_atomic, write_text_atomic
+
+CONFIG = "config.yaml"
+HISTORY = "history.csv"
+METRICS = "metrics.json"
+WEIGHTS = "model.safetensors"
+BEST = "best.safetensors"
+STATE = "state.pt"
+MANIFEST = "checkpoint.json"
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    """Save a state dict as safetensors atomically (tensors made contiguous, shared ones cloned)."""
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
+    _record(path)
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load safetensors weights into ``model``; errors name the file and what is wrong."""
+    _verify(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise ArchlabError(f"{path}: not a readable safetensors file ({e})") from None
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise ArchlabError(
+            f"{path}: weights do not fit this model architecture ({first[:200]})"
+        ) from None
+
+
+def save_state(state: dict[str, Any], path: Path) -> None:
+    """Save resume state atomically; it holds tensors and plain Python values only."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    _record(path)
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Load resume state without unpickling arbitrary objects (``weights_only=True``)."""
+    if not path.exists():
+        raise ArchlabError(f"{path}: no resume state in this run directory")
+    _verify(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ArchlabError(
+            f"{path}: refused to load: it contains objects other than tensors and plain values "
+            f"({str(e).splitlines()[0][:160]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise ArchlabError(
+            f"{path}: corrupt or truncated resume state ({e.__class__.__name__})"
+        ) from None
+
+
+def _record(path: Path) -> None:
+    """Remember size and hash of a checkpoint file so truncation is detected before loading."""
+    manifest_path = path.parent / MANIFEST
+    manifest = _read_manifest(manifest_path)
+    manifest[path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    write_json_atomic(manifest_path, manifest)
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {}
+
+
+def _verify(path: Path) -> None:
+    if not path.exists():
+        raise ArchlabError(f"{path}: file not found")
+    entry = _read_manifest(path.parent / MANIFEST).get(path.name)
+    if entry is None:
+        return
+    size = path.stat().st_size
+    if size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+        raise ArchlabError(
+            f"{path}: checkpoint is truncated or modified ({size} bytes, expected "
+            f"{entry['bytes']}); it will not be loaded"
+        )
+
+
+def write_history(rows: list[dict[str, Any]], path: Path) -> None:
+    if not rows:
+        return
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+
+
+def write_metrics(metrics: dict[str, Any], run_dir: Path) -> None:
+    write_json_atomic(run_dir / METRICS, metrics)
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        raise ArchlabError(f"{path}: not found; the run has not finished (resume it with --resume)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise ArchlabError(f"{path}: not valid JSON (incomplete write?)") from None

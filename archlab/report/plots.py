@@ -1,0 +1,88 @@
+"""Matplotlib figures written as PNG files (headless Agg backend)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from archlab.utils import atomic_path
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def learning_curves(
+    runs: dict[str, Sequence[dict[str, float]]],
+    path: Path,
+    metrics: Sequence[str] = ("loss", "accuracy"),
+) -> None:
+    """Train (dashed) and val (solid) curves per metric; several runs overlay in one figure."""
+    metrics = [m for m in metrics if any(f"val_{m}" in r for rows in runs.values() for r in rows)]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False)
+    for ax, m in zip(axes[0], metrics, strict=True):
+        for i, (label, rows) in enumerate(runs.items()):
+            color = f"C{i % 10}"
+            ep = [r["epoch"] for r in rows]
+            if f"train_{m}" in rows[0]:
+                ax.plot(ep, [r[f"train_{m}"] for r in rows], "--", color=color, alpha=0.7)
+            ax.plot(ep, [r[f"val_{m}"] for r in rows], "-", color=color, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(m)
+        ax.set_title(f"{m} (solid: val, dashed: train)", fontsize=10)
+        ax.grid(alpha=0.3)
+        if len(runs) > 1 or m == metrics[0]:
+            ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def confusion_matrix(cm: np.ndarray, names: Sequence[str], path: Path) -> None:
+    """Heatmap of counts; rows are true classes, columns predictions."""
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * n, 1.0 + 0.55 * n))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(n), names, rotation=45, ha="right")
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    thresh = cm.max() / 2 if cm.size else 0
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > thresh else "black", fontsize=8)  # fmt: skip
+    _save(fig, path)
+
+
+def image_grid(
+    images: np.ndarray,
+    true: np.ndarray,
+    pred: np.ndarray,
+    conf: np.ndarray,
+    names: Sequence[str],
+    path: Path,
+    cols: int = 8,
+) -> None:
+    """Sample test images titled 'pred (p)'; red titles mark mistakes."""
+    k = len(images)
+    rows = max(1, -(-k // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 1.7 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(k):
+        ax = axes.flat[i]
+        img = images[i].transpose(1, 2, 0)
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
+        ok = pred[i] == true[i]
+        ax.set_title(
+            f"{names[pred[i]]} ({conf[i]:.2f})", fontsize=7, color="black" if ok else "red"
+        )
+    _save(fig, path)

@@ -1,0 +1,224 @@
+"""Run orchestration: config -> run directory -> Trainer.fit -> test metrics and plots.
+
+Also re-opens finished runs for ``eval`` and ``predict``. Reports read run dirs only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from archlab.config import RunConfig
+from archlab.errors import ArchlabError
+from archlab.report import artifacts, plots
+from archlab.tasks import TASKS
+from archlab.train.callbacks import (
+    BestWeights,
+    Callback,
+    Checkpoint,
+    HistoryWriter,
+    Progress,
+    TensorBoard,
+)
+from archlab.train.trainer import Trainer
+from archlab.utils import resolve_device, seed_everything, write_json_atomic, write_text_atomic
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe version of ``name`` (no path separators, no leading dots)."""
+    return _SAFE.sub("-", name).strip(".-") or "run"
+
+
+def new_run_dir(out: Path, name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(out) / f"{safe_name(name)}-{stamp}"
+    run_dir, i = base, 1
+    while run_dir.exists():
+        i += 1
+        run_dir = base.with_name(f"{base.name}-{i}")
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _setup(cfg: RunConfig) -> torch.device:
+    seed_everything(cfg.seed)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    return device
+
+
+def train(
+    cfg: RunConfig | None,
+    out: Path,
+    *,
+    name: str | None = None,
+    command: str = "",
+    resume_dir: Path | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> Path:
+    """Train (or resume) a run and write everything into its run directory; return the dir."""
+    state = None
+    if resume_dir is not None:
+        run_dir = Path(resume_dir)
+        cfg = load_config(run_dir)
+        if (run_dir / artifacts.METRICS).exists():
+            return run_dir  # finished already: nothing to redo
+        state = (
+            artifacts.load_state(run_dir / artifacts.STATE)
+            if (run_dir / artifacts.STATE).exists()
+            else None
+        )
+    else:
+        assert cfg is not None
+        run_dir = new_run_dir(out, name or f"{cfg.task}-{cfg.model.name}-s{cfg.seed}")
+        write_text_atomic(run_dir / artifacts.CONFIG, cfg.to_yaml())
+        write_text_atomic(run_dir / "command.txt", command + "\n")
+    device = _setup(cfg)
+    task = TASKS[cfg.task].task(cfg)
+    data = task.build_data(device)
+    split_path = run_dir / "split.json"
+    if resume_dir is not None and split_path.exists():
+        saved = json.loads(split_path.read_text())
+        if saved != data.splits:
+            raise ArchlabError(f"{run_dir}: the data or its split changed since the run started")
+    else:
+        write_json_atomic(split_path, data.splits)
+        write_json_atomic(run_dir / "data.json", data.info)
+    model = task.build_model()
+    cbs: list[Callback] = [
+        BestWeights(
+            task.monitor,
+            cfg.reg.patience if cfg.reg.early_stop else None,
+            cfg.reg.min_delta,
+            run_dir,
+        ),
+        HistoryWriter(run_dir),
+        Checkpoint(run_dir),
+        Progress(cfg.train.progress, cfg.train.epochs),
+    ]
+    if cfg.train.tensorboard:
+        cbs.append(TensorBoard(run_dir))
+    trainer = Trainer(
+        cfg.train, cfg.optim, cfg.reg, seed=cfg.seed, device=device, callbacks=[*cbs, *callbacks]
+    )
+    model = trainer.fit(task, data, model, resume=state)
+    artifacts.save_weights(model, run_dir / artifacts.WEIGHTS)
+    finish(run_dir, task, trainer, data, model)
+    return run_dir
+
+
+def train_at(cfg: RunConfig, run_dir: Path, *, command: str = "") -> Path:
+    """Train ``cfg`` in a fixed directory: skip it if finished, resume it if interrupted.
+
+    Used by ablations and reproduce so that re-running them redoes only unfinished runs.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / artifacts.CONFIG).exists():
+        if load_config(run_dir) != cfg:
+            raise ArchlabError(
+                f"{run_dir}: holds a run with a different config; choose another --out"
+            )
+        return train(None, run_dir.parent, resume_dir=run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / artifacts.CONFIG, cfg.to_yaml())
+    write_text_atomic(run_dir / "command.txt", command + "\n")
+    return train(None, run_dir.parent, resume_dir=run_dir)
+
+
+def finish(
+    run_dir: Path, task: Any, trainer: Trainer, data: Any, model: nn.Module
+) -> dict[str, Any]:
+    """Evaluate on the test split, write plots, then metrics.json last (it marks completion)."""
+    history = trainer.state.history
+    test_loss, test_metrics, outputs, targets = trainer.evaluate(task, data.test, model)
+    best = next((cb for cb in trainer.callbacks if isinstance(cb, BestWeights)), None)
+    metrics: dict[str, Any] = {"test_loss": test_loss}
+    metrics.update({f"test_{k}": v for k, v in test_metrics.items()})
+    last = history[-1] if history else {}
+    metrics.update(
+        {
+            "epochs_run": trainer.state.epoch,
+            "stopped_early": trainer.state.stopped_early,
+            "best_epoch": best.best_epoch if best else 0,
+            "train_seconds": float(sum(r["seconds"] for r in history)),
+            "epoch_seconds_mean": float(sum(r["seconds"] for r in history) / max(1, len(history))),
+            "final_train_loss": last.get("train_loss"),
+            "final_val_loss": last.get("val_loss"),
+            "n_parameters": sum(p.numel() for p in model.parameters()),
+        }
+    )
+    plots.learning_curves({"run": history}, run_dir / "plots" / "learning_curves.png",
+                          metrics=_curve_metrics(history))  # fmt: skip
+    task.artifacts(run_dir, model, data, outputs, targets)
+    artifacts.write_metrics(metrics, run_dir)
+    return metrics
+
+
+def _curve_metrics(history: list[dict[str, float]]) -> list[str]:
+    keys = history[0].keys() if history else []
+    wanted = ["loss", "accuracy", "f1_macro", "wmae", "rmse"]
+    return [m for m in wanted if f"val_{m}" in keys][:3]
+
+
+def load_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / artifacts.CONFIG
+    if not path.exists():
+        raise ArchlabError(f"{run_dir}: not a run directory (no {artifacts.CONFIG})")
+    return RunConfig.from_yaml(path.read_text(), where=str(path))
+
+
+def load_run(run_dir: Path, data_path: str | None = None) -> tuple[RunConfig, Any, nn.Module, Any]:
+    """Rebuild config, task, data and trained model from a run directory."""
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir)
+    if data_path is not None:
+        cfg = replace(cfg, data=replace(cfg.data, path=str(data_path)))
+    device = _setup(cfg)
+    task = TASKS[cfg.task].task(cfg)
+    data = task.build_data(device)
+    saved_info = json.loads((run_dir / "data.json").read_text())
+    if saved_info.get("class_names") and data.info.get("class_names") != saved_info["class_names"]:
+        raise ArchlabError(
+            f"{data_path or cfg.data.path}: classes {data.info.get('class_names')} differ from the "
+            f"run's {saved_info['class_names']}"
+        )
+    model = task.build_model()
+    artifacts.load_weights(model, run_dir / artifacts.WEIGHTS)
+    return cfg, task, model.to(device), data
+
+
+def evaluate(run_dir: Path, data_path: str | None = None) -> dict[str, Any]:
+    """Re-evaluate a saved run on its test split (or another data set's test split)."""
+    cfg, task, model, data = load_run(run_dir, data_path)
+    trainer = Trainer(
+        cfg.train, cfg.optim, cfg.reg, seed=cfg.seed, device=next(model.parameters()).device
+    )
+    loss, metrics, _, _ = trainer.evaluate(task, data.test, model)
+    return {"test_loss": loss, **{f"test_{k}": v for k, v in metrics.items()}}
+
+
+def restore_task(run_dir: Path) -> tuple[RunConfig, Any, nn.Module]:
+    """Task and model from a run dir without loading the training data (for predict)."""
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir)
+    task = TASKS[cfg.task].task(cfg)
+    task.restore(run_dir)
+    model = task.build_model()
+    artifacts.load_weights(model, run_dir / artifacts.WEIGHTS)
+    model.eval()
+    return cfg, task, model

@@ -1,0 +1,226 @@
+"""Image classification (study parts I-II): config sections, data, loss, metrics, plots."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archlab.config import RunConfig
+from archlab.data.augment import AUGMENTATIONS
+from archlab.data.images import load_image_set
+from archlab.data.splits import stratified_split, stratified_subset
+from archlab.errors import ArchlabError
+from archlab.metrics import classification_metrics
+from archlab.models import MODELS, models_for
+from archlab.tasks.base import Batches, DataBundle
+from archlab.utils import sha256_array
+
+
+@dataclass(frozen=True)
+class ImageDataConfig:
+    """Where the images come from and how they are prepared."""
+
+    path: str = ""  # folder of class sub-folders, an .npz, or "" for scikit-learn's digits
+    format: Literal["auto", "folder", "npz", "digits"] = "auto"
+    size: int = 32  # images are resized to size x size pixels
+    channels: int = 1  # 1 = grayscale (the study), 3 = RGB
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    use_provided_split: bool = False  # honour an npz 'split' array (val carved from its train)
+    subset: int = 0  # stratified random subset of this many images before splitting (0 = all)
+    skip_corrupt: bool = False  # skip (and count) unreadable files instead of failing
+    mean: float = 0.5  # normalization: (x/255 - mean) / std, as the study
+    std: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.size < 0 or self.size == 1:
+            raise ArchlabError(f"invalid config value data.size={self.size}: must be >= 2")
+        if self.channels not in (1, 3):
+            raise ArchlabError(f"invalid config value data.channels={self.channels}: 1 or 3")
+        if self.std <= 0:
+            raise ArchlabError(f"invalid config value data.std={self.std}: must be > 0")
+        if self.subset < 0:
+            raise ArchlabError(f"invalid config value data.subset={self.subset}: must be >= 0")
+
+
+@dataclass(frozen=True)
+class ImageModelConfig:
+    name: str = "resnet18"
+
+    def __post_init__(self) -> None:
+        valid = models_for("images")
+        if self.name not in valid:
+            raise ArchlabError(f"unknown image model {self.name!r}; valid: {', '.join(valid)}")
+
+
+class ImageClassification:
+    """Cross-entropy classification of an in-memory uint8 image tensor."""
+
+    name = "images"
+    monitor = ("val_loss", "min")
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.data_cfg: ImageDataConfig = cfg.data
+        self.model_cfg: ImageModelConfig = cfg.model
+        self.reg = cfg.reg
+        self.seed = cfg.seed
+        self.channels_last = cfg.train.channels_last
+        if self.reg.augment not in AUGMENTATIONS:
+            raise ArchlabError(
+                f"invalid config value reg.augment={self.reg.augment!r}; "
+                f"valid for images: {', '.join(AUGMENTATIONS)}"
+            )
+        self.augment = AUGMENTATIONS[self.reg.augment]
+        self.info: dict[str, Any] = {}
+        self.device = torch.device("cpu")
+        self.test_images: torch.Tensor | None = None
+
+    # --- data ---
+    def build_data(self, device: torch.device) -> DataBundle:
+        c = self.data_cfg
+        s = load_image_set(
+            c.path, fmt=c.format, size=c.size, channels=c.channels, skip_corrupt=c.skip_corrupt
+        )
+        keep = stratified_subset(s.labels, c.subset, self.seed)
+        images, labels = s.images[keep], s.labels[keep]
+        provided = (
+            s.provided_split[keep]
+            if (c.use_provided_split and s.provided_split is not None)
+            else None
+        )
+        if c.use_provided_split and s.provided_split is None:
+            raise ArchlabError(
+                f"{s.source}: data.use_provided_split=true but the data has no 'split'"
+            )
+        split = stratified_split(labels, c.val_fraction, c.test_fraction, self.seed, provided)
+        self.device = device
+        x = torch.from_numpy(images).to(device)  # uint8 stays uint8 until a batch is sliced
+        y = torch.from_numpy(labels).to(device)
+        counts = {
+            k: np.bincount(labels[v], minlength=len(s.class_names)).tolist()
+            for k, v in split.items()
+        }
+        self.info = {
+            "source": s.source,
+            "class_names": s.class_names,
+            "channels": int(images.shape[1]),
+            "size": int(images.shape[-1]),
+            "n_images": len(labels),
+            "split_sizes": {k: len(v) for k, v in split.items()},
+            "class_counts": counts,
+            "skipped_corrupt": s.skipped,
+            "ignored_non_images": s.ignored,
+            "split_sha256": {k: sha256_array(v) for k, v in split.items()},
+        }
+        self.test_images = x[torch.from_numpy(split["test"]).to(device)]
+
+        def make(idx: np.ndarray, train: bool) -> Batches:
+            sel = torch.from_numpy(idx).to(device)
+
+            def fetch(
+                i: torch.Tensor, gen: torch.Generator | None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+                j = sel[i.to(device)]
+                xb = self.normalize(x[j])
+                if train and gen is not None and self.augment is not None:
+                    xb = self.augment(xb, gen)
+                return xb, y[j]
+
+            return Batches(len(idx), fetch)
+
+        return DataBundle(
+            train=make(split["train"], True),
+            val=make(split["val"], False),
+            test=make(split["test"], False),
+            info=self.info,
+            splits={k: v.tolist() for k, v in split.items()},
+        )
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.float() / 255.0 - self.data_cfg.mean) / self.data_cfg.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def restore(self, run_dir: Path) -> None:
+        """Recover what build_data learned (classes, size) from a run dir, without the data."""
+        self.info = json.loads((Path(run_dir) / "data.json").read_text())
+
+    # --- model, loss, metrics ---
+    def build_model(self) -> nn.Module:
+        return MODELS[self.model_cfg.name].build(
+            in_channels=self.info["channels"],
+            num_classes=len(self.info["class_names"]),
+            dropout=self.reg.dropout,
+        )
+
+    def step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch
+        return model(x), y
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(outputs, targets, label_smoothing=self.reg.label_smoothing)
+
+    def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
+        pred = outputs.argmax(1).numpy()
+        return classification_metrics(targets.numpy(), pred, self.info["class_names"])
+
+    # --- artefacts and prediction ---
+    def artifacts(
+        self,
+        run_dir: Path,
+        model: nn.Module,
+        data: DataBundle,
+        outputs: torch.Tensor,
+        targets: torch.Tensor,
+    ) -> None:
+        from archlab.report import plots
+
+        names = self.info["class_names"]
+        cm = np.asarray(self.metrics(outputs, targets)["confusion_matrix"])
+        plots.confusion_matrix(cm, names, run_dir / "plots" / "confusion_matrix.png")
+        if self.test_images is not None:
+            k = min(32, len(targets))
+            imgs = self.test_images[:k].cpu().numpy()
+            probs = outputs[:k].softmax(1)
+            plots.image_grid(
+                imgs,
+                targets[:k].numpy(),
+                probs.argmax(1).numpy(),
+                probs.max(1).values.numpy(),
+                names,
+                run_dir / "plots" / "samples.png",
+            )
+
+    def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
+        """Class and probabilities for image files, prepared exactly as in training."""
+        from PIL import Image, UnidentifiedImageError
+
+        mode = "L" if self.info["channels"] == 1 else "RGB"
+        size = self.info["size"]
+        arrs = []
+        for p in inputs:
+            try:
+                with Image.open(p) as im:
+                    im = im.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
+                    arrs.append(np.asarray(im, dtype=np.uint8).reshape(size, size, -1))
+            except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
+                raise ArchlabError(f"{p}: cannot read image ({e.__class__.__name__})") from None
+        x = torch.from_numpy(np.stack(arrs).transpose(0, 3, 1, 2).copy())
+        model.eval()
+        with torch.no_grad():
+            probs = model(self.normalize(x)).softmax(1)
+        names = self.info["class_names"]
+        return [
+            {
+                "input": p,
+                "label": names[int(pr.argmax())],
+                **{n: float(v) for n, v in zip(names, pr, strict=True)},
+            }
+            for p, pr in zip(inputs, probs, strict=True)
+        ]

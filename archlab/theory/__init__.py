@@ -1,0 +1,1 @@
+"""Theory as executable tools: conv arithmetic, stable softmax, LSTM backward through time."""

@@ -1,0 +1,1 @@
+"""Training: one generic Trainer, its callbacks, and optimizer/schedule construction."""

@@ -1,0 +1,187 @@
+"""Optional parts of training as callbacks: history, early stop, checkpoint, progress, TB."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from archlab.report import artifacts
+
+if TYPE_CHECKING:
+    from archlab.train.trainer import Trainer
+
+
+class Callback:
+    """Hooks the Trainer calls; override what you need. State must be plain values/tensors."""
+
+    def on_fit_start(self, trainer: Trainer) -> None: ...
+
+    def on_batch_end(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None: ...
+
+    def on_fit_end(self, trainer: Trainer) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class HistoryWriter(Callback):
+    """Rewrite history.csv after every epoch (atomically)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / artifacts.HISTORY
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None:
+        artifacts.write_history(trainer.state.history, self.path)
+
+
+class BestWeights(Callback):
+    """Track the best epoch by ``monitor``; with ``patience`` set, stop early; restore the best.
+
+    ``patience=None`` only tracks (no stopping, no restore), so the history still says which
+    epoch was best. Best weights live in memory and in best.safetensors (for resume).
+    """
+
+    def __init__(
+        self,
+        monitor: tuple[str, str],
+        patience: int | None,
+        min_delta: float = 0.0,
+        run_dir: Path | None = None,
+    ) -> None:
+        self.key, self.mode = monitor
+        self.patience = patience
+        self.min_delta = min_delta
+        self.path = Path(run_dir) / artifacts.BEST if run_dir else None
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self._weights: dict[str, torch.Tensor] | None = None
+
+    def _improved(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None:
+        value = row[self.key]
+        if self._improved(value):
+            self.best, self.best_epoch, self.bad_epochs = value, int(row["epoch"]), 0
+            if self.patience is not None:
+                assert trainer.model is not None
+                self._weights = {
+                    k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()
+                }
+                if self.path is not None:
+                    artifacts.save_weights(trainer.model, self.path)
+        else:
+            self.bad_epochs += 1
+        if self.patience is not None and self.bad_epochs > self.patience:
+            trainer.state.stop = trainer.state.stopped_early = True
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self.patience is None or trainer.model is None:
+            return
+        if self._weights is None and self.path is not None and self.path.exists():
+            artifacts.load_weights(trainer.model, self.path)  # resumed after the best epoch
+        elif self._weights is not None:
+            trainer.model.load_state_dict(self._weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.bad_epochs = (
+            state["best"],
+            state["best_epoch"],
+            state["bad_epochs"],
+        )
+
+
+class Checkpoint(Callback):
+    """Write resume state (state.pt) after every epoch, atomically; keep it if a write fails."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / artifacts.STATE
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None:
+        artifacts.save_state(trainer.state_dict(), self.path)
+
+
+class Progress(Callback):
+    """A rich progress bar on a terminal; one plain line per epoch otherwise (CI logs)."""
+
+    def __init__(self, mode: str = "auto", total_epochs: int = 0) -> None:
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "plain"
+        self.mode = mode
+        self.total_epochs = total_epochs
+        self._bar: Any = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        if self.mode != "bar":
+            return
+        from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as RichProgress
+
+        self._bar = RichProgress(
+            TextColumn(f"epoch {{task.fields[epoch]}}/{self.total_epochs}"),
+            BarColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TimeRemainingColumn(),
+            transient=True,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task(
+            "train", total=trainer.steps_per_epoch, epoch=trainer.state.epoch + 1, loss=float("nan")
+        )
+
+    def on_batch_end(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
+        if self._bar is not None and step % 10 == 0:
+            self._bar.update(self._task, completed=step + 1, loss=float(loss.item()))
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None:
+        if self.mode == "off":
+            return
+        keys = [k for k in ("train_loss", "val_loss", "train_accuracy", "val_accuracy") if k in row]
+        parts = " ".join(f"{k}={row[k]:.4f}" for k in keys)
+        line = f"epoch {int(row['epoch'])}/{self.total_epochs} {parts} ({row['seconds']:.1f}s)"
+        if self._bar is not None:
+            self._bar.console.print(line)
+            self._bar.reset(self._task, epoch=int(row["epoch"]) + 1)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+class TensorBoard(Callback):
+    """Log every history column to TensorBoard under run_dir/tensorboard."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.log_dir = Path(run_dir) / "tensorboard"
+        self._writer: Any = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(str(self.log_dir))
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None:
+        for k, v in row.items():
+            if k != "epoch":
+                self._writer.add_scalar(k, v, int(row["epoch"]))
+        self._writer.flush()
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self._writer is not None:
+            self._writer.close()

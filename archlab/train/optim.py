@@ -1,0 +1,71 @@
+"""Optimizers with decay/no-decay parameter groups, L2 penalty, and per-step LR schedules."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from archlab.config import OptimConfig, RegConfig
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Split parameters so biases and normalization weights (1-D tensors) are never decayed."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, optim: OptimConfig, reg: RegConfig) -> torch.optim.Optimizer:
+    """Build the optimizer; L2 enters here unless ``reg.l2_mode`` is 'penalty' (see l2_penalty)."""
+    wd = reg.weight_decay if reg.l2_mode != "penalty" else 0.0
+    groups = param_groups(model, wd)
+    if optim.name == "sgd":
+        return torch.optim.SGD(
+            groups,
+            lr=optim.lr,
+            momentum=optim.momentum,
+            nesterov=optim.nesterov and optim.momentum > 0,
+        )
+    if optim.name == "adamw" or reg.l2_mode == "decoupled":
+        return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas)
+    return torch.optim.Adam(groups, lr=optim.lr, betas=optim.betas)
+
+
+def l2_penalty(model: nn.Module, reg: RegConfig) -> torch.Tensor | None:
+    """λ/2·Σ‖w‖² over decayed weights when ``reg.l2_mode == 'penalty'``; else None."""
+    if reg.l2_mode != "penalty" or reg.weight_decay == 0:
+        return None
+    total = sum(p.pow(2).sum() for p in model.parameters() if p.requires_grad and p.ndim > 1)
+    return 0.5 * reg.weight_decay * total
+
+
+def build_scheduler(
+    opt: torch.optim.Optimizer, optim: OptimConfig, epochs: int, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A scheduler stepped once per optimizer step."""
+    total = max(1, epochs * steps_per_epoch)
+    if optim.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt,
+            max_lr=optim.lr,
+            total_steps=total,
+            pct_start=0.25,
+            anneal_strategy="linear",
+            cycle_momentum=optim.name == "sgd",
+        )
+    warmup = int(optim.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if optim.schedule == "cosine":
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
