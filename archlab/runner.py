@@ -164,7 +164,7 @@ def finish(
     )
     plots.learning_curves({"run": history}, run_dir / "plots" / "learning_curves.png",
                           metrics=_curve_metrics(history))  # fmt: skip
-    task.artifacts(run_dir, model, data, outputs, targets)
+    metrics.update(task.artifacts(run_dir, model, data, outputs, targets))
     artifacts.write_metrics(metrics, run_dir)
     return metrics
 

@@ -101,8 +101,11 @@ class Task(Protocol):
         data: DataBundle,
         outputs: torch.Tensor,
         targets: torch.Tensor,
-    ) -> None:
-        """Write task-specific plots/files for the test split (confusion matrix, forecasts...)."""
+    ) -> dict[str, Any]:
+        """Write task-specific files for the test split (plots, tokenizer...).
+
+        Returns extra flat metrics for metrics.json (e.g. baselines on the same test rows).
+        """
         ...
 
 

@@ -178,7 +178,7 @@ class ImageClassification:
         data: DataBundle,
         outputs: torch.Tensor,
         targets: torch.Tensor,
-    ) -> None:
+    ) -> dict[str, Any]:
         from archlab.report import plots
 
         names = self.info["class_names"]
@@ -196,6 +196,7 @@ class ImageClassification:
                 names,
                 run_dir / "plots" / "samples.png",
             )
+        return {}
 
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
         """Class and probabilities for image files, prepared exactly as in training."""
