@@ -13,8 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
+
+# typer 0.29 vendors click as typer._click; its exceptions are what the parser raises.
+from typer._click import exceptions as click
 
 from archlab.config import RunConfig, apply_overrides
 from archlab.errors import ArchlabError
@@ -260,9 +262,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"archlab: error: {e}", file=sys.stderr)
         return 2
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return e.exit_code
-    except click.exceptions.NoArgsIsHelpError as e:
+    except click.NoArgsIsHelpError as e:
         e.show()
         return 2
     except click.UsageError as e:
@@ -271,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as e:
         print(f"archlab: error: {e.format_message()}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         print("archlab: interrupted", file=sys.stderr)
         return 130
     return 0

@@ -1,0 +1,138 @@
+"""CLI: train/eval/predict/summary/ablate end to end, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import IMAGES3, needs_shared, write_image_folder
+
+from archlab.cli import main
+from archlab.models import MODELS
+from archlab.presets import PRESETS
+
+SMOKE = ["--set", "train.progress=off"]
+
+
+def _last_line(out: str) -> str:
+    return out.strip().splitlines()[-1]
+
+
+def test_train_eval_predict_round_trip(tmp_path: Path, image_folder: Path, capsys) -> None:
+    args = ["train", "--preset", "images-resnet18-smoke", "--data", str(image_folder),
+            "--out", str(tmp_path), "--set", "train.max_steps_per_epoch=0", *SMOKE]  # fmt: skip
+    assert main(args) == 0
+    run_dir = Path(_last_line(capsys.readouterr().out))
+    for name in ("config.yaml", "command.txt", "data.json", "split.json", "history.csv",
+                 "metrics.json", "model.safetensors", "state.pt", "plots/learning_curves.png",
+                 "plots/confusion_matrix.png", "plots/samples.png"):  # fmt: skip
+        assert (run_dir / name).exists(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test_accuracy", "test_precision_macro", "test_recall_macro", "test_f1_macro",
+                "test_confusion_matrix", "epochs_run", "train_seconds", "test_f1_cat"):  # fmt: skip
+        assert key in metrics
+    assert sum(map(sum, metrics["test_confusion_matrix"])) == 9  # 15% of 60 images
+
+    assert main(["eval", str(run_dir)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert again["test_confusion_matrix"] == metrics["test_confusion_matrix"]
+
+    img = next((image_folder / "dog").iterdir())
+    assert main(["predict", str(run_dir), str(img)]) == 0
+    row = json.loads(capsys.readouterr().out.strip())
+    assert row["label"] in ("cat", "dog", "eel")
+    assert sum(row[c] for c in ("cat", "dog", "eel")) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_flags_alone_on_a_new_folder(tmp_path: Path, capsys) -> None:
+    root = write_image_folder(tmp_path / "five", {f"k{i}": 12 for i in range(5)}, size=(40, 36))
+    args = ["train", "--task", "images", "--model", "vgg13_bn", "--data", str(root),
+            "--epochs", "1", "--out", str(tmp_path / "runs"), "--set", "data.size=40",
+            "--set", "data.channels=3", "--set", "train.batch_size=8", *SMOKE]  # fmt: skip
+    assert main(args) == 0
+    run_dir = Path(_last_line(capsys.readouterr().out))
+    info = json.loads((run_dir / "data.json").read_text())
+    assert info["class_names"] == [f"k{i}" for i in range(5)] and info["channels"] == 3
+    assert len(json.loads((run_dir / "metrics.json").read_text())["test_confusion_matrix"]) == 5
+
+
+def test_ablation_two_techniques_one_seed(tmp_path: Path, image_folder: Path, capsys) -> None:
+    out = tmp_path / "abl"
+    args = ["ablate", "--task", "images", "--model", "resnet18", "--data", str(image_folder),
+            "--techniques", "baseline,dropout", "--seeds", "1", "--epochs", "1", "--out", str(out),
+            "--set", "train.batch_size=16", *SMOKE]  # fmt: skip
+    assert main(args) == 0
+    table = (out / "ablation.md").read_text()
+    assert "| baseline | 1 |" in table and "| dropout | 1 |" in table
+    assert (out / "ablation_curves.png").exists()
+    cfg = (out / "dropout-s0" / "config.yaml").read_text()
+    assert "dropout: 0.5" in cfg and "augment: none" in cfg
+    # Re-running skips finished runs (same metrics files, untouched).
+    before = (out / "baseline-s0" / "metrics.json").stat().st_mtime_ns
+    assert main(args) == 0
+    assert (out / "baseline-s0" / "metrics.json").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("name", [n for n, s in MODELS.items() if s.task == "images"])
+def test_summary_prints_torchinfo_table(name: str, capsys) -> None:
+    assert main(["summary", name, "--input", "1x32x32", "--classes", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "Total params" in out and "Conv2d" in out
+
+
+def test_summary_exact_counts(capsys) -> None:
+    main(["summary", "vgg13", "--input", "1x64x64"])
+    assert "Total params: 38,677,859" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "--task", "images", "--data", "/no/such/dir"], "/no/such/dir: no such file"),
+        (["train", "--preset", "nope"], "unknown preset 'nope'"),
+        (["train", "--task", "images", "--set", "optim.lr=-1"], "optim.lr=-1.0: must be > 0"),
+        (["train", "--task", "images", "--set", "train.epochs=-3"], "train.epochs=-3"),
+        (["train", "--task", "images", "--set", "optim.foo=1"], "unknown key optim.foo"),
+        (["train", "--task", "images", "--set", "reg.augment=warp"], "reg.augment='warp'"),
+        (["train", "--task", "images", "--set", "reg.patience=-1"], "reg.patience"),
+        (["summary", "alexnet"], "unknown model 'alexnet'"),
+        (["eval", "/no/such/run"], "not a run directory"),
+        (["train", "--bogus"], "No such option"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args: list[str], needle: str, capsys) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_error_from_a_real_process_has_no_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "x.npz"
+    bad.write_bytes(b"junk")
+    proc = subprocess.run(
+        [sys.executable, "-m", "archlab", "train", "--task", "images", "--data", str(bad)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith(f"archlab: error: {bad}: not a readable .npz file")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_list_presets(capsys) -> None:
+    assert main(["train", "--list-presets"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in PRESETS)
+
+
+@needs_shared(IMAGES3)
+def test_real_images3_slice_trains(tmp_path: Path, capsys) -> None:
+    args = ["train", "--preset", "images-resnet18-smoke", "--data", str(IMAGES3),
+            "--out", str(tmp_path), *SMOKE]  # fmt: skip
+    assert main(args) == 0
+    run_dir = Path(_last_line(capsys.readouterr().out))
+    info = json.loads((run_dir / "data.json").read_text())
+    assert info["class_names"] == ["dog", "automobile", "ship"] and info["n_images"] == 240

@@ -1,0 +1,180 @@
+"""The generic Trainer: overfitting, early stopping with best-weight restore, resume, NaN stop."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+
+from archlab import runner
+from archlab.config import OptimConfig, RegConfig, TrainConfig, apply_overrides
+from archlab.errors import NonFiniteLossError
+from archlab.presets import PRESETS
+from archlab.report import artifacts
+from archlab.tasks.base import Batches, DataBundle
+from archlab.train.callbacks import BestWeights, Callback, Checkpoint
+from archlab.train.trainer import Trainer
+
+
+class ToyTask:
+    """Linear classification on fixed random data; ``flip_val`` makes val labels adversarial."""
+
+    name = "toy"
+    monitor = ("val_loss", "min")
+
+    def __init__(self, n: int = 64, flip_val: bool = False, nan_after_steps: int = 0) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 5, generator=g)
+        self.y = (self.x[:, 0] > 0).long()
+        self.flip_val = flip_val
+        self.nan_after_steps = nan_after_steps
+        self.steps = 0
+
+    def build_data(self, device: torch.device) -> DataBundle:
+        yv = 1 - self.y if self.flip_val else self.y
+
+        def fetch(y: torch.Tensor):
+            return lambda i, g: (self.x[i], y[i])
+
+        n = len(self.y)
+        return DataBundle(
+            Batches(n, fetch(self.y)), Batches(n, fetch(yv)), Batches(n, fetch(self.y))
+        )
+
+    def build_model(self) -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Linear(5, 2)
+
+    def step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch
+        if model.training:
+            self.steps += 1
+        return model(x), y
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(outputs, targets)
+        if self.nan_after_steps and self.steps > self.nan_after_steps:
+            loss = loss * float("nan")
+        return loss
+
+    def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
+        return {"accuracy": float((outputs.argmax(1) == targets).float().mean())}
+
+
+def _trainer(epochs: int, lr: float, callbacks: list[Callback] = (), **train: Any) -> Trainer:
+    return Trainer(
+        TrainConfig(epochs=epochs, batch_size=16, progress="off", **train),
+        OptimConfig(name="adam", lr=lr),
+        RegConfig(),
+        seed=0,
+        device=torch.device("cpu"),
+        callbacks=list(callbacks),
+    )
+
+
+def test_overfits_one_small_batch_with_a_registered_model() -> None:
+    from archlab.models import MODELS
+
+    torch.manual_seed(0)
+    x = torch.randn(16, 1, 32, 32)
+    y = torch.arange(16) % 3
+
+    class One(ToyTask):
+        def build_data(self, device):
+            b = Batches(16, lambda i, g: (x[i], y[i]))
+            return DataBundle(b, b, b)
+
+    task = One()
+    trainer = _trainer(40, 1e-3)
+    model = trainer.fit(task, task.build_data(torch.device("cpu")), MODELS["resnet18"].build(1, 3))
+    hist = trainer.state.history
+    assert hist[-1]["train_loss"] < 0.05 < hist[0]["train_loss"]
+    assert (
+        trainer.evaluate(task, Batches(16, lambda i, g: (x[i], y[i])), model)[1]["accuracy"] == 1.0
+    )
+
+
+def test_early_stopping_fires_and_restores_best_weights(tmp_path: Path) -> None:
+    task = ToyTask(flip_val=True)
+    data = task.build_data(torch.device("cpu"))
+    best = BestWeights(("val_loss", "min"), patience=2, run_dir=tmp_path)
+    trainer = _trainer(50, 0.05, [best])
+    model = trainer.fit(task, data, task.build_model())
+    hist = trainer.state.history
+    assert trainer.state.stopped_early and len(hist) < 50
+    assert len(hist) == best.best_epoch + 3  # stopped after patience + 1 bad epochs
+    best_val = min(r["val_loss"] for r in hist)
+    assert best.best == best_val and hist[best.best_epoch - 1]["val_loss"] == best_val
+    assert trainer.evaluate(task, data.val, model)[0] == pytest.approx(best_val, rel=1e-6)
+    saved = load_file(str(tmp_path / artifacts.BEST))
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    task = ToyTask(nan_after_steps=6)  # 4 steps per epoch: epoch 1 is fine, epoch 2 poisons
+    trainer = _trainer(5, 0.01, [Checkpoint(tmp_path)])
+    with pytest.raises(NonFiniteLossError, match="epoch 2, step 3"):
+        trainer.fit(task, task.build_data(torch.device("cpu")), task.build_model())
+    state = artifacts.load_state(tmp_path / artifacts.STATE)
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+class _Interrupt(Callback):
+    def __init__(self, after: int) -> None:
+        self.after = after
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None:
+        if trainer.state.epoch == self.after:
+            raise KeyboardInterrupt
+
+
+def _strip(m: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in m.items() if "seconds" not in k}
+
+
+def test_resume_equals_uninterrupted(tmp_path: Path, image_folder: Path) -> None:
+    cfg = apply_overrides(
+        PRESETS["images-resnet18-smoke"],
+        [f"data.path={image_folder}", "data.size=32", "train.epochs=3", "reg.dropout=0.3",
+         "reg.augment=crop", "optim.schedule=cosine", "reg.early_stop=true", "reg.patience=5"],
+    )  # fmt: skip
+    full = runner.train(cfg, tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        runner.train(cfg, tmp_path / "b", callbacks=[_Interrupt(after=2)])
+    interrupted = next((tmp_path / "b").iterdir())
+    assert not (interrupted / artifacts.METRICS).exists()
+    assert artifacts.load_state(interrupted / artifacts.STATE)["epoch"] == 2
+    resumed = runner.train(None, tmp_path / "b", resume_dir=interrupted)
+    m_full = json.loads((full / artifacts.METRICS).read_text())
+    m_res = json.loads((resumed / artifacts.METRICS).read_text())
+    assert _strip(m_full) == _strip(m_res)
+    w_full = load_file(str(full / artifacts.WEIGHTS))
+    w_res = load_file(str(resumed / artifacts.WEIGHTS))
+    assert all(torch.equal(w_full[k], w_res[k]) for k in w_full)
+    h_full = artifacts.read_history(full / artifacts.HISTORY)
+    h_res = artifacts.read_history(resumed / artifacts.HISTORY)
+    assert [_strip(r) for r in h_full] == [_strip(r) for r in h_res]
+
+
+def test_l2_modes_differ_as_documented() -> None:
+    from archlab.train.optim import build_optimizer, l2_penalty
+
+    model = nn.Linear(3, 2)
+    reg = RegConfig(weight_decay=0.1)
+    assert type(build_optimizer(model, OptimConfig(), reg)) is torch.optim.Adam
+    assert build_optimizer(model, OptimConfig(), reg).param_groups[0]["weight_decay"] == 0.1
+    assert build_optimizer(model, OptimConfig(), reg).param_groups[1]["weight_decay"] == 0.0
+    dec = replace(reg, l2_mode="decoupled")
+    assert type(build_optimizer(model, OptimConfig(), dec)) is torch.optim.AdamW
+    pen = replace(reg, l2_mode="penalty")
+    assert build_optimizer(model, OptimConfig(), pen).param_groups[0]["weight_decay"] == 0.0
+    expected = 0.5 * 0.1 * model.weight.pow(2).sum()
+    assert torch.allclose(l2_penalty(model, pen), expected)
