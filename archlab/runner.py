@@ -31,6 +31,11 @@ from archlab.train.callbacks import (
 from archlab.train.trainer import Trainer
 from archlab.utils import resolve_device, seed_everything, write_json_atomic, write_text_atomic
 
+# metrics.json keys that describe the run rather than a split (the rest are test_*/baseline_*).
+RUN_KEYS = (
+    "epochs_run", "stopped_early", "best_epoch", "train_seconds", "epoch_seconds_mean",
+    "final_train_loss", "final_val_loss", "n_parameters",
+)  # fmt: skip
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
