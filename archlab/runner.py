@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -121,7 +122,16 @@ def train(
     trainer = Trainer(
         cfg.train, cfg.optim, cfg.reg, seed=cfg.seed, device=device, callbacks=[*cbs, *callbacks]
     )
-    model = trainer.fit(task, data, model, resume=state)
+    try:
+        model = trainer.fit(task, data, model, resume=state)
+    except KeyboardInterrupt:
+        done = trainer.state.epoch
+        print(
+            f"archlab: interrupted after {done} finished epoch(s), which are saved; "
+            f"resume with: archlab train --resume {run_dir}",
+            file=sys.stderr,
+        )
+        raise
     artifacts.save_weights(model, run_dir / artifacts.WEIGHTS)
     finish(run_dir, task, trainer, data, model)
     return run_dir
