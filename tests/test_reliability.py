@@ -1,0 +1,147 @@
+"""Faults and security: safe checkpoint loading, atomic writes, SIGKILL + resume, safe paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from archlab import runner
+from archlab.errors import ArchlabError
+from archlab.report import artifacts
+from archlab.runner import new_run_dir
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {os.environ['ARCHLAB_PWNED']}",))
+
+
+def test_malicious_pickle_resume_state_is_refused(tmp_path: Path, monkeypatch) -> None:
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("ARCHLAB_PWNED", str(marker))
+    path = tmp_path / artifacts.STATE
+    torch.save({"epoch": 1, "payload": _Evil()}, path)
+    with pytest.raises(ArchlabError, match="refused to load"):
+        artifacts.load_state(path)
+    assert not marker.exists()
+
+
+def test_plain_pickle_file_is_refused(tmp_path: Path, monkeypatch) -> None:
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("ARCHLAB_PWNED", str(marker))
+    path = tmp_path / artifacts.STATE
+    path.write_bytes(pickle.dumps(_Evil()))
+    with pytest.raises(ArchlabError):
+        artifacts.load_state(path)
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_is_detected(tmp_path: Path) -> None:
+    model = torch.nn.Linear(4, 3)
+    path = tmp_path / artifacts.WEIGHTS
+    artifacts.save_weights(model, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArchlabError, match="truncated or modified"):
+        artifacts.load_weights(torch.nn.Linear(4, 3), path)
+
+
+def test_wrong_architecture_and_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / artifacts.WEIGHTS
+    artifacts.save_weights(torch.nn.Linear(4, 3), path)
+    with pytest.raises(ArchlabError, match="do not fit this model"):
+        artifacts.load_weights(torch.nn.Linear(5, 3), path)
+    with pytest.raises(ArchlabError, match="file not found"):
+        artifacts.load_weights(torch.nn.Linear(4, 3), tmp_path / "nope.safetensors")
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / artifacts.STATE
+    artifacts.save_state({"epoch": 1, "w": torch.ones(3)}, path)
+
+    def broken_save(obj, f, *a, **k):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        artifacts.save_state({"epoch": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    state = artifacts.load_state(path)
+    assert state["epoch"] == 1 and torch.equal(state["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("name", ["../../evil", "/etc/passwd", "..", "a/../../b", ".hidden"])
+def test_run_names_cannot_escape_the_output_dir(tmp_path: Path, name: str) -> None:
+    out = tmp_path / "out"
+    d = new_run_dir(out, name)
+    assert d.resolve().parent == out.resolve()
+
+
+def _strip(m: dict) -> dict:
+    return {k: v for k, v in m.items() if "seconds" not in k}
+
+
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(
+    tmp_path: Path, image_folder: Path
+) -> None:
+    sets = ["--set", "train.epochs=3", "--set", "train.batch_size=4", "--set", "data.size=32",
+            "--set", "train.progress=plain", "--set", "train.max_steps_per_epoch=0"]  # fmt: skip
+    base = [sys.executable, "-m", "archlab", "train", "--preset", "images-resnet18-smoke",
+            "--data", str(image_folder), *sets]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*base, "--out", str(tmp_path / "killed")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    history = None
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        found = list((tmp_path / "killed").glob("*/history.csv"))
+        if found and len(found[0].read_text().splitlines()) == 2:  # header + epoch 1
+            history = found[0]
+            time.sleep(0.3)  # now inside epoch 2
+            break
+        time.sleep(0.05)
+    assert history is not None and proc.poll() is None, "run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run_dir = history.parent
+    assert not (run_dir / artifacts.METRICS).exists()
+    resumed = subprocess.run([sys.executable, "-m", "archlab", "train", "--resume", str(run_dir)],
+                             env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    full = subprocess.run([*base, "--out", str(tmp_path / "full")], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert full.returncode == 0, full.stderr
+    full_dir = Path(full.stdout.strip().splitlines()[-1])
+    m1 = json.loads((run_dir / artifacts.METRICS).read_text())
+    m2 = json.loads((full_dir / artifacts.METRICS).read_text())
+    assert _strip(m1) == _strip(m2)
+    w1, w2 = (
+        load_file(str(run_dir / artifacts.WEIGHTS)),
+        load_file(str(full_dir / artifacts.WEIGHTS)),
+    )
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path: Path, image_folder: Path) -> None:
+    from archlab.config import apply_overrides
+    from archlab.presets import PRESETS
+
+    cfg = apply_overrides(
+        PRESETS["images-resnet18-smoke"], [f"data.path={image_folder}", "train.epochs=1"]
+    )
+    run_dir = runner.train(cfg, tmp_path)
+    before = (run_dir / artifacts.METRICS).stat().st_mtime_ns
+    assert runner.train(None, tmp_path, resume_dir=run_dir) == run_dir
+    assert (run_dir / artifacts.METRICS).stat().st_mtime_ns == before
