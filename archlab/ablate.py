@@ -13,7 +13,7 @@ import numpy as np
 
 from archlab.config import RegConfig, RunConfig, apply_overrides
 from archlab.errors import ArchlabError
-from archlab.presets import TECHNIQUES
+from archlab.presets import RESET_REG, TECHNIQUES
 from archlab.report import artifacts, plots
 from archlab.runner import train_at
 from archlab.utils import write_text_atomic
@@ -27,19 +27,39 @@ COLUMNS: dict[str, dict[str, str]] = {
         "final_val_loss": "final val loss",
         "epochs_run": "epochs run",
     },
+    "text": {
+        "test_accuracy": "test accuracy",
+        "test_f1_macro": "macro F1",
+        "baseline_tfidf_accuracy": "TF-IDF accuracy",
+        "baseline_tfidf_f1_macro": "TF-IDF macro F1",
+        "final_train_loss": "final train loss",
+        "final_val_loss": "final val loss",
+        "epochs_run": "epochs run",
+    },
+    "sales": {
+        "test_wmae": "test WMAE",
+        "test_rmse": "test RMSE",
+        "test_r2": "test R²",
+        "baseline_last_week_wmae": "last-week WMAE",
+        "baseline_seasonal_naive_wmae": "seasonal-naive WMAE",
+        "baseline_mean_wmae": "mean-baseline WMAE",
+        "final_train_loss": "final train loss",
+        "final_val_loss": "final val loss",
+        "epochs_run": "epochs run",
+    },
 }
 
 
 def technique_configs(base: RunConfig, techniques: list[str]) -> dict[str, RunConfig]:
-    """One config per technique: the base with every regularizer off, then that one switched on."""
+    """One config per technique: the base (every regularizer off for RESET_REG tasks) + that one."""
     known = TECHNIQUES.get(base.task, {})
     unknown = [t for t in techniques if t not in known]
     if unknown:
         raise ArchlabError(
             f"unknown technique(s) {unknown} for task {base.task}; valid: {', '.join(known)}"
         )
-    off = replace(base, reg=RegConfig())
-    return {t: apply_overrides(off, known[t]) for t in techniques}
+    start = replace(base, reg=RegConfig()) if base.task in RESET_REG else base
+    return {t: apply_overrides(start, known[t]) for t in techniques}
 
 
 def run_ablation(base: RunConfig, techniques: list[str], seeds: int, out_dir: Path) -> Path:

@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from archlab.config import OptimConfig, RegConfig, RunConfig, TrainConfig
+from archlab.tasks.forecast import SalesDataConfig, SalesModelConfig
 from archlab.tasks.image_cls import ImageDataConfig, ImageModelConfig
+from archlab.tasks.text_cls import TextDataConfig, TextModelConfig
 
-# Ablation techniques as --set overrides applied to a config whose RegConfig is all off.
+# Ablation techniques as --set overrides on the base preset (its reg all off for RESET_REG tasks).
 TECHNIQUES: dict[str, dict[str, tuple[str, ...]]] = {
     "images": {
         "baseline": (),
@@ -21,7 +23,30 @@ TECHNIQUES: dict[str, dict[str, tuple[str, ...]]] = {
         "augment_study": ("reg.augment=study",),
         "l2": ("reg.weight_decay=5e-4",),
     },
+    "sales": {  # the study's RNN variants
+        "baseline": (),
+        "dropout": ("reg.dropout=0.2",),
+        "l2": ("reg.weight_decay=1e-4",),
+    },
+    "text": {  # the study's BiLSTM variants plus the class weighting option
+        "baseline": (),
+        "dropout": ("reg.dropout=0.3",),
+        "lr": ("optim.lr=3e-4",),
+        "class_weights": ("data.class_weights=true",),
+        "early_stop": ("reg.early_stop=true", "reg.patience=3"),
+        "label_smoothing": ("reg.label_smoothing=0.1",),
+    },
 }
+# What `archlab ablate` runs when --techniques is not given.
+DEFAULT_TECHNIQUES: dict[str, tuple[str, ...]] = {
+    "images": ("baseline", "dropout", "early_stop", "augment", "l2"),
+    "sales": ("baseline", "dropout", "l2"),
+    "text": ("baseline", "dropout", "lr", "class_weights"),
+}
+# Tasks whose ablation switches every regularizer off first ("each technique alone", as the
+# study's image ablation). Text techniques are variants applied on top of the study's settings
+# (its BiLSTM keeps dropout 0.5; "dropout" changes it to 0.3).
+RESET_REG = frozenset({"images", "sales"})
 
 
 def _images(model: str, optim: OptimConfig, reg: RegConfig, train: TrainConfig) -> RunConfig:
@@ -64,6 +89,41 @@ _BASE: dict[str, RunConfig] = {
     ),
     "images-vgg13_bn": _images("vgg13_bn", _RESNET_OPTIM, _RESNET_REG, _RESNET_TRAIN),
 }
+# Sales: forecasting framing (per-series windows, time split, residual over the mean baseline,
+# WMAE loss); -parity is the study's row-per-sample setup with MSE on the standardized target.
+_SALES_OPTIM = OptimConfig(name="adam", lr=1e-3, schedule="cosine", grad_clip=1.0)
+# Val (Nov-Jan) is holiday season, unlike train and test; it peaks after 2-3 epochs.
+_SALES_TRAIN = TrainConfig(epochs=4, batch_size=256, eval_batch_size=4096)
+for _cell in ("rnn", "lstm", "gru"):
+    _BASE[f"sales-{_cell}"] = RunConfig(
+        task="sales",
+        data=SalesDataConfig(),
+        model=SalesModelConfig(name=_cell),
+        optim=_SALES_OPTIM,
+        train=_SALES_TRAIN,
+    )
+_BASE["sales-rnn-parity"] = RunConfig(
+    task="sales",
+    data=SalesDataConfig(framing="parity"),
+    model=SalesModelConfig(name="rnn", loss="mse"),
+    optim=OptimConfig(name="adam", lr=1e-3),
+    train=TrainConfig(epochs=5, batch_size=256, eval_batch_size=4096),
+)
+for _tech in ("dropout", "l2"):
+    _BASE[f"sales-rnn-{_tech}"] = replace(_BASE["sales-rnn"], reg=RegConfig())
+# Text: the study's setting (Adam 1e-3, 10 epochs, batch 64, dropout 0.5, cross-entropy);
+# text-bilstm-<technique> applies one variant on top of it (dropout 0.5 -> 0.3, lr 3e-4...).
+for _m in ("lstm-basic", "bilstm"):
+    _BASE[f"text-{_m}"] = RunConfig(
+        task="text",
+        data=TextDataConfig(),
+        model=TextModelConfig(name=_m),
+        optim=_STUDY_OPTIM,
+        reg=RegConfig(dropout=0.5),
+        train=TrainConfig(epochs=10, batch_size=64),
+    )
+for _tech in ("dropout", "lr", "class_weights"):
+    _BASE[f"text-bilstm-{_tech}"] = _BASE["text-bilstm"]
 # One preset per ablation technique, each alone on top of the tuned optimizer (reg all off).
 for _model, _base in (("vgg13", "images-vgg13"), ("resnet18", "images-resnet18")):
     for _tech in TECHNIQUES["images"]:
@@ -75,6 +135,10 @@ def smoke(cfg: RunConfig) -> RunConfig:
     data = cfg.data
     if cfg.task == "images":
         data = replace(data, subset=240)
+    if cfg.task == "text":
+        data = replace(data, subset=300)
+    if cfg.task == "sales":  # two stores x three departments: a few hundred rows
+        data = replace(data, stores=(1, 2), depts=(1, 2, 3))
     return replace(
         cfg,
         data=data,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from archlab.report.eda_text import text_eda
 from archlab.tasks.base import Batches, DataBundle, Task, TaskSpec
+from archlab.tasks.forecast import SalesDataConfig, SalesForecast, SalesModelConfig
+from archlab.tasks.forecast import eda as sales_eda
 from archlab.tasks.image_cls import ImageClassification, ImageDataConfig, ImageModelConfig
+from archlab.tasks.text_cls import TextClassification, TextDataConfig, TextModelConfig
 
 TASKS: dict[str, TaskSpec] = {
     "images": TaskSpec(
@@ -11,6 +15,20 @@ TASKS: dict[str, TaskSpec] = {
         ImageDataConfig,
         ImageModelConfig,
         "image classification (folder of class sub-folders, .npz, or built-in digits)",
+    ),
+    "sales": TaskSpec(
+        SalesForecast,
+        SalesDataConfig,
+        SalesModelConfig,
+        "next-week sales per (store, dept) series (folder with train/features/stores CSVs)",
+        eda=sales_eda,
+    ),
+    "text": TaskSpec(
+        TextClassification,
+        TextDataConfig,
+        TextModelConfig,
+        "short-text classification from a CSV (text and label columns), e.g. tweet sentiment",
+        eda=text_eda,
     ),
 }
 

@@ -1,0 +1,248 @@
+"""Short-text CSVs: reading with clear errors, meaning-keeping cleaning, grouping, tokenizers.
+
+Cleaning and token splitting live inside the Hugging Face tokenizer (normalizer and
+pre-tokenizer), so the saved tokenizer.json reproduces them exactly at predict time.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+from archlab.errors import ArchlabError
+
+PAD, UNK = "[PAD]", "[UNK]"
+URL, USER = "<url>", "<user>"
+_NUMBER = re.compile(r"\s*[-+]?[\d.,]+(?:[eE][-+]?\d+)?\s*")
+
+# Tokens that carry sentiment are kept whole: placeholders, emoticons (:) ;-( =D :/ <3),
+# words with apostrophes (won't), runs of !/? and ellipses; any other symbol (emoji, #, &)
+# becomes its own token. Applied after lowercasing, so ':D' arrives as ':d'.
+_TOKEN = r"<url>|<user>|[:;=][\-o']?[)(\]\[dpo/\\|*3]|<3|\w+(?:'\w+)?|[!?]+|\.{2,}|[^\w\s]"
+
+
+def _normalizer() -> normalizers.Normalizer:
+    return normalizers.Sequence(
+        [
+            normalizers.NFKC(),
+            # URLs and @mentions are replaced before lowercasing; their content is noise.
+            normalizers.Replace(Regex(r"https?://\S+|www\.\S+"), f" {URL} "),
+            normalizers.Replace(Regex(r"@\w+"), f" {USER} "),
+            # Tweets arrive HTML-escaped ('&lt;3' is a heart).
+            normalizers.Replace("&amp;", "&"),
+            normalizers.Replace("&lt;", "<"),
+            normalizers.Replace("&gt;", ">"),
+            normalizers.Lowercase(),
+        ]
+    )
+
+
+def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    return pre_tokenizers.Split(Regex(_TOKEN), behavior="removed", invert=True)
+
+
+_NORMALIZER = _normalizer()
+_PRE_TOKENIZER = _pre_tokenizer()
+
+
+def clean_tokens(text: str) -> list[str]:
+    """The cleaned word tokens of ``text`` (what the tokenizer sees before its vocabulary)."""
+    return [t for t, _ in _PRE_TOKENIZER.pre_tokenize_str(_NORMALIZER.normalize_str(text))]
+
+
+def train_tokenizer(
+    texts: list[str], vocab_size: int = 20_000, min_frequency: int = 2
+) -> Tokenizer:
+    """Fit a word-level tokenizer on ``texts`` (the training split only).
+
+    Word-level because its trainer breaks frequency ties deterministically, so a resumed run
+    rebuilds the same vocabulary (the BPE trainer does not). Id 0 is padding, id 1 unknown.
+    """
+    tok = Tokenizer(models.WordLevel(unk_token=UNK))
+    tok.normalizer = _normalizer()
+    tok.pre_tokenizer = _pre_tokenizer()
+    trainer = trainers.WordLevelTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK]
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def encode(tok: Tokenizer, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded token ids (N x longest, truncated to ``max_length``) and lengths (>= 1).
+
+    A text with no tokens becomes a single unknown token, so packing never sees length 0.
+    """
+    unk = tok.token_to_id(UNK)
+    # encode_batch_fast skips character offsets, which we never use (about 30% faster).
+    encs = tok.encode_batch_fast(texts, add_special_tokens=False)
+    ids = [e.ids[:max_length] or [unk] for e in encs]
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    width = int(lengths.max()) if len(ids) else 1
+    x = np.zeros((len(ids), width), dtype=np.int64)
+    # Scatter all ids at once: row-major order of the mask matches the concatenated lists.
+    x[np.arange(width) < lengths[:, None]] = np.fromiter(
+        itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum())
+    )
+    return torch.from_numpy(x), torch.from_numpy(lengths)
+
+
+@dataclass
+class TextTable:
+    """Grouped samples: one row per distinct cleaned text, with its majority label."""
+
+    texts: list[str]  # first raw text of each group
+    labels: np.ndarray  # class index per group
+    class_names: list[str]
+    source: str
+    counts: dict[str, int] = field(default_factory=dict)  # rows read, merged, dropped (and why)
+
+
+def read_csv(
+    path: str | Path, columns: list[str], encoding: str, optional: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """Read ``columns`` (and those of ``optional`` the file has) as strings.
+
+    Quoted fields may hold newlines. Errors name the file, the column or byte, and the fix.
+    """
+    path = Path(path)
+    if not str(path) or str(path) == ".":
+        raise ArchlabError("no text CSV given: use --data PATH (or --set data.path=PATH)")
+    if not path.is_file():
+        raise ArchlabError(f"{path}: no such file")
+    try:
+        head = pd.read_csv(path, nrows=0, encoding=encoding)
+    except LookupError:
+        raise ArchlabError(
+            f"unknown encoding {encoding!r}: use a Python codec name, "
+            "e.g. --set data.encoding=latin-1"
+        ) from None
+    except UnicodeDecodeError as e:
+        raise _decode_error(path, encoding, e) from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, csv.Error) as e:
+        raise ArchlabError(f"{path}: not a readable CSV ({str(e).splitlines()[0][:120]})") from None
+    found = [str(c) for c in head.columns]
+    for col in columns:
+        if col not in found:
+            raise ArchlabError(
+                f"{path}: no column {col!r} (columns found: {', '.join(found)}); "
+                "choose one with --set data.text_column=NAME / data.label_column=NAME"
+            )
+    try:
+        # keep_default_na=False: a tweet reading 'NA' or 'null' is text, not a missing value.
+        return pd.read_csv(
+            path,
+            usecols=[*columns, *(c for c in optional if c in found and c not in columns)],
+            dtype=str,
+            encoding=encoding,
+            keep_default_na=False,
+        )
+    except UnicodeDecodeError as e:
+        raise _decode_error(path, encoding, e) from None
+    except (pd.errors.ParserError, csv.Error) as e:
+        raise ArchlabError(f"{path}: not a readable CSV ({str(e).splitlines()[0][:120]})") from None
+
+
+def _decode_error(path: Path, encoding: str, e: UnicodeDecodeError) -> ArchlabError:
+    return ArchlabError(
+        f"{path}: cannot decode as {encoding} (byte 0x{e.object[e.start]:02x} at offset "
+        f"{e.start}); set the file's encoding, e.g. --set data.encoding=latin-1"
+    )
+
+
+def load_text_table(
+    path: str | Path,
+    text_column: str = "text",
+    label_column: str = "airline_sentiment",
+    encoding: str = "utf-8",
+    labels: tuple[str, ...] = (),
+    conflicts: Literal["majority", "drop"] = "majority",
+) -> TextTable:
+    """Read, drop unusable rows (counted), and merge rows whose cleaned text is identical.
+
+    Exact duplicates and repeated texts become one sample so no text can land in two splits.
+    A group whose labels disagree takes the majority label (``conflicts='majority'``; ties are
+    dropped) or is dropped entirely (``conflicts='drop'``).
+    """
+    df = read_csv(path, [text_column, label_column], encoding)
+    counts: dict[str, int] = {"rows_read": len(df)}
+    raw = df[text_column].tolist()
+    lab = df[label_column].str.strip().tolist()
+    keys = [" ".join(clean_tokens(t)) for t in raw]
+    empty = [not k for k in keys]
+    # A number where text should be (e.g. an id column chosen by mistake) is not a text.
+    numeric = [bool(k) and _NUMBER.fullmatch(t) is not None for k, t in zip(keys, raw, strict=True)]
+    no_label = [not v for v in lab]
+    counts["dropped_empty_text"] = int(sum(empty))
+    counts["dropped_non_text"] = int(sum(numeric))
+    bad_text = [e or n for e, n in zip(empty, numeric, strict=True)]
+    counts["dropped_missing_label"] = int(
+        sum(n and not b for n, b in zip(no_label, bad_text, strict=True))
+    )
+    keep = [not (b or n) for b, n in zip(bad_text, no_label, strict=True)]
+    if labels:
+        outside = [k and v not in labels for k, v in zip(keep, lab, strict=True)]
+        counts["dropped_label_not_in_set"] = int(sum(outside))
+        keep = [k and not o for k, o in zip(keep, outside, strict=True)]
+    if not any(keep):
+        raise ArchlabError(
+            f"{path}: no usable rows in columns {text_column!r}/{label_column!r} "
+            f"({counts['dropped_empty_text']} empty texts, {counts['dropped_non_text']} numbers, "
+            f"{counts['dropped_missing_label']} missing labels)"
+        )
+    groups: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        if keep[i]:
+            groups.setdefault(k, []).append(i)
+    texts, group_labels = [], []
+    merged = conflicting = dropped_conflict = 0
+    for rows in groups.values():
+        votes = Counter(lab[i] for i in rows).most_common()
+        merged += len(rows) - 1
+        if len(votes) > 1:
+            conflicting += 1
+            if conflicts == "drop" or votes[0][1] == votes[1][1]:  # drop, or a tie
+                dropped_conflict += 1
+                continue
+        texts.append(raw[rows[0]])
+        group_labels.append(votes[0][0])
+    counts.update(
+        rows_merged_into_repeated_texts=merged,
+        texts_with_conflicting_labels=conflicting,
+        texts_dropped_for_conflicting_labels=dropped_conflict,
+        samples=len(texts),
+    )
+    names = list(labels) if labels else sorted(set(group_labels))
+    per_class = Counter(group_labels)
+    present = [n for n in names if per_class[n] > 0]
+    if len(present) < 2:
+        raise ArchlabError(
+            f"{path}: column {label_column!r} has only one class ({', '.join(present) or 'none'}); "
+            "need at least 2"
+        )
+    rare = [n for n in names if per_class[n] < 3]
+    if rare:
+        detail = ", ".join(f"{n!r} ({per_class[n]})" for n in rare)
+        raise ArchlabError(
+            f"{path}: label(s) {detail} in column {label_column!r} have fewer than 3 distinct "
+            "texts, too few for a stratified 70/15/15 split; remove them or list the labels to "
+            "keep with --set data.labels=a,b,c"
+        )
+    index = {n: i for i, n in enumerate(names)}
+    return TextTable(
+        texts=texts,
+        labels=np.array([index[v] for v in group_labels], dtype=np.int64),
+        class_names=names,
+        source=str(path),
+        counts=counts,
+    )

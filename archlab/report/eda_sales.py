@@ -1,0 +1,110 @@
+"""Sales figures: the study's five exploratory plots and the forecast plots of a run (PNG, Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from archlab.report.plots import _save
+
+if TYPE_CHECKING:
+    from archlab.tasks.forecast import SalesDataConfig
+
+TIME_FEATURES = ("Temperature", "Fuel_Price", "CPI", "Unemployment")
+
+
+def sales_eda(df: pd.DataFrame, cfg: SalesDataConfig, out_dir: Path) -> list[Path]:
+    """Write the five plots into ``out_dir``; returns their paths."""
+    date, y, hol = cfg.date_column, cfg.target, cfg.holiday_column
+    out_dir = Path(out_dir)
+    paths = []
+
+    # 1. Features over time (mean over stores per date).
+    feats = [f for f in TIME_FEATURES if f in df.columns] or [y]
+    per_date = df.groupby(date)[feats].mean()
+    fig, axes = plt.subplots(len(feats), 1, figsize=(9, 2.0 * len(feats)), sharex=True)
+    for ax, f in zip(np.atleast_1d(axes), feats, strict=True):
+        ax.plot(per_date.index, per_date[f])
+        ax.set_ylabel(f, fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle("features over time (mean over stores)")
+    paths.append(_out(fig, out_dir / "features_over_time.png"))
+
+    # 2. Sales distribution by store type.
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if "Type" in df.columns:
+        types = sorted(df["Type"].dropna().unique())
+        ax.boxplot([df.loc[df["Type"] == t, y] for t in types], showfliers=False)
+        ax.set_xticks(range(1, len(types) + 1), types)
+    ax.set_xlabel("store type")
+    ax.set_ylabel(y)
+    ax.set_title("weekly sales by store type (outliers hidden)")
+    paths.append(_out(fig, out_dir / "sales_by_store_type.png"))
+
+    # 3. Distribution of weekly sales (log count: a long right tail and some returns).
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(df[y], bins=100, log=True)
+    ax.set_xlabel(y)
+    ax.set_ylabel("rows (log)")
+    ax.set_title("distribution of weekly sales")
+    paths.append(_out(fig, out_dir / "sales_distribution.png"))
+
+    # 4. Average weekly sales, holiday vs non-holiday weeks.
+    fig, ax = plt.subplots(figsize=(5, 4))
+    if hol and hol in df.columns:
+        means = df.groupby(hol)[y].mean()
+        ax.bar([str(k) for k in means.index], means.to_numpy(), color=["C0", "C3"][: len(means)])
+    ax.set_xlabel("holiday week")
+    ax.set_ylabel(f"mean {y}")
+    ax.set_title("average weekly sales: holiday vs not")
+    paths.append(_out(fig, out_dir / "sales_holiday.png"))
+
+    # 5. Average weekly sales vs unemployment (one point per store and date).
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if "Unemployment" in df.columns:
+        g = df.groupby([cfg.store_column, date]).agg(u=("Unemployment", "first"), s=(y, "mean"))
+        ax.scatter(g.u, g.s, s=3, alpha=0.3)
+    ax.set_xlabel("unemployment (%)")
+    ax.set_ylabel(f"mean {y} per store and date")
+    ax.set_title("average weekly sales vs unemployment")
+    paths.append(_out(fig, out_dir / "sales_vs_unemployment.png"))
+    return paths
+
+
+def _out(fig: plt.Figure, path: Path) -> Path:
+    _save(fig, path)
+    return path
+
+
+def actual_vs_forecast(
+    series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], path: Path
+) -> None:
+    """One panel per series: actual, model forecast and the mean baseline over the test steps."""
+    n = max(1, len(series))
+    fig, axes = plt.subplots(n, 1, figsize=(9, 2.4 * n), squeeze=False)
+    for ax, (name, (d, actual, fc, base)) in zip(axes[:, 0], series.items(), strict=False):
+        ax.plot(d, actual, "k-", label="actual")
+        ax.plot(d, fc, "C0-", label="forecast")
+        ax.plot(d, base, "C1--", alpha=0.7, label="baseline (mean)")
+        ax.set_title(f"series {name}", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    _save(fig, path)
+
+
+def residuals_by_step(dates: np.ndarray, residual: np.ndarray, path: Path) -> None:
+    """Mean residual (actual - forecast) per test date."""
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    ax.bar(dates, residual, width=5)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_ylabel("mean residual (actual - forecast)")
+    ax.set_title("residuals by week (test)")
+    ax.grid(alpha=0.3)
+    _save(fig, path)

@@ -1,0 +1,89 @@
+"""Exploratory plots of a short-text CSV: class counts, classes by group, reasons, lengths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from archlab.data.text import read_csv
+from archlab.errors import ArchlabError
+from archlab.utils import atomic_path
+
+REASON_COLUMN = "negativereason"  # the airline file's reason for a negative tweet
+DEFAULT_GROUP = "airline"
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def text_eda(cfg: Any, out_dir: Path) -> list[Path]:
+    """Write the text task's exploratory PNGs into ``out_dir``; return their paths.
+
+    ``cfg`` is a RunConfig whose ``data`` is a TextDataConfig. An explicitly chosen
+    ``data.group_column`` must exist; by default the 'airline' column is used when present.
+    """
+    c = cfg.data
+    group = c.group_column or DEFAULT_GROUP
+    df = read_csv(c.path, [c.text_column, c.label_column], c.encoding, (group, REASON_COLUMN))
+    if c.group_column and c.group_column not in df.columns:
+        raise ArchlabError(f"{c.path}: no column {c.group_column!r} for data.group_column")
+    df = df[(df[c.text_column].str.strip() != "") & (df[c.label_column].str.strip() != "")]
+    label = df[c.label_column]
+    order = list(c.labels) if c.labels else sorted(label.unique())
+    out_dir = Path(out_dir)
+    written = []
+
+    counts = label.value_counts().reindex(order, fill_value=0)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.bar(order, counts.values, color=[f"C{i}" for i in range(len(order))])
+    for i, v in enumerate(counts.values):
+        ax.text(i, v, f"{v} ({v / max(1, counts.sum()):.0%})", ha="center", va="bottom", fontsize=8)
+    ax.set_title(f"{c.label_column} counts ({len(df)} rows)")
+    written.append(_save(fig, out_dir / "label_counts.png"))
+
+    if group in df.columns:
+        table = pd.crosstab(df[group], label).reindex(columns=order, fill_value=0)
+        share = table.div(table.sum(axis=1), axis=0)
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+        table.plot.bar(stacked=True, ax=axes[0], rot=30)
+        axes[0].set_title(f"{c.label_column} by {group} (counts)")
+        share.plot.bar(stacked=True, ax=axes[1], rot=30, legend=False)
+        axes[1].set_title("share within group")
+        written.append(_save(fig, out_dir / f"label_by_{group}.png"))
+
+    if REASON_COLUMN in df.columns:
+        reasons = df.loc[df[REASON_COLUMN].str.strip() != "", REASON_COLUMN].value_counts()
+        if len(reasons):
+            fig, ax = plt.subplots(figsize=(6, 0.35 * len(reasons) + 1))
+            ax.barh(reasons.index[::-1], reasons.values[::-1], color="C3")
+            ax.set_title(f"{REASON_COLUMN} ({int(reasons.sum())} rows)")
+            written.append(_save(fig, out_dir / "negative_reasons.png"))
+
+    chars = df[c.text_column].str.len()
+    words = df[c.text_column].str.split().str.len()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    # Shared bin edges so the classes' histograms are comparable bar by bar.
+    char_bins = np.linspace(chars.min(), chars.max(), 31)
+    word_bins = np.arange(words.min(), words.max() + 2) - 0.5
+    for name in order:
+        mask = label == name
+        axes[0].hist(chars[mask], bins=char_bins, alpha=0.5, label=name)
+        axes[1].hist(words[mask], bins=word_bins, alpha=0.5, label=name)
+    axes[0].set_xlabel("characters")
+    axes[1].set_xlabel("whitespace-separated words")
+    axes[0].set_title("text length by class")
+    axes[0].legend(fontsize=8)
+    written.append(_save(fig, out_dir / "text_lengths.png"))
+    return written

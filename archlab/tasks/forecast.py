@@ -1,0 +1,593 @@
+"""Sales forecasting (study part III): config sections, framings, loss, metrics, baselines.
+
+Two framings of the merged panel:
+- ``forecast`` (default): per series, the previous ``window`` steps of scaled sales (scaler
+  fitted on training steps only) plus the target step's covariates -> that step's sales, split
+  by time (last ``test_steps`` test, the ``val_steps`` before them validation).
+- ``parity``: the study's setup; each merged row one sample (sequence length 1), standardized
+  features and target, random 70/15/15 split.
+
+Targets are (N, 4): scaled target, per-row scale, offset and holiday flag, so metrics are exact
+on the original sales scale while the loss works in scaled units.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archlab.config import RunConfig
+from archlab.data import sales
+from archlab.errors import ArchlabError
+from archlab.metrics import regression_metrics, wmae
+from archlab.models import MODELS, models_for
+from archlab.tasks.base import Batches, DataBundle
+from archlab.utils import write_json_atomic
+
+MARKDOWNS = ("MarkDown1", "MarkDown2", "MarkDown3", "MarkDown4", "MarkDown5")
+STATE_FILE = "sales_state.json"  # fitted scalers and vocabularies for predict (plain JSON)
+
+
+@dataclass(frozen=True)
+class SalesDataConfig:
+    """Where the panel comes from, its column names, and how samples are framed and split."""
+
+    path: str = ""  # folder holding the files below
+    train_file: str = "train.csv"  # also found as train.csv.gz
+    features_file: str = "features.csv"  # "" = none
+    stores_file: str = "stores.csv"  # "" = none
+    date_column: str = "Date"
+    date_format: str = "%Y-%m-%d"
+    series_keys: tuple[str, ...] = ("Store", "Dept")  # last key groups series across stores
+    store_column: str = "Store"  # join key of the stores and features tables
+    target: str = "Weekly_Sales"
+    holiday_column: str = "IsHoliday"  # "" = no holiday flag (every weight 1)
+    covariates: tuple[str, ...] = (
+        "Temperature",
+        "Fuel_Price",
+        *MARKDOWNS,
+        "CPI",
+        "Unemployment",
+        "Size",
+    )
+    markdown_columns: tuple[str, ...] = MARKDOWNS  # NA -> 0 (no promotion)
+    missing_indicators: bool = False  # add <markdown>_missing columns (used as covariates)
+    ffill_columns: tuple[str, ...] = ("CPI", "Unemployment")  # forward-filled per store
+    framing: Literal["forecast", "parity"] = "forecast"
+    window: int = 8  # history steps before the target step
+    season: int = 52  # steps per year (52 weekly, 365 daily)
+    test_steps: int = 39  # last 39 weeks: 2012-02-03 .. 2012-10-26
+    val_steps: int = 13
+    require_lags: tuple[int, ...] = (1, 52)  # a sample needs these lags observed
+    residual: Literal["none", "last_week", "seasonal", "mean"] = "mean"  # predict y - baseline
+    min_scale: float = 1.0  # floor of the per-series scale (sales units)
+    stores: tuple[int, ...] = ()  # keep only these stores (empty = all)
+    depts: tuple[int, ...] = ()  # keep only these groups (last series key; empty = all)
+    parity_onehot: tuple[str, ...] = ("Store", "Dept", "Type")  # one-hot inputs (parity)
+    val_fraction: float = 0.15  # parity split
+    test_fraction: float = 0.15
+    plot_series: tuple[str, ...] = ()  # e.g. "1-1" (Store-Dept); empty = the largest series
+
+    def __post_init__(self) -> None:
+        def bad(key: str, need: str) -> ArchlabError:
+            return ArchlabError(f"invalid config value data.{key}={getattr(self, key)!r}: {need}")
+
+        if self.window < 1:
+            raise bad("window", "must be >= 1")
+        if self.season < 2:
+            raise bad("season", "must be >= 2")
+        if self.test_steps < 1 or self.val_steps < 1:
+            raise bad("test_steps" if self.test_steps < 1 else "val_steps", "must be >= 1")
+        if not self.series_keys:
+            raise bad("series_keys", "give at least one column")
+        if any(lag < 1 for lag in self.require_lags):
+            raise bad("require_lags", "lags must be >= 1")
+        if self.min_scale <= 0:
+            raise bad("min_scale", "must be > 0")
+        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1):
+            raise bad("val_fraction", "val and test fractions must be in (0, 1)")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise bad("test_fraction", "val + test fractions must be < 1")
+
+
+@dataclass(frozen=True)
+class SalesModelConfig:
+    name: str = "rnn"
+    hidden_size: int = 50
+    num_layers: int = 3
+    embed_dim: int = 8  # embedding per series key (store, dept); 0 = none (forecast framing)
+    loss: Literal["wmae", "mse"] = "wmae"  # wmae: holiday-weighted L1 on the sales scale
+
+    def __post_init__(self) -> None:
+        valid = models_for("sales")
+        if self.name not in valid:
+            raise ArchlabError(f"unknown sales model {self.name!r}; valid: {', '.join(valid)}")
+        if self.hidden_size < 1 or self.num_layers < 1 or self.embed_dim < 0:
+            raise ArchlabError(
+                "invalid config value model.hidden_size/num_layers/embed_dim: "
+                f"{self.hidden_size}/{self.num_layers}/{self.embed_dim}"
+            )
+
+
+def _holiday_weight(hol: torch.Tensor) -> torch.Tensor:
+    return torch.where(hol > 0.5, 5.0, 1.0)  # Kaggle's WMAE: holiday weeks weigh 5
+
+
+class SalesForecast:
+    """Regression of next-step sales per series with a recurrent network."""
+
+    name = "sales"
+    monitor = ("val_loss", "min")
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.data_cfg: SalesDataConfig = cfg.data
+        self.model_cfg: SalesModelConfig = cfg.model
+        self.reg = cfg.reg
+        self.seed = cfg.seed
+        self.info: dict[str, Any] = {}
+        self.state: dict[str, Any] = {}
+        self.test_rows: pd.DataFrame | None = None  # keys, date, baselines of the test samples
+
+    # --- data ---
+    def build_data(self, device: torch.device) -> DataBundle:
+        df = sales.load_sales(self.data_cfg)
+        if self.data_cfg.framing == "parity":
+            return self._parity(df, device)
+        return self._forecast(df, device)
+
+    def _forecast(self, df: pd.DataFrame, device: torch.device) -> DataBundle:
+        c = self.data_cfg
+        keys = list(c.series_keys)
+        step_days = sales.infer_step_days(df[c.date_column].to_numpy())
+        covs = list(c.covariates) + (
+            [f"{m}_missing" for m in c.markdown_columns if f"{m}_missing" in df.columns]
+        )
+        p = sales.build_panel(df, keys, c.date_column, c.target, c.holiday_column, covs, step_days)
+        S, T = p.y.shape
+        n_train = T - c.test_steps - c.val_steps
+        if n_train < 1:
+            raise ArchlabError(
+                f"{c.path}: {T} time steps but data.test_steps={c.test_steps} + "
+                f"data.val_steps={c.val_steps} leave no training steps"
+            )
+        offset, scale, n_obs = sales.series_scalers(p.y, n_train, c.min_scale)
+        train_cov = p.cov[:, :n_train].reshape(-1, len(covs))
+        with np.errstate(invalid="ignore"):
+            cov_mean = np.nan_to_num(np.nanmean(train_cov, 0)).astype(np.float32)
+            cov_std = np.nan_to_num(np.nanstd(train_cov, 0), nan=1.0).astype(np.float32)
+        # A covariate constant over the training steps (the markdowns: NA before Nov 2011) teaches
+        # the network nothing and would be far out of range later: it enters as zeros.
+        constant = [k for k, v in zip(covs, cov_std, strict=True) if not v > 0]
+        cov_std[~(cov_std > 0)] = np.inf
+        codes = [pd.factorize(p.keys[:, i], sort=True) for i in range(len(keys))]
+        cats = np.stack([cd for cd, _ in codes], 1).astype(np.int64)
+        steps, yn = sales.forecast_steps(
+            p, np.nan_to_num(offset), scale, cov_mean, cov_std, cats[:, -1], c.season
+        )
+        # Samples: every observed (series, step) whose series has training weeks (a fitted
+        # scaler) and whose required lags are observed; the rest are dropped and counted.
+        s_idx, t_idx = np.nonzero(~np.isnan(p.y))
+        has_scaler = n_obs[s_idx] > 0
+        lag_ok = np.ones(len(s_idx), bool)
+        for lag in c.require_lags:
+            tl = t_idx - lag
+            lag_ok &= (tl >= 0) & ~np.isnan(p.y[s_idx, np.maximum(tl, 0)])
+        keep = has_scaler & lag_ok
+        dropped_series = int(np.sum(n_obs == 0))
+        s_idx, t_idx = s_idx[keep], t_idx[keep]
+        if len(s_idx) == 0:
+            raise ArchlabError(
+                f"{c.path}: no sample left: every series is too short for the required lags "
+                f"{list(c.require_lags)} and {n_train} training steps ({S} series dropped)"
+            )
+        base = self._baseline_scaled(yn, s_idx, t_idx)
+        y = p.y[s_idx, t_idx]
+        hol = p.holiday[t_idx].astype(np.float32)
+        targets = np.stack([yn[s_idx, t_idx], scale[s_idx], offset[s_idx], hol], 1)
+        row_of = np.full((S, T), -1, dtype=np.int64)
+        row_of[p.row_series, p.row_time] = np.arange(len(p.row_series))
+        split_t = {"train": t_idx < n_train, "test": t_idx >= T - c.test_steps}
+        split_t["val"] = ~split_t["train"] & ~split_t["test"]
+
+        steps_t = torch.from_numpy(steps).to(device)
+        L = c.window + 1
+        offs = torch.arange(-L + 1, 1, device=device)
+        s_all = torch.from_numpy(s_idx).to(device)
+        t_all = torch.from_numpy(t_idx).to(device)
+        cats_t = torch.from_numpy(cats).to(device)
+        base_t = torch.from_numpy(base.astype(np.float32)).to(device)
+        targ_t = torch.from_numpy(targets.astype(np.float32)).to(device)
+
+        def make(mask: np.ndarray) -> Batches:
+            sel = torch.from_numpy(np.flatnonzero(mask)).to(device)
+
+            def fetch(i: torch.Tensor, gen: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+                j = sel[i.to(device)]
+                x = gather_windows(steps_t, s_all[j], t_all[j], offs)
+                return x, cats_t[s_all[j]], base_t[j], targ_t[j]
+
+            return Batches(int(mask.sum()), fetch)
+
+        dates = p.dates
+        te = split_t["test"]
+        self.test_rows = pd.DataFrame(
+            {
+                **{k: p.keys[s_idx[te], i] for i, k in enumerate(keys)},
+                c.date_column: dates[t_idx[te]],
+                "actual": y[te],
+                "last_week": _lag(p.y, s_idx[te], t_idx[te], 1),
+                "seasonal_naive": _lag(p.y, s_idx[te], t_idx[te], c.season),
+                "holiday": hol[te] > 0.5,
+            }
+        )
+        self.test_rows["mean"] = self.test_rows[["last_week", "seasonal_naive"]].mean(axis=1)
+        self.global_std = float(np.std(p.y[:, :n_train][~np.isnan(p.y[:, :n_train])]))
+        self.global_mean = float(np.nanmean(p.y[:, :n_train]))
+        self.own_row_baselines = _own_row_baselines(p, T - c.test_steps, c.season)
+        self.state = {
+            "framing": "forecast",
+            "series_keys": keys,
+            "series": p.keys.tolist(),
+            "offset": np.nan_to_num(offset).tolist(),
+            "scale": scale.tolist(),
+            "key_vocab": [u.tolist() for _, u in codes],
+            "covariates": covs,
+            "cov_mean": cov_mean.tolist(),
+            "cov_std": [v if np.isfinite(v) else None for v in cov_std.tolist()],
+            "step_days": step_days,
+            "holiday_dates": [str(d)[:10] for d in dates[p.holiday]],
+            "input_size": int(steps.shape[-1]),
+            "global_mean": self.global_mean,
+            "global_std": self.global_std,
+        }
+        self.info = {
+            "source": str(Path(c.path).resolve()),
+            "framing": "forecast",
+            "n_rows": len(df),
+            "n_series": S,
+            "n_steps": T,
+            "step_days": step_days,
+            "input_size": int(steps.shape[-1]),
+            "window": c.window,
+            "split_sizes": {k: int(v.sum()) for k, v in split_t.items()},
+            "split_first_date": {
+                k: str(dates[t_idx[v]].min())[:10] if v.any() else "" for k, v in split_t.items()
+            },
+            "split_last_date": {
+                k: str(dates[t_idx[v]].max())[:10] if v.any() else "" for k, v in split_t.items()
+            },
+            "dropped_rows_missing_lags": int(np.sum(has_scaler & ~lag_ok)),
+            "dropped_series_no_training_steps": dropped_series,
+            "dropped_rows_no_training_steps": int(np.sum(~has_scaler)),
+            "n_categories": [len(u) for _, u in codes],
+            "covariates_constant_in_training": constant,
+        }
+        return DataBundle(
+            train=make(split_t["train"]),
+            val=make(split_t["val"]),
+            test=make(split_t["test"]),
+            info=self.info,
+            splits={k: row_of[s_idx[v], t_idx[v]].tolist() for k, v in split_t.items()},
+        )
+
+    def _baseline_scaled(self, yn: np.ndarray, s: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """The baseline the network corrects (``data.residual``), in scaled units."""
+        r = self.data_cfg.residual
+        if r == "none":
+            return np.zeros(len(s))
+        both = np.stack([_lag(yn, s, t, 1), _lag(yn, s, t, self.data_cfg.season)])
+        b = _nanmean(both[{"last_week": [0], "seasonal": [1], "mean": [0, 1]}[r]])
+        # Where the chosen lag is missing, fall back to the other one, then to the series mean.
+        return np.nan_to_num(np.where(np.isnan(b), _nanmean(both), b))
+
+    def _parity(self, df: pd.DataFrame, device: torch.device) -> DataBundle:
+        c = self.data_cfg
+        extra = [c.holiday_column] if c.holiday_column else []
+        num_cols = [*c.covariates, *extra, "Year", "Month", "Week"]
+        missing = [k for k in c.parity_onehot if k not in df.columns]
+        if missing:
+            raise ArchlabError(
+                f"{c.path}: data.parity_onehot column(s) {missing} not found; found "
+                f"{list(df.columns)}"
+            )
+        n = len(df)
+        perm = np.random.default_rng(self.seed).permutation(n)
+        n_test, n_val = round(c.test_fraction * n), round(c.val_fraction * n)
+        split = {
+            "train": np.sort(perm[n_test + n_val :]),
+            "val": np.sort(perm[n_test : n_test + n_val]),
+            "test": np.sort(perm[:n_test]),
+        }
+        x = df[num_cols].to_numpy(np.float64)
+        tr = x[split["train"]]
+        mu, sd = np.nanmean(tr, 0), np.nanstd(tr, 0)
+        sd[~(sd > 0)] = 1.0
+        x = np.nan_to_num((x - mu) / sd).astype(np.float32)
+        vocab = [pd.factorize(df[k], sort=True) for k in c.parity_onehot]
+        codes = np.stack([cd for cd, _ in vocab], 1) if vocab else np.zeros((n, 0), np.int64)
+        sizes = [len(u) for _, u in vocab]
+        y = df[c.target].to_numpy(np.float64)
+        ymu, ysd = float(y[split["train"]].mean()), float(y[split["train"]].std())
+        hol = df[c.holiday_column].to_numpy(np.float32) if c.holiday_column else np.zeros(n)
+        targets = np.stack([(y - ymu) / ysd, np.full(n, ysd), np.full(n, ymu), hol], 1)
+        x_t = torch.from_numpy(x).to(device)
+        codes_t = torch.from_numpy(codes.astype(np.int64)).to(device)
+        targ_t = torch.from_numpy(targets.astype(np.float32)).to(device)
+        zero = torch.zeros(n, device=device)
+        width = sum(sizes)
+
+        def make(idx: np.ndarray) -> Batches:
+            sel = torch.from_numpy(idx).to(device)
+
+            def fetch(i: torch.Tensor, gen: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+                j = sel[i.to(device)]
+                onehot = [F.one_hot(codes_t[j, k], n).float() for k, n in enumerate(sizes)]
+                xb = torch.cat([x_t[j], *onehot], 1)[:, None, :]  # sequence length 1
+                return xb, codes_t[j], zero[j], targ_t[j]
+
+            return Batches(len(idx), fetch)
+
+        self.global_mean, self.global_std = ymu, ysd
+        te = split["test"]
+        self.test_rows = pd.DataFrame(
+            {
+                **{k: df[k].to_numpy()[te] for k in c.series_keys},
+                c.date_column: df[c.date_column].to_numpy()[te],
+                "actual": y[te],
+                "holiday": hol[te] > 0.5,
+            }
+        )
+        input_size = len(num_cols) + width
+        self.state = {"framing": "parity", "input_size": input_size}
+        self.info = {
+            "source": str(Path(c.path).resolve()),
+            "framing": "parity",
+            "n_rows": n,
+            "input_size": input_size,
+            "numeric_features": num_cols,
+            "onehot_features": dict(zip(c.parity_onehot, sizes, strict=True)),
+            "split_sizes": {k: len(v) for k, v in split.items()},
+        }
+        return DataBundle(
+            train=make(split["train"]),
+            val=make(split["val"]),
+            test=make(split["test"]),
+            info=self.info,
+            splits={k: v.tolist() for k, v in split.items()},
+        )
+
+    def restore(self, run_dir: Path) -> None:
+        """Recover the fitted scalers and vocabularies written by ``artifacts``."""
+        path = Path(run_dir) / STATE_FILE
+        if not path.exists():
+            raise ArchlabError(f"{run_dir}: no {STATE_FILE} (was the run finished?)")
+        self.state = json.loads(path.read_text())
+        self.info = json.loads((Path(run_dir) / "data.json").read_text())
+
+    # --- model, loss, metrics ---
+    def build_model(self) -> nn.Module:
+        m = self.model_cfg
+        cats: tuple[int, ...] = ()
+        if self.info.get("framing") == "forecast" and m.embed_dim:
+            cats = tuple(self.info["n_categories"])
+        return MODELS[m.name].build(
+            input_size=int(self.info["input_size"]),
+            hidden_size=m.hidden_size,
+            num_layers=m.num_layers,
+            dropout=self.reg.dropout,
+            embeddings=cats,
+            embed_dim=m.embed_dim if cats else 0,
+        )
+
+    def step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        x, cats, base, y = batch
+        return base + model(x, cats), y  # the network predicts the residual over the baseline
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.model_cfg.loss == "mse":
+            return F.mse_loss(outputs, targets[:, 0])
+        # |pred - y| on the sales scale is scale * |scaled error|, so weighting by scale makes
+        # this the batch's WMAE up to a constant (it stays in scaled units).
+        w = _holiday_weight(targets[:, 3]) * targets[:, 1]
+        return (w * (outputs - targets[:, 0]).abs()).sum() / w.sum()
+
+    def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
+        out, t = outputs.double().numpy(), targets.double().numpy()
+        pred = out * t[:, 1] + t[:, 2]
+        y = t[:, 0] * t[:, 1] + t[:, 2]
+        m: dict[str, Any] = {"wmae": wmae(y, pred, t[:, 3] > 0.5), **regression_metrics(y, pred)}
+        std = regression_metrics(
+            (y - self.global_mean) / self.global_std, (pred - self.global_mean) / self.global_std
+        )
+        m["rmse_std"], m["r2_std"] = std["rmse"], std["r2"]
+        return m
+
+    # --- artefacts and prediction ---
+    def artifacts(
+        self,
+        run_dir: Path,
+        model: nn.Module,
+        data: DataBundle,
+        outputs: torch.Tensor,
+        targets: torch.Tensor,
+    ) -> dict[str, Any]:
+        from archlab.report import eda_sales as sales_plots
+
+        write_json_atomic(Path(run_dir) / STATE_FILE, self.state)
+        if self.test_rows is None:
+            return {}
+        rows = self.test_rows.copy()
+        t = targets.double().numpy()
+        rows["forecast"] = outputs.double().numpy() * t[:, 1] + t[:, 2]
+        c = self.data_cfg
+        extra: dict[str, Any] = {}
+        if c.framing == "forecast":
+            for name in ("last_week", "seasonal_naive", "mean"):
+                b = rows[name].to_numpy()
+                ok = ~np.isnan(b)  # all True when require_lags holds 1 and the season
+                extra[f"baseline_{name}_wmae"] = wmae(rows.actual[ok], b[ok], rows.holiday[ok])
+                for k, v in regression_metrics(rows.actual[ok], b[ok]).items():
+                    extra[f"baseline_{name}_{k}"] = v
+            extra.update(self.own_row_baselines)
+            _series_plot(rows, list(c.series_keys), c.date_column, c.plot_series, run_dir)
+        res = (rows.actual - rows.forecast).groupby(rows[c.date_column]).mean()
+        sales_plots.residuals_by_step(
+            res.index.to_numpy(), res.to_numpy(), Path(run_dir) / "plots" / "residuals.png"
+        )
+        return extra
+
+    def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
+        """Next-step forecast per known series from CSV(s) of history in the training format.
+
+        Each CSV holds rows (series keys, date, target[, holiday, covariates]); the forecast is
+        for the step after the CSV's last date. Missing covariates count as training means.
+        """
+        st = self.state
+        if st.get("framing") != "forecast":
+            raise ArchlabError("predict needs a forecast-framing run (data.framing=forecast)")
+        c = self.data_cfg
+        frames = []
+        for path in inputs:
+            p = Path(path)
+            if not p.exists():
+                raise ArchlabError(f"{p}: no such file")
+            df = sales.read_csv(p, [*st["series_keys"], c.date_column, c.target])
+            sales.parse_dates(df, c.date_column, c.date_format, p)
+            sales.parse_number(df, c.target, p)
+            if c.holiday_column in df.columns:
+                sales.parse_bool(df, c.holiday_column, p)
+            else:
+                df[c.holiday_column] = False
+            sales.check_unique(df, st["series_keys"], c.date_column, p)
+            frames.append(df)
+        df = pd.concat(frames, ignore_index=True)
+        covs = st["covariates"]
+        for k, m in zip(covs, st["cov_mean"], strict=True):
+            if k not in df.columns:
+                df[k] = m
+        for k in c.markdown_columns:
+            if k in df.columns:
+                df[k] = df[k].fillna(0.0)
+        keys = st["series_keys"]
+        p = sales.build_panel(
+            df, keys, c.date_column, c.target, c.holiday_column, covs, st["step_days"], 1
+        )
+        T = p.y.shape[1]
+        known = {tuple(k): i for i, k in enumerate(st["series"])}
+        idx = np.array([known.get(tuple(k.tolist()), -1) for k in p.keys])
+        ok = idx >= 0
+        if not ok.any():
+            raise ArchlabError(f"{inputs[0]}: none of its series were seen in training")
+        offset = np.array(st["offset"])[np.maximum(idx, 0)]
+        scale = np.array(st["scale"])[np.maximum(idx, 0)]
+        vocab = [{v: j for j, v in enumerate(vs)} for vs in st["key_vocab"]]
+        cats = np.array([[vocab[i].get(v, 0) for i, v in enumerate(k)] for k in p.keys.tolist()])
+        year_ago = p.dates[-1] - np.timedelta64(c.season * st["step_days"], "D")
+        hol_dates = {np.datetime64(d) for d in st["holiday_dates"]}
+        # The target step is a holiday if the same step a season earlier was one.
+        in_csv = c.season < T and bool(p.holiday[T - 1 - c.season])
+        p.holiday[-1] = bool(p.holiday[-1] or year_ago in hol_dates or in_csv)
+        steps, yn = sales.forecast_steps(
+            p,
+            offset,
+            scale,
+            np.array(st["cov_mean"], np.float32),
+            np.array([np.inf if v is None else v for v in st["cov_std"]], np.float32),
+            cats[:, -1],
+            c.season,
+        )
+        s = np.flatnonzero(ok)
+        t = np.full(len(s), T - 1)
+        x = gather_windows(
+            torch.from_numpy(steps),
+            torch.from_numpy(s),
+            torch.from_numpy(t),
+            torch.arange(-c.window, 1),
+        )
+        base = torch.from_numpy(self._baseline_scaled(yn, s, t).astype(np.float32))
+        model.eval()
+        with torch.no_grad():
+            out = (base + model(x, torch.from_numpy(cats[s]))).double().numpy()
+        fc = out * scale[s] + offset[s]
+        date = str(p.dates[-1])[:10]
+        return [
+            {
+                **{k: _plain(p.keys[i, j]) for j, k in enumerate(keys)},
+                c.date_column: date,
+                "forecast": float(f),
+            }
+            for i, f in zip(s, fc, strict=True)
+        ]
+
+
+def gather_windows(
+    steps: torch.Tensor, s: torch.Tensor, t: torch.Tensor, offs: torch.Tensor
+) -> torch.Tensor:
+    """(N, len(offs), F) windows ending at each target step, with the unknowns masked."""
+    tt = t[:, None] + offs[None, :]
+    x = steps[s[:, None], tt.clamp(min=0)]
+    x = x * (tt >= 0)[..., None]  # steps before the panel starts are zeros
+    last = x[:, -1].clone()
+    last[:, list(sales.UNKNOWN_AT_TARGET)] = 0.0  # the target step's own sales are unknown
+    last[:, sales.TARGET_FLAG] = 1.0
+    return torch.cat([x[:, :-1], last[:, None]], 1)
+
+
+def _nanmean(a: np.ndarray) -> np.ndarray:
+    """Mean over axis 0 ignoring NaN; NaN where every value is missing (no warning)."""
+    n = np.sum(~np.isnan(a), 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.nansum(a, 0) / n, np.nan)
+
+
+def _lag(a: np.ndarray, s: np.ndarray, t: np.ndarray, lag: int) -> np.ndarray:
+    tl = t - lag
+    return np.where(tl >= 0, a[s, np.maximum(tl, 0)], np.nan)
+
+
+def _own_row_baselines(p: sales.Panel, first_test: int, season: int) -> dict[str, float]:
+    """Each baseline on every test row where it exists (how the issue quoted them)."""
+    s, t = np.nonzero(~np.isnan(p.y[:, first_test:]))
+    t = t + first_test
+    y, hol = p.y[s, t], p.holiday[t]
+    last, seas = _lag(p.y, s, t, 1), _lag(p.y, s, t, season)
+    out = {}
+    for name, b in (("last_week", last), ("seasonal_naive", seas), ("mean", (last + seas) / 2)):
+        ok = ~np.isnan(b)
+        out[f"baseline_{name}_wmae_own_rows"] = wmae(y[ok], b[ok], hol[ok]) if ok.any() else None
+    return out
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _series_plot(
+    rows: pd.DataFrame, keys: list[str], date: str, wanted: tuple[str, ...], run_dir: Path
+) -> None:
+    from archlab.report.eda_sales import actual_vs_forecast
+
+    label = rows[keys].astype(str).agg("-".join, axis=1)
+    chosen = list(wanted) or list(rows.groupby(label).actual.sum().nlargest(4).index)
+    series = {}
+    for name in chosen:
+        g = rows[label == name]
+        if len(g):
+            series[name] = (g[date].to_numpy(), g.actual.to_numpy(), g.forecast.to_numpy(),
+                            g["mean"].to_numpy())  # fmt: skip
+    actual_vs_forecast(series, Path(run_dir) / "plots" / "actual_vs_forecast.png")
+
+
+def eda(cfg: RunConfig, out_dir: Path) -> list[Path]:
+    """The study's five exploratory plots of the merged panel."""
+    from archlab.report.eda_sales import sales_eda
+
+    return sales_eda(sales.load_sales(cfg.data), cfg.data, Path(out_dir))

@@ -1,0 +1,283 @@
+"""Text classification (study part IV): config sections, grouped split, tokens, loss, artefacts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer
+from torch import nn
+
+from archlab.config import RunConfig
+from archlab.data.splits import stratified_split, stratified_subset
+from archlab.data.text import encode, load_text_table, read_csv, train_tokenizer
+from archlab.errors import ArchlabError
+from archlab.metrics import classification_metrics
+from archlab.models import MODELS, models_for
+from archlab.tasks.base import Batches, DataBundle
+from archlab.utils import sha256_array, write_text_atomic
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass(frozen=True)
+class TextDataConfig:
+    """Which CSV columns hold text and label, and how texts become token ids."""
+
+    path: str = ""  # CSV file
+    text_column: str = "text"
+    label_column: str = "airline_sentiment"
+    encoding: str = "utf-8"
+    labels: tuple[str, ...] = ()  # class order; rows with other labels are dropped (empty = all)
+    group_column: str = ""  # EDA breakdown column ("" = 'airline' if the file has it)
+    conflicts: Literal["majority", "drop"] = "majority"  # repeated texts with differing labels
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    subset: int = 0  # stratified random subset of this many distinct texts (0 = all)
+    vocab_size: int = 20_000  # most frequent training-split words kept, incl. [PAD] and [UNK]
+    min_frequency: int = 2  # rarer training words map to [UNK]
+    max_length: int = 64  # tokens per text (tweets have at most ~50)
+    class_weights: bool = False  # weight cross-entropy by inverse training-class frequency
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 3:
+            raise ArchlabError(f"invalid config value data.vocab_size={self.vocab_size}: >= 3")
+        if self.min_frequency < 1:
+            raise ArchlabError(
+                f"invalid config value data.min_frequency={self.min_frequency}: must be >= 1"
+            )
+        if self.max_length < 1:
+            raise ArchlabError(f"invalid config value data.max_length={self.max_length}: >= 1")
+        if self.subset < 0:
+            raise ArchlabError(f"invalid config value data.subset={self.subset}: must be >= 0")
+        if not self.text_column or not self.label_column:
+            raise ArchlabError("data.text_column and data.label_column must not be empty")
+
+
+@dataclass(frozen=True)
+class TextModelConfig:
+    """Which network; None keeps the model's own default for that size."""
+
+    name: str = "bilstm"
+    embed_dim: int | None = None
+    hidden_size: int | None = None
+    num_layers: int | None = None
+    pooling: Literal["last", "max"] = "last"
+
+    def __post_init__(self) -> None:
+        valid = models_for("text")
+        if self.name not in valid:
+            raise ArchlabError(f"unknown text model {self.name!r}; valid: {', '.join(valid)}")
+        for key in ("embed_dim", "hidden_size", "num_layers"):
+            v = getattr(self, key)
+            if v is not None and v < 1:
+                raise ArchlabError(f"invalid config value model.{key}={v}: must be >= 1")
+
+
+class TextClassification:
+    """Cross-entropy classification of tokenized short texts with packed sequences."""
+
+    name = "text"
+    monitor = ("val_loss", "min")
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.data_cfg: TextDataConfig = cfg.data
+        self.model_cfg: TextModelConfig = cfg.model
+        self.reg = cfg.reg
+        self.seed = cfg.seed
+        self.info: dict[str, Any] = {}
+        self.tokenizer: Tokenizer | None = None
+        self.texts: list[str] = []
+        self.labels = np.zeros(0, dtype=np.int64)
+        self.split: dict[str, np.ndarray] = {}
+        self.weight: torch.Tensor | None = None
+
+    # --- data ---
+    def build_data(self, device: torch.device) -> DataBundle:
+        c = self.data_cfg
+        table = load_text_table(
+            c.path, c.text_column, c.label_column, c.encoding, c.labels, c.conflicts
+        )
+        keep = stratified_subset(table.labels, c.subset, self.seed)
+        self.texts = [table.texts[i] for i in keep]
+        self.labels = table.labels[keep]
+        # One sample per distinct cleaned text, so a text can never be in two splits.
+        self.split = stratified_split(self.labels, c.val_fraction, c.test_fraction, self.seed)
+        train_texts = [self.texts[i] for i in self.split["train"]]
+        self.tokenizer = train_tokenizer(train_texts, c.vocab_size, c.min_frequency)
+        x, lengths = encode(self.tokenizer, self.texts, c.max_length)
+        y = torch.from_numpy(self.labels)
+        names = table.class_names
+        train_counts = np.bincount(self.labels[self.split["train"]], minlength=len(names))
+        self._set_weight(train_counts, device)
+        self.info = {
+            "source": table.source,
+            "class_names": names,
+            "text_column": c.text_column,
+            "label_column": c.label_column,
+            "vocab_size": self.tokenizer.get_vocab_size(),
+            "rows": table.counts,
+            "conflicts": f"repeated texts with differing labels: {c.conflicts} (ties dropped)",
+            "n_samples": len(self.texts),
+            "split_sizes": {k: len(v) for k, v in self.split.items()},
+            "class_counts": {
+                k: np.bincount(self.labels[v], minlength=len(names)).tolist()
+                for k, v in self.split.items()
+            },
+            "train_class_counts": train_counts.tolist(),
+            "mean_tokens": float(lengths.float().mean()),
+            "truncated_texts": int((lengths >= c.max_length).sum()),
+            "split_sha256": {k: sha256_array(v) for k, v in self.split.items()},
+        }
+
+        def make(idx: np.ndarray) -> Batches:
+            sel = torch.from_numpy(idx)
+
+            def fetch(
+                i: torch.Tensor, gen: torch.Generator | None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                j = sel[i]
+                n = lengths[j]
+                # Pad per batch: trim to the longest text in this batch, not in the data set.
+                return x[j, : int(n.max())].to(device), n, y[j].to(device)
+
+            return Batches(len(idx), fetch)
+
+        return DataBundle(
+            train=make(self.split["train"]),
+            val=make(self.split["val"]),
+            test=make(self.split["test"]),
+            info=self.info,
+            splits={k: v.tolist() for k, v in self.split.items()},
+        )
+
+    def _set_weight(self, train_counts: np.ndarray, device: torch.device) -> None:
+        if not self.data_cfg.class_weights:
+            self.weight = None
+            return
+        # Inverse frequency, scaled so a balanced data set gets weight 1 per class.
+        counts = np.maximum(train_counts, 1).astype(np.float64)
+        w = counts.sum() / (len(counts) * counts)
+        self.weight = torch.tensor(w, dtype=torch.float32, device=device)
+
+    def restore(self, run_dir: Path) -> None:
+        """Classes and the fitted tokenizer from a run dir, without the training data."""
+        run_dir = Path(run_dir)
+        self.info = json.loads((run_dir / "data.json").read_text())
+        path = run_dir / TOKENIZER_FILE
+        if not path.exists():
+            raise ArchlabError(f"{run_dir}: no {TOKENIZER_FILE} (the run did not finish)")
+        self.tokenizer = Tokenizer.from_file(str(path))
+
+    # --- model, loss, metrics ---
+    def build_model(self) -> nn.Module:
+        m = self.model_cfg
+        sizes = {"embed_dim": m.embed_dim, "hidden_size": m.hidden_size, "num_layers": m.num_layers}
+        return MODELS[m.name].build(
+            vocab_size=self.info["vocab_size"],
+            num_classes=len(self.info["class_names"]),
+            dropout=self.reg.dropout,
+            padding_idx=0,
+            pooling=m.pooling,
+            **{k: v for k, v in sizes.items() if v is not None},
+        )
+
+    def step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, lengths, y = batch
+        return model(tokens, lengths), y
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        weight = None if self.weight is None else self.weight.to(outputs.device)
+        return F.cross_entropy(
+            outputs, targets, weight=weight, label_smoothing=self.reg.label_smoothing
+        )
+
+    def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
+        pred = outputs.argmax(1).numpy()
+        return classification_metrics(targets.numpy(), pred, self.info["class_names"])
+
+    # --- artefacts and prediction ---
+    def artifacts(
+        self,
+        run_dir: Path,
+        model: nn.Module,
+        data: DataBundle,
+        outputs: torch.Tensor,
+        targets: torch.Tensor,
+    ) -> dict[str, Any]:
+        from archlab.report import plots
+
+        assert self.tokenizer is not None
+        run_dir = Path(run_dir)
+        names = self.info["class_names"]
+        cm = np.asarray(self.metrics(outputs, targets)["confusion_matrix"])
+        plots.confusion_matrix(cm, names, run_dir / "plots" / "confusion_matrix.png")
+        write_text_atomic(run_dir / TOKENIZER_FILE, self.tokenizer.to_str(pretty=False))
+        probs = outputs.softmax(1).numpy()
+        test = self.split["test"]
+        table = pd.DataFrame(
+            {
+                "text": [self.texts[i] for i in test],
+                "true": [names[t] for t in targets.numpy()],
+                "pred": [names[p] for p in probs.argmax(1)],
+                "confidence": probs.max(1),
+                **{f"p_{n}": probs[:, k] for k, n in enumerate(names)},
+            }
+        )
+        write_text_atomic(run_dir / "test_predictions.csv", table.to_csv(index=False))
+        wrong = table[table["true"] != table["pred"]].sort_values("confidence", ascending=False)
+        write_text_atomic(run_dir / "confident_mistakes.csv", wrong.head(25).to_csv(index=False))
+        return self.tfidf_baseline()
+
+    def tfidf_baseline(self) -> dict[str, float]:
+        """TF-IDF (word 1-2-grams + char 2-5-grams) + logistic regression on the same split."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline, make_union
+
+        def texts(part: str) -> list[str]:
+            return [self.texts[i] for i in self.split[part]]
+
+        features = make_union(
+            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2),
+        )
+        clf = make_pipeline(features, LogisticRegression(C=4.0, max_iter=2000))
+        clf.fit(texts("train"), self.labels[self.split["train"]])
+        pred = clf.predict(texts("test"))
+        m = classification_metrics(self.labels[self.split["test"]], pred, self.info["class_names"])
+        return {"baseline_tfidf_accuracy": m["accuracy"], "baseline_tfidf_f1_macro": m["f1_macro"]}
+
+    def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
+        """Label and class probabilities for texts, or for every row of a CSV (``--file``)."""
+        assert self.tokenizer is not None
+        texts: list[str] = []
+        for item in inputs:
+            if item.lower().endswith(".csv") and Path(item).is_file():
+                col = self.info.get("text_column", self.data_cfg.text_column)
+                df = read_csv(item, [col], self.data_cfg.encoding)
+                texts.extend(df[col].tolist())
+            else:
+                texts.append(item)
+        if not texts:
+            return []
+        x, lengths = encode(self.tokenizer, texts, self.data_cfg.max_length)
+        model.eval()
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            probs = model(x.to(device), lengths).softmax(1).cpu()
+        names = self.info["class_names"]
+        return [
+            {
+                "input": t,
+                "label": names[int(p.argmax())],
+                **{n: float(v) for n, v in zip(names, p, strict=True)},
+            }
+            for t, p in zip(texts, probs, strict=True)
+        ]

@@ -1,0 +1,333 @@
+"""Sales forecasting: loading/merging, bad inputs, windows, split leakage, WMAE, train/predict."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from archlab import runner
+from archlab.ablate import run_ablation
+from archlab.config import apply_overrides
+from archlab.data import sales
+from archlab.errors import ArchlabError
+from archlab.metrics import wmae
+from archlab.models import MODELS
+from archlab.presets import PRESETS
+from archlab.tasks.forecast import SalesDataConfig, SalesForecast, gather_windows
+from tests.conftest import DATA_DIR, needs_shared
+
+WALMART = DATA_DIR / "walmart"
+N_WEEKS = 70
+
+
+def write_panel(
+    root: Path, stores: int = 2, depts: int = 3, weeks: int = N_WEEKS, seed: int = 0
+) -> Path:
+    """A tiny Walmart-shaped panel: seasonal sales, NA markdowns, CR-only stores.csv, a gap."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    dates = pd.date_range("2010-02-05", periods=weeks, freq="7D")
+    hol = dates.isin(pd.to_datetime(["2010-11-26", "2010-12-31", "2011-02-11"]))
+    rows = []
+    for s in range(1, stores + 1):
+        for d in range(1, depts + 1):
+            level = 1000.0 * s * d
+            for i, dt in enumerate(dates):
+                if (s, d) == (1, 2) and i == 10:
+                    continue  # a missing week
+                y = level * (1 + 0.3 * np.sin(2 * np.pi * i / 52)) + rng.normal(0, 50)
+                rows.append((s, d, dt.strftime("%Y-%m-%d"), round(y, 2), bool(hol[i])))
+    train = pd.DataFrame(rows, columns=["Store", "Dept", "Date", "Weekly_Sales", "IsHoliday"])
+    train.to_csv(root / "train.csv", index=False)
+    feats = []
+    for s in range(1, stores + 1):
+        for i, dt in enumerate(dates):
+            md = "NA" if i < 30 else f"{rng.uniform(0, 100):.2f}"
+            cpi = "NA" if i in (5, 6) else f"{210 + i * 0.1:.3f}"
+            feats.append(
+                f"{s},{dt:%Y-%m-%d},{50 + i % 30},{2.5 + i * 0.01:.3f},{md},NA,{md},NA,{md},"
+                f"{cpi},8.1,{'TRUE' if hol[i] else 'FALSE'}"
+            )
+    header = (
+        "Store,Date,Temperature,Fuel_Price,MarkDown1,MarkDown2,MarkDown3,MarkDown4,MarkDown5,"
+        "CPI,Unemployment,IsHoliday"
+    )
+    (root / "features.csv").write_text("\n".join([header, *feats]) + "\n")
+    types = "ABC"
+    lines = ["Store,Type,Size", *(f"{s},{types[s % 3]},{100000 + s}" for s in range(1, stores + 1))]
+    (root / "stores.csv").write_bytes("\r".join(lines).encode())  # CR-only, as the real file
+    return root
+
+
+def small_cfg(root: Path, **kw: object) -> SalesDataConfig:
+    return SalesDataConfig(path=str(root), test_steps=8, val_steps=4, **kw)
+
+
+@pytest.fixture
+def panel_dir(tmp_path: Path) -> Path:
+    return write_panel(tmp_path / "walmart")
+
+
+# --- loading and merging ---
+def test_merge_rows_columns_and_missing_values(panel_dir: Path) -> None:
+    df = sales.load_sales(small_cfg(panel_dir, missing_indicators=True))
+    assert len(df) == 2 * 3 * N_WEEKS - 1
+    for col in ["Type", "Size", "Temperature", "CPI", "Year", "Month", "Week", "MarkDown1"]:
+        assert col in df.columns
+    md = [f"MarkDown{i}" for i in range(1, 6)]
+    assert not df[md].isna().any().any()  # NA -> 0
+    assert (df.loc[df.Date < "2010-09-03", "MarkDown1"] == 0).all()
+    assert df["MarkDown2_missing"].eq(1).all() and df["MarkDown1_missing"].isin([0, 1]).all()
+    # CPI gaps are forward-filled per store: weeks 5 and 6 carry week 4's value.
+    s1 = df[(df.Store == 1) & (df.Dept == 1)].set_index("Date")
+    assert s1.CPI.iloc[5] == s1.CPI.iloc[6] == s1.CPI.iloc[4]
+    assert df.Date.dtype.kind == "M" and df.IsHoliday.dtype == bool
+
+
+def test_gz_train_file_is_found(panel_dir: Path) -> None:
+    raw = (panel_dir / "train.csv").read_bytes()
+    (panel_dir / "train.csv").unlink()
+    (panel_dir / "train.csv.gz").write_bytes(gzip.compress(raw))
+    assert len(sales.load_sales(small_cfg(panel_dir))) == 2 * 3 * N_WEEKS - 1
+
+
+@needs_shared(WALMART)
+def test_real_merge_has_421570_rows() -> None:
+    df = sales.load_sales(SalesDataConfig(path=str(WALMART)))
+    assert len(df) == 421_570
+    assert df[["Type", "Size", "CPI", "Unemployment"]].notna().all().all()
+    assert (df.Weekly_Sales < 0).sum() == 1285  # returns are kept
+
+
+# --- bad inputs: one-line errors naming the file, column and value ---
+def test_missing_column_is_named(panel_dir: Path) -> None:
+    df = pd.read_csv(panel_dir / "train.csv").rename(columns={"Weekly_Sales": "Sales"})
+    df.to_csv(panel_dir / "train.csv", index=False)
+    with pytest.raises(ArchlabError, match=r"train.csv: missing column\(s\) \['Weekly_Sales'\]"):
+        sales.load_sales(small_cfg(panel_dir))
+
+
+def test_unparseable_date_shows_value_and_line(panel_dir: Path) -> None:
+    df = pd.read_csv(panel_dir / "train.csv")
+    df.loc[3, "Date"] = "05/03/2010"
+    df.to_csv(panel_dir / "train.csv", index=False)
+    with pytest.raises(ArchlabError, match=r"unparseable date '05/03/2010'.*line 5"):
+        sales.load_sales(small_cfg(panel_dir))
+
+
+def test_other_date_format_by_flag(panel_dir: Path) -> None:
+    for name in ("train.csv", "features.csv"):
+        df = pd.read_csv(panel_dir / name)
+        df["Date"] = pd.to_datetime(df.Date).dt.strftime("%d-%m-%Y")
+        df.to_csv(panel_dir / name, index=False)
+    assert len(sales.load_sales(small_cfg(panel_dir, date_format="%d-%m-%Y"))) > 0
+
+
+def test_not_a_csv(panel_dir: Path) -> None:
+    (panel_dir / "stores.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00binary")
+    with pytest.raises(ArchlabError, match=r"stores.csv: not a CSV"):
+        sales.load_sales(small_cfg(panel_dir))
+
+
+def test_duplicate_keys(panel_dir: Path) -> None:
+    df = pd.read_csv(panel_dir / "train.csv")
+    pd.concat([df, df.iloc[[7]]]).to_csv(panel_dir / "train.csv", index=False)
+    with pytest.raises(ArchlabError, match=r"duplicate \(Store, Dept, Date\) key \(1, 1, "):
+        sales.load_sales(small_cfg(panel_dir))
+
+
+def test_short_series_are_dropped_and_counted(panel_dir: Path) -> None:
+    df = pd.read_csv(panel_dir / "train.csv")
+    extra = df[(df.Store == 1) & (df.Dept == 1)].tail(5).assign(Dept=99)  # test weeks only
+    pd.concat([df, extra]).to_csv(panel_dir / "train.csv", index=False)
+    cfg = replace(PRESETS["sales-rnn"], data=small_cfg(panel_dir, require_lags=(1,)))
+    task = SalesForecast(cfg)
+    data = task.build_data(torch.device("cpu"))
+    assert data.info["dropped_series_no_training_steps"] == 1
+    assert data.info["dropped_rows_no_training_steps"] == 5
+
+
+def test_every_series_too_short_is_an_error(panel_dir: Path) -> None:
+    cfg = replace(PRESETS["sales-rnn"], data=small_cfg(panel_dir, require_lags=(200,)))
+    with pytest.raises(ArchlabError, match=r"no sample left.*required lags \[200\]"):
+        SalesForecast(cfg).build_data(torch.device("cpu"))
+
+
+def test_bad_config_values() -> None:
+    with pytest.raises(ArchlabError, match=r"data.window=0"):
+        SalesDataConfig(window=0)
+    with pytest.raises(ArchlabError, match=r"unknown sales model"):
+        apply_overrides(PRESETS["sales-rnn"], ["model.name=vgg13"])
+
+
+# --- windows, split, scalers ---
+def test_windows_match_a_slow_reference() -> None:
+    rng = np.random.default_rng(0)
+    steps = rng.normal(size=(3, 12, 2))
+    s = np.array([0, 1, 2, 2, 0])
+    t = np.array([0, 5, 11, 2, 7])
+    fast = sales.windows(steps, s, t, 4)
+    for n in range(len(s)):
+        for k in range(4):
+            tt = t[n] - 3 + k
+            expect = steps[s[n], tt] if tt >= 0 else np.zeros(2)
+            np.testing.assert_array_equal(fast[n, k], expect)
+
+
+def test_task_windows_hold_lags_and_mask_the_target(panel_dir: Path) -> None:
+    cfg = replace(PRESETS["sales-rnn"], data=small_cfg(panel_dir, window=3))
+    task = SalesForecast(cfg)
+    data = task.build_data(torch.device("cpu"))
+    x, _, _, y = data.test.fetch(torch.arange(len(data.test)), None)
+    df = sales.load_sales(small_cfg(panel_dir))
+    key = df.Store * 100 + df.Dept
+    tr = df[df.Date < df.Date.unique()[-12]]
+    mean, std = tr.groupby(key).Weekly_Sales.mean(), tr.groupby(key).Weekly_Sales.std(ddof=0)
+    # Slow reference for the first test sample: scaled sales of the 3 previous weeks.
+    rows = task.test_rows
+    s, d, date = int(rows.Store[0]), int(rows.Dept[0]), rows.Date[0]
+    series = df[(df.Store == s) & (df.Dept == d)].set_index("Date").Weekly_Sales
+    k = s * 100 + d
+    for j, lag in enumerate((3, 2, 1)):
+        expect = (series[date - pd.Timedelta(weeks=lag)] - mean[k]) / std[k]
+        assert x[0, j, 0].item() == pytest.approx(expect, rel=1e-4)
+    assert x[0, -1, 0] == 0 and x[0, -1, sales.TARGET_FLAG] == 1  # the target stays unknown
+    last_year = (series[date - pd.Timedelta(weeks=52)] - mean[k]) / std[k]
+    assert x[0, -1, 2].item() == pytest.approx(last_year, rel=1e-4)
+    assert y[0, 0].item() == pytest.approx((series[date] - mean[k]) / std[k], rel=1e-4)
+
+
+def test_time_split_has_no_leakage(panel_dir: Path) -> None:
+    cfg = replace(PRESETS["sales-rnn"], data=small_cfg(panel_dir))
+    task = SalesForecast(cfg)
+    data = task.build_data(torch.device("cpu"))
+    df = sales.load_sales(small_cfg(panel_dir))
+    dates = {k: df.Date.iloc[v] for k, v in data.splits.items()}
+    assert dates["train"].max() < dates["val"].min() <= dates["val"].max() < dates["test"].min()
+    assert dates["test"].nunique() == 8 and dates["val"].nunique() == 4
+    # Scalers use training weeks only: changing a test-week value leaves them unchanged.
+    df2 = pd.read_csv(panel_dir / "train.csv")
+    df2.loc[df2.Date == df2.Date.max(), "Weekly_Sales"] *= 100
+    df2.to_csv(panel_dir / "train.csv", index=False)
+    task2 = SalesForecast(cfg)
+    task2.build_data(torch.device("cpu"))
+    assert task2.state["offset"] == task.state["offset"]
+    assert task2.state["scale"] == task.state["scale"]
+
+
+def test_series_scalers_ignore_later_steps() -> None:
+    y = np.array([[1.0, 3.0, np.nan, 100.0], [np.nan, np.nan, np.nan, 5.0]])
+    off, sc, n = sales.series_scalers(y, 3, 1.0)
+    assert off[0] == 2.0 and sc[0] == 1.0 and n.tolist() == [2, 0] and np.isnan(off[1])
+
+
+def test_gather_windows_pads_before_start() -> None:
+    steps = torch.arange(2 * 5 * 12, dtype=torch.float32).reshape(2, 5, 12)
+    x = gather_windows(steps, torch.tensor([1]), torch.tensor([1]), torch.arange(-2, 1))
+    assert x[0, 0].abs().sum() == 0 and torch.equal(x[0, 1], steps[1, 0])
+
+
+# --- metrics ---
+def test_wmae_matches_a_hand_computation() -> None:
+    y = np.array([10.0, 20.0, 30.0])
+    p = np.array([12.0, 17.0, 30.0])
+    # (1*2 + 5*3 + 1*0) / (1 + 5 + 1) = 17/7
+    assert wmae(y, p, np.array([False, True, False])) == pytest.approx(17 / 7)
+
+
+def test_task_metrics_on_the_sales_scale() -> None:
+    cfg = PRESETS["sales-rnn"]
+    task = SalesForecast(cfg)
+    task.global_mean, task.global_std = 0.0, 10.0
+    targets = torch.tensor([[1.0, 10.0, 5.0, 0.0], [0.0, 2.0, 1.0, 1.0]])
+    out = torch.tensor([1.5, -1.0])  # sales 20 vs 15, and -1 vs 1 (holiday)
+    m = task.metrics(out, targets)
+    assert m["wmae"] == pytest.approx((5 + 5 * 2) / 6)
+    assert m["mae"] == pytest.approx(3.5)
+    assert m["rmse_std"] == pytest.approx(m["rmse"] / 10)
+    loss = task.loss(out, targets)  # scale-weighted L1: (10*0.5 + 5*2*1) / (10 + 10)
+    assert loss.item() == pytest.approx(15 / 20)
+
+
+def test_rnn_parameter_count_matches_the_study() -> None:
+    model = MODELS["rnn"].build(input_size=156)
+    assert sum(p.numel() for p in model.parameters()) == 20_651
+    for name in ("rnn", "lstm", "gru"):
+        m = MODELS[name].build(input_size=7, embeddings=(4, 5), embed_dim=3, dropout=0.2)
+        out = m(torch.randn(6, 4, 7), torch.zeros(6, 2, dtype=torch.long))
+        assert out.shape == (6,) and torch.isfinite(out).all()
+        out.sum().backward()
+
+
+# --- end to end ---
+def _smoke(root: Path, preset: str = "sales-rnn-smoke", *sets: str):
+    cfg = apply_overrides(
+        PRESETS[preset], [f"data.path={root}", "data.test_steps=8", "data.val_steps=4", *sets]
+    )
+    return cfg
+
+
+def test_train_predict_and_baselines(panel_dir: Path, tmp_path: Path) -> None:
+    cfg = _smoke(panel_dir)
+    run_dir = runner.train(cfg, tmp_path / "runs")
+    m = json.loads((run_dir / "metrics.json").read_text())
+    for k in ("test_wmae", "test_mae", "test_rmse", "test_r2", "test_rmse_std", "test_r2_std"):
+        assert np.isfinite(m[k])
+    for b in ("last_week", "seasonal_naive", "mean"):
+        assert m[f"baseline_{b}_wmae"] > 0
+    for f in ("actual_vs_forecast.png", "residuals.png", "learning_curves.png"):
+        assert (run_dir / "plots" / f).stat().st_size > 0
+    state = json.loads((run_dir / "sales_state.json").read_text())
+    assert "offset" in state
+    _, task, model = runner.restore_task(run_dir)
+    hist = pd.read_csv(panel_dir / "train.csv")
+    hist = hist[hist.Store == 2]
+    hist.to_csv(tmp_path / "history.csv", index=False)
+    rows = task.predict(model, [str(tmp_path / "history.csv")])
+    assert len(rows) == 3 and {r["Dept"] for r in rows} == {1, 2, 3}
+    last = pd.to_datetime(hist.Date).max() + pd.Timedelta(weeks=1)
+    assert all(r["Date"] == f"{last:%Y-%m-%d}" and np.isfinite(r["forecast"]) for r in rows)
+
+
+def test_parity_framing_trains(panel_dir: Path, tmp_path: Path) -> None:
+    cfg = _smoke(panel_dir, "sales-rnn-parity-smoke")
+    run_dir = runner.train(cfg, tmp_path / "runs")
+    m = json.loads((run_dir / "metrics.json").read_text())
+    info = json.loads((run_dir / "data.json").read_text())
+    assert info["framing"] == "parity" and sum(info["split_sizes"].values()) == info["n_rows"]
+    assert np.isfinite(m["test_r2_std"])
+
+
+def test_eda_writes_five_pngs(panel_dir: Path, tmp_path: Path) -> None:
+    from archlab.cli import main
+
+    assert main(["eda", "--task", "sales", "--data", str(panel_dir), "--out", str(tmp_path)]) == 0
+    pngs = sorted(tmp_path.glob("*.png"))
+    assert len(pngs) == 5 and all(p.stat().st_size > 1000 for p in pngs)
+
+
+def test_ablation_two_techniques(panel_dir: Path, tmp_path: Path) -> None:
+    cfg = _smoke(panel_dir)
+    out = run_ablation(cfg, ["baseline", "dropout"], 1, tmp_path / "abl")
+    table = (out / "ablation.md").read_text()
+    assert "dropout" in table and "test WMAE" in table
+
+
+@needs_shared(WALMART)
+def test_real_baselines_match_the_issue() -> None:
+    cfg = replace(PRESETS["sales-rnn"], data=SalesDataConfig(path=str(WALMART)))
+    task = SalesForecast(cfg)
+    data = task.build_data(torch.device("cpu"))
+    assert data.info["split_first_date"]["test"] == "2012-02-03"
+    assert data.info["split_last_date"]["test"] == "2012-10-26"
+    own = task.own_row_baselines
+    assert round(own["baseline_last_week_wmae_own_rows"]) == 1758
+    assert round(own["baseline_seasonal_naive_wmae_own_rows"]) == 1842
+    assert round(own["baseline_mean_wmae_own_rows"]) == 1469

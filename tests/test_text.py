@@ -1,0 +1,226 @@
+"""Text task: reading and grouping, train-only tokenizer, packed padding, run, predict, EDA."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from archlab import runner
+from archlab.ablate import run_ablation
+from archlab.cli import main
+from archlab.config import RunConfig, apply_overrides
+from archlab.data.text import clean_tokens, load_text_table, train_tokenizer
+from archlab.errors import ArchlabError
+from archlab.models import MODELS
+from archlab.presets import PRESETS
+from archlab.report.summary import model_summary
+from archlab.tasks.text_cls import TextClassification, TextDataConfig, TextModelConfig
+from tests.conftest import DATA_DIR, needs_shared
+
+TWEETS = DATA_DIR / "twitter_airline" / "Tweets.csv"
+WORDS = {
+    "negative": ["delayed", "lost", "rude", "worst", "cancelled", "awful"],
+    "neutral": ["when", "which", "gate", "tomorrow", "schedule", "question"],
+    "positive": ["thanks", "great", "love", "awesome", "best", "kind"],
+}
+
+
+def write_tweets(path: Path, n_per_class: int = 30, seed: int = 0) -> Path:
+    """A small airline-like CSV with duplicates, a conflicting repeat and a quoted newline."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, words in WORDS.items():
+        for i in range(n_per_class):
+            w = rng.choice(words, size=3)
+            text = f"@united {w[0]} flight {i} {w[1]} {w[2]} http://t.co/x{i}"
+            reason = "Late Flight" if label == "negative" else ""
+            rows.append({"text": text, "airline_sentiment": label, "airline": "United",
+                         "negativereason": reason})  # fmt: skip
+    rows.append(dict(rows[0]))  # exact duplicate row
+    rows.append({**rows[1], "text": rows[1]["text"].replace("x1", "other")})  # same after cleaning
+    rows.append({**rows[2], "airline_sentiment": "neutral"})  # conflicting repeat, a tie: dropped
+    rows.append({"text": "line one\nline two :) great", "airline_sentiment": "positive",
+                 "airline": "Delta", "negativereason": ""})  # fmt: skip
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def text_cfg(path: Path, *sets: str) -> RunConfig:
+    cfg = replace(PRESETS["text-bilstm-smoke"], data=TextDataConfig(path=str(path)))
+    return apply_overrides(cfg, list(sets))
+
+
+def built(cfg: RunConfig) -> tuple[TextClassification, dict]:
+    task = TextClassification(cfg)
+    data = task.build_data(torch.device("cpu"))
+    return task, data.info
+
+
+@pytest.fixture
+def tweets(tmp_path: Path) -> Path:
+    return write_tweets(tmp_path / "tweets.csv")
+
+
+def test_cleaning_keeps_sentiment_tokens() -> None:
+    toks = clean_tokens("@United THANKS!!! :) :-( <3 http://t.co/abc won't... &lt;3 😡")
+    assert toks == ["<user>", "thanks", "!!!", ":)", ":-(", "<3", "<url>", "won't", "...",
+                    "<3", "😡"]  # fmt: skip
+
+
+def test_repeated_texts_are_merged_and_counted(tweets: Path) -> None:
+    table = load_text_table(tweets)
+    c = table.counts
+    assert c["rows_read"] == 94
+    assert c["rows_merged_into_repeated_texts"] == 3
+    assert c["texts_with_conflicting_labels"] == 1
+    assert c["texts_dropped_for_conflicting_labels"] == 1
+    assert c["samples"] == len(table.texts) == 90
+    drop = load_text_table(tweets, conflicts="drop")
+    assert drop.counts["texts_dropped_for_conflicting_labels"] == 1
+
+
+def _assert_disjoint(task: TextClassification) -> None:
+    keys = {k: {" ".join(clean_tokens(task.texts[i])) for i in v} for k, v in task.split.items()}
+    assert not keys["train"] & keys["val"]
+    assert not keys["train"] & keys["test"]
+    assert not keys["val"] & keys["test"]
+    assert sum(len(v) for v in task.split.values()) == len(task.texts)
+
+
+def test_no_text_in_two_splits(tweets: Path) -> None:
+    task, info = built(text_cfg(tweets))
+    _assert_disjoint(task)
+    assert info["rows"]["rows_merged_into_repeated_texts"] == 3
+
+
+@needs_shared(TWEETS)
+def test_real_slice_split_is_grouped_and_tokenizer_fits_train_only(tmp_path: Path) -> None:
+    # A slice of the real file (quoted newlines and repeated texts included), written here.
+    df = pd.read_csv(TWEETS, nrows=1500)
+    path = tmp_path / "slice.csv"
+    df.to_csv(path, index=False, quoting=csv.QUOTE_NONNUMERIC)
+    task, info = built(text_cfg(path, "data.subset=0", "data.min_frequency=1"))
+    _assert_disjoint(task)
+    assert info["rows"]["rows_read"] == 1500
+    assert task.tokenizer is not None
+    vocab = set(task.tokenizer.get_vocab())
+    train_tokens = {t for i in task.split["train"] for t in clean_tokens(task.texts[i])}
+    other = {t for p in ("val", "test") for i in task.split[p] for t in clean_tokens(task.texts[i])}
+    assert vocab - {"[PAD]", "[UNK]"} <= train_tokens
+    assert other - train_tokens and not (other - train_tokens) & vocab
+    # Deterministic: a resumed run rebuilds exactly the same tokenizer.
+    texts = [task.texts[i] for i in task.split["train"]]
+    assert train_tokenizer(texts).to_str() == train_tokenizer(texts).to_str()
+
+
+@pytest.mark.parametrize("name", [n for n, s in MODELS.items() if s.task == "text"])
+@pytest.mark.parametrize("pooling", ["last", "max"])
+def test_padding_does_not_change_logits(name: str, pooling: str) -> None:
+    torch.manual_seed(0)
+    model = MODELS[name].build(vocab_size=50, num_classes=3, pooling=pooling).eval()
+    seq = torch.randint(2, 50, (7,))
+    other = torch.randint(2, 50, (12,))
+    alone = model(seq[None], torch.tensor([7]))
+    for pad in (1, 9):
+        padded = torch.cat([seq, torch.zeros(pad, dtype=torch.long)])[None]
+        assert torch.allclose(model(padded, torch.tensor([7])), alone, atol=1e-6)
+    batch = torch.zeros(2, 12, dtype=torch.long)
+    batch[0], batch[1, :7] = other, seq
+    assert torch.allclose(model(batch, torch.tensor([12, 7]))[1], alone[0], atol=1e-6)
+    assert "Total params" in model_summary(name, "30", 3)
+
+
+def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("content", "sets", "needle"),
+    [
+        ("tweet,airline_sentiment\nhi,positive\n", (), "no column 'text' (columns found: tweet"),
+        ("text,label\nhi,positive\n", (), "no column 'airline_sentiment' (columns found: text"),
+        (
+            "text,airline_sentiment\nbon café,positive\n",
+            ("data.encoding=ascii",),
+            "--set data.encoding=",
+        ),
+        ("text,airline_sentiment\nhi,positive\n", ("data.encoding=klingon",), "unknown encoding"),
+        (
+            "text,airline_sentiment\n"
+            + "".join(f"t{i} a,pos\nt{i} b,neg\n" for i in range(5))
+            + "lonely,odd\n",
+            (),
+            "'odd' (1)",
+        ),
+        ("text,airline_sentiment\n" + "".join(f"t{i},pos\n" for i in range(9)), (), "one class"),
+    ],
+    ids=["no-text", "no-label", "bad-bytes", "unknown-encoding", "single-example", "one-class"],
+)
+def test_bad_inputs_give_one_line_errors(
+    tmp_path: Path, content: str, sets: tuple[str, ...], needle: str
+) -> None:
+    path = _write(tmp_path / "bad.csv", content)
+    with pytest.raises(ArchlabError) as e:
+        built(text_cfg(path, *sets))
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_empty_and_numeric_texts_are_dropped_and_counted(tmp_path: Path) -> None:
+    rows = "".join(f"good {lab} {w},{lab}\n" for lab in ("p", "n") for w in "abcd")
+    path = _write(tmp_path / "t.csv", 'text,airline_sentiment\n"",p\n   ,n\n12345,p\nok,\n' + rows)
+    c = load_text_table(path).counts
+    assert (c["dropped_empty_text"], c["dropped_non_text"], c["dropped_missing_label"]) == (2, 1, 1)
+    assert c["samples"] == 8
+    assert main(["eda", "--task", "text", "--data", str(path), "--set", "data.encoding=latin-9",
+                 "--out", str(tmp_path / "e")]) == 2  # fmt: skip
+
+
+def test_smoke_run_predict_matches_in_run_evaluation(tweets: Path, tmp_path: Path) -> None:
+    cfg = text_cfg(tweets, "data.subset=0", "train.max_steps_per_epoch=0", "train.epochs=2")
+    run_dir = runner.train(cfg, tmp_path / "runs")
+    m = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test_accuracy", "test_f1_macro", "baseline_tfidf_accuracy",
+                "baseline_tfidf_f1_macro", "epochs_run"):  # fmt: skip
+        assert key in m
+    for f in ("tokenizer.json", "confident_mistakes.csv", "plots/confusion_matrix.png"):
+        assert (run_dir / f).exists()
+    saved = pd.read_csv(run_dir / "test_predictions.csv")
+    _, task, model = runner.restore_task(run_dir)
+    rows = task.predict(model, saved["text"].tolist())
+    names = task.info["class_names"]
+    got = np.array([[r[n] for n in names] for r in rows])
+    assert np.allclose(got, saved[[f"p_{n}" for n in names]].to_numpy(), atol=1e-5)
+    assert m["test_accuracy"] == pytest.approx((saved["true"] == saved["pred"]).mean())
+    # --file: every row of a CSV with the run's text column.
+    assert len(task.predict(model, [str(tweets)])) == 94
+
+
+def test_eda_cli_writes_plots(tweets: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "eda"
+    assert main(["eda", "--task", "text", "--data", str(tweets), "--out", str(out)]) == 0
+    names = {p.name for p in out.glob("*.png")}
+    assert names == {"label_counts.png", "label_by_airline.png", "negative_reasons.png",
+                     "text_lengths.png"}  # fmt: skip
+
+
+def test_two_technique_ablation(tweets: Path, tmp_path: Path) -> None:
+    base = text_cfg(tweets, "train.epochs=1")
+    out = run_ablation(base, ["baseline", "class_weights"], 1, tmp_path / "abl")
+    rows = json.loads((out / "ablation.json").read_text())
+    assert [r["technique"] for r in rows] == ["baseline", "class_weights"]
+    assert all(0 <= r["test_accuracy_mean"] <= 1 for r in rows)
+
+
+def test_config_validation_names_the_value() -> None:
+    with pytest.raises(ArchlabError, match="unknown text model 'gpt'"):
+        TextModelConfig(name="gpt")
+    with pytest.raises(ArchlabError, match=r"data\.max_length=0"):
+        TextDataConfig(max_length=0)
