@@ -185,8 +185,8 @@ def ablate(
     model: Annotated[str | None, typer.Option(help="Model name.")] = None,
     data: Annotated[str | None, typer.Option(help="Data path.")] = None,
     techniques: Annotated[
-        str, typer.Option(help="Comma-separated techniques.")
-    ] = "baseline,dropout,early_stop,augment,l2",
+        str | None, typer.Option(help="Comma-separated techniques (default: the task's).")
+    ] = None,
     seeds: Annotated[int, typer.Option(help="Seeds per technique.")] = 1,
     preset: Annotated[str | None, typer.Option(help="Base preset (optimizer, epochs...).")] = None,
     set_: SetOpt = None,
@@ -200,7 +200,12 @@ def ablate(
     if preset is None and model is not None and f"{task}-{model}" in PRESETS:
         preset = f"{task}-{model}"
     base = build_config(None if preset else task, preset, data, model, epochs, None, set_)
-    techs = [t.strip() for t in techniques.split(",") if t.strip()]
+    from archlab.presets import DEFAULT_TECHNIQUES
+
+    if techniques is None:
+        techs = list(DEFAULT_TECHNIQUES.get(base.task, ("baseline",)))
+    else:
+        techs = [t.strip() for t in techniques.split(",") if t.strip()]
     out_dir = (
         out
         or Path("runs") / f"ablate-{base.task}-{base.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -208,6 +213,27 @@ def ablate(
     run_ablation(base, techs, seeds, out_dir)
     print((out_dir / "ablation.md").read_text(), end="")
     print(out_dir)
+
+
+@app.command()
+def reproduce(
+    data_dir: Annotated[
+        Path, typer.Option(help="Folder with images3/, walmart/, twitter_airline/.")
+    ],
+    profile: Annotated[
+        str, typer.Option(help="smoke (<= 5 min), quick (<= 60 min) or full.")
+    ] = "quick",
+    seeds: Annotated[int, typer.Option(help="Seeds per experiment.")] = 1,
+    out: Annotated[Path, typer.Option(help="Output directory (re-run to resume).")] = Path(
+        "runs/reproduce"
+    ),
+) -> None:
+    """Run every experiment of the study and build one report; prints the report directory."""
+    from archlab.reproduce import reproduce as run
+
+    report_dir = run(data_dir, profile, seeds, out)
+    print(report_dir / "index.html")
+    print(out)
 
 
 @app.command()

@@ -1,0 +1,101 @@
+"""Report inputs that are not training runs: theory checks, model summaries, EDA plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from archlab.errors import ArchlabError
+from archlab.utils import write_text_atomic
+
+# The study's theory questions, answered by the tools (argv after `archlab theory`).
+THEORY_COMMANDS: dict[str, list[str]] = {
+    "conv: 32 wide x 28 high RGB, 10 filters 5x5, stride 1, no padding": [
+        "conv",
+        "--input",
+        "3x28x32",
+        "--filters",
+        "10",
+        "--kernel",
+        "5",
+    ],
+    "conv: the same with padding 1": [
+        "conv",
+        "--input",
+        "3x28x32",
+        "--filters",
+        "10",
+        "--kernel",
+        "5",
+        "--padding",
+        "1",
+    ],
+    "conv: the same on a grayscale input": [
+        "conv",
+        "--input",
+        "1x28x32",
+        "--filters",
+        "10",
+        "--kernel",
+        "5",
+    ],
+    "softmax shift invariance and overflow": ["softmax"],
+    "LSTM backward pass vs autograd": ["lstm-grad"],
+}
+# Model summaries shown in the report: name -> (input shape, classes).
+SUMMARIES: dict[str, tuple[str, int]] = {"vgg13": ("1x64x64", 3), "resnet18": ("1x64x64", 3)}
+
+
+def theory_outputs(out_dir: Path) -> list[dict[str, Any]]:
+    """Run each theory command, save its output; a failed check is recorded, not hidden."""
+    from typer.testing import CliRunner
+
+    from archlab.theory.cli import theory_app
+
+    runner = CliRunner()
+    rows = []
+    for i, (title, argv) in enumerate(THEORY_COMMANDS.items()):
+        res = runner.invoke(theory_app, argv)
+        path = out_dir / f"{i:02d}-{argv[0]}.txt"
+        write_text_atomic(path, res.output)
+        rows.append(
+            {
+                "title": title,
+                "command": "archlab theory " + " ".join(argv),
+                "exit_code": res.exit_code,
+                "file": str(path.relative_to(out_dir.parent)),
+            }
+        )
+    return rows
+
+
+def model_summaries(out_dir: Path) -> list[dict[str, Any]]:
+    from archlab.models import MODELS
+    from archlab.report.summary import model_summary
+
+    rows = []
+    for name, (shape, classes) in SUMMARIES.items():
+        if name not in MODELS:
+            continue
+        path = out_dir / f"{name}.txt"
+        write_text_atomic(path, model_summary(name, shape, classes))
+        rows.append({"model": name, "input": shape, "file": str(path.relative_to(out_dir.parent))})
+    return rows
+
+
+def eda_plots(part: str, data_path: Path, out_dir: Path) -> list[Path]:
+    """The task's exploratory plots for ``data_path`` (none for images)."""
+    from archlab.config import RunConfig
+    from archlab.tasks import TASKS
+
+    spec = TASKS.get(part)
+    if spec is None or spec.eda is None:
+        return []
+    cfg = RunConfig(
+        task=part, data=spec.data_config(path=str(data_path)), model=spec.model_config()
+    )
+    try:
+        return list(spec.eda(cfg, out_dir))
+    except ArchlabError as e:
+        print(f"archlab: EDA for {part} skipped: {e}")
+        return []

@@ -1,0 +1,340 @@
+"""The study report (report/report.md + report/index.html), built only from run directories.
+
+Every number is read from metrics.json / history files written by runs; the study's own numbers
+come from archlab/data/study.yaml. The HTML is self-contained (plots embedded as data URIs).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from archlab.errors import ArchlabError
+from archlab.report import artifacts
+from archlab.utils import write_text_atomic
+
+STUDY_FILE = Path(__file__).resolve().parents[1] / "data" / "study.yaml"
+THEORY_DOC = Path(__file__).resolve().parents[2] / "docs" / "theory.md"
+PART_TITLES = {
+    "images": "Parts I–II: image classification (VGG-13, ResNet-18)",
+    "sales": "Part III: sales forecasting with recurrent networks",
+    "text": "Part IV: sentiment classification with LSTMs",
+}
+# metrics.json keys shown per part, in order, when present.
+COLUMNS = {
+    "images": [
+        "test_accuracy",
+        "test_f1_macro",
+        "test_precision_macro",
+        "test_recall_macro",
+        "epochs_run",
+        "train_seconds",
+    ],
+    "text": [
+        "test_accuracy",
+        "test_f1_macro",
+        "baseline_tfidf_accuracy",
+        "baseline_tfidf_f1_macro",
+        "epochs_run",
+        "train_seconds",
+    ],
+    "sales": [
+        "test_wmae",
+        "test_mae",
+        "test_rmse",
+        "test_r2",
+        "test_rmse_std",
+        "test_r2_std",
+        "baseline_last_week_wmae",
+        "baseline_seasonal_naive_wmae",
+        "baseline_mean_wmae",
+        "epochs_run",
+        "train_seconds",
+    ],
+}
+MAIN_METRIC = {"images": "test_accuracy", "text": "test_accuracy", "sales": "test_wmae"}
+DIFFERENCES = [
+    "Images: the study's 64×64 three-class set (dogs/food/vehicles, 30,000 images) is not "
+    "available; runs use three CIFAR-10 classes (dog, automobile, ship) at 32×32, 18,000 images, "
+    "split 70/15/15 stratified (12,600/2,700/2,700), converted to grayscale as in the study.",
+    "Sales: the study evaluated on a random row split with one row per sample (reproduced as "
+    "'study parity'); archlab's default forecaster splits by time (last 39 weeks test, 13 before "
+    "validation) and reports Kaggle's WMAE on the original scale against naive baselines.",
+    "Text: tweets are grouped by text before splitting, so no text appears in two splits "
+    "(the study's random split let repeated tweets leak into its test set).",
+]
+
+
+@dataclass
+class Block:
+    """One report element, rendered to both Markdown and HTML."""
+
+    kind: str  # h1 h2 h3 p table img pre list
+    content: Any
+    extra: Any = None
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.1f}" if abs(v) >= 100 else f"{v:.4f}"
+    return str(v)
+
+
+def _mean_std(values: list[float]) -> str:
+    arr = np.asarray(values, dtype=float)
+    if len(arr) == 1:
+        return _fmt(float(arr[0]))
+    return f"{_fmt(float(arr.mean()))} ± {_fmt(float(arr.std(ddof=1)))}"
+
+
+def load_study() -> dict[str, Any]:
+    return yaml.safe_load(STUDY_FILE.read_text())
+
+
+def _run_dirs(out: Path, exp: dict[str, Any]) -> dict[str, list[Path]]:
+    base = out / exp["part"] / exp["key"]
+    return {t: [base / r for r in runs] for t, runs in exp["runs"].items()}
+
+
+def _metrics(dirs: list[Path]) -> list[dict[str, Any]]:
+    return [artifacts.read_metrics(d) for d in dirs]
+
+
+def summary_rows(out: Path, manifest: dict[str, Any], study: dict[str, Any]) -> list[list[str]]:
+    """One row per experiment (per study number it is compared with)."""
+    rows = []
+    for exp in manifest["experiments"]:
+        dirs = _run_dirs(out, exp)
+        if exp["kind"] == "ablation":
+            key = MAIN_METRIC[exp["part"]]
+            means = {t: float(np.mean([m[key] for m in _metrics(ds)])) for t, ds in dirs.items()}
+            pick = min if key.endswith("wmae") else max
+            best = pick(means, key=means.__getitem__)
+            rows.append([exp["title"], key, f"best: {best} {_fmt(means[best])}", "—", "—"])
+            continue
+        ms = _metrics(dirs[""])
+        keys = [study["results"][s]["metric"] for s in exp["study"]] or [MAIN_METRIC[exp["part"]]]
+        for i, key in enumerate(keys):
+            vals = [m[key] for m in ms if m.get(key) is not None]
+            ours = _mean_std(vals) if vals else "n/a"
+            if exp["study"]:
+                ref = study["results"][exp["study"][i]]
+                diff = float(np.mean(vals)) - ref["value"] if vals else float("nan")
+                better = (diff < 0) if ref.get("lower_is_better") else (diff > 0)
+                rows.append(
+                    [
+                        exp["title"],
+                        key,
+                        ours,
+                        _fmt(ref["value"]),
+                        f"{diff:+.4f} ({'better' if better else 'worse'})",
+                    ]
+                )
+            else:
+                rows.append([exp["title"], key, ours, "—", "—"])
+    return rows
+
+
+def _experiment_blocks(out: Path, report_dir: Path, exp: dict[str, Any]) -> list[Block]:
+    blocks = [Block("h3", exp["title"])]
+    dirs = _run_dirs(out, exp)
+    if exp["kind"] == "ablation":
+        abl = out / exp["part"] / exp["key"]
+        md = (abl / "ablation.md").read_text() if (abl / "ablation.md").exists() else ""
+        rows = [r.strip("|").split("|") for r in md.strip().splitlines()]
+        if len(rows) > 2:
+            blocks.append(Block("table", [[c.strip() for c in r] for r in [rows[0], *rows[2:]]]))
+        blocks.append(
+            Block(
+                "p",
+                f"Each technique alone on top of preset `{exp['preset']}` with "
+                "every other regularizer off; mean ± std over seeds.",
+            )
+        )
+        blocks.append(Block("img", abl / "ablation_curves.png", "learning curves per technique"))
+        links = [(f"{t} config", d[0] / artifacts.CONFIG) for t, d in dirs.items()]
+    else:
+        cols = [c for c in COLUMNS[exp["part"]] if any(c in m for m in _metrics(dirs[""]))]
+        table = [["seed", *cols]]
+        ms = _metrics(dirs[""])
+        for d, m in zip(dirs[""], ms, strict=True):
+            table.append([d.name, *[_fmt(m.get(c)) for c in cols]])
+        if len(ms) > 1:
+            table.append(["mean ± std", *[_mean_std([m[c] for m in ms if c in m]) for c in cols]])
+        blocks.append(Block("table", table))
+        first = dirs[""][0]
+        for png in sorted((first / "plots").glob("*.png")):
+            blocks.append(Block("img", png, png.stem.replace("_", " ")))
+        links = [(f"{d.name} config", d / artifacts.CONFIG) for d in dirs[""]]
+    blocks.append(Block("links", [(t, _rel(p, report_dir)) for t, p in links]))
+    return blocks
+
+
+def _rel(path: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(path, start)
+
+
+def build_report(out: Path) -> Path:
+    """Write out/report/report.md and out/report/index.html from out/manifest.json."""
+    out = Path(out)
+    mpath = out / "manifest.json"
+    if not mpath.exists():
+        raise ArchlabError(f"{out}: no manifest.json; run `archlab reproduce` first")
+    manifest = json.loads(mpath.read_text())
+    study = load_study()
+    report_dir = out / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    b: list[Block] = [Block("h1", "archlab: the deep-learning study, reproduced")]
+    b.append(
+        Block(
+            "p",
+            f"Profile `{manifest['profile']}`, {manifest['seeds']} seed(s) per "
+            f"experiment, data from `{manifest['data_dir']}`. Every number below "
+            "is read from the run directories; the study's numbers come from "
+            "`archlab/data/study.yaml`.",
+        )
+    )
+    b.append(Block("h2", "Summary"))
+    b.append(
+        Block(
+            "table",
+            [
+                ["experiment", "metric", "archlab (mean ± std)", "study", "difference"],
+                *summary_rows(out, manifest, study),
+            ],
+        )
+    )
+    b.append(Block("p", "Study source: " + study["citation"]))
+    if manifest["skipped"]:
+        b.append(Block("list", list(manifest["skipped"].values())))
+    b.append(Block("h2", "What differs from the study"))
+    b.append(Block("list", DIFFERENCES))
+    if manifest["profile"] != "full":
+        from archlab.reproduce import QUICK
+
+        note = {
+            "smoke": "Smoke profile: tiny slices, 2 epochs of 3 steps; numbers are not results.",
+            "quick": "Quick profile: "
+            + "; ".join(f"{k}: {', '.join(v)}" for k, v in QUICK.items()),
+        }
+        b.append(Block("p", note[manifest["profile"]]))
+    for part, title in PART_TITLES.items():
+        exps = [e for e in manifest["experiments"] if e["part"] == part]
+        if not exps and part not in manifest.get("eda", {}):
+            continue
+        b.append(Block("h2", title))
+        if part in manifest["skipped"]:
+            b.append(Block("p", manifest["skipped"][part]))
+        for exp in exps:
+            b += _experiment_blocks(out, report_dir, exp)
+        eda = manifest.get("eda", {}).get(part, [])
+        if eda:
+            b.append(Block("h3", "Exploratory plots"))
+            b += [Block("img", out / p, Path(p).stem.replace("_", " ")) for p in eda]
+    b.append(Block("h2", "Model summaries"))
+    for s in manifest.get("summaries", []):
+        b.append(Block("h3", f"{s['model']} (input {s['input']})"))
+        b.append(Block("pre", (out / s["file"]).read_text()))
+    b.append(Block("h2", "Part V: theory, computed and checked"))
+    for t in manifest.get("theory", []):
+        status = "passed" if t["exit_code"] == 0 else f"FAILED (exit {t['exit_code']})"
+        b.append(Block("h3", f"{t['title']} — {status}"))
+        b.append(Block("pre", f"$ {t['command']}\n" + (out / t["file"]).read_text()))
+    if THEORY_DOC.exists():
+        b.append(Block("h3", "Derivations (docs/theory.md)"))
+        b.append(Block("pre", THEORY_DOC.read_text()))
+    write_text_atomic(report_dir / "report.md", render_md(b, report_dir))
+    write_text_atomic(report_dir / "index.html", render_html(b))
+    return report_dir
+
+
+def render_md(blocks: list[Block], report_dir: Path) -> str:
+    lines: list[str] = []
+    for bl in blocks:
+        if bl.kind in ("h1", "h2", "h3"):
+            lines += ["#" * int(bl.kind[1]) + " " + bl.content, ""]
+        elif bl.kind == "p":
+            lines += [bl.content, ""]
+        elif bl.kind == "list":
+            lines += [f"- {x}" for x in bl.content] + [""]
+        elif bl.kind == "table":
+            head, *rows = bl.content
+            lines.append("| " + " | ".join(head) + " |")
+            lines.append("|" + "---|" * len(head))
+            lines += ["| " + " | ".join(r) + " |" for r in rows]
+            lines.append("")
+        elif bl.kind == "img":
+            if Path(bl.content).exists():
+                lines += [f"![{bl.extra}]({_rel(bl.content, report_dir)})", ""]
+        elif bl.kind == "pre":
+            lines += ["```", bl.content.rstrip(), "```", ""]
+        elif bl.kind == "links":
+            lines += [" · ".join(f"[{t}]({p})" for t, p in bl.content), ""]
+    return "\n".join(lines)
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;
+max-width:1000px;padding:1rem;line-height:1.45;color:#1b1b1b}
+h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
+.scroll{overflow-x:auto}table{border-collapse:collapse;font-size:.9rem;margin:.5rem 0}
+th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;white-space:nowrap}
+th{background:#f3f5f7}img{max-width:100%;height:auto;display:block;margin:.5rem 0}
+pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;font-size:.8rem}
+figure{margin:0}figcaption{font-size:.8rem;color:#555}
+"""
+
+
+def render_html(blocks: list[Block]) -> str:
+    e = html.escape
+    body: list[str] = []
+    for bl in blocks:
+        if bl.kind in ("h1", "h2", "h3"):
+            body.append(f"<{bl.kind}>{e(bl.content)}</{bl.kind}>")
+        elif bl.kind == "p":
+            body.append("<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", e(bl.content)) + "</p>")
+        elif bl.kind == "list":
+            body.append("<ul>" + "".join(f"<li>{e(x)}</li>" for x in bl.content) + "</ul>")
+        elif bl.kind == "table":
+            head, *rows = bl.content
+            th = "".join(f"<th>{e(h)}</th>" for h in head)
+            trs = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+            body.append(
+                f'<div class="scroll"><table><thead><tr>{th}</tr></thead>'
+                f"<tbody>{trs}</tbody></table></div>"
+            )
+        elif bl.kind == "img":
+            path = Path(bl.content)
+            if path.exists():
+                data = base64.b64encode(path.read_bytes()).decode()
+                body.append(
+                    f'<figure><img alt="{e(bl.extra)}" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{e(bl.extra)}</figcaption></figure>"
+                )
+        elif bl.kind == "pre":
+            body.append(f"<pre>{e(bl.content)}</pre>")
+        elif bl.kind == "links":
+            body.append(
+                "<p>" + " · ".join(f'<a href="{e(p)}">{e(t)}</a>' for t, p in bl.content) + "</p>"
+            )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>archlab report</title><style>{CSS}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>\n"
+    )

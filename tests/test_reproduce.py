@@ -1,0 +1,140 @@
+"""`archlab reproduce`: smoke profile end to end, missing parts skipped, report rendered."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import DATA_DIR, write_npz
+
+from archlab.reproduce import EXPERIMENTS, reproduce
+
+SECTIONS = (
+    "## Summary",
+    "## What differs from the study",
+    "## Parts I–II",
+    "## Part III",
+    "## Part IV",
+    "## Model summaries",
+    "## Part V: theory",
+)
+
+
+SMALL = tuple(e for e in EXPERIMENTS if e.key in ("resnet18", "resnet18-ablation"))
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Reproduce one image experiment on a tiny npz; sales and text data are absent."""
+    root = tmp_path_factory.mktemp("repro")
+    data = root / "data"
+    (data / "images3").mkdir(parents=True)
+    write_npz(data / "images3" / "cifar10_dog_automobile_ship.npz", n_per_class=20, size=32)
+    lines: list[str] = []
+    reproduce(data, "smoke", 1, root / "out", experiments=SMALL, log=lines.append)
+    (root / "log.txt").write_text("\n".join(lines))
+    return root
+
+
+def test_missing_parts_are_skipped_with_one_line(small_study: Path) -> None:
+    log = (small_study / "log.txt").read_text()
+    assert "skipping Part III: sales forecasting: no data found (looked for" in log
+    assert "twitter_airline/Tweets.csv" in log
+    md = (small_study / "out" / "report" / "report.md").read_text()
+    assert "ResNet-18 (tuned recipe)" in md and "| baseline | 1 |" in md
+    assert "passed" in md and "FAILED" not in md  # theory checks ran and passed
+
+
+def test_rerun_skips_finished_runs(small_study: Path) -> None:
+    out = small_study / "out"
+    metrics = out / "images" / "resnet18" / "s0" / "metrics.json"
+    before = metrics.stat().st_mtime_ns
+    reproduce(small_study / "data", "smoke", 1, out, experiments=SMALL, log=lambda s: None)
+    assert metrics.stat().st_mtime_ns == before
+
+
+def test_report_renders_in_headless_chromium(small_study: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs it (apt-get install chromium)")
+        pytest.skip("chromium not installed (CI installs it)")
+    report = small_study / "out" / "report"
+    # A harness page loads the report in an iframe and reports what a reader would see.
+    harness = report / "harness.html"
+    harness.write_text(
+        "<!doctype html><body><iframe id=f src='index.html' width=1200 height=800></iframe>"
+        "<script>document.getElementById('f').onload=function(){"
+        "var d=this.contentDocument,imgs=[].slice.call(d.images);"
+        "var ok=imgs.filter(function(i){return i.complete&&i.naturalWidth>0}).length;"
+        "var rows=d.querySelector('table tbody').rows.length;"
+        "document.body.setAttribute('data-result',JSON.stringify({images:imgs.length,loaded:ok,"
+        "rows:rows}));};</script></body>"
+    )
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--allow-file-access-from-files",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--user-data-dir={small_study / 'chrome-profile'}",
+        "--virtual-time-budget=10000",
+    ]
+    dom = subprocess.run(
+        [chromium, *flags, "--dump-dom", harness.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert 'data-result="' in dom.stdout, dom.stderr[-2000:]
+    raw = dom.stdout.split('data-result="', 1)[1].split('"', 1)[0].replace("&quot;", '"')
+    result = json.loads(raw)
+    assert result["images"] > 3 and result["loaded"] == result["images"]
+    assert result["rows"] == 2  # one summary row per experiment
+    errors = [ln for ln in dom.stderr.splitlines() if "CONSOLE" in ln and "index.html" in ln]
+    assert errors == []
+    shot = report / "screenshot.png"
+    subprocess.run(
+        [
+            chromium,
+            *flags,
+            "--window-size=412,2000",
+            f"--screenshot={shot}",
+            (report / "index.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    assert shot.exists() and shot.stat().st_size > 10_000
+
+
+@pytest.mark.skipif(not DATA_DIR.exists(), reason=f"shared data not found at {DATA_DIR}")
+def test_smoke_profile_on_the_shared_data(tmp_path: Path) -> None:
+    report = reproduce(DATA_DIR, "smoke", 1, tmp_path / "out", log=lambda s: None)
+    md = (report / "report.md").read_text()
+    for section in SECTIONS:
+        assert section in md, section
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["skipped"] == {}
+    assert {e["part"] for e in manifest["experiments"]} == {"images", "sales", "text"}
+    assert len(manifest["eda"]["sales"]) == 5 and manifest["eda"]["text"]
+
+
+def test_every_experiment_names_an_existing_preset_and_study_key() -> None:
+    from archlab.presets import PRESETS, TECHNIQUES
+    from archlab.report.report import load_study
+
+    study = load_study()["results"]
+    for e in EXPERIMENTS:
+        assert e.preset in PRESETS and f"{e.preset}-smoke" in PRESETS, e.preset
+        assert all(s in study for s in e.study), e.study
+        assert set(e.techniques) <= set(TECHNIQUES[e.part]), e.techniques
