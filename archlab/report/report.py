@@ -166,9 +166,9 @@ def _experiment_blocks(out: Path, report_dir: Path, exp: dict[str, Any]) -> list
         blocks.append(Block("img", abl / "ablation_curves.png", "learning curves per technique"))
         links = [(f"{t} config", d[0] / artifacts.CONFIG) for t, d in dirs.items()]
     else:
-        cols = [c for c in COLUMNS[exp["part"]] if any(c in m for m in _metrics(dirs[""]))]
+        ms = _metrics(dirs[""])  # read each metrics.json once
+        cols = [c for c in COLUMNS[exp["part"]] if any(c in m for m in ms)]
         table = [["seed", *cols]]
-        ms = _metrics(dirs[""])
         for d, m in zip(dirs[""], ms, strict=True):
             table.append([d.name, *[_fmt(m.get(c)) for c in cols]])
         if len(ms) > 1:
