@@ -21,6 +21,7 @@ from archlab.config import RunConfig
 from archlab.errors import ArchlabError
 from archlab.report import artifacts, plots
 from archlab.tasks import TASKS
+from archlab.train import distributed
 from archlab.train.callbacks import (
     BestWeights,
     Callback,
@@ -29,13 +30,14 @@ from archlab.train.callbacks import (
     Progress,
     TensorBoard,
 )
+from archlab.train.distributed import Dist
 from archlab.train.trainer import Trainer
 from archlab.utils import resolve_device, seed_everything, write_json_atomic, write_text_atomic
 
 # metrics.json keys that describe the run rather than a split (the rest are test_*/baseline_*).
 RUN_KEYS = (
     "epochs_run", "stopped_early", "best_epoch", "train_seconds", "epoch_seconds_mean",
-    "final_train_loss", "final_val_loss", "n_parameters",
+    "final_train_loss", "final_val_loss", "n_parameters", "world_size", "replica_digests",
 )  # fmt: skip
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -56,11 +58,21 @@ def new_run_dir(out: Path, name: str) -> Path:
     return run_dir
 
 
-def _setup(cfg: RunConfig) -> torch.device:
-    seed_everything(cfg.seed)
+def _setup(cfg: RunConfig, d: Dist = distributed.SINGLE) -> torch.device:
+    """Seed, threads and device; under torchrun also this rank's GPU and the process group."""
+    if cfg.train.batch_size % d.world:
+        raise ArchlabError(
+            f"train.batch_size={cfg.train.batch_size} is the global batch and must divide evenly "
+            f"over {d.world} processes"
+        )
+    seed_everything(cfg.seed)  # same seed on every rank: identical init and RNG streams
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
+    if d.enabled and device.type == "cuda":
+        device = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(device)
+    distributed.init(d, device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -77,67 +89,92 @@ def train(
     resume_dir: Path | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> Path:
-    """Train (or resume) a run and write everything into its run directory; return the dir."""
+    """Train (or resume) a run and write everything into its run directory; return the dir.
+
+    Under torchrun every rank runs this; rank 0 alone writes the run directory.
+    """
+    d = distributed.from_env()
     state = None
     if resume_dir is not None:
         run_dir = Path(resume_dir)
         cfg = load_config(run_dir)
         if (run_dir / artifacts.METRICS).exists():
             return run_dir  # finished already: nothing to redo
-        state = (
-            artifacts.load_state(run_dir / artifacts.STATE)
-            if (run_dir / artifacts.STATE).exists()
-            else None
-        )
-    else:
-        assert cfg is not None
-        run_dir = new_run_dir(out, name or f"{cfg.task}-{cfg.model.name}-s{cfg.seed}")
-        write_text_atomic(run_dir / artifacts.CONFIG, cfg.to_yaml())
-        write_text_atomic(run_dir / "command.txt", command + "\n")
-    device = _setup(cfg)
+    assert cfg is not None
+    device = _setup(cfg, d)
+    # Data first: a bad input fails here, before any run directory or file is written.
     task = TASKS[cfg.task].task(cfg)
     data = task.build_data(device)
+    if resume_dir is not None:
+        if (run_dir / artifacts.STATE).exists():
+            state = artifacts.load_state(run_dir / artifacts.STATE)
+    else:
+        if d.is_main:
+            run_dir = new_run_dir(out, name or f"{cfg.task}-{cfg.model.name}-s{cfg.seed}")
+            write_text_atomic(run_dir / artifacts.CONFIG, cfg.to_yaml())
+            write_text_atomic(run_dir / "command.txt", command + "\n")
+        run_dir = distributed.broadcast(run_dir if d.is_main else None, d)
+    data.train.rank, data.train.world = d.rank, d.world  # each rank trains on its shard
     split_path = run_dir / "split.json"
     if resume_dir is not None and split_path.exists():
         saved = json.loads(split_path.read_text())
         if saved != data.splits:
             raise ArchlabError(f"{run_dir}: the data or its split changed since the run started")
-    else:
+    elif d.is_main:
         write_json_atomic(split_path, data.splits)
         write_json_atomic(run_dir / "data.json", data.info)
     model = task.build_model()
+    trainer = Trainer(
+        cfg.train,
+        cfg.optim,
+        cfg.reg,
+        seed=cfg.seed,
+        device=device,
+        callbacks=[*_callbacks(cfg, task, run_dir, d), *callbacks],
+        dist=d,
+    )
+    try:
+        model = trainer.fit(task, data, model, resume=state)
+    except KeyboardInterrupt:
+        if d.is_main:
+            st = trainer.state
+            where = (
+                f"at epoch {st.epoch + 1}, step {st.batch} (checkpoint saved)"
+                if st.batch
+                else f"after {st.epoch} finished epoch(s), which are saved"
+            )
+            print(f"archlab: interrupted {where}; resume with: archlab train --resume {run_dir}",
+                  file=sys.stderr)  # fmt: skip
+        raise
+    if d.is_main:
+        artifacts.save_weights(model, run_dir / artifacts.WEIGHTS)
+        finish(run_dir, task, trainer, data, model)
+    distributed.barrier(d)  # the others wait until rank 0 has written metrics.json
+    return run_dir
+
+
+def _callbacks(cfg: RunConfig, task: Any, run_dir: Path, d: Dist) -> list[Callback]:
+    """The default callbacks; off rank 0 they track state but write nothing."""
+    main = d.is_main
     cbs: list[Callback] = [
         BestWeights(
             task.monitor,
             cfg.reg.patience if cfg.reg.early_stop else None,
             cfg.reg.min_delta,
-            run_dir,
+            run_dir if main else None,
         ),
-        HistoryWriter(run_dir),
-        Checkpoint(run_dir),
-        Progress(cfg.train.progress, cfg.train.epochs),
+        Checkpoint(run_dir, write=main),
     ]
-    if cfg.train.tensorboard:
-        cbs.append(TensorBoard(run_dir))
-    trainer = Trainer(
-        cfg.train, cfg.optim, cfg.reg, seed=cfg.seed, device=device, callbacks=[*cbs, *callbacks]
-    )
-    try:
-        model = trainer.fit(task, data, model, resume=state)
-    except KeyboardInterrupt:
-        done = trainer.state.epoch
-        print(
-            f"archlab: interrupted after {done} finished epoch(s), which are saved; "
-            f"resume with: archlab train --resume {run_dir}",
-            file=sys.stderr,
-        )
-        raise
-    artifacts.save_weights(model, run_dir / artifacts.WEIGHTS)
-    finish(run_dir, task, trainer, data, model)
-    return run_dir
+    if main:
+        cbs += [HistoryWriter(run_dir), Progress(cfg.train.progress, cfg.train.epochs)]
+        if cfg.train.tensorboard:
+            cbs.append(TensorBoard(run_dir))
+    return cbs
 
 
-def train_at(cfg: RunConfig, run_dir: Path, *, command: str = "") -> Path:
+def train_at(
+    cfg: RunConfig, run_dir: Path, *, command: str = "", callbacks: Sequence[Callback] = ()
+) -> Path:
     """Train ``cfg`` in a fixed directory: skip it if finished, resume it if interrupted.
 
     Used by ablations and reproduce so that re-running them redoes only unfinished runs.
@@ -148,11 +185,15 @@ def train_at(cfg: RunConfig, run_dir: Path, *, command: str = "") -> Path:
             raise ArchlabError(
                 f"{run_dir}: holds a run with a different config; choose another --out"
             )
-        return train(None, run_dir.parent, resume_dir=run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / artifacts.CONFIG, cfg.to_yaml())
-    write_text_atomic(run_dir / "command.txt", command + "\n")
-    return train(None, run_dir.parent, resume_dir=run_dir)
+        return train(None, run_dir.parent, resume_dir=run_dir, callbacks=callbacks)
+    d = distributed.from_env()
+    _setup(cfg, d)  # joins the process group under torchrun
+    if d.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / artifacts.CONFIG, cfg.to_yaml())
+        write_text_atomic(run_dir / "command.txt", command + "\n")
+    distributed.barrier(d)
+    return train(None, run_dir.parent, resume_dir=run_dir, callbacks=callbacks)
 
 
 def finish(
@@ -175,8 +216,11 @@ def finish(
             "final_train_loss": last.get("train_loss"),
             "final_val_loss": last.get("val_loss"),
             "n_parameters": sum(p.numel() for p in model.parameters()),
+            "world_size": trainer.dist.world,
         }
     )
+    if trainer.replica_digests:  # DDP: every rank's final weights, all equal (checked)
+        metrics["replica_digests"] = trainer.replica_digests
     plots.learning_curves({"run": history}, run_dir / "plots" / "learning_curves.png",
                           metrics=_curve_metrics(history))  # fmt: skip
     metrics.update(task.artifacts(run_dir, model, data, outputs, targets))

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import pickle
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ METRICS = "metrics.json"
 WEIGHTS = "model.safetensors"
 BEST = "best.safetensors"
 STATE = "state.pt"
+_MANIFEST_LOCK = threading.Lock()
 MANIFEST = "checkpoint.json"
 
 
@@ -83,10 +85,12 @@ def load_state(path: Path) -> dict[str, Any]:
 
 def _record(path: Path) -> None:
     """Remember size and hash of a checkpoint file so truncation is detected before loading."""
+    entry = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
     manifest_path = path.parent / MANIFEST
-    manifest = _read_manifest(manifest_path)
-    manifest[path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-    write_json_atomic(manifest_path, manifest)
+    with _MANIFEST_LOCK:  # the checkpoint writer thread and the main thread share the file
+        manifest = _read_manifest(manifest_path)
+        manifest[path.name] = entry
+        write_json_atomic(manifest_path, manifest)
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

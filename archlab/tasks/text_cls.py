@@ -112,7 +112,9 @@ class TextClassification:
         train_texts = [self.texts[i] for i in self.split["train"]]
         self.tokenizer = train_tokenizer(train_texts, c.vocab_size, c.min_frequency)
         x, lengths = encode(self.tokenizer, self.texts, c.max_length)
-        y = torch.from_numpy(self.labels)
+        # Tokens and labels live on the device once; lengths stay on the CPU, where
+        # pack_padded_sequence wants them, so a batch costs no host-to-device copy.
+        x, y = x.to(device), torch.from_numpy(self.labels).to(device)
         names = table.class_names
         train_counts = np.bincount(self.labels[self.split["train"]], minlength=len(names))
         self._set_weight(train_counts, device)
@@ -145,7 +147,8 @@ class TextClassification:
                 j = sel[i]
                 n = lengths[j]
                 # Pad per batch: trim to the longest text in this batch, not in the data set.
-                return x[j, : int(n.max())].to(device), n, y[j].to(device)
+                jd = j.to(device, non_blocking=True)  # a batch of indices, not of data
+                return x[jd, : int(n.max())], n, y[jd]
 
             return Batches(len(idx), fetch)
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from archlab.errors import ArchlabError
 from archlab.report import artifacts
 
 if TYPE_CHECKING:
@@ -25,6 +27,12 @@ class Callback:
     def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None: ...
 
     def on_fit_end(self, trainer: Trainer) -> None: ...
+
+    def on_interrupt(self, trainer: Trainer) -> None:
+        """Ctrl-C stopped training after a step; the state is consistent at that boundary."""
+
+    def on_fit_abort(self, trainer: Trainer) -> None:
+        """An exception (error, Ctrl-C) is leaving fit(); finish what must not be lost."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -106,13 +114,67 @@ class BestWeights(Callback):
 
 
 class Checkpoint(Callback):
-    """Write resume state (state.pt) after every epoch, atomically; keep it if a write fails."""
+    """Write resume state (state.pt) after every epoch and on Ctrl-C, atomically.
 
-    def __init__(self, run_dir: Path) -> None:
+    The state is snapshotted in line (a copy on the CPU) and written by a background thread,
+    so training does not wait for serialization and hashing (bench/overhead.py: up to 3 s per
+    epoch for VGG-13 otherwise). A failed write keeps the previous file and is raised at the
+    next checkpoint or at the end of the fit. Under DDP every rank builds the state (it may be
+    a collective) and only the writer (rank 0) saves it.
+    """
+
+    def __init__(self, run_dir: Path, write: bool = True) -> None:
         self.path = Path(run_dir) / artifacts.STATE
+        self.write = write
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def _save(self, trainer: Trainer, background: bool) -> None:
+        state = trainer.state_dict()
+        if not self.write:
+            return
+        self.join()
+        if not background:
+            artifacts.save_state(state, self.path)
+            return
+
+        def write() -> None:
+            try:
+                artifacts.save_state(state, self.path)
+            except OSError as e:  # handed to the training thread by join()
+                self._error = ArchlabError(
+                    f"{self.path}: could not write the checkpoint ({e}); the previous one is "
+                    "kept (free disk space or choose a writable --out, then --resume)"
+                )
+            except BaseException as e:
+                self._error = e
+
+        self._thread = threading.Thread(target=write, name="archlab-checkpoint", daemon=False)
+        self._thread.start()
+
+    def join(self) -> None:
+        """Wait for the write in flight; re-raise its error here, in the training thread."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None:
-        artifacts.save_state(trainer.state_dict(), self.path)
+        self._save(trainer, background=True)
+
+    def on_interrupt(self, trainer: Trainer) -> None:
+        self._save(trainer, background=False)
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        self.join()
+
+    def on_fit_abort(self, trainer: Trainer) -> None:
+        try:  # the last good checkpoint must be on disk before the error is reported
+            self.join()
+        except ArchlabError as e:
+            print(f"archlab: warning: {e}", file=sys.stderr)
 
 
 class Progress(Callback):

@@ -53,7 +53,8 @@ def build_scheduler(
         return torch.optim.lr_scheduler.OneCycleLR(
             opt,
             max_lr=optim.lr,
-            total_steps=total,
+            # OneCycleLR divides by its warm-up length (0.25 * total - 1): tiny runs need >= 8.
+            total_steps=max(total, 8),
             pct_start=0.25,
             anneal_strategy="linear",
             cycle_momentum=optim.name == "sgd",

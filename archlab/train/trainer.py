@@ -1,34 +1,57 @@
 """The generic Trainer: fit a Task's model epoch by epoch; everything optional is a callback.
 
 It knows nothing of images, sales or tweets: batches go to ``task.step`` and outputs to
-``task.loss``/``task.metrics``. Resume state holds tensors and plain values only.
+``task.loss``/``task.metrics``. Resume state holds tensors and plain values only. Under torchrun
+the model is wrapped in DistributedDataParallel and every rank trains on its shard of each epoch;
+validation runs whole on every rank (identical weights give identical metrics, so early-stopping
+decisions agree without communication). Ctrl-C finishes the current step, saves a checkpoint and
+stops; resuming continues from that step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import signal
+import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from archlab.config import OptimConfig, RegConfig, TrainConfig
-from archlab.errors import NonFiniteLossError
+from archlab.errors import ArchlabError, NonFiniteLossError
 from archlab.metrics import scalar_metrics
 from archlab.tasks.base import Batches, DataBundle, Task
+from archlab.train import distributed
 from archlab.train.callbacks import Callback
+from archlab.train.distributed import Dist
 from archlab.train.optim import build_optimizer, build_scheduler, l2_penalty
+
+
+def _cpu_copy(x: Any) -> Any:
+    """A CPU copy of every tensor in nested dicts/lists (optimizer state), plain values as-is."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", copy=True)
+    if isinstance(x, dict):
+        return {k: _cpu_copy(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return type(x)(_cpu_copy(v) for v in x)
+    return x
 
 
 @dataclass
 class FitState:
-    """Progress of a fit; ``epoch`` counts completed epochs."""
+    """Progress of a fit; ``epoch`` counts completed epochs, ``batch`` steps of the current one."""
 
     epoch: int = 0
     step: int = 0
+    batch: int = 0  # > 0 only in a checkpoint written by Ctrl-C mid-epoch
     history: list[dict[str, float]] = field(default_factory=list)
     stop: bool = False
     stopped_early: bool = False
@@ -46,18 +69,24 @@ class Trainer:
         seed: int,
         device: torch.device,
         callbacks: Sequence[Callback] = (),
+        dist: Dist = distributed.SINGLE,
     ) -> None:
         self.cfg, self.optim_cfg, self.reg = train, optim, reg
         self.seed = seed
         self.device = device
         self.callbacks = list(callbacks)
+        self.dist = dist
         self.state = FitState()
         self.model: nn.Module | None = None
+        self.train_model: nn.Module | None = None  # the DDP wrapper under torchrun
+        self.interrupted = False
+        self._partial: dict[str, Any] | None = None  # a mid-epoch checkpoint's accumulators
+        self.replica_digests: list[str] = []  # per-rank weight digests after a DDP fit
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.cfg.amp == "bf16" and self.device.type == "cuda":
+        if self.cfg.amp != "off" and self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
@@ -66,12 +95,25 @@ class Trainer:
         if self.cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model.to(self.device)
+        self.train_model = self.model
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids)
+        if self.cfg.compile:
+            self.train_model = torch.compile(self.train_model)
         self.optimizer = build_optimizer(self.model, self.optim_cfg, self.reg)
-        steps = data.train.num_batches(self.cfg.batch_size)
+        steps = data.train.num_batches(self.batch_size)
         if self.cfg.max_steps_per_epoch:
             steps = min(steps, self.cfg.max_steps_per_epoch)
         self.steps_per_epoch = steps
+        self._sync_every = 1 if self.device.type == "cpu" else 16  # see _check
+        self._bad: torch.Tensor | None = None
         self.scheduler = build_scheduler(self.optimizer, self.optim_cfg, self.cfg.epochs, steps)
+
+    @property
+    def batch_size(self) -> int:
+        """Per-rank batch: ``train.batch_size`` is the global batch, split over the ranks."""
+        return self.cfg.batch_size // self.dist.world
 
     def fit(
         self, task: Task, data: DataBundle, model: nn.Module, resume: dict | None = None
@@ -83,6 +125,53 @@ class Trainer:
             self.load_state_dict(resume)
         for cb in self.callbacks:
             cb.on_fit_start(self)
+        try:
+            with self._sigint_checkpoints():
+                self._fit_epochs(task, data)
+        except BaseException:
+            for cb in self.callbacks:
+                cb.on_fit_abort(self)
+            raise
+        for cb in self.callbacks:
+            cb.on_fit_end(self)
+        self._check_replicas()
+        return self.model
+
+    def _check_replicas(self) -> None:
+        """Under DDP, prove every rank ends with bitwise identical weights (digests gathered)."""
+        if not self.dist.enabled:
+            return
+        assert self.model is not None
+        h = hashlib.sha256()
+        for v in self.model.state_dict().values():
+            h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        self.replica_digests = distributed.gather(h.hexdigest(), self.dist)
+        if len(set(self.replica_digests)) > 1:
+            raise ArchlabError(f"DDP replicas diverged: weight digests {self.replica_digests}")
+
+    @contextlib.contextmanager
+    def _sigint_checkpoints(self) -> Iterator[None]:
+        """First Ctrl-C: finish the step, checkpoint, stop. A second one aborts at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.interrupted:
+                raise KeyboardInterrupt
+            self.interrupted = True
+            if self.dist.is_main:
+                print("archlab: Ctrl-C: saving a checkpoint after this step (Ctrl-C again to "
+                      "abort without it)", file=sys.stderr, flush=True)  # fmt: skip
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _fit_epochs(self, task: Task, data: DataBundle) -> None:
+        assert self.optimizer is not None
         while self.state.epoch < self.cfg.epochs and not self.state.stop:
             t0 = time.perf_counter()
             row = {"epoch": self.state.epoch + 1, **self._train_epoch(task, data.train)}
@@ -95,35 +184,35 @@ class Trainer:
             self.state.history.append(row)
             for cb in self.callbacks:
                 cb.on_epoch_end(self, row)
-        for cb in self.callbacks:
-            cb.on_fit_end(self)
-        return self.model
 
     def _train_epoch(self, task: Task, batches: Batches) -> dict[str, float]:
-        model, opt = self.model, self.optimizer
+        model, opt = self.train_model, self.optimizer
         assert model is not None and opt is not None
         model.train()
-        epoch = self.state.epoch
+        epoch, start = self.state.epoch, self.state.batch
         # Batch order and augmentation depend on (seed, epoch) only, so resume replays them.
         it = batches.iterate(
-            self.cfg.batch_size,
+            self.batch_size,
             shuffle=True,
             seed=self.seed * 100_003 + epoch,
             max_batches=self.cfg.max_steps_per_epoch,
         )
         total, count = torch.zeros((), device=self.device), 0
         outs, targets = [], []
+        if self._partial is not None:  # resuming a Ctrl-C checkpoint taken mid-epoch
+            total += self._partial["total"].to(self.device)
+            count = self._partial["count"]
+            outs, targets = list(self._partial["outs"]), list(self._partial["targets"])
+            self._partial = None
         for i, batch in enumerate(it):
+            if i < start:
+                continue  # fetched anyway: it advances the augmentation generator
             with self._autocast():
                 out, y = task.step(model, batch)
                 loss = task.loss(out, y)
-            penalty = l2_penalty(model, self.reg)
+            penalty = l2_penalty(self.model, self.reg)
             objective = loss if penalty is None else loss + penalty
-            if not torch.isfinite(objective):
-                raise NonFiniteLossError(
-                    f"loss became {objective.item()} at epoch {epoch + 1}, step {i + 1}; stopped, "
-                    "the last good checkpoint is kept (try a lower optim.lr or optim.grad_clip)"
-                )
+            self._check(objective, epoch, i)
             opt.zero_grad(set_to_none=True)
             objective.backward()
             if self.optim_cfg.grad_clip > 0:
@@ -138,11 +227,63 @@ class Trainer:
             targets.append(y.detach())
             for cb in self.callbacks:
                 cb.on_batch_end(self, i, loss)
-        row = {"train_loss": float(total.item() / max(count, 1))}
+            if self._stop_requested(i):
+                self.state.batch = i + 1
+                self._partial = {"total": total.detach().cpu(), "count": count,
+                                 "outs": [o.cpu() for o in outs],
+                                 "targets": [t.cpu() for t in targets]}  # fmt: skip
+                for cb in self.callbacks:
+                    cb.on_interrupt(self)
+                raise KeyboardInterrupt
+        self._check(total, epoch, self.steps_per_epoch - 1, flush=True)
+        self.state.batch = 0
+        # Under DDP every rank saw a shard: sum the loss, gather outputs for exact train metrics.
+        sums = distributed.all_sum(
+            torch.stack([total, torch.tensor(float(count), device=total.device)]), self.dist
+        )
+        row = {"train_loss": float(sums[0].item() / max(sums[1].item(), 1))}
         if outs:
-            m = task.metrics(torch.cat(outs).cpu(), torch.cat(targets).cpu())
+            out_all = torch.cat([o.cpu() for o in outs])
+            y_all = torch.cat([t.cpu() for t in targets])
+            if self.dist.enabled:
+                shards = distributed.gather((out_all, y_all), self.dist)
+                out_all = torch.cat([o for o, _ in shards])
+                y_all = torch.cat([t for _, t in shards])
+            m = task.metrics(out_all, y_all)
             row.update({f"train_{k}": v for k, v in scalar_metrics(m).items()})
         return row
+
+    def _check(self, objective: torch.Tensor, epoch: int, i: int, flush: bool = False) -> None:
+        """Stop on a non-finite loss, before the step is applied; under DDP all ranks agree.
+
+        On a GPU, reading the flag is a host sync, so flags are OR-ed on the device and read
+        every ``sync_every`` steps and at the epoch's end (the message then gives a step range).
+        """
+        if not flush:
+            bad = ~torch.isfinite(objective.detach())
+            self._bad = bad if self._bad is None else self._bad | bad
+            if (i + 1) % self._sync_every:
+                return
+        if self._bad is None:
+            return
+        flag, self._bad = self._bad.float(), None
+        if distributed.all_sum(flag, self.dist).item() > 0:
+            first = max(1, i + 2 - self._sync_every) if self._sync_every > 1 else i + 1
+            where = f"step {i + 1}" if first == i + 1 else f"steps {first}-{i + 1}"
+            raise NonFiniteLossError(
+                f"loss became non-finite at epoch {epoch + 1}, {where}; stopped, the last good "
+                "checkpoint is kept (try a lower optim.lr or optim.grad_clip)"
+            )
+
+    def _stop_requested(self, i: int) -> bool:
+        """Ctrl-C seen (on any rank: under DDP the ranks must stop at the same step, so they
+        agree by an all-reduce every ``sync_every`` steps)."""
+        if not self.dist.enabled:
+            return self.interrupted
+        if (i + 1) % self._sync_every:
+            return False
+        flag = torch.tensor([float(self.interrupted)], device=self.device)
+        return bool(distributed.all_sum(flag, self.dist).item() > 0)
 
     @torch.no_grad()
     def evaluate(
@@ -167,15 +308,26 @@ class Trainer:
 
     # --- resume state: tensors and plain values only (loadable with weights_only=True) ---
     def state_dict(self) -> dict[str, Any]:
+        """Resume state; a Ctrl-C checkpoint also holds the epoch's partial accumulators.
+
+        Under DDP this is a collective (every rank calls it): the partial accumulators are
+        per rank. RNG streams are identical on every rank, so rank 0's stand for all.
+        """
         assert self.model is not None and self.optimizer is not None
+        partial = distributed.gather(self._partial, self.dist) if self.state.batch else []
         return {
             "epoch": self.state.epoch,
             "step": self.state.step,
+            "batch": self.state.batch,
+            "partial": partial,
+            "world": self.dist.world,
             "history": self.state.history,
             "stop": self.state.stop,
             "stopped_early": self.state.stopped_early,
             "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
+            # A copy: the optimizer's state dict references live tensors, and the checkpoint
+            # is written by a background thread while training goes on.
+            "optimizer": _cpu_copy(self.optimizer.state_dict()),
             "scheduler": self.scheduler.state_dict(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -184,6 +336,12 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         assert self.model is not None and self.optimizer is not None
+        world = state.get("world", 1)
+        if state.get("batch", 0) and world != self.dist.world:
+            raise ArchlabError(
+                f"this checkpoint was taken mid-epoch by {world} process(es); resume it with "
+                f"the same number (now {self.dist.world})"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -191,9 +349,11 @@ class Trainer:
             epoch=state["epoch"],
             step=state["step"],
             history=list(state["history"]),
+            batch=state.get("batch", 0),
             stop=state["stop"],
             stopped_early=state["stopped_early"],
         )
+        self._partial = state["partial"][self.dist.rank] if self.state.batch else None
         torch.set_rng_state(state["rng_cpu"])
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
