@@ -1,0 +1,49 @@
+"""Metrics against scikit-learn references, on random labels and values (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn import metrics as skm
+
+from archlab.metrics import classification_metrics, regression_metrics, wmae
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 5).flatmap(
+    lambda k: st.tuples(st.just(k), st.lists(st.tuples(st.integers(0, k - 1),
+                                                       st.integers(0, k - 1)), min_size=1,
+                                             max_size=200))))  # fmt: skip
+def test_classification_metrics_match_sklearn(case: tuple[int, list[tuple[int, int]]]) -> None:
+    k, pairs = case
+    y, p = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+    names = [f"c{i}" for i in range(k)]
+    m = classification_metrics(y, p, names)
+    labels = list(range(k))
+    pr, rc, f1, sup = skm.precision_recall_fscore_support(y, p, labels=labels, zero_division=0)
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, p))
+    assert m["precision_macro"] == pytest.approx(pr.mean())
+    assert m["recall_macro"] == pytest.approx(rc.mean())
+    assert m["f1_macro"] == pytest.approx(f1.mean())
+    assert m["confusion_matrix"] == skm.confusion_matrix(y, p, labels=labels).tolist()
+    for i, n in enumerate(names):
+        assert m[f"f1_{n}"] == pytest.approx(f1[i])
+        assert m[f"support_{n}"] == sup[i]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6)), min_size=2, max_size=100))
+def test_regression_metrics_match_sklearn(pairs: list[tuple[float, float]]) -> None:
+    y, p = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+    m = regression_metrics(y, p)
+    assert m["mae"] == pytest.approx(skm.mean_absolute_error(y, p), rel=1e-9, abs=1e-6)
+    assert m["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(y, p)), rel=1e-9, abs=1e-6)
+    if np.ptp(y) > 1e-3:  # R² is undefined for a constant target
+        assert m["r2"] == pytest.approx(skm.r2_score(y, p), rel=1e-6, abs=1e-6)
+
+
+def test_wmae_weights_holidays_five_times() -> None:
+    y, p = np.array([10.0, 20.0]), np.array([11.0, 24.0])
+    assert wmae(y, p, np.array([False, True])) == pytest.approx((1 + 5 * 4) / 6)
