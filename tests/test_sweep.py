@@ -1,0 +1,173 @@
+"""Sweeps: search-space validation, pruning, best.yaml round trip, two workers on one study."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+
+from archlab.cli import build_config, main
+from archlab.config import RunConfig
+from archlab.errors import ArchlabError
+from archlab.sweep import DEFAULT_SPACE, Param, ReportToTrial, search_space
+from tests.conftest import REPO
+from tests.test_text import write_tweets
+
+# A 1-layer BiLSTM of width 8 on ~30 tweets, 2 epochs of 3 steps: about a second per trial.
+TINY = ["--preset", "text-bilstm-smoke", "--epochs", "2", "--set", "model.embed_dim=8",
+        "--set", "model.hidden_size=8", "--set", "model.num_layers=1", "--set", "train.threads=1",
+        "--set", "data.min_frequency=1", "--set", "train.progress=off"]  # fmt: skip
+
+
+@pytest.fixture
+def tweets(tmp_path: Path) -> Path:
+    return write_tweets(tmp_path / "tweets.csv", n_per_class=10)
+
+
+def _base(tweets: Path) -> RunConfig:
+    return build_config(None, "text-bilstm-smoke", str(tweets), None, 2, None, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        ("- optim.lr\n", ["expected a mapping"]),
+        ("optim.lr: [1, 2\n", ["not valid YAML"]),
+        ("optim.lrr: {type: float, low: 0.1, high: 1}\n", ["optim.lrr", "valid keys", "lr"]),
+        ("optimizer.lr: {type: float, low: 0.1, high: 1}\n", ["'optimizer.lr'", "section"]),
+        ("optim.lr: {type: normal, low: 0.1, high: 1}\n", ["optim.lr", "type", "'normal'"]),
+        ("optim.lr: {type: float, low: 0.1}\n", ["optim.lr", "high must be a number"]),
+        ("optim.lr: {type: float, low: 1, high: 0.1}\n", ["optim.lr", "below high"]),
+        ("optim.lr: {type: float, low: 0, high: 0.1, log: true}\n", ["optim.lr", "low > 0"]),
+        ("optim.lr: {type: float, low: 0.1, high: 1, step: 2}\n", ["optim.lr", "'step'"]),
+        ("optim.lr: 0.1\n", ["optim.lr", "expected a mapping"]),
+        ("reg.dropout: {type: float, low: 0, high: 1}\n", ["reg.dropout=1.0", "[0, 1)"]),
+        ("reg.patience: {type: int, low: 1, high: 4.5}\n", ["reg.patience", "an integer"]),
+        ("optim.name: {type: categorical}\n", ["optim.name", "choices"]),
+        ("optim.name: {type: categorical, choices: [adam, rmsprop]}\n", ["'rmsprop'", "adam"]),
+        ("optim.name: {type: categorical, choices: [adam], low: 1}\n", ["optim.name", "low"]),
+        ("reg.dropout: {type: float, low: 0, high: 0.5, choices: [0.1]}\n", ["reg.dropout"]),
+    ],
+)
+def test_space_file_errors_name_the_key(
+    tmp_path: Path, tweets: Path, text: str, needles: list[str]
+) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    with pytest.raises(ArchlabError) as e:
+        search_space(path, _base(tweets))
+    message = str(e.value)
+    assert "\n" not in message and message.startswith(str(path))
+    for needle in needles:
+        assert needle in message
+
+
+def test_space_file_parses_and_cli_rejects_bad_space(
+    tmp_path: Path, tweets: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "space.yaml"
+    # PyYAML reads 1e-4 (no dot) as a string; bounds accept it as a number.
+    path.write_text(
+        "optim.lr: {type: float, low: 1e-4, high: 1e-2, log: true}\n"
+        "optim.name: {type: categorical, choices: [adam, sgd]}\n"
+        "reg.patience: {type: int, low: 1, high: 3}\n"
+    )
+    space = search_space(path, _base(tweets))
+    assert space == {
+        "optim.lr": Param("float", 1e-4, 1e-2, log=True),
+        "optim.name": Param("categorical", choices=("adam", "sgd")),
+        "reg.patience": Param("int", 1, 3),
+    }
+    assert search_space(None, _base(tweets)) == DEFAULT_SPACE
+    path.write_text("reg.dropout: {type: float, low: 0, high: 2}\n")
+    argv = ["sweep", *TINY, "--data", str(tweets), "--trials", "2", "--space", str(path),
+            "--out", str(tmp_path / "sweep")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "reg.dropout=2.0" in err
+    assert not (tmp_path / "sweep").exists()  # validated before anything was written
+
+
+def test_pruned_trial_stops_training_but_not_at_the_last_epoch() -> None:
+    reported: list[tuple[float, int]] = []
+    trial = SimpleNamespace(report=lambda v, step: reported.append((v, step)),
+                            should_prune=lambda: True)  # fmt: skip
+    trainer = SimpleNamespace(cfg=SimpleNamespace(epochs=3), state=SimpleNamespace(stop=False))
+    cb = ReportToTrial(trial, "val_loss")  # type: ignore[arg-type]
+    cb.on_epoch_end(trainer, {"epoch": 3, "val_loss": 0.5})  # type: ignore[arg-type]
+    assert not cb.pruned and not trainer.state.stop
+    cb.on_epoch_end(trainer, {"epoch": 2, "val_loss": 0.7})  # type: ignore[arg-type]
+    assert cb.pruned and trainer.state.stop
+    assert reported == [(0.5, 3), (0.7, 2)]
+
+
+def test_sweep_writes_best_yaml_that_trains_again(
+    tmp_path: Path, tweets: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sweep"
+    argv = ["sweep", *TINY, "--data", str(tweets), "--trials", "3", "--out", str(out)]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == str(out)
+    assert lines[-2].startswith("best val_loss=") and str(out / "best.yaml") in lines[-2]
+
+    study = optuna.load_study(study_name="text-bilstm-smoke", storage=f"sqlite:///{out}/sweep.db")
+    assert [t.number for t in study.trials] == [0, 1, 2]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert all((out / f"trial-{n}" / "metrics.json").exists() for n in range(3))
+    rows = (out / "trials.csv").read_text().splitlines()
+    assert rows[0].split(",")[:4] == ["number", "state", "value", "optim.lr"]
+    assert len(rows) == 4
+
+    best = RunConfig.from_yaml((out / "best.yaml").read_text())
+    trial_cfg = RunConfig.from_yaml(
+        (out / f"trial-{study.best_trial.number}/config.yaml").read_text()
+    )
+    assert best == trial_cfg
+    assert best.optim.lr == study.best_params["optim.lr"] and best.reg.early_stop
+
+    # The best config trains again as it is, and flags still apply on top of it.
+    assert main(["train", "--config", str(out / "best.yaml"), "--epochs", "1",
+                 "--out", str(tmp_path / "again")]) == 0  # fmt: skip
+    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    again = RunConfig.from_yaml((run_dir / "config.yaml").read_text())
+    assert again.optim == best.optim and again.reg == best.reg and again.train.epochs == 1
+
+
+def test_train_config_conflicts_with_task(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", "--config", str(tmp_path / "none.yaml")]) == 2
+    assert "none.yaml: no such file" in capsys.readouterr().err
+    path = tmp_path / "c.yaml"
+    path.write_text(RunConfig.from_dict({"task": "text"}).to_yaml())
+    assert main(["train", "--config", str(path), "--task", "text"]) == 2
+    assert "--config" in capsys.readouterr().err
+
+
+@pytest.mark.xdist_group("sweep")
+def test_two_workers_share_one_study_exactly(tmp_path: Path, tweets: Path) -> None:
+    out = tmp_path / "sweep"
+    argv = [sys.executable, "-m", "archlab", "sweep", *TINY, "--data", str(tweets),
+            "--trials", "6", "--out", str(out), "--study-name", "shared"]  # fmt: skip
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    workers = [
+        subprocess.Popen(
+            argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    results = [w.communicate(timeout=600) for w in workers]
+    for w, (_, err) in zip(workers, results, strict=True):
+        assert w.returncode == 0, err[-2000:]
+
+    study = optuna.load_study(study_name="shared", storage=f"sqlite:///{out}/sweep.db")
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers)) == 6
+    assert sum(t.state.is_finished() for t in study.trials) == 6
+    run_dirs = {t.user_attrs["run_dir"] for t in study.trials}
+    assert run_dirs == {str((out / f"trial-{n}").resolve()) for n in range(6)}
+    assert RunConfig.from_yaml((out / "best.yaml").read_text()).task == "text"
