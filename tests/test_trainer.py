@@ -178,3 +178,18 @@ def test_l2_modes_differ_as_documented() -> None:
     assert build_optimizer(model, OptimConfig(), pen).param_groups[0]["weight_decay"] == 0.0
     expected = 0.5 * 0.1 * model.weight.pow(2).sum()
     assert torch.allclose(l2_penalty(model, pen), expected)
+
+
+@pytest.mark.parametrize(
+    ("n", "bs", "sizes"),
+    [(14, 13, [14]), (27, 13, [13, 14]), (26, 13, [13, 13]), (1, 4, [1]), (5, 2, [2, 3])],
+)
+def test_a_trailing_training_batch_of_one_joins_the_previous_one(
+    n: int, bs: int, sizes: list[int]
+) -> None:
+    # BatchNorm cannot train on a batch of one; evaluation batches are left as they are.
+    b = Batches(n, lambda idx, gen: idx)
+    got = [len(x) for x in b.iterate(bs, shuffle=True, seed=1)]
+    assert got == sizes and b.num_batches(bs) == len(sizes)
+    assert sorted(torch.cat(list(b.iterate(bs, shuffle=True, seed=1))).tolist()) == list(range(n))
+    assert [len(x) for x in b.iterate(bs)][-1] == (n % bs or bs)

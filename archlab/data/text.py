@@ -118,6 +118,8 @@ def read_csv(
     path = Path(path)
     if not str(path) or str(path) == ".":
         raise ArchlabError("no text CSV given: use --data PATH (or --set data.path=PATH)")
+    if path.is_dir():
+        raise ArchlabError(f"{path}: is a folder; expected a CSV file")
     if not path.is_file():
         raise ArchlabError(f"{path}: no such file")
     try:
@@ -129,7 +131,9 @@ def read_csv(
         ) from None
     except UnicodeDecodeError as e:
         raise _decode_error(path, encoding, e) from None
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, csv.Error) as e:
+    except pd.errors.EmptyDataError:
+        raise ArchlabError(f"{path}: the file is empty (expected a header line and rows)") from None
+    except (pd.errors.ParserError, csv.Error) as e:
         raise ArchlabError(f"{path}: not a readable CSV ({str(e).splitlines()[0][:120]})") from None
     found = [str(c) for c in head.columns]
     for col in columns:

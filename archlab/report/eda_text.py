@@ -34,6 +34,8 @@ def text_eda(cfg: Any, out_dir: Path) -> list[Path]:
     ``cfg`` is a RunConfig whose ``data`` is a TextDataConfig. An explicitly chosen
     ``data.group_column`` must exist; by default the 'airline' column is used when present.
     """
+    from archlab.runner import safe_name  # here: runner imports the tasks, which import us
+
     c = cfg.data
     group = c.group_column or DEFAULT_GROUP
     df = read_csv(c.path, [c.text_column, c.label_column], c.encoding, (group, REASON_COLUMN))
@@ -61,7 +63,8 @@ def text_eda(cfg: Any, out_dir: Path) -> list[Path]:
         axes[0].set_title(f"{c.label_column} by {group} (counts)")
         share.plot.bar(stacked=True, ax=axes[1], rot=30, legend=False)
         axes[1].set_title("share within group")
-        written.append(_save(fig, out_dir / f"label_by_{group}.png"))
+        # The column name comes from the data: made file-name-safe so it cannot leave out_dir.
+        written.append(_save(fig, out_dir / f"label_by_{safe_name(group)}.png"))
 
     if REASON_COLUMN in df.columns:
         reasons = df.loc[df[REASON_COLUMN].str.strip() != "", REASON_COLUMN].value_counts()

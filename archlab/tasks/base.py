@@ -39,9 +39,15 @@ class Batches:
     def __len__(self) -> int:
         return self.n
 
-    def num_batches(self, batch_size: int) -> int:
-        per_rank = -(-self.n // self.world)
-        return -(-per_rank // batch_size)
+    def _per_rank(self) -> int:
+        return -(-self.n // self.world)
+
+    def num_batches(self, batch_size: int, *, train: bool = True) -> int:
+        n = self._per_rank()
+        k = -(-n // batch_size)
+        # A trailing training batch of one sample is folded into the previous one: BatchNorm
+        # cannot normalize a single sample in training mode.
+        return k - 1 if train and k > 1 and n % batch_size == 1 else k
 
     def iterate(
         self, batch_size: int, *, shuffle: bool = False, seed: int = 0, max_batches: int = 0
@@ -50,13 +56,17 @@ class Batches:
         order = torch.randperm(self.n, generator=gen) if shuffle else torch.arange(self.n)
         if self.world > 1:
             # Pad by wrapping so every rank gets the same number of batches (as DistributedSampler).
-            per_rank = -(-self.n // self.world)
+            per_rank = self._per_rank()
             order = torch.cat([order, order[: per_rank * self.world - self.n]])
             order = order[self.rank :: self.world]
-        for i, start in enumerate(range(0, len(order), batch_size)):
+        starts = list(range(0, len(order), batch_size))
+        if shuffle and len(starts) > 1 and len(order) - starts[-1] == 1:
+            starts.pop()  # the last sample joins the previous batch (see num_batches)
+        ends = [*starts[1:], len(order)]
+        for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
             if max_batches and i >= max_batches:
                 break
-            yield self.fetch(order[start : start + batch_size], gen)
+            yield self.fetch(order[start:end], gen)
 
 
 @dataclass

@@ -22,6 +22,9 @@ from archlab.models import MODELS, models_for
 from archlab.tasks.base import Batches, DataBundle
 from archlab.utils import sha256_array
 
+# Smallest input side each model accepts: VGG's five 2x2 max-pools leave nothing below 32.
+MIN_SIZE = {"vgg13": 32, "vgg13_bn": 32}
+
 
 @dataclass(frozen=True)
 class ImageDataConfig:
@@ -88,6 +91,12 @@ class ImageClassification:
         s = load_image_set(
             c.path, fmt=c.format, size=c.size, channels=c.channels, skip_corrupt=c.skip_corrupt
         )
+        need = MIN_SIZE.get(self.model_cfg.name, 1)
+        if min(s.images.shape[-2:]) < need:
+            raise ArchlabError(
+                f"{s.source}: images are {s.images.shape[-2]}x{s.images.shape[-1]} but "
+                f"{self.model_cfg.name} needs at least {need}x{need}; set data.size={need} or more"
+            )
         keep = stratified_subset(s.labels, c.subset, self.seed)
         images, labels = s.images[keep], s.labels[keep]
         provided = (

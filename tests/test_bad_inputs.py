@@ -1,0 +1,706 @@
+"""Bad input, everywhere: a catalogue of broken files, flags and checkpoints, plus fuzzing.
+
+Every catalogue case runs the CLI in-process and must end with exit code 2, exactly one
+``archlab: error:`` line on stderr naming the offending file/column/value/key, no traceback,
+and nothing written (no run directory, no stray files) anywhere under the test's folder.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shutil
+import string
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_image_folder
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from archlab.cli import main
+from archlab.data.sales import load_sales
+from archlab.data.text import load_text_table
+from archlab.errors import ArchlabError
+from archlab.report import artifacts
+from archlab.tasks.forecast import SalesDataConfig
+
+QUIET = ["--set", "train.threads=1", "--set", "train.progress=off"]
+TINY = [*QUIET, "--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=1"]
+
+
+# --- writers of good inputs, which each case then breaks in one way ---
+def _png_bytes(size: tuple[int, int] = (8, 8), mode: str = "RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size, 128).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _images(tmp: Path, classes: dict[str, int] | None = None) -> Path:
+    return write_image_folder(tmp / "imgs", classes or {"cat": 4, "dog": 4}, size=(8, 8))
+
+
+def _train_images(data: Path, *extra: str) -> list[str]:
+    return ["train", "--task", "images", "--data", str(data), "--out", "out", *TINY, *extra]
+
+
+def _npz(tmp: Path, **arrays: np.ndarray) -> Path:
+    base = {
+        "images": np.zeros((6, 8, 8), np.uint8),
+        "labels": np.array([0, 1, 2, 0, 1, 2]),
+        "class_names": np.array(["a", "b", "c"]),
+    }
+    base.update(arrays)
+    path = tmp / "set.npz"
+    np.savez(path, **{k: v for k, v in base.items() if v is not None})
+    return path
+
+
+SALES_HEADER = "Store,Dept,Date,Weekly_Sales,IsHoliday"
+
+
+def _sales_rows(weeks: int = 6) -> list[str]:
+    return [
+        f"{s},{d},2010-{1 + w // 4:02d}-{1 + 7 * (w % 4):02d},{100 + w + s * d}.5,FALSE"
+        for s in (1, 2)
+        for d in (1, 2)
+        for w in range(weeks)
+    ]
+
+
+def _sales_dir(tmp: Path, text: str | bytes | None = None, name: str = "train.csv") -> Path:
+    d = tmp / "shop"
+    d.mkdir(exist_ok=True)
+    if text is None:
+        text = "\n".join([SALES_HEADER, *_sales_rows()]) + "\n"
+    (d / name).write_bytes(text.encode() if isinstance(text, str) else text)
+    return d
+
+
+# A bare train.csv: no features/stores tables and no covariates.
+BARE = ["--set", "data.features_file=", "--set", "data.stores_file=", "--set", "data.covariates="]
+
+
+def _train_sales(data: Path, *extra: str) -> list[str]:
+    return ["train", "--task", "sales", "--data", str(data), "--out", "out", *BARE, *TINY, *extra]
+
+
+def _sales_text(replace_line: tuple[int, str] | None = None, header: str = SALES_HEADER) -> str:
+    rows = _sales_rows()
+    if replace_line:
+        rows[replace_line[0]] = replace_line[1]
+    return "\n".join([header, *rows]) + "\n"
+
+
+TEXT_HEADER = "text,airline_sentiment"
+
+
+def _text_rows() -> list[str]:
+    words = {"negative": "awful late", "neutral": "which gate", "positive": "great thanks"}
+    return [f"{w} flight {i},{lab}" for lab, w in words.items() for i in range(5)]
+
+
+def _text_csv(tmp: Path, text: str | bytes | None = None) -> Path:
+    path = tmp / "tweets.csv"
+    if text is None:
+        text = "\n".join([TEXT_HEADER, *_text_rows()]) + "\n"
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+def _train_text(data: Path, *extra: str) -> list[str]:
+    return ["train", "--task", "text", "--data", str(data), "--out", "out", *TINY, *extra]
+
+
+# --- the catalogue: id -> build(tmp) -> (argv, needles the one-line message must contain) ---
+Build = Callable[[Path], tuple[list[str], list[str]]]
+
+
+def _img_case(name: str, content: bytes, sub: str = "") -> Build:
+    def build(tmp: Path) -> tuple[list[str], list[str]]:
+        root = _images(tmp)
+        target = root / "cat" / sub / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        return _train_images(root), [name, "cannot decode image", "data.skip_corrupt=true"]
+
+    return build
+
+
+def _one_class(tmp: Path) -> tuple[list[str], list[str]]:
+    return _train_images(_images(tmp, {"solo": 4})), ["imgs", "1 class(es) (solo)", "at least 2"]
+
+
+def _empty_class(tmp: Path) -> tuple[list[str], list[str]]:
+    root = _images(tmp)
+    (root / "empty").mkdir()
+    (root / "empty" / "notes.txt").write_text("not an image")
+    return _train_images(root), ["empty", "class folder has no images"]
+
+
+def _no_class_folders(tmp: Path) -> tuple[list[str], list[str]]:
+    root = tmp / "flat"
+    root.mkdir()
+    (root / "a.png").write_bytes(_png_bytes())
+    return _train_images(root), ["flat", "no class sub-folders"]
+
+
+def _images_wrong_file(tmp: Path) -> tuple[list[str], list[str]]:
+    path = tmp / "pics.csv"
+    path.write_text("a,b\n1,2\n")
+    return _train_images(path), ["pics.csv", "expected a folder of class sub-folders or an .npz"]
+
+
+def _npz_case(needles: list[str], **arrays: np.ndarray | None) -> Build:
+    def build(tmp: Path) -> tuple[list[str], list[str]]:
+        return _train_images(_npz(tmp, **arrays)), ["set.npz", *needles]
+
+    return build
+
+
+def _npz_garbage(tmp: Path) -> tuple[list[str], list[str]]:
+    path = tmp / "set.npz"
+    path.write_bytes(b"PK\x03\x04 this is not really a zip file")
+    return _train_images(path), ["set.npz", "not a readable .npz"]
+
+
+def _sales_case(
+    text: str | bytes, needles: list[str], name: str = "train.csv", *sets: str
+) -> Build:
+    def build(tmp: Path) -> tuple[list[str], list[str]]:
+        extra = [a for kv in sets for a in ("--set", kv)]
+        return _train_sales(_sales_dir(tmp, text, name), *extra), [name, *needles]
+
+    return build
+
+
+def _sales_with(name: str, text: str, needles: list[str]) -> Build:
+    """A good train.csv plus a broken features.csv or stores.csv."""
+
+    def build(tmp: Path) -> tuple[list[str], list[str]]:
+        d = _sales_dir(tmp)
+        (d / name).write_text(text)
+        key = "features_file" if name.startswith("features") else "stores_file"
+        return _train_sales(d, "--set", f"data.{key}={name}"), needles
+
+    return build
+
+
+def _sales_no_train(tmp: Path) -> tuple[list[str], list[str]]:
+    d = tmp / "shop"
+    d.mkdir()
+    (d / "other.csv").write_text(SALES_HEADER + "\n")
+    return _train_sales(d), ["train.csv", "no such file"]
+
+
+def _sales_missing_covariate(tmp: Path) -> tuple[list[str], list[str]]:
+    args = _train_sales(_sales_dir(tmp), "--set", "data.covariates=Temperature")
+    return args, ["shop", "['Temperature']", "data.covariates"]
+
+
+def _sales_bad_features(tmp: Path) -> tuple[list[str], list[str]]:
+    d = _sales_dir(tmp)
+    (d / "features.csv").write_text("Shop,Date,Temperature\n1,2010-01-01,5\n")
+    args = _train_sales(d, "--set", "data.features_file=features.csv")
+    return args, ["features.csv", "['Store']"]
+
+
+def _text_case(text: str | bytes, needles: list[str], *extra: str) -> Build:
+    def build(tmp: Path) -> tuple[list[str], list[str]]:
+        path = _text_csv(tmp, text)
+        return _train_text(path, *extra), needles if extra else [path.name, *needles]
+
+    return build
+
+
+def _text_folder(tmp: Path) -> tuple[list[str], list[str]]:
+    d = tmp / "tweets"
+    d.mkdir()
+    return _train_text(d), ["tweets", "a folder", "CSV file"]
+
+
+def _flags(*argv: str, needles: list[str]) -> Build:
+    def build(tmp: Path) -> tuple[list[str], list[str]]:
+        return list(argv), needles
+
+    return build
+
+
+def _ok_images(*extra: str) -> list[str]:
+    return ["train", "--task", "images", "--out", "out", *QUIET, *extra]
+
+
+_TEXT_OK = [TEXT_HEADER, *_text_rows()]
+
+CATALOGUE: dict[str, Build] = {
+    # image folders
+    "img-corrupt-jpg": _img_case("broken.jpg", b"\xff\xd8\xff\xe0" + bytes(range(7, 200, 3))),
+    "img-truncated-png": _img_case("half.png", _png_bytes((40, 40))[:60]),
+    "img-zero-byte-file": _img_case("empty.png", b""),
+    "img-text-named-png": _img_case("notes.png", b"this is text, not a picture\n"),
+    "img-corrupt-in-nested-folder": _img_case("deep.gif", b"GIF89a garbage", sub="a/b"),
+    "img-only-one-class": _one_class,
+    "img-empty-class-folder": _empty_class,
+    "img-no-class-folders": _no_class_folders,
+    "img-csv-given-as-images": _images_wrong_file,
+    "img-too-small-for-vgg": _flags(
+        *_ok_images("--model", "vgg13", "--set", "data.size=16"),
+        needles=["16x16", "vgg13 needs at least 32x32", "data.size=32"],
+    ),
+    # npz arrays
+    "npz-not-a-zip": _npz_garbage,
+    "npz-missing-labels": _npz_case(["missing array(s) ['labels']"], labels=None),
+    "npz-images-float": _npz_case(
+        ["'images' has dtype float32", "uint8"], images=np.zeros((6, 8, 8), np.float32)
+    ),
+    "npz-images-wrong-shape": _npz_case(
+        ["'images' has shape (6, 64)"], images=np.zeros((6, 64), np.uint8)
+    ),
+    "npz-labels-float": _npz_case(["'labels'", "dtype float64"], labels=np.zeros(6)),
+    "npz-labels-wrong-length": _npz_case(["'labels'", "length 6", "(4,)"], labels=np.zeros(4, int)),
+    "npz-labels-negative": _npz_case(
+        ["outside 0..2", "-1..2"], labels=np.array([0, 1, 2, 0, 1, -1])
+    ),
+    "npz-labels-out-of-range": _npz_case(
+        ["outside 0..2", "0..7"], labels=np.array([0, 1, 2, 0, 1, 7])
+    ),
+    "npz-object-array": _npz_case(
+        ["no pickled objects"], labels=np.array([0, 1, 2, 0, 1, "x"], dtype=object)
+    ),
+    # sales CSVs (bare train.csv)
+    "sales-no-train-file": _sales_no_train,
+    "sales-missing-column": _sales_case(
+        _sales_text(header="Store,Dept,Date,Sales,IsHoliday"), ["['Weekly_Sales']", "Sales"]
+    ),
+    "sales-bad-date": _sales_case(
+        _sales_text((3, "1,1,2010-13-45,5.0,FALSE")), ["'2010-13-45'", "line 5", "data.date_format"]
+    ),
+    "sales-non-numeric-sales": _sales_case(
+        _sales_text((2, "1,1,2010-01-15,lots,FALSE")), ["'Weekly_Sales'", "'lots'", "line 4"]
+    ),
+    "sales-bad-holiday-flag": _sales_case(
+        _sales_text((1, "1,1,2010-01-08,5.0,maybe")), ["'IsHoliday'", "'maybe'", "line 3"]
+    ),
+    "sales-duplicate-key": _sales_case(
+        _sales_text((1, "1,1,2010-01-01,5.0,FALSE")), ["duplicate", "(1, 1, 2010-01-01)"]
+    ),
+    "sales-empty-file": _sales_case("", ["empty"]),
+    "sales-header-only": _sales_case(SALES_HEADER + "\n", ["no data rows"]),
+    "sales-semicolons": _sales_case(_sales_text().replace(",", ";"), ["';'", "comma"]),
+    "sales-non-utf8": _sales_case(
+        _sales_text().encode().replace(b"FALSE", b"FALSE\xff", 1), ["UTF-8", "0xff"]
+    ),
+    "sales-binary": _sales_case(b"\x00\x01\x02" * 50, ["binary"]),
+    "sales-gz-not-gzip": _sales_case(_sales_text(), ["not a readable CSV"], "train.csv.gz"),
+    "sales-gz-truncated": _sales_case(
+        gzip.compress(_sales_text().encode() * 20)[:200], ["not a readable CSV"], "train.csv.gz"
+    ),
+    "sales-features-missing-store": _sales_bad_features,
+    "sales-features-duplicate-week": _sales_with(
+        "features.csv",
+        "Store,Date,Temperature\n1,2010-01-01,5\n1,2010-01-01,6\n",
+        ["features.csv", "duplicate (Store, Date)", "line 3"],
+    ),
+    "sales-stores-duplicate-store": _sales_with(
+        "stores.csv", "Store,Type\n1,A\n2,B\n1,C\n", ["stores.csv", "Store '1'", "line 4"]
+    ),
+    "sales-stores-join-type-mismatch": _sales_with(
+        "stores.csv", "Store,Type\nS1,A\nS2,B\n", ["stores.csv", "'Store'", "'S1'", "int64"]
+    ),
+    "sales-empty-series-key": _sales_case(
+        _sales_text((4, ",1,2010-01-08,5.0,FALSE")), ["'Store'", "empty cell", "line 6"]
+    ),
+    "sales-parity-empty-target": _sales_case(
+        _sales_text((4, "1,1,2010-01-29,,FALSE")),
+        ["'Weekly_Sales'", "data.framing=parity"],
+        "train.csv",
+        "data.framing=parity",
+        "data.parity_onehot=Store,Dept",
+    ),
+    "sales-missing-covariate": _sales_missing_covariate,
+    # text CSVs
+    "text-missing-text-column": _text_case(
+        "tweet,airline_sentiment\nhi,positive\n", ["no column 'text'", "data.text_column"]
+    ),
+    "text-missing-label-column": _text_case(
+        "text,label\nhi,positive\n", ["no column 'airline_sentiment'"]
+    ),
+    "text-all-texts-empty": _text_case(
+        TEXT_HEADER + "\n" + '"",positive\n   ,negative\n', ["no usable rows", "2 empty texts"]
+    ),
+    "text-one-class": _text_case(
+        TEXT_HEADER + "\n" + "".join(f"t{i} word,positive\n" for i in range(9)),
+        ["'airline_sentiment'", "only one class (positive)"],
+    ),
+    "text-bad-encoding": _text_case(
+        ("\n".join(_TEXT_OK) + "\ncafé,positive\n").encode("latin-1"),
+        ["cannot decode as utf-8", "0xe9", "data.encoding=latin-1"],
+    ),
+    "text-unknown-encoding": _text_case(
+        None, ["'klingon'", "data.encoding=latin-1"], "--set", "data.encoding=klingon"
+    ),
+    "text-empty-file": _text_case("", ["empty"]),
+    "text-folder-given": _text_folder,
+    # configs and flags
+    "set-unknown-key": _flags(*_ok_images("--set", "optim.lrr=1"), needles=["optim.lrr", "lr"]),
+    "set-unknown-section": _flags(*_ok_images("--set", "optimizer.lr=1"), needles=["optimizer"]),
+    "set-no-equals": _flags(*_ok_images("--set", "optim.lr"), needles=["'optim.lr'", "=value"]),
+    "set-wrong-type": _flags(
+        *_ok_images("--set", "train.batch_size=big"), needles=["train.batch_size='big'", "integer"]
+    ),
+    "set-bad-bool": _flags(
+        *_ok_images("--set", "reg.early_stop=maybe"), needles=["reg.early_stop", "true or false"]
+    ),
+    "set-bad-choice": _flags(
+        *_ok_images("--set", "optim.name=rmsprop"), needles=["'rmsprop'", "adam"]
+    ),
+    "epochs-negative": _flags(*_ok_images("--epochs", "-3"), needles=["train.epochs=-3", ">= 1"]),
+    "lr-zero": _flags(*_ok_images("--set", "optim.lr=0"), needles=["optim.lr=0.0", "> 0"]),
+    "lr-negative": _flags(*_ok_images("--set", "optim.lr=-1e-3"), needles=["optim.lr=-0.001"]),
+    "patience-negative": _flags(
+        *_ok_images("--set", "reg.patience=-1"), needles=["reg.patience=-1", ">= 0"]
+    ),
+    "unknown-model": _flags(*_ok_images("--model", "alexnet"), needles=["'alexnet'", "resnet18"]),
+    "unknown-task": _flags("train", "--task", "audio", "--out", "out", needles=["'audio'"]),
+    "unknown-preset": _flags(
+        "train", "--preset", "images-alexnet", "--out", "out", needles=["'images-alexnet'"]
+    ),
+    "preset-path-traversal": _flags(
+        "train", "--preset", "../images-resnet18", "--out", "out", needles=["'../images-resnet18'"]
+    ),
+    "data-does-not-exist": _flags(*_ok_images("--data", "nowhere.npz"), needles=["nowhere.npz"]),
+    "resume-not-a-run-dir": _flags(
+        "train", "--resume", "nowhere", "--out", "out", needles=["nowhere", "not a run directory"]
+    ),
+}
+
+
+def _snapshot(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")}
+
+
+def _assert_one_line_error(rc: int, err: str, needles: list[str]) -> str:
+    assert rc == 2, err
+    assert "Traceback" not in err, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("archlab: error: "), err
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+# A warning would be an extra line on stderr (ResourceWarnings are hidden outside tests).
+@pytest.mark.filterwarnings("error", "ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("build", CATALOGUE.values(), ids=CATALOGUE.keys())
+def test_bad_input_catalogue(build: Build, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)  # relative paths (--out out, the default runs/) land here
+    argv, needles = build(tmp_path)
+    before = _snapshot(tmp_path)
+    rc = main(argv)
+    _assert_one_line_error(rc, capsys.readouterr().err, needles)
+    assert _snapshot(tmp_path) == before, "a failed run left files behind"
+
+
+# --- checkpoints: one tiny finished run, damaged in copies ---
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1-step run on a folder mixing sizes and PIL modes, with a batch larger than the data."""
+    root = tmp_path_factory.mktemp("mixed") / "imgs"
+    write_image_folder(root, {"cat": 5}, size=(8, 8), mode="RGB")
+    write_image_folder(root, {"dog": 5}, size=(20, 12), mode="L", seed=1)
+    write_image_folder(root, {"eel": 5}, size=(9, 31), mode="RGBA", seed=2)
+    (root / "eel" / "readme.txt").write_text("ignored")
+    Image.new("P", (5, 5), 3).save(root / "cat" / "palette.gif")
+    Image.new("I;16", (6, 6), 300).save(root / "dog" / "deep.png")
+    out = root.parent / "out"
+    # data.size=16: every image is resized (and converted to 1 channel) as it is decoded.
+    # train.batch_size=1000 > 11 training images: one batch holds them all (no error, no clamp
+    # needed: batches are slices of a shuffled index, the last one as short as it must be).
+    argv = _train_images(root, "--model", "resnet18", "--set", "data.size=16",
+                         "--set", "train.batch_size=1000")  # fmt: skip
+    argv[argv.index("out")] = str(out)
+    assert main(argv) == 0
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def test_mixed_sizes_modes_and_oversized_batch_train(finished_run: Path) -> None:
+    info = json.loads((finished_run / "data.json").read_text())
+    assert info["class_names"] == ["cat", "dog", "eel"]
+    assert info["n_images"] == 17 and info["ignored_non_images"] == 1
+    assert (info["channels"], info["size"]) == (1, 16)
+    assert json.loads((finished_run / "metrics.json").read_text())["epochs_run"] == 1
+
+
+def _run_copy(src: Path, tmp: Path) -> Path:
+    dst = tmp / "run"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _truncate_weights(run: Path) -> list[str]:
+    w = run / artifacts.WEIGHTS
+    w.write_bytes(w.read_bytes()[:1000])
+    return [artifacts.WEIGHTS, "truncated"]
+
+
+def _foreign_weights(run: Path) -> list[str]:
+    artifacts.save_weights(torch.nn.Linear(4, 3), run / artifacts.WEIGHTS)  # recorded, but wrong
+    return [artifacts.WEIGHTS, "do not fit this model"]
+
+
+def _foreign_unrecorded_weights(run: Path) -> list[str]:
+    (run / artifacts.WEIGHTS).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    (run / artifacts.MANIFEST).unlink()
+    return [artifacts.WEIGHTS, "not a readable safetensors"]
+
+
+def _missing_weights(run: Path) -> list[str]:
+    (run / artifacts.WEIGHTS).unlink()
+    return [artifacts.WEIGHTS, "file not found"]
+
+
+def _broken_config(run: Path) -> list[str]:
+    (run / artifacts.CONFIG).write_text("task: images\ndata: [unclosed\n")
+    return [artifacts.CONFIG, "not valid YAML"]
+
+
+def _unknown_config_key(run: Path) -> list[str]:
+    text = (run / artifacts.CONFIG).read_text()
+    (run / artifacts.CONFIG).write_text(text.replace("\n  epochs:", "\n  epochz:", 1))
+    return ["train.epochz"]
+
+
+CHECKPOINTS: dict[str, Callable[[Path], list[str]]] = {
+    "eval-truncated-weights": _truncate_weights,
+    "eval-wrong-architecture": _foreign_weights,
+    "eval-garbage-weights": _foreign_unrecorded_weights,
+    "eval-missing-weights": _missing_weights,
+    "eval-broken-config": _broken_config,
+    "eval-unknown-config-key": _unknown_config_key,
+}
+
+
+@pytest.mark.parametrize("damage", CHECKPOINTS.values(), ids=CHECKPOINTS.keys())
+def test_bad_checkpoint_catalogue(
+    damage: Callable[[Path], list[str]], finished_run: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = _run_copy(finished_run, tmp_path)
+    needles = damage(run)
+    before = _snapshot(tmp_path)
+    rc = main(["eval", str(run)])
+    _assert_one_line_error(rc, capsys.readouterr().err, needles)
+    assert _snapshot(tmp_path) == before
+
+
+def test_predict_on_a_broken_image(finished_run: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "photo.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    rc = main(["predict", str(finished_run), str(bad), str(tmp_path / "missing.png")])
+    _assert_one_line_error(rc, capsys.readouterr().err, ["photo.jpg", "cannot read image"])
+
+
+# --- inputs that are odd but valid: they must load ---
+def test_non_image_files_are_ignored_and_counted(tmp_path: Path) -> None:
+    from archlab.data.images import load_image_set
+
+    root = _images(tmp_path)
+    (root / "cat" / "notes.txt").write_text("hello")
+    (root / "dog" / "nested" / "deeper").mkdir(parents=True)
+    (root / "dog" / "nested" / "deeper" / "x.png").write_bytes(_png_bytes((30, 7), "LA"))
+    s = load_image_set(str(root), fmt="auto", size=8, channels=3)
+    assert s.ignored == 1 and s.images.shape == (9, 3, 8, 8)
+    assert np.bincount(s.labels).tolist() == [4, 5]
+
+
+def test_quoted_embedded_newlines_are_valid_text_csv(tmp_path: Path) -> None:
+    # RFC 4180: a quoted field may span lines; it is one text, not a broken row.
+    rows = "\n".join(_TEXT_OK[1:])
+    path = _text_csv(
+        tmp_path, f'{TEXT_HEADER}\n"first line\nsecond line, great",positive\n{rows}\n'
+    )
+    table = load_text_table(path)
+    assert "first line\nsecond line, great" in table.texts
+    assert table.counts["rows_read"] == 16
+
+
+def test_catalogue_baselines_load(tmp_path: Path) -> None:
+    """The good files the cases start from do load: each case breaks exactly one thing."""
+    df = load_sales(_bare_cfg(_sales_dir(tmp_path)))
+    assert len(df) == 24
+    assert load_text_table(_text_csv(tmp_path)).class_names == ["negative", "neutral", "positive"]
+    gz = tmp_path / "gz"
+    gz.mkdir()
+    (gz / "train.csv.gz").write_bytes(gzip.compress(_sales_text().encode()))
+    assert len(load_sales(_bare_cfg(gz))) == 24
+
+
+# --- one real process: exit 2 without a traceback, and the traceback with --debug ---
+def test_subprocess_exit_code_and_debug_traceback(tmp_path: Path) -> None:
+    bad = _npz(tmp_path, labels=np.array([0, 1, 2, 0, 1, 9]))
+    argv = [sys.executable, "-m", "archlab", "train", "--task", "images", "--data", str(bad),
+            "--out", str(tmp_path / "out"), *QUIET]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # Both at once: each spends most of its time importing torch.
+    procs = [
+        subprocess.Popen(a, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for a in (argv, [*argv, "--debug"])
+    ]
+    (out, err), (_, debug_err) = (p.communicate(timeout=180) for p in procs)
+    line = _assert_one_line_error(procs[0].returncode, err, ["set.npz", "0..9"])
+    assert out == ""
+    assert procs[1].returncode != 0 and "Traceback" in debug_err
+    assert "ArchlabError" in debug_err and line.removeprefix("archlab: error: ") in debug_err
+    assert not (tmp_path / "out").exists()
+
+
+# --- path safety: names from data and configs never leave the output directory ---
+EVIL = ["../evil", "a/b", "/abs"]
+
+
+def _files(root: Path) -> set[Path]:
+    return {p.resolve() for p in root.rglob("*") if p.is_file()}
+
+
+def test_npz_class_names_stay_inside_the_output_dir(tmp_path: Path, capsys) -> None:
+    inside = tmp_path / "inside"
+    inside.mkdir()
+    labels = np.arange(18) % 3
+    images = np.repeat(labels * 100, 64).astype(np.uint8).reshape(18, 8, 8)
+    npz = inside / "evil.npz"
+    np.savez(npz, images=images, labels=labels, class_names=np.array(EVIL))
+    out = inside / "out"
+    assert main(_train_images(npz, "--out", str(out), "--set", "data.size=8")) == 0
+    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert json.loads((run_dir / "data.json").read_text())["class_names"] == EVIL
+    assert (run_dir / "plots" / "confusion_matrix.png").exists()
+    outside = {p for p in _files(tmp_path) if inside.resolve() not in p.parents}
+    assert outside == set()
+
+
+def test_series_keys_are_only_plot_labels(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from archlab.tasks.forecast import _series_plot
+
+    run_dir = tmp_path / "deep" / "run"
+    run_dir.mkdir(parents=True)
+    dates = np.array(["2010-01-01", "2010-01-08"], dtype="datetime64[D]")
+    rows = pd.DataFrame({"Store": ["../evil", "a/b"] * 2, "Dept": ["/abs", ".."] * 2,
+                         "Date": np.repeat(dates, 2), "actual": 1.0, "forecast": 2.0,
+                         "mean": 1.5})  # fmt: skip
+    _series_plot(rows, ["Store", "Dept"], "Date", ("../evil-/abs",), run_dir)
+    assert _files(tmp_path) == {(run_dir / "plots" / "actual_vs_forecast.png").resolve()}
+
+
+def test_text_eda_group_column_cannot_escape(tmp_path: Path, capsys) -> None:
+    evil = "x/../../../escaped"
+    rows = "".join(f"{r},{evil[:3]}{i % 2}\n" for i, r in enumerate(_TEXT_OK[1:]))
+    path = _text_csv(tmp_path, f'{TEXT_HEADER},"{evil}"\n{rows}')
+    out = tmp_path / "deep" / "er" / "eda"
+    args = ["eda", "--task", "text", "--data", str(path), "--out", str(out),
+            "--set", f"data.group_column={evil}"]  # fmt: skip
+    assert main(args) == 0
+    written = _files(tmp_path) - {path.resolve()}
+    assert written and all(out.resolve() in p.parents for p in written), written
+    assert any("escaped" in p.name for p in written)
+
+
+# --- fuzzing the CSV loaders: only ArchlabError (or a clean load) may come out ---
+SALES_COLUMNS = ["Store", "Dept", "Date", "Weekly_Sales", "IsHoliday", "Temperature", "x", ""]
+TEXT_COLUMNS = ["text", "airline_sentiment", "airline", "negativereason", "label", ""]
+ODD_CELLS = ["1", "0", "-1", "1.5", "1e400", "nan", "NA", "TRUE", "false", "2010-01-01",
+             "2010-02-30", "01/02/2010", "é", "inf", "", " ", '"', '""', "a,b", "\n", "\x00",
+             "9" * 30]  # fmt: skip
+CELLS = st.sampled_from(ODD_CELLS) | st.text(alphabet=string.printable, max_size=8)
+
+
+# Plausible cells per column, so that many examples get past parsing into merging and grouping.
+PLAUSIBLE = {
+    "Store": st.sampled_from(["1", "2", "3"]),
+    "Dept": st.sampled_from(["1", "2"]),
+    "Date": st.integers(0, 60).map(lambda w: str(np.datetime64("2010-01-01") + 7 * w)),
+    "Weekly_Sales": st.sampled_from(["1.5", "20", "-3", "0"]),
+    "IsHoliday": st.sampled_from(["TRUE", "FALSE", "0", "1"]),
+    "Temperature": st.sampled_from(["5", "NA", ""]),
+    "text": st.builds(
+        "{} {}".format, st.sampled_from(["great", "awful :(", "gate?"]), st.integers(0, 99)
+    ),
+    "airline_sentiment": st.sampled_from(["positive", "negative", "neutral"]),
+}
+
+
+@st.composite
+def csv_bytes(draw: st.DrawFn, columns: list[str], required: list[str]) -> bytes:
+    """Random bytes, or a CSV with random columns (often all required ones) and random cells."""
+    if draw(st.integers(0, 4)) == 0:
+        return draw(st.binary(max_size=200))
+    header = draw(st.lists(st.sampled_from(columns), min_size=0, max_size=6))
+    if draw(st.booleans()):  # get past the column checks, into parsing and merging
+        header = draw(st.permutations([*required, *header]))
+    width = len(header) + draw(st.sampled_from([0, 0, 0, -1, 1]))
+    cell = [PLAUSIBLE.get(h, CELLS) if draw(st.integers(0, 9)) else CELLS for h in header]
+    cell += [CELLS] * max(0, width - len(cell))
+    row = st.tuples(*cell[: max(0, width)]).map(list)
+    rows = draw(st.lists(row, max_size=16))
+    sep = draw(st.sampled_from([",", ",", ",", ";", "\t"]))
+    text = "\n".join(sep.join(r) for r in [header, *rows]) + "\n"
+    return text.encode(draw(st.sampled_from(["utf-8", "latin-1"])), errors="replace")
+
+
+def _bare_cfg(path: Path, features_file: str = "") -> SalesDataConfig:
+    return SalesDataConfig(
+        path=str(path), features_file=features_file, stores_file="", covariates=()
+    )
+
+
+FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.filterwarnings("error")  # a warning would be an extra line on stderr
+@FUZZ
+@given(
+    train=csv_bytes(SALES_COLUMNS, SALES_COLUMNS[:5]),
+    features=st.none() | csv_bytes(SALES_COLUMNS, ["Store", "Date"]),
+)
+def test_fuzz_sales_loader(train: bytes, features: bytes | None) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, "train.csv").write_bytes(train)
+        if features is not None:
+            Path(d, "features.csv").write_bytes(features)
+        cfg = _bare_cfg(Path(d), features_file="features.csv" if features is not None else "")
+        try:
+            df = load_sales(cfg)
+        except ArchlabError as e:
+            assert "\n" not in str(e)
+        else:
+            assert len(df) > 0
+
+
+@pytest.mark.filterwarnings("error")  # a warning would be an extra line on stderr
+@FUZZ
+@given(
+    data=csv_bytes(TEXT_COLUMNS, TEXT_COLUMNS[:2]),
+    encoding=st.sampled_from(["utf-8", "latin-1", "ascii"]),
+)
+def test_fuzz_text_loader(data: bytes, encoding: str) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d, "t.csv")
+        path.write_bytes(data)
+        try:
+            table = load_text_table(path, encoding=encoding)
+        except ArchlabError as e:
+            assert "\n" not in str(e)
+        else:
+            assert len(table.class_names) >= 2
