@@ -9,7 +9,6 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -54,12 +53,19 @@ def build_config(
     epochs: int | None,
     seed: int | None,
     overrides: list[str] | None,
+    config: Path | None = None,
 ) -> RunConfig:
-    """Resolve preset/task defaults, then flags, then --set overrides (validated)."""
+    """Resolve a config file or preset/task defaults, then flags, then --set overrides."""
     from archlab.presets import PRESETS
     from archlab.tasks import TASKS
 
-    if preset:
+    if config is not None:
+        if task or preset:
+            raise ArchlabError("--config already holds the task; drop --task and --preset")
+        if not config.is_file():
+            raise ArchlabError(f"{config}: no such file")
+        cfg = RunConfig.from_yaml(config.read_text(), where=str(config))
+    elif preset:
         if preset not in PRESETS:
             raise ArchlabError(f"unknown preset {preset!r}; see `archlab train --list-presets`")
         cfg = PRESETS[preset]
@@ -99,10 +105,14 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     out: Annotated[Path, typer.Option(help="Directory for run directories.")] = Path("runs"),
     resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run dir.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Start from a run config YAML (config.yaml, best.yaml).")
+    ] = None,
     list_presets: Annotated[bool, typer.Option("--list-presets", help="List presets.")] = False,
 ) -> None:
     """Train a model; prints the run directory as the last line."""
     from archlab import runner
+    from archlab.train import distributed
 
     if list_presets:
         from archlab.presets import PRESETS
@@ -113,8 +123,10 @@ def train(
     if resume is not None:
         run_dir = runner.train(None, out, resume_dir=resume)
     else:
-        cfg = build_config(task, preset, data, model, epochs, seed, set_)
+        cfg = build_config(task, preset, data, model, epochs, seed, set_, config)
         run_dir = runner.train(cfg, out, name=preset, command=_command_line())
+    if not distributed.from_env().is_main:
+        return  # under torchrun rank 0 reports
     metrics = json.loads((run_dir / "metrics.json").read_text())
     keys = [
         k
@@ -216,6 +228,49 @@ def ablate(
 
 
 @app.command()
+def sweep(
+    trials: Annotated[int, typer.Option(help="Trials of the study in all, across all workers.")],
+    task: Annotated[str | None, typer.Option(help="images, sales or text.")] = None,
+    data: Annotated[str | None, typer.Option(help="Data path (folder, .npz, CSV...).")] = None,
+    model: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
+    preset: Annotated[str | None, typer.Option(help="Base experiment, e.g. text-bilstm.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Base run config YAML.")] = None,
+    set_: SetOpt = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs per trial.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of every trial and the sampler.")] = None,
+    space: Annotated[
+        Path | None, typer.Option(help="YAML search space replacing the default one.")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Storage URL the workers share (default: OUT/sweep.db).")
+    ] = None,
+    study_name: Annotated[
+        str | None, typer.Option(help="Study name (default: the preset, or TASK-MODEL).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output directory (default: runs/sweep-NAME).")
+    ] = None,
+) -> None:
+    """Tune hyperparameters with Optuna; workers sharing --storage split one study's trials."""
+    import optuna
+
+    from archlab.runner import safe_name
+    from archlab.sweep import run_sweep, search_space
+
+    if trials < 1:
+        raise ArchlabError(f"--trials {trials}: must be >= 1")
+    base = build_config(task, preset, data, model, epochs, seed, set_, config)
+    name = study_name or preset or f"{base.task}-{base.model.name}"
+    out_dir = out or Path("runs") / f"sweep-{safe_name(name)}"
+    space_ = search_space(space, base)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from us
+    result = run_sweep(base, space_, trials, out_dir, study_name=name, storage=storage,
+                       command=_command_line())  # fmt: skip
+    print(result.summary())
+    print(out_dir)
+
+
+@app.command()
 def reproduce(
     data_dir: Annotated[
         Path, typer.Option(help="Folder with images3/, walmart/, twitter_airline/.")
@@ -227,11 +282,15 @@ def reproduce(
     out: Annotated[Path, typer.Option(help="Output directory (re-run to resume).")] = Path(
         "runs/reproduce"
     ),
+    parts: Annotated[
+        str, typer.Option(help="Comma-separated parts to run: images,sales,text.")
+    ] = "images,sales,text",
 ) -> None:
     """Run every experiment of the study and build one report; prints the report directory."""
     from archlab.reproduce import reproduce as run
 
-    report_dir = run(data_dir, profile, seeds, out)
+    chosen = tuple(p.strip() for p in parts.split(",") if p.strip())
+    report_dir = run(data_dir, profile, seeds, out, parts=chosen)
     print(report_dir / "index.html")
     print(out)
 
@@ -257,22 +316,32 @@ def eda(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/demo"),
-    data: Annotated[str | None, typer.Option(help="Image data (default: built-in digits).")] = None,
+    out: Annotated[Path, typer.Option(help="Output directory (re-run to resume).")] = Path(
+        "runs/demo"
+    ),
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Folder with images3/, walmart/, twitter_airline/: the study, smoke."),
+    ] = None,
 ) -> None:
-    """Train and evaluate ResNet-18 on built-in digits (or --data) in about a minute."""
-    from archlab import runner
+    """Theory, summaries, short image and sales runs on data shipped with the dependencies, and
+    the study's report (--data DIR: `reproduce --profile smoke` on real data); prints its path."""
+    from archlab.demo import result_lines, run_demo
+    from archlab.reproduce import PARTS, find_data
+    from archlab.reproduce import reproduce as run
 
-    cfg = build_config(None, "images-resnet18", data, None, 4, 0,
-                       ["train.batch_size=64", "train.eval_batch_size=256"])  # fmt: skip
     if data is None:
-        # 8x8 digits upscaled to 32x32; no flips (they would turn digits into mirror images).
-        cfg = replace(cfg, reg=replace(cfg.reg, augment="none"))
-    run_dir = runner.train(cfg, out, name="demo-images-resnet18", command=_command_line())
-    m = json.loads((run_dir / "metrics.json").read_text())
-    print(f"test_accuracy={m['test_accuracy']:.4f} test_f1_macro={m['test_f1_macro']:.4f} "
-          f"epochs={m['epochs_run']} seconds={m['train_seconds']:.1f}")  # fmt: skip
-    print(run_dir)
+        report_dir = run_demo(out)
+    else:
+        if not data.is_dir() or not any(find_data(data, part) for part in PARTS):
+            raise ArchlabError(
+                f"{data}: --data needs a folder holding images3/, walmart/ or "
+                "twitter_airline/ (the layout of `archlab reproduce --data-dir`)"
+            )
+        report_dir = run(data, "smoke", 1, out)
+    for line in result_lines(out):
+        print(line)
+    print(report_dir / "index.html")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     except ArchlabError as e:
         if debug:
             raise
-        print(f"archlab: error: {e}", file=sys.stderr)
+        message = " ".join(str(e).splitlines())  # one line, whatever a value held
+        print(f"archlab: error: {message}", file=sys.stderr)
         return 2
     except typer.Exit as e:
         return e.exit_code

@@ -2,7 +2,8 @@
 
 Each experiment is a normal run dir (or an ablation dir of run dirs) under a fixed path, so an
 interrupted reproduce resumes and skips finished runs. A part whose data is missing is skipped
-with one line naming what was looked for; the rest still runs.
+with one line naming what was looked for; the rest still runs. ``run_study`` takes each part's
+data path and --set overrides, so `archlab demo` builds the same report from other data.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Experiment:
     preset: str
     techniques: tuple[str, ...] = ()  # non-empty: an ablation of these techniques
     study: tuple[str, ...] = ()  # keys of archlab/data/study.yaml this row is compared with
+    overrides: tuple[str, ...] = ()  # --set overrides on top of the preset and profile
 
 
 EXPERIMENTS: tuple[Experiment, ...] = (
@@ -110,17 +112,27 @@ QUICK: dict[str, tuple[str, ...]] = {
 SMOKE_TECHNIQUES = 2  # ablations in the smoke profile keep the first two techniques
 
 
-def profile_config(preset: str, profile: str, data_path: str) -> RunConfig:
-    """The preset as run under ``profile`` with its data path set."""
+def to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def profile_config(
+    preset: str, profile: str, data_path: str, overrides: tuple[str, ...] = ()
+) -> RunConfig:
+    """The preset as run under ``profile`` with its data path set, then ``overrides``.
+
+    Profiles other than smoke and quick (full, demo) run the preset as it is.
+    """
     if profile == "smoke":
         cfg = PRESETS[f"{preset}-smoke"]
     else:
         cfg = PRESETS[preset]
         if profile == "quick":
             cfg = apply_overrides(cfg, QUICK.get(cfg.task, ()))
-    return replace(
+    cfg = replace(
         cfg, data=replace(cfg.data, path=data_path), train=replace(cfg.train, progress="plain")
     )
+    return apply_overrides(cfg, overrides)
 
 
 def find_data(data_dir: Path, part: str) -> Path | None:
@@ -163,49 +175,102 @@ def reproduce(
     out: Path,
     *,
     experiments: tuple[Experiment, ...] = EXPERIMENTS,
-    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+    parts: tuple[str, ...] = tuple(PARTS),
+    log: Callable[[str], None] = to_stderr,
 ) -> Path:
-    """Run the study into ``out`` and build ``out/report``; returns the report directory."""
+    """Run the study on the data found under ``data_dir`` (see ``DATA_PATHS``) into ``out``.
+
+    ``parts`` limits it to some of images/sales/text (e.g. to time one part).
+    """
+    if profile not in PROFILES:
+        raise ArchlabError(f"--profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    if not data_dir.is_dir():
+        raise ArchlabError(f"{data_dir}: --data-dir is not a directory")
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        raise ArchlabError(f"--parts {','.join(parts)}: choose from {', '.join(PARTS)}")
+    paths: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for part in PARTS:
+        if part not in parts:
+            skipped[part] = f"skipping {PARTS[part]}: not in --parts"
+            continue
+        path = find_data(data_dir, part)
+        if path is None:
+            looked = ", ".join(str(data_dir / r) for r in DATA_PATHS[part])
+            skipped[part] = f"skipping {PARTS[part]}: no data found (looked for {looked})"
+        else:
+            paths[part] = str(path)
+    return run_study(
+        paths,
+        profile,
+        seeds,
+        out,
+        experiments=experiments,
+        skipped=skipped,
+        manifest_extra={"data_dir": str(data_dir)},
+        command=f"reproduce --data-dir {data_dir} --profile {profile} --seeds {seeds}"
+        + ("" if set(parts) == set(PARTS) else f" --parts {','.join(parts)}"),
+        log=log,
+    )
+
+
+def run_study(
+    paths: dict[str, str],
+    profile: str,
+    seeds: int,
+    out: Path,
+    *,
+    experiments: tuple[Experiment, ...] = EXPERIMENTS,
+    overrides: dict[str, tuple[str, ...]] | None = None,
+    skipped: dict[str, str] | None = None,
+    manifest_extra: dict[str, Any] | None = None,
+    command: str = "",
+    log: Callable[[str], None] = to_stderr,
+) -> Path:
+    """Run ``experiments`` into ``out`` and build ``out/report``; returns the report directory.
+
+    ``paths`` gives each part's data path ("" is the task's default, e.g. the bundled digits);
+    ``overrides`` adds --set overrides per part (column names of another panel...); parts in
+    ``skipped`` are logged with their one line and appear in the report as skipped.
+    ``manifest_extra`` adds report fields (title, data, differences, profile_note, data_dir).
+    """
     from archlab.report.extras import eda_plots, model_summaries, theory_outputs
     from archlab.report.report import build_report
 
-    if profile not in PROFILES:
-        raise ArchlabError(f"--profile {profile!r}: choose one of {', '.join(PROFILES)}")
     if seeds < 1:
         raise ArchlabError(f"--seeds {seeds}: must be >= 1")
-    if not data_dir.is_dir():
-        raise ArchlabError(f"{data_dir}: --data-dir is not a directory")
+    overrides, skipped = overrides or {}, skipped or {}
     out.mkdir(parents=True, exist_ok=True)
     manifest: dict[str, Any] = {
         "profile": profile,
         "seeds": seeds,
-        "data_dir": str(data_dir),
+        "data_dir": "",
         "experiments": [],
         "skipped": {},
         "eda": {},
+        **(manifest_extra or {}),
     }
     for part in PARTS:
-        path = find_data(data_dir, part)
-        if path is None:
-            looked = ", ".join(str(data_dir / r) for r in DATA_PATHS[part])
-            msg = f"skipping {PARTS[part]}: no data found (looked for {looked})"
-            log(msg)
-            manifest["skipped"][part] = msg
+        if part in skipped:
+            log(skipped[part])
+            manifest["skipped"][part] = skipped[part]
             continue
+        if part not in paths:
+            continue
+        path, part_sets = paths[part], overrides.get(part, ())
         for exp in (e for e in experiments if e.part == part):
-            cfg = profile_config(exp.preset, profile, str(path))
+            cfg = profile_config(exp.preset, profile, path, (*part_sets, *exp.overrides))
             if profile == "smoke" and exp.techniques:
                 exp = replace(exp, techniques=exp.techniques[:SMOKE_TECHNIQUES])
             log(f"[{part}] {exp.title} ({exp.preset}, profile {profile})")
             manifest["experiments"].append(run_experiment(exp, cfg, seeds, out / part / exp.key))
         manifest["eda"][part] = [
-            str(p.relative_to(out)) for p in eda_plots(part, path, out / "eda" / part)
+            str(p.relative_to(out))
+            for p in eda_plots(part, Path(path), out / "eda" / part, part_sets)
         ]
     manifest["theory"] = theory_outputs(out / "theory")
     manifest["summaries"] = model_summaries(out / "summaries")
     write_json_atomic(out / "manifest.json", manifest)
-    write_text_atomic(
-        out / "command.txt",
-        f"reproduce --data-dir {data_dir} --profile {profile} --seeds {seeds}\n",
-    )
+    write_text_atomic(out / "command.txt", command + "\n")
     return build_report(out)

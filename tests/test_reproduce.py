@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import DATA_DIR, write_npz
 
+from archlab.errors import ArchlabError
 from archlab.reproduce import EXPERIMENTS, reproduce
 
 SECTIONS = (
@@ -138,3 +139,16 @@ def test_every_experiment_names_an_existing_preset_and_study_key() -> None:
         assert e.preset in PRESETS and f"{e.preset}-smoke" in PRESETS, e.preset
         assert all(s in study for s in e.study), e.study
         assert set(e.techniques) <= set(TECHNIQUES[e.part]), e.techniques
+
+
+def test_parts_limit_the_run(small_study: Path) -> None:
+    out = small_study / "out"
+    metrics = out / "images" / "resnet18" / "s0" / "metrics.json"
+    before = metrics.stat().st_mtime_ns
+    lines: list[str] = []
+    with pytest.raises(ArchlabError, match="--parts audio: choose from images, sales, text"):
+        reproduce(small_study / "data", "smoke", 1, out, parts=("audio",))
+    reproduce(small_study / "data", "smoke", 1, out, experiments=SMALL, parts=("images",),
+              log=lines.append)  # fmt: skip
+    assert metrics.stat().st_mtime_ns == before  # finished: skipped, not redone
+    assert any("skipping Part IV: sentiment with LSTMs: not in --parts" in s for s in lines)

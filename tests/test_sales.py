@@ -234,6 +234,25 @@ def test_gather_windows_pads_before_start() -> None:
     assert x[0, 0].abs().sum() == 0 and torch.equal(x[0, 1], steps[1, 0])
 
 
+def test_monthly_panel_is_indexed_by_calendar_month() -> None:
+    # Month ends 28-31 days apart (leap and plain Februaries), one missing month: a step each.
+    dates = pd.date_range("2020-01-31", periods=14, freq="ME")
+    rows = [("A", d, float(i)) for i, d in enumerate(dates)]
+    rows += [("B", d, 100.0 + i) for i, d in enumerate(dates) if i != 5]
+    df = pd.DataFrame(rows, columns=["Symbol", "Date", "Close"])
+    step = sales.infer_step_days(df["Date"].to_numpy())
+    assert step == 28
+    p = sales.build_panel(df, ["Symbol"], "Date", "Close", "", [], step)
+    assert p.y.shape == (2, 14)
+    np.testing.assert_array_equal(p.y[0], np.arange(14.0))  # no gaps, no month counted twice
+    assert np.isnan(p.y[1, 5]) and np.isnan(p.y[1]).sum() == 1
+    assert [str(d)[:10] for d in p.dates[[0, 1, -1]]] == ["2020-01-01", "2020-02-01", "2021-02-01"]
+    # Two rows of one series in the same month are an error, not a silent overwrite.
+    extra = pd.DataFrame([("A", pd.Timestamp("2020-03-15"), 9.0)], columns=df.columns)
+    with pytest.raises(ArchlabError, match="same calendar month"):
+        sales.build_panel(pd.concat([df, extra]), ["Symbol"], "Date", "Close", "", [], step)
+
+
 # --- metrics ---
 def test_wmae_matches_a_hand_computation() -> None:
     y = np.array([10.0, 20.0, 30.0])

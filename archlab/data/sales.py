@@ -7,6 +7,7 @@ per row. Everything here is framing-agnostic; the task decides splits and scalin
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,22 +41,47 @@ def read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
                 raise ArchlabError(f"{path}: not a CSV file (binary content)")
     try:
         df = pd.read_csv(path)
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as e:
+    except UnicodeDecodeError as e:
+        raise ArchlabError(
+            f"{path}: cannot decode as UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+            "re-save the file as UTF-8"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise ArchlabError(f"{path}: the file is empty (expected a header line and rows)") from None
+    except (pd.errors.ParserError, OSError, EOFError, zlib.error) as e:  # zlib, EOF: bad .gz
         raise ArchlabError(f"{path}: not a readable CSV file ({e.__class__.__name__})") from None
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise ArchlabError(f"{path}: missing column(s) {missing}; found columns {list(df.columns)}")
+        header = ",".join(map(str, df.columns))
+        hint = next(
+            (f"; the header looks {sep!r}-separated, save the file comma-separated"
+             for sep in (";", "\t", "|") if sep in header),
+            "",
+        )  # fmt: skip
+        raise ArchlabError(
+            f"{path}: missing column(s) {missing}; found columns {list(df.columns)}{hint}"
+        )
+    if df.empty:
+        raise ArchlabError(f"{path}: no data rows (only a header line)")
     return df
+
+
+def _show(value: object) -> str:
+    """A cell as the user wrote it: 'an empty cell', or the text in quotes (no numpy reprs)."""
+    return "an empty cell" if pd.isna(value) else repr(str(value))
 
 
 def parse_dates(df: pd.DataFrame, column: str, fmt: str, path: Path) -> None:
     """Parse ``column`` in place with ``fmt``; the first bad value is reported with its line."""
-    parsed = pd.to_datetime(df[column], format=fmt, errors="coerce")
+    raw = df[column]
+    # A column read as numbers (20100205, inf) is parsed as the text it was: no epoch casts.
+    parsed = pd.to_datetime(raw.astype(str) if raw.dtype.kind in "biuf" else raw, format=fmt,
+                            errors="coerce")  # fmt: skip
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if len(bad):
         i = int(bad[0])
         raise ArchlabError(
-            f"{path}: unparseable date {df[column].iloc[i]!r} in column {column!r} at line "
+            f"{path}: unparseable date {_show(raw.iloc[i])} in column {column!r} at line "
             f"{i + 2} (expected format {fmt!r}; set data.date_format)"
         )
     df[column] = parsed
@@ -71,7 +97,7 @@ def parse_bool(df: pd.DataFrame, column: str, path: Path) -> None:
     if not ok.all():
         i = int(np.flatnonzero(~ok.to_numpy())[0])
         raise ArchlabError(
-            f"{path}: column {column!r} has non-boolean value {s.iloc[i]!r} at line {i + 2}"
+            f"{path}: column {column!r} has non-boolean value {_show(s.iloc[i])} at line {i + 2}"
         )
     df[column] = low.isin(["true", "1", "1.0"])
 
@@ -86,7 +112,7 @@ def parse_number(df: pd.DataFrame, column: str, path: Path) -> None:
     if len(bad):
         i = int(bad[0])
         raise ArchlabError(
-            f"{path}: column {column!r} has non-numeric value {df[column].iloc[i]!r} "
+            f"{path}: column {column!r} has non-numeric value {_show(df[column].iloc[i])} "
             f"at line {i + 2}"
         )
     df[column] = num.astype(float)
@@ -101,6 +127,26 @@ def check_unique(df: pd.DataFrame, keys: Sequence[str], date: str, path: Path) -
         raise ArchlabError(
             f"{path}: duplicate ({', '.join([*keys, date])}) key ({key}, "
             f"{row[date].date()}) at line {i + 2}; each series needs one row per date"
+        )
+
+
+def check_join(
+    df: pd.DataFrame, other: pd.DataFrame, key: str, path: Path, opath: Path, date: str = ""
+) -> None:
+    """``other`` joins ``df`` on ``key`` (and ``date``): same kind of values, one row per key."""
+    a, b = df[key], other[key]
+    if a.dtype.kind != b.dtype.kind and not (a.dtype.kind in "iu" and b.dtype.kind in "iu"):
+        raise ArchlabError(
+            f"{opath}: column {key!r} holds {b.dtype} values (e.g. {_show(b.iloc[0])}) but "
+            f"{path.name} holds {a.dtype} (e.g. {_show(a.iloc[0])}); the tables join on it"
+        )
+    if date:
+        check_unique(other, [key], date, opath)
+    elif other[key].duplicated().any():
+        i = int(np.flatnonzero(other[key].duplicated().to_numpy())[0])
+        raise ArchlabError(
+            f"{opath}: {key} {_show(other[key].iloc[i])} appears again at line {i + 2}; "
+            f"each {key.lower()} needs one row"
         )
 
 
@@ -120,6 +166,12 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
     keys = list(cfg.series_keys)
     path = resolve_file(root, cfg.train_file)
     df = read_csv(path, [*keys, date, target, *([hol] if hol else [])])
+    for k in keys:
+        empty = np.flatnonzero(df[k].isna().to_numpy())
+        if len(empty):
+            raise ArchlabError(
+                f"{path}: series key column {k!r} has an empty cell at line {empty[0] + 2}"
+            )
     parse_dates(df, date, cfg.date_format, path)
     parse_number(df, target, path)
     if hol:
@@ -128,11 +180,13 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
     if cfg.stores_file:
         spath = resolve_file(root, cfg.stores_file)
         stores = read_csv(spath, [store])
+        check_join(df, stores, store, path, spath)
         df = df.merge(stores, on=store, how="left")
     if cfg.features_file:
         fpath = resolve_file(root, cfg.features_file)
         feats = read_csv(fpath, [store, date])
         parse_dates(feats, date, cfg.date_format, fpath)
+        check_join(df, feats, store, path, fpath, date)  # before sorting: lines stay true
         feats = feats.sort_values([store, date], kind="stable")
         ffill = [c for c in cfg.ffill_columns if c in feats.columns]
         if ffill:  # gaps in slow-moving indicators: the last published value still holds
@@ -180,12 +234,33 @@ class Panel:
     row_time: np.ndarray  # (N,) time index of each merged row
 
 
+# Steps of at least this many days are calendar months: 28-31-day gaps cannot be counted in days.
+MONTHLY_MIN_DAYS = 28
+
+
+def _months(dates: np.ndarray) -> np.ndarray:
+    return dates.astype("datetime64[M]").astype(np.int64)  # months since 1970-01 (year*12+month)
+
+
 def time_index(dates: np.ndarray, origin: np.datetime64, step_days: int) -> np.ndarray:
+    """Step number of each date counted from ``origin`` (calendar months for monthly data)."""
+    if step_days >= MONTHLY_MIN_DAYS:
+        return _months(dates) - _months(np.asarray(origin))
     return ((dates - origin) // np.timedelta64(step_days, "D")).astype(np.int64)
 
 
+def step_dates(origin: np.datetime64, steps: np.ndarray, step_days: int) -> np.ndarray:
+    """The date of each step number (monthly steps are labelled by the month's first day)."""
+    if step_days >= MONTHLY_MIN_DAYS:
+        return (np.asarray(origin).astype("datetime64[M]") + steps).astype("datetime64[D]")
+    return origin + steps * np.timedelta64(step_days, "D")
+
+
 def infer_step_days(dates: np.ndarray) -> int:
-    """The sampling period in days: the smallest gap between distinct dates (7 for weekly)."""
+    """The sampling period in days: the smallest gap between distinct dates (7 for weekly).
+
+    28 or more means monthly data, indexed by calendar month (see ``time_index``).
+    """
     u = np.unique(dates)
     if len(u) < 2:
         return 7
@@ -212,6 +287,14 @@ def build_panel(
     mult = np.cumprod([1] + [len(u) for _, u in codes[:0:-1]])[::-1]
     flat = sum(c * m for (c, _), m in zip(codes, mult, strict=True))
     _, first, s = np.unique(flat, return_index=True, return_inverse=True)
+    clash = pd.Series(s * T + t).duplicated().to_numpy()
+    if clash.any():  # irregular dates: two rows of one series fall into the same step
+        i = int(np.flatnonzero(clash)[0])
+        unit = "calendar month" if step_days >= MONTHLY_MIN_DAYS else f"{step_days}-day step"
+        raise ArchlabError(
+            f"series {tuple(key_arr[i].tolist())}: two rows fall into the same {unit} "
+            f"(second one dated {str(d[i])[:10]}); the panel needs regularly spaced dates"
+        )
     y = np.full((len(first), T), np.nan)
     y[s, t] = df[target].to_numpy(float)
     hol = np.zeros(T, bool)
@@ -220,7 +303,7 @@ def build_panel(
     cov = np.full((len(first), T, len(covariates)), np.nan, dtype=np.float32)
     if covariates:
         cov[s, t] = df[list(covariates)].to_numpy(np.float32)
-    dates = origin + np.arange(T) * np.timedelta64(step_days, "D")
+    dates = step_dates(origin, np.arange(T), step_days)
     return Panel(key_arr[first], dates, y, hol, cov, s, t)
 
 

@@ -21,7 +21,10 @@ TIME_FEATURES = ("Temperature", "Fuel_Price", "CPI", "Unemployment")
 
 
 def sales_eda(df: pd.DataFrame, cfg: SalesDataConfig, out_dir: Path) -> list[Path]:
-    """Write the five plots into ``out_dir``; returns their paths."""
+    """Write the five plots into ``out_dir``; returns their paths.
+
+    A plot whose columns the panel lacks (store type, holiday flag, unemployment) is left out.
+    """
     date, y, hol = cfg.date_column, cfg.target, cfg.holiday_column
     out_dir = Path(out_dir)
     paths = []
@@ -38,43 +41,43 @@ def sales_eda(df: pd.DataFrame, cfg: SalesDataConfig, out_dir: Path) -> list[Pat
     paths.append(_out(fig, out_dir / "features_over_time.png"))
 
     # 2. Sales distribution by store type.
-    fig, ax = plt.subplots(figsize=(6, 4))
     if "Type" in df.columns:
+        fig, ax = plt.subplots(figsize=(6, 4))
         types = sorted(df["Type"].dropna().unique())
         ax.boxplot([df.loc[df["Type"] == t, y] for t in types], showfliers=False)
         ax.set_xticks(range(1, len(types) + 1), types)
-    ax.set_xlabel("store type")
-    ax.set_ylabel(y)
-    ax.set_title("weekly sales by store type (outliers hidden)")
-    paths.append(_out(fig, out_dir / "sales_by_store_type.png"))
+        ax.set_xlabel("store type")
+        ax.set_ylabel(y)
+        ax.set_title("weekly sales by store type (outliers hidden)")
+        paths.append(_out(fig, out_dir / "sales_by_store_type.png"))
 
     # 3. Distribution of weekly sales (log count: a long right tail and some returns).
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.hist(df[y], bins=100, log=True)
     ax.set_xlabel(y)
     ax.set_ylabel("rows (log)")
-    ax.set_title("distribution of weekly sales")
+    ax.set_title(f"distribution of {y}")
     paths.append(_out(fig, out_dir / "sales_distribution.png"))
 
     # 4. Average weekly sales, holiday vs non-holiday weeks.
-    fig, ax = plt.subplots(figsize=(5, 4))
     if hol and hol in df.columns:
+        fig, ax = plt.subplots(figsize=(5, 4))
         means = df.groupby(hol)[y].mean()
         ax.bar([str(k) for k in means.index], means.to_numpy(), color=["C0", "C3"][: len(means)])
-    ax.set_xlabel("holiday week")
-    ax.set_ylabel(f"mean {y}")
-    ax.set_title("average weekly sales: holiday vs not")
-    paths.append(_out(fig, out_dir / "sales_holiday.png"))
+        ax.set_xlabel("holiday week")
+        ax.set_ylabel(f"mean {y}")
+        ax.set_title("average weekly sales: holiday vs not")
+        paths.append(_out(fig, out_dir / "sales_holiday.png"))
 
     # 5. Average weekly sales vs unemployment (one point per store and date).
-    fig, ax = plt.subplots(figsize=(6, 4))
     if "Unemployment" in df.columns:
+        fig, ax = plt.subplots(figsize=(6, 4))
         g = df.groupby([cfg.store_column, date]).agg(u=("Unemployment", "first"), s=(y, "mean"))
         ax.scatter(g.u, g.s, s=3, alpha=0.3)
-    ax.set_xlabel("unemployment (%)")
-    ax.set_ylabel(f"mean {y} per store and date")
-    ax.set_title("average weekly sales vs unemployment")
-    paths.append(_out(fig, out_dir / "sales_vs_unemployment.png"))
+        ax.set_xlabel("unemployment (%)")
+        ax.set_ylabel(f"mean {y} per store and date")
+        ax.set_title("average weekly sales vs unemployment")
+        paths.append(_out(fig, out_dir / "sales_vs_unemployment.png"))
     return paths
 
 
@@ -102,9 +105,10 @@ def actual_vs_forecast(
 def residuals_by_step(dates: np.ndarray, residual: np.ndarray, path: Path) -> None:
     """Mean residual (actual - forecast) per test date."""
     fig, ax = plt.subplots(figsize=(9, 3.2))
-    ax.bar(dates, residual, width=5)
+    gap = np.diff(np.unique(dates)) / np.timedelta64(1, "D") if len(dates) > 1 else [7.0]
+    ax.bar(dates, residual, width=0.7 * float(np.min(gap)))  # width in days: 5 for weekly
     ax.axhline(0, color="k", lw=0.8)
     ax.set_ylabel("mean residual (actual - forecast)")
-    ax.set_title("residuals by week (test)")
+    ax.set_title("residuals by time step (test)")
     ax.grid(alpha=0.3)
     _save(fig, path)

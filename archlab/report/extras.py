@@ -83,9 +83,12 @@ def model_summaries(out_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def eda_plots(part: str, data_path: Path, out_dir: Path) -> list[Path]:
-    """The task's exploratory plots for ``data_path`` (none for images)."""
-    from archlab.config import RunConfig
+def eda_plots(
+    part: str, data_path: Path, out_dir: Path, overrides: tuple[str, ...] = ()
+) -> list[Path]:
+    """The task's exploratory plots for ``data_path`` (none for images); ``overrides`` are
+    --set strings such as the column names of the panel."""
+    from archlab.config import RunConfig, apply_overrides
     from archlab.tasks import TASKS
 
     spec = TASKS.get(part)
@@ -94,6 +97,7 @@ def eda_plots(part: str, data_path: Path, out_dir: Path) -> list[Path]:
     cfg = RunConfig(
         task=part, data=spec.data_config(path=str(data_path)), model=spec.model_config()
     )
+    cfg = apply_overrides(cfg, overrides)
     try:
         return list(spec.eda(cfg, out_dir))
     except ArchlabError as e:

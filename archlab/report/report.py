@@ -22,6 +22,7 @@ from archlab.report import artifacts
 from archlab.utils import write_text_atomic
 
 STUDY_FILE = Path(__file__).resolve().parents[1] / "data" / "study.yaml"
+TITLE = "archlab: the deep-learning study, reproduced"  # manifest "title" replaces it (demo)
 THEORY_DOC = Path(__file__).resolve().parents[2] / "docs" / "theory.md"
 PART_TITLES = {
     "images": "Parts I–II: image classification (VGG-13, ResNet-18)",
@@ -198,16 +199,19 @@ def build_report(out: Path) -> Path:
     study = load_study()
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    b: list[Block] = [Block("h1", "archlab: the deep-learning study, reproduced")]
+    b: list[Block] = [Block("h1", manifest.get("title", TITLE))]
+    source = f", data from `{manifest['data_dir']}`" if manifest.get("data_dir") else ""
     b.append(
         Block(
             "p",
             f"Profile `{manifest['profile']}`, {manifest['seeds']} seed(s) per "
-            f"experiment, data from `{manifest['data_dir']}`. Every number below "
+            f"experiment{source}. Every number below "
             "is read from the run directories; the study's numbers come from "
             "`archlab/data/study.yaml`.",
         )
     )
+    if manifest.get("data"):  # what each part trained on, when it is not the study's data
+        b.append(Block("list", [f"{PART_TITLES[k]}: {v}" for k, v in manifest["data"].items()]))
     b.append(Block("h2", "Summary"))
     b.append(
         Block(
@@ -222,8 +226,10 @@ def build_report(out: Path) -> Path:
     if manifest["skipped"]:
         b.append(Block("list", list(manifest["skipped"].values())))
     b.append(Block("h2", "What differs from the study"))
-    b.append(Block("list", DIFFERENCES))
-    if manifest["profile"] != "full":
+    b.append(Block("list", manifest.get("differences", DIFFERENCES)))
+    if manifest.get("profile_note"):
+        b.append(Block("p", manifest["profile_note"]))
+    elif manifest["profile"] in ("smoke", "quick"):
         from archlab.reproduce import QUICK
 
         note = {

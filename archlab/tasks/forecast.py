@@ -159,7 +159,7 @@ class SalesForecast:
                 f"data.val_steps={c.val_steps} leave no training steps"
             )
         offset, scale, n_obs = sales.series_scalers(p.y, n_train, c.min_scale)
-        train_cov = p.cov[:, :n_train].reshape(-1, len(covs))
+        train_cov = p.cov[:, :n_train].reshape(S * n_train, len(covs))  # (rows, C); C may be 0
         with np.errstate(invalid="ignore"):
             cov_mean = np.nan_to_num(np.nanmean(train_cov, 0)).astype(np.float32)
             cov_std = np.nan_to_num(np.nanstd(train_cov, 0), nan=1.0).astype(np.float32)
@@ -255,6 +255,9 @@ class SalesForecast:
             "n_series": S,
             "n_steps": T,
             "step_days": step_days,
+            "time_step": (
+                "calendar month" if step_days >= sales.MONTHLY_MIN_DAYS else f"{step_days} days"
+            ),
             "input_size": int(steps.shape[-1]),
             "window": c.window,
             "split_sizes": {k: int(v.sum()) for k, v in split_t.items()},
@@ -299,6 +302,11 @@ class SalesForecast:
                 f"{list(df.columns)}"
             )
         n = len(df)
+        if df[c.target].isna().any():  # forecast framing treats them as missing weeks instead
+            raise ArchlabError(
+                f"{c.path}: data.framing=parity needs {c.target!r} on every row of "
+                f"{c.train_file}; {int(df[c.target].isna().sum())} row(s) have an empty cell"
+            )
         perm = np.random.default_rng(self.seed).permutation(n)
         n_test, n_val = round(c.test_fraction * n), round(c.val_fraction * n)
         split = {
@@ -316,6 +324,7 @@ class SalesForecast:
         sizes = [len(u) for _, u in vocab]
         y = df[c.target].to_numpy(np.float64)
         ymu, ysd = float(y[split["train"]].mean()), float(y[split["train"]].std())
+        ysd = ysd if ysd > 0 else 1.0  # a constant target: scaled by 1, like constant features
         hol = df[c.holiday_column].to_numpy(np.float32) if c.holiday_column else np.zeros(n)
         targets = np.stack([(y - ymu) / ysd, np.full(n, ysd), np.full(n, ymu), hol], 1)
         x_t = torch.from_numpy(x).to(device)
@@ -464,7 +473,7 @@ class SalesForecast:
             sales.parse_number(df, c.target, p)
             if c.holiday_column in df.columns:
                 sales.parse_bool(df, c.holiday_column, p)
-            else:
+            elif c.holiday_column:
                 df[c.holiday_column] = False
             sales.check_unique(df, st["series_keys"], c.date_column, p)
             frames.append(df)
@@ -490,7 +499,7 @@ class SalesForecast:
         scale = np.array(st["scale"])[np.maximum(idx, 0)]
         vocab = [{v: j for j, v in enumerate(vs)} for vs in st["key_vocab"]]
         cats = np.array([[vocab[i].get(v, 0) for i, v in enumerate(k)] for k in p.keys.tolist()])
-        year_ago = p.dates[-1] - np.timedelta64(c.season * st["step_days"], "D")
+        year_ago = sales.step_dates(p.dates[-1], np.int64(-c.season), st["step_days"])
         hol_dates = {np.datetime64(d) for d in st["holiday_dates"]}
         # The target step is a holiday if the same step a season earlier was one.
         in_csv = c.season < T and bool(p.holiday[T - 1 - c.season])
