@@ -94,6 +94,9 @@ class TrainConfig:
     amp: Literal["auto", "off", "bf16"] = "auto"  # autocast on CUDA (auto = bf16); CPU: off
     channels_last: bool = False  # NHWC memory format for conv nets
     compile: bool = False  # torch.compile the training model (GPU; measured no gain on CPU)
+    # Resume state is written at an epoch end once this many seconds passed since the last
+    # write (0 = every epoch), and always on Ctrl-C: at most this much training can be lost.
+    checkpoint_every_s: float = 60.0
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train.epochs", self.epochs, "must be >= 1")
@@ -102,6 +105,12 @@ class TrainConfig:
             self.eval_batch_size >= 1, "train.eval_batch_size", self.eval_batch_size, "must be >= 1"
         )
         _check(self.threads >= 0, "train.threads", self.threads, "must be >= 0")
+        _check(
+            self.checkpoint_every_s >= 0,
+            "train.checkpoint_every_s",
+            self.checkpoint_every_s,
+            "must be >= 0",
+        )
         _check(
             self.max_steps_per_epoch >= 0,
             "train.max_steps_per_epoch",

@@ -163,7 +163,7 @@ def _callbacks(cfg: RunConfig, task: Any, run_dir: Path, d: Dist) -> list[Callba
             cfg.reg.min_delta,
             run_dir if main else None,
         ),
-        Checkpoint(run_dir, write=main),
+        Checkpoint(run_dir, write=main, every_s=cfg.train.checkpoint_every_s),
     ]
     if main:
         cbs += [HistoryWriter(run_dir), Progress(cfg.train.progress, cfg.train.epochs)]

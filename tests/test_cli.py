@@ -27,7 +27,7 @@ def test_train_eval_predict_round_trip(tmp_path: Path, image_folder: Path, capsy
     assert main(args) == 0
     run_dir = Path(_last_line(capsys.readouterr().out))
     for name in ("config.yaml", "command.txt", "data.json", "split.json", "history.csv",
-                 "metrics.json", "model.safetensors", "state.pt", "plots/learning_curves.png",
+                 "metrics.json", "model.safetensors", "plots/learning_curves.png",
                  "plots/confusion_matrix.png", "plots/samples.png"):  # fmt: skip
         assert (run_dir / name).exists(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())

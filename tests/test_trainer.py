@@ -144,7 +144,8 @@ def test_resume_equals_uninterrupted(tmp_path: Path, image_folder: Path) -> None
     cfg = apply_overrides(
         PRESETS["images-resnet18-smoke"],
         [f"data.path={image_folder}", "data.size=32", "train.epochs=3", "reg.dropout=0.3",
-         "reg.augment=crop", "optim.schedule=cosine", "reg.early_stop=true", "reg.patience=5"],
+         "reg.augment=crop", "optim.schedule=cosine", "reg.early_stop=true", "reg.patience=5",
+         "train.checkpoint_every_s=0"],
     )  # fmt: skip
     full = runner.train(cfg, tmp_path / "a")
     with pytest.raises(KeyboardInterrupt):
