@@ -105,7 +105,7 @@ DATA_PATHS: dict[str, tuple[str, ...]] = {
 }
 # The quick profile (<= 60 min on 2 CPU cores): subsets and fewer epochs, stated in the report.
 QUICK: dict[str, tuple[str, ...]] = {
-    "images": ("data.subset=2000", "train.epochs=3"),
+    "images": ("data.subset=3000", "train.epochs=3"),
     "sales": ("train.epochs=2",),
     "text": ("train.epochs=4",),
 }
