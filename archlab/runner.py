@@ -98,7 +98,7 @@ def train(
     if resume_dir is not None:
         run_dir = Path(resume_dir)
         cfg = load_config(run_dir)
-        if (run_dir / artifacts.METRICS).exists():
+        if artifacts.is_finished(run_dir):
             return run_dir  # finished already: nothing to redo
     assert cfg is not None
     device = _setup(cfg, d)

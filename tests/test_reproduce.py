@@ -152,3 +152,43 @@ def test_parts_limit_the_run(small_study: Path) -> None:
               log=lines.append)  # fmt: skip
     assert metrics.stat().st_mtime_ns == before  # finished: skipped, not redone
     assert any("skipping Part IV: sentiment with LSTMs: not in --parts" in s for s in lines)
+
+
+def test_interrupted_reproduce_redoes_only_unfinished_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import archlab.ablate
+    import archlab.reproduce
+    from archlab.runner import train_at
+
+    data = tmp_path / "data"
+    (data / "images3").mkdir(parents=True)
+    write_npz(data / "images3" / "cifar10_dog_automobile_ship.npz", n_per_class=20, size=32)
+    out = tmp_path / "out"
+    calls: list[str] = []
+
+    def ctrl_c_on_second_run(cfg, run_dir, **kw):  # the user presses Ctrl-C in run two
+        calls.append(Path(run_dir).name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return train_at(cfg, run_dir, **kw)
+
+    monkeypatch.setattr(archlab.reproduce, "train_at", ctrl_c_on_second_run)
+    monkeypatch.setattr(archlab.ablate, "train_at", ctrl_c_on_second_run)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce(data, "smoke", 1, out, experiments=SMALL, log=lambda s: None)
+    monkeypatch.undo()
+    first = out / "images" / "resnet18" / "s0" / "metrics.json"
+    done = first.stat().st_mtime_ns
+    reproduce(data, "smoke", 1, out, experiments=SMALL, log=lambda s: None)
+    assert first.stat().st_mtime_ns == done  # finished before the interruption: not redone
+    runs = sorted(out.glob("images/*/*/metrics.json"))
+    assert len(runs) == 3  # resnet18 + two smoke ablation techniques, all finished now
+
+    # A metrics.json cut short (not written completely) means the run is not finished.
+    cut = out / "images" / "resnet18-ablation" / "baseline-s0" / "metrics.json"
+    cut.write_text(cut.read_text()[:20])
+    before = {p: p.stat().st_mtime_ns for p in runs if p != cut}
+    reproduce(data, "smoke", 1, out, experiments=SMALL, log=lambda s: None)
+    assert json.loads(cut.read_text())["epochs_run"] >= 1
+    assert {p: p.stat().st_mtime_ns for p in before} == before

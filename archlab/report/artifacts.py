@@ -138,6 +138,14 @@ def write_metrics(metrics: dict[str, Any], run_dir: Path) -> None:
     write_json_atomic(run_dir / METRICS, metrics)
 
 
+def is_finished(run_dir: Path) -> bool:
+    """A run is finished only when its metrics.json (written last, atomically) is complete."""
+    try:
+        return isinstance(json.loads((Path(run_dir) / METRICS).read_text()), dict)
+    except (OSError, ValueError):
+        return False
+
+
 def read_metrics(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / METRICS
     if not path.exists():
