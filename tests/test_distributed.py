@@ -38,7 +38,8 @@ def _free_port() -> int:
 def _torchrun(args: list[str], **kw) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
            f"--master_port={_free_port()}", "-m", "archlab", *args]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # Loopback: gloo otherwise picks the interface its hostname resolves to (absent in some CI).
+    env = {"GLOO_SOCKET_IFNAME": "lo", **os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **kw)  # fmt: skip
 
