@@ -88,13 +88,9 @@ from archlab.presets import PRESETS
 from archlab.report import artifacts
 from archlab.tasks import TASKS
 from archlab.tasks.base import Batches, DataBundle
+from archlab.train import distributed
 from archlab.train.callbacks import (
-    BestWeights,
     Callback,
-    Checkpoint,
-    HistoryWriter,
-    Progress,
-    TensorBoard,
 )
 from archlab.train.optim import build_optimizer, build_scheduler, l2_penalty
 from archlab.train.trainer import Trainer
@@ -247,26 +243,8 @@ def bare_fit(
 
 
 def default_callbacks(task: Any, cfg: RunConfig, run_dir: Path) -> list[Callback]:
-    """The callbacks runner.train builds: runner's own builder when it has one, else a copy."""
-    build = getattr(runner, "_callbacks", None)
-    if build is not None:
-        from archlab.train import distributed  # with the runner's DDP-aware builder
-
-        return list(build(cfg, task, run_dir, distributed.SINGLE))
-    cbs: list[Callback] = [
-        BestWeights(
-            task.monitor,
-            cfg.reg.patience if cfg.reg.early_stop else None,
-            cfg.reg.min_delta,
-            run_dir,
-        ),
-        HistoryWriter(run_dir),
-        Checkpoint(run_dir),
-        Progress(cfg.train.progress, cfg.train.epochs),
-    ]
-    if cfg.train.tensorboard:
-        cbs.append(TensorBoard(run_dir))
-    return cbs
+    """The callbacks runner.train builds for a single-process run."""
+    return runner._callbacks(cfg, task, run_dir, distributed.SINGLE)
 
 
 def trainer_fit(

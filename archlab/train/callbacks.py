@@ -136,6 +136,8 @@ class Checkpoint(Callback):
         self._last = time.monotonic()
 
     def _save(self, trainer: Trainer, background: bool) -> None:
+        if not self.write and not trainer.state.batch:
+            return  # only a mid-epoch state needs every rank (it gathers their partials)
         state = trainer.state_dict()
         if not self.write:
             return

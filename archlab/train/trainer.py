@@ -324,7 +324,7 @@ class Trainer:
             "history": self.state.history,
             "stop": self.state.stop,
             "stopped_early": self.state.stopped_early,
-            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "model": _cpu_copy(self.model.state_dict()),
             # A copy: the optimizer's state dict references live tensors, and the checkpoint
             # is written by a background thread while training goes on.
             "optimizer": _cpu_copy(self.optimizer.state_dict()),
