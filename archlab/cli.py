@@ -276,7 +276,11 @@ def reproduce(
         Path, typer.Option(help="Folder with images3/, walmart/, twitter_airline/.")
     ],
     profile: Annotated[
-        str, typer.Option(help="smoke (<= 5 min), quick (<= 60 min) or full.")
+        str,
+        typer.Option(
+            help="smoke (<= 5 min), quick (<= 60 min), full, or long (full with the tuned "
+            "image recipes at 64 px for 50-60 epochs: for a GPU)."
+        ),
     ] = "quick",
     seeds: Annotated[int, typer.Option(help="Seeds per experiment.")] = 1,
     out: Annotated[Path, typer.Option(help="Output directory (re-run to resume).")] = Path(

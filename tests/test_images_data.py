@@ -162,3 +162,27 @@ def test_translate_shifts_pixels_exactly() -> None:
     assert y.sum() == 1.0  # a shift within the padding keeps the single bright pixel
     r, c = (y[0, 0] == 1).nonzero()[0].tolist()
     assert abs(r - 4) <= 2 and abs(c - 4) <= 2
+
+
+def test_flip_tta_averages_the_mirror_logits_in_evaluation_only() -> None:
+    from archlab.config import apply_overrides
+    from archlab.presets import PRESETS
+    from archlab.tasks.image_cls import ImageClassification
+
+    cfg = apply_overrides(PRESETS["images-resnet18-smoke"], ["model.tta=flip"])
+    task = ImageClassification(cfg)
+    data = task.build_data(torch.device("cpu"))
+    model = task.build_model()
+    x, y = data.test.fetch(torch.arange(8), None)
+    model.eval()
+    with torch.no_grad():
+        out, targets = task.step(model, (x, y))
+        want = (model(x) + model(x.flip(-1))) / 2
+    torch.testing.assert_close(out, want)
+    assert torch.equal(targets, y)
+    assert not torch.allclose(out, model(x).detach())  # the mirror image changed the logits
+    model.train()
+    torch.manual_seed(0)
+    a = task.step(model, (x, y))[0]
+    torch.manual_seed(0)
+    torch.testing.assert_close(a, model(x))  # training sees the plain forward pass

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,17 @@ def test_interrupted_reproduce_redoes_only_unfinished_runs(
     reproduce(data, "smoke", 1, out, experiments=SMALL, log=lambda s: None)
     assert json.loads(cut.read_text())["epochs_run"] >= 1
     assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+def test_long_profile_trains_the_long_presets() -> None:
+    from archlab.presets import PRESETS
+    from archlab.reproduce import LONG, profile_config
+
+    exps = {f"{e.part}/{e.key}": e for e in EXPERIMENTS}
+    assert set(LONG) <= set(exps)
+    for key, sets in LONG.items():
+        cfg = profile_config(exps[key].preset, "long", "x.npz", sets)
+        want = PRESETS[f"{exps[key].preset}-long"]
+        assert cfg.data == replace(want.data, path="x.npz")
+        assert (cfg.optim, cfg.reg, cfg.model) == (want.optim, want.reg, want.model)
+        assert cfg.train.epochs == want.train.epochs >= 50 and cfg.data.size == 64

@@ -229,13 +229,15 @@ def build_report(out: Path) -> Path:
     b.append(Block("list", manifest.get("differences", DIFFERENCES)))
     if manifest.get("profile_note"):
         b.append(Block("p", manifest["profile_note"]))
-    elif manifest["profile"] in ("smoke", "quick"):
-        from archlab.reproduce import QUICK
+    elif manifest["profile"] in ("smoke", "quick", "long"):
+        from archlab.reproduce import LONG, QUICK
 
         note = {
             "smoke": "Smoke profile: tiny slices, 2 epochs of 3 steps; numbers are not results.",
             "quick": "Quick profile: "
             + "; ".join(f"{k}: {', '.join(v)}" for k, v in QUICK.items()),
+            "long": "Long profile (the full one, with the tuned image recipes trained longer): "
+            + "; ".join(f"{k}: {', '.join(v)}" for k, v in LONG.items()),
         }
         b.append(Block("p", note[manifest["profile"]]))
     for part, title in PART_TITLES.items():

@@ -56,6 +56,9 @@ class ImageDataConfig:
 @dataclass(frozen=True)
 class ImageModelConfig:
     name: str = "resnet18"
+    # Test-time augmentation: "flip" averages the logits of each image and its mirror image in
+    # evaluation and prediction (training is unchanged).
+    tta: Literal["none", "flip"] = "none"
 
     def __post_init__(self) -> None:
         valid = models_for("images")
@@ -170,7 +173,10 @@ class ImageClassification:
 
     def step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
-        return model(x), y
+        out = model(x)
+        if self.model_cfg.tta == "flip" and not model.training:
+            out = (out + model(x.flip(-1))) / 2
+        return out, y
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, targets, label_smoothing=self.reg.label_smoothing)
@@ -224,7 +230,7 @@ class ImageClassification:
         x = torch.from_numpy(np.stack(arrs).transpose(0, 3, 1, 2).copy())
         model.eval()
         with torch.no_grad():
-            probs = model(self.normalize(x)).softmax(1)
+            probs = self.step(model, (self.normalize(x), None))[0].softmax(1)
         names = self.info["class_names"]
         return [
             {
