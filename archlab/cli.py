@@ -154,6 +154,21 @@ def eval_(
 
 
 @app.command()
+def ensemble(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Finished runs sharing a test split.")],
+    out: Annotated[Path | None, typer.Option(help="Also write the result to this JSON.")] = None,
+) -> None:
+    """Average the test predictions of several runs; prints members' and ensemble metrics."""
+    from archlab.ensemble import evaluate_ensemble
+    from archlab.utils import write_json_atomic
+
+    result = evaluate_ensemble(list(run_dirs))
+    if out is not None:
+        write_json_atomic(out, result)
+    print(json.dumps(result, indent=2))
+
+
+@app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
     inputs: Annotated[

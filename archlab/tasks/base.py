@@ -85,6 +85,7 @@ class Task(Protocol):
 
     name: str
     monitor: tuple[str, str]  # (history column, "min" | "max") for early stopping / best weights
+    outputs: str  # "logits" (class scores) or "values" (affine in the target): how to average
 
     def build_data(self, device: torch.device) -> DataBundle: ...
 

@@ -72,11 +72,19 @@ class SalesDataConfig:
     stores: tuple[int, ...] = ()  # keep only these stores (empty = all)
     depts: tuple[int, ...] = ()  # keep only these groups (last series key; empty = all)
     parity_onehot: tuple[str, ...] = ("Store", "Dept", "Type")  # one-hot inputs (parity)
+    # Seed of the random split (and subset); -1 = the run's seed. Fix it to vary only the
+    # initialization across seeds (e.g. for `archlab ensemble`).
+    split_seed: int = -1
     val_fraction: float = 0.15  # parity split
     test_fraction: float = 0.15
     plot_series: tuple[str, ...] = ()  # e.g. "1-1" (Store-Dept); empty = the largest series
 
     def __post_init__(self) -> None:
+        if self.split_seed < -1:
+            raise ArchlabError(
+                f"invalid config value data.split_seed={self.split_seed}: -1 (run's seed) or >= 0"
+            )
+
         def bad(key: str, need: str) -> ArchlabError:
             return ArchlabError(f"invalid config value data.{key}={getattr(self, key)!r}: {need}")
 
@@ -126,12 +134,14 @@ class SalesForecast:
 
     name = "sales"
     monitor = ("val_loss", "min")
+    outputs = "values"  # how `archlab ensemble` averages members: see archlab/ensemble.py
 
     def __init__(self, cfg: RunConfig) -> None:
         self.data_cfg: SalesDataConfig = cfg.data
         self.model_cfg: SalesModelConfig = cfg.model
         self.reg = cfg.reg
         self.seed = cfg.seed
+        self.split_seed = cfg.data.split_seed if cfg.data.split_seed >= 0 else cfg.seed
         self.info: dict[str, Any] = {}
         self.state: dict[str, Any] = {}
         self.test_rows: pd.DataFrame | None = None  # keys, date, baselines of the test samples
@@ -307,7 +317,7 @@ class SalesForecast:
                 f"{c.path}: data.framing=parity needs {c.target!r} on every row of "
                 f"{c.train_file}; {int(df[c.target].isna().sum())} row(s) have an empty cell"
             )
-        perm = np.random.default_rng(self.seed).permutation(n)
+        perm = np.random.default_rng(self.split_seed).permutation(n)
         n_test, n_val = round(c.test_fraction * n), round(c.val_fraction * n)
         split = {
             "train": np.sort(perm[n_test + n_val :]),

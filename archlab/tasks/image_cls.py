@@ -34,6 +34,9 @@ class ImageDataConfig:
     format: Literal["auto", "folder", "npz", "digits"] = "auto"
     size: int = 32  # images are resized to size x size pixels
     channels: int = 1  # 1 = grayscale (the study), 3 = RGB
+    # Seed of the random split (and subset); -1 = the run's seed. Fix it to vary only the
+    # initialization across seeds (e.g. for `archlab ensemble`).
+    split_seed: int = -1
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     use_provided_split: bool = False  # honour an npz 'split' array (val carved from its train)
@@ -43,6 +46,10 @@ class ImageDataConfig:
     std: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.split_seed < -1:
+            raise ArchlabError(
+                f"invalid config value data.split_seed={self.split_seed}: -1 (run's seed) or >= 0"
+            )
         if self.size < 0 or self.size == 1:
             raise ArchlabError(f"invalid config value data.size={self.size}: must be >= 2")
         if self.channels not in (1, 3):
@@ -71,12 +78,14 @@ class ImageClassification:
 
     name = "images"
     monitor = ("val_loss", "min")
+    outputs = "logits"  # how `archlab ensemble` averages members: see archlab/ensemble.py
 
     def __init__(self, cfg: RunConfig) -> None:
         self.data_cfg: ImageDataConfig = cfg.data
         self.model_cfg: ImageModelConfig = cfg.model
         self.reg = cfg.reg
         self.seed = cfg.seed
+        self.split_seed = cfg.data.split_seed if cfg.data.split_seed >= 0 else cfg.seed
         self.channels_last = cfg.train.channels_last
         if self.reg.augment not in AUGMENTATIONS:
             raise ArchlabError(
@@ -100,7 +109,7 @@ class ImageClassification:
                 f"{s.source}: images are {s.images.shape[-2]}x{s.images.shape[-1]} but "
                 f"{self.model_cfg.name} needs at least {need}x{need}; set data.size={need} or more"
             )
-        keep = stratified_subset(s.labels, c.subset, self.seed)
+        keep = stratified_subset(s.labels, c.subset, self.split_seed)
         images, labels = s.images[keep], s.labels[keep]
         provided = (
             s.provided_split[keep]
@@ -111,7 +120,7 @@ class ImageClassification:
             raise ArchlabError(
                 f"{s.source}: data.use_provided_split=true but the data has no 'split'"
             )
-        split = stratified_split(labels, c.val_fraction, c.test_fraction, self.seed, provided)
+        split = stratified_split(labels, c.val_fraction, c.test_fraction, self.split_seed, provided)
         self.device = device
         x = torch.from_numpy(images).to(device)  # uint8 stays uint8 until a batch is sliced
         y = torch.from_numpy(labels).to(device)

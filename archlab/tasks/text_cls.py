@@ -37,6 +37,9 @@ class TextDataConfig:
     labels: tuple[str, ...] = ()  # class order; rows with other labels are dropped (empty = all)
     group_column: str = ""  # EDA breakdown column ("" = 'airline' if the file has it)
     conflicts: Literal["majority", "drop"] = "majority"  # repeated texts with differing labels
+    # Seed of the random split (and subset); -1 = the run's seed. Fix it to vary only the
+    # initialization across seeds (e.g. for `archlab ensemble`).
+    split_seed: int = -1
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     subset: int = 0  # stratified random subset of this many distinct texts (0 = all)
@@ -46,6 +49,10 @@ class TextDataConfig:
     class_weights: bool = False  # weight cross-entropy by inverse training-class frequency
 
     def __post_init__(self) -> None:
+        if self.split_seed < -1:
+            raise ArchlabError(
+                f"invalid config value data.split_seed={self.split_seed}: -1 (run's seed) or >= 0"
+            )
         if self.vocab_size < 3:
             raise ArchlabError(f"invalid config value data.vocab_size={self.vocab_size}: >= 3")
         if self.min_frequency < 1:
@@ -85,12 +92,14 @@ class TextClassification:
 
     name = "text"
     monitor = ("val_loss", "min")
+    outputs = "logits"  # how `archlab ensemble` averages members: see archlab/ensemble.py
 
     def __init__(self, cfg: RunConfig) -> None:
         self.data_cfg: TextDataConfig = cfg.data
         self.model_cfg: TextModelConfig = cfg.model
         self.reg = cfg.reg
         self.seed = cfg.seed
+        self.split_seed = cfg.data.split_seed if cfg.data.split_seed >= 0 else cfg.seed
         self.info: dict[str, Any] = {}
         self.tokenizer: Tokenizer | None = None
         self.texts: list[str] = []
@@ -104,11 +113,11 @@ class TextClassification:
         table = load_text_table(
             c.path, c.text_column, c.label_column, c.encoding, c.labels, c.conflicts
         )
-        keep = stratified_subset(table.labels, c.subset, self.seed)
+        keep = stratified_subset(table.labels, c.subset, self.split_seed)
         self.texts = [table.texts[i] for i in keep]
         self.labels = table.labels[keep]
         # One sample per distinct cleaned text, so a text can never be in two splits.
-        self.split = stratified_split(self.labels, c.val_fraction, c.test_fraction, self.seed)
+        self.split = stratified_split(self.labels, c.val_fraction, c.test_fraction, self.split_seed)
         train_texts = [self.texts[i] for i in self.split["train"]]
         self.tokenizer = train_tokenizer(train_texts, c.vocab_size, c.min_frequency)
         x, lengths = encode(self.tokenizer, self.texts, c.max_length)
