@@ -102,6 +102,13 @@ for _cell in ("rnn", "lstm", "gru"):
         optim=_SALES_OPTIM,
         train=_SALES_TRAIN,
     )
+# The GRU, tuned: lr 2e-3 and a 16-week window (5 seeds: WMAE 1,361 ± 13 against 1,386 ± 9 at
+# lr 1e-3 with 8 weeks; among ten variants it ranked second on validation WMAE).
+_BASE["sales-gru"] = replace(
+    _BASE["sales-gru"],
+    data=SalesDataConfig(window=16),
+    optim=replace(_SALES_OPTIM, lr=2e-3),
+)
 _BASE["sales-rnn-parity"] = RunConfig(
     task="sales",
     data=SalesDataConfig(framing="parity"),
