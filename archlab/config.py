@@ -119,6 +119,9 @@ class TrainConfig:
         )
 
 
+TOP_LEVEL = ("seed", "split_seed")  # the integer keys outside the sections
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything needed to reproduce one run."""
@@ -130,6 +133,17 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     reg: RegConfig = field(default_factory=RegConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # Seed of the random split and subset; -1 = ``seed``. Fix it to vary only the initialization
+    # and batch order across seeds (e.g. for `archlab ensemble`).
+    split_seed: int = -1
+
+    def __post_init__(self) -> None:
+        _check(self.split_seed >= -1, "split_seed", self.split_seed, "-1 (the seed) or >= 0")
+
+    @property
+    def data_seed(self) -> int:
+        """The seed the task splits (and subsets) its data with."""
+        return self.split_seed if self.split_seed >= 0 else self.seed
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(dataclasses.asdict(self))
@@ -147,7 +161,7 @@ class RunConfig:
         if task not in TASKS:
             raise ArchlabError(f"{where}: unknown task {task!r}; valid: {', '.join(TASKS)}")
         spec = TASKS[task]
-        unknown = set(d) - {"task", "seed", *SECTIONS}
+        unknown = set(d) - {"task", *TOP_LEVEL, *SECTIONS}
         if unknown:
             raise ArchlabError(f"{where}: unknown keys {sorted(unknown)}")
         types_ = {
@@ -157,7 +171,7 @@ class RunConfig:
             "reg": RegConfig,
             "train": TrainConfig,
         }
-        kwargs: dict[str, Any] = {"task": task, "seed": int(d.get("seed", 0))}
+        kwargs: dict[str, Any] = {"task": task, **{k: int(d[k]) for k in TOP_LEVEL if k in d}}
         for name, typ in types_.items():
             kwargs[name] = _from_plain(typ, d.get(name) or {}, name)
         return cls(**kwargs)
@@ -287,25 +301,25 @@ def _literal(tp: Any, text: str, key: str) -> Any:
 
 
 def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> RunConfig:
-    """Apply ``section.key=value`` strings (``seed=3`` for the top level) with type checks."""
+    """Apply ``section.key=value`` strings (``seed=3``, ``split_seed=0`` at the top level) with
+    type checks."""
     for item in overrides:
         if "=" not in item:
             raise ArchlabError(f"--set {item!r}: expected section.key=value, e.g. optim.lr=3e-4")
         path, text = item.split("=", 1)
         path = path.strip()
-        if path == "seed":
-            cfg = replace(cfg, seed=parse_value(int, text, "seed"))
+        if path in TOP_LEVEL:
+            cfg = replace(cfg, **{path: parse_value(int, text, path)})
             continue
         if path.count(".") != 1:
             raise ArchlabError(
                 f"--set {item!r}: unknown key {path!r}; use one of {', '.join(SECTIONS)} "
-                "followed by .key (or seed=N)"
+                "followed by .key (or seed=N, split_seed=N)"
             )
         section, key = path.split(".")
         if section not in SECTIONS:
-            raise ArchlabError(
-                f"--set {item!r}: unknown section {section!r}; valid: {', '.join(SECTIONS)}, seed"
-            )
+            valid = ", ".join((*SECTIONS, *TOP_LEVEL))
+            raise ArchlabError(f"--set {item!r}: unknown section {section!r}; valid: {valid}")
         sub = getattr(cfg, section)
         assert is_dataclass(sub)
         valid = [f.name for f in fields(sub)]

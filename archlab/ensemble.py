@@ -32,37 +32,30 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
 
 def evaluate_ensemble(run_dirs: list[Path]) -> dict[str, Any]:
     """Each member's and the ensemble's test metrics; the runs must share task and test rows."""
-    from archlab import runner
-    from archlab.train.trainer import Trainer
+    from archlab.runner import evaluate_run
 
     if len(run_dirs) < 2:
         raise ArchlabError("give at least two run directories to ensemble")
-    outputs, members = [], []
-    first_task, first_targets, first_rows = None, None, None
+    evals = []
     for d in run_dirs:
-        cfg, task, model, data = runner.load_run(d)
-        trainer = Trainer(cfg.train, cfg.optim, cfg.reg, seed=cfg.seed,
-                          device=next(model.parameters()).device)  # fmt: skip
-        _, metrics, out, targets = trainer.evaluate(task, data.test, model)
-        rows = data.splits.get("test")  # the test rows' indices: equal targets are not enough
-        if first_task is None:
-            first_task, first_targets, first_rows = task, targets, rows
-        elif task.name != first_task.name:
-            raise ArchlabError(f"{d}: a {task.name} run cannot join {first_task.name} runs")
-        elif (
-            rows != first_rows
-            or targets.shape != first_targets.shape
-            or not torch.equal(targets, first_targets)
-        ):
+        e = evaluate_run(d)
+        first = evals[0] if evals else e
+        if e.task.name != first.task.name:
+            raise ArchlabError(f"{d}: a {e.task.name} run cannot join {first.task.name} runs")
+        # The test rows' indices, not only equal targets: two splits can share a label sequence.
+        if e.test_rows != first.test_rows or not torch.equal(e.targets, first.targets):
             raise ArchlabError(
                 f"{d}: its test split differs from {run_dirs[0]}'s (for images and text the "
-                "split follows the seed: vary the initialization with the same seed's split)"
+                "split follows the seed: keep one with --set split_seed=N)"
             )
-        outputs.append(out)
-        members.append({"run_dir": str(d), **_scalars(metrics)})
-    assert first_task is not None and first_targets is not None
-    ens = first_task.metrics(combine(first_task.outputs, outputs).float(), first_targets)
+        evals.append(e)
+    first = evals[0]
+    members = [
+        {"run_dir": str(d), **_scalars(e.metrics)} for d, e in zip(run_dirs, evals, strict=True)
+    ]
+    ens = first.task.metrics(combine(first.task.outputs, [e.outputs for e in evals]).float(),
+                             first.targets)  # fmt: skip
     keys = sorted(set.intersection(*(set(m) for m in members)) - {"run_dir"})
     mean = {k: float(np.mean([m[k] for m in members])) for k in keys}
-    return {"task": first_task.name, "members": members, "members_mean": mean,
+    return {"task": first.task.name, "members": members, "members_mean": mean,
             "ensemble": _scalars(ens)}  # fmt: skip

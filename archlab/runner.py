@@ -12,12 +12,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from archlab.config import RunConfig
+from archlab.config import RunConfig, apply_overrides
 from archlab.errors import ArchlabError
 from archlab.report import artifacts, plots
 from archlab.tasks import TASKS
@@ -241,10 +241,15 @@ def load_config(run_dir: Path) -> RunConfig:
     return RunConfig.from_yaml(path.read_text(), where=str(path))
 
 
-def load_run(run_dir: Path, data_path: str | None = None) -> tuple[RunConfig, Any, nn.Module, Any]:
-    """Rebuild config, task, data and trained model from a run directory."""
+def load_run(
+    run_dir: Path, data_path: str | None = None, overrides: Sequence[str] = ()
+) -> tuple[RunConfig, Any, nn.Module, Any]:
+    """Rebuild config, task, data and trained model from a run directory.
+
+    ``overrides`` (--set strings) change how the saved model is applied, e.g. model.tta=flip.
+    """
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir)
+    cfg = apply_overrides(load_config(run_dir), overrides)
     if data_path is not None:
         cfg = replace(cfg, data=replace(cfg.data, path=str(data_path)))
     device = _setup(cfg)
@@ -261,14 +266,33 @@ def load_run(run_dir: Path, data_path: str | None = None) -> tuple[RunConfig, An
     return cfg, task, model.to(device), data
 
 
-def evaluate(run_dir: Path, data_path: str | None = None) -> dict[str, Any]:
-    """Re-evaluate a saved run on its test split (or another data set's test split)."""
-    cfg, task, model, data = load_run(run_dir, data_path)
+class Evaluation(NamedTuple):
+    """A saved run re-evaluated on its test split."""
+
+    task: Any
+    test_rows: list[int]  # the test split's sample indices
+    loss: float
+    metrics: dict[str, Any]
+    outputs: torch.Tensor
+    targets: torch.Tensor
+
+
+def evaluate_run(
+    run_dir: Path, data_path: str | None = None, overrides: Sequence[str] = ()
+) -> Evaluation:
+    """Re-evaluate a saved run on its test split (or another data set's), keeping the outputs."""
+    cfg, task, model, data = load_run(run_dir, data_path, overrides)
     trainer = Trainer(
         cfg.train, cfg.optim, cfg.reg, seed=cfg.seed, device=next(model.parameters()).device
     )
-    loss, metrics, _, _ = trainer.evaluate(task, data.test, model)
-    return {"test_loss": loss, **{f"test_{k}": v for k, v in metrics.items()}}
+    loss, metrics, outputs, targets = trainer.evaluate(task, data.test, model)
+    return Evaluation(task, data.splits.get("test", []), loss, metrics, outputs, targets)
+
+
+def evaluate(run_dir: Path, data_path: str | None = None) -> dict[str, Any]:
+    """Re-evaluate a saved run on its test split (or another data set's test split)."""
+    e = evaluate_run(run_dir, data_path)
+    return {"test_loss": e.loss, **{f"test_{k}": v for k, v in e.metrics.items()}}
 
 
 def restore_task(run_dir: Path) -> tuple[RunConfig, Any, nn.Module]:

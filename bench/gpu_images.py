@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tarfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 T0 = time.monotonic()
@@ -51,7 +50,6 @@ def child(args: argparse.Namespace) -> None:
     from archlab import runner
     from archlab.config import apply_overrides
     from archlab.presets import PRESETS
-    from archlab.train.trainer import Trainer
 
     recipe, _, seed = args.child.partition("@")
     preset, sets, _ = RECIPES[recipe]
@@ -66,12 +64,9 @@ def child(args: argparse.Namespace) -> None:
     if args.max_steps and not args.dry:
         return  # a calibration run: its history.csv is all the parent reads
     # The same weights evaluated with flip test-time augmentation (model.tta=flip).
-    cfg2, task, model, data = runner.load_run(run_dir)
-    task.model_cfg = replace(task.model_cfg, tta="flip")
-    trainer = Trainer(cfg2.train, cfg2.optim, cfg2.reg, seed=cfg2.seed,
-                      device=next(model.parameters()).device)  # fmt: skip
-    loss, m, _, _ = trainer.evaluate(task, data.test, model)
-    tta = {"test_loss": loss, "test_accuracy": m["accuracy"], "test_f1_macro": m["f1_macro"]}
+    e = runner.evaluate_run(run_dir, overrides=("model.tta=flip",))
+    tta = {"test_loss": e.loss, "test_accuracy": e.metrics["accuracy"],
+           "test_f1_macro": e.metrics["f1_macro"]}  # fmt: skip
     (run_dir / "tta.json").write_text(json.dumps(tta, indent=1))
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     print(f"DONE {args.child} {run_dir} device={dev}", flush=True)

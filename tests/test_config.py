@@ -41,6 +41,8 @@ def test_overrides_parse_types(cfg: RunConfig) -> None:
         ("optim.schedule=linear", "choose one of"),
         ("model.name=alexnet", "unknown image model"),
         ("optim.lr", "expected section.key=value"),
+        ("split_seed=-2", "split_seed=-2"),
+        ("split_seed=x", "expected an integer"),
     ],
 )
 def test_bad_overrides_name_the_key(cfg: RunConfig, override: str, needle: str) -> None:
@@ -65,3 +67,10 @@ def test_yaml_with_unknown_key_is_rejected(cfg: RunConfig) -> None:
     text = cfg.to_yaml().replace("  lr: 0.1", "  lr: 0.1\n  learning_rate: 2")
     with pytest.raises(ArchlabError, match=r"unknown key optim\.learning_rate"):
         RunConfig.from_yaml(text)
+
+
+def test_split_seed_defaults_to_the_seed_and_round_trips(cfg: RunConfig) -> None:
+    assert apply_overrides(cfg, ["seed=4"]).data_seed == 4
+    fixed = apply_overrides(cfg, ["seed=4", "split_seed=9"])
+    assert fixed.data_seed == 9 and fixed.seed == 4
+    assert RunConfig.from_yaml(fixed.to_yaml()) == fixed

@@ -38,7 +38,7 @@ def _text_runs(tmp_path: Path, *sets: str) -> list[Path]:
 
 
 def test_text_ensemble_equals_averaged_saved_probabilities(tmp_path: Path) -> None:
-    runs = _text_runs(tmp_path, "data.split_seed=7")
+    runs = _text_runs(tmp_path, "split_seed=7")
     res = evaluate_ensemble(runs)
     probs = [pd.read_csv(d / "test_predictions.csv") for d in runs]
     assert probs[0]["text"].tolist() == probs[1]["text"].tolist()  # one split, two inits

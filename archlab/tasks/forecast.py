@@ -72,18 +72,11 @@ class SalesDataConfig:
     stores: tuple[int, ...] = ()  # keep only these stores (empty = all)
     depts: tuple[int, ...] = ()  # keep only these groups (last series key; empty = all)
     parity_onehot: tuple[str, ...] = ("Store", "Dept", "Type")  # one-hot inputs (parity)
-    # Seed of the random split (and subset); -1 = the run's seed. Fix it to vary only the
-    # initialization across seeds (e.g. for `archlab ensemble`).
-    split_seed: int = -1
     val_fraction: float = 0.15  # parity split
     test_fraction: float = 0.15
     plot_series: tuple[str, ...] = ()  # e.g. "1-1" (Store-Dept); empty = the largest series
 
     def __post_init__(self) -> None:
-        if self.split_seed < -1:
-            raise ArchlabError(
-                f"invalid config value data.split_seed={self.split_seed}: -1 (run's seed) or >= 0"
-            )
 
         def bad(key: str, need: str) -> ArchlabError:
             return ArchlabError(f"invalid config value data.{key}={getattr(self, key)!r}: {need}")
@@ -140,8 +133,7 @@ class SalesForecast:
         self.data_cfg: SalesDataConfig = cfg.data
         self.model_cfg: SalesModelConfig = cfg.model
         self.reg = cfg.reg
-        self.seed = cfg.seed
-        self.split_seed = cfg.data.split_seed if cfg.data.split_seed >= 0 else cfg.seed
+        self.split_seed = cfg.data_seed
         self.info: dict[str, Any] = {}
         self.state: dict[str, Any] = {}
         self.test_rows: pd.DataFrame | None = None  # keys, date, baselines of the test samples

@@ -34,9 +34,6 @@ class ImageDataConfig:
     format: Literal["auto", "folder", "npz", "digits"] = "auto"
     size: int = 32  # images are resized to size x size pixels
     channels: int = 1  # 1 = grayscale (the study), 3 = RGB
-    # Seed of the random split (and subset); -1 = the run's seed. Fix it to vary only the
-    # initialization across seeds (e.g. for `archlab ensemble`).
-    split_seed: int = -1
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     use_provided_split: bool = False  # honour an npz 'split' array (val carved from its train)
@@ -46,10 +43,6 @@ class ImageDataConfig:
     std: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.split_seed < -1:
-            raise ArchlabError(
-                f"invalid config value data.split_seed={self.split_seed}: -1 (run's seed) or >= 0"
-            )
         if self.size < 0 or self.size == 1:
             raise ArchlabError(f"invalid config value data.size={self.size}: must be >= 2")
         if self.channels not in (1, 3):
@@ -84,8 +77,7 @@ class ImageClassification:
         self.data_cfg: ImageDataConfig = cfg.data
         self.model_cfg: ImageModelConfig = cfg.model
         self.reg = cfg.reg
-        self.seed = cfg.seed
-        self.split_seed = cfg.data.split_seed if cfg.data.split_seed >= 0 else cfg.seed
+        self.split_seed = cfg.data_seed
         self.channels_last = cfg.train.channels_last
         if self.reg.augment not in AUGMENTATIONS:
             raise ArchlabError(

@@ -37,9 +37,6 @@ class TextDataConfig:
     labels: tuple[str, ...] = ()  # class order; rows with other labels are dropped (empty = all)
     group_column: str = ""  # EDA breakdown column ("" = 'airline' if the file has it)
     conflicts: Literal["majority", "drop"] = "majority"  # repeated texts with differing labels
-    # Seed of the random split (and subset); -1 = the run's seed. Fix it to vary only the
-    # initialization across seeds (e.g. for `archlab ensemble`).
-    split_seed: int = -1
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     subset: int = 0  # stratified random subset of this many distinct texts (0 = all)
@@ -49,10 +46,6 @@ class TextDataConfig:
     class_weights: bool = False  # weight cross-entropy by inverse training-class frequency
 
     def __post_init__(self) -> None:
-        if self.split_seed < -1:
-            raise ArchlabError(
-                f"invalid config value data.split_seed={self.split_seed}: -1 (run's seed) or >= 0"
-            )
         if self.vocab_size < 3:
             raise ArchlabError(f"invalid config value data.vocab_size={self.vocab_size}: >= 3")
         if self.min_frequency < 1:
@@ -98,8 +91,7 @@ class TextClassification:
         self.data_cfg: TextDataConfig = cfg.data
         self.model_cfg: TextModelConfig = cfg.model
         self.reg = cfg.reg
-        self.seed = cfg.seed
-        self.split_seed = cfg.data.split_seed if cfg.data.split_seed >= 0 else cfg.seed
+        self.split_seed = cfg.data_seed
         self.info: dict[str, Any] = {}
         self.tokenizer: Tokenizer | None = None
         self.texts: list[str] = []
