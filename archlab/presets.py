@@ -35,6 +35,8 @@ TECHNIQUES: dict[str, dict[str, tuple[str, ...]]] = {
         "class_weights": ("data.class_weights=true",),
         "early_stop": ("reg.early_stop=true", "reg.patience=3"),
         "label_smoothing": ("reg.label_smoothing=0.1",),
+        # Soft targets from the cross-fitted TF-IDF teacher (see TextDataConfig.distill).
+        "distill": ("data.distill=0.8",),
     },
 }
 # What `archlab ablate` runs when --techniques is not given.
@@ -129,7 +131,7 @@ for _m in ("lstm-basic", "bilstm"):
         reg=RegConfig(dropout=0.5),
         train=TrainConfig(epochs=10, batch_size=64),
     )
-for _tech in ("dropout", "lr", "class_weights"):
+for _tech in ("dropout", "lr", "class_weights", "distill"):
     _BASE[f"text-bilstm-{_tech}"] = _BASE["text-bilstm"]
 # The tuned image recipes trained to >= 96% on images3 (measured on an H200, see README): 64x64
 # input (the study's size; 32x32 images are upsampled once at load), 50-60 epochs, and twice the

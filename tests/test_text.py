@@ -21,7 +21,13 @@ from archlab.errors import ArchlabError
 from archlab.models import MODELS
 from archlab.presets import PRESETS
 from archlab.report.summary import model_summary
-from archlab.tasks.text_cls import TextClassification, TextDataConfig, TextModelConfig
+from archlab.tasks.text_cls import (
+    TextClassification,
+    TextDataConfig,
+    TextModelConfig,
+    cross_fitted_probs,
+    tfidf_model,
+)
 from tests.conftest import DATA_DIR, needs_shared
 
 TWEETS = DATA_DIR / "twitter_airline" / "Tweets.csv"
@@ -224,3 +230,48 @@ def test_config_validation_names_the_value() -> None:
         TextModelConfig(name="gpt")
     with pytest.raises(ArchlabError, match=r"data\.max_length=0"):
         TextDataConfig(max_length=0)
+
+
+def test_distill_teacher_probabilities_are_cross_fitted() -> None:
+    # Texts of unique random words with random labels: only memorizing a text predicts its label,
+    # so a teacher that saw the text is confident and a held-out one is near chance.
+    rng = np.random.default_rng(0)
+    texts = [" ".join(f"w{rng.integers(10**9)}" for _ in range(4)) for _ in range(150)]
+    labels = rng.integers(0, 3, 150)
+    probs = cross_fitted_probs(texts, labels, 3, folds=5, seed=0)
+    assert probs.shape == (150, 3) and np.allclose(probs.sum(1), 1)
+    own = tfidf_model().fit(texts, labels).predict_proba(texts)
+    rows = np.arange(150)
+    assert own[rows, labels].mean() > 0.6
+    assert probs[rows, labels].mean() < 0.45
+
+
+def test_distill_loss_is_soft_cross_entropy_and_metrics_use_labels(tweets: Path) -> None:
+    task = TextClassification(text_cfg(tweets, "data.distill=0.6", "data.subset=0"))
+    data = task.build_data(torch.device("cpu"))
+    _, _, targets = data.train.fetch(torch.arange(8), None)
+    labels = torch.from_numpy(task.labels[task.split["train"][:8]])
+    assert targets.shape == (8, 4) and torch.equal(targets[:, 0].long(), labels)
+    soft = targets[:, 1:]
+    assert torch.allclose(soft.sum(1), torch.ones(8))
+    assert (soft[torch.arange(8), labels] >= 0.4 - 1e-6).all()  # (1 - 0.6) of the label at least
+    logits = torch.randn(8, 3)
+    want = -(soft * logits.log_softmax(1)).sum(1).mean()
+    assert torch.allclose(task.loss(logits, targets), want)
+    assert task.metrics(logits, targets)["accuracy"] == pytest.approx(
+        (logits.argmax(1) == labels).float().mean().item()
+    )
+    assert 0 <= task.teacher["baseline_tfidf_crossfit_train_accuracy"] <= 1
+
+
+def test_distill_run_reports_teacher(tweets: Path, tmp_path: Path) -> None:
+    cfg = text_cfg(tweets, "data.distill=0.5", "train.epochs=1", "train.max_steps_per_epoch=0")
+    m = json.loads((runner.train(cfg, tmp_path / "runs") / "metrics.json").read_text())
+    assert 0 <= m["baseline_tfidf_crossfit_train_accuracy"] <= 1 and 0 <= m["test_accuracy"] <= 1
+
+
+def test_distill_config_is_validated() -> None:
+    with pytest.raises(ArchlabError, match=r"data\.distill=1\.5"):
+        TextDataConfig(distill=1.5)
+    with pytest.raises(ArchlabError, match=r"data\.distill_folds=1"):
+        TextDataConfig(distill_folds=1)

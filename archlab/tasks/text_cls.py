@@ -44,6 +44,11 @@ class TextDataConfig:
     min_frequency: int = 2  # rarer training words map to [UNK]
     max_length: int = 64  # tokens per text (tweets have at most ~50)
     class_weights: bool = False  # weight cross-entropy by inverse training-class frequency
+    # Knowledge distillation: training targets become (1 - distill) * one-hot label + distill *
+    # the TF-IDF teacher's probabilities, each cross-fitted (from a teacher that never saw that
+    # text) over distill_folds folds of the training split. 0 = hard labels only.
+    distill: float = 0.0
+    distill_folds: int = 5
 
     def __post_init__(self) -> None:
         if self.vocab_size < 3:
@@ -58,6 +63,12 @@ class TextDataConfig:
             raise ArchlabError(f"invalid config value data.subset={self.subset}: must be >= 0")
         if not self.text_column or not self.label_column:
             raise ArchlabError("data.text_column and data.label_column must not be empty")
+        if not 0 <= self.distill <= 1:
+            raise ArchlabError(f"invalid config value data.distill={self.distill}: in [0, 1]")
+        if self.distill_folds < 2:
+            raise ArchlabError(
+                f"invalid config value data.distill_folds={self.distill_folds}: must be >= 2"
+            )
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,7 @@ class TextClassification:
         self.labels = np.zeros(0, dtype=np.int64)
         self.split: dict[str, np.ndarray] = {}
         self.weight: torch.Tensor | None = None
+        self.teacher: dict[str, Any] = {}  # distillation: cross-fit accuracy, for metrics.json
 
     # --- data ---
     def build_data(self, device: torch.device) -> DataBundle:
@@ -139,7 +151,15 @@ class TextClassification:
             "split_sha256": {k: sha256_array(v) for k, v in self.split.items()},
         }
 
-        def make(idx: np.ndarray) -> Batches:
+        soft: list[torch.Tensor] = []  # distillation targets, computed at the first training batch
+
+        def train_targets() -> torch.Tensor:
+            # Lazy: `archlab eval` and `predict` rebuild the data but never need the teacher.
+            if not soft:
+                soft.append(self._distill_targets().to(device))
+            return soft[0]
+
+        def make(idx: np.ndarray, distill: bool = False) -> Batches:
             sel = torch.from_numpy(idx)
 
             def fetch(
@@ -149,17 +169,35 @@ class TextClassification:
                 n = lengths[j]
                 # Pad per batch: trim to the longest text in this batch, not in the data set.
                 jd = j.to(device, non_blocking=True)  # a batch of indices, not of data
-                return x[jd, : int(n.max())], n, y[jd]
+                return (
+                    x[jd, : int(n.max())],
+                    n,
+                    (train_targets()[i.to(device)] if distill else y[jd]),
+                )
 
             return Batches(len(idx), fetch)
 
         return DataBundle(
-            train=make(self.split["train"]),
+            train=make(self.split["train"], distill=c.distill > 0),
             val=make(self.split["val"]),
             test=make(self.split["test"]),
             info=self.info,
             splits={k: v.tolist() for k, v in self.split.items()},
         )
+
+    def _distill_targets(self) -> torch.Tensor:
+        """(n_train, 1 + classes): the label, then the blended soft targets, in train order."""
+        c = self.data_cfg
+        tr = self.split["train"]
+        labels = self.labels[tr]
+        k = len(self.info["class_names"])
+        probs = cross_fitted_probs([self.texts[i] for i in tr], labels, k, c.distill_folds,
+                                   self.split_seed)  # fmt: skip
+        self.teacher = {
+            "baseline_tfidf_crossfit_train_accuracy": float((probs.argmax(1) == labels).mean())
+        }
+        soft = (1 - c.distill) * np.eye(k)[labels] + c.distill * probs
+        return torch.from_numpy(np.concatenate([labels[:, None], soft], 1).astype(np.float32))
 
     def _set_weight(self, train_counts: np.ndarray, device: torch.device) -> None:
         if not self.data_cfg.class_weights:
@@ -198,12 +236,16 @@ class TextClassification:
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = None if self.weight is None else self.weight.to(outputs.device)
+        if targets.dim() == 2:  # distillation: column 0 is the label, the rest soft targets
+            targets = targets[:, 1:]
         return F.cross_entropy(
             outputs, targets, weight=weight, label_smoothing=self.reg.label_smoothing
         )
 
     def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
         pred = outputs.argmax(1).numpy()
+        if targets.dim() == 2:  # distillation targets: score against the label (column 0)
+            targets = targets[:, 0].long()
         return classification_metrics(targets.numpy(), pred, self.info["class_names"])
 
     # --- artefacts and prediction ---
@@ -237,22 +279,15 @@ class TextClassification:
         write_text_atomic(run_dir / "test_predictions.csv", table.to_csv(index=False))
         wrong = table[table["true"] != table["pred"]].sort_values("confidence", ascending=False)
         write_text_atomic(run_dir / "confident_mistakes.csv", wrong.head(25).to_csv(index=False))
-        return self.tfidf_baseline()
+        return {**self.tfidf_baseline(), **self.teacher}
 
     def tfidf_baseline(self) -> dict[str, float]:
         """TF-IDF (word 1-2-grams + char 2-5-grams) + logistic regression on the same split."""
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline, make_union
 
         def texts(part: str) -> list[str]:
             return [self.texts[i] for i in self.split[part]]
 
-        features = make_union(
-            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2),
-        )
-        clf = make_pipeline(features, LogisticRegression(C=4.0, max_iter=2000))
+        clf = tfidf_model()
         clf.fit(texts("train"), self.labels[self.split["train"]])
         pred = clf.predict(texts("test"))
         m = classification_metrics(self.labels[self.split["test"]], pred, self.info["class_names"])
@@ -285,3 +320,33 @@ class TextClassification:
             }
             for t, p in zip(texts, probs, strict=True)
         ]
+
+
+def tfidf_model() -> Any:
+    """The TF-IDF baseline: word 1-2-grams + char 2-5-grams -> logistic regression."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline, make_union
+
+    features = make_union(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2),
+    )
+    return make_pipeline(features, LogisticRegression(C=4.0, max_iter=2000))
+
+
+def cross_fitted_probs(
+    texts: list[str], labels: np.ndarray, n_classes: int, folds: int, seed: int
+) -> np.ndarray:
+    """(n, n_classes) TF-IDF probabilities, each from a model fitted on the other folds only."""
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = min(folds, int(np.bincount(labels, minlength=n_classes).min()))
+    if folds < 2:
+        raise ArchlabError("data.distill needs >= 2 training texts of every class")
+    probs = np.zeros((len(texts), n_classes))
+    arr = np.array(texts, dtype=object)
+    for fit, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(arr, labels):
+        clf = tfidf_model().fit(list(arr[fit]), labels[fit])
+        probs[np.ix_(held, clf.classes_)] = clf.predict_proba(list(arr[held]))
+    return probs
