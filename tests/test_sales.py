@@ -254,6 +254,31 @@ def test_monthly_panel_is_indexed_by_calendar_month() -> None:
 
 
 # --- metrics ---
+def test_event_flags_mark_the_step_holding_the_date() -> None:
+    weeks = np.array(["2012-03-30", "2012-04-06", "2012-04-13"], dtype="datetime64[ns]")
+    assert sales.event_flags(weeks, ("2012-04-08",), 7).tolist() == [0, 1, 0]
+    assert sales.event_flags(weeks, ("2012-04-13", "2011-04-24"), 7).tolist() == [0, 0, 1]
+    assert sales.event_flags(weeks, (), 7).tolist() == [0, 0, 0]
+    months = np.array(["2012-01-01", "2012-02-01"], dtype="datetime64[D]")
+    assert sales.event_flags(months, ("2012-01-31",), 31).tolist() == [1, 0]
+
+
+def test_events_add_a_flag_and_last_years_flag(panel_dir: Path) -> None:
+    def steps(**kw: object) -> tuple[np.ndarray, dict]:
+        cfg = replace(PRESETS["sales-rnn"], data=small_cfg(panel_dir, **kw))
+        task = SalesForecast(cfg)
+        x, *_ = task.build_data(torch.device("cpu")).train.fetch(torch.arange(5), None)
+        return x.numpy(), task.info
+
+    plain, _ = steps()
+    with_ev, info = steps(events=("2010-04-04", "2011-04-24"))
+    assert with_ev.shape[-1] == plain.shape[-1] + 2
+    assert np.array_equal(with_ev[..., :-2], plain)  # the other inputs are unchanged
+    assert info["event_steps"] == ["2010-04-02", "2011-04-22"]  # weeks dated 2010-02-05 + 7k
+    with pytest.raises(ArchlabError, match=r"data\.events: '2011-02-30'"):
+        SalesDataConfig(events=("2011-02-30",))
+
+
 def test_wmae_matches_a_hand_computation() -> None:
     y = np.array([10.0, 20.0, 30.0])
     p = np.array([12.0, 17.0, 30.0])
@@ -293,8 +318,9 @@ def _smoke(root: Path, preset: str = "sales-rnn-smoke", *sets: str):
     return cfg
 
 
-def test_train_predict_and_baselines(panel_dir: Path, tmp_path: Path) -> None:
-    cfg = _smoke(panel_dir)
+@pytest.mark.parametrize("events", ["", "data.events=2010-04-04,2011-04-24"])
+def test_train_predict_and_baselines(panel_dir: Path, tmp_path: Path, events: str) -> None:
+    cfg = _smoke(panel_dir, "sales-rnn-smoke", *([events] if events else []))
     run_dir = runner.train(cfg, tmp_path / "runs")
     m = json.loads((run_dir / "metrics.json").read_text())
     for k in ("test_wmae", "test_mae", "test_rmse", "test_r2", "test_rmse_std", "test_r2_std"):

@@ -380,6 +380,16 @@ UNKNOWN_AT_TARGET = (0, 1, 5)  # columns zeroed at the target step (not known wh
 TARGET_FLAG = 11
 
 
+def event_flags(dates: np.ndarray, events: Sequence[str], step_days: int) -> np.ndarray:
+    """(T,) 1.0 where a step's period [its date, the next step's date) holds an event date."""
+    d = dates.astype("datetime64[D]")
+    if not len(d) or not len(events):
+        return np.zeros(len(d), np.float32)
+    end = step_dates(d[0], np.arange(1, len(d) + 1), step_days).astype("datetime64[D]")
+    ev = np.asarray(events, dtype="datetime64[D]")
+    return ((d[:, None] <= ev) & (ev < end[:, None])).any(1).astype(np.float32)
+
+
 def forecast_steps(
     panel: Panel,
     offset: np.ndarray,
@@ -388,8 +398,15 @@ def forecast_steps(
     cov_std: np.ndarray,
     groups: np.ndarray,
     season: int,
+    events: Sequence[str] = (),
+    step_days: int = 7,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step inputs (S, T, F) in scaled units, and the scaled target (S, T) with NaN gaps."""
+    """Per-step inputs (S, T, F) in scaled units, and the scaled target (S, T) with NaN gaps.
+
+    With ``events`` (moving calendar events such as Easter), two more columns follow the
+    covariates: the step holds an event, and the step a season earlier held one. Both are
+    known in advance, so the target step keeps them.
+    """
     yn = (panel.y - offset[:, None]) / scale[:, None]
     n_groups = int(groups.max()) + 1 if len(groups) else 0
     gm = group_mean(yn, groups, n_groups)[groups]
@@ -412,5 +429,10 @@ def forecast_steps(
     base = np.stack(cols, -1).astype(np.float32)
     # Clipped: later steps can drift beyond the training range (CPI, fuel price).
     cov = np.clip((ffill_time(panel.cov) - cov_mean) / cov_std, -COV_CLIP, COV_CLIP)
-    steps = np.concatenate([base, cov.astype(np.float32)], -1)
+    parts = [base, cov.astype(np.float32)]
+    if len(events):
+        flag = event_flags(panel.dates, events, step_days)[None, :]
+        ev = np.stack([flag, lagged(flag, season)], -1)  # (1, T, 2)
+        parts.append(np.broadcast_to(ev, (*yn.shape, 2)).astype(np.float32))
+    steps = np.concatenate(parts, -1)
     return np.nan_to_num(steps, nan=0.0), yn

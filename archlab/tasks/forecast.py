@@ -75,6 +75,9 @@ class SalesDataConfig:
     val_fraction: float = 0.15  # parity split
     test_fraction: float = 0.15
     plot_series: tuple[str, ...] = ()  # e.g. "1-1" (Store-Dept); empty = the largest series
+    # Moving calendar events (YYYY-MM-DD, e.g. Easter Sundays): the step whose period holds one
+    # gets an event flag, as does the step a season later (forecast framing; see forecast_steps).
+    events: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
 
@@ -93,6 +96,13 @@ class SalesDataConfig:
             raise bad("require_lags", "lags must be >= 1")
         if self.min_scale <= 0:
             raise bad("min_scale", "must be > 0")
+        for e in self.events:
+            try:
+                np.datetime64(e, "D")
+            except ValueError:
+                raise ArchlabError(
+                    f"invalid config value data.events: {e!r} is not a YYYY-MM-DD date"
+                ) from None
         if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1):
             raise bad("val_fraction", "val and test fractions must be in (0, 1)")
         if self.val_fraction + self.test_fraction >= 1:
@@ -172,7 +182,15 @@ class SalesForecast:
         codes = [pd.factorize(p.keys[:, i], sort=True) for i in range(len(keys))]
         cats = np.stack([cd for cd, _ in codes], 1).astype(np.int64)
         steps, yn = sales.forecast_steps(
-            p, np.nan_to_num(offset), scale, cov_mean, cov_std, cats[:, -1], c.season
+            p,
+            np.nan_to_num(offset),
+            scale,
+            cov_mean,
+            cov_std,
+            cats[:, -1],
+            c.season,
+            c.events,
+            step_days,
         )
         # Samples: every observed (series, step) whose series has training weeks (a fitted
         # scaler) and whose required lags are observed; the rest are dropped and counted.
@@ -274,6 +292,9 @@ class SalesForecast:
             "dropped_rows_no_training_steps": int(np.sum(~has_scaler)),
             "n_categories": [len(u) for _, u in codes],
             "covariates_constant_in_training": constant,
+            "event_steps": [
+                str(d)[:10] for d in dates[sales.event_flags(dates, c.events, step_days) > 0]
+            ],
         }
         return DataBundle(
             train=make(split_t["train"]),
@@ -514,6 +535,8 @@ class SalesForecast:
             np.array([np.inf if v is None else v for v in st["cov_std"]], np.float32),
             cats[:, -1],
             c.season,
+            c.events,
+            st["step_days"],
         )
         s = np.flatnonzero(ok)
         t = np.full(len(s), T - 1)
