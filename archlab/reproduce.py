@@ -8,6 +8,7 @@ data path and --set overrides, so `archlab demo` builds the same report from oth
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,6 +19,7 @@ from archlab.ablate import run_ablation
 from archlab.config import RunConfig, apply_overrides
 from archlab.errors import ArchlabError
 from archlab.presets import LONG_IMAGE_SETS, PRESETS
+from archlab.report import artifacts
 from archlab.runner import train_at
 from archlab.utils import write_json_atomic, write_text_atomic
 
@@ -119,6 +121,7 @@ QUICK: dict[str, tuple[str, ...]] = {
 # the full profile with the tuned image recipes trained to >= 96% (presets.LONG_IMAGE_SETS).
 LONG: dict[str, tuple[str, ...]] = {f"images/{m}": s for m, s in LONG_IMAGE_SETS.items()}
 PROFILE_SETTINGS: dict[str, dict[str, tuple[str, ...]]] = {"quick": QUICK, "long": LONG}
+ENSEMBLE_FILE = "ensemble.json"  # the seeds' averaged prediction (experiments sharing a split)
 SMOKE_TECHNIQUES = 2  # ablations in the smoke profile keep the first two techniques
 
 
@@ -176,7 +179,21 @@ def run_experiment(exp: Experiment, cfg: RunConfig, seeds: int, out_dir: Path) -
                 out_dir / f"s{cfg.seed + s}",
                 command=f"reproduce {exp.preset}",
             )
+        entry["ensemble"] = seed_ensemble([out_dir / r for r in entry["runs"][""]], out_dir)
     return entry
+
+
+def seed_ensemble(run_dirs: list[Path], out_dir: Path) -> str:
+    """Average the seeds' test predictions into ``out_dir/ensemble.json`` when they share a
+    test split (sales: the time split; images and text draw a split per seed, so they do not).
+    Returns the file name, or "" when there is nothing to average."""
+    from archlab.ensemble import evaluate_ensemble
+
+    tests = [json.loads((d / artifacts.SPLIT).read_text()).get("test") for d in run_dirs]
+    if len(run_dirs) < 2 or any(t != tests[0] for t in tests):
+        return ""
+    write_json_atomic(out_dir / ENSEMBLE_FILE, evaluate_ensemble(run_dirs))
+    return ENSEMBLE_FILE
 
 
 def reproduce(

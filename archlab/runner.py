@@ -115,7 +115,7 @@ def train(
             write_text_atomic(run_dir / "command.txt", command + "\n")
         run_dir = distributed.broadcast(run_dir if d.is_main else None, d)
     data.train.rank, data.train.world = d.rank, d.world  # each rank trains on its shard
-    split_path = run_dir / "split.json"
+    split_path = run_dir / artifacts.SPLIT
     if resume_dir is not None and split_path.exists():
         saved = json.loads(split_path.read_text())
         if saved != data.splits:

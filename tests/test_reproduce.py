@@ -207,3 +207,32 @@ def test_long_profile_trains_the_long_presets() -> None:
         assert cfg.data == replace(want.data, path="x.npz")
         assert (cfg.optim, cfg.reg, cfg.model) == (want.optim, want.reg, want.model)
         assert cfg.train.epochs == want.train.epochs >= 50 and cfg.data.size == 64
+
+
+def test_seeds_sharing_a_split_are_averaged_in_the_report(tmp_path: Path) -> None:
+    from test_sales import write_panel
+
+    from archlab.reproduce import run_study
+
+    panel = write_panel(tmp_path / "walmart")
+    gru = tuple(e for e in EXPERIMENTS if e.key == "gru")
+    sets = {"sales": ("data.test_steps=8", "data.val_steps=4")}
+    report = run_study({"sales": str(panel)}, "smoke", 2, tmp_path / "out", experiments=gru,
+                       overrides=sets, log=lambda s: None)  # fmt: skip
+    ens = json.loads((tmp_path / "out" / "sales" / "gru" / "ensemble.json").read_text())
+    wmae = [m["test_wmae"] for m in ens["members"]]
+    assert len(wmae) == 2 and ens["ensemble"]["test_wmae"] <= max(wmae)  # convexity of |.|
+    md = (report / "report.md").read_text()
+    assert f"{ens['ensemble']['test_wmae']:,.1f}" in md and "2 seeds averaged" in md
+
+
+def test_seeds_with_their_own_splits_are_not_averaged(tmp_path: Path) -> None:
+    from archlab.presets import PRESETS
+    from archlab.reproduce import seed_ensemble
+    from archlab.runner import train_at
+
+    data = write_npz(tmp_path / "digits.npz", n_per_class=20, size=32)
+    smoke = PRESETS["images-resnet18-smoke"]
+    cfg = replace(smoke, data=replace(smoke.data, path=str(data), subset=0))
+    dirs = [train_at(replace(cfg, seed=s), tmp_path / f"s{s}") for s in (0, 1)]
+    assert seed_ensemble(dirs, tmp_path) == "" and not (tmp_path / "ensemble.json").exists()

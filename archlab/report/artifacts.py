@@ -25,6 +25,7 @@ from archlab.errors import ArchlabError
 from archlab.utils import atomic_path, sha256_file, write_json_atomic, write_text_atomic
 
 CONFIG = "config.yaml"
+SPLIT = "split.json"  # sample indices of each split
 HISTORY = "history.csv"
 METRICS = "metrics.json"
 WEIGHTS = "model.safetensors"
