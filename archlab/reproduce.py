@@ -189,8 +189,10 @@ def seed_ensemble(run_dirs: list[Path], out_dir: Path) -> str:
     Returns the file name, or "" when there is nothing to average."""
     from archlab.ensemble import evaluate_ensemble
 
+    if len(run_dirs) < 2:
+        return ""
     tests = [json.loads((d / artifacts.SPLIT).read_text()).get("test") for d in run_dirs]
-    if len(run_dirs) < 2 or any(t != tests[0] for t in tests):
+    if any(t != tests[0] for t in tests):
         return ""
     write_json_atomic(out_dir / ENSEMBLE_FILE, evaluate_ensemble(run_dirs))
     return ENSEMBLE_FILE

@@ -398,14 +398,13 @@ def forecast_steps(
     cov_std: np.ndarray,
     groups: np.ndarray,
     season: int,
-    events: Sequence[str] = (),
-    step_days: int = 7,
+    events: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-step inputs (S, T, F) in scaled units, and the scaled target (S, T) with NaN gaps.
 
-    With ``events`` (moving calendar events such as Easter), two more columns follow the
-    covariates: the step holds an event, and the step a season earlier held one. Both are
-    known in advance, so the target step keeps them.
+    With ``events`` ((T,) flags of moving calendar events such as Easter, see ``event_flags``),
+    two more columns follow the covariates: the step holds an event, and the step a season
+    earlier held one. Both are known in advance, so the target step keeps them.
     """
     yn = (panel.y - offset[:, None]) / scale[:, None]
     n_groups = int(groups.max()) + 1 if len(groups) else 0
@@ -430,8 +429,8 @@ def forecast_steps(
     # Clipped: later steps can drift beyond the training range (CPI, fuel price).
     cov = np.clip((ffill_time(panel.cov) - cov_mean) / cov_std, -COV_CLIP, COV_CLIP)
     parts = [base, cov.astype(np.float32)]
-    if len(events):
-        flag = event_flags(panel.dates, events, step_days)[None, :]
+    if events is not None:
+        flag = events[None, :].astype(np.float32)
         ev = np.stack([flag, lagged(flag, season)], -1)  # (1, T, 2)
         parts.append(np.broadcast_to(ev, (*yn.shape, 2)).astype(np.float32))
     steps = np.concatenate(parts, -1)

@@ -80,7 +80,6 @@ class SalesDataConfig:
     events: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-
         def bad(key: str, need: str) -> ArchlabError:
             return ArchlabError(f"invalid config value data.{key}={getattr(self, key)!r}: {need}")
 
@@ -181,6 +180,7 @@ class SalesForecast:
         cov_std[~(cov_std > 0)] = np.inf
         codes = [pd.factorize(p.keys[:, i], sort=True) for i in range(len(keys))]
         cats = np.stack([cd for cd, _ in codes], 1).astype(np.int64)
+        events = sales.event_flags(p.dates, c.events, step_days)
         steps, yn = sales.forecast_steps(
             p,
             np.nan_to_num(offset),
@@ -189,8 +189,7 @@ class SalesForecast:
             cov_std,
             cats[:, -1],
             c.season,
-            c.events,
-            step_days,
+            events if c.events else None,
         )
         # Samples: every observed (series, step) whose series has training weeks (a fitted
         # scaler) and whose required lags are observed; the rest are dropped and counted.
@@ -292,9 +291,7 @@ class SalesForecast:
             "dropped_rows_no_training_steps": int(np.sum(~has_scaler)),
             "n_categories": [len(u) for _, u in codes],
             "covariates_constant_in_training": constant,
-            "event_steps": [
-                str(d)[:10] for d in dates[sales.event_flags(dates, c.events, step_days) > 0]
-            ],
+            "event_steps": [str(d)[:10] for d in dates[events > 0]],
         }
         return DataBundle(
             train=make(split_t["train"]),
@@ -535,8 +532,7 @@ class SalesForecast:
             np.array([np.inf if v is None else v for v in st["cov_std"]], np.float32),
             cats[:, -1],
             c.season,
-            c.events,
-            st["step_days"],
+            sales.event_flags(p.dates, c.events, st["step_days"]) if c.events else None,
         )
         s = np.flatnonzero(ok)
         t = np.full(len(s), T - 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,13 +152,9 @@ class TextClassification:
             "split_sha256": {k: sha256_array(v) for k, v in self.split.items()},
         }
 
-        soft: list[torch.Tensor] = []  # distillation targets, computed at the first training batch
-
-        def train_targets() -> torch.Tensor:
-            # Lazy: `archlab eval` and `predict` rebuild the data but never need the teacher.
-            if not soft:
-                soft.append(self._distill_targets().to(device))
-            return soft[0]
+        # Distillation targets, computed at the first training batch: `archlab eval` and
+        # `predict` rebuild the data but never need the teacher.
+        train_targets = functools.cache(lambda: self._distill_targets().to(device))
 
         def make(idx: np.ndarray, distill: bool = False) -> Batches:
             sel = torch.from_numpy(idx)
