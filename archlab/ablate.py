@@ -1,4 +1,5 @@
-"""Ablation: each regularization technique alone, over N seeds, tabulated with mean ± std."""
+"""Ablation: each regularization technique alone, over N seeds, tabulated with mean ± std and,
+from 2 seeds on, each technique's paired difference from the baseline (archlab.stats)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from archlab.config import RegConfig, RunConfig, apply_overrides
 from archlab.errors import ArchlabError
 from archlab.presets import RESET_REG, TECHNIQUES
 from archlab.report import artifacts, plots
-from archlab.runner import train_at
+from archlab.runner import load_config, train_at
+from archlab.stats import PairedDiff, paired_difference
 from archlab.utils import write_text_atomic
 
 # Columns of the table: metrics.json key -> column title.
@@ -50,6 +52,15 @@ COLUMNS: dict[str, dict[str, str]] = {
 }
 
 
+# The metric each technique is compared with the baseline on, and whether higher is better.
+COMPARE: dict[str, tuple[str, bool]] = {
+    "images": ("test_accuracy", True),
+    "text": ("test_accuracy", True),
+    "sales": ("test_wmae", False),
+}
+BASELINE = "baseline"
+
+
 def technique_configs(base: RunConfig, techniques: list[str]) -> dict[str, RunConfig]:
     """One config per technique: the base (every regularizer off for RESET_REG tasks) + that one."""
     known = TECHNIQUES.get(base.task, {})
@@ -78,32 +89,106 @@ def run_ablation(base: RunConfig, techniques: list[str], seeds: int, out_dir: Pa
 
 
 def summarize(runs: dict[str, list[Path]], task: str, out_dir: Path) -> list[dict[str, Any]]:
-    """Mean ± std per technique from the runs' metrics.json, as CSV, Markdown and JSON."""
+    """Mean ± std per technique from the runs' metrics.json, and from 2 seeds on each
+    technique's paired difference from the baseline; as CSV, Markdown and JSON."""
     cols = COLUMNS.get(task) or COLUMNS["images"]
+    metrics = {tech: [artifacts.read_metrics(d) for d in dirs] for tech, dirs in runs.items()}
     rows = []
-    for tech, dirs in runs.items():
-        ms = [artifacts.read_metrics(d) for d in dirs]
+    for tech, ms in metrics.items():
         row: dict[str, Any] = {"technique": tech, "seeds": len(ms)}
         for key in cols:
             vals = np.array([m[key] for m in ms if m.get(key) is not None], dtype=float)
             row[f"{key}_mean"] = float(vals.mean()) if len(vals) else float("nan")
             row[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
         rows.append(row)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    write_text_atomic(out_dir / "ablation.csv", buf.getvalue())
+    key, higher = COMPARE.get(task) or COMPARE["images"]
+    diffs = paired_diffs(runs, metrics, key, higher)
+    for row in rows:
+        if (p := diffs.get(row["technique"])) is not None:
+            row.update(diff_metric=key, diff_mean=p.diff_mean, diff_ci95=list(p.diff_ci),
+                       verdict=p.verdict, pairs=p.n)  # fmt: skip
+    write_text_atomic(out_dir / "ablation.csv", _csv(rows))
     write_text_atomic(out_dir / "ablation.json", json.dumps(rows, indent=2) + "\n")
-    md = [
-        "| technique | seeds | " + " | ".join(cols.values()) + " |",
-        "|---" * (len(cols) + 2) + "|",
-    ]
-    for r in rows:
-        cells = [f"{r[f'{k}_mean']:.4f} ± {r[f'{k}_std']:.4f}" for k in cols]
-        md.append(f"| {r['technique']} | {r['seeds']} | " + " | ".join(cells) + " |")
-    write_text_atomic(out_dir / "ablation.md", "\n".join(md) + "\n")
+    write_text_atomic(out_dir / "ablation.md", _markdown(rows, cols, key if diffs else None))
     curves = {t: artifacts.read_history(dirs[0] / artifacts.HISTORY) for t, dirs in runs.items()}
     metric = "accuracy" if task in ("images", "text") else "wmae"
     plots.learning_curves(curves, out_dir / "ablation_curves.png", metrics=("loss", metric))
     return rows
+
+
+def paired_diffs(
+    runs: dict[str, list[Path]],
+    metrics: dict[str, list[dict[str, Any]]],
+    key: str,
+    higher_is_better: bool,
+) -> dict[str, PairedDiff]:
+    """Each technique's ``key`` minus the baseline's, paired by seed (the same split).
+
+    Empty without a baseline; a technique with fewer than 2 pairs is left out. A pair whose
+    split hashes differ is an error: its difference would mix in the split-to-split spread.
+    """
+    if BASELINE not in runs:
+        return {}
+    base = _by_seed(runs[BASELINE], metrics[BASELINE])
+    out = {}
+    for tech, dirs in runs.items():
+        if tech == BASELINE:
+            continue
+        pairs = []
+        for seed, (d, split, m) in sorted(_by_seed(dirs, metrics[tech]).items()):
+            if seed not in base:
+                continue
+            bd, bsplit, bm = base[seed]
+            if split != bsplit:
+                raise ArchlabError(
+                    f"{d}: its split differs from {bd}'s (seed {seed}); a paired difference "
+                    "needs both runs on the same split"
+                )
+            if m.get(key) is not None and bm.get(key) is not None:
+                pairs.append((m[key], bm[key]))
+        if len(pairs) >= 2:
+            treated, baseline = zip(*pairs, strict=True)
+            out[tech] = paired_difference(treated, baseline, higher_is_better=higher_is_better)
+    return out
+
+
+def _by_seed(dirs: list[Path], ms: list[dict[str, Any]]) -> dict[int, tuple[Path, Any, dict]]:
+    """seed -> (run dir, split hashes from data.json or None, metrics)."""
+    out = {}
+    for d, m in zip(dirs, ms, strict=True):
+        info = json.loads((d / "data.json").read_text()) if (d / "data.json").exists() else {}
+        out[load_config(d).seed] = (d, info.get("split_sha256"), m)
+    return out
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    flat = []
+    for r in rows:
+        r = dict(r)
+        if "diff_ci95" in r:
+            r["diff_ci95_low"], r["diff_ci95_high"] = r.pop("diff_ci95")
+        flat.append(r)
+    fields = list(dict.fromkeys(k for r in flat for k in r))  # the baseline row has no diff
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    w.writerows(flat)
+    return buf.getvalue()
+
+
+def _markdown(rows: list[dict[str, Any]], cols: dict[str, str], diff_key: str | None) -> str:
+    extra = []
+    if diff_key:
+        extra = [f"Δ {cols.get(diff_key, diff_key)} vs baseline (95% CI)", "verdict"]
+    head = ["technique", "seeds", *cols.values(), *extra]
+    md = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for r in rows:
+        cells = [f"{r[f'{k}_mean']:.4f} ± {r[f'{k}_std']:.4f}" for k in cols]
+        if diff_key:
+            if "diff_mean" in r:
+                lo, hi = r["diff_ci95"]
+                cells += [f"{r['diff_mean']:+.4f} [{lo:+.4f}, {hi:+.4f}]", r["verdict"]]
+            else:  # the baseline itself, or too few pairs
+                cells += ["—", "—"]
+        md.append(f"| {r['technique']} | {r['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(md) + "\n"

@@ -1,0 +1,131 @@
+"""Ablation tables: mean ± std per technique and, from 2 seeds on, the paired difference from
+the baseline with its 95% interval and verdict (summarize on written run dirs, and end to end)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from scipy import stats
+
+from archlab.ablate import summarize
+from archlab.cli import main
+from archlab.errors import ArchlabError
+from archlab.presets import PRESETS
+from archlab.report import artifacts
+from archlab.utils import write_json_atomic, write_text_atomic
+
+BASE_ACC = [0.80, 0.82, 0.84]
+
+
+def _fake_run(root: Path, tech: str, seed: int, acc: float, split: str = "") -> Path:
+    """A finished run dir holding what summarize reads: config, data.json, metrics, history."""
+    d = root / f"{tech}-s{seed}"
+    d.mkdir(parents=True)
+    cfg = replace(PRESETS["images-resnet18-smoke"], seed=seed)
+    write_text_atomic(d / artifacts.CONFIG, cfg.to_yaml())
+    write_json_atomic(d / "data.json", {"split_sha256": {"test": split or f"split-of-seed-{seed}"}})
+    artifacts.write_metrics(
+        {"test_accuracy": acc, "test_f1_macro": acc, "final_train_loss": 0.1,
+         "final_val_loss": 0.2, "epochs_run": 2}, d)  # fmt: skip
+    artifacts.write_history(
+        [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.1 / e, "train_accuracy": acc,
+          "val_accuracy": acc} for e in (1, 2)], d / artifacts.HISTORY)  # fmt: skip
+    return d
+
+
+def _runs(root: Path, accs: dict[str, list[float]]) -> dict[str, list[Path]]:
+    return {t: [_fake_run(root, t, s, a) for s, a in enumerate(v)] for t, v in accs.items()}
+
+
+def test_paired_columns_and_keys(tmp_path: Path) -> None:
+    accs = {
+        "baseline": BASE_ACC,
+        "augment": [a + d for a, d in zip(BASE_ACC, (0.03, 0.04, 0.05), strict=True)],
+        "dropout": [a + d for a, d in zip(BASE_ACC, (0.02, -0.03, 0.0), strict=True)],
+        "l2": [a - 0.01 for a in BASE_ACC],
+    }
+    rows = {r["technique"]: r for r in summarize(_runs(tmp_path, accs), "images", tmp_path)}
+    assert "diff_mean" not in rows["baseline"]
+    aug = rows["augment"]
+    # Differences 0.03, 0.04, 0.05: mean 0.04, se 0.01/sqrt(3), t(0.975, 2) = 4.303.
+    assert aug["diff_mean"] == pytest.approx(0.04)
+    half = 4.303 * 0.01 / 3**0.5
+    assert aug["diff_ci95"] == pytest.approx([0.04 - half, 0.04 + half], abs=1e-4)
+    assert aug["verdict"] == "helps" and aug["pairs"] == 3 and aug["diff_metric"] == "test_accuracy"
+    assert rows["dropout"]["verdict"] == "cannot tell apart"
+    assert rows["l2"]["verdict"] == "hurts" and rows["l2"]["diff_ci95"] == pytest.approx(
+        [-0.01] * 2
+    )
+    ref = stats.ttest_rel(accs["dropout"], BASE_ACC).confidence_interval(0.95)
+    assert rows["dropout"]["diff_ci95"] == pytest.approx([ref.low, ref.high])
+
+    saved = {r["technique"]: r for r in json.loads((tmp_path / "ablation.json").read_text())}
+    assert saved["augment"]["diff_ci95"] == pytest.approx(aug["diff_ci95"])
+    with open(tmp_path / "ablation.csv") as f:
+        table = {r["technique"]: r for r in csv.DictReader(f)}
+    assert table["baseline"]["diff_mean"] == "" and table["l2"]["verdict"] == "hurts"
+    assert float(table["augment"]["diff_ci95_low"]) == pytest.approx(aug["diff_ci95"][0])
+    md = (tmp_path / "ablation.md").read_text().splitlines()
+    assert md[0].endswith("| Δ test accuracy vs baseline (95% CI) | verdict |")
+    assert md[2].endswith("| — | — |")  # the baseline row
+    assert "| +0.0400 [+0.0152, +0.0648] | helps |" in md[3]
+    assert len({line.count("|") for line in md}) == 1  # every row has every column
+
+
+def test_lower_is_better_metric_for_sales(tmp_path: Path) -> None:
+    runs = _runs(tmp_path, {"baseline": BASE_ACC, "l2": [a - 0.01 for a in BASE_ACC]})
+    for d in runs["baseline"] + runs["l2"]:  # the same numbers as WMAE: lower wins
+        acc = artifacts.read_metrics(d)["test_accuracy"]
+        artifacts.write_metrics({"test_wmae": acc, "epochs_run": 2}, d)
+        artifacts.write_history([{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0,
+                                  "val_wmae": acc}], d / artifacts.HISTORY)  # fmt: skip
+    rows = {r["technique"]: r for r in summarize(runs, "sales", tmp_path)}
+    assert rows["l2"]["diff_metric"] == "test_wmae" and rows["l2"]["verdict"] == "helps"
+
+
+def test_no_paired_columns_without_baseline_or_with_one_seed(tmp_path: Path) -> None:
+    one = summarize(_runs(tmp_path / "a", {"baseline": [0.8], "l2": [0.9]}), "images", tmp_path)
+    assert all("diff_mean" not in r for r in one)
+    assert "verdict" not in (tmp_path / "ablation.md").read_text()
+    runs = _runs(tmp_path / "b", {"dropout": [0.8, 0.9], "l2": [0.9, 0.8]})
+    assert all("diff_mean" not in r for r in summarize(runs, "images", tmp_path))
+
+
+def test_pairs_on_different_splits_are_refused(tmp_path: Path) -> None:
+    runs = _runs(tmp_path, {"baseline": BASE_ACC[:2]})
+    runs["l2"] = [_fake_run(tmp_path, "l2", 0, 0.8), _fake_run(tmp_path, "l2", 1, 0.8, "other")]
+    with pytest.raises(ArchlabError, match=r"l2-s1: its split differs from .*baseline-s1"):
+        summarize(runs, "images", tmp_path)
+
+
+def test_two_seed_ablation_end_to_end(tmp_path: Path, image_folder: Path, capsys) -> None:
+    out = tmp_path / "abl"
+    args = ["ablate", "--task", "images", "--model", "resnet18", "--data", str(image_folder),
+            "--techniques", "baseline,dropout", "--seeds", "2", "--epochs", "1", "--out", str(out),
+            "--set", "train.batch_size=16", "--set", "train.max_steps_per_epoch=2",
+            "--set", "train.progress=off", "--set", "train.threads=1"]  # fmt: skip
+    assert main(args) == 0
+    assert "| Δ test accuracy vs baseline (95% CI) | verdict |" in capsys.readouterr().out
+    drop = {r["technique"]: r for r in json.loads((out / "ablation.json").read_text())}["dropout"]
+    accs = {
+        t: [artifacts.read_metrics(out / f"{t}-s{s}")["test_accuracy"] for s in (0, 1)]
+        for t in ("baseline", "dropout")
+    }
+    diffs = [accs["dropout"][s] - accs["baseline"][s] for s in (0, 1)]
+    assert drop["pairs"] == 2 and drop["diff_mean"] == pytest.approx(sum(diffs) / 2)
+    if diffs[0] != diffs[1]:  # else a zero-width interval, which scipy leaves NaN
+        ci = stats.ttest_rel(accs["dropout"], accs["baseline"]).confidence_interval(0.95)
+        assert drop["diff_ci95"] == pytest.approx([ci.low, ci.high])
+    # Pairing: seed k of every technique trains on the baseline's seed-k split; seeds differ.
+    split = {
+        (t, s): json.loads((out / f"{t}-s{s}" / "data.json").read_text())["split_sha256"]
+        for t in ("baseline", "dropout")
+        for s in (0, 1)
+    }
+    assert split["dropout", 0] == split["baseline", 0]
+    assert split["dropout", 1] == split["baseline", 1]
+    assert split["baseline", 0] != split["baseline", 1]
