@@ -129,3 +129,21 @@ def test_two_seed_ablation_end_to_end(tmp_path: Path, image_folder: Path, capsys
     assert split["dropout", 0] == split["baseline", 0]
     assert split["dropout", 1] == split["baseline", 1]
     assert split["baseline", 0] != split["baseline", 1]
+
+
+def test_report_shows_the_paired_columns(tmp_path: Path) -> None:
+    from test_sales import write_panel
+
+    from archlab.reproduce import EXPERIMENTS, run_study
+
+    panel = write_panel(tmp_path / "walmart")
+    abl = tuple(e for e in EXPERIMENTS if e.key == "rnn-ablation")
+    sets = {"sales": ("data.test_steps=8", "data.val_steps=4")}
+    report = run_study({"sales": str(panel)}, "smoke", 2, tmp_path / "out", experiments=abl,
+                       overrides=sets, log=lambda s: None)  # fmt: skip
+    row = json.loads((tmp_path / "out" / "sales" / "rnn-ablation" / "ablation.json").read_text())[1]
+    lo, hi = row["diff_ci95"]
+    md = (report / "report.md").read_text()
+    assert "Δ test WMAE vs baseline (95% CI) | verdict |" in md
+    assert f"{row['diff_mean']:+.4f} [{lo:+.4f}, {hi:+.4f}] | {row['verdict']} |" in md
+    assert "95% Student-t interval over those paired differences" in md

@@ -163,13 +163,13 @@ def _experiment_blocks(out: Path, report_dir: Path, exp: dict[str, Any]) -> list
         rows = [r.strip("|").split("|") for r in md.strip().splitlines()]
         if len(rows) > 2:
             blocks.append(Block("table", [[c.strip() for c in r] for r in [rows[0], *rows[2:]]]))
-        blocks.append(
-            Block(
-                "p",
-                f"Each technique alone on top of preset `{exp['preset']}` with "
-                "every other regularizer off; mean ± std over seeds.",
-            )
-        )
+        text = (f"Each technique alone on top of preset `{exp['preset']}` with every other "
+                "regularizer off; mean ± std over seeds.")  # fmt: skip
+        if "verdict" in md:  # archlab.ablate's paired columns (2 seeds or more)
+            text += (" Δ is the technique's test score minus the baseline's on the same seed and "
+                     "split, averaged over seeds, with a 95% Student-t interval over those paired "
+                     "differences; it helps or hurts when the interval excludes 0.")  # fmt: skip
+        blocks.append(Block("p", text))
         blocks.append(Block("img", abl / "ablation_curves.png", "learning curves per technique"))
         links = [(f"{t} config", d[0] / artifacts.CONFIG) for t, d in dirs.items()]
     else:
