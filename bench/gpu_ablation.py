@@ -1,0 +1,255 @@
+"""The study's regularization ablation at full scale on one GPU, with paired statistics.
+
+VGG-13 (the exact one: no batch norm) and ResNet-18 on all of images3 (12,600 / 2,700 / 2,700),
+each technique alone on top of the model's tuned optimizer with every other regularizer off
+(archlab.ablate.technique_configs, as `archlab ablate`): baseline, dropout, early_stop, augment,
+l2; 3 seeds each. Seed k of every technique trains on seed k's own split with seed k's
+initialization and batch order, so each technique is paired with the baseline on every seed
+(archlab.stats: mean paired difference, 95% Student-t interval, helps / hurts / cannot tell
+apart). Epochs are fixed per model (EPOCHS), the same for every technique and seed, and chosen
+before any run: no number here is picked on test scores.
+
+The runs are archlab run directories (`archlab eval RUN_DIR` works), trained by child processes
+that share the GPU, as bench/gpu_images.py does, here from a queue ``--concurrency`` wide,
+longest first. One results file gathers the per-model tables, the statistics, every run's test
+metrics and history (no weights) and a plateau check of the baseline's validation accuracy.
+
+Budget on one H200. bench/results/gpu_images_h200_2026-11-26.json had six runs sharing the GPU
+at 28-32 ms per ResNet-18 step (batch 128) and 26 ms per VGG-13 step (batch 64): the GPU served
+about 200 steps/s in all, whatever the model. Assuming no more than that at this concurrency:
+    VGG-13     15 runs x 12 epochs x 197 steps = 35,460 steps
+    ResNet-18  15 runs x 15 epochs x  99 steps = 22,275 steps
+    57,735 steps / 200 per s ~ 290 s, + ~5% validation/test passes and plots, + start-up
+    (torch import, data, cuDNN autotuning: ~15 s a process, in 3 waves of 10) ~ 45 s
+    => about 6 minutes in all (early-stopped runs end sooner). ``--budget-s`` (default 540)
+    kills whatever still runs at 9 minutes; the results file then lists those runs as unfinished.
+
+    # on the GPU machine (images3 copied into the repo, an ignored folder that travels):
+    python bench/gpu_ablation.py --data .gpu-data/cifar10_dog_automobile_ship.npz \
+        --out /tmp/abl --results $OUT/gpu_ablation_h200_$(date +%F).json
+    # anywhere, as a check (CPU, 300 images, 1 epoch of 2 steps, 2 seeds; a few minutes):
+    python bench/gpu_ablation.py --data DIR/images3/cifar10_dog_automobile_ship.npz \
+        --out /tmp/abl-tiny --tiny --seeds 2 --concurrency 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from gpu_images import DRY, _tail  # the CPU dry-run overrides and the log tail
+
+T0 = time.monotonic()
+# archlab from this tree, installed or not (the GPU machine has no install; children run this file).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+EPOCHS = {"vgg13": 12, "resnet18": 15}  # per model, every technique and seed alike
+TECHNIQUES = ("baseline", "dropout", "early_stop", "augment", "l2")
+# What a results row keeps of each run's metrics.json.
+KEEP = ("test_accuracy", "test_f1_macro", "test_loss", "epochs_run", "best_epoch",
+        "stopped_early", "final_train_loss", "final_val_loss", "train_seconds",
+        "epoch_seconds_mean", "n_parameters")  # fmt: skip
+
+
+def run_dir(out: Path, job: str) -> Path:
+    """``MODEL/TECH-sSEED`` -> OUT/MODEL/TECH-sSEED, the layout of `archlab ablate --out`."""
+    return out / job
+
+
+def child(args: argparse.Namespace) -> None:
+    """Train one ``MODEL/TECH-sSEED`` run in this process (resumes a run left unfinished)."""
+    from archlab.ablate import technique_configs
+    from archlab.config import apply_overrides
+    from archlab.presets import PRESETS
+    from archlab.runner import train_at
+
+    model, _, rest = args.child.partition("/")
+    tech, _, seed = rest.rpartition("-s")
+    sets = [f"data.path={args.data}", "train.progress=plain", "train.threads=1",
+            f"train.epochs={args.epochs}", *(DRY if args.tiny else ())]  # fmt: skip
+    base = apply_overrides(PRESETS[f"images-{model}"], sets)
+    cfg = replace(technique_configs(base, [tech])[tech], seed=int(seed))
+    d = train_at(cfg, run_dir(Path(args.out), args.child), command=" ".join(sys.argv))
+    print(f"DONE {args.child} {d}", flush=True)
+
+
+def jobs(models: list[str], techniques: list[str], seeds: int) -> list[str]:
+    return [f"{m}/{t}-s{s}" for m in models for t in techniques for s in range(seeds)]
+
+
+KILLED, NOT_STARTED = "killed at the budget", "not started (budget)"
+
+
+def run_queue(
+    args: argparse.Namespace, queue: list[str], epochs: dict[str, int], deadline: float
+) -> dict[str, int | str]:
+    """Run ``queue`` ``--concurrency`` at a time (in order): exit codes, or KILLED/NOT_STARTED."""
+    from archlab.report import artifacts
+    from archlab.runner import load_config
+
+    logs = Path(args.out) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # A rerun into the same --out resumes: runs finished with these epochs are not started again
+    # (any other difference in config stops the child: train_at refuses to mix configs).
+    done = [
+        j
+        for j in queue
+        if artifacts.is_finished(d := run_dir(Path(args.out), j))
+        and load_config(d).train.epochs == epochs[j.partition("/")[0]]
+    ]
+    codes: dict[str, int | str] = dict.fromkeys(done, "finished before")
+    todo, running = [j for j in queue if j not in codes], {}
+    while todo or running:
+        while todo and len(running) < args.concurrency and time.monotonic() < deadline:
+            job = todo.pop(0)
+            model = job.partition("/")[0]
+            cmd = [sys.executable, __file__, "--child", job, "--data", args.data, "--out",
+                   args.out, "--epochs", str(epochs[model])]  # fmt: skip
+            cmd += ["--tiny"] if args.tiny else []
+            log = open(_log(args, job), "w")  # noqa: SIM115
+            running[job] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
+                            log)  # fmt: skip
+        for job, (p, log) in list(running.items()):
+            if p.poll() is not None:
+                codes[job] = p.returncode
+                log.close()
+                del running[job]
+                print(f"{time.monotonic() - T0:6.0f}s  {job}: exit {p.returncode}", flush=True)
+        if time.monotonic() >= deadline:
+            for job, (p, log) in running.items():
+                p.kill()
+                p.wait()
+                log.close()
+                codes[job] = KILLED
+            for job in todo:
+                codes[job] = NOT_STARTED
+            print(f"budget reached: stopped {len(running)} runs, {len(todo)} never started")
+            break
+        time.sleep(0.5)
+    return codes
+
+
+def _log(args: argparse.Namespace, job: str) -> Path:
+    return Path(args.out) / "logs" / f"{job.replace('/', '_')}.log"
+
+
+def plateau(histories: list[list[dict[str, float]]]) -> dict[str, Any]:
+    """Did the baseline's validation accuracy stop rising? Gain of its last third of epochs."""
+    gains, best = [], []
+    for h in histories:
+        acc = [r["val_accuracy"] for r in h if "val_accuracy" in r]
+        k = max(1, math.ceil(len(acc) / 3))
+        if len(acc) > k:
+            gains.append(max(acc[-k:]) - max(acc[:-k]))
+            best.append(1 + acc.index(max(acc)))
+    gain = max(gains) if gains else None  # None: too few epochs to tell
+    return {"last_third_val_accuracy_gain_max": gain, "best_val_epochs": best,
+            "plateaued": gain is not None and gain <= 0.005}  # fmt: skip
+
+
+def parent(args: argparse.Namespace) -> None:
+    import torch
+
+    from archlab.ablate import summarize
+    from archlab.report import artifacts
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    techs = [t.strip() for t in args.techniques.split(",") if t.strip()]
+    bad = [m for m in models if m not in EPOCHS] + [t for t in techs if t not in TECHNIQUES]
+    if bad:
+        sys.exit(f"unknown model(s)/technique(s): {bad}; known: {list(EPOCHS)}, {TECHNIQUES}")
+    if not args.tiny and not torch.cuda.is_available():
+        sys.exit("no CUDA device: the full ablation is for a GPU (use --tiny to check on CPU)")
+    if not Path(args.data).exists():
+        sys.exit(f"{args.data}: no such file (images3's cifar10_dog_automobile_ship.npz)")
+    epochs = {m: 1 for m in models} if args.tiny else {m: EPOCHS[m] for m in models}
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    env = {"torch": torch.__version__, "cuda": torch.version.cuda, "device": gpu,
+           "cpus": os.cpu_count()}  # fmt: skip
+    print("env", env, "epochs", epochs, flush=True)
+    # Longest first, so the short ResNet-18 runs fill the end of the queue.
+    queue = sorted(jobs(models, techs, args.seeds), key=lambda j: -(j.startswith("vgg13")))
+    codes = run_queue(args, queue, epochs, T0 + args.budget_s)
+
+    out = Path(args.out)
+    results = {
+        "what": (
+            f"bench/gpu_ablation.py: {', '.join(models)} on images3, each technique alone "
+            f"over {args.seeds} seeds (each seed its own split, paired with the baseline on "
+            "it); epochs fixed per model before any run"
+            + (" [TINY CHECK RUN]" if args.tiny else "")
+        ),
+        "env": env,
+        "date": time.strftime("%Y-%m-%d"),
+        "epochs": epochs,
+        "seeds": args.seeds,
+        "concurrency": args.concurrency,
+        "tiny": args.tiny,
+        "wall_s": None,
+        "models": {},
+        "runs": [],
+    }
+    for model in models:
+        finished: dict[str, list[Path]] = {}
+        for tech in techs:
+            for s in range(args.seeds):
+                job = f"{model}/{tech}-s{s}"
+                d = run_dir(out, job)
+                row = {"model": model, "technique": tech, "seed": s, "exit": codes.get(job)}
+                if artifacts.is_finished(d):
+                    m = artifacts.read_metrics(d)
+                    row["metrics"] = {k: m[k] for k in KEEP if k in m}
+                    row["history"] = artifacts.read_history(d / artifacts.HISTORY)
+                    finished.setdefault(tech, []).append(d)
+                else:
+                    row["unfinished"] = True
+                    row["log_tail"] = _tail(_log(args, job))
+                    print(f"UNFINISHED {job} ({codes.get(job)}):\n{row['log_tail']}".strip())
+                results["runs"].append(row)
+        if not finished:
+            continue
+        rows = summarize(finished, "images", out / model)  # ablation.md/csv/json, curves
+        base_hist = [artifacts.read_history(d / artifacts.HISTORY)
+                     for d in finished.get("baseline", [])]  # fmt: skip
+        results["models"][model] = {
+            "stats": {r.pop("technique"): r for r in rows},
+            "table": (out / model / "ablation.md").read_text(),
+            "baseline_plateau": plateau(base_hist),
+        }
+        print(f"\n{model} ({epochs[model]} epochs)\n{results['models'][model]['table']}")
+    results["wall_s"] = round(time.monotonic() - T0, 1)
+    dest = Path(args.results) if args.results else out / "results.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wall {results['wall_s']} s; results in {dest}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, help="images3's cifar10_dog_automobile_ship.npz")
+    ap.add_argument("--out", required=True, help="where the run directories go")
+    ap.add_argument("--results", default="", help="results JSON (default OUT/results.json)")
+    ap.add_argument("--models", default=",".join(EPOCHS))
+    ap.add_argument("--techniques", default=",".join(TECHNIQUES))
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--concurrency", type=int, default=10, help="runs at once on the GPU")
+    ap.add_argument("--budget-s", type=float, default=540.0, help="wall clock, then stop all")
+    ap.add_argument("--tiny", action="store_true", help="CPU, 300 images, 1 epoch of 2 steps")
+    ap.add_argument("--child", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--epochs", type=int, default=1, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.seeds < 2 and not args.child:
+        sys.exit("--seeds must be >= 2 for paired intervals")
+    child(args) if args.child else parent(args)
+
+
+if __name__ == "__main__":
+    main()
