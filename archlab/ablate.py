@@ -177,18 +177,20 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 
 def _markdown(rows: list[dict[str, Any]], cols: dict[str, str], diff_key: str | None) -> str:
-    extra = []
+    """The table; the paired columns go right after the metric they compare (wide tables
+    scroll sideways in the report, and these two are what the ablation is for)."""
+    keys = list(cols)
+    at = keys.index(diff_key) + 1 if diff_key in cols else len(keys)
+    head = list(cols.values())
     if diff_key:
-        extra = [f"Δ {cols.get(diff_key, diff_key)} vs baseline (95% CI)", "verdict"]
-    head = ["technique", "seeds", *cols.values(), *extra]
-    md = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+        head[at:at] = [f"Δ {cols.get(diff_key, diff_key)} vs baseline (95% CI)", "verdict"]
+    md = ["| technique | seeds | " + " | ".join(head) + " |", "|---" * (len(head) + 2) + "|"]
     for r in rows:
-        cells = [f"{r[f'{k}_mean']:.4f} ± {r[f'{k}_std']:.4f}" for k in cols]
-        if diff_key:
-            if "diff_mean" in r:
-                lo, hi = r["diff_ci95"]
-                cells += [f"{r['diff_mean']:+.4f} [{lo:+.4f}, {hi:+.4f}]", r["verdict"]]
-            else:  # the baseline itself, or too few pairs
-                cells += ["—", "—"]
+        cells = [f"{r[f'{k}_mean']:.4f} ± {r[f'{k}_std']:.4f}" for k in keys]
+        if diff_key and "diff_mean" in r:
+            lo, hi = r["diff_ci95"]
+            cells[at:at] = [f"{r['diff_mean']:+.4f} [{lo:+.4f}, {hi:+.4f}]", r["verdict"]]
+        elif diff_key:  # the baseline itself, or too few pairs
+            cells[at:at] = ["—", "—"]
         md.append(f"| {r['technique']} | {r['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(md) + "\n"

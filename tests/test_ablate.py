@@ -70,8 +70,10 @@ def test_paired_columns_and_keys(tmp_path: Path) -> None:
     assert table["baseline"]["diff_mean"] == "" and table["l2"]["verdict"] == "hurts"
     assert float(table["augment"]["diff_ci95_low"]) == pytest.approx(aug["diff_ci95"][0])
     md = (tmp_path / "ablation.md").read_text().splitlines()
-    assert md[0].endswith("| Δ test accuracy vs baseline (95% CI) | verdict |")
-    assert md[2].endswith("| — | — |")  # the baseline row
+    assert md[0].startswith(
+        "| technique | seeds | test accuracy | Δ test accuracy vs baseline (95% CI) | verdict |"
+    )
+    assert md[2].startswith("| baseline | 3 | 0.8200 ± 0.0200 | — | — |")
     assert "| +0.0400 [+0.0152, +0.0648] | helps |" in md[3]
     assert len({line.count("|") for line in md}) == 1  # every row has every column
 
@@ -144,6 +146,6 @@ def test_report_shows_the_paired_columns(tmp_path: Path) -> None:
     row = json.loads((tmp_path / "out" / "sales" / "rnn-ablation" / "ablation.json").read_text())[1]
     lo, hi = row["diff_ci95"]
     md = (report / "report.md").read_text()
-    assert "Δ test WMAE vs baseline (95% CI) | verdict |" in md
+    assert "| test WMAE | Δ test WMAE vs baseline (95% CI) | verdict | test RMSE |" in md
     assert f"{row['diff_mean']:+.4f} [{lo:+.4f}, {hi:+.4f}] | {row['verdict']} |" in md
     assert "95% Student-t interval over those paired differences" in md
