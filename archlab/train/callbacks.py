@@ -228,7 +228,8 @@ class Progress(Callback):
         line = f"epoch {int(row['epoch'])}/{self.total_epochs} {parts} ({row['seconds']:.1f}s)"
         if self._bar is not None:
             self._bar.console.print(line)
-            self._bar.reset(self._task, epoch=int(row["epoch"]) + 1)
+            # reset replaces the task's fields: loss must be passed again or rendering fails
+            self._bar.reset(self._task, epoch=int(row["epoch"]) + 1, loss=float("nan"))
         else:
             print(line, file=sys.stderr, flush=True)
 

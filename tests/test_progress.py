@@ -1,0 +1,27 @@
+"""The terminal progress bar (train.progress=bar) survives epoch ends."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from archlab.train.callbacks import Progress
+
+
+def test_bar_renders_after_an_epoch_end() -> None:
+    # rich's Progress.reset replaces a task's fields: a reset without `loss` made the loss column
+    # raise KeyError on the next render, which a terminal does at once (`archlab train` crashed at
+    # the end of its first epoch whenever stderr was a tty).
+    cb = Progress("bar", total_epochs=2)
+    trainer = SimpleNamespace(steps_per_epoch=3, state=SimpleNamespace(epoch=0))
+    cb.on_fit_start(trainer)
+    try:
+        cb.on_batch_end(trainer, 0, torch.tensor(0.5))
+        cb.on_epoch_end(trainer, {"epoch": 1, "train_loss": 0.5, "val_loss": 0.6, "seconds": 1.0})
+        cb._bar.get_renderable()  # what a terminal's refresh draws
+        cb.on_batch_end(trainer, 0, torch.tensor(0.4))
+        assert cb._bar.tasks[0].fields == {"epoch": 2, "loss": pytest.approx(0.4)}
+    finally:
+        cb.on_fit_end(trainer)
