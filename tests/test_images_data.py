@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -394,3 +395,24 @@ def test_image_class_weights_and_balanced_accuracy(tmp_path: Path) -> None:
     torch.testing.assert_close(task.loss(logits, y), manual / sum(want))
     m = task.metrics(torch.tensor([[1.0, 0.0]] * 4), torch.tensor([0, 0, 0, 1]))
     assert m["accuracy"] == 0.75 and m["balanced_accuracy"] == 0.5
+
+
+def test_cli_run_says_the_layout_first(tmp_path: Path, capsys) -> None:
+    from archlab.cli import main
+
+    root = tmp_path / "ds"
+    write_image_folder(root / "train", {"cat": 12, "dog": 12}, size=(8, 8))
+    write_image_folder(root / "test", {"cat": 3, "dog": 3}, size=(8, 8), seed=1)
+    sets = ["data.size=8", "train.epochs=1", "train.max_steps_per_epoch=1", "train.threads=1",
+            "train.progress=plain"]  # fmt: skip
+    argv = ["train", "--task", "images", "--data", str(root), "--out", str(tmp_path / "runs")]
+    assert main([*argv, *(f"--set={kv}" for kv in sets)]) == 0
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert lines[0].endswith("ds (split folders), 30 images, 2 classes")
+    assert lines[1].startswith("data: splits train 20 (train/), val 4 (carved from train/: 15%")
+    assert lines[1].endswith("test 6 (test/)")
+    info = json.loads((Path(out.splitlines()[-1]) / "data.json").read_text())
+    assert info["layout"] == "split_folders" and info["class_names"] == ["cat", "dog"]
+    m = json.loads((Path(out.splitlines()[-1]) / "metrics.json").read_text())
+    assert 0 <= m["test_balanced_accuracy"] <= 1

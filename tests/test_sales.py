@@ -472,12 +472,20 @@ def write_daily_panel(path: Path, stores: int = 3, days: int = 120) -> Path:
     return path
 
 
-def test_daily_panel_from_one_file_with_three_flags(tmp_path: Path) -> None:
+def test_daily_panel_from_one_file_with_three_flags(tmp_path: Path, capsys) -> None:
+    from archlab.cli import main
+
     path = write_daily_panel(tmp_path / "transactions.csv")
     goal = ["data.target=transactions", "data.date_column=date", "data.series_keys=store_nbr"]
-    tiny = ["train.epochs=1", "train.max_steps_per_epoch=2", "train.progress=off"]
-    cfg = apply_overrides(PRESETS["sales-rnn"], [f"data.path={path}", *goal, *tiny])
-    run_dir = runner.train(cfg, tmp_path / "runs")
+    tiny = ["train.max_steps_per_epoch=2", "train.progress=plain", "train.threads=1"]
+    argv = ["train", "--task", "sales", "--data", str(path), "--epochs", "1"]
+    rc = main([*argv, "--out", str(tmp_path / "runs"), *(f"--set={kv}" for kv in goal + tiny)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    run_dir = Path(out.splitlines()[-1])
+    first = err.splitlines()[0]  # the run says what it read before any epoch
+    assert "transactions.csv (file), 3 series x 120 daily steps" in first
+    assert "dates %d/%m/%Y (inferred)" in first and "no holiday column" in first
     info = json.loads((run_dir / "data.json").read_text())
     assert info["step_days"] == 1 and info["n_series"] == 3 and info["input"] == "file"
     res = info["resolved_config"]
