@@ -417,7 +417,8 @@ def test_single_file_gives_the_folders_data(panel_dir: Path, tmp_path: Path) -> 
     assert a.info["input"] == "folder" and b.info["input"] == "file"
     assert b.info["resolved_config"]["features_file"] == ""
     assert b.info["resolved_config"]["holiday_column"] == ""
-    assert b.info["resolved_config"]["date_format"] == "%Y-%m-%d"
+    assert "date_format" not in b.info["resolved_config"]  # ISO, the default, read them all
+    assert b.info["resolved_config"]["season"] == 52  # weekly
     assert any("no features table" in n and "no holiday column" in n for n in b.notes)
 
 

@@ -233,7 +233,8 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
             raise ArchlabError(
                 f"{path}: series key column {k!r} has an empty cell at line {empty[0] + 2}"
             )
-    fmt = parse_dates(df, date, cfg.date_format, path)
+    given_fmt = "auto" if cfg.date_format == default("date_format") else cfg.date_format
+    fmt = parse_dates(df, date, given_fmt, path)
     if fmt != cfg.date_format:
         resolved["date_format"] = fmt
     parse_number(df, target, path)
@@ -260,7 +261,7 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
     if "features_file" in tables:
         fpath = tables["features_file"]
         feats = read_csv(fpath, [store, date])
-        parse_dates(feats, date, cfg.date_format, fpath)
+        parse_dates(feats, date, given_fmt, fpath)
         check_join(df, feats, store, path, fpath, date)  # before sorting: lines stay true
         feats = feats.sort_values([store, date], kind="stable")
         ffill = [c for c in cfg.ffill_columns if c in feats.columns]

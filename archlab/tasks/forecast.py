@@ -48,9 +48,10 @@ class SalesDataConfig:
     features_file: str = "features.csv"  # "" = none
     stores_file: str = "stores.csv"  # "" = none
     date_column: str = "Date"
-    # auto: the one of sales.DATE_FORMATS that reads every date (ISO, day-first, month-first...);
-    # an ambiguous day/month order is refused. Or a strftime format, e.g. %d/%m/%Y.
-    date_format: str = "auto"
+    # This default (ISO) and "auto": the one of sales.DATE_FORMATS that reads every date (ISO,
+    # day-first, month-first, ...); an ambiguous day/month order is refused. Any other strftime
+    # format, e.g. %d/%m/%Y, is used as given.
+    date_format: str = "%Y-%m-%d"
     series_keys: tuple[str, ...] = ("Store", "Dept")  # last key groups series across stores
     store_column: str = "Store"  # join key of the stores and features tables
     target: str = "Weekly_Sales"
@@ -68,12 +69,13 @@ class SalesDataConfig:
     ffill_columns: tuple[str, ...] = ("CPI", "Unemployment")  # forward-filled per store
     framing: Literal["forecast", "parity"] = "forecast"
     window: int = 8  # history steps before the target step
-    # Steps per seasonal cycle; 0 = from the time step: 52 weekly, 12 monthly, 7 daily (the
-    # week), else round(365.25 / step days).
-    season: int = 0
+    # Steps per seasonal cycle. This default follows the time step: 52 weekly, 12 monthly, 7
+    # daily (the week), else round(365.25 / step days); any other value is used as given.
+    season: int = 52
     test_steps: int = 39  # last 39 weeks: 2012-02-03 .. 2012-10-26
     val_steps: int = 13
-    require_lags: tuple[int, ...] = ()  # a sample needs these lags observed; () = 1 and season
+    # A sample needs these lags observed; this default means 1 and the season (as resolved).
+    require_lags: tuple[int, ...] = (1, 52)
     # Predict y - baseline; last_week is the old name of last_step (the previous step's value).
     residual: Literal["none", "last_step", "last_week", "seasonal", "mean"] = "mean"
     min_scale: float = 1.0  # floor of the per-series scale (sales units)
@@ -93,8 +95,8 @@ class SalesDataConfig:
 
         if self.window < 1:
             raise bad("window", "must be >= 1")
-        if self.season < 2 and self.season != 0:
-            raise bad("season", "must be >= 2 (or 0: from the time step)")
+        if self.season < 2:
+            raise bad("season", "must be >= 2")
         if self.test_steps < 1 or self.val_steps < 1:
             raise bad("test_steps" if self.test_steps < 1 else "val_steps", "must be >= 1")
         if not self.series_keys:
@@ -168,8 +170,15 @@ class SalesForecast:
     def _forecast(self, df: pd.DataFrame, device: torch.device) -> DataBundle:
         keys = list(self.data_cfg.series_keys)
         step_days = sales.infer_step_days(df[self.data_cfg.date_column].to_numpy())
-        season = self.data_cfg.season or auto_season(step_days)
-        self.resolved.update(season=season, require_lags=self.data_cfg.require_lags or (1, season))
+        # Walmart's weekly defaults follow the data's time step (a value the user set stays).
+        dflt = SalesDataConfig()
+        season = self.data_cfg.season
+        if season == dflt.season:
+            season = auto_season(step_days)
+        lags = self.data_cfg.require_lags
+        self.resolved.update(
+            season=season, require_lags=(1, season) if lags == dflt.require_lags else lags
+        )
         c = self.data_cfg = replace(self.data_cfg, **self.resolved)
         covs = list(c.covariates) + (
             [f"{m}_missing" for m in c.markdown_columns if f"{m}_missing" in df.columns]
@@ -635,7 +644,7 @@ def _plain_dict(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def auto_season(step_days: int) -> int:
-    """Steps per seasonal cycle for ``data.season=0``: the year, or the week for daily data."""
+    """Steps per seasonal cycle of the default ``data.season``: the year, or the week if daily."""
     if step_days >= sales.MONTHLY_MIN_DAYS:
         return 12
     if step_days == 1:
