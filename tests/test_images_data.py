@@ -373,6 +373,18 @@ def test_bad_manifests(tmp_path: Path, header: str, row: str, manifest, needle: 
         load_image_set(str(path), fmt="auto", size=8, channels=1, manifest=manifest)
 
 
+def test_manifest_split_column_can_be_ignored(tmp_path: Path) -> None:
+    _pngs(tmp_path / "img", 8)
+    rows = [f"img/im{i:02d}.png,{'ab'[i % 2]},holdout" for i in range(8)]
+    path = _manifest(tmp_path, "path,label,set", rows)
+    with pytest.raises(ArchlabError, match=r"'holdout' in column 'set'.*data.split_column=none"):
+        load_image_set(str(path), fmt="auto", size=8, channels=1)
+    s = load_image_set(
+        str(path), fmt="auto", size=8, channels=1, manifest=Manifest(split_column="none")
+    )
+    assert s.provided_split is None and len(s.labels) == 8
+
+
 def test_manifest_class_missing_from_train(tmp_path: Path) -> None:
     _pngs(tmp_path / "img", 4)
     rows = ["img/im00.png,a,train", "img/im01.png,b,train", "img/im02.png,c,test"]

@@ -40,7 +40,7 @@ SPLIT_FOLDERS = ("train", "val", "valid", "validation", "test")
 PATH_COLUMNS = ("path", "filepath", "file_path", "image_path", "filename", "file", "image",
                 "img", "image_id", "id")  # fmt: skip
 LABEL_COLUMNS = ("label", "labels", "class", "class_name", "category", "target", "y")
-SPLIT_COLUMNS = ("split", "subset", "set", "fold")
+SPLIT_COLUMNS = ("split", "subset", "set")  # not "fold": cross-validation folds are no split
 
 
 @dataclass
@@ -420,7 +420,11 @@ def _load_manifest(
                 tuple(IMAGE_EXTENSIONS)).all()), ""
         )  # fmt: skip
     lcol = _pick_column(path, cols, m.label_column, LABEL_COLUMNS, "label_column", "label")
-    scol = _pick_column(path, cols, m.split_column, SPLIT_COLUMNS, "split_column", "split")
+    scol = (
+        ""
+        if m.split_column.lower() == "none"
+        else _pick_column(path, cols, m.split_column, SPLIT_COLUMNS, "split_column", "split")
+    )
     if not lcol:  # two columns, one of them the paths: the other one is the label (Kaggle's form)
         rest = [c for c in cols if c not in (pcol, scol)]
         lcol = rest[0] if pcol and len(rest) == 1 else ""
@@ -449,6 +453,7 @@ def _load_manifest(
             raise ArchlabError(
                 f"{path}: unknown split value {df[scol].iloc[i]!r} in column {scol!r} at line "
                 f"{i + 2}; use train, val (valid, validation, dev) or test"
+                + ("" if m.split_column else ", or set data.split_column=none to ignore the column")
             )
         tags = low.map(SPLIT_NAMES).to_numpy(dtype=object)
     for i, (rel, lab) in enumerate(zip(df[pcol].str.strip(), labels_raw, strict=True)):

@@ -37,7 +37,8 @@ class ImageDataConfig:
     layout: Literal["auto", "split", "classes"] = "auto"
     # CSV manifest (--data labels.csv): columns '' = detected (path/filename/file/image/id...,
     # label/class/category/target..., split/subset/set); paths are relative to image_root
-    # ('' = the CSV's folder). A split column's train/val/test tags are honoured.
+    # ('' = the CSV's folder). A split column's train/val/test tags are honoured (split_column=
+    # none: no split column; archlab splits).
     path_column: str = ""
     label_column: str = ""
     split_column: str = ""
