@@ -96,7 +96,8 @@ def infer_date_format(df: pd.DataFrame, column: str, path: Path) -> str:
     if len(fit) > 1:
         both = pd.to_datetime(values, format=fit[0], errors="coerce")
         other = pd.to_datetime(values, format=fit[1], errors="coerce")
-        sample = str(values[(both != other).to_numpy()].iloc[0]) if (both != other).any() else ""
+        differ = (both != other).to_numpy()
+        sample = str(values[differ].iloc[0] if differ.any() else values.iloc[0])
         raise ArchlabError(
             f"{path}: dates in column {column!r} read both as {fit[0]!r} and {fit[1]!r} "
             f"(e.g. {sample!r}: day and month are both <= 12 everywhere); set "

@@ -156,12 +156,13 @@ class SalesForecast:
         self.info: dict[str, Any] = {}
         self.state: dict[str, Any] = {}
         self.test_rows: pd.DataFrame | None = None  # keys, date, baselines of the test samples
+        self.resolved: dict[str, Any] = {}  # config values the data decided (see build_data)
 
     # --- data ---
     def build_data(self, device: torch.device) -> DataBundle:
         df = sales.load_sales(self.data_cfg)
         # What the data decided (date format, Walmart defaults it does not have) from here on.
-        self.resolved: dict[str, Any] = dict(df.attrs.get("resolved", {}))
+        self.resolved = dict(df.attrs.get("resolved", {}))
         self.data_cfg = replace(self.data_cfg, **self.resolved)
         if self.data_cfg.framing == "parity":
             return self._parity(df, device)
