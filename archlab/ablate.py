@@ -24,6 +24,7 @@ from archlab.utils import write_text_atomic
 COLUMNS: dict[str, dict[str, str]] = {
     "images": {
         "test_accuracy": "test accuracy",
+        "test_balanced_accuracy": "balanced accuracy",
         "test_f1_macro": "macro F1",
         "final_train_loss": "final train loss",
         "final_val_loss": "final val loss",
@@ -31,6 +32,7 @@ COLUMNS: dict[str, dict[str, str]] = {
     },
     "text": {
         "test_accuracy": "test accuracy",
+        "test_balanced_accuracy": "balanced accuracy",
         "test_f1_macro": "macro F1",
         "baseline_tfidf_accuracy": "TF-IDF accuracy",
         "baseline_tfidf_f1_macro": "TF-IDF macro F1",
@@ -42,7 +44,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "test_wmae": "test WMAE",
         "test_rmse": "test RMSE",
         "test_r2": "test R²",
-        "baseline_last_week_wmae": "last-week WMAE",
+        "baseline_last_step_wmae": "last-step WMAE",
         "baseline_seasonal_naive_wmae": "seasonal-naive WMAE",
         "baseline_mean_wmae": "mean-baseline WMAE",
         "final_train_loss": "final train loss",

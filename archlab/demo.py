@@ -40,7 +40,7 @@ STOCKS: tuple[str, ...] = (
     "data.val_steps=24",
     # Prices are close to a random walk: the network corrects last month's close instead of
     # the mean of last month and last year (the weekly-sales default).
-    "data.residual=last_week",
+    "data.residual=last_step",
 )
 # 8x8 digits upscaled to 32x32: no augmentation (a flipped or shifted digit is another glyph).
 _DIGITS = ("train.epochs=4", "train.batch_size=64", "train.eval_batch_size=256", "reg.augment=none")
@@ -73,7 +73,7 @@ DIFFERENCES = [
     "Sales: share prices, not sales. One series per ticker, monthly steps (indexed by calendar "
     "month, 12 per season), no holiday flag (WMAE equals MAE) and no covariates; the last 36 "
     "months are test, the 24 before them validation. The network predicts a correction to last "
-    "month's close; `baseline_last_week` is that last-value (naive) forecast, "
+    "month's close; `baseline_last_step` is that last-value (naive) forecast, "
     "`baseline_seasonal_naive` the close 12 months earlier.",
     "Text: not run (no corpus ships in the dependencies).",
 ]
@@ -144,7 +144,7 @@ SHOWN = (
     "test_accuracy",
     "test_f1_macro",
     "test_wmae",
-    "baseline_last_week_wmae",
+    "baseline_last_step_wmae",
     "test_r2",
     "epochs_run",
     "train_seconds",

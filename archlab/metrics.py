@@ -23,7 +23,13 @@ from torchmetrics.functional.classification import (
 def classification_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]
 ) -> dict[str, Any]:
-    """Accuracy, macro and per-class precision/recall/F1, and the confusion matrix (rows = true)."""
+    """Accuracy, balanced accuracy, macro and per-class precision/recall/F1, and the confusion
+    matrix (rows = true).
+
+    Balanced accuracy is the mean recall over the classes present in ``y_true``, as
+    ``sklearn.metrics.balanced_accuracy_score``: on imbalanced data it shows what plain accuracy
+    hides (always answering the majority class scores 1 / number of classes).
+    """
     k = len(class_names)
     t = torch.from_numpy(np.array(y_true, dtype=np.int64))
     p = torch.from_numpy(np.array(y_pred, dtype=np.int64))
@@ -35,6 +41,7 @@ def classification_metrics(
     support = cm.sum(1)
     out: dict[str, Any] = {
         "accuracy": float(cm.diagonal().sum() / max(len(t), 1)),
+        "balanced_accuracy": float(rec[support.numpy() > 0].mean()) if len(t) else 0.0,
         "precision_macro": float(prec.mean()),
         "recall_macro": float(rec.mean()),
         "f1_macro": float(f1.mean()),

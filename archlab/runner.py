@@ -105,6 +105,9 @@ def train(
     # Data first: a bad input fails here, before any run directory or file is written.
     task = TASKS[cfg.task].task(cfg)
     data = task.build_data(device)
+    if d.is_main and cfg.train.progress != "off":
+        for line in data.notes:  # what was read and how it was split, beside the progress lines
+            print(line, file=sys.stderr, flush=True)
     if resume_dir is not None:
         if (run_dir / artifacts.STATE).exists():
             state = artifacts.load_state(run_dir / artifacts.STATE)

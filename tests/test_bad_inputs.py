@@ -155,9 +155,40 @@ def _no_class_folders(tmp: Path) -> tuple[list[str], list[str]]:
 
 
 def _images_wrong_file(tmp: Path) -> tuple[list[str], list[str]]:
-    path = tmp / "pics.csv"
+    path = tmp / "pics.txt"
     path.write_text("a,b\n1,2\n")
-    return _train_images(path), ["pics.csv", "expected a folder of class sub-folders or an .npz"]
+    return _train_images(path), ["pics.txt", "expected a folder of class sub-folders, a .csv"]
+
+
+def _split_folders(_: None, broken: Callable[[Path], object], needles: list[str]) -> Build:
+    """Good train/ val/ test/ folders, then one change that breaks the layout."""
+
+    def build(tmp: Path) -> tuple[list[str], list[str]]:
+        root = tmp / "ds"
+        for name in ("train", "val", "test"):
+            write_image_folder(root / name, {"cat": 3, "dog": 3}, size=(8, 8))
+        broken(root)
+        return _train_images(root), needles
+
+    return build
+
+
+def _manifest_case(header: str, rows: list[str], needles: list[str], *sets: str) -> Build:
+    """labels.csv beside img/a.png and img/b.png, with the given header and rows."""
+
+    def build(tmp: Path) -> tuple[list[str], list[str]]:
+        (tmp / "img").mkdir()
+        for n in ("a", "b", "c", "d"):
+            (tmp / "img" / f"{n}.png").write_bytes(_png_bytes())
+        path = tmp / "labels.csv"
+        path.write_text("\n".join([header, *rows]) + "\n")
+        extra = [a for kv in sets for a in ("--set", kv)]
+        return _train_images(path, *extra), ["labels.csv", *needles]
+
+    return build
+
+
+_MANIFEST_OK = ["img/a.png,cat,train", "img/b.png,dog,train", "img/c.png,cat,test"]
 
 
 def _npz_case(needles: list[str], **arrays: np.ndarray | None) -> Build:
@@ -214,6 +245,36 @@ def _sales_bad_features(tmp: Path) -> tuple[list[str], list[str]]:
     return args, ["features.csv", "['Store']"]
 
 
+def _sales_file(tmp: Path, text: str) -> Path:
+    path = tmp / "transactions.csv"
+    path.write_text(text)
+    return path
+
+
+def _sales_file_case(text: str, needles: list[str], *sets: str) -> Build:
+    """One sales CSV given as --data, with the three flags a daily store panel needs."""
+
+    def build(tmp: Path) -> tuple[list[str], list[str]]:
+        goal = ["data.target=transactions", "data.date_column=date", "data.series_keys=store_nbr"]
+        extra = [a for kv in [*goal, *sets] for a in ("--set", kv)]
+        argv = ["train", "--task", "sales", "--data", str(_sales_file(tmp, text)), "--out", "out"]
+        return [*argv, *TINY, *extra], ["transactions.csv", *needles]
+
+    return build
+
+
+# Day-first dates whose days never pass 12: day-first and month-first both read them.
+_AMBIGUOUS = "date,store_nbr,transactions\n" + "".join(
+    f"{d:02d}/{m:02d}/2016,{s},{900 + d}\n"
+    for s in (1, 2)
+    for m in (1, 2, 3)
+    for d in (1, 5, 9, 12)
+)
+_DAILY = "date,store_nbr,transactions\n" + "".join(
+    f"{d:02d}/01/2016,{s},{900 + d}\n" for s in (1, 2) for d in range(1, 29)
+)
+
+
 def _text_case(text: str | bytes, needles: list[str], *extra: str) -> Build:
     def build(tmp: Path) -> tuple[list[str], list[str]]:
         path = _text_csv(tmp, text)
@@ -252,6 +313,48 @@ CATALOGUE: dict[str, Build] = {
     "img-empty-class-folder": _empty_class,
     "img-no-class-folders": _no_class_folders,
     "img-csv-given-as-images": _images_wrong_file,
+    "img-split-class-missing-from-train": _split_folders(
+        None,
+        lambda r: write_image_folder(r / "test", {"eel": 2}, size=(8, 8)),
+        ["ds", "class 'eel' is missing from the training split", "test/eel/"],
+    ),
+    "img-split-folders-beside-another-folder": _split_folders(
+        None,
+        lambda r: write_image_folder(r / "extras", {"x": 2}, size=(8, 8)),
+        ["ds", "['extras']", "data.layout=classes"],
+    ),
+    "img-split-unlabelled-test-images": _split_folders(
+        None,
+        lambda r: (r / "test" / "x.png").write_bytes(_png_bytes()),
+        ["test", "x.png", "outside class folders"],
+    ),
+    "img-split-no-train-folder": _split_folders(
+        None, lambda r: shutil.rmtree(r / "train"), ["ds", "no train/ folder"]
+    ),
+    "img-manifest-missing-label-column": _manifest_case(
+        "path,label,split",
+        _MANIFEST_OK,
+        ["no label column 'kind'", "data.label_column", "['path', 'label', 'split']"],
+        "data.label_column=kind",
+    ),
+    "img-manifest-undetectable-columns": _manifest_case(
+        "a,b", ["1,2"], ["which column holds the image paths", "['a', 'b']", "data.path_column"]
+    ),
+    "img-manifest-missing-file": _manifest_case(
+        "path,label,split",
+        [*_MANIFEST_OK, "img/gone.png,dog,test"],
+        ["line 5", "'img/gone.png'", "not found"],
+    ),
+    "img-manifest-unknown-split": _manifest_case(
+        "path,label,split",
+        [*_MANIFEST_OK, "img/d.png,dog,holdout"],
+        ["unknown split value 'holdout'", "column 'split'", "line 5"],
+    ),
+    "img-manifest-class-missing-from-train": _manifest_case(
+        "path,label,split",
+        [*_MANIFEST_OK, "img/d.png,eel,test"],
+        ["class 'eel' is missing from the training split"],
+    ),
     "img-too-small-for-vgg": _flags(
         *_ok_images("--model", "vgg13", "--set", "data.size=16"),
         needles=["16x16", "vgg13 needs at least 32x32", "data.size=32"],
@@ -327,6 +430,31 @@ CATALOGUE: dict[str, Build] = {
         "data.parity_onehot=Store,Dept",
     ),
     "sales-missing-covariate": _sales_missing_covariate,
+    # sales from one CSV file
+    "sales-file-ambiguous-day-month": _sales_file_case(
+        _AMBIGUOUS, ["'%d/%m/%Y' and '%m/%d/%Y'", "data.date_format=%d/%m/%Y"]
+    ),
+    "sales-file-missing-holiday-column": _sales_file_case(
+        _DAILY, ["['Promo']", "data.holiday_column"], "data.holiday_column=Promo"
+    ),
+    "sales-file-missing-named-table": _sales_file_case(
+        _DAILY,
+        ["weather.csv", "no such file", "data.features_file="],
+        "data.features_file=weather.csv",
+    ),
+    "sales-file-store-filter-without-column": _sales_file_case(
+        _DAILY, ["data.stores", "'Store'", "data.store_column"], "data.stores=1"
+    ),
+    "sales-path-missing": _flags(
+        "train",
+        "--task",
+        "sales",
+        "--data",
+        "nowhere.csv",
+        "--out",
+        "out",
+        needles=["nowhere.csv", "no such file"],
+    ),
     # text CSVs
     "text-missing-text-column": _text_case(
         "tweet,airline_sentiment\nhi,positive\n", ["no column 'text'", "data.text_column"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from conftest import IMAGES3, needs_shared, write_image_folder, write_npz
 from PIL import Image
 
 from archlab.data.augment import AUGMENTATIONS, translate
-from archlab.data.images import load_image_set
+from archlab.data.images import Manifest, load_image_set
 from archlab.data.splits import stratified_split
 from archlab.errors import ArchlabError
 
@@ -186,3 +187,244 @@ def test_flip_tta_averages_the_mirror_logits_in_evaluation_only() -> None:
     a = task.step(model, (x, y))[0]
     torch.manual_seed(0)
     torch.testing.assert_close(a, model(x))  # training sees the plain forward pass
+
+
+# --- the user's own layouts: split folders and CSV manifests ---
+def _image_task(path: Path, *sets: str):
+    from archlab.config import apply_overrides
+    from archlab.presets import PRESETS
+    from archlab.tasks.image_cls import ImageClassification
+
+    cfg = apply_overrides(
+        PRESETS["images-resnet18-smoke"], [f"data.path={path}", "data.size=8", *sets]
+    )
+    task = ImageClassification(cfg)
+    return task, task.build_data(torch.device("cpu"))
+
+
+CLASSES = {"cat": 10, "dog": 10, "eel": 10}
+
+
+@pytest.mark.parametrize(
+    "folders",
+    [
+        ("train", "val", "test"),
+        ("train", "valid", "test"),
+        ("train", "validation", "test"),
+        ("Train", "Validation", "Test"),
+    ],
+)
+def test_split_folders_are_honoured(tmp_path: Path, folders: tuple[str, ...]) -> None:
+    root = tmp_path / "ds"
+    for i, (name, n) in enumerate(zip(folders, (10, 3, 4), strict=True)):
+        write_image_folder(root / name, dict.fromkeys(CLASSES, n), size=(8, 8), seed=i)
+    task, data = _image_task(root)
+    info = data.info
+    assert info["class_names"] == ["cat", "dog", "eel"]  # not the split folders' names
+    assert info["layout"] == "split_folders"
+    assert info["split_sizes"] == {"train": 30, "val": 9, "test": 12}
+    assert info["class_counts"]["val"] == [3, 3, 3] and info["class_counts"]["test"] == [4, 4, 4]
+    assert info["split_source"] == {
+        "train": f"{folders[0]}/", "val": f"{folders[1]}/", "test": f"{folders[2]}/"
+    }  # fmt: skip
+    # The test split is exactly the test folder's images (seed 2 wrote them).
+    want = load_image_set(str(root / folders[2]), fmt="folder", size=8, channels=1)
+    np.testing.assert_array_equal(task.test_images.numpy(), want.images)
+    assert any("split folders" in n for n in data.notes)
+    assert any(f"test 12 ({folders[2]}/)" in n for n in data.notes)
+
+
+def test_train_and_test_folders_carve_a_stratified_seeded_val(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    write_image_folder(root / "train", {"cat": 20, "dog": 20}, size=(8, 8))
+    write_image_folder(root / "test", {"cat": 5, "dog": 5}, size=(8, 8), seed=1)
+    _, a = _image_task(root)
+    _, b = _image_task(root)
+    _, c = _image_task(root, "seed=5")
+    assert a.info["split_sizes"] == {"train": 32, "val": 8, "test": 10}
+    assert a.info["class_counts"]["test"] == [5, 5]
+    assert a.info["class_counts"]["val"] == [4, 4]  # stratified
+    assert a.splits == b.splits and a.splits["val"] != c.splits["val"]
+    assert a.splits["test"] == c.splits["test"]  # the given test split never moves
+    assert a.info["split_source"]["val"].startswith("carved from train/: 15% of all images")
+    assert "split seed 0" in a.info["split_source"]["val"]
+
+
+def test_train_and_valid_folders_carve_the_test_split(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    write_image_folder(root / "train", {"cat": 20, "dog": 20}, size=(8, 8))
+    write_image_folder(root / "valid", {"cat": 4, "dog": 4}, size=(8, 8), seed=1)
+    _, data = _image_task(root)
+    assert data.info["split_sizes"] == {"train": 33, "val": 8, "test": 7}
+    assert data.info["split_source"]["val"] == "valid/"
+    assert data.info["split_source"]["test"].startswith("carved from train/")
+
+
+def test_a_class_missing_from_train_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    write_image_folder(root / "train", {"cat": 5, "dog": 5}, size=(8, 8))
+    write_image_folder(root / "test", {"cat": 2, "dog": 2, "eel": 2}, size=(8, 8))
+    with pytest.raises(ArchlabError, match=r"class 'eel' is missing from the training split"):
+        load_image_set(str(root), fmt="auto", size=8, channels=1)
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda r: write_image_folder(r / "extra", {"x": 2}), r"beside other folders \['extra'\]"),
+        (lambda r: Image.new("L", (8, 8)).save(r / "test" / "loose.png"), "outside class folders"),
+        (lambda r: write_image_folder(r / "validation", {"cat": 2}), "both val/ and validation/"),
+    ],
+    ids=["extra-folder", "unlabelled-test-images", "two-val-folders"],
+)
+def test_bad_split_folders(tmp_path: Path, make, needle: str) -> None:
+    root = tmp_path / "ds"
+    for name in ("train", "val", "test"):
+        write_image_folder(root / name, {"cat": 3, "dog": 3}, size=(8, 8))
+    make(root)
+    with pytest.raises(ArchlabError, match=needle):
+        load_image_set(str(root), fmt="auto", size=8, channels=1)
+
+
+def test_split_folders_without_train_and_the_classes_override(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    for name in ("val", "test"):
+        write_image_folder(root / name, {"cat": 3}, size=(8, 8))
+    with pytest.raises(ArchlabError, match="no train/ folder"):
+        load_image_set(str(root), fmt="auto", size=8, channels=1)
+    write_image_folder(root / "train", {"cat": 3}, size=(8, 8))
+    s = load_image_set(str(root), fmt="auto", size=8, channels=1, layout="classes")
+    assert s.class_names == ["test", "train", "val"] and s.layout == "class_folders"
+    plain = write_image_folder(tmp_path / "plain", {"a": 2, "b": 2}, size=(8, 8))
+    with pytest.raises(ArchlabError, match="no train/ folder"):
+        load_image_set(str(plain), fmt="auto", size=8, channels=1, layout="split")
+
+
+def _manifest(tmp: Path, header: str, rows: list[str], name: str = "labels.csv") -> Path:
+    path = tmp / name
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def _pngs(folder: Path, n: int, ext: str = ".png") -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"im{i:02d}{ext}" for i in range(n)]
+    for i, name in enumerate(names):
+        Image.new("L", (8, 8), 20 * i).save(folder / name)
+    return names
+
+
+def test_manifest_with_split_column(tmp_path: Path) -> None:
+    names = _pngs(tmp_path / "img", 24)
+    labels = ["10", "2", "7"]
+    tags = ["train"] * 15 + ["valid"] * 3 + ["TEST"] * 6
+    rows = [
+        f"img/{n},{labels[i % 3]},{t}" for i, (n, t) in enumerate(zip(names, tags, strict=True))
+    ]
+    path = _manifest(tmp_path, "filepath,class,split", rows)
+    task, data = _image_task(path)
+    assert data.info["layout"] == "manifest"
+    assert data.info["class_names"] == ["2", "7", "10"]  # integer labels in numeric order
+    assert data.info["split_sizes"] == {"train": 15, "val": 3, "test": 6}
+    assert data.info["split_source"]["test"] == "column 'split'"
+    assert data.splits["test"] == list(range(18, 24))
+    first = np.asarray(Image.open(tmp_path / "img" / names[18]))
+    np.testing.assert_array_equal(task.test_images[0, 0].numpy(), first)
+
+
+def test_kaggle_manifest_ids_without_extension_and_image_root(tmp_path: Path) -> None:
+    names = _pngs(tmp_path / "train", 20, ".jpg")
+    rows = [f"{n.removesuffix('.jpg')},{i % 2}" for i, n in enumerate(names)]
+    path = _manifest(tmp_path, "id,has_cactus", rows, "train.csv")
+    s = load_image_set(
+        str(path), fmt="auto", size=8, channels=1,
+        manifest=Manifest(image_root=str(tmp_path / "train")),
+    )  # fmt: skip
+    assert s.class_names == ["0", "1"] and s.labels.tolist() == [i % 2 for i in range(20)]
+    assert s.provided_split is None  # no split column: the usual seeded stratified split
+    # Columns by flag: the same file with its columns named explicitly.
+    t = load_image_set(
+        str(path), fmt="manifest", size=8, channels=1,
+        manifest=Manifest("id", "has_cactus", image_root=str(tmp_path / "train")),
+    )  # fmt: skip
+    np.testing.assert_array_equal(s.images, t.images)
+
+
+@pytest.mark.parametrize(
+    ("header", "row", "manifest", "needle"),
+    [
+        ("file,label", "img/im00.png,a", Manifest(label_column="kind"),
+         r"no label column 'kind' \(data.label_column\); columns are \['file', 'label'\]"),
+        ("a,b,c", "img/im00.png,x,y", Manifest(),
+         r"which column holds the labels; columns are \['a', 'b', 'c'\]; set data.label_column"),
+        ("file,label", "img/nope.png,a", Manifest(), r"line 3: image 'img/nope.png'.*not found"),
+        ("file,label,split", "img/im00.png,a,holdout", Manifest(),
+         r"unknown split value 'holdout' in column 'split' at line 3"),
+        ("file,label", "img/im00.png,", Manifest(), r"empty label in column 'label' at line 3"),
+    ],
+    ids=["missing-label-column", "undetectable-columns", "missing-file", "bad-split", "no-label"],
+)  # fmt: skip
+def test_bad_manifests(tmp_path: Path, header: str, row: str, manifest, needle: str) -> None:
+    _pngs(tmp_path / "img", 2)
+    ok = "img/im01.png,b" + (",train" if header.endswith("split") else "")
+    ok = ok if not header.startswith("a,") else "img/im01.png,x,y"
+    path = _manifest(tmp_path, header, [ok, row])
+    with pytest.raises(ArchlabError, match=needle):
+        load_image_set(str(path), fmt="auto", size=8, channels=1, manifest=manifest)
+
+
+def test_manifest_split_column_can_be_ignored(tmp_path: Path) -> None:
+    _pngs(tmp_path / "img", 8)
+    rows = [f"img/im{i:02d}.png,{'ab'[i % 2]},holdout" for i in range(8)]
+    path = _manifest(tmp_path, "path,label,set", rows)
+    with pytest.raises(ArchlabError, match=r"'holdout' in column 'set'.*data.split_column=none"):
+        load_image_set(str(path), fmt="auto", size=8, channels=1)
+    s = load_image_set(
+        str(path), fmt="auto", size=8, channels=1, manifest=Manifest(split_column="none")
+    )
+    assert s.provided_split is None and len(s.labels) == 8
+
+
+def test_manifest_class_missing_from_train(tmp_path: Path) -> None:
+    _pngs(tmp_path / "img", 4)
+    rows = ["img/im00.png,a,train", "img/im01.png,b,train", "img/im02.png,c,test"]
+    with pytest.raises(ArchlabError, match=r"class 'c' is missing from the training split"):
+        load_image_set(str(_manifest(tmp_path, "path,label,split", rows)), fmt="auto",
+                       size=8, channels=1)  # fmt: skip
+
+
+def test_image_class_weights_and_balanced_accuracy(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "f", {"common": 40, "rare": 10}, size=(8, 8))
+    plain, _ = _image_task(root)
+    task, data = _image_task(root, "data.class_weights=true")
+    n = data.info["class_counts"]["train"]
+    want = [sum(n) / (2 * k) for k in n]
+    assert data.info["class_weights"] == pytest.approx(want, rel=1e-5)
+    assert plain.weight is None and "class_weights" not in plain.info
+    logits = torch.tensor([[2.0, 0.0], [2.0, 0.0]])
+    y = torch.tensor([0, 1])
+    manual = -(want[0] * logits.log_softmax(1)[0, 0] + want[1] * logits.log_softmax(1)[1, 1])
+    torch.testing.assert_close(task.loss(logits, y), manual / sum(want))
+    m = task.metrics(torch.tensor([[1.0, 0.0]] * 4), torch.tensor([0, 0, 0, 1]))
+    assert m["accuracy"] == 0.75 and m["balanced_accuracy"] == 0.5
+
+
+def test_cli_run_says_the_layout_first(tmp_path: Path, capsys) -> None:
+    from archlab.cli import main
+
+    root = tmp_path / "ds"
+    write_image_folder(root / "train", {"cat": 12, "dog": 12}, size=(8, 8))
+    write_image_folder(root / "test", {"cat": 3, "dog": 3}, size=(8, 8), seed=1)
+    sets = ["data.size=8", "train.epochs=1", "train.max_steps_per_epoch=1", "train.threads=1",
+            "train.progress=plain"]  # fmt: skip
+    argv = ["train", "--task", "images", "--data", str(root), "--out", str(tmp_path / "runs")]
+    assert main([*argv, *(f"--set={kv}" for kv in sets)]) == 0
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert lines[0].endswith("ds (split folders), 30 images, 2 classes")
+    assert lines[1].startswith("data: splits train 20 (train/), val 4 (carved from train/: 15%")
+    assert lines[1].endswith("test 6 (test/)")
+    info = json.loads((Path(out.splitlines()[-1]) / "data.json").read_text())
+    assert info["layout"] == "split_folders" and info["class_names"] == ["cat", "dog"]
+    m = json.loads((Path(out.splitlines()[-1]) / "metrics.json").read_text())
+    assert 0 <= m["test_balanced_accuracy"] <= 1

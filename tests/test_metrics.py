@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -24,6 +26,9 @@ def test_classification_metrics_match_sklearn(case: tuple[int, list[tuple[int, i
     labels = list(range(k))
     pr, rc, f1, sup = skm.precision_recall_fscore_support(y, p, labels=labels, zero_division=0)
     assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, p))
+    with warnings.catch_warnings():  # sklearn warns when y_pred holds a class y_true lacks
+        warnings.simplefilter("ignore", UserWarning)
+        assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, p))
     assert m["precision_macro"] == pytest.approx(pr.mean())
     assert m["recall_macro"] == pytest.approx(rc.mean())
     assert m["f1_macro"] == pytest.approx(f1.mean())
@@ -31,6 +36,12 @@ def test_classification_metrics_match_sklearn(case: tuple[int, list[tuple[int, i
     for i, n in enumerate(names):
         assert m[f"f1_{n}"] == pytest.approx(f1[i])
         assert m[f"support_{n}"] == sup[i]
+
+
+def test_balanced_accuracy_exposes_a_majority_class_guesser() -> None:
+    y = np.array([0] * 90 + [1] * 10)
+    m = classification_metrics(y, np.zeros(100, int), ["common", "rare"])
+    assert m["accuracy"] == pytest.approx(0.9) and m["balanced_accuracy"] == pytest.approx(0.5)
 
 
 @settings(max_examples=60, deadline=None)

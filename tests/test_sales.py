@@ -325,8 +325,10 @@ def test_train_predict_and_baselines(panel_dir: Path, tmp_path: Path, events: st
     m = json.loads((run_dir / "metrics.json").read_text())
     for k in ("test_wmae", "test_mae", "test_rmse", "test_r2", "test_rmse_std", "test_r2_std"):
         assert np.isfinite(m[k])
-    for b in ("last_week", "seasonal_naive", "mean"):
+    for b in ("last_step", "seasonal_naive", "mean"):
         assert m[f"baseline_{b}_wmae"] > 0
+    for k in ("wmae", "mae", "rmse", "r2", "wmae_own_rows"):  # the old names stay, as aliases
+        assert m[f"baseline_last_week_{k}"] == m[f"baseline_last_step_{k}"]
     for f in ("actual_vs_forecast.png", "residuals.png", "learning_curves.png"):
         assert (run_dir / "plots" / f).stat().st_size > 0
     state = json.loads((run_dir / "sales_state.json").read_text())
@@ -373,6 +375,140 @@ def test_real_baselines_match_the_issue() -> None:
     assert data.info["split_first_date"]["test"] == "2012-02-03"
     assert data.info["split_last_date"]["test"] == "2012-10-26"
     own = task.own_row_baselines
-    assert round(own["baseline_last_week_wmae_own_rows"]) == 1758
+    assert round(own["baseline_last_step_wmae_own_rows"]) == 1758
+    assert own["baseline_last_week_wmae_own_rows"] == own["baseline_last_step_wmae_own_rows"]
     assert round(own["baseline_seasonal_naive_wmae_own_rows"]) == 1842
     assert round(own["baseline_mean_wmae_own_rows"]) == 1469
+
+
+# --- one CSV file, optional tables, inferred date formats ---
+def _batches(data) -> list[np.ndarray]:
+    return [t.numpy() for part in (data.train, data.val, data.test)
+            for t in part.fetch(torch.arange(len(part)), None)]  # fmt: skip
+
+
+def _same_data(a, b) -> None:
+    strip = ("input", "resolved_config", "source")
+    assert {k: v for k, v in a.info.items() if k not in strip} == {
+        k: v for k, v in b.info.items() if k not in strip
+    }
+    assert a.splits == b.splits
+    for x, y in zip(_batches(a), _batches(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_single_file_gives_the_folders_data(panel_dir: Path, tmp_path: Path) -> None:
+    # A folder and its train.csv given directly (tables beside it are found): the same data.
+    folder = sales.load_sales(small_cfg(panel_dir))
+    file = sales.load_sales(small_cfg(panel_dir / "train.csv"))
+    pd.testing.assert_frame_equal(folder, file)
+    # A bare panel: the folder with only train.csv, tables switched off by hand, against the
+    # file alone with every default (the tables, holiday flag and covariates are absent).
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    df = pd.read_csv(panel_dir / "train.csv").drop(columns="IsHoliday")
+    df.to_csv(bare / "train.csv", index=False)
+    by_hand = ["data.features_file=", "data.stores_file=", "data.covariates=",
+               "data.holiday_column="]  # fmt: skip
+    task_a = SalesForecast(apply_overrides(_smoke(bare, "sales-rnn"), by_hand))
+    task_b = SalesForecast(_smoke(bare / "train.csv", "sales-rnn"))
+    a, b = task_a.build_data(torch.device("cpu")), task_b.build_data(torch.device("cpu"))
+    _same_data(a, b)
+    assert a.info["input"] == "folder" and b.info["input"] == "file"
+    assert b.info["resolved_config"]["features_file"] == ""
+    assert b.info["resolved_config"]["holiday_column"] == ""
+    assert "date_format" not in b.info["resolved_config"]  # ISO, the default, read them all
+    assert b.info["resolved_config"]["season"] == 52  # weekly
+    assert any("no features table" in n and "no holiday column" in n for n in b.notes)
+
+
+def test_explicit_tables_and_columns_must_exist(panel_dir: Path) -> None:
+    (panel_dir / "features.csv").rename(panel_dir / "feats.csv")
+    sales.load_sales(small_cfg(panel_dir, covariates=("Size",)))  # the default name: optional
+    with pytest.raises(ArchlabError, match=r"weather.csv: no such file"):
+        sales.load_sales(small_cfg(panel_dir, features_file="weather.csv"))
+    with pytest.raises(ArchlabError, match=r"missing column\(s\) \['Promo'\].*holiday_column"):
+        sales.load_sales(small_cfg(panel_dir, holiday_column="Promo"))
+    with pytest.raises(ArchlabError, match=r"covariate column\(s\) \['Temperature'\]"):
+        sales.load_sales(small_cfg(panel_dir, covariates=("Temperature",)))
+
+
+@pytest.mark.parametrize(
+    ("fmt", "values"),
+    [
+        ("%Y-%m-%d", ["2015-01-02", "2015-01-13"]),
+        ("%d/%m/%Y", ["02/01/2015", "13/01/2015"]),
+        ("%m/%d/%Y", ["01/02/2015", "01/13/2015"]),
+        ("%d.%m.%Y", ["02.01.2015", "13.01.2015"]),
+        ("%Y%m%d", [20150102, 20150113]),
+    ],
+)
+def test_date_format_is_inferred(fmt: str, values: list) -> None:
+    df = pd.DataFrame({"d": values})
+    assert sales.infer_date_format(df, "d", Path("x.csv")) == fmt
+    assert sales.parse_dates(df, "d", "auto", Path("x.csv")) == fmt
+    assert df.d.tolist() == [pd.Timestamp("2015-01-02"), pd.Timestamp("2015-01-13")]
+
+
+def test_ambiguous_day_month_order_is_refused() -> None:
+    df = pd.DataFrame({"date": ["02/01/2015", "03/01/2015", "12/11/2015"]})
+    with pytest.raises(
+        ArchlabError,
+        match=r"x.csv: dates in column 'date' read both as "
+        r"'%d/%m/%Y' and '%m/%d/%Y' \(e.g. '02/01/2015'.*data.date_format=%d/%m/%Y",
+    ):
+        sales.infer_date_format(df, "date", Path("x.csv"))  # fmt: skip
+
+
+def write_daily_panel(path: Path, stores: int = 3, days: int = 120) -> Path:
+    """A daily store panel as Kaggle's Favorita transactions.csv, with day-first dates."""
+    rng = np.random.default_rng(0)
+    dates = pd.date_range("2016-01-01", periods=days, freq="D")
+    rows = [
+        (f"{d:%d/%m/%Y}", s, round(900 + 100 * s + 300 * (d.day_of_week >= 5) + rng.normal(0, 20)))
+        for s in range(1, stores + 1)
+        for d in dates
+    ]
+    pd.DataFrame(rows, columns=["date", "store_nbr", "transactions"]).to_csv(path, index=False)
+    return path
+
+
+def test_daily_panel_from_one_file_with_three_flags(tmp_path: Path, capsys) -> None:
+    from archlab.cli import main
+
+    path = write_daily_panel(tmp_path / "transactions.csv")
+    goal = ["data.target=transactions", "data.date_column=date", "data.series_keys=store_nbr"]
+    tiny = ["train.max_steps_per_epoch=2", "train.progress=plain", "train.threads=1"]
+    argv = ["train", "--task", "sales", "--data", str(path), "--epochs", "1"]
+    rc = main([*argv, "--out", str(tmp_path / "runs"), *(f"--set={kv}" for kv in goal + tiny)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    run_dir = Path(out.splitlines()[-1])
+    first = err.splitlines()[0]  # the run says what it read before any epoch
+    assert "transactions.csv (file), 3 series x 120 daily steps" in first
+    assert "dates %d/%m/%Y (inferred)" in first and "no holiday column" in first
+    info = json.loads((run_dir / "data.json").read_text())
+    assert info["step_days"] == 1 and info["n_series"] == 3 and info["input"] == "file"
+    res = info["resolved_config"]
+    assert res["date_format"] == "%d/%m/%Y" and res["season"] == 7
+    assert res["require_lags"] == [1, 7] and res["holiday_column"] == ""
+    assert info["split_last_date"]["test"] == "2016-04-29"
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["baseline_last_step_wmae"] == m["baseline_last_week_wmae"] > 0
+    # The weekly cycle: last week's same day beats yesterday on weekend-heavy sales.
+    assert m["baseline_seasonal_naive_wmae"] < m["baseline_last_step_wmae"]
+    _, task, model = runner.restore_task(run_dir)
+    hist = pd.read_csv(path).groupby("store_nbr").tail(10)  # day-first, as trained
+    rows = task.predict(model, [str(_write(tmp_path / "h.csv", hist))])
+    assert {r["store_nbr"] for r in rows} == {1, 2, 3} and rows[0]["date"] == "2016-04-30"
+
+
+def _write(path: Path, df: pd.DataFrame) -> Path:
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_auto_season_by_time_step() -> None:
+    from archlab.tasks.forecast import auto_season
+
+    assert [auto_season(d) for d in (1, 7, 14, 30)] == [7, 52, 26, 12]

@@ -193,7 +193,8 @@ def test_smoke_run_predict_matches_in_run_evaluation(tweets: Path, tmp_path: Pat
     cfg = text_cfg(tweets, "data.subset=0", "train.max_steps_per_epoch=0", "train.epochs=2")
     run_dir = runner.train(cfg, tmp_path / "runs")
     m = json.loads((run_dir / "metrics.json").read_text())
-    for key in ("test_accuracy", "test_f1_macro", "baseline_tfidf_accuracy",
+    for key in ("test_accuracy", "test_balanced_accuracy", "test_f1_macro",
+                "baseline_tfidf_accuracy", "baseline_tfidf_balanced_accuracy",
                 "baseline_tfidf_f1_macro", "epochs_run"):  # fmt: skip
         assert key in m
     for f in ("tokenizer.json", "confident_mistakes.csv", "plots/confusion_matrix.png"):

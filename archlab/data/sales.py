@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,8 +71,48 @@ def _show(value: object) -> str:
     return "an empty cell" if pd.isna(value) else repr(str(value))
 
 
-def parse_dates(df: pd.DataFrame, column: str, fmt: str, path: Path) -> None:
-    """Parse ``column`` in place with ``fmt``; the first bad value is reported with its line."""
+# Formats ``data.date_format=auto`` tries. Day-first and month-first formats both fit dates whose
+# days are all <= 12: then the order is ambiguous and the user must say it.
+DATE_FORMATS = (
+    "%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S",
+    "%d/%m/%Y", "%m/%d/%Y", "%d-%m-%Y", "%m-%d-%Y", "%d.%m.%Y", "%m.%d.%Y",
+    "%d/%m/%y", "%m/%d/%y", "%d-%b-%Y", "%d %b %Y", "%b %d, %Y",
+)  # fmt: skip
+
+
+def infer_date_format(df: pd.DataFrame, column: str, path: Path) -> str:
+    """The one format of ``DATE_FORMATS`` that reads every date of ``column`` (its distinct values).
+
+    None fits: the format reading most of them, so that ``parse_dates`` names the first value it
+    cannot read. Several fit (day-first and month-first): refused, naming ``data.date_format``.
+    """
+    raw = pd.Series(df[column].dropna().unique())
+    if not len(raw):
+        return DATE_FORMATS[0]
+    values = raw.astype(str)  # numbers (20100205) as the text they were
+    read = {f: int(pd.to_datetime(values, format=f, errors="coerce").notna().sum())
+            for f in DATE_FORMATS}  # fmt: skip
+    fit = [f for f, n in read.items() if n == len(values)]
+    if len(fit) > 1:
+        both = pd.to_datetime(values, format=fit[0], errors="coerce")
+        other = pd.to_datetime(values, format=fit[1], errors="coerce")
+        differ = (both != other).to_numpy()
+        sample = str(values[differ].iloc[0] if differ.any() else values.iloc[0])
+        raise ArchlabError(
+            f"{path}: dates in column {column!r} read both as {fit[0]!r} and {fit[1]!r} "
+            f"(e.g. {sample!r}: day and month are both <= 12 everywhere); set "
+            f"data.date_format={fit[0]} or data.date_format={fit[1]}"
+        )
+    if fit:
+        return fit[0]
+    return max(read, key=lambda f: read[f])
+
+
+def parse_dates(df: pd.DataFrame, column: str, fmt: str, path: Path) -> str:
+    """Parse ``column`` in place with ``fmt`` ('auto': inferred); the first bad value is reported
+    with its line. Returns the format used."""
+    if fmt == "auto":
+        fmt = infer_date_format(df, column, path)
     raw = df[column]
     # A column read as numbers (20100205, inf) is parsed as the text it was: no epoch casts.
     parsed = pd.to_datetime(raw.astype(str) if raw.dtype.kind in "biuf" else raw, format=fmt,
@@ -85,6 +125,7 @@ def parse_dates(df: pd.DataFrame, column: str, fmt: str, path: Path) -> None:
             f"{i + 2} (expected format {fmt!r}; set data.date_format)"
         )
     df[column] = parsed
+    return fmt
 
 
 def parse_bool(df: pd.DataFrame, column: str, path: Path) -> None:
@@ -153,39 +194,75 @@ def check_join(
 def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
     """Load and merge the sales, stores and features tables as the study did.
 
+    ``cfg.path`` is a folder holding ``train_file`` (and the other tables), or the sales CSV
+    itself. Tables, a holiday column and covariates left at their (Walmart) defaults are
+    optional: skipped when the data has none of them. A value the user set must exist.
+    What was resolved (date format, skipped defaults) is in ``df.attrs["resolved"]``.
+
     sales + stores on the store column, + features on (store, date, holiday); markdowns NA -> 0
     (optionally with ``<col>_missing`` indicators), forward-fill columns filled per store;
     Year, Month, Week added. Rows are sorted by series keys and date.
     """
     if not cfg.path:
-        raise ArchlabError("data.path is empty: give --data DIR (holding train/features/stores)")
-    root = Path(cfg.path)
-    if not root.is_dir():
-        raise ArchlabError(f"{root}: expected a folder holding {cfg.train_file} (and features)")
+        raise ArchlabError(
+            "data.path is empty: give --data DIR (holding train/features/stores) or --data FILE.csv"
+        )
+    given = Path(cfg.path)
+    if not given.exists():
+        raise ArchlabError(f"{given}: no such file or directory")
+    single = not given.is_dir()
+    root = given.parent if single else given
     date, target, hol, store = cfg.date_column, cfg.target, cfg.holiday_column, cfg.store_column
     keys = list(cfg.series_keys)
-    path = resolve_file(root, cfg.train_file)
-    df = read_csv(path, [*keys, date, target, *([hol] if hol else [])])
+    path = given if single else resolve_file(root, cfg.train_file)
+    df = read_csv(path, [*keys, date, target])
+
+    def default(name: str) -> object:  # the field's default (Walmart's), not the user's value
+        return next(f.default for f in fields(cfg) if f.name == name)
+
+    resolved: dict[str, object] = {}
+    if hol and hol not in df.columns:
+        if hol != default("holiday_column"):
+            raise ArchlabError(
+                f"{path}: missing column(s) [{hol!r}] (data.holiday_column); found columns "
+                f"{list(df.columns)}"
+            )
+        hol = resolved["holiday_column"] = ""  # no holiday flag: every weight 1
     for k in keys:
         empty = np.flatnonzero(df[k].isna().to_numpy())
         if len(empty):
             raise ArchlabError(
                 f"{path}: series key column {k!r} has an empty cell at line {empty[0] + 2}"
             )
-    parse_dates(df, date, cfg.date_format, path)
+    given_fmt = "auto" if cfg.date_format == default("date_format") else cfg.date_format
+    fmt = parse_dates(df, date, given_fmt, path)
+    if fmt != cfg.date_format:
+        resolved["date_format"] = fmt
     parse_number(df, target, path)
     if hol:
         parse_bool(df, hol, path)
     check_unique(df, keys, date, path)
-    if cfg.stores_file:
-        spath = resolve_file(root, cfg.stores_file)
+    tables = {}
+    for key in ("stores_file", "features_file"):
+        name = getattr(cfg, key)
+        if name and name == default(key) and not _exists(root, name):
+            resolved[key] = ""  # the user has no such table
+        elif name and single and not _exists(root, name):
+            raise ArchlabError(
+                f"{root / name}: no such file (data.{key}; tables are read from beside "
+                f"{given.name}; set data.{key}= to go without)"
+            )
+        elif name:
+            tables[key] = resolve_file(root, name)
+    if "stores_file" in tables:
+        spath = tables["stores_file"]
         stores = read_csv(spath, [store])
         check_join(df, stores, store, path, spath)
         df = df.merge(stores, on=store, how="left")
-    if cfg.features_file:
-        fpath = resolve_file(root, cfg.features_file)
+    if "features_file" in tables:
+        fpath = tables["features_file"]
         feats = read_csv(fpath, [store, date])
-        parse_dates(feats, date, cfg.date_format, fpath)
+        parse_dates(feats, date, given_fmt, fpath)
         check_join(df, feats, store, path, fpath, date)  # before sorting: lines stay true
         feats = feats.sort_values([store, date], kind="stable")
         ffill = [c for c in cfg.ffill_columns if c in feats.columns]
@@ -201,7 +278,11 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
             if cfg.missing_indicators:
                 df[f"{c}_missing"] = df[c].isna().astype(float)
             df[c] = df[c].fillna(0.0)  # no markdown promotion that week
-    missing = [c for c in cfg.covariates if c not in df.columns]
+    if cfg.covariates == default("covariates"):  # Walmart's: keep the ones the data has
+        present = tuple(c for c in cfg.covariates if c in df.columns)
+        if present != cfg.covariates:
+            resolved["covariates"] = present
+    missing = [c for c in resolved.get("covariates", cfg.covariates) if c not in df.columns]
     if missing:
         raise ArchlabError(
             f"{root}: covariate column(s) {missing} not found in the merged tables; found "
@@ -212,12 +293,23 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
     df["Week"] = dt.isocalendar().week.astype(int).to_numpy()
     df = df.sort_values([*keys, date], kind="stable").reset_index(drop=True)
     if cfg.stores:
+        if store not in df.columns:
+            raise ArchlabError(
+                f"{path}: data.stores selects on column {store!r} (data.store_column), which is "
+                f"not there; found columns {list(df.columns)}"
+            )
         df = df[df[store].isin(cfg.stores)]
     if cfg.depts:
         df = df[df[keys[-1]].isin(cfg.depts)]
     if len(df) == 0:
         raise ArchlabError(f"{root}: no rows left after data.stores/data.depts selection")
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    df.attrs["resolved"] = resolved
+    return df
+
+
+def _exists(directory: Path, name: str) -> bool:
+    return (directory / name).exists() or (directory / f"{name}.gz").exists()
 
 
 # --- the dense panel ---

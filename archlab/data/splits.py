@@ -17,9 +17,9 @@ def stratified_split(
 ) -> dict[str, np.ndarray]:
     """Return sorted index arrays for 'train', 'val', 'test'.
 
-    With ``provided`` (an array of 'train'/'val'/'test' tags) its test (and val, if tagged) rows
-    are kept as given; a missing val split is carved, stratified, from the provided train rows
-    with ``val_fraction`` of the whole set.
+    With ``provided`` (an array of 'train'/'val'/'test' tags) its tagged rows are kept as given;
+    a missing val (or test) split is carved, stratified, from the provided train rows with
+    ``val_fraction`` (``test_fraction``) of the whole set.
     """
     n = len(labels)
     idx = np.arange(n)
@@ -27,8 +27,12 @@ def stratified_split(
         test = idx[provided == "test"]
         val = idx[provided == "val"]
         train = idx[provided == "train"]
+        k = len(np.unique(labels))
+        if len(test) == 0 and test_fraction > 0:
+            n_test = max(round(test_fraction * n), k)
+            train, test = _split(train, labels[train], n_test, seed, "test")
         if len(val) == 0 and val_fraction > 0:
-            n_val = max(round(val_fraction * n), len(np.unique(labels)))
+            n_val = max(round(val_fraction * n), k)
             train, val = _split(train, labels[train], n_val, seed, "val")
         return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):

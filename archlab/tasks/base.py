@@ -78,6 +78,7 @@ class DataBundle:
     test: Batches
     info: dict[str, Any] = field(default_factory=dict)  # written to data.json
     splits: dict[str, list[int]] = field(default_factory=dict)  # written to split.json
+    notes: list[str] = field(default_factory=list)  # printed as a run's first lines
 
 
 class Task(Protocol):

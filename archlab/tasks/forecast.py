@@ -14,7 +14,7 @@ on the original sales scale while the loss works in scaled units.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,11 +40,17 @@ STATE_FILE = "sales_state.json"  # fitted scalers and vocabularies for predict (
 class SalesDataConfig:
     """Where the panel comes from, its column names, and how samples are framed and split."""
 
-    path: str = ""  # folder holding the files below
+    # A folder holding the files below, or the sales CSV itself (then the tables below are read
+    # from beside it when there). Tables, the holiday column and covariates left at these
+    # (Walmart) defaults are skipped when the data has none; values you set must exist.
+    path: str = ""
     train_file: str = "train.csv"  # also found as train.csv.gz
     features_file: str = "features.csv"  # "" = none
     stores_file: str = "stores.csv"  # "" = none
     date_column: str = "Date"
+    # This default (ISO) and "auto": the one of sales.DATE_FORMATS that reads every date (ISO,
+    # day-first, month-first, ...); an ambiguous day/month order is refused. Any other strftime
+    # format, e.g. %d/%m/%Y, is used as given.
     date_format: str = "%Y-%m-%d"
     series_keys: tuple[str, ...] = ("Store", "Dept")  # last key groups series across stores
     store_column: str = "Store"  # join key of the stores and features tables
@@ -63,11 +69,15 @@ class SalesDataConfig:
     ffill_columns: tuple[str, ...] = ("CPI", "Unemployment")  # forward-filled per store
     framing: Literal["forecast", "parity"] = "forecast"
     window: int = 8  # history steps before the target step
-    season: int = 52  # steps per year (52 weekly, 365 daily)
+    # Steps per seasonal cycle. This default follows the time step: 52 weekly, 12 monthly, 7
+    # daily (the week), else round(365.25 / step days); any other value is used as given.
+    season: int = 52
     test_steps: int = 39  # last 39 weeks: 2012-02-03 .. 2012-10-26
     val_steps: int = 13
-    require_lags: tuple[int, ...] = (1, 52)  # a sample needs these lags observed
-    residual: Literal["none", "last_week", "seasonal", "mean"] = "mean"  # predict y - baseline
+    # A sample needs these lags observed; this default means 1 and the season (as resolved).
+    require_lags: tuple[int, ...] = (1, 52)
+    # Predict y - baseline; last_week is the old name of last_step (the previous step's value).
+    residual: Literal["none", "last_step", "last_week", "seasonal", "mean"] = "mean"
     min_scale: float = 1.0  # floor of the per-series scale (sales units)
     stores: tuple[int, ...] = ()  # keep only these stores (empty = all)
     depts: tuple[int, ...] = ()  # keep only these groups (last series key; empty = all)
@@ -146,18 +156,31 @@ class SalesForecast:
         self.info: dict[str, Any] = {}
         self.state: dict[str, Any] = {}
         self.test_rows: pd.DataFrame | None = None  # keys, date, baselines of the test samples
+        self.resolved: dict[str, Any] = {}  # config values the data decided (see build_data)
 
     # --- data ---
     def build_data(self, device: torch.device) -> DataBundle:
         df = sales.load_sales(self.data_cfg)
+        # What the data decided (date format, Walmart defaults it does not have) from here on.
+        self.resolved = dict(df.attrs.get("resolved", {}))
+        self.data_cfg = replace(self.data_cfg, **self.resolved)
         if self.data_cfg.framing == "parity":
             return self._parity(df, device)
         return self._forecast(df, device)
 
     def _forecast(self, df: pd.DataFrame, device: torch.device) -> DataBundle:
-        c = self.data_cfg
-        keys = list(c.series_keys)
-        step_days = sales.infer_step_days(df[c.date_column].to_numpy())
+        keys = list(self.data_cfg.series_keys)
+        step_days = sales.infer_step_days(df[self.data_cfg.date_column].to_numpy())
+        # Walmart's weekly defaults follow the data's time step (a value the user set stays).
+        dflt = SalesDataConfig()
+        season = self.data_cfg.season
+        if season == dflt.season:
+            season = auto_season(step_days)
+        lags = self.data_cfg.require_lags
+        self.resolved.update(
+            season=season, require_lags=(1, season) if lags == dflt.require_lags else lags
+        )
+        c = self.data_cfg = replace(self.data_cfg, **self.resolved)
         covs = list(c.covariates) + (
             [f"{m}_missing" for m in c.markdown_columns if f"{m}_missing" in df.columns]
         )
@@ -242,15 +265,16 @@ class SalesForecast:
                 **{k: p.keys[s_idx[te], i] for i, k in enumerate(keys)},
                 c.date_column: dates[t_idx[te]],
                 "actual": y[te],
-                "last_week": _lag(p.y, s_idx[te], t_idx[te], 1),
+                "last_step": _lag(p.y, s_idx[te], t_idx[te], 1),
                 "seasonal_naive": _lag(p.y, s_idx[te], t_idx[te], c.season),
                 "holiday": hol[te] > 0.5,
             }
         )
-        self.test_rows["mean"] = self.test_rows[["last_week", "seasonal_naive"]].mean(axis=1)
+        self.test_rows["mean"] = self.test_rows[["last_step", "seasonal_naive"]].mean(axis=1)
         self.global_std = float(np.std(p.y[:, :n_train][~np.isnan(p.y[:, :n_train])]))
         self.global_mean = float(np.nanmean(p.y[:, :n_train]))
-        self.own_row_baselines = _own_row_baselines(p, T - c.test_steps, c.season)
+        own = _own_row_baselines(p, T - c.test_steps, c.season)
+        self.own_row_baselines = {**own, **last_week_aliases(own)}
         self.state = {
             "framing": "forecast",
             "series_keys": keys,
@@ -266,9 +290,12 @@ class SalesForecast:
             "input_size": int(steps.shape[-1]),
             "global_mean": self.global_mean,
             "global_std": self.global_std,
+            "resolved": _plain_dict(self.resolved),
         }
         self.info = {
             "source": str(Path(c.path).resolve()),
+            "input": "file" if Path(c.path).is_file() else "folder",
+            "resolved_config": _plain_dict(self.resolved),
             "framing": "forecast",
             "n_rows": len(df),
             "n_series": S,
@@ -299,6 +326,7 @@ class SalesForecast:
             test=make(split_t["test"]),
             info=self.info,
             splits={k: row_of[s_idx[v], t_idx[v]].tolist() for k, v in split_t.items()},
+            notes=_notes(c, self.info, self.resolved),
         )
 
     def _baseline_scaled(self, yn: np.ndarray, s: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -307,7 +335,8 @@ class SalesForecast:
         if r == "none":
             return np.zeros(len(s))
         both = np.stack([_lag(yn, s, t, 1), _lag(yn, s, t, self.data_cfg.season)])
-        b = _nanmean(both[{"last_week": [0], "seasonal": [1], "mean": [0, 1]}[r]])
+        pick = {"last_step": [0], "last_week": [0], "seasonal": [1], "mean": [0, 1]}[r]
+        b = _nanmean(both[pick])
         # Where the chosen lag is missing, fall back to the other one, then to the series mean.
         return np.nan_to_num(np.where(np.isnan(b), _nanmean(both), b))
 
@@ -375,9 +404,15 @@ class SalesForecast:
             }
         )
         input_size = len(num_cols) + width
-        self.state = {"framing": "parity", "input_size": input_size}
+        self.state = {
+            "framing": "parity",
+            "input_size": input_size,
+            "resolved": _plain_dict(self.resolved),
+        }
         self.info = {
             "source": str(Path(c.path).resolve()),
+            "input": "file" if Path(c.path).is_file() else "folder",
+            "resolved_config": _plain_dict(self.resolved),
             "framing": "parity",
             "n_rows": n,
             "input_size": input_size,
@@ -400,6 +435,10 @@ class SalesForecast:
             raise ArchlabError(f"{run_dir}: no {STATE_FILE} (was the run finished?)")
         self.state = json.loads(path.read_text())
         self.info = json.loads((Path(run_dir) / "data.json").read_text())
+        res = self.state.get("resolved", {})  # runs before it: their config holds every value
+        self.data_cfg = replace(
+            self.data_cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in res.items()}
+        )
 
     # --- model, loss, metrics ---
     def build_model(self) -> nn.Module:
@@ -459,13 +498,14 @@ class SalesForecast:
         c = self.data_cfg
         extra: dict[str, Any] = {}
         if c.framing == "forecast":
-            for name in ("last_week", "seasonal_naive", "mean"):
+            for name in ("last_step", "seasonal_naive", "mean"):
                 b = rows[name].to_numpy()
                 ok = ~np.isnan(b)  # all True when require_lags holds 1 and the season
                 extra[f"baseline_{name}_wmae"] = wmae(rows.actual[ok], b[ok], rows.holiday[ok])
                 for k, v in regression_metrics(rows.actual[ok], b[ok]).items():
                     extra[f"baseline_{name}_{k}"] = v
             extra.update(self.own_row_baselines)
+            extra.update(last_week_aliases(extra))
             _series_plot(rows, list(c.series_keys), c.date_column, c.plot_series, run_dir)
         res = (rows.actual - rows.forecast).groupby(rows[c.date_column]).mean()
         sales_plots.residuals_by_step(
@@ -590,7 +630,7 @@ def _own_row_baselines(p: sales.Panel, first_test: int, season: int) -> dict[str
     y, hol = p.y[s, t], p.holiday[t]
     last, seas = _lag(p.y, s, t, 1), _lag(p.y, s, t, season)
     out = {}
-    for name, b in (("last_week", last), ("seasonal_naive", seas), ("mean", (last + seas) / 2)):
+    for name, b in (("last_step", last), ("seasonal_naive", seas), ("mean", (last + seas) / 2)):
         ok = ~np.isnan(b)
         out[f"baseline_{name}_wmae_own_rows"] = wmae(y[ok], b[ok], hol[ok]) if ok.any() else None
     return out
@@ -598,6 +638,49 @@ def _own_row_baselines(p: sales.Panel, first_test: int, season: int) -> dict[str
 
 def _plain(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
+
+
+def _plain_dict(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else _plain(v) for k, v in d.items()}
+
+
+def auto_season(step_days: int) -> int:
+    """Steps per seasonal cycle of the default ``data.season``: the year, or the week if daily."""
+    if step_days >= sales.MONTHLY_MIN_DAYS:
+        return 12
+    if step_days == 1:
+        return 7  # daily sales (store visits, transactions) cycle with the week
+    return max(2, round(365.25 / step_days))  # 52 for weekly data
+
+
+def last_week_aliases(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``baseline_last_week_*`` copies of ``baseline_last_step_*`` (the old names, still read)."""
+    old = "baseline_last_step_"
+    return {
+        "baseline_last_week_" + k[len(old) :]: v for k, v in metrics.items() if k.startswith(old)
+    }
+
+
+def _notes(c: SalesDataConfig, info: dict[str, Any], resolved: dict[str, Any]) -> list[str]:
+    """The run's first lines: what was read, what was skipped or inferred, and the split."""
+    skipped = [
+        f"no {k.removesuffix('_file')} table"
+        for k in ("stores_file", "features_file")
+        if resolved.get(k) == ""
+    ] + (["no holiday column (WMAE = MAE)"] if resolved.get("holiday_column") == "" else [])
+    fmt = f"dates {c.date_format}" + (" (inferred)" if "date_format" in resolved else "")
+    step = {"1 days": "daily", "7 days": "weekly", "calendar month": "monthly"}.get(
+        info["time_step"], f"{info['time_step']}"
+    )
+    head = (
+        f"data: {c.path} ({info['input']}), {info['n_series']} series x {info['n_steps']} "
+        f"{step} steps; {fmt}; season {c.season} steps"
+    )
+    first, last = info["split_first_date"], info["split_last_date"]
+    split = ", ".join(
+        f"{k} {info['split_sizes'][k]} ({first[k]}..{last[k]})" for k in ("train", "val", "test")
+    )
+    return [head + "".join(f"; {s}" for s in skipped), f"data: samples {split}"]
 
 
 def _series_plot(
@@ -620,4 +703,5 @@ def eda(cfg: RunConfig, out_dir: Path) -> list[Path]:
     """The study's five exploratory plots of the merged panel."""
     from archlab.report.eda_sales import sales_eda
 
-    return sales_eda(sales.load_sales(cfg.data), cfg.data, Path(out_dir))
+    df = sales.load_sales(cfg.data)
+    return sales_eda(df, replace(cfg.data, **df.attrs.get("resolved", {})), Path(out_dir))

@@ -14,7 +14,7 @@ from torch import nn
 
 from archlab.config import RunConfig
 from archlab.data.augment import AUGMENTATIONS
-from archlab.data.images import load_image_set
+from archlab.data.images import Manifest, load_image_set
 from archlab.data.splits import stratified_split, stratified_subset
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
@@ -30,15 +30,29 @@ MIN_SIZE = {"vgg13": 32, "vgg13_bn": 32}
 class ImageDataConfig:
     """Where the images come from and how they are prepared."""
 
-    path: str = ""  # folder of class sub-folders, an .npz, or "" for scikit-learn's digits
-    format: Literal["auto", "folder", "npz", "digits"] = "auto"
+    path: str = ""  # class folders, split folders, a .csv manifest, an .npz, "" = sklearn digits
+    format: Literal["auto", "folder", "manifest", "npz", "digits"] = "auto"
+    # Folders: auto = root/train (+ val|valid|validation, test)/<class>/... when root holds a
+    # train/ folder, else root/<class>/...; split = require the former, classes = the latter.
+    layout: Literal["auto", "split", "classes"] = "auto"
+    # CSV manifest (--data labels.csv): columns '' = detected (path/filename/file/image/id...,
+    # label/class/category/target..., split/subset/set); paths are relative to image_root
+    # ('' = the CSV's folder). A split column's train/val/test tags are honoured (split_column=
+    # none: no split column; archlab splits).
+    path_column: str = ""
+    label_column: str = ""
+    split_column: str = ""
+    image_root: str = ""
     size: int = 32  # images are resized to size x size pixels
     channels: int = 1  # 1 = grayscale (the study), 3 = RGB
     val_fraction: float = 0.15
     test_fraction: float = 0.15
-    use_provided_split: bool = False  # honour an npz 'split' array (val carved from its train)
+    # Honour an npz 'split' array (val carved from its train). Split folders and a manifest's
+    # split column are always honoured: missing val/test splits are carved from train.
+    use_provided_split: bool = False
     subset: int = 0  # stratified random subset of this many images before splitting (0 = all)
     skip_corrupt: bool = False  # skip (and count) unreadable files instead of failing
+    class_weights: bool = False  # weight cross-entropy by inverse training-class frequency
     mean: float = 0.5  # normalization: (x/255 - mean) / std, as the study
     std: float = 0.5
 
@@ -66,6 +80,21 @@ class ImageModelConfig:
             raise ArchlabError(f"unknown image model {self.name!r}; valid: {', '.join(valid)}")
 
 
+def _split_source(origin: dict[str, str], c: ImageDataConfig, seed: int) -> dict[str, str]:
+    """Where each split came from: the data's own folder/column, or a seeded stratified draw."""
+    frac = {"train": 0.0, "val": c.val_fraction, "test": c.test_fraction}
+    out = {}
+    for k in ("train", "val", "test"):
+        draw = f"{frac[k]:.0%} of all images, stratified, split seed {seed}"
+        if k in origin:
+            out[k] = origin[k]
+        elif origin:  # the data gave a split but not this one: taken out of its train split
+            out[k] = f"carved from {origin['train']}: {draw}"
+        else:
+            out[k] = "the rest" if k == "train" else draw
+    return out
+
+
 class ImageClassification:
     """Cross-entropy classification of an in-memory uint8 image tensor."""
 
@@ -88,12 +117,19 @@ class ImageClassification:
         self.info: dict[str, Any] = {}
         self.device = torch.device("cpu")
         self.test_images: torch.Tensor | None = None
+        self.weight: torch.Tensor | None = None  # cross-entropy class weights (class_weights)
 
     # --- data ---
     def build_data(self, device: torch.device) -> DataBundle:
         c = self.data_cfg
         s = load_image_set(
-            c.path, fmt=c.format, size=c.size, channels=c.channels, skip_corrupt=c.skip_corrupt
+            c.path,
+            fmt=c.format,
+            size=c.size,
+            channels=c.channels,
+            skip_corrupt=c.skip_corrupt,
+            layout=c.layout,
+            manifest=Manifest(c.path_column, c.label_column, c.split_column, c.image_root),
         )
         need = MIN_SIZE.get(self.model_cfg.name, 1)
         if min(s.images.shape[-2:]) < need:
@@ -103,16 +139,18 @@ class ImageClassification:
             )
         keep = stratified_subset(s.labels, c.subset, self.split_seed)
         images, labels = s.images[keep], s.labels[keep]
-        provided = (
-            s.provided_split[keep]
-            if (c.use_provided_split and s.provided_split is not None)
-            else None
-        )
+        # The data's own split: always for split folders and a manifest's split column (the
+        # layout says it), on request for an npz 'split' array (the study ignored it).
+        honour = s.layout in ("split_folders", "manifest") or c.use_provided_split
+        provided = s.provided_split[keep] if honour and s.provided_split is not None else None
         if c.use_provided_split and s.provided_split is None:
             raise ArchlabError(
                 f"{s.source}: data.use_provided_split=true but the data has no 'split'"
             )
         split = stratified_split(labels, c.val_fraction, c.test_fraction, self.split_seed, provided)
+        split_source = _split_source(
+            s.split_origin if provided is not None else {}, c, self.split_seed
+        )
         self.device = device
         x = torch.from_numpy(images).to(device)  # uint8 stays uint8 until a batch is sliced
         y = torch.from_numpy(labels).to(device)
@@ -122,6 +160,8 @@ class ImageClassification:
         }
         self.info = {
             "source": s.source,
+            "layout": s.layout,
+            "split_source": split_source,
             "class_names": s.class_names,
             "channels": int(images.shape[1]),
             "size": int(images.shape[-1]),
@@ -133,6 +173,19 @@ class ImageClassification:
             "split_sha256": {k: sha256_array(v) for k, v in split.items()},
         }
         self.test_images = x[torch.from_numpy(split["test"]).to(device)]
+        self.weight = None
+        if c.class_weights:
+            # Inverse frequency, scaled so a balanced data set gets weight 1 per class.
+            n = np.maximum(np.asarray(counts["train"], np.float64), 1)
+            w = n.sum() / (len(n) * n)
+            self.info["class_weights"] = w.round(6).tolist()
+            self.weight = torch.tensor(w, dtype=torch.float32, device=device)
+        notes = [
+            f"data: {s.source} ({s.layout.replace('_', ' ')}), {len(labels)} images, "
+            f"{len(s.class_names)} classes",
+            "data: splits "
+            + ", ".join(f"{k} {len(v)} ({split_source[k]})" for k, v in split.items()),
+        ]
 
         def make(idx: np.ndarray, train: bool) -> Batches:
             sel = torch.from_numpy(idx).to(device)
@@ -154,6 +207,7 @@ class ImageClassification:
             test=make(split["test"], False),
             info=self.info,
             splits={k: v.tolist() for k, v in split.items()},
+            notes=notes,
         )
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -180,7 +234,10 @@ class ImageClassification:
         return out, y
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(outputs, targets, label_smoothing=self.reg.label_smoothing)
+        weight = None if self.weight is None else self.weight.to(outputs.device)
+        return F.cross_entropy(
+            outputs, targets, weight=weight, label_smoothing=self.reg.label_smoothing
+        )
 
     def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
         pred = outputs.argmax(1).numpy()

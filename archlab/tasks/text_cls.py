@@ -288,7 +288,11 @@ class TextClassification:
         clf.fit(texts("train"), self.labels[self.split["train"]])
         pred = clf.predict(texts("test"))
         m = classification_metrics(self.labels[self.split["test"]], pred, self.info["class_names"])
-        return {"baseline_tfidf_accuracy": m["accuracy"], "baseline_tfidf_f1_macro": m["f1_macro"]}
+        return {
+            "baseline_tfidf_accuracy": m["accuracy"],
+            "baseline_tfidf_balanced_accuracy": m["balanced_accuracy"],
+            "baseline_tfidf_f1_macro": m["f1_macro"],
+        }
 
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
         """Label and class probabilities for texts, or for every row of a CSV (``--file``)."""
