@@ -78,6 +78,17 @@ def build_config(
             raise ArchlabError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
         spec = TASKS[task]
         cfg = RunConfig(task=task, data=spec.data_config(), model=spec.model_config())
+    return apply_overrides(cfg, _flag_sets(data, model, epochs, seed, overrides))
+
+
+def _flag_sets(
+    data: str | None,
+    model: str | None,
+    epochs: int | None,
+    seed: int | None,
+    overrides: list[str] | None,
+) -> list[str]:
+    """The --set strings that the plain flags stand for, followed by the --set ones."""
     sets: list[str] = []
     if data is not None:
         if not Path(data).exists():
@@ -89,7 +100,43 @@ def build_config(
         sets.append(f"train.epochs={epochs}")
     if seed is not None:
         sets.append(f"seed={seed}")
-    return apply_overrides(cfg, [*sets, *(overrides or [])])
+    return [*sets, *(overrides or [])]
+
+
+def _check_out(out: Path | None) -> None:
+    """Refuse an --out that is (or lies under) a file, before any work starts."""
+    from archlab.runner import check_out_dir
+
+    if out is not None:
+        check_out_dir(out)
+
+
+def _resume_config(
+    run_dir: Path, sets: list[str], task: str | None, preset: str | None, config: Path | None
+) -> RunConfig:
+    """The resumed run's config with this session's runtime settings; refuses other changes.
+
+    A resumed run continues from its checkpoint, so changing what it computes (optim.lr,
+    epochs, data...) midway would leave a run that no config.yaml describes.
+    """
+    from archlab.runner import RUNTIME_KEYS, config_changes, load_config
+
+    if task or preset or config:
+        raise ArchlabError(
+            f"--resume {run_dir}: the run keeps its own config ({run_dir}/config.yaml); "
+            "drop --task, --preset and --config"
+        )
+    saved = load_config(run_dir)
+    wanted = apply_overrides(saved, sets)
+    changes = config_changes(saved, wanted)
+    if changes:
+        raise ArchlabError(
+            f"--resume {run_dir}: a resumed run keeps its config, and these would change it: "
+            f"{'; '.join(changes)}. Only {', '.join(RUNTIME_KEYS)} may change on resume; to "
+            f"train with the change, start a new run: archlab train --config "
+            f"{run_dir}/config.yaml --set ..."
+        )
+    return wanted
 
 
 @app.command()
@@ -121,8 +168,11 @@ def train(
             print(f"{name:40s} task={cfg.task} model={cfg.model.name} epochs={cfg.train.epochs}")
         return
     if resume is not None:
-        run_dir = runner.train(None, out, resume_dir=resume)
+        sets = _flag_sets(data, model, epochs, seed, set_)
+        wanted = _resume_config(resume, sets, task, preset, config)
+        run_dir = runner.train(None, out, resume_dir=resume, runtime=wanted)
     else:
+        _check_out(out)
         cfg = build_config(task, preset, data, model, epochs, seed, set_, config)
         run_dir = runner.train(cfg, out, name=preset, command=_command_line())
     if not distributed.from_env().is_main:
@@ -224,6 +274,7 @@ def ablate(
     from archlab.ablate import run_ablation
     from archlab.presets import PRESETS
 
+    _check_out(out)
     if preset is None and model is not None and f"{task}-{model}" in PRESETS:
         preset = f"{task}-{model}"
     base = build_config(None if preset else task, preset, data, model, epochs, None, set_)
@@ -274,6 +325,7 @@ def sweep(
 
     if trials < 1:
         raise ArchlabError(f"--trials {trials}: must be >= 1")
+    _check_out(out)
     base = build_config(task, preset, data, model, epochs, seed, set_, config)
     name = study_name or preset or f"{base.task}-{base.model.name}"
     out_dir = out or Path("runs") / f"sweep-{safe_name(name)}"
@@ -308,6 +360,7 @@ def reproduce(
     """Run every experiment of the study and build one report; prints the report directory."""
     from archlab.reproduce import reproduce as run
 
+    _check_out(out)
     chosen = tuple(p.strip() for p in parts.split(",") if p.strip())
     report_dir = run(data_dir, profile, seeds, out, parts=chosen)
     print(report_dir / "index.html")
@@ -324,6 +377,7 @@ def eda(
     """Exploratory plots of a data set (sales: the study's five; text: counts and lengths)."""
     from archlab.tasks import TASKS
 
+    _check_out(out)
     cfg = build_config(task, None, data, None, None, None, set_)
     spec = TASKS[cfg.task]
     if spec.eda is None:
@@ -349,6 +403,7 @@ def demo(
     from archlab.reproduce import PARTS, find_data
     from archlab.reproduce import reproduce as run
 
+    _check_out(out)
     if data is None:
         report_dir = run_demo(out)
     else:
@@ -370,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     args = [a for a in args if a != "--debug"]
     command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="archlab", standalone_mode=False)
+        # Typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns the code.
+        rc = command.main(args=args, prog_name="archlab", standalone_mode=False)
     except ArchlabError as e:
         if debug:
             raise
@@ -391,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, typer.Abort):
         print("archlab: interrupted", file=sys.stderr)
         return 130
+    if isinstance(rc, int) and rc:
+        if rc == 130:
+            print("archlab: interrupted", file=sys.stderr)
+        return rc
     return 0
 
 

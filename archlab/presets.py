@@ -162,7 +162,7 @@ def smoke(cfg: RunConfig) -> RunConfig:
     return replace(
         cfg,
         data=data,
-        train=replace(cfg.train, epochs=2, batch_size=16, max_steps_per_epoch=3, progress="off"),
+        train=replace(cfg.train, epochs=2, batch_size=16, max_steps_per_epoch=3),
     )
 
 

@@ -136,3 +136,30 @@ def test_real_images3_slice_trains(tmp_path: Path, capsys) -> None:
     run_dir = Path(_last_line(capsys.readouterr().out))
     info = json.loads((run_dir / "data.json").read_text())
     assert info["class_names"] == ["dog", "automobile", "ship"] and info["n_images"] == 240
+
+
+def test_resume_before_the_first_checkpoint_says_so(tmp_path: Path, image_folder: Path, capsys):
+    # A run killed (kill -9, power loss) before its first checkpoint: state.pt is written at
+    # most every train.checkpoint_every_s (60 s), so a short run has none. Resume said nothing
+    # and silently started over.
+    args = ["train", "--preset", "images-resnet18-smoke", "--data", str(image_folder),
+            "--out", str(tmp_path), "--set", "train.threads=1", *SMOKE]  # fmt: skip
+    assert main(args) == 0
+    run_dir = Path(_last_line(capsys.readouterr().out))
+    assert not (run_dir / "state.pt").exists()
+    for name in ("metrics.json", "model.safetensors"):  # as a kill after epoch 2 leaves it
+        (run_dir / name).unlink()
+    config = (run_dir / "config.yaml").read_text()
+    # Runtime settings (threads, progress...) may change on resume; they are not the run's.
+    rc = main(["train", "--resume", str(run_dir), "--set", "train.threads=1",
+               "--set", "train.progress=plain"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    notes = [line for line in captured.err.splitlines() if "no checkpoint" in line]
+    assert notes == [
+        f"archlab: {run_dir}: no checkpoint to resume from (the run stopped before its first one "
+        "was written); training it again from epoch 1 in the same directory"
+    ]
+    assert "epoch 2/2 train_loss=" in captured.err  # train.progress=plain took effect
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs_run"] == 2
+    assert (run_dir / "config.yaml").read_text() == config  # the run's own config is kept
