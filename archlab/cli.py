@@ -10,7 +10,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -28,12 +28,33 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-try:  # theory tools live in their own sub-app
+try:  # theory tools live in their own sub-app (importing it does not import torch)
     from archlab.theory.cli import theory_app
 
     app.add_typer(theory_app, name="theory")
 except ImportError:  # pragma: no cover - only while the theory package is absent
     pass
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"archlab {version('archlab')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Train, compare and explain classic deep-learning architectures on your own data."""
+
 
 SetOpt = Annotated[
     list[str] | None,
@@ -162,10 +183,11 @@ def train(
     from archlab.train import distributed
 
     if list_presets:
-        from archlab.presets import PRESETS
+        from archlab.presets import PRESETS, describe
 
+        width = max(map(len, PRESETS))
         for name, cfg in PRESETS.items():
-            print(f"{name:40s} task={cfg.task} model={cfg.model.name} epochs={cfg.train.epochs}")
+            print(f"{name:{width}s}  {cfg.train.epochs:>2d} ep  {describe(name)}")
         return
     if resume is not None:
         sets = _flag_sets(data, model, epochs, seed, set_)
@@ -194,18 +216,34 @@ def train(
 
 @app.command("eval")
 def eval_(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.", metavar="RUN_DIR")],
     data: Annotated[str | None, typer.Option(help="Evaluate on this data instead.")] = None,
 ) -> None:
     """Re-evaluate a saved run on its test split; prints metrics as JSON."""
     from archlab import runner
 
-    print(json.dumps(runner.evaluate(run_dir, data), indent=2))
+    print(json_with_matrices(runner.evaluate(run_dir, data)))
+
+
+def json_with_matrices(obj: dict) -> str:
+    """JSON like ``json.dumps(indent=2)``, but a list of lists (a confusion matrix) prints one
+    row per line, as a matrix, instead of one number per line."""
+    items = []
+    for k, v in obj.items():
+        if isinstance(v, list) and v and all(isinstance(r, list) for r in v):
+            rows = ",\n".join(f"    {json.dumps(r)}" for r in v)
+            items.append(f"  {json.dumps(k)}: [\n{rows}\n  ]")
+        else:
+            items.append(f"  {json.dumps(k)}: {json.dumps(v)}")
+    return "{\n" + ",\n".join(items) + "\n}"
 
 
 @app.command()
 def ensemble(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Finished runs sharing a test split.")],
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(help="Finished runs sharing a test split.", metavar="RUN_DIR"),
+    ],
     out: Annotated[Path | None, typer.Option(help="Also write the result to this JSON.")] = None,
 ) -> None:
     """Average the test predictions of several runs; prints members' and ensemble metrics."""
@@ -220,9 +258,9 @@ def ensemble(
 
 @app.command()
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.", metavar="RUN_DIR")],
     inputs: Annotated[
-        list[str] | None, typer.Argument(help="Inputs: image files, texts...")
+        list[str] | None, typer.Argument(help="Inputs: image files, texts...", metavar="INPUT")
     ] = None,
     file: Annotated[
         Path | None, typer.Option(help="A file of inputs (CSV for sales/text).")
@@ -243,7 +281,7 @@ def predict(
 
 @app.command()
 def summary(
-    model: Annotated[str, typer.Argument(help="Registered model name.")],
+    model: Annotated[str, typer.Argument(help="Registered model name.", metavar="MODEL")],
     input: Annotated[str, typer.Option(help="Input shape CxHxW (images).")] = "1x64x64",
     classes: Annotated[int, typer.Option(help="Number of classes.")] = 3,
 ) -> None:
@@ -418,12 +456,42 @@ def demo(
     print(report_dir / "index.html")
 
 
+def _required_usage(param: Any) -> Any:
+    def pieces(ctx: Any) -> list[str]:
+        return [param.display_name_raw + ("..." if param.nargs != 1 else "")]
+
+    return pieces
+
+
+def _plain_help(command: Any) -> Any:
+    """Help as the conventions go: no type beside a plain flag (typer prints ``<bool>`` for
+    --pool, --help; an empty metavar is what its panel prints instead) and a required
+    argument as ``RUN_DIR`` in the usage line (typer writes ``{RUN_DIR}``)."""
+    for param in command.params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+        if param.param_type_name == "argument" and param.required:
+            param.get_usage_pieces = _required_usage(param)
+    get_help_option = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:
+        option = get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
+    return command
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, mapping errors to exit codes and one-line messages."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
-    command = typer.main.get_command(app)
+    command = _plain_help(typer.main.get_command(app))
     try:
         # Typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns the code.
         rc = command.main(args=args, prog_name="archlab", standalone_mode=False)
