@@ -10,7 +10,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -28,12 +28,33 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-try:  # theory tools live in their own sub-app
+try:  # theory tools live in their own sub-app (importing it does not import torch)
     from archlab.theory.cli import theory_app
 
     app.add_typer(theory_app, name="theory")
 except ImportError:  # pragma: no cover - only while the theory package is absent
     pass
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"archlab {version('archlab')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Train, compare and explain classic deep-learning architectures on your own data."""
+
 
 SetOpt = Annotated[
     list[str] | None,
@@ -78,6 +99,17 @@ def build_config(
             raise ArchlabError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
         spec = TASKS[task]
         cfg = RunConfig(task=task, data=spec.data_config(), model=spec.model_config())
+    return apply_overrides(cfg, _flag_sets(data, model, epochs, seed, overrides))
+
+
+def _flag_sets(
+    data: str | None,
+    model: str | None,
+    epochs: int | None,
+    seed: int | None,
+    overrides: list[str] | None,
+) -> list[str]:
+    """The --set strings that the plain flags stand for, followed by the --set ones."""
     sets: list[str] = []
     if data is not None:
         if not Path(data).exists():
@@ -89,7 +121,43 @@ def build_config(
         sets.append(f"train.epochs={epochs}")
     if seed is not None:
         sets.append(f"seed={seed}")
-    return apply_overrides(cfg, [*sets, *(overrides or [])])
+    return [*sets, *(overrides or [])]
+
+
+def _check_out(out: Path | None) -> None:
+    """Refuse an --out that is (or lies under) a file, before any work starts."""
+    from archlab.runner import check_out_dir
+
+    if out is not None:
+        check_out_dir(out)
+
+
+def _resume_config(
+    run_dir: Path, sets: list[str], task: str | None, preset: str | None, config: Path | None
+) -> RunConfig:
+    """The resumed run's config with this session's runtime settings; refuses other changes.
+
+    A resumed run continues from its checkpoint, so changing what it computes (optim.lr,
+    epochs, data...) midway would leave a run that no config.yaml describes.
+    """
+    from archlab.runner import RUNTIME_KEYS, config_changes, load_config
+
+    if task or preset or config:
+        raise ArchlabError(
+            f"--resume {run_dir}: the run keeps its own config ({run_dir}/config.yaml); "
+            "drop --task, --preset and --config"
+        )
+    saved = load_config(run_dir)
+    wanted = apply_overrides(saved, sets)
+    changes = config_changes(saved, wanted)
+    if changes:
+        raise ArchlabError(
+            f"--resume {run_dir}: a resumed run keeps its config, and these would change it: "
+            f"{'; '.join(changes)}. Only {', '.join(RUNTIME_KEYS)} may change on resume; to "
+            f"train with the change, start a new run: archlab train --config "
+            f"{run_dir}/config.yaml --set ..."
+        )
+    return wanted
 
 
 @app.command()
@@ -115,14 +183,18 @@ def train(
     from archlab.train import distributed
 
     if list_presets:
-        from archlab.presets import PRESETS
+        from archlab.presets import PRESETS, describe
 
+        width = max(map(len, PRESETS))
         for name, cfg in PRESETS.items():
-            print(f"{name:40s} task={cfg.task} model={cfg.model.name} epochs={cfg.train.epochs}")
+            print(f"{name:{width}s}  {cfg.train.epochs:>2d} ep  {describe(name)}")
         return
     if resume is not None:
-        run_dir = runner.train(None, out, resume_dir=resume)
+        sets = _flag_sets(data, model, epochs, seed, set_)
+        wanted = _resume_config(resume, sets, task, preset, config)
+        run_dir = runner.train(None, out, resume_dir=resume, runtime=wanted)
     else:
+        _check_out(out)
         cfg = build_config(task, preset, data, model, epochs, seed, set_, config)
         run_dir = runner.train(cfg, out, name=preset, command=_command_line())
     if not distributed.from_env().is_main:
@@ -144,18 +216,34 @@ def train(
 
 @app.command("eval")
 def eval_(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.", metavar="RUN_DIR")],
     data: Annotated[str | None, typer.Option(help="Evaluate on this data instead.")] = None,
 ) -> None:
     """Re-evaluate a saved run on its test split; prints metrics as JSON."""
     from archlab import runner
 
-    print(json.dumps(runner.evaluate(run_dir, data), indent=2))
+    print(json_with_matrices(runner.evaluate(run_dir, data)))
+
+
+def json_with_matrices(obj: dict) -> str:
+    """JSON like ``json.dumps(indent=2)``, but a list of lists (a confusion matrix) prints one
+    row per line, as a matrix, instead of one number per line."""
+    items = []
+    for k, v in obj.items():
+        if isinstance(v, list) and v and all(isinstance(r, list) for r in v):
+            rows = ",\n".join(f"    {json.dumps(r)}" for r in v)
+            items.append(f"  {json.dumps(k)}: [\n{rows}\n  ]")
+        else:
+            items.append(f"  {json.dumps(k)}: {json.dumps(v)}")
+    return "{\n" + ",\n".join(items) + "\n}"
 
 
 @app.command()
 def ensemble(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Finished runs sharing a test split.")],
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(help="Finished runs sharing a test split.", metavar="RUN_DIR"),
+    ],
     out: Annotated[Path | None, typer.Option(help="Also write the result to this JSON.")] = None,
 ) -> None:
     """Average the test predictions of several runs; prints members' and ensemble metrics."""
@@ -170,9 +258,9 @@ def ensemble(
 
 @app.command()
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.", metavar="RUN_DIR")],
     inputs: Annotated[
-        list[str] | None, typer.Argument(help="Inputs: image files, texts...")
+        list[str] | None, typer.Argument(help="Inputs: image files, texts...", metavar="INPUT")
     ] = None,
     file: Annotated[
         Path | None, typer.Option(help="A file of inputs (CSV for sales/text).")
@@ -193,7 +281,7 @@ def predict(
 
 @app.command()
 def summary(
-    model: Annotated[str, typer.Argument(help="Registered model name.")],
+    model: Annotated[str, typer.Argument(help="Registered model name.", metavar="MODEL")],
     input: Annotated[str, typer.Option(help="Input shape CxHxW (images).")] = "1x64x64",
     classes: Annotated[int, typer.Option(help="Number of classes.")] = 3,
 ) -> None:
@@ -224,6 +312,7 @@ def ablate(
     from archlab.ablate import run_ablation
     from archlab.presets import PRESETS
 
+    _check_out(out)
     if preset is None and model is not None and f"{task}-{model}" in PRESETS:
         preset = f"{task}-{model}"
     base = build_config(None if preset else task, preset, data, model, epochs, None, set_)
@@ -274,6 +363,7 @@ def sweep(
 
     if trials < 1:
         raise ArchlabError(f"--trials {trials}: must be >= 1")
+    _check_out(out)
     base = build_config(task, preset, data, model, epochs, seed, set_, config)
     name = study_name or preset or f"{base.task}-{base.model.name}"
     out_dir = out or Path("runs") / f"sweep-{safe_name(name)}"
@@ -308,6 +398,7 @@ def reproduce(
     """Run every experiment of the study and build one report; prints the report directory."""
     from archlab.reproduce import reproduce as run
 
+    _check_out(out)
     chosen = tuple(p.strip() for p in parts.split(",") if p.strip())
     report_dir = run(data_dir, profile, seeds, out, parts=chosen)
     print(report_dir / "index.html")
@@ -324,6 +415,7 @@ def eda(
     """Exploratory plots of a data set (sales: the study's five; text: counts and lengths)."""
     from archlab.tasks import TASKS
 
+    _check_out(out)
     cfg = build_config(task, None, data, None, None, None, set_)
     spec = TASKS[cfg.task]
     if spec.eda is None:
@@ -349,6 +441,7 @@ def demo(
     from archlab.reproduce import PARTS, find_data
     from archlab.reproduce import reproduce as run
 
+    _check_out(out)
     if data is None:
         report_dir = run_demo(out)
     else:
@@ -363,14 +456,45 @@ def demo(
     print(report_dir / "index.html")
 
 
+def _required_usage(param: Any) -> Any:
+    def pieces(ctx: Any) -> list[str]:
+        return [param.display_name_raw + ("..." if param.nargs != 1 else "")]
+
+    return pieces
+
+
+def _plain_help(command: Any) -> Any:
+    """Help as the conventions go: no type beside a plain flag (typer prints ``<bool>`` for
+    --pool, --help; an empty metavar is what its panel prints instead) and a required
+    argument as ``RUN_DIR`` in the usage line (typer writes ``{RUN_DIR}``)."""
+    for param in command.params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+        if param.param_type_name == "argument" and param.required:
+            param.get_usage_pieces = _required_usage(param)
+    get_help_option = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:
+        option = get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
+    return command
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, mapping errors to exit codes and one-line messages."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
-    command = typer.main.get_command(app)
+    command = _plain_help(typer.main.get_command(app))
     try:
-        command.main(args=args, prog_name="archlab", standalone_mode=False)
+        # Typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns the code.
+        rc = command.main(args=args, prog_name="archlab", standalone_mode=False)
     except ArchlabError as e:
         if debug:
             raise
@@ -391,6 +515,10 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, typer.Abort):
         print("archlab: interrupted", file=sys.stderr)
         return 130
+    if isinstance(rc, int) and rc:
+        if rc == 130:
+            print("archlab: interrupted", file=sys.stderr)
+        return rc
     return 0
 
 

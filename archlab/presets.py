@@ -162,7 +162,7 @@ def smoke(cfg: RunConfig) -> RunConfig:
     return replace(
         cfg,
         data=data,
-        train=replace(cfg.train, epochs=2, batch_size=16, max_steps_per_epoch=3, progress="off"),
+        train=replace(cfg.train, epochs=2, batch_size=16, max_steps_per_epoch=3),
     )
 
 
@@ -187,3 +187,37 @@ PRESETS: dict[str, RunConfig] = {}
 for _name, _cfg in _BASE.items():
     PRESETS[_name] = _with_techniques(_name, _cfg)
     PRESETS[f"{_name}-smoke"] = smoke(PRESETS[_name])
+
+# One line per experiment for `archlab train --list-presets` (technique variants and -smoke
+# versions are described from their base by describe()).
+DESCRIPTIONS: dict[str, str] = {
+    "images-resnet18": "ResNet-18, tuned: SGD one-cycle 0.1, flip+translate, label smoothing",
+    "images-resnet18-study": "ResNet-18 with the study's settings: Adam 1e-3, early stopping",
+    "images-vgg13": "VGG-13, tuned: Adam 1e-4 warm-up + cosine, dropout 0.5, flip+translate",
+    "images-vgg13-study": "VGG-13 with the study's settings: Adam 1e-4, RandomResizedCrop",
+    "images-vgg13_bn": "VGG-13 with batch norm on ResNet-18's tuned recipe",
+    "images-vgg13-long": "VGG-13 tuned recipe at 64 px, 50 epochs, lr 2e-4 (for a GPU)",
+    "images-resnet18-long": "ResNet-18 tuned recipe at 64 px, 60 epochs (for a GPU)",
+    "sales-rnn": "RNN forecaster: per-series windows, time split, WMAE loss",
+    "sales-lstm": "LSTM forecaster: per-series windows, time split, WMAE loss",
+    "sales-gru": "GRU forecaster, tuned: lr 2e-3, 16-week window, Easter flags",
+    "sales-rnn-parity": "RNN with the study's framing: a row per sample, MSE on the scaled target",
+    "text-lstm-basic": "3-layer LSTM sentiment classifier, the study's settings",
+    "text-bilstm": "2-layer BiLSTM sentiment classifier, the study's settings",
+}
+_MODEL_TITLES = {"images-vgg13": "VGG-13", "images-resnet18": "ResNet-18", "sales-rnn": "RNN"}
+
+
+def describe(name: str) -> str:
+    """The one-line description of preset ``name`` (a KeyError for an unknown one)."""
+    cfg = PRESETS[name]
+    if name.endswith("-smoke"):
+        return f"{describe(name[: -len('-smoke')])} [smoke: 2 epochs x 3 steps, small subset]"
+    if name in DESCRIPTIONS:
+        return DESCRIPTIONS[name]
+    base, tech = name.rsplit("-", 1)
+    sets = ", ".join(TECHNIQUES[cfg.task][tech]) or "no regularization"
+    if base in _MODEL_TITLES:  # an ablation preset: every regularizer off, then one technique
+        on = ", tuned optimizer" if cfg.task == "images" else ""
+        return f"{_MODEL_TITLES[base]} ablation: {tech} alone ({sets}){on}"
+    return f"{DESCRIPTIONS[base]}, with {sets}"

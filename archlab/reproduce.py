@@ -143,9 +143,7 @@ def profile_config(
         cfg = PRESETS[preset]
         if profile == "quick":
             cfg = apply_overrides(cfg, QUICK.get(cfg.task, ()))
-    cfg = replace(
-        cfg, data=replace(cfg.data, path=data_path), train=replace(cfg.train, progress="plain")
-    )
+    cfg = replace(cfg, data=replace(cfg.data, path=data_path))
     return apply_overrides(cfg, overrides)
 
 

@@ -40,6 +40,36 @@ RUN_KEYS = (
     "final_train_loss", "final_val_loss", "n_parameters", "world_size", "replica_digests",
 )  # fmt: skip
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Keys that say how a run executes, not what it computes: a resumed (or re-run) run may change
+# them; any other difference from its config.yaml is refused (see config_changes).
+RUNTIME_KEYS = ("train.progress", "train.threads", "train.tensorboard", "train.checkpoint_every_s")
+
+
+def _flat(cfg: RunConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in cfg.to_dict().items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            out[k] = v
+    return out
+
+
+def config_changes(old: RunConfig, new: RunConfig) -> list[str]:
+    """``key: old -> new`` for every key outside RUNTIME_KEYS where the two configs differ."""
+    a, b = _flat(old), _flat(new)
+    keys = [*a, *(k for k in b if k not in a)]
+    return [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+        for k in keys
+        if k not in RUNTIME_KEYS and a.get(k) != b.get(k)
+    ]
+
+
+def with_runtime(cfg: RunConfig, source: RunConfig) -> RunConfig:
+    """``cfg`` with the RUNTIME_KEYS values of ``source`` (all of them are train.* keys)."""
+    keys = [k.split(".", 1)[1] for k in RUNTIME_KEYS]
+    return replace(cfg, train=replace(cfg.train, **{k: getattr(source.train, k) for k in keys}))
 
 
 def safe_name(name: str) -> str:
@@ -54,8 +84,19 @@ def new_run_dir(out: Path, name: str) -> Path:
     while run_dir.exists():
         i += 1
         run_dir = base.with_name(f"{base.name}-{i}")
+    check_out_dir(Path(out))
     run_dir.mkdir(parents=True)
     return run_dir
+
+
+def check_out_dir(out: Path, flag: str = "--out") -> None:
+    """Refuse an output directory that is (or lies under) an existing file, in one line."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = "is a file" if p == out else f"lies under {p}, which is a file"
+                raise ArchlabError(f"{flag} {out}: {where}, not a directory")
+            return
 
 
 def _setup(cfg: RunConfig, d: Dist = distributed.SINGLE) -> torch.device:
@@ -88,10 +129,13 @@ def train(
     command: str = "",
     resume_dir: Path | None = None,
     callbacks: Sequence[Callback] = (),
+    runtime: RunConfig | None = None,
 ) -> Path:
     """Train (or resume) a run and write everything into its run directory; return the dir.
 
-    Under torchrun every rank runs this; rank 0 alone writes the run directory.
+    A resumed run keeps its config.yaml; ``runtime`` supplies this session's RUNTIME_KEYS
+    (progress, threads...). Under torchrun every rank runs this; rank 0 alone writes the run
+    directory.
     """
     d = distributed.from_env()
     state = None
@@ -100,6 +144,10 @@ def train(
         cfg = load_config(run_dir)
         if artifacts.is_finished(run_dir):
             return run_dir  # finished already: nothing to redo
+        if runtime is not None:
+            cfg = with_runtime(cfg, runtime)
+    else:
+        check_out_dir(Path(out))  # before the data is read: that can take a while
     assert cfg is not None
     device = _setup(cfg, d)
     # Data first: a bad input fails here, before any run directory or file is written.
@@ -111,6 +159,12 @@ def train(
     if resume_dir is not None:
         if (run_dir / artifacts.STATE).exists():
             state = artifacts.load_state(run_dir / artifacts.STATE)
+        elif (run_dir / artifacts.SPLIT).exists() and d.is_main:
+            # An earlier attempt got past its data but was killed before a checkpoint was
+            # written (one is written at most every train.checkpoint_every_s seconds).
+            print(f"archlab: {run_dir}: no checkpoint to resume from (the run stopped before "
+                  "its first one was written); training it again from epoch 1 in the same "
+                  "directory", file=sys.stderr, flush=True)  # fmt: skip
     else:
         if d.is_main:
             run_dir = new_run_dir(out, name or f"{cfg.task}-{cfg.model.name}-s{cfg.seed}")
@@ -184,19 +238,22 @@ def train_at(
     """
     run_dir = Path(run_dir)
     if (run_dir / artifacts.CONFIG).exists():
-        if load_config(run_dir) != cfg:
+        changes = config_changes(load_config(run_dir), cfg)
+        if changes:
             raise ArchlabError(
-                f"{run_dir}: holds a run with a different config; choose another --out"
+                f"{run_dir}: holds a run with a different config ({'; '.join(changes)}); "
+                "choose another --out"
             )
-        return train(None, run_dir.parent, resume_dir=run_dir, callbacks=callbacks)
+        return train(None, run_dir.parent, resume_dir=run_dir, callbacks=callbacks, runtime=cfg)
     d = distributed.from_env()
     _setup(cfg, d)  # joins the process group under torchrun
     if d.is_main:
+        check_out_dir(run_dir.parent)
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / artifacts.CONFIG, cfg.to_yaml())
         write_text_atomic(run_dir / "command.txt", command + "\n")
     distributed.barrier(d)
-    return train(None, run_dir.parent, resume_dir=run_dir, callbacks=callbacks)
+    return train(None, run_dir.parent, resume_dir=run_dir, callbacks=callbacks, runtime=cfg)
 
 
 def finish(

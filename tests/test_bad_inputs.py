@@ -302,6 +302,44 @@ def _ok_images(*extra: str) -> list[str]:
 
 _TEXT_OK = [TEXT_HEADER, *_text_rows()]
 
+
+def _out_is_a_file(command: str, under: bool = False) -> Build:
+    """--out naming an existing file (or a folder under one): was a NotADirectoryError."""
+
+    def build(tmp: Path) -> tuple[list[str], list[str]]:
+        (tmp / "taken.txt").write_text("not a folder")
+        out = "taken.txt/runs" if under else "taken.txt"
+        where = "lies under taken.txt, which is a file" if under else "is a file"
+        imgs = str(_images(tmp))
+        argv = {
+            "train": ["train", "--task", "images", "--data", imgs, *TINY],
+            "ablate": ["ablate", "--task", "images", "--data", imgs, *TINY],
+            "reproduce": ["reproduce", "--data-dir", str(tmp), "--profile", "smoke"],
+        }[command]
+        return [*argv, "--out", out], [f"--out {out}", where, "not a directory"]
+
+    return build
+
+
+def _interrupted_run(tmp: Path) -> Path:
+    """A run directory as `archlab train` leaves it when stopped before its first epoch."""
+    from archlab.cli import build_config
+
+    run = tmp / "run"
+    run.mkdir()
+    cfg = build_config("images", None, str(_images(tmp)), None, None, None, QUIET[1::2])
+    (run / artifacts.CONFIG).write_text(cfg.to_yaml())
+    return run
+
+
+def _resume_with(*extra: str, needles: list[str]) -> Build:
+    def build(tmp: Path) -> tuple[list[str], list[str]]:
+        run = _interrupted_run(tmp)
+        return ["train", "--resume", str(run), *extra], [str(run), *needles]
+
+    return build
+
+
 CATALOGUE: dict[str, Build] = {
     # image folders
     "img-corrupt-jpg": _img_case("broken.jpg", b"\xff\xd8\xff\xe0" + bytes(range(7, 200, 3))),
@@ -506,6 +544,26 @@ CATALOGUE: dict[str, Build] = {
         "train", "--preset", "../images-resnet18", "--out", "out", needles=["'../images-resnet18'"]
     ),
     "data-does-not-exist": _flags(*_ok_images("--data", "nowhere.npz"), needles=["nowhere.npz"]),
+    "out-is-a-file": _out_is_a_file("train"),
+    "out-under-a-file": _out_is_a_file("train", under=True),
+    "ablate-out-is-a-file": _out_is_a_file("ablate"),
+    "reproduce-out-is-a-file": _out_is_a_file("reproduce"),
+    # --resume keeps the run's config: a change to what it computes is refused, with the keys
+    "resume-set-changes-lr": _resume_with(
+        "--set",
+        "optim.lr=0.5",
+        needles=["a resumed run keeps its config", "optim.lr: 0.001 -> 0.5", "--config"],
+    ),
+    "resume-epochs-and-dropout": _resume_with(
+        "--epochs",
+        "3",
+        "--set",
+        "reg.dropout=0.2",
+        needles=["reg.dropout: 0.0 -> 0.2; train.epochs: 10 -> 3", "train.threads"],
+    ),
+    "resume-with-preset": _resume_with(
+        "--preset", "images-resnet18", needles=["drop --task, --preset and --config"]
+    ),
     "resume-not-a-run-dir": _flags(
         "train", "--resume", "nowhere", "--out", "out", needles=["nowhere", "not a run directory"]
     ),

@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import IMAGES3, needs_shared, write_image_folder
+from PIL import Image
 
 from archlab.cli import main
 from archlab.models import MODELS
@@ -37,15 +39,31 @@ def test_train_eval_predict_round_trip(tmp_path: Path, image_folder: Path, capsy
     assert sum(map(sum, metrics["test_confusion_matrix"])) == 9  # 15% of 60 images
 
     assert main(["eval", str(run_dir)]) == 0
-    again = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr().out
+    again = json.loads(printed)
+    lines = printed.splitlines()  # the confusion matrix prints as a matrix: a row per line
+    assert all(f"    {json.dumps(r)}," in lines or f"    {json.dumps(r)}" in lines
+               for r in metrics["test_confusion_matrix"])  # fmt: skip
     assert again["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
     assert again["test_confusion_matrix"] == metrics["test_confusion_matrix"]
 
     img = next((image_folder / "dog").iterdir())
     assert main(["predict", str(run_dir), str(img)]) == 0
-    row = json.loads(capsys.readouterr().out.strip())
+    captured = capsys.readouterr()
+    row = json.loads(captured.out.strip())
     assert row["label"] in ("cat", "dog", "eel")
     assert sum(row[c] for c in ("cat", "dog", "eel")) == pytest.approx(1.0, abs=1e-5)
+    assert captured.err == ""  # an image like the training ones: no warning
+
+    # The same image inverted (light on dark -> dark on light): still a prediction, but flagged.
+    inverted = tmp_path / "inverted.png"
+    Image.fromarray(255 - np.asarray(Image.open(img).convert("RGB"))).save(inverted)
+    assert main(["predict", str(run_dir), str(img), str(inverted)]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.strip().splitlines()) == 2
+    (warning,) = captured.err.splitlines()
+    assert warning.startswith(f"archlab: warning: {inverted}: mean pixel ")
+    assert "SD from the training images'" in warning and "do not trust" in warning
 
 
 def test_flags_alone_on_a_new_folder(tmp_path: Path, capsys) -> None:
@@ -123,9 +141,54 @@ def test_error_from_a_real_process_has_no_traceback(tmp_path: Path) -> None:
 
 
 def test_list_presets(capsys) -> None:
+    from archlab.presets import describe
+
     assert main(["train", "--list-presets"]) == 0
-    out = capsys.readouterr().out
-    assert all(name in out for name in PRESETS)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(PRESETS)
+    for name, line in zip(PRESETS, lines, strict=True):  # name, epochs, a one-line description
+        assert line.split()[0] == name and f" {PRESETS[name].train.epochs} ep  " in line
+        assert line.endswith(describe(name)) and len(describe(name)) > 20
+    assert "images-resnet18-smoke" in lines[1] and "[smoke: 2 epochs x 3 steps" in lines[1]
+
+
+def test_version_and_help_conventions(capsys) -> None:
+    from importlib.metadata import version
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"archlab {version('archlab')}\n"
+    for args, usage in (
+        (["eval", "--help"], "Usage: archlab eval [OPTIONS] RUN_DIR"),
+        (["predict", "--help"], "Usage: archlab predict [OPTIONS] RUN_DIR [INPUT]..."),
+        (["ensemble", "--help"], "Usage: archlab ensemble [OPTIONS] RUN_DIR..."),
+        (["theory", "conv", "--help"], "Usage: archlab theory conv [OPTIONS]"),
+        (["train", "--help"], "Usage: archlab train [OPTIONS]"),
+    ):
+        assert main(args) == 0
+        out = capsys.readouterr().out
+        assert usage in out, out
+        assert "<bool>" not in out and "{" not in out, out  # no type beside plain flags
+
+
+# Commands that must answer without paying for torch (seconds to import on a small machine).
+NO_TORCH = [
+    ["--help"],
+    ["--version"],
+    ["train", "--help"],
+    ["theory", "conv", "--input", "3x28x32", "--filters", "10", "--kernel", "5"],
+]
+
+
+@pytest.mark.parametrize("args", NO_TORCH, ids=" ".join)
+def test_quick_commands_do_not_import_torch(args: list[str]) -> None:
+    code = (
+        "import sys; from archlab.cli import main; rc = main(sys.argv[1:]); "
+        "heavy = [m for m in ('torch', 'pandas', 'sklearn', 'matplotlib') if m in sys.modules]; "
+        "print('RESULT', rc, heavy)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.stdout.strip().splitlines()[-1] == "RESULT 0 []", proc.stdout + proc.stderr
 
 
 @needs_shared(IMAGES3)
@@ -136,3 +199,30 @@ def test_real_images3_slice_trains(tmp_path: Path, capsys) -> None:
     run_dir = Path(_last_line(capsys.readouterr().out))
     info = json.loads((run_dir / "data.json").read_text())
     assert info["class_names"] == ["dog", "automobile", "ship"] and info["n_images"] == 240
+
+
+def test_resume_before_the_first_checkpoint_says_so(tmp_path: Path, image_folder: Path, capsys):
+    # A run killed (kill -9, power loss) before its first checkpoint: state.pt is written at
+    # most every train.checkpoint_every_s (60 s), so a short run has none. Resume said nothing
+    # and silently started over.
+    args = ["train", "--preset", "images-resnet18-smoke", "--data", str(image_folder),
+            "--out", str(tmp_path), "--set", "train.threads=1", *SMOKE]  # fmt: skip
+    assert main(args) == 0
+    run_dir = Path(_last_line(capsys.readouterr().out))
+    assert not (run_dir / "state.pt").exists()
+    for name in ("metrics.json", "model.safetensors"):  # as a kill after epoch 2 leaves it
+        (run_dir / name).unlink()
+    config = (run_dir / "config.yaml").read_text()
+    # Runtime settings (threads, progress...) may change on resume; they are not the run's.
+    rc = main(["train", "--resume", str(run_dir), "--set", "train.threads=1",
+               "--set", "train.progress=plain"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    notes = [line for line in captured.err.splitlines() if "no checkpoint" in line]
+    assert notes == [
+        f"archlab: {run_dir}: no checkpoint to resume from (the run stopped before its first one "
+        "was written); training it again from epoch 1 in the same directory"
+    ]
+    assert "epoch 2/2 train_loss=" in captured.err  # train.progress=plain took effect
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs_run"] == 2
+    assert (run_dir / "config.yaml").read_text() == config  # the run's own config is kept

@@ -72,7 +72,10 @@ def train_tokenizer(
     tok.normalizer = _normalizer()
     tok.pre_tokenizer = _pre_tokenizer()
     trainer = trainers.WordLevelTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK]
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[PAD, UNK],
+        show_progress=False,  # its own bar would leak onto the terminal beside archlab's
     )
     tok.train_from_iterator(texts, trainer=trainer)
     return tok

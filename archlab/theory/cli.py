@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -13,14 +13,22 @@ from rich.table import Table
 
 from archlab.errors import ArchlabError
 from archlab.theory.conv import LayerShape, WalkRow, conv_layer, pool_layer, walk_model
-from archlab.theory.lstm_backward import GRAD_TOL, check_lstm_gradients
-from archlab.theory.softmax import (
-    SHIFT_TOL,
-    check_softmax,
-    extreme_logits,
-    softmax_naive,
-    softmax_stable,
-)
+
+# softmax and lstm-grad import their (torch-using) modules when run: `archlab --help` and
+# `theory conv` on a layer never load torch.
+
+
+def check_softmax(seed: int) -> Any:
+    from archlab.theory.softmax import check_softmax as check
+
+    return check(seed)
+
+
+def check_lstm_gradients(seed: int) -> Any:
+    from archlab.theory.lstm_backward import check_lstm_gradients as check
+
+    return check(seed=seed)
+
 
 theory_app = typer.Typer(
     help="Theory tools: conv arithmetic, softmax, LSTM gradients, checked against PyTorch",
@@ -169,6 +177,8 @@ def conv(
 @theory_app.command()
 def softmax(seed: Annotated[int, typer.Option(help="seed of the random logits")] = 0) -> None:
     """Show softmax(z + c) = softmax(z) and that only the naive form overflows; exit 1 if not."""
+    from archlab.theory.softmax import SHIFT_TOL, extreme_logits, softmax_naive, softmax_stable
+
     r = check_softmax(seed)
     z = extreme_logits()[0]
     with np.errstate(over="ignore", invalid="ignore"):
@@ -201,6 +211,8 @@ def softmax(seed: Annotated[int, typer.Option(help="seed of the random logits")]
 @theory_app.command("lstm-grad")
 def lstm_grad(seed: Annotated[int, typer.Option(help="seed of weights and inputs")] = 0) -> None:
     """Hand-written LSTM backward vs autograd (float64); exit 1 if any error exceeds 1e-8."""
+    from archlab.theory.lstm_backward import GRAD_TOL
+
     r = check_lstm_gradients(seed=seed)
     sizes = ", ".join(f"I={i} H={h} T={t} B={b}" for i, h, t, b in r.sizes)
     typer.echo(f"sizes: {sizes}")

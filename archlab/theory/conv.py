@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-
-import torch
-from torch import Tensor, nn
+from typing import TYPE_CHECKING
 
 from archlab.errors import ArchlabError
+
+if TYPE_CHECKING:  # torch is imported by the layer walk only: `theory conv` on a layer is instant
+    from torch import nn
 
 # An int applies to both axes; a tuple is (height, width), the order PyTorch uses.
 Pair = int | tuple[int, int]
@@ -146,6 +147,8 @@ class WalkRow:
 
 def _predict(module: nn.Module, in_shape: tuple[int, ...]) -> LayerShape | None:
     """The formula's output for a Conv2d/MaxPool2d/AvgPool2d on a (C, H, W) input, else None."""
+    from torch import nn
+
     if len(in_shape) != 3:
         return None
     c, h, w = in_shape
@@ -185,6 +188,9 @@ def walk_model(model: nn.Module, input_shape: tuple[int, int, int]) -> list[Walk
     its parameters are counted on the first call only, so ``sum(row.params)`` equals the number
     of parameters held by leaf modules.
     """
+    import torch
+    from torch import Tensor
+
     if len(input_shape) != 3 or any(s < 1 for s in input_shape):
         raise ArchlabError(f"input shape must be three positive sizes (C, H, W), got {input_shape}")
     rows: list[WalkRow] = []

@@ -10,6 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    ProgressColumn,
+    Task,
+    TaskID,
+)
+from rich.progress import Progress as RichProgress
+from rich.text import Text
 
 from archlab.errors import ArchlabError
 from archlab.report import artifacts
@@ -188,37 +198,89 @@ class Checkpoint(Callback):
             print(f"archlab: warning: {e}", file=sys.stderr)
 
 
-class Progress(Callback):
-    """A rich progress bar on a terminal; one plain line per epoch otherwise (CI logs)."""
+class _EtaColumn(ProgressColumn):
+    """Time left in the epoch from the mean step time so far (rich's own ETA needs two updates
+    and a steady rate, so it showed -:--:-- for a whole epoch of slow steps). Rich redraws it
+    ten times a second, so it moves while a long step runs."""
 
-    def __init__(self, mode: str = "auto", total_epochs: int = 0) -> None:
+    def render(self, task: Task) -> Text:
+        done = task.completed - task.fields.get("first", 0)
+        if done <= 0 or task.total is None or task.elapsed is None:
+            return Text("eta -:--", style="progress.remaining")
+        left = task.elapsed / done * max(0.0, task.total - task.completed)
+        minutes, seconds = divmod(int(left + 0.5), 60)
+        hours, minutes = divmod(minutes, 60)
+        text = f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
+        return Text(f"eta {text}", style="progress.remaining")
+
+
+class _FieldColumn(ProgressColumn):
+    """One task field as text ("" while unset): a missing field must never break a redraw,
+    which runs in rich's refresh thread."""
+
+    def __init__(self, name: str, template: str = "{}") -> None:
+        super().__init__()
+        self.name, self.template = name, template
+
+    def render(self, task: Task) -> Text:
+        value = task.fields.get(self.name)
+        return Text("" if value in (None, "") else self.template.format(value))
+
+
+class Progress(Callback):
+    """A rich progress bar on a terminal (stderr); one plain line per epoch otherwise (CI logs).
+
+    The bar advances every step; the loss it shows is read at most every ``loss_every_s``
+    seconds (reading it is a device sync on a GPU) and is blank until the first step ends.
+    """
+
+    def __init__(
+        self, mode: str = "auto", total_epochs: int = 0, loss_every_s: float = 0.5
+    ) -> None:
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "plain"
         self.mode = mode
         self.total_epochs = total_epochs
-        self._bar: Any = None
+        self.loss_every_s = loss_every_s
+        self._bar: RichProgress | None = None
+        self._task: TaskID | None = None
+        self._loss_read = 0.0
 
     def on_fit_start(self, trainer: Trainer) -> None:
         if self.mode != "bar":
             return
-        from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
-        from rich.progress import Progress as RichProgress
-
         self._bar = RichProgress(
-            TextColumn(f"epoch {{task.fields[epoch]}}/{self.total_epochs}"),
+            _FieldColumn("epoch", f"epoch {{}}/{self.total_epochs}"),
             BarColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"),
-            TimeRemainingColumn(),
+            MofNCompleteColumn(),
+            _FieldColumn("loss", "loss {:.4f}"),
+            _EtaColumn(),
+            console=Console(stderr=True, highlight=False),
             transient=True,
         )
         self._bar.start()
+        start = trainer.state.batch  # > 0 when resuming a Ctrl-C checkpoint mid-epoch
         self._task = self._bar.add_task(
-            "train", total=trainer.steps_per_epoch, epoch=trainer.state.epoch + 1, loss=float("nan")
-        )
+            "train", total=trainer.steps_per_epoch, completed=start,
+            **self._fields(trainer.state.epoch + 1, start),
+        )  # fmt: skip
+        self._loss_read = 0.0
+
+    @staticmethod
+    def _fields(epoch: int, first: int = 0, loss: float | None = None) -> dict[str, Any]:
+        # Every field a column reads, each time: reset() replaces the whole dict (and takes
+        # "start" for itself). "first": the step this epoch started at (resume mid-epoch).
+        return {"epoch": epoch, "first": first, "loss": loss}
 
     def on_batch_end(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
-        if self._bar is not None and step % 10 == 0:
+        if self._bar is None or self._task is None:
+            return
+        now = time.monotonic()
+        if now - self._loss_read >= self.loss_every_s:
+            self._loss_read = now
             self._bar.update(self._task, completed=step + 1, loss=float(loss.item()))
+        else:
+            self._bar.update(self._task, completed=step + 1)
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None:
         if self.mode == "off":
@@ -226,16 +288,24 @@ class Progress(Callback):
         keys = [k for k in ("train_loss", "val_loss", "train_accuracy", "val_accuracy") if k in row]
         parts = " ".join(f"{k}={row[k]:.4f}" for k in keys)
         line = f"epoch {int(row['epoch'])}/{self.total_epochs} {parts} ({row['seconds']:.1f}s)"
-        if self._bar is not None:
-            self._bar.console.print(line)
-            # reset replaces the task's fields: loss must be passed again or rendering fails
-            self._bar.reset(self._task, epoch=int(row["epoch"]) + 1, loss=float("nan"))
+        if self._bar is not None and self._task is not None:
+            self._bar.console.print(line, soft_wrap=True)
+            if trainer.state.epoch < self.total_epochs and not trainer.state.stop:
+                self._bar.reset(self._task, **self._fields(int(row["epoch"]) + 1))
+            self._loss_read = 0.0
         else:
             print(line, file=sys.stderr, flush=True)
 
-    def on_fit_end(self, trainer: Trainer) -> None:
+    def _stop(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+            self._bar = None
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        self._stop()
+
+    def on_fit_abort(self, trainer: Trainer) -> None:
+        self._stop()  # the error or the interrupt message then prints on a clean line
 
 
 class TensorBoard(Callback):
