@@ -15,13 +15,16 @@ def test_bar_renders_after_an_epoch_end() -> None:
     # raise KeyError on the next render, which a terminal does at once (`archlab train` crashed at
     # the end of its first epoch whenever stderr was a tty).
     cb = Progress("bar", total_epochs=2)
-    trainer = SimpleNamespace(steps_per_epoch=3, state=SimpleNamespace(epoch=0))
+    trainer = SimpleNamespace(steps_per_epoch=3, state=SimpleNamespace(epoch=0, batch=0, stop=False))
     cb.on_fit_start(trainer)
     try:
         cb.on_batch_end(trainer, 0, torch.tensor(0.5))
         cb.on_epoch_end(trainer, {"epoch": 1, "train_loss": 0.5, "val_loss": 0.6, "seconds": 1.0})
         cb._bar.get_renderable()  # what a terminal's refresh draws
+        trainer.state.epoch = 1
         cb.on_batch_end(trainer, 0, torch.tensor(0.4))
-        assert cb._bar.tasks[0].fields == {"epoch": 2, "loss": pytest.approx(0.4)}
+        fields = cb._bar.tasks[0].fields
+        assert fields["epoch"] == 2 and fields["loss"] == pytest.approx(0.4)
+        cb._bar.get_renderable()
     finally:
         cb.on_fit_end(trainer)
