@@ -32,7 +32,6 @@ from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
 from archlab.models import MODELS, models_for
 from archlab.tasks.base import Batches, DataBundle
-from archlab.train.callbacks import Callback, FreezeParameters
 from archlab.utils import sha256_array, write_text_atomic
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -327,8 +326,10 @@ class TextClassification:
             self.fitted = Tokenizer.from_file(str(path))
             self.saved_info = json.loads((Path(run_dir) / "data.json").read_text())
 
-    def callbacks(self) -> list[Callback]:
+    def callbacks(self) -> list[Any]:
         """Training callbacks this task adds: the embedding freeze, if configured."""
+        from archlab.train.callbacks import FreezeParameters  # the trainer's layer, used lazily
+
         m = self.model_cfg
         if not m.freeze_embeddings:
             return []
