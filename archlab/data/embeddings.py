@@ -80,7 +80,10 @@ def check_path(path: str | Path) -> Path:
     if path.is_dir():
         raise ArchlabError(f"{path}: data.embeddings is a folder; expected a vectors file")
     if not path.is_file():
-        raise ArchlabError(f"{path}: no such vectors file (data.embeddings)")
+        raise ArchlabError(
+            f"{path}: no such vectors file; point data.embeddings at a GloVe or word2vec text "
+            "file (plain or .gz): --set data.embeddings=PATH"
+        )
     if path.suffix == ".bin" or path.name.endswith(".bin.gz"):
         raise ArchlabError(f"{path}: {_BINARY_HINT}")
     return path
