@@ -405,7 +405,14 @@ def test_freeze_embeddings_keeps_the_vectors(
     assert torch.equal(row, torch.from_numpy(vecs["flight"])) is not moved
 
 
-def test_vectors_without_the_file_are_never_read(tweets: Path, tmp_path: Path) -> None:
+def test_a_run_without_vectors_records_none(tweets: Path, tmp_path: Path) -> None:
     # A plain run records no vectors and builds the tweet tokenizer as before.
     _, info = built(text_cfg(tweets, "data.subset=0"))
     assert "embeddings" not in info
+
+
+def test_vector_options_are_validated() -> None:
+    with pytest.raises(ArchlabError, match=r"model\.freeze_epochs=-1"):
+        TextModelConfig(freeze_epochs=-1)
+    with pytest.raises(ArchlabError, match=r"data\.embeddings_words=-2"):
+        TextDataConfig(embeddings_words=-2)
