@@ -137,6 +137,16 @@ for _m in ("lstm-basic", "bilstm"):
     )
 for _tech in ("dropout", "lr", "class_weights", "distill"):
     _BASE[f"text-bilstm-{_tech}"] = _BASE["text-bilstm"]
+# Pretrained word vectors: the presets expect GloVe 6B 50d (glove.6B.50d.txt, relative to the
+# working directory); point them at any file with --set data.embeddings=PATH.
+GLOVE_FILE = "glove.6B.50d.txt"
+for _m in ("lstm-basic", "bilstm"):
+    _BASE[f"text-{_m}-glove"] = replace(
+        _BASE[f"text-{_m}"],
+        data=TextDataConfig(embeddings=GLOVE_FILE),
+        model=TextModelConfig(name=_m),
+    )
+_BASE["text-bilstm-glove-distill"] = _BASE["text-bilstm-glove"]
 # The tuned image recipes trained to >= 96% on images3 (measured on an H200, see README): 64x64
 # input (the study's size; 32x32 images are upsampled once at load), 50-60 epochs, and twice the
 # learning rate for VGG-13. `archlab reproduce --profile long` uses them.

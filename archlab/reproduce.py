@@ -42,6 +42,7 @@ class Experiment:
     techniques: tuple[str, ...] = ()  # non-empty: an ablation of these techniques
     study: tuple[str, ...] = ()  # keys of archlab/data/study.yaml this row is compared with
     overrides: tuple[str, ...] = ()  # --set overrides on top of the preset and profile
+    vectors: bool = False  # needs pretrained word vectors (found under <data-dir>/glove/)
 
 
 EXPERIMENTS: tuple[Experiment, ...] = (
@@ -86,9 +87,27 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         "sales-rnn",
         techniques=("baseline", "dropout", "l2"),
     ),
+    # Each row with pretrained vectors follows the same model without them.
     Experiment("text", "lstm-basic", "3-layer LSTM", "text-lstm-basic"),
     Experiment(
+        "text",
+        "lstm-basic-glove",
+        "3-layer LSTM + GloVe vectors",
+        "text-lstm-basic-glove",
+        vectors=True,
+    ),
+    Experiment(
         "text", "bilstm", "2-layer BiLSTM (study settings)", "text-bilstm", study=("lstm_accuracy",)
+    ),
+    Experiment(
+        "text", "bilstm-glove", "2-layer BiLSTM + GloVe vectors", "text-bilstm-glove", vectors=True
+    ),
+    Experiment(
+        "text",
+        "bilstm-glove-distill",
+        "2-layer BiLSTM + GloVe, distilled from TF-IDF",
+        "text-bilstm-glove-distill",
+        vectors=True,
     ),
     Experiment(
         "text",
@@ -121,6 +140,9 @@ QUICK: dict[str, tuple[str, ...]] = {
 # the full profile with the tuned image recipes trained to >= 96% (presets.LONG_IMAGE_SETS).
 LONG: dict[str, tuple[str, ...]] = {f"images/{m}": s for m, s in LONG_IMAGE_SETS.items()}
 PROFILE_SETTINGS: dict[str, dict[str, tuple[str, ...]]] = {"quick": QUICK, "long": LONG}
+# Pretrained word vectors for the text rows that use them: the first such file in <data-dir>/glove/.
+VECTORS_DIR = "glove"
+VECTOR_FILES = ("*.txt.gz", "*.txt", "*.vec.gz", "*.vec")
 ENSEMBLE_FILE = "ensemble.json"  # the seeds' averaged prediction (experiments sharing a split)
 SMOKE_TECHNIQUES = 2  # ablations in the smoke profile keep the first two techniques
 
@@ -152,6 +174,12 @@ def find_data(data_dir: Path, part: str) -> Path | None:
         if (data_dir / rel).exists():
             return data_dir / rel
     return None
+
+
+def find_vectors(data_dir: Path) -> Path | None:
+    folder = data_dir / VECTORS_DIR
+    found = sorted(p for pat in VECTOR_FILES for p in folder.glob(pat)) if folder.is_dir() else []
+    return found[0] if found else None
 
 
 def run_experiment(exp: Experiment, cfg: RunConfig, seeds: int, out_dir: Path) -> dict[str, Any]:
@@ -229,6 +257,7 @@ def reproduce(
             skipped[part] = f"skipping {PARTS[part]}: no data found (looked for {looked})"
         else:
             paths[part] = str(path)
+    vectors = find_vectors(data_dir)
     return run_study(
         paths,
         profile,
@@ -237,6 +266,8 @@ def reproduce(
         experiments=experiments,
         skipped=skipped,
         manifest_extra={"data_dir": str(data_dir)},
+        vectors=str(vectors or ""),
+        vectors_looked=", ".join(str(data_dir / VECTORS_DIR / p) for p in VECTOR_FILES),
         command=f"reproduce --data-dir {data_dir} --profile {profile} --seeds {seeds}"
         + ("" if set(parts) == set(PARTS) else f" --parts {','.join(parts)}"),
         log=log,
@@ -255,8 +286,13 @@ def run_study(
     manifest_extra: dict[str, Any] | None = None,
     command: str = "",
     log: Callable[[str], None] = to_stderr,
+    vectors: str = "",
+    vectors_looked: str = "",
 ) -> Path:
     """Run ``experiments`` into ``out`` and build ``out/report``; returns the report directory.
+
+    Experiments that need word vectors get ``data.embeddings=vectors``, or are skipped with one
+    line (naming ``vectors_looked``) when ``vectors`` is "".
 
     ``paths`` gives each part's data path ("" is the task's default, e.g. the bundled digits);
     ``overrides`` adds --set overrides per part (column names of another panel...); parts in
@@ -288,6 +324,12 @@ def run_study(
             continue
         path, part_sets = paths[part], overrides.get(part, ())
         for exp in (e for e in experiments if e.part == part):
+            if exp.vectors and not vectors:
+                log(f"skipping {exp.title}: no word vectors found"
+                    + (f" (looked for {vectors_looked})" if vectors_looked else ""))  # fmt: skip
+                continue
+            if exp.vectors:
+                exp = replace(exp, overrides=(*exp.overrides, f"data.embeddings={vectors}"))
             own = PROFILE_SETTINGS.get(profile, {}).get(f"{part}/{exp.key}", ())
             cfg = profile_config(exp.preset, profile, path, (*own, *part_sets, *exp.overrides))
             if profile == "smoke" and exp.techniques:

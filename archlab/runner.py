@@ -181,13 +181,15 @@ def train(
         write_json_atomic(split_path, data.splits)
         write_json_atomic(run_dir / "data.json", data.info)
     model = task.build_model()
+    # Tasks may add their own callbacks (text: the embedding freeze); an optional Task hook.
+    own = task.callbacks() if hasattr(task, "callbacks") else []
     trainer = Trainer(
         cfg.train,
         cfg.optim,
         cfg.reg,
         seed=cfg.seed,
         device=device,
-        callbacks=[*_callbacks(cfg, task, run_dir, d), *callbacks],
+        callbacks=[*_callbacks(cfg, task, run_dir, d), *own, *callbacks],
         dist=d,
     )
     try:
@@ -314,6 +316,8 @@ def load_run(
         cfg = replace(cfg, data=replace(cfg.data, path=str(data_path)))
     device = _setup(cfg)
     task = TASKS[cfg.task].task(cfg)
+    if hasattr(task, "use_fitted"):  # optional Task hook: reuse the run's fitted vocabulary
+        task.use_fitted(run_dir)
     data = task.build_data(device)
     saved_info = json.loads((run_dir / "data.json").read_text())
     if saved_info.get("class_names") and data.info.get("class_names") != saved_info["class_names"]:

@@ -289,6 +289,26 @@ def _text_folder(tmp: Path) -> tuple[list[str], list[str]]:
     return _train_text(d), ["tweets", "a folder", "CSV file"]
 
 
+def _vec_case(
+    content: str | bytes | None, needles: list[str], *extra: str, name: str = "vecs.txt"
+) -> Build:
+    """A good tweets CSV with a broken word-vectors file (data.embeddings; None = no file)."""
+
+    def build(tmp: Path) -> tuple[list[str], list[str]]:
+        vec = tmp / name
+        if content is not None:
+            vec.write_bytes(content.encode() if isinstance(content, str) else content)
+        rows = [r.replace(",", f" {i},") for i in range(4) for r in _text_rows()]  # 60 texts
+        csv = _text_csv(tmp, "\n".join([TEXT_HEADER, *rows]) + "\n")
+        argv = _train_text(csv, "--set", f"data.embeddings={vec}", *extra)
+        return argv, [name, *needles]
+
+    return build
+
+
+_VEC_OK = "awful 0.1 0.2 0.3\nlate 0.3 0.2 0.1\n"
+
+
 def _flags(*argv: str, needles: list[str]) -> Build:
     def build(tmp: Path) -> tuple[list[str], list[str]]:
         return list(argv), needles
@@ -516,6 +536,20 @@ CATALOGUE: dict[str, Build] = {
     ),
     "text-empty-file": _text_case("", ["empty"]),
     "text-folder-given": _text_folder,
+    # word vectors for the text models (data.embeddings)
+    "vec-missing-file": _vec_case(None, ["no such vectors file"], name="nowhere.vec"),
+    "vec-binary-word2vec-name": _vec_case(b"2 3\n", ["binary word2vec", "text"], name="w.bin"),
+    "vec-binary-word2vec-content": _vec_case(
+        b"2 3\nawful \x00\x00\x80\xbf\xcd\xcc\x4c\x3e", ["line 2", "binary word2vec"]
+    ),
+    "vec-ragged-row": _vec_case(_VEC_OK + "gate 0.5 0.5\n", ["line 3", "2 numbers", "expected 3"]),
+    "vec-not-a-number": _vec_case(_VEC_OK + "gate 0.5 x 0.5\n", ["line 3", "'x' is not a number"]),
+    "vec-empty-file": _vec_case("", ["the file is empty"]),
+    "vec-header-only": _vec_case("5 3\n", ["the file is empty"]),
+    "vec-no-word-in-common": _vec_case("zebra 0.1 0.2 0.3\n", ["no word in common", "tweets.csv"]),
+    "vec-embed-dim-conflict": _vec_case(
+        _VEC_OK, ["model.embed_dim=8", "3-dimensional", "set it to 3"], "--set", "model.embed_dim=8"
+    ),
     # configs and flags
     "set-unknown-key": _flags(*_ok_images("--set", "optim.lrr=1"), needles=["optim.lrr", "lr"]),
     "set-unknown-section": _flags(*_ok_images("--set", "optimizer.lr=1"), needles=["optimizer"]),

@@ -32,6 +32,11 @@ def test_smoke_preset_runs(name: str, tmp_path: Path) -> None:
         if not path.exists():
             pytest.skip(f"shared dataset not found at {path} (set ARCHLAB_DATA_DIR)")
         cfg = replace(cfg, data=replace(cfg.data, path=str(path)))
+    if getattr(cfg.data, "embeddings", ""):  # the -glove presets: a tiny vectors file
+        vec = tmp_path / "vectors.txt"
+        words = ["the", "to", "flight", "thanks", "delayed", "great", "you", "!", "n't", "my"]
+        vec.write_text("".join(f"{w} {i / 10} {-i / 10} 0.5\n" for i, w in enumerate(words)))
+        cfg = replace(cfg, data=replace(cfg.data, embeddings=str(vec)))
     run_dir = runner.train(cfg, tmp_path)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs_run"] >= 1

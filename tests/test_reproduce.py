@@ -236,3 +236,29 @@ def test_seeds_with_their_own_splits_are_not_averaged(tmp_path: Path) -> None:
     cfg = replace(smoke, data=replace(smoke.data, path=str(data), subset=0))
     dirs = [train_at(replace(cfg, seed=s), tmp_path / f"s{s}") for s in (0, 1)]
     assert seed_ensemble(dirs, tmp_path) == "" and not (tmp_path / "ensemble.json").exists()
+
+
+def test_text_rows_with_vectors_use_the_glove_folder(tmp_path: Path) -> None:
+    from test_text import write_tweets, write_vectors
+
+    data = tmp_path / "data"
+    (data / "twitter_airline").mkdir(parents=True)
+    write_tweets(data / "twitter_airline" / "Tweets.csv")
+    exps = tuple(e for e in EXPERIMENTS if e.key in ("bilstm", "bilstm-glove"))
+    out, lines = tmp_path / "out", []
+    reproduce(data, "smoke", 1, out, experiments=exps, parts=("text",), log=lines.append)
+    skip = (
+        f"skipping 2-layer BiLSTM + GloVe vectors: no word vectors found (looked for {data}/glove"
+    )
+    assert any(s.startswith(skip) for s in lines), lines
+    (data / "glove").mkdir()
+    write_vectors(data / "glove" / "vecs.txt.gz")
+    report = reproduce(data, "smoke", 1, out, experiments=exps, parts=("text",), log=lines.append)
+    cfg = (out / "text" / "bilstm-glove" / "s0" / "config.yaml").read_text()
+    assert f"embeddings: {data / 'glove' / 'vecs.txt.gz'}" in cfg
+    md = (report / "report.md").read_text()
+    plain, glove = (
+        md.index("| 2-layer BiLSTM (study settings) |"),
+        md.index("| 2-layer BiLSTM + GloVe"),
+    )
+    assert 0 < plain < glove  # the rows with and without vectors side by side

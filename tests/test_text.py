@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tokenizers import Tokenizer
 
 from archlab import runner
 from archlab.ablate import run_ablation
@@ -28,6 +29,7 @@ from archlab.tasks.text_cls import (
     cross_fitted_probs,
     tfidf_model,
 )
+from archlab.utils import sha256_file
 from tests.conftest import DATA_DIR, needs_shared
 
 TWEETS = DATA_DIR / "twitter_airline" / "Tweets.csv"
@@ -276,3 +278,142 @@ def test_distill_config_is_validated() -> None:
         TextDataConfig(distill=1.5)
     with pytest.raises(ArchlabError, match=r"data\.distill_folds=1"):
         TextDataConfig(distill_folds=1)
+
+
+# --- pretrained word vectors (data.embeddings) ---
+GLOVE = DATA_DIR / "glove" / "glove.6B.50d.top100k.txt.gz"
+UNSEEN = "superb"  # has a vector in the files below, never appears in the tweets
+
+
+def write_vectors(
+    path: Path, dim: int = 6, header: bool = False, trailing: str = "", seed: int = 0
+) -> dict[str, np.ndarray]:
+    """A tiny vectors file: the tweets' words, 'flight', the unseen word, and a few others."""
+    rng = np.random.default_rng(seed)
+    words = [w for ws in WORDS.values() for w in ws] + ["flight", "the", UNSEEN, "zebra"]
+    vecs = {w: rng.normal(0, 0.5, dim).round(4).astype(np.float32) for w in words}
+    lines = [f"{w} " + " ".join(f"{v:.4f}" for v in vec) + trailing for w, vec in vecs.items()]
+    text = "\n".join(([f"{len(vecs)} {dim}"] if header else []) + lines) + "\n"
+    if path.suffix == ".gz":
+        import gzip
+
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return vecs
+
+
+def test_glove_tokens_split_clitics_as_glove_does() -> None:
+    toks = clean_tokens("@United I can’t believe it's 10:30, won't REBOOK :) i'm", "glove")
+    assert toks == ["<user>", "i", "ca", "n't", "believe", "it", "'s", "10", ":", "30", ",",
+                    "wo", "n't", "rebook", ":)", "i", "'m"]  # fmt: skip
+    assert clean_tokens("won't 10:30") == ["won't", "10", ":3", "0"]  # the default is unchanged
+
+
+@needs_shared(GLOVE)
+def test_glove_tokens_are_in_the_real_glove_vocabulary() -> None:
+    from archlab.data.embeddings import load_vectors
+
+    toks = set(clean_tokens("I can't, it's late! Don't you're we'll she'd ... ?", "glove"))
+    found = set(load_vectors(GLOVE, toks, first=0).words)
+    assert found == toks
+
+
+@pytest.mark.parametrize(
+    "name,header,trailing", [("v.txt", False, ""), ("v.vec", True, " "), ("v.txt.gz", False, "")]
+)
+def test_load_vectors_formats(tmp_path: Path, name: str, header: bool, trailing: str) -> None:
+    from archlab.data.embeddings import load_vectors, peek_dim
+
+    vecs = write_vectors(tmp_path / name, dim=5, header=header, trailing=trailing)
+    assert peek_dim(tmp_path / name) == 5
+    v = load_vectors(tmp_path / name, {"zebra", "nowhere"}, first=3)
+    assert v.words == [*list(vecs)[:3], "zebra"] and v.matrix.dtype == np.float32
+    assert np.array_equal(v.matrix[3], vecs["zebra"]) and v.lines == len(vecs)
+    assert v.info["sha256"] == sha256_file(tmp_path / name)
+
+
+def test_duplicate_vector_words_keep_the_first_and_are_counted(tmp_path: Path) -> None:
+    from archlab.data.embeddings import load_vectors
+
+    (tmp_path / "d.txt").write_text("a 1 2\nb 3 4\na 5 6\nb 7 8\n")
+    v = load_vectors(tmp_path / "d.txt", set(), first=-1)
+    assert v.words == ["a", "b"] and v.matrix.tolist() == [[1, 2], [3, 4]]
+    assert (v.duplicates, v.first_duplicate_line) == (2, 3)
+
+
+def _glove_run(tweets: Path, vec: Path, out: Path, *sets: str) -> Path:
+    argv = ["train", "--preset", "text-bilstm-glove-smoke", "--data", str(tweets), "--out",
+            str(out), "--set", f"data.embeddings={vec}", "--set", "data.subset=0",
+            "--set", "train.threads=1"]  # fmt: skip
+    for s in sets:
+        argv += ["--set", s]
+    assert main(argv) == 0
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def _embedding(run_dir: Path) -> torch.Tensor:
+    from safetensors.torch import load_file
+
+    return load_file(str(run_dir / "model.safetensors"))["embedding.weight"]
+
+
+def test_glove_run_is_self_contained_and_keeps_unseen_words(
+    tweets: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    vec = tmp_path / "vecs.txt.gz"
+    vecs = write_vectors(vec)
+    run_dir = _glove_run(tweets, vec, tmp_path / "runs", "train.progress=plain")
+    err = capsys.readouterr().err
+    assert f"vectors {vec}: 6-d" in err and "of training tokens" in err
+    info = json.loads((run_dir / "data.json").read_text())
+    e = info["embeddings"]
+    assert e["path"] == str(vec.resolve()) and e["bytes"] == vec.stat().st_size
+    assert e["sha256"] == sha256_file(vec) and e["dim"] == 6
+    assert 0 < e["train_token_coverage"] < 1 and 0 < e["train_word_coverage"] < 1
+    assert e["vocab_added_from_vectors"] >= 1  # at least the unseen word
+    tok = Tokenizer.from_file(str(run_dir / "tokenizer.json"))
+    uid = tok.token_to_id(UNSEEN)
+    assert uid is not None and uid >= e["vocab_from_training"]
+    weight = _embedding(run_dir)
+    assert weight.shape == (info["vocab_size"], 6)
+    # Fine-tuned with Adam and no weight decay: a row that never gets a gradient keeps its vector,
+    # while rows of training words moved.
+    assert torch.equal(weight[uid], torch.from_numpy(vecs[UNSEEN]))
+    assert not torch.equal(weight[tok.token_to_id("flight")], torch.from_numpy(vecs["flight"]))
+    vec.unlink()  # eval, predict and ensemble never need the vectors file
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert main(["eval", str(run_dir)]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["test_accuracy"] == pytest.approx(saved["test_accuracy"])
+    assert main(["predict", str(run_dir), f"so {UNSEEN}", "so qqqqq"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert rows[0]["positive"] != pytest.approx(rows[1]["positive"])  # its own vector, not [UNK]
+    assert main(["ensemble", str(run_dir), str(run_dir)]) == 0
+
+
+@pytest.mark.parametrize("freeze_epochs,moved", [(0, False), (1, True)])
+def test_freeze_embeddings_keeps_the_vectors(
+    tweets: Path, tmp_path: Path, freeze_epochs: int, moved: bool
+) -> None:
+    vec = tmp_path / "vecs.txt"
+    vecs = write_vectors(vec)
+    run_dir = _glove_run(tweets, vec, tmp_path / "runs", "model.freeze_embeddings=true",
+                         f"model.freeze_epochs={freeze_epochs}")  # fmt: skip
+    tok = Tokenizer.from_file(str(run_dir / "tokenizer.json"))
+    row = _embedding(run_dir)[tok.token_to_id("flight")]
+    assert torch.equal(row, torch.from_numpy(vecs["flight"])) is not moved
+
+
+def test_a_run_without_vectors_records_none(tweets: Path, tmp_path: Path) -> None:
+    # A plain run records no vectors and builds the tweet tokenizer as before.
+    _, info = built(text_cfg(tweets, "data.subset=0"))
+    assert "embeddings" not in info
+
+
+def test_vector_options_are_validated() -> None:
+    with pytest.raises(ArchlabError, match=r"model\.freeze_epochs=-1"):
+        TextModelConfig(freeze_epochs=-1)
+    with pytest.raises(ArchlabError, match=r"data\.embeddings_words=-2"):
+        TextDataConfig(embeddings_words=-2)

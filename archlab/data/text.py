@@ -29,12 +29,22 @@ _NUMBER = re.compile(r"\s*[-+]?[\d.,]+(?:[eE][-+]?\d+)?\s*")
 # words with apostrophes (won't), runs of !/? and ellipses; any other symbol (emoji, #, &)
 # becomes its own token. Applied after lowercasing, so ':D' arrives as ':d'.
 _TOKEN = r"<url>|<user>|[:;=][\-o']?[)(\]\[dpo/\\|*3]|<3|\w+(?:'\w+)?|[!?]+|\.{2,}|[^\w\s]"
+# Tokens as GloVe's (Stanford tokenizer) vocabulary has them: clitics split off (can't -> ca n't,
+# it's -> it 's, i'm -> i 'm), and no emoticon inside a time (10:30 is not '10' ':3' '0').
+_GLOVE_TOKEN = (
+    r"<url>|<user>|(?<!\d)[:;=][\-o']?[)(\]\[dpo/\\|*3]|<3|\w+?(?=n't\b)|n't\b"
+    r"|'(?:s|m|d|ll|re|ve)\b|\w+|[!?]+|\.{2,}|[^\w\s]"
+)
+TokenStyle = Literal["tweet", "glove"]
 
 
-def _normalizer() -> normalizers.Normalizer:
+def _normalizer(style: TokenStyle = "tweet") -> normalizers.Normalizer:
+    # GloVe's vocabulary spells apostrophes ASCII; tweets often use typographic ones.
+    quotes = [normalizers.Replace("\u2019", "'"), normalizers.Replace("\u2018", "'")]
     return normalizers.Sequence(
         [
             normalizers.NFKC(),
+            *(quotes if style == "glove" else []),
             # URLs and @mentions are replaced before lowercasing; their content is noise.
             normalizers.Replace(Regex(r"https?://\S+|www\.\S+"), f" {URL} "),
             normalizers.Replace(Regex(r"@\w+"), f" {USER} "),
@@ -47,30 +57,35 @@ def _normalizer() -> normalizers.Normalizer:
     )
 
 
-def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
-    return pre_tokenizers.Split(Regex(_TOKEN), behavior="removed", invert=True)
+def _pre_tokenizer(style: TokenStyle = "tweet") -> pre_tokenizers.PreTokenizer:
+    pattern = _GLOVE_TOKEN if style == "glove" else _TOKEN
+    return pre_tokenizers.Split(Regex(pattern), behavior="removed", invert=True)
 
 
-_NORMALIZER = _normalizer()
-_PRE_TOKENIZER = _pre_tokenizer()
+_CLEANERS = {s: (_normalizer(s), _pre_tokenizer(s)) for s in ("tweet", "glove")}
 
 
-def clean_tokens(text: str) -> list[str]:
+def clean_tokens(text: str, style: TokenStyle = "tweet") -> list[str]:
     """The cleaned word tokens of ``text`` (what the tokenizer sees before its vocabulary)."""
-    return [t for t, _ in _PRE_TOKENIZER.pre_tokenize_str(_NORMALIZER.normalize_str(text))]
+    norm, pre = _CLEANERS[style]
+    return [t for t, _ in pre.pre_tokenize_str(norm.normalize_str(text))]
 
 
 def train_tokenizer(
-    texts: list[str], vocab_size: int = 20_000, min_frequency: int = 2
+    texts: list[str],
+    vocab_size: int = 20_000,
+    min_frequency: int = 2,
+    style: TokenStyle = "tweet",
 ) -> Tokenizer:
     """Fit a word-level tokenizer on ``texts`` (the training split only).
 
     Word-level because its trainer breaks frequency ties deterministically, so a resumed run
     rebuilds the same vocabulary (the BPE trainer does not). Id 0 is padding, id 1 unknown.
+    ``style='glove'`` splits tokens as pretrained GloVe vectors have them.
     """
     tok = Tokenizer(models.WordLevel(unk_token=UNK))
-    tok.normalizer = _normalizer()
-    tok.pre_tokenizer = _pre_tokenizer()
+    tok.normalizer = _normalizer(style)
+    tok.pre_tokenizer = _pre_tokenizer(style)
     trainer = trainers.WordLevelTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
@@ -79,6 +94,20 @@ def train_tokenizer(
     )
     tok.train_from_iterator(texts, trainer=trainer)
     return tok
+
+
+def extend_vocabulary(tok: Tokenizer, words: list[str]) -> Tokenizer:
+    """``tok`` with ``words`` appended after its own vocabulary (ids of known words unchanged).
+
+    Used for words that have a pretrained vector but are missing from the training split.
+    """
+    vocab = tok.get_vocab()
+    for w in words:
+        vocab.setdefault(w, len(vocab))
+    out = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    out.normalizer = tok.normalizer
+    out.pre_tokenizer = tok.pre_tokenizer
+    return out
 
 
 def encode(tok: Tokenizer, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,11 +29,19 @@ class LSTMClassifier(nn.Module):
         dropout: float = 0.5,
         padding_idx: int = 0,
         pooling: Literal["last", "max"] = "last",
+        pretrained: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.bidirectional = bidirectional
         self.pooling = pooling
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
+        if pretrained is not None:  # initial rows, e.g. word vectors (vocab_size x embed_dim)
+            if tuple(pretrained.shape) != (vocab_size, embed_dim):
+                raise ValueError(
+                    f"pretrained embedding {tuple(pretrained.shape)} != ({vocab_size}, {embed_dim})"
+                )
+            with torch.no_grad():
+                self.embedding.weight.copy_(pretrained)
         # Dropout between stacked layers as well as before the head (PyTorch needs >= 2 layers).
         self.lstm = nn.LSTM(
             embed_dim,
@@ -76,10 +84,11 @@ def lstm_basic(
     dropout: float = 0.5,
     padding_idx: int = 0,
     pooling: Literal["last", "max"] = "last",
+    pretrained: torch.Tensor | None = None,
 ) -> LSTMClassifier:
     """The study's first model: embedding -> 3 stacked LSTM layers -> dropout 0.5 -> linear."""
     return LSTMClassifier(vocab_size, num_classes, embed_dim, hidden_size, num_layers,
-                          bidirectional, dropout, padding_idx, pooling)  # fmt: skip
+                          bidirectional, dropout, padding_idx, pooling, pretrained)  # fmt: skip
 
 
 def bilstm(
@@ -92,10 +101,11 @@ def bilstm(
     dropout: float = 0.5,
     padding_idx: int = 0,
     pooling: Literal["last", "max"] = "last",
+    pretrained: torch.Tensor | None = None,
 ) -> LSTMClassifier:
     """The study's improved model: embedding 128, 2 bidirectional layers of 64, dropout 0.5."""
     return LSTMClassifier(vocab_size, num_classes, embed_dim, hidden_size, num_layers,
-                          bidirectional, dropout, padding_idx, pooling)  # fmt: skip
+                          bidirectional, dropout, padding_idx, pooling, pretrained)  # fmt: skip
 
 
 def text_example(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -16,8 +18,16 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from archlab.config import RunConfig
+from archlab.data.embeddings import load_vectors, peek_dim
 from archlab.data.splits import stratified_split, stratified_subset
-from archlab.data.text import encode, load_text_table, read_csv, train_tokenizer
+from archlab.data.text import (
+    clean_tokens,
+    encode,
+    extend_vocabulary,
+    load_text_table,
+    read_csv,
+    train_tokenizer,
+)
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
 from archlab.models import MODELS, models_for
@@ -50,6 +60,13 @@ class TextDataConfig:
     # text) over distill_folds folds of the training split. 0 = hard labels only.
     distill: float = 0.0
     distill_folds: int = 5
+    # Pretrained word vectors (GloVe text, or word2vec/fastText text with a 'count dim' header;
+    # plain or .gz). Sets the embedding size, splits tokens as GloVe does (can't -> ca n't) and
+    # initializes the rows of words that have a vector. "" = a randomly initialized embedding.
+    embeddings: str = ""
+    # Besides every training word that has a vector, the file's first N words (its most frequent)
+    # join the vocabulary, so words never seen in training keep their vector (-1 = all, 0 = none).
+    embeddings_words: int = 100_000
 
     def __post_init__(self) -> None:
         if self.vocab_size < 3:
@@ -70,6 +87,11 @@ class TextDataConfig:
             raise ArchlabError(
                 f"invalid config value data.distill_folds={self.distill_folds}: must be >= 2"
             )
+        if self.embeddings_words < -1:
+            raise ArchlabError(
+                f"invalid config value data.embeddings_words={self.embeddings_words}: "
+                "-1 (all), 0 (none) or a number of words"
+            )
 
 
 @dataclass(frozen=True)
@@ -81,6 +103,10 @@ class TextModelConfig:
     hidden_size: int | None = None
     num_layers: int | None = None
     pooling: Literal["last", "max"] = "last"
+    # Keep the embedding fixed (e.g. at its pretrained vectors) for freeze_epochs epochs, then
+    # fine-tune it; freeze_epochs 0 = frozen for the whole run.
+    freeze_embeddings: bool = False
+    freeze_epochs: int = 0
 
     def __post_init__(self) -> None:
         valid = models_for("text")
@@ -90,6 +116,10 @@ class TextModelConfig:
             v = getattr(self, key)
             if v is not None and v < 1:
                 raise ArchlabError(f"invalid config value model.{key}={v}: must be >= 1")
+        if self.freeze_epochs < 0:
+            raise ArchlabError(
+                f"invalid config value model.freeze_epochs={self.freeze_epochs}: must be >= 0"
+            )
 
 
 class TextClassification:
@@ -103,7 +133,10 @@ class TextClassification:
         self.data_cfg: TextDataConfig = cfg.data
         self.model_cfg: TextModelConfig = cfg.model
         self.reg = cfg.reg
+        self.seed = cfg.seed
         self.split_seed = cfg.data_seed
+        self.quiet = cfg.train.progress == "off"
+        self.pretrained: torch.Tensor | None = None  # initial embedding, training only
         self.info: dict[str, Any] = {}
         self.tokenizer: Tokenizer | None = None
         self.texts: list[str] = []
@@ -111,10 +144,20 @@ class TextClassification:
         self.split: dict[str, np.ndarray] = {}
         self.weight: torch.Tensor | None = None
         self.teacher: dict[str, Any] = {}  # distillation: cross-fit accuracy, for metrics.json
+        self.fitted: Tokenizer | None = None  # the run's tokenizer, when re-evaluating a run
+        self.saved_info: dict[str, Any] = {}
 
     # --- data ---
     def build_data(self, device: torch.device) -> DataBundle:
         c = self.data_cfg
+        if c.embeddings and self.fitted is None:  # one line read: fail before the CSV is read
+            dim = peek_dim(c.embeddings)
+            if self.model_cfg.embed_dim is not None and self.model_cfg.embed_dim != dim:
+                raise ArchlabError(
+                    f"model.embed_dim={self.model_cfg.embed_dim} conflicts with "
+                    f"data.embeddings={c.embeddings} ({dim}-dimensional vectors); drop "
+                    f"model.embed_dim or set it to {dim}"
+                )
         table = load_text_table(
             c.path, c.text_column, c.label_column, c.encoding, c.labels, c.conflicts
         )
@@ -124,7 +167,14 @@ class TextClassification:
         # One sample per distinct cleaned text, so a text can never be in two splits.
         self.split = stratified_split(self.labels, c.val_fraction, c.test_fraction, self.split_seed)
         train_texts = [self.texts[i] for i in self.split["train"]]
-        self.tokenizer = train_tokenizer(train_texts, c.vocab_size, c.min_frequency)
+        vectors_info: dict[str, Any] = {}
+        if self.fitted is not None:  # eval/ensemble: the run's own vocabulary, no vectors file
+            self.tokenizer = self.fitted
+        elif c.embeddings:
+            vectors_info = self._pretrained_vocabulary(train_texts)
+        else:
+            self.tokenizer = train_tokenizer(train_texts, c.vocab_size, c.min_frequency)
+        assert self.tokenizer is not None
         x, lengths = encode(self.tokenizer, self.texts, c.max_length)
         # Tokens and labels live on the device once; lengths stay on the CPU, where
         # pack_padded_sequence wants them, so a batch costs no host-to-device copy.
@@ -151,6 +201,10 @@ class TextClassification:
             "truncated_texts": int((lengths >= c.max_length).sum()),
             "split_sha256": {k: sha256_array(v) for k, v in self.split.items()},
         }
+        if vectors_info:
+            self.info["embeddings"] = vectors_info
+        elif self.fitted is not None and "embeddings" in self.saved_info:
+            self.info["embeddings"] = self.saved_info["embeddings"]
 
         # Distillation targets, computed at the first training batch: `archlab eval` and
         # `predict` rebuild the data but never need the teacher.
@@ -182,6 +236,65 @@ class TextClassification:
             splits={k: v.tolist() for k, v in self.split.items()},
         )
 
+    def _pretrained_vocabulary(self, train_texts: list[str]) -> dict[str, Any]:
+        """Fit the GloVe-style tokenizer, add the words that have vectors, build the initial
+        embedding (``self.pretrained``); returns what data.json records about the vectors."""
+        c = self.data_cfg
+        tok = train_tokenizer(train_texts, c.vocab_size, c.min_frequency, style="glove")
+        counts = Counter(t for text in train_texts for t in clean_tokens(text, "glove"))
+        vec = load_vectors(c.embeddings, set(counts), c.embeddings_words)
+        row = {w: i for i, w in enumerate(vec.words)}
+        covered = [w for w in counts if w in row]
+        if not covered:
+            sample = ", ".join(list(counts)[:5])
+            raise ArchlabError(
+                f"{c.embeddings}: no word in common with the training texts of {c.path} (e.g. "
+                f"{sample}); is it a vectors file for this language and lower-cased?"
+            )
+        # Training words below min_frequency that have a vector still get their own row.
+        rare = sorted((w for w in covered if tok.token_to_id(w) is None), key=lambda w: -counts[w])
+        n_train_vocab = tok.get_vocab_size()
+        self.tokenizer = extend_vocabulary(tok, [*rare, *vec.words])
+        vocab = self.tokenizer.get_vocab()
+        ids = np.fromiter(vocab.values(), np.int64, len(vocab))
+        have = np.array([w in row for w in vocab])
+        # Words without a vector start random at the vectors' own scale; padding stays zero.
+        gen = np.random.default_rng(self.seed)
+        std = float(vec.matrix.std())
+        weight = gen.normal(0.0, std, (len(vocab), vec.dim)).astype(np.float32)
+        weight[ids[have]] = vec.matrix[[row[w] for w, h in zip(vocab, have, strict=True) if h]]
+        weight[0] = 0.0
+        self.pretrained = torch.from_numpy(weight)
+        total = sum(counts.values())
+        info = {
+            **vec.info,
+            "dim": vec.dim,
+            "lines": vec.lines,
+            "rows_kept": len(vec.words),
+            "duplicate_words": vec.duplicates,
+            "first_duplicate_line": vec.first_duplicate_line,
+            "tokens": "glove (clitics split: can't -> ca n't)",
+            "vocab_from_training": n_train_vocab,
+            "vocab_with_vector": int(have.sum()),
+            "vocab_added_from_vectors": len(vocab) - n_train_vocab,
+            "train_token_coverage": sum(counts[w] for w in covered) / total,
+            "train_word_coverage": len(covered) / len(counts),
+            "init_std": std,
+        }
+        if not self.quiet:
+            dup = (f"; {vec.duplicates} repeated words, first kept (first repeat at line "
+                   f"{vec.first_duplicate_line})" if vec.duplicates else "")  # fmt: skip
+            print(
+                f"vectors {c.embeddings}: {vec.dim}-d, {len(vec.words):,} of {vec.lines:,} rows "
+                f"kept; {info['train_token_coverage']:.1%} of training tokens and "
+                f"{info['train_word_coverage']:.1%} of distinct training words have a vector; "
+                f"vocabulary {len(vocab):,} ({info['vocab_added_from_vectors']:,} words from "
+                f"the vectors only){dup}",
+                file=sys.stderr,
+                flush=True,
+            )
+        return info
+
     def _distill_targets(self) -> torch.Tensor:
         """(n_train, 1 + classes): the label, then the blended soft targets, in train order."""
         c = self.data_cfg
@@ -205,6 +318,23 @@ class TextClassification:
         w = counts.sum() / (len(counts) * counts)
         self.weight = torch.tensor(w, dtype=torch.float32, device=device)
 
+    def use_fitted(self, run_dir: Path) -> None:
+        """Rebuild data with the run's own tokenizer (eval, ensemble), not a refitted one: with
+        pretrained vectors the vocabulary came from the vectors file, which is not needed."""
+        path = Path(run_dir) / TOKENIZER_FILE
+        if path.exists():
+            self.fitted = Tokenizer.from_file(str(path))
+            self.saved_info = json.loads((Path(run_dir) / "data.json").read_text())
+
+    def callbacks(self) -> list[Any]:
+        """Training callbacks this task adds: the embedding freeze, if configured."""
+        from archlab.train.callbacks import FreezeParameters  # the trainer's layer, used lazily
+
+        m = self.model_cfg
+        if not m.freeze_embeddings:
+            return []
+        return [FreezeParameters("embedding.", m.freeze_epochs)]
+
     def restore(self, run_dir: Path) -> None:
         """Classes and the fitted tokenizer from a run dir, without the training data."""
         run_dir = Path(run_dir)
@@ -218,12 +348,15 @@ class TextClassification:
     def build_model(self) -> nn.Module:
         m = self.model_cfg
         sizes = {"embed_dim": m.embed_dim, "hidden_size": m.hidden_size, "num_layers": m.num_layers}
+        if "embeddings" in self.info:  # the vectors' size (a conflicting embed_dim is an error)
+            sizes["embed_dim"] = self.info["embeddings"]["dim"]
         return MODELS[m.name].build(
             vocab_size=self.info["vocab_size"],
             num_classes=len(self.info["class_names"]),
             dropout=self.reg.dropout,
             padding_idx=0,
             pooling=m.pooling,
+            pretrained=self.pretrained,
             **{k: v for k, v in sizes.items() if v is not None},
         )
 

@@ -51,6 +51,33 @@ class Callback:
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+class FreezeParameters(Callback):
+    """Keep the parameters whose names start with ``prefix`` fixed for the first ``epochs``
+    epochs (0 = the whole run), then train them.
+
+    They stay in the optimizer: a parameter without a gradient is skipped by torch optimizers
+    (no step, no weight decay), and one that gets gradients again is updated from then on. The
+    state follows the epoch count, so a resumed run freezes or not as the original did.
+    """
+
+    def __init__(self, prefix: str, epochs: int = 0) -> None:
+        self.prefix = prefix
+        self.epochs = epochs
+
+    def _set(self, trainer: Trainer) -> None:
+        assert trainer.model is not None
+        frozen = self.epochs == 0 or trainer.state.epoch < self.epochs
+        for name, p in trainer.model.named_parameters():
+            if name.startswith(self.prefix):
+                p.requires_grad_(not frozen)
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self._set(trainer)
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None:
+        self._set(trainer)
+
+
 class HistoryWriter(Callback):
     """Rewrite history.csv after every epoch (atomically)."""
 
