@@ -614,7 +614,7 @@ def _series_plot(
     date: str,
     wanted: tuple[str, ...],
     run_dir: Path,
-    baseline: str,
+    baseline: str = "mean",
 ) -> None:
     from archlab.report.eda_sales import actual_vs_forecast
 
