@@ -9,15 +9,18 @@ Usage:
 
 Each variant runs in its own process, because libgomp reads its wait policy once, when torch
 loads:
-  * old: ``train.threads=0`` as before issue 14: torch's default thread count with libgomp's
-    default waiting (spin ~300,000 polls, then sleep). archlab now sets OMP_WAIT_POLICY=PASSIVE
-    unless the user chose a policy, so the old behaviour is re-created with
-    ``GOMP_SPINCOUNT=300000``, which is exactly libgomp's default when no policy is set.
-  * new: ``train.threads=0`` today (no OpenMP variable set: archlab's PASSIVE policy).
+  * old: ``train.threads=0`` as before issue 14: torch's default thread count, fixed, with
+    libgomp's default waiting (spin ~300,000 polls, then sleep). archlab now sets
+    OMP_WAIT_POLICY=PASSIVE unless the user chose a policy, so the old behaviour is re-created
+    with ``GOMP_SPINCOUNT=300000`` (exactly libgomp's default when no policy is set) and
+    without the AutoThreads callback.
+  * new: ``train.threads=0`` today: archlab's PASSIVE policy and AutoThreads, which follows
+    the load (the callback runner.train adds).
   * one: ``train.threads=1`` (the workaround the issue used), for reference.
 A process builds the data once, runs one warm-up epoch, then ``--repeats`` pairs of epochs,
 alone and beside ``--hogs`` busy-loop processes that it starts before the epoch and kills right
-after (each hog also exits by itself after 10 minutes); the order within a pair alternates.
+after (a hog also exits by itself after 10 minutes, or when that process dies); the order
+within a pair alternates.
 The variants' processes are interleaved (old, new, one, old, new, one, ...) for ``--rounds``
 rounds, so a change in the machine's load hits them alike. An epoch is ``Trainer.fit`` of a
 fresh model for one epoch of K steps plus its validation pass (text: 2,000 tweets; images:
@@ -42,18 +45,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {"bilstm": "text-bilstm", "resnet18": "images-resnet18", "rnn": "sales-rnn"}
 STEPS = {"bilstm": 20, "resnet18": 3, "rnn": 20}
-# variant -> (train.threads, extra environment)
-VARIANTS: dict[str, tuple[int, dict[str, str]]] = {
-    "old": (0, {"GOMP_SPINCOUNT": "300000"}),
-    "new": (0, {}),
-    "one": (1, {}),
+# variant -> (train.threads, extra environment, AutoThreads on)
+VARIANTS: dict[str, tuple[int, dict[str, str], bool]] = {
+    "old": (0, {"GOMP_SPINCOUNT": "300000"}, False),
+    "new": (0, {}, True),
+    "one": (1, {}, False),
 }
 OPENMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "KMP_BLOCKTIME")
-HOG = "import time\nend = time.time() + 600\nwhile time.time() < end:\n    pass\n"
+# A busy loop that ends after 10 minutes or when the process that started it is gone.
+HOG = (
+    "import os, time\nppid, end = os.getppid(), time.time() + 600\n"
+    "while time.time() < end and os.getppid() == ppid:\n    pass\n"
+)
 GOAL_BUSY, GOAL_IDLE = 3.0, 1.05
 
 
-def child(model: str, steps: int, threads: int, repeats: int, hogs: int, data_dir: str) -> None:
+def child(
+    model: str, steps: int, threads: int, repeats: int, hogs: int, data_dir: str, auto: bool
+) -> None:
     """Time ``repeats`` epochs alone and as many beside ``hogs`` hogs; print JSON."""
     import torch
 
@@ -84,7 +93,7 @@ def child(model: str, steps: int, threads: int, repeats: int, hogs: int, data_di
     def epoch() -> float:
         model_ = task.build_model()
         g = governor()  # train.threads=0: the run's AutoThreads callback, as runner adds it
-        cbs = [AutoThreads(g)] if g is not None else []
+        cbs = [AutoThreads(g)] if g is not None and auto else []
         trainer = Trainer(cfg.train, cfg.optim, cfg.reg, seed=cfg.seed, device=device,
                           callbacks=cbs)  # fmt: skip
         t0 = time.perf_counter()
@@ -118,12 +127,13 @@ def child(model: str, steps: int, threads: int, repeats: int, hogs: int, data_di
 
 
 def run_variant(name: str, model: str, args: argparse.Namespace, steps: int) -> dict:
-    threads, extra = VARIANTS[name]
+    threads, extra, auto = VARIANTS[name]
     env = {k: v for k, v in os.environ.items() if k not in OPENMP_VARS}
     env.update(extra)
     cmd = [sys.executable, __file__, "--child", model, "--child-steps", str(steps),
            "--child-threads", str(threads), "--repeats", str(args.repeats),
-           "--hogs", str(args.hogs), "--data-dir", args.data_dir]  # fmt: skip
+           "--hogs", str(args.hogs), "--data-dir", args.data_dir,
+           *(["--child-auto"] if auto else [])]  # fmt: skip
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, cwd=REPO)
     if res.returncode != 0:
         raise SystemExit(f"{name}/{model} failed:\n{res.stderr[-2000:]}")
@@ -146,10 +156,11 @@ def main() -> None:
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--child-steps", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--child-threads", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--child-auto", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child, args.child_steps, args.child_threads, args.repeats, args.hogs,
-              args.data_dir)  # fmt: skip
+              args.data_dir, args.child_auto)  # fmt: skip
         return
     steps = dict(STEPS)
     for kv in filter(None, args.steps.split(",")):
