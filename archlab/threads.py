@@ -1,25 +1,21 @@
-"""CPU threads: how OpenMP waits (set before torch loads) and how many intra-op threads to use.
+"""CPU threads: how many intra-op threads torch uses, following the machine's load.
 
-Why: torch's CPU kernels run on an OpenMP team (libgomp). By default a thread that reaches a
-barrier first spins (~300,000 polls) waiting for the others. On a machine whose cores are also
-busy with other jobs, a spinning thread burns the time slice its partner needs, and the
-partner, preempted by another job, arrives only after the scheduler's next slice: every op of
-microseconds then costs milliseconds, and a small LSTM's epoch ran 10-70x slower beside two
-CPU hogs (issue 14). With ``OMP_WAIT_POLICY=PASSIVE`` a waiting thread sleeps at once, so it
-gives its core to whoever needs it and is woken (with the scheduler's wake-up preference) when
-the work arrives. ``bench/threads.py`` measures both policies alone and beside CPU hogs.
+The cause of issue 14's 10-70x slower epochs beside other CPU jobs: torch's CPU kernels run on
+an OpenMP team (libgomp), one thread per core. Every parallel op ends at a barrier that needs
+every thread of the team to have run its share, and a thread that arrives first spins (~300,000
+polls) before it sleeps. When other jobs hold the cores, one of the team's threads sits in the
+run queue behind them for a scheduler slice (milliseconds) while its partner spins, op after op:
+an op of microseconds costs milliseconds, and a small LSTM (thousands of small ops per epoch)
+collapses. A single thread has no barrier to wait at, so it just gets its share of a core.
 
-libgomp reads the variable once, when torch's shared library loads, so ``prepare_openmp`` runs
-from ``archlab/__init__.py`` (before any ``import torch`` that goes through archlab). A value
-the user set (``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``) is left alone.
-
-Sleeping waiters are not enough when the machine is crowded: a team of two threads still
-needs both scheduled at every op, and beside several other jobs it waits for them op after
-op. So ``train.threads=0`` also follows the load: ``CpuLoad`` measures how much of this
-process's CPUs other processes used (``/proc/stat`` minus our own CPU time), and
-``choose_threads`` keeps one thread per CPU that is left free, at least one. On an idle
-machine that is torch's own count, so nothing changes there. ``AutoThreads``
-(``archlab.train.callbacks``) re-checks every few seconds during training.
+So ``train.threads=0`` follows the load: ``CpuLoad`` measures how much of this process's CPUs
+other processes kept busy (``/proc/stat`` minus our own CPU time) and ``choose_threads`` keeps
+one thread per CPU left free, at least one. On an idle machine that is torch's own count, with
+libgomp's own waiting, so an idle run is unchanged. ``AutoThreads`` (``archlab.train.callbacks``)
+re-checks every 2 s. ``OMP_WAIT_POLICY=PASSIVE`` (sleep at once) was measured too and left out:
+it does not prevent the collapse (both threads must still be scheduled at every barrier), and
+in an early, noisy measurement here it made epochs alone ~15% slower (a futex wake-up per op).
+``bench/threads.py`` times an epoch alone and beside CPU hogs at the old and new defaults.
 """
 
 from __future__ import annotations
@@ -27,17 +23,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import MutableMapping
 from pathlib import Path
 
-WAIT_POLICY = "PASSIVE"
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
-
-
-def prepare_openmp(environ: MutableMapping[str, str] = os.environ) -> None:
-    """Make idle OpenMP threads sleep rather than spin, unless the user chose a policy."""
-    if "OMP_WAIT_POLICY" not in environ and "GOMP_SPINCOUNT" not in environ:
-        environ["OMP_WAIT_POLICY"] = WAIT_POLICY
 
 
 def cpu_quota(text: str) -> int | None:

@@ -7,16 +7,14 @@ Usage:
     python bench/threads.py [--models bilstm,resnet18] [--hogs 2] [--repeats 3] [--rounds 2]
         [--steps bilstm=20,resnet18=3] [--data-dir ../shared/data]
 
-Each variant runs in its own process, because libgomp reads its wait policy once, when torch
-loads:
-  * old: ``train.threads=0`` as before issue 14: torch's default thread count, fixed, with
-    libgomp's default waiting (spin ~300,000 polls, then sleep). archlab now sets
-    OMP_WAIT_POLICY=PASSIVE unless the user chose a policy, so the old behaviour is re-created
-    with ``GOMP_SPINCOUNT=300000`` (exactly libgomp's default when no policy is set) and
-    without the AutoThreads callback.
-  * new: ``train.threads=0`` today: archlab's PASSIVE policy and AutoThreads, which follows
-    the load (the callback runner.train adds).
+Each variant runs in its own process (OpenMP variables are read once, when torch loads; the
+ones a user may have set are removed, so every variant gets libgomp's defaults):
+  * old: ``train.threads=0`` as before issue 14: torch's default thread count (one per core),
+    fixed for the whole run.
+  * new: ``train.threads=0`` today: the same start, plus the AutoThreads callback that
+    runner.train adds, which keeps one thread per core other processes leave free.
   * one: ``train.threads=1`` (the workaround the issue used), for reference.
+  * passive (not in the default --variants): old with OMP_WAIT_POLICY=PASSIVE.
 A process builds the data once, runs one warm-up epoch, then ``--repeats`` pairs of epochs,
 alone and beside ``--hogs`` busy-loop processes that it starts before the epoch and kills right
 after (a hog also exits by itself after 10 minutes, or when that process dies); the order
@@ -47,9 +45,10 @@ PRESETS = {"bilstm": "text-bilstm", "resnet18": "images-resnet18", "rnn": "sales
 STEPS = {"bilstm": 20, "resnet18": 3, "rnn": 20}
 # variant -> (train.threads, extra environment, AutoThreads on)
 VARIANTS: dict[str, tuple[int, dict[str, str], bool]] = {
-    "old": (0, {"GOMP_SPINCOUNT": "300000"}, False),
+    "old": (0, {}, False),
     "new": (0, {}, True),
     "one": (1, {}, False),
+    "passive": (0, {"OMP_WAIT_POLICY": "PASSIVE"}, False),
 }
 OPENMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "KMP_BLOCKTIME")
 # A busy loop that ends after 10 minutes or when the process that started it is gone.

@@ -1,51 +1,17 @@
-"""CPU threads: OpenMP waits passively (set before torch loads); train.threads=0 follows load."""
+"""CPU threads: train.threads=0 keeps one thread per core other processes leave free."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from archlab import threads
-
-OPENMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "OMP_DISPLAY_ENV")
-
-
-def _openmp_settings(code: str, **env: str) -> str:
-    """libgomp's own report of its settings (OMP_DISPLAY_ENV) for a fresh interpreter."""
-    clean = {k: v for k, v in os.environ.items() if k not in OPENMP_VARS}
-    res = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**clean, "OMP_DISPLAY_ENV": "VERBOSE", **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
-    return res.stderr
-
-
-def test_openmp_threads_sleep_when_archlab_loads_torch() -> None:
-    # libgomp reads the policy once, when torch's library loads: archlab must set it first.
-    shown = _openmp_settings("import archlab, torch")
-    assert "GOMP_SPINCOUNT = '0'" in shown  # PASSIVE: no spinning at barriers
-    plain = _openmp_settings("import torch")
-    assert "GOMP_SPINCOUNT = '300000'" in plain  # what torch alone does (the old default)
-
-
-def test_a_users_openmp_choice_is_kept() -> None:
-    shown = _openmp_settings("import archlab, torch", OMP_WAIT_POLICY="ACTIVE")
-    assert "OMP_WAIT_POLICY = 'ACTIVE'" in shown
-    env = {"GOMP_SPINCOUNT": "1000"}
-    threads.prepare_openmp(env)
-    assert env == {"GOMP_SPINCOUNT": "1000"}
-    env = {}
-    threads.prepare_openmp(env)
-    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
+from archlab import runner, threads
+from archlab.config import apply_overrides
+from archlab.presets import PRESETS
+from archlab.train.callbacks import AutoThreads
 
 
 @pytest.mark.parametrize(
@@ -110,5 +76,23 @@ def test_fixed_threads_start_no_governor() -> None:
     before = torch.get_num_threads()
     try:
         assert threads.set_threads(1) == 1 and threads.governor() is None
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_default_threads_add_the_load_following_callback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    before = torch.get_num_threads()
+    monkeypatch.setattr(threads, "_MAX_THREADS", [2])  # torch's count on a 2-core machine
+    cfg = apply_overrides(PRESETS["images-resnet18-smoke"], ["train.threads=0"])
+    task = SimpleNamespace(monitor=("val_loss", "min"))
+    try:
+        assert threads.set_threads(0) == 2 and threads.governor() is not None
+        cbs = runner._callbacks(cfg, task, tmp_path, runner.distributed.SINGLE)
+        assert sum(isinstance(cb, AutoThreads) for cb in cbs) == 1
+        threads.set_threads(1)  # a fixed count: no callback
+        cbs = runner._callbacks(cfg, task, tmp_path, runner.distributed.SINGLE)
+        assert not any(isinstance(cb, AutoThreads) for cb in cbs)
     finally:
         torch.set_num_threads(before)
