@@ -191,13 +191,14 @@ def test_demo_report_theory_shows_this_runs_lstm_output(demo_report: Path) -> No
     assert re.findall(r"dL/dw_hh\s+(\S+)", doc) == numbers  # the derivation's block is live
 
 
-def _chromium() -> str:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
+def chromium() -> str:
+    """The chromium binary; skips (fails under CI, which installs it) when it is absent."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed; .ci/run installs it (apt-get install chromium)")
         pytest.skip("chromium is not installed (CI installs it: apt-get install chromium)")
-    return chromium
+    return found
 
 
 # Runs inside the harness: per iframe width, what a reader would hit.
@@ -206,10 +207,11 @@ function probe(f){var d=f.contentDocument,w=d.defaultView,main=d.querySelector('
 var imgs=[].slice.call(d.images),li=[].slice.call(d.querySelectorAll('li'));
 var wide=[].slice.call(d.querySelectorAll('.scroll')).filter(function(s){
   return s.scrollWidth>s.clientWidth+1}).map(function(s){return s.innerText.slice(0,60)});
-var text=d.body.innerText;
+var text=d.body.innerText,first=d.querySelector('table tbody');
 return {width:w.innerWidth,page:d.documentElement.scrollWidth,main:main.scrollWidth,
   mainClient:main.clientWidth,wideTables:wide,images:imgs.length,
   loaded:imgs.filter(function(i){return i.complete&&i.naturalWidth>0}).length,
+  rows:first?first.rows.length:0,
   math:d.querySelectorAll('math').length,rawMath:(text.match(/\\$\\$/g)||[]).length,
   latex:(text.match(/\\\\(frac|begin|delta|sum)/g)||[]).length,
   backtickItems:li.filter(function(l){return l.innerText.indexOf('`')>=0}).length};}
@@ -218,46 +220,64 @@ frames.forEach(function(f){f.onload=function(){out[f.width]=probe(f);
   if(++done==frames.length)document.body.setAttribute('data-result',JSON.stringify(out));};
   f.src='index.html';});
 """
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--allow-file-access-from-files",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--virtual-time-budget=15000",
+]
 
 
-def test_demo_report_in_chromium_at_1400_and_800_px(demo_report: Path, tmp_path: Path) -> None:
-    chromium = _chromium()
-    harness = demo_report / "harness.html"
+def read_in_chromium(report: Path, profile: Path) -> tuple[dict[int, dict], str]:
+    """Load ``report/index.html`` at each of WIDTHS; return the probe per width and the log."""
+    harness = report / "harness.html"
     frames = "".join(f"<iframe width={w} height=900></iframe>" for w in WIDTHS)
     harness.write_text(f"<!doctype html><body>{frames}<script>{PROBE}</script></body>")
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--hide-scrollbars",
-        "--allow-file-access-from-files",
-        f"--user-data-dir={tmp_path / 'chrome-profile'}",
-        "--virtual-time-budget=15000",
-    ]
-    cmd = [chromium, *flags, "--window-size=2400,1000", "--dump-dom", harness.as_uri()]
+    cmd = [chromium(), *FLAGS, f"--user-data-dir={profile}", "--window-size=2400,1000",
+           "--dump-dom", harness.as_uri()]  # fmt: skip
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert 'data-result="' in dom.stdout, dom.stderr[-2000:]
     raw = dom.stdout.split('data-result="', 1)[1].split('"', 1)[0].replace("&quot;", '"')
-    result = json.loads(raw)
+    return {int(k): v for k, v in json.loads(raw).items()}, dom.stderr
+
+
+def screenshot(report: Path, width: int, shot: Path, profile: Path) -> None:
+    """What a person looks at: the top 3000 px of the report at ``width``."""
+    cmd = [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},3000",
+           f"--screenshot={shot}", (report / "index.html").as_uri()]  # fmt: skip
+    subprocess.run(cmd, capture_output=True, timeout=180)
+    assert shot.exists() and shot.stat().st_size > 50_000
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        assert im.size == (width, 3000)
+
+
+def assert_readable(result: dict[int, dict]) -> None:
+    """No sideways scroll of the page, the main column or any table; every image loaded."""
     for width in WIDTHS:
-        r = result[str(width)]
+        r = result[width]
         assert r["page"] <= r["width"], r  # no horizontal scroll of the page
         assert r["main"] <= r["mainClient"], r  # nothing sticks out of the main column
         assert r["wideTables"] == [], r  # every table fits: baselines, epochs_run visible
-        assert r["images"] >= 10 and r["loaded"] == r["images"], r
-        assert r["math"] > 100 and r["rawMath"] == 0 and r["latex"] == 0, r
-        assert r["backtickItems"] == 0, r
-    for width in WIDTHS:  # what a person looks at: a screenshot at each width
-        shot = tmp_path / f"report-{width}.png"
-        subprocess.run([chromium, *flags, f"--window-size={width},3000", f"--screenshot={shot}",
-                        (demo_report / "index.html").as_uri()], capture_output=True,
-                       timeout=180)  # fmt: skip
-        assert shot.exists() and shot.stat().st_size > 50_000
-        from PIL import Image
+        assert r["images"] > 3 and r["loaded"] == r["images"], r
+        assert r["rawMath"] == 0 and r["latex"] == 0 and r["backtickItems"] == 0, r
 
-        with Image.open(shot) as im:
-            assert im.size == (width, 3000)
+
+def test_demo_report_in_chromium_at_1400_and_800_px(demo_report: Path, tmp_path: Path) -> None:
+    result, log = read_in_chromium(demo_report, tmp_path / "chrome-profile")
+    assert_readable(result)
+    for width in WIDTHS:
+        assert result[width]["images"] >= 10 and result[width]["math"] > 100, result[width]
+        assert result[width]["rows"] == 4  # the summary: one row per experiment
+    assert [ln for ln in log.splitlines() if "CONSOLE" in ln and "index.html" in ln] == []
+    for width in WIDTHS:
+        screenshot(demo_report, width, tmp_path / f"report-{width}.png", tmp_path / "profile")

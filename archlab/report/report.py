@@ -411,7 +411,7 @@ max-width:1000px;padding:1rem;line-height:1.45;color:#1b1b1b}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
 .scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:.9rem;
 margin:.5rem 0}th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;
-vertical-align:top;overflow-wrap:anywhere}td.num{white-space:nowrap}
+vertical-align:top;overflow-wrap:anywhere}td.num{overflow-wrap:normal}
 th{background:#f3f5f7}img{max-width:100%;height:auto;display:block;margin:.5rem 0}
 pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;font-size:.8rem}
 code{background:#f3f5f7;padding:0 .2em;border-radius:3px;font-size:.85em}
@@ -430,9 +430,11 @@ def _inline(text: str) -> str:
 
 
 def _cell(text: str) -> str:
-    # numbers (and "a ± b") never break inside; names may
+    # a number never breaks inside; "mean ± std" may break before the ±, and nowhere else
     number = re.fullmatch(r"[-+]?[\d,.]+(e[-+]?\d+)?( ± [\d,.]+(e[-+]?\d+)?)?|—", text)
-    return f'<td class="num">{_inline(text)}</td>' if number else f"<td>{_inline(text)}</td>"
+    if number:
+        return f'<td class="num">{_inline(text).replace(" ± ", " ±&nbsp;")}</td>'
+    return f"<td>{_inline(text)}</td>"
 
 
 def render_html(blocks: list[Block]) -> str:
