@@ -87,7 +87,7 @@ class TrainConfig:
     batch_size: int = 64
     eval_batch_size: int = 512
     device: str = "auto"  # auto = cuda > mps > cpu
-    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    threads: int = 0  # torch intra-op threads; 0: one per core other jobs leave free (threads.py)
     progress: Literal["auto", "bar", "plain", "off"] = "auto"  # auto: bar on a TTY, else plain
     tensorboard: bool = False
     max_steps_per_epoch: int = 0  # cap on training steps per epoch (0 = full epoch); for smoke runs

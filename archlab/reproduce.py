@@ -274,6 +274,18 @@ def reproduce(
     )
 
 
+def _image_shape(out: Path, manifest: dict[str, Any]) -> tuple[str, int] | None:
+    """Input shape and class count of the first image run (model summaries use them)."""
+    from archlab.report.extras import image_run_shape
+
+    for exp in manifest["experiments"]:
+        if exp["part"] == "images":
+            runs = next(iter(exp["runs"].values()), [])
+            if runs:
+                return image_run_shape(out / exp["part"] / exp["key"] / runs[0])
+    return None
+
+
 def run_study(
     paths: dict[str, str],
     profile: str,
@@ -341,7 +353,7 @@ def run_study(
             for p in eda_plots(part, Path(path), out / "eda" / part, part_sets)
         ]
     manifest["theory"] = theory_outputs(out / "theory")
-    manifest["summaries"] = model_summaries(out / "summaries")
+    manifest["summaries"] = model_summaries(out / "summaries", _image_shape(out, manifest))
     write_json_atomic(out / "manifest.json", manifest)
     write_text_atomic(out / "command.txt", command + "\n")
     return build_report(out)

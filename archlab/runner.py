@@ -21,8 +21,10 @@ from archlab.config import RunConfig, apply_overrides
 from archlab.errors import ArchlabError
 from archlab.report import artifacts, plots
 from archlab.tasks import TASKS
+from archlab.threads import governor, set_threads
 from archlab.train import distributed
 from archlab.train.callbacks import (
+    AutoThreads,
     BestWeights,
     Callback,
     Checkpoint,
@@ -107,8 +109,7 @@ def _setup(cfg: RunConfig, d: Dist = distributed.SINGLE) -> torch.device:
             f"over {d.world} processes"
         )
     seed_everything(cfg.seed)  # same seed on every rank: identical init and RNG streams
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    set_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
     if d.enabled and device.type == "cuda":
         device = torch.device("cuda", d.local_rank)
@@ -224,6 +225,8 @@ def _callbacks(cfg: RunConfig, task: Any, run_dir: Path, d: Dist) -> list[Callba
         ),
         Checkpoint(run_dir, write=main, every_s=cfg.train.checkpoint_every_s),
     ]
+    if (g := governor()) is not None:  # train.threads=0: follow the machine's load
+        cbs.append(AutoThreads(g))
     if main:
         cbs += [HistoryWriter(run_dir), Progress(cfg.train.progress, cfg.train.epochs)]
         if cfg.train.tensorboard:

@@ -15,7 +15,9 @@ def test_bar_renders_after_an_epoch_end() -> None:
     # raise KeyError on the next render, which a terminal does at once (`archlab train` crashed at
     # the end of its first epoch whenever stderr was a tty).
     cb = Progress("bar", total_epochs=2)
-    trainer = SimpleNamespace(steps_per_epoch=3, state=SimpleNamespace(epoch=0, batch=0, stop=False))
+    trainer = SimpleNamespace(
+        steps_per_epoch=3, state=SimpleNamespace(epoch=0, batch=0, stop=False)
+    )
     cb.on_fit_start(trainer)
     try:
         cb.on_batch_end(trainer, 0, torch.tensor(0.5))

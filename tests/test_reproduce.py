@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,63 +57,15 @@ def test_rerun_skips_finished_runs(small_study: Path) -> None:
 
 
 def test_report_renders_in_headless_chromium(small_study: Path) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; .ci/run installs it (apt-get install chromium)")
-        pytest.skip("chromium not installed (CI installs it)")
+    from test_report import WIDTHS, assert_readable, read_in_chromium, screenshot
+
     report = small_study / "out" / "report"
-    # A harness page loads the report in an iframe and reports what a reader would see.
-    harness = report / "harness.html"
-    harness.write_text(
-        "<!doctype html><body><iframe id=f src='index.html' width=1200 height=800></iframe>"
-        "<script>document.getElementById('f').onload=function(){"
-        "var d=this.contentDocument,imgs=[].slice.call(d.images);"
-        "var ok=imgs.filter(function(i){return i.complete&&i.naturalWidth>0}).length;"
-        "var rows=d.querySelector('table tbody').rows.length;"
-        "document.body.setAttribute('data-result',JSON.stringify({images:imgs.length,loaded:ok,"
-        "rows:rows}));};</script></body>"
-    )
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--allow-file-access-from-files",
-        "--enable-logging=stderr",
-        "--v=0",
-        f"--user-data-dir={small_study / 'chrome-profile'}",
-        "--virtual-time-budget=10000",
-    ]
-    dom = subprocess.run(
-        [chromium, *flags, "--dump-dom", harness.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert 'data-result="' in dom.stdout, dom.stderr[-2000:]
-    raw = dom.stdout.split('data-result="', 1)[1].split('"', 1)[0].replace("&quot;", '"')
-    result = json.loads(raw)
-    assert result["images"] > 3 and result["loaded"] == result["images"]
-    assert result["rows"] == 2  # one summary row per experiment
-    errors = [ln for ln in dom.stderr.splitlines() if "CONSOLE" in ln and "index.html" in ln]
+    result, log = read_in_chromium(report, small_study / "chrome-profile")
+    assert_readable(result)  # at 1400 and 800 px, ablation table included
+    assert all(result[w]["rows"] == 2 for w in WIDTHS)  # one summary row per experiment
+    errors = [ln for ln in log.splitlines() if "CONSOLE" in ln and "index.html" in ln]
     assert errors == []
-    shot = report / "screenshot.png"
-    subprocess.run(
-        [
-            chromium,
-            *flags,
-            "--window-size=412,2000",
-            f"--screenshot={shot}",
-            (report / "index.html").as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-    )
-    assert shot.exists() and shot.stat().st_size > 10_000
+    screenshot(report, 412, report / "screenshot.png", small_study / "chrome-profile")
 
 
 @pytest.mark.skipif(not DATA_DIR.exists(), reason=f"shared data not found at {DATA_DIR}")

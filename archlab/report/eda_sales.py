@@ -87,15 +87,22 @@ def _out(fig: plt.Figure, path: Path) -> Path:
 
 
 def actual_vs_forecast(
-    series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], path: Path
+    series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    path: Path,
+    baseline: str = "mean",
 ) -> None:
-    """One panel per series: actual, model forecast and the mean baseline over the test steps."""
+    """One panel per series: actual, model forecast and the ``baseline`` over the test steps.
+
+    The caller passes the strongest baseline (lowest test WMAE): the one the model must beat.
+    """
     n = max(1, len(series))
-    fig, axes = plt.subplots(n, 1, figsize=(9, 2.4 * n), squeeze=False)
+    # constrained layout keeps each panel's title clear of the date labels of the one above
+    fig, axes = plt.subplots(n, 1, figsize=(9, 2.4 * n), squeeze=False, layout="constrained")
     for ax, (name, (d, actual, fc, base)) in zip(axes[:, 0], series.items(), strict=False):
         ax.plot(d, actual, "k-", label="actual")
-        ax.plot(d, fc, "C0-", label="forecast")
-        ax.plot(d, base, "C1--", alpha=0.7, label="baseline (mean)")
+        # the baseline goes under the forecast: where they coincide the forecast stays visible
+        ax.plot(d, base, "C1--", lw=2.2, alpha=0.8, label=f"baseline ({baseline})")
+        ax.plot(d, fc, "C0-", lw=1.3, label="forecast")
         ax.set_title(f"series {name}", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ THEORY_COMMANDS: dict[str, list[str]] = {
     "softmax shift invariance and overflow": ["softmax"],
     "LSTM backward pass vs autograd": ["lstm-grad"],
 }
-# Model summaries shown in the report: name -> (input shape, classes).
+# Model summaries shown in the report: name -> (input shape, classes) of the study's images;
+# a report whose image runs had another input or class count shows theirs (image_run_shape).
 SUMMARIES: dict[str, tuple[str, int]] = {"vgg13": ("1x64x64", 3), "resnet18": ("1x64x64", 3)}
 
 
@@ -69,17 +71,37 @@ def theory_outputs(out_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def model_summaries(out_dir: Path) -> list[dict[str, Any]]:
+def image_run_shape(run_dir: Path) -> tuple[str, int] | None:
+    """The input shape ('CxHxW') and class count an image run trained on (its data.json)."""
+    path = Path(run_dir) / "data.json"
+    if not path.exists():
+        return None
+    info = json.loads(path.read_text())
+    if not {"channels", "size", "class_names"} <= info.keys():
+        return None
+    return f"{info['channels']}x{info['size']}x{info['size']}", len(info["class_names"])
+
+
+def model_summaries(out_dir: Path, shape: tuple[str, int] | None = None) -> list[dict[str, Any]]:
+    """A torchinfo table per image model, at ``shape`` (the runs' input and classes) if given."""
     from archlab.models import MODELS
     from archlab.report.summary import model_summary
 
     rows = []
-    for name, (shape, classes) in SUMMARIES.items():
+    for name, default in SUMMARIES.items():
         if name not in MODELS:
             continue
+        input_shape, classes = shape or default
         path = out_dir / f"{name}.txt"
-        write_text_atomic(path, model_summary(name, shape, classes))
-        rows.append({"model": name, "input": shape, "file": str(path.relative_to(out_dir.parent))})
+        write_text_atomic(path, model_summary(name, input_shape, classes))
+        rows.append(
+            {
+                "model": name,
+                "input": input_shape,
+                "classes": classes,
+                "file": str(path.relative_to(out_dir.parent)),
+            }
+        )
     return rows
 
 

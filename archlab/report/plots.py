@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from archlab.utils import atomic_path
 
@@ -37,6 +38,7 @@ def learning_curves(
                 ax.plot(ep, [r[f"train_{m}"] for r in rows], "--", color=color, alpha=0.7)
             ax.plot(ep, [r[f"val_{m}"] for r in rows], "-", color=color, label=label)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_ylabel(m)
         ax.set_title(f"{m} (solid: val, dashed: train)", fontsize=10)
         ax.grid(alpha=0.3)
@@ -71,10 +73,10 @@ def image_grid(
     path: Path,
     cols: int = 8,
 ) -> None:
-    """Sample test images titled 'pred (p)'; red titles mark mistakes."""
+    """Sample test images titled 'true / pred (p)'; red titles mark mistakes."""
     k = len(images)
     rows = max(1, -(-k // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 1.7 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 1.9 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i in range(k):
@@ -83,6 +85,8 @@ def image_grid(
         ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
         ok = pred[i] == true[i]
         ax.set_title(
-            f"{names[pred[i]]} ({conf[i]:.2f})", fontsize=7, color="black" if ok else "red"
+            f"true {names[true[i]]}\npred {names[pred[i]]} ({conf[i]:.2f})",
+            fontsize=7,
+            color="black" if ok else "red",
         )
     _save(fig, path)

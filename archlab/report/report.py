@@ -10,6 +10,7 @@ import base64
 import html
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 import yaml
 
 from archlab.errors import ArchlabError
-from archlab.report import artifacts
+from archlab.report import artifacts, mathmd
 from archlab.utils import write_text_atomic
 
 STUDY_FILE = Path(__file__).resolve().parents[1] / "data" / "study.yaml"
@@ -33,6 +34,7 @@ PART_TITLES = {
 COLUMNS = {
     "images": [
         "test_accuracy",
+        "test_balanced_accuracy",
         "test_f1_macro",
         "test_precision_macro",
         "test_recall_macro",
@@ -41,6 +43,7 @@ COLUMNS = {
     ],
     "text": [
         "test_accuracy",
+        "test_balanced_accuracy",
         "test_f1_macro",
         "baseline_tfidf_accuracy",
         "baseline_tfidf_f1_macro",
@@ -54,7 +57,7 @@ COLUMNS = {
         "test_r2",
         "test_rmse_std",
         "test_r2_std",
-        "baseline_last_week_wmae",
+        "baseline_last_step_wmae",
         "baseline_seasonal_naive_wmae",
         "baseline_mean_wmae",
         "epochs_run",
@@ -78,7 +81,7 @@ DIFFERENCES = [
 class Block:
     """One report element, rendered to both Markdown and HTML."""
 
-    kind: str  # h1 h2 h3 p table img pre list
+    kind: str  # h1 h2 h3 p list table img pre md (a Markdown document) links
     content: Any
     extra: Any = None
 
@@ -173,17 +176,7 @@ def _experiment_blocks(out: Path, report_dir: Path, exp: dict[str, Any]) -> list
         blocks.append(Block("img", abl / "ablation_curves.png", "learning curves per technique"))
         links = [(f"{t} config", d[0] / artifacts.CONFIG) for t, d in dirs.items()]
     else:
-        ms = _metrics(dirs[""])  # read each metrics.json once
-        cols = [c for c in COLUMNS[exp["part"]] if any(c in m for m in ms)]
-        table = [["seed", *cols]]
-        for d, m in zip(dirs[""], ms, strict=True):
-            table.append([d.name, *[_fmt(m.get(c)) for c in cols]])
-        if len(ms) > 1:
-            table.append(["mean ± std", *[_mean_std([m[c] for m in ms if c in m]) for c in cols]])
-        ens = _ensemble(out, exp)
-        if ens:  # metrics of the averaged prediction; baselines and timings are per run
-            table.append(["seeds averaged", *[_fmt(ens[c]) if c in ens else "—" for c in cols]])
-        blocks.append(Block("table", table))
+        blocks.append(Block("table", run_table(exp["part"], dirs[""], _ensemble(out, exp))))
         first = dirs[""][0]
         for png in sorted((first / "plots").glob("*.png")):
             blocks.append(Block("img", png, png.stem.replace("_", " ")))
@@ -192,23 +185,49 @@ def _experiment_blocks(out: Path, report_dir: Path, exp: dict[str, Any]) -> list
     return blocks
 
 
+def run_table(part: str, dirs: list[Path], ens: dict[str, float]) -> list[list[str]]:
+    """One row per metric, one column per run (then mean ± std and the seeds' average).
+
+    Metrics down and runs across: a part has up to a dozen metrics (baselines, epochs_run,
+    train_seconds) but only a few seeds, so the table stays as narrow as the page.
+    """
+    ms = _metrics(dirs)  # read each metric file once
+    cols = [c for c in COLUMNS[part] if any(c in m for m in ms)]
+    head = ["metric", *[d.name for d in dirs]]
+    if len(ms) > 1:
+        head.append("mean ± std")
+    if ens:  # metrics of the averaged prediction; baselines and timings are per run
+        head.append("seeds averaged")
+    table = [head]
+    for c in cols:
+        row = [c, *[_fmt(m.get(c)) for m in ms]]
+        if len(ms) > 1:
+            row.append(_mean_std([m[c] for m in ms if c in m]))
+        if ens:
+            row.append(_fmt(ens[c]) if c in ens else "—")
+        table.append(row)
+    return table
+
+
 def _rel(path: Path, start: Path) -> str:
     import os
 
     return os.path.relpath(path, start)
 
 
-def build_report(out: Path) -> Path:
-    """Write out/report/report.md and out/report/index.html from out/manifest.json."""
-    out = Path(out)
-    mpath = out / "manifest.json"
-    if not mpath.exists():
-        raise ArchlabError(f"{out}: no manifest.json; run `archlab reproduce` first")
-    manifest = json.loads(mpath.read_text())
-    study = load_study()
-    report_dir = out / "report"
-    report_dir.mkdir(parents=True, exist_ok=True)
-    b: list[Block] = [Block("h1", manifest.get("title", TITLE))]
+@dataclass(frozen=True)
+class Context:
+    """What every report section reads: the output dir, its manifest and the study's numbers."""
+
+    out: Path
+    report_dir: Path
+    manifest: dict[str, Any]
+    study: dict[str, Any]
+
+
+def _header(ctx: Context) -> list[Block]:
+    manifest = ctx.manifest
+    b = [Block("h1", manifest.get("title", TITLE))]
     source = f", data from `{manifest['data_dir']}`" if manifest.get("data_dir") else ""
     b.append(
         Block(
@@ -221,20 +240,24 @@ def build_report(out: Path) -> Path:
     )
     if manifest.get("data"):  # what each part trained on, when it is not the study's data
         b.append(Block("list", [f"{PART_TITLES[k]}: {v}" for k, v in manifest["data"].items()]))
-    b.append(Block("h2", "Summary"))
-    b.append(
-        Block(
-            "table",
-            [
-                ["experiment", "metric", "archlab (mean ± std)", "study", "difference"],
-                *summary_rows(out, manifest, study),
-            ],
-        )
-    )
-    b.append(Block("p", "Study source: " + study["citation"]))
-    if manifest["skipped"]:
-        b.append(Block("list", list(manifest["skipped"].values())))
-    b.append(Block("h2", "What differs from the study"))
+    return b
+
+
+def _summary(ctx: Context) -> list[Block]:
+    head = ["experiment", "metric", "archlab (mean ± std)", "study", "difference"]
+    b = [
+        Block("h2", "Summary"),
+        Block("table", [head, *summary_rows(ctx.out, ctx.manifest, ctx.study)]),
+        Block("p", "Study source: " + ctx.study["citation"]),
+    ]
+    if ctx.manifest["skipped"]:
+        b.append(Block("list", list(ctx.manifest["skipped"].values())))
+    return b
+
+
+def _differences(ctx: Context) -> list[Block]:
+    manifest = ctx.manifest
+    b = [Block("h2", "What differs from the study")]
     b.append(Block("list", manifest.get("differences", DIFFERENCES)))
     if manifest.get("profile_note"):
         b.append(Block("p", manifest["profile_note"]))
@@ -249,6 +272,11 @@ def build_report(out: Path) -> Path:
             + "; ".join(f"{k}: {', '.join(v)}" for k, v in LONG.items()),
         }
         b.append(Block("p", note[manifest["profile"]]))
+    return b
+
+
+def _parts(ctx: Context) -> list[Block]:
+    manifest, b = ctx.manifest, []
     for part, title in PART_TITLES.items():
         exps = [e for e in manifest["experiments"] if e["part"] == part]
         if not exps and part not in manifest.get("eda", {}):
@@ -257,26 +285,97 @@ def build_report(out: Path) -> Path:
         if part in manifest["skipped"]:
             b.append(Block("p", manifest["skipped"][part]))
         for exp in exps:
-            b += _experiment_blocks(out, report_dir, exp)
+            b += _experiment_blocks(ctx.out, ctx.report_dir, exp)
         eda = manifest.get("eda", {}).get(part, [])
         if eda:
             b.append(Block("h3", "Exploratory plots"))
-            b += [Block("img", out / p, Path(p).stem.replace("_", " ")) for p in eda]
-    b.append(Block("h2", "Model summaries"))
-    for s in manifest.get("summaries", []):
-        b.append(Block("h3", f"{s['model']} (input {s['input']})"))
-        b.append(Block("pre", (out / s["file"]).read_text()))
-    b.append(Block("h2", "Part V: theory, computed and checked"))
-    for t in manifest.get("theory", []):
+            b += [Block("img", ctx.out / p, Path(p).stem.replace("_", " ")) for p in eda]
+    return b
+
+
+def _model_summaries(ctx: Context) -> list[Block]:
+    b = [Block("h2", "Model summaries")]
+    for s in ctx.manifest.get("summaries", []):
+        classes = f", {s['classes']} classes" if s.get("classes") else ""
+        b.append(Block("h3", f"{s['model']} (input {s['input']}{classes})"))
+        b.append(Block("pre", (ctx.out / s["file"]).read_text()))
+    return b
+
+
+def _theory(ctx: Context) -> list[Block]:
+    b = [Block("h2", "Part V: theory, computed and checked")]
+    live: dict[str, str] = {}
+    for t in ctx.manifest.get("theory", []):
         status = "passed" if t["exit_code"] == 0 else f"FAILED (exit {t['exit_code']})"
+        live[t["command"]] = (ctx.out / t["file"]).read_text()
         b.append(Block("h3", f"{t['title']} — {status}"))
-        b.append(Block("pre", f"$ {t['command']}\n" + (out / t["file"]).read_text()))
+        b.append(Block("pre", f"$ {t['command']}\n" + live[t["command"]]))
     if THEORY_DOC.exists():
         b.append(Block("h3", "Derivations (docs/theory.md)"))
-        b.append(Block("pre", THEORY_DOC.read_text()))
-    write_text_atomic(report_dir / "report.md", render_md(b, report_dir))
-    write_text_atomic(report_dir / "index.html", render_html(b))
+        b.append(
+            Block(
+                "p",
+                "The outputs of the commands run above are shown as this report's runs printed "
+                "them; the document's other examples are quoted from it.",
+            )
+        )
+        b.append(Block("md", with_live_outputs(THEORY_DOC.read_text(), live)))
+    return b
+
+
+def with_live_outputs(doc: str, live: dict[str, str]) -> str:
+    """``doc`` with each fenced block that starts ``$ <command>`` replaced by ``live[command]``.
+
+    The last digits of float64 rounding errors depend on the BLAS and thread count, so the
+    report shows what this machine printed, not what the document's author's machine did.
+    """
+
+    def swap(m: re.Match) -> str:
+        cmd = m.group(1)
+        return f"```\n$ {cmd}\n{live[cmd].rstrip()}\n```" if cmd in live else m.group(0)
+
+    return re.sub(r"^```\n\$ ([^\n]+)\n.*?^```", swap, doc, flags=re.S | re.M)
+
+
+# The report's sections in order; each reads the context and returns its blocks.
+SECTIONS: tuple[Callable[[Context], list[Block]], ...] = (
+    _header,
+    _summary,
+    _differences,
+    _parts,
+    _model_summaries,
+    _theory,
+)
+
+
+def build_report(out: Path) -> Path:
+    """Write out/report/report.md and out/report/index.html from out/manifest.json."""
+    out = Path(out)
+    mpath = out / "manifest.json"
+    if not mpath.exists():
+        raise ArchlabError(f"{out}: no manifest.json; run `archlab reproduce` first")
+    report_dir = out / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    ctx = Context(out, report_dir, json.loads(mpath.read_text()), load_study())
+    blocks = [bl for section in SECTIONS for bl in section(ctx)]
+    write_text_atomic(report_dir / "report.md", render_md(blocks, report_dir))
+    write_text_atomic(report_dir / "index.html", render_html(blocks))
     return report_dir
+
+
+# Derivation documents start at '#'; in the report they sit under an h3.
+DOC_HEADING_SHIFT = 3
+
+
+def _shift_md_headings(text: str, by: int) -> str:
+    """Markdown ``text`` with ATX headings outside code fences moved ``by`` levels down."""
+    lines, fenced = [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        m = None if fenced else re.match(r"(#{1,6}) ", line)
+        lines.append("#" * min(6, len(m.group(1)) + by) + line[len(m.group(1)) :] if m else line)
+    return "\n".join(lines)
 
 
 def render_md(blocks: list[Block], report_dir: Path) -> str:
@@ -299,21 +398,45 @@ def render_md(blocks: list[Block], report_dir: Path) -> str:
                 lines += [f"![{bl.extra}]({_rel(bl.content, report_dir)})", ""]
         elif bl.kind == "pre":
             lines += ["```", bl.content.rstrip(), "```", ""]
+        elif bl.kind == "md":
+            lines += [_shift_md_headings(bl.content, DOC_HEADING_SHIFT).rstrip(), ""]
         elif bl.kind == "links":
             lines += [" · ".join(f"[{t}]({p})" for t, p in bl.content), ""]
     return "\n".join(lines)
 
 
+# Tables wrap inside their cells (long metric names break at underscores) instead of pushing
+# the page wider; .scroll is a last resort for a table that still cannot fit.
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;
 max-width:1000px;padding:1rem;line-height:1.45;color:#1b1b1b}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
-.scroll{overflow-x:auto}table{border-collapse:collapse;font-size:.9rem;margin:.5rem 0}
-th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;white-space:nowrap}
+.scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:.9rem;
+margin:.5rem 0}th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;
+vertical-align:top;overflow-wrap:anywhere}td.num{overflow-wrap:normal}
 th{background:#f3f5f7}img{max-width:100%;height:auto;display:block;margin:.5rem 0}
 pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;font-size:.8rem}
+code{background:#f3f5f7;padding:0 .2em;border-radius:3px;font-size:.85em}
+pre code{background:none;padding:0}
 figure{margin:0}figcaption{font-size:.8rem;color:#555}
+.doc{border-left:3px solid #e3e6ea;padding-left:1rem}.doc h4{font-size:1.2rem}
+.doc h5{font-size:1.05rem}.doc h6{font-size:.95rem}
+.doc math[display=block]{overflow-x:auto;max-width:100%;padding:.3rem 0}
+mtd[columnalign=right]{text-align:right}mtd[columnalign=left]{text-align:left}
 """
+
+
+def _inline(text: str) -> str:
+    """Escape ``text`` for HTML; `code` spans become <code> (prose, list items, cells)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def _cell(text: str) -> str:
+    # a number never breaks inside; "mean ± std" may break before the ±, and nowhere else
+    number = re.fullmatch(r"[-+]?[\d,.]+(e[-+]?\d+)?( ± [\d,.]+(e[-+]?\d+)?)?|—", text)
+    if number:
+        return f'<td class="num">{_inline(text).replace(" ± ", " ±&nbsp;")}</td>'
+    return f"<td>{_inline(text)}</td>"
 
 
 def render_html(blocks: list[Block]) -> str:
@@ -323,13 +446,13 @@ def render_html(blocks: list[Block]) -> str:
         if bl.kind in ("h1", "h2", "h3"):
             body.append(f"<{bl.kind}>{e(bl.content)}</{bl.kind}>")
         elif bl.kind == "p":
-            body.append("<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", e(bl.content)) + "</p>")
+            body.append(f"<p>{_inline(bl.content)}</p>")
         elif bl.kind == "list":
-            body.append("<ul>" + "".join(f"<li>{e(x)}</li>" for x in bl.content) + "</ul>")
+            body.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in bl.content) + "</ul>")
         elif bl.kind == "table":
             head, *rows = bl.content
-            th = "".join(f"<th>{e(h)}</th>" for h in head)
-            trs = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+            th = "".join(f"<th>{_inline(h)}</th>" for h in head)
+            trs = "".join("<tr>" + "".join(_cell(c) for c in r) + "</tr>" for r in rows)
             body.append(
                 f'<div class="scroll"><table><thead><tr>{th}</tr></thead>'
                 f"<tbody>{trs}</tbody></table></div>"
@@ -344,14 +467,15 @@ def render_html(blocks: list[Block]) -> str:
                 )
         elif bl.kind == "pre":
             body.append(f"<pre>{e(bl.content)}</pre>")
+        elif bl.kind == "md":
+            body.append(f'<div class="doc">{mathmd.to_html(bl.content, DOC_HEADING_SHIFT)}</div>')
         elif bl.kind == "links":
-            body.append(
-                "<p>" + " · ".join(f'<a href="{e(p)}">{e(t)}</a>' for t, p in bl.content) + "</p>"
-            )
+            links = " · ".join(f'<a href="{e(p)}">{_inline(t)}</a>' for t, p in bl.content)
+            body.append(f"<p>{links}</p>")
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>archlab report</title><style>{CSS}</style></head><body>"
+        f"<title>archlab report</title><style>{CSS}</style></head><body><main>"
         + "\n".join(body)
-        + "</body></html>\n"
+        + "</main></body></html>\n"
     )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from torchinfo import summary as torchinfo_summary
+from torchinfo.enums import Units
 
 from archlab.errors import ArchlabError
 from archlab.models import MODELS
@@ -45,4 +48,13 @@ def model_summary(name: str, input_shape: str, classes: int) -> str:
         raise ArchlabError(
             f"{name}: input {input_shape} does not fit the model ({str(e)[:120]})"
         ) from None
-    return str(stats)
+    return _unit_names(str(stats))
+
+
+def _unit_names(text: str) -> str:
+    """'Total mult-adds (Units.MEGABYTES)' -> 'Total mult-adds (M)'.
+
+    torchinfo 1.8 formats its ``Units`` str-enum with an f-string, which Python >= 3.11 renders
+    as the member's name instead of its value.
+    """
+    return re.sub(r"\(Units\.([A-Z]+)\)", lambda m: f"({Units[m.group(1)].value})", text)

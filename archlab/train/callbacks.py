@@ -25,6 +25,7 @@ from archlab.errors import ArchlabError
 from archlab.report import artifacts
 
 if TYPE_CHECKING:
+    from archlab.threads import ThreadGovernor
     from archlab.train.trainer import Trainer
 
 
@@ -76,6 +77,26 @@ class FreezeParameters(Callback):
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None:
         self._set(trainer)
+
+
+class AutoThreads(Callback):
+    """``train.threads=0``: re-fit torch's thread count to the CPUs other jobs leave free.
+
+    Checks at the start and then every ``every_s`` seconds of training (a /proc read).
+    """
+
+    def __init__(self, governor: ThreadGovernor, every_s: float = 2.0) -> None:
+        self.governor, self.every_s = governor, every_s
+        self._next = 0.0
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.governor.adjust()
+        self._next = time.monotonic() + self.every_s
+
+    def on_batch_end(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
+        if time.monotonic() >= self._next:
+            self.governor.adjust()
+            self._next = time.monotonic() + self.every_s
 
 
 class HistoryWriter(Callback):
