@@ -1,0 +1,98 @@
+"""`archlab explain`: which methods apply to which task, and one entry point for all of them.
+
+The attribution methods themselves come from Captum; archlab's part is choosing the layers and
+baselines, batching, and drawing. Outputs go to RUN_DIR/explain/ (or ``out``), with an
+``explain.json`` summary that reports read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archlab.errors import ArchlabError
+
+SUMMARY = "explain.json"  # written last into the output folder: what was explained, and where
+
+
+@dataclass(frozen=True)
+class ExplainRequest:
+    """What to explain: a run, optional user inputs, the methods and their knobs."""
+
+    run_dir: Path
+    out: Path
+    inputs: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    steps: int = 50  # integrated-gradients steps (Gauss-Legendre nodes)
+    series: str = ""  # sales: "Store=1,Dept=1" for the per-time-step view ("" = largest)
+    top: int = 1  # per class: how many most-confident right and wrong predictions
+    limit: int = 1000  # test samples for the aggregate attribution views (0 = all)
+
+    def __post_init__(self) -> None:
+        if self.steps < 2:
+            raise ArchlabError(f"--steps {self.steps}: must be >= 2")
+        if self.top < 1:
+            raise ArchlabError(f"--top {self.top}: must be >= 1")
+        if self.limit < 0:
+            raise ArchlabError(f"--limit {self.limit}: must be >= 0")
+
+
+@dataclass(frozen=True)
+class Explainer:
+    """Registry entry: the methods a task supports (the first ones run by default)."""
+
+    run: Callable[[ExplainRequest], dict[str, Any]]
+    methods: tuple[str, ...]
+    default: tuple[str, ...]
+
+
+def _explainers() -> dict[str, Explainer]:
+    # Imported here: Captum and matplotlib load only when `archlab explain` runs.
+    from archlab.explain import images, sales, text
+
+    return {
+        "images": Explainer(images.explain_run, ("gradcam", "occlusion"), ("gradcam",)),
+        "text": Explainer(text.explain_run, ("ig",), ("ig",)),
+        "sales": Explainer(sales.explain_run, ("ig", "permutation"), ("ig", "permutation")),
+    }
+
+
+def explain(
+    run_dir: Path,
+    inputs: list[str] | None = None,
+    method: str | None = None,
+    out: Path | None = None,
+    **knobs: Any,
+) -> Path:
+    """Explain a finished run (its test split, or ``inputs``); returns the output folder."""
+    from archlab.report import artifacts
+    from archlab.runner import load_config
+
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir)
+    if not artifacts.is_finished(run_dir):
+        raise ArchlabError(f"{run_dir}: the run has not finished (no {artifacts.METRICS})")
+    spec = _explainers()[cfg.task]
+    methods = spec.default
+    if method:
+        methods = tuple(m.strip() for m in method.split(",") if m.strip())
+        bad = [m for m in methods if m not in spec.methods]
+        if bad or not methods:
+            raise ArchlabError(
+                f"--method {method}: not for a {cfg.task} run ({run_dir}); "
+                f"valid: {', '.join(spec.methods)}"
+            )
+    req = ExplainRequest(
+        run_dir=run_dir,
+        out=Path(out) if out is not None else run_dir / "explain",
+        inputs=tuple(inputs or ()),
+        methods=methods,
+        **knobs,
+    )
+    summary = spec.run(req)
+    from archlab.utils import write_json_atomic
+
+    write_json_atomic(req.out / SUMMARY, {"task": cfg.task, "methods": list(methods), **summary})
+    return req.out
