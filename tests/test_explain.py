@@ -201,7 +201,7 @@ def test_feature_groups_cover_every_input_by_meaning() -> None:
     assert [names[i] for i in groups["markdowns"]] == ["MarkDown1", "MarkDown1_missing"]
     assert [names[i] for i in groups["event flags"]] == ["event", "event_last_year"]
     assert "sales" in [names[i] for i in groups["recent sales"]]
-    assert "sales_last_year" in [names[i] for i in groups["last year's weeks"]]
+    assert "sales_last_year" in [names[i] for i in groups["last year's steps"]]
 
 
 def test_permutation_of_an_ignored_feature_leaves_wmae_unchanged() -> None:

@@ -96,3 +96,31 @@ def explain(
 
     write_json_atomic(req.out / SUMMARY, {"task": cfg.task, "methods": list(methods), **summary})
     return req.out
+
+
+# Methods and sample limits of the explanations `reproduce` and `demo` add to their reports.
+STUDY_METHODS = {"images": "gradcam,occlusion", "text": "ig", "sales": "ig,permutation"}
+STUDY_LIMITS = {"smoke": 64, "demo-tiny": 64}  # other profiles: ExplainRequest's default
+
+
+def explain_study(
+    out: Path, experiments: list[dict[str, Any]], profile: str, log: Callable[[str], None]
+) -> None:
+    """Explain the first seed of each trained experiment of a study (not the ablations, not
+    the sales parity framing, which has no time steps) into its RUN_DIR/explain/; finished
+    explanations are kept, so a re-run resumes. A failure is logged and the study goes on."""
+    from archlab.runner import load_config
+
+    knobs = {"limit": STUDY_LIMITS[profile]} if profile in STUDY_LIMITS else {}
+    for exp in experiments:
+        if exp["kind"] != "run":
+            continue
+        run_dir = Path(out) / exp["part"] / exp["key"] / exp["runs"][""][0]
+        cfg = load_config(run_dir)
+        if (run_dir / "explain" / SUMMARY).exists() or getattr(cfg.data, "framing", "") == "parity":
+            continue
+        log(f"[{exp['part']}] explaining {exp['title']} ({run_dir.name})")
+        try:
+            explain(run_dir, method=STUDY_METHODS[exp["part"]], **knobs)
+        except ArchlabError as e:
+            log(f"[{exp['part']}] no explanation for {exp['title']}: {e}")
