@@ -69,8 +69,8 @@ def _ig_pass(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One IG evaluation at ``steps`` Gauss-Legendre nodes: (N, T) attributions, (N,) deltas.
 
-    Texts are sorted by length so each pass pads little; all IG steps of a chunk of texts run
-    as one batch, never a Python step per token.
+    All IG steps of a chunk of equal-length texts run as one batch (no padding at all), never
+    a Python step per token.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -78,12 +78,13 @@ def _ig_pass(
     n = len(tokens)
     attr = torch.zeros(tokens.shape, dtype=torch.float32)
     delta = torch.zeros(n, dtype=torch.float64)
-    order = lengths.argsort(descending=True)
     chunk = max(1, CELLS_PER_PASS // steps)
+    # One pass per run of equal lengths: a packed batch whose sequences all have one length
+    # runs PyTorch's CPU LSTM about 3x faster (backward) than a ragged one.
+    passes = [j[k : k + chunk] for j in _equal_lengths(lengths) for k in range(0, len(j), chunk)]
     # cuDNN's RNN backward refuses eval mode; the native kernels compute the same thing.
     with torch.backends.cudnn.flags(enabled=False):
-        for i in range(0, n, chunk):
-            j = order[i : i + chunk]
+        for j in passes:
             width = int(lengths[j].max())
             x = tokens[j, :width].to(device)
             a, d = lig.attribute(
@@ -97,6 +98,12 @@ def _ig_pass(
             attr[j, :width] = a.sum(-1).detach().float().cpu()
             delta[j] = d.detach().double().cpu()
     return attr, delta
+
+
+def _equal_lengths(lengths: torch.Tensor) -> list[torch.Tensor]:
+    """Indices grouped by length, longest first."""
+    values, inverse = torch.unique(lengths, return_inverse=True)
+    return [torch.nonzero(inverse == k).flatten() for k in range(len(values) - 1, -1, -1)]
 
 
 def _logit_change(
