@@ -7,14 +7,31 @@ baselines, batching, and drawing. Outputs go to RUN_DIR/explain/ (or ``out``), w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from archlab.errors import ArchlabError
 
 SUMMARY = "explain.json"  # written last into the output folder: what was explained, and where
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Parameters stop requiring gradients while attributions run: the backward passes then
+    skip every weight gradient (about a third less CPU time for an LSTM, same attributions)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from captum.attr import LayerAttribution, LayerGradCam, Occlusion
 from torch import nn
 
 from archlab.errors import ArchlabError
+from archlab.explain import frozen
 
 # The layers Grad-CAM may read, per registered image model, deepest first: the outputs of the
 # last convolutional blocks. VGG: the ReLU after each block's last convolution (just before its
@@ -62,9 +63,11 @@ def gradcam(
     model.eval()
     gc = LayerGradCam(model, layer)
     maps = []
-    for i in range(0, len(x), BATCH):
-        a = gc.attribute(x[i : i + BATCH], target=target[i : i + BATCH], relu_attributions=True)
-        maps.append(LayerAttribution.interpolate(a.detach(), tuple(x.shape[-2:]), "bilinear"))
+    with frozen(model):
+        for i in range(0, len(x), BATCH):
+            a = gc.attribute(x[i : i + BATCH], target=target[i : i + BATCH],
+                             relu_attributions=True)  # fmt: skip
+            maps.append(LayerAttribution.interpolate(a.detach(), tuple(x.shape[-2:]), "bilinear"))
     return torch.cat(maps)[:, 0] if maps else x.new_zeros((0, *x.shape[-2:]))
 
 

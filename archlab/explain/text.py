@@ -14,6 +14,7 @@ from captum.attr import LayerIntegratedGradients
 from torch import nn
 
 from archlab.errors import ArchlabError
+from archlab.explain import frozen
 
 PAD = 0  # the tokenizer's [PAD] id; its embedding row is zero (padding_idx), so is the baseline
 CELLS_PER_PASS = 4096  # (text x IG step) sequences per forward/backward pass
@@ -57,7 +58,8 @@ def integrated_gradients(
     while len(todo):
         a, d = _ig_pass(model, tokens[todo], lengths[todo], target[todo], steps)
         attr[todo], delta[todo], used[todo] = a, d, steps
-        bad = d.abs() > tolerance * change[todo].abs()
+        # An absolute floor: a text whose logit does not move has nothing to complete.
+        bad = d.abs() > tolerance * change[todo].abs() + 1e-6
         if steps >= max_steps:
             break
         todo, steps = todo[bad], min(2 * steps, max_steps)
@@ -83,7 +85,7 @@ def _ig_pass(
     # runs PyTorch's CPU LSTM about 3x faster (backward) than a ragged one.
     passes = [j[k : k + chunk] for j in _equal_lengths(lengths) for k in range(0, len(j), chunk)]
     # cuDNN's RNN backward refuses eval mode; the native kernels compute the same thing.
-    with torch.backends.cudnn.flags(enabled=False):
+    with torch.backends.cudnn.flags(enabled=False), frozen(model):
         for j in passes:
             width = int(lengths[j].max())
             x = tokens[j, :width].to(device)
