@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archlab import runner
 from archlab.cli import main
 from archlab.explain import images, sales, text
 from archlab.models import MODELS, models_for
@@ -324,6 +325,20 @@ def test_explain_sales_run(tmp_path: Path, capsys) -> None:
     assert s["ig_completeness_gap_relative_max"] < 0.01
     _, s2 = _explain(capsys, str(run), "--method", "permutation", "--out", str(tmp_path / "p"))
     assert s2["files"] == ["permutation_importance.png"]
+    # A history CSV, as predict takes it: one explained next-week forecast per series.
+    import pandas as pd
+
+    hist = pd.read_csv(panel / "train.csv")
+    hist[hist.Store == 2].to_csv(tmp_path / "history.csv", index=False)
+    _, s3 = _explain(capsys, str(run), str(tmp_path / "history.csv"), "--out", str(tmp_path / "h"))
+    assert [r["Dept"] for r in s3["inputs"]] == [1, 2, 3] and len(s3["files"]) == 3
+    _, task, model = runner.restore_task(run)
+    want = [r["forecast"] for r in task.predict(model, [str(tmp_path / "history.csv")])]
+    assert [r["forecast"] for r in s3["inputs"]] == pytest.approx(want)
+    hist.drop(columns="Weekly_Sales").to_csv(tmp_path / "bad.csv", index=False)
+    _fails(capsys, [str(run), str(tmp_path / "bad.csv")], "bad.csv", "Weekly_Sales")
+    _fails(capsys, [str(run), str(tmp_path / "history.csv"), "--method", "permutation"],
+           "--method permutation")  # fmt: skip
     _fails(capsys, [str(run), "--series", "Store=9,Dept=1"], "Store=9", "no such series")
     _fails(capsys, [str(run), "--series", "Shop=1"], "Shop=1", "Store, Dept")
     _fails(capsys, [str(run), "--method", "gradcam"], "--method gradcam", "sales")

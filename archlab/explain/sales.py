@@ -161,10 +161,7 @@ def explain_run(req: Any) -> dict[str, Any]:
     from archlab.runner import load_run
 
     if req.inputs:
-        raise ArchlabError(
-            "explain for a sales run reads its test split; pass no inputs "
-            f"(got {req.inputs[0]}) and choose a series with --series Store=1,Dept=1"
-        )
+        return _explain_inputs(req)
     cfg, task, model, bundle = load_run(req.run_dir)
     if task.info.get("framing") != "forecast":
         raise ArchlabError(f"{req.run_dir}: explain needs a forecast-framing sales run")
@@ -246,6 +243,42 @@ def explain_run(req: Any) -> dict[str, Any]:
     return out
 
 
+def _explain_inputs(req: Any) -> dict[str, Any]:
+    """IG of the next-step forecast of each series in history CSVs (as ``predict`` reads)."""
+    from archlab.runner import restore_task
+
+    if "ig" not in req.methods:
+        raise ArchlabError(
+            "--method permutation needs the test split's actual sales; for history CSVs use ig"
+        )
+    cfg, task, model = restore_task(req.run_dir)
+    if task.state.get("framing") != "forecast":
+        raise ArchlabError(f"{req.run_dir}: explain needs a forecast-framing sales run")
+    h = task.history_windows(list(req.inputs))
+    names = feature_names(task.state["covariates"], bool(cfg.data.events))
+    groups = feature_groups(names, cfg.data.markdown_columns)
+    attr, delta = integrated_gradients(model, h.x, h.cats, req.steps)
+    with torch.no_grad():
+        fc = (h.base + model(h.x, h.cats)).double().numpy() * h.scale + h.offset
+    a = attr.double().numpy() * h.scale[:, None, None]  # sales units
+    keys = list(task.state["series_keys"])
+    out: dict[str, Any] = {"model": cfg.model.name, "files": [], "inputs": []}
+    grids = []
+    for i, row in enumerate(h.rows):
+        grid = np.stack([a[i][:, c].sum(1) for c in groups.values()])
+        grids.append(grid)
+        out["inputs"].append({**row, "forecast": float(fc[i]),
+                              "ig_by_group": {g: round(float(v), 3)
+                                              for g, v in zip(groups, grid.sum(1), strict=True)},
+                              "completeness_gap": abs(float(delta[i]))})  # fmt: skip
+    for i, (row, grid) in enumerate(list(zip(h.rows, grids, strict=True))[:12]):
+        label = ",".join(f"{k}={row[k]}" for k in keys)
+        path = req.out / f"ig_inputs_{i + 1}.png"
+        steps_heatmap(grid, list(groups), f"{label} (after {row[cfg.data.date_column]})", path)
+        out["files"].append(path.name)
+    return out
+
+
 def _limit(n: int, limit: int) -> torch.Tensor:
     from archlab.explain.images import _limit as lim
 
@@ -309,5 +342,5 @@ def steps_heatmap(grid: np.ndarray, groups: list[str], label: str, path: Path) -
     ax.set_xticks(range(L), [f"t-{L - 1 - i}" if i < L - 1 else "t" for i in range(L)], fontsize=8)
     ax.set_xlabel("input step (t = the week being forecast)")
     fig.colorbar(im, ax=ax, label="mean IG attribution (sales units)")
-    ax.set_title(f"Series {label}: attribution per group and input step (test weeks)", fontsize=10)
+    ax.set_title(f"Series {label}: attribution per group and input step", fontsize=10)
     _save(fig, path)
