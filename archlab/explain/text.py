@@ -13,6 +13,7 @@ import torch
 from captum.attr import LayerIntegratedGradients
 from torch import nn
 
+from archlab.data.text import UNK
 from archlab.errors import ArchlabError
 from archlab.explain import frozen
 
@@ -160,7 +161,7 @@ def class_tokens(
 
 # --- run level ---
 def explain_run(req: Any) -> dict[str, Any]:
-    from archlab.data.text import encode
+    from archlab.data.text import clean_tokens, encode
     from archlab.runner import load_run, restore_task
 
     if req.inputs:
@@ -204,12 +205,16 @@ def explain_run(req: Any) -> dict[str, Any]:
     for n, (i, label) in enumerate(zip(chosen, labels, strict=True)):
         ln = int(lengths[i])
         change = float(a.change[n])
+        words = clean_tokens(texts[i])[:ln]
+        toks = [itos(t) for t in a.tokens[n, :ln].tolist()]
         items.append(
             {
                 "text": texts[i],
                 "label": label,
                 "pred": names[int(pred[i])],
-                "tokens": [itos(t) for t in a.tokens[n, :ln].tolist()],
+                "tokens": toks,
+                # The cleaned words (out-of-vocabulary ones reach the model as [UNK]).
+                "words": words if len(words) == ln else toks,
                 "attributions": [round(v, 5) for v in a.attr[n, :ln].tolist()],
                 "logit_change": change,
                 "completeness_gap": abs(float(a.delta[n])),
@@ -269,12 +274,13 @@ def _read_texts(task: Any, inputs: list[str]) -> list[str]:
 
 
 # --- drawing ---
-def _span(tok: str, v: float, top: float) -> str:
+def _span(word: str, tok: str, v: float, top: float) -> str:
     alpha = min(1.0, abs(v) / top) if top > 0 else 0.0
     rgb = "220,40,40" if v > 0 else "40,90,220"
+    unk = ' class="unk"' if tok == UNK and word != UNK else ""
     return (
-        f'<span style="background:rgba({rgb},{alpha:.2f})" title="{v:+.4f}">'
-        f"{html.escape(tok)}</span>"
+        f'<span{unk} style="background:rgba({rgb},{alpha:.2f})" '
+        f'title="{v:+.4f} {html.escape(tok)}">{html.escape(word)}</span>'
     )
 
 
@@ -286,19 +292,21 @@ def render_html(
         "<!doctype html><meta charset='utf-8'><title>Integrated gradients</title>",
         "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
         ".t{margin:.8em 0;line-height:1.9}span{padding:1px 3px;border-radius:3px}"
-        "small{color:#555}td,th{padding:2px 8px;text-align:left}</style>",
+        "small{color:#555}td,th{padding:2px 8px;text-align:left}"
+        ".unk{text-decoration:underline dotted}</style>",
         "<h1>Which words moved the prediction</h1>",
         f"<p>Integrated gradients (from {steps} steps, doubled per text until the gap is under "
         f"{100 * TOLERANCE:g}%) of the predicted class's logit on the "
         "embedding layer, against an all-padding text. <span style='background:rgba(220,40,40,"
         ".6)'>red</span> pushes toward the predicted class, <span style='background:rgba(40,90,"
-        "220,.6)'>blue</span> away. The gap is |sum of attributions - (f(x) - f(baseline))|.</p>",
+        "220,.6)'>blue</span> away; <span class='unk'>dotted</span> words are outside the "
+        "vocabulary (the model reads [UNK]). The gap is |sum of attributions - (f(x) - "
+        "f(baseline))|.</p>",
     ]
     for it in items:
         top = max((abs(v) for v in it["attributions"]), default=0.0)
-        spans = " ".join(
-            _span(t, v, top) for t, v in zip(it["tokens"], it["attributions"], strict=True)
-        )
+        cells = zip(it["words"], it["tokens"], it["attributions"], strict=True)
+        spans = " ".join(_span(w, t, v, top) for w, t, v in cells)
         parts.append(
             f"<div class='t'><small>{html.escape(it['label'])} · logit change "
             f"{it['logit_change']:+.3f} · gap {it['completeness_gap']:.2e} "
