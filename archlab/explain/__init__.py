@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from archlab.errors import ArchlabError
@@ -32,6 +33,13 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for p in params:
             p.requires_grad_(True)
+
+
+def subset(n: int, limit: int) -> torch.Tensor:
+    """Sorted indices of a seeded random ``limit`` of ``n`` samples (all when limit is 0)."""
+    if not limit or n <= limit:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit].sort().values
 
 
 @dataclass(frozen=True)

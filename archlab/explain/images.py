@@ -14,7 +14,7 @@ from captum.attr import LayerAttribution, LayerGradCam, Occlusion
 from torch import nn
 
 from archlab.errors import ArchlabError
-from archlab.explain import frozen
+from archlab.explain import ExplainRequest, frozen, subset
 
 # The layers Grad-CAM may read, per registered image model, deepest first: the outputs of the
 # last convolutional blocks. VGG: the ReLU after each block's last convolution (just before its
@@ -137,7 +137,7 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 
 
 # --- run level ---
-def explain_run(req: Any) -> dict[str, Any]:
+def explain_run(req: ExplainRequest) -> dict[str, Any]:
     from archlab.runner import load_run, restore_task
 
     if req.inputs:
@@ -195,7 +195,7 @@ def explain_run(req: Any) -> dict[str, Any]:
         top_losses_grid(pictures[idx.numpy()], maps.numpy(), rows, names, path, label)
         out["files"].append(path.name)
     if "gradcam" in req.methods:  # aggregate view: each class's mean map over its test images
-        sel = _limit(len(x), req.limit)
+        sel = subset(len(x), req.limit)
         maps = gradcam(
             model,
             target_layer(name, model, x.shape[1:]),
@@ -213,12 +213,6 @@ def explain_run(req: Any) -> dict[str, Any]:
     ]
     out["n_test"] = len(y)
     return out
-
-
-def _limit(n: int, limit: int) -> torch.Tensor:
-    if not limit or n <= limit:
-        return torch.arange(n)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit].sort().values
 
 
 def _layer_name(model: nn.Module, layer: nn.Module) -> str:

@@ -15,7 +15,7 @@ from torch import nn
 
 from archlab.data.sales import STEP_FEATURES
 from archlab.errors import ArchlabError
-from archlab.explain import frozen
+from archlab.explain import ExplainRequest, frozen, subset
 
 EVENT_FEATURES = ("event", "event_last_year")  # the two columns data.events adds
 # Meaning of each per-step column (data/sales.py STEP_FEATURES); covariates and events follow.
@@ -158,7 +158,7 @@ def permutation_importance(
 
 
 # --- run level ---
-def explain_run(req: Any) -> dict[str, Any]:
+def explain_run(req: ExplainRequest) -> dict[str, Any]:
     from archlab.runner import load_run
 
     if req.inputs:
@@ -185,7 +185,7 @@ def explain_run(req: Any) -> dict[str, Any]:
     }
     scale = data.targets[:, 1]
     if "ig" in req.methods:
-        sel = _limit(len(data.x), req.limit).to(data.x.device)
+        sel = subset(len(data.x), req.limit).to(data.x.device)
         attr, delta = integrated_gradients(model, data.x[sel], data.cats[sel], req.steps)
         # Scaled units times each series' scale: attributions in sales units.
         sales_attr = attr * scale[sel, None, None]
@@ -226,7 +226,7 @@ def explain_run(req: Any) -> dict[str, Any]:
     if "permutation" in req.methods:
         # 25 forward passes over the samples: on the whole Walmart test split (115k windows)
         # that is minutes of CPU per model, so a seeded subset unless --limit 0.
-        sel = _limit(len(data.x), PERMUTATION_SAMPLES if req.limit else 0).to(data.x.device)
+        sel = subset(len(data.x), PERMUTATION_SAMPLES if req.limit else 0).to(data.x.device)
         part = SalesTensors(*(t[sel] for t in data))
         t_part = part.targets.cpu()
         imp = permutation_importance(
@@ -248,7 +248,7 @@ def explain_run(req: Any) -> dict[str, Any]:
     return out
 
 
-def _explain_inputs(req: Any) -> dict[str, Any]:
+def _explain_inputs(req: ExplainRequest) -> dict[str, Any]:
     """IG of the next-step forecast of each series in history CSVs (as ``predict`` reads)."""
     from archlab.runner import restore_task
 
@@ -282,12 +282,6 @@ def _explain_inputs(req: Any) -> dict[str, Any]:
         steps_heatmap(grid, list(groups), f"{label} (after {row[cfg.data.date_column]})", path)
         out["files"].append(path.name)
     return out
-
-
-def _limit(n: int, limit: int) -> torch.Tensor:
-    from archlab.explain.images import _limit as lim
-
-    return lim(n, limit)
 
 
 def _series_rows(task: Any, series: str) -> tuple[str, torch.Tensor]:

@@ -15,7 +15,7 @@ from torch import nn
 
 from archlab.data.text import UNK
 from archlab.errors import ArchlabError
-from archlab.explain import frozen
+from archlab.explain import ExplainRequest, frozen, subset
 
 PAD = 0  # the tokenizer's [PAD] id; its embedding row is zero (padding_idx), so is the baseline
 CELLS_PER_PASS = 4096  # (text x IG step) sequences per forward/backward pass
@@ -160,7 +160,7 @@ def class_tokens(
 
 
 # --- run level ---
-def explain_run(req: Any) -> dict[str, Any]:
+def explain_run(req: ExplainRequest) -> dict[str, Any]:
     from archlab.data.text import clean_tokens, encode
     from archlab.runner import load_run, restore_task
 
@@ -228,7 +228,7 @@ def explain_run(req: Any) -> dict[str, Any]:
     )
     tops = None
     if y is not None:  # aggregate: which tokens push toward each class over the test split
-        sel = _limit(len(texts), req.limit)
+        sel = subset(len(texts), req.limit)
         agg = integrated_gradients(model, tokens[sel], lengths[sel], pred[sel], req.steps)
         tops = class_tokens(agg, lengths[sel], pred[sel], len(names), itos)
         out["class_tokens"] = dict(zip(names, tops, strict=True))
@@ -246,12 +246,6 @@ def explain_run(req: Any) -> dict[str, Any]:
     write_text_atomic(path, render_html(items, out.get("class_tokens"), req.steps))
     out["files"].insert(0, path.name)
     return out
-
-
-def _limit(n: int, limit: int) -> torch.Tensor:
-    from archlab.explain.images import _limit as lim
-
-    return lim(n, limit)
 
 
 def _read_texts(task: Any, inputs: list[str]) -> list[str]:
