@@ -197,7 +197,9 @@ def explain(
     inputs: Annotated[
         list[str] | None, typer.Argument(help="Inputs: image files, texts (default: test split).")
     ] = None,
-    file: Annotated[Path | None, typer.Option(help="A file of inputs (CSV for text).")] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="A file of inputs (a CSV of texts or of sales history).")
+    ] = None,
     method: Annotated[
         str | None,
         typer.Option(help="images: gradcam, occlusion; text: ig; sales: ig, permutation."),
