@@ -280,6 +280,43 @@ def predict(
 
 
 @app.command()
+def explain(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    inputs: Annotated[
+        list[str] | None, typer.Argument(help="Inputs: image files, texts (default: test split).")
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="A file of inputs (a CSV of texts or of sales history).")
+    ] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(help="images: gradcam, occlusion; text: ig; sales: ig, permutation."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/explain).")] = (
+        None
+    ),
+    steps: Annotated[int, typer.Option(help="Integrated-gradients steps.")] = 50,
+    series: Annotated[
+        str, typer.Option(help="Sales: series for the per-step view, e.g. Store=1,Dept=1.")
+    ] = "",
+    top: Annotated[int, typer.Option(help="Per class: most confident right/wrong shown.")] = 1,
+    limit: Annotated[int, typer.Option(help="Test samples for aggregate views (0 = all).")] = 1000,
+) -> None:
+    """Show what a trained network looks at: Grad-CAM, integrated gradients, permutation
+    importance; prints the files written, then the output folder as the last line."""
+    from archlab.explain import explain as run
+
+    items = list(inputs or [])
+    if file is not None:
+        items.append(str(file))
+    out_dir = run(run_dir, items, method, out, steps=steps, series=series, top=top, limit=limit)
+    summary = json.loads((out_dir / "explain.json").read_text())
+    for name in summary.get("files", []):
+        print(out_dir / name)
+    print(out_dir)
+
+
+@app.command()
 def summary(
     model: Annotated[str, typer.Argument(help="Registered model name.", metavar="MODEL")],
     input: Annotated[str, typer.Option(help="Input shape CxHxW (images).")] = "1x64x64",

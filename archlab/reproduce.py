@@ -352,6 +352,9 @@ def run_study(
             str(p.relative_to(out))
             for p in eda_plots(part, Path(path), out / "eda" / part, part_sets)
         ]
+    from archlab.explain import explain_study
+
+    explain_study(out, manifest["experiments"], profile, log)  # into each RUN_DIR/explain/
     manifest["theory"] = theory_outputs(out / "theory")
     manifest["summaries"] = model_summaries(out / "summaries", _image_shape(out, manifest))
     write_json_atomic(out / "manifest.json", manifest)

@@ -34,6 +34,10 @@ def test_demo_builds_the_study_report_on_shipped_data(tmp_path: Path) -> None:
         assert section in md, section
     assert "## Part IV" not in md and TEXT_SKIPPED in md and TEXT_SKIPPED in lines
     assert "FAILED" not in md  # theory checks ran and passed
+    # Explanations: written into the first run dir of each experiment, read back by the report.
+    assert md.count("### What the networks look at") == 2
+    assert "gradcam_top_losses.png" in md and "permutation_importance.png" in md
+    assert (out / "images" / "resnet18-digits" / "s0" / "explain" / "explain.json").exists()
     assert "load_digits" in md and "Stocks.csv" in md  # the report says which data it used
     manifest = json.loads((out / "manifest.json").read_text())
     assert [e["key"] for e in manifest["experiments"]] == [

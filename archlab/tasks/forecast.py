@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -522,6 +522,15 @@ class SalesForecast:
         Each CSV holds rows (series keys, date, target[, holiday, covariates]); the forecast is
         for the step after the CSV's last date. Missing covariates count as training means.
         """
+        h = self.history_windows(inputs)
+        model.eval()
+        with torch.no_grad():
+            out = (h.base + model(h.x, h.cats)).double().numpy()
+        fc = out * h.scale + h.offset
+        return [{**k, "forecast": float(f)} for k, f in zip(h.rows, fc, strict=True)]
+
+    def history_windows(self, inputs: list[str]) -> HistoryWindows:
+        """The network's inputs for the step after each history CSV's last date (see predict)."""
         st = self.state
         if st.get("framing") != "forecast":
             raise ArchlabError("predict needs a forecast-framing run (data.framing=forecast)")
@@ -586,19 +595,23 @@ class SalesForecast:
             torch.arange(-c.window, 1),
         )
         base = torch.from_numpy(self._baseline_scaled(yn, s, t).astype(np.float32))
-        model.eval()
-        with torch.no_grad():
-            out = (base + model(x, torch.from_numpy(cats[s]))).double().numpy()
-        fc = out * scale[s] + offset[s]
         date = str(p.dates[-1])[:10]
-        return [
-            {
-                **{k: _plain(p.keys[i, j]) for j, k in enumerate(keys)},
-                c.date_column: date,
-                "forecast": float(f),
-            }
-            for i, f in zip(s, fc, strict=True)
+        rows = [
+            {**{k: _plain(p.keys[i, j]) for j, k in enumerate(keys)}, c.date_column: date}
+            for i in s
         ]
+        return HistoryWindows(x, torch.from_numpy(cats[s]), base, scale[s], offset[s], rows)
+
+
+class HistoryWindows(NamedTuple):
+    """Network inputs built from history CSVs: one window per known series."""
+
+    x: torch.Tensor  # (N, window + 1, F)
+    cats: torch.Tensor  # (N, k) series ids
+    base: torch.Tensor  # (N,) the baseline the network corrects, scaled units
+    scale: np.ndarray  # (N,) per-series scale and offset back to sales units
+    offset: np.ndarray
+    rows: list[dict[str, Any]]  # series keys and date of each window's last history step
 
 
 def gather_windows(

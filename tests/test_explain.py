@@ -1,0 +1,348 @@
+"""`archlab explain`: Grad-CAM against a hand-made reference, the Adebayo randomization check,
+IG completeness on a trained text model, permutation importance of an ignored feature, the
+CLI end to end on tiny runs, and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archlab import runner
+from archlab.cli import main
+from archlab.explain import images, sales, text
+from archlab.models import MODELS, models_for
+
+QUIET = ["--set", "train.threads=1", "--set", "train.progress=off"]
+
+
+# --- images ---
+class TinyCNN(nn.Module):
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
+        )  # fmt: skip
+        self.head = nn.Linear(8, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean((2, 3)))
+
+
+def stripes(n_per_class: int = 24, size: int = 16, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Noise images where class k has a bright band of rows at 5k..5k+3: the only evidence."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((3 * n_per_class, 1, size, size), generator=g) * 0.4
+    y = torch.arange(3).repeat_interleave(n_per_class)
+    for k in range(3):
+        x[y == k, :, 5 * k : 5 * k + 3] = 1.0
+    return x, y
+
+
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 150) -> nn.Module:
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval()
+
+
+def reference_gradcam(
+    model: nn.Module, layer: nn.Module, x: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
+    """Grad-CAM by hand (Selvaraju et al. 2017): hooks catch the layer's activations A and the
+    gradient of the class score; weights = spatial mean of the gradient; ReLU(sum_k w_k A_k)."""
+    acts: list[torch.Tensor] = []
+
+    def keep(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
+        output.retain_grad()
+        acts.append(output)
+
+    h = layer.register_forward_hook(keep)
+    model.zero_grad()
+    model(x).gather(1, t[:, None]).sum().backward()
+    h.remove()
+    a = acts[0]
+    w = a.grad.mean((2, 3), keepdim=True)
+    cam = F.relu((w * a).sum(1, keepdim=True))
+    return F.interpolate(cam, size=x.shape[-2:], mode="bilinear")[:, 0].detach()
+
+
+def test_gradcam_equals_a_hand_computed_reference() -> None:
+    torch.manual_seed(1)
+    model = TinyCNN().eval()
+    x = torch.randn(5, 1, 12, 12)
+    t = torch.tensor([0, 1, 2, 1, 0])
+    layer = model.features[4]
+    got = images.gradcam(model, layer, x, t)
+    want = reference_gradcam(model, layer, x, t)
+    assert got.shape == (5, 12, 12)
+    assert want.abs().max() > 0
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_sanity_check_maps_of_a_randomized_model_differ() -> None:
+    """Adebayo et al. (2018): re-initializing the weights must change the maps a lot."""
+    x, y = stripes()
+    torch.manual_seed(0)
+    model = fit(TinyCNN(), x, y)
+    assert (model(x).argmax(1) == y).float().mean() > 0.95
+    layer = model.features[4]
+    trained = images.gradcam(model, layer, x, y)
+    # Five re-initializations of every weight: their maps share no ranking with the trained
+    # model's (single draws scatter between about -0.2 and 0.3 on 72 images).
+    rhos = []
+    for seed in range(5):
+        torch.manual_seed(100 + seed)
+        random = TinyCNN().eval()
+        rhos.append(images.spearman(trained, images.gradcam(random, random.features[4], x, y)))
+    assert abs(np.mean(rhos)) < 0.15, [r.mean() for r in rhos]
+    # And the check can fail: the trained model's maps agree with themselves under noise.
+    noisy = images.gradcam(model, layer, x + 0.01 * torch.randn_like(x), y)
+    assert images.spearman(trained, noisy).mean() > 0.9
+
+
+@pytest.mark.parametrize("name", models_for("images"))
+def test_every_image_model_has_grad_cam_layers(name: str) -> None:
+    model = MODELS[name].build(in_channels=1, num_classes=3)
+    layers = images.TARGET_LAYERS[name](model)
+    mods = list(model.modules())
+    for layer in layers:  # each a block output: ResNet stages, or VGG's ReLU before a max-pool
+        if name.startswith("vgg"):
+            i = next(k for k, m in enumerate(model.features) if m is layer)
+            assert isinstance(layer, nn.ReLU) and isinstance(model.features[i + 1], nn.MaxPool2d)
+        assert any(m is layer for m in mods)
+    # The deepest block whose map is at least MIN_SIDE a side.
+    chosen = images.target_layer(name, model, (1, 64, 64))
+    assert chosen is layers[0 if name.startswith("vgg") else 1]
+    assert images.target_layer(name, model, (1, 128, 128)) is layers[0]
+
+
+def test_top_losses_pick_most_confident_right_and_wrong() -> None:
+    probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.45, 0.55], [0.3, 0.7]])
+    y = torch.tensor([0, 0, 0, 1, 1])
+    rows = images.top_losses(probs, y)
+    got = [(r["class"], r["kind"], r["index"]) for r in rows]
+    assert got == [(0, "right", 0), (0, "wrong", 2), (1, "right", 4)]
+
+
+# --- text ---
+def keyword_texts(n: int = 90, length: int = 9, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Token sequences (ids 3..29, 0 = padding) of varied length; class k holds token 3 + k."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(4, length + 1, (n,), generator=g)
+    x = torch.randint(6, 30, (n, length), generator=g)
+    y = torch.arange(n) % 3
+    x[torch.arange(n), torch.randint(0, 4, (n,), generator=g)] = 3 + y
+    x[torch.arange(length)[None, :] >= lengths[:, None]] = text.PAD
+    return x, lengths, y
+
+
+def trained_text_model() -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    x, lengths, y = keyword_texts()
+    model = MODELS["bilstm"].build(vocab_size=30, num_classes=3, embed_dim=16, hidden_size=16,
+                                   num_layers=1, dropout=0.0)  # fmt: skip
+    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        F.cross_entropy(model(x, lengths), y).backward()
+        opt.step()
+    return model.eval(), x, lengths, y
+
+
+def test_integrated_gradients_completeness_on_a_trained_text_model() -> None:
+    model, x, lengths, y = trained_text_model()
+    with torch.no_grad():
+        assert (model(x, lengths).argmax(1) == y).float().mean() > 0.9
+    a = text.integrated_gradients(model, x, lengths, y)  # the default step count
+    assert a.change.abs().min() > 0.5  # the logits really move: the check is not vacuous
+    gap = a.delta.abs() / a.change.abs()
+    assert gap.max() < 0.01, gap.max()
+    # Captum's delta is what we say it is: sum of attributions minus the logit change.
+    torch.testing.assert_close(a.attr.sum(1).double() - a.change, a.delta, atol=1e-4, rtol=0)
+    assert (a.attr[x == text.PAD] == 0).all()
+    # The keyword carries the decision: it gets the largest attribution in most texts.
+    key = (x == (3 + y)[:, None]).float()
+    assert ((a.attr * key).sum(1) >= a.attr.max(1).values - 1e-9).float().mean() > 0.8
+    # Without the refinement 50 steps leave some texts far off; it redoes only those.
+    fixed = text.integrated_gradients(model, x, lengths, y, max_steps=50)
+    assert (fixed.delta.abs() / fixed.change.abs()).max() > 0.05
+    assert (a.steps == 50).sum() > len(x) / 2 and a.steps.max() > 50
+
+
+def test_class_tokens_rank_by_total_attribution() -> None:
+    a = text.Attribution(
+        tokens=torch.tensor([[5, 6, 0], [5, 7, 8]]),
+        attr=torch.tensor([[0.5, -0.1, 0.0], [0.2, 0.9, -0.3]]),
+        delta=torch.zeros(2, dtype=torch.float64),
+        change=torch.ones(2, dtype=torch.float64),
+        steps=torch.full((2,), 50),
+    )
+    tops = text.class_tokens(a, torch.tensor([2, 3]), torch.tensor([1, 1]), 2, lambda t: f"w{t}")
+    assert tops[0] == []
+    assert [(r["token"], r["attribution"], r["texts"]) for r in tops[1]] == [
+        ("w7", 0.9, 1), ("w5", 0.7, 2),
+    ]  # fmt: skip
+
+
+# --- sales ---
+def test_feature_groups_cover_every_input_by_meaning() -> None:
+    names = sales.feature_names(["Temperature", "MarkDown1", "MarkDown1_missing", "CPI"], True)
+    groups = sales.feature_groups(names, ("MarkDown1",))
+    assert sorted(i for c in groups.values() for i in c) == list(range(len(names)))
+    assert [names[i] for i in groups["markdowns"]] == ["MarkDown1", "MarkDown1_missing"]
+    assert [names[i] for i in groups["event flags"]] == ["event", "event_last_year"]
+    assert "sales" in [names[i] for i in groups["recent sales"]]
+    assert "sales_last_year" in [names[i] for i in groups["last year's steps"]]
+
+
+def test_permutation_of_an_ignored_feature_leaves_wmae_unchanged() -> None:
+    """Columns 3-4 reach the network through zeroed input weights: shuffling them is a no-op,
+    while shuffling the column the target is made of costs a lot."""
+    from archlab.metrics import wmae
+
+    g = torch.Generator().manual_seed(0)
+    n, steps, feats = 400, 6, 5
+    x = torch.randn((n, steps, feats), generator=g)
+    y = 2 * x[:, -1, 0] + x[:, -2, 1]
+    torch.manual_seed(0)
+    model = MODELS["gru"].build(input_size=feats, hidden_size=8, num_layers=1)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        F.l1_loss(model(x), y).backward()
+        opt.step()
+    with torch.no_grad():
+        model.rnn.weight_ih_l0[:, 3:] = 0.0
+    targets = torch.stack([y, torch.ones(n), torch.zeros(n), torch.zeros(n)], 1)
+    data = sales.SalesTensors(x, torch.zeros((n, 0), dtype=torch.long), torch.zeros(n), targets)
+    hol = np.zeros(n, bool)
+
+    def score(out: torch.Tensor) -> float:
+        return wmae(y.double().numpy(), out.double().numpy(), hol)
+
+    imp = sales.permutation_importance(model.eval(), data, {"used": [0], "ignored": [3, 4]}, score)
+    ref = imp["_reference"]["wmae"]
+    assert abs(imp["ignored"]["wmae_rise"]) < 1e-6 * ref
+    assert imp["used"]["wmae_rise"] > 0.5 * ref
+    attr, _ = sales.integrated_gradients(model, x[:50], data.cats[:50])
+    assert attr.shape == (50, steps, feats) and (attr[:, :, 3:] == 0).all()
+    assert attr[:, :, 0].abs().sum() > 0
+
+
+# --- end to end: the CLI on tiny runs ---
+def _train(capsys: pytest.CaptureFixture, *args: str) -> Path:
+    assert main(["train", *args, *QUIET]) == 0
+    return Path(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def _explain(capsys: pytest.CaptureFixture, *args: str) -> tuple[Path, dict]:
+    assert main(["explain", *args]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    out = Path(lines[-1])
+    summary = json.loads((out / "explain.json").read_text())
+    assert [out / f for f in summary["files"]] == [Path(x) for x in lines[:-1]]
+    for f in summary["files"]:
+        assert (out / f).stat().st_size > 0, f
+    return out, summary
+
+
+def _fails(capsys: pytest.CaptureFixture, args: list[str], *words: str) -> None:
+    assert main(["explain", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("archlab: error:"), err
+    for w in words:
+        assert w in err[0], err[0]
+
+
+def test_explain_image_run(tmp_path: Path, image_folder: Path, capsys) -> None:
+    run = _train(capsys, "--preset", "images-resnet18-smoke", "--data", str(image_folder),
+                 "--out", str(tmp_path / "runs"))  # fmt: skip
+    out, s = _explain(capsys, str(run), "--method", "gradcam,occlusion")
+    assert out == run / "explain"
+    assert s["layer"] == "layer2"  # 32 px: layer4 is 1x1, layer3 2x2
+    assert {"gradcam_top_losses.png", "occlusion_top_losses.png", "gradcam_class_means.png"} <= set(
+        s["files"]
+    )
+    assert -1 <= s["gradcam_occlusion_spearman_mean"] <= 1
+    assert {r["kind"] for r in s["top_losses"]} <= {"right", "wrong"}
+    img = next((image_folder / "dog").iterdir())
+    out2, s2 = _explain(capsys, str(run), str(img), "--out", str(tmp_path / "mine"))
+    assert out2 == tmp_path / "mine" and s2["files"] == ["gradcam_inputs.png"]
+    assert s2["inputs"][0]["input"] == str(img)
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image")
+    _fails(capsys, [str(run), str(bad)], "notes.txt", "cannot read image")
+    _fails(capsys, [str(run), "--method", "ig"], "--method ig", "images", "gradcam")
+
+
+def test_explain_text_run(tmp_path: Path, capsys) -> None:
+    from tests.test_text import write_tweets
+
+    tweets = write_tweets(tmp_path / "tweets.csv")
+    run = _train(capsys, "--preset", "text-bilstm-smoke", "--data", str(tweets),
+                 "--out", str(tmp_path / "runs"))  # fmt: skip
+    out, s = _explain(capsys, str(run), "--steps", "16", "--top", "1")
+    assert s["steps"] == 16 and s["files"] == ["ig_texts.html", "ig_class_tokens.png"]
+    assert s["texts"] and all(t["completeness_gap_relative"] < 0.01 for t in s["texts"])
+    assert all(t["steps"] >= 16 for t in s["texts"])
+    assert set(s["class_tokens"]) == {"negative", "neutral", "positive"}
+    page = (out / "ig_texts.html").read_text()
+    assert "<span style=" in page and "Tokens that push toward each class" in page
+    _, s2 = _explain(capsys, str(run), "great flight thanks", "--out", str(tmp_path / "mine"))
+    assert s2["texts"][0]["tokens"][:2] == ["great", "flight"]
+    other = tmp_path / "other.csv"
+    other.write_text("tweet,label\nhello,positive\n")
+    _fails(capsys, [str(run), "--file", str(other)], "other.csv", "text")
+    _fails(capsys, [str(run), "--method", "gradcam"], "--method gradcam", "text", "valid: ig")
+    _fails(capsys, [str(run), "--steps", "1"], "--steps 1")
+
+
+def test_explain_sales_run(tmp_path: Path, capsys) -> None:
+    from tests.test_sales import write_panel
+
+    panel = write_panel(tmp_path / "walmart")
+    run = _train(capsys, "--preset", "sales-gru-smoke", "--data", str(panel),
+                 "--set", "data.test_steps=8", "--set", "data.val_steps=4",
+                 "--out", str(tmp_path / "runs"))  # fmt: skip
+    _, s = _explain(capsys, str(run), "--series", "Store=2,Dept=3", "--steps", "16")
+    assert s["files"] == ["ig_feature_groups.png", "ig_series_steps.png",
+                          "permutation_importance.png"]  # fmt: skip
+    assert s["series"]["label"] == "Store=2,Dept=3" and s["series"]["samples"] == 8
+    assert s["test_wmae"] == pytest.approx(
+        json.loads((run / "metrics.json").read_text())["test_wmae"]
+    )
+    assert set(s["permutation"]) == {*s["groups"], "series identity"}
+    assert s["ig_completeness_gap_relative_max"] < 0.01
+    _, s2 = _explain(capsys, str(run), "--method", "permutation", "--out", str(tmp_path / "p"))
+    assert s2["files"] == ["permutation_importance.png"]
+    # A history CSV, as predict takes it: one explained next-week forecast per series.
+    import pandas as pd
+
+    hist = pd.read_csv(panel / "train.csv")
+    hist[hist.Store == 2].to_csv(tmp_path / "history.csv", index=False)
+    _, s3 = _explain(capsys, str(run), str(tmp_path / "history.csv"), "--out", str(tmp_path / "h"))
+    assert [r["Dept"] for r in s3["inputs"]] == [1, 2, 3] and len(s3["files"]) == 3
+    _, task, model = runner.restore_task(run)
+    want = [r["forecast"] for r in task.predict(model, [str(tmp_path / "history.csv")])]
+    assert [r["forecast"] for r in s3["inputs"]] == pytest.approx(want)
+    hist.drop(columns="Weekly_Sales").to_csv(tmp_path / "bad.csv", index=False)
+    _fails(capsys, [str(run), str(tmp_path / "bad.csv")], "bad.csv", "Weekly_Sales")
+    _fails(capsys, [str(run), str(tmp_path / "history.csv"), "--method", "permutation"],
+           "--method permutation")  # fmt: skip
+    _fails(capsys, [str(run), "--series", "Store=9,Dept=1"], "Store=9", "no such series")
+    _fails(capsys, [str(run), "--series", "Shop=1"], "Shop=1", "Store, Dept")
+    _fails(capsys, [str(run), "--method", "gradcam"], "--method gradcam", "sales")
+
+
+def test_explain_needs_a_finished_run(tmp_path: Path, capsys) -> None:
+    _fails(capsys, [str(tmp_path)], "not a run directory")
