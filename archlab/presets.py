@@ -214,6 +214,8 @@ DESCRIPTIONS: dict[str, str] = {
     "sales-rnn-parity": "RNN with the study's framing: a row per sample, MSE on the scaled target",
     "text-lstm-basic": "3-layer LSTM sentiment classifier, the study's settings",
     "text-bilstm": "2-layer BiLSTM sentiment classifier, the study's settings",
+    "text-lstm-basic-glove": "3-layer LSTM initialised from GloVe vectors (fine-tuned)",
+    "text-bilstm-glove": "2-layer BiLSTM initialised from GloVe vectors (fine-tuned)",
 }
 _MODEL_TITLES = {"images-vgg13": "VGG-13", "images-resnet18": "ResNet-18", "sales-rnn": "RNN"}
 
