@@ -282,7 +282,11 @@ def top_losses_grid(
         + [1]
     )
     fig, axes = plt.subplots(
-        len(names), 4 * k, figsize=(2.0 * 4 * k, 2.3 * len(names)), squeeze=False
+        len(names),
+        4 * k,
+        figsize=(2.0 * 4 * k, 2.3 * len(names)),
+        squeeze=False,
+        layout="constrained",  # keeps the title next to the first row of a tall grid
     )
     for ax in axes.flat:
         ax.axis("off")

@@ -220,7 +220,12 @@ def explanation_blocks(out: Path, report_dir: Path, exps: list[dict[str, Any]]) 
         s = json.loads((where / "explain.json").read_text())
         if s["task"] == "images":
             rho = s.get("gradcam_occlusion_spearman_mean")
-            agree = f"; Grad-CAM and occlusion rank places alike at rho = {rho:.2f}" if rho else ""
+            agree = (
+                f"; Spearman correlation of the Grad-CAM and occlusion maps: {rho:.2f} "
+                "(1 = they rank the pixels alike, 0 = unrelated)"
+                if rho is not None
+                else ""
+            )
             note = (
                 f"Grad-CAM on `{s.get('layer', '?')}` over {s['n_test']:,} test images: per "
                 f"class the most confident right and wrong predictions{agree}."
