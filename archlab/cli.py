@@ -179,16 +179,16 @@ def train(
     list_presets: Annotated[bool, typer.Option("--list-presets", help="List presets.")] = False,
 ) -> None:
     """Train a model; prints the run directory as the last line."""
-    from archlab import runner
-    from archlab.train import distributed
-
-    if list_presets:
+    if list_presets:  # before the runner's imports: listing needs no torch
         from archlab.presets import PRESETS, describe
 
         width = max(map(len, PRESETS))
         for name, cfg in PRESETS.items():
             print(f"{name:{width}s}  {cfg.train.epochs:>2d} ep  {describe(name)}")
         return
+    from archlab import runner
+    from archlab.train import distributed
+
     if resume is not None:
         sets = _flag_sets(data, model, epochs, seed, set_)
         wanted = _resume_config(resume, sets, task, preset, config)

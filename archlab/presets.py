@@ -9,9 +9,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from archlab.config import OptimConfig, RegConfig, RunConfig, TrainConfig
-from archlab.tasks.forecast import SalesDataConfig, SalesModelConfig
-from archlab.tasks.image_cls import ImageDataConfig, ImageModelConfig
-from archlab.tasks.text_cls import TextDataConfig, TextModelConfig
+from archlab.task_configs import (
+    ImageDataConfig,
+    ImageModelConfig,
+    SalesDataConfig,
+    SalesModelConfig,
+    TextDataConfig,
+    TextModelConfig,
+)
 
 # Ablation techniques as --set overrides on the base preset (its reg all off for RESET_REG tasks).
 TECHNIQUES: dict[str, dict[str, tuple[str, ...]]] = {

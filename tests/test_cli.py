@@ -175,6 +175,7 @@ NO_TORCH = [
     ["--help"],
     ["--version"],
     ["train", "--help"],
+    ["train", "--list-presets"],
     ["theory", "conv", "--input", "3x28x32", "--filters", "10", "--kernel", "5"],
 ]
 

@@ -40,3 +40,10 @@ def test_vgg_dropout_is_a_constructor_argument() -> None:
     ps = [m.p for m in on.modules() if isinstance(m, torch.nn.Dropout)]
     assert ps == [0.3, 0.3, 0.3]
     assert all(m.p == 0.0 for m in off.modules() if isinstance(m, torch.nn.Dropout))
+
+
+def test_config_model_table_names_every_registered_model() -> None:
+    # Configs validate model names from a torch-free table; it must match the registry.
+    from archlab.task_configs import MODEL_TASKS
+
+    assert MODEL_TASKS == {name: spec.task for name, spec in MODELS.items()}

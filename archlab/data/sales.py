@@ -19,7 +19,7 @@ import pandas as pd
 from archlab.errors import ArchlabError
 
 if TYPE_CHECKING:
-    from archlab.tasks.forecast import SalesDataConfig
+    from archlab.task_configs import SalesDataConfig
 
 
 # --- reading and merging ---

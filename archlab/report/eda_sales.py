@@ -15,7 +15,7 @@ import pandas as pd
 from archlab.report.plots import _save
 
 if TYPE_CHECKING:
-    from archlab.tasks.forecast import SalesDataConfig
+    from archlab.task_configs import SalesDataConfig
 
 TIME_FEATURES = ("Temperature", "Fuel_Price", "CPI", "Unemployment")
 

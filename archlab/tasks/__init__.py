@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from archlab.report.eda_text import text_eda
 from archlab.tasks.base import Batches, DataBundle, Task, TaskSpec
-from archlab.tasks.forecast import SalesDataConfig, SalesForecast, SalesModelConfig
+from archlab.task_configs import (
+    ImageDataConfig,
+    ImageModelConfig,
+    SalesDataConfig,
+    SalesModelConfig,
+    TextDataConfig,
+    TextModelConfig,
+)
+from archlab.tasks.forecast import SalesForecast
 from archlab.tasks.forecast import eda as sales_eda
-from archlab.tasks.image_cls import ImageClassification, ImageDataConfig, ImageModelConfig
-from archlab.tasks.text_cls import TextClassification, TextDataConfig, TextModelConfig
+from archlab.tasks.image_cls import ImageClassification
+from archlab.tasks.text_cls import TextClassification
 
 TASKS: dict[str, TaskSpec] = {
     "images": TaskSpec(

@@ -14,9 +14,9 @@ on the original sales scale while the loss works in scaled units.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -28,115 +28,14 @@ from archlab.config import RunConfig
 from archlab.data import sales
 from archlab.errors import ArchlabError
 from archlab.metrics import regression_metrics, wmae
-from archlab.models import MODELS, models_for
+from archlab.models import MODELS
+from archlab.task_configs import SalesDataConfig, SalesModelConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.utils import write_json_atomic
 
-MARKDOWNS = ("MarkDown1", "MarkDown2", "MarkDown3", "MarkDown4", "MarkDown5")
 # The naive forecasts every test row is scored against (columns of test_rows, metric names).
 BASELINES = ("last_step", "seasonal_naive", "mean")
 STATE_FILE = "sales_state.json"  # fitted scalers and vocabularies for predict (plain JSON)
-
-
-@dataclass(frozen=True)
-class SalesDataConfig:
-    """Where the panel comes from, its column names, and how samples are framed and split."""
-
-    # A folder holding the files below, or the sales CSV itself (then the tables below are read
-    # from beside it when there). Tables, the holiday column and covariates left at these
-    # (Walmart) defaults are skipped when the data has none; values you set must exist.
-    path: str = ""
-    train_file: str = "train.csv"  # also found as train.csv.gz
-    features_file: str = "features.csv"  # "" = none
-    stores_file: str = "stores.csv"  # "" = none
-    date_column: str = "Date"
-    # This default (ISO) and "auto": the one of sales.DATE_FORMATS that reads every date (ISO,
-    # day-first, month-first, ...); an ambiguous day/month order is refused. Any other strftime
-    # format, e.g. %d/%m/%Y, is used as given.
-    date_format: str = "%Y-%m-%d"
-    series_keys: tuple[str, ...] = ("Store", "Dept")  # last key groups series across stores
-    store_column: str = "Store"  # join key of the stores and features tables
-    target: str = "Weekly_Sales"
-    holiday_column: str = "IsHoliday"  # "" = no holiday flag (every weight 1)
-    covariates: tuple[str, ...] = (
-        "Temperature",
-        "Fuel_Price",
-        *MARKDOWNS,
-        "CPI",
-        "Unemployment",
-        "Size",
-    )
-    markdown_columns: tuple[str, ...] = MARKDOWNS  # NA -> 0 (no promotion)
-    missing_indicators: bool = False  # add <markdown>_missing columns (used as covariates)
-    ffill_columns: tuple[str, ...] = ("CPI", "Unemployment")  # forward-filled per store
-    framing: Literal["forecast", "parity"] = "forecast"
-    window: int = 8  # history steps before the target step
-    # Steps per seasonal cycle. This default follows the time step: 52 weekly, 12 monthly, 7
-    # daily (the week), else round(365.25 / step days); any other value is used as given.
-    season: int = 52
-    test_steps: int = 39  # last 39 weeks: 2012-02-03 .. 2012-10-26
-    val_steps: int = 13
-    # A sample needs these lags observed; this default means 1 and the season (as resolved).
-    require_lags: tuple[int, ...] = (1, 52)
-    # Predict y - baseline; last_week is the old name of last_step (the previous step's value).
-    residual: Literal["none", "last_step", "last_week", "seasonal", "mean"] = "mean"
-    min_scale: float = 1.0  # floor of the per-series scale (sales units)
-    stores: tuple[int, ...] = ()  # keep only these stores (empty = all)
-    depts: tuple[int, ...] = ()  # keep only these groups (last series key; empty = all)
-    parity_onehot: tuple[str, ...] = ("Store", "Dept", "Type")  # one-hot inputs (parity)
-    val_fraction: float = 0.15  # parity split
-    test_fraction: float = 0.15
-    plot_series: tuple[str, ...] = ()  # e.g. "1-1" (Store-Dept); empty = the largest series
-    # Moving calendar events (YYYY-MM-DD, e.g. Easter Sundays): the step whose period holds one
-    # gets an event flag, as does the step a season later (forecast framing; see forecast_steps).
-    events: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        def bad(key: str, need: str) -> ArchlabError:
-            return ArchlabError(f"invalid config value data.{key}={getattr(self, key)!r}: {need}")
-
-        if self.window < 1:
-            raise bad("window", "must be >= 1")
-        if self.season < 2:
-            raise bad("season", "must be >= 2")
-        if self.test_steps < 1 or self.val_steps < 1:
-            raise bad("test_steps" if self.test_steps < 1 else "val_steps", "must be >= 1")
-        if not self.series_keys:
-            raise bad("series_keys", "give at least one column")
-        if any(lag < 1 for lag in self.require_lags):
-            raise bad("require_lags", "lags must be >= 1")
-        if self.min_scale <= 0:
-            raise bad("min_scale", "must be > 0")
-        for e in self.events:
-            try:
-                np.datetime64(e, "D")
-            except ValueError:
-                raise ArchlabError(
-                    f"invalid config value data.events: {e!r} is not a YYYY-MM-DD date"
-                ) from None
-        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1):
-            raise bad("val_fraction", "val and test fractions must be in (0, 1)")
-        if self.val_fraction + self.test_fraction >= 1:
-            raise bad("test_fraction", "val + test fractions must be < 1")
-
-
-@dataclass(frozen=True)
-class SalesModelConfig:
-    name: str = "rnn"
-    hidden_size: int = 50
-    num_layers: int = 3
-    embed_dim: int = 8  # embedding per series key (store, dept); 0 = none (forecast framing)
-    loss: Literal["wmae", "mse"] = "wmae"  # wmae: holiday-weighted L1 on the sales scale
-
-    def __post_init__(self) -> None:
-        valid = models_for("sales")
-        if self.name not in valid:
-            raise ArchlabError(f"unknown sales model {self.name!r}; valid: {', '.join(valid)}")
-        if self.hidden_size < 1 or self.num_layers < 1 or self.embed_dim < 0:
-            raise ArchlabError(
-                "invalid config value model.hidden_size/num_layers/embed_dim: "
-                f"{self.hidden_size}/{self.num_layers}/{self.embed_dim}"
-            )
 
 
 def _holiday_weight(hol: torch.Tensor) -> torch.Tensor:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,66 +18,13 @@ from archlab.data.images import Manifest, load_image_set
 from archlab.data.splits import stratified_split, stratified_subset
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
-from archlab.models import MODELS, models_for
+from archlab.models import MODELS
+from archlab.task_configs import ImageDataConfig, ImageModelConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.utils import sha256_array
 
 # Smallest input side each model accepts: VGG's five 2x2 max-pools leave nothing below 32.
 MIN_SIZE = {"vgg13": 32, "vgg13_bn": 32}
-
-
-@dataclass(frozen=True)
-class ImageDataConfig:
-    """Where the images come from and how they are prepared."""
-
-    path: str = ""  # class folders, split folders, a .csv manifest, an .npz, "" = sklearn digits
-    format: Literal["auto", "folder", "manifest", "npz", "digits"] = "auto"
-    # Folders: auto = root/train (+ val|valid|validation, test)/<class>/... when root holds a
-    # train/ folder, else root/<class>/...; split = require the former, classes = the latter.
-    layout: Literal["auto", "split", "classes"] = "auto"
-    # CSV manifest (--data labels.csv): columns '' = detected (path/filename/file/image/id...,
-    # label/class/category/target..., split/subset/set); paths are relative to image_root
-    # ('' = the CSV's folder). A split column's train/val/test tags are honoured (split_column=
-    # none: no split column; archlab splits).
-    path_column: str = ""
-    label_column: str = ""
-    split_column: str = ""
-    image_root: str = ""
-    size: int = 32  # images are resized to size x size pixels
-    channels: int = 1  # 1 = grayscale (the study), 3 = RGB
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    # Honour an npz 'split' array (val carved from its train). Split folders and a manifest's
-    # split column are always honoured: missing val/test splits are carved from train.
-    use_provided_split: bool = False
-    subset: int = 0  # stratified random subset of this many images before splitting (0 = all)
-    skip_corrupt: bool = False  # skip (and count) unreadable files instead of failing
-    class_weights: bool = False  # weight cross-entropy by inverse training-class frequency
-    mean: float = 0.5  # normalization: (x/255 - mean) / std, as the study
-    std: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.size < 0 or self.size == 1:
-            raise ArchlabError(f"invalid config value data.size={self.size}: must be >= 2")
-        if self.channels not in (1, 3):
-            raise ArchlabError(f"invalid config value data.channels={self.channels}: 1 or 3")
-        if self.std <= 0:
-            raise ArchlabError(f"invalid config value data.std={self.std}: must be > 0")
-        if self.subset < 0:
-            raise ArchlabError(f"invalid config value data.subset={self.subset}: must be >= 0")
-
-
-@dataclass(frozen=True)
-class ImageModelConfig:
-    name: str = "resnet18"
-    # Test-time augmentation: "flip" averages the logits of each image and its mirror image in
-    # evaluation and prediction (training is unchanged).
-    tta: Literal["none", "flip"] = "none"
-
-    def __post_init__(self) -> None:
-        valid = models_for("images")
-        if self.name not in valid:
-            raise ArchlabError(f"unknown image model {self.name!r}; valid: {', '.join(valid)}")
 
 
 def _split_source(origin: dict[str, str], c: ImageDataConfig, seed: int) -> dict[str, str]:

@@ -6,9 +6,8 @@ import functools
 import json
 import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,96 +29,12 @@ from archlab.data.text import (
 )
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
-from archlab.models import MODELS, models_for
+from archlab.models import MODELS
+from archlab.task_configs import TextDataConfig, TextModelConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.utils import sha256_array, write_text_atomic
 
 TOKENIZER_FILE = "tokenizer.json"
-
-
-@dataclass(frozen=True)
-class TextDataConfig:
-    """Which CSV columns hold text and label, and how texts become token ids."""
-
-    path: str = ""  # CSV file
-    text_column: str = "text"
-    label_column: str = "airline_sentiment"
-    encoding: str = "utf-8"
-    labels: tuple[str, ...] = ()  # class order; rows with other labels are dropped (empty = all)
-    group_column: str = ""  # EDA breakdown column ("" = 'airline' if the file has it)
-    conflicts: Literal["majority", "drop"] = "majority"  # repeated texts with differing labels
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    subset: int = 0  # stratified random subset of this many distinct texts (0 = all)
-    vocab_size: int = 20_000  # most frequent training-split words kept, incl. [PAD] and [UNK]
-    min_frequency: int = 2  # rarer training words map to [UNK]
-    max_length: int = 64  # tokens per text (tweets have at most ~50)
-    class_weights: bool = False  # weight cross-entropy by inverse training-class frequency
-    # Knowledge distillation: training targets become (1 - distill) * one-hot label + distill *
-    # the TF-IDF teacher's probabilities, each cross-fitted (from a teacher that never saw that
-    # text) over distill_folds folds of the training split. 0 = hard labels only.
-    distill: float = 0.0
-    distill_folds: int = 5
-    # Pretrained word vectors (GloVe text, or word2vec/fastText text with a 'count dim' header;
-    # plain or .gz). Sets the embedding size, splits tokens as GloVe does (can't -> ca n't) and
-    # initializes the rows of words that have a vector. "" = a randomly initialized embedding.
-    embeddings: str = ""
-    # Besides every training word that has a vector, the file's first N words (its most frequent)
-    # join the vocabulary, so words never seen in training keep their vector (-1 = all, 0 = none).
-    embeddings_words: int = 100_000
-
-    def __post_init__(self) -> None:
-        if self.vocab_size < 3:
-            raise ArchlabError(f"invalid config value data.vocab_size={self.vocab_size}: >= 3")
-        if self.min_frequency < 1:
-            raise ArchlabError(
-                f"invalid config value data.min_frequency={self.min_frequency}: must be >= 1"
-            )
-        if self.max_length < 1:
-            raise ArchlabError(f"invalid config value data.max_length={self.max_length}: >= 1")
-        if self.subset < 0:
-            raise ArchlabError(f"invalid config value data.subset={self.subset}: must be >= 0")
-        if not self.text_column or not self.label_column:
-            raise ArchlabError("data.text_column and data.label_column must not be empty")
-        if not 0 <= self.distill <= 1:
-            raise ArchlabError(f"invalid config value data.distill={self.distill}: in [0, 1]")
-        if self.distill_folds < 2:
-            raise ArchlabError(
-                f"invalid config value data.distill_folds={self.distill_folds}: must be >= 2"
-            )
-        if self.embeddings_words < -1:
-            raise ArchlabError(
-                f"invalid config value data.embeddings_words={self.embeddings_words}: "
-                "-1 (all), 0 (none) or a number of words"
-            )
-
-
-@dataclass(frozen=True)
-class TextModelConfig:
-    """Which network; None keeps the model's own default for that size."""
-
-    name: str = "bilstm"
-    embed_dim: int | None = None
-    hidden_size: int | None = None
-    num_layers: int | None = None
-    pooling: Literal["last", "max"] = "last"
-    # Keep the embedding fixed (e.g. at its pretrained vectors) for freeze_epochs epochs, then
-    # fine-tune it; freeze_epochs 0 = frozen for the whole run.
-    freeze_embeddings: bool = False
-    freeze_epochs: int = 0
-
-    def __post_init__(self) -> None:
-        valid = models_for("text")
-        if self.name not in valid:
-            raise ArchlabError(f"unknown text model {self.name!r}; valid: {', '.join(valid)}")
-        for key in ("embed_dim", "hidden_size", "num_layers"):
-            v = getattr(self, key)
-            if v is not None and v < 1:
-                raise ArchlabError(f"invalid config value model.{key}={v}: must be >= 1")
-        if self.freeze_epochs < 0:
-            raise ArchlabError(
-                f"invalid config value model.freeze_epochs={self.freeze_epochs}: must be >= 0"
-            )
 
 
 class TextClassification:

@@ -1,0 +1,274 @@
+"""The data and model config sections of each task: frozen dataclasses, validated when built.
+
+They import neither torch nor pandas, so the CLI can list presets, build configs and check
+flags without loading either (``archlab train --list-presets``). The task modules
+(``archlab.tasks.*``) use and re-export them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from archlab.errors import ArchlabError
+
+# Model name -> the task whose data it consumes. The MODELS registry (archlab.models, which
+# imports torch) holds the networks; tests/test_models.py checks that both name the same models.
+MODEL_TASKS: dict[str, str] = {
+    "vgg13": "images",
+    "vgg13_bn": "images",
+    "resnet18": "images",
+    "rnn": "sales",
+    "lstm": "sales",
+    "gru": "sales",
+    "lstm-basic": "text",
+    "bilstm": "text",
+}
+MARKDOWNS = ("MarkDown1", "MarkDown2", "MarkDown3", "MarkDown4", "MarkDown5")
+
+
+def models_for(task: str) -> list[str]:
+    """The model names a task can train, in registry order."""
+    return [name for name, t in MODEL_TASKS.items() if t == task]
+
+
+@dataclass(frozen=True)
+class ImageDataConfig:
+    """Where the images come from and how they are prepared."""
+
+    path: str = ""  # class folders, split folders, a .csv manifest, an .npz, "" = sklearn digits
+    format: Literal["auto", "folder", "manifest", "npz", "digits"] = "auto"
+    # Folders: auto = root/train (+ val|valid|validation, test)/<class>/... when root holds a
+    # train/ folder, else root/<class>/...; split = require the former, classes = the latter.
+    layout: Literal["auto", "split", "classes"] = "auto"
+    # CSV manifest (--data labels.csv): columns '' = detected (path/filename/file/image/id...,
+    # label/class/category/target..., split/subset/set); paths are relative to image_root
+    # ('' = the CSV's folder). A split column's train/val/test tags are honoured (split_column=
+    # none: no split column; archlab splits).
+    path_column: str = ""
+    label_column: str = ""
+    split_column: str = ""
+    image_root: str = ""
+    size: int = 32  # images are resized to size x size pixels
+    channels: int = 1  # 1 = grayscale (the study), 3 = RGB
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    # Honour an npz 'split' array (val carved from its train). Split folders and a manifest's
+    # split column are always honoured: missing val/test splits are carved from train.
+    use_provided_split: bool = False
+    subset: int = 0  # stratified random subset of this many images before splitting (0 = all)
+    skip_corrupt: bool = False  # skip (and count) unreadable files instead of failing
+    class_weights: bool = False  # weight cross-entropy by inverse training-class frequency
+    mean: float = 0.5  # normalization: (x/255 - mean) / std, as the study
+    std: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.size < 0 or self.size == 1:
+            raise ArchlabError(f"invalid config value data.size={self.size}: must be >= 2")
+        if self.channels not in (1, 3):
+            raise ArchlabError(f"invalid config value data.channels={self.channels}: 1 or 3")
+        if self.std <= 0:
+            raise ArchlabError(f"invalid config value data.std={self.std}: must be > 0")
+        if self.subset < 0:
+            raise ArchlabError(f"invalid config value data.subset={self.subset}: must be >= 0")
+
+
+@dataclass(frozen=True)
+class ImageModelConfig:
+    name: str = "resnet18"
+    # Test-time augmentation: "flip" averages the logits of each image and its mirror image in
+    # evaluation and prediction (training is unchanged).
+    tta: Literal["none", "flip"] = "none"
+
+    def __post_init__(self) -> None:
+        valid = models_for("images")
+        if self.name not in valid:
+            raise ArchlabError(f"unknown image model {self.name!r}; valid: {', '.join(valid)}")
+
+
+@dataclass(frozen=True)
+class TextDataConfig:
+    """Which CSV columns hold text and label, and how texts become token ids."""
+
+    path: str = ""  # CSV file
+    text_column: str = "text"
+    label_column: str = "airline_sentiment"
+    encoding: str = "utf-8"
+    labels: tuple[str, ...] = ()  # class order; rows with other labels are dropped (empty = all)
+    group_column: str = ""  # EDA breakdown column ("" = 'airline' if the file has it)
+    conflicts: Literal["majority", "drop"] = "majority"  # repeated texts with differing labels
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    subset: int = 0  # stratified random subset of this many distinct texts (0 = all)
+    vocab_size: int = 20_000  # most frequent training-split words kept, incl. [PAD] and [UNK]
+    min_frequency: int = 2  # rarer training words map to [UNK]
+    max_length: int = 64  # tokens per text (tweets have at most ~50)
+    class_weights: bool = False  # weight cross-entropy by inverse training-class frequency
+    # Knowledge distillation: training targets become (1 - distill) * one-hot label + distill *
+    # the TF-IDF teacher's probabilities, each cross-fitted (from a teacher that never saw that
+    # text) over distill_folds folds of the training split. 0 = hard labels only.
+    distill: float = 0.0
+    distill_folds: int = 5
+    # Pretrained word vectors (GloVe text, or word2vec/fastText text with a 'count dim' header;
+    # plain or .gz). Sets the embedding size, splits tokens as GloVe does (can't -> ca n't) and
+    # initializes the rows of words that have a vector. "" = a randomly initialized embedding.
+    embeddings: str = ""
+    # Besides every training word that has a vector, the file's first N words (its most frequent)
+    # join the vocabulary, so words never seen in training keep their vector (-1 = all, 0 = none).
+    embeddings_words: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 3:
+            raise ArchlabError(f"invalid config value data.vocab_size={self.vocab_size}: >= 3")
+        if self.min_frequency < 1:
+            raise ArchlabError(
+                f"invalid config value data.min_frequency={self.min_frequency}: must be >= 1"
+            )
+        if self.max_length < 1:
+            raise ArchlabError(f"invalid config value data.max_length={self.max_length}: >= 1")
+        if self.subset < 0:
+            raise ArchlabError(f"invalid config value data.subset={self.subset}: must be >= 0")
+        if not self.text_column or not self.label_column:
+            raise ArchlabError("data.text_column and data.label_column must not be empty")
+        if not 0 <= self.distill <= 1:
+            raise ArchlabError(f"invalid config value data.distill={self.distill}: in [0, 1]")
+        if self.distill_folds < 2:
+            raise ArchlabError(
+                f"invalid config value data.distill_folds={self.distill_folds}: must be >= 2"
+            )
+        if self.embeddings_words < -1:
+            raise ArchlabError(
+                f"invalid config value data.embeddings_words={self.embeddings_words}: "
+                "-1 (all), 0 (none) or a number of words"
+            )
+
+
+@dataclass(frozen=True)
+class TextModelConfig:
+    """Which network; None keeps the model's own default for that size."""
+
+    name: str = "bilstm"
+    embed_dim: int | None = None
+    hidden_size: int | None = None
+    num_layers: int | None = None
+    pooling: Literal["last", "max"] = "last"
+    # Keep the embedding fixed (e.g. at its pretrained vectors) for freeze_epochs epochs, then
+    # fine-tune it; freeze_epochs 0 = frozen for the whole run.
+    freeze_embeddings: bool = False
+    freeze_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        valid = models_for("text")
+        if self.name not in valid:
+            raise ArchlabError(f"unknown text model {self.name!r}; valid: {', '.join(valid)}")
+        for key in ("embed_dim", "hidden_size", "num_layers"):
+            v = getattr(self, key)
+            if v is not None and v < 1:
+                raise ArchlabError(f"invalid config value model.{key}={v}: must be >= 1")
+        if self.freeze_epochs < 0:
+            raise ArchlabError(
+                f"invalid config value model.freeze_epochs={self.freeze_epochs}: must be >= 0"
+            )
+
+
+@dataclass(frozen=True)
+class SalesDataConfig:
+    """Where the panel comes from, its column names, and how samples are framed and split."""
+
+    # A folder holding the files below, or the sales CSV itself (then the tables below are read
+    # from beside it when there). Tables, the holiday column and covariates left at these
+    # (Walmart) defaults are skipped when the data has none; values you set must exist.
+    path: str = ""
+    train_file: str = "train.csv"  # also found as train.csv.gz
+    features_file: str = "features.csv"  # "" = none
+    stores_file: str = "stores.csv"  # "" = none
+    date_column: str = "Date"
+    # This default (ISO) and "auto": the one of sales.DATE_FORMATS that reads every date (ISO,
+    # day-first, month-first, ...); an ambiguous day/month order is refused. Any other strftime
+    # format, e.g. %d/%m/%Y, is used as given.
+    date_format: str = "%Y-%m-%d"
+    series_keys: tuple[str, ...] = ("Store", "Dept")  # last key groups series across stores
+    store_column: str = "Store"  # join key of the stores and features tables
+    target: str = "Weekly_Sales"
+    holiday_column: str = "IsHoliday"  # "" = no holiday flag (every weight 1)
+    covariates: tuple[str, ...] = (
+        "Temperature",
+        "Fuel_Price",
+        *MARKDOWNS,
+        "CPI",
+        "Unemployment",
+        "Size",
+    )
+    markdown_columns: tuple[str, ...] = MARKDOWNS  # NA -> 0 (no promotion)
+    missing_indicators: bool = False  # add <markdown>_missing columns (used as covariates)
+    ffill_columns: tuple[str, ...] = ("CPI", "Unemployment")  # forward-filled per store
+    framing: Literal["forecast", "parity"] = "forecast"
+    window: int = 8  # history steps before the target step
+    # Steps per seasonal cycle. This default follows the time step: 52 weekly, 12 monthly, 7
+    # daily (the week), else round(365.25 / step days); any other value is used as given.
+    season: int = 52
+    test_steps: int = 39  # last 39 weeks: 2012-02-03 .. 2012-10-26
+    val_steps: int = 13
+    # A sample needs these lags observed; this default means 1 and the season (as resolved).
+    require_lags: tuple[int, ...] = (1, 52)
+    # Predict y - baseline; last_week is the old name of last_step (the previous step's value).
+    residual: Literal["none", "last_step", "last_week", "seasonal", "mean"] = "mean"
+    min_scale: float = 1.0  # floor of the per-series scale (sales units)
+    stores: tuple[int, ...] = ()  # keep only these stores (empty = all)
+    depts: tuple[int, ...] = ()  # keep only these groups (last series key; empty = all)
+    parity_onehot: tuple[str, ...] = ("Store", "Dept", "Type")  # one-hot inputs (parity)
+    val_fraction: float = 0.15  # parity split
+    test_fraction: float = 0.15
+    plot_series: tuple[str, ...] = ()  # e.g. "1-1" (Store-Dept); empty = the largest series
+    # Moving calendar events (YYYY-MM-DD, e.g. Easter Sundays): the step whose period holds one
+    # gets an event flag, as does the step a season later (forecast framing; see forecast_steps).
+    events: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        def bad(key: str, need: str) -> ArchlabError:
+            return ArchlabError(f"invalid config value data.{key}={getattr(self, key)!r}: {need}")
+
+        if self.window < 1:
+            raise bad("window", "must be >= 1")
+        if self.season < 2:
+            raise bad("season", "must be >= 2")
+        if self.test_steps < 1 or self.val_steps < 1:
+            raise bad("test_steps" if self.test_steps < 1 else "val_steps", "must be >= 1")
+        if not self.series_keys:
+            raise bad("series_keys", "give at least one column")
+        if any(lag < 1 for lag in self.require_lags):
+            raise bad("require_lags", "lags must be >= 1")
+        if self.min_scale <= 0:
+            raise bad("min_scale", "must be > 0")
+        for e in self.events:
+            try:
+                np.datetime64(e, "D")
+            except ValueError:
+                raise ArchlabError(
+                    f"invalid config value data.events: {e!r} is not a YYYY-MM-DD date"
+                ) from None
+        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1):
+            raise bad("val_fraction", "val and test fractions must be in (0, 1)")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise bad("test_fraction", "val + test fractions must be < 1")
+
+
+@dataclass(frozen=True)
+class SalesModelConfig:
+    name: str = "rnn"
+    hidden_size: int = 50
+    num_layers: int = 3
+    embed_dim: int = 8  # embedding per series key (store, dept); 0 = none (forecast framing)
+    loss: Literal["wmae", "mse"] = "wmae"  # wmae: holiday-weighted L1 on the sales scale
+
+    def __post_init__(self) -> None:
+        valid = models_for("sales")
+        if self.name not in valid:
+            raise ArchlabError(f"unknown sales model {self.name!r}; valid: {', '.join(valid)}")
+        if self.hidden_size < 1 or self.num_layers < 1 or self.embed_dim < 0:
+            raise ArchlabError(
+                "invalid config value model.hidden_size/num_layers/embed_dim: "
+                f"{self.hidden_size}/{self.num_layers}/{self.embed_dim}"
+            )
