@@ -46,4 +46,4 @@ def test_config_model_table_names_every_registered_model() -> None:
     # Configs validate model names from a torch-free table; it must match the registry.
     from archlab.task_configs import MODEL_TASKS
 
-    assert MODEL_TASKS == {name: spec.task for name, spec in MODELS.items()}
+    assert {name: spec.task for name, spec in MODELS.items()} == MODEL_TASKS

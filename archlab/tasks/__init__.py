@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from archlab.report.eda_text import text_eda
-from archlab.tasks.base import Batches, DataBundle, Task, TaskSpec
 from archlab.task_configs import (
     ImageDataConfig,
     ImageModelConfig,
@@ -12,6 +11,7 @@ from archlab.task_configs import (
     TextDataConfig,
     TextModelConfig,
 )
+from archlab.tasks.base import Batches, DataBundle, Task, TaskSpec
 from archlab.tasks.forecast import SalesForecast
 from archlab.tasks.forecast import eda as sales_eda
 from archlab.tasks.image_cls import ImageClassification
