@@ -221,19 +221,7 @@ def _layer_name(model: nn.Module, layer: nn.Module) -> str:
 
 def _read_images(task: Any, paths: list[str]) -> torch.Tensor:
     """User image files prepared exactly as ``predict`` prepares them (normalized)."""
-    from PIL import Image, UnidentifiedImageError
-
-    mode = "L" if task.info["channels"] == 1 else "RGB"
-    size = task.info["size"]
-    arrs = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                im = im.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
-                arrs.append(np.asarray(im, dtype=np.uint8).reshape(size, size, -1))
-        except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
-            raise ArchlabError(f"{p}: cannot read image ({e.__class__.__name__})") from None
-    return task.normalize(torch.from_numpy(np.stack(arrs).transpose(0, 3, 1, 2).copy()))
+    return task.normalize(task.read_images(paths))
 
 
 # --- drawing ---

@@ -220,21 +220,25 @@ class ImageClassification:
             )
         return {}
 
-    def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
-        """Class and probabilities for image files, prepared exactly as in training."""
+    def read_images(self, paths: list[str]) -> torch.Tensor:
+        """Image files as an (N, C, H, W) uint8 tensor in the training images' mode and size."""
         from PIL import Image, UnidentifiedImageError
 
         mode = "L" if self.info["channels"] == 1 else "RGB"
         size = self.info["size"]
         arrs = []
-        for p in inputs:
+        for p in paths:
             try:
                 with Image.open(p) as im:
                     im = im.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
                     arrs.append(np.asarray(im, dtype=np.uint8).reshape(size, size, -1))
             except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
                 raise ArchlabError(f"{p}: cannot read image ({e.__class__.__name__})") from None
-        x = torch.from_numpy(np.stack(arrs).transpose(0, 3, 1, 2).copy())
+        return torch.from_numpy(np.stack(arrs).transpose(0, 3, 1, 2).copy())
+
+    def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
+        """Class and probabilities for image files, prepared exactly as in training."""
+        x = self.read_images(inputs)
         stats = self.info.get("pixel_stats")  # absent in runs trained before it was recorded
         for p, note in zip(inputs, unlike_training(x.numpy(), stats), strict=True):
             if note:
