@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from archlab import rundir
 from archlab.config import RegConfig, RunConfig, apply_overrides
 from archlab.errors import ArchlabError
 from archlab.presets import RESET_REG, TECHNIQUES
-from archlab.report import artifacts, plots
+from archlab.report import plots
 from archlab.runner import load_config, train_at
 from archlab.stats import PairedDiff, paired_difference
 from archlab.utils import write_text_atomic
@@ -94,7 +95,7 @@ def summarize(runs: dict[str, list[Path]], task: str, out_dir: Path) -> list[dic
     """Mean ± std per technique from the runs' metrics.json, and from 2 seeds on each
     technique's paired difference from the baseline; as CSV, Markdown and JSON."""
     cols = COLUMNS.get(task) or COLUMNS["images"]
-    metrics = {tech: [artifacts.read_metrics(d) for d in dirs] for tech, dirs in runs.items()}
+    metrics = {tech: [rundir.read_metrics(d) for d in dirs] for tech, dirs in runs.items()}
     rows = []
     for tech, ms in metrics.items():
         row: dict[str, Any] = {"technique": tech, "seeds": len(ms)}
@@ -112,7 +113,7 @@ def summarize(runs: dict[str, list[Path]], task: str, out_dir: Path) -> list[dic
     write_text_atomic(out_dir / "ablation.csv", _csv(rows))
     write_text_atomic(out_dir / "ablation.json", json.dumps(rows, indent=2) + "\n")
     write_text_atomic(out_dir / "ablation.md", _markdown(rows, cols, key if diffs else None))
-    curves = {t: artifacts.read_history(dirs[0] / artifacts.HISTORY) for t, dirs in runs.items()}
+    curves = {t: rundir.read_history(dirs[0] / rundir.HISTORY) for t, dirs in runs.items()}
     metric = "accuracy" if task in ("images", "text") else "wmae"
     plots.learning_curves(curves, out_dir / "ablation_curves.png", metrics=("loss", metric))
     return rows

@@ -126,7 +126,7 @@ def _flag_sets(
 
 def _check_out(out: Path | None) -> None:
     """Refuse an --out that is (or lies under) a file, before any work starts."""
-    from archlab.runner import check_out_dir
+    from archlab.rundir import check_out_dir
 
     if out is not None:
         check_out_dir(out)
@@ -395,7 +395,7 @@ def sweep(
     """Tune hyperparameters with Optuna; workers sharing --storage split one study's trials."""
     import optuna
 
-    from archlab.runner import safe_name
+    from archlab.rundir import safe_name
     from archlab.sweep import run_sweep, search_space
 
     if trials < 1:

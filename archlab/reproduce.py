@@ -15,11 +15,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from archlab import rundir
 from archlab.ablate import run_ablation
 from archlab.config import RunConfig, apply_overrides
 from archlab.errors import ArchlabError
 from archlab.presets import LONG_IMAGE_SETS, PRESETS
-from archlab.report import artifacts
 from archlab.runner import train_at
 from archlab.utils import write_json_atomic, write_text_atomic
 
@@ -217,7 +217,7 @@ def seed_ensemble(run_dirs: list[Path], out_dir: Path) -> str:
 
     if len(run_dirs) < 2:
         return ""
-    tests = [json.loads((d / artifacts.SPLIT).read_text()).get("test") for d in run_dirs]
+    tests = [json.loads((d / rundir.SPLIT).read_text()).get("test") for d in run_dirs]
     if any(t != tests[0] for t in tests):
         return ""
     write_json_atomic(out_dir / ENSEMBLE_FILE, evaluate_ensemble(run_dirs))

@@ -6,9 +6,7 @@ Also re-opens finished runs for ``eval`` and ``predict``. Reports read run dirs 
 from __future__ import annotations
 
 import json
-import re
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -17,9 +15,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from archlab import rundir
 from archlab.config import RunConfig, apply_overrides
 from archlab.errors import ArchlabError
-from archlab.report import artifacts, plots
+from archlab.report import plots
 from archlab.tasks import TASKS
 from archlab.threads import governor, set_threads
 from archlab.train import distributed
@@ -41,7 +40,6 @@ RUN_KEYS = (
     "epochs_run", "stopped_early", "best_epoch", "train_seconds", "epoch_seconds_mean",
     "final_train_loss", "final_val_loss", "n_parameters", "world_size", "replica_digests",
 )  # fmt: skip
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # Keys that say how a run executes, not what it computes: a resumed (or re-run) run may change
 # them; any other difference from its config.yaml is refused (see config_changes).
 RUNTIME_KEYS = ("train.progress", "train.threads", "train.tensorboard", "train.checkpoint_every_s")
@@ -72,33 +70,6 @@ def with_runtime(cfg: RunConfig, source: RunConfig) -> RunConfig:
     """``cfg`` with the RUNTIME_KEYS values of ``source`` (all of them are train.* keys)."""
     keys = [k.split(".", 1)[1] for k in RUNTIME_KEYS]
     return replace(cfg, train=replace(cfg.train, **{k: getattr(source.train, k) for k in keys}))
-
-
-def safe_name(name: str) -> str:
-    """A file-name-safe version of ``name`` (no path separators, no leading dots)."""
-    return _SAFE.sub("-", name).strip(".-") or "run"
-
-
-def new_run_dir(out: Path, name: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(out) / f"{safe_name(name)}-{stamp}"
-    run_dir, i = base, 1
-    while run_dir.exists():
-        i += 1
-        run_dir = base.with_name(f"{base.name}-{i}")
-    check_out_dir(Path(out))
-    run_dir.mkdir(parents=True)
-    return run_dir
-
-
-def check_out_dir(out: Path, flag: str = "--out") -> None:
-    """Refuse an output directory that is (or lies under) an existing file, in one line."""
-    for p in (out, *out.parents):
-        if p.exists():
-            if not p.is_dir():
-                where = "is a file" if p == out else f"lies under {p}, which is a file"
-                raise ArchlabError(f"{flag} {out}: {where}, not a directory")
-            return
 
 
 def _setup(cfg: RunConfig, d: Dist = distributed.SINGLE) -> torch.device:
@@ -143,12 +114,12 @@ def train(
     if resume_dir is not None:
         run_dir = Path(resume_dir)
         cfg = load_config(run_dir)
-        if artifacts.is_finished(run_dir):
+        if rundir.is_finished(run_dir):
             return run_dir  # finished already: nothing to redo
         if runtime is not None:
             cfg = with_runtime(cfg, runtime)
     else:
-        check_out_dir(Path(out))  # before the data is read: that can take a while
+        rundir.check_out_dir(Path(out))  # before the data is read: that can take a while
     assert cfg is not None
     device = _setup(cfg, d)
     # Data first: a bad input fails here, before any run directory or file is written.
@@ -158,9 +129,9 @@ def train(
         for line in data.notes:  # what was read and how it was split, beside the progress lines
             print(line, file=sys.stderr, flush=True)
     if resume_dir is not None:
-        if (run_dir / artifacts.STATE).exists():
-            state = artifacts.load_state(run_dir / artifacts.STATE)
-        elif (run_dir / artifacts.SPLIT).exists() and d.is_main:
+        if (run_dir / rundir.STATE).exists():
+            state = rundir.load_state(run_dir / rundir.STATE)
+        elif (run_dir / rundir.SPLIT).exists() and d.is_main:
             # An earlier attempt got past its data but was killed before a checkpoint was
             # written (one is written at most every train.checkpoint_every_s seconds).
             print(f"archlab: {run_dir}: no checkpoint to resume from (the run stopped before "
@@ -168,12 +139,12 @@ def train(
                   "directory", file=sys.stderr, flush=True)  # fmt: skip
     else:
         if d.is_main:
-            run_dir = new_run_dir(out, name or f"{cfg.task}-{cfg.model.name}-s{cfg.seed}")
-            write_text_atomic(run_dir / artifacts.CONFIG, cfg.to_yaml())
+            run_dir = rundir.new_run_dir(out, name or f"{cfg.task}-{cfg.model.name}-s{cfg.seed}")
+            write_text_atomic(run_dir / rundir.CONFIG, cfg.to_yaml())
             write_text_atomic(run_dir / "command.txt", command + "\n")
         run_dir = distributed.broadcast(run_dir if d.is_main else None, d)
     data.train.rank, data.train.world = d.rank, d.world  # each rank trains on its shard
-    split_path = run_dir / artifacts.SPLIT
+    split_path = run_dir / rundir.SPLIT
     if resume_dir is not None and split_path.exists():
         saved = json.loads(split_path.read_text())
         if saved != data.splits:
@@ -207,7 +178,7 @@ def train(
                   file=sys.stderr)  # fmt: skip
         raise
     if d.is_main:
-        artifacts.save_weights(model, run_dir / artifacts.WEIGHTS)
+        rundir.save_weights(model, run_dir / rundir.WEIGHTS)
         finish(run_dir, task, trainer, data, model)
     distributed.barrier(d)  # the others wait until rank 0 has written metrics.json
     return run_dir
@@ -242,7 +213,7 @@ def train_at(
     Used by ablations and reproduce so that re-running them redoes only unfinished runs.
     """
     run_dir = Path(run_dir)
-    if (run_dir / artifacts.CONFIG).exists():
+    if (run_dir / rundir.CONFIG).exists():
         changes = config_changes(load_config(run_dir), cfg)
         if changes:
             raise ArchlabError(
@@ -253,9 +224,9 @@ def train_at(
     d = distributed.from_env()
     _setup(cfg, d)  # joins the process group under torchrun
     if d.is_main:
-        check_out_dir(run_dir.parent)
+        rundir.check_out_dir(run_dir.parent)
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / artifacts.CONFIG, cfg.to_yaml())
+        write_text_atomic(run_dir / rundir.CONFIG, cfg.to_yaml())
         write_text_atomic(run_dir / "command.txt", command + "\n")
     distributed.barrier(d)
     return train(None, run_dir.parent, resume_dir=run_dir, callbacks=callbacks, runtime=cfg)
@@ -289,7 +260,7 @@ def finish(
     plots.learning_curves({"run": history}, run_dir / "plots" / "learning_curves.png",
                           metrics=_curve_metrics(history))  # fmt: skip
     metrics.update(task.artifacts(run_dir, model, data, outputs, targets))
-    artifacts.write_metrics(metrics, run_dir)
+    rundir.write_metrics(metrics, run_dir)
     return metrics
 
 
@@ -300,9 +271,9 @@ def _curve_metrics(history: list[dict[str, float]]) -> list[str]:
 
 
 def load_config(run_dir: Path) -> RunConfig:
-    path = Path(run_dir) / artifacts.CONFIG
+    path = Path(run_dir) / rundir.CONFIG
     if not path.exists():
-        raise ArchlabError(f"{run_dir}: not a run directory (no {artifacts.CONFIG})")
+        raise ArchlabError(f"{run_dir}: not a run directory (no {rundir.CONFIG})")
     return RunConfig.from_yaml(path.read_text(), where=str(path))
 
 
@@ -329,7 +300,7 @@ def load_run(
             f"run's {saved_info['class_names']}"
         )
     model = task.build_model()
-    artifacts.load_weights(model, run_dir / artifacts.WEIGHTS)
+    rundir.load_weights(model, run_dir / rundir.WEIGHTS)
     return cfg, task, model.to(device), data
 
 
@@ -369,6 +340,6 @@ def restore_task(run_dir: Path) -> tuple[RunConfig, Any, nn.Module]:
     task = TASKS[cfg.task].task(cfg)
     task.restore(run_dir)
     model = task.build_model()
-    artifacts.load_weights(model, run_dir / artifacts.WEIGHTS)
+    rundir.load_weights(model, run_dir / rundir.WEIGHTS)
     model.eval()
     return cfg, task, model

@@ -24,10 +24,9 @@ import sqlalchemy
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from archlab import runner
+from archlab import rundir, runner
 from archlab.config import SECTIONS, RunConfig, apply_overrides
 from archlab.errors import ArchlabError, NonFiniteLossError
-from archlab.report import artifacts
 from archlab.tasks import TASKS
 from archlab.train.callbacks import Callback
 from archlab.utils import write_text_atomic
@@ -303,7 +302,7 @@ def _run_trial(
 def _best_value(run_dir: Path, monitor: tuple[str, str]) -> float | None:
     """The monitored validation value of the run's best epoch (None if never finite)."""
     key, mode = monitor
-    rows = artifacts.read_history(run_dir / artifacts.HISTORY)
+    rows = rundir.read_history(run_dir / rundir.HISTORY)
     values = [r[key] for r in rows if math.isfinite(r.get(key, math.nan))]
     if not values:
         return None

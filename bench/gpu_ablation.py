@@ -93,7 +93,7 @@ def run_queue(
     args: argparse.Namespace, queue: list[str], epochs: dict[str, int], deadline: float
 ) -> dict[str, int | str]:
     """Run ``queue`` ``--concurrency`` at a time (in order): exit codes, or KILLED/NOT_STARTED."""
-    from archlab.report import artifacts
+    from archlab import rundir
     from archlab.runner import load_config
 
     logs = Path(args.out) / "logs"
@@ -104,7 +104,7 @@ def run_queue(
     done = [
         j
         for j in queue
-        if artifacts.is_finished(d := run_dir(Path(args.out), j))
+        if rundir.is_finished(d := run_dir(Path(args.out), j))
         and load_config(d).train.epochs == epochs[j.partition("/")[0]]
     ]
     codes: dict[str, int | str] = dict.fromkeys(done, "finished before")
@@ -160,8 +160,8 @@ def plateau(histories: list[list[dict[str, float]]]) -> dict[str, Any]:
 def parent(args: argparse.Namespace) -> None:
     import torch
 
+    from archlab import rundir
     from archlab.ablate import summarize
-    from archlab.report import artifacts
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     techs = [t.strip() for t in args.techniques.split(",") if t.strip()]
@@ -206,10 +206,10 @@ def parent(args: argparse.Namespace) -> None:
                 job = f"{model}/{tech}-s{s}"
                 d = run_dir(out, job)
                 row = {"model": model, "technique": tech, "seed": s, "exit": codes.get(job)}
-                if artifacts.is_finished(d):
-                    m = artifacts.read_metrics(d)
+                if rundir.is_finished(d):
+                    m = rundir.read_metrics(d)
                     row["metrics"] = {k: m[k] for k in KEEP if k in m}
-                    row["history"] = artifacts.read_history(d / artifacts.HISTORY)
+                    row["history"] = rundir.read_history(d / rundir.HISTORY)
                     finished.setdefault(tech, []).append(d)
                 else:
                     row["unfinished"] = True
@@ -219,7 +219,7 @@ def parent(args: argparse.Namespace) -> None:
         if not finished:
             continue
         rows = summarize(finished, "images", out / model)  # ablation.md/csv/json, curves
-        base_hist = [artifacts.read_history(d / artifacts.HISTORY)
+        base_hist = [rundir.read_history(d / rundir.HISTORY)
                      for d in finished.get("baseline", [])]  # fmt: skip
         results["models"][model] = {
             "stats": {r.pop("technique"): r for r in rows},

@@ -82,10 +82,9 @@ import torch
 from torch import nn
 
 import archlab.train.trainer as trainer_mod
-from archlab import runner
+from archlab import rundir, runner
 from archlab.config import RunConfig
 from archlab.presets import PRESETS
-from archlab.report import artifacts
 from archlab.tasks import TASKS
 from archlab.tasks.base import Batches, DataBundle
 from archlab.train import distributed
@@ -441,10 +440,10 @@ class Probe:
         )
         self.patch(trainer_mod, "l2_penalty", "l2_penalty")
         self.patch(sys.modules[__name__], "l2_penalty", "l2_penalty")
-        self.patch(artifacts, "save_state", "Checkpoint: torch.save state.pt", phased=False)
-        self.patch(artifacts, "_record", "  of which sha256 + manifest", phased=False)
-        self.patch(artifacts, "save_weights", "BestWeights: save_weights", phased=False)
-        self.patch(artifacts, "write_history", "HistoryWriter: write_history", phased=False)
+        self.patch(rundir, "save_state", "Checkpoint: torch.save state.pt", phased=False)
+        self.patch(rundir, "_record", "  of which sha256 + manifest", phased=False)
+        self.patch(rundir, "save_weights", "BestWeights: save_weights", phased=False)
+        self.patch(rundir, "write_history", "HistoryWriter: write_history", phased=False)
 
     def wrap_optim(self, opt: torch.optim.Optimizer, sched: Any) -> None:
         self.patch(opt, "zero_grad", "zero_grad")

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
+from archlab import rundir
 from archlab.ablate import summarize
 from archlab.cli import main
 from archlab.errors import ArchlabError
 from archlab.presets import PRESETS
-from archlab.report import artifacts
 from archlab.utils import write_json_atomic, write_text_atomic
 
 BASE_ACC = [0.80, 0.82, 0.84]
@@ -26,14 +26,14 @@ def _fake_run(root: Path, tech: str, seed: int, acc: float, split: str = "") -> 
     d = root / f"{tech}-s{seed}"
     d.mkdir(parents=True)
     cfg = replace(PRESETS["images-resnet18-smoke"], seed=seed)
-    write_text_atomic(d / artifacts.CONFIG, cfg.to_yaml())
+    write_text_atomic(d / rundir.CONFIG, cfg.to_yaml())
     write_json_atomic(d / "data.json", {"split_sha256": {"test": split or f"split-of-seed-{seed}"}})
-    artifacts.write_metrics(
+    rundir.write_metrics(
         {"test_accuracy": acc, "test_f1_macro": acc, "final_train_loss": 0.1,
          "final_val_loss": 0.2, "epochs_run": 2}, d)  # fmt: skip
-    artifacts.write_history(
+    rundir.write_history(
         [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.1 / e, "train_accuracy": acc,
-          "val_accuracy": acc} for e in (1, 2)], d / artifacts.HISTORY)  # fmt: skip
+          "val_accuracy": acc} for e in (1, 2)], d / rundir.HISTORY)  # fmt: skip
     return d
 
 
@@ -81,10 +81,10 @@ def test_paired_columns_and_keys(tmp_path: Path) -> None:
 def test_lower_is_better_metric_for_sales(tmp_path: Path) -> None:
     runs = _runs(tmp_path, {"baseline": BASE_ACC, "l2": [a - 0.01 for a in BASE_ACC]})
     for d in runs["baseline"] + runs["l2"]:  # the same numbers as WMAE: lower wins
-        acc = artifacts.read_metrics(d)["test_accuracy"]
-        artifacts.write_metrics({"test_wmae": acc, "epochs_run": 2}, d)
-        artifacts.write_history([{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0,
-                                  "val_wmae": acc}], d / artifacts.HISTORY)  # fmt: skip
+        acc = rundir.read_metrics(d)["test_accuracy"]
+        rundir.write_metrics({"test_wmae": acc, "epochs_run": 2}, d)
+        rundir.write_history([{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0,
+                                  "val_wmae": acc}], d / rundir.HISTORY)  # fmt: skip
     rows = {r["technique"]: r for r in summarize(runs, "sales", tmp_path)}
     assert rows["l2"]["diff_metric"] == "test_wmae" and rows["l2"]["verdict"] == "helps"
 
@@ -114,7 +114,7 @@ def test_two_seed_ablation_end_to_end(tmp_path: Path, image_folder: Path, capsys
     assert "| Δ test accuracy vs baseline (95% CI) | verdict |" in capsys.readouterr().out
     drop = {r["technique"]: r for r in json.loads((out / "ablation.json").read_text())}["dropout"]
     accs = {
-        t: [artifacts.read_metrics(out / f"{t}-s{s}")["test_accuracy"] for s in (0, 1)]
+        t: [rundir.read_metrics(out / f"{t}-s{s}")["test_accuracy"] for s in (0, 1)]
         for t in ("baseline", "dropout")
     }
     diffs = [accs["dropout"][s] - accs["baseline"][s] for s in (0, 1)]

@@ -27,11 +27,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from archlab import rundir
 from archlab.cli import main
 from archlab.data.sales import load_sales
 from archlab.data.text import load_text_table
 from archlab.errors import ArchlabError
-from archlab.report import artifacts
 from archlab.tasks.forecast import SalesDataConfig
 
 QUIET = ["--set", "train.threads=1", "--set", "train.progress=off"]
@@ -348,7 +348,7 @@ def _interrupted_run(tmp: Path) -> Path:
     run = tmp / "run"
     run.mkdir()
     cfg = build_config("images", None, str(_images(tmp)), None, None, None, QUIET[1::2])
-    (run / artifacts.CONFIG).write_text(cfg.to_yaml())
+    (run / rundir.CONFIG).write_text(cfg.to_yaml())
     return run
 
 
@@ -669,35 +669,35 @@ def _run_copy(src: Path, tmp: Path) -> Path:
 
 
 def _truncate_weights(run: Path) -> list[str]:
-    w = run / artifacts.WEIGHTS
+    w = run / rundir.WEIGHTS
     w.write_bytes(w.read_bytes()[:1000])
-    return [artifacts.WEIGHTS, "truncated"]
+    return [rundir.WEIGHTS, "truncated"]
 
 
 def _foreign_weights(run: Path) -> list[str]:
-    artifacts.save_weights(torch.nn.Linear(4, 3), run / artifacts.WEIGHTS)  # recorded, but wrong
-    return [artifacts.WEIGHTS, "do not fit this model"]
+    rundir.save_weights(torch.nn.Linear(4, 3), run / rundir.WEIGHTS)  # recorded, but wrong
+    return [rundir.WEIGHTS, "do not fit this model"]
 
 
 def _foreign_unrecorded_weights(run: Path) -> list[str]:
-    (run / artifacts.WEIGHTS).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
-    (run / artifacts.MANIFEST).unlink()
-    return [artifacts.WEIGHTS, "not a readable safetensors"]
+    (run / rundir.WEIGHTS).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    (run / rundir.MANIFEST).unlink()
+    return [rundir.WEIGHTS, "not a readable safetensors"]
 
 
 def _missing_weights(run: Path) -> list[str]:
-    (run / artifacts.WEIGHTS).unlink()
-    return [artifacts.WEIGHTS, "file not found"]
+    (run / rundir.WEIGHTS).unlink()
+    return [rundir.WEIGHTS, "file not found"]
 
 
 def _broken_config(run: Path) -> list[str]:
-    (run / artifacts.CONFIG).write_text("task: images\ndata: [unclosed\n")
-    return [artifacts.CONFIG, "not valid YAML"]
+    (run / rundir.CONFIG).write_text("task: images\ndata: [unclosed\n")
+    return [rundir.CONFIG, "not valid YAML"]
 
 
 def _unknown_config_key(run: Path) -> list[str]:
-    text = (run / artifacts.CONFIG).read_text()
-    (run / artifacts.CONFIG).write_text(text.replace("\n  epochs:", "\n  epochz:", 1))
+    text = (run / rundir.CONFIG).read_text()
+    (run / rundir.CONFIG).write_text(text.replace("\n  epochs:", "\n  epochz:", 1))
     return ["train.epochz"]
 
 

@@ -15,11 +15,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from archlab import runner
+from archlab import rundir, runner
 from archlab.config import apply_overrides
 from archlab.errors import ArchlabError
 from archlab.presets import PRESETS
-from archlab.report import artifacts
 from archlab.train.callbacks import Callback
 from tests.test_sales import write_panel
 
@@ -51,7 +50,7 @@ def _train_args(panel: Path, out: Path, sets: list[str]) -> list[str]:
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(run_dir / artifacts.WEIGHTS))
+    return load_file(str(run_dir / rundir.WEIGHTS))
 
 
 @pytest.mark.xdist_group("ddp")
@@ -63,7 +62,7 @@ def test_two_process_gloo_matches_one_process(tmp_path: Path) -> None:
     assert proc.returncode == 0, err[-3000:]
     run_dir = Path(out.strip().splitlines()[-1])
     assert [p.name for p in (tmp_path / "ddp").iterdir()] == [run_dir.name]  # rank 0 wrote alone
-    m = json.loads((run_dir / artifacts.METRICS).read_text())
+    m = json.loads((run_dir / rundir.METRICS).read_text())
     assert m["world_size"] == 2
     digests = m["replica_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]  # bitwise identical on both ranks
@@ -74,7 +73,7 @@ def test_two_process_gloo_matches_one_process(tmp_path: Path) -> None:
     assert w1.keys() == w2.keys()
     for k in w1:
         torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5)
-    m1 = json.loads((single / artifacts.METRICS).read_text())
+    m1 = json.loads((single / rundir.METRICS).read_text())
     assert m["test_rmse"] == pytest.approx(m1["test_rmse"], rel=1e-4)
 
 
@@ -96,7 +95,7 @@ def test_torchrun_killed_then_resumed_equals_uninterrupted(tmp_path: Path) -> No
     os.killpg(killed.pid, signal.SIGKILL)  # torchrun and both workers, mid-run
     killed.wait()
     run_dir = history.parent
-    assert not (run_dir / artifacts.METRICS).exists()
+    assert not (run_dir / rundir.METRICS).exists()
     resumed = _torchrun(["train", "--resume", str(run_dir)])
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err[-3000:]
@@ -132,9 +131,9 @@ def test_ctrl_c_checkpoints_at_the_next_step_and_resumes_exactly(
     run_dir = next((tmp_path / "cut").iterdir())
     err = capsys.readouterr().err
     assert "step 5 (checkpoint saved)" in err and f"--resume {run_dir}" in err
-    state = artifacts.load_state(run_dir / artifacts.STATE)
+    state = rundir.load_state(run_dir / rundir.STATE)
     assert (state["epoch"], state["step"], state["batch"]) == (0, 5, 5)  # mid-epoch 1
-    assert not (run_dir / artifacts.METRICS).exists()
+    assert not (run_dir / rundir.METRICS).exists()
     runner.train(None, tmp_path, resume_dir=run_dir)
     w1, w2 = _weights(full), _weights(run_dir)
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
@@ -143,7 +142,7 @@ def test_ctrl_c_checkpoints_at_the_next_step_and_resumes_exactly(
 
 def _history(run_dir: Path) -> list[list[str]]:
     """history.csv without the wall-time column (everything else must match exactly)."""
-    rows = [r.split(",") for r in (run_dir / artifacts.HISTORY).read_text().splitlines()]
+    rows = [r.split(",") for r in (run_dir / rundir.HISTORY).read_text().splitlines()]
     drop = rows[0].index("seconds")
     return [[c for j, c in enumerate(r) if j != drop] for r in rows]
 
@@ -170,9 +169,9 @@ def test_failed_checkpoint_write_mid_run_keeps_the_previous_one(
     ):
         runner.train(cfg, tmp_path / "runs")
     run_dir = next((tmp_path / "runs").iterdir())
-    assert artifacts.load_state(run_dir / artifacts.STATE)["epoch"] == 1
-    assert not (run_dir / artifacts.METRICS).exists()
+    assert rundir.load_state(run_dir / rundir.STATE)["epoch"] == 1
+    assert not (run_dir / rundir.METRICS).exists()
     assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
     monkeypatch.undo()
     runner.train(None, tmp_path, resume_dir=run_dir)  # and the run can go on from there
-    assert json.loads((run_dir / artifacts.METRICS).read_text())["epochs_run"] == 3
+    assert json.loads((run_dir / rundir.METRICS).read_text())["epochs_run"] == 3

@@ -15,10 +15,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from archlab import runner
+from archlab import rundir, runner
 from archlab.errors import ArchlabError
-from archlab.report import artifacts
-from archlab.runner import new_run_dir
+from archlab.rundir import new_run_dir
 
 
 class _Evil:
@@ -29,45 +28,45 @@ class _Evil:
 def test_malicious_pickle_resume_state_is_refused(tmp_path: Path, monkeypatch) -> None:
     marker = tmp_path / "pwned"
     monkeypatch.setenv("ARCHLAB_PWNED", str(marker))
-    path = tmp_path / artifacts.STATE
+    path = tmp_path / rundir.STATE
     torch.save({"epoch": 1, "payload": _Evil()}, path)
     with pytest.raises(ArchlabError, match="refused to load"):
-        artifacts.load_state(path)
+        rundir.load_state(path)
     assert not marker.exists()
 
 
 def test_plain_pickle_file_is_refused(tmp_path: Path, monkeypatch) -> None:
     marker = tmp_path / "pwned"
     monkeypatch.setenv("ARCHLAB_PWNED", str(marker))
-    path = tmp_path / artifacts.STATE
+    path = tmp_path / rundir.STATE
     path.write_bytes(pickle.dumps(_Evil()))
     with pytest.raises(ArchlabError):
-        artifacts.load_state(path)
+        rundir.load_state(path)
     assert not marker.exists()
 
 
 def test_truncated_checkpoint_is_detected(tmp_path: Path) -> None:
     model = torch.nn.Linear(4, 3)
-    path = tmp_path / artifacts.WEIGHTS
-    artifacts.save_weights(model, path)
+    path = tmp_path / rundir.WEIGHTS
+    rundir.save_weights(model, path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ArchlabError, match="truncated or modified"):
-        artifacts.load_weights(torch.nn.Linear(4, 3), path)
+        rundir.load_weights(torch.nn.Linear(4, 3), path)
 
 
 def test_wrong_architecture_and_missing_file(tmp_path: Path) -> None:
-    path = tmp_path / artifacts.WEIGHTS
-    artifacts.save_weights(torch.nn.Linear(4, 3), path)
+    path = tmp_path / rundir.WEIGHTS
+    rundir.save_weights(torch.nn.Linear(4, 3), path)
     with pytest.raises(ArchlabError, match="do not fit this model"):
-        artifacts.load_weights(torch.nn.Linear(5, 3), path)
+        rundir.load_weights(torch.nn.Linear(5, 3), path)
     with pytest.raises(ArchlabError, match="file not found"):
-        artifacts.load_weights(torch.nn.Linear(4, 3), tmp_path / "nope.safetensors")
+        rundir.load_weights(torch.nn.Linear(4, 3), tmp_path / "nope.safetensors")
 
 
 def test_failed_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch) -> None:
-    path = tmp_path / artifacts.STATE
-    artifacts.save_state({"epoch": 1, "w": torch.ones(3)}, path)
+    path = tmp_path / rundir.STATE
+    rundir.save_state({"epoch": 1, "w": torch.ones(3)}, path)
 
     def broken_save(obj, f, *a, **k):
         Path(f).write_bytes(b"half a checkpoint")
@@ -75,9 +74,9 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch)
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        artifacts.save_state({"epoch": 2, "w": torch.zeros(3)}, path)
+        rundir.save_state({"epoch": 2, "w": torch.zeros(3)}, path)
     monkeypatch.undo()
-    state = artifacts.load_state(path)
+    state = rundir.load_state(path)
     assert state["epoch"] == 1 and torch.equal(state["w"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
@@ -117,7 +116,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     run_dir = history.parent
-    assert not (run_dir / artifacts.METRICS).exists()
+    assert not (run_dir / rundir.METRICS).exists()
     resumed = subprocess.run([sys.executable, "-m", "archlab", "train", "--resume", str(run_dir)],
                              env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
@@ -125,12 +124,12 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(
                           text=True, timeout=300)  # fmt: skip
     assert full.returncode == 0, full.stderr
     full_dir = Path(full.stdout.strip().splitlines()[-1])
-    m1 = json.loads((run_dir / artifacts.METRICS).read_text())
-    m2 = json.loads((full_dir / artifacts.METRICS).read_text())
+    m1 = json.loads((run_dir / rundir.METRICS).read_text())
+    m2 = json.loads((full_dir / rundir.METRICS).read_text())
     assert _strip(m1) == _strip(m2)
     w1, w2 = (
-        load_file(str(run_dir / artifacts.WEIGHTS)),
-        load_file(str(full_dir / artifacts.WEIGHTS)),
+        load_file(str(run_dir / rundir.WEIGHTS)),
+        load_file(str(full_dir / rundir.WEIGHTS)),
     )
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
@@ -143,6 +142,6 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path: Path, image_folder: 
         PRESETS["images-resnet18-smoke"], [f"data.path={image_folder}", "train.epochs=1"]
     )
     run_dir = runner.train(cfg, tmp_path)
-    before = (run_dir / artifacts.METRICS).stat().st_mtime_ns
+    before = (run_dir / rundir.METRICS).stat().st_mtime_ns
     assert runner.train(None, tmp_path, resume_dir=run_dir) == run_dir
-    assert (run_dir / artifacts.METRICS).stat().st_mtime_ns == before
+    assert (run_dir / rundir.METRICS).stat().st_mtime_ns == before

@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from archlab.report import artifacts, eda_sales, plots
+from archlab import rundir
+from archlab.report import eda_sales, plots
 from archlab.report.mathmd import to_html
 from archlab.report.report import THEORY_DOC, Block, render_html, run_table, with_live_outputs
 
@@ -85,7 +86,7 @@ def test_per_run_tables_put_metrics_down_and_runs_across(tmp_path: Path) -> None
     for seed in (0, 1):
         d = tmp_path / f"s{seed}"
         d.mkdir()
-        artifacts.write_metrics(
+        rundir.write_metrics(
             {"test_wmae": 10.0 + seed, "baseline_last_step_wmae": 12.0,
              "baseline_seasonal_naive_wmae": 15.0, "baseline_mean_wmae": 13.0,
              "epochs_run": 4, "train_seconds": 3.5},

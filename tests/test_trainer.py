@@ -13,11 +13,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from archlab import runner
+from archlab import rundir, runner
 from archlab.config import OptimConfig, RegConfig, TrainConfig, apply_overrides
 from archlab.errors import NonFiniteLossError
 from archlab.presets import PRESETS
-from archlab.report import artifacts
 from archlab.tasks.base import Batches, DataBundle
 from archlab.train.callbacks import BestWeights, Callback, Checkpoint
 from archlab.train.trainer import Trainer
@@ -113,7 +112,7 @@ def test_early_stopping_fires_and_restores_best_weights(tmp_path: Path) -> None:
     best_val = min(r["val_loss"] for r in hist)
     assert best.best == best_val and hist[best.best_epoch - 1]["val_loss"] == best_val
     assert trainer.evaluate(task, data.val, model)[0] == pytest.approx(best_val, rel=1e-6)
-    saved = load_file(str(tmp_path / artifacts.BEST))
+    saved = load_file(str(tmp_path / rundir.BEST))
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
 
 
@@ -122,7 +121,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path
     trainer = _trainer(5, 0.01, [Checkpoint(tmp_path)])
     with pytest.raises(NonFiniteLossError, match="epoch 2, step 3"):
         trainer.fit(task, task.build_data(torch.device("cpu")), task.build_model())
-    state = artifacts.load_state(tmp_path / artifacts.STATE)
+    state = rundir.load_state(tmp_path / rundir.STATE)
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
@@ -151,17 +150,17 @@ def test_resume_equals_uninterrupted(tmp_path: Path, image_folder: Path) -> None
     with pytest.raises(KeyboardInterrupt):
         runner.train(cfg, tmp_path / "b", callbacks=[_Interrupt(after=2)])
     interrupted = next((tmp_path / "b").iterdir())
-    assert not (interrupted / artifacts.METRICS).exists()
-    assert artifacts.load_state(interrupted / artifacts.STATE)["epoch"] == 2
+    assert not (interrupted / rundir.METRICS).exists()
+    assert rundir.load_state(interrupted / rundir.STATE)["epoch"] == 2
     resumed = runner.train(None, tmp_path / "b", resume_dir=interrupted)
-    m_full = json.loads((full / artifacts.METRICS).read_text())
-    m_res = json.loads((resumed / artifacts.METRICS).read_text())
+    m_full = json.loads((full / rundir.METRICS).read_text())
+    m_res = json.loads((resumed / rundir.METRICS).read_text())
     assert _strip(m_full) == _strip(m_res)
-    w_full = load_file(str(full / artifacts.WEIGHTS))
-    w_res = load_file(str(resumed / artifacts.WEIGHTS))
+    w_full = load_file(str(full / rundir.WEIGHTS))
+    w_res = load_file(str(resumed / rundir.WEIGHTS))
     assert all(torch.equal(w_full[k], w_res[k]) for k in w_full)
-    h_full = artifacts.read_history(full / artifacts.HISTORY)
-    h_res = artifacts.read_history(resumed / artifacts.HISTORY)
+    h_full = rundir.read_history(full / rundir.HISTORY)
+    h_res = rundir.read_history(resumed / rundir.HISTORY)
     assert [_strip(r) for r in h_full] == [_strip(r) for r in h_res]
 
 

@@ -92,13 +92,13 @@ def explain(
     **knobs: Any,
 ) -> Path:
     """Explain a finished run (its test split, or ``inputs``); returns the output folder."""
-    from archlab.report import artifacts
+    from archlab import rundir
     from archlab.runner import load_config
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
-    if not artifacts.is_finished(run_dir):
-        raise ArchlabError(f"{run_dir}: the run has not finished (no {artifacts.METRICS})")
+    if not rundir.is_finished(run_dir):
+        raise ArchlabError(f"{run_dir}: the run has not finished (no {rundir.METRICS})")
     spec = _explainers()[cfg.task]
     methods = spec.default
     if method:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from archlab.data.text import read_csv
 from archlab.errors import ArchlabError
+from archlab.rundir import safe_name
 from archlab.utils import atomic_path
 
 REASON_COLUMN = "negativereason"  # the airline file's reason for a negative tweet
@@ -34,7 +35,6 @@ def text_eda(cfg: Any, out_dir: Path) -> list[Path]:
     ``cfg`` is a RunConfig whose ``data`` is a TextDataConfig. An explicitly chosen
     ``data.group_column`` must exist; by default the 'airline' column is used when present.
     """
-    from archlab.runner import safe_name  # here: runner imports the tasks, which import us
 
     c = cfg.data
     group = c.group_column or DEFAULT_GROUP

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from archlab import rundir
 from archlab.errors import ArchlabError
-from archlab.report import artifacts, mathmd
+from archlab.report import mathmd
 from archlab.utils import write_text_atomic
 
 STUDY_FILE = Path(__file__).resolve().parents[1] / "data" / "study.yaml"
@@ -113,7 +114,7 @@ def _run_dirs(out: Path, exp: dict[str, Any]) -> dict[str, list[Path]]:
 
 
 def _metrics(dirs: list[Path]) -> list[dict[str, Any]]:
-    return [artifacts.read_metrics(d) for d in dirs]
+    return [rundir.read_metrics(d) for d in dirs]
 
 
 def summary_rows(out: Path, manifest: dict[str, Any], study: dict[str, Any]) -> list[list[str]]:
@@ -174,13 +175,13 @@ def _experiment_blocks(out: Path, report_dir: Path, exp: dict[str, Any]) -> list
                      "differences; it helps or hurts when the interval excludes 0.")  # fmt: skip
         blocks.append(Block("p", text))
         blocks.append(Block("img", abl / "ablation_curves.png", "learning curves per technique"))
-        links = [(f"{t} config", d[0] / artifacts.CONFIG) for t, d in dirs.items()]
+        links = [(f"{t} config", d[0] / rundir.CONFIG) for t, d in dirs.items()]
     else:
         blocks.append(Block("table", run_table(exp["part"], dirs[""], _ensemble(out, exp))))
         first = dirs[""][0]
         for png in sorted((first / "plots").glob("*.png")):
             blocks.append(Block("img", png, png.stem.replace("_", " ")))
-        links = [(f"{d.name} config", d / artifacts.CONFIG) for d in dirs[""]]
+        links = [(f"{d.name} config", d / rundir.CONFIG) for d in dirs[""]]
     blocks.append(Block("links", [(t, _rel(p, report_dir)) for t, p in links]))
     return blocks
 

@@ -21,8 +21,8 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 from rich.text import Text
 
+from archlab import rundir
 from archlab.errors import ArchlabError
-from archlab.report import artifacts
 
 if TYPE_CHECKING:
     from archlab.threads import ThreadGovernor
@@ -103,10 +103,10 @@ class HistoryWriter(Callback):
     """Rewrite history.csv after every epoch (atomically)."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / artifacts.HISTORY
+        self.path = Path(run_dir) / rundir.HISTORY
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None:
-        artifacts.write_history(trainer.state.history, self.path)
+        rundir.write_history(trainer.state.history, self.path)
 
 
 class BestWeights(Callback):
@@ -126,7 +126,7 @@ class BestWeights(Callback):
         self.key, self.mode = monitor
         self.patience = patience
         self.min_delta = min_delta
-        self.path = Path(run_dir) / artifacts.BEST if run_dir else None
+        self.path = Path(run_dir) / rundir.BEST if run_dir else None
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch = 0
         self.bad_epochs = 0
@@ -147,7 +147,7 @@ class BestWeights(Callback):
                     k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()
                 }
                 if self.path is not None:
-                    artifacts.save_weights(trainer.model, self.path)
+                    rundir.save_weights(trainer.model, self.path)
         else:
             self.bad_epochs += 1
         if self.patience is not None and self.bad_epochs > self.patience:
@@ -157,7 +157,7 @@ class BestWeights(Callback):
         if self.patience is None or trainer.model is None:
             return
         if self._weights is None and self.path is not None and self.path.exists():
-            artifacts.load_weights(trainer.model, self.path)  # resumed after the best epoch
+            rundir.load_weights(trainer.model, self.path)  # resumed after the best epoch
         elif self._weights is not None:
             trainer.model.load_state_dict(self._weights)
 
@@ -183,7 +183,7 @@ class Checkpoint(Callback):
     """
 
     def __init__(self, run_dir: Path, write: bool = True, every_s: float = 0.0) -> None:
-        self.path = Path(run_dir) / artifacts.STATE
+        self.path = Path(run_dir) / rundir.STATE
         self.write = write
         self.every_s = every_s  # 0: every epoch; else only once this long since the last write
         self._last = time.monotonic()
@@ -201,12 +201,12 @@ class Checkpoint(Callback):
             return
         self.join()
         if not background:
-            artifacts.save_state(state, self.path)
+            rundir.save_state(state, self.path)
             return
 
         def write() -> None:
             try:
-                artifacts.save_state(state, self.path)
+                rundir.save_state(state, self.path)
             except OSError as e:  # handed to the training thread by join()
                 self._error = ArchlabError(
                     f"{self.path}: could not write the checkpoint ({e}); the previous one is "

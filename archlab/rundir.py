@@ -1,8 +1,10 @@
-"""Run-directory I/O: the one place that knows file names and formats inside a run dir.
+"""Run directories: the one place that knows their file names and formats, and creates them.
 
-Layout: config.yaml, command.txt, data.json, split.json, history.csv, metrics.json,
-model.safetensors (weights used for test), best.safetensors (early stopping), state.pt (resume),
-checkpoint.json (sizes and hashes of the files above), plots/*.png.
+Layout: config.yaml, command.txt, data.json (a description of the data, for people and reports),
+fitted.json (what the task learned from the training data: classes, tokenizer, scalers; read
+back by eval and predict), split.json, history.csv, metrics.json (written last: marks a finished
+run), model.safetensors (weights used for test), best.safetensors (early stopping), state.pt
+(resume), checkpoint.json (sizes and hashes of the files above), plots/*.png.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import csv
 import io
 import json
 import pickle
+import re
 import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,9 @@ from archlab.errors import ArchlabError
 from archlab.utils import atomic_path, sha256_file, write_json_atomic, write_text_atomic
 
 CONFIG = "config.yaml"
+COMMAND = "command.txt"
+DATA = "data.json"  # description only: nothing reads it back to build a model or predict
+FITTED = "fitted.json"
 SPLIT = "split.json"  # sample indices of each split
 HISTORY = "history.csv"
 METRICS = "metrics.json"
@@ -155,3 +162,57 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError:
         raise ArchlabError(f"{path}: not valid JSON (incomplete write?)") from None
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe version of ``name`` (no path separators, no leading dots)."""
+    return _SAFE.sub("-", name).strip(".-") or "run"
+
+
+def check_out_dir(out: Path, flag: str = "--out") -> None:
+    """Refuse an output directory that is (or lies under) an existing file, in one line."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = "is a file" if p == out else f"lies under {p}, which is a file"
+                raise ArchlabError(f"{flag} {out}: {where}, not a directory")
+            return
+
+
+def new_run_dir(out: Path, name: str) -> Path:
+    """A fresh ``out/<name>-<timestamp>[-i]`` directory, created."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(out) / f"{safe_name(name)}-{stamp}"
+    run_dir, i = base, 1
+    while run_dir.exists():
+        i += 1
+        run_dir = base.with_name(f"{base.name}-{i}")
+    check_out_dir(Path(out))
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def write_fitted(run_dir: Path, fitted: Any) -> None:
+    """Save a task's Fitted object (its ``kind`` and ``to_dict()``) as fitted.json, atomically."""
+    write_json_atomic(Path(run_dir) / FITTED, {"kind": fitted.kind, **fitted.to_dict()})
+
+
+def read_fitted(run_dir: Path, kind: str | tuple[str, ...]) -> dict[str, Any] | None:
+    """fitted.json's fields (without ``kind``), or None for a run written before it existed.
+
+    A file of another kind (a text run's, read as a sales run) is refused in one line.
+    """
+    path = Path(run_dir) / FITTED
+    if not path.exists():
+        return None
+    try:
+        d = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise ArchlabError(f"{path}: not valid JSON (incomplete write?)") from None
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if d.get("kind") not in kinds:
+        raise ArchlabError(f"{path}: holds a {d.get('kind')!r} fit, expected {' or '.join(kinds)}")
+    return {k: v for k, v in d.items() if k != "kind"}
