@@ -225,10 +225,30 @@ class SalesDataConfig:
     # Moving calendar events (YYYY-MM-DD, e.g. Easter Sundays): the step whose period holds one
     # gets an event flag, as does the step a season later (forecast framing; see forecast_steps).
     events: tuple[str, ...] = ()
+    # Multi-horizon forecasting (archlab/tasks/sales_horizon.py): H > 1 forecasts the H steps
+    # after an origin at once from the data up to it; test = the last H steps. Covariates named
+    # in known_covariates (e.g. Walmart's features.csv, which covers the test period) are kept
+    # on the future steps; the others are not known there. backtest_origins=K also scores K
+    # origins rolled back one step at a time from the test origin (K <= val_steps + 1).
+    horizon: int = 1
+    known_covariates: tuple[str, ...] = ()
+    backtest_origins: int = 0
 
     def __post_init__(self) -> None:
         def bad(key: str, need: str) -> ArchlabError:
             return ArchlabError(f"invalid config value data.{key}={getattr(self, key)!r}: {need}")
+
+        if self.horizon < 1:
+            raise bad("horizon", "must be >= 1 (steps ahead; 1 = next-step forecasting)")
+        if self.backtest_origins < 0:
+            raise bad("backtest_origins", "must be >= 0")
+        if self.backtest_origins > self.val_steps + 1:
+            raise bad("backtest_origins", f"at most data.val_steps + 1 = {self.val_steps + 1}")
+        unknown = [k for k in self.known_covariates if k not in self.covariates]
+        if unknown:
+            raise bad("known_covariates", f"{unknown} not in data.covariates {self.covariates}")
+        if self.horizon > 1 and self.framing == "parity":
+            raise bad("horizon", "needs data.framing=forecast")
 
         if self.window < 1:
             raise bad("window", "must be >= 1")

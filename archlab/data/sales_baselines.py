@@ -1,0 +1,102 @@
+"""Multi-horizon naive forecasts: pure functions over a dense (series, time) sales panel.
+
+Every function takes the panel ``y`` (S, T) with NaN where a series has no row, the index of
+the forecast origin (the last step whose actuals are known) and the horizon H, and returns an
+(S, H) forecast of steps origin+1 .. origin+H that reads no step after the origin.
+
+A missing week counts as zero sales where a baseline smooths or decomposes the panel (as the
+Walmart competition's winning solution did: no row, no sales); plain seasonal naive keeps NaN
+where its source week is missing, so it is scored only where it exists.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def season_lags(horizon: int, season: int) -> np.ndarray:
+    """(H,) lag of each horizon step h = 1..H to the same step of the latest known season.
+
+    ``season * ceil(h / season)``: one season back while h <= season, two beyond, and so on
+    (the standard seasonal naive), so the source step is never after the origin.
+    """
+    h = np.arange(1, horizon + 1)
+    return season * -(-h // season)
+
+
+def _at(y: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``y[:, t]`` with NaN columns where t < 0."""
+    out = y[:, np.maximum(t, 0)].astype(float)
+    out[:, t < 0] = np.nan
+    return out
+
+
+def seasonal_naive(y: np.ndarray, origin: int, horizon: int, season: int) -> np.ndarray:
+    """The same step a season earlier (NaN where that step has no row)."""
+    t = origin + np.arange(1, horizon + 1) - season_lags(horizon, season)
+    return _at(y, t)
+
+
+def smoothed_seasonal_naive(
+    y: np.ndarray, origin: int, horizon: int, season: int, width: int = 3
+) -> np.ndarray:
+    """Mean of the ``width`` steps centred on the step a season earlier (missing = 0 sales).
+
+    Steps of that window after the origin (h a multiple of the season) are left out of the
+    mean; steps before the panel starts count as missing, i.e. as 0.
+    """
+    y0 = np.nan_to_num(y)
+    src = origin + np.arange(1, horizon + 1) - season_lags(horizon, season)
+    half = width // 2
+    tot = np.zeros((y.shape[0], horizon))
+    n = np.zeros(horizon)
+    for d in range(-half, width - half):
+        t = src + d
+        use = t <= origin
+        tot += np.where(use, np.nan_to_num(_at(y0, t)), 0.0)
+        n += use
+    return tot / n
+
+
+def svd_smooth(y: np.ndarray, n_steps: int, groups: np.ndarray, rank: int) -> np.ndarray:
+    """Rank-``rank`` reconstruction of each group's (series x step) matrix of steps < n_steps.
+
+    Missing weeks are zeros; one truncated SVD per group (the last series key, Walmart's
+    department) keeps the pattern the group's stores share and drops store-level noise.
+    """
+    y0 = np.nan_to_num(y[:, :n_steps])
+    out = np.zeros_like(y0)
+    for g in np.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        u, s, vt = np.linalg.svd(y0[rows], full_matrices=False)
+        k = min(rank, len(s))
+        out[rows] = (u[:, :k] * s[:k]) @ vt[:k]
+    return out
+
+
+def svd_seasonal_naive(
+    y: np.ndarray, origin: int, horizon: int, season: int, groups: np.ndarray, rank: int = 10
+) -> np.ndarray:
+    """Seasonal naive on the per-group rank-``rank`` SVD smoothing of steps <= origin."""
+    return seasonal_naive(svd_smooth(y, origin + 1, groups, rank), origin, horizon, season)
+
+
+def last_value(y: np.ndarray, origin: int, horizon: int) -> np.ndarray:
+    """The origin step's sales carried flat over the horizon (missing = 0 sales)."""
+    return np.repeat(np.nan_to_num(y[:, origin : origin + 1]), horizon, axis=1)
+
+
+# name -> (S, H) forecast, the order metrics.json and the report list them in.
+BASELINE_NAMES = ("seasonal_naive", "seasonal_naive_3wk", "svd_seasonal_naive", "last_value")
+
+
+def all_baselines(
+    y: np.ndarray, origin: int, horizon: int, season: int, groups: np.ndarray, rank: int = 10
+) -> dict[str, np.ndarray]:
+    """Every horizon baseline for one origin, by name (see BASELINE_NAMES)."""
+    return {
+        "seasonal_naive": seasonal_naive(y, origin, horizon, season),
+        "seasonal_naive_3wk": smoothed_seasonal_naive(y, origin, horizon, season),
+        "svd_seasonal_naive": svd_seasonal_naive(y, origin, horizon, season, groups, rank),
+        "last_value": last_value(y, origin, horizon),
+    }

@@ -1,0 +1,327 @@
+"""The multi-horizon sales feature pipeline: one fitted featurizer for train, eval and predict.
+
+``HorizonFeaturizer.fit`` learns, from the training steps only, the per-series scalers, the
+covariate standardization and the series-key vocabularies; ``transform`` turns any panel of the
+same data (the training panel, or at predict time the whole history plus H empty future steps)
+into per-step arrays; ``windows`` gathers, for (series, origin) pairs, the network's input:
+``window`` history steps ending at the origin followed by the H future steps, in which only
+what is known in advance is kept (calendar, holiday and event flags, last season's sales, the
+covariates declared known). ``to_dict``/``from_dict`` save it as plain JSON in the run dir.
+
+Last season's reference for a future step h is the step ``season_lags(H, season)[h]`` earlier
+(never after the origin); its 3-step smoothing is also the residual baseline the network
+corrects and the ``seasonal_naive_3wk`` baseline of ``archlab.data.sales_baselines``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+
+from archlab.data import sales
+from archlab.data.sales import Panel, event_flags, ffill_time, group_mean, series_scalers
+from archlab.data.sales_baselines import season_lags
+from archlab.errors import ArchlabError
+
+if TYPE_CHECKING:
+    from archlab.task_configs import SalesDataConfig
+
+COV_CLIP = 5.0  # standardized covariates are clipped to +-5 training standard deviations
+# Features of the step itself (sales and observed are zeroed on future steps: unknown).
+STEP_FEATURES = ("sales", "observed", "holiday", "event", "season_sin", "season_cos")
+UNKNOWN_IN_FUTURE = ("sales", "observed")
+# Features of the step's reference a season earlier (see the module docstring).
+REF_FEATURES = ("ref_sales", "ref_observed", "ref_smoothed", "ref_group_smoothed", "ref_event")
+FLAG_FEATURES = ("future", "steps_ahead")  # 1 on future steps; h / H on future steps
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+class PanelFeatures(NamedTuple):
+    """Per-step arrays of one panel, in the featurizer's scaled units."""
+
+    step: np.ndarray  # (S, T, len(STEP_FEATURES) + C) float32
+    ref: np.ndarray  # (S, T, 7) sales, observed, smoothed-3, smoothed-2, group-3, group-2, event
+    y: np.ndarray  # (S, T) sales in sales units, NaN where missing
+    offset: np.ndarray  # (S,) per-series scaler (offset 0 / scale min_scale for unknown series)
+    scale: np.ndarray
+    cats: np.ndarray  # (S, k) series-key ids (0 for a value never seen in training)
+
+
+@dataclass(frozen=True)
+class HorizonFeaturizer:
+    """What the horizon pipeline learned from the training steps (plain values only)."""
+
+    series_keys: tuple[str, ...]
+    series: tuple[tuple[Any, ...], ...]  # key values of every training series
+    offset: tuple[float, ...]  # per-series mean / std of training steps (sales units)
+    scale: tuple[float, ...]
+    key_vocab: tuple[tuple[Any, ...], ...]  # sorted values of each series key
+    covariates: tuple[str, ...]
+    known_covariates: tuple[str, ...]  # kept on future steps; the rest are zeroed there
+    cov_mean: tuple[float, ...]
+    cov_std: tuple[float | None, ...]  # None: constant in training (enters as zeros)
+    step_days: int
+    season: int
+    window: int
+    horizon: int
+    events: tuple[str, ...]
+    min_scale: float
+
+    @classmethod
+    def fit(
+        cls,
+        panel: Panel,
+        n_train: int,
+        *,
+        series_keys: Sequence[str],
+        covariates: Sequence[str],
+        known_covariates: Sequence[str],
+        step_days: int,
+        season: int,
+        window: int,
+        horizon: int,
+        events: Sequence[str] = (),
+        min_scale: float = 1.0,
+    ) -> HorizonFeaturizer:
+        offset, scale, n_obs = series_scalers(panel.y, n_train, min_scale)
+        seen = n_obs > 0  # a series without training steps has no scaler: it is not "known"
+        c = len(covariates)
+        train_cov = panel.cov[:, :n_train].reshape(-1, c)
+        with np.errstate(invalid="ignore"):
+            mean = np.nan_to_num(np.nanmean(train_cov, 0)) if c else np.zeros(0)
+            std = np.nan_to_num(np.nanstd(train_cov, 0)) if c else np.zeros(0)
+        vocab = [pd.unique(pd.Series(panel.keys[:, i])).tolist() for i in range(len(series_keys))]
+        return cls(
+            series_keys=tuple(series_keys),
+            series=tuple(tuple(_plain(v) for v in k) for k in panel.keys[seen].tolist()),
+            offset=tuple(float(v) for v in offset[seen]),
+            scale=tuple(float(v) for v in scale[seen]),
+            key_vocab=tuple(tuple(sorted(_plain(x) for x in v)) for v in vocab),
+            covariates=tuple(covariates),
+            known_covariates=tuple(known_covariates),
+            cov_mean=tuple(float(v) for v in mean),
+            cov_std=tuple(float(v) if v > 0 else None for v in std),
+            step_days=int(step_days),
+            season=int(season),
+            window=int(window),
+            horizon=int(horizon),
+            events=tuple(events),
+            min_scale=float(min_scale),
+        )
+
+    # --- sizes ---
+    @property
+    def feature_names(self) -> list[str]:
+        return [*STEP_FEATURES, *self.covariates, *REF_FEATURES, *FLAG_FEATURES]
+
+    @property
+    def input_size(self) -> int:
+        return len(self.feature_names)
+
+    @property
+    def n_categories(self) -> tuple[int, ...]:
+        return tuple(len(v) for v in self.key_vocab)
+
+    # --- transform ---
+    def series_index(self, keys: np.ndarray) -> np.ndarray:
+        """Index of each panel series among the training series (-1: never seen in training)."""
+        known = {k: i for i, k in enumerate(self.series)}
+        return np.array([known.get(tuple(_plain(v) for v in k), -1) for k in keys.tolist()])
+
+    def transform(self, panel: Panel) -> PanelFeatures:
+        """Per-step arrays of ``panel`` (any panel of the same data: steps may extend past it)."""
+        S, T = panel.y.shape
+        idx = self.series_index(panel.keys)
+        seen = idx >= 0
+        offset = np.where(seen, np.array((*self.offset, 0.0))[idx], 0.0)
+        scale = np.where(seen, np.array((*self.scale, self.min_scale))[idx], self.min_scale)
+        vocab = [{v: j for j, v in enumerate(vs)} for vs in self.key_vocab]
+        cats = np.array(
+            [[vocab[i].get(_plain(v), 0) for i, v in enumerate(k)] for k in panel.keys.tolist()],
+            dtype=np.int64,
+        ).reshape(S, len(self.key_vocab))
+        y0 = np.nan_to_num(panel.y)  # a missing week counts as no sales
+        prev = np.concatenate([np.zeros((S, 1)), y0[:, :-1]], 1)
+        nxt = np.concatenate([y0[:, 1:], np.zeros((S, 1))], 1)
+        sm3, sm2 = (prev + y0 + nxt) / 3, (prev + y0) / 2
+
+        def scaled(a: np.ndarray) -> np.ndarray:
+            return (a - offset[:, None]) / scale[:, None]
+
+        groups = cats[:, -1]
+        n_groups = int(groups.max()) + 1 if S else 0
+        day = (panel.dates - panel.dates.astype("datetime64[Y]")) / np.timedelta64(1, "D")
+        angle = np.broadcast_to(2 * np.pi * day / 365.25, (S, T))
+        ev = np.broadcast_to(event_flags(panel.dates, self.events, self.step_days), (S, T))
+        cols = [
+            scaled(y0),
+            ~np.isnan(panel.y),
+            np.broadcast_to(panel.holiday, (S, T)),
+            ev,
+            np.sin(angle),
+            np.cos(angle),
+        ]
+        step = np.stack(cols, -1).astype(np.float32)
+        if self.covariates:
+            std = np.array([np.inf if v is None else v for v in self.cov_std])
+            cov = (ffill_time(panel.cov) - np.array(self.cov_mean)) / std
+            cov = np.nan_to_num(np.clip(cov, -COV_CLIP, COV_CLIP)).astype(np.float32)
+            step = np.concatenate([step, cov], -1)
+        sm3n, sm2n = scaled(sm3), scaled(sm2)
+        ref = np.stack(
+            [
+                scaled(y0),
+                ~np.isnan(panel.y),
+                sm3n,
+                sm2n,
+                group_mean(sm3n, groups, n_groups)[groups],
+                group_mean(sm2n, groups, n_groups)[groups],
+                ev,
+            ],
+            -1,
+        ).astype(np.float32)
+        return PanelFeatures(np.nan_to_num(step), np.nan_to_num(ref), panel.y, offset, scale, cats)
+
+    def windows(
+        self, step: torch.Tensor, ref: torch.Tensor, s: torch.Tensor, origin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Network inputs (N, window + H, F) for (series, origin) pairs, and the residual base
+        (N, H): last season's 3-step smoothing of each future step, in scaled units."""
+        W, H, dev = self.window, self.horizon, step.device
+        lags = torch.from_numpy(season_lags(H, self.season)).to(dev)
+        rel = torch.arange(-W + 1, H + 1, device=dev)  # positions relative to the origin
+        t = origin[:, None] + rel[None, :]  # (N, W+H)
+        future = rel > 0
+        ref_lag = torch.where(future, lags[(rel - 1).clamp(min=0, max=H - 1)], self.season)
+        r = t - ref_lag[None, :]
+        x = step[s[:, None], t.clamp(min=0, max=step.shape[1] - 1)] * (t >= 0)[..., None]
+        unknown = [STEP_FEATURES.index(k) for k in UNKNOWN_IN_FUTURE]
+        unknown += [
+            len(STEP_FEATURES) + i
+            for i, k in enumerate(self.covariates)
+            if k not in self.known_covariates
+        ]
+        keep = torch.ones(x.shape[-1], device=dev)
+        keep[unknown] = 0.0
+        x = torch.where(future[None, :, None], x * keep, x)
+        g = ref[s[:, None], r.clamp(min=0)] * (r >= 0)[..., None]  # (N, W+H, 7)
+        # A future step whose reference is the origin itself (h a multiple of the season)
+        # cannot see the step after it: its smoothing is over 2 steps.
+        two = (future & (ref_lag == rel))[None, :, None]
+        sm = torch.where(two, g[..., [3, 5]], g[..., [2, 4]])
+        fl = torch.stack([future.float(), torch.where(future, rel / H, 0.0)], -1)
+        ref_x = torch.cat([g[..., :2], sm, g[..., 6:7]], -1)
+        x = torch.cat([x, ref_x, fl[None].expand(len(s), -1, -1)], -1)
+        return x, sm[:, W:, 0]
+
+    # --- plain JSON ---
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _listify(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HorizonFeaturizer:
+        return cls(**{k: _tuplify(v) for k, v in d.items()})
+
+
+# --- predict time: the history plus H future steps ---
+def read_forecast_rows(path: Path, c: SalesDataConfig) -> pd.DataFrame:
+    """Rows to forecast (series keys, date[, holiday flag]), e.g. Walmart's test.csv."""
+    df = sales.read_csv(path, [*c.series_keys, c.date_column])
+    sales.parse_dates(df, c.date_column, c.date_format, path)
+    if c.holiday_column in df.columns:
+        sales.parse_bool(df, c.holiday_column, path)
+    sales.check_unique(df, list(c.series_keys), c.date_column, path)
+    return df
+
+
+def _features_table(c: SalesDataConfig) -> pd.DataFrame | None:
+    """The features table as load_sales prepares it (forward-filled per store, markdowns 0)."""
+    given = Path(c.path)
+    root = given if given.is_dir() else given.parent
+    if not c.features_file or not (
+        (root / c.features_file).exists() or (root / f"{c.features_file}.gz").exists()
+    ):
+        return None
+    path = sales.resolve_file(root, c.features_file)
+    feats = sales.read_csv(path, [c.store_column, c.date_column])
+    sales.parse_dates(feats, c.date_column, c.date_format, path)
+    feats = feats.sort_values([c.store_column, c.date_column], kind="stable")
+    ffill = [k for k in c.ffill_columns if k in feats.columns]
+    if ffill:
+        feats[ffill] = feats.groupby(c.store_column, sort=False)[ffill].ffill()
+    for k in c.markdown_columns:
+        if k in feats.columns:
+            feats[k] = feats[k].fillna(0.0)
+    return feats
+
+
+def future_panel(
+    df: pd.DataFrame, c: SalesDataConfig, fz: HorizonFeaturizer, holidays: Sequence = ()
+) -> Panel:
+    """The panel of the history ``df`` with the H steps after its last date appended.
+
+    Future steps are holidays where the step a season earlier was one or where ``holidays``
+    (dates) says so; the known covariates come from the features table (by store and date),
+    or carry over when constant over each series' history (a store's size). A known covariate
+    still missing on a future step of a training series is an error.
+    """
+    H = fz.horizon
+    p = sales.build_panel(df, list(c.series_keys), c.date_column, c.target, c.holiday_column,
+                          list(fz.covariates), fz.step_days, H)  # fmt: skip
+    T = p.y.shape[1]
+    n = T - H
+    for j in range(n, T):
+        p.holiday[j] |= j >= fz.season and bool(p.holiday[j - fz.season])
+    if len(holidays):
+        p.holiday[n:] |= np.isin(p.dates[n:], np.asarray(holidays, dtype="datetime64[ns]"))
+    if not fz.known_covariates:
+        return p
+    table = _features_table(c)
+    known = fz.series_index(p.keys) >= 0
+    for name in fz.known_covariates:
+        j = fz.covariates.index(name)
+        if table is not None and name in table.columns:
+            if c.store_column not in c.series_keys:
+                raise ArchlabError(
+                    f"data.known_covariates {name!r} comes from the features table, joined on "
+                    f"data.store_column={c.store_column!r}, which is not a series key"
+                )
+            stores = p.keys[:, list(c.series_keys).index(c.store_column)]
+            look = table.set_index([c.store_column, c.date_column])[name]
+            look = look[~look.index.duplicated()]
+            at = pd.MultiIndex.from_arrays(
+                [np.repeat(stores, H), np.tile(p.dates[n:].astype("datetime64[ns]"), len(stores))]
+            )
+            p.cov[:, n:, j] = look.reindex(at).to_numpy(np.float32).reshape(len(stores), H)
+        else:
+            hist = p.cov[:, :n, j]
+            with np.errstate(invalid="ignore"):
+                static = np.nanmax(hist, 1) == np.nanmin(hist, 1)
+            p.cov[:, n:, j] = np.where(static, np.nanmax(hist, 1), np.nan)[:, None]
+        gap = np.isnan(p.cov[:, n:, j]) & known[:, None]
+        if gap.any():
+            s, h = np.argwhere(gap)[0]
+            raise ArchlabError(
+                f"data.known_covariates {name!r} has no value for series "
+                f"{tuple(p.keys[s].tolist())} on {str(p.dates[n + h])[:10]} (a future step): "
+                "give it for the forecast dates (features table) or drop it from "
+                "data.known_covariates"
+            )
+    return p
+
+
+def _listify(v: Any) -> Any:
+    return [_listify(x) for x in v] if isinstance(v, tuple | list) else v
+
+
+def _tuplify(v: Any) -> Any:
+    return tuple(_tuplify(x) for x in v) if isinstance(v, list) else v

@@ -1,0 +1,30 @@
+"""Multi-horizon forecast figures: test WMAE by horizon step, model against baselines (PNG)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from archlab.report.plots import _save
+
+
+def error_by_step(curves: dict[str, Sequence[float | None]], path: Path) -> None:
+    """One line per forecaster: WMAE of the test rows at each step ahead (1 .. H)."""
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    for name, values in curves.items():
+        v = np.array([np.nan if x is None else x for x in values], dtype=float)
+        steps = np.arange(1, len(v) + 1)
+        style = {"color": "k", "lw": 2.0} if name == "model" else {"lw": 1.2, "ls": "--"}
+        ax.plot(steps, v, label=name, **style, zorder=3 if name == "model" else 2)
+    ax.set_xlabel("steps ahead of the forecast origin")
+    ax.set_ylabel("WMAE")
+    ax.set_title("test error by horizon step")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
