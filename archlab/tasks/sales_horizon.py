@@ -149,8 +149,13 @@ class HorizonData:
         h = np.arange(1, H + 1)
         observed = ~np.isnan(p.y)
 
-        def samples(origins: list[int], limit: int, need_ref: bool, k0: int = 0) -> tuple:
-            """(series, origin, targets) of every series with a scored target from an origin."""
+        def samples(
+            origins: list[int], limit: int, need_ref: bool, backtest: bool = False
+        ) -> tuple:
+            """(series, origin, targets) of every series with a scored target from an origin.
+
+            ``backtest``: the origins are numbered (0 = the first) in the targets' last column;
+            otherwise they all count as one (a training or validation split)."""
             s_all, o_all, targ = [], [], []
             for k, o in enumerate(origins):
                 t = o + h
@@ -170,7 +175,7 @@ class HorizonData:
                         np.broadcast_to(f.offset[s, None], yn.shape),
                         np.broadcast_to(p.holiday[tt] & inside, yn.shape),
                         ok[s],
-                        np.full(yn.shape, k + k0),
+                        np.full(yn.shape, k if backtest else 0),
                     ],
                     -1,
                 )
@@ -186,7 +191,7 @@ class HorizonData:
         split = {
             "train": samples(list(range(n_train - 1)), n_train, True),
             "val": samples([n_train - 1], T - H, False),
-            "test": samples([o_test - k for k in range(k_back)], T, False),
+            "test": samples([o_test - k for k in range(k_back)], T, False, backtest=True),
         }
         if len(split["train"][0]) == 0:
             raise ArchlabError(

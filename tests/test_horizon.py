@@ -1,0 +1,290 @@
+"""Multi-horizon sales forecasting: baselines, the featurizer (no look-ahead), task, predict."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from archlab.config import apply_overrides
+from archlab.data import sales
+from archlab.data import sales_baselines as naive
+from archlab.data.sales_horizon import HorizonFeaturizer
+from archlab.errors import ArchlabError
+from archlab.presets import PRESETS
+from archlab.task_configs import SalesDataConfig
+from archlab.tasks.sales_horizon import HorizonData, HorizonFitted, HorizonForecast, score
+from tests.conftest import DATA_DIR, needs_shared
+from tests.test_sales import write_panel
+
+WALMART = DATA_DIR / "walmart"
+CPU = torch.device("cpu")
+
+
+# --- baselines: pure functions ---
+def test_season_lags_never_reach_past_the_origin() -> None:
+    assert naive.season_lags(6, 3).tolist() == [3, 3, 3, 6, 6, 6]
+    h = np.arange(1, 40)
+    assert np.all(h - naive.season_lags(39, 7) <= 0)
+
+
+def test_seasonal_naive_and_its_smoothing_by_hand() -> None:
+    y = np.array([[1.0, 2.0, np.nan, 4.0, 5.0, 6.0]])
+    # origin 4 (value 5), season 3: steps 5, 6 come from steps 2, 3 (a missing one stays NaN)
+    sn = naive.seasonal_naive(y, 4, 2, 3)
+    assert np.isnan(sn[0, 0]) and sn[0, 1] == 4.0
+    sm = naive.smoothed_seasonal_naive(y, 4, 3, 3)
+    # step 5 <- mean(y1, y2=0, y3) ; step 6 <- mean(y2=0, y3, y4); step 7 <- step 4 and 3 only
+    np.testing.assert_allclose(sm[0], [(2 + 0 + 4) / 3, (0 + 4 + 5) / 3, (4 + 5) / 2])
+    assert naive.last_value(y, 4, 3).tolist() == [[5.0, 5.0, 5.0]]
+    assert naive.last_value(y, 2, 1).tolist() == [[0.0]]  # a missing origin week: no sales
+
+
+def test_full_rank_svd_is_the_zero_filled_panel() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.normal(100, 10, (5, 12))
+    y[1, 3] = np.nan
+    groups = np.array([0, 0, 0, 1, 1])
+    full = naive.svd_smooth(y, 10, groups, 5)
+    np.testing.assert_allclose(full, np.nan_to_num(y[:, :10]), atol=1e-8)
+    low = naive.svd_smooth(y, 10, groups, 1)
+    assert np.linalg.matrix_rank(low[:3]) == 1 and np.linalg.matrix_rank(low[3:]) == 1
+    sn = naive.svd_seasonal_naive(y, 9, 2, 4, groups, 5)
+    np.testing.assert_allclose(sn, np.nan_to_num(y)[:, 6:8], atol=1e-8)
+
+
+@needs_shared(WALMART)
+def test_real_baselines_match_the_issue() -> None:
+    cfg = apply_overrides(PRESETS["sales-gru"], [f"data.path={WALMART}", "data.horizon=39"])
+    data = HorizonData(cfg).build(CPU)
+    assert data.info["origins"]["test"] == "2012-01-27"
+    assert (data.info["test_first_date"], data.info["test_last_date"]) == (
+        "2012-02-03",
+        "2012-10-26",
+    )
+    b = HorizonForecast(cfg, data.fitted).baselines(data)
+    assert b["baseline_seasonal_naive_rows"] == 112_437
+    assert round(b["baseline_seasonal_naive_wmae"], 1) == 1841.5
+    for name, want in (("seasonal_naive_3wk", 1734.6), ("svd_seasonal_naive", 1728.4),
+                       ("last_value", 3192.9)):  # fmt: skip
+        assert b[f"baseline_{name}_rows"] == 115_588
+        assert round(b[f"baseline_{name}_wmae"], 1) == want
+    assert len(b["baseline_last_value_wmae_by_step"]) == 39
+    assert data.info["split_target_steps"]["test"] == 115_588
+
+
+# --- the featurizer ---
+def _panel(S: int = 3, T: int = 30, seed: int = 0) -> sales.Panel:
+    rng = np.random.default_rng(seed)
+    y = rng.normal(100, 20, (S, T))
+    y[0, 5] = np.nan
+    dates = np.datetime64("2020-01-03") + np.arange(T) * np.timedelta64(7, "D")
+    cov = rng.normal(0, 1, (S, T, 2)).astype(np.float32)
+    keys = np.array([[1, 1], [1, 2], [2, 1]])[:S]
+    hol = np.zeros(T, bool)
+    hol[[4, 14, 24]] = True
+    s, t = np.nonzero(~np.isnan(y))
+    return sales.Panel(keys, dates, y, hol, cov, s, t)
+
+
+def _fz(p: sales.Panel, **kw: object) -> HorizonFeaturizer:
+    args = dict(series_keys=("Store", "Dept"), covariates=("a", "b"), known_covariates=("b",),
+                step_days=7, season=6, window=4, horizon=8)  # fmt: skip
+    return HorizonFeaturizer.fit(p, 20, **{**args, **kw})
+
+
+def _windows(fz: HorizonFeaturizer, p: sales.Panel, origin: int) -> tuple[torch.Tensor, ...]:
+    f = fz.transform(p)
+    s = torch.arange(p.y.shape[0])
+    return fz.windows(torch.from_numpy(f.step), torch.from_numpy(f.ref), s,
+                      torch.full((len(s),), origin))  # fmt: skip
+
+
+def test_windows_read_nothing_after_the_origin() -> None:
+    p = _panel()
+    fz = _fz(p)
+    x, base = _windows(fz, p, 15)
+    q = _panel()
+    q.y[:, 16:] = 1e6  # the future's sales and unknown covariate change wildly
+    q.cov[:, 16:, 0] = 50.0
+    x2, base2 = _windows(fz, q, 15)
+    torch.testing.assert_close(x, x2)
+    torch.testing.assert_close(base, base2)
+    names = fz.feature_names
+    fut = x[:, fz.window :]
+    assert fut[..., names.index("sales")].abs().sum() == 0
+    assert fut[..., names.index("a")].abs().sum() == 0  # not declared known
+    assert fut[..., names.index("b")].abs().sum() > 0  # known in advance
+    assert (fut[..., names.index("future")] == 1).all()
+    assert (x[:, : fz.window, names.index("future")] == 0).all()
+    x10, _ = _windows(fz, p, 10)  # step 14 (origin 10 + 4) is a holiday, known in advance
+    assert x10[0, fz.window + 3, names.index("holiday")] == 1
+
+
+def test_base_is_the_smoothed_seasonal_naive_in_scaled_units() -> None:
+    p = _panel()
+    fz = _fz(p)
+    _, base = _windows(fz, p, 15)
+    sm = naive.smoothed_seasonal_naive(p.y, 15, 8, 6)  # h = 6 reads two steps only
+    f = fz.transform(p)
+    np.testing.assert_allclose(base.numpy() * f.scale[:, None] + f.offset[:, None], sm,
+                               rtol=1e-5)  # fmt: skip
+
+
+def test_featurizer_roundtrips_through_json() -> None:
+    p = _panel()
+    fz = _fz(p, events=("2020-02-09",))
+    again = HorizonFeaturizer.from_dict(json.loads(json.dumps(fz.to_dict())))
+    assert again == fz
+    for a, b in zip(_windows(fz, p, 12), _windows(again, p, 12), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_series_without_training_steps_are_not_known() -> None:
+    p = _panel()
+    p.y[2, :20] = np.nan
+    fz = _fz(p)
+    assert len(fz.series) == 2 and fz.series_index(p.keys).tolist() == [0, 1, -1]
+
+
+def test_score_by_step_and_backtests() -> None:
+    y = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    pred = y + np.array([1, 2, 3, 4, 5, 6])
+    hol = np.array([False, True, False, False, False, False])
+    step = np.array([1, 2, 3, 1, 2, 3])
+    origin = np.array([0, 0, 0, 1, 1, 1])
+    m = score(y, pred, hol, step, origin)
+    assert m["wmae"] == pytest.approx((1 + 5 * 2 + 3) / 7)
+    assert m["wmae_by_step"] == [1.0, 2.0, 3.0]
+    assert m["backtest_wmae"] == [pytest.approx(2.0), pytest.approx(5.0)]
+    assert m["backtest_wmae_mean"] == pytest.approx(3.5)
+
+
+# --- data bundle and task on a tiny panel ---
+def _cfg(root: Path, *sets: str) -> object:
+    return apply_overrides(
+        PRESETS["sales-gru-smoke"],
+        [f"data.path={root}", "data.horizon=8", "data.val_steps=4", "data.window=4", *sets],
+    )
+
+
+@pytest.fixture
+def panel_dir(tmp_path: Path) -> Path:
+    return write_panel(tmp_path / "walmart")
+
+
+def test_splits_by_origin_and_masked_targets(panel_dir: Path) -> None:
+    data = HorizonData(_cfg(panel_dir)).build(CPU)
+    info = data.info
+    # 70 weeks: test = the last 8, val = the 4 before, training = 58 steps
+    assert info["origins"]["test"] == str(np.datetime64("2010-02-05") + 61 * 7)
+    assert info["origins"]["val"] == str(np.datetime64("2010-02-05") + 57 * 7)
+    for part, n in (("train", None), ("val", 4), ("test", 8)):
+        x, _cats, _base, t = getattr(data, part).fetch(torch.arange(3), None)
+        assert x.shape[1:] == (4 + 8, data.fitted.featurizer.input_size)
+        assert t.shape[1:] == (8, 6)
+        if n is not None:  # validation scores only its 4 steps (the rest are test steps)
+            assert t[..., 4].sum(1).max() == n
+    _, _, _, t = data.train.fetch(torch.arange(len(data.train)), None)
+    # training targets lie inside the training steps and have a season of history
+    assert t[..., 4].sum() == info["split_target_steps"]["train"] > 0
+    fitted = HorizonFitted.from_dict(json.loads(json.dumps(data.fitted.to_dict())))
+    assert fitted == data.fitted
+    again = HorizonData(_cfg(panel_dir)).build(CPU, fitted)
+    assert again.splits == data.splits
+
+
+def test_model_emits_h_steps_and_trains(panel_dir: Path) -> None:
+    from archlab.train.trainer import Trainer
+
+    cfg = _cfg(panel_dir)
+    data = HorizonData(cfg).build(CPU)
+    task = HorizonForecast(cfg, data.fitted)
+    model = task.build_model()
+    x, cats, _base, _t = data.test.fetch(torch.arange(2), None)
+    assert model(x, cats).shape == (2, 8)
+    tr = Trainer(cfg.train, cfg.optim, cfg.reg, seed=0, device=CPU)
+    model = tr.fit(task, data, model)
+    _loss, m, out, _targ = tr.evaluate(task, data.test, model)
+    assert out.shape == (len(data.test), 8) and np.isfinite(m["wmae"])
+    assert len(m["wmae_by_step"]) == 8 and m["rmse_std"] > 0
+
+
+@pytest.mark.parametrize(
+    ("sets", "needle"),
+    [
+        (["data.horizon=0"], "data.horizon=0"),
+        (["data.horizon=70"], "leave 0 training steps"),
+        (["data.known_covariates=Nope"], "data.known_covariates"),
+        (["data.backtest_origins=9"], "data.backtest_origins"),
+    ],
+)
+def test_bad_horizon_config(panel_dir: Path, sets: list[str], needle: str) -> None:
+    with pytest.raises(ArchlabError, match=needle.replace(".", r"\.")):
+        HorizonData(_cfg(panel_dir, *sets)).build(CPU)
+
+
+def test_no_training_target_with_a_season_of_history(panel_dir: Path) -> None:
+    with pytest.raises(ArchlabError, match="season"):
+        HorizonData(_cfg(panel_dir, "data.horizon=14", "data.val_steps=8")).build(CPU)
+
+
+def test_predict_needs_the_known_covariates_for_future_dates(panel_dir: Path) -> None:
+    cfg = _cfg(panel_dir, "data.known_covariates=Temperature,Size")
+    data = HorizonData(cfg).build(CPU)
+    task = HorizonForecast(cfg, data.fitted)
+    model = task.build_model()
+    # features.csv ends with the sales: Temperature is not known after them (Size is static)
+    with pytest.raises(ArchlabError, match="'Temperature' has no value"):
+        task.predict(model, [])
+    feats = pd.read_csv(panel_dir / "features.csv")
+    last = pd.to_datetime(feats.Date).max()
+    extra = feats[pd.to_datetime(feats.Date) == last].copy()
+    more = []
+    for k in range(1, 9):
+        e = extra.copy()
+        e["Date"] = f"{last + pd.Timedelta(weeks=k):%Y-%m-%d}"
+        more.append(e)
+    pd.concat([feats, *more]).to_csv(panel_dir / "features.csv", index=False)
+    rows = task.predict(model, [])
+    assert len(rows) == 6 * 8 and {r["step"] for r in rows} == set(range(1, 9))
+    assert rows[0]["Date"] == f"{last + pd.Timedelta(weeks=1):%Y-%m-%d}"
+    assert all(np.isfinite(r["forecast"]) and r["source"] == "model" for r in rows)
+
+
+def _test_file(root: Path, rows: list[tuple[int, int, str]]) -> Path:
+    path = root / "test.csv"
+    pd.DataFrame(rows, columns=["Store", "Dept", "Date"]).assign(IsHoliday=False).to_csv(
+        path, index=False
+    )
+    return path
+
+
+def test_predict_rows_of_a_test_file(panel_dir: Path) -> None:
+    cfg = _cfg(panel_dir)
+    data = HorizonData(cfg).build(CPU)
+    task = HorizonForecast(cfg, data.fitted)
+    model = task.build_model()
+    d1 = str(np.datetime64("2010-02-05") + 70 * 7)
+    d8 = str(np.datetime64("2010-02-05") + 77 * 7)
+    f = _test_file(panel_dir, [(1, 1, d1), (2, 3, d8), (9, 9, d1)])
+    rows = task.predict(model, [str(f)])
+    assert [(r["Store"], r["Dept"], r["Date"], r["step"]) for r in rows] == [
+        (1, 1, d1, 1), (2, 3, d8, 8), (9, 9, d1, 1)]  # fmt: skip
+    assert [r["source"] for r in rows] == ["model", "model", "baseline"]
+    with pytest.raises(ArchlabError, match="not on the data's 7-day step grid"):
+        task.predict(model, [str(_test_file(panel_dir, [(1, 1, "2011-06-08")]))])
+    with pytest.raises(ArchlabError, match="outside the forecast steps"):
+        task.predict(model, [str(_test_file(panel_dir, [(1, 1, str(np.datetime64(d8) + 7))]))])
+    with pytest.raises(ArchlabError, match="none of its series"):
+        task.predict(model, [str(_test_file(panel_dir, [(7, 7, d1)]))])
+
+
+def test_default_horizon_keeps_the_config_valid() -> None:
+    c = SalesDataConfig()
+    assert c.horizon == 1 and replace(c, horizon=39).horizon == 39
