@@ -265,18 +265,59 @@ def predict(
     file: Annotated[
         Path | None, typer.Option(help="A file of inputs (CSV for sales/text).")
     ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Horizon sales runs: write the forecasts of --file's rows (e.g. Walmart's "
+            "test.csv.gz) as a Kaggle submission CSV (Id,<target>)."
+        ),
+    ] = None,
 ) -> None:
-    """Predict with a saved run; prints one JSON object per input."""
+    """Predict with a saved run; prints one JSON object per input.
+
+    A multi-horizon sales run (data.horizon > 1) needs no input: it forecasts the H steps after
+    the end of its data (or of a history CSV given as input).
+    """
     from archlab import runner
 
     items = list(inputs or [])
     if file is not None:
         items.append(str(file))
-    if not items:
+    cfg, task, model = runner.restore_task(run_dir)
+    horizon = cfg.task == "sales" and cfg.data.horizon > 1
+    if not items and not horizon:
         raise ArchlabError("give at least one input (or --file PATH)")
-    _, task, model = runner.restore_task(run_dir)
-    for row in task.predict(model, items):
-        print(json.dumps(row))
+    if out is not None and (not horizon or file is None):
+        raise ArchlabError(
+            "--out writes a submission of a horizon sales run (data.horizon > 1) for the rows "
+            "of --file (series keys and dates)"
+        )
+    rows = task.predict(model, items)
+    if out is None:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    _write_submission(rows, cfg, Path(out))
+
+
+def _write_submission(rows: list[dict[str, Any]], cfg: RunConfig, out: Path) -> None:
+    """Kaggle's format: Id = the series keys and the date joined by '_', then the forecast."""
+    import pandas as pd
+
+    from archlab.utils import atomic_path
+
+    keys, date = list(cfg.data.series_keys), cfg.data.date_column
+    df = pd.DataFrame(rows)
+    ids = df[keys].astype(str).agg("_".join, axis=1) + "_" + df[date].astype(str)
+    sub = pd.DataFrame({"Id": ids, cfg.data.target: df.forecast})
+    with atomic_path(out) as tmp:
+        sub.to_csv(tmp, index=False)
+    fallback = df.source != "model"
+    n_series = df.loc[fallback, keys].drop_duplicates().shape[0]
+    print(f"archlab: {len(sub)} forecasts ({sub.Id.nunique()} distinct ids); {int(fallback.sum())} "
+          f"row(s) of {n_series} series without training history took the baseline (last "
+          "season's smoothed sales; 0 for a series never seen)", file=sys.stderr)  # fmt: skip
+    print(out)
 
 
 @app.command()
