@@ -6,7 +6,7 @@ multi-output): each future step's recurrent output goes through the shared linea
 residual over last season's 3-step-smoothed sales. Splits are by origin: test = the last H
 steps, forecast from the step before them; validation = the ``val_steps`` steps before the
 test, forecast from the last training step; training = every origin inside the training steps
-(targets after the training steps or without a season of history are masked).
+whose window has a season of history before it (targets after the training steps are masked).
 ``data.backtest_origins=K`` also scores the K - 1 origins before the test origin (one step
 apart, all forecasting validation/test steps only), reported as mean and std.
 
@@ -189,15 +189,17 @@ class HorizonData:
         o_test = T - H - 1
         k_back = max(1, c.backtest_origins)
         split = {
-            "train": samples(list(range(n_train - 1)), n_train, True),
+            # Training origins whose whole window has last season's steps, as the test
+            # origin's has: earlier ones would teach the network a history without them.
+            "train": samples(list(range(c.season + c.window - 1, n_train - 1)), n_train, True),
             "val": samples([n_train - 1], T - H, False),
             "test": samples([o_test - k for k in range(k_back)], T, False, backtest=True),
         }
         if len(split["train"][0]) == 0:
             raise ArchlabError(
-                f"{c.path}: no training target has a season ({c.season} steps) of history "
-                f"before it in the {n_train} training steps: lower data.horizon={H} or "
-                "data.val_steps, or give a longer history"
+                f"{c.path}: no training origin has a season ({c.season} steps) of history "
+                f"before its window (data.window={c.window}) in the {n_train} training steps: "
+                f"lower data.horizon={H}, data.val_steps or data.window, or give a longer history"
             )
         step_t = torch.from_numpy(f.step).to(device)
         ref_t = torch.from_numpy(f.ref).to(device)
@@ -252,7 +254,7 @@ class HorizonData:
             "feature_names": fz.feature_names,
             "known_covariates": list(c.known_covariates),
             "origins": {
-                "train": f"{str(dates[0])[:10]}..{str(dates[n_train - 2])[:10]}",
+                "train": f"{str(dates[c.season + c.window - 1])[:10]}..{str(dates[n_train - 2])[:10]}",
                 "val": str(dates[n_train - 1])[:10],
                 "test": str(dates[o_test])[:10],
                 "backtest": [str(dates[o_test - k])[:10] for k in range(k_back)],
