@@ -188,10 +188,11 @@ class HorizonData:
 
         o_test = T - H - 1
         k_back = max(1, c.backtest_origins)
+        first_train = c.season + c.window - 1
         split = {
             # Training origins whose whole window has last season's steps, as the test
             # origin's has: earlier ones would teach the network a history without them.
-            "train": samples(list(range(c.season + c.window - 1, n_train - 1)), n_train, True),
+            "train": samples(list(range(first_train, n_train - 1)), n_train, True),
             "val": samples([n_train - 1], T - H, False),
             "test": samples([o_test - k for k in range(k_back)], T, False, backtest=True),
         }
@@ -254,7 +255,7 @@ class HorizonData:
             "feature_names": fz.feature_names,
             "known_covariates": list(c.known_covariates),
             "origins": {
-                "train": f"{str(dates[c.season + c.window - 1])[:10]}..{str(dates[n_train - 2])[:10]}",
+                "train": f"{str(dates[first_train])[:10]}..{str(dates[n_train - 2])[:10]}",
                 "val": str(dates[n_train - 1])[:10],
                 "test": str(dates[o_test])[:10],
                 "backtest": [str(dates[o_test - k])[:10] for k in range(k_back)],
