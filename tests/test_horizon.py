@@ -288,3 +288,44 @@ def test_predict_rows_of_a_test_file(panel_dir: Path) -> None:
 def test_default_horizon_keeps_the_config_valid() -> None:
     c = SalesDataConfig()
     assert c.horizon == 1 and replace(c, horizon=39).horizon == 39
+
+
+# --- end to end: train, eval, ensemble, predict and a Kaggle submission through the CLI ---
+def test_train_eval_predict_and_submission(panel_dir: Path, tmp_path: Path, capsys) -> None:
+    from archlab import runner
+    from archlab.cli import main
+    from archlab.ensemble import evaluate_ensemble
+
+    cfg = _cfg(panel_dir, "data.backtest_origins=3")
+    runs = [runner.train(replace(cfg, seed=s), tmp_path / "runs") for s in (0, 1)]
+    run = runs[0]
+    m = json.loads((run / "metrics.json").read_text())
+    assert len(m["test_wmae_by_step"]) == 8 and len(m["test_backtest_wmae"]) == 3
+    for b in naive.BASELINE_NAMES:
+        assert m[f"baseline_{b}_wmae"] > 0 and len(m[f"baseline_{b}_wmae_by_step"]) == 8
+    assert (
+        m["baseline_seasonal_naive_3wk_rows"] == 48 and "baseline_last_value_backtest_wmae_std" in m
+    )
+    for f in ("error_by_step.png", "actual_vs_forecast.png", "learning_curves.png"):
+        assert (run / "plots" / f).stat().st_size > 1000
+    assert json.loads((run / "fitted.json").read_text())["kind"] == "sales-horizon"
+    assert main(["eval", str(run)]) == 0
+    assert json.loads(capsys.readouterr().out)["test_wmae"] == pytest.approx(m["test_wmae"])
+    ens = evaluate_ensemble(runs)
+    assert np.isfinite(ens["ensemble"]["test_wmae"])
+
+    d1 = str(np.datetime64("2010-02-05") + 70 * 7)
+    sub = tmp_path / "sub.csv"
+    test = _test_file(panel_dir, [(1, 1, d1), (2, 3, d1), (5, 5, d1)])
+    assert main(["predict", str(run), "--file", str(test), "--out", str(sub)]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip().splitlines()[-1] == str(sub)
+    got = pd.read_csv(sub)
+    assert list(got.columns) == ["Id", "Weekly_Sales"]
+    assert got.Id.tolist() == [f"1_1_{d1}", f"2_3_{d1}", f"5_5_{d1}"]
+    assert got.Weekly_Sales.iloc[2] == 0 and "1 row(s) of 1 series" in err
+    assert main(["predict", str(run)]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 6 * 8
+    assert main(["predict", str(run), "--out", str(sub)]) == 2  # --out needs --file
+    assert "--out writes a submission" in capsys.readouterr().err

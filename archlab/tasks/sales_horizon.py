@@ -109,10 +109,10 @@ class HorizonData:
         self.cfg = cfg
 
     def restore(self, run_dir: Path) -> HorizonFitted:
-        d = rundir.read_fitted(Path(run_dir))
-        if d is None or d.get("kind") != HorizonFitted.kind:
-            raise ArchlabError(f"{run_dir}: no {rundir.FITTED} of a horizon run")
-        return HorizonFitted.from_dict({k: v for k, v in d.items() if k != "kind"})
+        d = rundir.read_fitted(Path(run_dir), HorizonFitted.kind)
+        if d is None:
+            raise ArchlabError(f"{run_dir}: no {rundir.FITTED} (was the run started?)")
+        return HorizonFitted.from_dict(d)
 
     def build(self, device: torch.device, fitted: HorizonFitted | None = None) -> DataBundle:
         df = sales.load_sales(self.cfg.data)
