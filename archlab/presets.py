@@ -132,7 +132,7 @@ for _cell in ("rnn", "lstm", "gru"):
         ),
         model=SalesModelConfig(name=_cell),
         optim=replace(_SALES_OPTIM, lr=2e-3),
-        train=TrainConfig(epochs=3, batch_size=512, eval_batch_size=4096),
+        train=TrainConfig(epochs=4, batch_size=512, eval_batch_size=4096),
     )
 _BASE["sales-rnn-parity"] = RunConfig(
     task="sales",
