@@ -329,3 +329,24 @@ def test_train_eval_predict_and_submission(panel_dir: Path, tmp_path: Path, caps
     assert len(lines) == 6 * 8
     assert main(["predict", str(run), "--out", str(sub)]) == 2  # --out needs --file
     assert "--out writes a submission" in capsys.readouterr().err
+
+
+def test_daily_panel_with_other_keys_by_flags(tmp_path: Path, capsys) -> None:
+    from archlab.cli import main
+    from tests.test_sales import write_daily_panel
+
+    path = write_daily_panel(tmp_path / "transactions.csv")  # 3 stores x 120 days
+    sets = ["data.target=transactions", "data.date_column=date", "data.series_keys=store_nbr",
+            "data.horizon=14", "data.val_steps=7", "data.window=7",
+            "train.max_steps_per_epoch=2", "train.progress=off", "train.threads=1"]  # fmt: skip
+    argv = ["train", "--task", "sales", "--model", "gru", "--data", str(path), "--epochs", "1"]
+    assert main([*argv, "--out", str(tmp_path / "runs"), *(f"--set={s}" for s in sets)]) == 0
+    run = Path(capsys.readouterr().out.splitlines()[-1])
+    info = json.loads((run / "data.json").read_text())
+    assert info["resolved_config"]["season"] == 7 and info["step_days"] == 1
+    assert info["test_last_date"] == "2016-04-29"
+    m = json.loads((run / "metrics.json").read_text())
+    assert len(m["test_wmae_by_step"]) == 14 and m["baseline_seasonal_naive_rows"] == 3 * 14
+    assert main(["predict", str(run)]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 3 * 14 and rows[0]["date"] == "2016-04-30" and rows[13]["step"] == 14

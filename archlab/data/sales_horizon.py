@@ -94,11 +94,12 @@ class HorizonFeaturizer:
     ) -> HorizonFeaturizer:
         offset, scale, n_obs = series_scalers(panel.y, n_train, min_scale)
         seen = n_obs > 0  # a series without training steps has no scaler: it is not "known"
-        c = len(covariates)
-        train_cov = panel.cov[:, :n_train].reshape(-1, c)
-        with np.errstate(invalid="ignore"):
-            mean = np.nan_to_num(np.nanmean(train_cov, 0)) if c else np.zeros(0)
-            std = np.nan_to_num(np.nanstd(train_cov, 0)) if c else np.zeros(0)
+        mean = std = np.zeros(0)
+        if covariates:
+            train_cov = panel.cov[:, :n_train].reshape(-1, len(covariates))
+            with np.errstate(invalid="ignore"):
+                mean = np.nan_to_num(np.nanmean(train_cov, 0))
+                std = np.nan_to_num(np.nanstd(train_cov, 0))
         vocab = [pd.unique(pd.Series(panel.keys[:, i])).tolist() for i in range(len(series_keys))]
         return cls(
             series_keys=tuple(series_keys),
