@@ -511,9 +511,8 @@ def _wanted_rows(
 ) -> list[dict[str, Any]]:
     """One forecast per row of the files to forecast; a series never seen gets 0 ("baseline")."""
     keys = list(c.series_keys)
-    index = {tuple(_plain(v) for v in k): i for i, k in enumerate(p.keys.tolist())}
     H = fc.shape[1]
-    out = []
+    out: list[dict[str, Any]] = []
     for w, path in zip(want, paths, strict=True):
         d = w[c.date_column].to_numpy().astype("datetime64[D]")
         origin = p.dates[0].astype("datetime64[D]")
@@ -533,17 +532,27 @@ def _wanted_rows(
                 f"{path}: date {d[i]} at line {i + 2} is outside the forecast steps "
                 f"{str(p.dates[o + 1])[:10]}..{str(p.dates[-1])[:10]} (data.horizon={H})"
             )
-        kv = [tuple(_plain(v) for v in k) for k in w[keys].itertuples(index=False)]
-        si = np.array([index.get(k, -1) for k in kv])
+        # The panel's series index of each row (-1: a series the data never had), by a join.
+        try:
+            panel_keys = pd.DataFrame(p.keys, columns=keys).astype(w[keys].dtypes.to_dict())
+        except (TypeError, ValueError):
+            raise ArchlabError(
+                f"{path}: its series keys {keys} are not of the training data's type"
+            ) from None
+        si = (
+            w[keys].merge(panel_keys.assign(_s=np.arange(len(p.keys))), on=keys, how="left")
+            ._s.fillna(-1).to_numpy(np.int64)
+        )  # fmt: skip
         if not (si >= 0).any():
-            raise ArchlabError(f"{path}: none of its series (e.g. {kv[0]}) occur in the data")
-        for k, i, hh, date in zip(kv, si, h, d, strict=True):
-            row: dict[str, Any] = dict(zip(keys, k, strict=True))
-            row[c.date_column] = str(date)
-            row["step"] = int(hh) + 1
-            row["forecast"] = float(fc[i, hh]) if i >= 0 else 0.0
-            row["source"] = src[i, hh] if i >= 0 else "baseline"
-            out.append(row)
+            first = tuple(_plain(v) for v in w[keys].iloc[0])
+            raise ArchlabError(f"{path}: none of its series (e.g. {first}) occur in the data")
+        known = si >= 0
+        res = w[keys].copy()
+        res[c.date_column] = d.astype(str)
+        res["step"] = h + 1
+        res["forecast"] = np.where(known, fc[np.maximum(si, 0), h], 0.0)
+        res["source"] = np.where(known, src[np.maximum(si, 0), h], "baseline")
+        out += res.to_dict("records")
     return out
 
 
