@@ -388,7 +388,7 @@ class SalesForecast:
         outputs: torch.Tensor,
         targets: torch.Tensor,
     ) -> dict[str, Any]:
-        from archlab.report import eda_sales as sales_plots
+        from archlab.plots import eda_sales as sales_plots
 
         write_json_atomic(Path(run_dir) / STATE_FILE, self.state)
         if self.test_rows is None:
@@ -611,7 +611,7 @@ def _series_plot(
     run_dir: Path,
     baseline: str = "mean",
 ) -> None:
-    from archlab.report.eda_sales import actual_vs_forecast
+    from archlab.plots.eda_sales import actual_vs_forecast
 
     label = rows[keys].astype(str).agg("-".join, axis=1)
     chosen = list(wanted) or list(rows.groupby(label).actual.sum().nlargest(4).index)
@@ -626,7 +626,7 @@ def _series_plot(
 
 def eda(cfg: RunConfig, out_dir: Path) -> list[Path]:
     """The study's five exploratory plots of the merged panel."""
-    from archlab.report.eda_sales import sales_eda
+    from archlab.plots.eda_sales import sales_eda
 
     df = sales.load_sales(cfg.data)
     return sales_eda(df, replace(cfg.data, **df.attrs.get("resolved", {})), Path(out_dir))

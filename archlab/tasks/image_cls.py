@@ -201,7 +201,7 @@ class ImageClassification:
         outputs: torch.Tensor,
         targets: torch.Tensor,
     ) -> dict[str, Any]:
-        from archlab.report import plots
+        from archlab import plots
 
         names = self.info["class_names"]
         cm = np.asarray(self.metrics(outputs, targets)["confusion_matrix"])

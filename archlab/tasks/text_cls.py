@@ -302,7 +302,7 @@ class TextClassification:
         outputs: torch.Tensor,
         targets: torch.Tensor,
     ) -> dict[str, Any]:
-        from archlab.report import plots
+        from archlab import plots
 
         assert self.tokenizer is not None
         run_dir = Path(run_dir)
