@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from archlab import rundir
+from archlab import plots, rundir
 from archlab.config import RegConfig, RunConfig, apply_overrides
 from archlab.errors import ArchlabError
 from archlab.presets import RESET_REG, TECHNIQUES
-from archlab.report import plots
 from archlab.runner import load_config, train_at
 from archlab.stats import PairedDiff, paired_difference
 from archlab.utils import write_text_atomic

@@ -78,7 +78,7 @@ def build_config(
 ) -> RunConfig:
     """Resolve a config file or preset/task defaults, then flags, then --set overrides."""
     from archlab.presets import PRESETS
-    from archlab.tasks import TASKS
+    from archlab.task_configs import TASK_CONFIGS
 
     if config is not None:
         if task or preset:
@@ -94,10 +94,10 @@ def build_config(
             raise ArchlabError(f"--task {task} conflicts with preset {preset} (task {cfg.task})")
     else:
         if not task:
-            raise ArchlabError("give --task {" + ",".join(TASKS) + "} or --preset NAME")
-        if task not in TASKS:
-            raise ArchlabError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
-        spec = TASKS[task]
+            raise ArchlabError("give --task {" + ",".join(TASK_CONFIGS) + "} or --preset NAME")
+        if task not in TASK_CONFIGS:
+            raise ArchlabError(f"unknown task {task!r}; valid: {', '.join(TASK_CONFIGS)}")
+        spec = TASK_CONFIGS[task]
         cfg = RunConfig(task=task, data=spec.data_config(), model=spec.model_config())
     return apply_overrides(cfg, _flag_sets(data, model, epochs, seed, overrides))
 

@@ -320,6 +320,10 @@ def _ok_images(*extra: str) -> list[str]:
     return ["train", "--task", "images", "--out", "out", *QUIET, *extra]
 
 
+def _train_set(flag: str, name: str, override: str) -> list[str]:
+    return ["train", flag, name, "--out", "out", "--set", override]
+
+
 _TEXT_OK = [TEXT_HEADER, *_text_rows()]
 
 
@@ -570,6 +574,26 @@ CATALOGUE: dict[str, Build] = {
         *_ok_images("--set", "reg.patience=-1"), needles=["reg.patience=-1", ">= 0"]
     ),
     "unknown-model": _flags(*_ok_images("--model", "alexnet"), needles=["'alexnet'", "resnet18"]),
+    # reg knobs are checked against the task's when the config is built (archlab.task_configs)
+    "sales-augment": _flags(
+        *_train_set("--task", "sales", "reg.augment=banana"),
+        needles=["invalid config value reg.augment='banana' for task sales; valid: none"],
+    ),
+    "text-augment": _flags(
+        *_train_set("--task", "text", "reg.augment=flip"),
+        needles=["invalid config value reg.augment='flip' for task text; valid: none"],
+    ),
+    "images-augment": _flags(
+        *_ok_images("--set", "reg.augment=banana"),
+        needles=["reg.augment='banana' for task images; valid: none, flip, translate, study"],
+    ),
+    "sales-label-smoothing": _flags(
+        *_train_set("--preset", "sales-rnn", "reg.label_smoothing=0.1"),
+        needles=[
+            "reg.label_smoothing=0.1 is not used by task sales; it uses reg.dropout, "
+            "reg.weight_decay, reg.l2_mode, reg.early_stop, reg.patience, reg.min_delta"
+        ],
+    ),
     "unknown-task": _flags("train", "--task", "audio", "--out", "out", needles=["'audio'"]),
     "unknown-preset": _flags(
         "train", "--preset", "images-alexnet", "--out", "out", needles=["'images-alexnet'"]

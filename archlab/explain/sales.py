@@ -319,7 +319,7 @@ def _series_rows(
 def bar_chart(
     values: dict[str, float], err: dict[str, float] | None, xlabel: str, title: str, path: Path
 ) -> None:
-    from archlab.report.plots import _save, plt
+    from archlab.plots import _save, plt
 
     names = sorted(values, key=lambda g: values[g])
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.4))
@@ -333,7 +333,7 @@ def bar_chart(
 
 
 def steps_heatmap(grid: np.ndarray, groups: list[str], label: str, path: Path) -> None:
-    from archlab.report.plots import _save, plt
+    from archlab.plots import _save, plt
 
     L = grid.shape[1]
     top = float(np.abs(grid).max()) or 1.0

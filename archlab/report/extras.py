@@ -111,13 +111,15 @@ def eda_plots(
     """The task's exploratory plots for ``data_path`` (none for images); ``overrides`` are
     --set strings such as the column names of the panel."""
     from archlab.config import RunConfig, apply_overrides
+    from archlab.task_configs import TASK_CONFIGS
     from archlab.tasks import TASKS
 
     spec = TASKS.get(part)
     if spec is None or spec.eda is None:
         return []
+    configs = TASK_CONFIGS[part]
     cfg = RunConfig(
-        task=part, data=spec.data_config(path=str(data_path)), model=spec.model_config()
+        task=part, data=configs.data_config(path=str(data_path)), model=configs.model_config()
     )
     cfg = apply_overrides(cfg, overrides)
     try:

@@ -20,6 +20,7 @@ import yaml
 
 from archlab import rundir
 from archlab.errors import ArchlabError
+from archlab.presets import LONG, QUICK
 from archlab.report import mathmd
 from archlab.utils import write_text_atomic
 
@@ -322,8 +323,6 @@ def _differences(ctx: Context) -> list[Block]:
     if manifest.get("profile_note"):
         b.append(Block("p", manifest["profile_note"]))
     elif manifest["profile"] in ("smoke", "quick", "long"):
-        from archlab.reproduce import LONG, QUICK
-
         note = {
             "smoke": "Smoke profile: tiny slices, 2 epochs of 3 steps; numbers are not results.",
             "quick": "Quick profile: "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from archlab.report.eda_text import text_eda
+from archlab.plots.eda_text import text_eda
 from archlab.task_configs import (
     ImageDataConfig,
     ImageModelConfig,

@@ -459,7 +459,7 @@ class SalesForecast:
         outputs: torch.Tensor,
         targets: torch.Tensor,
     ) -> None:
-        from archlab.report import eda_sales as sales_plots
+        from archlab.plots import eda_sales as sales_plots
 
         rows = data.context.test_rows.copy()
         t = targets.double().numpy()
@@ -698,7 +698,7 @@ def _series_plot(
     run_dir: Path,
     baseline: str = "mean",
 ) -> None:
-    from archlab.report.eda_sales import actual_vs_forecast
+    from archlab.plots.eda_sales import actual_vs_forecast
 
     label = rows[keys].astype(str).agg("-".join, axis=1)
     chosen = list(wanted) or list(rows.groupby(label).actual.sum().nlargest(4).index)
@@ -713,7 +713,7 @@ def _series_plot(
 
 def eda(cfg: RunConfig, out_dir: Path) -> list[Path]:
     """The study's five exploratory plots of the merged panel."""
-    from archlab.report.eda_sales import sales_eda
+    from archlab.plots.eda_sales import sales_eda
 
     df = sales.load_sales(cfg.data)
     return sales_eda(df, replace(cfg.data, **df.attrs.get("resolved", {})), Path(out_dir))

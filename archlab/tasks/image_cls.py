@@ -268,7 +268,7 @@ class ImageClassification:
         outputs: torch.Tensor,
         targets: torch.Tensor,
     ) -> None:
-        from archlab.report import plots
+        from archlab import plots
 
         names = list(self.fitted.class_names)
         cm = np.asarray(self.metrics(outputs, targets)["confusion_matrix"])

@@ -366,7 +366,7 @@ class TextClassification:
         outputs: torch.Tensor,
         targets: torch.Tensor,
     ) -> None:
-        from archlab.report import plots
+        from archlab import plots
 
         run_dir = Path(run_dir)
         ctx: TextContext = data.context
