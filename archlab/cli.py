@@ -1,6 +1,10 @@
 """Command-line interface: the only place that parses strings into configs.
 
 Exit codes: 0 success, 2 bad input or usage (one line on stderr), 1 anything else.
+
+Longer than our ~400-line guide on purpose: it is the user-facing contract (every subcommand,
+flag and help text of ``archlab``), kept in one file to read top to bottom; each command is a
+few lines that hand typed arguments to the module doing the work.
 """
 
 from __future__ import annotations

@@ -1,16 +1,8 @@
-"""TASKS registry: task name -> TaskSpec (task class and its data/model config types)."""
+"""TASKS registry: task name -> TaskSpec (its data and task classes; configs: task_configs)."""
 
 from __future__ import annotations
 
 from archlab.plots.eda_text import text_eda
-from archlab.task_configs import (
-    ImageDataConfig,
-    ImageModelConfig,
-    SalesDataConfig,
-    SalesModelConfig,
-    TextDataConfig,
-    TextModelConfig,
-)
 from archlab.tasks.base import Batches, DataBundle, Fitted, Task, TaskData, TaskSpec
 from archlab.tasks.forecast import SalesData, SalesForecast
 from archlab.tasks.forecast import eda as sales_eda
@@ -21,23 +13,17 @@ TASKS: dict[str, TaskSpec] = {
     "images": TaskSpec(
         ImageData,
         ImageClassification,
-        ImageDataConfig,
-        ImageModelConfig,
         "image classification (folder of class sub-folders, .npz, or built-in digits)",
     ),
     "sales": TaskSpec(
         SalesData,
         SalesForecast,
-        SalesDataConfig,
-        SalesModelConfig,
         "next-week sales per (store, dept) series (folder with train/features/stores CSVs)",
         eda=sales_eda,
     ),
     "text": TaskSpec(
         TextData,
         TextClassification,
-        TextDataConfig,
-        TextModelConfig,
         "short-text classification from a CSV (text and label columns), e.g. tweet sentiment",
         eda=text_eda,
     ),

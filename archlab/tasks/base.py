@@ -98,8 +98,6 @@ class TaskSpec:
 
     data: Callable[[Any], TaskData]
     task: Callable[[Any, Any], Task]
-    data_config: type
-    model_config: type
     help: str = ""
     monitor: tuple[str, str] = ("val_loss", "min")  # (history column, "min" | "max")
     # Exploratory plots: eda(cfg, out_dir) -> written files; None if the task has none.

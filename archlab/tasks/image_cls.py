@@ -83,11 +83,6 @@ class ImageData:
         self.cfg = cfg
         self.data_cfg: ImageDataConfig = cfg.data
         self.split_seed = cfg.data_seed
-        if cfg.reg.augment not in AUGMENTATIONS:
-            raise ArchlabError(
-                f"invalid config value reg.augment={cfg.reg.augment!r}; "
-                f"valid for images: {', '.join(AUGMENTATIONS)}"
-            )
 
     def build(self, device: torch.device, fitted: ImageFitted | None = None) -> DataBundle:
         c = self.data_cfg
