@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,7 +20,8 @@ from archlab.config import RunConfig, apply_overrides
 from archlab.errors import ArchlabError
 from archlab.report import plots
 from archlab.tasks import TASKS
-from archlab.threads import governor, set_threads
+from archlab.tasks.base import DataBundle, Task
+from archlab.threads import governor
 from archlab.train import distributed
 from archlab.train.callbacks import (
     AutoThreads,
@@ -32,8 +33,9 @@ from archlab.train.callbacks import (
     TensorBoard,
 )
 from archlab.train.distributed import Dist
+from archlab.train.setup import setup_process
 from archlab.train.trainer import Trainer
-from archlab.utils import resolve_device, seed_everything, write_json_atomic, write_text_atomic
+from archlab.utils import write_json_atomic, write_text_atomic
 
 # metrics.json keys that describe the run rather than a split (the rest are test_*/baseline_*).
 RUN_KEYS = (
@@ -72,25 +74,125 @@ def with_runtime(cfg: RunConfig, source: RunConfig) -> RunConfig:
     return replace(cfg, train=replace(cfg.train, **{k: getattr(source.train, k) for k in keys}))
 
 
-def _setup(cfg: RunConfig, d: Dist = distributed.SINGLE) -> torch.device:
-    """Seed, threads and device; under torchrun also this rank's GPU and the process group."""
-    if cfg.train.batch_size % d.world:
-        raise ArchlabError(
-            f"train.batch_size={cfg.train.batch_size} is the global batch and must divide evenly "
-            f"over {d.world} processes"
-        )
-    seed_everything(cfg.seed)  # same seed on every rank: identical init and RNG streams
-    set_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
-    if d.enabled and device.type == "cuda":
-        device = torch.device("cuda", d.local_rank)
-        torch.cuda.set_device(device)
-    distributed.init(d, device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
-    return device
+@dataclass
+class Prepared:
+    """A run ready to fit: its directory, config, data, task and (when resuming) saved state."""
+
+    cfg: RunConfig
+    run_dir: Path
+    data: DataBundle
+    task: Task
+    monitor: tuple[str, str]
+    device: torch.device
+    dist: Dist
+    state: dict[str, Any] | None  # the Trainer's resume state, None for a fresh start
+
+
+def prepare(
+    cfg: RunConfig,
+    *,
+    out: Path | None = None,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    name: str | None = None,
+    command: str = "",
+) -> Prepared:
+    """Set up the process, read and fit the data, then create or reopen the run directory.
+
+    Fresh runs go to a new directory under ``out``, or to the fixed ``run_dir`` (ablations,
+    reproduce); ``resume`` reopens ``run_dir``, whose split must not have changed. The data is
+    read before any file is written, so a bad input leaves nothing behind. Under torchrun every
+    rank prepares; rank 0 alone writes.
+    """
+    d = distributed.from_env()
+    if run_dir is None:
+        assert out is not None
+        rundir.check_out_dir(Path(out))  # before the data is read: that can take a while
+    device = setup_process(cfg.train, cfg.seed, d)
+    task, data = build_task(cfg, device)
+    if d.is_main and cfg.train.progress != "off":
+        for line in data.notes:  # what was read and how it was split, beside the progress lines
+            print(line, file=sys.stderr, flush=True)
+    state = None
+    if resume:
+        assert run_dir is not None
+        state = _resume_state(run_dir, data, d)
+    else:
+        if d.is_main:
+            if run_dir is None:
+                assert out is not None
+                run_dir = rundir.new_run_dir(
+                    out, name or f"{cfg.task}-{cfg.model.name}-s{cfg.seed}"
+                )
+            else:
+                rundir.check_out_dir(run_dir.parent)
+                run_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(run_dir / rundir.CONFIG, cfg.to_yaml())
+            write_text_atomic(run_dir / rundir.COMMAND, command + "\n")
+        run_dir = distributed.broadcast(run_dir if d.is_main else None, d)
+    assert run_dir is not None
+    if d.is_main and (state is None or not (run_dir / rundir.FITTED).exists()):
+        write_json_atomic(run_dir / rundir.SPLIT, data.splits)
+        write_json_atomic(run_dir / rundir.DATA, data.info)
+        rundir.write_fitted(run_dir, data.fitted)  # before training: an interrupted run has it
+    data.train.rank, data.train.world = d.rank, d.world  # each rank trains on its shard
+    return Prepared(cfg, run_dir, data, task, TASKS[cfg.task].monitor, device, d, state)
+
+
+def build_task(cfg: RunConfig, device: torch.device) -> tuple[Task, DataBundle]:
+    """A config's fitted data and its task, as a run builds them (also for benchmarks)."""
+    spec = TASKS[cfg.task]
+    data = spec.data(cfg).build(device)
+    return spec.task(cfg, data.fitted), data
+
+
+def _resume_state(run_dir: Path, data: DataBundle, d: Dist) -> dict[str, Any] | None:
+    """The checkpoint to resume from (None: train again from epoch 1); the split must match."""
+    split_path = run_dir / rundir.SPLIT
+    if split_path.exists() and json.loads(split_path.read_text()) != data.splits:
+        raise ArchlabError(f"{run_dir}: the data or its split changed since the run started")
+    if (run_dir / rundir.STATE).exists():
+        return rundir.load_state(run_dir / rundir.STATE)
+    if split_path.exists() and d.is_main:
+        # An earlier attempt got past its data but was killed before a checkpoint was
+        # written (one is written at most every train.checkpoint_every_s seconds).
+        print(f"archlab: {run_dir}: no checkpoint to resume from (the run stopped before "
+              "its first one was written); training it again from epoch 1 in the same "
+              "directory", file=sys.stderr, flush=True)  # fmt: skip
+    return None
+
+
+def fit(p: Prepared, callbacks: Sequence[Callback] = ()) -> Path:
+    """Train a prepared run, then test it and write its files (metrics.json last)."""
+    cfg, run_dir, d = p.cfg, p.run_dir, p.dist
+    model = p.task.build_model()
+    trainer = Trainer(
+        cfg.train,
+        cfg.optim,
+        cfg.reg,
+        seed=cfg.seed,
+        device=p.device,
+        callbacks=[*default_callbacks(cfg, p.monitor, run_dir, d), *p.task.callbacks(), *callbacks],
+        dist=d,
+    )
+    try:
+        model = trainer.fit(p.task, p.data, model, resume=p.state)
+    except KeyboardInterrupt:
+        if d.is_main:
+            st = trainer.state
+            where = (
+                f"at epoch {st.epoch + 1}, step {st.batch} (checkpoint saved)"
+                if st.batch
+                else f"after {st.epoch} finished epoch(s), which are saved"
+            )
+            print(f"archlab: interrupted {where}; resume with: archlab train --resume {run_dir}",
+                  file=sys.stderr)  # fmt: skip
+        raise
+    if d.is_main:
+        rundir.save_weights(model, run_dir / rundir.WEIGHTS)
+        finish(run_dir, p.task, trainer, p.data, model)
+    distributed.barrier(d)  # the others wait until rank 0 has written metrics.json
+    return run_dir
 
 
 def train(
@@ -106,90 +208,27 @@ def train(
     """Train (or resume) a run and write everything into its run directory; return the dir.
 
     A resumed run keeps its config.yaml; ``runtime`` supplies this session's RUNTIME_KEYS
-    (progress, threads...). Under torchrun every rank runs this; rank 0 alone writes the run
-    directory.
+    (progress, threads...).
     """
-    d = distributed.from_env()
-    state = None
-    if resume_dir is not None:
-        run_dir = Path(resume_dir)
-        cfg = load_config(run_dir)
-        if rundir.is_finished(run_dir):
-            return run_dir  # finished already: nothing to redo
-        if runtime is not None:
-            cfg = with_runtime(cfg, runtime)
-    else:
-        rundir.check_out_dir(Path(out))  # before the data is read: that can take a while
-    assert cfg is not None
-    device = _setup(cfg, d)
-    # Data first: a bad input fails here, before any run directory or file is written.
-    task = TASKS[cfg.task].task(cfg)
-    data = task.build_data(device)
-    if d.is_main and cfg.train.progress != "off":
-        for line in data.notes:  # what was read and how it was split, beside the progress lines
-            print(line, file=sys.stderr, flush=True)
-    if resume_dir is not None:
-        if (run_dir / rundir.STATE).exists():
-            state = rundir.load_state(run_dir / rundir.STATE)
-        elif (run_dir / rundir.SPLIT).exists() and d.is_main:
-            # An earlier attempt got past its data but was killed before a checkpoint was
-            # written (one is written at most every train.checkpoint_every_s seconds).
-            print(f"archlab: {run_dir}: no checkpoint to resume from (the run stopped before "
-                  "its first one was written); training it again from epoch 1 in the same "
-                  "directory", file=sys.stderr, flush=True)  # fmt: skip
-    else:
-        if d.is_main:
-            run_dir = rundir.new_run_dir(out, name or f"{cfg.task}-{cfg.model.name}-s{cfg.seed}")
-            write_text_atomic(run_dir / rundir.CONFIG, cfg.to_yaml())
-            write_text_atomic(run_dir / "command.txt", command + "\n")
-        run_dir = distributed.broadcast(run_dir if d.is_main else None, d)
-    data.train.rank, data.train.world = d.rank, d.world  # each rank trains on its shard
-    split_path = run_dir / rundir.SPLIT
-    if resume_dir is not None and split_path.exists():
-        saved = json.loads(split_path.read_text())
-        if saved != data.splits:
-            raise ArchlabError(f"{run_dir}: the data or its split changed since the run started")
-    elif d.is_main:
-        write_json_atomic(split_path, data.splits)
-        write_json_atomic(run_dir / "data.json", data.info)
-    model = task.build_model()
-    # Tasks may add their own callbacks (text: the embedding freeze); an optional Task hook.
-    own = task.callbacks() if hasattr(task, "callbacks") else []
-    trainer = Trainer(
-        cfg.train,
-        cfg.optim,
-        cfg.reg,
-        seed=cfg.seed,
-        device=device,
-        callbacks=[*_callbacks(cfg, task, run_dir, d), *own, *callbacks],
-        dist=d,
-    )
-    try:
-        model = trainer.fit(task, data, model, resume=state)
-    except KeyboardInterrupt:
-        if d.is_main:
-            st = trainer.state
-            where = (
-                f"at epoch {st.epoch + 1}, step {st.batch} (checkpoint saved)"
-                if st.batch
-                else f"after {st.epoch} finished epoch(s), which are saved"
-            )
-            print(f"archlab: interrupted {where}; resume with: archlab train --resume {run_dir}",
-                  file=sys.stderr)  # fmt: skip
-        raise
-    if d.is_main:
-        rundir.save_weights(model, run_dir / rundir.WEIGHTS)
-        finish(run_dir, task, trainer, data, model)
-    distributed.barrier(d)  # the others wait until rank 0 has written metrics.json
-    return run_dir
+    if resume_dir is None:
+        assert cfg is not None
+        return fit(prepare(cfg, out=out, name=name, command=command), callbacks)
+    run_dir = Path(resume_dir)
+    saved = load_config(run_dir)
+    if rundir.is_finished(run_dir):
+        return run_dir  # finished already: nothing to redo
+    saved = with_runtime(saved, runtime) if runtime is not None else saved
+    return fit(prepare(saved, run_dir=run_dir, resume=True), callbacks)
 
 
-def _callbacks(cfg: RunConfig, task: Any, run_dir: Path, d: Dist) -> list[Callback]:
-    """The default callbacks; off rank 0 they track state but write nothing."""
+def default_callbacks(
+    cfg: RunConfig, monitor: tuple[str, str], run_dir: Path, d: Dist
+) -> list[Callback]:
+    """The callbacks of every run; off rank 0 they track state but write nothing."""
     main = d.is_main
     cbs: list[Callback] = [
         BestWeights(
-            task.monitor,
+            monitor,
             cfg.reg.patience if cfg.reg.early_stop else None,
             cfg.reg.min_delta,
             run_dir if main else None,
@@ -221,19 +260,11 @@ def train_at(
                 "choose another --out"
             )
         return train(None, run_dir.parent, resume_dir=run_dir, callbacks=callbacks, runtime=cfg)
-    d = distributed.from_env()
-    _setup(cfg, d)  # joins the process group under torchrun
-    if d.is_main:
-        rundir.check_out_dir(run_dir.parent)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / rundir.CONFIG, cfg.to_yaml())
-        write_text_atomic(run_dir / "command.txt", command + "\n")
-    distributed.barrier(d)
-    return train(None, run_dir.parent, resume_dir=run_dir, callbacks=callbacks, runtime=cfg)
+    return fit(prepare(cfg, run_dir=run_dir, command=command), callbacks)
 
 
 def finish(
-    run_dir: Path, task: Any, trainer: Trainer, data: Any, model: nn.Module
+    run_dir: Path, task: Task, trainer: Trainer, data: DataBundle, model: nn.Module
 ) -> dict[str, Any]:
     """Evaluate on the test split, write plots, then metrics.json last (it marks completion)."""
     history = trainer.state.history
@@ -259,7 +290,8 @@ def finish(
         metrics["replica_digests"] = trainer.replica_digests
     plots.learning_curves({"run": history}, run_dir / "plots" / "learning_curves.png",
                           metrics=_curve_metrics(history))  # fmt: skip
-    metrics.update(task.artifacts(run_dir, model, data, outputs, targets))
+    task.artifacts(run_dir, model, data, outputs, targets)
+    metrics.update(task.baselines(data))
     rundir.write_metrics(metrics, run_dir)
     return metrics
 
@@ -282,23 +314,19 @@ def load_run(
 ) -> tuple[RunConfig, Any, nn.Module, Any]:
     """Rebuild config, task, data and trained model from a run directory.
 
-    ``overrides`` (--set strings) change how the saved model is applied, e.g. model.tta=flip.
+    The data is rebuilt with the run's own fitted state (classes, tokenizer, scalers), not a
+    refit. ``overrides`` (--set strings) change how the saved model is applied, e.g.
+    model.tta=flip.
     """
     run_dir = Path(run_dir)
     cfg = apply_overrides(load_config(run_dir), overrides)
     if data_path is not None:
         cfg = replace(cfg, data=replace(cfg.data, path=str(data_path)))
-    device = _setup(cfg)
-    task = TASKS[cfg.task].task(cfg)
-    if hasattr(task, "use_fitted"):  # optional Task hook: reuse the run's fitted vocabulary
-        task.use_fitted(run_dir)
-    data = task.build_data(device)
-    saved_info = json.loads((run_dir / "data.json").read_text())
-    if saved_info.get("class_names") and data.info.get("class_names") != saved_info["class_names"]:
-        raise ArchlabError(
-            f"{data_path or cfg.data.path}: classes {data.info.get('class_names')} differ from the "
-            f"run's {saved_info['class_names']}"
-        )
+    device = setup_process(cfg.train, cfg.seed)
+    spec = TASKS[cfg.task]
+    task_data = spec.data(cfg)
+    data = task_data.build(device, task_data.restore(run_dir))
+    task = spec.task(cfg, data.fitted)
     model = task.build_model()
     rundir.load_weights(model, run_dir / rundir.WEIGHTS)
     return cfg, task, model.to(device), data
@@ -337,8 +365,8 @@ def restore_task(run_dir: Path) -> tuple[RunConfig, Any, nn.Module]:
     """Task and model from a run dir without loading the training data (for predict)."""
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
-    task = TASKS[cfg.task].task(cfg)
-    task.restore(run_dir)
+    spec = TASKS[cfg.task]
+    task = spec.task(cfg, spec.data(cfg).restore(run_dir))
     model = task.build_model()
     rundir.load_weights(model, run_dir / rundir.WEIGHTS)
     model.eval()

@@ -230,7 +230,7 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     if "reg.patience" in space:
         base = apply_overrides(base, ["reg.early_stop=true"])
-    key, mode = TASKS[base.task].task(base).monitor
+    key, mode = TASKS[base.task].monitor
     direction = "minimize" if mode == "min" else "maximize"
     url = storage or f"sqlite:///{(out / 'sweep.db').resolve()}"
     lock_path = _sqlite_lock_path(url)

@@ -85,7 +85,6 @@ import archlab.train.trainer as trainer_mod
 from archlab import rundir, runner
 from archlab.config import RunConfig
 from archlab.presets import PRESETS
-from archlab.tasks import TASKS
 from archlab.tasks.base import Batches, DataBundle
 from archlab.train import distributed
 from archlab.train.callbacks import (
@@ -599,8 +598,8 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device, tmp: 
     cfg, source = made
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
-    task = TASKS[cfg.task].task(cfg)
-    data = bench_bundle(task.build_data(device), cfg, args.fetch, args.val_size)
+    task, data = runner.build_task(cfg, device)
+    data = bench_bundle(data, cfg, args.fetch, args.val_size)
     prep = time.perf_counter() - t0
     t = cfg.train
     steps = data.train.num_batches(t.batch_size)
@@ -765,7 +764,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    if device.type == "cuda":  # as runner._setup
+    if device.type == "cuda":  # as train.setup.setup_process
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from archlab.presets import PRESETS
-from archlab.tasks.forecast import SalesForecast
+from archlab.tasks import TASKS
 
 GOAL_S = 3.0
 
@@ -23,8 +23,7 @@ def time_prep(preset: str, data: str) -> float:
     cfg = PRESETS[preset]
     cfg = replace(cfg, data=replace(cfg.data, path=data))
     t0 = time.perf_counter()
-    task = SalesForecast(cfg)
-    bundle = task.build_data(torch.device("cpu"))
+    bundle = TASKS["sales"].data(cfg).build(torch.device("cpu"))
     t1 = time.perf_counter()
     n = 0
     for split in (bundle.train, bundle.val, bundle.test):  # every window, gathered once

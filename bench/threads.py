@@ -68,9 +68,9 @@ def child(
     from archlab import runner
     from archlab.config import apply_overrides
     from archlab.presets import PRESETS as ALL
-    from archlab.tasks import TASKS
     from archlab.threads import governor
     from archlab.train.callbacks import AutoThreads
+    from archlab.train.setup import setup_process
     from archlab.train.trainer import Trainer
 
     cfg = ALL[PRESETS[model]]
@@ -84,10 +84,9 @@ def child(
     else:
         sets += [f"data.path={Path(data_dir) / 'walmart'}", "data.stores=1,2"]
     cfg = apply_overrides(cfg, sets)
-    device = runner._setup(cfg)  # applies train.threads exactly as a run does
+    device = setup_process(cfg.train, cfg.seed)  # applies train.threads exactly as a run does
     threads_at_start = torch.get_num_threads()
-    task = TASKS[cfg.task].task(cfg)
-    data = task.build_data(device)
+    task, data = runner.build_task(cfg, device)
 
     def epoch() -> float:
         model_ = task.build_model()

@@ -21,11 +21,11 @@ T0 = time.perf_counter()  # before torch is imported: loading counts
 
 import torch  # noqa: E402
 
+from archlab import runner  # noqa: E402
 from archlab.config import apply_overrides  # noqa: E402
 from archlab.presets import PRESETS  # noqa: E402
-from archlab.runner import _setup  # noqa: E402
-from archlab.tasks import TASKS  # noqa: E402
 from archlab.train.callbacks import Callback  # noqa: E402
+from archlab.train.setup import setup_process  # noqa: E402
 from archlab.train.trainer import Trainer  # noqa: E402
 
 
@@ -74,9 +74,8 @@ def main() -> None:
     if args.epochs:
         sets.append(f"train.epochs={args.epochs}")
     cfg = apply_overrides(PRESETS[args.preset], sets)
-    device = _setup(cfg)
-    task = TASKS[cfg.task].task(cfg)
-    data = task.build_data(device)
+    device = setup_process(cfg.train, cfg.seed)
+    task, data = runner.build_task(cfg, device)
     _sync(device)
     load_s = time.perf_counter() - T0
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -86,13 +85,16 @@ def test_default_threads_add_the_load_following_callback(
     before = torch.get_num_threads()
     monkeypatch.setattr(threads, "_MAX_THREADS", [2])  # torch's count on a 2-core machine
     cfg = apply_overrides(PRESETS["images-resnet18-smoke"], ["train.threads=0"])
-    task = SimpleNamespace(monitor=("val_loss", "min"))
     try:
         assert threads.set_threads(0) == 2 and threads.governor() is not None
-        cbs = runner._callbacks(cfg, task, tmp_path, runner.distributed.SINGLE)
+        cbs = runner.default_callbacks(
+            cfg, ("val_loss", "min"), tmp_path, runner.distributed.SINGLE
+        )
         assert sum(isinstance(cb, AutoThreads) for cb in cbs) == 1
         threads.set_threads(1)  # a fixed count: no callback
-        cbs = runner._callbacks(cfg, task, tmp_path, runner.distributed.SINGLE)
+        cbs = runner.default_callbacks(
+            cfg, ("val_loss", "min"), tmp_path, runner.distributed.SINGLE
+        )
         assert not any(isinstance(cb, AutoThreads) for cb in cbs)
     finally:
         torch.set_num_threads(before)

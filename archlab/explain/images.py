@@ -156,7 +156,7 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
         probs = torch.cat(
             [task.step(model, (x[i : i + 256], None))[0].softmax(1) for i in range(0, len(x), 256)]
         ).cpu()
-    names = task.info["class_names"]
+    names = list(task.fitted.class_names)
     name = cfg.model.name
     out: dict[str, Any] = {"model": name, "files": []}
     if "gradcam" in req.methods:

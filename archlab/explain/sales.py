@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import pandas as pd
 import torch
 from captum.attr import IntegratedGradients
 from torch import nn
@@ -164,12 +165,12 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
     if req.inputs:
         return _explain_inputs(req)
     cfg, task, model, bundle = load_run(req.run_dir)
-    if task.info.get("framing") != "forecast":
+    if task.fitted.framing != "forecast":
         raise ArchlabError(f"{req.run_dir}: explain needs a forecast-framing sales run")
     model.eval()
     parts = list(zip(*bundle.test.iterate(CHUNK), strict=True))
     data = SalesTensors(*(torch.cat(p) for p in parts))
-    names = feature_names(task.state["covariates"], bool(cfg.data.events))
+    names = feature_names(task.fitted.state["covariates"], bool(cfg.data.events))
     if len(names) != data.x.shape[-1]:
         raise ArchlabError(
             f"{req.run_dir}: the run's inputs have {data.x.shape[-1]} features per step but "
@@ -209,7 +210,7 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
             path,
         )
         out["files"].append(path.name)
-        label, rows = _series_rows(task, req.series)
+        label, rows = _series_rows(bundle.context.test_rows, cfg.data.series_keys, req.series)
         a, _ = integrated_gradients(model, data.x[rows], data.cats[rows], req.steps)
         a = (a * scale[rows, None, None]).mean(0).cpu().numpy()  # (L, F) sales units
         grid = np.stack([a[:, c].sum(1) for c in groups.values()])  # (groups, L)
@@ -257,16 +258,16 @@ def _explain_inputs(req: ExplainRequest) -> dict[str, Any]:
             "--method permutation needs the test split's actual sales; for history CSVs use ig"
         )
     cfg, task, model = restore_task(req.run_dir)
-    if task.state.get("framing") != "forecast":
+    if task.fitted.framing != "forecast":
         raise ArchlabError(f"{req.run_dir}: explain needs a forecast-framing sales run")
     h = task.history_windows(list(req.inputs))
-    names = feature_names(task.state["covariates"], bool(cfg.data.events))
+    names = feature_names(task.fitted.state["covariates"], bool(cfg.data.events))
     groups = feature_groups(names, cfg.data.markdown_columns)
     attr, delta = integrated_gradients(model, h.x, h.cats, req.steps)
     with torch.no_grad():
         fc = (h.base + model(h.x, h.cats)).double().numpy() * h.scale + h.offset
     a = attr.double().numpy() * h.scale[:, None, None]  # sales units
-    keys = list(task.state["series_keys"])
+    keys = list(task.fitted.state["series_keys"])
     out: dict[str, Any] = {"model": cfg.model.name, "files": [], "inputs": []}
     grids = []
     for i, row in enumerate(h.rows):
@@ -284,10 +285,11 @@ def _explain_inputs(req: ExplainRequest) -> dict[str, Any]:
     return out
 
 
-def _series_rows(task: Any, series: str) -> tuple[str, torch.Tensor]:
+def _series_rows(
+    rows: pd.DataFrame, series_keys: tuple[str, ...], series: str
+) -> tuple[str, torch.Tensor]:
     """Test rows of the series ``series`` ("Store=1,Dept=1"); "" = the largest by test sales."""
-    rows = task.test_rows
-    keys = list(task.data_cfg.series_keys)
+    keys = list(series_keys)
     label_of = rows[keys].astype(str).agg(",".join, axis=1)
     if not series:
         best = rows.groupby(label_of).actual.sum().idxmax()

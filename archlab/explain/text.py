@@ -169,12 +169,13 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
         texts = _read_texts(task, list(req.inputs))
         y = None
     else:
-        cfg, task, model, _ = load_run(req.run_dir)
-        test = task.split["test"]
-        texts = [task.texts[i] for i in test]
-        y = torch.from_numpy(task.labels[test])
+        cfg, task, model, data = load_run(req.run_dir)
+        ctx = data.context
+        test = ctx.split["test"]
+        texts = [ctx.texts[i] for i in test]
+        y = torch.from_numpy(ctx.labels[test])
     model.eval()
-    tokens, lengths = encode(task.tokenizer, texts, task.data_cfg.max_length)
+    tokens, lengths = encode(task.fitted.tokenizer, texts, task.data_cfg.max_length)
     device = next(model.parameters()).device
     with torch.no_grad():
         probs = torch.cat(
@@ -184,8 +185,8 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
             ]
         ).cpu()
     pred = probs.argmax(1)
-    names = task.info["class_names"]
-    itos = task.tokenizer.id_to_token
+    names = list(task.fitted.class_names)
+    itos = task.fitted.tokenizer.id_to_token
     out: dict[str, Any] = {"model": cfg.model.name, "steps": req.steps, "files": []}
     if y is None:
         chosen = list(range(len(texts)))
@@ -257,7 +258,7 @@ def _read_texts(task: Any, inputs: list[str]) -> list[str]:
         if item.lower().endswith(".csv"):
             if not Path(item).is_file():
                 raise ArchlabError(f"{item}: no such file")
-            col = task.info.get("text_column", task.data_cfg.text_column)
+            col = task.fitted.text_column
             df = read_csv(item, [col], task.data_cfg.encoding)
             texts.extend(str(t) for t in df[col].tolist())
         else:

@@ -11,20 +11,22 @@ from archlab.task_configs import (
     TextDataConfig,
     TextModelConfig,
 )
-from archlab.tasks.base import Batches, DataBundle, Task, TaskSpec
-from archlab.tasks.forecast import SalesForecast
+from archlab.tasks.base import Batches, DataBundle, Fitted, Task, TaskData, TaskSpec
+from archlab.tasks.forecast import SalesData, SalesForecast
 from archlab.tasks.forecast import eda as sales_eda
-from archlab.tasks.image_cls import ImageClassification
-from archlab.tasks.text_cls import TextClassification
+from archlab.tasks.image_cls import ImageClassification, ImageData
+from archlab.tasks.text_cls import TextClassification, TextData
 
 TASKS: dict[str, TaskSpec] = {
     "images": TaskSpec(
+        ImageData,
         ImageClassification,
         ImageDataConfig,
         ImageModelConfig,
         "image classification (folder of class sub-folders, .npz, or built-in digits)",
     ),
     "sales": TaskSpec(
+        SalesData,
         SalesForecast,
         SalesDataConfig,
         SalesModelConfig,
@@ -32,6 +34,7 @@ TASKS: dict[str, TaskSpec] = {
         eda=sales_eda,
     ),
     "text": TaskSpec(
+        TextData,
         TextClassification,
         TextDataConfig,
         TextModelConfig,
@@ -40,4 +43,4 @@ TASKS: dict[str, TaskSpec] = {
     ),
 }
 
-__all__ = ["TASKS", "Batches", "DataBundle", "Task", "TaskSpec"]
+__all__ = ["TASKS", "Batches", "DataBundle", "Fitted", "Task", "TaskData", "TaskSpec"]

@@ -14,9 +14,9 @@ on the original sales scale while the loss works in scaled units.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -29,38 +29,83 @@ from archlab.data import sales
 from archlab.errors import ArchlabError
 from archlab.metrics import regression_metrics, wmae
 from archlab.models import MODELS
+from archlab.rundir import DATA, FITTED, read_fitted
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
 from archlab.tasks.base import Batches, DataBundle
-from archlab.utils import write_json_atomic
 
 # The naive forecasts every test row is scored against (columns of test_rows, metric names).
 BASELINES = ("last_step", "seasonal_naive", "mean")
-STATE_FILE = "sales_state.json"  # fitted scalers and vocabularies for predict (plain JSON)
+LEGACY_STATE_FILE = "sales_state.json"  # fitted.json's predecessor, read for older runs
 
 
 def _holiday_weight(hol: torch.Tensor) -> torch.Tensor:
     return torch.where(hol > 0.5, 5.0, 1.0)  # Kaggle's WMAE: holiday weeks weigh 5
 
 
-class SalesForecast:
-    """Regression of next-step sales per series with a recurrent network."""
+@dataclass(frozen=True)
+class SalesFitted:
+    """What sales forecasting learns from its training steps (scalers, vocabularies, sizes)."""
 
-    name = "sales"
-    monitor = ("val_loss", "min")
-    outputs = "values"  # how `archlab ensemble` averages members: see archlab/ensemble.py
+    kind: ClassVar[str] = "sales"
+    framing: str
+    input_size: int
+    global_mean: float  # training target mean and std: the standardized RMSE/R² metrics
+    global_std: float
+    n_categories: tuple[int, ...] = ()  # vocabulary size of each series key (embeddings)
+    resolved: dict[str, Any] = field(default_factory=dict)  # config values the data decided
+    # Forecast framing: per-series offset/scale, key vocabularies, covariate statistics,
+    # holiday dates and step length (what predict needs to build windows from history).
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "framing": self.framing,
+            "input_size": self.input_size,
+            "global_mean": self.global_mean,
+            "global_std": self.global_std,
+            "n_categories": list(self.n_categories),
+            "resolved": _plain_dict(self.resolved),
+            "state": self.state,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SalesFitted:
+        return cls(
+            framing=d["framing"],
+            input_size=int(d["input_size"]),
+            global_mean=float(d["global_mean"]),
+            global_std=float(d["global_std"]),
+            n_categories=tuple(d.get("n_categories", ())),
+            resolved=dict(d.get("resolved", {})),
+            state=dict(d.get("state", {})),
+        )
+
+    def data_config(self, c: SalesDataConfig) -> SalesDataConfig:
+        """``c`` with the values the data decided (date format, season, skipped tables)."""
+        res = {k: tuple(v) if isinstance(v, list) else v for k, v in self.resolved.items()}
+        return replace(c, **res)
+
+
+@dataclass
+class SalesContext:
+    """The test rows behind a bundle: keys, dates, actuals and each naive forecast."""
+
+    test_rows: pd.DataFrame
+    own_row_baselines: dict[str, Any] = field(default_factory=dict)
+
+
+class SalesData:
+    """Reads and merges the sales tables, builds the panel and its framing's samples."""
 
     def __init__(self, cfg: RunConfig) -> None:
         self.data_cfg: SalesDataConfig = cfg.data
-        self.model_cfg: SalesModelConfig = cfg.model
-        self.reg = cfg.reg
         self.split_seed = cfg.data_seed
-        self.info: dict[str, Any] = {}
-        self.state: dict[str, Any] = {}
-        self.test_rows: pd.DataFrame | None = None  # keys, date, baselines of the test samples
-        self.resolved: dict[str, Any] = {}  # config values the data decided (see build_data)
+        self.resolved: dict[str, Any] = {}
 
     # --- data ---
-    def build_data(self, device: torch.device) -> DataBundle:
+    def build(self, device: torch.device, fitted: SalesFitted | None = None) -> DataBundle:
+        """The bundle. Sales refits its scalers even given a run's ``fitted``: they depend only
+        on the data's training steps, so on the run's own data they come out the same."""
         df = sales.load_sales(self.data_cfg)
         # What the data decided (date format, Walmart defaults it does not have) from here on.
         self.resolved = dict(df.attrs.get("resolved", {}))
@@ -131,7 +176,7 @@ class SalesForecast:
                 f"{c.path}: no sample left: every series is too short for the required lags "
                 f"{list(c.require_lags)} and {n_train} training steps ({S} series dropped)"
             )
-        base = self._baseline_scaled(yn, s_idx, t_idx)
+        base = baseline_scaled(c, yn, s_idx, t_idx)
         y = p.y[s_idx, t_idx]
         hol = p.holiday[t_idx].astype(np.float32)
         targets = np.stack([yn[s_idx, t_idx], scale[s_idx], offset[s_idx], hol], 1)
@@ -161,7 +206,7 @@ class SalesForecast:
 
         dates = p.dates
         te = split_t["test"]
-        self.test_rows = pd.DataFrame(
+        test_rows = pd.DataFrame(
             {
                 **{k: p.keys[s_idx[te], i] for i, k in enumerate(keys)},
                 c.date_column: dates[t_idx[te]],
@@ -171,12 +216,11 @@ class SalesForecast:
                 "holiday": hol[te] > 0.5,
             }
         )
-        self.test_rows["mean"] = self.test_rows[["last_step", "seasonal_naive"]].mean(axis=1)
-        self.global_std = float(np.std(p.y[:, :n_train][~np.isnan(p.y[:, :n_train])]))
-        self.global_mean = float(np.nanmean(p.y[:, :n_train]))
+        test_rows["mean"] = test_rows[["last_step", "seasonal_naive"]].mean(axis=1)
+        global_std = float(np.std(p.y[:, :n_train][~np.isnan(p.y[:, :n_train])]))
+        global_mean = float(np.nanmean(p.y[:, :n_train]))
         own = _own_row_baselines(p, T - c.test_steps, c.season)
-        self.own_row_baselines = {**own, **last_week_aliases(own)}
-        self.state = {
+        state = {
             "framing": "forecast",
             "series_keys": keys,
             "series": p.keys.tolist(),
@@ -189,11 +233,11 @@ class SalesForecast:
             "step_days": step_days,
             "holiday_dates": [str(d)[:10] for d in dates[p.holiday]],
             "input_size": int(steps.shape[-1]),
-            "global_mean": self.global_mean,
-            "global_std": self.global_std,
+            "global_mean": global_mean,
+            "global_std": global_std,
             "resolved": _plain_dict(self.resolved),
         }
-        self.info = {
+        info = {
             "source": str(Path(c.path).resolve()),
             "input": "file" if Path(c.path).is_file() else "folder",
             "resolved_config": _plain_dict(self.resolved),
@@ -221,25 +265,25 @@ class SalesForecast:
             "covariates_constant_in_training": constant,
             "event_steps": [str(d)[:10] for d in dates[events > 0]],
         }
+        fitted = SalesFitted(
+            framing="forecast",
+            input_size=int(steps.shape[-1]),
+            global_mean=global_mean,
+            global_std=global_std,
+            n_categories=tuple(len(u) for _, u in codes),
+            resolved=_plain_dict(self.resolved),
+            state=state,
+        )
         return DataBundle(
             train=make(split_t["train"]),
             val=make(split_t["val"]),
             test=make(split_t["test"]),
-            info=self.info,
+            fitted=fitted,
+            info=info,
             splits={k: row_of[s_idx[v], t_idx[v]].tolist() for k, v in split_t.items()},
-            notes=_notes(c, self.info, self.resolved),
+            notes=_notes(c, info, self.resolved),
+            context=SalesContext(test_rows, {**own, **last_week_aliases(own)}),
         )
-
-    def _baseline_scaled(self, yn: np.ndarray, s: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """The baseline the network corrects (``data.residual``), in scaled units."""
-        r = self.data_cfg.residual
-        if r == "none":
-            return np.zeros(len(s))
-        both = np.stack([_lag(yn, s, t, 1), _lag(yn, s, t, self.data_cfg.season)])
-        pick = {"last_step": [0], "last_week": [0], "seasonal": [1], "mean": [0, 1]}[r]
-        b = _nanmean(both[pick])
-        # Where the chosen lag is missing, fall back to the other one, then to the series mean.
-        return np.nan_to_num(np.where(np.isnan(b), _nanmean(both), b))
 
     def _parity(self, df: pd.DataFrame, device: torch.device) -> DataBundle:
         c = self.data_cfg
@@ -294,9 +338,8 @@ class SalesForecast:
 
             return Batches(len(idx), fetch)
 
-        self.global_mean, self.global_std = ymu, ysd
         te = split["test"]
-        self.test_rows = pd.DataFrame(
+        test_rows = pd.DataFrame(
             {
                 **{k: df[k].to_numpy()[te] for k in c.series_keys},
                 c.date_column: df[c.date_column].to_numpy()[te],
@@ -305,12 +348,7 @@ class SalesForecast:
             }
         )
         input_size = len(num_cols) + width
-        self.state = {
-            "framing": "parity",
-            "input_size": input_size,
-            "resolved": _plain_dict(self.resolved),
-        }
-        self.info = {
+        info = {
             "source": str(Path(c.path).resolve()),
             "input": "file" if Path(c.path).is_file() else "folder",
             "resolved_config": _plain_dict(self.resolved),
@@ -321,34 +359,68 @@ class SalesForecast:
             "onehot_features": dict(zip(c.parity_onehot, sizes, strict=True)),
             "split_sizes": {k: len(v) for k, v in split.items()},
         }
+        fitted = SalesFitted(
+            framing="parity",
+            input_size=input_size,
+            global_mean=ymu,
+            global_std=ysd,
+            resolved=_plain_dict(self.resolved),
+        )
         return DataBundle(
             train=make(split["train"]),
             val=make(split["val"]),
             test=make(split["test"]),
-            info=self.info,
+            fitted=fitted,
+            info=info,
             splits={k: v.tolist() for k, v in split.items()},
+            context=SalesContext(test_rows),
         )
 
-    def restore(self, run_dir: Path) -> None:
-        """Recover the fitted scalers and vocabularies written by ``artifacts``."""
-        path = Path(run_dir) / STATE_FILE
+    def restore(self, run_dir: Path) -> SalesFitted:
+        """The run's scalers and vocabularies, without the data."""
+        d = read_fitted(run_dir, SalesFitted.kind)
+        if d is not None:
+            return SalesFitted.from_dict(d)
+        path = Path(run_dir) / LEGACY_STATE_FILE  # a run from before fitted.json
         if not path.exists():
-            raise ArchlabError(f"{run_dir}: no {STATE_FILE} (was the run finished?)")
-        self.state = json.loads(path.read_text())
-        self.info = json.loads((Path(run_dir) / "data.json").read_text())
-        res = self.state.get("resolved", {})  # runs before it: their config holds every value
-        self.data_cfg = replace(
-            self.data_cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in res.items()}
+            raise ArchlabError(f"{run_dir}: no {FITTED} (was the run finished?)")
+        state = json.loads(path.read_text())
+        info = json.loads((Path(run_dir) / DATA).read_text())
+        return SalesFitted(
+            framing=state["framing"],
+            input_size=int(state["input_size"]),
+            global_mean=float(state.get("global_mean", 0.0)),
+            global_std=float(state.get("global_std", 1.0)),
+            n_categories=tuple(info.get("n_categories", ())),
+            resolved=state.get("resolved", {}),  # runs before it: their config holds every value
+            state=state if state["framing"] == "forecast" else {},
         )
+
+
+class SalesForecast:
+    """Regression of next-step sales per series with a recurrent network."""
+
+    name = "sales"
+    outputs = "values"  # how `archlab ensemble` averages members: see archlab/ensemble.py
+
+    def __init__(self, cfg: RunConfig, fitted: SalesFitted) -> None:
+        self.fitted = fitted
+        self.data_cfg: SalesDataConfig = fitted.data_config(cfg.data)
+        self.model_cfg: SalesModelConfig = cfg.model
+        self.reg = cfg.reg
+        self.state = fitted.state
+
+    def callbacks(self) -> list[Any]:
+        return []
 
     # --- model, loss, metrics ---
     def build_model(self) -> nn.Module:
         m = self.model_cfg
         cats: tuple[int, ...] = ()
-        if self.info.get("framing") == "forecast" and m.embed_dim:
-            cats = tuple(self.info["n_categories"])
+        if self.fitted.framing == "forecast" and m.embed_dim:
+            cats = self.fitted.n_categories
         return MODELS[m.name].build(
-            input_size=int(self.info["input_size"]),
+            input_size=self.fitted.input_size,
             hidden_size=m.hidden_size,
             num_layers=m.num_layers,
             dropout=self.reg.dropout,
@@ -373,9 +445,8 @@ class SalesForecast:
         pred = out * t[:, 1] + t[:, 2]
         y = t[:, 0] * t[:, 1] + t[:, 2]
         m: dict[str, Any] = {"wmae": wmae(y, pred, t[:, 3] > 0.5), **regression_metrics(y, pred)}
-        std = regression_metrics(
-            (y - self.global_mean) / self.global_std, (pred - self.global_mean) / self.global_std
-        )
+        mu, sd = self.fitted.global_mean, self.fitted.global_std
+        std = regression_metrics((y - mu) / sd, (pred - mu) / sd)
         m["rmse_std"], m["r2_std"] = std["rmse"], std["r2"]
         return m
 
@@ -387,32 +458,36 @@ class SalesForecast:
         data: DataBundle,
         outputs: torch.Tensor,
         targets: torch.Tensor,
-    ) -> dict[str, Any]:
+    ) -> None:
         from archlab.report import eda_sales as sales_plots
 
-        write_json_atomic(Path(run_dir) / STATE_FILE, self.state)
-        if self.test_rows is None:
-            return {}
-        rows = self.test_rows.copy()
+        rows = data.context.test_rows.copy()
         t = targets.double().numpy()
         rows["forecast"] = outputs.double().numpy() * t[:, 1] + t[:, 2]
         c = self.data_cfg
-        extra: dict[str, Any] = {}
         if c.framing == "forecast":
-            for name in BASELINES:
-                b = rows[name].to_numpy()
-                ok = ~np.isnan(b)  # all True when require_lags holds 1 and the season
-                extra[f"baseline_{name}_wmae"] = wmae(rows.actual[ok], b[ok], rows.holiday[ok])
-                for k, v in regression_metrics(rows.actual[ok], b[ok]).items():
-                    extra[f"baseline_{name}_{k}"] = v
-            extra.update(self.own_row_baselines)
-            extra.update(last_week_aliases(extra))
             _series_plot(rows, list(c.series_keys), c.date_column, c.plot_series, run_dir,
-                         strongest_baseline(extra))  # fmt: skip
+                         strongest_baseline(self.baselines(data)))  # fmt: skip
         res = (rows.actual - rows.forecast).groupby(rows[c.date_column]).mean()
         sales_plots.residuals_by_step(
             res.index.to_numpy(), res.to_numpy(), Path(run_dir) / "plots" / "residuals.png"
         )
+
+    def baselines(self, data: DataBundle) -> dict[str, Any]:
+        """Each naive forecast's WMAE, MAE, RMSE, R² on the network's test rows (and on every
+        test row where it exists: ``*_own_rows``); none for the parity framing."""
+        if self.fitted.framing != "forecast":
+            return {}
+        rows = data.context.test_rows
+        extra: dict[str, Any] = {}
+        for name in BASELINES:
+            b = rows[name].to_numpy()
+            ok = ~np.isnan(b)  # all True when require_lags holds 1 and the season
+            extra[f"baseline_{name}_wmae"] = wmae(rows.actual[ok], b[ok], rows.holiday[ok])
+            for k, v in regression_metrics(rows.actual[ok], b[ok]).items():
+                extra[f"baseline_{name}_{k}"] = v
+        extra.update(data.context.own_row_baselines)
+        extra.update(last_week_aliases(extra))
         return extra
 
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
@@ -431,7 +506,7 @@ class SalesForecast:
     def history_windows(self, inputs: list[str]) -> HistoryWindows:
         """The network's inputs for the step after each history CSV's last date (see predict)."""
         st = self.state
-        if st.get("framing") != "forecast":
+        if self.fitted.framing != "forecast":
             raise ArchlabError("predict needs a forecast-framing run (data.framing=forecast)")
         c = self.data_cfg
         frames = []
@@ -493,7 +568,7 @@ class SalesForecast:
             torch.from_numpy(t),
             torch.arange(-c.window, 1),
         )
-        base = torch.from_numpy(self._baseline_scaled(yn, s, t).astype(np.float32))
+        base = torch.from_numpy(baseline_scaled(c, yn, s, t).astype(np.float32))
         date = str(p.dates[-1])[:10]
         rows = [
             {**{k: _plain(p.keys[i, j]) for j, k in enumerate(keys)}, c.date_column: date}
@@ -511,6 +586,18 @@ class HistoryWindows(NamedTuple):
     scale: np.ndarray  # (N,) per-series scale and offset back to sales units
     offset: np.ndarray
     rows: list[dict[str, Any]]  # series keys and date of each window's last history step
+
+
+def baseline_scaled(c: SalesDataConfig, yn: np.ndarray, s: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The baseline the network corrects (``data.residual``), in scaled units."""
+    r = c.residual
+    if r == "none":
+        return np.zeros(len(s))
+    both = np.stack([_lag(yn, s, t, 1), _lag(yn, s, t, c.season)])
+    pick = {"last_step": [0], "last_week": [0], "seasonal": [1], "mean": [0, 1]}[r]
+    b = _nanmean(both[pick])
+    # Where the chosen lag is missing, fall back to the other one, then to the series mean.
+    return np.nan_to_num(np.where(np.isnan(b), _nanmean(both), b))
 
 
 def gather_windows(

@@ -1,11 +1,11 @@
-"""Image classification (study parts I-II): config sections, data, loss, metrics, plots."""
+"""Image classification (study parts I-II): data and its fitted classes, loss, metrics, plots."""
 
 from __future__ import annotations
 
-import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from archlab.data.splits import stratified_split, stratified_subset
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
 from archlab.models import MODELS
+from archlab.rundir import DATA, read_fitted
 from archlab.task_configs import ImageDataConfig, ImageModelConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.utils import sha256_array
@@ -42,32 +43,53 @@ def _split_source(origin: dict[str, str], c: ImageDataConfig, seed: int) -> dict
     return out
 
 
-class ImageClassification:
-    """Cross-entropy classification of an in-memory uint8 image tensor."""
+@dataclass(frozen=True)
+class ImageFitted:
+    """What image classification learns from its training images."""
 
-    name = "images"
-    monitor = ("val_loss", "min")
-    outputs = "logits"  # how `archlab ensemble` averages members: see archlab/ensemble.py
+    kind: ClassVar[str] = "images"
+    class_names: tuple[str, ...]
+    channels: int
+    size: int
+    # Per-image pixel mean/std over the training images: predict flags inputs unlike them.
+    pixel_stats: dict[str, float] = field(default_factory=dict)
+    class_weights: tuple[float, ...] | None = None  # cross-entropy weights (data.class_weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "class_names": list(self.class_names),
+            "channels": self.channels,
+            "size": self.size,
+            "pixel_stats": dict(self.pixel_stats),
+            "class_weights": None if self.class_weights is None else list(self.class_weights),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ImageFitted:
+        w = d.get("class_weights")
+        return cls(
+            class_names=tuple(d["class_names"]),
+            channels=int(d["channels"]),
+            size=int(d["size"]),
+            pixel_stats=dict(d.get("pixel_stats") or {}),  # absent in the oldest runs
+            class_weights=None if w is None else tuple(float(v) for v in w),
+        )
+
+
+class ImageData:
+    """Reads an image set (folder, split folders, manifest, npz, digits) and splits it."""
 
     def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
         self.data_cfg: ImageDataConfig = cfg.data
-        self.model_cfg: ImageModelConfig = cfg.model
-        self.reg = cfg.reg
         self.split_seed = cfg.data_seed
-        self.channels_last = cfg.train.channels_last
-        if self.reg.augment not in AUGMENTATIONS:
+        if cfg.reg.augment not in AUGMENTATIONS:
             raise ArchlabError(
-                f"invalid config value reg.augment={self.reg.augment!r}; "
+                f"invalid config value reg.augment={cfg.reg.augment!r}; "
                 f"valid for images: {', '.join(AUGMENTATIONS)}"
             )
-        self.augment = AUGMENTATIONS[self.reg.augment]
-        self.info: dict[str, Any] = {}
-        self.device = torch.device("cpu")
-        self.test_images: torch.Tensor | None = None
-        self.weight: torch.Tensor | None = None  # cross-entropy class weights (class_weights)
 
-    # --- data ---
-    def build_data(self, device: torch.device) -> DataBundle:
+    def build(self, device: torch.device, fitted: ImageFitted | None = None) -> DataBundle:
         c = self.data_cfg
         s = load_image_set(
             c.path,
@@ -78,11 +100,17 @@ class ImageClassification:
             layout=c.layout,
             manifest=Manifest(c.path_column, c.label_column, c.split_column, c.image_root),
         )
-        need = MIN_SIZE.get(self.model_cfg.name, 1)
+        if fitted is not None and tuple(s.class_names) != fitted.class_names:
+            raise ArchlabError(
+                f"{c.path}: classes {list(s.class_names)} differ from the run's "
+                f"{list(fitted.class_names)}"
+            )
+        model = self.cfg.model.name
+        need = MIN_SIZE.get(model, 1)
         if min(s.images.shape[-2:]) < need:
             raise ArchlabError(
                 f"{s.source}: images are {s.images.shape[-2]}x{s.images.shape[-1]} but "
-                f"{self.model_cfg.name} needs at least {need}x{need}; set data.size={need} or more"
+                f"{model} needs at least {need}x{need}; set data.size={need} or more"
             )
         keep = stratified_subset(s.labels, c.subset, self.split_seed)
         images, labels = s.images[keep], s.labels[keep]
@@ -98,14 +126,13 @@ class ImageClassification:
         split_source = _split_source(
             s.split_origin if provided is not None else {}, c, self.split_seed
         )
-        self.device = device
         x = torch.from_numpy(images).to(device)  # uint8 stays uint8 until a batch is sliced
         y = torch.from_numpy(labels).to(device)
         counts = {
             k: np.bincount(labels[v], minlength=len(s.class_names)).tolist()
             for k, v in split.items()
         }
-        self.info = {
+        info = {
             "source": s.source,
             "layout": s.layout,
             "split_source": split_source,
@@ -120,21 +147,30 @@ class ImageClassification:
             "split_sha256": {k: sha256_array(v) for k, v in split.items()},
         }
         # What training images look like, so predict can flag inputs that look nothing alike.
-        self.info["pixel_stats"] = pixel_stats(images[split["train"]])
-        self.test_images = x[torch.from_numpy(split["test"]).to(device)]
-        self.weight = None
+        info["pixel_stats"] = pixel_stats(images[split["train"]])
+        weights = None
         if c.class_weights:
             # Inverse frequency, scaled so a balanced data set gets weight 1 per class.
             n = np.maximum(np.asarray(counts["train"], np.float64), 1)
             w = n.sum() / (len(n) * n)
-            self.info["class_weights"] = w.round(6).tolist()
-            self.weight = torch.tensor(w, dtype=torch.float32, device=device)
+            info["class_weights"] = w.round(6).tolist()
+            weights = tuple(w.tolist())
+        if fitted is None:
+            fitted = ImageFitted(
+                class_names=tuple(s.class_names),
+                channels=info["channels"],
+                size=info["size"],
+                pixel_stats=info["pixel_stats"],
+                class_weights=weights,
+            )
         notes = [
             f"data: {s.source} ({s.layout.replace('_', ' ')}), {len(labels)} images, "
             f"{len(s.class_names)} classes",
             "data: splits "
             + ", ".join(f"{k} {len(v)} ({split_source[k]})" for k, v in split.items()),
         ]
+        augment = AUGMENTATIONS[self.cfg.reg.augment]
+        channels_last = self.cfg.train.channels_last
 
         def make(idx: np.ndarray, train: bool) -> Batches:
             sel = torch.from_numpy(idx).to(device)
@@ -143,9 +179,9 @@ class ImageClassification:
                 i: torch.Tensor, gen: torch.Generator | None
             ) -> tuple[torch.Tensor, torch.Tensor]:
                 j = sel[i.to(device)]
-                xb = self.normalize(x[j])
-                if train and gen is not None and self.augment is not None:
-                    xb = self.augment(xb, gen)
+                xb = normalize(x[j], c, channels_last)
+                if train and gen is not None and augment is not None:
+                    xb = augment(xb, gen)
                 return xb, y[j]
 
             return Batches(len(idx), fetch)
@@ -154,24 +190,55 @@ class ImageClassification:
             train=make(split["train"], True),
             val=make(split["val"], False),
             test=make(split["test"], False),
-            info=self.info,
+            fitted=fitted,
+            info=info,
             splits={k: v.tolist() for k, v in split.items()},
             notes=notes,
+            context=x[torch.from_numpy(split["test"]).to(device)],  # test images: sample grid
         )
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x.float() / 255.0 - self.data_cfg.mean) / self.data_cfg.std
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+    def restore(self, run_dir: Path) -> ImageFitted:
+        """The run's classes, image size and pixel statistics, without the data."""
+        d = read_fitted(run_dir, ImageFitted.kind)
+        if d is None:  # a run from before fitted.json: its data.json held the same facts
+            import json
 
-    def restore(self, run_dir: Path) -> None:
-        """Recover what build_data learned (classes, size) from a run dir, without the data."""
-        self.info = json.loads((Path(run_dir) / "data.json").read_text())
+            d = json.loads((Path(run_dir) / DATA).read_text())
+        return ImageFitted.from_dict(d)
+
+
+def normalize(x: torch.Tensor, c: ImageDataConfig, channels_last: bool) -> torch.Tensor:
+    """uint8 images -> float, scaled to [0, 1] and standardized by data.mean/std."""
+    x = (x.float() / 255.0 - c.mean) / c.std
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+class ImageClassification:
+    """Cross-entropy classification of an in-memory uint8 image tensor."""
+
+    name = "images"
+    outputs = "logits"  # how `archlab ensemble` averages members: see archlab/ensemble.py
+
+    def __init__(self, cfg: RunConfig, fitted: ImageFitted) -> None:
+        self.cfg = cfg
+        self.fitted = fitted
+        self.data_cfg: ImageDataConfig = cfg.data
+        self.model_cfg: ImageModelConfig = cfg.model
+        self.reg = cfg.reg
+        w = fitted.class_weights
+        self.weight = None if w is None else torch.tensor(w, dtype=torch.float32)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return normalize(x, self.data_cfg, self.cfg.train.channels_last)
+
+    def callbacks(self) -> list[Any]:
+        return []
 
     # --- model, loss, metrics ---
     def build_model(self) -> nn.Module:
         return MODELS[self.model_cfg.name].build(
-            in_channels=self.info["channels"],
-            num_classes=len(self.info["class_names"]),
+            in_channels=self.fitted.channels,
+            num_classes=len(self.fitted.class_names),
             dropout=self.reg.dropout,
         )
 
@@ -190,7 +257,7 @@ class ImageClassification:
 
     def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
         pred = outputs.argmax(1).numpy()
-        return classification_metrics(targets.numpy(), pred, self.info["class_names"])
+        return classification_metrics(targets.numpy(), pred, list(self.fitted.class_names))
 
     # --- artefacts and prediction ---
     def artifacts(
@@ -200,15 +267,15 @@ class ImageClassification:
         data: DataBundle,
         outputs: torch.Tensor,
         targets: torch.Tensor,
-    ) -> dict[str, Any]:
+    ) -> None:
         from archlab.report import plots
 
-        names = self.info["class_names"]
+        names = list(self.fitted.class_names)
         cm = np.asarray(self.metrics(outputs, targets)["confusion_matrix"])
         plots.confusion_matrix(cm, names, run_dir / "plots" / "confusion_matrix.png")
-        if self.test_images is not None:
+        if data.context is not None:
             k = min(32, len(targets))
-            imgs = self.test_images[:k].cpu().numpy()
+            imgs = data.context[:k].cpu().numpy()
             probs = outputs[:k].softmax(1)
             plots.image_grid(
                 imgs,
@@ -218,14 +285,16 @@ class ImageClassification:
                 names,
                 run_dir / "plots" / "samples.png",
             )
-        return {}
+
+    def baselines(self, data: DataBundle) -> dict[str, Any]:
+        return {}  # a majority-class rate is in the confusion matrix; no trained baseline
 
     def read_images(self, paths: list[str]) -> torch.Tensor:
         """Image files as an (N, C, H, W) uint8 tensor in the training images' mode and size."""
         from PIL import Image, UnidentifiedImageError
 
-        mode = "L" if self.info["channels"] == 1 else "RGB"
-        size = self.info["size"]
+        mode = "L" if self.fitted.channels == 1 else "RGB"
+        size = self.fitted.size
         arrs = []
         for p in paths:
             try:
@@ -239,14 +308,14 @@ class ImageClassification:
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
         """Class and probabilities for image files, prepared exactly as in training."""
         x = self.read_images(inputs)
-        stats = self.info.get("pixel_stats")  # absent in runs trained before it was recorded
+        stats = self.fitted.pixel_stats
         for p, note in zip(inputs, unlike_training(x.numpy(), stats), strict=True):
             if note:
                 print(f"archlab: warning: {p}: {note}", file=sys.stderr)
         model.eval()
         with torch.no_grad():
             probs = self.step(model, (self.normalize(x), None))[0].softmax(1)
-        names = self.info["class_names"]
+        names = list(self.fitted.class_names)
         return [
             {
                 "input": p,

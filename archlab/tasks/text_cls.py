@@ -1,4 +1,4 @@
-"""Text classification (study part IV): config sections, grouped split, tokens, loss, artefacts."""
+"""Text classification (study part IV): grouped split, fitted tokenizer, loss, baselines, files."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import functools
 import json
 import sys
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ from archlab.data.text import (
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
 from archlab.models import MODELS
+from archlab.rundir import DATA, read_fitted
 from archlab.task_configs import TextDataConfig, TextModelConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.utils import sha256_array, write_text_atomic
@@ -37,35 +39,69 @@ from archlab.utils import sha256_array, write_text_atomic
 TOKENIZER_FILE = "tokenizer.json"
 
 
-class TextClassification:
-    """Cross-entropy classification of tokenized short texts with packed sequences."""
+@dataclass(frozen=True)
+class TextFitted:
+    """What text classification learns from its training texts: classes and the tokenizer."""
 
-    name = "text"
-    monitor = ("val_loss", "min")
-    outputs = "logits"  # how `archlab ensemble` averages members: see archlab/ensemble.py
+    kind: ClassVar[str] = "text"
+    class_names: tuple[str, ...]
+    tokenizer: Tokenizer = field(compare=False)
+    text_column: str = "text"
+    embed_dim: int | None = None  # the pretrained vectors' size, when data.embeddings is set
+    class_weights: tuple[float, ...] | None = None  # cross-entropy weights (data.class_weights)
+    # The initial embedding from the vectors (training only; a restored run has its weights).
+    pretrained: torch.Tensor | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "class_names": list(self.class_names),
+            "text_column": self.text_column,
+            "embed_dim": self.embed_dim,
+            "class_weights": None if self.class_weights is None else list(self.class_weights),
+            "tokenizer": json.loads(self.tokenizer.to_str(pretty=False)),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TextFitted:
+        w = d.get("class_weights")
+        return cls(
+            class_names=tuple(d["class_names"]),
+            tokenizer=Tokenizer.from_str(json.dumps(d["tokenizer"])),
+            text_column=d.get("text_column", "text"),
+            embed_dim=d.get("embed_dim"),
+            class_weights=None if w is None else tuple(float(v) for v in w),
+        )
+
+
+@dataclass
+class TextContext:
+    """The texts and split behind a bundle, for the TF-IDF baseline and the prediction files."""
+
+    texts: list[str]
+    labels: np.ndarray
+    split: dict[str, np.ndarray]
+    # Distillation: the teacher's cross-fitted train accuracy, set when its targets are made
+    # (at the first training batch: eval and predict rebuild the data but never need them).
+    teacher: dict[str, Any] = field(default_factory=dict)
+
+
+class TextData:
+    """Reads a text CSV, splits it by distinct text, and fits (or reuses) the tokenizer."""
 
     def __init__(self, cfg: RunConfig) -> None:
         self.data_cfg: TextDataConfig = cfg.data
         self.model_cfg: TextModelConfig = cfg.model
-        self.reg = cfg.reg
         self.seed = cfg.seed
         self.split_seed = cfg.data_seed
         self.quiet = cfg.train.progress == "off"
-        self.pretrained: torch.Tensor | None = None  # initial embedding, training only
-        self.info: dict[str, Any] = {}
-        self.tokenizer: Tokenizer | None = None
-        self.texts: list[str] = []
-        self.labels = np.zeros(0, dtype=np.int64)
-        self.split: dict[str, np.ndarray] = {}
-        self.weight: torch.Tensor | None = None
-        self.teacher: dict[str, Any] = {}  # distillation: cross-fit accuracy, for metrics.json
-        self.fitted: Tokenizer | None = None  # the run's tokenizer, when re-evaluating a run
-        self.saved_info: dict[str, Any] = {}
 
-    # --- data ---
-    def build_data(self, device: torch.device) -> DataBundle:
+    def build(self, device: torch.device, fitted: TextFitted | None = None) -> DataBundle:
         c = self.data_cfg
-        if c.embeddings and self.fitted is None:  # one line read: fail before the CSV is read
+        if c.embeddings and fitted is None:  # one line read: fail before the CSV is read
             dim = peek_dim(c.embeddings)
             if self.model_cfg.embed_dim is not None and self.model_cfg.embed_dim != dim:
                 raise ArchlabError(
@@ -76,54 +112,65 @@ class TextClassification:
         table = load_text_table(
             c.path, c.text_column, c.label_column, c.encoding, c.labels, c.conflicts
         )
+        if fitted is not None and tuple(table.class_names) != fitted.class_names:
+            raise ArchlabError(
+                f"{c.path}: classes {list(table.class_names)} differ from the run's "
+                f"{list(fitted.class_names)}"
+            )
         keep = stratified_subset(table.labels, c.subset, self.split_seed)
-        self.texts = [table.texts[i] for i in keep]
-        self.labels = table.labels[keep]
+        texts = [table.texts[i] for i in keep]
+        labels = table.labels[keep]
         # One sample per distinct cleaned text, so a text can never be in two splits.
-        self.split = stratified_split(self.labels, c.val_fraction, c.test_fraction, self.split_seed)
-        train_texts = [self.texts[i] for i in self.split["train"]]
+        split = stratified_split(labels, c.val_fraction, c.test_fraction, self.split_seed)
+        train_texts = [texts[i] for i in split["train"]]
         vectors_info: dict[str, Any] = {}
-        if self.fitted is not None:  # eval/ensemble: the run's own vocabulary, no vectors file
-            self.tokenizer = self.fitted
+        pretrained = None
+        if fitted is not None:  # eval/ensemble: the run's own vocabulary, no vectors file
+            tokenizer = fitted.tokenizer
         elif c.embeddings:
-            vectors_info = self._pretrained_vocabulary(train_texts)
+            tokenizer, pretrained, vectors_info = self._pretrained_vocabulary(train_texts)
         else:
-            self.tokenizer = train_tokenizer(train_texts, c.vocab_size, c.min_frequency)
-        assert self.tokenizer is not None
-        x, lengths = encode(self.tokenizer, self.texts, c.max_length)
+            tokenizer = train_tokenizer(train_texts, c.vocab_size, c.min_frequency)
+        x, lengths = encode(tokenizer, texts, c.max_length)
         # Tokens and labels live on the device once; lengths stay on the CPU, where
         # pack_padded_sequence wants them, so a batch costs no host-to-device copy.
-        x, y = x.to(device), torch.from_numpy(self.labels).to(device)
+        x, y = x.to(device), torch.from_numpy(labels).to(device)
         names = table.class_names
-        train_counts = np.bincount(self.labels[self.split["train"]], minlength=len(names))
-        self._set_weight(train_counts, device)
-        self.info = {
+        train_counts = np.bincount(labels[split["train"]], minlength=len(names))
+        info = {
             "source": table.source,
             "class_names": names,
             "text_column": c.text_column,
             "label_column": c.label_column,
-            "vocab_size": self.tokenizer.get_vocab_size(),
+            "vocab_size": tokenizer.get_vocab_size(),
             "rows": table.counts,
             "conflicts": f"repeated texts with differing labels: {c.conflicts} (ties dropped)",
-            "n_samples": len(self.texts),
-            "split_sizes": {k: len(v) for k, v in self.split.items()},
+            "n_samples": len(texts),
+            "split_sizes": {k: len(v) for k, v in split.items()},
             "class_counts": {
-                k: np.bincount(self.labels[v], minlength=len(names)).tolist()
-                for k, v in self.split.items()
+                k: np.bincount(labels[v], minlength=len(names)).tolist() for k, v in split.items()
             },
             "train_class_counts": train_counts.tolist(),
             "mean_tokens": float(lengths.float().mean()),
             "truncated_texts": int((lengths >= c.max_length).sum()),
-            "split_sha256": {k: sha256_array(v) for k, v in self.split.items()},
+            "split_sha256": {k: sha256_array(v) for k, v in split.items()},
         }
         if vectors_info:
-            self.info["embeddings"] = vectors_info
-        elif self.fitted is not None and "embeddings" in self.saved_info:
-            self.info["embeddings"] = self.saved_info["embeddings"]
+            info["embeddings"] = vectors_info
+        if fitted is None:
+            fitted = TextFitted(
+                class_names=tuple(names),
+                tokenizer=tokenizer,
+                text_column=c.text_column,
+                embed_dim=vectors_info["dim"] if vectors_info else None,
+                class_weights=class_weights(train_counts) if c.class_weights else None,
+                pretrained=pretrained,
+            )
+        context = TextContext(texts, labels, split)
 
         # Distillation targets, computed at the first training batch: `archlab eval` and
         # `predict` rebuild the data but never need the teacher.
-        train_targets = functools.cache(lambda: self._distill_targets().to(device))
+        train_targets = functools.cache(lambda: self._distill_targets(context, names).to(device))
 
         def make(idx: np.ndarray, distill: bool = False) -> Batches:
             sel = torch.from_numpy(idx)
@@ -144,16 +191,20 @@ class TextClassification:
             return Batches(len(idx), fetch)
 
         return DataBundle(
-            train=make(self.split["train"], distill=c.distill > 0),
-            val=make(self.split["val"]),
-            test=make(self.split["test"]),
-            info=self.info,
-            splits={k: v.tolist() for k, v in self.split.items()},
+            train=make(split["train"], distill=c.distill > 0),
+            val=make(split["val"]),
+            test=make(split["test"]),
+            fitted=fitted,
+            info=info,
+            splits={k: v.tolist() for k, v in split.items()},
+            context=context,
         )
 
-    def _pretrained_vocabulary(self, train_texts: list[str]) -> dict[str, Any]:
+    def _pretrained_vocabulary(
+        self, train_texts: list[str]
+    ) -> tuple[Tokenizer, torch.Tensor, dict[str, Any]]:
         """Fit the GloVe-style tokenizer, add the words that have vectors, build the initial
-        embedding (``self.pretrained``); returns what data.json records about the vectors."""
+        embedding; returns both and what data.json records about the vectors."""
         c = self.data_cfg
         tok = train_tokenizer(train_texts, c.vocab_size, c.min_frequency, style="glove")
         counts = Counter(t for text in train_texts for t in clean_tokens(text, "glove"))
@@ -169,8 +220,8 @@ class TextClassification:
         # Training words below min_frequency that have a vector still get their own row.
         rare = sorted((w for w in covered if tok.token_to_id(w) is None), key=lambda w: -counts[w])
         n_train_vocab = tok.get_vocab_size()
-        self.tokenizer = extend_vocabulary(tok, [*rare, *vec.words])
-        vocab = self.tokenizer.get_vocab()
+        tokenizer = extend_vocabulary(tok, [*rare, *vec.words])
+        vocab = tokenizer.get_vocab()
         ids = np.fromiter(vocab.values(), np.int64, len(vocab))
         have = np.array([w in row for w in vocab])
         # Words without a vector start random at the vectors' own scale; padding stays zero.
@@ -179,7 +230,7 @@ class TextClassification:
         weight = gen.normal(0.0, std, (len(vocab), vec.dim)).astype(np.float32)
         weight[ids[have]] = vec.matrix[[row[w] for w, h in zip(vocab, have, strict=True) if h]]
         weight[0] = 0.0
-        self.pretrained = torch.from_numpy(weight)
+        pretrained = torch.from_numpy(weight)
         total = sum(counts.values())
         info = {
             **vec.info,
@@ -208,38 +259,60 @@ class TextClassification:
                 file=sys.stderr,
                 flush=True,
             )
-        return info
+        return tokenizer, pretrained, info
 
-    def _distill_targets(self) -> torch.Tensor:
+    def _distill_targets(self, ctx: TextContext, names: list[str]) -> torch.Tensor:
         """(n_train, 1 + classes): the label, then the blended soft targets, in train order."""
         c = self.data_cfg
-        tr = self.split["train"]
-        labels = self.labels[tr]
-        k = len(self.info["class_names"])
-        probs = cross_fitted_probs([self.texts[i] for i in tr], labels, k, c.distill_folds,
+        tr = ctx.split["train"]
+        labels = ctx.labels[tr]
+        k = len(names)
+        probs = cross_fitted_probs([ctx.texts[i] for i in tr], labels, k, c.distill_folds,
                                    self.split_seed)  # fmt: skip
-        self.teacher = {
+        ctx.teacher = {
             "baseline_tfidf_crossfit_train_accuracy": float((probs.argmax(1) == labels).mean())
         }
         soft = (1 - c.distill) * np.eye(k)[labels] + c.distill * probs
         return torch.from_numpy(np.concatenate([labels[:, None], soft], 1).astype(np.float32))
 
-    def _set_weight(self, train_counts: np.ndarray, device: torch.device) -> None:
-        if not self.data_cfg.class_weights:
-            self.weight = None
-            return
-        # Inverse frequency, scaled so a balanced data set gets weight 1 per class.
-        counts = np.maximum(train_counts, 1).astype(np.float64)
-        w = counts.sum() / (len(counts) * counts)
-        self.weight = torch.tensor(w, dtype=torch.float32, device=device)
+    def restore(self, run_dir: Path) -> TextFitted:
+        """Classes and the fitted tokenizer from a run dir, without the training data."""
+        run_dir = Path(run_dir)
+        d = read_fitted(run_dir, TextFitted.kind)
+        if d is not None:
+            return TextFitted.from_dict(d)
+        # A run from before fitted.json: data.json and tokenizer.json held the same facts.
+        path = run_dir / TOKENIZER_FILE
+        if not path.exists():
+            raise ArchlabError(f"{run_dir}: no {TOKENIZER_FILE} (the run did not finish)")
+        info = json.loads((run_dir / DATA).read_text())
+        return TextFitted(
+            class_names=tuple(info["class_names"]),
+            tokenizer=Tokenizer.from_file(str(path)),
+            text_column=info.get("text_column", self.data_cfg.text_column),
+            embed_dim=info["embeddings"]["dim"] if "embeddings" in info else None,
+        )
 
-    def use_fitted(self, run_dir: Path) -> None:
-        """Rebuild data with the run's own tokenizer (eval, ensemble), not a refitted one: with
-        pretrained vectors the vocabulary came from the vectors file, which is not needed."""
-        path = Path(run_dir) / TOKENIZER_FILE
-        if path.exists():
-            self.fitted = Tokenizer.from_file(str(path))
-            self.saved_info = json.loads((Path(run_dir) / "data.json").read_text())
+
+def class_weights(train_counts: np.ndarray) -> tuple[float, ...]:
+    """Inverse frequency, scaled so a balanced data set gets weight 1 per class."""
+    counts = np.maximum(train_counts, 1).astype(np.float64)
+    return tuple((counts.sum() / (len(counts) * counts)).tolist())
+
+
+class TextClassification:
+    """Cross-entropy classification of tokenized short texts with packed sequences."""
+
+    name = "text"
+    outputs = "logits"  # how `archlab ensemble` averages members: see archlab/ensemble.py
+
+    def __init__(self, cfg: RunConfig, fitted: TextFitted) -> None:
+        self.fitted = fitted
+        self.data_cfg: TextDataConfig = cfg.data
+        self.model_cfg: TextModelConfig = cfg.model
+        self.reg = cfg.reg
+        w = fitted.class_weights
+        self.weight = None if w is None else torch.tensor(w, dtype=torch.float32)
 
     def callbacks(self) -> list[Any]:
         """Training callbacks this task adds: the embedding freeze, if configured."""
@@ -250,28 +323,19 @@ class TextClassification:
             return []
         return [FreezeParameters("embedding.", m.freeze_epochs)]
 
-    def restore(self, run_dir: Path) -> None:
-        """Classes and the fitted tokenizer from a run dir, without the training data."""
-        run_dir = Path(run_dir)
-        self.info = json.loads((run_dir / "data.json").read_text())
-        path = run_dir / TOKENIZER_FILE
-        if not path.exists():
-            raise ArchlabError(f"{run_dir}: no {TOKENIZER_FILE} (the run did not finish)")
-        self.tokenizer = Tokenizer.from_file(str(path))
-
     # --- model, loss, metrics ---
     def build_model(self) -> nn.Module:
         m = self.model_cfg
         sizes = {"embed_dim": m.embed_dim, "hidden_size": m.hidden_size, "num_layers": m.num_layers}
-        if "embeddings" in self.info:  # the vectors' size (a conflicting embed_dim is an error)
-            sizes["embed_dim"] = self.info["embeddings"]["dim"]
+        if self.fitted.embed_dim is not None:  # the vectors' size (a conflict is an error)
+            sizes["embed_dim"] = self.fitted.embed_dim
         return MODELS[m.name].build(
-            vocab_size=self.info["vocab_size"],
-            num_classes=len(self.info["class_names"]),
+            vocab_size=self.fitted.vocab_size,
+            num_classes=len(self.fitted.class_names),
             dropout=self.reg.dropout,
             padding_idx=0,
             pooling=m.pooling,
-            pretrained=self.pretrained,
+            pretrained=self.fitted.pretrained,
             **{k: v for k, v in sizes.items() if v is not None},
         )
 
@@ -291,7 +355,7 @@ class TextClassification:
         pred = outputs.argmax(1).numpy()
         if targets.dim() == 2:  # distillation targets: score against the label (column 0)
             targets = targets[:, 0].long()
-        return classification_metrics(targets.numpy(), pred, self.info["class_names"])
+        return classification_metrics(targets.numpy(), pred, list(self.fitted.class_names))
 
     # --- artefacts and prediction ---
     def artifacts(
@@ -301,20 +365,23 @@ class TextClassification:
         data: DataBundle,
         outputs: torch.Tensor,
         targets: torch.Tensor,
-    ) -> dict[str, Any]:
+    ) -> None:
         from archlab.report import plots
 
-        assert self.tokenizer is not None
         run_dir = Path(run_dir)
-        names = self.info["class_names"]
+        ctx: TextContext = data.context
+        names = list(self.fitted.class_names)
         cm = np.asarray(self.metrics(outputs, targets)["confusion_matrix"])
         plots.confusion_matrix(cm, names, run_dir / "plots" / "confusion_matrix.png")
-        write_text_atomic(run_dir / TOKENIZER_FILE, self.tokenizer.to_str(pretty=False))
+        # The tokenizer alone in Hugging Face's format, for use outside archlab (archlab itself
+        # restores it from fitted.json).
+        tok = self.fitted.tokenizer.to_str(pretty=False)
+        write_text_atomic(run_dir / TOKENIZER_FILE, tok)
         probs = outputs.softmax(1).numpy()
-        test = self.split["test"]
+        test = ctx.split["test"]
         table = pd.DataFrame(
             {
-                "text": [self.texts[i] for i in test],
+                "text": [ctx.texts[i] for i in test],
                 "true": [names[t] for t in targets.numpy()],
                 "pred": [names[p] for p in probs.argmax(1)],
                 "confidence": probs.max(1),
@@ -324,43 +391,30 @@ class TextClassification:
         write_text_atomic(run_dir / "test_predictions.csv", table.to_csv(index=False))
         wrong = table[table["true"] != table["pred"]].sort_values("confidence", ascending=False)
         write_text_atomic(run_dir / "confident_mistakes.csv", wrong.head(25).to_csv(index=False))
-        return {**self.tfidf_baseline(), **self.teacher}
 
-    def tfidf_baseline(self) -> dict[str, float]:
-        """TF-IDF (word 1-2-grams + char 2-5-grams) + logistic regression on the same split."""
-
-        def texts(part: str) -> list[str]:
-            return [self.texts[i] for i in self.split[part]]
-
-        clf = tfidf_model()
-        clf.fit(texts("train"), self.labels[self.split["train"]])
-        pred = clf.predict(texts("test"))
-        m = classification_metrics(self.labels[self.split["test"]], pred, self.info["class_names"])
-        return {
-            "baseline_tfidf_accuracy": m["accuracy"],
-            "baseline_tfidf_balanced_accuracy": m["balanced_accuracy"],
-            "baseline_tfidf_f1_macro": m["f1_macro"],
-        }
+    def baselines(self, data: DataBundle) -> dict[str, Any]:
+        """The TF-IDF baseline on the same split, and the distillation teacher's train fit."""
+        return {**tfidf_baseline(data.context, list(self.fitted.class_names)),
+                **data.context.teacher}  # fmt: skip
 
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
         """Label and class probabilities for texts, or for every row of a CSV (``--file``)."""
-        assert self.tokenizer is not None
         texts: list[str] = []
         for item in inputs:
             if item.lower().endswith(".csv") and Path(item).is_file():
-                col = self.info.get("text_column", self.data_cfg.text_column)
+                col = self.fitted.text_column
                 df = read_csv(item, [col], self.data_cfg.encoding)
                 texts.extend(df[col].tolist())
             else:
                 texts.append(item)
         if not texts:
             return []
-        x, lengths = encode(self.tokenizer, texts, self.data_cfg.max_length)
+        x, lengths = encode(self.fitted.tokenizer, texts, self.data_cfg.max_length)
         model.eval()
         with torch.no_grad():
             device = next(model.parameters()).device
             probs = model(x.to(device), lengths).softmax(1).cpu()
-        names = self.info["class_names"]
+        names = list(self.fitted.class_names)
         return [
             {
                 "input": t,
@@ -369,6 +423,23 @@ class TextClassification:
             }
             for t, p in zip(texts, probs, strict=True)
         ]
+
+
+def tfidf_baseline(ctx: TextContext, names: list[str]) -> dict[str, float]:
+    """TF-IDF (word 1-2-grams + char 2-5-grams) + logistic regression on the same split."""
+
+    def texts(part: str) -> list[str]:
+        return [ctx.texts[i] for i in ctx.split[part]]
+
+    clf = tfidf_model()
+    clf.fit(texts("train"), ctx.labels[ctx.split["train"]])
+    pred = clf.predict(texts("test"))
+    m = classification_metrics(ctx.labels[ctx.split["test"]], pred, names)
+    return {
+        "baseline_tfidf_accuracy": m["accuracy"],
+        "baseline_tfidf_balanced_accuracy": m["balanced_accuracy"],
+        "baseline_tfidf_f1_macro": m["f1_macro"],
+    }
 
 
 def tfidf_model() -> Any:

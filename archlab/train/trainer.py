@@ -27,11 +27,11 @@ from torch.nn.parallel import DistributedDataParallel
 from archlab.config import OptimConfig, RegConfig, TrainConfig
 from archlab.errors import ArchlabError, NonFiniteLossError
 from archlab.metrics import scalar_metrics
-from archlab.tasks.base import Batches, DataBundle, Task
 from archlab.train import distributed
 from archlab.train.callbacks import Callback
 from archlab.train.distributed import Dist
 from archlab.train.optim import build_optimizer, build_scheduler, l2_penalty
+from archlab.train.protocol import Batches, Splits, TrainTask
 
 
 def _cpu_copy(x: Any) -> Any:
@@ -90,7 +90,7 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def setup(self, task: Task, data: DataBundle, model: nn.Module) -> None:
+    def setup(self, task: TrainTask, data: Splits, model: nn.Module) -> None:
         """Move the model to the device and build optimizer and schedule for ``data.train``."""
         if self.cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -116,7 +116,7 @@ class Trainer:
         return self.cfg.batch_size // self.dist.world
 
     def fit(
-        self, task: Task, data: DataBundle, model: nn.Module, resume: dict | None = None
+        self, task: TrainTask, data: Splits, model: nn.Module, resume: dict | None = None
     ) -> nn.Module:
         """Train until ``train.epochs`` or a callback stops; returns the model to evaluate."""
         self.setup(task, data, model)
@@ -170,7 +170,7 @@ class Trainer:
         finally:
             signal.signal(signal.SIGINT, previous)
 
-    def _fit_epochs(self, task: Task, data: DataBundle) -> None:
+    def _fit_epochs(self, task: TrainTask, data: Splits) -> None:
         assert self.optimizer is not None
         while self.state.epoch < self.cfg.epochs and not self.state.stop:
             t0 = time.perf_counter()
@@ -185,7 +185,7 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_epoch_end(self, row)
 
-    def _train_epoch(self, task: Task, batches: Batches) -> dict[str, float]:
+    def _train_epoch(self, task: TrainTask, batches: Batches) -> dict[str, float]:
         model, opt = self.train_model, self.optimizer
         assert model is not None and opt is not None
         model.train()
@@ -287,7 +287,7 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(
-        self, task: Task, batches: Batches, model: nn.Module | None = None
+        self, task: TrainTask, batches: Batches, model: nn.Module | None = None
     ) -> tuple[float, dict[str, Any], torch.Tensor, torch.Tensor]:
         """Loss and metrics over a whole split (exact F1/confusion), plus the raw outputs."""
         model = model or self.model
