@@ -37,9 +37,10 @@ accumulation and output collection, train metrics over the epoch's outputs, val 
 history row, and the default callbacks of every run (runner.default_callbacks): BestWeights,
 Checkpoint (state.pt + manifest in a temp run dir), HistoryWriter, Progress("off"); TensorBoard
 off; a task's own callbacks (text: the embedding freeze, off in text-bilstm) are not added.
-runner.fit's work after training (weights file, test split, baselines, plots) is excluded. The Trainer's per-epoch costs are paid once in a K-step bench but once per
-full epoch in real runs, so the ratio at small K is an upper bound; --profile also projects it
-to a full epoch (column "full-epoch B/A").
+runner.fit's work after training (weights file, test split, baselines, plots) is excluded.
+The Trainer's per-epoch costs are paid once in a K-step bench but once per full epoch in real
+runs, so the ratio at small K is an upper bound; --profile also projects it to a full epoch
+(column "full-epoch B/A").
 
 Timing: per model, one warm-up of each side, then R pairs interleaved A,B / B,A / A,B ... in
 one process; ratio = trainer/bare per pair (min/median/max). Wall and CPU (process) time are
