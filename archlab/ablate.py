@@ -158,7 +158,8 @@ def _by_seed(dirs: list[Path], ms: list[dict[str, Any]]) -> dict[int, tuple[Path
     """seed -> (run dir, split hashes from data.json or None, metrics)."""
     out = {}
     for d, m in zip(dirs, ms, strict=True):
-        info = json.loads((d / "data.json").read_text()) if (d / "data.json").exists() else {}
+        path = d / rundir.DATA
+        info = json.loads(path.read_text()) if path.exists() else {}
         out[load_config(d).seed] = (d, info.get("split_sha256"), m)
     return out
 

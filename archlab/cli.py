@@ -190,7 +190,7 @@ def train(
         for name, cfg in PRESETS.items():
             print(f"{name:{width}s}  {cfg.train.epochs:>2d} ep  {describe(name)}")
         return
-    from archlab import runner
+    from archlab import rundir, runner
     from archlab.train import distributed
 
     if resume is not None:
@@ -203,7 +203,7 @@ def train(
         run_dir = runner.train(cfg, out, name=preset, command=_command_line())
     if not distributed.from_env().is_main:
         return  # under torchrun rank 0 reports
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = rundir.read_metrics(run_dir)
     keys = [
         k
         for k in ("test_accuracy", "test_f1_macro", "test_wmae", "test_r2", "epochs_run")

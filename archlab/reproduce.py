@@ -342,5 +342,5 @@ def run_study(
     manifest["theory"] = theory_outputs(out / "theory")
     manifest["summaries"] = model_summaries(out / "summaries", _image_shape(out, manifest))
     write_json_atomic(out / "manifest.json", manifest)
-    write_text_atomic(out / "command.txt", command + "\n")
+    write_text_atomic(out / rundir.COMMAND, command + "\n")
     return build_report(out)

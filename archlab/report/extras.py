@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from archlab import rundir
 from archlab.errors import ArchlabError
 from archlab.utils import write_text_atomic
 
@@ -73,7 +74,7 @@ def theory_outputs(out_dir: Path) -> list[dict[str, Any]]:
 
 def image_run_shape(run_dir: Path) -> tuple[str, int] | None:
     """The input shape ('CxHxW') and class count an image run trained on (its data.json)."""
-    path = Path(run_dir) / "data.json"
+    path = Path(run_dir) / rundir.DATA
     if not path.exists():
         return None
     info = json.loads(path.read_text())
