@@ -22,8 +22,11 @@ from archlab.errors import ArchlabError
 from archlab.models import MODELS
 from archlab.presets import PRESETS
 from archlab.report.summary import model_summary
+from archlab.tasks.base import DataBundle
 from archlab.tasks.text_cls import (
     TextClassification,
+    TextContext,
+    TextData,
     TextDataConfig,
     TextModelConfig,
     cross_fitted_probs,
@@ -65,10 +68,10 @@ def text_cfg(path: Path, *sets: str) -> RunConfig:
     return apply_overrides(cfg, list(sets))
 
 
-def built(cfg: RunConfig) -> tuple[TextClassification, dict]:
-    task = TextClassification(cfg)
-    data = task.build_data(torch.device("cpu"))
-    return task, data.info
+def built(cfg: RunConfig) -> tuple[DataBundle, dict]:
+    """The data as a training run builds it (fitting the tokenizer), and its data.json."""
+    data = TextData(cfg).build(torch.device("cpu"))
+    return data, data.info
 
 
 @pytest.fixture
@@ -94,17 +97,17 @@ def test_repeated_texts_are_merged_and_counted(tweets: Path) -> None:
     assert drop.counts["texts_dropped_for_conflicting_labels"] == 1
 
 
-def _assert_disjoint(task: TextClassification) -> None:
-    keys = {k: {" ".join(clean_tokens(task.texts[i])) for i in v} for k, v in task.split.items()}
+def _assert_disjoint(ctx: TextContext) -> None:
+    keys = {k: {" ".join(clean_tokens(ctx.texts[i])) for i in v} for k, v in ctx.split.items()}
     assert not keys["train"] & keys["val"]
     assert not keys["train"] & keys["test"]
     assert not keys["val"] & keys["test"]
-    assert sum(len(v) for v in task.split.values()) == len(task.texts)
+    assert sum(len(v) for v in ctx.split.values()) == len(ctx.texts)
 
 
 def test_no_text_in_two_splits(tweets: Path) -> None:
-    task, info = built(text_cfg(tweets))
-    _assert_disjoint(task)
+    data, info = built(text_cfg(tweets))
+    _assert_disjoint(data.context)
     assert info["rows"]["rows_merged_into_repeated_texts"] == 3
 
 
@@ -114,17 +117,18 @@ def test_real_slice_split_is_grouped_and_tokenizer_fits_train_only(tmp_path: Pat
     df = pd.read_csv(TWEETS, nrows=1500)
     path = tmp_path / "slice.csv"
     df.to_csv(path, index=False, quoting=csv.QUOTE_NONNUMERIC)
-    task, info = built(text_cfg(path, "data.subset=0", "data.min_frequency=1"))
-    _assert_disjoint(task)
+    data, info = built(text_cfg(path, "data.subset=0", "data.min_frequency=1"))
+    ctx = data.context
+    _assert_disjoint(ctx)
     assert info["rows"]["rows_read"] == 1500
-    assert task.tokenizer is not None
-    vocab = set(task.tokenizer.get_vocab())
-    train_tokens = {t for i in task.split["train"] for t in clean_tokens(task.texts[i])}
-    other = {t for p in ("val", "test") for i in task.split[p] for t in clean_tokens(task.texts[i])}
+    assert data.fitted.tokenizer is not None
+    vocab = set(data.fitted.tokenizer.get_vocab())
+    train_tokens = {t for i in ctx.split["train"] for t in clean_tokens(ctx.texts[i])}
+    other = {t for p in ("val", "test") for i in ctx.split[p] for t in clean_tokens(ctx.texts[i])}
     assert vocab - {"[PAD]", "[UNK]"} <= train_tokens
     assert other - train_tokens and not (other - train_tokens) & vocab
     # Deterministic: a resumed run rebuilds exactly the same tokenizer.
-    texts = [task.texts[i] for i in task.split["train"]]
+    texts = [ctx.texts[i] for i in ctx.split["train"]]
     assert train_tokenizer(texts).to_str() == train_tokenizer(texts).to_str()
 
 
@@ -204,7 +208,7 @@ def test_smoke_run_predict_matches_in_run_evaluation(tweets: Path, tmp_path: Pat
     saved = pd.read_csv(run_dir / "test_predictions.csv")
     _, task, model = runner.restore_task(run_dir)
     rows = task.predict(model, saved["text"].tolist())
-    names = task.info["class_names"]
+    names = list(task.fitted.class_names)
     got = np.array([[r[n] for n in names] for r in rows])
     assert np.allclose(got, saved[[f"p_{n}" for n in names]].to_numpy(), atol=1e-5)
     assert m["test_accuracy"] == pytest.approx((saved["true"] == saved["pred"]).mean())
@@ -250,10 +254,12 @@ def test_distill_teacher_probabilities_are_cross_fitted() -> None:
 
 
 def test_distill_loss_is_soft_cross_entropy_and_metrics_use_labels(tweets: Path) -> None:
-    task = TextClassification(text_cfg(tweets, "data.distill=0.6", "data.subset=0"))
-    data = task.build_data(torch.device("cpu"))
+    cfg = text_cfg(tweets, "data.distill=0.6", "data.subset=0")
+    data = TextData(cfg).build(torch.device("cpu"))
+    task = TextClassification(cfg, data.fitted)
     _, _, targets = data.train.fetch(torch.arange(8), None)
-    labels = torch.from_numpy(task.labels[task.split["train"][:8]])
+    ctx = data.context
+    labels = torch.from_numpy(ctx.labels[ctx.split["train"][:8]])
     assert targets.shape == (8, 4) and torch.equal(targets[:, 0].long(), labels)
     soft = targets[:, 1:]
     assert torch.allclose(soft.sum(1), torch.ones(8))
@@ -264,7 +270,7 @@ def test_distill_loss_is_soft_cross_entropy_and_metrics_use_labels(tweets: Path)
     assert task.metrics(logits, targets)["accuracy"] == pytest.approx(
         (logits.argmax(1) == labels).float().mean().item()
     )
-    assert 0 <= task.teacher["baseline_tfidf_crossfit_train_accuracy"] <= 1
+    assert 0 <= ctx.teacher["baseline_tfidf_crossfit_train_accuracy"] <= 1
 
 
 def test_distill_run_reports_teacher(tweets: Path, tmp_path: Path) -> None:
