@@ -190,14 +190,19 @@ def test_flip_tta_averages_the_mirror_logits_in_evaluation_only() -> None:
 
 
 # --- the user's own layouts: split folders and CSV manifests ---
-def _image_task(path: Path, *sets: str):
+def _image_cfg(path: Path, *sets: str):
     from archlab.config import apply_overrides
     from archlab.presets import PRESETS
-    from archlab.tasks.image_cls import ImageClassification, ImageData
 
-    cfg = apply_overrides(
+    return apply_overrides(
         PRESETS["images-resnet18-smoke"], [f"data.path={path}", "data.size=8", *sets]
     )
+
+
+def _image_task(path: Path, *sets: str):
+    from archlab.tasks.image_cls import ImageClassification, ImageData
+
+    cfg = _image_cfg(path, *sets)
     data = ImageData(cfg).build(torch.device("cpu"))
     return ImageClassification(cfg, data.fitted), data
 
@@ -229,7 +234,7 @@ def test_split_folders_are_honoured(tmp_path: Path, folders: tuple[str, ...]) ->
     }  # fmt: skip
     # The test split is exactly the test folder's images (seed 2 wrote them).
     want = load_image_set(str(root / folders[2]), fmt="folder", size=8, channels=1)
-    np.testing.assert_array_equal(data.context.numpy(), want.images)
+    np.testing.assert_array_equal(data.context.test_images.numpy(), want.images)
     assert any("split folders" in n for n in data.notes)
     assert any(f"test 12 ({folders[2]}/)" in n for n in data.notes)
 
@@ -329,7 +334,7 @@ def test_manifest_with_split_column(tmp_path: Path) -> None:
     assert data.info["split_source"]["test"] == "column 'split'"
     assert data.splits["test"] == list(range(18, 24))
     first = np.asarray(Image.open(tmp_path / "img" / names[18]))
-    np.testing.assert_array_equal(data.context[0, 0].numpy(), first)
+    np.testing.assert_array_equal(data.context.test_images[0, 0].numpy(), first)
 
 
 def test_kaggle_manifest_ids_without_extension_and_image_root(tmp_path: Path) -> None:
@@ -428,3 +433,36 @@ def test_cli_run_says_the_layout_first(tmp_path: Path, capsys) -> None:
     assert info["layout"] == "split_folders" and info["class_names"] == ["cat", "dog"]
     m = json.loads((Path(out.splitlines()[-1]) / "metrics.json").read_text())
     assert 0 <= m["test_balanced_accuracy"] <= 1
+
+
+def test_a_run_without_fitted_json_still_restores_from_data_json(tmp_path: Path) -> None:
+    # Runs written before fitted.json existed held the same facts in data.json, the class
+    # weights rounded there: eval recomputes them from the training split, as it did then.
+    from archlab import runner
+    from archlab.cli import main
+    from archlab.tasks.image_cls import ImageData
+
+    root = write_image_folder(tmp_path / "f", {"common": 30, "rare": 10}, size=(8, 8))
+    cfg = _image_cfg(root, "data.class_weights=true", "train.epochs=1", "train.threads=1",
+                     "train.max_steps_per_epoch=2", "train.progress=off")  # fmt: skip
+    run_dir = runner.train(cfg, tmp_path / "runs")
+    saved = json.loads((run_dir / "fitted.json").read_text())
+    image = str(next((root / "rare").iterdir()))
+    want = runner.restore_task(run_dir)
+    before = want[1].predict(want[2], [image])
+    (run_dir / "fitted.json").unlink()
+    fitted = ImageData(cfg).restore(run_dir)
+    assert list(fitted.class_names) == saved["class_names"] == ["common", "rare"]
+    assert (fitted.channels, fitted.size, fitted.pixel_stats) == (
+        saved["channels"], saved["size"], saved["pixel_stats"]
+    )  # fmt: skip
+    rebuilt = ImageData(cfg).build(torch.device("cpu"), fitted).fitted
+    assert list(rebuilt.class_weights) == saved["class_weights"]  # exact, not data.json's 6 places
+    _, task, model = runner.restore_task(run_dir)
+    assert task.predict(model, [image]) == before
+    m = json.loads((run_dir / "metrics.json").read_text())
+    e = runner.evaluate(run_dir)
+    assert e["test_loss"] == pytest.approx(m["test_loss"], rel=1e-6, abs=0)
+    assert e["test_accuracy"] == m["test_accuracy"]
+    (run_dir / "data.json").unlink()
+    assert main(["predict", str(run_dir), image]) == 2  # one line naming the missing files

@@ -29,9 +29,8 @@ from archlab.tasks.text_cls import (
     TextData,
     TextDataConfig,
     TextModelConfig,
-    cross_fitted_probs,
-    tfidf_model,
 )
+from archlab.tasks.tfidf import cross_fitted_probs, tfidf_model
 from archlab.utils import sha256_file
 from tests.conftest import DATA_DIR, needs_shared
 
@@ -423,3 +422,34 @@ def test_vector_options_are_validated() -> None:
         TextModelConfig(freeze_epochs=-1)
     with pytest.raises(ArchlabError, match=r"data\.embeddings_words=-2"):
         TextDataConfig(embeddings_words=-2)
+
+
+def test_a_run_without_fitted_json_restores_from_data_and_tokenizer_json(
+    tweets: Path, tmp_path: Path
+) -> None:
+    # Runs written before fitted.json existed held their classes in data.json and their
+    # tokenizer in tokenizer.json; their class weights are recomputed from the training split.
+    cfg = text_cfg(tweets, "data.subset=0", "data.class_weights=true", "train.epochs=1",
+                   "train.max_steps_per_epoch=2", "train.threads=1")  # fmt: skip
+    run_dir = runner.train(cfg, tmp_path / "runs")
+    saved = json.loads((run_dir / "fitted.json").read_text())
+    texts = ["thanks, great flight", "my bag was lost, awful"]
+    _, task, model = runner.restore_task(run_dir)
+    before = task.predict(model, texts)
+    (run_dir / "fitted.json").unlink()
+    fitted = TextData(cfg).restore(run_dir)
+    assert list(fitted.class_names) == saved["class_names"]
+    assert (
+        fitted.tokenizer.to_str() == Tokenizer.from_file(str(run_dir / "tokenizer.json")).to_str()
+    )
+    assert json.loads(fitted.tokenizer.to_str()) == saved["tokenizer"]
+    rebuilt = TextData(cfg).build(torch.device("cpu"), fitted).fitted
+    assert list(rebuilt.class_weights) == saved["class_weights"]
+    _, task, model = runner.restore_task(run_dir)
+    assert task.predict(model, texts) == before
+    m = json.loads((run_dir / "metrics.json").read_text())
+    e = runner.evaluate(run_dir)
+    assert e["test_loss"] == pytest.approx(m["test_loss"], rel=1e-6, abs=0)
+    (run_dir / "tokenizer.json").unlink()
+    with pytest.raises(ArchlabError, match=r"no tokenizer\.json"):
+        runner.restore_task(run_dir)
