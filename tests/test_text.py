@@ -272,10 +272,24 @@ def test_distill_loss_is_soft_cross_entropy_and_metrics_use_labels(tweets: Path)
     assert 0 <= ctx.teacher["baseline_tfidf_crossfit_train_accuracy"] <= 1
 
 
-def test_distill_run_reports_teacher(tweets: Path, tmp_path: Path) -> None:
+def test_distill_run_reports_teacher(
+    tweets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = text_cfg(tweets, "data.distill=0.5", "train.epochs=1", "train.max_steps_per_epoch=0")
-    m = json.loads((runner.train(cfg, tmp_path / "runs") / "metrics.json").read_text())
+    run_dir = runner.train(cfg, tmp_path / "runs")
+    m = json.loads((run_dir / "metrics.json").read_text())
     assert 0 <= m["baseline_tfidf_crossfit_train_accuracy"] <= 1 and 0 <= m["test_accuracy"] <= 1
+
+    # The teacher exists for training only: eval and predict of the run never fit it.
+    def no_teacher(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the distillation teacher was fitted outside training")
+
+    monkeypatch.setattr("archlab.tasks.text_cls.distill_targets", no_teacher)
+    assert runner.evaluate(run_dir)["test_accuracy"] == pytest.approx(m["test_accuracy"])
+    _, task, model = runner.restore_task(run_dir)
+    assert len(task.predict(model, ["thanks, great flight"])) == 1
+    data = TextData(cfg).build(torch.device("cpu"), TextData(cfg).restore(run_dir))
+    assert data.context.teacher == {} and data.train.fetch(torch.arange(4), None)[2].dim() == 1
 
 
 def test_distill_config_is_validated() -> None:
