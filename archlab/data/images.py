@@ -1,5 +1,7 @@
-"""Image loading: one entry point for class-folder trees, optionally under train/val/test folders
-(image_folders.py), CSV manifests (image_manifest.py), .npz arrays and scikit-learn's digits.
+"""Image loading: load_image_set (the one entry point), .npz arrays, digits, channels and size.
+
+Folders of class sub-folders, optionally under train/val/test folders, are read by
+image_folders.py, CSV manifests by image_manifest.py, and both decode files in image_set.py.
 
 Everything is decoded once into one uint8 array (N, C, H, W); splitting and batching work on
 indices into it, so no image is decoded twice and no per-sample Python runs while training.
