@@ -84,7 +84,7 @@ def featurizer(window: int = 8, **kw: object) -> SalesFeaturizer:
                   scale=(1.0, 1.0), key_vocab=((1,), (1, 2)), covariates=(), cov_mean=(),
                   cov_std=(), step_days=7, holiday_dates=(), season=52, window=window,
                   residual="mean")  # fmt: skip
-    return SalesFeaturizer(**{**fields, **kw})  # type: ignore[arg-type]
+    return SalesFeaturizer(**{**fields, **kw})
 
 
 @pytest.fixture

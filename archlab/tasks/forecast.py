@@ -26,6 +26,7 @@ from archlab.rundir import FITTED, read_fitted
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.tasks.sales_common import (
+    LEGACY_STATE_FILE,
     SalesContext,
     SalesTask,
     plain,
@@ -41,8 +42,6 @@ from archlab.tasks.sales_naive import (
     series_plot,
     strongest_baseline,
 )
-
-LEGACY_STATE_FILE = "sales_state.json"  # fitted.json's predecessor, read for older runs
 
 
 @dataclass(frozen=True)
@@ -99,8 +98,8 @@ class ForecastData:
         df = sales.load_sales(c0)
         resolved = dict(df.attrs.get("resolved", {}))  # what the data decided from here on
         step_days = sales.infer_step_days(df[c0.date_column].to_numpy())
-        feat = fitted.featurizer if fitted is not None else None
-        if feat is None:
+        feat = None
+        if fitted is None:
             # Walmart's weekly defaults follow the data's time step (a value the user set stays).
             dflt = SalesDataConfig()
             season = c0.season if c0.season != dflt.season else auto_season(step_days)
@@ -109,12 +108,13 @@ class ForecastData:
                 season=season, require_lags=(1, season) if lags == dflt.require_lags else lags
             )
         else:
+            feat = fitted.featurizer
             if step_days != feat.step_days:
                 raise ArchlabError(
                     f"{c0.path}: its dates are {step_days} days apart but the run was trained "
                     f"on {feat.step_days}-day steps"
                 )
-            run = resolved_config(c0, fitted.resolved)  # type: ignore[union-attr]
+            run = resolved_config(c0, fitted.resolved)  # the run's season and required lags
             resolved.update(season=feat.season, require_lags=run.require_lags)
         c = resolved_config(c0, resolved)
         keys = list(c.series_keys)

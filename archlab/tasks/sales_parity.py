@@ -25,14 +25,13 @@ from archlab.rundir import FITTED, read_fitted
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.tasks.sales_common import (
+    LEGACY_STATE_FILE,
     SalesContext,
     SalesTask,
     plain_dict,
     resolved_config,
     source_info,
 )
-
-LEGACY_STATE_FILE = "sales_state.json"
 
 
 def _none_nan(v: float) -> float | None:
