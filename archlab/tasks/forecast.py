@@ -9,6 +9,7 @@ the training steps and saved in fitted.json; training, eval, predict and explain
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -20,7 +21,7 @@ from torch import nn
 
 from archlab.config import RunConfig
 from archlab.data import sales, sales_csv
-from archlab.data.sales_features import SalesFeaturizer, auto_season, lag_at
+from archlab.data.sales_features import Features, SalesFeaturizer, auto_season, lag_at
 from archlab.errors import ArchlabError
 from archlab.rundir import FITTED, read_fitted
 from archlab.task_configs import SalesDataConfig
@@ -94,11 +95,92 @@ class ForecastData:
         self.cfg = cfg
 
     def build(self, device: torch.device, fitted: ForecastFitted | None = None) -> DataBundle:
+        r = self._read(fitted)
+        c, p, n_train = r.c, r.p, r.n_train
+        S, T = p.y.shape
+        if fitted is None:
+            feat = SalesFeaturizer.fit(p, n_train, c, r.covs, r.step)
+        else:
+            feat = fitted.featurizer
+        f = feat.transform(p)
+        s_idx, t_idx, dropped = _samples(p, f, n_train, c)
+        base = feat.baseline(f.yn, s_idx, t_idx)
+        y = p.y[s_idx, t_idx]
+        hol = p.holiday[t_idx].astype(np.float32)
+        targets = np.stack([f.yn[s_idx, t_idx], f.scale[s_idx], f.offset[s_idx], hol], 1)
+        row_of = np.full((S, T), -1, dtype=np.int64)
+        row_of[p.row_series, p.row_time] = np.arange(len(p.row_series))
+        split_t = {"train": t_idx < n_train, "test": t_idx >= T - c.test_steps}
+        split_t["val"] = ~split_t["train"] & ~split_t["test"]
+        make = _batcher(device, feat, f, s_idx, t_idx, base, targets)
+
+        dates = p.dates
+        te = split_t["test"]
+        test_rows = pd.DataFrame(
+            {
+                **{k: p.keys[s_idx[te], i] for i, k in enumerate(c.series_keys)},
+                c.date_column: dates[t_idx[te]],
+                "actual": y[te],
+                "last_step": lag_at(p.y, s_idx[te], t_idx[te], 1),
+                "seasonal_naive": lag_at(p.y, s_idx[te], t_idx[te], c.season),
+                "holiday": hol[te] > 0.5,
+            }
+        )
+        test_rows["mean"] = test_rows[["last_step", "seasonal_naive"]].mean(axis=1)
+        events = sales.event_flags(dates, feat.events, r.step)
+        info = {
+            **source_info(c, r.resolved),
+            "framing": "forecast",
+            "n_rows": r.n_rows,
+            "n_series": S,
+            "n_steps": T,
+            "step_days": r.step,
+            "time_step": (
+                "calendar month" if r.step >= sales.MONTHLY_MIN_DAYS else f"{r.step} days"
+            ),
+            "input_size": feat.n_features,
+            "window": feat.window,
+            "split_sizes": {k: int(v.sum()) for k, v in split_t.items()},
+            "split_first_date": {
+                k: str(dates[t_idx[v]].min())[:10] if v.any() else "" for k, v in split_t.items()
+            },
+            "split_last_date": {
+                k: str(dates[t_idx[v]].max())[:10] if v.any() else "" for k, v in split_t.items()
+            },
+            **dropped,
+            "n_categories": list(feat.n_categories),
+            "covariates_constant_in_training": feat.constant_covariates,
+            "event_steps": [str(d)[:10] for d in dates[events > 0]],
+        }
+        own = own_row_baselines(p, T - c.test_steps, c.season)
+        if fitted is None:
+            train_y = p.y[:, :n_train]
+            fitted = ForecastFitted(
+                featurizer=feat,
+                global_mean=float(np.nanmean(train_y)),
+                global_std=float(np.std(train_y[~np.isnan(train_y)])),
+                resolved=plain_dict(r.resolved),
+            )
+        else:
+            info["series_unknown_to_run"] = int(np.sum(~f.known))
+        return DataBundle(
+            train=make(split_t["train"]),
+            val=make(split_t["val"]),
+            test=make(split_t["test"]),
+            fitted=fitted,
+            info=info,
+            splits={k: row_of[s_idx[v], t_idx[v]].tolist() for k, v in split_t.items()},
+            notes=notes(c, info, r.resolved),
+            context=SalesContext(test_rows, {**own, **last_week_aliases(own)}),
+        )
+
+    def _read(self, fitted: ForecastFitted | None) -> _Read:
+        """The merged tables as a panel, with the config values decided by the data (fresh fit)
+        or by the run (``fitted``: its season, required lags and covariates)."""
         c0: SalesDataConfig = self.cfg.data
         df = sales.load_sales(c0)
         resolved = dict(df.attrs.get("resolved", {}))  # what the data decided from here on
         step_days = sales.infer_step_days(df[c0.date_column].to_numpy())
-        feat = None
         if fitted is None:
             # Walmart's weekly defaults follow the data's time step (a value the user set stays).
             dflt = SalesDataConfig()
@@ -117,135 +199,28 @@ class ForecastData:
             run = resolved_config(c0, fitted.resolved)  # the run's season and required lags
             resolved.update(season=feat.season, require_lags=run.require_lags)
         c = resolved_config(c0, resolved)
-        keys = list(c.series_keys)
-        if feat is None:
+        if fitted is None:
             covs = list(c.covariates) + (
                 [f"{m}_missing" for m in c.markdown_columns if f"{m}_missing" in df.columns]
             )
         else:
-            covs = list(feat.covariates)
+            covs = list(fitted.featurizer.covariates)
             missing = [k for k in covs if k not in df.columns]
             if missing:
                 raise ArchlabError(
                     f"{c.path}: covariate column(s) {missing} the run was trained on are not in "
                     f"the merged tables; found {list(df.columns)}"
                 )
+        keys = list(c.series_keys)
         p = sales.build_panel(df, keys, c.date_column, c.target, c.holiday_column, covs, step_days)
-        S, T = p.y.shape
+        T = p.y.shape[1]
         n_train = T - c.test_steps - c.val_steps
         if n_train < 1:
             raise ArchlabError(
                 f"{c.path}: {T} time steps but data.test_steps={c.test_steps} + "
                 f"data.val_steps={c.val_steps} leave no training steps"
             )
-        if feat is None:
-            feat = SalesFeaturizer.fit(p, n_train, c, covs, step_days)
-        f = feat.transform(p)
-        # Samples: every observed (series, step) whose series has training steps (a fitted
-        # scaler) and whose required lags are observed; the rest are dropped and counted.
-        n_obs = np.sum(~np.isnan(p.y[:, :n_train]), 1)
-        scaled = f.known & (n_obs > 0)
-        s_idx, t_idx = np.nonzero(~np.isnan(p.y))
-        has_scaler = scaled[s_idx]
-        lag_ok = np.ones(len(s_idx), bool)
-        for lag in c.require_lags:
-            tl = t_idx - lag
-            lag_ok &= (tl >= 0) & ~np.isnan(p.y[s_idx, np.maximum(tl, 0)])
-        keep = has_scaler & lag_ok
-        s_idx, t_idx = s_idx[keep], t_idx[keep]
-        if len(s_idx) == 0:
-            raise ArchlabError(
-                f"{c.path}: no sample left: every series is too short for the required lags "
-                f"{list(c.require_lags)} and {n_train} training steps ({S} series dropped)"
-            )
-        base = feat.baseline(f.yn, s_idx, t_idx)
-        y = p.y[s_idx, t_idx]
-        hol = p.holiday[t_idx].astype(np.float32)
-        targets = np.stack([f.yn[s_idx, t_idx], f.scale[s_idx], f.offset[s_idx], hol], 1)
-        row_of = np.full((S, T), -1, dtype=np.int64)
-        row_of[p.row_series, p.row_time] = np.arange(len(p.row_series))
-        split_t = {"train": t_idx < n_train, "test": t_idx >= T - c.test_steps}
-        split_t["val"] = ~split_t["train"] & ~split_t["test"]
-
-        steps_t = torch.from_numpy(f.steps).to(device)
-        offs = feat.offsets(device)
-        s_all = torch.from_numpy(s_idx).to(device)
-        t_all = torch.from_numpy(t_idx).to(device)
-        cats_t = torch.from_numpy(f.cats).to(device)
-        base_t = torch.from_numpy(base.astype(np.float32)).to(device)
-        targ_t = torch.from_numpy(targets.astype(np.float32)).to(device)
-
-        def make(mask: np.ndarray) -> Batches:
-            sel = torch.from_numpy(np.flatnonzero(mask)).to(device)
-
-            def fetch(i: torch.Tensor, gen: torch.Generator | None) -> tuple[torch.Tensor, ...]:
-                j = sel[i.to(device)]
-                x = feat.windows(steps_t, s_all[j], t_all[j], offs)
-                return x, cats_t[s_all[j]], base_t[j], targ_t[j]
-
-            return Batches(int(mask.sum()), fetch)
-
-        dates = p.dates
-        te = split_t["test"]
-        test_rows = pd.DataFrame(
-            {
-                **{k: p.keys[s_idx[te], i] for i, k in enumerate(keys)},
-                c.date_column: dates[t_idx[te]],
-                "actual": y[te],
-                "last_step": lag_at(p.y, s_idx[te], t_idx[te], 1),
-                "seasonal_naive": lag_at(p.y, s_idx[te], t_idx[te], c.season),
-                "holiday": hol[te] > 0.5,
-            }
-        )
-        test_rows["mean"] = test_rows[["last_step", "seasonal_naive"]].mean(axis=1)
-        events = sales.event_flags(dates, feat.events, step_days)
-        info = {
-            **source_info(c, resolved),
-            "framing": "forecast",
-            "n_rows": len(df),
-            "n_series": S,
-            "n_steps": T,
-            "step_days": step_days,
-            "time_step": (
-                "calendar month" if step_days >= sales.MONTHLY_MIN_DAYS else f"{step_days} days"
-            ),
-            "input_size": feat.n_features,
-            "window": feat.window,
-            "split_sizes": {k: int(v.sum()) for k, v in split_t.items()},
-            "split_first_date": {
-                k: str(dates[t_idx[v]].min())[:10] if v.any() else "" for k, v in split_t.items()
-            },
-            "split_last_date": {
-                k: str(dates[t_idx[v]].max())[:10] if v.any() else "" for k, v in split_t.items()
-            },
-            "dropped_rows_missing_lags": int(np.sum(has_scaler & ~lag_ok)),
-            "dropped_series_no_training_steps": int(np.sum(~scaled)),
-            "dropped_rows_no_training_steps": int(np.sum(~has_scaler)),
-            "n_categories": list(feat.n_categories),
-            "covariates_constant_in_training": feat.constant_covariates,
-            "event_steps": [str(d)[:10] for d in dates[events > 0]],
-        }
-        own = own_row_baselines(p, T - c.test_steps, c.season)
-        if fitted is None:
-            train_y = p.y[:, :n_train]
-            fitted = ForecastFitted(
-                featurizer=feat,
-                global_mean=float(np.nanmean(train_y)),
-                global_std=float(np.std(train_y[~np.isnan(train_y)])),
-                resolved=plain_dict(resolved),
-            )
-        else:
-            info["series_unknown_to_run"] = int(np.sum(~f.known))
-        return DataBundle(
-            train=make(split_t["train"]),
-            val=make(split_t["val"]),
-            test=make(split_t["test"]),
-            fitted=fitted,
-            info=info,
-            splits={k: row_of[s_idx[v], t_idx[v]].tolist() for k, v in split_t.items()},
-            notes=notes(c, info, resolved),
-            context=SalesContext(test_rows, {**own, **last_week_aliases(own)}),
-        )
+        return _Read(c, resolved, p, covs, step_days, n_train, len(df))
 
     def restore(self, run_dir: Path) -> ForecastFitted:
         """The run's featurizer and target statistics, without the data (fitted.json, or the
@@ -273,6 +248,74 @@ class ForecastData:
             global_std=float(state.get("global_std", 1.0)),
             resolved=resolved,
         )
+
+
+class _Read(NamedTuple):
+    c: SalesDataConfig  # with the resolved values
+    resolved: dict[str, Any]
+    p: sales.Panel
+    covs: list[str]  # the panel's covariate columns
+    step: int  # days per step (28+: calendar months)
+    n_train: int  # the first n_train steps are training steps
+    n_rows: int  # rows of the merged table
+
+
+def _samples(
+    p: sales.Panel, f: Features, n_train: int, c: SalesDataConfig
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Samples (series, step): every observed one whose series has training steps (a fitted
+    scaler) and whose required lags are observed; the rest are dropped and counted."""
+    n_obs = np.sum(~np.isnan(p.y[:, :n_train]), 1)
+    scaled = f.known & (n_obs > 0)
+    s_idx, t_idx = np.nonzero(~np.isnan(p.y))
+    has_scaler = scaled[s_idx]
+    lag_ok = np.ones(len(s_idx), bool)
+    for lag in c.require_lags:
+        tl = t_idx - lag
+        lag_ok &= (tl >= 0) & ~np.isnan(p.y[s_idx, np.maximum(tl, 0)])
+    keep = has_scaler & lag_ok
+    if not keep.any():
+        raise ArchlabError(
+            f"{c.path}: no sample left: every series is too short for the required lags "
+            f"{list(c.require_lags)} and {n_train} training steps ({len(p.y)} series dropped)"
+        )
+    dropped = {
+        "dropped_rows_missing_lags": int(np.sum(has_scaler & ~lag_ok)),
+        "dropped_series_no_training_steps": int(np.sum(~scaled)),
+        "dropped_rows_no_training_steps": int(np.sum(~has_scaler)),
+    }
+    return s_idx[keep], t_idx[keep], dropped
+
+
+def _batcher(
+    device: torch.device,
+    feat: SalesFeaturizer,
+    f: Features,
+    s_idx: np.ndarray,
+    t_idx: np.ndarray,
+    base: np.ndarray,
+    targets: np.ndarray,
+) -> Callable[[np.ndarray], Batches]:
+    """``make(mask)``: the Batches of the samples in ``mask``, windows gathered per batch."""
+    steps_t = torch.from_numpy(f.steps).to(device)
+    offs = feat.offsets(device)
+    s_all = torch.from_numpy(s_idx).to(device)
+    t_all = torch.from_numpy(t_idx).to(device)
+    cats_t = torch.from_numpy(f.cats).to(device)
+    base_t = torch.from_numpy(base.astype(np.float32)).to(device)
+    targ_t = torch.from_numpy(targets.astype(np.float32)).to(device)
+
+    def make(mask: np.ndarray) -> Batches:
+        sel = torch.from_numpy(np.flatnonzero(mask)).to(device)
+
+        def fetch(i: torch.Tensor, gen: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+            j = sel[i.to(device)]
+            x = feat.windows(steps_t, s_all[j], t_all[j], offs)
+            return x, cats_t[s_all[j]], base_t[j], targ_t[j]
+
+        return Batches(int(mask.sum()), fetch)
+
+    return make
 
 
 class HistoryWindows(NamedTuple):
@@ -324,21 +367,7 @@ class SalesForecast(SalesTask):
         """The network's inputs for the step after each history CSV's last date (see predict)."""
         feat, c = self.fitted.featurizer, self.data_cfg
         keys = list(feat.series_keys)
-        frames = []
-        for path in inputs:
-            p = Path(path)
-            if not p.exists():
-                raise ArchlabError(f"{p}: no such file")
-            df = sales_csv.read_csv(p, [*keys, c.date_column, c.target])
-            sales_csv.parse_dates(df, c.date_column, c.date_format, p)
-            sales_csv.parse_number(df, c.target, p)
-            if c.holiday_column in df.columns:
-                sales_csv.parse_bool(df, c.holiday_column, p)
-            elif c.holiday_column:
-                df[c.holiday_column] = False
-            sales_csv.check_unique(df, keys, c.date_column, p)
-            frames.append(df)
-        df = pd.concat(frames, ignore_index=True)
+        df = sales_csv.read_history(inputs, keys, c)
         for k, m in zip(feat.covariates, feat.cov_mean, strict=True):
             if k not in df.columns:
                 df[k] = m
