@@ -187,7 +187,7 @@ class SalesDataConfig:
     features_file: str = "features.csv"  # "" = none
     stores_file: str = "stores.csv"  # "" = none
     date_column: str = "Date"
-    # This default (ISO) and "auto": the one of sales.DATE_FORMATS that reads every date (ISO,
+    # This default (ISO) and "auto": the one of sales_csv.DATE_FORMATS that reads every date (ISO,
     # day-first, month-first, ...); an ambiguous day/month order is refused. Any other strftime
     # format, e.g. %d/%m/%Y, is used as given.
     date_format: str = "%Y-%m-%d"
@@ -225,7 +225,7 @@ class SalesDataConfig:
     test_fraction: float = 0.15
     plot_series: tuple[str, ...] = ()  # e.g. "1-1" (Store-Dept); empty = the largest series
     # Moving calendar events (YYYY-MM-DD, e.g. Easter Sundays): the step whose period holds one
-    # gets an event flag, as does the step a season later (forecast framing; see forecast_steps).
+    # gets an event flag, as does the step a season later (forecast framing; see sales_features.forecast_steps).
     events: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

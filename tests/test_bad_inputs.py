@@ -836,7 +836,7 @@ def test_npz_class_names_stay_inside_the_output_dir(tmp_path: Path, capsys) -> N
 def test_series_keys_are_only_plot_labels(tmp_path: Path) -> None:
     import pandas as pd
 
-    from archlab.tasks.forecast import _series_plot
+    from archlab.tasks.sales_naive import series_plot as _series_plot
 
     run_dir = tmp_path / "deep" / "run"
     run_dir.mkdir(parents=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from archlab.plots.eda_text import text_eda
 from archlab.tasks.base import Batches, DataBundle, Fitted, Task, TaskData, TaskSpec
-from archlab.tasks.forecast import SalesData, SalesForecast
-from archlab.tasks.forecast import eda as sales_eda
 from archlab.tasks.image_cls import ImageClassification, ImageData
+from archlab.tasks.sales_common import eda as sales_eda
+from archlab.tasks.sales_framings import sales_data, sales_task
 from archlab.tasks.text_cls import TextClassification, TextData
 
 TASKS: dict[str, TaskSpec] = {
@@ -16,8 +16,8 @@ TASKS: dict[str, TaskSpec] = {
         "image classification (folder of class sub-folders, .npz, or built-in digits)",
     ),
     "sales": TaskSpec(
-        SalesData,
-        SalesForecast,
+        sales_data,
+        sales_task,
         "next-week sales per (store, dept) series (folder with train/features/stores CSVs)",
         eda=sales_eda,
     ),
