@@ -225,7 +225,8 @@ class SalesDataConfig:
     test_fraction: float = 0.15
     plot_series: tuple[str, ...] = ()  # e.g. "1-1" (Store-Dept); empty = the largest series
     # Moving calendar events (YYYY-MM-DD, e.g. Easter Sundays): the step whose period holds one
-    # gets an event flag, as does the step a season later (forecast framing; see sales_features.forecast_steps).
+    # gets an event flag, as does the step a season later (forecast framing; see
+    # sales_features.forecast_steps).
     events: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
