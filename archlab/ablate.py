@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from archlab import rundir
+from archlab import plots, rundir
 from archlab.config import RegConfig, RunConfig, apply_overrides
 from archlab.errors import ArchlabError
 from archlab.presets import RESET_REG, TECHNIQUES
-from archlab.report import plots
 from archlab.runner import load_config, train_at
 from archlab.stats import PairedDiff, paired_difference
 from archlab.utils import write_text_atomic
@@ -159,7 +158,8 @@ def _by_seed(dirs: list[Path], ms: list[dict[str, Any]]) -> dict[int, tuple[Path
     """seed -> (run dir, split hashes from data.json or None, metrics)."""
     out = {}
     for d, m in zip(dirs, ms, strict=True):
-        info = json.loads((d / "data.json").read_text()) if (d / "data.json").exists() else {}
+        path = d / rundir.DATA
+        info = json.loads(path.read_text()) if path.exists() else {}
         out[load_config(d).seed] = (d, info.get("split_sha256"), m)
     return out
 

@@ -1,6 +1,10 @@
 """Command-line interface: the only place that parses strings into configs.
 
 Exit codes: 0 success, 2 bad input or usage (one line on stderr), 1 anything else.
+
+Longer than our ~400-line guide on purpose: it is the user-facing contract (every subcommand,
+flag and help text of ``archlab``), kept in one file to read top to bottom; each command is a
+few lines that hand typed arguments to the module doing the work.
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ def build_config(
 ) -> RunConfig:
     """Resolve a config file or preset/task defaults, then flags, then --set overrides."""
     from archlab.presets import PRESETS
-    from archlab.tasks import TASKS
+    from archlab.task_configs import TASK_CONFIGS
 
     if config is not None:
         if task or preset:
@@ -94,10 +98,10 @@ def build_config(
             raise ArchlabError(f"--task {task} conflicts with preset {preset} (task {cfg.task})")
     else:
         if not task:
-            raise ArchlabError("give --task {" + ",".join(TASKS) + "} or --preset NAME")
-        if task not in TASKS:
-            raise ArchlabError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
-        spec = TASKS[task]
+            raise ArchlabError("give --task {" + ",".join(TASK_CONFIGS) + "} or --preset NAME")
+        if task not in TASK_CONFIGS:
+            raise ArchlabError(f"unknown task {task!r}; valid: {', '.join(TASK_CONFIGS)}")
+        spec = TASK_CONFIGS[task]
         cfg = RunConfig(task=task, data=spec.data_config(), model=spec.model_config())
     return apply_overrides(cfg, _flag_sets(data, model, epochs, seed, overrides))
 
@@ -186,7 +190,7 @@ def train(
         for name, cfg in PRESETS.items():
             print(f"{name:{width}s}  {cfg.train.epochs:>2d} ep  {describe(name)}")
         return
-    from archlab import runner
+    from archlab import rundir, runner
     from archlab.train import distributed
 
     if resume is not None:
@@ -199,7 +203,7 @@ def train(
         run_dir = runner.train(cfg, out, name=preset, command=_command_line())
     if not distributed.from_env().is_main:
         return  # under torchrun rank 0 reports
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = rundir.read_metrics(run_dir)
     keys = [
         k
         for k in ("test_accuracy", "test_f1_macro", "test_wmae", "test_r2", "epochs_run")

@@ -1,8 +1,9 @@
 """Frozen run configuration: typed sections, validation at the edge, and `--set` overrides.
 
 A run is fully described by a :class:`RunConfig`. The ``data`` and ``model`` sections are
-task-specific dataclasses (registered by each task); ``optim``, ``reg`` and ``train`` are shared.
-Only :func:`apply_overrides` and :func:`parse_value` ever parse strings.
+task-specific dataclasses (``archlab.task_configs.TASK_CONFIGS``); ``optim``, ``reg`` and
+``train`` are shared, and a RunConfig checks that its ``reg`` section sets only the knobs its
+task reads. Only :func:`apply_overrides` and :func:`parse_value` ever parse strings.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from archlab.errors import ArchlabError
+from archlab.task_configs import TASK_CONFIGS
 
 SECTIONS = ("data", "model", "optim", "reg", "train")
 
@@ -139,6 +141,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check(self.split_seed >= -1, "split_seed", self.split_seed, "-1 (the seed) or >= 0")
+        if self.task not in TASK_CONFIGS:
+            raise ArchlabError(f"unknown task {self.task!r}; valid: {', '.join(TASK_CONFIGS)}")
+        _check_reg(self.task, self.reg)
 
     @property
     def data_seed(self) -> int:
@@ -153,14 +158,12 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, where: str = "config") -> RunConfig:
-        from archlab.tasks import TASKS
-
         if not isinstance(d, dict) or "task" not in d:
             raise ArchlabError(f"{where}: not a run config (no 'task' key)")
         task = d["task"]
-        if task not in TASKS:
-            raise ArchlabError(f"{where}: unknown task {task!r}; valid: {', '.join(TASKS)}")
-        spec = TASKS[task]
+        if task not in TASK_CONFIGS:
+            raise ArchlabError(f"{where}: unknown task {task!r}; valid: {', '.join(TASK_CONFIGS)}")
+        spec = TASK_CONFIGS[task]
         unknown = set(d) - {"task", *TOP_LEVEL, *SECTIONS}
         if unknown:
             raise ArchlabError(f"{where}: unknown keys {sorted(unknown)}")
@@ -183,6 +186,23 @@ class RunConfig:
         except yaml.YAMLError as e:
             raise ArchlabError(f"{where}: not valid YAML ({e.__class__.__name__})") from None
         return cls.from_dict(d, where=where)
+
+
+def _check_reg(task: str, reg: RegConfig) -> None:
+    """Refuse a ``reg`` value the task would silently ignore: an augmentation it does not have,
+    or a knob it does not read set away from its default."""
+    spec = TASK_CONFIGS[task]
+    if reg.augment not in spec.augments:
+        raise ArchlabError(
+            f"invalid config value reg.augment={reg.augment!r} for task {task}; "
+            f"valid: {', '.join(spec.augments)}"
+        )
+    default = RegConfig()
+    for f in fields(RegConfig):
+        value = getattr(reg, f.name)
+        if f.name not in spec.reg_knobs and value != getattr(default, f.name):
+            uses = ", ".join(f"reg.{k}" for k in spec.reg_knobs)
+            raise ArchlabError(f"reg.{f.name}={value!r} is not used by task {task}; it uses {uses}")
 
 
 def _to_plain(obj: Any) -> Any:

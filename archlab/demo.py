@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from archlab import rundir
 from archlab.reproduce import PARTS, Experiment, run_study, to_stderr
 from archlab.utils import write_text_atomic
 
@@ -159,7 +160,7 @@ def result_lines(out: Path) -> list[str]:
         for runs in exp["runs"].values():
             for run in runs:
                 run_dir = out / exp["part"] / exp["key"] / run
-                m = json.loads((run_dir / "metrics.json").read_text())
+                m = rundir.read_metrics(run_dir)
                 shown = " ".join(
                     f"{k}={m[k]:.4f}" if isinstance(m[k], float) else f"{k}={m[k]}"
                     for k in SHOWN

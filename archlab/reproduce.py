@@ -19,7 +19,7 @@ from archlab import rundir
 from archlab.ablate import run_ablation
 from archlab.config import RunConfig, apply_overrides
 from archlab.errors import ArchlabError
-from archlab.presets import LONG_IMAGE_SETS, PRESETS
+from archlab.presets import PRESETS, PROFILE_SETTINGS, QUICK
 from archlab.runner import train_at
 from archlab.utils import write_json_atomic, write_text_atomic
 
@@ -124,22 +124,6 @@ DATA_PATHS: dict[str, tuple[str, ...]] = {
     "sales": ("walmart",),
     "text": ("twitter_airline/Tweets.csv",),
 }
-# The quick profile (<= 60 min on 2 CPU cores): subsets and fewer epochs, stated in the report.
-# Keys are parts, or part/experiment for settings of one experiment on top of its part's (the
-# tuned recipes get more images than the ablations: measured 33 min in all before, 3,000
-# images x 3 epochs left tuned VGG-13 at chance and ResNet-18 at 55%).
-QUICK: dict[str, tuple[str, ...]] = {
-    "images": ("data.subset=3000", "train.epochs=3"),
-    "images/vgg13": ("data.subset=6000",),
-    "images/resnet18": ("data.subset=6000", "train.epochs=4"),
-    "images/resnet18-ablation": ("data.subset=6000", "train.epochs=4"),
-    "sales": ("train.epochs=2",),
-    "text": ("train.epochs=4",),
-}
-# The long profile (for a GPU: the two tuned image recipes train in about 8 min on one H200) is
-# the full profile with the tuned image recipes trained to >= 96% (presets.LONG_IMAGE_SETS).
-LONG: dict[str, tuple[str, ...]] = {f"images/{m}": s for m, s in LONG_IMAGE_SETS.items()}
-PROFILE_SETTINGS: dict[str, dict[str, tuple[str, ...]]] = {"quick": QUICK, "long": LONG}
 # Pretrained word vectors for the text rows that use them: the first such file in <data-dir>/glove/.
 VECTORS_DIR = "glove"
 VECTOR_FILES = ("*.txt.gz", "*.txt", "*.vec.gz", "*.vec")
@@ -358,5 +342,5 @@ def run_study(
     manifest["theory"] = theory_outputs(out / "theory")
     manifest["summaries"] = model_summaries(out / "summaries", _image_shape(out, manifest))
     write_json_atomic(out / "manifest.json", manifest)
-    write_text_atomic(out / "command.txt", command + "\n")
+    write_text_atomic(out / rundir.COMMAND, command + "\n")
     return build_report(out)

@@ -15,10 +15,9 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from archlab import rundir
+from archlab import plots, rundir
 from archlab.config import RunConfig, apply_overrides
 from archlab.errors import ArchlabError
-from archlab.report import plots
 from archlab.tasks import TASKS
 from archlab.tasks.base import DataBundle, Task
 from archlab.threads import governor

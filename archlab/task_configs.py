@@ -1,8 +1,10 @@
-"""The data and model config sections of each task: frozen dataclasses, validated when built.
+"""What each task's config may hold: its data and model sections (frozen dataclasses, validated
+when built), the regularization knobs it reads and its augmentation names (TASK_CONFIGS).
 
-They import neither torch nor pandas, so the CLI can list presets, build configs and check
-flags without loading either (``archlab train --list-presets``). The task modules
-(``archlab.tasks.*``) use and re-export them.
+This module imports neither torch nor pandas, so the CLI can list presets, build and check
+configs without loading either (``archlab train --list-presets``), and ``archlab.config`` checks
+a run's ``reg`` section against TASK_CONFIGS without importing the tasks. The task modules
+(``archlab.tasks.*``) use and re-export the config classes.
 """
 
 from __future__ import annotations
@@ -185,7 +187,7 @@ class SalesDataConfig:
     features_file: str = "features.csv"  # "" = none
     stores_file: str = "stores.csv"  # "" = none
     date_column: str = "Date"
-    # This default (ISO) and "auto": the one of sales.DATE_FORMATS that reads every date (ISO,
+    # This default (ISO) and "auto": the one of sales_csv.DATE_FORMATS that reads every date (ISO,
     # day-first, month-first, ...); an ambiguous day/month order is refused. Any other strftime
     # format, e.g. %d/%m/%Y, is used as given.
     date_format: str = "%Y-%m-%d"
@@ -223,7 +225,8 @@ class SalesDataConfig:
     test_fraction: float = 0.15
     plot_series: tuple[str, ...] = ()  # e.g. "1-1" (Store-Dept); empty = the largest series
     # Moving calendar events (YYYY-MM-DD, e.g. Easter Sundays): the step whose period holds one
-    # gets an event flag, as does the step a season later (forecast framing; see forecast_steps).
+    # gets an event flag, as does the step a season later (forecast framing; see
+    # sales_features.forecast_steps).
     events: tuple[str, ...] = ()
     # Multi-horizon forecasting (archlab/tasks/sales_horizon.py): H > 1 forecasts the H steps
     # after an origin at once from the data up to it; test = the last H steps. Covariates named
@@ -292,3 +295,37 @@ class SalesModelConfig:
                 "invalid config value model.hidden_size/num_layers/embed_dim: "
                 f"{self.hidden_size}/{self.num_layers}/{self.embed_dim}"
             )
+
+
+# The names of archlab.data.augment.AUGMENTATIONS (which imports torch), in its order;
+# tests/test_config.py checks that both name the same augmentations.
+IMAGE_AUGMENTS = ("none", "flip", "translate", "study", "crop")
+# The RegConfig fields (archlab.config) each task reads. The Trainer reads weight_decay and l2_mode
+# (archlab.train.optim) for every task, the runner early_stop, patience and min_delta (the
+# EarlyStopping callback); the tasks read dropout (their model builders), label_smoothing (the
+# classification losses; the sales losses have no classes to smooth) and augment (images only).
+_EVERY_TASK = ("weight_decay", "l2_mode", "early_stop", "patience", "min_delta")
+
+
+@dataclass(frozen=True)
+class TaskConfigs:
+    """Registry entry: a task's config sections and what its ``reg`` section may set."""
+
+    data_config: type
+    model_config: type
+    reg_knobs: tuple[str, ...]  # RegConfig fields the task uses; the others must keep defaults
+    augments: tuple[str, ...] = ("none",)  # valid values of reg.augment
+
+
+TASK_CONFIGS: dict[str, TaskConfigs] = {
+    "images": TaskConfigs(
+        ImageDataConfig,
+        ImageModelConfig,
+        ("dropout", *_EVERY_TASK, "augment", "label_smoothing"),
+        IMAGE_AUGMENTS,
+    ),
+    "sales": TaskConfigs(SalesDataConfig, SalesModelConfig, ("dropout", *_EVERY_TASK)),
+    "text": TaskConfigs(
+        TextDataConfig, TextModelConfig, ("dropout", *_EVERY_TASK, "label_smoothing")
+    ),
+}

@@ -34,12 +34,13 @@ What only the bare loop does: nothing else (its val pass ends with one loss over
 What only the Trainer adds (the overhead measured): Trainer/callback construction, SIGINT
 handler, the per-step isfinite check (a host sync on GPU) and stop-request check, loss
 accumulation and output collection, train metrics over the epoch's outputs, val metrics, the
-history row, and the default callbacks as runner.train builds them (runner's own builder when
-it has one): BestWeights, Checkpoint (state.pt + manifest in a temp run dir), HistoryWriter,
-Progress("off"); TensorBoard off. runner.train's work after fit (weights file, test split,
-plots) is excluded. The Trainer's per-epoch costs are paid once in a K-step bench but once per
-full epoch in real runs, so the ratio at small K is an upper bound; --profile also projects it
-to a full epoch (column "full-epoch B/A").
+history row, and the default callbacks of every run (runner.default_callbacks): BestWeights,
+Checkpoint (state.pt + manifest in a temp run dir), HistoryWriter, Progress("off"); TensorBoard
+off; a task's own callbacks (text: the embedding freeze, off in text-bilstm) are not added.
+runner.fit's work after training (weights file, test split, baselines, plots) is excluded.
+The Trainer's per-epoch costs are paid once in a K-step bench but once per full epoch in real
+runs, so the ratio at small K is an upper bound; --profile also projects it to a full epoch
+(column "full-epoch B/A").
 
 Timing: per model, one warm-up of each side, then R pairs interleaved A,B / B,A / A,B ... in
 one process; ratio = trainer/bare per pair (min/median/max). Wall and CPU (process) time are
@@ -85,6 +86,7 @@ import archlab.train.trainer as trainer_mod
 from archlab import rundir, runner
 from archlab.config import RunConfig
 from archlab.presets import PRESETS
+from archlab.tasks import TASKS
 from archlab.tasks.base import Batches, DataBundle
 from archlab.train import distributed
 from archlab.train.callbacks import (
@@ -185,7 +187,7 @@ def bench_bundle(data: DataBundle, cfg: RunConfig, fetch: str, val_size: int) ->
             train_batches, min(len(data.train), len(train_batches) * t.batch_size)
         )
         val = CachedBatches(list(val.iterate(t.eval_batch_size)), n_val)
-    return DataBundle(train=train, val=val, test=data.test, info=data.info, splits=data.splits)
+    return replace(data, train=train, val=val)  # fitted, info, splits and context unchanged
 
 
 # --- the two sides ---------------------------------------------------------------------------
@@ -240,9 +242,9 @@ def bare_fit(
     return val_loss
 
 
-def default_callbacks(task: Any, cfg: RunConfig, run_dir: Path) -> list[Callback]:
-    """The callbacks runner.train builds for a single-process run."""
-    return runner._callbacks(cfg, task, run_dir, distributed.SINGLE)
+def default_callbacks(cfg: RunConfig, run_dir: Path) -> list[Callback]:
+    """The callbacks runner.fit builds for a single-process run (the task's own excluded)."""
+    return runner.default_callbacks(cfg, TASKS[cfg.task].monitor, run_dir, distributed.SINGLE)
 
 
 def trainer_fit(
@@ -256,7 +258,7 @@ def trainer_fit(
         cfg.reg,
         seed=cfg.seed,
         device=device,
-        callbacks=default_callbacks(task, cfg, run_dir),
+        callbacks=default_callbacks(cfg, run_dir),
     )
     if probe:
         probe.instrument_trainer(trainer, data)
@@ -604,7 +606,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device, tmp: 
     t = cfg.train
     steps = data.train.num_batches(t.batch_size)
     steps = min(steps, t.max_steps_per_epoch) if t.max_steps_per_epoch else steps
-    full = task_epoch_steps(task, cfg)
+    full = epoch_steps(data, cfg)
     print(
         f"\n== {name}: preset {BENCHES[name].preset}, data {source} (built in {prep:.1f}s, "
         f"not timed); {steps} steps x batch {t.batch_size} (a full epoch is {full} steps), "
@@ -614,7 +616,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device, tmp: 
         f"fetch={args.fetch}",
         flush=True,
     )
-    cbs = ", ".join(type(cb).__name__ for cb in default_callbacks(task, cfg, tmp))
+    cbs = ", ".join(type(cb).__name__ for cb in default_callbacks(cfg, tmp))
     print(f"   trainer callbacks: {cbs} (progress={cfg.train.progress})", flush=True)
     sides = Sides(task, data, cfg, device, tmp)
     samples: dict[str, list[Sample]] = {"bare": [], "trainer": []}
@@ -660,9 +662,9 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device, tmp: 
     ]
 
 
-def task_epoch_steps(task: Any, cfg: RunConfig) -> str:
-    """Steps in a full training epoch of the real split (for scale), from the task's info."""
-    sizes = getattr(task, "info", {}).get("split_sizes", {})
+def epoch_steps(data: DataBundle, cfg: RunConfig) -> str:
+    """Steps in a full training epoch of the real split (for scale), from the data's info."""
+    sizes = data.info.get("split_sizes", {})
     n = sizes.get("train")
     return str(-(-int(n) // cfg.train.batch_size)) if n else "?"
 
@@ -693,7 +695,7 @@ def _tile(x: torch.Tensor, n: int) -> torch.Tensor:
 def project(sides: Sides, bare: Probe, tr: Probe, steps: int, per_step: float,
             per_epoch: float) -> None:  # fmt: skip
     """Scale the profile to one full epoch of the real split (metrics re-timed at full size)."""
-    sizes = sides.task.info.get("split_sizes", {})
+    sizes = sides.data.info.get("split_sizes", {})
     n_train, n_val = sizes.get("train"), sizes.get("val")
     if not n_train or "train" not in bare.seconds:
         return

@@ -320,6 +320,10 @@ def _ok_images(*extra: str) -> list[str]:
     return ["train", "--task", "images", "--out", "out", *QUIET, *extra]
 
 
+def _train_set(flag: str, name: str, override: str) -> list[str]:
+    return ["train", flag, name, "--out", "out", "--set", override]
+
+
 _TEXT_OK = [TEXT_HEADER, *_text_rows()]
 
 
@@ -570,6 +574,26 @@ CATALOGUE: dict[str, Build] = {
         *_ok_images("--set", "reg.patience=-1"), needles=["reg.patience=-1", ">= 0"]
     ),
     "unknown-model": _flags(*_ok_images("--model", "alexnet"), needles=["'alexnet'", "resnet18"]),
+    # reg knobs are checked against the task's when the config is built (archlab.task_configs)
+    "sales-augment": _flags(
+        *_train_set("--task", "sales", "reg.augment=banana"),
+        needles=["invalid config value reg.augment='banana' for task sales; valid: none"],
+    ),
+    "text-augment": _flags(
+        *_train_set("--task", "text", "reg.augment=flip"),
+        needles=["invalid config value reg.augment='flip' for task text; valid: none"],
+    ),
+    "images-augment": _flags(
+        *_ok_images("--set", "reg.augment=banana"),
+        needles=["reg.augment='banana' for task images; valid: none, flip, translate, study"],
+    ),
+    "sales-label-smoothing": _flags(
+        *_train_set("--preset", "sales-rnn", "reg.label_smoothing=0.1"),
+        needles=[
+            "reg.label_smoothing=0.1 is not used by task sales; it uses reg.dropout, "
+            "reg.weight_decay, reg.l2_mode, reg.early_stop, reg.patience, reg.min_delta"
+        ],
+    ),
     "unknown-task": _flags("train", "--task", "audio", "--out", "out", needles=["'audio'"]),
     "unknown-preset": _flags(
         "train", "--preset", "images-alexnet", "--out", "out", needles=["'images-alexnet'"]
@@ -812,7 +836,7 @@ def test_npz_class_names_stay_inside_the_output_dir(tmp_path: Path, capsys) -> N
 def test_series_keys_are_only_plot_labels(tmp_path: Path) -> None:
     import pandas as pd
 
-    from archlab.tasks.forecast import _series_plot
+    from archlab.tasks.sales_naive import series_plot as _series_plot
 
     run_dir = tmp_path / "deep" / "run"
     run_dir.mkdir(parents=True)

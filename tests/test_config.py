@@ -74,3 +74,92 @@ def test_split_seed_defaults_to_the_seed_and_round_trips(cfg: RunConfig) -> None
     fixed = apply_overrides(cfg, ["seed=4", "split_seed=9"])
     assert fixed.data_seed == 9 and fixed.seed == 4
     assert RunConfig.from_yaml(fixed.to_yaml()) == fixed
+
+
+# --- what each task's reg section may set (archlab.task_configs.TASK_CONFIGS) ---
+def test_task_configs_name_the_tasks_reg_fields_and_augmentations() -> None:
+    from dataclasses import fields
+
+    from archlab.config import RegConfig
+    from archlab.data.augment import AUGMENTATIONS
+    from archlab.task_configs import IMAGE_AUGMENTS, TASK_CONFIGS
+    from archlab.tasks import TASKS
+
+    assert set(TASK_CONFIGS) == set(TASKS)
+    assert tuple(AUGMENTATIONS) == IMAGE_AUGMENTS  # declared torch-free, kept in step
+    reg_fields = [f.name for f in fields(RegConfig)]
+    assert list(TASK_CONFIGS["images"].reg_knobs) == reg_fields  # images read every knob
+    assert TASK_CONFIGS["images"].augments == IMAGE_AUGMENTS
+    for spec in TASK_CONFIGS.values():
+        # in RegConfig's order, so the error message lists them as `--set` users see them
+        assert list(spec.reg_knobs) == [k for k in reg_fields if k in spec.reg_knobs]
+        assert "none" in spec.augments and ("augment" in spec.reg_knobs) == (
+            spec.augments != ("none",)
+        )
+    assert "label_smoothing" not in TASK_CONFIGS["sales"].reg_knobs  # its losses have no classes
+
+
+@pytest.mark.parametrize(
+    ("preset", "override", "needle"),
+    [
+        ("sales-rnn", "reg.augment=banana", "reg.augment='banana' for task sales; valid: none"),
+        ("text-bilstm", "reg.augment=flip", "reg.augment='flip' for task text; valid: none"),
+        ("images-vgg13", "reg.augment=warp", "valid: none, flip, translate, study, crop"),
+        (
+            "sales-gru",
+            "reg.label_smoothing=0.1",
+            "reg.label_smoothing=0.1 is not used by task sales",
+        ),
+    ],
+)
+def test_reg_knobs_a_task_ignores_are_refused(preset: str, override: str, needle: str) -> None:
+    with pytest.raises(ArchlabError) as e:
+        apply_overrides(PRESETS[preset], [override])
+    assert needle in str(e.value)
+
+
+def test_reg_knobs_are_checked_in_every_way_a_config_is_built() -> None:
+    from dataclasses import replace
+
+    from archlab.config import RegConfig
+    from archlab.task_configs import SalesDataConfig, SalesModelConfig
+
+    sales = PRESETS["sales-rnn"]
+    bad_yaml = sales.to_yaml().replace("label_smoothing: 0.0", "label_smoothing: 0.2")
+    with pytest.raises(ArchlabError, match=r"reg\.label_smoothing=0\.2 is not used by task sales"):
+        RunConfig.from_yaml(bad_yaml)
+    with pytest.raises(ArchlabError, match=r"reg\.augment='flip' for task sales"):
+        replace(sales, reg=RegConfig(augment="flip"))
+    with pytest.raises(ArchlabError, match=r"reg\.augment='crop' for task sales"):
+        RunConfig("sales", SalesDataConfig(), SalesModelConfig(), reg=RegConfig(augment="crop"))
+    with pytest.raises(ArchlabError, match="unknown task 'audio'; valid: images, sales, text"):
+        RunConfig("audio", SalesDataConfig(), SalesModelConfig())
+    # knobs the task reads stay free; a knob at its default is fine for every task
+    assert apply_overrides(sales, ["reg.dropout=0.2", "reg.l2_mode=penalty"]).reg.dropout == 0.2
+    assert apply_overrides(sales, ["reg.label_smoothing=0", "reg.augment=none"]) == sales
+
+
+def test_no_preset_technique_or_sweep_space_sets_a_knob_its_task_ignores() -> None:
+    from archlab.ablate import technique_configs
+    from archlab.presets import TECHNIQUES
+    from archlab.sweep import search_space
+
+    for name, cfg in PRESETS.items():
+        assert technique_configs(cfg, list(TECHNIQUES[cfg.task])), name  # each builds, checked
+        assert search_space(None, cfg), name  # the default space's bounds, applied to it
+
+
+def test_the_config_layer_imports_no_task_and_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from archlab.config import RunConfig\n"
+        "from archlab.presets import PRESETS\n"
+        "RunConfig.from_yaml(PRESETS['sales-rnn'].to_yaml())  # was: imported every task\n"
+        "loaded = [m for m in ('torch', 'pandas', 'archlab.tasks') if m in sys.modules]\n"
+        "assert not loaded, loaded"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -15,6 +15,7 @@ from torch import nn
 
 from archlab import runner
 from archlab.cli import main
+from archlab.data.sales_features import feature_layout
 from archlab.explain import images, sales, text
 from archlab.models import MODELS, models_for
 
@@ -196,7 +197,7 @@ def test_class_tokens_rank_by_total_attribution() -> None:
 
 # --- sales ---
 def test_feature_groups_cover_every_input_by_meaning() -> None:
-    names = sales.feature_names(["Temperature", "MarkDown1", "MarkDown1_missing", "CPI"], True)
+    names = feature_layout(["Temperature", "MarkDown1", "MarkDown1_missing", "CPI"], True)
     groups = sales.feature_groups(names, ("MarkDown1",))
     assert sorted(i for c in groups.values() for i in c) == list(range(len(names)))
     assert [names[i] for i in groups["markdowns"]] == ["MarkDown1", "MarkDown1_missing"]

@@ -168,11 +168,11 @@ def test_translate_shifts_pixels_exactly() -> None:
 def test_flip_tta_averages_the_mirror_logits_in_evaluation_only() -> None:
     from archlab.config import apply_overrides
     from archlab.presets import PRESETS
-    from archlab.tasks.image_cls import ImageClassification
+    from archlab.tasks.image_cls import ImageClassification, ImageData
 
     cfg = apply_overrides(PRESETS["images-resnet18-smoke"], ["model.tta=flip"])
-    task = ImageClassification(cfg)
-    data = task.build_data(torch.device("cpu"))
+    data = ImageData(cfg).build(torch.device("cpu"))
+    task = ImageClassification(cfg, data.fitted)
     model = task.build_model()
     x, y = data.test.fetch(torch.arange(8), None)
     model.eval()
@@ -190,16 +190,21 @@ def test_flip_tta_averages_the_mirror_logits_in_evaluation_only() -> None:
 
 
 # --- the user's own layouts: split folders and CSV manifests ---
-def _image_task(path: Path, *sets: str):
+def _image_cfg(path: Path, *sets: str):
     from archlab.config import apply_overrides
     from archlab.presets import PRESETS
-    from archlab.tasks.image_cls import ImageClassification
 
-    cfg = apply_overrides(
+    return apply_overrides(
         PRESETS["images-resnet18-smoke"], [f"data.path={path}", "data.size=8", *sets]
     )
-    task = ImageClassification(cfg)
-    return task, task.build_data(torch.device("cpu"))
+
+
+def _image_task(path: Path, *sets: str):
+    from archlab.tasks.image_cls import ImageClassification, ImageData
+
+    cfg = _image_cfg(path, *sets)
+    data = ImageData(cfg).build(torch.device("cpu"))
+    return ImageClassification(cfg, data.fitted), data
 
 
 CLASSES = {"cat": 10, "dog": 10, "eel": 10}
@@ -218,7 +223,7 @@ def test_split_folders_are_honoured(tmp_path: Path, folders: tuple[str, ...]) ->
     root = tmp_path / "ds"
     for i, (name, n) in enumerate(zip(folders, (10, 3, 4), strict=True)):
         write_image_folder(root / name, dict.fromkeys(CLASSES, n), size=(8, 8), seed=i)
-    task, data = _image_task(root)
+    _, data = _image_task(root)
     info = data.info
     assert info["class_names"] == ["cat", "dog", "eel"]  # not the split folders' names
     assert info["layout"] == "split_folders"
@@ -229,7 +234,7 @@ def test_split_folders_are_honoured(tmp_path: Path, folders: tuple[str, ...]) ->
     }  # fmt: skip
     # The test split is exactly the test folder's images (seed 2 wrote them).
     want = load_image_set(str(root / folders[2]), fmt="folder", size=8, channels=1)
-    np.testing.assert_array_equal(task.test_images.numpy(), want.images)
+    np.testing.assert_array_equal(data.context.test_images.numpy(), want.images)
     assert any("split folders" in n for n in data.notes)
     assert any(f"test 12 ({folders[2]}/)" in n for n in data.notes)
 
@@ -322,14 +327,14 @@ def test_manifest_with_split_column(tmp_path: Path) -> None:
         f"img/{n},{labels[i % 3]},{t}" for i, (n, t) in enumerate(zip(names, tags, strict=True))
     ]
     path = _manifest(tmp_path, "filepath,class,split", rows)
-    task, data = _image_task(path)
+    _, data = _image_task(path)
     assert data.info["layout"] == "manifest"
     assert data.info["class_names"] == ["2", "7", "10"]  # integer labels in numeric order
     assert data.info["split_sizes"] == {"train": 15, "val": 3, "test": 6}
     assert data.info["split_source"]["test"] == "column 'split'"
     assert data.splits["test"] == list(range(18, 24))
     first = np.asarray(Image.open(tmp_path / "img" / names[18]))
-    np.testing.assert_array_equal(task.test_images[0, 0].numpy(), first)
+    np.testing.assert_array_equal(data.context.test_images[0, 0].numpy(), first)
 
 
 def test_kaggle_manifest_ids_without_extension_and_image_root(tmp_path: Path) -> None:
@@ -395,12 +400,12 @@ def test_manifest_class_missing_from_train(tmp_path: Path) -> None:
 
 def test_image_class_weights_and_balanced_accuracy(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path / "f", {"common": 40, "rare": 10}, size=(8, 8))
-    plain, _ = _image_task(root)
+    plain, plain_data = _image_task(root)
     task, data = _image_task(root, "data.class_weights=true")
     n = data.info["class_counts"]["train"]
     want = [sum(n) / (2 * k) for k in n]
     assert data.info["class_weights"] == pytest.approx(want, rel=1e-5)
-    assert plain.weight is None and "class_weights" not in plain.info
+    assert plain.weight is None and "class_weights" not in plain_data.info
     logits = torch.tensor([[2.0, 0.0], [2.0, 0.0]])
     y = torch.tensor([0, 1])
     manual = -(want[0] * logits.log_softmax(1)[0, 0] + want[1] * logits.log_softmax(1)[1, 1])
@@ -428,3 +433,36 @@ def test_cli_run_says_the_layout_first(tmp_path: Path, capsys) -> None:
     assert info["layout"] == "split_folders" and info["class_names"] == ["cat", "dog"]
     m = json.loads((Path(out.splitlines()[-1]) / "metrics.json").read_text())
     assert 0 <= m["test_balanced_accuracy"] <= 1
+
+
+def test_a_run_without_fitted_json_still_restores_from_data_json(tmp_path: Path) -> None:
+    # Runs written before fitted.json existed held the same facts in data.json, the class
+    # weights rounded there: eval recomputes them from the training split, as it did then.
+    from archlab import runner
+    from archlab.cli import main
+    from archlab.tasks.image_cls import ImageData
+
+    root = write_image_folder(tmp_path / "f", {"common": 30, "rare": 10}, size=(8, 8))
+    cfg = _image_cfg(root, "data.class_weights=true", "train.epochs=1", "train.threads=1",
+                     "train.max_steps_per_epoch=2", "train.progress=off")  # fmt: skip
+    run_dir = runner.train(cfg, tmp_path / "runs")
+    saved = json.loads((run_dir / "fitted.json").read_text())
+    image = str(next((root / "rare").iterdir()))
+    want = runner.restore_task(run_dir)
+    before = want[1].predict(want[2], [image])
+    (run_dir / "fitted.json").unlink()
+    fitted = ImageData(cfg).restore(run_dir)
+    assert list(fitted.class_names) == saved["class_names"] == ["common", "rare"]
+    assert (fitted.channels, fitted.size, fitted.pixel_stats) == (
+        saved["channels"], saved["size"], saved["pixel_stats"]
+    )  # fmt: skip
+    rebuilt = ImageData(cfg).build(torch.device("cpu"), fitted).fitted
+    assert list(rebuilt.class_weights) == saved["class_weights"]  # exact, not data.json's 6 places
+    _, task, model = runner.restore_task(run_dir)
+    assert task.predict(model, [image]) == before
+    m = json.loads((run_dir / "metrics.json").read_text())
+    e = runner.evaluate(run_dir)
+    assert e["test_loss"] == pytest.approx(m["test_loss"], rel=1e-6, abs=0)
+    assert e["test_accuracy"] == m["test_accuracy"]
+    (run_dir / "data.json").unlink()
+    assert main(["predict", str(run_dir), image]) == 2  # one line naming the missing files

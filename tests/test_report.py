@@ -15,8 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from archlab import rundir
-from archlab.report import eda_sales, plots
+from archlab import plots, rundir
+from archlab.plots import eda_sales
 from archlab.report.mathmd import to_html
 from archlab.report.report import THEORY_DOC, Block, render_html, run_table, with_live_outputs
 

@@ -145,8 +145,8 @@ def test_interrupted_reproduce_redoes_only_unfinished_runs(
 
 
 def test_long_profile_trains_the_long_presets() -> None:
-    from archlab.presets import PRESETS
-    from archlab.reproduce import LONG, profile_config
+    from archlab.presets import LONG, PRESETS
+    from archlab.reproduce import profile_config
 
     exps = {f"{e.part}/{e.key}": e for e in EXPERIMENTS}
     assert set(LONG) <= set(exps)

@@ -14,13 +14,16 @@ import torch
 
 from archlab import runner
 from archlab.ablate import run_ablation
-from archlab.config import apply_overrides
-from archlab.data import sales
+from archlab.config import RunConfig, apply_overrides
+from archlab.data import sales, sales_csv
+from archlab.data.sales_features import SalesFeaturizer, gather_windows
 from archlab.errors import ArchlabError
 from archlab.metrics import wmae
 from archlab.models import MODELS
 from archlab.presets import PRESETS
-from archlab.tasks.forecast import SalesDataConfig, SalesForecast, gather_windows
+from archlab.task_configs import SalesDataConfig
+from archlab.tasks import TASKS, DataBundle
+from archlab.tasks.forecast import ForecastFitted, SalesForecast
 from tests.conftest import DATA_DIR, needs_shared
 
 WALMART = DATA_DIR / "walmart"
@@ -68,6 +71,20 @@ def write_panel(
 
 def small_cfg(root: Path, **kw: object) -> SalesDataConfig:
     return SalesDataConfig(path=str(root), test_steps=8, val_steps=4, **kw)
+
+
+def build(cfg: RunConfig) -> DataBundle:
+    """The bundle a run trains on: TASKS["sales"] picks the framing's data from the config."""
+    return TASKS["sales"].data(cfg).build(torch.device("cpu"))
+
+
+def featurizer(window: int = 8, **kw: object) -> SalesFeaturizer:
+    """A featurizer of two series (store 1, depts 1 and 2) fitted by hand."""
+    fields = dict(series_keys=("Store", "Dept"), series=((1, 1), (1, 2)), offset=(0.0, 0.0),
+                  scale=(1.0, 1.0), key_vocab=((1,), (1, 2)), covariates=(), cov_mean=(),
+                  cov_std=(), step_days=7, holiday_dates=(), season=52, window=window,
+                  residual="mean")  # fmt: skip
+    return SalesFeaturizer(**{**fields, **kw})
 
 
 @pytest.fixture
@@ -148,8 +165,7 @@ def test_short_series_are_dropped_and_counted(panel_dir: Path) -> None:
     extra = df[(df.Store == 1) & (df.Dept == 1)].tail(5).assign(Dept=99)  # test weeks only
     pd.concat([df, extra]).to_csv(panel_dir / "train.csv", index=False)
     cfg = replace(PRESETS["sales-rnn"], data=small_cfg(panel_dir, require_lags=(1,)))
-    task = SalesForecast(cfg)
-    data = task.build_data(torch.device("cpu"))
+    data = build(cfg)
     assert data.info["dropped_series_no_training_steps"] == 1
     assert data.info["dropped_rows_no_training_steps"] == 5
 
@@ -157,7 +173,7 @@ def test_short_series_are_dropped_and_counted(panel_dir: Path) -> None:
 def test_every_series_too_short_is_an_error(panel_dir: Path) -> None:
     cfg = replace(PRESETS["sales-rnn"], data=small_cfg(panel_dir, require_lags=(200,)))
     with pytest.raises(ArchlabError, match=r"no sample left.*required lags \[200\]"):
-        SalesForecast(cfg).build_data(torch.device("cpu"))
+        build(cfg)
 
 
 def test_bad_config_values() -> None:
@@ -170,44 +186,50 @@ def test_bad_config_values() -> None:
 # --- windows, split, scalers ---
 def test_windows_match_a_slow_reference() -> None:
     rng = np.random.default_rng(0)
-    steps = rng.normal(size=(3, 12, 2))
+    feat = featurizer(window=3, covariates=("CPI", "Size"), cov_mean=(0.0, 0.0),
+                      cov_std=(1.0, None), events=("2010-04-04",))  # fmt: skip
+    names = feat.feature_names
+    steps = rng.normal(size=(3, 12, len(names))).astype(np.float32)
     s = np.array([0, 1, 2, 2, 0])
     t = np.array([0, 5, 11, 2, 7])
-    fast = sales.windows(steps, s, t, 4)
+    fast = feat.windows(*map(torch.from_numpy, (steps, s, t)), feat.offsets()).numpy()
     for n in range(len(s)):
         for k in range(4):
             tt = t[n] - 3 + k
-            expect = steps[s[n], tt] if tt >= 0 else np.zeros(2)
+            expect = steps[s[n], tt].copy() if tt >= 0 else np.zeros(len(names), np.float32)
+            if k == 3:  # the target step: its own sales unknown, flagged as the target
+                expect[[names.index(c) for c in ("sales", "observed", "group_sales")]] = 0
+                expect[names.index("target_step")] = 1
             np.testing.assert_array_equal(fast[n, k], expect)
 
 
 def test_task_windows_hold_lags_and_mask_the_target(panel_dir: Path) -> None:
     cfg = replace(PRESETS["sales-rnn"], data=small_cfg(panel_dir, window=3))
-    task = SalesForecast(cfg)
-    data = task.build_data(torch.device("cpu"))
+    data = build(cfg)
+    names = data.fitted.featurizer.feature_names
     x, _, _, y = data.test.fetch(torch.arange(len(data.test)), None)
     df = sales.load_sales(small_cfg(panel_dir))
     key = df.Store * 100 + df.Dept
     tr = df[df.Date < df.Date.unique()[-12]]
     mean, std = tr.groupby(key).Weekly_Sales.mean(), tr.groupby(key).Weekly_Sales.std(ddof=0)
     # Slow reference for the first test sample: scaled sales of the 3 previous weeks.
-    rows = task.test_rows
+    rows = data.context.test_rows
     s, d, date = int(rows.Store[0]), int(rows.Dept[0]), rows.Date[0]
     series = df[(df.Store == s) & (df.Dept == d)].set_index("Date").Weekly_Sales
     k = s * 100 + d
     for j, lag in enumerate((3, 2, 1)):
         expect = (series[date - pd.Timedelta(weeks=lag)] - mean[k]) / std[k]
-        assert x[0, j, 0].item() == pytest.approx(expect, rel=1e-4)
-    assert x[0, -1, 0] == 0 and x[0, -1, sales.TARGET_FLAG] == 1  # the target stays unknown
+        assert x[0, j, names.index("sales")].item() == pytest.approx(expect, rel=1e-4)
+    # The target stays unknown.
+    assert x[0, -1, names.index("sales")] == 0 and x[0, -1, names.index("target_step")] == 1
     last_year = (series[date - pd.Timedelta(weeks=52)] - mean[k]) / std[k]
-    assert x[0, -1, 2].item() == pytest.approx(last_year, rel=1e-4)
+    assert x[0, -1, names.index("sales_last_year")].item() == pytest.approx(last_year, rel=1e-4)
     assert y[0, 0].item() == pytest.approx((series[date] - mean[k]) / std[k], rel=1e-4)
 
 
 def test_time_split_has_no_leakage(panel_dir: Path) -> None:
     cfg = replace(PRESETS["sales-rnn"], data=small_cfg(panel_dir))
-    task = SalesForecast(cfg)
-    data = task.build_data(torch.device("cpu"))
+    data = build(cfg)
     df = sales.load_sales(small_cfg(panel_dir))
     dates = {k: df.Date.iloc[v] for k, v in data.splits.items()}
     assert dates["train"].max() < dates["val"].min() <= dates["val"].max() < dates["test"].min()
@@ -216,10 +238,9 @@ def test_time_split_has_no_leakage(panel_dir: Path) -> None:
     df2 = pd.read_csv(panel_dir / "train.csv")
     df2.loc[df2.Date == df2.Date.max(), "Weekly_Sales"] *= 100
     df2.to_csv(panel_dir / "train.csv", index=False)
-    task2 = SalesForecast(cfg)
-    task2.build_data(torch.device("cpu"))
-    assert task2.state["offset"] == task.state["offset"]
-    assert task2.state["scale"] == task.state["scale"]
+    data2 = build(cfg)
+    assert data2.fitted.featurizer.offset == data.fitted.featurizer.offset
+    assert data2.fitted.featurizer.scale == data.fitted.featurizer.scale
 
 
 def test_series_scalers_ignore_later_steps() -> None:
@@ -266,9 +287,9 @@ def test_event_flags_mark_the_step_holding_the_date() -> None:
 def test_events_add_a_flag_and_last_years_flag(panel_dir: Path) -> None:
     def steps(**kw: object) -> tuple[np.ndarray, dict]:
         cfg = replace(PRESETS["sales-rnn"], data=small_cfg(panel_dir, **kw))
-        task = SalesForecast(cfg)
-        x, *_ = task.build_data(torch.device("cpu")).train.fetch(torch.arange(5), None)
-        return x.numpy(), task.info
+        data = build(cfg)
+        x, *_ = data.train.fetch(torch.arange(5), None)
+        return x.numpy(), data.info
 
     plain, _ = steps()
     with_ev, info = steps(events=("2010-04-04", "2011-04-24"))
@@ -288,8 +309,7 @@ def test_wmae_matches_a_hand_computation() -> None:
 
 def test_task_metrics_on_the_sales_scale() -> None:
     cfg = PRESETS["sales-rnn"]
-    task = SalesForecast(cfg)
-    task.global_mean, task.global_std = 0.0, 10.0
+    task = SalesForecast(cfg, ForecastFitted(featurizer(), global_mean=0.0, global_std=10.0))
     targets = torch.tensor([[1.0, 10.0, 5.0, 0.0], [0.0, 2.0, 1.0, 1.0]])
     out = torch.tensor([1.5, -1.0])  # sales 20 vs 15, and -1 vs 1 (holiday)
     m = task.metrics(out, targets)
@@ -331,8 +351,8 @@ def test_train_predict_and_baselines(panel_dir: Path, tmp_path: Path, events: st
         assert m[f"baseline_last_week_{k}"] == m[f"baseline_last_step_{k}"]
     for f in ("actual_vs_forecast.png", "residuals.png", "learning_curves.png"):
         assert (run_dir / "plots" / f).stat().st_size > 0
-    state = json.loads((run_dir / "sales_state.json").read_text())
-    assert "offset" in state
+    fitted = json.loads((run_dir / "fitted.json").read_text())
+    assert fitted["kind"] == "sales-forecast" and "offset" in fitted["featurizer"]
     _, task, model = runner.restore_task(run_dir)
     hist = pd.read_csv(panel_dir / "train.csv")
     hist = hist[hist.Store == 2]
@@ -370,11 +390,10 @@ def test_ablation_two_techniques(panel_dir: Path, tmp_path: Path) -> None:
 @needs_shared(WALMART)
 def test_real_baselines_match_the_issue() -> None:
     cfg = replace(PRESETS["sales-rnn"], data=SalesDataConfig(path=str(WALMART)))
-    task = SalesForecast(cfg)
-    data = task.build_data(torch.device("cpu"))
+    data = build(cfg)
     assert data.info["split_first_date"]["test"] == "2012-02-03"
     assert data.info["split_last_date"]["test"] == "2012-10-26"
-    own = task.own_row_baselines
+    own = data.context.own_row_baselines
     assert round(own["baseline_last_step_wmae_own_rows"]) == 1758
     assert own["baseline_last_week_wmae_own_rows"] == own["baseline_last_step_wmae_own_rows"]
     assert round(own["baseline_seasonal_naive_wmae_own_rows"]) == 1842
@@ -410,9 +429,8 @@ def test_single_file_gives_the_folders_data(panel_dir: Path, tmp_path: Path) -> 
     df.to_csv(bare / "train.csv", index=False)
     by_hand = ["data.features_file=", "data.stores_file=", "data.covariates=",
                "data.holiday_column="]  # fmt: skip
-    task_a = SalesForecast(apply_overrides(_smoke(bare, "sales-rnn"), by_hand))
-    task_b = SalesForecast(_smoke(bare / "train.csv", "sales-rnn"))
-    a, b = task_a.build_data(torch.device("cpu")), task_b.build_data(torch.device("cpu"))
+    a = build(apply_overrides(_smoke(bare, "sales-rnn"), by_hand))
+    b = build(_smoke(bare / "train.csv", "sales-rnn"))
     _same_data(a, b)
     assert a.info["input"] == "folder" and b.info["input"] == "file"
     assert b.info["resolved_config"]["features_file"] == ""
@@ -445,8 +463,8 @@ def test_explicit_tables_and_columns_must_exist(panel_dir: Path) -> None:
 )
 def test_date_format_is_inferred(fmt: str, values: list) -> None:
     df = pd.DataFrame({"d": values})
-    assert sales.infer_date_format(df, "d", Path("x.csv")) == fmt
-    assert sales.parse_dates(df, "d", "auto", Path("x.csv")) == fmt
+    assert sales_csv.infer_date_format(df, "d", Path("x.csv")) == fmt
+    assert sales_csv.parse_dates(df, "d", "auto", Path("x.csv")) == fmt
     assert df.d.tolist() == [pd.Timestamp("2015-01-02"), pd.Timestamp("2015-01-13")]
 
 
@@ -457,7 +475,7 @@ def test_ambiguous_day_month_order_is_refused() -> None:
         match=r"x.csv: dates in column 'date' read both as "
         r"'%d/%m/%Y' and '%m/%d/%Y' \(e.g. '02/01/2015'.*data.date_format=%d/%m/%Y",
     ):
-        sales.infer_date_format(df, "date", Path("x.csv"))  # fmt: skip
+        sales_csv.infer_date_format(df, "date", Path("x.csv"))  # fmt: skip
 
 
 def write_daily_panel(path: Path, stores: int = 3, days: int = 120) -> Path:

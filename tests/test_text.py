@@ -22,13 +22,15 @@ from archlab.errors import ArchlabError
 from archlab.models import MODELS
 from archlab.presets import PRESETS
 from archlab.report.summary import model_summary
+from archlab.tasks.base import DataBundle
 from archlab.tasks.text_cls import (
     TextClassification,
+    TextContext,
+    TextData,
     TextDataConfig,
     TextModelConfig,
-    cross_fitted_probs,
-    tfidf_model,
 )
+from archlab.tasks.tfidf import cross_fitted_probs, tfidf_model
 from archlab.utils import sha256_file
 from tests.conftest import DATA_DIR, needs_shared
 
@@ -65,10 +67,10 @@ def text_cfg(path: Path, *sets: str) -> RunConfig:
     return apply_overrides(cfg, list(sets))
 
 
-def built(cfg: RunConfig) -> tuple[TextClassification, dict]:
-    task = TextClassification(cfg)
-    data = task.build_data(torch.device("cpu"))
-    return task, data.info
+def built(cfg: RunConfig) -> tuple[DataBundle, dict]:
+    """The data as a training run builds it (fitting the tokenizer), and its data.json."""
+    data = TextData(cfg).build(torch.device("cpu"))
+    return data, data.info
 
 
 @pytest.fixture
@@ -94,17 +96,17 @@ def test_repeated_texts_are_merged_and_counted(tweets: Path) -> None:
     assert drop.counts["texts_dropped_for_conflicting_labels"] == 1
 
 
-def _assert_disjoint(task: TextClassification) -> None:
-    keys = {k: {" ".join(clean_tokens(task.texts[i])) for i in v} for k, v in task.split.items()}
+def _assert_disjoint(ctx: TextContext) -> None:
+    keys = {k: {" ".join(clean_tokens(ctx.texts[i])) for i in v} for k, v in ctx.split.items()}
     assert not keys["train"] & keys["val"]
     assert not keys["train"] & keys["test"]
     assert not keys["val"] & keys["test"]
-    assert sum(len(v) for v in task.split.values()) == len(task.texts)
+    assert sum(len(v) for v in ctx.split.values()) == len(ctx.texts)
 
 
 def test_no_text_in_two_splits(tweets: Path) -> None:
-    task, info = built(text_cfg(tweets))
-    _assert_disjoint(task)
+    data, info = built(text_cfg(tweets))
+    _assert_disjoint(data.context)
     assert info["rows"]["rows_merged_into_repeated_texts"] == 3
 
 
@@ -114,17 +116,18 @@ def test_real_slice_split_is_grouped_and_tokenizer_fits_train_only(tmp_path: Pat
     df = pd.read_csv(TWEETS, nrows=1500)
     path = tmp_path / "slice.csv"
     df.to_csv(path, index=False, quoting=csv.QUOTE_NONNUMERIC)
-    task, info = built(text_cfg(path, "data.subset=0", "data.min_frequency=1"))
-    _assert_disjoint(task)
+    data, info = built(text_cfg(path, "data.subset=0", "data.min_frequency=1"))
+    ctx = data.context
+    _assert_disjoint(ctx)
     assert info["rows"]["rows_read"] == 1500
-    assert task.tokenizer is not None
-    vocab = set(task.tokenizer.get_vocab())
-    train_tokens = {t for i in task.split["train"] for t in clean_tokens(task.texts[i])}
-    other = {t for p in ("val", "test") for i in task.split[p] for t in clean_tokens(task.texts[i])}
+    assert data.fitted.tokenizer is not None
+    vocab = set(data.fitted.tokenizer.get_vocab())
+    train_tokens = {t for i in ctx.split["train"] for t in clean_tokens(ctx.texts[i])}
+    other = {t for p in ("val", "test") for i in ctx.split[p] for t in clean_tokens(ctx.texts[i])}
     assert vocab - {"[PAD]", "[UNK]"} <= train_tokens
     assert other - train_tokens and not (other - train_tokens) & vocab
     # Deterministic: a resumed run rebuilds exactly the same tokenizer.
-    texts = [task.texts[i] for i in task.split["train"]]
+    texts = [ctx.texts[i] for i in ctx.split["train"]]
     assert train_tokenizer(texts).to_str() == train_tokenizer(texts).to_str()
 
 
@@ -204,7 +207,7 @@ def test_smoke_run_predict_matches_in_run_evaluation(tweets: Path, tmp_path: Pat
     saved = pd.read_csv(run_dir / "test_predictions.csv")
     _, task, model = runner.restore_task(run_dir)
     rows = task.predict(model, saved["text"].tolist())
-    names = task.info["class_names"]
+    names = list(task.fitted.class_names)
     got = np.array([[r[n] for n in names] for r in rows])
     assert np.allclose(got, saved[[f"p_{n}" for n in names]].to_numpy(), atol=1e-5)
     assert m["test_accuracy"] == pytest.approx((saved["true"] == saved["pred"]).mean())
@@ -250,10 +253,12 @@ def test_distill_teacher_probabilities_are_cross_fitted() -> None:
 
 
 def test_distill_loss_is_soft_cross_entropy_and_metrics_use_labels(tweets: Path) -> None:
-    task = TextClassification(text_cfg(tweets, "data.distill=0.6", "data.subset=0"))
-    data = task.build_data(torch.device("cpu"))
+    cfg = text_cfg(tweets, "data.distill=0.6", "data.subset=0")
+    data = TextData(cfg).build(torch.device("cpu"))
+    task = TextClassification(cfg, data.fitted)
     _, _, targets = data.train.fetch(torch.arange(8), None)
-    labels = torch.from_numpy(task.labels[task.split["train"][:8]])
+    ctx = data.context
+    labels = torch.from_numpy(ctx.labels[ctx.split["train"][:8]])
     assert targets.shape == (8, 4) and torch.equal(targets[:, 0].long(), labels)
     soft = targets[:, 1:]
     assert torch.allclose(soft.sum(1), torch.ones(8))
@@ -264,13 +269,27 @@ def test_distill_loss_is_soft_cross_entropy_and_metrics_use_labels(tweets: Path)
     assert task.metrics(logits, targets)["accuracy"] == pytest.approx(
         (logits.argmax(1) == labels).float().mean().item()
     )
-    assert 0 <= task.teacher["baseline_tfidf_crossfit_train_accuracy"] <= 1
+    assert 0 <= ctx.teacher["baseline_tfidf_crossfit_train_accuracy"] <= 1
 
 
-def test_distill_run_reports_teacher(tweets: Path, tmp_path: Path) -> None:
+def test_distill_run_reports_teacher(
+    tweets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = text_cfg(tweets, "data.distill=0.5", "train.epochs=1", "train.max_steps_per_epoch=0")
-    m = json.loads((runner.train(cfg, tmp_path / "runs") / "metrics.json").read_text())
+    run_dir = runner.train(cfg, tmp_path / "runs")
+    m = json.loads((run_dir / "metrics.json").read_text())
     assert 0 <= m["baseline_tfidf_crossfit_train_accuracy"] <= 1 and 0 <= m["test_accuracy"] <= 1
+
+    # The teacher exists for training only: eval and predict of the run never fit it.
+    def no_teacher(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the distillation teacher was fitted outside training")
+
+    monkeypatch.setattr("archlab.tasks.text_cls.distill_targets", no_teacher)
+    assert runner.evaluate(run_dir)["test_accuracy"] == pytest.approx(m["test_accuracy"])
+    _, task, model = runner.restore_task(run_dir)
+    assert len(task.predict(model, ["thanks, great flight"])) == 1
+    data = TextData(cfg).build(torch.device("cpu"), TextData(cfg).restore(run_dir))
+    assert data.context.teacher == {} and data.train.fetch(torch.arange(4), None)[2].dim() == 1
 
 
 def test_distill_config_is_validated() -> None:
@@ -417,3 +436,34 @@ def test_vector_options_are_validated() -> None:
         TextModelConfig(freeze_epochs=-1)
     with pytest.raises(ArchlabError, match=r"data\.embeddings_words=-2"):
         TextDataConfig(embeddings_words=-2)
+
+
+def test_a_run_without_fitted_json_restores_from_data_and_tokenizer_json(
+    tweets: Path, tmp_path: Path
+) -> None:
+    # Runs written before fitted.json existed held their classes in data.json and their
+    # tokenizer in tokenizer.json; their class weights are recomputed from the training split.
+    cfg = text_cfg(tweets, "data.subset=0", "data.class_weights=true", "train.epochs=1",
+                   "train.max_steps_per_epoch=2", "train.threads=1")  # fmt: skip
+    run_dir = runner.train(cfg, tmp_path / "runs")
+    saved = json.loads((run_dir / "fitted.json").read_text())
+    texts = ["thanks, great flight", "my bag was lost, awful"]
+    _, task, model = runner.restore_task(run_dir)
+    before = task.predict(model, texts)
+    (run_dir / "fitted.json").unlink()
+    fitted = TextData(cfg).restore(run_dir)
+    assert list(fitted.class_names) == saved["class_names"]
+    assert (
+        fitted.tokenizer.to_str() == Tokenizer.from_file(str(run_dir / "tokenizer.json")).to_str()
+    )
+    assert json.loads(fitted.tokenizer.to_str()) == saved["tokenizer"]
+    rebuilt = TextData(cfg).build(torch.device("cpu"), fitted).fitted
+    assert list(rebuilt.class_weights) == saved["class_weights"]
+    _, task, model = runner.restore_task(run_dir)
+    assert task.predict(model, texts) == before
+    m = json.loads((run_dir / "metrics.json").read_text())
+    e = runner.evaluate(run_dir)
+    assert e["test_loss"] == pytest.approx(m["test_loss"], rel=1e-6, abs=0)
+    (run_dir / "tokenizer.json").unlink()
+    with pytest.raises(ArchlabError, match=r"no tokenizer\.json"):
+        runner.restore_task(run_dir)

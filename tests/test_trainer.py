@@ -17,8 +17,8 @@ from archlab import rundir, runner
 from archlab.config import OptimConfig, RegConfig, TrainConfig, apply_overrides
 from archlab.errors import NonFiniteLossError
 from archlab.presets import PRESETS
-from archlab.tasks.base import Batches, DataBundle
 from archlab.train.callbacks import BestWeights, Callback, Checkpoint
+from archlab.train.protocol import Batches, Splits
 from archlab.train.trainer import Trainer
 
 
@@ -36,16 +36,14 @@ class ToyTask:
         self.nan_after_steps = nan_after_steps
         self.steps = 0
 
-    def build_data(self, device: torch.device) -> DataBundle:
+    def build_data(self, device: torch.device) -> Splits:
         yv = 1 - self.y if self.flip_val else self.y
 
         def fetch(y: torch.Tensor):
             return lambda i, g: (self.x[i], y[i])
 
         n = len(self.y)
-        return DataBundle(
-            Batches(n, fetch(self.y)), Batches(n, fetch(yv)), Batches(n, fetch(self.y))
-        )
+        return Splits(Batches(n, fetch(self.y)), Batches(n, fetch(yv)), Batches(n, fetch(self.y)))
 
     def build_model(self) -> nn.Module:
         torch.manual_seed(0)
@@ -88,7 +86,7 @@ def test_overfits_one_small_batch_with_a_registered_model() -> None:
     class One(ToyTask):
         def build_data(self, device):
             b = Batches(16, lambda i, g: (x[i], y[i]))
-            return DataBundle(b, b, b)
+            return Splits(b, b, b)
 
     task = One()
     trainer = _trainer(40, 1e-3)

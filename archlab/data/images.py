@@ -1,5 +1,7 @@
-"""Image loading: class-folder trees (optionally under train/val/test folders), CSV manifests,
-.npz arrays and scikit-learn's bundled digits.
+"""Image loading: load_image_set (the one entry point), .npz arrays, digits, channels and size.
+
+Folders of class sub-folders, optionally under train/val/test folders, are read by
+image_folders.py, CSV manifests by image_manifest.py, and both decode files in image_set.py.
 
 Everything is decoded once into one uint8 array (N, C, H, W); splitting and batching work on
 indices into it, so no image is decoded twice and no per-sample Python runs while training.
@@ -8,66 +10,18 @@ indices into it, so no image is decoded twice and no per-sample Python runs whil
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
 
+from archlab.data.image_folders import load_folder, split_folders
+from archlab.data.image_manifest import Manifest, load_manifest
+from archlab.data.image_set import IMAGE_EXTENSIONS, ImageSet
 from archlab.errors import ArchlabError
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 NPZ_KEYS = ("images", "labels")
-# Split folder and manifest split names (lower-cased) -> archlab's split. Keras' and torchvision's
-# examples and most public sets use train/ + val/ (or valid/, validation/) + test/.
-SPLIT_NAMES = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "dev": "val",
-    "test": "test",
-    "testing": "test",
-}
-SPLIT_FOLDERS = ("train", "val", "valid", "validation", "test")
-# Manifest columns tried in order when data.path_column / data.label_column are empty.
-PATH_COLUMNS = ("path", "filepath", "file_path", "image_path", "filename", "file", "image",
-                "img", "image_id", "id")  # fmt: skip
-LABEL_COLUMNS = ("label", "labels", "class", "class_name", "category", "target", "y")
-SPLIT_COLUMNS = ("split", "subset", "set")  # not "fold": cross-validation folds are no split
-
-
-@dataclass
-class ImageSet:
-    """Decoded images with labels; ``provided_split`` holds the data's own split tags."""
-
-    images: np.ndarray  # uint8, (N, C, H, W)
-    labels: np.ndarray  # int64, (N,)
-    class_names: list[str]
-    source: str
-    provided_split: np.ndarray | None = None
-    skipped: list[str] = field(default_factory=list)  # corrupt files skipped (skip_corrupt=true)
-    ignored: int = 0  # non-image files ignored in class folders
-    layout: str = ""  # class_folders, split_folders, manifest, npz, digits
-    split_origin: dict[str, str] = field(
-        default_factory=dict
-    )  # split -> folder/column it came from
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """Column names of a CSV manifest ('' = detect); ``image_root`` = what paths are relative to."""
-
-    path_column: str = ""
-    label_column: str = ""
-    split_column: str = ""
-    image_root: str = ""  # '' = the manifest's folder
 
 
 def load_image_set(
@@ -111,9 +65,9 @@ def load_image_set(
     elif fmt == "npz":
         s = _load_npz(Path(path))
     elif fmt == "folder":
-        s = _load_folder(Path(path), channels, size, skip_corrupt, layout)
+        s = load_folder(Path(path), channels, size, skip_corrupt, layout)
     elif fmt == "manifest":
-        s = _load_manifest(Path(path), manifest or Manifest(), channels, size, skip_corrupt)
+        s = load_manifest(Path(path), manifest or Manifest(), channels, size, skip_corrupt)
     else:
         raise ArchlabError(
             f"invalid config value data.format={fmt!r}: auto, folder, manifest, npz, digits"
@@ -203,300 +157,6 @@ def _load_npz(path: Path) -> ImageSet:
     )
 
 
-def _class_files(d: Path) -> tuple[list[Path], int]:
-    """Image files anywhere under class folder ``d`` (sorted), and how many others were there."""
-    found = [p for p in sorted(d.rglob("*")) if p.is_file() and not p.name.startswith(".")]
-    imgs = [p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS]
-    return imgs, len(found) - len(imgs)
-
-
-def _subdirs(d: Path) -> list[Path]:
-    return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def split_folders(root: Path, layout: str) -> dict[str, Path]:
-    """archlab split -> folder when ``root`` holds train/val/test folders ({} = class folders)."""
-    if layout == "classes":
-        return {}
-    dirs = _subdirs(root)
-    named = {d: SPLIT_NAMES.get(d.name.lower()) for d in dirs}
-    tagged = {d: sp for d, sp in named.items() if sp and d.name.lower() in SPLIT_FOLDERS}
-    if layout == "auto" and not any(sp == "train" for sp in tagged.values()):
-        if tagged and len(tagged) == len(dirs):  # val/ and test/ but no train/
-            raise ArchlabError(
-                f"{root}: holds split folders ({', '.join(d.name for d in tagged)}) but no "
-                "train/ folder; the training split needs root/train/<class>/..."
-            )
-        return {}
-    if not any(sp == "train" for sp in tagged.values()):
-        raise ArchlabError(
-            f"{root}: data.layout=split but there is no train/ folder "
-            "(expected root/train/<class>/..., optionally val/ and test/ beside it)"
-        )
-    other = [d.name for d in dirs if d not in tagged]
-    if other:
-        raise ArchlabError(
-            f"{root}: split folders ({', '.join(d.name for d in tagged)}) beside other folders "
-            f"{other}; move those out, or set data.layout=classes to read every folder as a class"
-        )
-    out: dict[str, Path] = {}
-    for d, sp in tagged.items():
-        if sp in out:
-            raise ArchlabError(
-                f"{root}: both {out[sp].name}/ and {d.name}/ name the {sp} split; keep one"
-            )
-        out[sp] = d
-    for sp, d in out.items():
-        loose = [
-            p.name for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-        ]
-        if loose:
-            raise ArchlabError(
-                f"{d}: holds images ({loose[0]}, ...) outside class folders; a labelled {sp} "
-                f"split needs {d.name}/<class>/<image> (move unlabelled images out)"
-            )
-    return out
-
-
-def _load_folder(
-    root: Path, channels: int, size: int, skip_corrupt: bool, layout: str = "auto"
-) -> ImageSet:
-    splits = split_folders(root, layout)
-    if splits:
-        return _load_split_folders(root, splits, channels, size, skip_corrupt)
-    class_dirs = _subdirs(root)
-    if not class_dirs:
-        raise ArchlabError(f"{root}: no class sub-folders found (expected root/<class>/<image>)")
-    files: list[tuple[Path, int]] = []
-    ignored = 0
-    for label, d in enumerate(class_dirs):
-        imgs, n_other = _class_files(d)
-        ignored += n_other
-        if not imgs:
-            raise ArchlabError(
-                f"{d}: class folder has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
-            )
-        files += [(p, label) for p in imgs]
-    images, labels, skipped, _ = _decode(root, files, channels, size, skip_corrupt)
-    return ImageSet(
-        images=images,
-        labels=labels,
-        class_names=[d.name for d in class_dirs],
-        source=str(root),
-        skipped=skipped,
-        ignored=ignored,
-        layout="class_folders",
-    )
-
-
-def _load_split_folders(
-    root: Path, splits: dict[str, Path], channels: int, size: int, skip_corrupt: bool
-) -> ImageSet:
-    """``root/<split>/<class>/...``: classes are the union of every split's class folders."""
-    per_split = {sp: {d.name: d for d in _subdirs(folder)} for sp, folder in splits.items()}
-    if not per_split["train"]:
-        raise ArchlabError(
-            f"{splits['train']}: no class sub-folders found (expected train/<class>/<image>)"
-        )
-    names = sorted({n for classes in per_split.values() for n in classes})
-    files: list[tuple[Path, int]] = []
-    tags: list[str] = []
-    ignored = 0
-    have: dict[str, set[str]] = {sp: set() for sp in splits}
-    for sp, classes in per_split.items():
-        for n, d in classes.items():
-            imgs, n_other = _class_files(d)
-            ignored += n_other
-            if imgs:
-                have[sp].add(n)
-            files += [(p, names.index(n)) for p in imgs]
-            tags += [sp] * len(imgs)
-    _check_train_has_every_class(root, names, have, "folder")
-    images, labels, skipped, keep = _decode(root, files, channels, size, skip_corrupt)
-    return ImageSet(
-        images=images,
-        labels=labels,
-        class_names=names,
-        source=str(root),
-        provided_split=np.array(tags)[keep],
-        skipped=skipped,
-        ignored=ignored,
-        layout="split_folders",
-        split_origin={sp: f"{d.name}/" for sp, d in splits.items()},
-    )
-
-
-def _check_train_has_every_class(
-    source: Path, names: Sequence[str], have: dict[str, set[str]], kind: str
-) -> None:
-    missing = {n: sp for sp in ("val", "test") for n in sorted(have.get(sp, set()) - have["train"])}
-    if missing:
-        n, sp = next(iter(missing.items()))
-        where = f"{sp}/{n}/ has images but train/{n}/ has none" if kind == "folder" else (
-            f"class {n!r} has {sp} rows but no train row"
-        )  # fmt: skip
-        raise ArchlabError(
-            f"{source}: class {n!r} is missing from the training split ({where}); "
-            f"a model cannot learn it (classes without training images: {sorted(missing)})"
-        )
-    empty = [n for n in names if not any(n in h for h in have.values())]
-    if empty:
-        raise ArchlabError(f"{source}: class(es) {empty} have no images")
-
-
-def _decode(
-    root: Path,
-    files: list[tuple[Path, int]],
-    channels: int,
-    size: int,
-    skip_corrupt: bool,
-) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
-    """Decode (path, label) pairs: (N, C, size, size) uint8, labels, skipped paths, kept rows."""
-    if not size:
-        raise ArchlabError(f"{root}: data.size=0 (keep native) is not supported for folders")
-    mode = "L" if channels == 1 else "RGB"
-
-    def decode(p: Path) -> np.ndarray | None:
-        try:
-            with Image.open(p) as im:
-                im = (
-                    im.convert("RGBA").convert(mode) if im.mode in ("P", "LA") else im.convert(mode)
-                )
-                im = im.resize((size, size), Image.Resampling.BILINEAR)
-                return np.asarray(im, dtype=np.uint8).reshape(size, size, channels)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            if skip_corrupt:
-                return None
-            raise ArchlabError(
-                f"{p}: cannot decode image ({e.__class__.__name__}); remove it or set "
-                "data.skip_corrupt=true to skip unreadable files"
-            ) from None
-
-    with ThreadPoolExecutor(max_workers=4) as pool:  # PIL releases the GIL while decoding
-        decoded = list(pool.map(decode, [p for p, _ in files]))
-    keep = [i for i, a in enumerate(decoded) if a is not None]
-    skipped = [str(files[i][0]) for i, a in enumerate(decoded) if a is None]
-    if not keep:
-        raise ArchlabError(f"{root}: no image could be decoded")
-    images = np.ascontiguousarray(np.stack([decoded[i] for i in keep]).transpose(0, 3, 1, 2))
-    labels = np.array([files[i][1] for i in keep], dtype=np.int64)
-    return images, labels, skipped, np.array(keep)
-
-
-def _pick_column(
-    path: Path, columns: list[str], given: str, candidates: Sequence[str], key: str, what: str
-) -> str:
-    if given:
-        if given not in columns:
-            raise ArchlabError(
-                f"{path}: no {what} column {given!r} (data.{key}); columns are {columns}"
-            )
-        return given
-    lower = {c.lower(): c for c in columns}
-    found = next((lower[c] for c in candidates if c in lower), "")
-    return found
-
-
-def _load_manifest(
-    path: Path, m: Manifest, channels: int, size: int, skip_corrupt: bool
-) -> ImageSet:
-    """A CSV with one row per image: a path (relative to the CSV's folder), a label, a split."""
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except UnicodeDecodeError:
-        raise ArchlabError(
-            f"{path}: cannot decode as UTF-8; re-save the manifest as UTF-8"
-        ) from None
-    except pd.errors.EmptyDataError:
-        raise ArchlabError(f"{path}: the manifest is empty (expected a header and rows)") from None
-    except (pd.errors.ParserError, OSError, EOFError) as e:
-        raise ArchlabError(f"{path}: not a readable CSV file ({e.__class__.__name__})") from None
-    cols = [str(c) for c in df.columns]
-    df.columns = cols
-    pcol = _pick_column(path, cols, m.path_column, PATH_COLUMNS, "path_column", "path")
-    if not pcol:  # no known name: the column whose cells are image file names
-        pcol = next(
-            (c for c in cols if len(df) and df[c].str.lower().str.endswith(
-                tuple(IMAGE_EXTENSIONS)).all()), ""
-        )  # fmt: skip
-    lcol = _pick_column(path, cols, m.label_column, LABEL_COLUMNS, "label_column", "label")
-    scol = (
-        ""
-        if m.split_column.lower() == "none"
-        else _pick_column(path, cols, m.split_column, SPLIT_COLUMNS, "split_column", "split")
-    )
-    if not lcol:  # two columns, one of them the paths: the other one is the label (Kaggle's form)
-        rest = [c for c in cols if c not in (pcol, scol)]
-        lcol = rest[0] if pcol and len(rest) == 1 else ""
-    if not pcol or not lcol:
-        key, what = ("path_column", "image path") if not pcol else ("label_column", "label")
-        raise ArchlabError(
-            f"{path}: cannot tell which column holds the {what}s; columns are {cols}; "
-            f"set data.{key}=<column>"
-        )
-    if df.empty:
-        raise ArchlabError(f"{path}: no rows (only a header line)")
-    base = Path(m.image_root) if m.image_root else path.parent
-    files: list[tuple[Path, int]] = []
-    labels_raw = df[lcol].str.strip()
-    empty = np.flatnonzero((labels_raw == "").to_numpy())
-    if len(empty):
-        raise ArchlabError(f"{path}: empty label in column {lcol!r} at line {empty[0] + 2}")
-    values = sorted(labels_raw.unique(), key=_label_order)
-    index = {v: i for i, v in enumerate(values)}
-    tags = np.full(len(df), "train", dtype=object)
-    if scol:
-        low = df[scol].str.strip().str.lower()
-        bad = np.flatnonzero(~low.isin(list(SPLIT_NAMES)).to_numpy())
-        if len(bad):
-            i = int(bad[0])
-            raise ArchlabError(
-                f"{path}: unknown split value {df[scol].iloc[i]!r} in column {scol!r} at line "
-                f"{i + 2}; use train, val (valid, validation, dev) or test"
-                + ("" if m.split_column else ", or set data.split_column=none to ignore the column")
-            )
-        tags = low.map(SPLIT_NAMES).to_numpy(dtype=object)
-    for i, (rel, lab) in enumerate(zip(df[pcol].str.strip(), labels_raw, strict=True)):
-        p = _find_image(Path(rel) if Path(rel).is_absolute() else base / rel)
-        if not rel or not p.is_file():
-            hint = "" if m.image_root else "; paths are relative to the CSV (data.image_root=DIR)"
-            raise ArchlabError(
-                f"{path}: line {i + 2}: image {rel!r} (column {pcol!r}) not found at {p}{hint}"
-            )
-        files.append((p, index[lab]))
-    have = {sp: set(labels_raw[tags == sp]) for sp in ("train", "val", "test")}
-    if scol:
-        _check_train_has_every_class(path, values, have, "manifest")
-    images, labels, skipped, keep = _decode(path, files, channels, size, skip_corrupt)
-    origin = {sp: f"column {scol!r}" for sp in ("train", "val", "test") if have[sp]}
-    return ImageSet(
-        images=images,
-        labels=labels,
-        class_names=values,
-        source=str(path),
-        provided_split=np.asarray(tags, dtype=str)[keep] if scol else None,
-        skipped=skipped,
-        layout="manifest",
-        split_origin=origin if scol else {},
-    )
-
-
-def _find_image(p: Path) -> Path:
-    """``p``, or ``p`` plus an image extension when the manifest's ids have none (Kaggle's form)."""
-    if p.suffix.lower() in IMAGE_EXTENSIONS or p.is_file():
-        return p
-    found = (p.with_name(p.name + e) for e in (".jpg", ".png", ".jpeg", *sorted(IMAGE_EXTENSIONS)))
-    return next((q for q in found if q.is_file()), p)
-
-
-def _label_order(v: str) -> tuple[int, float | str]:
-    """Integer-like labels in numeric order (2 before 10), then the rest alphabetically."""
-    try:
-        return (0, float(v))
-    except ValueError:
-        return (1, v)
-
-
 def _to_channels(images: np.ndarray, channels: int) -> np.ndarray:
     c = images.shape[1]
     if c == channels:
@@ -531,3 +191,13 @@ def _check_classes(s: ImageSet) -> None:
     empty = [s.class_names[i] for i, c in enumerate(counts) if c == 0]
     if empty:
         raise ArchlabError(f"{s.source}: class(es) {empty} have no images")
+
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageSet",
+    "Manifest",
+    "load_image_set",
+    "resize_uint8",
+    "split_folders",
+]

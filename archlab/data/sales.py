@@ -1,13 +1,13 @@
-"""Retail sales panels: CSV loading and merging, the dense series x time panel, and windows.
+"""Retail sales panels: merging the sales tables and the dense series x time panel.
 
 The merged table (one row per series and date) is turned once into dense arrays indexed by
-(series, time step); windows for a batch are then one fancy-indexing gather, so no Python runs
-per row. Everything here is framing-agnostic; the task decides splits and scaling.
+(series, time step), with the framing-agnostic array tools every framing builds on (scalers,
+lags, group means, calendar flags). Reading single CSVs is in sales_csv.py; the forecast
+framing's inputs (features, windows, baseline) are in sales_features.py.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -16,181 +16,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from archlab.data.sales_csv import (
+    check_join,
+    check_unique,
+    parse_bool,
+    parse_dates,
+    parse_number,
+    read_csv,
+    resolve_file,
+)
 from archlab.errors import ArchlabError
 
 if TYPE_CHECKING:
     from archlab.task_configs import SalesDataConfig
 
 
-# --- reading and merging ---
-def resolve_file(directory: Path, name: str) -> Path:
-    """``directory/name``, or ``name.gz`` beside it when only the compressed file exists."""
-    p = directory / name
-    if not p.exists() and (directory / f"{name}.gz").exists():
-        return directory / f"{name}.gz"
-    if not p.exists():
-        raise ArchlabError(f"{p}: no such file (set data.path to the folder holding it)")
-    return p
-
-
-def read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
-    """Read a CSV (plain or .gz; CR/LF/CRLF line endings) and check its required columns."""
-    if path.suffix != ".gz":
-        with open(path, "rb") as f:
-            if b"\x00" in f.read(4096):
-                raise ArchlabError(f"{path}: not a CSV file (binary content)")
-    try:
-        df = pd.read_csv(path)
-    except UnicodeDecodeError as e:
-        raise ArchlabError(
-            f"{path}: cannot decode as UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
-            "re-save the file as UTF-8"
-        ) from None
-    except pd.errors.EmptyDataError:
-        raise ArchlabError(f"{path}: the file is empty (expected a header line and rows)") from None
-    except (pd.errors.ParserError, OSError, EOFError, zlib.error) as e:  # zlib, EOF: bad .gz
-        raise ArchlabError(f"{path}: not a readable CSV file ({e.__class__.__name__})") from None
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        header = ",".join(map(str, df.columns))
-        hint = next(
-            (f"; the header looks {sep!r}-separated, save the file comma-separated"
-             for sep in (";", "\t", "|") if sep in header),
-            "",
-        )  # fmt: skip
-        raise ArchlabError(
-            f"{path}: missing column(s) {missing}; found columns {list(df.columns)}{hint}"
-        )
-    if df.empty:
-        raise ArchlabError(f"{path}: no data rows (only a header line)")
-    return df
-
-
-def _show(value: object) -> str:
-    """A cell as the user wrote it: 'an empty cell', or the text in quotes (no numpy reprs)."""
-    return "an empty cell" if pd.isna(value) else repr(str(value))
-
-
-# Formats ``data.date_format=auto`` tries. Day-first and month-first formats both fit dates whose
-# days are all <= 12: then the order is ambiguous and the user must say it.
-DATE_FORMATS = (
-    "%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S",
-    "%d/%m/%Y", "%m/%d/%Y", "%d-%m-%Y", "%m-%d-%Y", "%d.%m.%Y", "%m.%d.%Y",
-    "%d/%m/%y", "%m/%d/%y", "%d-%b-%Y", "%d %b %Y", "%b %d, %Y",
-)  # fmt: skip
-
-
-def infer_date_format(df: pd.DataFrame, column: str, path: Path) -> str:
-    """The one format of ``DATE_FORMATS`` that reads every date of ``column`` (its distinct values).
-
-    None fits: the format reading most of them, so that ``parse_dates`` names the first value it
-    cannot read. Several fit (day-first and month-first): refused, naming ``data.date_format``.
-    """
-    raw = pd.Series(df[column].dropna().unique())
-    if not len(raw):
-        return DATE_FORMATS[0]
-    values = raw.astype(str)  # numbers (20100205) as the text they were
-    read = {f: int(pd.to_datetime(values, format=f, errors="coerce").notna().sum())
-            for f in DATE_FORMATS}  # fmt: skip
-    fit = [f for f, n in read.items() if n == len(values)]
-    if len(fit) > 1:
-        both = pd.to_datetime(values, format=fit[0], errors="coerce")
-        other = pd.to_datetime(values, format=fit[1], errors="coerce")
-        differ = (both != other).to_numpy()
-        sample = str(values[differ].iloc[0] if differ.any() else values.iloc[0])
-        raise ArchlabError(
-            f"{path}: dates in column {column!r} read both as {fit[0]!r} and {fit[1]!r} "
-            f"(e.g. {sample!r}: day and month are both <= 12 everywhere); set "
-            f"data.date_format={fit[0]} or data.date_format={fit[1]}"
-        )
-    if fit:
-        return fit[0]
-    return max(read, key=lambda f: read[f])
-
-
-def parse_dates(df: pd.DataFrame, column: str, fmt: str, path: Path) -> str:
-    """Parse ``column`` in place with ``fmt`` ('auto': inferred); the first bad value is reported
-    with its line. Returns the format used."""
-    if fmt == "auto":
-        fmt = infer_date_format(df, column, path)
-    raw = df[column]
-    # A column read as numbers (20100205, inf) is parsed as the text it was: no epoch casts.
-    parsed = pd.to_datetime(raw.astype(str) if raw.dtype.kind in "biuf" else raw, format=fmt,
-                            errors="coerce")  # fmt: skip
-    bad = np.flatnonzero(parsed.isna().to_numpy())
-    if len(bad):
-        i = int(bad[0])
-        raise ArchlabError(
-            f"{path}: unparseable date {_show(raw.iloc[i])} in column {column!r} at line "
-            f"{i + 2} (expected format {fmt!r}; set data.date_format)"
-        )
-    df[column] = parsed
-    return fmt
-
-
-def parse_bool(df: pd.DataFrame, column: str, path: Path) -> None:
-    """Holiday flags written TRUE/FALSE, true/false or 1/0 -> bool, in place."""
-    s = df[column]
-    if s.dtype == bool:
-        return
-    low = s.astype(str).str.strip().str.lower()
-    ok = low.isin(["true", "false", "1", "0", "1.0", "0.0"])
-    if not ok.all():
-        i = int(np.flatnonzero(~ok.to_numpy())[0])
-        raise ArchlabError(
-            f"{path}: column {column!r} has non-boolean value {_show(s.iloc[i])} at line {i + 2}"
-        )
-    df[column] = low.isin(["true", "1", "1.0"])
-
-
-def parse_number(df: pd.DataFrame, column: str, path: Path) -> None:
-    """Coerce ``column`` to float in place; the first non-number is reported with its line."""
-    if pd.api.types.is_numeric_dtype(df[column]):
-        df[column] = df[column].astype(float)
-        return
-    num = pd.to_numeric(df[column], errors="coerce")
-    bad = np.flatnonzero((num.isna() & df[column].notna()).to_numpy())
-    if len(bad):
-        i = int(bad[0])
-        raise ArchlabError(
-            f"{path}: column {column!r} has non-numeric value {_show(df[column].iloc[i])} "
-            f"at line {i + 2}"
-        )
-    df[column] = num.astype(float)
-
-
-def check_unique(df: pd.DataFrame, keys: Sequence[str], date: str, path: Path) -> None:
-    dup = df.duplicated([*keys, date]).to_numpy()
-    if dup.any():
-        i = int(np.flatnonzero(dup)[0])
-        row = df.iloc[i]
-        key = ", ".join(str(row[k]) for k in keys)
-        raise ArchlabError(
-            f"{path}: duplicate ({', '.join([*keys, date])}) key ({key}, "
-            f"{row[date].date()}) at line {i + 2}; each series needs one row per date"
-        )
-
-
-def check_join(
-    df: pd.DataFrame, other: pd.DataFrame, key: str, path: Path, opath: Path, date: str = ""
-) -> None:
-    """``other`` joins ``df`` on ``key`` (and ``date``): same kind of values, one row per key."""
-    a, b = df[key], other[key]
-    if a.dtype.kind != b.dtype.kind and not (a.dtype.kind in "iu" and b.dtype.kind in "iu"):
-        raise ArchlabError(
-            f"{opath}: column {key!r} holds {b.dtype} values (e.g. {_show(b.iloc[0])}) but "
-            f"{path.name} holds {a.dtype} (e.g. {_show(a.iloc[0])}); the tables join on it"
-        )
-    if date:
-        check_unique(other, [key], date, opath)
-    elif other[key].duplicated().any():
-        i = int(np.flatnonzero(other[key].duplicated().to_numpy())[0])
-        raise ArchlabError(
-            f"{opath}: {key} {_show(other[key].iloc[i])} appears again at line {i + 2}; "
-            f"each {key.lower()} needs one row"
-        )
-
-
+# --- merging ---
 def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
     """Load and merge the sales, stores and features tables as the study did.
 
@@ -432,44 +273,12 @@ def lagged(a: np.ndarray, lag: int) -> np.ndarray:
     return out
 
 
-def windows(steps: np.ndarray, series: np.ndarray, time: np.ndarray, length: int) -> np.ndarray:
-    """Gather ``steps[s, t-length+1 .. t]`` for every (s, t) pair: (N, length, F).
-
-    Steps before the start of the panel are zeros. One fancy-indexing gather, no Python loop.
-    """
-    offs = np.arange(-length + 1, 1)
-    tt = time[:, None] + offs[None, :]
-    out = steps[series[:, None], np.maximum(tt, 0)]
-    out[tt < 0] = 0.0
-    return out
-
-
 def ffill_time(a: np.ndarray) -> np.ndarray:
     """Forward-fill NaN along axis 1 of an (S, T, C) array (covariates carry over gaps)."""
     ok = ~np.isnan(a)
     idx = np.where(ok, np.arange(a.shape[1])[None, :, None], 0)
     np.maximum.accumulate(idx, axis=1, out=idx)
     return np.take_along_axis(a, idx, axis=1)
-
-
-# Per-step feature columns of the forecasting framing (the covariates follow them).
-STEP_FEATURES = (
-    "sales",  # scaled sales of the step (0 at the target step: unknown)
-    "observed",  # 1 where the step has a sales row (0 at the target step)
-    "sales_last_year",  # scaled sales one season earlier
-    "observed_last_year",
-    "sales_last_year_next",  # one season minus one step earlier (last year's following week)
-    "group_sales",  # mean scaled sales of the series' group (department) across stores
-    "group_sales_last_year",  # smoothed seasonal signal shared by the group's series
-    "group_sales_last_year_next",
-    "holiday",
-    "season_sin",  # position in the year
-    "season_cos",
-    "target_step",  # 1 only at the step being forecast
-)
-COV_CLIP = 5.0  # standardized covariates are clipped to +-5 training standard deviations
-UNKNOWN_AT_TARGET = (0, 1, 5)  # columns zeroed at the target step (not known when forecasting)
-TARGET_FLAG = 11
 
 
 def event_flags(dates: np.ndarray, events: Sequence[str], step_days: int) -> np.ndarray:
@@ -480,50 +289,3 @@ def event_flags(dates: np.ndarray, events: Sequence[str], step_days: int) -> np.
     end = step_dates(d[0], np.arange(1, len(d) + 1), step_days).astype("datetime64[D]")
     ev = np.asarray(events, dtype="datetime64[D]")
     return ((d[:, None] <= ev) & (ev < end[:, None])).any(1).astype(np.float32)
-
-
-def forecast_steps(
-    panel: Panel,
-    offset: np.ndarray,
-    scale: np.ndarray,
-    cov_mean: np.ndarray,
-    cov_std: np.ndarray,
-    groups: np.ndarray,
-    season: int,
-    events: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step inputs (S, T, F) in scaled units, and the scaled target (S, T) with NaN gaps.
-
-    With ``events`` ((T,) flags of moving calendar events such as Easter, see ``event_flags``),
-    two more columns follow the covariates: the step holds an event, and the step a season
-    earlier held one. Both are known in advance, so the target step keeps them.
-    """
-    yn = (panel.y - offset[:, None]) / scale[:, None]
-    n_groups = int(groups.max()) + 1 if len(groups) else 0
-    gm = group_mean(yn, groups, n_groups)[groups]
-    day = (panel.dates - panel.dates.astype("datetime64[Y]")) / np.timedelta64(1, "D")
-    angle = np.broadcast_to(2 * np.pi * day / 365.25, yn.shape)
-    cols = [
-        yn,
-        ~np.isnan(yn),
-        lagged(yn, season),
-        ~np.isnan(lagged(yn, season)),
-        lagged(yn, season - 1),
-        gm,
-        lagged(gm, season),
-        lagged(gm, season - 1),
-        np.broadcast_to(panel.holiday, yn.shape),
-        np.sin(angle),
-        np.cos(angle),
-        np.zeros_like(yn),
-    ]
-    base = np.stack(cols, -1).astype(np.float32)
-    # Clipped: later steps can drift beyond the training range (CPI, fuel price).
-    cov = np.clip((ffill_time(panel.cov) - cov_mean) / cov_std, -COV_CLIP, COV_CLIP)
-    parts = [base, cov.astype(np.float32)]
-    if events is not None:
-        flag = events[None, :].astype(np.float32)
-        ev = np.stack([flag, lagged(flag, season)], -1)  # (1, T, 2)
-        parts.append(np.broadcast_to(ev, (*yn.shape, 2)).astype(np.float32))
-    steps = np.concatenate(parts, -1)
-    return np.nan_to_num(steps, nan=0.0), yn

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from archlab.data import sales
+from archlab.data import sales, sales_csv
 from archlab.data.sales import Panel, event_flags, ffill_time, group_mean, series_scalers
 from archlab.data.sales_baselines import season_lags
 from archlab.errors import ArchlabError
@@ -236,11 +236,11 @@ class HorizonFeaturizer:
 # --- predict time: the history plus H future steps ---
 def read_forecast_rows(path: Path, c: SalesDataConfig) -> pd.DataFrame:
     """Rows to forecast (series keys, date[, holiday flag]), e.g. Walmart's test.csv."""
-    df = sales.read_csv(path, [*c.series_keys, c.date_column])
-    sales.parse_dates(df, c.date_column, c.date_format, path)
+    df = sales_csv.read_csv(path, [*c.series_keys, c.date_column])
+    sales_csv.parse_dates(df, c.date_column, c.date_format, path)
     if c.holiday_column in df.columns:
-        sales.parse_bool(df, c.holiday_column, path)
-    sales.check_unique(df, list(c.series_keys), c.date_column, path)
+        sales_csv.parse_bool(df, c.holiday_column, path)
+    sales_csv.check_unique(df, list(c.series_keys), c.date_column, path)
     return df
 
 
@@ -252,9 +252,9 @@ def _features_table(c: SalesDataConfig) -> pd.DataFrame | None:
         (root / c.features_file).exists() or (root / f"{c.features_file}.gz").exists()
     ):
         return None
-    path = sales.resolve_file(root, c.features_file)
-    feats = sales.read_csv(path, [c.store_column, c.date_column])
-    sales.parse_dates(feats, c.date_column, c.date_format, path)
+    path = sales_csv.resolve_file(root, c.features_file)
+    feats = sales_csv.read_csv(path, [c.store_column, c.date_column])
+    sales_csv.parse_dates(feats, c.date_column, c.date_format, path)
     feats = feats.sort_values([c.store_column, c.date_column], kind="stable")
     ffill = [k for k in c.ffill_columns if k in feats.columns]
     if ffill:

@@ -238,7 +238,7 @@ def _show(ax: Any, picture: np.ndarray, cam: np.ndarray | None) -> None:
 def overlay_grid(
     pictures: np.ndarray, maps: np.ndarray, titles: list[str], path: Path, cols: int = 6
 ) -> None:
-    from archlab.report.plots import _save, plt
+    from archlab.plots import _save, plt
 
     rows = -(-len(pictures) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows), squeeze=False)
@@ -260,7 +260,7 @@ def top_losses_grid(
     label: str,
 ) -> None:
     """One row per class; columns: each right image, its map, each wrong image, its map."""
-    from archlab.report.plots import _save, plt
+    from archlab.plots import _save, plt
 
     k = max(
         [
@@ -307,7 +307,7 @@ def class_means(
     pictures: np.ndarray, maps: np.ndarray, y: np.ndarray, names: list[str], path: Path
 ) -> None:
     """Per true class: the mean test image and the mean Grad-CAM map (each normalized to 1)."""
-    from archlab.report.plots import _save, plt
+    from archlab.plots import _save, plt
 
     fig, axes = plt.subplots(1, len(names), figsize=(2.4 * len(names), 2.7), squeeze=False)
     for c, (ax, cname) in enumerate(zip(axes[0], names, strict=True)):

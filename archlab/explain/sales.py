@@ -14,12 +14,12 @@ import torch
 from captum.attr import IntegratedGradients
 from torch import nn
 
-from archlab.data.sales import STEP_FEATURES
+from archlab.data.sales_features import EVENT_FEATURES
 from archlab.errors import ArchlabError
 from archlab.explain import ExplainRequest, frozen, subset
 
-EVENT_FEATURES = ("event", "event_last_year")  # the two columns data.events adds
-# Meaning of each per-step column (data/sales.py STEP_FEATURES); covariates and events follow.
+# Meaning of each per-step column (data/sales_features.py STEP_FEATURES); the run's featurizer
+# names every input column (feature_names), covariates and event flags after these.
 STEP_GROUPS: dict[str, str] = {
     "sales": "recent sales",
     "observed": "recent sales",
@@ -37,10 +37,6 @@ STEP_GROUPS: dict[str, str] = {
 IDENTITY = "series identity"  # the store/department embeddings (permutation only: ids)
 PERMUTATION_SAMPLES = 10_000  # test windows scored by permutation importance (--limit 0: all)
 CHUNK = 4096  # samples per forward pass (and per IG pass, divided by the step count x 8)
-
-
-def feature_names(covariates: Sequence[str], events: bool) -> list[str]:
-    return [*STEP_FEATURES, *covariates, *(EVENT_FEATURES if events else ())]
 
 
 def feature_groups(names: Sequence[str], markdowns: Sequence[str]) -> dict[str, list[int]]:
@@ -159,18 +155,25 @@ def permutation_importance(
 
 
 # --- run level ---
+def _feature_names(run_dir: Path, task: Any) -> list[str]:
+    """The run's input columns, named by its featurizer (forecast framing only)."""
+    from archlab.tasks.forecast import SalesForecast
+
+    if not isinstance(task, SalesForecast):
+        raise ArchlabError(f"{run_dir}: explain needs a forecast-framing sales run")
+    return list(task.fitted.featurizer.feature_names)
+
+
 def explain_run(req: ExplainRequest) -> dict[str, Any]:
     from archlab.runner import load_run
 
     if req.inputs:
         return _explain_inputs(req)
     cfg, task, model, bundle = load_run(req.run_dir)
-    if task.fitted.framing != "forecast":
-        raise ArchlabError(f"{req.run_dir}: explain needs a forecast-framing sales run")
+    names = _feature_names(req.run_dir, task)
     model.eval()
     parts = list(zip(*bundle.test.iterate(CHUNK), strict=True))
     data = SalesTensors(*(torch.cat(p) for p in parts))
-    names = feature_names(task.fitted.state["covariates"], bool(cfg.data.events))
     if len(names) != data.x.shape[-1]:
         raise ArchlabError(
             f"{req.run_dir}: the run's inputs have {data.x.shape[-1]} features per step but "
@@ -258,16 +261,14 @@ def _explain_inputs(req: ExplainRequest) -> dict[str, Any]:
             "--method permutation needs the test split's actual sales; for history CSVs use ig"
         )
     cfg, task, model = restore_task(req.run_dir)
-    if task.fitted.framing != "forecast":
-        raise ArchlabError(f"{req.run_dir}: explain needs a forecast-framing sales run")
+    names = _feature_names(req.run_dir, task)
     h = task.history_windows(list(req.inputs))
-    names = feature_names(task.fitted.state["covariates"], bool(cfg.data.events))
     groups = feature_groups(names, cfg.data.markdown_columns)
     attr, delta = integrated_gradients(model, h.x, h.cats, req.steps)
     with torch.no_grad():
         fc = (h.base + model(h.x, h.cats)).double().numpy() * h.scale + h.offset
     a = attr.double().numpy() * h.scale[:, None, None]  # sales units
-    keys = list(task.fitted.state["series_keys"])
+    keys = list(task.fitted.featurizer.series_keys)
     out: dict[str, Any] = {"model": cfg.model.name, "files": [], "inputs": []}
     grids = []
     for i, row in enumerate(h.rows):
@@ -319,7 +320,7 @@ def _series_rows(
 def bar_chart(
     values: dict[str, float], err: dict[str, float] | None, xlabel: str, title: str, path: Path
 ) -> None:
-    from archlab.report.plots import _save, plt
+    from archlab.plots import _save, plt
 
     names = sorted(values, key=lambda g: values[g])
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.4))
@@ -333,7 +334,7 @@ def bar_chart(
 
 
 def steps_heatmap(grid: np.ndarray, groups: list[str], label: str, path: Path) -> None:
-    from archlab.report.plots import _save, plt
+    from archlab.plots import _save, plt
 
     L = grid.shape[1]
     top = float(np.abs(grid).max()) or 1.0

@@ -324,7 +324,7 @@ def render_html(
 
 
 def class_tokens_plot(tops: list[list[dict[str, Any]]], names: list[str], path: Path) -> None:
-    from archlab.report.plots import _save, plt
+    from archlab.plots import _save, plt
 
     fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 4.2), squeeze=False)
     for ax, cname, rows in zip(axes[0], names, tops, strict=True):

@@ -74,38 +74,45 @@ class LSTMClassifier(nn.Module):
         return self.head(self.dropout(feat))
 
 
-def lstm_basic(
-    vocab_size: int,
-    num_classes: int,
-    embed_dim: int = 128,
-    hidden_size: int = 128,
-    num_layers: int = 3,
-    bidirectional: bool = False,
-    dropout: float = 0.5,
-    padding_idx: int = 0,
-    pooling: Literal["last", "max"] = "last",
-    pretrained: torch.Tensor | None = None,
-) -> LSTMClassifier:
-    """The study's first model: embedding -> 3 stacked LSTM layers -> dropout 0.5 -> linear."""
-    return LSTMClassifier(vocab_size, num_classes, embed_dim, hidden_size, num_layers,
-                          bidirectional, dropout, padding_idx, pooling, pretrained)  # fmt: skip
+def _constructor(
+    name: str, hidden_size: int, num_layers: int, bidirectional: bool, doc: str
+) -> Callable[..., LSTMClassifier]:
+    """One registered constructor: LSTMClassifier with this model's defaults (as models/rnn.py)."""
+
+    def build(
+        vocab_size: int,
+        num_classes: int,
+        embed_dim: int = 128,
+        hidden_size: int = hidden_size,
+        num_layers: int = num_layers,
+        bidirectional: bool = bidirectional,
+        dropout: float = 0.5,
+        padding_idx: int = 0,
+        pooling: Literal["last", "max"] = "last",
+        pretrained: torch.Tensor | None = None,
+    ) -> LSTMClassifier:
+        return LSTMClassifier(vocab_size, num_classes, embed_dim, hidden_size, num_layers,
+                              bidirectional, dropout, padding_idx, pooling, pretrained)  # fmt: skip
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = doc
+    return build
 
 
-def bilstm(
-    vocab_size: int,
-    num_classes: int,
-    embed_dim: int = 128,
-    hidden_size: int = 64,
-    num_layers: int = 2,
-    bidirectional: bool = True,
-    dropout: float = 0.5,
-    padding_idx: int = 0,
-    pooling: Literal["last", "max"] = "last",
-    pretrained: torch.Tensor | None = None,
-) -> LSTMClassifier:
-    """The study's improved model: embedding 128, 2 bidirectional layers of 64, dropout 0.5."""
-    return LSTMClassifier(vocab_size, num_classes, embed_dim, hidden_size, num_layers,
-                          bidirectional, dropout, padding_idx, pooling, pretrained)  # fmt: skip
+lstm_basic = _constructor(
+    "lstm_basic",
+    hidden_size=128,
+    num_layers=3,
+    bidirectional=False,
+    doc="The study's first model: embedding -> 3 stacked LSTM layers -> dropout 0.5 -> linear.",
+)
+bilstm = _constructor(
+    "bilstm",
+    hidden_size=64,
+    num_layers=2,
+    bidirectional=True,
+    doc="The study's improved model: embedding 128, 2 bidirectional layers of 64, dropout 0.5.",
+)
 
 
 def text_example(

@@ -1,1 +1,1 @@
-"""Run-directory I/O, plots and reports."""
+"""The study report (Markdown + HTML) and what it gathers: model summaries, theory, EDA."""

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from archlab import rundir
 from archlab.errors import ArchlabError
 from archlab.utils import write_text_atomic
 
@@ -73,7 +74,7 @@ def theory_outputs(out_dir: Path) -> list[dict[str, Any]]:
 
 def image_run_shape(run_dir: Path) -> tuple[str, int] | None:
     """The input shape ('CxHxW') and class count an image run trained on (its data.json)."""
-    path = Path(run_dir) / "data.json"
+    path = Path(run_dir) / rundir.DATA
     if not path.exists():
         return None
     info = json.loads(path.read_text())
@@ -111,13 +112,15 @@ def eda_plots(
     """The task's exploratory plots for ``data_path`` (none for images); ``overrides`` are
     --set strings such as the column names of the panel."""
     from archlab.config import RunConfig, apply_overrides
+    from archlab.task_configs import TASK_CONFIGS
     from archlab.tasks import TASKS
 
     spec = TASKS.get(part)
     if spec is None or spec.eda is None:
         return []
+    configs = TASK_CONFIGS[part]
     cfg = RunConfig(
-        task=part, data=spec.data_config(path=str(data_path)), model=spec.model_config()
+        task=part, data=configs.data_config(path=str(data_path)), model=configs.model_config()
     )
     cfg = apply_overrides(cfg, overrides)
     try:

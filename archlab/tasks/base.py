@@ -17,16 +17,13 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import nn
 
-from archlab.train.protocol import Batches, TrainTask
+from archlab.train.protocol import Batches, Splits, TrainTask
 
 
 @dataclass
-class DataBundle:
+class DataBundle(Splits):
     """Train/val/test batches, the fitted state, and facts about the data for the run dir."""
 
-    train: Batches
-    val: Batches
-    test: Batches
     fitted: Any  # the task's Fitted object
     info: dict[str, Any] = field(default_factory=dict)  # data.json: a description, never read back
     splits: dict[str, list[int]] = field(default_factory=dict)  # written to split.json
@@ -98,8 +95,6 @@ class TaskSpec:
 
     data: Callable[[Any], TaskData]
     task: Callable[[Any, Any], Task]
-    data_config: type
-    model_config: type
     help: str = ""
     monitor: tuple[str, str] = ("val_loss", "min")  # (history column, "min" | "max")
     # Exploratory plots: eda(cfg, out_dir) -> written files; None if the task has none.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,7 +20,7 @@ from archlab.data.splits import stratified_split, stratified_subset
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
 from archlab.models import MODELS
-from archlab.rundir import DATA, read_fitted
+from archlab.rundir import DATA, FITTED, read_fitted
 from archlab.task_configs import ImageDataConfig, ImageModelConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.utils import sha256_array
@@ -76,6 +77,13 @@ class ImageFitted:
         )
 
 
+@dataclass(frozen=True)
+class ImageContext:
+    """The test split's images as read (uint8, on the device), for the sample grid."""
+
+    test_images: torch.Tensor
+
+
 class ImageData:
     """Reads an image set (folder, split folders, manifest, npz, digits) and splits it."""
 
@@ -83,11 +91,6 @@ class ImageData:
         self.cfg = cfg
         self.data_cfg: ImageDataConfig = cfg.data
         self.split_seed = cfg.data_seed
-        if cfg.reg.augment not in AUGMENTATIONS:
-            raise ArchlabError(
-                f"invalid config value reg.augment={cfg.reg.augment!r}; "
-                f"valid for images: {', '.join(AUGMENTATIONS)}"
-            )
 
     def build(self, device: torch.device, fitted: ImageFitted | None = None) -> DataBundle:
         c = self.data_cfg
@@ -163,6 +166,10 @@ class ImageData:
                 pixel_stats=info["pixel_stats"],
                 class_weights=weights,
             )
+        elif fitted.class_weights is None and weights is not None:
+            # A run from before fitted.json: its data.json kept the weights rounded, so they
+            # are recomputed from its training split (as eval did then).
+            fitted = replace(fitted, class_weights=weights)
         notes = [
             f"data: {s.source} ({s.layout.replace('_', ' ')}), {len(labels)} images, "
             f"{len(s.class_names)} classes",
@@ -194,17 +201,20 @@ class ImageData:
             info=info,
             splits={k: v.tolist() for k, v in split.items()},
             notes=notes,
-            context=x[torch.from_numpy(split["test"]).to(device)],  # test images: sample grid
+            context=ImageContext(x[torch.from_numpy(split["test"]).to(device)]),
         )
 
     def restore(self, run_dir: Path) -> ImageFitted:
         """The run's classes, image size and pixel statistics, without the data."""
         d = read_fitted(run_dir, ImageFitted.kind)
-        if d is None:  # a run from before fitted.json: its data.json held the same facts
-            import json
-
-            d = json.loads((Path(run_dir) / DATA).read_text())
-        return ImageFitted.from_dict(d)
+        if d is not None:
+            return ImageFitted.from_dict(d)
+        # A run from before fitted.json: its data.json held the same facts, the class weights
+        # rounded (build recomputes them; predict does not use them).
+        path = Path(run_dir) / DATA
+        if not path.exists():
+            raise ArchlabError(f"{run_dir}: no {FITTED} or {DATA} (the run did not start)")
+        return ImageFitted.from_dict({**json.loads(path.read_text()), "class_weights": None})
 
 
 def normalize(x: torch.Tensor, c: ImageDataConfig, channels_last: bool) -> torch.Tensor:
@@ -268,14 +278,14 @@ class ImageClassification:
         outputs: torch.Tensor,
         targets: torch.Tensor,
     ) -> None:
-        from archlab.report import plots
+        from archlab import plots
 
         names = list(self.fitted.class_names)
         cm = np.asarray(self.metrics(outputs, targets)["confusion_matrix"])
         plots.confusion_matrix(cm, names, run_dir / "plots" / "confusion_matrix.png")
         if data.context is not None:
             k = min(32, len(targets))
-            imgs = data.context[:k].cpu().numpy()
+            imgs = data.context.test_images[:k].cpu().numpy()
             probs = outputs[:k].softmax(1)
             plots.image_grid(
                 imgs,

@@ -12,6 +12,9 @@ apart, all forecasting validation/test steps only), reported as mean and std.
 
 Targets are (N, H, 6): scaled sales, per-series scale and offset, holiday flag, mask (an
 observed target step of that split) and the origin's backtest number (0 = the test origin).
+
+(~560 lines: the framing's data, fitted state, task and its predict-time row mapping in one
+place; HorizonData could move to a module of its own, as the forecast framing's did.)
 """
 
 from __future__ import annotations
@@ -27,15 +30,15 @@ from torch import nn
 
 from archlab import rundir
 from archlab.config import RunConfig
-from archlab.data import sales
+from archlab.data import sales, sales_csv
 from archlab.data import sales_baselines as naive
+from archlab.data.sales_features import auto_season
 from archlab.data.sales_horizon import HorizonFeaturizer, future_panel, read_forecast_rows
 from archlab.errors import ArchlabError
 from archlab.metrics import regression_metrics, wmae
 from archlab.models import MODELS
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
 from archlab.tasks.base import Batches, DataBundle
-from archlab.tasks.forecast import auto_season
 
 SVD_RANK = 10  # per-group rank of the SVD baseline (the Walmart competition winner's choice)
 TARGET_COLS = 6
@@ -416,8 +419,8 @@ class HorizonForecast:
         outputs: torch.Tensor,
         targets: torch.Tensor,
     ) -> None:
-        from archlab.report.eda_sales import actual_vs_forecast
-        from archlab.report.horizon_plots import error_by_step
+        from archlab.plots.eda_sales import actual_vs_forecast
+        from archlab.plots.horizon import error_by_step
 
         y, pred, hol, step, origin = _scored(outputs, targets)
         m = score(y, pred, hol, step, origin)
@@ -460,7 +463,7 @@ class HorizonForecast:
             path = Path(item)
             if not path.exists():
                 raise ArchlabError(f"{path}: no such file")
-            cols = sales.read_csv(path, []).columns
+            cols = sales_csv.read_csv(path, []).columns
             (hist if c.target in cols else wanted).append(path)
         if len(hist) > 1:
             raise ArchlabError(f"give one history CSV (got {', '.join(map(str, hist))})")

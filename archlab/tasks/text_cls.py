@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,22 +15,17 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from archlab.config import RunConfig
-from archlab.data.embeddings import load_vectors, peek_dim
+from archlab.data.embeddings import peek_dim
+from archlab.data.pretrained_vocab import PretrainedVocabulary, pretrained_vocabulary
 from archlab.data.splits import stratified_split, stratified_subset
-from archlab.data.text import (
-    clean_tokens,
-    encode,
-    extend_vocabulary,
-    load_text_table,
-    read_csv,
-    train_tokenizer,
-)
+from archlab.data.text import encode, load_text_table, read_csv, train_tokenizer
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
 from archlab.models import MODELS
 from archlab.rundir import DATA, read_fitted
 from archlab.task_configs import TextDataConfig, TextModelConfig
 from archlab.tasks.base import Batches, DataBundle
+from archlab.tasks.tfidf import distill_targets, tfidf_baseline
 from archlab.utils import sha256_array, write_text_atomic
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -77,27 +69,31 @@ class TextFitted:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class TextContext:
     """The texts and split behind a bundle, for the TF-IDF baseline and the prediction files."""
 
     texts: list[str]
     labels: np.ndarray
     split: dict[str, np.ndarray]
-    # Distillation: the teacher's cross-fitted train accuracy, set when its targets are made
-    # (at the first training batch: eval and predict rebuild the data but never need them).
-    teacher: dict[str, Any] = field(default_factory=dict)
+    # Distillation: the teacher's cross-fitted train accuracy; {} in a bundle built from a
+    # saved run's fitted state (eval, ensemble, explain), which never computes the teacher.
+    teacher: dict[str, float] = field(default_factory=dict)
 
 
 class TextData:
-    """Reads a text CSV, splits it by distinct text, and fits (or reuses) the tokenizer."""
+    """Reads a text CSV, splits it by distinct text, and fits (or reuses) the tokenizer.
+
+    Fitting (``fitted`` None: a training run) also makes the distillation targets when
+    data.distill > 0; a bundle that reuses a run's fitted state is for evaluation, and its
+    train batches hold the plain labels.
+    """
 
     def __init__(self, cfg: RunConfig) -> None:
         self.data_cfg: TextDataConfig = cfg.data
         self.model_cfg: TextModelConfig = cfg.model
         self.seed = cfg.seed
         self.split_seed = cfg.data_seed
-        self.quiet = cfg.train.progress == "off"
 
     def build(self, device: torch.device, fitted: TextFitted | None = None) -> DataBundle:
         c = self.data_cfg
@@ -123,12 +119,22 @@ class TextData:
         # One sample per distinct cleaned text, so a text can never be in two splits.
         split = stratified_split(labels, c.val_fraction, c.test_fraction, self.split_seed)
         train_texts = [texts[i] for i in split["train"]]
-        vectors_info: dict[str, Any] = {}
-        pretrained = None
+        vectors: PretrainedVocabulary | None = None
+        notes: list[str] = []
         if fitted is not None:  # eval/ensemble: the run's own vocabulary, no vectors file
             tokenizer = fitted.tokenizer
         elif c.embeddings:
-            tokenizer, pretrained, vectors_info = self._pretrained_vocabulary(train_texts)
+            vectors = pretrained_vocabulary(
+                train_texts,
+                c.embeddings,
+                vocab_size=c.vocab_size,
+                min_frequency=c.min_frequency,
+                first_words=c.embeddings_words,
+                seed=self.seed,
+                source=c.path,
+            )
+            tokenizer = vectors.tokenizer
+            notes.append(vectors.note(c.embeddings))
         else:
             tokenizer = train_tokenizer(train_texts, c.vocab_size, c.min_frequency)
         x, lengths = encode(tokenizer, texts, c.max_length)
@@ -137,6 +143,7 @@ class TextData:
         x, y = x.to(device), torch.from_numpy(labels).to(device)
         names = table.class_names
         train_counts = np.bincount(labels[split["train"]], minlength=len(names))
+        weights = class_weights(train_counts) if c.class_weights else None
         info = {
             "source": table.source,
             "class_names": names,
@@ -155,24 +162,36 @@ class TextData:
             "truncated_texts": int((lengths >= c.max_length).sum()),
             "split_sha256": {k: sha256_array(v) for k, v in split.items()},
         }
-        if vectors_info:
-            info["embeddings"] = vectors_info
+        if vectors is not None:
+            info["embeddings"] = vectors.info
+        teacher: dict[str, float] = {}
+        train_y = None  # the distillation targets, in train order
         if fitted is None:
             fitted = TextFitted(
                 class_names=tuple(names),
                 tokenizer=tokenizer,
                 text_column=c.text_column,
-                embed_dim=vectors_info["dim"] if vectors_info else None,
-                class_weights=class_weights(train_counts) if c.class_weights else None,
-                pretrained=pretrained,
+                embed_dim=vectors.info["dim"] if vectors is not None else None,
+                class_weights=weights,
+                pretrained=vectors.weight if vectors is not None else None,
             )
-        context = TextContext(texts, labels, split)
+            if c.distill > 0:
+                tr = split["train"]
+                soft, teacher = distill_targets(
+                    [texts[i] for i in tr],
+                    labels[tr],
+                    len(names),
+                    c.distill,
+                    c.distill_folds,
+                    self.split_seed,
+                )
+                train_y = torch.from_numpy(soft).to(device)
+        elif fitted.class_weights is None and weights is not None:
+            # A run from before fitted.json: its files do not hold the class weights, which
+            # are recomputed from its training split (as eval did then).
+            fitted = replace(fitted, class_weights=weights)
 
-        # Distillation targets, computed at the first training batch: `archlab eval` and
-        # `predict` rebuild the data but never need the teacher.
-        train_targets = functools.cache(lambda: self._distill_targets(context, names).to(device))
-
-        def make(idx: np.ndarray, distill: bool = False) -> Batches:
+        def make(idx: np.ndarray, targets: torch.Tensor | None = None) -> Batches:
             sel = torch.from_numpy(idx)
 
             def fetch(
@@ -185,95 +204,21 @@ class TextData:
                 return (
                     x[jd, : int(n.max())],
                     n,
-                    (train_targets()[i.to(device)] if distill else y[jd]),
+                    (y[jd] if targets is None else targets[i.to(device)]),
                 )
 
             return Batches(len(idx), fetch)
 
         return DataBundle(
-            train=make(split["train"], distill=c.distill > 0),
+            train=make(split["train"], train_y),
             val=make(split["val"]),
             test=make(split["test"]),
             fitted=fitted,
             info=info,
             splits={k: v.tolist() for k, v in split.items()},
-            context=context,
+            notes=notes,
+            context=TextContext(texts, labels, split, teacher),
         )
-
-    def _pretrained_vocabulary(
-        self, train_texts: list[str]
-    ) -> tuple[Tokenizer, torch.Tensor, dict[str, Any]]:
-        """Fit the GloVe-style tokenizer, add the words that have vectors, build the initial
-        embedding; returns both and what data.json records about the vectors."""
-        c = self.data_cfg
-        tok = train_tokenizer(train_texts, c.vocab_size, c.min_frequency, style="glove")
-        counts = Counter(t for text in train_texts for t in clean_tokens(text, "glove"))
-        vec = load_vectors(c.embeddings, set(counts), c.embeddings_words)
-        row = {w: i for i, w in enumerate(vec.words)}
-        covered = [w for w in counts if w in row]
-        if not covered:
-            sample = ", ".join(list(counts)[:5])
-            raise ArchlabError(
-                f"{c.embeddings}: no word in common with the training texts of {c.path} (e.g. "
-                f"{sample}); is it a vectors file for this language and lower-cased?"
-            )
-        # Training words below min_frequency that have a vector still get their own row.
-        rare = sorted((w for w in covered if tok.token_to_id(w) is None), key=lambda w: -counts[w])
-        n_train_vocab = tok.get_vocab_size()
-        tokenizer = extend_vocabulary(tok, [*rare, *vec.words])
-        vocab = tokenizer.get_vocab()
-        ids = np.fromiter(vocab.values(), np.int64, len(vocab))
-        have = np.array([w in row for w in vocab])
-        # Words without a vector start random at the vectors' own scale; padding stays zero.
-        gen = np.random.default_rng(self.seed)
-        std = float(vec.matrix.std())
-        weight = gen.normal(0.0, std, (len(vocab), vec.dim)).astype(np.float32)
-        weight[ids[have]] = vec.matrix[[row[w] for w, h in zip(vocab, have, strict=True) if h]]
-        weight[0] = 0.0
-        pretrained = torch.from_numpy(weight)
-        total = sum(counts.values())
-        info = {
-            **vec.info,
-            "dim": vec.dim,
-            "lines": vec.lines,
-            "rows_kept": len(vec.words),
-            "duplicate_words": vec.duplicates,
-            "first_duplicate_line": vec.first_duplicate_line,
-            "tokens": "glove (clitics split: can't -> ca n't)",
-            "vocab_from_training": n_train_vocab,
-            "vocab_with_vector": int(have.sum()),
-            "vocab_added_from_vectors": len(vocab) - n_train_vocab,
-            "train_token_coverage": sum(counts[w] for w in covered) / total,
-            "train_word_coverage": len(covered) / len(counts),
-            "init_std": std,
-        }
-        if not self.quiet:
-            dup = (f"; {vec.duplicates} repeated words, first kept (first repeat at line "
-                   f"{vec.first_duplicate_line})" if vec.duplicates else "")  # fmt: skip
-            print(
-                f"vectors {c.embeddings}: {vec.dim}-d, {len(vec.words):,} of {vec.lines:,} rows "
-                f"kept; {info['train_token_coverage']:.1%} of training tokens and "
-                f"{info['train_word_coverage']:.1%} of distinct training words have a vector; "
-                f"vocabulary {len(vocab):,} ({info['vocab_added_from_vectors']:,} words from "
-                f"the vectors only){dup}",
-                file=sys.stderr,
-                flush=True,
-            )
-        return tokenizer, pretrained, info
-
-    def _distill_targets(self, ctx: TextContext, names: list[str]) -> torch.Tensor:
-        """(n_train, 1 + classes): the label, then the blended soft targets, in train order."""
-        c = self.data_cfg
-        tr = ctx.split["train"]
-        labels = ctx.labels[tr]
-        k = len(names)
-        probs = cross_fitted_probs([ctx.texts[i] for i in tr], labels, k, c.distill_folds,
-                                   self.split_seed)  # fmt: skip
-        ctx.teacher = {
-            "baseline_tfidf_crossfit_train_accuracy": float((probs.argmax(1) == labels).mean())
-        }
-        soft = (1 - c.distill) * np.eye(k)[labels] + c.distill * probs
-        return torch.from_numpy(np.concatenate([labels[:, None], soft], 1).astype(np.float32))
 
     def restore(self, run_dir: Path) -> TextFitted:
         """Classes and the fitted tokenizer from a run dir, without the training data."""
@@ -366,7 +311,7 @@ class TextClassification:
         outputs: torch.Tensor,
         targets: torch.Tensor,
     ) -> None:
-        from archlab.report import plots
+        from archlab import plots
 
         run_dir = Path(run_dir)
         ctx: TextContext = data.context
@@ -394,8 +339,9 @@ class TextClassification:
 
     def baselines(self, data: DataBundle) -> dict[str, Any]:
         """The TF-IDF baseline on the same split, and the distillation teacher's train fit."""
-        return {**tfidf_baseline(data.context, list(self.fitted.class_names)),
-                **data.context.teacher}  # fmt: skip
+        ctx: TextContext = data.context
+        names = list(self.fitted.class_names)
+        return {**tfidf_baseline(ctx.texts, ctx.labels, ctx.split, names), **ctx.teacher}
 
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
         """Label and class probabilities for texts, or for every row of a CSV (``--file``)."""
@@ -423,50 +369,3 @@ class TextClassification:
             }
             for t, p in zip(texts, probs, strict=True)
         ]
-
-
-def tfidf_baseline(ctx: TextContext, names: list[str]) -> dict[str, float]:
-    """TF-IDF (word 1-2-grams + char 2-5-grams) + logistic regression on the same split."""
-
-    def texts(part: str) -> list[str]:
-        return [ctx.texts[i] for i in ctx.split[part]]
-
-    clf = tfidf_model()
-    clf.fit(texts("train"), ctx.labels[ctx.split["train"]])
-    pred = clf.predict(texts("test"))
-    m = classification_metrics(ctx.labels[ctx.split["test"]], pred, names)
-    return {
-        "baseline_tfidf_accuracy": m["accuracy"],
-        "baseline_tfidf_balanced_accuracy": m["balanced_accuracy"],
-        "baseline_tfidf_f1_macro": m["f1_macro"],
-    }
-
-
-def tfidf_model() -> Any:
-    """The TF-IDF baseline: word 1-2-grams + char 2-5-grams -> logistic regression."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline, make_union
-
-    features = make_union(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2),
-    )
-    return make_pipeline(features, LogisticRegression(C=4.0, max_iter=2000))
-
-
-def cross_fitted_probs(
-    texts: list[str], labels: np.ndarray, n_classes: int, folds: int, seed: int
-) -> np.ndarray:
-    """(n, n_classes) TF-IDF probabilities, each from a model fitted on the other folds only."""
-    from sklearn.model_selection import StratifiedKFold
-
-    folds = min(folds, int(np.bincount(labels, minlength=n_classes).min()))
-    if folds < 2:
-        raise ArchlabError("data.distill needs >= 2 training texts of every class")
-    probs = np.zeros((len(texts), n_classes))
-    arr = np.array(texts, dtype=object)
-    for fit, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(arr, labels):
-        clf = tfidf_model().fit(list(arr[fit]), labels[fit])
-        probs[np.ix_(held, clf.classes_)] = clf.predict_proba(list(arr[held]))
-    return probs

@@ -7,6 +7,7 @@ fitted state, predict, artefacts) lives in ``archlab.tasks.base``, above it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -67,8 +68,9 @@ class Batches:
             yield self.fetch(order[start:end], gen)
 
 
-class Splits(Protocol):
-    """The three splits the Trainer fits on and evaluates (``archlab.tasks.DataBundle``)."""
+@dataclass
+class Splits:
+    """The three splits the Trainer fits on and evaluates (a task's DataBundle extends it)."""
 
     train: Batches
     val: Batches

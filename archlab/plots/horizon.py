@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from archlab.report.plots import _save
+from archlab.plots import _save
 
 
 def error_by_step(curves: dict[str, Sequence[float | None]], path: Path) -> None:

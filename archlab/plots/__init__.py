@@ -1,4 +1,9 @@
-"""Matplotlib figures written as PNG files (headless Agg backend)."""
+"""Matplotlib figures written as PNG files (headless Agg backend): a run's figures here, the
+sales and text figures in eda_sales and eda_text.
+
+A low layer (docs/architecture.md): the tasks, the runner and the explanations draw with it;
+it imports only data readers and utilities, never a task or the report.
+"""
 
 from __future__ import annotations
 

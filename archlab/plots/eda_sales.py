@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from archlab.report.plots import _save
+from archlab.plots import _save
 
 if TYPE_CHECKING:
     from archlab.task_configs import SalesDataConfig

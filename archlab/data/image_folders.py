@@ -1,0 +1,141 @@
+"""Image folders: ``root/<class>/...``, or split folders ``root/{train,val,test}/<class>/...``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from archlab.data.image_set import (
+    IMAGE_EXTENSIONS,
+    SPLIT_NAMES,
+    ImageSet,
+    check_train_has_every_class,
+    decode_files,
+)
+from archlab.errors import ArchlabError
+
+SPLIT_FOLDERS = ("train", "val", "valid", "validation", "test")
+
+
+def _class_files(d: Path) -> tuple[list[Path], int]:
+    """Image files anywhere under class folder ``d`` (sorted), and how many others were there."""
+    found = [p for p in sorted(d.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+    imgs = [p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS]
+    return imgs, len(found) - len(imgs)
+
+
+def _subdirs(d: Path) -> list[Path]:
+    return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def split_folders(root: Path, layout: str) -> dict[str, Path]:
+    """archlab split -> folder when ``root`` holds train/val/test folders ({} = class folders)."""
+    if layout == "classes":
+        return {}
+    dirs = _subdirs(root)
+    named = {d: SPLIT_NAMES.get(d.name.lower()) for d in dirs}
+    tagged = {d: sp for d, sp in named.items() if sp and d.name.lower() in SPLIT_FOLDERS}
+    if layout == "auto" and not any(sp == "train" for sp in tagged.values()):
+        if tagged and len(tagged) == len(dirs):  # val/ and test/ but no train/
+            raise ArchlabError(
+                f"{root}: holds split folders ({', '.join(d.name for d in tagged)}) but no "
+                "train/ folder; the training split needs root/train/<class>/..."
+            )
+        return {}
+    if not any(sp == "train" for sp in tagged.values()):
+        raise ArchlabError(
+            f"{root}: data.layout=split but there is no train/ folder "
+            "(expected root/train/<class>/..., optionally val/ and test/ beside it)"
+        )
+    other = [d.name for d in dirs if d not in tagged]
+    if other:
+        raise ArchlabError(
+            f"{root}: split folders ({', '.join(d.name for d in tagged)}) beside other folders "
+            f"{other}; move those out, or set data.layout=classes to read every folder as a class"
+        )
+    out: dict[str, Path] = {}
+    for d, sp in tagged.items():
+        if sp in out:
+            raise ArchlabError(
+                f"{root}: both {out[sp].name}/ and {d.name}/ name the {sp} split; keep one"
+            )
+        out[sp] = d
+    for sp, d in out.items():
+        loose = [
+            p.name for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        ]
+        if loose:
+            raise ArchlabError(
+                f"{d}: holds images ({loose[0]}, ...) outside class folders; a labelled {sp} "
+                f"split needs {d.name}/<class>/<image> (move unlabelled images out)"
+            )
+    return out
+
+
+def load_folder(
+    root: Path, channels: int, size: int, skip_corrupt: bool, layout: str = "auto"
+) -> ImageSet:
+    splits = split_folders(root, layout)
+    if splits:
+        return _load_split_folders(root, splits, channels, size, skip_corrupt)
+    class_dirs = _subdirs(root)
+    if not class_dirs:
+        raise ArchlabError(f"{root}: no class sub-folders found (expected root/<class>/<image>)")
+    files: list[tuple[Path, int]] = []
+    ignored = 0
+    for label, d in enumerate(class_dirs):
+        imgs, n_other = _class_files(d)
+        ignored += n_other
+        if not imgs:
+            raise ArchlabError(
+                f"{d}: class folder has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+            )
+        files += [(p, label) for p in imgs]
+    images, labels, skipped, _ = decode_files(root, files, channels, size, skip_corrupt)
+    return ImageSet(
+        images=images,
+        labels=labels,
+        class_names=[d.name for d in class_dirs],
+        source=str(root),
+        skipped=skipped,
+        ignored=ignored,
+        layout="class_folders",
+    )
+
+
+def _load_split_folders(
+    root: Path, splits: dict[str, Path], channels: int, size: int, skip_corrupt: bool
+) -> ImageSet:
+    """``root/<split>/<class>/...``: classes are the union of every split's class folders."""
+    per_split = {sp: {d.name: d for d in _subdirs(folder)} for sp, folder in splits.items()}
+    if not per_split["train"]:
+        raise ArchlabError(
+            f"{splits['train']}: no class sub-folders found (expected train/<class>/<image>)"
+        )
+    names = sorted({n for classes in per_split.values() for n in classes})
+    files: list[tuple[Path, int]] = []
+    tags: list[str] = []
+    ignored = 0
+    have: dict[str, set[str]] = {sp: set() for sp in splits}
+    for sp, classes in per_split.items():
+        for n, d in classes.items():
+            imgs, n_other = _class_files(d)
+            ignored += n_other
+            if imgs:
+                have[sp].add(n)
+            files += [(p, names.index(n)) for p in imgs]
+            tags += [sp] * len(imgs)
+    check_train_has_every_class(root, names, have, "folder")
+    images, labels, skipped, keep = decode_files(root, files, channels, size, skip_corrupt)
+    return ImageSet(
+        images=images,
+        labels=labels,
+        class_names=names,
+        source=str(root),
+        provided_split=np.array(tags)[keep],
+        skipped=skipped,
+        ignored=ignored,
+        layout="split_folders",
+        split_origin={sp: f"{d.name}/" for sp, d in splits.items()},
+    )

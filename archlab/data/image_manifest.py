@@ -1,0 +1,149 @@
+"""CSV manifests of images: one row per image with a path, a label and optionally a split."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from archlab.data.image_set import (
+    IMAGE_EXTENSIONS,
+    SPLIT_NAMES,
+    ImageSet,
+    check_train_has_every_class,
+    decode_files,
+)
+from archlab.errors import ArchlabError
+
+# Manifest columns tried in order when data.path_column / data.label_column are empty.
+PATH_COLUMNS = ("path", "filepath", "file_path", "image_path", "filename", "file", "image",
+                "img", "image_id", "id")  # fmt: skip
+LABEL_COLUMNS = ("label", "labels", "class", "class_name", "category", "target", "y")
+SPLIT_COLUMNS = ("split", "subset", "set")  # not "fold": cross-validation folds are no split
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Column names of a CSV manifest ('' = detect); ``image_root`` = what paths are relative to."""
+
+    path_column: str = ""
+    label_column: str = ""
+    split_column: str = ""
+    image_root: str = ""  # '' = the manifest's folder
+
+
+def _pick_column(
+    path: Path, columns: list[str], given: str, candidates: Sequence[str], key: str, what: str
+) -> str:
+    if given:
+        if given not in columns:
+            raise ArchlabError(
+                f"{path}: no {what} column {given!r} (data.{key}); columns are {columns}"
+            )
+        return given
+    lower = {c.lower(): c for c in columns}
+    found = next((lower[c] for c in candidates if c in lower), "")
+    return found
+
+
+def load_manifest(
+    path: Path, m: Manifest, channels: int, size: int, skip_corrupt: bool
+) -> ImageSet:
+    """A CSV with one row per image: a path (relative to the CSV's folder), a label, a split."""
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except UnicodeDecodeError:
+        raise ArchlabError(
+            f"{path}: cannot decode as UTF-8; re-save the manifest as UTF-8"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise ArchlabError(f"{path}: the manifest is empty (expected a header and rows)") from None
+    except (pd.errors.ParserError, OSError, EOFError) as e:
+        raise ArchlabError(f"{path}: not a readable CSV file ({e.__class__.__name__})") from None
+    cols = [str(c) for c in df.columns]
+    df.columns = cols
+    pcol = _pick_column(path, cols, m.path_column, PATH_COLUMNS, "path_column", "path")
+    if not pcol:  # no known name: the column whose cells are image file names
+        pcol = next(
+            (c for c in cols if len(df) and df[c].str.lower().str.endswith(
+                tuple(IMAGE_EXTENSIONS)).all()), ""
+        )  # fmt: skip
+    lcol = _pick_column(path, cols, m.label_column, LABEL_COLUMNS, "label_column", "label")
+    scol = (
+        ""
+        if m.split_column.lower() == "none"
+        else _pick_column(path, cols, m.split_column, SPLIT_COLUMNS, "split_column", "split")
+    )
+    if not lcol:  # two columns, one of them the paths: the other one is the label (Kaggle's form)
+        rest = [c for c in cols if c not in (pcol, scol)]
+        lcol = rest[0] if pcol and len(rest) == 1 else ""
+    if not pcol or not lcol:
+        key, what = ("path_column", "image path") if not pcol else ("label_column", "label")
+        raise ArchlabError(
+            f"{path}: cannot tell which column holds the {what}s; columns are {cols}; "
+            f"set data.{key}=<column>"
+        )
+    if df.empty:
+        raise ArchlabError(f"{path}: no rows (only a header line)")
+    base = Path(m.image_root) if m.image_root else path.parent
+    files: list[tuple[Path, int]] = []
+    labels_raw = df[lcol].str.strip()
+    empty = np.flatnonzero((labels_raw == "").to_numpy())
+    if len(empty):
+        raise ArchlabError(f"{path}: empty label in column {lcol!r} at line {empty[0] + 2}")
+    values = sorted(labels_raw.unique(), key=_label_order)
+    index = {v: i for i, v in enumerate(values)}
+    tags = np.full(len(df), "train", dtype=object)
+    if scol:
+        low = df[scol].str.strip().str.lower()
+        bad = np.flatnonzero(~low.isin(list(SPLIT_NAMES)).to_numpy())
+        if len(bad):
+            i = int(bad[0])
+            raise ArchlabError(
+                f"{path}: unknown split value {df[scol].iloc[i]!r} in column {scol!r} at line "
+                f"{i + 2}; use train, val (valid, validation, dev) or test"
+                + ("" if m.split_column else ", or set data.split_column=none to ignore the column")
+            )
+        tags = low.map(SPLIT_NAMES).to_numpy(dtype=object)
+    for i, (rel, lab) in enumerate(zip(df[pcol].str.strip(), labels_raw, strict=True)):
+        p = _find_image(Path(rel) if Path(rel).is_absolute() else base / rel)
+        if not rel or not p.is_file():
+            hint = "" if m.image_root else "; paths are relative to the CSV (data.image_root=DIR)"
+            raise ArchlabError(
+                f"{path}: line {i + 2}: image {rel!r} (column {pcol!r}) not found at {p}{hint}"
+            )
+        files.append((p, index[lab]))
+    have = {sp: set(labels_raw[tags == sp]) for sp in ("train", "val", "test")}
+    if scol:
+        check_train_has_every_class(path, values, have, "manifest")
+    images, labels, skipped, keep = decode_files(path, files, channels, size, skip_corrupt)
+    origin = {sp: f"column {scol!r}" for sp in ("train", "val", "test") if have[sp]}
+    return ImageSet(
+        images=images,
+        labels=labels,
+        class_names=values,
+        source=str(path),
+        provided_split=np.asarray(tags, dtype=str)[keep] if scol else None,
+        skipped=skipped,
+        layout="manifest",
+        split_origin=origin if scol else {},
+    )
+
+
+def _find_image(p: Path) -> Path:
+    """``p``, or ``p`` plus an image extension when the manifest's ids have none (Kaggle's form)."""
+    if p.suffix.lower() in IMAGE_EXTENSIONS or p.is_file():
+        return p
+    found = (p.with_name(p.name + e) for e in (".jpg", ".png", ".jpeg", *sorted(IMAGE_EXTENSIONS)))
+    return next((q for q in found if q.is_file()), p)
+
+
+def _label_order(v: str) -> tuple[int, float | str]:
+    """Integer-like labels in numeric order (2 before 10), then the rest alphabetically."""
+    try:
+        return (0, float(v))
+    except ValueError:
+        return (1, v)

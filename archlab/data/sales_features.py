@@ -1,0 +1,362 @@
+"""The forecast framing's one fitted featurizer: per-step inputs, windows and the baseline.
+
+``SalesFeaturizer.fit`` learns from a panel's training steps all that the inputs need (per-series
+offset and scale, key vocabularies, covariate means/stds and the constant ones, holiday dates,
+step length, season, events and the feature layout). The frozen result turns any panel with
+the same columns into the network's inputs (``transform``), gathers windows ending at target
+steps (``windows``) and gives the baseline the network corrects (``baseline``). Training,
+evaluation, ``predict`` and ``explain`` all go through it; it is saved in the run's fitted.json.
+Column positions (the unknowns zeroed at the target step, the target flag) come from the names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+
+from archlab.data.sales import (
+    MONTHLY_MIN_DAYS,
+    Panel,
+    event_flags,
+    ffill_time,
+    group_mean,
+    lagged,
+    series_scalers,
+    step_dates,
+)
+
+if TYPE_CHECKING:
+    from archlab.task_configs import SalesDataConfig
+
+# Per-step feature columns of the forecasting framing (the covariates, then the events follow).
+STEP_FEATURES = (
+    "sales",  # scaled sales of the step (0 at the target step: unknown)
+    "observed",  # 1 where the step has a sales row (0 at the target step)
+    "sales_last_year",  # scaled sales one season earlier
+    "observed_last_year",
+    "sales_last_year_next",  # one season minus one step earlier (last year's following week)
+    "group_sales",  # mean scaled sales of the series' group (department) across stores
+    "group_sales_last_year",  # smoothed seasonal signal shared by the group's series
+    "group_sales_last_year_next",
+    "holiday",
+    "season_sin",  # position in the year
+    "season_cos",
+    "target_step",  # 1 only at the step being forecast
+)
+EVENT_FEATURES = ("event", "event_last_year")  # the two columns data.events adds
+# Inputs of the target step that are not known when forecasting it: zeroed in its window row.
+UNKNOWN_AT_TARGET = ("sales", "observed", "group_sales")
+TARGET_FLAG = "target_step"
+COV_CLIP = 5.0  # standardized covariates are clipped to +-5 training standard deviations
+
+
+def feature_layout(covariates: Sequence[str], events: bool) -> tuple[str, ...]:
+    """Names of the per-step input columns, in order: STEP_FEATURES, covariates, event flags."""
+    return (*STEP_FEATURES, *covariates, *(EVENT_FEATURES if events else ()))
+
+
+def _columns(names: Sequence[str], wanted: Sequence[str]) -> tuple[int, ...]:
+    return tuple(list(names).index(n) for n in wanted)
+
+
+def auto_season(step_days: int) -> int:
+    """Steps per seasonal cycle of the default ``data.season``: the year, or the week if daily."""
+    if step_days >= MONTHLY_MIN_DAYS:
+        return 12
+    if step_days == 1:
+        return 7  # daily sales (store visits, transactions) cycle with the week
+    return max(2, round(365.25 / step_days))  # 52 for weekly data
+
+
+class Features(NamedTuple):
+    """A panel as the network's inputs (see ``SalesFeaturizer.transform``)."""
+
+    steps: np.ndarray  # (S, T, F) float32 inputs of every step, scaled units
+    yn: np.ndarray  # (S, T) scaled target, NaN where missing
+    offset: np.ndarray  # (S,) per-series offset and scale back to sales units
+    scale: np.ndarray
+    cats: np.ndarray  # (S, k) int64 index of each series key in the training vocabulary
+    known: np.ndarray  # (S,) bool: the series was in the training panel
+
+
+@dataclass(frozen=True)
+class SalesFeaturizer:
+    """What the forecast framing's inputs learn from the training steps; frozen, JSON-able."""
+
+    series_keys: tuple[str, ...]
+    series: tuple[tuple[Any, ...], ...]  # key values of each training-panel series
+    offset: tuple[float, ...]  # per series: mean over its training steps (0 if it has none)
+    scale: tuple[float, ...]  # and std (at least data.min_scale)
+    key_vocab: tuple[tuple[Any, ...], ...]  # sorted values of each key: the embedding ids
+    covariates: tuple[str, ...]
+    cov_mean: tuple[float, ...]
+    cov_std: tuple[float | None, ...]  # None: constant over the training steps (enters as 0)
+    step_days: int  # 28+: calendar months (see data/sales.time_index)
+    holiday_dates: tuple[str, ...]  # YYYY-MM-DD of the panel's holiday steps
+    season: int
+    window: int
+    residual: str  # data.residual: the baseline the network corrects
+    events: tuple[str, ...] = ()  # data.events dates; () adds no event columns
+
+    @classmethod
+    def fit(
+        cls,
+        p: Panel,
+        n_train: int,
+        c: SalesDataConfig,
+        covariates: Sequence[str],
+        step_days: int,
+    ) -> SalesFeaturizer:
+        """Fit on the first ``n_train`` steps of ``p`` (built with ``covariates``) for config
+        ``c`` (with the values the data decided: season, require_lags)."""
+        offset, scale, _ = series_scalers(p.y, n_train, c.min_scale)
+        S = p.y.shape[0]
+        train_cov = p.cov[:, :n_train].reshape(S * n_train, len(covariates))  # C may be 0
+        with np.errstate(invalid="ignore"):
+            cov_mean = np.nan_to_num(np.nanmean(train_cov, 0)).astype(np.float32)
+            cov_std = np.nan_to_num(np.nanstd(train_cov, 0), nan=1.0).astype(np.float32)
+        vocab = [pd.factorize(p.keys[:, i], sort=True)[1] for i in range(p.keys.shape[1])]
+        return cls(
+            series_keys=tuple(c.series_keys),
+            series=tuple(tuple(k) for k in p.keys.tolist()),
+            offset=tuple(np.nan_to_num(offset).tolist()),
+            scale=tuple(scale.tolist()),
+            key_vocab=tuple(tuple(u.tolist()) for u in vocab),
+            covariates=tuple(covariates),
+            cov_mean=tuple(cov_mean.tolist()),
+            # A covariate constant over the training steps (the markdowns: NA before Nov 2011)
+            # teaches the network nothing and would be far out of range later.
+            cov_std=tuple(v if v > 0 else None for v in cov_std.tolist()),
+            step_days=step_days,
+            holiday_dates=tuple(str(d)[:10] for d in p.dates[p.holiday]),
+            season=c.season,
+            window=c.window,
+            residual=c.residual,
+            events=tuple(c.events),
+        )
+
+    # --- layout ---
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return feature_layout(self.covariates, bool(self.events))
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    @property
+    def n_categories(self) -> tuple[int, ...]:
+        return tuple(len(v) for v in self.key_vocab)
+
+    @property
+    def constant_covariates(self) -> list[str]:
+        return [k for k, v in zip(self.covariates, self.cov_std, strict=True) if v is None]
+
+    @property
+    def unknown_at_target(self) -> tuple[int, ...]:
+        return _columns(self.feature_names, UNKNOWN_AT_TARGET)
+
+    @property
+    def target_flag(self) -> int:
+        return _columns(self.feature_names, [TARGET_FLAG])[0]
+
+    # --- transform ---
+    def transform(self, p: Panel) -> Features:
+        """Inputs of every step of ``p`` (its covariates in ``self.covariates`` order).
+
+        Series unknown to the training panel get the first series' scaler and key id 0 for
+        unknown key values; ``known`` says which they are (callers drop them).
+        """
+        index = {k: i for i, k in enumerate(self.series)}
+        keys = p.keys.tolist()
+        idx = np.array([index.get(tuple(k), -1) for k in keys], dtype=np.int64)
+        at = np.maximum(idx, 0)
+        offset = np.array(self.offset)[at]
+        scale = np.array(self.scale)[at]
+        vocab = [{v: j for j, v in enumerate(vs)} for vs in self.key_vocab]
+        cats = np.array(
+            [[vocab[i].get(v, 0) for i, v in enumerate(k)] for k in keys], dtype=np.int64
+        ).reshape(len(keys), len(vocab))
+        cov_mean = np.array(self.cov_mean, np.float32)
+        cov_std = np.array([np.inf if v is None else v for v in self.cov_std], np.float32)
+        events = event_flags(p.dates, self.events, self.step_days) if self.events else None
+        steps, yn = forecast_steps(p, offset, scale, cov_mean, cov_std, cats[:, -1],
+                                   self.season, events)  # fmt: skip
+        return Features(steps, yn, offset, scale, cats, idx >= 0)
+
+    def with_next_holiday(self, p: Panel) -> Panel:
+        """``p`` (a history panel with one empty step appended) with that step's holiday flag:
+        a holiday if the same step a season earlier was one (in the training panel or in ``p``)."""
+        T = p.y.shape[1]
+        year_ago = step_dates(p.dates[-1], np.int64(-self.season), self.step_days)
+        hol_dates = {np.datetime64(d) for d in self.holiday_dates}
+        in_panel = self.season < T and bool(p.holiday[T - 1 - self.season])
+        holiday = p.holiday.copy()
+        holiday[-1] = bool(holiday[-1] or year_ago in hol_dates or in_panel)
+        return replace(p, holiday=holiday)
+
+    def offsets(self, device: torch.device | None = None) -> torch.Tensor:
+        """Time offsets of a window's steps relative to its target step: -window .. 0."""
+        return torch.arange(-self.window, 1, device=device)
+
+    def windows(
+        self, steps: torch.Tensor, s: torch.Tensor, t: torch.Tensor, offs: torch.Tensor
+    ) -> torch.Tensor:
+        """(N, window + 1, F) windows of ``steps`` ending at each target step ``(s, t)``."""
+        return gather_windows(steps, s, t, offs, self.unknown_at_target, self.target_flag)
+
+    def baseline(self, yn: np.ndarray, s: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """The baseline the network corrects at each (series, step) (``data.residual``)."""
+        return baseline_scaled(self.residual, self.season, yn, s, t)
+
+    # --- saving ---
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "series_keys": list(self.series_keys),
+            "series": [list(k) for k in self.series],
+            "offset": list(self.offset),
+            "scale": list(self.scale),
+            "key_vocab": [list(v) for v in self.key_vocab],
+            "covariates": list(self.covariates),
+            "cov_mean": list(self.cov_mean),
+            "cov_std": list(self.cov_std),
+            "step_days": self.step_days,
+            "holiday_dates": list(self.holiday_dates),
+            "season": self.season,
+            "window": self.window,
+            "residual": self.residual,
+            "events": list(self.events),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SalesFeaturizer:
+        return cls(
+            series_keys=tuple(d["series_keys"]),
+            series=tuple(tuple(k) for k in d["series"]),
+            offset=tuple(float(v) for v in d["offset"]),
+            scale=tuple(float(v) for v in d["scale"]),
+            key_vocab=tuple(tuple(v) for v in d["key_vocab"]),
+            covariates=tuple(d["covariates"]),
+            cov_mean=tuple(float(v) for v in d["cov_mean"]),
+            cov_std=tuple(None if v is None else float(v) for v in d["cov_std"]),
+            step_days=int(d["step_days"]),
+            holiday_dates=tuple(d["holiday_dates"]),
+            season=int(d["season"]),
+            window=int(d["window"]),
+            residual=str(d["residual"]),
+            events=tuple(d.get("events", ())),
+        )
+
+    @classmethod
+    def from_legacy(cls, state: dict[str, Any], c: SalesDataConfig) -> SalesFeaturizer:
+        """From a run's sales_state.json (runs before fitted.json), whose config ``c`` (with
+        the state's resolved values) holds season, window, residual and events."""
+        return cls.from_dict(
+            {
+                **state,
+                "season": c.season,
+                "window": c.window,
+                "residual": c.residual,
+                "events": list(c.events),
+            }
+        )
+
+
+def forecast_steps(
+    panel: Panel,
+    offset: np.ndarray,
+    scale: np.ndarray,
+    cov_mean: np.ndarray,
+    cov_std: np.ndarray,
+    groups: np.ndarray,
+    season: int,
+    events: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step inputs (S, T, F) in scaled units, and the scaled target (S, T) with NaN gaps.
+
+    With ``events`` ((T,) flags of moving calendar events such as Easter, see ``event_flags``),
+    two more columns follow the covariates: the step holds an event, and the step a season
+    earlier held one. Both are known in advance, so the target step keeps them.
+    """
+    yn = (panel.y - offset[:, None]) / scale[:, None]
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
+    gm = group_mean(yn, groups, n_groups)[groups]
+    day = (panel.dates - panel.dates.astype("datetime64[Y]")) / np.timedelta64(1, "D")
+    angle = np.broadcast_to(2 * np.pi * day / 365.25, yn.shape)
+    cols = [
+        yn,
+        ~np.isnan(yn),
+        lagged(yn, season),
+        ~np.isnan(lagged(yn, season)),
+        lagged(yn, season - 1),
+        gm,
+        lagged(gm, season),
+        lagged(gm, season - 1),
+        np.broadcast_to(panel.holiday, yn.shape),
+        np.sin(angle),
+        np.cos(angle),
+        np.zeros_like(yn),
+    ]
+    base = np.stack(cols, -1).astype(np.float32)
+    # Clipped: later steps can drift beyond the training range (CPI, fuel price).
+    cov = np.clip((ffill_time(panel.cov) - cov_mean) / cov_std, -COV_CLIP, COV_CLIP)
+    parts = [base, cov.astype(np.float32)]
+    if events is not None:
+        flag = events[None, :].astype(np.float32)
+        ev = np.stack([flag, lagged(flag, season)], -1)  # (1, T, 2)
+        parts.append(np.broadcast_to(ev, (*yn.shape, 2)).astype(np.float32))
+    steps = np.concatenate(parts, -1)
+    return np.nan_to_num(steps, nan=0.0), yn
+
+
+def gather_windows(
+    steps: torch.Tensor,
+    s: torch.Tensor,
+    t: torch.Tensor,
+    offs: torch.Tensor,
+    unknown: Sequence[int] = _columns(STEP_FEATURES, UNKNOWN_AT_TARGET),
+    flag: int = STEP_FEATURES.index(TARGET_FLAG),
+) -> torch.Tensor:
+    """(N, len(offs), F) windows ending at each target step, with the unknowns masked.
+
+    ``unknown``: columns zeroed at the target step; ``flag``: the column set to 1 there (both
+    default to their STEP_FEATURES positions, which covariates and events follow).
+    """
+    tt = t[:, None] + offs[None, :]
+    x = steps[s[:, None], tt.clamp(min=0)]
+    x = x * (tt >= 0)[..., None]  # steps before the panel starts are zeros
+    last = x[:, -1].clone()
+    last[:, list(unknown)] = 0.0  # the target step's own sales are unknown
+    last[:, flag] = 1.0
+    return torch.cat([x[:, :-1], last[:, None]], 1)
+
+
+def baseline_scaled(
+    residual: str, season: int, yn: np.ndarray, s: np.ndarray, t: np.ndarray
+) -> np.ndarray:
+    """The baseline the network corrects (``data.residual``), in scaled units."""
+    if residual == "none":
+        return np.zeros(len(s))
+    both = np.stack([lag_at(yn, s, t, 1), lag_at(yn, s, t, season)])
+    pick = {"last_step": [0], "last_week": [0], "seasonal": [1], "mean": [0, 1]}[residual]
+    b = _nanmean(both[pick])
+    # Where the chosen lag is missing, fall back to the other one, then to the series mean.
+    return np.nan_to_num(np.where(np.isnan(b), _nanmean(both), b))
+
+
+def lag_at(a: np.ndarray, s: np.ndarray, t: np.ndarray, lag: int) -> np.ndarray:
+    """``a[s, t - lag]`` for each pair; NaN where the lag is before the start."""
+    tl = t - lag
+    return np.where(tl >= 0, a[s, np.maximum(tl, 0)], np.nan)
+
+
+def _nanmean(a: np.ndarray) -> np.ndarray:
+    """Mean over axis 0 ignoring NaN; NaN where every value is missing (no warning)."""
+    n = np.sum(~np.isnan(a), 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.nansum(a, 0) / n, np.nan)

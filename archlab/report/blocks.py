@@ -1,0 +1,145 @@
+"""Report elements (``Block``) and their two renderings: Markdown and self-contained HTML."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archlab.report import mathmd
+
+
+@dataclass
+class Block:
+    """One report element, rendered to both Markdown and HTML."""
+
+    kind: str  # h1 h2 h3 p list table img pre md (a Markdown document) links
+    content: Any
+    extra: Any = None
+
+
+def rel(path: Path, start: Path) -> str:
+    """``path`` relative to ``start`` (links and images in report.md)."""
+    return os.path.relpath(path, start)
+
+
+# Derivation documents start at '#'; in the report they sit under an h3.
+DOC_HEADING_SHIFT = 3
+
+
+def _shift_md_headings(text: str, by: int) -> str:
+    """Markdown ``text`` with ATX headings outside code fences moved ``by`` levels down."""
+    lines, fenced = [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        m = None if fenced else re.match(r"(#{1,6}) ", line)
+        lines.append("#" * min(6, len(m.group(1)) + by) + line[len(m.group(1)) :] if m else line)
+    return "\n".join(lines)
+
+
+def render_md(blocks: list[Block], report_dir: Path) -> str:
+    lines: list[str] = []
+    for bl in blocks:
+        if bl.kind in ("h1", "h2", "h3"):
+            lines += ["#" * int(bl.kind[1]) + " " + bl.content, ""]
+        elif bl.kind == "p":
+            lines += [bl.content, ""]
+        elif bl.kind == "list":
+            lines += [f"- {x}" for x in bl.content] + [""]
+        elif bl.kind == "table":
+            head, *rows = bl.content
+            lines.append("| " + " | ".join(head) + " |")
+            lines.append("|" + "---|" * len(head))
+            lines += ["| " + " | ".join(r) + " |" for r in rows]
+            lines.append("")
+        elif bl.kind == "img":
+            if Path(bl.content).exists():
+                lines += [f"![{bl.extra}]({rel(bl.content, report_dir)})", ""]
+        elif bl.kind == "pre":
+            lines += ["```", bl.content.rstrip(), "```", ""]
+        elif bl.kind == "md":
+            lines += [_shift_md_headings(bl.content, DOC_HEADING_SHIFT).rstrip(), ""]
+        elif bl.kind == "links":
+            lines += [" · ".join(f"[{t}]({p})" for t, p in bl.content), ""]
+    return "\n".join(lines)
+
+
+# Tables wrap inside their cells (long metric names break at underscores) instead of pushing
+# the page wider; .scroll is a last resort for a table that still cannot fit.
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;
+max-width:1000px;padding:1rem;line-height:1.45;color:#1b1b1b}
+h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
+.scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:.9rem;
+margin:.5rem 0}th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;
+vertical-align:top;overflow-wrap:anywhere}td.num{overflow-wrap:normal}
+th{background:#f3f5f7}img{max-width:100%;height:auto;display:block;margin:.5rem 0}
+pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;font-size:.8rem}
+code{background:#f3f5f7;padding:0 .2em;border-radius:3px;font-size:.85em}
+pre code{background:none;padding:0}
+figure{margin:0}figcaption{font-size:.8rem;color:#555}
+.doc{border-left:3px solid #e3e6ea;padding-left:1rem}.doc h4{font-size:1.2rem}
+.doc h5{font-size:1.05rem}.doc h6{font-size:.95rem}
+.doc math[display=block]{overflow-x:auto;max-width:100%;padding:.3rem 0}
+mtd[columnalign=right]{text-align:right}mtd[columnalign=left]{text-align:left}
+"""
+
+
+def _inline(text: str) -> str:
+    """Escape ``text`` for HTML; `code` spans become <code> (prose, list items, cells)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def _cell(text: str) -> str:
+    # a number never breaks inside; "mean ± std" may break before the ±, and nowhere else
+    number = re.fullmatch(r"[-+]?[\d,.]+(e[-+]?\d+)?( ± [\d,.]+(e[-+]?\d+)?)?|—", text)
+    if number:
+        return f'<td class="num">{_inline(text).replace(" ± ", " ±&nbsp;")}</td>'
+    return f"<td>{_inline(text)}</td>"
+
+
+def render_html(blocks: list[Block]) -> str:
+    e = html.escape
+    body: list[str] = []
+    for bl in blocks:
+        if bl.kind in ("h1", "h2", "h3"):
+            body.append(f"<{bl.kind}>{e(bl.content)}</{bl.kind}>")
+        elif bl.kind == "p":
+            body.append(f"<p>{_inline(bl.content)}</p>")
+        elif bl.kind == "list":
+            body.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in bl.content) + "</ul>")
+        elif bl.kind == "table":
+            head, *rows = bl.content
+            th = "".join(f"<th>{_inline(h)}</th>" for h in head)
+            trs = "".join("<tr>" + "".join(_cell(c) for c in r) + "</tr>" for r in rows)
+            body.append(
+                f'<div class="scroll"><table><thead><tr>{th}</tr></thead>'
+                f"<tbody>{trs}</tbody></table></div>"
+            )
+        elif bl.kind == "img":
+            path = Path(bl.content)
+            if path.exists():
+                data = base64.b64encode(path.read_bytes()).decode()
+                body.append(
+                    f'<figure><img alt="{e(bl.extra)}" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{e(bl.extra)}</figcaption></figure>"
+                )
+        elif bl.kind == "pre":
+            body.append(f"<pre>{e(bl.content)}</pre>")
+        elif bl.kind == "md":
+            body.append(f'<div class="doc">{mathmd.to_html(bl.content, DOC_HEADING_SHIFT)}</div>')
+        elif bl.kind == "links":
+            links = " · ".join(f'<a href="{e(p)}">{_inline(t)}</a>' for t, p in bl.content)
+            body.append(f"<p>{links}</p>")
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>archlab report</title><style>{CSS}</style></head><body><main>"
+        + "\n".join(body)
+        + "</main></body></html>\n"
+    )

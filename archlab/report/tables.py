@@ -1,0 +1,138 @@
+"""The report's tables of numbers: one row per experiment (summary), one column per run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archlab import rundir
+
+# metrics.json keys shown per part, in order, when present.
+COLUMNS = {
+    "images": [
+        "test_accuracy",
+        "test_balanced_accuracy",
+        "test_f1_macro",
+        "test_precision_macro",
+        "test_recall_macro",
+        "epochs_run",
+        "train_seconds",
+    ],
+    "text": [
+        "test_accuracy",
+        "test_balanced_accuracy",
+        "test_f1_macro",
+        "baseline_tfidf_accuracy",
+        "baseline_tfidf_f1_macro",
+        "epochs_run",
+        "train_seconds",
+    ],
+    "sales": [
+        "test_wmae",
+        "test_mae",
+        "test_rmse",
+        "test_r2",
+        "test_rmse_std",
+        "test_r2_std",
+        "baseline_last_step_wmae",
+        "baseline_seasonal_naive_wmae",
+        "baseline_mean_wmae",
+        "epochs_run",
+        "train_seconds",
+    ],
+}
+MAIN_METRIC = {"images": "test_accuracy", "text": "test_accuracy", "sales": "test_wmae"}
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.1f}" if abs(v) >= 100 else f"{v:.4f}"
+    return str(v)
+
+
+def mean_std(values: list[float]) -> str:
+    arr = np.asarray(values, dtype=float)
+    if len(arr) == 1:
+        return fmt(float(arr[0]))
+    return f"{fmt(float(arr.mean()))} ± {fmt(float(arr.std(ddof=1)))}"
+
+
+def run_dirs(out: Path, exp: dict[str, Any]) -> dict[str, list[Path]]:
+    base = out / exp["part"] / exp["key"]
+    return {t: [base / r for r in runs] for t, runs in exp["runs"].items()}
+
+
+def _metrics(dirs: list[Path]) -> list[dict[str, Any]]:
+    return [rundir.read_metrics(d) for d in dirs]
+
+
+def summary_rows(out: Path, manifest: dict[str, Any], study: dict[str, Any]) -> list[list[str]]:
+    """One row per experiment (per study number it is compared with)."""
+    rows = []
+    for exp in manifest["experiments"]:
+        dirs = run_dirs(out, exp)
+        if exp["kind"] == "ablation":
+            key = MAIN_METRIC[exp["part"]]
+            means = {t: float(np.mean([m[key] for m in _metrics(ds)])) for t, ds in dirs.items()}
+            pick = min if key.endswith("wmae") else max
+            best = pick(means, key=means.__getitem__)
+            rows.append([exp["title"], key, f"best: {best} {fmt(means[best])}", "—", "—"])
+            continue
+        ms = _metrics(dirs[""])
+        keys = [study["results"][s]["metric"] for s in exp["study"]] or [MAIN_METRIC[exp["part"]]]
+        ens = ensemble_metrics(out, exp)
+        for i, key in enumerate(keys):
+            vals = [m[key] for m in ms if m.get(key) is not None]
+            variants = [(exp["title"], vals, mean_std(vals) if vals else "n/a")]
+            if ens.get(key) is not None:
+                title = f"{exp['title']}, {len(ms)} seeds averaged"
+                variants.append((title, [ens[key]], fmt(ens[key])))
+            for title, values, ours in variants:
+                if not exp["study"]:
+                    rows.append([title, key, ours, "—", "—"])
+                    continue
+                ref = study["results"][exp["study"][i]]
+                diff = float(np.mean(values)) - ref["value"] if values else float("nan")
+                better = (diff < 0) if ref.get("lower_is_better") else (diff > 0)
+                rows.append([title, key, ours, fmt(ref["value"]),
+                             f"{diff:+.4f} ({'better' if better else 'worse'})"])  # fmt: skip
+    return rows
+
+
+def ensemble_metrics(out: Path, exp: dict[str, Any]) -> dict[str, float]:
+    """The test metrics of the seeds' averaged prediction (reproduce.seed_ensemble), or {}."""
+    if not exp.get("ensemble"):
+        return {}
+    path = out / exp["part"] / exp["key"] / exp["ensemble"]
+    return json.loads(path.read_text())["ensemble"] if path.exists() else {}
+
+
+def run_table(part: str, dirs: list[Path], ens: dict[str, float]) -> list[list[str]]:
+    """One row per metric, one column per run (then mean ± std and the seeds' average).
+
+    Metrics down and runs across: a part has up to a dozen metrics (baselines, epochs_run,
+    train_seconds) but only a few seeds, so the table stays as narrow as the page.
+    """
+    ms = _metrics(dirs)  # read each metric file once
+    cols = [c for c in COLUMNS[part] if any(c in m for m in ms)]
+    head = ["metric", *[d.name for d in dirs]]
+    if len(ms) > 1:
+        head.append("mean ± std")
+    if ens:  # metrics of the averaged prediction; baselines and timings are per run
+        head.append("seeds averaged")
+    table = [head]
+    for c in cols:
+        row = [c, *[fmt(m.get(c)) for m in ms]]
+        if len(ms) > 1:
+            row.append(mean_std([m[c] for m in ms if c in m]))
+        if ens:
+            row.append(fmt(ens[c]) if c in ens else "—")
+        table.append(row)
+    return table

@@ -1,0 +1,155 @@
+"""What every sales framing shares: the network, the scaled loss, metrics on the sales scale,
+the test rows behind a bundle, the residual plot and the exploratory plots.
+
+Targets are (N, 4): scaled target, per-row scale, offset and holiday flag, so metrics are exact
+on the original sales scale while the loss works in scaled units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archlab.config import RunConfig
+from archlab.data import sales
+from archlab.metrics import regression_metrics, wmae
+from archlab.models import MODELS
+from archlab.task_configs import SalesDataConfig, SalesModelConfig
+from archlab.tasks.base import DataBundle
+
+LEGACY_STATE_FILE = "sales_state.json"  # fitted.json's predecessor, read for older runs
+
+
+def _holiday_weight(hol: torch.Tensor) -> torch.Tensor:
+    return torch.where(hol > 0.5, 5.0, 1.0)  # Kaggle's WMAE: holiday weeks weigh 5
+
+
+def resolved_config(c: SalesDataConfig, resolved: dict[str, Any]) -> SalesDataConfig:
+    """``c`` with the values the data decided (date format, season, skipped tables)."""
+    return replace(c, **{k: tuple(v) if isinstance(v, list) else v for k, v in resolved.items()})
+
+
+def plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def plain_dict(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else plain(v) for k, v in d.items()}
+
+
+def source_info(c: SalesDataConfig, resolved: dict[str, Any]) -> dict[str, Any]:
+    """The first keys of data.json: where the data came from and what it decided."""
+    return {
+        "source": str(Path(c.path).resolve()),
+        "input": "file" if Path(c.path).is_file() else "folder",
+        "resolved_config": plain_dict(resolved),
+    }
+
+
+@dataclass(frozen=True)
+class SalesContext:
+    """The test rows behind a bundle: keys, dates, actuals and each naive forecast."""
+
+    test_rows: pd.DataFrame
+    own_row_baselines: dict[str, Any] = field(default_factory=dict)
+
+
+class SalesTask:
+    """Regression of sales with a recurrent network; a framing adds baselines and predict.
+
+    ``fitted`` (the framing's Fitted object) holds the sizes and the training target's mean
+    and std; nothing changes after construction.
+    """
+
+    name = "sales"
+    outputs = "values"  # how `archlab ensemble` averages members: see archlab/ensemble.py
+
+    def __init__(self, cfg: RunConfig, fitted: Any) -> None:
+        self.fitted = fitted
+        self.data_cfg: SalesDataConfig = resolved_config(cfg.data, fitted.resolved)
+        self.model_cfg: SalesModelConfig = cfg.model
+        self.reg = cfg.reg
+
+    def callbacks(self) -> list[Any]:
+        return []
+
+    def embeddings(self) -> tuple[int, ...]:
+        """Vocabulary size of each series key the network embeds; () for none."""
+        return ()
+
+    # --- model, loss, metrics ---
+    def build_model(self) -> nn.Module:
+        m = self.model_cfg
+        cats = self.embeddings()
+        return MODELS[m.name].build(
+            input_size=self.fitted.input_size,
+            hidden_size=m.hidden_size,
+            num_layers=m.num_layers,
+            dropout=self.reg.dropout,
+            embeddings=cats,
+            embed_dim=m.embed_dim if cats else 0,
+        )
+
+    def step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        x, cats, base, y = batch
+        return base + model(x, cats), y  # the network predicts the residual over the baseline
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.model_cfg.loss == "mse":
+            return F.mse_loss(outputs, targets[:, 0])
+        # |pred - y| on the sales scale is scale * |scaled error|, so weighting by scale makes
+        # this the batch's WMAE up to a constant (it stays in scaled units).
+        w = _holiday_weight(targets[:, 3]) * targets[:, 1]
+        return (w * (outputs - targets[:, 0]).abs()).sum() / w.sum()
+
+    def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
+        out, t = outputs.double().numpy(), targets.double().numpy()
+        pred = out * t[:, 1] + t[:, 2]
+        y = t[:, 0] * t[:, 1] + t[:, 2]
+        m: dict[str, Any] = {"wmae": wmae(y, pred, t[:, 3] > 0.5), **regression_metrics(y, pred)}
+        mu, sd = self.fitted.global_mean, self.fitted.global_std
+        std = regression_metrics((y - mu) / sd, (pred - mu) / sd)
+        m["rmse_std"], m["r2_std"] = std["rmse"], std["r2"]
+        return m
+
+    # --- artefacts ---
+    def baselines(self, data: DataBundle) -> dict[str, Any]:
+        return {}
+
+    def artifacts(
+        self,
+        run_dir: Path,
+        model: nn.Module,
+        data: DataBundle,
+        outputs: torch.Tensor,
+        targets: torch.Tensor,
+    ) -> None:
+        from archlab.plots import eda_sales as sales_plots
+
+        rows = data.context.test_rows.copy()
+        t = targets.double().numpy()
+        rows["forecast"] = outputs.double().numpy() * t[:, 1] + t[:, 2]
+        self.plot_test_rows(rows, run_dir, data)
+        c = self.data_cfg
+        res = (rows.actual - rows.forecast).groupby(rows[c.date_column]).mean()
+        sales_plots.residuals_by_step(
+            res.index.to_numpy(), res.to_numpy(), Path(run_dir) / "plots" / "residuals.png"
+        )
+
+    def plot_test_rows(self, rows: pd.DataFrame, run_dir: Path, data: DataBundle) -> None:
+        """Framing-specific plots of the test rows with their ``forecast`` column; none here."""
+
+
+def eda(cfg: RunConfig, out_dir: Path) -> list[Path]:
+    """The study's five exploratory plots of the merged panel."""
+    from archlab.plots.eda_sales import sales_eda
+
+    df = sales.load_sales(cfg.data)
+    return sales_eda(df, replace(cfg.data, **df.attrs.get("resolved", {})), Path(out_dir))

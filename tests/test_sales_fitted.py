@@ -1,0 +1,176 @@
+"""Sales on the task protocol: the featurizer round trip, the FRAMINGS registry, legacy run
+dirs (sales_state.json, no fitted.json), and eval on other data with the run's fitted state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from archlab import runner
+from archlab.cli import main
+from archlab.config import apply_overrides
+from archlab.data.sales_features import SalesFeaturizer
+from archlab.errors import ArchlabError
+from archlab.presets import PRESETS
+from archlab.tasks import TASKS
+from archlab.tasks.forecast import ForecastData, ForecastFitted, SalesForecast
+from archlab.tasks.sales_framings import FRAMINGS
+from archlab.tasks.sales_parity import ParityData, ParityFitted, SalesParity
+from tests.test_sales import write_panel
+
+CPU = torch.device("cpu")
+QUIET = ["train.threads=1", "train.progress=off"]
+
+
+def cfg_for(root: Path, preset: str = "sales-gru-smoke", *sets: str):
+    return apply_overrides(
+        PRESETS[preset],
+        [f"data.path={root}", "data.test_steps=8", "data.val_steps=4", *QUIET, *sets],
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(panel folder, finished run dir) of a tiny forecast run with events and indicators."""
+    root = tmp_path_factory.mktemp("sales")
+    panel = write_panel(root / "walmart")
+    cfg = cfg_for(panel, "sales-gru-smoke", "data.missing_indicators=true", "data.stores=")
+    return panel, runner.train(cfg, root / "runs")
+
+
+def _history(panel: Path, path: Path) -> str:
+    hist = pd.read_csv(panel / "train.csv")
+    hist[hist.Store == 2].to_csv(path, index=False)
+    return str(path)
+
+
+def test_featurizer_round_trips_and_names_its_columns(trained: tuple[Path, Path]) -> None:
+    _, run = trained
+    d = json.loads((run / "fitted.json").read_text())
+    fitted = ForecastFitted.from_dict({k: v for k, v in d.items() if k != "kind"})
+    feat = fitted.featurizer
+    assert ForecastFitted.from_dict(json.loads(json.dumps(fitted.to_dict()))) == fitted
+    assert SalesFeaturizer.from_dict(feat.to_dict()) == feat
+    names = feat.feature_names
+    info = json.loads((run / "data.json").read_text())
+    assert len(names) == fitted.input_size == info["input_size"]
+    assert names[-2:] == ("event", "event_last_year") and "MarkDown1_missing" in names
+    assert [names[i] for i in feat.unknown_at_target] == ["sales", "observed", "group_sales"]
+    assert names[feat.target_flag] == "target_step"
+    # MarkDown2 and 4 are NA everywhere: constant (zeros) in training, so they enter as zeros.
+    assert {"MarkDown2", "MarkDown4"} <= set(feat.constant_covariates)
+    assert feat.constant_covariates == info["covariates_constant_in_training"]
+    assert fitted.n_categories == (2, 3) and feat.season == 52 and feat.window == 16
+
+
+def test_framings_registry_dispatches_data_and_task(tmp_path: Path) -> None:
+    panel = write_panel(tmp_path / "walmart", weeks=60)
+    assert set(FRAMINGS) == {"forecast", "parity"}
+    spec = TASKS["sales"]
+    for preset, data_cls, fitted_cls, task_cls in (
+        ("sales-rnn-smoke", ForecastData, ForecastFitted, SalesForecast),
+        ("sales-rnn-parity-smoke", ParityData, ParityFitted, SalesParity),
+    ):
+        cfg = cfg_for(panel, preset)
+        data = spec.data(cfg)
+        assert type(data) is data_cls
+        before = dict(vars(data))
+        bundle = data.build(CPU)
+        assert vars(data) == before  # a TaskData keeps nothing between calls
+        assert type(bundle.fitted) is fitted_cls
+        assert type(spec.task(cfg, bundle.fitted)) is task_cls
+    with pytest.raises(TypeError, match="no sales framing fits a dict"):
+        spec.task(cfg, {})
+    with pytest.raises(ArchlabError, match="predict needs a forecast-framing run"):
+        spec.task(cfg, bundle.fitted).predict(torch.nn.Identity(), [])
+
+
+def _make_legacy(run: Path, legacy: Path) -> None:
+    """``run`` copied as the code before fitted.json wrote it: sales_state.json instead."""
+    import shutil
+
+    shutil.copytree(run, legacy)
+    d = json.loads((legacy / "fitted.json").read_text())
+    (legacy / "fitted.json").unlink()
+    state = {k: v for k, v in d["featurizer"].items() if k not in ("season", "window", "residual",
+                                                                   "events")}  # fmt: skip
+    info = json.loads((legacy / "data.json").read_text())
+    state.update(framing="forecast", input_size=info["input_size"], global_mean=d["global_mean"],
+                 global_std=d["global_std"], resolved=d["resolved"])  # fmt: skip
+    (legacy / "sales_state.json").write_text(json.dumps(state))
+
+
+def test_legacy_run_dir_still_predicts_and_evaluates(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    panel, run = trained
+    legacy = tmp_path / "legacy"
+    _make_legacy(run, legacy)
+    hist = _history(panel, tmp_path / "history.csv")
+    _, task, model = runner.restore_task(run)
+    _, old_task, old_model = runner.restore_task(legacy)
+    assert old_task.fitted == task.fitted  # season, window, events from the run's config
+    assert old_task.predict(old_model, [hist]) == task.predict(model, [hist])
+    m = json.loads((run / "metrics.json").read_text())
+    assert (
+        runner.evaluate(legacy)["test_wmae"] == m["test_wmae"] == runner.evaluate(run)["test_wmae"]
+    )
+    state = json.loads((legacy / "sales_state.json").read_text())
+    (legacy / "sales_state.json").write_text(json.dumps({**state, "input_size": 7}))
+    with pytest.raises(ArchlabError, match=r"sales_state.json: the run's inputs have 7 features"):
+        runner.restore_task(legacy)
+    (legacy / "sales_state.json").unlink()
+    with pytest.raises(ArchlabError, match=r"no fitted.json"):
+        runner.restore_task(legacy)
+
+
+def test_eval_on_other_data_uses_the_runs_featurizer(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Stores 2 and 3, the run knew 1 and 2: store 2 keeps its trained id and scaler, store 3
+    (unknown to the run) is dropped; a refit would have given store 2 id 0."""
+    _, run = trained
+    other = write_panel(tmp_path / "other", stores=3, seed=1)
+    df = pd.read_csv(other / "train.csv")
+    df[df.Store != 1].to_csv(other / "train.csv", index=False)
+    _, task, _, data = runner.load_run(run, str(other))
+    assert data.fitted == task.fitted == TASKS["sales"].data(runner.load_config(run)).restore(run)
+    assert data.info["series_unknown_to_run"] == 3
+    assert set(data.context.test_rows.Store) == {2}
+    _, cats, _, targets = data.test.fetch(torch.arange(len(data.test)), None)
+    assert (cats[:, 0] == 1).all()  # store 2's id in the run's vocabulary (1, 2)
+    feat = task.fitted.featurizer
+    series = [feat.series.index((2, d)) for d in (1, 2, 3)]
+    assert set(targets[:, 1].tolist()) <= {float(np.float32(feat.scale[i])) for i in series}
+    assert main(["eval", str(run), "--data", str(other)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert np.isfinite(out["test_wmae"]) and out["test_wmae"] > 0
+    daily = tmp_path / "daily"
+    daily.mkdir()
+    df = df.assign(Date=pd.to_datetime(df.Date).rank(method="dense").astype(int))
+    df.assign(Date=pd.Timestamp("2010-02-05") + pd.to_timedelta(df.Date, "D")).to_csv(
+        daily / "train.csv", index=False
+    )
+    assert main(["eval", str(run), "--data", str(daily)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 days apart but the run was trained on 7-day steps" in err[0]
+
+
+def test_parity_run_reuses_its_fit_and_legacy_runs_refit(tmp_path: Path) -> None:
+    panel = write_panel(tmp_path / "walmart", weeks=60)
+    run = runner.train(cfg_for(panel, "sales-rnn-parity-smoke"), tmp_path / "runs")
+    m = json.loads((run / "metrics.json").read_text())
+    fitted = TASKS["sales"].data(runner.load_config(run)).restore(run)
+    # 10 covariates, the holiday flag, Year, Month, Week; one-hot 2 stores, 3 depts, 2 types.
+    assert type(fitted) is ParityFitted and fitted.input_size == 14 + 2 + 3 + 2
+    assert runner.evaluate(run)["test_wmae"] == m["test_wmae"]
+    # Before fitted.json a parity run kept only sizes: its standardization is refitted.
+    (run / "fitted.json").unlink()
+    (run / "sales_state.json").write_text(json.dumps({"framing": "parity", "input_size": 21}))
+    assert TASKS["sales"].data(runner.load_config(run)).restore(run) == fitted
+    assert runner.evaluate(run)["test_wmae"] == m["test_wmae"]
