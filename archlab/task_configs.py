@@ -228,7 +228,7 @@ class SalesDataConfig:
     # gets an event flag, as does the step a season later (forecast framing; see
     # sales_features.forecast_steps).
     events: tuple[str, ...] = ()
-    # Multi-horizon forecasting (archlab/tasks/sales_horizon.py): H > 1 forecasts the H steps
+    # Multi-horizon forecasting (archlab/tasks/sales_horizon*.py): H > 1 forecasts the H steps
     # after an origin at once from the data up to it; test = the last H steps. Covariates named
     # in known_covariates (e.g. Walmart's features.csv, which covers the test period) are kept
     # on the future steps; the others are not known there. backtest_origins=K also scores K

@@ -18,7 +18,8 @@ from archlab.data.sales_horizon import HorizonFeaturizer
 from archlab.errors import ArchlabError
 from archlab.presets import PRESETS
 from archlab.task_configs import SalesDataConfig
-from archlab.tasks.sales_horizon import HorizonData, HorizonFitted, HorizonForecast, score
+from archlab.tasks.sales_horizon import HorizonForecast, score
+from archlab.tasks.sales_horizon_data import HorizonData, HorizonFitted
 from tests.conftest import DATA_DIR, needs_shared
 from tests.test_sales import write_panel
 

@@ -54,6 +54,9 @@ CASES: dict[str, list[Case]] = {
         Case("6feat-embed", {"input_size": 6, "hidden_size": 8, "num_layers": 1,
                              "embeddings": (4, 7), "embed_dim": 2},
              lambda: (torch.randn(3, 5, 6), torch.tensor([[0, 6], [3, 1], [2, 2]])), (3,)),
+        # Multi-horizon: the head reads each of the last 4 steps (data.horizon=4).
+        Case("6feat-h4", {"input_size": 6, "hidden_size": 8, "num_layers": 2, "horizon": 4},
+             lambda: (torch.randn(3, 9, 6),), (3, 4)),
     ],
     "text": [
         Case("last-3cls", {"vocab_size": 40, "num_classes": 3, "embed_dim": 8, "hidden_size": 6,

@@ -14,7 +14,9 @@ class RecurrentRegressor(nn.Module):
     """Stacked recurrent layers over a (batch, steps, features) sequence; last step -> Linear.
 
     Optional embeddings of categorical ids (e.g. store, department) are appended to every
-    step, so one model trained on all series can share what it learns across them.
+    step, so one model trained on all series can share what it learns across them. With
+    ``horizon`` H > 1 the head reads each of the last H steps (direct multi-output: the
+    sequence ends with the H future steps) and the output is (batch, H) instead of (batch,).
     """
 
     def __init__(
@@ -26,8 +28,10 @@ class RecurrentRegressor(nn.Module):
         dropout: float = 0.0,
         embeddings: tuple[int, ...] = (),
         embed_dim: int = 0,
+        horizon: int = 1,
     ) -> None:
         super().__init__()
+        self.horizon = horizon
         self.embeddings = nn.ModuleList(
             nn.Embedding(n, embed_dim) for n in (embeddings if embed_dim else ())
         )
@@ -50,7 +54,8 @@ class RecurrentRegressor(nn.Module):
             e = torch.cat([emb(cats[:, i]) for i, emb in enumerate(self.embeddings)], -1)
             x = torch.cat([x, e[:, None, :].expand(-1, x.shape[1], -1)], -1)
         out, _ = self.rnn(x)
-        return self.head(self.drop(out[:, -1])).squeeze(-1)
+        last = out[:, -1] if self.horizon == 1 else out[:, -self.horizon :]
+        return self.head(self.drop(last)).squeeze(-1)
 
 
 def _constructor(cell: str, doc: str) -> Callable[..., RecurrentRegressor]:
@@ -61,9 +66,10 @@ def _constructor(cell: str, doc: str) -> Callable[..., RecurrentRegressor]:
         dropout: float = 0.0,
         embeddings: tuple[int, ...] = (),
         embed_dim: int = 0,
+        horizon: int = 1,
     ) -> RecurrentRegressor:
         return RecurrentRegressor(
-            input_size, hidden_size, num_layers, cell, dropout, embeddings, embed_dim
+            input_size, hidden_size, num_layers, cell, dropout, embeddings, embed_dim, horizon
         )
 
     build.__name__, build.__doc__ = cell, doc

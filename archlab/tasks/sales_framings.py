@@ -15,7 +15,8 @@ from archlab.config import RunConfig
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Task, TaskData
 from archlab.tasks.forecast import ForecastData, ForecastFitted, SalesForecast
-from archlab.tasks.sales_horizon import HorizonData, HorizonFitted, HorizonForecast
+from archlab.tasks.sales_horizon import HorizonForecast
+from archlab.tasks.sales_horizon_data import HorizonData, HorizonFitted
 from archlab.tasks.sales_parity import ParityData, ParityFitted, SalesParity
 
 

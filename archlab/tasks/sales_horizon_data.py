@@ -1,0 +1,278 @@
+"""Multi-horizon sales (``data.horizon=H`` > 1): reading the panel, the fitted state, batching.
+
+``HorizonData.build`` reads and merges the tables, fits the featurizer
+(archlab/data/sales_horizon.py) on the training steps and batches forecast origins per split:
+test = the last H steps, forecast from the step before them; validation = the ``val_steps``
+steps before the test, forecast from the last training step; training = every origin inside
+the training steps whose window has a season of history before it (targets after the training
+steps are masked). ``data.backtest_origins=K`` adds the K - 1 origins before the test origin.
+
+Targets are (N, H, 6): scaled sales, per-series scale and offset, holiday flag, mask (an
+observed target step of that split) and the origin's backtest number (0 = the test origin).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+
+from archlab import rundir
+from archlab.config import RunConfig
+from archlab.data import sales
+from archlab.data import sales_baselines as naive
+from archlab.data.sales_features import auto_season
+from archlab.data.sales_horizon import HorizonFeaturizer
+from archlab.errors import ArchlabError
+from archlab.task_configs import SalesDataConfig
+from archlab.tasks.base import Batches, DataBundle
+
+SVD_RANK = 10  # per-group rank of the SVD baseline (the Walmart competition winner's choice)
+
+
+@dataclass(frozen=True)
+class HorizonFitted:
+    """Everything a horizon run learned from its training steps (fitted.json)."""
+
+    kind: ClassVar[str] = "sales-horizon"
+    featurizer: HorizonFeaturizer
+    resolved: dict[str, Any]  # config values the data decided (date format, season...)
+    global_mean: float  # of training sales, for the standardized RMSE/R²
+    global_std: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "featurizer": self.featurizer.to_dict(),
+            "resolved": self.resolved,
+            "global_mean": self.global_mean,
+            "global_std": self.global_std,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HorizonFitted:
+        return cls(
+            HorizonFeaturizer.from_dict(d["featurizer"]),
+            dict(d["resolved"]),
+            float(d["global_mean"]),
+            float(d["global_std"]),
+        )
+
+    def data_config(self, c: SalesDataConfig) -> SalesDataConfig:
+        """``c`` with the values the data resolved when the run was trained."""
+        given = {k: v for k, v in self.resolved.items() if k != "step_days"}
+        return replace(c, **{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
+
+
+class TestContext(NamedTuple):
+    """Facts about the test origins for baselines() and artifacts()."""
+
+    rows: pd.DataFrame  # one row per scored (series, step, origin): keys, date, actual, ...
+    keys: list[str]
+    date: str
+
+
+def plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _resolve(c: SalesDataConfig, df: pd.DataFrame) -> tuple[SalesDataConfig, dict[str, Any]]:
+    """The config with what the data decided (date format, tables, season for its time step)."""
+    resolved = dict(df.attrs.get("resolved", {}))
+    step_days = sales.infer_step_days(df[c.date_column].to_numpy())
+    if c.season == SalesDataConfig().season:
+        resolved["season"] = auto_season(step_days)
+    resolved["step_days"] = step_days
+    as_json = {k: list(v) if isinstance(v, tuple) else plain(v) for k, v in resolved.items()}
+    fields = {k: v for k, v in resolved.items() if k != "step_days"}
+    return replace(c, **fields), as_json
+
+
+class HorizonData:
+    """Reads the panel, fits the featurizer on training steps, batches origins per split."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+
+    def restore(self, run_dir: Path) -> HorizonFitted:
+        d = rundir.read_fitted(Path(run_dir), HorizonFitted.kind)
+        if d is None:
+            raise ArchlabError(f"{run_dir}: no {rundir.FITTED} (was the run started?)")
+        return HorizonFitted.from_dict(d)
+
+    def build(self, device: torch.device, fitted: HorizonFitted | None = None) -> DataBundle:
+        df = sales.load_sales(self.cfg.data)
+        c, resolved = _resolve(self.cfg.data, df)
+        step_days = resolved["step_days"]
+        H, keys = c.horizon, list(c.series_keys)
+        missing = [k for k in c.known_covariates if k not in c.covariates]
+        if missing:
+            raise ArchlabError(
+                f"{c.path}: data.known_covariates {missing} are not covariates of the data "
+                f"(found {list(c.covariates)})"
+            )
+        covs = list(c.covariates)
+        p = sales.build_panel(df, keys, c.date_column, c.target, c.holiday_column, covs, step_days)
+        S, T = p.y.shape
+        n_train = T - H - c.val_steps
+        if n_train < 2:
+            raise ArchlabError(
+                f"{c.path}: {T} time steps, but data.horizon={H} test steps + data.val_steps="
+                f"{c.val_steps} leave {max(n_train, 0)} training steps (need >= 2): lower "
+                "data.horizon or data.val_steps"
+            )
+        fz = fitted.featurizer if fitted is not None else HorizonFeaturizer.fit(
+            p, n_train, series_keys=keys, covariates=covs, known_covariates=c.known_covariates,
+            step_days=step_days, season=c.season, window=c.window, horizon=H, events=c.events,
+            min_scale=c.min_scale,
+        )  # fmt: skip
+        if fitted is None:
+            part = p.y[:, :n_train]
+            ok = part[~np.isnan(part)]
+            fitted = HorizonFitted(fz, resolved, float(ok.mean()), float(ok.std()))
+        f = fz.transform(p)
+        lags = naive.season_lags(H, c.season)
+        h = np.arange(1, H + 1)
+        observed = ~np.isnan(p.y)
+
+        def samples(
+            origins: list[int], limit: int, need_ref: bool, backtest: bool = False
+        ) -> tuple:
+            """(series, origin, targets) of every series with a scored target from an origin.
+
+            ``backtest``: the origins are numbered (0 = the first) in the targets' last column;
+            otherwise they all count as one (a training or validation split)."""
+            s_all, o_all, targ = [], [], []
+            for k, o in enumerate(origins):
+                t = o + h
+                inside = t < limit
+                ok = observed[:, np.minimum(t, T - 1)] & inside[None, :]
+                if need_ref:
+                    ok &= (t - lags >= 0)[None, :]
+                s = np.flatnonzero(ok.any(1))
+                if not len(s):
+                    continue
+                tt = np.minimum(t, T - 1)
+                yn = np.nan_to_num((p.y[s][:, tt] - f.offset[s, None]) / f.scale[s, None])
+                tg = np.stack(
+                    [
+                        np.where(ok[s], yn, 0.0),
+                        np.broadcast_to(f.scale[s, None], yn.shape),
+                        np.broadcast_to(f.offset[s, None], yn.shape),
+                        np.broadcast_to(p.holiday[tt] & inside, yn.shape),
+                        ok[s],
+                        np.full(yn.shape, k if backtest else 0),
+                    ],
+                    -1,
+                )
+                s_all.append(s)
+                o_all.append(np.full(len(s), o))
+                targ.append(tg)
+            if not s_all:
+                return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, H, 6))
+            return np.concatenate(s_all), np.concatenate(o_all), np.concatenate(targ)
+
+        o_test = T - H - 1
+        k_back = max(1, c.backtest_origins)
+        first_train = c.season + c.window - 1
+        split = {
+            # Training origins whose whole window has last season's steps, as the test
+            # origin's has: earlier ones would teach the network a history without them.
+            "train": samples(list(range(first_train, n_train - 1)), n_train, True),
+            "val": samples([n_train - 1], T - H, False),
+            "test": samples([o_test - k for k in range(k_back)], T, False, backtest=True),
+        }
+        if len(split["train"][0]) == 0:
+            raise ArchlabError(
+                f"{c.path}: no training origin has a season ({c.season} steps) of history "
+                f"before its window (data.window={c.window}) in the {n_train} training steps: "
+                f"lower data.horizon={H}, data.val_steps or data.window, or give a longer history"
+            )
+        step_t = torch.from_numpy(f.step).to(device)
+        ref_t = torch.from_numpy(f.ref).to(device)
+        cats_t = torch.from_numpy(f.cats).to(device)
+
+        def make(part: tuple) -> Batches:
+            s_t = torch.from_numpy(part[0]).to(device)
+            o_t = torch.from_numpy(part[1]).to(device)
+            tg = torch.from_numpy(part[2].astype(np.float32)).to(device)
+
+            def fetch(i: torch.Tensor, gen: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+                j = i.to(device)
+                x, base = fz.windows(step_t, ref_t, s_t[j], o_t[j])
+                return x, cats_t[s_t[j]], base, tg[j]
+
+            return Batches(len(part[0]), fetch)
+
+        groups = f.cats[:, -1]
+        ctx_rows = []
+        for k in range(k_back):
+            o = o_test - k
+            base = naive.all_baselines(p.y, o, H, c.season, groups, SVD_RANK)
+            s, hh = np.nonzero(observed[:, o + 1 : o + 1 + H])
+            t = o + 1 + hh
+            ctx_rows.append(
+                pd.DataFrame(
+                    {
+                        **{key: p.keys[s, i] for i, key in enumerate(keys)},
+                        c.date_column: p.dates[t],
+                        "step": hh + 1,
+                        "origin": k,
+                        "actual": p.y[s, t],
+                        "holiday": p.holiday[t],
+                        **{n: b[s, hh] for n, b in base.items()},
+                    }
+                )
+            )
+        rows = pd.concat(ctx_rows, ignore_index=True)
+        dates = p.dates
+        sizes = {k: int(v[2][..., 4].sum()) for k, v in split.items()}
+        info = {
+            "source": str(Path(c.path).resolve()),
+            "framing": "horizon",
+            "resolved_config": resolved,
+            "n_rows": len(df),
+            "n_series": S,
+            "n_steps": T,
+            "step_days": step_days,
+            "horizon": H,
+            "window": c.window,
+            "input_size": fz.input_size,
+            "feature_names": fz.feature_names,
+            "known_covariates": list(c.known_covariates),
+            "origins": {
+                "train": f"{str(dates[first_train])[:10]}..{str(dates[n_train - 2])[:10]}",
+                "val": str(dates[n_train - 1])[:10],
+                "test": str(dates[o_test])[:10],
+                "backtest": [str(dates[o_test - k])[:10] for k in range(k_back)],
+            },
+            "split_samples": {k: len(v[0]) for k, v in split.items()},
+            "split_target_steps": sizes,
+            "test_first_date": str(dates[o_test + 1])[:10],
+            "test_last_date": str(dates[T - 1])[:10],
+            "series_without_training_steps": int(S - len(fz.series)),
+        }
+        notes = [
+            f"data: {c.path}, {S} series x {T} steps of {step_days} days; horizon {H} steps, "
+            f"season {c.season}",
+            f"data: origins train {info['origins']['train']} ({sizes['train']} targets), val "
+            f"{info['origins']['val']} ({sizes['val']}), test {info['origins']['test']} "
+            f"({sizes['test']} targets"
+            + (f" over {k_back} backtest origins)" if k_back > 1 else ")"),
+        ]
+        splits = {
+            k: (v[0] * T + v[1]).tolist() for k, v in split.items()
+        }  # series * T + origin of each sample
+        return DataBundle(
+            train=make(split["train"]),
+            val=make(split["val"]),
+            test=make(split["test"]),
+            fitted=fitted,
+            info=info,
+            splits=splits,
+            notes=notes,
+            context=TestContext(rows, keys, c.date_column),
+        )
