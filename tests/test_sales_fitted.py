@@ -20,6 +20,8 @@ from archlab.presets import PRESETS
 from archlab.tasks import TASKS
 from archlab.tasks.forecast import ForecastData, ForecastFitted, SalesForecast
 from archlab.tasks.sales_framings import FRAMINGS
+from archlab.tasks.sales_horizon import HorizonForecast
+from archlab.tasks.sales_horizon_data import HorizonData, HorizonFitted
 from archlab.tasks.sales_parity import ParityData, ParityFitted, SalesParity
 from tests.test_sales import write_panel
 
@@ -70,13 +72,18 @@ def test_featurizer_round_trips_and_names_its_columns(trained: tuple[Path, Path]
 
 def test_framings_registry_dispatches_data_and_task(tmp_path: Path) -> None:
     panel = write_panel(tmp_path / "walmart", weeks=60)
-    assert set(FRAMINGS) == {"forecast", "parity"}
+    assert set(FRAMINGS) == {"forecast", "parity", "horizon"}
     spec = TASKS["sales"]
-    for preset, data_cls, fitted_cls, task_cls in (
-        ("sales-rnn-smoke", ForecastData, ForecastFitted, SalesForecast),
-        ("sales-rnn-parity-smoke", ParityData, ParityFitted, SalesParity),
+    # The horizon framing needs a season of history before its first training origin: the
+    # longer default panel, as tests/test_horizon.py uses.
+    long_panel = write_panel(tmp_path / "long")
+    horizon = ("data.horizon=8", "data.window=4")
+    for root, preset, sets, data_cls, fitted_cls, task_cls in (
+        (panel, "sales-rnn-smoke", (), ForecastData, ForecastFitted, SalesForecast),
+        (panel, "sales-rnn-parity-smoke", (), ParityData, ParityFitted, SalesParity),
+        (long_panel, "sales-rnn-smoke", horizon, HorizonData, HorizonFitted, HorizonForecast),
     ):
-        cfg = cfg_for(panel, preset)
+        cfg = cfg_for(root, preset, *sets)
         data = spec.data(cfg)
         assert type(data) is data_cls
         before = dict(vars(data))
@@ -86,8 +93,10 @@ def test_framings_registry_dispatches_data_and_task(tmp_path: Path) -> None:
         assert type(spec.task(cfg, bundle.fitted)) is task_cls
     with pytest.raises(TypeError, match="no sales framing fits a dict"):
         spec.task(cfg, {})
+    parity = cfg_for(panel, "sales-rnn-parity-smoke")
+    parity_fit = spec.data(parity).build(CPU).fitted
     with pytest.raises(ArchlabError, match="predict needs a forecast-framing run"):
-        spec.task(cfg, bundle.fitted).predict(torch.nn.Identity(), [])
+        spec.task(parity, parity_fit).predict(torch.nn.Identity(), [])
 
 
 def _make_legacy(run: Path, legacy: Path) -> None:
