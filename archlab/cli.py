@@ -296,11 +296,6 @@ def predict(
             "--out writes a submission of a horizon sales run (data.horizon > 1) for the rows "
             "of --file (series keys and dates)"
         )
-    from archlab.threads import set_threads
-
-    # The run's train.threads (0: follow the load): beside other CPU jobs torch's default
-    # team of one thread per core runs a horizon run's forward ~10x slower (threads.py).
-    set_threads(cfg.train.threads)
     rows = task.predict(model, items)
     if out is None:
         for row in rows:

@@ -20,7 +20,7 @@ from archlab.config import RunConfig, apply_overrides
 from archlab.errors import ArchlabError
 from archlab.tasks import TASKS
 from archlab.tasks.base import DataBundle, Task
-from archlab.threads import governor
+from archlab.threads import governor, set_threads
 from archlab.train import distributed
 from archlab.train.callbacks import (
     AutoThreads,
@@ -364,6 +364,9 @@ def restore_task(run_dir: Path) -> tuple[RunConfig, Any, nn.Module]:
     """Task and model from a run dir without loading the training data (for predict)."""
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
+    # The run's train.threads (0: follow the load), as eval's setup_process applies it: beside
+    # other CPU jobs torch's default team of one thread per core runs a forward ~10x slower.
+    set_threads(cfg.train.threads)
     spec = TASKS[cfg.task]
     task = spec.task(cfg, spec.data(cfg).restore(run_dir))
     model = task.build_model()

@@ -68,3 +68,10 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     idx = np.arange(len(labels))
     _, take = train_test_split(idx, test_size=n, random_state=seed, stratify=labels)
     return np.sort(take)
+
+
+def class_weights(train_counts: np.ndarray | list[int]) -> tuple[float, ...]:
+    """Cross-entropy class weights: inverse training frequency, scaled so that a balanced data
+    set gets weight 1 per class (a class absent from training counts as one sample)."""
+    counts = np.maximum(np.asarray(train_counts), 1).astype(np.float64)
+    return tuple((counts.sum() / (len(counts) * counts)).tolist())

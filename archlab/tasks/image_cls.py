@@ -16,7 +16,7 @@ from torch import nn
 from archlab.config import RunConfig
 from archlab.data.augment import AUGMENTATIONS
 from archlab.data.images import Manifest, load_image_set
-from archlab.data.splits import stratified_split, stratified_subset
+from archlab.data.splits import class_weights, stratified_split, stratified_subset
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
 from archlab.models import MODELS
@@ -153,11 +153,8 @@ class ImageData:
         info["pixel_stats"] = pixel_stats(images[split["train"]])
         weights = None
         if c.class_weights:
-            # Inverse frequency, scaled so a balanced data set gets weight 1 per class.
-            n = np.maximum(np.asarray(counts["train"], np.float64), 1)
-            w = n.sum() / (len(n) * n)
-            info["class_weights"] = w.round(6).tolist()
-            weights = tuple(w.tolist())
+            weights = class_weights(counts["train"])
+            info["class_weights"] = np.round(weights, 6).tolist()
         if fitted is None:
             fitted = ImageFitted(
                 class_names=tuple(s.class_names),

@@ -27,7 +27,7 @@ from archlab.tasks.base import DataBundle
 LEGACY_STATE_FILE = "sales_state.json"  # fitted.json's predecessor, read for older runs
 
 
-def _holiday_weight(hol: torch.Tensor) -> torch.Tensor:
+def holiday_weight(hol: torch.Tensor) -> torch.Tensor:
     return torch.where(hol > 0.5, 5.0, 1.0)  # Kaggle's WMAE: holiday weeks weigh 5
 
 
@@ -106,7 +106,7 @@ class SalesTask:
             return F.mse_loss(outputs, targets[:, 0])
         # |pred - y| on the sales scale is scale * |scaled error|, so weighting by scale makes
         # this the batch's WMAE up to a constant (it stays in scaled units).
-        w = _holiday_weight(targets[:, 3]) * targets[:, 1]
+        w = holiday_weight(targets[:, 3]) * targets[:, 1]
         return (w * (outputs - targets[:, 0]).abs()).sum() / w.sum()
 
     def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:

@@ -36,11 +36,8 @@ from archlab.metrics import regression_metrics, wmae
 from archlab.models import MODELS
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
 from archlab.tasks.base import DataBundle
-from archlab.tasks.sales_horizon_data import HorizonFitted, TestContext, plain
-
-
-def _weight(hol: torch.Tensor) -> torch.Tensor:
-    return torch.where(hol > 0.5, 5.0, 1.0)  # Kaggle's WMAE: holiday weeks weigh 5
+from archlab.tasks.sales_common import holiday_weight, plain
+from archlab.tasks.sales_horizon_data import HorizonFitted, TestContext
 
 
 def _scored(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarray, ...]:
@@ -78,7 +75,6 @@ class HorizonForecast:
     """The H-step sales task: loss, metrics, baselines, plots and the H-step predict."""
 
     name = "sales"
-    monitor = ("val_loss", "min")
     outputs = "values"  # (N, H) affine in the target: `archlab ensemble` averages them
 
     def __init__(self, cfg: RunConfig, fitted: HorizonFitted) -> None:
@@ -109,7 +105,7 @@ class HorizonForecast:
         if self.model_cfg.loss == "mse":
             return ((outputs - t[..., 0]) ** 2 * t[..., 4]).sum() / t[..., 4].sum().clamp(min=1)
         # scale * |scaled error| is the error in sales units: the batch's WMAE up to a constant.
-        w = _weight(t[..., 3]) * t[..., 1] * t[..., 4]
+        w = holiday_weight(t[..., 3]) * t[..., 1] * t[..., 4]
         return (w * (outputs - t[..., 0]).abs()).sum() / w.sum().clamp(min=1e-12)
 
     def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from archlab.data.sales_horizon import HorizonFeaturizer
 from archlab.errors import ArchlabError
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches, DataBundle
+from archlab.tasks.sales_common import plain_dict, resolved_config
 
 SVD_RANK = 10  # per-group rank of the SVD baseline (the Walmart competition winner's choice)
 
@@ -63,8 +64,7 @@ class HorizonFitted:
 
     def data_config(self, c: SalesDataConfig) -> SalesDataConfig:
         """``c`` with the values the data resolved when the run was trained."""
-        given = {k: v for k, v in self.resolved.items() if k != "step_days"}
-        return replace(c, **{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
+        return resolved_config(c, {k: v for k, v in self.resolved.items() if k != "step_days"})
 
 
 class TestContext(NamedTuple):
@@ -75,10 +75,6 @@ class TestContext(NamedTuple):
     date: str
 
 
-def plain(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
-
-
 def _resolve(c: SalesDataConfig, df: pd.DataFrame) -> tuple[SalesDataConfig, dict[str, Any]]:
     """The config with what the data decided (date format, tables, season for its time step)."""
     resolved = dict(df.attrs.get("resolved", {}))
@@ -86,9 +82,8 @@ def _resolve(c: SalesDataConfig, df: pd.DataFrame) -> tuple[SalesDataConfig, dic
     if c.season == SalesDataConfig().season:
         resolved["season"] = auto_season(step_days)
     resolved["step_days"] = step_days
-    as_json = {k: list(v) if isinstance(v, tuple) else plain(v) for k, v in resolved.items()}
     fields = {k: v for k, v in resolved.items() if k != "step_days"}
-    return replace(c, **fields), as_json
+    return replace(c, **fields), plain_dict(resolved)
 
 
 class HorizonData:

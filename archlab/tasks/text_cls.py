@@ -17,7 +17,7 @@ from torch import nn
 from archlab.config import RunConfig
 from archlab.data.embeddings import peek_dim
 from archlab.data.pretrained_vocab import PretrainedVocabulary, pretrained_vocabulary
-from archlab.data.splits import stratified_split, stratified_subset
+from archlab.data.splits import class_weights, stratified_split, stratified_subset
 from archlab.data.text import encode, load_text_table, read_csv, train_tokenizer
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
@@ -237,12 +237,6 @@ class TextData:
             text_column=info.get("text_column", self.data_cfg.text_column),
             embed_dim=info["embeddings"]["dim"] if "embeddings" in info else None,
         )
-
-
-def class_weights(train_counts: np.ndarray) -> tuple[float, ...]:
-    """Inverse frequency, scaled so a balanced data set gets weight 1 per class."""
-    counts = np.maximum(train_counts, 1).astype(np.float64)
-    return tuple((counts.sum() / (len(counts) * counts)).tolist())
 
 
 class TextClassification:
