@@ -236,6 +236,15 @@ class SalesDataConfig:
     horizon: int = 1
     known_covariates: tuple[str, ...] = ()
     backtest_origins: int = 0
+    # H > 1: level_steps=N gives every future step the series' level shift, the mean of the N
+    # steps up to the origin minus the same N steps a season earlier, as an input; the residual
+    # base (last season's 3-step smoothing) then adds level_weight x that shift. 0 = off.
+    level_steps: int = 0
+    level_weight: float = 0.0
+    # H > 1: training targets also cover the validation steps, so the model that forecasts the
+    # test is fit on every step before its origin (as a forecaster deploys one). The val metrics
+    # are then on steps it trained on: a monitor, no longer a held-out score.
+    fit_through_val: bool = False
 
     def __post_init__(self) -> None:
         def bad(key: str, need: str) -> ArchlabError:
@@ -252,6 +261,22 @@ class SalesDataConfig:
             raise bad("known_covariates", f"{unknown} not in data.covariates {self.covariates}")
         if self.horizon > 1 and self.framing == "parity":
             raise bad("horizon", "needs data.framing=forecast")
+        if self.level_steps < 0:
+            raise bad("level_steps", "must be >= 0 (0 = no level-shift input)")
+        if self.horizon == 1 and (self.level_steps or self.level_weight or self.fit_through_val):
+            key = (
+                "level_steps"
+                if self.level_steps
+                else ("level_weight" if self.level_weight else "fit_through_val")
+            )
+            raise bad(key, "is for multi-horizon forecasting: set data.horizon > 1")
+        if self.fit_through_val and self.backtest_origins > 1:
+            raise bad(
+                "fit_through_val",
+                "trains on the validation steps that data.backtest_origins > 1 scores: use one",
+            )
+        if self.level_weight and not self.level_steps:
+            raise bad("level_weight", "needs data.level_steps > 0 (the shift it weighs)")
 
         if self.window < 1:
             raise bad("window", "must be >= 1")

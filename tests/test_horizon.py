@@ -59,6 +59,16 @@ def test_full_rank_svd_is_the_zero_filled_panel() -> None:
     np.testing.assert_allclose(sn, np.nan_to_num(y)[:, 6:8], atol=1e-8)
 
 
+def test_level_shift_by_hand() -> None:
+    y = np.array([[1.0, 2.0, 3.0, 4.0, np.nan, 6.0, 7.0, 8.0]])
+    # origin 7, season 4, 2 steps: mean(y6, y7) - mean(y2, y3); a missing step counts as 0
+    assert naive.level_shift(y, 7, 4, 2).tolist() == [(7 + 8) / 2 - (3 + 4) / 2]
+    assert naive.level_shift(y, 5, 4, 2).tolist() == [(0 + 6) / 2 - (1 + 2) / 2]
+    lv = naive.level_seasonal_naive(y, 7, 3, 4, 2, 0.5)
+    sm = naive.smoothed_seasonal_naive(y, 7, 3, 4)
+    np.testing.assert_allclose(lv, sm + 0.5 * 4.0)
+
+
 @needs_shared(WALMART)
 def test_real_baselines_match_the_issue() -> None:
     cfg = apply_overrides(PRESETS["sales-gru"], [f"data.path={WALMART}", "data.horizon=39"])
@@ -135,6 +145,36 @@ def test_base_is_the_smoothed_seasonal_naive_in_scaled_units() -> None:
     f = fz.transform(p)
     np.testing.assert_allclose(base.numpy() * f.scale[:, None] + f.offset[:, None], sm,
                                rtol=1e-5)  # fmt: skip
+
+
+def test_level_shift_input_and_base_read_nothing_after_the_origin() -> None:
+    p = _panel()
+    fz = _fz(p, level_steps=3, level_weight=0.5)
+    assert fz.feature_names[-1] == "level_shift" and fz.input_size == _fz(p).input_size + 1
+    x, base = _windows(fz, p, 15)
+    q = _panel()
+    q.y[:, 16:] = 1e6
+    x2, base2 = _windows(fz, q, 15)
+    torch.testing.assert_close(x, x2)
+    torch.testing.assert_close(base, base2)
+    f = fz.transform(p)
+    shift = naive.level_shift(p.y, 15, 6, 3) / f.scale  # in scaled units (offsets cancel)
+    lv = x[..., -1].numpy()
+    np.testing.assert_allclose(lv[:, fz.window :], np.repeat(shift[:, None], 8, 1), rtol=1e-5)
+    assert (lv[:, : fz.window] == 0).all()  # history steps do not carry it
+    want = naive.level_seasonal_naive(p.y, 15, 8, 6, 3, 0.5)
+    np.testing.assert_allclose(base.numpy() * f.scale[:, None] + f.offset[:, None], want,
+                               rtol=1e-5)  # fmt: skip
+
+
+def test_fitted_state_from_before_the_level_shift_still_loads() -> None:
+    p = _panel()
+    d = _fz(p).to_dict()
+    del d["level_steps"], d["level_weight"]  # a fitted.json written before they existed
+    old = HorizonFeaturizer.from_dict(d)
+    assert old == _fz(p) and old.level_steps == 0
+    for a, b in zip(_windows(old, p, 12), _windows(_fz(p), p, 12), strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_featurizer_roundtrips_through_json() -> None:
@@ -223,11 +263,35 @@ def test_model_emits_h_steps_and_trains(panel_dir: Path) -> None:
         (["data.horizon=70"], "leave 0 training steps"),
         (["data.known_covariates=Nope"], "data.known_covariates"),
         (["data.backtest_origins=9"], "data.backtest_origins"),
+        (["data.level_steps=-1"], "data.level_steps=-1"),
+        (["data.level_weight=0.5"], "needs data.level_steps"),
+        (["data.horizon=1", "data.level_steps=4"], "set data.horizon > 1"),
+        (["data.horizon=1", "data.fit_through_val=true"], "data.fit_through_val"),
+        (["data.fit_through_val=true", "data.backtest_origins=2"], "use one"),
     ],
 )
 def test_bad_horizon_config(panel_dir: Path, sets: list[str], needle: str) -> None:
     with pytest.raises(ArchlabError, match=needle.replace(".", r"\.")):
         HorizonData(_cfg(panel_dir, *sets)).build(CPU)
+
+
+def test_fit_through_val_trains_on_the_validation_steps(panel_dir: Path) -> None:
+    level = ("data.level_steps=3", "data.level_weight=0.5")
+    held = HorizonData(_cfg(panel_dir, *level)).build(CPU)
+    cfg = _cfg(panel_dir, *level, "data.fit_through_val=true")
+    data = HorizonData(cfg).build(CPU)
+    # 70 weeks, H = 8: training origins now run up to step 60 (the val origin, 57, and 3 more)
+    week = np.datetime64("2010-02-05")
+    assert held.info["origins"]["train"].endswith(str(week + 56 * 7))
+    assert data.info["origins"]["train"].endswith(str(week + 60 * 7))
+    assert len(data.train) > len(held.train)
+    assert data.info["split_target_steps"]["train"] > held.info["split_target_steps"]["train"]
+    # the test split and its baselines are the same rows
+    assert data.splits["test"] == held.splits["test"]
+    task = HorizonForecast(cfg, data.fitted)
+    b = task.baselines(data)
+    assert b == HorizonForecast(cfg, held.fitted).baselines(held)
+    assert "baseline_level_seasonal_naive_wmae" in b
 
 
 def test_no_training_target_with_a_season_of_history(panel_dir: Path) -> None:
@@ -297,7 +361,7 @@ def test_train_eval_predict_and_submission(panel_dir: Path, tmp_path: Path, caps
     from archlab.cli import main
     from archlab.ensemble import evaluate_ensemble
 
-    cfg = _cfg(panel_dir, "data.backtest_origins=3")
+    cfg = _cfg(panel_dir, "data.backtest_origins=3", "data.level_steps=3", "data.level_weight=0.5")
     runs = [runner.train(replace(cfg, seed=s), tmp_path / "runs") for s in (0, 1)]
     run = runs[0]
     m = json.loads((run / "metrics.json").read_text())

@@ -81,22 +81,56 @@ def svd_seasonal_naive(
     return seasonal_naive(svd_smooth(y, origin + 1, groups, rank), origin, horizon, season)
 
 
+def level_shift(y: np.ndarray, origin: int, season: int, steps: int) -> np.ndarray:
+    """(S,) mean of the ``steps`` steps up to the origin minus the same steps a season earlier
+    (missing = 0 sales): how far each series has moved since last season."""
+    t = origin - np.arange(steps)
+    y0 = np.nan_to_num(y)
+    return np.nan_to_num(_at(y0, t)).mean(1) - np.nan_to_num(_at(y0, t - season)).mean(1)
+
+
+def level_seasonal_naive(
+    y: np.ndarray, origin: int, horizon: int, season: int, steps: int, weight: float
+) -> np.ndarray:
+    """The 3-step-smoothed seasonal naive plus ``weight`` x the level shift of ``steps`` steps:
+    the residual base of a horizon run with data.level_steps/level_weight."""
+    shift = level_shift(y, origin, season, steps)
+    return smoothed_seasonal_naive(y, origin, horizon, season) + weight * shift[:, None]
+
+
 def last_value(y: np.ndarray, origin: int, horizon: int) -> np.ndarray:
     """The origin step's sales carried flat over the horizon (missing = 0 sales)."""
     return np.repeat(np.nan_to_num(y[:, origin : origin + 1]), horizon, axis=1)
 
 
-# name -> (S, H) forecast, the order metrics.json and the report list them in.
-BASELINE_NAMES = ("seasonal_naive", "seasonal_naive_3wk", "svd_seasonal_naive", "last_value")
+# name -> (S, H) forecast, the order metrics.json and the report list them in. The last one
+# exists only for runs with a level shift (data.level_steps > 0).
+BASELINE_NAMES = (
+    "seasonal_naive",
+    "seasonal_naive_3wk",
+    "svd_seasonal_naive",
+    "last_value",
+    "level_seasonal_naive",
+)
 
 
 def all_baselines(
-    y: np.ndarray, origin: int, horizon: int, season: int, groups: np.ndarray, rank: int = 10
+    y: np.ndarray,
+    origin: int,
+    horizon: int,
+    season: int,
+    groups: np.ndarray,
+    rank: int = 10,
+    level: tuple[int, float] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every horizon baseline for one origin, by name (see BASELINE_NAMES)."""
-    return {
+    """Every horizon baseline for one origin, by name (see BASELINE_NAMES); ``level`` (steps,
+    weight) adds level_seasonal_naive."""
+    out = {
         "seasonal_naive": seasonal_naive(y, origin, horizon, season),
         "seasonal_naive_3wk": smoothed_seasonal_naive(y, origin, horizon, season),
         "svd_seasonal_naive": svd_seasonal_naive(y, origin, horizon, season, groups, rank),
         "last_value": last_value(y, origin, horizon),
     }
+    if level is not None:
+        out["level_seasonal_naive"] = level_seasonal_naive(y, origin, horizon, season, *level)
+    return out

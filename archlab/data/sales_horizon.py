@@ -39,6 +39,7 @@ UNKNOWN_IN_FUTURE = ("sales", "observed")
 # Features of the step's reference a season earlier (see the module docstring).
 REF_FEATURES = ("ref_sales", "ref_observed", "ref_smoothed", "ref_group_smoothed", "ref_event")
 FLAG_FEATURES = ("future", "steps_ahead")  # 1 on future steps; h / H on future steps
+LEVEL_FEATURE = "level_shift"  # on future steps, with data.level_steps > 0 (see level_shift)
 
 
 def _plain(v: Any) -> Any:
@@ -75,6 +76,9 @@ class HorizonFeaturizer:
     horizon: int
     events: tuple[str, ...]
     min_scale: float
+    # Defaults keep fitted.json files of runs from before the level shift readable.
+    level_steps: int = 0
+    level_weight: float = 0.0
 
     @classmethod
     def fit(
@@ -91,6 +95,8 @@ class HorizonFeaturizer:
         horizon: int,
         events: Sequence[str] = (),
         min_scale: float = 1.0,
+        level_steps: int = 0,
+        level_weight: float = 0.0,
     ) -> HorizonFeaturizer:
         offset, scale, n_obs = series_scalers(panel.y, n_train, min_scale)
         seen = n_obs > 0  # a series without training steps has no scaler: it is not "known"
@@ -117,12 +123,15 @@ class HorizonFeaturizer:
             horizon=int(horizon),
             events=tuple(events),
             min_scale=float(min_scale),
+            level_steps=int(level_steps),
+            level_weight=float(level_weight),
         )
 
     # --- sizes ---
     @property
     def feature_names(self) -> list[str]:
-        return [*STEP_FEATURES, *self.covariates, *REF_FEATURES, *FLAG_FEATURES]
+        level = [LEVEL_FEATURE] if self.level_steps else []
+        return [*STEP_FEATURES, *self.covariates, *REF_FEATURES, *FLAG_FEATURES, *level]
 
     @property
     def input_size(self) -> int:
@@ -222,7 +231,25 @@ class HorizonFeaturizer:
         fl = torch.stack([future.float(), torch.where(future, rel / H, 0.0)], -1)
         ref_x = torch.cat([g[..., :2], sm, g[..., 6:7]], -1)
         x = torch.cat([x, ref_x, fl[None].expand(len(s), -1, -1)], -1)
-        return x, sm[:, W:, 0]
+        base = sm[:, W:, 0]
+        if self.level_steps:
+            shift = self.level_shift(step, ref, s, origin)
+            x = torch.cat([x, torch.where(future[None, :], shift[:, None], 0.0)[..., None]], -1)
+            base = base + self.level_weight * shift[:, None]
+        return x, base
+
+    def level_shift(
+        self, step: torch.Tensor, ref: torch.Tensor, s: torch.Tensor, origin: torch.Tensor
+    ) -> torch.Tensor:
+        """(N,) mean scaled sales of the ``level_steps`` steps up to each origin minus that of
+        the same steps a season earlier: how far the series has moved since last season, which
+        a seasonal naive forecast misses (a store that grew 10% a year is 10% above it)."""
+        dev = step.device
+        pos = origin[:, None] + torch.arange(-self.level_steps + 1, 1, device=dev)[None, :]
+        now = step[s[:, None], pos.clamp(min=0), 0] * (pos >= 0)
+        back = pos - self.season
+        before = ref[s[:, None], back.clamp(min=0), 0] * (back >= 0)
+        return (now - before).mean(1)
 
     # --- plain JSON ---
     def to_dict(self) -> dict[str, Any]:

@@ -128,7 +128,7 @@ class HorizonForecast:
         out: dict[str, Any] = {}
         y, hol = rows.actual.to_numpy(), rows.holiday.to_numpy(bool)
         step, origin = rows.step.to_numpy(), rows.origin.to_numpy()
-        for name in naive.BASELINE_NAMES:
+        for name in _baseline_names(rows):
             b = rows[name].to_numpy()
             ok = ~np.isnan(b)  # seasonal naive only where last season's step has a row
             m = score(y[ok], b[ok], hol[ok], step[ok], origin[ok])
@@ -150,16 +150,15 @@ class HorizonForecast:
         y, pred, hol, step, origin = _scored(outputs, targets)
         m = score(y, pred, hol, step, origin)
         base = self.baselines(data)
+        ctx: TestContext = data.context
+        names = _baseline_names(ctx.rows)
         curves = {"model": m["wmae_by_step"]}
-        for name in naive.BASELINE_NAMES:
+        for name in names:
             curves[name] = base[f"baseline_{name}_wmae_by_step"]
         error_by_step(curves, Path(run_dir) / "plots" / "error_by_step.png")
         # The model's forecasts of the four largest test series beside the best baseline.
-        ctx: TestContext = data.context
         rows = ctx.rows[ctx.rows.origin == 0]
-        best = min(
-            naive.BASELINE_NAMES, key=lambda n: np.nan_to_num(base[f"baseline_{n}_wmae"], nan=1e30)
-        )
+        best = min(names, key=lambda n: np.nan_to_num(base[f"baseline_{n}_wmae"], nan=1e30))
         rows = rows.assign(forecast=_test_forecasts(outputs, targets))
         label = rows[ctx.keys].astype(str).agg("-".join, axis=1)
         wanted = list(self.data_cfg.plot_series) or list(
@@ -282,6 +281,11 @@ def _wanted_rows(
         res["source"] = np.where(known, src[np.maximum(si, 0), h], "baseline")
         out += res.to_dict("records")
     return out
+
+
+def _baseline_names(rows: pd.DataFrame) -> list[str]:
+    """The baselines the test context holds (level_seasonal_naive only with a level shift)."""
+    return [n for n in naive.BASELINE_NAMES if n in rows.columns]
 
 
 def _test_forecasts(outputs: torch.Tensor, targets: torch.Tensor) -> np.ndarray:

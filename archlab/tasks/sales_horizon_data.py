@@ -122,7 +122,7 @@ class HorizonData:
         fz = fitted.featurizer if fitted is not None else HorizonFeaturizer.fit(
             p, n_train, series_keys=keys, covariates=covs, known_covariates=c.known_covariates,
             step_days=step_days, season=c.season, window=c.window, horizon=H, events=c.events,
-            min_scale=c.min_scale,
+            min_scale=c.min_scale, level_steps=c.level_steps, level_weight=c.level_weight,
         )  # fmt: skip
         if fitted is None:
             part = p.y[:, :n_train]
@@ -171,12 +171,14 @@ class HorizonData:
             return np.concatenate(s_all), np.concatenate(o_all), np.concatenate(targ)
 
         o_test = T - H - 1
+        n_fit = T - H if c.fit_through_val else n_train  # the steps training targets may reach
         k_back = max(1, c.backtest_origins)
-        first_train = c.season + c.window - 1
+        # The level shift also reads a season back from the origin (data.level_steps steps).
+        first_train = c.season + max(c.window, c.level_steps) - 1
         split = {
             # Training origins whose whole window has last season's steps, as the test
             # origin's has: earlier ones would teach the network a history without them.
-            "train": samples(list(range(first_train, n_train - 1)), n_train, True),
+            "train": samples(list(range(first_train, n_fit - 1)), n_fit, True),
             "val": samples([n_train - 1], T - H, False),
             "test": samples([o_test - k for k in range(k_back)], T, False, backtest=True),
         }
@@ -206,7 +208,8 @@ class HorizonData:
         ctx_rows = []
         for k in range(k_back):
             o = o_test - k
-            base = naive.all_baselines(p.y, o, H, c.season, groups, SVD_RANK)
+            level = (c.level_steps, c.level_weight) if c.level_steps else None
+            base = naive.all_baselines(p.y, o, H, c.season, groups, SVD_RANK, level)
             s, hh = np.nonzero(observed[:, o + 1 : o + 1 + H])
             t = o + 1 + hh
             ctx_rows.append(
@@ -239,7 +242,7 @@ class HorizonData:
             "feature_names": fz.feature_names,
             "known_covariates": list(c.known_covariates),
             "origins": {
-                "train": f"{str(dates[first_train])[:10]}..{str(dates[n_train - 2])[:10]}",
+                "train": f"{str(dates[first_train])[:10]}..{str(dates[n_fit - 2])[:10]}",
                 "val": str(dates[n_train - 1])[:10],
                 "test": str(dates[o_test])[:10],
                 "backtest": [str(dates[o_test - k])[:10] for k in range(k_back)],
