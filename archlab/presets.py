@@ -123,13 +123,20 @@ _BASE["sales-gru"] = replace(
 )
 # Multi-horizon (issue 17): the next 39 weeks from the data up to the origin, all at once;
 # test = the last 39 weeks of train.csv (origin 2012-01-27), as the Walmart competition asks.
-# features.csv covers the test period, so its covariates are known in advance.
+# features.csv covers the test period, so its covariates are known in advance. The residual
+# base adds half the 4-week level shift since last season: 0.5 fits the training origins best
+# as a plain rule (mean absolute error 1,493 against 1,568 at 0.25 and 1,501 at 0.75).
 HORIZON_KNOWN = ("Temperature", "Fuel_Price", "CPI", "Unemployment", "Size")
 for _cell in ("rnn", "lstm", "gru"):
     _BASE[f"sales-{_cell}-h39"] = RunConfig(
         task="sales",
         data=SalesDataConfig(
-            horizon=39, window=16, events=WALMART_EVENTS, known_covariates=HORIZON_KNOWN
+            horizon=39,
+            window=16,
+            events=WALMART_EVENTS,
+            known_covariates=HORIZON_KNOWN,
+            level_steps=4,
+            level_weight=0.5,
         ),
         model=SalesModelConfig(name=_cell),
         optim=replace(_SALES_OPTIM, lr=2e-3),

@@ -10,7 +10,10 @@ covariates declared known). ``to_dict``/``from_dict`` save it as plain JSON in t
 
 Last season's reference for a future step h is the step ``season_lags(H, season)[h]`` earlier
 (never after the origin); its 3-step smoothing is also the residual baseline the network
-corrects and the ``seasonal_naive_3wk`` baseline of ``archlab.data.sales_baselines``.
+corrects and the ``seasonal_naive_3wk`` baseline of ``archlab.data.sales_baselines``. With
+``level_steps`` N > 0 the series' level shift (the mean of the N steps up to the origin minus
+that of the same steps a season earlier) is one more future-step input, and ``level_weight``
+times it is added to that residual base (the ``level_seasonal_naive`` baseline).
 """
 
 from __future__ import annotations
