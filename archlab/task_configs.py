@@ -107,6 +107,12 @@ class TextDataConfig:
     vocab_size: int = 20_000  # most frequent training-split words kept, incl. [PAD] and [UNK]
     min_frequency: int = 2  # rarer training words map to [UNK]
     max_length: int = 64  # tokens per text (tweets have at most ~50)
+    # @mentions: "drop" maps every one to <user>; "keep" keeps those seen at least
+    # mention_min_count times in the training split as their own tokens (@united: on the
+    # airline tweets the first mention names the airline) and maps the rarer ones to <user>.
+    # Grouping repeated texts (and so the split) ignores mentions either way.
+    mentions: Literal["drop", "keep"] = "drop"
+    mention_min_count: int = 10
     class_weights: bool = False  # weight cross-entropy by inverse training-class frequency
     # Knowledge distillation: training targets become (1 - distill) * one-hot label + distill *
     # the TF-IDF teacher's probabilities, each cross-fitted (from a teacher that never saw that
@@ -140,6 +146,11 @@ class TextDataConfig:
             raise ArchlabError(
                 f"invalid config value data.distill_folds={self.distill_folds}: must be >= 2"
             )
+        if self.mention_min_count < 1:
+            raise ArchlabError(
+                f"invalid config value data.mention_min_count={self.mention_min_count}: "
+                "must be >= 1"
+            )
         if self.embeddings_words < -1:
             raise ArchlabError(
                 f"invalid config value data.embeddings_words={self.embeddings_words}: "
@@ -155,7 +166,7 @@ class TextModelConfig:
     embed_dim: int | None = None
     hidden_size: int | None = None
     num_layers: int | None = None
-    pooling: Literal["last", "max"] = "last"
+    pooling: Literal["last", "max", "meanmax"] = "last"  # meanmax: mean and max concatenated
     # Keep the embedding fixed (e.g. at its pretrained vectors) for freeze_epochs epochs, then
     # fine-tune it; freeze_epochs 0 = frozen for the whole run.
     freeze_embeddings: bool = False

@@ -65,6 +65,10 @@ CASES: dict[str, list[Case]] = {
         Case("max-1layer-2cls", {"vocab_size": 40, "num_classes": 2, "embed_dim": 8,
                                  "hidden_size": 6, "num_layers": 1, "pooling": "max"},
              lambda: _tokens(40), (4, 2)),
+        # Mean and max concatenated: the head reads twice the BiLSTM's width.
+        Case("meanmax-3cls", {"vocab_size": 40, "num_classes": 3, "embed_dim": 8,
+                              "hidden_size": 6, "num_layers": 2, "pooling": "meanmax"},
+             lambda: _tokens(40), (4, 3)),
     ],
 }  # fmt: skip
 

@@ -17,7 +17,13 @@ from archlab import runner
 from archlab.ablate import run_ablation
 from archlab.cli import main
 from archlab.config import RunConfig, apply_overrides
-from archlab.data.text import clean_tokens, load_text_table, train_tokenizer
+from archlab.data.text import (
+    clean_tokens,
+    frequent_mentions,
+    load_text_table,
+    tokenizer_words,
+    train_tokenizer,
+)
 from archlab.errors import ArchlabError
 from archlab.models import MODELS
 from archlab.presets import PRESETS
@@ -132,7 +138,7 @@ def test_real_slice_split_is_grouped_and_tokenizer_fits_train_only(tmp_path: Pat
 
 
 @pytest.mark.parametrize("name", [n for n, s in MODELS.items() if s.task == "text"])
-@pytest.mark.parametrize("pooling", ["last", "max"])
+@pytest.mark.parametrize("pooling", ["last", "max", "meanmax"])
 def test_padding_does_not_change_logits(name: str, pooling: str) -> None:
     torch.manual_seed(0)
     model = MODELS[name].build(vocab_size=50, num_classes=3, pooling=pooling).eval()
@@ -467,3 +473,82 @@ def test_a_run_without_fitted_json_restores_from_data_and_tokenizer_json(
     (run_dir / "tokenizer.json").unlink()
     with pytest.raises(ArchlabError, match=r"no tokenizer\.json"):
         runner.restore_task(run_dir)
+
+
+# --- @mentions kept as tokens (data.mentions=keep) ---
+def test_kept_mentions_are_tokens_and_rare_ones_are_user() -> None:
+    texts = ["@United late again", "@united @Delta thanks", "@UNITED hi @bob", "@delta ok"]
+    kept = frequent_mentions(texts, 2)
+    assert kept == ("united", "delta")  # most frequent first; @bob is seen once
+    assert frequent_mentions(texts, 3) == ("united",)
+    for style in ("tweet", "glove"):
+        toks = clean_tokens("@United, @unitedairlines @Bob hi@delta! #fail", style, kept)
+        assert toks == ["@united", ",", "<user>", "<user>", "hi", "@delta", "!", "#", "fail"]
+        # None (data.mentions=drop) is the old cleaning; an empty tuple keeps no mention.
+        assert clean_tokens("@United @bob", style) == ["<user>", "<user>"]
+        assert clean_tokens("@United @bob", style, ()) == ["<user>", "<user>"]
+    tok = train_tokenizer(texts, min_frequency=1, mentions=kept)
+    assert {"@united", "@delta", "<user>"} <= set(tok.get_vocab()) and "@bob" not in tok.get_vocab()
+    restored = Tokenizer.from_str(tok.to_str())  # the kept list travels in tokenizer.json
+    assert tokenizer_words(restored, "@UNITED @bob") == ["@united", "<user>"]
+    assert restored.encode("@Delta @zed").ids == [
+        tok.token_to_id("@delta"),
+        tok.token_to_id("<user>"),
+    ]
+
+
+def test_drop_keeps_the_old_tokenizer(tweets: Path) -> None:
+    # data.mentions=drop (the default) must write the tokenizer older runs have: its cleaning
+    # rules are saved with it, and a run restores from them (never from the current code).
+    texts = load_text_table(tweets).texts
+    rules = json.loads(train_tokenizer(texts).to_str())
+    steps = [n["type"] for n in rules["normalizer"]["normalizers"]]
+    assert steps == ["NFKC", "Replace", "Replace", "Replace", "Replace", "Replace", "Lowercase"]
+    assert "@" not in rules["pre_tokenizer"]["pattern"]["Regex"].split("|")[0]
+
+
+def test_mentions_keep_run_restores_and_the_split_is_unchanged(
+    tweets: Path, tmp_path: Path
+) -> None:
+    rows = pd.read_csv(tweets)
+    # The airline tweets' first mention names the airline: half of the texts mention @delta.
+    rows.loc[::2, "text"] = rows.loc[::2, "text"].str.replace("@united", "@Delta", regex=False)
+    rows.to_csv(tweets, index=False)
+    base = text_cfg(tweets, "data.subset=0", "train.epochs=1", "train.threads=1")
+    keep = apply_overrides(base, ["data.mentions=keep", "data.mention_min_count=5"])
+    _, info = built(keep)
+    assert sorted(info["mentions_kept"]) == ["delta", "united"]
+    assert info["split_sha256"] == built(base)[1]["split_sha256"]  # grouping ignores mentions
+    assert "mentions_kept" not in built(base)[1]
+    run_dir = runner.train(keep, tmp_path / "runs")
+    _, task, model = runner.restore_task(run_dir)
+    assert tokenizer_words(task.fitted.tokenizer, "@Delta @x late") == ["@delta", "<user>", "late"]
+    saved = pd.read_csv(run_dir / "test_predictions.csv")
+    got = np.array([[r[n] for n in task.fitted.class_names]
+                    for r in task.predict(model, saved["text"].tolist())])  # fmt: skip
+    assert np.allclose(
+        got, saved[[f"p_{n}" for n in task.fitted.class_names]].to_numpy(), atol=1e-5
+    )
+
+
+def test_a_config_yaml_without_the_mention_keys_loads_as_drop(tweets: Path, tmp_path: Path) -> None:
+    # Runs from before data.mentions have no such keys in config.yaml: they were 'drop' runs.
+    cfg = text_cfg(tweets, "data.subset=0", "train.epochs=1", "train.max_steps_per_epoch=2",
+                   "train.threads=1")  # fmt: skip
+    run_dir = runner.train(cfg, tmp_path / "runs")
+    path = run_dir / "config.yaml"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(ln for ln in lines if "mention" not in ln))
+    assert "mention" not in path.read_text()
+    assert runner.load_config(run_dir).data.mentions == "drop"
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert runner.evaluate(run_dir)["test_loss"] == pytest.approx(m["test_loss"], rel=1e-6)
+
+
+def test_mention_options_are_validated() -> None:
+    with pytest.raises(ArchlabError, match=r"data\.mention_min_count=0"):
+        TextDataConfig(mention_min_count=0)
+    with pytest.raises(ArchlabError, match="mentions"):
+        apply_overrides(PRESETS["text-bilstm"], ["data.mentions=maybe"])
+    with pytest.raises(ArchlabError, match="pooling"):
+        apply_overrides(PRESETS["text-bilstm"], ["model.pooling=mean"])

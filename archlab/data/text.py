@@ -38,37 +38,70 @@ _GLOVE_TOKEN = (
 TokenStyle = Literal["tweet", "glove"]
 
 
-def _normalizer(style: TokenStyle = "tweet") -> normalizers.Normalizer:
+def _normalizer(
+    style: TokenStyle = "tweet", mentions: tuple[str, ...] | None = None
+) -> normalizers.Normalizer:
+    """``mentions`` None: every @mention becomes <user>; a tuple (lower-case, without '@'):
+    those mentions stay as tokens ('@united') and every other one becomes <user>."""
     # GloVe's vocabulary spells apostrophes ASCII; tweets often use typographic ones.
     quotes = [normalizers.Replace("\u2019", "'"), normalizers.Replace("\u2018", "'")]
-    return normalizers.Sequence(
-        [
-            normalizers.NFKC(),
-            *(quotes if style == "glove" else []),
-            # URLs and @mentions are replaced before lowercasing; their content is noise.
-            normalizers.Replace(Regex(r"https?://\S+|www\.\S+"), f" {URL} "),
-            normalizers.Replace(Regex(r"@\w+"), f" {USER} "),
-            # Tweets arrive HTML-escaped ('&lt;3' is a heart).
-            normalizers.Replace("&amp;", "&"),
-            normalizers.Replace("&lt;", "<"),
-            normalizers.Replace("&gt;", ">"),
-            normalizers.Lowercase(),
-        ]
-    )
+    url = normalizers.Replace(Regex(r"https?://\S+|www\.\S+"), f" {URL} ")
+    html = [  # Tweets arrive HTML-escaped ('&lt;3' is a heart).
+        normalizers.Replace("&amp;", "&"),
+        normalizers.Replace("&lt;", "<"),
+        normalizers.Replace("&gt;", ">"),
+    ]
+    head = [normalizers.NFKC(), *(quotes if style == "glove" else [])]
+    if mentions is None:
+        # URLs and @mentions are replaced before lowercasing; their content is noise. (The
+        # order of the original tokenizers, kept so that their tokenizer.json is unchanged.)
+        user = normalizers.Replace(Regex(r"@\w+"), f" {USER} ")
+        return normalizers.Sequence([*head, url, user, *html, normalizers.Lowercase()])
+    # Kept mentions are matched after lowercasing (@United is @united); the rest are noise.
+    kept = f"(?!(?:{'|'.join(mentions)})\\b)" if mentions else ""
+    user = normalizers.Replace(Regex(rf"@{kept}\w+"), f" {USER} ")
+    return normalizers.Sequence([*head, url, *html, normalizers.Lowercase(), user])
 
 
-def _pre_tokenizer(style: TokenStyle = "tweet") -> pre_tokenizers.PreTokenizer:
+def _pre_tokenizer(
+    style: TokenStyle = "tweet", mentions: tuple[str, ...] | None = None
+) -> pre_tokenizers.PreTokenizer:
     pattern = _GLOVE_TOKEN if style == "glove" else _TOKEN
+    if mentions:  # a kept mention is one token ('@united', not '@' 'united')
+        pattern = rf"@\w+|{pattern}"
     return pre_tokenizers.Split(Regex(pattern), behavior="removed", invert=True)
+
+
+_MENTION = re.compile(r"@(\w+)")
+
+
+def frequent_mentions(texts: list[str], min_count: int) -> tuple[str, ...]:
+    """The @mentions (lower-case, without '@') seen at least ``min_count`` times in ``texts``,
+    most frequent first (ties alphabetical), for data.mentions=keep."""
+    norm = normalizers.NFKC()
+    counts = Counter(m.lower() for t in texts for m in _MENTION.findall(norm.normalize_str(t)))
+    return tuple(
+        sorted((m for m, n in counts.items() if n >= min_count), key=lambda m: (-counts[m], m))
+    )
 
 
 _CLEANERS = {s: (_normalizer(s), _pre_tokenizer(s)) for s in ("tweet", "glove")}
 
 
-def clean_tokens(text: str, style: TokenStyle = "tweet") -> list[str]:
+def clean_tokens(
+    text: str, style: TokenStyle = "tweet", mentions: tuple[str, ...] | None = None
+) -> list[str]:
     """The cleaned word tokens of ``text`` (what the tokenizer sees before its vocabulary)."""
-    norm, pre = _CLEANERS[style]
+    if mentions is None:
+        norm, pre = _CLEANERS[style]
+    else:
+        norm, pre = _normalizer(style, mentions), _pre_tokenizer(style, mentions)
     return [t for t, _ in pre.pre_tokenize_str(norm.normalize_str(text))]
+
+
+def tokenizer_words(tok: Tokenizer, text: str) -> list[str]:
+    """The word tokens ``tok`` splits ``text`` into, by its own saved cleaning rules."""
+    return [t for t, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text))]
 
 
 def train_tokenizer(
@@ -76,16 +109,18 @@ def train_tokenizer(
     vocab_size: int = 20_000,
     min_frequency: int = 2,
     style: TokenStyle = "tweet",
+    mentions: tuple[str, ...] | None = None,
 ) -> Tokenizer:
     """Fit a word-level tokenizer on ``texts`` (the training split only).
 
     Word-level because its trainer breaks frequency ties deterministically, so a resumed run
     rebuilds the same vocabulary (the BPE trainer does not). Id 0 is padding, id 1 unknown.
-    ``style='glove'`` splits tokens as pretrained GloVe vectors have them.
+    ``style='glove'`` splits tokens as pretrained GloVe vectors have them; ``mentions`` keeps
+    those @mentions as their own tokens (see _normalizer). Both are saved in the tokenizer.
     """
     tok = Tokenizer(models.WordLevel(unk_token=UNK))
-    tok.normalizer = _normalizer(style)
-    tok.pre_tokenizer = _pre_tokenizer(style)
+    tok.normalizer = _normalizer(style, mentions)
+    tok.pre_tokenizer = _pre_tokenizer(style, mentions)
     trainer = trainers.WordLevelTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,

@@ -161,7 +161,7 @@ def class_tokens(
 
 # --- run level ---
 def explain_run(req: ExplainRequest) -> dict[str, Any]:
-    from archlab.data.text import clean_tokens, encode
+    from archlab.data.text import encode, tokenizer_words
     from archlab.runner import load_run, restore_task
 
     if req.inputs:
@@ -206,7 +206,8 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
     for n, (i, label) in enumerate(zip(chosen, labels, strict=True)):
         ln = int(lengths[i])
         change = float(a.change[n])
-        words = clean_tokens(texts[i])[:ln]
+        # The run's own cleaning (GloVe clitics, kept @mentions), so words align with ids.
+        words = tokenizer_words(task.fitted.tokenizer, texts[i])[:ln]
         toks = [itos(t) for t in a.tokens[n, :ln].tolist()]
         items.append(
             {

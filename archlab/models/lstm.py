@@ -9,13 +9,16 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+Pooling = Literal["last", "max", "meanmax"]
+
 
 class LSTMClassifier(nn.Module):
     """Embedding -> (Bi)LSTM over packed sequences -> dropout -> linear head.
 
     Sequences are packed by their true lengths, so the amount of right padding never changes
     the result. ``pooling='last'`` uses the final hidden state of the top layer (both
-    directions when bidirectional); ``'max'`` takes the element-wise max over time steps.
+    directions when bidirectional); ``'max'`` takes the element-wise max over time steps;
+    ``'meanmax'`` concatenates the mean and the max over the true time steps (twice as wide).
     """
 
     def __init__(
@@ -28,7 +31,7 @@ class LSTMClassifier(nn.Module):
         bidirectional: bool = True,
         dropout: float = 0.5,
         padding_idx: int = 0,
-        pooling: Literal["last", "max"] = "last",
+        pooling: Pooling = "last",
         pretrained: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
@@ -52,7 +55,8 @@ class LSTMClassifier(nn.Module):
             dropout=dropout if num_layers > 1 else 0.0,
         )
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
+        width = hidden_size * (2 if bidirectional else 1) * (2 if pooling == "meanmax" else 1)
+        self.head = nn.Linear(width, num_classes)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """``tokens``: (batch, time) ids, right-padded; ``lengths``: (batch,) true lengths."""
@@ -67,6 +71,15 @@ class LSTMClassifier(nn.Module):
             # Padded steps are -inf so they never win the max.
             steps, _ = pad_packed_sequence(out, batch_first=True, padding_value=float("-inf"))
             feat = steps.max(dim=1).values
+        elif self.pooling == "meanmax":
+            # Padded steps are 0 for the mean (divided by the true length), -inf for the max.
+            steps, n = pad_packed_sequence(out, batch_first=True, padding_value=0.0)
+            mean = steps.sum(dim=1) / n.to(steps.device, steps.dtype).unsqueeze(1)
+            pad = torch.arange(steps.shape[1], device=steps.device)[None, :] >= n.to(
+                steps.device
+            ).unsqueeze(1)
+            top = steps.masked_fill(pad.unsqueeze(2), float("-inf")).max(dim=1).values
+            feat = torch.cat([mean, top], dim=1)
         elif self.bidirectional:
             feat = torch.cat([h[-2], h[-1]], dim=1)  # top layer: forward and backward final states
         else:
@@ -88,7 +101,7 @@ def _constructor(
         bidirectional: bool = bidirectional,
         dropout: float = 0.5,
         padding_idx: int = 0,
-        pooling: Literal["last", "max"] = "last",
+        pooling: Pooling = "last",
         pretrained: torch.Tensor | None = None,
     ) -> LSTMClassifier:
         return LSTMClassifier(vocab_size, num_classes, embed_dim, hidden_size, num_layers,

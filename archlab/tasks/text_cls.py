@@ -18,7 +18,13 @@ from archlab.config import RunConfig
 from archlab.data.embeddings import peek_dim
 from archlab.data.pretrained_vocab import PretrainedVocabulary, pretrained_vocabulary
 from archlab.data.splits import class_weights, stratified_split, stratified_subset
-from archlab.data.text import encode, load_text_table, read_csv, train_tokenizer
+from archlab.data.text import (
+    encode,
+    frequent_mentions,
+    load_text_table,
+    read_csv,
+    train_tokenizer,
+)
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
 from archlab.models import MODELS
@@ -121,6 +127,9 @@ class TextData:
         train_texts = [texts[i] for i in split["train"]]
         vectors: PretrainedVocabulary | None = None
         notes: list[str] = []
+        mentions = None  # data.mentions=drop: every @mention is <user>
+        if fitted is None and c.mentions == "keep":
+            mentions = frequent_mentions(train_texts, c.mention_min_count)
         if fitted is not None:  # eval/ensemble: the run's own vocabulary, no vectors file
             tokenizer = fitted.tokenizer
         elif c.embeddings:
@@ -132,11 +141,14 @@ class TextData:
                 first_words=c.embeddings_words,
                 seed=self.seed,
                 source=c.path,
+                mentions=mentions,
             )
             tokenizer = vectors.tokenizer
             notes.append(vectors.note(c.embeddings))
         else:
-            tokenizer = train_tokenizer(train_texts, c.vocab_size, c.min_frequency)
+            tokenizer = train_tokenizer(
+                train_texts, c.vocab_size, c.min_frequency, mentions=mentions
+            )
         x, lengths = encode(tokenizer, texts, c.max_length)
         # Tokens and labels live on the device once; lengths stay on the CPU, where
         # pack_padded_sequence wants them, so a batch costs no host-to-device copy.
@@ -164,6 +176,8 @@ class TextData:
         }
         if vectors is not None:
             info["embeddings"] = vectors.info
+        if mentions is not None:
+            info["mentions_kept"] = list(mentions)
         teacher: dict[str, float] = {}
         train_y = None  # the distillation targets, in train order
         if fitted is None:
