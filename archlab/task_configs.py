@@ -274,13 +274,9 @@ class SalesDataConfig:
             raise bad("horizon", "needs data.framing=forecast")
         if self.level_steps < 0:
             raise bad("level_steps", "must be >= 0 (0 = no level-shift input)")
-        if self.horizon == 1 and (self.level_steps or self.level_weight or self.fit_through_val):
-            key = (
-                "level_steps"
-                if self.level_steps
-                else ("level_weight" if self.level_weight else "fit_through_val")
-            )
-            raise bad(key, "is for multi-horizon forecasting: set data.horizon > 1")
+        for key in ("level_steps", "level_weight", "fit_through_val"):
+            if self.horizon == 1 and getattr(self, key):
+                raise bad(key, "is for multi-horizon forecasting: set data.horizon > 1")
         if self.fit_through_val and self.backtest_origins > 1:
             raise bad(
                 "fit_through_val",

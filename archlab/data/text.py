@@ -7,6 +7,7 @@ pre-tokenizer), so the saved tokenizer.json reproduces them exactly at predict t
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import re
 from collections import Counter
@@ -85,17 +86,19 @@ def frequent_mentions(texts: list[str], min_count: int) -> tuple[str, ...]:
     )
 
 
-_CLEANERS = {s: (_normalizer(s), _pre_tokenizer(s)) for s in ("tweet", "glove")}
+@functools.lru_cache(maxsize=8)
+def _cleaner(
+    style: TokenStyle, mentions: tuple[str, ...] | None
+) -> tuple[normalizers.Normalizer, pre_tokenizers.PreTokenizer]:
+    """Built once per (style, kept mentions): clean_tokens runs once per training text."""
+    return _normalizer(style, mentions), _pre_tokenizer(style, mentions)
 
 
 def clean_tokens(
     text: str, style: TokenStyle = "tweet", mentions: tuple[str, ...] | None = None
 ) -> list[str]:
     """The cleaned word tokens of ``text`` (what the tokenizer sees before its vocabulary)."""
-    if mentions is None:
-        norm, pre = _CLEANERS[style]
-    else:
-        norm, pre = _normalizer(style, mentions), _pre_tokenizer(style, mentions)
+    norm, pre = _cleaner(style, mentions)
     return [t for t, _ in pre.pre_tokenize_str(norm.normalize_str(text))]
 
 
