@@ -101,6 +101,22 @@ def test_per_run_tables_put_metrics_down_and_runs_across(tmp_path: Path) -> None
     assert {len(r) for r in table} == {5}
 
 
+def test_a_horizon_runs_table_lists_its_own_baselines(tmp_path: Path) -> None:
+    # A horizon run's metrics.json has no 1-step baselines, but four horizon ones.
+    rundir.write_metrics(
+        {"test_wmae": 1695.7, "baseline_seasonal_naive_wmae": 1841.5,
+         "baseline_seasonal_naive_3wk_wmae": 1734.6, "baseline_svd_seasonal_naive_wmae": 1728.4,
+         "baseline_level_seasonal_naive_wmae": 1580.4, "baseline_last_value_wmae": 3192.9,
+         "epochs_run": 4},
+        tmp_path,
+    )  # fmt: skip
+    table = run_table("sales", [tmp_path], {})
+    rows = {r[0]: r[1] for r in table[1:]}
+    assert rows["baseline_svd_seasonal_naive_wmae"] == "1,728.4"
+    assert rows["baseline_level_seasonal_naive_wmae"] == "1,580.4"
+    assert "baseline_last_step_wmae" not in rows and len(rows) == 7
+
+
 # --- plots and summaries ---------------------------------------------------------------------
 def test_learning_curve_ticks_fall_on_whole_epochs(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path

@@ -40,6 +40,12 @@ COLUMNS = {
         "baseline_last_step_wmae",
         "baseline_seasonal_naive_wmae",
         "baseline_mean_wmae",
+        # horizon runs (data.horizon > 1): their baselines on the same test rows
+        "baseline_seasonal_naive_3wk_wmae",
+        "baseline_svd_seasonal_naive_wmae",
+        "baseline_level_seasonal_naive_wmae",
+        "baseline_last_value_wmae",
+        "test_backtest_wmae_mean",
         "epochs_run",
         "train_seconds",
     ],
