@@ -256,6 +256,15 @@ class SalesDataConfig:
     # test is fit on every step before its origin (as a forecaster deploys one). The val metrics
     # are then on steps it trained on: a monitor, no longer a held-out score.
     fit_through_val: bool = False
+    # H > 1: the val_gap steps between the validation steps and the test are in neither, so
+    # the validation weeks can resemble the test's (Walmart: Aug-Oct, not the Nov-Jan holidays
+    # before a February-October test). Training targets end before the validation steps.
+    val_gap: int = 0
+    # H > 1: forecast = residual base + correction_scale x the network's correction, at
+    # evaluation and predict time (training fits the full correction). 1 = the network alone;
+    # below 1 shrinks its correction toward the base, a combination of network and rule. Each
+    # run writes the validation WMAE of every scale to correction_scale.json to choose it.
+    correction_scale: float = 1.0
 
     def __post_init__(self) -> None:
         def bad(key: str, need: str) -> ArchlabError:
@@ -274,9 +283,15 @@ class SalesDataConfig:
             raise bad("horizon", "needs data.framing=forecast")
         if self.level_steps < 0:
             raise bad("level_steps", "must be >= 0 (0 = no level-shift input)")
-        for key in ("level_steps", "level_weight", "fit_through_val"):
+        if self.val_gap < 0:
+            raise bad("val_gap", "must be >= 0")
+        if not 0 <= self.correction_scale <= 1:
+            raise bad("correction_scale", "must be in [0, 1] (0 = the residual base alone)")
+        for key in ("level_steps", "level_weight", "fit_through_val", "val_gap"):
             if self.horizon == 1 and getattr(self, key):
                 raise bad(key, "is for multi-horizon forecasting: set data.horizon > 1")
+        if self.horizon == 1 and self.correction_scale != 1:
+            raise bad("correction_scale", "is for multi-horizon forecasting: set data.horizon > 1")
         if self.fit_through_val and self.backtest_origins > 1:
             raise bad(
                 "fit_through_val",

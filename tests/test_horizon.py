@@ -268,6 +268,11 @@ def test_model_emits_h_steps_and_trains(panel_dir: Path) -> None:
         (["data.horizon=1", "data.level_steps=4"], "set data.horizon > 1"),
         (["data.horizon=1", "data.fit_through_val=true"], "data.fit_through_val"),
         (["data.fit_through_val=true", "data.backtest_origins=2"], "use one"),
+        (["data.val_gap=-1"], "data.val_gap=-1"),
+        (["data.val_gap=60"], "data.val_gap=60 leave 0 training steps"),
+        (["data.correction_scale=1.5"], "data.correction_scale=1.5"),
+        (["data.horizon=1", "data.val_gap=4"], "data.val_gap"),
+        (["data.horizon=1", "data.correction_scale=0.5"], "set data.horizon > 1"),
     ],
 )
 def test_bad_horizon_config(panel_dir: Path, sets: list[str], needle: str) -> None:
@@ -292,6 +297,66 @@ def test_fit_through_val_trains_on_the_validation_steps(panel_dir: Path) -> None
     b = task.baselines(data)
     assert b == HorizonForecast(cfg, held.fitted).baselines(held)
     assert "baseline_level_seasonal_naive_wmae" in b
+
+
+def test_val_gap_leaves_steps_between_validation_and_test(panel_dir: Path) -> None:
+    plain = HorizonData(_cfg(panel_dir)).build(CPU)
+    data = HorizonData(_cfg(panel_dir, "data.val_gap=1")).build(CPU)
+    week = np.datetime64("2010-02-05")
+    # 70 weeks, H = 8, 4 validation steps, 1 in no split: training steps 0..56 (57 steps)
+    assert data.info["origins"]["val"] == str(week + 56 * 7)
+    assert data.info["val_steps"] == f"{week + 57 * 7}..{week + 60 * 7}"
+    assert data.info["origins"]["train"] == f"{week + 55 * 7}..{week + 55 * 7}"
+    assert plain.info["val_steps"] == f"{week + 58 * 7}..{week + 61 * 7}"
+    assert data.splits["test"] == plain.splits["test"]
+    _, _, _, t = data.val.fetch(torch.arange(len(data.val)), None)
+    assert t[..., 4].sum(1).max() == 4  # its 4 steps only, not the gap's
+    assert int(t[..., 4].sum()) == data.info["split_target_steps"]["val"]
+    assert data.info["split_target_steps"]["train"] < plain.info["split_target_steps"]["train"]
+    assert "then 1 steps in no split" in data.notes[1]
+
+
+def test_correction_scale_shrinks_the_network_toward_its_base(panel_dir: Path) -> None:
+    from archlab.tasks.sales_horizon import SCALES, correction_scales
+    from archlab.train.trainer import Trainer
+
+    level = ("data.level_steps=3", "data.level_weight=0.5")
+    cfg = _cfg(panel_dir, *level)
+    data = HorizonData(cfg).build(CPU)
+    task = HorizonForecast(cfg, data.fitted)
+    tr = Trainer(cfg.train, cfg.optim, cfg.reg, seed=0, device=CPU)
+    model = tr.fit(task, data, task.build_model())
+    batch = data.test.fetch(torch.arange(len(data.test)), None)
+    x, cats, base, _t = batch
+    full, _ = task.step(model.eval(), batch)
+    half_task = HorizonForecast(_cfg(panel_dir, *level, "data.correction_scale=0.5"), data.fitted)
+    half, _ = half_task.step(model, batch)
+    with torch.no_grad():
+        torch.testing.assert_close(half, base + 0.5 * model(x, cats))
+    torch.testing.assert_close(half, (base + full) / 2)
+    train_out, _ = half_task.step(model.train(), batch)  # training fits the whole correction
+    model.eval()
+    assert not torch.allclose(train_out.detach(), half.detach())
+    # Scale 0 is the level-shifted seasonal naive baseline on the same test rows.
+    zero = HorizonForecast(_cfg(panel_dir, *level, "data.correction_scale=0"), data.fitted)
+    _loss, m, _out, _t = tr.evaluate(zero, data.test, model)
+    base_wmae = zero.baselines(data)["baseline_level_seasonal_naive_wmae"]
+    assert m["wmae"] == pytest.approx(base_wmae, rel=1e-5)
+    # predict keeps the same share of the correction (scale 0: the base, the level rule)
+    fc = {
+        k: np.array([r["forecast"] for r in HorizonForecast(
+            _cfg(panel_dir, *level, f"data.correction_scale={k}"), data.fitted
+        ).predict(model, [])])
+        for k in (0, 0.5, 1)
+    }  # fmt: skip
+    np.testing.assert_allclose(fc[0.5], (fc[0] + fc[1]) / 2, rtol=1e-5)
+    assert not np.allclose(fc[0], fc[1])
+    # The validation curve: scale 1 is the run's own val WMAE; 0 is its base's.
+    got = correction_scales(model, data.val)
+    assert got["scale"] == list(SCALES) and len(got["val_wmae"]) == 21
+    _loss, mv, _o, _t = tr.evaluate(task, data.val, model)
+    assert got["val_wmae"][-1] == pytest.approx(mv["wmae"], rel=1e-5)
+    assert got["val_wmae"][SCALES.index(got["best_scale"])] == min(got["val_wmae"])
 
 
 def test_no_training_target_with_a_season_of_history(panel_dir: Path) -> None:
@@ -373,6 +438,8 @@ def test_train_eval_predict_and_submission(panel_dir: Path, tmp_path: Path, caps
     )
     for f in ("error_by_step.png", "actual_vs_forecast.png", "learning_curves.png"):
         assert (run / "plots" / f).stat().st_size > 1000
+    scales = json.loads((run / "correction_scale.json").read_text())
+    assert 0 <= scales["best_scale"] <= 1 and len(scales["val_wmae"]) == 21
     assert json.loads((run / "fitted.json").read_text())["kind"] == "sales-horizon"
     assert main(["eval", str(run)]) == 0
     assert json.loads(capsys.readouterr().out)["test_wmae"] == pytest.approx(m["test_wmae"])

@@ -35,9 +35,10 @@ from archlab.errors import ArchlabError
 from archlab.metrics import regression_metrics, wmae
 from archlab.models import MODELS
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
-from archlab.tasks.base import DataBundle
+from archlab.tasks.base import Batches, DataBundle
 from archlab.tasks.sales_common import holiday_weight, plain
 from archlab.tasks.sales_horizon_data import HorizonFitted, TestContext
+from archlab.utils import write_json_atomic
 
 
 def _scored(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarray, ...]:
@@ -98,7 +99,10 @@ class HorizonForecast:
 
     def step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x, cats, base, y = batch
-        return base + model(x, cats), y  # the network predicts the residual over the baseline
+        # The network predicts the residual over the baseline; training fits all of it, and
+        # evaluation takes data.correction_scale of it (1 unless shrunk toward the base).
+        scale = 1.0 if model.training else self.data_cfg.correction_scale
+        return base + scale * model(x, cats), y
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         t = targets
@@ -156,6 +160,7 @@ class HorizonForecast:
         for name in names:
             curves[name] = base[f"baseline_{name}_wmae_by_step"]
         error_by_step(curves, Path(run_dir) / "plots" / "error_by_step.png")
+        write_json_atomic(Path(run_dir) / SCALE_FILE, correction_scales(model, data.val))
         # The model's forecasts of the four largest test series beside the best baseline.
         rows = ctx.rows[ctx.rows.origin == 0]
         best = min(names, key=lambda n: np.nan_to_num(base[f"baseline_{n}_wmae"], nan=1e30))
@@ -210,7 +215,8 @@ class HorizonForecast:
                 torch.from_numpy(f.step), torch.from_numpy(f.ref), torch.from_numpy(s),
                 torch.full((len(s),), o),
             )  # fmt: skip
-            out = (base + model(x, torch.from_numpy(f.cats[s]))).double().numpy()
+            corr = model(x, torch.from_numpy(f.cats[s]))
+            out = (base + c.correction_scale * corr).double().numpy()
         fc = naive.smoothed_seasonal_naive(p.y, o, H, fz.season)  # (S, H): the fallback
         src = np.full(fc.shape, "baseline", dtype=object)
         fc[s] = out * f.scale[s, None] + f.offset[s, None]
@@ -281,6 +287,33 @@ def _wanted_rows(
         res["source"] = np.where(known, src[np.maximum(si, 0), h], "baseline")
         out += res.to_dict("records")
     return out
+
+
+SCALE_FILE = "correction_scale.json"
+SCALES = tuple(i / 20 for i in range(21))  # 0, 0.05, ..., 1
+
+
+def correction_scales(model: nn.Module, val: Batches) -> dict[str, Any]:
+    """Validation WMAE of base + s x correction for every s in SCALES, and the best s.
+
+    0 is the residual base alone (the level-shifted seasonal naive), 1 the network alone; a
+    value between combines them. Choose data.correction_scale on validation steps that look
+    like the test's (see data.val_gap), not on the test."""
+    model.eval()
+    parts = []
+    with torch.no_grad():
+        for i in torch.arange(val.n).split(4096):
+            x, cats, base, t = val.fetch(i, None)
+            parts.append((base.double(), model(x, cats).double(), t.double()))
+    base, corr, t = (torch.cat(p).numpy() for p in zip(*parts, strict=True))
+    ok = t[..., 4] > 0.5
+    y, hol = t[..., 0][ok] * t[..., 1][ok] + t[..., 2][ok], t[..., 3][ok] > 0.5
+    val_wmae = [
+        wmae(y, (base + s * corr)[ok] * t[..., 1][ok] + t[..., 2][ok], hol) if ok.any() else None
+        for s in SCALES
+    ]
+    best = min(range(len(SCALES)), key=lambda i: np.inf if val_wmae[i] is None else val_wmae[i])
+    return {"scale": list(SCALES), "val_wmae": val_wmae, "best_scale": SCALES[best]}
 
 
 def _baseline_names(rows: pd.DataFrame) -> list[str]:

@@ -112,12 +112,13 @@ class HorizonData:
         covs = list(c.covariates)
         p = sales.build_panel(df, keys, c.date_column, c.target, c.holiday_column, covs, step_days)
         S, T = p.y.shape
-        n_train = T - H - c.val_steps
+        n_train = T - H - c.val_gap - c.val_steps
         if n_train < 2:
+            gap = f" + data.val_gap={c.val_gap}" if c.val_gap else ""
             raise ArchlabError(
                 f"{c.path}: {T} time steps, but data.horizon={H} test steps + data.val_steps="
-                f"{c.val_steps} leave {max(n_train, 0)} training steps (need >= 2): lower "
-                "data.horizon or data.val_steps"
+                f"{c.val_steps}{gap} leave {max(n_train, 0)} training steps (need >= 2): lower "
+                "data.horizon or data.val_steps" + (" or data.val_gap" if c.val_gap else "")
             )
         fz = fitted.featurizer if fitted is not None else HorizonFeaturizer.fit(
             p, n_train, series_keys=keys, covariates=covs, known_covariates=c.known_covariates,
@@ -171,7 +172,8 @@ class HorizonData:
             return np.concatenate(s_all), np.concatenate(o_all), np.concatenate(targ)
 
         o_test = T - H - 1
-        n_fit = T - H if c.fit_through_val else n_train  # the steps training targets may reach
+        n_val = n_train + c.val_steps  # validation steps are n_train .. n_val - 1
+        n_fit = n_val if c.fit_through_val else n_train  # the steps training targets may reach
         k_back = max(1, c.backtest_origins)
         # The level shift also reads a season back from the origin (data.level_steps steps).
         first_train = c.season + max(c.window, c.level_steps) - 1
@@ -179,14 +181,16 @@ class HorizonData:
             # Training origins whose whole window has last season's steps, as the test
             # origin's has: earlier ones would teach the network a history without them.
             "train": samples(list(range(first_train, n_fit - 1)), n_fit, True),
-            "val": samples([n_train - 1], T - H, False),
+            "val": samples([n_train - 1], n_val, False),
             "test": samples([o_test - k for k in range(k_back)], T, False, backtest=True),
         }
         if len(split["train"][0]) == 0:
             raise ArchlabError(
                 f"{c.path}: no training origin has a season ({c.season} steps) of history "
                 f"before its window (data.window={c.window}) in the {n_train} training steps: "
-                f"lower data.horizon={H}, data.val_steps or data.window, or give a longer history"
+                f"lower data.horizon={H}, data.val_steps"
+                + (f", data.val_gap={c.val_gap}" if c.val_gap else "")
+                + " or data.window, or give a longer history"
             )
         step_t = torch.from_numpy(f.step).to(device)
         ref_t = torch.from_numpy(f.ref).to(device)
@@ -238,6 +242,9 @@ class HorizonData:
             "step_days": step_days,
             "horizon": H,
             "window": c.window,
+            "val_steps": f"{str(dates[n_train])[:10]}..{str(dates[n_val - 1])[:10]}",
+            "val_gap": c.val_gap,
+            "correction_scale": c.correction_scale,
             "input_size": fz.input_size,
             "feature_names": fz.feature_names,
             "known_covariates": list(c.known_covariates),
@@ -257,7 +264,9 @@ class HorizonData:
             f"data: {c.path}, {S} series x {T} steps of {step_days} days; horizon {H} steps, "
             f"season {c.season}",
             f"data: origins train {info['origins']['train']} ({sizes['train']} targets), val "
-            f"{info['origins']['val']} ({sizes['val']}), test {info['origins']['test']} "
+            f"{info['origins']['val']} ({sizes['val']}"
+            + (f"; then {c.val_gap} steps in no split" if c.val_gap else "")
+            + f"), test {info['origins']['test']} "
             f"({sizes['test']} targets"
             + (f" over {k_back} backtest origins)" if k_back > 1 else ")"),
         ]
