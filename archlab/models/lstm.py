@@ -67,19 +67,14 @@ class LSTMClassifier(nn.Module):
             self.embedding(tokens), lengths.cpu(), batch_first=True, enforce_sorted=False
         )
         out, (h, _) = self.lstm(packed)
-        if self.pooling == "max":
+        if self.pooling in ("max", "meanmax"):
             # Padded steps are -inf so they never win the max.
             steps, _ = pad_packed_sequence(out, batch_first=True, padding_value=float("-inf"))
             feat = steps.max(dim=1).values
-        elif self.pooling == "meanmax":
-            # Padded steps are 0 for the mean (divided by the true length), -inf for the max.
-            steps, n = pad_packed_sequence(out, batch_first=True, padding_value=0.0)
-            mean = steps.sum(dim=1) / n.to(steps.device, steps.dtype).unsqueeze(1)
-            pad = torch.arange(steps.shape[1], device=steps.device)[None, :] >= n.to(
-                steps.device
-            ).unsqueeze(1)
-            top = steps.masked_fill(pad.unsqueeze(2), float("-inf")).max(dim=1).values
-            feat = torch.cat([mean, top], dim=1)
+            if self.pooling == "meanmax":  # padded steps are 0 in the sum over the true length
+                steps, n = pad_packed_sequence(out, batch_first=True, padding_value=0.0)
+                mean = steps.sum(dim=1) / n.to(steps.device, steps.dtype).unsqueeze(1)
+                feat = torch.cat([mean, feat], dim=1)
         elif self.bidirectional:
             feat = torch.cat([h[-2], h[-1]], dim=1)  # top layer: forward and backward final states
         else:
