@@ -29,7 +29,7 @@ import torch
 
 from archlab.data import sales, sales_csv
 from archlab.data.sales import Panel, event_flags, ffill_time, group_mean, series_scalers
-from archlab.data.sales_baselines import season_lags
+from archlab.data.sales_baselines import level_shift, season_lags
 from archlab.errors import ArchlabError
 
 if TYPE_CHECKING:
@@ -53,7 +53,9 @@ class PanelFeatures(NamedTuple):
     """Per-step arrays of one panel, in the featurizer's scaled units."""
 
     step: np.ndarray  # (S, T, len(STEP_FEATURES) + C) float32
-    ref: np.ndarray  # (S, T, 7) sales, observed, smoothed-3, smoothed-2, group-3, group-2, event
+    # (S, T, 8) sales, observed, smoothed-3, smoothed-2, group-3, group-2, event, and the level
+    # shift with the step as origin (0 without data.level_steps)
+    ref: np.ndarray
     y: np.ndarray  # (S, T) sales in sales units, NaN where missing
     offset: np.ndarray  # (S,) per-series scaler (offset 0 / scale min_scale for unknown series)
     scale: np.ndarray
@@ -190,6 +192,11 @@ class HorizonFeaturizer:
             cov = np.nan_to_num(np.clip(cov, -COV_CLIP, COV_CLIP)).astype(np.float32)
             step = np.concatenate([step, cov], -1)
         sm3n, sm2n = scaled(sm3), scaled(sm2)
+        level = np.zeros((S, T))
+        if self.level_steps:  # the baseline's own level shift, in scaled units (offsets cancel)
+            for t in range(T):
+                level[:, t] = level_shift(panel.y, t, self.season, self.level_steps)
+            level /= scale[:, None]
         ref = np.stack(
             [
                 scaled(y0),
@@ -199,6 +206,7 @@ class HorizonFeaturizer:
                 group_mean(sm3n, groups, n_groups)[groups],
                 group_mean(sm2n, groups, n_groups)[groups],
                 ev,
+                level,
             ],
             -1,
         ).astype(np.float32)
@@ -226,7 +234,7 @@ class HorizonFeaturizer:
         keep = torch.ones(x.shape[-1], device=dev)
         keep[unknown] = 0.0
         x = torch.where(future[None, :, None], x * keep, x)
-        g = ref[s[:, None], r.clamp(min=0)] * (r >= 0)[..., None]  # (N, W+H, 7)
+        g = ref[s[:, None], r.clamp(min=0)] * (r >= 0)[..., None]  # (N, W+H, 8)
         # A future step whose reference is the origin itself (h a multiple of the season)
         # cannot see the step after it: its smoothing is over 2 steps.
         two = (future & (ref_lag == rel))[None, :, None]
@@ -236,23 +244,10 @@ class HorizonFeaturizer:
         x = torch.cat([x, ref_x, fl[None].expand(len(s), -1, -1)], -1)
         base = sm[:, W:, 0]
         if self.level_steps:
-            shift = self.level_shift(step, ref, s, origin)
+            shift = ref[s, origin, 7]
             x = torch.cat([x, torch.where(future[None, :], shift[:, None], 0.0)[..., None]], -1)
             base = base + self.level_weight * shift[:, None]
         return x, base
-
-    def level_shift(
-        self, step: torch.Tensor, ref: torch.Tensor, s: torch.Tensor, origin: torch.Tensor
-    ) -> torch.Tensor:
-        """(N,) mean scaled sales of the ``level_steps`` steps up to each origin minus that of
-        the same steps a season earlier: how far the series has moved since last season, which
-        a seasonal naive forecast misses (a store that grew 10% a year is 10% above it)."""
-        dev = step.device
-        pos = origin[:, None] + torch.arange(-self.level_steps + 1, 1, device=dev)[None, :]
-        now = step[s[:, None], pos.clamp(min=0), 0] * (pos >= 0)
-        back = pos - self.season
-        before = ref[s[:, None], back.clamp(min=0), 0] * (back >= 0)
-        return (now - before).mean(1)
 
     # --- plain JSON ---
     def to_dict(self) -> dict[str, Any]:
