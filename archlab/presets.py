@@ -126,6 +126,10 @@ _BASE["sales-gru"] = replace(
 # features.csv covers the test period, so its covariates are known in advance. The residual
 # base adds half the 4-week level shift since last season: 0.5 fits the training origins best
 # as a plain rule (mean absolute error 1,493 against 1,568 at 0.25 and 1,501 at 0.75).
+# Validation is Aug-Oct 2011 (11 weeks, forecast from 2011-08-12), with the 13 Nov-Jan holiday
+# weeks before the test in no split: the Feb-Oct test weeks have no such season. On those
+# weeks seeds 0-2 score best at correction_scale 0.6 (mean validation WMAE 1,413.1 against
+# 1,443.6 at 1 and 1,481.7 at 0, the base alone), so the forecast keeps 0.6 of the correction.
 HORIZON_KNOWN = ("Temperature", "Fuel_Price", "CPI", "Unemployment", "Size")
 for _cell in ("rnn", "lstm", "gru"):
     _BASE[f"sales-{_cell}-h39"] = RunConfig(
@@ -137,6 +141,9 @@ for _cell in ("rnn", "lstm", "gru"):
             known_covariates=HORIZON_KNOWN,
             level_steps=4,
             level_weight=0.5,
+            val_steps=11,
+            val_gap=13,
+            correction_scale=0.6,
         ),
         model=SalesModelConfig(name=_cell),
         optim=replace(_SALES_OPTIM, lr=2e-3),
