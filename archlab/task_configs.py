@@ -287,11 +287,10 @@ class SalesDataConfig:
             raise bad("val_gap", "must be >= 0")
         if not 0 <= self.correction_scale <= 1:
             raise bad("correction_scale", "must be in [0, 1] (0 = the residual base alone)")
-        for key in ("level_steps", "level_weight", "fit_through_val", "val_gap"):
-            if self.horizon == 1 and getattr(self, key):
+        horizon_only = ("level_steps", "level_weight", "fit_through_val", "val_gap")
+        for key in (*horizon_only, "correction_scale"):
+            if self.horizon == 1 and getattr(self, key) != self.__dataclass_fields__[key].default:
                 raise bad(key, "is for multi-horizon forecasting: set data.horizon > 1")
-        if self.horizon == 1 and self.correction_scale != 1:
-            raise bad("correction_scale", "is for multi-horizon forecasting: set data.horizon > 1")
         if self.fit_through_val and self.backtest_origins > 1:
             raise bad(
                 "fit_through_val",

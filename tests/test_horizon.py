@@ -305,9 +305,9 @@ def test_val_gap_leaves_steps_between_validation_and_test(panel_dir: Path) -> No
     week = np.datetime64("2010-02-05")
     # 70 weeks, H = 8, 4 validation steps, 1 in no split: training steps 0..56 (57 steps)
     assert data.info["origins"]["val"] == str(week + 56 * 7)
-    assert data.info["val_steps"] == f"{week + 57 * 7}..{week + 60 * 7}"
+    assert data.info["val_dates"] == f"{week + 57 * 7}..{week + 60 * 7}"
     assert data.info["origins"]["train"] == f"{week + 55 * 7}..{week + 55 * 7}"
-    assert plain.info["val_steps"] == f"{week + 58 * 7}..{week + 61 * 7}"
+    assert plain.info["val_dates"] == f"{week + 58 * 7}..{week + 61 * 7}"
     assert data.splits["test"] == plain.splits["test"]
     _, _, _, t = data.val.fetch(torch.arange(len(data.val)), None)
     assert t[..., 4].sum(1).max() == 4  # its 4 steps only, not the gap's

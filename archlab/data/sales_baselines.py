@@ -81,12 +81,17 @@ def svd_seasonal_naive(
     return seasonal_naive(svd_smooth(y, origin + 1, groups, rank), origin, horizon, season)
 
 
-def level_shift(y: np.ndarray, origin: int, season: int, steps: int) -> np.ndarray:
-    """(S,) mean of the ``steps`` steps up to the origin minus the same steps a season earlier
-    (missing = 0 sales): how far each series has moved since last season."""
-    t = origin - np.arange(steps)
+def level_shift(y: np.ndarray, origin: int | np.ndarray, season: int, steps: int) -> np.ndarray:
+    """Mean of the ``steps`` steps up to the origin minus the same steps a season earlier
+    (missing = 0 sales): how far each series has moved since last season. (S,) for one origin,
+    (S, K) for an array of K origins."""
+    t = np.asarray(origin)[..., None] - np.arange(steps)  # (..., steps)
     y0 = np.nan_to_num(y)
-    return np.nan_to_num(_at(y0, t)).mean(1) - np.nan_to_num(_at(y0, t - season)).mean(1)
+
+    def mean(at: np.ndarray) -> np.ndarray:
+        return np.nan_to_num(_at(y0, at.ravel())).reshape(len(y), *at.shape).mean(-1)
+
+    return mean(t) - mean(t - season)
 
 
 def level_seasonal_naive(

@@ -194,8 +194,7 @@ class HorizonFeaturizer:
         sm3n, sm2n = scaled(sm3), scaled(sm2)
         level = np.zeros((S, T))
         if self.level_steps:  # the baseline's own level shift, in scaled units (offsets cancel)
-            for t in range(T):
-                level[:, t] = level_shift(panel.y, t, self.season, self.level_steps)
+            level = level_shift(panel.y, np.arange(T), self.season, self.level_steps)
             level /= scale[:, None]
         ref = np.stack(
             [

@@ -299,21 +299,21 @@ def correction_scales(model: nn.Module, val: Batches) -> dict[str, Any]:
     0 is the residual base alone (the level-shifted seasonal naive), 1 the network alone; a
     value between combines them. Choose data.correction_scale on validation steps that look
     like the test's (see data.val_gap), not on the test."""
+    if not val.n:
+        return {"scale": list(SCALES), "val_wmae": [None] * len(SCALES), "best_scale": None}
     model.eval()
     parts = []
     with torch.no_grad():
-        for i in torch.arange(val.n).split(4096):
-            x, cats, base, t = val.fetch(i, None)
-            parts.append((base.double(), model(x, cats).double(), t.double()))
-    base, corr, t = (torch.cat(p).numpy() for p in zip(*parts, strict=True))
-    ok = t[..., 4] > 0.5
-    y, hol = t[..., 0][ok] * t[..., 1][ok] + t[..., 2][ok], t[..., 3][ok] > 0.5
-    val_wmae = [
-        wmae(y, (base + s * corr)[ok] * t[..., 1][ok] + t[..., 2][ok], hol) if ok.any() else None
-        for s in SCALES
-    ]
-    best = min(range(len(SCALES)), key=lambda i: np.inf if val_wmae[i] is None else val_wmae[i])
-    return {"scale": list(SCALES), "val_wmae": val_wmae, "best_scale": SCALES[best]}
+        for i in torch.arange(val.n).split(4096):  # batch by batch: inputs are not kept
+            x, cats, b, tg = val.fetch(i, None)
+            parts.append((b, model(x, cats), tg))
+    base, corr, t = (torch.cat(v) for v in zip(*parts, strict=True))
+    val_wmae = [wmae(*_scored(base + s * corr, t)[:3]) for s in SCALES]
+    return {
+        "scale": list(SCALES),
+        "val_wmae": val_wmae,
+        "best_scale": SCALES[int(np.argmin(val_wmae))],
+    }
 
 
 def _baseline_names(rows: pd.DataFrame) -> list[str]:

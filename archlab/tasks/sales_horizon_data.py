@@ -242,7 +242,7 @@ class HorizonData:
             "step_days": step_days,
             "horizon": H,
             "window": c.window,
-            "val_steps": f"{str(dates[n_train])[:10]}..{str(dates[n_val - 1])[:10]}",
+            "val_dates": f"{str(dates[n_train])[:10]}..{str(dates[n_val - 1])[:10]}",
             "val_gap": c.val_gap,
             "correction_scale": c.correction_scale,
             "input_size": fz.input_size,
