@@ -252,9 +252,9 @@ class SalesDataConfig:
     # base (last season's 3-step smoothing) then adds level_weight x that shift. 0 = off.
     level_steps: int = 0
     level_weight: float = 0.0
-    # H > 1: training targets also cover the validation steps, so the model that forecasts the
-    # test is fit on every step before its origin (as a forecaster deploys one). The val metrics
-    # are then on steps it trained on: a monitor, no longer a held-out score.
+    # H > 1: training targets cover every step before the test origin (the validation and
+    # val_gap steps too), so the model that forecasts the test is fit as a forecaster deploys
+    # one. The val metrics are then on steps it trained on: a monitor, no longer held out.
     fit_through_val: bool = False
     # H > 1: the val_gap steps between the validation steps and the test are in neither, so
     # the validation weeks can resemble the test's (Walmart: Aug-Oct, not the Nov-Jan holidays

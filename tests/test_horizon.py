@@ -297,6 +297,9 @@ def test_fit_through_val_trains_on_the_validation_steps(panel_dir: Path) -> None
     b = task.baselines(data)
     assert b == HorizonForecast(cfg, held.fitted).baselines(held)
     assert "baseline_level_seasonal_naive_wmae" in b
+    # with a gap the targets still reach every step before the test origin (the gap's too)
+    gap = HorizonData(_cfg(panel_dir, *level, "data.fit_through_val=true", "data.val_gap=2"))
+    assert gap.build(CPU).info["origins"]["train"].endswith(str(week + 60 * 7))
 
 
 def test_val_gap_leaves_steps_between_validation_and_test(panel_dir: Path) -> None:

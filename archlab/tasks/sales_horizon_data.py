@@ -173,7 +173,9 @@ class HorizonData:
 
         o_test = T - H - 1
         n_val = n_train + c.val_steps  # validation steps are n_train .. n_val - 1
-        n_fit = n_val if c.fit_through_val else n_train  # the steps training targets may reach
+        # The steps training targets may reach: with fit_through_val every step before the
+        # test origin, the val_gap steps included (the model then forecasts as deployed).
+        n_fit = o_test + 1 if c.fit_through_val else n_train
         k_back = max(1, c.backtest_origins)
         # The level shift also reads a season back from the origin (data.level_steps steps).
         first_train = c.season + max(c.window, c.level_steps) - 1
