@@ -299,7 +299,9 @@ def test_fit_through_val_trains_on_the_validation_steps(panel_dir: Path) -> None
     assert "baseline_level_seasonal_naive_wmae" in b
     # with a gap the targets still reach every step before the test origin (the gap's too)
     gap = HorizonData(_cfg(panel_dir, *level, "data.fit_through_val=true", "data.val_gap=2"))
-    assert gap.build(CPU).info["origins"]["train"].endswith(str(week + 60 * 7))
+    built = gap.build(CPU)
+    assert built.info["origins"]["train"].endswith(str(week + 60 * 7))
+    assert "training targets reach the test origin" in built.notes[1]
 
 
 def test_val_gap_leaves_steps_between_validation_and_test(panel_dir: Path) -> None:

@@ -268,6 +268,7 @@ class HorizonData:
             f"data: origins train {info['origins']['train']} ({sizes['train']} targets), val "
             f"{info['origins']['val']} ({sizes['val']}"
             + (f"; then {c.val_gap} steps in no split" if c.val_gap else "")
+            + ("; training targets reach the test origin" if c.fit_through_val else "")
             + f"), test {info['origins']['test']} "
             f"({sizes['test']} targets"
             + (f" over {k_back} backtest origins)" if k_back > 1 else ")"),
