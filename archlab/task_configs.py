@@ -63,6 +63,11 @@ class ImageDataConfig:
     subset: int = 0  # stratified random subset of this many images before splitting (0 = all)
     skip_corrupt: bool = False  # skip (and count) unreadable files instead of failing
     class_weights: bool = False  # weight cross-entropy by inverse training-class frequency
+    # A numeric column of per-row training weights (e.g. the annotators' agreement; repeated
+    # texts take the mean of their majority-label rows). It weights each training text's loss,
+    # the distillation teacher's and the TF-IDF baseline's fits; validation and test are scored
+    # unweighted, so early stopping and the metrics stay comparable. "" = every text counts 1.
+    weight_column: str = ""
     mean: float = 0.5  # normalization: (x/255 - mean) / std, as the study
     std: float = 0.5
 
@@ -114,6 +119,11 @@ class TextDataConfig:
     mentions: Literal["drop", "keep"] = "drop"
     mention_min_count: int = 10
     class_weights: bool = False  # weight cross-entropy by inverse training-class frequency
+    # A numeric column of per-row training weights (e.g. the annotators' agreement; repeated
+    # texts take the mean of their majority-label rows). It weights each training text's loss,
+    # the distillation teacher's and the TF-IDF baseline's fits; validation and test are scored
+    # unweighted, so early stopping and the metrics stay comparable. "" = every text counts 1.
+    weight_column: str = ""
     # Knowledge distillation: training targets become (1 - distill) * one-hot label + distill *
     # the TF-IDF teacher's probabilities, each cross-fitted (from a teacher that never saw that
     # text) over distill_folds folds of the training split. 0 = hard labels only.
@@ -140,6 +150,11 @@ class TextDataConfig:
             raise ArchlabError(f"invalid config value data.subset={self.subset}: must be >= 0")
         if not self.text_column or not self.label_column:
             raise ArchlabError("data.text_column and data.label_column must not be empty")
+        if self.weight_column in (self.text_column, self.label_column):
+            raise ArchlabError(
+                f"invalid config value data.weight_column={self.weight_column}: it is the "
+                "text or the label column; name a numeric column of weights"
+            )
         if not 0 <= self.distill <= 1:
             raise ArchlabError(f"invalid config value data.distill={self.distill}: in [0, 1]")
         if self.distill_folds < 2:

@@ -275,6 +275,12 @@ _DAILY = "date,store_nbr,transactions\n" + "".join(
 )
 
 
+def _weighted_text(third: str, every: bool = False) -> str:
+    """The good tweets with a 'conf' column: 1 on every row but the third (or on none)."""
+    rows = [f"{r},{third if every or i == 2 else 1}" for i, r in enumerate(_text_rows())]
+    return "\n".join([TEXT_HEADER + ",conf", *rows]) + "\n"
+
+
 def _text_case(text: str | bytes, needles: list[str], *extra: str) -> Build:
     def build(tmp: Path) -> tuple[list[str], list[str]]:
         path = _text_csv(tmp, text)
@@ -540,6 +546,37 @@ CATALOGUE: dict[str, Build] = {
     ),
     "text-empty-file": _text_case("", ["empty"]),
     "text-folder-given": _text_folder,
+    # per-text training weights (data.weight_column)
+    "text-weight-column-missing": _text_case(
+        None,
+        ["no column 'conf'", "data.weight_column", "text, airline_sentiment"],
+        "--set",
+        "data.weight_column=conf",
+    ),
+    "text-weight-not-a-number": _text_case(
+        _weighted_text("high"),
+        ["tweets.csv", "'conf'", "data row 3", "'high'"],
+        "--set",
+        "data.weight_column=conf",
+    ),
+    "text-weight-negative": _text_case(
+        _weighted_text("-0.5"),
+        ["'conf'", "data row 3", "'-0.5'", ">= 0"],
+        "--set",
+        "data.weight_column=conf",
+    ),
+    "text-weight-all-zero": _text_case(
+        _weighted_text("0", every=True),
+        ["'conf'", "0 in every usable row"],
+        "--set",
+        "data.weight_column=conf",
+    ),
+    "text-weight-column-is-the-label": _text_case(
+        None,
+        ["data.weight_column=airline_sentiment"],
+        "--set",
+        "data.weight_column=airline_sentiment",
+    ),
     # word vectors for the text models (data.embeddings)
     "vec-missing-file": _vec_case(None, ["no such vectors file"], name="nowhere.vec"),
     "vec-binary-word2vec-name": _vec_case(b"2 3\n", ["binary word2vec", "text"], name="w.bin"),

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from archlab import runner
@@ -303,6 +304,74 @@ def test_distill_config_is_validated() -> None:
         TextDataConfig(distill=1.5)
     with pytest.raises(ArchlabError, match=r"data\.distill_folds=1"):
         TextDataConfig(distill_folds=1)
+
+
+# --- per-text training weights (data.weight_column) ---
+def _weighted_tweets(tweets: Path) -> Path:
+    """The tweets with a 'confidence' column: 0.5 for negatives, 1 elsewhere, and a repeat."""
+    df = pd.read_csv(tweets, keep_default_na=False)
+    df["confidence"] = np.where(df["airline_sentiment"] == "negative", 0.5, 1.0)
+    df.loc[0, "confidence"] = 0.2  # rows 0 and 90 are one text (the exact duplicate)
+    path = tweets.with_name("weighted.csv")
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_weight_column_gives_each_text_its_rows_mean(tweets: Path) -> None:
+    path = _weighted_tweets(tweets)
+    table = load_text_table(path, weight_column="confidence")
+    plain = load_text_table(path)
+    assert table.texts == plain.texts and np.array_equal(table.labels, plain.labels)
+    assert table.weights is not None and plain.weights is None
+    w = dict(zip(table.texts, table.weights, strict=True))
+    df = pd.read_csv(path, keep_default_na=False)
+    assert w[df.text[0]] == pytest.approx((0.2 + 0.5) / 2)  # the duplicate's two rows
+    assert w[df.text[40]] == 1.0  # a neutral text
+
+
+def test_weighted_loss_is_the_weighted_mean_and_baselines_use_the_weights(tweets: Path) -> None:
+    path = _weighted_tweets(tweets)
+    for distill in ("0", "0.5"):
+        cfg = text_cfg(path, "data.weight_column=confidence", f"data.distill={distill}")
+        data = TextData(cfg).build(torch.device("cpu"))
+        task = TextClassification(cfg, data.fitted)
+        _, _, y = data.train.fetch(torch.arange(12), None)
+        ctx = data.context
+        labels = torch.from_numpy(ctx.labels[ctx.split["train"][:12]])
+        assert y.shape == (12, 5) and torch.equal(y[:, 0].long(), labels)
+        w = torch.from_numpy(ctx.weights[ctx.split["train"][:12]]).float()
+        assert torch.allclose(y[:, 1], w)
+        logits = torch.randn(12, 3)
+        per_text = -(y[:, 2:] * logits.log_softmax(1)).sum(1)
+        assert torch.allclose(task.loss(logits, y), (w * per_text).sum() / w.sum())
+        if distill == "0":  # hard labels: the plain cross-entropy's per-text terms
+            assert torch.equal(y[:, 2:], F.one_hot(labels, 3).float())
+        # A text at weight 0 does not move the loss, whatever the network says of it.
+        y0 = y.clone()
+        y0[0, 1] = 0
+        other = logits.clone()
+        other[0] = torch.tensor([9.0, -9.0, 0.0])
+        assert torch.allclose(task.loss(logits, y0), task.loss(other, y0))
+        assert task.metrics(logits, y)["accuracy"] == pytest.approx(
+            (logits.argmax(1) == labels).float().mean().item()
+        )
+        assert data.info["weights"]["column"] == "confidence"
+        assert any("training weights from column 'confidence'" in n for n in data.notes)
+    base = task.baselines(data)
+    assert {"baseline_tfidf_accuracy", "baseline_tfidf_weighted_accuracy"} <= set(base)
+
+
+def test_weighted_run_evaluates_without_the_weight_column(tweets: Path, tmp_path: Path) -> None:
+    path = _weighted_tweets(tweets)
+    cfg = text_cfg(path, "data.weight_column=confidence", "train.epochs=1")
+    run_dir = runner.train(cfg, tmp_path / "runs")
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert 0 <= m["baseline_tfidf_weighted_accuracy"] <= 1
+    w = json.loads((run_dir / "data.json").read_text())["weights"]
+    assert w["train_min"] in (0.35, 0.5) and w["train_max"] == 1.0  # 0.35: the repeat, if trained
+    # eval reads the CSV again but never its weights: the column may be gone by then.
+    pd.read_csv(path, keep_default_na=False).drop(columns="confidence").to_csv(path, index=False)
+    assert runner.evaluate(run_dir)["test_accuracy"] == pytest.approx(m["test_accuracy"])
 
 
 # --- pretrained word vectors (data.embeddings) ---

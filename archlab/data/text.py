@@ -176,6 +176,9 @@ class TextTable:
     class_names: list[str]
     source: str
     counts: dict[str, int] = field(default_factory=dict)  # rows read, merged, dropped (and why)
+    # Per-group training weights (data.weight_column): the mean over the group's rows that carry
+    # its kept label; None without a weight column.
+    weights: np.ndarray | None = None
 
 
 def read_csv(
@@ -241,14 +244,17 @@ def load_text_table(
     encoding: str = "utf-8",
     labels: tuple[str, ...] = (),
     conflicts: Literal["majority", "drop"] = "majority",
+    weight_column: str = "",
 ) -> TextTable:
     """Read, drop unusable rows (counted), and merge rows whose cleaned text is identical.
 
     Exact duplicates and repeated texts become one sample so no text can land in two splits.
     A group whose labels disagree takes the majority label (``conflicts='majority'``; ties are
-    dropped) or is dropped entirely (``conflicts='drop'``).
+    dropped) or is dropped entirely (``conflicts='drop'``). With ``weight_column`` each group
+    also gets a training weight, the mean of its majority-label rows' numbers.
     """
-    df = read_csv(path, [text_column, label_column], encoding)
+    optional = (weight_column,) if weight_column else ()
+    df = read_csv(path, [text_column, label_column], encoding, optional)
     counts: dict[str, int] = {"rows_read": len(df)}
     raw = df[text_column].tolist()
     lab = df[label_column].str.strip().tolist()
@@ -274,11 +280,12 @@ def load_text_table(
             f"({counts['dropped_empty_text']} empty texts, {counts['dropped_non_text']} numbers, "
             f"{counts['dropped_missing_label']} missing labels)"
         )
+    row_weights = _row_weights(df, path, weight_column, keep, encoding) if weight_column else None
     groups: dict[str, list[int]] = {}
     for i, k in enumerate(keys):
         if keep[i]:
             groups.setdefault(k, []).append(i)
-    texts, group_labels = [], []
+    texts, group_labels, group_weights = [], [], []
     merged = conflicting = dropped_conflict = 0
     for rows in groups.values():
         votes = Counter(lab[i] for i in rows).most_common()
@@ -290,6 +297,8 @@ def load_text_table(
                 continue
         texts.append(raw[rows[0]])
         group_labels.append(votes[0][0])
+        if row_weights is not None:
+            group_weights.append(np.mean([row_weights[i] for i in rows if lab[i] == votes[0][0]]))
     counts.update(
         rows_merged_into_repeated_texts=merged,
         texts_with_conflicting_labels=conflicting,
@@ -319,4 +328,29 @@ def load_text_table(
         class_names=names,
         source=str(path),
         counts=counts,
+        weights=None if row_weights is None else np.array(group_weights, dtype=np.float64),
     )
+
+
+def _row_weights(
+    df: pd.DataFrame, path: str | Path, column: str, keep: list[bool], encoding: str
+) -> np.ndarray:
+    """The weight column as floats; an unusable value in a kept row is a one-line error."""
+    if column not in df.columns:  # read_csv kept only the columns it was asked for
+        found = pd.read_csv(path, nrows=0, encoding=encoding).columns
+        raise ArchlabError(
+            f"{path}: no column {column!r} for data.weight_column (columns found: "
+            f"{', '.join(map(str, found))}); name a numeric column, or drop the setting"
+        )
+    values = pd.to_numeric(df[column].str.strip(), errors="coerce").to_numpy(np.float64)
+    kept = np.asarray(keep, dtype=bool)
+    bad = np.flatnonzero((~np.isfinite(values) | (values < 0)) & kept)
+    if bad.size:
+        i = int(bad[0])
+        raise ArchlabError(
+            f"{path}: column {column!r}, data row {i + 1}: {df[column].iloc[i]!r} is not a "
+            "training weight (a finite number >= 0)"
+        )
+    if not values[kept].any():
+        raise ArchlabError(f"{path}: column {column!r} is 0 in every usable row")
+    return values

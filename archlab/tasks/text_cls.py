@@ -85,6 +85,8 @@ class TextContext:
     # Distillation: the teacher's cross-fitted train accuracy; {} in a bundle built from a
     # saved run's fitted state (eval, ensemble, explain), which never computes the teacher.
     teacher: dict[str, float] = field(default_factory=dict)
+    # data.weight_column's per-text weights (a training run only), for the weighted baseline.
+    weights: np.ndarray | None = None
 
 
 class TextData:
@@ -111,8 +113,15 @@ class TextData:
                     f"data.embeddings={c.embeddings} ({dim}-dimensional vectors); drop "
                     f"model.embed_dim or set it to {dim}"
                 )
+        # Weights only shape training: eval and ensemble (fitted given) never need the column.
         table = load_text_table(
-            c.path, c.text_column, c.label_column, c.encoding, c.labels, c.conflicts
+            c.path,
+            c.text_column,
+            c.label_column,
+            c.encoding,
+            c.labels,
+            c.conflicts,
+            weight_column=c.weight_column if fitted is None else "",
         )
         if fitted is not None and tuple(table.class_names) != fitted.class_names:
             raise ArchlabError(
@@ -122,6 +131,7 @@ class TextData:
         keep = stratified_subset(table.labels, c.subset, self.split_seed)
         texts = [table.texts[i] for i in keep]
         labels = table.labels[keep]
+        sample_w = None if table.weights is None else table.weights[keep]
         # One sample per distinct cleaned text, so a text can never be in two splits.
         split = stratified_split(labels, c.val_fraction, c.test_fraction, self.split_seed)
         train_texts = [texts[i] for i in split["train"]]
@@ -178,6 +188,20 @@ class TextData:
             info["embeddings"] = vectors.info
         if mentions is not None:
             info["mentions_kept"] = list(mentions)
+        if sample_w is not None:
+            tw = sample_w[split["train"]]
+            info["weights"] = {
+                "column": c.weight_column,
+                "train_mean": float(tw.mean()),
+                "train_min": float(tw.min()),
+                "train_max": float(tw.max()),
+                "train_zero": int((tw == 0).sum()),
+            }
+            notes.append(
+                f"training weights from column {c.weight_column!r}: mean {tw.mean():.3f} "
+                f"(min {tw.min():.3g}, max {tw.max():.3g}) over {len(tw)} training texts, "
+                f"{int((tw == 0).sum())} at 0; validation and test are scored unweighted"
+            )
         teacher: dict[str, float] = {}
         train_y = None  # the distillation targets, in train order
         if fitted is None:
@@ -189,8 +213,9 @@ class TextData:
                 class_weights=weights,
                 pretrained=vectors.weight if vectors is not None else None,
             )
+            tr = split["train"]
+            tw = None if sample_w is None else sample_w[tr]
             if c.distill > 0:
-                tr = split["train"]
                 soft, teacher = distill_targets(
                     [texts[i] for i in tr],
                     labels[tr],
@@ -198,8 +223,14 @@ class TextData:
                     c.distill,
                     c.distill_folds,
                     self.split_seed,
+                    tw,
                 )
-                train_y = torch.from_numpy(soft).to(device)
+            elif tw is not None:  # hard labels as one-hot rows, to sit beside the weights
+                soft = np.concatenate([labels[tr, None], np.eye(len(names))[labels[tr]]], 1)
+            if tw is not None:  # the layout the loss reads: label, weight, soft targets
+                soft = np.concatenate([soft[:, :1], tw[:, None], soft[:, 1:]], 1)
+            if c.distill > 0 or tw is not None:
+                train_y = torch.from_numpy(soft.astype(np.float32)).to(device)
         elif fitted.class_weights is None and weights is not None:
             # A run from before fitted.json: its files do not hold the class weights, which
             # are recomputed from its training split (as eval did then).
@@ -231,7 +262,7 @@ class TextData:
             info=info,
             splits={k: v.tolist() for k, v in split.items()},
             notes=notes,
-            context=TextContext(texts, labels, split, teacher),
+            context=TextContext(texts, labels, split, teacher, sample_w),
         )
 
     def restore(self, run_dir: Path) -> TextFitted:
@@ -298,7 +329,20 @@ class TextClassification:
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = None if self.weight is None else self.weight.to(outputs.device)
-        if targets.dim() == 2:  # distillation: column 0 is the label, the rest soft targets
+        if targets.dim() == 2:
+            # Training rows: the label, [the text's weight (data.weight_column),] then the
+            # soft targets (distillation; else the label's one-hot).
+            k = outputs.shape[1]
+            if targets.shape[1] == k + 2:  # weighted: the weighted mean of the texts' losses
+                per_text = F.cross_entropy(
+                    outputs,
+                    targets[:, 2:],
+                    weight=weight,
+                    label_smoothing=self.reg.label_smoothing,
+                    reduction="none",
+                )
+                w = targets[:, 1]
+                return (w * per_text).sum() / w.sum().clamp_min(1e-12)
             targets = targets[:, 1:]
         return F.cross_entropy(
             outputs, targets, weight=weight, label_smoothing=self.reg.label_smoothing
@@ -349,7 +393,8 @@ class TextClassification:
         """The TF-IDF baseline on the same split, and the distillation teacher's train fit."""
         ctx: TextContext = data.context
         names = list(self.fitted.class_names)
-        return {**tfidf_baseline(ctx.texts, ctx.labels, ctx.split, names), **ctx.teacher}
+        base = tfidf_baseline(ctx.texts, ctx.labels, ctx.split, names, ctx.weights)
+        return {**base, **ctx.teacher}
 
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
         """Label and class probabilities for texts, or for every row of a CSV (``--file``)."""

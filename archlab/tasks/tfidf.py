@@ -29,26 +29,41 @@ def tfidf_model() -> Any:
 
 
 def tfidf_baseline(
-    texts: list[str], labels: np.ndarray, split: dict[str, np.ndarray], names: list[str]
+    texts: list[str],
+    labels: np.ndarray,
+    split: dict[str, np.ndarray],
+    names: list[str],
+    weights: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """``baseline_tfidf_*`` test metrics of the TF-IDF model fitted on the training split."""
+    """``baseline_tfidf_*`` test metrics of the TF-IDF model fitted on the training split.
+
+    With per-text ``weights`` (data.weight_column) a second fit that uses them adds
+    ``baseline_tfidf_weighted_*``, so a weighted network meets a baseline that saw the same.
+    """
 
     def part(p: str) -> list[str]:
         return [texts[i] for i in split[p]]
 
-    clf = tfidf_model()
-    clf.fit(part("train"), labels[split["train"]])
-    pred = clf.predict(part("test"))
-    m = classification_metrics(labels[split["test"]], pred, names)
-    return {
-        "baseline_tfidf_accuracy": m["accuracy"],
-        "baseline_tfidf_balanced_accuracy": m["balanced_accuracy"],
-        "baseline_tfidf_f1_macro": m["f1_macro"],
-    }
+    out: dict[str, float] = {}
+    fits = {"baseline_tfidf": None}
+    if weights is not None:
+        fits["baseline_tfidf_weighted"] = weights[split["train"]]
+    for key, w in fits.items():
+        clf = tfidf_model()
+        clf.fit(part("train"), labels[split["train"]], logisticregression__sample_weight=w)
+        m = classification_metrics(labels[split["test"]], clf.predict(part("test")), names)
+        for name in ("accuracy", "balanced_accuracy", "f1_macro"):
+            out[f"{key}_{name}"] = m[name]
+    return out
 
 
 def cross_fitted_probs(
-    texts: list[str], labels: np.ndarray, n_classes: int, folds: int, seed: int
+    texts: list[str],
+    labels: np.ndarray,
+    n_classes: int,
+    folds: int,
+    seed: int,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """(n, n_classes) TF-IDF probabilities, each from a model fitted on the other folds only."""
     from sklearn.model_selection import StratifiedKFold
@@ -59,21 +74,29 @@ def cross_fitted_probs(
     probs = np.zeros((len(texts), n_classes))
     arr = np.array(texts, dtype=object)
     for fit, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(arr, labels):
-        clf = tfidf_model().fit(list(arr[fit]), labels[fit])
+        w = None if weights is None else weights[fit]
+        clf = tfidf_model().fit(list(arr[fit]), labels[fit], logisticregression__sample_weight=w)
         probs[np.ix_(held, clf.classes_)] = clf.predict_proba(list(arr[held]))
     return probs
 
 
 def distill_targets(
-    texts: list[str], labels: np.ndarray, n_classes: int, blend: float, folds: int, seed: int
+    texts: list[str],
+    labels: np.ndarray,
+    n_classes: int,
+    blend: float,
+    folds: int,
+    seed: int,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """The training texts' targets and the teacher's fit, for data.distill=``blend``.
 
     Targets are float32 (n, 1 + n_classes): the label, then ``(1 - blend)`` of its one-hot
     plus ``blend`` of the cross-fitted teacher's probabilities. The fit is the teacher's
-    cross-fitted accuracy on those texts (a metrics.json baseline key).
+    cross-fitted accuracy on those texts (a metrics.json baseline key). ``weights`` (per
+    text) weight the teacher's fits.
     """
-    probs = cross_fitted_probs(texts, labels, n_classes, folds, seed)
+    probs = cross_fitted_probs(texts, labels, n_classes, folds, seed, weights)
     fit = {"baseline_tfidf_crossfit_train_accuracy": float((probs.argmax(1) == labels).mean())}
     soft = (1 - blend) * np.eye(n_classes)[labels] + blend * probs
     return np.concatenate([labels[:, None], soft], 1).astype(np.float32), fit
