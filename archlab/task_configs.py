@@ -63,11 +63,6 @@ class ImageDataConfig:
     subset: int = 0  # stratified random subset of this many images before splitting (0 = all)
     skip_corrupt: bool = False  # skip (and count) unreadable files instead of failing
     class_weights: bool = False  # weight cross-entropy by inverse training-class frequency
-    # A numeric column of per-row training weights (e.g. the annotators' agreement; repeated
-    # texts take the mean of their majority-label rows). It weights each training text's loss,
-    # the distillation teacher's and the TF-IDF baseline's fits; validation and test are scored
-    # unweighted, so early stopping and the metrics stay comparable. "" = every text counts 1.
-    weight_column: str = ""
     mean: float = 0.5  # normalization: (x/255 - mean) / std, as the study
     std: float = 0.5
 

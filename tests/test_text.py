@@ -374,6 +374,12 @@ def test_weighted_run_evaluates_without_the_weight_column(tweets: Path, tmp_path
     assert runner.evaluate(run_dir)["test_accuracy"] == pytest.approx(m["test_accuracy"])
 
 
+def test_weight_column_is_a_text_option_only() -> None:
+    # Images have no per-row weights: the key is refused, not silently ignored.
+    with pytest.raises(ArchlabError, match=r"unknown key data\.weight_column"):
+        apply_overrides(PRESETS["images-resnet18-smoke"], ["data.weight_column=conf"])
+
+
 # --- pretrained word vectors (data.embeddings) ---
 GLOVE = DATA_DIR / "glove" / "glove.6B.50d.top100k.txt.gz"
 UNSEEN = "superb"  # has a vector in the files below, never appears in the tweets
