@@ -259,13 +259,21 @@ def test_distill_teacher_probabilities_are_cross_fitted() -> None:
     assert probs[rows, labels].mean() < 0.45
 
 
+def _first_train_rows(
+    cfg: RunConfig, n: int
+) -> tuple[DataBundle, TextClassification, torch.Tensor, torch.Tensor]:
+    """A training build's data and task, its first n training targets and their labels."""
+    data = TextData(cfg).build(torch.device("cpu"))
+    _, _, targets = data.train.fetch(torch.arange(n), None)
+    ctx = data.context
+    labels = torch.from_numpy(ctx.labels[ctx.split["train"][:n]])
+    return data, TextClassification(cfg, data.fitted), targets, labels
+
+
 def test_distill_loss_is_soft_cross_entropy_and_metrics_use_labels(tweets: Path) -> None:
     cfg = text_cfg(tweets, "data.distill=0.6", "data.subset=0")
-    data = TextData(cfg).build(torch.device("cpu"))
-    task = TextClassification(cfg, data.fitted)
-    _, _, targets = data.train.fetch(torch.arange(8), None)
+    data, task, targets, labels = _first_train_rows(cfg, 8)
     ctx = data.context
-    labels = torch.from_numpy(ctx.labels[ctx.split["train"][:8]])
     assert targets.shape == (8, 4) and torch.equal(targets[:, 0].long(), labels)
     soft = targets[:, 1:]
     assert torch.allclose(soft.sum(1), torch.ones(8))
@@ -333,11 +341,8 @@ def test_weighted_loss_is_the_weighted_mean_and_baselines_use_the_weights(tweets
     path = _weighted_tweets(tweets)
     for distill in ("0", "0.5"):
         cfg = text_cfg(path, "data.weight_column=confidence", f"data.distill={distill}")
-        data = TextData(cfg).build(torch.device("cpu"))
-        task = TextClassification(cfg, data.fitted)
-        _, _, y = data.train.fetch(torch.arange(12), None)
+        data, task, y, labels = _first_train_rows(cfg, 12)
         ctx = data.context
-        labels = torch.from_numpy(ctx.labels[ctx.split["train"][:12]])
         assert y.shape == (12, 5) and torch.equal(y[:, 0].long(), labels)
         w = torch.from_numpy(ctx.weights[ctx.split["train"][:12]]).float()
         assert torch.allclose(y[:, 1], w)

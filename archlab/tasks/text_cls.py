@@ -188,9 +188,10 @@ class TextData:
             info["embeddings"] = vectors.info
         if mentions is not None:
             info["mentions_kept"] = list(mentions)
-        if sample_w is not None:
-            tw = sample_w[split["train"]]
-            info["weights"] = {
+        tr = split["train"]
+        tw = None if sample_w is None else sample_w[tr]  # the training texts' weights
+        if tw is not None:
+            w = info["weights"] = {
                 "column": c.weight_column,
                 "train_mean": float(tw.mean()),
                 "train_min": float(tw.min()),
@@ -198,9 +199,9 @@ class TextData:
                 "train_zero": int((tw == 0).sum()),
             }
             notes.append(
-                f"training weights from column {c.weight_column!r}: mean {tw.mean():.3f} "
-                f"(min {tw.min():.3g}, max {tw.max():.3g}) over {len(tw)} training texts, "
-                f"{int((tw == 0).sum())} at 0; validation and test are scored unweighted"
+                f"training weights from column {c.weight_column!r}: mean {w['train_mean']:.3f} "
+                f"(min {w['train_min']:.3g}, max {w['train_max']:.3g}) over {len(tw)} training "
+                f"texts, {w['train_zero']} at 0; validation and test are scored unweighted"
             )
         teacher: dict[str, float] = {}
         train_y = None  # the distillation targets, in train order
@@ -213,10 +214,11 @@ class TextData:
                 class_weights=weights,
                 pretrained=vectors.weight if vectors is not None else None,
             )
-            tr = split["train"]
-            tw = None if sample_w is None else sample_w[tr]
+            # Rows the loss reads: the label, [the text's weight,] then the soft targets
+            # (the distillation blend, or with weights alone the label's one-hot).
+            rows = None
             if c.distill > 0:
-                soft, teacher = distill_targets(
+                rows, teacher = distill_targets(
                     [texts[i] for i in tr],
                     labels[tr],
                     len(names),
@@ -225,12 +227,12 @@ class TextData:
                     self.split_seed,
                     tw,
                 )
-            elif tw is not None:  # hard labels as one-hot rows, to sit beside the weights
-                soft = np.concatenate([labels[tr, None], np.eye(len(names))[labels[tr]]], 1)
-            if tw is not None:  # the layout the loss reads: label, weight, soft targets
-                soft = np.concatenate([soft[:, :1], tw[:, None], soft[:, 1:]], 1)
-            if c.distill > 0 or tw is not None:
-                train_y = torch.from_numpy(soft.astype(np.float32)).to(device)
+            elif tw is not None:
+                rows = np.concatenate([labels[tr, None], np.eye(len(names))[labels[tr]]], 1)
+            if tw is not None:
+                rows = np.insert(rows, 1, tw, axis=1)
+            if rows is not None:
+                train_y = torch.from_numpy(rows.astype(np.float32)).to(device)
         elif fitted.class_weights is None and weights is not None:
             # A run from before fitted.json: its files do not hold the class weights, which
             # are recomputed from its training split (as eval did then).
