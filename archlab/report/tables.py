@@ -27,9 +27,6 @@ COLUMNS = {
         "test_f1_macro",
         "baseline_tfidf_accuracy",
         "baseline_tfidf_f1_macro",
-        # data.weight_column runs: the baseline fitted with the same weights
-        "baseline_tfidf_weighted_accuracy",
-        "baseline_tfidf_weighted_f1_macro",
         "epochs_run",
         "train_seconds",
     ],
