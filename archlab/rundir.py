@@ -4,7 +4,8 @@ Layout: config.yaml, command.txt, data.json (a description of the data, for peop
 fitted.json (what the task learned from the training data: classes, tokenizer, scalers; read
 back by eval and predict), split.json, history.csv, metrics.json (written last: marks a finished
 run), model.safetensors (weights used for test), best.safetensors (early stopping), state.pt
-(resume), checkpoint.json (sizes and hashes of the files above), plots/*.png.
+(resume), inputs.json (the data's fingerprint: each input file's size and sha256),
+checkpoint.json (sizes and hashes of the files above), plots/*.png.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from archlab.errors import ArchlabError
-from archlab.utils import atomic_path, sha256_file, write_json_atomic, write_text_atomic
+from archlab.utils import (
+    atomic_path,
+    json_text,
+    sha256_file,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 CONFIG = "config.yaml"
 COMMAND = "command.txt"
@@ -38,6 +45,7 @@ METRICS = "metrics.json"
 WEIGHTS = "model.safetensors"
 BEST = "best.safetensors"
 STATE = "state.pt"
+INPUTS = "inputs.json"  # the data's fingerprint (archlab/fingerprint.py)
 _MANIFEST_LOCK = threading.Lock()
 MANIFEST = "checkpoint.json"
 
@@ -91,6 +99,19 @@ def load_state(path: Path) -> dict[str, Any]:
         ) from None
 
 
+def write_recorded(path: Path, text: str) -> None:
+    """Write a text file that restore reads back (config, fitted state), atomically, and
+    record its size and hash so a truncated or edited copy is refused before it is used."""
+    write_text_atomic(path, text)
+    _record(path)
+
+
+def read_recorded(path: Path) -> str:
+    """The text of a file written by ``write_recorded``, verified against checkpoint.json."""
+    _verify(path)
+    return path.read_text(encoding="utf-8")
+
+
 def _record(path: Path) -> None:
     """Remember size and hash of a checkpoint file so truncation is detected before loading."""
     entry = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
@@ -119,8 +140,8 @@ def _verify(path: Path) -> None:
     size = path.stat().st_size
     if size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
         raise ArchlabError(
-            f"{path}: checkpoint is truncated or modified ({size} bytes, expected "
-            f"{entry['bytes']}); it will not be loaded"
+            f"{path}: truncated or modified since the run wrote it ({size} bytes, expected "
+            f"{entry['bytes']}; {MANIFEST} holds its sha256); it will not be loaded"
         )
 
 
@@ -197,7 +218,7 @@ def new_run_dir(out: Path, name: str) -> Path:
 
 def write_fitted(run_dir: Path, fitted: Any) -> None:
     """Save a task's Fitted object (its ``kind`` and ``to_dict()``) as fitted.json, atomically."""
-    write_json_atomic(Path(run_dir) / FITTED, {"kind": fitted.kind, **fitted.to_dict()})
+    write_recorded(Path(run_dir) / FITTED, json_text({"kind": fitted.kind, **fitted.to_dict()}))
 
 
 def read_fitted(run_dir: Path, kind: str | tuple[str, ...]) -> dict[str, Any] | None:
@@ -209,7 +230,7 @@ def read_fitted(run_dir: Path, kind: str | tuple[str, ...]) -> dict[str, Any] | 
     if not path.exists():
         return None
     try:
-        d = json.loads(path.read_text())
+        d = json.loads(read_recorded(path))
     except json.JSONDecodeError:
         raise ArchlabError(f"{path}: not valid JSON (incomplete write?)") from None
     kinds = (kind,) if isinstance(kind, str) else kind

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from archlab import plots, rundir
+from archlab import fingerprint, plots, rundir
 from archlab.config import RunConfig, apply_overrides
 from archlab.errors import ArchlabError
 from archlab.tasks import TASKS
@@ -34,7 +34,7 @@ from archlab.train.callbacks import (
 from archlab.train.distributed import Dist
 from archlab.train.setup import setup_process
 from archlab.train.trainer import Trainer
-from archlab.utils import write_json_atomic, write_text_atomic
+from archlab.utils import json_text, write_json_atomic, write_text_atomic
 
 # metrics.json keys that describe the run rather than a split (the rest are test_*/baseline_*).
 RUN_KEYS = (
@@ -108,7 +108,12 @@ def prepare(
         assert out is not None
         rundir.check_out_dir(Path(out))  # before the data is read: that can take a while
     device = setup_process(cfg.train, cfg.seed, d)
-    task, data = build_task(cfg, device)
+    with fingerprint.recording() as reads:
+        task, data = build_task(cfg, device)
+    inputs = fingerprint.fingerprint(reads)
+    if resume:
+        assert run_dir is not None
+        check_same_data(run_dir, inputs, "resume")
     if d.is_main and cfg.train.progress != "off":
         for line in data.notes:  # what was read and how it was split, beside the progress lines
             print(line, file=sys.stderr, flush=True)
@@ -126,16 +131,35 @@ def prepare(
             else:
                 rundir.check_out_dir(run_dir.parent)
                 run_dir.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(run_dir / rundir.CONFIG, cfg.to_yaml())
+            rundir.write_recorded(run_dir / rundir.CONFIG, cfg.to_yaml())
             write_text_atomic(run_dir / rundir.COMMAND, command + "\n")
         run_dir = distributed.broadcast(run_dir if d.is_main else None, d)
     assert run_dir is not None
     if d.is_main and (state is None or not (run_dir / rundir.FITTED).exists()):
-        write_json_atomic(run_dir / rundir.SPLIT, data.splits)
+        rundir.write_recorded(run_dir / rundir.SPLIT, json_text(data.splits))
         write_json_atomic(run_dir / rundir.DATA, data.info)
+        rundir.write_recorded(run_dir / rundir.INPUTS, json_text(inputs))
         rundir.write_fitted(run_dir, data.fitted)  # before training: an interrupted run has it
     data.train.rank, data.train.world = d.rank, d.world  # each rank trains on its shard
     return Prepared(cfg, run_dir, data, task, TASKS[cfg.task].monitor, device, d, state)
+
+
+def check_same_data(run_dir: Path, inputs: dict[str, Any], action: str) -> bool:
+    """Refuse to ``action`` a run on data that differ from the data it was trained on.
+
+    Returns False for a run written before fingerprints were kept (nothing to compare).
+    """
+    path = Path(run_dir) / rundir.INPUTS
+    if not path.exists():
+        return False
+    changes = fingerprint.differences(json.loads(rundir.read_recorded(path)), inputs)
+    if changes:
+        raise ArchlabError(
+            f"{run_dir}: cannot {action}: the data differ from what the run was trained on "
+            f"({'; '.join(changes)}); restore the original files, or train a new run"
+            + ("; eval --data PATH scores a run on other data" if action != "resume" else "")
+        )
+    return True
 
 
 def build_task(cfg: RunConfig, device: torch.device) -> tuple[Task, DataBundle]:
@@ -148,7 +172,7 @@ def build_task(cfg: RunConfig, device: torch.device) -> tuple[Task, DataBundle]:
 def _resume_state(run_dir: Path, data: DataBundle, d: Dist) -> dict[str, Any] | None:
     """The checkpoint to resume from (None: train again from epoch 1); the split must match."""
     split_path = run_dir / rundir.SPLIT
-    if split_path.exists() and json.loads(split_path.read_text()) != data.splits:
+    if split_path.exists() and json.loads(rundir.read_recorded(split_path)) != data.splits:
         raise ArchlabError(f"{run_dir}: the data or its split changed since the run started")
     if (run_dir / rundir.STATE).exists():
         return rundir.load_state(run_dir / rundir.STATE)
@@ -305,7 +329,7 @@ def load_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / rundir.CONFIG
     if not path.exists():
         raise ArchlabError(f"{run_dir}: not a run directory (no {rundir.CONFIG})")
-    return RunConfig.from_yaml(path.read_text(), where=str(path))
+    return RunConfig.from_yaml(rundir.read_recorded(path), where=str(path))
 
 
 def load_run(
@@ -324,7 +348,18 @@ def load_run(
     device = setup_process(cfg.train, cfg.seed)
     spec = TASKS[cfg.task]
     task_data = spec.data(cfg)
-    data = task_data.build(device, task_data.restore(run_dir))
+    with fingerprint.recording() as reads:
+        data = task_data.build(device, task_data.restore(run_dir))
+    inputs = fingerprint.fingerprint(reads)
+    if data_path is None:
+        check_same_data(run_dir, inputs, "evaluate")
+    elif (run_dir / rundir.INPUTS).exists():
+        saved = json.loads(rundir.read_recorded(run_dir / rundir.INPUTS))
+        same = not fingerprint.differences(saved, inputs)
+        print(f"archlab: {data_path}: "
+              + ("the same data the run was trained on" if same else
+                 "other data than the run was trained on; scored with the run's fitted "
+                 "classes, vocabulary and scalers"), file=sys.stderr)  # fmt: skip
     task = spec.task(cfg, data.fitted)
     model = task.build_model()
     rundir.load_weights(model, run_dir / rundir.WEIGHTS)

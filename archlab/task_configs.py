@@ -36,6 +36,10 @@ def models_for(task: str) -> list[str]:
     return [name for name, t in MODEL_TASKS.items() if t == task]
 
 
+# The largest side images are resized to: a 4096 x 4096 RGB batch of 64 is already 3 GB.
+MAX_IMAGE_SIZE = 4096
+
+
 @dataclass(frozen=True)
 class ImageDataConfig:
     """Where the images come from and how they are prepared."""
@@ -67,8 +71,11 @@ class ImageDataConfig:
     std: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.size < 0 or self.size == 1:
-            raise ArchlabError(f"invalid config value data.size={self.size}: must be >= 2")
+        if self.size < 0 or self.size == 1 or self.size > MAX_IMAGE_SIZE:
+            raise ArchlabError(
+                f"invalid config value data.size={self.size}: must be 2..{MAX_IMAGE_SIZE} "
+                "(or 0 to keep an .npz's own size)"
+            )
         if self.channels not in (1, 3):
             raise ArchlabError(f"invalid config value data.channels={self.channels}: 1 or 3")
         if self.std <= 0:
@@ -226,6 +233,9 @@ class SalesDataConfig:
     )
     markdown_columns: tuple[str, ...] = MARKDOWNS  # NA -> 0 (no promotion)
     missing_indicators: bool = False  # add <markdown>_missing columns (used as covariates)
+    # Drop trailing dates that fewer than this share of the busiest date's series reach (a stray
+    # row dated past the others would otherwise become the test period); 0 keeps every date.
+    tail_min_coverage: float = 0.1
     ffill_columns: tuple[str, ...] = ("CPI", "Unemployment")  # forward-filled per store
     framing: Literal["forecast", "parity"] = "forecast"
     window: int = 8  # history steps before the target step
@@ -284,6 +294,8 @@ class SalesDataConfig:
             raise bad("horizon", "must be >= 1 (steps ahead; 1 = next-step forecasting)")
         if self.backtest_origins < 0:
             raise bad("backtest_origins", "must be >= 0")
+        if not 0 <= self.tail_min_coverage <= 1:
+            raise bad("tail_min_coverage", "must be a share from 0 to 1")
         if self.backtest_origins > self.val_steps + 1:
             raise bad("backtest_origins", f"at most data.val_steps + 1 = {self.val_steps + 1}")
         unknown = [k for k in self.known_covariates if k not in self.covariates]

@@ -751,15 +751,47 @@ def _missing_weights(run: Path) -> list[str]:
     return [rundir.WEIGHTS, "file not found"]
 
 
+def _unrecord(run: Path, name: str) -> None:
+    """Drop a file's entry from checkpoint.json, as in a run written before it was recorded."""
+    manifest = json.loads((run / rundir.MANIFEST).read_text())
+    manifest.pop(name)
+    (run / rundir.MANIFEST).write_text(json.dumps(manifest))
+
+
 def _broken_config(run: Path) -> list[str]:
+    _unrecord(run, rundir.CONFIG)
     (run / rundir.CONFIG).write_text("task: images\ndata: [unclosed\n")
     return [rundir.CONFIG, "not valid YAML"]
 
 
 def _unknown_config_key(run: Path) -> list[str]:
+    _unrecord(run, rundir.CONFIG)
     text = (run / rundir.CONFIG).read_text()
     (run / rundir.CONFIG).write_text(text.replace("\n  epochs:", "\n  epochz:", 1))
     return ["train.epochz"]
+
+
+def _edited_config(run: Path) -> list[str]:
+    text = (run / rundir.CONFIG).read_text()
+    (run / rundir.CONFIG).write_text(text.replace("\n  epochs: 1", "\n  epochs: 2", 1))
+    return [rundir.CONFIG, "modified since the run wrote it"]
+
+
+def _fitted_size(run: Path, size: int) -> None:
+    fitted = json.loads((run / rundir.FITTED).read_text())
+    fitted["size"] = size
+    (run / rundir.FITTED).write_text(json.dumps(fitted))
+
+
+def _edited_fitted(run: Path) -> list[str]:
+    _fitted_size(run, 100_000)
+    return [rundir.FITTED, "modified since the run wrote it"]
+
+
+def _unrecorded_fitted_out_of_range(run: Path) -> list[str]:
+    _unrecord(run, rundir.FITTED)
+    _fitted_size(run, 100_000)
+    return [rundir.FITTED, "size", "100000"]
 
 
 CHECKPOINTS: dict[str, Callable[[Path], list[str]]] = {
@@ -769,6 +801,9 @@ CHECKPOINTS: dict[str, Callable[[Path], list[str]]] = {
     "eval-missing-weights": _missing_weights,
     "eval-broken-config": _broken_config,
     "eval-unknown-config-key": _unknown_config_key,
+    "eval-edited-config": _edited_config,
+    "eval-edited-fitted": _edited_fitted,
+    "eval-unrecorded-fitted-out-of-range": _unrecorded_fitted_out_of_range,
 }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from archlab import fingerprint
 from archlab.errors import ArchlabError
 from archlab.utils import sha256_file
 
@@ -43,6 +44,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
     its line.
     """
     n = 0
+    fingerprint.record(path)
     try:
         with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as raw:
             for n, line in enumerate(raw, 1):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from archlab import fingerprint
 from archlab.data.image_set import (
     IMAGE_EXTENSIONS,
     SPLIT_NAMES,
@@ -53,6 +54,7 @@ def load_manifest(
     path: Path, m: Manifest, channels: int, size: int, skip_corrupt: bool
 ) -> ImageSet:
     """A CSV with one row per image: a path (relative to the CSV's folder), a label, a split."""
+    fingerprint.record(path)
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except UnicodeDecodeError:

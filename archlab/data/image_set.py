@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from archlab import fingerprint
 from archlab.errors import ArchlabError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -94,6 +95,8 @@ def decode_files(
                 "data.skip_corrupt=true to skip unreadable files"
             ) from None
 
+    for p, _ in files:  # here, not in the pool: its threads do not see the recording context
+        fingerprint.record(p)
     with ThreadPoolExecutor(max_workers=4) as pool:  # PIL releases the GIL while decoding
         decoded = list(pool.map(decode, [p for p, _ in files]))
     keep = [i for i, a in enumerate(decoded) if a is not None]

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from archlab import fingerprint
 from archlab.data.image_folders import load_folder, split_folders
 from archlab.data.image_manifest import Manifest, load_manifest
 from archlab.data.image_set import IMAGE_EXTENSIONS, ImageSet
@@ -95,6 +96,7 @@ def _load_digits() -> ImageSet:
 
 
 def _load_npz(path: Path) -> ImageSet:
+    fingerprint.record(path)
     try:
         z = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -144,9 +144,62 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
         df = df[df[keys[-1]].isin(cfg.depts)]
     if len(df) == 0:
         raise ArchlabError(f"{root}: no rows left after data.stores/data.depts selection")
-    df = df.reset_index(drop=True)
+    df, read = _trim_tail(df.reset_index(drop=True), keys, date, cfg.tail_min_coverage, path)
+    used = [target, *(c for c in resolved.get("covariates", cfg.covariates) if c in df.columns)]
+    read["missing"] = {c: int(df[c].isna().sum()) for c in used}
     df.attrs["resolved"] = resolved
+    df.attrs["read"] = read
     return df
+
+
+def _trim_tail(
+    df: pd.DataFrame, keys: list[str], date: str, min_coverage: float, path: Path
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Drop the trailing dates that almost no series reaches; say what the last date covers."""
+    per_date = df.groupby(date, sort=True).size()
+    n_series = int(df.groupby(keys, sort=False).ngroups)
+    busiest = int(per_date.max())
+    cut = len(per_date)
+    while cut > 1 and per_date.iloc[cut - 1] < min_coverage * busiest:
+        cut -= 1
+    trimmed = per_date.iloc[cut:]
+    if len(trimmed):
+        df = df[df[date] <= per_date.index[cut - 1]].reset_index(drop=True)
+    last = per_date.index[cut - 1]
+    return df, {
+        "series": n_series,
+        "last_date": str(last)[:10],
+        "last_date_series": int(per_date.iloc[cut - 1]),
+        "tail_trimmed_dates": [str(d)[:10] for d in trimmed.index],
+        "tail_trimmed_rows": int(trimmed.sum()),
+        "file": str(path),
+    }
+
+
+def reading_notes(df: pd.DataFrame) -> list[str]:
+    """The first lines on what ``load_sales`` found: the last date's coverage, a trimmed tail,
+    missing values."""
+    read = df.attrs.get("read")
+    if not read:
+        return []
+    lines = [
+        f"data: the last date, {read['last_date']}, has values for {read['last_date_series']} "
+        f"of {read['series']} series"
+    ]
+    if read["tail_trimmed_dates"]:
+        d = read["tail_trimmed_dates"]
+        lines.append(
+            f"data: dropped {read['tail_trimmed_rows']} row(s) on {len(d)} later date(s) "
+            f"({d[0]}..{d[-1]}) that almost no series reaches (under data.tail_min_coverage of "
+            "the busiest date's series); set data.tail_min_coverage=0 to keep them"
+        )
+    missing = {k: v for k, v in read["missing"].items() if v}
+    if missing:
+        lines.append(
+            "data: missing values (empty cells, kept as missing): "
+            + ", ".join(f"{k} {v}" for k, v in missing.items())
+        )
+    return lines
 
 
 def _exists(directory: Path, name: str) -> bool:

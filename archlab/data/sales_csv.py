@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from archlab import fingerprint
 from archlab.errors import ArchlabError
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ def resolve_file(directory: Path, name: str) -> Path:
 
 def read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
     """Read a CSV (plain or .gz; CR/LF/CRLF line endings) and check its required columns."""
+    fingerprint.record(path)
     if path.suffix != ".gz":
         with open(path, "rb") as f:
             if b"\x00" in f.read(4096):
@@ -59,7 +61,26 @@ def read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
         )
     if df.empty:
         raise ArchlabError(f"{path}: no data rows (only a header line)")
+    for column in df.columns:
+        if df[column].dtype.kind == "f":
+            check_finite(df, column, path)
     return df
+
+
+def check_finite(df: pd.DataFrame, column: str, path: Path) -> None:
+    """Refuse inf and -inf in a numeric column (NaN, an empty cell, stays 'missing').
+
+    One inf in a target or covariate turns the fitted scalers into inf/NaN and every metric
+    into nonsense with exit 0, so it is an input error naming its line.
+    """
+    values = df[column].to_numpy(dtype=float)
+    bad = np.flatnonzero(np.isinf(values))
+    if len(bad):
+        i = int(bad[0])
+        raise ArchlabError(
+            f"{path}: column {column!r} has the non-finite value {values[i]} at line {i + 2}; "
+            "write a number, or leave the cell empty for a missing value"
+        )
 
 
 def _show(value: object) -> str:
@@ -143,6 +164,7 @@ def parse_number(df: pd.DataFrame, column: str, path: Path) -> None:
     """Coerce ``column`` to float in place; the first non-number is reported with its line."""
     if pd.api.types.is_numeric_dtype(df[column]):
         df[column] = df[column].astype(float)
+        check_finite(df, column, path)
         return
     num = pd.to_numeric(df[column], errors="coerce")
     bad = np.flatnonzero((num.isna() & df[column].notna()).to_numpy())
@@ -153,6 +175,7 @@ def parse_number(df: pd.DataFrame, column: str, path: Path) -> None:
             f"at line {i + 2}"
         )
     df[column] = num.astype(float)
+    check_finite(df, column, path)
 
 
 def check_unique(df: pd.DataFrame, keys: Sequence[str], date: str, path: Path) -> None:

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
+from archlab import fingerprint
 from archlab.errors import ArchlabError
 
 PAD, UNK = "[PAD]", "[UNK]"
@@ -195,6 +196,7 @@ def read_csv(
         raise ArchlabError(f"{path}: is a folder; expected a CSV file")
     if not path.is_file():
         raise ArchlabError(f"{path}: no such file")
+    fingerprint.record(path)
     try:
         head = pd.read_csv(path, nrows=0, encoding=encoding)
     except LookupError:

@@ -132,6 +132,7 @@ class ForecastData:
             **source_info(c, r.resolved),
             "framing": "forecast",
             "n_rows": r.n_rows,
+            "read": r.read,
             "n_series": S,
             "n_steps": T,
             "step_days": r.step,
@@ -170,7 +171,7 @@ class ForecastData:
             fitted=fitted,
             info=info,
             splits={k: row_of[s_idx[v], t_idx[v]].tolist() for k, v in split_t.items()},
-            notes=notes(c, info, r.resolved),
+            notes=[*notes(c, info, r.resolved), *r.notes],
             context=SalesContext(test_rows, {**own, **last_week_aliases(own)}),
         )
 
@@ -220,7 +221,10 @@ class ForecastData:
                 f"{c.path}: {T} time steps but data.test_steps={c.test_steps} + "
                 f"data.val_steps={c.val_steps} leave no training steps"
             )
-        return _Read(c, resolved, p, covs, step_days, n_train, len(df))
+        return _Read(
+            c, resolved, p, covs, step_days, n_train, len(df), sales.reading_notes(df),
+            df.attrs.get("read", {}),
+        )  # fmt: skip
 
     def restore(self, run_dir: Path) -> ForecastFitted:
         """The run's featurizer and target statistics, without the data (fitted.json, or the
@@ -258,6 +262,8 @@ class _Read(NamedTuple):
     step: int  # days per step (28+: calendar months)
     n_train: int  # the first n_train steps are training steps
     n_rows: int  # rows of the merged table
+    notes: list[str]  # what reading found (last date's coverage, a trimmed tail, missing values)
+    read: dict[str, Any]  # the same facts, for data.json
 
 
 def _samples(

@@ -21,7 +21,7 @@ from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
 from archlab.models import MODELS
 from archlab.rundir import DATA, FITTED, read_fitted
-from archlab.task_configs import ImageDataConfig, ImageModelConfig
+from archlab.task_configs import MAX_IMAGE_SIZE, ImageDataConfig, ImageModelConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.utils import sha256_array
 
@@ -68,10 +68,17 @@ class ImageFitted:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ImageFitted:
         w = d.get("class_weights")
+        channels, size = int(d["channels"]), int(d["size"])
+        # An edited file must not make predict allocate a 100,000 x 100,000 image.
+        if channels not in (1, 3) or not 2 <= size <= MAX_IMAGE_SIZE:
+            raise ArchlabError(
+                f"{FITTED}: channels {channels} / size {size} out of range (channels 1 or 3, "
+                f"size 2..{MAX_IMAGE_SIZE}); the run's fitted state is damaged"
+            )
         return cls(
             class_names=tuple(d["class_names"]),
-            channels=int(d["channels"]),
-            size=int(d["size"]),
+            channels=channels,
+            size=size,
             pixel_stats=dict(d.get("pixel_stats") or {}),  # absent in the oldest runs
             class_weights=None if w is None else tuple(float(v) for v in w),
         )

@@ -239,6 +239,7 @@ class HorizonData:
             "framing": "horizon",
             "resolved_config": resolved,
             "n_rows": len(df),
+            "read": df.attrs.get("read", {}),
             "n_series": S,
             "n_steps": T,
             "step_days": step_days,
@@ -272,6 +273,7 @@ class HorizonData:
             + f"), test {info['origins']['test']} "
             f"({sizes['test']} targets"
             + (f" over {k_back} backtest origins)" if k_back > 1 else ")"),
+            *sales.reading_notes(df),
         ]
         splits = {
             k: (v[0] * T + v[1]).tolist() for k, v in split.items()

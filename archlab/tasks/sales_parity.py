@@ -211,6 +211,7 @@ class ParityData:
             fitted=fit,
             info=info,
             splits={k: v.tolist() for k, v in split.items()},
+            notes=sales.reading_notes(df),
             context=SalesContext(test_rows),
         )
 

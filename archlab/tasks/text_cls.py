@@ -28,7 +28,7 @@ from archlab.data.text import (
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
 from archlab.models import MODELS
-from archlab.rundir import DATA, read_fitted
+from archlab.rundir import DATA, FITTED, read_fitted
 from archlab.task_configs import TextDataConfig, TextModelConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.tasks.tfidf import distill_targets, tfidf_baseline
@@ -66,9 +66,18 @@ class TextFitted:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TextFitted:
         w = d.get("class_weights")
+        tokenizer = Tokenizer.from_str(json.dumps(d["tokenizer"]))
+        vocab = tokenizer.get_vocab()
+        # The embedding has one row per id: an id past the vocabulary would index out of it.
+        if vocab and not (min(vocab.values()) >= 0 and max(vocab.values()) < len(vocab)):
+            word = max(vocab, key=vocab.__getitem__)
+            raise ArchlabError(
+                f"{FITTED}: the tokenizer's word {word!r} has id {vocab[word]}, outside "
+                f"0..{len(vocab) - 1} for its {len(vocab)} words; the run's fitted state is damaged"
+            )
         return cls(
             class_names=tuple(d["class_names"]),
-            tokenizer=Tokenizer.from_str(json.dumps(d["tokenizer"])),
+            tokenizer=tokenizer,
             text_column=d.get("text_column", "text"),
             embed_dim=d.get("embed_dim"),
             class_weights=None if w is None else tuple(float(v) for v in w),

@@ -1,0 +1,83 @@
+"""Data fingerprints: which input files a run read, with their sizes and content hashes.
+
+Readers call ``record(path)`` for every user file they open (CSV tables, images, vectors);
+while a ``recording()`` block is active those paths are collected, and ``fingerprint`` hashes
+them. A run keeps its fingerprint (inputs.json), so a resume, ``eval`` or ``ensemble`` on data
+that changed since is refused with the files that differ, instead of training on or scoring
+against other numbers under the old fitted scalers and vocabulary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+_reads: ContextVar[set[str] | None] = ContextVar("archlab_reads", default=None)
+
+
+def record(path: str | Path) -> None:
+    """Note that ``path`` was read as input (no-op outside ``recording()``)."""
+    reads = _reads.get()
+    if reads is not None:
+        reads.add(os.path.abspath(path))
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[set[str]]:
+    """Collect the absolute paths ``record`` sees inside the block."""
+    reads: set[str] = set()
+    token = _reads.set(reads)
+    try:
+        yield reads
+    finally:
+        _reads.reset(token)
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint(paths: Iterable[str]) -> dict[str, Any]:
+    """Size and sha256 of each file, and one digest over all of them (sorted by path).
+
+    Paths are kept relative to their common folder, so a data set moved or copied elsewhere
+    as a whole keeps its fingerprint.
+    """
+    files = sorted(set(paths))
+    if not files:
+        return {"files": {}, "sha256": hashlib.sha256().hexdigest(), "root": ""}
+    root = os.path.commonpath(files) if len(files) > 1 else os.path.dirname(files[0])
+    entries = {
+        os.path.relpath(p, root): {"bytes": os.path.getsize(p), "sha256": _sha256(p)} for p in files
+    }
+    total = hashlib.sha256()
+    for name, e in entries.items():
+        total.update(f"{name}\0{e['sha256']}\n".encode())
+    return {"files": entries, "sha256": total.hexdigest(), "root": root}
+
+
+def differences(old: dict[str, Any], new: dict[str, Any], most: int = 3) -> list[str]:
+    """What changed between two fingerprints, a few files named (empty: the same data)."""
+    if old.get("sha256") == new.get("sha256"):
+        return []
+    a, b = old.get("files", {}), new.get("files", {})
+    changed = [n for n in a if n in b and a[n]["sha256"] != b[n]["sha256"]]
+    out = [f"{n} changed ({a[n]['bytes']} -> {b[n]['bytes']} bytes)" for n in changed[:most]]
+    gone = [n for n in a if n not in b]
+    added = [n for n in b if n not in a]
+    if gone:
+        out.append(f"{len(gone)} file(s) no longer read (e.g. {gone[0]})")
+    if added:
+        out.append(f"{len(added)} new file(s) read (e.g. {added[0]})")
+    if len(changed) > most:
+        out.append(f"{len(changed) - most} more changed file(s)")
+    return out or ["the files' contents differ"]
