@@ -9,6 +9,7 @@ few lines that hand typed arguments to the module doing the work.
 
 from __future__ import annotations
 
+import errno
 import json
 import shlex
 import sys
@@ -251,9 +252,12 @@ def ensemble(
     out: Annotated[Path | None, typer.Option(help="Also write the result to this JSON.")] = None,
 ) -> None:
     """Average the test predictions of several runs; prints members' and ensemble metrics."""
+    from archlab import rundir
     from archlab.ensemble import evaluate_ensemble
     from archlab.utils import write_json_atomic
 
+    if out is not None:
+        rundir.check_out_file(Path(out), [])
     result = evaluate_ensemble(list(run_dirs))
     if out is not None:
         write_json_atomic(out, result)
@@ -282,7 +286,7 @@ def predict(
     A multi-horizon sales run (data.horizon > 1) needs no input: it forecasts the H steps after
     the end of its data (or of a history CSV given as input).
     """
-    from archlab import runner
+    from archlab import rundir, runner
 
     items = list(inputs or [])
     if file is not None:
@@ -296,6 +300,8 @@ def predict(
             "--out writes a submission of a horizon sales run (data.horizon > 1) for the rows "
             "of --file (series keys and dates)"
         )
+    if out is not None:
+        rundir.check_out_file(Path(out), items)
     rows = task.predict(model, items)
     if out is None:
         for row in rows:
@@ -568,6 +574,12 @@ def _plain_help(command: Any) -> Any:
     return command
 
 
+_ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR,
+    errno.ENOTDIR, errno.EFBIG, errno.EIO,
+}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, mapping errors to exit codes and one-line messages."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -597,6 +609,14 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, typer.Abort):
         print("archlab: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        # A full disk, a read-only folder, a path that is a directory: the user's machine, not
+        # archlab, so one line naming the file (writes are atomic: nothing partial is left).
+        if debug or e.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"archlab: error: {where}{e.strerror}", file=sys.stderr)
+        return 2
     if isinstance(rc, int) and rc:
         if rc == 130:
             print("archlab: interrupted", file=sys.stderr)

@@ -11,10 +11,13 @@ checkpoint.json (sizes and hashes of the files above), plots/*.png.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
+import os
 import pickle
 import re
+import shutil
 import threading
 import time
 import zipfile
@@ -50,11 +53,23 @@ _MANIFEST_LOCK = threading.Lock()
 MANIFEST = "checkpoint.json"
 
 
+def _write_failed(path: Path, e: Exception) -> OSError:
+    """torch and safetensors report a failed write (a full disk) as their own errors: an
+    OSError naming the file lets the CLI say it in one line."""
+    full = shutil.disk_usage(path.parent).free < (64 << 20)
+    code = errno.ENOSPC if full else errno.EIO
+    why = os.strerror(code) if full else f"could not write ({str(e).splitlines()[0][:160]})"
+    return OSError(code, why, str(path))
+
+
 def save_weights(model: nn.Module, path: Path) -> None:
     """Save a state dict as safetensors atomically (tensors made contiguous, shared ones cloned)."""
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp))
+        try:
+            save_file(tensors, str(tmp))
+        except (SafetensorError, RuntimeError) as e:
+            raise _write_failed(path, e) from None
     _record(path)
 
 
@@ -77,7 +92,10 @@ def load_weights(model: nn.Module, path: Path) -> None:
 def save_state(state: dict[str, Any], path: Path) -> None:
     """Save resume state atomically; it holds tensors and plain Python values only."""
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as e:  # "[enforce fail at inline_container.cc] ... write failed"
+            raise _write_failed(path, e) from None
     _record(path)
 
 
@@ -191,6 +209,18 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def safe_name(name: str) -> str:
     """A file-name-safe version of ``name`` (no path separators, no leading dots)."""
     return _SAFE.sub("-", name).strip(".-") or "run"
+
+
+def check_out_file(out: Path, inputs: list[str], flag: str = "--out") -> None:
+    """Refuse an output file that is a directory or one of the command's own inputs."""
+    if out.is_dir():
+        raise ArchlabError(f"{flag} {out}: is a directory; give a file name")
+    for item in inputs:
+        p = Path(item)
+        if p.exists() and out.exists() and os.path.samefile(p, out):
+            raise ArchlabError(f"{flag} {out}: is an input of this command ({item}); write "
+                               "the output to another file")  # fmt: skip
+    check_out_dir(out.parent, flag)
 
 
 def check_out_dir(out: Path, flag: str = "--out") -> None:

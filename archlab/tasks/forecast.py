@@ -112,6 +112,13 @@ class ForecastData:
         row_of[p.row_series, p.row_time] = np.arange(len(p.row_series))
         split_t = {"train": t_idx < n_train, "test": t_idx >= T - c.test_steps}
         split_t["val"] = ~split_t["train"] & ~split_t["test"]
+        for k, steps in (("train", n_train), ("val", c.val_steps), ("test", c.test_steps)):
+            if not split_t[k].any():
+                raise ArchlabError(
+                    f"{c.path}: no {k} samples: none of the {steps} {k} steps has a value "
+                    "with the history data.require_lags needs; check the dates of the panel's "
+                    "last rows"
+                )
         make = _batcher(device, feat, f, s_idx, t_idx, base, targets)
 
         dates = p.dates

@@ -61,7 +61,7 @@ class Batches:
         starts = list(range(0, len(order), batch_size))
         if shuffle and len(starts) > 1 and len(order) - starts[-1] == 1:
             starts.pop()  # the last sample joins the previous batch (see num_batches)
-        ends = [*starts[1:], len(order)]
+        ends = [*starts[1:], len(order)][: len(starts)]  # no samples: no batches
         for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
             if max_batches and i >= max_batches:
                 break

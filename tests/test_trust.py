@@ -1,0 +1,270 @@
+"""Results that must never be silently wrong: changed data under a saved run, non-finite numbers,
+byte-order marks, outputs over inputs, a full disk, and a panel's stray tail."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from archlab import fingerprint, rundir
+from archlab.cli import main
+
+QUIET = ["--set", "train.threads=1", "--set", "train.progress=off"]
+BARE = ["--set", "data.features_file=", "--set", "data.stores_file=", "--set", "data.covariates="]
+
+
+def write_daily_panel(path: Path, series: int = 12, days: int = 70, seed: int = 0) -> Path:
+    """A daily store panel with weekly seasonality (no holiday column, no sibling tables)."""
+    rng = np.random.default_rng(seed)
+    dates = pd.date_range("2021-01-04", periods=days, freq="D")
+    weekend = 30.0 * (dates.day_of_week >= 5)
+    rows = [
+        (s, d.strftime("%Y-%m-%d"), round(100 * (1 + s) + w + rng.normal(0, 3), 2))
+        for s in range(series)
+        for d, w in zip(dates, weekend, strict=True)
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=["shop", "day", "sales"]).to_csv(path, index=False)
+    return path
+
+
+DAILY = ["--set", "data.series_keys=shop", "--set", "data.date_column=day",
+         "--set", "data.target=sales", "--set", "data.store_column=shop",
+         "--set", "data.holiday_column=", *BARE]  # fmt: skip
+
+
+def _train_daily(data: Path, out: Path, *extra: str) -> Path:
+    argv = ["train", "--task", "sales", "--data", str(data), "--out", str(out), *DAILY, *QUIET,
+            "--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=2",
+            "--set", "data.test_steps=7", "--set", "data.val_steps=7", *extra]  # fmt: skip
+    assert main(argv) == 0
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    return run
+
+
+@pytest.fixture(scope="module")
+def daily_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("daily")
+    return _train_daily(write_daily_panel(root / "shop.csv"), root / "out")
+
+
+# --- the data fingerprint ---
+def test_fingerprint_names_what_changed(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("x\n1\n")
+    b.write_text("x\n2\n")
+    old = fingerprint.fingerprint([str(a), str(b)])
+    assert not fingerprint.differences(old, fingerprint.fingerprint([str(b), str(a)]))
+    b.write_text("x\n22\n")
+    assert fingerprint.differences(old, fingerprint.fingerprint([str(a), str(b)])) == [
+        "b.csv changed (4 -> 5 bytes)"
+    ]
+    gone = fingerprint.differences(old, fingerprint.fingerprint([str(a)]))
+    assert any("no longer read" in s for s in gone)
+    # a copy of the whole folder elsewhere keeps the fingerprint (paths are relative)
+    copy = tmp_path / "moved"
+    copy.mkdir()
+    shutil.copy(a, copy / "a.csv")
+    shutil.copy(b, copy / "b.csv")
+    new = fingerprint.fingerprint([str(a), str(b)])
+    assert not fingerprint.differences(new, fingerprint.fingerprint(
+        [str(copy / "a.csv"), str(copy / "b.csv")]))  # fmt: skip
+
+
+def test_resume_refuses_data_changed_since_the_run_started(
+    daily_run: Path, tmp_path: Path, capsys
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(daily_run, run)
+    inputs = json.loads((run / rundir.INPUTS).read_text())
+    assert list(inputs["files"]) == ["shop.csv"]
+    (run / rundir.METRICS).unlink()  # as if killed before the end
+    data = Path(json.loads((run / "data.json").read_text())["source"])
+    original = data.read_bytes()
+    df = pd.read_csv(data)
+    df["sales"] *= 3  # every value x3 between kill and resume
+    df.to_csv(data, index=False)
+    try:
+        rc = main(["train", "--resume", str(run), *QUIET[2:]])
+        err = capsys.readouterr().err
+        assert rc == 2 and "cannot resume" in err and "shop.csv changed" in err, err
+        assert not (run / rundir.METRICS).exists()
+        # eval and ensemble of a finished run on changed data: refused the same way
+        rc = main(["eval", str(daily_run)])
+        err = capsys.readouterr().err
+        assert rc == 2 and "cannot evaluate" in err and "eval --data" in err, err
+        rc = main(["ensemble", str(daily_run), str(daily_run)])
+        assert rc == 2 and "cannot evaluate" in capsys.readouterr().err
+        # other data, asked for by name: scored, and said to be other data
+        rc = main(["eval", str(daily_run), "--data", str(data)])
+        captured = capsys.readouterr()
+        assert rc == 0 and "other data than the run was trained on" in captured.err
+    finally:
+        data.write_bytes(original)
+    assert main(["eval", str(daily_run)]) == 0
+
+
+def test_edited_inputs_record_is_refused(daily_run: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(daily_run, run)
+    rec = json.loads((run / rundir.INPUTS).read_text())
+    rec["sha256"] = "0" * 64
+    (run / rundir.INPUTS).write_text(json.dumps(rec))
+    assert main(["eval", str(run)]) == 2
+    assert "inputs.json: truncated or modified" in capsys.readouterr().err
+
+
+def test_every_file_restore_reads_is_checksummed(daily_run: Path) -> None:
+    manifest = json.loads((daily_run / rundir.MANIFEST).read_text())
+    for name in (rundir.CONFIG, rundir.FITTED, rundir.SPLIT, rundir.INPUTS, rundir.WEIGHTS):
+        assert name in manifest, name
+
+
+# --- a daily panel's stray tail ---
+def test_stray_row_past_the_end_is_trimmed_and_said(tmp_path: Path, capsys) -> None:
+    data = write_daily_panel(tmp_path / "shop.csv")
+    df = pd.read_csv(data)
+    stray = pd.DataFrame({"shop": [99], "day": ["2021-03-24"], "sales": [5.0]})  # 10 days late
+    pd.concat([df, stray]).to_csv(data, index=False)
+    run = _train_daily(data, tmp_path / "out", "--set", "train.progress=plain")
+    err = capsys.readouterr().err
+    assert "the last date, 2021-03-14, has values for 12 of 13 series" in err, err
+    assert "dropped 1 row(s) on 1 later date(s) (2021-03-24..2021-03-24)" in err, err
+    info = json.loads((run / "data.json").read_text())
+    assert info["split_last_date"]["test"] == "2021-03-14"
+    assert info["split_sizes"]["test"] == 7 * 12  # the test week keeps every series
+    # kept on request: the stray day becomes the test period, which then has no samples
+    argv = ["train", "--task", "sales", "--data", str(data), "--out", str(tmp_path / "o2"),
+            *DAILY, *QUIET, "--set", "data.test_steps=7", "--set", "data.val_steps=7",
+            "--set", "data.tail_min_coverage=0"]  # fmt: skip
+    assert main(argv) == 2
+    assert "no test samples" in capsys.readouterr().err
+
+
+def test_missing_values_are_counted_in_the_first_lines(tmp_path: Path, capsys) -> None:
+    data = write_daily_panel(tmp_path / "shop.csv")
+    df = pd.read_csv(data)
+    df.loc[[3, 40, 41], "sales"] = np.nan
+    df.to_csv(data, index=False)
+    _train_daily(data, tmp_path / "out", "--set", "train.progress=plain")
+    assert "missing values (empty cells, kept as missing): sales 3" in capsys.readouterr().err
+
+
+# --- predict --out never overwrites an input; writes are atomic; a full disk is one line ---
+@pytest.fixture(scope="module")
+def horizon_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("horizon")
+    data = write_daily_panel(root / "shop.csv", days=90)
+    argv = ["train", "--task", "sales", "--data", str(data), "--out", str(root / "out"), *DAILY,
+            *QUIET, "--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=2",
+            "--set", "data.horizon=7", "--set", "data.val_steps=7", "--set", "data.window=14",
+            "--set", "data.level_steps=0"]  # fmt: skip
+    assert main(argv) == 0
+    (run,) = (root / "out").iterdir()
+    future = pd.DataFrame(
+        [(s, d.strftime("%Y-%m-%d")) for s in range(12)
+         for d in pd.date_range("2021-04-04", periods=7, freq="D")],
+        columns=["shop", "day"],
+    )  # fmt: skip
+    future.to_csv(root / "test.csv", index=False)
+    return run
+
+
+def test_predict_out_refuses_to_overwrite_its_input(horizon_run: Path, capsys) -> None:
+    test_csv = horizon_run.parent.parent / "test.csv"
+    before = test_csv.read_bytes()
+    for out in (test_csv, test_csv.parent / "." / "test.csv"):
+        rc = main(["predict", str(horizon_run), "--file", str(test_csv), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert rc == 2 and "is an input" in err and len(err.splitlines()) == 1, err
+    assert test_csv.read_bytes() == before
+
+
+def test_predict_out_existing_directory_is_one_line(
+    horizon_run: Path, tmp_path: Path, capsys
+) -> None:
+    test_csv = horizon_run.parent.parent / "test.csv"
+    rc = main(["predict", str(horizon_run), "--file", str(test_csv), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "is a directory" in err and "Traceback" not in err, err
+
+
+def test_predict_out_disk_full_is_one_line_and_leaves_nothing(
+    horizon_run: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    test_csv = horizon_run.parent.parent / "test.csv"
+    out = tmp_path / "sub.csv"
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(a[0]) if a else None)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    rc = main(["predict", str(horizon_run), "--file", str(test_csv), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "No space left on device" in err and "sub.csv" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_torch_save_failure_becomes_a_one_line_checkpoint_error(
+    tmp_path: Path, monkeypatch
+) -> None:
+    path = tmp_path / rundir.STATE
+    rundir.save_state({"epoch": 1}, path)
+
+    def broken(obj, f, *a, **k):
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:858] . PytorchStreamWriter failed writing "
+            "file data/3: file write failed"
+        )
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(OSError, match="could not write"):
+        rundir.save_state({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert rundir.load_state(path)["epoch"] == 1
+
+
+def _can_mount_tmpfs(where: Path) -> bool:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    where.mkdir(parents=True, exist_ok=True)
+    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(where)],
+                        capture_output=True).returncode == 0  # fmt: skip
+    return ok
+
+
+def test_disk_full_during_training_is_one_line_and_resume_works(tmp_path: Path, capsys) -> None:
+    """A real full disk (a 600 kB tmpfs): training stops with one line, no partial file, and
+    the run resumes once there is room."""
+    small = tmp_path / "small"
+    if not _can_mount_tmpfs(small):
+        pytest.skip("needs root and mount to make a small tmpfs")
+    try:
+        data = write_daily_panel(tmp_path / "shop.csv")
+        argv = ["train", "--task", "sales", "--data", str(data), "--out", str(small), *DAILY,
+                *QUIET, "--set", "train.epochs=2", "--set", "data.test_steps=7",
+                "--set", "data.val_steps=7", "--set", "model.hidden_size=160",
+                "--set", "train.checkpoint_every_s=0"]  # fmt: skip
+        rc = main(argv)
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        lines = [s for s in err.splitlines() if s.startswith("archlab:")]
+        assert lines and "No space left on device" in lines[-1] and "Traceback" not in err, err
+        (run,) = small.iterdir()
+        assert not [p for p in run.rglob("*.tmp")], "a partial file was left behind"
+        moved = tmp_path / "moved"
+        shutil.copytree(run, moved / run.name)
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+    assert main(["train", "--resume", str(moved / run.name), *QUIET[2:]]) == 0
+    assert rundir.is_finished(moved / run.name)
