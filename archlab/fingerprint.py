@@ -65,19 +65,33 @@ def fingerprint(paths: Iterable[str]) -> dict[str, Any]:
     return {"files": entries, "sha256": total.hexdigest(), "root": root}
 
 
-def differences(old: dict[str, Any], new: dict[str, Any], most: int = 3) -> list[str]:
-    """What changed between two fingerprints, a few files named (empty: the same data)."""
+def differences(old: dict[str, Any], new: dict[str, Any], *, subset: bool = False,
+                most: int = 3) -> list[str]:  # fmt: skip
+    """What changed between two fingerprints, a few files named (empty: the same data).
+
+    A file is matched by its absolute path, else by its path within the data's folder (a data
+    set moved as a whole). ``subset``: ``new`` may read fewer files than ``old`` (evaluation
+    needs no word-vectors file, which training read).
+    """
     if old.get("sha256") == new.get("sha256"):
         return []
     a, b = old.get("files", {}), new.get("files", {})
-    changed = [n for n in a if n in b and a[n]["sha256"] != b[n]["sha256"]]
-    out = [f"{n} changed ({a[n]['bytes']} -> {b[n]['bytes']} bytes)" for n in changed[:most]]
-    gone = [n for n in a if n not in b]
-    added = [n for n in b if n not in a]
+    by_abs = {os.path.join(old.get("root", ""), n): n for n in a}
+    changed, added, matched = [], [], set()
+    for name, e in b.items():
+        was = by_abs.get(os.path.join(new.get("root", ""), name), name if name in a else None)
+        if was is None:
+            added.append(name)
+            continue
+        matched.add(was)
+        if a[was]["sha256"] != e["sha256"]:
+            changed.append((name, a[was]["bytes"], e["bytes"]))
+    gone = [] if subset else [n for n in a if n not in matched]
+    out = [f"{n} changed ({x} -> {y} bytes)" for n, x, y in changed[:most]]
+    if len(changed) > most:
+        out.append(f"{len(changed) - most} more changed file(s)")
     if gone:
         out.append(f"{len(gone)} file(s) no longer read (e.g. {gone[0]})")
     if added:
         out.append(f"{len(added)} new file(s) read (e.g. {added[0]})")
-    if len(changed) > most:
-        out.append(f"{len(changed) - most} more changed file(s)")
-    return out or ["the files' contents differ"]
+    return out

@@ -17,6 +17,18 @@ DATA_DIR = Path(os.environ.get("ARCHLAB_DATA_DIR", REPO.parent / "shared" / "dat
 IMAGES3 = DATA_DIR / "images3" / "cifar10_dog_automobile_ship.npz"
 
 
+def as_older_run(run_dir: Path, *names: str) -> None:
+    """Forget the checksums of ``names`` in checkpoint.json, as in a run written before they
+    were recorded (tests that edit such files on purpose to mimic an older run)."""
+    import json
+
+    path = run_dir / "checkpoint.json"
+    manifest = json.loads(path.read_text())
+    for name in names:
+        manifest.pop(name, None)
+    path.write_text(json.dumps(manifest))
+
+
 def needs_shared(path: Path) -> pytest.MarkDecorator:
     return pytest.mark.skipif(
         not path.exists(), reason=f"shared dataset not found at {path} (set ARCHLAB_DATA_DIR)"

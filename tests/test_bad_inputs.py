@@ -464,6 +464,27 @@ CATALOGUE: dict[str, Build] = {
     "sales-duplicate-key": _sales_case(
         _sales_text((1, "1,1,2010-01-01,5.0,FALSE")), ["duplicate", "(1, 1, 2010-01-01)"]
     ),
+    # --- non-finite numbers: inf is an error naming file, column and line; NaN stays missing ---
+    "sales-target-inf": _sales_case(
+        _sales_text((2, "1,1,2010-01-15,inf,FALSE")),
+        ["'Weekly_Sales'", "non-finite value inf", "line 4"],
+    ),
+    "sales-target-minus-infinity": _sales_case(
+        _sales_text((5, "1,2,2010-02-08,-Infinity,FALSE")),
+        ["'Weekly_Sales'", "non-finite value -inf", "line 7"],
+    ),
+    "sales-covariate-inf": _sales_with(
+        "features.csv",
+        "Store,Date,Temperature\n1,2010-01-01,5\n2,2010-01-01,inf\n",
+        ["features.csv", "'Temperature'", "non-finite value inf", "line 3"],
+    ),
+    "sales-stores-size-inf": _sales_with(
+        "stores.csv", "Store,Size\n1,1e400\n2,5\n", ["stores.csv", "'Size'", "inf", "line 2"]
+    ),
+    "text-weight-inf": _text_case(
+        _weighted_text("inf"), ["'conf'", "data row 3", "'inf'"], "--set", "data.weight_column=conf"
+    ),
+    "vec-inf-value": _vec_case(_VEC_OK + "gate 0.5 inf 0.5\n", ["'gate'", "nan or inf"]),
     "sales-empty-file": _sales_case("", ["empty"]),
     "sales-header-only": _sales_case(SALES_HEADER + "\n", ["no data rows"]),
     "sales-semicolons": _sales_case(_sales_text().replace(",", ";"), ["';'", "comma"]),

@@ -39,7 +39,7 @@ from archlab.tasks.text_cls import (
 )
 from archlab.tasks.tfidf import cross_fitted_probs, tfidf_model
 from archlab.utils import sha256_file
-from tests.conftest import DATA_DIR, needs_shared
+from tests.conftest import DATA_DIR, as_older_run, needs_shared
 
 TWEETS = DATA_DIR / "twitter_airline" / "Tweets.csv"
 WORDS = {
@@ -374,9 +374,12 @@ def test_weighted_run_evaluates_without_the_weight_column(tweets: Path, tmp_path
     assert 0 <= m["baseline_tfidf_weighted_accuracy"] <= 1
     w = json.loads((run_dir / "data.json").read_text())["weights"]
     assert w["train_min"] in (0.35, 0.5) and w["train_max"] == 1.0  # 0.35: the repeat, if trained
-    # eval reads the CSV again but never its weights: the column may be gone by then.
+    # eval reads the CSV again but never its weights: the column may be gone by then. The file
+    # changed, so the run refuses it as its own data; named with --data it is scored.
     pd.read_csv(path, keep_default_na=False).drop(columns="confidence").to_csv(path, index=False)
-    assert runner.evaluate(run_dir)["test_accuracy"] == pytest.approx(m["test_accuracy"])
+    with pytest.raises(ArchlabError, match="the data differ"):
+        runner.evaluate(run_dir)
+    assert runner.evaluate(run_dir, str(path))["test_accuracy"] == pytest.approx(m["test_accuracy"])
 
 
 def test_weight_column_is_a_text_option_only() -> None:
@@ -617,6 +620,7 @@ def test_a_config_yaml_without_the_mention_keys_loads_as_drop(tweets: Path, tmp_
                    "train.threads=1")  # fmt: skip
     run_dir = runner.train(cfg, tmp_path / "runs")
     path = run_dir / "config.yaml"
+    as_older_run(run_dir, "config.yaml")
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(ln for ln in lines if "mention" not in ln))
     assert "mention" not in path.read_text()

@@ -268,3 +268,78 @@ def test_disk_full_during_training_is_one_line_and_resume_works(tmp_path: Path, 
         subprocess.run(["umount", str(small)], check=False)
     assert main(["train", "--resume", str(moved / run.name), *QUIET[2:]]) == 0
     assert rundir.is_finished(moved / run.name)
+
+
+def test_known_covariate_is_read_from_the_rows_to_forecast(tmp_path: Path, capsys) -> None:
+    """A daily shop's planned promotions for the forecast days come in the --file rows."""
+    data = write_daily_panel(tmp_path / "shop.csv", series=4, days=60)
+    df = pd.read_csv(data)
+    df["promo"] = (np.arange(len(df)) % 5 == 0).astype(int)
+    df.to_csv(data, index=False)
+    argv = ["train", "--task", "sales", "--data", str(data), "--out", str(tmp_path / "out"),
+            *DAILY[:-2], "--set", "data.features_file=", "--set", "data.stores_file=",
+            "--set", "data.covariates=promo", "--set", "data.known_covariates=promo", *QUIET,
+            "--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=2",
+            "--set", "data.horizon=7", "--set", "data.val_steps=7", "--set", "data.window=14",
+            "--set", "data.level_steps=0"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    (run,) = (tmp_path / "out").iterdir()
+    days = pd.date_range("2021-03-05", periods=7, freq="D").strftime("%Y-%m-%d")
+    rows = pd.DataFrame([(s, d, i % 2) for s in (0, 1) for i, d in enumerate(days)],
+                        columns=["shop", "day", "promo"])  # fmt: skip
+    rows.to_csv(tmp_path / "future.csv", index=False)
+    capsys.readouterr()
+    assert main(["predict", str(run), "--file", str(tmp_path / "future.csv")]) == 0
+    out = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+    assert len(out) == 14 and all(np.isfinite(r["forecast"]) for r in out)
+    rows.drop(columns="promo").to_csv(tmp_path / "future.csv", index=False)
+    assert main(["predict", str(run), "--file", str(tmp_path / "future.csv")]) == 2
+    assert "'promo' has no value for series (0,)" in capsys.readouterr().err
+
+
+# --- byte-order marks and odd vectors rows ---
+BOM = "\ufeff"
+
+
+def test_vectors_with_a_bom_keep_their_first_word(tmp_path: Path) -> None:
+    from archlab.data.embeddings import load_vectors
+
+    for name, head in (("v.txt", ""), ("v.vec", "2 3\n")):
+        path = tmp_path / name
+        path.write_text(BOM + head + "the 0.1 0.2 0.3\nnew york 1 2 3\nlate 0.3 0.2 0.1\n")
+        vec = load_vectors(path, {"the", "late"})
+        assert vec.words == ["the", "late"] and vec.dim == 3, name
+        assert (vec.spaced_words, vec.first_spaced_line) == (1, 3 if head else 2)
+
+
+def test_csv_files_with_a_bom_read_their_first_column(tmp_path: Path) -> None:
+    from archlab.data.image_manifest import Manifest, load_manifest
+    from archlab.data.sales import load_sales
+    from archlab.data.text import load_text_table
+    from archlab.task_configs import SalesDataConfig
+
+    text = tmp_path / "t.csv"
+    rows = [f"{w} {i},{lab}" for i in range(3) for w, lab in (("bad", "neg"), ("good", "pos"))]
+    for enc in ("utf-8", "latin-1", "cp1252"):
+        text.write_bytes(codecs_bom() + "\n".join(["text,label", *rows]).encode())
+        t = load_text_table(text, "text", "label", encoding=enc)
+        assert len(t.texts) == 6, enc
+    sales = tmp_path / "s.csv"
+    sales.write_text(BOM + "Store,Dept,Date,Weekly_Sales\n1,1,2010-02-05,5.0\n1,1,2010-02-12,6\n")
+    df = load_sales(SalesDataConfig(path=str(sales), holiday_column="", features_file="",
+                                    stores_file="", covariates=()))  # fmt: skip
+    assert list(df["Store"]) == [1, 1]
+    from PIL import Image
+
+    Image.new("L", (4, 4), 9).save(tmp_path / "a.png")
+    Image.new("L", (4, 4), 200).save(tmp_path / "b.png")
+    man = tmp_path / "m.csv"
+    man.write_text(BOM + "path,label\na.png,x\nb.png,y\n")
+    got = load_manifest(man, Manifest(), channels=1, size=4, skip_corrupt=False)
+    assert list(got.class_names) == ["x", "y"]
+
+
+def codecs_bom() -> bytes:
+    import codecs
+
+    return codecs.BOM_UTF8

@@ -34,6 +34,8 @@ class Vectors:
     lines: int  # vector lines read (the header line not counted)
     duplicates: int = 0  # repeated words: the first one wins
     first_duplicate_line: int = 0  # 1-based line number of the first repeat (0 = none)
+    spaced_words: int = 0  # rows whose word holds a space (skipped: no token has one)
+    first_spaced_line: int = 0
     info: dict[str, object] = field(default_factory=dict)  # path, bytes, sha256, format
 
 
@@ -48,7 +50,8 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
     try:
         with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as raw:
             for n, line in enumerate(raw, 1):
-                yield n, line.decode("utf-8")
+                # utf-8-sig on line 1: a byte-order mark must not become part of the first word
+                yield n, line.decode("utf-8-sig" if n == 1 else "utf-8")
     except UnicodeDecodeError:
         hint = f"; {_BINARY_HINT}" if n <= 2 else ""  # binary word2vec: a text header, then bytes
         raise ArchlabError(f"{path}: line {n}: not UTF-8 text{hint}") from None
@@ -103,7 +106,7 @@ def load_vectors(path: str | Path, wanted: set[str], first: int = 0) -> Vectors:
     matrix = np.empty((0, 0), np.float32)
     words: list[str] = []
     seen: set[str] = set()
-    dups = first_dup = lines = 0
+    dups = first_dup = lines = spaced = first_spaced = 0
     missing = len(wanted)
     for n, line in _lines(path):
         if n == 1:
@@ -127,6 +130,12 @@ def load_vectors(path: str | Path, wanted: set[str], first: int = 0) -> Vectors:
             continue
         lines += 1
         # Counting separators is a C loop: every line is checked, parsed or not.
+        if line.count(" ") > dim and _numbers(line.rsplit(" ", dim)[1:]):
+            # A word with a space in it (GloVe 840B has some, e.g. '. . .'): no token can
+            # ever match it, so the row is skipped and counted.
+            spaced += 1
+            first_spaced = first_spaced or n
+            continue
         if line.count(" ") != dim:
             raise ArchlabError(
                 f"{path}: line {n}: {line.count(' ')} numbers after the word, expected {dim} "
@@ -165,6 +174,8 @@ def load_vectors(path: str | Path, wanted: set[str], first: int = 0) -> Vectors:
         lines=lines,
         duplicates=dups,
         first_duplicate_line=first_dup,
+        spaced_words=spaced,
+        first_spaced_line=first_spaced,
         info={
             "path": str(path.resolve()),
             "bytes": path.stat().st_size,
@@ -180,6 +191,10 @@ def _alloc(first: int, wanted: int, count: int, dim: int) -> np.ndarray:
     if count:
         rows = min(rows, count)
     return np.empty((max(rows, 1), dim), np.float32)
+
+
+def _numbers(parts: list[str]) -> bool:
+    return all(_is_number(p) for p in parts)
 
 
 def _is_number(text: str) -> bool:

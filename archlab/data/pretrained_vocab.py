@@ -34,6 +34,9 @@ class PretrainedVocabulary:
         i = self.info
         dup = (f"; {i['duplicate_words']} repeated words, first kept (first repeat at line "
                f"{i['first_duplicate_line']})" if i["duplicate_words"] else "")  # fmt: skip
+        if i.get("spaced_words"):
+            dup += (f"; {i['spaced_words']} rows skipped whose word holds a space (first at "
+                    f"line {i['first_spaced_line']})")  # fmt: skip
         return (
             f"vectors {vectors}: {i['dim']}-d, {i['rows_kept']:,} of {i['lines']:,} rows "
             f"kept; {i['train_token_coverage']:.1%} of training tokens and "
@@ -93,6 +96,8 @@ def pretrained_vocabulary(
         "rows_kept": len(vec.words),
         "duplicate_words": vec.duplicates,
         "first_duplicate_line": vec.first_duplicate_line,
+        "spaced_words": vec.spaced_words,
+        "first_spaced_line": vec.first_spaced_line,
         "tokens": "glove (clitics split: can't -> ca n't)",
         "vocab_from_training": n_train_vocab,
         "vocab_with_vector": int(have.sum()),

@@ -259,11 +259,15 @@ class HorizonFeaturizer:
 
 # --- predict time: the history plus H future steps ---
 def read_forecast_rows(path: Path, c: SalesDataConfig) -> pd.DataFrame:
-    """Rows to forecast (series keys, date[, holiday flag]), e.g. Walmart's test.csv."""
+    """Rows to forecast (series keys, date[, holiday flag][, known covariates]), e.g. Walmart's
+    test.csv or a shop's file of future days with their planned promotions."""
     df = sales_csv.read_csv(path, [*c.series_keys, c.date_column])
     sales_csv.parse_dates(df, c.date_column, c.date_format, path)
     if c.holiday_column in df.columns:
         sales_csv.parse_bool(df, c.holiday_column, path)
+    for name in c.known_covariates:
+        if name in df.columns:
+            sales_csv.parse_number(df, name, path)
     sales_csv.check_unique(df, list(c.series_keys), c.date_column, path)
     return df
 
@@ -289,15 +293,32 @@ def _features_table(c: SalesDataConfig) -> pd.DataFrame | None:
     return feats
 
 
+def _at(table: pd.DataFrame, on: list[str], name: str, keys: list[np.ndarray],
+        dates: np.ndarray) -> np.ndarray:  # fmt: skip
+    """``table[name]`` looked up at every (key..., date) of ``keys`` x ``dates``: (S, H)."""
+    look = table.set_index([*on])[name]
+    look = look[~look.index.duplicated()]
+    H = len(dates)
+    at = pd.MultiIndex.from_arrays(
+        [*(np.repeat(k, H) for k in keys), np.tile(dates.astype("datetime64[ns]"), len(keys[0]))]
+    )
+    return look.reindex(at).to_numpy(np.float32).reshape(len(keys[0]), H)
+
+
 def future_panel(
-    df: pd.DataFrame, c: SalesDataConfig, fz: HorizonFeaturizer, holidays: Sequence = ()
+    df: pd.DataFrame,
+    c: SalesDataConfig,
+    fz: HorizonFeaturizer,
+    holidays: Sequence = (),
+    rows: pd.DataFrame | None = None,
 ) -> Panel:
     """The panel of the history ``df`` with the H steps after its last date appended.
 
     Future steps are holidays where the step a season earlier was one or where ``holidays``
-    (dates) says so; the known covariates come from the features table (by store and date),
-    or carry over when constant over each series' history (a store's size). A known covariate
-    still missing on a future step of a training series is an error.
+    (dates) says so. A known covariate comes from ``rows`` (the rows to forecast) when they
+    have its column, else from the features table (by store and date), else carries over when
+    constant over each series' history (a store's size). A known covariate still missing on a
+    future step of a series to forecast (all training series without ``rows``) is an error.
     """
     H = fz.horizon
     p = sales.build_panel(df, list(c.series_keys), c.date_column, c.target, c.holiday_column,
@@ -311,22 +332,26 @@ def future_panel(
     if not fz.known_covariates:
         return p
     table = _features_table(c)
+    keys = list(c.series_keys)
     known = fz.series_index(p.keys) >= 0
+    if rows is not None:  # only the series asked for need their future covariates
+        asked = rows[keys].drop_duplicates().astype(str).agg("\0".join, axis=1)
+        mine = pd.DataFrame(p.keys, columns=keys).astype(str).agg("\0".join, axis=1)
+        known &= mine.isin(set(asked)).to_numpy()
     for name in fz.known_covariates:
         j = fz.covariates.index(name)
-        if table is not None and name in table.columns:
+        if rows is not None and name in rows.columns:
+            key_cols = [p.keys[:, i] for i in range(len(keys))]
+            p.cov[:, n:, j] = _at(rows, [*keys, c.date_column], name, key_cols, p.dates[n:])
+        elif table is not None and name in table.columns:
             if c.store_column not in c.series_keys:
                 raise ArchlabError(
                     f"data.known_covariates {name!r} comes from the features table, joined on "
                     f"data.store_column={c.store_column!r}, which is not a series key"
                 )
-            stores = p.keys[:, list(c.series_keys).index(c.store_column)]
-            look = table.set_index([c.store_column, c.date_column])[name]
-            look = look[~look.index.duplicated()]
-            at = pd.MultiIndex.from_arrays(
-                [np.repeat(stores, H), np.tile(p.dates[n:].astype("datetime64[ns]"), len(stores))]
-            )
-            p.cov[:, n:, j] = look.reindex(at).to_numpy(np.float32).reshape(len(stores), H)
+            stores = p.keys[:, keys.index(c.store_column)]
+            on = [c.store_column, c.date_column]
+            p.cov[:, n:, j] = _at(table, on, name, [stores], p.dates[n:])
         else:
             hist = p.cov[:, :n, j]
             with np.errstate(invalid="ignore"):
@@ -338,8 +363,8 @@ def future_panel(
             raise ArchlabError(
                 f"data.known_covariates {name!r} has no value for series "
                 f"{tuple(p.keys[s].tolist())} on {str(p.dates[n + h])[:10]} (a future step): "
-                "give it for the forecast dates (features table) or drop it from "
-                "data.known_covariates"
+                "give it for the forecast dates (a column of that name in the rows to "
+                "forecast, or the features table) or drop it from data.known_covariates"
             )
     return p
 

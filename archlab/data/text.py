@@ -6,14 +6,17 @@ pre-tokenizer), so the saved tokenizer.json reproduces them exactly at predict t
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import csv
 import functools
 import itertools
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 import pandas as pd
@@ -183,7 +186,11 @@ class TextTable:
 
 
 def read_csv(
-    path: str | Path, columns: list[str], encoding: str, optional: tuple[str, ...] = ()
+    path: str | Path,
+    columns: list[str],
+    encoding: str,
+    optional: tuple[str, ...] = (),
+    fix: str = "choose one with --set data.text_column=NAME / data.label_column=NAME",
 ) -> pd.DataFrame:
     """Read ``columns`` (and those of ``optional`` the file has) as strings.
 
@@ -198,7 +205,8 @@ def read_csv(
         raise ArchlabError(f"{path}: no such file")
     fingerprint.record(path)
     try:
-        head = pd.read_csv(path, nrows=0, encoding=encoding)
+        with past_bom(path) as f:
+            head = pd.read_csv(f, nrows=0, encoding=encoding)
     except LookupError:
         raise ArchlabError(
             f"unknown encoding {encoding!r}: use a Python codec name, "
@@ -214,22 +222,32 @@ def read_csv(
     for col in columns:
         if col not in found:
             raise ArchlabError(
-                f"{path}: no column {col!r} (columns found: {', '.join(found)}); "
-                "choose one with --set data.text_column=NAME / data.label_column=NAME"
+                f"{path}: no column {col!r} (columns found: {', '.join(found)}); {fix}"
             )
     try:
         # keep_default_na=False: a tweet reading 'NA' or 'null' is text, not a missing value.
-        return pd.read_csv(
-            path,
-            usecols=[*columns, *(c for c in optional if c in found and c not in columns)],
-            dtype=str,
-            encoding=encoding,
-            keep_default_na=False,
-        )
+        with past_bom(path) as f:
+            return pd.read_csv(
+                f,
+                usecols=[*columns, *(c for c in optional if c in found and c not in columns)],
+                dtype=str,
+                encoding=encoding,
+                keep_default_na=False,
+            )
     except UnicodeDecodeError as e:
         raise _decode_error(path, encoding, e) from None
     except (pd.errors.ParserError, csv.Error) as e:
         raise ArchlabError(f"{path}: not a readable CSV ({str(e).splitlines()[0][:120]})") from None
+
+
+@contextlib.contextmanager
+def past_bom(path: Path) -> Iterator[BinaryIO]:
+    """The file opened for reading past a UTF-8 byte-order mark, whatever data.encoding says
+    (pandas drops one only when it decodes UTF-8: read as latin-1 it became 'ï»¿text')."""
+    with open(path, "rb") as f:
+        if f.read(3) != codecs.BOM_UTF8:
+            f.seek(0)
+        yield f
 
 
 def _decode_error(path: Path, encoding: str, e: UnicodeDecodeError) -> ArchlabError:
@@ -339,7 +357,8 @@ def _row_weights(
 ) -> np.ndarray:
     """The weight column as floats; an unusable value in a kept row is a one-line error."""
     if column not in df.columns:  # read_csv kept only the columns it was asked for
-        found = pd.read_csv(path, nrows=0, encoding=encoding).columns
+        with past_bom(Path(path)) as f:
+            found = pd.read_csv(f, nrows=0, encoding=encoding).columns
         raise ArchlabError(
             f"{path}: no column {column!r} for data.weight_column (columns found: "
             f"{', '.join(map(str, found))}); name a numeric column, or drop the setting"

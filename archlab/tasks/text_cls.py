@@ -413,7 +413,9 @@ class TextClassification:
         for item in inputs:
             if item.lower().endswith(".csv") and Path(item).is_file():
                 col = self.fitted.text_column
-                df = read_csv(item, [col], self.data_cfg.encoding)
+                # predict has no --set: the column is the run's, so the file must use its name
+                fix = f"the run reads its texts from a column named {col!r}: name it so"
+                df = read_csv(item, [col], self.data_cfg.encoding, fix=fix)
                 texts.extend(df[col].tolist())
             else:
                 texts.append(item)
