@@ -343,3 +343,27 @@ def codecs_bom() -> bytes:
     import codecs
 
     return codecs.BOM_UTF8
+
+
+def test_unrecorded_tokenizer_with_ids_past_the_embedding_is_one_line(
+    tmp_path: Path, capsys
+) -> None:
+    from tests.conftest import as_older_run
+
+    data = tmp_path / "t.csv"
+    rows = [f"{w} flight {i},{lab}" for i in range(6)
+            for w, lab in (("awful late", "neg"), ("great thanks", "pos"))]  # fmt: skip
+    data.write_text("\n".join(["text,airline_sentiment", *rows]) + "\n")
+    argv = ["train", "--task", "text", "--data", str(data), "--out", str(tmp_path / "out"),
+            *QUIET, "--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=1"]  # fmt: skip
+    assert main(argv) == 0
+    (run,) = (tmp_path / "out").iterdir()
+    fitted = json.loads((run / rundir.FITTED).read_text())
+    fitted["tokenizer"]["model"]["vocab"]["awful"] = 1_000_000
+    (run / rundir.FITTED).write_text(json.dumps(fitted))
+    assert main(["predict", str(run), "awful"]) == 2
+    assert "fitted.json: truncated or modified" in capsys.readouterr().err
+    as_older_run(run, rundir.FITTED)  # a run from before fitted.json was checksummed
+    assert main(["predict", str(run), "awful"]) == 2
+    err = capsys.readouterr().err
+    assert "'awful' has id 1000000, outside" in err and len(err.splitlines()) == 1, err
