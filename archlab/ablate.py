@@ -1,16 +1,30 @@
 """Ablation: each regularization technique alone, over N seeds, tabulated with mean ± std and,
-from 2 seeds on, each technique's paired difference from the baseline (archlab.stats)."""
+from 2 seeds on, each technique's paired difference from the baseline (archlab.stats).
+
+A grid outgrows one machine: with a shared storage (``--storage URL``, the database sweeps
+use) any number of workers take the next unfinished (technique, seed) cell until none is left;
+the one that finishes the last cell writes the table, and any worker run after that prints it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import io
 import json
+import os
+import socket
+import threading
+import warnings
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
+from optuna.trial import TrialState
 
 from archlab import plots, rundir
 from archlab.config import RegConfig, RunConfig, apply_overrides
@@ -18,6 +32,7 @@ from archlab.errors import ArchlabError
 from archlab.presets import RESET_REG, TECHNIQUES
 from archlab.runner import load_config, train_at
 from archlab.stats import PairedDiff, paired_difference
+from archlab.storage import file_lock, open_storage, sqlite_lock_path
 from archlab.utils import write_text_atomic
 
 # Columns of the table: metrics.json key -> column title.
@@ -75,19 +90,123 @@ def technique_configs(base: RunConfig, techniques: list[str]) -> dict[str, RunCo
     return {t: apply_overrides(start, known[t]) for t in techniques}
 
 
-def run_ablation(base: RunConfig, techniques: list[str], seeds: int, out_dir: Path) -> Path:
-    """Train every technique x seed in ``out_dir`` (resumable), then write the table and curves."""
+def cells(base: RunConfig, techniques: list[str], seeds: int) -> dict[str, RunConfig]:
+    """Every (technique, seed) run of the ablation by its run-dir name, e.g. 'l2-s1'."""
     if seeds < 1:
         raise ArchlabError(f"--seeds {seeds}: must be >= 1")
-    cfgs = technique_configs(base, techniques)
-    runs: dict[str, list[Path]] = {}
-    for tech, cfg in cfgs.items():
-        for s in range(seeds):
-            run_cfg = replace(cfg, seed=base.seed + s)
-            d = train_at(run_cfg, out_dir / f"{tech}-s{base.seed + s}", command=f"ablate {tech}")
-            runs.setdefault(tech, []).append(d)
-    summarize(runs, base.task, out_dir)
+    return {
+        f"{tech}-s{base.seed + s}": replace(cfg, seed=base.seed + s)
+        for tech, cfg in technique_configs(base, techniques).items()
+        for s in range(seeds)
+    }
+
+
+def run_ablation(base: RunConfig, techniques: list[str], seeds: int, out_dir: Path) -> Path:
+    """Train every technique x seed in ``out_dir`` (resumable), then write the table and curves."""
+    grid = cells(base, techniques, seeds)
+    for name, cfg in grid.items():
+        train_at(cfg, out_dir / name, command=f"ablate {name.rsplit('-s', 1)[0]}")
+    summarize(_runs(grid, out_dir), base.task, out_dir)
     return out_dir
+
+
+def _runs(grid: dict[str, RunConfig], out_dir: Path) -> dict[str, list[Path]]:
+    runs: dict[str, list[Path]] = {}
+    for name in grid:
+        runs.setdefault(name.rsplit("-s", 1)[0], []).append(out_dir / name)
+    return runs
+
+
+HEARTBEAT_S = 30  # a worker's trial records it is alive this often while its cell trains
+GRACE_S = 180  # a cell whose worker was silent this long is taken up again by another
+
+
+def study_name(base: RunConfig, techniques: list[str], seeds: int) -> str:
+    """One study per ablation: the same base config, techniques and seeds share it."""
+    key = f"{base.to_yaml()}|{','.join(techniques)}|{seeds}".encode()
+    return f"ablate-{base.task}-{base.model.name}-{hashlib.sha256(key).hexdigest()[:10]}"
+
+
+def run_shared_ablation(
+    base: RunConfig, techniques: list[str], seeds: int, out_dir: Path, storage: str
+) -> int:
+    """Take cells from the study in ``storage`` until none is waiting; train each in
+    ``out_dir`` (a folder every worker sees). Returns the cells not finished yet (0: the
+    table is written)."""
+    grid = cells(base, techniques, seeds)
+    lock = sqlite_lock_path(storage)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _quiet_optuna(), file_lock(lock):  # a fresh SQLite file must not get its tables twice
+        db = open_storage(storage, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        study = optuna.create_study(storage=db, study_name=study_name(base, techniques, seeds),
+                                    direction="maximize", load_if_exists=True)  # fmt: skip
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    key, higher = COMPARE.get(base.task) or COMPARE["images"]
+    while True:
+        with _quiet_optuna(), file_lock(lock):
+            optuna.storages.fail_stale_trials(study)  # cells of workers that died
+            _enqueue_missing(study, grid)
+            if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                break
+            trial = study.ask()
+        cell = trial.user_attrs.get("cell")
+        if cell not in grid:  # a server storage: another worker took the last cell first
+            study.tell(trial, state=TrialState.FAIL)
+            break
+        trial.set_user_attr("worker", worker)
+        try:
+            with _heartbeat(db, trial):
+                d = train_at(grid[cell], out_dir / cell, command=f"ablate {cell}")
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)  # waiting again at the next claim
+            raise
+        value = rundir.read_metrics(d).get(key)
+        study.tell(trial, float(value if value is not None else 0.0) * (1 if higher else -1))
+    done = {t.user_attrs.get("cell") for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    left = len(set(grid) - done)
+    if not left:
+        summarize(_runs(grid, out_dir), base.task, out_dir)
+    return left
+
+
+def _enqueue_missing(study: optuna.Study, grid: dict[str, RunConfig]) -> None:
+    """Queue every cell that is neither finished, waiting nor running (new or failed ones)."""
+    live = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
+    have = {t.user_attrs.get("cell") for t in study.get_trials(deepcopy=False, states=live)}
+    for name in grid:
+        if name not in have:
+            study.enqueue_trial({}, user_attrs={"cell": name})
+
+
+@contextlib.contextmanager
+def _heartbeat(db: optuna.storages.RDBStorage, trial: optuna.Trial) -> Iterator[None]:
+    """Record that ``trial`` is alive every HEARTBEAT_S seconds while the block runs."""
+    stop = threading.Event()
+    trial_id = trial._trial_id  # the storage's id; optuna.Trial keeps it private
+
+    def beat() -> None:
+        while True:
+            db.record_heartbeat(trial_id)
+            if stop.wait(HEARTBEAT_S):
+                return
+
+    thread = threading.Thread(target=beat, name="archlab-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextlib.contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Optuna's heartbeat is 'experimental' and meant for Study.optimize; we drive it with
+    ask/tell, so its warnings would be noise on the user's terminal."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        yield
 
 
 def summarize(runs: dict[str, list[Path]], task: str, out_dir: Path) -> list[dict[str, Any]]:

@@ -395,9 +395,16 @@ def ablate(
     set_: SetOpt = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
     out: Annotated[Path | None, typer.Option(help="Output directory (re-run to resume).")] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Share the cells with other workers through this database (e.g. "
+            "sqlite:///abl.db, postgresql://user@host/db); --out must be a folder they all see."
+        ),
+    ] = None,
 ) -> None:
     """Run each regularization technique alone for N seeds; writes ablation.md/csv and curves."""
-    from archlab.ablate import run_ablation
+    from archlab.ablate import run_ablation, run_shared_ablation
     from archlab.presets import PRESETS
 
     _check_out(out)
@@ -414,7 +421,16 @@ def ablate(
         out
         or Path("runs") / f"ablate-{base.task}-{base.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
-    run_ablation(base, techs, seeds, out_dir)
+    if storage is None:
+        run_ablation(base, techs, seeds, out_dir)
+    elif left := run_shared_ablation(base, techs, seeds, out_dir, storage):
+        note = (
+            f"archlab: {left} cell(s) still training on other workers; the one that "
+            "finishes the last writes the table (or run this command again then)"
+        )
+        print(note, file=sys.stderr)
+        print(out_dir)
+        return
     print((out_dir / "ablation.md").read_text(), end="")
     print(out_dir)
 

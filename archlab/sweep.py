@@ -9,24 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import io
 import math
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
-import sqlalchemy
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from archlab import rundir, runner
 from archlab.config import SECTIONS, RunConfig, apply_overrides
 from archlab.errors import ArchlabError, NonFiniteLossError
+from archlab.storage import file_lock, open_storage, sqlite_lock_path
 from archlab.tasks import TASKS
 from archlab.train.callbacks import Callback
 from archlab.utils import write_text_atomic
@@ -35,7 +34,6 @@ KINDS = ("float", "int", "categorical")
 SPEC_KEYS = ("type", "low", "high", "log", "choices")
 PRUNE_STARTUP_TRIALS = 3  # trials that always run to the end before the median rule applies
 PRUNE_WARMUP_EPOCHS = 1  # never prune on the first epoch's value alone
-SQLITE_TIMEOUT_S = 60  # how long a worker waits for another one's SQLite write lock
 
 
 @dataclass(frozen=True)
@@ -233,10 +231,10 @@ def run_sweep(
     key, mode = TASKS[base.task].monitor
     direction = "minimize" if mode == "min" else "maximize"
     url = storage or f"sqlite:///{(out / 'sweep.db').resolve()}"
-    lock_path = _sqlite_lock_path(url)
-    with _file_lock(lock_path):  # a fresh SQLite file must not get its tables twice
+    lock_path = sqlite_lock_path(url)
+    with file_lock(lock_path):  # a fresh SQLite file must not get its tables twice
         study = optuna.create_study(
-            storage=_storage(url),
+            storage=open_storage(url),
             study_name=study_name,
             direction=direction,
             pruner=optuna.pruners.MedianPruner(PRUNE_STARTUP_TRIALS, PRUNE_WARMUP_EPOCHS),
@@ -248,7 +246,7 @@ def run_sweep(
             f"{key} should {direction}; choose another --study-name"
         )
     while True:
-        with _file_lock(lock_path):
+        with file_lock(lock_path):
             if len(study.get_trials(deepcopy=False)) >= n_trials:
                 break
             trial = study.ask()
@@ -354,44 +352,3 @@ def _trials_csv(trials: list[FrozenTrial]) -> str:
             ]
         )
     return buf.getvalue()
-
-
-def _storage(url: str) -> optuna.storages.RDBStorage:
-    engine_kwargs = (
-        {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else None
-    )
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    except sqlalchemy.exc.ArgumentError as e:  # also a missing database driver
-        raise ArchlabError(f"--storage {url!r}: {e}") from None
-
-
-def _sqlite_lock_path(url: str) -> Path | None:
-    """The lock file beside an SQLite database (None for other databases)."""
-    try:
-        parsed = sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError:
-        raise ArchlabError(
-            f"--storage {url!r}: not a database URL (e.g. sqlite:///sweep.db, "
-            "postgresql://user@host/db)"
-        ) from None
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    db = Path(parsed.database)
-    if not db.parent.is_dir():
-        raise ArchlabError(f"--storage {url!r}: folder {db.parent} does not exist")
-    return db.with_name(db.name + ".lock")
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path | None) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (nothing for None); serializes SQLite workers."""
-    if path is None:
-        yield
-        return
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)

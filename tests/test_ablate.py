@@ -149,3 +149,55 @@ def test_report_shows_the_paired_columns(tmp_path: Path) -> None:
     assert "| test WMAE | Δ test WMAE vs baseline (95% CI) | verdict | test RMSE |" in md
     assert f"{row['diff_mean']:+.4f} [{lo:+.4f}, {hi:+.4f}] | {row['verdict']} |" in md
     assert "95% Student-t interval over those paired differences" in md
+
+
+def test_two_workers_share_the_cells_through_sqlite(tmp_path: Path, image_folder: Path) -> None:
+    """Two `archlab ablate --storage` processes on one SQLite file: every cell is trained once,
+    by one of them, and the table is written when the last cell finishes."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    out = tmp_path / "abl"
+    db = tmp_path / "abl.db"
+    args = [sys.executable, "-m", "archlab", "ablate", "--task", "images", "--model", "resnet18",
+            "--data", str(image_folder), "--techniques", "baseline,l2", "--seeds", "2",
+            "--epochs", "1", "--out", str(out), "--storage", f"sqlite:///{db}",
+            "--set", "train.batch_size=16", "--set", "train.max_steps_per_epoch=1",
+            "--set", "train.progress=off", "--set", "train.threads=1"]  # fmt: skip
+    workers = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]  # fmt: skip
+    results = [w.communicate(timeout=600) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], results
+    names = {"baseline-s0", "baseline-s1", "l2-s0", "l2-s1"}
+    assert {p.name for p in out.iterdir() if p.is_dir()} == names
+    assert all(rundir.is_finished(out / n) for n in names)
+    with sqlite3.connect(db) as con:  # one COMPLETE trial per cell, none trained twice
+        done = con.execute(
+            "SELECT a.value_json FROM trials t JOIN trial_user_attributes a "
+            "ON a.trial_id = t.trial_id WHERE a.key = 'cell' AND t.state = 'COMPLETE'"
+        ).fetchall()
+    assert sorted(json.loads(v) for (v,) in done) == sorted(names)
+    assert (out / "ablation.md").exists()
+    assert any("| l2 | 2 |" in stdout for stdout, _ in results)  # the last worker's table
+    # any worker started afterwards finds nothing to train and prints the table
+    rerun = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0 and "| baseline | 2 |" in rerun.stdout, rerun.stderr
+
+
+def test_a_failed_or_abandoned_cell_is_queued_again(tmp_path: Path) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    from archlab.ablate import _enqueue_missing, cells
+
+    grid = cells(PRESETS["images-resnet18-smoke"], ["baseline", "l2"], 1)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'q.db'}", direction="maximize")
+    _enqueue_missing(study, grid)
+    _enqueue_missing(study, grid)  # idempotent: each cell is queued once
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 2
+    trial = study.ask()
+    study.tell(trial, state=TrialState.FAIL)  # a worker's Ctrl-C (or a stale heartbeat)
+    _enqueue_missing(study, grid)
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert sorted(t.user_attrs["cell"] for t in waiting) == ["baseline-s0", "l2-s0"]
