@@ -1,4 +1,5 @@
-"""The study's regularization ablation at full scale on one GPU, with paired statistics.
+"""The study's regularization ablation at full scale, on a GPU or on this CPU, with paired
+statistics, resumable from results committed cell by cell.
 
 VGG-13 (the exact one: no batch norm) and ResNet-18 on all of images3 (12,600 / 2,700 / 2,700),
 each technique alone on top of the model's tuned optimizer with every other regularizer off
@@ -10,27 +11,31 @@ apart). Epochs are fixed per model (EPOCHS), the same for every technique and se
 before any run: no number here is picked on test scores.
 
 The runs are archlab run directories (`archlab eval RUN_DIR` works), trained by child processes
-that share the GPU, as bench/gpu_images.py does, here from a queue ``--concurrency`` wide,
-longest first. One results file gathers the per-model tables, the statistics, every run's test
-metrics and history (no weights) and a plateau check of the baseline's validation accuracy.
+from a queue ``--concurrency`` wide, longest first. With ``--cells DIR`` each finished run is
+also copied there without its weights (config.yaml, data.json, metrics.json, history.csv: what
+the statistics read), a folder meant to be committed as cells complete: a later sitting with the
+same ``--cells`` skips every cell already there, even on a fresh machine, and the tables are
+computed from that folder. One results file gathers the per-model tables, the statistics, every
+run's test metrics and history and a plateau check of the baseline's validation accuracy.
 
-Budget on one H200. bench/results/gpu_images_h200_2026-11-26.json had six runs sharing the GPU
-at 28-32 ms per ResNet-18 step (batch 128) and 26 ms per VGG-13 step (batch 64): the GPU served
-about 200 steps/s in all, whatever the model. Assuming no more than that at this concurrency:
-    VGG-13     15 runs x 12 epochs x 197 steps = 35,460 steps
-    ResNet-18  15 runs x 15 epochs x  99 steps = 22,275 steps
-    57,735 steps / 200 per s ~ 290 s, + ~5% validation/test passes and plots, + start-up
-    (torch import, data, cuDNN autotuning: ~15 s a process, in 3 waves of 10) ~ 45 s
-    => about 6 minutes in all (early-stopped runs end sooner). ``--budget-s`` (default 540)
-    kills whatever still runs at 9 minutes; the results file then lists those runs as unfinished,
-    and the same command with the same ``--out`` resumes them (finished runs are skipped).
+Budget. On one H200 (bench/results/gpu_images_h200_2026-11-26.json) the GPU served ~200
+steps/s at concurrency 10: 57,735 steps ~ 6 minutes in all (``--budget-s`` 540 by default
+there). On this 2-core CPU (quiet, fp32): ResNet-18 ~18.7 s per epoch at 2 threads, so 15 runs
+x 15 epochs ~ 75 min; VGG-13 ~2 min per epoch, 15 x 12 epochs ~ 6 h (1 run at a time, 2
+threads; ``--concurrency 1 --threads 2``). No budget on the CPU unless ``--budget-s`` is given;
+Ctrl-C (or a kill) loses at most the unfinished runs' last minute: they resume from their
+checkpoints in ``--out``, and finished cells are already in ``--cells``.
 
-    # on the GPU machine (images3 copied into the repo, an ignored folder that travels):
-    python bench/gpu_ablation.py --data .gpu-data/cifar10_dog_automobile_ship.npz \
-        --out /tmp/abl --results $OUT/gpu_ablation_h200_$(date +%F).json
-    # anywhere, as a check (CPU, 300 images, 1 epoch of 2 steps; the 20 runs of 2 seeds took
-    # 15 min on 2 busy cores; add --models resnet18 --techniques baseline,l2 for ~2 min):
-    python bench/gpu_ablation.py --data DIR/images3/cifar10_dog_automobile_ship.npz \
+    # this CPU, ResNet-18 half, cells committed as they complete:
+    python bench/ablation.py --data DIR/images3/cifar10_dog_automobile_ship.npz --models resnet18 \
+        --out /tmp/abl --cells bench/results/ablation_cpu --concurrency 1 --threads 2 \
+        --results bench/results/ablation_cpu/results.json
+    # a GPU machine (images3 copied into the repo, an ignored folder that travels):
+    python bench/ablation.py --data .gpu-data/cifar10_dog_automobile_ship.npz \
+        --out /tmp/abl --results $OUT/ablation_h200_$(date +%F).json
+    # anywhere, as a check (CPU, 300 images, 1 epoch of 2 steps; add --models resnet18
+    # --techniques baseline,l2 for ~2 min):
+    python bench/ablation.py --data DIR/images3/cifar10_dog_automobile_ship.npz \
         --out /tmp/abl-tiny --tiny --seeds 2
 """
 
@@ -40,6 +45,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -74,7 +80,7 @@ def child(args: argparse.Namespace) -> None:
 
     model, _, rest = args.child.partition("/")
     tech, _, seed = rest.rpartition("-s")
-    sets = [f"data.path={args.data}", "train.progress=plain", "train.threads=1",
+    sets = [f"data.path={args.data}", "train.progress=plain", f"train.threads={args.threads}",
             f"train.epochs={args.epochs}", *(DRY if args.tiny else ())]  # fmt: skip
     base = apply_overrides(PRESETS[f"images-{model}"], sets)
     cfg = replace(technique_configs(base, [tech])[tech], seed=int(seed))
@@ -104,9 +110,9 @@ def run_queue(
     done = [
         j
         for j in queue
-        if rundir.is_finished(d := run_dir(Path(args.out), j))
-        and load_config(d).train.epochs == epochs[j.partition("/")[0]]
-    ]
+        if any(rundir.is_finished(d) and load_config(d).train.epochs == epochs[j.split("/")[0]]
+               for d in (run_dir(Path(args.out), j), cell_dir(args, j)))
+    ]  # fmt: skip
     codes: dict[str, int | str] = dict.fromkeys(done, "finished before")
     todo, running = [j for j in queue if j not in codes], {}
     while todo or running:
@@ -115,7 +121,7 @@ def run_queue(
             model = job.partition("/")[0]
             cmd = [sys.executable, __file__, "--child", job, "--data", args.data, "--out",
                    args.out, "--epochs", str(epochs[model])]  # fmt: skip
-            cmd += ["--tiny"] if args.tiny else []
+            cmd += ["--threads", str(args.threads)] + (["--tiny"] if args.tiny else [])
             log = open(_log(args, job), "w")  # noqa: SIM115
             running[job] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
                             log)  # fmt: skip
@@ -123,6 +129,8 @@ def run_queue(
             if p.poll() is not None:
                 codes[job] = p.returncode
                 log.close()
+                if p.returncode == 0:
+                    keep_cell(args, job)
                 del running[job]
                 print(f"{time.monotonic() - T0:6.0f}s  {job}: exit {p.returncode}", flush=True)
         if time.monotonic() >= deadline:
@@ -137,6 +145,26 @@ def run_queue(
             break
         time.sleep(0.5)
     return codes
+
+
+CELL_FILES = ("config.yaml", "data.json", "history.csv", "metrics.json")  # no weights
+
+
+def cell_dir(args: argparse.Namespace, job: str) -> Path:
+    """Where a finished run's light copy goes (a path that never exists without --cells)."""
+    return Path(args.cells) / job if args.cells else Path(args.out) / "no-cells" / job
+
+
+def keep_cell(args: argparse.Namespace, job: str) -> None:
+    """Copy a finished run's statistics files (written last: metrics.json) to --cells."""
+    if not args.cells:
+        return
+    src, dst = run_dir(Path(args.out), job), cell_dir(args, job)
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in CELL_FILES:
+        shutil.copyfile(src / name, dst / f".{name}.tmp")
+        os.replace(dst / f".{name}.tmp", dst / name)
+    print(f"{time.monotonic() - T0:6.0f}s  {job}: kept in {dst}", flush=True)
 
 
 def _log(args: argparse.Namespace, job: str) -> Path:
@@ -168,14 +196,13 @@ def parent(args: argparse.Namespace) -> None:
     bad = [m for m in models if m not in EPOCHS] + [t for t in techs if t not in TECHNIQUES]
     if bad:
         sys.exit(f"unknown model(s)/technique(s): {bad}; known: {list(EPOCHS)}, {TECHNIQUES}")
-    if not args.tiny and not torch.cuda.is_available():
-        sys.exit("no CUDA device: the full ablation is for a GPU (use --tiny to check on CPU)")
     if not Path(args.data).exists():
         sys.exit(f"{args.data}: no such file (images3's cifar10_dog_automobile_ship.npz)")
     epochs = {m: 1 for m in models} if args.tiny else {m: EPOCHS[m] for m in models}
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     env = {"torch": torch.__version__, "cuda": torch.version.cuda, "device": gpu,
-           "cpus": os.cpu_count()}  # fmt: skip
+           "cpus": os.cpu_count(), "threads_per_run": args.threads,
+           "load_average_at_start": os.getloadavg()[0]}  # fmt: skip
     print("env", env, "epochs", epochs, flush=True)
     # Longest first, so the short ResNet-18 runs fill the end of the queue.
     queue = sorted(jobs(models, techs, args.seeds), key=lambda j: -(j.startswith("vgg13")))
@@ -184,7 +211,7 @@ def parent(args: argparse.Namespace) -> None:
     out = Path(args.out)
     results = {
         "what": (
-            f"bench/gpu_ablation.py: {', '.join(models)} on images3, each technique alone "
+            f"bench/ablation.py: {', '.join(models)} on images3, each technique alone "
             f"over {args.seeds} seeds (each seed its own split, paired with the baseline on "
             "it); epochs fixed per model before any run"
             + (" [TINY CHECK RUN]" if args.tiny else "")
@@ -205,6 +232,8 @@ def parent(args: argparse.Namespace) -> None:
             for s in range(args.seeds):
                 job = f"{model}/{tech}-s{s}"
                 d = run_dir(out, job)
+                if not rundir.is_finished(d) and rundir.is_finished(cell_dir(args, job)):
+                    d = cell_dir(args, job)  # committed in an earlier sitting
                 row = {"model": model, "technique": tech, "seed": s, "exit": codes.get(job)}
                 if rundir.is_finished(d):
                     m = rundir.read_metrics(d)
@@ -242,15 +271,21 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(EPOCHS))
     ap.add_argument("--techniques", default=",".join(TECHNIQUES))
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--concurrency", type=int, default=0, help="runs at once (10; --tiny 2)")
+    ap.add_argument("--cells", default="", help="keep finished runs' statistics files here")
+    ap.add_argument("--concurrency", type=int, default=0,
+                    help="runs at once (GPU 10; CPU and --tiny 2)")  # fmt: skip
+    ap.add_argument("--threads", type=int, default=1, help="train.threads of each run")
     ap.add_argument("--budget-s", type=float, default=0.0,
-                    help="wall clock, then stop all (540; --tiny 3600)")  # fmt: skip
+                    help="wall clock, then stop all (GPU 540; --tiny 3600; CPU none)")  # fmt: skip
     ap.add_argument("--tiny", action="store_true", help="CPU, 300 images, 1 epoch of 2 steps")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--epochs", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    args.concurrency = args.concurrency or (2 if args.tiny else 10)
-    args.budget_s = args.budget_s or (3600.0 if args.tiny else 540.0)
+    import torch
+
+    gpu = torch.cuda.is_available() and not args.tiny
+    args.concurrency = args.concurrency or (10 if gpu else 2)
+    args.budget_s = args.budget_s or (540.0 if gpu else 3600.0 if args.tiny else math.inf)
     if args.seeds < 2 and not args.child:
         sys.exit("--seeds must be >= 2 for paired intervals")
     child(args) if args.child else parent(args)
