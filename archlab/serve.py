@@ -13,6 +13,7 @@ import asyncio
 import base64
 import io
 import json
+import signal
 import sys
 import tempfile
 import threading
@@ -158,6 +159,15 @@ async def parse(request: Any, limits: Limits) -> Inputs:
                 out.files.append((value.filename or key, await value.read()))
             elif key in ("text", "texts"):
                 out.texts.append(str(value))
+        return out
+    if ctype == "application/x-www-form-urlencoded":
+        from urllib.parse import parse_qsl
+
+        try:
+            fields = parse_qsl(body.decode("utf-8"), max_num_fields=limits.max_items)
+        except (UnicodeDecodeError, ValueError) as e:
+            raise BadRequest(400, f"unreadable form ({e.__class__.__name__})") from None
+        out.texts = [v for k, v in fields if k in ("text", "texts")]
         return out
     if ctype in ("application/json", ""):
         try:
@@ -514,4 +524,24 @@ def serve(run_dirs: Sequence[Path], host: str, port: int, limits: Limits) -> Non
     shown = f"[{host}]" if ":" in host else host
     print(f"archlab: serving {names} at http://{shown}:{port}/ (Ctrl-C stops)",
           file=sys.stderr, flush=True)  # fmt: skip
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                            timeout_graceful_shutdown=3)  # fmt: skip
+    server = _server_class()(config)
+    server.run()
+    if server.interrupted:  # uvicorn shut down cleanly; the CLI reports it and exits 130
+        raise KeyboardInterrupt
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, remembering whether Ctrl-C (SIGINT) stopped it."""
+
+        interrupted = False
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            self.interrupted = self.interrupted or sig == signal.SIGINT
+            super().handle_exit(sig, frame)
+
+    return Server
