@@ -282,7 +282,8 @@ def overlay_png(image: np.ndarray, cam: np.ndarray, side: int = 256) -> bytes:
     heat = colormaps["jet"](np.clip(cam / top, 0, 1) if top > 0 else cam)[..., :3] * 255
     blend = (0.55 * pic + 0.45 * heat).clip(0, 255).astype(np.uint8)
     both = np.concatenate([pic.astype(np.uint8), blend], axis=1)  # the image, then the overlay
-    im = Image.fromarray(both).resize((2 * side, side), Image.Resampling.BILINEAR)
+    # Nearest: a 32-pixel image is shown as the model sees it, its pixels sharp.
+    im = Image.fromarray(both).resize((2 * side, side), Image.Resampling.NEAREST)
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return buf.getvalue()
