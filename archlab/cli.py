@@ -400,6 +400,9 @@ def serve(
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     max_upload_mb: Annotated[float, typer.Option(help="Largest request body, MiB.")] = 8.0,
     timeout: Annotated[float, typer.Option(help="Seconds one request may take.")] = 30.0,
+    max_batch: Annotated[
+        int, typer.Option(help="Images/texts of concurrent requests per forward pass (1: none).")
+    ] = 32,
 ) -> None:
     """Serve runs over HTTP: a page at /, POST /NAME/predict and /NAME/explain, /health, and
     the OpenAPI page at /docs. Ctrl-C stops it."""
@@ -408,8 +411,9 @@ def serve(
 
     if not 0 <= port < 65536:
         raise ArchlabError(f"--port {port}: must be 0..65535")
-    run(run_dirs, host, port, Limits(max_upload_bytes=int(max_upload_mb * 2**20),
-                                     timeout_s=timeout))  # fmt: skip
+    limits = Limits(max_upload_bytes=int(max_upload_mb * 2**20), timeout_s=timeout,
+                    max_batch=max_batch)  # fmt: skip
+    run(run_dirs, host, port, limits)
 
 
 @app.command()

@@ -13,12 +13,14 @@ import asyncio
 import base64
 import io
 import json
+import queue
 import signal
 import sys
 import tempfile
 import threading
 import traceback
 from collections.abc import AsyncGenerator, Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,10 +47,12 @@ class Limits:
     max_items: int = 32  # images or texts per request
     max_explain: int = 8  # texts explained per request (integrated gradients: ~50 passes each)
     max_text_chars: int = 10_000
+    # Rows (images or texts) of concurrent predict requests run as one forward pass; 1 = none.
+    max_batch: int = 32
 
     def __post_init__(self) -> None:
-        if self.max_upload_bytes < 1 or self.max_pixels < 1 or self.timeout_s <= 0:
-            raise ArchlabError("serve limits must be > 0 (--max-upload-mb, --timeout)")
+        if min(self.max_upload_bytes, self.max_pixels, self.max_batch) < 1 or self.timeout_s <= 0:
+            raise ArchlabError("serve limits must be > 0 (--max-upload-mb, --timeout, --max-batch)")
 
 
 class BadRequest(Exception):
@@ -62,8 +66,8 @@ class BadRequest(Exception):
 
 @dataclass
 class Served:
-    """One run: its task and model, loaded once. The lock runs one request per model at a
-    time: Captum's hooks change the model, and torch's thread team is not shared well."""
+    """One run: its task and model, loaded once. The lock lets one computation at a time use
+    the model: Captum's hooks change it, and torch's thread team is not shared well."""
 
     name: str
     run_dir: Path
@@ -71,6 +75,19 @@ class Served:
     task: Any
     model: nn.Module
     lock: threading.Lock = field(default_factory=threading.Lock)
+    batcher: Batcher | None = None
+
+    def classify(self, item: Any, rows: int, limits: Limits) -> torch.Tensor:
+        """Class probabilities of ``item`` (an image tensor or a list of texts), batched with
+        the concurrent requests' when ``limits.max_batch`` > 1."""
+        fn = _classify_images if self.kind == "images" else _classify_texts
+        if limits.max_batch == 1:
+            with self.lock:
+                return fn(self, [item])[0]
+        with self.lock:
+            if self.batcher is None:
+                self.batcher = Batcher(lambda items: fn(self, items), self.lock, limits.max_batch)
+        return self.batcher.submit(item, rows)
 
     @property
     def kind(self) -> str:
@@ -90,6 +107,65 @@ class Served:
             d["horizon"] = int(getattr(self.cfg.data, "horizon", 1))
             d["series_keys"] = list(self.cfg.data.series_keys)
         return d
+
+
+class Batcher:
+    """Concurrent requests of one model in one forward pass. A worker thread takes every
+    request waiting (up to ``max_rows`` rows) as one batch, so a lone request never waits and
+    under load the batches grow by themselves; ``bench/serve.py`` measures what it buys."""
+
+    def __init__(self, run: Callable[[list[Any]], list[Any]], lock: threading.Lock,
+                 max_rows: int) -> None:  # fmt: skip
+        self._run, self._lock, self._max = run, lock, max_rows
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="archlab-serve-batcher", daemon=True).start()
+
+    def submit(self, item: Any, rows: int) -> Any:
+        done: Future = Future()
+        self._queue.put((item, rows, done))
+        return done.result()
+
+    def _loop(self) -> None:
+        held = None  # a request that did not fit the last batch: first in the next one
+        while True:
+            first = held or self._queue.get()
+            held, batch, rows = None, [first], first[1]
+            while True:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if rows + nxt[1] > self._max:
+                    held = nxt
+                    break
+                batch.append(nxt)
+                rows += nxt[1]
+            try:
+                with self._lock:
+                    results = self._run([b[0] for b in batch])
+            except Exception as e:  # every waiting request gets the error
+                for b in batch:
+                    b[2].set_exception(e)
+                continue
+            for b, r in zip(batch, results, strict=True):
+                b[2].set_result(r)
+
+
+def _classify_images(run: Served, items: list[torch.Tensor]) -> list[torch.Tensor]:
+    x = torch.cat(items)
+    with torch.no_grad():
+        probs = run.task.step(run.model, (run.task.normalize(x), None))[0].softmax(1)
+    return list(probs.split([len(t) for t in items]))
+
+
+def _classify_texts(run: Served, items: list[list[str]]) -> list[torch.Tensor]:
+    from archlab.data.text import encode
+
+    texts = [t for item in items for t in item]
+    x, lengths = encode(run.task.fitted.tokenizer, texts, run.task.data_cfg.max_length)
+    with torch.no_grad():
+        probs = run.model(x, lengths).softmax(1)  # packed: padding never changes a row
+    return list(probs.split([len(item) for item in items]))
 
 
 def load_runs(run_dirs: Sequence[Path]) -> dict[str, Served]:
@@ -233,11 +309,12 @@ def _class_rows(run: Served, probs: torch.Tensor) -> list[dict[str, Any]]:
     ]
 
 
-def _image_rows(run: Served, names: list[str], x: torch.Tensor) -> list[dict[str, Any]]:
+def _image_rows(
+    run: Served, names: list[str], x: torch.Tensor, limits: Limits
+) -> list[dict[str, Any]]:
     from archlab.tasks.image_cls import unlike_training
 
-    with torch.no_grad():
-        probs = run.task.step(run.model, (run.task.normalize(x), None))[0].softmax(1)
+    probs = run.classify(x, len(x), limits)
     rows = _class_rows(run, probs)
     for r, n, note in zip(rows, names, unlike_training(x.numpy(), run.task.fitted.pixel_stats),
                           strict=True):  # fmt: skip
@@ -249,19 +326,21 @@ def _image_rows(run: Served, names: list[str], x: torch.Tensor) -> list[dict[str
 
 def image_predict(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
     names, x = _read_images(run, inp, limits, limits.max_items)
-    return {"run": run.name, "predictions": _image_rows(run, names, x)}
+    return {"run": run.name, "predictions": _image_rows(run, names, x, limits)}
 
 
 def image_explain(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
     from archlab.explain.images import gradcam, target_layer
 
     names, x = _read_images(run, inp, limits, limits.max_explain)
-    out = {"run": run.name, "predictions": _image_rows(run, names, x)}
+    out = {"run": run.name, "predictions": _image_rows(run, names, x, limits)}
     xn = run.task.normalize(x)
-    layer = target_layer(run.cfg.model.name, run.model, tuple(xn.shape[1:]))
+    with run.lock:
+        layer = target_layer(run.cfg.model.name, run.model, tuple(xn.shape[1:]))
     classes = list(run.task.fitted.class_names)
     pred = torch.tensor([classes.index(r["label"]) for r in out["predictions"]])
-    maps = gradcam(run.model, layer, xn, pred).numpy()
+    with run.lock:
+        maps = gradcam(run.model, layer, xn, pred).numpy()
     layer_name = next(n for n, m in run.model.named_modules() if m is layer)
     for r, img, cam in zip(out["predictions"], x.numpy(), maps, strict=True):
         r["explanation"] = {
@@ -303,12 +382,8 @@ def _texts(inp: Inputs, limits: Limits, most: int) -> list[str]:
 
 
 def text_predict(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
-    from archlab.data.text import encode
-
     texts = _texts(inp, limits, limits.max_items)
-    x, lengths = encode(run.task.fitted.tokenizer, texts, run.task.data_cfg.max_length)
-    with torch.no_grad():
-        probs = run.model(x, lengths).softmax(1)
+    probs = run.classify(texts, len(texts), limits)
     rows = _class_rows(run, probs)
     for r, t in zip(rows, texts, strict=True):
         r["input"] = t
@@ -325,7 +400,8 @@ def text_explain(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
     x, lengths = encode(tok, texts, run.task.data_cfg.max_length)
     names = list(run.task.fitted.class_names)
     pred = torch.tensor([names.index(r["label"]) for r in out["predictions"]])
-    a = integrated_gradients(run.model, x, lengths, pred, steps=32)
+    with run.lock:
+        a = integrated_gradients(run.model, x, lengths, pred, steps=32)
     for i, (r, t) in enumerate(zip(out["predictions"], texts, strict=True)):
         n = int(lengths[i])
         toks = [tok.id_to_token(k) for k in x[i, :n].tolist()]
@@ -360,7 +436,8 @@ def sales_predict(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
             path.write_bytes(data)
             items.append(str(path))
         try:
-            rows = run.task.predict(run.model, items)
+            with run.lock:
+                rows = run.task.predict(run.model, items)
         except ArchlabError as e:  # name the upload, not the temporary file
             raise BadRequest(400, str(e).replace(str(Path(tmp) / "history.csv"),
                                                  "the history")) from None  # fmt: skip
@@ -476,12 +553,9 @@ def create_app(run_dirs: Sequence[Path], limits: Limits | None = None) -> Any:
         inp = await parse(request, limits)
         fn = HANDLERS[run.kind][action]
 
-        def work() -> dict[str, Any]:
-            with run.lock:
-                return fn(run, inp, limits)
-
         try:
-            return await asyncio.wait_for(run_in_threadpool(work), limits.timeout_s)
+            return await asyncio.wait_for(run_in_threadpool(fn, run, inp, limits),
+                                          limits.timeout_s)  # fmt: skip
         except TimeoutError:
             raise BadRequest(503, f"the request took over {limits.timeout_s:g} s") from None
 

@@ -4,9 +4,10 @@ same prediction in-process, and whether batching concurrent requests would pay.
 Usage: python bench/serve.py [--run RUN_DIR] [--requests 64] [--concurrency 8] [--max-seconds 60]
 Without --run it trains a throwaway ResNet-18 run on scikit-learn's digits (1 epoch: speed does
 not depend on what the weights learned). Three measurements in one process, same image:
-  http      N POST /predict, C at a time (threads + http.client), to a server in a subprocess
+  http      N POST /predict, 1 or C at a time (threads + http.client), to servers in
+            subprocesses with concurrent requests batched (--max-batch 32, the default) or not
   direct    the server's own predict function called in-process, one image per call
-  batched   the same function on C images per call: what batching C concurrent requests buys
+  batched   the same function on C images per calls
 Prints p50/p95 latency, throughput and the ratios, with os.getloadavg() before and after: the
 machine is shared, so absolute times move with the other jobs; compare the ratios.
 """
@@ -149,7 +150,7 @@ def main() -> None:
         from archlab.serve import Inputs, Limits, image_predict, load_runs
 
         served = next(iter(load_runs([run]).values()))
-        limits = Limits()
+        limits = Limits(max_batch=1)  # the model called directly, no batching thread
         one, many = Inputs(files=[("x.png", image)]), Inputs(files=[("x.png", image)] * conc)
         image_predict(served, one, limits)  # warm-up
 
@@ -170,25 +171,33 @@ def main() -> None:
             wall = time.perf_counter() - t0
             return {**stats(lat, wall), "per_s": len(lat) * conc / wall}  # images per second
 
-        port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "archlab", "serve", str(run), "--port",
-                                   str(port)], stderr=subprocess.PIPE, text=True)  # fmt: skip
-        rounds: list[dict[str, dict[str, float]]] = []
+        servers = {}
         try:
-            wait_for(server, port)
+            for batch in (32, 1):  # the default, and batching off
+                port = free_port()
+                servers[batch] = (port, subprocess.Popen(
+                    [sys.executable, "-m", "archlab", "serve", str(run), "--port", str(port),
+                     "--max-batch", str(batch)], stderr=subprocess.PIPE, text=True))  # fmt: skip
+            for port, proc in servers.values():
+                wait_for(proc, port)
             payload = body(image)
-            http_load(port, payload, min(8, n), 1, args.max_seconds)  # warm-up
-            # Interleaved rounds: a burst of the other jobs on the machine hits all four kinds
+            on, off = servers[32][0], servers[1][0]
+            for port in (on, off):
+                http_load(port, payload, min(8, n), 1, args.max_seconds)  # warm-up
+            rounds: list[dict[str, dict[str, float]]] = []
+            # Interleaved rounds: a burst of the other jobs on the machine hits every kind
             # alike instead of one; each kind's median round is reported.
             for _ in range(args.rounds):
                 rounds.append({
                     "direct": direct(), "batched": batched(),
-                    "seq": http_load(port, payload, n, 1, args.max_seconds),
-                    "par": http_load(port, payload, n, conc, args.max_seconds),
+                    "seq": http_load(on, payload, n, 1, args.max_seconds),
+                    "par": http_load(on, payload, n, conc, args.max_seconds),
+                    "par_off": http_load(off, payload, n, conc, args.max_seconds),
                 })  # fmt: skip
         finally:
-            server.send_signal(signal.SIGINT)
-            server.communicate(timeout=30)
+            for _, proc in servers.values():
+                proc.send_signal(signal.SIGINT)
+                proc.communicate(timeout=30)
         load_after = os.getloadavg()
 
     print(f"run: {run.name} ({served.cfg.model.name}, {served.task.fitted.size} px); torch "
@@ -198,20 +207,24 @@ def main() -> None:
         f"{load_after[0]:.2f} {load_after[1]:.2f}: a shared machine, compare the ratios"
     )
     print(f"median of {len(rounds)} interleaved rounds of {n} requests each")
-    med = {k: median_round(rounds, k) for k in ("direct", "batched", "seq", "par")}
-    direct, batched, seq, par = med["direct"], med["batched"], med["seq"], med["par"]
+    med = {k: median_round(rounds, k) for k in rounds[0]}
+    direct, batched, seq, par, off = (med[k] for k in ("direct", "batched", "seq", "par",
+                                                        "par_off"))  # fmt: skip
     rows = {"direct (in-process, 1 image/call)": direct,
             f"batched (in-process, {conc} images/call)": batched,
-            "http, 1 at a time": seq, f"http, {conc} concurrent": par}  # fmt: skip
+            "http, 1 at a time": seq, f"http, {conc} concurrent": par,
+            f"http, {conc} concurrent, --max-batch 1": off}  # fmt: skip
     print(f"{'':38s} {'n':>4s} {'p50 ms':>8s} {'p95 ms':>8s} {'images/s':>9s}")
     for k, v in rows.items():
         print(f"{k:38s} {v['n']:4d} {v['p50_ms']:8.1f} {v['p95_ms']:8.1f} {v['per_s']:9.1f}")
-    errors = sum(r[k].get("errors", 0) for r in rounds for k in ("seq", "par"))
+    errors = sum(r[k].get("errors", 0) for r in rounds for k in ("seq", "par", "par_off"))
     print(f"http errors: {errors}")
     print(f"ratio http 1-at-a-time p50 / direct p50: {seq['p50_ms'] / direct['p50_ms']:.2f}")
     print(f"ratio http {conc}-concurrent throughput / direct: {par['per_s'] / direct['per_s']:.2f}")
-    print(f"ratio batched throughput / direct (what batching {conc} requests could buy): "
+    print(f"ratio batched throughput / direct (in-process, {conc} images a call): "
           f"{batched['per_s'] / direct['per_s']:.2f}")  # fmt: skip
+    print(f"ratio http {conc}-concurrent throughput, server batching on / off: "
+          f"{par['per_s'] / off['per_s']:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

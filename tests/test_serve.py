@@ -155,6 +155,58 @@ def test_limits_on_size_pixels_and_time(runs: dict[str, Path]) -> None:
     one_line_error(slow.post("/explain", files={"file": ("ok.png", png())}), 503, "took over")
 
 
+def test_batcher_groups_waiting_requests_and_routes_results() -> None:
+    import threading
+
+    from archlab.serve import Batcher
+
+    sizes: list[int] = []
+    gate = threading.Event()
+
+    def run(items: list[int]) -> list[int]:
+        gate.wait(5)  # the first batch holds the model while the others queue up
+        sizes.append(len(items))
+        return [10 * i for i in items]
+
+    b = Batcher(run, threading.Lock(), max_rows=4)
+    got: dict[int, int] = {}
+    threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, b.submit(i, 1)))
+               for i in range(9)]  # fmt: skip
+    for t in threads:
+        t.start()
+        time.sleep(0.02)
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert got == {i: 10 * i for i in range(9)}
+    assert sum(sizes) == 9 and max(sizes) == 4 and sizes[0] == 1
+
+
+def test_concurrent_requests_equal_one_at_a_time(runs: dict[str, Path]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    batched = TestClient(create_app([runs["images"], runs["text"]]))
+    single = TestClient(create_app([runs["images"], runs["text"]], Limits(max_batch=1)))
+    n = names(batched)
+    images = sorted((runs["images"].parent.parent / "imgs").rglob("*.png"))[::5]
+    texts = ["great flight", "delayed again", "ok", "thanks for nothing", "lost my bag"]
+
+    def ask(client: TestClient, i: int) -> tuple[dict, dict]:
+        img = images[i % len(images)]
+        a = client.post(f"/{n['images']}/predict", files={"file": (img.name, img.read_bytes())})
+        b = client.post(f"/{n['text']}/predict", json={"texts": texts[: 1 + i % 5]})
+        return a.json()["predictions"], b.json()["predictions"]
+
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda i: ask(batched, i), range(16)))
+    for i, pair in enumerate(together):
+        for got, want in zip(pair, ask(single, i), strict=True):
+            assert [g["label"] for g in got] == [w["label"] for w in want]
+            for g, w in zip(got, want, strict=True):
+                for k, v in w["probabilities"].items():
+                    assert g["probabilities"][k] == pytest.approx(v, abs=1e-5)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
