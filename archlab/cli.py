@@ -361,6 +361,19 @@ def explain(
     print(out_dir)
 
 
+def _needs(command: str, *modules: str) -> None:
+    """Refuse, in one line, a command whose optional dependencies are not installed."""
+    from importlib.util import find_spec
+
+    missing = [m for m in modules if find_spec(m) is None]
+    if missing:
+        need = ", ".join(missing)
+        raise ArchlabError(
+            f"archlab {command} needs {need}: pip install 'archlab[serve]' (in a checkout: "
+            "pip install -e '.[serve]')"
+        )
+
+
 @app.command("export")
 def export_(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.", metavar="RUN_DIR")],
@@ -375,6 +388,7 @@ def export_(
 ) -> None:
     """Export a run as ONNX beside contract.json (its preprocessing and outputs); prints the
     check, the two files, then the output folder as the last line."""
+    _needs("export", "onnx", "onnxscript", "onnxruntime")
     from archlab.export import CONTRACT_FILE, MODEL_FILE, export
 
     if format != "onnx":
@@ -406,6 +420,7 @@ def serve(
 ) -> None:
     """Serve runs over HTTP: a page at /, POST /NAME/predict and /NAME/explain, /health, and
     the OpenAPI page at /docs. Ctrl-C stops it."""
+    _needs("serve", "fastapi", "uvicorn", "multipart")
     from archlab.serve import Limits
     from archlab.serve import serve as run
 

@@ -207,6 +207,17 @@ def test_concurrent_requests_equal_one_at_a_time(runs: dict[str, Path]) -> None:
                     assert g["probabilities"][k] == pytest.approx(v, abs=1e-5)
 
 
+def test_serve_refuses_bad_arguments(tmp_path: Path, runs: dict[str, Path], capsys) -> None:
+    from archlab.cli import main
+
+    for args, words in (([str(tmp_path)], ["not a finished run"]),
+                        ([str(runs["text"]), "--port", "70000"], ["--port 70000"]),
+                        ([str(runs["text"]), "--max-batch", "0"], ["--max-batch"])):  # fmt: skip
+        assert main(["serve", *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and all(w in err[0] for w in words), err
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
