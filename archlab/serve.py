@@ -33,6 +33,9 @@ from torch import nn
 from archlab.errors import ArchlabError
 
 PAGE = Path(__file__).with_name("serve.html")
+# /docs: the OpenAPI spec rendered by a page of ours; FastAPI's Swagger UI loads its script
+# from a CDN, which a machine without internet access cannot reach.
+API_PAGE = Path(__file__).with_name("serve_api.html")
 
 
 @dataclass(frozen=True)
@@ -502,7 +505,7 @@ def create_app(run_dirs: Sequence[Path], limits: Limits | None = None) -> Any:
 
     limits = limits or Limits()
     runs = load_runs(run_dirs)
-    app = FastAPI(title="archlab serve", version="1",
+    app = FastAPI(title="archlab serve", version="1", docs_url=None, redoc_url=None,
                   description="Predictions and explanations of trained archlab runs.")  # fmt: skip
     app.state.runs, app.state.limits = runs, limits
 
@@ -535,6 +538,10 @@ def create_app(run_dirs: Sequence[Path], limits: Limits | None = None) -> Any:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
         return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(API_PAGE.read_text(encoding="utf-8"))
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

@@ -18,7 +18,7 @@ from archlab.export import TextGraph
 from archlab.models.lstm import LSTMClassifier
 
 pytest.importorskip("onnxruntime", reason="pip install -e '.[serve]'")
-pytestmark = pytest.mark.xdist_group("serve-runs")  # one worker builds the module's runs
+pytestmark = pytest.mark.xdist_group("export-runs")  # one worker builds the module's runs
 
 QUIET = ["--set", "train.threads=1", "--set", "train.progress=off"]
 
