@@ -90,6 +90,7 @@ def test_export_matches_torch_on_the_test_split(
     assert test["ok"] and test["max_abs_diff"] <= 1e-4
     assert test["rows"] == (n_test if kind != "horizon" else test["rows"]) and test["rows"] > 0
     assert c["onnx"]["opset"] == 18 and "batch" in c["onnx"]["dynamic_axes"]
+    assert c["verification"]["example"]["rows"] == 5  # traced with 2 rows, checked with 2 and 3
     for item in (*c["inputs"], *c["outputs"]):
         assert item["name"] and item["dtype"] and item["shape"][0] == "N" and item["meaning"]
     if kind in ("images", "text"):
@@ -164,8 +165,7 @@ if kind == "text":
         words = [m.group(0) for m in re.finditer(pre["pattern"]["Regex"], clean)]
         ids = [vocab.get(w, p["unk_id"]) for w in words][: p["max_length"]] or [p["unk_id"]]
         rows.append(ids)
-    T = max(map(len, rows))
-    tokens = np.full((len(rows), T), p["pad_id"], dtype=np.int64)
+    tokens = np.full((len(rows), p["max_length"]), p["pad_id"], dtype=np.int64)
     for i, ids in enumerate(rows):
         tokens[i, : len(ids)] = ids
     feed = {"tokens": tokens, "lengths": np.array([len(r) for r in rows], dtype=np.int64)}
