@@ -386,10 +386,11 @@ def export_(
         typer.Option(help="Check onnxruntime against torch on the test split (reads the data)."),
     ] = True,
 ) -> None:
-    """Export a run as ONNX beside contract.json (its preprocessing and outputs); prints the
-    check, the two files, then the output folder as the last line."""
+    """Export a run as ONNX beside contract.json (its preprocessing and outputs) and
+    examples.json (test rows and their outputs); prints the check, the files, then the output
+    folder as the last line."""
     _needs("export", "onnx", "onnxscript", "onnxruntime")
-    from archlab.export import CONTRACT_FILE, MODEL_FILE, export
+    from archlab.export import CONTRACT_FILE, EXAMPLES_FILE, MODEL_FILE, export
 
     if format != "onnx":
         raise ArchlabError(f"--format {format}: the only export format is onnx")
@@ -400,8 +401,9 @@ def export_(
             same = f", argmax equal: {c['argmax_equal']}" if "argmax_equal" in c else ""
             print(f"onnxruntime vs torch, {where}: {c['rows']} rows, max |diff| "
                   f"{c['max_abs_diff']:.2e}{same}")  # fmt: skip
-    print(out_dir / MODEL_FILE)
-    print(out_dir / CONTRACT_FILE)
+    for name in (MODEL_FILE, CONTRACT_FILE, EXAMPLES_FILE):
+        if (out_dir / name).exists():
+            print(out_dir / name)
     print(out_dir)
 
 

@@ -28,6 +28,10 @@ from archlab.utils import write_json_atomic
 OPSET = 18  # ONNX opset of the exported graphs; onnxruntime >= 1.14 runs it
 MODEL_FILE = "model.onnx"
 CONTRACT_FILE = "contract.json"
+# The first test rows as prepared inputs with the outputs they must give: a check for a user's
+# own preprocessing and runtime (written when the test split is available).
+EXAMPLES_FILE = "examples.json"
+N_EXAMPLES = 10
 TOLERANCE = 1e-4  # max |onnxruntime - torch| accepted on the test split (float32 outputs)
 BATCH = 256  # test rows per onnxruntime call in the check
 
@@ -422,6 +426,9 @@ def export(run_dir: Path, out: Path | None = None, verify: bool = True) -> dict[
     checks = {"example": compare(graph, session, kind, [example, wider])}
     if data is not None:
         checks["test_split"] = compare(graph, session, kind, test_inputs(cfg, task, data))
+        write_json_atomic(out / EXAMPLES_FILE, examples(graph, kind, test_inputs(cfg, task, data)))
+    else:
+        (out / EXAMPLES_FILE).unlink(missing_ok=True)  # never one left from another export
     for where, c in checks.items():
         if not c["ok"]:
             raise ArchlabError(
@@ -437,6 +444,17 @@ def export(run_dir: Path, out: Path | None = None, verify: bool = True) -> dict[
                      rundir.read_metrics(run_dir).items() if isinstance(v, float)}}  # fmt: skip
     write_json_atomic(out / CONTRACT_FILE, result)
     return result
+
+
+def examples(graph: nn.Module, kind: Kind, batches: Iterator[tuple[torch.Tensor, ...]]) -> dict:
+    """The first N_EXAMPLES test rows' inputs and the outputs torch computes for them."""
+    rows = tuple(t[:N_EXAMPLES] for t in next(batches))
+    with torch.no_grad():
+        out = graph(*rows)
+    return {
+        "inputs": {n: t.tolist() for n, t in zip(kind.inputs, rows, strict=True)},
+        "outputs": {kind.output: out.tolist()},
+    }
 
 
 def _onnx_export(

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -82,7 +83,8 @@ def test_export_matches_torch_on_the_test_split(
     out = tmp_path / "exp"
     assert main(["export", str(runs[kind]), "--format", "onnx", "--out", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-3:] == [str(out / "model.onnx"), str(out / "contract.json"), str(out)]
+    files = ["model.onnx", "contract.json", "examples.json"]
+    assert lines[-4:] == [*(str(out / f) for f in files), str(out)]
     assert "test_split" in lines[1] and "max |diff|" in lines[1]
     c = json.loads((out / "contract.json").read_text())
     test = c["verification"]["test_split"]
@@ -91,6 +93,9 @@ def test_export_matches_torch_on_the_test_split(
     assert test["rows"] == (n_test if kind != "horizon" else test["rows"]) and test["rows"] > 0
     assert c["onnx"]["opset"] == 18 and "batch" in c["onnx"]["dynamic_axes"]
     assert c["verification"]["example"]["rows"] == 5  # traced with 2 rows, checked with 2 and 3
+    # The examples file alone (no torch, no archlab) gives the outputs it records.
+    got = standalone(out, "examples", None)
+    assert got["rows"] == min(10, test["rows"]) and got["max_abs_diff"] <= 1e-4
     for item in (*c["inputs"], *c["outputs"]):
         assert item["name"] and item["dtype"] and item["shape"][0] == "N" and item["meaning"]
     if kind in ("images", "text"):
@@ -169,6 +174,14 @@ if kind == "text":
     for i, ids in enumerate(rows):
         tokens[i, : len(ids)] = ids
     feed = {"tokens": tokens, "lengths": np.array([len(r) for r in rows], dtype=np.int64)}
+elif kind == "examples":  # prepared inputs and the outputs they must give
+    ex = json.load(open(f"{folder}/examples.json"))
+    types = {i["name"]: i["dtype"] for i in c["inputs"]}
+    feed = {k: np.array(v, dtype=types[k]) for k, v in ex["inputs"].items() if k in types}
+    got = sess.run(None, feed)[0]
+    want = np.array(next(iter(ex["outputs"].values())))
+    print(json.dumps({"rows": len(got), "max_abs_diff": float(np.abs(got - want).max())}))
+    sys.exit(0)
 else:
     feed = {"pixels": np.load(inputs).astype(np.uint8)}
 logits = sess.run(None, feed)[0]
@@ -180,7 +193,7 @@ print(json.dumps([{"label": names[int(q.argmax())], "probs": q.tolist()} for q i
 """
 
 
-def standalone(folder: Path, kind: str, inputs: object) -> list[dict]:
+def standalone(folder: Path, kind: str, inputs: object) -> Any:
     r = subprocess.run([sys.executable, "-c", STANDALONE, str(folder), kind, json.dumps(inputs)],
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
