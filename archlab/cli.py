@@ -422,7 +422,7 @@ def serve(
 ) -> None:
     """Serve runs over HTTP: a page at /, POST /NAME/predict and /NAME/explain, /health, and
     the OpenAPI page at /docs. Ctrl-C stops it."""
-    _needs("serve", "fastapi", "uvicorn", "multipart")
+    _needs("serve", "fastapi", "uvicorn", "python_multipart")
     from archlab.serve import Limits
     from archlab.serve import serve as run
 
