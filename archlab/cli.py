@@ -367,6 +367,78 @@ def explain(
     print(out_dir)
 
 
+def _needs(command: str, *modules: str) -> None:
+    """Refuse, in one line, a command whose optional dependencies are not installed."""
+    from importlib.util import find_spec
+
+    missing = [m for m in modules if find_spec(m) is None]
+    if missing:
+        need = ", ".join(missing)
+        raise ArchlabError(
+            f"archlab {command} needs {need}: pip install 'archlab[serve]' (in a checkout: "
+            "pip install -e '.[serve]')"
+        )
+
+
+@app.command("export")
+def export_(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.", metavar="RUN_DIR")],
+    format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/export).")] = (
+        None
+    ),
+    verify: Annotated[
+        bool,
+        typer.Option(help="Check onnxruntime against torch on the test split (reads the data)."),
+    ] = True,
+) -> None:
+    """Export a run as ONNX beside contract.json (its preprocessing and outputs) and
+    examples.json (test rows and their outputs); prints the check, the files, then the output
+    folder as the last line."""
+    _needs("export", "onnx", "onnxscript", "onnxruntime")
+    from archlab.export import CONTRACT_FILE, EXAMPLES_FILE, MODEL_FILE, export
+
+    if format != "onnx":
+        raise ArchlabError(f"--format {format}: the only export format is onnx")
+    out_dir = out or run_dir / "export"
+    result = export(run_dir, out_dir, verify=verify)
+    for where, c in result["verification"].items():
+        if where != "tolerance":
+            same = f", argmax equal: {c['argmax_equal']}" if "argmax_equal" in c else ""
+            print(f"onnxruntime vs torch, {where}: {c['rows']} rows, max |diff| "
+                  f"{c['max_abs_diff']:.2e}{same}")  # fmt: skip
+    for name in (MODEL_FILE, CONTRACT_FILE, EXAMPLES_FILE):
+        if (out_dir / name).exists():
+            print(out_dir / name)
+    print(out_dir)
+
+
+@app.command()
+def serve(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Finished runs.", metavar="RUN_DIR")],
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest request body, MiB.")] = 8.0,
+    timeout: Annotated[float, typer.Option(help="Seconds one request may take.")] = 30.0,
+    max_batch: Annotated[
+        int, typer.Option(help="Images/texts of concurrent requests per forward pass (1: none).")
+    ] = 32,
+) -> None:
+    """Serve runs over HTTP: a page at /, POST /NAME/predict and /NAME/explain, /health, and
+    the OpenAPI page at /docs. Ctrl-C stops it."""
+    _needs("serve", "fastapi", "uvicorn", "python_multipart")
+    from archlab.serve import Limits
+    from archlab.serve import serve as run
+
+    if not 0 <= port < 65536:
+        raise ArchlabError(f"--port {port}: must be 0..65535")
+    limits = Limits(max_upload_bytes=int(max_upload_mb * 2**20), timeout_s=timeout,
+                    max_batch=max_batch)  # fmt: skip
+    run(run_dirs, host, port, limits)
+
+
 @app.command()
 def summary(
     model: Annotated[str, typer.Argument(help="Registered model name.", metavar="MODEL")],

@@ -1,0 +1,521 @@
+"""ONNX export of a finished run: the network as the task applies it, one JSON file with the
+whole preprocessing contract, and a check of onnxruntime against torch on the run's test split.
+
+Each run kind has a graph module here that wraps the trained network with exactly what the
+task's ``step`` adds around it (image normalization and flip TTA; the text LSTM without packed
+sequences; the sales baseline the network corrects), so the exported graph computes what
+``archlab predict`` computes from the same prepared inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from archlab import rundir
+from archlab.errors import ArchlabError
+from archlab.utils import write_json_atomic
+
+OPSET = 18  # ONNX opset of the exported graphs; onnxruntime >= 1.14 runs it
+MODEL_FILE = "model.onnx"
+CONTRACT_FILE = "contract.json"
+# The first test rows as prepared inputs with the outputs they must give: a check for a user's
+# own preprocessing and runtime (written when the test split is available).
+EXAMPLES_FILE = "examples.json"
+N_EXAMPLES = 10
+TOLERANCE = 1e-4  # max |onnxruntime - torch| accepted on the test split (float32 outputs)
+BATCH = 256  # test rows per onnxruntime call in the check
+
+
+# --- the graphs: the trained network plus what the task's step adds around it ---
+class ImageGraph(nn.Module):
+    """uint8 (N, C, size, size) pixels -> class logits: scaling and normalization inside."""
+
+    def __init__(self, model: nn.Module, mean: float, std: float, flip: bool) -> None:
+        super().__init__()
+        self.model, self.mean, self.std, self.flip = model, mean, std, flip
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = (pixels.float() / 255.0 - self.mean) / self.std
+        out = self.model(x)
+        if self.flip:  # model.tta=flip: the mean of the image's and its mirror's logits
+            out = (out + self.model(x.flip(-1))) / 2
+        return out
+
+
+class TextGraph(nn.Module):
+    """LSTMClassifier's forward without packed sequences (which ONNX cannot hold), for
+    right-padded ids and their true lengths; equal to the packed one on every valid row.
+
+    Each direction of each layer is a one-layer LSTM with the trained weights. The forward
+    direction runs over the padded row: padding comes after the true steps, so it never reaches
+    them. The backward direction runs over each row reversed within its length (a gather), so
+    it starts at the last true token, as the packed LSTM does.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        src = model.lstm
+        self.embedding, self.head = model.embedding, model.head
+        self.pooling, self.hidden = model.pooling, src.hidden_size
+        self.dirs = 2 if src.bidirectional else 1
+        self.layers = nn.ModuleList()
+        for k in range(src.num_layers):
+            cells = nn.ModuleList()
+            for d in range(self.dirs):
+                suffix = f"_l{k}" + ("_reverse" if d else "")
+                cell = nn.LSTM(getattr(src, f"weight_ih{suffix}").shape[1], src.hidden_size,
+                               batch_first=True)  # fmt: skip
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(cell, f"{name}_l0").data.copy_(getattr(src, f"{name}{suffix}").data)
+                cells.append(cell)
+            self.layers.append(cells)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        steps = torch.arange(tokens.shape[1], device=tokens.device)[None, :]
+        n = lengths[:, None]
+        valid = steps < n  # (N, T)
+        rev = torch.where(valid, n - 1 - steps, steps)[..., None]  # reversal within the length
+        x = self.embedding(tokens)
+        for cells in self.layers:
+            out = [cells[0](x)[0]]
+            if self.dirs == 2:
+                back = cells[1](x.gather(1, rev.expand(-1, -1, x.shape[-1])))[0]
+                out.append(back.gather(1, rev.expand(-1, -1, back.shape[-1])))
+            x = torch.cat(out, -1)
+        if self.pooling == "last":
+            last = x.gather(1, (n - 1)[..., None].expand(-1, 1, x.shape[-1]))[:, 0]
+            # The backward direction's final state is its output at step 0.
+            feat = last if self.dirs == 1 else torch.cat([last[:, : self.hidden],
+                                                          x[:, 0, self.hidden :]], 1)  # fmt: skip
+        else:
+            feat = x.masked_fill(~valid[..., None], float("-inf")).max(1).values
+            if self.pooling == "meanmax":
+                mean = x.masked_fill(~valid[..., None], 0.0).sum(1) / n.to(x.dtype)
+                feat = torch.cat([mean, feat], 1)
+        return self.head(feat)
+
+
+class SalesGraph(nn.Module):
+    """Windows, series ids and the baseline -> the forecast in the series' scaled units
+    (base + correction_scale * the network's correction), as the sales tasks' step."""
+
+    def __init__(self, model: nn.Module, correction_scale: float) -> None:
+        super().__init__()
+        self.model, self.correction_scale = model, correction_scale
+
+    def forward(self, x: torch.Tensor, cats: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        return base + self.correction_scale * self.model(x, cats)
+
+
+# --- per kind: graph, example inputs, test-split inputs, contract ---
+@dataclass(frozen=True)
+class Kind:
+    """One run kind's export: how it is named, fed and described."""
+
+    name: str  # image-classifier, text-classifier, sales-forecast, sales-horizon
+    inputs: tuple[str, ...]
+    output: str
+
+
+def kind_of(cfg: Any) -> Kind:
+    if cfg.task == "images":
+        return Kind("image-classifier", ("pixels",), "logits")
+    if cfg.task == "text":
+        return Kind("text-classifier", ("tokens", "lengths"), "logits")
+    if getattr(cfg.data, "framing", "forecast") == "parity":
+        raise ArchlabError("export: the sales 'parity' framing (the study's row-per-sample "
+                           "setup) has no export; train with data.framing=forecast")  # fmt: skip
+    if cfg.data.horizon > 1:
+        return Kind("sales-horizon", ("x", "cats", "base"), "forecast_scaled")
+    return Kind("sales-forecast", ("x", "cats", "base"), "forecast_scaled")
+
+
+def graph_of(cfg: Any, task: Any, model: nn.Module) -> nn.Module:
+    model.eval()
+    if cfg.task == "images":
+        c = task.data_cfg
+        g: nn.Module = ImageGraph(model, c.mean, c.std, task.model_cfg.tta == "flip")
+    elif cfg.task == "text":
+        g = TextGraph(model)
+    else:
+        g = SalesGraph(model, float(getattr(task.data_cfg, "correction_scale", 1.0)))
+    return g.eval()
+
+
+def example_inputs(cfg: Any, task: Any) -> tuple[torch.Tensor, ...]:
+    """Small inputs of the right shapes and types (batch 2) to trace the graph with."""
+    g = torch.Generator().manual_seed(0)
+    if cfg.task == "images":
+        f = task.fitted
+        return (torch.randint(0, 256, (2, f.channels, f.size, f.size), generator=g,
+                              dtype=torch.uint8),)  # fmt: skip
+    if cfg.task == "text":
+        width = task.data_cfg.max_length
+        tokens = torch.randint(2, task.fitted.vocab_size, (2, width), generator=g)
+        lengths = torch.tensor([width, max(1, width // 2)])
+        return tokens * (torch.arange(width) < lengths[:, None]), lengths
+    fz = task.fitted.featurizer
+    n_cats = len(fz.n_categories)
+    cats = torch.zeros((2, n_cats), dtype=torch.long)
+    if cfg.data.horizon > 1:
+        steps, width, base = fz.window + fz.horizon, fz.input_size, torch.zeros((2, fz.horizon))
+    else:
+        steps, width, base = fz.window + 1, fz.n_features, torch.zeros(2)
+    return torch.randn((2, steps, width), generator=g), cats, base
+
+
+def dynamic_shapes(cfg: Any) -> tuple[Any, ...]:
+    batch = torch.export.Dim("batch")
+    if cfg.task == "images":
+        return ({0: batch},)
+    if cfg.task == "text":
+        # Rows are padded to data.max_length, a fixed width: a dynamic time axis was traced
+        # fixed to the example's width in some processes (the exporter's suggested fixes).
+        return {0: batch}, {0: batch}
+    return {0: batch}, {0: batch}, {0: batch}
+
+
+def test_inputs(cfg: Any, task: Any, data: Any) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The test split as the graph's inputs, BATCH rows at a time."""
+    if cfg.task == "images":
+        x = data.context.test_images.cpu()
+        for i in range(0, len(x), BATCH):
+            yield (x[i : i + BATCH],)
+        return
+    for batch in data.test.iterate(BATCH):
+        inputs = tuple(t.cpu() for t in batch[:-1])  # the last item is the targets
+        if cfg.task == "text":  # padded to the graph's fixed width (data.max_length)
+            tokens, lengths = inputs
+            pad = task.data_cfg.max_length - tokens.shape[1]
+            inputs = (torch.nn.functional.pad(tokens, (0, pad)), lengths)
+        yield inputs
+
+
+# --- the contract: everything a user outside Python needs ---
+def contract(cfg: Any, task: Any, kind: Kind, opset: int) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "format": "archlab ONNX export 1",
+        "archlab_version": version("archlab"),
+        "task": cfg.task,
+        "kind": kind.name,
+        "model": cfg.model.name,
+        "onnx": {
+            "file": MODEL_FILE,
+            "opset": opset,
+            "dynamic_axes": "the batch axis N of every input and output",
+        },
+    }
+    if cfg.task == "images":
+        out.update(_image_contract(task))
+    elif cfg.task == "text":
+        out.update(_text_contract(task))
+    else:
+        out.update(_sales_contract(cfg, task, kind))
+    return out
+
+
+def _image_contract(task: Any) -> dict[str, Any]:
+    f, c = task.fitted, task.data_cfg
+    mode = "L" if f.channels == 1 else "RGB"
+    return {
+        "class_names": list(f.class_names),
+        "preprocessing": {
+            "steps": [
+                f"decode the image file; convert it to {mode} "
+                f"({'grayscale' if mode == 'L' else 'RGB'}, as Pillow's Image.convert)",
+                f"resize to {f.size} x {f.size} pixels, bilinear (Pillow's "
+                "Image.Resampling.BILINEAR), ignoring the aspect ratio",
+                f"lay it out as uint8 (N, {f.channels}, {f.size}, {f.size}): channel first",
+            ],
+            "color_mode": mode,
+            "size": f.size,
+            "channels": f.channels,
+            "normalization": {
+                "inside_graph": True,
+                "formula": "(pixels / 255 - mean) / std",
+                "mean": c.mean,
+                "std": c.std,
+            },
+            "test_time_augmentation": task.model_cfg.tta,
+            # The training images' per-image pixel mean/std spread: an input far outside it
+            # (e.g. inverted colours) gets a warning from archlab predict.
+            "pixel_stats": dict(f.pixel_stats),
+        },
+        "inputs": [
+            {
+                "name": "pixels",
+                "dtype": "uint8",
+                "shape": ["N", f.channels, f.size, f.size],
+                "meaning": "images prepared as in preprocessing",
+            }
+        ],
+        "outputs": [
+            {
+                "name": "logits",
+                "dtype": "float32",
+                "shape": ["N", len(f.class_names)],
+                "meaning": "class scores in class_names order; softmax gives the "
+                "probabilities, argmax the predicted class",
+            }
+        ],
+    }
+
+
+def _text_contract(task: Any) -> dict[str, Any]:
+    f, c = task.fitted, task.data_cfg
+    tok = json.loads(f.tokenizer.to_str(pretty=False))
+    return {
+        "class_names": list(f.class_names),
+        "preprocessing": {
+            "steps": [
+                "normalize the text with tokenizer.normalizer (a sequence of Unicode NFKC, regex "
+                "replacements and lowercasing, in order)",
+                "split it with tokenizer.pre_tokenizer (a regex Split with invert=true: the "
+                "tokens are the regex's matches, in order)",
+                "map each token to its id in tokenizer.model.vocab; a token not in it gets "
+                f"unk_id ({tok['model']['unk_token']})",
+                f"keep the first max_length ({c.max_length}) ids; a text with no token becomes "
+                "[unk_id]",
+                f"right-pad every row with pad_id to max_length ({c.max_length}); lengths = the "
+                "number of ids before padding (>= 1)",
+            ],
+            "max_length": c.max_length,
+            "pad_id": 0,
+            "unk_id": f.tokenizer.token_to_id(tok["model"]["unk_token"]),
+            "vocab_size": f.vocab_size,
+            # The Hugging Face tokenizers JSON: loadable as it is by their Python, Rust and
+            # Node.js libraries (Tokenizer.from_str), or read by hand as the steps say.
+            "tokenizer": tok,
+        },
+        "inputs": [
+            {
+                "name": "tokens",
+                "dtype": "int64",
+                "shape": ["N", c.max_length],
+                "meaning": "token ids, right-padded with pad_id",
+            },
+            {
+                "name": "lengths",
+                "dtype": "int64",
+                "shape": ["N"],
+                "meaning": "each row's true number of ids, 1..max_length",
+            },
+        ],
+        "outputs": [
+            {
+                "name": "logits",
+                "dtype": "float32",
+                "shape": ["N", len(f.class_names)],
+                "meaning": "class scores in class_names order; softmax gives the "
+                "probabilities, argmax the predicted class",
+            }
+        ],
+    }
+
+
+def _sales_contract(cfg: Any, task: Any, kind: Kind) -> dict[str, Any]:
+    fz = task.fitted.featurizer
+    horizon = kind.name == "sales-horizon"
+    names = list(fz.feature_names)
+    steps = "window + horizon" if horizon else "window + 1"
+    L = fz.window + fz.horizon if horizon else fz.window + 1
+    H = fz.horizon if horizon else 1
+    out_shape = ["N", H] if horizon else ["N"]
+    return {
+        "series_keys": list(fz.series_keys),
+        "preprocessing": {
+            "summary": (
+                "Per series: sales are scaled by the series' own training mean (offset) and "
+                "std (scale): (sales - offset) / scale; covariates by the training mean and "
+                "std (cov_mean, cov_std; a constant covariate, std null, enters as 0). "
+                + (
+                    "A window holds the last `window` observed steps up to the forecast origin "
+                    "and the `horizon` future steps (future steps hold only what is known in "
+                    "advance: the calendar, holidays, events and known covariates)."
+                    if horizon
+                    else "A window holds the `window` steps before the target step and the "
+                    "target step itself, whose sales-derived features are zero (not known yet)."
+                )
+                + " The network corrects a naive baseline (base) in the same scaled units; "
+                "archlab builds x, cats and base with the featurizer below "
+                f"(archlab/data/{'sales_horizon' if horizon else 'sales_features'}.py)."
+            ),
+            "feature_names": names,
+            "window": fz.window,
+            "horizon": H,
+            "featurizer": fz.to_dict(),
+        },
+        "inputs": [
+            {
+                "name": "x",
+                "dtype": "float32",
+                "shape": ["N", L, len(names)],
+                "meaning": f"{steps} steps x the features in feature_names order",
+            },
+            {
+                "name": "cats",
+                "dtype": "int64",
+                "shape": ["N", len(fz.series_keys)],
+                "meaning": "each series key's index in featurizer.key_vocab (0 for a value never "
+                "seen in training)",
+            },
+            {
+                "name": "base",
+                "dtype": "float32",
+                "shape": out_shape,
+                "meaning": "the naive baseline the network corrects, in scaled units "
+                f"(data.residual={getattr(fz, 'residual', 'seasonal smoothing')})",
+            },
+        ],
+        "outputs": [
+            {
+                "name": "forecast_scaled",
+                "dtype": "float32",
+                "shape": out_shape,
+                "meaning": "the forecast in scaled units: sales = forecast_scaled * "
+                "scale[series] + offset[series] (featurizer.scale/offset, in the order of "
+                "featurizer.series)",
+            }
+        ],
+    }
+
+
+# --- export and check ---
+def export(run_dir: Path, out: Path | None = None, verify: bool = True) -> dict[str, Any]:
+    """Write OUT/model.onnx and OUT/contract.json for a finished run; returns the contract.
+
+    ``verify``: run the test split through both torch and onnxruntime (needs the run's data);
+    the example inputs are always checked.
+    """
+    from archlab.runner import load_config, load_run, restore_task
+
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir)
+    if not rundir.is_finished(run_dir):
+        raise ArchlabError(f"{run_dir}: the run has not finished (no {rundir.METRICS})")
+    kind = kind_of(cfg)
+    out = Path(out) if out is not None else run_dir / "export"
+    rundir.check_out_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if verify:
+        cfg, task, model, data = load_run(run_dir)
+        model = model.cpu()
+    else:
+        cfg, task, model = restore_task(run_dir)
+        data = None
+    graph = graph_of(cfg, task, model)
+    example = example_inputs(cfg, task)
+    onnx_path = out / MODEL_FILE
+    _onnx_export(graph, example, kind, dynamic_shapes(cfg), onnx_path)
+    session = ort_session(onnx_path)
+    fixed = [i.name for i in session.get_inputs() if not isinstance(i.shape[0], str)]
+    if fixed:
+        raise ArchlabError(f"{onnx_path}: the exporter fixed the batch size of {', '.join(fixed)}")
+    # The example again with one more row: a batch size the graph was not traced with.
+    wider = tuple(torch.cat([t, t[:1]]) for t in example)
+    checks = {"example": compare(graph, session, kind, [example, wider])}
+    if data is not None:
+        checks["test_split"] = compare(graph, session, kind, test_inputs(cfg, task, data))
+        write_json_atomic(out / EXAMPLES_FILE, examples(graph, kind, test_inputs(cfg, task, data)))
+    else:
+        (out / EXAMPLES_FILE).unlink(missing_ok=True)  # never one left from another export
+    for where, c in checks.items():
+        if not c["ok"]:
+            raise ArchlabError(
+                f"{run_dir}: onnxruntime's outputs differ from torch's on the {where} "
+                f"(max |diff| {c['max_abs_diff']:.3g}, tolerance {TOLERANCE}; argmax equal: "
+                f"{c.get('argmax_equal')}); {onnx_path} is not usable"
+            )
+    result = contract(cfg, task, kind, OPSET)
+    used = {i.name for i in session.get_inputs()}  # the exporter drops an input never read
+    result["inputs"] = [i for i in result["inputs"] if i["name"] in used]
+    result["verification"] = {"tolerance": TOLERANCE, **checks}
+    result["run"] = {"dir": str(run_dir), "metrics": {k: v for k, v in
+                     rundir.read_metrics(run_dir).items() if isinstance(v, float)}}  # fmt: skip
+    write_json_atomic(out / CONTRACT_FILE, result)
+    return result
+
+
+def examples(graph: nn.Module, kind: Kind, batches: Iterator[tuple[torch.Tensor, ...]]) -> dict:
+    """The first N_EXAMPLES test rows' inputs and the outputs torch computes for them."""
+    rows = tuple(t[:N_EXAMPLES] for t in next(batches))
+    with torch.no_grad():
+        out = graph(*rows)
+    return {
+        "inputs": {n: t.tolist() for n, t in zip(kind.inputs, rows, strict=True)},
+        "outputs": {kind.output: out.tolist()},
+    }
+
+
+def _onnx_export(
+    graph: nn.Module, example: tuple[torch.Tensor, ...], kind: Kind, dims: Any, path: Path
+) -> None:
+    import logging
+    import warnings
+
+    # The exporter reports each pass (and torchvision's absence) through logging and
+    # warnings; the comparison with torch afterwards is what tells whether the graph is right.
+    log = logging.getLogger("torch.onnx")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                graph,
+                example,
+                dynamo=True,
+                input_names=list(kind.inputs),
+                output_names=[kind.output],
+                dynamic_shapes=dims,
+                opset_version=OPSET,
+                verbose=False,
+            )
+    except Exception as e:  # the exporter's own errors span pages: one line, the cause first
+        raise ArchlabError(f"ONNX export failed: {str(e).strip().splitlines()[0][:300]}") from e
+    finally:
+        log.setLevel(level)
+    assert program is not None
+    program.save(str(path))
+
+
+def ort_session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, torch.get_num_threads())
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def compare(graph: nn.Module, session: Any, kind: Kind, batches: Any) -> dict[str, Any]:
+    """Max |torch - onnxruntime| over ``batches`` of graph inputs; for classifiers also whether
+    every row's argmax agrees."""
+    names = [i.name for i in session.get_inputs()]  # an unused input is dropped by the exporter
+    worst, rows, same = 0.0, 0, True
+    for batch in batches:
+        with torch.no_grad():
+            want = graph(*batch).numpy()
+        feed = {n: t.numpy() for n, t in zip(kind.inputs, batch, strict=True) if n in names}
+        got = session.run(None, feed)[0]
+        if got.shape != want.shape:
+            return {"ok": False, "rows": rows, "max_abs_diff": math.inf,
+                    "shape": [list(got.shape), list(want.shape)]}  # fmt: skip
+        worst = max(worst, float(np.max(np.abs(got - want), initial=0.0)))
+        if kind.output == "logits":
+            same &= bool(np.array_equal(got.argmax(1), want.argmax(1)))
+        rows += len(want)
+    result: dict[str, Any] = {"rows": rows, "max_abs_diff": worst}
+    if kind.output == "logits":
+        result["argmax_equal"] = same
+    result["ok"] = worst <= TOLERANCE and same
+    return result

@@ -1,0 +1,629 @@
+"""`archlab serve`: finished runs behind an HTTP API and one page (FastAPI + uvicorn).
+
+Each run is loaded once (``runner.restore_task``, as ``archlab predict``) and served under its
+own path prefix; predictions reuse the tasks' own preparation (image reading, the tokenizer,
+the sales featurizer) and explanations the code of ``archlab explain`` (Grad-CAM, integrated
+gradients). Limits: an upload size cap, a decoded-pixel cap, a per-request timeout; bad input
+is a 4xx with a one-line JSON error, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import queue
+import signal
+import sys
+import tempfile
+import threading
+import traceback
+from collections.abc import AsyncGenerator, Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from fastapi import Request
+from torch import nn
+
+from archlab.errors import ArchlabError
+
+PAGE = Path(__file__).with_name("serve.html")
+# /docs: the OpenAPI spec rendered by a page of ours; FastAPI's Swagger UI loads its script
+# from a CDN, which a machine without internet access cannot reach.
+API_PAGE = Path(__file__).with_name("serve_api.html")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for."""
+
+    max_upload_bytes: int = 8 * 2**20  # request body, before any decoding
+    # Decoded pixels (width x height) of one image, checked from its header before decoding:
+    # a 50 KB PNG can decode to gigabytes.
+    max_pixels: int = 25_000_000
+    timeout_s: float = 30.0  # per request, waiting for the model included
+    max_items: int = 32  # images or texts per request
+    max_explain: int = 8  # texts explained per request (integrated gradients: ~50 passes each)
+    max_text_chars: int = 10_000
+    # Rows (images or texts) of concurrent predict requests run as one forward pass; 1 = none.
+    max_batch: int = 32
+
+    def __post_init__(self) -> None:
+        if min(self.max_upload_bytes, self.max_pixels, self.max_batch) < 1 or self.timeout_s <= 0:
+            raise ArchlabError("serve limits must be > 0 (--max-upload-mb, --timeout, --max-batch)")
+
+
+class BadRequest(Exception):
+    """A request the server refuses: HTTP status and one line for the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = " ".join(message.splitlines())
+
+
+@dataclass
+class Served:
+    """One run: its task and model, loaded once. The lock lets one computation at a time use
+    the model: Captum's hooks change it, and torch's thread team is not shared well."""
+
+    name: str
+    run_dir: Path
+    cfg: Any
+    task: Any
+    model: nn.Module
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    batcher: Batcher | None = None
+
+    def classify(self, item: Any, rows: int, limits: Limits) -> torch.Tensor:
+        """Class probabilities of ``item`` (an image tensor or a list of texts), batched with
+        the concurrent requests' when ``limits.max_batch`` > 1."""
+        fn = _classify_images if self.kind == "images" else _classify_texts
+        if limits.max_batch == 1:
+            with self.lock:
+                return fn(self, [item])[0]
+        with self.lock:
+            if self.batcher is None:
+                self.batcher = Batcher(lambda items: fn(self, items), self.lock, limits.max_batch)
+        return self.batcher.submit(item, rows)
+
+    @property
+    def kind(self) -> str:
+        return self.cfg.task
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "name": self.name,
+            "task": self.kind,
+            "model": self.cfg.model.name,
+            "predict": f"/{self.name}/predict",
+            "explain": f"/{self.name}/explain" if self.kind != "sales" else None,
+        }
+        if self.kind != "sales":
+            d["classes"] = list(self.task.fitted.class_names)
+        else:
+            d["horizon"] = int(getattr(self.cfg.data, "horizon", 1))
+            d["series_keys"] = list(self.cfg.data.series_keys)
+        return d
+
+
+class Batcher:
+    """Concurrent requests of one model in one forward pass. A worker thread takes every
+    request waiting (up to ``max_rows`` rows) as one batch, so a lone request never waits and
+    under load the batches grow by themselves; ``bench/serve.py`` measures what it buys."""
+
+    def __init__(self, run: Callable[[list[Any]], list[Any]], lock: threading.Lock,
+                 max_rows: int) -> None:  # fmt: skip
+        self._run, self._lock, self._max = run, lock, max_rows
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="archlab-serve-batcher", daemon=True).start()
+
+    def submit(self, item: Any, rows: int) -> Any:
+        done: Future = Future()
+        self._queue.put((item, rows, done))
+        return done.result()
+
+    def _loop(self) -> None:
+        held = None  # a request that did not fit the last batch: first in the next one
+        while True:
+            first = held or self._queue.get()
+            held, batch, rows = None, [first], first[1]
+            while True:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if rows + nxt[1] > self._max:
+                    held = nxt
+                    break
+                batch.append(nxt)
+                rows += nxt[1]
+            try:
+                with self._lock:
+                    results = self._run([b[0] for b in batch])
+            except Exception as e:  # every waiting request gets the error
+                for b in batch:
+                    b[2].set_exception(e)
+                continue
+            for b, r in zip(batch, results, strict=True):
+                b[2].set_result(r)
+
+
+def _classify_images(run: Served, items: list[torch.Tensor]) -> list[torch.Tensor]:
+    x = torch.cat(items)
+    with torch.no_grad():
+        probs = run.task.step(run.model, (run.task.normalize(x), None))[0].softmax(1)
+    return list(probs.split([len(t) for t in items]))
+
+
+def _classify_texts(run: Served, items: list[list[str]]) -> list[torch.Tensor]:
+    from archlab.data.text import encode
+
+    texts = [t for item in items for t in item]
+    x, lengths = encode(run.task.fitted.tokenizer, texts, run.task.data_cfg.max_length)
+    with torch.no_grad():
+        probs = run.model(x, lengths).softmax(1)  # packed: padding never changes a row
+    return list(probs.split([len(item) for item in items]))
+
+
+def load_runs(run_dirs: Sequence[Path]) -> dict[str, Served]:
+    """Each run under its directory's name (``-2``, ``-3``... when two share one)."""
+    from archlab import rundir
+    from archlab.runner import restore_task
+
+    runs: dict[str, Served] = {}
+    for d in map(Path, run_dirs):
+        if not rundir.is_finished(d):
+            raise ArchlabError(f"{d}: not a finished run directory (no {rundir.METRICS})")
+        cfg, task, model = restore_task(d)
+        base = rundir.safe_name(d.resolve().name) or "run"
+        name, k = base, 2
+        while name in runs or name in RESERVED:
+            name, k = f"{base}-{k}", k + 1
+        runs[name] = Served(name, d, cfg, task, model.cpu().eval())
+    return runs
+
+
+RESERVED = {"health", "docs", "redoc", "openapi.json", "predict", "explain"}
+
+
+# --- request bodies ---
+async def read_body(request: Any, limit: int) -> bytes:
+    """The body, refused (413) as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BadRequest(413, f"request body of {int(declared)} bytes is over the limit of {limit}")
+    chunks, n = [], 0
+    async for chunk in request.stream():
+        n += len(chunk)
+        if n > limit:
+            raise BadRequest(413, f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@dataclass
+class Inputs:
+    """What a request carries: uploaded files (name, bytes), texts, or JSON rows."""
+
+    files: list[tuple[str, bytes]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    rows: list[dict[str, Any]] | None = None
+
+
+async def parse(request: Any, limits: Limits) -> Inputs:
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    body = await read_body(request, limits.max_upload_bytes)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    out = Inputs()
+    if ctype == "multipart/form-data":
+
+        async def once() -> AsyncGenerator[bytes, None]:
+            yield body
+
+        try:
+            form = await MultiPartParser(request.headers, once(), max_files=limits.max_items,
+                                         max_fields=limits.max_items,
+                                         max_part_size=limits.max_upload_bytes).parse()  # fmt: skip
+        except MultiPartException as e:
+            raise BadRequest(400, f"unreadable multipart form: {e.message}") from None
+        for key, value in form.multi_items():
+            if hasattr(value, "read"):
+                out.files.append((value.filename or key, await value.read()))
+            elif key in ("text", "texts"):
+                out.texts.append(str(value))
+        return out
+    if ctype == "application/x-www-form-urlencoded":
+        from urllib.parse import parse_qsl
+
+        try:
+            fields = parse_qsl(body.decode("utf-8"), max_num_fields=limits.max_items)
+        except (UnicodeDecodeError, ValueError) as e:
+            raise BadRequest(400, f"unreadable form ({e.__class__.__name__})") from None
+        out.texts = [v for k, v in fields if k in ("text", "texts")]
+        return out
+    if ctype in ("application/json", ""):
+        try:
+            doc = json.loads(body or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BadRequest(400, f"the body is not valid JSON ({e.__class__.__name__})") from None
+        if not isinstance(doc, dict):
+            raise BadRequest(400, 'expected a JSON object, e.g. {"texts": ["..."]}')
+        texts = doc.get("texts", [doc["text"]] if "text" in doc else [])
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise BadRequest(400, '"texts" must be a list of strings')
+        out.texts = texts
+        if "history" in doc:
+            rows = doc["history"]
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise BadRequest(400, '"history" must be a list of row objects')
+            out.rows = rows
+        return out
+    if ctype in ("text/csv", "application/csv"):
+        out.files.append(("history.csv", body))
+        return out
+    raise BadRequest(415, f"unsupported content type {ctype!r}: use multipart/form-data or JSON")
+
+
+# --- predictions and explanations per task ---
+def _check_image(name: str, data: bytes, limits: Limits) -> io.BytesIO:
+    from PIL import Image, UnidentifiedImageError
+
+    buf = io.BytesIO(data)
+    try:
+        with Image.open(buf) as im:  # reads the header only
+            w, h = im.size
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise BadRequest(400, f"{name}: not a readable image") from None
+    if w * h > limits.max_pixels:
+        raise BadRequest(413, f"{name}: {w}x{h} pixels is over the limit of {limits.max_pixels}")
+    buf.seek(0)
+    return buf
+
+
+def _read_images(run: Served, inp: Inputs, limits: Limits, most: int) -> tuple[list[str], Any]:
+    if not inp.files:
+        raise BadRequest(400, "send the image as a multipart/form-data file field ('file')")
+    if len(inp.files) > most:
+        raise BadRequest(400, f"{len(inp.files)} images: at most {most} per request")
+    names = [n for n, _ in inp.files]
+    bufs = [_check_image(n, d, limits) for n, d in inp.files]
+    try:
+        x = run.task.read_images(bufs)
+    except ArchlabError:  # decoding failed past the header (a truncated file)
+        raise BadRequest(400, f"{', '.join(names)}: cannot decode the image") from None
+    return names, x
+
+
+def _class_rows(run: Served, probs: torch.Tensor) -> list[dict[str, Any]]:
+    names = list(run.task.fitted.class_names)
+    return [
+        {
+            "label": names[int(p.argmax())],
+            "probabilities": {n: round(float(v), 6) for n, v in zip(names, p, strict=True)},
+        }
+        for p in probs
+    ]
+
+
+def _image_rows(
+    run: Served, names: list[str], x: torch.Tensor, limits: Limits
+) -> list[dict[str, Any]]:
+    from archlab.tasks.image_cls import unlike_training
+
+    probs = run.classify(x, len(x), limits)
+    rows = _class_rows(run, probs)
+    for r, n, note in zip(rows, names, unlike_training(x.numpy(), run.task.fitted.pixel_stats),
+                          strict=True):  # fmt: skip
+        r["input"] = n
+        if note:  # as archlab predict warns: far from every training image's statistics
+            r["warning"] = note
+    return rows
+
+
+def image_predict(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
+    names, x = _read_images(run, inp, limits, limits.max_items)
+    return {"run": run.name, "predictions": _image_rows(run, names, x, limits)}
+
+
+def image_explain(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
+    from archlab.explain.images import gradcam, target_layer
+
+    names, x = _read_images(run, inp, limits, limits.max_explain)
+    out = {"run": run.name, "predictions": _image_rows(run, names, x, limits)}
+    xn = run.task.normalize(x)
+    with run.lock:
+        layer = target_layer(run.cfg.model.name, run.model, tuple(xn.shape[1:]))
+    classes = list(run.task.fitted.class_names)
+    pred = torch.tensor([classes.index(r["label"]) for r in out["predictions"]])
+    with run.lock:
+        maps = gradcam(run.model, layer, xn, pred).numpy()
+    layer_name = next(n for n, m in run.model.named_modules() if m is layer)
+    for r, img, cam in zip(out["predictions"], x.numpy(), maps, strict=True):
+        r["explanation"] = {
+            "method": f"Grad-CAM on {layer_name}, for the predicted class",
+            "overlay_png": base64.b64encode(overlay_png(img, cam)).decode("ascii"),
+        }
+    return out
+
+
+def overlay_png(image: np.ndarray, cam: np.ndarray, side: int = 256) -> bytes:
+    """The image (uint8 C x H x W) with its map in the 'jet' colours laid over it, as PNG."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    pic = image.transpose(1, 2, 0)
+    pic = np.repeat(pic, 3, axis=2) if pic.shape[2] == 1 else pic
+    top = float(cam.max())
+    heat = colormaps["jet"](np.clip(cam / top, 0, 1) if top > 0 else cam)[..., :3] * 255
+    blend = (0.55 * pic + 0.45 * heat).clip(0, 255).astype(np.uint8)
+    both = np.concatenate([pic.astype(np.uint8), blend], axis=1)  # the image, then the overlay
+    # Nearest: a 32-pixel image is shown as the model sees it, its pixels sharp.
+    im = Image.fromarray(both).resize((2 * side, side), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _texts(inp: Inputs, limits: Limits, most: int) -> list[str]:
+    texts = inp.texts
+    if not texts:
+        raise BadRequest(400, 'send texts as JSON {"texts": ["..."]} or form fields "text"')
+    if len(texts) > most:
+        raise BadRequest(400, f"{len(texts)} texts: at most {most} per request")
+    long = next((i for i, t in enumerate(texts) if len(t) > limits.max_text_chars), None)
+    if long is not None:
+        raise BadRequest(413, f"text {long + 1} has {len(texts[long])} characters; the limit is "
+                         f"{limits.max_text_chars}")  # fmt: skip
+    return texts
+
+
+def text_predict(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
+    texts = _texts(inp, limits, limits.max_items)
+    probs = run.classify(texts, len(texts), limits)
+    rows = _class_rows(run, probs)
+    for r, t in zip(rows, texts, strict=True):
+        r["input"] = t
+    return {"run": run.name, "predictions": rows}
+
+
+def text_explain(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
+    from archlab.data.text import encode, tokenizer_words
+    from archlab.explain.text import integrated_gradients
+
+    texts = _texts(inp, limits, limits.max_explain)
+    out = text_predict(run, inp, limits)
+    tok = run.task.fitted.tokenizer
+    x, lengths = encode(tok, texts, run.task.data_cfg.max_length)
+    names = list(run.task.fitted.class_names)
+    pred = torch.tensor([names.index(r["label"]) for r in out["predictions"]])
+    with run.lock:
+        a = integrated_gradients(run.model, x, lengths, pred, steps=32)
+    for i, (r, t) in enumerate(zip(out["predictions"], texts, strict=True)):
+        n = int(lengths[i])
+        toks = [tok.id_to_token(k) for k in x[i, :n].tolist()]
+        words = tokenizer_words(tok, t)[:n]
+        r["explanation"] = {
+            "method": "integrated gradients toward the predicted class (per token)",
+            "tokens": toks,
+            "words": words if len(words) == n else toks,
+            "attributions": [round(v, 5) for v in a.attr[i, :n].tolist()],
+        }
+    return out
+
+
+def sales_predict(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
+    import pandas as pd
+
+    if inp.rows is not None:
+        buf = io.StringIO()
+        pd.DataFrame(inp.rows).to_csv(buf, index=False)
+        data = buf.getvalue().encode()
+    elif len(inp.files) == 1:
+        data = inp.files[0][1]
+    elif run.cfg.data.horizon > 1 and not inp.files:
+        data = b""  # the H steps after the run's own data
+    else:
+        raise BadRequest(400, 'send one history CSV (multipart field "file" or text/csv) or '
+                         'JSON {"history": [{...}, ...]} in the training columns')  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="archlab-serve-") as tmp:
+        items = []
+        if data:
+            path = Path(tmp) / "history.csv"
+            path.write_bytes(data)
+            items.append(str(path))
+        try:
+            with run.lock:
+                rows = run.task.predict(run.model, items)
+        except ArchlabError as e:  # name the upload, not the temporary file
+            raise BadRequest(400, str(e).replace(str(Path(tmp) / "history.csv"),
+                                                 "the history")) from None  # fmt: skip
+    return {"run": run.name, "forecasts": rows}
+
+
+def sales_explain(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
+    raise BadRequest(400, f"{run.name} is a sales run: its explanations (integrated gradients, "
+                     "permutation importance) come from `archlab explain RUN_DIR`")  # fmt: skip
+
+
+HANDLERS: dict[str, dict[str, Callable[[Served, Inputs, Limits], dict[str, Any]]]] = {
+    "images": {"predict": image_predict, "explain": image_explain},
+    "text": {"predict": text_predict, "explain": text_explain},
+    "sales": {"predict": sales_predict, "explain": sales_explain},
+}
+
+
+# --- the app ---
+BODY_DOC = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "an image (image runs) or a history CSV "
+                            "(sales runs); repeat the field for several images",
+                        },
+                        "text": {"type": "string", "description": "a text (text runs)"},
+                    },
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "texts": {"type": "array", "items": {"type": "string"}},
+                        "history": {
+                            "type": "array",
+                            "items": {"type": "object"},
+                            "description": "sales rows in the training CSV's columns",
+                        },
+                    },
+                }
+            },
+        }
+    }
+}
+
+
+def create_app(run_dirs: Sequence[Path], limits: Limits | None = None) -> Any:
+    """The FastAPI app serving ``run_dirs`` (each under /NAME/; with one run also at /)."""
+    from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+
+    limits = limits or Limits()
+    runs = load_runs(run_dirs)
+    app = FastAPI(title="archlab serve", version="1", docs_url=None, redoc_url=None,
+                  description="Predictions and explanations of trained archlab runs.")  # fmt: skip
+    app.state.runs, app.state.limits = runs, limits
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": " ".join(str(message).splitlines())}, status_code=status)
+
+    @app.exception_handler(BadRequest)
+    async def _bad(request: Request, e: BadRequest) -> JSONResponse:
+        return error(e.status, e.message)
+
+    @app.exception_handler(ArchlabError)
+    async def _archlab(request: Request, e: ArchlabError) -> JSONResponse:
+        return error(400, str(e))
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, e: HTTPException) -> JSONResponse:
+        return error(e.status_code, str(e.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error(422, f"{where}: {first.get('msg', 'invalid request')}")
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, e: Exception) -> JSONResponse:
+        traceback.print_exception(e, file=sys.stderr)  # the server's log, not the response
+        return error(500, f"internal error ({e.__class__.__name__}); see the server's log")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(API_PAGE.read_text(encoding="utf-8"))
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """The server is up; the runs it serves and their routes."""
+        return {"status": "ok", "runs": [r.describe() for r in runs.values()]}
+
+    async def handle(request: Request, name: str | None, action: str) -> dict[str, Any]:
+        if name is None:
+            if len(runs) != 1:
+                raise BadRequest(404, f"several runs are served: use /NAME/{action} with NAME "
+                                 f"one of {', '.join(runs)}")  # fmt: skip
+            name = next(iter(runs))
+        if name not in runs:
+            raise BadRequest(404, f"no run {name!r}; served: {', '.join(runs)}")
+        run = runs[name]
+        inp = await parse(request, limits)
+        fn = HANDLERS[run.kind][action]
+
+        try:
+            return await asyncio.wait_for(run_in_threadpool(fn, run, inp, limits),
+                                          limits.timeout_s)  # fmt: skip
+        except TimeoutError:
+            raise BadRequest(503, f"the request took over {limits.timeout_s:g} s") from None
+
+    @app.post("/{name}/predict", openapi_extra=BODY_DOC)
+    async def predict_run(name: str, request: Request) -> dict[str, Any]:
+        """Predict with run NAME: images (multipart 'file'), texts (JSON or form 'text'), or a
+        sales history (CSV upload or JSON rows)."""
+        return await handle(request, name, "predict")
+
+    @app.post("/{name}/explain", openapi_extra=BODY_DOC)
+    async def explain_run(name: str, request: Request) -> dict[str, Any]:
+        """The prediction with its explanation: Grad-CAM overlay PNG (base64) for images,
+        integrated-gradients token attributions for texts."""
+        return await handle(request, name, "explain")
+
+    @app.post("/predict", openapi_extra=BODY_DOC)
+    async def predict_one(request: Request) -> dict[str, Any]:
+        """/NAME/predict of the only run served."""
+        return await handle(request, None, "predict")
+
+    @app.post("/explain", openapi_extra=BODY_DOC)
+    async def explain_one(request: Request) -> dict[str, Any]:
+        """/NAME/explain of the only run served."""
+        return await handle(request, None, "explain")
+
+    return app
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def serve(run_dirs: Sequence[Path], host: str, port: int, limits: Limits) -> None:
+    """Run the server until Ctrl-C (uvicorn re-raises it: the CLI exits 130)."""
+    import uvicorn
+
+    app = create_app(run_dirs, limits)
+    if host not in LOOPBACK:
+        print(f"archlab: warning: --host {host} serves beyond this machine; there is no "
+              "authentication", file=sys.stderr)  # fmt: skip
+    names = ", ".join(f"/{n}/" for n in app.state.runs)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"archlab: serving {names} at http://{shown}:{port}/ (Ctrl-C stops)",
+          file=sys.stderr, flush=True)  # fmt: skip
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                            timeout_graceful_shutdown=3)  # fmt: skip
+    server = _server_class()(config)
+    server.run()
+    if server.interrupted:  # uvicorn shut down cleanly; the CLI reports it and exits 130
+        raise KeyboardInterrupt
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, remembering whether Ctrl-C (SIGINT) stopped it."""
+
+        interrupted = False
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            self.interrupted = self.interrupted or sig == signal.SIGINT
+            super().handle_exit(sig, frame)
+
+    return Server

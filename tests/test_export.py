@@ -1,0 +1,237 @@
+"""`archlab export`: the ONNX graphs equal torch on each run kind's test split, the text graph
+equals the packed LSTM, and ten predictions come back from the exported files with onnxruntime
+and numpy alone (no torch, no archlab)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from archlab.cli import main
+from archlab.export import TextGraph
+from archlab.models.lstm import LSTMClassifier
+
+pytest.importorskip("onnxruntime", reason="pip install -e '.[serve]'")
+pytestmark = pytest.mark.xdist_group("export-runs")  # one worker builds the module's runs
+
+QUIET = ["--set", "train.threads=1", "--set", "train.progress=off"]
+
+
+def train(out: Path, *args: str) -> Path:
+    """A tiny run trained by the CLI; its directory."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["train", *args, *QUIET, "--out", str(out)]) == 0
+    return Path(buf.getvalue().strip().splitlines()[-1])
+
+
+def tiny_runs(root: Path) -> dict[str, Path]:
+    """One finished run of each exported kind, on data the tests write."""
+    from tests.conftest import write_image_folder
+    from tests.test_sales import write_panel
+    from tests.test_text import write_tweets
+
+    imgs = write_image_folder(root / "imgs", {"cat": 20, "dog": 20, "eel": 20})
+    tweets = write_tweets(root / "tweets.csv")
+    panel = write_panel(root / "walmart")
+    sales = ["--preset", "sales-gru-smoke", "--data", str(panel), "--set", "data.val_steps=4"]
+    return {
+        "images": train(root / "runs", "--preset", "images-resnet18-smoke", "--data", str(imgs)),
+        "text": train(root / "runs", "--preset", "text-bilstm-smoke", "--data", str(tweets)),
+        "sales": train(root / "runs", *sales, "--set", "data.test_steps=8"),
+        "horizon": train(root / "runs", *sales, "--set", "data.horizon=8", "--set",
+                         "data.window=4"),
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return tiny_runs(tmp_path_factory.mktemp("export"))
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("pooling", ["last", "max", "meanmax"])
+def test_text_graph_equals_the_packed_lstm(bidirectional: bool, pooling: str) -> None:
+    torch.manual_seed(0)
+    m = LSTMClassifier(50, 3, embed_dim=8, hidden_size=6, num_layers=2,
+                       bidirectional=bidirectional, pooling=pooling).eval()  # fmt: skip
+    lengths = torch.tensor([7, 1, 4, 7, 2])
+    tokens = torch.randint(2, 50, (5, 7)) * (torch.arange(7) < lengths[:, None])
+    with torch.no_grad():
+        want, got = m(tokens, lengths), TextGraph(m).eval()(tokens, lengths)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    # More right padding changes nothing.
+    wide = torch.cat([tokens, torch.zeros((5, 3), dtype=torch.long)], 1)
+    with torch.no_grad():
+        torch.testing.assert_close(TextGraph(m).eval()(wide, lengths), want, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["images", "text", "sales", "horizon"])
+def test_export_matches_torch_on_the_test_split(
+    runs: dict[str, Path], kind: str, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "exp"
+    assert main(["export", str(runs[kind]), "--format", "onnx", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    files = ["model.onnx", "contract.json", "examples.json"]
+    assert lines[-4:] == [*(str(out / f) for f in files), str(out)]
+    assert "test_split" in lines[1] and "max |diff|" in lines[1]
+    c = json.loads((out / "contract.json").read_text())
+    test = c["verification"]["test_split"]
+    n_test = len(json.loads((runs[kind] / "split.json").read_text())["test"])
+    assert test["ok"] and test["max_abs_diff"] <= 1e-4
+    assert test["rows"] == (n_test if kind != "horizon" else test["rows"]) and test["rows"] > 0
+    assert c["onnx"]["opset"] == 18 and "batch" in c["onnx"]["dynamic_axes"]
+    assert c["verification"]["example"]["rows"] == 5  # traced with 2 rows, checked with 2 and 3
+    # The examples file alone (no torch, no archlab) gives the outputs it records.
+    got = standalone(out, "examples", None)
+    assert got["rows"] == min(10, test["rows"]) and got["max_abs_diff"] <= 1e-4
+    for item in (*c["inputs"], *c["outputs"]):
+        assert item["name"] and item["dtype"] and item["shape"][0] == "N" and item["meaning"]
+    if kind in ("images", "text"):
+        assert test["argmax_equal"] is True
+        assert c["class_names"] and c["outputs"][0]["name"] == "logits"
+    if kind == "images":
+        p = c["preprocessing"]
+        assert p["size"] == 32 and p["channels"] == 1 and p["normalization"]["std"] == 0.5
+        assert set(p["pixel_stats"]) == {"mean_mean", "mean_sd", "std_mean", "std_sd"}
+    if kind == "text":
+        p = c["preprocessing"]
+        assert p["pad_id"] == 0 and p["tokenizer"]["model"]["vocab"]["[UNK]"] == p["unk_id"]
+    if kind in ("sales", "horizon"):
+        p = c["preprocessing"]
+        f = p["featurizer"]
+        assert len(f["scale"]) == len(f["offset"]) == len(f["series"]) == 6
+        assert c["inputs"][0]["shape"][2] == len(p["feature_names"])
+        assert p["horizon"] == (8 if kind == "horizon" else 1)
+
+
+def test_export_refuses_bad_input(runs: dict[str, Path], tmp_path: Path, capsys) -> None:
+    assert main(["export", str(runs["text"]), "--format", "tflite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--format tflite" in err[0] and "onnx" in err[0]
+    assert main(["export", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+# Runs in a fresh interpreter where importing torch, archlab, tokenizers or PIL fails: the
+# contract and the ONNX file must be enough. It tokenizes by the contract's rules (Python's re
+# and unicodedata) and prints the probabilities as JSON.
+STANDALONE = r"""
+import importlib.abc, json, re, sys, unicodedata
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "archlab", "tokenizers", "PIL"):
+            raise ImportError(f"{name} is blocked here")
+
+sys.meta_path.insert(0, Block())
+import numpy as np
+import onnxruntime as ort
+
+folder, kind, inputs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+c = json.load(open(f"{folder}/contract.json"))
+sess = ort.InferenceSession(f"{folder}/{c['onnx']['file']}", providers=["CPUExecutionProvider"])
+
+def normalize(text, n):
+    if n["type"] == "Sequence":
+        for m in n["normalizers"]:
+            text = normalize(text, m)
+        return text
+    if n["type"] == "NFKC":
+        return unicodedata.normalize("NFKC", text)
+    if n["type"] == "Lowercase":
+        return text.lower()
+    if n["type"] == "Replace":
+        p = n["pattern"]
+        pat = p["Regex"] if "Regex" in p else re.escape(p["String"])
+        return re.sub(pat, lambda m: n["content"], text)
+    raise ValueError(n["type"])
+
+if kind == "text":
+    p = c["preprocessing"]
+    tok = p["tokenizer"]
+    vocab = tok["model"]["vocab"]
+    pre = tok["pre_tokenizer"]
+    assert pre["type"] == "Split" and pre["invert"], pre
+    rows = []
+    for t in inputs:
+        clean = normalize(t, tok["normalizer"])
+        words = [m.group(0) for m in re.finditer(pre["pattern"]["Regex"], clean)]
+        ids = [vocab.get(w, p["unk_id"]) for w in words][: p["max_length"]] or [p["unk_id"]]
+        rows.append(ids)
+    tokens = np.full((len(rows), p["max_length"]), p["pad_id"], dtype=np.int64)
+    for i, ids in enumerate(rows):
+        tokens[i, : len(ids)] = ids
+    feed = {"tokens": tokens, "lengths": np.array([len(r) for r in rows], dtype=np.int64)}
+elif kind == "examples":  # prepared inputs and the outputs they must give
+    ex = json.load(open(f"{folder}/examples.json"))
+    types = {i["name"]: i["dtype"] for i in c["inputs"]}
+    feed = {k: np.array(v, dtype=types[k]) for k, v in ex["inputs"].items() if k in types}
+    got = sess.run(None, feed)[0]
+    want = np.array(next(iter(ex["outputs"].values())))
+    print(json.dumps({"rows": len(got), "max_abs_diff": float(np.abs(got - want).max())}))
+    sys.exit(0)
+else:
+    feed = {"pixels": np.load(inputs).astype(np.uint8)}
+logits = sess.run(None, feed)[0]
+e = np.exp(logits - logits.max(1, keepdims=True))
+probs = e / e.sum(1, keepdims=True)
+names = c["class_names"]
+assert not any(m.split(".")[0] in ("torch", "archlab") for m in sys.modules)
+print(json.dumps([{"label": names[int(q.argmax())], "probs": q.tolist()} for q in probs]))
+"""
+
+
+def standalone(folder: Path, kind: str, inputs: object) -> Any:
+    r = subprocess.run([sys.executable, "-c", STANDALONE, str(folder), kind, json.dumps(inputs)],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout)
+
+
+def _predict(capsys, run: Path, items: list[str]) -> list[dict]:
+    assert main(["predict", str(run), *items]) == 0
+    return [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+
+
+def test_ten_predictions_from_the_exported_files_alone(
+    runs: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    from archlab import runner
+
+    # Texts: tokenized by the contract's rules, outside Python's tokenizers library.
+    texts = ["Great flight, thanks @united!!", "worst delay ever :(", "the crew was ok",
+             "LOVE it http://t.co/x", "bags lost &amp; no help", "seat 12A", "on time :)",
+             "never again...", "why?? cancelled", "fine"]  # fmt: skip
+    assert main(["export", str(runs["text"]), "--out", str(tmp_path / "t"), "--no-verify"]) == 0
+    capsys.readouterr()
+    want = _predict(capsys, runs["text"], texts)
+    got = standalone(tmp_path / "t", "text", texts)
+    names = json.loads((tmp_path / "t" / "contract.json").read_text())["class_names"]
+    assert [g["label"] for g in got] == [w["label"] for w in want]
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g["probs"], [w[n] for n in names], atol=1e-5)
+    # Images: decoded and resized as the contract says (here by archlab, saved as uint8).
+    assert main(["export", str(runs["images"]), "--out", str(tmp_path / "i"), "--no-verify"]) == 0
+    capsys.readouterr()
+    files = sorted(str(p) for p in (runs["images"].parent.parent / "imgs").rglob("*.png"))[::6]
+    assert len(files) == 10
+    _, task, _ = runner.restore_task(runs["images"])
+    np.save(tmp_path / "pixels.npy", task.read_images(files).numpy())
+    want = _predict(capsys, runs["images"], files)
+    got = standalone(tmp_path / "i", "images", str(tmp_path / "pixels.npy"))
+    names = json.loads((tmp_path / "i" / "contract.json").read_text())["class_names"]
+    assert [g["label"] for g in got] == [w["label"] for w in want]
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g["probs"], [w[n] for n in names], atol=1e-5)

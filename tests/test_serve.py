@@ -1,0 +1,400 @@
+"""`archlab serve`: every route and bad input through FastAPI's TestClient, Ctrl-C on a real
+server (exit 130), and the page in headless Chromium: upload an image, see the prediction."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="pip install -e '.[serve]'")
+pytestmark = pytest.mark.xdist_group("serve-runs")  # one worker builds the module's runs
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from archlab.serve import Limits, create_app  # noqa: E402
+from tests.test_export import tiny_runs  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return tiny_runs(tmp_path_factory.mktemp("serve"))
+
+
+@pytest.fixture(scope="module")
+def client(runs: dict[str, Path]) -> TestClient:
+    return TestClient(create_app(list(runs.values())))
+
+
+def names(client: TestClient) -> dict[str, str]:
+    return {r["task"] if r["task"] != "sales" or r["horizon"] == 1 else "horizon": r["name"]
+            for r in client.get("/health").json()["runs"]}  # fmt: skip
+
+
+def png(size: tuple[int, int] = (12, 10), seed: int = 0, noise: bool = True) -> bytes:
+    arr = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    arr = arr if noise else arr * 0  # one colour: a few hundred bytes at any size
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def image_file(runs: dict[str, Path]) -> Path:
+    return sorted((runs["images"].parent.parent / "imgs" / "dog").iterdir())[0]
+
+
+def one_line_error(r: Any, status: int, *words: str) -> None:
+    assert r.status_code == status, (r.status_code, r.text)
+    body = r.json()
+    assert set(body) == {"error"} and "\n" not in body["error"]
+    assert "Traceback" not in r.text
+    for w in words:
+        assert w in body["error"], body["error"]
+
+
+def test_health_page_and_openapi(client: TestClient) -> None:
+    h = client.get("/health").json()
+    assert h["status"] == "ok" and len(h["runs"]) == 4
+    img = next(r for r in h["runs"] if r["task"] == "images")
+    assert img["classes"] == ["cat", "dog", "eel"] and img["predict"] == f"/{img['name']}/predict"
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "<form" in page.text and "http" not in page.text.replace('href="/', "")
+    docs = client.get("/docs")  # the OpenAPI page, without external assets
+    assert docs.status_code == 200 and "/openapi.json" in docs.text and "//" not in docs.text
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/health", "/{name}/predict", "/{name}/explain"} <= set(paths)
+
+
+def test_predict_and_explain_every_kind(client: TestClient, runs: dict[str, Path]) -> None:
+    from archlab import runner
+
+    n = names(client)
+    path = image_file(runs)
+    r = client.post(f"/{n['images']}/predict", files={"file": (path.name, path.read_bytes())})
+    assert r.status_code == 200, r.text
+    got = r.json()["predictions"][0]
+    _, task, model = runner.restore_task(runs["images"])
+    want = task.predict(model, [str(path)])[0]
+    assert got["label"] == want["label"] and got["input"] == path.name
+    assert got["probabilities"]["dog"] == pytest.approx(want["dog"], abs=1e-5)
+    r = client.post(f"/{n['images']}/explain", files={"file": (path.name, path.read_bytes())})
+    e = r.json()["predictions"][0]["explanation"]
+    overlay = Image.open(io.BytesIO(base64.b64decode(e["overlay_png"])))
+    assert overlay.size == (512, 256) and "Grad-CAM" in e["method"]
+
+    r = client.post(f"/{n['text']}/explain", json={"texts": ["great flight thanks"]})
+    p = r.json()["predictions"][0]
+    assert p["explanation"]["words"] == ["great", "flight", "thanks"]
+    assert len(p["explanation"]["attributions"]) == 3
+    assert sum(p["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    form = client.post(f"/{n['text']}/predict", data={"text": "great flight thanks"})
+    assert form.json()["predictions"][0]["label"] == p["label"]
+
+    hist = runs["sales"].parent.parent / "walmart" / "train.csv"
+    _, task, model = runner.restore_task(runs["sales"])
+    want = [x["forecast"] for x in task.predict(model, [str(hist)])]
+    r = client.post(f"/{n['sales']}/predict", files={"file": ("h.csv", hist.read_bytes())})
+    assert [x["forecast"] for x in r.json()["forecasts"]] == pytest.approx(want)
+    import pandas as pd
+
+    rows = json.loads(pd.read_csv(hist).to_json(orient="records"))
+    r = client.post(f"/{n['sales']}/predict", json={"history": rows})
+    assert [x["forecast"] for x in r.json()["forecasts"]] == pytest.approx(want)
+    r = client.post(f"/{n['horizon']}/predict", json={})  # the H steps after the run's data
+    assert len(r.json()["forecasts"]) == 6 * 8
+    one_line_error(client.post(f"/{n['sales']}/explain", json={}), 400, "archlab explain")
+
+
+def test_bad_requests_get_one_line_json_errors(client: TestClient, runs: dict[str, Path]) -> None:
+    n = names(client)
+    img, txt = n["images"], n["text"]
+    one_line_error(client.post(f"/{img}/predict", files={"file": ("a.txt", b"hello")}), 400,
+                   "a.txt", "not a readable image")  # fmt: skip
+    truncated = png()[:60]
+    one_line_error(client.post(f"/{img}/predict", files={"file": ("t.png", truncated)}), 400,
+                   "t.png")  # fmt: skip
+    one_line_error(client.post(f"/{img}/predict", json={"texts": ["x"]}), 400, "multipart")
+    one_line_error(client.post(f"/{txt}/predict", json={"texts": []}), 400, "texts")
+    one_line_error(client.post(f"/{txt}/predict", json={"texts": [1]}), 400, "list of strings")
+    one_line_error(client.post(f"/{txt}/predict", json=["a"]), 400, "JSON object")
+    as_json, as_text = {"content-type": "application/json"}, {"content-type": "text/plain"}
+    one_line_error(client.post(f"/{txt}/predict", content=b"{bad", headers=as_json), 400, "JSON")
+    one_line_error(client.post(f"/{txt}/predict", content=b"x", headers=as_text), 415, "text/plain")
+    one_line_error(client.post(f"/{txt}/explain", json={"texts": ["a"] * 9}), 400, "at most 8")
+    one_line_error(client.post("/nope/predict", json={}), 404, "no run 'nope'")
+    one_line_error(client.post("/predict", json={}), 404, "several runs")
+    one_line_error(client.get("/nothing/here"), 404)
+    one_line_error(client.post(f"/{n['sales']}/predict", files={"file": ("h.csv", b"a,b\n1,2\n")}),
+                   400, "Weekly_Sales")  # fmt: skip
+
+
+def test_limits_on_size_pixels_and_time(runs: dict[str, Path]) -> None:
+    small = TestClient(create_app([runs["images"]], Limits(max_upload_bytes=2000,
+                                                            max_pixels=400)))  # fmt: skip
+    one_line_error(small.post("/predict", files={"file": ("big.png", png((300, 300)))}), 413,
+                   "over the limit")  # fmt: skip
+    # A small file whose header promises many pixels is refused before it is decoded.
+    one_line_error(small.post("/predict", files={"file": ("wide.png", png((40, 30), noise=False))}),
+                   413, "40x30 pixels")  # fmt: skip
+    assert small.post("/predict", files={"file": ("ok.png", png((16, 16)))}).status_code == 200
+    slow = TestClient(create_app([runs["images"]], Limits(timeout_s=1e-4)))
+    one_line_error(slow.post("/explain", files={"file": ("ok.png", png())}), 503, "took over")
+
+
+def test_batcher_groups_waiting_requests_and_routes_results() -> None:
+    import threading
+
+    from archlab.serve import Batcher
+
+    sizes: list[int] = []
+    gate = threading.Event()
+
+    def run(items: list[int]) -> list[int]:
+        gate.wait(5)  # the first batch holds the model while the others queue up
+        sizes.append(len(items))
+        return [10 * i for i in items]
+
+    b = Batcher(run, threading.Lock(), max_rows=4)
+    got: dict[int, int] = {}
+    threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, b.submit(i, 1)))
+               for i in range(9)]  # fmt: skip
+    for t in threads:
+        t.start()
+        time.sleep(0.02)
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert got == {i: 10 * i for i in range(9)}
+    assert sum(sizes) == 9 and max(sizes) == 4 and sizes[0] == 1
+
+
+def test_concurrent_requests_equal_one_at_a_time(runs: dict[str, Path]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    batched = TestClient(create_app([runs["images"], runs["text"]]))
+    single = TestClient(create_app([runs["images"], runs["text"]], Limits(max_batch=1)))
+    n = names(batched)
+    images = sorted((runs["images"].parent.parent / "imgs").rglob("*.png"))[::5]
+    texts = ["great flight", "delayed again", "ok", "thanks for nothing", "lost my bag"]
+
+    def ask(client: TestClient, i: int) -> tuple[dict, dict]:
+        img = images[i % len(images)]
+        a = client.post(f"/{n['images']}/predict", files={"file": (img.name, img.read_bytes())})
+        b = client.post(f"/{n['text']}/predict", json={"texts": texts[: 1 + i % 5]})
+        return a.json()["predictions"], b.json()["predictions"]
+
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda i: ask(batched, i), range(16)))
+    for i, pair in enumerate(together):
+        for got, want in zip(pair, ask(single, i), strict=True):
+            assert [g["label"] for g in got] == [w["label"] for w in want]
+            for g, w in zip(got, want, strict=True):
+                for k, v in w["probabilities"].items():
+                    assert g["probabilities"][k] == pytest.approx(v, abs=1e-5)
+
+
+def test_serve_refuses_bad_arguments(tmp_path: Path, runs: dict[str, Path], capsys) -> None:
+    from archlab.cli import main
+
+    for args, words in (([str(tmp_path)], ["not a finished run"]),
+                        ([str(runs["text"]), "--port", "70000"], ["--port 70000"]),
+                        ([str(runs["text"]), "--max-batch", "0"], ["--max-batch"])):  # fmt: skip
+        assert main(["serve", *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and all(w in err[0] for w in words), err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(runs: list[Path], port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "archlab", "serve", *map(str, runs), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"archlab serve exited: {proc.stderr.read()[-2000:]}")
+            time.sleep(0.3)
+    proc.kill()
+    pytest.fail("archlab serve did not answer /health within 90 s")
+
+
+def test_ctrl_c_stops_the_server_with_exit_130(runs: dict[str, Path]) -> None:
+    port = free_port()
+    proc = start_server([runs["text"]], port)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert f"127.0.0.1:{port}" in err and "archlab: interrupted" in err
+    assert "Traceback" not in err
+
+
+# --- the page in headless Chromium, driven over the DevTools protocol on a pipe ---
+class Chromium:
+    """Headless Chromium with --remote-debugging-pipe: DevTools commands as NUL-terminated JSON
+    on fd 3, replies on fd 4 (no driver package, no port)."""
+
+    def __init__(self, binary: str, profile: Path) -> None:
+        to_r, self._to = os.pipe()
+        self._from, from_w = os.pipe()
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-dev-shm-usage", "--remote-debugging-pipe",
+                 f"--user-data-dir={profile}", "about:blank"]  # fmt: skip
+        self.proc = subprocess.Popen(
+            ["bash", "-c", f'exec "$0" "$@" 3<&{to_r} 4>&{from_w}', binary, *flags],
+            pass_fds=(to_r, from_w), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        os.close(to_r)
+        os.close(from_w)
+        self._buf, self._id, self.session = b"", 0, None
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self._id += 1
+        msg: dict[str, Any] = {"id": self._id, "method": method, "params": params}
+        if self.session and not method.startswith("Target."):
+            msg["sessionId"] = self.session
+        os.write(self._to, json.dumps(msg).encode() + b"\0")
+        while True:
+            while b"\0" not in self._buf:
+                chunk = os.read(self._from, 1 << 16)
+                if not chunk:
+                    raise RuntimeError("chromium closed its DevTools pipe")
+                self._buf += chunk
+            raw, self._buf = self._buf.split(b"\0", 1)
+            reply = json.loads(raw)
+            if reply.get("id") == self._id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+
+    def open(self, url: str, width: int, height: int) -> None:
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)[
+            "sessionId"
+        ]
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                  deviceScaleFactor=1, mobile=width < 600)  # fmt: skip
+        self.call("Page.navigate", url=url)
+
+    def js(self, expression: str) -> Any:
+        r = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return r.get("result", {}).get("value")
+
+    def wait_for(self, expression: str, seconds: float = 60) -> Any:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            value = self.js(expression)
+            if value:
+                return value
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {expression}")
+
+    def upload(self, selector: str, path: Path) -> None:
+        root = self.call("DOM.getDocument")["root"]["nodeId"]
+        node = self.call("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
+        self.call("DOM.setFileInputFiles", files=[str(path)], nodeId=node)
+
+    def screenshot(self, path: Path) -> None:
+        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        path.write_bytes(base64.b64decode(data["data"]))
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        os.close(self._to)
+        os.close(self._from)
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs it (apt-get install chromium)")
+        pytest.skip("chromium is not installed (CI installs it: apt-get install chromium)")
+    return found
+
+
+def use_page(browser: Chromium, url: str, run: str, image: Path, width: int) -> str:
+    """Open the page, choose ``run``, upload ``image``, submit; the label the page shows."""
+    browser.open(url, width, 900)
+    browser.wait_for("document.getElementById('run') && "
+                     "document.getElementById('run').options.length > 0")  # fmt: skip
+    browser.js(f"(() => {{ const s = document.getElementById('run'); s.value = {json.dumps(run)};"
+               " s.dispatchEvent(new Event('change')); return true; })()")  # fmt: skip
+    browser.upload("#file", image)
+    browser.js("document.getElementById('go').click()")
+    browser.wait_for("(document.getElementById('label') || {}).textContent || "
+                     "document.getElementById('error').textContent")  # fmt: skip
+    assert browser.js("document.getElementById('error').textContent") == ""
+    assert browser.wait_for("(document.getElementById('overlay') || {}).naturalWidth") == 512
+    return browser.js("document.getElementById('label').textContent")
+
+
+def test_page_in_headless_chromium_shows_the_prediction(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    binary = chromium()
+    port = free_port()
+    proc = start_server([runs["images"], runs["text"]], port)
+    browser = Chromium(binary, tmp_path / "profile")
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(f"{url}health") as r:
+            run = next(x["name"] for x in json.load(r)["runs"] if x["task"] == "images")
+        image = image_file(runs)
+        req = urllib.request.Request(f"{url}{run}/predict", data=_multipart(image),
+                                     headers={"content-type": f"multipart/form-data; "
+                                              f"boundary={BOUNDARY}"})  # fmt: skip
+        with urllib.request.urlopen(req) as r:
+            want = json.load(r)["predictions"][0]["label"]
+        for width in (1280, 390):  # desktop, and a phone's width
+            assert use_page(browser, url, run, image, width) == want
+            shot = tmp_path / f"page-{width}.png"
+            browser.screenshot(shot)
+            pixels = np.asarray(Image.open(shot).convert("RGB"))
+            assert pixels.shape[1] <= width and pixels.std() > 10  # drawn, not blank
+            # Nothing wider than the viewport: no sideways scrolling.
+            assert browser.js("document.documentElement.scrollWidth") <= width
+    finally:
+        browser.close()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+
+
+BOUNDARY = "archlab-test-boundary"
+
+
+def _multipart(path: Path) -> bytes:
+    return (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="{path.name}"\r\nContent-Type: image/png\r\n\r\n'
+        ).encode()
+        + path.read_bytes()
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
