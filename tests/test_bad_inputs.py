@@ -859,6 +859,7 @@ def test_npz_class_names_stay_inside_the_output_dir(tmp_path: Path, capsys) -> N
     inside.mkdir()
     labels = np.arange(18) % 3
     images = np.repeat(labels * 100, 64).astype(np.uint8).reshape(18, 8, 8)
+    images[:, 0, 0] = np.arange(18)  # distinct images: copies would be split as one
     npz = inside / "evil.npz"
     np.savez(npz, images=images, labels=labels, class_names=np.array(EVIL))
     out = inside / "out"
