@@ -57,8 +57,8 @@ class ImageSet:
 
 
 def digest(data: bytes) -> str:
-    """A content hash of an image's bytes (128-bit BLAKE2b, hex)."""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    """A content hash of an image's bytes (SHA-256, hex)."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def check_train_has_every_class(
