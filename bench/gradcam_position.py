@@ -6,9 +6,11 @@ image, the correlation of the map of the mirrored image with the mirrored map (t
 moved with the picture) and with the unmirrored map (it stayed where it was in the frame: the
 network's position, not the content). Then how often the upsampled map's hottest pixel lies in
 the 8 leftmost / rightmost columns, with plain bilinear upsampling (captum's
-``LayerAttribution.interpolate``) and with the cells at their receptive fields' centres.
+``LayerAttribution.interpolate``) and with the cells at their receptive fields' centres; and,
+for the first ``--occlusion`` images, the same for occlusion maps with archlab's blurred patch
+and with a mid-gray one (the normalized 0).
 
-Usage: python bench/gradcam_position.py RUN_DIR [--n 450]
+Usage: python bench/gradcam_position.py RUN_DIR [--n 450] [--occlusion 24]
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import argparse
 
 import numpy as np
 import torch
-from captum.attr import LayerAttribution, LayerGradCam
+from captum.attr import LayerAttribution, LayerGradCam, Occlusion
 
 from archlab.explain import images as E
 from archlab.runner import load_run
@@ -33,6 +35,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run_dir")
     ap.add_argument("--n", type=int, default=450)
+    ap.add_argument("--occlusion", type=int, default=24)
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg, task, model, data = load_run(args.run_dir)
@@ -75,6 +78,19 @@ def main() -> None:
         left, right = float((col < 8).float().mean()), float((col >= side - 8).float().mean())
         print(f"{label}: hottest pixel in the 8 leftmost columns {left:.3f}, "
               f"in the 8 rightmost {right:.3f}")  # fmt: skip
+    k = args.occlusion
+    if not k:
+        return
+    win = max(2, side // 8)
+    gray = Occlusion(model).attribute(
+        x[:k], sliding_window_shapes=(x.shape[1], win, win),
+        strides=(x.shape[1], win // 2, win // 2), baselines=0.0, target=pred[:k],
+    ).sum(1)  # fmt: skip
+    for label, m in (("blurred patch", E.occlusion(model, x[:k], pred[:k])), ("mid-gray", gray)):
+        col = m.flatten(1).argmax(1) % side
+        left, right = int((col < 8).sum()), int((col >= side - 8).sum())
+        print(f"occlusion, {label}: hottest pixel in the 8 leftmost columns for {left} of {k}, "
+              f"in the 8 rightmost for {right}")  # fmt: skip
 
 
 if __name__ == "__main__":
