@@ -191,6 +191,68 @@ def _manifest_case(header: str, rows: list[str], needles: list[str], *sets: str)
 _MANIFEST_OK = ["img/a.png,cat,train", "img/b.png,dog,train", "img/c.png,cat,test"]
 
 
+# --- image cases: copies across splits, 16-bit and wider pixels, manifest paths ---
+def _manifest_files(files: dict[str, bytes], rows: list[str], needles: list[str]) -> Build:
+    """labels.csv (path,label,split) beside the given files (paths relative to the CSV)."""
+
+    def build(tmp: Path) -> tuple[list[str], list[str]]:
+        for name, content in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(content)
+        path = tmp / "labels.csv"
+        path.write_text("\n".join(["path,label,split", *rows]) + "\n")
+        return _train_images(path), ["labels.csv", *needles]
+
+    return build
+
+
+def _tiff_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="TIFF")
+    return buf.getvalue()
+
+
+def _wide_pixels(name: str, arr: np.ndarray, needles: list[str]) -> Build:
+    def build(tmp: Path) -> tuple[list[str], list[str]]:
+        root = _images(tmp)
+        (root / "cat" / name).write_bytes(_tiff_bytes(arr))
+        return _train_images(root), [name, *needles]
+
+    return build
+
+
+_FOUR = {f"img/{n}.png": _png_bytes() for n in "abcd"}
+IMAGE_TRUST_CASES: dict[str, Build] = {
+    "img-manifest-same-file-in-two-splits": _manifest_files(
+        _FOUR,
+        [
+            "img/a.png,cat,train",
+            "img/b.png,dog,train",
+            "img/c.png,cat,test",
+            "./img/a.png,cat,test",
+        ],
+        ["lines 2 and 5", "the same image", "in the train and the test split", "keep one"],
+    ),
+    "img-manifest-path-is-a-folder": _manifest_files(
+        _FOUR,
+        ["img/a.png,cat,train", "img/b.png,dog,train", "img/c.png,cat,test", "img,dog,test"],
+        ["line 5", "image 'img'", "is a folder", "not an image file"],
+    ),
+    "img-manifest-id-matches-two-files": _manifest_files(
+        {**_FOUR, "img/e.jpg": _png_bytes(), "img/e.png": _png_bytes()},
+        ["img/a.png,cat,train", "img/b.png,dog,train", "img/c.png,cat,test", "img/e,dog,test"],
+        ["line 5", "image id 'e'", "e.jpg and e.png", "with its extension"],
+    ),
+    "img-32bit-float-tiff": _wide_pixels(
+        "float.tif", np.full((8, 8), 0.5, np.float32), ["32-bit float pixels", "8- or 16-bit"]
+    ),
+    "img-32bit-integer-tiff": _wide_pixels(
+        "wide.tif", np.full((8, 8), 70000, np.int32), ["32-bit integer pixels", "70000"]
+    ),
+}
+# --- end of the image cases ---
+
+
 def _npz_case(needles: list[str], **arrays: np.ndarray | None) -> Build:
     def build(tmp: Path) -> tuple[list[str], list[str]]:
         return _train_images(_npz(tmp, **arrays)), ["set.npz", *needles]
@@ -427,6 +489,7 @@ CATALOGUE: dict[str, Build] = {
         *_ok_images("--model", "vgg13", "--set", "data.size=16"),
         needles=["16x16", "vgg13 needs at least 32x32", "data.size=32"],
     ),
+    **IMAGE_TRUST_CASES,
     # npz arrays
     "npz-not-a-zip": _npz_garbage,
     "npz-missing-labels": _npz_case(["missing array(s) ['labels']"], labels=None),
@@ -915,6 +978,7 @@ def test_npz_class_names_stay_inside_the_output_dir(tmp_path: Path, capsys) -> N
     inside.mkdir()
     labels = np.arange(18) % 3
     images = np.repeat(labels * 100, 64).astype(np.uint8).reshape(18, 8, 8)
+    images[:, 0, 0] = np.arange(18)  # distinct images: copies would be split as one
     npz = inside / "evil.npz"
     np.savez(npz, images=images, labels=labels, class_names=np.array(EVIL))
     out = inside / "out"

@@ -135,6 +135,77 @@ def test_top_losses_pick_most_confident_right_and_wrong() -> None:
     assert got == [(0, "right", 0), (0, "wrong", 2), (1, "right", 4)]
 
 
+@pytest.mark.parametrize("name", models_for("images"))
+def test_gradcam_cells_are_drawn_where_they_look(name: str) -> None:
+    """A cell of the Grad-CAM layer is drawn at the centre of its receptive field, measured as
+    the centroid of |d cell / d input| over noise (a 192 px input, so that the middle cell's
+    field is not cut by the border): ResNet's cells look at pixel 16k, VGG's at 16k + 7.5."""
+    torch.manual_seed(0)
+    model = MODELS[name].build(in_channels=1, num_classes=3).eval()
+    layer = images.target_layer(name, model, (1, 64, 64))
+    acts: list[torch.Tensor] = []
+    hook = layer.register_forward_hook(lambda m, i, o: acts.append(o))
+    x = torch.randn(2, 1, 192, 192, requires_grad=True)
+    model(x)
+    hook.remove()
+    side = acts[0].shape[-1]
+    k = side // 2
+    (g,) = torch.autograd.grad(acts[0][:, :, k, k].abs().sum(), x)
+    one = torch.zeros(1, 1, side, side)
+    one[0, 0, k, k] = 1.0
+    drawn = images.upsample(one, (192, 192), images.CELL_CENTRE[name])[0, 0]
+    at = torch.arange(192.0)
+    for dim in (0, 1):  # rows, then columns
+        looks, shown = g.abs().sum((0, 1)).sum(1 - dim), drawn.sum(1 - dim)
+        centre = float((looks * at).sum() / looks.sum())
+        assert abs(float((shown * at).sum() / shown.sum()) - centre) < 1.0, (dim, centre)
+
+
+def centred_shapes(n: int, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dark noise (0..24 of 255) with a bright shape near the centre: a disk (class 0) or a
+    cross (class 1), shifted by up to 2 px; normalized as training does (mean 0.5, std 0.5)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    x = rng.integers(0, 25, size=(n, 1, size, size)).astype(np.float32)
+    y = np.arange(n) % 2
+    for i in range(n):
+        cy, cx = size / 2 - 0.5 + rng.integers(-2, 3, size=2)
+        dy, dx = np.abs(yy - cy), np.abs(xx - cx)
+        disk = np.hypot(dy, dx) < 5
+        cross = ((dy < 1.5) & (dx < 7)) | ((dx < 1.5) & (dy < 7))
+        x[i, 0][disk if y[i] == 0 else cross] = 230
+    return torch.from_numpy(x / 255 - 0.5) / 0.5, torch.from_numpy(y)
+
+
+def test_occlusion_of_centred_objects_points_at_the_centre() -> None:
+    """A ResNet-18 trained on centred shapes on a dark background: occluding with mid-gray
+    made a corner the hottest place of every other map; the blurred patch must not."""
+    torch.manual_seed(0)
+    x, y = centred_shapes(128)
+    model = MODELS["resnet18"].build(in_channels=1, num_classes=2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(25):
+        i = torch.randint(0, len(x), (32,))
+        opt.zero_grad()
+        F.cross_entropy(model(x[i]), y[i]).backward()
+        opt.step()
+    for m in model.modules():  # exact batch-norm statistics of the training images
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    with torch.no_grad():
+        model(x)
+    model.eval()
+    xt, yt = centred_shapes(6, seed=1)
+    assert (model(xt).argmax(1) == yt).all()
+    maps = images.occlusion(model, xt, yt)
+    top = maps.flatten(1).argmax(1)
+    r, c = top // 32, top % 32
+    assert ((r >= 4) & (r < 28) & (c >= 4) & (c < 28)).all(), (r, c)
+    pos = maps.clamp(min=0)
+    assert pos[:, 8:24, 8:24].sum() > 0.8 * pos.sum()  # the central quarter holds the evidence
+
+
 # --- text ---
 def keyword_texts(n: int = 90, length: int = 9, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Token sequences (ids 3..29, 0 = padding) of varied length; class k holds token 3 + k."""

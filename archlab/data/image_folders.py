@@ -92,15 +92,16 @@ def load_folder(
                 f"{d}: class folder has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
             )
         files += [(p, label) for p in imgs]
-    images, labels, skipped, _ = decode_files(root, files, channels, size, skip_corrupt)
+    dec = decode_files(root, files, channels, size, skip_corrupt)
     return ImageSet(
-        images=images,
-        labels=labels,
+        images=dec.images,
+        labels=dec.labels,
         class_names=[d.name for d in class_dirs],
         source=str(root),
-        skipped=skipped,
+        skipped=dec.skipped,
         ignored=ignored,
         layout="class_folders",
+        digests=dec.digests,
     )
 
 
@@ -127,15 +128,18 @@ def _load_split_folders(
             files += [(p, names.index(n)) for p in imgs]
             tags += [sp] * len(imgs)
     check_train_has_every_class(root, names, have, "folder")
-    images, labels, skipped, keep = decode_files(root, files, channels, size, skip_corrupt)
+    dec = decode_files(root, files, channels, size, skip_corrupt)
+    tags_kept = np.array(tags)[dec.keep]
     return ImageSet(
-        images=images,
-        labels=labels,
+        images=dec.images,
+        labels=dec.labels,
         class_names=names,
         source=str(root),
-        provided_split=np.array(tags)[keep],
-        skipped=skipped,
+        provided_split=tags_kept,
+        skipped=dec.skipped,
         ignored=ignored,
         layout="split_folders",
-        split_origin={sp: f"{d.name}/" for sp, d in splits.items()},
+        # An empty val/ or test/ folder gives no split: that split is carved from train/.
+        split_origin={sp: f"{d.name}/" for sp, d in splits.items() if (tags_kept == sp).any()},
+        digests=dec.digests,
     )

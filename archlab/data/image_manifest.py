@@ -110,37 +110,54 @@ def load_manifest(
                 + ("" if m.split_column else ", or set data.split_column=none to ignore the column")
             )
         tags = low.map(SPLIT_NAMES).to_numpy(dtype=object)
+    first_row: dict[Path, int] = {}  # resolved file -> its first row, to catch a file listed twice
     for i, (rel, lab) in enumerate(zip(df[pcol].str.strip(), labels_raw, strict=True)):
-        p = _find_image(Path(rel) if Path(rel).is_absolute() else base / rel)
+        p = _find_image(path, i + 2, Path(rel) if Path(rel).is_absolute() else base / rel)
         if not rel or not p.is_file():
             hint = "" if m.image_root else "; paths are relative to the CSV (data.image_root=DIR)"
+            what = f"not found at {p}{hint}"
+            if rel and p.is_dir():
+                what = f"is a folder ({p}), not an image file"
+            raise ArchlabError(f"{path}: line {i + 2}: image {rel!r} (column {pcol!r}) {what}")
+        j = first_row.setdefault(p.resolve(), i)
+        if tags[j] != tags[i]:  # one file in two splits: its test score would not be held out
             raise ArchlabError(
-                f"{path}: line {i + 2}: image {rel!r} (column {pcol!r}) not found at {p}{hint}"
+                f"{path}: lines {j + 2} and {i + 2} list the same image {str(p)!r} in the "
+                f"{tags[j]} and the {tags[i]} split (column {scol!r}); keep one"
             )
         files.append((p, index[lab]))
     have = {sp: set(labels_raw[tags == sp]) for sp in ("train", "val", "test")}
     if scol:
         check_train_has_every_class(path, values, have, "manifest")
-    images, labels, skipped, keep = decode_files(path, files, channels, size, skip_corrupt)
+    dec = decode_files(path, files, channels, size, skip_corrupt)
     origin = {sp: f"column {scol!r}" for sp in ("train", "val", "test") if have[sp]}
     return ImageSet(
-        images=images,
-        labels=labels,
+        images=dec.images,
+        labels=dec.labels,
         class_names=values,
         source=str(path),
-        provided_split=np.asarray(tags, dtype=str)[keep] if scol else None,
-        skipped=skipped,
+        provided_split=np.asarray(tags, dtype=str)[dec.keep] if scol else None,
+        skipped=dec.skipped,
         layout="manifest",
         split_origin=origin if scol else {},
+        digests=dec.digests,
     )
 
 
-def _find_image(p: Path) -> Path:
-    """``p``, or ``p`` plus an image extension when the manifest's ids have none (Kaggle's form)."""
+def _find_image(manifest: Path, line: int, p: Path) -> Path:
+    """``p``, or ``p`` plus an image extension when the manifest's ids have none (Kaggle's form);
+    an id that two files share (``id.jpg`` and ``id.png``) is refused, not guessed."""
     if p.suffix.lower() in IMAGE_EXTENSIONS or p.is_file():
         return p
-    found = (p.with_name(p.name + e) for e in (".jpg", ".png", ".jpeg", *sorted(IMAGE_EXTENSIONS)))
-    return next((q for q in found if q.is_file()), p)
+    exts = (".jpg", ".png", ".jpeg", *sorted(IMAGE_EXTENSIONS - {".jpg", ".png", ".jpeg"}))
+    found = [q for q in (p.with_name(p.name + e) for e in exts) if q.is_file()]
+    if len(found) > 1:
+        raise ArchlabError(
+            f"{manifest}: line {line}: image id {p.name!r} matches "
+            f"{' and '.join(q.name for q in found)} in {p.parent}; name the file with its "
+            "extension in the manifest"
+        )
+    return found[0] if found else p
 
 
 def _label_order(v: str) -> tuple[int, float | str]:

@@ -2,14 +2,19 @@
 
 ``ImageSet`` is one uint8 array (N, C, H, W) with labels; the folder and manifest loaders
 (image_folders.py, image_manifest.py) decode their files here and check their splits alike.
+``decode_image`` is the one way an image file becomes pixels: training, eval, predict and
+explain all call it, so they see the same pixels.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -47,6 +52,14 @@ class ImageSet:
     split_origin: dict[str, str] = field(
         default_factory=dict
     )  # split -> folder/column it came from
+    # Per image, a hash of its bytes (the file's, or the array's for npz and digits): images
+    # with equal digests are the same picture, kept in one split when splits are carved.
+    digests: list[str] | None = None
+
+
+def digest(data: bytes) -> str:
+    """A content hash of an image's bytes (SHA-256, hex)."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def check_train_has_every_class(
@@ -67,26 +80,71 @@ def check_train_has_every_class(
         raise ArchlabError(f"{source}: class(es) {empty} have no images")
 
 
+# PIL modes of 16-bit grayscale; their values run 0..65535 and are scaled to 0..255 by that
+# format maximum (65535 -> 255), the same for every image, as 16-bit RGB PNGs are read by PIL
+# (high byte). convert("L") would clip every value above 255 to white.
+MODES_16BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+UINT16_MAX = 65535
+
+
+def decode_image(path: Path, channels: int, size: int, data: bytes | None = None) -> np.ndarray:
+    """One image file (its ``data`` when already read) as (size, size, channels) uint8.
+
+    Palette and gray+alpha images go through RGBA (so a transparent palette entry keeps its
+    colour); alpha is dropped; 16-bit grayscale is scaled by 65535, not clipped. Raises PIL's
+    errors for unreadable files, ArchlabError for pixel types archlab does not read.
+    """
+    mode = "L" if channels == 1 else "RGB"
+    with Image.open(io.BytesIO(data) if data is not None else path) as im:
+        if im.mode in MODES_16BIT or im.mode == "I":
+            arr = np.asarray(im).astype(np.int64)
+            # Mode I (32-bit) is how PIL opens some 16-bit files; larger values are no 16-bit
+            # image, and no scale would be right for every file.
+            if arr.size and (arr.min() < 0 or arr.max() > UINT16_MAX):
+                raise ArchlabError(
+                    f"{path}: 32-bit integer pixels ({arr.min()}..{arr.max()}); archlab reads "
+                    "8-bit and 16-bit images: save it as 8- or 16-bit"
+                )
+            gray = np.round(arr * (255.0 / UINT16_MAX)).astype(np.uint8)
+            im = Image.fromarray(gray).convert(mode)
+        elif im.mode == "F":
+            raise ArchlabError(
+                f"{path}: 32-bit float pixels (PIL mode F) have no fixed range; archlab reads "
+                "8-bit and 16-bit images: save it as 8- or 16-bit"
+            )
+        elif im.mode in ("P", "PA", "LA"):
+            im = im.convert("RGBA").convert(mode)
+        else:
+            im = im.convert(mode)
+        im = im.resize((size, size), Image.Resampling.BILINEAR)
+        return np.asarray(im, dtype=np.uint8).reshape(size, size, channels)
+
+
+class Decoded(NamedTuple):
+    """Decoded files: (N, C, size, size) uint8, labels, skipped paths, kept rows, digests."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    skipped: list[str]
+    keep: np.ndarray
+    digests: list[str]
+
+
 def decode_files(
     root: Path,
     files: list[tuple[Path, int]],
     channels: int,
     size: int,
     skip_corrupt: bool,
-) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
-    """Decode (path, label) pairs: (N, C, size, size) uint8, labels, skipped paths, kept rows."""
+) -> Decoded:
+    """Decode (path, label) pairs, hashing each file's bytes as it is read."""
     if not size:
         raise ArchlabError(f"{root}: data.size=0 (keep native) is not supported for folders")
-    mode = "L" if channels == 1 else "RGB"
 
-    def decode(p: Path) -> np.ndarray | None:
+    def decode(p: Path) -> tuple[np.ndarray, str] | None:
         try:
-            with Image.open(p) as im:
-                im = (
-                    im.convert("RGBA").convert(mode) if im.mode in ("P", "LA") else im.convert(mode)
-                )
-                im = im.resize((size, size), Image.Resampling.BILINEAR)
-                return np.asarray(im, dtype=np.uint8).reshape(size, size, channels)
+            data = p.read_bytes()
+            return decode_image(p, channels, size, data), digest(data)
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
             if skip_corrupt:
                 return None
@@ -103,6 +161,7 @@ def decode_files(
     skipped = [str(files[i][0]) for i, a in enumerate(decoded) if a is None]
     if not keep:
         raise ArchlabError(f"{root}: no image could be decoded")
-    images = np.ascontiguousarray(np.stack([decoded[i] for i in keep]).transpose(0, 3, 1, 2))
+    pairs = [decoded[i] for i in keep]
+    images = np.ascontiguousarray(np.stack([a for a, _ in pairs]).transpose(0, 3, 1, 2))
     labels = np.array([files[i][1] for i in keep], dtype=np.int64)
-    return images, labels, skipped, np.array(keep)
+    return Decoded(images, labels, skipped, np.array(keep), [h for _, h in pairs])

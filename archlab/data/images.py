@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from archlab import fingerprint
 from archlab.data.image_folders import load_folder, split_folders
 from archlab.data.image_manifest import Manifest, load_manifest
-from archlab.data.image_set import IMAGE_EXTENSIONS, ImageSet
+from archlab.data.image_set import IMAGE_EXTENSIONS, ImageSet, digest
 from archlab.errors import ArchlabError
 
 NPZ_KEYS = ("images", "labels")
@@ -92,6 +92,7 @@ def _load_digits() -> ImageSet:
         class_names=[str(c) for c in d.target_names],
         source="sklearn.datasets.load_digits (UCI handwritten digits, 8x8)",
         layout="digits",
+        digests=_array_digests(images),
     )
 
 
@@ -147,6 +148,7 @@ def _load_npz(path: Path) -> ImageSet:
         bad = set(np.unique(split)) - {"train", "test", "val"}
         if bad or len(split) != len(labels):
             raise ArchlabError(f"{path}: 'split' must hold 'train'/'val'/'test' for every image")
+    digests = _array_digests(images)
     images = images[..., :3] if images.shape[-1] == 4 else images  # drop alpha
     return ImageSet(
         images=np.ascontiguousarray(images.transpose(0, 3, 1, 2)),
@@ -156,7 +158,13 @@ def _load_npz(path: Path) -> ImageSet:
         provided_split=split,
         layout="npz",
         split_origin={} if split is None else {k: "npz 'split' array" for k in np.unique(split)},
+        digests=digests,
     )
+
+
+def _array_digests(images: np.ndarray) -> list[str]:
+    """Each image's content hash: the bytes of its array as stored (per image, not per file)."""
+    return [digest(np.ascontiguousarray(a).tobytes()) for a in images]
 
 
 def _to_channels(images: np.ndarray, channels: int) -> np.ndarray:

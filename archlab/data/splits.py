@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from sklearn.model_selection import train_test_split
 
@@ -14,15 +16,19 @@ def stratified_split(
     test_fraction: float,
     seed: int,
     provided: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Return sorted index arrays for 'train', 'val', 'test'.
 
     With ``provided`` (an array of 'train'/'val'/'test' tags) its tagged rows are kept as given;
     a missing val (or test) split is carved, stratified, from the provided train rows with
-    ``val_fraction`` (``test_fraction``) of the whole set.
+    ``val_fraction`` (``test_fraction``) of the whole set. With ``groups`` (a group id per
+    sample, from ``duplicate_groups``) every carved split takes whole groups: copies of one
+    image never straddle a carved boundary.
     """
     n = len(labels)
     idx = np.arange(n)
+    g = np.arange(n) if groups is None else np.asarray(groups)
     if provided is not None:
         test = idx[provided == "test"]
         val = idx[provided == "val"]
@@ -30,10 +36,10 @@ def stratified_split(
         k = len(np.unique(labels))
         if len(test) == 0 and test_fraction > 0:
             n_test = max(round(test_fraction * n), k)
-            train, test = _split(train, labels[train], n_test, seed, "test")
+            train, test = _split(train, labels[train], n_test, seed, "test", g[train])
         if len(val) == 0 and val_fraction > 0:
             n_val = max(round(val_fraction * n), k)
-            train, val = _split(train, labels[train], n_val, seed, "val")
+            train, val = _split(train, labels[train], n_val, seed, "val", g[train])
         return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ArchlabError(
@@ -42,23 +48,54 @@ def stratified_split(
         )
     n_test = round(test_fraction * n)
     n_val = round(val_fraction * n)
-    rest, test = _split(idx, labels, n_test, seed, "test")
-    train, val = _split(rest, labels[rest], n_val, seed + 1, "val")
+    rest, test = _split(idx, labels, n_test, seed, "test", g)
+    train, val = _split(rest, labels[rest], n_val, seed + 1, "val", g[rest])
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
 def _split(
-    idx: np.ndarray, labels: np.ndarray, n_take: int, seed: int, name: str
+    idx: np.ndarray,
+    labels: np.ndarray,
+    n_take: int,
+    seed: int,
+    name: str,
+    groups: np.ndarray | None = None,
+    unit: str = "samples",
 ) -> tuple[np.ndarray, np.ndarray]:
+    if groups is not None:
+        _, first = np.unique(groups, return_index=True)
+        if len(first) < len(idx):  # copies: split one member per group, the rest follow it
+            n_groups = round(n_take * len(first) / len(idx))
+            _, took = _split(first, labels[first], n_groups, seed, name, unit="distinct samples")
+            take = np.isin(groups, groups[took])
+            return idx[~take], idx[take]
     counts = np.bincount(labels)
     counts = counts[counts > 0]
     if n_take < len(counts) or len(idx) - n_take < len(counts) or counts.min() < 2:
         raise ArchlabError(
-            f"too few samples for a stratified {name} split: {len(idx)} samples, "
+            f"too few {unit} for a stratified {name} split: {len(idx)} {unit}, "
             f"{len(counts)} classes, smallest class has {counts.min()} (need >= 2 per class)"
         )
     keep, take = train_test_split(idx, test_size=n_take, random_state=seed, stratify=labels)
     return keep, take
+
+
+def duplicate_groups(keys: Sequence[str]) -> np.ndarray:
+    """A group id per sample: the index of the first sample with the same key (content hash)."""
+    first: dict[str, int] = {}
+    return np.array([first.setdefault(k, i) for i, k in enumerate(keys)], dtype=np.int64)
+
+
+def cross_split_copies(groups: np.ndarray, split: dict[str, np.ndarray]) -> dict[str, int]:
+    """For val and test: how many of their samples share a group with an earlier split's
+    (train for val; train or val for test), i.e. are no held-out samples."""
+    seen = groups[split["train"]]
+    out = {}
+    for k in ("val", "test"):
+        mine = groups[split[k]]
+        out[k] = int(np.isin(mine, seen).sum())
+        seen = np.concatenate([seen, mine])
+    return out
 
 
 def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:

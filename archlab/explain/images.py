@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from captum.attr import LayerAttribution, LayerGradCam, Occlusion
+import torch.nn.functional as F
+from captum.attr import LayerGradCam, Occlusion
 from torch import nn
 
 from archlab.errors import ArchlabError
@@ -27,6 +28,13 @@ TARGET_LAYERS: dict[str, Callable[[nn.Module], tuple[nn.Module, ...]]] = {
     "resnet18": lambda m: (m.layer4, m.layer3, m.layer2),
 }
 MIN_SIDE = 4
+# Where cell k of a target layer's map sits on the input, s pixels per cell: at pixel
+# s*k + CELL_CENTRE*(s-1). VGG's 2x2 max-pools (no padding) give cell k pixels s*k..s*k+s-1,
+# centred as plain bilinear upsampling assumes (0.5); ResNet's stride-2 convolutions with
+# "same" padding centre cell k on pixel s*k (0.0), so plain upsampling drew its maps
+# (s-1)/2 pixels right of and below the evidence (7.5 px with a 4x4 map of a 64 px image).
+# tests/test_explain.py checks both against each cell's measured receptive-field centre.
+CELL_CENTRE: dict[str, float] = {"vgg13": 0.5, "vgg13_bn": 0.5, "resnet18": 0.0}
 BATCH = 64  # images per Grad-CAM forward/backward pass
 OCCLUSION_EVALS = 256  # occluded copies per forward pass
 
@@ -55,11 +63,30 @@ def target_layer(name: str, model: nn.Module, shape: tuple[int, ...]) -> nn.Modu
     return next((m for m in candidates if sides[id(m)] >= MIN_SIDE), candidates[-1])
 
 
+def upsample(cams: torch.Tensor, size: tuple[int, int], centre: float = 0.5) -> torch.Tensor:
+    """(N, 1, h, w) layer maps -> (N, 1, H, W): cell k drawn at pixel s*k + centre*(s-1)
+    (s = H/h), linear in between, the edge cells held out to the border. ``centre=0.5`` is
+    plain bilinear upsampling (``F.interpolate``, align_corners=False)."""
+
+    def coords(n_out: int, n_in: int) -> torch.Tensor:
+        s = n_out / n_in
+        u = (torch.arange(n_out, dtype=cams.dtype, device=cams.device) - centre * (s - 1)) / s
+        return 2 * u / max(n_in - 1, 1) - 1  # grid_sample's [-1, 1] (align_corners=True)
+
+    gy, gx = coords(size[0], cams.shape[-2]), coords(size[1], cams.shape[-1])
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).expand(len(cams), -1, -1, -1)
+    return F.grid_sample(cams, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
 def gradcam(
-    model: nn.Module, layer: nn.Module, x: torch.Tensor, target: torch.Tensor
+    model: nn.Module,
+    layer: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    centre: float = 0.5,
 ) -> torch.Tensor:
     """(N, H, W) Grad-CAM maps of class ``target`` (ReLU of the gradient-weighted channels),
-    upsampled bilinearly to the input size."""
+    upsampled to the input size with each cell at its receptive field's centre (``upsample``)."""
     model.eval()
     gc = LayerGradCam(model, layer)
     maps = []
@@ -67,13 +94,18 @@ def gradcam(
         for i in range(0, len(x), BATCH):
             a = gc.attribute(x[i : i + BATCH], target=target[i : i + BATCH],
                              relu_attributions=True)  # fmt: skip
-            maps.append(LayerAttribution.interpolate(a.detach(), tuple(x.shape[-2:]), "bilinear"))
+            maps.append(upsample(a.detach(), tuple(x.shape[-2:]), centre))
     return torch.cat(maps)[:, 0] if maps else x.new_zeros((0, *x.shape[-2:]))
 
 
 def occlusion(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) drop in the target's logit when a gray patch (the normalized 0) covers each
-    place: windows of 1/8 of the side, stride half of that, averaged where they overlap."""
+    """(N, H, W) drop in the target's logit when each place shows the image blurred instead:
+    windows of 1/8 of the side, stride half of that, averaged where they overlap.
+
+    The blur (a box 4 windows wide) hides what the window shows but keeps its surroundings'
+    brightness. A constant patch (the normalized 0, mid-gray) is a shape the network never
+    saw: on dark-background images it made the same corner the hottest place of every map.
+    """
     model.eval()
     c, h, w = x.shape[1:]
     win = max(2, min(h, w) // 8)
@@ -82,20 +114,28 @@ def occlusion(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.
     maps = []
     with torch.no_grad():
         for i in range(0, len(x), BATCH):
+            xb = x[i : i + BATCH]
             a = occ.attribute(
-                x[i : i + BATCH],
+                xb,
                 sliding_window_shapes=(c, win, win),
                 strides=(c, stride, stride),
-                baselines=0.0,
+                baselines=box_blur(xb, 4 * win + 1),
                 target=target[i : i + BATCH],
-                perturbations_per_eval=max(1, OCCLUSION_EVALS // len(x[i : i + BATCH])),
+                perturbations_per_eval=max(1, OCCLUSION_EVALS // len(xb)),
             )
             maps.append(a.sum(1))
     return torch.cat(maps) if maps else x.new_zeros((0, h, w))
 
 
+def box_blur(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean over a k x k box (k odd) around each pixel, edges extended (same shape as x)."""
+    return F.avg_pool2d(F.pad(x, (k // 2,) * 4, mode="replicate"), k, stride=1)
+
+
 METHODS: dict[str, Callable[[nn.Module, str, torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "gradcam": lambda m, name, x, t: gradcam(m, target_layer(name, m, x.shape[1:]), x, t),
+    "gradcam": lambda m, name, x, t: gradcam(
+        m, target_layer(name, m, x.shape[1:]), x, t, CELL_CENTRE[name]
+    ),
     "occlusion": lambda m, name, x, t: occlusion(m, x, t),
 }
 
@@ -196,11 +236,8 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
         out["files"].append(path.name)
     if "gradcam" in req.methods:  # aggregate view: each class's mean map over its test images
         sel = subset(len(x), req.limit)
-        maps = gradcam(
-            model,
-            target_layer(name, model, x.shape[1:]),
-            x[sel.to(device)],
-            probs.argmax(1)[sel].to(device),
+        maps = METHODS["gradcam"](
+            model, name, x[sel.to(device)], probs.argmax(1)[sel].to(device)
         ).cpu()
         path = req.out / "gradcam_class_means.png"
         class_means(pictures[sel.numpy()], maps.numpy(), y.cpu()[sel].numpy(), names, path)

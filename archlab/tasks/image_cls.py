@@ -15,8 +15,15 @@ from torch import nn
 
 from archlab.config import RunConfig
 from archlab.data.augment import AUGMENTATIONS
+from archlab.data.image_set import decode_image
 from archlab.data.images import Manifest, load_image_set
-from archlab.data.splits import class_weights, stratified_split, stratified_subset
+from archlab.data.splits import (
+    class_weights,
+    cross_split_copies,
+    duplicate_groups,
+    stratified_split,
+    stratified_subset,
+)
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
 from archlab.models import MODELS
@@ -132,7 +139,12 @@ class ImageData:
             raise ArchlabError(
                 f"{s.source}: data.use_provided_split=true but the data has no 'split'"
             )
-        split = stratified_split(labels, c.val_fraction, c.test_fraction, self.split_seed, provided)
+        # Byte-identical images form a group: a carved split takes whole groups, and copies
+        # left across the data's own splits are counted (below) rather than hidden.
+        groups = None if s.digests is None else duplicate_groups([s.digests[i] for i in keep])
+        split = stratified_split(
+            labels, c.val_fraction, c.test_fraction, self.split_seed, provided, groups
+        )
         split_source = _split_source(
             s.split_origin if provided is not None else {}, c, self.split_seed
         )
@@ -156,6 +168,15 @@ class ImageData:
             "ignored_non_images": s.ignored,
             "split_sha256": {k: sha256_array(v) for k, v in split.items()},
         }
+        notes = [
+            f"data: {s.source} ({s.layout.replace('_', ' ')}), {len(labels)} images, "
+            f"{len(s.class_names)} classes",
+            "data: splits "
+            + ", ".join(f"{k} {len(v)} ({split_source[k]})" for k, v in split.items()),
+        ]
+        if groups is not None:
+            info["duplicates"] = dup = _duplicates(groups, split)
+            notes += _duplicate_notes(dup, split_source)
         # What training images look like, so predict can flag inputs that look nothing alike.
         info["pixel_stats"] = pixel_stats(images[split["train"]])
         weights = None
@@ -174,12 +195,6 @@ class ImageData:
             # A run from before fitted.json: its data.json kept the weights rounded, so they
             # are recomputed from its training split (as eval did then).
             fitted = replace(fitted, class_weights=weights)
-        notes = [
-            f"data: {s.source} ({s.layout.replace('_', ' ')}), {len(labels)} images, "
-            f"{len(s.class_names)} classes",
-            "data: splits "
-            + ", ".join(f"{k} {len(v)} ({split_source[k]})" for k, v in split.items()),
-        ]
         augment = AUGMENTATIONS[self.cfg.reg.augment]
         channels_last = self.cfg.train.channels_last
 
@@ -219,6 +234,34 @@ class ImageData:
         if not path.exists():
             raise ArchlabError(f"{run_dir}: no {FITTED} or {DATA} (the run did not start)")
         return ImageFitted.from_dict({**json.loads(path.read_text()), "class_weights": None})
+
+
+def _duplicates(groups: np.ndarray, split: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Byte-identical images: how many, in how many groups, and how many val/test images
+    copy an image of an earlier split (train; train or val)."""
+    _, counts = np.unique(groups, return_counts=True)
+    return {
+        "images": int(counts[counts > 1].sum()),
+        "groups": int((counts > 1).sum()),
+        "across_splits": cross_split_copies(groups, split),
+    }
+
+
+def _duplicate_notes(dup: dict[str, Any], split_source: dict[str, str]) -> list[str]:
+    if not dup["images"]:
+        return []
+    notes = [
+        f"data: {dup['images']} images are byte-identical copies of another ({dup['groups']} "
+        "groups); a carved split takes whole groups"
+    ]
+    across = {k: n for k, n in dup["across_splits"].items() if n}
+    if across:
+        notes.append(
+            "data: warning: "
+            + " and ".join(f"{n} {k} images ({split_source[k]})" for k, n in across.items())
+            + " copy an image of an earlier split: their scores are not held out"
+        )
+    return notes
 
 
 def normalize(x: torch.Tensor, c: ImageDataConfig, channels_last: bool) -> torch.Tensor:
@@ -304,18 +347,14 @@ class ImageClassification:
         return {}  # a majority-class rate is in the confusion matrix; no trained baseline
 
     def read_images(self, paths: list[str]) -> torch.Tensor:
-        """Image files as an (N, C, H, W) uint8 tensor in the training images' mode and size."""
-        from PIL import Image, UnidentifiedImageError
+        """Image files as an (N, C, H, W) uint8 tensor, decoded as the training files were."""
+        from PIL import UnidentifiedImageError
 
-        mode = "L" if self.fitted.channels == 1 else "RGB"
-        size = self.fitted.size
         arrs = []
         for p in paths:
             try:
-                with Image.open(p) as im:
-                    im = im.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
-                    arrs.append(np.asarray(im, dtype=np.uint8).reshape(size, size, -1))
-            except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
+                arrs.append(decode_image(Path(p), self.fitted.channels, self.fitted.size))
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
                 raise ArchlabError(f"{p}: cannot read image ({e.__class__.__name__})") from None
         return torch.from_numpy(np.stack(arrs).transpose(0, 3, 1, 2).copy())
 
