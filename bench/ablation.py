@@ -80,8 +80,13 @@ def child(args: argparse.Namespace) -> None:
 
     model, _, rest = args.child.partition("/")
     tech, _, seed = rest.rpartition("-s")
+    import torch
+
+    # One precision for every cell of a grid: on a CPU 'auto' times the candidates and could
+    # choose differently from one run to the next; fp32 unless --amp says otherwise.
+    amp = args.amp or ("auto" if torch.cuda.is_available() else "off")
     sets = [f"data.path={args.data}", "train.progress=plain", f"train.threads={args.threads}",
-            f"train.epochs={args.epochs}", *(DRY if args.tiny else ())]  # fmt: skip
+            f"train.epochs={args.epochs}", f"train.amp={amp}", *(DRY if args.tiny else ())]  # fmt: skip
     base = apply_overrides(PRESETS[f"images-{model}"], sets)
     cfg = replace(technique_configs(base, [tech])[tech], seed=int(seed))
     d = train_at(cfg, run_dir(Path(args.out), args.child), command=" ".join(sys.argv))
@@ -122,6 +127,7 @@ def run_queue(
             cmd = [sys.executable, __file__, "--child", job, "--data", args.data, "--out",
                    args.out, "--epochs", str(epochs[model])]  # fmt: skip
             cmd += ["--threads", str(args.threads)] + (["--tiny"] if args.tiny else [])
+            cmd += ["--amp", args.amp] if args.amp else []
             log = open(_log(args, job), "w")  # noqa: SIM115
             running[job] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
                             log)  # fmt: skip
@@ -275,6 +281,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=0,
                     help="runs at once (GPU 10; CPU and --tiny 2)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=1, help="train.threads of each run")
+    ap.add_argument("--amp", default="", help="train.amp of every run (default: off on a CPU)")
     ap.add_argument("--budget-s", type=float, default=0.0,
                     help="wall clock, then stop all (GPU 540; --tiny 3600; CPU none)")  # fmt: skip
     ap.add_argument("--tiny", action="store_true", help="CPU, 300 images, 1 epoch of 2 steps")
