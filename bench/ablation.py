@@ -86,7 +86,8 @@ def child(args: argparse.Namespace) -> None:
     # choose differently from one run to the next; fp32 unless --amp says otherwise.
     amp = args.amp or ("auto" if torch.cuda.is_available() else "off")
     sets = [f"data.path={args.data}", "train.progress=plain", f"train.threads={args.threads}",
-            f"train.epochs={args.epochs}", f"train.amp={amp}", *(DRY if args.tiny else ())]  # fmt: skip
+            f"train.epochs={args.epochs}", f"train.amp={amp}",
+            *(DRY if args.tiny else ())]  # fmt: skip
     base = apply_overrides(PRESETS[f"images-{model}"], sets)
     cfg = replace(technique_configs(base, [tech])[tech], seed=int(seed))
     d = train_at(cfg, run_dir(Path(args.out), args.child), command=" ".join(sys.argv))
