@@ -504,8 +504,9 @@ def test_freeze_embeddings_keeps_the_vectors(
 ) -> None:
     vec = tmp_path / "vecs.txt"
     vecs = write_vectors(vec)
+    # The last epoch's weights (reg.select=last): with freeze_epochs=1, the one after the thaw.
     run_dir = _glove_run(tweets, vec, tmp_path / "runs", "model.freeze_embeddings=true",
-                         f"model.freeze_epochs={freeze_epochs}")  # fmt: skip
+                         f"model.freeze_epochs={freeze_epochs}", "reg.select=last")  # fmt: skip
     tok = Tokenizer.from_file(str(run_dir / "tokenizer.json"))
     row = _embedding(run_dir)[tok.token_to_id("flight")]
     assert torch.equal(row, torch.from_numpy(vecs["flight"])) is not moved
