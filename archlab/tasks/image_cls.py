@@ -23,6 +23,7 @@ from archlab.models import MODELS
 from archlab.rundir import DATA, FITTED, read_fitted
 from archlab.task_configs import ImageDataConfig, ImageModelConfig
 from archlab.tasks.base import Batches, DataBundle
+from archlab.tasks.pixels import pixels_baseline
 from archlab.utils import sha256_array
 
 # Smallest input side each model accepts: VGG's five 2x2 max-pools leave nothing below 32.
@@ -79,9 +80,16 @@ class ImageFitted:
 
 @dataclass(frozen=True)
 class ImageContext:
-    """The test split's images as read (uint8, on the device), for the sample grid."""
+    """The images as read (uint8, on the device), their labels and split: the test split's
+    for the sample grid, all three for the pixel baseline."""
 
-    test_images: torch.Tensor
+    images: torch.Tensor
+    labels: np.ndarray
+    split: dict[str, np.ndarray]
+
+    @property
+    def test_images(self) -> torch.Tensor:
+        return self.images[torch.from_numpy(self.split["test"]).to(self.images.device)]
 
 
 class ImageData:
@@ -198,7 +206,7 @@ class ImageData:
             info=info,
             splits={k: v.tolist() for k, v in split.items()},
             notes=notes,
-            context=ImageContext(x[torch.from_numpy(split["test"]).to(device)]),
+            context=ImageContext(x, labels, split),
         )
 
     def restore(self, run_dir: Path) -> ImageFitted:
@@ -294,7 +302,9 @@ class ImageClassification:
             )
 
     def baselines(self, data: DataBundle) -> dict[str, Any]:
-        return {}  # a majority-class rate is in the confusion matrix; no trained baseline
+        """Logistic regression on downsampled pixels, on the same split (tasks/pixels.py)."""
+        ctx: ImageContext = data.context
+        return pixels_baseline(ctx.images, ctx.labels, ctx.split, list(self.fitted.class_names))
 
     def read_images(self, paths: list[str]) -> torch.Tensor:
         """Image files as an (N, C, H, W) uint8 tensor in the training images' mode and size."""
