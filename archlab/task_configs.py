@@ -83,6 +83,10 @@ class ImageModelConfig:
     # Test-time augmentation: "flip" averages the logits of each image and its mirror image in
     # evaluation and prediction (training is unchanged).
     tta: Literal["none", "flip"] = "none"
+    # Starting weights: an archlab image run directory, or a torchvision-format state dict of
+    # the same network (.safetensors, or .pth/.pt read with torch.load(weights_only=True)).
+    # "" = a random initialization. See archlab/tasks/init_weights.py.
+    init: str = ""
 
     def __post_init__(self) -> None:
         valid = models_for("images")

@@ -23,6 +23,7 @@ from archlab.models import MODELS
 from archlab.rundir import DATA, FITTED, read_fitted
 from archlab.task_configs import ImageDataConfig, ImageModelConfig
 from archlab.tasks.base import Batches, DataBundle
+from archlab.tasks.init_weights import InitWeights, match, read_source
 from archlab.tasks.pixels import pixels_baseline
 from archlab.utils import sha256_array
 
@@ -56,6 +57,8 @@ class ImageFitted:
     # Per-image pixel mean/std over the training images: predict flags inputs unlike them.
     pixel_stats: dict[str, float] = field(default_factory=dict)
     class_weights: tuple[float, ...] | None = None  # cross-entropy weights (data.class_weights)
+    # Starting weights (model.init; training only: a restored run has its own weights).
+    init: InitWeights | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +105,10 @@ class ImageData:
 
     def build(self, device: torch.device, fitted: ImageFitted | None = None) -> DataBundle:
         c = self.data_cfg
+        init = self.cfg.model.init
+        # The file is read first (a bad one fails before the images are), matched once the
+        # classes and channels are known.
+        source = read_source(init) if init and fitted is None else None
         s = load_image_set(
             c.path,
             fmt=c.format,
@@ -163,6 +170,16 @@ class ImageData:
         if c.class_weights:
             weights = class_weights(counts["train"])
             info["class_weights"] = np.round(weights, 6).tolist()
+        start = None
+        if source is not None:
+            tensors, fmt, source_classes = source
+            with torch.device("meta"):  # shapes only: nothing is allocated
+                net = MODELS[model].build(
+                    in_channels=info["channels"], num_classes=len(s.class_names)
+                )
+            same = source_classes is not None and list(source_classes) == list(s.class_names)
+            start = match(net, tensors, keep_head=same, where=init, fmt=fmt)
+            info["init"] = start.info
         if fitted is None:
             fitted = ImageFitted(
                 class_names=tuple(s.class_names),
@@ -170,6 +187,7 @@ class ImageData:
                 size=info["size"],
                 pixel_stats=info["pixel_stats"],
                 class_weights=weights,
+                init=start,
             )
         elif fitted.class_weights is None and weights is not None:
             # A run from before fitted.json: its data.json kept the weights rounded, so they
@@ -180,6 +198,7 @@ class ImageData:
             f"{len(s.class_names)} classes",
             "data: splits "
             + ", ".join(f"{k} {len(v)} ({split_source[k]})" for k, v in split.items()),
+            *([start.note()] if start is not None else []),
         ]
         augment = AUGMENTATIONS[self.cfg.reg.augment]
         channels_last = self.cfg.train.channels_last
@@ -251,11 +270,14 @@ class ImageClassification:
 
     # --- model, loss, metrics ---
     def build_model(self) -> nn.Module:
-        return MODELS[self.model_cfg.name].build(
+        model = MODELS[self.model_cfg.name].build(
             in_channels=self.fitted.channels,
             num_classes=len(self.fitted.class_names),
             dropout=self.reg.dropout,
         )
+        if self.fitted.init is not None:  # model.init: the layers left out start as built
+            model.load_state_dict(self.fitted.init.tensors, strict=False)
+        return model
 
     def step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
