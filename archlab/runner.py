@@ -308,7 +308,7 @@ def scored(trainer: Trainer, best: BestWeights | None, why: str) -> dict[str, An
         assert best is not None
         what = f"best {best.key} {best.best:.4g} at epoch {best.best_epoch} of {st.epoch} run"
         if st.stopped_early:
-            what += f", stopped early ({best.patience} epochs without improvement)"
+            what += f", stopped early (over {best.patience} epochs without improvement)"
         return {"scored_epoch": best.best_epoch, "selection_metric": best.key,
                 "selection_reason": f"{what} ({why})"}  # fmt: skip
     return {"scored_epoch": st.epoch, "selection_metric": "last",
