@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from archlab import plots, rundir
 from archlab.config import RegConfig, RunConfig, apply_overrides
 from archlab.errors import ArchlabError
-from archlab.presets import RESET_REG, TECHNIQUES
+from archlab.presets import RESET_REG, STUDY_SELECTION, TECHNIQUES
 from archlab.runner import load_config, train_at
 from archlab.stats import PairedDiff, paired_difference
 from archlab.storage import file_lock, open_storage, sqlite_lock_path
@@ -79,7 +79,8 @@ BASELINE = "baseline"
 
 
 def technique_configs(base: RunConfig, techniques: list[str]) -> dict[str, RunConfig]:
-    """One config per technique: the base (every regularizer off for RESET_REG tasks) + that one."""
+    """One config per technique: the base (every regularizer off for RESET_REG tasks) under the
+    study's protocol (every epoch trained, the last scored: STUDY_SELECTION) + that one."""
     known = TECHNIQUES.get(base.task, {})
     unknown = [t for t in techniques if t not in known]
     if unknown:
@@ -87,6 +88,7 @@ def technique_configs(base: RunConfig, techniques: list[str]) -> dict[str, RunCo
             f"unknown technique(s) {unknown} for task {base.task}; valid: {', '.join(known)}"
         )
     start = replace(base, reg=RegConfig()) if base.task in RESET_REG else base
+    start = apply_overrides(start, STUDY_SELECTION)
     return {t: apply_overrides(start, known[t]) for t in techniques}
 
 

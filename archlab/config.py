@@ -62,9 +62,19 @@ class RegConfig:
     dropout: float = 0.0
     weight_decay: float = 0.0
     l2_mode: Literal["coupled", "decoupled", "penalty"] = "coupled"
-    early_stop: bool = False
-    patience: int = 5  # epochs without val-loss improvement before stopping
+    # Stop after `patience` epochs without improvement of the monitored value (train.epochs is
+    # then a ceiling). None: on when the run keeps its best epoch and the learning rate is
+    # constant (optim.schedule=none); a cosine or one-cycle schedule runs to its end, whose
+    # low-learning-rate epochs are the ones it is made for.
+    early_stop: bool | None = None
+    patience: int = 5  # epochs without improvement before stopping
     min_delta: float = 0.0  # improvement smaller than this does not count
+    # Model selection: which epoch's weights are scored on test and saved. "best": the best
+    # validation epoch by the task's monitored value (archlab.tasks TASKS[task].monitor);
+    # "last": the last epoch trained (the study's protocol); "auto": best for the classifiers
+    # (images, text), last for sales (its validation weeks may be trained on or unlike the
+    # test's: data.fit_through_val, the holiday season), best wherever early_stop is on.
+    select: Literal["auto", "best", "last"] = "auto"
     augment: str = "none"  # task-specific, e.g. images: none, flip, translate, study, strong
     label_smoothing: float = 0.0
 
@@ -197,12 +207,54 @@ def _check_reg(task: str, reg: RegConfig) -> None:
             f"invalid config value reg.augment={reg.augment!r} for task {task}; "
             f"valid: {', '.join(spec.augments)}"
         )
+    if reg.select == "last" and reg.early_stop:
+        raise ArchlabError(
+            "reg.early_stop=true keeps the best epoch's weights; it cannot go with "
+            "reg.select=last (drop one of them)"
+        )
     default = RegConfig()
     for f in fields(RegConfig):
         value = getattr(reg, f.name)
         if f.name not in spec.reg_knobs and value != getattr(default, f.name):
             uses = ", ".join(f"reg.{k}" for k in spec.reg_knobs)
             raise ArchlabError(f"reg.{f.name}={value!r} is not used by task {task}; it uses {uses}")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How a run picks the weights it scores: reg.select and reg.early_stop resolved."""
+
+    best: bool  # the best validation epoch's weights (else the last epoch's)
+    patience: int | None  # stop after this many epochs without improvement; None: never
+    why: str  # the rule in words, for metrics.json's selection_reason
+
+
+def selection(cfg: RunConfig) -> Selection:
+    """Resolve ``auto``/None in ``cfg.reg`` for its task and learning-rate schedule."""
+    reg = cfg.reg
+    if reg.select == "auto":
+        best = TASK_CONFIGS[cfg.task].select_best or bool(reg.early_stop)
+        why = "reg.select=auto: " + (
+            "a classifier keeps its best validation epoch"
+            if TASK_CONFIGS[cfg.task].select_best
+            else f"task {cfg.task} keeps its last epoch (its best one with reg.early_stop)"
+        )
+    else:
+        best = reg.select == "best"
+        why = f"reg.select={reg.select}" + ("" if best else ": the study's protocol")
+    stop = reg.early_stop
+    if stop is None:
+        stop = best and cfg.optim.schedule == "none"
+        if best:
+            why += (
+                f"; stops after reg.patience={reg.patience} epochs without improvement "
+                "(constant learning rate)"
+                if stop
+                else f"; no early stop under the {cfg.optim.schedule} schedule"
+            )
+    elif stop:
+        why += f"; reg.early_stop after reg.patience={reg.patience} epochs without improvement"
+    return Selection(best, reg.patience if stop else None, why)
 
 
 def _to_plain(obj: Any) -> Any:

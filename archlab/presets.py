@@ -19,12 +19,18 @@ from archlab.task_configs import (
     TextModelConfig,
 )
 
-# Ablation techniques as --set overrides on the base preset (its reg all off for RESET_REG tasks).
+# The study's protocol of model selection: train every epoch and score the last. Ablations
+# compare each regularizer with it (early stopping, which keeps the best epoch, is one of them),
+# so their runs keep it; other runs keep their best validation epoch (RegConfig.select=auto).
+STUDY_SELECTION = ("reg.select=last", "reg.early_stop=false")
+# Ablation techniques as --set overrides on the base preset (its reg all off for RESET_REG tasks)
+# under the study's protocol (STUDY_SELECTION); reg.select=best comes first: it must be set
+# before reg.early_stop=true, which the "last" rule refuses.
 TECHNIQUES: dict[str, dict[str, tuple[str, ...]]] = {
     "images": {
         "baseline": (),
         "dropout": ("reg.dropout=0.5",),
-        "early_stop": ("reg.early_stop=true", "reg.patience=3"),
+        "early_stop": ("reg.select=best", "reg.early_stop=true", "reg.patience=3"),
         "augment": ("reg.augment=translate",),
         "augment_study": ("reg.augment=study",),
         "l2": ("reg.weight_decay=5e-4",),
@@ -39,7 +45,7 @@ TECHNIQUES: dict[str, dict[str, tuple[str, ...]]] = {
         "dropout": ("reg.dropout=0.3",),
         "lr": ("optim.lr=3e-4",),
         "class_weights": ("data.class_weights=true",),
-        "early_stop": ("reg.early_stop=true", "reg.patience=3"),
+        "early_stop": ("reg.select=best", "reg.early_stop=true", "reg.patience=3"),
         "label_smoothing": ("reg.label_smoothing=0.1",),
         # Soft targets from the cross-fitted TF-IDF teacher (see TextDataConfig.distill).
         "distill": ("data.distill=0.8",),
@@ -206,10 +212,13 @@ QUICK: dict[str, tuple[str, ...]] = {
 # the full profile with the tuned image recipes trained to >= 96% (LONG_IMAGE_SETS).
 LONG: dict[str, tuple[str, ...]] = {f"images/{m}": s for m, s in LONG_IMAGE_SETS.items()}
 PROFILE_SETTINGS: dict[str, dict[str, tuple[str, ...]]] = {"quick": QUICK, "long": LONG}
-# One preset per ablation technique, each alone on top of the tuned optimizer (reg all off).
+# One preset per ablation technique, each alone on top of the tuned optimizer (reg all off),
+# under the study's protocol (STUDY_SELECTION), as `archlab ablate` runs them.
 for _model, _base in (("vgg13", "images-vgg13"), ("resnet18", "images-resnet18")):
     for _tech in TECHNIQUES["images"]:
-        _BASE[f"images-{_model}-{_tech}"] = replace(_BASE[_base], reg=RegConfig())
+        _BASE[f"images-{_model}-{_tech}"] = replace(
+            _BASE[_base], reg=RegConfig(select="last", early_stop=False)
+        )
 
 
 def smoke(cfg: RunConfig) -> RunConfig:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from archlab import fingerprint, plots, rundir
-from archlab.config import RunConfig, apply_overrides
+from archlab.config import RunConfig, apply_overrides, selection
 from archlab.errors import ArchlabError
 from archlab.tasks import TASKS
 from archlab.tasks.base import DataBundle, Task
@@ -38,7 +38,8 @@ from archlab.utils import json_text, write_json_atomic, write_text_atomic
 
 # metrics.json keys that describe the run rather than a split (the rest are test_*/baseline_*).
 RUN_KEYS = (
-    "epochs_run", "stopped_early", "best_epoch", "train_seconds", "epoch_seconds_mean",
+    "epochs_run", "stopped_early", "best_epoch", "scored_epoch", "selection_metric",
+    "selection_reason", "train_seconds", "epoch_seconds_mean",
     "final_train_loss", "final_val_loss", "n_parameters", "world_size", "replica_digests",
 )  # fmt: skip
 # Keys that say how a run executes, not what it computes: a resumed (or re-run) run may change
@@ -215,7 +216,7 @@ def fit(p: Prepared, callbacks: Sequence[Callback] = ()) -> Path:
         raise
     if d.is_main:
         rundir.save_weights(model, run_dir / rundir.WEIGHTS)
-        finish(run_dir, p.task, trainer, p.data, model)
+        finish(run_dir, p.task, trainer, p.data, model, selection(cfg).why)
     distributed.barrier(d)  # the others wait until rank 0 has written metrics.json
     return run_dir
 
@@ -251,12 +252,10 @@ def default_callbacks(
 ) -> list[Callback]:
     """The callbacks of every run; off rank 0 they track state but write nothing."""
     main = d.is_main
+    sel = selection(cfg)
     cbs: list[Callback] = [
         BestWeights(
-            monitor,
-            cfg.reg.patience if cfg.reg.early_stop else None,
-            cfg.reg.min_delta,
-            run_dir if main else None,
+            monitor, sel.patience, cfg.reg.min_delta, run_dir if main else None, restore=sel.best
         ),
         Checkpoint(run_dir, write=main, every_s=cfg.train.checkpoint_every_s),
     ]
@@ -289,7 +288,12 @@ def train_at(
 
 
 def finish(
-    run_dir: Path, task: Task, trainer: Trainer, data: DataBundle, model: nn.Module
+    run_dir: Path,
+    task: Task,
+    trainer: Trainer,
+    data: DataBundle,
+    model: nn.Module,
+    why: str = "",
 ) -> dict[str, Any]:
     """Evaluate on the test split, write plots, then metrics.json last (it marks completion)."""
     history = trainer.state.history
@@ -303,6 +307,7 @@ def finish(
             "epochs_run": trainer.state.epoch,
             "stopped_early": trainer.state.stopped_early,
             "best_epoch": best.best_epoch if best else 0,
+            **scored(trainer, best, why),
             "train_seconds": float(sum(r["seconds"] for r in history)),
             "epoch_seconds_mean": float(sum(r["seconds"] for r in history) / max(1, len(history))),
             "final_train_loss": last.get("train_loss"),
@@ -319,6 +324,21 @@ def finish(
     metrics.update(task.baselines(data))
     rundir.write_metrics(metrics, run_dir)
     return metrics
+
+
+def scored(trainer: Trainer, best: BestWeights | None, why: str) -> dict[str, Any]:
+    """Which epoch's weights were tested (``scored_epoch``), by what and why (metrics.json)."""
+    st = trainer.state
+    restored = best is not None and best.restore and best.best_epoch > 0
+    if restored:
+        assert best is not None
+        what = f"best {best.key} {best.best:.4g} at epoch {best.best_epoch} of {st.epoch} run"
+        if st.stopped_early:
+            what += f", stopped early (over {best.patience} epochs without improvement)"
+        return {"scored_epoch": best.best_epoch, "selection_metric": best.key,
+                "selection_reason": f"{what} ({why})"}  # fmt: skip
+    return {"scored_epoch": st.epoch, "selection_metric": "last",
+            "selection_reason": f"last epoch ({why})"}  # fmt: skip
 
 
 def _curve_metrics(history: list[dict[str, float]]) -> list[str]:

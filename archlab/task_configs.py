@@ -90,6 +90,10 @@ class ImageModelConfig:
     # Test-time augmentation: "flip" averages the logits of each image and its mirror image in
     # evaluation and prediction (training is unchanged).
     tta: Literal["none", "flip"] = "none"
+    # Starting weights: an archlab image run directory, or a torchvision-format state dict of
+    # the same network (.safetensors, or .pth/.pt read with torch.load(weights_only=True)).
+    # "" = a random initialization. See archlab/tasks/init_weights.py.
+    init: str = ""
 
     def __post_init__(self) -> None:
         valid = models_for("images")
@@ -369,10 +373,10 @@ class SalesModelConfig:
 # tests/test_config.py checks that both name the same augmentations.
 IMAGE_AUGMENTS = ("none", "flip", "translate", "study", "crop")
 # The RegConfig fields (archlab.config) each task reads. The Trainer reads weight_decay and l2_mode
-# (archlab.train.optim) for every task, the runner early_stop, patience and min_delta (the
-# EarlyStopping callback); the tasks read dropout (their model builders), label_smoothing (the
+# (archlab.train.optim) for every task, the runner select, early_stop, patience and min_delta
+# (the BestWeights callback); the tasks read dropout (their model builders), label_smoothing (the
 # classification losses; the sales losses have no classes to smooth) and augment (images only).
-_EVERY_TASK = ("weight_decay", "l2_mode", "early_stop", "patience", "min_delta")
+_EVERY_TASK = ("weight_decay", "l2_mode", "early_stop", "patience", "min_delta", "select")
 
 
 @dataclass(frozen=True)
@@ -383,6 +387,8 @@ class TaskConfigs:
     model_config: type
     reg_knobs: tuple[str, ...]  # RegConfig fields the task uses; the others must keep defaults
     augments: tuple[str, ...] = ("none",)  # valid values of reg.augment
+    # reg.select=auto keeps the best validation epoch (classifiers) rather than the last.
+    select_best: bool = False
 
 
 TASK_CONFIGS: dict[str, TaskConfigs] = {
@@ -391,9 +397,13 @@ TASK_CONFIGS: dict[str, TaskConfigs] = {
         ImageModelConfig,
         ("dropout", *_EVERY_TASK, "augment", "label_smoothing"),
         IMAGE_AUGMENTS,
+        select_best=True,
     ),
     "sales": TaskConfigs(SalesDataConfig, SalesModelConfig, ("dropout", *_EVERY_TASK)),
     "text": TaskConfigs(
-        TextDataConfig, TextModelConfig, ("dropout", *_EVERY_TASK, "label_smoothing")
+        TextDataConfig,
+        TextModelConfig,
+        ("dropout", *_EVERY_TASK, "label_smoothing"),
+        select_best=True,
     ),
 }

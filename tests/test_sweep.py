@@ -114,7 +114,7 @@ def test_sweep_writes_best_yaml_that_trains_again(
     assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1] == str(out)
-    assert lines[-2].startswith("best val_loss=") and str(out / "best.yaml") in lines[-2]
+    assert lines[-2].startswith("best val_f1_macro=") and str(out / "best.yaml") in lines[-2]
 
     study = optuna.load_study(study_name="text-bilstm-smoke", storage=f"sqlite:///{out}/sweep.db")
     assert [t.number for t in study.trials] == [0, 1, 2]

@@ -20,8 +20,10 @@ from archlab.cli import main
 from archlab.config import RunConfig, apply_overrides
 from archlab.data.text import (
     clean_tokens,
+    entities_in,
     frequent_mentions,
     load_text_table,
+    normalization_counts,
     tokenizer_words,
     train_tokenizer,
 )
@@ -35,6 +37,7 @@ from archlab.tasks.text_cls import (
     TextContext,
     TextData,
     TextDataConfig,
+    TextFitted,
     TextModelConfig,
 )
 from archlab.tasks.tfidf import cross_fitted_probs, tfidf_model
@@ -89,6 +92,60 @@ def test_cleaning_keeps_sentiment_tokens() -> None:
     toks = clean_tokens("@United THANKS!!! :) :-( <3 http://t.co/abc won't... &lt;3 😡")
     assert toks == ["<user>", "thanks", "!!!", ":)", ":-(", "<3", "<url>", "won't", "...",
                     "<3", "😡"]  # fmt: skip
+
+
+def test_normalization_unescapes_entities_and_folds_placeholders() -> None:
+    texts = ["&quot;Great&quot; crew &amp; food {link}", "see http://t.co/a &#39;ok&#39; {USER}",
+             "{sigh} late &eacute;t&eacute;"]  # fmt: skip
+    ents = entities_in(texts)
+    assert ents[-1] == "&amp;" and {"&#39;", "&eacute;", "&quot;", "&nbsp;"} <= set(ents)
+    for style in ("tweet", "glove"):
+        assert clean_tokens(texts[0], style, None, ents) == ['"', "great", '"', "crew", "&",
+                                                            "food", "<url>"]  # fmt: skip
+    assert clean_tokens(texts[1], "tweet", None, ents) == ["see", "<url>", "'", "ok", "'", "<user>"]
+    # Kept mentions and a placeholder for a user: the placeholder is <user>, @delta stays.
+    assert clean_tokens("{User} @Delta", "tweet", ("delta",), ents) == ["<user>", "@delta"]
+    # A word in braces that is no placeholder stays; entities are unescaped once, as html does.
+    assert clean_tokens(texts[2], "tweet", None, ents) == ["{", "sigh", "}", "late", "été"]
+    assert clean_tokens("a &amp;quot; b", "tweet", None, ents) == ["a", "&", "quot", ";", "b"]
+    # The original rules (grouping repeated texts; tokenizers saved before) are unchanged.
+    assert clean_tokens(texts[0]) == ["&", "quot", ";", "great", "&", "quot", ";", "crew", "&",
+                                      "food", "{", "link", "}"]  # fmt: skip
+    counts = normalization_counts(texts, ents)
+    assert (counts["html_entities"], counts["urls"], counts["placeholders"]) == (7, 1, 2)
+    assert counts["html_entities_by_kind"] == {"&quot;": 2, "&#39;": 2, "&eacute;": 2, "&amp;": 1}
+    assert counts["placeholders_by_kind"] == {"{link}": 1, "{user}": 1}
+
+
+def test_run_reports_normalization_and_predict_and_explain_apply_it(
+    tweets: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = pd.read_csv(tweets)
+    rows.loc[::3, "text"] = rows.loc[::3, "text"] + " &quot;{link}&quot;"
+    rows.to_csv(tweets, index=False)
+    n = len(rows.loc[::3])
+    cfg = text_cfg(tweets, "data.subset=0", "train.epochs=1", "train.threads=1",
+                   "train.progress=plain")  # fmt: skip
+    run_dir = runner.train(cfg, tmp_path / "runs")
+    err = capsys.readouterr().err
+    assert "HTML entities unescaped (&quot;" in err and "placeholders folded into <url>" in err
+    info = json.loads((run_dir / "data.json").read_text())["normalization"]
+    # Repeated texts are grouped (the two tie-dropped conflicts, the merged repeats) first.
+    assert 0 < info["placeholders_by_kind"]["{link}"] <= n
+    assert info["html_entities_by_kind"]["&quot;"] == 2 * info["placeholders_by_kind"]["{link}"]
+    _, task, model = runner.restore_task(run_dir)
+    tok = task.fitted.tokenizer
+    assert tokenizer_words(tok, "&quot;Late&quot; {LINK}") == ['"', "late", '"', "<url>"]
+    a, b = task.predict(model, ["&quot;late&quot; {link}", '"late" http://t.co/zz'])
+    assert a["label"] == b["label"] and a["negative"] == pytest.approx(b["negative"])
+
+
+def test_a_tokenizer_saved_before_the_normalization_keeps_its_rules(tweets: Path) -> None:
+    old = TextFitted(("a", "b"), train_tokenizer(load_text_table(tweets).texts))
+    restored = TextFitted.from_dict(json.loads(json.dumps(old.to_dict())))
+    assert tokenizer_words(restored.tokenizer, "&quot;hi&quot; {link}") == [
+        "&", "quot", ";", "hi", "&", "quot", ";", "{", "link", "}"
+    ]  # fmt: skip
 
 
 def test_repeated_texts_are_merged_and_counted(tweets: Path) -> None:
@@ -507,8 +564,9 @@ def test_freeze_embeddings_keeps_the_vectors(
 ) -> None:
     vec = tmp_path / "vecs.txt"
     vecs = write_vectors(vec)
+    # The last epoch's weights (reg.select=last): with freeze_epochs=1, the one after the thaw.
     run_dir = _glove_run(tweets, vec, tmp_path / "runs", "model.freeze_embeddings=true",
-                         f"model.freeze_epochs={freeze_epochs}")  # fmt: skip
+                         f"model.freeze_epochs={freeze_epochs}", "reg.select=last")  # fmt: skip
     tok = Tokenizer.from_file(str(run_dir / "tokenizer.json"))
     row = _embedding(run_dir)[tok.token_to_id("flight")]
     assert torch.equal(row, torch.from_numpy(vecs["flight"])) is not moved

@@ -56,16 +56,20 @@ def pretrained_vocabulary(
     seed: int,
     source: str,
     mentions: tuple[str, ...] | None = None,
+    entities: tuple[str, ...] | None = None,
 ) -> PretrainedVocabulary:
     """Fit the tokenizer on ``train_texts``, add the words that have vectors, build the weight.
 
     ``first_words`` is data.embeddings_words (the vectors file's first rows kept whatever the
     texts hold); ``seed`` draws the rows of words without a vector; ``source`` names the CSV in
     the error raised when no training word has a vector; ``mentions`` are the @mentions kept as
-    tokens (data.mentions=keep; None maps them all to <user>).
+    tokens (data.mentions=keep; None maps them all to <user>); ``entities`` the HTML entities
+    unescaped (archlab.data.text.entities_in; None: the original rules).
     """
-    tok = train_tokenizer(train_texts, vocab_size, min_frequency, "glove", mentions)
-    counts = Counter(t for text in train_texts for t in clean_tokens(text, "glove", mentions))
+    tok = train_tokenizer(train_texts, vocab_size, min_frequency, "glove", mentions, entities)
+    counts = Counter(
+        t for text in train_texts for t in clean_tokens(text, "glove", mentions, entities)
+    )
     vec = load_vectors(vectors, set(counts), first_words)
     row = {w: i for i, w in enumerate(vec.words)}
     covered = [w for w in counts if w in row]

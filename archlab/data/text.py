@@ -10,13 +10,14 @@ import codecs
 import contextlib
 import csv
 import functools
+import html
 import itertools
 import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import pandas as pd
@@ -42,30 +43,93 @@ _GLOVE_TOKEN = (
 )
 TokenStyle = Literal["tweet", "glove"]
 
+# The normalization of tokenizers fitted now (``entities`` given below; a tokenizer saved before
+# keeps the rules it was saved with, and grouping repeated texts keeps the original ones, so
+# splits do not move). HTML entities are unescaped as html.unescape does, for the entities the
+# training texts hold plus these common ones (the rules are the tokenizer's, so predict and
+# explain unescape the same); placeholders of anonymized corpora ({link}, {user}) become <url>
+# and <user>.
+COMMON_ENTITIES = ("&quot;", "&apos;", "&#39;", "&nbsp;", "&lt;", "&gt;", "&amp;")
+_ENTITY = re.compile(r"&(?:#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
+_URL = r"https?://\S+|www\.\S+"
+# Placeholders that stand for a link or a user (matched in any case). Only these: a word in
+# braces can be the text's own ('{sigh}' in the airline tweets).
+URL_PLACEHOLDERS = ("link", "url")
+USER_PLACEHOLDERS = ("user", "username", "mention")
+_PLACEHOLDER = re.compile(
+    r"\{(?:" + "|".join((*URL_PLACEHOLDERS, *USER_PLACEHOLDERS)) + r")\}", re.IGNORECASE
+)
+
+
+def entities_in(texts: list[str]) -> tuple[str, ...]:
+    """COMMON_ENTITIES and every other HTML entity in ``texts`` that html.unescape changes,
+    ``&amp;`` last: unescaped once, as html.unescape does (``&amp;quot;`` is ``&quot;``)."""
+    found = {m for t in texts for m in _ENTITY.findall(t) if html.unescape(m) != m}
+    found.update(COMMON_ENTITIES)
+    found.discard("&amp;")
+    return (*sorted(found), "&amp;")
+
 
 def _normalizer(
-    style: TokenStyle = "tweet", mentions: tuple[str, ...] | None = None
+    style: TokenStyle = "tweet",
+    mentions: tuple[str, ...] | None = None,
+    entities: tuple[str, ...] | None = None,
 ) -> normalizers.Normalizer:
     """``mentions`` None: every @mention becomes <user>; a tuple (lower-case, without '@'):
-    those mentions stay as tokens ('@united') and every other one becomes <user>."""
+    those mentions stay as tokens ('@united') and every other one becomes <user>.
+    ``entities`` None: the original rules (&amp; &lt; &gt; only, placeholders kept as text); a
+    tuple (entities_in): those entities unescaped first, then URL and user placeholders folded
+    (with the URLs and the @mentions)."""
     # GloVe's vocabulary spells apostrophes ASCII; tweets often use typographic ones.
     quotes = [normalizers.Replace("\u2019", "'"), normalizers.Replace("\u2018", "'")]
-    url = normalizers.Replace(Regex(r"https?://\S+|www\.\S+"), f" {URL} ")
-    html = [  # Tweets arrive HTML-escaped ('&lt;3' is a heart).
+    url = normalizers.Replace(Regex(_URL), f" {URL} ")
+    html_rules = [  # Tweets arrive HTML-escaped ('&lt;3' is a heart).
         normalizers.Replace("&amp;", "&"),
         normalizers.Replace("&lt;", "<"),
         normalizers.Replace("&gt;", ">"),
     ]
     head = [normalizers.NFKC(), *(quotes if style == "glove" else [])]
+    if entities is not None:
+        # Unescaped before anything else ('&quot;' inside a URL is the URL's), and the old
+        # rules' job is done.
+        head = [*(normalizers.Replace(e, html.unescape(e)) for e in entities), *head]
+        head.append(url)
+        url = _placeholders()
+        html_rules = []
     if mentions is None:
         # URLs and @mentions are replaced before lowercasing; their content is noise. (The
         # order of the original tokenizers, kept so that their tokenizer.json is unchanged.)
         user = normalizers.Replace(Regex(r"@\w+"), f" {USER} ")
-        return normalizers.Sequence([*head, url, user, *html, normalizers.Lowercase()])
+        return normalizers.Sequence([*head, url, user, *html_rules, normalizers.Lowercase()])
     # Kept mentions are matched after lowercasing (@United is @united); the rest are noise.
     kept = f"(?!(?:{'|'.join(mentions)})\\b)" if mentions else ""
     user = normalizers.Replace(Regex(rf"@{kept}\w+"), f" {USER} ")
-    return normalizers.Sequence([*head, url, *html, normalizers.Lowercase(), user])
+    return normalizers.Sequence([*head, url, *html_rules, normalizers.Lowercase(), user])
+
+
+def _placeholders() -> normalizers.Normalizer:
+    """{link}/{url} -> <url>, {user}/{username}/{mention} -> <user>, in any case."""
+    rules = ((URL_PLACEHOLDERS, URL), (USER_PLACEHOLDERS, USER))
+    return normalizers.Sequence(
+        [
+            normalizers.Replace(Regex(rf"(?i)\{{(?:{'|'.join(names)})\}}"), f" {token} ")
+            for names, token in rules
+        ]
+    )
+
+
+def normalization_counts(texts: list[str], entities: tuple[str, ...]) -> dict[str, Any]:
+    """How often the fitted rules fold each kind in ``texts``: HTML entities (per entity),
+    URLs, placeholders (per placeholder), for the run's first lines and data.json."""
+    ents = Counter(m for t in texts for m in _ENTITY.findall(t) if m in entities)
+    places = Counter(m.lower() for t in texts for m in _PLACEHOLDER.findall(t))
+    return {
+        "html_entities": sum(ents.values()),
+        "html_entities_by_kind": dict(ents.most_common()),
+        "urls": sum(len(re.findall(_URL, t)) for t in texts),
+        "placeholders": sum(places.values()),
+        "placeholders_by_kind": dict(places.most_common()),
+    }
 
 
 def _pre_tokenizer(
@@ -92,17 +156,21 @@ def frequent_mentions(texts: list[str], min_count: int) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=8)
 def _cleaner(
-    style: TokenStyle, mentions: tuple[str, ...] | None
+    style: TokenStyle, mentions: tuple[str, ...] | None, entities: tuple[str, ...] | None
 ) -> tuple[normalizers.Normalizer, pre_tokenizers.PreTokenizer]:
-    """Built once per (style, kept mentions): clean_tokens runs once per training text."""
-    return _normalizer(style, mentions), _pre_tokenizer(style, mentions)
+    """Built once per (style, kept mentions, entities): clean_tokens runs once per text."""
+    return _normalizer(style, mentions, entities), _pre_tokenizer(style, mentions)
 
 
 def clean_tokens(
-    text: str, style: TokenStyle = "tweet", mentions: tuple[str, ...] | None = None
+    text: str,
+    style: TokenStyle = "tweet",
+    mentions: tuple[str, ...] | None = None,
+    entities: tuple[str, ...] | None = None,
 ) -> list[str]:
-    """The cleaned word tokens of ``text`` (what the tokenizer sees before its vocabulary)."""
-    norm, pre = _cleaner(style, mentions)
+    """The cleaned word tokens of ``text`` (what the tokenizer sees before its vocabulary);
+    the defaults are the original rules, which group repeated texts."""
+    norm, pre = _cleaner(style, mentions, entities)
     return [t for t, _ in pre.pre_tokenize_str(norm.normalize_str(text))]
 
 
@@ -117,16 +185,18 @@ def train_tokenizer(
     min_frequency: int = 2,
     style: TokenStyle = "tweet",
     mentions: tuple[str, ...] | None = None,
+    entities: tuple[str, ...] | None = None,
 ) -> Tokenizer:
     """Fit a word-level tokenizer on ``texts`` (the training split only).
 
     Word-level because its trainer breaks frequency ties deterministically, so a resumed run
     rebuilds the same vocabulary (the BPE trainer does not). Id 0 is padding, id 1 unknown.
     ``style='glove'`` splits tokens as pretrained GloVe vectors have them; ``mentions`` keeps
-    those @mentions as their own tokens (see _normalizer). Both are saved in the tokenizer.
+    those @mentions as their own tokens; ``entities`` (entities_in) turns on the unescaping and
+    placeholder folding (see _normalizer). All are saved in the tokenizer.
     """
     tok = Tokenizer(models.WordLevel(unk_token=UNK))
-    tok.normalizer = _normalizer(style, mentions)
+    tok.normalizer = _normalizer(style, mentions, entities)
     tok.pre_tokenizer = _pre_tokenizer(style, mentions)
     trainer = trainers.WordLevelTrainer(
         vocab_size=vocab_size,

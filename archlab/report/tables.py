@@ -18,7 +18,10 @@ COLUMNS = {
         "test_f1_macro",
         "test_precision_macro",
         "test_recall_macro",
+        "baseline_pixels_accuracy",
+        "baseline_pixels_f1_macro",
         "epochs_run",
+        "scored_epoch",
         "train_seconds",
     ],
     "text": [
@@ -28,6 +31,7 @@ COLUMNS = {
         "baseline_tfidf_accuracy",
         "baseline_tfidf_f1_macro",
         "epochs_run",
+        "scored_epoch",
         "train_seconds",
     ],
     "sales": [

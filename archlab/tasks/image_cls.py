@@ -30,6 +30,8 @@ from archlab.models import MODELS
 from archlab.rundir import DATA, FITTED, read_fitted
 from archlab.task_configs import MAX_IMAGE_SIZE, ImageDataConfig, ImageModelConfig
 from archlab.tasks.base import Batches, DataBundle
+from archlab.tasks.init_weights import InitWeights, match, read_source
+from archlab.tasks.pixels import pixels_baseline
 from archlab.utils import sha256_array
 
 # Smallest input side each model accepts: VGG's five 2x2 max-pools leave nothing below 32.
@@ -62,6 +64,8 @@ class ImageFitted:
     # Per-image pixel mean/std over the training images: predict flags inputs unlike them.
     pixel_stats: dict[str, float] = field(default_factory=dict)
     class_weights: tuple[float, ...] | None = None  # cross-entropy weights (data.class_weights)
+    # Starting weights (model.init; training only: a restored run has its own weights).
+    init: InitWeights | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,9 +97,16 @@ class ImageFitted:
 
 @dataclass(frozen=True)
 class ImageContext:
-    """The test split's images as read (uint8, on the device), for the sample grid."""
+    """The images as read (uint8, on the device), their labels and split: the test split's
+    for the sample grid, all three for the pixel baseline."""
 
-    test_images: torch.Tensor
+    images: torch.Tensor
+    labels: np.ndarray
+    split: dict[str, np.ndarray]
+
+    @property
+    def test_images(self) -> torch.Tensor:
+        return self.images[torch.from_numpy(self.split["test"]).to(self.images.device)]
 
 
 class ImageData:
@@ -108,6 +119,10 @@ class ImageData:
 
     def build(self, device: torch.device, fitted: ImageFitted | None = None) -> DataBundle:
         c = self.data_cfg
+        init = self.cfg.model.init
+        # The file is read first (a bad one fails before the images are), matched once the
+        # classes and channels are known.
+        source = read_source(init) if init and fitted is None else None
         s = load_image_set(
             c.path,
             fmt=c.format,
@@ -183,6 +198,16 @@ class ImageData:
         if c.class_weights:
             weights = class_weights(counts["train"])
             info["class_weights"] = np.round(weights, 6).tolist()
+        start = None
+        if source is not None:
+            tensors, fmt, source_classes = source
+            with torch.device("meta"):  # shapes only: nothing is allocated
+                net = MODELS[model].build(
+                    in_channels=info["channels"], num_classes=len(s.class_names)
+                )
+            same = source_classes is not None and list(source_classes) == list(s.class_names)
+            start = match(net, tensors, keep_head=same, where=init, fmt=fmt)
+            info["init"] = start.info
         if fitted is None:
             fitted = ImageFitted(
                 class_names=tuple(s.class_names),
@@ -190,11 +215,14 @@ class ImageData:
                 size=info["size"],
                 pixel_stats=info["pixel_stats"],
                 class_weights=weights,
+                init=start,
             )
         elif fitted.class_weights is None and weights is not None:
             # A run from before fitted.json: its data.json kept the weights rounded, so they
             # are recomputed from its training split (as eval did then).
             fitted = replace(fitted, class_weights=weights)
+        if start is not None:
+            notes.append(start.note())
         augment = AUGMENTATIONS[self.cfg.reg.augment]
         channels_last = self.cfg.train.channels_last
 
@@ -220,7 +248,7 @@ class ImageData:
             info=info,
             splits={k: v.tolist() for k, v in split.items()},
             notes=notes,
-            context=ImageContext(x[torch.from_numpy(split["test"]).to(device)]),
+            context=ImageContext(x, labels, split),
         )
 
     def restore(self, run_dir: Path) -> ImageFitted:
@@ -293,11 +321,14 @@ class ImageClassification:
 
     # --- model, loss, metrics ---
     def build_model(self) -> nn.Module:
-        return MODELS[self.model_cfg.name].build(
+        model = MODELS[self.model_cfg.name].build(
             in_channels=self.fitted.channels,
             num_classes=len(self.fitted.class_names),
             dropout=self.reg.dropout,
         )
+        if self.fitted.init is not None:  # model.init: the layers left out start as built
+            model.load_state_dict(self.fitted.init.tensors, strict=False)
+        return model
 
     def step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
@@ -344,7 +375,9 @@ class ImageClassification:
             )
 
     def baselines(self, data: DataBundle) -> dict[str, Any]:
-        return {}  # a majority-class rate is in the confusion matrix; no trained baseline
+        """Logistic regression on downsampled pixels, on the same split (tasks/pixels.py)."""
+        ctx: ImageContext = data.context
+        return pixels_baseline(ctx.images, ctx.labels, ctx.split, list(self.fitted.class_names))
 
     def read_images(self, paths: list[str]) -> torch.Tensor:
         """Image files as an (N, C, H, W) uint8 tensor, decoded as the training files were."""

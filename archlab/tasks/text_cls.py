@@ -20,8 +20,10 @@ from archlab.data.pretrained_vocab import PretrainedVocabulary, pretrained_vocab
 from archlab.data.splits import class_weights, stratified_split, stratified_subset
 from archlab.data.text import (
     encode,
+    entities_in,
     frequent_mentions,
     load_text_table,
+    normalization_counts,
     read_csv,
     train_tokenizer,
 )
@@ -149,6 +151,12 @@ class TextData:
         mentions = None  # data.mentions=drop: every @mention is <user>
         if fitted is None and c.mentions == "keep":
             mentions = frequent_mentions(train_texts, c.mention_min_count)
+        # The HTML entities a fitted tokenizer unescapes (those of the training texts and the
+        # common ones); a saved run's tokenizer keeps the rules it was saved with.
+        entities = entities_in(train_texts) if fitted is None else None
+        folded = normalization_counts(texts, entities) if entities is not None else None
+        if folded is not None:
+            notes.append(_normalization_note(folded, len(texts)))
         if fitted is not None:  # eval/ensemble: the run's own vocabulary, no vectors file
             tokenizer = fitted.tokenizer
         elif c.embeddings:
@@ -161,12 +169,13 @@ class TextData:
                 seed=self.seed,
                 source=c.path,
                 mentions=mentions,
+                entities=entities,
             )
             tokenizer = vectors.tokenizer
             notes.append(vectors.note(c.embeddings))
         else:
             tokenizer = train_tokenizer(
-                train_texts, c.vocab_size, c.min_frequency, mentions=mentions
+                train_texts, c.vocab_size, c.min_frequency, mentions=mentions, entities=entities
             )
         x, lengths = encode(tokenizer, texts, c.max_length)
         # Tokens and labels live on the device once; lengths stay on the CPU, where
@@ -197,6 +206,8 @@ class TextData:
             info["embeddings"] = vectors.info
         if mentions is not None:
             info["mentions_kept"] = list(mentions)
+        if folded is not None:
+            info["normalization"] = folded
         tr = split["train"]
         tw = None if sample_w is None else sample_w[tr]  # the training texts' weights
         if tw is not None:
@@ -293,6 +304,21 @@ class TextData:
             text_column=info.get("text_column", self.data_cfg.text_column),
             embed_dim=info["embeddings"]["dim"] if "embeddings" in info else None,
         )
+
+
+def _normalization_note(folded: dict[str, Any], n_texts: int) -> str:
+    """The run's first-lines summary of what the tokenizer's normalization folds."""
+
+    def top(kinds: dict[str, int]) -> str:
+        shown = ", ".join(f"{k} {v:,}" for k, v in list(kinds.items())[:4])
+        return f" ({shown}{', ...' if len(kinds) > 4 else ''})" if kinds else ""
+
+    return (
+        f"text normalization over {n_texts:,} texts: {folded['html_entities']:,} HTML "
+        f"entities unescaped{top(folded['html_entities_by_kind'])}, {folded['urls']:,} URLs "
+        f"folded into <url>, {folded['placeholders']:,} placeholders folded into <url> or "
+        f"<user>{top(folded['placeholders_by_kind'])}"
+    )
 
 
 class TextClassification:

@@ -110,9 +110,10 @@ class HistoryWriter(Callback):
 
 
 class BestWeights(Callback):
-    """Track the best epoch by ``monitor``; with ``patience`` set, stop early; restore the best.
+    """Track the best epoch by ``monitor``; with ``restore``, end the fit on its weights; with
+    ``patience`` set, stop after that many epochs without improvement.
 
-    ``patience=None`` only tracks (no stopping, no restore), so the history still says which
+    ``restore=False`` only tracks (the last epoch is scored), so the history still says which
     epoch was best. Best weights live in memory and in best.safetensors (for resume).
     """
 
@@ -122,10 +123,12 @@ class BestWeights(Callback):
         patience: int | None,
         min_delta: float = 0.0,
         run_dir: Path | None = None,
+        restore: bool = True,
     ) -> None:
         self.key, self.mode = monitor
         self.patience = patience
         self.min_delta = min_delta
+        self.restore = restore
         self.path = Path(run_dir) / rundir.BEST if run_dir else None
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch = 0
@@ -141,7 +144,7 @@ class BestWeights(Callback):
         value = row[self.key]
         if self._improved(value):
             self.best, self.best_epoch, self.bad_epochs = value, int(row["epoch"]), 0
-            if self.patience is not None:
+            if self.restore:
                 assert trainer.model is not None
                 self._weights = {
                     k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()
@@ -154,7 +157,7 @@ class BestWeights(Callback):
             trainer.state.stop = trainer.state.stopped_early = True
 
     def on_fit_end(self, trainer: Trainer) -> None:
-        if self.patience is None or trainer.model is None:
+        if not self.restore or trainer.model is None:
             return
         if self._weights is None and self.path is not None and self.path.exists():
             rundir.load_weights(trainer.model, self.path)  # resumed after the best epoch

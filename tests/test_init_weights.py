@@ -1,0 +1,171 @@
+"""model.init: starting weights from torchvision-format state dicts or an earlier image run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from archlab import rundir, runner
+from archlab.cli import main
+from archlab.config import apply_overrides
+from archlab.errors import ArchlabError
+from archlab.models import MODELS
+from archlab.presets import PRESETS
+from archlab.tasks.init_weights import match, read_source
+from tests.conftest import write_image_folder
+
+
+def _bn(prefix: str, c: int) -> dict[str, tuple[int, ...]]:
+    return {f"{prefix}.weight": (c,), f"{prefix}.bias": (c,), f"{prefix}.running_mean": (c,),
+            f"{prefix}.running_var": (c,), f"{prefix}.num_batches_tracked": ()}  # fmt: skip
+
+
+def torchvision_resnet18() -> dict[str, tuple[int, ...]]:
+    """Key -> shape of torchvision.models.resnet18().state_dict(), written out by hand from
+    torchvision/models/resnet.py (BasicBlock, downsample = Sequential(conv1x1, BatchNorm2d))."""
+    keys = {"conv1.weight": (64, 3, 7, 7), **_bn("bn1", 64)}
+    c_in = 64
+    for i, width in enumerate((64, 128, 256, 512), start=1):
+        for b in (0, 1):
+            p = f"layer{i}.{b}"
+            keys[f"{p}.conv1.weight"] = (width, c_in if b == 0 else width, 3, 3)
+            keys.update(_bn(f"{p}.bn1", width))
+            keys[f"{p}.conv2.weight"] = (width, width, 3, 3)
+            keys.update(_bn(f"{p}.bn2", width))
+            if b == 0 and i > 1:
+                keys[f"{p}.downsample.0.weight"] = (width, c_in, 1, 1)
+                keys.update(_bn(f"{p}.downsample.1", width))
+        c_in = width
+    keys.update({"fc.weight": (1000, 512), "fc.bias": (1000,)})
+    return keys
+
+
+def torchvision_vgg13() -> dict[str, tuple[int, ...]]:
+    """Key -> shape of torchvision.models.vgg13().state_dict() (cfg "B", no batch norm): convs
+    at features.0, 2, 5, 7, 10, 12, 15, 17, 20, 22; classifier 25088-4096-4096-1000."""
+    keys: dict[str, tuple[int, ...]] = {}
+    idx, c_in = 0, 3
+    for v in (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"):
+        if v == "M":
+            idx += 1
+            continue
+        keys[f"features.{idx}.weight"] = (v, c_in, 3, 3)
+        keys[f"features.{idx}.bias"] = (v,)
+        idx, c_in = idx + 2, v  # conv, ReLU
+    for i, (n_out, n_in) in {0: (4096, 512 * 7 * 7), 3: (4096, 4096), 6: (1000, 4096)}.items():
+        keys[f"classifier.{i}.weight"] = (n_out, n_in)
+        keys[f"classifier.{i}.bias"] = (n_out,)
+    return keys
+
+
+def _state(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {
+        k: torch.tensor(7) if k.endswith("num_batches_tracked") else torch.randn(s, generator=g)
+        for k, s in shapes.items()
+    }
+
+
+def test_torchvision_resnet18_loads_with_a_grey_stem_and_a_fresh_head() -> None:
+    src = _state(torchvision_resnet18())
+    model = MODELS["resnet18"].build(in_channels=1, num_classes=3)
+    assert set(model.state_dict()) == set(src)  # the same names, one to one
+    init = match(model, src, keep_head=False, where="r18.pth")
+    assert init.info["model_tensors"] == len(src) == 122
+    assert init.info["loaded"] == 120 and init.info["fresh"] == ["fc"]
+    assert init.info["adapted"] == ["conv1.weight"] and init.info["ignored"] == 0
+    before = model.fc.weight.detach().clone()
+    model.load_state_dict(init.tensors, strict=False)
+    assert torch.equal(model.conv1.weight, src["conv1.weight"].sum(1, keepdim=True))
+    ds = model.layer3[0].downsample[1]
+    assert torch.equal(ds.running_var, src["layer3.0.downsample.1.running_var"])
+    assert torch.equal(model.layer4[1].conv2.weight, src["layer4.1.conv2.weight"])
+    assert torch.equal(model.fc.weight, before)  # the head for 3 classes, as built
+    rgb = match(MODELS["resnet18"].build(in_channels=3, num_classes=3), src, keep_head=False,
+                where="r18.pth")  # fmt: skip
+    assert rgb.info["adapted"] == [] and torch.equal(
+        rgb.tensors["conv1.weight"], src["conv1.weight"]
+    )
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_torchvision_vgg13_file_loads_its_convolutions(tmp_path: Path, suffix: str) -> None:
+    src = _state(torchvision_vgg13())
+    path = tmp_path / f"vgg13{suffix}"
+    if suffix == ".pth":
+        torch.save(src, path)
+    else:
+        save_file(src, str(path))
+    tensors, fmt, classes = read_source(str(path))
+    assert classes is None and set(tensors) == set(src)
+    with torch.device("meta"):
+        model = MODELS["vgg13"].build(in_channels=1, num_classes=3)
+    init = match(model, tensors, keep_head=False, where=str(path), fmt=fmt)
+    # archlab pools to 2x2 before the classifier (torchvision: 7x7): its first linear layer
+    # starts afresh; the 4096-4096 and 4096-1000 layers load; the head is new.
+    assert init.info["fresh"] == ["classifier.0", "classifier.9"]
+    assert init.info["adapted"] == ["features.0.weight"]
+    assert torch.equal(init.tensors["classifier.6.weight"], src["classifier.6.weight"])
+    assert init.info["loaded"] == 20 + 4 and "features.22.bias" in init.tensors
+
+
+def test_files_that_are_no_state_dict_or_fit_no_network_are_refused(tmp_path: Path) -> None:
+    torch.save([1, 2, 3], tmp_path / "list.pth")
+    with pytest.raises(ArchlabError, match=r"list\.pth: not a state dict"):
+        read_source(str(tmp_path / "list.pth"))
+    torch.save({"w": torch.zeros(1), "where": Path("x")}, tmp_path / "obj.pth")
+    with pytest.raises(ArchlabError, match="refused to load"):
+        read_source(str(tmp_path / "obj.pth"))
+    (tmp_path / "notes.pth").write_text("hello")
+    with pytest.raises(ArchlabError, match="not a PyTorch file"):
+        read_source(str(tmp_path / "notes.pth"))
+    with pytest.raises(ArchlabError, match="no such file"):
+        read_source(str(tmp_path / "missing.pth"))
+    vgg = MODELS["vgg13"].build(in_channels=1, num_classes=3)
+    with pytest.raises(ArchlabError, match=r"first bad key features\.0\.weight \(missing"):
+        match(vgg, _state(torchvision_resnet18()), keep_head=False, where="r18.pth")
+    src = _state(torchvision_resnet18())
+    src["layer2.0.conv1.weight"] = torch.zeros(128, 32, 3, 3)
+    with pytest.raises(ArchlabError, match=r"layer2\.0\.conv1\.weight \(file \[128, 32, 3, 3\]"):
+        match(MODELS["resnet18"].build(1, 3), src, keep_head=False, where="bad.pth")
+
+
+def test_an_earlier_run_starts_a_new_one_and_a_bad_init_is_one_line(
+    tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sets = [f"data.path={image_folder}", "data.size=32", "train.progress=plain"]
+    first = runner.train(apply_overrides(PRESETS["images-resnet18-smoke"], sets), tmp_path / "a")
+    weights = load_file(str(first / rundir.WEIGHTS))
+    # Same classes: every tensor, the head included.
+    cfg = apply_overrides(PRESETS["images-resnet18-smoke"], [*sets, f"model.init={first}"])
+    p = runner.prepare(cfg, out=tmp_path / "b")
+    start = p.task.build_model().state_dict()
+    assert all(torch.equal(start[k], weights[k]) for k in weights)
+    info = json.loads((p.run_dir / rundir.DATA).read_text())["init"]
+    assert (info["format"], info["loaded"], info["fresh"]) == ("archlab run", len(weights), [])
+    # Other classes: the head starts afresh; the note is among the run's first lines.
+    other = write_image_folder(tmp_path / "other", {"ant": 12, "bee": 12, "cow": 12, "doe": 12})
+    capsys.readouterr()
+    run = runner.train(apply_overrides(PRESETS["images-resnet18-smoke"],
+                                       [*sets, f"data.path={other}", f"model.init={first}"]),
+                       tmp_path / "c")  # fmt: skip
+    assert f"init: {first} (archlab run): 120 of 122 tensors loaded; fc initialized afresh" in (
+        capsys.readouterr().err
+    )
+    assert rundir.is_finished(run)
+    # Bad input: one line, exit 2, no run directory.
+    text_run = tmp_path / "t"
+    text_run.mkdir()
+    (text_run / rundir.CONFIG).write_text(PRESETS["text-bilstm-smoke"].to_yaml())
+    (text_run / rundir.WEIGHTS).write_bytes(b"")
+    argv = ["train", "--preset", "images-resnet18-smoke", "--data", str(image_folder),
+            "--out", str(tmp_path / "d"), "--set", f"model.init={text_run}"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"archlab: error: model.init={text_run}: a run of task text, not images; "
+                   "give an images run"]  # fmt: skip
+    assert not (tmp_path / "d").exists() or not any((tmp_path / "d").iterdir())
