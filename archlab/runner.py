@@ -32,6 +32,7 @@ from archlab.train.callbacks import (
     TensorBoard,
 )
 from archlab.train.distributed import Dist
+from archlab.train.precision import Precision
 from archlab.train.setup import setup_process
 from archlab.train.trainer import Trainer
 from archlab.utils import write_json_atomic, write_text_atomic
@@ -40,6 +41,8 @@ from archlab.utils import write_json_atomic, write_text_atomic
 RUN_KEYS = (
     "epochs_run", "stopped_early", "best_epoch", "train_seconds", "epoch_seconds_mean",
     "final_train_loss", "final_val_loss", "n_parameters", "world_size", "replica_digests",
+    "amp_choice", "amp_reason", "amp_step_ms_fp32", "amp_step_ms_bf16",
+    "amp_step_ms_bf16_channels_last",
 )  # fmt: skip
 # Keys that say how a run executes, not what it computes: a resumed (or re-run) run may change
 # them; any other difference from its config.yaml is refused (see config_changes).
@@ -173,6 +176,7 @@ def fit(p: Prepared, callbacks: Sequence[Callback] = ()) -> Path:
         device=p.device,
         callbacks=[*default_callbacks(cfg, p.monitor, run_dir, d), *p.task.callbacks(), *callbacks],
         dist=d,
+        cpu_amp=p.task.cpu_amp,
     )
     try:
         model = trainer.fit(p.task, p.data, model, resume=p.state)
@@ -285,6 +289,8 @@ def finish(
             "world_size": trainer.dist.world,
         }
     )
+    if trainer.precision is not None:
+        metrics.update(trainer.precision.metrics())
     if trainer.replica_digests:  # DDP: every rank's final weights, all equal (checked)
         metrics["replica_digests"] = trainer.replica_digests
     plots.learning_curves({"run": history}, run_dir / "plots" / "learning_curves.png",
@@ -347,8 +353,15 @@ def evaluate_run(
 ) -> Evaluation:
     """Re-evaluate a saved run on its test split (or another data set's), keeping the outputs."""
     cfg, task, model, data = load_run(run_dir, data_path, overrides)
+    saved = rundir.read_metrics(run_dir) if rundir.is_finished(run_dir) else {}
     trainer = Trainer(
-        cfg.train, cfg.optim, cfg.reg, seed=cfg.seed, device=next(model.parameters()).device
+        cfg.train,
+        cfg.optim,
+        cfg.reg,
+        seed=cfg.seed,
+        device=next(model.parameters()).device,
+        # evaluated in the arithmetic it was trained in, so eval repeats the run's test metrics
+        precision=Precision(saved["amp_choice"]) if "amp_choice" in saved else None,
     )
     loss, metrics, outputs, targets = trainer.evaluate(task, data.test, model)
     return Evaluation(task, data.splits.get("test", []), loss, metrics, outputs, targets)

@@ -70,6 +70,7 @@ class SalesTask:
 
     name = "sales"
     outputs = "values"  # how `archlab ensemble` averages members: see archlab/ensemble.py
+    cpu_amp = False  # small RNNs: bf16 does not pay on a CPU (bench/cpu_precision.py)
 
     def __init__(self, cfg: RunConfig, fitted: Any) -> None:
         self.fitted = fitted

@@ -77,6 +77,7 @@ class HorizonForecast:
 
     name = "sales"
     outputs = "values"  # (N, H) affine in the target: `archlab ensemble` averages them
+    cpu_amp = False  # small RNNs: bf16 does not pay on a CPU (bench/cpu_precision.py)
 
     def __init__(self, cfg: RunConfig, fitted: HorizonFitted) -> None:
         self.cfg = cfg
