@@ -32,7 +32,7 @@ from archlab.train.callbacks import (
     TensorBoard,
 )
 from archlab.train.distributed import Dist
-from archlab.train.precision import Precision
+from archlab.train.precision import Precision, legacy
 from archlab.train.setup import setup_process
 from archlab.train.trainer import Trainer
 from archlab.utils import write_json_atomic, write_text_atomic
@@ -353,15 +353,15 @@ def evaluate_run(
 ) -> Evaluation:
     """Re-evaluate a saved run on its test split (or another data set's), keeping the outputs."""
     cfg, task, model, data = load_run(run_dir, data_path, overrides)
-    saved = rundir.read_metrics(run_dir) if rundir.is_finished(run_dir) else {}
+    device = next(model.parameters()).device
+    # Evaluated in the arithmetic it was trained in, so eval repeats the run's test metrics
+    # (a run finished before the choice was recorded: as the Trainer then trained it).
+    precision = None
+    if rundir.is_finished(run_dir):
+        saved = rundir.read_metrics(run_dir).get("amp_choice")
+        precision = legacy(cfg.train, device) if saved is None else Precision(saved)
     trainer = Trainer(
-        cfg.train,
-        cfg.optim,
-        cfg.reg,
-        seed=cfg.seed,
-        device=next(model.parameters()).device,
-        # evaluated in the arithmetic it was trained in, so eval repeats the run's test metrics
-        precision=Precision(saved["amp_choice"]) if "amp_choice" in saved else None,
+        cfg.train, cfg.optim, cfg.reg, seed=cfg.seed, device=device, precision=precision
     )
     loss, metrics, outputs, targets = trainer.evaluate(task, data.test, model)
     return Evaluation(task, data.splits.get("test", []), loss, metrics, outputs, targets)

@@ -80,9 +80,9 @@ def fixed(train: TrainConfig, device: torch.device) -> Precision | None:
 
 
 def legacy(train: TrainConfig, device: torch.device) -> Precision:
-    """What a checkpoint written before precisions were recorded trained with."""
+    """What a run (or checkpoint) from before precisions were recorded trained with."""
     on = train.amp != "off" and device.type == "cuda"
-    return Precision(BF16 if on else FP32, "as the run's checkpoint was trained")
+    return Precision(BF16 if on else FP32, "as the run was trained")
 
 
 def too_short(candidates: Sequence[str], planned_steps: int) -> Precision | None:
