@@ -22,8 +22,11 @@ loss are the model's preset's:
   * epoch: Trainer.fit of one epoch of --epoch-steps training steps plus a validation pass
     over two batches, at fp32 and at auto's choice (fresh models, same seed); the ratio, and
     the projected ratio of a full preset run with calibration included.
-The load average is printed with every model: the machine may be shared, so compare only the
-ratios within one run.
+Wall and CPU time are both recorded. On a shared machine, at 1 thread, the process's CPU time
+is the step's own compute, not the time other processes held the core, so its ratios are the
+robust ones there (with 2+ threads CPU time also counts the threads' spinning: use wall time
+on a quiet machine). The load average is printed with every model; compare only the ratios
+within one run.
 """
 
 from __future__ import annotations
@@ -121,8 +124,10 @@ def candidates(model: nn.Module) -> list[str]:
     return [amp.FP32, amp.BF16, *([amp.BF16_CL] if conv else [])]
 
 
-def step_times(name: str, batch_size: int, repeats: int) -> dict[str, float]:
-    """Median ms of one training step per candidate, interleaved rounds."""
+def step_times(
+    name: str, batch_size: int, repeats: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall and CPU ms of one training step per candidate, interleaved rounds."""
     preset = PRESETS[SPECS[name]["preset"]]
     task = SyntheticTask(name, batch_size)
     batch = next(iter(task.data().train.iterate(batch_size)))
@@ -145,12 +150,18 @@ def step_times(name: str, batch_size: int, repeats: int) -> dict[str, float]:
         steps[c] = step
     for s in steps.values():
         s()
-    times: dict[str, list[float]] = {c: [] for c in steps}
+    wall: dict[str, list[float]] = {c: [] for c in steps}
+    cpu: dict[str, list[float]] = {c: [] for c in steps}
     for _ in range(repeats):
         for c, s in steps.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             s()
-            times[c].append(time.perf_counter() - t0)
+            wall[c].append(time.perf_counter() - t0)
+            cpu[c].append(time.process_time() - c0)
+    return _median_ms(wall), _median_ms(cpu)
+
+
+def _median_ms(times: dict[str, list[float]]) -> dict[str, float]:
     return {c: 1000 * statistics.median(v) for c, v in times.items()}
 
 
@@ -174,17 +185,20 @@ def auto_choice(name: str, batch_size: int, threads: int) -> tuple[amp.Precision
     return t.precision, seconds
 
 
-def epoch_seconds(name: str, batch_size: int, threads: int, steps: int, p: amp.Precision) -> float:
-    """One epoch of ``steps`` training steps plus validation over two batches, at ``p``."""
+def epoch_seconds(
+    name: str, batch_size: int, threads: int, steps: int, p: amp.Precision
+) -> tuple[float, float]:
+    """Wall and CPU seconds of one epoch of ``steps`` training steps plus validation over
+    two batches, at ``p``."""
     task = SyntheticTask(name, batch_size * steps)
     t = trainer(name, batch_size, threads, epochs=1)
     t.precision = p
     data = task.data()
     data.val = SyntheticTask(name, batch_size * 2).data().val
     model = task.build_model(PRESETS[SPECS[name]["preset"]].reg.dropout)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     t.fit(task, data, model)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -207,7 +221,7 @@ def main() -> None:
         spec = SPECS[name]
         bs = spec.get("batch", args.batch)
         load0 = os.getloadavg()[0]
-        ms = step_times(name, bs, args.repeats)
+        ms, cpu_ms = step_times(name, bs, args.repeats)
         p, cal_s = auto_choice(name, bs, args.threads)
         os.environ["ARCHLAB_CPU_BF16"] = "0"
         t0 = time.perf_counter()
@@ -219,17 +233,20 @@ def main() -> None:
         fp32 = amp.Precision(amp.FP32, "fp32")
         best = min(ms, key=lambda c: ms[c])
         ep: dict[str, float] = {}
+        ep_cpu: dict[str, float] = {}
         for label, prec in (("fp32", fp32), ("best", amp.Precision(best)), ("auto", p)):
-            if label != "fp32" and prec.choice == amp.FP32:
-                ep[label] = ep["fp32"]
+            same = "fp32" if prec.choice == amp.FP32 else "best" if prec.choice == best else ""
+            if label != "fp32" and same and same != label:
+                ep[label], ep_cpu[label] = ep[same], ep_cpu[same]
                 continue
-            if label == "auto" and prec.choice == best:
-                ep[label] = ep["best"]
-                continue
-            ep[label] = epoch_seconds(name, bs, args.threads, args.epoch_steps, prec)
+            ep[label], ep_cpu[label] = epoch_seconds(name, bs, args.threads, args.epoch_steps, prec)
         row: dict[str, Any] = {
             "batch": bs,
             "step_ms": {c: round(v, 1) for c, v in ms.items()},
+            "step_cpu_ms": {c: round(v, 1) for c, v in cpu_ms.items()},
+            "step_cpu_speedup_vs_fp32": {
+                c: round(cpu_ms[amp.FP32] / v, 3) for c, v in cpu_ms.items()
+            },
             "items_per_s": {c: round(1000 * bs / v, 1) for c, v in ms.items()},
             "step_speedup_vs_fp32": {c: round(ms[amp.FP32] / v, 3) for c, v in ms.items()},
             "auto_choice": p.choice,
@@ -242,6 +259,8 @@ def main() -> None:
             "epoch_s": {k: round(v, 2) for k, v in ep.items()},
             "epoch_speedup_best": round(ep["fp32"] / ep["best"], 3),
             "epoch_speedup_auto": round(ep["fp32"] / ep["auto"], 3),
+            "epoch_cpu_s": {k: round(v, 2) for k, v in ep_cpu.items()},
+            "epoch_cpu_speedup_best": round(ep_cpu["fp32"] / ep_cpu["best"], 3),
             "load_avg_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
         }
         if "run_steps" in spec and p.step_ms:
@@ -253,13 +272,16 @@ def main() -> None:
         results[name] = row
         print(f"{name:12s} step ms " + "  ".join(f"{c} {v:.1f}" for c, v in ms.items())
               + "  | x fp32: " + "  ".join(f"{c} {ms[amp.FP32] / v:.2f}" for c, v in ms.items())
+              + "  | CPU-time x fp32: "
+              + "  ".join(f"{c} {cpu_ms[amp.FP32] / v:.2f}" for c, v in cpu_ms.items())
               + f"\n{'':12s} auto -> {p.choice} ({p.reason}; calibration {cal_s:.1f} s: "
               + ", ".join(f"{c} {v:.1f}" for c, v in p.step_ms.items())
               + f"); no bf16 units -> {p_off.choice} in {off_ms:.2f} ms"
               + f"\n{'':12s} epoch ({args.epoch_steps} steps + val) s: "
               + "  ".join(f"{k} {v:.2f}" for k, v in ep.items())
               + f"  | x fp32: best {row['epoch_speedup_best']:.2f} auto "
-              + f"{row['epoch_speedup_auto']:.2f}"
+              + f"{row['epoch_speedup_auto']:.2f}; CPU-time best "
+              + f"{row['epoch_cpu_speedup_best']:.2f}"
               + (f"; full run with calibration, projected: x{row['run_speedup_auto_projected']}"
                  if "run_speedup_auto_projected" in row else "")
               + f"  [load {row['load_avg_1min']}]", flush=True)  # fmt: skip
