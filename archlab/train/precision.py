@@ -1,9 +1,9 @@
 """A run's arithmetic: fp32, bf16 autocast, or bf16 with channels_last, and how ``auto`` picks.
 
 On a CUDA device ``train.amp=auto`` is bf16. On a CPU it pays only where the CPU has bf16
-units and the network's shapes suit them (measured: VGG-13 at 64x64 2.8x faster, ResNet-18 at
-32x32 12% slower), so ``auto`` times a few training steps of each candidate on the run's own
-batch before training, as cuDNN's benchmark mode does, and keeps the fastest.
+units and the network's shapes suit them (bench/cpu_precision.py: VGG-13 at 64x64 ~3x faster,
+ResNet-18 at 32x32 ~8% slower), so ``auto`` times a few training steps of each candidate on
+the run's own batch before training, as cuDNN's benchmark mode does, and keeps the fastest.
 """
 
 from __future__ import annotations
