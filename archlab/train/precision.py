@@ -8,7 +8,6 @@ the run's own batch before training, as cuDNN's benchmark mode does, and keeps t
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -94,18 +93,24 @@ def too_short(candidates: Sequence[str], planned_steps: int) -> Precision | None
 
 
 def time_steps(steps: dict[str, Callable[[], None]]) -> dict[str, float]:
-    """Median milliseconds per call of each step; rounds interleave the candidates so that a
-    change of the machine's load during calibration hits them all alike."""
+    """Milliseconds per call of each step: the fastest of REPEATS, as other processes only ever
+    add time; rounds interleave the candidates so that a change of load hits them all alike.
+
+    With one thread the clock is the process's CPU time: the step's own work, not the time
+    other processes held the core (on a busy machine wall times varied several-fold). With
+    more threads it is wall time: CPU time would also count the threads' spinning.
+    """
+    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
     for step in steps.values():
         for _ in range(WARMUP):
             step()
     times: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(REPEATS):
         for k, step in steps.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             step()
-            times[k].append(time.perf_counter() - t0)
-    return {k: 1000 * statistics.median(v) for k, v in times.items()}
+            times[k].append(clock() - t0)
+    return {k: 1000 * min(v) for k, v in times.items()}
 
 
 def pick(step_ms: dict[str, float]) -> Precision:
