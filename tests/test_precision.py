@@ -184,3 +184,23 @@ def test_sales_tasks_do_not_time_bf16_on_a_cpu() -> None:
 
     assert not SalesForecast.cpu_amp and not HorizonForecast.cpu_amp
     assert ImageClassification.cpu_amp and TextClassification.cpu_amp
+
+
+def test_a_checkpoint_from_before_precisions_resumes_in_fp32_on_a_cpu(monkeypatch) -> None:
+    monkeypatch.setenv("ARCHLAB_CPU_BF16", "1")
+    monkeypatch.setattr(amp, "RUN_STEPS_PER_CALIBRATION_STEP", 0)
+    monkeypatch.setattr(amp, "time_steps", _no_timing)
+    task = ConvTask()
+    state = _fit(task, amp="off").state_dict()
+    del state["precision"]
+    state["epoch"], state["history"] = 1, state["history"][:1]
+    t = Trainer(
+        TrainConfig(epochs=2, batch_size=16, progress="off"),
+        OptimConfig(name="sgd", lr=0.05),
+        RegConfig(),
+        seed=0,
+        device=torch.device("cpu"),
+    )
+    t.fit(task, task.data(), task.build_model(), resume=state)
+    assert t.precision is not None and t.precision.choice == amp.FP32
+    assert t.precision.reason == "as the run was trained" and t.state.epoch == 2
