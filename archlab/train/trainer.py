@@ -5,7 +5,8 @@ It knows nothing of images, sales or tweets: batches go to ``task.step`` and out
 the model is wrapped in DistributedDataParallel and every rank trains on its shard of each epoch;
 validation runs whole on every rank (identical weights give identical metrics, so early-stopping
 decisions agree without communication). Ctrl-C finishes the current step, saves a checkpoint and
-stops; resuming continues from that step.
+stops; resuming continues from that step. The arithmetic (fp32 or bf16 autocast, see
+precision.py) is chosen in ``setup`` and kept in the resume state.
 """
 
 from __future__ import annotations
