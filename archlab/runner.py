@@ -178,6 +178,8 @@ def fit(p: Prepared, callbacks: Sequence[Callback] = ()) -> Path:
         dist=d,
         cpu_amp=p.task.cpu_amp,
     )
+    if (g := governor()) is not None:
+        g.adjust()  # train.threads=0: time train.amp=auto's candidates at the count training uses
     try:
         model = trainer.fit(p.task, p.data, model, resume=p.state)
     except KeyboardInterrupt:
