@@ -10,7 +10,8 @@ Usage:
         [--epoch-steps 8] [--out bench/results/cpu_precision.json]
 
 Per model, in one process (models: VGG-13 and ResNet-18 at 64x64 and 32x32 on 1-channel
-images as the study, the BiLSTM with 128-d embeddings, hidden 64, 2 layers on 32-token texts,
+images as the study, the BiLSTM with 128-d embeddings, hidden 64, 2 layers on 32-token texts
+(bilstm: all 32 tokens; bilstm-packed: 4-32 tokens, as real texts reach it, packed by length),
 and the sales RNN/LSTM/GRU forecasters, hidden 50, 3 layers, 8-step windows of 12 features,
 batch 256 as their preset); inputs are synthetic, of the real shapes; optimizer, dropout and
 loss are the model's preset's:
@@ -54,6 +55,7 @@ from archlab.train.protocol import Batches, Splits
 from archlab.train.trainer import Trainer
 from archlab.utils import autocast, cpu_native_bf16
 
+VOCAB, TOKENS, FEATURES, WINDOW = 10_000, 32, 12, 8
 # name -> (registry model, preset for optimizer/dropout, steps of the preset's full run on the
 # study's data: images3 70% train = 12,600 images, tweets 70% = 10,248; epochs of the preset)
 SPECS: dict[str, dict[str, Any]] = {
@@ -64,11 +66,13 @@ SPECS: dict[str, dict[str, Any]] = {
     "resnet18@32": {"model": "resnet18", "preset": "images-resnet18", "size": 32,
                     "run_steps": 99 * 15},
     "bilstm": {"model": "bilstm", "preset": "text-bilstm", "run_steps": 161 * 10},
+    # As the tweets reach the network: right-padded texts of 4-32 tokens, packed by length.
+    "bilstm-packed": {"model": "bilstm", "preset": "text-bilstm", "run_steps": 161 * 10,
+                      "lengths": (4, TOKENS)},
     "sales-rnn": {"model": "rnn", "preset": "sales-rnn", "batch": 256},
     "sales-lstm": {"model": "lstm", "preset": "sales-lstm", "batch": 256},
     "sales-gru": {"model": "gru", "preset": "sales-gru", "batch": 256},
 }  # fmt: skip
-VOCAB, TOKENS, FEATURES, WINDOW = 10_000, 32, 12, 8
 
 
 class SyntheticTask:
@@ -84,6 +88,11 @@ class SyntheticTask:
             self.y = torch.randint(0, 3, (n,), generator=g)
         elif self.kind == "bilstm":
             self.x = (torch.randint(1, VOCAB, (n, TOKENS), generator=g),)
+            if "lengths" in spec:
+                lo, hi = spec["lengths"]
+                lengths = torch.randint(lo, hi + 1, (n,), generator=g)
+                pad = torch.arange(TOKENS)[None, :] >= lengths[:, None]
+                self.x = (self.x[0].masked_fill(pad, 0), lengths)
             self.y = torch.randint(0, 3, (n,), generator=g)
         else:
             self.x = (torch.randn(n, WINDOW, FEATURES, generator=g),)
