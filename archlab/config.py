@@ -103,7 +103,9 @@ class TrainConfig:
     progress: Literal["auto", "bar", "plain", "off"] = "auto"  # auto: bar on a TTY, else plain
     tensorboard: bool = False
     max_steps_per_epoch: int = 0  # cap on training steps per epoch (0 = full epoch); for smoke runs
-    amp: Literal["auto", "off", "bf16"] = "auto"  # autocast on CUDA (auto = bf16); CPU: off
+    # bf16 autocast. auto: on CUDA; on a CPU with bf16 units, where a few timed steps at the
+    # start show it faster (train/precision.py); off/bf16 force fp32/bf16 on CPU and CUDA.
+    amp: Literal["auto", "off", "bf16"] = "auto"
     channels_last: bool = False  # NHWC memory format for conv nets
     compile: bool = False  # torch.compile the training model (GPU; measured no gain on CPU)
     # Resume state is written at an epoch end once this many seconds passed since the last

@@ -32,6 +32,7 @@ from archlab.train.callbacks import (
     TensorBoard,
 )
 from archlab.train.distributed import Dist
+from archlab.train.precision import Precision, legacy
 from archlab.train.setup import setup_process
 from archlab.train.trainer import Trainer
 from archlab.utils import json_text, write_json_atomic, write_text_atomic
@@ -41,6 +42,8 @@ RUN_KEYS = (
     "epochs_run", "stopped_early", "best_epoch", "scored_epoch", "selection_metric",
     "selection_reason", "train_seconds", "epoch_seconds_mean",
     "final_train_loss", "final_val_loss", "n_parameters", "world_size", "replica_digests",
+    "amp_choice", "amp_reason", "amp_step_ms_fp32", "amp_step_ms_bf16",
+    "amp_step_ms_bf16_channels_last",
 )  # fmt: skip
 # Keys that say how a run executes, not what it computes: a resumed (or re-run) run may change
 # them; any other difference from its config.yaml is refused (see config_changes).
@@ -200,7 +203,10 @@ def fit(p: Prepared, callbacks: Sequence[Callback] = ()) -> Path:
         device=p.device,
         callbacks=[*default_callbacks(cfg, p.monitor, run_dir, d), *p.task.callbacks(), *callbacks],
         dist=d,
+        cpu_amp=p.task.cpu_amp,
     )
+    if (g := governor()) is not None:
+        g.adjust()  # train.threads=0: time train.amp=auto's candidates at the count training uses
     try:
         model = trainer.fit(p.task, p.data, model, resume=p.state)
     except KeyboardInterrupt:
@@ -316,6 +322,8 @@ def finish(
             "world_size": trainer.dist.world,
         }
     )
+    if trainer.precision is not None:
+        metrics.update(trainer.precision.metrics())
     if trainer.replica_digests:  # DDP: every rank's final weights, all equal (checked)
         metrics["replica_digests"] = trainer.replica_digests
     plots.learning_curves({"run": history}, run_dir / "plots" / "learning_curves.png",
@@ -404,8 +412,15 @@ def evaluate_run(
 ) -> Evaluation:
     """Re-evaluate a saved run on its test split (or another data set's), keeping the outputs."""
     cfg, task, model, data = load_run(run_dir, data_path, overrides)
+    device = next(model.parameters()).device
+    # Evaluated in the arithmetic it was trained in, so eval repeats the run's test metrics
+    # (a run finished before the choice was recorded: as the Trainer then trained it).
+    precision = None
+    if rundir.is_finished(run_dir):
+        saved = rundir.read_metrics(run_dir).get("amp_choice")
+        precision = legacy(cfg.train, device) if saved is None else Precision(saved)
     trainer = Trainer(
-        cfg.train, cfg.optim, cfg.reg, seed=cfg.seed, device=next(model.parameters()).device
+        cfg.train, cfg.optim, cfg.reg, seed=cfg.seed, device=device, precision=precision
     )
     loss, metrics, outputs, targets = trainer.evaluate(task, data.test, model)
     return Evaluation(task, data.splits.get("test", []), loss, metrics, outputs, targets)

@@ -1,4 +1,4 @@
-"""Device, seeding, threads and atomic file writes: the only place that touches global state."""
+"""Device, bf16, seeding, threads and atomic writes: the only place that touches global state."""
 
 from __future__ import annotations
 
@@ -36,6 +36,31 @@ def resolve_device(name: str = "auto") -> torch.device:
 
         raise ArchlabError(f"train.device={name!r} but no CUDA device is available; use 'cpu'")
     return torch.device(name)
+
+
+def cpu_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AMX-BF16 or AVX512-BF16 units).
+
+    Without them oneDNN emulates bf16 with fp32 arithmetic plus conversions, which is slower
+    than fp32. ``ARCHLAB_CPU_BF16=0`` (or ``1``) overrides the detection, e.g. to see what a
+    run does on a CPU without these units.
+    """
+    forced = os.environ.get("ARCHLAB_CPU_BF16")
+    if forced is not None:
+        if forced not in ("0", "1"):
+            from archlab.errors import ArchlabError
+
+            raise ArchlabError(f"ARCHLAB_CPU_BF16={forced!r}: must be 0 or 1")
+        return forced == "1"
+    caps = torch.cpu.get_capabilities()  # cpuinfo's flags; x86 names (other CPUs: none)
+    return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
+
+
+def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` (CPU or CUDA) when ``bf16``, else nothing."""
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 @contextlib.contextmanager

@@ -58,6 +58,7 @@ class Task(TrainTask, Protocol):
 
     name: str
     outputs: str  # "logits" (class scores) or "values" (affine in the target): how to average
+    cpu_amp: bool  # train.amp=auto may time bf16 on a CPU; False: fp32 there, nothing timed
 
     def build_model(self) -> nn.Module: ...
 

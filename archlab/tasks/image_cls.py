@@ -303,6 +303,7 @@ class ImageClassification:
 
     name = "images"
     outputs = "logits"  # how `archlab ensemble` averages members: see archlab/ensemble.py
+    cpu_amp = True  # bf16 may pay: auto times it (bench/cpu_precision.py)
 
     def __init__(self, cfg: RunConfig, fitted: ImageFitted) -> None:
         self.cfg = cfg

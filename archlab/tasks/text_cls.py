@@ -326,6 +326,7 @@ class TextClassification:
 
     name = "text"
     outputs = "logits"  # how `archlab ensemble` averages members: see archlab/ensemble.py
+    cpu_amp = True  # bf16 may pay: auto times it (bench/cpu_precision.py)
 
     def __init__(self, cfg: RunConfig, fitted: TextFitted) -> None:
         self.fitted = fitted

@@ -5,12 +5,14 @@ It knows nothing of images, sales or tweets: batches go to ``task.step`` and out
 the model is wrapped in DistributedDataParallel and every rank trains on its shard of each epoch;
 validation runs whole on every rank (identical weights give identical metrics, so early-stopping
 decisions agree without communication). Ctrl-C finishes the current step, saves a checkpoint and
-stops; resuming continues from that step.
+stops; resuming continues from that step. The arithmetic (fp32 or bf16 autocast, see
+precision.py) is chosen in ``setup`` and kept in the resume state.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import signal
 import sys
@@ -28,10 +30,12 @@ from archlab.config import OptimConfig, RegConfig, TrainConfig
 from archlab.errors import ArchlabError, NonFiniteLossError
 from archlab.metrics import scalar_metrics
 from archlab.train import distributed
+from archlab.train import precision as amp
 from archlab.train.callbacks import Callback
 from archlab.train.distributed import Dist
 from archlab.train.optim import build_optimizer, build_scheduler, l2_penalty
 from archlab.train.protocol import Batches, Splits, TrainTask
+from archlab.utils import autocast
 
 
 def _cpu_copy(x: Any) -> Any:
@@ -70,7 +74,11 @@ class Trainer:
         device: torch.device,
         callbacks: Sequence[Callback] = (),
         dist: Dist = distributed.SINGLE,
+        cpu_amp: bool = True,
+        precision: amp.Precision | None = None,
     ) -> None:
+        """``cpu_amp=False``: the task's networks stay fp32 on a CPU under ``train.amp=auto``;
+        ``precision``: a saved run's (evaluation), else chosen when fitting."""
         self.cfg, self.optim_cfg, self.reg = train, optim, reg
         self.seed = seed
         self.device = device
@@ -84,17 +92,30 @@ class Trainer:
         self.replica_digests: list[str] = []  # per-rank weight digests after a DDP fit
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
+        self.cpu_amp = cpu_amp
+        self.precision = precision
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.cfg.amp != "off" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        if self.precision is None:  # evaluating without a fit or a saved choice: no timing
+            fp32 = amp.Precision(amp.FP32, "auto: not timed")
+            self.precision = amp.fixed(self.cfg, self.device) or fp32
+        return autocast(self.device, self.precision.bf16)
 
-    def setup(self, task: TrainTask, data: Splits, model: nn.Module) -> None:
-        """Move the model to the device and build optimizer and schedule for ``data.train``."""
-        if self.cfg.channels_last:
+    def setup(
+        self, task: TrainTask, data: Splits, model: nn.Module, saved: amp.Precision | None = None
+    ) -> None:
+        """Move the model to the device, choose the precision (``saved``: a resumed run's)
+        and build optimizer and schedule for ``data.train``."""
+        model = model.to(self.device)
+        steps = data.train.num_batches(self.batch_size)
+        if self.cfg.max_steps_per_epoch:
+            steps = min(steps, self.cfg.max_steps_per_epoch)
+        self.precision = saved or self._choose_precision(task, data, model, steps)
+        if self.dist.is_main and self.cfg.progress != "off":
+            print(f"archlab: precision: {self.precision.describe()}", file=sys.stderr, flush=True)
+        if self.cfg.channels_last or self.precision.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self.model = model.to(self.device)
+        self.model = model
         self.train_model = self.model
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -102,13 +123,50 @@ class Trainer:
         if self.cfg.compile:
             self.train_model = torch.compile(self.train_model)
         self.optimizer = build_optimizer(self.model, self.optim_cfg, self.reg)
-        steps = data.train.num_batches(self.batch_size)
-        if self.cfg.max_steps_per_epoch:
-            steps = min(steps, self.cfg.max_steps_per_epoch)
         self.steps_per_epoch = steps
         self._sync_every = 1 if self.device.type == "cpu" else 16  # see _check
         self._bad: torch.Tensor | None = None
         self.scheduler = build_scheduler(self.optimizer, self.optim_cfg, self.cfg.epochs, steps)
+
+    def _choose_precision(
+        self, task: TrainTask, data: Splits, model: nn.Module, steps_per_epoch: int
+    ) -> amp.Precision:
+        """``train.amp``'s precision; for ``auto`` on a CPU with bf16 units, the fastest of
+        fp32, bf16 (and bf16 + channels_last for convnets) over a few timed training steps."""
+        if self.precision is not None:
+            return self.precision
+        if (p := amp.fixed(self.cfg, self.device)) is not None:
+            return p
+        if not self.cpu_amp:
+            return amp.Precision(amp.FP32, "auto: this task's networks train in fp32 on a CPU")
+        conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+        candidates = [amp.FP32, amp.BF16, *([amp.BF16_CL] if conv else [])]
+        if (p := amp.too_short(candidates, self.cfg.epochs * steps_per_epoch)) is not None:
+            return p
+        batch = next(iter(data.train.iterate(self.batch_size, shuffle=True, seed=self.seed)))
+
+        def make_step(choice: str) -> Any:
+            # A copy with its own optimizer: the run's weights, optimizer and BatchNorm
+            # statistics are untouched, and fork_rng below restores the RNG dropout draws from.
+            m = copy.deepcopy(model).train()
+            if choice == amp.BF16_CL:
+                m = m.to(memory_format=torch.channels_last)
+            opt = build_optimizer(m, self.optim_cfg, self.reg)
+
+            def step() -> None:
+                with autocast(self.device, choice != amp.FP32):
+                    out, y = task.step(m, batch)
+                loss = task.loss(out.float(), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            return step
+
+        with torch.random.fork_rng(devices=[]):
+            step_ms = amp.time_steps({c: make_step(c) for c in candidates})
+        # Under DDP every rank must train alike: rank 0's timings decide for all.
+        return amp.pick(distributed.broadcast(step_ms if self.dist.is_main else None, self.dist))
 
     @property
     def batch_size(self) -> int:
@@ -119,7 +177,11 @@ class Trainer:
         self, task: TrainTask, data: Splits, model: nn.Module, resume: dict | None = None
     ) -> nn.Module:
         """Train until ``train.epochs`` or a callback stops; returns the model to evaluate."""
-        self.setup(task, data, model)
+        saved = None
+        if resume is not None:  # the resumed run keeps its precision (no re-timing)
+            p = resume.get("precision")
+            saved = amp.legacy(self.cfg, self.device) if p is None else amp.Precision.from_dict(p)
+        self.setup(task, data, model, saved)
         assert self.model is not None and self.optimizer is not None
         if resume is not None:
             self.load_state_dict(resume)
@@ -209,7 +271,7 @@ class Trainer:
                 continue  # fetched anyway: it advances the augmentation generator
             with self._autocast():
                 out, y = task.step(model, batch)
-                loss = task.loss(out, y)
+            loss = task.loss(out.float(), y)  # reduced in fp32, whatever autocast computed
             penalty = l2_penalty(self.model, self.reg)
             objective = loss if penalty is None else loss + penalty
             self._check(objective, epoch, i)
@@ -292,11 +354,14 @@ class Trainer:
         """Loss and metrics over a whole split (exact F1/confusion), plus the raw outputs."""
         model = model or self.model
         assert model is not None
+        ctx = self._autocast()
+        if self.precision is not None and self.precision.channels_last:  # as it was trained
+            model = model.to(memory_format=torch.channels_last)
         was_training = model.training
         model.eval()
         outs, targets = [], []
         for batch in batches.iterate(self.cfg.eval_batch_size):
-            with self._autocast():
+            with ctx:
                 out, y = task.step(model, batch)
             outs.append(out.float())
             targets.append(y)
@@ -332,6 +397,7 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks},
+            "precision": None if self.precision is None else self.precision.to_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
