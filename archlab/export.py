@@ -127,6 +127,17 @@ class Kind:
     output: str
 
 
+def _logits(class_names: Any) -> dict[str, Any]:
+    """The contract entry of a classifier's output."""
+    return {
+        "name": "logits",
+        "dtype": "float32",
+        "shape": ["N", len(class_names)],
+        "meaning": "class scores in class_names order; softmax gives the probabilities, "
+        "argmax the predicted class",
+    }
+
+
 def kind_of(cfg: Any) -> Kind:
     if cfg.task == "images":
         return Kind("image-classifier", ("pixels",), "logits")
@@ -259,15 +270,7 @@ def _image_contract(task: Any) -> dict[str, Any]:
                 "meaning": "images prepared as in preprocessing",
             }
         ],
-        "outputs": [
-            {
-                "name": "logits",
-                "dtype": "float32",
-                "shape": ["N", len(f.class_names)],
-                "meaning": "class scores in class_names order; softmax gives the "
-                "probabilities, argmax the predicted class",
-            }
-        ],
+        "outputs": [_logits(f.class_names)],
     }
 
 
@@ -311,15 +314,7 @@ def _text_contract(task: Any) -> dict[str, Any]:
                 "meaning": "each row's true number of ids, 1..max_length",
             },
         ],
-        "outputs": [
-            {
-                "name": "logits",
-                "dtype": "float32",
-                "shape": ["N", len(f.class_names)],
-                "meaning": "class scores in class_names order; softmax gives the "
-                "probabilities, argmax the predicted class",
-            }
-        ],
+        "outputs": [_logits(f.class_names)],
     }
 
 
