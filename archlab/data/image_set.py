@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -87,8 +87,11 @@ MODES_16BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 UINT16_MAX = 65535
 
 
-def decode_image(path: Path, channels: int, size: int, data: bytes | None = None) -> np.ndarray:
-    """One image file (its ``data`` when already read) as (size, size, channels) uint8.
+def decode_image(
+    path: Path | BinaryIO, channels: int, size: int, data: bytes | None = None
+) -> np.ndarray:
+    """One image file or open binary file (its ``data`` when already read) as (size, size,
+    channels) uint8.
 
     Palette and gray+alpha images go through RGBA (so a transparent palette entry keeps its
     colour); alpha is dropped; 16-bit grayscale is scaled by 65535, not clipped. Raises PIL's

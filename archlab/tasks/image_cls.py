@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 import torch
@@ -380,14 +381,16 @@ class ImageClassification:
         ctx: ImageContext = data.context
         return pixels_baseline(ctx.images, ctx.labels, ctx.split, list(self.fitted.class_names))
 
-    def read_images(self, paths: list[str]) -> torch.Tensor:
-        """Image files as an (N, C, H, W) uint8 tensor, decoded as the training files were."""
+    def read_images(self, paths: Sequence[str | BinaryIO]) -> torch.Tensor:
+        """Image files (paths, or uploads as binary files) as an (N, C, H, W) uint8 tensor,
+        decoded as the training files were."""
         from PIL import UnidentifiedImageError
 
         arrs = []
         for p in paths:
+            src = Path(p) if isinstance(p, str) else p
             try:
-                arrs.append(decode_image(Path(p), self.fitted.channels, self.fitted.size))
+                arrs.append(decode_image(src, self.fitted.channels, self.fitted.size))
             except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
                 raise ArchlabError(f"{p}: cannot read image ({e.__class__.__name__})") from None
         return torch.from_numpy(np.stack(arrs).transpose(0, 3, 1, 2).copy())
