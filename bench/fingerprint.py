@@ -14,24 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from explain_speed import best_of  # best of N, wall and CPU time
 from PIL import Image
 
 from archlab import fingerprint
 from archlab.data.images import load_image_set
-
-
-def best_of(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    wall = cpu = float("inf")
-    for _ in range(repeat):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
-    return wall, cpu
 
 
 def write_folder(root: Path, mb: int) -> list[str]:
