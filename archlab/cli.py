@@ -194,14 +194,20 @@ def train(
     from archlab import rundir, runner
     from archlab.train import distributed
 
-    if resume is not None:
-        sets = _flag_sets(data, model, epochs, seed, set_)
-        wanted = _resume_config(resume, sets, task, preset, config)
-        run_dir = runner.train(None, out, resume_dir=resume, runtime=wanted)
-    else:
-        _check_out(out)
-        cfg = build_config(task, preset, data, model, epochs, seed, set_, config)
-        run_dir = runner.train(cfg, out, name=preset, command=_command_line())
+    try:
+        if resume is not None:
+            sets = _flag_sets(data, model, epochs, seed, set_)
+            wanted = _resume_config(resume, sets, task, preset, config)
+            run_dir = runner.train(None, out, resume_dir=resume, runtime=wanted)
+        else:
+            _check_out(out)
+            cfg = build_config(task, preset, data, model, epochs, seed, set_, config)
+            run_dir = runner.train(cfg, out, name=preset, command=_command_line())
+    finally:
+        # Under torchrun: tear gloo down while the interpreter is whole. Left to exit-time
+        # destructors, its worker threads sometimes abort the process ("terminate called
+        # without an active exception"), which failed a 2-rank run that had finished.
+        distributed.shutdown()
     if not distributed.from_env().is_main:
         return  # under torchrun rank 0 reports
     metrics = rundir.read_metrics(run_dir)
