@@ -25,6 +25,8 @@ from typer._click import exceptions as click
 from archlab.config import RunConfig, apply_overrides
 from archlab.errors import ArchlabError
 
+STARTED = time.time()  # --budget counts from here: its imports are part of the wall time
+
 app = typer.Typer(
     name="archlab",
     help="Train, compare and explain classic deep-learning architectures on your own data.",
@@ -182,6 +184,10 @@ def train(
         Path | None, typer.Option(help="Start from a run config YAML (config.yaml, best.yaml).")
     ] = None,
     list_presets: Annotated[bool, typer.Option("--list-presets", help="List presets.")] = False,
+    budget: Annotated[
+        str | None,
+        typer.Option(help="Search settings on the validation split within this time (20m, 1h)."),
+    ] = None,
 ) -> None:
     """Train a model; prints the run directory as the last line."""
     if list_presets:  # before the runner's imports: listing needs no torch
@@ -191,9 +197,20 @@ def train(
         for name, cfg in PRESETS.items():
             print(f"{name:{width}s}  {cfg.train.epochs:>2d} ep  {describe(name)}")
         return
-    from archlab import rundir, runner
+    from archlab import runner
     from archlab.train import distributed
 
+    if budget is not None:
+        if resume is not None:
+            raise ArchlabError("--budget starts a new search; it cannot --resume a run")
+        from archlab.budget import parse_budget
+
+        seconds = parse_budget(budget)  # a bad duration fails before any data is read
+        _check_out(out)
+        cfg = build_config(task, preset, data, model, epochs, seed, set_, config)
+        run_dir = _train_budget(cfg, seconds, out, preset, set_ or [])
+        _print_metrics(run_dir)
+        return
     try:
         if resume is not None:
             sets = _flag_sets(data, model, epochs, seed, set_)
@@ -210,6 +227,33 @@ def train(
         distributed.shutdown()
     if not distributed.from_env().is_main:
         return  # under torchrun rank 0 reports
+    _print_metrics(run_dir)
+
+
+def _train_budget(
+    cfg: RunConfig, seconds: float, out: Path, preset: str | None, sets: list[str]
+) -> Path:
+    import optuna
+
+    from archlab.budget import run_budget
+    from archlab.train import distributed
+
+    if distributed.from_env().enabled:
+        raise ArchlabError("--budget runs its trials one after another; run it without torchrun")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from us
+    fixed = [s.partition("=")[0].strip() for s in sets]  # keys the user set stay as set
+    name = preset or f"{cfg.task}-{cfg.model.name}"
+    result = run_budget(cfg, seconds, out, name, fixed=fixed, command=_command_line(),
+                        started=STARTED)  # fmt: skip
+    print(f"archlab: {result.summary()}", file=sys.stderr)
+    print(f"archlab: every trial and the choice: {result.search_dir}", file=sys.stderr)
+    return result.run_dir
+
+
+def _print_metrics(run_dir: Path) -> None:
+    """The run's headline test metrics, then its directory as the last line."""
+    from archlab import rundir
+
     metrics = rundir.read_metrics(run_dir)
     keys = [
         k

@@ -12,7 +12,7 @@ import csv
 import io
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -262,6 +262,7 @@ def _run_trial(
     out: Path,
     monitor: tuple[str, str],
     command: str,
+    callbacks: Sequence[Callback] = (),
 ) -> None:
     # Seeded per trial: a single worker is reproducible, and parallel workers differ.
     seed = int(np.random.SeedSequence([base.seed % 2**32, trial.number]).generate_state(1)[0])
@@ -275,7 +276,7 @@ def _run_trial(
         trial.set_user_attr("run_dir", str(run_dir))
         if run_dir.exists():
             raise ArchlabError(f"{run_dir}: exists already; give each study its own --out")
-        runner.train_at(cfg, run_dir, command=command, callbacks=[report])
+        runner.train_at(cfg, run_dir, command=command, callbacks=[report, *callbacks])
     except NonFiniteLossError as e:  # a diverging corner of the space, not a broken sweep
         study.tell(trial, state=TrialState.FAIL)
         print(f"trial {trial.number}: failed: {e}", file=sys.stderr)

@@ -1,0 +1,409 @@
+"""``archlab train --budget 20m``: a small declared search on the user's validation split.
+
+The budget is wall time for the whole command. A short probe (a few timed training steps and
+one validation pass of the user's own config) prices an epoch; the epochs of every trial are
+then fixed so that at least ``MIN_TRIALS`` full trials fit, capped by the config's epochs, and
+the learning-rate schedule of each trial runs to its end. Trial 0 is the user's config as
+given; later trials are sampled from the task's declared space (``SPACES``) by Optuna, with
+median pruning on validation macro-F1, in an SQLite study beside the trials. Every trial is a
+normal run directory; the chosen one is the best validation macro-F1 (ties go to the earlier
+trial, so the user's config wins a tie). Nothing reads a test score to choose. The search's
+record (plan, probe timings, every trial's parameters and validation score, the choice) is
+``search.json`` in the search folder and in the chosen run directory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable, Collection
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from archlab import rundir, runner
+from archlab.config import RunConfig, apply_overrides
+from archlab.errors import ArchlabError
+from archlab.storage import open_storage
+from archlab.sweep import Param, _check_space, _run_trial, _text, _trials_csv
+from archlab.task_configs import IMAGE_AUGMENTS
+from archlab.tasks import TASKS
+from archlab.train.callbacks import Callback
+from archlab.utils import write_text_atomic
+
+SEARCH = "search.json"
+TRIALS = "trials.csv"
+# Trials the plan must fit at full length: fewer leaves the sampler nothing to compare, more
+# shortens every trial. Pruned trials end early and give their time to later ones.
+MIN_TRIALS = 6
+MIN_EPOCHS = 3  # below this many epochs per trial, plan fewer trials rather than shorter ones
+PROBE_STEPS = 12  # timed training steps of the probe (the first two are warm-up, not timed)
+PRUNE_STARTUP_TRIALS = 2  # the user's config and one sampled trial always finish
+_BUDGET = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def parse_budget(text: str) -> float:
+    """``20m``, ``1h30m``, ``90s`` or a plain number of seconds, as seconds (> 0)."""
+    s = text.strip().lower()
+    try:
+        seconds = float(s)
+    except ValueError:
+        m = _BUDGET.fullmatch(s)
+        if not s or m is None or not any(m.groups()):
+            raise ArchlabError(
+                f"--budget {text!r}: give a duration like 20m, 1h30m, 90s or seconds"
+            ) from None
+        h, mi, se = (float(g) if g else 0.0 for g in m.groups())
+        seconds = 3600 * h + 60 * mi + se
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ArchlabError(f"--budget {text!r}: must be a positive duration")
+    return seconds
+
+
+def _lr(base: RunConfig) -> Param:
+    # Around the recipe's own rate: a decade below to three times above.
+    return Param("float", base.optim.lr / 10, base.optim.lr * 3, log=True)
+
+
+def _categorical(choices: tuple[Any, ...], current: Any) -> Param:
+    """Choices that always include the config's own value (trial 0 must be expressible)."""
+    return Param("categorical", choices=choices if current in choices else (*choices, current))
+
+
+def _image_space(base: RunConfig) -> dict[str, Param]:
+    return {
+        "optim.lr": _lr(base),
+        "reg.weight_decay": Param("float", 1e-6, 1e-2, log=True),
+        "reg.dropout": Param("float", 0.0, 0.5),
+        "reg.augment": _categorical(IMAGE_AUGMENTS, base.reg.augment),
+        "reg.label_smoothing": _categorical((0.0, 0.1), base.reg.label_smoothing),
+        "data.class_weights": _categorical((False, True), base.data.class_weights),
+    }
+
+
+def _text_space(base: RunConfig) -> dict[str, Param]:
+    space = {
+        "optim.lr": _lr(base),
+        "reg.weight_decay": Param("float", 1e-6, 1e-2, log=True),
+        "reg.dropout": Param("float", 0.0, 0.6),
+        "data.class_weights": _categorical((False, True), base.data.class_weights),
+    }
+    if base.data.embeddings:  # freezing means something only for pretrained vectors
+        space["model.freeze_embeddings"] = _categorical((False, True), base.model.freeze_embeddings)
+    return space
+
+
+# The declared search per task: learning rate, regularization, augmentation, class weighting
+# and (text with pretrained vectors) embedding freezing. Epochs come from the budget's plan.
+SPACES: dict[str, Callable[[RunConfig], dict[str, Param]]] = {
+    "images": _image_space,
+    "text": _text_space,
+}
+
+
+def space_for(base: RunConfig, fixed: Collection[str] = ()) -> dict[str, Param]:
+    """The task's declared space without the keys the user fixed with ``--set``."""
+    if base.task not in SPACES:
+        raise ArchlabError(
+            f"--budget searches {' and '.join(SPACES)} runs, not {base.task}; for other tasks "
+            "use archlab sweep"
+        )
+    space = {k: p for k, p in SPACES[base.task](base).items() if k not in set(fixed)}
+    _check_space(space, base, "--budget search space")
+    return space
+
+
+def _value(cfg: RunConfig, key: str) -> Any:
+    section, _, name = key.partition(".")
+    return getattr(getattr(cfg, section), name)
+
+
+def base_params(base: RunConfig, space: dict[str, Param]) -> dict[str, Any]:
+    """The config's own values as trial parameters (numbers clipped into their ranges: a
+    weight decay of 0 enters as the space's floor, 1e-6)."""
+    out = {}
+    for key, p in space.items():
+        v = _value(base, key)
+        out[key] = v if p.kind == "categorical" else min(max(float(v), p.low), p.high)
+    return out
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one epoch of the user's config costs here, measured before the search."""
+
+    setup_s: float  # reading and fitting the data, building the model, choosing precision
+    step_s: float  # one training step (median after warm-up)
+    eval_s: float  # one validation pass
+    steps_per_epoch: int
+    wall_s: float  # the probe itself, start to end
+
+    @property
+    def epoch_s(self) -> float:
+        return self.steps_per_epoch * self.step_s + self.eval_s
+
+    def trial_s(self, epochs: int) -> float:
+        """A trial of ``epochs``: setup, training, and the test pass (about one val pass)."""
+        return self.setup_s + epochs * self.epoch_s + self.eval_s
+
+
+class _StepClock(Callback):
+    def __init__(self) -> None:
+        self.t: list[float] = []
+        self.fit_start = math.nan
+        self.epoch_end = math.nan
+
+    def on_fit_start(self, trainer: Any) -> None:
+        self.fit_start = time.perf_counter()
+
+    def on_batch_end(self, trainer: Any, step: int, loss: Any) -> None:
+        self.t.append(time.perf_counter())
+
+    def on_epoch_end(self, trainer: Any, row: dict[str, float]) -> None:
+        self.epoch_end = time.perf_counter()
+
+
+def probe(base: RunConfig, where: Path) -> Probe:
+    """Time ``PROBE_STEPS`` training steps and one validation pass of ``base`` in ``where``."""
+    t0 = time.perf_counter()
+    cfg = apply_overrides(base, ["train.epochs=1", f"train.max_steps_per_epoch={PROBE_STEPS}",
+                                 "train.progress=off", "train.checkpoint_every_s=0"])  # fmt: skip
+    p = runner.prepare(cfg, run_dir=where)
+    steps = p.data.train.num_batches(base.train.batch_size)
+    if base.train.max_steps_per_epoch:
+        steps = min(steps, base.train.max_steps_per_epoch)
+    clock = _StepClock()
+    runner.fit(p, [clock])
+    t = clock.t
+    # The first two steps warm up caches and allocators; time the rest.
+    gaps = [b - a for a, b in itertools.pairwise(t[2:])] or [
+        b - a for a, b in itertools.pairwise([clock.fit_start, *t])
+    ]
+    return Probe(
+        setup_s=clock.fit_start - t0,
+        step_s=statistics.median(gaps),
+        eval_s=clock.epoch_end - t[-1],
+        steps_per_epoch=steps,
+        wall_s=time.perf_counter() - t0,
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    epochs: int  # per trial
+    trials: int  # full-length trials the budget holds (pruning may allow more)
+
+
+def plan(budget_s: float, left_s: float, pr: Probe, ceiling: int) -> Plan:
+    """Epochs per trial: ``MIN_TRIALS`` full trials in ``left_s``, at least ``MIN_EPOCHS``
+    each where the budget allows (fewer trials then), never above the config's epochs."""
+    for k in range(MIN_TRIALS, 0, -1):
+        per = left_s / k - pr.setup_s - pr.eval_s
+        epochs = min(ceiling, int(per // pr.epoch_s))
+        if epochs >= min(MIN_EPOCHS, ceiling):
+            return Plan(epochs, k)
+    epochs = min(ceiling, int((left_s - pr.setup_s - pr.eval_s) // pr.epoch_s))
+    if epochs < 1:
+        need = pr.wall_s + pr.trial_s(1)
+        raise ArchlabError(
+            f"--budget {_clock(budget_s)}: too small for one epoch of this run (an epoch takes "
+            f"about {_clock(pr.epoch_s)}, reading the data {_clock(pr.setup_s)}); give at "
+            f"least {_clock(math.ceil(need * 1.1))}"
+        )
+    return Plan(epochs, 1)
+
+
+def _clock(s: float) -> str:
+    s = round(s)
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+class _Deadline(Callback):
+    """Stop a trial at an epoch end when the next epoch would overrun the budget."""
+
+    def __init__(self, deadline: float, pr: Probe) -> None:
+        self.deadline = deadline
+        self.pr = pr
+        self.truncated = False
+        self.last = math.nan
+
+    def on_fit_start(self, trainer: Any) -> None:
+        self.last = time.perf_counter()
+
+    def on_epoch_end(self, trainer: Any, row: dict[str, float]) -> None:
+        now = time.perf_counter()
+        epoch_s = max(now - self.last, self.pr.epoch_s)  # the slower of measured and planned
+        self.last = now
+        if epoch_s + self.pr.eval_s > self.deadline - now and row["epoch"] < trainer.cfg.epochs:
+            self.truncated = True
+            trainer.state.stop = True
+
+
+@dataclass(frozen=True)
+class BudgetResult:
+    run_dir: Path  # the chosen trial's run directory
+    search_dir: Path
+    record: dict[str, Any]
+
+    def summary(self) -> str:
+        c = self.record["chosen"]
+        params = " ".join(f"{k}={_text(v)}" for k, v in c["params"].items())
+        r = self.record
+        return (
+            f"chose trial {c['trial']} of {len(r['trials'])} on validation "
+            f"({c['monitor']}={c['value']:.4f}; the config as given: "
+            f"{_fmt(r['trials'][0]['value'])}) {params}; {_clock(r['wall_s'])} of "
+            f"{_clock(r['budget_s'])}"
+        )
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def run_budget(
+    base: RunConfig,
+    budget_s: float,
+    out: Path,
+    name: str,
+    *,
+    fixed: Collection[str] = (),
+    command: str = "",
+    started: float | None = None,
+) -> BudgetResult:
+    """Search ``base``'s task space within ``budget_s`` seconds of wall time counted from
+    ``started`` (a ``time.time()``; the command's start, so its imports count too) or now."""
+    t0 = time.perf_counter() - (0.0 if started is None else max(0.0, time.time() - started))
+    deadline = t0 + budget_s
+    space = space_for(base, fixed)
+    monitor = TASKS[base.task].monitor
+    search_dir = rundir.new_run_dir(out, f"{name}-budget")
+    try:
+        pr = probe(base, search_dir / "probe")
+        pl = plan(budget_s, deadline - time.perf_counter(), pr, base.train.epochs)
+    except BaseException:
+        shutil.rmtree(search_dir, ignore_errors=True)  # nothing searched: leave nothing behind
+        raise
+    _drop_weights(search_dir / "probe")
+    say = base.train.progress != "off"
+    if say:
+        print(
+            f"archlab: budget {_clock(budget_s)}: an epoch takes about {_clock(pr.epoch_s)} "
+            f"({pr.steps_per_epoch} steps of {pr.step_s * 1000:.0f} ms + validation "
+            f"{pr.eval_s:.1f}s), reading the data {pr.setup_s:.1f}s; trials of {pl.epochs} "
+            f"epoch(s), {pl.trials} or more of them; searching "
+            f"{', '.join(space) or 'nothing (every key fixed by --set)'}",
+            file=sys.stderr,
+            flush=True,
+        )
+    trial_base = apply_overrides(base, [f"train.epochs={pl.epochs}"])
+    study = optuna.create_study(
+        storage=open_storage(f"sqlite:///{(search_dir / 'search.db').resolve()}"),
+        study_name=name,
+        direction="maximize" if monitor[1] == "max" else "minimize",
+        pruner=optuna.pruners.MedianPruner(PRUNE_STARTUP_TRIALS, 1),
+    )
+    study.enqueue_trial(base_params(base, space))
+    truncated: dict[int, bool] = {}
+    while True:
+        left = deadline - time.perf_counter()
+        if study.trials and left < pr.trial_s(pl.epochs):
+            break  # another full trial would overrun: stop with what we have
+        trial = study.ask()
+        guard = _Deadline(deadline, pr)
+        _run_trial(study, trial, trial_base, space, search_dir, monitor, command,
+                   callbacks=[guard])  # fmt: skip
+        truncated[trial.number] = guard.truncated
+        if not space:
+            break  # nothing to search: the config as given is the only trial
+    record = _record(study, search_dir, base, monitor, budget_s, t0, pr, pl, truncated)
+    chosen = Path(record["chosen"]["run_dir"])
+    for t in study.get_trials(deepcopy=False):
+        d = t.user_attrs.get("run_dir")
+        if d and Path(d) != chosen:
+            _drop_weights(Path(d))
+    text = json.dumps(record, indent=2, default=str) + "\n"
+    csv_text = _trials_csv(study.get_trials(deepcopy=False))
+    for d in (search_dir, chosen):
+        write_text_atomic(d / SEARCH, text)
+        write_text_atomic(d / TRIALS, csv_text)
+    return BudgetResult(chosen, search_dir, record)
+
+
+def _record(
+    study: optuna.Study,
+    search_dir: Path,
+    base: RunConfig,
+    monitor: tuple[str, str],
+    budget_s: float,
+    t0: float,
+    pr: Probe,
+    pl: Plan,
+    truncated: dict[int, bool],
+) -> dict[str, Any]:
+    trials = study.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not done:
+        raise ArchlabError(
+            f"--budget: no trial finished within {_clock(budget_s)} (see {search_dir / TRIALS}); "
+            "give a larger budget"
+        )
+    sign = 1 if monitor[1] == "max" else -1
+    best = max(done, key=lambda t: (sign * t.value, -t.number))
+    trial_s = sum(t.duration.total_seconds() for t in trials if t.duration)
+    wall = time.perf_counter() - t0
+    return {
+        "budget_s": budget_s,
+        "wall_s": wall,
+        "probe": {**asdict(pr), "epoch_s": pr.epoch_s},
+        "plan": asdict(pl),
+        "trials_s": trial_s,
+        # Everything that is not a trial: the probe, planning, the study's bookkeeping.
+        "overhead_fraction": max(0.0, wall - trial_s) / wall,
+        "monitor": monitor[0],
+        "chosen_on": "validation only: the best " + monitor[0] + " of any finished trial "
+        "(its best epoch); ties go to the earlier trial",
+        "base_config": base.to_dict(),
+        "trials": [
+            {
+                "trial": t.number,
+                "state": t.state.name.lower(),
+                "value": t.value,
+                "params": t.params,
+                "epochs_run": _epochs_run(t.user_attrs.get("run_dir")),
+                "truncated_by_budget": truncated.get(t.number, False),
+                "seconds": t.duration.total_seconds() if t.duration else None,
+                "run_dir": t.user_attrs.get("run_dir"),
+            }
+            for t in trials
+        ],
+        "chosen": {
+            "trial": best.number,
+            "monitor": monitor[0],
+            "value": best.value,
+            "params": best.params,
+            "run_dir": best.user_attrs["run_dir"],
+        },
+    }
+
+
+def _epochs_run(run_dir: str | None) -> int | None:
+    if not run_dir or not (Path(run_dir) / rundir.HISTORY).exists():
+        return None
+    return len(rundir.read_history(Path(run_dir) / rundir.HISTORY))
+
+
+def _drop_weights(run_dir: Path) -> None:
+    """Keep a trial's statistics (config, history, metrics), not its weights: a VGG-13
+    trial's are 155 MB, and only the chosen trial's are used."""
+    for name in (rundir.WEIGHTS, rundir.BEST, rundir.STATE):
+        (run_dir / name).unlink(missing_ok=True)

@@ -1,0 +1,153 @@
+"""`archlab train --budget`: duration parsing, the plan, the declared spaces, a real search."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from archlab import budget, rundir
+from archlab.cli import main
+from archlab.config import apply_overrides
+from archlab.errors import ArchlabError
+from archlab.presets import PRESETS
+from archlab.task_configs import TextDataConfig
+from tests.test_text import write_tweets
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("20m", 1200), ("1h30m", 5400), ("90s", 90), ("1h", 3600), ("2m30s", 150), ("45", 45),
+     ("0.5m", 30), (" 20M ", 1200)],
+)  # fmt: skip
+def test_parse_budget(text: str, seconds: float) -> None:
+    assert budget.parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "20x", "m", "-5", "0", "0m", "inf", "nan", "20 m"])
+def test_parse_budget_refuses(text: str) -> None:
+    with pytest.raises(ArchlabError, match="--budget"):
+        budget.parse_budget(text)
+
+
+PROBE = budget.Probe(setup_s=2.0, step_s=0.1, eval_s=1.0, steps_per_epoch=90, wall_s=6.0)
+
+
+def test_plan_fits_min_trials_at_full_length() -> None:
+    assert PROBE.epoch_s == pytest.approx(10.0)
+    p = budget.plan(1200, 1190, PROBE, ceiling=15)
+    assert p == budget.Plan(epochs=15, trials=budget.MIN_TRIALS)  # 15 x 10 s x 6 < 1190 s
+    p = budget.plan(600, 590, PROBE, ceiling=15)
+    assert p.trials == budget.MIN_TRIALS and p.epochs == 9  # 590/6 - 3 = 95 s: 9 epochs
+    assert budget.MIN_TRIALS * PROBE.trial_s(p.epochs) <= 590
+
+
+def test_plan_prefers_fewer_trials_to_too_few_epochs() -> None:
+    p = budget.plan(100, 95, PROBE, ceiling=15)  # 6 trials would get 1 epoch each
+    assert p.epochs >= budget.MIN_EPOCHS and p.trials * PROBE.trial_s(p.epochs) <= 95
+    p = budget.plan(30, 25, PROBE, ceiling=15)  # not even 3 epochs: one trial of what fits
+    assert p == budget.Plan(epochs=2, trials=1)
+
+
+def test_plan_refuses_a_budget_below_one_epoch() -> None:
+    with pytest.raises(ArchlabError, match=r"too small for one epoch .* about 10s.*at least"):
+        budget.plan(10, 4, PROBE, ceiling=15)
+
+
+def test_spaces_cover_each_classifier_and_refuse_sales() -> None:
+    for task in budget.SPACES:
+        preset = {"images": "images-resnet18", "text": "text-bilstm"}[task]
+        base = PRESETS[preset]
+        space = budget.space_for(base)
+        assert "optim.lr" in space and "reg.weight_decay" in space
+        lr = space["optim.lr"]
+        assert lr.low < base.optim.lr < lr.high  # relative to the recipe, not a data set
+        trial0 = budget.base_params(base, space)
+        for key, value in trial0.items():  # trial 0 is the config as given
+            section, _, name = key.partition(".")
+            own = getattr(getattr(base, section), name)
+            assert value == (max(own, 1e-6) if key == "reg.weight_decay" else own), key
+    with pytest.raises(ArchlabError, match="--budget searches images and text runs"):
+        budget.space_for(PRESETS["sales-gru"])
+
+
+def test_fixed_keys_are_not_searched_and_glove_adds_freezing() -> None:
+    base = PRESETS["text-bilstm"]
+    space = budget.space_for(base, fixed=["optim.lr", "data.class_weights"])
+    assert "optim.lr" not in space and "data.class_weights" not in space
+    assert "model.freeze_embeddings" not in space
+    assert "model.freeze_embeddings" in budget.space_for(PRESETS["text-bilstm-glove"])
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> budget.BudgetResult:
+    tmp = tmp_path_factory.mktemp("budget")
+    csv = write_tweets(tmp / "tweets.csv")
+    base = replace(PRESETS["text-bilstm-smoke"], data=TextDataConfig(path=str(csv)))
+    base = apply_overrides(base, ["train.epochs=2", "train.threads=1", "train.progress=off"])
+    return budget.run_budget(base, 20.0, tmp / "runs", "text-smoke")
+
+
+@pytest.mark.xdist_group("budget")  # one worker builds the module's search
+def test_search_chooses_on_validation_within_the_budget(searched: budget.BudgetResult) -> None:
+    rec = json.loads((searched.search_dir / budget.SEARCH).read_text())
+    assert rec == json.loads((searched.run_dir / budget.SEARCH).read_text())
+    assert (searched.run_dir / budget.TRIALS).read_text().startswith("number,state,value")
+    trials = rec["trials"]
+    assert len(trials) >= 2  # the config as given, then sampled ones
+    assert trials[0]["params"] == budget.base_params(
+        apply_overrides(PRESETS["text-bilstm-smoke"], []),
+        budget.space_for(PRESETS["text-bilstm-smoke"]),
+    )
+    done = [t for t in trials if t["state"] == "complete"]
+    best = max(t["value"] for t in done)
+    assert rec["chosen"]["value"] == best
+    first_best = min(t["trial"] for t in done if t["value"] == best)
+    assert rec["chosen"]["trial"] == first_best  # ties go to the earlier trial
+    # The value it chose on is the chosen run's best validation macro-F1, not a test score.
+    rows = rundir.read_history(searched.run_dir / rundir.HISTORY)
+    assert rec["chosen"]["value"] == pytest.approx(max(r["val_f1_macro"] for r in rows))
+    m = rundir.read_metrics(searched.run_dir)
+    assert "test_f1_macro" in m and m["selection_metric"] == "val_f1_macro"
+    assert rec["plan"]["epochs"] <= 2 and all(t["epochs_run"] <= 2 for t in done)
+    # The budget holds to within one planned trial's training (the run stops between epochs).
+    assert rec["wall_s"] <= rec["budget_s"] + rec["probe"]["epoch_s"] + 5
+    assert 0 <= rec["overhead_fraction"] < 1
+
+
+@pytest.mark.xdist_group("budget")
+def test_only_the_chosen_trial_keeps_weights(searched: budget.BudgetResult) -> None:
+    assert (searched.run_dir / rundir.WEIGHTS).exists()
+    others = [d for d in searched.search_dir.glob("trial-*") if d != searched.run_dir]
+    assert others
+    for d in others:
+        assert (d / rundir.METRICS).exists() or not (d / rundir.HISTORY).exists()
+        assert not (d / rundir.WEIGHTS).exists()
+    assert not (searched.search_dir / "probe" / rundir.WEIGHTS).exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "20x"], "--budget '20x': give a duration like 20m"),
+        (["--budget", "1s"], "--budget 1s: too small for one epoch"),
+        (["--budget", "5m", "--resume", "runs/x"], "cannot --resume"),
+        (["--budget", "5m", "--preset", "sales-gru-smoke"], "--budget searches images and text"),
+    ],
+)
+def test_budget_bad_input_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, args: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    csv = write_tweets(tmp_path / "tweets.csv")
+    if "--preset" not in args and "--resume" not in args:
+        args = [*args, "--preset", "text-bilstm-smoke", "--data", str(csv)]
+    rc = main(["train", *args, "--set", "train.threads=1", "--out", "runs"])
+    err = capsys.readouterr().err
+    assert rc == 2, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("archlab: error:") and message in last, err[-2000:]
+    assert "Traceback" not in err
+    assert not list((tmp_path / "runs").glob("*/*")), "a refused search left files behind"
