@@ -80,7 +80,7 @@ def _categorical(choices: tuple[Any, ...], current: Any) -> Param:
 
 
 def _image_space(base: RunConfig) -> dict[str, Param]:
-    return {
+    space = {
         "optim.lr": _lr(base),
         "reg.weight_decay": Param("float", 1e-6, 1e-2, log=True),
         "reg.dropout": Param("float", 0.0, 0.5),
@@ -88,6 +88,11 @@ def _image_space(base: RunConfig) -> dict[str, Param]:
         "reg.label_smoothing": _categorical((0.0, 0.1), base.reg.label_smoothing),
         "data.class_weights": _categorical((False, True), base.data.class_weights),
     }
+    if base.model.init:  # fine-tuning: the head alone for the first third, or not at all
+        space["model.freeze_epochs"] = _categorical(
+            (0, max(1, base.train.epochs // 3)), base.model.freeze_epochs
+        )
+    return space
 
 
 def _text_space(base: RunConfig) -> dict[str, Param]:
@@ -284,9 +289,12 @@ def run_budget(
     ``started`` (a ``time.time()``; the command's start, so its imports count too) or now."""
     t0 = time.perf_counter() - (0.0 if started is None else max(0.0, time.time() - started))
     deadline = t0 + budget_s
-    space = space_for(base, fixed)
+    space_for(base, fixed)  # a task without a space fails before any data is read
     monitor = TASKS[base.task].monitor
     search_dir = rundir.new_run_dir(out, f"{name}-budget")
+    if base.train.progress != "off":
+        print(f"archlab: budget {_clock(budget_s)}: timing a few steps of the config as given",
+              file=sys.stderr, flush=True)  # fmt: skip
     try:
         pr = probe(base, search_dir / "probe")
         pl = plan(budget_s, deadline - time.perf_counter(), pr, base.train.epochs)
@@ -294,10 +302,11 @@ def run_budget(
         shutil.rmtree(search_dir, ignore_errors=True)  # nothing searched: leave nothing behind
         raise
     _drop_weights(search_dir / "probe")
-    say = base.train.progress != "off"
-    if say:
+    trial_base = apply_overrides(base, [f"train.epochs={pl.epochs}"])
+    space = space_for(trial_base, fixed)  # again: some choices scale with the planned epochs
+    if base.train.progress != "off":
         print(
-            f"archlab: budget {_clock(budget_s)}: an epoch takes about {_clock(pr.epoch_s)} "
+            f"archlab: an epoch takes about {_clock(pr.epoch_s)} "
             f"({pr.steps_per_epoch} steps of {pr.step_s * 1000:.0f} ms + validation "
             f"{pr.eval_s:.1f}s), reading the data {pr.setup_s:.1f}s; trials of {pl.epochs} "
             f"epoch(s), {pl.trials} or more of them; searching "
@@ -305,7 +314,6 @@ def run_budget(
             file=sys.stderr,
             flush=True,
         )
-    trial_base = apply_overrides(base, [f"train.epochs={pl.epochs}"])
     study = optuna.create_study(
         storage=open_storage(f"sqlite:///{(search_dir / 'search.db').resolve()}"),
         study_name=name,

@@ -94,11 +94,24 @@ class ImageModelConfig:
     # the same network (.safetensors, or .pth/.pt read with torch.load(weights_only=True)).
     # "" = a random initialization. See archlab/tasks/init_weights.py.
     init: str = ""
+    # Fine-tuning from model.init: train only the layers that start afresh (the head, and any
+    # linear layer the source could not fill) for the first freeze_epochs epochs, so random
+    # head gradients do not wreck the loaded features; then train everything. 0 = no freezing.
+    freeze_epochs: int = 0
 
     def __post_init__(self) -> None:
         valid = models_for("images")
         if self.name not in valid:
             raise ArchlabError(f"unknown image model {self.name!r}; valid: {', '.join(valid)}")
+        if self.freeze_epochs < 0:
+            raise ArchlabError(
+                f"invalid config value model.freeze_epochs={self.freeze_epochs}: must be >= 0"
+            )
+        if self.freeze_epochs and not self.init:
+            raise ArchlabError(
+                f"model.freeze_epochs={self.freeze_epochs} freezes loaded layers: it needs "
+                "model.init=PATH (starting weights)"
+            )
 
 
 @dataclass(frozen=True)

@@ -151,3 +151,11 @@ def test_budget_bad_input_is_one_line(
     assert last.startswith("archlab: error:") and message in last, err[-2000:]
     assert "Traceback" not in err
     assert not list((tmp_path / "runs").glob("*/*")), "a refused search left files behind"
+
+
+def test_fine_tuning_adds_the_freeze_schedule_to_the_image_space(tmp_path: Path) -> None:
+    base = apply_overrides(PRESETS["images-resnet18"], [f"model.init={tmp_path}", "train.epochs=9"])
+    space = budget.space_for(base)
+    assert space["model.freeze_epochs"].choices == (0, 3)
+    assert budget.base_params(base, space)["model.freeze_epochs"] == 0
+    assert "model.freeze_epochs" not in budget.space_for(PRESETS["images-resnet18"])

@@ -16,6 +16,7 @@ from archlab.errors import ArchlabError
 from archlab.models import MODELS
 from archlab.presets import PRESETS
 from archlab.tasks.init_weights import match, read_source
+from archlab.train.callbacks import Callback
 from tests.conftest import write_image_folder
 
 
@@ -169,3 +170,28 @@ def test_an_earlier_run_starts_a_new_one_and_a_bad_init_is_one_line(
     assert err == [f"archlab: error: model.init={text_run}: a run of task text, not images; "
                    "give an images run"]  # fmt: skip
     assert not (tmp_path / "d").exists() or not any((tmp_path / "d").iterdir())
+
+
+def test_freeze_epochs_train_the_linear_layers_first_then_everything(
+    tmp_path: Path, image_folder: Path
+) -> None:
+    sets = [f"data.path={image_folder}", "data.size=16", "train.progress=off",
+            "reg.augment=none", "train.epochs=2"]  # fmt: skip
+    first = runner.train(apply_overrides(PRESETS["images-resnet18-smoke"], sets), tmp_path / "a")
+    start = load_file(str(first / rundir.WEIGHTS))
+    cfg = apply_overrides(PRESETS["images-resnet18-smoke"],
+                          [*sets, f"model.init={first}", "model.freeze_epochs=1"])  # fmt: skip
+    seen: list[dict[str, torch.Tensor]] = []
+
+    class Snapshot(Callback):
+        def on_epoch_end(self, trainer, row) -> None:
+            seen.append({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+
+    runner.fit(runner.prepare(cfg, out=tmp_path / "b"), [Snapshot()])
+    after1, after2 = seen
+    assert torch.equal(after1["conv1.weight"], start["conv1.weight"])  # body frozen in epoch 1
+    assert torch.equal(after1["layer4.1.conv2.weight"], start["layer4.1.conv2.weight"])
+    assert not torch.equal(after1["fc.weight"], start["fc.weight"])  # the head learns
+    assert not torch.equal(after2["conv1.weight"], start["conv1.weight"])  # then everything
+    with pytest.raises(ArchlabError, match=r"model.freeze_epochs=1 .* needs model.init=PATH"):
+        apply_overrides(PRESETS["images-resnet18-smoke"], ["model.freeze_epochs=1"])

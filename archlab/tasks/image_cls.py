@@ -319,15 +319,30 @@ class ImageClassification:
         return normalize(x, self.data_cfg, self.cfg.train.channels_last)
 
     def callbacks(self) -> list[Any]:
-        return []
+        epochs = self.model_cfg.freeze_epochs
+        if not epochs:
+            return []
+        from archlab.train.callbacks import FreezeParameters  # the trainer's layer, used lazily
+
+        # The convolutional body waits out freeze_epochs while the linear layers (the head,
+        # and VGG's fully connected stack, which a torchvision file cannot fill) learn. Named
+        # from the architecture, not from what was loaded, so a resumed run freezes alike.
+        with torch.device("meta"):
+            net = self.build_model_bare()
+        linear = tuple(f"{n}." for n, m in net.named_modules() if isinstance(m, nn.Linear))
+        return [FreezeParameters(linear, epochs, others=True)]
 
     # --- model, loss, metrics ---
-    def build_model(self) -> nn.Module:
-        model = MODELS[self.model_cfg.name].build(
+    def build_model_bare(self) -> nn.Module:
+        """The network as built, before any starting weights."""
+        return MODELS[self.model_cfg.name].build(
             in_channels=self.fitted.channels,
             num_classes=len(self.fitted.class_names),
             dropout=self.reg.dropout,
         )
+
+    def build_model(self) -> nn.Module:
+        model = self.build_model_bare()
         if self.fitted.init is not None:  # model.init: the layers left out start as built
             model.load_state_dict(self.fitted.init.tensors, strict=False)
         return model

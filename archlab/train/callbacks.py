@@ -53,7 +53,8 @@ class Callback:
 
 
 class FreezeParameters(Callback):
-    """Keep the parameters whose names start with ``prefix`` fixed for the first ``epochs``
+    """Keep the parameters whose names start with ``prefix`` (one or several; with
+    ``others=True``: every parameter whose name does not) fixed for the first ``epochs``
     epochs (0 = the whole run), then train them.
 
     They stay in the optimizer: a parameter without a gradient is skipped by torch optimizers
@@ -61,15 +62,16 @@ class FreezeParameters(Callback):
     state follows the epoch count, so a resumed run freezes or not as the original did.
     """
 
-    def __init__(self, prefix: str, epochs: int = 0) -> None:
-        self.prefix = prefix
+    def __init__(self, prefix: str | tuple[str, ...], epochs: int = 0, *, others: bool = False):
+        self.prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
         self.epochs = epochs
+        self.others = others
 
     def _set(self, trainer: Trainer) -> None:
         assert trainer.model is not None
         frozen = self.epochs == 0 or trainer.state.epoch < self.epochs
         for name, p in trainer.model.named_parameters():
-            if name.startswith(self.prefix):
+            if name.startswith(self.prefixes) != self.others:
                 p.requires_grad_(not frozen)
 
     def on_fit_start(self, trainer: Trainer) -> None:
