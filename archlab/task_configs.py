@@ -384,7 +384,7 @@ class SalesModelConfig:
 
 # The names of archlab.data.augment.AUGMENTATIONS (which imports torch), in its order;
 # tests/test_config.py checks that both name the same augmentations.
-IMAGE_AUGMENTS = ("none", "flip", "translate", "study", "crop")
+IMAGE_AUGMENTS = ("none", "flip", "translate", "study", "crop", "photo")
 # The RegConfig fields (archlab.config) each task reads. The Trainer reads weight_decay and l2_mode
 # (archlab.train.optim) for every task, the runner select, early_stop, patience and min_delta
 # (the BestWeights callback); the tasks read dropout (their model builders), label_smoothing (the

@@ -156,6 +156,33 @@ def test_augmentations_keep_shape_and_are_seeded(name: str) -> None:
     assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_trivial_augment_applies_one_op_per_image_in_its_ranges() -> None:
+    from archlab.data import augment as A
+
+    x = torch.rand(400, 3, 12, 12) * 2 - 1
+    gen = torch.Generator().manual_seed(3)
+    op = torch.randint(0, len(A._TRIVIAL_OPS), (400,), generator=torch.Generator().manual_seed(3))
+    y = A.trivial_augment(x, gen)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    changed = (y - x).abs().amax(dim=(1, 2, 3)) > 1e-6
+    kind = [A._TRIVIAL_OPS[i] for i in op]
+    ident = torch.tensor([k == "identity" for k in kind])
+    assert not changed[ident].any() and changed[~ident].float().mean() > 0.95
+    # The colour ops are blends: a per-image mean (contrast) and the grey level (saturation)
+    # are kept, and brightness is a constant shift within +-0.9 in standardized units.
+    for i, k in enumerate(kind):
+        if k == "contrast":
+            assert torch.allclose(y[i].mean(), x[i].mean(), atol=1e-5)
+        if k == "saturation":
+            assert torch.allclose(y[i].mean(0), x[i].mean(0), atol=1e-5)
+        if k == "brightness":
+            d = y[i] - x[i]
+            assert torch.allclose(d, d.flatten()[0].expand_as(d)) and d.abs().max() <= 0.9 + 1e-6
+    # Grey images never get the saturation op's change.
+    g = torch.rand(50, 1, 8, 8)
+    assert A.trivial_augment(g, torch.Generator().manual_seed(0)).shape == g.shape
+
+
 def test_translate_shifts_pixels_exactly() -> None:
     x = torch.zeros(1, 1, 9, 9)
     x[0, 0, 4, 4] = 1.0
