@@ -26,11 +26,11 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from archlab import plots, rundir
+from archlab import fingerprint, plots, rundir
 from archlab.config import RegConfig, RunConfig, apply_overrides
 from archlab.errors import ArchlabError
 from archlab.presets import RESET_REG, STUDY_SELECTION, TECHNIQUES
-from archlab.runner import load_config, train_at
+from archlab.runner import config_changes, load_config, train_at
 from archlab.stats import PairedDiff, paired_difference
 from archlab.storage import file_lock, open_storage, sqlite_lock_path
 from archlab.utils import write_text_atomic
@@ -103,13 +103,63 @@ def cells(base: RunConfig, techniques: list[str], seeds: int) -> dict[str, RunCo
     }
 
 
-def run_ablation(base: RunConfig, techniques: list[str], seeds: int, out_dir: Path) -> Path:
-    """Train every technique x seed in ``out_dir`` (resumable), then write the table and curves."""
+# A committed cell (a finished run's statistics, no weights; e.g. bench/ablation.py --cells)
+# stands for a run when it was trained on the same data with the same config, up to these
+# keys: where the data lives, and how the machine ran it (precision, threads, progress...).
+CELL_FILES = ("config.yaml", "data.json", "history.csv", "metrics.json", "inputs.json")
+CELL_MARK = "committed_cell.json"  # in a run dir filled from a committed cell: where from
+_MACHINE_KEYS = ("data.path", "train.amp", "train.channels_last", "train.device",
+                 "train.compile", "train.eval_batch_size")  # fmt: skip
+
+
+def committed_cell(cell: Path, cfg: RunConfig) -> str | None:
+    """Why ``cell`` may stand for a run of ``cfg`` (None: it may not, or is not complete)."""
+    if not all((cell / f).is_file() for f in CELL_FILES) or not Path(cfg.data.path).is_file():
+        return None  # a data folder would be hashed file by file: train instead
+    saved = load_config(cell)
+    changes = [c for c in config_changes(saved, cfg) if c.split(":")[0] not in _MACHINE_KEYS]
+    if changes:
+        return None
+    old = json.loads((cell / rundir.INPUTS).read_text())
+    if fingerprint.differences(old, fingerprint.fingerprint([cfg.data.path])):
+        return None
+    return f"{cell} (same config and data SHA-256; trained with train.amp={saved.train.amp})"
+
+
+def run_ablation(
+    base: RunConfig,
+    techniques: list[str],
+    seeds: int,
+    out_dir: Path,
+    *,
+    cells_from: Path | None = None,
+) -> dict[str, str]:
+    """Train every technique x seed in ``out_dir`` (resumable), then write the table and curves.
+
+    With ``cells_from``, a cell found there (``<cells_from>/<name>``) for the same config and
+    data is copied instead of trained. Returns {cell name: where it came from} for those."""
     grid = cells(base, techniques, seeds)
+    used: dict[str, str] = {}
     for name, cfg in grid.items():
-        train_at(cfg, out_dir / name, command=f"ablate {name.rsplit('-s', 1)[0]}")
+        run_dir = out_dir / name
+        if (run_dir / CELL_MARK).exists():
+            used[name] = json.loads((run_dir / CELL_MARK).read_text())["from"]
+            continue
+        why = (
+            None
+            if cells_from is None or run_dir.exists()
+            else committed_cell(cells_from / name, cfg)
+        )
+        if why is not None:
+            run_dir.mkdir(parents=True)
+            for f in CELL_FILES:
+                (run_dir / f).write_bytes((cells_from / name / f).read_bytes())
+            write_text_atomic(run_dir / CELL_MARK, json.dumps({"from": why}) + "\n")
+            used[name] = why
+            continue
+        train_at(cfg, run_dir, command=f"ablate {name.rsplit('-s', 1)[0]}")
     summarize(_runs(grid, out_dir), base.task, out_dir)
-    return out_dir
+    return used
 
 
 def _runs(grid: dict[str, RunConfig], out_dir: Path) -> dict[str, list[Path]]:

@@ -620,13 +620,22 @@ def reproduce(
     parts: Annotated[
         str, typer.Option(help="Comma-separated parts to run: images,sales,text.")
     ] = "images,sales,text",
+    cells: Annotated[
+        Path | None,
+        typer.Option(
+            help="Committed ablation cells (e.g. bench/results/ablation_cpu) to read instead of "
+            "training the cells they match exactly."
+        ),
+    ] = None,
 ) -> None:
     """Run every experiment of the study and build one report; prints the report directory."""
     from archlab.reproduce import reproduce as run
 
     _check_out(out)
+    if cells is not None and not cells.is_dir():
+        raise ArchlabError(f"--cells {cells}: not a directory")
     chosen = tuple(p.strip() for p in parts.split(",") if p.strip())
-    report_dir = run(data_dir, profile, seeds, out, parts=chosen)
+    report_dir = run(data_dir, profile, seeds, out, parts=chosen, cells=cells)
     print(report_dir / "index.html")
     print(out)
 

@@ -166,8 +166,11 @@ def find_vectors(data_dir: Path) -> Path | None:
     return found[0] if found else None
 
 
-def run_experiment(exp: Experiment, cfg: RunConfig, seeds: int, out_dir: Path) -> dict[str, Any]:
-    """Train one experiment (resumable); returns its manifest entry."""
+def run_experiment(
+    exp: Experiment, cfg: RunConfig, seeds: int, out_dir: Path, cells: Path | None = None
+) -> dict[str, Any]:
+    """Train one experiment (resumable); returns its manifest entry. An ablation takes the
+    cells found in ``cells/<model>/`` for its exact config and data instead of training them."""
     entry: dict[str, Any] = {
         "part": exp.part,
         "key": exp.key,
@@ -177,8 +180,11 @@ def run_experiment(exp: Experiment, cfg: RunConfig, seeds: int, out_dir: Path) -
     }
     if exp.techniques:
         techs = list(exp.techniques)
-        run_ablation(cfg, techs, seeds, out_dir)
+        found = None if cells is None else cells / cfg.model.name
+        used = run_ablation(cfg, techs, seeds, out_dir, cells_from=found)
         entry["kind"] = "ablation"
+        if used:
+            entry["committed_cells"] = used
         entry["runs"] = {t: [f"{t}-s{cfg.seed + s}" for s in range(seeds)] for t in techs}
     else:
         entry["kind"] = "run"
@@ -217,6 +223,7 @@ def reproduce(
     experiments: tuple[Experiment, ...] = EXPERIMENTS,
     parts: tuple[str, ...] = tuple(PARTS),
     log: Callable[[str], None] = to_stderr,
+    cells: Path | None = None,
 ) -> Path:
     """Run the study on the data found under ``data_dir`` (see ``DATA_PATHS``) into ``out``.
 
@@ -252,6 +259,7 @@ def reproduce(
         manifest_extra={"data_dir": str(data_dir)},
         vectors=str(vectors or ""),
         vectors_looked=", ".join(str(data_dir / VECTORS_DIR / p) for p in VECTOR_FILES),
+        cells=cells,
         command=f"reproduce --data-dir {data_dir} --profile {profile} --seeds {seeds}"
         + ("" if set(parts) == set(PARTS) else f" --parts {','.join(parts)}"),
         log=log,
@@ -284,8 +292,12 @@ def run_study(
     log: Callable[[str], None] = to_stderr,
     vectors: str = "",
     vectors_looked: str = "",
+    cells: Path | None = None,
 ) -> Path:
     """Run ``experiments`` into ``out`` and build ``out/report``; returns the report directory.
+
+    ``cells``: a folder of committed ablation cells (``<model>/<technique>-s<seed>/``, e.g.
+    bench/results/ablation_cpu) used instead of training the cells they match exactly.
 
     Experiments that need word vectors get ``data.embeddings=vectors``, or are skipped with one
     line (naming ``vectors_looked``) when ``vectors`` is "".
@@ -331,7 +343,10 @@ def run_study(
             if profile == "smoke" and exp.techniques:
                 exp = replace(exp, techniques=exp.techniques[:SMOKE_TECHNIQUES])
             log(f"[{part}] {exp.title} ({exp.preset}, profile {profile})")
-            manifest["experiments"].append(run_experiment(exp, cfg, seeds, out / part / exp.key))
+            entry = run_experiment(exp, cfg, seeds, out / part / exp.key, cells)
+            if entry.get("committed_cells"):
+                log(f"  {len(entry['committed_cells'])} cell(s) read from {cells}, not trained")
+            manifest["experiments"].append(entry)
         manifest["eda"][part] = [
             str(p.relative_to(out))
             for p in eda_plots(part, Path(path), out / "eda" / part, part_sets)

@@ -11,12 +11,13 @@ apart). Epochs are fixed per model (EPOCHS), the same for every technique and se
 before any run: no number here is picked on test scores.
 
 The runs are archlab run directories (`archlab eval RUN_DIR` works), trained by child processes
-from a queue ``--concurrency`` wide, longest first. With ``--cells DIR`` each finished run is
-also copied there without its weights (config.yaml, data.json, metrics.json, history.csv: what
-the statistics read), a folder meant to be committed as cells complete: a later sitting with the
-same ``--cells`` skips every cell already there, even on a fresh machine, and the tables are
-computed from that folder. One results file gathers the per-model tables, the statistics, every
-run's test metrics and history and a plateau check of the baseline's validation accuracy.
+from a queue ``--concurrency`` wide, longest first. With ``--cells DIR`` each finished run is also
+copied there without its weights (config.yaml, data.json, metrics.json, history.csv and
+inputs.json: what the statistics and `archlab reproduce --cells` read), a folder meant to be
+committed as cells complete: a later sitting with the same ``--cells`` skips every cell already
+there, even on a fresh machine, and the tables are computed from that folder. One results file
+gathers the per-model tables, the statistics, every run's test metrics and history and a plateau
+check of the baseline's validation accuracy.
 
 Budget. On one H200 (bench/results/gpu_images_h200_2026-11-26.json) the GPU served ~200
 steps/s at concurrency 10: 57,735 steps ~ 6 minutes in all (``--budget-s`` 540 by default
@@ -154,9 +155,6 @@ def run_queue(
     return codes
 
 
-CELL_FILES = ("config.yaml", "data.json", "history.csv", "metrics.json")  # no weights
-
-
 def cell_dir(args: argparse.Namespace, job: str) -> Path:
     """Where a finished run's light copy goes (a path that never exists without --cells)."""
     return Path(args.cells) / job if args.cells else Path(args.out) / "no-cells" / job
@@ -166,6 +164,8 @@ def keep_cell(args: argparse.Namespace, job: str) -> None:
     """Copy a finished run's statistics files (written last: metrics.json) to --cells."""
     if not args.cells:
         return
+    from archlab.ablate import CELL_FILES  # no weights; what `reproduce --cells` reads back
+
     src, dst = run_dir(Path(args.out), job), cell_dir(args, job)
     dst.mkdir(parents=True, exist_ok=True)
     for name in CELL_FILES:

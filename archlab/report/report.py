@@ -64,6 +64,10 @@ def _experiment_blocks(out: Path, report_dir: Path, exp: dict[str, Any]) -> list
             text += (" Δ is the technique's test score minus the baseline's on the same seed and "
                      "split, averaged over seeds, with a 95% Student-t interval over those paired "
                      "differences; it helps or hurts when the interval excludes 0.")  # fmt: skip
+        if used := exp.get("committed_cells"):
+            text += (f" {len(used)} of the cells were not trained by this command: they were "
+                     "read from committed results of an earlier run of the same config on the "
+                     f"same data ({next(iter(used.values()))}, ...).")  # fmt: skip
         blocks.append(Block("p", text))
         blocks.append(Block("img", abl / "ablation_curves.png", "learning curves per technique"))
         links = [(f"{t} config", d[0] / rundir.CONFIG) for t, d in dirs.items()]
