@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Collection
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -240,12 +240,14 @@ class _Deadline(Callback):
         self.pr = pr
         self.truncated = False
         self.last = math.nan
+        self.epochs: list[float] = []  # measured seconds of each epoch (training + validation)
 
     def on_fit_start(self, trainer: Any) -> None:
         self.last = time.perf_counter()
 
     def on_epoch_end(self, trainer: Any, row: dict[str, float]) -> None:
         now = time.perf_counter()
+        self.epochs.append(now - self.last)
         epoch_s = max(now - self.last, self.pr.epoch_s)  # the slower of measured and planned
         self.last = now
         if epoch_s + self.pr.eval_s > self.deadline - now and row["epoch"] < trainer.cfg.epochs:
@@ -322,14 +324,25 @@ def run_budget(
     )
     study.enqueue_trial(base_params(base, space))
     truncated: dict[int, bool] = {}
+    seen: list[float] = []  # epoch seconds measured in the trials so far
     while True:
         left = deadline - time.perf_counter()
-        if study.trials and left < pr.trial_s(pl.epochs):
+        # Epochs as slow as the trials found them (a busy machine), never faster than probed.
+        cost = (
+            pr
+            if not seen
+            else replace(
+                pr,
+                step_s=max(pr.step_s, (statistics.median(seen) - pr.eval_s) / pr.steps_per_epoch),
+            )
+        )
+        if study.trials and left < cost.trial_s(pl.epochs):
             break  # another full trial would overrun: stop with what we have
         trial = study.ask()
-        guard = _Deadline(deadline, pr)
+        guard = _Deadline(deadline, cost)
         _run_trial(study, trial, trial_base, space, search_dir, monitor, command,
                    callbacks=[guard])  # fmt: skip
+        seen += guard.epochs
         truncated[trial.number] = guard.truncated
         if not space:
             break  # nothing to search: the config as given is the only trial
