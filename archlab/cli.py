@@ -24,6 +24,7 @@ from typer._click import exceptions as click
 
 from archlab.config import RunConfig, apply_overrides
 from archlab.errors import ArchlabError
+from archlab.theory.cli import theory_app
 
 STARTED = time.time()  # --budget counts from here: its imports are part of the wall time
 
@@ -35,12 +36,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-try:  # theory tools live in their own sub-app (importing it does not import torch)
-    from archlab.theory.cli import theory_app
-
-    app.add_typer(theory_app, name="theory")
-except ImportError:  # pragma: no cover - only while the theory package is absent
-    pass
+# Theory tools live in their own sub-app (importing it does not import torch).
+app.add_typer(theory_app, name="theory")
 
 
 def _print_version(value: bool) -> None:

@@ -14,7 +14,6 @@ import numpy as np
 from scipy import stats
 
 HELPS, HURTS, UNCLEAR = "helps", "hurts", "cannot tell apart"
-VERDICTS = (HELPS, HURTS, UNCLEAR)
 
 
 @dataclass(frozen=True)

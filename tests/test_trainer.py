@@ -191,3 +191,27 @@ def test_a_trailing_training_batch_of_one_joins_the_previous_one(
     assert got == sizes and b.num_batches(bs) == len(sizes)
     assert sorted(torch.cat(list(b.iterate(bs, shuffle=True, seed=1))).tolist()) == list(range(n))
     assert [len(x) for x in b.iterate(bs)][-1] == (n % bs or bs)
+
+
+def test_two_callbacks_of_one_class_keep_their_own_resume_state() -> None:
+    class Counter(Callback):
+        def __init__(self, step: int) -> None:
+            self.step, self.total = step, 0
+
+        def on_epoch_end(self, trainer, row) -> None:
+            self.total += self.step
+
+        def state_dict(self) -> dict[str, Any]:
+            return {"total": self.total}
+
+        def load_state_dict(self, state: dict[str, Any]) -> None:
+            self.total = state["total"]
+
+    task = ToyTask()
+    trainer = _trainer(2, 1e-2, [Counter(1), Counter(10)])
+    trainer.fit(task, task.build_data(torch.device("cpu")), task.build_model())
+    state = trainer.state_dict()
+    assert state["callbacks"] == {"Counter": {"total": 2}, "Counter#2": {"total": 20}}
+    again = _trainer(3, 1e-2, [Counter(1), Counter(10)])
+    again.fit(task, task.build_data(torch.device("cpu")), task.build_model(), resume=state)
+    assert [cb.total for cb in again.callbacks] == [3, 30]  # each resumed from its own count

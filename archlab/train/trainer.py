@@ -396,7 +396,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks},
+            "callbacks": {k: cb.state_dict() for k, cb in self._keyed_callbacks()},
             "precision": None if self.precision is None else self.precision.to_dict(),
         }
 
@@ -423,6 +423,17 @@ class Trainer:
         torch.set_rng_state(state["rng_cpu"])
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
+        for key, cb in self._keyed_callbacks():
+            if key in state["callbacks"]:
+                cb.load_state_dict(state["callbacks"][key])
+
+    def _keyed_callbacks(self) -> list[tuple[str, Callback]]:
+        """Each callback under a key of its own: its class name, then ``#2``, ``#3``... for
+        further instances of the class (in order), so two of a kind keep separate state."""
+        seen: dict[str, int] = {}
+        out = []
         for cb in self.callbacks:
-            if type(cb).__name__ in state["callbacks"]:
-                cb.load_state_dict(state["callbacks"][type(cb).__name__])
+            name = type(cb).__name__
+            seen[name] = seen.get(name, 0) + 1
+            out.append((name if seen[name] == 1 else f"{name}#{seen[name]}", cb))
+        return out
