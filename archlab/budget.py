@@ -5,8 +5,8 @@ one validation pass of the user's own config) prices an epoch; the epochs of eve
 then fixed so that at least ``MIN_TRIALS`` full trials fit, capped by the config's epochs, and
 the learning-rate schedule of each trial runs to its end. Trial 0 is the user's config as
 given; later trials are sampled from the task's declared space (``SPACES``) by Optuna, with
-median pruning on validation macro-F1, in an SQLite study beside the trials. Every trial is a
-normal run directory; the chosen one is the best validation macro-F1 (ties go to the earlier
+median pruning on validation macro-F1, in an in-memory study. Every trial is a normal run
+directory; the chosen one is the best validation macro-F1 (ties go to the earlier
 trial, so the user's config wins a tie). Nothing reads a test score to choose. The search's
 record (plan, probe timings, every trial's parameters and validation score, the choice) is
 ``search.json`` in the search folder and in the chosen run directory.
@@ -33,7 +33,6 @@ from optuna.trial import TrialState
 from archlab import rundir, runner
 from archlab.config import RunConfig, apply_overrides
 from archlab.errors import ArchlabError
-from archlab.storage import open_storage
 from archlab.sweep import Param, _check_space, _run_trial, _text, _trials_csv
 from archlab.task_configs import IMAGE_AUGMENTS
 from archlab.tasks import TASKS
@@ -161,6 +160,10 @@ class Probe:
         return self.setup_s + epochs * self.epoch_s + self.eval_s
 
 
+class _ProbeDone(Exception):
+    """Raised after the probe's validation pass: what follows (testing, plots) is not timed."""
+
+
 class _StepClock(Callback):
     def __init__(self) -> None:
         self.t: list[float] = []
@@ -175,19 +178,26 @@ class _StepClock(Callback):
 
     def on_epoch_end(self, trainer: Any, row: dict[str, float]) -> None:
         self.epoch_end = time.perf_counter()
+        raise _ProbeDone
 
 
 def probe(base: RunConfig, where: Path) -> Probe:
     """Time ``PROBE_STEPS`` training steps and one validation pass of ``base`` in ``where``."""
     t0 = time.perf_counter()
+    # No checkpoint (a VGG-13 one is ~0.5 GB), and no test pass: the clock stops the run.
     cfg = apply_overrides(base, ["train.epochs=1", f"train.max_steps_per_epoch={PROBE_STEPS}",
-                                 "train.progress=off", "train.checkpoint_every_s=0"])  # fmt: skip
+                                 "train.progress=off", "train.checkpoint_every_s=1e9"])  # fmt: skip
     p = runner.prepare(cfg, run_dir=where)
     steps = p.data.train.num_batches(base.train.batch_size)
     if base.train.max_steps_per_epoch:
         steps = min(steps, base.train.max_steps_per_epoch)
     clock = _StepClock()
-    runner.fit(p, [clock])
+    try:
+        runner.fit(p, [clock])
+    except _ProbeDone:
+        pass
+    finally:
+        shutil.rmtree(where, ignore_errors=True)  # its numbers are kept in search.json
     t = clock.t
     # The first two steps warm up caches and allocators; time the rest.
     gaps = [b - a for a, b in itertools.pairwise(t[2:])] or [
@@ -303,7 +313,6 @@ def run_budget(
     except BaseException:
         shutil.rmtree(search_dir, ignore_errors=True)  # nothing searched: leave nothing behind
         raise
-    _drop_weights(search_dir / "probe")
     trial_base = apply_overrides(base, [f"train.epochs={pl.epochs}"])
     space = space_for(trial_base, fixed)  # again: some choices scale with the planned epochs
     if base.train.progress != "off":
@@ -316,8 +325,8 @@ def run_budget(
             file=sys.stderr,
             flush=True,
         )
+    # In memory: one process runs every trial, and search.json + trials.csv keep the record.
     study = optuna.create_study(
-        storage=open_storage(f"sqlite:///{(search_dir / 'search.db').resolve()}"),
         study_name=name,
         direction="maximize" if monitor[1] == "max" else "minimize",
         pruner=optuna.pruners.MedianPruner(PRUNE_STARTUP_TRIALS, 1),
