@@ -329,7 +329,9 @@ def run_budget(
     study = optuna.create_study(
         study_name=name,
         direction="maximize" if monitor[1] == "max" else "minimize",
-        pruner=optuna.pruners.MedianPruner(PRUNE_STARTUP_TRIALS, 1),
+        # Compared from a third of the epochs on: at epoch 1 a lower learning rate always
+        # trails, and pruning there would keep only the fastest starters.
+        pruner=optuna.pruners.MedianPruner(PRUNE_STARTUP_TRIALS, max(1, math.ceil(pl.epochs / 3))),
     )
     study.enqueue_trial(base_params(base, space))
     truncated: dict[int, bool] = {}

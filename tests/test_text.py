@@ -694,3 +694,23 @@ def test_mention_options_are_validated() -> None:
         apply_overrides(PRESETS["text-bilstm"], ["data.mentions=maybe"])
     with pytest.raises(ArchlabError, match="pooling"):
         apply_overrides(PRESETS["text-bilstm"], ["model.pooling=mean"])
+
+
+def test_tfidf_baseline_is_reused_for_the_same_inputs_only(monkeypatch) -> None:
+    from archlab.tasks import tfidf
+
+    rng = np.random.default_rng(0)
+    texts = [f"{w} flight {i}" for i, w in enumerate(rng.choice(["good", "bad", "late"], 60))]
+    labels = np.array([["good", "bad", "late"].index(t.split()[0]) for t in texts])
+    split = {"train": np.arange(40), "val": np.arange(40, 50), "test": np.arange(50, 60)}
+    names = ["good", "bad", "late"]
+    fits = []
+    real = tfidf.tfidf_model
+    monkeypatch.setattr(tfidf, "tfidf_model", lambda: fits.append(1) or real())
+    first = tfidf.tfidf_baseline(texts, labels, split, names)
+    assert tfidf.tfidf_baseline(texts, labels, split, names) == first and len(fits) == 1
+    texts[55] = "good flight changed"  # a test text differs: fitted again
+    tfidf.tfidf_baseline(texts, labels, split, names)
+    assert len(fits) == 2
+    tfidf.tfidf_baseline(texts, labels, split, names, np.ones(60))  # weights: a weighted fit too
+    assert len(fits) == 4
