@@ -351,24 +351,49 @@ def run_budget(
             break  # another full trial would overrun: stop with what we have
         trial = study.ask()
         guard = _Deadline(deadline, cost)
-        _run_trial(study, trial, trial_base, space, search_dir, monitor, command,
-                   callbacks=[guard])  # fmt: skip
+        try:
+            _run_trial(study, trial, trial_base, space, search_dir, monitor, command,
+                       callbacks=[guard])  # fmt: skip
+        except KeyboardInterrupt:
+            _stopped(study, search_dir, base, monitor, budget_s, t0, pr, pl, truncated)
+            raise
         seen += guard.epochs
         truncated[trial.number] = guard.truncated
         if not space:
             break  # nothing to search: the config as given is the only trial
     record = _record(study, search_dir, base, monitor, budget_s, t0, pr, pl, truncated)
+    return BudgetResult(_write(study, search_dir, record), search_dir, record)
+
+
+def _write(study: optuna.Study, search_dir: Path, record: dict[str, Any]) -> Path:
+    """search.json and trials.csv in the search folder and the chosen run; only the chosen
+    run keeps its weights. Returns the chosen run directory."""
     chosen = Path(record["chosen"]["run_dir"])
     for t in study.get_trials(deepcopy=False):
         d = t.user_attrs.get("run_dir")
-        if d and Path(d) != chosen:
-            _drop_weights(Path(d))
+        if d and Path(d) != chosen and t.state != TrialState.FAIL:
+            _drop_weights(Path(d))  # a failed (interrupted) trial keeps its checkpoint
     text = json.dumps(record, indent=2, default=str) + "\n"
     csv_text = _trials_csv(study.get_trials(deepcopy=False))
     for d in (search_dir, chosen):
         write_text_atomic(d / SEARCH, text)
         write_text_atomic(d / TRIALS, csv_text)
-    return BudgetResult(chosen, search_dir, record)
+    return chosen
+
+
+def _stopped(study: optuna.Study, search_dir: Path, *args: Any) -> None:
+    """Ctrl-C: keep what the finished trials found, and say where (a search is not resumed)."""
+    try:
+        record = _record(study, search_dir, *args)
+    except ArchlabError:
+        print(f"archlab: the --budget search stopped before any trial finished ({search_dir}); "
+              "run the command again to search afresh", file=sys.stderr)  # fmt: skip
+        return
+    record["stopped_by"] = "Ctrl-C"
+    chosen = _write(study, search_dir, record)
+    print(f"archlab: the --budget search stopped; the best finished trial so far on validation: "
+          f"{chosen} (search.json there); run the command again to search afresh",
+          file=sys.stderr)  # fmt: skip
 
 
 def _record(

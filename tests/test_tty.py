@@ -153,3 +153,24 @@ def test_eta_shows_after_the_first_slow_step() -> None:
     assert re.fullmatch(r"eta \d\d:\d\d", first), first
     task.start_time = task.get_time() - 30.0  # the first step took 30 s: 9 left, about 4.5 min
     assert _EtaColumn().render(task).plain == "eta 04:30"
+
+
+@pytest.mark.xdist_group("tty")
+def test_ctrl_c_stops_a_budget_search_and_keeps_the_best_finished_trial(tmp_path: Path) -> None:
+    from tests.test_text import write_tweets
+
+    csv = write_tweets(tmp_path / "tw.csv", n_per_class=100)
+    child = spawn(["train", "--task", "text", "--data", str(csv), "--budget", "5m", "--epochs",
+                   "40", "--set", "train.threads=1", "--set", "train.progress=plain", "--out",
+                   "runs"], tmp_path)  # fmt: skip
+    child.expect("trial 0: complete")
+    child.expect("epoch 2/")  # inside trial 1
+    child.sendintr()
+    code, out = finish(child)
+    assert code == 130, out
+    assert "the --budget search stopped; the best finished trial so far on validation" in out
+    (search,) = (tmp_path / "runs").iterdir()
+    rec = json.loads((search / "search.json").read_text())
+    assert rec["stopped_by"] == "Ctrl-C" and rec["chosen"]["trial"] == 0
+    assert (search / "trial-0" / "model.safetensors").exists()
+    assert (search / "trial-1" / "state.pt").exists()  # the interrupted trial keeps its checkpoint
