@@ -14,6 +14,7 @@ record (plan, probe timings, every trial's parameters and validation score, the 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -45,7 +46,8 @@ TRIALS = "trials.csv"
 # shortens every trial. Pruned trials end early and give their time to later ones.
 MIN_TRIALS = 6
 MIN_EPOCHS = 3  # below this many epochs per trial, plan fewer trials rather than shorter ones
-PROBE_STEPS = 12  # timed training steps of the probe (the first two are warm-up, not timed)
+PROBE_STEPS = 12  # fewest training steps of the probe (the first two are warm-up, not timed)
+PROBE_SHARE = 0.02  # of the budget spent timing steps (at most one epoch's worth)
 PRUNE_STARTUP_TRIALS = 2  # the user's config and one sampled trial always finish
 _BUDGET = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
 
@@ -150,6 +152,7 @@ class Probe:
     eval_s: float  # one validation pass
     steps_per_epoch: int
     wall_s: float  # the probe itself, start to end
+    steps_timed: int = 0
 
     @property
     def epoch_s(self) -> float:
@@ -165,40 +168,55 @@ class _ProbeDone(Exception):
 
 
 class _StepClock(Callback):
-    def __init__(self) -> None:
+    """Times each training step; ends the probe once ``target_s`` of steps (and at least
+    ``PROBE_STEPS``) have run, or at the epoch's end, whichever comes first."""
+
+    def __init__(self, target_s: float) -> None:
+        self.target_s = target_s
         self.t: list[float] = []
         self.fit_start = math.nan
-        self.epoch_end = math.nan
+        self.epoch_end = math.nan  # set when the epoch (with its validation pass) ended
+        self.trainer: Any = None
 
     def on_fit_start(self, trainer: Any) -> None:
         self.fit_start = time.perf_counter()
+        self.trainer = trainer
 
     def on_batch_end(self, trainer: Any, step: int, loss: Any) -> None:
         self.t.append(time.perf_counter())
+        if len(self.t) >= PROBE_STEPS and self.t[-1] - self.fit_start >= self.target_s:
+            raise _ProbeDone
 
     def on_epoch_end(self, trainer: Any, row: dict[str, float]) -> None:
         self.epoch_end = time.perf_counter()
         raise _ProbeDone
 
 
-def probe(base: RunConfig, where: Path) -> Probe:
-    """Time ``PROBE_STEPS`` training steps and one validation pass of ``base`` in ``where``."""
+def probe(base: RunConfig, where: Path, target_s: float = 0.0) -> Probe:
+    """Time training steps of ``base`` for ``target_s`` (at least ``PROBE_STEPS``, at most an
+    epoch) and one validation pass, in ``where`` (removed after). Steps are timed over a
+    stretch rather than a dozen so that a burst of other work on the machine is outvoted."""
     t0 = time.perf_counter()
     # No checkpoint (a VGG-13 one is ~0.5 GB), and no test pass: the clock stops the run.
-    cfg = apply_overrides(base, ["train.epochs=1", f"train.max_steps_per_epoch={PROBE_STEPS}",
-                                 "train.progress=off", "train.checkpoint_every_s=1e9"])  # fmt: skip
+    cfg = apply_overrides(base, ["train.epochs=1", "train.progress=off",
+                                 "train.checkpoint_every_s=1e9"])  # fmt: skip
     p = runner.prepare(cfg, run_dir=where)
     steps = p.data.train.num_batches(base.train.batch_size)
     if base.train.max_steps_per_epoch:
         steps = min(steps, base.train.max_steps_per_epoch)
-    clock = _StepClock()
+    clock = _StepClock(target_s)
     try:
-        runner.fit(p, [clock])
-    except _ProbeDone:
-        pass
+        with contextlib.suppress(_ProbeDone):
+            runner.fit(p, [clock])
+        t = clock.t
+        if math.isnan(clock.epoch_end):  # stopped inside the epoch: time a validation pass
+            v0 = time.perf_counter()
+            clock.trainer.evaluate(p.task, p.data.val)
+            eval_s = time.perf_counter() - v0
+        else:
+            eval_s = clock.epoch_end - t[-1]
     finally:
         shutil.rmtree(where, ignore_errors=True)  # its numbers are kept in search.json
-    t = clock.t
     # The first two steps warm up caches and allocators; time the rest.
     gaps = [b - a for a, b in itertools.pairwise(t[2:])] or [
         b - a for a, b in itertools.pairwise([clock.fit_start, *t])
@@ -206,9 +224,10 @@ def probe(base: RunConfig, where: Path) -> Probe:
     return Probe(
         setup_s=clock.fit_start - t0,
         step_s=statistics.median(gaps),
-        eval_s=clock.epoch_end - t[-1],
+        eval_s=eval_s,
         steps_per_epoch=steps,
         wall_s=time.perf_counter() - t0,
+        steps_timed=len(gaps),
     )
 
 
@@ -308,7 +327,7 @@ def run_budget(
         print(f"archlab: budget {_clock(budget_s)}: timing a few steps of the config as given",
               file=sys.stderr, flush=True)  # fmt: skip
     try:
-        pr = probe(base, search_dir / "probe")
+        pr = probe(base, search_dir / "probe", PROBE_SHARE * budget_s)
         pl = plan(budget_s, deadline - time.perf_counter(), pr, base.train.epochs)
     except BaseException:
         shutil.rmtree(search_dir, ignore_errors=True)  # nothing searched: leave nothing behind

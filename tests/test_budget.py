@@ -159,3 +159,15 @@ def test_fine_tuning_adds_the_freeze_schedule_to_the_image_space(tmp_path: Path)
     assert space["model.freeze_epochs"].choices == (0, 3)
     assert budget.base_params(base, space)["model.freeze_epochs"] == 0
     assert "model.freeze_epochs" not in budget.space_for(PRESETS["images-resnet18"])
+
+
+def test_probe_stops_inside_a_long_epoch_and_times_validation(tmp_path: Path) -> None:
+    csv = write_tweets(tmp_path / "tweets.csv", n_per_class=100)
+    base = replace(PRESETS["text-bilstm-smoke"], data=TextDataConfig(path=str(csv)))
+    base = apply_overrides(base, ["train.batch_size=4", "train.max_steps_per_epoch=0",
+                                  "train.threads=1"])  # fmt: skip
+    pr = budget.probe(base, tmp_path / "probe", target_s=0.0)
+    assert pr.steps_per_epoch > budget.PROBE_STEPS  # the epoch is longer than the probe
+    assert pr.steps_timed == budget.PROBE_STEPS - 3  # gaps between steps 3..12
+    assert pr.step_s > 0 and pr.eval_s > 0 and pr.setup_s > 0
+    assert not (tmp_path / "probe").exists()
