@@ -38,7 +38,20 @@ def recording() -> Iterator[set[str]]:
         _reads.reset(token)
 
 
+# Hashes readers computed from the bytes they read anyway (image folders hash every file to
+# find duplicates), keyed by path, size and modification time so a changed file is hashed again.
+_KNOWN: dict[tuple[str, int, int], str] = {}
+
+
+def known(path: str | Path, sha256: str, stat: os.stat_result) -> None:
+    """Remember the SHA-256 of ``path``'s bytes as read when it had ``stat``."""
+    _KNOWN[(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)] = sha256
+
+
 def _sha256(path: str) -> str:
+    st = os.stat(path)
+    if (hit := _KNOWN.get((path, st.st_size, st.st_mtime_ns))) is not None:
+        return hit
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):

@@ -367,3 +367,30 @@ def test_unrecorded_tokenizer_with_ids_past_the_embedding_is_one_line(
     assert main(["predict", str(run), "awful"]) == 2
     err = capsys.readouterr().err
     assert "'awful' has id 1000000, outside" in err and len(err.splitlines()) == 1, err
+
+
+def test_image_files_are_hashed_once_and_a_changed_one_again(tmp_path: Path, monkeypatch) -> None:
+    import hashlib
+
+    from archlab.data.images import load_image_set
+    from tests.conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "imgs", {"cat": 4, "dog": 4})
+    with fingerprint.recording() as reads:
+        load_image_set(str(root), fmt="auto", size=8, channels=1)
+    opened: list[str] = []
+    real_open = open
+
+    def spy(path, *a, **k):  # the fingerprint's own reads of the files
+        opened.append(str(path))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr("builtins.open", spy)
+    fp = fingerprint.fingerprint(reads)
+    assert opened == []  # every image's hash came from the read that decoded it
+    for rel, e in fp["files"].items():
+        assert e["sha256"] == hashlib.sha256((Path(fp["root"]) / rel).read_bytes()).hexdigest()
+    one = next(iter(sorted(reads)))
+    Path(one).write_bytes(Path(one).read_bytes() + b"\0")  # size and mtime change
+    fingerprint.fingerprint(reads)
+    assert opened == [one]

@@ -146,8 +146,11 @@ def decode_files(
 
     def decode(p: Path) -> tuple[np.ndarray, str] | None:
         try:
+            st = p.stat()
             data = p.read_bytes()
-            return decode_image(p, channels, size, data), digest(data)
+            sha = digest(data)
+            fingerprint.known(p, sha, st)  # the run's fingerprint need not read it again
+            return decode_image(p, channels, size, data), sha
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
             if skip_corrupt:
                 return None
