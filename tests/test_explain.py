@@ -418,3 +418,17 @@ def test_explain_sales_run(tmp_path: Path, capsys) -> None:
 
 def test_explain_needs_a_finished_run(tmp_path: Path, capsys) -> None:
     _fails(capsys, [str(tmp_path)], "not a run directory")
+
+
+def test_explain_says_which_sales_runs_it_covers(tmp_path: Path, capsys) -> None:
+    from tests.test_sales import write_panel
+
+    panel = write_panel(tmp_path / "walmart")
+    sets = ["--set", "data.horizon=8", "--set", "data.val_steps=4", "--set", "data.window=4",
+            "--set", "train.progress=off", "--set", "train.threads=1"]  # fmt: skip
+    argv = ["train", "--preset", "sales-gru-smoke", "--data", str(panel), "--out",
+            str(tmp_path / "runs"), *sets]  # fmt: skip
+    assert main(argv) == 0
+    run = capsys.readouterr().out.strip().splitlines()[-1]
+    _fails(capsys, [run], "explain covers next-step sales runs",
+           "it forecasts 8 steps at once (data.horizon=8)")  # fmt: skip

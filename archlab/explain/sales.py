@@ -160,7 +160,16 @@ def _feature_names(run_dir: Path, task: Any) -> list[str]:
     from archlab.tasks.forecast import SalesForecast
 
     if not isinstance(task, SalesForecast):
-        raise ArchlabError(f"{run_dir}: explain needs a forecast-framing sales run")
+        horizon = getattr(getattr(task, "data_cfg", None), "horizon", 1)
+        what = (
+            f"it forecasts {horizon} steps at once (data.horizon={horizon})"
+            if horizon > 1
+            else "it uses the study's parity framing (data.framing=parity)"
+        )
+        raise ArchlabError(
+            f"{run_dir}: explain covers next-step sales runs (data.horizon=1, data.framing="
+            f"forecast), and {what}"
+        )
     return list(task.fitted.featurizer.feature_names)
 
 
