@@ -19,7 +19,7 @@ from archlab import rundir
 from archlab.ablate import run_ablation
 from archlab.config import RunConfig, apply_overrides
 from archlab.errors import ArchlabError
-from archlab.presets import PRESETS, PROFILE_SETTINGS, QUICK
+from archlab.presets import LONG, PRESETS, PROFILE_SETTINGS, QUICK
 from archlab.runner import train_at
 from archlab.utils import write_json_atomic, write_text_atomic
 
@@ -151,6 +151,42 @@ def profile_config(
             cfg = apply_overrides(cfg, QUICK.get(cfg.task, ()))
     cfg = replace(cfg, data=replace(cfg.data, path=data_path))
     return apply_overrides(cfg, overrides)
+
+
+def profile_note(profile: str) -> str:
+    """What ``profile`` changes in the presets, in a sentence for the report ("" for full)."""
+    if profile == "smoke":
+        return "Smoke profile: tiny slices, 2 epochs of 3 steps; numbers are not results."
+    if profile == "quick":
+        return "Quick profile: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in QUICK.items())
+    if profile == "long":
+        return ("Long profile (the full one, with the tuned image recipes trained longer): "
+                + "; ".join(f"{k}: {', '.join(v)}" for k, v in LONG.items()))  # fmt: skip
+    return ""
+
+
+def eda_plots(
+    part: str, data_path: Path, out_dir: Path, overrides: tuple[str, ...] = ()
+) -> list[Path]:
+    """The task's exploratory plots for ``data_path`` (none for images); ``overrides`` are
+    --set strings such as the column names of the panel."""
+    from archlab.config import RunConfig, apply_overrides
+    from archlab.task_configs import TASK_CONFIGS
+    from archlab.tasks import TASKS
+
+    spec = TASKS.get(part)
+    if spec is None or spec.eda is None:
+        return []
+    configs = TASK_CONFIGS[part]
+    cfg = RunConfig(
+        task=part, data=configs.data_config(path=str(data_path)), model=configs.model_config()
+    )
+    cfg = apply_overrides(cfg, overrides)
+    try:
+        return list(spec.eda(cfg, out_dir))
+    except ArchlabError as e:
+        print(f"archlab: EDA for {part} skipped: {e}")
+        return []
 
 
 def find_data(data_dir: Path, part: str) -> Path | None:
@@ -307,7 +343,7 @@ def run_study(
     ``skipped`` are logged with their one line and appear in the report as skipped.
     ``manifest_extra`` adds report fields (title, data, differences, profile_note, data_dir).
     """
-    from archlab.report.extras import eda_plots, model_summaries, theory_outputs
+    from archlab.report.extras import model_summaries, theory_outputs
     from archlab.report.report import build_report
 
     if seeds < 1:
@@ -316,6 +352,7 @@ def run_study(
     out.mkdir(parents=True, exist_ok=True)
     manifest: dict[str, Any] = {
         "profile": profile,
+        "profile_note": profile_note(profile),
         "seeds": seeds,
         "data_dir": "",
         "experiments": [],

@@ -1,4 +1,4 @@
-"""Report inputs that are not training runs: theory checks, model summaries, EDA plots."""
+"""Report inputs that are not training runs: theory checks and model summaries."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from archlab import rundir
-from archlab.errors import ArchlabError
 from archlab.utils import write_text_atomic
 
 # The study's theory questions, answered by the tools (argv after `archlab theory`).
@@ -104,27 +103,3 @@ def model_summaries(out_dir: Path, shape: tuple[str, int] | None = None) -> list
             }
         )
     return rows
-
-
-def eda_plots(
-    part: str, data_path: Path, out_dir: Path, overrides: tuple[str, ...] = ()
-) -> list[Path]:
-    """The task's exploratory plots for ``data_path`` (none for images); ``overrides`` are
-    --set strings such as the column names of the panel."""
-    from archlab.config import RunConfig, apply_overrides
-    from archlab.task_configs import TASK_CONFIGS
-    from archlab.tasks import TASKS
-
-    spec = TASKS.get(part)
-    if spec is None or spec.eda is None:
-        return []
-    configs = TASK_CONFIGS[part]
-    cfg = RunConfig(
-        task=part, data=configs.data_config(path=str(data_path)), model=configs.model_config()
-    )
-    cfg = apply_overrides(cfg, overrides)
-    try:
-        return list(spec.eda(cfg, out_dir))
-    except ArchlabError as e:
-        print(f"archlab: EDA for {part} skipped: {e}")
-        return []

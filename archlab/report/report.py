@@ -19,7 +19,6 @@ import yaml
 
 from archlab import rundir
 from archlab.errors import ArchlabError
-from archlab.presets import LONG, QUICK
 from archlab.report.blocks import Block, rel, render_html, render_md
 from archlab.report.explanations import explanation_blocks
 from archlab.report.tables import ensemble_metrics, run_dirs, run_table, summary_rows
@@ -125,17 +124,8 @@ def _differences(ctx: Context) -> list[Block]:
     manifest = ctx.manifest
     b = [Block("h2", "What differs from the study")]
     b.append(Block("list", manifest.get("differences", DIFFERENCES)))
-    if manifest.get("profile_note"):
+    if manifest.get("profile_note"):  # what the profile changed (written by reproduce)
         b.append(Block("p", manifest["profile_note"]))
-    elif manifest["profile"] in ("smoke", "quick", "long"):
-        note = {
-            "smoke": "Smoke profile: tiny slices, 2 epochs of 3 steps; numbers are not results.",
-            "quick": "Quick profile: "
-            + "; ".join(f"{k}: {', '.join(v)}" for k, v in QUICK.items()),
-            "long": "Long profile (the full one, with the tuned image recipes trained longer): "
-            + "; ".join(f"{k}: {', '.join(v)}" for k, v in LONG.items()),
-        }
-        b.append(Block("p", note[manifest["profile"]]))
     return b
 
 
