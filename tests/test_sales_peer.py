@@ -106,14 +106,15 @@ def test_a_run_writes_the_peer_to_metrics_and_the_report(panel_dir: Path, tmp_pa
     assert "baseline_mstl_ets_fit_seconds" in table
 
 
-def test_two_seasons_more_than_the_history_is_a_first_note_and_no_peer(panel_dir: Path) -> None:
+def test_two_seasons_more_than_the_history_is_an_opening_note_and_no_peer(panel_dir: Path) -> None:
     # data.season=40: 62 weeks up to the origin hold one season (the network's need), not two.
     cfg = _cfg(panel_dir, "data.season=40")
     assert cfg.data.peer == "mstl_ets"  # asked for (the default), but cannot be fitted
     data = HorizonData(cfg).build(CPU)
     assert data.context.peer is None
-    assert data.notes[0].startswith("data: no mstl_ets peer (data.peer): 62 steps up to the test")
-    assert "2 seasons of 40 steps" in data.notes[0]
+    # Printed before training, right after the lines on the data and its origins.
+    assert data.notes[2].startswith("data: no mstl_ets peer (data.peer): 62 steps up to the test")
+    assert "2 seasons of 40 steps" in data.notes[2]
     m = HorizonForecast(cfg, data.fitted).baselines(data)
     assert m["baseline_svd_seasonal_naive_wmae"] > 0
     assert not any(k.startswith("baseline_mstl_ets") for k in m)
@@ -132,7 +133,7 @@ def test_a_season_longer_than_the_history_is_a_one_line_error(panel_dir: Path, c
 
 def test_the_peer_switches_off_and_is_validated(panel_dir: Path) -> None:
     data = HorizonData(_cfg(panel_dir, "data.peer=none")).build(CPU)
-    assert data.context.peer is None and not data.notes[0].startswith("data: no mstl_ets")
+    assert data.context.peer is None and not any("mstl_ets" in n for n in data.notes)
     rows, seconds = HorizonForecast(_cfg(panel_dir), data.fitted).rows_with_peer(data.context)
     assert "mstl_ets" not in rows.columns and seconds is None
     with pytest.raises(ArchlabError, match=r"data\.peer"):

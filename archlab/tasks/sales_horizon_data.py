@@ -293,7 +293,6 @@ class HorizonData:
             "series_without_training_steps": int(S - len(fz.series)),
         }
         notes = [
-            *peer_note,  # first: the run goes on without a baseline the user may expect
             f"data: {c.path}, {S} series x {T} steps of {step_days} days; horizon {H} steps, "
             f"season {c.season}",
             f"data: origins train {info['origins']['train']} ({sizes['train']} targets), val "
@@ -303,6 +302,7 @@ class HorizonData:
             + f"), test {info['origins']['test']} "
             f"({sizes['test']} targets"
             + (f" over {k_back} backtest origins)" if k_back > 1 else ")"),
+            *peer_note,  # before training starts: the run goes on without this baseline
             *sales.reading_notes(df),
         ]
         splits = {
