@@ -290,7 +290,7 @@ class SalesDataConfig:
     # run writes the validation WMAE of every scale to correction_scale.json to choose it.
     correction_scale: float = 1.0
     # H > 1: the statistical peer scored beside the naive baselines on the same test rows
-    # (archlab/data/sales_peer.py; about a minute of CPU on Walmart's 3,331 series). none = off.
+    # (archlab/data/sales_peer.py; about 45 s of CPU on Walmart's 3,331 series). none = off.
     peer: Literal["mstl_ets", "none"] = "mstl_ets"
 
     def __post_init__(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 import numpy as np
 import pandas as pd
@@ -12,9 +13,11 @@ import pytest
 import torch
 
 from archlab.config import apply_overrides
+from archlab.data import sales_peer
 from archlab.errors import ArchlabError
 from archlab.presets import PRESETS
 from archlab.report.tables import run_table
+from archlab.task_configs import SalesDataConfig
 from archlab.tasks.sales_horizon import HorizonForecast
 from archlab.tasks.sales_horizon_data import HorizonData
 from tests.test_sales import write_panel
@@ -138,3 +141,6 @@ def test_the_peer_switches_off_and_is_validated(panel_dir: Path) -> None:
     assert "mstl_ets" not in rows.columns and seconds is None
     with pytest.raises(ArchlabError, match=r"data\.peer"):
         _cfg(panel_dir, "data.peer=prophet")
+    # Every value data.peer accepts has a forecaster in the registry.
+    choices = get_args(get_type_hints(SalesDataConfig)["peer"])
+    assert set(choices) == {*sales_peer.PEERS, "none"}

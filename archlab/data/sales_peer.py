@@ -11,13 +11,13 @@ returns an (S, H) forecast that reads no step after the origin.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
 from archlab.data.sales_baselines import svd_smooth
 
-# data.peer values besides "none": the name the peer's metrics.json keys carry.
-PEERS = ("mstl_ets",)
 # MSTL estimates a season from the season before it: fewer steps than this many seasons leave
 # it extrapolating part of one cycle (statsforecast fits it anyway, without a warning).
 MIN_SEASONS = 2
@@ -48,3 +48,8 @@ def mstl_ets(
     out = np.full((S, horizon), np.nan)
     out[fc["unique_id"].to_numpy(int), fc["ds"].to_numpy(int) - n] = fc["MSTL"].to_numpy(float)
     return out
+
+
+# data.peer values besides "none", by the name their metrics.json keys carry: each takes
+# (y, origin, horizon, season, groups, rank) and returns the (S, H) forecast.
+PEERS: dict[str, Callable[..., np.ndarray]] = {"mstl_ets": mstl_ets}

@@ -350,7 +350,7 @@ def fit_peer(peer: PeerInputs, rows: pd.DataFrame, horizon: int) -> tuple[np.nda
     (process time: every thread of this process, none of the rest of the machine's load)."""
     t0 = time.process_time()
     fits = np.stack(
-        [sales_peer.mstl_ets(peer.y, o, horizon, peer.season, peer.groups, peer.rank)
+        [sales_peer.PEERS[peer.name](peer.y, o, horizon, peer.season, peer.groups, peer.rank)
          for o in peer.origins]
     )  # fmt: skip
     seconds = time.process_time() - t0
