@@ -302,6 +302,9 @@ class SalesDataConfig:
     # below 1 shrinks its correction toward the base, a combination of network and rule. Each
     # run writes the validation WMAE of every scale to correction_scale.json to choose it.
     correction_scale: float = 1.0
+    # H > 1: the statistical peer scored beside the naive baselines on the same test rows
+    # (archlab/data/sales_peer.py; about 45 s of CPU on Walmart's 3,331 series). none = off.
+    peer: Literal["mstl_ets", "none"] = "mstl_ets"
 
     def __post_init__(self) -> None:
         def bad(key: str, need: str) -> ArchlabError:

@@ -49,6 +49,8 @@ COLUMNS = {
         "baseline_svd_seasonal_naive_wmae",
         "baseline_level_seasonal_naive_wmae",
         "baseline_last_value_wmae",
+        "baseline_mstl_ets_wmae",  # the statistical peer (data.peer) and its fit's CPU time
+        "baseline_mstl_ets_fit_seconds",
         "test_backtest_wmae_mean",
         "epochs_run",
         "train_seconds",

@@ -27,6 +27,7 @@ from archlab.data import sales
 from archlab.data import sales_baselines as naive
 from archlab.data.sales_features import auto_season
 from archlab.data.sales_horizon import HorizonFeaturizer
+from archlab.data.sales_peer import MIN_SEASONS
 from archlab.errors import ArchlabError
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches, DataBundle
@@ -67,12 +68,25 @@ class HorizonFitted:
         return resolved_config(c, {k: v for k, v in self.resolved.items() if k != "step_days"})
 
 
+class PeerInputs(NamedTuple):
+    """What the statistical peer (data.peer) is fitted on: it runs only when a run is scored."""
+
+    name: str  # a name of sales_peer.PEERS
+    y: np.ndarray  # the (S, T) panel
+    origins: list[int]  # the test origin, then each backtest origin (the rows' ``origin``)
+    season: int
+    groups: np.ndarray  # (S,) the SVD baseline's groups
+    rank: int
+    series: np.ndarray  # the panel row of each context row
+
+
 class TestContext(NamedTuple):
     """Facts about the test origins for baselines() and artifacts()."""
 
     rows: pd.DataFrame  # one row per scored (series, step, origin): keys, date, actual, ...
     keys: list[str]
     date: str
+    peer: PeerInputs | None = None  # None: data.peer=none, or too short a history for it
 
 
 def _resolve(c: SalesDataConfig, df: pd.DataFrame) -> tuple[SalesDataConfig, dict[str, Any]]:
@@ -211,13 +225,14 @@ class HorizonData:
             return Batches(len(part[0]), fetch)
 
         groups = f.cats[:, -1]
-        ctx_rows = []
+        ctx_rows, row_series = [], []
         for k in range(k_back):
             o = o_test - k
             level = (c.level_steps, c.level_weight) if c.level_steps else None
             base = naive.all_baselines(p.y, o, H, c.season, groups, SVD_RANK, level)
             s, hh = np.nonzero(observed[:, o + 1 : o + 1 + H])
             t = o + 1 + hh
+            row_series.append(s)
             ctx_rows.append(
                 pd.DataFrame(
                     {
@@ -232,6 +247,20 @@ class HorizonData:
                 )
             )
         rows = pd.concat(ctx_rows, ignore_index=True)
+        peer, peer_note = None, []
+        if c.peer != "none":
+            # The earliest origin has the shortest history; MSTL needs MIN_SEASONS seasons.
+            if o_test - k_back + 2 >= MIN_SEASONS * c.season:
+                origins = [o_test - k for k in range(k_back)]
+                peer = PeerInputs(c.peer, p.y, origins, c.season, groups, SVD_RANK,
+                                  np.concatenate(row_series))  # fmt: skip
+            else:
+                peer_note = [
+                    f"data: no {c.peer} peer (data.peer): {o_test - k_back + 2} steps up to the "
+                    f"{'earliest ' if k_back > 1 else ''}test origin, under the {MIN_SEASONS} "
+                    f"seasons of {c.season} steps (data.season) its MSTL needs; the run goes on "
+                    "without it"
+                ]
         dates = p.dates
         sizes = {k: int(v[2][..., 4].sum()) for k, v in split.items()}
         info = {
@@ -273,6 +302,7 @@ class HorizonData:
             + f"), test {info['origins']['test']} "
             f"({sizes['test']} targets"
             + (f" over {k_back} backtest origins)" if k_back > 1 else ")"),
+            *peer_note,  # before training starts: the run goes on without this baseline
             *sales.reading_notes(df),
         ]
         splits = {
@@ -286,5 +316,5 @@ class HorizonData:
             info=info,
             splits=splits,
             notes=notes,
-            context=TestContext(rows, keys, c.date_column),
+            context=TestContext(rows, keys, c.date_column, peer),
         )

@@ -1,0 +1,146 @@
+"""The horizon runs' statistical peer (data.peer=mstl_ets): against statsforecast, in a run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import get_args, get_type_hints
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from archlab.config import apply_overrides
+from archlab.data import sales_peer
+from archlab.errors import ArchlabError
+from archlab.presets import PRESETS
+from archlab.report.tables import run_table
+from archlab.task_configs import SalesDataConfig
+from archlab.tasks.sales_horizon import HorizonForecast
+from archlab.tasks.sales_horizon_data import HorizonData
+from tests.test_sales import write_panel
+
+CPU = torch.device("cpu")
+H, SEASON = 8, 13  # 70 weeks: 62 up to the test origin, over the 2 seasons MSTL needs
+
+
+def _cfg(root: Path, *sets: str) -> object:
+    cfg = apply_overrides(
+        PRESETS["sales-gru-smoke"],
+        [f"data.path={root}", f"data.horizon={H}", "data.val_steps=4", "data.window=4",
+         f"data.season={SEASON}", "train.threads=1", *sets],
+    )  # fmt: skip
+    return replace(cfg, data=replace(cfg.data, stores=()))  # every store the panel has
+
+
+@pytest.fixture(scope="module")
+def panel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # 12 stores: a department's 12 series are over the SVD rank of 10, so the smoothing acts.
+    return write_panel(tmp_path_factory.mktemp("peer") / "walmart", stores=12, depts=2)
+
+
+@pytest.fixture(scope="module")
+def fitted(panel_dir: Path) -> tuple:
+    """(data, task, rows with the peer's column, fit seconds), fitted once for the module."""
+    cfg = _cfg(panel_dir)
+    data = HorizonData(cfg).build(CPU)
+    task = HorizonForecast(cfg, data.fitted)
+    return (data, task, *task.rows_with_peer(data.context))
+
+
+def _direct(root: Path) -> pd.DataFrame:
+    """The peer as a forecaster writes it: pivot train.csv, rank-10 SVD per department, then
+    statsforecast on the dated weekly series (no archlab code)."""
+    from statsforecast import StatsForecast
+    from statsforecast.models import MSTL, AutoETS
+
+    df = pd.read_csv(root / "train.csv", parse_dates=["Date"])
+    P = df.pivot_table(index="Date", columns=["Store", "Dept"], values="Weekly_Sales")
+    cut = len(P) - H
+    train = np.nan_to_num(P.to_numpy()[:cut])
+    depts = np.array([c[1] for c in P.columns])
+    for d in np.unique(depts):
+        u, s, vt = np.linalg.svd(train[:, depts == d], full_matrices=False)
+        train[:, depts == d] = (u[:, :10] * s[:10]) @ vt[:10]
+    ids = [f"{s}-{d}" for s, d in P.columns]
+    long = pd.DataFrame({"unique_id": np.repeat(ids, cut), "ds": np.tile(P.index[:cut], len(ids)),
+                         "y": train.T.ravel()})  # fmt: skip
+    model = MSTL(season_length=SEASON, trend_forecaster=AutoETS(model="ZZN"))
+    return StatsForecast(models=[model], freq="W-FRI", n_jobs=1).forecast(df=long, h=H)
+
+
+def test_the_peer_is_statsforecast_on_the_svd_smoothed_panel(panel_dir: Path, fitted) -> None:
+    data, _task, rows, seconds = fitted
+    want = _direct(panel_dir)
+    got = rows.assign(unique_id=rows.Store.astype(str) + "-" + rows.Dept.astype(str))
+    both = got.merge(want, left_on=["unique_id", "Date"], right_on=["unique_id", "ds"])
+    assert len(both) == len(rows) == data.info["split_target_steps"]["test"] == 24 * H
+    np.testing.assert_allclose(both.mstl_ets, both.MSTL, rtol=1e-9)
+    assert 0 < seconds < 30
+
+
+def test_metrics_keys_and_the_report_row(fitted) -> None:
+    data, task, rows, _ = fitted
+    m = task.baselines(data)
+    for k in ("wmae", "mae", "rmse", "r2", "rows", "fit_seconds"):
+        assert f"baseline_mstl_ets_{k}" in m
+    assert (
+        m["baseline_mstl_ets_rows"] == len(rows) and len(m["baseline_mstl_ets_wmae_by_step"]) == H
+    )
+    # Kaggle's WMAE by hand over the same rows: holiday weeks weigh 5.
+    w = np.where(rows.holiday, 5.0, 1.0)
+    by_hand = (w * (rows.actual - rows.mstl_ets).abs()).sum() / w.sum()
+    assert m["baseline_mstl_ets_wmae"] == pytest.approx(by_hand, rel=1e-9)
+    assert task.rows_with_peer(data.context)[0] is rows  # fitted once, then reused
+
+
+def test_a_run_writes_the_peer_to_metrics_and_the_report(panel_dir: Path, tmp_path: Path) -> None:
+    from archlab import runner
+
+    run = runner.train(_cfg(panel_dir, "train.epochs=1"), tmp_path / "runs")
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["baseline_mstl_ets_wmae"] > 0 and m["baseline_mstl_ets_fit_seconds"] > 0
+    table = {row[0]: row[1] for row in run_table("sales", [run], {})}
+    assert float(table["baseline_mstl_ets_wmae"].replace(",", "")) == pytest.approx(
+        m["baseline_mstl_ets_wmae"], abs=0.1
+    )
+    assert "baseline_mstl_ets_fit_seconds" in table
+
+
+def test_two_seasons_more_than_the_history_is_an_opening_note_and_no_peer(panel_dir: Path) -> None:
+    # data.season=40: 62 weeks up to the origin hold one season (the network's need), not two.
+    cfg = _cfg(panel_dir, "data.season=40")
+    assert cfg.data.peer == "mstl_ets"  # asked for (the default), but cannot be fitted
+    data = HorizonData(cfg).build(CPU)
+    assert data.context.peer is None
+    # Printed before training, right after the lines on the data and its origins.
+    assert data.notes[2].startswith("data: no mstl_ets peer (data.peer): 62 steps up to the test")
+    assert "2 seasons of 40 steps" in data.notes[2]
+    m = HorizonForecast(cfg, data.fitted).baselines(data)
+    assert m["baseline_svd_seasonal_naive_wmae"] > 0
+    assert not any(k.startswith("baseline_mstl_ets") for k in m)
+
+
+def test_a_season_longer_than_the_history_is_a_one_line_error(panel_dir: Path, capsys) -> None:
+    from archlab.cli import main
+
+    sets = [f"data.path={panel_dir}", f"data.horizon={H}", "data.season=80", "train.threads=1"]
+    args = [a for s in sets for a in ("--set", s)]
+    rc = main(["train", "--preset", "sales-gru-smoke", "--out", str(panel_dir.parent / "r"), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("archlab: error: ")
+    assert "season (80 steps)" in err[0]
+
+
+def test_the_peer_switches_off_and_is_validated(panel_dir: Path) -> None:
+    data = HorizonData(_cfg(panel_dir, "data.peer=none")).build(CPU)
+    assert data.context.peer is None and not any("mstl_ets" in n for n in data.notes)
+    rows, seconds = HorizonForecast(_cfg(panel_dir), data.fitted).rows_with_peer(data.context)
+    assert "mstl_ets" not in rows.columns and seconds is None
+    with pytest.raises(ArchlabError, match=r"data\.peer"):
+        _cfg(panel_dir, "data.peer=prophet")
+    # Every value data.peer accepts has a forecaster in the registry.
+    choices = get_args(get_type_hints(SalesDataConfig)["peer"])
+    assert set(choices) == {*sales_peer.PEERS, "none"}
