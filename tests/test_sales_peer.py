@@ -144,3 +144,24 @@ def test_the_peer_switches_off_and_is_validated(panel_dir: Path) -> None:
     # Every value data.peer accepts has a forecaster in the registry.
     choices = get_args(get_type_hints(SalesDataConfig)["peer"])
     assert set(choices) == {*sales_peer.PEERS, "none"}
+
+
+def test_the_peer_is_fitted_once_per_panel_in_a_process(monkeypatch) -> None:
+    from archlab.data import sales_peer
+
+    rng = np.random.default_rng(0)
+    y = 100 + 10 * np.sin(np.arange(40) * 2 * np.pi / 8)[None, :] + rng.normal(0, 1, (4, 40))
+    groups = np.array([0, 0, 1, 1])
+    calls = []
+    real = sales_peer._mstl_ets
+    monkeypatch.setattr(sales_peer, "_mstl_ets", lambda *a: calls.append(1) or real(*a))
+    first = sales_peer.mstl_ets(y, 31, 8, 8, groups, 1)
+    again = sales_peer.mstl_ets(y.copy(), 31, 8, 8, groups, 1)
+    np.testing.assert_array_equal(first, again)
+    assert len(calls) == 1
+    first[0, 0] = -1.0  # a caller's edit does not reach the kept forecast
+    assert sales_peer.mstl_ets(y, 31, 8, 8, groups, 1)[0, 0] != -1.0
+    y[2, 5] += 1.0  # another panel, or another origin: fitted again
+    sales_peer.mstl_ets(y, 31, 8, 8, groups, 1)
+    sales_peer.mstl_ets(y, 30, 8, 8, groups, 1)
+    assert len(calls) == 3
