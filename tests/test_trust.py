@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 
 from archlab import fingerprint, rundir
 from archlab.cli import main
+from archlab.errors import ArchlabError
 
 QUIET = ["--set", "train.threads=1", "--set", "train.progress=off"]
 BARE = ["--set", "data.features_file=", "--set", "data.stores_file=", "--set", "data.covariates="]
@@ -394,3 +396,32 @@ def test_image_files_are_hashed_once_and_a_changed_one_again(tmp_path: Path, mon
     Path(one).write_bytes(Path(one).read_bytes() + b"\0")  # size and mtime change
     fingerprint.fingerprint(reads)
     assert opened == [one]
+
+
+def test_a_sibling_table_without_the_join_key_is_left_out_and_said(tmp_path: Path) -> None:
+    from archlab.data.sales import load_sales, reading_notes
+    from archlab.task_configs import SalesDataConfig
+
+    panel = write_daily_panel(tmp_path / "shop" / "transactions.csv", series=3, days=20)
+    pd.DataFrame({"store_nbr": [0, 1, 2], "city": ["a", "b", "c"]}).to_csv(
+        tmp_path / "shop" / "stores.csv", index=False
+    )
+    cfg = SalesDataConfig(path=str(panel), series_keys=("shop",), date_column="day",
+                          target="sales", holiday_column="")  # fmt: skip
+    df = load_sales(cfg)  # before: "missing column(s) ['Store']" from stores.csv
+    assert "city" not in df.columns and df.attrs["resolved"]["stores_file"] == ""
+    (note,) = [n for n in reading_notes(df) if "not joined" in n]
+    assert "stores.csv not joined: the panel has no column 'Store' (data.store_column)" in note
+    df = load_sales(replace(cfg, store_column="shop"))
+    (note,) = [n for n in reading_notes(df) if "not joined" in n]
+    assert "it has no column 'shop' (data.store_column); its columns: ['store_nbr', 'city']" in note
+    pd.DataFrame({"shop": [0, 1, 2], "city": ["a", "b", "c"]}).to_csv(
+        tmp_path / "shop" / "stores.csv", index=False
+    )
+    df = load_sales(replace(cfg, store_column="shop"))  # a key both have: joined
+    assert list(df.groupby("shop")["city"].first()) == ["a", "b", "c"]
+    assert not [n for n in reading_notes(df) if "not joined" in n]
+    # A table the user named keeps its one-line error.
+    pd.DataFrame({"store_nbr": [0], "city": ["a"]}).to_csv(tmp_path / "shop" / "other.csv")
+    with pytest.raises(ArchlabError, match=r"other.csv: missing column"):
+        load_sales(replace(cfg, store_column="shop", stores_file="other.csv"))

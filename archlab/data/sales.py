@@ -84,10 +84,18 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
         parse_bool(df, hol, path)
     check_unique(df, keys, date, path)
     tables = {}
+    not_joined: list[str] = []
     for key in ("stores_file", "features_file"):
         name = getattr(cfg, key)
         if name and name == default(key) and not _exists(root, name):
             resolved[key] = ""  # the user has no such table
+        elif name and name == default(key) and (why := _no_join_key(root, name, store, df)):
+            # A table that happens to share the default name (another data set's stores.csv)
+            # is joined only on a key both have; otherwise it is left out, and said so.
+            resolved[key] = ""
+            not_joined.append(f"data: {resolve_file(root, name)} not joined: {why} (name the "
+                              f"join key with data.store_column, or set data.{key}= to silence "
+                              "this)")  # fmt: skip
         elif name and single and not _exists(root, name):
             raise ArchlabError(
                 f"{root / name}: no such file (data.{key}; tables are read from beside "
@@ -147,6 +155,7 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
     df, read = _trim_tail(df.reset_index(drop=True), keys, date, cfg.tail_min_coverage, path)
     used = [target, *(c for c in resolved.get("covariates", cfg.covariates) if c in df.columns)]
     read["missing"] = {c: int(df[c].isna().sum()) for c in used}
+    read["not_joined"] = not_joined
     df.attrs["resolved"] = resolved
     df.attrs["read"] = read
     return df
@@ -193,6 +202,7 @@ def reading_notes(df: pd.DataFrame) -> list[str]:
             f"({d[0]}..{d[-1]}) that almost no series reaches (under data.tail_min_coverage of "
             "the busiest date's series); set data.tail_min_coverage=0 to keep them"
         )
+    lines += read.get("not_joined", [])
     missing = {k: v for k, v in read["missing"].items() if v}
     if missing:
         lines.append(
@@ -200,6 +210,20 @@ def reading_notes(df: pd.DataFrame) -> list[str]:
             + ", ".join(f"{k} {v}" for k, v in missing.items())
         )
     return lines
+
+
+def _no_join_key(root: Path, name: str, store: str, df: pd.DataFrame) -> str:
+    """Why the table ``name`` beside the panel cannot be joined on ``store`` ("" if it can)."""
+    if store not in df.columns:
+        return f"the panel has no column {store!r} (data.store_column) to join it on"
+    try:
+        header = pd.read_csv(resolve_file(root, name), nrows=0, encoding_errors="replace")
+    except (OSError, ValueError, pd.errors.ParserError):
+        return ""  # unreadable: the join reports it with the file's name
+    if store not in header.columns:
+        cols = list(header.columns)
+        return f"it has no column {store!r} (data.store_column); its columns: {cols}"
+    return ""
 
 
 def _exists(directory: Path, name: str) -> bool:
