@@ -133,17 +133,15 @@ def run_ablation(
     out_dir: Path,
     *,
     cells_from: Path | None = None,
-) -> dict[str, str]:
+) -> Path:
     """Train every technique x seed in ``out_dir`` (resumable), then write the table and curves.
 
     With ``cells_from``, a cell found there (``<cells_from>/<name>``) for the same config and
-    data is copied instead of trained. Returns {cell name: where it came from} for those."""
+    data is copied instead of trained (``committed_cells`` lists them afterwards)."""
     grid = cells(base, techniques, seeds)
-    used: dict[str, str] = {}
     for name, cfg in grid.items():
         run_dir = out_dir / name
         if (run_dir / CELL_MARK).exists():
-            used[name] = json.loads((run_dir / CELL_MARK).read_text())["from"]
             continue
         why = (
             None
@@ -155,11 +153,18 @@ def run_ablation(
             for f in CELL_FILES:
                 (run_dir / f).write_bytes((cells_from / name / f).read_bytes())
             write_text_atomic(run_dir / CELL_MARK, json.dumps({"from": why}) + "\n")
-            used[name] = why
             continue
         train_at(cfg, run_dir, command=f"ablate {name.rsplit('-s', 1)[0]}")
     summarize(_runs(grid, out_dir), base.task, out_dir)
-    return used
+    return out_dir
+
+
+def committed_cells(out_dir: Path) -> dict[str, str]:
+    """{cell name: where it came from} for the cells of ``out_dir`` read, not trained."""
+    return {
+        p.parent.name: json.loads(p.read_text())["from"]
+        for p in sorted(Path(out_dir).glob(f"*/{CELL_MARK}"))
+    }
 
 
 def _runs(grid: dict[str, RunConfig], out_dir: Path) -> dict[str, list[Path]]:

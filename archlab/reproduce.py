@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from archlab import rundir
-from archlab.ablate import run_ablation
+from archlab.ablate import committed_cells, run_ablation
 from archlab.config import RunConfig, apply_overrides
 from archlab.errors import ArchlabError
 from archlab.presets import LONG, PRESETS, PROFILE_SETTINGS, QUICK
@@ -217,7 +217,8 @@ def run_experiment(
     if exp.techniques:
         techs = list(exp.techniques)
         found = None if cells is None else cells / cfg.model.name
-        used = run_ablation(cfg, techs, seeds, out_dir, cells_from=found)
+        run_ablation(cfg, techs, seeds, out_dir, cells_from=found)
+        used = committed_cells(out_dir)
         entry["kind"] = "ablation"
         if used:
             entry["committed_cells"] = used

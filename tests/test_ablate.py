@@ -204,7 +204,7 @@ def test_a_failed_or_abandoned_cell_is_queued_again(tmp_path: Path) -> None:
 
 
 def test_committed_cells_stand_in_for_the_runs_they_match(tmp_path: Path) -> None:
-    from archlab.ablate import CELL_FILES, CELL_MARK, run_ablation
+    from archlab.ablate import CELL_FILES, CELL_MARK, committed_cells, run_ablation
     from archlab.config import apply_overrides
     from tests.conftest import write_npz
 
@@ -213,7 +213,8 @@ def test_committed_cells_stand_in_for_the_runs_they_match(tmp_path: Path) -> Non
                            [f"data.path={npz}", "data.size=8", "train.epochs=1",
                             "train.progress=off", "train.threads=1"])  # fmt: skip
     first = tmp_path / "first"
-    assert run_ablation(base, ["baseline", "l2"], 1, first) == {}
+    run_ablation(base, ["baseline", "l2"], 1, first)
+    assert committed_cells(first) == {}
     cells = tmp_path / "cells" / base.model.name  # bench/ablation.py --cells keeps these files
     for name in ("baseline-s0", "l2-s0"):
         (cells / name).mkdir(parents=True)
@@ -222,15 +223,19 @@ def test_committed_cells_stand_in_for_the_runs_they_match(tmp_path: Path) -> Non
     # Same config (threads and precision may differ) and data: read, not trained.
     again = tmp_path / "again"
     runtime = apply_overrides(base, ["train.amp=off", "train.threads=2"])
-    used = run_ablation(runtime, ["baseline", "l2"], 1, again, cells_from=cells)
+    run_ablation(runtime, ["baseline", "l2"], 1, again, cells_from=cells)
+    used = committed_cells(again)
     assert set(used) == {"baseline-s0", "l2-s0"} and "same config and data" in used["l2-s0"]
     assert not list(again.glob(f"*/{rundir.WEIGHTS}"))  # nothing trained
     assert (again / "ablation.json").read_text() == (first / "ablation.json").read_text()
-    assert run_ablation(runtime, ["baseline", "l2"], 1, again, cells_from=cells) == used  # rerun
+    run_ablation(runtime, ["baseline", "l2"], 1, again, cells_from=cells)  # a rerun: the same
+    assert committed_cells(again) == used
     assert (again / "l2-s0" / CELL_MARK).exists()
     # Another config, or other bytes behind the same path: trained as usual.
     other = apply_overrides(base, ["optim.lr=0.05"])
-    assert run_ablation(other, ["baseline"], 1, tmp_path / "lr", cells_from=cells) == {}
+    run_ablation(other, ["baseline"], 1, tmp_path / "lr", cells_from=cells)
+    assert committed_cells(tmp_path / "lr") == {}
     assert (tmp_path / "lr" / "baseline-s0" / rundir.WEIGHTS).exists()
     write_npz(npz, n_per_class=21)
-    assert run_ablation(base, ["baseline"], 1, tmp_path / "data", cells_from=cells) == {}
+    run_ablation(base, ["baseline"], 1, tmp_path / "data", cells_from=cells)
+    assert committed_cells(tmp_path / "data") == {}

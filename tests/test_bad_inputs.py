@@ -1105,3 +1105,11 @@ def test_fuzz_text_loader(data: bytes, encoding: str) -> None:
             assert "\n" not in str(e)
         else:
             assert len(table.class_names) >= 2
+
+
+def test_an_error_quoting_a_line_break_stays_one_line(tmp_path: Path, capsys) -> None:
+    csv = tmp_path / "t.csv"
+    csv.write_text('"body\nof tweet",airline_sentiment\nhello,positive\nbye,negative\n')
+    rc = main(["train", "--task", "text", "--data", str(csv), "--out", str(tmp_path / "o")])
+    _assert_one_line_error(rc, capsys.readouterr().err, ["no column 'text'", "body\\nof tweet"])
+    assert str(ArchlabError("a\r\nb\rc\nd")) == "a\\nb\\rc\\nd"

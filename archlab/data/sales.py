@@ -89,9 +89,11 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
         name = getattr(cfg, key)
         if name and name == default(key) and not _exists(root, name):
             resolved[key] = ""  # the user has no such table
-        elif name and name == default(key) and (why := _no_join_key(root, name, store, df)):
-            # A table that happens to share the default name (another data set's stores.csv)
-            # is joined only on a key both have; otherwise it is left out, and said so.
+        elif name and name == default(key) and (why := _no_join_key(root, name, store, df, single)):
+            # A table that happens to share the default name (another data set's stores.csv
+            # beside a panel file) is joined only on a key both have; otherwise it is left
+            # out, and said so. In a folder laid out as Walmart's, a table without the key
+            # stays an error (a misspelt header).
             resolved[key] = ""
             not_joined.append(f"data: {resolve_file(root, name)} not joined: {why} (name the "
                               f"join key with data.store_column, or set data.{key}= to silence "
@@ -212,12 +214,20 @@ def reading_notes(df: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _no_join_key(root: Path, name: str, store: str, df: pd.DataFrame) -> str:
-    """Why the table ``name`` beside the panel cannot be joined on ``store`` ("" if it can)."""
+def _no_join_key(root: Path, name: str, store: str, df: pd.DataFrame, single: bool) -> str:
+    """Why the table ``name`` beside the panel is left out ("" to join it): the panel has no
+    ``store`` column, or (a panel given as a file) the table has none."""
     if store not in df.columns:
         return f"the panel has no column {store!r} (data.store_column) to join it on"
+    if not single:
+        return ""
+    path = resolve_file(root, name)
     try:
-        header = pd.read_csv(resolve_file(root, name), nrows=0, encoding_errors="replace")
+        if path.suffix != ".gz":
+            with open(path, "rb") as f:
+                if b"\x00" in f.read(4096):
+                    return ""  # binary: the join's reader says so, naming the file
+        header = pd.read_csv(path, nrows=0, encoding_errors="replace")
     except (OSError, ValueError, pd.errors.ParserError):
         return ""  # unreadable: the join reports it with the file's name
     if store not in header.columns:

@@ -400,8 +400,9 @@ def load_text_table(
     present = [n for n in names if per_class[n] > 0]
     if len(present) < 2:
         raise ArchlabError(
-            f"{path}: column {label_column!r} has only one class ({', '.join(present) or 'none'}); "
-            "need at least 2"
+            # repr: a label read from a broken file can hold newlines; the error is one line
+            f"{path}: column {label_column!r} has only one class "
+            f"({', '.join(repr(n)[:80] for n in present) or 'none'}); need at least 2"
         )
     rare = [n for n in names if per_class[n] < 3]
     if rare:
