@@ -8,9 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 from PIL import Image
 
 torch.set_num_threads(1)  # tests run two xdist workers on two cores
+
+# Property tests draw the same examples on every run, so a CI result depends on the code, not
+# on the draw; HYPOTHESIS_PROFILE=explore draws new ones (and keeps failures in .hypothesis/).
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("ARCHLAB_DATA_DIR", REPO.parent / "shared" / "data"))
