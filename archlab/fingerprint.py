@@ -38,8 +38,9 @@ def recording() -> Iterator[set[str]]:
         _reads.reset(token)
 
 
-# Hashes readers computed from the bytes they read anyway (image folders hash every file to
-# find duplicates), keyed by path, size and modification time so a changed file is hashed again.
+# Hashes computed here or by readers from the bytes they read anyway (image folders hash every
+# file to find duplicates), keyed by path, size and modification time so a changed file is
+# hashed again.
 _KNOWN: dict[tuple[str, int, int], str] = {}
 
 
@@ -56,6 +57,8 @@ def _sha256(path: str) -> str:
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
+    # Kept: the trials of one `train --budget` or the cells of one ablation read the same files.
+    _KNOWN[(path, st.st_size, st.st_mtime_ns)] = h.hexdigest()
     return h.hexdigest()
 
 

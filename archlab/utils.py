@@ -8,9 +8,9 @@ import json
 import os
 import random
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -116,3 +116,26 @@ def sha256_file(path: str | Path) -> str:
 
 def sha256_array(arr: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+
+T = TypeVar("T")
+
+
+class ContentCache(Generic[T]):
+    """The last ``keep`` results of a pure, costly function, by a digest of its inputs.
+
+    For baselines that runs in one process recompute on the same data (the trials of
+    ``train --budget``, the seeds and techniques of an ablation). Callers copy what they hand
+    out if it is mutable.
+    """
+
+    def __init__(self, keep: int = 4) -> None:
+        self.keep = keep
+        self._items: dict[str, T] = {}
+
+    def get(self, key: str, compute: Callable[[], T]) -> T:
+        if key not in self._items:
+            self._items[key] = compute()
+            while len(self._items) > self.keep:
+                self._items.pop(next(iter(self._items)))  # the oldest
+        return self._items[key]

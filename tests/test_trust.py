@@ -396,6 +396,8 @@ def test_image_files_are_hashed_once_and_a_changed_one_again(tmp_path: Path, mon
     Path(one).write_bytes(Path(one).read_bytes() + b"\0")  # size and mtime change
     fingerprint.fingerprint(reads)
     assert opened == [one]
+    fingerprint.fingerprint(reads)  # unchanged since: its hash is remembered too
+    assert opened == [one]
 
 
 def test_a_sibling_table_without_the_join_key_is_left_out_and_said(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from archlab.data.sales_baselines import svd_smooth
+from archlab.utils import ContentCache
 
 # MSTL estimates a season from the season before it: fewer steps than this many seasons leave
 # it extrapolating part of one cycle (statsforecast fits it anyway, without a warning).
@@ -30,17 +31,12 @@ def mstl_ets(
     """MSTL(season) + AutoETS('ZZN') per series on the rank-``rank`` SVD smoothing of steps
     <= origin, one process (n_jobs=1: the run's threads stay the run's)."""
     key = _content_key(y, origin, horizon, season, groups, rank)
-    if key not in _FITTED:
-        _FITTED[key] = _mstl_ets(y, origin, horizon, season, groups, rank)
-        while len(_FITTED) > _KEEP:
-            _FITTED.pop(next(iter(_FITTED)))
-    return _FITTED[key].copy()
+    return _FITTED.get(key, lambda: _mstl_ets(y, origin, horizon, season, groups, rank)).copy()
 
 
 # A fit takes ~40 s of CPU on Walmart and depends on the panel alone: the seeds of one
 # experiment (reproduce, ablate), trained in one process on the same panel, reuse it.
-_FITTED: dict[str, np.ndarray] = {}
-_KEEP = 4
+_FITTED: ContentCache[np.ndarray] = ContentCache()
 
 
 def _content_key(y: np.ndarray, *args: object) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
+from archlab.utils import ContentCache
 
 
 def tfidf_model() -> Any:
@@ -42,10 +43,17 @@ def tfidf_baseline(
     ``baseline_tfidf_weighted_*``, so a weighted network meets a baseline that saw the same.
     """
 
-    memo = _content_key(texts, labels, split, names, weights)
-    if memo in _FITTED:
-        return dict(_FITTED[memo])
+    key = _content_key(texts, labels, split, names, weights)
+    return dict(_FITTED.get(key, lambda: _fit(texts, labels, split, names, weights)))
 
+
+def _fit(
+    texts: list[str],
+    labels: np.ndarray,
+    split: dict[str, np.ndarray],
+    names: list[str],
+    weights: np.ndarray | None,
+) -> dict[str, float]:
     def part(p: str) -> list[str]:
         return [texts[i] for i in split[p]]
 
@@ -59,17 +67,13 @@ def tfidf_baseline(
         m = classification_metrics(labels[split["test"]], clf.predict(part("test")), names)
         for name in ("accuracy", "balanced_accuracy", "f1_macro"):
             out[f"{key}_{name}"] = m[name]
-    _FITTED[memo] = dict(out)
-    while len(_FITTED) > _KEEP:
-        _FITTED.pop(next(iter(_FITTED)))
     return out
 
 
 # The baseline is a pure function of its inputs, and a fit can take a minute (character
 # n-grams, many classes). Runs in one process on the same split (the trials of
 # `train --budget`, an ablation's techniques) reuse it instead of refitting.
-_FITTED: dict[str, dict[str, float]] = {}
-_KEEP = 4
+_FITTED: ContentCache[dict[str, float]] = ContentCache()
 
 
 def _content_key(
