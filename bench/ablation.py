@@ -88,7 +88,7 @@ def child(args: argparse.Namespace) -> None:
     amp = args.amp or ("auto" if torch.cuda.is_available() else "off")
     sets = [f"data.path={args.data}", "train.progress=plain", f"train.threads={args.threads}",
             f"train.epochs={args.epochs}", f"train.amp={amp}",
-            *(DRY if args.tiny else ())]  # fmt: skip
+            *(DRY if args.tiny else ()), *args.set]  # fmt: skip
     base = apply_overrides(PRESETS[f"images-{model}"], sets)
     cfg = replace(technique_configs(base, [tech])[tech], seed=int(seed))
     d = train_at(cfg, run_dir(Path(args.out), args.child), command=" ".join(sys.argv))
@@ -130,6 +130,7 @@ def run_queue(
                    args.out, "--epochs", str(epochs[model])]  # fmt: skip
             cmd += ["--threads", str(args.threads)] + (["--tiny"] if args.tiny else [])
             cmd += ["--amp", args.amp] if args.amp else []
+            cmd += [x for kv in args.set for x in ("--set", kv)]
             log = open(_log(args, job), "w")  # noqa: SIM115
             running[job] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
                             log)  # fmt: skip
@@ -283,6 +284,8 @@ def main() -> None:
                     help="runs at once (GPU 10; CPU and --tiny 2)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=1, help="train.threads of each run")
     ap.add_argument("--amp", default="", help="train.amp of every run (default: off on a CPU)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="machine settings for every run, e.g. train.channels_last=true")  # fmt: skip
     ap.add_argument("--budget-s", type=float, default=0.0,
                     help="wall clock, then stop all (GPU 540; --tiny 3600; CPU none)")  # fmt: skip
     ap.add_argument("--tiny", action="store_true", help="CPU, 300 images, 1 epoch of 2 steps")
