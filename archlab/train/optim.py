@@ -20,20 +20,37 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
+# Devices where torch has fused SGD/Adam/AdamW kernels for fp32 parameters.
+_FUSED_DEVICES = ("cpu", "cuda")
+
+
+def fusable(model: nn.Module) -> bool:
+    """Whether every trainable parameter can take the fused update (one kernel per step, not
+    one per elementwise op). On a CPU the per-op update of a 10k-word embedding is a quarter
+    of a BiLSTM's bf16 step (bench/cpu_precision.py); fused, the step is ~1.4x faster."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return bool(params) and all(
+        p.device.type in _FUSED_DEVICES and p.dtype == torch.float32 for p in params
+    )
+
+
 def build_optimizer(model: nn.Module, optim: OptimConfig, reg: RegConfig) -> torch.optim.Optimizer:
-    """Build the optimizer; L2 enters here unless ``reg.l2_mode`` is 'penalty' (see l2_penalty)."""
+    """Build the optimizer; L2 enters here unless ``reg.l2_mode`` is 'penalty' (see l2_penalty).
+    The update is fused where the parameters allow it: the same arithmetic, fewer passes."""
     wd = reg.weight_decay if reg.l2_mode != "penalty" else 0.0
     groups = param_groups(model, wd)
+    fused = fusable(model) or None  # None: torch's own default (foreach where it applies)
     if optim.name == "sgd":
         return torch.optim.SGD(
             groups,
             lr=optim.lr,
             momentum=optim.momentum,
             nesterov=optim.nesterov and optim.momentum > 0,
+            fused=fused,
         )
     if optim.name == "adamw" or reg.l2_mode == "decoupled":
-        return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas)
-    return torch.optim.Adam(groups, lr=optim.lr, betas=optim.betas)
+        return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas, fused=fused)
+    return torch.optim.Adam(groups, lr=optim.lr, betas=optim.betas, fused=fused)
 
 
 def l2_penalty(model: nn.Module, reg: RegConfig) -> torch.Tensor | None:
