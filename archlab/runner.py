@@ -204,6 +204,7 @@ def fit(p: Prepared, callbacks: Sequence[Callback] = ()) -> Path:
         callbacks=[*default_callbacks(cfg, p.monitor, run_dir, d), *p.task.callbacks(), *callbacks],
         dist=d,
         cpu_amp=p.task.cpu_amp,
+        lr_scale=p.task.lr_scale,
     )
     if (g := governor()) is not None:
         g.adjust()  # train.threads=0: time train.amp=auto's candidates at the count training uses

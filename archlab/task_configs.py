@@ -98,6 +98,10 @@ class ImageModelConfig:
     # linear layer the source could not fill) for the first freeze_epochs epochs, so random
     # head gradients do not wreck the loaded features; then train everything. 0 = no freezing.
     freeze_epochs: int = 0
+    # Fine-tuning from model.init: the loaded convolutional body learns at this fraction of
+    # optim.lr (discriminative rates: features that already work move less than a new head).
+    # 1 = one rate for every layer.
+    body_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         valid = models_for("images")
@@ -110,6 +114,15 @@ class ImageModelConfig:
         if self.freeze_epochs and not self.init:
             raise ArchlabError(
                 f"model.freeze_epochs={self.freeze_epochs} freezes loaded layers: it needs "
+                "model.init=PATH (starting weights)"
+            )
+        if not 0 < self.body_lr_scale <= 1:
+            raise ArchlabError(
+                f"invalid config value model.body_lr_scale={self.body_lr_scale}: must be in (0, 1]"
+            )
+        if self.body_lr_scale != 1 and not self.init:
+            raise ArchlabError(
+                f"model.body_lr_scale={self.body_lr_scale} slows loaded layers: it needs "
                 "model.init=PATH (starting weights)"
             )
 

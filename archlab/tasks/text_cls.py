@@ -345,6 +345,9 @@ class TextClassification:
             return []
         return [FreezeParameters("embedding.", m.freeze_epochs)]
 
+    def lr_scale(self, name: str) -> float:
+        return 1.0
+
     # --- model, loss, metrics ---
     def build_model(self) -> nn.Module:
         m = self.model_cfg
