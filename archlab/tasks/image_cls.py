@@ -431,7 +431,7 @@ class ImageClassification:
                 print(f"archlab: warning: {p}: {note}", file=sys.stderr)
         model.eval()
         with torch.no_grad():
-            probs = self.step(model, (self.normalize(x), None))[0].softmax(1)
+            probs = self.step(model, (self.normalize(x), None))[0].float().softmax(1)
         names = list(self.fitted.class_names)
         return [
             {

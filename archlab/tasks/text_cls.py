@@ -487,7 +487,7 @@ class TextClassification:
         model.eval()
         with torch.no_grad():
             device = next(model.parameters()).device
-            probs = model(x.to(device), lengths).softmax(1).cpu()
+            probs = model(x.to(device), lengths).float().softmax(1).cpu()
         names = list(self.fitted.class_names)
         return [
             {
