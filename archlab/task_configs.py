@@ -16,8 +16,9 @@ import numpy as np
 
 from archlab.errors import ArchlabError
 
-# Model name -> the task whose data it consumes. The MODELS registry (archlab.models, which
-# imports torch) holds the networks; tests/test_models.py checks that both name the same models.
+# Model name -> the task whose data it consumes: the one list of model names. The MODELS
+# registry (archlab.models, which imports torch) takes each network's task from here and
+# refuses to import when the two name different models.
 MODEL_TASKS: dict[str, str] = {
     "vgg13": "images",
     "vgg13_bn": "images",
@@ -398,8 +399,8 @@ class SalesModelConfig:
             )
 
 
-# The names of archlab.data.augment.AUGMENTATIONS (which imports torch), in its order;
-# tests/test_config.py checks that both name the same augmentations.
+# The image augmentations' names: archlab.data.augment.AUGMENTATIONS (which imports torch)
+# takes its keys, in this order, from here.
 IMAGE_AUGMENTS = ("none", "flip", "translate", "study", "crop", "photo")
 # The RegConfig fields (archlab.config) each task reads. The Trainer reads weight_decay and l2_mode
 # (archlab.train.optim) for every task, the runner select, early_stop, patience and min_delta
