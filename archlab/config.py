@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from archlab.errors import ArchlabError
-from archlab.task_configs import TASK_CONFIGS
+from archlab.task_configs import TASK_CONFIGS, DataConfig, ModelConfig
 
 SECTIONS = ("data", "model", "optim", "reg", "train")
 
@@ -141,8 +141,8 @@ class RunConfig:
     """Everything needed to reproduce one run."""
 
     task: str
-    data: Any
-    model: Any
+    data: DataConfig  # the task's own section (TASK_CONFIGS[task].data_config)
+    model: ModelConfig
     seed: int = 0
     optim: OptimConfig = field(default_factory=OptimConfig)
     reg: RegConfig = field(default_factory=RegConfig)

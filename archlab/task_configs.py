@@ -399,6 +399,10 @@ class SalesModelConfig:
             )
 
 
+# A run's data and model sections: one of each task's (TASK_CONFIGS below says whose).
+DataConfig = ImageDataConfig | TextDataConfig | SalesDataConfig
+ModelConfig = ImageModelConfig | TextModelConfig | SalesModelConfig
+
 # The image augmentations' names: archlab.data.augment.AUGMENTATIONS (which imports torch)
 # takes its keys, in this order, from here.
 IMAGE_AUGMENTS = ("none", "flip", "translate", "study", "crop", "photo")
