@@ -159,7 +159,7 @@ def config_reference() -> str:
     return "\n".join(parts) + "\n"
 
 
-def _changed(cfg: RunConfig) -> list[str]:
+def preset_settings(cfg: RunConfig) -> list[str]:
     """The `--set` settings that take a task's default config to ``cfg``."""
     spec = TASK_CONFIGS[cfg.task]
     base = RunConfig(task=cfg.task, data=spec.data_config(), model=spec.model_config())
@@ -175,10 +175,13 @@ def _changed(cfg: RunConfig) -> list[str]:
 
 def presets_reference() -> str:
     """The presets page's generated part: every preset but the -smoke ones, with its settings."""
-    rows = ["| preset | task | what | settings on top of the task's defaults |", "|---|---|---|---|"]
+    rows = [
+        "| preset | task | what | settings on top of the task's defaults |",
+        "|---|---|---|---|",
+    ]
     for name, cfg in PRESETS.items():
         if name.endswith("-smoke"):
             continue
-        settings = " ".join(f"`{s}`" for s in _changed(cfg)) or "(none)"
+        settings = " ".join(f"`{s}`" for s in preset_settings(cfg)) or "(none)"
         rows.append(f"| `{name}` | {cfg.task} | {_cell(describe(name))} | {settings} |")
     return "\n".join(rows) + "\n"
