@@ -118,7 +118,10 @@ def fields_table(cls: type, prefix: str) -> str:
     """A Markdown table of ``cls``'s settable fields: key, type, default, meaning."""
     hints = typing.get_type_hints(cls)
     meanings = field_comments(cls)
-    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    # The div (md_in_html) lets the site's stylesheet keep the meaning column readable on a
+    # phone, where the table scrolls sideways.
+    rows = ['<div class="config-table" markdown>', "", "| key | type | default | meaning |"]
+    rows.append("|---|---|---|---|")
     for name in settable_fields(cls):
         default = _default(cls, name)
         shown = "(required)" if default is MISSING else f"`{value_text(default)}`"
@@ -126,7 +129,7 @@ def fields_table(cls: type, prefix: str) -> str:
             f"| `{prefix}{name}` | {_cell(type_name(hints[name]))} | {_cell(shown)} "
             f"| {_cell(meanings.get(name, ''))} |"
         )
-    return "\n".join(rows)
+    return "\n".join([*rows, "", "</div>"])
 
 
 def config_reference() -> str:
@@ -174,14 +177,15 @@ def preset_settings(cfg: RunConfig) -> list[str]:
 
 
 def presets_reference() -> str:
-    """The presets page's generated part: every preset but the -smoke ones, with its settings."""
-    rows = [
-        "| preset | task | what | settings on top of the task's defaults |",
-        "|---|---|---|---|",
-    ]
-    for name, cfg in PRESETS.items():
-        if name.endswith("-smoke"):
-            continue
-        settings = " ".join(f"`{s}`" for s in preset_settings(cfg)) or "(none)"
-        rows.append(f"| `{name}` | {cfg.task} | {_cell(describe(name))} | {settings} |")
-    return "\n".join(rows) + "\n"
+    """The presets page's generated part: every preset but the -smoke ones, by task, each with
+    its description and the settings that take its task's defaults to it (a list, not a
+    table: the settings run long, and a list reads on a phone)."""
+    parts: list[str] = []
+    for task in TASK_CONFIGS:
+        parts += ["", f"## {task}", ""]
+        for name, cfg in PRESETS.items():
+            if cfg.task != task or name.endswith("-smoke"):
+                continue
+            settings = " ".join(f"`{s}`" for s in preset_settings(cfg)) or "(the defaults)"
+            parts.append(f"- **`{name}`**: {describe(name)}.  \n  {settings}")
+    return "\n".join(parts).lstrip() + "\n"

@@ -90,4 +90,4 @@ def test_each_presets_settings_rebuild_it_from_the_task_defaults() -> None:
         spec = TASK_CONFIGS[cfg.task]
         base = RunConfig(task=cfg.task, data=spec.data_config(), model=spec.model_config())
         assert apply_overrides(base, reference.preset_settings(cfg)) == cfg, name
-        assert (f"| `{name}` |" in page) != name.endswith("-smoke"), name
+        assert (f"**`{name}`**" in page) != name.endswith("-smoke"), name
