@@ -66,3 +66,23 @@ def test_the_site_builds_strict(tmp_path: Path) -> None:
     assert "data.series_keys" in config and "generated:" not in config
     assert "images-resnet18-long" in (tmp_path / "presets" / "index.html").read_text()
     assert "<math" in (tmp_path / "theory" / "index.html").read_text()  # MathML, offline
+
+
+def test_lists_start_after_a_blank_line() -> None:
+    """python-markdown (the site and the report) runs a list into a paragraph that it follows
+    without a blank line, where GitHub starts a list."""
+    glued = []
+    for page in sorted((REPO / "docs").glob("*.md")):
+        fenced, previous = False, ""
+        for n, line in enumerate(page.read_text().splitlines(), 1):
+            fenced ^= line.startswith("```")
+            item = re.match(r"(- |\d+\. )", line)
+            if (
+                not fenced
+                and item
+                and previous.strip()
+                and not re.match(r"(- |\d+\. |  |\|)", previous)
+            ):
+                glued.append(f"{page.name}:{n}")
+            previous = line
+    assert glued == []
