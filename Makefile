@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint imports format docs clean
 
-$(STAMP): pyproject.toml
+# pyproject.toml states compatible ranges; constraints.txt the exact versions the tests pass with.
+$(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip >/dev/null 2>&1 || true
-	$(BIN)/pip install -q -e '.[dev,serve,docs]' torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,serve,docs]' torch==2.13.0
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -89,10 +89,12 @@ def _image_space(base: RunConfig) -> dict[str, Param]:
         "reg.label_smoothing": _categorical((0.0, 0.1), base.reg.label_smoothing),
         "data.class_weights": _categorical((False, True), base.data.class_weights),
     }
-    if base.model.init:  # fine-tuning: the head alone for the first third, or not at all
+    if base.model.init:  # fine-tuning: the head alone for the first third, or not at all;
+        # then the loaded body at the head's rate or a tenth of it
         space["model.freeze_epochs"] = _categorical(
             (0, max(1, base.train.epochs // 3)), base.model.freeze_epochs
         )
+        space["model.body_lr_scale"] = _categorical((1.0, 0.1), base.model.body_lr_scale)
     return space
 
 

@@ -349,7 +349,8 @@ def predict(
         )
     if out is not None:
         rundir.check_out_file(Path(out), items)
-    rows = task.predict(model, items)
+    with runner.inference(run_dir, cfg, model):  # the arithmetic the run was tested in
+        rows = task.predict(model, items)
     if out is None:
         for row in rows:
             print(json.dumps(row))

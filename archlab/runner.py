@@ -5,6 +5,7 @@ Also re-opens finished runs for ``eval`` and ``predict``. Reports read run dirs 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -35,7 +36,7 @@ from archlab.train.distributed import Dist
 from archlab.train.precision import Precision, legacy
 from archlab.train.setup import setup_process
 from archlab.train.trainer import Trainer
-from archlab.utils import json_text, write_json_atomic, write_text_atomic
+from archlab.utils import autocast, json_text, write_json_atomic, write_text_atomic
 
 # metrics.json keys that describe the run rather than a split (the rest are test_*/baseline_*).
 RUN_KEYS = (
@@ -204,6 +205,7 @@ def fit(p: Prepared, callbacks: Sequence[Callback] = ()) -> Path:
         callbacks=[*default_callbacks(cfg, p.monitor, run_dir, d), *p.task.callbacks(), *callbacks],
         dist=d,
         cpu_amp=p.task.cpu_amp,
+        lr_scale=p.task.lr_scale,
     )
     if (g := governor()) is not None:
         g.adjust()  # train.threads=0: time train.amp=auto's candidates at the count training uses
@@ -413,12 +415,7 @@ def evaluate_run(
     """Re-evaluate a saved run on its test split (or another data set's), keeping the outputs."""
     cfg, task, model, data = load_run(run_dir, data_path, overrides)
     device = next(model.parameters()).device
-    # Evaluated in the arithmetic it was trained in, so eval repeats the run's test metrics
-    # (a run finished before the choice was recorded: as the Trainer then trained it).
-    precision = None
-    if rundir.is_finished(run_dir):
-        saved = rundir.read_metrics(run_dir).get("amp_choice")
-        precision = legacy(cfg.train, device) if saved is None else Precision(saved)
+    precision = saved_precision(run_dir, cfg, device)
     trainer = Trainer(
         cfg.train, cfg.optim, cfg.reg, seed=cfg.seed, device=device, precision=precision
     )
@@ -430,6 +427,26 @@ def evaluate(run_dir: Path, data_path: str | None = None) -> dict[str, Any]:
     """Re-evaluate a saved run on its test split (or another data set's test split)."""
     e = evaluate_run(run_dir, data_path)
     return {"test_loss": e.loss, **{f"test_{k}": v for k, v in e.metrics.items()}}
+
+
+def saved_precision(run_dir: Path, cfg: RunConfig, device: torch.device) -> Precision | None:
+    """The arithmetic a finished run was trained and tested in (a run finished before the
+    choice was recorded: as the Trainer then trained it); None for an unfinished run.
+    Evaluation and prediction use it, so they repeat the run's test outputs."""
+    if not rundir.is_finished(run_dir):
+        return None
+    saved = rundir.read_metrics(run_dir).get("amp_choice")
+    return legacy(cfg.train, device) if saved is None else Precision(saved)
+
+
+def inference(run_dir: Path, cfg: RunConfig, model: nn.Module) -> contextlib.AbstractContextManager:
+    """bf16 autocast for predictions of a run that trained and was tested in bf16, else
+    nothing. Attributions (explain) and exports stay fp32: a bf16 gradient keeps 8 bits of
+    mantissa, too coarse for attributions that must sum to the output change (Integrated
+    Gradients' completeness), and an export is checked against the fp32 network."""
+    device = next(model.parameters()).device
+    p = saved_precision(run_dir, cfg, device)
+    return autocast(device, p is not None and p.bf16)
 
 
 def restore_task(run_dir: Path) -> tuple[RunConfig, Any, nn.Module]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import queue
@@ -22,6 +23,7 @@ import traceback
 from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,8 @@ class Served:
     cfg: Any
     task: Any
     model: nn.Module
+    # The arithmetic the run was tested in (runner.inference): bf16 autocast or nothing.
+    inference: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     lock: threading.Lock = field(default_factory=threading.Lock)
     batcher: Batcher | None = None
 
@@ -156,8 +160,9 @@ class Batcher:
 
 def _classify_images(run: Served, items: list[torch.Tensor]) -> list[torch.Tensor]:
     x = torch.cat(items)
-    with torch.no_grad():
-        probs = run.task.step(run.model, (run.task.normalize(x), None))[0].softmax(1)
+    with torch.no_grad(), run.inference():
+        logits = run.task.step(run.model, (run.task.normalize(x), None))[0]
+    probs = logits.float().softmax(1)
     return list(probs.split([len(t) for t in items]))
 
 
@@ -166,15 +171,16 @@ def _classify_texts(run: Served, items: list[list[str]]) -> list[torch.Tensor]:
 
     texts = [t for item in items for t in item]
     x, lengths = encode(run.task.fitted.tokenizer, texts, run.task.data_cfg.max_length)
-    with torch.no_grad():
-        probs = run.model(x, lengths).softmax(1)  # packed: padding never changes a row
+    with torch.no_grad(), run.inference():
+        logits = run.model(x, lengths)  # packed: padding never changes a row
+    probs = logits.float().softmax(1)
     return list(probs.split([len(item) for item in items]))
 
 
 def load_runs(run_dirs: Sequence[Path]) -> dict[str, Served]:
     """Each run under its directory's name (``-2``, ``-3``... when two share one)."""
     from archlab import rundir
-    from archlab.runner import restore_task
+    from archlab.runner import inference, restore_task
 
     runs: dict[str, Served] = {}
     for d in map(Path, run_dirs):
@@ -185,7 +191,8 @@ def load_runs(run_dirs: Sequence[Path]) -> dict[str, Served]:
         name, k = base, 2
         while name in runs or name in RESERVED:
             name, k = f"{base}-{k}", k + 1
-        runs[name] = Served(name, d, cfg, task, model.cpu().eval())
+        model = model.cpu().eval()
+        runs[name] = Served(name, d, cfg, task, model, partial(inference, d, cfg, model))
     return runs
 
 
@@ -439,7 +446,7 @@ def sales_predict(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
             path.write_bytes(data)
             items.append(str(path))
         try:
-            with run.lock:
+            with run.lock, run.inference():
                 rows = run.task.predict(run.model, items)
         except ArchlabError as e:  # name the upload, not the temporary file
             raise BadRequest(400, str(e).replace(str(Path(tmp) / "history.csv"),

@@ -16,8 +16,9 @@ import numpy as np
 
 from archlab.errors import ArchlabError
 
-# Model name -> the task whose data it consumes. The MODELS registry (archlab.models, which
-# imports torch) holds the networks; tests/test_models.py checks that both name the same models.
+# Model name -> the task whose data it consumes: the one list of model names. The MODELS
+# registry (archlab.models, which imports torch) takes each network's task from here and
+# refuses to import when the two name different models.
 MODEL_TASKS: dict[str, str] = {
     "vgg13": "images",
     "vgg13_bn": "images",
@@ -98,6 +99,10 @@ class ImageModelConfig:
     # linear layer the source could not fill) for the first freeze_epochs epochs, so random
     # head gradients do not wreck the loaded features; then train everything. 0 = no freezing.
     freeze_epochs: int = 0
+    # Fine-tuning from model.init: the loaded convolutional body learns at this fraction of
+    # optim.lr (discriminative rates: features that already work move less than a new head).
+    # 1 = one rate for every layer.
+    body_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         valid = models_for("images")
@@ -110,6 +115,15 @@ class ImageModelConfig:
         if self.freeze_epochs and not self.init:
             raise ArchlabError(
                 f"model.freeze_epochs={self.freeze_epochs} freezes loaded layers: it needs "
+                "model.init=PATH (starting weights)"
+            )
+        if not 0 < self.body_lr_scale <= 1:
+            raise ArchlabError(
+                f"invalid config value model.body_lr_scale={self.body_lr_scale}: must be in (0, 1]"
+            )
+        if self.body_lr_scale != 1 and not self.init:
+            raise ArchlabError(
+                f"model.body_lr_scale={self.body_lr_scale} slows loaded layers: it needs "
                 "model.init=PATH (starting weights)"
             )
 
@@ -386,8 +400,8 @@ class SalesModelConfig:
             )
 
 
-# The names of archlab.data.augment.AUGMENTATIONS (which imports torch), in its order;
-# tests/test_config.py checks that both name the same augmentations.
+# The image augmentations' names: archlab.data.augment.AUGMENTATIONS (which imports torch)
+# takes its keys, in this order, from here.
 IMAGE_AUGMENTS = ("none", "flip", "translate", "study", "crop", "photo")
 # The RegConfig fields (archlab.config) each task reads. The Trainer reads weight_decay and l2_mode
 # (archlab.train.optim) for every task, the runner select, early_stop, patience and min_delta

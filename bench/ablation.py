@@ -285,7 +285,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="train.threads of each run")
     ap.add_argument("--amp", default="", help="train.amp of every run (default: off on a CPU)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="machine settings for every run, e.g. train.channels_last=true")  # fmt: skip
+                    help="machine setting of every run: train.channels_last=true")  # fmt: skip
     ap.add_argument("--budget-s", type=float, default=0.0,
                     help="wall clock, then stop all (GPU 540; --tiny 3600; CPU none)")  # fmt: skip
     ap.add_argument("--tiny", action="store_true", help="CPU, 300 images, 1 epoch of 2 steps")

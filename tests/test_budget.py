@@ -158,7 +158,10 @@ def test_fine_tuning_adds_the_freeze_schedule_to_the_image_space(tmp_path: Path)
     space = budget.space_for(base)
     assert space["model.freeze_epochs"].choices == (0, 3)
     assert budget.base_params(base, space)["model.freeze_epochs"] == 0
-    assert "model.freeze_epochs" not in budget.space_for(PRESETS["images-resnet18"])
+    assert space["model.body_lr_scale"].choices == (1.0, 0.1)
+    assert budget.base_params(base, space)["model.body_lr_scale"] == 1.0
+    plain = budget.space_for(PRESETS["images-resnet18"])
+    assert "model.freeze_epochs" not in plain and "model.body_lr_scale" not in plain
 
 
 def test_probe_stops_inside_a_long_epoch_and_times_validation(tmp_path: Path) -> None:

@@ -86,7 +86,7 @@ def test_task_configs_name_the_tasks_reg_fields_and_augmentations() -> None:
     from archlab.tasks import TASKS
 
     assert set(TASK_CONFIGS) == set(TASKS)
-    assert tuple(AUGMENTATIONS) == IMAGE_AUGMENTS  # declared torch-free, kept in step
+    assert tuple(AUGMENTATIONS) == IMAGE_AUGMENTS  # derived, in the declared order
     reg_fields = [f.name for f in fields(RegConfig)]
     assert list(TASK_CONFIGS["images"].reg_knobs) == reg_fields  # images read every knob
     assert TASK_CONFIGS["images"].augments == IMAGE_AUGMENTS

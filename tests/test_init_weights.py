@@ -195,3 +195,35 @@ def test_freeze_epochs_train_the_linear_layers_first_then_everything(
     assert not torch.equal(after2["conv1.weight"], start["conv1.weight"])  # then everything
     with pytest.raises(ArchlabError, match=r"model.freeze_epochs=1 .* needs model.init=PATH"):
         apply_overrides(PRESETS["images-resnet18-smoke"], ["model.freeze_epochs=1"])
+
+
+def test_body_lr_scale_gives_the_loaded_body_a_lower_rate_than_the_head(
+    tmp_path: Path, image_folder: Path
+) -> None:
+    sets = [f"data.path={image_folder}", "data.size=16", "train.progress=off",
+            "reg.augment=none", "train.epochs=1"]  # fmt: skip
+    first = runner.train(apply_overrides(PRESETS["images-resnet18-smoke"], sets), tmp_path / "a")
+    cfg = apply_overrides(PRESETS["images-resnet18-smoke"],
+                          [*sets, f"model.init={first}", "model.body_lr_scale=0.1"])  # fmt: skip
+    groups: list[list[tuple[float, set[str]]]] = []
+    every: set[str] = set()
+
+    class Groups(Callback):
+        def on_fit_start(self, trainer) -> None:
+            names = {id(p): n for n, p in trainer.model.named_parameters()}
+            every.update(names.values())
+            groups.append([(g["lr"], {names[id(p)] for p in g["params"]})
+                           for g in trainer.optimizer.param_groups])  # fmt: skip
+
+    runner.fit(runner.prepare(cfg, out=tmp_path / "b"), [Groups()])
+    (found,) = groups
+    rates = {n: lr for lr, ns in found for n in ns}
+    # The schedule's current rates: the body's is a tenth of the head's at every step.
+    assert rates["conv1.weight"] == pytest.approx(0.1 * rates["fc.weight"])
+    assert rates["layer4.1.bn2.bias"] == pytest.approx(0.1 * rates["fc.bias"])
+    assert set(rates) == every  # every parameter in exactly one group
+    assert sum(len(ns) for _, ns in found) == len(every)
+    with pytest.raises(ArchlabError, match=r"model.body_lr_scale=0.1 .* needs model.init=PATH"):
+        apply_overrides(PRESETS["images-resnet18-smoke"], ["model.body_lr_scale=0.1"])
+    with pytest.raises(ArchlabError, match=r"model.body_lr_scale=0.0: must be in \(0, 1\]"):
+        apply_overrides(PRESETS["images-resnet18-smoke"], ["model.body_lr_scale=0"])

@@ -111,8 +111,10 @@ def test_vgg_dropout_is_a_constructor_argument() -> None:
     assert all(m.p == 0.0 for m in off.modules() if isinstance(m, torch.nn.Dropout))
 
 
-def test_config_model_table_names_every_registered_model() -> None:
-    # Configs validate model names from a torch-free table; it must match the registry.
-    from archlab.task_configs import MODEL_TASKS
+def test_every_model_configs_accept_is_registered_with_its_task() -> None:
+    # Configs validate model names from the torch-free table; MODELS derives its tasks from it.
+    from archlab.task_configs import MODEL_TASKS, models_for
 
-    assert {name: spec.task for name, spec in MODELS.items()} == MODEL_TASKS
+    assert list(MODELS) == list(MODEL_TASKS)
+    for task in set(MODEL_TASKS.values()):
+        assert models_for(task) == [n for n, s in MODELS.items() if s.task == task]

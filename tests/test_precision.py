@@ -204,3 +204,30 @@ def test_a_checkpoint_from_before_precisions_resumes_in_fp32_on_a_cpu(monkeypatc
     t.fit(task, task.data(), task.build_model(), resume=state)
     assert t.precision is not None and t.precision.choice == amp.FP32
     assert t.precision.reason == "as the run was trained" and t.state.epoch == 2
+
+
+@pytest.mark.parametrize("amp_setting", ["bf16", "off"])
+def test_predict_computes_in_the_arithmetic_the_run_was_tested_in(
+    tmp_path: Path, image_folder: Path, capsys, amp_setting: str
+) -> None:
+    from archlab.cli import main
+
+    cfg = apply_overrides(
+        PRESETS["images-resnet18-smoke"],
+        [f"data.path={image_folder}", "data.size=32", "train.epochs=1", "train.progress=off",
+         f"train.amp={amp_setting}"],
+    )  # fmt: skip
+    run = runner.train(cfg, tmp_path / "runs")
+    files = sorted(str(p) for p in (image_folder / "dog").glob("*.png"))[:4]
+    cfg, task, model = runner.restore_task(run)
+    x = task.normalize(task.read_images(files))
+    with torch.no_grad():
+        fp32 = model(x).softmax(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = model(x).float().softmax(1)
+    assert not torch.allclose(fp32, bf16, atol=1e-6)  # the two arithmetics differ here
+    want = bf16 if amp_setting == "bf16" else fp32
+    assert main(["predict", str(run), *files]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    got = torch.tensor([[r[c] for c in task.fitted.class_names] for r in rows])
+    assert torch.allclose(got, want, atol=1e-6)

@@ -1,4 +1,5 @@
-"""Every task in TASKS, and every sales framing, through the task protocol on tiny data.
+"""Every task in TASKS, and every sales framing in FRAMINGS, through the task protocol on tiny
+data.
 
 One test per (task, variant): data built from a data set written in tmp_path; the Fitted object
 is frozen and survives JSON; one training step; loss, metrics and baselines on the test split;
@@ -12,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +26,8 @@ from archlab import rundir
 from archlab.config import apply_overrides
 from archlab.errors import ArchlabError
 from archlab.presets import PRESETS
-from archlab.task_configs import SalesDataConfig
 from archlab.tasks import TASKS
+from archlab.tasks.sales_framings import FRAMINGS
 from archlab.train.trainer import Trainer
 from archlab.utils import seed_everything
 from tests.conftest import write_image_folder
@@ -64,6 +64,17 @@ def _one_history(data: Path, tmp: Path) -> str:
     return str(path)
 
 
+def _one_test_file(data: Path, tmp: Path) -> str:
+    """Rows to forecast, as Kaggle's test.csv: store 1's three departments, the next week."""
+    last = pd.to_datetime(pd.read_csv(data / "train.csv").Date).max()
+    path = tmp / "test.csv"
+    nxt = f"{last + pd.Timedelta(weeks=1):%Y-%m-%d}"
+    pd.DataFrame({"Store": 1, "Dept": [1, 2, 3], "Date": nxt, "IsHoliday": False}).to_csv(
+        path, index=False
+    )
+    return str(path)
+
+
 @dataclass(frozen=True)
 class Variant:
     """A smoke preset on a tiny data set, one input for predict and a metric the task reports."""
@@ -79,7 +90,6 @@ class Variant:
     predict_error: str = ""  # predict refuses this variant: the ArchlabError names this
 
 
-FRAMINGS = typing.get_args(typing.get_type_hints(SalesDataConfig)["framing"])
 SALES_SETS = ("data.test_steps=8", "data.val_steps=4")
 # Keyed by task name, then variant; a task (or sales framing) without an entry fails the
 # collection below with a KeyError, so every registered one is covered.
@@ -93,13 +103,19 @@ VARIANTS: dict[str, dict[str, Variant]] = {
                             baselines=True),
         "parity": Variant("sales-rnn-parity-smoke", _panel, SALES_SETS, _one_history, "wmae", 0,
                           baselines=False, predict_error="forecast"),
+        # Four steps at once after the origin; predict forecasts the rows of a test file.
+        "horizon": Variant("sales-rnn-h39-smoke", _panel,
+                           (*SALES_SETS, "data.horizon=4", "data.peer=none", "data.season=8",
+                            "data.window=8", "data.val_gap=0", "data.known_covariates="),
+                           _one_test_file,
+                           "wmae", 3, baselines=True),
     },
     "text": {
         "csv": Variant("text-bilstm-smoke", _tweets, ("data.subset=0",), _one_text,
                        "f1_macro", 1, baselines=True),
     },
 }  # fmt: skip
-assert set(VARIANTS["sales"]) == set(FRAMINGS), f"a case per sales framing {FRAMINGS}"
+assert set(VARIANTS["sales"]) == set(FRAMINGS), f"a case per sales framing {list(FRAMINGS)}"
 
 
 def _same(a: Any, b: Any) -> bool:

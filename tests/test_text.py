@@ -39,6 +39,7 @@ from archlab.tasks.text_cls import (
     TextDataConfig,
     TextFitted,
     TextModelConfig,
+    TrainTargets,
 )
 from archlab.tasks.tfidf import cross_fitted_probs, tfidf_model
 from archlab.utils import sha256_file
@@ -325,6 +326,20 @@ def _first_train_rows(
     ctx = data.context
     labels = torch.from_numpy(ctx.labels[ctx.split["train"][:n]])
     return data, TextClassification(cfg, data.fitted), targets, labels
+
+
+def test_train_targets_pack_and_unpack_by_the_declared_layout() -> None:
+    label = torch.tensor([2, 0, 1])
+    soft = torch.eye(3)[label] * 0.8 + 0.2 / 3
+    # A 3-class weighted layout is 5 wide, as wide as an unweighted 4-class one: the layout
+    # comes from the config (data.weight_column), never from the width.
+    for weight in (None, torch.tensor([0.5, 2.0, 1.0])):
+        packed = TrainTargets(label, weight, soft).pack()
+        back = TrainTargets.unpack(packed, weighted=weight is not None)
+        assert torch.equal(back.label, label) and torch.allclose(back.soft, soft)
+        assert (back.weight is None) == (weight is None)
+        if weight is not None:
+            assert torch.equal(back.weight, weight)
 
 
 def test_distill_loss_is_soft_cross_entropy_and_metrics_use_labels(tweets: Path) -> None:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from archlab.task_configs import IMAGE_AUGMENTS
+
 Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
@@ -121,7 +123,7 @@ def _compose(*fs: Augmentation) -> Augmentation:
     return run
 
 
-AUGMENTATIONS: dict[str, Augmentation | None] = {
+_FUNCTIONS: dict[str, Augmentation | None] = {
     "none": None,
     "flip": hflip,
     # The better-tuned default for small images: flip + 4-pixel translation (CIFAR standard).
@@ -135,3 +137,11 @@ AUGMENTATIONS: dict[str, Augmentation | None] = {
         lambda x, g: random_resized_crop(x, g, scale=(0.35, 1.0)), hflip, trivial_augment
     ),
 }
+
+# Keyed by the torch-free names configs validate (task_configs.IMAGE_AUGMENTS), in their order.
+if _FUNCTIONS.keys() != set(IMAGE_AUGMENTS):
+    raise ImportError(
+        "archlab.data.augment and task_configs.IMAGE_AUGMENTS name different augmentations: "
+        f"{sorted(_FUNCTIONS.keys() ^ set(IMAGE_AUGMENTS))}"
+    )
+AUGMENTATIONS: dict[str, Augmentation | None] = {name: _FUNCTIONS[name] for name in IMAGE_AUGMENTS}

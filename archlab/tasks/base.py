@@ -66,6 +66,11 @@ class Task(TrainTask, Protocol):
         """Training callbacks the task adds (text: the embedding freeze); [] if none."""
         ...
 
+    def lr_scale(self, name: str) -> float:
+        """The factor on optim.lr for the parameter ``name`` (images: a fine-tuned body's
+        lower rate); 1.0 where the task has one rate."""
+        ...
+
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
         """Predictions for user inputs (file paths, texts, a CSV), one dict per prediction."""
         ...

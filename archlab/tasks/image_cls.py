@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -318,19 +319,30 @@ class ImageClassification:
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return normalize(x, self.data_cfg, self.cfg.train.channels_last)
 
+    @functools.cached_property
+    def _linear_prefixes(self) -> tuple[str, ...]:
+        """The linear layers (the head, and VGG's fully connected stack, which a torchvision
+        file cannot fill), named from the architecture, not from what was loaded, so a resumed
+        run treats them alike."""
+        with torch.device("meta"):
+            net = self.build_model_bare()
+        return tuple(f"{n}." for n, m in net.named_modules() if isinstance(m, nn.Linear))
+
     def callbacks(self) -> list[Any]:
         epochs = self.model_cfg.freeze_epochs
         if not epochs:
             return []
         from archlab.train.callbacks import FreezeParameters  # the trainer's layer, used lazily
 
-        # The convolutional body waits out freeze_epochs while the linear layers (the head,
-        # and VGG's fully connected stack, which a torchvision file cannot fill) learn. Named
-        # from the architecture, not from what was loaded, so a resumed run freezes alike.
-        with torch.device("meta"):
-            net = self.build_model_bare()
-        linear = tuple(f"{n}." for n, m in net.named_modules() if isinstance(m, nn.Linear))
-        return [FreezeParameters(linear, epochs, others=True)]
+        # The convolutional body waits out freeze_epochs while the linear layers learn.
+        return [FreezeParameters(self._linear_prefixes, epochs, others=True)]
+
+    def lr_scale(self, name: str) -> float:
+        """model.body_lr_scale for the loaded convolutional body, 1 for the linear layers."""
+        scale = self.model_cfg.body_lr_scale
+        if scale == 1.0:
+            return 1.0
+        return 1.0 if name.startswith(self._linear_prefixes) else scale
 
     # --- model, loss, metrics ---
     def build_model_bare(self) -> nn.Module:
@@ -419,7 +431,7 @@ class ImageClassification:
                 print(f"archlab: warning: {p}: {note}", file=sys.stderr)
         model.eval()
         with torch.no_grad():
-            probs = self.step(model, (self.normalize(x), None))[0].softmax(1)
+            probs = self.step(model, (self.normalize(x), None))[0].float().softmax(1)
         names = list(self.fitted.class_names)
         return [
             {

@@ -84,6 +84,9 @@ class SalesTask:
     def callbacks(self) -> list[Any]:
         return []
 
+    def lr_scale(self, name: str) -> float:
+        return 1.0
+
     def embeddings(self) -> tuple[int, ...]:
         """Vocabulary size of each series key the network embeds; () for none."""
         return ()

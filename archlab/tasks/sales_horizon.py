@@ -134,6 +134,9 @@ class HorizonForecast:
     def callbacks(self) -> list:
         return []
 
+    def lr_scale(self, name: str) -> float:
+        return 1.0
+
     def rows_with_peer(self, ctx: TestContext) -> tuple[pd.DataFrame, float | None]:
         """The context's rows with the statistical peer's forecast as one more baseline column
         (fitted once per context), and its fit's CPU seconds (None without a peer)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -234,8 +234,8 @@ class TextData:
                 class_weights=weights,
                 pretrained=vectors.weight if vectors is not None else None,
             )
-            # Rows the loss reads: the label, [the text's weight,] then the soft targets
-            # (the distillation blend, or with weights alone the label's one-hot).
+            # What the loss reads beyond the label (TrainTargets): the text's weight and the
+            # soft targets (the distillation blend, or with weights alone the label's one-hot).
             rows = None
             if c.distill > 0:
                 rows, teacher = distill_targets(
@@ -249,10 +249,17 @@ class TextData:
                 )
             elif tw is not None:
                 rows = np.concatenate([labels[tr, None], np.eye(len(names))[labels[tr]]], 1)
-            if tw is not None:
-                rows = np.insert(rows, 1, tw, axis=1)
             if rows is not None:
-                train_y = torch.from_numpy(rows.astype(np.float32)).to(device)
+                rows_t = torch.from_numpy(rows.astype(np.float32))
+                train_y = (
+                    TrainTargets(
+                        label=rows_t[:, 0].long(),
+                        weight=None if tw is None else torch.as_tensor(tw, dtype=torch.float32),
+                        soft=rows_t[:, 1:],
+                    )
+                    .pack()
+                    .to(device)
+                )
         elif fitted.class_weights is None and weights is not None:
             # A run from before fitted.json: its files do not hold the class weights, which
             # are recomputed from its training split (as eval did then).
@@ -321,6 +328,27 @@ def _normalization_note(folded: dict[str, Any], n_texts: int) -> str:
     )
 
 
+class TrainTargets(NamedTuple):
+    """A training batch's targets where a label alone will not do: the label, the text's weight
+    (data.weight_column) and the soft targets (distillation's blend, else the label's one-hot).
+    The Trainer carries them as one float tensor (``pack``); the loss reads them back by name
+    with the layout the run's config declares, never by the tensor's width."""
+
+    label: torch.Tensor  # (B,) class index
+    weight: torch.Tensor | None  # (B,) the text's weight; None without data.weight_column
+    soft: torch.Tensor  # (B, classes) a distribution over the classes
+
+    def pack(self) -> torch.Tensor:
+        cols = [self.label[:, None].float()]
+        cols += [] if self.weight is None else [self.weight[:, None].float()]
+        return torch.cat([*cols, self.soft.float()], 1)
+
+    @classmethod
+    def unpack(cls, packed: torch.Tensor, weighted: bool) -> TrainTargets:
+        soft = packed[:, 2:] if weighted else packed[:, 1:]
+        return cls(packed[:, 0].long(), packed[:, 1] if weighted else None, soft)
+
+
 class TextClassification:
     """Cross-entropy classification of tokenized short texts with packed sequences."""
 
@@ -345,6 +373,9 @@ class TextClassification:
             return []
         return [FreezeParameters("embedding.", m.freeze_epochs)]
 
+    def lr_scale(self, name: str) -> float:
+        return 1.0
+
     # --- model, loss, metrics ---
     def build_model(self) -> nn.Module:
         m = self.model_cfg
@@ -365,31 +396,35 @@ class TextClassification:
         tokens, lengths, y = batch
         return model(tokens, lengths), y
 
+    def _targets(self, targets: torch.Tensor) -> TrainTargets | None:
+        """Packed training targets read back by name; None for plain labels."""
+        if targets.dim() == 1:
+            return None
+        return TrainTargets.unpack(targets, weighted=bool(self.data_cfg.weight_column))
+
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weight = None if self.weight is None else self.weight.to(outputs.device)
-        if targets.dim() == 2:
-            # Training rows: the label, [the text's weight (data.weight_column),] then the
-            # soft targets (distillation; else the label's one-hot).
-            k = outputs.shape[1]
-            if targets.shape[1] == k + 2:  # weighted: the weighted mean of the texts' losses
-                per_text = F.cross_entropy(
-                    outputs,
-                    targets[:, 2:],
-                    weight=weight,
-                    label_smoothing=self.reg.label_smoothing,
-                    reduction="none",
-                )
-                w = targets[:, 1]
-                return (w * per_text).sum() / w.sum().clamp_min(1e-12)
-            targets = targets[:, 1:]
-        return F.cross_entropy(
-            outputs, targets, weight=weight, label_smoothing=self.reg.label_smoothing
+        t = self._targets(targets)
+        if t is None:
+            return F.cross_entropy(
+                outputs, targets, weight=weight, label_smoothing=self.reg.label_smoothing
+            )
+        per_text = F.cross_entropy(
+            outputs,
+            t.soft,
+            weight=weight,
+            label_smoothing=self.reg.label_smoothing,
+            reduction="none" if t.weight is not None else "mean",
         )
+        if t.weight is None:
+            return per_text
+        return (t.weight * per_text).sum() / t.weight.sum().clamp_min(1e-12)  # weighted mean
 
     def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
         pred = outputs.argmax(1).numpy()
-        if targets.dim() == 2:  # distillation targets: score against the label (column 0)
-            targets = targets[:, 0].long()
+        t = self._targets(targets)
+        if t is not None:  # training targets: scored against the label
+            targets = t.label
         return classification_metrics(targets.numpy(), pred, list(self.fitted.class_names))
 
     # --- artefacts and prediction ---
@@ -452,7 +487,7 @@ class TextClassification:
         model.eval()
         with torch.no_grad():
             device = next(model.parameters()).device
-            probs = model(x.to(device), lengths).softmax(1).cpu()
+            probs = model(x.to(device), lengths).float().softmax(1).cpu()
         names = list(self.fitted.class_names)
         return [
             {

@@ -33,7 +33,7 @@ from archlab.train import distributed
 from archlab.train import precision as amp
 from archlab.train.callbacks import Callback
 from archlab.train.distributed import Dist
-from archlab.train.optim import build_optimizer, build_scheduler, l2_penalty
+from archlab.train.optim import LrScale, build_optimizer, build_scheduler, l2_penalty
 from archlab.train.protocol import Batches, Splits, TrainTask
 from archlab.utils import autocast
 
@@ -76,9 +76,11 @@ class Trainer:
         dist: Dist = distributed.SINGLE,
         cpu_amp: bool = True,
         precision: amp.Precision | None = None,
+        lr_scale: LrScale | None = None,
     ) -> None:
         """``cpu_amp=False``: the task's networks stay fp32 on a CPU under ``train.amp=auto``;
-        ``precision``: a saved run's (evaluation), else chosen when fitting."""
+        ``precision``: a saved run's (evaluation), else chosen when fitting; ``lr_scale``: a
+        factor on the learning rate per parameter name (a fine-tuned body's lower rate)."""
         self.cfg, self.optim_cfg, self.reg = train, optim, reg
         self.seed = seed
         self.device = device
@@ -94,6 +96,7 @@ class Trainer:
         self.scheduler: Any = None
         self.cpu_amp = cpu_amp
         self.precision = precision
+        self.lr_scale = lr_scale
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision is None:  # evaluating without a fit or a saved choice: no timing
@@ -122,7 +125,7 @@ class Trainer:
             self.train_model = DistributedDataParallel(self.model, device_ids=ids)
         if self.cfg.compile:
             self.train_model = torch.compile(self.train_model)
-        self.optimizer = build_optimizer(self.model, self.optim_cfg, self.reg)
+        self.optimizer = build_optimizer(self.model, self.optim_cfg, self.reg, self.lr_scale)
         self.steps_per_epoch = steps
         self._sync_every = 1 if self.device.type == "cpu" else 16  # see _check
         self._bad: torch.Tensor | None = None
