@@ -31,12 +31,12 @@ def _check(ok: bool, key: str, value: Any, need: str) -> None:
 class OptimConfig:
     """Optimizer and learning-rate schedule."""
 
-    name: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = 1e-3
+    name: Literal["adam", "adamw", "sgd"] = "adam"  # the optimizer
+    lr: float = 1e-3  # learning rate (the peak of a one-cycle schedule)
     momentum: float = 0.9  # SGD only
     nesterov: bool = False  # SGD only
     betas: tuple[float, float] = (0.9, 0.999)  # Adam/AdamW only
-    schedule: Literal["none", "cosine", "onecycle"] = "none"
+    schedule: Literal["none", "cosine", "onecycle"] = "none"  # learning rate over the epochs
     warmup_epochs: float = 0.0  # linear warm-up (epochs, fractional ok); cosine only
     grad_clip: float = 0.0  # max global L2 norm of gradients; 0 disables
 
@@ -59,8 +59,10 @@ class RegConfig:
     Biases and normalization parameters (1-D tensors) are never decayed.
     """
 
-    dropout: float = 0.0
-    weight_decay: float = 0.0
+    dropout: float = 0.0  # dropout probability where the network has dropout layers
+    weight_decay: float = 0.0  # L2 strength λ (0 = off); how it applies: l2_mode
+    # coupled: λ·w added to the gradient (the study's); decoupled: AdamW's decay of the
+    # weights; penalty: λ/2·Σw² added to the loss. Biases and norms are never decayed.
     l2_mode: Literal["coupled", "decoupled", "penalty"] = "coupled"
     # Stop after `patience` epochs without improvement of the monitored value (train.epochs is
     # then a ceiling). None: on when the run keeps its best epoch and the learning rate is
@@ -75,8 +77,8 @@ class RegConfig:
     # (images, text), last for sales (its validation weeks may be trained on or unlike the
     # test's: data.fit_through_val, the holiday season), best wherever early_stop is on.
     select: Literal["auto", "best", "last"] = "auto"
-    augment: str = "none"  # task-specific, e.g. images: none, flip, translate, study, strong
-    label_smoothing: float = 0.0
+    augment: str = "none"  # the augmentation; valid names: TASK_CONFIGS[task].augments
+    label_smoothing: float = 0.0  # classifiers: cross-entropy against smoothed labels
 
     def __post_init__(self) -> None:
         _check(0 <= self.dropout < 1, "reg.dropout", self.dropout, "must be in [0, 1)")
@@ -95,13 +97,13 @@ class RegConfig:
 class TrainConfig:
     """Loop length, batching, device and logging."""
 
-    epochs: int = 10
-    batch_size: int = 64
-    eval_batch_size: int = 512
+    epochs: int = 10  # epochs to train (a ceiling when early stopping is on)
+    batch_size: int = 64  # training batch; the global batch under torchrun
+    eval_batch_size: int = 512  # batch of validation, test and prediction passes
     device: str = "auto"  # auto = cuda > mps > cpu
     threads: int = 0  # torch intra-op threads; 0: one per core other jobs leave free (threads.py)
     progress: Literal["auto", "bar", "plain", "off"] = "auto"  # auto: bar on a TTY, else plain
-    tensorboard: bool = False
+    tensorboard: bool = False  # write TensorBoard event files to the run directory
     max_steps_per_epoch: int = 0  # cap on training steps per epoch (0 = full epoch); for smoke runs
     # bf16 autocast. auto: on CUDA; on a CPU with bf16 units, where a few timed steps at the
     # start show it faster (train/precision.py); off/bf16 force fp32/bf16 on CPU and CUDA.
@@ -143,7 +145,7 @@ class RunConfig:
     task: str
     data: DataConfig  # the task's own section (TASK_CONFIGS[task].data_config)
     model: ModelConfig
-    seed: int = 0
+    seed: int = 0  # seeds initialization, batch order, augmentation and (split_seed=-1) split
     optim: OptimConfig = field(default_factory=OptimConfig)
     reg: RegConfig = field(default_factory=RegConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

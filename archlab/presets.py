@@ -187,7 +187,7 @@ for _m in ("lstm-basic", "bilstm"):
         model=TextModelConfig(name=_m),
     )
 _BASE["text-bilstm-glove-distill"] = _BASE["text-bilstm-glove"]
-# The tuned image recipes trained to >= 96% on images3 (measured on an H200, see README): 64x64
+# The tuned image recipes trained to >= 96% on images3 (measured on an H200, docs/results.md): 64x64
 # input (the study's size; 32x32 images are upsampled once at load), 50-60 epochs, and twice the
 # learning rate for VGG-13. `archlab reproduce --profile long` uses them.
 LONG_IMAGE_SETS: dict[str, tuple[str, ...]] = {

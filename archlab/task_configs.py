@@ -46,7 +46,7 @@ class ImageDataConfig:
     """Where the images come from and how they are prepared."""
 
     path: str = ""  # class folders, split folders, a .csv manifest, an .npz, "" = sklearn digits
-    format: Literal["auto", "folder", "manifest", "npz", "digits"] = "auto"
+    format: Literal["auto", "folder", "manifest", "npz", "digits"] = "auto"  # auto: from path
     # Folders: auto = root/train (+ val|valid|validation, test)/<class>/... when root holds a
     # train/ folder, else root/<class>/...; split = require the former, classes = the latter.
     layout: Literal["auto", "split", "classes"] = "auto"
@@ -55,13 +55,13 @@ class ImageDataConfig:
     # ('' = the CSV's folder). A split column's train/val/test tags are honoured (split_column=
     # none: no split column; archlab splits).
     path_column: str = ""
-    label_column: str = ""
-    split_column: str = ""
-    image_root: str = ""
+    label_column: str = ""  # manifest: the label column ("" = detected)
+    split_column: str = ""  # manifest: the split column ("" = detected, none = ignore one)
+    image_root: str = ""  # manifest: the folder its paths are relative to
     size: int = 32  # images are resized to size x size pixels
     channels: int = 1  # 1 = grayscale (the study), 3 = RGB
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
+    val_fraction: float = 0.15  # share of all images carved as validation (stratified)
+    test_fraction: float = 0.15  # share of all images carved as test (stratified)
     # Honour an npz 'split' array (val carved from its train). Split folders and a manifest's
     # split column are always honoured: missing val/test splits are carved from train.
     use_provided_split: bool = False
@@ -69,7 +69,7 @@ class ImageDataConfig:
     skip_corrupt: bool = False  # skip (and count) unreadable files instead of failing
     class_weights: bool = False  # weight cross-entropy by inverse training-class frequency
     mean: float = 0.5  # normalization: (x/255 - mean) / std, as the study
-    std: float = 0.5
+    std: float = 0.5  # normalization divisor (see mean)
 
     def __post_init__(self) -> None:
         if self.size < 0 or self.size == 1 or self.size > MAX_IMAGE_SIZE:
@@ -87,7 +87,7 @@ class ImageDataConfig:
 
 @dataclass(frozen=True)
 class ImageModelConfig:
-    name: str = "resnet18"
+    name: str = "resnet18"  # the network: vgg13, vgg13_bn, resnet18
     # Test-time augmentation: "flip" averages the logits of each image and its mirror image in
     # evaluation and prediction (training is unchanged).
     tta: Literal["none", "flip"] = "none"
@@ -133,14 +133,14 @@ class TextDataConfig:
     """Which CSV columns hold text and label, and how texts become token ids."""
 
     path: str = ""  # CSV file
-    text_column: str = "text"
-    label_column: str = "airline_sentiment"
-    encoding: str = "utf-8"
+    text_column: str = "text"  # the column holding the texts
+    label_column: str = "airline_sentiment"  # the column holding the labels
+    encoding: str = "utf-8"  # the CSV's text encoding, e.g. latin-1
     labels: tuple[str, ...] = ()  # class order; rows with other labels are dropped (empty = all)
     group_column: str = ""  # EDA breakdown column ("" = 'airline' if the file has it)
     conflicts: Literal["majority", "drop"] = "majority"  # repeated texts with differing labels
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
+    val_fraction: float = 0.15  # share of distinct texts in validation (stratified)
+    test_fraction: float = 0.15  # share of distinct texts in test (stratified)
     subset: int = 0  # stratified random subset of this many distinct texts (0 = all)
     vocab_size: int = 20_000  # most frequent training-split words kept, incl. [PAD] and [UNK]
     min_frequency: int = 2  # rarer training words map to [UNK]
@@ -150,7 +150,7 @@ class TextDataConfig:
     # airline tweets the first mention names the airline) and maps the rarer ones to <user>.
     # Grouping repeated texts (and so the split) ignores mentions either way.
     mentions: Literal["drop", "keep"] = "drop"
-    mention_min_count: int = 10
+    mention_min_count: int = 10  # mentions=keep: training occurrences a mention needs
     class_weights: bool = False  # weight cross-entropy by inverse training-class frequency
     # A numeric column of per-row training weights (e.g. the annotators' agreement; repeated
     # texts take the mean of their majority-label rows). It weights each training text's loss,
@@ -161,7 +161,7 @@ class TextDataConfig:
     # the TF-IDF teacher's probabilities, each cross-fitted (from a teacher that never saw that
     # text) over distill_folds folds of the training split. 0 = hard labels only.
     distill: float = 0.0
-    distill_folds: int = 5
+    distill_folds: int = 5  # folds of the cross-fitted distillation teacher
     # Pretrained word vectors (GloVe text, or word2vec/fastText text with a 'count dim' header;
     # plain or .gz). Sets the embedding size, splits tokens as GloVe does (can't -> ca n't) and
     # initializes the rows of words that have a vector. "" = a randomly initialized embedding.
@@ -210,15 +210,15 @@ class TextDataConfig:
 class TextModelConfig:
     """Which network; None keeps the model's own default for that size."""
 
-    name: str = "bilstm"
-    embed_dim: int | None = None
-    hidden_size: int | None = None
-    num_layers: int | None = None
+    name: str = "bilstm"  # the network: lstm-basic, bilstm
+    embed_dim: int | None = None  # embedding size (set by data.embeddings when given)
+    hidden_size: int | None = None  # LSTM units per layer (and direction)
+    num_layers: int | None = None  # stacked LSTM layers
     pooling: Literal["last", "max", "meanmax"] = "last"  # meanmax: mean and max concatenated
     # Keep the embedding fixed (e.g. at its pretrained vectors) for freeze_epochs epochs, then
     # fine-tune it; freeze_epochs 0 = frozen for the whole run.
     freeze_embeddings: bool = False
-    freeze_epochs: int = 0
+    freeze_epochs: int = 0  # epochs the embedding stays frozen (with freeze_embeddings)
 
     def __post_init__(self) -> None:
         valid = models_for("text")
@@ -245,16 +245,16 @@ class SalesDataConfig:
     train_file: str = "train.csv"  # also found as train.csv.gz
     features_file: str = "features.csv"  # "" = none
     stores_file: str = "stores.csv"  # "" = none
-    date_column: str = "Date"
+    date_column: str = "Date"  # the column holding the dates
     # This default (ISO) and "auto": the one of sales_csv.DATE_FORMATS that reads every date (ISO,
     # day-first, month-first, ...); an ambiguous day/month order is refused. Any other strftime
     # format, e.g. %d/%m/%Y, is used as given.
     date_format: str = "%Y-%m-%d"
     series_keys: tuple[str, ...] = ("Store", "Dept")  # last key groups series across stores
     store_column: str = "Store"  # join key of the stores and features tables
-    target: str = "Weekly_Sales"
+    target: str = "Weekly_Sales"  # the column to forecast
     holiday_column: str = "IsHoliday"  # "" = no holiday flag (every weight 1)
-    covariates: tuple[str, ...] = (
+    covariates: tuple[str, ...] = (  # numeric inputs beside the sales (merged from the tables)
         "Temperature",
         "Fuel_Price",
         *MARKDOWNS,
@@ -268,13 +268,14 @@ class SalesDataConfig:
     # row dated past the others would otherwise become the test period); 0 keeps every date.
     tail_min_coverage: float = 0.1
     ffill_columns: tuple[str, ...] = ("CPI", "Unemployment")  # forward-filled per store
+    # forecast: per-series windows and a time split; parity: the study's row-per-sample setup
     framing: Literal["forecast", "parity"] = "forecast"
     window: int = 8  # history steps before the target step
     # Steps per seasonal cycle. This default follows the time step: 52 weekly, 12 monthly, 7
     # daily (the week), else round(365.25 / step days); any other value is used as given.
     season: int = 52
     test_steps: int = 39  # last 39 weeks: 2012-02-03 .. 2012-10-26
-    val_steps: int = 13
+    val_steps: int = 13  # steps before the test steps used as validation
     # A sample needs these lags observed; this default means 1 and the season (as resolved).
     require_lags: tuple[int, ...] = (1, 52)
     # Predict y - baseline; last_week is the old name of last_step (the previous step's value).
@@ -284,7 +285,7 @@ class SalesDataConfig:
     depts: tuple[int, ...] = ()  # keep only these groups (last series key; empty = all)
     parity_onehot: tuple[str, ...] = ("Store", "Dept", "Type")  # one-hot inputs (parity)
     val_fraction: float = 0.15  # parity split
-    test_fraction: float = 0.15
+    test_fraction: float = 0.15  # parity split
     plot_series: tuple[str, ...] = ()  # e.g. "1-1" (Store-Dept); empty = the largest series
     # Moving calendar events (YYYY-MM-DD, e.g. Easter Sundays): the step whose period holds one
     # gets an event flag, as does the step a season later (forecast framing; see
@@ -296,13 +297,13 @@ class SalesDataConfig:
     # on the future steps; the others are not known there. backtest_origins=K also scores K
     # origins rolled back one step at a time from the test origin (K <= val_steps + 1).
     horizon: int = 1
-    known_covariates: tuple[str, ...] = ()
-    backtest_origins: int = 0
+    known_covariates: tuple[str, ...] = ()  # H > 1: covariates known on future steps
+    backtest_origins: int = 0  # H > 1: also score this many origins before the test's
     # H > 1: level_steps=N gives every future step the series' level shift, the mean of the N
     # steps up to the origin minus the same N steps a season earlier, as an input; the residual
     # base (last season's 3-step smoothing) then adds level_weight x that shift. 0 = off.
     level_steps: int = 0
-    level_weight: float = 0.0
+    level_weight: float = 0.0  # H > 1: weight of the level shift added to the base
     # H > 1: training targets cover every step before the test origin (the validation and
     # val_gap steps too), so the model that forecasts the test is fit as a forecaster deploys
     # one. The val metrics are then on steps it trained on: a monitor, no longer held out.
@@ -382,9 +383,9 @@ class SalesDataConfig:
 
 @dataclass(frozen=True)
 class SalesModelConfig:
-    name: str = "rnn"
-    hidden_size: int = 50
-    num_layers: int = 3
+    name: str = "rnn"  # the network: rnn, lstm, gru
+    hidden_size: int = 50  # units per recurrent layer
+    num_layers: int = 3  # stacked recurrent layers
     embed_dim: int = 8  # embedding per series key (store, dept); 0 = none (forecast framing)
     loss: Literal["wmae", "mse"] = "wmae"  # wmae: holiday-weighted L1 on the sales scale
 

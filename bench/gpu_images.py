@@ -31,7 +31,7 @@ T0 = time.monotonic()
 
 # name -> (preset, overrides, epoch cap). The -long presets are the recipes that reached >= 96%
 # (64x64 input: the study's size, images3 upsampled once at load); the others are the variants
-# they were chosen from on 2026-11-26 (README, "Image results").
+# they were chosen from on 2026-11-26 (docs/results.md, "Images").
 RECIPES: dict[str, tuple[str, tuple[str, ...], int]] = {
     "resnet18-long": ("images-resnet18-long", (), 60),
     "resnet18-long-crop": ("images-resnet18-long", ("reg.augment=crop",), 60),

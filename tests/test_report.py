@@ -20,7 +20,7 @@ from archlab.plots import eda_sales
 from archlab.report.mathmd import to_html
 from archlab.report.report import THEORY_DOC, Block, render_html, run_table, with_live_outputs
 
-WIDTHS = (1400, 800)
+WIDTHS = (1400, 800, 390)
 
 
 def _captured(monkeypatch: pytest.MonkeyPatch, module: object) -> list[plt.Figure]:
@@ -67,7 +67,8 @@ def test_backticks_render_as_code_in_lists_cells_and_prose() -> None:
     body = page.split("<main>", 1)[1]
     assert "`" not in body
     assert "<li>use <code>make demo DATA=dir</code> or <code>archlab reproduce</code></li>" in body
-    assert "<td><code>baseline_last_week</code></td>" in body
+    # a long name may wrap after its underscores on a phone, never mid-word
+    assert "<td><code>baseline_<wbr>last_<wbr>week</code></td>" in body
 
 
 def test_live_outputs_replace_the_documents_copies() -> None:
@@ -279,17 +280,21 @@ def screenshot(report: Path, width: int, shot: Path, profile: Path) -> None:
 
 
 def assert_readable(result: dict[int, dict]) -> None:
-    """No sideways scroll of the page, the main column or any table; every image loaded."""
+    """No sideways scroll of the page or the main column at any width, nor of any table from
+    800 px up (on a phone a wide table scrolls in its own box); every image loaded."""
     for width in WIDTHS:
         r = result[width]
         assert r["page"] <= r["width"], r  # no horizontal scroll of the page
         assert r["main"] <= r["mainClient"], r  # nothing sticks out of the main column
-        assert r["wideTables"] == [], r  # every table fits: baselines, epochs_run visible
+        if width >= 800:
+            assert r["wideTables"] == [], r  # every table fits: baselines, epochs_run visible
         assert r["images"] > 3 and r["loaded"] == r["images"], r
         assert r["rawMath"] == 0 and r["latex"] == 0 and r["backtickItems"] == 0, r
 
 
-def test_demo_report_in_chromium_at_1400_and_800_px(demo_report: Path, tmp_path: Path) -> None:
+def test_demo_report_in_chromium_at_desktop_tablet_and_phone_widths(
+    demo_report: Path, tmp_path: Path
+) -> None:
     result, log = read_in_chromium(demo_report, tmp_path / "chrome-profile")
     assert_readable(result)
     for width in WIDTHS:

@@ -61,7 +61,7 @@ def test_report_renders_in_headless_chromium(small_study: Path) -> None:
 
     report = small_study / "out" / "report"
     result, log = read_in_chromium(report, small_study / "chrome-profile")
-    assert_readable(result)  # at 1400 and 800 px, ablation table included
+    assert_readable(result)  # at every width of WIDTHS, ablation table included
     assert all(result[w]["rows"] == 2 for w in WIDTHS)  # one summary row per experiment
     errors = [ln for ln in log.splitlines() if "CONSOLE" in ln and "index.html" in ln]
     assert errors == []

@@ -69,15 +69,17 @@ def render_md(blocks: list[Block], report_dir: Path) -> str:
     return "\n".join(lines)
 
 
-# Tables wrap inside their cells (long metric names break at underscores) instead of pushing
-# the page wider; .scroll is a last resort for a table that still cannot fit.
+# Tables wrap inside their cells instead of pushing the page wider: between words, and inside
+# a long name only after its underscores, slashes and dots (<wbr>, see _cell), never mid-word
+# (on a phone "experime|nt" is unreadable); .scroll is the last resort for a table that still
+# cannot fit. Prose breaks a word (a long path) only when it cannot fit on a line of its own.
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;
-max-width:1000px;padding:1rem;line-height:1.45;color:#1b1b1b}
+max-width:1000px;padding:1rem;line-height:1.45;color:#1b1b1b;overflow-wrap:break-word}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
 .scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:.9rem;
 margin:.5rem 0}th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;
-vertical-align:top;overflow-wrap:anywhere}td.num{overflow-wrap:normal}
+vertical-align:top;overflow-wrap:normal}
 th{background:#f3f5f7}img{max-width:100%;height:auto;display:block;margin:.5rem 0}
 pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;font-size:.8rem}
 code{background:#f3f5f7;padding:0 .2em;border-radius:3px;font-size:.85em}
@@ -86,7 +88,11 @@ figure{margin:0}figcaption{font-size:.8rem;color:#555}
 .doc{border-left:3px solid #e3e6ea;padding-left:1rem}.doc h4{font-size:1.2rem}
 .doc h5{font-size:1.05rem}.doc h6{font-size:.95rem}
 .doc math[display=block]{overflow-x:auto;max-width:100%;padding:.3rem 0}
+.doc table{display:block;overflow-x:auto;max-width:100%}
+.doc math:not([display=block]){display:inline-block;max-width:100%;overflow-x:auto;
+vertical-align:middle}
 mtd[columnalign=right]{text-align:right}mtd[columnalign=left]{text-align:left}
+@media (max-width:480px){body{padding:.75rem}table{font-size:.8rem}th,td{padding:.2rem .3rem}}
 """
 
 
@@ -100,7 +106,12 @@ def _cell(text: str) -> str:
     number = re.fullmatch(r"[-+]?[\d,.]+(e[-+]?\d+)?( ± [\d,.]+(e[-+]?\d+)?)?|—", text)
     if number:
         return f'<td class="num">{_inline(text).replace(" ± ", " ±&nbsp;")}</td>'
-    return f"<td>{_inline(text)}</td>"
+    return f"<td>{_breakable(_inline(text))}</td>"
+
+
+def _breakable(cell_html: str) -> str:
+    """Let a long name (test_balanced_accuracy, data/stocks.csv) wrap after its _ / . only."""
+    return re.sub(r"(?<=[A-Za-z0-9])([_/.])(?=[A-Za-z])", r"\1<wbr>", cell_html)
 
 
 def render_html(blocks: list[Block]) -> str:
@@ -115,7 +126,7 @@ def render_html(blocks: list[Block]) -> str:
             body.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in bl.content) + "</ul>")
         elif bl.kind == "table":
             head, *rows = bl.content
-            th = "".join(f"<th>{_inline(h)}</th>" for h in head)
+            th = "".join(f"<th>{_breakable(_inline(h))}</th>" for h in head)
             trs = "".join("<tr>" + "".join(_cell(c) for c in r) + "</tr>" for r in rows)
             body.append(
                 f'<div class="scroll"><table><thead><tr>{th}</tr></thead>'

@@ -11,7 +11,7 @@ from archlab.tasks.text_cls import TextClassification, TextData
 
 # Classifiers watch validation macro-F1: on the airline tweets (3 and 10 imbalanced labels) the
 # epoch it picks scored better on held-out validation rows than the epoch validation loss
-# picks, which stops while F1 still climbs (bench/selection_monitor.py, README "Training").
+# picks, which stops while F1 still climbs (bench/selection_monitor.py, docs/training.md).
 CLASSIFIER_MONITOR = ("val_f1_macro", "max")
 
 TASKS: dict[str, TaskSpec] = {
