@@ -6,6 +6,8 @@ difference bf16 - fp32 with its 95% interval (archlab.stats.paired_difference).
 Usage:
     python bench/bf16_accuracy.py --preset images-resnet18 --data PATH [--seeds 3]
         [--set KEY=VALUE ...] [--threads 1] [--out DIR] [--summary FILE]
+    # or pair finished ablation cells (MODEL/baseline-sK folders) of two precisions:
+    python bench/bf16_accuracy.py --pairs bench/results/ablation_cpu bench/results/bf16_pairs
 
 For each seed, the fp32 run then the bf16 run (same split, same seed), each by
 ``archlab train`` in its own process into OUT/<preset>-<amp>-s<seed>; a finished run directory
@@ -45,16 +47,48 @@ def run(args: argparse.Namespace, seed: int, amp: str) -> dict:
     return json.loads(done[0].read_text())
 
 
+def pairs(a: Path, b: Path, summary: Path | None) -> None:
+    """Test accuracy of every MODEL/baseline-sK cell present under both folders, by the
+    precision each cell's metrics.json records; bf16 - fp32 paired by seed."""
+    out: dict[str, dict] = {}
+    for model_dir in sorted(p for p in a.iterdir() if p.is_dir()):
+        acc: dict[str, dict[int, float]] = {"fp32": {}, "bf16": {}}
+        for root in (a, b):
+            for cell in sorted((root / model_dir.name).glob("baseline-s*/metrics.json")):
+                m = json.loads(cell.read_text())
+                choice = "fp32" if m.get("amp_choice", "fp32") == "fp32" else "bf16"
+                acc[choice][int(cell.parent.name.rpartition("-s")[2])] = m["test_accuracy"]
+        seeds = sorted(acc["fp32"].keys() & acc["bf16"].keys())
+        if not seeds:
+            continue
+        fp32, bf16 = [acc["fp32"][k] for k in seeds], [acc["bf16"][k] for k in seeds]
+        row: dict = {"seeds": seeds, "fp32": fp32, "bf16": bf16}
+        if len(seeds) >= 2:
+            d = paired_difference(bf16, fp32, higher_is_better=True)
+            row |= {"fp32_spread": [min(fp32), max(fp32)], "diff_mean": d.diff_mean,
+                    "diff_ci95": list(d.diff_ci), "verdict": d.verdict}  # fmt: skip
+        out[model_dir.name] = row
+    print(json.dumps(out, indent=1))
+    if summary is not None:
+        summary.write_text(json.dumps(out, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", required=True)
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--pairs", nargs=2, type=Path, metavar=("CELLS_A", "CELLS_B"))
+    ap.add_argument("--preset")
+    ap.add_argument("--data")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("runs/bf16_accuracy"))
     ap.add_argument("--summary", type=Path)
     args = ap.parse_args()
+    if args.pairs:
+        pairs(*args.pairs, args.summary)
+        return
+    if not (args.preset and args.data):
+        ap.error("--preset and --data (or --pairs)")
     acc: dict[str, list[float]] = {a: [] for a in AMPS}
     secs: dict[str, list[float]] = {a: [] for a in AMPS}
     for seed in range(args.seeds):
