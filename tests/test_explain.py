@@ -1,6 +1,7 @@
 """`archlab explain`: Grad-CAM against a hand-made reference, the Adebayo randomization check,
-IG completeness on a trained text model, permutation importance of an ignored feature, the
-CLI end to end on tiny runs, and its bad inputs."""
+IG completeness on a trained text model, permutation importance of an ignored feature and of a
+planted one per horizon step, wording that follows the data's step, the CLI end to end on tiny
+runs of every task and sales framing, and its bad inputs."""
 
 from __future__ import annotations
 
@@ -587,3 +588,21 @@ def test_explain_parity_run_per_feature(tmp_path: Path, capsys) -> None:
     m = json.loads((run / "metrics.json").read_text())
     assert s["test_wmae"] == pytest.approx(m["test_wmae"])
     assert s["ig_completeness_gap_relative_max"] < 0.01
+
+
+def test_report_names_the_horizon_and_each_framing(tmp_path: Path) -> None:
+    from archlab.report.explanations import explanation_blocks
+
+    exps = []
+    for key, extra in (("h39", {"framing": "horizon", "horizon": 39}), ("parity", {})):
+        where = tmp_path / "sales" / key / "s0" / "explain"
+        where.mkdir(parents=True)
+        s = {"task": "sales", "methods": ["permutation"], "files": [], "test_wmae": 1500.0,
+             "permutation": {"recent sales": {"wmae_rise": 80.0, "std": 1.0},
+                             "holiday flag": {"wmae_rise": 2.0, "std": 0.5}}, **extra}  # fmt: skip
+        (where / "explain.json").write_text(json.dumps(s))
+        exps.append({"kind": "run", "part": "sales", "key": key, "title": key,
+                     "runs": {"": ["s0"]}})  # fmt: skip
+    text = [b.content for b in explanation_blocks(tmp_path, tmp_path, exps) if b.kind == "p"]
+    assert "raises the 39-step test WMAE most: by 80.0 from 1,500.0" in text[0]
+    assert "Shuffling `recent sales` raises test WMAE most" in text[1]
