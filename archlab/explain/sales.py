@@ -9,6 +9,7 @@ share (wording, groups, IG, permutation, charts) in archlab/explain/sales_common
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,21 +36,12 @@ from archlab.explain.sales_common import (
 
 def explain_run(req: ExplainRequest) -> dict[str, Any]:
     from archlab.runner import load_run
-    from archlab.tasks.forecast import SalesForecast
-    from archlab.tasks.sales_horizon import HorizonForecast
-    from archlab.tasks.sales_parity import SalesParity
 
     if req.inputs:
         return _explain_inputs(req)
     cfg, task, model, bundle = load_run(req.run_dir)
     model.eval()
-    if isinstance(task, HorizonForecast):
-        return sales_horizon.explain(req, cfg, task, model, bundle)
-    if isinstance(task, SalesParity):
-        return sales_parity.explain(req, cfg, task, model, bundle)
-    if not isinstance(task, SalesForecast):
-        raise ArchlabError(f"{req.run_dir}: no explanation for a {type(task).__name__} run")
-    return _explain_next_step(req, cfg, task, model, bundle)
+    return VIEWS[task.fitted.kind](req, cfg, task, model, bundle)
 
 
 def _explain_next_step(
@@ -140,22 +132,28 @@ def _explain_next_step(
     return out
 
 
+# Each framing's view of a run, by the kind of its fitted state (fitted.json's "kind").
+VIEWS: dict[str, Callable[..., dict[str, Any]]] = {
+    "sales-forecast": _explain_next_step,
+    "sales-horizon": sales_horizon.explain,
+    "sales-parity": sales_parity.explain,
+}
+
+
 def _explain_inputs(req: ExplainRequest) -> dict[str, Any]:
     """IG of the next-step forecast of each series in history CSVs (as ``predict`` reads)."""
     from archlab.runner import restore_task
-    from archlab.tasks.forecast import SalesForecast
-    from archlab.tasks.sales_horizon import HorizonForecast
 
     if "ig" not in req.methods:
         raise ArchlabError(
             "--method permutation needs the test split's actual sales; for history CSVs use ig"
         )
     cfg, task, model = restore_task(req.run_dir)
-    if not isinstance(task, SalesForecast):
-        what = "a horizon" if isinstance(task, HorizonForecast) else "a parity"
+    if task.fitted.kind != "sales-forecast":
         raise ArchlabError(
-            f"{req.run_dir}: explaining history CSVs covers next-step runs, and this is "
-            f"{what} run: give no inputs to explain its test split"
+            f"{req.run_dir}: explaining history CSVs covers next-step runs, and this is a "
+            f"{task.fitted.kind.removeprefix('sales-')} run: give no inputs to explain its "
+            "test split"
         )
     fz = task.fitted.featurizer
     names = list(fz.feature_names)
