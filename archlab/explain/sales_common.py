@@ -19,7 +19,11 @@ from archlab.explain import frozen
 
 IDENTITY = "series identity"  # the store/department embeddings (permutation only: ids)
 PERMUTATION_SAMPLES = 10_000  # test samples scored by permutation importance (--limit 0: all)
-CHUNK = 4096  # samples per forward pass (and per IG pass, divided by the step count x 8)
+CHUNK = 4096  # samples per forward pass
+# Input positions (samples x IG steps x sequence length) per IG pass: what its backward keeps
+# grows with all three. 2**19 is a next-step Walmart window (17 steps) x 50 IG steps x 617
+# samples; a 39-week horizon window (55 steps) then takes 190 samples per pass.
+IG_POSITIONS = 1 << 19
 
 
 # --- wording ---
@@ -178,7 +182,7 @@ def _ig_pass(
     net: nn.Module, x: torch.Tensor, args: tuple[torch.Tensor, ...], steps: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     ig = IntegratedGradients(net)
-    chunk = max(1, CHUNK * 8 // steps)
+    chunk = max(1, IG_POSITIONS // (steps * x.shape[1]))
     attrs, deltas = [], []
     # cuDNN's RNN backward refuses eval mode; the native kernels compute the same thing.
     with torch.backends.cudnn.flags(enabled=False), frozen(net):

@@ -9,7 +9,7 @@ data.val_steps of the H steps (the rest are masked).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -74,6 +74,18 @@ def _ig_by_step(
     return grid, torch.cat(gaps)
 
 
+class _View(NamedTuple):
+    """What both views of one run share."""
+
+    req: ExplainRequest
+    model: nn.Module
+    task: Any
+    data: SalesTensors  # the test origin's samples
+    groups: dict[str, list[int]]
+    labels: list[str]  # the forecast steps, "1".."H"
+    xlabel: str
+
+
 def explain(
     req: ExplainRequest, cfg: Any, task: Any, model: nn.Module, bundle: Any
 ) -> dict[str, Any]:
@@ -85,8 +97,8 @@ def explain(
     groups = feature_groups(
         names, fz.covariates, cfg.data.markdown_columns, words, fz.known_covariates
     )
-    labels = [str(h + 1) for h in range(H)]
-    xlabel = f"forecast step ({words.step}s after the origin)"
+    view = _View(req, model, task, data, groups, [str(h + 1) for h in range(H)],
+                 f"forecast step ({words.step}s after the origin)")  # fmt: skip
     out: dict[str, Any] = {
         "framing": "horizon",
         "model": cfg.model.name,
@@ -98,74 +110,84 @@ def explain(
         "n_test": len(data.x),
     }
     if "ig" in req.methods:
-        sel = subset(len(data.x), req.limit).to(data.x.device)
-        part = SalesTensors(*(t[sel] for t in data))
-        grid, gaps = _ig_by_step(req, model, task, part, groups, signed=False)
-        rows = list(zip(groups, grid, strict=True))
-        out["ig_by_step"] = {g: [round(float(v), 3) for v in r] for g, r in rows}
-        out["ig_mean_abs_sales"] = {g: float(r.mean()) for g, r in rows}
-        out.update(gap_summary(gaps))
-        out["n_ig"] = len(sel)
-        path = req.out / "ig_horizon_steps.png"
-        heatmap(grid, list(groups), labels, xlabel, "mean |IG attribution| (sales units)",
-                f"Integrated gradients per forecast step and group ({len(sel):,} test series)",
-                path, signed=False)  # fmt: skip
-        out["files"].append(path.name)
-        path = req.out / "ig_feature_groups.png"
-        bar_chart(out["ig_mean_abs_sales"], None,
-                  "mean |IG attribution| per forecast (sales units, mean over the steps)",
-                  "Integrated gradients by feature group (test split)", path)  # fmt: skip
-        out["files"].append(path.name)
-        label, one = _series_sample(bundle.context, req.series, len(data.x))
-        single = SalesTensors(*(t[one] for t in data))
-        grid1, _ = _ig_by_step(req, model, task, single, groups, signed=True)
-        path = req.out / "ig_series_horizon.png"
-        heatmap(grid1, list(groups), labels, xlabel, "IG attribution (sales units)",
-                f"Series {label}: attribution per forecast step and group", path)  # fmt: skip
-        out["series"] = {
-            "label": label,
-            "by_group_and_step": {g: [round(float(v), 3) for v in r]
-                                  for g, r in zip(groups, grid1, strict=True)},
-        }  # fmt: skip
-        out["files"].append(path.name)
+        _ig_views(view, bundle.context, out)
     if "permutation" in req.methods:
-        sel = subset(len(data.x), PERMUTATION_SAMPLES if req.limit else 0).to(data.x.device)
-        part = SalesTensors(*(t[sel] for t in data))
-        t_part = part.targets.cpu()
-
-        def score(o: torch.Tensor) -> list[float]:
-            m = task.metrics(o.cpu(), t_part)
-            by = [np.nan if v is None else v for v in m["wmae_by_step"]]
-            return [m["wmae"], *by, *[np.nan] * (H - len(by))]  # steps without rows: NaN
-
-        imp = permutation_importance(
-            Forecast(model, task), part, groups, score,
-            identity=len(getattr(model, "embeddings", ())) > 0,
-        )  # fmt: skip
-        ref = imp.pop("_reference")
-        out["permutation"] = imp
-        out["test_wmae"] = ref["wmae"]
-        out["test_wmae_by_step"] = ref["wmae_by_step"]
-        out["n_permutation"] = len(sel)
-        out["permutation_note"] = SHARED
-        path = req.out / "permutation_importance.png"
-        bar_chart(
-            {g: v["wmae_rise"] for g, v in imp.items()},
-            {g: v["std"] for g, v in imp.items()},
-            f"rise in horizon WMAE when shuffled ({len(sel):,} test series, "
-            f"WMAE {ref['wmae']:,.0f})",
-            f"Permutation importance by feature group ({H}-step horizon)",
-            path,
-        )
-        out["files"].append(path.name)
-        rise = np.array(
-            [[np.nan if v is None else v for v in imp[g]["wmae_rise_by_step"]] for g in imp]
-        )
-        path = req.out / "permutation_by_step.png"
-        heatmap(rise, list(imp), labels, xlabel, "rise in WMAE of the step",
-                "Permutation importance per forecast step", path)  # fmt: skip
-        out["files"].append(path.name)
+        _permutation_views(view, out)
     return out
+
+
+def _ig_views(v: _View, context: Any, out: dict[str, Any]) -> None:
+    """IG per forecast step and group over ``--limit`` series, and signed for ``--series``."""
+    sel = subset(len(v.data.x), v.req.limit).to(v.data.x.device)
+    part = SalesTensors(*(t[sel] for t in v.data))
+    grid, gaps = _ig_by_step(v.req, v.model, v.task, part, v.groups, signed=False)
+    rows = list(zip(v.groups, grid, strict=True))
+    out["ig_by_step"] = {g: [round(float(x), 3) for x in r] for g, r in rows}
+    out["ig_mean_abs_sales"] = {g: float(r.mean()) for g, r in rows}
+    out.update(gap_summary(gaps))
+    out["n_ig"] = len(sel)
+    path = v.req.out / "ig_horizon_steps.png"
+    heatmap(grid, list(v.groups), v.labels, v.xlabel, "mean |IG attribution| (sales units)",
+            f"Integrated gradients per forecast step and group ({len(sel):,} test series)",
+            path, signed=False)  # fmt: skip
+    out["files"].append(path.name)
+    path = v.req.out / "ig_feature_groups.png"
+    bar_chart(out["ig_mean_abs_sales"], None,
+              "mean |IG attribution| per forecast (sales units, mean over the steps)",
+              "Integrated gradients by feature group (test split)", path)  # fmt: skip
+    out["files"].append(path.name)
+    label, one = _series_sample(context, v.req.series, len(v.data.x))
+    single = SalesTensors(*(t[one] for t in v.data))
+    grid1, _ = _ig_by_step(v.req, v.model, v.task, single, v.groups, signed=True)
+    path = v.req.out / "ig_series_horizon.png"
+    heatmap(grid1, list(v.groups), v.labels, v.xlabel, "IG attribution (sales units)",
+            f"Series {label}: attribution per forecast step and group", path)  # fmt: skip
+    out["series"] = {
+        "label": label,
+        "by_group_and_step": {g: [round(float(x), 3) for x in r]
+                              for g, r in zip(v.groups, grid1, strict=True)},
+    }  # fmt: skip
+    out["files"].append(path.name)
+
+
+def _permutation_views(v: _View, out: dict[str, Any]) -> None:
+    """Permutation importance on the horizon WMAE, overall and per forecast step."""
+    H = len(v.labels)
+    sel = subset(len(v.data.x), PERMUTATION_SAMPLES if v.req.limit else 0).to(v.data.x.device)
+    part = SalesTensors(*(t[sel] for t in v.data))
+    t_part = part.targets.cpu()
+
+    def score(o: torch.Tensor) -> list[float]:
+        m = v.task.metrics(o.cpu(), t_part)
+        by = [np.nan if x is None else x for x in m["wmae_by_step"]]
+        return [m["wmae"], *by, *[np.nan] * (H - len(by))]  # steps without rows: NaN
+
+    imp = permutation_importance(
+        Forecast(v.model, v.task), part, v.groups, score,
+        identity=len(getattr(v.model, "embeddings", ())) > 0,
+    )  # fmt: skip
+    ref = imp.pop("_reference")
+    out["permutation"] = imp
+    out["test_wmae"] = ref["wmae"]
+    out["test_wmae_by_step"] = ref["wmae_by_step"]
+    out["n_permutation"] = len(sel)
+    out["permutation_note"] = SHARED
+    path = v.req.out / "permutation_importance.png"
+    bar_chart(
+        {g: x["wmae_rise"] for g, x in imp.items()},
+        {g: x["std"] for g, x in imp.items()},
+        f"rise in horizon WMAE when shuffled ({len(sel):,} test series, WMAE {ref['wmae']:,.0f})",
+        f"Permutation importance by feature group ({H}-step horizon)",
+        path,
+    )
+    out["files"].append(path.name)
+    rise = np.array(
+        [[np.nan if x is None else x for x in imp[g]["wmae_rise_by_step"]] for g in imp]
+    )
+    path = v.req.out / "permutation_by_step.png"
+    heatmap(rise, list(imp), v.labels, v.xlabel, "rise in WMAE of the step",
+            "Permutation importance per forecast step", path)  # fmt: skip
+    out["files"].append(path.name)
 
 
 def _series_sample(context: Any, series: str, n: int) -> tuple[str, torch.Tensor]:
