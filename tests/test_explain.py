@@ -1,6 +1,7 @@
 """`archlab explain`: Grad-CAM against a hand-made reference, the Adebayo randomization check,
-IG completeness on a trained text model, permutation importance of an ignored feature, the
-CLI end to end on tiny runs, and its bad inputs."""
+IG completeness on a trained text model, permutation importance of an ignored feature and of a
+planted one per horizon step, wording that follows the data's step, the CLI end to end on tiny
+runs of every task and sales framing, and its bad inputs."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from torch import nn
 from archlab import runner
 from archlab.cli import main
 from archlab.data.sales_features import feature_layout
-from archlab.explain import images, sales, text
+from archlab.explain import ExplainRequest, images, sales_common, sales_horizon, text
+from archlab.explain.sales_common import SalesTensors, step_words
 from archlab.models import MODELS, models_for
 
 QUIET = ["--set", "train.threads=1", "--set", "train.progress=off"]
@@ -267,14 +269,59 @@ def test_class_tokens_rank_by_total_attribution() -> None:
 
 
 # --- sales ---
+@pytest.mark.parametrize(
+    ("step_days", "season", "horizon", "season_ago", "target"),
+    [
+        (7, 52, 1, "same week last year", "the week being forecast"),
+        (7, 52, 39, "same week last year", "the week being forecast"),
+        (1, 7, 1, "same day last week", "the day being forecast"),
+        (1, 7, 28, "same day last week or earlier", "the day being forecast"),
+        (1, 365, 1, "same day last year", "the day being forecast"),
+        (30, 12, 1, "same month last year", "the month being forecast"),
+        (1, 5, 1, "5 steps earlier", "the day being forecast"),
+        (3, 122, 1, "122 steps earlier", "the 3-day step being forecast"),
+    ],
+)
+def test_wording_follows_the_step_and_season(
+    step_days: int, season: int, horizon: int, season_ago: str, target: str
+) -> None:
+    w = step_words(step_days, season, horizon)
+    assert (w.season_ago, w.target) == (season_ago, target)
+
+
 def test_feature_groups_cover_every_input_by_meaning() -> None:
-    names = feature_layout(["Temperature", "MarkDown1", "MarkDown1_missing", "CPI"], True)
-    groups = sales.feature_groups(names, ("MarkDown1",))
+    covs = ["Temperature", "MarkDown1", "MarkDown1_missing", "CPI"]
+    names = feature_layout(covs, True)
+    groups = sales_common.feature_groups(names, covs, ("MarkDown1",), step_words(7, 52))
     assert sorted(i for c in groups.values() for i in c) == list(range(len(names)))
     assert [names[i] for i in groups["markdowns"]] == ["MarkDown1", "MarkDown1_missing"]
     assert [names[i] for i in groups["event flags"]] == ["event", "event_last_year"]
+    assert [names[i] for i in groups["covariates"]] == ["Temperature", "CPI"]
     assert "sales" in [names[i] for i in groups["recent sales"]]
-    assert "sales_last_year" in [names[i] for i in groups["last year's steps"]]
+    assert "sales_last_year" in [names[i] for i in groups["same week last year"]]
+
+
+def test_horizon_feature_groups_by_role_and_daily_wording() -> None:
+    from archlab.data.sales_horizon import HorizonFeaturizer
+
+    fz = HorizonFeaturizer(
+        series_keys=("store_nbr",), series=((1,),), offset=(0.0,), scale=(1.0,),
+        key_vocab=((1,),), covariates=("onpromotion", "oil"), known_covariates=("onpromotion",),
+        cov_mean=(0.0, 0.0), cov_std=(1.0, 1.0), step_days=1, season=7, window=7, horizon=14,
+        events=(), min_scale=1.0, level_steps=7, level_weight=0.5,
+    )  # fmt: skip
+    names = fz.feature_names
+    words = step_words(fz.step_days, fz.season, fz.horizon)
+    groups = sales_common.feature_groups(names, fz.covariates, (), words, fz.known_covariates)
+    assert sorted(i for c in groups.values() for i in c) == list(range(len(names)))
+    named = {g: [names[i] for i in c] for g, c in groups.items()}
+    assert named["known covariates"] == ["onpromotion"]
+    assert named["past-only covariates"] == ["oil"]
+    assert named["same day last week or earlier"] == [
+        "ref_sales", "ref_observed", "ref_smoothed", "ref_group_smoothed"
+    ]  # fmt: skip
+    assert named["level shift"] == ["level_shift"]
+    assert "last year" not in " ".join(groups)
 
 
 def test_permutation_of_an_ignored_feature_leaves_wmae_unchanged() -> None:
@@ -296,19 +343,78 @@ def test_permutation_of_an_ignored_feature_leaves_wmae_unchanged() -> None:
     with torch.no_grad():
         model.rnn.weight_ih_l0[:, 3:] = 0.0
     targets = torch.stack([y, torch.ones(n), torch.zeros(n), torch.zeros(n)], 1)
-    data = sales.SalesTensors(x, torch.zeros((n, 0), dtype=torch.long), torch.zeros(n), targets)
+    data = SalesTensors(x, torch.zeros((n, 0), dtype=torch.long), torch.zeros(n), targets)
     hol = np.zeros(n, bool)
 
     def score(out: torch.Tensor) -> float:
         return wmae(y.double().numpy(), out.double().numpy(), hol)
 
-    imp = sales.permutation_importance(model.eval(), data, {"used": [0], "ignored": [3, 4]}, score)
+    imp = sales_common.permutation_importance(
+        lambda x, cats, base: base + model.eval()(x, cats),
+        data,
+        {"used": [0], "ignored": [3, 4]},
+        score,
+    )
     ref = imp["_reference"]["wmae"]
     assert abs(imp["ignored"]["wmae_rise"]) < 1e-6 * ref
     assert imp["used"]["wmae_rise"] > 0.5 * ref
-    attr, _ = sales.integrated_gradients(model, x[:50], data.cats[:50])
+    attr, _ = sales_common.integrated_gradients(model, x[:50], (data.cats[:50],))
     assert attr.shape == (50, steps, feats) and (attr[:, :, 3:] == 0).all()
     assert attr[:, :, 0].abs().sum() > 0
+
+
+class _ResidualTask:
+    """A task's step as the sales tasks define it: the base plus the network's correction."""
+
+    @staticmethod
+    def step(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, object]:
+        x, cats, base, y = batch
+        return base + model(x, cats), y
+
+
+def test_horizon_explanations_rank_a_planted_signal_first(tmp_path: Path) -> None:
+    """An H-step network trained on targets made of column 2 at the future steps (and a little
+    of column 0 at the origin): shuffling column 2 raises the horizon WMAE most, at every
+    step, and IG gives it the largest attribution at every step; columns 1 and 3 are noise."""
+    from archlab.metrics import wmae
+
+    g = torch.Generator().manual_seed(0)
+    n, W, H, feats = 300, 4, 3, 4
+    x = torch.randn((n, W + H, feats), generator=g)
+    y = 2 * x[:, W:, 2] + 0.5 * x[:, W - 1 : W, 0]  # (n, H)
+    torch.manual_seed(0)
+    model = MODELS["gru"].build(input_size=feats, hidden_size=16, num_layers=1, horizon=H)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        F.l1_loss(model(x), y).backward()
+        opt.step()
+    model.eval()
+    targets = torch.stack([y, torch.ones(n, H), torch.zeros(n, H)], -1)
+    data = SalesTensors(x, torch.zeros((n, 0), dtype=torch.long), torch.zeros(n, H), targets)
+    hol = np.zeros(n, bool)
+
+    def score(out: torch.Tensor) -> list[float]:
+        a, p = y.double().numpy(), out.double().numpy()
+        return [wmae(a.ravel(), p.ravel(), np.zeros(n * H, bool)),
+                *(wmae(a[:, h], p[:, h], hol) for h in range(H))]  # fmt: skip
+
+    groups = {"origin": [0], "noise": [1, 3], "planted": [2]}
+    task = _ResidualTask()
+    imp = sales_common.permutation_importance(
+        sales_common.Forecast(model, task), data, groups, score
+    )
+    ref = imp.pop("_reference")
+    assert len(ref["wmae_by_step"]) == H
+    assert max(imp, key=lambda k: imp[k]["wmae_rise"]) == "planted"
+    for h in range(H):
+        assert max(imp, key=lambda k: imp[k]["wmae_rise_by_step"][h]) == "planted"
+    req = ExplainRequest(run_dir=tmp_path, out=tmp_path, steps=16)
+    part = SalesTensors(*(t[:40] for t in data))
+    grid, gaps = sales_horizon._ig_by_step(req, model, task, part, groups, signed=False)
+    assert grid.shape == (3, H) and gaps.shape == (40 * H,)
+    assert (grid[2] > grid[0]).all() and (grid[2] > grid[1]).all()
+    assert float(gaps.max()) < 0.01
 
 
 # --- end to end: the CLI on tiny runs ---
@@ -394,6 +500,7 @@ def test_explain_sales_run(tmp_path: Path, capsys) -> None:
         json.loads((run / "metrics.json").read_text())["test_wmae"]
     )
     assert set(s["permutation"]) == {*s["groups"], "series identity"}
+    assert "same week last year" in s["groups"] and s["words"]["step"] == "week"
     assert s["ig_completeness_gap_relative_max"] < 0.01
     _, s2 = _explain(capsys, str(run), "--method", "permutation", "--out", str(tmp_path / "p"))
     assert s2["files"] == ["permutation_importance.png"]
@@ -420,15 +527,82 @@ def test_explain_needs_a_finished_run(tmp_path: Path, capsys) -> None:
     _fails(capsys, [str(tmp_path)], "not a run directory")
 
 
-def test_explain_says_which_sales_runs_it_covers(tmp_path: Path, capsys) -> None:
+def _daily_run(tmp_path: Path, capsys: pytest.CaptureFixture, *sets: str) -> tuple[Path, Path]:
+    from tests.test_sales import write_daily_panel
+
+    path = write_daily_panel(tmp_path / "transactions.csv")  # 3 stores x 120 days
+    goal = ["data.target=transactions", "data.date_column=date", "data.series_keys=store_nbr"]
+    tiny = ["train.max_steps_per_epoch=2", *sets]
+    argv = ["--task", "sales", "--model", "gru", "--data", str(path), "--epochs", "1"]
+    run = _train(capsys, *argv, "--out", str(tmp_path / "runs"),
+                 *(f"--set={kv}" for kv in goal + tiny))  # fmt: skip
+    return path, run
+
+
+def test_explain_horizon_run_per_step_and_group_in_days(tmp_path: Path, capsys) -> None:
+    path, run = _daily_run(tmp_path, capsys, "data.horizon=14", "data.val_steps=7",
+                           "data.window=7")  # fmt: skip
+    _, s = _explain(capsys, str(run), "--steps", "8", "--series", "store_nbr=2")
+    assert s["framing"] == "horizon" and s["horizon"] == 14 and s["n_test"] == 3
+    assert s["files"] == ["ig_horizon_steps.png", "ig_feature_groups.png",
+                          "ig_series_horizon.png", "permutation_importance.png",
+                          "permutation_by_step.png"]  # fmt: skip
+    assert s["words"]["target"] == "the day being forecast"
+    assert "same day last week or earlier" in s["groups"]
+    assert "last year" not in json.dumps(s) and "week being" not in json.dumps(s)
+    assert set(s["ig_by_step"]) == set(s["groups"])
+    assert all(len(v) == 14 for v in s["ig_by_step"].values())
+    assert s["ig_completeness_gap_relative_max"] < 0.01
+    assert s["series"]["label"] == "store_nbr=2"
+    assert all(len(v) == 14 for v in s["series"]["by_group_and_step"].values())
+    m = json.loads((run / "metrics.json").read_text())
+    assert s["test_wmae"] == pytest.approx(m["test_wmae"])
+    assert s["test_wmae_by_step"] == pytest.approx(m["test_wmae_by_step"])
+    assert set(s["groups"]) <= set(s["permutation"])
+    assert all(len(v["wmae_rise_by_step"]) == 14 for v in s["permutation"].values())
+    _fails(capsys, [str(run), str(path)], "covers next-step runs", "horizon")
+    _fails(capsys, [str(run), "--series", "store_nbr=9"], "store_nbr=9", "no such series")
+
+
+def test_explain_next_step_run_on_daily_data_says_days(tmp_path: Path, capsys) -> None:
+    _, run = _daily_run(tmp_path, capsys)
+    _, s = _explain(capsys, str(run), "--method", "ig", "--steps", "8", "--limit", "16")
+    assert s["words"] == {"step": "day", "season_ago": "same day last week",
+                          "target": "the day being forecast"}  # fmt: skip
+    assert "same day last week" in s["groups"] and "last year" not in json.dumps(s)
+
+
+def test_explain_parity_run_per_feature(tmp_path: Path, capsys) -> None:
     from tests.test_sales import write_panel
 
     panel = write_panel(tmp_path / "walmart")
-    sets = ["--set", "data.horizon=8", "--set", "data.val_steps=4", "--set", "data.window=4",
-            "--set", "train.progress=off", "--set", "train.threads=1"]  # fmt: skip
-    argv = ["train", "--preset", "sales-gru-smoke", "--data", str(panel), "--out",
-            str(tmp_path / "runs"), *sets]  # fmt: skip
-    assert main(argv) == 0
-    run = capsys.readouterr().out.strip().splitlines()[-1]
-    _fails(capsys, [run], "explain covers next-step sales runs",
-           "it forecasts 8 steps at once (data.horizon=8)")  # fmt: skip
+    run = _train(capsys, "--preset", "sales-rnn-parity-smoke", "--data", str(panel),
+                 "--out", str(tmp_path / "runs"))  # fmt: skip
+    _, s = _explain(capsys, str(run), "--steps", "8")
+    assert s["framing"] == "parity"
+    assert s["files"] == ["ig_features.png", "permutation_importance.png"]
+    fitted = json.loads((run / "fitted.json").read_text())
+    features = [*fitted["numeric_features"], *fitted["onehot_features"]]
+    assert sorted(s["permutation"]) == sorted(s["ig_mean_abs_sales"]) == sorted(features)
+    assert s["groups"]["Store"] == ["Store=1", "Store=2"]
+    m = json.loads((run / "metrics.json").read_text())
+    assert s["test_wmae"] == pytest.approx(m["test_wmae"])
+    assert s["ig_completeness_gap_relative_max"] < 0.01
+
+
+def test_report_names_the_horizon_and_each_framing(tmp_path: Path) -> None:
+    from archlab.report.explanations import explanation_blocks
+
+    exps = []
+    for key, extra in (("h39", {"framing": "horizon", "horizon": 39}), ("parity", {})):
+        where = tmp_path / "sales" / key / "s0" / "explain"
+        where.mkdir(parents=True)
+        s = {"task": "sales", "methods": ["permutation"], "files": [], "test_wmae": 1500.0,
+             "permutation": {"recent sales": {"wmae_rise": 80.0, "std": 1.0},
+                             "holiday flag": {"wmae_rise": 2.0, "std": 0.5}}, **extra}  # fmt: skip
+        (where / "explain.json").write_text(json.dumps(s))
+        exps.append({"kind": "run", "part": "sales", "key": key, "title": key,
+                     "runs": {"": ["s0"]}})  # fmt: skip
+    text = [b.content for b in explanation_blocks(tmp_path, tmp_path, exps) if b.kind == "p"]
+    assert "raises the 39-step test WMAE most: by 80.0 from 1,500.0" in text[0]
+    assert "Shuffling `recent sales` raises test WMAE most" in text[1]

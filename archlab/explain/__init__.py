@@ -51,7 +51,7 @@ class ExplainRequest:
     inputs: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
     steps: int = 50  # integrated-gradients steps (Gauss-Legendre nodes)
-    series: str = ""  # sales: "Store=1,Dept=1" for the per-time-step view ("" = largest)
+    series: str = ""  # sales: "Store=1,Dept=1" for the one-series view ("" = largest)
     top: int = 1  # per class: how many most-confident right and wrong predictions
     limit: int = 1000  # test samples for the aggregate attribution views (0 = all)
 
@@ -131,18 +131,15 @@ STUDY_LIMITS = {"smoke": 64, "demo-tiny": 64}  # other profiles: ExplainRequest'
 def explain_study(
     out: Path, experiments: list[dict[str, Any]], profile: str, log: Callable[[str], None]
 ) -> None:
-    """Explain the first seed of each trained experiment of a study (not the ablations, not
-    the sales parity framing, which has no time steps) into its RUN_DIR/explain/; finished
-    explanations are kept, so a re-run resumes. A failure is logged and the study goes on."""
-    from archlab.runner import load_config
-
+    """Explain the first seed of each trained experiment of a study (not the ablations) into
+    its RUN_DIR/explain/; finished explanations are kept, so a re-run resumes. A failure is
+    logged and the study goes on."""
     knobs = {"limit": STUDY_LIMITS[profile]} if profile in STUDY_LIMITS else {}
     for exp in experiments:
         if exp["kind"] != "run":
             continue
         run_dir = Path(out) / exp["part"] / exp["key"] / exp["runs"][""][0]
-        cfg = load_config(run_dir)
-        if (run_dir / "explain" / SUMMARY).exists() or getattr(cfg.data, "framing", "") == "parity":
+        if (run_dir / "explain" / SUMMARY).exists():
             continue
         log(f"[{exp['part']}] explaining {exp['title']} ({run_dir.name})")
         try:

@@ -39,8 +39,11 @@ def explanation_blocks(out: Path, report_dir: Path, exps: list[dict[str, Any]]) 
         else:
             imp = s.get("permutation", {})
             top = max(imp, key=lambda g: imp[g]["wmae_rise"]) if imp else ""
+            # Horizon runs score all H steps from one origin; older summaries have no framing.
+            horizon = s.get("horizon") if s.get("framing") == "horizon" else None
+            what = f"the {horizon}-step test WMAE" if horizon else "test WMAE"
             note = (
-                f"Shuffling `{top}` raises test WMAE most: by {imp[top]['wmae_rise']:,.1f} "
+                f"Shuffling `{top}` raises {what} most: by {imp[top]['wmae_rise']:,.1f} "
                 f"from {s['test_wmae']:,.1f}."
                 if top
                 else "Integrated gradients by feature group."

@@ -1,0 +1,202 @@
+"""Explanations of horizon sales runs (data.horizon > 1): integrated gradients of each forecast
+step by feature group, and permutation importance on the horizon WMAE, overall and per step.
+
+Both read the test split at the test origin: the forecasts whose WMAE the run reports (its
+backtest origins are left out). An explanation chooses nothing, so reading test rows leaks
+nothing into the run; the validation split would show less, since it scores only the first
+data.val_steps of the H steps (the rest are masked).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from archlab.explain import ExplainRequest, subset
+from archlab.explain.sales_common import (
+    PERMUTATION_SAMPLES,
+    Forecast,
+    SalesTensors,
+    bar_chart,
+    completeness,
+    feature_groups,
+    gap_summary,
+    heatmap,
+    integrated_gradients,
+    load_split,
+    permutation_importance,
+    series_rows,
+    step_words,
+)
+
+ROWS = "test split, test origin only (the forecasts the run's test WMAE scores)"
+# Every test sample is forecast from the same origin, so they share the dates.
+SHARED = (
+    "shuffling moves samples across series at one origin: a group every series shares on "
+    "those dates (calendar, holidays, a covariate common to all stores) shows no rise; "
+    "integrated gradients still show what the network reads from it"
+)
+
+
+def _at_test_origin(data: SalesTensors) -> SalesTensors:
+    """The samples forecast from the test origin: targets (N, H, 6) carry each sample's backtest
+    number in their last column, 0 for the test origin (archlab/tasks/sales_horizon.py)."""
+    keep = torch.nonzero(data.targets[:, 0, 5] == 0).squeeze(1)
+    return SalesTensors(*(t[keep] for t in data))
+
+
+def _ig_by_step(
+    req: ExplainRequest,
+    model: nn.Module,
+    task: Any,
+    data: SalesTensors,
+    groups: dict[str, list[int]],
+    signed: bool,
+) -> tuple[np.ndarray, torch.Tensor]:
+    """(groups, H): per forecast step, each group's IG attribution summed over its columns and
+    every input position, in sales units: the mean over samples of its absolute value, or
+    (``signed``) of the value itself; and the relative completeness gaps of all (sample, step)."""
+    H = data.targets.shape[1]
+    scale = data.targets[:, 0, 1]
+    args = (data.cats, data.base)
+    grid, gaps = np.zeros((len(groups), H)), []
+    for h in range(H):
+        net = Forecast(model, task, h)
+        attr, delta = integrated_gradients(net, data.x, args, req.steps)
+        a = attr * scale[:, None, None]
+        for i, cols in enumerate(groups.values()):
+            per = a[:, :, cols].sum((1, 2))
+            grid[i, h] = float((per if signed else per.abs()).mean())
+        gaps.append(completeness(net, data.x, args, delta))
+    return grid, torch.cat(gaps)
+
+
+class _View(NamedTuple):
+    """What both views of one run share."""
+
+    req: ExplainRequest
+    model: nn.Module
+    task: Any
+    data: SalesTensors  # the test origin's samples
+    groups: dict[str, list[int]]
+    labels: list[str]  # the forecast steps, "1".."H"
+    xlabel: str
+
+
+def explain(
+    req: ExplainRequest, cfg: Any, task: Any, model: nn.Module, bundle: Any
+) -> dict[str, Any]:
+    fz = task.fitted.featurizer
+    names = list(fz.feature_names)
+    data = _at_test_origin(load_split(bundle.test))
+    H = data.targets.shape[1]
+    words = step_words(fz.step_days, fz.season, H)
+    groups = feature_groups(
+        names, fz.covariates, cfg.data.markdown_columns, words, fz.known_covariates
+    )
+    view = _View(req, model, task, data, groups, [str(h + 1) for h in range(H)],
+                 f"forecast step ({words.step}s after the origin)")  # fmt: skip
+    out: dict[str, Any] = {
+        "framing": "horizon",
+        "model": cfg.model.name,
+        "horizon": H,
+        "words": words._asdict(),
+        "rows": ROWS,
+        "groups": {g: [names[i] for i in c] for g, c in groups.items()},
+        "files": [],
+        "n_test": len(data.x),
+    }
+    if "ig" in req.methods:
+        _ig_views(view, bundle.context, out)
+    if "permutation" in req.methods:
+        _permutation_views(view, out)
+    return out
+
+
+def _ig_views(v: _View, context: Any, out: dict[str, Any]) -> None:
+    """IG per forecast step and group over ``--limit`` series, and signed for ``--series``."""
+    sel = subset(len(v.data.x), v.req.limit).to(v.data.x.device)
+    part = SalesTensors(*(t[sel] for t in v.data))
+    grid, gaps = _ig_by_step(v.req, v.model, v.task, part, v.groups, signed=False)
+    rows = list(zip(v.groups, grid, strict=True))
+    out["ig_by_step"] = {g: [round(float(x), 3) for x in r] for g, r in rows}
+    out["ig_mean_abs_sales"] = {g: float(r.mean()) for g, r in rows}
+    out.update(gap_summary(gaps))
+    out["n_ig"] = len(sel)
+    path = v.req.out / "ig_horizon_steps.png"
+    heatmap(grid, list(v.groups), v.labels, v.xlabel, "mean |IG attribution| (sales units)",
+            f"Integrated gradients per forecast step and group ({len(sel):,} test series)",
+            path, signed=False)  # fmt: skip
+    out["files"].append(path.name)
+    path = v.req.out / "ig_feature_groups.png"
+    bar_chart(out["ig_mean_abs_sales"], None,
+              "mean |IG attribution| per forecast (sales units, mean over the steps)",
+              "Integrated gradients by feature group (test split)", path)  # fmt: skip
+    out["files"].append(path.name)
+    label, one = _series_sample(context, v.req.series, len(v.data.x))
+    single = SalesTensors(*(t[one] for t in v.data))
+    grid1, _ = _ig_by_step(v.req, v.model, v.task, single, v.groups, signed=True)
+    path = v.req.out / "ig_series_horizon.png"
+    heatmap(grid1, list(v.groups), v.labels, v.xlabel, "IG attribution (sales units)",
+            f"Series {label}: attribution per forecast step and group", path)  # fmt: skip
+    out["series"] = {
+        "label": label,
+        "by_group_and_step": {g: [round(float(x), 3) for x in r]
+                              for g, r in zip(v.groups, grid1, strict=True)},
+    }  # fmt: skip
+    out["files"].append(path.name)
+
+
+def _permutation_views(v: _View, out: dict[str, Any]) -> None:
+    """Permutation importance on the horizon WMAE, overall and per forecast step."""
+    H = len(v.labels)
+    sel = subset(len(v.data.x), PERMUTATION_SAMPLES if v.req.limit else 0).to(v.data.x.device)
+    part = SalesTensors(*(t[sel] for t in v.data))
+    t_part = part.targets.cpu()
+
+    def score(o: torch.Tensor) -> list[float]:
+        m = v.task.metrics(o.cpu(), t_part)
+        by = [np.nan if x is None else x for x in m["wmae_by_step"]]
+        return [m["wmae"], *by, *[np.nan] * (H - len(by))]  # steps without rows: NaN
+
+    imp = permutation_importance(
+        Forecast(v.model, v.task), part, v.groups, score,
+        identity=len(getattr(v.model, "embeddings", ())) > 0,
+    )  # fmt: skip
+    ref = imp.pop("_reference")
+    out["permutation"] = imp
+    out["test_wmae"] = ref["wmae"]
+    out["test_wmae_by_step"] = ref["wmae_by_step"]
+    out["n_permutation"] = len(sel)
+    out["permutation_note"] = SHARED
+    path = v.req.out / "permutation_importance.png"
+    bar_chart(
+        {g: x["wmae_rise"] for g, x in imp.items()},
+        {g: x["std"] for g, x in imp.items()},
+        f"rise in horizon WMAE when shuffled ({len(sel):,} test series, WMAE {ref['wmae']:,.0f})",
+        f"Permutation importance by feature group ({H}-step horizon)",
+        path,
+    )
+    out["files"].append(path.name)
+    rise = np.array(
+        [[np.nan if x is None else x for x in imp[g]["wmae_rise_by_step"]] for g in imp]
+    )
+    path = v.req.out / "permutation_by_step.png"
+    heatmap(rise, list(imp), v.labels, v.xlabel, "rise in WMAE of the step",
+            "Permutation importance per forecast step", path)  # fmt: skip
+    out["files"].append(path.name)
+
+
+def _series_sample(context: Any, series: str, n: int) -> tuple[str, torch.Tensor]:
+    """The test-origin sample of ``series`` ("" = the largest by test sales). The context's
+    rows at the test origin list each series' scored steps in the samples' order (by series)."""
+    rows = context.rows[context.rows.origin == 0]
+    label, idx = series_rows(rows, tuple(context.keys), series)
+    order = rows[context.keys].astype(str).agg(",".join, axis=1)
+    firsts = order.drop_duplicates()
+    assert len(firsts) == n, "one test-origin sample per series with a scored step"
+    at = int(np.flatnonzero(firsts.index == rows.index[int(idx[0])])[0])
+    return label, torch.tensor([at])
