@@ -9,8 +9,9 @@ what is known in advance is kept (calendar, holiday and event flags, last season
 covariates declared known). ``to_dict``/``from_dict`` save it as plain JSON in the run dir.
 
 Last season's reference for a future step h is the step ``season_lags(H, season)[h]`` earlier
-(never after the origin); its 3-step smoothing is also the residual baseline the network
-corrects and the ``seasonal_naive_3wk`` baseline of ``archlab.data.sales_baselines``. With
+(never after the origin); its ``smooth_steps``-step smoothing (3, or 1: the step alone) is
+also the residual baseline the network corrects (``seasonal_naive_3wk`` of
+``archlab.data.sales_baselines`` when 3). With
 ``level_steps`` N > 0 the series' level shift (the mean of the N steps up to the origin minus
 that of the same steps a season earlier) is one more future-step input, and ``level_weight``
 times it is added to that residual base (the ``level_seasonal_naive`` baseline).
@@ -84,6 +85,7 @@ class HorizonFeaturizer:
     # Defaults keep fitted.json files of runs from before the level shift readable.
     level_steps: int = 0
     level_weight: float = 0.0
+    smooth_steps: int = 3  # the default reads fitted.json files from before it existed
 
     @classmethod
     def fit(
@@ -102,6 +104,7 @@ class HorizonFeaturizer:
         min_scale: float = 1.0,
         level_steps: int = 0,
         level_weight: float = 0.0,
+        smooth_steps: int = 3,
     ) -> HorizonFeaturizer:
         offset, scale, n_obs = series_scalers(panel.y, n_train, min_scale)
         seen = n_obs > 0  # a series without training steps has no scaler: it is not "known"
@@ -130,6 +133,7 @@ class HorizonFeaturizer:
             min_scale=float(min_scale),
             level_steps=int(level_steps),
             level_weight=float(level_weight),
+            smooth_steps=int(smooth_steps),
         )
 
     # --- sizes ---
@@ -168,6 +172,8 @@ class HorizonFeaturizer:
         prev = np.concatenate([np.zeros((S, 1)), y0[:, :-1]], 1)
         nxt = np.concatenate([y0[:, 1:], np.zeros((S, 1))], 1)
         sm3, sm2 = (prev + y0 + nxt) / 3, (prev + y0) / 2
+        if self.smooth_steps == 1:  # last season's step alone
+            sm3 = sm2 = y0
 
         def scaled(a: np.ndarray) -> np.ndarray:
             return (a - offset[:, None]) / scale[:, None]
@@ -215,7 +221,7 @@ class HorizonFeaturizer:
         self, step: torch.Tensor, ref: torch.Tensor, s: torch.Tensor, origin: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Network inputs (N, window + H, F) for (series, origin) pairs, and the residual base
-        (N, H): last season's 3-step smoothing of each future step, in scaled units."""
+        (N, H): last season's smoothing of each future step, in scaled units."""
         W, H, dev = self.window, self.horizon, step.device
         lags = torch.from_numpy(season_lags(H, self.season)).to(dev)
         rel = torch.arange(-W + 1, H + 1, device=dev)  # positions relative to the origin

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from archlab.config import RunConfig
-from archlab.data import sales, sales_csv
+from archlab.data import sales, sales_csv, sales_recipe
 from archlab.data.sales_features import Features, SalesFeaturizer, auto_season, lag_at
 from archlab.errors import ArchlabError
 from archlab.rundir import FITTED, read_fitted
@@ -197,6 +197,7 @@ class ForecastData:
             resolved.update(
                 season=season, require_lags=(1, season) if lags == dflt.require_lags else lags
             )
+            resolved.update(sales_recipe.next_step(c0, step_days)[0])  # window, val_steps
         else:
             feat = fitted.featurizer
             if step_days != feat.step_days:
@@ -206,6 +207,7 @@ class ForecastData:
                 )
             run = resolved_config(c0, fitted.resolved)  # the run's season and required lags
             resolved.update(season=feat.season, require_lags=run.require_lags)
+            resolved.update(window=feat.window, val_steps=run.val_steps)
         c = resolved_config(c0, resolved)
         if fitted is None:
             covs = list(c.covariates) + (
@@ -222,6 +224,7 @@ class ForecastData:
         keys = list(c.series_keys)
         p = sales.build_panel(df, keys, c.date_column, c.target, c.holiday_column, covs, step_days)
         T = p.y.shape[1]
+        assert c.val_steps is not None
         n_train = T - c.test_steps - c.val_steps
         if n_train < 1:
             raise ArchlabError(

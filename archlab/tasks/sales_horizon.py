@@ -240,7 +240,7 @@ class HorizonForecast:
             )  # fmt: skip
             corr = model(x, torch.from_numpy(f.cats[s]))
             out = (base + c.correction_scale * corr).double().numpy()
-        fc = naive.smoothed_seasonal_naive(p.y, o, H, fz.season)  # (S, H): the fallback
+        fc = naive.smoothed_seasonal_naive(p.y, o, H, fz.season, fz.smooth_steps)  # fallback
         src = np.full(fc.shape, "baseline", dtype=object)
         fc[s] = out * f.scale[s, None] + f.offset[s, None]
         src[s] = "model"

@@ -23,7 +23,7 @@ import torch
 
 from archlab import rundir
 from archlab.config import RunConfig
-from archlab.data import sales
+from archlab.data import sales, sales_recipe
 from archlab.data import sales_baselines as naive
 from archlab.data.sales_features import auto_season
 from archlab.data.sales_horizon import HorizonFeaturizer
@@ -66,6 +66,10 @@ class HorizonFitted:
     def data_config(self, c: SalesDataConfig) -> SalesDataConfig:
         """``c`` with the values the data resolved when the run was trained."""
         return resolved_config(c, {k: v for k, v in self.resolved.items() if k != "step_days"})
+
+
+# The horizon recipe's fields a None of which the data decides (archlab/data/sales_recipe.py).
+RECIPE = ("window", "val_steps", "val_gap", "level_steps", "level_weight", "smooth_steps")
 
 
 class PeerInputs(NamedTuple):
@@ -126,6 +130,19 @@ class HorizonData:
         covs = list(c.covariates)
         p = sales.build_panel(df, keys, c.date_column, c.target, c.holiday_column, covs, step_days)
         S, T = p.y.shape
+        if fitted is None:
+            sales_recipe.check_season(c, c.season, T)
+            c, why = sales_recipe.horizon(c, step_days, c.season, T)
+        else:  # the run's own values
+            c = fitted.data_config(c)
+            why = {k: "run" for k in RECIPE}
+        assert c.val_steps is not None and c.val_gap is not None and c.window is not None
+        assert c.level_steps is not None and c.smooth_steps is not None
+        if c.backtest_origins > c.val_steps + 1:
+            raise ArchlabError(
+                f"invalid config value data.backtest_origins={c.backtest_origins}: at most "
+                f"data.val_steps + 1 = {c.val_steps + 1}"
+            )
         n_train = T - H - c.val_gap - c.val_steps
         if n_train < 2:
             gap = f" + data.val_gap={c.val_gap}" if c.val_gap else ""
@@ -134,10 +151,21 @@ class HorizonData:
                 f"{c.val_steps}{gap} leave {max(n_train, 0)} training steps (need >= 2): lower "
                 "data.horizon or data.val_steps" + (" or data.val_gap" if c.val_gap else "")
             )
+        # The level shift also reads a season back from the origin (data.level_steps steps).
+        first_train = c.season + max(c.window, c.level_steps) - 1
+        if c.level_weight is None:
+            w = sales_recipe.level_weight(p.y, n_train, first_train, c) if c.level_steps else 0.0
+            c = replace(c, level_weight=w)
+            why["level_weight"] = "data: fits the training origins best as a plain rule"
+        else:
+            why.setdefault("level_weight", "config")
+        if fitted is None:
+            resolved.update({k: getattr(c, k) for k in RECIPE if why[k] != "config"})
         fz = fitted.featurizer if fitted is not None else HorizonFeaturizer.fit(
             p, n_train, series_keys=keys, covariates=covs, known_covariates=c.known_covariates,
             step_days=step_days, season=c.season, window=c.window, horizon=H, events=c.events,
             min_scale=c.min_scale, level_steps=c.level_steps, level_weight=c.level_weight,
+            smooth_steps=c.smooth_steps,
         )  # fmt: skip
         if fitted is None:
             part = p.y[:, :n_train]
@@ -191,8 +219,6 @@ class HorizonData:
         # test origin, the val_gap steps included (the model then forecasts as deployed).
         n_fit = o_test + 1 if c.fit_through_val else n_train
         k_back = max(1, c.backtest_origins)
-        # The level shift also reads a season back from the origin (data.level_steps steps).
-        first_train = c.season + max(c.window, c.level_steps) - 1
         split = {
             # Training origins whose whole window has last season's steps, as the test
             # origin's has: earlier ones would teach the network a history without them.
@@ -229,7 +255,7 @@ class HorizonData:
         for k in range(k_back):
             o = o_test - k
             level = (c.level_steps, c.level_weight) if c.level_steps else None
-            base = naive.all_baselines(p.y, o, H, c.season, groups, SVD_RANK, level)
+            base = naive.all_baselines(p.y, o, H, c.season, groups, SVD_RANK, level, c.smooth_steps)
             s, hh = np.nonzero(observed[:, o + 1 : o + 1 + H])
             t = o + 1 + hh
             row_series.append(s)
@@ -280,6 +306,7 @@ class HorizonData:
             "input_size": fz.input_size,
             "feature_names": fz.feature_names,
             "known_covariates": list(c.known_covariates),
+            "recipe": {k: {"value": getattr(c, k), "from": why[k]} for k in RECIPE},
             "origins": {
                 "train": f"{str(dates[first_train])[:10]}..{str(dates[n_fit - 2])[:10]}",
                 "val": str(dates[n_train - 1])[:10],
@@ -292,6 +319,9 @@ class HorizonData:
             "test_last_date": str(dates[T - 1])[:10],
             "series_without_training_steps": int(S - len(fz.series)),
         }
+        ends = _series_ends(observed, dates, o_test)
+        if ends:
+            info["series_ending_early"] = ends["count"]
         notes = [
             f"data: {c.path}, {S} series x {T} steps of {step_days} days; horizon {H} steps, "
             f"season {c.season}",
@@ -302,6 +332,8 @@ class HorizonData:
             + f"), test {info['origins']['test']} "
             f"({sizes['test']} targets"
             + (f" over {k_back} backtest origins)" if k_back > 1 else ")"),
+            *sales_recipe.describe(c, why),
+            *([ends["note"]] if ends else []),
             *peer_note,  # before training starts: the run goes on without this baseline
             *sales.reading_notes(df),
         ]
@@ -318,3 +350,25 @@ class HorizonData:
             notes=notes,
             context=TestContext(rows, keys, c.date_column, peer),
         )
+
+
+def _series_ends(observed: np.ndarray, dates: np.ndarray, o_test: int) -> dict[str, Any]:
+    """How many series end before the panel's last step, and a line saying how the test origin
+    was chosen despite them ({} when every series reaches the last step)."""
+    S, T = observed.shape
+    has = observed.any(1)
+    last = np.where(has, T - 1 - np.argmax(observed[:, ::-1], 1), -1)
+    early = np.flatnonzero(has & (last < T - 1))
+    if not len(early):
+        return {}
+    before = int(np.sum(has & (last <= o_test)))
+    return {
+        "count": len(early),
+        "note": (
+            f"data: {len(early)} of {S} series end before the last date {str(dates[-1])[:10]} "
+            f"(the earliest on {str(dates[last[early].min()])[:10]}); the test origin, "
+            f"{str(dates[o_test])[:10]}, is the horizon before the last date that at least "
+            "data.tail_min_coverage of the busiest date's series reach, the same for every "
+            f"series; {before} series with no value after it are not scored"
+        ),
+    }
