@@ -286,7 +286,9 @@ class SalesDataConfig:
     # on the future steps; the others are not known there. backtest_origins=K also scores K
     # origins rolled back one step at a time from the test origin (K <= val_steps + 1).
     horizon: int = 1
-    known_covariates: tuple[str, ...] = ()
+    # None: the covariates with values on the H steps after the data's last date (a features
+    # table covering them, or one value per series); () = none.
+    known_covariates: tuple[str, ...] | None = None
     backtest_origins: int = 0
     # H > 1: level_steps=N gives every future step the series' level shift, the mean of the N
     # steps up to the origin minus the same N steps a season earlier, as an input; the residual
@@ -325,7 +327,7 @@ class SalesDataConfig:
             raise bad("tail_min_coverage", "must be a share from 0 to 1")
         if self.val_steps is not None and self.backtest_origins > self.val_steps + 1:
             raise bad("backtest_origins", f"at most data.val_steps + 1 = {self.val_steps + 1}")
-        unknown = [k for k in self.known_covariates if k not in self.covariates]
+        unknown = [k for k in self.known_covariates or () if k not in self.covariates]
         if unknown:
             raise bad("known_covariates", f"{unknown} not in data.covariates {self.covariates}")
         if self.horizon > 1 and self.framing == "parity":

@@ -311,6 +311,29 @@ def _at(table: pd.DataFrame, on: list[str], name: str, keys: list[np.ndarray],
     return look.reindex(at).to_numpy(np.float32).reshape(len(keys[0]), H)
 
 
+def future_known(df: pd.DataFrame, c: SalesDataConfig, covariates: Sequence[str], step_days: int,
+                 horizon: int) -> tuple[str, ...]:  # fmt: skip
+    """The covariates known in advance: those with a value for every series on each of the
+    ``horizon`` steps after the data's last date, from the features table (by store and date)
+    or, for a value constant over each series' history (a store's size), carried over."""
+    keys = list(c.series_keys)
+    last = df[c.date_column].max().to_datetime64().astype("datetime64[D]")
+    dates = sales.step_dates(last, np.arange(1, horizon + 1), step_days)
+    table = _features_table(c) if c.store_column in keys else None
+    per_series = df.groupby(keys, sort=False)
+    stores = per_series[c.store_column].first().to_numpy() if table is not None else None
+    known = []
+    for name in covariates:
+        if table is not None and name in table.columns:
+            at = _at(table, [c.store_column, c.date_column], name, [stores], dates)
+            if not np.isnan(at).any():
+                known.append(name)
+                continue
+        if (per_series[name].nunique() == 1).all():  # one value per series
+            known.append(name)
+    return tuple(known)
+
+
 def future_panel(
     df: pd.DataFrame,
     c: SalesDataConfig,

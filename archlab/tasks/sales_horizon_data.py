@@ -26,12 +26,12 @@ from archlab.config import RunConfig
 from archlab.data import sales, sales_recipe
 from archlab.data import sales_baselines as naive
 from archlab.data.sales_features import auto_season
-from archlab.data.sales_horizon import HorizonFeaturizer
+from archlab.data.sales_horizon import HorizonFeaturizer, future_known
 from archlab.data.sales_peer import MIN_SEASONS
 from archlab.errors import ArchlabError
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches, DataBundle
-from archlab.tasks.sales_common import plain_dict, resolved_config
+from archlab.tasks.sales_common import plain, plain_dict, resolved_config
 
 SVD_RANK = 10  # per-group rank of the SVD baseline (the Walmart competition winner's choice)
 
@@ -121,7 +121,7 @@ class HorizonData:
         c, resolved = _resolve(self.cfg.data, df)
         step_days = resolved["step_days"]
         H, keys = c.horizon, list(c.series_keys)
-        missing = [k for k in c.known_covariates if k not in c.covariates]
+        missing = [k for k in c.known_covariates or () if k not in c.covariates]
         if missing:
             raise ArchlabError(
                 f"{c.path}: data.known_covariates {missing} are not covariates of the data "
@@ -133,9 +133,15 @@ class HorizonData:
         if fitted is None:
             sales_recipe.check_season(c, c.season, T)
             c, why = sales_recipe.horizon(c, step_days, c.season, T)
+            why["known_covariates"] = "config"
+            if c.known_covariates is None:
+                c = replace(c, known_covariates=future_known(df, c, covs, step_days, H))
+                why["known_covariates"] = f"data: with values on the {H} steps after the last date"
         else:  # the run's own values
             c = fitted.data_config(c)
-            why = {k: "run" for k in RECIPE}
+            why = {k: "run" for k in (*RECIPE, "known_covariates")}
+        assert c.known_covariates is not None
+        _check_known(c, p, T - H)
         assert c.val_steps is not None and c.val_gap is not None and c.window is not None
         assert c.level_steps is not None and c.smooth_steps is not None
         if c.backtest_origins > c.val_steps + 1:
@@ -160,7 +166,8 @@ class HorizonData:
         else:
             why.setdefault("level_weight", "config")
         if fitted is None:
-            resolved.update({k: getattr(c, k) for k in RECIPE if why[k] != "config"})
+            derived = [k for k in (*RECIPE, "known_covariates") if why[k] != "config"]
+            resolved.update(plain_dict({k: getattr(c, k) for k in derived}))
         fz = fitted.featurizer if fitted is not None else HorizonFeaturizer.fit(
             p, n_train, series_keys=keys, covariates=covs, known_covariates=c.known_covariates,
             step_days=step_days, season=c.season, window=c.window, horizon=H, events=c.events,
@@ -306,7 +313,10 @@ class HorizonData:
             "input_size": fz.input_size,
             "feature_names": fz.feature_names,
             "known_covariates": list(c.known_covariates),
-            "recipe": {k: {"value": getattr(c, k), "from": why[k]} for k in RECIPE},
+            "recipe": {
+                k: {"value": plain_dict({k: getattr(c, k)})[k], "from": why[k]}
+                for k in (*RECIPE, "known_covariates")
+            },
             "origins": {
                 "train": f"{str(dates[first_train])[:10]}..{str(dates[n_fit - 2])[:10]}",
                 "val": str(dates[n_train - 1])[:10],
@@ -372,3 +382,21 @@ def _series_ends(observed: np.ndarray, dates: np.ndarray, o_test: int) -> dict[s
             f"series; {before} series with no value after it are not scored"
         ),
     }
+
+
+def _check_known(c: SalesDataConfig, p: sales.Panel, first_test: int) -> None:
+    """A covariate declared known in advance needs a value wherever a test step is forecast:
+    a gap there means it is not known in advance (the network would read a filled-in value)."""
+    assert c.known_covariates is not None
+    covs = list(c.covariates)
+    observed = ~np.isnan(p.y[:, first_test:])
+    for name in c.known_covariates:
+        gap = np.isnan(p.cov[:, first_test:, covs.index(name)]) & observed
+        if gap.any():
+            s, h = np.argwhere(gap)[0]
+            raise ArchlabError(
+                f"{c.path}: data.known_covariates {name!r} has no value for series "
+                f"{tuple(plain(v) for v in p.keys[s])} on {str(p.dates[first_test + h])[:10]} "
+                "(a test step): a covariate known in advance needs one on every step forecast; "
+                "fill it in or drop it from data.known_covariates"
+            )
