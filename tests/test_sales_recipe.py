@@ -54,7 +54,7 @@ def test_rules_follow_the_step_and_season() -> None:
     assert sales_recipe.window_steps(7) == 8 and sales_recipe.window_steps(1) == 56
     assert sales_recipe.level_steps_for(7, 52) == 4 and sales_recipe.level_steps_for(1, 7) == 7
     assert sales_recipe.smooth_width(52) == 3 and sales_recipe.smooth_width(7) == 1
-    values, why = sales_recipe.next_step(SalesDataConfig(), 7)
+    values, why = sales_recipe.next_step(SalesDataConfig(), 7, 143)
     assert values == {"window": 8, "val_steps": 13} and why["window"].startswith("data:")
     # a horizon that is not a whole number of weeks: the gap puts the validation origin on
     # the test origin's weekday; one of weeks needs none

@@ -49,8 +49,11 @@ def _days(step_days: int) -> str:
     return "calendar-month" if step_days >= 28 else f"{step_days}-day"
 
 
-def next_step(c: SalesDataConfig, step_days: int) -> tuple[dict[str, Any], dict[str, str]]:
-    """Window and validation span of next-step forecasting: (values, where each came from)."""
+def next_step(
+    c: SalesDataConfig, step_days: int, n_steps: int
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Window and validation span of next-step forecasting: (values, where each came from).
+    Validation takes at most a third of the steps before the test, so training keeps two."""
     values: dict[str, Any] = {}
     why: dict[str, str] = {}
     unit = _days(step_days)
@@ -58,8 +61,14 @@ def next_step(c: SalesDataConfig, step_days: int) -> tuple[dict[str, Any], dict[
         values["window"] = window_steps(step_days)
         why["window"] = f"data: {WINDOW_DAYS} days of {unit} steps"
     if c.val_steps is None:
-        values["val_steps"] = max(1, round(QUARTER_DAYS / step_days))
-        why["val_steps"] = f"data: a quarter of a year of {unit} steps"
+        quarter = max(1, round(QUARTER_DAYS / step_days))
+        third = max(1, (n_steps - c.test_steps) // 3)
+        values["val_steps"] = min(quarter, third)
+        why["val_steps"] = (
+            f"data: a quarter of a year of {unit} steps"
+            if quarter <= third
+            else "data: a third of the steps before the test"
+        )
     return values, why
 
 

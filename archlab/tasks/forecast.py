@@ -197,7 +197,6 @@ class ForecastData:
             resolved.update(
                 season=season, require_lags=(1, season) if lags == dflt.require_lags else lags
             )
-            resolved.update(sales_recipe.next_step(c0, step_days)[0])  # window, val_steps
         else:
             feat = fitted.featurizer
             if step_days != feat.step_days:
@@ -224,6 +223,10 @@ class ForecastData:
         keys = list(c.series_keys)
         p = sales.build_panel(df, keys, c.date_column, c.target, c.holiday_column, covs, step_days)
         T = p.y.shape[1]
+        if fitted is None:  # window and validation span from the step and the history
+            derived = sales_recipe.next_step(c, step_days, T)[0]
+            resolved.update(derived)
+            c = resolved_config(c, derived)
         assert c.val_steps is not None
         n_train = T - c.test_steps - c.val_steps
         if n_train < 1:
