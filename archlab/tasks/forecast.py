@@ -148,6 +148,7 @@ class ForecastData:
             ),
             "input_size": feat.n_features,
             "window": feat.window,
+            "recipe": r.recipe,
             "split_sizes": {k: int(v.sum()) for k, v in split_t.items()},
             "split_first_date": {
                 k: str(dates[t_idx[v]].min())[:10] if v.any() else "" for k, v in split_t.items()
@@ -223,8 +224,10 @@ class ForecastData:
         keys = list(c.series_keys)
         p = sales.build_panel(df, keys, c.date_column, c.target, c.holiday_column, covs, step_days)
         T = p.y.shape[1]
+        why = {"window": "run", "val_steps": "run"}
         if fitted is None:  # window and validation span from the step and the history
-            derived = sales_recipe.next_step(c, step_days, T)[0]
+            derived, why = sales_recipe.next_step(c, step_days, T)
+            why = {"window": "config", "val_steps": "config", **why}
             resolved.update(derived)
             c = resolved_config(c, derived)
         assert c.val_steps is not None
@@ -235,8 +238,10 @@ class ForecastData:
                 f"data.val_steps={c.val_steps} leave no training steps"
             )
         return _Read(
-            c, resolved, p, covs, step_days, n_train, len(df), sales.reading_notes(df),
+            c, resolved, p, covs, step_days, n_train, len(df),
+            [*sales_recipe.describe(c, why), *sales.reading_notes(df)],
             df.attrs.get("read", {}),
+            {k: {"value": getattr(c, k), "from": v} for k, v in why.items()},
         )  # fmt: skip
 
     def restore(self, run_dir: Path) -> ForecastFitted:
@@ -277,6 +282,7 @@ class _Read(NamedTuple):
     n_rows: int  # rows of the merged table
     notes: list[str]  # what reading found (last date's coverage, a trimmed tail, missing values)
     read: dict[str, Any]  # the same facts, for data.json
+    recipe: dict[str, Any]  # window and val_steps: value and where each came from
 
 
 def _samples(
