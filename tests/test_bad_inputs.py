@@ -758,7 +758,7 @@ CATALOGUE.update(
     {
         "sales-season-longer-than-history": _sales_file_case(
             _DAILY,
-            ["data.season=21 steps is not shorter than the 21 steps of history"],
+            ["the season of data.season (21 steps) is not shorter than the 21 steps of history"],
             "data.horizon=7",
             "data.season=21",
         ),

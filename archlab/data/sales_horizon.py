@@ -323,13 +323,13 @@ def future_known(df: pd.DataFrame, c: SalesDataConfig, covariates: Sequence[str]
     per_series = df.groupby(keys, sort=False)
     stores = per_series[c.store_column].first().to_numpy() if table is not None else None
     known = []
-    for name in covariates:
+    for name in covariates:  # looked up as future_panel will at predict time
         if table is not None and name in table.columns:
             at = _at(table, [c.store_column, c.date_column], name, [stores], dates)
-            if not np.isnan(at).any():
-                known.append(name)
-                continue
-        if (per_series[name].nunique() == 1).all():  # one value per series
+            ok = not np.isnan(at).any()
+        else:
+            ok = bool((per_series[name].nunique() == 1).all())  # one value per series
+        if ok:
             known.append(name)
     return tuple(known)
 

@@ -77,9 +77,9 @@ def check_season(c: SalesDataConfig, season: int, n_steps: int) -> None:
     history = n_steps - c.horizon
     if 2 <= history <= season:  # no history at all: the split's own error says so
         raise ArchlabError(
-            f"{c.path}: data.season={season} steps is not shorter than the {history} "
-            "steps of history before the test steps: the forecasts read the same step a "
-            "season back; lower data.season or give a longer history"
+            f"{c.path}: the season of data.season ({season} steps) is not shorter than the "
+            f"{history} steps of history before the test steps: the forecasts read the same "
+            "step a season back; lower data.season or give a longer history"
         )
 
 

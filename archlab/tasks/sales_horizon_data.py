@@ -130,25 +130,13 @@ class HorizonData:
         covs = list(c.covariates)
         p = sales.build_panel(df, keys, c.date_column, c.target, c.holiday_column, covs, step_days)
         S, T = p.y.shape
+        c, why = _recipe(c, df, p, step_days, fitted)
         if fitted is None:
-            sales_recipe.check_season(c, c.season, T)
-            c, why = sales_recipe.horizon(c, step_days, c.season, T)
-            why["known_covariates"] = "config"
-            if c.known_covariates is None:
-                c = replace(c, known_covariates=future_known(df, c, covs, step_days, H))
-                why["known_covariates"] = f"data: with values on the {H} steps after the last date"
-        else:  # the run's own values
-            c = fitted.data_config(c)
-            why = {k: "run" for k in (*RECIPE, "known_covariates")}
-        assert c.known_covariates is not None
-        _check_known(c, p, T - H)
+            derived = [k for k in (*RECIPE, "known_covariates") if why[k] != "config"]
+            resolved.update(plain_dict({k: getattr(c, k) for k in derived}))
         assert c.val_steps is not None and c.val_gap is not None and c.window is not None
         assert c.level_steps is not None and c.smooth_steps is not None
-        if c.backtest_origins > c.val_steps + 1:
-            raise ArchlabError(
-                f"invalid config value data.backtest_origins={c.backtest_origins}: at most "
-                f"data.val_steps + 1 = {c.val_steps + 1}"
-            )
+        assert c.level_weight is not None and c.known_covariates is not None
         n_train = T - H - c.val_gap - c.val_steps
         if n_train < 2:
             gap = f" + data.val_gap={c.val_gap}" if c.val_gap else ""
@@ -159,15 +147,6 @@ class HorizonData:
             )
         # The level shift also reads a season back from the origin (data.level_steps steps).
         first_train = c.season + max(c.window, c.level_steps) - 1
-        if c.level_weight is None:
-            w = sales_recipe.level_weight(p.y, n_train, first_train, c) if c.level_steps else 0.0
-            c = replace(c, level_weight=w)
-            why["level_weight"] = "data: fits the training origins best as a plain rule"
-        else:
-            why.setdefault("level_weight", "config")
-        if fitted is None:
-            derived = [k for k in (*RECIPE, "known_covariates") if why[k] != "config"]
-            resolved.update(plain_dict({k: getattr(c, k) for k in derived}))
         fz = fitted.featurizer if fitted is not None else HorizonFeaturizer.fit(
             p, n_train, series_keys=keys, covariates=covs, known_covariates=c.known_covariates,
             step_days=step_days, season=c.season, window=c.window, horizon=H, events=c.events,
@@ -342,9 +321,9 @@ class HorizonData:
             + f"), test {info['origins']['test']} "
             f"({sizes['test']} targets"
             + (f" over {k_back} backtest origins)" if k_back > 1 else ")"),
+            *peer_note,  # before training starts: the run goes on without this baseline
             *sales_recipe.describe(c, why),
             *([ends["note"]] if ends else []),
-            *peer_note,  # before training starts: the run goes on without this baseline
             *sales.reading_notes(df),
         ]
         splits = {
@@ -360,6 +339,46 @@ class HorizonData:
             notes=notes,
             context=TestContext(rows, keys, c.date_column, peer),
         )
+
+
+def _recipe(
+    c: SalesDataConfig,
+    df: pd.DataFrame,
+    p: sales.Panel,
+    step_days: int,
+    fitted: HorizonFitted | None,
+) -> tuple[SalesDataConfig, dict[str, str]]:
+    """``c`` with every value of the recipe (RECIPE and known_covariates) decided, by the
+    config, the data or the run (``fitted``), and where each came from; the checks they need."""
+    T = p.y.shape[1]
+    H = c.horizon
+    if fitted is not None:
+        c = fitted.data_config(c)
+        why = {k: "run" for k in (*RECIPE, "known_covariates")}
+    else:
+        sales_recipe.check_season(c, c.season, T)
+        c, why = sales_recipe.horizon(c, step_days, c.season, T)
+        why["known_covariates"] = "config"
+        if c.known_covariates is None:
+            known = future_known(df, c, list(c.covariates), step_days, H)
+            c = replace(c, known_covariates=known)
+            why["known_covariates"] = f"data: with values on the {H} steps after the last date"
+    assert c.val_steps is not None and c.val_gap is not None and c.window is not None
+    assert c.level_steps is not None
+    _check_known(c, p, T - H)
+    if c.backtest_origins > c.val_steps + 1:
+        raise ArchlabError(
+            f"invalid config value data.backtest_origins={c.backtest_origins}: at most "
+            f"data.val_steps + 1 = {c.val_steps + 1}"
+        )
+    if c.level_weight is None:
+        n_train = T - H - c.val_gap - c.val_steps
+        first = c.season + max(c.window, c.level_steps) - 1
+        w = sales_recipe.level_weight(p.y, n_train, first, c) if c.level_steps else 0.0
+        c = replace(c, level_weight=w)
+        why["level_weight"] = "data: fits the training origins best as a plain rule"
+    why.setdefault("level_weight", "config")
+    return c, why
 
 
 def _series_ends(observed: np.ndarray, dates: np.ndarray, o_test: int) -> dict[str, Any]:
