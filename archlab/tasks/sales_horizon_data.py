@@ -352,8 +352,11 @@ def _recipe(
     config, the data or the run (``fitted``), and where each came from; the checks they need."""
     T = p.y.shape[1]
     H = c.horizon
-    if fitted is not None:
-        c = fitted.data_config(c)
+    if fitted is not None:  # the featurizer holds what it was fitted with (older runs too)
+        fz = fitted.featurizer
+        c = replace(fitted.data_config(c), window=fz.window, level_steps=fz.level_steps,
+                    level_weight=fz.level_weight, smooth_steps=fz.smooth_steps,
+                    known_covariates=fz.known_covariates)  # fmt: skip
         why = {k: "run" for k in (*RECIPE, "known_covariates")}
     else:
         sales_recipe.check_season(c, c.season, T)
