@@ -100,7 +100,7 @@ def horizon(
     if c.smooth_steps is None:
         v["smooth_steps"] = smooth_width(season)
         why["smooth_steps"] = (
-            "data: a season of >= 26 steps: last season's step with its neighbours"
+            f"data: a season of >= {SMOOTH_MIN_SEASON} steps: last season's step and its neighbours"
             if v["smooth_steps"] == 3
             else f"data: a season of {season} steps: its neighbours are other phases of it"
         )
