@@ -270,12 +270,16 @@ class SalesDataConfig:
     ffill_columns: tuple[str, ...] = ("CPI", "Unemployment")  # forward-filled per store
     # forecast: per-series windows and a time split; parity: the study's row-per-sample setup
     framing: Literal["forecast", "parity"] = "forecast"
-    window: int = 8  # history steps before the target step
+    # Fields typed ``X | None`` default to None: derived from the data's time step and season
+    # (archlab/data/sales_recipe.py), never from one data set; a value set is used as given. The
+    # study's Walmart settings live in its presets. data.json's ``recipe`` says where each came
+    # from and why.
+    window: int | None = None  # history steps before the target step (origin)
     # Steps per seasonal cycle. This default follows the time step: 52 weekly, 12 monthly, 7
     # daily (the week), else round(365.25 / step days); any other value is used as given.
     season: int = 52
-    test_steps: int = 39  # last 39 weeks: 2012-02-03 .. 2012-10-26
-    val_steps: int = 13  # steps before the test steps used as validation
+    test_steps: int = 39  # next-step framing: the last 39 steps
+    val_steps: int | None = None  # steps before the test steps used as validation
     # A sample needs these lags observed; this default means 1 and the season (as resolved).
     require_lags: tuple[int, ...] = (1, 52)
     # Predict y - baseline; last_week is the old name of last_step (the previous step's value).
@@ -297,13 +301,18 @@ class SalesDataConfig:
     # on the future steps; the others are not known there. backtest_origins=K also scores K
     # origins rolled back one step at a time from the test origin (K <= val_steps + 1).
     horizon: int = 1
-    known_covariates: tuple[str, ...] = ()  # H > 1: covariates known on future steps
+    # None: the covariates with values on the H steps after the data's last date (a features
+    # table covering them, or one value per series); () = none.
+    known_covariates: tuple[str, ...] | None = None
     backtest_origins: int = 0  # H > 1: also score this many origins before the test's
     # H > 1: level_steps=N gives every future step the series' level shift, the mean of the N
     # steps up to the origin minus the same N steps a season earlier, as an input; the residual
     # base (last season's 3-step smoothing) then adds level_weight x that shift. 0 = off.
-    level_steps: int = 0
-    level_weight: float = 0.0  # H > 1: weight of the level shift added to the base
+    level_steps: int | None = None
+    level_weight: float | None = None  # H > 1: weight of the level shift added to the base
+    # H > 1: the width of the centred smoothing of last season's step in the residual base: 3
+    # or 1 (the step itself, e.g. the same day last week).
+    smooth_steps: int | None = None
     # H > 1: training targets cover every step before the test origin (the validation and
     # val_gap steps too), so the model that forecasts the test is fit as a forecaster deploys
     # one. The val metrics are then on steps it trained on: a monitor, no longer held out.
@@ -311,7 +320,7 @@ class SalesDataConfig:
     # H > 1: the val_gap steps between the validation steps and the test are in neither, so
     # the validation weeks can resemble the test's (Walmart: Aug-Oct, not the Nov-Jan holidays
     # before a February-October test). Training targets end before the validation steps.
-    val_gap: int = 0
+    val_gap: int | None = None
     # H > 1: forecast = residual base + correction_scale x the network's correction, at
     # evaluation and predict time (training fits the full correction). 1 = the network alone;
     # below 1 shrinks its correction toward the base, a combination of network and rule. Each
@@ -331,20 +340,24 @@ class SalesDataConfig:
             raise bad("backtest_origins", "must be >= 0")
         if not 0 <= self.tail_min_coverage <= 1:
             raise bad("tail_min_coverage", "must be a share from 0 to 1")
-        if self.backtest_origins > self.val_steps + 1:
+        if self.val_steps is not None and self.backtest_origins > self.val_steps + 1:
             raise bad("backtest_origins", f"at most data.val_steps + 1 = {self.val_steps + 1}")
-        unknown = [k for k in self.known_covariates if k not in self.covariates]
+        unknown = [k for k in self.known_covariates or () if k not in self.covariates]
         if unknown:
             raise bad("known_covariates", f"{unknown} not in data.covariates {self.covariates}")
         if self.horizon > 1 and self.framing == "parity":
             raise bad("horizon", "needs data.framing=forecast")
-        if self.level_steps < 0:
+        if self.level_steps is not None and self.level_steps < 0:
             raise bad("level_steps", "must be >= 0 (0 = no level-shift input)")
-        if self.val_gap < 0:
+        if self.level_weight is not None and not 0 <= self.level_weight <= 1:
+            raise bad("level_weight", "must be in [0, 1]")
+        if self.val_gap is not None and self.val_gap < 0:
             raise bad("val_gap", "must be >= 0")
+        if self.smooth_steps not in (None, 1, 3):
+            raise bad("smooth_steps", "1 (last season's step alone) or 3 (with its neighbours)")
         if not 0 <= self.correction_scale <= 1:
             raise bad("correction_scale", "must be in [0, 1] (0 = the residual base alone)")
-        horizon_only = ("level_steps", "level_weight", "fit_through_val", "val_gap")
+        horizon_only = ("level_steps", "level_weight", "fit_through_val", "val_gap", "smooth_steps")
         for key in (*horizon_only, "correction_scale"):
             if self.horizon == 1 and getattr(self, key) != self.__dataclass_fields__[key].default:
                 raise bad(key, "is for multi-horizon forecasting: set data.horizon > 1")
@@ -353,14 +366,14 @@ class SalesDataConfig:
                 "fit_through_val",
                 "trains on the validation steps that data.backtest_origins > 1 scores: use one",
             )
-        if self.level_weight and not self.level_steps:
+        if self.level_weight and self.level_steps == 0:
             raise bad("level_weight", "needs data.level_steps > 0 (the shift it weighs)")
 
-        if self.window < 1:
+        if self.window is not None and self.window < 1:
             raise bad("window", "must be >= 1")
         if self.season < 2:
             raise bad("season", "must be >= 2")
-        if self.test_steps < 1 or self.val_steps < 1:
+        if self.test_steps < 1 or (self.val_steps is not None and self.val_steps < 1):
             raise bad("test_steps" if self.test_steps < 1 else "val_steps", "must be >= 1")
         if not self.series_keys:
             raise bad("series_keys", "give at least one column")

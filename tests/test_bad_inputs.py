@@ -748,6 +748,31 @@ CATALOGUE: dict[str, Build] = {
     ),
 }
 
+# The generic horizon recipe on a daily panel (28 days x 2 stores).
+_DAILY_PROMO = "date,store_nbr,transactions,promo\n" + "".join(
+    f"{d:02d}/01/2016,{s},{900 + d},{'' if (s, d) == (2, 27) else d % 2}\n"
+    for s in (1, 2)
+    for d in range(1, 29)
+)
+CATALOGUE.update(
+    {
+        "sales-season-longer-than-history": _sales_file_case(
+            _DAILY,
+            ["the season of data.season (21 steps) is not shorter than the 21 steps of history"],
+            "data.horizon=7",
+            "data.season=21",
+        ),
+        "sales-known-covariate-gap-in-future": _sales_file_case(
+            _DAILY_PROMO,
+            ["data.known_covariates 'promo' has no value for series (2,) on 2016-01-27"],
+            "data.horizon=3",
+            "data.covariates=promo",
+            "data.known_covariates=promo",
+            "data.window=3",
+        ),
+    }
+)
+
 
 def _snapshot(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")}

@@ -264,7 +264,7 @@ def test_model_emits_h_steps_and_trains(panel_dir: Path) -> None:
         (["data.known_covariates=Nope"], "data.known_covariates"),
         (["data.backtest_origins=9"], "data.backtest_origins"),
         (["data.level_steps=-1"], "data.level_steps=-1"),
-        (["data.level_weight=0.5"], "needs data.level_steps"),
+        (["data.level_steps=0", "data.level_weight=0.5"], "needs data.level_steps"),
         (["data.horizon=1", "data.level_steps=4"], "set data.horizon > 1"),
         (["data.horizon=1", "data.fit_through_val=true"], "data.fit_through_val"),
         (["data.fit_through_val=true", "data.backtest_origins=2"], "use one"),

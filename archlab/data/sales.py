@@ -83,6 +83,13 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
     if hol:
         parse_bool(df, hol, path)
     check_unique(df, keys, date, path)
+    if store == default("store_column") and store not in df.columns and single:
+        # Walmart's join key is absent: join on the series key a sibling table has (a daily
+        # panel keyed store_nbr beside a stores.csv keyed store_nbr).
+        shared = _shared_key(root, keys, [getattr(cfg, k) for k in ("stores_file", "features_file")
+                                          if getattr(cfg, k) == default(k)])  # fmt: skip
+        if shared:
+            store = resolved["store_column"] = shared
     tables = {}
     not_joined: list[str] = []
     for key in ("stores_file", "features_file"):
@@ -109,12 +116,14 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
         spath = tables["stores_file"]
         stores = read_csv(spath, [store])
         check_join(df, stores, store, path, spath)
+        not_joined += _unused_keys(stores, df, store, spath)
         df = df.merge(stores, on=store, how="left")
     if "features_file" in tables:
         fpath = tables["features_file"]
         feats = read_csv(fpath, [store, date])
         parse_dates(feats, date, given_fmt, fpath)
         check_join(df, feats, store, path, fpath, date)  # before sorting: lines stay true
+        not_joined += _unused_keys(feats, df, store, fpath)
         feats = feats.sort_values([store, date], kind="stable")
         ffill = [c for c in cfg.ffill_columns if c in feats.columns]
         if ffill:  # gaps in slow-moving indicators: the last published value still holds
@@ -234,6 +243,34 @@ def _no_join_key(root: Path, name: str, store: str, df: pd.DataFrame, single: bo
         cols = list(header.columns)
         return f"it has no column {store!r} (data.store_column); its columns: {cols}"
     return ""
+
+
+def _shared_key(root: Path, keys: list[str], names: list[str]) -> str:
+    """The first series key that the header of one of the tables ``names`` beside the panel
+    holds ("" if none does)."""
+    for name in names:
+        if not name or not _exists(root, name):
+            continue
+        try:
+            header = pd.read_csv(resolve_file(root, name), nrows=0, encoding_errors="replace")
+        except (OSError, ValueError, pd.errors.ParserError):
+            continue  # unreadable: the join, if any, names the file
+        for k in keys:
+            if k in header.columns:
+                return k
+    return ""
+
+
+def _unused_keys(table: pd.DataFrame, df: pd.DataFrame, key: str, path: Path) -> list[str]:
+    """A line on the key values of a joined table that the panel has no rows of."""
+    extra = pd.unique(table.loc[~table[key].isin(df[key]), key])
+    if not len(extra):
+        return []
+    shown = ", ".join(str(v) for v in sorted(extra.tolist())[:5])
+    return [
+        f"data: {path} has {len(extra)} {key} value(s) the panel has no rows of (e.g. "
+        f"{shown}): their rows are not used"
+    ]
 
 
 def _exists(directory: Path, name: str) -> bool:

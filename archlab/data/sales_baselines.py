@@ -95,12 +95,18 @@ def level_shift(y: np.ndarray, origin: int | np.ndarray, season: int, steps: int
 
 
 def level_seasonal_naive(
-    y: np.ndarray, origin: int, horizon: int, season: int, steps: int, weight: float
+    y: np.ndarray,
+    origin: int,
+    horizon: int,
+    season: int,
+    steps: int,
+    weight: float,
+    width: int = 3,
 ) -> np.ndarray:
-    """The 3-step-smoothed seasonal naive plus ``weight`` x the level shift of ``steps`` steps:
-    the residual base of a horizon run with data.level_steps/level_weight."""
+    """The ``width``-step-smoothed seasonal naive plus ``weight`` x the level shift of
+    ``steps`` steps: the residual base of a horizon run with data.level_steps/level_weight."""
     shift = level_shift(y, origin, season, steps)
-    return smoothed_seasonal_naive(y, origin, horizon, season) + weight * shift[:, None]
+    return smoothed_seasonal_naive(y, origin, horizon, season, width) + weight * shift[:, None]
 
 
 def last_value(y: np.ndarray, origin: int, horizon: int) -> np.ndarray:
@@ -109,7 +115,8 @@ def last_value(y: np.ndarray, origin: int, horizon: int) -> np.ndarray:
 
 
 # name -> (S, H) forecast, the order metrics.json and the report list them in. The last one
-# exists only for runs with a level shift (data.level_steps > 0).
+# exists only for runs with a level shift (data.level_steps > 0), the 3-step smoothing only for
+# runs that smooth (data.smooth_steps=3: with 1 it is seasonal naive).
 BASELINE_NAMES = (
     "seasonal_naive",
     "seasonal_naive_3wk",
@@ -127,15 +134,19 @@ def all_baselines(
     groups: np.ndarray,
     rank: int = 10,
     level: tuple[int, float] | None = None,
+    width: int = 3,
 ) -> dict[str, np.ndarray]:
     """Every horizon baseline for one origin, by name (see BASELINE_NAMES); ``level`` (steps,
-    weight) adds level_seasonal_naive."""
+    weight) adds level_seasonal_naive, smoothed over ``width`` steps as the residual base."""
     out = {
         "seasonal_naive": seasonal_naive(y, origin, horizon, season),
-        "seasonal_naive_3wk": smoothed_seasonal_naive(y, origin, horizon, season),
         "svd_seasonal_naive": svd_seasonal_naive(y, origin, horizon, season, groups, rank),
         "last_value": last_value(y, origin, horizon),
     }
+    if width == 3:
+        out["seasonal_naive_3wk"] = smoothed_seasonal_naive(y, origin, horizon, season)
     if level is not None:
-        out["level_seasonal_naive"] = level_seasonal_naive(y, origin, horizon, season, *level)
-    return out
+        out["level_seasonal_naive"] = level_seasonal_naive(
+            y, origin, horizon, season, *level, width
+        )
+    return {n: out[n] for n in BASELINE_NAMES if n in out}

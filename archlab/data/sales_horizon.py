@@ -9,8 +9,9 @@ what is known in advance is kept (calendar, holiday and event flags, last season
 covariates declared known). ``to_dict``/``from_dict`` save it as plain JSON in the run dir.
 
 Last season's reference for a future step h is the step ``season_lags(H, season)[h]`` earlier
-(never after the origin); its 3-step smoothing is also the residual baseline the network
-corrects and the ``seasonal_naive_3wk`` baseline of ``archlab.data.sales_baselines``. With
+(never after the origin); its ``smooth_steps``-step smoothing (3, or 1: the step alone) is
+also the residual baseline the network corrects (``seasonal_naive_3wk`` of
+``archlab.data.sales_baselines`` when 3). With
 ``level_steps`` N > 0 the series' level shift (the mean of the N steps up to the origin minus
 that of the same steps a season earlier) is one more future-step input, and ``level_weight``
 times it is added to that residual base (the ``level_seasonal_naive`` baseline).
@@ -84,6 +85,7 @@ class HorizonFeaturizer:
     # Defaults keep fitted.json files of runs from before the level shift readable.
     level_steps: int = 0
     level_weight: float = 0.0
+    smooth_steps: int = 3  # the default reads fitted.json files from before it existed
 
     @classmethod
     def fit(
@@ -102,6 +104,7 @@ class HorizonFeaturizer:
         min_scale: float = 1.0,
         level_steps: int = 0,
         level_weight: float = 0.0,
+        smooth_steps: int = 3,
     ) -> HorizonFeaturizer:
         offset, scale, n_obs = series_scalers(panel.y, n_train, min_scale)
         seen = n_obs > 0  # a series without training steps has no scaler: it is not "known"
@@ -130,6 +133,7 @@ class HorizonFeaturizer:
             min_scale=float(min_scale),
             level_steps=int(level_steps),
             level_weight=float(level_weight),
+            smooth_steps=int(smooth_steps),
         )
 
     # --- sizes ---
@@ -168,6 +172,8 @@ class HorizonFeaturizer:
         prev = np.concatenate([np.zeros((S, 1)), y0[:, :-1]], 1)
         nxt = np.concatenate([y0[:, 1:], np.zeros((S, 1))], 1)
         sm3, sm2 = (prev + y0 + nxt) / 3, (prev + y0) / 2
+        if self.smooth_steps == 1:  # last season's step alone
+            sm3 = sm2 = y0
 
         def scaled(a: np.ndarray) -> np.ndarray:
             return (a - offset[:, None]) / scale[:, None]
@@ -215,7 +221,7 @@ class HorizonFeaturizer:
         self, step: torch.Tensor, ref: torch.Tensor, s: torch.Tensor, origin: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Network inputs (N, window + H, F) for (series, origin) pairs, and the residual base
-        (N, H): last season's 3-step smoothing of each future step, in scaled units."""
+        (N, H): last season's smoothing of each future step, in scaled units."""
         W, H, dev = self.window, self.horizon, step.device
         lags = torch.from_numpy(season_lags(H, self.season)).to(dev)
         rel = torch.arange(-W + 1, H + 1, device=dev)  # positions relative to the origin
@@ -303,6 +309,29 @@ def _at(table: pd.DataFrame, on: list[str], name: str, keys: list[np.ndarray],
         [*(np.repeat(k, H) for k in keys), np.tile(dates.astype("datetime64[ns]"), len(keys[0]))]
     )
     return look.reindex(at).to_numpy(np.float32).reshape(len(keys[0]), H)
+
+
+def future_known(df: pd.DataFrame, c: SalesDataConfig, covariates: Sequence[str], step_days: int,
+                 horizon: int) -> tuple[str, ...]:  # fmt: skip
+    """The covariates known in advance: those with a value for every series on each of the
+    ``horizon`` steps after the data's last date, from the features table (by store and date)
+    or, for a value constant over each series' history (a store's size), carried over."""
+    keys = list(c.series_keys)
+    last = df[c.date_column].max().to_datetime64().astype("datetime64[D]")
+    dates = sales.step_dates(last, np.arange(1, horizon + 1), step_days)
+    table = _features_table(c) if c.store_column in keys else None
+    per_series = df.groupby(keys, sort=False)
+    stores = per_series[c.store_column].first().to_numpy() if table is not None else None
+    known = []
+    for name in covariates:  # looked up as future_panel will at predict time
+        if table is not None and name in table.columns:
+            at = _at(table, [c.store_column, c.date_column], name, [stores], dates)
+            ok = not np.isnan(at).any()
+        else:
+            ok = bool((per_series[name].nunique() == 1).all())  # one value per series
+        if ok:
+            known.append(name)
+    return tuple(known)
 
 
 def future_panel(

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from archlab.config import RunConfig
-from archlab.data import sales, sales_csv
+from archlab.data import sales, sales_csv, sales_recipe
 from archlab.data.sales_features import Features, SalesFeaturizer, auto_season, lag_at
 from archlab.errors import ArchlabError
 from archlab.rundir import FITTED, read_fitted
@@ -148,6 +148,7 @@ class ForecastData:
             ),
             "input_size": feat.n_features,
             "window": feat.window,
+            "recipe": r.recipe,
             "split_sizes": {k: int(v.sum()) for k, v in split_t.items()},
             "split_first_date": {
                 k: str(dates[t_idx[v]].min())[:10] if v.any() else "" for k, v in split_t.items()
@@ -206,6 +207,7 @@ class ForecastData:
                 )
             run = resolved_config(c0, fitted.resolved)  # the run's season and required lags
             resolved.update(season=feat.season, require_lags=run.require_lags)
+            resolved.update(window=feat.window, val_steps=run.val_steps)
         c = resolved_config(c0, resolved)
         if fitted is None:
             covs = list(c.covariates) + (
@@ -222,6 +224,13 @@ class ForecastData:
         keys = list(c.series_keys)
         p = sales.build_panel(df, keys, c.date_column, c.target, c.holiday_column, covs, step_days)
         T = p.y.shape[1]
+        why = {"window": "run", "val_steps": "run"}
+        if fitted is None:  # window and validation span from the step and the history
+            derived, why = sales_recipe.next_step(c, step_days, T)
+            why = {"window": "config", "val_steps": "config", **why}
+            resolved.update(derived)
+            c = resolved_config(c, derived)
+        assert c.val_steps is not None
         n_train = T - c.test_steps - c.val_steps
         if n_train < 1:
             raise ArchlabError(
@@ -229,8 +238,10 @@ class ForecastData:
                 f"data.val_steps={c.val_steps} leave no training steps"
             )
         return _Read(
-            c, resolved, p, covs, step_days, n_train, len(df), sales.reading_notes(df),
+            c, resolved, p, covs, step_days, n_train, len(df),
+            [*sales_recipe.describe(c, why), *sales.reading_notes(df)],
             df.attrs.get("read", {}),
+            {k: {"value": getattr(c, k), "from": v} for k, v in why.items()},
         )  # fmt: skip
 
     def restore(self, run_dir: Path) -> ForecastFitted:
@@ -271,6 +282,7 @@ class _Read(NamedTuple):
     n_rows: int  # rows of the merged table
     notes: list[str]  # what reading found (last date's coverage, a trimmed tail, missing values)
     read: dict[str, Any]  # the same facts, for data.json
+    recipe: dict[str, Any]  # window and val_steps: value and where each came from
 
 
 def _samples(

@@ -3,8 +3,9 @@
 From an origin, the network reads ``window`` history steps and the H future steps (only what is
 known in advance, see archlab/data/sales_horizon.py) and emits all H steps at once (direct
 multi-output): each future step's recurrent output goes through the shared linear head, as the
-residual over last season's 3-step-smoothed sales. Splits are by origin: test = the last H
-steps, forecast from the step before them; validation = the ``val_steps`` steps before the
+residual over last season's sales (smoothed over data.smooth_steps steps). Splits are by
+origin: test = the last H steps, forecast from the step before them; validation = the
+``val_steps`` steps before the
 test, forecast from the last training step; training = every origin inside the training steps
 whose window has a season of history before it (targets after the training steps are masked).
 ``data.backtest_origins=K`` also scores the K - 1 origins before the test origin (one step
@@ -209,7 +210,7 @@ class HorizonForecast:
         ``inputs``: an optional history CSV in the training format (default: the run's
         ``data.path``) and optional files of rows to forecast (series keys and date, e.g.
         Walmart's test.csv): then one row per line of those files, each with ``source``
-        "model", or "baseline" (last season's 3-step smoothing) for a series the run has no
+        "model", or "baseline" (last season's smoothed sales) for a series the run has no
         training history of.
         """
         c, fz = self.data_cfg, self.fitted.featurizer
@@ -243,7 +244,7 @@ class HorizonForecast:
             )  # fmt: skip
             corr = model(x, torch.from_numpy(f.cats[s]))
             out = (base + c.correction_scale * corr).double().numpy()
-        fc = naive.smoothed_seasonal_naive(p.y, o, H, fz.season)  # (S, H): the fallback
+        fc = naive.smoothed_seasonal_naive(p.y, o, H, fz.season, fz.smooth_steps)  # fallback
         src = np.full(fc.shape, "baseline", dtype=object)
         fc[s] = out * f.scale[s, None] + f.offset[s, None]
         src[s] = "model"

@@ -23,15 +23,15 @@ import torch
 
 from archlab import rundir
 from archlab.config import RunConfig
-from archlab.data import sales
+from archlab.data import sales, sales_recipe
 from archlab.data import sales_baselines as naive
 from archlab.data.sales_features import auto_season
-from archlab.data.sales_horizon import HorizonFeaturizer
+from archlab.data.sales_horizon import HorizonFeaturizer, future_known
 from archlab.data.sales_peer import MIN_SEASONS
 from archlab.errors import ArchlabError
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches, DataBundle
-from archlab.tasks.sales_common import plain_dict, resolved_config
+from archlab.tasks.sales_common import plain, plain_dict, resolved_config
 
 SVD_RANK = 10  # per-group rank of the SVD baseline (the Walmart competition winner's choice)
 
@@ -66,6 +66,10 @@ class HorizonFitted:
     def data_config(self, c: SalesDataConfig) -> SalesDataConfig:
         """``c`` with the values the data resolved when the run was trained."""
         return resolved_config(c, {k: v for k, v in self.resolved.items() if k != "step_days"})
+
+
+# The horizon recipe's fields a None of which the data decides (archlab/data/sales_recipe.py).
+RECIPE = ("window", "val_steps", "val_gap", "level_steps", "level_weight", "smooth_steps")
 
 
 class PeerInputs(NamedTuple):
@@ -117,7 +121,7 @@ class HorizonData:
         c, resolved = _resolve(self.cfg.data, df)
         step_days = resolved["step_days"]
         H, keys = c.horizon, list(c.series_keys)
-        missing = [k for k in c.known_covariates if k not in c.covariates]
+        missing = [k for k in c.known_covariates or () if k not in c.covariates]
         if missing:
             raise ArchlabError(
                 f"{c.path}: data.known_covariates {missing} are not covariates of the data "
@@ -126,6 +130,13 @@ class HorizonData:
         covs = list(c.covariates)
         p = sales.build_panel(df, keys, c.date_column, c.target, c.holiday_column, covs, step_days)
         S, T = p.y.shape
+        c, why = _recipe(c, df, p, step_days, fitted)
+        if fitted is None:
+            derived = [k for k in (*RECIPE, "known_covariates") if why[k] != "config"]
+            resolved.update(plain_dict({k: getattr(c, k) for k in derived}))
+        assert c.val_steps is not None and c.val_gap is not None and c.window is not None
+        assert c.level_steps is not None and c.smooth_steps is not None
+        assert c.level_weight is not None and c.known_covariates is not None
         n_train = T - H - c.val_gap - c.val_steps
         if n_train < 2:
             gap = f" + data.val_gap={c.val_gap}" if c.val_gap else ""
@@ -134,10 +145,13 @@ class HorizonData:
                 f"{c.val_steps}{gap} leave {max(n_train, 0)} training steps (need >= 2): lower "
                 "data.horizon or data.val_steps" + (" or data.val_gap" if c.val_gap else "")
             )
+        # The level shift also reads a season back from the origin (data.level_steps steps).
+        first_train = c.season + max(c.window, c.level_steps) - 1
         fz = fitted.featurizer if fitted is not None else HorizonFeaturizer.fit(
             p, n_train, series_keys=keys, covariates=covs, known_covariates=c.known_covariates,
             step_days=step_days, season=c.season, window=c.window, horizon=H, events=c.events,
             min_scale=c.min_scale, level_steps=c.level_steps, level_weight=c.level_weight,
+            smooth_steps=c.smooth_steps,
         )  # fmt: skip
         if fitted is None:
             part = p.y[:, :n_train]
@@ -191,8 +205,6 @@ class HorizonData:
         # test origin, the val_gap steps included (the model then forecasts as deployed).
         n_fit = o_test + 1 if c.fit_through_val else n_train
         k_back = max(1, c.backtest_origins)
-        # The level shift also reads a season back from the origin (data.level_steps steps).
-        first_train = c.season + max(c.window, c.level_steps) - 1
         split = {
             # Training origins whose whole window has last season's steps, as the test
             # origin's has: earlier ones would teach the network a history without them.
@@ -229,7 +241,7 @@ class HorizonData:
         for k in range(k_back):
             o = o_test - k
             level = (c.level_steps, c.level_weight) if c.level_steps else None
-            base = naive.all_baselines(p.y, o, H, c.season, groups, SVD_RANK, level)
+            base = naive.all_baselines(p.y, o, H, c.season, groups, SVD_RANK, level, c.smooth_steps)
             s, hh = np.nonzero(observed[:, o + 1 : o + 1 + H])
             t = o + 1 + hh
             row_series.append(s)
@@ -280,6 +292,10 @@ class HorizonData:
             "input_size": fz.input_size,
             "feature_names": fz.feature_names,
             "known_covariates": list(c.known_covariates),
+            "recipe": {
+                k: {"value": plain_dict({k: getattr(c, k)})[k], "from": why[k]}
+                for k in (*RECIPE, "known_covariates")
+            },
             "origins": {
                 "train": f"{str(dates[first_train])[:10]}..{str(dates[n_fit - 2])[:10]}",
                 "val": str(dates[n_train - 1])[:10],
@@ -292,6 +308,9 @@ class HorizonData:
             "test_last_date": str(dates[T - 1])[:10],
             "series_without_training_steps": int(S - len(fz.series)),
         }
+        ends = _series_ends(observed, dates, o_test)
+        if ends:
+            info["series_ending_early"] = ends["count"]
         notes = [
             f"data: {c.path}, {S} series x {T} steps of {step_days} days; horizon {H} steps, "
             f"season {c.season}",
@@ -303,6 +322,8 @@ class HorizonData:
             f"({sizes['test']} targets"
             + (f" over {k_back} backtest origins)" if k_back > 1 else ")"),
             *peer_note,  # before training starts: the run goes on without this baseline
+            *sales_recipe.describe(c, why),
+            *([ends["note"]] if ends else []),
             *sales.reading_notes(df),
         ]
         splits = {
@@ -318,3 +339,86 @@ class HorizonData:
             notes=notes,
             context=TestContext(rows, keys, c.date_column, peer),
         )
+
+
+def _recipe(
+    c: SalesDataConfig,
+    df: pd.DataFrame,
+    p: sales.Panel,
+    step_days: int,
+    fitted: HorizonFitted | None,
+) -> tuple[SalesDataConfig, dict[str, str]]:
+    """``c`` with every value of the recipe (RECIPE and known_covariates) decided, by the
+    config, the data or the run (``fitted``), and where each came from; the checks they need."""
+    T = p.y.shape[1]
+    H = c.horizon
+    if fitted is not None:  # the featurizer holds what it was fitted with (older runs too)
+        fz = fitted.featurizer
+        c = replace(fitted.data_config(c), window=fz.window, level_steps=fz.level_steps,
+                    level_weight=fz.level_weight, smooth_steps=fz.smooth_steps,
+                    known_covariates=fz.known_covariates)  # fmt: skip
+        why = {k: "run" for k in (*RECIPE, "known_covariates")}
+    else:
+        sales_recipe.check_season(c, c.season, T)
+        c, why = sales_recipe.horizon(c, step_days, c.season, T)
+        why["known_covariates"] = "config"
+        if c.known_covariates is None:
+            known = future_known(df, c, list(c.covariates), step_days, H)
+            c = replace(c, known_covariates=known)
+            why["known_covariates"] = f"data: with values on the {H} steps after the last date"
+    assert c.val_steps is not None and c.val_gap is not None and c.window is not None
+    assert c.level_steps is not None
+    _check_known(c, p, T - H)
+    if c.backtest_origins > c.val_steps + 1:
+        raise ArchlabError(
+            f"invalid config value data.backtest_origins={c.backtest_origins}: at most "
+            f"data.val_steps + 1 = {c.val_steps + 1}"
+        )
+    if c.level_weight is None:
+        n_train = T - H - c.val_gap - c.val_steps
+        first = c.season + max(c.window, c.level_steps) - 1
+        w = sales_recipe.level_weight(p.y, n_train, first, c) if c.level_steps else 0.0
+        c = replace(c, level_weight=w)
+        why["level_weight"] = "data: fits the training origins best as a plain rule"
+    why.setdefault("level_weight", "config")
+    return c, why
+
+
+def _series_ends(observed: np.ndarray, dates: np.ndarray, o_test: int) -> dict[str, Any]:
+    """How many series end before the panel's last step, and a line saying how the test origin
+    was chosen despite them ({} when every series reaches the last step)."""
+    S, T = observed.shape
+    has = observed.any(1)
+    last = np.where(has, T - 1 - np.argmax(observed[:, ::-1], 1), -1)
+    early = np.flatnonzero(has & (last < T - 1))
+    if not len(early):
+        return {}
+    before = int(np.sum(has & (last <= o_test)))
+    return {
+        "count": len(early),
+        "note": (
+            f"data: {len(early)} of {S} series end before the last date {str(dates[-1])[:10]} "
+            f"(the earliest on {str(dates[last[early].min()])[:10]}); the test origin, "
+            f"{str(dates[o_test])[:10]}, is the horizon before the last date that at least "
+            "data.tail_min_coverage of the busiest date's series reach, the same for every "
+            f"series; {before} series with no value after it are not scored"
+        ),
+    }
+
+
+def _check_known(c: SalesDataConfig, p: sales.Panel, first_test: int) -> None:
+    """A covariate declared known in advance needs a value wherever a test step is forecast:
+    a gap there means it is not known in advance (the network would read a filled-in value)."""
+    assert c.known_covariates is not None
+    covs = list(c.covariates)
+    observed = ~np.isnan(p.y[:, first_test:])
+    for name in c.known_covariates:
+        gap = np.isnan(p.cov[:, first_test:, covs.index(name)]) & observed
+        if gap.any():
+            s, h = np.argwhere(gap)[0]
+            raise ArchlabError(
+                f"{c.path}: data.known_covariates {name!r} has no value for series "
+                f"{tuple(plain(v) for v in p.keys[s])} on {str(p.dates[first_test + h])[:10]} "
+                "(a test step): a covariate known in advance needs one on every step forecast; "
+                "fill it in or drop it from data.known_covariates"
+            )

@@ -1,0 +1,163 @@
+"""The sales recipe's values derived from the data: window, validation span and gap, level
+shift and smoothing, from the time step, the season and the history, each with its source.
+
+A data-config field left at None is derived here; a value set (by a preset or --set) is used as
+given. Nothing here is a constant of one data set: spans are stated in days or in seasons and
+converted to the data's steps, so weekly data keeps the weekly recipe's values (an 8-step
+window, 13 validation steps for next-step forecasting) and daily data gets days and weeks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from archlab.data.sales_baselines import level_seasonal_naive
+from archlab.errors import ArchlabError
+
+if TYPE_CHECKING:
+    from archlab.task_configs import SalesDataConfig
+
+WINDOW_DAYS = 56  # history the network reads before an origin: 8 weeks (8 weekly steps)
+QUARTER_DAYS = 91.3  # next-step validation span: a quarter of a year (13 weekly steps)
+LEVEL_DAYS = 28  # the level shift's span: about a month, at most one season
+# A season of at least this many steps (a year of weeks) has neighbouring steps alike enough
+# to smooth last season's step with them; in a shorter one (a week of days) they are other
+# phases of the cycle (other weekdays), so the base is last season's step alone.
+SMOOTH_MIN_SEASON = 26
+LEVEL_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the grid the level rule's weight is chosen from
+MAX_LEVEL_ORIGINS = 60  # training origins the weight is scored on (evenly spread)
+
+
+def window_steps(step_days: int) -> int:
+    """WINDOW_DAYS in steps (at least 3)."""
+    return max(3, round(WINDOW_DAYS / step_days))
+
+
+def level_steps_for(step_days: int, season: int) -> int:
+    """LEVEL_DAYS in steps, at most one season (a daily panel's week), at least 1."""
+    return max(1, min(season, round(LEVEL_DAYS / step_days)))
+
+
+def smooth_width(season: int) -> int:
+    return 3 if season >= SMOOTH_MIN_SEASON else 1
+
+
+def _days(step_days: int) -> str:
+    return "calendar-month" if step_days >= 28 else f"{step_days}-day"
+
+
+def next_step(
+    c: SalesDataConfig, step_days: int, n_steps: int
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Window and validation span of next-step forecasting: (values, where each came from).
+    Validation takes at most a third of the steps before the test, so training keeps two."""
+    values: dict[str, Any] = {}
+    why: dict[str, str] = {}
+    unit = _days(step_days)
+    if c.window is None:
+        values["window"] = window_steps(step_days)
+        why["window"] = f"data: {WINDOW_DAYS} days of {unit} steps"
+    if c.val_steps is None:
+        quarter = max(1, round(QUARTER_DAYS / step_days))
+        third = max(1, (n_steps - c.test_steps) // 3)
+        values["val_steps"] = min(quarter, third)
+        why["val_steps"] = (
+            f"data: a quarter of a year of {unit} steps"
+            if quarter <= third
+            else "data: a third of the steps before the test"
+        )
+    return values, why
+
+
+def check_season(c: SalesDataConfig, season: int, n_steps: int) -> None:
+    """A season must fit in the history before the test: seasonal naive reads a season back."""
+    history = n_steps - c.horizon
+    if 2 <= history <= season:  # no history at all: the split's own error says so
+        raise ArchlabError(
+            f"{c.path}: the season of data.season ({season} steps) is not shorter than the "
+            f"{history} steps of history before the test steps: the forecasts read the same "
+            "step a season back; lower data.season or give a longer history"
+        )
+
+
+def horizon(
+    c: SalesDataConfig, step_days: int, season: int, n_steps: int
+) -> tuple[SalesDataConfig, dict[str, str]]:
+    """``c`` (season resolved) with every None of the horizon recipe derived, except
+    level_weight (see ``level_weight``), and where each value came from."""
+    H, unit = c.horizon, _days(step_days)
+    why = {k: "config" for k in ("window", "val_steps", "val_gap", "level_steps", "smooth_steps")}
+    v: dict[str, Any] = {}
+    if c.window is None:
+        v["window"] = window_steps(step_days)
+        why["window"] = f"data: {WINDOW_DAYS} days of {unit} steps"
+    if c.level_steps is None:
+        v["level_steps"] = level_steps_for(step_days, season)
+        why["level_steps"] = f"data: {LEVEL_DAYS} days of {unit} steps, at most a season"
+    if c.smooth_steps is None:
+        v["smooth_steps"] = smooth_width(season)
+        why["smooth_steps"] = (
+            f"data: a season of >= {SMOOTH_MIN_SEASON} steps: last season's step and its neighbours"
+            if v["smooth_steps"] == 3
+            else f"data: a season of {season} steps: its neighbours are other phases of it"
+        )
+    c = replace(c, **v)
+    assert c.window is not None and c.level_steps is not None
+    # Steps left for validation and training origins once the test and the first training
+    # origin's history (a season plus the window or the level span) are set aside.
+    first = season + max(c.window, c.level_steps) - 1
+    gap_given = c.val_gap if c.val_gap is not None else 0
+    avail = n_steps - H - first - 1 - gap_given
+    if c.val_steps is None:
+        # One origin forecasting H steps, as the test does, unless that leaves fewer
+        # training origins than validation steps.
+        v["val_steps"] = max(1, min(H, avail // 2))
+        why["val_steps"] = (
+            "data: the horizon (one origin, as the test)"
+            if v["val_steps"] == H
+            else f"data: half the {max(avail, 0)} steps after the first training origin"
+        )
+    val = v.get("val_steps", c.val_steps)
+    if c.val_gap is None:
+        # Put the validation origin on the test origin's phase of the season (the same
+        # weekday on a daily panel) when the season is no longer than the horizon.
+        gap = (-val) % season if season <= H else 0
+        if gap and avail - val - gap < val:
+            gap = 0
+        v["val_gap"] = gap
+        why["val_gap"] = (
+            "data: puts the validation origin on the test origin's phase of the season"
+            if gap
+            else "data: validation right before the test"
+        )
+    return replace(c, **v), why
+
+
+def level_weight(y: np.ndarray, n_train: int, first: int, c: SalesDataConfig) -> float:
+    """The weight of the level shift in the residual base that fits the training origins
+    best as a plain rule (mean absolute error over targets inside the training steps)."""
+    H = c.horizon
+    assert c.level_steps is not None and c.smooth_steps is not None
+    last = n_train - 2  # the last origin with a target inside the training steps
+    if last < first:
+        return 0.0
+    origins = np.unique(np.linspace(first, last, min(MAX_LEVEL_ORIGINS, last - first + 1)))
+    err = np.zeros(len(LEVEL_WEIGHTS))
+    for o in origins.astype(int):
+        t = o + 1 + np.arange(H)
+        inside = t < n_train
+        actual = y[:, t[inside]]
+        ok = ~np.isnan(actual)
+        for i, w in enumerate(LEVEL_WEIGHTS):
+            f = level_seasonal_naive(y, o, H, c.season, c.level_steps, w, c.smooth_steps)
+            err[i] += np.abs(actual - f[:, inside])[ok].sum()
+    return LEVEL_WEIGHTS[int(np.argmin(err))]
+
+
+def describe(c: SalesDataConfig, why: dict[str, str]) -> list[str]:
+    """The run's first line on the recipe: each value and its source."""
+    parts = [f"{k} {getattr(c, k)} ({why[k]})" for k in why]
+    return ["data: recipe: " + "; ".join(parts)]
