@@ -19,7 +19,7 @@ from archlab import fingerprint, plots, rundir
 from archlab.config import RunConfig, apply_overrides, selection
 from archlab.errors import ArchlabError
 from archlab.tasks import TASKS
-from archlab.tasks.base import DataBundle, Task
+from archlab.tasks.base import DataBundle, Task, Tunable
 from archlab.threads import governor, set_threads
 from archlab.train import distributed
 from archlab.train.callbacks import (
@@ -303,6 +303,13 @@ def finish(
 ) -> dict[str, Any]:
     """Evaluate on the test split, write plots, then metrics.json last (it marks completion)."""
     history = trainer.state.history
+    if isinstance(task, Tunable):  # its post-hoc knobs, chosen on validation before the test
+        task, lines = task.tune(model, data)
+        data.fitted = task.fitted
+        rundir.write_fitted(run_dir, task.fitted)  # eval and predict apply the same choices
+        if trainer.cfg.progress != "off":
+            for line in lines:
+                print(line, file=sys.stderr, flush=True)
     test_loss, test_metrics, outputs, targets = trainer.evaluate(task, data.test, model)
     best = next((cb for cb in trainer.callbacks if isinstance(cb, BestWeights)), None)
     metrics: dict[str, Any] = {"test_loss": test_loss}
@@ -330,6 +337,8 @@ def finish(
                           metrics=_curve_metrics(history))  # fmt: skip
     task.artifacts(run_dir, model, data, outputs, targets)
     metrics.update(task.baselines(data))
+    if isinstance(task, Tunable):
+        metrics.update(task.tuned_metrics(data, outputs, targets))
     rundir.write_metrics(metrics, run_dir)
     return metrics
 

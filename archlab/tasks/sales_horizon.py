@@ -38,7 +38,8 @@ from archlab.models import MODELS
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.tasks.sales_common import holiday_weight, plain
-from archlab.tasks.sales_horizon_data import HorizonFitted, PeerInputs, TestContext
+from archlab.tasks.sales_horizon_data import SVD_RANK, HorizonFitted, PeerInputs, TestContext
+from archlab.tasks.sales_posthoc import SCALES, blended, choose, fit_at, scored_wmae, val_parts
 from archlab.utils import write_json_atomic
 
 
@@ -105,12 +106,38 @@ class HorizonForecast:
             horizon=fz.horizon,  # the head reads each of the H future steps
         )
 
+    @property
+    def correction_scale(self) -> float:
+        """The scale applied at evaluation: the config's number, or the one chosen on
+        validation after training (1, the full correction, until then)."""
+        s = self.data_cfg.correction_scale
+        return float(self.fitted.chosen.get("correction_scale", 1.0)) if s == "auto" else s
+
     def step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x, cats, base, y = batch
         # The network predicts the residual over the baseline; training fits all of it, and
         # evaluation takes data.correction_scale of it (1 unless shrunk toward the base).
-        scale = 1.0 if model.training else self.data_cfg.correction_scale
+        scale = 1.0 if model.training else self.correction_scale
         return base + scale * model(x, cats), y
+
+    # --- post-hoc knobs (archlab/tasks/sales_posthoc.py), chosen after training ---
+    def tune(self, model: nn.Module, data: DataBundle) -> tuple[HorizonForecast, list[str]]:
+        """This task with the correction scale and blend weight chosen on validation, and the
+        lines that say what was chosen on what."""
+        chosen, lines = choose(self.data_cfg, model, data.val, data.context.peer)
+        return HorizonForecast(self.cfg, replace(self.fitted, chosen=chosen)), lines
+
+    def tuned_metrics(
+        self, data: DataBundle, outputs: torch.Tensor, targets: torch.Tensor
+    ) -> dict[str, Any]:
+        """The chosen knobs with their validation WMAE, and test_blend_* (the hybrid)."""
+        ch = self.fitted.chosen
+        out: dict[str, Any] = {k: v for k, v in ch.items() if not k.endswith("_by_weight")}
+        b = blended(ch, data.context.peer, outputs, targets)
+        if b is not None:
+            m = score(*_scored(b, targets))
+            out.update({f"test_blend_{k}": v for k, v in m.items()})
+        return out
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         t = targets
@@ -239,11 +266,16 @@ class HorizonForecast:
                 torch.full((len(s),), o),
             )  # fmt: skip
             corr = model(x, torch.from_numpy(f.cats[s]))
-            out = (base + c.correction_scale * corr).double().numpy()
+            out = (base + self.correction_scale * corr).double().numpy()
         fc = naive.smoothed_seasonal_naive(p.y, o, H, fz.season)  # (S, H): the fallback
         src = np.full(fc.shape, "baseline", dtype=object)
         fc[s] = out * f.scale[s, None] + f.offset[s, None]
         src[s] = "model"
+        w = self.fitted.chosen.get("blend_weight")
+        if w is not None and w < 1:  # the hybrid: the peer refit at this origin (~40 s, Walmart)
+            peer = PeerInputs(c.peer, p.y, [o], fz.season, f.cats[:, -1], SVD_RANK, s)
+            fc[s] = w * fc[s] + (1 - w) * fit_at(peer, o, H)[s]
+            src[s] = "blend"
         if not want:
             keys, dates = list(c.series_keys), p.dates[o + 1 :]
             return [
@@ -313,7 +345,6 @@ def _wanted_rows(
 
 
 SCALE_FILE = "correction_scale.json"
-SCALES = tuple(i / 20 for i in range(21))  # 0, 0.05, ..., 1
 
 
 def correction_scales(model: nn.Module, val: Batches) -> dict[str, Any]:
@@ -324,14 +355,8 @@ def correction_scales(model: nn.Module, val: Batches) -> dict[str, Any]:
     like the test's (see data.val_gap), not on the test."""
     if not val.n:
         return {"scale": list(SCALES), "val_wmae": [None] * len(SCALES), "best_scale": None}
-    model.eval()
-    parts = []
-    with torch.no_grad():
-        for i in torch.arange(val.n).split(4096):  # batch by batch: inputs are not kept
-            x, cats, b, tg = val.fetch(i, None)
-            parts.append((b, model(x, cats), tg))
-    base, corr, t = (torch.cat(v) for v in zip(*parts, strict=True))
-    val_wmae = [wmae(*_scored(base + s * corr, t)[:3]) for s in SCALES]
+    base, corr, t = val_parts(model, val)
+    val_wmae = [scored_wmae(base + s * corr, t) for s in SCALES]
     return {
         "scale": list(SCALES),
         "val_wmae": val_wmae,
