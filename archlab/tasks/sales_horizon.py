@@ -233,8 +233,9 @@ class HorizonForecast:
         ``inputs``: an optional history CSV in the training format (default: the run's
         ``data.path``) and optional files of rows to forecast (series keys and date, e.g.
         Walmart's test.csv): then one row per line of those files, each with ``source``
-        "model", or "baseline" (last season's 3-step smoothing) for a series the run has no
-        training history of.
+        "model", "blend" (with the statistical peer, refit at the data's last step, when the
+        run chose a blend weight below 1), or "baseline" (last season's 3-step smoothing) for
+        a series the run has no training history of.
         """
         c, fz = self.data_cfg, self.fitted.featurizer
         hist, wanted = [], []

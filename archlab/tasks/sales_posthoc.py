@@ -10,6 +10,7 @@ it), never on the test, unless the config gives a number.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -95,7 +96,9 @@ def choose(
         return out, lines
     if peer.val_origins is None or peer.val_series is None:
         return out, lines
+    t0 = time.process_time()
     ps = _peer_at(peer, peer.val_origins, peer.val_series, t)
+    fit_seconds = time.process_time() - t0  # ~0 when the seeds of a process share the fit
     by_w = [scored_wmae(w * net + (1 - w) * ps, t) for w in BLEND_WEIGHTS]
     i = int(np.argmin(by_w))
     w = BLEND_WEIGHTS[i]
@@ -106,6 +109,7 @@ def choose(
         blend_network_val_wmae=by_w[-1],
         blend_peer_val_wmae=by_w[0],
         blend_val_wmae_by_weight=by_w,
+        blend_peer_fit_seconds=fit_seconds,
     )
     lines.append(
         f"chosen: blend {w:g} x network + {1 - w:g} x {peer.name} (validation WMAE "
