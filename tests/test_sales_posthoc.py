@@ -107,7 +107,12 @@ def test_errors_of_both_sides_are_averaged_away_and_the_test_gets_the_weight(mon
     peer_sales = (truth - noise) * SCALE + OFFSET  # errors of equal size and opposite sign
     peer = _peer(monkeypatch, peer_sales)
     val = _val(np.zeros_like(truth), truth + noise, truth)
-    chosen, _ = choose(_data(correction_scale=1.0), Echo(), val, peer)
+    alone, _ = choose(_data(blend_weight=1.0), Echo(), val, peer)
+    assert alone["correction_scale"] < 1  # the network alone is better shrunk...
+    chosen, _ = choose(_data(), Echo(), val, peer)
+    # ...but scale and weight are chosen as one pair: all of it, half-and-half with the peer
+    assert chosen["correction_scale"] == 1.0
+    assert chosen["correction_scale_from"] == "validation, with the blend weight"
     assert chosen["blend_weight"] == 0.5 and chosen["blend_val_wmae"] == pytest.approx(0, abs=1e-4)
     assert chosen["blend_network_val_wmae"] == pytest.approx(SCALE, rel=1e-5)
     assert len(chosen["blend_val_wmae_by_weight"]) == len(BLEND_WEIGHTS)

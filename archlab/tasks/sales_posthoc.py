@@ -5,7 +5,8 @@ correction scale, data.correction_scale) shrinks the network's correction toward
 base, and w (data.blend_weight) mixes the result with the statistical peer's forecast
 (data.peer), the hybrid of a network and a classical model. Each is chosen in turn from a
 fixed grid by the validation WMAE (the peer fit at the validation origin on the steps up to
-it), never on the test, unless the config gives a number.
+it), never on the test, unless the config gives a number; when both are chosen, they are
+chosen as one pair (the blend changes which scale is best).
 """
 
 from __future__ import annotations
@@ -72,10 +73,24 @@ def choose(
         ]
     base, corr, t = val_parts(model, val)
     curve = [scored_wmae(base + s * corr, t) for s in SCALES]
-    if c.correction_scale == "auto":
-        s, src = SCALES[int(np.argmin(curve))], "validation"
-    else:
+    ps, fit_seconds = None, 0.0
+    if (
+        c.blend_weight == "auto"
+        and peer is not None
+        and peer.val_origins is not None
+        and peer.val_series is not None
+    ):
+        t0 = time.process_time()
+        ps = _peer_at(peer, peer.val_origins, peer.val_series, t)
+        fit_seconds = time.process_time() - t0  # ~0 when the seeds of a process share the fit
+    if c.correction_scale != "auto":
         s, src = float(c.correction_scale), "config"
+    elif ps is None:
+        s, src = SCALES[int(np.argmin(curve))], "validation"
+    else:  # with the blend: the scale of the best (scale, weight) pair, as one choice
+        pairs = [(scored_wmae(w * (base + s * corr) + (1 - w) * ps, t), s)
+                 for s in SCALES for w in BLEND_WEIGHTS]  # fmt: skip
+        s, src = min(pairs)[1], "validation, with the blend weight"
     net = base + s * corr
     out: dict[str, Any] = {
         "correction_scale": s,
@@ -94,11 +109,8 @@ def choose(
         out.update(blend_weight=float(c.blend_weight), blend_weight_from="config")
         lines.append(f"chosen: blend {c.blend_weight:g} x network + the rest {peer.name} (config)")
         return out, lines
-    if peer.val_origins is None or peer.val_series is None:
+    if ps is None:
         return out, lines
-    t0 = time.process_time()
-    ps = _peer_at(peer, peer.val_origins, peer.val_series, t)
-    fit_seconds = time.process_time() - t0  # ~0 when the seeds of a process share the fit
     by_w = [scored_wmae(w * net + (1 - w) * ps, t) for w in BLEND_WEIGHTS]
     i = int(np.argmin(by_w))
     w = BLEND_WEIGHTS[i]
