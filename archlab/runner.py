@@ -338,7 +338,7 @@ def finish(
     task.artifacts(run_dir, model, data, outputs, targets)
     metrics.update(task.baselines(data))
     if isinstance(task, Tunable):
-        metrics.update(task.tuned_metrics(data, outputs, targets))
+        metrics.update(task.tuned_metrics(model, data))
     rundir.write_metrics(metrics, run_dir)
     return metrics
 

@@ -50,11 +50,11 @@ def retuned(run: Path, overrides: list[str]) -> dict[str, Any]:
     trainer = Trainer(cfg.train, cfg.optim, cfg.reg, seed=cfg.seed,
                       device=next(model.parameters()).device,
                       precision=Precision(saved["amp_choice"]))  # fmt: skip
-    _, m, outputs, targets = trainer.evaluate(task, data.test, model)
+    _, m, _, _ = trainer.evaluate(task, data.test, model)
     return {
         **{k: saved.get(k) for k in ("baseline_mstl_ets_wmae", "train_seconds")},
         **{f"test_{k}": v for k, v in m.items()},
-        **task.tuned_metrics(data, outputs, targets),
+        **task.tuned_metrics(model, data),
     }
 
 

@@ -87,8 +87,10 @@ def test_a_perfect_peer_gets_all_the_weight(monkeypatch) -> None:
     chosen, lines = choose(_data(), Echo(), val, peer)
     assert chosen["blend_weight"] == 0.0 and chosen["blend_weight_from"] == "validation"
     assert chosen["blend_val_wmae"] == pytest.approx(0.0, abs=1e-4) == chosen["blend_peer_val_wmae"]
-    assert chosen["blend_network_val_wmae"] == pytest.approx(chosen["correction_scale_val_wmae"])
-    assert lines[1].startswith("chosen: blend 0 x network + 1 x fixed (validation WMAE 0.0;")
+    # With w = 0 every scale ties; the smallest wins, and the network is scored at it (base 0).
+    assert chosen["blend_correction_scale"] == 0.0
+    assert chosen["blend_network_val_wmae"] == pytest.approx(SCALE * np.abs(truth).mean(), rel=1e-5)
+    assert lines[1].startswith("chosen: blend 0 x network (correction scale 0) + 1 x fixed")
 
 
 def test_a_network_that_gets_it_keeps_all_the_weight(monkeypatch) -> None:
@@ -107,20 +109,20 @@ def test_errors_of_both_sides_are_averaged_away_and_the_test_gets_the_weight(mon
     peer_sales = (truth - noise) * SCALE + OFFSET  # errors of equal size and opposite sign
     peer = _peer(monkeypatch, peer_sales)
     val = _val(np.zeros_like(truth), truth + noise, truth)
-    alone, _ = choose(_data(blend_weight=1.0), Echo(), val, peer)
-    assert alone["correction_scale"] < 1  # the network alone is better shrunk...
-    chosen, _ = choose(_data(), Echo(), val, peer)
-    # ...but scale and weight are chosen as one pair: all of it, half-and-half with the peer
-    assert chosen["correction_scale"] == 1.0
-    assert chosen["correction_scale_from"] == "validation, with the blend weight"
+    chosen, lines = choose(_data(), Echo(), val, peer)
+    assert chosen["correction_scale"] < 1  # the network alone is better shrunk...
+    # ...the blend's scale and weight, chosen as one pair: all of it, half-and-half
+    assert chosen["blend_correction_scale"] == 1.0 and lines[1].startswith(
+        "chosen: blend 0.5 x network (correction scale 1) + 0.5 x fixed (validation WMAE 0.0;"
+    )
     assert chosen["blend_weight"] == 0.5 and chosen["blend_val_wmae"] == pytest.approx(0, abs=1e-4)
     assert chosen["blend_network_val_wmae"] == pytest.approx(SCALE, rel=1e-5)
     assert len(chosen["blend_val_wmae_by_weight"]) == len(BLEND_WEIGHTS)
     # On the test: w x the outputs + (1 - w) x the peer, per sample, in scaled units.
-    out = torch.from_numpy(truth + noise).float()
-    got = blended(chosen, peer, out, _targets(truth))
+    zero, corr = torch.zeros(truth.shape), torch.from_numpy(truth + noise).float()
+    got = blended(chosen, peer, zero, corr, _targets(truth))
     np.testing.assert_allclose(got.numpy(), truth, atol=1e-5)
-    assert blended({"correction_scale": 1.0}, peer, out, _targets(truth)) is None
+    assert blended({"correction_scale": 1.0}, peer, zero, corr, _targets(truth)) is None
 
 
 def test_a_forced_weight_is_kept_and_one_skips_the_peer(monkeypatch) -> None:

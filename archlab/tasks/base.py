@@ -98,10 +98,8 @@ class Tunable(Protocol):
         was chosen and on what validation score."""
         ...
 
-    def tuned_metrics(
-        self, data: DataBundle, outputs: torch.Tensor, targets: torch.Tensor
-    ) -> dict[str, Any]:
-        """Flat metrics of the choices and of what they make of the test outputs."""
+    def tuned_metrics(self, model: nn.Module, data: DataBundle) -> dict[str, Any]:
+        """Flat metrics of the choices and of the test forecasts they make."""
         ...
 
 

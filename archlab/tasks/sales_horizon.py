@@ -39,7 +39,7 @@ from archlab.task_configs import SalesDataConfig, SalesModelConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.tasks.sales_common import holiday_weight, plain
 from archlab.tasks.sales_horizon_data import SVD_RANK, HorizonFitted, PeerInputs, TestContext
-from archlab.tasks.sales_posthoc import SCALES, blended, choose, fit_at, scored_wmae, val_parts
+from archlab.tasks.sales_posthoc import SCALES, blended, choose, fit_at, parts, scored_wmae
 from archlab.utils import write_json_atomic
 
 
@@ -127,15 +127,15 @@ class HorizonForecast:
         chosen, lines = choose(self.data_cfg, model, data.val, data.context.peer)
         return HorizonForecast(self.cfg, replace(self.fitted, chosen=chosen)), lines
 
-    def tuned_metrics(
-        self, data: DataBundle, outputs: torch.Tensor, targets: torch.Tensor
-    ) -> dict[str, Any]:
+    def tuned_metrics(self, model: nn.Module, data: DataBundle) -> dict[str, Any]:
         """The chosen knobs with their validation WMAE, and test_blend_* (the hybrid)."""
         ch = self.fitted.chosen
         out: dict[str, Any] = {k: v for k, v in ch.items() if not k.endswith("_by_weight")}
-        b = blended(ch, data.context.peer, outputs, targets)
-        if b is not None:
-            m = score(*_scored(b, targets))
+        if "blend_weight" in ch and data.context.peer is not None:
+            base, corr, t = parts(model, data.test)
+            b = blended(ch, data.context.peer, base, corr, t)
+            assert b is not None
+            m = score(*_scored(b, t))
             out.update({f"test_blend_{k}": v for k, v in m.items()})
         return out
 
@@ -268,6 +268,8 @@ class HorizonForecast:
             )  # fmt: skip
             corr = model(x, torch.from_numpy(f.cats[s]))
             out = (base + self.correction_scale * corr).double().numpy()
+            sb = self.fitted.chosen.get("blend_correction_scale", self.correction_scale)
+            out_b = (base + sb * corr).double().numpy()
         fc = naive.smoothed_seasonal_naive(p.y, o, H, fz.season)  # (S, H): the fallback
         src = np.full(fc.shape, "baseline", dtype=object)
         fc[s] = out * f.scale[s, None] + f.offset[s, None]
@@ -275,7 +277,8 @@ class HorizonForecast:
         w = self.fitted.chosen.get("blend_weight")
         if w is not None and w < 1:  # the hybrid: the peer refit at this origin (~40 s, Walmart)
             peer = PeerInputs(c.peer, p.y, [o], fz.season, f.cats[:, -1], SVD_RANK, s)
-            fc[s] = w * fc[s] + (1 - w) * fit_at(peer, o, H)[s]
+            net = out_b * f.scale[s, None] + f.offset[s, None]
+            fc[s] = w * net + (1 - w) * fit_at(peer, o, H)[s]
             src[s] = "blend"
         if not want:
             keys, dates = list(c.series_keys), p.dates[o + 1 :]
@@ -356,7 +359,7 @@ def correction_scales(model: nn.Module, val: Batches) -> dict[str, Any]:
     like the test's (see data.val_gap), not on the test."""
     if not val.n:
         return {"scale": list(SCALES), "val_wmae": [None] * len(SCALES), "best_scale": None}
-    base, corr, t = val_parts(model, val)
+    base, corr, t = parts(model, val)
     val_wmae = [scored_wmae(base + s * corr, t) for s in SCALES]
     return {
         "scale": list(SCALES),

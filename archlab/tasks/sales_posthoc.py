@@ -5,8 +5,8 @@ correction scale, data.correction_scale) shrinks the network's correction toward
 base, and w (data.blend_weight) mixes the result with the statistical peer's forecast
 (data.peer), the hybrid of a network and a classical model. Each is chosen in turn from a
 fixed grid by the validation WMAE (the peer fit at the validation origin on the steps up to
-it), never on the test, unless the config gives a number; when both are chosen, they are
-chosen as one pair (the blend changes which scale is best).
+it), never on the test, unless the config gives a number. The network alone (test_*) keeps the
+scale best for it; the blend (test_blend_*, predict) gets its own, chosen with w as one pair.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ SCALES = tuple(i / 20 for i in range(21))  # correction scales tried: 0, 0.05, .
 BLEND_WEIGHTS = tuple(i / 10 for i in range(11))  # network weights tried: 0, 0.1, ..., 1
 
 
-def val_parts(model: nn.Module, val: Batches) -> tuple[torch.Tensor, ...]:
-    """(base, correction, targets) of every validation sample, in scaled units."""
+def parts(model: nn.Module, val: Batches) -> tuple[torch.Tensor, ...]:
+    """(base, correction, targets) of every sample of a split, in scaled units."""
     model.eval()
     parts = []
     with torch.no_grad():
@@ -64,83 +64,78 @@ def fit_at(peer: PeerInputs, origin: int, horizon: int) -> np.ndarray:
 def choose(
     c: SalesDataConfig, model: nn.Module, val: Batches, peer: PeerInputs | None
 ) -> tuple[dict[str, Any], list[str]]:
-    """The correction scale and blend weight (chosen on validation unless given) with the
-    validation WMAE each rests on, and the lines that say so."""
+    """The correction scale of the network alone and the blend's weight and scale (chosen on
+    validation unless given) with the validation WMAE each rests on, and lines that say so."""
     if not val.n:
         s = 1.0 if c.correction_scale == "auto" else float(c.correction_scale)
         return {"correction_scale": s, "correction_scale_from": "no validation steps"}, [
             f"chosen: no validation steps; correction scale {s:g}, the network alone"
         ]
-    base, corr, t = val_parts(model, val)
+    base, corr, t = parts(model, val)
     curve = [scored_wmae(base + s * corr, t) for s in SCALES]
-    ps, fit_seconds = None, 0.0
-    if (
-        c.blend_weight == "auto"
-        and peer is not None
-        and peer.val_origins is not None
-        and peer.val_series is not None
-    ):
-        t0 = time.process_time()
-        ps = _peer_at(peer, peer.val_origins, peer.val_series, t)
-        fit_seconds = time.process_time() - t0  # ~0 when the seeds of a process share the fit
-    if c.correction_scale != "auto":
-        s, src = float(c.correction_scale), "config"
-    elif ps is None:
+    if c.correction_scale == "auto":
         s, src = SCALES[int(np.argmin(curve))], "validation"
-    else:  # with the blend: the scale of the best (scale, weight) pair, as one choice
-        pairs = [(scored_wmae(w * (base + s * corr) + (1 - w) * ps, t), s)
-                 for s in SCALES for w in BLEND_WEIGHTS]  # fmt: skip
-        s, src = min(pairs)[1], "validation, with the blend weight"
-    net = base + s * corr
+    else:
+        s, src = float(c.correction_scale), "config"
     out: dict[str, Any] = {
         "correction_scale": s,
         "correction_scale_from": src,
-        "correction_scale_val_wmae": scored_wmae(net, t),
+        "correction_scale_val_wmae": scored_wmae(base + s * corr, t),
         "correction_scale_val_wmae_at_1": curve[-1],
     }
-    at_s = out["correction_scale_val_wmae"]
     lines = [
-        f"chosen: correction scale {s:g} ({src}; validation WMAE {at_s:,.1f}, "
-        f"at 1: {curve[-1]:,.1f})"
+        f"chosen: correction scale {s:g} ({src}; validation WMAE "
+        f"{out['correction_scale_val_wmae']:,.1f}, at 1: {curve[-1]:,.1f})"
     ]
     if peer is None or c.blend_weight == 1.0:
         return out, lines
     if c.blend_weight != "auto":
-        out.update(blend_weight=float(c.blend_weight), blend_weight_from="config")
+        out.update(
+            blend_weight=float(c.blend_weight), blend_correction_scale=s, blend_weight_from="config"
+        )
         lines.append(f"chosen: blend {c.blend_weight:g} x network + the rest {peer.name} (config)")
         return out, lines
-    if ps is None:
+    if peer.val_origins is None or peer.val_series is None:
         return out, lines
-    by_w = [scored_wmae(w * net + (1 - w) * ps, t) for w in BLEND_WEIGHTS]
-    i = int(np.argmin(by_w))
-    w = BLEND_WEIGHTS[i]
+    t0 = time.process_time()
+    ps = _peer_at(peer, peer.val_origins, peer.val_series, t)
+    fit_seconds = time.process_time() - t0  # ~0 when the seeds of a process share the fit
+    # The blend's own scale: with an auto scale, chosen with the weight as one pair (the peer
+    # changes which correction is best), so the network alone keeps the scale best for it.
+    blend_scales = SCALES if c.correction_scale == "auto" else (s,)
+    pairs = [(scored_wmae(w * (base + sb * corr) + (1 - w) * ps, t), sb, w)
+             for sb in blend_scales for w in BLEND_WEIGHTS]  # fmt: skip
+    best, sb, w = min(pairs)
+    by_w = [v for v, b, _ in pairs if b == sb]
     out.update(
         blend_weight=w,
+        blend_correction_scale=sb,
         blend_weight_from="validation",
-        blend_val_wmae=by_w[i],
+        blend_val_wmae=best,
         blend_network_val_wmae=by_w[-1],
         blend_peer_val_wmae=by_w[0],
         blend_val_wmae_by_weight=by_w,
         blend_peer_fit_seconds=fit_seconds,
     )
     lines.append(
-        f"chosen: blend {w:g} x network + {1 - w:g} x {peer.name} (validation WMAE "
-        f"{by_w[i]:,.1f}; network {by_w[-1]:,.1f}, {peer.name} {by_w[0]:,.1f})"
+        f"chosen: blend {w:g} x network (correction scale {sb:g}) + {1 - w:g} x {peer.name} "
+        f"(validation WMAE {best:,.1f}; network {by_w[-1]:,.1f}, {peer.name} {by_w[0]:,.1f})"
     )
     return out, lines
 
 
 def blended(
-    chosen: dict[str, Any], peer: PeerInputs | None, outputs: torch.Tensor, targets: torch.Tensor
-) -> torch.Tensor | None:
-    """The test forecasts (N, H) blended with the peer at each sample's origin (None: no
-    blend), in scaled units."""
+    chosen: dict[str, Any], peer: PeerInputs | None, base: torch.Tensor, corr: torch.Tensor,
+    targets: torch.Tensor,
+) -> torch.Tensor | None:  # fmt: skip
+    """The test samples' blend (N, H) of network (residual base and correction) and the peer
+    at each sample's origin, in scaled units (None: no blend)."""
     w = chosen.get("blend_weight")
     if w is None or peer is None or peer.test_series is None:
         return None
     k = targets[:, 0, 5].long().numpy()  # backtest number j forecasts from peer.origins[j]
     ps = _peer_at(peer, np.asarray(peer.origins)[k], peer.test_series, targets)
-    return w * outputs + (1 - w) * ps
+    return w * (base + chosen["blend_correction_scale"] * corr) + (1 - w) * ps
 
 
 def _peer_at(
