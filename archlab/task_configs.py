@@ -341,7 +341,11 @@ class SalesDataConfig:
             raise bad("blend_weight", "blends the network with data.peer, which is none")
         horizon_only = ("level_steps", "level_weight", "fit_through_val", "val_gap")
         for key in (*horizon_only, "correction_scale", "blend_weight"):
-            if self.horizon == 1 and getattr(self, key) != self.__dataclass_fields__[key].default:
+            v = getattr(self, key)
+            # 1 (the network alone, as before these were chosen) is no setting either: older
+            # next-step runs' config.yaml carries correction_scale: 1.0.
+            neutral = v == 1.0 and key in ("correction_scale", "blend_weight")
+            if self.horizon == 1 and v != self.__dataclass_fields__[key].default and not neutral:
                 raise bad(key, "is for multi-horizon forecasting: set data.horizon > 1")
         if self.fit_through_val and self.backtest_origins > 1:
             raise bad(

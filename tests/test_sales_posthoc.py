@@ -16,6 +16,7 @@ from archlab import rundir, runner
 from archlab.cli import main
 from archlab.config import apply_overrides
 from archlab.data import sales_peer
+from archlab.errors import ArchlabError
 from archlab.presets import PRESETS
 from archlab.report.tables import run_table
 from archlab.task_configs import SalesDataConfig
@@ -253,3 +254,11 @@ def test_validation_rolls_back_over_the_backtest_origins(panel_dir: Path) -> Non
     one_mask = one.val.fetch(torch.arange(one.val.n), None)[3][..., 4]
     assert mask.sum() == 3 * int(one_mask.sum())  # every origin scores every validation step
     assert "over 3 origins" in three.notes[1]
+
+
+def test_older_next_step_runs_configs_still_load() -> None:
+    # Their config.yaml says correction_scale: 1.0 (the default before auto) at horizon 1.
+    assert SalesDataConfig(correction_scale=1.0).correction_scale == 1.0
+    assert SalesDataConfig(blend_weight=1.0, peer="none").blend_weight == 1.0
+    with pytest.raises(ArchlabError, match=r"set data\.horizon > 1"):
+        SalesDataConfig(correction_scale=0.5)

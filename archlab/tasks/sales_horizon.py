@@ -13,7 +13,9 @@ apart, all forecasting validation/test steps only), reported as mean and std.
 Targets are (N, H, 6): scaled sales, per-series scale and offset, holiday flag, mask (an
 observed target step of that split) and the origin's backtest number (0 = the test origin).
 
-Its data, fitted state and batching are in archlab/tasks/sales_horizon_data.py.
+Its data, fitted state and batching are in archlab/tasks/sales_horizon_data.py; the knobs
+chosen on validation after training (correction scale, blend with the statistical peer) in
+archlab/tasks/sales_posthoc.py.
 """
 
 from __future__ import annotations
@@ -355,8 +357,8 @@ def correction_scales(model: nn.Module, val: Batches) -> dict[str, Any]:
     """Validation WMAE of base + s x correction for every s in SCALES, and the best s.
 
     0 is the residual base alone (the level-shifted seasonal naive), 1 the network alone; a
-    value between combines them. Choose data.correction_scale on validation steps that look
-    like the test's (see data.val_gap), not on the test."""
+    value between combines them. data.correction_scale=auto applies the best; validation steps
+    that look like the test's (see data.val_gap) make it a better guide."""
     if not val.n:
         return {"scale": list(SCALES), "val_wmae": [None] * len(SCALES), "best_scale": None}
     base, corr, t = parts(model, val)
