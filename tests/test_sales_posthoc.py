@@ -199,13 +199,23 @@ def test_a_run_applies_the_choices_in_metrics_eval_and_predict(panel_dir: Path, 
     assert not np.allclose(fc[1.0], fc[0.0])
 
 
-def test_a_peer_that_knows_the_series_takes_the_blend(tmp_path: Path) -> None:
+def test_a_peer_that_knows_the_series_takes_the_blend(tmp_path: Path, capsys) -> None:
     root = _periodic_panel(tmp_path / "periodic")
-    run = runner.train(_cfg(root, "train.epochs=1"), tmp_path / "runs")
+    sets = [f"data.path={root}", f"data.horizon={H}", "data.val_steps=4", "data.window=4",
+            f"data.season={SEASON}", "train.threads=1", "train.progress=plain",
+            "train.epochs=1"]  # fmt: skip
+    args = ["train", "--preset", "sales-gru-smoke", "--out", str(tmp_path / "runs")]
+    assert main([*args, *(a for s in sets for a in ("--set", s))]) == 0
+    out, err = capsys.readouterr()
+    run = Path(out.strip().splitlines()[-1])
     m = json.loads((run / "metrics.json").read_text())
     assert m["blend_peer_val_wmae"] < 0.01 * m["blend_network_val_wmae"]
     assert m["blend_weight"] == 0.0
     assert m["test_blend_wmae"] < 0.01 * m["test_wmae"]
+    # The run's last lines say what was chosen, on what validation score.
+    chosen = [line for line in err.splitlines() if line.startswith("chosen: ")]
+    assert chosen[0].startswith("chosen: correction scale ")
+    assert chosen[1].startswith("chosen: blend 0 x network (correction scale 0) + 1 x mstl_ets")
 
 
 def test_a_short_history_at_the_validation_origin_is_a_first_line_note(panel_dir: Path) -> None:
