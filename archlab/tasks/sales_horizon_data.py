@@ -5,7 +5,8 @@
 test = the last H steps, forecast from the step before them; validation = the ``val_steps``
 steps before the test, forecast from the last training step; training = every origin inside
 the training steps whose window has a season of history before it (targets after the training
-steps are masked). ``data.backtest_origins=K`` adds the K - 1 origins before the test origin.
+steps are masked). ``data.backtest_origins=K`` adds the K - 1 origins before the test origin,
+and the K - 1 before the validation origin (scored on the validation steps only).
 
 Targets are (N, H, 6): scaled sales, per-series scale and offset, holiday flag, mask (an
 observed target step of that split) and the origin's backtest number (0 = the test origin).
