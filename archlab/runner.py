@@ -44,6 +44,11 @@ RUN_KEYS = (
     "final_train_loss", "final_val_loss", "n_parameters", "world_size", "replica_digests",
     "amp_choice", "amp_reason", "amp_step_ms_fp32", "amp_step_ms_bf16",
     "amp_step_ms_bf16_channels_last",
+    # what a Tunable task chose on validation (sales horizon: archlab/tasks/sales_posthoc.py)
+    "correction_scale", "correction_scale_from", "correction_scale_val_wmae",
+    "correction_scale_val_wmae_at_1", "blend_weight", "blend_correction_scale",
+    "blend_weight_from", "blend_val_wmae", "blend_network_val_wmae", "blend_peer_val_wmae",
+    "blend_peer_fit_seconds",
 )  # fmt: skip
 # Keys that say how a run executes, not what it computes: a resumed (or re-run) run may change
 # them; any other difference from its config.yaml is refused (see config_changes).

@@ -179,6 +179,7 @@ def test_a_run_applies_the_choices_in_metrics_eval_and_predict(panel_dir: Path, 
     assert m["blend_weight"] in BLEND_WEIGHTS and m["blend_weight_from"] == "validation"
     assert m["blend_val_wmae"] <= min(m["blend_network_val_wmae"], m["blend_peer_val_wmae"])
     assert m["test_blend_wmae"] > 0 and len(m["test_blend_wmae_by_step"]) == H
+    assert all(k.startswith(("test_", "baseline_")) or k in runner.RUN_KEYS for k in m)
     if m["blend_weight"] == 0:  # the blend is then the peer, on the same rows
         assert m["test_blend_wmae"] == pytest.approx(m["baseline_mstl_ets_wmae"], rel=1e-6)
     table = {row[0]: row[1] for row in run_table("sales", [run], {})}
