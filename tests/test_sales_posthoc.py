@@ -273,3 +273,16 @@ def test_older_next_step_runs_configs_still_load() -> None:
     assert SalesDataConfig(blend_weight=1.0, peer="none").blend_weight == 1.0
     with pytest.raises(ArchlabError, match=r"set data\.horizon > 1"):
         SalesDataConfig(correction_scale=0.5)
+
+
+def test_each_backtest_origin_blends_with_the_peer_fit_there(monkeypatch) -> None:
+    # A peer whose forecast is its origin: the sample of backtest number k must get origin k's.
+    monkeypatch.setitem(sales_peer.PEERS, "origin", lambda y, o, *a: np.full((N, HH), float(o)))
+    s = np.arange(N)
+    peer = PeerInputs("origin", np.zeros((N, 20)), [19, 18, 17], SEASON, s * 0, 10, s, None, s, s)
+    t = _targets(np.zeros((N, HH)))
+    t[..., 1], t[..., 2] = 1.0, 0.0  # scaled units = sales units
+    t[:, :, 5] = torch.tensor([0, 1, 2, 0, 1, 2])[:, None]
+    zero = torch.zeros(N, HH)
+    got = blended({"blend_weight": 0.0, "blend_correction_scale": 1.0}, peer, zero, zero, t)
+    assert got[:, 0].tolist() == [19, 18, 17, 19, 18, 17]
