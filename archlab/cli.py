@@ -370,7 +370,7 @@ def _write_submission(rows: list[dict[str, Any]], cfg: RunConfig, out: Path) -> 
     sub = pd.DataFrame({"Id": ids, cfg.data.target: df.forecast})
     with atomic_path(out) as tmp:
         sub.to_csv(tmp, index=False)
-    fallback = df.source != "model"
+    fallback = df.source == "baseline"  # "model" or "blend" otherwise
     n_series = df.loc[fallback, keys].drop_duplicates().shape[0]
     print(f"archlab: {len(sub)} forecasts ({sub.Id.nunique()} distinct ids); {int(fallback.sum())} "
           f"row(s) of {n_series} series without training history took the baseline (last "

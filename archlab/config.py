@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal, get_args, get_origin
 
@@ -289,7 +290,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if value is None and type(None) in get_args(tp):
             return None
         inner = [a for a in get_args(tp) if a is not type(None)]
-        return _coerce(inner[0], value, key)
+        return _first_fit(inner, lambda a: _coerce(a, value, key), key, value)
     if origin is tuple:
         args = get_args(tp)
         if not isinstance(value, list | tuple):
@@ -332,7 +333,7 @@ def parse_value(tp: Any, text: str, key: str) -> Any:
         if text.lower() in ("none", "null", "") and type(None) in get_args(tp):
             return None
         inner = [a for a in get_args(tp) if a is not type(None)]
-        return parse_value(inner[0], text, key)
+        return _first_fit(inner, lambda a: parse_value(a, text, key), key, text)
     if origin is tuple:
         parts = [p.strip() for p in text.split(",") if p.strip() != ""]
         return _coerce(
@@ -360,6 +361,22 @@ def parse_value(tp: Any, text: str, key: str) -> Any:
         except ValueError:
             raise ArchlabError(f"invalid config value {key}={text!r}: expected a number") from None
     return text
+
+
+def _first_fit(types_: list[Any], convert: Callable[[Any], Any], key: str, value: Any) -> Any:
+    """The value as the first of a union's types that takes it (``float | Literal["auto"]``)."""
+    if len(types_) == 1:
+        return convert(types_[0])
+    for tp in types_:
+        try:
+            return convert(tp)
+        except ArchlabError:
+            continue
+    wanted = " or ".join(
+        ", ".join(repr(v) for v in get_args(t)) if get_origin(t) is Literal else t.__name__
+        for t in types_
+    )
+    raise ArchlabError(f"invalid config value {key}={value!r}: expected {wanted}")
 
 
 def _tuple_item(tp: Any, i: int) -> Any:

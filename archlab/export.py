@@ -159,7 +159,7 @@ def graph_of(cfg: Any, task: Any, model: nn.Module) -> nn.Module:
     elif cfg.task == "text":
         g = TextGraph(model)
     else:
-        g = SalesGraph(model, float(getattr(task.data_cfg, "correction_scale", 1.0)))
+        g = SalesGraph(model, float(getattr(task, "correction_scale", 1.0)))
     return g.eval()
 
 

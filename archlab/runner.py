@@ -20,7 +20,7 @@ from archlab import fingerprint, plots, rundir
 from archlab.config import RunConfig, apply_overrides, selection
 from archlab.errors import ArchlabError
 from archlab.tasks import TASKS
-from archlab.tasks.base import DataBundle, Task
+from archlab.tasks.base import DataBundle, Task, Tunable
 from archlab.threads import governor, set_threads
 from archlab.train import distributed
 from archlab.train.callbacks import (
@@ -45,6 +45,11 @@ RUN_KEYS = (
     "final_train_loss", "final_val_loss", "n_parameters", "world_size", "replica_digests",
     "amp_choice", "amp_reason", "amp_step_ms_fp32", "amp_step_ms_bf16",
     "amp_step_ms_bf16_channels_last",
+    # what a Tunable task chose on validation (sales horizon: archlab/tasks/sales_posthoc.py)
+    "correction_scale", "correction_scale_from", "correction_scale_val_wmae",
+    "correction_scale_val_wmae_at_1", "blend_weight", "blend_correction_scale",
+    "blend_weight_from", "blend_val_wmae", "blend_network_val_wmae", "blend_peer_val_wmae",
+    "blend_peer_fit_seconds",
 )  # fmt: skip
 # Keys that say how a run executes, not what it computes: a resumed (or re-run) run may change
 # them; any other difference from its config.yaml is refused (see config_changes).
@@ -305,6 +310,13 @@ def finish(
 ) -> dict[str, Any]:
     """Evaluate on the test split, write plots, then metrics.json last (it marks completion)."""
     history = trainer.state.history
+    if isinstance(task, Tunable):  # its post-hoc knobs, chosen on validation before the test
+        task, lines = task.tune(model, data)
+        data.fitted = task.fitted
+        rundir.write_fitted(run_dir, task.fitted)  # eval and predict apply the same choices
+        if trainer.cfg.progress != "off":
+            for line in lines:
+                print(line, file=sys.stderr, flush=True)
     test_loss, test_metrics, outputs, targets = trainer.evaluate(task, data.test, model)
     best = next((cb for cb in trainer.callbacks if isinstance(cb, BestWeights)), None)
     metrics: dict[str, Any] = {"test_loss": test_loss}
@@ -332,6 +344,8 @@ def finish(
                           metrics=_curve_metrics(history))  # fmt: skip
     task.artifacts(run_dir, model, data, outputs, targets)
     metrics.update(task.baselines(data))
+    if isinstance(task, Tunable):
+        metrics.update(task.tuned_metrics(model, data))
     rundir.write_metrics(metrics, run_dir)
     return metrics
 

@@ -323,12 +323,18 @@ class SalesDataConfig:
     val_gap: int | None = None
     # H > 1: forecast = residual base + correction_scale x the network's correction, at
     # evaluation and predict time (training fits the full correction). 1 = the network alone;
-    # below 1 shrinks its correction toward the base, a combination of network and rule. Each
-    # run writes the validation WMAE of every scale to correction_scale.json to choose it.
-    correction_scale: float = 1.0
+    # below 1 shrinks its correction toward the base, a combination of network and rule. auto:
+    # the scale of sales_horizon.SCALES with the lowest validation WMAE after training (every
+    # scale's is in correction_scale.json); a number forces it.
+    correction_scale: float | Literal["auto"] = "auto"
     # H > 1: the statistical peer scored beside the naive baselines on the same test rows
     # (archlab/data/sales_peer.py; about 45 s of CPU on Walmart's 3,331 series). none = off.
     peer: Literal["mstl_ets", "none"] = "mstl_ets"
+    # H > 1 with a peer: the hybrid forecast w x network + (1 - w) x peer, reported as test_blend_*
+    # and used by predict. auto: w of sales_posthoc.BLEND_WEIGHTS with the lowest validation
+    # WMAE, the peer fit at the validation origin too (on the steps up to it); a number forces
+    # it; 1 = the network alone (the peer is then not fit at the validation origin).
+    blend_weight: float | Literal["auto"] = "auto"
 
     def __post_init__(self) -> None:
         def bad(key: str, need: str) -> ArchlabError:
@@ -355,11 +361,19 @@ class SalesDataConfig:
             raise bad("val_gap", "must be >= 0")
         if self.smooth_steps not in (None, 1, 3):
             raise bad("smooth_steps", "1 (last season's step alone) or 3 (with its neighbours)")
-        if not 0 <= self.correction_scale <= 1:
-            raise bad("correction_scale", "must be in [0, 1] (0 = the residual base alone)")
+        if self.correction_scale != "auto" and not 0 <= self.correction_scale <= 1:
+            raise bad("correction_scale", "must be in [0, 1] (0 = the residual base alone) or auto")
+        if self.blend_weight != "auto" and not 0 <= self.blend_weight <= 1:
+            raise bad("blend_weight", "must be in [0, 1] (1 = the network alone) or auto")
+        if self.blend_weight not in ("auto", 1.0) and self.peer == "none":
+            raise bad("blend_weight", "blends the network with data.peer, which is none")
         horizon_only = ("level_steps", "level_weight", "fit_through_val", "val_gap", "smooth_steps")
-        for key in (*horizon_only, "correction_scale"):
-            if self.horizon == 1 and getattr(self, key) != self.__dataclass_fields__[key].default:
+        for key in (*horizon_only, "correction_scale", "blend_weight"):
+            v = getattr(self, key)
+            # 1 (the network alone, as before these were chosen) is no setting either: older
+            # next-step runs' config.yaml carries correction_scale: 1.0.
+            neutral = v == 1.0 and key in ("correction_scale", "blend_weight")
+            if self.horizon == 1 and v != self.__dataclass_fields__[key].default and not neutral:
                 raise bad(key, "is for multi-horizon forecasting: set data.horizon > 1")
         if self.fit_through_val and self.backtest_origins > 1:
             raise bad(

@@ -51,6 +51,9 @@ COLUMNS = {
         "baseline_last_value_wmae",
         "baseline_mstl_ets_wmae",  # the statistical peer (data.peer) and its fit's CPU time
         "baseline_mstl_ets_fit_seconds",
+        "test_blend_wmae",  # the hybrid of network and peer, and what was chosen on validation
+        "blend_weight",
+        "correction_scale",
         "test_backtest_wmae_mean",
         "epochs_run",
         "train_seconds",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -91,6 +91,23 @@ class Task(TrainTask, Protocol):
         ...
 
 
+@runtime_checkable
+class Tunable(Protocol):
+    """A task with knobs chosen on the validation split after training (the sales horizon's
+    correction scale and blend weight): the runner tunes it before the test is scored."""
+
+    fitted: Any
+
+    def tune(self, model: nn.Module, data: DataBundle) -> tuple[Any, list[str]]:
+        """The task with its knobs chosen (its ``fitted`` records them), and lines saying what
+        was chosen and on what validation score."""
+        ...
+
+    def tuned_metrics(self, model: nn.Module, data: DataBundle) -> dict[str, Any]:
+        """Flat metrics of the choices and of the test forecasts they make."""
+        ...
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """Registry entry: how to build a part's data and its task, and what early stopping watches.
@@ -107,4 +124,4 @@ class TaskSpec:
     eda: Callable[[Any, Path], list[Path]] | None = None
 
 
-__all__ = ["Batches", "DataBundle", "Fitted", "Task", "TaskData", "TaskSpec"]
+__all__ = ["Batches", "DataBundle", "Fitted", "Task", "TaskData", "TaskSpec", "Tunable"]

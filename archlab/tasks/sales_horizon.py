@@ -14,7 +14,9 @@ apart, all forecasting validation/test steps only), reported as mean and std.
 Targets are (N, H, 6): scaled sales, per-series scale and offset, holiday flag, mask (an
 observed target step of that split) and the origin's backtest number (0 = the test origin).
 
-Its data, fitted state and batching are in archlab/tasks/sales_horizon_data.py.
+Its data, fitted state and batching are in archlab/tasks/sales_horizon_data.py; the knobs
+chosen on validation after training (correction scale, blend with the statistical peer) in
+archlab/tasks/sales_posthoc.py.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from archlab.models import MODELS
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.tasks.sales_common import holiday_weight, plain
-from archlab.tasks.sales_horizon_data import HorizonFitted, PeerInputs, TestContext
+from archlab.tasks.sales_horizon_data import SVD_RANK, HorizonFitted, PeerInputs, TestContext
+from archlab.tasks.sales_posthoc import SCALES, blended, choose, fit_at, parts, scored_wmae
 from archlab.utils import write_json_atomic
 
 
@@ -106,12 +109,38 @@ class HorizonForecast:
             horizon=fz.horizon,  # the head reads each of the H future steps
         )
 
+    @property
+    def correction_scale(self) -> float:
+        """The scale applied at evaluation: the config's number, or the one chosen on
+        validation after training (1, the full correction, until then)."""
+        s = self.data_cfg.correction_scale
+        return float(self.fitted.chosen.get("correction_scale", 1.0)) if s == "auto" else s
+
     def step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x, cats, base, y = batch
         # The network predicts the residual over the baseline; training fits all of it, and
         # evaluation takes data.correction_scale of it (1 unless shrunk toward the base).
-        scale = 1.0 if model.training else self.data_cfg.correction_scale
+        scale = 1.0 if model.training else self.correction_scale
         return base + scale * model(x, cats), y
+
+    # --- post-hoc knobs (archlab/tasks/sales_posthoc.py), chosen after training ---
+    def tune(self, model: nn.Module, data: DataBundle) -> tuple[HorizonForecast, list[str]]:
+        """This task with the correction scale and blend weight chosen on validation, and the
+        lines that say what was chosen on what."""
+        chosen, lines = choose(self.data_cfg, model, data.val, data.context.peer)
+        return HorizonForecast(self.cfg, replace(self.fitted, chosen=chosen)), lines
+
+    def tuned_metrics(self, model: nn.Module, data: DataBundle) -> dict[str, Any]:
+        """The chosen knobs with their validation WMAE, and test_blend_* (the hybrid)."""
+        ch = self.fitted.chosen
+        out: dict[str, Any] = {k: v for k, v in ch.items() if not k.endswith("_by_weight")}
+        if "blend_weight" in ch and data.context.peer is not None:
+            base, corr, t = parts(model, data.test)
+            b = blended(ch, data.context.peer, base, corr, t)
+            assert b is not None
+            m = score(*_scored(b, t))
+            out.update({f"test_blend_{k}": v for k, v in m.items()})
+        return out
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         t = targets
@@ -210,8 +239,9 @@ class HorizonForecast:
         ``inputs``: an optional history CSV in the training format (default: the run's
         ``data.path``) and optional files of rows to forecast (series keys and date, e.g.
         Walmart's test.csv): then one row per line of those files, each with ``source``
-        "model", or "baseline" (last season's smoothed sales) for a series the run has no
-        training history of.
+        "model", "blend" (with the statistical peer, refit at the data's last step, when the
+        run chose a blend weight below 1), or "baseline" (last season's smoothed sales) for a
+        series the run has no training history of.
         """
         c, fz = self.data_cfg, self.fitted.featurizer
         hist, wanted = [], []
@@ -243,11 +273,19 @@ class HorizonForecast:
                 torch.full((len(s),), o),
             )  # fmt: skip
             corr = model(x, torch.from_numpy(f.cats[s]))
-            out = (base + c.correction_scale * corr).double().numpy()
+            out = (base + self.correction_scale * corr).double().numpy()
+            sb = self.fitted.chosen.get("blend_correction_scale", self.correction_scale)
+            out_b = (base + sb * corr).double().numpy()
         fc = naive.smoothed_seasonal_naive(p.y, o, H, fz.season, fz.smooth_steps)  # fallback
         src = np.full(fc.shape, "baseline", dtype=object)
         fc[s] = out * f.scale[s, None] + f.offset[s, None]
         src[s] = "model"
+        w = self.fitted.chosen.get("blend_weight")
+        if w is not None and w < 1:  # the hybrid: the peer refit at this origin (~40 s, Walmart)
+            peer = PeerInputs(c.peer, p.y, [o], fz.season, f.cats[:, -1], SVD_RANK, s)
+            net = out_b * f.scale[s, None] + f.offset[s, None]
+            fc[s] = w * net + (1 - w) * fit_at(peer, o, H)[s]
+            src[s] = "blend"
         if not want:
             keys, dates = list(c.series_keys), p.dates[o + 1 :]
             return [
@@ -317,25 +355,18 @@ def _wanted_rows(
 
 
 SCALE_FILE = "correction_scale.json"
-SCALES = tuple(i / 20 for i in range(21))  # 0, 0.05, ..., 1
 
 
 def correction_scales(model: nn.Module, val: Batches) -> dict[str, Any]:
     """Validation WMAE of base + s x correction for every s in SCALES, and the best s.
 
     0 is the residual base alone (the level-shifted seasonal naive), 1 the network alone; a
-    value between combines them. Choose data.correction_scale on validation steps that look
-    like the test's (see data.val_gap), not on the test."""
+    value between combines them. data.correction_scale=auto applies the best; validation steps
+    that look like the test's (see data.val_gap) make it a better guide."""
     if not val.n:
         return {"scale": list(SCALES), "val_wmae": [None] * len(SCALES), "best_scale": None}
-    model.eval()
-    parts = []
-    with torch.no_grad():
-        for i in torch.arange(val.n).split(4096):  # batch by batch: inputs are not kept
-            x, cats, b, tg = val.fetch(i, None)
-            parts.append((b, model(x, cats), tg))
-    base, corr, t = (torch.cat(v) for v in zip(*parts, strict=True))
-    val_wmae = [wmae(*_scored(base + s * corr, t)[:3]) for s in SCALES]
+    base, corr, t = parts(model, val)
+    val_wmae = [scored_wmae(base + s * corr, t) for s in SCALES]
     return {
         "scale": list(SCALES),
         "val_wmae": val_wmae,

@@ -5,7 +5,8 @@
 test = the last H steps, forecast from the step before them; validation = the ``val_steps``
 steps before the test, forecast from the last training step; training = every origin inside
 the training steps whose window has a season of history before it (targets after the training
-steps are masked). ``data.backtest_origins=K`` adds the K - 1 origins before the test origin.
+steps are masked). ``data.backtest_origins=K`` adds the K - 1 origins before the test origin,
+and the K - 1 before the validation origin (scored on the validation steps only).
 
 Targets are (N, H, 6): scaled sales, per-series scale and offset, holiday flag, mask (an
 observed target step of that split) and the origin's backtest number (0 = the test origin).
@@ -13,7 +14,7 @@ observed target step of that split) and the origin's backtest number (0 = the te
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -45,6 +46,9 @@ class HorizonFitted:
     resolved: dict[str, Any]  # config values the data decided (date format, season...)
     global_mean: float  # of training sales, for the standardized RMSE/R²
     global_std: float
+    # The post-hoc knobs chosen on validation after training (archlab/tasks/sales_posthoc.py)
+    # with the validation WMAE each rests on; {} until then and in older runs.
+    chosen: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +56,7 @@ class HorizonFitted:
             "resolved": self.resolved,
             "global_mean": self.global_mean,
             "global_std": self.global_std,
+            "chosen": self.chosen,
         }
 
     @classmethod
@@ -61,6 +66,7 @@ class HorizonFitted:
             dict(d["resolved"]),
             float(d["global_mean"]),
             float(d["global_std"]),
+            dict(d.get("chosen", {})),
         )
 
     def data_config(self, c: SalesDataConfig) -> SalesDataConfig:
@@ -82,6 +88,11 @@ class PeerInputs(NamedTuple):
     groups: np.ndarray  # (S,) the SVD baseline's groups
     rank: int
     series: np.ndarray  # the panel row of each context row
+    # The origin and panel row of each validation sample, on which the blend weight is chosen
+    # (val_origins None: no blend to choose, or too short a history for the peer there).
+    val_origins: np.ndarray | None = None
+    val_series: np.ndarray | None = None
+    test_series: np.ndarray | None = None  # the panel row of each test sample
 
 
 class TestContext(NamedTuple):
@@ -102,6 +113,26 @@ def _resolve(c: SalesDataConfig, df: pd.DataFrame) -> tuple[SalesDataConfig, dic
     resolved["step_days"] = step_days
     fields = {k: v for k, v in resolved.items() if k != "step_days"}
     return replace(c, **fields), plain_dict(resolved)
+
+
+def _blend_notes(c: SalesDataConfig, n: int) -> tuple[bool, list[str]]:
+    """Whether the peer is also fit at the validation origins to choose data.blend_weight
+    (``n`` steps up to the earliest), and a first-line note where that history is short."""
+    if c.blend_weight != "auto":
+        return False, []
+    if n <= c.season:  # STL needs every step of the season seen once
+        return False, [
+            f"data: no blend of network and {c.peer} (data.blend_weight=auto): {n} steps "
+            f"up to the validation origin, not over one season of {c.season} steps to fit the "
+            "peer on there; the run goes on with the network alone"
+        ]
+    if n >= MIN_SEASONS * c.season:
+        return True, []
+    return True, [
+        f"data: the blend weight is chosen with {c.peer} fit on {n} steps up to the "
+        f"validation origin, under {MIN_SEASONS} seasons of {c.season} (MSTL then sees each "
+        "step of the season once): the peer is weaker there than at the test origin"
+    ]
 
 
 class HorizonData:
@@ -163,16 +194,17 @@ class HorizonData:
         observed = ~np.isnan(p.y)
 
         def samples(
-            origins: list[int], limit: int, need_ref: bool, backtest: bool = False
+            origins: list[int], limit: int, need_ref: bool, backtest: bool = False, first: int = 0
         ) -> tuple:
-            """(series, origin, targets) of every series with a scored target from an origin.
+            """(series, origin, targets) of every series with a scored target from an origin
+            (a step from ``first`` to before ``limit``).
 
             ``backtest``: the origins are numbered (0 = the first) in the targets' last column;
             otherwise they all count as one (a training or validation split)."""
             s_all, o_all, targ = [], [], []
             for k, o in enumerate(origins):
                 t = o + h
-                inside = t < limit
+                inside = (t >= first) & (t < limit)
                 ok = observed[:, np.minimum(t, T - 1)] & inside[None, :]
                 if need_ref:
                     ok &= (t - lags >= 0)[None, :]
@@ -205,11 +237,14 @@ class HorizonData:
         # test origin, the val_gap steps included (the model then forecasts as deployed).
         n_fit = o_test + 1 if c.fit_through_val else n_train
         k_back = max(1, c.backtest_origins)
+        # Validation from K origins too (data.backtest_origins), each scored on the validation
+        # steps alone: a short validation span counts K times, and no step training reaches.
+        val_origins = [o for o in range(n_train - 1, n_train - 1 - k_back, -1) if o >= 0]
         split = {
             # Training origins whose whole window has last season's steps, as the test
             # origin's has: earlier ones would teach the network a history without them.
             "train": samples(list(range(first_train, n_fit - 1)), n_fit, True),
-            "val": samples([n_train - 1], n_val, False),
+            "val": samples(val_origins, n_val, False, first=n_train),
             "test": samples([o_test - k for k in range(k_back)], T, False, backtest=True),
         }
         if len(split["train"][0]) == 0:
@@ -264,8 +299,10 @@ class HorizonData:
             # The earliest origin has the shortest history; MSTL needs MIN_SEASONS seasons.
             if o_test - k_back + 2 >= MIN_SEASONS * c.season:
                 origins = [o_test - k for k in range(k_back)]
+                blend, peer_note = _blend_notes(c, n_train - k_back + 1)
                 peer = PeerInputs(c.peer, p.y, origins, c.season, groups, SVD_RANK,
-                                  np.concatenate(row_series))  # fmt: skip
+                                  np.concatenate(row_series), split["val"][1] if blend else None,
+                                  split["val"][0], split["test"][0])  # fmt: skip
             else:
                 peer_note = [
                     f"data: no {c.peer} peer (data.peer): {o_test - k_back + 2} steps up to the "
@@ -299,6 +336,7 @@ class HorizonData:
             "origins": {
                 "train": f"{str(dates[first_train])[:10]}..{str(dates[n_fit - 2])[:10]}",
                 "val": str(dates[n_train - 1])[:10],
+                "val_backtest": [str(dates[o])[:10] for o in val_origins],
                 "test": str(dates[o_test])[:10],
                 "backtest": [str(dates[o_test - k])[:10] for k in range(k_back)],
             },
@@ -316,6 +354,7 @@ class HorizonData:
             f"season {c.season}",
             f"data: origins train {info['origins']['train']} ({sizes['train']} targets), val "
             f"{info['origins']['val']} ({sizes['val']}"
+            + (f" over {len(val_origins)} origins" if len(val_origins) > 1 else "")
             + (f"; then {c.val_gap} steps in no split" if c.val_gap else "")
             + ("; training targets reach the test origin" if c.fit_through_val else "")
             + f"), test {info['origins']['test']} "

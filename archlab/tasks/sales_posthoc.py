@@ -1,0 +1,149 @@
+"""Horizon runs' post-hoc knobs, chosen on validation after training: scale and blend weight.
+
+The forecast of a horizon run is ``w x (base + s x correction) + (1 - w) x peer``: s (the
+correction scale, data.correction_scale) shrinks the network's correction toward its residual
+base, and w (data.blend_weight) mixes the result with the statistical peer's forecast
+(data.peer), the hybrid of a network and a classical model. Each is chosen in turn from a
+fixed grid by the validation WMAE (the peer fit at the validation origin on the steps up to
+it), never on the test, unless the config gives a number. The network alone (test_*) keeps the
+scale best for it; the blend (test_blend_*, predict) gets its own, chosen with w as one pair.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from archlab.data import sales_peer
+from archlab.metrics import wmae
+from archlab.task_configs import SalesDataConfig
+from archlab.tasks.base import Batches
+from archlab.tasks.sales_horizon_data import PeerInputs
+
+SCALES = tuple(i / 20 for i in range(21))  # correction scales tried: 0, 0.05, ..., 1
+BLEND_WEIGHTS = tuple(i / 10 for i in range(11))  # network weights tried: 0, 0.1, ..., 1
+
+
+def parts(model: nn.Module, val: Batches) -> tuple[torch.Tensor, ...]:
+    """(base, correction, targets) of every sample of a split, in scaled units."""
+    model.eval()
+    parts = []
+    with torch.no_grad():
+        for i in torch.arange(val.n).split(4096):  # batch by batch: inputs are not kept
+            x, cats, b, tg = val.fetch(i, None)
+            parts.append((b, model(x, cats), tg))
+    return tuple(torch.cat(v) for v in zip(*parts, strict=True))
+
+
+def scored_wmae(pred: torch.Tensor, targets: torch.Tensor) -> float:
+    """WMAE in sales units of scaled forecasts ``pred`` (N, H) over the observed targets."""
+    t = targets.double().numpy()
+    ok = t[..., 4] > 0.5
+    y = t[..., 0] * t[..., 1] + t[..., 2]
+    p = pred.double().numpy() * t[..., 1] + t[..., 2]
+    return wmae(y[ok], p[ok], t[..., 3][ok] > 0.5)
+
+
+def peer_scaled(fits: np.ndarray, series: np.ndarray, targets: torch.Tensor) -> torch.Tensor:
+    """The peer's (S, H) forecast in sales units as each sample's (N, H) scaled forecast."""
+    t = targets.double()
+    f = torch.from_numpy(np.nan_to_num(fits[series]))
+    return ((f - t[..., 2]) / t[..., 1]).to(targets.dtype)
+
+
+def fit_at(peer: PeerInputs, origin: int, horizon: int) -> np.ndarray:
+    """The peer's (S, H) forecast from ``origin`` (cached by content: seeds share it)."""
+    fn = sales_peer.PEERS[peer.name]
+    return fn(peer.y, origin, horizon, peer.season, peer.groups, peer.rank)
+
+
+def choose(
+    c: SalesDataConfig, model: nn.Module, val: Batches, peer: PeerInputs | None
+) -> tuple[dict[str, Any], list[str]]:
+    """The correction scale of the network alone and the blend's weight and scale (chosen on
+    validation unless given) with the validation WMAE each rests on, and lines that say so."""
+    if not val.n:
+        s = 1.0 if c.correction_scale == "auto" else float(c.correction_scale)
+        return {"correction_scale": s, "correction_scale_from": "no validation steps"}, [
+            f"chosen: no validation steps; correction scale {s:g}, the network alone"
+        ]
+    base, corr, t = parts(model, val)
+    curve = [scored_wmae(base + s * corr, t) for s in SCALES]
+    if c.correction_scale == "auto":
+        s, src = SCALES[int(np.argmin(curve))], "validation"
+    else:
+        s, src = float(c.correction_scale), "config"
+    out: dict[str, Any] = {
+        "correction_scale": s,
+        "correction_scale_from": src,
+        "correction_scale_val_wmae": scored_wmae(base + s * corr, t),
+        "correction_scale_val_wmae_at_1": curve[-1],
+    }
+    lines = [
+        f"chosen: correction scale {s:g} ({src}; validation WMAE "
+        f"{out['correction_scale_val_wmae']:,.1f}, at 1: {curve[-1]:,.1f})"
+    ]
+    if peer is None or c.blend_weight == 1.0:
+        return out, lines
+    if c.blend_weight != "auto":
+        out.update(
+            blend_weight=float(c.blend_weight), blend_correction_scale=s, blend_weight_from="config"
+        )
+        lines.append(f"chosen: blend {c.blend_weight:g} x network + the rest {peer.name} (config)")
+        return out, lines
+    if peer.val_origins is None or peer.val_series is None:
+        return out, lines
+    t0 = time.process_time()
+    ps = _peer_at(peer, peer.val_origins, peer.val_series, t)
+    fit_seconds = time.process_time() - t0  # ~0 when the seeds of a process share the fit
+    # The blend's own scale: with an auto scale, chosen with the weight as one pair (the peer
+    # changes which correction is best), so the network alone keeps the scale best for it.
+    blend_scales = SCALES if c.correction_scale == "auto" else (s,)
+    pairs = [(scored_wmae(w * (base + sb * corr) + (1 - w) * ps, t), sb, w)
+             for sb in blend_scales for w in BLEND_WEIGHTS]  # fmt: skip
+    best, sb, w = min(pairs)
+    by_w = [v for v, b, _ in pairs if b == sb]
+    out.update(
+        blend_weight=w,
+        blend_correction_scale=sb,
+        blend_weight_from="validation",
+        blend_val_wmae=best,
+        blend_network_val_wmae=by_w[-1],
+        blend_peer_val_wmae=by_w[0],
+        blend_val_wmae_by_weight=by_w,
+        blend_peer_fit_seconds=fit_seconds,
+    )
+    lines.append(
+        f"chosen: blend {w:g} x network (correction scale {sb:g}) + {1 - w:g} x {peer.name} "
+        f"(validation WMAE {best:,.1f}; network {by_w[-1]:,.1f}, {peer.name} {by_w[0]:,.1f})"
+    )
+    return out, lines
+
+
+def blended(
+    chosen: dict[str, Any], peer: PeerInputs | None, base: torch.Tensor, corr: torch.Tensor,
+    targets: torch.Tensor,
+) -> torch.Tensor | None:  # fmt: skip
+    """The test samples' blend (N, H) of network (residual base and correction) and the peer
+    at each sample's origin, in scaled units (None: no blend)."""
+    w = chosen.get("blend_weight")
+    if w is None or peer is None or peer.test_series is None:
+        return None
+    k = targets[:, 0, 5].long().numpy()  # backtest number j forecasts from peer.origins[j]
+    ps = _peer_at(peer, np.asarray(peer.origins)[k], peer.test_series, targets)
+    return w * (base + chosen["blend_correction_scale"] * corr) + (1 - w) * ps
+
+
+def _peer_at(
+    peer: PeerInputs, origins: np.ndarray, series: np.ndarray, targets: torch.Tensor
+) -> torch.Tensor:
+    """The peer's scaled forecast of each sample (N, H) from its origin (one fit per origin)."""
+    out = torch.empty(targets.shape[:2], dtype=targets.dtype)
+    for o in np.unique(origins):
+        at = np.flatnonzero(origins == o)
+        out[at] = peer_scaled(fit_at(peer, int(o), targets.shape[1]), series[at], targets[at])
+    return out
