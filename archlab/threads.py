@@ -1,6 +1,6 @@
 """CPU threads: how many intra-op threads torch uses, following the machine's load.
 
-The cause of issue 14's 10-70x slower epochs beside other CPU jobs: torch's CPU kernels run on
+Why epochs run 10-70x slower beside other CPU jobs: torch's CPU kernels run on
 an OpenMP team (libgomp), one thread per core. Every parallel op ends at a barrier that needs
 every thread of the team to have run its share, and a thread that arrives first spins (~300,000
 polls) before it sleeps. When other jobs hold the cores, one of the team's threads sits in the
