@@ -19,7 +19,8 @@ from archlab.cli import main
 from archlab.data.sales_features import feature_layout
 from archlab.explain import ExplainRequest, images, sales_common, sales_horizon, text
 from archlab.explain.sales_common import SalesTensors, step_words
-from archlab.models import MODELS, models_for
+from archlab.models import MODELS
+from archlab.task_configs import models_for
 
 QUIET = ["--set", "train.threads=1", "--set", "train.progress=off"]
 
