@@ -487,3 +487,18 @@ def test_daily_panel_with_other_keys_by_flags(tmp_path: Path, capsys) -> None:
     assert main(["predict", str(run)]) == 0
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert len(rows) == 3 * 14 and rows[0]["date"] == "2016-04-30" and rows[13]["step"] == 14
+
+
+def test_predict_from_a_history_without_the_runs_covariates_is_one_line(
+    panel_dir: Path, tmp_path: Path
+) -> None:
+    cfg = _cfg(panel_dir)
+    data = HorizonData(cfg).build(CPU)
+    task = HorizonForecast(cfg, data.fitted)
+    covs = data.fitted.featurizer.covariates
+    assert covs  # the Walmart-shaped panel's features and stores tables
+    hist = tmp_path / "history.csv"  # train.csv's columns alone, no tables beside it
+    pd.read_csv(panel_dir / "train.csv").to_csv(hist, index=False)
+    want = rf"^{hist}: no column\(s\) {covs[0]}, .* beside the file"
+    with pytest.raises(ArchlabError, match=want):
+        task.predict(task.build_model(), [str(hist)])

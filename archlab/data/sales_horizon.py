@@ -340,8 +340,10 @@ def future_panel(
     fz: HorizonFeaturizer,
     holidays: Sequence = (),
     rows: pd.DataFrame | None = None,
+    where: str = "",
 ) -> Panel:
-    """The panel of the history ``df`` with the H steps after its last date appended.
+    """The panel of the history ``df`` (read from ``where``, default data.path) with the H
+    steps after its last date appended.
 
     Future steps are holidays where the step a season earlier was one or where ``holidays``
     (dates) says so. A known covariate comes from ``rows`` (the rows to forecast) when they
@@ -350,6 +352,13 @@ def future_panel(
     future step of a series to forecast (all training series without ``rows``) is an error.
     """
     H = fz.horizon
+    missing = [k for k in fz.covariates if k not in df.columns]
+    if missing:  # the network reads every covariate it trained on, for the history too
+        raise ArchlabError(
+            f"{where or c.path}: no column(s) {', '.join(missing)}, which the run's network "
+            "reads for every step; give them as columns, or put the tables that hold them "
+            "(features.csv, stores.csv) beside the file"
+        )
     p = sales.build_panel(df, list(c.series_keys), c.date_column, c.target, c.holiday_column,
                           list(fz.covariates), fz.step_days, H)  # fmt: skip
     T = p.y.shape[1]

@@ -257,7 +257,8 @@ class HorizonForecast:
         want = [read_forecast_rows(w, c) for w in wanted]
         hol = [d for w in want if c.holiday_column in w.columns
                for d in w.loc[w[c.holiday_column], c.date_column].unique()]  # fmt: skip
-        p = future_panel(df, c, fz, hol, pd.concat(want) if want else None)
+        p = future_panel(df, c, fz, hol, pd.concat(want) if want else None,
+                         str(hist[0]) if hist else "")  # fmt: skip
         T, H = p.y.shape[1], fz.horizon
         o = T - H - 1
         f = fz.transform(p)
