@@ -134,9 +134,8 @@ def test_two_seed_ablation_end_to_end(tmp_path: Path, image_folder: Path, capsys
 
 
 def test_report_shows_the_paired_columns(tmp_path: Path) -> None:
-    from test_sales import write_panel
-
     from archlab.reproduce import EXPERIMENTS, run_study
+    from tests.helpers import write_panel
 
     panel = write_panel(tmp_path / "walmart")
     abl = tuple(e for e in EXPERIMENTS if e.key == "rnn-ablation")

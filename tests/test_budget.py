@@ -14,7 +14,7 @@ from archlab.config import apply_overrides
 from archlab.errors import ArchlabError
 from archlab.presets import PRESETS
 from archlab.task_configs import TextDataConfig
-from tests.test_text import write_tweets
+from tests.helpers import write_tweets
 
 
 @pytest.mark.parametrize(

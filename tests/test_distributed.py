@@ -20,9 +20,8 @@ from archlab.config import apply_overrides
 from archlab.errors import ArchlabError
 from archlab.presets import PRESETS
 from archlab.train.callbacks import Callback
-from tests.test_sales import write_panel
+from tests.helpers import write_panel
 
-# MSE (a plain mean) and no dropout: two half-batches averaged by DDP equal one full batch.
 SETS = ["data.test_steps=8", "data.val_steps=4", "model.loss=mse", "reg.dropout=0.0",
         "train.batch_size=16", "train.epochs=2", "train.threads=1",
         "train.checkpoint_every_s=0"]  # fmt: skip

@@ -9,13 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_sales import _smoke, write_panel
-from test_text import text_cfg, write_tweets
 
 from archlab import runner
 from archlab.cli import main
 from archlab.ensemble import combine, evaluate_ensemble
 from archlab.errors import ArchlabError
+from tests.helpers import sales_smoke, text_cfg, write_panel, write_tweets
 
 
 def test_combine_averages_probabilities_or_values() -> None:
@@ -66,7 +65,8 @@ def test_runs_with_different_splits_are_refused(tmp_path: Path) -> None:
 def test_sales_ensemble_averages_forecasts_cli(tmp_path: Path, capsys) -> None:
     root = write_panel(tmp_path / "panel")
     runs = [
-        runner.train(_smoke(root, "sales-gru-smoke", f"seed={s}"), tmp_path / "r") for s in (0, 1)
+        runner.train(sales_smoke(root, "sales-gru-smoke", f"seed={s}"), tmp_path / "r")
+        for s in (0, 1)
     ]
     out = tmp_path / "ens.json"
     assert main(["ensemble", *map(str, runs), "--out", str(out)]) == 0

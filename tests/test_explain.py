@@ -465,7 +465,7 @@ def test_explain_image_run(tmp_path: Path, image_folder: Path, capsys) -> None:
 
 
 def test_explain_text_run(tmp_path: Path, capsys) -> None:
-    from tests.test_text import write_tweets
+    from tests.helpers import write_tweets
 
     tweets = write_tweets(tmp_path / "tweets.csv")
     run = _train(capsys, "--preset", "text-bilstm-smoke", "--data", str(tweets),
@@ -487,7 +487,7 @@ def test_explain_text_run(tmp_path: Path, capsys) -> None:
 
 
 def test_explain_sales_run(tmp_path: Path, capsys) -> None:
-    from tests.test_sales import write_panel
+    from tests.helpers import write_panel
 
     panel = write_panel(tmp_path / "walmart")
     run = _train(capsys, "--preset", "sales-gru-smoke", "--data", str(panel),
@@ -529,7 +529,7 @@ def test_explain_needs_a_finished_run(tmp_path: Path, capsys) -> None:
 
 
 def _daily_run(tmp_path: Path, capsys: pytest.CaptureFixture, *sets: str) -> tuple[Path, Path]:
-    from tests.test_sales import write_daily_panel
+    from tests.helpers import write_daily_panel
 
     path = write_daily_panel(tmp_path / "transactions.csv")  # 3 stores x 120 days
     goal = ["data.target=transactions", "data.date_column=date", "data.series_keys=store_nbr"]
@@ -574,7 +574,7 @@ def test_explain_next_step_run_on_daily_data_says_days(tmp_path: Path, capsys) -
 
 
 def test_explain_parity_run_per_feature(tmp_path: Path, capsys) -> None:
-    from tests.test_sales import write_panel
+    from tests.helpers import write_panel
 
     panel = write_panel(tmp_path / "walmart")
     run = _train(capsys, "--preset", "sales-rnn-parity-smoke", "--data", str(panel),

@@ -17,41 +17,12 @@ import torch
 from archlab.cli import main
 from archlab.export import TextGraph
 from archlab.models.lstm import LSTMClassifier
+from tests.helpers import tiny_runs
 
 pytest.importorskip("onnxruntime", reason="pip install -e '.[serve]'")
 pytestmark = pytest.mark.xdist_group("export-runs")  # one worker builds the module's runs
 
 QUIET = ["--set", "train.threads=1", "--set", "train.progress=off"]
-
-
-def train(out: Path, *args: str) -> Path:
-    """A tiny run trained by the CLI; its directory."""
-    import contextlib
-    import io
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        assert main(["train", *args, *QUIET, "--out", str(out)]) == 0
-    return Path(buf.getvalue().strip().splitlines()[-1])
-
-
-def tiny_runs(root: Path) -> dict[str, Path]:
-    """One finished run of each exported kind, on data the tests write."""
-    from tests.conftest import write_image_folder
-    from tests.test_sales import write_panel
-    from tests.test_text import write_tweets
-
-    imgs = write_image_folder(root / "imgs", {"cat": 20, "dog": 20, "eel": 20})
-    tweets = write_tweets(root / "tweets.csv")
-    panel = write_panel(root / "walmart")
-    sales = ["--preset", "sales-gru-smoke", "--data", str(panel), "--set", "data.val_steps=4"]
-    return {
-        "images": train(root / "runs", "--preset", "images-resnet18-smoke", "--data", str(imgs)),
-        "text": train(root / "runs", "--preset", "text-bilstm-smoke", "--data", str(tweets)),
-        "sales": train(root / "runs", *sales, "--set", "data.test_steps=8"),
-        "horizon": train(root / "runs", *sales, "--set", "data.horizon=8", "--set",
-                         "data.window=4"),
-    }  # fmt: skip
 
 
 @pytest.fixture(scope="module")

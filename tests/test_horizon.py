@@ -21,7 +21,7 @@ from archlab.task_configs import SalesDataConfig
 from archlab.tasks.sales_horizon import HorizonForecast, score
 from archlab.tasks.sales_horizon_data import HorizonData, HorizonFitted
 from tests.conftest import DATA_DIR, needs_shared
-from tests.test_sales import write_panel
+from tests.helpers import write_panel
 
 WALMART = DATA_DIR / "walmart"
 CPU = torch.device("cpu")
@@ -470,7 +470,7 @@ def test_train_eval_predict_and_submission(panel_dir: Path, tmp_path: Path, caps
 
 def test_daily_panel_with_other_keys_by_flags(tmp_path: Path, capsys) -> None:
     from archlab.cli import main
-    from tests.test_sales import write_daily_panel
+    from tests.helpers import write_daily_panel
 
     path = write_daily_panel(tmp_path / "transactions.csv")  # 3 stores x 120 days
     sets = ["data.target=transactions", "data.date_column=date", "data.series_keys=store_nbr",

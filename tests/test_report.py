@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import html
 import itertools
-import json
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -19,8 +15,7 @@ from archlab import plots, rundir
 from archlab.plots import eda_sales
 from archlab.report.mathmd import to_html
 from archlab.report.report import THEORY_DOC, Block, render_html, run_table, with_live_outputs
-
-WIDTHS = (1400, 800, 390)
+from tests.helpers import WIDTHS, assert_readable, read_in_chromium, screenshot
 
 
 def _captured(monkeypatch: pytest.MonkeyPatch, module: object) -> list[plt.Figure]:
@@ -207,89 +202,6 @@ def test_demo_report_theory_shows_this_runs_lstm_output(demo_report: Path) -> No
     assert live in doc
     numbers = re.findall(r"dL/dw_hh\s+(\S+)", live)
     assert re.findall(r"dL/dw_hh\s+(\S+)", doc) == numbers  # the derivation's block is live
-
-
-def chromium() -> str:
-    """The chromium binary; skips (fails under CI, which installs it) when it is absent."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; .ci/run installs it (apt-get install chromium)")
-        pytest.skip("chromium is not installed (CI installs it: apt-get install chromium)")
-    return found
-
-
-# Runs inside the harness: per iframe width, what a reader would hit.
-PROBE = """
-function probe(f){var d=f.contentDocument,w=d.defaultView,main=d.querySelector('main');
-var imgs=[].slice.call(d.images),li=[].slice.call(d.querySelectorAll('li'));
-var wide=[].slice.call(d.querySelectorAll('.scroll')).filter(function(s){
-  return s.scrollWidth>s.clientWidth+1}).map(function(s){return s.innerText.slice(0,60)});
-var text=d.body.innerText,first=d.querySelector('table tbody');
-return {width:w.innerWidth,page:d.documentElement.scrollWidth,main:main.scrollWidth,
-  mainClient:main.clientWidth,wideTables:wide,images:imgs.length,
-  loaded:imgs.filter(function(i){return i.complete&&i.naturalWidth>0}).length,
-  rows:first?first.rows.length:0,
-  math:d.querySelectorAll('math').length,rawMath:(text.match(/\\$\\$/g)||[]).length,
-  latex:(text.match(/\\\\(frac|begin|delta|sum)/g)||[]).length,
-  backtickItems:li.filter(function(l){return l.innerText.indexOf('`')>=0}).length};}
-var frames=[].slice.call(document.querySelectorAll('iframe')),done=0,out={};
-frames.forEach(function(f){f.onload=function(){out[f.width]=probe(f);
-  if(++done==frames.length)document.body.setAttribute('data-result',JSON.stringify(out));};
-  f.src='index.html';});
-"""
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--hide-scrollbars",
-    "--allow-file-access-from-files",
-    "--enable-logging=stderr",
-    "--v=0",
-    "--virtual-time-budget=15000",
-]
-
-
-def read_in_chromium(report: Path, profile: Path) -> tuple[dict[int, dict], str]:
-    """Load ``report/index.html`` at each of WIDTHS; return the probe per width and the log."""
-    harness = report / "harness.html"
-    frames = "".join(f"<iframe width={w} height=900></iframe>" for w in WIDTHS)
-    harness.write_text(f"<!doctype html><body>{frames}<script>{PROBE}</script></body>")
-    cmd = [chromium(), *FLAGS, f"--user-data-dir={profile}", "--window-size=2400,1000",
-           "--dump-dom", harness.as_uri()]  # fmt: skip
-    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-    assert 'data-result="' in dom.stdout, dom.stderr[-2000:]
-    raw = dom.stdout.split('data-result="', 1)[1].split('"', 1)[0].replace("&quot;", '"')
-    return {int(k): v for k, v in json.loads(raw).items()}, dom.stderr
-
-
-def screenshot(report: Path, width: int, shot: Path, profile: Path) -> None:
-    """What a person looks at: the top 3000 px of the report at ``width``."""
-    cmd = [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},3000",
-           f"--screenshot={shot}", (report / "index.html").as_uri()]  # fmt: skip
-    subprocess.run(cmd, capture_output=True, timeout=180)
-    assert shot.exists() and shot.stat().st_size > 50_000
-    from PIL import Image
-
-    with Image.open(shot) as im:
-        assert im.size == (width, 3000)
-
-
-def assert_readable(result: dict[int, dict]) -> None:
-    """No sideways scroll of the page or the main column at any width, nor of any table from
-    800 px up (on a phone a wide table scrolls in its own box); every image loaded."""
-    for width in WIDTHS:
-        r = result[width]
-        assert r["page"] <= r["width"], r  # no horizontal scroll of the page
-        assert r["main"] <= r["mainClient"], r  # nothing sticks out of the main column
-        if width >= 800:
-            assert r["wideTables"] == [], r  # every table fits: baselines, epochs_run visible
-        assert r["images"] > 3 and r["loaded"] == r["images"], r
-        assert r["rawMath"] == 0 and r["latex"] == 0 and r["backtickItems"] == 0, r
 
 
 def test_demo_report_in_chromium_at_desktop_tablet_and_phone_widths(

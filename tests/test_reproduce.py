@@ -57,7 +57,7 @@ def test_rerun_skips_finished_runs(small_study: Path) -> None:
 
 
 def test_report_renders_in_headless_chromium(small_study: Path) -> None:
-    from test_report import WIDTHS, assert_readable, read_in_chromium, screenshot
+    from tests.helpers import WIDTHS, assert_readable, read_in_chromium, screenshot
 
     report = small_study / "out" / "report"
     result, log = read_in_chromium(report, small_study / "chrome-profile")
@@ -159,9 +159,8 @@ def test_long_profile_trains_the_long_presets() -> None:
 
 
 def test_seeds_sharing_a_split_are_averaged_in_the_report(tmp_path: Path) -> None:
-    from test_sales import write_panel
-
     from archlab.reproduce import run_study
+    from tests.helpers import write_panel
 
     panel = write_panel(tmp_path / "walmart")
     gru = tuple(e for e in EXPERIMENTS if e.key == "gru")
@@ -188,7 +187,7 @@ def test_seeds_with_their_own_splits_are_not_averaged(tmp_path: Path) -> None:
 
 
 def test_text_rows_with_vectors_use_the_glove_folder(tmp_path: Path) -> None:
-    from test_text import write_tweets, write_vectors
+    from tests.helpers import write_tweets, write_vectors
 
     data = tmp_path / "data"
     (data / "twitter_airline").mkdir(parents=True)

@@ -25,48 +25,9 @@ from archlab.task_configs import SalesDataConfig
 from archlab.tasks import TASKS, DataBundle
 from archlab.tasks.forecast import ForecastFitted, SalesForecast
 from tests.conftest import DATA_DIR, needs_shared
+from tests.helpers import N_WEEKS, sales_smoke, write_daily_panel, write_panel
 
 WALMART = DATA_DIR / "walmart"
-N_WEEKS = 70
-
-
-def write_panel(
-    root: Path, stores: int = 2, depts: int = 3, weeks: int = N_WEEKS, seed: int = 0
-) -> Path:
-    """A tiny Walmart-shaped panel: seasonal sales, NA markdowns, CR-only stores.csv, a gap."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    dates = pd.date_range("2010-02-05", periods=weeks, freq="7D")
-    hol = dates.isin(pd.to_datetime(["2010-11-26", "2010-12-31", "2011-02-11"]))
-    rows = []
-    for s in range(1, stores + 1):
-        for d in range(1, depts + 1):
-            level = 1000.0 * s * d
-            for i, dt in enumerate(dates):
-                if (s, d) == (1, 2) and i == 10:
-                    continue  # a missing week
-                y = level * (1 + 0.3 * np.sin(2 * np.pi * i / 52)) + rng.normal(0, 50)
-                rows.append((s, d, dt.strftime("%Y-%m-%d"), round(y, 2), bool(hol[i])))
-    train = pd.DataFrame(rows, columns=["Store", "Dept", "Date", "Weekly_Sales", "IsHoliday"])
-    train.to_csv(root / "train.csv", index=False)
-    feats = []
-    for s in range(1, stores + 1):
-        for i, dt in enumerate(dates):
-            md = "NA" if i < 30 else f"{rng.uniform(0, 100):.2f}"
-            cpi = "NA" if i in (5, 6) else f"{210 + i * 0.1:.3f}"
-            feats.append(
-                f"{s},{dt:%Y-%m-%d},{50 + i % 30},{2.5 + i * 0.01:.3f},{md},NA,{md},NA,{md},"
-                f"{cpi},8.1,{'TRUE' if hol[i] else 'FALSE'}"
-            )
-    header = (
-        "Store,Date,Temperature,Fuel_Price,MarkDown1,MarkDown2,MarkDown3,MarkDown4,MarkDown5,"
-        "CPI,Unemployment,IsHoliday"
-    )
-    (root / "features.csv").write_text("\n".join([header, *feats]) + "\n")
-    types = "ABC"
-    lines = ["Store,Type,Size", *(f"{s},{types[s % 3]},{100000 + s}" for s in range(1, stores + 1))]
-    (root / "stores.csv").write_bytes("\r".join(lines).encode())  # CR-only, as the real file
-    return root
 
 
 def small_cfg(root: Path, **kw: object) -> SalesDataConfig:
@@ -330,17 +291,9 @@ def test_rnn_parameter_count_matches_the_study() -> None:
         out.sum().backward()
 
 
-# --- end to end ---
-def _smoke(root: Path, preset: str = "sales-rnn-smoke", *sets: str):
-    cfg = apply_overrides(
-        PRESETS[preset], [f"data.path={root}", "data.test_steps=8", "data.val_steps=4", *sets]
-    )
-    return cfg
-
-
 @pytest.mark.parametrize("events", ["", "data.events=2010-04-04,2011-04-24"])
 def test_train_predict_and_baselines(panel_dir: Path, tmp_path: Path, events: str) -> None:
-    cfg = _smoke(panel_dir, "sales-rnn-smoke", *([events] if events else []))
+    cfg = sales_smoke(panel_dir, "sales-rnn-smoke", *([events] if events else []))
     run_dir = runner.train(cfg, tmp_path / "runs")
     m = json.loads((run_dir / "metrics.json").read_text())
     for k in ("test_wmae", "test_mae", "test_rmse", "test_r2", "test_rmse_std", "test_r2_std"):
@@ -364,7 +317,7 @@ def test_train_predict_and_baselines(panel_dir: Path, tmp_path: Path, events: st
 
 
 def test_parity_framing_trains(panel_dir: Path, tmp_path: Path) -> None:
-    cfg = _smoke(panel_dir, "sales-rnn-parity-smoke")
+    cfg = sales_smoke(panel_dir, "sales-rnn-parity-smoke")
     run_dir = runner.train(cfg, tmp_path / "runs")
     m = json.loads((run_dir / "metrics.json").read_text())
     info = json.loads((run_dir / "data.json").read_text())
@@ -381,7 +334,7 @@ def test_eda_writes_five_pngs(panel_dir: Path, tmp_path: Path) -> None:
 
 
 def test_ablation_two_techniques(panel_dir: Path, tmp_path: Path) -> None:
-    cfg = _smoke(panel_dir)
+    cfg = sales_smoke(panel_dir)
     out = run_ablation(cfg, ["baseline", "dropout"], 1, tmp_path / "abl")
     table = (out / "ablation.md").read_text()
     assert "dropout" in table and "test WMAE" in table
@@ -429,8 +382,8 @@ def test_single_file_gives_the_folders_data(panel_dir: Path, tmp_path: Path) -> 
     df.to_csv(bare / "train.csv", index=False)
     by_hand = ["data.features_file=", "data.stores_file=", "data.covariates=",
                "data.holiday_column="]  # fmt: skip
-    a = build(apply_overrides(_smoke(bare, "sales-rnn"), by_hand))
-    b = build(_smoke(bare / "train.csv", "sales-rnn"))
+    a = build(apply_overrides(sales_smoke(bare, "sales-rnn"), by_hand))
+    b = build(sales_smoke(bare / "train.csv", "sales-rnn"))
     _same_data(a, b)
     assert a.info["input"] == "folder" and b.info["input"] == "file"
     assert b.info["resolved_config"]["features_file"] == ""
@@ -476,19 +429,6 @@ def test_ambiguous_day_month_order_is_refused() -> None:
         r"'%d/%m/%Y' and '%m/%d/%Y' \(e.g. '02/01/2015'.*data.date_format=%d/%m/%Y",
     ):
         sales_csv.infer_date_format(df, "date", Path("x.csv"))  # fmt: skip
-
-
-def write_daily_panel(path: Path, stores: int = 3, days: int = 120) -> Path:
-    """A daily store panel as Kaggle's Favorita transactions.csv, with day-first dates."""
-    rng = np.random.default_rng(0)
-    dates = pd.date_range("2016-01-01", periods=days, freq="D")
-    rows = [
-        (f"{d:%d/%m/%Y}", s, round(900 + 100 * s + 300 * (d.day_of_week >= 5) + rng.normal(0, 20)))
-        for s in range(1, stores + 1)
-        for d in dates
-    ]
-    pd.DataFrame(rows, columns=["date", "store_nbr", "transactions"]).to_csv(path, index=False)
-    return path
 
 
 def test_daily_panel_from_one_file_with_three_flags(tmp_path: Path, capsys) -> None:

@@ -23,7 +23,7 @@ from archlab.tasks.sales_framings import FRAMINGS
 from archlab.tasks.sales_horizon import HorizonForecast
 from archlab.tasks.sales_horizon_data import HorizonData, HorizonFitted
 from archlab.tasks.sales_parity import ParityData, ParityFitted, SalesParity
-from tests.test_sales import write_panel
+from tests.helpers import write_panel
 
 CPU = torch.device("cpu")
 QUIET = ["train.threads=1", "train.progress=off"]

@@ -20,7 +20,7 @@ from archlab.report.tables import run_table
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.sales_horizon import HorizonForecast
 from archlab.tasks.sales_horizon_data import HorizonData
-from tests.test_sales import write_panel
+from tests.helpers import write_panel
 
 CPU = torch.device("cpu")
 H, SEASON = 8, 13  # 70 weeks: 62 up to the test origin, over the 2 seasons MSTL needs

@@ -24,7 +24,7 @@ from archlab.tasks.base import Batches
 from archlab.tasks.sales_horizon import HorizonForecast
 from archlab.tasks.sales_horizon_data import HorizonData, PeerInputs
 from archlab.tasks.sales_posthoc import BLEND_WEIGHTS, SCALES, blended, choose
-from tests.test_sales import write_panel
+from tests.helpers import write_panel
 
 CPU = torch.device("cpu")
 H, SEASON = 8, 13  # as tests/test_sales_peer.py: 70 weeks, 62 up to the test origin

@@ -15,7 +15,7 @@ from archlab.config import apply_overrides, selection
 from archlab.errors import ArchlabError
 from archlab.presets import PRESETS
 from archlab.train.callbacks import BestWeights
-from tests.test_trainer import ToyTask, _trainer
+from tests.helpers import ToyTask, toy_trainer
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,7 @@ def test_best_epoch_restored_without_stopping(tmp_path: Path) -> None:
     task = ToyTask(flip_val=True)  # validation labels flipped: val loss rises as training goes
     data = task.build_data(torch.device("cpu"))
     best = BestWeights(("val_loss", "min"), None, run_dir=tmp_path, restore=True)
-    trainer = _trainer(12, 0.05, [best])
+    trainer = toy_trainer(12, 0.05, [best])
     model = trainer.fit(task, data, task.build_model())
     hist = trainer.state.history
     assert len(hist) == 12 and not trainer.state.stopped_early
@@ -82,7 +82,7 @@ def test_last_epoch_kept_without_restore() -> None:
     task = ToyTask(flip_val=True)
     data = task.build_data(torch.device("cpu"))
     best = BestWeights(("val_loss", "min"), None, restore=False)
-    trainer = _trainer(6, 0.05, [best])
+    trainer = toy_trainer(6, 0.05, [best])
     model = trainer.fit(task, data, task.build_model())
     assert trainer.evaluate(task, data.val, model)[0] == pytest.approx(
         trainer.state.history[-1]["val_loss"], rel=1e-6

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.xdist_group("serve-runs")  # one worker builds the modu
 from fastapi.testclient import TestClient  # noqa: E402
 
 from archlab.serve import Limits, create_app  # noqa: E402
-from tests.test_export import tiny_runs  # noqa: E402
+from tests.helpers import tiny_runs  # noqa: E402
 
 
 @pytest.fixture(scope="module")

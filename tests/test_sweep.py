@@ -16,9 +16,8 @@ from archlab.config import RunConfig
 from archlab.errors import ArchlabError
 from archlab.sweep import DEFAULT_SPACE, Param, ReportToTrial, search_space
 from tests.conftest import REPO
-from tests.test_text import write_tweets
+from tests.helpers import write_tweets
 
-# A 1-layer BiLSTM of width 8 on ~30 tweets, 2 epochs of 3 steps: about a second per trial.
 TINY = ["--preset", "text-bilstm-smoke", "--epochs", "2", "--set", "model.embed_dim=8",
         "--set", "model.hidden_size=8", "--set", "model.num_layers=1", "--set", "train.threads=1",
         "--set", "data.min_frequency=1", "--set", "train.progress=off"]  # fmt: skip

@@ -31,8 +31,7 @@ from archlab.tasks.sales_framings import FRAMINGS
 from archlab.train.trainer import Trainer
 from archlab.utils import seed_everything
 from tests.conftest import write_image_folder
-from tests.test_sales import write_panel
-from tests.test_text import write_tweets
+from tests.helpers import write_panel, write_tweets
 
 
 def _images(root: Path) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,38 +43,9 @@ from archlab.tasks.text_cls import (
 from archlab.tasks.tfidf import cross_fitted_probs, tfidf_model
 from archlab.utils import sha256_file
 from tests.conftest import DATA_DIR, as_older_run, needs_shared
+from tests.helpers import UNSEEN, text_cfg, write_tweets, write_vectors
 
 TWEETS = DATA_DIR / "twitter_airline" / "Tweets.csv"
-WORDS = {
-    "negative": ["delayed", "lost", "rude", "worst", "cancelled", "awful"],
-    "neutral": ["when", "which", "gate", "tomorrow", "schedule", "question"],
-    "positive": ["thanks", "great", "love", "awesome", "best", "kind"],
-}
-
-
-def write_tweets(path: Path, n_per_class: int = 30, seed: int = 0) -> Path:
-    """A small airline-like CSV with duplicates, a conflicting repeat and a quoted newline."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for label, words in WORDS.items():
-        for i in range(n_per_class):
-            w = rng.choice(words, size=3)
-            text = f"@united {w[0]} flight {i} {w[1]} {w[2]} http://t.co/x{i}"
-            reason = "Late Flight" if label == "negative" else ""
-            rows.append({"text": text, "airline_sentiment": label, "airline": "United",
-                         "negativereason": reason})  # fmt: skip
-    rows.append(dict(rows[0]))  # exact duplicate row
-    rows.append({**rows[1], "text": rows[1]["text"].replace("x1", "other")})  # same after cleaning
-    rows.append({**rows[2], "airline_sentiment": "neutral"})  # conflicting repeat, a tie: dropped
-    rows.append({"text": "line one\nline two :) great", "airline_sentiment": "positive",
-                 "airline": "Delta", "negativereason": ""})  # fmt: skip
-    pd.DataFrame(rows).to_csv(path, index=False)
-    return path
-
-
-def text_cfg(path: Path, *sets: str) -> RunConfig:
-    cfg = replace(PRESETS["text-bilstm-smoke"], data=TextDataConfig(path=str(path)))
-    return apply_overrides(cfg, list(sets))
 
 
 def built(cfg: RunConfig) -> tuple[DataBundle, dict]:
@@ -462,25 +432,6 @@ def test_weight_column_is_a_text_option_only() -> None:
 
 # --- pretrained word vectors (data.embeddings) ---
 GLOVE = DATA_DIR / "glove" / "glove.6B.50d.top100k.txt.gz"
-UNSEEN = "superb"  # has a vector in the files below, never appears in the tweets
-
-
-def write_vectors(
-    path: Path, dim: int = 6, header: bool = False, trailing: str = "", seed: int = 0
-) -> dict[str, np.ndarray]:
-    """A tiny vectors file: the tweets' words, 'flight', the unseen word, and a few others."""
-    rng = np.random.default_rng(seed)
-    words = [w for ws in WORDS.values() for w in ws] + ["flight", "the", UNSEEN, "zebra"]
-    vecs = {w: rng.normal(0, 0.5, dim).round(4).astype(np.float32) for w in words}
-    lines = [f"{w} " + " ".join(f"{v:.4f}" for v in vec) + trailing for w, vec in vecs.items()]
-    text = "\n".join(([f"{len(vecs)} {dim}"] if header else []) + lines) + "\n"
-    if path.suffix == ".gz":
-        import gzip
-
-        path.write_bytes(gzip.compress(text.encode()))
-    else:
-        path.write_text(text)
-    return vecs
 
 
 def test_glove_tokens_split_clitics_as_glove_does() -> None:

@@ -9,71 +9,17 @@ from typing import Any
 
 import pytest
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
 from archlab import rundir, runner
-from archlab.config import OptimConfig, RegConfig, TrainConfig, apply_overrides
+from archlab.config import OptimConfig, RegConfig, apply_overrides
 from archlab.errors import NonFiniteLossError
 from archlab.presets import PRESETS
 from archlab.train.callbacks import BestWeights, Callback, Checkpoint
 from archlab.train.protocol import Batches, Splits
 from archlab.train.trainer import Trainer
-
-
-class ToyTask:
-    """Linear classification on fixed random data; ``flip_val`` makes val labels adversarial."""
-
-    name = "toy"
-    monitor = ("val_loss", "min")
-
-    def __init__(self, n: int = 64, flip_val: bool = False, nan_after_steps: int = 0) -> None:
-        g = torch.Generator().manual_seed(0)
-        self.x = torch.randn(n, 5, generator=g)
-        self.y = (self.x[:, 0] > 0).long()
-        self.flip_val = flip_val
-        self.nan_after_steps = nan_after_steps
-        self.steps = 0
-
-    def build_data(self, device: torch.device) -> Splits:
-        yv = 1 - self.y if self.flip_val else self.y
-
-        def fetch(y: torch.Tensor):
-            return lambda i, g: (self.x[i], y[i])
-
-        n = len(self.y)
-        return Splits(Batches(n, fetch(self.y)), Batches(n, fetch(yv)), Batches(n, fetch(self.y)))
-
-    def build_model(self) -> nn.Module:
-        torch.manual_seed(0)
-        return nn.Linear(5, 2)
-
-    def step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = batch
-        if model.training:
-            self.steps += 1
-        return model(x), y
-
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        loss = F.cross_entropy(outputs, targets)
-        if self.nan_after_steps and self.steps > self.nan_after_steps:
-            loss = loss * float("nan")
-        return loss
-
-    def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
-        return {"accuracy": float((outputs.argmax(1) == targets).float().mean())}
-
-
-def _trainer(epochs: int, lr: float, callbacks: list[Callback] = (), **train: Any) -> Trainer:
-    return Trainer(
-        TrainConfig(epochs=epochs, batch_size=16, progress="off", **train),
-        OptimConfig(name="adam", lr=lr),
-        RegConfig(),
-        seed=0,
-        device=torch.device("cpu"),
-        callbacks=list(callbacks),
-    )
+from tests.helpers import ToyTask, toy_trainer
 
 
 def test_overfits_one_small_batch_with_a_registered_model() -> None:
@@ -89,7 +35,7 @@ def test_overfits_one_small_batch_with_a_registered_model() -> None:
             return Splits(b, b, b)
 
     task = One()
-    trainer = _trainer(40, 1e-3)
+    trainer = toy_trainer(40, 1e-3)
     model = trainer.fit(task, task.build_data(torch.device("cpu")), MODELS["resnet18"].build(1, 3))
     hist = trainer.state.history
     assert hist[-1]["train_loss"] < 0.05 < hist[0]["train_loss"]
@@ -102,7 +48,7 @@ def test_early_stopping_fires_and_restores_best_weights(tmp_path: Path) -> None:
     task = ToyTask(flip_val=True)
     data = task.build_data(torch.device("cpu"))
     best = BestWeights(("val_loss", "min"), patience=2, run_dir=tmp_path)
-    trainer = _trainer(50, 0.05, [best])
+    trainer = toy_trainer(50, 0.05, [best])
     model = trainer.fit(task, data, task.build_model())
     hist = trainer.state.history
     assert trainer.state.stopped_early and len(hist) < 50
@@ -116,7 +62,7 @@ def test_early_stopping_fires_and_restores_best_weights(tmp_path: Path) -> None:
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     task = ToyTask(nan_after_steps=6)  # 4 steps per epoch: epoch 1 is fine, epoch 2 poisons
-    trainer = _trainer(5, 0.01, [Checkpoint(tmp_path)])
+    trainer = toy_trainer(5, 0.01, [Checkpoint(tmp_path)])
     with pytest.raises(NonFiniteLossError, match="epoch 2, step 3"):
         trainer.fit(task, task.build_data(torch.device("cpu")), task.build_model())
     state = rundir.load_state(tmp_path / rundir.STATE)
@@ -208,10 +154,10 @@ def test_two_callbacks_of_one_class_keep_their_own_resume_state() -> None:
             self.total = state["total"]
 
     task = ToyTask()
-    trainer = _trainer(2, 1e-2, [Counter(1), Counter(10)])
+    trainer = toy_trainer(2, 1e-2, [Counter(1), Counter(10)])
     trainer.fit(task, task.build_data(torch.device("cpu")), task.build_model())
     state = trainer.state_dict()
     assert state["callbacks"] == {"Counter": {"total": 2}, "Counter#2": {"total": 20}}
-    again = _trainer(3, 1e-2, [Counter(1), Counter(10)])
+    again = toy_trainer(3, 1e-2, [Counter(1), Counter(10)])
     again.fit(task, task.build_data(torch.device("cpu")), task.build_model(), resume=state)
     assert [cb.total for cb in again.callbacks] == [3, 30]  # each resumed from its own count

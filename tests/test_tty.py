@@ -19,7 +19,7 @@ import pytest
 from rich.progress import Progress as RichProgress
 
 from tests.conftest import REPO, write_image_folder
-from tests.test_text import write_tweets
+from tests.helpers import write_tweets
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pty")
 
@@ -157,7 +157,7 @@ def test_eta_shows_after_the_first_slow_step() -> None:
 
 @pytest.mark.xdist_group("tty")
 def test_ctrl_c_stops_a_budget_search_and_keeps_the_best_finished_trial(tmp_path: Path) -> None:
-    from tests.test_text import write_tweets
+    from tests.helpers import write_tweets
 
     csv = write_tweets(tmp_path / "tw.csv", n_per_class=100)
     child = spawn(["train", "--task", "text", "--data", str(csv), "--budget", "5m", "--epochs",
