@@ -251,6 +251,19 @@ def write_fitted(run_dir: Path, fitted: Any) -> None:
     write_recorded(Path(run_dir) / FITTED, json_text({"kind": fitted.kind, **fitted.to_dict()}))
 
 
+def require_fitted(run_dir: Path, kind: str | tuple[str, ...]) -> dict[str, Any]:
+    """fitted.json's fields; a run directory without it is refused in one line. Run
+    directories written before fitted.json existed (before 0.1.0) are no longer read:
+    CHANGELOG.md."""
+    d = read_fitted(run_dir, kind)
+    if d is None:
+        raise ArchlabError(
+            f"{run_dir}: no {FITTED}: a run that never started, or one written before archlab "
+            "0.1.0 (no longer read; train it again)"
+        )
+    return d
+
+
 def read_fitted(run_dir: Path, kind: str | tuple[str, ...]) -> dict[str, Any] | None:
     """fitted.json's fields (without ``kind``), or None for a run written before it existed.
 

@@ -462,34 +462,18 @@ def test_cli_run_says_the_layout_first(tmp_path: Path, capsys) -> None:
     assert 0 <= m["test_balanced_accuracy"] <= 1
 
 
-def test_a_run_without_fitted_json_still_restores_from_data_json(tmp_path: Path) -> None:
-    # Runs written before fitted.json existed held the same facts in data.json, the class
-    # weights rounded there: eval recomputes them from the training split, as it did then.
+def test_a_run_without_fitted_json_is_refused_in_one_line(tmp_path: Path) -> None:
+    # Run directories from before fitted.json (before 0.1.0) are no longer read: CHANGELOG.md.
     from archlab import runner
     from archlab.cli import main
-    from archlab.tasks.image_cls import ImageData
 
     root = write_image_folder(tmp_path / "f", {"common": 30, "rare": 10}, size=(8, 8))
-    cfg = _image_cfg(root, "data.class_weights=true", "train.epochs=1", "train.threads=1",
-                     "train.max_steps_per_epoch=2", "train.progress=off")  # fmt: skip
+    cfg = _image_cfg(root, "train.epochs=1", "train.threads=1", "train.max_steps_per_epoch=2",
+                     "train.progress=off")  # fmt: skip
     run_dir = runner.train(cfg, tmp_path / "runs")
-    saved = json.loads((run_dir / "fitted.json").read_text())
-    image = str(next((root / "rare").iterdir()))
-    want = runner.restore_task(run_dir)
-    before = want[1].predict(want[2], [image])
     (run_dir / "fitted.json").unlink()
-    fitted = ImageData(cfg).restore(run_dir)
-    assert list(fitted.class_names) == saved["class_names"] == ["common", "rare"]
-    assert (fitted.channels, fitted.size, fitted.pixel_stats) == (
-        saved["channels"], saved["size"], saved["pixel_stats"]
-    )  # fmt: skip
-    rebuilt = ImageData(cfg).build(torch.device("cpu"), fitted).fitted
-    assert list(rebuilt.class_weights) == saved["class_weights"]  # exact, not data.json's 6 places
-    _, task, model = runner.restore_task(run_dir)
-    assert task.predict(model, [image]) == before
-    m = json.loads((run_dir / "metrics.json").read_text())
-    e = runner.evaluate(run_dir)
-    assert e["test_loss"] == pytest.approx(m["test_loss"], rel=1e-6, abs=0)
-    assert e["test_accuracy"] == m["test_accuracy"]
-    (run_dir / "data.json").unlink()
-    assert main(["predict", str(run_dir), image]) == 2  # one line naming the missing files
+    image = str(next((root / "rare").iterdir()))
+    for argv in (["predict", str(run_dir), image], ["eval", str(run_dir)]):
+        assert main(argv) == 2
+    with pytest.raises(ArchlabError, match=r"no fitted.json: .* before archlab 0.1.0"):
+        runner.restore_task(run_dir)

@@ -1,5 +1,5 @@
-"""Sales on the task protocol: the featurizer round trip, the FRAMINGS registry, legacy run
-dirs (sales_state.json, no fitted.json), and eval on other data with the run's fitted state."""
+"""Sales on the task protocol: the featurizer round trip, the FRAMINGS registry, run dirs
+without fitted.json refused, and eval on other data with the run's fitted state."""
 
 from __future__ import annotations
 
@@ -100,43 +100,17 @@ def test_framings_registry_dispatches_data_and_task(tmp_path: Path) -> None:
         spec.task(parity, parity_fit).predict(torch.nn.Identity(), [])
 
 
-def _make_legacy(run: Path, legacy: Path) -> None:
-    """``run`` copied as the code before fitted.json wrote it: sales_state.json instead."""
+def test_a_run_without_fitted_json_is_refused(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    # sales_state.json, fitted.json's predecessor, is no longer read (CHANGELOG.md).
     import shutil
 
-    shutil.copytree(run, legacy)
-    d = json.loads((legacy / "fitted.json").read_text())
-    (legacy / "fitted.json").unlink()
-    state = {k: v for k, v in d["featurizer"].items() if k not in ("season", "window", "residual",
-                                                                   "events")}  # fmt: skip
-    info = json.loads((legacy / "data.json").read_text())
-    state.update(framing="forecast", input_size=info["input_size"], global_mean=d["global_mean"],
-                 global_std=d["global_std"], resolved=d["resolved"])  # fmt: skip
-    (legacy / "sales_state.json").write_text(json.dumps(state))
-
-
-def test_legacy_run_dir_still_predicts_and_evaluates(
-    trained: tuple[Path, Path], tmp_path: Path
-) -> None:
-    panel, run = trained
-    legacy = tmp_path / "legacy"
-    _make_legacy(run, legacy)
-    hist = _history(panel, tmp_path / "history.csv")
-    _, task, model = runner.restore_task(run)
-    _, old_task, old_model = runner.restore_task(legacy)
-    assert old_task.fitted == task.fitted  # season, window, events from the run's config
-    assert old_task.predict(old_model, [hist]) == task.predict(model, [hist])
-    m = json.loads((run / "metrics.json").read_text())
-    assert (
-        runner.evaluate(legacy)["test_wmae"] == m["test_wmae"] == runner.evaluate(run)["test_wmae"]
-    )
-    state = json.loads((legacy / "sales_state.json").read_text())
-    (legacy / "sales_state.json").write_text(json.dumps({**state, "input_size": 7}))
-    with pytest.raises(ArchlabError, match=r"sales_state.json: the run's inputs have 7 features"):
-        runner.restore_task(legacy)
-    (legacy / "sales_state.json").unlink()
-    with pytest.raises(ArchlabError, match=r"no fitted.json"):
-        runner.restore_task(legacy)
+    _panel, run = trained
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    (old / "fitted.json").unlink()
+    (old / "sales_state.json").write_text("{}")
+    with pytest.raises(ArchlabError, match=r"no fitted.json: .* before archlab 0.1.0"):
+        runner.restore_task(old)
 
 
 def test_eval_on_other_data_uses_the_runs_featurizer(
@@ -171,16 +145,11 @@ def test_eval_on_other_data_uses_the_runs_featurizer(
     assert len(err) == 1 and "1 days apart but the run was trained on 7-day steps" in err[0]
 
 
-def test_parity_run_reuses_its_fit_and_legacy_runs_refit(tmp_path: Path) -> None:
+def test_parity_run_reuses_its_fit(tmp_path: Path) -> None:
     panel = write_panel(tmp_path / "walmart", weeks=60)
     run = runner.train(cfg_for(panel, "sales-rnn-parity-smoke"), tmp_path / "runs")
     m = json.loads((run / "metrics.json").read_text())
     fitted = TASKS["sales"].data(runner.load_config(run)).restore(run)
     # 10 covariates, the holiday flag, Year, Month, Week; one-hot 2 stores, 3 depts, 2 types.
     assert type(fitted) is ParityFitted and fitted.input_size == 14 + 2 + 3 + 2
-    assert runner.evaluate(run)["test_wmae"] == m["test_wmae"]
-    # Before fitted.json a parity run kept only sizes: its standardization is refitted.
-    (run / "fitted.json").unlink()
-    (run / "sales_state.json").write_text(json.dumps({"framing": "parity", "input_size": 21}))
-    assert TASKS["sales"].data(runner.load_config(run)).restore(run) == fitted
     assert runner.evaluate(run)["test_wmae"] == m["test_wmae"]

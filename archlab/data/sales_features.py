@@ -252,20 +252,6 @@ class SalesFeaturizer:
             events=tuple(d.get("events", ())),
         )
 
-    @classmethod
-    def from_legacy(cls, state: dict[str, Any], c: SalesDataConfig) -> SalesFeaturizer:
-        """From a run's sales_state.json (runs before fitted.json), whose config ``c`` (with
-        the state's resolved values) holds season, window, residual and events."""
-        return cls.from_dict(
-            {
-                **state,
-                "season": c.season,
-                "window": c.window,
-                "residual": c.residual,
-                "events": list(c.events),
-            }
-        )
-
 
 def forecast_steps(
     panel: Panel,

@@ -8,7 +8,6 @@ the training steps and saved in fitted.json; training, eval, predict and explain
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +22,10 @@ from archlab.config import RunConfig
 from archlab.data import sales, sales_csv, sales_recipe
 from archlab.data.sales_features import Features, SalesFeaturizer, auto_season, lag_at
 from archlab.errors import ArchlabError
-from archlab.rundir import FITTED, read_fitted
+from archlab.rundir import require_fitted
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.tasks.sales_common import (
-    LEGACY_STATE_FILE,
     SalesContext,
     SalesTask,
     plain,
@@ -245,31 +243,8 @@ class ForecastData:
         )  # fmt: skip
 
     def restore(self, run_dir: Path) -> ForecastFitted:
-        """The run's featurizer and target statistics, without the data (fitted.json, or the
-        sales_state.json of runs written before it)."""
-        d = read_fitted(run_dir, ForecastFitted.kind)
-        if d is not None:
-            return ForecastFitted.from_dict(d)
-        path = Path(run_dir) / LEGACY_STATE_FILE
-        if not path.exists():
-            raise ArchlabError(f"{run_dir}: no {FITTED} (was the run finished?)")
-        state = json.loads(path.read_text())
-        if state.get("framing") != "forecast":
-            raise ArchlabError(f"{path}: holds a {state.get('framing')!r} run, not a forecast")
-        resolved = state.get("resolved", {})  # runs before it: their config holds every value
-        feat = SalesFeaturizer.from_legacy(state, resolved_config(self.cfg.data, resolved))
-        if feat.n_features != state["input_size"]:
-            raise ArchlabError(
-                f"{path}: the run's inputs have {state['input_size']} features per step but "
-                f"its covariates and events make {feat.n_features}: "
-                f"{', '.join(feat.feature_names)}"
-            )
-        return ForecastFitted(
-            featurizer=feat,
-            global_mean=float(state.get("global_mean", 0.0)),
-            global_std=float(state.get("global_std", 1.0)),
-            resolved=resolved,
-        )
+        """The run's featurizer and target statistics, without the data (fitted.json)."""
+        return ForecastFitted.from_dict(require_fitted(run_dir, ForecastFitted.kind))
 
 
 class _Read(NamedTuple):

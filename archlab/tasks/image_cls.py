@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
@@ -29,7 +28,7 @@ from archlab.data.splits import (
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
 from archlab.models import MODELS
-from archlab.rundir import DATA, FITTED, read_fitted
+from archlab.rundir import FITTED, require_fitted
 from archlab.task_configs import MAX_IMAGE_SIZE, ImageDataConfig, ImageModelConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.tasks.init_weights import InitWeights, match, read_source
@@ -219,10 +218,6 @@ class ImageData:
                 class_weights=weights,
                 init=start,
             )
-        elif fitted.class_weights is None and weights is not None:
-            # A run from before fitted.json: its data.json kept the weights rounded, so they
-            # are recomputed from its training split (as eval did then).
-            fitted = replace(fitted, class_weights=weights)
         if start is not None:
             notes.append(start.note())
         augment = AUGMENTATIONS[self.cfg.reg.augment]
@@ -255,15 +250,7 @@ class ImageData:
 
     def restore(self, run_dir: Path) -> ImageFitted:
         """The run's classes, image size and pixel statistics, without the data."""
-        d = read_fitted(run_dir, ImageFitted.kind)
-        if d is not None:
-            return ImageFitted.from_dict(d)
-        # A run from before fitted.json: its data.json held the same facts, the class weights
-        # rounded (build recomputes them; predict does not use them).
-        path = Path(run_dir) / DATA
-        if not path.exists():
-            raise ArchlabError(f"{run_dir}: no {FITTED} or {DATA} (the run did not start)")
-        return ImageFitted.from_dict({**json.loads(path.read_text()), "class_weights": None})
+        return ImageFitted.from_dict(require_fitted(run_dir, ImageFitted.kind))
 
 
 def _duplicates(groups: np.ndarray, split: dict[str, np.ndarray]) -> dict[str, Any]:

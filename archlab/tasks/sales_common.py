@@ -24,8 +24,6 @@ from archlab.models import MODELS
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
 from archlab.tasks.base import DataBundle
 
-LEGACY_STATE_FILE = "sales_state.json"  # fitted.json's predecessor, read for older runs
-
 
 def holiday_weight(hol: torch.Tensor) -> torch.Tensor:
     return torch.where(hol > 0.5, 5.0, 1.0)  # Kaggle's WMAE: holiday weeks weigh 5

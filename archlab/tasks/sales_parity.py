@@ -6,7 +6,6 @@ standardized target, random 70/15/15 split. No time steps, so no naive baselines
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +20,10 @@ from torch import nn
 from archlab.config import RunConfig
 from archlab.data import sales
 from archlab.errors import ArchlabError
-from archlab.rundir import FITTED, read_fitted
+from archlab.rundir import require_fitted
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.tasks.sales_common import (
-    LEGACY_STATE_FILE,
     SalesContext,
     SalesTask,
     plain_dict,
@@ -216,23 +214,8 @@ class ParityData:
         )
 
     def restore(self, run_dir: Path) -> ParityFitted:
-        """The run's fitted.json; a run written before it kept only sizes in sales_state.json,
-        so its standardization is refitted from its data (as every eval then did)."""
-        d = read_fitted(run_dir, ParityFitted.kind)
-        if d is not None:
-            return ParityFitted.from_dict(d)
-        path = Path(run_dir) / LEGACY_STATE_FILE
-        if not path.exists():
-            raise ArchlabError(f"{run_dir}: no {FITTED} (was the run finished?)")
-        state = json.loads(path.read_text())
-        df, c, resolved, split = self._read()
-        fit = self._fit(df, c, resolved, split["train"])
-        if fit.input_size != state["input_size"]:
-            raise ArchlabError(
-                f"{path}: the run's inputs have {state['input_size']} features but its data "
-                f"{c.path} now gives {fit.input_size}"
-            )
-        return fit
+        """The run's fitted.json."""
+        return ParityFitted.from_dict(require_fitted(run_dir, ParityFitted.kind))
 
 
 class SalesParity(SalesTask):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -30,7 +30,7 @@ from archlab.data.text import (
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
 from archlab.models import MODELS
-from archlab.rundir import DATA, FITTED, read_fitted
+from archlab.rundir import FITTED, require_fitted
 from archlab.task_configs import TextDataConfig, TextModelConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.tasks.tfidf import distill_targets, tfidf_baseline
@@ -260,10 +260,6 @@ class TextData:
                     .pack()
                     .to(device)
                 )
-        elif fitted.class_weights is None and weights is not None:
-            # A run from before fitted.json: its files do not hold the class weights, which
-            # are recomputed from its training split (as eval did then).
-            fitted = replace(fitted, class_weights=weights)
 
         def make(idx: np.ndarray, targets: torch.Tensor | None = None) -> Batches:
             sel = torch.from_numpy(idx)
@@ -297,20 +293,7 @@ class TextData:
     def restore(self, run_dir: Path) -> TextFitted:
         """Classes and the fitted tokenizer from a run dir, without the training data."""
         run_dir = Path(run_dir)
-        d = read_fitted(run_dir, TextFitted.kind)
-        if d is not None:
-            return TextFitted.from_dict(d)
-        # A run from before fitted.json: data.json and tokenizer.json held the same facts.
-        path = run_dir / TOKENIZER_FILE
-        if not path.exists():
-            raise ArchlabError(f"{run_dir}: no {TOKENIZER_FILE} (the run did not finish)")
-        info = json.loads((run_dir / DATA).read_text())
-        return TextFitted(
-            class_names=tuple(info["class_names"]),
-            tokenizer=Tokenizer.from_file(str(path)),
-            text_column=info.get("text_column", self.data_cfg.text_column),
-            embed_dim=info["embeddings"]["dim"] if "embeddings" in info else None,
-        )
+        return TextFitted.from_dict(require_fitted(run_dir, TextFitted.kind))
 
 
 def _normalization_note(folded: dict[str, Any], n_texts: int) -> str:
