@@ -524,8 +524,14 @@ def test_explain_sales_run(tmp_path: Path, capsys) -> None:
     _fails(capsys, [str(run), "--method", "gradcam"], "--method gradcam", "sales")
 
 
-def test_explain_needs_a_finished_run(tmp_path: Path, capsys) -> None:
+def test_explain_needs_a_finished_run(tmp_path: Path, image_folder: Path, capsys) -> None:
     _fails(capsys, [str(tmp_path)], "not a run directory")
+    # A run stopped before its test: config, weights and checkpoint, no metrics.json.
+    run = _train(capsys, "--preset", "images-resnet18-smoke", "--data", str(image_folder),
+                 "--out", str(tmp_path / "runs"))  # fmt: skip
+    (run / "metrics.json").unlink()
+    _fails(capsys, [str(run)], str(run), "the run has not finished (no metrics.json)")
+    assert not (run / "explain").exists()
 
 
 def _daily_run(tmp_path: Path, capsys: pytest.CaptureFixture, *sets: str) -> tuple[Path, Path]:
