@@ -547,8 +547,9 @@ def _daily_run(tmp_path: Path, capsys: pytest.CaptureFixture, *sets: str) -> tup
 
 
 def test_explain_horizon_run_per_step_and_group_in_days(tmp_path: Path, capsys) -> None:
+    # The network's whole correction (validation could choose 0, leaving nothing to attribute).
     path, run = _daily_run(tmp_path, capsys, "data.horizon=14", "data.val_steps=7",
-                           "data.window=7")  # fmt: skip
+                           "data.window=7", "data.correction_scale=1")  # fmt: skip
     _, s = _explain(capsys, str(run), "--steps", "8", "--series", "store_nbr=2")
     assert s["framing"] == "horizon" and s["horizon"] == 14 and s["n_test"] == 3
     assert s["files"] == ["ig_horizon_steps.png", "ig_feature_groups.png",
@@ -559,7 +560,8 @@ def test_explain_horizon_run_per_step_and_group_in_days(tmp_path: Path, capsys) 
     assert "last year" not in json.dumps(s) and "week being" not in json.dumps(s)
     assert set(s["ig_by_step"]) == set(s["groups"])
     assert all(len(v) == 14 for v in s["ig_by_step"].values())
-    assert s["ig_completeness_gap_relative_max"] < 0.01
+    assert s["ig_completeness_gap_relative_max"] < 0.01 and "note" not in s
+    assert any(x > 0 for v in s["ig_by_step"].values() for x in v)
     assert s["series"]["label"] == "store_nbr=2"
     assert all(len(v) == 14 for v in s["series"]["by_group_and_step"].values())
     m = json.loads((run / "metrics.json").read_text())
@@ -569,6 +571,19 @@ def test_explain_horizon_run_per_step_and_group_in_days(tmp_path: Path, capsys) 
     assert all(len(v["wmae_rise_by_step"]) == 14 for v in s["permutation"].values())
     _fails(capsys, [str(run), str(path)], "covers next-step runs", "horizon")
     _fails(capsys, [str(run), "--series", "store_nbr=9"], "store_nbr=9", "no such series")
+
+
+def test_explain_says_why_a_base_only_horizon_forecast_has_no_attributions(
+    tmp_path: Path, capsys
+) -> None:
+    _, run = _daily_run(tmp_path, capsys, "data.horizon=14", "data.val_steps=7",
+                        "data.window=7", "data.correction_scale=0")  # fmt: skip
+    assert main(["explain", str(run), "--steps", "8", "--method", "ig"]) == 0
+    captured = capsys.readouterr()
+    s = json.loads((Path(captured.out.strip().splitlines()[-1]) / "explain.json").read_text())
+    assert s["note"].startswith("the run's correction scale is 0")
+    assert f"archlab: note: {s['note']}" in captured.err
+    assert all(x == 0 for v in s["ig_by_step"].values() for x in v)
 
 
 def test_explain_next_step_run_on_daily_data_says_days(tmp_path: Path, capsys) -> None:

@@ -9,6 +9,7 @@ data.val_steps of the H steps (the rest are masked).
 
 from __future__ import annotations
 
+import sys
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -109,10 +110,17 @@ def explain(
         "files": [],
         "n_test": len(data.x),
     }
+    if task.correction_scale == 0:  # chosen on validation: the forecast is the base alone
+        out["note"] = (
+            "the run's correction scale is 0 (chosen on validation): its forecasts are last "
+            "season's base alone, so no input of the network moves them (attributions 0)"
+        )
     if "ig" in req.methods:
         _ig_views(view, bundle.context, out)
     if "permutation" in req.methods:
         _permutation_views(view, out)
+    if "note" in out:  # said once the views are written, beside the files they explain
+        print(f"archlab: note: {out['note']}", file=sys.stderr)
     return out
 
 
