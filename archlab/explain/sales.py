@@ -18,9 +18,7 @@ import torch
 from archlab.errors import ArchlabError
 from archlab.explain import ExplainRequest, sales_horizon, sales_parity, subset
 from archlab.explain.sales_common import (
-    PERMUTATION_SAMPLES,
     Forecast,
-    SalesTensors,
     bar_chart,
     completeness,
     feature_groups,
@@ -28,9 +26,9 @@ from archlab.explain.sales_common import (
     heatmap,
     integrated_gradients,
     load_split,
-    permutation_importance,
     series_rows,
     step_words,
+    wmae_permutation_view,
 )
 
 
@@ -104,44 +102,8 @@ def _explain_next_step(
         }
         out["files"].append(path.name)
     if "permutation" in req.methods:
-        _permutation_view(req, net, task, data, groups, out)
+        wmae_permutation_view(req, net, task, data, groups, out)
     return out
-
-
-def _permutation_view(
-    req: ExplainRequest,
-    net: Forecast,
-    task: Any,
-    data: SalesTensors,
-    groups: dict[str, list[int]],
-    out: dict[str, Any],
-) -> None:
-    """Permutation importance of each group on the test WMAE, into ``out`` and a chart."""
-    # 25 forward passes over the samples: on the whole Walmart test split (115k windows)
-    # that is minutes of CPU per model, so a seeded subset unless --limit 0.
-    sel = subset(len(data.x), PERMUTATION_SAMPLES if req.limit else 0).to(data.x.device)
-    part = SalesTensors(*(t[sel] for t in data))
-    t_part = part.targets.cpu()
-    imp = permutation_importance(
-        net,
-        part,
-        groups,
-        lambda o: float(task.metrics(o.cpu(), t_part)["wmae"]),
-        identity=len(getattr(net.model, "embeddings", ())) > 0,
-    )
-    ref = imp.pop("_reference")["wmae"]
-    out["permutation"] = imp
-    out["test_wmae"] = ref
-    out["n_permutation"] = len(sel)
-    path = req.out / "permutation_importance.png"
-    bar_chart(
-        {g: v["wmae_rise"] for g, v in imp.items()},
-        {g: v["std"] for g, v in imp.items()},
-        f"rise in WMAE when shuffled ({len(sel):,} test samples, WMAE {ref:,.0f})",
-        "Permutation importance by feature group",
-        path,
-    )
-    out["files"].append(path.name)
 
 
 # Each framing's view of a run, by the kind of its fitted state (fitted.json's "kind").

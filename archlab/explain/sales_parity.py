@@ -11,15 +11,13 @@ from torch import nn
 
 from archlab.explain import ExplainRequest, subset
 from archlab.explain.sales_common import (
-    PERMUTATION_SAMPLES,
     Forecast,
-    SalesTensors,
     bar_chart,
     completeness,
     gap_summary,
     integrated_gradients,
     load_split,
-    permutation_importance,
+    wmae_permutation_view,
 )
 
 
@@ -69,23 +67,6 @@ def explain(
                   "Integrated gradients by feature (test rows)", path)  # fmt: skip
         out["files"].append(path.name)
     if "permutation" in req.methods:
-        sel = subset(len(data.x), PERMUTATION_SAMPLES if req.limit else 0).to(data.x.device)
-        part = SalesTensors(*(t[sel] for t in data))
-        t_part = part.targets.cpu()
-        imp = permutation_importance(
-            net, part, features, lambda o: float(task.metrics(o.cpu(), t_part)["wmae"])
-        )
-        ref = imp.pop("_reference")["wmae"]
-        out["permutation"] = imp
-        out["test_wmae"] = ref
-        out["n_permutation"] = len(sel)
-        path = req.out / "permutation_importance.png"
-        bar_chart(
-            {k: v["wmae_rise"] for k, v in imp.items()},
-            {k: v["std"] for k, v in imp.items()},
-            f"rise in WMAE when shuffled ({len(sel):,} test rows, WMAE {ref:,.0f})",
-            "Permutation importance by feature",
-            path,
-        )
-        out["files"].append(path.name)
+        wmae_permutation_view(req, net, task, data, features, out, rows="test rows",
+                              title="Permutation importance by feature")  # fmt: skip
     return out
