@@ -252,11 +252,10 @@ def _print_metrics(run_dir: Path) -> None:
     from archlab import rundir
 
     metrics = rundir.read_metrics(run_dir)
-    keys = [
-        k
-        for k in ("test_accuracy", "test_f1_macro", "test_wmae", "test_r2", "epochs_run")
-        if k in metrics
-    ]
+    # test_blend_wmae: a horizon run's forecast when validation chose a blend with the peer.
+    shown = ("test_accuracy", "test_f1_macro", "test_wmae", "test_blend_wmae", "test_r2",
+             "epochs_run")  # fmt: skip
+    keys = [k for k in shown if k in metrics]
     print(
         " ".join(
             f"{k}={metrics[k]:.4f}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"

@@ -219,6 +219,8 @@ def test_a_peer_that_knows_the_series_takes_the_blend(tmp_path: Path, capsys) ->
     chosen = [line for line in err.splitlines() if line.startswith("chosen: ")]
     assert chosen[0].startswith("chosen: correction scale ")
     assert chosen[1].startswith("chosen: blend 0 x network (correction scale 0) + 1 x mstl_ets")
+    # ... and the headline line scores the blend beside the network.
+    assert f"test_blend_wmae={m['test_blend_wmae']:.4f}" in out.strip().splitlines()[-2]
 
 
 def test_a_short_history_at_the_validation_origin_is_a_first_line_note(panel_dir: Path) -> None:
