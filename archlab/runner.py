@@ -89,7 +89,7 @@ class Prepared:
 
     cfg: RunConfig
     run_dir: Path
-    data: DataBundle
+    data: DataBundle[Any, Any]
     task: Task
     monitor: tuple[str, str]
     device: torch.device
@@ -174,14 +174,14 @@ def check_same_data(run_dir: Path, inputs: dict[str, Any], action: str) -> bool:
     return True
 
 
-def build_task(cfg: RunConfig, device: torch.device) -> tuple[Task, DataBundle]:
+def build_task(cfg: RunConfig, device: torch.device) -> tuple[Task, DataBundle[Any, Any]]:
     """A config's fitted data and its task, as a run builds them (also for benchmarks)."""
     spec = TASKS[cfg.task]
     data = spec.data(cfg).build(device)
     return spec.task(cfg, data.fitted), data
 
 
-def _resume_state(run_dir: Path, data: DataBundle, d: Dist) -> dict[str, Any] | None:
+def _resume_state(run_dir: Path, data: DataBundle[Any, Any], d: Dist) -> dict[str, Any] | None:
     """The checkpoint to resume from (None: train again from epoch 1); the split must match."""
     split_path = run_dir / rundir.SPLIT
     if split_path.exists() and json.loads(rundir.read_recorded(split_path)) != data.splits:
@@ -304,7 +304,7 @@ def finish(
     run_dir: Path,
     task: Task,
     trainer: Trainer,
-    data: DataBundle,
+    data: DataBundle[Any, Any],
     model: nn.Module,
     why: str = "",
 ) -> dict[str, Any]:

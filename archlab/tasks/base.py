@@ -12,25 +12,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import nn
 
 from archlab.train.protocol import Batches, Splits, TrainTask
 
+FittedT = TypeVar("FittedT")
+ContextT = TypeVar("ContextT")
+
 
 @dataclass
-class DataBundle(Splits):
-    """Train/val/test batches, the fitted state, and facts about the data for the run dir."""
+class DataBundle(Splits, Generic[FittedT, ContextT]):
+    """Train/val/test batches, the fitted state, and facts about the data for the run dir.
 
-    fitted: Any  # the task's Fitted object
+    Typed per task (``DataBundle[TextFitted, TextContext]``) so a task reads its own context's
+    fields without casts; the runner and protocols see ``DataBundle[Any, Any]``.
+    """
+
+    fitted: FittedT  # the task's Fitted object
+    # Task-private facts about the test split for baselines() and artifacts() (test images,
+    # texts, the naive forecasts of each test row).
+    context: ContextT
     info: dict[str, Any] = field(default_factory=dict)  # data.json: a description, never read back
     splits: dict[str, list[int]] = field(default_factory=dict)  # written to split.json
     notes: list[str] = field(default_factory=list)  # printed as a run's first lines
-    # Task-private facts about the test split for baselines() and artifacts() (test images,
-    # texts, the naive forecasts of each test row).
-    context: Any = None
 
 
 class Fitted(Protocol):
@@ -44,7 +51,7 @@ class Fitted(Protocol):
 class TaskData(Protocol):
     """Reads and splits a task's data and fits (or reuses) its Fitted state."""
 
-    def build(self, device: torch.device, fitted: Any = None) -> DataBundle:
+    def build(self, device: torch.device, fitted: Any = None) -> DataBundle[Any, Any]:
         """The bundle; given a saved run's ``fitted`` (eval, ensemble), reuse it, not refit."""
         ...
 
@@ -75,7 +82,7 @@ class Task(TrainTask, Protocol):
         """Predictions for user inputs (file paths, texts, a CSV), one dict per prediction."""
         ...
 
-    def baselines(self, data: DataBundle) -> dict[str, Any]:
+    def baselines(self, data: DataBundle[Any, Any]) -> dict[str, Any]:
         """Flat ``baseline_*`` metrics of simple models on the same test rows; writes nothing."""
         ...
 
@@ -83,7 +90,7 @@ class Task(TrainTask, Protocol):
         self,
         run_dir: Path,
         model: nn.Module,
-        data: DataBundle,
+        data: DataBundle[Any, Any],
         outputs: torch.Tensor,
         targets: torch.Tensor,
     ) -> None:
@@ -98,12 +105,12 @@ class Tunable(Protocol):
 
     fitted: Any
 
-    def tune(self, model: nn.Module, data: DataBundle) -> tuple[Any, list[str]]:
+    def tune(self, model: nn.Module, data: DataBundle[Any, Any]) -> tuple[Any, list[str]]:
         """The task with its knobs chosen (its ``fitted`` records them), and lines saying what
         was chosen and on what validation score."""
         ...
 
-    def tuned_metrics(self, model: nn.Module, data: DataBundle) -> dict[str, Any]:
+    def tuned_metrics(self, model: nn.Module, data: DataBundle[Any, Any]) -> dict[str, Any]:
         """Flat metrics of the choices and of the test forecasts they make."""
         ...
 

@@ -79,6 +79,9 @@ class ForecastFitted:
         )
 
 
+ForecastBundle = DataBundle[ForecastFitted, SalesContext]
+
+
 class ForecastData:
     """Reads the sales tables and builds the forecast framing's windows; keeps only ``cfg``.
 
@@ -92,7 +95,7 @@ class ForecastData:
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
 
-    def build(self, device: torch.device, fitted: ForecastFitted | None = None) -> DataBundle:
+    def build(self, device: torch.device, fitted: ForecastFitted | None = None) -> ForecastBundle:
         r = self._read(fitted)
         c, p, n_train = r.c, r.p, r.n_train
         S, T = p.y.shape
@@ -337,7 +340,7 @@ class SalesForecast(SalesTask):
     def embeddings(self) -> tuple[int, ...]:
         return self.fitted.n_categories if self.model_cfg.embed_dim else ()
 
-    def baselines(self, data: DataBundle) -> dict[str, Any]:
+    def baselines(self, data: ForecastBundle) -> dict[str, Any]:
         """Each naive forecast's WMAE, MAE, RMSE, R² on the network's test rows (and on every
         test row where it exists: ``*_own_rows``)."""
         extra = naive_baselines(data.context.test_rows)
@@ -345,7 +348,7 @@ class SalesForecast(SalesTask):
         extra.update(last_week_aliases(extra))
         return extra
 
-    def plot_test_rows(self, rows: pd.DataFrame, run_dir: Path, data: DataBundle) -> None:
+    def plot_test_rows(self, rows: pd.DataFrame, run_dir: Path, data: ForecastBundle) -> None:
         c = self.data_cfg
         series_plot(rows, list(c.series_keys), c.date_column, c.plot_series, run_dir,
                     strongest_baseline(self.baselines(data)))  # fmt: skip

@@ -110,6 +110,9 @@ class ImageContext:
         return self.images[torch.from_numpy(self.split["test"]).to(self.images.device)]
 
 
+ImageBundle = DataBundle[ImageFitted, ImageContext]
+
+
 class ImageData:
     """Reads an image set (folder, split folders, manifest, npz, digits) and splits it."""
 
@@ -118,7 +121,7 @@ class ImageData:
         self.data_cfg: ImageDataConfig = cfg.data
         self.split_seed = cfg.data_seed
 
-    def build(self, device: torch.device, fitted: ImageFitted | None = None) -> DataBundle:
+    def build(self, device: torch.device, fitted: ImageFitted | None = None) -> ImageBundle:
         c = self.data_cfg
         init = self.cfg.model.init
         # The file is read first (a bad one fails before the images are), matched once the
@@ -368,7 +371,7 @@ class ImageClassification:
         self,
         run_dir: Path,
         model: nn.Module,
-        data: DataBundle,
+        data: ImageBundle,
         outputs: torch.Tensor,
         targets: torch.Tensor,
     ) -> None:
@@ -377,22 +380,21 @@ class ImageClassification:
         names = list(self.fitted.class_names)
         cm = np.asarray(self.metrics(outputs, targets)["confusion_matrix"])
         plots.confusion_matrix(cm, names, run_dir / "plots" / "confusion_matrix.png")
-        if data.context is not None:
-            k = min(32, len(targets))
-            imgs = data.context.test_images[:k].cpu().numpy()
-            probs = outputs[:k].softmax(1)
-            plots.image_grid(
-                imgs,
-                targets[:k].numpy(),
-                probs.argmax(1).numpy(),
-                probs.max(1).values.numpy(),
-                names,
-                run_dir / "plots" / "samples.png",
-            )
+        k = min(32, len(targets))
+        imgs = data.context.test_images[:k].cpu().numpy()
+        probs = outputs[:k].softmax(1)
+        plots.image_grid(
+            imgs,
+            targets[:k].numpy(),
+            probs.argmax(1).numpy(),
+            probs.max(1).values.numpy(),
+            names,
+            run_dir / "plots" / "samples.png",
+        )
 
-    def baselines(self, data: DataBundle) -> dict[str, Any]:
+    def baselines(self, data: ImageBundle) -> dict[str, Any]:
         """Logistic regression on downsampled pixels, on the same split (tasks/pixels.py)."""
-        ctx: ImageContext = data.context
+        ctx = data.context
         return pixels_baseline(ctx.images, ctx.labels, ctx.split, list(self.fitted.class_names))
 
     def read_images(self, paths: Sequence[str | BinaryIO]) -> torch.Tensor:

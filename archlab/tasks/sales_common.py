@@ -59,6 +59,9 @@ class SalesContext:
     own_row_baselines: dict[str, Any] = field(default_factory=dict)
 
 
+SalesBundle = DataBundle[Any, SalesContext]
+
+
 class SalesTask:
     """Regression of sales with a recurrent network; a framing adds baselines and predict.
 
@@ -125,14 +128,14 @@ class SalesTask:
         return m
 
     # --- artefacts ---
-    def baselines(self, data: DataBundle) -> dict[str, Any]:
+    def baselines(self, data: SalesBundle) -> dict[str, Any]:
         return {}
 
     def artifacts(
         self,
         run_dir: Path,
         model: nn.Module,
-        data: DataBundle,
+        data: SalesBundle,
         outputs: torch.Tensor,
         targets: torch.Tensor,
     ) -> None:
@@ -148,7 +151,7 @@ class SalesTask:
             res.index.to_numpy(), res.to_numpy(), Path(run_dir) / "plots" / "residuals.png"
         )
 
-    def plot_test_rows(self, rows: pd.DataFrame, run_dir: Path, data: DataBundle) -> None:
+    def plot_test_rows(self, rows: pd.DataFrame, run_dir: Path, data: SalesBundle) -> None:
         """Framing-specific plots of the test rows with their ``forecast`` column; none here."""
 
 

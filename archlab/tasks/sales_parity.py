@@ -80,6 +80,9 @@ class ParityFitted:
         )
 
 
+ParityBundle = DataBundle[ParityFitted, SalesContext]
+
+
 class ParityData:
     """Reads the merged table and builds one sample per row; keeps only ``cfg``.
 
@@ -143,7 +146,7 @@ class ParityData:
             resolved=plain_dict(resolved),
         )
 
-    def build(self, device: torch.device, fitted: ParityFitted | None = None) -> DataBundle:
+    def build(self, device: torch.device, fitted: ParityFitted | None = None) -> ParityBundle:
         df, c, resolved, split = self._read()
         fit = fitted if fitted is not None else self._fit(df, c, resolved, split["train"])
         n = len(df)

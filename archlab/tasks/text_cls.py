@@ -100,6 +100,9 @@ class TextContext:
     weights: np.ndarray | None = None
 
 
+TextBundle = DataBundle[TextFitted, TextContext]
+
+
 class TextData:
     """Reads a text CSV, splits it by distinct text, and fits (or reuses) the tokenizer.
 
@@ -114,7 +117,7 @@ class TextData:
         self.seed = cfg.seed
         self.split_seed = cfg.data_seed
 
-    def build(self, device: torch.device, fitted: TextFitted | None = None) -> DataBundle:
+    def build(self, device: torch.device, fitted: TextFitted | None = None) -> TextBundle:
         c = self.data_cfg
         if c.embeddings and fitted is None:  # one line read: fail before the CSV is read
             dim = peek_dim(c.embeddings)
@@ -415,14 +418,14 @@ class TextClassification:
         self,
         run_dir: Path,
         model: nn.Module,
-        data: DataBundle,
+        data: TextBundle,
         outputs: torch.Tensor,
         targets: torch.Tensor,
     ) -> None:
         from archlab import plots
 
         run_dir = Path(run_dir)
-        ctx: TextContext = data.context
+        ctx = data.context
         names = list(self.fitted.class_names)
         cm = np.asarray(self.metrics(outputs, targets)["confusion_matrix"])
         plots.confusion_matrix(cm, names, run_dir / "plots" / "confusion_matrix.png")
@@ -445,9 +448,9 @@ class TextClassification:
         wrong = table[table["true"] != table["pred"]].sort_values("confidence", ascending=False)
         write_text_atomic(run_dir / "confident_mistakes.csv", wrong.head(25).to_csv(index=False))
 
-    def baselines(self, data: DataBundle) -> dict[str, Any]:
+    def baselines(self, data: TextBundle) -> dict[str, Any]:
         """The TF-IDF baseline on the same split, and the distillation teacher's train fit."""
-        ctx: TextContext = data.context
+        ctx = data.context
         names = list(self.fitted.class_names)
         base = tfidf_baseline(ctx.texts, ctx.labels, ctx.split, names, ctx.weights)
         return {**base, **ctx.teacher}
