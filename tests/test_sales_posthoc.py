@@ -22,7 +22,7 @@ from archlab.report.tables import run_table
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches
 from archlab.tasks.sales_horizon import HorizonForecast
-from archlab.tasks.sales_horizon_data import HorizonData, PeerInputs
+from archlab.tasks.sales_horizon_data import PEER_FILE, HorizonData, PeerInputs
 from archlab.tasks.sales_posthoc import BLEND_WEIGHTS, SCALES, blended, choose
 from tests.helpers import write_panel
 
@@ -198,6 +198,42 @@ def test_a_run_applies_the_choices_in_metrics_eval_and_predict(panel_dir: Path, 
         assert {r["source"] for r in rows} == {"model" if w == 1 else "blend"}
     np.testing.assert_allclose(fc[0.5], (fc[1.0] + fc[0.0]) / 2, rtol=1e-9)
     assert not np.allclose(fc[1.0], fc[0.0])
+
+
+def test_a_blending_run_keeps_the_peer_fit_at_its_data_end_for_predict(
+    panel_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    run = runner.train(_cfg(panel_dir, "train.epochs=1", "data.blend_weight=0.5"), tmp_path / "r")
+    assert (run / PEER_FILE).exists()
+    _, task, model = runner.restore_task(run)
+    # Restored from the run dir alone, predict fits nothing: not on the run's own data, and not
+    # when a forecast file adds a series the run never saw (it falls back to the baseline).
+    monkeypatch.setattr(sales_peer, "_mstl_ets", _no_fit)
+    own = task.predict(model, [])
+    assert {r["source"] for r in own} == {"blend"}
+    last = pd.read_csv(panel_dir / "train.csv").Date.max()
+    dates = pd.date_range(last, periods=H + 1, freq="7D")[1:].strftime("%Y-%m-%d")
+    want = tmp_path / "test.csv"
+    pd.DataFrame({"Store": [1] * H + [99] * H, "Dept": 1, "Date": [*dates, *dates],
+                  "IsHoliday": False}).to_csv(want, index=False)  # fmt: skip
+    rows = task.predict(model, [str(want)])
+    assert [r["source"] for r in rows] == ["blend"] * H + ["baseline"] * H
+    by_step = {(r["Store"], r["Dept"], r["step"]): r["forecast"] for r in own}
+    assert [r["forecast"] for r in rows[:H]] == [by_step[(1, 1, h)] for h in range(1, H + 1)]
+    assert "fitting the statistical peer" not in capsys.readouterr().err
+    # The saved fit is the fit: without the file, predict refits and gets the same numbers.
+    monkeypatch.undo()
+    sales_peer._FITTED._items.clear()
+    (run / PEER_FILE).unlink()
+    _, task, model = runner.restore_task(run)
+    again = task.predict(model, [])
+    np.testing.assert_allclose([r["forecast"] for r in again], [r["forecast"] for r in own],
+                               rtol=1e-12)  # fmt: skip
+    assert "fitting the statistical peer (mstl_ets)" in capsys.readouterr().err
+
+
+def _no_fit(*args: object) -> np.ndarray:
+    raise AssertionError("the peer was fitted again")
 
 
 def test_a_peer_that_knows_the_series_takes_the_blend(tmp_path: Path, capsys) -> None:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from archlab.data.sales_baselines import svd_smooth
-from archlab.utils import ContentCache
+from archlab.utils import ContentCache, atomic_path
 
 # MSTL estimates a season from the season before it: fewer steps than this many seasons leave
 # it extrapolating part of one cycle (statsforecast fits it anyway, without a warning).
@@ -30,22 +31,43 @@ def mstl_ets(
 ) -> np.ndarray:
     """MSTL(season) + AutoETS('ZZN') per series on the rank-``rank`` SVD smoothing of steps
     <= origin, one process (n_jobs=1: the run's threads stay the run's)."""
-    key = _content_key(y, origin, horizon, season, groups, rank)
+    key = fit_key("mstl_ets", y, origin, horizon, season, groups, rank)
     return _FITTED.get(key, lambda: _mstl_ets(y, origin, horizon, season, groups, rank)).copy()
 
 
 # A fit takes ~40 s of CPU on Walmart and depends on the panel alone: the seeds of one
-# experiment (reproduce, ablate), trained in one process on the same panel, reuse it.
+# experiment (reproduce, ablate), trained in one process on the same panel, reuse it, and a
+# run that blends keeps its fit at the data's end for predict and serve (save_fit, load_fit).
 _FITTED: ContentCache[np.ndarray] = ContentCache()
 
 
-def _content_key(y: np.ndarray, *args: object) -> str:
-    h = hashlib.sha256(np.ascontiguousarray(y, dtype=np.float64).tobytes())
+def fit_key(name: str, y: np.ndarray, *args: object) -> str:
+    """A digest of everything a peer's forecast depends on: its name, the panel, the rest."""
+    h = hashlib.sha256(name.encode() + b"\0")
+    h.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
     h.update(repr(y.shape).encode())
     for a in args:
         h.update(np.asarray(a).tobytes() if isinstance(a, np.ndarray) else repr(a).encode())
         h.update(b"\0")
     return h.hexdigest()
+
+
+def save_fit(path: Path, name: str, y: np.ndarray, *args: object) -> None:
+    """Fit peer ``name`` (or reuse this process's fit) and write its forecast to ``path``."""
+    fc = PEERS[name](y, *args)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, key=np.array(fit_key(name, y, *args)), forecast=fc)
+
+
+def is_fitted(name: str, y: np.ndarray, *args: object) -> bool:
+    """Whether this process already holds peer ``name``'s forecast for these inputs."""
+    return fit_key(name, y, *args) in _FITTED
+
+
+def load_fit(path: Path) -> None:
+    """Remember the forecast saved at ``path``: a later fit on the same inputs returns it."""
+    with np.load(path, allow_pickle=False) as z:
+        _FITTED.put(str(z["key"]), z["forecast"])
 
 
 def _mstl_ets(

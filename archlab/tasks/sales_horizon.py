@@ -21,6 +21,7 @@ archlab/tasks/sales_posthoc.py.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -39,9 +40,16 @@ from archlab.errors import ArchlabError
 from archlab.metrics import regression_metrics, wmae
 from archlab.models import MODELS
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
-from archlab.tasks.base import Batches, DataBundle
+from archlab.tasks.base import Batches
 from archlab.tasks.sales_common import holiday_weight, plain
-from archlab.tasks.sales_horizon_data import SVD_RANK, HorizonFitted, PeerInputs, TestContext
+from archlab.tasks.sales_horizon_data import (
+    PEER_FILE,
+    SVD_RANK,
+    HorizonBundle,
+    HorizonFitted,
+    PeerInputs,
+    TestContext,
+)
 from archlab.tasks.sales_posthoc import SCALES, blended, choose, fit_at, parts, scored_wmae
 from archlab.utils import write_json_atomic
 
@@ -124,13 +132,13 @@ class HorizonForecast:
         return base + scale * model(x, cats), y
 
     # --- post-hoc knobs (archlab/tasks/sales_posthoc.py), chosen after training ---
-    def tune(self, model: nn.Module, data: DataBundle) -> tuple[HorizonForecast, list[str]]:
+    def tune(self, model: nn.Module, data: HorizonBundle) -> tuple[HorizonForecast, list[str]]:
         """This task with the correction scale and blend weight chosen on validation, and the
         lines that say what was chosen on what."""
         chosen, lines = choose(self.data_cfg, model, data.val, data.context.peer)
         return HorizonForecast(self.cfg, replace(self.fitted, chosen=chosen)), lines
 
-    def tuned_metrics(self, model: nn.Module, data: DataBundle) -> dict[str, Any]:
+    def tuned_metrics(self, model: nn.Module, data: HorizonBundle) -> dict[str, Any]:
         """The chosen knobs with their validation WMAE, and test_blend_* (the hybrid)."""
         ch = self.fitted.chosen
         out: dict[str, Any] = {k: v for k, v in ch.items() if not k.endswith("_by_weight")}
@@ -178,7 +186,7 @@ class HorizonForecast:
             self._scored_rows = (ctx, rows, seconds)
         return self._scored_rows[1], self._scored_rows[2]
 
-    def baselines(self, data: DataBundle) -> dict[str, Any]:
+    def baselines(self, data: HorizonBundle) -> dict[str, Any]:
         """Every horizon baseline on the test rows: WMAE/MAE/RMSE/R², by step, backtests; the
         statistical peer's fit time too."""
         rows, peer_seconds = self.rows_with_peer(data.context)
@@ -199,7 +207,7 @@ class HorizonForecast:
         self,
         run_dir: Path,
         model: nn.Module,
-        data: DataBundle,
+        data: HorizonBundle,
         outputs: torch.Tensor,
         targets: torch.Tensor,
     ) -> None:
@@ -209,7 +217,7 @@ class HorizonForecast:
         y, pred, hol, step, origin = _scored(outputs, targets)
         m = score(y, pred, hol, step, origin)
         base = self.baselines(data)
-        ctx: TestContext = data.context
+        ctx = data.context
         ctx_rows, _ = self.rows_with_peer(ctx)
         names = _baseline_names(ctx_rows)
         curves = {"model": m["wmae_by_step"]}
@@ -217,6 +225,7 @@ class HorizonForecast:
             curves[name] = base[f"baseline_{name}_wmae_by_step"]
         error_by_step(curves, Path(run_dir) / "plots" / "error_by_step.png")
         write_json_atomic(Path(run_dir) / SCALE_FILE, correction_scales(model, data.val))
+        self.keep_end_peer(run_dir)
         # The model's forecasts of the four largest test series beside the best baseline.
         rows = ctx_rows[ctx_rows.origin == 0]
         best = min(names, key=lambda n: np.nan_to_num(base[f"baseline_{n}_wmae"], nan=1e30))
@@ -239,11 +248,11 @@ class HorizonForecast:
         ``inputs``: an optional history CSV in the training format (default: the run's
         ``data.path``) and optional files of rows to forecast (series keys and date, e.g.
         Walmart's test.csv): then one row per line of those files, each with ``source``
-        "model", "blend" (with the statistical peer, refit at the data's last step, when the
+        "model", "blend" (with the statistical peer fitted at the data's last step, when the
         run chose a blend weight below 1), or "baseline" (last season's smoothed sales) for a
         series the run has no training history of.
         """
-        c, fz = self.data_cfg, self.fitted.featurizer
+        c = self.data_cfg
         hist, wanted = [], []
         for item in inputs:
             path = Path(item)
@@ -253,19 +262,39 @@ class HorizonForecast:
             (hist if c.target in cols else wanted).append(path)
         if len(hist) > 1:
             raise ArchlabError(f"give one history CSV (got {', '.join(map(str, hist))})")
-        df = sales.load_sales(replace(c, path=str(hist[0])) if hist else c)
         want = [read_forecast_rows(w, c) for w in wanted]
+        p = self._end_panel(hist[0] if hist else None, want)
+        fc, src, o = self._forecast_end(model, p, hist[0] if hist else None)
+        if not want:
+            keys, dates = list(c.series_keys), p.dates[o + 1 :]
+            return [
+                {**{k: plain(p.keys[i, j]) for j, k in enumerate(keys)},
+                 c.date_column: str(dates[h])[:10], "step": h + 1,
+                 "forecast": float(fc[i, h]), "source": src[i, h]}
+                for i in np.flatnonzero(src[:, 0] != "baseline") for h in range(fc.shape[1])
+            ]  # fmt: skip
+        return _wanted_rows(p, fc, src, o, want, wanted, c, self.fitted.featurizer.step_days)
+
+    def _end_panel(self, hist: Path | None, want: list[pd.DataFrame]) -> sales.Panel:
+        """The history (default: the run's data) with the H steps after its end to forecast."""
+        c = self.data_cfg
+        df = sales.load_sales(replace(c, path=str(hist)) if hist else c)
         hol = [d for w in want if c.holiday_column in w.columns
                for d in w.loc[w[c.holiday_column], c.date_column].unique()]  # fmt: skip
-        p = future_panel(df, c, fz, hol, pd.concat(want) if want else None,
-                         str(hist[0]) if hist else "")  # fmt: skip
-        T, H = p.y.shape[1], fz.horizon
-        o = T - H - 1
+        return future_panel(df, c, self.fitted.featurizer, hol,
+                            pd.concat(want) if want else None, str(hist or ""))  # fmt: skip
+
+    def _forecast_end(
+        self, model: nn.Module, p: sales.Panel, hist: Path | None
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """The (S, H) forecasts after the panel's last data step, their sources, the origin."""
+        fz = self.fitted.featurizer
+        o = p.y.shape[1] - fz.horizon - 1
         f = fz.transform(p)
         s = np.flatnonzero(fz.series_index(p.keys) >= 0)
         if not len(s):
             raise ArchlabError(
-                f"{hist[0] if hist else c.path}: none of its series were seen in training"
+                f"{hist or self.data_cfg.path}: none of its series were seen in training"
             )
         model.eval()
         with torch.no_grad():
@@ -277,25 +306,45 @@ class HorizonForecast:
             out = (base + self.correction_scale * corr).double().numpy()
             sb = self.fitted.chosen.get("blend_correction_scale", self.correction_scale)
             out_b = (base + sb * corr).double().numpy()
-        fc = naive.smoothed_seasonal_naive(p.y, o, H, fz.season, fz.smooth_steps)  # fallback
-        src = np.full(fc.shape, "baseline", dtype=object)
+        fc = naive.smoothed_seasonal_naive(p.y, o, fz.horizon, fz.season, fz.smooth_steps)
+        src = np.full(fc.shape, "baseline", dtype=object)  # the fallback of unseen series
         fc[s] = out * f.scale[s, None] + f.offset[s, None]
         src[s] = "model"
         w = self.fitted.chosen.get("blend_weight")
-        if w is not None and w < 1:  # the hybrid: the peer refit at this origin (~40 s, Walmart)
-            peer = PeerInputs(c.peer, p.y, [o], fz.season, f.cats[:, -1], SVD_RANK, s)
+        if w is not None and w < 1:  # the hybrid, with the peer fitted at this origin
             net = out_b * f.scale[s, None] + f.offset[s, None]
-            fc[s] = w * net + (1 - w) * fit_at(peer, o, H)[s]
+            peer = self._end_peer(p, f, s, o)
+            args = (o, fz.horizon, peer.season, peer.groups, peer.rank)
+            if not sales_peer.is_fitted(peer.name, peer.y, *args):  # not the run's own data
+                where = hist or self.data_cfg.path
+                print(f"archlab: fitting the statistical peer ({peer.name}) on {where} at its "
+                      "last step", file=sys.stderr)  # fmt: skip
+            fc[s] = w * net + (1 - w) * fit_at(peer, o, fz.horizon)
             src[s] = "blend"
-        if not want:
-            keys, dates = list(c.series_keys), p.dates[o + 1 :]
-            return [
-                {**{k: plain(p.keys[i, j]) for j, k in enumerate(keys)},
-                 c.date_column: str(dates[h])[:10], "step": h + 1,
-                 "forecast": float(fc[i, h]), "source": src[i, h]}
-                for i in s for h in range(H)
-            ]  # fmt: skip
-        return _wanted_rows(p, fc, src, o, want, wanted, c, fz.step_days)
+        return fc, src, o
+
+    def _end_peer(self, p: sales.Panel, f: Any, s: np.ndarray, o: int) -> PeerInputs:
+        """The peer's inputs at the data's end: the seen series alone, so that the rows a
+        forecast file adds (new series, no history) leave the fit, and its saved copy, as is."""
+        fz = self.fitted.featurizer
+        return PeerInputs(self.data_cfg.peer, p.y[s], [o], fz.season, f.cats[s, -1], SVD_RANK,
+                          np.arange(len(s)))  # fmt: skip
+
+    def keep_end_peer(self, run_dir: Path) -> None:
+        """Fit the peer at the run's data's end and save it (PEER_FILE) when the run blends,
+        so that predict and serve on the run's own data do not refit it (~40 s on Walmart)."""
+        w = self.fitted.chosen.get("blend_weight")
+        if w is None or w >= 1:
+            return
+        # The peer reads sales alone: future values of known covariates (which only the rows
+        # to forecast may bring) are neither needed nor checked here.
+        c, fz = self.data_cfg, replace(self.fitted.featurizer, known_covariates=())
+        p = future_panel(sales.load_sales(c), c, fz)
+        o = p.y.shape[1] - fz.horizon - 1
+        f = fz.transform(p)
+        peer = self._end_peer(p, f, np.flatnonzero(fz.series_index(p.keys) >= 0), o)
+        sales_peer.save_fit(Path(run_dir) / PEER_FILE, peer.name, peer.y, o, fz.horizon,
+                            peer.season, peer.groups, peer.rank)  # fmt: skip
 
 
 def _wanted_rows(

@@ -24,7 +24,7 @@ import torch
 
 from archlab import rundir
 from archlab.config import RunConfig
-from archlab.data import sales, sales_recipe
+from archlab.data import sales, sales_peer, sales_recipe
 from archlab.data import sales_baselines as naive
 from archlab.data.sales_features import auto_season
 from archlab.data.sales_horizon import HorizonFeaturizer, future_known
@@ -34,6 +34,8 @@ from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.tasks.sales_common import plain, plain_dict, resolved_config
 
+# A blending run's peer forecast at its data's end (archlab/data/sales_peer.py save_fit).
+PEER_FILE = "peer_forecast.npz"
 SVD_RANK = 10  # per-group rank of the SVD baseline (the Walmart competition winner's choice)
 
 
@@ -104,6 +106,9 @@ class TestContext(NamedTuple):
     peer: PeerInputs | None = None  # None: data.peer=none, or too short a history for it
 
 
+HorizonBundle = DataBundle[HorizonFitted, TestContext]
+
+
 def _resolve(c: SalesDataConfig, df: pd.DataFrame) -> tuple[SalesDataConfig, dict[str, Any]]:
     """The config with what the data decided (date format, tables, season for its time step)."""
     resolved = dict(df.attrs.get("resolved", {}))
@@ -145,9 +150,11 @@ class HorizonData:
         d = rundir.read_fitted(Path(run_dir), HorizonFitted.kind)
         if d is None:
             raise ArchlabError(f"{run_dir}: no {rundir.FITTED} (was the run started?)")
+        if (Path(run_dir) / PEER_FILE).exists():  # the peer's fit at the data's end
+            sales_peer.load_fit(Path(run_dir) / PEER_FILE)
         return HorizonFitted.from_dict(d)
 
-    def build(self, device: torch.device, fitted: HorizonFitted | None = None) -> DataBundle:
+    def build(self, device: torch.device, fitted: HorizonFitted | None = None) -> HorizonBundle:
         df = sales.load_sales(self.cfg.data)
         c, resolved = _resolve(self.cfg.data, df)
         step_days = resolved["step_days"]
