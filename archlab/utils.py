@@ -121,6 +121,16 @@ def sha256_array(arr: np.ndarray) -> str:
 T = TypeVar("T")
 
 
+def file_key(path: str | Path, *args: object) -> str | None:
+    """A cache key for what a reader makes of ``path`` with ``args``: the file's absolute path,
+    size and modification time; None when the file cannot be stat'ed (the reader says why)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return repr((os.path.abspath(path), st.st_size, st.st_mtime_ns, args))
+
+
 class ContentCache(Generic[T]):
     """The last ``keep`` results of a pure, costly function, by a digest of its inputs.
 
@@ -136,6 +146,17 @@ class ContentCache(Generic[T]):
     def get(self, key: str, compute: Callable[[], T]) -> T:
         if key not in self._items:
             self._items[key] = compute()
-            while len(self._items) > self.keep:
-                self._items.pop(next(iter(self._items)))  # the oldest
+            self._trim()
         return self._items[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items
+
+    def put(self, key: str, value: T) -> None:
+        """Remember a result computed elsewhere (e.g. read back from a run dir)."""
+        self._items[key] = value
+        self._trim()
+
+    def _trim(self) -> None:
+        while len(self._items) > self.keep:
+            self._items.pop(next(iter(self._items)))  # the oldest

@@ -131,6 +131,35 @@ def test_repeated_texts_are_merged_and_counted(tweets: Path) -> None:
     assert drop.counts["texts_dropped_for_conflicting_labels"] == 1
 
 
+def test_reads_are_remembered_per_file_version_and_still_recorded(
+    tweets: Path, tmp_path: Path
+) -> None:
+    """One process reads a table or a vectors file once (reproduce, ablate, a budget search),
+    yet every run still records it in its fingerprint, and a changed file is read again."""
+    from archlab import fingerprint
+    from archlab.data.embeddings import load_vectors
+
+    first = load_text_table(tweets)
+    first.texts.append("mutated by a caller")  # a caller's copy: the remembered one is kept
+    with fingerprint.recording() as reads:
+        again = load_text_table(tweets)
+    assert again.texts == first.texts[:-1] and reads == {str(tweets.resolve())}
+    df = pd.read_csv(tweets)
+    df.loc[0, "text"] = "an entirely new first text about the crew"
+    df.to_csv(tweets, index=False)
+    assert "an entirely new first text about the crew" in load_text_table(tweets).texts
+    vec_path = tmp_path / "vec.txt"
+    write_vectors(vec_path)
+    v1 = load_vectors(vec_path, {"flight"})
+    with fingerprint.recording() as reads:
+        v2 = load_vectors(vec_path, {"flight"})
+    assert reads == {str(vec_path.resolve())} and v2.words == v1.words
+    np.testing.assert_array_equal(v2.matrix, v1.matrix)
+    write_vectors(vec_path, seed=1)  # same words and size, other numbers: read again
+    v3 = load_vectors(vec_path, {"flight"})
+    assert not np.array_equal(v3.matrix, v1.matrix)
+
+
 def _assert_disjoint(ctx: TextContext) -> None:
     keys = {k: {" ".join(clean_tokens(ctx.texts[i])) for i in v} for k, v in ctx.split.items()}
     assert not keys["train"] & keys["val"]
