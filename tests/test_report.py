@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import itertools
 import re
 from pathlib import Path
@@ -15,7 +14,6 @@ from archlab import plots, rundir
 from archlab.plots import eda_sales
 from archlab.report.mathmd import to_html
 from archlab.report.report import THEORY_DOC, Block, render_html, run_table, with_live_outputs
-from tests.helpers import WIDTHS, assert_readable, read_in_chromium, screenshot
 
 
 def _captured(monkeypatch: pytest.MonkeyPatch, module: object) -> list[plt.Figure]:
@@ -177,41 +175,3 @@ def test_model_summary_prints_units_and_the_given_classes() -> None:
     assert "Units." not in text
     assert re.search(r"Total mult-adds \(M\): [\d.]+", text)
     assert re.search(r"Linear \(fc\)\s+\[1, 10\]\s+5,130", text)
-
-
-# --- the demo's report, as a reader sees it -------------------------------------------------
-@pytest.fixture(scope="module")
-def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo (tiny settings): digits and stock-price runs, theory, summaries, report."""
-    from archlab.demo import run_demo
-
-    return run_demo(tmp_path_factory.mktemp("demo") / "out", tiny=True, log=lambda s: None)
-
-
-def test_demo_report_summaries_use_the_runs_classes(demo_report: Path) -> None:
-    md = (demo_report / "report.md").read_text()
-    assert "### resnet18 (input 1x32x32, 10 classes)" in md  # digits: 10 classes at 32x32
-    assert re.search(r"Linear \(fc\)\s+\[1, 10\]", md) and "Units." not in md
-
-
-def test_demo_report_theory_shows_this_runs_lstm_output(demo_report: Path) -> None:
-    out = demo_report.parent
-    live = (out / "theory" / "04-lstm-grad.txt").read_text().strip()
-    page = (demo_report / "index.html").read_text()
-    doc = html.unescape(page.split('<div class="doc">', 1)[1])
-    assert live in doc
-    numbers = re.findall(r"dL/dw_hh\s+(\S+)", live)
-    assert re.findall(r"dL/dw_hh\s+(\S+)", doc) == numbers  # the derivation's block is live
-
-
-def test_demo_report_in_chromium_at_desktop_tablet_and_phone_widths(
-    demo_report: Path, tmp_path: Path
-) -> None:
-    result, log = read_in_chromium(demo_report, tmp_path / "chrome-profile")
-    assert_readable(result)
-    for width in WIDTHS:
-        assert result[width]["images"] >= 10 and result[width]["math"] > 100, result[width]
-        assert result[width]["rows"] == 4  # the summary: one row per experiment
-    assert [ln for ln in log.splitlines() if "CONSOLE" in ln and "index.html" in ln] == []
-    for width in WIDTHS:
-        screenshot(demo_report, width, tmp_path / f"report-{width}.png", tmp_path / "profile")

@@ -39,6 +39,7 @@ def small_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.xdist_group("small-study")  # one worker builds it
 def test_missing_parts_are_skipped_with_one_line(small_study: Path) -> None:
     log = (small_study / "log.txt").read_text()
     assert "skipping Part III: sales forecasting: no data found (looked for" in log
@@ -48,6 +49,7 @@ def test_missing_parts_are_skipped_with_one_line(small_study: Path) -> None:
     assert "passed" in md and "FAILED" not in md  # theory checks ran and passed
 
 
+@pytest.mark.xdist_group("small-study")  # one worker builds it
 def test_rerun_skips_finished_runs(small_study: Path) -> None:
     out = small_study / "out"
     metrics = out / "images" / "resnet18" / "s0" / "metrics.json"
@@ -56,6 +58,7 @@ def test_rerun_skips_finished_runs(small_study: Path) -> None:
     assert metrics.stat().st_mtime_ns == before
 
 
+@pytest.mark.xdist_group("small-study")  # one worker builds it
 def test_report_renders_in_headless_chromium(small_study: Path) -> None:
     from tests.helpers import WIDTHS, assert_readable, read_in_chromium, screenshot
 
@@ -91,6 +94,7 @@ def test_every_experiment_names_an_existing_preset_and_study_key() -> None:
         assert set(e.techniques) <= set(TECHNIQUES[e.part]), e.techniques
 
 
+@pytest.mark.xdist_group("small-study")  # one worker builds it
 def test_parts_limit_the_run(small_study: Path) -> None:
     out = small_study / "out"
     metrics = out / "images" / "resnet18" / "s0" / "metrics.json"
