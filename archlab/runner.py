@@ -421,6 +421,8 @@ class Evaluation(NamedTuple):
     metrics: dict[str, Any]
     outputs: torch.Tensor
     targets: torch.Tensor
+    # What a Tunable task reports of its post-hoc choices on the test split (test_blend_*).
+    tuned: dict[str, Any]
 
 
 def evaluate_run(
@@ -434,13 +436,15 @@ def evaluate_run(
         cfg.train, cfg.optim, cfg.reg, seed=cfg.seed, device=device, precision=precision
     )
     loss, metrics, outputs, targets = trainer.evaluate(task, data.test, model)
-    return Evaluation(task, data.splits.get("test", []), loss, metrics, outputs, targets)
+    tuned = task.tuned_metrics(model, data) if isinstance(task, Tunable) else {}
+    return Evaluation(task, data.splits.get("test", []), loss, metrics, outputs, targets, tuned)
 
 
 def evaluate(run_dir: Path, data_path: str | None = None) -> dict[str, Any]:
     """Re-evaluate a saved run on its test split (or another data set's test split)."""
     e = evaluate_run(run_dir, data_path)
-    return {"test_loss": e.loss, **{f"test_{k}": v for k, v in e.metrics.items()}}
+    tested = {k: v for k, v in e.tuned.items() if k.startswith("test_")}  # e.g. the blend's
+    return {"test_loss": e.loss, **{f"test_{k}": v for k, v in e.metrics.items()}, **tested}
 
 
 def saved_precision(run_dir: Path, cfg: RunConfig, device: torch.device) -> Precision | None:

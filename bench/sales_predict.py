@@ -62,7 +62,8 @@ def main() -> None:
             (copy / "peer_forecast.npz").unlink(missing_ok=True)
             res["without peer_forecast.npz"] = one(copy, args.inputs)
     for name, r in res.items():
-        print(f"{name}: {r['rows']} rows ({', '.join(r['sources'])}); imports {r['imports_s']:.1f} s, "
+        srcs = ", ".join(r["sources"])
+        print(f"{name}: {r['rows']} rows ({srcs}); imports {r['imports_s']:.1f} s, "
               f"restore {r['restore_s']:.1f} s, predict {r['predict_s']:.1f} s; after imports "
               f"{r['after_imports_s']:.1f} s wall, {r['cpu_after_imports_s']:.1f} s CPU; "
               f"peak RSS {r['peak_rss_mb']:.0f} MB")  # fmt: skip

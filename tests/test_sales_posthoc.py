@@ -187,7 +187,10 @@ def test_a_run_applies_the_choices_in_metrics_eval_and_predict(panel_dir: Path, 
     saved = json.loads(rundir.read_recorded(run / rundir.FITTED))["chosen"]
     assert saved["correction_scale"] == m["correction_scale"]
     # eval applies the chosen scale: it repeats the run's test score
-    assert runner.evaluate(run)["test_wmae"] == pytest.approx(m["test_wmae"], rel=1e-6)
+    ev = runner.evaluate(run)
+    assert ev["test_wmae"] == pytest.approx(m["test_wmae"], rel=1e-6)
+    # ... and the blend's (from the peer fits the run kept, when it blends)
+    assert ev["test_blend_wmae"] == pytest.approx(m["test_blend_wmae"], rel=1e-6)
     # predict: the forced weights 1, 0.5 and 0 give model, blend, peer: 0.5 is the average
     cfg, task, model = runner.restore_task(run)
     fc = {}

@@ -37,8 +37,8 @@ def mstl_ets(
 
 # A fit takes ~40 s of CPU on Walmart and depends on the panel alone: the seeds of one
 # experiment (reproduce, ablate), trained in one process on the same panel, reuse it, and a
-# run that blends keeps its fit at the data's end for predict and serve (save_fit, load_fit).
-_FITTED: ContentCache[np.ndarray] = ContentCache()
+# run that blends keeps its fit at the data's end for predict and serve (save_fits, load_fits).
+_FITTED: ContentCache[np.ndarray] = ContentCache(keep=8)
 
 
 def fit_key(name: str, y: np.ndarray, *args: object) -> str:
@@ -52,11 +52,15 @@ def fit_key(name: str, y: np.ndarray, *args: object) -> str:
     return h.hexdigest()
 
 
-def save_fit(path: Path, name: str, y: np.ndarray, *args: object) -> None:
-    """Fit peer ``name`` (or reuse this process's fit) and write its forecast to ``path``."""
-    fc = PEERS[name](y, *args)
+def save_fits(path: Path, fits: list[tuple[str, np.ndarray, tuple]]) -> None:
+    """Fit each (peer name, panel, other arguments) (or reuse this process's fit) and write
+    the forecasts, each under the digest of its inputs, to ``path``."""
+    arrays: dict[str, np.ndarray] = {}
+    for i, (name, y, args) in enumerate(fits):
+        arrays[f"key{i}"] = np.array(fit_key(name, y, *args))
+        arrays[f"forecast{i}"] = PEERS[name](y, *args)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, key=np.array(fit_key(name, y, *args)), forecast=fc)
+        np.savez(f, **arrays)
 
 
 def is_fitted(name: str, y: np.ndarray, *args: object) -> bool:
@@ -64,10 +68,11 @@ def is_fitted(name: str, y: np.ndarray, *args: object) -> bool:
     return fit_key(name, y, *args) in _FITTED
 
 
-def load_fit(path: Path) -> None:
-    """Remember the forecast saved at ``path``: a later fit on the same inputs returns it."""
+def load_fits(path: Path) -> None:
+    """Remember the forecasts saved at ``path``: a later fit on the same inputs returns one."""
     with np.load(path, allow_pickle=False) as z:
-        _FITTED.put(str(z["key"]), z["forecast"])
+        for k in (k for k in z.files if k.startswith("key")):
+            _FITTED.put(str(z[k]), z["forecast" + k[3:]])
 
 
 def _mstl_ets(

@@ -225,7 +225,7 @@ class HorizonForecast:
             curves[name] = base[f"baseline_{name}_wmae_by_step"]
         error_by_step(curves, Path(run_dir) / "plots" / "error_by_step.png")
         write_json_atomic(Path(run_dir) / SCALE_FILE, correction_scales(model, data.val))
-        self.keep_end_peer(run_dir)
+        self.keep_peer_fits(run_dir, data)
         # The model's forecasts of the four largest test series beside the best baseline.
         rows = ctx_rows[ctx_rows.origin == 0]
         best = min(names, key=lambda n: np.nan_to_num(base[f"baseline_{n}_wmae"], nan=1e30))
@@ -330,21 +330,23 @@ class HorizonForecast:
         return PeerInputs(self.data_cfg.peer, p.y[s], [o], fz.season, f.cats[s, -1], SVD_RANK,
                           np.arange(len(s)))  # fmt: skip
 
-    def keep_end_peer(self, run_dir: Path) -> None:
-        """Fit the peer at the run's data's end and save it (PEER_FILE) when the run blends,
-        so that predict and serve on the run's own data do not refit it (~40 s on Walmart)."""
-        w = self.fitted.chosen.get("blend_weight")
-        if w is None or w >= 1:
+    def keep_peer_fits(self, run_dir: Path, data: HorizonBundle) -> None:
+        """Save the peer's fits at the test origins (eval's test_blend_*) and at the data's
+        end (predict, serve) when the run blends (PEER_FILE): they take ~60 s each on Walmart."""
+        w, peer = self.fitted.chosen.get("blend_weight"), data.context.peer
+        if w is None or w >= 1 or peer is None:
             return
+        H = self.data_cfg.horizon
+        fits = [(peer.name, peer.y, (o, H, peer.season, peer.groups, peer.rank))
+                for o in peer.origins]  # fmt: skip
         # The peer reads sales alone: future values of known covariates (which only the rows
         # to forecast may bring) are neither needed nor checked here.
         c, fz = self.data_cfg, replace(self.fitted.featurizer, known_covariates=())
         p = future_panel(sales.load_sales(c), c, fz)
         o = p.y.shape[1] - fz.horizon - 1
-        f = fz.transform(p)
-        peer = self._end_peer(p, f, np.flatnonzero(fz.series_index(p.keys) >= 0), o)
-        sales_peer.save_fit(Path(run_dir) / PEER_FILE, peer.name, peer.y, o, fz.horizon,
-                            peer.season, peer.groups, peer.rank)  # fmt: skip
+        end = self._end_peer(p, fz.transform(p), np.flatnonzero(fz.series_index(p.keys) >= 0), o)
+        fits.append((end.name, end.y, (o, H, end.season, end.groups, end.rank)))
+        sales_peer.save_fits(Path(run_dir) / PEER_FILE, fits)
 
 
 def _wanted_rows(

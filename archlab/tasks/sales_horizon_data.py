@@ -34,7 +34,7 @@ from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.tasks.sales_common import plain, plain_dict, resolved_config
 
-# A blending run's peer forecast at its data's end (archlab/data/sales_peer.py save_fit).
+# A blending run's peer forecasts at its test origins and its data's end (sales_peer.save_fits).
 PEER_FILE = "peer_forecast.npz"
 SVD_RANK = 10  # per-group rank of the SVD baseline (the Walmart competition winner's choice)
 
@@ -151,7 +151,7 @@ class HorizonData:
         if d is None:
             raise ArchlabError(f"{run_dir}: no {rundir.FITTED} (was the run started?)")
         if (Path(run_dir) / PEER_FILE).exists():  # the peer's fit at the data's end
-            sales_peer.load_fit(Path(run_dir) / PEER_FILE)
+            sales_peer.load_fits(Path(run_dir) / PEER_FILE)
         return HorizonFitted.from_dict(d)
 
     def build(self, device: torch.device, fitted: HorizonFitted | None = None) -> HorizonBundle:
