@@ -75,6 +75,11 @@ def run(path: Path, out: Path, horizon: int, epochs: int, seed: int) -> dict:
         "seed": seed,
         "test_wmae": m["test_wmae"],
         "val_wmae": scale["val_wmae"][-1],  # the network alone (scale 1)
+        # The forecast the command makes (predict): w x network + (1 - w) x peer, w chosen on
+        # validation (None without a peer).
+        "test_blend_wmae": m.get("test_blend_wmae"),
+        "blend_weight": m.get("blend_weight"),
+        "correction_scale": m.get("correction_scale"),
         "baselines": base,
         "recipe": {k: v["value"] for k, v in info["recipe"].items()},
         "wall_s": round(wall, 1),
@@ -106,9 +111,17 @@ def main() -> None:
         print(f"  seed {r['seed']}: network test WMAE {w:9.1f} (val {r['val_wmae']:.1f}); "
               f"/ seasonal naive {w / naive:.3f}, / best baseline ({best}) "
               f"{w / runs[0]['baselines'][best]:.3f}; {r['wall_s']} s wall")  # fmt: skip
-    mean = float(np.mean([r["test_wmae"] for r in runs]))
-    print(f"  mean network {mean:.1f}: / seasonal naive {mean / naive:.3f}, / {best} "
-          f"{mean / runs[0]['baselines'][best]:.3f}")  # fmt: skip
+        if r["test_blend_wmae"] is not None:
+            b = r["test_blend_wmae"]
+            print(f"          blend (w {r['blend_weight']:g}, scale {r['correction_scale']:g}) "
+                  f"test WMAE {b:9.1f}; / best baseline ({best}) "
+                  f"{b / runs[0]['baselines'][best]:.3f}")  # fmt: skip
+    best_wmae = runs[0]["baselines"][best]
+    for key, label in (("test_wmae", "network"), ("test_blend_wmae", "blend")):
+        if all(r[key] is not None for r in runs):
+            mean = float(np.mean([r[key] for r in runs]))
+            print(f"  mean {label} {mean:.1f}: / seasonal naive {mean / naive:.3f}, / {best} "
+                  f"{mean / best_wmae:.3f}")  # fmt: skip
     if a.out:
         a.out.write_text(
             json.dumps({"args": vars(a) | {"out": str(a.out)}, "runs": runs}, indent=1)
