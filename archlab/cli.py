@@ -365,7 +365,10 @@ def _write_submission(rows: list[dict[str, Any]], cfg: RunConfig, out: Path) -> 
 
     keys, date = list(cfg.data.series_keys), cfg.data.date_column
     df = pd.DataFrame(rows)
-    ids = df[keys].astype(str).agg("_".join, axis=1) + "_" + df[date].astype(str)
+    # Column-wise concatenation: a row-wise join took 12 s for Walmart's 115,064 rows.
+    ids = df[date].astype(str)
+    for k in reversed(keys):
+        ids = df[k].astype(str) + "_" + ids
     sub = pd.DataFrame({"Id": ids, cfg.data.target: df.forecast})
     with atomic_path(out) as tmp:
         sub.to_csv(tmp, index=False)
