@@ -351,6 +351,7 @@ def load_text_table(
     t = _TABLES.get(key, lambda: _load_text_table(path, *args))
     fingerprint.record(path)  # a cached read is still a read of the run's input
     return replace(t, texts=list(t.texts), labels=t.labels.copy(), counts=dict(t.counts),
+                   class_names=list(t.class_names),
                    weights=None if t.weights is None else t.weights.copy())  # fmt: skip
 
 
