@@ -79,7 +79,7 @@ def test_two_process_gloo_matches_one_process(tmp_path: Path) -> None:
 @pytest.mark.xdist_group("ddp")
 def test_torchrun_killed_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
     panel = write_panel(tmp_path / "walmart", weeks=120)
-    sets = [*SETS, "train.epochs=4", "train.max_steps_per_epoch=0", "train.batch_size=4"]
+    sets = [*SETS, "train.epochs=3", "train.max_steps_per_epoch=0", "train.batch_size=8"]
     full = _torchrun(_train_args(panel, tmp_path / "full", sets))
     killed = _torchrun(_train_args(panel, tmp_path / "killed", sets), start_new_session=True)
     history = None

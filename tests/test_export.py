@@ -4,9 +4,12 @@ and numpy alone (no torch, no archlab)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,25 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return tiny_runs(tmp_path_factory.mktemp("export"))
 
 
+@pytest.fixture(scope="module")
+def exported(
+    runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], tuple[Path, list[str]]]:
+    """Each run exported and verified once per module: (folder, the command's stdout lines)."""
+    done: dict[str, tuple[Path, list[str]]] = {}
+
+    def get(kind: str) -> tuple[Path, list[str]]:
+        if kind not in done:
+            out = tmp_path_factory.mktemp(f"exp-{kind}") / "exp"
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                assert main(["export", str(runs[kind]), "--format", "onnx", "--out", str(out)]) == 0
+            done[kind] = (out, buf.getvalue().strip().splitlines())
+        return done[kind]
+
+    return get
+
+
 @pytest.mark.parametrize("bidirectional", [True, False])
 @pytest.mark.parametrize("pooling", ["last", "max", "meanmax"])
 def test_text_graph_equals_the_packed_lstm(bidirectional: bool, pooling: str) -> None:
@@ -49,11 +71,9 @@ def test_text_graph_equals_the_packed_lstm(bidirectional: bool, pooling: str) ->
 
 @pytest.mark.parametrize("kind", ["images", "text", "sales", "horizon"])
 def test_export_matches_torch_on_the_test_split(
-    runs: dict[str, Path], kind: str, tmp_path: Path, capsys
+    runs: dict[str, Path], exported: Callable[[str], tuple[Path, list[str]]], kind: str
 ) -> None:
-    out = tmp_path / "exp"
-    assert main(["export", str(runs[kind]), "--format", "onnx", "--out", str(out)]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    out, lines = exported(kind)
     files = ["model.onnx", "contract.json", "examples.json"]
     assert lines[-4:] == [*(str(out / f) for f in files), str(out)]
     assert "test_split" in lines[1] and "max |diff|" in lines[1]
@@ -177,7 +197,7 @@ def _predict(capsys, run: Path, items: list[str]) -> list[dict]:
 
 
 def test_ten_predictions_from_the_exported_files_alone(
-    runs: dict[str, Path], tmp_path: Path, capsys
+    runs: dict[str, Path], exported: Callable[[str], tuple[Path, list[str]]], tmp_path: Path, capsys
 ) -> None:
     from archlab import runner
 
@@ -185,24 +205,33 @@ def test_ten_predictions_from_the_exported_files_alone(
     texts = ["Great flight, thanks @united!!", "worst delay ever :(", "the crew was ok",
              "LOVE it http://t.co/x", "bags lost &amp; no help", "seat 12A", "on time :)",
              "never again...", "why?? cancelled", "fine"]  # fmt: skip
-    assert main(["export", str(runs["text"]), "--out", str(tmp_path / "t"), "--no-verify"]) == 0
-    capsys.readouterr()
+    folder, _ = exported("text")
     want = _predict(capsys, runs["text"], texts)
-    got = standalone(tmp_path / "t", "text", texts)
-    names = json.loads((tmp_path / "t" / "contract.json").read_text())["class_names"]
+    got = standalone(folder, "text", texts)
+    names = json.loads((folder / "contract.json").read_text())["class_names"]
     assert [g["label"] for g in got] == [w["label"] for w in want]
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g["probs"], [w[n] for n in names], atol=1e-5)
     # Images: decoded and resized as the contract says (here by archlab, saved as uint8).
-    assert main(["export", str(runs["images"]), "--out", str(tmp_path / "i"), "--no-verify"]) == 0
-    capsys.readouterr()
+    folder, _ = exported("images")
     files = sorted(str(p) for p in (runs["images"].parent.parent / "imgs").rglob("*.png"))[::6]
     assert len(files) == 10
     _, task, _ = runner.restore_task(runs["images"])
     np.save(tmp_path / "pixels.npy", task.read_images(files).numpy())
     want = _predict(capsys, runs["images"], files)
-    got = standalone(tmp_path / "i", "images", str(tmp_path / "pixels.npy"))
-    names = json.loads((tmp_path / "i" / "contract.json").read_text())["class_names"]
+    got = standalone(folder, "images", str(tmp_path / "pixels.npy"))
+    names = json.loads((folder / "contract.json").read_text())["class_names"]
     assert [g["label"] for g in got] == [w["label"] for w in want]
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g["probs"], [w[n] for n in names], atol=1e-5)
+
+
+def test_no_verify_exports_without_the_runs_data(runs: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "nv"
+    # An examples.json left by an earlier export must not survive an unverified one.
+    out.mkdir()
+    (out / "examples.json").write_text("{}")
+    assert main(["export", str(runs["images"]), "--out", str(out), "--no-verify"]) == 0
+    c = json.loads((out / "contract.json").read_text())
+    assert set(c["verification"]) == {"tolerance", "example"} and c["verification"]["example"]["ok"]
+    assert not (out / "examples.json").exists()

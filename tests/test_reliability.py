@@ -95,7 +95,7 @@ def _strip(m: dict) -> dict:
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(
     tmp_path: Path, image_folder: Path
 ) -> None:
-    sets = ["--set", "train.epochs=3", "--set", "train.batch_size=4", "--set", "data.size=32",
+    sets = ["--set", "train.epochs=2", "--set", "train.batch_size=4", "--set", "data.size=32",
             "--set", "train.progress=plain", "--set", "train.max_steps_per_epoch=0",
             "--set", "train.checkpoint_every_s=0"]  # fmt: skip
     base = [sys.executable, "-m", "archlab", "train", "--preset", "images-resnet18-smoke",
