@@ -104,6 +104,9 @@ def _text_space(base: RunConfig) -> dict[str, Param]:
         "reg.weight_decay": Param("float", 1e-6, 1e-2, log=True),
         "reg.dropout": Param("float", 0.0, 0.6),
         "data.class_weights": _categorical((False, True), base.data.class_weights),
+        # Soft targets from the cross-fitted TF-IDF model: on small corpora the BiLSTM alone
+        # often trails the linear model it is compared with, and the teacher closes much of it.
+        "data.distill": _categorical((0.0, 0.5, 0.8), base.data.distill),
     }
     if base.data.embeddings:  # freezing means something only for pretrained vectors
         space["model.freeze_embeddings"] = _categorical((False, True), base.model.freeze_embeddings)

@@ -79,6 +79,10 @@ def test_fixed_keys_are_not_searched_and_glove_adds_freezing() -> None:
     assert "optim.lr" not in space and "data.class_weights" not in space
     assert "model.freeze_embeddings" not in space
     assert "model.freeze_embeddings" in budget.space_for(PRESETS["text-bilstm-glove"])
+    # Distillation from the TF-IDF teacher is searched, from the recipe's own weight.
+    assert set(budget.space_for(base)["data.distill"].choices) == {0.0, 0.5, 0.8}
+    distilled = PRESETS["text-bilstm-glove-distill"]
+    assert budget.base_params(distilled, budget.space_for(distilled))["data.distill"] == 0.8
 
 
 @pytest.fixture(scope="module")
