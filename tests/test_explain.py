@@ -21,6 +21,7 @@ from archlab.explain import ExplainRequest, images, sales_common, sales_horizon,
 from archlab.explain.sales_common import SalesTensors, step_words
 from archlab.models import MODELS
 from archlab.task_configs import models_for
+from archlab.tasks.sales_common import SalesTargets
 
 QUIET = ["--set", "train.threads=1", "--set", "train.progress=off"]
 
@@ -391,7 +392,8 @@ def test_horizon_explanations_rank_a_planted_signal_first(tmp_path: Path) -> Non
         F.l1_loss(model(x), y).backward()
         opt.step()
     model.eval()
-    targets = torch.stack([y, torch.ones(n, H), torch.zeros(n, H)], -1)
+    one, zero = torch.ones(n, H), torch.zeros(n, H)
+    targets = SalesTargets(y, one, zero, zero, observed=one, origin=zero).pack()
     data = SalesTensors(x, torch.zeros((n, 0), dtype=torch.long), torch.zeros(n, H), targets)
     hol = np.zeros(n, bool)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -204,3 +205,24 @@ def test_task_protocol_end_to_end(task_name: str, variant: str, tmp_path: Path) 
     rows = task2.predict(model2, [one])
     assert len(rows) == v.n_predictions and all(isinstance(r, dict) for r in rows)
     assert _same(rows, task.predict(model, [one]))
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_sales_targets_pack_and_unpack_by_name(lib: str) -> None:
+    from archlab.tasks.sales_common import SalesTargets
+
+    rng = np.random.default_rng(0)
+    f = [rng.normal(size=(5, 3)) for _ in range(6)]
+    if lib == "torch":
+        f = [torch.from_numpy(a) for a in f]
+    t = SalesTargets(*f)
+    packed = t.pack()
+    assert type(packed) is type(f[0]) and tuple(packed.shape) == (5, 3, 6)
+    back = SalesTargets.unpack(packed, horizon=True)
+    assert all((a == b).all() for a, b in zip(back, t, strict=True))
+    np.testing.assert_allclose(np.asarray(back.sales()), np.asarray(f[0] * f[1] + f[2]))
+    np.testing.assert_allclose(np.asarray(back.to_scaled(back.sales())), np.asarray(f[0]))
+    step = SalesTargets(*(a[:, 0] for a in f[:4])).pack()  # one step: 4 fields, no mask/origin
+    assert tuple(step.shape) == (5, 4)
+    one = SalesTargets.unpack(step)
+    assert one.observed is None and one.origin is None and (one.holiday == f[3][:, 0]).all()

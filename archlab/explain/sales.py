@@ -30,6 +30,7 @@ from archlab.explain.sales_common import (
     step_words,
     wmae_permutation_view,
 )
+from archlab.tasks.sales_common import SalesTargets
 
 
 def explain_run(req: ExplainRequest) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def _explain_next_step(
         "files": [],
         "n_test": len(data.x),
     }
-    scale = data.targets[:, 1]
+    scale = SalesTargets.unpack(data.targets).scale
     if "ig" in req.methods:
         sel = subset(len(data.x), req.limit).to(data.x.device)
         args = (data.cats[sel], data.base[sel])

@@ -32,6 +32,7 @@ from archlab.explain.sales_common import (
     series_rows,
     step_words,
 )
+from archlab.tasks.sales_common import SalesTargets
 
 ROWS = "test split, test origin only (the forecasts the run's test WMAE scores)"
 # Every test sample is forecast from the same origin, so they share the dates.
@@ -43,9 +44,10 @@ SHARED = (
 
 
 def _at_test_origin(data: SalesTensors) -> SalesTensors:
-    """The samples forecast from the test origin: targets (N, H, 6) carry each sample's backtest
-    number in their last column, 0 for the test origin (archlab/tasks/sales_horizon.py)."""
-    keep = torch.nonzero(data.targets[:, 0, 5] == 0).squeeze(1)
+    """The samples forecast from the test origin: their targets' origin is 0 (backtests are
+    1, 2, ...)."""
+    keep = torch.nonzero(SalesTargets.unpack(data.targets, horizon=True).origin[:, 0] == 0)
+    keep = keep.squeeze(1)
     return SalesTensors(*(t[keep] for t in data))
 
 
@@ -61,7 +63,7 @@ def _ig_by_step(
     every input position, in sales units: the mean over samples of its absolute value, or
     (``signed``) of the value itself; and the relative completeness gaps of all (sample, step)."""
     H = data.targets.shape[1]
-    scale = data.targets[:, 0, 1]
+    scale = SalesTargets.unpack(data.targets, horizon=True).scale[:, 0]
     args = (data.cats, data.base)
     grid, gaps = np.zeros((len(groups), H)), []
     for h in range(H):

@@ -19,6 +19,7 @@ from archlab.explain.sales_common import (
     load_split,
     wmae_permutation_view,
 )
+from archlab.tasks.sales_common import SalesTargets
 
 
 def feature_columns(numeric: tuple[str, ...], onehot: dict[str, int]) -> dict[str, list[int]]:
@@ -57,7 +58,8 @@ def explain(
         sel = subset(len(data.x), req.limit).to(data.x.device)
         args = (data.cats[sel], data.base[sel])
         attr, delta = integrated_gradients(net, data.x[sel], args, req.steps)
-        a = attr * data.targets[sel, 1, None, None]  # scaled target x its std: sales units
+        # scaled target x its std: sales units
+        a = attr * SalesTargets.unpack(data.targets[sel]).scale[:, None, None]
         per = {k: float(a[:, :, c].sum((1, 2)).abs().mean()) for k, c in features.items()}
         out["ig_mean_abs_sales"] = per
         out.update(gap_summary(completeness(net, data.x[sel], args, delta)))

@@ -1,15 +1,16 @@
 """What every sales framing shares: the network, the scaled loss, metrics on the sales scale,
 the test rows behind a bundle, the residual plot and the exploratory plots.
 
-Targets are (N, 4): scaled target, per-row scale, offset and holiday flag, so metrics are exact
-on the original sales scale while the loss works in scaled units.
+A sample's targets are a ``SalesTargets``: the scaled target, its scale and offset and the
+holiday flag (horizon runs add the observed mask and the origin), so metrics are exact on the
+original sales scale while the loss works in scaled units.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,44 @@ from archlab.metrics import regression_metrics, wmae
 from archlab.models import MODELS
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
 from archlab.tasks.base import DataBundle
+
+A = TypeVar("A", np.ndarray, torch.Tensor)
+
+
+class SalesTargets(NamedTuple):
+    """A sales sample's targets by name. The Trainer carries them packed in one float array whose
+    last axis holds these fields in this order: (N, 4) for one step, (N, H, 6) for a horizon
+    (``pack``); ``unpack`` reads them back with the layout the framing declares."""
+
+    scaled: Any  # the target in the network's units: sales = scaled * scale + offset
+    scale: Any
+    offset: Any
+    holiday: Any  # 1 on holiday steps (they weigh 5 in WMAE)
+    observed: Any = None  # horizon: 1 where the step has an actual, 0 for padding
+    origin: Any = None  # horizon: which origin forecast it (0 the split's own, j > 0 backtest j)
+
+    @classmethod
+    def unpack(cls, packed: A, horizon: bool = False) -> SalesTargets:
+        n = 6 if horizon else 4
+        return cls(*(packed[..., i] for i in range(n)))
+
+    def pack(self) -> Any:
+        """One array (NumPy or torch, as the fields) with the fields on its last axis."""
+        fields = [f for f in self if f is not None]
+        stack = torch.stack if isinstance(fields[0], torch.Tensor) else np.stack
+        return stack(fields, -1)
+
+    def sales(self) -> A:
+        """The actual sales."""
+        return self.scaled * self.scale + self.offset
+
+    def to_sales(self, scaled: A) -> A:
+        """Forecasts in the network's units as sales."""
+        return scaled * self.scale + self.offset
+
+    def to_scaled(self, sales: A) -> A:
+        """Forecasts in sales units in the network's units."""
+        return (sales - self.offset) / self.scale
 
 
 def holiday_weight(hol: torch.Tensor) -> torch.Tensor:
@@ -110,18 +149,18 @@ class SalesTask:
         return base + model(x, cats), y  # the network predicts the residual over the baseline
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        t = SalesTargets.unpack(targets)
         if self.model_cfg.loss == "mse":
-            return F.mse_loss(outputs, targets[:, 0])
+            return F.mse_loss(outputs, t.scaled)
         # |pred - y| on the sales scale is scale * |scaled error|, so weighting by scale makes
         # this the batch's WMAE up to a constant (it stays in scaled units).
-        w = holiday_weight(targets[:, 3]) * targets[:, 1]
-        return (w * (outputs - targets[:, 0]).abs()).sum() / w.sum()
+        w = holiday_weight(t.holiday) * t.scale
+        return (w * (outputs - t.scaled).abs()).sum() / w.sum()
 
     def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
-        out, t = outputs.double().numpy(), targets.double().numpy()
-        pred = out * t[:, 1] + t[:, 2]
-        y = t[:, 0] * t[:, 1] + t[:, 2]
-        m: dict[str, Any] = {"wmae": wmae(y, pred, t[:, 3] > 0.5), **regression_metrics(y, pred)}
+        t = SalesTargets.unpack(targets.double().numpy())
+        pred, y = t.to_sales(outputs.double().numpy()), t.sales()
+        m: dict[str, Any] = {"wmae": wmae(y, pred, t.holiday > 0.5), **regression_metrics(y, pred)}
         mu, sd = self.fitted.global_mean, self.fitted.global_std
         std = regression_metrics((y - mu) / sd, (pred - mu) / sd)
         m["rmse_std"], m["r2_std"] = std["rmse"], std["r2"]
@@ -142,8 +181,8 @@ class SalesTask:
         from archlab.plots import eda_sales as sales_plots
 
         rows = data.context.test_rows.copy()
-        t = targets.double().numpy()
-        rows["forecast"] = outputs.double().numpy() * t[:, 1] + t[:, 2]
+        t = SalesTargets.unpack(targets.double().numpy())
+        rows["forecast"] = t.to_sales(outputs.double().numpy())
         self.plot_test_rows(rows, run_dir, data)
         c = self.data_cfg
         res = (rows.actual - rows.forecast).groupby(rows[c.date_column]).mean()

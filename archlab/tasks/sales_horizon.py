@@ -41,7 +41,7 @@ from archlab.metrics import regression_metrics, wmae
 from archlab.models import MODELS
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
 from archlab.tasks.base import Batches
-from archlab.tasks.sales_common import holiday_weight, plain
+from archlab.tasks.sales_common import SalesTargets, holiday_weight, plain
 from archlab.tasks.sales_horizon_data import (
     PEER_FILE,
     SVD_RANK,
@@ -56,12 +56,11 @@ from archlab.utils import write_json_atomic
 
 def _scored(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarray, ...]:
     """Flat (actual, forecast, holiday, step, origin) of every scored target, sales units."""
-    out, t = outputs.double().numpy(), targets.double().numpy()
-    ok = t[..., 4] > 0.5
-    pred = out * t[..., 1] + t[..., 2]
-    y = t[..., 0] * t[..., 1] + t[..., 2]
+    out, t = outputs.double().numpy(), SalesTargets.unpack(targets.double().numpy(), horizon=True)
+    ok = t.observed > 0.5
+    pred, y = t.to_sales(out), t.sales()
     step = np.broadcast_to(np.arange(1, out.shape[1] + 1), out.shape)
-    return y[ok], pred[ok], t[..., 3][ok] > 0.5, step[ok], t[..., 5][ok].astype(int)
+    return y[ok], pred[ok], t.holiday[ok] > 0.5, step[ok], t.origin[ok].astype(int)
 
 
 def score(
@@ -151,12 +150,12 @@ class HorizonForecast:
         return out
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        t = targets
+        t = SalesTargets.unpack(targets, horizon=True)
         if self.model_cfg.loss == "mse":
-            return ((outputs - t[..., 0]) ** 2 * t[..., 4]).sum() / t[..., 4].sum().clamp(min=1)
+            return ((outputs - t.scaled) ** 2 * t.observed).sum() / t.observed.sum().clamp(min=1)
         # scale * |scaled error| is the error in sales units: the batch's WMAE up to a constant.
-        w = holiday_weight(t[..., 3]) * t[..., 1] * t[..., 4]
-        return (w * (outputs - t[..., 0]).abs()).sum() / w.sum().clamp(min=1e-12)
+        w = holiday_weight(t.holiday) * t.scale * t.observed
+        return (w * (outputs - t.scaled).abs()).sum() / w.sum().clamp(min=1e-12)
 
     def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
         y, pred, hol, step, origin = _scored(outputs, targets)
@@ -447,7 +446,7 @@ def fit_peer(peer: PeerInputs, rows: pd.DataFrame, horizon: int) -> tuple[np.nda
 
 def _test_forecasts(outputs: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
     """The test origin's forecasts in the order of the context's rows (series, then step)."""
-    t = targets.double().numpy()
-    pred = outputs.double().numpy() * t[..., 1] + t[..., 2]
-    first = t[:, 0, 5] == 0
-    return pred[first][t[first][..., 4] > 0.5]
+    t = SalesTargets.unpack(targets.double().numpy(), horizon=True)
+    pred = t.to_sales(outputs.double().numpy())
+    first = t.origin[:, 0] == 0
+    return pred[first][t.observed[first] > 0.5]

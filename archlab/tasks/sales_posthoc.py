@@ -22,6 +22,7 @@ from archlab.data import sales_peer
 from archlab.metrics import wmae
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches
+from archlab.tasks.sales_common import SalesTargets
 from archlab.tasks.sales_horizon_data import PeerInputs
 
 SCALES = tuple(i / 20 for i in range(21))  # correction scales tried: 0, 0.05, ..., 1
@@ -41,18 +42,15 @@ def parts(model: nn.Module, val: Batches) -> tuple[torch.Tensor, ...]:
 
 def scored_wmae(pred: torch.Tensor, targets: torch.Tensor) -> float:
     """WMAE in sales units of scaled forecasts ``pred`` (N, H) over the observed targets."""
-    t = targets.double().numpy()
-    ok = t[..., 4] > 0.5
-    y = t[..., 0] * t[..., 1] + t[..., 2]
-    p = pred.double().numpy() * t[..., 1] + t[..., 2]
-    return wmae(y[ok], p[ok], t[..., 3][ok] > 0.5)
+    t = SalesTargets.unpack(targets.double().numpy(), horizon=True)
+    ok = t.observed > 0.5
+    return wmae(t.sales()[ok], t.to_sales(pred.double().numpy())[ok], t.holiday[ok] > 0.5)
 
 
 def peer_scaled(fits: np.ndarray, series: np.ndarray, targets: torch.Tensor) -> torch.Tensor:
     """The peer's (S, H) forecast in sales units as each sample's (N, H) scaled forecast."""
-    t = targets.double()
-    f = torch.from_numpy(np.nan_to_num(fits[series]))
-    return ((f - t[..., 2]) / t[..., 1]).to(targets.dtype)
+    t = SalesTargets.unpack(targets.double(), horizon=True)
+    return t.to_scaled(torch.from_numpy(np.nan_to_num(fits[series]))).to(targets.dtype)
 
 
 def fit_at(peer: PeerInputs, origin: int, horizon: int) -> np.ndarray:
@@ -133,7 +131,8 @@ def blended(
     w = chosen.get("blend_weight")
     if w is None or peer is None or peer.test_series is None:
         return None
-    k = targets[:, 0, 5].long().numpy()  # backtest number j forecasts from peer.origins[j]
+    # backtest number j forecasts from peer.origins[j]
+    k = SalesTargets.unpack(targets, horizon=True).origin[:, 0].long().numpy()
     ps = _peer_at(peer, np.asarray(peer.origins)[k], peer.test_series, targets)
     return w * (base + chosen["blend_correction_scale"] * corr) + (1 - w) * ps
 
