@@ -314,6 +314,12 @@ def test_distill_teacher_probabilities_are_cross_fitted() -> None:
     rows = np.arange(150)
     assert own[rows, labels].mean() > 0.6
     assert probs[rows, labels].mean() < 0.45
+    # A second run on the same texts (a budget trial) reuses the fit; its copy is its own.
+    again = cross_fitted_probs(texts, labels, 3, folds=5, seed=0)
+    assert np.array_equal(again, probs) and again is not probs
+    again[:] = 0
+    assert np.array_equal(cross_fitted_probs(texts, labels, 3, folds=5, seed=0), probs)
+    assert not np.array_equal(cross_fitted_probs(texts, labels, 3, folds=5, seed=1), probs)
 
 
 def _first_train_rows(
