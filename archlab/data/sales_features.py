@@ -29,6 +29,7 @@ from archlab.data.sales import (
     series_scalers,
     step_dates,
 )
+from archlab.data.sales_baselines import next_step_naive
 
 if TYPE_CHECKING:
     from archlab.task_configs import SalesDataConfig
@@ -328,17 +329,12 @@ def baseline_scaled(
     """The baseline the network corrects (``data.residual``), in scaled units."""
     if residual == "none":
         return np.zeros(len(s))
-    both = np.stack([lag_at(yn, s, t, 1), lag_at(yn, s, t, season)])
+    naive = next_step_naive(yn, s, t, season)
+    both = np.stack([naive["last_step"], naive["seasonal_naive"]])
     pick = {"last_step": [0], "last_week": [0], "seasonal": [1], "mean": [0, 1]}[residual]
     b = _nanmean(both[pick])
     # Where the chosen lag is missing, fall back to the other one, then to the series mean.
     return np.nan_to_num(np.where(np.isnan(b), _nanmean(both), b))
-
-
-def lag_at(a: np.ndarray, s: np.ndarray, t: np.ndarray, lag: int) -> np.ndarray:
-    """``a[s, t - lag]`` for each pair; NaN where the lag is before the start."""
-    tl = t - lag
-    return np.where(tl >= 0, a[s, np.maximum(tl, 0)], np.nan)
 
 
 def _nanmean(a: np.ndarray) -> np.ndarray:

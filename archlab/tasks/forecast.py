@@ -20,7 +20,8 @@ from torch import nn
 
 from archlab.config import RunConfig
 from archlab.data import sales, sales_csv, sales_recipe
-from archlab.data.sales_features import Features, SalesFeaturizer, auto_season, lag_at
+from archlab.data.sales_baselines import next_step_naive
+from archlab.data.sales_features import Features, SalesFeaturizer, auto_season
 from archlab.errors import ArchlabError
 from archlab.rundir import require_fitted
 from archlab.task_configs import SalesDataConfig
@@ -124,16 +125,18 @@ class ForecastData:
 
         dates = p.dates
         te = split_t["test"]
+        naive = next_step_naive(p.y, s_idx[te], t_idx[te], c.season)
         test_rows = pd.DataFrame(
             {
                 **{k: p.keys[s_idx[te], i] for i, k in enumerate(c.series_keys)},
                 c.date_column: dates[t_idx[te]],
                 "actual": y[te],
-                "last_step": lag_at(p.y, s_idx[te], t_idx[te], 1),
-                "seasonal_naive": lag_at(p.y, s_idx[te], t_idx[te], c.season),
+                "last_step": naive["last_step"],
+                "seasonal_naive": naive["seasonal_naive"],
                 "holiday": hol[te] > 0.5,
             }
         )
+        # The mean of whichever exists (both do unless data.require_lags drops one of them).
         test_rows["mean"] = test_rows[["last_step", "seasonal_naive"]].mean(axis=1)
         events = sales.event_flags(dates, feat.events, r.step)
         info = {
