@@ -20,7 +20,7 @@ times it is added to that residual base (the ``level_seasonal_naive`` baseline).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -29,14 +29,20 @@ import pandas as pd
 import torch
 
 from archlab.data import sales, sales_csv
-from archlab.data.sales import Panel, event_flags, ffill_time, group_mean, series_scalers
+from archlab.data.sales import Panel, event_flags, group_mean
 from archlab.data.sales_baselines import level_shift, season_lags
+from archlab.data.sales_core import (
+    PanelFit,
+    fit_covariates,
+    fit_series,
+    fit_vocab,
+    year_position,
+)
 from archlab.errors import ArchlabError
 
 if TYPE_CHECKING:
     from archlab.task_configs import SalesDataConfig
 
-COV_CLIP = 5.0  # standardized covariates are clipped to +-5 training standard deviations
 # Features of the step itself (sales and observed are zeroed on future steps: unknown).
 STEP_FEATURES = ("sales", "observed", "holiday", "event", "season_sin", "season_cos")
 UNKNOWN_IN_FUTURE = ("sales", "observed")
@@ -44,10 +50,6 @@ UNKNOWN_IN_FUTURE = ("sales", "observed")
 REF_FEATURES = ("ref_sales", "ref_observed", "ref_smoothed", "ref_group_smoothed", "ref_event")
 FLAG_FEATURES = ("future", "steps_ahead")  # 1 on future steps; h / H on future steps
 LEVEL_FEATURE = "level_shift"  # on future steps, with data.level_steps > 0 (see level_shift)
-
-
-def _plain(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
 
 
 class PanelFeatures(NamedTuple):
@@ -64,7 +66,7 @@ class PanelFeatures(NamedTuple):
 
 
 @dataclass(frozen=True)
-class HorizonFeaturizer:
+class HorizonFeaturizer(PanelFit):
     """What the horizon pipeline learned from the training steps (plain values only)."""
 
     series_keys: tuple[str, ...]
@@ -106,25 +108,14 @@ class HorizonFeaturizer:
         level_weight: float = 0.0,
         smooth_steps: int = 3,
     ) -> HorizonFeaturizer:
-        offset, scale, n_obs = series_scalers(panel.y, n_train, min_scale)
-        seen = n_obs > 0  # a series without training steps has no scaler: it is not "known"
-        mean = std = np.zeros(0)
-        if covariates:
-            train_cov = panel.cov[:, :n_train].reshape(-1, len(covariates))
-            with np.errstate(invalid="ignore"):
-                mean = np.nan_to_num(np.nanmean(train_cov, 0))
-                std = np.nan_to_num(np.nanstd(train_cov, 0))
-        vocab = [pd.unique(pd.Series(panel.keys[:, i])).tolist() for i in range(len(series_keys))]
         return cls(
             series_keys=tuple(series_keys),
-            series=tuple(tuple(_plain(v) for v in k) for k in panel.keys[seen].tolist()),
-            offset=tuple(float(v) for v in offset[seen]),
-            scale=tuple(float(v) for v in scale[seen]),
-            key_vocab=tuple(tuple(sorted(_plain(x) for x in v)) for v in vocab),
+            # A series without training steps has no scaler: it is not "known".
+            **fit_series(panel.keys, panel.y, n_train, min_scale, seen_only=True),
+            key_vocab=fit_vocab(panel.keys, factorize=False),
             covariates=tuple(covariates),
             known_covariates=tuple(known_covariates),
-            cov_mean=tuple(float(v) for v in mean),
-            cov_std=tuple(float(v) if v > 0 else None for v in std),
+            **fit_covariates(panel.cov, n_train, empty_std=0.0),
             step_days=int(step_days),
             season=int(season),
             window=int(window),
@@ -146,28 +137,11 @@ class HorizonFeaturizer:
     def input_size(self) -> int:
         return len(self.feature_names)
 
-    @property
-    def n_categories(self) -> tuple[int, ...]:
-        return tuple(len(v) for v in self.key_vocab)
-
-    # --- transform ---
-    def series_index(self, keys: np.ndarray) -> np.ndarray:
-        """Index of each panel series among the training series (-1: never seen in training)."""
-        known = {k: i for i, k in enumerate(self.series)}
-        return np.array([known.get(tuple(_plain(v) for v in k), -1) for k in keys.tolist()])
-
     def transform(self, panel: Panel) -> PanelFeatures:
         """Per-step arrays of ``panel`` (any panel of the same data: steps may extend past it)."""
         S, T = panel.y.shape
-        idx = self.series_index(panel.keys)
-        seen = idx >= 0
-        offset = np.where(seen, np.array((*self.offset, 0.0))[idx], 0.0)
-        scale = np.where(seen, np.array((*self.scale, self.min_scale))[idx], self.min_scale)
-        vocab = [{v: j for j, v in enumerate(vs)} for vs in self.key_vocab]
-        cats = np.array(
-            [[vocab[i].get(_plain(v), 0) for i, v in enumerate(k)] for k in panel.keys.tolist()],
-            dtype=np.int64,
-        ).reshape(S, len(self.key_vocab))
+        offset, scale = self.scalers(self.series_index(panel.keys), (0.0, self.min_scale))
+        cats = self.key_ids(panel.keys)
         y0 = np.nan_to_num(panel.y)  # a missing week counts as no sales
         prev = np.concatenate([np.zeros((S, 1)), y0[:, :-1]], 1)
         nxt = np.concatenate([y0[:, 1:], np.zeros((S, 1))], 1)
@@ -180,22 +154,19 @@ class HorizonFeaturizer:
 
         groups = cats[:, -1]
         n_groups = int(groups.max()) + 1 if S else 0
-        day = (panel.dates - panel.dates.astype("datetime64[Y]")) / np.timedelta64(1, "D")
-        angle = np.broadcast_to(2 * np.pi * day / 365.25, (S, T))
+        sin, cos = year_position(panel.dates, (S, T))
         ev = np.broadcast_to(event_flags(panel.dates, self.events, self.step_days), (S, T))
         cols = [
             scaled(y0),
             ~np.isnan(panel.y),
             np.broadcast_to(panel.holiday, (S, T)),
             ev,
-            np.sin(angle),
-            np.cos(angle),
+            sin,
+            cos,
         ]
         step = np.stack(cols, -1).astype(np.float32)
         if self.covariates:
-            std = np.array([np.inf if v is None else v for v in self.cov_std])
-            cov = (ffill_time(panel.cov) - np.array(self.cov_mean)) / std
-            cov = np.nan_to_num(np.clip(cov, -COV_CLIP, COV_CLIP)).astype(np.float32)
+            cov = np.nan_to_num(self.standardized(panel.cov, np.float64)).astype(np.float32)
             step = np.concatenate([step, cov], -1)
         sm3n, sm2n = scaled(sm3), scaled(sm2)
         level = np.zeros((S, T))
@@ -253,14 +224,6 @@ class HorizonFeaturizer:
             x = torch.cat([x, torch.where(future[None, :], shift[:, None], 0.0)[..., None]], -1)
             base = base + self.level_weight * shift[:, None]
         return x, base
-
-    # --- plain JSON ---
-    def to_dict(self) -> dict[str, Any]:
-        return {k: _listify(v) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> HorizonFeaturizer:
-        return cls(**{k: _tuplify(v) for k, v in d.items()})
 
 
 # --- predict time: the history plus H future steps ---
@@ -405,11 +368,3 @@ def future_panel(
                 "forecast, or the features table) or drop it from data.known_covariates"
             )
     return p
-
-
-def _listify(v: Any) -> Any:
-    return [_listify(x) for x in v] if isinstance(v, tuple | list) else v
-
-
-def _tuplify(v: Any) -> Any:
-    return tuple(_tuplify(x) for x in v) if isinstance(v, list) else v

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -19,6 +18,7 @@ from torch import nn
 
 from archlab.config import RunConfig
 from archlab.data import sales
+from archlab.data.sales_core import plain
 from archlab.metrics import regression_metrics, wmae
 from archlab.models import MODELS
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
@@ -32,10 +32,6 @@ def holiday_weight(hol: torch.Tensor) -> torch.Tensor:
 def resolved_config(c: SalesDataConfig, resolved: dict[str, Any]) -> SalesDataConfig:
     """``c`` with the values the data decided (date format, season, skipped tables)."""
     return replace(c, **{k: tuple(v) if isinstance(v, list) else v for k, v in resolved.items()})
-
-
-def plain(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
 
 
 def plain_dict(d: dict[str, Any]) -> dict[str, Any]:
