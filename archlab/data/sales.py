@@ -176,16 +176,23 @@ def _join(
         parse_dates(feats, date, given_fmt, fpath)
         check_join(df, feats, store, path, fpath, date)  # before sorting: lines stay true
         not_joined += _unused_keys(feats, df, store, fpath)
-        feats = feats.sort_values([store, date], kind="stable")
-        ffill = [c for c in cfg.ffill_columns if c in feats.columns]
-        if ffill:  # gaps in slow-moving indicators: the last published value still holds
-            feats[ffill] = feats.groupby(store, sort=False)[ffill].ffill()
+        feats = ffill_per_store(feats, cfg, store)
         on = [store, date] + ([hol] if hol and hol in feats.columns else [])
         if hol and hol in feats.columns:
             parse_bool(feats, hol, fpath)
         dup = [c for c in feats.columns if c in df.columns and c not in on]
         df = df.merge(feats.drop(columns=dup), on=on, how="left")
     return df
+
+
+def ffill_per_store(feats: pd.DataFrame, cfg: SalesDataConfig, store: str) -> pd.DataFrame:
+    """The features table sorted by store and date, its data.ffill_columns forward-filled per
+    store (gaps in slow-moving indicators: the last published value still holds)."""
+    feats = feats.sort_values([store, cfg.date_column], kind="stable")
+    ffill = [c for c in cfg.ffill_columns if c in feats.columns]
+    if ffill:
+        feats[ffill] = feats.groupby(store, sort=False)[ffill].ffill()
+    return feats
 
 
 def _covariates(

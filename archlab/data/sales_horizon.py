@@ -252,10 +252,7 @@ def _features_table(c: SalesDataConfig) -> pd.DataFrame | None:
     path = sales_csv.resolve_file(root, c.features_file)
     feats = sales_csv.read_csv(path, [c.store_column, c.date_column])
     sales_csv.parse_dates(feats, c.date_column, c.date_format, path)
-    feats = feats.sort_values([c.store_column, c.date_column], kind="stable")
-    ffill = [k for k in c.ffill_columns if k in feats.columns]
-    if ffill:
-        feats[ffill] = feats.groupby(c.store_column, sort=False)[ffill].ffill()
+    feats = sales.ffill_per_store(feats, c, c.store_column)
     for k in c.markdown_columns:
         if k in feats.columns:
             feats[k] = feats[k].fillna(0.0)
