@@ -27,6 +27,7 @@ from archlab.rundir import require_fitted
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.tasks.sales_common import (
+    FeaturizedFit,
     SalesContext,
     SalesTask,
     plain,
@@ -45,10 +46,11 @@ from archlab.tasks.sales_naive import (
 
 
 @dataclass(frozen=True)
-class ForecastFitted:
+class ForecastFitted(FeaturizedFit):
     """The forecast framing's fitted state: the featurizer and the training target's stats."""
 
     kind: ClassVar[str] = "sales-forecast"
+    featurizer_type = SalesFeaturizer
     featurizer: SalesFeaturizer
     global_mean: float  # training target mean and std: the standardized RMSE/R² metrics
     global_std: float
@@ -61,23 +63,6 @@ class ForecastFitted:
     @property
     def n_categories(self) -> tuple[int, ...]:
         return self.featurizer.n_categories
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "featurizer": self.featurizer.to_dict(),
-            "global_mean": self.global_mean,
-            "global_std": self.global_std,
-            "resolved": plain_dict(self.resolved),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ForecastFitted:
-        return cls(
-            featurizer=SalesFeaturizer.from_dict(d["featurizer"]),
-            global_mean=float(d["global_mean"]),
-            global_std=float(d["global_std"]),
-            resolved=dict(d.get("resolved", {})),
-        )
 
 
 ForecastBundle = DataBundle[ForecastFitted, SalesContext]

@@ -7,9 +7,9 @@ on the original sales scale while the loss works in scaled units.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import pandas as pd
 import torch
@@ -18,7 +18,7 @@ from torch import nn
 
 from archlab.config import RunConfig
 from archlab.data import sales
-from archlab.data.sales_core import plain
+from archlab.data.sales_core import PanelFit, plain
 from archlab.metrics import regression_metrics, wmae
 from archlab.models import MODELS
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
@@ -36,6 +36,27 @@ def resolved_config(c: SalesDataConfig, resolved: dict[str, Any]) -> SalesDataCo
 
 def plain_dict(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else plain(v) for k, v in d.items()}
+
+
+class FeaturizedFit:
+    """fitted.json of a framing's frozen Fitted dataclass with a ``featurizer`` field: the
+    featurizer's own dict, then plain values (a field an older run lacks takes its default)."""
+
+    featurizer_type: ClassVar[type[PanelFit]]
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain_value(v: Any) -> Any:
+            if isinstance(v, PanelFit):
+                return v.to_dict()
+            return plain_dict(v) if isinstance(v, dict) else v
+
+        return {f.name: plain_value(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        names = {f.name for f in fields(cls)}
+        fz = cls.featurizer_type.from_dict
+        return cls(**{k: fz(v) if k == "featurizer" else v for k, v in d.items() if k in names})
 
 
 def source_info(c: SalesDataConfig, resolved: dict[str, Any]) -> dict[str, Any]:

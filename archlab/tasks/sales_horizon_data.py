@@ -33,7 +33,7 @@ from archlab.data.sales_peer import MIN_SEASONS
 from archlab.errors import ArchlabError
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches, DataBundle
-from archlab.tasks.sales_common import plain, plain_dict, resolved_config
+from archlab.tasks.sales_common import FeaturizedFit, plain, plain_dict, resolved_config
 
 # A blending run's peer forecasts at its test origins and its data's end (sales_peer.save_fits).
 PEER_FILE = "peer_forecast.npz"
@@ -41,10 +41,11 @@ SVD_RANK = 10  # per-group rank of the SVD baseline (the Walmart competition win
 
 
 @dataclass(frozen=True)
-class HorizonFitted:
+class HorizonFitted(FeaturizedFit):
     """Everything a horizon run learned from its training steps (fitted.json)."""
 
     kind: ClassVar[str] = "sales-horizon"
+    featurizer_type = HorizonFeaturizer
     featurizer: HorizonFeaturizer
     resolved: dict[str, Any]  # config values the data decided (date format, season...)
     global_mean: float  # of training sales, for the standardized RMSE/R²
@@ -52,25 +53,6 @@ class HorizonFitted:
     # The post-hoc knobs chosen on validation after training (archlab/tasks/sales_posthoc.py)
     # with the validation WMAE each rests on; {} until then and in older runs.
     chosen: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "featurizer": self.featurizer.to_dict(),
-            "resolved": self.resolved,
-            "global_mean": self.global_mean,
-            "global_std": self.global_std,
-            "chosen": self.chosen,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> HorizonFitted:
-        return cls(
-            HorizonFeaturizer.from_dict(d["featurizer"]),
-            dict(d["resolved"]),
-            float(d["global_mean"]),
-            float(d["global_std"]),
-            dict(d.get("chosen", {})),
-        )
 
     def data_config(self, c: SalesDataConfig) -> SalesDataConfig:
         """``c`` with the values the data resolved when the run was trained."""
