@@ -1,12 +1,10 @@
-"""The forecast framing's one fitted featurizer: per-step inputs, windows and the baseline.
+"""The next-step framing's fitted featurizer: per-step inputs, windows and the baseline.
 
-``SalesFeaturizer.fit`` learns from a panel's training steps all that the inputs need (per-series
-offset and scale, key vocabularies, covariate means/stds and the constant ones, holiday dates,
-step length, season, events and the feature layout). The frozen result turns any panel with
-the same columns into the network's inputs (``transform``), gathers windows ending at target
-steps (``windows``) and gives the baseline the network corrects (``baseline``). Training,
-evaluation, ``predict`` and ``explain`` all go through it; it is saved in the run's fitted.json.
-Column positions (the unknowns zeroed at the target step, the target flag) come from the names.
+``SalesFeaturizer.fit`` learns what the inputs need from a panel's training steps (the shared
+core of data/sales_core.py, plus holiday dates, season, events and the feature layout);
+``transform`` turns any panel with the same columns into the network's inputs, ``windows``
+gathers windows ending at target steps and ``baseline`` gives the baseline the network
+corrects. Training, eval, predict and explain all go through it (saved in fitted.json).
 """
 
 from __future__ import annotations

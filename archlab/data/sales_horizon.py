@@ -1,20 +1,15 @@
-"""The multi-horizon sales feature pipeline: one fitted featurizer for train, eval and predict.
+"""The multi-horizon featurizer: one fitted featurizer for train, eval and predict.
 
-``HorizonFeaturizer.fit`` learns, from the training steps only, the per-series scalers, the
-covariate standardization and the series-key vocabularies; ``transform`` turns any panel of the
-same data (the training panel, or at predict time the whole history plus H empty future steps)
-into per-step arrays; ``windows`` gathers, for (series, origin) pairs, the network's input:
-``window`` history steps ending at the origin followed by the H future steps, in which only
-what is known in advance is kept (calendar, holiday and event flags, last season's sales, the
-covariates declared known). ``to_dict``/``from_dict`` save it as plain JSON in the run dir.
+``HorizonFeaturizer.fit`` learns the shared core (data/sales_core.py) from the training steps;
+``transform`` turns any panel of the same data (at predict time the history plus H empty
+future steps) into per-step arrays; ``windows`` gathers, for (series, origin) pairs, ``window``
+history steps ending at the origin followed by the H future steps, in which only what is known
+in advance is kept (calendar, holiday and event flags, last season's sales, the covariates
+declared known).
 
-Last season's reference for a future step h is the step ``season_lags(H, season)[h]`` earlier
-(never after the origin); its ``smooth_steps``-step smoothing (3, or 1: the step alone) is
-also the residual baseline the network corrects (``seasonal_naive_3wk`` of
-``archlab.data.sales_baselines`` when 3). With
-``level_steps`` N > 0 the series' level shift (the mean of the N steps up to the origin minus
-that of the same steps a season earlier) is one more future-step input, and ``level_weight``
-times it is added to that residual base (the ``level_seasonal_naive`` baseline).
+Last season's reference for a future step h is ``season_lags(H, season)[h]`` steps earlier;
+its ``smooth_steps``-step smoothing is also the residual base the network corrects, plus
+``level_weight`` x the level shift with ``level_steps`` > 0 (see data/sales_baselines.py).
 """
 
 from __future__ import annotations

@@ -43,18 +43,16 @@ from archlab.tasks.sales_horizon_data import (
     TestContext,
 )
 from archlab.tasks.sales_naive import series_plot
-from archlab.tasks.sales_posthoc import SCALES, blended, choose, fit_at, parts, scored_wmae
+from archlab.tasks.sales_posthoc import (
+    SCALES,
+    blended,
+    choose,
+    fit_at,
+    parts,
+    scored,
+    scored_wmae,
+)
 from archlab.utils import write_json_atomic
-
-
-def _scored(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarray, ...]:
-    """Flat (actual, forecast, holiday, step, origin) of every scored target, sales units."""
-    out, t = outputs.double().numpy(), targets.double().numpy()
-    ok = t[..., 4] > 0.5
-    pred = out * t[..., 1] + t[..., 2]
-    y = t[..., 0] * t[..., 1] + t[..., 2]
-    step = np.broadcast_to(np.arange(1, out.shape[1] + 1), out.shape)
-    return y[ok], pred[ok], t[..., 3][ok] > 0.5, step[ok], t[..., 5][ok].astype(int)
 
 
 def score(
@@ -135,7 +133,7 @@ class HorizonForecast(SalesTask):
             base, corr, t = parts(model, data.test)
             b = blended(ch, data.context.peer, base, corr, t)
             assert b is not None
-            m = score(*_scored(b, t))
+            m = score(*scored(b, t))
             out.update({f"test_blend_{k}": v for k, v in m.items()})
         return out
 
@@ -148,7 +146,7 @@ class HorizonForecast(SalesTask):
         return (w * (outputs - t[..., 0]).abs()).sum() / w.sum().clamp(min=1e-12)
 
     def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
-        y, pred, hol, step, origin = _scored(outputs, targets)
+        y, pred, hol, step, origin = scored(outputs, targets)
         m = score(y, pred, hol, step, origin)
         g = self.fitted
         o0 = origin == 0
@@ -196,7 +194,7 @@ class HorizonForecast(SalesTask):
     ) -> None:
         from archlab.plots.horizon import error_by_step
 
-        y, pred, hol, step, origin = _scored(outputs, targets)
+        y, pred, hol, step, origin = scored(outputs, targets)
         m = score(y, pred, hol, step, origin)
         base = self.baselines(data)
         ctx = data.context

@@ -39,13 +39,19 @@ def parts(model: nn.Module, val: Batches) -> tuple[torch.Tensor, ...]:
     return tuple(torch.cat(v) for v in zip(*parts, strict=True))
 
 
+def scored(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarray, ...]:
+    """Flat (actual, forecast, holiday, step, origin) of every scored target, sales units."""
+    out, t = outputs.double().numpy(), targets.double().numpy()
+    ok = t[..., 4] > 0.5
+    pred = out * t[..., 1] + t[..., 2]
+    y = t[..., 0] * t[..., 1] + t[..., 2]
+    step = np.broadcast_to(np.arange(1, out.shape[1] + 1), out.shape)
+    return y[ok], pred[ok], t[..., 3][ok] > 0.5, step[ok], t[..., 5][ok].astype(int)
+
+
 def scored_wmae(pred: torch.Tensor, targets: torch.Tensor) -> float:
     """WMAE in sales units of scaled forecasts ``pred`` (N, H) over the observed targets."""
-    t = targets.double().numpy()
-    ok = t[..., 4] > 0.5
-    y = t[..., 0] * t[..., 1] + t[..., 2]
-    p = pred.double().numpy() * t[..., 1] + t[..., 2]
-    return wmae(y[ok], p[ok], t[..., 3][ok] > 0.5)
+    return wmae(*scored(pred, targets)[:3])
 
 
 def peer_scaled(fits: np.ndarray, series: np.ndarray, targets: torch.Tensor) -> torch.Tensor:
