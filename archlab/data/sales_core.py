@@ -71,9 +71,22 @@ def year_position(dates: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray
     return np.sin(angle), np.cos(angle)
 
 
-class PanelFit:
+class PlainJSON:
+    """A frozen dataclass as plain JSON (tuples as lists) and back (lists as tuples; a field an
+    older file lacks takes its default, a key it does not know is left out)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _listify(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: _tuplify(v) for k, v in d.items() if k in names})
+
+
+class PanelFit(PlainJSON):
     """The methods over the fitted fields both featurizers hold (frozen dataclasses that
-    inherit this), and their plain-JSON round trip."""
+    inherit this)."""
 
     series: tuple[tuple[Any, ...], ...]
     offset: tuple[float, ...]
@@ -125,17 +138,10 @@ class PanelFit:
         std = np.array([np.inf if v is None else v for v in self.cov_std], dtype)
         return np.clip((ffill_time(cov) - mean) / std, -COV_CLIP, COV_CLIP)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: _listify(v) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Self:
-        """The featurizer of a fitted.json (a field it lacks takes its default: older runs)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: _tuplify(v) for k, v in d.items() if k in names})
-
 
 def _listify(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _listify(x) for k, x in v.items()}
     return [_listify(x) for x in v] if isinstance(v, tuple | list) else v
 
 

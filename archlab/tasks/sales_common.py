@@ -18,7 +18,7 @@ from torch import nn
 
 from archlab.config import RunConfig
 from archlab.data import sales
-from archlab.data.sales_core import PanelFit, plain
+from archlab.data.sales_core import PanelFit, PlainJSON, plain
 from archlab.metrics import regression_metrics, wmae
 from archlab.models import MODELS
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
@@ -38,19 +38,11 @@ def plain_dict(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else plain(v) for k, v in d.items()}
 
 
-class FeaturizedFit:
-    """fitted.json of a framing's frozen Fitted dataclass with a ``featurizer`` field: the
-    featurizer's own dict, then plain values (a field an older run lacks takes its default)."""
+class FeaturizedFit(PlainJSON):
+    """fitted.json of a framing's frozen Fitted dataclass with a ``featurizer`` field (a field
+    an older run lacks takes its default)."""
 
     featurizer_type: ClassVar[type[PanelFit]]
-
-    def to_dict(self) -> dict[str, Any]:
-        def plain_value(v: Any) -> Any:
-            if isinstance(v, PanelFit):
-                return v.to_dict()
-            return plain_dict(v) if isinstance(v, dict) else v
-
-        return {f.name: plain_value(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Self:

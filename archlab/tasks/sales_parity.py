@@ -19,6 +19,7 @@ from torch import nn
 
 from archlab.config import RunConfig
 from archlab.data import sales
+from archlab.data.sales_core import PlainJSON
 from archlab.errors import ArchlabError
 from archlab.rundir import require_fitted
 from archlab.task_configs import SalesDataConfig
@@ -37,7 +38,7 @@ def _none_nan(v: float) -> float | None:
 
 
 @dataclass(frozen=True)
-class ParityFitted:
+class ParityFitted(PlainJSON):
     """Feature and target standardization and the one-hot vocabularies of the training rows."""
 
     kind: ClassVar[str] = "sales-parity"
@@ -53,31 +54,6 @@ class ParityFitted:
     @property
     def input_size(self) -> int:
         return len(self.numeric_features) + sum(len(v) for v in self.onehot_vocab)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "numeric_features": list(self.numeric_features),
-            "feature_mean": list(self.feature_mean),
-            "feature_std": list(self.feature_std),
-            "onehot_features": list(self.onehot_features),
-            "onehot_vocab": [list(v) for v in self.onehot_vocab],
-            "global_mean": self.global_mean,
-            "global_std": self.global_std,
-            "resolved": plain_dict(self.resolved),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ParityFitted:
-        return cls(
-            numeric_features=tuple(d["numeric_features"]),
-            feature_mean=tuple(d["feature_mean"]),
-            feature_std=tuple(float(v) for v in d["feature_std"]),
-            onehot_features=tuple(d["onehot_features"]),
-            onehot_vocab=tuple(tuple(v) for v in d["onehot_vocab"]),
-            global_mean=float(d["global_mean"]),
-            global_std=float(d["global_std"]),
-            resolved=dict(d.get("resolved", {})),
-        )
 
 
 ParityBundle = DataBundle[ParityFitted, SalesContext]
