@@ -2,7 +2,8 @@
 standardization, series-key vocabularies and the year position of each step.
 
 ``fit_*`` return the fitted fields (plain values, saved in fitted.json); ``PanelFit`` gives a
-featurizer holding those fields the methods that apply them to any panel of the same data.
+featurizer holding those fields the methods that apply them to any panel of the same data;
+``PlainJSON`` is the fitted.json round trip of every sales framing's fitted state.
 """
 
 from __future__ import annotations
