@@ -26,6 +26,7 @@ RUNS = {  # preset -> (data under DATA_DIR, extra --set values)
     "images-vgg13-study-smoke": (IMAGES, ()),
     "sales-gru-smoke": ("walmart", ()),
     "sales-rnn-parity-smoke": ("walmart", ()),
+    "sales-rnn-h39-smoke": ("walmart", ()),
     "text-bilstm-smoke": (TWEETS, ()),
     "text-bilstm-glove-distill-smoke": (TWEETS, ("data.embeddings={data}/" + GLOVE,)),
 }

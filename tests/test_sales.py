@@ -15,7 +15,7 @@ import torch
 from archlab import runner
 from archlab.ablate import run_ablation
 from archlab.config import RunConfig, apply_overrides
-from archlab.data import sales, sales_csv
+from archlab.data import sales, sales_baselines, sales_csv
 from archlab.data.sales_features import SalesFeaturizer, gather_windows
 from archlab.errors import ArchlabError
 from archlab.metrics import wmae
@@ -202,6 +202,26 @@ def test_time_split_has_no_leakage(panel_dir: Path) -> None:
     data2 = build(cfg)
     assert data2.fitted.featurizer.offset == data.fitted.featurizer.offset
     assert data2.fitted.featurizer.scale == data.fitted.featurizer.scale
+
+
+def test_next_step_naive_is_h1_of_each_rolling_origin() -> None:
+    """The next-step framing's vectorized baselines equal the (panel, origin, H=1) ones at
+    origin t - 1, NaN where a source step has no row or precedes the panel."""
+    rng = np.random.default_rng(0)
+    y = rng.normal(100, 10, (3, 12))
+    y[0, 4] = y[2, 1] = np.nan
+    s, t = (a.ravel() for a in np.meshgrid(np.arange(3), np.arange(1, 12), indexing="ij"))
+    got = sales_baselines.next_step_naive(y, s, t, 4)
+    by_origin = {
+        "last_step": lambda o: sales_baselines.last_step(y, o, 1),
+        "seasonal_naive": lambda o: sales_baselines.seasonal_naive(y, o, 1, 4),
+        "mean": lambda o: sales_baselines.naive_mean(y, o, 1, 4),
+    }
+    for name, f in by_origin.items():
+        want = np.array([f(ti - 1)[si, 0] for si, ti in zip(s, t, strict=True)])
+        np.testing.assert_array_equal(got[name], want)
+    assert np.isnan(got["seasonal_naive"][t < 4]).all() and np.isnan(got["mean"][t < 4]).all()
+    assert np.isnan(got["last_step"][(s == 0) & (t == 5)]).all()
 
 
 def test_series_scalers_ignore_later_steps() -> None:

@@ -53,17 +53,49 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
         raise ArchlabError(f"{given}: no such file or directory")
     single = not given.is_dir()
     root = given.parent if single else given
-    date, target, hol, store = cfg.date_column, cfg.target, cfg.holiday_column, cfg.store_column
-    keys = list(cfg.series_keys)
     path = given if single else resolve_file(root, cfg.train_file)
-    df = read_csv(path, [*keys, date, target])
-
-    def default(name: str) -> object:  # the field's default (Walmart's), not the user's value
-        return next(f.default for f in fields(cfg) if f.name == name)
-
     resolved: dict[str, object] = {}
+    df, hol, given_fmt = _read_sales(cfg, path, resolved)
+    store = cfg.store_column
+    if store == _default(cfg, "store_column") and store not in df.columns and single:
+        # Walmart's join key is absent: join on the series key a sibling table has (a daily
+        # panel keyed store_nbr beside a stores.csv keyed store_nbr).
+        names = [getattr(cfg, k) for k in ("stores_file", "features_file")
+                 if getattr(cfg, k) == _default(cfg, k)]  # fmt: skip
+        if shared := _shared_key(root, list(cfg.series_keys), names):
+            store = resolved["store_column"] = shared
+    tables, not_joined = _tables(cfg, df, given, store, resolved)
+    df = _join(cfg, df, tables, store, hol, given_fmt, path, not_joined)
+    for c in cfg.markdown_columns:
+        if c in df.columns:
+            if cfg.missing_indicators:
+                df[f"{c}_missing"] = df[c].isna().astype(float)
+            df[c] = df[c].fillna(0.0)  # no markdown promotion that week
+    covariates = _covariates(cfg, df, root, resolved)
+    df = _select(cfg, _with_calendar(df, cfg), store, path, root)
+    df, read = _trim_tail(df, list(cfg.series_keys), cfg.date_column, cfg.tail_min_coverage, path)
+    used = [cfg.target, *(c for c in covariates if c in df.columns)]
+    read["missing"] = {c: int(df[c].isna().sum()) for c in used}
+    read["not_joined"] = not_joined
+    df.attrs["resolved"] = resolved
+    df.attrs["read"] = read
+    return df
+
+
+def _default(cfg: SalesDataConfig, name: str) -> object:
+    """A data-config field's default (Walmart's), to tell it from a value the user set."""
+    return next(f.default for f in fields(cfg) if f.name == name)
+
+
+def _read_sales(
+    cfg: SalesDataConfig, path: Path, resolved: dict[str, object]
+) -> tuple[pd.DataFrame, str, str]:
+    """The sales table with parsed dates, target and holiday flag, checked for empty keys and
+    duplicate rows; its holiday column ("" if none) and the date format asked for."""
+    date, target, hol, keys = cfg.date_column, cfg.target, cfg.holiday_column, cfg.series_keys
+    df = read_csv(path, [*keys, date, target])
     if hol and hol not in df.columns:
-        if hol != default("holiday_column"):
+        if hol != _default(cfg, "holiday_column"):
             raise ArchlabError(
                 f"{path}: missing column(s) [{hol!r}] (data.holiday_column); found columns "
                 f"{list(df.columns)}"
@@ -75,28 +107,32 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
             raise ArchlabError(
                 f"{path}: series key column {k!r} has an empty cell at line {empty[0] + 2}"
             )
-    given_fmt = "auto" if cfg.date_format == default("date_format") else cfg.date_format
+    given_fmt = "auto" if cfg.date_format == _default(cfg, "date_format") else cfg.date_format
     fmt = parse_dates(df, date, given_fmt, path)
     if fmt != cfg.date_format:
         resolved["date_format"] = fmt
     parse_number(df, target, path)
     if hol:
         parse_bool(df, hol, path)
-    check_unique(df, keys, date, path)
-    if store == default("store_column") and store not in df.columns and single:
-        # Walmart's join key is absent: join on the series key a sibling table has (a daily
-        # panel keyed store_nbr beside a stores.csv keyed store_nbr).
-        shared = _shared_key(root, keys, [getattr(cfg, k) for k in ("stores_file", "features_file")
-                                          if getattr(cfg, k) == default(k)])  # fmt: skip
-        if shared:
-            store = resolved["store_column"] = shared
+    check_unique(df, list(keys), date, path)
+    return df, hol, given_fmt
+
+
+def _tables(
+    cfg: SalesDataConfig, df: pd.DataFrame, given: Path, store: str, resolved: dict[str, object]
+) -> tuple[dict[str, Path], list[str]]:
+    """The stores and features tables to join, by config key, and a line for each one beside
+    the panel that is left out."""
+    single = not given.is_dir()
+    root = given.parent if single else given
     tables = {}
     not_joined: list[str] = []
     for key in ("stores_file", "features_file"):
         name = getattr(cfg, key)
-        if name and name == default(key) and not _exists(root, name):
+        default = bool(name) and name == _default(cfg, key)
+        if default and not _exists(root, name):
             resolved[key] = ""  # the user has no such table
-        elif name and name == default(key) and (why := _no_join_key(root, name, store, df, single)):
+        elif default and (why := _no_join_key(root, name, store, df, single)):
             # A table that happens to share the default name (another data set's stores.csv
             # beside a panel file) is joined only on a key both have; otherwise it is left
             # out, and said so. In a folder laid out as Walmart's, a table without the key
@@ -112,6 +148,22 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
             )
         elif name:
             tables[key] = resolve_file(root, name)
+    return tables, not_joined
+
+
+def _join(
+    cfg: SalesDataConfig,
+    df: pd.DataFrame,
+    tables: dict[str, Path],
+    store: str,
+    hol: str,
+    given_fmt: str,
+    path: Path,
+    not_joined: list[str],
+) -> pd.DataFrame:
+    """``df`` with the stores table joined on ``store``, then the features table on (store,
+    date, holiday), forward-fill columns filled per store; a line on each table's unused keys
+    is added to ``not_joined``."""
     if "stores_file" in tables:
         spath = tables["stores_file"]
         stores = read_csv(spath, [store])
@@ -119,39 +171,61 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
         not_joined += _unused_keys(stores, df, store, spath)
         df = df.merge(stores, on=store, how="left")
     if "features_file" in tables:
-        fpath = tables["features_file"]
+        date, fpath = cfg.date_column, tables["features_file"]
         feats = read_csv(fpath, [store, date])
         parse_dates(feats, date, given_fmt, fpath)
         check_join(df, feats, store, path, fpath, date)  # before sorting: lines stay true
         not_joined += _unused_keys(feats, df, store, fpath)
-        feats = feats.sort_values([store, date], kind="stable")
-        ffill = [c for c in cfg.ffill_columns if c in feats.columns]
-        if ffill:  # gaps in slow-moving indicators: the last published value still holds
-            feats[ffill] = feats.groupby(store, sort=False)[ffill].ffill()
+        feats = ffill_per_store(feats, cfg, store)
         on = [store, date] + ([hol] if hol and hol in feats.columns else [])
         if hol and hol in feats.columns:
             parse_bool(feats, hol, fpath)
         dup = [c for c in feats.columns if c in df.columns and c not in on]
         df = df.merge(feats.drop(columns=dup), on=on, how="left")
-    for c in cfg.markdown_columns:
-        if c in df.columns:
-            if cfg.missing_indicators:
-                df[f"{c}_missing"] = df[c].isna().astype(float)
-            df[c] = df[c].fillna(0.0)  # no markdown promotion that week
-    if cfg.covariates == default("covariates"):  # Walmart's: keep the ones the data has
+    return df
+
+
+def ffill_per_store(feats: pd.DataFrame, cfg: SalesDataConfig, store: str) -> pd.DataFrame:
+    """The features table sorted by store and date, its data.ffill_columns forward-filled per
+    store (gaps in slow-moving indicators: the last published value still holds)."""
+    feats = feats.sort_values([store, cfg.date_column], kind="stable")
+    ffill = [c for c in cfg.ffill_columns if c in feats.columns]
+    if ffill:
+        feats[ffill] = feats.groupby(store, sort=False)[ffill].ffill()
+    return feats
+
+
+def _covariates(
+    cfg: SalesDataConfig, df: pd.DataFrame, root: Path, resolved: dict[str, object]
+) -> tuple[str, ...]:
+    """The covariates of the run: Walmart's default ones that the data has, or the user's
+    (each must be there)."""
+    if cfg.covariates == _default(cfg, "covariates"):  # Walmart's: keep the ones the data has
         present = tuple(c for c in cfg.covariates if c in df.columns)
         if present != cfg.covariates:
             resolved["covariates"] = present
-    missing = [c for c in resolved.get("covariates", cfg.covariates) if c not in df.columns]
+    covariates = tuple(resolved.get("covariates", cfg.covariates))
+    missing = [c for c in covariates if c not in df.columns]
     if missing:
         raise ArchlabError(
             f"{root}: covariate column(s) {missing} not found in the merged tables; found "
             f"{list(df.columns)} (set data.covariates)"
         )
-    dt = df[date].dt
+    return covariates
+
+
+def _with_calendar(df: pd.DataFrame, cfg: SalesDataConfig) -> pd.DataFrame:
+    """``df`` with Year, Month and (ISO) Week columns, sorted by series keys and date."""
+    dt = df[cfg.date_column].dt
     df["Year"], df["Month"] = dt.year, dt.month
     df["Week"] = dt.isocalendar().week.astype(int).to_numpy()
-    df = df.sort_values([*keys, date], kind="stable").reset_index(drop=True)
+    return df.sort_values([*cfg.series_keys, cfg.date_column], kind="stable").reset_index(drop=True)
+
+
+def _select(
+    cfg: SalesDataConfig, df: pd.DataFrame, store: str, path: Path, root: Path
+) -> pd.DataFrame:
+    """The rows of the stores and departments data.stores and data.depts select."""
     if cfg.stores:
         if store not in df.columns:
             raise ArchlabError(
@@ -160,16 +234,10 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
             )
         df = df[df[store].isin(cfg.stores)]
     if cfg.depts:
-        df = df[df[keys[-1]].isin(cfg.depts)]
+        df = df[df[cfg.series_keys[-1]].isin(cfg.depts)]
     if len(df) == 0:
         raise ArchlabError(f"{root}: no rows left after data.stores/data.depts selection")
-    df, read = _trim_tail(df.reset_index(drop=True), keys, date, cfg.tail_min_coverage, path)
-    used = [target, *(c for c in resolved.get("covariates", cfg.covariates) if c in df.columns)]
-    read["missing"] = {c: int(df[c].isna().sum()) for c in used}
-    read["not_joined"] = not_joined
-    df.attrs["resolved"] = resolved
-    df.attrs["read"] = read
-    return df
+    return df.reset_index(drop=True)
 
 
 def _trim_tail(

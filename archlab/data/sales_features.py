@@ -1,12 +1,10 @@
-"""The forecast framing's one fitted featurizer: per-step inputs, windows and the baseline.
+"""The next-step framing's fitted featurizer: per-step inputs, windows and the baseline.
 
-``SalesFeaturizer.fit`` learns from a panel's training steps all that the inputs need (per-series
-offset and scale, key vocabularies, covariate means/stds and the constant ones, holiday dates,
-step length, season, events and the feature layout). The frozen result turns any panel with
-the same columns into the network's inputs (``transform``), gathers windows ending at target
-steps (``windows``) and gives the baseline the network corrects (``baseline``). Training,
-evaluation, ``predict`` and ``explain`` all go through it; it is saved in the run's fitted.json.
-Column positions (the unknowns zeroed at the target step, the target flag) come from the names.
+``SalesFeaturizer.fit`` learns what the inputs need from a panel's training steps (the shared
+core of data/sales_core.py, plus holiday dates, season, events and the feature layout);
+``transform`` turns any panel with the same columns into the network's inputs, ``windows``
+gathers windows ending at target steps and ``baseline`` gives the baseline the network
+corrects. Training, eval, predict and explain all go through it (saved in fitted.json).
 """
 
 from __future__ import annotations
@@ -16,18 +14,16 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 import torch
 
-from archlab.data.sales import (
-    MONTHLY_MIN_DAYS,
-    Panel,
-    event_flags,
-    ffill_time,
-    group_mean,
-    lagged,
-    series_scalers,
-    step_dates,
+from archlab.data.sales import MONTHLY_MIN_DAYS, Panel, event_flags, group_mean, lagged, step_dates
+from archlab.data.sales_baselines import next_step_naive
+from archlab.data.sales_core import (
+    PanelFit,
+    fit_covariates,
+    fit_series,
+    fit_vocab,
+    year_position,
 )
 
 if TYPE_CHECKING:
@@ -52,7 +48,6 @@ EVENT_FEATURES = ("event", "event_last_year")  # the two columns data.events add
 # Inputs of the target step that are not known when forecasting it: zeroed in its window row.
 UNKNOWN_AT_TARGET = ("sales", "observed", "group_sales")
 TARGET_FLAG = "target_step"
-COV_CLIP = 5.0  # standardized covariates are clipped to +-5 training standard deviations
 
 
 def feature_layout(covariates: Sequence[str], events: bool) -> tuple[str, ...]:
@@ -85,7 +80,7 @@ class Features(NamedTuple):
 
 
 @dataclass(frozen=True)
-class SalesFeaturizer:
+class SalesFeaturizer(PanelFit):
     """What the forecast framing's inputs learn from the training steps; frozen, JSON-able."""
 
     series_keys: tuple[str, ...]
@@ -114,24 +109,12 @@ class SalesFeaturizer:
     ) -> SalesFeaturizer:
         """Fit on the first ``n_train`` steps of ``p`` (built with ``covariates``) for config
         ``c`` (with the values the data decided: season, require_lags)."""
-        offset, scale, _ = series_scalers(p.y, n_train, c.min_scale)
-        S = p.y.shape[0]
-        train_cov = p.cov[:, :n_train].reshape(S * n_train, len(covariates))  # C may be 0
-        with np.errstate(invalid="ignore"):
-            cov_mean = np.nan_to_num(np.nanmean(train_cov, 0)).astype(np.float32)
-            cov_std = np.nan_to_num(np.nanstd(train_cov, 0), nan=1.0).astype(np.float32)
-        vocab = [pd.factorize(p.keys[:, i], sort=True)[1] for i in range(p.keys.shape[1])]
         return cls(
             series_keys=tuple(c.series_keys),
-            series=tuple(tuple(k) for k in p.keys.tolist()),
-            offset=tuple(np.nan_to_num(offset).tolist()),
-            scale=tuple(scale.tolist()),
-            key_vocab=tuple(tuple(u.tolist()) for u in vocab),
+            **fit_series(p.keys, p.y, n_train, c.min_scale, seen_only=False),
+            key_vocab=fit_vocab(p.keys, factorize=True),
             covariates=tuple(covariates),
-            cov_mean=tuple(cov_mean.tolist()),
-            # A covariate constant over the training steps (the markdowns: NA before Nov 2011)
-            # teaches the network nothing and would be far out of range later.
-            cov_std=tuple(v if v > 0 else None for v in cov_std.tolist()),
+            **fit_covariates(p.cov, n_train, empty_std=1.0),
             step_days=step_days,
             holiday_dates=tuple(str(d)[:10] for d in p.dates[p.holiday]),
             season=c.season,
@@ -150,14 +133,6 @@ class SalesFeaturizer:
         return len(self.feature_names)
 
     @property
-    def n_categories(self) -> tuple[int, ...]:
-        return tuple(len(v) for v in self.key_vocab)
-
-    @property
-    def constant_covariates(self) -> list[str]:
-        return [k for k, v in zip(self.covariates, self.cov_std, strict=True) if v is None]
-
-    @property
     def unknown_at_target(self) -> tuple[int, ...]:
         return _columns(self.feature_names, UNKNOWN_AT_TARGET)
 
@@ -172,21 +147,12 @@ class SalesFeaturizer:
         Series unknown to the training panel get the first series' scaler and key id 0 for
         unknown key values; ``known`` says which they are (callers drop them).
         """
-        index = {k: i for i, k in enumerate(self.series)}
-        keys = p.keys.tolist()
-        idx = np.array([index.get(tuple(k), -1) for k in keys], dtype=np.int64)
-        at = np.maximum(idx, 0)
-        offset = np.array(self.offset)[at]
-        scale = np.array(self.scale)[at]
-        vocab = [{v: j for j, v in enumerate(vs)} for vs in self.key_vocab]
-        cats = np.array(
-            [[vocab[i].get(v, 0) for i, v in enumerate(k)] for k in keys], dtype=np.int64
-        ).reshape(len(keys), len(vocab))
-        cov_mean = np.array(self.cov_mean, np.float32)
-        cov_std = np.array([np.inf if v is None else v for v in self.cov_std], np.float32)
+        idx = self.series_index(p.keys)
+        offset, scale = self.scalers(idx, unknown=None)
+        cats = self.key_ids(p.keys)
         events = event_flags(p.dates, self.events, self.step_days) if self.events else None
-        steps, yn = forecast_steps(p, offset, scale, cov_mean, cov_std, cats[:, -1],
-                                   self.season, events)  # fmt: skip
+        cov = self.standardized(p.cov, np.float32)
+        steps, yn = forecast_steps(p, offset, scale, cov, cats[:, -1], self.season, events)
         return Features(steps, yn, offset, scale, cats, idx >= 0)
 
     def with_next_holiday(self, p: Panel) -> Panel:
@@ -214,66 +180,27 @@ class SalesFeaturizer:
         """The baseline the network corrects at each (series, step) (``data.residual``)."""
         return baseline_scaled(self.residual, self.season, yn, s, t)
 
-    # --- saving ---
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "series_keys": list(self.series_keys),
-            "series": [list(k) for k in self.series],
-            "offset": list(self.offset),
-            "scale": list(self.scale),
-            "key_vocab": [list(v) for v in self.key_vocab],
-            "covariates": list(self.covariates),
-            "cov_mean": list(self.cov_mean),
-            "cov_std": list(self.cov_std),
-            "step_days": self.step_days,
-            "holiday_dates": list(self.holiday_dates),
-            "season": self.season,
-            "window": self.window,
-            "residual": self.residual,
-            "events": list(self.events),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SalesFeaturizer:
-        return cls(
-            series_keys=tuple(d["series_keys"]),
-            series=tuple(tuple(k) for k in d["series"]),
-            offset=tuple(float(v) for v in d["offset"]),
-            scale=tuple(float(v) for v in d["scale"]),
-            key_vocab=tuple(tuple(v) for v in d["key_vocab"]),
-            covariates=tuple(d["covariates"]),
-            cov_mean=tuple(float(v) for v in d["cov_mean"]),
-            cov_std=tuple(None if v is None else float(v) for v in d["cov_std"]),
-            step_days=int(d["step_days"]),
-            holiday_dates=tuple(d["holiday_dates"]),
-            season=int(d["season"]),
-            window=int(d["window"]),
-            residual=str(d["residual"]),
-            events=tuple(d.get("events", ())),
-        )
-
 
 def forecast_steps(
     panel: Panel,
     offset: np.ndarray,
     scale: np.ndarray,
-    cov_mean: np.ndarray,
-    cov_std: np.ndarray,
+    cov: np.ndarray,
     groups: np.ndarray,
     season: int,
     events: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-step inputs (S, T, F) in scaled units, and the scaled target (S, T) with NaN gaps.
 
-    With ``events`` ((T,) flags of moving calendar events such as Easter, see ``event_flags``),
-    two more columns follow the covariates: the step holds an event, and the step a season
-    earlier held one. Both are known in advance, so the target step keeps them.
+    ``cov``: the standardized covariates (``PanelFit.standardized``). With ``events`` ((T,)
+    flags of moving calendar events such as Easter, see ``event_flags``), two more columns
+    follow the covariates: the step holds an event, and the step a season earlier held one.
+    Both are known in advance, so the target step keeps them.
     """
     yn = (panel.y - offset[:, None]) / scale[:, None]
     n_groups = int(groups.max()) + 1 if len(groups) else 0
     gm = group_mean(yn, groups, n_groups)[groups]
-    day = (panel.dates - panel.dates.astype("datetime64[Y]")) / np.timedelta64(1, "D")
-    angle = np.broadcast_to(2 * np.pi * day / 365.25, yn.shape)
+    sin, cos = year_position(panel.dates, yn.shape)
     cols = [
         yn,
         ~np.isnan(yn),
@@ -284,14 +211,11 @@ def forecast_steps(
         lagged(gm, season),
         lagged(gm, season - 1),
         np.broadcast_to(panel.holiday, yn.shape),
-        np.sin(angle),
-        np.cos(angle),
+        sin,
+        cos,
         np.zeros_like(yn),
     ]
-    base = np.stack(cols, -1).astype(np.float32)
-    # Clipped: later steps can drift beyond the training range (CPI, fuel price).
-    cov = np.clip((ffill_time(panel.cov) - cov_mean) / cov_std, -COV_CLIP, COV_CLIP)
-    parts = [base, cov.astype(np.float32)]
+    parts = [np.stack(cols, -1).astype(np.float32), cov.astype(np.float32)]
     if events is not None:
         flag = events[None, :].astype(np.float32)
         ev = np.stack([flag, lagged(flag, season)], -1)  # (1, T, 2)
@@ -328,17 +252,12 @@ def baseline_scaled(
     """The baseline the network corrects (``data.residual``), in scaled units."""
     if residual == "none":
         return np.zeros(len(s))
-    both = np.stack([lag_at(yn, s, t, 1), lag_at(yn, s, t, season)])
+    naive = next_step_naive(yn, s, t, season)
+    both = np.stack([naive["last_step"], naive["seasonal_naive"]])
     pick = {"last_step": [0], "last_week": [0], "seasonal": [1], "mean": [0, 1]}[residual]
     b = _nanmean(both[pick])
     # Where the chosen lag is missing, fall back to the other one, then to the series mean.
     return np.nan_to_num(np.where(np.isnan(b), _nanmean(both), b))
-
-
-def lag_at(a: np.ndarray, s: np.ndarray, t: np.ndarray, lag: int) -> np.ndarray:
-    """``a[s, t - lag]`` for each pair; NaN where the lag is before the start."""
-    tl = t - lag
-    return np.where(tl >= 0, a[s, np.maximum(tl, 0)], np.nan)
 
 
 def _nanmean(a: np.ndarray) -> np.ndarray:

@@ -1,26 +1,21 @@
-"""The multi-horizon sales feature pipeline: one fitted featurizer for train, eval and predict.
+"""The multi-horizon featurizer: one fitted featurizer for train, eval and predict.
 
-``HorizonFeaturizer.fit`` learns, from the training steps only, the per-series scalers, the
-covariate standardization and the series-key vocabularies; ``transform`` turns any panel of the
-same data (the training panel, or at predict time the whole history plus H empty future steps)
-into per-step arrays; ``windows`` gathers, for (series, origin) pairs, the network's input:
-``window`` history steps ending at the origin followed by the H future steps, in which only
-what is known in advance is kept (calendar, holiday and event flags, last season's sales, the
-covariates declared known). ``to_dict``/``from_dict`` save it as plain JSON in the run dir.
+``HorizonFeaturizer.fit`` learns the shared core (data/sales_core.py) from the training steps;
+``transform`` turns any panel of the same data (at predict time the history plus H empty
+future steps) into per-step arrays; ``windows`` gathers, for (series, origin) pairs, ``window``
+history steps ending at the origin followed by the H future steps, in which only what is known
+in advance is kept (calendar, holiday and event flags, last season's sales, the covariates
+declared known).
 
-Last season's reference for a future step h is the step ``season_lags(H, season)[h]`` earlier
-(never after the origin); its ``smooth_steps``-step smoothing (3, or 1: the step alone) is
-also the residual baseline the network corrects (``seasonal_naive_3wk`` of
-``archlab.data.sales_baselines`` when 3). With
-``level_steps`` N > 0 the series' level shift (the mean of the N steps up to the origin minus
-that of the same steps a season earlier) is one more future-step input, and ``level_weight``
-times it is added to that residual base (the ``level_seasonal_naive`` baseline).
+Last season's reference for a future step h is ``season_lags(H, season)[h]`` steps earlier;
+its ``smooth_steps``-step smoothing is also the residual base the network corrects, plus
+``level_weight`` x the level shift with ``level_steps`` > 0 (see data/sales_baselines.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -29,14 +24,20 @@ import pandas as pd
 import torch
 
 from archlab.data import sales, sales_csv
-from archlab.data.sales import Panel, event_flags, ffill_time, group_mean, series_scalers
+from archlab.data.sales import Panel, event_flags, group_mean
 from archlab.data.sales_baselines import level_shift, season_lags
+from archlab.data.sales_core import (
+    PanelFit,
+    fit_covariates,
+    fit_series,
+    fit_vocab,
+    year_position,
+)
 from archlab.errors import ArchlabError
 
 if TYPE_CHECKING:
     from archlab.task_configs import SalesDataConfig
 
-COV_CLIP = 5.0  # standardized covariates are clipped to +-5 training standard deviations
 # Features of the step itself (sales and observed are zeroed on future steps: unknown).
 STEP_FEATURES = ("sales", "observed", "holiday", "event", "season_sin", "season_cos")
 UNKNOWN_IN_FUTURE = ("sales", "observed")
@@ -44,10 +45,6 @@ UNKNOWN_IN_FUTURE = ("sales", "observed")
 REF_FEATURES = ("ref_sales", "ref_observed", "ref_smoothed", "ref_group_smoothed", "ref_event")
 FLAG_FEATURES = ("future", "steps_ahead")  # 1 on future steps; h / H on future steps
 LEVEL_FEATURE = "level_shift"  # on future steps, with data.level_steps > 0 (see level_shift)
-
-
-def _plain(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
 
 
 class PanelFeatures(NamedTuple):
@@ -64,7 +61,7 @@ class PanelFeatures(NamedTuple):
 
 
 @dataclass(frozen=True)
-class HorizonFeaturizer:
+class HorizonFeaturizer(PanelFit):
     """What the horizon pipeline learned from the training steps (plain values only)."""
 
     series_keys: tuple[str, ...]
@@ -106,25 +103,14 @@ class HorizonFeaturizer:
         level_weight: float = 0.0,
         smooth_steps: int = 3,
     ) -> HorizonFeaturizer:
-        offset, scale, n_obs = series_scalers(panel.y, n_train, min_scale)
-        seen = n_obs > 0  # a series without training steps has no scaler: it is not "known"
-        mean = std = np.zeros(0)
-        if covariates:
-            train_cov = panel.cov[:, :n_train].reshape(-1, len(covariates))
-            with np.errstate(invalid="ignore"):
-                mean = np.nan_to_num(np.nanmean(train_cov, 0))
-                std = np.nan_to_num(np.nanstd(train_cov, 0))
-        vocab = [pd.unique(pd.Series(panel.keys[:, i])).tolist() for i in range(len(series_keys))]
         return cls(
             series_keys=tuple(series_keys),
-            series=tuple(tuple(_plain(v) for v in k) for k in panel.keys[seen].tolist()),
-            offset=tuple(float(v) for v in offset[seen]),
-            scale=tuple(float(v) for v in scale[seen]),
-            key_vocab=tuple(tuple(sorted(_plain(x) for x in v)) for v in vocab),
+            # A series without training steps has no scaler: it is not "known".
+            **fit_series(panel.keys, panel.y, n_train, min_scale, seen_only=True),
+            key_vocab=fit_vocab(panel.keys, factorize=False),
             covariates=tuple(covariates),
             known_covariates=tuple(known_covariates),
-            cov_mean=tuple(float(v) for v in mean),
-            cov_std=tuple(float(v) if v > 0 else None for v in std),
+            **fit_covariates(panel.cov, n_train, empty_std=0.0),
             step_days=int(step_days),
             season=int(season),
             window=int(window),
@@ -146,28 +132,11 @@ class HorizonFeaturizer:
     def input_size(self) -> int:
         return len(self.feature_names)
 
-    @property
-    def n_categories(self) -> tuple[int, ...]:
-        return tuple(len(v) for v in self.key_vocab)
-
-    # --- transform ---
-    def series_index(self, keys: np.ndarray) -> np.ndarray:
-        """Index of each panel series among the training series (-1: never seen in training)."""
-        known = {k: i for i, k in enumerate(self.series)}
-        return np.array([known.get(tuple(_plain(v) for v in k), -1) for k in keys.tolist()])
-
     def transform(self, panel: Panel) -> PanelFeatures:
         """Per-step arrays of ``panel`` (any panel of the same data: steps may extend past it)."""
         S, T = panel.y.shape
-        idx = self.series_index(panel.keys)
-        seen = idx >= 0
-        offset = np.where(seen, np.array((*self.offset, 0.0))[idx], 0.0)
-        scale = np.where(seen, np.array((*self.scale, self.min_scale))[idx], self.min_scale)
-        vocab = [{v: j for j, v in enumerate(vs)} for vs in self.key_vocab]
-        cats = np.array(
-            [[vocab[i].get(_plain(v), 0) for i, v in enumerate(k)] for k in panel.keys.tolist()],
-            dtype=np.int64,
-        ).reshape(S, len(self.key_vocab))
+        offset, scale = self.scalers(self.series_index(panel.keys), (0.0, self.min_scale))
+        cats = self.key_ids(panel.keys)
         y0 = np.nan_to_num(panel.y)  # a missing week counts as no sales
         prev = np.concatenate([np.zeros((S, 1)), y0[:, :-1]], 1)
         nxt = np.concatenate([y0[:, 1:], np.zeros((S, 1))], 1)
@@ -180,22 +149,19 @@ class HorizonFeaturizer:
 
         groups = cats[:, -1]
         n_groups = int(groups.max()) + 1 if S else 0
-        day = (panel.dates - panel.dates.astype("datetime64[Y]")) / np.timedelta64(1, "D")
-        angle = np.broadcast_to(2 * np.pi * day / 365.25, (S, T))
+        sin, cos = year_position(panel.dates, (S, T))
         ev = np.broadcast_to(event_flags(panel.dates, self.events, self.step_days), (S, T))
         cols = [
             scaled(y0),
             ~np.isnan(panel.y),
             np.broadcast_to(panel.holiday, (S, T)),
             ev,
-            np.sin(angle),
-            np.cos(angle),
+            sin,
+            cos,
         ]
         step = np.stack(cols, -1).astype(np.float32)
         if self.covariates:
-            std = np.array([np.inf if v is None else v for v in self.cov_std])
-            cov = (ffill_time(panel.cov) - np.array(self.cov_mean)) / std
-            cov = np.nan_to_num(np.clip(cov, -COV_CLIP, COV_CLIP)).astype(np.float32)
+            cov = np.nan_to_num(self.standardized(panel.cov, np.float64)).astype(np.float32)
             step = np.concatenate([step, cov], -1)
         sm3n, sm2n = scaled(sm3), scaled(sm2)
         level = np.zeros((S, T))
@@ -254,14 +220,6 @@ class HorizonFeaturizer:
             base = base + self.level_weight * shift[:, None]
         return x, base
 
-    # --- plain JSON ---
-    def to_dict(self) -> dict[str, Any]:
-        return {k: _listify(v) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> HorizonFeaturizer:
-        return cls(**{k: _tuplify(v) for k, v in d.items()})
-
 
 # --- predict time: the history plus H future steps ---
 def read_forecast_rows(path: Path, c: SalesDataConfig) -> pd.DataFrame:
@@ -289,10 +247,7 @@ def _features_table(c: SalesDataConfig) -> pd.DataFrame | None:
     path = sales_csv.resolve_file(root, c.features_file)
     feats = sales_csv.read_csv(path, [c.store_column, c.date_column])
     sales_csv.parse_dates(feats, c.date_column, c.date_format, path)
-    feats = feats.sort_values([c.store_column, c.date_column], kind="stable")
-    ffill = [k for k in c.ffill_columns if k in feats.columns]
-    if ffill:
-        feats[ffill] = feats.groupby(c.store_column, sort=False)[ffill].ffill()
+    feats = sales.ffill_per_store(feats, c, c.store_column)
     for k in c.markdown_columns:
         if k in feats.columns:
             feats[k] = feats[k].fillna(0.0)
@@ -405,11 +360,3 @@ def future_panel(
                 "forecast, or the features table) or drop it from data.known_covariates"
             )
     return p
-
-
-def _listify(v: Any) -> Any:
-    return [_listify(x) for x in v] if isinstance(v, tuple | list) else v
-
-
-def _tuplify(v: Any) -> Any:
-    return tuple(_tuplify(x) for x in v) if isinstance(v, list) else v

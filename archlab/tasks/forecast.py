@@ -20,13 +20,16 @@ from torch import nn
 
 from archlab.config import RunConfig
 from archlab.data import sales, sales_csv, sales_recipe
-from archlab.data.sales_features import Features, SalesFeaturizer, auto_season, lag_at
+from archlab.data.sales_baselines import next_step_naive
+from archlab.data.sales_features import Features, SalesFeaturizer, auto_season
 from archlab.errors import ArchlabError
 from archlab.rundir import require_fitted
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.tasks.sales_common import (
+    FeaturizedFit,
     SalesContext,
+    SalesTargets,
     SalesTask,
     plain,
     plain_dict,
@@ -44,10 +47,11 @@ from archlab.tasks.sales_naive import (
 
 
 @dataclass(frozen=True)
-class ForecastFitted:
+class ForecastFitted(FeaturizedFit):
     """The forecast framing's fitted state: the featurizer and the training target's stats."""
 
     kind: ClassVar[str] = "sales-forecast"
+    featurizer_type = SalesFeaturizer
     featurizer: SalesFeaturizer
     global_mean: float  # training target mean and std: the standardized RMSE/R² metrics
     global_std: float
@@ -60,23 +64,6 @@ class ForecastFitted:
     @property
     def n_categories(self) -> tuple[int, ...]:
         return self.featurizer.n_categories
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "featurizer": self.featurizer.to_dict(),
-            "global_mean": self.global_mean,
-            "global_std": self.global_std,
-            "resolved": plain_dict(self.resolved),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ForecastFitted:
-        return cls(
-            featurizer=SalesFeaturizer.from_dict(d["featurizer"]),
-            global_mean=float(d["global_mean"]),
-            global_std=float(d["global_std"]),
-            resolved=dict(d.get("resolved", {})),
-        )
 
 
 ForecastBundle = DataBundle[ForecastFitted, SalesContext]
@@ -98,71 +85,21 @@ class ForecastData:
     def build(self, device: torch.device, fitted: ForecastFitted | None = None) -> ForecastBundle:
         r = self._read(fitted)
         c, p, n_train = r.c, r.p, r.n_train
-        S, T = p.y.shape
         if fitted is None:
             feat = SalesFeaturizer.fit(p, n_train, c, r.covs, r.step)
         else:
             feat = fitted.featurizer
         f = feat.transform(p)
         s_idx, t_idx, dropped = _samples(p, f, n_train, c)
-        base = feat.baseline(f.yn, s_idx, t_idx)
-        y = p.y[s_idx, t_idx]
+        split_t = _split(c, t_idx, n_train, p.y.shape[1])
         hol = p.holiday[t_idx].astype(np.float32)
-        targets = np.stack([f.yn[s_idx, t_idx], f.scale[s_idx], f.offset[s_idx], hol], 1)
-        row_of = np.full((S, T), -1, dtype=np.int64)
-        row_of[p.row_series, p.row_time] = np.arange(len(p.row_series))
-        split_t = {"train": t_idx < n_train, "test": t_idx >= T - c.test_steps}
-        split_t["val"] = ~split_t["train"] & ~split_t["test"]
-        for k, steps in (("train", n_train), ("val", c.val_steps), ("test", c.test_steps)):
-            if not split_t[k].any():
-                raise ArchlabError(
-                    f"{c.path}: no {k} samples: none of the {steps} {k} steps has a value "
-                    "with the history data.require_lags needs; check the dates of the panel's "
-                    "last rows"
-                )
+        targets = SalesTargets(f.yn[s_idx, t_idx], f.scale[s_idx], f.offset[s_idx], hol).pack()
+        base = feat.baseline(f.yn, s_idx, t_idx)
         make = _batcher(device, feat, f, s_idx, t_idx, base, targets)
-
-        dates = p.dates
         te = split_t["test"]
-        test_rows = pd.DataFrame(
-            {
-                **{k: p.keys[s_idx[te], i] for i, k in enumerate(c.series_keys)},
-                c.date_column: dates[t_idx[te]],
-                "actual": y[te],
-                "last_step": lag_at(p.y, s_idx[te], t_idx[te], 1),
-                "seasonal_naive": lag_at(p.y, s_idx[te], t_idx[te], c.season),
-                "holiday": hol[te] > 0.5,
-            }
-        )
-        test_rows["mean"] = test_rows[["last_step", "seasonal_naive"]].mean(axis=1)
-        events = sales.event_flags(dates, feat.events, r.step)
-        info = {
-            **source_info(c, r.resolved),
-            "framing": "forecast",
-            "n_rows": r.n_rows,
-            "read": r.read,
-            "n_series": S,
-            "n_steps": T,
-            "step_days": r.step,
-            "time_step": (
-                "calendar month" if r.step >= sales.MONTHLY_MIN_DAYS else f"{r.step} days"
-            ),
-            "input_size": feat.n_features,
-            "window": feat.window,
-            "recipe": r.recipe,
-            "split_sizes": {k: int(v.sum()) for k, v in split_t.items()},
-            "split_first_date": {
-                k: str(dates[t_idx[v]].min())[:10] if v.any() else "" for k, v in split_t.items()
-            },
-            "split_last_date": {
-                k: str(dates[t_idx[v]].max())[:10] if v.any() else "" for k, v in split_t.items()
-            },
-            **dropped,
-            "n_categories": list(feat.n_categories),
-            "covariates_constant_in_training": feat.constant_covariates,
-            "event_steps": [str(d)[:10] for d in dates[events > 0]],
-        }
-        own = own_row_baselines(p, T - c.test_steps, c.season)
+        test_rows = _test_rows(c, p, s_idx[te], t_idx[te])
+        info = _info(r, feat, t_idx, split_t, dropped)
+        own = own_row_baselines(p, p.y.shape[1] - c.test_steps, c.season)
         if fitted is None:
             train_y = p.y[:, :n_train]
             fitted = ForecastFitted(
@@ -173,6 +110,8 @@ class ForecastData:
             )
         else:
             info["series_unknown_to_run"] = int(np.sum(~f.known))
+        row_of = np.full(p.y.shape, -1, dtype=np.int64)
+        row_of[p.row_series, p.row_time] = np.arange(len(p.row_series))
         return DataBundle(
             train=make(split_t["train"]),
             val=make(split_t["val"]),
@@ -288,6 +227,78 @@ def _samples(
         "dropped_rows_no_training_steps": int(np.sum(~has_scaler)),
     }
     return s_idx[keep], t_idx[keep], dropped
+
+
+def _split(
+    c: SalesDataConfig, t_idx: np.ndarray, n_train: int, n_steps: int
+) -> dict[str, np.ndarray]:
+    """Each sample's split by its step: the first n_train steps train, the last test_steps
+    test, the steps between validation (each split must have a sample)."""
+    split_t = {"train": t_idx < n_train, "test": t_idx >= n_steps - c.test_steps}
+    split_t["val"] = ~split_t["train"] & ~split_t["test"]
+    for k, steps in (("train", n_train), ("val", c.val_steps), ("test", c.test_steps)):
+        if not split_t[k].any():
+            raise ArchlabError(
+                f"{c.path}: no {k} samples: none of the {steps} {k} steps has a value "
+                "with the history data.require_lags needs; check the dates of the panel's "
+                "last rows"
+            )
+    return split_t
+
+
+def _test_rows(c: SalesDataConfig, p: sales.Panel, s: np.ndarray, t: np.ndarray) -> pd.DataFrame:
+    """One row per test sample: series keys, date, actual and each naive forecast."""
+    naive = next_step_naive(p.y, s, t, c.season)
+    rows = pd.DataFrame(
+        {
+            **{k: p.keys[s, i] for i, k in enumerate(c.series_keys)},
+            c.date_column: p.dates[t],
+            "actual": p.y[s, t],
+            "last_step": naive["last_step"],
+            "seasonal_naive": naive["seasonal_naive"],
+            "holiday": p.holiday[t],
+        }
+    )
+    # The mean of whichever exists (both do unless data.require_lags drops one of them).
+    rows["mean"] = rows[["last_step", "seasonal_naive"]].mean(axis=1)
+    return rows
+
+
+def _info(
+    r: _Read,
+    feat: SalesFeaturizer,
+    t_idx: np.ndarray,
+    split_t: dict[str, np.ndarray],
+    dropped: dict[str, int],
+) -> dict[str, Any]:
+    """data.json's facts: the source, the panel, the layout, the split and what was dropped."""
+    S, T = r.p.y.shape
+    dates = r.p.dates
+
+    def split_date(pick: Callable[[np.ndarray], Any]) -> dict[str, str]:
+        return {k: str(pick(dates[t_idx[v]]))[:10] if v.any() else "" for k, v in split_t.items()}
+
+    events = sales.event_flags(dates, feat.events, r.step)
+    return {
+        **source_info(r.c, r.resolved),
+        "framing": "forecast",
+        "n_rows": r.n_rows,
+        "read": r.read,
+        "n_series": S,
+        "n_steps": T,
+        "step_days": r.step,
+        "time_step": "calendar month" if r.step >= sales.MONTHLY_MIN_DAYS else f"{r.step} days",
+        "input_size": feat.n_features,
+        "window": feat.window,
+        "recipe": r.recipe,
+        "split_sizes": {k: int(v.sum()) for k, v in split_t.items()},
+        "split_first_date": split_date(np.min),
+        "split_last_date": split_date(np.max),
+        **dropped,
+        "n_categories": list(feat.n_categories),
+        "covariates_constant_in_training": feat.constant_covariates,
+        "event_steps": [str(d)[:10] for d in dates[events > 0]],
+    }
 
 
 def _batcher(

@@ -1,22 +1,14 @@
-"""Multi-horizon sales forecasting (``data.horizon=H`` > 1): data, fitted state and task.
+"""Multi-horizon sales forecasting (``data.horizon=H`` > 1): the task.
 
 From an origin, the network reads ``window`` history steps and the H future steps (only what is
 known in advance, see archlab/data/sales_horizon.py) and emits all H steps at once (direct
 multi-output): each future step's recurrent output goes through the shared linear head, as the
-residual over last season's sales (smoothed over data.smooth_steps steps). Splits are by
-origin: test = the last H steps, forecast from the step before them; validation = the
-``val_steps`` steps before the
-test, forecast from the last training step; training = every origin inside the training steps
-whose window has a season of history before it (targets after the training steps are masked).
-``data.backtest_origins=K`` also scores the K - 1 origins before the test origin (one step
-apart, all forecasting validation/test steps only), reported as mean and std.
+residual over last season's sales (smoothed over data.smooth_steps steps). Backtest origins
+(data.backtest_origins) are scored too, reported as mean and std.
 
-Targets are (N, H, 6): scaled sales, per-series scale and offset, holiday flag, mask (an
-observed target step of that split) and the origin's backtest number (0 = the test origin).
-
-Its data, fitted state and batching are in archlab/tasks/sales_horizon_data.py; the knobs
-chosen on validation after training (correction scale, blend with the statistical peer) in
-archlab/tasks/sales_posthoc.py.
+Its splits, targets, fitted state and batching are in archlab/tasks/sales_horizon_data.py; the
+knobs chosen on validation after training (correction scale, blend with the statistical peer)
+in archlab/tasks/sales_posthoc.py.
 """
 
 from __future__ import annotations
@@ -41,7 +33,7 @@ from archlab.metrics import regression_metrics, wmae
 from archlab.models import MODELS
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
 from archlab.tasks.base import Batches
-from archlab.tasks.sales_common import SalesTargets, holiday_weight, plain
+from archlab.tasks.sales_common import SalesTargets, SalesTask, holiday_weight, plain
 from archlab.tasks.sales_horizon_data import (
     PEER_FILE,
     SVD_RANK,
@@ -50,17 +42,17 @@ from archlab.tasks.sales_horizon_data import (
     PeerInputs,
     TestContext,
 )
-from archlab.tasks.sales_posthoc import SCALES, blended, choose, fit_at, parts, scored_wmae
+from archlab.tasks.sales_naive import series_plot
+from archlab.tasks.sales_posthoc import (
+    SCALES,
+    blended,
+    choose,
+    fit_at,
+    parts,
+    scored,
+    scored_wmae,
+)
 from archlab.utils import write_json_atomic
-
-
-def _scored(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarray, ...]:
-    """Flat (actual, forecast, holiday, step, origin) of every scored target, sales units."""
-    out, t = outputs.double().numpy(), SalesTargets.unpack(targets.double().numpy(), horizon=True)
-    ok = t.observed > 0.5
-    pred, y = t.to_sales(out), t.sales()
-    step = np.broadcast_to(np.arange(1, out.shape[1] + 1), out.shape)
-    return y[ok], pred[ok], t.holiday[ok] > 0.5, step[ok], t.origin[ok].astype(int)
 
 
 def score(
@@ -84,21 +76,17 @@ def score(
     return m
 
 
-class HorizonForecast:
+class HorizonForecast(SalesTask):
     """The H-step sales task: loss, metrics, baselines, plots and the H-step predict."""
 
-    name = "sales"
-    outputs = "values"  # (N, H) affine in the target: `archlab ensemble` averages them
-    # fp32 on a CPU: a forecast is a regression output (bf16 keeps 8 bits of it), and bf16
-    # measured slower for the RNN and GRU forecasters (1.3x faster for the LSTM, whose runs
-    # take minutes anyway; bench/cpu_precision.py). train.amp=bf16 still forces it.
-    cpu_amp = False
+    fitted: HorizonFitted
 
     def __init__(self, cfg: RunConfig, fitted: HorizonFitted) -> None:
         self.cfg = cfg
         self.fitted = fitted
         self.data_cfg: SalesDataConfig = fitted.data_config(cfg.data)
         self.model_cfg: SalesModelConfig = cfg.model
+        self.reg = cfg.reg
         # (context, its rows with the peer's column, the peer's fit CPU seconds): baselines()
         # and artifacts() both read it, and the peer takes a minute on Walmart.
         self._scored_rows: tuple[TestContext, pd.DataFrame, float | None] | None = None
@@ -145,7 +133,7 @@ class HorizonForecast:
             base, corr, t = parts(model, data.test)
             b = blended(ch, data.context.peer, base, corr, t)
             assert b is not None
-            m = score(*_scored(b, t))
+            m = score(*scored(b, t))
             out.update({f"test_blend_{k}": v for k, v in m.items()})
         return out
 
@@ -158,7 +146,7 @@ class HorizonForecast:
         return (w * (outputs - t.scaled).abs()).sum() / w.sum().clamp(min=1e-12)
 
     def metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, Any]:
-        y, pred, hol, step, origin = _scored(outputs, targets)
+        y, pred, hol, step, origin = scored(outputs, targets)
         m = score(y, pred, hol, step, origin)
         g = self.fitted
         o0 = origin == 0
@@ -167,12 +155,6 @@ class HorizonForecast:
         )
         m["rmse_std"], m["r2_std"] = std["rmse"], std["r2"]
         return m
-
-    def callbacks(self) -> list:
-        return []
-
-    def lr_scale(self, name: str) -> float:
-        return 1.0
 
     def rows_with_peer(self, ctx: TestContext) -> tuple[pd.DataFrame, float | None]:
         """The context's rows with the statistical peer's forecast as one more baseline column
@@ -210,10 +192,9 @@ class HorizonForecast:
         outputs: torch.Tensor,
         targets: torch.Tensor,
     ) -> None:
-        from archlab.plots.eda_sales import actual_vs_forecast
         from archlab.plots.horizon import error_by_step
 
-        y, pred, hol, step, origin = _scored(outputs, targets)
+        y, pred, hol, step, origin = scored(outputs, targets)
         m = score(y, pred, hol, step, origin)
         base = self.baselines(data)
         ctx = data.context
@@ -229,16 +210,7 @@ class HorizonForecast:
         rows = ctx_rows[ctx_rows.origin == 0]
         best = min(names, key=lambda n: np.nan_to_num(base[f"baseline_{n}_wmae"], nan=1e30))
         rows = rows.assign(forecast=_test_forecasts(outputs, targets))
-        label = rows[ctx.keys].astype(str).agg("-".join, axis=1)
-        wanted = list(self.data_cfg.plot_series) or list(
-            rows.groupby(label).actual.sum().nlargest(4).index
-        )
-        series = {
-            n: (g[ctx.date].to_numpy(), g.actual.to_numpy(), g.forecast.to_numpy(),
-                g[best].to_numpy())
-            for n in wanted if len(g := rows[label == n])
-        }  # fmt: skip
-        actual_vs_forecast(series, Path(run_dir) / "plots" / "actual_vs_forecast.png", best)
+        series_plot(rows, ctx.keys, ctx.date, self.data_cfg.plot_series, run_dir, best)
 
     # --- predict: the H steps after the end of the data ---
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:

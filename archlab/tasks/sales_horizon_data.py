@@ -14,6 +14,7 @@ observed target step of that split) and the origin's backtest number (0 = the te
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -27,12 +28,18 @@ from archlab.config import RunConfig
 from archlab.data import sales, sales_peer, sales_recipe
 from archlab.data import sales_baselines as naive
 from archlab.data.sales_features import auto_season
-from archlab.data.sales_horizon import HorizonFeaturizer, future_known
+from archlab.data.sales_horizon import HorizonFeaturizer, PanelFeatures, future_known
 from archlab.data.sales_peer import MIN_SEASONS
 from archlab.errors import ArchlabError
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches, DataBundle
-from archlab.tasks.sales_common import plain, plain_dict, resolved_config
+from archlab.tasks.sales_common import (
+    FeaturizedFit,
+    SalesTargets,
+    plain,
+    plain_dict,
+    resolved_config,
+)
 
 # A blending run's peer forecasts at its test origins and its data's end (sales_peer.save_fits).
 PEER_FILE = "peer_forecast.npz"
@@ -40,10 +47,11 @@ SVD_RANK = 10  # per-group rank of the SVD baseline (the Walmart competition win
 
 
 @dataclass(frozen=True)
-class HorizonFitted:
+class HorizonFitted(FeaturizedFit):
     """Everything a horizon run learned from its training steps (fitted.json)."""
 
     kind: ClassVar[str] = "sales-horizon"
+    featurizer_type = HorizonFeaturizer
     featurizer: HorizonFeaturizer
     resolved: dict[str, Any]  # config values the data decided (date format, season...)
     global_mean: float  # of training sales, for the standardized RMSE/R²
@@ -51,25 +59,6 @@ class HorizonFitted:
     # The post-hoc knobs chosen on validation after training (archlab/tasks/sales_posthoc.py)
     # with the validation WMAE each rests on; {} until then and in older runs.
     chosen: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "featurizer": self.featurizer.to_dict(),
-            "resolved": self.resolved,
-            "global_mean": self.global_mean,
-            "global_std": self.global_std,
-            "chosen": self.chosen,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> HorizonFitted:
-        return cls(
-            HorizonFeaturizer.from_dict(d["featurizer"]),
-            dict(d["resolved"]),
-            float(d["global_mean"]),
-            float(d["global_std"]),
-            dict(d.get("chosen", {})),
-        )
 
     def data_config(self, c: SalesDataConfig) -> SalesDataConfig:
         """``c`` with the values the data resolved when the run was trained."""
@@ -155,236 +144,323 @@ class HorizonData:
         return HorizonFitted.from_dict(d)
 
     def build(self, device: torch.device, fitted: HorizonFitted | None = None) -> HorizonBundle:
-        df = sales.load_sales(self.cfg.data)
-        c, resolved = _resolve(self.cfg.data, df)
-        step_days = resolved["step_days"]
-        H, keys = c.horizon, list(c.series_keys)
-        missing = [k for k in c.known_covariates or () if k not in c.covariates]
-        if missing:
-            raise ArchlabError(
-                f"{c.path}: data.known_covariates {missing} are not covariates of the data "
-                f"(found {list(c.covariates)})"
-            )
-        covs = list(c.covariates)
-        p = sales.build_panel(df, keys, c.date_column, c.target, c.holiday_column, covs, step_days)
-        S, T = p.y.shape
-        c, why = _recipe(c, df, p, step_days, fitted)
-        if fitted is None:
-            derived = [k for k in (*RECIPE, "known_covariates") if why[k] != "config"]
-            resolved.update(plain_dict({k: getattr(c, k) for k in derived}))
-        assert c.val_steps is not None and c.val_gap is not None and c.window is not None
-        assert c.level_steps is not None and c.smooth_steps is not None
-        assert c.level_weight is not None and c.known_covariates is not None
-        n_train = T - H - c.val_gap - c.val_steps
-        if n_train < 2:
-            gap = f" + data.val_gap={c.val_gap}" if c.val_gap else ""
-            raise ArchlabError(
-                f"{c.path}: {T} time steps, but data.horizon={H} test steps + data.val_steps="
-                f"{c.val_steps}{gap} leave {max(n_train, 0)} training steps (need >= 2): lower "
-                "data.horizon or data.val_steps" + (" or data.val_gap" if c.val_gap else "")
-            )
-        # The level shift also reads a season back from the origin (data.level_steps steps).
-        first_train = c.season + max(c.window, c.level_steps) - 1
-        fz = fitted.featurizer if fitted is not None else HorizonFeaturizer.fit(
-            p, n_train, series_keys=keys, covariates=covs, known_covariates=c.known_covariates,
-            step_days=step_days, season=c.season, window=c.window, horizon=H, events=c.events,
-            min_scale=c.min_scale, level_steps=c.level_steps, level_weight=c.level_weight,
-            smooth_steps=c.smooth_steps,
-        )  # fmt: skip
+        r = self._read(fitted)
+        c, p, n_train, T = r.c, r.p, r.n_train, r.p.y.shape[1]
+        fz = fitted.featurizer if fitted is not None else _fit(r)
         if fitted is None:
             part = p.y[:, :n_train]
             ok = part[~np.isnan(part)]
-            fitted = HorizonFitted(fz, resolved, float(ok.mean()), float(ok.std()))
+            fitted = HorizonFitted(fz, r.resolved, float(ok.mean()), float(ok.std()))
         f = fz.transform(p)
-        lags = naive.season_lags(H, c.season)
-        h = np.arange(1, H + 1)
-        observed = ~np.isnan(p.y)
-
-        def samples(
-            origins: list[int], limit: int, need_ref: bool, backtest: bool = False, first: int = 0
-        ) -> tuple:
-            """(series, origin, targets) of every series with a scored target from an origin
-            (a step from ``first`` to before ``limit``).
-
-            ``backtest``: the origins are numbered (0 = the first) in the targets' last column;
-            otherwise they all count as one (a training or validation split)."""
-            s_all, o_all, targ = [], [], []
-            for k, o in enumerate(origins):
-                t = o + h
-                inside = (t >= first) & (t < limit)
-                ok = observed[:, np.minimum(t, T - 1)] & inside[None, :]
-                if need_ref:
-                    ok &= (t - lags >= 0)[None, :]
-                s = np.flatnonzero(ok.any(1))
-                if not len(s):
-                    continue
-                tt = np.minimum(t, T - 1)
-                yn = np.nan_to_num((p.y[s][:, tt] - f.offset[s, None]) / f.scale[s, None])
-                tg = np.stack(
-                    [
-                        np.where(ok[s], yn, 0.0),
-                        np.broadcast_to(f.scale[s, None], yn.shape),
-                        np.broadcast_to(f.offset[s, None], yn.shape),
-                        np.broadcast_to(p.holiday[tt] & inside, yn.shape),
-                        ok[s],
-                        np.full(yn.shape, k if backtest else 0),
-                    ],
-                    -1,
-                )
-                s_all.append(s)
-                o_all.append(np.full(len(s), o))
-                targ.append(tg)
-            if not s_all:
-                return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, H, 6))
-            return np.concatenate(s_all), np.concatenate(o_all), np.concatenate(targ)
-
-        o_test = T - H - 1
-        n_val = n_train + c.val_steps  # validation steps are n_train .. n_val - 1
-        # The steps training targets may reach: with fit_through_val every step before the
-        # test origin, the val_gap steps included (the model then forecasts as deployed).
-        n_fit = o_test + 1 if c.fit_through_val else n_train
-        k_back = max(1, c.backtest_origins)
-        # Validation from K origins too (data.backtest_origins), each scored on the validation
-        # steps alone: a short validation span counts K times, and no step training reaches.
-        val_origins = [o for o in range(n_train - 1, n_train - 1 - k_back, -1) if o >= 0]
+        o = _origins(c, T, n_train)
         split = {
             # Training origins whose whole window has last season's steps, as the test
             # origin's has: earlier ones would teach the network a history without them.
-            "train": samples(list(range(first_train, n_fit - 1)), n_fit, True),
-            "val": samples(val_origins, n_val, False, first=n_train),
-            "test": samples([o_test - k for k in range(k_back)], T, False, backtest=True),
+            "train": _samples(p, f, c, list(range(r.first_train, o.n_fit - 1)), o.n_fit, True),
+            "val": _samples(p, f, c, o.val, o.n_val, False, first=n_train),
+            "test": _samples(p, f, c, o.tests, T, False, backtest=True),
         }
         if len(split["train"][0]) == 0:
             raise ArchlabError(
                 f"{c.path}: no training origin has a season ({c.season} steps) of history "
                 f"before its window (data.window={c.window}) in the {n_train} training steps: "
-                f"lower data.horizon={H}, data.val_steps"
+                f"lower data.horizon={c.horizon}, data.val_steps"
                 + (f", data.val_gap={c.val_gap}" if c.val_gap else "")
                 + " or data.window, or give a longer history"
             )
-        step_t = torch.from_numpy(f.step).to(device)
-        ref_t = torch.from_numpy(f.ref).to(device)
-        cats_t = torch.from_numpy(f.cats).to(device)
-
-        def make(part: tuple) -> Batches:
-            s_t = torch.from_numpy(part[0]).to(device)
-            o_t = torch.from_numpy(part[1]).to(device)
-            tg = torch.from_numpy(part[2].astype(np.float32)).to(device)
-
-            def fetch(i: torch.Tensor, gen: torch.Generator | None) -> tuple[torch.Tensor, ...]:
-                j = i.to(device)
-                x, base = fz.windows(step_t, ref_t, s_t[j], o_t[j])
-                return x, cats_t[s_t[j]], base, tg[j]
-
-            return Batches(len(part[0]), fetch)
-
-        groups = f.cats[:, -1]
-        ctx_rows, row_series = [], []
-        for k in range(k_back):
-            o = o_test - k
-            level = (c.level_steps, c.level_weight) if c.level_steps else None
-            base = naive.all_baselines(p.y, o, H, c.season, groups, SVD_RANK, level, c.smooth_steps)
-            s, hh = np.nonzero(observed[:, o + 1 : o + 1 + H])
-            t = o + 1 + hh
-            row_series.append(s)
-            ctx_rows.append(
-                pd.DataFrame(
-                    {
-                        **{key: p.keys[s, i] for i, key in enumerate(keys)},
-                        c.date_column: p.dates[t],
-                        "step": hh + 1,
-                        "origin": k,
-                        "actual": p.y[s, t],
-                        "holiday": p.holiday[t],
-                        **{n: b[s, hh] for n, b in base.items()},
-                    }
-                )
-            )
-        rows = pd.concat(ctx_rows, ignore_index=True)
-        peer, peer_note = None, []
-        if c.peer != "none":
-            # The earliest origin has the shortest history; MSTL needs MIN_SEASONS seasons.
-            if o_test - k_back + 2 >= MIN_SEASONS * c.season:
-                origins = [o_test - k for k in range(k_back)]
-                blend, peer_note = _blend_notes(c, n_train - k_back + 1)
-                peer = PeerInputs(c.peer, p.y, origins, c.season, groups, SVD_RANK,
-                                  np.concatenate(row_series), split["val"][1] if blend else None,
-                                  split["val"][0], split["test"][0])  # fmt: skip
-            else:
-                peer_note = [
-                    f"data: no {c.peer} peer (data.peer): {o_test - k_back + 2} steps up to the "
-                    f"{'earliest ' if k_back > 1 else ''}test origin, under the {MIN_SEASONS} "
-                    f"seasons of {c.season} steps (data.season) its MSTL needs; the run goes on "
-                    "without it"
-                ]
-        dates = p.dates
-        sizes = {k: int(v[2][..., 4].sum()) for k, v in split.items()}
-        info = {
-            "source": str(Path(c.path).resolve()),
-            "framing": "horizon",
-            "resolved_config": resolved,
-            "n_rows": len(df),
-            "read": df.attrs.get("read", {}),
-            "n_series": S,
-            "n_steps": T,
-            "step_days": step_days,
-            "horizon": H,
-            "window": c.window,
-            "val_dates": f"{str(dates[n_train])[:10]}..{str(dates[n_val - 1])[:10]}",
-            "val_gap": c.val_gap,
-            "correction_scale": c.correction_scale,
-            "input_size": fz.input_size,
-            "feature_names": fz.feature_names,
-            "known_covariates": list(c.known_covariates),
-            "recipe": {
-                k: {"value": plain_dict({k: getattr(c, k)})[k], "from": why[k]}
-                for k in (*RECIPE, "known_covariates")
-            },
-            "origins": {
-                "train": f"{str(dates[first_train])[:10]}..{str(dates[n_fit - 2])[:10]}",
-                "val": str(dates[n_train - 1])[:10],
-                "val_backtest": [str(dates[o])[:10] for o in val_origins],
-                "test": str(dates[o_test])[:10],
-                "backtest": [str(dates[o_test - k])[:10] for k in range(k_back)],
-            },
-            "split_samples": {k: len(v[0]) for k, v in split.items()},
-            "split_target_steps": sizes,
-            "test_first_date": str(dates[o_test + 1])[:10],
-            "test_last_date": str(dates[T - 1])[:10],
-            "series_without_training_steps": int(S - len(fz.series)),
-        }
-        ends = _series_ends(observed, dates, o_test)
-        if ends:
-            info["series_ending_early"] = ends["count"]
-        notes = [
-            f"data: {c.path}, {S} series x {T} steps of {step_days} days; horizon {H} steps, "
-            f"season {c.season}",
-            f"data: origins train {info['origins']['train']} ({sizes['train']} targets), val "
-            f"{info['origins']['val']} ({sizes['val']}"
-            + (f" over {len(val_origins)} origins" if len(val_origins) > 1 else "")
-            + (f"; then {c.val_gap} steps in no split" if c.val_gap else "")
-            + ("; training targets reach the test origin" if c.fit_through_val else "")
-            + f"), test {info['origins']['test']} "
-            f"({sizes['test']} targets"
-            + (f" over {k_back} backtest origins)" if k_back > 1 else ")"),
-            *peer_note,  # before training starts: the run goes on without this baseline
-            *sales_recipe.describe(c, why),
-            *([ends["note"]] if ends else []),
-            *sales.reading_notes(df),
-        ]
-        splits = {
-            k: (v[0] * T + v[1]).tolist() for k, v in split.items()
-        }  # series * T + origin of each sample
+        rows, row_series = _test_rows(c, p, f.cats[:, -1], o.tests)
+        peer, peer_note = _peer(c, p, f.cats[:, -1], o, n_train, split, row_series)
+        info = _info(r, fz, o, split)
+        make = _batcher(device, fz, f)
         return DataBundle(
             train=make(split["train"]),
             val=make(split["val"]),
             test=make(split["test"]),
             fitted=fitted,
             info=info,
-            splits=splits,
-            notes=notes,
-            context=TestContext(rows, keys, c.date_column, peer),
+            splits={k: (v[0] * T + v[1]).tolist() for k, v in split.items()},  # series*T+origin
+            notes=_notes(r, info, o, peer_note),
+            context=TestContext(rows, list(c.series_keys), c.date_column, peer),
         )
+
+    def _read(self, fitted: HorizonFitted | None) -> _Read:
+        """The merged tables as a panel, with every value of the recipe decided (by the
+        config, the data or the run) and the training steps it leaves."""
+        df = sales.load_sales(self.cfg.data)
+        c, resolved = _resolve(self.cfg.data, df)
+        step_days = resolved["step_days"]
+        missing = [k for k in c.known_covariates or () if k not in c.covariates]
+        if missing:
+            raise ArchlabError(
+                f"{c.path}: data.known_covariates {missing} are not covariates of the data "
+                f"(found {list(c.covariates)})"
+            )
+        p = sales.build_panel(df, list(c.series_keys), c.date_column, c.target,
+                              c.holiday_column, list(c.covariates), step_days)  # fmt: skip
+        T = p.y.shape[1]
+        c, why = _recipe(c, df, p, step_days, fitted)
+        if fitted is None:
+            derived = [k for k in (*RECIPE, "known_covariates") if why[k] != "config"]
+            resolved.update(plain_dict({k: getattr(c, k) for k in derived}))
+        assert c.val_steps is not None and c.val_gap is not None and c.window is not None
+        assert c.level_steps is not None
+        n_train = T - c.horizon - c.val_gap - c.val_steps
+        if n_train < 2:
+            gap = f" + data.val_gap={c.val_gap}" if c.val_gap else ""
+            raise ArchlabError(
+                f"{c.path}: {T} time steps, but data.horizon={c.horizon} test steps + "
+                f"data.val_steps={c.val_steps}{gap} leave {max(n_train, 0)} training steps "
+                "(need >= 2): lower data.horizon or data.val_steps"
+                + (" or data.val_gap" if c.val_gap else "")
+            )
+        # The level shift also reads a season back from the origin (data.level_steps steps).
+        first_train = c.season + max(c.window, c.level_steps) - 1
+        return _Read(c, resolved, why, df, p, step_days, n_train, first_train)
+
+
+class _Read(NamedTuple):
+    c: SalesDataConfig  # every value of the recipe decided
+    resolved: dict[str, Any]  # what the data decided (fitted.json's "resolved")
+    why: dict[str, str]  # where each recipe value came from
+    df: pd.DataFrame  # the merged table
+    p: sales.Panel
+    step_days: int
+    n_train: int  # the first n_train steps are training steps
+    first_train: int  # the first training origin
+
+
+class _Origins(NamedTuple):
+    """The forecast origins of each split (steps of the panel)."""
+
+    tests: list[int]  # the test origin (the step before the last H), then each backtest origin
+    val: list[int]  # the validation origin (the last training step), then its backtests
+    n_val: int  # validation steps are n_train .. n_val - 1
+    n_fit: int  # training targets reach steps before this
+
+
+def _origins(c: SalesDataConfig, n_steps: int, n_train: int) -> _Origins:
+    assert c.val_steps is not None
+    o_test = n_steps - c.horizon - 1
+    # The steps training targets may reach: with fit_through_val every step before the
+    # test origin, the val_gap steps included (the model then forecasts as deployed).
+    n_fit = o_test + 1 if c.fit_through_val else n_train
+    k_back = max(1, c.backtest_origins)
+    # Validation from K origins too (data.backtest_origins), each scored on the validation
+    # steps alone: a short validation span counts K times, and no step training reaches.
+    val = [o for o in range(n_train - 1, n_train - 1 - k_back, -1) if o >= 0]
+    return _Origins([o_test - k for k in range(k_back)], val, n_train + c.val_steps, n_fit)
+
+
+def _fit(r: _Read) -> HorizonFeaturizer:
+    c = r.c
+    assert c.window is not None and c.level_steps is not None and c.level_weight is not None
+    assert c.known_covariates is not None and c.smooth_steps is not None
+    return HorizonFeaturizer.fit(
+        r.p, r.n_train, series_keys=c.series_keys, covariates=c.covariates,
+        known_covariates=c.known_covariates, step_days=r.step_days, season=c.season,
+        window=c.window, horizon=c.horizon, events=c.events, min_scale=c.min_scale,
+        level_steps=c.level_steps, level_weight=c.level_weight, smooth_steps=c.smooth_steps,
+    )  # fmt: skip
+
+
+def _samples(
+    p: sales.Panel,
+    f: PanelFeatures,
+    c: SalesDataConfig,
+    origins: list[int],
+    limit: int,
+    need_ref: bool,
+    backtest: bool = False,
+    first: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(series, origin, targets) of every series with a scored target from an origin (a step
+    from ``first`` to before ``limit``); ``need_ref``: only targets a season after the start.
+
+    ``backtest``: the origins are numbered (0 = the first) in the targets' last column;
+    otherwise they all count as one (a training or validation split)."""
+    H, T = c.horizon, p.y.shape[1]
+    lags, h, observed = naive.season_lags(H, c.season), np.arange(1, H + 1), ~np.isnan(p.y)
+    s_all, o_all, targ = [], [], []
+    for k, o in enumerate(origins):
+        t = o + h
+        inside = (t >= first) & (t < limit)
+        ok = observed[:, np.minimum(t, T - 1)] & inside[None, :]
+        if need_ref:
+            ok &= (t - lags >= 0)[None, :]
+        s = np.flatnonzero(ok.any(1))
+        if not len(s):
+            continue
+        tt = np.minimum(t, T - 1)
+        yn = np.nan_to_num((p.y[s][:, tt] - f.offset[s, None]) / f.scale[s, None])
+        tg = SalesTargets(
+            scaled=np.where(ok[s], yn, 0.0),
+            scale=np.broadcast_to(f.scale[s, None], yn.shape),
+            offset=np.broadcast_to(f.offset[s, None], yn.shape),
+            holiday=np.broadcast_to(p.holiday[tt] & inside, yn.shape),
+            observed=ok[s],
+            origin=np.full(yn.shape, k if backtest else 0),
+        ).pack()
+        s_all.append(s)
+        o_all.append(np.full(len(s), o))
+        targ.append(tg)
+    if not s_all:
+        return (
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros((0, H, len(SalesTargets._fields))),
+        )
+    return np.concatenate(s_all), np.concatenate(o_all), np.concatenate(targ)
+
+
+def _batcher(
+    device: torch.device, fz: HorizonFeaturizer, f: PanelFeatures
+) -> Callable[[tuple], Batches]:
+    """``make(samples)``: the Batches of (series, origin, targets), windows gathered per batch."""
+    step_t = torch.from_numpy(f.step).to(device)
+    ref_t = torch.from_numpy(f.ref).to(device)
+    cats_t = torch.from_numpy(f.cats).to(device)
+
+    def make(part: tuple) -> Batches:
+        s_t = torch.from_numpy(part[0]).to(device)
+        o_t = torch.from_numpy(part[1]).to(device)
+        tg = torch.from_numpy(part[2].astype(np.float32)).to(device)
+
+        def fetch(i: torch.Tensor, gen: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+            j = i.to(device)
+            x, base = fz.windows(step_t, ref_t, s_t[j], o_t[j])
+            return x, cats_t[s_t[j]], base, tg[j]
+
+        return Batches(len(part[0]), fetch)
+
+    return make
+
+
+def _test_rows(
+    c: SalesDataConfig, p: sales.Panel, groups: np.ndarray, origins: list[int]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per observed (series, step) after each test origin: keys, date, step, origin
+    number, actual, holiday and every naive baseline; and the panel row of each."""
+    H, keys, observed = c.horizon, list(c.series_keys), ~np.isnan(p.y)
+    level = (c.level_steps, c.level_weight) if c.level_steps else None
+    ctx_rows, row_series = [], []
+    for k, o in enumerate(origins):
+        base = naive.all_baselines(p.y, o, H, c.season, groups, SVD_RANK, level, c.smooth_steps)
+        s, hh = np.nonzero(observed[:, o + 1 : o + 1 + H])
+        t = o + 1 + hh
+        row_series.append(s)
+        ctx_rows.append(
+            pd.DataFrame(
+                {
+                    **{key: p.keys[s, i] for i, key in enumerate(keys)},
+                    c.date_column: p.dates[t],
+                    "step": hh + 1,
+                    "origin": k,
+                    "actual": p.y[s, t],
+                    "holiday": p.holiday[t],
+                    **{n: b[s, hh] for n, b in base.items()},
+                }
+            )
+        )
+    return pd.concat(ctx_rows, ignore_index=True), np.concatenate(row_series)
+
+
+def _peer(
+    c: SalesDataConfig,
+    p: sales.Panel,
+    groups: np.ndarray,
+    o: _Origins,
+    n_train: int,
+    split: dict[str, tuple],
+    row_series: np.ndarray,
+) -> tuple[PeerInputs | None, list[str]]:
+    """The statistical peer's inputs (None: data.peer=none, or too short a history) and a
+    first-line note on what it could not do."""
+    if c.peer == "none":
+        return None, []
+    k_back, o_test = len(o.tests), o.tests[0]
+    # The earliest origin has the shortest history; MSTL needs MIN_SEASONS seasons.
+    if o_test - k_back + 2 < MIN_SEASONS * c.season:
+        return None, [
+            f"data: no {c.peer} peer (data.peer): {o_test - k_back + 2} steps up to the "
+            f"{'earliest ' if k_back > 1 else ''}test origin, under the {MIN_SEASONS} "
+            f"seasons of {c.season} steps (data.season) its MSTL needs; the run goes on "
+            "without it"
+        ]
+    blend, note = _blend_notes(c, n_train - k_back + 1)
+    peer = PeerInputs(c.peer, p.y, o.tests, c.season, groups, SVD_RANK, row_series,
+                      split["val"][1] if blend else None, split["val"][0],
+                      split["test"][0])  # fmt: skip
+    return peer, note
+
+
+def _info(r: _Read, fz: HorizonFeaturizer, o: _Origins, split: dict[str, tuple]) -> dict[str, Any]:
+    """data.json's facts: the source, the panel, the recipe, the origins and the splits."""
+    c, dates, n_train, n_fit = r.c, r.p.dates, r.n_train, o.n_fit
+    S, T = r.p.y.shape
+    o_test = o.tests[0]
+    info = {
+        "source": str(Path(c.path).resolve()),
+        "framing": "horizon",
+        "resolved_config": r.resolved,
+        "n_rows": len(r.df),
+        "read": r.df.attrs.get("read", {}),
+        "n_series": S,
+        "n_steps": T,
+        "step_days": r.step_days,
+        "horizon": c.horizon,
+        "window": c.window,
+        "val_dates": f"{str(dates[n_train])[:10]}..{str(dates[o.n_val - 1])[:10]}",
+        "val_gap": c.val_gap,
+        "correction_scale": c.correction_scale,
+        "input_size": fz.input_size,
+        "feature_names": fz.feature_names,
+        "known_covariates": list(c.known_covariates or ()),
+        "recipe": {
+            k: {"value": plain_dict({k: getattr(c, k)})[k], "from": r.why[k]}
+            for k in (*RECIPE, "known_covariates")
+        },
+        "origins": {
+            "train": f"{str(dates[r.first_train])[:10]}..{str(dates[n_fit - 2])[:10]}",
+            "val": str(dates[n_train - 1])[:10],
+            "val_backtest": [str(dates[v])[:10] for v in o.val],
+            "test": str(dates[o_test])[:10],
+            "backtest": [str(dates[t])[:10] for t in o.tests],
+        },
+        "split_samples": {k: len(v[0]) for k, v in split.items()},
+        "split_target_steps": {
+            k: int(SalesTargets.unpack(v[2], horizon=True).observed.sum()) for k, v in split.items()
+        },
+        "test_first_date": str(dates[o_test + 1])[:10],
+        "test_last_date": str(dates[T - 1])[:10],
+        "series_without_training_steps": int(S - len(fz.series)),
+    }
+    ends = _series_ends(~np.isnan(r.p.y), dates, o_test)
+    if ends:
+        info["series_ending_early"] = ends["count"]
+    return info
+
+
+def _notes(r: _Read, info: dict[str, Any], o: _Origins, peer_note: list[str]) -> list[str]:
+    """The run's first lines: the panel, the origins and targets of each split, the peer,
+    the recipe, series ending early and what reading found."""
+    c, (S, T), k_back = r.c, r.p.y.shape, len(o.tests)
+    orig, sizes = info["origins"], info["split_target_steps"]
+    ends = _series_ends(~np.isnan(r.p.y), r.p.dates, o.tests[0])
+    return [
+        f"data: {c.path}, {S} series x {T} steps of {r.step_days} days; horizon {c.horizon} "
+        f"steps, season {c.season}",
+        f"data: origins train {orig['train']} ({sizes['train']} targets), val "
+        f"{orig['val']} ({sizes['val']}"
+        + (f" over {len(o.val)} origins" if len(o.val) > 1 else "")
+        + (f"; then {c.val_gap} steps in no split" if c.val_gap else "")
+        + ("; training targets reach the test origin" if c.fit_through_val else "")
+        + f"), test {orig['test']} ({sizes['test']} targets"
+        + (f" over {k_back} backtest origins)" if k_back > 1 else ")"),
+        *peer_note,  # before training starts: the run goes on without this baseline
+        *sales_recipe.describe(c, r.why),
+        *([ends["note"]] if ends else []),
+        *sales.reading_notes(r.df),
+    ]
 
 
 def _recipe(

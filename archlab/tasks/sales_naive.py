@@ -1,4 +1,4 @@
-"""The forecast framing's naive baselines (last step, seasonal naive, their mean), the run's
+"""The next-step framing's scores of its naive baselines (data/sales_baselines.py), the run's
 first lines and its actual-vs-forecast plot: what a forecast is scored and shown against."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from archlab.data.sales import Panel
-from archlab.data.sales_features import lag_at
+from archlab.data.sales_baselines import next_step_naive
 from archlab.metrics import regression_metrics, wmae
 from archlab.task_configs import SalesDataConfig
 
@@ -35,9 +35,10 @@ def own_row_baselines(p: Panel, first_test: int, season: int) -> dict[str, float
     s, t = np.nonzero(~np.isnan(p.y[:, first_test:]))
     t = t + first_test
     y, hol = p.y[s, t], p.holiday[t]
-    last, seas = lag_at(p.y, s, t, 1), lag_at(p.y, s, t, season)
+    naive = next_step_naive(p.y, s, t, season)
     out = {}
-    for name, b in (("last_step", last), ("seasonal_naive", seas), ("mean", (last + seas) / 2)):
+    for name in BASELINES:
+        b = naive[name]
         ok = ~np.isnan(b)
         out[f"baseline_{name}_wmae_own_rows"] = wmae(y[ok], b[ok], hol[ok]) if ok.any() else None
     return out

@@ -19,12 +19,14 @@ from torch import nn
 
 from archlab.config import RunConfig
 from archlab.data import sales
+from archlab.data.sales_core import PlainJSON
 from archlab.errors import ArchlabError
 from archlab.rundir import require_fitted
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.tasks.sales_common import (
     SalesContext,
+    SalesTargets,
     SalesTask,
     plain_dict,
     resolved_config,
@@ -37,7 +39,7 @@ def _none_nan(v: float) -> float | None:
 
 
 @dataclass(frozen=True)
-class ParityFitted:
+class ParityFitted(PlainJSON):
     """Feature and target standardization and the one-hot vocabularies of the training rows."""
 
     kind: ClassVar[str] = "sales-parity"
@@ -53,31 +55,6 @@ class ParityFitted:
     @property
     def input_size(self) -> int:
         return len(self.numeric_features) + sum(len(v) for v in self.onehot_vocab)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "numeric_features": list(self.numeric_features),
-            "feature_mean": list(self.feature_mean),
-            "feature_std": list(self.feature_std),
-            "onehot_features": list(self.onehot_features),
-            "onehot_vocab": [list(v) for v in self.onehot_vocab],
-            "global_mean": self.global_mean,
-            "global_std": self.global_std,
-            "resolved": plain_dict(self.resolved),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ParityFitted:
-        return cls(
-            numeric_features=tuple(d["numeric_features"]),
-            feature_mean=tuple(d["feature_mean"]),
-            feature_std=tuple(float(v) for v in d["feature_std"]),
-            onehot_features=tuple(d["onehot_features"]),
-            onehot_vocab=tuple(tuple(v) for v in d["onehot_vocab"]),
-            global_mean=float(d["global_mean"]),
-            global_std=float(d["global_std"]),
-            resolved=dict(d.get("resolved", {})),
-        )
 
 
 ParityBundle = DataBundle[ParityFitted, SalesContext]
@@ -169,7 +146,7 @@ class ParityData:
         y = df[c.target].to_numpy(np.float64)
         ymu, ysd = fit.global_mean, fit.global_std
         hol = df[c.holiday_column].to_numpy(np.float32) if c.holiday_column else np.zeros(n)
-        targets = np.stack([(y - ymu) / ysd, np.full(n, ysd), np.full(n, ymu), hol], 1)
+        targets = SalesTargets((y - ymu) / ysd, np.full(n, ysd), np.full(n, ymu), hol).pack()
         x_t = torch.from_numpy(x).to(device)
         codes_t = torch.from_numpy(codes.astype(np.int64)).to(device)
         targ_t = torch.from_numpy(targets.astype(np.float32)).to(device)

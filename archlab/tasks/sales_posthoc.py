@@ -40,11 +40,18 @@ def parts(model: nn.Module, val: Batches) -> tuple[torch.Tensor, ...]:
     return tuple(torch.cat(v) for v in zip(*parts, strict=True))
 
 
+def scored(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarray, ...]:
+    """Flat (actual, forecast, holiday, step, origin) of every scored target, sales units."""
+    out, t = outputs.double().numpy(), SalesTargets.unpack(targets.double().numpy(), horizon=True)
+    ok = t.observed > 0.5
+    pred, y = t.to_sales(out), t.sales()
+    step = np.broadcast_to(np.arange(1, out.shape[1] + 1), out.shape)
+    return y[ok], pred[ok], t.holiday[ok] > 0.5, step[ok], t.origin[ok].astype(int)
+
+
 def scored_wmae(pred: torch.Tensor, targets: torch.Tensor) -> float:
     """WMAE in sales units of scaled forecasts ``pred`` (N, H) over the observed targets."""
-    t = SalesTargets.unpack(targets.double().numpy(), horizon=True)
-    ok = t.observed > 0.5
-    return wmae(t.sales()[ok], t.to_sales(pred.double().numpy())[ok], t.holiday[ok] > 0.5)
+    return wmae(*scored(pred, targets)[:3])
 
 
 def peer_scaled(fits: np.ndarray, series: np.ndarray, targets: torch.Tensor) -> torch.Tensor:
