@@ -95,6 +95,8 @@ def main() -> None:
         "best_test_acc": max((r["test_acc"] for r in probe.rows), default=None),
         "target": args.target,
         "time_to_target_s": probe.reached,
+        "precision": trainer.precision.describe() if trainer.precision else None,
+        "threads": torch.get_num_threads(),
         "overrides": args.sets,
     }
     print(json.dumps(result))
