@@ -152,6 +152,10 @@ class ContentCache(Generic[T]):
     def __contains__(self, key: str) -> bool:
         return key in self._items
 
+    def lookup(self, key: str) -> T | None:
+        """The result kept for ``key``, or None."""
+        return self._items.get(key)
+
     def put(self, key: str, value: T) -> None:
         """Remember a result computed elsewhere (e.g. read back from a run dir)."""
         self._items[key] = value

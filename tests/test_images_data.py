@@ -477,3 +477,34 @@ def test_a_run_without_fitted_json_is_refused_in_one_line(tmp_path: Path) -> Non
         assert main(argv) == 2
     with pytest.raises(ArchlabError, match=r"no fitted.json: .* before archlab 0.1.0"):
         runner.restore_task(run_dir)
+
+
+def test_a_decoded_set_is_reused_until_its_files_change(tmp_path: Path, monkeypatch) -> None:
+    """Later runs in one process (budget trials, ablation cells) copy the decoded set instead of
+    decoding every file again; each still records every file in its fingerprint."""
+    from archlab import fingerprint
+    from archlab.data import image_set
+
+    root = write_image_folder(tmp_path / "imgs", {"a": 4, "b": 4})
+    calls = []
+    real = image_set.decode_image
+    monkeypatch.setattr(image_set, "decode_image", lambda *a: calls.append(1) or real(*a))
+
+    def load() -> tuple[object, set[str]]:
+        with fingerprint.recording() as reads:
+            s = load_image_set(str(root), fmt="auto", size=8, channels=1)
+        return s, set(reads)
+
+    first, reads1 = load()
+    assert len(calls) == 8 and len(reads1) == 8
+    first.images[:] = 0  # a caller's copy is its own
+    second, reads2 = load()
+    assert len(calls) == 8 and reads2 == reads1  # no decode, the same files recorded
+    assert second.images.any() and second.labels.tolist() == first.labels.tolist()
+    # A changed file, or one more file, is decoded again.
+    Image.new("RGB", (12, 10), (255, 0, 0)).save(root / "a" / "000.png")
+    third, _ = load()
+    assert len(calls) == 16 and not np.array_equal(third.images, second.images)
+    Image.new("RGB", (12, 10), (0, 255, 0)).save(root / "b" / "new.png")
+    fourth, _ = load()
+    assert len(calls) == 25 and len(fourth.labels) == 9

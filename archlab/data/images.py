@@ -5,10 +5,14 @@ image_folders.py, CSV manifests by image_manifest.py, and both decode files in i
 
 Everything is decoded once into one uint8 array (N, C, H, W); splitting and batching work on
 indices into it, so no image is decoded twice and no per-sample Python runs while training.
+One process keeps its last decoded set (the trials of ``train --budget``, an ablation's cells).
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import os
 import zipfile
 from pathlib import Path
 
@@ -21,6 +25,7 @@ from archlab.data.image_folders import load_folder, split_folders
 from archlab.data.image_manifest import Manifest, load_manifest
 from archlab.data.image_set import IMAGE_EXTENSIONS, ImageSet, digest
 from archlab.errors import ArchlabError
+from archlab.utils import ContentCache, file_key
 
 NPZ_KEYS = ("images", "labels")
 
@@ -61,18 +66,88 @@ def load_image_set(
                     f"{path}: expected a folder of class sub-folders, a .csv manifest "
                     "(path and label columns) or an .npz file"
                 )
+    if fmt not in ("digits", "npz", "folder", "manifest"):
+        raise ArchlabError(
+            f"invalid config value data.format={fmt!r}: auto, folder, manifest, npz, digits"
+        )
+    if fmt == "digits":
+        return _decode(path, fmt, size, channels, skip_corrupt, layout, manifest)
+    key = _set_key(path, fmt, size, channels, skip_corrupt, layout, manifest)
+    if (hit := _cached(key)) is not None:
+        return hit
+    with fingerprint.recording() as reads:
+        s = _decode(path, fmt, size, channels, skip_corrupt, layout, manifest)
+    for p in reads:  # the run's own fingerprint, outside the inner recording
+        fingerprint.record(p)
+    if key is not None and s.images.nbytes <= MAX_CACHED_BYTES:
+        files = tuple((p, *_stat(p)) for p in sorted(reads))
+        _DECODED.put(key, (copy.deepcopy(s), files))
+    return s
+
+
+# A decoded set, kept while its inputs are unchanged: later runs in the process copy it instead
+# of decoding every file again. Only the last one, and only when it is small enough to hold twice.
+MAX_CACHED_BYTES = 512 << 20
+_DECODED: ContentCache[tuple[ImageSet, tuple[tuple[str, int, int], ...]]] = ContentCache(keep=1)
+
+
+def _stat(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def _set_key(path: str, fmt: str, *args: object) -> str | None:
+    """What the decoded set depends on besides the files it reads (checked on a hit): the
+    arguments, the data file, and for a folder every file under it (one added, removed or
+    renamed changes the key)."""
+    if fmt != "folder":
+        return file_key(path, fmt, *args)
+    h = hashlib.sha256(repr((os.path.abspath(path), args)).encode())
+    for d, dirs, files in os.walk(path):
+        dirs.sort()
+        for f in sorted(files):
+            p = os.path.join(d, f)
+            try:
+                h.update(repr((p, *_stat(p))).encode())
+            except OSError:  # vanished while walking: decode it as usual, no cache
+                return None
+    return h.hexdigest()
+
+
+def _cached(key: str | None) -> ImageSet | None:
+    """A copy of the cached set for ``key`` when every file it read is unchanged, each
+    recorded in the run's fingerprint as a fresh read would be."""
+    kept = _DECODED.lookup(key) if key is not None else None
+    if kept is None:
+        return None
+    s, files = kept
+    try:
+        if any(_stat(p) != (size, mtime) for p, size, mtime in files):
+            return None
+    except OSError:
+        return None
+    for p, _, _ in files:
+        fingerprint.record(p)
+    return copy.deepcopy(s)
+
+
+def _decode(
+    path: str,
+    fmt: str,
+    size: int,
+    channels: int,
+    skip_corrupt: bool,
+    layout: str,
+    manifest: Manifest | None,
+) -> ImageSet:
     if fmt == "digits":
         s = _load_digits()
     elif fmt == "npz":
         s = _load_npz(Path(path))
     elif fmt == "folder":
         s = load_folder(Path(path), channels, size, skip_corrupt, layout)
-    elif fmt == "manifest":
-        s = load_manifest(Path(path), manifest or Manifest(), channels, size, skip_corrupt)
     else:
-        raise ArchlabError(
-            f"invalid config value data.format={fmt!r}: auto, folder, manifest, npz, digits"
-        )
+        s = load_manifest(Path(path), manifest or Manifest(), channels, size, skip_corrupt)
     s.images = _to_channels(s.images, channels)
     if (size and s.images.shape[-1] != size) or (size and s.images.shape[-2] != size):
         s.images = resize_uint8(s.images, size)
