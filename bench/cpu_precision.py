@@ -147,16 +147,7 @@ def step_times(
         if c == amp.BF16_CL:
             m = m.to(memory_format=torch.channels_last)
         opt = build_optimizer(m, preset.optim, preset.reg)
-
-        def step(m: nn.Module = m, opt: Any = opt, bf16: bool = c != amp.FP32) -> None:
-            with autocast(torch.device("cpu"), bf16):
-                out, y = task.step(m, batch)
-            loss = task.loss(out.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        steps[c] = step
+        steps[c] = train_step(task, m, batch, opt, bf16=c != amp.FP32)
     for s in steps.values():
         s()
     wall: dict[str, list[float]] = {c: [] for c in steps}
@@ -168,6 +159,42 @@ def step_times(
             wall[c].append(time.perf_counter() - t0)
             cpu[c].append(time.process_time() - c0)
     return _median_ms(wall), _median_ms(cpu)
+
+
+def adam_step(task: SyntheticTask, model: nn.Module, batch: Any, bf16: bool, fused: bool) -> Any:
+    """``train_step`` with Adam at 1e-3, fused or per-op."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused)
+    return train_step(task, model, batch, opt, bf16)
+
+
+def train_step(task: SyntheticTask, model: nn.Module, batch: Any, opt: Any, bf16: bool) -> Any:
+    """One training step as archlab's Trainer takes it: forward under autocast (bf16 or none),
+    the loss in fp32, backward, the optimizer's step."""
+
+    def step() -> None:
+        with autocast(torch.device("cpu"), bf16):
+            out, y = task.step(model, batch)
+        loss = task.loss(out.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def interleaved_ms(steps: dict[Any, Any], repeats: int) -> dict[Any, float]:
+    """Median milliseconds of each step, timed in turn (2 warm-up calls each), so that load
+    changes on a shared machine fall on every variant alike."""
+    times: dict[Any, list[float]] = {k: [] for k in steps}
+    for s in steps.values():
+        s()
+        s()
+    for _ in range(repeats):
+        for k, s in steps.items():
+            t0 = time.perf_counter()
+            s()
+            times[k].append(time.perf_counter() - t0)
+    return {k: 1000 * statistics.median(v) for k, v in times.items()}
 
 
 def _median_ms(times: dict[str, list[float]]) -> dict[str, float]:

@@ -9,15 +9,12 @@ ratio to fp32 per-op Adam. archlab's optimizer is fused wherever the parameters 
 (archlab/train/optim.py), so its fp32 and bf16 runs compare as the two fused rows.
 """
 
-import statistics
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, "bench")  # cpu_precision, beside this file
 import cpu_precision as cp
-from torch.amp import autocast
 
 from archlab.presets import PRESETS
 
@@ -29,27 +26,8 @@ steps = {}
 for bf16 in (False, True):
     for fused in (False, True):
         m = task.build_model(preset.reg.dropout)
-        opt = torch.optim.Adam(m.parameters(), lr=1e-3, fused=fused)
-
-        def step(m=m, opt=opt, bf16=bf16):
-            with autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                out, y = task.step(m, batch)
-            loss = task.loss(out.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        steps[(bf16, fused)] = step
-t = {k: [] for k in steps}
-for s in steps.values():
-    s()
-    s()
-for _ in range(15):
-    for k, s in steps.items():
-        t0 = time.perf_counter()
-        s()
-        t[k].append(time.perf_counter() - t0)
-med = {k: 1000 * statistics.median(v) for k, v in t.items()}
+        steps[(bf16, fused)] = cp.adam_step(task, m, batch, bf16, fused)
+med = cp.interleaved_ms(steps, 15)
 base = med[(False, False)]
 for k, v in med.items():
     print(f"bf16={k[0]!s:5} fused={k[1]!s:5} {v:6.1f} ms  x{base / v:.2f}")
