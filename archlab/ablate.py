@@ -27,7 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from archlab import fingerprint, plots, rundir
-from archlab.config import RegConfig, RunConfig, apply_overrides
+from archlab.config import RegConfig, RunConfig, apply_overrides, labelled
 from archlab.errors import ArchlabError
 from archlab.presets import RESET_REG, STUDY_SELECTION, TECHNIQUES
 from archlab.runner import config_changes, load_config, train_at
@@ -87,9 +87,11 @@ def technique_configs(base: RunConfig, techniques: list[str]) -> dict[str, RunCo
         raise ArchlabError(
             f"unknown technique(s) {unknown} for task {base.task}; valid: {', '.join(known)}"
         )
-    start = replace(base, reg=RegConfig()) if base.task in RESET_REG else base
-    start = apply_overrides(start, STUDY_SELECTION)
-    return {t: apply_overrides(start, known[t]) for t in techniques}
+    start = base
+    if base.task in RESET_REG:
+        start = labelled(replace(base, reg=RegConfig()), base, "ablation: every regularizer off")
+    start = apply_overrides(start, STUDY_SELECTION, "ablation: the study's protocol")
+    return {t: apply_overrides(start, known[t], f"ablation: {t}") for t in techniques}
 
 
 def cells(base: RunConfig, techniques: list[str], seeds: int) -> dict[str, RunConfig]:

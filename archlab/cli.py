@@ -22,7 +22,7 @@ import typer
 # typer 0.29 vendors click as typer._click; its exceptions are what the parser raises.
 from typer._click import exceptions as click
 
-from archlab.config import RunConfig, apply_overrides
+from archlab.config import RunConfig, apply_overrides, labelled, task_defaults
 from archlab.errors import ArchlabError
 from archlab.theory.cli import theory_app
 
@@ -90,20 +90,23 @@ def build_config(
         if not config.is_file():
             raise ArchlabError(f"{config}: no such file")
         cfg = RunConfig.from_yaml(config.read_text(), where=str(config))
+        cfg = labelled(cfg, task_defaults(cfg.task), f"config {config}")
     elif preset:
         if preset not in PRESETS:
             raise ArchlabError(f"unknown preset {preset!r}; see `archlab train --list-presets`")
         cfg = PRESETS[preset]
         if task and task != cfg.task:
             raise ArchlabError(f"--task {task} conflicts with preset {preset} (task {cfg.task})")
+        cfg = labelled(cfg, task_defaults(cfg.task), f"preset {preset}")
     else:
         if not task:
             raise ArchlabError("give --task {" + ",".join(TASK_CONFIGS) + "} or --preset NAME")
         if task not in TASK_CONFIGS:
             raise ArchlabError(f"unknown task {task!r}; valid: {', '.join(TASK_CONFIGS)}")
-        spec = TASK_CONFIGS[task]
-        cfg = RunConfig(task=task, data=spec.data_config(), model=spec.model_config())
-    return apply_overrides(cfg, _flag_sets(data, model, epochs, seed, overrides))
+        cfg = task_defaults(task)
+    for flag, item in _flag_sets(data, model, epochs, seed, overrides):
+        cfg = apply_overrides(cfg, [item], source=flag)
+    return cfg
 
 
 def _flag_sets(
@@ -112,20 +115,20 @@ def _flag_sets(
     epochs: int | None,
     seed: int | None,
     overrides: list[str] | None,
-) -> list[str]:
-    """The --set strings that the plain flags stand for, followed by the --set ones."""
-    sets: list[str] = []
+) -> list[tuple[str, str]]:
+    """(flag, --set string) for each plain flag given, then for each --set."""
+    sets: list[tuple[str, str]] = []
     if data is not None:
         if not Path(data).exists():
             raise ArchlabError(f"{data}: no such file or directory")
-        sets.append(f"data.path={data}")
+        sets.append(("--data", f"data.path={data}"))
     if model is not None:
-        sets.append(f"model.name={model}")
+        sets.append(("--model", f"model.name={model}"))
     if epochs is not None:
-        sets.append(f"train.epochs={epochs}")
+        sets.append(("--epochs", f"train.epochs={epochs}"))
     if seed is not None:
-        sets.append(f"seed={seed}")
-    return [*sets, *(overrides or [])]
+        sets.append(("--seed", f"seed={seed}"))
+    return [*sets, *(("--set", s) for s in overrides or [])]
 
 
 def _check_out(out: Path | None) -> None:
@@ -210,7 +213,7 @@ def train(
         return
     try:
         if resume is not None:
-            sets = _flag_sets(data, model, epochs, seed, set_)
+            sets = [s for _, s in _flag_sets(data, model, epochs, seed, set_)]
             wanted = _resume_config(resume, sets, task, preset, config)
             run_dir = runner.train(None, out, resume_dir=resume, runtime=wanted)
         else:

@@ -153,6 +153,10 @@ class RunConfig:
     # Seed of the random split and subset; -1 = ``seed``. Fix it to vary only the initialization
     # and batch order across seeds (e.g. for `archlab ensemble`).
     split_seed: int = -1
+    # Where values came from ("section.key" -> "preset NAME", "--set", "search"...): a record
+    # for data.json (see ``config_sources``), not a setting, so config.yaml and comparisons
+    # leave it out and two configs with the same values are equal.
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         _check(self.split_seed >= -1, "split_seed", self.split_seed, "-1 (the seed) or >= 0")
@@ -166,7 +170,9 @@ class RunConfig:
         return self.split_seed if self.split_seed >= 0 else self.seed
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(dataclasses.asdict(self))
+        d = _to_plain(dataclasses.asdict(self))
+        del d["sources"]
+        return d
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -379,6 +385,56 @@ def _first_fit(types_: list[Any], convert: Callable[[Any], Any], key: str, value
     raise ArchlabError(f"invalid config value {key}={value!r}: expected {wanted}")
 
 
+def flat(cfg: RunConfig) -> dict[str, Any]:
+    """``section.key`` (and the top-level keys) -> value, as config.yaml holds them."""
+    out: dict[str, Any] = {}
+    for k, v in cfg.to_dict().items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            out[k] = v
+    return out
+
+
+def task_defaults(task: str) -> RunConfig:
+    """The config of ``--task TASK`` with no preset and no flag."""
+    spec = TASK_CONFIGS[task]
+    return RunConfig(task=task, data=spec.data_config(), model=spec.model_config())
+
+
+def labelled(cfg: RunConfig, since: RunConfig, label: str) -> RunConfig:
+    """``cfg`` with ``label`` as the source of every value that differs from ``since``."""
+    a, b = flat(since), flat(cfg)
+    new = {k: label for k, v in b.items() if a.get(k) != v}
+    return replace(cfg, sources={**cfg.sources, **new})
+
+
+def config_sources(cfg: RunConfig) -> dict[str, str]:
+    """Where each value away from the task's defaults came from, and each value a source was
+    recorded for: "preset NAME", "--set", "search"...; "config" when code set it unnamed."""
+    default, now = flat(task_defaults(cfg.task)), flat(cfg)
+    return {
+        k: cfg.sources.get(k, "config")
+        for k, v in now.items()
+        if k in cfg.sources or default.get(k) != v
+    }
+
+
+def describe_sources(sources: dict[str, str]) -> str:
+    """The run's first line on its config: how many values each preset or file set, and each
+    key a flag, a search or code set."""
+    by: dict[str, list[str]] = {}
+    for k, label in sources.items():
+        by.setdefault(label, []).append(k)
+    parts = [
+        f"{len(keys)} value(s) from {label}"
+        if label.startswith(("preset ", "config "))
+        else f"{', '.join(keys)} from {label}"
+        for label, keys in by.items()
+    ]
+    return "config: " + "; ".join([*parts, "the rest: the task's defaults"])
+
+
 def _tuple_item(tp: Any, i: int) -> Any:
     args = get_args(tp)
     if len(args) == 2 and args[1] is Ellipsis:
@@ -393,34 +449,42 @@ def _literal(tp: Any, text: str, key: str) -> Any:
     return text
 
 
-def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> RunConfig:
+def apply_overrides(
+    cfg: RunConfig, overrides: list[str] | tuple[str, ...], source: str | None = None
+) -> RunConfig:
     """Apply ``section.key=value`` strings (``seed=3``, ``split_seed=0`` at the top level) with
-    type checks."""
+    type checks; ``source`` names where they came from in ``cfg.sources``."""
     for item in overrides:
-        if "=" not in item:
-            raise ArchlabError(f"--set {item!r}: expected section.key=value, e.g. optim.lr=3e-4")
-        path, text = item.split("=", 1)
-        path = path.strip()
-        if path in TOP_LEVEL:
-            cfg = replace(cfg, **{path: parse_value(int, text, path)})
-            continue
-        if path.count(".") != 1:
-            raise ArchlabError(
-                f"--set {item!r}: unknown key {path!r}; use one of {', '.join(SECTIONS)} "
-                "followed by .key (or seed=N, split_seed=N)"
-            )
-        section, key = path.split(".")
-        if section not in SECTIONS:
-            valid = ", ".join((*SECTIONS, *TOP_LEVEL))
-            raise ArchlabError(f"--set {item!r}: unknown section {section!r}; valid: {valid}")
-        sub = getattr(cfg, section)
-        assert is_dataclass(sub)
-        valid = [f.name for f in fields(sub)]
-        if key not in valid:
-            raise ArchlabError(
-                f"--set {item!r}: unknown key {section}.{key}; valid keys: {', '.join(valid)}"
-            )
-        hints = typing.get_type_hints(type(sub))
-        value = parse_value(hints[key], text, f"{section}.{key}")
-        cfg = replace(cfg, **{section: replace(sub, **{key: value})})
+        cfg = _apply_one(cfg, item)
+        if source is not None:
+            key = item.split("=", 1)[0].strip()
+            cfg = replace(cfg, sources={**cfg.sources, key: source})
     return cfg
+
+
+def _apply_one(cfg: RunConfig, item: str) -> RunConfig:
+    if "=" not in item:
+        raise ArchlabError(f"--set {item!r}: expected section.key=value, e.g. optim.lr=3e-4")
+    path, text = item.split("=", 1)
+    path = path.strip()
+    if path in TOP_LEVEL:
+        return replace(cfg, **{path: parse_value(int, text, path)})
+    if path.count(".") != 1:
+        raise ArchlabError(
+            f"--set {item!r}: unknown key {path!r}; use one of {', '.join(SECTIONS)} "
+            "followed by .key (or seed=N, split_seed=N)"
+        )
+    section, key = path.split(".")
+    if section not in SECTIONS:
+        valid = ", ".join((*SECTIONS, *TOP_LEVEL))
+        raise ArchlabError(f"--set {item!r}: unknown section {section!r}; valid: {valid}")
+    sub = getattr(cfg, section)
+    assert is_dataclass(sub)
+    valid = [f.name for f in fields(sub)]
+    if key not in valid:
+        raise ArchlabError(
+            f"--set {item!r}: unknown key {section}.{key}; valid keys: {', '.join(valid)}"
+        )
+    hints = typing.get_type_hints(type(sub))
+    value = parse_value(hints[key], text, f"{section}.{key}")
+    return replace(cfg, **{section: replace(sub, **{key: value})})

@@ -17,7 +17,7 @@ from typing import Any
 
 from archlab import rundir
 from archlab.ablate import committed_cells, run_ablation
-from archlab.config import RunConfig, apply_overrides
+from archlab.config import RunConfig, apply_overrides, labelled, task_defaults
 from archlab.errors import ArchlabError
 from archlab.presets import LONG, PRESETS, PROFILE_SETTINGS, QUICK
 from archlab.runner import train_at
@@ -143,14 +143,12 @@ def profile_config(
     Profiles other than smoke and quick (full, long, demo) run the preset as it is (long's
     settings are per experiment: see ``run_study``).
     """
-    if profile == "smoke":
-        cfg = PRESETS[f"{preset}-smoke"]
-    else:
-        cfg = PRESETS[preset]
-        if profile == "quick":
-            cfg = apply_overrides(cfg, QUICK.get(cfg.task, ()))
-    cfg = replace(cfg, data=replace(cfg.data, path=data_path))
-    return apply_overrides(cfg, overrides)
+    name = f"{preset}-smoke" if profile == "smoke" else preset
+    cfg = labelled(PRESETS[name], task_defaults(PRESETS[name].task), f"preset {name}")
+    if profile == "quick":
+        cfg = apply_overrides(cfg, QUICK.get(cfg.task, ()), "reproduce: the quick profile")
+    cfg = apply_overrides(cfg, [f"data.path={data_path}"], "reproduce: --data")
+    return apply_overrides(cfg, overrides, "--set")
 
 
 def profile_note(profile: str) -> str:

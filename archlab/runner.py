@@ -17,7 +17,14 @@ import torch
 from torch import nn
 
 from archlab import fingerprint, plots, rundir
-from archlab.config import RunConfig, apply_overrides, selection
+from archlab.config import (
+    RunConfig,
+    apply_overrides,
+    config_sources,
+    describe_sources,
+    flat,
+    selection,
+)
 from archlab.errors import ArchlabError
 from archlab.tasks import TASKS
 from archlab.tasks.base import DataBundle, Task, Tunable
@@ -56,19 +63,9 @@ RUN_KEYS = (
 RUNTIME_KEYS = ("train.progress", "train.threads", "train.tensorboard", "train.checkpoint_every_s")
 
 
-def _flat(cfg: RunConfig) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in cfg.to_dict().items():
-        if isinstance(v, dict):
-            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
-        else:
-            out[k] = v
-    return out
-
-
 def config_changes(old: RunConfig, new: RunConfig) -> list[str]:
     """``key: old -> new`` for every key outside RUNTIME_KEYS where the two configs differ."""
-    a, b = _flat(old), _flat(new)
+    a, b = flat(old), flat(new)
     keys = [*a, *(k for k in b if k not in a)]
     return [
         f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
@@ -124,7 +121,10 @@ def prepare(
     if resume:
         assert run_dir is not None
         check_same_data(run_dir, inputs, "resume")
+    sources = _record_sources(cfg, data)
     if d.is_main and cfg.train.progress != "off":
+        if not resume:
+            print(describe_sources(sources), file=sys.stderr, flush=True)
         for line in data.notes:  # what was read and how it was split, beside the progress lines
             print(line, file=sys.stderr, flush=True)
     state = None
@@ -152,6 +152,18 @@ def prepare(
         rundir.write_fitted(run_dir, data.fitted)  # before training: an interrupted run has it
     data.train.rank, data.train.world = d.rank, d.world  # each rank trains on its shard
     return Prepared(cfg, run_dir, data, task, TASKS[cfg.task].monitor, device, d, state)
+
+
+def _record_sources(cfg: RunConfig, data: DataBundle[Any, Any]) -> dict[str, str]:
+    """Where each config value came from, into data.json; a recipe value the data layer took
+    "from config" is named by its source ("preset NAME", "--set", or the task's "default")."""
+    sources = config_sources(cfg)
+    recipe = data.info.get("recipe")
+    for k, v in recipe.items() if isinstance(recipe, dict) else ():
+        if isinstance(v, dict) and v.get("from") == "config":
+            v["from"] = sources.get(f"data.{k}", "default")
+    data.info["config_sources"] = sources
+    return sources
 
 
 def check_same_data(run_dir: Path, inputs: dict[str, Any], action: str) -> bool:

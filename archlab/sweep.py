@@ -271,7 +271,7 @@ def _run_trial(
     report = ReportToTrial(trial, monitor[0])
     try:  # whatever happens, the trial is told: a trial left RUNNING would hold its place
         params = {key: param.suggest(trial, key) for key, param in space.items()}
-        cfg = apply_overrides(base, [f"{k}={_text(v)}" for k, v in params.items()])
+        cfg = apply_overrides(base, [f"{k}={_text(v)}" for k, v in params.items()], "search")
         trial.set_user_attr("config", cfg.to_dict())
         trial.set_user_attr("run_dir", str(run_dir))
         if run_dir.exists():

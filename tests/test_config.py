@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from archlab.config import RunConfig, apply_overrides
+from archlab.config import RunConfig, apply_overrides, config_sources, describe_sources
 from archlab.errors import ArchlabError
 from archlab.presets import PRESETS
 
@@ -163,3 +163,38 @@ def test_the_config_layer_imports_no_task_and_no_torch() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_each_value_records_where_it_came_from(tmp_path) -> None:
+    from archlab.ablate import technique_configs
+    from archlab.cli import build_config
+
+    sets = ["optim.lr=0.01", "train.threads=1"]
+    cfg = build_config(None, "images-resnet18", str(tmp_path), None, 3, None, sets)
+    src = config_sources(cfg)
+    assert src["data.path"] == "--data" and src["train.epochs"] == "--epochs"
+    assert src["optim.lr"] == "--set" and src["train.threads"] == "--set"
+    assert src["optim.name"] == "preset images-resnet18"  # the preset's own values
+    assert all(
+        v == "preset images-resnet18"
+        for k, v in src.items()
+        if k not in {"data.path", "train.epochs", "optim.lr", "train.threads"}
+    )
+    line = describe_sources(src)
+    assert (
+        line.startswith("config: data.path from --data; ") and "from preset images-resnet18" in line
+    )
+    # a record, not a setting: config.yaml and equality leave it out
+    assert "sources" not in cfg.to_yaml() and cfg == RunConfig.from_yaml(cfg.to_yaml())
+    plain = build_config("images", None, str(tmp_path), None, None, None, None)
+    assert config_sources(plain) == {"data.path": "--data"}
+    saved = tmp_path / "config.yaml"
+    saved.write_text(cfg.to_yaml())
+    again = config_sources(build_config(None, None, None, None, None, None, None, saved))
+    assert again["optim.lr"] == f"config {saved}" and set(again) == set(src)
+    # code that changes values names itself; values put back to the default say so
+    cells = technique_configs(cfg, ["baseline", "l2"])
+    assert config_sources(cells["l2"])["reg.weight_decay"] == "ablation: l2"
+    base = config_sources(cells["baseline"])
+    assert base["reg.weight_decay"] == "ablation: every regularizer off"
+    assert base["reg.select"] == "ablation: the study's protocol"

@@ -107,10 +107,17 @@ def test_generic_daily_command_beats_seasonal_naive(tmp_path: Path, monkeypatch)
     path = write_daily(tmp_path)
     sets = [*COLUMNS, "data.horizon=28", "data.peer=none", "train.threads=1"]
     sets += ["train.progress=off", "train.epochs=2", "train.max_steps_per_epoch=60"]
+    sets += ["data.level_steps=7"]  # the value the data gives: only its source changes
     argv = ["train", "--task", "sales", "--data", str(path), "--out", "runs"]
     assert main([*argv, *(a for kv in sets for a in ("--set", kv))]) == 0
     (run,) = (tmp_path / "runs").iterdir()
     info = json.loads((run / "data.json").read_text())
     assert info["recipe"]["window"]["value"] == 56 and info["horizon"] == 28
+    # each value says where it came from: the data, a flag, or the task's defaults
+    assert info["recipe"]["window"]["from"].startswith("data:")
+    assert info["recipe"]["level_steps"] == {"value": 7, "from": "--set"}
+    assert info["config_sources"]["data.path"] == "--data"
+    assert info["config_sources"]["data.horizon"] == "--set"
+    assert "optim.lr" not in info["config_sources"]  # a default
     m = json.loads((run / "metrics.json").read_text())
     assert m["test_wmae"] < 0.97 * m["baseline_seasonal_naive_wmae"]
