@@ -20,6 +20,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_search(
+    preset: str, budget: str, out: str, threads: int, extra: list[str]
+) -> tuple[list[str], float, Path, dict]:
+    """`archlab train --budget` as a user runs it: (command, wall seconds, the run directory it
+    printed, that directory's search.json)."""
+    cmd = [sys.executable, "-m", "archlab", "train", "--preset", preset, "--budget", budget,
+           "--out", out, "--set", f"train.threads={threads}", "--set", "train.progress=off",
+           *extra]  # fmt: skip
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        sys.exit(f"archlab failed ({r.returncode}): {r.stderr.strip().splitlines()[-1]}")
+    run_dir = Path(r.stdout.strip().splitlines()[-1])
+    return cmd, wall, run_dir, json.loads((run_dir / "search.json").read_text())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", default="5m")
@@ -28,16 +45,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("extra", nargs="*", help="more `archlab train` arguments (after --)")
     args = ap.parse_args()
-    cmd = [sys.executable, "-m", "archlab", "train", "--preset", args.preset, "--budget",
-           args.budget, "--out", args.out, "--set", f"train.threads={args.threads}",
-           "--set", "train.progress=off", *args.extra]  # fmt: skip
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - t0
-    if r.returncode != 0:
-        sys.exit(f"archlab failed ({r.returncode}): {r.stderr.strip().splitlines()[-1]}")
-    run_dir = Path(r.stdout.strip().splitlines()[-1])
-    rec = json.loads((run_dir / "search.json").read_text())
+    cmd, wall, _, rec = run_search(args.preset, args.budget, args.out, args.threads, args.extra)
     trials = rec["trials_s"]
     out = {
         "command": " ".join(cmd[2:]),
