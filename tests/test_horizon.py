@@ -504,3 +504,45 @@ def test_predict_from_a_history_without_the_runs_covariates_is_one_line(
     want = rf"^{hist}: no column\(s\) {covs[0]}, .* beside the file"
     with pytest.raises(ArchlabError, match=want):
         task.predict(task.build_model(), [str(hist)])
+
+
+# --- H = 1: an origin per step, the next-step samples ---
+def _sorted_sales(b: object, horizon: bool) -> np.ndarray:
+    from archlab.tasks.sales_common import SalesTargets
+
+    *_, t = b.fetch(torch.arange(len(b)), None)
+    y = SalesTargets.unpack(t.double().numpy(), horizon=horizon).sales()
+    return np.sort(y.reshape(len(b)))
+
+
+def test_rolling_origins_score_the_next_step_test_rows(panel_dir: Path) -> None:
+    from archlab.tasks.forecast import ForecastData
+
+    # 70 weeks, season 13: the last 8 steps test, each forecast from the step before it.
+    # Series (2, 3) lacks weeks 55 and 64: test step 64 has no actual, 65 no last step and 68
+    # no step a season back, so none of the three is scored.
+    train = pd.read_csv(panel_dir / "train.csv")
+    gone = pd.to_datetime(train.Date).isin(
+        pd.Timestamp("2010-02-05") + pd.to_timedelta([55 * 7, 64 * 7], "D")
+    )
+    train[~(gone & (train.Store == 2) & (train.Dept == 3))].to_csv(
+        panel_dir / "train.csv", index=False
+    )
+    sets = ["data.test_steps=8", "data.val_steps=4", "data.window=4", "data.season=13"]
+    cfg = apply_overrides(PRESETS["sales-gru-smoke"], [f"data.path={panel_dir}", *sets])
+    nxt, hz = ForecastData(cfg).build(CPU), HorizonData(cfg).build(CPU)
+    keys = ["Store", "Dept", "Date"]
+    a = nxt.context.test_rows.sort_values(keys).reset_index(drop=True)
+    b = hz.context.rows.sort_values(keys).reset_index(drop=True)
+    assert len(b) == len(a) == 6 * 8 - 3
+    pd.testing.assert_frame_equal(b[keys], a[keys])
+    for col in ("actual", "holiday", "seasonal_naive"):
+        np.testing.assert_array_equal(b[col].to_numpy(), a[col].to_numpy())
+    np.testing.assert_array_equal(b.last_value.to_numpy(), a.last_step.to_numpy())
+    assert (b.step == 1).all() and (b.origin == 0).all()
+    # The same samples in every split (the same actuals, so the same (series, step) pairs).
+    for part in ("train", "val", "test"):
+        x, y = getattr(nxt, part), getattr(hz, part)
+        np.testing.assert_allclose(_sorted_sales(y, True), _sorted_sales(x, False), rtol=1e-6)
+    assert hz.info["origins"]["test"].startswith(str(np.datetime64("2010-02-05") + 61 * 7))
+    assert hz.fitted.featurizer.level_steps == 0 and hz.fitted.featurizer.horizon == 1

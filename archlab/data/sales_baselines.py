@@ -140,6 +140,18 @@ def next_step_naive(
     return {"last_step": last, "seasonal_naive": seas, "mean": (last + seas) / 2}
 
 
+def next_step_baselines(
+    y: np.ndarray, origin: int, horizon: int, season: int
+) -> dict[str, np.ndarray]:
+    """``last_step`` (NaN where the origin has no row) and ``mean`` (of it and seasonal naive):
+    the baselines next-step forecasting reports, by their names there (NEXT_STEP_NAMES)."""
+    return {
+        "last_step": last_step(y, origin, horizon),
+        "mean": naive_mean(y, origin, horizon, season),
+    }
+
+
+NEXT_STEP_NAMES = ("last_step", "mean")
 # name -> (S, H) forecast, the order metrics.json and the report list them in. The last one
 # exists only for runs with a level shift (data.level_steps > 0), the 3-step smoothing only for
 # runs that smooth (data.smooth_steps=3: with 1 it is seasonal naive).
