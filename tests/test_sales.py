@@ -169,12 +169,13 @@ def test_task_windows_hold_lags_and_mask_the_target(panel_dir: Path) -> None:
     data = build(cfg)
     names = data.fitted.featurizer.feature_names
     x, _, _, y = data.test.fetch(torch.arange(len(data.test)), None)
+    assert x.shape[1] == 3 + 1  # the window up to the origin, then the step forecast
     df = sales.load_sales(small_cfg(panel_dir))
     key = df.Store * 100 + df.Dept
     tr = df[df.Date < df.Date.unique()[-12]]
     mean, std = tr.groupby(key).Weekly_Sales.mean(), tr.groupby(key).Weekly_Sales.std(ddof=0)
     # Slow reference for the first test sample: scaled sales of the 3 previous weeks.
-    rows = data.context.test_rows
+    rows = data.context.rows
     s, d, date = int(rows.Store[0]), int(rows.Dept[0]), rows.Date[0]
     series = df[(df.Store == s) & (df.Dept == d)].set_index("Date").Weekly_Sales
     k = s * 100 + d
@@ -182,10 +183,10 @@ def test_task_windows_hold_lags_and_mask_the_target(panel_dir: Path) -> None:
         expect = (series[date - pd.Timedelta(weeks=lag)] - mean[k]) / std[k]
         assert x[0, j, names.index("sales")].item() == pytest.approx(expect, rel=1e-4)
     # The target stays unknown.
-    assert x[0, -1, names.index("sales")] == 0 and x[0, -1, names.index("target_step")] == 1
+    assert x[0, -1, names.index("sales")] == 0 and x[0, -1, names.index("future")] == 1
     last_year = (series[date - pd.Timedelta(weeks=52)] - mean[k]) / std[k]
-    assert x[0, -1, names.index("sales_last_year")].item() == pytest.approx(last_year, rel=1e-4)
-    assert y[0, 0].item() == pytest.approx((series[date] - mean[k]) / std[k], rel=1e-4)
+    assert x[0, -1, names.index("ref_sales")].item() == pytest.approx(last_year, rel=1e-4)
+    assert y[0, 0, 0].item() == pytest.approx((series[date] - mean[k]) / std[k], rel=1e-4)
 
 
 def test_time_split_has_no_leakage(panel_dir: Path) -> None:
@@ -269,13 +270,17 @@ def test_events_add_a_flag_and_last_years_flag(panel_dir: Path) -> None:
     def steps(**kw: object) -> tuple[np.ndarray, dict]:
         cfg = replace(PRESETS["sales-rnn"], data=small_cfg(panel_dir, **kw))
         data = build(cfg)
-        x, *_ = data.train.fetch(torch.arange(5), None)
+        x, *_ = data.test.fetch(torch.arange(len(data.test)), None)  # the weeks around 2011-04-22
         return x.numpy(), data.info
 
     plain, _ = steps()
     with_ev, info = steps(events=("2010-04-04", "2011-04-24"))
-    assert with_ev.shape[-1] == plain.shape[-1] + 2
-    assert np.array_equal(with_ev[..., :-2], plain)  # the other inputs are unchanged
+    names = list(info["feature_names"])
+    ev = [names.index("event"), names.index("ref_event")]  # the step's flag, last season's
+    rest = [i for i in range(len(names)) if i not in ev]
+    assert with_ev.shape == plain.shape and not plain[..., ev].any()
+    assert np.array_equal(with_ev[..., rest], plain[..., rest])  # the other inputs unchanged
+    assert with_ev[..., ev[0]].any() and with_ev[..., ev[1]].any()
     assert info["event_steps"] == ["2010-04-02", "2011-04-22"]  # weeks dated 2010-02-05 + 7k
     with pytest.raises(ArchlabError, match=r"data\.events: '2011-02-30'"):
         SalesDataConfig(events=("2011-02-30",))
@@ -320,12 +325,12 @@ def test_train_predict_and_baselines(panel_dir: Path, tmp_path: Path, events: st
         assert np.isfinite(m[k])
     for b in ("last_step", "seasonal_naive", "mean"):
         assert m[f"baseline_{b}_wmae"] > 0
-    for k in ("wmae", "mae", "rmse", "r2", "wmae_own_rows"):  # the old names stay, as aliases
+    for k in ("wmae", "mae", "rmse", "r2"):  # the old names stay, as aliases
         assert m[f"baseline_last_week_{k}"] == m[f"baseline_last_step_{k}"]
     for f in ("actual_vs_forecast.png", "residuals.png", "learning_curves.png"):
         assert (run_dir / "plots" / f).stat().st_size > 0
     fitted = json.loads((run_dir / "fitted.json").read_text())
-    assert fitted["kind"] == "sales-forecast" and "offset" in fitted["featurizer"]
+    assert fitted["kind"] == "sales-horizon" and fitted["featurizer"]["horizon"] == 1
     _, task, model = runner.restore_task(run_dir)
     hist = pd.read_csv(panel_dir / "train.csv")
     hist = hist[hist.Store == 2]
@@ -366,11 +371,18 @@ def test_real_baselines_match_the_issue() -> None:
     data = build(cfg)
     assert data.info["split_first_date"]["test"] == "2012-02-03"
     assert data.info["split_last_date"]["test"] == "2012-10-26"
-    own = data.context.own_row_baselines
-    assert round(own["baseline_last_step_wmae_own_rows"]) == 1758
-    assert own["baseline_last_week_wmae_own_rows"] == own["baseline_last_step_wmae_own_rows"]
-    assert round(own["baseline_seasonal_naive_wmae_own_rows"]) == 1842
-    assert round(own["baseline_mean_wmae_own_rows"]) == 1469
+    # Each naive forecast on the rows the network is scored on (every test week of a series
+    # with last week's and last year's sales): the next-step framing's numbers.
+    rows = data.context.rows
+    got = {
+        b: wmae(rows.actual, rows[b], rows.holiday) for b in ("last_step", "seasonal_naive", "mean")
+    }
+    assert len(rows) == data.info["split_sizes"]["test"]
+    assert {b: round(v) for b, v in got.items()} == {
+        "last_step": 1789,
+        "seasonal_naive": 1852,
+        "mean": 1469,
+    }
 
 
 # --- one CSV file, optional tables, inferred date formats ---

@@ -124,19 +124,22 @@ def _explain_inputs(req: ExplainRequest) -> dict[str, Any]:
             "--method permutation needs the test split's actual sales; for history CSVs use ig"
         )
     cfg, task, model = restore_task(req.run_dir)
-    if task.fitted.kind != "sales-forecast":
+    fz = getattr(task.fitted, "featurizer", None)
+    if getattr(fz, "horizon", 0) != 1:
+        what = f"{fz.horizon}-step horizon" if fz is not None else "parity"
         raise ArchlabError(
             f"{req.run_dir}: explaining history CSVs covers next-step runs, and this is a "
-            f"{task.fitted.kind.removeprefix('sales-')} run: give no inputs to explain its "
-            "test split"
+            f"{what} run: give no inputs to explain its test split"
         )
-    fz = task.fitted.featurizer
     names = list(fz.feature_names)
     h = task.history_windows(list(req.inputs))
     words = step_words(fz.step_days, fz.season)
-    groups = feature_groups(names, fz.covariates, cfg.data.markdown_columns, words)
-    net = Forecast(model, task)
-    base = torch.as_tensor(h.base, dtype=h.x.dtype)
+    groups = feature_groups(
+        names, fz.covariates, cfg.data.markdown_columns, words, fz.known_covariates
+    )
+    net = Forecast(model, task, 0)
+    model.eval()
+    base = h.base
     attr, delta = integrated_gradients(net, h.x, (h.cats, base), req.steps)
     with torch.no_grad():
         fc = net(h.x, h.cats, base).double().numpy() * h.scale + h.offset

@@ -41,6 +41,7 @@ from archlab.tasks.sales_horizon_data import (
     HorizonFitted,
     PeerInputs,
     TestContext,
+    rolling,
 )
 from archlab.tasks.sales_naive import series_plot
 from archlab.tasks.sales_posthoc import (
@@ -237,6 +238,12 @@ class HorizonForecast(SalesTask):
         best = min(names, key=lambda n: np.nan_to_num(base[f"baseline_{n}_wmae"], nan=1e30))
         rows = rows.assign(forecast=_test_forecasts(outputs, targets))
         series_plot(rows, ctx.keys, ctx.date, self.data_cfg.plot_series, run_dir, best)
+        if rolling(self.data_cfg):  # the mean error of each test step, over the series
+            from archlab.plots.eda_sales import residuals_by_step
+
+            res = (rows.actual - rows.forecast).groupby(rows[ctx.date]).mean()
+            residuals_by_step(res.index.to_numpy(), res.to_numpy(),
+                              Path(run_dir) / "plots" / "residuals.png")  # fmt: skip
 
     # --- predict: the H steps after the end of the data ---
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
@@ -256,7 +263,10 @@ class HorizonForecast(SalesTask):
             if not path.exists():
                 raise ArchlabError(f"{path}: no such file")
             cols = sales_csv.read_csv(path, []).columns
-            (hist if c.target in cols else wanted).append(path)
+            # Rows to forecast name their series and dates; anything else is read as a
+            # history, whose errors name the columns a history needs (the target among them).
+            rows = c.target not in cols and {*c.series_keys, c.date_column} <= set(cols)
+            (wanted if rows else hist).append(path)
         if len(hist) > 1:
             raise ArchlabError(f"give one history CSV (got {', '.join(map(str, hist))})")
         want = [read_forecast_rows(w, c) for w in wanted]
@@ -276,6 +286,15 @@ class HorizonForecast(SalesTask):
         """The history (default: the run's data) with the H steps after its end to forecast."""
         c = self.data_cfg
         df = sales.load_sales(replace(c, path=str(hist)) if hist else c)
+        fz = self.fitted.featurizer
+        missing = [k for k in fz.covariates if k not in df.columns]
+        if hist and missing and fz.horizon == 1:
+            # The next step alone: a history of sales without the covariates reads each as
+            # its training mean, constant over the window and the step forecast.
+            print(f"archlab: note: {hist}: no column(s) {', '.join(missing)}: read as their "
+                  "training means", file=sys.stderr)  # fmt: skip
+            for k in missing:
+                df[k] = fz.cov_mean[fz.covariates.index(k)]
         hol = [d for w in want if c.holiday_column in w.columns
                for d in w.loc[w[c.holiday_column], c.date_column].unique()]  # fmt: skip
         return future_panel(df, c, self.fitted.featurizer, hol,

@@ -151,9 +151,7 @@ class HorizonData:
         self.cfg = cfg
 
     def restore(self, run_dir: Path) -> HorizonFitted:
-        d = rundir.read_fitted(Path(run_dir), (HorizonFitted.kind, NEXT_STEP_KIND))
-        if d is None:
-            raise ArchlabError(f"{run_dir}: no {rundir.FITTED} (was the run started?)")
+        d = rundir.require_fitted(Path(run_dir), (HorizonFitted.kind, NEXT_STEP_KIND))
         if "horizon" not in d["featurizer"]:  # the former next-step featurizer has none
             raise ArchlabError(
                 f"{run_dir}: a run of the former next-step sales forecaster (fitted.json kind "
@@ -168,6 +166,7 @@ class HorizonData:
     def build(self, device: torch.device, fitted: HorizonFitted | None = None) -> HorizonBundle:
         r = self._read(fitted)
         c, p, n_train, T = r.c, r.p, r.n_train, r.p.y.shape[1]
+        given = fitted is not None
         fz = fitted.featurizer if fitted is not None else _fit(r)
         if fitted is None:
             part = p.y[:, :n_train]
@@ -186,6 +185,11 @@ class HorizonData:
             "val": _samples(p, f, c, scored, o.val, o.n_val, False, first=n_train),
             "test": _samples(p, f, c, scored, o.tests, T, False, backtest=not roll),
         }  # fmt: skip
+        if len(split["train"][0]) == 0 and roll:
+            raise ArchlabError(
+                f"{c.path}: no sample left: every series is too short for the required lags "
+                f"{list(c.require_lags)} (data.require_lags) in the {n_train} training steps"
+            )
         if len(split["train"][0]) == 0:
             raise ArchlabError(
                 f"{c.path}: no training origin has a season ({c.season} steps) of history "
@@ -197,6 +201,10 @@ class HorizonData:
         rows, row_series = _test_rows(c, p, scored, f.cats[:, -1], o.tests)
         peer, peer_note = _peer(c, p, f.cats[:, -1], o, n_train, split, row_series)
         info = _info(r, fz, o, split)
+        if roll:
+            info.update(_rolling_info(r, fz, scored, split))
+        if given:  # another data set read with the run's featurizer
+            info["series_unknown_to_run"] = int(np.sum(fz.series_index(p.keys) < 0))
         make = _batcher(device, fz, f)
         return DataBundle(
             train=make(split["train"]),
@@ -204,7 +212,7 @@ class HorizonData:
             test=make(split["test"]),
             fitted=fitted,
             info=info,
-            splits={k: (v[0] * T + v[1]).tolist() for k, v in split.items()},  # series*T+origin
+            splits=_split_ids(p, split, roll),
             notes=_notes(r, info, o, peer_note),
             context=TestContext(rows, list(c.series_keys), c.date_column, peer),
         )
@@ -215,6 +223,16 @@ class HorizonData:
         df = sales.load_sales(self.cfg.data)
         c, resolved = _resolve(self.cfg.data, df)
         step_days = resolved["step_days"]
+        if fitted is not None and step_days != fitted.featurizer.step_days:
+            raise ArchlabError(
+                f"{c.path}: its dates are {step_days} days apart but the run was trained "
+                f"on {fitted.featurizer.step_days}-day steps"
+            )
+        # data.missing_indicators: the markdowns' "was missing" flags are covariates too.
+        flags = [f"{m}_missing" for m in c.markdown_columns if f"{m}_missing" in df.columns]
+        if any(k not in c.covariates for k in flags):
+            c = replace(c, covariates=(*c.covariates, *(k for k in flags if k not in c.covariates)))
+            resolved["covariates"] = list(c.covariates)
         missing = [k for k in c.known_covariates or () if k not in c.covariates]
         if missing:
             raise ArchlabError(
@@ -471,7 +489,8 @@ def _info(r: _Read, fz: HorizonFeaturizer, o: _Origins, split: dict[str, tuple])
     span = lambda a, b: f"{str(dates[a])[:10]}..{str(dates[b])[:10]}"  # noqa: E731
     info = {
         "source": str(Path(c.path).resolve()),
-        "framing": "horizon",
+        "input": "file" if Path(c.path).is_file() else "folder",
+        "framing": "forecast" if rolling(c) else "horizon",
         "resolved_config": r.resolved,
         "n_rows": len(r.df),
         "read": r.df.attrs.get("read", {}),
@@ -504,11 +523,62 @@ def _info(r: _Read, fz: HorizonFeaturizer, o: _Origins, split: dict[str, tuple])
         "test_first_date": str(dates[o_test + 1])[:10],
         "test_last_date": str(dates[T - 1])[:10],
         "series_without_training_steps": int(S - len(fz.series)),
+        "event_steps": [
+            str(d)[:10] for d in dates[sales.event_flags(dates, fz.events, r.step_days) > 0]
+        ],
     }
     ends = _series_ends(~np.isnan(r.p.y), dates, o_test)
     if ends:
         info["series_ending_early"] = ends["count"]
     return info
+
+
+def _split_ids(p: sales.Panel, split: dict[str, tuple], roll: bool) -> dict[str, list[int]]:
+    """split.json: per split, series * T + origin of each sample; with rolling origins the
+    merged table's row of each sample's target step (the row it forecasts)."""
+    T = p.y.shape[1]
+    if not roll:
+        return {k: (v[0] * T + v[1]).tolist() for k, v in split.items()}
+    row_of = np.full(p.y.shape, -1, dtype=np.int64)
+    row_of[p.row_series, p.row_time] = np.arange(len(p.row_series))
+    return {k: row_of[v[0], v[1] + 1].tolist() for k, v in split.items()}
+
+
+def _rolling_info(
+    r: _Read, fz: HorizonFeaturizer, scored: np.ndarray, split: dict[str, tuple]
+) -> dict[str, Any]:
+    """data.json's facts of rolling origins: each split's size and target dates, and the
+    observed steps left out (a series without training steps, a required lag missing)."""
+    dates, observed = r.p.dates, ~np.isnan(r.p.y)
+    seen = fz.series_index(r.p.keys) >= 0
+    first = {k: str(dates[v[1].min() + 1])[:10] if len(v[1]) else "" for k, v in split.items()}
+    last = {k: str(dates[v[1].max() + 1])[:10] if len(v[1]) else "" for k, v in split.items()}
+    return {
+        "split_sizes": {k: len(v[0]) for k, v in split.items()},
+        "split_first_date": first,
+        "split_last_date": last,
+        "dropped_series_no_training_steps": int(np.sum(~seen & observed.any(1))),
+        "dropped_rows_no_training_steps": int(observed[~seen].sum()),
+        "dropped_rows_missing_lags": int((observed & seen[:, None] & ~scored).sum()),
+    }
+
+
+def _rolling_head(c: SalesDataConfig, r: _Read, info: dict[str, Any]) -> str:
+    """The first line of a run with rolling origins: what was read, skipped and inferred."""
+    skipped = [
+        f"no {k.removesuffix('_file')} table"
+        for k in ("stores_file", "features_file")
+        if r.resolved.get(k) == ""
+    ] + (["no holiday column (WMAE = MAE)"] if r.resolved.get("holiday_column") == "" else [])
+    fmt = f"dates {c.date_format}" + (" (inferred)" if "date_format" in r.resolved else "")
+    step = {1: "daily", 7: "weekly"}.get(r.step_days, f"{r.step_days}-day")
+    if r.step_days >= sales.MONTHLY_MIN_DAYS:
+        step = "monthly"
+    return (
+        f"data: {c.path} ({info['input']}), {info['n_series']} series x {info['n_steps']} "
+        f"{step} steps; {fmt}; season {c.season} steps; an origin per step of the last "
+        f"{c.test_steps} (test)" + "".join(f"; {k}" for k in skipped)
+    )
 
 
 def _notes(r: _Read, info: dict[str, Any], o: _Origins, peer_note: list[str]) -> list[str]:
@@ -519,10 +589,14 @@ def _notes(r: _Read, info: dict[str, Any], o: _Origins, peer_note: list[str]) ->
     if rolling(c):  # one origin per step: no backtests
         k_back = 1
     ends = _series_ends(~np.isnan(r.p.y), r.p.dates, o.tests[0])
+    head = (
+        _rolling_head(c, r, info)
+        if rolling(c)
+        else f"data: {c.path}, {S} series x {T} steps of {r.step_days} days; horizon "
+        f"{c.horizon} steps, season {c.season}"
+    )
     return [
-        f"data: {c.path}, {S} series x {T} steps of {r.step_days} days; horizon {c.horizon} "
-        f"steps, season {c.season}"
-        + (f"; an origin per step of the last {c.test_steps} (test)" if rolling(c) else ""),
+        head,
         f"data: origins train {orig['train']} ({sizes['train']} targets), val "
         f"{orig['val']} ({sizes['val']}"
         + (f" over {len(o.val)} origins" if len(o.val) > 1 and not rolling(c) else "")
