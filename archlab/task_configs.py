@@ -293,7 +293,7 @@ class SalesDataConfig:
     plot_series: tuple[str, ...] = ()  # e.g. "1-1" (Store-Dept); empty = the largest series
     # Moving calendar events (YYYY-MM-DD, e.g. Easter Sundays): the step whose period holds one
     # gets an event flag, as does the step a season later (forecast framing; see
-    # sales_features.forecast_steps).
+    # data/sales_horizon.py).
     events: tuple[str, ...] = ()
     # Multi-horizon forecasting (archlab/tasks/sales_horizon*.py): H > 1 forecasts the H steps
     # after an origin at once from the data up to it; test = the last H steps. Covariates named

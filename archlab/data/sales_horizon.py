@@ -110,11 +110,11 @@ class HorizonFeaturizer(PanelFit):
         return cls(
             series_keys=tuple(series_keys),
             # A series without training steps has no scaler: it is not "known".
-            **fit_series(panel.keys, panel.y, n_train, min_scale, seen_only=True),
-            key_vocab=fit_vocab(panel.keys, factorize=False),
+            **fit_series(panel.keys, panel.y, n_train, min_scale),
+            key_vocab=fit_vocab(panel.keys),
             covariates=tuple(covariates),
             known_covariates=tuple(known_covariates),
-            **fit_covariates(panel.cov, n_train, empty_std=0.0),
+            **fit_covariates(panel.cov, n_train),
             step_days=int(step_days),
             season=int(season),
             window=int(window),
@@ -166,7 +166,7 @@ class HorizonFeaturizer(PanelFit):
         ]
         step = np.stack(cols, -1).astype(np.float32)
         if self.covariates:
-            cov = np.nan_to_num(self.standardized(panel.cov, np.float64)).astype(np.float32)
+            cov = np.nan_to_num(self.standardized(panel.cov)).astype(np.float32)
             step = np.concatenate([step, cov], -1)
         sm3n, sm2n = scaled(sm3), scaled(sm2)
         level = np.zeros((S, T))

@@ -58,8 +58,8 @@ def step_words(step_days: int, season: int, horizon: int = 1) -> StepWords:
 # --- feature groups ---
 RECENT, HOLIDAY, EVENTS = "recent sales", "holiday flag", "event flags"
 CALENDAR, LEVEL, SEASON = "calendar & position", "level shift", "season ago"
-# Meaning of each input column the featurizers name (data/sales_features.py for next-step
-# runs, data/sales_horizon.py for horizon runs); SEASON is worded per run (step_words).
+# Meaning of each input column the featurizer names (data/sales_horizon.py; the former
+# next-step featurizer's names too); SEASON is worded per run (step_words).
 NAME_GROUPS: dict[str, str] = {
     "sales": RECENT,
     "observed": RECENT,

@@ -33,7 +33,13 @@ from archlab.metrics import regression_metrics, wmae
 from archlab.models import MODELS
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
 from archlab.tasks.base import Batches
-from archlab.tasks.sales_common import SalesTargets, SalesTask, holiday_weight, plain
+from archlab.tasks.sales_common import (
+    SalesTargets,
+    SalesTask,
+    holiday_weight,
+    plain,
+    series_plot,
+)
 from archlab.tasks.sales_horizon_data import (
     PEER_FILE,
     SVD_RANK,
@@ -43,7 +49,6 @@ from archlab.tasks.sales_horizon_data import (
     TestContext,
     rolling,
 )
-from archlab.tasks.sales_naive import series_plot
 from archlab.tasks.sales_posthoc import (
     SCALES,
     blended,
@@ -235,7 +240,7 @@ class HorizonForecast(SalesTask):
         self.keep_peer_fits(run_dir, data)
         # The model's forecasts of the four largest test series beside the best baseline.
         rows = ctx_rows[ctx_rows.origin == 0]
-        best = min(names, key=lambda n: np.nan_to_num(base[f"baseline_{n}_wmae"], nan=1e30))
+        best = strongest_baseline(base, names)
         rows = rows.assign(forecast=_test_forecasts(outputs, targets))
         series_plot(rows, ctx.keys, ctx.date, self.data_cfg.plot_series, run_dir, best)
         if rolling(self.data_cfg):  # the mean error of each test step, over the series
@@ -463,6 +468,12 @@ def correction_scales(model: nn.Module, val: Batches) -> dict[str, Any]:
         "val_wmae": val_wmae,
         "best_scale": SCALES[int(np.argmin(val_wmae))],
     }
+
+
+def strongest_baseline(metrics: dict[str, Any], names: list[str]) -> str:
+    """The baseline of ``names`` with the lowest test WMAE (one without rows never wins): the
+    one the forecast plot draws, the one to beat."""
+    return min(names, key=lambda n: np.nan_to_num(metrics[f"baseline_{n}_wmae"], nan=1e30))
 
 
 def _baseline_names(rows: pd.DataFrame) -> list[str]:

@@ -32,7 +32,6 @@ from archlab import rundir
 from archlab.config import RunConfig
 from archlab.data import sales, sales_peer, sales_recipe
 from archlab.data import sales_baselines as naive
-from archlab.data.sales_features import auto_season
 from archlab.data.sales_horizon import HorizonFeaturizer, PanelFeatures, future_known
 from archlab.data.sales_peer import MIN_SEASONS
 from archlab.errors import ArchlabError
@@ -111,7 +110,7 @@ def _resolve(c: SalesDataConfig, df: pd.DataFrame) -> tuple[SalesDataConfig, dic
     step_days = sales.infer_step_days(df[c.date_column].to_numpy())
     dflt = SalesDataConfig()
     if c.season == dflt.season:
-        resolved["season"] = auto_season(step_days)
+        resolved["season"] = sales_recipe.auto_season(step_days)
     if rolling(c) and c.require_lags == dflt.require_lags:  # the last step and a season back
         resolved["require_lags"] = (1, resolved.get("season", c.season))
     resolved["step_days"] = step_days
