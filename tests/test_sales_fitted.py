@@ -22,6 +22,7 @@ from archlab.tasks.sales_framings import FRAMINGS
 from archlab.tasks.sales_horizon import HorizonForecast
 from archlab.tasks.sales_horizon_data import HorizonData, HorizonFitted
 from archlab.tasks.sales_parity import ParityData, ParityFitted, SalesParity
+from tests.conftest import as_older_run
 from tests.helpers import write_panel
 
 CPU = torch.device("cpu")
@@ -110,6 +111,27 @@ def test_a_run_without_fitted_json_is_refused(trained: tuple[Path, Path], tmp_pa
     (old / "sales_state.json").write_text("{}")
     with pytest.raises(ArchlabError, match=r"no fitted.json: .* before archlab 0.1.0"):
         runner.restore_task(old)
+
+
+def test_a_run_of_the_former_next_step_forecaster_is_refused_in_one_line(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import shutil
+
+    _panel, run = trained
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    d = json.loads((old / "fitted.json").read_text())
+    # The former next-step fitted.json: its own kind, a featurizer without a horizon.
+    d["kind"] = "sales-forecast"
+    d["featurizer"] = {k: v for k, v in d["featurizer"].items() if k != "horizon"}
+    (old / "fitted.json").write_text(json.dumps(d))
+    as_older_run(old, "fitted.json")
+    for cmd in (["eval", str(old)], ["explain", str(old), "--out", str(tmp_path / "x")]):
+        assert main(cmd) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "former next-step sales forecaster" in err[0], err
+        assert "828c60c" in err[0] and "train it again" in err[0]
 
 
 def test_eval_on_other_data_uses_the_runs_featurizer(
