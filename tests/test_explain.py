@@ -503,9 +503,8 @@ def test_explain_sales_run(tmp_path: Path, capsys) -> None:
                  "--set", "data.test_steps=8", "--set", "data.val_steps=4",
                  "--out", str(tmp_path / "runs"))  # fmt: skip
     _, s = _explain(capsys, str(run), "--series", "Store=2,Dept=3", "--steps", "16")
-    assert s["files"] == ["ig_horizon_steps.png", "ig_feature_groups.png",
-                          "ig_series_horizon.png", "permutation_importance.png",
-                          "permutation_by_step.png"]  # fmt: skip
+    assert s["files"] == ["ig_feature_groups.png", "ig_series_steps.png",
+                          "permutation_importance.png"]  # fmt: skip
     assert s["framing"] == "forecast" and s["horizon"] == 1
     assert s["series"]["label"] == "Store=2,Dept=3" and s["series"]["samples"] == 8
     assert s["test_wmae"] == pytest.approx(
@@ -515,7 +514,7 @@ def test_explain_sales_run(tmp_path: Path, capsys) -> None:
     assert "same week last year" in s["groups"] and s["words"]["step"] == "week"
     assert s["ig_completeness_gap_relative_max"] < 0.01
     _, s2 = _explain(capsys, str(run), "--method", "permutation", "--out", str(tmp_path / "p"))
-    assert s2["files"] == ["permutation_importance.png", "permutation_by_step.png"]
+    assert s2["files"] == ["permutation_importance.png"]
     # A history CSV, as predict takes it: one explained next-week forecast per series.
     import pandas as pd
 

@@ -20,7 +20,7 @@ from archlab.explain import ExplainRequest, sales_horizon, sales_parity
 from archlab.explain.sales_common import (
     Forecast,
     feature_groups,
-    heatmap,
+    input_steps_heatmap,
     integrated_gradients,
     step_words,
 )
@@ -90,19 +90,3 @@ def _explain_inputs(req: ExplainRequest) -> dict[str, Any]:
         input_steps_heatmap(grid, list(groups), label, words.target, path)
         out["files"].append(path.name)
     return out
-
-
-def input_steps_heatmap(
-    grid: np.ndarray, groups: list[str], label: str, target: str, path: Any
-) -> None:
-    """One series' mean attribution per group (rows) and input step (columns, t = target)."""
-    L = grid.shape[1]
-    heatmap(
-        grid,
-        groups,
-        [f"t-{L - 1 - i}" if i < L - 1 else "t" for i in range(L)],
-        f"input step (t = {target})",
-        "mean IG attribution (sales units)",
-        f"Series {label}: attribution per group and input step",
-        path,
-    )

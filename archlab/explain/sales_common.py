@@ -376,3 +376,19 @@ def heatmap(
     fig.colorbar(im, ax=ax, label=colorbar)
     ax.set_title(title, fontsize=10)
     _save(fig, path)
+
+
+def input_steps_heatmap(
+    grid: np.ndarray, groups: list[str], label: str, target: str, path: Any
+) -> None:
+    """One series' mean attribution per group (rows) and input step (columns, t = target)."""
+    L = grid.shape[1]
+    heatmap(
+        grid,
+        groups,
+        [f"t-{L - 1 - i}" if i < L - 1 else "t" for i in range(L)],
+        f"input step (t = {target})",
+        "mean IG attribution (sales units)",
+        f"Series {label}: attribution per group and input step",
+        path,
+    )

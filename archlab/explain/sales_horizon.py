@@ -26,6 +26,7 @@ from archlab.explain.sales_common import (
     feature_groups,
     gap_summary,
     heatmap,
+    input_steps_heatmap,
     integrated_gradients,
     load_split,
     permutation_importance,
@@ -139,18 +140,23 @@ def _ig_views(v: _View, context: Any, out: dict[str, Any]) -> None:
     out["ig_mean_abs_sales"] = {g: float(r.mean()) for g, r in rows}
     out.update(gap_summary(gaps))
     out["n_ig"] = len(sel)
-    path = v.req.out / "ig_horizon_steps.png"
-    heatmap(grid, list(v.groups), v.labels, v.xlabel, "mean |IG attribution| (sales units)",
-            f"Integrated gradients per forecast step and group ({len(sel):,} test series)",
-            path, signed=False)  # fmt: skip
-    out["files"].append(path.name)
+    roll = rolling(v.task.data_cfg)
+    if not roll:  # one forecast step: the bar chart below says it all
+        path = v.req.out / "ig_horizon_steps.png"
+        heatmap(grid, list(v.groups), v.labels, v.xlabel, "mean |IG attribution| (sales units)",
+                f"Integrated gradients per forecast step and group ({len(sel):,} test series)",
+                path, signed=False)  # fmt: skip
+        out["files"].append(path.name)
     path = v.req.out / "ig_feature_groups.png"
     bar_chart(out["ig_mean_abs_sales"], None,
               "mean |IG attribution| per forecast (sales units, mean over the steps)",
               "Integrated gradients by feature group (test split)", path)  # fmt: skip
     out["files"].append(path.name)
-    label, one = _series_sample(context, v.req.series, len(v.data.x), rolling(v.task.data_cfg))
+    label, one = _series_sample(context, v.req.series, len(v.data.x), roll)
     single = SalesTensors(*(t[one] for t in v.data))
+    if roll:  # the series' next-step forecasts: attribution per group and input step
+        _series_steps(v, single, label, out)
+        return
     grid1, _ = _ig_by_step(v.req, v.model, v.task, single, v.groups, signed=True)
     path = v.req.out / "ig_series_horizon.png"
     heatmap(grid1, list(v.groups), v.labels, v.xlabel, "IG attribution (sales units)",
@@ -160,6 +166,25 @@ def _ig_views(v: _View, context: Any, out: dict[str, Any]) -> None:
         "samples": len(one),
         "by_group_and_step": {g: [round(float(x), 3) for x in r]
                               for g, r in zip(v.groups, grid1, strict=True)},
+    }  # fmt: skip
+    out["files"].append(path.name)
+
+
+def _series_steps(v: _View, single: SalesTensors, label: str, out: dict[str, Any]) -> None:
+    """One series' mean attribution per group and input step over its next-step forecasts."""
+    scale = SalesTargets.unpack(single.targets, horizon=True).scale[:, 0]
+    net = Forecast(v.model, v.task, 0)
+    a, _ = integrated_gradients(net, single.x, (single.cats, single.base), v.req.steps)
+    a = (a * scale[:, None, None]).mean(0).cpu().numpy()  # (L, F) sales units
+    grid = np.stack([a[:, c].sum(1) for c in v.groups.values()])  # (groups, L)
+    words = step_words(v.task.fitted.featurizer.step_days, v.task.fitted.featurizer.season)
+    path = v.req.out / "ig_series_steps.png"
+    input_steps_heatmap(grid, list(v.groups), label, words.target, path)
+    out["series"] = {
+        "label": label,
+        "samples": len(single.x),
+        "by_group_and_step": {g: [round(float(x), 3) for x in r]
+                              for g, r in zip(v.groups, grid, strict=True)},
     }  # fmt: skip
     out["files"].append(path.name)
 
@@ -196,6 +221,8 @@ def _permutation_views(v: _View, out: dict[str, Any]) -> None:
         path,
     )
     out["files"].append(path.name)
+    if rolling(v.task.data_cfg):  # one forecast step: no per-step view
+        return
     rise = np.array(
         [[np.nan if x is None else x for x in imp[g]["wmae_rise_by_step"]] for g in imp]
     )
