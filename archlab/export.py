@@ -122,7 +122,7 @@ class SalesGraph(nn.Module):
 class Kind:
     """One run kind's export: how it is named, fed and described."""
 
-    name: str  # image-classifier, text-classifier, sales-forecast, sales-horizon
+    name: str  # image-classifier, text-classifier, sales-forecast
     inputs: tuple[str, ...]
     output: str
 
@@ -146,8 +146,6 @@ def kind_of(cfg: Any) -> Kind:
     if getattr(cfg.data, "framing", "forecast") == "parity":
         raise ArchlabError("export: the sales 'parity' framing (the study's row-per-sample "
                            "setup) has no export; train with data.framing=forecast")  # fmt: skip
-    if cfg.data.horizon > 1:
-        return Kind("sales-horizon", ("x", "cats", "base"), "forecast_scaled")
     return Kind("sales-forecast", ("x", "cats", "base"), "forecast_scaled")
 
 
@@ -178,10 +176,7 @@ def example_inputs(cfg: Any, task: Any) -> tuple[torch.Tensor, ...]:
     fz = task.fitted.featurizer
     n_cats = len(fz.n_categories)
     cats = torch.zeros((2, n_cats), dtype=torch.long)
-    if cfg.data.horizon > 1:
-        steps, width, base = fz.window + fz.horizon, fz.input_size, torch.zeros((2, fz.horizon))
-    else:
-        steps, width, base = fz.window + 1, fz.n_features, torch.zeros(2)
+    steps, width, base = fz.window + fz.horizon, fz.input_size, torch.zeros((2, fz.horizon))
     return torch.randn((2, steps, width), generator=g), cats, base
 
 
@@ -320,12 +315,9 @@ def _text_contract(task: Any) -> dict[str, Any]:
 
 def _sales_contract(cfg: Any, task: Any, kind: Kind) -> dict[str, Any]:
     fz = task.fitted.featurizer
-    horizon = kind.name == "sales-horizon"
     names = list(fz.feature_names)
-    steps = "window + horizon" if horizon else "window + 1"
-    L = fz.window + fz.horizon if horizon else fz.window + 1
-    H = fz.horizon if horizon else 1
-    out_shape = ["N", H] if horizon else ["N"]
+    L, H = fz.window + fz.horizon, fz.horizon
+    out_shape = ["N", H]
     return {
         "series_keys": list(fz.series_keys),
         "preprocessing": {
@@ -333,17 +325,12 @@ def _sales_contract(cfg: Any, task: Any, kind: Kind) -> dict[str, Any]:
                 "Per series: sales are scaled by the series' own training mean (offset) and "
                 "std (scale): (sales - offset) / scale; covariates by the training mean and "
                 "std (cov_mean, cov_std; a constant covariate, std null, enters as 0). "
-                + (
-                    "A window holds the last `window` observed steps up to the forecast origin "
-                    "and the `horizon` future steps (future steps hold only what is known in "
-                    "advance: the calendar, holidays, events and known covariates)."
-                    if horizon
-                    else "A window holds the `window` steps before the target step and the "
-                    "target step itself, whose sales-derived features are zero (not known yet)."
-                )
-                + " The network corrects a naive baseline (base) in the same scaled units; "
+                "A window holds the last `window` observed steps up to the forecast origin "
+                "and the `horizon` future steps (future steps hold only what is known in "
+                "advance: the calendar, holidays, events and known covariates)."
+                " The network corrects a naive baseline (base) in the same scaled units; "
                 "archlab builds x, cats and base with the featurizer below "
-                f"(archlab/data/{'sales_horizon' if horizon else 'sales_features'}.py)."
+                "(archlab/data/sales_horizon.py)."
             ),
             "feature_names": names,
             "window": fz.window,
@@ -355,7 +342,7 @@ def _sales_contract(cfg: Any, task: Any, kind: Kind) -> dict[str, Any]:
                 "name": "x",
                 "dtype": "float32",
                 "shape": ["N", L, len(names)],
-                "meaning": f"{steps} steps x the features in feature_names order",
+                "meaning": "window + horizon steps x the features in feature_names order",
             },
             {
                 "name": "cats",
@@ -369,7 +356,11 @@ def _sales_contract(cfg: Any, task: Any, kind: Kind) -> dict[str, Any]:
                 "dtype": "float32",
                 "shape": out_shape,
                 "meaning": "the naive baseline the network corrects, in scaled units "
-                f"(data.residual={getattr(fz, 'residual', 'seasonal smoothing')})",
+                + (
+                    "(last season's smoothing)"
+                    if fz.residual == "smoothed"
+                    else f"(data.residual={fz.residual})"
+                ),
             },
         ],
         "outputs": [

@@ -293,7 +293,7 @@ class SalesDataConfig:
     plot_series: tuple[str, ...] = ()  # e.g. "1-1" (Store-Dept); empty = the largest series
     # Moving calendar events (YYYY-MM-DD, e.g. Easter Sundays): the step whose period holds one
     # gets an event flag, as does the step a season later (forecast framing; see
-    # sales_features.forecast_steps).
+    # data/sales_horizon.py).
     events: tuple[str, ...] = ()
     # Multi-horizon forecasting (archlab/tasks/sales_horizon*.py): H > 1 forecasts the H steps
     # after an origin at once from the data up to it; test = the last H steps. Covariates named
@@ -373,6 +373,10 @@ class SalesDataConfig:
             # 1 (the network alone, as before these were chosen) is no setting either: older
             # next-step runs' config.yaml carries correction_scale: 1.0.
             neutral = v == 1.0 and key in ("correction_scale", "blend_weight")
+            # The rolling origins of H = 1 set these (no level shift, no gap, a smoothing).
+            neutral |= (v == 0 and key in ("level_steps", "level_weight", "val_gap")) or (
+                key == "smooth_steps"
+            )
             if self.horizon == 1 and v != self.__dataclass_fields__[key].default and not neutral:
                 raise bad(key, "is for multi-horizon forecasting: set data.horizon > 1")
         if self.fit_through_val and self.backtest_origins > 1:

@@ -32,7 +32,7 @@ from archlab.cli import main
 from archlab.data.sales import load_sales
 from archlab.data.text import load_text_table
 from archlab.errors import ArchlabError
-from archlab.tasks.forecast import SalesDataConfig
+from archlab.task_configs import SalesDataConfig
 
 QUIET = ["--set", "train.threads=1", "--set", "train.progress=off"]
 TINY = [*QUIET, "--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=1"]
@@ -1018,7 +1018,7 @@ def test_npz_class_names_stay_inside_the_output_dir(tmp_path: Path, capsys) -> N
 def test_series_keys_are_only_plot_labels(tmp_path: Path) -> None:
     import pandas as pd
 
-    from archlab.tasks.sales_naive import series_plot as _series_plot
+    from archlab.tasks.sales_common import series_plot as _series_plot
 
     run_dir = tmp_path / "deep" / "run"
     run_dir.mkdir(parents=True)

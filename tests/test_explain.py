@@ -16,7 +16,6 @@ from torch import nn
 
 from archlab import runner
 from archlab.cli import main
-from archlab.data.sales_features import feature_layout
 from archlab.explain import ExplainRequest, images, sales_common, sales_horizon, text
 from archlab.explain.sales_common import SalesTensors, step_words
 from archlab.models import MODELS
@@ -292,15 +291,23 @@ def test_wording_follows_the_step_and_season(
 
 
 def test_feature_groups_cover_every_input_by_meaning() -> None:
-    covs = ["Temperature", "MarkDown1", "MarkDown1_missing", "CPI"]
-    names = feature_layout(covs, True)
+    from archlab.data.sales_horizon import HorizonFeaturizer
+
+    covs = ("Temperature", "MarkDown1", "MarkDown1_missing", "CPI")
+    fz = HorizonFeaturizer(
+        series_keys=("Store", "Dept"), series=((1, 1),), offset=(0.0,), scale=(1.0,),
+        key_vocab=((1,), (1,)), covariates=covs, known_covariates=(), cov_mean=(0.0,) * 4,
+        cov_std=(1.0,) * 4, step_days=7, season=52, window=8, horizon=1, events=("2010-04-04",),
+        min_scale=1.0,
+    )  # fmt: skip
+    names = fz.feature_names
     groups = sales_common.feature_groups(names, covs, ("MarkDown1",), step_words(7, 52))
     assert sorted(i for c in groups.values() for i in c) == list(range(len(names)))
     assert [names[i] for i in groups["markdowns"]] == ["MarkDown1", "MarkDown1_missing"]
-    assert [names[i] for i in groups["event flags"]] == ["event", "event_last_year"]
+    assert [names[i] for i in groups["event flags"]] == ["event", "ref_event"]
     assert [names[i] for i in groups["covariates"]] == ["Temperature", "CPI"]
     assert "sales" in [names[i] for i in groups["recent sales"]]
-    assert "sales_last_year" in [names[i] for i in groups["same week last year"]]
+    assert "ref_sales" in [names[i] for i in groups["same week last year"]]
 
 
 def test_horizon_feature_groups_by_role_and_daily_wording() -> None:
@@ -498,6 +505,7 @@ def test_explain_sales_run(tmp_path: Path, capsys) -> None:
     _, s = _explain(capsys, str(run), "--series", "Store=2,Dept=3", "--steps", "16")
     assert s["files"] == ["ig_feature_groups.png", "ig_series_steps.png",
                           "permutation_importance.png"]  # fmt: skip
+    assert s["framing"] == "forecast" and s["horizon"] == 1
     assert s["series"]["label"] == "Store=2,Dept=3" and s["series"]["samples"] == 8
     assert s["test_wmae"] == pytest.approx(
         json.loads((run / "metrics.json").read_text())["test_wmae"]
@@ -517,6 +525,7 @@ def test_explain_sales_run(tmp_path: Path, capsys) -> None:
     _, task, model = runner.restore_task(run)
     want = [r["forecast"] for r in task.predict(model, [str(tmp_path / "history.csv")])]
     assert [r["forecast"] for r in s3["inputs"]] == pytest.approx(want)
+    assert "no column(s) Temperature" in capsys.readouterr().err  # read as training means
     hist.drop(columns="Weekly_Sales").to_csv(tmp_path / "bad.csv", index=False)
     _fails(capsys, [str(run), str(tmp_path / "bad.csv")], "bad.csv", "Weekly_Sales")
     _fails(capsys, [str(run), str(tmp_path / "history.csv"), "--method", "permutation"],

@@ -504,3 +504,52 @@ def test_predict_from_a_history_without_the_runs_covariates_is_one_line(
     want = rf"^{hist}: no column\(s\) {covs[0]}, .* beside the file"
     with pytest.raises(ArchlabError, match=want):
         task.predict(task.build_model(), [str(hist)])
+
+
+# --- H = 1: an origin per step, the next-step samples ---
+def _sorted_sales(b: object, horizon: bool) -> np.ndarray:
+    from archlab.tasks.sales_common import SalesTargets
+
+    *_, t = b.fetch(torch.arange(len(b)), None)
+    y = SalesTargets.unpack(t.double().numpy(), horizon=horizon).sales()
+    return np.sort(y.reshape(len(b)))
+
+
+def test_rolling_origins_score_the_next_step_test_rows(panel_dir: Path) -> None:
+    # 70 weeks, season 13: the last 8 steps test, each forecast from the step before it.
+    # Series (2, 3) lacks weeks 55 and 64: test step 64 has no actual, 65 no last step and 68
+    # no step a season back, so none of the three is scored.
+    train = pd.read_csv(panel_dir / "train.csv")
+    week = (pd.to_datetime(train.Date) - pd.Timestamp("2010-02-05")).dt.days // 7
+    train = train[~(week.isin([55, 64]) & (train.Store == 2) & (train.Dept == 3))]
+    train.to_csv(panel_dir / "train.csv", index=False)
+    sets = ["data.test_steps=8", "data.val_steps=4", "data.window=4", "data.season=13"]
+    cfg = apply_overrides(PRESETS["sales-gru-smoke"], [f"data.path={panel_dir}", *sets])
+    hz = HorizonData(cfg).build(CPU)
+    # The next-step samples by hand: every (series, week) with an actual, last week's and the
+    # week a season back; test = weeks 62..69, validation 58..61, training the weeks before.
+    y = train.assign(week=week).pivot_table("Weekly_Sales", ["Store", "Dept"], "week")
+    want: dict[str, list] = {"train": [], "val": [], "test": []}
+    for (store, dept), row in y.iterrows():
+        for t in range(13, 70):
+            if all(t - lag in row.index and np.isfinite(row.get(t - lag, np.nan))
+                   for lag in (0, 1, 13)):  # fmt: skip
+                part = "test" if t >= 62 else "val" if t >= 58 else "train"
+                want[part].append((store, dept, t, row[t], row[t - 1], row[t - 13]))
+    keys = ["Store", "Dept", "Date"]
+    rows = hz.context.rows.sort_values(keys).reset_index(drop=True)
+    assert len(rows) == len(want["test"]) == 6 * 8 - 3
+    exp = pd.DataFrame(want["test"], columns=["Store", "Dept", "t", "actual", "last", "seas"])
+    np.testing.assert_array_equal(rows.Store, exp.Store)
+    np.testing.assert_array_equal(rows.Dept, exp.Dept)
+    dates = np.datetime64("2010-02-05") + exp.t.to_numpy() * np.timedelta64(7, "D")
+    np.testing.assert_array_equal(rows.Date.to_numpy().astype("datetime64[D]"), dates)
+    for col, name in (("actual", "actual"), ("seasonal_naive", "seas"), ("last_step", "last")):
+        np.testing.assert_allclose(rows[col], exp[name])
+    np.testing.assert_allclose(rows["mean"], (exp["last"] + exp.seas) / 2)
+    assert (rows.step == 1).all() and (rows.origin == 0).all()
+    # The same samples in every split (their actuals, so the same (series, step) pairs).
+    for part in ("train", "val", "test"):
+        got = _sorted_sales(getattr(hz, part), True)
+        np.testing.assert_allclose(got, np.sort([w[3] for w in want[part]]), rtol=1e-5)
+    assert hz.fitted.featurizer.level_steps == 0 and hz.fitted.featurizer.horizon == 1

@@ -177,12 +177,12 @@ def test_resume_under_bf16_equals_uninterrupted(
 
 
 def test_sales_tasks_do_not_time_bf16_on_a_cpu() -> None:
-    from archlab.tasks.forecast import SalesForecast
     from archlab.tasks.image_cls import ImageClassification
     from archlab.tasks.sales_horizon import HorizonForecast
+    from archlab.tasks.sales_parity import SalesParity
     from archlab.tasks.text_cls import TextClassification
 
-    assert not SalesForecast.cpu_amp and not HorizonForecast.cpu_amp
+    assert not SalesParity.cpu_amp and not HorizonForecast.cpu_amp
     assert ImageClassification.cpu_amp and TextClassification.cpu_amp
 
 

@@ -159,13 +159,14 @@ def test_forecast_panels_keep_titles_clear_of_dates_and_name_the_baseline(
 
 
 def test_forecast_plot_draws_the_strongest_baseline() -> None:
-    from archlab.tasks.forecast import strongest_baseline
+    from archlab.tasks.sales_horizon import strongest_baseline
 
     extra = {"baseline_last_step_wmae": 90.6, "baseline_seasonal_naive_wmae": 392.4,
              "baseline_mean_wmae": 222.3}  # fmt: skip
-    assert strongest_baseline(extra) == "last_step"
+    names = ["last_step", "seasonal_naive", "mean"]
+    assert strongest_baseline(extra, names) == "last_step"
     extra["baseline_last_step_wmae"] = float("nan")  # a baseline with no rows never wins
-    assert strongest_baseline(extra) == "mean"
+    assert strongest_baseline(extra, names) == "mean"
 
 
 def test_model_summary_prints_units_and_the_given_classes() -> None:

@@ -16,14 +16,15 @@ from archlab import runner
 from archlab.ablate import run_ablation
 from archlab.config import RunConfig, apply_overrides
 from archlab.data import sales, sales_baselines, sales_csv
-from archlab.data.sales_features import SalesFeaturizer, gather_windows
+from archlab.data.sales_horizon import STEP_FEATURES, HorizonFeaturizer
 from archlab.errors import ArchlabError
 from archlab.metrics import wmae
 from archlab.models import MODELS
 from archlab.presets import PRESETS
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks import TASKS, DataBundle
-from archlab.tasks.forecast import ForecastFitted, SalesForecast
+from archlab.tasks.sales_horizon import HorizonForecast
+from archlab.tasks.sales_horizon_data import HorizonFitted
 from tests.conftest import DATA_DIR, needs_shared
 from tests.helpers import N_WEEKS, sales_smoke, write_daily_panel, write_panel
 
@@ -39,13 +40,13 @@ def build(cfg: RunConfig) -> DataBundle:
     return TASKS["sales"].data(cfg).build(torch.device("cpu"))
 
 
-def featurizer(window: int = 8, **kw: object) -> SalesFeaturizer:
-    """A featurizer of two series (store 1, depts 1 and 2) fitted by hand."""
+def featurizer(window: int = 8, **kw: object) -> HorizonFeaturizer:
+    """A next-step featurizer of two series (store 1, depts 1 and 2) fitted by hand."""
     fields = dict(series_keys=("Store", "Dept"), series=((1, 1), (1, 2)), offset=(0.0, 0.0),
-                  scale=(1.0, 1.0), key_vocab=((1,), (1, 2)), covariates=(), cov_mean=(),
-                  cov_std=(), step_days=7, holiday_dates=(), season=52, window=window,
-                  residual="mean")  # fmt: skip
-    return SalesFeaturizer(**{**fields, **kw})
+                  scale=(1.0, 1.0), key_vocab=((1,), (1, 2)), covariates=(),
+                  known_covariates=(), cov_mean=(), cov_std=(), step_days=7, season=52,
+                  window=window, horizon=1, events=(), min_scale=1.0, residual="mean")  # fmt: skip
+    return HorizonFeaturizer(**{**fields, **kw})
 
 
 @pytest.fixture
@@ -145,23 +146,26 @@ def test_bad_config_values() -> None:
 
 
 # --- windows, split, scalers ---
-def test_windows_match_a_slow_reference() -> None:
+def test_next_step_windows_pad_before_the_start_and_mask_the_target() -> None:
     rng = np.random.default_rng(0)
-    feat = featurizer(window=3, covariates=("CPI", "Size"), cov_mean=(0.0, 0.0),
-                      cov_std=(1.0, None), events=("2010-04-04",))  # fmt: skip
-    names = feat.feature_names
-    steps = rng.normal(size=(3, 12, len(names))).astype(np.float32)
-    s = np.array([0, 1, 2, 2, 0])
-    t = np.array([0, 5, 11, 2, 7])
-    fast = feat.windows(*map(torch.from_numpy, (steps, s, t)), feat.offsets()).numpy()
-    for n in range(len(s)):
-        for k in range(4):
-            tt = t[n] - 3 + k
-            expect = steps[s[n], tt].copy() if tt >= 0 else np.zeros(len(names), np.float32)
-            if k == 3:  # the target step: its own sales unknown, flagged as the target
-                expect[[names.index(c) for c in ("sales", "observed", "group_sales")]] = 0
-                expect[names.index("target_step")] = 1
-            np.testing.assert_array_equal(fast[n, k], expect)
+    fz = featurizer(window=3, covariates=("CPI",), cov_mean=(0.0,), cov_std=(1.0,))
+    names = fz.feature_names
+    step = torch.from_numpy(rng.normal(size=(2, 12, len(STEP_FEATURES) + 1)).astype(np.float32))
+    ref = torch.from_numpy(rng.normal(size=(2, 12, 8)).astype(np.float32))
+    x, base = fz.windows(step, ref, torch.tensor([1, 0]), torch.tensor([0, 7]))
+    assert x.shape == (2, 3 + 1, len(names)) and base.shape == (2, 1)
+    # Origin 0: the two window steps before the panel starts are zeros, then step 0 itself.
+    assert x[0, :2].abs().sum() == 0
+    assert torch.equal(x[0, 2, : len(STEP_FEATURES) + 1], step[1, 0])
+    # The step forecast: its sales, observed flag and CPI (not known in advance) are zeros;
+    # the calendar is kept and it is flagged as a future step.
+    target = x[1, 3]
+    assert all(target[names.index(n)] == 0 for n in ("sales", "observed", "CPI"))
+    hol = STEP_FEATURES.index("holiday")
+    assert target[names.index("holiday")] == step[0, 8, hol] and target[names.index("future")] == 1
+    # data.residual=mean with no step a season back: the base is the last step alone (if seen).
+    last = step[0, 7, 0] if step[0, 7, 1] > 0.5 else 0.0
+    assert base[1, 0].item() == pytest.approx(float(last))
 
 
 def test_task_windows_hold_lags_and_mask_the_target(panel_dir: Path) -> None:
@@ -169,12 +173,13 @@ def test_task_windows_hold_lags_and_mask_the_target(panel_dir: Path) -> None:
     data = build(cfg)
     names = data.fitted.featurizer.feature_names
     x, _, _, y = data.test.fetch(torch.arange(len(data.test)), None)
+    assert x.shape[1] == 3 + 1  # the window up to the origin, then the step forecast
     df = sales.load_sales(small_cfg(panel_dir))
     key = df.Store * 100 + df.Dept
     tr = df[df.Date < df.Date.unique()[-12]]
     mean, std = tr.groupby(key).Weekly_Sales.mean(), tr.groupby(key).Weekly_Sales.std(ddof=0)
     # Slow reference for the first test sample: scaled sales of the 3 previous weeks.
-    rows = data.context.test_rows
+    rows = data.context.rows
     s, d, date = int(rows.Store[0]), int(rows.Dept[0]), rows.Date[0]
     series = df[(df.Store == s) & (df.Dept == d)].set_index("Date").Weekly_Sales
     k = s * 100 + d
@@ -182,10 +187,10 @@ def test_task_windows_hold_lags_and_mask_the_target(panel_dir: Path) -> None:
         expect = (series[date - pd.Timedelta(weeks=lag)] - mean[k]) / std[k]
         assert x[0, j, names.index("sales")].item() == pytest.approx(expect, rel=1e-4)
     # The target stays unknown.
-    assert x[0, -1, names.index("sales")] == 0 and x[0, -1, names.index("target_step")] == 1
+    assert x[0, -1, names.index("sales")] == 0 and x[0, -1, names.index("future")] == 1
     last_year = (series[date - pd.Timedelta(weeks=52)] - mean[k]) / std[k]
-    assert x[0, -1, names.index("sales_last_year")].item() == pytest.approx(last_year, rel=1e-4)
-    assert y[0, 0].item() == pytest.approx((series[date] - mean[k]) / std[k], rel=1e-4)
+    assert x[0, -1, names.index("ref_sales")].item() == pytest.approx(last_year, rel=1e-4)
+    assert y[0, 0, 0].item() == pytest.approx((series[date] - mean[k]) / std[k], rel=1e-4)
 
 
 def test_time_split_has_no_leakage(panel_dir: Path) -> None:
@@ -204,36 +209,23 @@ def test_time_split_has_no_leakage(panel_dir: Path) -> None:
     assert data2.fitted.featurizer.scale == data.fitted.featurizer.scale
 
 
-def test_next_step_naive_is_h1_of_each_rolling_origin() -> None:
-    """The next-step framing's vectorized baselines equal the (panel, origin, H=1) ones at
-    origin t - 1, NaN where a source step has no row or precedes the panel."""
+def test_next_step_baselines_by_hand() -> None:
+    """last_step and mean at each origin, forecasting H = 1: NaN where a source step has no row
+    or precedes the panel."""
     rng = np.random.default_rng(0)
     y = rng.normal(100, 10, (3, 12))
     y[0, 4] = y[2, 1] = np.nan
-    s, t = (a.ravel() for a in np.meshgrid(np.arange(3), np.arange(1, 12), indexing="ij"))
-    got = sales_baselines.next_step_naive(y, s, t, 4)
-    by_origin = {
-        "last_step": lambda o: sales_baselines.last_step(y, o, 1),
-        "seasonal_naive": lambda o: sales_baselines.seasonal_naive(y, o, 1, 4),
-        "mean": lambda o: sales_baselines.naive_mean(y, o, 1, 4),
-    }
-    for name, f in by_origin.items():
-        want = np.array([f(ti - 1)[si, 0] for si, ti in zip(s, t, strict=True)])
-        np.testing.assert_array_equal(got[name], want)
-    assert np.isnan(got["seasonal_naive"][t < 4]).all() and np.isnan(got["mean"][t < 4]).all()
-    assert np.isnan(got["last_step"][(s == 0) & (t == 5)]).all()
+    for o in range(11):
+        got = sales_baselines.next_step_baselines(y, o, 1, 4)
+        np.testing.assert_array_equal(got["last_step"][:, 0], y[:, o])
+        seas = y[:, o + 1 - 4] if o + 1 >= 4 else np.full(3, np.nan)
+        np.testing.assert_array_equal(got["mean"][:, 0], (y[:, o] + seas) / 2)
 
 
 def test_series_scalers_ignore_later_steps() -> None:
     y = np.array([[1.0, 3.0, np.nan, 100.0], [np.nan, np.nan, np.nan, 5.0]])
     off, sc, n = sales.series_scalers(y, 3, 1.0)
     assert off[0] == 2.0 and sc[0] == 1.0 and n.tolist() == [2, 0] and np.isnan(off[1])
-
-
-def test_gather_windows_pads_before_start() -> None:
-    steps = torch.arange(2 * 5 * 12, dtype=torch.float32).reshape(2, 5, 12)
-    x = gather_windows(steps, torch.tensor([1]), torch.tensor([1]), torch.arange(-2, 1))
-    assert x[0, 0].abs().sum() == 0 and torch.equal(x[0, 1], steps[1, 0])
 
 
 def test_monthly_panel_is_indexed_by_calendar_month() -> None:
@@ -269,13 +261,17 @@ def test_events_add_a_flag_and_last_years_flag(panel_dir: Path) -> None:
     def steps(**kw: object) -> tuple[np.ndarray, dict]:
         cfg = replace(PRESETS["sales-rnn"], data=small_cfg(panel_dir, **kw))
         data = build(cfg)
-        x, *_ = data.train.fetch(torch.arange(5), None)
+        x, *_ = data.test.fetch(torch.arange(len(data.test)), None)  # the weeks around 2011-04-22
         return x.numpy(), data.info
 
     plain, _ = steps()
     with_ev, info = steps(events=("2010-04-04", "2011-04-24"))
-    assert with_ev.shape[-1] == plain.shape[-1] + 2
-    assert np.array_equal(with_ev[..., :-2], plain)  # the other inputs are unchanged
+    names = list(info["feature_names"])
+    ev = [names.index("event"), names.index("ref_event")]  # the step's flag, last season's
+    rest = [i for i in range(len(names)) if i not in ev]
+    assert with_ev.shape == plain.shape and not plain[..., ev].any()
+    assert np.array_equal(with_ev[..., rest], plain[..., rest])  # the other inputs unchanged
+    assert with_ev[..., ev[0]].any() and with_ev[..., ev[1]].any()
     assert info["event_steps"] == ["2010-04-02", "2011-04-22"]  # weeks dated 2010-02-05 + 7k
     with pytest.raises(ArchlabError, match=r"data\.events: '2011-02-30'"):
         SalesDataConfig(events=("2011-02-30",))
@@ -290,9 +286,11 @@ def test_wmae_matches_a_hand_computation() -> None:
 
 def test_task_metrics_on_the_sales_scale() -> None:
     cfg = PRESETS["sales-rnn"]
-    task = SalesForecast(cfg, ForecastFitted(featurizer(), global_mean=0.0, global_std=10.0))
-    targets = torch.tensor([[1.0, 10.0, 5.0, 0.0], [0.0, 2.0, 1.0, 1.0]])
-    out = torch.tensor([1.5, -1.0])  # sales 20 vs 15, and -1 vs 1 (holiday)
+    fitted = HorizonFitted(featurizer(), {}, global_mean=0.0, global_std=10.0)
+    task = HorizonForecast(cfg, fitted)
+    # (scaled, scale, offset, holiday, observed, origin) of one step each
+    targets = torch.tensor([[[1.0, 10.0, 5.0, 0.0, 1.0, 0.0]], [[0.0, 2.0, 1.0, 1.0, 1.0, 0.0]]])
+    out = torch.tensor([[1.5], [-1.0]])  # sales 20 vs 15, and -1 vs 1 (holiday)
     m = task.metrics(out, targets)
     assert m["wmae"] == pytest.approx((5 + 5 * 2) / 6)
     assert m["mae"] == pytest.approx(3.5)
@@ -320,12 +318,12 @@ def test_train_predict_and_baselines(panel_dir: Path, tmp_path: Path, events: st
         assert np.isfinite(m[k])
     for b in ("last_step", "seasonal_naive", "mean"):
         assert m[f"baseline_{b}_wmae"] > 0
-    for k in ("wmae", "mae", "rmse", "r2", "wmae_own_rows"):  # the old names stay, as aliases
+    for k in ("wmae", "mae", "rmse", "r2"):  # the old names stay, as aliases
         assert m[f"baseline_last_week_{k}"] == m[f"baseline_last_step_{k}"]
     for f in ("actual_vs_forecast.png", "residuals.png", "learning_curves.png"):
         assert (run_dir / "plots" / f).stat().st_size > 0
     fitted = json.loads((run_dir / "fitted.json").read_text())
-    assert fitted["kind"] == "sales-forecast" and "offset" in fitted["featurizer"]
+    assert fitted["kind"] == "sales-horizon" and fitted["featurizer"]["horizon"] == 1
     _, task, model = runner.restore_task(run_dir)
     hist = pd.read_csv(panel_dir / "train.csv")
     hist = hist[hist.Store == 2]
@@ -366,11 +364,18 @@ def test_real_baselines_match_the_issue() -> None:
     data = build(cfg)
     assert data.info["split_first_date"]["test"] == "2012-02-03"
     assert data.info["split_last_date"]["test"] == "2012-10-26"
-    own = data.context.own_row_baselines
-    assert round(own["baseline_last_step_wmae_own_rows"]) == 1758
-    assert own["baseline_last_week_wmae_own_rows"] == own["baseline_last_step_wmae_own_rows"]
-    assert round(own["baseline_seasonal_naive_wmae_own_rows"]) == 1842
-    assert round(own["baseline_mean_wmae_own_rows"]) == 1469
+    # Each naive forecast on the rows the network is scored on (every test week of a series
+    # with last week's and last year's sales): the next-step framing's numbers.
+    rows = data.context.rows
+    got = {
+        b: wmae(rows.actual, rows[b], rows.holiday) for b in ("last_step", "seasonal_naive", "mean")
+    }
+    assert len(rows) == data.info["split_sizes"]["test"]
+    assert {b: round(v) for b, v in got.items()} == {
+        "last_step": 1789,
+        "seasonal_naive": 1852,
+        "mean": 1469,
+    }
 
 
 # --- one CSV file, optional tables, inferred date formats ---
@@ -487,6 +492,6 @@ def _write(path: Path, df: pd.DataFrame) -> Path:
 
 
 def test_auto_season_by_time_step() -> None:
-    from archlab.tasks.forecast import auto_season
+    from archlab.data.sales_recipe import auto_season
 
     assert [auto_season(d) for d in (1, 7, 14, 30)] == [7, 52, 26, 12]

@@ -14,15 +14,15 @@ import torch
 from archlab import runner
 from archlab.cli import main
 from archlab.config import apply_overrides
-from archlab.data.sales_features import SalesFeaturizer
+from archlab.data.sales_horizon import HorizonFeaturizer
 from archlab.errors import ArchlabError
 from archlab.presets import PRESETS
 from archlab.tasks import TASKS
-from archlab.tasks.forecast import ForecastData, ForecastFitted, SalesForecast
 from archlab.tasks.sales_framings import FRAMINGS
 from archlab.tasks.sales_horizon import HorizonForecast
 from archlab.tasks.sales_horizon_data import HorizonData, HorizonFitted
 from archlab.tasks.sales_parity import ParityData, ParityFitted, SalesParity
+from tests.conftest import as_older_run
 from tests.helpers import write_panel
 
 CPU = torch.device("cpu")
@@ -54,25 +54,25 @@ def _history(panel: Path, path: Path) -> str:
 def test_featurizer_round_trips_and_names_its_columns(trained: tuple[Path, Path]) -> None:
     _, run = trained
     d = json.loads((run / "fitted.json").read_text())
-    fitted = ForecastFitted.from_dict({k: v for k, v in d.items() if k != "kind"})
+    assert d["kind"] == "sales-horizon"
+    fitted = HorizonFitted.from_dict({k: v for k, v in d.items() if k != "kind"})
     feat = fitted.featurizer
-    assert ForecastFitted.from_dict(json.loads(json.dumps(fitted.to_dict()))) == fitted
-    assert SalesFeaturizer.from_dict(feat.to_dict()) == feat
+    assert HorizonFitted.from_dict(json.loads(json.dumps(fitted.to_dict()))) == fitted
+    assert HorizonFeaturizer.from_dict(feat.to_dict()) == feat
     names = feat.feature_names
     info = json.loads((run / "data.json").read_text())
-    assert len(names) == fitted.input_size == info["input_size"]
-    assert names[-2:] == ("event", "event_last_year") and "MarkDown1_missing" in names
-    assert [names[i] for i in feat.unknown_at_target] == ["sales", "observed", "group_sales"]
-    assert names[feat.target_flag] == "target_step"
+    assert len(names) == feat.input_size == info["input_size"] and names == info["feature_names"]
+    assert {"event", "ref_event"} <= set(names) and "MarkDown1_missing" in names
     # MarkDown2 and 4 are NA everywhere: constant (zeros) in training, so they enter as zeros.
     assert {"MarkDown2", "MarkDown4"} <= set(feat.constant_covariates)
-    assert feat.constant_covariates == info["covariates_constant_in_training"]
-    assert fitted.n_categories == (2, 3) and feat.season == 52 and feat.window == 16
+    assert feat.n_categories == (2, 3) and feat.season == 52 and feat.window == 16
+    # Next-step forecasting is horizon 1 with the preset's base (data.residual=mean).
+    assert feat.horizon == 1 and feat.residual == "mean" and feat.level_steps == 0
 
 
 def test_framings_registry_dispatches_data_and_task(tmp_path: Path) -> None:
     panel = write_panel(tmp_path / "walmart", weeks=60)
-    assert set(FRAMINGS) == {"forecast", "parity", "horizon"}
+    assert set(FRAMINGS) == {"forecast", "parity"}
     spec = TASKS["sales"]
     # The horizon framing needs a season of history before its first training origin: the
     # longer default panel, as tests/test_horizon.py uses.
@@ -80,7 +80,7 @@ def test_framings_registry_dispatches_data_and_task(tmp_path: Path) -> None:
     horizon = ("data.horizon=8", "data.window=4")
     for root, preset, sets, data_cls, fitted_cls, task_cls in (
         # (a 60-week panel has no training step with its value 52 weeks back: refused)
-        (long_panel, "sales-rnn-smoke", (), ForecastData, ForecastFitted, SalesForecast),
+        (long_panel, "sales-rnn-smoke", (), HorizonData, HorizonFitted, HorizonForecast),
         (panel, "sales-rnn-parity-smoke", (), ParityData, ParityFitted, SalesParity),
         (long_panel, "sales-rnn-smoke", horizon, HorizonData, HorizonFitted, HorizonForecast),
     ):
@@ -113,6 +113,27 @@ def test_a_run_without_fitted_json_is_refused(trained: tuple[Path, Path], tmp_pa
         runner.restore_task(old)
 
 
+def test_a_run_of_the_former_next_step_forecaster_is_refused_in_one_line(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import shutil
+
+    _panel, run = trained
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    d = json.loads((old / "fitted.json").read_text())
+    # The former next-step fitted.json: its own kind, a featurizer without a horizon.
+    d["kind"] = "sales-forecast"
+    d["featurizer"] = {k: v for k, v in d["featurizer"].items() if k != "horizon"}
+    (old / "fitted.json").write_text(json.dumps(d))
+    as_older_run(old, "fitted.json")
+    for cmd in (["eval", str(old)], ["explain", str(old), "--out", str(tmp_path / "x")]):
+        assert main(cmd) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "former next-step sales forecaster" in err[0], err
+        assert "archlab 0.1.0" in err[0] and "train it again" in err[0]
+
+
 def test_eval_on_other_data_uses_the_runs_featurizer(
     trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -125,12 +146,12 @@ def test_eval_on_other_data_uses_the_runs_featurizer(
     _, task, _, data = runner.load_run(run, str(other))
     assert data.fitted == task.fitted == TASKS["sales"].data(runner.load_config(run)).restore(run)
     assert data.info["series_unknown_to_run"] == 3
-    assert set(data.context.test_rows.Store) == {2}
+    assert set(data.context.rows.Store) == {2}
     _, cats, _, targets = data.test.fetch(torch.arange(len(data.test)), None)
     assert (cats[:, 0] == 1).all()  # store 2's id in the run's vocabulary (1, 2)
     feat = task.fitted.featurizer
     series = [feat.series.index((2, d)) for d in (1, 2, 3)]
-    assert set(targets[:, 1].tolist()) <= {float(np.float32(feat.scale[i])) for i in series}
+    assert set(targets[:, 0, 1].tolist()) <= {float(np.float32(feat.scale[i])) for i in series}
     assert main(["eval", str(run), "--data", str(other)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert np.isfinite(out["test_wmae"]) and out["test_wmae"] > 0

@@ -103,8 +103,9 @@ VARIANTS: dict[str, dict[str, Variant]] = {
                             baselines=True),
         "parity": Variant("sales-rnn-parity-smoke", _panel, SALES_SETS, _one_history, "wmae", 0,
                           baselines=False, predict_error="forecast"),
-        # Four steps at once after the origin; predict forecasts the rows of a test file.
-        "horizon": Variant("sales-rnn-h39-smoke", _panel,
+        # The forecast framing at H = 4: four steps at once after the origin; predict
+        # forecasts the rows of a test file.
+        "forecast-h4": Variant("sales-rnn-h39-smoke", _panel,
                            (*SALES_SETS, "data.horizon=4", "data.peer=none", "data.season=8",
                             "data.window=8", "data.val_gap=0", "data.known_covariates="),
                            _one_test_file,
@@ -115,7 +116,7 @@ VARIANTS: dict[str, dict[str, Variant]] = {
                        "f1_macro", 1, baselines=True),
     },
 }  # fmt: skip
-assert set(VARIANTS["sales"]) == set(FRAMINGS), f"a case per sales framing {list(FRAMINGS)}"
+assert set(FRAMINGS) <= set(VARIANTS["sales"]), f"a case per sales framing {list(FRAMINGS)}"
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -3,7 +3,7 @@
 The merged table (one row per series and date) is turned once into dense arrays indexed by
 (series, time step), with the framing-agnostic array tools every framing builds on (scalers,
 lags, group means, calendar flags). Reading single CSVs is in sales_csv.py; the forecast
-framing's inputs (features, windows, baseline) are in sales_features.py.
+framing's inputs (features, windows, baseline) are in sales_horizon.py.
 """
 
 from __future__ import annotations

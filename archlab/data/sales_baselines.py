@@ -124,22 +124,18 @@ def naive_mean(y: np.ndarray, origin: int, horizon: int, season: int) -> np.ndar
     return (last_step(y, origin, horizon) + seasonal_naive(y, origin, horizon, season)) / 2
 
 
-# --- H = 1 at a rolling origin per sample (the next-step framing), vectorized ---
-def lag_at(a: np.ndarray, s: np.ndarray, t: np.ndarray, lag: int) -> np.ndarray:
-    """``a[s, t - lag]`` for each pair; NaN where the lag is before the start."""
-    tl = t - lag
-    return np.where(tl >= 0, a[s, np.maximum(tl, 0)], np.nan)
-
-
-def next_step_naive(
-    y: np.ndarray, s: np.ndarray, t: np.ndarray, season: int
+def next_step_baselines(
+    y: np.ndarray, origin: int, horizon: int, season: int
 ) -> dict[str, np.ndarray]:
-    """``last_step``, ``seasonal_naive`` and ``naive_mean`` of step ``t`` of series ``s``
-    forecast from origin t - 1 with H = 1, for each pair at once: ``f(y, t - 1, 1)[s, 0]``."""
-    last, seas = lag_at(y, s, t, 1), lag_at(y, s, t, int(season_lags(1, season)[0]))
-    return {"last_step": last, "seasonal_naive": seas, "mean": (last + seas) / 2}
+    """``last_step`` (NaN where the origin has no row) and ``mean`` (of it and seasonal naive):
+    the baselines next-step forecasting reports, by their names there (NEXT_STEP_NAMES)."""
+    return {
+        "last_step": last_step(y, origin, horizon),
+        "mean": naive_mean(y, origin, horizon, season),
+    }
 
 
+NEXT_STEP_NAMES = ("last_step", "mean")
 # name -> (S, H) forecast, the order metrics.json and the report list them in. The last one
 # exists only for runs with a level shift (data.level_steps > 0), the 3-step smoothing only for
 # runs that smooth (data.smooth_steps=3: with 1 it is seasonal naive).

@@ -1,5 +1,5 @@
-"""What both sales featurizers fit and apply alike: per-series scalers, covariate
-standardization, series-key vocabularies and the year position of each step.
+"""The sales featurizer's core: per-series scalers, covariate standardization, series-key
+vocabularies and the year position of each step.
 
 ``fit_*`` return the fitted fields (plain values, saved in fitted.json); ``PanelFit`` gives a
 featurizer holding those fields the methods that apply them to any panel of the same data;
@@ -23,14 +23,11 @@ def plain(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def fit_series(
-    keys: np.ndarray, y: np.ndarray, n_train: int, min_scale: float, seen_only: bool
-) -> dict[str, Any]:
-    """``series``, ``offset``, ``scale``: each series' key values and its mean and std over the
-    first ``n_train`` steps. ``seen_only``: keep only the series with training steps; otherwise
-    every series, with offset 0 for those without."""
+def fit_series(keys: np.ndarray, y: np.ndarray, n_train: int, min_scale: float) -> dict[str, Any]:
+    """``series``, ``offset``, ``scale``: the key values and the mean and std over the first
+    ``n_train`` steps of each series with training steps (the others have no scaler)."""
     offset, scale, n_obs = series_scalers(y, n_train, min_scale)
-    keep = n_obs > 0 if seen_only else np.ones(len(y), bool)
+    keep = n_obs > 0
     return {
         "series": tuple(tuple(plain(v) for v in k) for k in keys[keep].tolist()),
         "offset": tuple(np.nan_to_num(offset[keep]).tolist()),
@@ -38,30 +35,25 @@ def fit_series(
     }
 
 
-def fit_covariates(cov: np.ndarray, n_train: int, empty_std: float) -> dict[str, Any]:
+def fit_covariates(cov: np.ndarray, n_train: int) -> dict[str, Any]:
     """``cov_mean``, ``cov_std`` of each covariate over the first ``n_train`` steps; std None
-    for a covariate constant over them (the markdowns: NA before Nov 2011), which teaches the
-    network nothing and would be far out of range later: it enters as 0. ``empty_std``: the
-    std of a covariate with no training value at all (each featurizer keeps its own)."""
+    for a covariate constant over them (the markdowns: NA before Nov 2011), or without any
+    training value, which teaches the network nothing and would be far out of range later: it
+    enters as 0."""
     S, _, C = cov.shape
     train = cov[:, :n_train].reshape(S * n_train, C)
     with np.errstate(invalid="ignore"):
         mean = np.nan_to_num(np.nanmean(train, 0))
-        std = np.nan_to_num(np.nanstd(train, 0), nan=empty_std)
+        std = np.nan_to_num(np.nanstd(train, 0), nan=0.0)
     return {
         "cov_mean": tuple(mean.tolist()),
         "cov_std": tuple(v if v > 0 else None for v in std.tolist()),
     }
 
 
-def fit_vocab(keys: np.ndarray, factorize: bool) -> tuple[tuple[Any, ...], ...]:
-    """The sorted values of each series key: the embedding ids. ``factorize``: pandas'
-    ordering (the next-step featurizer's) instead of Python's ``sorted`` (the horizon one's);
-    the two agree on keys of one type, and each featurizer keeps its own so that saved runs
-    read their ids as trained."""
+def fit_vocab(keys: np.ndarray) -> tuple[tuple[Any, ...], ...]:
+    """The sorted values of each series key: the embedding ids."""
     cols = [keys[:, i] for i in range(keys.shape[1])]
-    if factorize:
-        return tuple(tuple(pd.factorize(k, sort=True)[1].tolist()) for k in cols)
     return tuple(tuple(sorted(plain(x) for x in pd.unique(pd.Series(k)).tolist())) for k in cols)
 
 
@@ -86,8 +78,7 @@ class PlainJSON:
 
 
 class PanelFit(PlainJSON):
-    """The methods over the fitted fields both featurizers hold (frozen dataclasses that
-    inherit this)."""
+    """The methods over the featurizer's fitted core (a frozen dataclass that inherits this)."""
 
     series: tuple[tuple[Any, ...], ...]
     offset: tuple[float, ...]
@@ -119,24 +110,20 @@ class PanelFit(PlainJSON):
         return np.array(ids, dtype=np.int64).reshape(len(keys), len(vocab))
 
     def scalers(
-        self, idx: np.ndarray, unknown: tuple[float, float] | None
+        self, idx: np.ndarray, unknown: tuple[float, float]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Offset and scale of each series index; a series never seen (-1) gets ``unknown``
-        (offset, scale), or with None the first training series' (each featurizer its own)."""
-        if unknown is None:
-            at = np.maximum(idx, 0)
-            return np.array(self.offset)[at], np.array(self.scale)[at]
+        (offset, scale)."""
         seen = idx >= 0
         offset = np.where(seen, np.array((*self.offset, unknown[0]))[idx], unknown[0])
         return offset, np.where(seen, np.array((*self.scale, unknown[1]))[idx], unknown[1])
 
-    def standardized(self, cov: np.ndarray, dtype: type) -> np.ndarray:
-        """(S, T, C) covariates forward-filled over gaps, standardized in ``dtype`` and clipped
-        (later steps can drift beyond the training range: CPI, fuel price); NaN before a
-        series' first value. The next-step featurizer computes in float32, the horizon one in
-        float64: each keeps its own so that runs reproduce bit for bit."""
-        mean = np.array(self.cov_mean, dtype)
-        std = np.array([np.inf if v is None else v for v in self.cov_std], dtype)
+    def standardized(self, cov: np.ndarray) -> np.ndarray:
+        """(S, T, C) covariates forward-filled over gaps, standardized and clipped (later
+        steps can drift beyond the training range: CPI, fuel price); NaN before a series'
+        first value."""
+        mean = np.array(self.cov_mean, np.float64)
+        std = np.array([np.inf if v is None else v for v in self.cov_std], np.float64)
         return np.clip((ffill_time(cov) - mean) / std, -COV_CLIP, COV_CLIP)
 
 

@@ -83,6 +83,9 @@ class HorizonFeaturizer(PanelFit):
     level_steps: int = 0
     level_weight: float = 0.0
     smooth_steps: int = 3  # the default reads fitted.json files from before it existed
+    # The residual base: "smoothed" (last season's smoothing, plus the level shift), or one of
+    # data.residual's naive forecasts (rolling origins, H = 1: the next step's own base).
+    residual: str = "smoothed"
 
     @classmethod
     def fit(
@@ -102,15 +105,16 @@ class HorizonFeaturizer(PanelFit):
         level_steps: int = 0,
         level_weight: float = 0.0,
         smooth_steps: int = 3,
+        residual: str = "smoothed",
     ) -> HorizonFeaturizer:
         return cls(
             series_keys=tuple(series_keys),
             # A series without training steps has no scaler: it is not "known".
-            **fit_series(panel.keys, panel.y, n_train, min_scale, seen_only=True),
-            key_vocab=fit_vocab(panel.keys, factorize=False),
+            **fit_series(panel.keys, panel.y, n_train, min_scale),
+            key_vocab=fit_vocab(panel.keys),
             covariates=tuple(covariates),
             known_covariates=tuple(known_covariates),
-            **fit_covariates(panel.cov, n_train, empty_std=0.0),
+            **fit_covariates(panel.cov, n_train),
             step_days=int(step_days),
             season=int(season),
             window=int(window),
@@ -120,6 +124,7 @@ class HorizonFeaturizer(PanelFit):
             level_steps=int(level_steps),
             level_weight=float(level_weight),
             smooth_steps=int(smooth_steps),
+            residual=residual,
         )
 
     # --- sizes ---
@@ -161,7 +166,7 @@ class HorizonFeaturizer(PanelFit):
         ]
         step = np.stack(cols, -1).astype(np.float32)
         if self.covariates:
-            cov = np.nan_to_num(self.standardized(panel.cov, np.float64)).astype(np.float32)
+            cov = np.nan_to_num(self.standardized(panel.cov)).astype(np.float32)
             step = np.concatenate([step, cov], -1)
         sm3n, sm2n = scaled(sm3), scaled(sm2)
         level = np.zeros((S, T))
@@ -214,11 +219,26 @@ class HorizonFeaturizer(PanelFit):
         ref_x = torch.cat([g[..., :2], sm, g[..., 6:7]], -1)
         x = torch.cat([x, ref_x, fl[None].expand(len(s), -1, -1)], -1)
         base = sm[:, W:, 0]
+        if self.residual != "smoothed":  # the origin's step and last season's, as observed
+            last = torch.where(x[:, W - 1, 1] > 0.5, x[:, W - 1, 0], torch.nan)[:, None]
+            seas = torch.where(g[:, W:, 1] > 0.5, g[:, W:, 0], torch.nan)
+            base = naive_base(self.residual, last.expand_as(seas), seas)
         if self.level_steps:
             shift = ref[s, origin, 7]
             x = torch.cat([x, torch.where(future[None, :], shift[:, None], 0.0)[..., None]], -1)
             base = base + self.level_weight * shift[:, None]
         return x, base
+
+
+def naive_base(residual: str, last: torch.Tensor, seas: torch.Tensor) -> torch.Tensor:
+    """The base of ``data.residual`` from the origin's step and last season's (NaN: missing):
+    where the chosen one is missing, the other, then 0 (the series' training mean)."""
+    if residual == "none":
+        return torch.zeros_like(seas)
+    both = torch.stack([last, seas])
+    pick = {"last_step": [0], "last_week": [0], "seasonal": [1], "mean": [0, 1]}[residual]
+    b = torch.nanmean(both[pick], 0)
+    return torch.nan_to_num(torch.where(torch.isnan(b), torch.nanmean(both, 0), b))
 
 
 # --- predict time: the history plus H future steps ---

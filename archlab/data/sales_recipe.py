@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from archlab.data.sales import MONTHLY_MIN_DAYS
 from archlab.data.sales_baselines import level_seasonal_naive
 from archlab.errors import ArchlabError
 
@@ -29,6 +30,15 @@ LEVEL_DAYS = 28  # the level shift's span: about a month, at most one season
 SMOOTH_MIN_SEASON = 26
 LEVEL_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the grid the level rule's weight is chosen from
 MAX_LEVEL_ORIGINS = 60  # training origins the weight is scored on (evenly spread)
+
+
+def auto_season(step_days: int) -> int:
+    """Steps per seasonal cycle of the default ``data.season``: the year, or the week if daily."""
+    if step_days >= MONTHLY_MIN_DAYS:
+        return 12
+    if step_days == 1:
+        return 7  # daily sales (store visits, transactions) cycle with the week
+    return max(2, round(365.25 / step_days))  # 52 for weekly data
 
 
 def window_steps(step_days: int) -> int:

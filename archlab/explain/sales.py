@@ -1,10 +1,10 @@
 """Sales explanations, by framing: ``explain_run`` dispatches a run to its framing's view.
 
-Next-step runs (here): integrated gradients over the input features, grouped by meaning;
-permutation importance (the rise in test WMAE when one group is shuffled across samples); and,
-for one series, the attribution of each group at each input time step. Horizon runs are in
-archlab/explain/sales_horizon.py, parity runs in archlab/explain/sales_parity.py; what they
-share (wording, groups, IG, permutation, charts) in archlab/explain/sales_common.py.
+Forecast runs (every horizon, next-step forecasting included) are explained in
+archlab/explain/sales_horizon.py, parity runs in archlab/explain/sales_parity.py; here, the
+integrated gradients of next-step forecasts from history CSVs, per feature group and input
+step. What they share (wording, groups, IG, permutation, charts) is in
+archlab/explain/sales_common.py.
 """
 
 from __future__ import annotations
@@ -16,21 +16,14 @@ import numpy as np
 import torch
 
 from archlab.errors import ArchlabError
-from archlab.explain import ExplainRequest, sales_horizon, sales_parity, subset
+from archlab.explain import ExplainRequest, sales_horizon, sales_parity
 from archlab.explain.sales_common import (
     Forecast,
-    bar_chart,
-    completeness,
     feature_groups,
-    gap_summary,
-    heatmap,
+    input_steps_heatmap,
     integrated_gradients,
-    load_split,
-    series_rows,
     step_words,
-    wmae_permutation_view,
 )
-from archlab.tasks.sales_common import SalesTargets
 
 
 def explain_run(req: ExplainRequest) -> dict[str, Any]:
@@ -43,73 +36,8 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
     return VIEWS[task.fitted.kind](req, cfg, task, model, bundle)
 
 
-def _explain_next_step(
-    req: ExplainRequest, cfg: Any, task: Any, model: torch.nn.Module, bundle: Any
-) -> dict[str, Any]:
-    fz = task.fitted.featurizer
-    names = list(fz.feature_names)
-    data = load_split(bundle.test)
-    if len(names) != data.x.shape[-1]:
-        raise ArchlabError(
-            f"{req.run_dir}: the run's inputs have {data.x.shape[-1]} features per step but "
-            f"{len(names)} are named ({', '.join(names)})"
-        )
-    words = step_words(fz.step_days, fz.season)
-    groups = feature_groups(names, fz.covariates, cfg.data.markdown_columns, words)
-    net = Forecast(model, task)
-    out: dict[str, Any] = {
-        "framing": "forecast",
-        "model": cfg.model.name,
-        "words": words._asdict(),
-        "groups": {g: [names[i] for i in c] for g, c in groups.items()},
-        "files": [],
-        "n_test": len(data.x),
-    }
-    scale = SalesTargets.unpack(data.targets).scale
-    if "ig" in req.methods:
-        sel = subset(len(data.x), req.limit).to(data.x.device)
-        args = (data.cats[sel], data.base[sel])
-        attr, delta = integrated_gradients(net, data.x[sel], args, req.steps)
-        # Scaled units times each series' scale: attributions in sales units.
-        sales_attr = attr * scale[sel, None, None]
-        per_group = {
-            g: float(sales_attr[:, :, c].sum((1, 2)).abs().mean()) for g, c in groups.items()
-        }
-        out["ig_mean_abs_sales"] = per_group
-        out.update(gap_summary(completeness(net, data.x[sel], args, delta)))
-        out["n_ig"] = len(sel)
-        path = req.out / "ig_feature_groups.png"
-        bar_chart(
-            per_group,
-            None,
-            "mean |IG attribution| per sample (sales units)",
-            "Integrated gradients by feature group (test split)",
-            path,
-        )
-        out["files"].append(path.name)
-        label, rows = series_rows(bundle.context.test_rows, cfg.data.series_keys, req.series)
-        one = (data.cats[rows], data.base[rows])
-        a, _ = integrated_gradients(net, data.x[rows], one, req.steps)
-        a = (a * scale[rows, None, None]).mean(0).cpu().numpy()  # (L, F) sales units
-        grid = np.stack([a[:, c].sum(1) for c in groups.values()])  # (groups, L)
-        path = req.out / "ig_series_steps.png"
-        input_steps_heatmap(grid, list(groups), label, words.target, path)
-        out["series"] = {
-            "label": label,
-            "samples": len(rows),
-            "by_group_and_step": {
-                g: [round(float(v), 3) for v in r] for g, r in zip(groups, grid, strict=True)
-            },
-        }
-        out["files"].append(path.name)
-    if "permutation" in req.methods:
-        wmae_permutation_view(req, net, task, data, groups, out)
-    return out
-
-
 # Each framing's view of a run, by the kind of its fitted state (fitted.json's "kind").
 VIEWS: dict[str, Callable[..., dict[str, Any]]] = {
-    "sales-forecast": _explain_next_step,
     "sales-horizon": sales_horizon.explain,
     "sales-parity": sales_parity.explain,
 }
@@ -124,19 +52,22 @@ def _explain_inputs(req: ExplainRequest) -> dict[str, Any]:
             "--method permutation needs the test split's actual sales; for history CSVs use ig"
         )
     cfg, task, model = restore_task(req.run_dir)
-    if task.fitted.kind != "sales-forecast":
+    fz = getattr(task.fitted, "featurizer", None)
+    if getattr(fz, "horizon", 0) != 1:
+        what = f"{fz.horizon}-step horizon" if fz is not None else "parity"
         raise ArchlabError(
             f"{req.run_dir}: explaining history CSVs covers next-step runs, and this is a "
-            f"{task.fitted.kind.removeprefix('sales-')} run: give no inputs to explain its "
-            "test split"
+            f"{what} run: give no inputs to explain its test split"
         )
-    fz = task.fitted.featurizer
     names = list(fz.feature_names)
     h = task.history_windows(list(req.inputs))
     words = step_words(fz.step_days, fz.season)
-    groups = feature_groups(names, fz.covariates, cfg.data.markdown_columns, words)
-    net = Forecast(model, task)
-    base = torch.as_tensor(h.base, dtype=h.x.dtype)
+    groups = feature_groups(
+        names, fz.covariates, cfg.data.markdown_columns, words, fz.known_covariates
+    )
+    net = Forecast(model, task, 0)
+    model.eval()
+    base = h.base
     attr, delta = integrated_gradients(net, h.x, (h.cats, base), req.steps)
     with torch.no_grad():
         fc = net(h.x, h.cats, base).double().numpy() * h.scale + h.offset
@@ -159,19 +90,3 @@ def _explain_inputs(req: ExplainRequest) -> dict[str, Any]:
         input_steps_heatmap(grid, list(groups), label, words.target, path)
         out["files"].append(path.name)
     return out
-
-
-def input_steps_heatmap(
-    grid: np.ndarray, groups: list[str], label: str, target: str, path: Any
-) -> None:
-    """One series' mean attribution per group (rows) and input step (columns, t = target)."""
-    L = grid.shape[1]
-    heatmap(
-        grid,
-        groups,
-        [f"t-{L - 1 - i}" if i < L - 1 else "t" for i in range(L)],
-        f"input step (t = {target})",
-        "mean IG attribution (sales units)",
-        f"Series {label}: attribution per group and input step",
-        path,
-    )

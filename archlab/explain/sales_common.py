@@ -58,8 +58,8 @@ def step_words(step_days: int, season: int, horizon: int = 1) -> StepWords:
 # --- feature groups ---
 RECENT, HOLIDAY, EVENTS = "recent sales", "holiday flag", "event flags"
 CALENDAR, LEVEL, SEASON = "calendar & position", "level shift", "season ago"
-# Meaning of each input column the featurizers name (data/sales_features.py for next-step
-# runs, data/sales_horizon.py for horizon runs); SEASON is worded per run (step_words).
+# Meaning of each input column the featurizer names (data/sales_horizon.py; the former
+# next-step featurizer's names too); SEASON is worded per run (step_words).
 NAME_GROUPS: dict[str, str] = {
     "sales": RECENT,
     "observed": RECENT,
@@ -376,3 +376,19 @@ def heatmap(
     fig.colorbar(im, ax=ax, label=colorbar)
     ax.set_title(title, fontsize=10)
     _save(fig, path)
+
+
+def input_steps_heatmap(
+    grid: np.ndarray, groups: list[str], label: str, target: str, path: Any
+) -> None:
+    """One series' mean attribution per group (rows) and input step (columns, t = target)."""
+    L = grid.shape[1]
+    heatmap(
+        grid,
+        groups,
+        [f"t-{L - 1 - i}" if i < L - 1 else "t" for i in range(L)],
+        f"input step (t = {target})",
+        "mean IG attribution (sales units)",
+        f"Series {label}: attribution per group and input step",
+        path,
+    )

@@ -26,6 +26,7 @@ from archlab.explain.sales_common import (
     feature_groups,
     gap_summary,
     heatmap,
+    input_steps_heatmap,
     integrated_gradients,
     load_split,
     permutation_importance,
@@ -33,8 +34,10 @@ from archlab.explain.sales_common import (
     step_words,
 )
 from archlab.tasks.sales_common import SalesTargets
+from archlab.tasks.sales_horizon_data import rolling
 
 ROWS = "test split, test origin only (the forecasts the run's test WMAE scores)"
+ROWS_ROLLING = "test split, each test step forecast from the step before it (as the test WMAE)"
 # Every test sample is forecast from the same origin, so they share the dates.
 SHARED = (
     "shuffling moves samples across series at one origin: a group every series shares on "
@@ -96,6 +99,7 @@ def explain(
     names = list(fz.feature_names)
     data = _at_test_origin(load_split(bundle.test))
     H = data.targets.shape[1]
+    roll = rolling(task.data_cfg)
     words = step_words(fz.step_days, fz.season, H)
     groups = feature_groups(
         names, fz.covariates, cfg.data.markdown_columns, words, fz.known_covariates
@@ -103,11 +107,11 @@ def explain(
     view = _View(req, model, task, data, groups, [str(h + 1) for h in range(H)],
                  f"forecast step ({words.step}s after the origin)")  # fmt: skip
     out: dict[str, Any] = {
-        "framing": "horizon",
+        "framing": "forecast" if roll else "horizon",
         "model": cfg.model.name,
         "horizon": H,
         "words": words._asdict(),
-        "rows": ROWS,
+        "rows": ROWS_ROLLING if roll else ROWS,
         "groups": {g: [names[i] for i in c] for g, c in groups.items()},
         "files": [],
         "n_test": len(data.x),
@@ -136,26 +140,51 @@ def _ig_views(v: _View, context: Any, out: dict[str, Any]) -> None:
     out["ig_mean_abs_sales"] = {g: float(r.mean()) for g, r in rows}
     out.update(gap_summary(gaps))
     out["n_ig"] = len(sel)
-    path = v.req.out / "ig_horizon_steps.png"
-    heatmap(grid, list(v.groups), v.labels, v.xlabel, "mean |IG attribution| (sales units)",
-            f"Integrated gradients per forecast step and group ({len(sel):,} test series)",
-            path, signed=False)  # fmt: skip
-    out["files"].append(path.name)
+    roll = rolling(v.task.data_cfg)
+    if not roll:  # one forecast step: the bar chart below says it all
+        path = v.req.out / "ig_horizon_steps.png"
+        heatmap(grid, list(v.groups), v.labels, v.xlabel, "mean |IG attribution| (sales units)",
+                f"Integrated gradients per forecast step and group ({len(sel):,} test series)",
+                path, signed=False)  # fmt: skip
+        out["files"].append(path.name)
     path = v.req.out / "ig_feature_groups.png"
     bar_chart(out["ig_mean_abs_sales"], None,
               "mean |IG attribution| per forecast (sales units, mean over the steps)",
               "Integrated gradients by feature group (test split)", path)  # fmt: skip
     out["files"].append(path.name)
-    label, one = _series_sample(context, v.req.series, len(v.data.x))
+    label, one = _series_sample(context, v.req.series, len(v.data.x), roll)
     single = SalesTensors(*(t[one] for t in v.data))
+    if roll:  # the series' next-step forecasts: attribution per group and input step
+        _series_steps(v, single, label, out)
+        return
     grid1, _ = _ig_by_step(v.req, v.model, v.task, single, v.groups, signed=True)
     path = v.req.out / "ig_series_horizon.png"
     heatmap(grid1, list(v.groups), v.labels, v.xlabel, "IG attribution (sales units)",
             f"Series {label}: attribution per forecast step and group", path)  # fmt: skip
     out["series"] = {
         "label": label,
+        "samples": len(one),
         "by_group_and_step": {g: [round(float(x), 3) for x in r]
                               for g, r in zip(v.groups, grid1, strict=True)},
+    }  # fmt: skip
+    out["files"].append(path.name)
+
+
+def _series_steps(v: _View, single: SalesTensors, label: str, out: dict[str, Any]) -> None:
+    """One series' mean attribution per group and input step over its next-step forecasts."""
+    scale = SalesTargets.unpack(single.targets, horizon=True).scale[:, 0]
+    net = Forecast(v.model, v.task, 0)
+    a, _ = integrated_gradients(net, single.x, (single.cats, single.base), v.req.steps)
+    a = (a * scale[:, None, None]).mean(0).cpu().numpy()  # (L, F) sales units
+    grid = np.stack([a[:, c].sum(1) for c in v.groups.values()])  # (groups, L)
+    words = step_words(v.task.fitted.featurizer.step_days, v.task.fitted.featurizer.season)
+    path = v.req.out / "ig_series_steps.png"
+    input_steps_heatmap(grid, list(v.groups), label, words.target, path)
+    out["series"] = {
+        "label": label,
+        "samples": len(single.x),
+        "by_group_and_step": {g: [round(float(x), 3) for x in r]
+                              for g, r in zip(v.groups, grid, strict=True)},
     }  # fmt: skip
     out["files"].append(path.name)
 
@@ -181,7 +210,8 @@ def _permutation_views(v: _View, out: dict[str, Any]) -> None:
     out["test_wmae"] = ref["wmae"]
     out["test_wmae_by_step"] = ref["wmae_by_step"]
     out["n_permutation"] = len(sel)
-    out["permutation_note"] = SHARED
+    if not rolling(v.task.data_cfg):  # rolling origins' samples span the test dates
+        out["permutation_note"] = SHARED
     path = v.req.out / "permutation_importance.png"
     bar_chart(
         {g: x["wmae_rise"] for g, x in imp.items()},
@@ -191,6 +221,8 @@ def _permutation_views(v: _View, out: dict[str, Any]) -> None:
         path,
     )
     out["files"].append(path.name)
+    if rolling(v.task.data_cfg):  # one forecast step: no per-step view
+        return
     rise = np.array(
         [[np.nan if x is None else x for x in imp[g]["wmae_rise_by_step"]] for g in imp]
     )
@@ -200,11 +232,15 @@ def _permutation_views(v: _View, out: dict[str, Any]) -> None:
     out["files"].append(path.name)
 
 
-def _series_sample(context: Any, series: str, n: int) -> tuple[str, torch.Tensor]:
+def _series_sample(context: Any, series: str, n: int, roll: bool) -> tuple[str, torch.Tensor]:
     """The test-origin sample of ``series`` ("" = the largest by test sales). The context's
-    rows at the test origin list each series' scored steps in the samples' order (by series)."""
+    rows at the test origin list each series' scored steps in the samples' order (by series);
+    with rolling origins (H = 1) row i is sample i, and the series has one per test step."""
     rows = context.rows[context.rows.origin == 0]
     label, idx = series_rows(rows, tuple(context.keys), series)
+    if roll:
+        assert len(rows) == n, "one test row per sample with rolling origins"
+        return label, torch.as_tensor(np.asarray(idx))
     order = rows[context.keys].astype(str).agg(",".join, axis=1)
     firsts = order.drop_duplicates()
     assert len(firsts) == n, "one test-origin sample per series with a scored step"

@@ -15,8 +15,8 @@ class RecurrentRegressor(nn.Module):
 
     Optional embeddings of categorical ids (e.g. store, department) are appended to every
     step, so one model trained on all series can share what it learns across them. With
-    ``horizon`` H > 1 the head reads each of the last H steps (direct multi-output: the
-    sequence ends with the H future steps) and the output is (batch, H) instead of (batch,).
+    ``horizon`` H the head reads each of the last H steps (direct multi-output: the sequence
+    ends with the H future steps) and the output is (batch, H); without, (batch,) from the last.
     """
 
     def __init__(
@@ -28,7 +28,7 @@ class RecurrentRegressor(nn.Module):
         dropout: float = 0.0,
         embeddings: tuple[int, ...] = (),
         embed_dim: int = 0,
-        horizon: int = 1,
+        horizon: int | None = None,
     ) -> None:
         super().__init__()
         self.horizon = horizon
@@ -54,7 +54,7 @@ class RecurrentRegressor(nn.Module):
             e = torch.cat([emb(cats[:, i]) for i, emb in enumerate(self.embeddings)], -1)
             x = torch.cat([x, e[:, None, :].expand(-1, x.shape[1], -1)], -1)
         out, _ = self.rnn(x)
-        last = out[:, -1] if self.horizon == 1 else out[:, -self.horizon :]
+        last = out[:, -1] if self.horizon is None else out[:, -self.horizon :]
         return self.head(self.drop(last)).squeeze(-1)
 
 
@@ -66,7 +66,7 @@ def _constructor(cell: str, doc: str) -> Callable[..., RecurrentRegressor]:
         dropout: float = 0.0,
         embeddings: tuple[int, ...] = (),
         embed_dim: int = 0,
-        horizon: int = 1,
+        horizon: int | None = None,
     ) -> RecurrentRegressor:
         return RecurrentRegressor(
             input_size, hidden_size, num_layers, cell, dropout, embeddings, embed_dim, horizon

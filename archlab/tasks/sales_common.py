@@ -204,6 +204,28 @@ class SalesTask:
         """Framing-specific plots of the test rows with their ``forecast`` column; none here."""
 
 
+def series_plot(
+    rows: pd.DataFrame,
+    keys: list[str],
+    date: str,
+    wanted: tuple[str, ...],
+    run_dir: Path,
+    baseline: str = "mean",
+) -> None:
+    """actual_vs_forecast.png: the chosen (or four largest) test series with ``baseline``."""
+    from archlab.plots.eda_sales import actual_vs_forecast
+
+    label = rows[keys].astype(str).agg("-".join, axis=1)
+    chosen = list(wanted) or list(rows.groupby(label).actual.sum().nlargest(4).index)
+    series = {}
+    for name in chosen:
+        g = rows[label == name]
+        if len(g):
+            series[name] = (g[date].to_numpy(), g.actual.to_numpy(), g.forecast.to_numpy(),
+                            g[baseline].to_numpy())  # fmt: skip
+    actual_vs_forecast(series, Path(run_dir) / "plots" / "actual_vs_forecast.png", baseline)
+
+
 def eda(cfg: RunConfig, out_dir: Path) -> list[Path]:
     """The study's five exploratory plots of the merged panel."""
     from archlab.plots.eda_sales import sales_eda

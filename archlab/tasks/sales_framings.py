@@ -1,8 +1,10 @@
 """Sales framings: the FRAMINGS registry and the two factories behind TASKS["sales"].
 
 A framing is one way of turning the merged sales panel into samples; each is a TaskData, a
-frozen Fitted and a Task of its own. ``sales_data(cfg)`` picks the framing's data from the
-config (``framing_of``), ``sales_task(cfg, fitted)`` the task from the type of its fitted.
+frozen Fitted and a Task of its own. ``forecast`` is the one forecaster: H steps from each
+origin (data.horizon; H = 1, next-step forecasting, with an origin per test step);
+``parity`` the study's row-per-sample setup. ``sales_data(cfg)`` picks the framing's data from
+the config (``framing_of``), ``sales_task(cfg, fitted)`` the task from the type of its fitted.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from typing import Any
 from archlab.config import RunConfig
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Task, TaskData
-from archlab.tasks.forecast import ForecastData, ForecastFitted, SalesForecast
 from archlab.tasks.sales_horizon import HorizonForecast
 from archlab.tasks.sales_horizon_data import HorizonData, HorizonFitted
 from archlab.tasks.sales_parity import ParityData, ParityFitted, SalesParity
@@ -30,16 +31,14 @@ class Framing:
 
 
 FRAMINGS: dict[str, Framing] = {
-    "forecast": Framing(ForecastData, ForecastFitted, SalesForecast),
+    "forecast": Framing(HorizonData, HorizonFitted, HorizonForecast),
     "parity": Framing(ParityData, ParityFitted, SalesParity),
-    "horizon": Framing(HorizonData, HorizonFitted, HorizonForecast),  # data.horizon > 1
 }
 
 
 def framing_of(c: SalesDataConfig) -> str:
-    """The FRAMINGS key a data config asks for (a framing chosen by more than
-    ``data.framing``, such as a multi-step horizon, is decided here)."""
-    return "horizon" if c.horizon > 1 else c.framing
+    """The FRAMINGS key a data config asks for (``data.framing``)."""
+    return c.framing
 
 
 def sales_data(cfg: RunConfig) -> TaskData:

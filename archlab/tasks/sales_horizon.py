@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -27,13 +27,19 @@ from torch import nn
 from archlab.config import RunConfig
 from archlab.data import sales, sales_csv, sales_peer
 from archlab.data import sales_baselines as naive
-from archlab.data.sales_horizon import future_panel, read_forecast_rows
+from archlab.data.sales_horizon import PanelFeatures, future_panel, read_forecast_rows
 from archlab.errors import ArchlabError
 from archlab.metrics import regression_metrics, wmae
 from archlab.models import MODELS
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
 from archlab.tasks.base import Batches
-from archlab.tasks.sales_common import SalesTargets, SalesTask, holiday_weight, plain
+from archlab.tasks.sales_common import (
+    SalesTargets,
+    SalesTask,
+    holiday_weight,
+    plain,
+    series_plot,
+)
 from archlab.tasks.sales_horizon_data import (
     PEER_FILE,
     SVD_RANK,
@@ -41,8 +47,8 @@ from archlab.tasks.sales_horizon_data import (
     HorizonFitted,
     PeerInputs,
     TestContext,
+    rolling,
 )
-from archlab.tasks.sales_naive import series_plot
 from archlab.tasks.sales_posthoc import (
     SCALES,
     blended,
@@ -53,6 +59,28 @@ from archlab.tasks.sales_posthoc import (
     scored_wmae,
 )
 from archlab.utils import write_json_atomic
+
+
+class EndWindows(NamedTuple):
+    """The network's inputs at a panel's last data step (the origin) for its seen series."""
+
+    f: PanelFeatures
+    s: np.ndarray  # the panel rows of the series seen in training
+    o: int  # the origin
+    x: torch.Tensor  # (N, window + H, F)
+    cats: torch.Tensor  # (N, k) series ids
+    base: torch.Tensor  # (N, H) the residual base, scaled units
+
+
+class HistoryWindows(NamedTuple):
+    """Network inputs built from a history CSV: one window per series seen in training."""
+
+    x: torch.Tensor  # (N, window + H, F)
+    cats: torch.Tensor  # (N, k) series ids
+    base: torch.Tensor  # (N, H) the base the network corrects, scaled units
+    scale: np.ndarray  # (N,) per-series scale and offset back to sales units
+    offset: np.ndarray
+    rows: list[dict[str, Any]]  # series keys and date of each window's origin (last data step)
 
 
 def score(
@@ -182,6 +210,10 @@ class HorizonForecast(SalesTask):
             out.update({f"baseline_{name}_{k}": v for k, v in m.items()})
         if peer_seconds is not None:
             out[f"baseline_{data.context.peer.name}_fit_seconds"] = peer_seconds
+        # The last step's numbers under the older name next-step readers still use.
+        old = "baseline_last_step_"
+        out.update({"baseline_last_week_" + k[len(old) :]: v for k, v in out.items()
+                    if k.startswith(old)})  # fmt: skip
         return out
 
     def artifacts(
@@ -208,9 +240,15 @@ class HorizonForecast(SalesTask):
         self.keep_peer_fits(run_dir, data)
         # The model's forecasts of the four largest test series beside the best baseline.
         rows = ctx_rows[ctx_rows.origin == 0]
-        best = min(names, key=lambda n: np.nan_to_num(base[f"baseline_{n}_wmae"], nan=1e30))
+        best = strongest_baseline(base, names)
         rows = rows.assign(forecast=_test_forecasts(outputs, targets))
         series_plot(rows, ctx.keys, ctx.date, self.data_cfg.plot_series, run_dir, best)
+        if rolling(self.data_cfg):  # the mean error of each test step, over the series
+            from archlab.plots.eda_sales import residuals_by_step
+
+            res = (rows.actual - rows.forecast).groupby(rows[ctx.date]).mean()
+            residuals_by_step(res.index.to_numpy(), res.to_numpy(),
+                              Path(run_dir) / "plots" / "residuals.png")  # fmt: skip
 
     # --- predict: the H steps after the end of the data ---
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
@@ -230,7 +268,10 @@ class HorizonForecast(SalesTask):
             if not path.exists():
                 raise ArchlabError(f"{path}: no such file")
             cols = sales_csv.read_csv(path, []).columns
-            (hist if c.target in cols else wanted).append(path)
+            # Rows to forecast name their series and dates; anything else is read as a
+            # history, whose errors name the columns a history needs (the target among them).
+            rows = c.target not in cols and {*c.series_keys, c.date_column} <= set(cols)
+            (wanted if rows else hist).append(path)
         if len(hist) > 1:
             raise ArchlabError(f"give one history CSV (got {', '.join(map(str, hist))})")
         want = [read_forecast_rows(w, c) for w in wanted]
@@ -250,15 +291,22 @@ class HorizonForecast(SalesTask):
         """The history (default: the run's data) with the H steps after its end to forecast."""
         c = self.data_cfg
         df = sales.load_sales(replace(c, path=str(hist)) if hist else c)
+        fz = self.fitted.featurizer
+        missing = [k for k in fz.covariates if k not in df.columns]
+        if hist and missing and fz.horizon == 1:
+            # The next step alone: a history of sales without the covariates reads each as
+            # its training mean, constant over the window and the step forecast.
+            print(f"archlab: note: {hist}: no column(s) {', '.join(missing)}: read as their "
+                  "training means", file=sys.stderr)  # fmt: skip
+            for k in missing:
+                df[k] = fz.cov_mean[fz.covariates.index(k)]
         hol = [d for w in want if c.holiday_column in w.columns
                for d in w.loc[w[c.holiday_column], c.date_column].unique()]  # fmt: skip
         return future_panel(df, c, self.fitted.featurizer, hol,
                             pd.concat(want) if want else None, str(hist or ""))  # fmt: skip
 
-    def _forecast_end(
-        self, model: nn.Module, p: sales.Panel, hist: Path | None
-    ) -> tuple[np.ndarray, np.ndarray, int]:
-        """The (S, H) forecasts after the panel's last data step, their sources, the origin."""
+    def _end_windows(self, p: sales.Panel, hist: Path | None) -> EndWindows:
+        """The network's inputs at the panel's last data step (the origin), seen series only."""
         fz = self.fitted.featurizer
         o = p.y.shape[1] - fz.horizon - 1
         f = fz.transform(p)
@@ -267,13 +315,38 @@ class HorizonForecast(SalesTask):
             raise ArchlabError(
                 f"{hist or self.data_cfg.path}: none of its series were seen in training"
             )
-        model.eval()
         with torch.no_grad():
             x, base = fz.windows(
                 torch.from_numpy(f.step), torch.from_numpy(f.ref), torch.from_numpy(s),
                 torch.full((len(s),), o),
             )  # fmt: skip
-            corr = model(x, torch.from_numpy(f.cats[s]))
+        return EndWindows(f, s, o, x, torch.from_numpy(f.cats[s]), base)
+
+    def history_windows(self, inputs: list[str]) -> HistoryWindows:
+        """The network's inputs for the H steps after one history CSV's last date, per series
+        seen in training (as ``predict`` reads it)."""
+        if len(inputs) != 1:
+            raise ArchlabError(f"give one history CSV (got {', '.join(inputs)})")
+        hist = Path(inputs[0])
+        if not hist.exists():
+            raise ArchlabError(f"{hist}: no such file")
+        p = self._end_panel(hist, [])
+        w = self._end_windows(p, hist)
+        c, keys = self.data_cfg, list(self.data_cfg.series_keys)
+        date = str(p.dates[w.o])[:10]
+        rows = [{**{k: plain(p.keys[i, j]) for j, k in enumerate(keys)}, c.date_column: date}
+                for i in w.s]  # fmt: skip
+        return HistoryWindows(w.x, w.cats, w.base, w.f.scale[w.s], w.f.offset[w.s], rows)
+
+    def _forecast_end(
+        self, model: nn.Module, p: sales.Panel, hist: Path | None
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """The (S, H) forecasts after the panel's last data step, their sources, the origin."""
+        fz = self.fitted.featurizer
+        f, s, o, x, cats, base = self._end_windows(p, hist)
+        model.eval()
+        with torch.no_grad():
+            corr = model(x, cats)
             out = (base + self.correction_scale * corr).double().numpy()
             sb = self.fitted.chosen.get("blend_correction_scale", self.correction_scale)
             out_b = (base + sb * corr).double().numpy()
@@ -397,10 +470,17 @@ def correction_scales(model: nn.Module, val: Batches) -> dict[str, Any]:
     }
 
 
+def strongest_baseline(metrics: dict[str, Any], names: list[str]) -> str:
+    """The baseline of ``names`` with the lowest test WMAE (one without rows never wins): the
+    one the forecast plot draws, the one to beat."""
+    return min(names, key=lambda n: np.nan_to_num(metrics[f"baseline_{n}_wmae"], nan=1e30))
+
+
 def _baseline_names(rows: pd.DataFrame) -> list[str]:
     """The baselines the test rows hold (level_seasonal_naive only with a level shift), then
     the statistical peer's (with data.peer)."""
-    return [n for n in (*naive.BASELINE_NAMES, *sales_peer.PEERS) if n in rows.columns]
+    names = (*naive.BASELINE_NAMES, *naive.NEXT_STEP_NAMES, *sales_peer.PEERS)
+    return [n for n in names if n in rows.columns]
 
 
 def fit_peer(peer: PeerInputs, rows: pd.DataFrame, horizon: int) -> tuple[np.ndarray, float]:

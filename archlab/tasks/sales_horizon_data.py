@@ -8,6 +8,11 @@ the training steps whose window has a season of history before it (targets after
 steps are masked). ``data.backtest_origins=K`` adds the K - 1 origins before the test origin,
 and the K - 1 before the validation origin (scored on the validation steps only).
 
+With H = 1 (next-step forecasting) the origins roll: the test is the last ``data.test_steps``
+steps, each forecast from the actual history up to the step before it, and validation likewise
+each of its steps; a (series, step) is a sample where its series has training steps and the
+steps ``data.require_lags`` names are observed, in every split.
+
 Targets are (N, H, 6): scaled sales, per-series scale and offset, holiday flag, mask (an
 observed target step of that split) and the origin's backtest number (0 = the test origin).
 """
@@ -27,7 +32,6 @@ from archlab import rundir
 from archlab.config import RunConfig
 from archlab.data import sales, sales_peer, sales_recipe
 from archlab.data import sales_baselines as naive
-from archlab.data.sales_features import auto_season
 from archlab.data.sales_horizon import HorizonFeaturizer, PanelFeatures, future_known
 from archlab.data.sales_peer import MIN_SEASONS
 from archlab.errors import ArchlabError
@@ -41,6 +45,8 @@ from archlab.tasks.sales_common import (
     resolved_config,
 )
 
+# fitted.json's kind of next-step runs written before next-step forecasting was horizon 1.
+NEXT_STEP_KIND = "sales-forecast"
 # A blending run's peer forecasts at its test origins and its data's end (sales_peer.save_fits).
 PEER_FILE = "peer_forecast.npz"
 SVD_RANK = 10  # per-group rank of the SVD baseline (the Walmart competition winner's choice)
@@ -102,8 +108,11 @@ def _resolve(c: SalesDataConfig, df: pd.DataFrame) -> tuple[SalesDataConfig, dic
     """The config with what the data decided (date format, tables, season for its time step)."""
     resolved = dict(df.attrs.get("resolved", {}))
     step_days = sales.infer_step_days(df[c.date_column].to_numpy())
-    if c.season == SalesDataConfig().season:
-        resolved["season"] = auto_season(step_days)
+    dflt = SalesDataConfig()
+    if c.season == dflt.season:
+        resolved["season"] = sales_recipe.auto_season(step_days)
+    if rolling(c) and c.require_lags == dflt.require_lags:  # the last step and a season back
+        resolved["require_lags"] = (1, resolved.get("season", c.season))
     resolved["step_days"] = step_days
     fields = {k: v for k, v in resolved.items() if k != "step_days"}
     return replace(c, **fields), plain_dict(resolved)
@@ -129,6 +138,11 @@ def _blend_notes(c: SalesDataConfig, n: int) -> tuple[bool, list[str]]:
     ]
 
 
+def rolling(c: SalesDataConfig) -> bool:
+    """Whether every step of the test and validation spans is an origin of its own (H = 1)."""
+    return c.horizon == 1
+
+
 class HorizonData:
     """Reads the panel, fits the featurizer on training steps, batches origins per split."""
 
@@ -136,9 +150,13 @@ class HorizonData:
         self.cfg = cfg
 
     def restore(self, run_dir: Path) -> HorizonFitted:
-        d = rundir.read_fitted(Path(run_dir), HorizonFitted.kind)
-        if d is None:
-            raise ArchlabError(f"{run_dir}: no {rundir.FITTED} (was the run started?)")
+        d = rundir.require_fitted(Path(run_dir), (HorizonFitted.kind, NEXT_STEP_KIND))
+        if "horizon" not in d["featurizer"]:  # the former next-step featurizer has none
+            raise ArchlabError(
+                f"{run_dir}: a run of the former next-step sales forecaster (fitted.json kind "
+                f"{NEXT_STEP_KIND!r}, written by archlab 0.1.0, which reads it): next-step "
+                "forecasting is now horizon 1 of the one forecaster; train it again"
+            )
         if (Path(run_dir) / PEER_FILE).exists():  # the peer's fit at the data's end
             sales_peer.load_fits(Path(run_dir) / PEER_FILE)
         return HorizonFitted.from_dict(d)
@@ -146,6 +164,7 @@ class HorizonData:
     def build(self, device: torch.device, fitted: HorizonFitted | None = None) -> HorizonBundle:
         r = self._read(fitted)
         c, p, n_train, T = r.c, r.p, r.n_train, r.p.y.shape[1]
+        given = fitted is not None
         fz = fitted.featurizer if fitted is not None else _fit(r)
         if fitted is None:
             part = p.y[:, :n_train]
@@ -153,13 +172,22 @@ class HorizonData:
             fitted = HorizonFitted(fz, r.resolved, float(ok.mean()), float(ok.std()))
         f = fz.transform(p)
         o = _origins(c, T, n_train)
+        scored = _scored(c, p, fz)
+        roll = rolling(c)
         split = {
             # Training origins whose whole window has last season's steps, as the test
-            # origin's has: earlier ones would teach the network a history without them.
-            "train": _samples(p, f, c, list(range(r.first_train, o.n_fit - 1)), o.n_fit, True),
-            "val": _samples(p, f, c, o.val, o.n_val, False, first=n_train),
-            "test": _samples(p, f, c, o.tests, T, False, backtest=True),
-        }
+            # origin's has: earlier ones would teach the network a history without them
+            # (rolling origins: the required lags of each target step say the same).
+            "train": _samples(p, f, c, scored, list(range(r.first_train, o.n_fit - 1)), o.n_fit,
+                              not roll),
+            "val": _samples(p, f, c, scored, o.val, o.n_val, False, first=n_train),
+            "test": _samples(p, f, c, scored, o.tests, T, False, backtest=not roll),
+        }  # fmt: skip
+        if len(split["train"][0]) == 0 and roll:
+            raise ArchlabError(
+                f"{c.path}: no sample left: every series is too short for the required lags "
+                f"{list(c.require_lags)} (data.require_lags) in the {n_train} training steps"
+            )
         if len(split["train"][0]) == 0:
             raise ArchlabError(
                 f"{c.path}: no training origin has a season ({c.season} steps) of history "
@@ -168,9 +196,13 @@ class HorizonData:
                 + (f", data.val_gap={c.val_gap}" if c.val_gap else "")
                 + " or data.window, or give a longer history"
             )
-        rows, row_series = _test_rows(c, p, f.cats[:, -1], o.tests)
+        rows, row_series = _test_rows(c, p, scored, f.cats[:, -1], o.tests)
         peer, peer_note = _peer(c, p, f.cats[:, -1], o, n_train, split, row_series)
         info = _info(r, fz, o, split)
+        if roll:
+            info.update(_rolling_info(r, fz, scored, split))
+        if given:  # another data set read with the run's featurizer
+            info["series_unknown_to_run"] = int(np.sum(fz.series_index(p.keys) < 0))
         make = _batcher(device, fz, f)
         return DataBundle(
             train=make(split["train"]),
@@ -178,7 +210,7 @@ class HorizonData:
             test=make(split["test"]),
             fitted=fitted,
             info=info,
-            splits={k: (v[0] * T + v[1]).tolist() for k, v in split.items()},  # series*T+origin
+            splits=_split_ids(p, split, roll),
             notes=_notes(r, info, o, peer_note),
             context=TestContext(rows, list(c.series_keys), c.date_column, peer),
         )
@@ -189,6 +221,16 @@ class HorizonData:
         df = sales.load_sales(self.cfg.data)
         c, resolved = _resolve(self.cfg.data, df)
         step_days = resolved["step_days"]
+        if fitted is not None and step_days != fitted.featurizer.step_days:
+            raise ArchlabError(
+                f"{c.path}: its dates are {step_days} days apart but the run was trained "
+                f"on {fitted.featurizer.step_days}-day steps"
+            )
+        # data.missing_indicators: the markdowns' "was missing" flags are covariates too.
+        flags = [f"{m}_missing" for m in c.markdown_columns if f"{m}_missing" in df.columns]
+        if any(k not in c.covariates for k in flags):
+            c = replace(c, covariates=(*c.covariates, *(k for k in flags if k not in c.covariates)))
+            resolved["covariates"] = list(c.covariates)
         missing = [k for k in c.known_covariates or () if k not in c.covariates]
         if missing:
             raise ArchlabError(
@@ -204,17 +246,20 @@ class HorizonData:
             resolved.update(plain_dict({k: getattr(c, k) for k in derived}))
         assert c.val_steps is not None and c.val_gap is not None and c.window is not None
         assert c.level_steps is not None
-        n_train = T - c.horizon - c.val_gap - c.val_steps
+        n_test = _test_span(c)
+        n_train = T - n_test - c.val_gap - c.val_steps
         if n_train < 2:
             gap = f" + data.val_gap={c.val_gap}" if c.val_gap else ""
+            span = f"data.test_steps={n_test}" if rolling(c) else f"data.horizon={c.horizon}"
             raise ArchlabError(
-                f"{c.path}: {T} time steps, but data.horizon={c.horizon} test steps + "
+                f"{c.path}: {T} time steps, but {span} test steps + "
                 f"data.val_steps={c.val_steps}{gap} leave {max(n_train, 0)} training steps "
                 "(need >= 2): lower data.horizon or data.val_steps"
                 + (" or data.val_gap" if c.val_gap else "")
             )
-        # The level shift also reads a season back from the origin (data.level_steps steps).
-        first_train = c.season + max(c.window, c.level_steps) - 1
+        # The level shift also reads a season back from the origin (data.level_steps steps);
+        # rolling origins start where the required lags do (each target checks its own).
+        first_train = 0 if rolling(c) else c.season + max(c.window, c.level_steps) - 1
         return _Read(c, resolved, why, df, p, step_days, n_train, first_train)
 
 
@@ -238,8 +283,18 @@ class _Origins(NamedTuple):
     n_fit: int  # training targets reach steps before this
 
 
+def _test_span(c: SalesDataConfig) -> int:
+    """Steps of the test span: data.test_steps with rolling origins, else the horizon."""
+    return c.test_steps if rolling(c) else c.horizon
+
+
 def _origins(c: SalesDataConfig, n_steps: int, n_train: int) -> _Origins:
     assert c.val_steps is not None
+    if rolling(c):  # every step of the span forecast from the step before it
+        first_test = n_steps - c.test_steps
+        val = list(range(n_train - 1, n_train + c.val_steps - 1))
+        return _Origins(list(range(first_test - 1, n_steps - 1)), val, n_train + c.val_steps,
+                        n_train)  # fmt: skip
     o_test = n_steps - c.horizon - 1
     # The steps training targets may reach: with fit_through_val every step before the
     # test origin, the val_gap steps included (the model then forecasts as deployed).
@@ -260,6 +315,7 @@ def _fit(r: _Read) -> HorizonFeaturizer:
         known_covariates=c.known_covariates, step_days=r.step_days, season=c.season,
         window=c.window, horizon=c.horizon, events=c.events, min_scale=c.min_scale,
         level_steps=c.level_steps, level_weight=c.level_weight, smooth_steps=c.smooth_steps,
+        residual=c.residual if rolling(c) else "smoothed",
     )  # fmt: skip
 
 
@@ -267,24 +323,26 @@ def _samples(
     p: sales.Panel,
     f: PanelFeatures,
     c: SalesDataConfig,
+    scored: np.ndarray,
     origins: list[int],
     limit: int,
     need_ref: bool,
     backtest: bool = False,
     first: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(series, origin, targets) of every series with a scored target from an origin (a step
-    from ``first`` to before ``limit``); ``need_ref``: only targets a season after the start.
+    """(series, origin, targets) of every series with a scored target (``scored``, see
+    ``_scored``) from an origin (a step from ``first`` to before ``limit``); ``need_ref``:
+    only targets a season after the start.
 
     ``backtest``: the origins are numbered (0 = the first) in the targets' last column;
     otherwise they all count as one (a training or validation split)."""
     H, T = c.horizon, p.y.shape[1]
-    lags, h, observed = naive.season_lags(H, c.season), np.arange(1, H + 1), ~np.isnan(p.y)
+    lags, h = naive.season_lags(H, c.season), np.arange(1, H + 1)
     s_all, o_all, targ = [], [], []
     for k, o in enumerate(origins):
         t = o + h
         inside = (t >= first) & (t < limit)
-        ok = observed[:, np.minimum(t, T - 1)] & inside[None, :]
+        ok = scored[:, np.minimum(t, T - 1)] & inside[None, :]
         if need_ref:
             ok &= (t - lags >= 0)[None, :]
         s = np.flatnonzero(ok.any(1))
@@ -335,17 +393,39 @@ def _batcher(
     return make
 
 
+def _scored(c: SalesDataConfig, p: sales.Panel, fz: HorizonFeaturizer) -> np.ndarray:
+    """(S, T) the (series, step) pairs a split may score: every observed one, and with rolling
+    origins only those of a series with training steps whose ``data.require_lags`` steps are
+    observed (the next-step samples)."""
+    ok = ~np.isnan(p.y)
+    if not rolling(c):
+        return ok
+    need = ok & (fz.series_index(p.keys) >= 0)[:, None]
+    for lag in c.require_lags:
+        before = np.zeros_like(ok)
+        before[:, lag:] = ok[:, : ok.shape[1] - lag]
+        need &= before
+    return need
+
+
 def _test_rows(
-    c: SalesDataConfig, p: sales.Panel, groups: np.ndarray, origins: list[int]
+    c: SalesDataConfig,
+    p: sales.Panel,
+    scored: np.ndarray,
+    groups: np.ndarray,
+    origins: list[int],
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """One row per observed (series, step) after each test origin: keys, date, step, origin
-    number, actual, holiday and every naive baseline; and the panel row of each."""
-    H, keys, observed = c.horizon, list(c.series_keys), ~np.isnan(p.y)
+    """One row per scored (series, step) after each test origin (``_scored``, up to the last
+    step): keys, date, step, origin number (0 for every rolling origin), actual, holiday and
+    every naive baseline; and the panel row of each."""
+    H, keys, T = c.horizon, list(c.series_keys), p.y.shape[1]
     level = (c.level_steps, c.level_weight) if c.level_steps else None
     ctx_rows, row_series = [], []
     for k, o in enumerate(origins):
         base = naive.all_baselines(p.y, o, H, c.season, groups, SVD_RANK, level, c.smooth_steps)
-        s, hh = np.nonzero(observed[:, o + 1 : o + 1 + H])
+        if rolling(c):  # the next-step baselines (and their metric names) too
+            base.update(naive.next_step_baselines(p.y, o, H, c.season))
+        s, hh = np.nonzero(scored[:, o + 1 : min(o + 1 + H, T)])
         t = o + 1 + hh
         row_series.append(s)
         ctx_rows.append(
@@ -354,7 +434,7 @@ def _test_rows(
                     **{key: p.keys[s, i] for i, key in enumerate(keys)},
                     c.date_column: p.dates[t],
                     "step": hh + 1,
-                    "origin": k,
+                    "origin": 0 if rolling(c) else k,
                     "actual": p.y[s, t],
                     "holiday": p.holiday[t],
                     **{n: b[s, hh] for n, b in base.items()},
@@ -377,6 +457,11 @@ def _peer(
     first-line note on what it could not do."""
     if c.peer == "none":
         return None, []
+    if rolling(c):
+        return None, [
+            f"data: no {c.peer} peer (data.peer) with an origin per test step (data.horizon=1): "
+            f"it would be fit {len(o.tests)} times; the run goes on without it"
+        ]
     k_back, o_test = len(o.tests), o.tests[0]
     # The earliest origin has the shortest history; MSTL needs MIN_SEASONS seasons.
     if o_test - k_back + 2 < MIN_SEASONS * c.season:
@@ -398,9 +483,12 @@ def _info(r: _Read, fz: HorizonFeaturizer, o: _Origins, split: dict[str, tuple])
     c, dates, n_train, n_fit = r.c, r.p.dates, r.n_train, o.n_fit
     S, T = r.p.y.shape
     o_test = o.tests[0]
+    roll = rolling(c)
+    span = lambda a, b: f"{str(dates[a])[:10]}..{str(dates[b])[:10]}"  # noqa: E731
     info = {
         "source": str(Path(c.path).resolve()),
-        "framing": "horizon",
+        "input": "file" if Path(c.path).is_file() else "folder",
+        "framing": "forecast" if rolling(c) else "horizon",
         "resolved_config": r.resolved,
         "n_rows": len(r.df),
         "read": r.df.attrs.get("read", {}),
@@ -409,7 +497,7 @@ def _info(r: _Read, fz: HorizonFeaturizer, o: _Origins, split: dict[str, tuple])
         "step_days": r.step_days,
         "horizon": c.horizon,
         "window": c.window,
-        "val_dates": f"{str(dates[n_train])[:10]}..{str(dates[o.n_val - 1])[:10]}",
+        "val_dates": span(n_train, o.n_val - 1),
         "val_gap": c.val_gap,
         "correction_scale": c.correction_scale,
         "input_size": fz.input_size,
@@ -420,11 +508,11 @@ def _info(r: _Read, fz: HorizonFeaturizer, o: _Origins, split: dict[str, tuple])
             for k in (*RECIPE, "known_covariates")
         },
         "origins": {
-            "train": f"{str(dates[r.first_train])[:10]}..{str(dates[n_fit - 2])[:10]}",
-            "val": str(dates[n_train - 1])[:10],
-            "val_backtest": [str(dates[v])[:10] for v in o.val],
-            "test": str(dates[o_test])[:10],
-            "backtest": [str(dates[t])[:10] for t in o.tests],
+            "train": span(r.first_train, n_fit - 2),
+            "val": span(o.val[0], o.val[-1]) if roll else str(dates[n_train - 1])[:10],
+            "val_backtest": [] if roll else [str(dates[v])[:10] for v in o.val],
+            "test": span(o.tests[0], o.tests[-1]) if roll else str(dates[o_test])[:10],
+            "backtest": [] if roll else [str(dates[t])[:10] for t in o.tests],
         },
         "split_samples": {k: len(v[0]) for k, v in split.items()},
         "split_target_steps": {
@@ -433,6 +521,9 @@ def _info(r: _Read, fz: HorizonFeaturizer, o: _Origins, split: dict[str, tuple])
         "test_first_date": str(dates[o_test + 1])[:10],
         "test_last_date": str(dates[T - 1])[:10],
         "series_without_training_steps": int(S - len(fz.series)),
+        "event_steps": [
+            str(d)[:10] for d in dates[sales.event_flags(dates, fz.events, r.step_days) > 0]
+        ],
     }
     ends = _series_ends(~np.isnan(r.p.y), dates, o_test)
     if ends:
@@ -440,18 +531,73 @@ def _info(r: _Read, fz: HorizonFeaturizer, o: _Origins, split: dict[str, tuple])
     return info
 
 
+def _split_ids(p: sales.Panel, split: dict[str, tuple], roll: bool) -> dict[str, list[int]]:
+    """split.json: per split, series * T + origin of each sample; with rolling origins the
+    merged table's row of each sample's target step (the row it forecasts)."""
+    T = p.y.shape[1]
+    if not roll:
+        return {k: (v[0] * T + v[1]).tolist() for k, v in split.items()}
+    row_of = np.full(p.y.shape, -1, dtype=np.int64)
+    row_of[p.row_series, p.row_time] = np.arange(len(p.row_series))
+    return {k: row_of[v[0], v[1] + 1].tolist() for k, v in split.items()}
+
+
+def _rolling_info(
+    r: _Read, fz: HorizonFeaturizer, scored: np.ndarray, split: dict[str, tuple]
+) -> dict[str, Any]:
+    """data.json's facts of rolling origins: each split's size and target dates, and the
+    observed steps left out (a series without training steps, a required lag missing)."""
+    dates, observed = r.p.dates, ~np.isnan(r.p.y)
+    seen = fz.series_index(r.p.keys) >= 0
+    first = {k: str(dates[v[1].min() + 1])[:10] if len(v[1]) else "" for k, v in split.items()}
+    last = {k: str(dates[v[1].max() + 1])[:10] if len(v[1]) else "" for k, v in split.items()}
+    return {
+        "split_sizes": {k: len(v[0]) for k, v in split.items()},
+        "split_first_date": first,
+        "split_last_date": last,
+        "dropped_series_no_training_steps": int(np.sum(~seen & observed.any(1))),
+        "dropped_rows_no_training_steps": int(observed[~seen].sum()),
+        "dropped_rows_missing_lags": int((observed & seen[:, None] & ~scored).sum()),
+    }
+
+
+def _rolling_head(c: SalesDataConfig, r: _Read, info: dict[str, Any]) -> str:
+    """The first line of a run with rolling origins: what was read, skipped and inferred."""
+    skipped = [
+        f"no {k.removesuffix('_file')} table"
+        for k in ("stores_file", "features_file")
+        if r.resolved.get(k) == ""
+    ] + (["no holiday column (WMAE = MAE)"] if r.resolved.get("holiday_column") == "" else [])
+    fmt = f"dates {c.date_format}" + (" (inferred)" if "date_format" in r.resolved else "")
+    step = {1: "daily", 7: "weekly"}.get(r.step_days, f"{r.step_days}-day")
+    if r.step_days >= sales.MONTHLY_MIN_DAYS:
+        step = "monthly"
+    return (
+        f"data: {c.path} ({info['input']}), {info['n_series']} series x {info['n_steps']} "
+        f"{step} steps; {fmt}; season {c.season} steps; an origin per step of the last "
+        f"{c.test_steps} (test)" + "".join(f"; {k}" for k in skipped)
+    )
+
+
 def _notes(r: _Read, info: dict[str, Any], o: _Origins, peer_note: list[str]) -> list[str]:
     """The run's first lines: the panel, the origins and targets of each split, the peer,
     the recipe, series ending early and what reading found."""
     c, (S, T), k_back = r.c, r.p.y.shape, len(o.tests)
     orig, sizes = info["origins"], info["split_target_steps"]
+    if rolling(c):  # one origin per step: no backtests
+        k_back = 1
     ends = _series_ends(~np.isnan(r.p.y), r.p.dates, o.tests[0])
+    head = (
+        _rolling_head(c, r, info)
+        if rolling(c)
+        else f"data: {c.path}, {S} series x {T} steps of {r.step_days} days; horizon "
+        f"{c.horizon} steps, season {c.season}"
+    )
     return [
-        f"data: {c.path}, {S} series x {T} steps of {r.step_days} days; horizon {c.horizon} "
-        f"steps, season {c.season}",
+        head,
         f"data: origins train {orig['train']} ({sizes['train']} targets), val "
         f"{orig['val']} ({sizes['val']}"
-        + (f" over {len(o.val)} origins" if len(o.val) > 1 else "")
+        + (f" over {len(o.val)} origins" if len(o.val) > 1 and not rolling(c) else "")
         + (f"; then {c.val_gap} steps in no split" if c.val_gap else "")
         + ("; training targets reach the test origin" if c.fit_through_val else "")
         + f"), test {orig['test']} ({sizes['test']} targets"
@@ -482,7 +628,13 @@ def _recipe(
         why = {k: "run" for k in (*RECIPE, "known_covariates")}
     else:
         sales_recipe.check_season(c, c.season, T)
+        pre: dict[str, str] = {}
+        if rolling(c):  # next-step forecasting: its window and validation span, no level shift
+            derived, pre = sales_recipe.next_step(c, step_days, T)
+            c = replace(c, **derived, level_steps=0, val_gap=0)
+            pre.update(level_steps="data: an origin per step", val_gap="data: an origin per step")
         c, why = sales_recipe.horizon(c, step_days, c.season, T)
+        why.update(pre)
         why["known_covariates"] = "config"
         if c.known_covariates is None:
             known = future_known(df, c, list(c.covariates), step_days, H)
@@ -490,18 +642,27 @@ def _recipe(
             why["known_covariates"] = f"data: with values on the {H} steps after the last date"
     assert c.val_steps is not None and c.val_gap is not None and c.window is not None
     assert c.level_steps is not None
-    _check_known(c, p, T - H)
+    _check_known(c, p, T - _test_span(c))
     if c.backtest_origins > c.val_steps + 1:
         raise ArchlabError(
             f"invalid config value data.backtest_origins={c.backtest_origins}: at most "
             f"data.val_steps + 1 = {c.val_steps + 1}"
         )
+    if rolling(c) and c.backtest_origins:
+        raise ArchlabError(
+            f"invalid config value data.backtest_origins={c.backtest_origins}: with "
+            "data.horizon=1 every test step is an origin of its own already"
+        )
     if c.level_weight is None:
-        n_train = T - H - c.val_gap - c.val_steps
+        n_train = T - _test_span(c) - c.val_gap - c.val_steps
         first = c.season + max(c.window, c.level_steps) - 1
         w = sales_recipe.level_weight(p.y, n_train, first, c) if c.level_steps else 0.0
         c = replace(c, level_weight=w)
-        why["level_weight"] = "data: fits the training origins best as a plain rule"
+        why["level_weight"] = (
+            "data: fits the training origins best as a plain rule"
+            if c.level_steps
+            else "data: no level shift"
+        )
     why.setdefault("level_weight", "config")
     return c, why
 
