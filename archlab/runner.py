@@ -155,13 +155,8 @@ def prepare(
 
 
 def _record_sources(cfg: RunConfig, data: DataBundle[Any, Any]) -> dict[str, str]:
-    """Where each config value came from, into data.json; a recipe value the data layer took
-    "from config" is named by its source ("preset NAME", "--set", or the task's "default")."""
+    """Where each config value came from ("preset NAME", "--set"...), into data.json."""
     sources = config_sources(cfg)
-    recipe = data.info.get("recipe")
-    for k, v in recipe.items() if isinstance(recipe, dict) else ():
-        if isinstance(v, dict) and v.get("from") == "config":
-            v["from"] = sources.get(f"data.{k}", "default")
     data.info["config_sources"] = sources
     return sources
 

@@ -467,7 +467,10 @@ def test_daily_panel_from_one_file_with_three_flags(tmp_path: Path, capsys) -> N
     out, err = capsys.readouterr()
     assert rc == 0, err
     run_dir = Path(out.splitlines()[-1])
-    first = err.splitlines()[0]  # the run says what it read before any epoch
+    lines = err.splitlines()  # the run says where its config came from and what it read
+    assert lines[0].startswith("config: data.path from --data; data.date_column, ")
+    assert "train.epochs from --epochs; the rest: the task's defaults" in lines[0]
+    first = lines[1]
     assert "transactions.csv (file), 3 series x 120 daily steps" in first
     assert "dates %d/%m/%Y (inferred)" in first and "no holiday column" in first
     info = json.loads((run_dir / "data.json").read_text())

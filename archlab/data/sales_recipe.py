@@ -167,7 +167,15 @@ def level_weight(y: np.ndarray, n_train: int, first: int, c: SalesDataConfig) ->
     return LEVEL_WEIGHTS[int(np.argmin(err))]
 
 
+def named(why: dict[str, str], sources: dict[str, str]) -> dict[str, str]:
+    """``why`` with each value set in the config ("config") named by its source: a preset, a
+    flag, a search... (``config.config_sources``), or the task's "default"."""
+    return {k: sources.get(f"data.{k}", "default") if v == "config" else v for k, v in why.items()}
+
+
 def describe(c: SalesDataConfig, why: dict[str, str]) -> list[str]:
-    """The run's first line on the recipe: each value and its source."""
-    parts = [f"{k} {getattr(c, k)} ({why[k]})" for k in why]
-    return ["data: recipe: " + "; ".join(parts)]
+    """The run's first line on the recipe: the values, grouped by their source."""
+    by: dict[str, list[str]] = {}
+    for k, source in why.items():
+        by.setdefault(source, []).append(f"{k} {getattr(c, k)}")
+    return ["data: recipe: " + "; ".join(f"{', '.join(v)} ({k})" for k, v in by.items())]

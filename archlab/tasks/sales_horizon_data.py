@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from archlab import rundir
-from archlab.config import RunConfig
+from archlab.config import RunConfig, config_sources
 from archlab.data import sales, sales_peer, sales_recipe
 from archlab.data import sales_baselines as naive
 from archlab.data.sales_horizon import HorizonFeaturizer, PanelFeatures, future_known
@@ -244,6 +244,7 @@ class HorizonData:
         if fitted is None:
             derived = [k for k in (*RECIPE, "known_covariates") if why[k] != "config"]
             resolved.update(plain_dict({k: getattr(c, k) for k in derived}))
+        why = sales_recipe.named(why, config_sources(self.cfg))
         assert c.val_steps is not None and c.val_gap is not None and c.window is not None
         assert c.level_steps is not None
         n_test = _test_span(c)
