@@ -452,7 +452,7 @@ def test_cli_run_says_the_layout_first(tmp_path: Path, capsys) -> None:
     argv = ["train", "--task", "images", "--data", str(root), "--out", str(tmp_path / "runs")]
     assert main([*argv, *(f"--set={kv}" for kv in sets)]) == 0
     out, err = capsys.readouterr()
-    lines = err.splitlines()
+    lines = err.splitlines()[1:]  # after the config line: what was read, before any epoch
     assert lines[0].endswith("ds (split folders), 30 images, 2 classes")
     assert lines[1].startswith("data: splits train 20 (train/), val 4 (carved from train/: 15%")
     assert lines[1].endswith("test 6 (test/)")

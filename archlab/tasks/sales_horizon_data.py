@@ -196,6 +196,13 @@ class HorizonData:
                 + (f", data.val_gap={c.val_gap}" if c.val_gap else "")
                 + " or data.window, or give a longer history"
             )
+        for k, steps in (("val", c.val_steps), ("test", _test_span(c))):
+            if len(split[k][0]) == 0:  # e.g. a stray last date kept by tail_min_coverage=0
+                need = " with the history data.require_lags needs" if roll else ""
+                raise ArchlabError(
+                    f"{c.path}: no {k} samples: none of the {steps} {k} steps has a value{need}; "
+                    "check the dates of the panel's last rows"
+                )
         rows, row_series = _test_rows(c, p, scored, f.cats[:, -1], o.tests)
         peer, peer_note = _peer(c, p, f.cats[:, -1], o, n_train, split, row_series)
         info = _info(r, fz, o, split)
@@ -496,6 +503,9 @@ def _info(r: _Read, fz: HorizonFeaturizer, o: _Origins, split: dict[str, tuple])
         "n_series": S,
         "n_steps": T,
         "step_days": r.step_days,
+        "time_step": (
+            "calendar month" if r.step_days >= sales.MONTHLY_MIN_DAYS else f"{r.step_days} days"
+        ),
         "horizon": c.horizon,
         "window": c.window,
         "val_dates": span(n_train, o.n_val - 1),
