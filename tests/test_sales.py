@@ -498,3 +498,19 @@ def test_auto_season_by_time_step() -> None:
     from archlab.data.sales_recipe import auto_season
 
     assert [auto_season(d) for d in (1, 7, 14, 30)] == [7, 52, 26, 12]
+
+
+def test_one_step_error_by_date_weights_holidays_and_skips_missing_forecasts() -> None:
+    from archlab.tasks.sales_horizon import wmae_by_date
+
+    rows = pd.DataFrame({
+        "Date": ["2012-01-06", "2012-01-06", "2012-01-13", "2012-01-13"],
+        "actual": [10.0, 20.0, 30.0, 40.0],
+        "holiday": [False, False, True, True],
+        "forecast": [12.0, 16.0, 30.0, 50.0],
+        "seasonal_naive": [np.nan, np.nan, 31.0, np.nan],
+    })  # fmt: skip
+    dates, curves = wmae_by_date(rows, "Date", {"model": "forecast", "sn": "seasonal_naive"})
+    assert dates == ["2012-01-06", "2012-01-13"]
+    assert curves["model"] == [3.0, 5.0]  # (2 + 4) / 2; (5·0 + 5·10) / 10
+    assert np.isnan(curves["sn"][0]) and curves["sn"][1] == 1.0

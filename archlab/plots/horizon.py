@@ -1,9 +1,11 @@
-"""Multi-horizon forecast figures: test WMAE by horizon step, model against baselines (PNG)."""
+"""Forecast error figures: test WMAE by horizon step, or by test date for one-step-ahead
+forecasts from every test date; the model against the baselines (PNG)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -27,4 +29,21 @@ def error_by_step(curves: dict[str, Sequence[float | None]], path: Path) -> None
     ax.set_title("test error by horizon step")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def error_by_date(dates: Sequence[Any], curves: dict[str, Sequence[float]], path: Path) -> None:
+    """One line per forecaster: WMAE of the one-step-ahead forecasts of each test date."""
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    x = np.array(dates)
+    for name, values in curves.items():
+        style = {"color": "k", "lw": 2.0} if name == "model" else {"lw": 1.2, "ls": "--"}
+        ax.plot(x, np.asarray(values, dtype=float), label=name, marker=".", **style,
+                zorder=3 if name == "model" else 2)  # fmt: skip
+    ax.set_xlabel("test date (each forecast one step ahead of the history before it)")
+    ax.set_ylabel("WMAE")
+    ax.set_title("test error by date")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate()
     _save(fig, path)

@@ -224,7 +224,7 @@ class HorizonForecast(SalesTask):
         outputs: torch.Tensor,
         targets: torch.Tensor,
     ) -> None:
-        from archlab.plots.horizon import error_by_step
+        from archlab.plots.horizon import error_by_date, error_by_step
 
         y, pred, hol, step, origin = scored(outputs, targets)
         m = score(y, pred, hol, step, origin)
@@ -232,16 +232,21 @@ class HorizonForecast(SalesTask):
         ctx = data.context
         ctx_rows, _ = self.rows_with_peer(ctx)
         names = _baseline_names(ctx_rows)
-        curves = {"model": m["wmae_by_step"]}
-        for name in names:
-            curves[name] = base[f"baseline_{name}_wmae_by_step"]
-        error_by_step(curves, Path(run_dir) / "plots" / "error_by_step.png")
+        rows = ctx_rows[ctx_rows.origin == 0]
+        rows = rows.assign(forecast=_test_forecasts(outputs, targets))
+        png = Path(run_dir) / "plots" / "error_by_step.png"
+        if self.data_cfg.horizon == 1:  # one step ahead from every test date: error over time
+            cols = {"model": "forecast", **{n: n for n in names}}
+            error_by_date(*wmae_by_date(rows, ctx.date, cols), png)
+        else:
+            curves = {"model": m["wmae_by_step"]}
+            for name in names:
+                curves[name] = base[f"baseline_{name}_wmae_by_step"]
+            error_by_step(curves, png)
         write_json_atomic(Path(run_dir) / SCALE_FILE, correction_scales(model, data.val))
         self.keep_peer_fits(run_dir, data)
         # The model's forecasts of the four largest test series beside the best baseline.
-        rows = ctx_rows[ctx_rows.origin == 0]
         best = strongest_baseline(base, names)
-        rows = rows.assign(forecast=_test_forecasts(outputs, targets))
         series_plot(rows, ctx.keys, ctx.date, self.data_cfg.plot_series, run_dir, best)
         if rolling(self.data_cfg):  # the mean error of each test step, over the series
             from archlab.plots.eda_sales import residuals_by_step
@@ -494,6 +499,22 @@ def fit_peer(peer: PeerInputs, rows: pd.DataFrame, horizon: int) -> tuple[np.nda
     seconds = time.process_time() - t0
     col = fits[rows.origin.to_numpy(), peer.series, rows.step.to_numpy() - 1]
     return col, seconds
+
+
+def wmae_by_date(
+    rows: pd.DataFrame, date: str, cols: dict[str, str]
+) -> tuple[list[Any], dict[str, list[float]]]:
+    """The test dates and, per forecaster (name -> column of ``rows``), the WMAE of its
+    forecasts of each date, over the rows where it has one (NaN where it has none)."""
+    groups = list(rows.groupby(date, sort=True))
+    curves: dict[str, list[float]] = {}
+    for name, col in cols.items():
+        curves[name] = []
+        for _, g in groups:
+            ok = g[col].notna().to_numpy()
+            y, f, hol = (g[k].to_numpy()[ok] for k in ("actual", col, "holiday"))
+            curves[name].append(wmae(y, f, hol) if ok.any() else np.nan)
+    return [d for d, _ in groups], curves
 
 
 def _test_forecasts(outputs: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
