@@ -213,11 +213,17 @@ def _permutation_views(v: _View, out: dict[str, Any]) -> None:
     if not rolling(v.task.data_cfg):  # rolling origins' samples span the test dates
         out["permutation_note"] = SHARED
     path = v.req.out / "permutation_importance.png"
+    # Rolling origins: a sample is one (series, test date) forecast one step ahead.
+    what = (
+        ("one-step test forecasts", "test WMAE", "one step ahead")
+        if rolling(v.task.data_cfg)
+        else ("test series", "horizon WMAE", f"{H}-step horizon")
+    )
     bar_chart(
         {g: x["wmae_rise"] for g, x in imp.items()},
         {g: x["std"] for g, x in imp.items()},
-        f"rise in horizon WMAE when shuffled ({len(sel):,} test series, WMAE {ref['wmae']:,.0f})",
-        f"Permutation importance by feature group ({H}-step horizon)",
+        f"rise in {what[1]} when shuffled ({len(sel):,} {what[0]}, WMAE {ref['wmae']:,.0f})",
+        f"Permutation importance by feature group ({what[2]})",
         path,
     )
     out["files"].append(path.name)
