@@ -43,6 +43,7 @@ from archlab.tasks.sales_common import (
     plain,
     plain_dict,
     resolved_config,
+    source_info,
 )
 
 # fitted.json's kind of next-step runs written before next-step forecasting was horizon 1.
@@ -492,12 +493,13 @@ def _info(r: _Read, fz: HorizonFeaturizer, o: _Origins, split: dict[str, tuple])
     S, T = r.p.y.shape
     o_test = o.tests[0]
     roll = rolling(c)
-    span = lambda a, b: f"{str(dates[a])[:10]}..{str(dates[b])[:10]}"  # noqa: E731
+
+    def span(a: int, b: int) -> str:
+        return f"{str(dates[a])[:10]}..{str(dates[b])[:10]}"
+
     info = {
-        "source": str(Path(c.path).resolve()),
-        "input": "file" if Path(c.path).is_file() else "folder",
+        **source_info(c, r.resolved),
         "framing": "forecast" if rolling(c) else "horizon",
-        "resolved_config": r.resolved,
         "n_rows": len(r.df),
         "read": r.df.attrs.get("read", {}),
         "n_series": S,
