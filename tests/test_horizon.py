@@ -491,19 +491,30 @@ def test_daily_panel_with_other_keys_by_flags(tmp_path: Path, capsys) -> None:
     assert len(rows) == 3 * 14 and rows[0]["date"] == "2016-04-30" and rows[13]["step"] == 14
 
 
-def test_predict_from_a_history_without_the_runs_covariates_is_one_line(
-    panel_dir: Path, tmp_path: Path
+def test_predict_from_a_history_without_the_runs_covariates_reads_their_means(
+    panel_dir: Path, tmp_path: Path, capsys
 ) -> None:
+    # The same at every horizon (H = 1 in test_explain): a history of sales alone reads each
+    # covariate as its training mean, and a note names them.
     cfg = _cfg(panel_dir)
     data = HorizonData(cfg).build(CPU)
     task = HorizonForecast(cfg, data.fitted)
+    model = task.build_model()
     covs = data.fitted.featurizer.covariates
     assert covs  # the Walmart-shaped panel's features and stores tables
     hist = tmp_path / "history.csv"  # train.csv's columns alone, no tables beside it
     pd.read_csv(panel_dir / "train.csv").to_csv(hist, index=False)
-    want = rf"^{hist}: no column\(s\) {covs[0]}, .* beside the file"
-    with pytest.raises(ArchlabError, match=want):
-        task.predict(task.build_model(), [str(hist)])
+    rows = task.predict(model, [str(hist)])
+    note = capsys.readouterr().err
+    assert f"{hist}: no column(s) {', '.join(covs)}: read as their training means" in note
+    H = data.fitted.featurizer.horizon
+    assert len(rows) == 6 * H and all(np.isfinite(r["forecast"]) for r in rows)
+    # The means are what the forecast read: a history holding them forecasts the same.
+    fz = data.fitted.featurizer
+    full = pd.read_csv(hist).assign(**dict(zip(fz.covariates, fz.cov_mean, strict=True)))
+    full.to_csv(tmp_path / "with_means.csv", index=False)
+    same = task.predict(model, [str(tmp_path / "with_means.csv")])
+    assert [r["forecast"] for r in same] == pytest.approx([r["forecast"] for r in rows])
 
 
 # --- H = 1: an origin per step, the next-step samples ---

@@ -298,9 +298,9 @@ class HorizonForecast(SalesTask):
         df = sales.load_sales(replace(c, path=str(hist)) if hist else c)
         fz = self.fitted.featurizer
         missing = [k for k in fz.covariates if k not in df.columns]
-        if hist and missing and fz.horizon == 1:
-            # The next step alone: a history of sales without the covariates reads each as
-            # its training mean, constant over the window and the step forecast.
+        if hist and missing:
+            # A history of sales alone (at any horizon): each covariate it lacks reads as its
+            # training mean, constant over the window and the steps forecast, and said so.
             print(f"archlab: note: {hist}: no column(s) {', '.join(missing)}: read as their "
                   "training means", file=sys.stderr)  # fmt: skip
             for k in missing:
