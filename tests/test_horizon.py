@@ -515,6 +515,29 @@ def test_predict_from_a_history_without_the_runs_covariates_reads_their_means(
     full.to_csv(tmp_path / "with_means.csv", index=False)
     same = task.predict(model, [str(tmp_path / "with_means.csv")])
     assert [r["forecast"] for r in same] == pytest.approx([r["forecast"] for r in rows])
+    # Covariates declared known (the run's features table ends with the sales): the forecast
+    # steps read the training means too, instead of failing on the table's missing dates.
+    cfg = _cfg(panel_dir, "data.known_covariates=Temperature,Size")
+    data = HorizonData(cfg).build(CPU)
+    task = HorizonForecast(cfg, data.fitted)
+    model = task.build_model()
+    with pytest.raises(ArchlabError, match="'Temperature' has no value"):
+        task.predict(model, [])
+    rows = task.predict(model, [str(hist)])
+    assert len(rows) == 6 * H and all(np.isfinite(r["forecast"]) for r in rows)
+    fz = data.fitted.featurizer
+    full = pd.read_csv(hist).assign(**dict(zip(fz.covariates, fz.cov_mean, strict=True)))
+    future = full[full.Date == full.Date.max()].drop(columns="Weekly_Sales")
+    steps = [future.assign(Date=f"{pd.Timestamp(full.Date.max()) + pd.Timedelta(weeks=k):%Y-%m-%d}")
+             for k in range(1, H + 1)]  # fmt: skip
+    pd.concat(steps).to_csv(tmp_path / "rows.csv", index=False)
+    full.to_csv(tmp_path / "with_means.csv", index=False)
+    same = task.predict(model, [str(tmp_path / "with_means.csv"), str(tmp_path / "rows.csv")])
+
+    def by_key(out: list[dict]) -> dict:
+        return {(r["Store"], r["Dept"], r["Date"]): r["forecast"] for r in out}
+
+    assert len(same) == len(rows) and by_key(same) == pytest.approx(by_key(rows))
 
 
 # --- H = 1: an origin per step, the next-step samples ---

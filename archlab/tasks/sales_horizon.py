@@ -305,10 +305,20 @@ class HorizonForecast(SalesTask):
                   "training means", file=sys.stderr)  # fmt: skip
             for k in missing:
                 df[k] = fz.cov_mean[fz.covariates.index(k)]
+        rows = pd.concat(want) if want else None
+        # A known covariate the history lacks (and the rows to forecast do not bring) keeps
+        # its training mean on the forecast steps too, rather than the run's features table.
+        given = set(rows.columns) if rows is not None else set()
+        filled = [k for k in missing if hist and k in fz.known_covariates and k not in given]
         hol = [d for w in want if c.holiday_column in w.columns
                for d in w.loc[w[c.holiday_column], c.date_column].unique()]  # fmt: skip
-        return future_panel(df, c, self.fitted.featurizer, hol,
-                            pd.concat(want) if want else None, str(hist or ""))  # fmt: skip
+        rest = replace(fz, known_covariates=tuple(k for k in fz.known_covariates
+                                                  if k not in filled))  # fmt: skip
+        p = future_panel(df, c, rest, hol, rows, str(hist or ""))
+        for k in filled:
+            j = fz.covariates.index(k)
+            p.cov[:, p.y.shape[1] - fz.horizon :, j] = fz.cov_mean[j]
+        return p
 
     def _end_windows(self, p: sales.Panel, hist: Path | None) -> EndWindows:
         """The network's inputs at the panel's last data step (the origin), seen series only."""
