@@ -216,6 +216,13 @@ def _cfg(root: Path, *sets: str) -> object:
     )
 
 
+def _untrained(cfg: object) -> tuple[object, HorizonForecast, torch.nn.Module]:
+    """The bundle, task and an untrained model of a horizon config."""
+    data = HorizonData(cfg).build(CPU)
+    task = HorizonForecast(cfg, data.fitted)
+    return data, task, task.build_model()
+
+
 @pytest.fixture
 def panel_dir(tmp_path: Path) -> Path:
     return write_panel(tmp_path / "walmart")
@@ -246,9 +253,7 @@ def test_model_emits_h_steps_and_trains(panel_dir: Path) -> None:
     from archlab.train.trainer import Trainer
 
     cfg = _cfg(panel_dir)
-    data = HorizonData(cfg).build(CPU)
-    task = HorizonForecast(cfg, data.fitted)
-    model = task.build_model()
+    data, task, model = _untrained(cfg)
     x, cats, _base, _t = data.test.fetch(torch.arange(2), None)
     assert model(x, cats).shape == (2, 8)
     tr = Trainer(cfg.train, cfg.optim, cfg.reg, seed=0, device=CPU)
@@ -373,9 +378,7 @@ def test_no_training_target_with_a_season_of_history(panel_dir: Path) -> None:
 
 def test_predict_needs_the_known_covariates_for_future_dates(panel_dir: Path) -> None:
     cfg = _cfg(panel_dir, "data.known_covariates=Temperature,Size")
-    data = HorizonData(cfg).build(CPU)
-    task = HorizonForecast(cfg, data.fitted)
-    model = task.build_model()
+    _, task, model = _untrained(cfg)
     # features.csv ends with the sales: Temperature is not known after them (Size is static)
     with pytest.raises(ArchlabError, match="'Temperature' has no value"):
         task.predict(model, [])
@@ -404,9 +407,7 @@ def _test_file(root: Path, rows: list[tuple[int, int, str]]) -> Path:
 
 def test_predict_rows_of_a_test_file(panel_dir: Path) -> None:
     cfg = _cfg(panel_dir)
-    data = HorizonData(cfg).build(CPU)
-    task = HorizonForecast(cfg, data.fitted)
-    model = task.build_model()
+    _, task, model = _untrained(cfg)
     d1 = str(np.datetime64("2010-02-05") + 70 * 7)
     d8 = str(np.datetime64("2010-02-05") + 77 * 7)
     f = _test_file(panel_dir, [(1, 1, d1), (2, 3, d8), (9, 9, d1)])
@@ -491,15 +492,20 @@ def test_daily_panel_with_other_keys_by_flags(tmp_path: Path, capsys) -> None:
     assert len(rows) == 3 * 14 and rows[0]["date"] == "2016-04-30" and rows[13]["step"] == 14
 
 
+def _with_means(hist: Path, fz: object, out: Path) -> Path:
+    """``hist`` with every covariate of the featurizer at its training mean, written to out."""
+    means = dict(zip(fz.covariates, fz.cov_mean, strict=True))
+    pd.read_csv(hist).assign(**means).to_csv(out, index=False)
+    return out
+
+
 def test_predict_from_a_history_without_the_runs_covariates_reads_their_means(
     panel_dir: Path, tmp_path: Path, capsys
 ) -> None:
     # The same at every horizon (H = 1 in test_explain): a history of sales alone reads each
     # covariate as its training mean, and a note names them.
     cfg = _cfg(panel_dir)
-    data = HorizonData(cfg).build(CPU)
-    task = HorizonForecast(cfg, data.fitted)
-    model = task.build_model()
+    data, task, model = _untrained(cfg)
     covs = data.fitted.featurizer.covariates
     assert covs  # the Walmart-shaped panel's features and stores tables
     hist = tmp_path / "history.csv"  # train.csv's columns alone, no tables beside it
@@ -510,28 +516,22 @@ def test_predict_from_a_history_without_the_runs_covariates_reads_their_means(
     H = data.fitted.featurizer.horizon
     assert len(rows) == 6 * H and all(np.isfinite(r["forecast"]) for r in rows)
     # The means are what the forecast read: a history holding them forecasts the same.
-    fz = data.fitted.featurizer
-    full = pd.read_csv(hist).assign(**dict(zip(fz.covariates, fz.cov_mean, strict=True)))
-    full.to_csv(tmp_path / "with_means.csv", index=False)
-    same = task.predict(model, [str(tmp_path / "with_means.csv")])
+    full = _with_means(hist, data.fitted.featurizer, tmp_path / "with_means.csv")
+    same = task.predict(model, [str(full)])
     assert [r["forecast"] for r in same] == pytest.approx([r["forecast"] for r in rows])
     # Covariates declared known (the run's features table ends with the sales): the forecast
     # steps read the training means too, instead of failing on the table's missing dates.
     cfg = _cfg(panel_dir, "data.known_covariates=Temperature,Size")
-    data = HorizonData(cfg).build(CPU)
-    task = HorizonForecast(cfg, data.fitted)
-    model = task.build_model()
+    data, task, model = _untrained(cfg)
     with pytest.raises(ArchlabError, match="'Temperature' has no value"):
         task.predict(model, [])
     rows = task.predict(model, [str(hist)])
     assert len(rows) == 6 * H and all(np.isfinite(r["forecast"]) for r in rows)
-    fz = data.fitted.featurizer
-    full = pd.read_csv(hist).assign(**dict(zip(fz.covariates, fz.cov_mean, strict=True)))
+    full = pd.read_csv(_with_means(hist, data.fitted.featurizer, tmp_path / "with_means.csv"))
     future = full[full.Date == full.Date.max()].drop(columns="Weekly_Sales")
     steps = [future.assign(Date=f"{pd.Timestamp(full.Date.max()) + pd.Timedelta(weeks=k):%Y-%m-%d}")
              for k in range(1, H + 1)]  # fmt: skip
     pd.concat(steps).to_csv(tmp_path / "rows.csv", index=False)
-    full.to_csv(tmp_path / "with_means.csv", index=False)
     same = task.predict(model, [str(tmp_path / "with_means.csv"), str(tmp_path / "rows.csv")])
 
     def by_key(out: list[dict]) -> dict:

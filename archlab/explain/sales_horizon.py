@@ -210,13 +210,14 @@ def _permutation_views(v: _View, out: dict[str, Any]) -> None:
     out["test_wmae"] = ref["wmae"]
     out["test_wmae_by_step"] = ref["wmae_by_step"]
     out["n_permutation"] = len(sel)
-    if not rolling(v.task.data_cfg):  # rolling origins' samples span the test dates
+    roll = rolling(v.task.data_cfg)
+    if not roll:  # rolling origins' samples span the test dates
         out["permutation_note"] = SHARED
     path = v.req.out / "permutation_importance.png"
     # Rolling origins: a sample is one (series, test date) forecast one step ahead.
     what = (
         ("one-step test forecasts", "test WMAE", "one step ahead")
-        if rolling(v.task.data_cfg)
+        if roll
         else ("test series", "horizon WMAE", f"{H}-step horizon")
     )
     bar_chart(
@@ -227,7 +228,7 @@ def _permutation_views(v: _View, out: dict[str, Any]) -> None:
         path,
     )
     out["files"].append(path.name)
-    if rolling(v.task.data_cfg):  # one forecast step: no per-step view
+    if roll:  # one forecast step: no per-step view
         return
     rise = np.array(
         [[np.nan if x is None else x for x in imp[g]["wmae_rise_by_step"]] for g in imp]

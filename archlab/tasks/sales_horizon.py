@@ -235,7 +235,7 @@ class HorizonForecast(SalesTask):
         rows = ctx_rows[ctx_rows.origin == 0]
         rows = rows.assign(forecast=_test_forecasts(outputs, targets))
         png = Path(run_dir) / "plots" / "error_by_step.png"
-        if self.data_cfg.horizon == 1:  # one step ahead from every test date: error over time
+        if rolling(self.data_cfg):  # one step ahead from every test date: error over time
             cols = {"model": "forecast", **{n: n for n in names}}
             error_by_date(*wmae_by_date(rows, ctx.date, cols), png)
         else:
@@ -298,6 +298,8 @@ class HorizonForecast(SalesTask):
         df = sales.load_sales(replace(c, path=str(hist)) if hist else c)
         fz = self.fitted.featurizer
         missing = [k for k in fz.covariates if k not in df.columns]
+        rows = pd.concat(want) if want else None
+        filled: list[str] = []  # known covariates whose forecast steps take the mean too
         if hist and missing:
             # A history of sales alone (at any horizon): each covariate it lacks reads as its
             # training mean, constant over the window and the steps forecast, and said so.
@@ -305,16 +307,14 @@ class HorizonForecast(SalesTask):
                   "training means", file=sys.stderr)  # fmt: skip
             for k in missing:
                 df[k] = fz.cov_mean[fz.covariates.index(k)]
-        rows = pd.concat(want) if want else None
-        # A known covariate the history lacks (and the rows to forecast do not bring) keeps
-        # its training mean on the forecast steps too, rather than the run's features table.
-        given = set(rows.columns) if rows is not None else set()
-        filled = [k for k in missing if hist and k in fz.known_covariates and k not in given]
+            # A known one the rows to forecast do not bring either is not looked up in the
+            # run's features table on the forecast steps: it keeps its mean there too.
+            given = set(rows.columns) if rows is not None else set()
+            filled = [k for k in missing if k in fz.known_covariates and k not in given]
         hol = [d for w in want if c.holiday_column in w.columns
                for d in w.loc[w[c.holiday_column], c.date_column].unique()]  # fmt: skip
-        rest = replace(fz, known_covariates=tuple(k for k in fz.known_covariates
-                                                  if k not in filled))  # fmt: skip
-        p = future_panel(df, c, rest, hol, rows, str(hist or ""))
+        known = tuple(k for k in fz.known_covariates if k not in filled)
+        p = future_panel(df, c, replace(fz, known_covariates=known), hol, rows, str(hist or ""))
         for k in filled:
             j = fz.covariates.index(k)
             p.cov[:, p.y.shape[1] - fz.horizon :, j] = fz.cov_mean[j]
