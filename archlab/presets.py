@@ -214,7 +214,18 @@ QUICK: dict[str, tuple[str, ...]] = {
 # The long profile (for a GPU: the two tuned image recipes train in about 8 min on one H200) is
 # the full profile with the tuned image recipes trained to >= 96% (LONG_IMAGE_SETS).
 LONG: dict[str, tuple[str, ...]] = {f"images/{m}": s for m, s in LONG_IMAGE_SETS.items()}
-PROFILE_SETTINGS: dict[str, dict[str, tuple[str, ...]]] = {"quick": QUICK, "long": LONG}
+# The study's ablation at the epochs bench/ablation.py fixed per model before any run, in the
+# full and long profiles, so that `reproduce --cells bench/results/ablation_cpu` reads the
+# committed cells instead of training them again (a cell is read only for the same config).
+ABLATION_EPOCHS: dict[str, int] = {"vgg13": 12, "resnet18": 15}
+ABLATION: dict[str, tuple[str, ...]] = {
+    f"images/{m}-ablation": (f"train.epochs={e}",) for m, e in ABLATION_EPOCHS.items()
+}
+PROFILE_SETTINGS: dict[str, dict[str, tuple[str, ...]]] = {
+    "quick": QUICK,
+    "full": ABLATION,
+    "long": {**LONG, **ABLATION},
+}
 # One preset per ablation technique, each alone on top of the tuned optimizer (reg all off),
 # under the study's protocol (STUDY_SELECTION), as `archlab ablate` runs them.
 for _model, _base in (("vgg13", "images-vgg13"), ("resnet18", "images-resnet18")):

@@ -59,7 +59,9 @@ from gpu_images import DRY, _tail  # the CPU dry-run overrides and the log tail
 T0 = time.monotonic()
 # archlab from this tree, installed or not (the GPU machine has no install; children run this file).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-EPOCHS = {"vgg13": 12, "resnet18": 15}  # per model, every technique and seed alike
+# Per model, every technique and seed alike; `archlab reproduce` runs its ablations at the same.
+from archlab.presets import ABLATION_EPOCHS as EPOCHS  # noqa: E402
+
 TECHNIQUES = ("baseline", "dropout", "early_stop", "augment", "l2")
 # What a results row keeps of each run's metrics.json.
 KEEP = ("test_accuracy", "test_f1_macro", "test_loss", "epochs_run", "best_epoch",
