@@ -140,8 +140,8 @@ def profile_config(
 ) -> RunConfig:
     """The preset as run under ``profile`` with its data path set, then ``overrides``.
 
-    Profiles other than smoke and quick (full, long, demo) run the preset as it is (long's
-    settings are per experiment: see ``run_study``).
+    Profiles other than smoke and quick (full, long, demo) run the preset as it is (settings
+    per experiment, such as the ablations' epochs in full and long: ``experiment_config``).
     """
     name = f"{preset}-smoke" if profile == "smoke" else preset
     cfg = labelled(PRESETS[name], task_defaults(PRESETS[name].task), f"preset {name}")
@@ -161,6 +161,15 @@ def profile_note(profile: str) -> str:
         return ("Long profile (the full one, with the tuned image recipes trained longer): "
                 + "; ".join(f"{k}: {', '.join(v)}" for k, v in LONG.items()))  # fmt: skip
     return ""
+
+
+def experiment_config(
+    exp: Experiment, profile: str, data_path: str, part_sets: tuple[str, ...] = ()
+) -> RunConfig:
+    """``exp``'s config under ``profile``: the profile's settings for this experiment (e.g. the
+    ablations' epochs), then the part's --set overrides, then the experiment's own."""
+    own = PROFILE_SETTINGS.get(profile, {}).get(f"{exp.part}/{exp.key}", ())
+    return profile_config(exp.preset, profile, data_path, (*own, *part_sets, *exp.overrides))
 
 
 def eda_plots(
@@ -374,8 +383,7 @@ def run_study(
                 continue
             if exp.vectors:
                 exp = replace(exp, overrides=(*exp.overrides, f"data.embeddings={vectors}"))
-            own = PROFILE_SETTINGS.get(profile, {}).get(f"{part}/{exp.key}", ())
-            cfg = profile_config(exp.preset, profile, path, (*own, *part_sets, *exp.overrides))
+            cfg = experiment_config(exp, profile, path, part_sets)
             if profile == "smoke" and exp.techniques:
                 exp = replace(exp, techniques=exp.techniques[:SMOKE_TECHNIQUES])
             log(f"[{part}] {exp.title} ({exp.preset}, profile {profile})")

@@ -229,16 +229,14 @@ def test_full_profiles_read_every_committed_ablation_cell(profile: str) -> None:
     """The committed CPU ablation (bench/results/ablation_cpu) stands in for every cell of the
     study's ablations in the full and long profiles: same epochs, config and data."""
     from archlab.ablate import cells, committed_cell
-    from archlab.presets import PROFILE_SETTINGS
-    from archlab.reproduce import profile_config
+    from archlab.reproduce import experiment_config
 
     committed = Path(__file__).resolve().parents[1] / "bench" / "results" / "ablation_cpu"
     data = DATA_DIR / "images3" / "cifar10_dog_automobile_ship.npz"
     ablations = [e for e in EXPERIMENTS if e.techniques and e.part == "images"]
     assert {e.key for e in ablations} == {"vgg13-ablation", "resnet18-ablation"}
     for exp in ablations:
-        own = PROFILE_SETTINGS[profile].get(f"images/{exp.key}", ())
-        cfg = profile_config(exp.preset, profile, str(data), own)
+        cfg = experiment_config(exp, profile, str(data))
         grid = cells(cfg, list(exp.techniques), 3)
         missing = [n for n, c in grid.items()
                    if committed_cell(committed / cfg.model.name / n, c) is None]  # fmt: skip
