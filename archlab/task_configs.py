@@ -327,8 +327,9 @@ class SalesDataConfig:
     # the scale of sales_horizon.SCALES with the lowest validation WMAE after training (every
     # scale's is in correction_scale.json); a number forces it.
     correction_scale: float | Literal["auto"] = "auto"
-    # H > 1: the statistical peer scored beside the naive baselines on the same test rows
-    # (archlab/data/sales_peer.py; about 45 s of CPU on Walmart's 3,331 series). none = off.
+    # The statistical peer scored beside the naive baselines on the same test rows
+    # (archlab/data/sales_peer.py; about 45 s of CPU on Walmart's 3,331 series); with H = 1
+    # fitted at the first test origin and rolled one step at a time. none = off.
     peer: Literal["mstl_ets", "none"] = "mstl_ets"
     # H > 1 with a peer: the hybrid forecast w x network + (1 - w) x peer, reported as test_blend_*
     # and used by predict. auto: w of sales_posthoc.BLEND_WEIGHTS with the lowest validation

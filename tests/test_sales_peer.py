@@ -165,3 +165,53 @@ def test_the_peer_is_fitted_once_per_panel_in_a_process(monkeypatch) -> None:
     sales_peer.mstl_ets(y, 31, 8, 8, groups, 1)
     sales_peer.mstl_ets(y, 30, 8, 8, groups, 1)
     assert len(calls) == 3
+
+
+def test_the_one_step_peer_is_the_fit_rolled_and_reads_no_later_step() -> None:
+    from statsforecast.models import MSTL, AutoETS
+
+    rng = np.random.default_rng(1)
+    t = np.arange(60)
+    y = 50 + 8 * np.sin(2 * np.pi * t / 6)[None, :] + rng.normal(0, 1, (3, 60)) + t / 10
+    y[2, :4] = np.nan  # a late start: missing steps are zero sales, as in the horizon peer
+    origin, steps = 44, 12
+    got = sales_peer.mstl_ets_one_step(y, origin, steps, 6)
+    assert got.shape == (3, steps) and np.isfinite(got).all()
+    # Its first column is statsforecast's one-step forecast of the fit at the origin.
+    for i, row in enumerate(np.nan_to_num(y)):
+        m = MSTL(season_length=6, trend_forecaster=AutoETS(model="ZZN")).fit(row[: origin + 1])
+        assert got[i, 0] == pytest.approx(m.predict(h=1)["mean"][0], rel=1e-9)
+    # A step's forecast reads only the steps before it: changing step origin + 1 + j moves
+    # the forecasts of later steps alone.
+    j = 5
+    moved = y.copy()
+    moved[:, origin + 1 + j :] += 100.0
+    again = sales_peer._mstl_ets_one_step(moved, origin, steps, 6)
+    np.testing.assert_array_equal(again[:, : j + 1], got[:, : j + 1])
+    assert (again[:, j + 1] > got[:, j + 1]).all()
+    # On wandering series (the ETS level then follows each step) the rolled forecast follows
+    # a level shift in the test span, where the fit's multi-step forecast cannot.
+    shifted = 50 + 8 * np.sin(2 * np.pi * t / 6)[None, :] + rng.normal(0, 1, (3, 60)).cumsum(1)
+    shifted[:, origin + 3 :] += 20.0
+    rolled = sales_peer.mstl_ets_one_step(shifted, origin, steps, 6)
+    far = sales_peer.mstl_ets(shifted, origin, steps, 6, np.arange(3), 1)
+    actual = shifted[:, origin + 1 : origin + 1 + steps]
+    assert np.abs(rolled - actual)[:, 4:].mean() < np.abs(far - actual)[:, 4:].mean() / 2
+
+
+def test_a_next_step_run_scores_the_rolled_peer_on_its_test_rows(panel_dir: Path) -> None:
+    cfg = _cfg(panel_dir, "data.horizon=1", "data.test_steps=6")
+    data = HorizonData(cfg).build(CPU)
+    peer = data.context.peer
+    assert peer is not None and peer.val_origins is None  # a baseline: no blend to choose
+    assert not any("mstl_ets" in n for n in data.notes)
+    task = HorizonForecast(cfg, data.fitted)
+    rows, seconds = task.rows_with_peer(data.context)
+    assert len(rows) == data.info["split_target_steps"]["test"] and seconds > 0
+    # Each row's value is the one-step forecast of its date from the fit at the first origin.
+    fc = sales_peer.mstl_ets_one_step(peer.y, peer.origins[0], 6, SEASON)
+    first = pd.Timestamp(rows.Date.min())
+    j = ((pd.to_datetime(rows.Date) - first).dt.days // 7).to_numpy()
+    np.testing.assert_allclose(rows.mstl_ets, fc[peer.series, j], rtol=1e-12)
+    m = task.baselines(data)
+    assert m["baseline_mstl_ets_rows"] == len(rows) and m["baseline_mstl_ets_fit_seconds"] > 0

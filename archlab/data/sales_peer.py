@@ -7,6 +7,12 @@ smoothing of the ``svd_seasonal_naive`` baseline (missing weeks = 0 sales, as th
 
 Like the naive baselines it takes the dense (S, T) panel with NaN where a series has no row and
 returns an (S, H) forecast that reads no step after the origin.
+
+With an origin per step (H = 1, next-step forecasting) the peer is fitted once, at the first
+origin, on the raw sales (a one-step forecast follows the last actual step, which smoothing
+would blur), and then rolls: each step's forecast is the fitted models' one step ahead from
+the actual steps before it, their parameters and MSTL's seasonal pattern kept (statsforecast's
+``forward``), as a forecaster would run it between refits.
 """
 
 from __future__ import annotations
@@ -100,6 +106,33 @@ def _mstl_ets(
     return out
 
 
+def mstl_ets_one_step(y: np.ndarray, origin: int, steps: int, season: int) -> np.ndarray:
+    """(S, steps): MSTL(season) + AutoETS('ZZN') fitted per series on steps <= ``origin``
+    (missing = 0 sales), then the one-step forecast of each step ``origin + 1 + j`` from the
+    actual steps before it, the fit's parameters kept."""
+    key = fit_key("mstl_ets_one_step", y, origin, steps, season)
+    return _FITTED.get(key, lambda: _mstl_ets_one_step(y, origin, steps, season)).copy()
+
+
+def _mstl_ets_one_step(y: np.ndarray, origin: int, steps: int, season: int) -> np.ndarray:
+    from statsforecast.models import MSTL, AutoETS
+
+    n, y0 = origin + 1, np.nan_to_num(y[:, : origin + 1 + steps])
+    out = np.full((y.shape[0], steps), np.nan)
+    for i, row in enumerate(y0):
+        m = MSTL(season_length=season, trend_forecaster=AutoETS(model="ZZN")).fit(row[:n])
+        # MSTL forecasts its seasonal part as the last season repeated; the ETS on the rest
+        # (trend + remainder) is filtered through the later steps with its fitted parameters,
+        # so each fitted value reads only the steps before it.
+        seasonal = m.model_["seasonal"].to_numpy()
+        seasonal = np.concatenate([seasonal, np.resize(seasonal[-season:], len(row) - n)])
+        fitted = m.trend_forecaster.forward(y=row - seasonal, h=1, fitted=True)["fitted"]
+        out[i, : len(row) - n] = (fitted + seasonal)[n:]
+    return out
+
+
 # data.peer values besides "none", by the name their metrics.json keys carry: each takes
 # (y, origin, horizon, season, groups, rank) and returns the (S, H) forecast.
 PEERS: dict[str, Callable[..., np.ndarray]] = {"mstl_ets": mstl_ets}
+# Their rolling forms (an origin per step): (y, first origin, steps, season) -> (S, steps).
+ONE_STEP_PEERS: dict[str, Callable[..., np.ndarray]] = {"mstl_ets": mstl_ets_one_step}

@@ -502,6 +502,10 @@ def fit_peer(peer: PeerInputs, rows: pd.DataFrame, horizon: int) -> tuple[np.nda
     """The peer's forecast of each context row (one fit per origin) and the fits' CPU seconds
     (process time: every thread of this process, none of the rest of the machine's load)."""
     t0 = time.process_time()
+    if peer.steps is not None:  # an origin per step: one fit at the first, rolled over the rest
+        fc = sales_peer.ONE_STEP_PEERS[peer.name](peer.y, peer.origins[0], len(peer.origins),
+                                                  peer.season)  # fmt: skip
+        return fc[peer.series, peer.steps], time.process_time() - t0
     fits = np.stack(
         [sales_peer.PEERS[peer.name](peer.y, o, horizon, peer.season, peer.groups, peer.rank)
          for o in peer.origins]

@@ -91,6 +91,10 @@ class PeerInputs(NamedTuple):
     val_origins: np.ndarray | None = None
     val_series: np.ndarray | None = None
     test_series: np.ndarray | None = None  # the panel row of each test sample
+    # With an origin per step (H = 1): each context row's step counted from the first test
+    # step; the peer is then fitted once, at the first origin, and rolled over the rest
+    # (sales_peer.ONE_STEP_PEERS).
+    steps: np.ndarray | None = None
 
 
 class TestContext(NamedTuple):
@@ -204,8 +208,8 @@ class HorizonData:
                     f"{c.path}: no {k} samples: none of the {steps} {k} steps has a value{need}; "
                     "check the dates of the panel's last rows"
                 )
-        rows, row_series = _test_rows(c, p, scored, f.cats[:, -1], o.tests)
-        peer, peer_note = _peer(c, p, f.cats[:, -1], o, n_train, split, row_series)
+        rows, row_series, row_steps = _test_rows(c, p, scored, f.cats[:, -1], o.tests)
+        peer, peer_note = _peer(c, p, f.cats[:, -1], o, n_train, split, row_series, row_steps)
         info = _info(r, fz, o, split)
         if roll:
             info.update(_rolling_info(r, fz, scored, split))
@@ -423,13 +427,13 @@ def _test_rows(
     scored: np.ndarray,
     groups: np.ndarray,
     origins: list[int],
-) -> tuple[pd.DataFrame, np.ndarray]:
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """One row per scored (series, step) after each test origin (``_scored``, up to the last
     step): keys, date, step, origin number (0 for every rolling origin), actual, holiday and
-    every naive baseline; and the panel row of each."""
+    every naive baseline; and the panel row and step of each."""
     H, keys, T = c.horizon, list(c.series_keys), p.y.shape[1]
     level = (c.level_steps, c.level_weight) if c.level_steps else None
-    ctx_rows, row_series = [], []
+    ctx_rows, row_series, row_steps = [], [], []
     for k, o in enumerate(origins):
         base = naive.all_baselines(p.y, o, H, c.season, groups, SVD_RANK, level, c.smooth_steps)
         if rolling(c):  # the next-step baselines (and their metric names) too
@@ -437,6 +441,7 @@ def _test_rows(
         s, hh = np.nonzero(scored[:, o + 1 : min(o + 1 + H, T)])
         t = o + 1 + hh
         row_series.append(s)
+        row_steps.append(t)
         ctx_rows.append(
             pd.DataFrame(
                 {
@@ -450,7 +455,8 @@ def _test_rows(
                 }
             )
         )
-    return pd.concat(ctx_rows, ignore_index=True), np.concatenate(row_series)
+    rows = pd.concat(ctx_rows, ignore_index=True)
+    return rows, np.concatenate(row_series), np.concatenate(row_steps)
 
 
 def _peer(
@@ -461,17 +467,14 @@ def _peer(
     n_train: int,
     split: dict[str, tuple],
     row_series: np.ndarray,
+    row_steps: np.ndarray,
 ) -> tuple[PeerInputs | None, list[str]]:
     """The statistical peer's inputs (None: data.peer=none, or too short a history) and a
     first-line note on what it could not do."""
     if c.peer == "none":
         return None, []
-    if rolling(c):
-        return None, [
-            f"data: no {c.peer} peer (data.peer) with an origin per test step (data.horizon=1): "
-            f"it would be fit {len(o.tests)} times; the run goes on without it"
-        ]
-    k_back, o_test = len(o.tests), o.tests[0]
+    # Rolling origins: one fit at the first (the rest roll on it), and no blend to choose.
+    k_back, o_test = (1 if rolling(c) else len(o.tests)), o.tests[0]
     # The earliest origin has the shortest history; MSTL needs MIN_SEASONS seasons.
     if o_test - k_back + 2 < MIN_SEASONS * c.season:
         return None, [
@@ -480,6 +483,10 @@ def _peer(
             f"seasons of {c.season} steps (data.season) its MSTL needs; the run goes on "
             "without it"
         ]
+    if rolling(c):
+        steps = row_steps - o_test - 1
+        return PeerInputs(c.peer, p.y, o.tests, c.season, groups, SVD_RANK, row_series,
+                          steps=steps), []  # fmt: skip
     blend, note = _blend_notes(c, n_train - k_back + 1)
     peer = PeerInputs(c.peer, p.y, o.tests, c.season, groups, SVD_RANK, row_series,
                       split["val"][1] if blend else None, split["val"][0],
