@@ -8,7 +8,10 @@ prints the derived recipe, validation and test WMAE against every baseline on th
 rows (seasonal naive, last value, the level rule, the MSTL+ETS peer). The machine is shared:
 times are wall seconds under whatever else runs; the WMAE ratios do not depend on them.
 
-Usage: python bench/sales_generic_daily.py [--stores 54] [--days 730] [--horizon 28]
+With ``--quirks`` the panel is laid out like a retailer's real daily file instead (missing
+holidays, late openings, closures, paydays; see write_quirky_panel).
+
+Usage: python bench/sales_generic_daily.py [--stores 54] [--days 730] [--quirks] [--horizon 28]
        [--epochs 3] [--seeds 3] [--out bench/results/NAME.json]
 """
 
@@ -56,6 +59,53 @@ def write_panel(folder: Path, stores: int, days: int, seed: int = 0) -> Path:
     return path
 
 
+def write_quirky_panel(folder: Path, stores: int = 54, seed: int = 7) -> Path:
+    """A panel laid out like a retailer's daily transactions file (2013-01-01..2017-08-15,
+    day-first dates): no row on any 25 December and on 1 January but for one store, stores
+    opening late (one 4 months before the end), closures of weeks to months, a December rush,
+    payday bumps (the 15th and the month's last day), a random-walk level per store; and
+    stores.csv, holidays_events.csv and oil.csv beside it (not named features.csv, so not
+    joined)."""
+    rng = np.random.default_rng(seed)
+    dates = pd.date_range("2013-01-01", "2017-08-15", freq="D")
+    dom, doy = dates.day.to_numpy(), dates.day_of_year.to_numpy()
+    payday = 1 + 0.08 * ((dom == 15) | dates.is_month_end) + 0.04 * ((dom == 16) | (dom == 1))
+    december = 1 + 0.15 * np.exp(-(((doy - 355) / 8.0) ** 2))
+    frames = []
+    for s in range(1, stores + 1):
+        week = np.array([0.95, 0.9, 0.92, 0.95, 1.1, 1.3, 1.0]) ** rng.uniform(0.3, 2)
+        level = np.exp(np.cumsum(rng.normal(0, 0.004, len(dates))))
+        y = rng.uniform(400, 4500) * week[dates.day_of_week] * december * payday * level
+        y *= rng.lognormal(0, 0.07, len(dates))
+        keep = ~((dates.month == 12) & (dates.day == 25))
+        if s != 25:
+            keep &= ~((dates.month == 1) & (dates.day == 1))
+        if s == stores - 2:
+            keep &= dates >= "2017-04-20"
+        if s in (20, 21, 22):
+            keep &= dates >= "2015-02-13"
+        if s == 29:
+            keep &= ~((dates >= "2014-10-01") & (dates < "2015-03-01"))
+        if s == 24:
+            keep &= ~((dates >= "2016-04-16") & (dates < "2016-05-20"))
+        frames.append(pd.DataFrame({"date": dates[keep].strftime("%d/%m/%Y"), "store_nbr": s,
+                                    "transactions": np.round(y[keep]).astype(int)}))  # fmt: skip
+    path = folder / "transactions.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    clusters = rng.integers(1, 18, stores)
+    pd.DataFrame({"store_nbr": range(1, stores + 1), "city": "Quito", "cluster": clusters}).to_csv(
+        folder / "stores.csv", index=False
+    )
+    pd.DataFrame({"date": ["2017-08-10"], "type": "Holiday", "description": "Primer Grito"}).to_csv(
+        folder / "holidays_events.csv", index=False
+    )
+    oil = np.where(rng.random(len(dates)) < 0.05, np.nan, 50 + np.arange(len(dates)) * 0.01)
+    pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "dcoilwtico": oil}).to_csv(
+        folder / "oil.csv", index=False
+    )
+    return path
+
+
 def run(path: Path, out: Path, horizon: int, epochs: int, seed: int) -> dict:
     columns = ["data.target=transactions", "data.date_column=date", "data.series_keys=store_nbr"]
     machine = ["train.threads=1", "train.progress=off"]
@@ -94,11 +144,16 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--quirks", action="store_true", help="write_quirky_panel (--days unused)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_panel(Path(tmp), a.stores, a.days)
+        if a.quirks:
+            path = write_quirky_panel(Path(tmp), a.stores)
+        else:
+            path = write_panel(Path(tmp), a.stores, a.days)
         runs = [run(path, Path(tmp) / "runs", a.horizon, a.epochs, s) for s in range(a.seeds)]
-    print(f"{a.stores} stores x {a.days} days, H = {a.horizon}, {a.epochs} epochs, 1 thread; "
+    shape = "quirky (1,688 days)" if a.quirks else f"x {a.days} days"
+    print(f"{a.stores} stores {shape}, H = {a.horizon}, {a.epochs} epochs, 1 thread; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
     print("recipe:", runs[0]["recipe"])
     names = sorted(runs[0]["baselines"], key=runs[0]["baselines"].get)
