@@ -396,10 +396,23 @@ def flat(cfg: RunConfig) -> dict[str, Any]:
     return out
 
 
+# How --task sales trains with no preset, as its presets do: a recurrent network over a long
+# panel (a daily one's epoch is millions of targets) needs clipped gradients and a decaying
+# rate. At the bare defaults (a constant 1e-3, no clipping, batch 64) a 54-store daily panel's
+# training loss rose after epoch 6 of 10 and the network lost to the statistical peer
+# (bench/results/sales_generic_training_2026-12-06.txt).
+SALES_OPTIM = OptimConfig(name="adam", lr=1e-3, schedule="cosine", grad_clip=1.0)
+SALES_TRAIN = TrainConfig(batch_size=256, eval_batch_size=4096)
+_TASK_TRAINING = {"sales": (SALES_OPTIM, SALES_TRAIN)}
+
+
 def task_defaults(task: str) -> RunConfig:
     """The config of ``--task TASK`` with no preset and no flag."""
     spec = TASK_CONFIGS[task]
-    return RunConfig(task=task, data=spec.data_config(), model=spec.model_config())
+    optim, train = _TASK_TRAINING.get(task, (OptimConfig(), TrainConfig()))
+    return RunConfig(
+        task=task, data=spec.data_config(), model=spec.model_config(), optim=optim, train=train
+    )
 
 
 def labelled(cfg: RunConfig, since: RunConfig, label: str) -> RunConfig:

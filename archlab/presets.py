@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from archlab.config import OptimConfig, RegConfig, RunConfig, TrainConfig
+from archlab.config import (
+    SALES_OPTIM,
+    SALES_TRAIN,
+    OptimConfig,
+    RegConfig,
+    RunConfig,
+    TrainConfig,
+)
 from archlab.task_configs import (
     ImageDataConfig,
     ImageModelConfig,
@@ -105,9 +112,9 @@ _BASE: dict[str, RunConfig] = {
 }
 # Sales: forecasting framing (per-series windows, time split, residual over the mean baseline,
 # WMAE loss); -parity is the study's row-per-sample setup with MSE on the standardized target.
-_SALES_OPTIM = OptimConfig(name="adam", lr=1e-3, schedule="cosine", grad_clip=1.0)
+_SALES_OPTIM = SALES_OPTIM  # the task's own training recipe (archlab/config.py)
 # Val (Nov-Jan) is holiday season, unlike train and test; it peaks after 2-3 epochs.
-_SALES_TRAIN = TrainConfig(epochs=4, batch_size=256, eval_batch_size=4096)
+_SALES_TRAIN = replace(SALES_TRAIN, epochs=4)
 # The study's Walmart settings, here and not in the generic recipe (whose None fields the data
 # decides, archlab/data/sales_recipe.py): an 8-week window and 13 validation weeks.
 WALMART_WINDOW = {"window": 8, "val_steps": 13}

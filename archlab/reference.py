@@ -18,7 +18,15 @@ from dataclasses import MISSING, fields, is_dataclass
 from functools import cache
 from typing import Any, Literal, get_args, get_origin
 
-from archlab.config import SECTIONS, TOP_LEVEL, OptimConfig, RegConfig, RunConfig, TrainConfig
+from archlab.config import (
+    SECTIONS,
+    TOP_LEVEL,
+    OptimConfig,
+    RegConfig,
+    RunConfig,
+    TrainConfig,
+    task_defaults,
+)
 from archlab.presets import PRESETS, describe
 from archlab.task_configs import TASK_CONFIGS
 
@@ -152,6 +160,15 @@ def config_reference() -> str:
     for section, cls in SHARED.items():
         parts += ["", f"## `{section}` (every task)", "", inspect.getdoc(cls).splitlines()[0], ""]
         parts.append(fields_table(cls, f"{section}."))
+        for task in TASK_CONFIGS:  # a task that trains from its own recipe (config.py)
+            own, bare = getattr(task_defaults(task), section), cls()
+            changed = [
+                f"`{section}.{f.name}={value_text(getattr(own, f.name))}`"
+                for f in fields(own)
+                if getattr(own, f.name) != getattr(bare, f.name)
+            ]
+            if changed:
+                parts += ["", f"`--task {task}` with no preset starts from {', '.join(changed)}."]
         if cls is RegConfig:
             parts += ["", "Which `reg` keys each task reads (setting another is refused):", ""]
             parts += ["| task | reads | `reg.augment` values |", "|---|---|---|"]
@@ -164,8 +181,7 @@ def config_reference() -> str:
 
 def preset_settings(cfg: RunConfig) -> list[str]:
     """The `--set` settings that take a task's default config to ``cfg``."""
-    spec = TASK_CONFIGS[cfg.task]
-    base = RunConfig(task=cfg.task, data=spec.data_config(), model=spec.model_config())
+    base = task_defaults(cfg.task)
     out = [f"{k}={getattr(cfg, k)}" for k in TOP_LEVEL if getattr(cfg, k) != getattr(base, k)]
     for section in SECTIONS:
         ours, theirs = getattr(cfg, section), getattr(base, section)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from dataclasses import replace
 from typing import Literal
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 import archlab.config
 import archlab.task_configs
 from archlab import reference
-from archlab.config import RunConfig, apply_overrides
+from archlab.config import OptimConfig, TrainConfig, apply_overrides, task_defaults
 from archlab.presets import PRESETS
 from archlab.task_configs import TASK_CONFIGS
 
@@ -87,7 +88,22 @@ def test_each_presets_settings_rebuild_it_from_the_task_defaults() -> None:
     """The presets page's settings column is exact: applied with --set, it gives the preset."""
     page = reference.presets_reference()
     for name, cfg in PRESETS.items():
-        spec = TASK_CONFIGS[cfg.task]
-        base = RunConfig(task=cfg.task, data=spec.data_config(), model=spec.model_config())
+        base = task_defaults(cfg.task)  # what `archlab train --task TASK` starts from
         assert apply_overrides(base, reference.preset_settings(cfg)) == cfg, name
         assert (f"**`{name}`**" in page) != name.endswith("-smoke"), name
+
+
+def test_a_task_with_its_own_training_recipe_starts_from_it_and_says_so() -> None:
+    from archlab.cli import build_config
+
+    sales = task_defaults("sales")
+    assert (sales.optim.schedule, sales.optim.grad_clip) == ("cosine", 1.0)
+    assert (sales.train.batch_size, sales.train.eval_batch_size) == (256, 4096)
+    assert PRESETS["sales-rnn"].optim == sales.optim  # the presets' recipe, one definition
+    images = task_defaults("images")
+    assert images.optim == OptimConfig() and images.train == TrainConfig()
+    page = reference.config_reference()
+    assert "`--task sales` with no preset starts from `optim.schedule=cosine`" in page
+    # `archlab train --task sales` starts there; a flag still sets them.
+    cfg = build_config("sales", None, None, None, None, None, ["optim.grad_clip=0"])
+    assert cfg.optim == replace(sales.optim, grad_clip=0.0) and cfg.train == sales.train

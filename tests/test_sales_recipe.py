@@ -106,7 +106,7 @@ def test_generic_daily_command_beats_seasonal_naive(tmp_path: Path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     path = write_daily(tmp_path)
     sets = [*COLUMNS, "data.horizon=28", "data.peer=none", "train.threads=1"]
-    sets += ["train.progress=off", "train.epochs=2", "train.max_steps_per_epoch=60"]
+    sets += ["train.progress=off", "train.epochs=4"]
     sets += ["data.level_steps=7"]  # the value the data gives: only its source changes
     argv = ["train", "--task", "sales", "--data", str(path), "--out", "runs"]
     assert main([*argv, *(a for kv in sets for a in ("--set", kv))]) == 0

@@ -457,14 +457,6 @@ def group_mean(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndar
         return tot / cnt
 
 
-def lagged(a: np.ndarray, lag: int) -> np.ndarray:
-    """``a`` shifted right by ``lag`` steps along axis 1 (NaN where the lag is before start)."""
-    out = np.full_like(a, np.nan)
-    if lag < a.shape[1]:
-        out[:, lag:] = a[:, : a.shape[1] - lag]
-    return out
-
-
 def ffill_time(a: np.ndarray) -> np.ndarray:
     """Forward-fill NaN along axis 1 of an (S, T, C) array (covariates carry over gaps)."""
     ok = ~np.isnan(a)

@@ -8,7 +8,7 @@ original sales scale while the loss works in scaled units.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Self, TypeVar
 
@@ -105,7 +105,6 @@ class SalesContext:
     """The test rows behind a bundle: keys, dates, actuals and each naive forecast."""
 
     test_rows: pd.DataFrame
-    own_row_baselines: dict[str, Any] = field(default_factory=dict)
 
 
 SalesBundle = DataBundle[Any, SalesContext]
