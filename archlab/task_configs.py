@@ -278,7 +278,10 @@ class SalesDataConfig:
     # Steps per seasonal cycle. This default follows the time step: 52 weekly, 12 monthly, 7
     # daily (the week), else round(365.25 / step days); any other value is used as given.
     season: int = 52
-    test_steps: int = 39  # next-step framing: the last 39 steps
+    # Next-step forecasting (H = 1): the last test_steps steps are the test, each forecast from
+    # the step before it. None: a quarter of a year of steps (13 weekly, 91 daily), at most a
+    # quarter of the history; the study's presets test Walmart's last 39 weeks.
+    test_steps: int | None = None
     val_steps: int | None = None  # steps before the test steps used as validation
     # A sample needs these lags observed; this default means 1 and the season (as resolved).
     require_lags: tuple[int, ...] = (1, 52)
@@ -392,8 +395,9 @@ class SalesDataConfig:
             raise bad("window", "must be >= 1")
         if self.season < 2:
             raise bad("season", "must be >= 2")
-        if self.test_steps < 1 or (self.val_steps is not None and self.val_steps < 1):
-            raise bad("test_steps" if self.test_steps < 1 else "val_steps", "must be >= 1")
+        for key in ("test_steps", "val_steps"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise bad(key, "must be >= 1")
         if not self.series_keys:
             raise bad("series_keys", "give at least one column")
         if any(lag < 1 for lag in self.require_lags):

@@ -360,8 +360,8 @@ def test_ablation_two_techniques(panel_dir: Path, tmp_path: Path) -> None:
 
 @needs_shared(WALMART)
 def test_real_baselines_match_the_issue() -> None:
-    cfg = replace(PRESETS["sales-rnn"], data=SalesDataConfig(path=str(WALMART)))
-    data = build(cfg)
+    cfg = PRESETS["sales-rnn"]
+    data = build(replace(cfg, data=replace(cfg.data, path=str(WALMART))))
     assert data.info["split_first_date"]["test"] == "2012-02-03"
     assert data.info["split_last_date"]["test"] == "2012-10-26"
     # Each naive forecast on the rows the network is scored on (every test week of a series

@@ -55,7 +55,18 @@ def test_rules_follow_the_step_and_season() -> None:
     assert sales_recipe.level_steps_for(7, 52) == 4 and sales_recipe.level_steps_for(1, 7) == 7
     assert sales_recipe.smooth_width(52) == 3 and sales_recipe.smooth_width(7) == 1
     values, why = sales_recipe.next_step(SalesDataConfig(), 7, 143)
-    assert values == {"window": 8, "val_steps": 13} and why["window"].startswith("data:")
+    assert values == {"window": 8, "test_steps": 13, "val_steps": 13}
+    assert why["window"].startswith("data:")
+    assert why["test_steps"] == "data: a quarter of a year of 7-day steps"
+    # daily steps: 91 test days; a short history keeps three quarters of it before the test
+    values, why = sales_recipe.next_step(SalesDataConfig(), 1, 1688)
+    assert (values["test_steps"], values["val_steps"]) == (91, 91)
+    values, why = sales_recipe.next_step(SalesDataConfig(), 1, 120)
+    assert values["test_steps"] == 30 and why["test_steps"] == "data: a quarter of the steps"
+    assert values["val_steps"] == 30  # a third of the 90 steps before the test
+    # a span set is used as given (the study's presets test Walmart's last 39 weeks)
+    values, _ = sales_recipe.next_step(SalesDataConfig(test_steps=39), 7, 143)
+    assert "test_steps" not in values and values["val_steps"] == 13
     # a horizon that is not a whole number of weeks: the gap puts the validation origin on
     # the test origin's weekday; one of weeks needs none
     c = SalesDataConfig(horizon=10, season=7)

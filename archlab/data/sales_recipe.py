@@ -62,17 +62,26 @@ def _days(step_days: int) -> str:
 def next_step(
     c: SalesDataConfig, step_days: int, n_steps: int
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Window and validation span of next-step forecasting: (values, where each came from).
-    Validation takes at most a third of the steps before the test, so training keeps two."""
+    """Window, test and validation spans of next-step forecasting: (values, where each came
+    from). The test takes a quarter of a year, at most a quarter of the steps; validation as
+    much, at most a third of the steps before the test, so training keeps two."""
     values: dict[str, Any] = {}
     why: dict[str, str] = {}
     unit = _days(step_days)
+    quarter = max(1, round(QUARTER_DAYS / step_days))
     if c.window is None:
         values["window"] = window_steps(step_days)
         why["window"] = f"data: {WINDOW_DAYS} days of {unit} steps"
+    test_steps = c.test_steps
+    if test_steps is None:
+        test_steps = values["test_steps"] = min(quarter, max(1, n_steps // 4))
+        why["test_steps"] = (
+            f"data: a quarter of a year of {unit} steps"
+            if test_steps == quarter
+            else "data: a quarter of the steps"
+        )
     if c.val_steps is None:
-        quarter = max(1, round(QUARTER_DAYS / step_days))
-        third = max(1, (n_steps - c.test_steps) // 3)
+        third = max(1, (n_steps - test_steps) // 3)
         values["val_steps"] = min(quarter, third)
         why["val_steps"] = (
             f"data: a quarter of a year of {unit} steps"

@@ -72,8 +72,10 @@ class HorizonFitted(FeaturizedFit):
         return resolved_config(c, {k: v for k, v in self.resolved.items() if k != "step_days"})
 
 
-# The horizon recipe's fields a None of which the data decides (archlab/data/sales_recipe.py).
+# The horizon recipe's fields a None of which the data decides (archlab/data/sales_recipe.py),
+# and those decided as well where they apply (test_steps: rolling origins, H = 1).
 RECIPE = ("window", "val_steps", "val_gap", "level_steps", "level_weight", "smooth_steps")
+RECIPE_MORE = ("known_covariates", "test_steps")
 
 
 class PeerInputs(NamedTuple):
@@ -254,7 +256,7 @@ class HorizonData:
         T = p.y.shape[1]
         c, why = _recipe(c, df, p, step_days, fitted)
         if fitted is None:
-            derived = [k for k in (*RECIPE, "known_covariates") if why[k] != "config"]
+            derived = [k for k in (*RECIPE, *RECIPE_MORE) if why.get(k, "config") != "config"]
             resolved.update(plain_dict({k: getattr(c, k) for k in derived}))
         why = sales_recipe.named(why, config_sources(self.cfg))
         assert c.val_steps is not None and c.val_gap is not None and c.window is not None
@@ -525,7 +527,8 @@ def _info(r: _Read, fz: HorizonFeaturizer, o: _Origins, split: dict[str, tuple])
         "known_covariates": list(c.known_covariates or ()),
         "recipe": {
             k: {"value": plain_dict({k: getattr(c, k)})[k], "from": r.why[k]}
-            for k in (*RECIPE, "known_covariates")
+            for k in (*RECIPE, *RECIPE_MORE)
+            if k in r.why
         },
         "origins": {
             "train": span(r.first_train, n_fit - 2),
@@ -645,7 +648,8 @@ def _recipe(
         c = replace(fitted.data_config(c), window=fz.window, level_steps=fz.level_steps,
                     level_weight=fz.level_weight, smooth_steps=fz.smooth_steps,
                     known_covariates=fz.known_covariates)  # fmt: skip
-        why = {k: "run" for k in (*RECIPE, "known_covariates")}
+        more = RECIPE_MORE if rolling(c) else ("known_covariates",)
+        why = {k: "run" for k in (*RECIPE, *more)}
     else:
         sales_recipe.check_season(c, c.season, T)
         pre: dict[str, str] = {}
@@ -653,6 +657,7 @@ def _recipe(
             derived, pre = sales_recipe.next_step(c, step_days, T)
             c = replace(c, **derived, level_steps=0, val_gap=0)
             pre.update(level_steps="data: an origin per step", val_gap="data: an origin per step")
+            pre.setdefault("test_steps", "config")
         c, why = sales_recipe.horizon(c, step_days, c.season, T)
         why.update(pre)
         why["known_covariates"] = "config"
