@@ -325,15 +325,15 @@ def predict(
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Horizon sales runs: write the forecasts of --file's rows (e.g. Walmart's "
+            help="Sales forecaster runs: write the forecasts of --file's rows (e.g. Walmart's "
             "test.csv.gz) as a Kaggle submission CSV (Id,<target>)."
         ),
     ] = None,
 ) -> None:
     """Predict with a saved run; prints one JSON object per input.
 
-    A multi-horizon sales run (data.horizon > 1) needs no input: it forecasts the H steps after
-    the end of its data (or of a history CSV given as input).
+    A sales forecaster run (any data.horizon; not the parity framing) needs no input: it
+    forecasts the H steps after the end of its data (or of a history CSV given as input).
     """
     from archlab import rundir, runner
 
@@ -341,13 +341,13 @@ def predict(
     if file is not None:
         items.append(str(file))
     cfg, task, model = runner.restore_task(run_dir)
-    horizon = cfg.task == "sales" and cfg.data.horizon > 1
+    horizon = cfg.task == "sales" and cfg.data.framing == "forecast"
     if not items and not horizon:
         raise ArchlabError("give at least one input (or --file PATH)")
     if out is not None and (not horizon or file is None):
         raise ArchlabError(
-            "--out writes a submission of a horizon sales run (data.horizon > 1) for the rows "
-            "of --file (series keys and dates)"
+            "--out writes a submission of a sales forecaster run (data.framing=forecast) for "
+            "the rows of --file (series keys and dates)"
         )
     if out is not None:
         rundir.check_out_file(Path(out), items)

@@ -113,6 +113,8 @@ class Served:
         else:
             d["horizon"] = int(getattr(self.cfg.data, "horizon", 1))
             d["series_keys"] = list(self.cfg.data.series_keys)
+            # A forecaster (not the parity framing) forecasts after its own data with no history.
+            d["needs_history"] = self.cfg.data.framing != "forecast"
         return d
 
 
@@ -434,7 +436,7 @@ def sales_predict(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
         data = buf.getvalue().encode()
     elif len(inp.files) == 1:
         data = inp.files[0][1]
-    elif run.cfg.data.horizon > 1 and not inp.files:
+    elif run.cfg.data.framing == "forecast" and not inp.files:
         data = b""  # the H steps after the run's own data
     else:
         raise BadRequest(400, 'send one history CSV (multipart field "file" or text/csv) or '

@@ -334,10 +334,11 @@ class SalesDataConfig:
     # (archlab/data/sales_peer.py; about 45 s of CPU on Walmart's 3,331 series); with H = 1
     # fitted at the first test origin and rolled one step at a time. none = off.
     peer: Literal["mstl_ets", "none"] = "mstl_ets"
-    # H > 1 with a peer: the hybrid forecast w x network + (1 - w) x peer, reported as test_blend_*
+    # With a peer: the hybrid forecast w x network + (1 - w) x peer, reported as test_blend_*
     # and used by predict. auto: w of sales_posthoc.BLEND_WEIGHTS with the lowest validation
-    # WMAE, the peer fit at the validation origin too (on the steps up to it); a number forces
-    # it; 1 = the network alone (the peer is then not fit at the validation origin).
+    # WMAE, the peer fit at the validation origin too (on the steps up to it; with H = 1 rolled
+    # over the validation steps); a number forces it (H > 1); 1 = the network alone (the peer
+    # is then not fit at the validation origin).
     blend_weight: float | Literal["auto"] = "auto"
 
     def __post_init__(self) -> None:

@@ -203,8 +203,9 @@ def test_a_next_step_run_scores_the_rolled_peer_on_its_test_rows(panel_dir: Path
     cfg = _cfg(panel_dir, "data.horizon=1", "data.test_steps=6")
     data = HorizonData(cfg).build(CPU)
     peer = data.context.peer
-    assert peer is not None and peer.val_origins is None  # a baseline: no blend to choose
-    assert not any("mstl_ets" in n for n in data.notes)
+    assert peer is not None and not any("mstl_ets" in n for n in data.notes)
+    # The blend is chosen on the validation steps, each forecast from the step before it.
+    assert sorted(set(peer.val_origins)) == list(range(59, 63))  # 60 training steps, then 4
     task = HorizonForecast(cfg, data.fitted)
     rows, seconds = task.rows_with_peer(data.context)
     assert len(rows) == data.info["split_target_steps"]["test"] and seconds > 0
@@ -215,3 +216,39 @@ def test_a_next_step_run_scores_the_rolled_peer_on_its_test_rows(panel_dir: Path
     np.testing.assert_allclose(rows.mstl_ets, fc[peer.series, j], rtol=1e-12)
     m = task.baselines(data)
     assert m["baseline_mstl_ets_rows"] == len(rows) and m["baseline_mstl_ets_fit_seconds"] > 0
+
+
+def test_a_next_step_run_blends_with_the_rolled_peer_and_predicts_with_it(
+    panel_dir: Path, tmp_path: Path, capsys
+) -> None:
+    from archlab import runner
+    from archlab.cli import main
+    from archlab.tasks.sales_common import SalesTargets
+
+    cfg = _cfg(panel_dir, "data.horizon=1", "data.test_steps=6", "train.epochs=1")
+    run = runner.train(cfg, tmp_path / "runs")
+    m = json.loads((run / "metrics.json").read_text())
+    assert 0 <= m["blend_weight"] <= 1 and m["test_blend_wmae"] > 0
+    # Validation's peer column is the fit at the last training step rolled over the validation
+    # steps: at w = 0 the blend's validation WMAE is that forecast's.
+    data = HorizonData(cfg).build(CPU)
+    fc = sales_peer.mstl_ets_one_step(data.context.peer.y, 59, 4, SEASON)
+    v = data.val.fetch(torch.arange(data.val.n), None)
+    s, o = data.context.peer.val_series, data.context.peer.val_origins
+    tt = SalesTargets.unpack(v[3].double().numpy(), horizon=True)
+    by_hand = np.abs(fc[s, o - 59] - tt.sales()[:, 0])
+    w = np.where(tt.holiday[:, 0] > 0.5, 5.0, 1.0)
+    assert m["blend_peer_val_wmae"] == pytest.approx((w * by_hand).sum() / w.sum(), rel=1e-6)
+    assert (run / "peer_forecast.npz").exists()
+    # eval repeats test_blend_*, predict forecasts the next step with the blend: both from the
+    # fits the run kept (no refit, said on stderr when one happens).
+    capsys.readouterr()
+    assert main(["eval", str(run)]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["test_blend_wmae"] == pytest.approx(m["test_blend_wmae"], rel=1e-9)
+    assert main(["predict", str(run)]) == 0  # the step after the data's end
+    out = capsys.readouterr()
+    lines = [json.loads(x) for x in out.out.splitlines()]
+    w_net = m["blend_weight"]
+    assert {x["source"] for x in lines} == ({"blend"} if w_net < 1 else {"model"})
+    assert "fitting the statistical peer" not in out.err

@@ -117,6 +117,13 @@ def test_predict_and_explain_every_kind(client: TestClient, runs: dict[str, Path
     assert [x["forecast"] for x in r.json()["forecasts"]] == pytest.approx(want)
     r = client.post(f"/{n['horizon']}/predict", json={})  # the H steps after the run's data
     assert len(r.json()["forecasts"]) == 6 * 8
+    # A next-step run (horizon 1) too: the step after its data, as `archlab predict RUN`.
+    r = client.post(f"/{n['sales']}/predict", json={})
+    assert [x["forecast"] for x in r.json()["forecasts"]] == pytest.approx(
+        [x["forecast"] for x in task.predict(model, [])]
+    )
+    about = {x["name"]: x for x in client.get("/health").json()["runs"]}
+    assert about[n["sales"]]["needs_history"] is False
     one_line_error(client.post(f"/{n['sales']}/explain", json={}), 400, "archlab explain")
 
 

@@ -59,12 +59,12 @@ def fit_key(name: str, y: np.ndarray, *args: object) -> str:
 
 
 def save_fits(path: Path, fits: list[tuple[str, np.ndarray, tuple]]) -> None:
-    """Fit each (peer name, panel, other arguments) (or reuse this process's fit) and write
+    """Fit each (FORECASTS name, panel, other arguments) (or reuse this process's fit) and write
     the forecasts, each under the digest of its inputs, to ``path``."""
     arrays: dict[str, np.ndarray] = {}
     for i, (name, y, args) in enumerate(fits):
         arrays[f"key{i}"] = np.array(fit_key(name, y, *args))
-        arrays[f"forecast{i}"] = PEERS[name](y, *args)
+        arrays[f"forecast{i}"] = FORECASTS[name](y, *args)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
 
@@ -136,3 +136,5 @@ def _mstl_ets_one_step(y: np.ndarray, origin: int, steps: int, season: int) -> n
 PEERS: dict[str, Callable[..., np.ndarray]] = {"mstl_ets": mstl_ets}
 # Their rolling forms (an origin per step): (y, first origin, steps, season) -> (S, steps).
 ONE_STEP_PEERS: dict[str, Callable[..., np.ndarray]] = {"mstl_ets": mstl_ets_one_step}
+# Every forecast save_fits may keep, by the name its cache key carries.
+FORECASTS = {**PEERS, **{f"{k}_one_step": f for k, f in ONE_STEP_PEERS.items()}}

@@ -55,6 +55,7 @@ from archlab.tasks.sales_posthoc import (
     choose,
     fit_at,
     parts,
+    rolled,
     scored,
     scored_wmae,
 )
@@ -373,8 +374,12 @@ class HorizonForecast(SalesTask):
         if w is not None and w < 1:  # the hybrid, with the peer fitted at this origin
             net = out_b * f.scale[s, None] + f.offset[s, None]
             peer = self._end_peer(p, f, s, o)
-            args = (o, fz.horizon, peer.season, peer.groups, peer.rank)
-            if not sales_peer.is_fitted(peer.name, peer.y, *args):  # not the run's own data
+            name, _, args = (
+                rolled(peer, o, 1)
+                if fz.horizon == 1
+                else (peer.name, peer.y, (o, fz.horizon, peer.season, peer.groups, peer.rank))
+            )
+            if not sales_peer.is_fitted(name, peer.y, *args):  # not the run's own data
                 where = hist or self.data_cfg.path
                 print(f"archlab: fitting the statistical peer ({peer.name}) on {where} at its "
                       "last step", file=sys.stderr)  # fmt: skip
@@ -396,15 +401,22 @@ class HorizonForecast(SalesTask):
         if w is None or w >= 1 or peer is None:
             return
         H = self.data_cfg.horizon
-        fits = [(peer.name, peer.y, (o, H, peer.season, peer.groups, peer.rank))
-                for o in peer.origins]  # fmt: skip
+        if peer.test_origins is not None:  # rolling origins: one fit, rolled over the test
+            first = int(peer.test_origins.min())
+            fits = [rolled(peer, first, int(peer.test_origins.max()) - first + 1)]
+        else:
+            fits = [(peer.name, peer.y, (o, H, peer.season, peer.groups, peer.rank))
+                    for o in peer.origins]  # fmt: skip
         # The peer reads sales alone: future values of known covariates (which only the rows
         # to forecast may bring) are neither needed nor checked here.
         c, fz = self.data_cfg, replace(self.fitted.featurizer, known_covariates=())
         p = future_panel(sales.load_sales(c), c, fz)
         o = p.y.shape[1] - fz.horizon - 1
         end = self._end_peer(p, fz.transform(p), np.flatnonzero(fz.series_index(p.keys) >= 0), o)
-        fits.append((end.name, end.y, (o, H, end.season, end.groups, end.rank)))
+        if H == 1:  # fit_at's one-step form
+            fits.append(rolled(end, o, 1))
+        else:
+            fits.append((end.name, end.y, (o, H, end.season, end.groups, end.rank)))
         sales_peer.save_fits(Path(run_dir) / PEER_FILE, fits)
 
 

@@ -94,9 +94,10 @@ class PeerInputs(NamedTuple):
     val_series: np.ndarray | None = None
     test_series: np.ndarray | None = None  # the panel row of each test sample
     # With an origin per step (H = 1): each context row's step counted from the first test
-    # step; the peer is then fitted once, at the first origin, and rolled over the rest
-    # (sales_peer.ONE_STEP_PEERS).
+    # step; the peer is then fitted once, at the first origin of a split, and rolled over the
+    # rest (sales_peer.ONE_STEP_PEERS); and the origin of each test sample.
     steps: np.ndarray | None = None
+    test_origins: np.ndarray | None = None
 
 
 class TestContext(NamedTuple):
@@ -475,7 +476,7 @@ def _peer(
     first-line note on what it could not do."""
     if c.peer == "none":
         return None, []
-    # Rolling origins: one fit at the first (the rest roll on it), and no blend to choose.
+    # Rolling origins: one fit at the first of a split (the rest roll on it).
     k_back, o_test = (1 if rolling(c) else len(o.tests)), o.tests[0]
     # The earliest origin has the shortest history; MSTL needs MIN_SEASONS seasons.
     if o_test - k_back + 2 < MIN_SEASONS * c.season:
@@ -485,14 +486,12 @@ def _peer(
             f"seasons of {c.season} steps (data.season) its MSTL needs; the run goes on "
             "without it"
         ]
-    if rolling(c):
-        steps = row_steps - o_test - 1
-        return PeerInputs(c.peer, p.y, o.tests, c.season, groups, SVD_RANK, row_series,
-                          steps=steps), []  # fmt: skip
     blend, note = _blend_notes(c, n_train - k_back + 1)
     peer = PeerInputs(c.peer, p.y, o.tests, c.season, groups, SVD_RANK, row_series,
                       split["val"][1] if blend else None, split["val"][0],
                       split["test"][0])  # fmt: skip
+    if rolling(c):  # the context rows' steps and the test samples' origins
+        peer = peer._replace(steps=row_steps - o_test - 1, test_origins=split["test"][1])
     return peer, note
 
 

@@ -61,9 +61,18 @@ def peer_scaled(fits: np.ndarray, series: np.ndarray, targets: torch.Tensor) -> 
 
 
 def fit_at(peer: PeerInputs, origin: int, horizon: int) -> np.ndarray:
-    """The peer's (S, H) forecast from ``origin`` (cached by content: seeds share it)."""
+    """The peer's (S, H) forecast from ``origin`` (cached by content: seeds share it); with
+    H = 1 its one-step form (raw sales, as the rolled peer of the test and validation)."""
+    if horizon == 1:
+        return sales_peer.ONE_STEP_PEERS[peer.name](peer.y, origin, 1, peer.season)
     fn = sales_peer.PEERS[peer.name]
     return fn(peer.y, origin, horizon, peer.season, peer.groups, peer.rank)
+
+
+def rolled(peer: PeerInputs, first: int, steps: int) -> tuple[str, np.ndarray, tuple]:
+    """The FORECASTS entry of the peer fitted at origin ``first`` and rolled ``steps`` steps:
+    (name, panel, arguments), as sales_peer.save_fits takes it."""
+    return f"{peer.name}_one_step", peer.y, (first, steps, peer.season)
 
 
 def choose(
@@ -138,16 +147,26 @@ def blended(
     w = chosen.get("blend_weight")
     if w is None or peer is None or peer.test_series is None:
         return None
-    # backtest number j forecasts from peer.origins[j]
-    k = SalesTargets.unpack(targets, horizon=True).origin[:, 0].long().numpy()
-    ps = _peer_at(peer, np.asarray(peer.origins)[k], peer.test_series, targets)
+    if peer.test_origins is not None:  # rolling origins: each sample's own
+        origins = peer.test_origins
+    else:  # backtest number j forecasts from peer.origins[j]
+        k = SalesTargets.unpack(targets, horizon=True).origin[:, 0].long().numpy()
+        origins = np.asarray(peer.origins)[k]
+    ps = _peer_at(peer, origins, peer.test_series, targets)
     return w * (base + chosen["blend_correction_scale"] * corr) + (1 - w) * ps
 
 
 def _peer_at(
     peer: PeerInputs, origins: np.ndarray, series: np.ndarray, targets: torch.Tensor
 ) -> torch.Tensor:
-    """The peer's scaled forecast of each sample (N, H) from its origin (one fit per origin)."""
+    """The peer's scaled forecast of each sample (N, H) from its origin (one fit per origin;
+    rolling origins: one fit at the first, rolled over the rest)."""
+    if peer.steps is not None:
+        first = int(origins.min())
+        name, y, args = rolled(peer, first, int(origins.max()) - first + 1)
+        fc = sales_peer.FORECASTS[name](y, *args)  # (S, steps): one step from each origin
+        each = fc[series, origins - first][:, None]  # (N, 1)
+        return peer_scaled(each, np.arange(len(each)), targets)
     out = torch.empty(targets.shape[:2], dtype=targets.dtype)
     for o in np.unique(origins):
         at = np.flatnonzero(origins == o)
