@@ -337,8 +337,8 @@ class SalesDataConfig:
     # With a peer: the hybrid forecast w x network + (1 - w) x peer, reported as test_blend_*
     # and used by predict. auto: w of sales_posthoc.BLEND_WEIGHTS with the lowest validation
     # WMAE, the peer fit at the validation origin too (on the steps up to it; with H = 1 rolled
-    # over the validation steps); a number forces it (H > 1); 1 = the network alone (the peer
-    # is then not fit at the validation origin).
+    # over the validation steps); a number forces it; 1 = the network alone (the peer is then
+    # not fit at the validation origin).
     blend_weight: float | Literal["auto"] = "auto"
 
     def __post_init__(self) -> None:
@@ -373,11 +373,11 @@ class SalesDataConfig:
         if self.blend_weight not in ("auto", 1.0) and self.peer == "none":
             raise bad("blend_weight", "blends the network with data.peer, which is none")
         horizon_only = ("level_steps", "level_weight", "fit_through_val", "val_gap", "smooth_steps")
-        for key in (*horizon_only, "correction_scale", "blend_weight"):
+        for key in (*horizon_only, "correction_scale"):
             v = getattr(self, key)
             # 1 (the network alone, as before these were chosen) is no setting either: older
             # next-step runs' config.yaml carries correction_scale: 1.0.
-            neutral = v == 1.0 and key in ("correction_scale", "blend_weight")
+            neutral = v == 1.0 and key == "correction_scale"
             # The rolling origins of H = 1 set these (no level shift, no gap, a smoothing).
             neutral |= (v == 0 and key in ("level_steps", "level_weight", "val_gap")) or (
                 key == "smooth_steps"

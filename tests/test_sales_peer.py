@@ -252,3 +252,6 @@ def test_a_next_step_run_blends_with_the_rolled_peer_and_predicts_with_it(
     w_net = m["blend_weight"]
     assert {x["source"] for x in lines} == ({"blend"} if w_net < 1 else {"model"})
     assert "fitting the statistical peer" not in out.err
+    # A weight set is used as given: no fit at the validation origin to choose one.
+    forced = HorizonData(_cfg(panel_dir, "data.horizon=1", "data.blend_weight=0.5")).build(CPU)
+    assert forced.context.peer is not None and forced.context.peer.val_origins is None

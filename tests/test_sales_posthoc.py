@@ -281,7 +281,7 @@ def test_a_short_history_at_the_validation_origin_is_a_first_line_note(panel_dir
         (["data.correction_scale=lots"], "data.correction_scale='lots': expected float or 'auto'"),
         (["data.blend_weight=1.5"], "data.blend_weight=1.5"),
         (["data.blend_weight=0.5", "data.peer=none"], "data.peer, which is none"),
-        (["data.horizon=1", "data.blend_weight=0.5"], "set data.horizon > 1"),
+        (["data.horizon=1", "data.level_steps=4"], "set data.horizon > 1"),
     ],
 )
 def test_bad_knobs_are_one_line_errors(
