@@ -255,3 +255,7 @@ def test_a_next_step_run_blends_with_the_rolled_peer_and_predicts_with_it(
     # A weight set is used as given: no fit at the validation origin to choose one.
     forced = HorizonData(_cfg(panel_dir, "data.horizon=1", "data.blend_weight=0.5")).build(CPU)
     assert forced.context.peer is not None and forced.context.peer.val_origins is None
+    # At w = 0 the blend is the peer: the same rolled fit as the test rows' baseline column.
+    run0 = runner.train(replace(cfg, data=replace(cfg.data, blend_weight=0.0)), tmp_path / "r0")
+    m0 = json.loads((run0 / "metrics.json").read_text())
+    assert m0["test_blend_wmae"] == pytest.approx(m0["baseline_mstl_ets_wmae"], rel=1e-6)

@@ -402,8 +402,7 @@ class HorizonForecast(SalesTask):
             return
         H = self.data_cfg.horizon
         if peer.test_origins is not None:  # rolling origins: one fit, rolled over the test
-            first = int(peer.test_origins.min())
-            fits = [rolled(peer, first, int(peer.test_origins.max()) - first + 1)]
+            fits = [rolled(peer, peer.origins[0], len(peer.origins))]
         else:
             fits = [(peer.name, peer.y, (o, H, peer.season, peer.groups, peer.rank))
                     for o in peer.origins]  # fmt: skip
@@ -515,8 +514,8 @@ def fit_peer(peer: PeerInputs, rows: pd.DataFrame, horizon: int) -> tuple[np.nda
     (process time: every thread of this process, none of the rest of the machine's load)."""
     t0 = time.process_time()
     if peer.steps is not None:  # an origin per step: one fit at the first, rolled over the rest
-        fc = sales_peer.ONE_STEP_PEERS[peer.name](peer.y, peer.origins[0], len(peer.origins),
-                                                  peer.season)  # fmt: skip
+        name, y, args = rolled(peer, peer.origins[0], len(peer.origins))
+        fc = sales_peer.FORECASTS[name](y, *args)
         return fc[peer.series, peer.steps], time.process_time() - t0
     fits = np.stack(
         [sales_peer.PEERS[peer.name](peer.y, o, horizon, peer.season, peer.groups, peer.rank)

@@ -147,23 +147,29 @@ def blended(
     w = chosen.get("blend_weight")
     if w is None or peer is None or peer.test_series is None:
         return None
-    if peer.test_origins is not None:  # rolling origins: each sample's own
-        origins = peer.test_origins
+    if peer.test_origins is not None:  # rolling origins: each sample's own, from the one fit
+        span = (peer.origins[0], len(peer.origins))  # of the test rows' baseline column
+        ps = _peer_at(peer, peer.test_origins, peer.test_series, targets, span)
     else:  # backtest number j forecasts from peer.origins[j]
         k = SalesTargets.unpack(targets, horizon=True).origin[:, 0].long().numpy()
-        origins = np.asarray(peer.origins)[k]
-    ps = _peer_at(peer, origins, peer.test_series, targets)
+        ps = _peer_at(peer, np.asarray(peer.origins)[k], peer.test_series, targets)
     return w * (base + chosen["blend_correction_scale"] * corr) + (1 - w) * ps
 
 
 def _peer_at(
-    peer: PeerInputs, origins: np.ndarray, series: np.ndarray, targets: torch.Tensor
+    peer: PeerInputs,
+    origins: np.ndarray,
+    series: np.ndarray,
+    targets: torch.Tensor,
+    span: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """The peer's scaled forecast of each sample (N, H) from its origin (one fit per origin;
-    rolling origins: one fit at the first, rolled over the rest)."""
+    rolling origins: one fit at the first, rolled over the rest; ``span``: that fit's first
+    origin and steps, else the samples' own)."""
     if peer.steps is not None:
         first = int(origins.min())
-        name, y, args = rolled(peer, first, int(origins.max()) - first + 1)
+        first, steps = span or (first, int(origins.max()) - first + 1)
+        name, y, args = rolled(peer, first, steps)
         fc = sales_peer.FORECASTS[name](y, *args)  # (S, steps): one step from each origin
         each = fc[series, origins - first][:, None]  # (N, 1)
         return peer_scaled(each, np.arange(len(each)), targets)
