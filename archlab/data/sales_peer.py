@@ -59,12 +59,12 @@ def fit_key(name: str, y: np.ndarray, *args: object) -> str:
 
 
 def save_fits(path: Path, fits: list[tuple[str, np.ndarray, tuple]]) -> None:
-    """Fit each (FORECASTS name, panel, other arguments) (or reuse this process's fit) and write
-    the forecasts, each under the digest of its inputs, to ``path``."""
+    """Fit each (``forecaster`` name, panel, other arguments) (or reuse this process's fit)
+    and write the forecasts, each under the digest of its inputs, to ``path``."""
     arrays: dict[str, np.ndarray] = {}
     for i, (name, y, args) in enumerate(fits):
         arrays[f"key{i}"] = np.array(fit_key(name, y, *args))
-        arrays[f"forecast{i}"] = FORECASTS[name](y, *args)
+        arrays[f"forecast{i}"] = forecaster(name)(y, *args)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
 
@@ -110,7 +110,7 @@ def mstl_ets_one_step(y: np.ndarray, origin: int, steps: int, season: int) -> np
     """(S, steps): MSTL(season) + AutoETS('ZZN') fitted per series on steps <= ``origin``
     (missing = 0 sales), then the one-step forecast of each step ``origin + 1 + j`` from the
     actual steps before it, the fit's parameters kept."""
-    key = fit_key("mstl_ets_one_step", y, origin, steps, season)
+    key = fit_key("mstl_ets" + ONE_STEP, y, origin, steps, season)
     return _FITTED.get(key, lambda: _mstl_ets_one_step(y, origin, steps, season)).copy()
 
 
@@ -136,5 +136,12 @@ def _mstl_ets_one_step(y: np.ndarray, origin: int, steps: int, season: int) -> n
 PEERS: dict[str, Callable[..., np.ndarray]] = {"mstl_ets": mstl_ets}
 # Their rolling forms (an origin per step): (y, first origin, steps, season) -> (S, steps).
 ONE_STEP_PEERS: dict[str, Callable[..., np.ndarray]] = {"mstl_ets": mstl_ets_one_step}
-# Every forecast save_fits may keep, by the name its cache key carries.
-FORECASTS = {**PEERS, **{f"{k}_one_step": f for k, f in ONE_STEP_PEERS.items()}}
+ONE_STEP = "_one_step"  # the suffix that names a peer's rolling form in a cache key
+
+
+def forecaster(name: str) -> Callable[..., np.ndarray]:
+    """The forecast a fit's name stands for (save_fits, cache keys): a PEERS entry, or
+    NAME_one_step for NAME's rolling form."""
+    if name.endswith(ONE_STEP):
+        return ONE_STEP_PEERS[name.removesuffix(ONE_STEP)]
+    return PEERS[name]

@@ -54,6 +54,7 @@ from archlab.tasks.sales_posthoc import (
     blended,
     choose,
     fit_at,
+    fit_entry,
     parts,
     rolled,
     scored,
@@ -374,12 +375,8 @@ class HorizonForecast(SalesTask):
         if w is not None and w < 1:  # the hybrid, with the peer fitted at this origin
             net = out_b * f.scale[s, None] + f.offset[s, None]
             peer = self._end_peer(p, f, s, o)
-            name, _, args = (
-                rolled(peer, o, 1)
-                if fz.horizon == 1
-                else (peer.name, peer.y, (o, fz.horizon, peer.season, peer.groups, peer.rank))
-            )
-            if not sales_peer.is_fitted(name, peer.y, *args):  # not the run's own data
+            name, y, args = fit_entry(peer, o, fz.horizon)
+            if not sales_peer.is_fitted(name, y, *args):  # not the run's own data
                 where = hist or self.data_cfg.path
                 print(f"archlab: fitting the statistical peer ({peer.name}) on {where} at its "
                       "last step", file=sys.stderr)  # fmt: skip
@@ -404,18 +401,14 @@ class HorizonForecast(SalesTask):
         if peer.test_origins is not None:  # rolling origins: one fit, rolled over the test
             fits = [rolled(peer, peer.origins[0], len(peer.origins))]
         else:
-            fits = [(peer.name, peer.y, (o, H, peer.season, peer.groups, peer.rank))
-                    for o in peer.origins]  # fmt: skip
+            fits = [fit_entry(peer, o, H) for o in peer.origins]
         # The peer reads sales alone: future values of known covariates (which only the rows
         # to forecast may bring) are neither needed nor checked here.
         c, fz = self.data_cfg, replace(self.fitted.featurizer, known_covariates=())
         p = future_panel(sales.load_sales(c), c, fz)
         o = p.y.shape[1] - fz.horizon - 1
         end = self._end_peer(p, fz.transform(p), np.flatnonzero(fz.series_index(p.keys) >= 0), o)
-        if H == 1:  # fit_at's one-step form
-            fits.append(rolled(end, o, 1))
-        else:
-            fits.append((end.name, end.y, (o, H, end.season, end.groups, end.rank)))
+        fits.append(fit_entry(end, o, H))
         sales_peer.save_fits(Path(run_dir) / PEER_FILE, fits)
 
 
@@ -515,7 +508,7 @@ def fit_peer(peer: PeerInputs, rows: pd.DataFrame, horizon: int) -> tuple[np.nda
     t0 = time.process_time()
     if peer.steps is not None:  # an origin per step: one fit at the first, rolled over the rest
         name, y, args = rolled(peer, peer.origins[0], len(peer.origins))
-        fc = sales_peer.FORECASTS[name](y, *args)
+        fc = sales_peer.forecaster(name)(y, *args)
         return fc[peer.series, peer.steps], time.process_time() - t0
     fits = np.stack(
         [sales_peer.PEERS[peer.name](peer.y, o, horizon, peer.season, peer.groups, peer.rank)

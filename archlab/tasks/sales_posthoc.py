@@ -61,18 +61,24 @@ def peer_scaled(fits: np.ndarray, series: np.ndarray, targets: torch.Tensor) -> 
 
 
 def fit_at(peer: PeerInputs, origin: int, horizon: int) -> np.ndarray:
-    """The peer's (S, H) forecast from ``origin`` (cached by content: seeds share it); with
-    H = 1 its one-step form (raw sales, as the rolled peer of the test and validation)."""
+    """The peer's (S, H) forecast from ``origin`` (cached by content: seeds share it)."""
+    name, y, args = fit_entry(peer, origin, horizon)
+    return sales_peer.forecaster(name)(y, *args)
+
+
+def fit_entry(peer: PeerInputs, origin: int, horizon: int) -> tuple[str, np.ndarray, tuple]:
+    """The peer's fit at ``origin`` for ``horizon`` steps, as (name, panel, arguments) for
+    ``sales_peer.forecaster`` and sales_peer.save_fits; with H = 1 its one-step form (raw
+    sales, as the rolled peer of the test and validation)."""
     if horizon == 1:
-        return sales_peer.ONE_STEP_PEERS[peer.name](peer.y, origin, 1, peer.season)
-    fn = sales_peer.PEERS[peer.name]
-    return fn(peer.y, origin, horizon, peer.season, peer.groups, peer.rank)
+        return rolled(peer, origin, 1)
+    return peer.name, peer.y, (origin, horizon, peer.season, peer.groups, peer.rank)
 
 
 def rolled(peer: PeerInputs, first: int, steps: int) -> tuple[str, np.ndarray, tuple]:
-    """The FORECASTS entry of the peer fitted at origin ``first`` and rolled ``steps`` steps:
-    (name, panel, arguments), as sales_peer.save_fits takes it."""
-    return f"{peer.name}_one_step", peer.y, (first, steps, peer.season)
+    """The fit of the peer at origin ``first`` rolled ``steps`` steps, as (name, panel,
+    arguments) for ``sales_peer.forecaster`` and sales_peer.save_fits."""
+    return peer.name + sales_peer.ONE_STEP, peer.y, (first, steps, peer.season)
 
 
 def choose(
@@ -170,7 +176,7 @@ def _peer_at(
         first = int(origins.min())
         first, steps = span or (first, int(origins.max()) - first + 1)
         name, y, args = rolled(peer, first, steps)
-        fc = sales_peer.FORECASTS[name](y, *args)  # (S, steps): one step from each origin
+        fc = sales_peer.forecaster(name)(y, *args)  # (S, steps): one step from each origin
         each = fc[series, origins - first][:, None]  # (N, 1)
         return peer_scaled(each, np.arange(len(each)), targets)
     out = torch.empty(targets.shape[:2], dtype=targets.dtype)
