@@ -128,8 +128,8 @@ def test_short_series_are_dropped_and_counted(panel_dir: Path) -> None:
     pd.concat([df, extra]).to_csv(panel_dir / "train.csv", index=False)
     cfg = replace(PRESETS["sales-rnn"], data=small_cfg(panel_dir, require_lags=(1,)))
     data = build(cfg)
-    assert data.info["dropped_series_no_training_steps"] == 1
-    assert data.info["dropped_rows_no_training_steps"] == 5
+    assert data.info["series_without_training_steps"] == 1
+    assert data.info["rows_without_training_steps"] == 5
 
 
 def test_every_series_too_short_is_an_error(panel_dir: Path) -> None:

@@ -21,6 +21,7 @@ from archlab.presets import PRESETS
 from archlab.report.tables import run_table
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches
+from archlab.tasks.sales_common import SalesTargets
 from archlab.tasks.sales_horizon import HorizonForecast
 from archlab.tasks.sales_horizon_data import PEER_FILE, HorizonData, PeerInputs
 from archlab.tasks.sales_posthoc import BLEND_WEIGHTS, SCALES, blended, choose
@@ -57,7 +58,8 @@ def _peer(monkeypatch, forecast_sales: np.ndarray) -> PeerInputs:
     """A peer named 'fixed' that forecasts ``forecast_sales`` (S, H) from any origin."""
     monkeypatch.setitem(sales_peer.PEERS, "fixed", lambda *a: forecast_sales.copy())
     s = np.arange(N)
-    return PeerInputs("fixed", np.zeros((N, 20)), [19], SEASON, s * 0, 10, s, s * 0 + 9, s, s)
+    return PeerInputs("fixed", np.zeros((N, 20)), [19], SEASON, s * 0, 10, s, s * 0 + 9, s, s,
+                      s * 0 + 19)  # fmt: skip
 
 
 def _data(**kw: object) -> SalesDataConfig:
@@ -318,14 +320,17 @@ def test_older_next_step_runs_configs_still_load() -> None:
         SalesDataConfig(correction_scale=0.5)
 
 
-def test_each_backtest_origin_blends_with_the_peer_fit_there(monkeypatch) -> None:
+def test_each_backtest_origin_blends_with_the_peer_fit_there(monkeypatch, panel_dir: Path) -> None:
     # A peer whose forecast is its origin: the sample of backtest number k must get origin k's.
-    monkeypatch.setitem(sales_peer.PEERS, "origin", lambda y, o, *a: np.full((N, HH), float(o)))
-    s = np.arange(N)
-    peer = PeerInputs("origin", np.zeros((N, 20)), [19, 18, 17], SEASON, s * 0, 10, s, None, s, s)
-    t = _targets(np.zeros((N, HH)))
+    monkeypatch.setitem(sales_peer.PEERS, "origin", lambda y, o, h, *a: np.full((len(y), h), o))
+    data = HorizonData(_cfg(panel_dir, "data.backtest_origins=3")).build(CPU)
+    peer = data.context.peer._replace(name="origin")
+    targets = data.test.fetch(torch.arange(data.test.n), None)[-1]
+    k = SalesTargets.unpack(targets, horizon=True).origin[:, 0].long().numpy()
+    assert sorted(set(k)) == [0, 1, 2]
+    assert (peer.test_origins == np.asarray(peer.origins)[k]).all()
+    t = targets.clone()
     t[..., 1], t[..., 2] = 1.0, 0.0  # scaled units = sales units
-    t[:, :, 5] = torch.tensor([0, 1, 2, 0, 1, 2])[:, None]
-    zero = torch.zeros(N, HH)
+    zero = torch.zeros(t.shape[:2])
     got = blended({"blend_weight": 0.0, "blend_correction_scale": 1.0}, peer, zero, zero, t)
-    assert got[:, 0].tolist() == [19, 18, 17, 19, 18, 17]
+    assert got[:, 0].tolist() == np.asarray(peer.origins)[k].tolist()

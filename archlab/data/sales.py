@@ -9,9 +9,9 @@ framing's inputs (features, windows, baseline) are in sales_horizon.py.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import pandas as pd
@@ -343,6 +343,34 @@ def _unused_keys(table: pd.DataFrame, df: pd.DataFrame, key: str, path: Path) ->
 
 def _exists(directory: Path, name: str) -> bool:
     return (directory / name).exists() or (directory / f"{name}.gz").exists()
+
+
+# --- fitted state ---
+def plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+class PlainJSON:
+    """A frozen dataclass as plain JSON (tuples as lists) and back (lists as tuples; a field an
+    older file lacks takes its default, a key it does not know is left out): fitted.json."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _listify(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: _tuplify(v) for k, v in d.items() if k in names})
+
+
+def _listify(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _listify(x) for k, x in v.items()}
+    return [_listify(x) for x in v] if isinstance(v, tuple | list) else v
+
+
+def _tuplify(v: Any) -> Any:
+    return tuple(_tuplify(x) for x in v) if isinstance(v, list) else v
 
 
 # --- the dense panel ---

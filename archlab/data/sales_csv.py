@@ -8,16 +8,12 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from archlab import fingerprint
 from archlab.errors import ArchlabError
-
-if TYPE_CHECKING:
-    from archlab.task_configs import SalesDataConfig
 
 
 def resolve_file(directory: Path, name: str) -> Path:
@@ -208,23 +204,3 @@ def check_join(
             f"{opath}: {key} {_show(other[key].iloc[i])} appears again at line {i + 2}; "
             f"each {key.lower()} needs one row"
         )
-
-
-def read_history(paths: Sequence[str], keys: Sequence[str], c: SalesDataConfig) -> pd.DataFrame:
-    """History CSVs in the training format (series keys, date, target[, holiday, covariates]),
-    checked and concatenated; a missing holiday column means no holidays."""
-    frames = []
-    for path in paths:
-        p = Path(path)
-        if not p.exists():
-            raise ArchlabError(f"{p}: no such file")
-        df = read_csv(p, [*keys, c.date_column, c.target])
-        parse_dates(df, c.date_column, c.date_format, p)
-        parse_number(df, c.target, p)
-        if c.holiday_column in df.columns:
-            parse_bool(df, c.holiday_column, p)
-        elif c.holiday_column:
-            df[c.holiday_column] = False
-        check_unique(df, keys, c.date_column, p)
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True)

@@ -1,11 +1,11 @@
-"""The multi-horizon featurizer: one fitted featurizer for train, eval and predict.
+"""The forecaster's featurizer: one fitted featurizer for train, eval, predict and explain.
 
-``HorizonFeaturizer.fit`` learns the shared core (data/sales_core.py) from the training steps;
-``transform`` turns any panel of the same data (at predict time the history plus H empty
-future steps) into per-step arrays; ``windows`` gathers, for (series, origin) pairs, ``window``
-history steps ending at the origin followed by the H future steps, in which only what is known
-in advance is kept (calendar, holiday and event flags, last season's sales, the covariates
-declared known).
+``HorizonFeaturizer.fit`` learns per-series scalers, covariate statistics and series-key
+vocabularies from the training steps; ``transform`` turns any panel of the same data (at
+predict time the history plus H empty future steps) into per-step arrays; ``windows``
+gathers, for (series, origin) pairs, ``window`` history steps ending at the origin followed by
+the H future steps, in which only what is known in advance is kept (calendar, holiday and
+event flags, last season's sales, the covariates declared known).
 
 Last season's reference for a future step h is ``season_lags(H, season)[h]`` steps earlier;
 its ``smooth_steps``-step smoothing is also the residual base the network corrects, plus
@@ -24,15 +24,16 @@ import pandas as pd
 import torch
 
 from archlab.data import sales, sales_csv
-from archlab.data.sales import Panel, event_flags, group_mean
-from archlab.data.sales_baselines import level_shift, season_lags
-from archlab.data.sales_core import (
-    PanelFit,
-    fit_covariates,
-    fit_series,
-    fit_vocab,
-    year_position,
+from archlab.data.sales import (
+    Panel,
+    PlainJSON,
+    event_flags,
+    ffill_time,
+    group_mean,
+    plain,
+    series_scalers,
 )
+from archlab.data.sales_baselines import level_shift, season_lags
 from archlab.errors import ArchlabError
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ UNKNOWN_IN_FUTURE = ("sales", "observed")
 REF_FEATURES = ("ref_sales", "ref_observed", "ref_smoothed", "ref_group_smoothed", "ref_event")
 FLAG_FEATURES = ("future", "steps_ahead")  # 1 on future steps; h / H on future steps
 LEVEL_FEATURE = "level_shift"  # on future steps, with data.level_steps > 0 (see level_shift)
+COV_CLIP = 5.0  # standardized covariates are clipped to +-5 training standard deviations
 
 
 class PanelFeatures(NamedTuple):
@@ -61,14 +63,14 @@ class PanelFeatures(NamedTuple):
 
 
 @dataclass(frozen=True)
-class HorizonFeaturizer(PanelFit):
-    """What the horizon pipeline learned from the training steps (plain values only)."""
+class HorizonFeaturizer(PlainJSON):
+    """What the forecaster learned from the training steps (plain values, fitted.json)."""
 
     series_keys: tuple[str, ...]
     series: tuple[tuple[Any, ...], ...]  # key values of every training series
     offset: tuple[float, ...]  # per-series mean / std of training steps (sales units)
     scale: tuple[float, ...]
-    key_vocab: tuple[tuple[Any, ...], ...]  # sorted values of each series key
+    key_vocab: tuple[tuple[Any, ...], ...]  # sorted values of each series key: embedding ids
     covariates: tuple[str, ...]
     known_covariates: tuple[str, ...]  # kept on future steps; the rest are zeroed there
     cov_mean: tuple[float, ...]
@@ -77,8 +79,8 @@ class HorizonFeaturizer(PanelFit):
     season: int
     window: int
     horizon: int
-    events: tuple[str, ...]
-    min_scale: float
+    events: tuple[str, ...] = ()
+    min_scale: float = 1.0
     # Defaults keep fitted.json files of runs from before the level shift readable.
     level_steps: int = 0
     level_weight: float = 0.0
@@ -89,43 +91,69 @@ class HorizonFeaturizer(PanelFit):
 
     @classmethod
     def fit(
-        cls,
-        panel: Panel,
-        n_train: int,
-        *,
-        series_keys: Sequence[str],
-        covariates: Sequence[str],
-        known_covariates: Sequence[str],
-        step_days: int,
-        season: int,
-        window: int,
-        horizon: int,
-        events: Sequence[str] = (),
-        min_scale: float = 1.0,
-        level_steps: int = 0,
-        level_weight: float = 0.0,
-        smooth_steps: int = 3,
-        residual: str = "smoothed",
+        cls, panel: Panel, n_train: int, *, min_scale: float = 1.0, **recipe: Any
     ) -> HorizonFeaturizer:
+        """Fit on the first ``n_train`` steps: each series' mean and std (a series without
+        training steps has no scaler: it is not "known"), each covariate's mean and std (None
+        where constant there, e.g. markdowns NA before Nov 2011: it would teach nothing and be
+        far out of range later, so it enters as 0) and each key's values; ``recipe``: the
+        other fields (series_keys, covariates, window, horizon...)."""
+        offset, scale, n_obs = series_scalers(panel.y, n_train, min_scale)
+        keep = n_obs > 0
+        S, _, C = panel.cov.shape
+        train = panel.cov[:, :n_train].reshape(S * n_train, C)
+        with np.errstate(invalid="ignore"):
+            mean = np.nan_to_num(np.nanmean(train, 0))
+            std = np.nan_to_num(np.nanstd(train, 0), nan=0.0)
+        keys = [pd.unique(pd.Series(panel.keys[:, i])).tolist() for i in range(panel.keys.shape[1])]
         return cls(
-            series_keys=tuple(series_keys),
-            # A series without training steps has no scaler: it is not "known".
-            **fit_series(panel.keys, panel.y, n_train, min_scale),
-            key_vocab=fit_vocab(panel.keys),
-            covariates=tuple(covariates),
-            known_covariates=tuple(known_covariates),
-            **fit_covariates(panel.cov, n_train),
-            step_days=int(step_days),
-            season=int(season),
-            window=int(window),
-            horizon=int(horizon),
-            events=tuple(events),
+            series=tuple(tuple(plain(v) for v in k) for k in panel.keys[keep].tolist()),
+            offset=tuple(np.nan_to_num(offset[keep]).tolist()),
+            scale=tuple(scale[keep].tolist()),
+            key_vocab=tuple(tuple(sorted(plain(x) for x in k)) for k in keys),
+            cov_mean=tuple(mean.tolist()),
+            cov_std=tuple(v if v > 0 else None for v in std.tolist()),
             min_scale=float(min_scale),
-            level_steps=int(level_steps),
-            level_weight=float(level_weight),
-            smooth_steps=int(smooth_steps),
-            residual=residual,
+            **{k: tuple(v) if isinstance(v, list | tuple) else plain(v) for k, v in recipe.items()},
         )
+
+    @property
+    def n_categories(self) -> tuple[int, ...]:
+        return tuple(len(v) for v in self.key_vocab)
+
+    @property
+    def constant_covariates(self) -> list[str]:
+        return [k for k, v in zip(self.covariates, self.cov_std, strict=True) if v is None]
+
+    def series_index(self, keys: np.ndarray) -> np.ndarray:
+        """Index of each panel series among the training series (-1: never seen in training)."""
+        known = {k: i for i, k in enumerate(self.series)}
+        return np.array(
+            [known.get(tuple(plain(v) for v in k), -1) for k in keys.tolist()], dtype=np.int64
+        )
+
+    def key_ids(self, keys: np.ndarray) -> np.ndarray:
+        """(S, k) index of each series key value in the vocabulary (0 for one never seen)."""
+        vocab = [{v: j for j, v in enumerate(vs)} for vs in self.key_vocab]
+        ids = [[vocab[i].get(plain(v), 0) for i, v in enumerate(k)] for k in keys.tolist()]
+        return np.array(ids, dtype=np.int64).reshape(len(keys), len(vocab))
+
+    def scalers(
+        self, idx: np.ndarray, unknown: tuple[float, float]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Offset and scale of each series index; a series never seen (-1) gets ``unknown``
+        (offset, scale)."""
+        seen = idx >= 0
+        offset = np.where(seen, np.array((*self.offset, unknown[0]))[idx], unknown[0])
+        return offset, np.where(seen, np.array((*self.scale, unknown[1]))[idx], unknown[1])
+
+    def standardized(self, cov: np.ndarray) -> np.ndarray:
+        """(S, T, C) covariates forward-filled over gaps, standardized and clipped (later
+        steps can drift beyond the training range: CPI, fuel price); NaN before a series'
+        first value."""
+        mean = np.array(self.cov_mean, np.float64)
+        std = np.array([np.inf if v is None else v for v in self.cov_std], np.float64)
+        return np.clip((ffill_time(cov) - mean) / std, -COV_CLIP, COV_CLIP)
 
     # --- sizes ---
     @property
@@ -154,7 +182,9 @@ class HorizonFeaturizer(PanelFit):
 
         groups = cats[:, -1]
         n_groups = int(groups.max()) + 1 if S else 0
-        sin, cos = year_position(panel.dates, (S, T))
+        day = (panel.dates - panel.dates.astype("datetime64[Y]")) / np.timedelta64(1, "D")
+        angle = np.broadcast_to(2 * np.pi * day / 365.25, (S, T))  # the step's place in its year
+        sin, cos = np.sin(angle), np.cos(angle)
         ev = np.broadcast_to(event_flags(panel.dates, self.events, self.step_days), (S, T))
         cols = [
             scaled(y0),

@@ -8,9 +8,9 @@ original sales scale while the loss works in scaled units.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple, Self, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,7 @@ from torch import nn
 
 from archlab.config import RunConfig
 from archlab.data import sales
-from archlab.data.sales_core import PanelFit, PlainJSON, plain
+from archlab.data.sales import plain
 from archlab.metrics import regression_metrics, wmae
 from archlab.models import MODELS
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
@@ -76,19 +76,6 @@ def resolved_config(c: SalesDataConfig, resolved: dict[str, Any]) -> SalesDataCo
 
 def plain_dict(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else plain(v) for k, v in d.items()}
-
-
-class FeaturizedFit(PlainJSON):
-    """fitted.json of a framing's frozen Fitted dataclass with a ``featurizer`` field (a field
-    an older run lacks takes its default)."""
-
-    featurizer_type: ClassVar[type[PanelFit]]
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Self:
-        names = {f.name for f in fields(cls)}
-        fz = cls.featurizer_type.from_dict
-        return cls(**{k: fz(v) if k == "featurizer" else v for k, v in d.items() if k in names})
 
 
 def source_info(c: SalesDataConfig, resolved: dict[str, Any]) -> dict[str, Any]:

@@ -56,9 +56,11 @@ from archlab.tasks.sales_posthoc import (
     fit_at,
     fit_entry,
     parts,
+    peer_forecast,
     rolled,
     scored,
     scored_wmae,
+    test_span,
 )
 from archlab.utils import write_json_atomic
 
@@ -398,8 +400,8 @@ class HorizonForecast(SalesTask):
         if w is None or w >= 1 or peer is None:
             return
         H = self.data_cfg.horizon
-        if peer.test_origins is not None:  # rolling origins: one fit, rolled over the test
-            fits = [rolled(peer, peer.origins[0], len(peer.origins))]
+        if span := test_span(peer):  # rolling origins: one fit, rolled over the test
+            fits = [rolled(peer, *span)]
         else:
             fits = [fit_entry(peer, o, H) for o in peer.origins]
         # The peer reads sales alone: future values of known covariates (which only the rows
@@ -506,17 +508,10 @@ def fit_peer(peer: PeerInputs, rows: pd.DataFrame, horizon: int) -> tuple[np.nda
     """The peer's forecast of each context row (one fit per origin) and the fits' CPU seconds
     (process time: every thread of this process, none of the rest of the machine's load)."""
     t0 = time.process_time()
-    if peer.steps is not None:  # an origin per step: one fit at the first, rolled over the rest
-        name, y, args = rolled(peer, peer.origins[0], len(peer.origins))
-        fc = sales_peer.forecaster(name)(y, *args)
-        return fc[peer.series, peer.steps], time.process_time() - t0
-    fits = np.stack(
-        [sales_peer.PEERS[peer.name](peer.y, o, horizon, peer.season, peer.groups, peer.rank)
-         for o in peer.origins]
-    )  # fmt: skip
-    seconds = time.process_time() - t0
-    col = fits[rows.origin.to_numpy(), peer.series, rows.step.to_numpy() - 1]
-    return col, seconds
+    assert peer.row_origins is not None
+    fc = peer_forecast(peer, peer.row_origins, peer.series, horizon, test_span(peer))
+    col = fc[np.arange(len(fc)), rows.step.to_numpy() - 1]
+    return col, time.process_time() - t0
 
 
 def wmae_by_date(

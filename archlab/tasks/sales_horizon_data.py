@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Self
 
 import numpy as np
 import pandas as pd
@@ -32,13 +32,13 @@ from archlab import rundir
 from archlab.config import RunConfig, config_sources
 from archlab.data import sales, sales_peer, sales_recipe
 from archlab.data import sales_baselines as naive
+from archlab.data.sales import PlainJSON
 from archlab.data.sales_horizon import HorizonFeaturizer, PanelFeatures, future_known
 from archlab.data.sales_peer import MIN_SEASONS
 from archlab.errors import ArchlabError
 from archlab.task_configs import SalesDataConfig
 from archlab.tasks.base import Batches, DataBundle
 from archlab.tasks.sales_common import (
-    FeaturizedFit,
     SalesTargets,
     plain,
     plain_dict,
@@ -54,11 +54,10 @@ SVD_RANK = 10  # per-group rank of the SVD baseline (the Walmart competition win
 
 
 @dataclass(frozen=True)
-class HorizonFitted(FeaturizedFit):
+class HorizonFitted(PlainJSON):
     """Everything a horizon run learned from its training steps (fitted.json)."""
 
     kind: ClassVar[str] = "sales-horizon"
-    featurizer_type = HorizonFeaturizer
     featurizer: HorizonFeaturizer
     resolved: dict[str, Any]  # config values the data decided (date format, season...)
     global_mean: float  # of training sales, for the standardized RMSE/R²
@@ -66,6 +65,10 @@ class HorizonFitted(FeaturizedFit):
     # The post-hoc knobs chosen on validation after training (archlab/tasks/sales_posthoc.py)
     # with the validation WMAE each rests on; {} until then and in older runs.
     chosen: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        return super().from_dict({**d, "featurizer": HorizonFeaturizer.from_dict(d["featurizer"])})
 
     def data_config(self, c: SalesDataConfig) -> SalesDataConfig:
         """``c`` with the values the data resolved when the run was trained."""
@@ -83,7 +86,7 @@ class PeerInputs(NamedTuple):
 
     name: str  # a name of sales_peer.PEERS
     y: np.ndarray  # the (S, T) panel
-    origins: list[int]  # the test origin, then each backtest origin (the rows' ``origin``)
+    origins: list[int]  # the test origin, then each backtest origin (every test origin if rolling)
     season: int
     groups: np.ndarray  # (S,) the SVD baseline's groups
     rank: int
@@ -92,12 +95,12 @@ class PeerInputs(NamedTuple):
     # (val_origins None: no blend to choose, or too short a history for the peer there).
     val_origins: np.ndarray | None = None
     val_series: np.ndarray | None = None
-    test_series: np.ndarray | None = None  # the panel row of each test sample
-    # With an origin per step (H = 1): each context row's step counted from the first test
-    # step; the peer is then fitted once, at the first origin of a split, and rolled over the
-    # rest (sales_peer.ONE_STEP_PEERS); and the origin of each test sample.
-    steps: np.ndarray | None = None
+    test_series: np.ndarray | None = None  # the panel row and origin of each test sample
     test_origins: np.ndarray | None = None
+    row_origins: np.ndarray | None = None  # the origin of each context row
+    # An origin per step (H = 1): the peer is fitted once, at the first origin of a split, and
+    # rolled over the rest (sales_peer.ONE_STEP_PEERS).
+    rolling: bool = False
 
 
 class TestContext(NamedTuple):
@@ -211,11 +214,9 @@ class HorizonData:
                     f"{c.path}: no {k} samples: none of the {steps} {k} steps has a value{need}; "
                     "check the dates of the panel's last rows"
                 )
-        rows, row_series, row_steps = _test_rows(c, p, scored, f.cats[:, -1], o.tests)
-        peer, peer_note = _peer(c, p, f.cats[:, -1], o, n_train, split, row_series, row_steps)
-        info = _info(r, fz, o, split)
-        if roll:
-            info.update(_rolling_info(r, fz, scored, split))
+        rows, row_series, row_origins = _test_rows(c, p, scored, f.cats[:, -1], o.tests)
+        peer, peer_note = _peer(c, p, f.cats[:, -1], o, n_train, split, row_series, row_origins)
+        info = _info(r, fz, o, split, scored)
         if given:  # another data set read with the run's featurizer
             info["series_unknown_to_run"] = int(np.sum(fz.series_index(p.keys) < 0))
         make = _batcher(device, fz, f)
@@ -433,10 +434,10 @@ def _test_rows(
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """One row per scored (series, step) after each test origin (``_scored``, up to the last
     step): keys, date, step, origin number (0 for every rolling origin), actual, holiday and
-    every naive baseline; and the panel row and step of each."""
+    every naive baseline; and the panel row and origin of each."""
     H, keys, T = c.horizon, list(c.series_keys), p.y.shape[1]
     level = (c.level_steps, c.level_weight) if c.level_steps else None
-    ctx_rows, row_series, row_steps = [], [], []
+    ctx_rows, row_series, row_origins = [], [], []
     for k, o in enumerate(origins):
         base = naive.all_baselines(p.y, o, H, c.season, groups, SVD_RANK, level, c.smooth_steps)
         if rolling(c):  # the next-step baselines (and their metric names) too
@@ -444,7 +445,7 @@ def _test_rows(
         s, hh = np.nonzero(scored[:, o + 1 : min(o + 1 + H, T)])
         t = o + 1 + hh
         row_series.append(s)
-        row_steps.append(t)
+        row_origins.append(np.full(len(s), o))
         ctx_rows.append(
             pd.DataFrame(
                 {
@@ -459,7 +460,7 @@ def _test_rows(
             )
         )
     rows = pd.concat(ctx_rows, ignore_index=True)
-    return rows, np.concatenate(row_series), np.concatenate(row_steps)
+    return rows, np.concatenate(row_series), np.concatenate(row_origins)
 
 
 def _peer(
@@ -470,7 +471,7 @@ def _peer(
     n_train: int,
     split: dict[str, tuple],
     row_series: np.ndarray,
-    row_steps: np.ndarray,
+    row_origins: np.ndarray,
 ) -> tuple[PeerInputs | None, list[str]]:
     """The statistical peer's inputs (None: data.peer=none, or too short a history) and a
     first-line note on what it could not do."""
@@ -487,18 +488,25 @@ def _peer(
             "without it"
         ]
     blend, note = _blend_notes(c, n_train - k_back + 1)
-    peer = PeerInputs(c.peer, p.y, o.tests, c.season, groups, SVD_RANK, row_series,
-                      split["val"][1] if blend else None, split["val"][0],
-                      split["test"][0])  # fmt: skip
-    if rolling(c):  # the context rows' steps and the test samples' origins
-        peer = peer._replace(steps=row_steps - o_test - 1, test_origins=split["test"][1])
-    return peer, note
+    val_origins = split["val"][1] if blend else None
+    return PeerInputs(c.peer, p.y, o.tests, c.season, groups, SVD_RANK, row_series, val_origins,
+                      split["val"][0], split["test"][0], split["test"][1], row_origins,
+                      rolling(c)), note  # fmt: skip
 
 
-def _info(r: _Read, fz: HorizonFeaturizer, o: _Origins, split: dict[str, tuple]) -> dict[str, Any]:
+def _info(
+    r: _Read, fz: HorizonFeaturizer, o: _Origins, split: dict[str, tuple], scored: np.ndarray
+) -> dict[str, Any]:
     """data.json's facts: the source, the panel, the recipe, the origins and the splits."""
     c, dates, n_train, n_fit = r.c, r.p.dates, r.n_train, o.n_fit
     S, T = r.p.y.shape
+    observed, seen = ~np.isnan(r.p.y), fz.series_index(r.p.keys) >= 0
+    targets = {  # the step of each scored target of each split
+        k: (v[1][:, None] + np.arange(1, c.horizon + 1))[
+            SalesTargets.unpack(v[2], horizon=True).observed > 0.5
+        ]
+        for k, v in split.items()
+    }
     o_test = o.tests[0]
     roll = rolling(c)
 
@@ -536,13 +544,16 @@ def _info(r: _Read, fz: HorizonFeaturizer, o: _Origins, split: dict[str, tuple])
             "test": span(o.tests[0], o.tests[-1]) if roll else str(dates[o_test])[:10],
             "backtest": [] if roll else [str(dates[t])[:10] for t in o.tests],
         },
-        "split_samples": {k: len(v[0]) for k, v in split.items()},
-        "split_target_steps": {
-            k: int(SalesTargets.unpack(v[2], horizon=True).observed.sum()) for k, v in split.items()
-        },
+        "split_sizes": {k: len(v[0]) for k, v in split.items()},
+        "split_target_steps": {k: len(t) for k, t in targets.items()},
+        "split_first_date": {k: str(dates[t.min()])[:10] for k, t in targets.items()},
+        "split_last_date": {k: str(dates[t.max()])[:10] for k, t in targets.items()},
         "test_first_date": str(dates[o_test + 1])[:10],
         "test_last_date": str(dates[T - 1])[:10],
+        # Observed steps no split scores: series without training steps, required lags missing.
         "series_without_training_steps": int(S - len(fz.series)),
+        "rows_without_training_steps": int(observed[~seen].sum()),
+        "rows_missing_lags": int((observed & seen[:, None] & ~scored).sum()),
         "event_steps": [
             str(d)[:10] for d in dates[sales.event_flags(dates, fz.events, r.step_days) > 0]
         ],
@@ -564,27 +575,8 @@ def _split_ids(p: sales.Panel, split: dict[str, tuple], roll: bool) -> dict[str,
     return {k: row_of[v[0], v[1] + 1].tolist() for k, v in split.items()}
 
 
-def _rolling_info(
-    r: _Read, fz: HorizonFeaturizer, scored: np.ndarray, split: dict[str, tuple]
-) -> dict[str, Any]:
-    """data.json's facts of rolling origins: each split's size and target dates, and the
-    observed steps left out (a series without training steps, a required lag missing)."""
-    dates, observed = r.p.dates, ~np.isnan(r.p.y)
-    seen = fz.series_index(r.p.keys) >= 0
-    first = {k: str(dates[v[1].min() + 1])[:10] if len(v[1]) else "" for k, v in split.items()}
-    last = {k: str(dates[v[1].max() + 1])[:10] if len(v[1]) else "" for k, v in split.items()}
-    return {
-        "split_sizes": {k: len(v[0]) for k, v in split.items()},
-        "split_first_date": first,
-        "split_last_date": last,
-        "dropped_series_no_training_steps": int(np.sum(~seen & observed.any(1))),
-        "dropped_rows_no_training_steps": int(observed[~seen].sum()),
-        "dropped_rows_missing_lags": int((observed & seen[:, None] & ~scored).sum()),
-    }
-
-
-def _rolling_head(c: SalesDataConfig, r: _Read, info: dict[str, Any]) -> str:
-    """The first line of a run with rolling origins: what was read, skipped and inferred."""
+def _head(c: SalesDataConfig, r: _Read, info: dict[str, Any]) -> str:
+    """The run's first line: what was read, skipped and inferred, and what the test forecasts."""
     skipped = [
         f"no {k.removesuffix('_file')} table"
         for k in ("stores_file", "features_file")
@@ -594,29 +586,27 @@ def _rolling_head(c: SalesDataConfig, r: _Read, info: dict[str, Any]) -> str:
     step = {1: "daily", 7: "weekly"}.get(r.step_days, f"{r.step_days}-day")
     if r.step_days >= sales.MONTHLY_MIN_DAYS:
         step = "monthly"
+    test = (
+        f"an origin per step of the last {c.test_steps} (test)"
+        if rolling(c)
+        else f"horizon {c.horizon} steps"
+    )
     return (
         f"data: {c.path} ({info['input']}), {info['n_series']} series x {info['n_steps']} "
-        f"{step} steps; {fmt}; season {c.season} steps; an origin per step of the last "
-        f"{c.test_steps} (test)" + "".join(f"; {k}" for k in skipped)
+        f"{step} steps; {fmt}; season {c.season} steps; {test}" + "".join(f"; {k}" for k in skipped)
     )
 
 
 def _notes(r: _Read, info: dict[str, Any], o: _Origins, peer_note: list[str]) -> list[str]:
     """The run's first lines: the panel, the origins and targets of each split, the peer,
     the recipe, series ending early and what reading found."""
-    c, (S, T), k_back = r.c, r.p.y.shape, len(o.tests)
+    c, k_back = r.c, len(o.tests)
     orig, sizes = info["origins"], info["split_target_steps"]
     if rolling(c):  # one origin per step: no backtests
         k_back = 1
     ends = _series_ends(~np.isnan(r.p.y), r.p.dates, o.tests[0])
-    head = (
-        _rolling_head(c, r, info)
-        if rolling(c)
-        else f"data: {c.path}, {S} series x {T} steps of {r.step_days} days; horizon "
-        f"{c.horizon} steps, season {c.season}"
-    )
     return [
-        head,
+        _head(c, r, info),
         f"data: origins train {orig['train']} ({sizes['train']} targets), val "
         f"{orig['val']} ({sizes['val']}"
         + (f" over {len(o.val)} origins" if len(o.val) > 1 and not rolling(c) else "")

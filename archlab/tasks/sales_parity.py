@@ -19,7 +19,7 @@ from torch import nn
 
 from archlab.config import RunConfig
 from archlab.data import sales
-from archlab.data.sales_core import PlainJSON
+from archlab.data.sales import PlainJSON
 from archlab.errors import ArchlabError
 from archlab.rundir import require_fitted
 from archlab.task_configs import SalesDataConfig

@@ -54,10 +54,10 @@ def scored_wmae(pred: torch.Tensor, targets: torch.Tensor) -> float:
     return wmae(*scored(pred, targets)[:3])
 
 
-def peer_scaled(fits: np.ndarray, series: np.ndarray, targets: torch.Tensor) -> torch.Tensor:
-    """The peer's (S, H) forecast in sales units as each sample's (N, H) scaled forecast."""
+def peer_scaled(forecast: np.ndarray, targets: torch.Tensor) -> torch.Tensor:
+    """The peer's (N, H) forecast in sales units as the samples' scaled forecast."""
     t = SalesTargets.unpack(targets.double(), horizon=True)
-    return t.to_scaled(torch.from_numpy(np.nan_to_num(fits[series]))).to(targets.dtype)
+    return t.to_scaled(torch.from_numpy(np.nan_to_num(forecast))).to(targets.dtype)
 
 
 def fit_at(peer: PeerInputs, origin: int, horizon: int) -> np.ndarray:
@@ -118,7 +118,7 @@ def choose(
     if peer.val_origins is None or peer.val_series is None:
         return out, lines
     t0 = time.process_time()
-    ps = _peer_at(peer, peer.val_origins, peer.val_series, t)
+    ps = peer_scaled(peer_forecast(peer, peer.val_origins, peer.val_series, t.shape[1]), t)
     fit_seconds = time.process_time() - t0  # ~0 when the seeds of a process share the fit
     # The blend's own scale: with an auto scale, chosen with the weight as one pair (the peer
     # changes which correction is best), so the network alone keeps the scale best for it.
@@ -151,36 +151,34 @@ def blended(
     """The test samples' blend (N, H) of network (residual base and correction) and the peer
     at each sample's origin, in scaled units (None: no blend)."""
     w = chosen.get("blend_weight")
-    if w is None or peer is None or peer.test_series is None:
+    if w is None or peer is None or peer.test_series is None or peer.test_origins is None:
         return None
-    if peer.test_origins is not None:  # rolling origins: each sample's own, from the one fit
-        span = (peer.origins[0], len(peer.origins))  # of the test rows' baseline column
-        ps = _peer_at(peer, peer.test_origins, peer.test_series, targets, span)
-    else:  # backtest number j forecasts from peer.origins[j]
-        k = SalesTargets.unpack(targets, horizon=True).origin[:, 0].long().numpy()
-        ps = _peer_at(peer, np.asarray(peer.origins)[k], peer.test_series, targets)
-    return w * (base + chosen["blend_correction_scale"] * corr) + (1 - w) * ps
+    ps = peer_forecast(peer, peer.test_origins, peer.test_series, targets.shape[1], test_span(peer))
+    return w * (base + chosen["blend_correction_scale"] * corr) + (1 - w) * peer_scaled(ps, targets)
 
 
-def _peer_at(
+def test_span(peer: PeerInputs) -> tuple[int, int] | None:
+    """With rolling origins, the one fit of the test (first origin, steps): the test rows'
+    baseline column and the blend read the same one."""
+    return (peer.origins[0], len(peer.origins)) if peer.rolling else None
+
+
+def peer_forecast(
     peer: PeerInputs,
     origins: np.ndarray,
     series: np.ndarray,
-    targets: torch.Tensor,
+    horizon: int,
     span: tuple[int, int] | None = None,
-) -> torch.Tensor:
-    """The peer's scaled forecast of each sample (N, H) from its origin (one fit per origin;
-    rolling origins: one fit at the first, rolled over the rest; ``span``: that fit's first
-    origin and steps, else the samples' own)."""
-    if peer.steps is not None:
-        first = int(origins.min())
-        first, steps = span or (first, int(origins.max()) - first + 1)
+) -> np.ndarray:
+    """The peer's (N, H) forecast in sales units of each sample (its panel row and origin):
+    one fit per origin, or with rolling origins one fit at the first (``span``: that fit's
+    first origin and steps, else the samples' own), rolled over the rest."""
+    if peer.rolling:
+        first, steps = span or (int(origins.min()), int(origins.max() - origins.min()) + 1)
         name, y, args = rolled(peer, first, steps)
-        fc = sales_peer.forecaster(name)(y, *args)  # (S, steps): one step from each origin
-        each = fc[series, origins - first][:, None]  # (N, 1)
-        return peer_scaled(each, np.arange(len(each)), targets)
-    out = torch.empty(targets.shape[:2], dtype=targets.dtype)
+        return sales_peer.forecaster(name)(y, *args)[series, origins - first][:, None]
+    out = np.empty((len(origins), horizon))
     for o in np.unique(origins):
-        at = np.flatnonzero(origins == o)
-        out[at] = peer_scaled(fit_at(peer, int(o), targets.shape[1]), series[at], targets[at])
+        at = origins == o
+        out[at] = fit_at(peer, int(o), horizon)[series[at]]
     return out
