@@ -330,6 +330,7 @@ def test_val_gap_leaves_steps_between_validation_and_test(panel_dir: Path) -> No
 
 def test_correction_scale_shrinks_the_network_toward_its_base(panel_dir: Path) -> None:
     from archlab.tasks.sales_horizon import SCALES, correction_scales
+    from archlab.tasks.sales_posthoc import choose
     from archlab.train.trainer import Trainer
 
     level = ("data.level_steps=3", "data.level_weight=0.5")
@@ -364,7 +365,7 @@ def test_correction_scale_shrinks_the_network_toward_its_base(panel_dir: Path) -
     np.testing.assert_allclose(fc[0.5], (fc[0] + fc[1]) / 2, rtol=1e-5)
     assert not np.allclose(fc[0], fc[1])
     # The validation curve: scale 1 is the run's own val WMAE; 0 is its base's.
-    got = correction_scales(model, data.val)
+    got = correction_scales(choose(cfg.data, model, data.val, None)[0])
     assert got["scale"] == list(SCALES) and len(got["val_wmae"]) == 21
     _loss, mv, _o, _t = tr.evaluate(task, data.val, model)
     assert got["val_wmae"][-1] == pytest.approx(mv["wmae"], rel=1e-5)

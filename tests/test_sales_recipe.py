@@ -54,32 +54,32 @@ def test_rules_follow_the_step_and_season() -> None:
     assert sales_recipe.window_steps(7) == 8 and sales_recipe.window_steps(1) == 56
     assert sales_recipe.level_steps_for(7, 52) == 4 and sales_recipe.level_steps_for(1, 7) == 7
     assert sales_recipe.smooth_width(52) == 3 and sales_recipe.smooth_width(7) == 1
-    values, why = sales_recipe.next_step(SalesDataConfig(), 7, 143)
-    assert values == {"window": 8, "test_steps": 13, "val_steps": 13}
+    d, why = sales_recipe.derive(SalesDataConfig(), 7, 52, 143)  # H = 1: an origin per step
+    assert (d.window, d.test_steps, d.val_steps, d.level_steps, d.val_gap) == (8, 13, 13, 0, 0)
     assert why["window"].startswith("data:")
     assert why["test_steps"] == "data: a quarter of a year of 7-day steps"
     # daily steps: 91 test days; a short history keeps three quarters of it before the test
-    values, why = sales_recipe.next_step(SalesDataConfig(), 1, 1688)
-    assert (values["test_steps"], values["val_steps"]) == (91, 91)
-    values, why = sales_recipe.next_step(SalesDataConfig(), 1, 120)
-    assert values["test_steps"] == 30 and why["test_steps"] == "data: a quarter of the steps"
-    assert values["val_steps"] == 30  # a third of the 90 steps before the test
+    d, why = sales_recipe.derive(SalesDataConfig(), 1, 7, 1688)
+    assert (d.test_steps, d.val_steps) == (91, 91)
+    d, why = sales_recipe.derive(SalesDataConfig(), 1, 7, 120)
+    assert d.test_steps == 30 and why["test_steps"] == "data: a quarter of the steps"
+    assert d.val_steps == 30  # a third of the 90 steps before the test
     # a span set is used as given (the study's presets test Walmart's last 39 weeks)
-    values, _ = sales_recipe.next_step(SalesDataConfig(test_steps=39), 7, 143)
-    assert "test_steps" not in values and values["val_steps"] == 13
+    d, why = sales_recipe.derive(SalesDataConfig(test_steps=39), 7, 52, 143)
+    assert (d.test_steps, why["test_steps"], d.val_steps) == (39, "config", 13)
     # a horizon that is not a whole number of weeks: the gap puts the validation origin on
     # the test origin's weekday; one of weeks needs none
     c = SalesDataConfig(horizon=10, season=7)
-    d, why = sales_recipe.horizon(c, 1, 7, 400)
+    d, why = sales_recipe.derive(c, 1, 7, 400)
     assert (d.val_steps, d.val_gap, d.window, d.level_steps) == (10, 4, 56, 7)
     assert (d.val_steps + d.val_gap) % 7 == 0 and why["val_gap"].startswith("data:")
-    d, _ = sales_recipe.horizon(SalesDataConfig(horizon=14, season=7), 1, 7, 400)
+    d, _ = sales_recipe.derive(SalesDataConfig(horizon=14, season=7), 1, 7, 400)
     assert d.val_gap == 0
     # values set are used as given, and said so
-    d, why = sales_recipe.horizon(SalesDataConfig(horizon=14, window=5, val_gap=2), 1, 7, 400)
+    d, why = sales_recipe.derive(SalesDataConfig(horizon=14, window=5, val_gap=2), 1, 7, 400)
     assert (d.window, d.val_gap, why["window"], why["val_gap"]) == (5, 2, "config", "config")
     # a short history: validation shrinks so that training keeps as many origins
-    d, _ = sales_recipe.horizon(SalesDataConfig(horizon=39), 7, 52, 143)
+    d, _ = sales_recipe.derive(SalesDataConfig(horizon=39), 7, 52, 143)
     assert d.val_steps == (143 - 39 - (52 + 8 - 1) - 1) // 2
 
 

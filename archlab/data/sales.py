@@ -296,19 +296,8 @@ def _no_join_key(root: Path, name: str, store: str, df: pd.DataFrame, single: bo
     ``store`` column, or (a panel given as a file) the table has none."""
     if store not in df.columns:
         return f"the panel has no column {store!r} (data.store_column) to join it on"
-    if not single:
-        return ""
-    path = resolve_file(root, name)
-    try:
-        if path.suffix != ".gz":
-            with open(path, "rb") as f:
-                if b"\x00" in f.read(4096):
-                    return ""  # binary: the join's reader says so, naming the file
-        header = pd.read_csv(path, nrows=0, encoding_errors="replace")
-    except (OSError, ValueError, pd.errors.ParserError):
-        return ""  # unreadable: the join reports it with the file's name
-    if store not in header.columns:
-        cols = list(header.columns)
+    cols = _header(root, name) if single else None
+    if cols is not None and store not in cols:
         return f"it has no column {store!r} (data.store_column); its columns: {cols}"
     return ""
 
@@ -316,17 +305,24 @@ def _no_join_key(root: Path, name: str, store: str, df: pd.DataFrame, single: bo
 def _shared_key(root: Path, keys: list[str], names: list[str]) -> str:
     """The first series key that the header of one of the tables ``names`` beside the panel
     holds ("" if none does)."""
-    for name in names:
-        if not name or not _exists(root, name):
-            continue
-        try:
-            header = pd.read_csv(resolve_file(root, name), nrows=0, encoding_errors="replace")
-        except (OSError, ValueError, pd.errors.ParserError):
-            continue  # unreadable: the join, if any, names the file
-        for k in keys:
-            if k in header.columns:
-                return k
-    return ""
+    headers = [_header(root, name) or [] for name in names if name]
+    return next((k for cols in headers for k in keys if k in cols), "")
+
+
+def _header(root: Path, name: str) -> list[str] | None:
+    """The columns of the table ``name`` beside the panel; None where it is missing, binary or
+    unreadable (a join, if any, then names the file)."""
+    if not _exists(root, name):
+        return None
+    path = resolve_file(root, name)
+    try:
+        if path.suffix != ".gz":
+            with open(path, "rb") as f:
+                if b"\x00" in f.read(4096):
+                    return None
+        return [str(c) for c in pd.read_csv(path, nrows=0, encoding_errors="replace").columns]
+    except (OSError, ValueError, pd.errors.ParserError):
+        return None
 
 
 def _unused_keys(table: pd.DataFrame, df: pd.DataFrame, key: str, path: Path) -> list[str]:

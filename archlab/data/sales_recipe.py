@@ -59,38 +59,6 @@ def _days(step_days: int) -> str:
     return "calendar-month" if step_days >= 28 else f"{step_days}-day"
 
 
-def next_step(
-    c: SalesDataConfig, step_days: int, n_steps: int
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Window, test and validation spans of next-step forecasting: (values, where each came
-    from). The test takes a quarter of a year, at most a quarter of the steps; validation as
-    much, at most a third of the steps before the test, so training keeps two."""
-    values: dict[str, Any] = {}
-    why: dict[str, str] = {}
-    unit = _days(step_days)
-    quarter = max(1, round(QUARTER_DAYS / step_days))
-    if c.window is None:
-        values["window"] = window_steps(step_days)
-        why["window"] = f"data: {WINDOW_DAYS} days of {unit} steps"
-    test_steps = c.test_steps
-    if test_steps is None:
-        test_steps = values["test_steps"] = min(quarter, max(1, n_steps // 4))
-        why["test_steps"] = (
-            f"data: a quarter of a year of {unit} steps"
-            if test_steps == quarter
-            else "data: a quarter of the steps"
-        )
-    if c.val_steps is None:
-        third = max(1, (n_steps - test_steps) // 3)
-        values["val_steps"] = min(quarter, third)
-        why["val_steps"] = (
-            f"data: a quarter of a year of {unit} steps"
-            if quarter <= third
-            else "data: a third of the steps before the test"
-        )
-    return values, why
-
-
 def check_season(c: SalesDataConfig, season: int, n_steps: int) -> None:
     """A season must fit in the history before the test: seasonal naive reads a season back."""
     history = n_steps - c.horizon
@@ -102,18 +70,22 @@ def check_season(c: SalesDataConfig, season: int, n_steps: int) -> None:
         )
 
 
-def horizon(
+def derive(
     c: SalesDataConfig, step_days: int, season: int, n_steps: int
 ) -> tuple[SalesDataConfig, dict[str, str]]:
-    """``c`` (season resolved) with every None of the horizon recipe derived, except
-    level_weight (see ``level_weight``), and where each value came from."""
+    """``c`` (season resolved) with every None of the recipe derived, except level_weight
+    (see ``level_weight``), and where each value came from."""
     H, unit = c.horizon, _days(step_days)
-    why = {k: "config" for k in ("window", "val_steps", "val_gap", "level_steps", "smooth_steps")}
+    keys = ("window", "val_steps", "val_gap", "level_steps", "smooth_steps", "test_steps")
+    why = {k: "config" for k in keys[: 6 if H == 1 else 5]}
     v: dict[str, Any] = {}
     if c.window is None:
         v["window"] = window_steps(step_days)
         why["window"] = f"data: {WINDOW_DAYS} days of {unit} steps"
-    if c.level_steps is None:
+    if H == 1:  # an origin per step: no level shift, validation right before the test
+        v.update(level_steps=0, val_gap=0)
+        why.update(level_steps="data: an origin per step", val_gap="data: an origin per step")
+    elif c.level_steps is None:
         v["level_steps"] = level_steps_for(step_days, season)
         why["level_steps"] = f"data: {LEVEL_DAYS} days of {unit} steps, at most a season"
     if c.smooth_steps is None:
@@ -124,6 +96,8 @@ def horizon(
             else f"data: a season of {season} steps: its neighbours are other phases of it"
         )
     c = replace(c, **v)
+    if H == 1:
+        return _spans_next_step(c, unit, step_days, n_steps, why)
     assert c.window is not None and c.level_steps is not None
     # Steps left for validation and training origins once the test and the first training
     # origin's history (a season plus the window or the level span) are set aside.
@@ -153,6 +127,33 @@ def horizon(
             else "data: validation right before the test"
         )
     return replace(c, **v), why
+
+
+def _spans_next_step(
+    c: SalesDataConfig, unit: str, step_days: int, n_steps: int, why: dict[str, str]
+) -> tuple[SalesDataConfig, dict[str, str]]:
+    """Next-step forecasting's test and validation spans: the test takes a quarter of a year,
+    at most a quarter of the steps; validation as much, at most a third of the steps before the
+    test, so training keeps two."""
+    quarter = max(1, round(QUARTER_DAYS / step_days))
+    test_steps = c.test_steps
+    if test_steps is None:
+        test_steps = min(quarter, max(1, n_steps // 4))
+        why["test_steps"] = (
+            f"data: a quarter of a year of {unit} steps"
+            if test_steps == quarter
+            else "data: a quarter of the steps"
+        )
+    val_steps = c.val_steps
+    if val_steps is None:
+        third = max(1, (n_steps - test_steps) // 3)
+        val_steps = min(quarter, third)
+        why["val_steps"] = (
+            f"data: a quarter of a year of {unit} steps"
+            if quarter <= third
+            else "data: a third of the steps before the test"
+        )
+    return replace(c, test_steps=test_steps, val_steps=val_steps), why
 
 
 def level_weight(y: np.ndarray, n_train: int, first: int, c: SalesDataConfig) -> float:

@@ -32,7 +32,6 @@ from archlab.errors import ArchlabError
 from archlab.metrics import regression_metrics, wmae
 from archlab.models import MODELS
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
-from archlab.tasks.base import Batches
 from archlab.tasks.sales_common import (
     SalesTargets,
     SalesTask,
@@ -59,7 +58,6 @@ from archlab.tasks.sales_posthoc import (
     peer_forecast,
     rolled,
     scored,
-    scored_wmae,
     test_span,
 )
 from archlab.utils import write_json_atomic
@@ -160,7 +158,7 @@ class HorizonForecast(SalesTask):
     def tuned_metrics(self, model: nn.Module, data: HorizonBundle) -> dict[str, Any]:
         """The chosen knobs with their validation WMAE, and test_blend_* (the hybrid)."""
         ch = self.fitted.chosen
-        out: dict[str, Any] = {k: v for k, v in ch.items() if not k.endswith("_by_weight")}
+        out = {k: v for k, v in ch.items() if not k.endswith(("_by_weight", "_by_scale"))}
         if "blend_weight" in ch and data.context.peer is not None:
             base, corr, t = parts(model, data.test)
             b = blended(ch, data.context.peer, base, corr, t)
@@ -247,7 +245,7 @@ class HorizonForecast(SalesTask):
             for name in names:
                 curves[name] = base[f"baseline_{name}_wmae_by_step"]
             error_by_step(curves, png)
-        write_json_atomic(Path(run_dir) / SCALE_FILE, correction_scales(model, data.val))
+        write_json_atomic(Path(run_dir) / SCALE_FILE, correction_scales(self.fitted.chosen))
         self.keep_peer_fits(run_dir, data)
         # The model's forecasts of the four largest test series beside the best baseline.
         best = strongest_baseline(base, names)
@@ -474,21 +472,14 @@ def _wanted_rows(
 SCALE_FILE = "correction_scale.json"
 
 
-def correction_scales(model: nn.Module, val: Batches) -> dict[str, Any]:
-    """Validation WMAE of base + s x correction for every s in SCALES, and the best s.
-
-    0 is the residual base alone (the level-shifted seasonal naive), 1 the network alone; a
-    value between combines them. data.correction_scale=auto applies the best; validation steps
-    that look like the test's (see data.val_gap) make it a better guide."""
-    if not val.n:
+def correction_scales(chosen: dict[str, Any]) -> dict[str, Any]:
+    """correction_scale.json: the validation WMAE of base + s x correction for every s in
+    SCALES (0: the residual base alone, the level-shifted seasonal naive; 1: the network alone)
+    and the best s, as chosen on validation (None without validation steps)."""
+    curve = chosen.get("correction_scale_val_wmae_by_scale")
+    if curve is None:
         return {"scale": list(SCALES), "val_wmae": [None] * len(SCALES), "best_scale": None}
-    base, corr, t = parts(model, val)
-    val_wmae = [scored_wmae(base + s * corr, t) for s in SCALES]
-    return {
-        "scale": list(SCALES),
-        "val_wmae": val_wmae,
-        "best_scale": SCALES[int(np.argmin(val_wmae))],
-    }
+    return {"scale": list(SCALES), "val_wmae": curve, "best_scale": SCALES[int(np.argmin(curve))]}
 
 
 def strongest_baseline(metrics: dict[str, Any], names: list[str]) -> str:

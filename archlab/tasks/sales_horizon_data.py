@@ -641,14 +641,7 @@ def _recipe(
         why = {k: "run" for k in (*RECIPE, *more)}
     else:
         sales_recipe.check_season(c, c.season, T)
-        pre: dict[str, str] = {}
-        if rolling(c):  # next-step forecasting: its window and validation span, no level shift
-            derived, pre = sales_recipe.next_step(c, step_days, T)
-            c = replace(c, **derived, level_steps=0, val_gap=0)
-            pre.update(level_steps="data: an origin per step", val_gap="data: an origin per step")
-            pre.setdefault("test_steps", "config")
-        c, why = sales_recipe.horizon(c, step_days, c.season, T)
-        why.update(pre)
+        c, why = sales_recipe.derive(c, step_days, c.season, T)
         why["known_covariates"] = "config"
         if c.known_covariates is None:
             known = future_known(df, c, list(c.covariates), step_days, H)

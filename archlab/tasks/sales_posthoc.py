@@ -102,6 +102,7 @@ def choose(
         "correction_scale_from": src,
         "correction_scale_val_wmae": scored_wmae(base + s * corr, t),
         "correction_scale_val_wmae_at_1": curve[-1],
+        "correction_scale_val_wmae_by_scale": curve,  # correction_scale.json
     }
     lines = [
         f"chosen: correction scale {s:g} ({src}; validation WMAE "
