@@ -56,8 +56,10 @@ def test_rules_follow_the_step_and_season() -> None:
     assert sales_recipe.smooth_width(52) == 3 and sales_recipe.smooth_width(7) == 1
     d, why = sales_recipe.derive(SalesDataConfig(), 7, 52, 143)  # H = 1: an origin per step
     assert (d.window, d.test_steps, d.val_steps, d.level_steps, d.val_gap) == (8, 13, 13, 0, 0)
-    assert why["window"].startswith("data:")
+    assert why["window"] == "data: 56 days of 7-day steps"
     assert why["test_steps"] == "data: a quarter of a year of 7-day steps"
+    d, why = sales_recipe.derive(SalesDataConfig(), 30, 12, 48)  # 56 days are 2 months: 3
+    assert d.window == 3 and why["window"] == "data: 56 days of calendar-month steps, at least 3"
     # daily steps: 91 test days; a short history keeps three quarters of it before the test
     d, why = sales_recipe.derive(SalesDataConfig(), 1, 7, 1688)
     assert (d.test_steps, d.val_steps) == (91, 91)

@@ -81,7 +81,10 @@ def derive(
     v: dict[str, Any] = {}
     if c.window is None:
         v["window"] = window_steps(step_days)
-        why["window"] = f"data: {WINDOW_DAYS} days of {unit} steps"
+        floor = v["window"] > WINDOW_DAYS / step_days + 0.5  # monthly steps: 56 days is 2
+        why["window"] = f"data: {WINDOW_DAYS} days of {unit} steps" + (
+            ", at least 3" if floor else ""
+        )
     if H == 1:  # an origin per step: no level shift, validation right before the test
         v.update(level_steps=0, val_gap=0)
         why.update(level_steps="data: an origin per step", val_gap="data: an origin per step")

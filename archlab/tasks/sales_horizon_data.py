@@ -646,7 +646,8 @@ def _recipe(
         if c.known_covariates is None:
             known = future_known(df, c, list(c.covariates), step_days, H)
             c = replace(c, known_covariates=known)
-            why["known_covariates"] = f"data: with values on the {H} steps after the last date"
+            steps = "the step" if H == 1 else f"the {H} steps"
+            why["known_covariates"] = f"data: with values on {steps} after the last date"
     assert c.val_steps is not None and c.val_gap is not None and c.window is not None
     assert c.level_steps is not None
     _check_known(c, p, T - _test_span(c))
