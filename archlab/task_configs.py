@@ -135,7 +135,9 @@ class TextDataConfig:
     path: str = ""  # CSV file
     text_column: str = "text"  # the column holding the texts
     label_column: str = "airline_sentiment"  # the column holding the labels
-    encoding: str = "utf-8"  # the CSV's text encoding, e.g. latin-1
+    # The CSV's text encoding (a Python codec name, e.g. latin-1). auto: UTF-8 when the whole
+    # file decodes as UTF-8, else Windows' western cp1252 (then latin-1), said in a first line.
+    encoding: str = "auto"
     labels: tuple[str, ...] = ()  # class order; rows with other labels are dropped (empty = all)
     group_column: str = ""  # EDA breakdown column ("" = 'airline' if the file has it)
     conflicts: Literal["majority", "drop"] = "majority"  # repeated texts with differing labels

@@ -624,6 +624,8 @@ CATALOGUE: dict[str, Build] = {
     "text-bad-encoding": _text_case(
         ("\n".join(_TEXT_OK) + "\ncafé,positive\n").encode("latin-1"),
         ["cannot decode as utf-8", "0xe9", "data.encoding=latin-1"],
+        "--set",
+        "data.encoding=utf-8",
     ),
     "text-unknown-encoding": _text_case(
         None, ["'klingon'", "data.encoding=latin-1"], "--set", "data.encoding=klingon"

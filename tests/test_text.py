@@ -248,6 +248,30 @@ def test_bad_inputs_give_one_line_errors(
     assert needle in str(e.value) and "\n" not in str(e.value)
 
 
+def test_encoding_auto_reads_utf8_and_falls_back_to_cp1252_with_a_note(tmp_path: Path) -> None:
+    rows = "".join(
+        f"bon café {lab} {i} – “ok”,{lab}\n" for i in range(12) for lab in ("pos", "neg")
+    )
+    for enc, expect in (("utf-8", "utf-8"), ("cp1252", "cp1252"), ("latin-1", "cp1252")):
+        body = "text,airline_sentiment\n" + (rows if enc != "latin-1" else rows.replace("–", "-")
+                                              .replace("“", '"').replace("”", '"'))  # fmt: skip
+        path = _write(tmp_path / f"{enc}.csv", body, enc)
+        table = load_text_table(path)  # data.encoding=auto, the default
+        assert table.encoding == expect and all("café" in t for t in table.texts), enc
+        assert bool(table.encoding_note) == (enc != "utf-8")
+    assert "is not UTF-8 (byte 0xe9 at offset" in table.encoding_note
+    # bytes cp1252 leaves undefined (0x81) are read as latin-1; a codec given is used as is
+    path = tmp_path / "odd.csv"
+    lines = [b"x\x81y %s %d,%s\n" % (lab, i, lab) for i in range(4) for lab in (b"pos", b"neg")]
+    path.write_bytes(b"text,airline_sentiment\n" + b"".join(lines))
+    assert load_text_table(path).encoding == "latin-1"
+    with pytest.raises(ArchlabError, match="cannot decode as utf-8"):
+        load_text_table(path, encoding="utf-8")
+    data, _ = built(text_cfg(tmp_path / "cp1252.csv"))
+    assert data.info["encoding"] == "cp1252" and data.notes[0].startswith("data: ")
+    assert "read as cp1252" in data.notes[0]
+
+
 def test_empty_and_numeric_texts_are_dropped_and_counted(tmp_path: Path) -> None:
     rows = "".join(f"good {lab} {w},{lab}\n" for lab in ("p", "n") for w in "abcd")
     path = _write(tmp_path / "t.csv", 'text,airline_sentiment\n"",p\n   ,n\n12345,p\nok,\n' + rows)

@@ -251,6 +251,8 @@ class TextTable:
     class_names: list[str]
     source: str
     counts: dict[str, int] = field(default_factory=dict)  # rows read, merged, dropped (and why)
+    encoding: str = "utf-8"  # the codec the file was read with
+    encoding_note: str = ""  # a first line where data.encoding=auto found it not UTF-8
     # Per-group training weights (data.weight_column): the mean over the group's rows that carry
     # its kept label; None without a weight column.
     weights: np.ndarray | None = None
@@ -275,6 +277,7 @@ def read_csv(
     if not path.is_file():
         raise ArchlabError(f"{path}: no such file")
     fingerprint.record(path)
+    encoding, note = resolve_encoding(path, encoding)
     try:
         with past_bom(path) as f:
             head = pd.read_csv(f, nrows=0, encoding=encoding)
@@ -298,17 +301,42 @@ def read_csv(
     try:
         # keep_default_na=False: a tweet reading 'NA' or 'null' is text, not a missing value.
         with past_bom(path) as f:
-            return pd.read_csv(
+            df = pd.read_csv(
                 f,
                 usecols=[*columns, *(c for c in optional if c in found and c not in columns)],
                 dtype=str,
                 encoding=encoding,
                 keep_default_na=False,
             )
+        df.attrs.update(encoding=encoding, encoding_note=note)
+        return df
     except UnicodeDecodeError as e:
         raise _decode_error(path, encoding, e) from None
     except (pd.errors.ParserError, csv.Error) as e:
         raise ArchlabError(f"{path}: not a readable CSV ({str(e).splitlines()[0][:120]})") from None
+
+
+def resolve_encoding(path: Path, encoding: str) -> tuple[str, str]:
+    """The codec to read ``path`` with, and a first-line note where data.encoding=auto found the
+    file not UTF-8. auto: UTF-8 when every byte decodes as UTF-8 (a file in another encoding
+    almost never does), else cp1252 (what Windows tools export in western Europe and the
+    Americas), else latin-1 (which decodes any byte)."""
+    if encoding != "auto":
+        return encoding, ""
+    with past_bom(path) as f:
+        data = f.read()
+    try:
+        data.decode("utf-8")
+        return "utf-8", ""
+    except UnicodeDecodeError as e:
+        where = f"byte 0x{e.object[e.start]:02x} at offset {e.start}"
+    codec = "latin-1"
+    with contextlib.suppress(UnicodeDecodeError):
+        data.decode("cp1252")
+        codec = "cp1252"
+    note = (f"data: {path} is not UTF-8 ({where}): read as {codec} (data.encoding=auto; set "
+            "data.encoding=NAME to read it otherwise)")  # fmt: skip
+    return codec, note
 
 
 @contextlib.contextmanager
@@ -332,7 +360,7 @@ def load_text_table(
     path: str | Path,
     text_column: str = "text",
     label_column: str = "airline_sentiment",
-    encoding: str = "utf-8",
+    encoding: str = "auto",
     labels: tuple[str, ...] = (),
     conflicts: Literal["majority", "drop"] = "majority",
     weight_column: str = "",
@@ -396,6 +424,7 @@ def _load_text_table(
             f"({counts['dropped_empty_text']} empty texts, {counts['dropped_non_text']} numbers, "
             f"{counts['dropped_missing_label']} missing labels)"
         )
+    encoding = df.attrs["encoding"]
     row_weights = _row_weights(df, path, weight_column, keep, encoding) if weight_column else None
     groups: dict[str, list[int]] = {}
     for i, k in enumerate(keys):
@@ -446,6 +475,8 @@ def _load_text_table(
         source=str(path),
         counts=counts,
         weights=None if row_weights is None else np.array(group_weights, dtype=np.float64),
+        encoding=encoding,
+        encoding_note=df.attrs["encoding_note"],
     )
 
 

@@ -150,7 +150,7 @@ class TextData:
         split = stratified_split(labels, c.val_fraction, c.test_fraction, self.split_seed)
         train_texts = [texts[i] for i in split["train"]]
         vectors: PretrainedVocabulary | None = None
-        notes: list[str] = []
+        notes = [table.encoding_note] if table.encoding_note else []
         mentions = None  # data.mentions=drop: every @mention is <user>
         if fitted is None and c.mentions == "keep":
             mentions = frequent_mentions(train_texts, c.mention_min_count)
@@ -189,6 +189,7 @@ class TextData:
         weights = class_weights(train_counts) if c.class_weights else None
         info = {
             "source": table.source,
+            "encoding": table.encoding,
             "class_names": names,
             "text_column": c.text_column,
             "label_column": c.label_column,
