@@ -247,6 +247,9 @@ class SalesDataConfig:
     train_file: str = "train.csv"  # also found as train.csv.gz
     features_file: str = "features.csv"  # "" = none
     stores_file: str = "stores.csv"  # "" = none
+    # The CSVs' text encoding (a Python codec name). auto: UTF-8 when a whole file decodes as
+    # UTF-8, else Windows' western cp1252 (then latin-1), said in a first line.
+    encoding: str = "auto"
     date_column: str = "Date"  # the column holding the dates
     # This default (ISO) and "auto": the one of sales_csv.DATE_FORMATS that reads every date (ISO,
     # day-first, month-first, ...); an ambiguous day/month order is refused. Any other strftime

@@ -552,7 +552,14 @@ CATALOGUE: dict[str, Build] = {
     "sales-header-only": _sales_case(SALES_HEADER + "\n", ["no data rows"]),
     "sales-semicolons": _sales_case(_sales_text().replace(",", ";"), ["';'", "comma"]),
     "sales-non-utf8": _sales_case(
-        _sales_text().encode().replace(b"FALSE", b"FALSE\xff", 1), ["UTF-8", "0xff"]
+        _sales_text().encode().replace(b"FALSE", b"FALSE\xff", 1),
+        ["cannot decode as utf-8", "0xff"],
+        "train.csv",
+        "data.encoding=utf-8",
+    ),
+    # data.encoding=auto reads the byte as cp1252 (ÿ): the flag column then names the value
+    "sales-non-utf8-auto": _sales_case(
+        _sales_text().encode().replace(b"FALSE", b"FALSE\xff", 1), ["non-boolean", "'FALSEÿ'"]
     ),
     "sales-binary": _sales_case(b"\x00\x01\x02" * 50, ["binary"]),
     "sales-gz-not-gzip": _sales_case(_sales_text(), ["not a readable CSV"], "train.csv.gz"),

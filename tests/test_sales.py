@@ -514,3 +514,22 @@ def test_one_step_error_by_date_weights_holidays_and_skips_missing_forecasts() -
     assert dates == ["2012-01-06", "2012-01-13"]
     assert curves["model"] == [3.0, 5.0]  # (2 + 4) / 2; (5·0 + 5·10) / 10
     assert np.isnan(curves["sn"][0]) and curves["sn"][1] == 1.0
+
+
+def test_a_sales_csv_in_a_windows_encoding_is_read_and_said(tmp_path: Path) -> None:
+    days = pd.date_range("2021-01-01", periods=30).strftime("%Y-%m-%d")
+    rows = [f"{store},{d},{i % 7 + 10}" for store in ("Café Nord", "Zürich") for i, d in
+            enumerate(days)]  # fmt: skip
+    path = tmp_path / "shops.csv"
+    path.write_bytes("\n".join(["store,date,sales", *rows]).encode("cp1252"))
+    cfg = SalesDataConfig(path=str(path), series_keys=("store",), date_column="date",
+                          target="sales", covariates=())  # fmt: skip
+    df = sales.load_sales(cfg)
+    assert set(df.store) == {"Café Nord", "Zürich"}
+    notes = sales.reading_notes(df)
+    assert any("is not UTF-8 (byte 0xe9 at offset" in n and "read as cp1252" in n for n in notes)
+    with pytest.raises(ArchlabError, match=r"cannot decode as utf-8 \(byte 0xe9"):
+        sales.load_sales(replace(cfg, encoding="utf-8"))
+    gz = tmp_path / "shops.csv.gz"  # compressed: the same
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    assert set(sales.load_sales(replace(cfg, path=str(gz))).store) == {"Café Nord", "Zürich"}

@@ -65,7 +65,8 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
         if shared := _shared_key(root, list(cfg.series_keys), names):
             store = resolved["store_column"] = shared
     tables, not_joined = _tables(cfg, df, given, store, resolved)
-    df = _join(cfg, df, tables, store, hol, given_fmt, path, not_joined)
+    encodings = [df.attrs["encoding_note"]]
+    df = _join(cfg, df, tables, store, hol, given_fmt, path, not_joined, encodings)
     for c in cfg.markdown_columns:
         if c in df.columns:
             if cfg.missing_indicators:
@@ -77,6 +78,7 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
     used = [cfg.target, *(c for c in covariates if c in df.columns)]
     read["missing"] = {c: int(df[c].isna().sum()) for c in used}
     read["not_joined"] = not_joined
+    read["encoding_notes"] = [n for n in encodings if n]
     df.attrs["resolved"] = resolved
     df.attrs["read"] = read
     return df
@@ -93,7 +95,7 @@ def _read_sales(
     """The sales table with parsed dates, target and holiday flag, checked for empty keys and
     duplicate rows; its holiday column ("" if none) and the date format asked for."""
     date, target, hol, keys = cfg.date_column, cfg.target, cfg.holiday_column, cfg.series_keys
-    df = read_csv(path, [*keys, date, target])
+    df = read_csv(path, [*keys, date, target], cfg.encoding)
     if hol and hol not in df.columns:
         if hol != _default(cfg, "holiday_column"):
             raise ArchlabError(
@@ -160,19 +162,22 @@ def _join(
     given_fmt: str,
     path: Path,
     not_joined: list[str],
+    encodings: list[str],
 ) -> pd.DataFrame:
     """``df`` with the stores table joined on ``store``, then the features table on (store,
     date, holiday), forward-fill columns filled per store; a line on each table's unused keys
-    is added to ``not_joined``."""
+    is added to ``not_joined``, each table's encoding note to ``encodings``."""
     if "stores_file" in tables:
         spath = tables["stores_file"]
-        stores = read_csv(spath, [store])
+        stores = read_csv(spath, [store], cfg.encoding)
+        encodings.append(stores.attrs["encoding_note"])
         check_join(df, stores, store, path, spath)
         not_joined += _unused_keys(stores, df, store, spath)
         df = df.merge(stores, on=store, how="left")
     if "features_file" in tables:
         date, fpath = cfg.date_column, tables["features_file"]
-        feats = read_csv(fpath, [store, date])
+        feats = read_csv(fpath, [store, date], cfg.encoding)
+        encodings.append(feats.attrs["encoding_note"])
         parse_dates(feats, date, given_fmt, fpath)
         check_join(df, feats, store, path, fpath, date)  # before sorting: lines stay true
         not_joined += _unused_keys(feats, df, store, fpath)
@@ -281,7 +286,7 @@ def reading_notes(df: pd.DataFrame) -> list[str]:
             f"({d[0]}..{d[-1]}) that almost no series reaches (under data.tail_min_coverage of "
             "the busiest date's series); set data.tail_min_coverage=0 to keep them"
         )
-    lines += read.get("not_joined", [])
+    lines += read.get("not_joined", []) + read.get("encoding_notes", [])
     missing = {k: v for k, v in read["missing"].items() if v}
     if missing:
         lines.append(

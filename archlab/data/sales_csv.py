@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from archlab import fingerprint
+from archlab.data.encoding import resolve_encoding
 from archlab.errors import ArchlabError
 
 
@@ -26,24 +27,31 @@ def resolve_file(directory: Path, name: str) -> Path:
     return p
 
 
-def read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
-    """Read a CSV (plain or .gz; CR/LF/CRLF line endings) and check its required columns."""
+def read_csv(path: Path, required: Sequence[str], encoding: str = "auto") -> pd.DataFrame:
+    """Read a CSV (plain or .gz; CR/LF/CRLF line endings) and check its required columns;
+    ``df.attrs["encoding_note"]`` says where ``auto`` found the file not UTF-8."""
     fingerprint.record(path)
     if path.suffix != ".gz":
         with open(path, "rb") as f:
             if b"\x00" in f.read(4096):
                 raise ArchlabError(f"{path}: not a CSV file (binary content)")
     try:
-        df = pd.read_csv(path)
+        codec, note = resolve_encoding(path, encoding)
+        df = pd.read_csv(path, encoding=codec)
+    except LookupError:
+        raise ArchlabError(
+            f"unknown encoding {encoding!r}: use a Python codec name, e.g. data.encoding=latin-1"
+        ) from None
     except UnicodeDecodeError as e:
         raise ArchlabError(
-            f"{path}: cannot decode as UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
-            "re-save the file as UTF-8"
+            f"{path}: cannot decode as {encoding} (byte 0x{e.object[e.start]:02x} at offset "
+            f"{e.start}); set the file's encoding, e.g. --set data.encoding=latin-1"
         ) from None
     except pd.errors.EmptyDataError:
         raise ArchlabError(f"{path}: the file is empty (expected a header line and rows)") from None
     except (pd.errors.ParserError, OSError, EOFError, zlib.error) as e:  # zlib, EOF: bad .gz
         raise ArchlabError(f"{path}: not a readable CSV file ({e.__class__.__name__})") from None
+    df.attrs["encoding_note"] = note
     missing = [c for c in required if c not in df.columns]
     if missing:
         header = ",".join(map(str, df.columns))

@@ -275,7 +275,7 @@ def naive_base(residual: str, last: torch.Tensor, seas: torch.Tensor) -> torch.T
 def read_forecast_rows(path: Path, c: SalesDataConfig) -> pd.DataFrame:
     """Rows to forecast (series keys, date[, holiday flag][, known covariates]), e.g. Walmart's
     test.csv or a shop's file of future days with their planned promotions."""
-    df = sales_csv.read_csv(path, [*c.series_keys, c.date_column])
+    df = sales_csv.read_csv(path, [*c.series_keys, c.date_column], c.encoding)
     sales_csv.parse_dates(df, c.date_column, c.date_format, path)
     if c.holiday_column in df.columns:
         sales_csv.parse_bool(df, c.holiday_column, path)
@@ -295,7 +295,7 @@ def _features_table(c: SalesDataConfig) -> pd.DataFrame | None:
     ):
         return None
     path = sales_csv.resolve_file(root, c.features_file)
-    feats = sales_csv.read_csv(path, [c.store_column, c.date_column])
+    feats = sales_csv.read_csv(path, [c.store_column, c.date_column], c.encoding)
     sales_csv.parse_dates(feats, c.date_column, c.date_format, path)
     feats = sales.ffill_per_store(feats, c, c.store_column)
     for k in c.markdown_columns:

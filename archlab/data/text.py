@@ -6,18 +6,15 @@ pre-tokenizer), so the saved tokenizer.json reproduces them exactly at predict t
 
 from __future__ import annotations
 
-import codecs
-import contextlib
 import csv
 import functools
 import html
 import itertools
 import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -25,6 +22,7 @@ import torch
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from archlab import fingerprint
+from archlab.data.encoding import past_bom, resolve_encoding
 from archlab.errors import ArchlabError
 from archlab.utils import ContentCache, file_key
 
@@ -314,39 +312,6 @@ def read_csv(
         raise _decode_error(path, encoding, e) from None
     except (pd.errors.ParserError, csv.Error) as e:
         raise ArchlabError(f"{path}: not a readable CSV ({str(e).splitlines()[0][:120]})") from None
-
-
-def resolve_encoding(path: Path, encoding: str) -> tuple[str, str]:
-    """The codec to read ``path`` with, and a first-line note where data.encoding=auto found the
-    file not UTF-8. auto: UTF-8 when every byte decodes as UTF-8 (a file in another encoding
-    almost never does), else cp1252 (what Windows tools export in western Europe and the
-    Americas), else latin-1 (which decodes any byte)."""
-    if encoding != "auto":
-        return encoding, ""
-    with past_bom(path) as f:
-        data = f.read()
-    try:
-        data.decode("utf-8")
-        return "utf-8", ""
-    except UnicodeDecodeError as e:
-        where = f"byte 0x{e.object[e.start]:02x} at offset {e.start}"
-    codec = "latin-1"
-    with contextlib.suppress(UnicodeDecodeError):
-        data.decode("cp1252")
-        codec = "cp1252"
-    note = (f"data: {path} is not UTF-8 ({where}): read as {codec} (data.encoding=auto; set "
-            "data.encoding=NAME to read it otherwise)")  # fmt: skip
-    return codec, note
-
-
-@contextlib.contextmanager
-def past_bom(path: Path) -> Iterator[BinaryIO]:
-    """The file opened for reading past a UTF-8 byte-order mark, whatever data.encoding says
-    (pandas drops one only when it decodes UTF-8: read as latin-1 it became 'ï»¿text')."""
-    with open(path, "rb") as f:
-        if f.read(3) != codecs.BOM_UTF8:
-            f.seek(0)
-        yield f
 
 
 def _decode_error(path: Path, encoding: str, e: UnicodeDecodeError) -> ArchlabError:

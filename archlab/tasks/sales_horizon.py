@@ -274,7 +274,7 @@ class HorizonForecast(SalesTask):
             path = Path(item)
             if not path.exists():
                 raise ArchlabError(f"{path}: no such file")
-            cols = sales_csv.read_csv(path, []).columns
+            cols = sales_csv.read_csv(path, [], c.encoding).columns
             # Rows to forecast name their series and dates; anything else is read as a
             # history, whose errors name the columns a history needs (the target among them).
             rows = c.target not in cols and {*c.series_keys, c.date_column} <= set(cols)

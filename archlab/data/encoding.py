@@ -1,0 +1,48 @@
+"""The text encoding of a user's CSV: a byte-order mark skipped, and UTF-8 or a western
+Windows/latin encoding told apart from the bytes (``data.encoding=auto``)."""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+
+@contextlib.contextmanager
+def past_bom(path: Path) -> Iterator[BinaryIO]:
+    """The file opened for reading past a UTF-8 byte-order mark, whatever data.encoding says
+    (pandas drops one only when it decodes UTF-8: read as latin-1 it became 'ï»¿text')."""
+    with open(path, "rb") as f:
+        if f.read(3) != codecs.BOM_UTF8:
+            f.seek(0)
+        yield f
+
+
+def resolve_encoding(path: Path, encoding: str = "auto") -> tuple[str, str]:
+    """The codec to read ``path`` (plain or .gz) with, and a first-line note where ``auto``
+    found it not UTF-8. auto: UTF-8 when every byte decodes as UTF-8 (a file in another
+    encoding almost never does), else cp1252 (what Windows tools export in western Europe and
+    the Americas), else latin-1 (which decodes any byte)."""
+    if encoding != "auto":
+        return encoding, ""
+    if path.suffix == ".gz":
+        with gzip.open(path, "rb") as g:
+            data = g.read()
+    else:
+        with past_bom(path) as f:
+            data = f.read()
+    try:
+        data.decode("utf-8")
+        return "utf-8", ""
+    except UnicodeDecodeError as e:
+        where = f"byte 0x{e.object[e.start]:02x} at offset {e.start}"
+    codec = "latin-1"
+    with contextlib.suppress(UnicodeDecodeError):
+        data.decode("cp1252")
+        codec = "cp1252"
+    note = (f"data: {path} is not UTF-8 ({where}): read as {codec} (data.encoding=auto; set "
+            "data.encoding=NAME to read it otherwise)")  # fmt: skip
+    return codec, note
