@@ -533,3 +533,34 @@ def test_a_sales_csv_in_a_windows_encoding_is_read_and_said(tmp_path: Path) -> N
     gz = tmp_path / "shops.csv.gz"  # compressed: the same
     gz.write_bytes(gzip.compress(path.read_bytes()))
     assert set(sales.load_sales(replace(cfg, path=str(gz))).store) == {"Café Nord", "Zürich"}
+
+
+@pytest.mark.parametrize(
+    ("freq", "starts", "needle"),
+    [
+        ("7D", ("2020-01-05", "2020-01-06"), "at least 7 days apart, but the dates of different "
+         "series are 1 day(s) apart (A from 2020-01-05; B from 2020-01-06)"),
+        ("MS", ("2020-01-01", "2020-01-15"), "at least 28 days apart, but the dates of different "
+         "series are 14 day(s) apart (A from 2020-01-01; B from 2020-01-15)"),
+    ],
+    ids=["weekdays", "month-days"],
+)  # fmt: skip
+def test_series_on_offset_dates_are_one_line(
+    tmp_path: Path, capsys, freq: str, starts: tuple[str, str], needle: str
+) -> None:
+    from archlab.cli import main
+
+    rows = []
+    for key, start in zip("AB", starts, strict=True):
+        first = pd.Timestamp(start)
+        for i in range(60):
+            d = first + (pd.DateOffset(months=i) if freq == "MS" else pd.Timedelta(days=7 * i))
+            rows.append(f"{key},{d:%Y-%m-%d},{100 + i % 9}")
+    path = tmp_path / "p.csv"
+    path.write_text("\n".join(["shop,day,sales", *rows]) + "\n")
+    args = ["train", "--task", "sales", "--data", str(path), "--set", "data.target=sales",
+            "--set", "data.date_column=day", "--set", "data.series_keys=shop",
+            "--out", str(tmp_path / "runs")]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "\n" not in err and str(path) in err

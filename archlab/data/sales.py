@@ -421,6 +421,33 @@ def infer_step_days(dates: np.ndarray) -> int:
     return max(1, int(np.diff(u).min() // np.timedelta64(1, "D")))
 
 
+def check_aligned(df: pd.DataFrame, keys: Sequence[str], date: str, step_days: int,
+                  path: str) -> None:  # fmt: skip
+    """Refuse series whose own rows are all further apart than the panel's time step: their
+    dates are offset from each other (weekly rows on different weekdays, months dated on
+    different days), and the panel would read as a sparse one of the smaller step.
+    ``df`` is sorted by series keys and date, as load_sales leaves it."""
+    t = df[date].to_numpy().astype("datetime64[D]").astype(np.int64)
+    same = np.zeros(len(df), bool)  # row i is in the series of row i - 1
+    same[1:] = True
+    for k in keys:
+        v = df[k].to_numpy()
+        same[1:] &= v[1:] == v[:-1]
+    gaps = np.diff(t, prepend=t[:1])[same]
+    if not len(gaps) or gaps.min() <= step_days:
+        return
+    first = np.flatnonzero(~same)  # each series' first row
+    off = first[(t[first] - t[0]) % gaps.min() != 0]
+    i = int(off[0]) if len(off) else 0
+    show = [f"{', '.join(str(df[k].iloc[j]) for k in keys)} from {str(df[date].iloc[j])[:10]}"
+            for j in (0, i)]  # fmt: skip
+    raise ArchlabError(
+        f"{path}: every series has rows at least {gaps.min()} days apart, but the dates of "
+        f"different series are {step_days} day(s) apart ({show[0]}; {show[1]}): put every "
+        "series on the same dates (e.g. each week's Monday, each month's first day)"
+    )
+
+
 def build_panel(
     df: pd.DataFrame,
     keys: Sequence[str],

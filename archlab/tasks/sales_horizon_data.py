@@ -119,6 +119,7 @@ def _resolve(c: SalesDataConfig, df: pd.DataFrame) -> tuple[SalesDataConfig, dic
     """The config with what the data decided (date format, tables, season for its time step)."""
     resolved = dict(df.attrs.get("resolved", {}))
     step_days = sales.infer_step_days(df[c.date_column].to_numpy())
+    sales.check_aligned(df, list(c.series_keys), c.date_column, step_days, c.path)
     dflt = SalesDataConfig()
     if c.season == dflt.season:
         resolved["season"] = sales_recipe.auto_season(step_days)
