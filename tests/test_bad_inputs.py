@@ -550,7 +550,6 @@ CATALOGUE: dict[str, Build] = {
     "vec-inf-value": _vec_case(_VEC_OK + "gate 0.5 inf 0.5\n", ["'gate'", "nan or inf"]),
     "sales-empty-file": _sales_case("", ["empty"]),
     "sales-header-only": _sales_case(SALES_HEADER + "\n", ["no data rows"]),
-    "sales-semicolons": _sales_case(_sales_text().replace(",", ";"), ["';'", "comma"]),
     "sales-non-utf8": _sales_case(
         _sales_text().encode().replace(b"FALSE", b"FALSE\xff", 1),
         ["cannot decode as utf-8", "0xff"],

@@ -564,3 +564,20 @@ def test_series_on_offset_dates_are_one_line(
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and "\n" not in err and str(path) in err
+
+
+def test_semicolon_and_tab_separated_sales_files_read_like_commas(tmp_path: Path) -> None:
+    days = pd.date_range("2021-01-01", periods=30).strftime("%d.%m.%Y")
+    rows = [(s, d, 10 + i % 7 + 0.5) for s in (1, 2) for i, d in enumerate(days)]
+    cfg = SalesDataConfig(series_keys=("store",), date_column="date", target="sales",
+                          covariates=())  # fmt: skip
+    frames = []
+    for name, sep, dec in (("c.csv", ",", "."), ("s.csv", ";", ","), ("t.tsv", "\t", ".")):
+        lines = [sep.join(["store", "date", "sales"])]
+        lines += [sep.join([str(s), d, f"{v}".replace(".", dec)]) for s, d, v in rows]
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+        frames.append(sales.load_sales(replace(cfg, path=str(tmp_path / name))))
+    for df in frames[1:]:
+        pd.testing.assert_frame_equal(df[["store", "date", "sales"]],
+                                      frames[0][["store", "date", "sales"]])  # fmt: skip
+    assert frames[0].sales.iloc[0] == 10.5

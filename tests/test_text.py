@@ -719,3 +719,17 @@ def test_tfidf_baseline_is_reused_for_the_same_inputs_only(monkeypatch) -> None:
     assert len(fits) == 2
     tfidf.tfidf_baseline(texts, labels, split, names, np.ones(60))  # weights: a weighted fit too
     assert len(fits) == 4
+
+
+def test_tab_and_semicolon_separated_text_files_read_like_commas(tmp_path: Path) -> None:
+    rows = [(f"good {i}, fine; ok", "pos") for i in range(6)] + [
+        (f"bad {i}", "neg") for i in range(6)
+    ]
+    tables = []
+    for name, sep in (("c.csv", ","), ("t.tsv", "\t"), ("s.csv", ";")):
+        pd.DataFrame(rows, columns=["text", "airline_sentiment"]).to_csv(
+            tmp_path / name, sep=sep, index=False
+        )
+        tables.append(load_text_table(tmp_path / name))
+    assert all(t.texts == tables[0].texts for t in tables) and len(tables[0].texts) == 12
+    assert all(t.labels.tolist() == tables[0].labels.tolist() for t in tables)

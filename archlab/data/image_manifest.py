@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from archlab import fingerprint
+from archlab.data.csv_format import sniff_separator
 from archlab.data.image_set import (
     IMAGE_EXTENSIONS,
     SPLIT_NAMES,
@@ -56,7 +57,7 @@ def load_manifest(
     """A CSV with one row per image: a path (relative to the CSV's folder), a label, a split."""
     fingerprint.record(path)
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sniff_separator(path))
     except UnicodeDecodeError:
         raise ArchlabError(
             f"{path}: cannot decode as UTF-8; re-save the manifest as UTF-8"

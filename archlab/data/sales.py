@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 import pandas as pd
 
+from archlab.data.csv_format import sniff_separator
 from archlab.data.sales_csv import (
     check_join,
     check_unique,
@@ -325,7 +326,8 @@ def _header(root: Path, name: str) -> list[str] | None:
             with open(path, "rb") as f:
                 if b"\x00" in f.read(4096):
                     return None
-        return [str(c) for c in pd.read_csv(path, nrows=0, encoding_errors="replace").columns]
+        head = pd.read_csv(path, nrows=0, encoding_errors="replace", sep=sniff_separator(path))
+        return [str(c) for c in head.columns]
     except (OSError, ValueError, pd.errors.ParserError):
         return None
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from archlab import fingerprint
-from archlab.data.encoding import resolve_encoding
+from archlab.data.csv_format import resolve_encoding, sniff_separator
 from archlab.errors import ArchlabError
 
 
@@ -37,7 +37,9 @@ def read_csv(path: Path, required: Sequence[str], encoding: str = "auto") -> pd.
                 raise ArchlabError(f"{path}: not a CSV file (binary content)")
     try:
         codec, note = resolve_encoding(path, encoding)
-        df = pd.read_csv(path, encoding=codec)
+        sep = sniff_separator(path)
+        # Semicolon files come from locales that write 12,5 for 12.5 (a 12.5 still reads).
+        df = pd.read_csv(path, encoding=codec, sep=sep, decimal="," if sep == ";" else ".")
     except LookupError:
         raise ArchlabError(
             f"unknown encoding {encoding!r}: use a Python codec name, e.g. data.encoding=latin-1"

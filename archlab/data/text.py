@@ -22,7 +22,7 @@ import torch
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from archlab import fingerprint
-from archlab.data.encoding import past_bom, resolve_encoding
+from archlab.data.csv_format import past_bom, resolve_encoding, sniff_separator
 from archlab.errors import ArchlabError
 from archlab.utils import ContentCache, file_key
 
@@ -276,9 +276,10 @@ def read_csv(
         raise ArchlabError(f"{path}: no such file")
     fingerprint.record(path)
     encoding, note = resolve_encoding(path, encoding)
+    sep = sniff_separator(path)
     try:
         with past_bom(path) as f:
-            head = pd.read_csv(f, nrows=0, encoding=encoding)
+            head = pd.read_csv(f, nrows=0, encoding=encoding, sep=sep)
     except LookupError:
         raise ArchlabError(
             f"unknown encoding {encoding!r}: use a Python codec name, "
@@ -304,6 +305,7 @@ def read_csv(
                 usecols=[*columns, *(c for c in optional if c in found and c not in columns)],
                 dtype=str,
                 encoding=encoding,
+                sep=sep,
                 keep_default_na=False,
             )
         df.attrs.update(encoding=encoding, encoding_note=note)
@@ -451,7 +453,8 @@ def _row_weights(
     """The weight column as floats; an unusable value in a kept row is a one-line error."""
     if column not in df.columns:  # read_csv kept only the columns it was asked for
         with past_bom(Path(path)) as f:
-            found = pd.read_csv(f, nrows=0, encoding=encoding).columns
+            found = pd.read_csv(f, nrows=0, encoding=encoding, sep=sniff_separator(Path(path)))
+            found = found.columns
         raise ArchlabError(
             f"{path}: no column {column!r} for data.weight_column (columns found: "
             f"{', '.join(map(str, found))}); name a numeric column, or drop the setting"

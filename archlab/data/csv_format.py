@@ -1,5 +1,6 @@
-"""The text encoding of a user's CSV: a byte-order mark skipped, and UTF-8 or a western
-Windows/latin encoding told apart from the bytes (``data.encoding=auto``)."""
+"""The format of a user's CSV: its text encoding (a byte-order mark skipped, UTF-8 or a western
+Windows/latin encoding told apart from the bytes: ``data.encoding=auto``) and its field
+separator (a comma, or the tab, semicolon or bar its header line is split by)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,24 @@ def resolve_encoding(path: Path, encoding: str = "auto") -> tuple[str, str]:
     note = (f"data: {path} is not UTF-8 ({where}): read as {codec} (data.encoding=auto; set "
             "data.encoding=NAME to read it otherwise)")  # fmt: skip
     return codec, note
+
+
+SEPARATORS = (",", "\t", ";", "|")
+
+
+def sniff_separator(path: Path) -> str:
+    """The field separator of ``path`` (plain or .gz): the one of SEPARATORS its header line
+    holds most, a comma on a tie or where it holds none. Tab-separated exports and the
+    semicolon files of locales with a decimal comma then read without a flag."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as g:
+                head = g.readline(1 << 16)
+        else:
+            with past_bom(path) as f:
+                head = f.readline(1 << 16)
+    except (OSError, EOFError):
+        return ","  # unreadable: the reader says so, naming the file
+    line = head.decode("latin-1")  # separators are ASCII in every encoding read here
+    best = max(SEPARATORS, key=line.count)  # max keeps the first of equals: a comma
+    return best if line.count(best) else ","
