@@ -581,3 +581,12 @@ def test_semicolon_and_tab_separated_sales_files_read_like_commas(tmp_path: Path
         pd.testing.assert_frame_equal(df[["store", "date", "sales"]],
                                       frames[0][["store", "date", "sales"]])  # fmt: skip
     assert frames[0].sales.iloc[0] == 10.5
+
+
+def test_holiday_flags_read_as_spreadsheets_and_databases_write_them(tmp_path: Path) -> None:
+    words = ["TRUE", "false", "1", "0", "yes", "No", "Y", "n", "t", "F", " True ", "1.0"]
+    df = pd.DataFrame({"h": words})
+    sales_csv.parse_bool(df, "h", tmp_path / "x.csv")
+    assert df.h.tolist() == [True, False] * 5 + [True, True]
+    with pytest.raises(ArchlabError, match=r"non-boolean value 'maybe' at line 3 \(write true"):
+        sales_csv.parse_bool(pd.DataFrame({"h": ["yes", "maybe"]}), "h", tmp_path / "x.csv")

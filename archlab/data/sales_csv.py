@@ -151,19 +151,24 @@ def parse_dates(df: pd.DataFrame, column: str, fmt: str, path: Path) -> str:
     return fmt
 
 
+TRUE = ("true", "1", "1.0", "yes", "y", "t")  # flags as spreadsheets and databases write them
+FALSE = ("false", "0", "0.0", "no", "n", "f")
+
+
 def parse_bool(df: pd.DataFrame, column: str, path: Path) -> None:
-    """Holiday flags written TRUE/FALSE, true/false or 1/0 -> bool, in place."""
+    """Holiday flags written TRUE/FALSE, 1/0, yes/no, Y/N or t/f (any case) -> bool, in place."""
     s = df[column]
     if s.dtype == bool:
         return
     low = s.astype(str).str.strip().str.lower()
-    ok = low.isin(["true", "false", "1", "0", "1.0", "0.0"])
+    ok = low.isin(TRUE + FALSE)
     if not ok.all():
         i = int(np.flatnonzero(~ok.to_numpy())[0])
         raise ArchlabError(
             f"{path}: column {column!r} has non-boolean value {_show(s.iloc[i])} at line {i + 2}"
+            " (write true/false, 1/0 or yes/no)"
         )
-    df[column] = low.isin(["true", "1", "1.0"])
+    df[column] = low.isin(TRUE)
 
 
 def parse_number(df: pd.DataFrame, column: str, path: Path) -> None:
