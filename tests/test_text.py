@@ -258,8 +258,8 @@ def test_encoding_auto_reads_utf8_and_falls_back_to_cp1252_with_a_note(tmp_path:
         path = _write(tmp_path / f"{enc}.csv", body, enc)
         table = load_text_table(path)  # data.encoding=auto, the default
         assert table.encoding == expect and all("café" in t for t in table.texts), enc
-        assert bool(table.encoding_note) == (enc != "utf-8")
-    assert "is not UTF-8 (byte 0xe9 at offset" in table.encoding_note
+        assert len(table.notes) == (enc != "utf-8")
+    assert "is not UTF-8 (byte 0xe9 at offset" in table.notes[0]
     # bytes cp1252 leaves undefined (0x81) are read as latin-1; a codec given is used as is
     path = tmp_path / "odd.csv"
     lines = [b"x\x81y %s %d,%s\n" % (lab, i, lab) for i in range(4) for lab in (b"pos", b"neg")]
@@ -733,3 +733,16 @@ def test_tab_and_semicolon_separated_text_files_read_like_commas(tmp_path: Path)
         tables.append(load_text_table(tmp_path / name))
     assert all(t.texts == tables[0].texts for t in tables) and len(tables[0].texts) == 12
     assert all(t.labels.tolist() == tables[0].labels.tolist() for t in tables)
+
+
+def test_labels_that_differ_only_in_case_are_said_on_a_first_line(tmp_path: Path) -> None:
+    labs = ("pos", "Pos", "neg")
+    rows = "".join(f"text {k} {i},{lab}\n" for k, lab in enumerate(labs) for i in range(12))
+    path = _write(tmp_path / "t.csv", "text,airline_sentiment\n" + rows)
+    table = load_text_table(path)
+    assert table.class_names == ["Pos", "neg", "pos"]
+    assert table.notes == [f"data: {path}: labels 'Pos' / 'pos' differ only in letter case and "
+                           "are classes of their own; write each label one way in the file to "
+                           "merge them"]  # fmt: skip
+    data, _ = built(text_cfg(path))
+    assert any("differ only in letter case" in n for n in data.notes)

@@ -250,7 +250,9 @@ class TextTable:
     source: str
     counts: dict[str, int] = field(default_factory=dict)  # rows read, merged, dropped (and why)
     encoding: str = "utf-8"  # the codec the file was read with
-    encoding_note: str = ""  # a first line where data.encoding=auto found it not UTF-8
+    # First lines on what reading found: a file not UTF-8 (data.encoding=auto), labels that
+    # differ only in letter case.
+    notes: list[str] = field(default_factory=list)
     # Per-group training weights (data.weight_column): the mean over the group's rows that carry
     # its kept label; None without a weight column.
     weights: np.ndarray | None = None
@@ -346,7 +348,7 @@ def load_text_table(
     t = _TABLES.get(key, lambda: _load_text_table(path, *args))
     fingerprint.record(path)  # a cached read is still a read of the run's input
     return replace(t, texts=list(t.texts), labels=t.labels.copy(), counts=dict(t.counts),
-                   class_names=list(t.class_names),
+                   class_names=list(t.class_names), notes=list(t.notes),
                    weights=None if t.weights is None else t.weights.copy())  # fmt: skip
 
 
@@ -443,8 +445,21 @@ def _load_text_table(
         counts=counts,
         weights=None if row_weights is None else np.array(group_weights, dtype=np.float64),
         encoding=encoding,
-        encoding_note=df.attrs["encoding_note"],
+        notes=[n for n in (df.attrs["encoding_note"], _case_note(path, names)) if n],
     )
+
+
+def _case_note(path: str | Path, names: list[str]) -> str:
+    """A first line naming labels that differ only in letter case: each is a class of its own,
+    which is rarely what the file meant."""
+    by: dict[str, list[str]] = {}
+    for n in names:
+        by.setdefault(n.casefold(), []).append(n)
+    alike = [" / ".join(map(repr, v)) for v in by.values() if len(v) > 1]
+    if not alike:
+        return ""
+    return (f"data: {path}: labels {'; '.join(alike)} differ only in letter case and are "
+            "classes of their own; write each label one way in the file to merge them")  # fmt: skip
 
 
 def _row_weights(

@@ -150,7 +150,7 @@ class TextData:
         split = stratified_split(labels, c.val_fraction, c.test_fraction, self.split_seed)
         train_texts = [texts[i] for i in split["train"]]
         vectors: PretrainedVocabulary | None = None
-        notes = [table.encoding_note] if table.encoding_note else []
+        notes = list(table.notes)
         mentions = None  # data.mentions=drop: every @mention is <user>
         if fitted is None and c.mentions == "keep":
             mentions = frequent_mentions(train_texts, c.mention_min_count)
