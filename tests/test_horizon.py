@@ -588,3 +588,21 @@ def test_rolling_origins_score_the_next_step_test_rows(panel_dir: Path) -> None:
         got = _sorted_sales(getattr(hz, part), True)
         np.testing.assert_allclose(got, np.sort([w[3] for w in want[part]]), rtol=1e-5)
     assert hz.fitted.featurizer.level_steps == 0 and hz.fitted.featurizer.horizon == 1
+
+
+def test_predict_says_which_series_have_no_value_on_the_last_date(
+    panel_dir: Path, tmp_path: Path, capsys
+) -> None:
+    data, task, model = _untrained(_cfg(panel_dir))
+    df = pd.read_csv(panel_dir / "train.csv")
+    last = df.Date.max()
+    hist = tmp_path / "history.csv"
+    df[~((df.Store == 1) & (df.Dept == 2) & (df.Date >= "2011-01-01"))].to_csv(hist, index=False)
+    rows = task.predict(model, [str(hist)])
+    err = capsys.readouterr().err
+    assert (
+        f"{hist}: 1 of 6 series have no value on the last date, {last} (e.g. 1, 2, last on " in err
+    )
+    assert len(rows) == 6 * data.fitted.featurizer.horizon  # forecast all the same, as no sales
+    task.predict(model, [str(panel_dir / "train.csv")])
+    assert "no value on the last date" not in capsys.readouterr().err

@@ -332,6 +332,16 @@ class HorizonForecast(SalesTask):
             raise ArchlabError(
                 f"{hist or self.data_cfg.path}: none of its series were seen in training"
             )
+        ended = s[np.isnan(p.y[s, o])]  # no row on the last date: forecast as no sales there
+        if len(ended):
+            obs = ~np.isnan(p.y[ended, : o + 1])
+            last = p.dates[o - np.argmax(obs[:, ::-1], 1)]
+            e = int(np.argmin(last))  # the one that ended first
+            key = ", ".join(map(str, p.keys[ended[e]]))
+            print(f"archlab: note: {hist or self.data_cfg.path}: {len(ended)} of {len(s)} series "
+                  f"have no value on the last date, {str(p.dates[o])[:10]} (e.g. {key}, last on "
+                  f"{str(last[e])[:10]}): their forecasts read the steps without a row as no "
+                  "sales", file=sys.stderr)  # fmt: skip
         with torch.no_grad():
             x, base = fz.windows(
                 torch.from_numpy(f.step), torch.from_numpy(f.ref), torch.from_numpy(s),
