@@ -102,6 +102,7 @@ def prepare(
     resume: bool = False,
     name: str | None = None,
     command: str = "",
+    once: bool = False,
 ) -> Prepared:
     """Set up the process, read and fit the data, then create or reopen the run directory.
 
@@ -123,10 +124,13 @@ def prepare(
         check_same_data(run_dir, inputs, "resume")
     sources = _record_sources(cfg, data)
     if d.is_main and cfg.train.progress != "off":
-        if not resume:
-            print(describe_sources(sources), file=sys.stderr, flush=True)
-        for line in data.notes:  # what was read and how it was split, beside the progress lines
-            print(line, file=sys.stderr, flush=True)
+        # What was read and how it was split, beside the progress lines; ``once`` (the trials
+        # of a search): a line this process printed already is not printed again.
+        lines = ([] if resume else [describe_sources(sources)]) + list(data.notes)
+        for line in lines:
+            if not (once and line in _SAID):
+                print(line, file=sys.stderr, flush=True)
+            _SAID.add(line)
     state = None
     if resume:
         assert run_dir is not None
@@ -289,11 +293,17 @@ def default_callbacks(
 
 
 def train_at(
-    cfg: RunConfig, run_dir: Path, *, command: str = "", callbacks: Sequence[Callback] = ()
+    cfg: RunConfig,
+    run_dir: Path,
+    *,
+    command: str = "",
+    callbacks: Sequence[Callback] = (),
+    once: bool = False,
 ) -> Path:
     """Train ``cfg`` in a fixed directory: skip it if finished, resume it if interrupted.
 
-    Used by ablations and reproduce so that re-running them redoes only unfinished runs.
+    Used by ablations, reproduce and searches so that re-running them redoes only unfinished
+    runs; ``once``: first lines printed by an earlier run of this process are not repeated.
     """
     run_dir = Path(run_dir)
     if (run_dir / rundir.CONFIG).exists():
@@ -304,7 +314,10 @@ def train_at(
                 "choose another --out"
             )
         return train(None, run_dir.parent, resume_dir=run_dir, callbacks=callbacks, runtime=cfg)
-    return fit(prepare(cfg, run_dir=run_dir, command=command), callbacks)
+    return fit(prepare(cfg, run_dir=run_dir, command=command, once=once), callbacks)
+
+
+_SAID: set[str] = set()  # the first lines this process printed (prepare's ``once``)
 
 
 def finish(

@@ -276,7 +276,7 @@ def _run_trial(
         trial.set_user_attr("run_dir", str(run_dir))
         if run_dir.exists():
             raise ArchlabError(f"{run_dir}: exists already; give each study its own --out")
-        runner.train_at(cfg, run_dir, command=command, callbacks=[report, *callbacks])
+        runner.train_at(cfg, run_dir, command=command, callbacks=[report, *callbacks], once=True)
     except NonFiniteLossError as e:  # a diverging corner of the space, not a broken sweep
         study.tell(trial, state=TrialState.FAIL)
         print(f"trial {trial.number}: failed: {e}", file=sys.stderr)

@@ -170,3 +170,14 @@ def test_two_workers_share_one_study_exactly(tmp_path: Path, tweets: Path) -> No
     run_dirs = {t.user_attrs["run_dir"] for t in study.trials}
     assert run_dirs == {str((out / f"trial-{n}").resolve()) for n in range(6)}
     assert RunConfig.from_yaml((out / "best.yaml").read_text()).task == "text"
+
+
+def test_a_searchs_trials_print_the_same_first_lines_once(
+    tmp_path: Path, tweets: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tiny = [a.replace("train.progress=off", "train.progress=plain") for a in TINY]
+    argv = ["sweep", *tiny, "--data", str(tweets), "--trials", "2", "--out", str(tmp_path / "s")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("text normalization over") == 1 and err.count("\\nconfig: ") <= 1
+    assert err.count("trial 1: ") == 1  # the second trial ran, and said so
