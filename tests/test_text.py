@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from pathlib import Path
 
@@ -746,3 +747,17 @@ def test_labels_that_differ_only_in_case_are_said_on_a_first_line(tmp_path: Path
                            "merge them"]  # fmt: skip
     data, _ = built(text_cfg(path))
     assert any("differ only in letter case" in n for n in data.notes)
+
+
+def test_the_separator_is_told_from_the_header_outside_quotes(tmp_path: Path) -> None:
+    from archlab.data.csv_format import sniff_separator
+
+    cases = {'text,"a; b; c",label': ",", "text\tlabel": "\t", "a;b": ";", "a|b|c": "|",
+             "one": ",", "a,b;c": ",", "": ","}  # fmt: skip
+    for i, (header, sep) in enumerate(cases.items()):
+        path = tmp_path / f"{i}.csv"
+        path.write_text(header + "\nx\n")
+        assert sniff_separator(path) == sep, header
+    gz = tmp_path / "t.tsv.gz"
+    gz.write_bytes(gzip.compress(b"text\tlabel\nx\ty\n"))
+    assert sniff_separator(gz) == "\t"

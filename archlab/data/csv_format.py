@@ -7,6 +7,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import gzip
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -54,8 +55,8 @@ SEPARATORS = (",", "\t", ";", "|")
 
 def sniff_separator(path: Path) -> str:
     """The field separator of ``path`` (plain or .gz): the one of SEPARATORS its header line
-    holds most, a comma on a tie or where it holds none. Tab-separated exports and the
-    semicolon files of locales with a decimal comma then read without a flag."""
+    holds most outside quotes, a comma on a tie or where it holds none. Tab-separated exports
+    and the semicolon files of locales with a decimal comma then read without a flag."""
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as g:
@@ -66,5 +67,6 @@ def sniff_separator(path: Path) -> str:
     except (OSError, EOFError):
         return ","  # unreadable: the reader says so, naming the file
     line = head.decode("latin-1")  # separators are ASCII in every encoding read here
+    line = re.sub(r'"[^"]*"', "", line)  # a quoted column name may hold any of them
     best = max(SEPARATORS, key=line.count)  # max keeps the first of equals: a comma
     return best if line.count(best) else ","
