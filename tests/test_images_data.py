@@ -364,6 +364,16 @@ def test_manifest_with_split_column(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data.context.test_images[0, 0].numpy(), first)
 
 
+def test_manifest_written_on_windows_reads_backslash_paths_and_semicolons(tmp_path: Path) -> None:
+    names = _pngs(tmp_path / "img" / "sub", 12)
+    rows = [f"img\\sub\\{n};{'ab'[i % 2]}" for i, n in enumerate(names)]
+    path = _manifest(tmp_path, "file;label", rows)
+    s = load_image_set(str(path), fmt="auto", size=8, channels=1)
+    assert s.class_names == ["a", "b"] and len(s.images) == 12
+    first = np.asarray(Image.open(tmp_path / "img" / "sub" / names[0]))
+    np.testing.assert_array_equal(s.images[0, 0], first)
+
+
 def test_kaggle_manifest_ids_without_extension_and_image_root(tmp_path: Path) -> None:
     names = _pngs(tmp_path / "train", 20, ".jpg")
     rows = [f"{n.removesuffix('.jpg')},{i % 2}" for i, n in enumerate(names)]

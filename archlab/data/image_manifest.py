@@ -113,6 +113,8 @@ def load_manifest(
         tags = low.map(SPLIT_NAMES).to_numpy(dtype=object)
     first_row: dict[Path, int] = {}  # resolved file -> its first row, to catch a file listed twice
     for i, (rel, lab) in enumerate(zip(df[pcol].str.strip(), labels_raw, strict=True)):
+        if "\\" in rel and not (base / rel).exists():  # a manifest written on Windows
+            rel = rel.replace("\\", "/")
         p = _find_image(path, i + 2, Path(rel) if Path(rel).is_absolute() else base / rel)
         if not rel or not p.is_file():
             hint = "" if m.image_root else "; paths are relative to the CSV (data.image_root=DIR)"
