@@ -761,3 +761,19 @@ def test_the_separator_is_told_from_the_header_outside_quotes(tmp_path: Path) ->
     gz = tmp_path / "t.tsv.gz"
     gz.write_bytes(gzip.compress(b"text\tlabel\nx\ty\n"))
     assert sniff_separator(gz) == "\t"
+
+
+def test_encoding_detection_reads_in_chunks_and_names_the_right_offset(tmp_path: Path) -> None:
+    from archlab.data.csv_format import resolve_encoding
+
+    # A two-byte UTF-8 character split by the 1 MiB chunk boundary, then a latin-1 byte.
+    data = b"a" * ((1 << 20) - 1) + "é".encode() + b"xx" + b"\xe9" + b"yy"
+    path = tmp_path / "big.csv"
+    path.write_bytes(data)
+    codec, note = resolve_encoding(path)
+    at = data.index(b"\xe9")
+    assert codec == "cp1252" and f"(byte 0xe9 at offset {at})" in note
+    path.write_bytes(b"a" * ((1 << 20) - 1) + "é".encode())  # valid across the boundary
+    assert resolve_encoding(path) == ("utf-8", "")
+    path.write_bytes(b"abc\xc3")  # a character cut off at the end
+    assert "byte 0xc3 at offset 3" in resolve_encoding(path)[1]

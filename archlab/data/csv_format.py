@@ -30,24 +30,31 @@ def resolve_encoding(path: Path, encoding: str = "auto") -> tuple[str, str]:
     the Americas), else latin-1 (which decodes any byte)."""
     if encoding != "auto":
         return encoding, ""
-    if path.suffix == ".gz":
-        with gzip.open(path, "rb") as g:
-            data = g.read()
-    else:
-        with past_bom(path) as f:
-            data = f.read()
-    try:
-        data.decode("utf-8")
+    where = _first_bad_byte(path, "utf-8")
+    if not where:
         return "utf-8", ""
-    except UnicodeDecodeError as e:
-        where = f"byte 0x{e.object[e.start]:02x} at offset {e.start}"
-    codec = "latin-1"
-    with contextlib.suppress(UnicodeDecodeError):
-        data.decode("cp1252")
-        codec = "cp1252"
+    codec = "latin-1" if _first_bad_byte(path, "cp1252") else "cp1252"
     note = (f"data: {path} is not UTF-8 ({where}): read as {codec} (data.encoding=auto; set "
             "data.encoding=NAME to read it otherwise)")  # fmt: skip
     return codec, note
+
+
+def _first_bad_byte(path: Path, codec: str) -> str:
+    """Where the first byte of ``path`` that ``codec`` cannot decode is ("" if none), read in
+    1 MiB chunks: a file of any size costs no more memory than one chunk."""
+    dec = codecs.getincrementaldecoder(codec)()
+    seen = 0  # bytes read before this chunk
+    with gzip.open(path, "rb") if path.suffix == ".gz" else past_bom(path) as f:
+        while True:
+            chunk = f.read(1 << 20)
+            try:
+                dec.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as e:
+                held = len(e.object) - len(chunk)  # bytes of a character the last chunk began
+                return f"byte 0x{e.object[e.start]:02x} at offset {seen - held + e.start}"
+            if not chunk:
+                return ""
+            seen += len(chunk)
 
 
 SEPARATORS = (",", "\t", ";", "|")
