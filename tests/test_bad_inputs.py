@@ -561,6 +561,7 @@ CATALOGUE: dict[str, Build] = {
         _sales_text().encode().replace(b"FALSE", b"FALSE\xff", 1), ["non-boolean", "'FALSEÿ'"]
     ),
     "sales-binary": _sales_case(b"\x00\x01\x02" * 50, ["binary"]),
+    "sales-workbook": _sales_case(b"PK\x03\x04\x14\x00" + b"\x00" * 40, ["zip archive", "as CSV"]),
     "sales-gz-not-gzip": _sales_case(_sales_text(), ["not a readable CSV"], "train.csv.gz"),
     "sales-gz-truncated": _sales_case(
         gzip.compress(_sales_text().encode() * 20)[:200], ["not a readable CSV"], "train.csv.gz"

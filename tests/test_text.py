@@ -777,3 +777,26 @@ def test_encoding_detection_reads_in_chunks_and_names_the_right_offset(tmp_path:
     assert resolve_encoding(path) == ("utf-8", "")
     path.write_bytes(b"abc\xc3")  # a character cut off at the end
     assert "byte 0xc3 at offset 3" in resolve_encoding(path)[1]
+
+
+def test_workbooks_and_binary_files_are_one_line_and_utf16_exports_read(tmp_path: Path) -> None:
+    import zipfile
+
+    book = tmp_path / "data.xlsx"
+    with zipfile.ZipFile(book, "w") as z:
+        z.writestr("xl/workbook.xml", "<workbook/>")
+    with pytest.raises(ArchlabError, match=r"data.xlsx: a zip archive, not a CSV file \(an Excel"):
+        load_text_table(book)
+    png = _write(tmp_path / "fake.csv", "")
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    with pytest.raises(ArchlabError, match=r"fake.csv: not a CSV file \(binary content\)"):
+        load_text_table(png)
+    # Excel's "Unicode text": UTF-16 with a byte-order mark, tab-separated
+    rows = [(f"good {i} café", "pos") for i in range(6)] + [(f"bad {i}", "neg") for i in range(6)]
+    u16 = tmp_path / "u16.txt"
+    pd.DataFrame(rows, columns=["text", "airline_sentiment"]).to_csv(
+        u16, sep="\t", index=False, encoding="utf-16"
+    )
+    table = load_text_table(u16)
+    assert table.encoding == "utf-16" and table.notes == [] and len(table.texts) == 12
+    assert "good 0 café" in table.texts

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from archlab.errors import ArchlabError
+
 
 @contextlib.contextmanager
 def past_bom(path: Path) -> Iterator[BinaryIO]:
@@ -30,6 +32,8 @@ def resolve_encoding(path: Path, encoding: str = "auto") -> tuple[str, str]:
     the Americas), else latin-1 (which decodes any byte)."""
     if encoding != "auto":
         return encoding, ""
+    if _head(path).startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16", ""  # Excel's "Unicode text" export
     where = _first_bad_byte(path, "utf-8")
     if not where:
         return "utf-8", ""
@@ -37,6 +41,31 @@ def resolve_encoding(path: Path, encoding: str = "auto") -> tuple[str, str]:
     note = (f"data: {path} is not UTF-8 ({where}): read as {codec} (data.encoding=auto; set "
             "data.encoding=NAME to read it otherwise)")  # fmt: skip
     return codec, note
+
+
+def check_text_file(path: Path) -> None:
+    """Refuse a file that is not text: a zip archive (an Excel .xlsx workbook is one) or binary
+    content (a NUL byte in its first 4 KiB, decompressed for .gz; UTF-16 text, which has
+    them, is recognized by its byte-order mark)."""
+    head = _head(path)
+    if head.startswith(b"PK\x03\x04"):
+        raise ArchlabError(
+            f"{path}: a zip archive, not a CSV file (an Excel .xlsx workbook is one): save it "
+            "as CSV"
+        )
+    utf16 = head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    if b"\x00" in head and not utf16:
+        raise ArchlabError(f"{path}: not a CSV file (binary content)")
+
+
+def _head(path: Path) -> bytes:
+    """The first 4 KiB of ``path`` (decompressed for .gz; b"" where it cannot be read: the
+    reader then names the file)."""
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+            return f.read(4096)
+    except (OSError, EOFError):
+        return b""
 
 
 def _first_bad_byte(path: Path, codec: str) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from archlab import fingerprint
-from archlab.data.csv_format import sniff_separator
+from archlab.data.csv_format import check_text_file, sniff_separator
 from archlab.data.image_set import (
     IMAGE_EXTENSIONS,
     SPLIT_NAMES,
@@ -56,6 +56,7 @@ def load_manifest(
 ) -> ImageSet:
     """A CSV with one row per image: a path (relative to the CSV's folder), a label, a split."""
     fingerprint.record(path)
+    check_text_file(path)
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sniff_separator(path))
     except UnicodeDecodeError:

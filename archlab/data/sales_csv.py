@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from archlab import fingerprint
-from archlab.data.csv_format import resolve_encoding, sniff_separator
+from archlab.data.csv_format import check_text_file, resolve_encoding, sniff_separator
 from archlab.errors import ArchlabError
 
 
@@ -31,10 +31,7 @@ def read_csv(path: Path, required: Sequence[str], encoding: str = "auto") -> pd.
     """Read a CSV (plain or .gz; CR/LF/CRLF line endings) and check its required columns;
     ``df.attrs["encoding_note"]`` says where ``auto`` found the file not UTF-8."""
     fingerprint.record(path)
-    if path.suffix != ".gz":
-        with open(path, "rb") as f:
-            if b"\x00" in f.read(4096):
-                raise ArchlabError(f"{path}: not a CSV file (binary content)")
+    check_text_file(path)
     try:
         codec, note = resolve_encoding(path, encoding)
         sep = sniff_separator(path)

@@ -22,7 +22,12 @@ import torch
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from archlab import fingerprint
-from archlab.data.csv_format import past_bom, resolve_encoding, sniff_separator
+from archlab.data.csv_format import (
+    check_text_file,
+    past_bom,
+    resolve_encoding,
+    sniff_separator,
+)
 from archlab.errors import ArchlabError
 from archlab.utils import ContentCache, file_key
 
@@ -277,6 +282,7 @@ def read_csv(
     if not path.is_file():
         raise ArchlabError(f"{path}: no such file")
     fingerprint.record(path)
+    check_text_file(path)
     encoding, note = resolve_encoding(path, encoding)
     sep = sniff_separator(path)
     try:
