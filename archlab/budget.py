@@ -359,6 +359,7 @@ def run_budget(
     )
     study.enqueue_trial(base_params(base, space))
     truncated: dict[int, bool] = {}
+    said: set[str] = set()  # the trials' first lines, each printed once
     seen: list[float] = []  # epoch seconds measured in the trials so far
     while True:
         left = deadline - time.perf_counter()
@@ -377,7 +378,7 @@ def run_budget(
         guard = _Deadline(deadline, cost)
         try:
             _run_trial(study, trial, trial_base, space, search_dir, monitor, command,
-                       callbacks=[guard])  # fmt: skip
+                       callbacks=[guard], said=said)  # fmt: skip
         except KeyboardInterrupt:
             _stopped(study, search_dir, base, monitor, budget_s, t0, pr, pl, truncated)
             raise

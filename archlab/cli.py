@@ -341,10 +341,10 @@ def predict(
     if file is not None:
         items.append(str(file))
     cfg, task, model = runner.restore_task(run_dir)
-    horizon = cfg.task == "sales" and cfg.data.framing == "forecast"
-    if not items and not horizon:
+    forecaster = cfg.task == "sales" and cfg.data.framing == "forecast"
+    if not items and not forecaster:
         raise ArchlabError("give at least one input (or --file PATH)")
-    if out is not None and (not horizon or file is None):
+    if out is not None and (not forecaster or file is None):
         raise ArchlabError(
             "--out writes a submission of a sales forecaster run (data.framing=forecast) for "
             "the rows of --file (series keys and dates)"

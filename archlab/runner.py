@@ -102,7 +102,7 @@ def prepare(
     resume: bool = False,
     name: str | None = None,
     command: str = "",
-    once: bool = False,
+    said: set[str] | None = None,
 ) -> Prepared:
     """Set up the process, read and fit the data, then create or reopen the run directory.
 
@@ -124,13 +124,14 @@ def prepare(
         check_same_data(run_dir, inputs, "resume")
     sources = _record_sources(cfg, data)
     if d.is_main and cfg.train.progress != "off":
-        # What was read and how it was split, beside the progress lines; ``once`` (the trials
-        # of a search): a line this process printed already is not printed again.
+        # What was read and how it was split, beside the progress lines; ``said`` (the trials
+        # of a search): the lines its earlier runs printed, not printed again.
         lines = ([] if resume else [describe_sources(sources)]) + list(data.notes)
         for line in lines:
-            if not (once and line in _SAID):
+            if said is None or line not in said:
                 print(line, file=sys.stderr, flush=True)
-            _SAID.add(line)
+        if said is not None:
+            said.update(lines)
     state = None
     if resume:
         assert run_dir is not None
@@ -298,12 +299,12 @@ def train_at(
     *,
     command: str = "",
     callbacks: Sequence[Callback] = (),
-    once: bool = False,
+    said: set[str] | None = None,
 ) -> Path:
     """Train ``cfg`` in a fixed directory: skip it if finished, resume it if interrupted.
 
     Used by ablations, reproduce and searches so that re-running them redoes only unfinished
-    runs; ``once``: first lines printed by an earlier run of this process are not repeated.
+    runs; ``said``: first lines an earlier run of the caller printed, not repeated (and added to).
     """
     run_dir = Path(run_dir)
     if (run_dir / rundir.CONFIG).exists():
@@ -314,10 +315,7 @@ def train_at(
                 "choose another --out"
             )
         return train(None, run_dir.parent, resume_dir=run_dir, callbacks=callbacks, runtime=cfg)
-    return fit(prepare(cfg, run_dir=run_dir, command=command, once=once), callbacks)
-
-
-_SAID: set[str] = set()  # the first lines this process printed (prepare's ``once``)
+    return fit(prepare(cfg, run_dir=run_dir, command=command, said=said), callbacks)
 
 
 def finish(

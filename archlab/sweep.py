@@ -245,12 +245,13 @@ def run_sweep(
             f"study {study_name!r} in {url} was made to {study.direction.name.lower()}, but "
             f"{key} should {direction}; choose another --study-name"
         )
+    said: set[str] = set()  # the trials' first lines, each printed once
     while True:
         with file_lock(lock_path):
             if len(study.get_trials(deepcopy=False)) >= n_trials:
                 break
             trial = study.ask()
-        _run_trial(study, trial, base, space, out, (key, mode), command)
+        _run_trial(study, trial, base, space, out, (key, mode), command, said=said)
     return _write_outputs(study, out, key)
 
 
@@ -263,6 +264,7 @@ def _run_trial(
     monitor: tuple[str, str],
     command: str,
     callbacks: Sequence[Callback] = (),
+    said: set[str] | None = None,
 ) -> None:
     # Seeded per trial: a single worker is reproducible, and parallel workers differ.
     seed = int(np.random.SeedSequence([base.seed % 2**32, trial.number]).generate_state(1)[0])
@@ -276,7 +278,7 @@ def _run_trial(
         trial.set_user_attr("run_dir", str(run_dir))
         if run_dir.exists():
             raise ArchlabError(f"{run_dir}: exists already; give each study its own --out")
-        runner.train_at(cfg, run_dir, command=command, callbacks=[report, *callbacks], once=True)
+        runner.train_at(cfg, run_dir, command=command, callbacks=[report, *callbacks], said=said)
     except NonFiniteLossError as e:  # a diverging corner of the space, not a broken sweep
         study.tell(trial, state=TrialState.FAIL)
         print(f"trial {trial.number}: failed: {e}", file=sys.stderr)

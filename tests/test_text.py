@@ -750,33 +750,44 @@ def test_labels_that_differ_only_in_case_are_said_on_a_first_line(tmp_path: Path
 
 
 def test_the_separator_is_told_from_the_header_outside_quotes(tmp_path: Path) -> None:
-    from archlab.data.csv_format import sniff_separator
+    from archlab.data.csv_format import read_text_csv
+
+    def sep_of(path: Path) -> str:
+        return read_text_csv(path, "auto", lambda codec, sep: sep)[0]
 
     cases = {'text,"a; b; c",label': ",", "text\tlabel": "\t", "a;b": ";", "a|b|c": "|",
              "one": ",", "a,b;c": ",", "": ","}  # fmt: skip
     for i, (header, sep) in enumerate(cases.items()):
         path = tmp_path / f"{i}.csv"
         path.write_text(header + "\nx\n")
-        assert sniff_separator(path) == sep, header
+        assert sep_of(path) == sep, header
     gz = tmp_path / "t.tsv.gz"
     gz.write_bytes(gzip.compress(b"text\tlabel\nx\ty\n"))
-    assert sniff_separator(gz) == "\t"
+    assert sep_of(gz) == "\t"
 
 
 def test_encoding_detection_reads_in_chunks_and_names_the_right_offset(tmp_path: Path) -> None:
-    from archlab.data.csv_format import resolve_encoding
+    from archlab.data.csv_format import read_text_csv
+
+    path = tmp_path / "big.csv"
+    reads: list[str] = []
+
+    def read(codec: str, sep: str) -> str:  # what a reader does: decode the whole file
+        reads.append(codec)
+        return path.read_bytes().decode(codec)
 
     # A two-byte UTF-8 character split by the 1 MiB chunk boundary, then a latin-1 byte.
     data = b"a" * ((1 << 20) - 1) + "é".encode() + b"xx" + b"\xe9" + b"yy"
-    path = tmp_path / "big.csv"
     path.write_bytes(data)
-    codec, note = resolve_encoding(path)
+    _, codec, note = read_text_csv(path, "auto", read)
     at = data.index(b"\xe9")
     assert codec == "cp1252" and f"(byte 0xe9 at offset {at})" in note
+    assert reads == ["utf-8", "cp1252"]  # UTF-8 first; the file is scanned only when it fails
     path.write_bytes(b"a" * ((1 << 20) - 1) + "é".encode())  # valid across the boundary
-    assert resolve_encoding(path) == ("utf-8", "")
+    assert read_text_csv(path, "auto", read)[1:] == ("utf-8", "")
     path.write_bytes(b"abc\xc3")  # a character cut off at the end
-    assert "byte 0xc3 at offset 3" in resolve_encoding(path)[1]
+    assert "byte 0xc3 at offset 3" in read_text_csv(path, "auto", read)[2]
+    assert read_text_csv(path, "latin-1", read)[1:] == ("latin-1", "")  # a codec given: as is
 
 
 def test_workbooks_and_binary_files_are_one_line_and_utf16_exports_read(tmp_path: Path) -> None:

@@ -1,18 +1,26 @@
-"""The format of a user's CSV: its text encoding (a byte-order mark skipped, UTF-8 or a western
-Windows/latin encoding told apart from the bytes: ``data.encoding=auto``) and its field
-separator (a comma, or the tab, semicolon or bar its header line is split by)."""
+"""The format of a user's CSV: text or not, its field separator (a comma, or the tab, semicolon
+or bar its header line is split by) and its text encoding (``data.encoding=auto``: UTF-8, or,
+where that fails, a western Windows/latin encoding, said in a first line). A byte-order mark is
+skipped whatever the encoding."""
 
 from __future__ import annotations
 
 import codecs
 import contextlib
 import gzip
+import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
+
+import pandas as pd
 
 from archlab.errors import ArchlabError
+
+T = TypeVar("T")
+SEPARATORS = (",", "\t", ";", "|")
+UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # Excel's "Unicode text" export
 
 
 @contextlib.contextmanager
@@ -25,47 +33,74 @@ def past_bom(path: Path) -> Iterator[BinaryIO]:
         yield f
 
 
-def resolve_encoding(path: Path, encoding: str = "auto") -> tuple[str, str]:
-    """The codec to read ``path`` (plain or .gz) with, and a first-line note where ``auto``
-    found it not UTF-8. auto: UTF-8 when every byte decodes as UTF-8 (a file in another
-    encoding almost never does), else cp1252 (what Windows tools export in western Europe and
-    the Americas), else latin-1 (which decodes any byte)."""
+def read_text_csv(path: Path, encoding: str, read: Callable[[str, str], T]) -> tuple[T, str, str]:
+    """``read(codec, separator)`` of the CSV ``path`` (plain or .gz), a zip archive or binary
+    content refused first; returns what it read, the codec and a first-line note.
+
+    ``encoding`` auto: UTF-16 by its byte-order mark, else UTF-8; where reading as UTF-8 fails,
+    cp1252 (what Windows tools export in western Europe and the Americas), else latin-1 (which
+    decodes any byte), with a note naming the first byte UTF-8 could not decode. Only then is
+    the file scanned: a UTF-8 file is read once."""
+    head = _head(path)
+    _refuse_binary(path, head)
+    sep = _separator(head)
     if encoding != "auto":
-        return encoding, ""
-    if _head(path).startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16", ""  # Excel's "Unicode text" export
+        return read(encoding, sep), encoding, ""
+    if head.startswith(UTF16_BOMS):
+        return read("utf-16", sep), "utf-16", ""
+    with contextlib.suppress(UnicodeDecodeError):
+        return read("utf-8", sep), "utf-8", ""
     where = _first_bad_byte(path, "utf-8")
-    if not where:
-        return "utf-8", ""
     codec = "latin-1" if _first_bad_byte(path, "cp1252") else "cp1252"
     note = (f"data: {path} is not UTF-8 ({where}): read as {codec} (data.encoding=auto; set "
             "data.encoding=NAME to read it otherwise)")  # fmt: skip
-    return codec, note
+    return read(codec, sep), codec, note
 
 
-def check_text_file(path: Path) -> None:
-    """Refuse a file that is not text: a zip archive (an Excel .xlsx workbook is one) or binary
-    content (a NUL byte in its first 4 KiB, decompressed for .gz; UTF-16 text, which has
-    them, is recognized by its byte-order mark)."""
+def header(path: Path) -> list[str] | None:
+    """The column names of the CSV ``path``; None where it is binary or cannot be read (a
+    reader that needs it then names the file)."""
     head = _head(path)
+    try:
+        _refuse_binary(path, head)
+        codec = "utf-16" if head.startswith(UTF16_BOMS) else "utf-8"
+        names = pd.read_csv(io.BytesIO(head), nrows=0, sep=_separator(head), encoding=codec,
+                            encoding_errors="replace").columns  # fmt: skip
+    except (ArchlabError, ValueError, pd.errors.ParserError):
+        return None
+    return [str(c) for c in names]
+
+
+def _head(path: Path) -> bytes:
+    """The first 64 KiB of ``path`` (decompressed for .gz; b"" where it cannot be read: the
+    reader then names the file)."""
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+            return f.read(1 << 16)
+    except (OSError, EOFError):
+        return b""
+
+
+def _refuse_binary(path: Path, head: bytes) -> None:
+    """A zip archive (an Excel .xlsx workbook is one) or binary content (a NUL byte in the
+    first 4 KiB; UTF-16 text, which has them, is told by its byte-order mark): one line."""
     if head.startswith(b"PK\x03\x04"):
         raise ArchlabError(
             f"{path}: a zip archive, not a CSV file (an Excel .xlsx workbook is one): save it "
             "as CSV"
         )
-    utf16 = head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
-    if b"\x00" in head and not utf16:
+    if b"\x00" in head[:4096] and not head.startswith(UTF16_BOMS):
         raise ArchlabError(f"{path}: not a CSV file (binary content)")
 
 
-def _head(path: Path) -> bytes:
-    """The first 4 KiB of ``path`` (decompressed for .gz; b"" where it cannot be read: the
-    reader then names the file)."""
-    try:
-        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
-            return f.read(4096)
-    except (OSError, EOFError):
-        return b""
+def _separator(head: bytes) -> str:
+    """The one of SEPARATORS the header line holds most outside quotes (a quoted column name
+    may hold any); a comma on a tie or where it holds none. Tab-separated exports and the
+    semicolon files of locales with a decimal comma then read without a flag."""
+    line = head.split(b"\n", 1)[0].decode("latin-1")  # separators are ASCII in every encoding
+    line = re.sub(r'"[^"]*"', "", line)
+    best = max(SEPARATORS, key=line.count)  # max keeps the first of equals: a comma
+    return best if line.count(best) else ","
 
 
 def _first_bad_byte(path: Path, codec: str) -> str:
@@ -84,25 +119,3 @@ def _first_bad_byte(path: Path, codec: str) -> str:
             if not chunk:
                 return ""
             seen += len(chunk)
-
-
-SEPARATORS = (",", "\t", ";", "|")
-
-
-def sniff_separator(path: Path) -> str:
-    """The field separator of ``path`` (plain or .gz): the one of SEPARATORS its header line
-    holds most outside quotes, a comma on a tie or where it holds none. Tab-separated exports
-    and the semicolon files of locales with a decimal comma then read without a flag."""
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as g:
-                head = g.readline(1 << 16)
-        else:
-            with past_bom(path) as f:
-                head = f.readline(1 << 16)
-    except (OSError, EOFError):
-        return ","  # unreadable: the reader says so, naming the file
-    line = head.decode("latin-1")  # separators are ASCII in every encoding read here
-    line = re.sub(r'"[^"]*"', "", line)  # a quoted column name may hold any of them
-    best = max(SEPARATORS, key=line.count)  # max keeps the first of equals: a comma
-    return best if line.count(best) else ","

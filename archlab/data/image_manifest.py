@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from archlab import fingerprint
-from archlab.data.csv_format import check_text_file, sniff_separator
+from archlab.data.csv_format import read_text_csv
 from archlab.data.image_set import (
     IMAGE_EXTENSIONS,
     SPLIT_NAMES,
@@ -56,13 +56,12 @@ def load_manifest(
 ) -> ImageSet:
     """A CSV with one row per image: a path (relative to the CSV's folder), a label, a split."""
     fingerprint.record(path)
-    check_text_file(path)
+
+    def read(codec: str, sep: str) -> pd.DataFrame:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, encoding=codec)
+
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sniff_separator(path))
-    except UnicodeDecodeError:
-        raise ArchlabError(
-            f"{path}: cannot decode as UTF-8; re-save the manifest as UTF-8"
-        ) from None
+        df, _, _ = read_text_csv(path, "auto", read)
     except pd.errors.EmptyDataError:
         raise ArchlabError(f"{path}: the manifest is empty (expected a header and rows)") from None
     except (pd.errors.ParserError, OSError, EOFError) as e:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 import pandas as pd
 
-from archlab.data.csv_format import sniff_separator
+from archlab.data import csv_format
 from archlab.data.sales_csv import (
     check_join,
     check_unique,
@@ -318,18 +318,7 @@ def _shared_key(root: Path, keys: list[str], names: list[str]) -> str:
 def _header(root: Path, name: str) -> list[str] | None:
     """The columns of the table ``name`` beside the panel; None where it is missing, binary or
     unreadable (a join, if any, then names the file)."""
-    if not _exists(root, name):
-        return None
-    path = resolve_file(root, name)
-    try:
-        if path.suffix != ".gz":
-            with open(path, "rb") as f:
-                if b"\x00" in f.read(4096):
-                    return None
-        head = pd.read_csv(path, nrows=0, encoding_errors="replace", sep=sniff_separator(path))
-        return [str(c) for c in head.columns]
-    except (OSError, ValueError, pd.errors.ParserError):
-        return None
+    return csv_format.header(resolve_file(root, name)) if _exists(root, name) else None
 
 
 def _unused_keys(table: pd.DataFrame, df: pd.DataFrame, key: str, path: Path) -> list[str]:

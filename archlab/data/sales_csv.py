@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from archlab import fingerprint
-from archlab.data.csv_format import check_text_file, resolve_encoding, sniff_separator
+from archlab.data.csv_format import read_text_csv
 from archlab.errors import ArchlabError
 
 
@@ -31,12 +31,13 @@ def read_csv(path: Path, required: Sequence[str], encoding: str = "auto") -> pd.
     """Read a CSV (plain or .gz; CR/LF/CRLF line endings) and check its required columns;
     ``df.attrs["encoding_note"]`` says where ``auto`` found the file not UTF-8."""
     fingerprint.record(path)
-    check_text_file(path)
-    try:
-        codec, note = resolve_encoding(path, encoding)
-        sep = sniff_separator(path)
+
+    def read(codec: str, sep: str) -> pd.DataFrame:
         # Semicolon files come from locales that write 12,5 for 12.5 (a 12.5 still reads).
-        df = pd.read_csv(path, encoding=codec, sep=sep, decimal="," if sep == ";" else ".")
+        return pd.read_csv(path, encoding=codec, sep=sep, decimal="," if sep == ";" else ".")
+
+    try:
+        df, _, note = read_text_csv(path, encoding, read)
     except LookupError:
         raise ArchlabError(
             f"unknown encoding {encoding!r}: use a Python codec name, e.g. data.encoding=latin-1"

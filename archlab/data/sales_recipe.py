@@ -76,8 +76,8 @@ def derive(
     """``c`` (season resolved) with every None of the recipe derived, except level_weight
     (see ``level_weight``), and where each value came from."""
     H, unit = c.horizon, _days(step_days)
-    keys = ("window", "val_steps", "val_gap", "level_steps", "smooth_steps", "test_steps")
-    why = {k: "config" for k in keys[: 6 if H == 1 else 5]}
+    keys = ("window", "val_steps", "val_gap", "level_steps", "smooth_steps")
+    why = {k: "config" for k in (*keys, "test_steps") if k in keys or H == 1}
     v: dict[str, Any] = {}
     if c.window is None:
         v["window"] = window_steps(step_days)

@@ -22,12 +22,7 @@ import torch
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from archlab import fingerprint
-from archlab.data.csv_format import (
-    check_text_file,
-    past_bom,
-    resolve_encoding,
-    sniff_separator,
-)
+from archlab.data.csv_format import past_bom, read_text_csv
 from archlab.errors import ArchlabError
 from archlab.utils import ContentCache, file_key
 
@@ -282,12 +277,30 @@ def read_csv(
     if not path.is_file():
         raise ArchlabError(f"{path}: no such file")
     fingerprint.record(path)
-    check_text_file(path)
-    encoding, note = resolve_encoding(path, encoding)
-    sep = sniff_separator(path)
-    try:
+
+    def read(codec: str, sep: str) -> pd.DataFrame:
         with past_bom(path) as f:
-            head = pd.read_csv(f, nrows=0, encoding=encoding, sep=sep)
+            found = [str(c) for c in pd.read_csv(f, nrows=0, encoding=codec, sep=sep).columns]
+        for col in columns:
+            if col not in found:
+                raise ArchlabError(
+                    f"{path}: no column {col!r} (columns found: {', '.join(found)}); {fix}"
+                )
+        # keep_default_na=False: a tweet reading 'NA' or 'null' is text, not a missing value.
+        with past_bom(path) as f:
+            df = pd.read_csv(
+                f,
+                usecols=[*columns, *(c for c in optional if c in found and c not in columns)],
+                dtype=str,
+                encoding=codec,
+                sep=sep,
+                keep_default_na=False,
+            )
+        df.attrs["columns"] = found  # every column of the file, not only those kept
+        return df
+
+    try:
+        df, codec, note = read_text_csv(path, encoding, read)
     except LookupError:
         raise ArchlabError(
             f"unknown encoding {encoding!r}: use a Python codec name, "
@@ -299,29 +312,8 @@ def read_csv(
         raise ArchlabError(f"{path}: the file is empty (expected a header line and rows)") from None
     except (pd.errors.ParserError, csv.Error) as e:
         raise ArchlabError(f"{path}: not a readable CSV ({str(e).splitlines()[0][:120]})") from None
-    found = [str(c) for c in head.columns]
-    for col in columns:
-        if col not in found:
-            raise ArchlabError(
-                f"{path}: no column {col!r} (columns found: {', '.join(found)}); {fix}"
-            )
-    try:
-        # keep_default_na=False: a tweet reading 'NA' or 'null' is text, not a missing value.
-        with past_bom(path) as f:
-            df = pd.read_csv(
-                f,
-                usecols=[*columns, *(c for c in optional if c in found and c not in columns)],
-                dtype=str,
-                encoding=encoding,
-                sep=sep,
-                keep_default_na=False,
-            )
-        df.attrs.update(encoding=encoding, encoding_note=note)
-        return df
-    except UnicodeDecodeError as e:
-        raise _decode_error(path, encoding, e) from None
-    except (pd.errors.ParserError, csv.Error) as e:
-        raise ArchlabError(f"{path}: not a readable CSV ({str(e).splitlines()[0][:120]})") from None
+    df.attrs.update(encoding=codec, encoding_note=note)
+    return df
 
 
 def _decode_error(path: Path, encoding: str, e: UnicodeDecodeError) -> ArchlabError:
@@ -399,8 +391,7 @@ def _load_text_table(
             f"({counts['dropped_empty_text']} empty texts, {counts['dropped_non_text']} numbers, "
             f"{counts['dropped_missing_label']} missing labels)"
         )
-    encoding = df.attrs["encoding"]
-    row_weights = _row_weights(df, path, weight_column, keep, encoding) if weight_column else None
+    row_weights = _row_weights(df, path, weight_column, keep) if weight_column else None
     groups: dict[str, list[int]] = {}
     for i, k in enumerate(keys):
         if keep[i]:
@@ -450,7 +441,7 @@ def _load_text_table(
         source=str(path),
         counts=counts,
         weights=None if row_weights is None else np.array(group_weights, dtype=np.float64),
-        encoding=encoding,
+        encoding=df.attrs["encoding"],
         notes=[n for n in (df.attrs["encoding_note"], _case_note(path, names)) if n],
     )
 
@@ -468,17 +459,12 @@ def _case_note(path: str | Path, names: list[str]) -> str:
             "classes of their own; write each label one way in the file to merge them")  # fmt: skip
 
 
-def _row_weights(
-    df: pd.DataFrame, path: str | Path, column: str, keep: list[bool], encoding: str
-) -> np.ndarray:
+def _row_weights(df: pd.DataFrame, path: str | Path, column: str, keep: list[bool]) -> np.ndarray:
     """The weight column as floats; an unusable value in a kept row is a one-line error."""
     if column not in df.columns:  # read_csv kept only the columns it was asked for
-        with past_bom(Path(path)) as f:
-            found = pd.read_csv(f, nrows=0, encoding=encoding, sep=sniff_separator(Path(path)))
-            found = found.columns
         raise ArchlabError(
             f"{path}: no column {column!r} for data.weight_column (columns found: "
-            f"{', '.join(map(str, found))}); name a numeric column, or drop the setting"
+            f"{', '.join(df.attrs['columns'])}); name a numeric column, or drop the setting"
         )
     values = pd.to_numeric(df[column].str.strip(), errors="coerce").to_numpy(np.float64)
     kept = np.asarray(keep, dtype=bool)
