@@ -91,13 +91,29 @@ class HorizonFeaturizer(PlainJSON):
 
     @classmethod
     def fit(
-        cls, panel: Panel, n_train: int, *, min_scale: float = 1.0, **recipe: Any
+        cls,
+        panel: Panel,
+        n_train: int,
+        *,
+        series_keys: Sequence[str],
+        covariates: Sequence[str],
+        known_covariates: Sequence[str],
+        step_days: int,
+        season: int,
+        window: int,
+        horizon: int,
+        events: Sequence[str] = (),
+        min_scale: float = 1.0,
+        level_steps: int = 0,
+        level_weight: float = 0.0,
+        smooth_steps: int = 3,
+        residual: str = "smoothed",
     ) -> HorizonFeaturizer:
         """Fit on the first ``n_train`` steps: each series' mean and std (a series without
         training steps has no scaler: it is not "known"), each covariate's mean and std (None
         where constant there, e.g. markdowns NA before Nov 2011: it would teach nothing and be
-        far out of range later, so it enters as 0) and each key's values; ``recipe``: the
-        other fields (series_keys, covariates, window, horizon...)."""
+        far out of range later, so it enters as 0) and each key's values; the keyword
+        arguments are the recipe, kept as given (see the fields)."""
         offset, scale, n_obs = series_scalers(panel.y, n_train, min_scale)
         keep = n_obs > 0
         S, _, C = panel.cov.shape
@@ -113,8 +129,19 @@ class HorizonFeaturizer(PlainJSON):
             key_vocab=tuple(tuple(sorted(plain(x) for x in k)) for k in keys),
             cov_mean=tuple(mean.tolist()),
             cov_std=tuple(v if v > 0 else None for v in std.tolist()),
+            series_keys=tuple(series_keys),
+            covariates=tuple(covariates),
+            known_covariates=tuple(known_covariates),
+            step_days=int(step_days),
+            season=int(season),
+            window=int(window),
+            horizon=int(horizon),
+            events=tuple(events),
             min_scale=float(min_scale),
-            **{k: tuple(v) if isinstance(v, list | tuple) else plain(v) for k, v in recipe.items()},
+            level_steps=int(level_steps),
+            level_weight=float(level_weight),
+            smooth_steps=int(smooth_steps),
+            residual=str(residual),
         )
 
     @property
