@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -92,6 +92,7 @@ class Prepared:
     device: torch.device
     dist: Dist
     state: dict[str, Any] | None  # the Trainer's resume state, None for a fresh start
+    say: Callable[[str], None]  # prints a note line (a search's trials: each line once)
 
 
 def prepare(
@@ -112,6 +113,7 @@ def prepare(
     rank prepares; rank 0 alone writes.
     """
     d = distributed.from_env()
+    say = _sayer(said)
     if run_dir is None:
         assert out is not None
         rundir.check_out_dir(Path(out))  # before the data is read: that can take a while
@@ -124,14 +126,9 @@ def prepare(
         check_same_data(run_dir, inputs, "resume")
     sources = _record_sources(cfg, data)
     if d.is_main and cfg.train.progress != "off":
-        # What was read and how it was split, beside the progress lines; ``said`` (the trials
-        # of a search): the lines its earlier runs printed, not printed again.
-        lines = ([] if resume else [describe_sources(sources)]) + list(data.notes)
-        for line in lines:
-            if said is None or line not in said:
-                print(line, file=sys.stderr, flush=True)
-        if said is not None:
-            said.update(lines)
+        # What was read and how it was split, beside the progress lines.
+        for line in ([] if resume else [describe_sources(sources)]) + list(data.notes):
+            say(line)
     state = None
     if resume:
         assert run_dir is not None
@@ -156,7 +153,20 @@ def prepare(
         rundir.write_recorded(run_dir / rundir.INPUTS, json_text(inputs))
         rundir.write_fitted(run_dir, data.fitted)  # before training: an interrupted run has it
     data.train.rank, data.train.world = d.rank, d.world  # each rank trains on its shard
-    return Prepared(cfg, run_dir, data, task, TASKS[cfg.task].monitor, device, d, state)
+    return Prepared(cfg, run_dir, data, task, TASKS[cfg.task].monitor, device, d, state, say)
+
+
+def _sayer(said: set[str] | None) -> Callable[[str], None]:
+    """Print a note line to stderr; with ``said`` (the lines a search's earlier trials
+    printed) a line already there is not printed again, and a new one is added."""
+
+    def say(line: str) -> None:
+        if said is None or line not in said:
+            print(line, file=sys.stderr, flush=True)
+        if said is not None:
+            said.add(line)
+
+    return say
 
 
 def _record_sources(cfg: RunConfig, data: DataBundle[Any, Any]) -> dict[str, str]:
@@ -223,6 +233,7 @@ def fit(p: Prepared, callbacks: Sequence[Callback] = ()) -> Path:
         dist=d,
         cpu_amp=p.task.cpu_amp,
         lr_scale=p.task.lr_scale,
+        say=p.say,
     )
     if (g := governor()) is not None:
         g.adjust()  # train.threads=0: time train.amp=auto's candidates at the count training uses

@@ -180,4 +180,5 @@ def test_a_searchs_trials_print_the_same_first_lines_once(
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert err.count("text normalization over") == 1 and err.count("\\nconfig: ") <= 1
+    assert err.count("archlab: precision: ") == 1  # the trainer's note, as the data's
     assert err.count("trial 1: ") == 1  # the second trial ran, and said so

@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,10 +77,12 @@ class Trainer:
         cpu_amp: bool = True,
         precision: amp.Precision | None = None,
         lr_scale: LrScale | None = None,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         """``cpu_amp=False``: the task's networks stay fp32 on a CPU under ``train.amp=auto``;
         ``precision``: a saved run's (evaluation), else chosen when fitting; ``lr_scale``: a
-        factor on the learning rate per parameter name (a fine-tuned body's lower rate)."""
+        factor on the learning rate per parameter name (a fine-tuned body's lower rate);
+        ``say``: prints a note line (a search's says each line once), else stderr."""
         self.cfg, self.optim_cfg, self.reg = train, optim, reg
         self.seed = seed
         self.device = device
@@ -97,6 +99,7 @@ class Trainer:
         self.cpu_amp = cpu_amp
         self.precision = precision
         self.lr_scale = lr_scale
+        self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision is None:  # evaluating without a fit or a saved choice: no timing
@@ -115,7 +118,7 @@ class Trainer:
             steps = min(steps, self.cfg.max_steps_per_epoch)
         self.precision = saved or self._choose_precision(task, data, model, steps)
         if self.dist.is_main and self.cfg.progress != "off":
-            print(f"archlab: precision: {self.precision.describe()}", file=sys.stderr, flush=True)
+            self.say(f"archlab: precision: {self.precision.describe()}")
         if self.cfg.channels_last or self.precision.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
