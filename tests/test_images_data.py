@@ -374,6 +374,23 @@ def test_manifest_written_on_windows_reads_backslash_paths_and_semicolons(tmp_pa
     np.testing.assert_array_equal(s.images[0, 0], first)
 
 
+def test_manifest_saved_by_a_windows_tool_in_cp1252_reads_and_says_so(tmp_path: Path) -> None:
+    names = _pngs(tmp_path / "img", 24)
+    labels = ["crème", "café", "naïve"]
+    tags = ["train"] * 15 + ["val"] * 3 + ["test"] * 6
+    rows = [
+        f"img/{n},{labels[i % 3]},{t}" for i, (n, t) in enumerate(zip(names, tags, strict=True))
+    ]
+    path = tmp_path / "labels.csv"
+    path.write_bytes(("\n".join(["file,label,split", *rows]) + "\n").encode("cp1252"))
+    _, data = _image_task(path)
+    assert data.info["class_names"] == sorted(labels) and data.info["encoding"] == "cp1252"
+    assert any("is not UTF-8 (byte 0xe8" in n and "read as cp1252" in n for n in data.notes)
+    utf8 = _manifest(tmp_path, "file,label,split", rows, "utf8.csv")
+    _, again = _image_task(utf8)
+    assert again.info["encoding"] == "utf-8" and not any("UTF-8" in n for n in again.notes)
+
+
 def test_kaggle_manifest_ids_without_extension_and_image_root(tmp_path: Path) -> None:
     names = _pngs(tmp_path / "train", 20, ".jpg")
     rows = [f"{n.removesuffix('.jpg')},{i % 2}" for i, n in enumerate(names)]

@@ -61,7 +61,7 @@ def load_manifest(
         return pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, encoding=codec)
 
     try:
-        df, _, _ = read_text_csv(path, "auto", read)
+        df, codec, note = read_text_csv(path, "auto", read)
     except pd.errors.EmptyDataError:
         raise ArchlabError(f"{path}: the manifest is empty (expected a header and rows)") from None
     except (pd.errors.ParserError, OSError, EOFError) as e:
@@ -144,6 +144,8 @@ def load_manifest(
         layout="manifest",
         split_origin=origin if scol else {},
         digests=dec.digests,
+        encoding=codec,
+        notes=[note] if note else [],
     )
 
 

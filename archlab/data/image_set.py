@@ -55,6 +55,8 @@ class ImageSet:
     # Per image, a hash of its bytes (the file's, or the array's for npz and digits): images
     # with equal digests are the same picture, kept in one split when splits are carved.
     digests: list[str] | None = None
+    encoding: str = ""  # a manifest's text encoding (data.json), "" for images alone
+    notes: list[str] = field(default_factory=list)  # first lines about reading (an encoding)
 
 
 def digest(data: bytes) -> str:

@@ -187,11 +187,14 @@ class ImageData:
             "ignored_non_images": s.ignored,
             "split_sha256": {k: sha256_array(v) for k, v in split.items()},
         }
+        if s.encoding:
+            info["encoding"] = s.encoding  # a manifest's, as text and sales runs record theirs
         notes = [
             f"data: {s.source} ({s.layout.replace('_', ' ')}), {len(labels)} images, "
             f"{len(s.class_names)} classes",
             "data: splits "
             + ", ".join(f"{k} {len(v)} ({split_source[k]})" for k, v in split.items()),
+            *s.notes,
         ]
         if groups is not None:
             info["duplicates"] = dup = _duplicates(groups, split)
