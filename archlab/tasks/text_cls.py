@@ -103,6 +103,61 @@ class TextContext:
 TextBundle = DataBundle[TextFitted, TextContext]
 
 
+class _Tokens(NamedTuple):
+    """A run's tokenizer, the vectors behind it (None without), data.json keys and notes."""
+
+    tokenizer: Tokenizer
+    vectors: PretrainedVocabulary | None
+    info: dict[str, Any]
+    notes: list[str]
+
+
+def _check_embed_dim(embeddings: str, embed_dim: int | None) -> None:
+    dim = peek_dim(embeddings)
+    if embed_dim is not None and embed_dim != dim:
+        raise ArchlabError(
+            f"model.embed_dim={embed_dim} conflicts with data.embeddings={embeddings} "
+            f"({dim}-dimensional vectors); drop model.embed_dim or set it to {dim}"
+        )
+
+
+def _weights_info(column: str, tw: np.ndarray) -> tuple[dict[str, Any], str]:
+    """data.json's summary of the training texts' weights (data.weight_column), and its line."""
+    w = {
+        "column": column,
+        "train_mean": float(tw.mean()),
+        "train_min": float(tw.min()),
+        "train_max": float(tw.max()),
+        "train_zero": int((tw == 0).sum()),
+    }
+    note = (
+        f"training weights from column {column!r}: mean {w['train_mean']:.3f} "
+        f"(min {w['train_min']:.3g}, max {w['train_max']:.3g}) over {len(tw)} training "
+        f"texts, {w['train_zero']} at 0; validation and test are scored unweighted"
+    )
+    return w, note
+
+
+def _batches(
+    idx: np.ndarray, x: torch.Tensor, lengths: torch.Tensor, y: torch.Tensor, by_position: bool
+) -> Batches:
+    """Batches of the texts ``idx``; ``y`` holds a label per text, or (``by_position``) the
+    training targets in the order of ``idx``."""
+    sel = torch.from_numpy(idx)
+    device = x.device
+
+    def fetch(
+        i: torch.Tensor, gen: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        j = sel[i]
+        n = lengths[j]
+        # Pad per batch: trim to the longest text in this batch, not in the data set.
+        jd = j.to(device, non_blocking=True)  # a batch of indices, not of data
+        return x[jd, : int(n.max())], n, (y[i.to(device)] if by_position else y[jd])
+
+    return Batches(len(idx), fetch)
+
+
 class TextData:
     """Reads a text CSV, splits it by distinct text, and fits (or reuses) the tokenizer.
 
@@ -120,13 +175,7 @@ class TextData:
     def build(self, device: torch.device, fitted: TextFitted | None = None) -> TextBundle:
         c = self.data_cfg
         if c.embeddings and fitted is None:  # one line read: fail before the CSV is read
-            dim = peek_dim(c.embeddings)
-            if self.model_cfg.embed_dim is not None and self.model_cfg.embed_dim != dim:
-                raise ArchlabError(
-                    f"model.embed_dim={self.model_cfg.embed_dim} conflicts with "
-                    f"data.embeddings={c.embeddings} ({dim}-dimensional vectors); drop "
-                    f"model.embed_dim or set it to {dim}"
-                )
+            _check_embed_dim(c.embeddings, self.model_cfg.embed_dim)
         # Weights only shape training: eval and ensemble (fitted given) never need the column.
         table = load_text_table(
             c.path,
@@ -138,62 +187,28 @@ class TextData:
             weight_column=c.weight_column if fitted is None else "",
         )
         if fitted is not None and tuple(table.class_names) != fitted.class_names:
-            raise ArchlabError(
-                f"{c.path}: classes {list(table.class_names)} differ from the run's "
-                f"{list(fitted.class_names)}"
-            )
+            raise ArchlabError(f"{c.path}: classes {list(table.class_names)} differ from the "
+                               f"run's {list(fitted.class_names)}")  # fmt: skip
         keep = stratified_subset(table.labels, c.subset, self.split_seed)
         texts = [table.texts[i] for i in keep]
         labels = table.labels[keep]
         sample_w = None if table.weights is None else table.weights[keep]
         # One sample per distinct cleaned text, so a text can never be in two splits.
         split = stratified_split(labels, c.val_fraction, c.test_fraction, self.split_seed)
-        train_texts = [texts[i] for i in split["train"]]
-        vectors: PretrainedVocabulary | None = None
-        notes = list(table.notes)
-        mentions = None  # data.mentions=drop: every @mention is <user>
-        if fitted is None and c.mentions == "keep":
-            mentions = frequent_mentions(train_texts, c.mention_min_count)
-        # The HTML entities a fitted tokenizer unescapes (those of the training texts and the
-        # common ones); a saved run's tokenizer keeps the rules it was saved with.
-        entities = entities_in(train_texts) if fitted is None else None
-        folded = normalization_counts(texts, entities) if entities is not None else None
-        if folded is not None:
-            notes.append(_normalization_note(folded, len(texts)))
-        if fitted is not None:  # eval/ensemble: the run's own vocabulary, no vectors file
-            tokenizer = fitted.tokenizer
-        elif c.embeddings:
-            vectors = pretrained_vocabulary(
-                train_texts,
-                c.embeddings,
-                vocab_size=c.vocab_size,
-                min_frequency=c.min_frequency,
-                first_words=c.embeddings_words,
-                seed=self.seed,
-                source=c.path,
-                mentions=mentions,
-                entities=entities,
-            )
-            tokenizer = vectors.tokenizer
-            notes.append(vectors.note(c.embeddings))
-        else:
-            tokenizer = train_tokenizer(
-                train_texts, c.vocab_size, c.min_frequency, mentions=mentions, entities=entities
-            )
-        x, lengths = encode(tokenizer, texts, c.max_length)
+        tok = self._tokenizer(texts, [texts[i] for i in split["train"]], fitted)
+        x, lengths = encode(tok.tokenizer, texts, c.max_length)
         # Tokens and labels live on the device once; lengths stay on the CPU, where
         # pack_padded_sequence wants them, so a batch costs no host-to-device copy.
         x, y = x.to(device), torch.from_numpy(labels).to(device)
         names = table.class_names
         train_counts = np.bincount(labels[split["train"]], minlength=len(names))
-        weights = class_weights(train_counts) if c.class_weights else None
         info = {
             "source": table.source,
             "encoding": table.encoding,
             "class_names": names,
             "text_column": c.text_column,
             "label_column": c.label_column,
-            "vocab_size": tokenizer.get_vocab_size(),
+            "vocab_size": tok.tokenizer.get_vocab_size(),
             "rows": table.counts,
             "conflicts": f"repeated texts with differing labels: {c.conflicts} (ties dropped)",
             "n_samples": len(texts),
@@ -205,94 +220,97 @@ class TextData:
             "mean_tokens": float(lengths.float().mean()),
             "truncated_texts": int((lengths >= c.max_length).sum()),
             "split_sha256": {k: sha256_array(v) for k, v in split.items()},
+            **tok.info,
         }
-        if vectors is not None:
-            info["embeddings"] = vectors.info
-        if mentions is not None:
-            info["mentions_kept"] = list(mentions)
-        if folded is not None:
-            info["normalization"] = folded
+        notes = [*table.notes, *tok.notes]
         tr = split["train"]
         tw = None if sample_w is None else sample_w[tr]  # the training texts' weights
         if tw is not None:
-            w = info["weights"] = {
-                "column": c.weight_column,
-                "train_mean": float(tw.mean()),
-                "train_min": float(tw.min()),
-                "train_max": float(tw.max()),
-                "train_zero": int((tw == 0).sum()),
-            }
-            notes.append(
-                f"training weights from column {c.weight_column!r}: mean {w['train_mean']:.3f} "
-                f"(min {w['train_min']:.3g}, max {w['train_max']:.3g}) over {len(tw)} training "
-                f"texts, {w['train_zero']} at 0; validation and test are scored unweighted"
-            )
+            info["weights"], note = _weights_info(c.weight_column, tw)
+            notes.append(note)
         teacher: dict[str, float] = {}
         train_y = None  # the distillation targets, in train order
         if fitted is None:
             fitted = TextFitted(
                 class_names=tuple(names),
-                tokenizer=tokenizer,
+                tokenizer=tok.tokenizer,
                 text_column=c.text_column,
-                embed_dim=vectors.info["dim"] if vectors is not None else None,
-                class_weights=weights,
-                pretrained=vectors.weight if vectors is not None else None,
+                embed_dim=tok.vectors.info["dim"] if tok.vectors is not None else None,
+                class_weights=class_weights(train_counts) if c.class_weights else None,
+                pretrained=tok.vectors.weight if tok.vectors is not None else None,
             )
-            # What the loss reads beyond the label (TrainTargets): the text's weight and the
-            # soft targets (the distillation blend, or with weights alone the label's one-hot).
-            rows = None
-            if c.distill > 0:
-                rows, teacher = distill_targets(
-                    [texts[i] for i in tr],
-                    labels[tr],
-                    len(names),
-                    c.distill,
-                    c.distill_folds,
-                    self.split_seed,
-                    tw,
-                )
-            elif tw is not None:
-                rows = np.concatenate([labels[tr, None], np.eye(len(names))[labels[tr]]], 1)
-            if rows is not None:
-                rows_t = torch.from_numpy(rows.astype(np.float32))
-                train_y = (
-                    TrainTargets(
-                        label=rows_t[:, 0].long(),
-                        weight=None if tw is None else torch.as_tensor(tw, dtype=torch.float32),
-                        soft=rows_t[:, 1:],
-                    )
-                    .pack()
-                    .to(device)
-                )
-
-        def make(idx: np.ndarray, targets: torch.Tensor | None = None) -> Batches:
-            sel = torch.from_numpy(idx)
-
-            def fetch(
-                i: torch.Tensor, gen: torch.Generator | None
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-                j = sel[i]
-                n = lengths[j]
-                # Pad per batch: trim to the longest text in this batch, not in the data set.
-                jd = j.to(device, non_blocking=True)  # a batch of indices, not of data
-                return (
-                    x[jd, : int(n.max())],
-                    n,
-                    (y[jd] if targets is None else targets[i.to(device)]),
-                )
-
-            return Batches(len(idx), fetch)
-
+            train_y, teacher = self._train_targets(
+                [texts[i] for i in tr], labels[tr], tw, len(names)
+            )
+            train_y = None if train_y is None else train_y.to(device)
+        train = y if train_y is None else train_y
         return DataBundle(
-            train=make(split["train"], train_y),
-            val=make(split["val"]),
-            test=make(split["test"]),
+            train=_batches(split["train"], x, lengths, train, train_y is not None),
+            val=_batches(split["val"], x, lengths, y, False),
+            test=_batches(split["test"], x, lengths, y, False),
             fitted=fitted,
             info=info,
             splits={k: v.tolist() for k, v in split.items()},
             notes=notes,
             context=TextContext(texts, labels, split, teacher, sample_w),
         )
+
+    def _tokenizer(
+        self, texts: list[str], train_texts: list[str], fitted: TextFitted | None
+    ) -> _Tokens:
+        """The run's tokenizer: a saved run's (eval, ensemble: no vectors file read), else
+        fitted on the training texts (with the vectors' words under data.embeddings), with
+        the mentions kept and the HTML entities unescaped, and what was folded."""
+        c = self.data_cfg
+        if fitted is not None:  # a saved run's tokenizer keeps the rules it was saved with
+            return _Tokens(fitted.tokenizer, None, {}, [])
+        mentions = None  # data.mentions=drop: every @mention is <user>
+        if c.mentions == "keep":
+            mentions = frequent_mentions(train_texts, c.mention_min_count)
+        kept = {} if mentions is None else {"mentions_kept": list(mentions)}
+        # The HTML entities the tokenizer unescapes: those of the training texts and the
+        # common ones.
+        entities = entities_in(train_texts)
+        folded = normalization_counts(texts, entities)
+        notes = [_normalization_note(folded, len(texts))]
+        if not c.embeddings:
+            tokenizer = train_tokenizer(
+                train_texts, c.vocab_size, c.min_frequency, mentions=mentions, entities=entities
+            )
+            return _Tokens(tokenizer, None, {**kept, "normalization": folded}, notes)
+        vectors = pretrained_vocabulary(
+            train_texts,
+            c.embeddings,
+            vocab_size=c.vocab_size,
+            min_frequency=c.min_frequency,
+            first_words=c.embeddings_words,
+            seed=self.seed,
+            source=c.path,
+            mentions=mentions,
+            entities=entities,
+        )
+        info = {"embeddings": vectors.info, **kept, "normalization": folded}  # data.json's order
+        return _Tokens(vectors.tokenizer, vectors, info, [*notes, vectors.note(c.embeddings)])
+
+    def _train_targets(
+        self, texts: list[str], labels: np.ndarray, weights: np.ndarray | None, n_classes: int
+    ) -> tuple[torch.Tensor | None, dict[str, float]]:
+        """What the loss reads beyond the label (TrainTargets, packed; None: the label alone):
+        the text's weight and the soft targets (the distillation blend, or with weights alone
+        the label's one-hot); and the teacher's cross-fitted scores."""
+        c = self.data_cfg
+        teacher: dict[str, float] = {}
+        if c.distill > 0:
+            rows, teacher = distill_targets(
+                texts, labels, n_classes, c.distill, c.distill_folds, self.split_seed, weights
+            )
+        elif weights is not None:
+            rows = np.concatenate([labels[:, None], np.eye(n_classes)[labels]], 1)
+        else:
+            return None, teacher
+        rows_t = torch.from_numpy(rows.astype(np.float32))
+        w = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+        return TrainTargets(label=rows_t[:, 0].long(), weight=w, soft=rows_t[:, 1:]).pack(), teacher
 
     def restore(self, run_dir: Path) -> TextFitted:
         """Classes and the fitted tokenizer from a run dir, without the training data."""
