@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from archlab.config import RunConfig
-from archlab.data.augment import AUGMENTATIONS
-from archlab.data.image_set import decode_image
+from archlab.data.augment import AUGMENTATIONS, Augmentation
+from archlab.data.image_set import ImageSet, decode_image
 from archlab.data.images import Manifest, load_image_set
 from archlab.data.splits import (
     class_weights,
@@ -136,28 +136,14 @@ class ImageData:
             layout=c.layout,
             manifest=Manifest(c.path_column, c.label_column, c.split_column, c.image_root),
         )
-        if fitted is not None and tuple(s.class_names) != fitted.class_names:
-            raise ArchlabError(
-                f"{c.path}: classes {list(s.class_names)} differ from the run's "
-                f"{list(fitted.class_names)}"
-            )
         model = self.cfg.model.name
-        need = MIN_SIZE.get(model, 1)
-        if min(s.images.shape[-2:]) < need:
-            raise ArchlabError(
-                f"{s.source}: images are {s.images.shape[-2]}x{s.images.shape[-1]} but "
-                f"{model} needs at least {need}x{need}; set data.size={need} or more"
-            )
+        _check_images(s, c, model, fitted)
         keep = stratified_subset(s.labels, c.subset, self.split_seed)
         images, labels = s.images[keep], s.labels[keep]
         # The data's own split: always for split folders and a manifest's split column (the
         # layout says it), on request for an npz 'split' array (the study ignored it).
         honour = s.layout in ("split_folders", "manifest") or c.use_provided_split
         provided = s.provided_split[keep] if honour and s.provided_split is not None else None
-        if c.use_provided_split and s.provided_split is None:
-            raise ArchlabError(
-                f"{s.source}: data.use_provided_split=true but the data has no 'split'"
-            )
         # Byte-identical images form a group: a carved split takes whole groups, and copies
         # left across the data's own splits are counted (below) rather than hidden.
         groups = None if s.digests is None else duplicate_groups([s.digests[i] for i in keep])
@@ -169,51 +155,14 @@ class ImageData:
         )
         x = torch.from_numpy(images).to(device)  # uint8 stays uint8 until a batch is sliced
         y = torch.from_numpy(labels).to(device)
-        counts = {
-            k: np.bincount(labels[v], minlength=len(s.class_names)).tolist()
-            for k, v in split.items()
-        }
-        info = {
-            "source": s.source,
-            "layout": s.layout,
-            "split_source": split_source,
-            "class_names": s.class_names,
-            "channels": int(images.shape[1]),
-            "size": int(images.shape[-1]),
-            "n_images": len(labels),
-            "split_sizes": {k: len(v) for k, v in split.items()},
-            "class_counts": counts,
-            "skipped_corrupt": s.skipped,
-            "ignored_non_images": s.ignored,
-            "split_sha256": {k: sha256_array(v) for k, v in split.items()},
-        }
-        if s.encoding:
-            info["encoding"] = s.encoding  # a manifest's, as text and sales runs record theirs
-        notes = [
-            f"data: {s.source} ({s.layout.replace('_', ' ')}), {len(labels)} images, "
-            f"{len(s.class_names)} classes",
-            "data: splits "
-            + ", ".join(f"{k} {len(v)} ({split_source[k]})" for k, v in split.items()),
-            *s.notes,
-        ]
-        if groups is not None:
-            info["duplicates"] = dup = _duplicates(groups, split)
-            notes += _duplicate_notes(dup, split_source)
-        # What training images look like, so predict can flag inputs that look nothing alike.
-        info["pixel_stats"] = pixel_stats(images[split["train"]])
+        info, notes = _describe(s, images, labels, split, split_source, groups)
         weights = None
         if c.class_weights:
-            weights = class_weights(counts["train"])
+            weights = class_weights(info["class_counts"]["train"])
             info["class_weights"] = np.round(weights, 6).tolist()
         start = None
         if source is not None:
-            tensors, fmt, source_classes = source
-            with torch.device("meta"):  # shapes only: nothing is allocated
-                net = MODELS[model].build(
-                    in_channels=info["channels"], num_classes=len(s.class_names)
-                )
-            same = source_classes is not None and list(source_classes) == list(s.class_names)
-            start = match(net, tensors, keep_head=same, where=init, fmt=fmt)
+            start = _start(source, model, info["channels"], s.class_names, init)
             info["init"] = start.info
         if fitted is None:
             fitted = ImageFitted(
@@ -227,21 +176,9 @@ class ImageData:
         if start is not None:
             notes.append(start.note())
         augment = AUGMENTATIONS[self.cfg.reg.augment]
-        channels_last = self.cfg.train.channels_last
 
         def make(idx: np.ndarray, train: bool) -> Batches:
-            sel = torch.from_numpy(idx).to(device)
-
-            def fetch(
-                i: torch.Tensor, gen: torch.Generator | None
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-                j = sel[i.to(device)]
-                xb = normalize(x[j], c, channels_last)
-                if train and gen is not None and augment is not None:
-                    xb = augment(xb, gen)
-                return xb, y[j]
-
-            return Batches(len(idx), fetch)
+            return _batches(idx, x, y, c, self.cfg.train.channels_last, augment if train else None)
 
         return DataBundle(
             train=make(split["train"], True),
@@ -257,6 +194,99 @@ class ImageData:
     def restore(self, run_dir: Path) -> ImageFitted:
         """The run's classes, image size and pixel statistics, without the data."""
         return ImageFitted.from_dict(require_fitted(run_dir, ImageFitted.kind))
+
+
+def _describe(
+    s: ImageSet,
+    images: np.ndarray,
+    labels: np.ndarray,
+    split: dict[str, np.ndarray],
+    split_source: dict[str, str],
+    groups: np.ndarray | None,
+) -> tuple[dict[str, Any], list[str]]:
+    """data.json's account of the images and their split, and the run's first lines."""
+    counts = {
+        k: np.bincount(labels[v], minlength=len(s.class_names)).tolist() for k, v in split.items()
+    }
+    info = {
+        "source": s.source,
+        "layout": s.layout,
+        "split_source": split_source,
+        "class_names": s.class_names,
+        "channels": int(images.shape[1]),
+        "size": int(images.shape[-1]),
+        "n_images": len(labels),
+        "split_sizes": {k: len(v) for k, v in split.items()},
+        "class_counts": counts,
+        "skipped_corrupt": s.skipped,
+        "ignored_non_images": s.ignored,
+        "split_sha256": {k: sha256_array(v) for k, v in split.items()},
+    }
+    if s.encoding:
+        info["encoding"] = s.encoding  # a manifest's, as text and sales runs record theirs
+    notes = [
+        f"data: {s.source} ({s.layout.replace('_', ' ')}), {len(labels)} images, "
+        f"{len(s.class_names)} classes",
+        "data: splits " + ", ".join(f"{k} {len(v)} ({split_source[k]})" for k, v in split.items()),
+        *s.notes,
+    ]
+    if groups is not None:
+        info["duplicates"] = dup = _duplicates(groups, split)
+        notes += _duplicate_notes(dup, split_source)
+    # What training images look like, so predict can flag inputs that look nothing alike.
+    info["pixel_stats"] = pixel_stats(images[split["train"]])
+    return info, notes
+
+
+def _check_images(s: ImageSet, c: ImageDataConfig, model: str, fitted: ImageFitted | None) -> None:
+    """Refuse images a run cannot use: other classes than a saved run's, smaller than the
+    network needs, or data.use_provided_split without a split in the data."""
+    if fitted is not None and tuple(s.class_names) != fitted.class_names:
+        raise ArchlabError(
+            f"{c.path}: classes {list(s.class_names)} differ from the run's "
+            f"{list(fitted.class_names)}"
+        )
+    need = MIN_SIZE.get(model, 1)
+    if min(s.images.shape[-2:]) < need:
+        raise ArchlabError(
+            f"{s.source}: images are {s.images.shape[-2]}x{s.images.shape[-1]} but "
+            f"{model} needs at least {need}x{need}; set data.size={need} or more"
+        )
+    if c.use_provided_split and s.provided_split is None:
+        raise ArchlabError(f"{s.source}: data.use_provided_split=true but the data has no 'split'")
+
+
+def _start(
+    source: Any, model: str, channels: int, class_names: list[str], init: str
+) -> InitWeights:
+    """The user's weights (``source``: read_source's) matched to the network this run builds;
+    the head is kept only when the classes are the same."""
+    tensors, fmt, source_classes = source
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        net = MODELS[model].build(in_channels=channels, num_classes=len(class_names))
+    same = source_classes is not None and list(source_classes) == list(class_names)
+    return match(net, tensors, keep_head=same, where=init, fmt=fmt)
+
+
+def _batches(
+    idx: np.ndarray,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    c: ImageDataConfig,
+    channels_last: bool,
+    augment: Augmentation | None,
+) -> Batches:
+    """Batches of the images ``idx``, normalized on the device; ``augment``: training's."""
+    sel = torch.from_numpy(idx).to(x.device)
+
+    def fetch(i: torch.Tensor, gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        j = sel[i.to(x.device)]
+        xb = normalize(x[j], c, channels_last)
+        if gen is not None and augment is not None:
+            xb = augment(xb, gen)
+        return xb, y[j]
+
+    return Batches(len(idx), fetch)
 
 
 def _duplicates(groups: np.ndarray, split: dict[str, np.ndarray]) -> dict[str, Any]:
