@@ -392,6 +392,36 @@ def _load_text_table(
             f"{counts['dropped_missing_label']} missing labels)"
         )
     row_weights = _row_weights(df, path, weight_column, keep) if weight_column else None
+    texts, group_labels, group_weights = _merge_repeats(
+        raw, lab, keys, keep, row_weights, conflicts, counts
+    )
+    names = list(labels) if labels else sorted(set(group_labels))
+    _check_classes(path, label_column, names, Counter(group_labels))
+    index = {n: i for i, n in enumerate(names)}
+    return TextTable(
+        texts=texts,
+        labels=np.array([index[v] for v in group_labels], dtype=np.int64),
+        class_names=names,
+        source=str(path),
+        counts=counts,
+        weights=None if row_weights is None else np.array(group_weights, dtype=np.float64),
+        encoding=df.attrs["encoding"],
+        notes=[n for n in (df.attrs["encoding_note"], _case_note(path, names)) if n],
+    )
+
+
+def _merge_repeats(
+    raw: list[str],
+    lab: list[str],
+    keys: list[str],
+    keep: list[bool],
+    row_weights: np.ndarray | None,
+    conflicts: Literal["majority", "drop"],
+    counts: dict[str, int],
+) -> tuple[list[str], list[str], list[float]]:
+    """One sample per distinct cleaned text (``keys``) among the rows kept: its first row's
+    text, its label by majority (a tie, or any conflict under ``drop``, drops it) and the mean
+    weight of its rows with that label; what was merged and dropped goes into ``counts``."""
     groups: dict[str, list[int]] = {}
     for i, k in enumerate(keys):
         if keep[i]:
@@ -416,8 +446,13 @@ def _load_text_table(
         texts_dropped_for_conflicting_labels=dropped_conflict,
         samples=len(texts),
     )
-    names = list(labels) if labels else sorted(set(group_labels))
-    per_class = Counter(group_labels)
+    return texts, group_labels, group_weights
+
+
+def _check_classes(
+    path: str | Path, label_column: str, names: list[str], per_class: Counter[str]
+) -> None:
+    """Refuse labels too few to learn from: one class only, or one with under 3 texts."""
     present = [n for n in names if per_class[n] > 0]
     if len(present) < 2:
         raise ArchlabError(
@@ -433,17 +468,6 @@ def _load_text_table(
             "texts, too few for a stratified 70/15/15 split; remove them or list the labels to "
             "keep with --set data.labels=a,b,c"
         )
-    index = {n: i for i, n in enumerate(names)}
-    return TextTable(
-        texts=texts,
-        labels=np.array([index[v] for v in group_labels], dtype=np.int64),
-        class_names=names,
-        source=str(path),
-        counts=counts,
-        weights=None if row_weights is None else np.array(group_weights, dtype=np.float64),
-        encoding=df.attrs["encoding"],
-        notes=[n for n in (df.attrs["encoding_note"], _case_note(path, names)) if n],
-    )
 
 
 def _case_note(path: str | Path, names: list[str]) -> str:

@@ -176,14 +176,7 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
         y = torch.from_numpy(ctx.labels[test])
     model.eval()
     tokens, lengths = encode(task.fitted.tokenizer, texts, task.data_cfg.max_length)
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        probs = torch.cat(
-            [
-                model(tokens[i : i + 256].to(device), lengths[i : i + 256]).softmax(1)
-                for i in range(0, len(texts), 256)
-            ]
-        ).cpu()
+    probs = _probabilities(model, tokens, lengths)
     pred = probs.argmax(1)
     names = list(task.fitted.class_names)
     itos = task.fitted.tokenizer.id_to_token
@@ -202,28 +195,12 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
         ]
     idx = torch.tensor(chosen, dtype=torch.long)
     a = integrated_gradients(model, tokens[idx], lengths[idx], pred[idx], req.steps)
-    items = []
-    for n, (i, label) in enumerate(zip(chosen, labels, strict=True)):
-        ln = int(lengths[i])
-        change = float(a.change[n])
+    items = [
         # The run's own cleaning (GloVe clitics, kept @mentions), so words align with ids.
-        words = tokenizer_words(task.fitted.tokenizer, texts[i])[:ln]
-        toks = [itos(t) for t in a.tokens[n, :ln].tolist()]
-        items.append(
-            {
-                "text": texts[i],
-                "label": label,
-                "pred": names[int(pred[i])],
-                "tokens": toks,
-                # The cleaned words (out-of-vocabulary ones reach the model as [UNK]).
-                "words": words if len(words) == ln else toks,
-                "attributions": [round(v, 5) for v in a.attr[n, :ln].tolist()],
-                "logit_change": change,
-                "completeness_gap": abs(float(a.delta[n])),
-                "completeness_gap_relative": abs(float(a.delta[n])) / max(abs(change), 1e-12),
-                "steps": int(a.steps[n]),
-            }
-        )
+        _item(a, n, texts[i], label, names[int(pred[i])], int(lengths[i]), itos,
+              tokenizer_words(task.fitted.tokenizer, texts[i]))
+        for n, (i, label) in enumerate(zip(chosen, labels, strict=True))
+    ]  # fmt: skip
     out["texts"] = items
     out["completeness_gap_relative_max"] = max(
         (t["completeness_gap_relative"] for t in items), default=0.0
@@ -248,6 +225,40 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
     write_text_atomic(path, render_html(items, out.get("class_tokens"), req.steps))
     out["files"].insert(0, path.name)
     return out
+
+
+def _probabilities(model: nn.Module, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The model's class probabilities for every text, in batches of 256 (on the CPU)."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return torch.cat(
+            [
+                model(tokens[i : i + 256].to(device), lengths[i : i + 256]).softmax(1)
+                for i in range(0, len(tokens), 256)
+            ]
+        ).cpu()
+
+
+def _item(
+    a: Attribution, n: int, text: str, label: str, pred: str, ln: int, itos: Any, words: list[str]
+) -> dict[str, Any]:
+    """One explained text: its tokens, words and attributions (``a``'s ``n``-th row)."""
+    change = float(a.change[n])
+    words = words[:ln]
+    toks = [itos(t) for t in a.tokens[n, :ln].tolist()]
+    return {
+        "text": text,
+        "label": label,
+        "pred": pred,
+        "tokens": toks,
+        # The cleaned words (out-of-vocabulary ones reach the model as [UNK]).
+        "words": words if len(words) == ln else toks,
+        "attributions": [round(v, 5) for v in a.attr[n, :ln].tolist()],
+        "logit_change": change,
+        "completeness_gap": abs(float(a.delta[n])),
+        "completeness_gap_relative": abs(float(a.delta[n])) / max(abs(change), 1e-12),
+        "steps": int(a.steps[n]),
+    }
 
 
 def _read_texts(task: Any, inputs: list[str]) -> list[str]:
