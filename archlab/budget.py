@@ -320,9 +320,12 @@ def run_budget(
     fixed: Collection[str] = (),
     command: str = "",
     started: float | None = None,
+    keep_weights: bool = False,
 ) -> BudgetResult:
     """Search ``base``'s task space within ``budget_s`` seconds of wall time counted from
-    ``started`` (a ``time.time()``; the command's start, so its imports count too) or now."""
+    ``started`` (a ``time.time()``; the command's start, so its imports count too) or now;
+    ``keep_weights``: every finished trial keeps its weights (to study the search itself, or
+    to average trials), not only the chosen one."""
     t0 = time.perf_counter() - (0.0 if started is None else max(0.0, time.time() - started))
     deadline = t0 + budget_s
     space_for(base, fixed)  # a task without a space fails before any data is read
@@ -387,16 +390,18 @@ def run_budget(
         if not space:
             break  # nothing to search: the config as given is the only trial
     record = _record(study, search_dir, base, monitor, budget_s, t0, pr, pl, truncated)
-    return BudgetResult(_write(study, search_dir, record), search_dir, record)
+    return BudgetResult(_write(study, search_dir, record, keep_weights), search_dir, record)
 
 
-def _write(study: optuna.Study, search_dir: Path, record: dict[str, Any]) -> Path:
+def _write(
+    study: optuna.Study, search_dir: Path, record: dict[str, Any], keep_weights: bool = False
+) -> Path:
     """search.json and trials.csv in the search folder and the chosen run; only the chosen
-    run keeps its weights. Returns the chosen run directory."""
+    run keeps its weights (unless ``keep_weights``). Returns the chosen run directory."""
     chosen = Path(record["chosen"]["run_dir"])
     for t in study.get_trials(deepcopy=False):
         d = t.user_attrs.get("run_dir")
-        if d and Path(d) != chosen and t.state != TrialState.FAIL:
+        if d and Path(d) != chosen and t.state != TrialState.FAIL and not keep_weights:
             _drop_weights(Path(d))  # a failed (interrupted) trial keeps its checkpoint
     text = json.dumps(record, indent=2, default=str) + "\n"
     csv_text = _trials_csv(study.get_trials(deepcopy=False))

@@ -132,6 +132,18 @@ def test_only_the_chosen_trial_keeps_weights(searched: budget.BudgetResult) -> N
     assert not (searched.search_dir / "probe" / rundir.WEIGHTS).exists()
 
 
+def test_keep_weights_keeps_every_finished_trials_weights(tmp_path: Path) -> None:
+    csv = write_tweets(tmp_path / "tweets.csv")
+    base = replace(PRESETS["text-bilstm-smoke"], data=TextDataConfig(path=str(csv)))
+    base = apply_overrides(base, ["train.epochs=1", "train.threads=1", "train.progress=off"])
+    res = budget.run_budget(base, 20.0, tmp_path / "runs", "keep", keep_weights=True)
+    rec = json.loads((res.search_dir / budget.SEARCH).read_text())
+    done = [t for t in rec["trials"] if t["state"] == "complete"]
+    assert len(done) >= 2  # a second finished trial, whose weights would otherwise go
+    for t in done:
+        assert (Path(t["run_dir"]) / rundir.WEIGHTS).exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
