@@ -139,10 +139,14 @@ def _weights_info(column: str, tw: np.ndarray) -> tuple[dict[str, Any], str]:
 
 
 def _batches(
-    idx: np.ndarray, x: torch.Tensor, lengths: torch.Tensor, y: torch.Tensor, by_position: bool
+    idx: np.ndarray,
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    y: torch.Tensor,
+    targets: torch.Tensor | None = None,
 ) -> Batches:
-    """Batches of the texts ``idx``; ``y`` holds a label per text, or (``by_position``) the
-    training targets in the order of ``idx``."""
+    """Batches of the texts ``idx`` with their labels ``y`` (one per text), or with
+    ``targets`` (the training targets, in the order of ``idx``) where given."""
     sel = torch.from_numpy(idx)
     device = x.device
 
@@ -153,7 +157,7 @@ def _batches(
         n = lengths[j]
         # Pad per batch: trim to the longest text in this batch, not in the data set.
         jd = j.to(device, non_blocking=True)  # a batch of indices, not of data
-        return x[jd, : int(n.max())], n, (y[i.to(device)] if by_position else y[jd])
+        return x[jd, : int(n.max())], n, (y[jd] if targets is None else targets[i.to(device)])
 
     return Batches(len(idx), fetch)
 
@@ -187,8 +191,10 @@ class TextData:
             weight_column=c.weight_column if fitted is None else "",
         )
         if fitted is not None and tuple(table.class_names) != fitted.class_names:
-            raise ArchlabError(f"{c.path}: classes {list(table.class_names)} differ from the "
-                               f"run's {list(fitted.class_names)}")  # fmt: skip
+            raise ArchlabError(
+                f"{c.path}: classes {list(table.class_names)} differ from the run's "
+                f"{list(fitted.class_names)}"
+            )
         keep = stratified_subset(table.labels, c.subset, self.split_seed)
         texts = [table.texts[i] for i in keep]
         labels = table.labels[keep]
@@ -240,14 +246,12 @@ class TextData:
                 pretrained=tok.vectors.weight if tok.vectors is not None else None,
             )
             train_y, teacher = self._train_targets(
-                [texts[i] for i in tr], labels[tr], tw, len(names)
+                [texts[i] for i in tr], labels[tr], tw, len(names), device
             )
-            train_y = None if train_y is None else train_y.to(device)
-        train = y if train_y is None else train_y
         return DataBundle(
-            train=_batches(split["train"], x, lengths, train, train_y is not None),
-            val=_batches(split["val"], x, lengths, y, False),
-            test=_batches(split["test"], x, lengths, y, False),
+            train=_batches(split["train"], x, lengths, y, train_y),
+            val=_batches(split["val"], x, lengths, y),
+            test=_batches(split["test"], x, lengths, y),
             fitted=fitted,
             info=info,
             splits={k: v.tolist() for k, v in split.items()},
@@ -293,7 +297,12 @@ class TextData:
         return _Tokens(vectors.tokenizer, vectors, info, [*notes, vectors.note(c.embeddings)])
 
     def _train_targets(
-        self, texts: list[str], labels: np.ndarray, weights: np.ndarray | None, n_classes: int
+        self,
+        texts: list[str],
+        labels: np.ndarray,
+        weights: np.ndarray | None,
+        n_classes: int,
+        device: torch.device,
     ) -> tuple[torch.Tensor | None, dict[str, float]]:
         """What the loss reads beyond the label (TrainTargets, packed; None: the label alone):
         the text's weight and the soft targets (the distillation blend, or with weights alone
@@ -310,7 +319,8 @@ class TextData:
             return None, teacher
         rows_t = torch.from_numpy(rows.astype(np.float32))
         w = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
-        return TrainTargets(label=rows_t[:, 0].long(), weight=w, soft=rows_t[:, 1:]).pack(), teacher
+        targets = TrainTargets(label=rows_t[:, 0].long(), weight=w, soft=rows_t[:, 1:])
+        return targets.pack().to(device), teacher
 
     def restore(self, run_dir: Path) -> TextFitted:
         """Classes and the fitted tokenizer from a run dir, without the training data."""
