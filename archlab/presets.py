@@ -73,7 +73,7 @@ RESET_REG = frozenset({"images", "sales"})
 def _images(model: str, optim: OptimConfig, reg: RegConfig, train: TrainConfig) -> RunConfig:
     return RunConfig(
         task="images",
-        data=ImageDataConfig(),
+        data=ImageDataConfig(channels=1),  # the study's networks take grayscale
         model=ImageModelConfig(name=model),
         optim=optim,
         reg=reg,

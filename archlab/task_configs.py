@@ -59,7 +59,9 @@ class ImageDataConfig:
     split_column: str = ""  # manifest: the split column ("" = detected, none = ignore one)
     image_root: str = ""  # manifest: the folder its paths are relative to
     size: int = 32  # images are resized to size x size pixels
-    channels: int = 1  # 1 = grayscale (the study), 3 = RGB
+    # 1 = grayscale (the study's presets), 3 = RGB, 0 = auto: RGB when any image has colour
+    # (images.COLOUR_SPREAD), else grayscale; the run records what it chose (data.json).
+    channels: int = 0
     val_fraction: float = 0.15  # share of all images carved as validation (stratified)
     test_fraction: float = 0.15  # share of all images carved as test (stratified)
     # Honour an npz 'split' array (val carved from its train). Split folders and a manifest's
@@ -77,8 +79,10 @@ class ImageDataConfig:
                 f"invalid config value data.size={self.size}: must be 2..{MAX_IMAGE_SIZE} "
                 "(or 0 to keep an .npz's own size)"
             )
-        if self.channels not in (1, 3):
-            raise ArchlabError(f"invalid config value data.channels={self.channels}: 1 or 3")
+        if self.channels not in (0, 1, 3):
+            raise ArchlabError(
+                f"invalid config value data.channels={self.channels}: 1, 3 or 0 (auto)"
+            )
         if self.std <= 0:
             raise ArchlabError(f"invalid config value data.std={self.std}: must be > 0")
         if self.subset < 0:

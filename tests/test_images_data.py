@@ -535,3 +535,56 @@ def test_a_decoded_set_is_reused_until_its_files_change(tmp_path: Path, monkeypa
     Image.new("RGB", (12, 10), (0, 255, 0)).save(root / "b" / "new.png")
     fourth, _ = load()
     assert len(calls) == 25 and len(fourth.labels) == 9
+
+
+# --- data.channels=0 (auto, the task's default): colour decides, the presets keep grayscale ---
+def _grey_as_rgb_jpegs(folder: Path, n: int) -> None:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):  # grey pictures a camera or an editor saved as RGB JPEG
+        grey = Image.fromarray(rng.integers(0, 255, (10, 12), dtype=np.uint8), "L")
+        grey.convert("RGB").save(folder / f"{i}.jpg", quality=80)
+
+
+def test_auto_channels_reads_colour_as_rgb_and_grey_as_grayscale(tmp_path: Path) -> None:
+    colour = write_image_folder(tmp_path / "colour", {"a": 3, "b": 3})
+    s = load_image_set(str(colour), fmt="auto", size=8, channels=0)
+    assert s.images.shape[1] == 3
+    assert "data: 6 of 6 images have colour: read as RGB (data.channels=1 for grayscale)" in s.notes
+    grey = write_image_folder(tmp_path / "grey", {"a": 3, "b": 3}, mode="L")
+    s = load_image_set(str(grey), fmt="auto", size=8, channels=0)
+    assert s.images.shape[1] == 1 and s.notes == ["data: no image has colour: read as grayscale"]
+    jpegs = tmp_path / "jpegs"
+    _grey_as_rgb_jpegs(jpegs / "a", 3)
+    _grey_as_rgb_jpegs(jpegs / "b", 3)
+    assert load_image_set(str(jpegs), fmt="auto", size=8, channels=0).images.shape[1] == 1
+    Image.fromarray(np.full((10, 12, 3), (200, 30, 30), np.uint8)).save(jpegs / "b" / "red.png")
+    s = load_image_set(str(jpegs), fmt="auto", size=8, channels=0)
+    assert s.images.shape[1] == 3 and s.notes[0].startswith("data: 1 of 7 images have colour")
+    assert load_image_set(str(jpegs), fmt="auto", size=8, channels=1).images.shape[1] == 1
+    # The bundled digits are grayscale arrays: auto keeps one channel.
+    assert load_image_set("", fmt="auto", size=8, channels=0).images.shape[1] == 1
+
+
+def test_a_saved_run_reads_new_images_with_its_own_channels(tmp_path: Path) -> None:
+    from archlab.tasks.image_cls import ImageData
+
+    _, data = _image_task(write_image_folder(tmp_path / "colour", CLASSES), "data.channels=0")
+    assert data.fitted.channels == 3 and data.info["channels"] == 3
+    assert data.info["colour_images"] == 30  # data.json says what auto chose from
+    grey = write_image_folder(tmp_path / "grey", CLASSES, mode="L", seed=1)
+    cfg = _image_cfg(grey, "data.channels=0")
+    again = ImageData(cfg).build(torch.device("cpu"), data.fitted)  # eval on other images
+    assert again.context.images.shape[1] == 3  # the network's stem, not what auto would pick
+
+
+def test_generic_images_decide_channels_and_the_study_presets_keep_grayscale() -> None:
+    from archlab.config import task_defaults
+    from archlab.presets import PRESETS
+    from archlab.task_configs import ImageDataConfig
+
+    assert task_defaults("images").data.channels == 0
+    assert {p.data.channels for p in PRESETS.values() if p.task == "images"} == {1}
+    with pytest.raises(ArchlabError, match=r"data.channels=2: 1, 3 or 0 \(auto\)"):
+        ImageDataConfig(channels=2)
+

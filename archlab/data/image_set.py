@@ -57,6 +57,7 @@ class ImageSet:
     digests: list[str] | None = None
     encoding: str = ""  # a manifest's text encoding (data.json), "" for images alone
     notes: list[str] = field(default_factory=list)  # first lines about reading (an encoding)
+    colour_images: int | None = None  # data.channels=auto: how many images have colour
 
 
 def digest(data: bytes) -> str:

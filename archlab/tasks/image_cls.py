@@ -131,7 +131,8 @@ class ImageData:
             c.path,
             fmt=c.format,
             size=c.size,
-            channels=c.channels,
+            # A saved run's channels, whatever auto would choose for these images.
+            channels=fitted.channels if fitted is not None else c.channels,
             skip_corrupt=c.skip_corrupt,
             layout=c.layout,
             manifest=Manifest(c.path_column, c.label_column, c.split_column, c.image_root),
@@ -222,6 +223,8 @@ def _describe(
         "ignored_non_images": s.ignored,
         "split_sha256": {k: sha256_array(v) for k, v in split.items()},
     }
+    if s.colour_images is not None:  # data.channels=auto chose the channels from these
+        info["colour_images"] = s.colour_images
     if s.encoding:
         info["encoding"] = s.encoding  # a manifest's, as text and sales runs record theirs
     notes = [
