@@ -588,3 +588,11 @@ def test_generic_images_decide_channels_and_the_study_presets_keep_grayscale() -
     with pytest.raises(ArchlabError, match=r"data.channels=2: 1, 3 or 0 \(auto\)"):
         ImageDataConfig(channels=2)
 
+
+def test_new_images_with_other_classes_than_the_run_are_refused(tmp_path: Path) -> None:
+    from archlab.tasks.image_cls import ImageData
+
+    _, data = _image_task(write_image_folder(tmp_path / "a", CLASSES))
+    other = write_image_folder(tmp_path / "b", {"cat": 5, "cow": 5, "eel": 5})
+    with pytest.raises(ArchlabError, match=r"classes \['cat', 'cow', 'eel'\] differ from the run's"):
+        ImageData(_image_cfg(other)).build(torch.device("cpu"), data.fitted)

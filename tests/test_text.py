@@ -811,3 +811,13 @@ def test_workbooks_and_binary_files_are_one_line_and_utf16_exports_read(tmp_path
     table = load_text_table(u16)
     assert table.encoding == "utf-16" and table.notes == [] and len(table.texts) == 12
     assert "good 0 café" in table.texts
+
+
+def test_texts_with_other_classes_than_the_run_are_refused(tweets: Path, tmp_path: Path) -> None:
+    data, _ = built(text_cfg(tweets))
+    other = tmp_path / "other.csv"
+    df = pd.read_csv(tweets)
+    df.loc[df.airline_sentiment == "neutral", "airline_sentiment"] = "mixed"
+    df.to_csv(other, index=False)
+    with pytest.raises(ArchlabError, match=r"other.csv: classes \['mixed', 'negative', 'posi"):
+        TextData(text_cfg(other)).build(torch.device("cpu"), data.fitted)

@@ -112,3 +112,10 @@ def class_weights(train_counts: np.ndarray | list[int]) -> tuple[float, ...]:
     set gets weight 1 per class (a class absent from training counts as one sample)."""
     counts = np.maximum(np.asarray(train_counts), 1).astype(np.float64)
     return tuple((counts.sum() / (len(counts) * counts)).tolist())
+
+
+def check_run_classes(path: str, found: Sequence[str], run: Sequence[str] | None) -> None:
+    """Refuse data whose classes are not a saved run's (``run``; None: a new run), in order:
+    the network's outputs are the run's classes by position."""
+    if run is not None and tuple(found) != tuple(run):
+        raise ArchlabError(f"{path}: classes {list(found)} differ from the run's {list(run)}")

@@ -19,6 +19,7 @@ from archlab.data.augment import AUGMENTATIONS, Augmentation
 from archlab.data.image_set import ImageSet, decode_image
 from archlab.data.images import Manifest, load_image_set
 from archlab.data.splits import (
+    check_run_classes,
     class_weights,
     cross_split_copies,
     duplicate_groups,
@@ -244,11 +245,7 @@ def _describe(
 def _check_images(s: ImageSet, c: ImageDataConfig, model: str, fitted: ImageFitted | None) -> None:
     """Refuse images a run cannot use: other classes than a saved run's, smaller than the
     network needs, or data.use_provided_split without a split in the data."""
-    if fitted is not None and tuple(s.class_names) != fitted.class_names:
-        raise ArchlabError(
-            f"{c.path}: classes {list(s.class_names)} differ from the run's "
-            f"{list(fitted.class_names)}"
-        )
+    check_run_classes(c.path, s.class_names, None if fitted is None else fitted.class_names)
     need = MIN_SIZE.get(model, 1)
     if min(s.images.shape[-2:]) < need:
         raise ArchlabError(

@@ -17,7 +17,12 @@ from torch import nn
 from archlab.config import RunConfig
 from archlab.data.embeddings import peek_dim
 from archlab.data.pretrained_vocab import PretrainedVocabulary, pretrained_vocabulary
-from archlab.data.splits import class_weights, stratified_split, stratified_subset
+from archlab.data.splits import (
+    check_run_classes,
+    class_weights,
+    stratified_split,
+    stratified_subset,
+)
 from archlab.data.text import (
     encode,
     entities_in,
@@ -190,11 +195,7 @@ class TextData:
             c.conflicts,
             weight_column=c.weight_column if fitted is None else "",
         )
-        if fitted is not None and tuple(table.class_names) != fitted.class_names:
-            raise ArchlabError(
-                f"{c.path}: classes {list(table.class_names)} differ from the run's "
-                f"{list(fitted.class_names)}"
-            )
+        check_run_classes(c.path, table.class_names, None if fitted is None else fitted.class_names)
         keep = stratified_subset(table.labels, c.subset, self.split_seed)
         texts = [table.texts[i] for i in keep]
         labels = table.labels[keep]
