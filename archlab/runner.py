@@ -266,21 +266,22 @@ def train(
     resume_dir: Path | None = None,
     callbacks: Sequence[Callback] = (),
     runtime: RunConfig | None = None,
+    said: set[str] | None = None,
 ) -> Path:
     """Train (or resume) a run and write everything into its run directory; return the dir.
 
     A resumed run keeps its config.yaml; ``runtime`` supplies this session's RUNTIME_KEYS
-    (progress, threads...).
+    (progress, threads...); ``said``: as for ``train_at``.
     """
     if resume_dir is None:
         assert cfg is not None
-        return fit(prepare(cfg, out=out, name=name, command=command), callbacks)
+        return fit(prepare(cfg, out=out, name=name, command=command, said=said), callbacks)
     run_dir = Path(resume_dir)
     saved = load_config(run_dir)
     if rundir.is_finished(run_dir):
         return run_dir  # finished already: nothing to redo
     saved = with_runtime(saved, runtime) if runtime is not None else saved
-    return fit(prepare(saved, run_dir=run_dir, resume=True), callbacks)
+    return fit(prepare(saved, run_dir=run_dir, resume=True, said=said), callbacks)
 
 
 def default_callbacks(
@@ -325,7 +326,8 @@ def train_at(
                 f"{run_dir}: holds a run with a different config ({'; '.join(changes)}); "
                 "choose another --out"
             )
-        return train(None, run_dir.parent, resume_dir=run_dir, callbacks=callbacks, runtime=cfg)
+        return train(None, run_dir.parent, resume_dir=run_dir, callbacks=callbacks, runtime=cfg,
+                     said=said)  # fmt: skip
     return fit(prepare(cfg, run_dir=run_dir, command=command, said=said), callbacks)
 
 

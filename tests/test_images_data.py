@@ -594,5 +594,5 @@ def test_new_images_with_other_classes_than_the_run_are_refused(tmp_path: Path) 
 
     _, data = _image_task(write_image_folder(tmp_path / "a", CLASSES))
     other = write_image_folder(tmp_path / "b", {"cat": 5, "cow": 5, "eel": 5})
-    with pytest.raises(ArchlabError, match=r"classes \['cat', 'cow', 'eel'\] differ from the run's"):
+    with pytest.raises(ArchlabError, match=r"classes \['cat', 'cow', 'eel'\] differ from the run"):
         ImageData(_image_cfg(other)).build(torch.device("cpu"), data.fitted)

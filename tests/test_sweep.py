@@ -182,3 +182,27 @@ def test_a_searchs_trials_print_the_same_first_lines_once(
     assert err.count("text normalization over") == 1 and err.count("\\nconfig: ") <= 1
     assert err.count("archlab: precision: ") == 1  # the trainer's note, as the data's
     assert err.count("trial 1: ") == 1  # the second trial ran, and said so
+
+
+def test_a_resumed_run_of_a_search_does_not_repeat_its_first_lines(
+    tmp_path: Path, tweets: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from archlab.config import apply_overrides
+    from archlab.runner import train_at
+    from archlab.train.callbacks import Callback
+
+    class CtrlC(Callback):
+        def on_epoch_end(self, trainer: object, row: dict) -> None:
+            raise KeyboardInterrupt
+
+    cfg = apply_overrides(_base(tweets), ["train.progress=plain", "train.threads=1"])
+    said: set[str] = set()
+    train_at(cfg, tmp_path / "a", said=said)  # an earlier trial printed the data's lines
+    assert any(line.startswith("text normalization") for line in said)
+    with pytest.raises(KeyboardInterrupt):
+        train_at(cfg, tmp_path / "b", callbacks=[CtrlC()])
+    capsys.readouterr()
+    train_at(cfg, tmp_path / "b", said=said)  # resumed (ablations and reproduce do this)
+    err = capsys.readouterr().err
+    assert (tmp_path / "b" / "metrics.json").exists()
+    assert not [line for line in said if line in err.splitlines()]
