@@ -3,13 +3,15 @@
 The budget is wall time for the whole command. A short probe (a few timed training steps and
 one validation pass of the user's own config) prices an epoch; the epochs of every trial are
 then fixed so that at least ``MIN_TRIALS`` full trials fit, capped by the config's epochs, and
-the learning-rate schedule of each trial runs to its end. Trial 0 is the user's config as
-given; later trials are sampled from the task's declared space (``SPACES``) by Optuna, with
-median pruning on validation macro-F1, in an in-memory study. Every trial is a normal run
-directory; the chosen one is the best validation macro-F1 (ties go to the earlier
-trial, so the user's config wins a tie). Nothing reads a test score to choose. The search's
-record (plan, probe timings, every trial's parameters and validation score, the choice) is
-``search.json`` in the search folder and in the chosen run directory.
+the learning-rate schedule of each trial runs to its end; where that leaves trials under half
+the config's epochs, time is kept to train the best trial's config again at length (a refit).
+Trial 0 is the user's config as given; later trials are sampled from the task's declared space
+(``SPACES``) by Optuna, with median pruning on validation macro-F1, in an in-memory study.
+Every trial is a normal run directory; the chosen one is the best validation macro-F1 (ties go
+to the earlier trial, so the user's config wins a tie; the refit wins only when better).
+Nothing reads a test score to choose. The search's record (plan, probe timings, every trial's
+parameters and validation score, the refit, the choice) is ``search.json`` in the search
+folder and in the chosen run directory.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from optuna.trial import TrialState
 
 from archlab import rundir, runner
 from archlab.config import RunConfig, apply_overrides
-from archlab.errors import ArchlabError
-from archlab.sweep import Param, _check_space, _run_trial, _text, _trials_csv
+from archlab.errors import ArchlabError, NonFiniteLossError
+from archlab.sweep import Param, _best_value, _check_space, _run_trial, _text, _trials_csv
 from archlab.task_configs import IMAGE_AUGMENTS
 from archlab.tasks import TASKS
 from archlab.train.callbacks import Callback
@@ -49,6 +51,7 @@ MIN_EPOCHS = 3  # below this many epochs per trial, plan fewer trials rather tha
 PROBE_STEPS = 12  # fewest training steps of the probe (the first two are warm-up, not timed)
 PROBE_SHARE = 0.02  # of the budget spent timing steps (at most one epoch's worth)
 PRUNE_STARTUP_TRIALS = 2  # the user's config and one sampled trial always finish
+REFIT_SHARE = 0.5  # most of the time left a refit of the chosen config may take (see plan)
 _BUDGET = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
 
 
@@ -240,11 +243,29 @@ def probe(base: RunConfig, where: Path, target_s: float = 0.0) -> Probe:
 class Plan:
     epochs: int  # per trial
     trials: int  # full-length trials the budget holds (pruning may allow more)
+    refit_epochs: int = 0  # the chosen config trained once more at this length (0: no refit)
 
 
 def plan(budget_s: float, left_s: float, pr: Probe, ceiling: int) -> Plan:
     """Epochs per trial: ``MIN_TRIALS`` full trials in ``left_s``, at least ``MIN_EPOCHS``
-    each where the budget allows (fewer trials then), never above the config's epochs."""
+    each where the budget allows (fewer trials then), never above the config's epochs.
+
+    Where that leaves trials under half the config's epochs (a costly epoch: large images, a
+    large set), the search is shortened instead: at most ``REFIT_SHARE`` of ``left_s`` is kept
+    to train the best trial's config once more at up to the config's epochs (a short trial
+    ranks configs, and a config trained to its length scores better than a short one)."""
+    full = _trials_plan(budget_s, left_s, pr, ceiling)
+    if 2 * full.epochs >= ceiling:
+        return full
+    refit = min(ceiling, int((REFIT_SHARE * left_s - pr.setup_s - pr.eval_s) // pr.epoch_s))
+    try:
+        search = _trials_plan(budget_s, left_s - pr.trial_s(refit), pr, ceiling)
+    except ArchlabError:  # no room for a search beside the refit
+        return full
+    return replace(search, refit_epochs=refit) if refit > search.epochs else full
+
+
+def _trials_plan(budget_s: float, left_s: float, pr: Probe, ceiling: int) -> Plan:
     for k in range(MIN_TRIALS, 0, -1):
         per = left_s / k - pr.setup_s - pr.eval_s
         epochs = min(ceiling, int(per // pr.epoch_s))
@@ -299,8 +320,9 @@ class BudgetResult:
         c = self.record["chosen"]
         params = " ".join(f"{k}={_text(v)}" for k, v in c["params"].items())
         r = self.record
+        again = f" (its config again at {r['refit']['epochs']} epochs)" if c.get("refit") else ""
         return (
-            f"chose trial {c['trial']} of {len(r['trials'])} on validation "
+            f"chose trial {c['trial']}{again} of {len(r['trials'])} on validation "
             f"({c['monitor']}={c['value']:.4f}; the config as given: "
             f"{_fmt(r['trials'][0]['value'])}) {params}; {_clock(r['wall_s'])} of "
             f"{_clock(r['budget_s'])}"
@@ -347,7 +369,14 @@ def run_budget(
             f"archlab: an epoch takes about {_clock(pr.epoch_s)} "
             f"({pr.steps_per_epoch} steps of {pr.step_s * 1000:.0f} ms + validation "
             f"{pr.eval_s:.1f}s), reading the data {pr.setup_s:.1f}s; trials of {pl.epochs} "
-            f"epoch(s), {pl.trials} or more of them; searching "
+            f"epoch(s), {pl.trials} or more of them"
+            + (
+                f", then the best one's config again for the time left (about "
+                f"{pl.refit_epochs} epochs)"
+                if pl.refit_epochs
+                else ""
+            )
+            + "; searching "
             f"{', '.join(space) or 'nothing (every key fixed by --set)'}",
             file=sys.stderr,
             flush=True,
@@ -375,10 +404,11 @@ def run_budget(
                 step_s=max(pr.step_s, (statistics.median(seen) - pr.eval_s) / pr.steps_per_epoch),
             )
         )
-        if study.trials and left < cost.trial_s(pl.epochs):
+        reserve = cost.trial_s(pl.refit_epochs) if pl.refit_epochs else 0.0  # for the refit
+        if study.trials and left - reserve < cost.trial_s(pl.epochs):
             break  # another full trial would overrun: stop with what we have
         trial = study.ask()
-        guard = _Deadline(deadline, cost)
+        guard = _Deadline(deadline - reserve, cost)
         try:
             _run_trial(study, trial, trial_base, space, search_dir, monitor, command,
                        callbacks=[guard], said=said)  # fmt: skip
@@ -389,8 +419,67 @@ def run_budget(
         truncated[trial.number] = guard.truncated
         if not space:
             break  # nothing to search: the config as given is the only trial
-    record = _record(study, search_dir, base, monitor, budget_s, t0, pr, pl, truncated)
+    refit = None
+    # The refit takes all the time left (a search that stopped early leaves more than planned).
+    fits = int((deadline - time.perf_counter() - cost.setup_s - cost.eval_s) // cost.epoch_s)
+    epochs = min(fits, base.train.epochs)
+    if pl.refit_epochs and epochs > pl.epochs:  # longer than the trials, or pointless
+        try:
+            refit = _refit(study, trial_base, search_dir, epochs, _Deadline(deadline, cost),
+                           monitor, command, said)  # fmt: skip
+        except KeyboardInterrupt:
+            _stopped(study, search_dir, base, monitor, budget_s, t0, pr, pl, truncated)
+            raise
+    record = _record(study, search_dir, base, monitor, budget_s, t0, pr, pl, truncated, refit)
     return BudgetResult(_write(study, search_dir, record, keep_weights), search_dir, record)
+
+
+def _refit(
+    study: optuna.Study,
+    trial_base: RunConfig,
+    search_dir: Path,
+    epochs: int,
+    guard: _Deadline,
+    monitor: tuple[str, str],
+    command: str,
+    said: set[str],
+) -> dict[str, Any] | None:
+    """Train the best finished trial's config again at ``epochs``, outside the study (its
+    early epochs, at a longer schedule's rates, must not be pruned against short trials)."""
+    best = _best(study, monitor)
+    if best is None:
+        return None
+    sets = [f"{k}={_text(v)}" for k, v in best.params.items()]  # as the trial set them
+    cfg = apply_overrides(trial_base, [*sets, f"train.epochs={epochs}"], "search")
+    run_dir = (search_dir / "refit").resolve()
+    t = time.perf_counter()
+    try:
+        runner.train_at(cfg, run_dir, command=command, callbacks=[guard], said=said)
+    except NonFiniteLossError as e:
+        print(f"refit of trial {best.number}: failed: {e}", file=sys.stderr)
+        return None
+    value = _best_value(run_dir, monitor)
+    shown = "nan" if value is None else f"{value:.6g}"
+    print(f"refit of trial {best.number} at {epochs} epochs: {monitor[0]}={shown} {run_dir}",
+          file=sys.stderr)  # fmt: skip
+    return {
+        "trial": best.number,
+        "epochs": epochs,
+        "epochs_run": _epochs_run(str(run_dir)),
+        "truncated_by_budget": guard.truncated,
+        "value": value,
+        "params": best.params,
+        "seconds": time.perf_counter() - t,
+        "run_dir": str(run_dir),
+    }
+
+
+def _best(study: optuna.Study, monitor: tuple[str, str]) -> optuna.trial.FrozenTrial | None:
+    """The best finished trial on validation; ties go to the earlier trial."""
+    done = [t for t in study.get_trials(deepcopy=False)
+            if t.state == TrialState.COMPLETE and t.value is not None]  # fmt: skip
+    sign = 1 if monitor[1] == "max" else -1
+    return max(done, key=lambda t: (sign * t.value, -t.number)) if done else None
 
 
 def _write(
@@ -403,6 +492,8 @@ def _write(
         d = t.user_attrs.get("run_dir")
         if d and Path(d) != chosen and t.state != TrialState.FAIL and not keep_weights:
             _drop_weights(Path(d))  # a failed (interrupted) trial keeps its checkpoint
+    if (r := record.get("refit")) and Path(r["run_dir"]) != chosen and not keep_weights:
+        _drop_weights(Path(r["run_dir"]))
     text = json.dumps(record, indent=2, default=str) + "\n"
     csv_text = _trials_csv(study.get_trials(deepcopy=False))
     for d in (search_dir, chosen):
@@ -436,18 +527,29 @@ def _record(
     pr: Probe,
     pl: Plan,
     truncated: dict[int, bool],
+    refit: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     trials = study.get_trials(deepcopy=False)
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    if not done:
+    best = _best(study, monitor)
+    if best is None:
         raise ArchlabError(
             f"--budget: no trial finished within {_clock(budget_s)} (see {search_dir / TRIALS}); "
             "give a larger budget"
         )
-    sign = 1 if monitor[1] == "max" else -1
-    best = max(done, key=lambda t: (sign * t.value, -t.number))
     trial_s = sum(t.duration.total_seconds() for t in trials if t.duration)
+    trial_s += refit["seconds"] if refit else 0.0
     wall = time.perf_counter() - t0
+    chosen = {
+        "trial": best.number,
+        "monitor": monitor[0],
+        "value": best.value,
+        "params": best.params,
+        "run_dir": best.user_attrs["run_dir"],
+        "refit": False,
+    }
+    sign = 1 if monitor[1] == "max" else -1
+    if refit and refit["value"] is not None and sign * refit["value"] > sign * best.value:
+        chosen.update(value=refit["value"], run_dir=refit["run_dir"], refit=True)
     return {
         "budget_s": budget_s,
         "wall_s": wall,
@@ -458,7 +560,8 @@ def _record(
         "overhead_fraction": max(0.0, wall - trial_s) / wall,
         "monitor": monitor[0],
         "chosen_on": "validation only: the best " + monitor[0] + " of any finished trial "
-        "(its best epoch); ties go to the earlier trial",
+        "(its best epoch); ties go to the earlier trial, and the refit (the best trial's "
+        "config at more epochs) replaces it only when better",
         "base_config": base.to_dict(),
         "trials": [
             {
@@ -473,13 +576,8 @@ def _record(
             }
             for t in trials
         ],
-        "chosen": {
-            "trial": best.number,
-            "monitor": monitor[0],
-            "value": best.value,
-            "params": best.params,
-            "run_dir": best.user_attrs["run_dir"],
-        },
+        "refit": refit,
+        "chosen": chosen,
     }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from archlab import budget, rundir
+from archlab import budget, rundir, runner
 from archlab.cli import main
 from archlab.config import apply_overrides
 from archlab.errors import ArchlabError
@@ -49,6 +49,46 @@ def test_plan_prefers_fewer_trials_to_too_few_epochs() -> None:
     assert p.epochs >= budget.MIN_EPOCHS and p.trials * PROBE.trial_s(p.epochs) <= 95
     p = budget.plan(30, 25, PROBE, ceiling=15)  # not even 3 epochs: one trial of what fits
     assert p == budget.Plan(epochs=2, trials=1)
+
+
+def test_plan_keeps_time_to_train_the_best_config_at_length_when_trials_get_short() -> None:
+    # 6 full trials would get 9 of 30 epochs: under half, so the search gets what a refit at
+    # up to half the time left does not need, and the best config trains again for 29.
+    p = budget.plan(600, 590, PROBE, ceiling=30)
+    assert p == budget.Plan(epochs=4, trials=budget.MIN_TRIALS, refit_epochs=29)
+    assert p.trials * PROBE.trial_s(p.epochs) + PROBE.trial_s(p.refit_epochs) <= 590
+    # Trials at half the config's epochs or more: no refit, as before.
+    assert budget.plan(600, 590, PROBE, ceiling=18).refit_epochs == 0
+    # No room for a search beside a refit: the plain plan.
+    assert budget.plan(100, 95, PROBE, ceiling=30).refit_epochs == 0
+
+
+def test_the_refit_of_the_best_trial_is_chosen_only_when_better_on_validation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    csv = write_tweets(tmp_path / "tweets.csv")
+    base = replace(PRESETS["text-bilstm-smoke"], data=TextDataConfig(path=str(csv)))
+    base = apply_overrides(base, ["train.epochs=3", "train.threads=1", "train.progress=off"])
+    monkeypatch.setattr(budget, "plan", lambda *a: budget.Plan(1, 2, refit_epochs=3))
+    res = budget.run_budget(base, 30.0, tmp_path / "runs", "refit")
+    rec = json.loads((res.search_dir / budget.SEARCH).read_text())
+    refit, chosen = rec["refit"], rec["chosen"]
+    done = [t for t in rec["trials"] if t["state"] == "complete"]
+    best = max(done, key=lambda t: (t["value"], -t["trial"]))
+    assert refit["trial"] == best["trial"] and refit["params"] == best["params"]
+    assert refit["epochs"] == 3 and all(t["epochs_run"] <= 1 for t in done)
+    trained = runner.load_config(Path(refit["run_dir"]))
+    trial = runner.load_config(Path(best["run_dir"]))
+    assert trained == replace(trial, train=replace(trial.train, epochs=3))  # all else the same
+    rows = rundir.read_history(Path(refit["run_dir"]) / rundir.HISTORY)
+    assert refit["value"] == pytest.approx(max(r["val_f1_macro"] for r in rows))
+    assert chosen["refit"] == (refit["value"] > best["value"])
+    assert res.run_dir == Path(chosen["run_dir"])
+    assert res.run_dir == Path(refit["run_dir"] if chosen["refit"] else best["run_dir"])
+    kept = [d for d in [*res.search_dir.glob("trial-*"), Path(refit["run_dir"])]
+            if (d / rundir.WEIGHTS).exists()]  # fmt: skip
+    assert kept == [res.run_dir]  # only the chosen run keeps its weights
+    assert runner.load_config(res.run_dir).train.epochs == (3 if chosen["refit"] else 1)
 
 
 def test_plan_refuses_a_budget_below_one_epoch() -> None:
