@@ -102,6 +102,8 @@ def test_spaces_cover_each_classifier_and_refuse_sales() -> None:
         base = PRESETS[preset]
         space = budget.space_for(base)
         assert "optim.lr" in space and "reg.weight_decay" in space
+        # a constant rate or a cosine decay, and the recipe's own (one-cycle for ResNet-18)
+        assert {"none", "cosine", base.optim.schedule} == set(space["optim.schedule"].choices)
         lr = space["optim.lr"]
         assert lr.low < base.optim.lr < lr.high  # relative to the recipe, not a data set
         trial0 = budget.base_params(base, space)
