@@ -822,7 +822,8 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Image.new("P", (5, 5), 3).save(root / "cat" / "palette.gif")
     Image.new("I;16", (6, 6), 300).save(root / "dog" / "deep.png")
     out = root.parent / "out"
-    # data.size=16: every image is resized (and converted to 1 channel) as it is decoded.
+    # data.size=16: every image is resized as it is decoded, to RGB (data.channels=auto: the
+    # RGB and RGBA images have colour; the palette, 16-bit and grey ones get equal channels).
     # train.batch_size=1000 > 11 training images: one batch holds them all (no error, no clamp
     # needed: batches are slices of a shuffled index, the last one as short as it must be).
     argv = _train_images(root, "--model", "resnet18", "--set", "data.size=16",
@@ -837,7 +838,7 @@ def test_mixed_sizes_modes_and_oversized_batch_train(finished_run: Path) -> None
     info = json.loads((finished_run / "data.json").read_text())
     assert info["class_names"] == ["cat", "dog", "eel"]
     assert info["n_images"] == 17 and info["ignored_non_images"] == 1
-    assert (info["channels"], info["size"]) == (1, 16)
+    assert (info["channels"], info["size"], info["colour_images"]) == (3, 16, 10)
     assert json.loads((finished_run / "metrics.json").read_text())["epochs_run"] == 1
 
 

@@ -69,8 +69,11 @@ def test_the_refit_of_the_best_trial_is_chosen_only_when_better_on_validation(
     csv = write_tweets(tmp_path / "tweets.csv")
     base = replace(PRESETS["text-bilstm-smoke"], data=TextDataConfig(path=str(csv)))
     base = apply_overrides(base, ["train.epochs=3", "train.threads=1", "train.progress=off"])
-    monkeypatch.setattr(budget, "plan", lambda *a: budget.Plan(1, 2, refit_epochs=3))
-    res = budget.run_budget(base, 30.0, tmp_path / "runs", "refit")
+    monkeypatch.setattr(budget, "plan", lambda *a: budget.Plan(1, 1, refit_epochs=3))
+    # Every key fixed: one trial (the config as given), then its refit with the time left; a
+    # search of several trials would leave the refit a time that depends on the machine's load.
+    fixed = budget.space_for(base)
+    res = budget.run_budget(base, 60.0, tmp_path / "runs", "refit", fixed=fixed)
     rec = json.loads((res.search_dir / budget.SEARCH).read_text())
     refit, chosen = rec["refit"], rec["chosen"]
     done = [t for t in rec["trials"] if t["state"] == "complete"]
