@@ -596,3 +596,13 @@ def test_new_images_with_other_classes_than_the_run_are_refused(tmp_path: Path) 
     other = write_image_folder(tmp_path / "b", {"cat": 5, "cow": 5, "eel": 5})
     with pytest.raises(ArchlabError, match=r"classes \['cat', 'cow', 'eel'\] differ from the run"):
         ImageData(_image_cfg(other)).build(torch.device("cpu"), data.fitted)
+
+
+def test_colour_is_counted_per_image_in_bounded_chunks() -> None:
+    from archlab.data.images import colour_images
+
+    big = np.zeros((5, 3, 1500, 1500), np.uint8)  # 2 images per 16M-pixel chunk
+    big[[1, 4], 0] = 40  # red-tinted: |R-G| = 40 everywhere
+    big[2, 2, :10] = 255  # 10 blue rows of 1,500: mean spread 1.7 levels, under 2
+    assert colour_images(big) == 2
+    assert colour_images(big[:, :1]) == 0 and colour_images(big[:0]) == 0

@@ -252,12 +252,13 @@ def _array_digests(images: np.ndarray) -> list[str]:
 COLOUR_SPREAD = 2.0
 
 
-def colour_images(images: np.ndarray, chunk: int = 1024) -> int:
+def colour_images(images: np.ndarray) -> int:
     """How many of the (N, C, H, W) uint8 images have colour (``COLOUR_SPREAD``)."""
-    if images.shape[1] == 1:
+    if images.shape[1] == 1 or not len(images):
         return 0
     n = 0
-    for i in range(0, len(images), chunk):  # int16 copies of a chunk, not of the whole set
+    chunk = max(1, (1 << 24) // images[0].size)  # int16 copies of 16M pixels at a time (32 MB)
+    for i in range(0, len(images), chunk):
         x = images[i : i + chunk].astype(np.int16)
         spread = np.abs(x[:, 0] - x[:, 1]) + np.abs(x[:, 1] - x[:, 2])
         n += int((spread.mean(axis=(1, 2)) > COLOUR_SPREAD).sum())
