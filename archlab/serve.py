@@ -504,19 +504,12 @@ BODY_DOC = {
 }
 
 
-def create_app(run_dirs: Sequence[Path], limits: Limits | None = None) -> Any:
-    """The FastAPI app serving ``run_dirs`` (each under /NAME/; with one run also at /)."""
-    from fastapi import FastAPI
+def _error_handlers(app: Any) -> None:
+    """Every error as one JSON line ``{"error": ...}``: bad input 4xx, a crash 500 (its
+    traceback goes to the server's log, not to the client)."""
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse
-    from starlette.concurrency import run_in_threadpool
+    from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
-
-    limits = limits or Limits()
-    runs = load_runs(run_dirs)
-    app = FastAPI(title="archlab serve", version="1", docs_url=None, redoc_url=None,
-                  description="Predictions and explanations of trained archlab runs.")  # fmt: skip
-    app.state.runs, app.state.limits = runs, limits
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": " ".join(str(message).splitlines())}, status_code=status)
@@ -543,6 +536,21 @@ def create_app(run_dirs: Sequence[Path], limits: Limits | None = None) -> Any:
     async def _crash(request: Request, e: Exception) -> JSONResponse:
         traceback.print_exception(e, file=sys.stderr)  # the server's log, not the response
         return error(500, f"internal error ({e.__class__.__name__}); see the server's log")
+
+
+def create_app(run_dirs: Sequence[Path], limits: Limits | None = None) -> Any:
+    """The FastAPI app serving ``run_dirs`` (each under /NAME/; with one run also at /)."""
+    from fastapi import FastAPI
+    from fastapi.responses import HTMLResponse
+    from starlette.concurrency import run_in_threadpool
+
+    limits = limits or Limits()
+    runs = load_runs(run_dirs)
+    app = FastAPI(title="archlab serve", version="1", docs_url=None, redoc_url=None,
+                  description="Predictions and explanations of trained archlab runs.")  # fmt: skip
+    app.state.runs, app.state.limits = runs, limits
+
+    _error_handlers(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
