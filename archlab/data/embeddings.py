@@ -136,18 +136,10 @@ def _load_vectors(path: Path, wanted: set[str], first: int) -> Vectors:
     missing = len(wanted)
     for n, line in _lines(path):
         if n == 1:
-            parts = line.rstrip().split(" ")
-            head = _header(parts)
-            if head is not None:
-                count, dim = head
-                if dim < 1:
-                    raise ArchlabError(f"{path}: line 1: header 'count dim' has dimension 0")
-                matrix = _alloc(first, len(wanted), count, dim)
-                continue
-            if len(parts) < 2 or parts[0] == "":
-                raise ArchlabError(f"{path}: line 1: expected a word and its numbers")
-            dim = len(parts) - 1
-            matrix = _alloc(first, len(wanted), 0, dim)
+            header, count, dim = _first_line(path, line)
+            matrix = _alloc(first, len(wanted), count, dim)
+            if header:
+                continue  # word2vec's 'count dim', not a vector
         if "\0" in line:
             raise ArchlabError(f"{path}: line {n}: NUL bytes, not a text vectors file; "
                                f"{_BINARY_HINT}")  # fmt: skip
@@ -188,11 +180,7 @@ def _load_vectors(path: Path, wanted: set[str], first: int) -> Vectors:
             bad = next(p for p in line.split(" ")[1:] if not _is_number(p))
             raise ArchlabError(f"{path}: line {n}: {bad[:40]!r} is not a number") from None
         words.append(word)
-    if lines == 0:
-        raise ArchlabError(f"{path}: the file is empty (expected one word and its vector per line)")
-    if not np.isfinite(matrix[: len(words)]).all():
-        row = int(np.flatnonzero(~np.isfinite(matrix[: len(words)]).all(1))[0])
-        raise ArchlabError(f"{path}: word {words[row]!r}: its vector has nan or inf")
+    _check_read(path, lines, words, matrix)
     return Vectors(
         words=words,
         matrix=matrix[: len(words)],
@@ -209,6 +197,28 @@ def _load_vectors(path: Path, wanted: set[str], first: int) -> Vectors:
             "format": "word2vec text (count dim header)" if count else "GloVe text (no header)",
         },
     )
+
+
+def _first_line(path: Path, line: str) -> tuple[bool, int, int]:
+    """(True, count, dim) of a word2vec header, or (False, 0, dim) of a first vector row."""
+    parts = line.rstrip().split(" ")
+    head = _header(parts)
+    if head is not None:
+        if head[1] < 1:
+            raise ArchlabError(f"{path}: line 1: header 'count dim' has dimension 0")
+        return True, *head
+    if len(parts) < 2 or parts[0] == "":
+        raise ArchlabError(f"{path}: line 1: expected a word and its numbers")
+    return False, 0, len(parts) - 1
+
+
+def _check_read(path: Path, lines: int, words: list[str], matrix: np.ndarray) -> None:
+    """Refuse an empty file and vectors holding nan or inf (named by their word)."""
+    if lines == 0:
+        raise ArchlabError(f"{path}: the file is empty (expected one word and its vector per line)")
+    if not np.isfinite(matrix[: len(words)]).all():
+        row = int(np.flatnonzero(~np.isfinite(matrix[: len(words)]).all(1))[0])
+        raise ArchlabError(f"{path}: word {words[row]!r}: its vector has nan or inf")
 
 
 def _alloc(first: int, wanted: int, count: int, dim: int) -> np.ndarray:
