@@ -343,6 +343,18 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4f}"
 
 
+def _plan_line(pr: Probe, pl: Plan, space: dict[str, Param]) -> str:
+    """What the probe found and what the search will do, for stderr."""
+    refit = (f", then the best one's config again for the time left (about {pl.refit_epochs} "
+             "epochs)" if pl.refit_epochs else "")  # fmt: skip
+    return (
+        f"archlab: an epoch takes about {_clock(pr.epoch_s)} ({pr.steps_per_epoch} steps of "
+        f"{pr.step_s * 1000:.0f} ms + validation {pr.eval_s:.1f}s), reading the data "
+        f"{pr.setup_s:.1f}s; trials of {pl.epochs} epoch(s), {pl.trials} or more of them"
+        f"{refit}; searching {', '.join(space) or 'nothing (every key fixed by --set)'}"
+    )
+
+
 def run_budget(
     base: RunConfig,
     budget_s: float,
@@ -375,22 +387,7 @@ def run_budget(
     trial_base = apply_overrides(base, [f"train.epochs={pl.epochs}"])
     space = space_for(trial_base, fixed)  # again: some choices scale with the planned epochs
     if base.train.progress != "off":
-        print(
-            f"archlab: an epoch takes about {_clock(pr.epoch_s)} "
-            f"({pr.steps_per_epoch} steps of {pr.step_s * 1000:.0f} ms + validation "
-            f"{pr.eval_s:.1f}s), reading the data {pr.setup_s:.1f}s; trials of {pl.epochs} "
-            f"epoch(s), {pl.trials} or more of them"
-            + (
-                f", then the best one's config again for the time left (about "
-                f"{pl.refit_epochs} epochs)"
-                if pl.refit_epochs
-                else ""
-            )
-            + "; searching "
-            f"{', '.join(space) or 'nothing (every key fixed by --set)'}",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(_plan_line(pr, pl, space), file=sys.stderr, flush=True)
     # In memory: one process runs every trial, and search.json + trials.csv keep the record.
     study = optuna.create_study(
         study_name=name,
@@ -430,13 +427,10 @@ def run_budget(
         if not space:
             break  # nothing to search: the config as given is the only trial
     refit = None
-    # The refit takes all the time left (a search that stopped early leaves more than planned).
-    fits = int((deadline - time.perf_counter() - cost.setup_s - cost.eval_s) // cost.epoch_s)
-    epochs = min(fits, base.train.epochs)
-    if pl.refit_epochs and epochs > pl.epochs:  # longer than the trials, or pointless
+    if pl.refit_epochs:
         try:
-            refit = _refit(study, trial_base, search_dir, epochs, _Deadline(deadline, cost),
-                           monitor, command, said)  # fmt: skip
+            refit = _refit(study, trial_base, base.train.epochs, search_dir,
+                           _Deadline(deadline, cost), monitor, command, said)  # fmt: skip
         except KeyboardInterrupt:
             _stopped(study, search_dir, base, monitor, budget_s, t0, pr, pl, truncated)
             raise
@@ -447,17 +441,22 @@ def run_budget(
 def _refit(
     study: optuna.Study,
     trial_base: RunConfig,
+    ceiling: int,
     search_dir: Path,
-    epochs: int,
     guard: _Deadline,
     monitor: tuple[str, str],
     command: str,
     said: set[str],
 ) -> dict[str, Any] | None:
-    """Train the best finished trial's config again at ``epochs``, outside the study (its
-    early epochs, at a longer schedule's rates, must not be pruned against short trials)."""
+    """Train the best finished trial's config again with the time left to ``guard``'s deadline
+    (a search that stopped early leaves more than planned), at up to ``ceiling`` epochs and
+    only if that is longer than the trials were; outside the study (its early epochs, at a
+    longer schedule's rates, must not be pruned against short trials)."""
+    cost = guard.pr
+    left = guard.deadline - time.perf_counter()
+    epochs = min(ceiling, int((left - cost.setup_s - cost.eval_s) // cost.epoch_s))
     best = _best(study, monitor)
-    if best is None:
+    if best is None or epochs <= trial_base.train.epochs:
         return None
     sets = [f"{k}={_text(v)}" for k, v in best.params.items()]  # as the trial set them
     cfg = apply_overrides(trial_base, [*sets, f"train.epochs={epochs}"], "search")
@@ -484,12 +483,20 @@ def _refit(
     }
 
 
+def _sign(monitor: tuple[str, str]) -> int:
+    return 1 if monitor[1] == "max" else -1
+
+
+def _better(a: float, b: float, monitor: tuple[str, str]) -> bool:
+    """``a`` strictly better than ``b`` on the monitored value."""
+    return _sign(monitor) * a > _sign(monitor) * b
+
+
 def _best(study: optuna.Study, monitor: tuple[str, str]) -> optuna.trial.FrozenTrial | None:
     """The best finished trial on validation; ties go to the earlier trial."""
     done = [t for t in study.get_trials(deepcopy=False)
             if t.state == TrialState.COMPLETE and t.value is not None]  # fmt: skip
-    sign = 1 if monitor[1] == "max" else -1
-    return max(done, key=lambda t: (sign * t.value, -t.number)) if done else None
+    return max(done, key=lambda t: (_sign(monitor) * t.value, -t.number)) if done else None
 
 
 def _write(
@@ -557,8 +564,7 @@ def _record(
         "run_dir": best.user_attrs["run_dir"],
         "refit": False,
     }
-    sign = 1 if monitor[1] == "max" else -1
-    if refit and refit["value"] is not None and sign * refit["value"] > sign * best.value:
+    if refit and refit["value"] is not None and _better(refit["value"], best.value, monitor):
         chosen.update(value=refit["value"], run_dir=refit["run_dir"], refit=True)
     return {
         "budget_s": budget_s,
