@@ -431,8 +431,8 @@ def run_budget(
         try:
             refit = _refit(study, trial_base, base.train.epochs, search_dir,
                            _Deadline(deadline, cost), monitor, command, said)  # fmt: skip
-        except KeyboardInterrupt:
-            _stopped(study, search_dir, base, monitor, budget_s, t0, pr, pl, truncated)
+        except _RefitInterrupted as e:  # the record names its checkpoint, to resume it
+            _stopped(study, search_dir, base, monitor, budget_s, t0, pr, pl, truncated, e.refit)
             raise
     record = _record(study, search_dir, base, monitor, budget_s, t0, pr, pl, truncated, refit)
     return BudgetResult(_write(study, search_dir, record, keep_weights), search_dir, record)
@@ -462,25 +462,35 @@ def _refit(
     cfg = apply_overrides(trial_base, [*sets, f"train.epochs={epochs}"], "search")
     run_dir = (search_dir / "refit").resolve()
     t = time.perf_counter()
+    record = {"trial": best.number, "epochs": epochs, "params": best.params,
+              "run_dir": str(run_dir)}  # fmt: skip
     try:
         runner.train_at(cfg, run_dir, command=command, callbacks=[guard], said=said)
     except NonFiniteLossError as e:
         print(f"refit of trial {best.number}: failed: {e}", file=sys.stderr)
         return None
+    except KeyboardInterrupt as e:
+        stopped = {**record, "value": None, "seconds": time.perf_counter() - t, "stopped": True}
+        raise _RefitInterrupted(stopped) from e
     value = _best_value(run_dir, monitor)
     shown = "nan" if value is None else f"{value:.6g}"
     print(f"refit of trial {best.number} at {epochs} epochs: {monitor[0]}={shown} {run_dir}",
           file=sys.stderr)  # fmt: skip
     return {
-        "trial": best.number,
-        "epochs": epochs,
+        **record,
         "epochs_run": _epochs_run(str(run_dir)),
         "truncated_by_budget": guard.truncated,
         "value": value,
-        "params": best.params,
         "seconds": time.perf_counter() - t,
-        "run_dir": str(run_dir),
     }
+
+
+class _RefitInterrupted(KeyboardInterrupt):
+    """Ctrl-C during the refit, with its record so far (``stopped``: its checkpoint is kept)."""
+
+    def __init__(self, refit: dict[str, Any]) -> None:
+        super().__init__()
+        self.refit = refit
 
 
 def _sign(monitor: tuple[str, str]) -> int:
@@ -509,7 +519,8 @@ def _write(
         d = t.user_attrs.get("run_dir")
         if d and Path(d) != chosen and t.state != TrialState.FAIL and not keep_weights:
             _drop_weights(Path(d))  # a failed (interrupted) trial keeps its checkpoint
-    if (r := record.get("refit")) and Path(r["run_dir"]) != chosen and not keep_weights:
+    r = record.get("refit")
+    if r and Path(r["run_dir"]) != chosen and not keep_weights and not r.get("stopped"):
         _drop_weights(Path(r["run_dir"]))
     text = json.dumps(record, indent=2, default=str) + "\n"
     csv_text = _trials_csv(study.get_trials(deepcopy=False))
@@ -532,6 +543,9 @@ def _stopped(study: optuna.Study, search_dir: Path, *args: Any) -> None:
     print(f"archlab: the --budget search stopped; the best finished trial so far on validation: "
           f"{chosen} (search.json there); run the command again to search afresh",
           file=sys.stderr)  # fmt: skip
+    if (r := record.get("refit")) and r.get("stopped"):
+        print(f"archlab: the refit of trial {r['trial']} stopped; `archlab train --resume "
+              f"{r['run_dir']}` finishes it (outside the budget)", file=sys.stderr)  # fmt: skip
 
 
 def _record(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from archlab.config import apply_overrides
 from archlab.errors import ArchlabError
 from archlab.presets import PRESETS
 from archlab.task_configs import TextDataConfig
+from archlab.train.callbacks import Callback
 from tests.helpers import write_tweets
 
 
@@ -92,6 +94,38 @@ def test_the_refit_of_the_best_trial_is_chosen_only_when_better_on_validation(
             if (d / rundir.WEIGHTS).exists()]  # fmt: skip
     assert kept == [res.run_dir]  # only the chosen run keeps its weights
     assert runner.load_config(res.run_dir).train.epochs == (3 if chosen["refit"] else 1)
+
+
+def test_ctrl_c_during_the_refit_keeps_the_best_trial_and_the_refits_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = write_tweets(tmp_path / "tweets.csv")
+    base = replace(PRESETS["text-bilstm-smoke"], data=TextDataConfig(path=str(csv)))
+    base = apply_overrides(base, ["train.epochs=3", "train.threads=1", "train.progress=off"])
+    monkeypatch.setattr(budget, "plan", lambda *a: budget.Plan(1, 1, refit_epochs=3))
+
+    class CtrlC(Callback):  # what the trainer's SIGINT handler does on a first Ctrl-C
+        def on_batch_end(self, trainer: Any, step: int, loss: Any) -> None:
+            trainer.interrupted = True
+
+    train_at = runner.train_at
+
+    def pressed_in_refit(cfg: Any, run_dir: Path, **kw: Any) -> Path:
+        if run_dir.name == "refit":
+            kw["callbacks"] = [*kw.get("callbacks", []), CtrlC()]
+        return train_at(cfg, run_dir, **kw)
+
+    monkeypatch.setattr(runner, "train_at", pressed_in_refit)
+    with pytest.raises(KeyboardInterrupt):
+        budget.run_budget(base, 60.0, tmp_path / "runs", "stop", fixed=budget.space_for(base))
+    (search_dir,) = (tmp_path / "runs").iterdir()
+    rec = json.loads((search_dir / budget.SEARCH).read_text())
+    refit, chosen = rec["refit"], rec["chosen"]
+    assert rec["stopped_by"] == "Ctrl-C" and refit["stopped"] and refit["value"] is None
+    assert chosen["trial"] == 0 and not chosen["refit"]  # the finished trial, with its weights
+    assert (Path(chosen["run_dir"]) / rundir.WEIGHTS).exists()
+    assert (Path(refit["run_dir"]) / rundir.STATE).exists()  # the refit can be resumed
+    assert f"--resume {refit['run_dir']}" in capsys.readouterr().err
 
 
 def test_plan_refuses_a_budget_below_one_epoch() -> None:
