@@ -58,7 +58,9 @@ class ImageDataConfig:
     label_column: str = ""  # manifest: the label column ("" = detected)
     split_column: str = ""  # manifest: the split column ("" = detected, none = ignore one)
     image_root: str = ""  # manifest: the folder its paths are relative to
-    size: int = 32  # images are resized to size x size pixels
+    # Images are resized to size x size pixels; 0 = auto: their median shorter side, held to
+    # 32..64 (image_set.AUTO_SIZE; an .npz of 32 px images stays 32); the run records it.
+    size: int = 0
     # 1 = grayscale (the study's presets), 3 = RGB, 0 = auto: RGB when any image has colour
     # (images.COLOUR_SPREAD), else grayscale; the run records what it chose (data.json).
     channels: int = 0
@@ -77,7 +79,7 @@ class ImageDataConfig:
         if self.size < 0 or self.size == 1 or self.size > MAX_IMAGE_SIZE:
             raise ArchlabError(
                 f"invalid config value data.size={self.size}: must be 2..{MAX_IMAGE_SIZE} "
-                "(or 0 to keep an .npz's own size)"
+                "(or 0 = auto: the images' median shorter side, held to 32..64)"
             )
         if self.channels not in (0, 1, 3):
             raise ArchlabError(

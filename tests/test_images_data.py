@@ -15,6 +15,7 @@ from archlab.data.augment import AUGMENTATIONS, translate
 from archlab.data.images import Manifest, load_image_set
 from archlab.data.splits import stratified_split
 from archlab.errors import ArchlabError
+from archlab.task_configs import ImageDataConfig
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P"])
@@ -606,3 +607,66 @@ def test_colour_is_counted_per_image_in_bounded_chunks() -> None:
     big[2, 2, :10] = 255  # 10 blue rows of 1,500: mean spread 1.7 levels, under 2
     assert colour_images(big) == 2
     assert colour_images(big[:, :1]) == 0 and colour_images(big[:0]) == 0
+
+
+# --- data.size=0 (auto, the default): the images' median shorter side, held to 32..64 ---
+@pytest.mark.parametrize(
+    ("side", "size"), [(8, 32), (32, 32), (50, 48), (63, 56), (64, 64), (96, 64), (4000, 64)]
+)
+def test_auto_size_holds_the_median_side_to_32_64_in_steps_of_8(side: int, size: int) -> None:
+    from archlab.data.image_set import auto_size
+
+    assert auto_size(side) == size
+
+
+def _photos(folder: Path, sizes: list[tuple[int, int]]) -> None:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i, (w, h) in enumerate(sizes):
+        rgb = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(rgb).save(folder / f"IMG_{i:04d}.jpg", quality=80)
+
+
+def test_auto_size_reads_photos_at_their_median_side_and_small_images_at_32(
+    tmp_path: Path,
+) -> None:
+    photos = tmp_path / "photos"
+    _photos(photos / "a", [(120, 96), (96, 128), (640, 480)])  # shorter sides 96, 96, 480
+    _photos(photos / "b", [(40, 50), (50, 40), (44, 60)])  # 40, 40, 44: median of all 70
+    s = load_image_set(str(photos), fmt="auto", size=0, channels=0)
+    assert s.images.shape[-2:] == (64, 64) and s.native_side == 70
+    note = "data: images resized to 64x64 (data.size=auto: their median shorter side is 70 px"
+    assert any(n.startswith(note) for n in s.notes)
+    for k in ("a", "b"):
+        _photos(tmp_path / "small" / k, [(40, 50), (50, 46)])  # 40, 46: median 43, to 40
+    small = load_image_set(str(tmp_path / "small"), fmt="auto", size=0, channels=0)
+    assert small.images.shape[-2:] == (40, 40) and small.native_side == 43
+    # The 12x10 test images and the bundled 8x8 digits are read at 32, as before auto.
+    assert load_image_set("", fmt="auto", size=0, channels=0).images.shape[-2:] == (32, 32)
+    tiny = write_image_folder(tmp_path / "tiny", {"a": 2, "b": 2})
+    assert load_image_set(str(tiny), fmt="auto", size=0, channels=0).native_side == 10
+    # An .npz: its own side (16 -> held to 32); a size given is used as given.
+    npz = write_npz(tmp_path / "x.npz", n_per_class=2, size=48)
+    assert load_image_set(str(npz), fmt="auto", size=0, channels=0).images.shape[-1] == 48
+    assert load_image_set(str(photos), fmt="auto", size=24, channels=0).native_side is None
+
+
+def test_a_saved_run_reads_new_images_at_its_own_size(tmp_path: Path) -> None:
+    from archlab.tasks.image_cls import ImageData
+
+    photos = tmp_path / "photos"
+    for k in CLASSES:
+        _photos(photos / k, [(96, 80)] * 10)
+    _, data = _image_task(photos, "data.size=0")
+    assert data.fitted.size == 64 and data.info["native_side"] == 80
+    small = write_image_folder(tmp_path / "small", CLASSES, seed=1)  # 12x10: auto would say 32
+    again = ImageData(_image_cfg(small, "data.size=0")).build(torch.device("cpu"), data.fitted)
+    assert again.context.images.shape[-2:] == (64, 64)
+
+
+def test_generic_images_decide_their_size() -> None:
+    from archlab.config import task_defaults
+
+    assert task_defaults("images").data.size == 0
+    with pytest.raises(ArchlabError, match=r"data.size=1: must be 2\.\.\d+ \(or 0 = auto"):
+        ImageDataConfig(size=1)

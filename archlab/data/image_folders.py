@@ -102,6 +102,7 @@ def load_folder(
         ignored=ignored,
         layout="class_folders",
         digests=dec.digests,
+        native_side=dec.native_side,
     )
 
 
@@ -142,4 +143,5 @@ def _load_split_folders(
         # An empty val/ or test/ folder gives no split: that split is carved from train/.
         split_origin={sp: f"{d.name}/" for sp, d in splits.items() if (tags_kept == sp).any()},
         digests=dec.digests,
+        native_side=dec.native_side,
     )

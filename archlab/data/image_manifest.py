@@ -94,6 +94,7 @@ def load_manifest(
         layout="manifest",
         split_origin=origin if scol else {},
         digests=dec.digests,
+        native_side=dec.native_side,
         encoding=codec,
         notes=[note] if note else [],
     )

@@ -58,6 +58,28 @@ class ImageSet:
     encoding: str = ""  # a manifest's text encoding (data.json), "" for images alone
     notes: list[str] = field(default_factory=list)  # first lines about reading (an encoding)
     colour_images: int | None = None  # data.channels=auto: how many images have colour
+    native_side: int | None = None  # data.size=auto: the images' median shorter side (pixels)
+
+
+# data.size=0 (auto) resizes to the images' median shorter side held to this range (rounded
+# down to a multiple of 8): under 32 the networks' poolings run out of pixels (MIN_SIZE); over
+# 64 an epoch on CPU costs (size / 32)² times one at 32 (64 already ~3.5x) for detail that 2
+# cores cannot afford to learn from. data.size=N sets any size.
+AUTO_SIZE = (32, 64)
+
+
+def auto_size(side: int) -> int:
+    """data.size=0: the size images of this (median) shorter side are resized to."""
+    return int(np.clip(side, *AUTO_SIZE)) // 8 * 8
+
+
+def size_note(size: int, side: int) -> str:
+    """The first line of a run whose data.size was auto."""
+    lo, hi = AUTO_SIZE
+    return (
+        f"data: images resized to {size}x{size} (data.size=auto: their median shorter side is "
+        f"{side} px, held to {lo}..{hi}; data.size=N sets it)"
+    )
 
 
 def digest(data: bytes) -> str:
@@ -134,6 +156,7 @@ class Decoded(NamedTuple):
     skipped: list[str]
     keep: np.ndarray
     digests: list[str]
+    native_side: int | None  # size=0 (auto): the median shorter side it was chosen from
 
 
 def decode_files(
@@ -143,9 +166,12 @@ def decode_files(
     size: int,
     skip_corrupt: bool,
 ) -> Decoded:
-    """Decode (path, label) pairs, hashing each file's bytes as it is read."""
+    """Decode (path, label) pairs, hashing each file's bytes as it is read; ``size`` 0: at
+    auto_size of their shorter sides (read from the files' headers first)."""
+    side = None
     if not size:
-        raise ArchlabError(f"{root}: data.size=0 (keep native) is not supported for folders")
+        side = _median_side([p for p, _ in files])
+        size = auto_size(side)
 
     def decode(p: Path) -> tuple[np.ndarray, str] | None:
         try:
@@ -173,4 +199,20 @@ def decode_files(
     pairs = [decoded[i] for i in keep]
     images = np.ascontiguousarray(np.stack([a for a, _ in pairs]).transpose(0, 3, 1, 2))
     labels = np.array([files[i][1] for i in keep], dtype=np.int64)
-    return Decoded(images, labels, skipped, np.array(keep), [h for _, h in pairs])
+    return Decoded(images, labels, skipped, np.array(keep), [h for _, h in pairs], side)
+
+
+def _median_side(paths: list[Path]) -> int:
+    """The median shorter side of the images (headers only; unreadable files left to the
+    decoding, which reports or skips them)."""
+
+    def side(p: Path) -> int | None:
+        try:
+            with Image.open(p) as im:
+                return min(im.size)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            return None
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        sides = [v for v in pool.map(side, paths) if v is not None]
+    return int(np.median(sides)) if sides else AUTO_SIZE[0]

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from archlab import fingerprint
 from archlab.data.image_folders import load_folder, split_folders
 from archlab.data.image_manifest import Manifest, load_manifest
-from archlab.data.image_set import IMAGE_EXTENSIONS, ImageSet, digest
+from archlab.data.image_set import IMAGE_EXTENSIONS, ImageSet, auto_size, digest, size_note
 from archlab.errors import ArchlabError
 from archlab.utils import ContentCache, file_key
 
@@ -153,7 +153,11 @@ def _decode(
     if not channels:
         channels = _auto_channels(s)
     s.images = _to_channels(s.images, channels)
-    if (size and s.images.shape[-1] != size) or (size and s.images.shape[-2] != size):
+    if not size:  # auto: folders and manifests were decoded at it already
+        s.native_side = side = s.native_side or min(s.images.shape[-2:])
+        size = auto_size(side)
+        s.notes.append(size_note(size, side))
+    if s.images.shape[-2:] != (size, size):
         s.images = resize_uint8(s.images, size)
     _check_classes(s)
     return s

@@ -131,7 +131,7 @@ class ImageData:
         s = load_image_set(
             c.path,
             fmt=c.format,
-            size=c.size,
+            size=fitted.size if fitted is not None else c.size,  # a saved run's, as channels
             # A saved run's channels, whatever auto would choose for these images.
             channels=fitted.channels if fitted is not None else c.channels,
             skip_corrupt=c.skip_corrupt,
@@ -226,6 +226,8 @@ def _describe(
     }
     if s.colour_images is not None:  # data.channels=auto chose the channels from these
         info["colour_images"] = s.colour_images
+    if s.native_side is not None:  # data.size=auto chose the size from it
+        info["native_side"] = s.native_side
     if s.encoding:
         info["encoding"] = s.encoding  # a manifest's, as text and sales runs record theirs
     notes = [
