@@ -292,6 +292,15 @@ def _trials_plan(budget_s: float, left_s: float, pr: Probe, ceiling: int) -> Pla
     return Plan(epochs, 1)
 
 
+def measured(pr: Probe, seen: list[float]) -> Probe:
+    """The probe with its epoch as long as the trials' median epoch (``seen``, seconds): slower
+    on a busy machine, faster where a trial's train.amp=auto chose bf16 (the probe's one epoch
+    is too short to calibrate, so it times fp32)."""
+    if not seen:
+        return pr
+    return replace(pr, step_s=max(0.0, statistics.median(seen) - pr.eval_s) / pr.steps_per_epoch)
+
+
 def _clock(s: float) -> str:
     s = round(s)
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
@@ -402,15 +411,7 @@ def run_budget(
     seen: list[float] = []  # epoch seconds measured in the trials so far
     while True:
         left = deadline - time.perf_counter()
-        # Epochs as slow as the trials found them (a busy machine), never faster than probed.
-        cost = (
-            pr
-            if not seen
-            else replace(
-                pr,
-                step_s=max(pr.step_s, (statistics.median(seen) - pr.eval_s) / pr.steps_per_epoch),
-            )
-        )
+        cost = measured(pr, seen)
         reserve = cost.trial_s(pl.refit_epochs) if pl.refit_epochs else 0.0  # for the refit
         if study.trials and left - reserve < cost.trial_s(pl.epochs):
             break  # another full trial would overrun: stop with what we have

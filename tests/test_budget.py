@@ -128,6 +128,13 @@ def test_ctrl_c_during_the_refit_keeps_the_best_trial_and_the_refits_checkpoint(
     assert f"--resume {refit['run_dir']}" in capsys.readouterr().err
 
 
+def test_the_trials_measured_epochs_replace_the_probes_either_way() -> None:
+    assert budget.measured(PROBE, []) == PROBE
+    # Trials in bf16 (train.amp=auto calibrates them; the probe's one epoch timed fp32): faster.
+    assert budget.measured(PROBE, [6.0, 6.5, 7.0]).epoch_s == pytest.approx(6.5)
+    assert budget.measured(PROBE, [14.0, 15.0, 30.0]).epoch_s == pytest.approx(15.0)  # busy
+
+
 def test_plan_refuses_a_budget_below_one_epoch() -> None:
     with pytest.raises(ArchlabError, match=r"too small for one epoch .* about 10s.*at least"):
         budget.plan(10, 4, PROBE, ceiling=15)
