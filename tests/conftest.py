@@ -24,6 +24,16 @@ DATA_DIR = Path(os.environ.get("ARCHLAB_DATA_DIR", REPO.parent / "shared" / "dat
 IMAGES3 = DATA_DIR / "images3" / "cifar10_dog_automobile_ship.npz"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_calibrations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test times train.amp=auto's candidates afresh (a process keeps its calibrations
+    for later runs of the same shapes: a search's trials), so tests stay independent."""
+    from archlab.train import precision
+    from archlab.utils import ContentCache
+
+    monkeypatch.setattr(precision, "CALIBRATED", ContentCache())
+
+
 def as_older_run(run_dir: Path, *names: str) -> None:
     """Forget the checksums of ``names`` in checkpoint.json, as in a run written before they
     were recorded (tests that edit such files on purpose to mimic an older run)."""

@@ -20,7 +20,7 @@ from archlab.train import precision as amp
 from archlab.train.callbacks import Callback
 from archlab.train.protocol import Batches, Splits
 from archlab.train.trainer import Trainer
-from archlab.utils import cpu_native_bf16
+from archlab.utils import ContentCache, cpu_native_bf16
 
 
 class ConvTask:
@@ -64,7 +64,7 @@ class ConvTask:
 
 def _fit(task: ConvTask, **train: Any) -> Trainer:
     t = Trainer(
-        TrainConfig(epochs=2, batch_size=16, progress="off", **train),
+        TrainConfig(**{"epochs": 2, "batch_size": 16, "progress": "off", **train}),
         OptimConfig(name="sgd", lr=0.05),
         RegConfig(),
         seed=0,
@@ -122,7 +122,8 @@ def test_calibration_leaves_the_run_as_if_it_had_not_run(monkeypatch) -> None:
     p = auto.precision
     assert p is not None and set(p.step_ms) == {amp.FP32, amp.BF16, amp.BF16_CL}
     assert p.choice in p.step_ms and p.reason == "auto: calibrated"
-    monkeypatch.setattr(amp, "pick", lambda ms: amp.Precision(p.choice, "forced", ms))
+    monkeypatch.setattr(amp, "pick", lambda ms, why="": amp.Precision(p.choice, "forced", ms))
+    monkeypatch.setattr(amp, "CALIBRATED", ContentCache())  # time it again
     again = _fit(ConvTask())  # calibrates again (different timings), then takes p's choice
     forced = _fit(
         ConvTask(),
@@ -133,6 +134,23 @@ def test_calibration_leaves_the_run_as_if_it_had_not_run(monkeypatch) -> None:
         assert other.state.history[-1]["train_loss"] == auto.state.history[-1]["train_loss"]
         a, b = auto.model.state_dict(), other.model.state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_later_runs_in_a_process_reuse_the_calibration_of_the_same_shapes(monkeypatch) -> None:
+    # A --budget search's trials: the same network and batch shape, timed once.
+    monkeypatch.setenv("ARCHLAB_CPU_BF16", "1")
+    monkeypatch.setattr(amp, "RUN_STEPS_PER_CALIBRATION_STEP", 0)
+    first = _fit(ConvTask()).precision
+    assert first is not None and first.reason == "auto: calibrated"
+    monkeypatch.setattr(amp, "time_steps", _no_timing)
+    later = _fit(ConvTask())
+    assert later.precision == amp.Precision(
+        first.choice, "auto: calibrated earlier in this process", first.step_ms
+    )
+    # Another batch shape is timed afresh.
+    monkeypatch.setattr(amp, "time_steps", lambda steps: {k: 1.0 for k in steps})
+    other = _fit(ConvTask(), batch_size=8).precision
+    assert other is not None and other.reason == "auto: calibrated"
 
 
 class _Interrupt(Callback):
@@ -153,13 +171,16 @@ def test_resume_under_bf16_equals_uninterrupted(
     monkeypatch.setenv("ARCHLAB_CPU_BF16", "1")
     monkeypatch.setattr(amp, "RUN_STEPS_PER_CALIBRATION_STEP", 0)
     monkeypatch.setattr(amp, "time_steps", lambda steps: {k: 1.0 for k in steps})
-    monkeypatch.setattr(amp, "pick", lambda ms: amp.Precision(choice, "auto: calibrated", ms))
+    monkeypatch.setattr(
+        amp, "pick", lambda ms, why="auto: calibrated": amp.Precision(choice, why, ms)
+    )
     cfg = apply_overrides(
         PRESETS["images-resnet18-smoke"],
         [f"data.path={image_folder}", "data.size=32", "train.epochs=3", "reg.dropout=0.3",
          "reg.augment=crop", "train.checkpoint_every_s=0", "train.amp=auto"],
     )  # fmt: skip
     full = runner.train(cfg, tmp_path / "a")
+    monkeypatch.setattr(amp, "CALIBRATED", ContentCache())  # as in a process of its own
     with pytest.raises(KeyboardInterrupt):
         runner.train(cfg, tmp_path / "b", callbacks=[_Interrupt()])
     interrupted = next((tmp_path / "b").iterdir())

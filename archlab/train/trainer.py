@@ -150,6 +150,11 @@ class Trainer:
         if (p := amp.too_short(candidates, self.cfg.epochs * steps_per_epoch)) is not None:
             return p
         batch = next(iter(data.train.iterate(self.batch_size, shuffle=True, seed=self.seed)))
+        key = None
+        if not self.dist.enabled:  # under DDP rank 0's timings decide (broadcast below)
+            key = amp.shape_key(model, batch, candidates, self.device, self.optim_cfg.name)
+            if (ms := amp.CALIBRATED.lookup(key)) is not None:  # a search's later trial
+                return amp.pick(ms, "auto: calibrated earlier in this process")
 
         def make_step(choice: str) -> Any:
             # A copy with its own optimizer: the run's weights, optimizer and BatchNorm
@@ -171,6 +176,8 @@ class Trainer:
 
         with torch.random.fork_rng(devices=[]):
             step_ms = amp.time_steps({c: make_step(c) for c in candidates})
+        if key is not None:
+            amp.CALIBRATED.put(key, step_ms)
         # Under DDP every rank must train alike: rank 0's timings decide for all.
         return amp.pick(distributed.broadcast(step_ms if self.dist.is_main else None, self.dist))
 
