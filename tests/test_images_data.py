@@ -666,7 +666,9 @@ def test_a_saved_run_reads_new_images_at_its_own_size(tmp_path: Path) -> None:
 
 def test_generic_images_decide_their_size() -> None:
     from archlab.config import task_defaults
+    from archlab.presets import PRESETS
 
     assert task_defaults("images").data.size == 0
+    assert all(p.data.size for p in PRESETS.values() if p.task == "images")  # the study's
     with pytest.raises(ArchlabError, match=r"data.size=1: must be 2\.\.\d+ \(or 0 = auto"):
         ImageDataConfig(size=1)
