@@ -3,7 +3,8 @@
 The budget is wall time for the whole command. A short probe (a few timed training steps and
 one validation pass of the user's own config) prices an epoch; the epochs of every trial are
 then fixed so that at least ``MIN_TRIALS`` full trials fit, capped by the config's epochs, and
-the learning-rate schedule of each trial runs to its end; where that leaves trials under half
+the learning-rate schedule of each trial runs to its end (where a full trial no longer fits, one
+last trial gets the epochs that do); where that leaves trials under half
 the config's epochs, time is kept to train the best trial's config again at length (a refit).
 Trial 0 is the user's config as given; later trials are sampled from the task's declared space
 (``SPACES``) by Optuna, with median pruning on validation macro-F1, in an in-memory study.
@@ -292,6 +293,16 @@ def _trials_plan(budget_s: float, left_s: float, pr: Probe, ceiling: int) -> Pla
     return Plan(epochs, 1)
 
 
+def next_epochs(left_s: float, cost: Probe, planned: int) -> int:
+    """The next trial's epochs: the plan's while a full trial fits in ``left_s``; else as many
+    as fit, for one last shorter trial (costly epochs would leave up to a trial's length of
+    the budget unused), if that is ``MIN_EPOCHS``; 0: stop."""
+    if left_s >= cost.trial_s(planned):
+        return planned
+    fit = int((left_s - cost.setup_s - cost.eval_s) // cost.epoch_s) if cost.epoch_s > 0 else 0
+    return fit if fit >= min(MIN_EPOCHS, planned) else 0
+
+
 def measured(pr: Probe, seen: list[float]) -> Probe:
     """The probe with its epoch as long as the trials' median epoch (``seen``, seconds): slower
     on a busy machine, faster where a trial's train.amp=auto chose bf16 (the probe's one epoch
@@ -409,20 +420,28 @@ def run_budget(
     truncated: dict[int, bool] = {}
     said: set[str] = set()  # the trials' first lines, each printed once
     seen: list[float] = []  # epoch seconds measured in the trials so far
+    ran, last = 0, False  # trials run; whether the one running is a last, shorter one
     while True:
         left = deadline - time.perf_counter()
         cost = measured(pr, seen)
         reserve = cost.trial_s(pl.refit_epochs) if pl.refit_epochs else 0.0  # for the refit
-        if study.trials and left - reserve < cost.trial_s(pl.epochs):
-            break  # another full trial would overrun: stop with what we have
+        # Trial 0 (the config as given) at the plan's length, which the plan fits in the budget.
+        epochs = next_epochs(left - reserve, cost, pl.epochs) if ran else pl.epochs
+        if not epochs or last:
+            break  # no trial of MIN_EPOCHS fits: stop with what we have
+        last = epochs < pl.epochs
         trial = study.ask()
         guard = _Deadline(deadline - reserve, cost)
+        run_base = trial_base
+        if last:  # a last trial as long as the time left (next_epochs)
+            run_base = apply_overrides(trial_base, [f"train.epochs={epochs}"], "search")
         try:
-            _run_trial(study, trial, trial_base, space, search_dir, monitor, command,
+            _run_trial(study, trial, run_base, space, search_dir, monitor, command,
                        callbacks=[guard], said=said)  # fmt: skip
         except KeyboardInterrupt:
             _stopped(study, search_dir, base, monitor, budget_s, t0, pr, pl, truncated)
             raise
+        ran += 1
         seen += guard.epochs
         truncated[trial.number] = guard.truncated
         if not space:

@@ -135,6 +135,36 @@ def test_the_trials_measured_epochs_replace_the_probes_either_way() -> None:
     assert budget.measured(PROBE, [14.0, 15.0, 30.0]).epoch_s == pytest.approx(15.0)  # busy
 
 
+def test_the_last_trial_takes_the_epochs_that_still_fit() -> None:
+    # PROBE: a trial of e epochs costs 2 + 10 e + 1 s.
+    assert budget.next_epochs(200.0, PROBE, planned=15) == 15  # 153 s: a full trial fits
+    assert budget.next_epochs(100.0, PROBE, planned=15) == 9  # one last trial of what fits
+    assert budget.next_epochs(35.0, PROBE, planned=10) == 3  # MIN_EPOCHS: one last trial
+    assert budget.next_epochs(32.0, PROBE, planned=10) == 0  # under MIN_EPOCHS: stop
+    assert budget.next_epochs(20.0, PROBE, planned=2) == 0  # a plan of 2: a trial of 1 won't do
+
+
+def test_a_search_ends_with_a_shorter_trial_where_a_full_one_no_longer_fits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    csv = write_tweets(tmp_path / "tweets.csv")
+    base = replace(PRESETS["text-bilstm-smoke"], data=TextDataConfig(path=str(csv)))
+    base = apply_overrides(
+        base, ["train.epochs=4", "reg.early_stop=false", "train.threads=1", "train.progress=off"]
+    )
+    monkeypatch.setattr(budget, "plan", lambda *a: budget.Plan(4, 1))
+    # Epochs priced at 25 s: after trial 0 (seconds here) 75-100 s are left, under a full
+    # trial's 100 s, over 3 epochs' 75 s.
+    slow = budget.Probe(setup_s=0.0, step_s=25.0, eval_s=0.0, steps_per_epoch=1, wall_s=0.0)
+    monkeypatch.setattr(budget, "measured", lambda pr, seen: slow)
+    res = budget.run_budget(base, 100.0, tmp_path / "runs", "last")
+    rec = json.loads((res.search_dir / budget.SEARCH).read_text())
+    assert [t["epochs_run"] for t in rec["trials"]] == [4, 3]
+    last = runner.load_config(Path(rec["trials"][1]["run_dir"]))
+    assert last.train.epochs == 3
+    assert rec["wall_s"] < 100.0
+
+
 def test_plan_refuses_a_budget_below_one_epoch() -> None:
     with pytest.raises(ArchlabError, match=r"too small for one epoch .* about 10s.*at least"):
         budget.plan(10, 4, PROBE, ceiling=15)
