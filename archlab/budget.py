@@ -3,8 +3,8 @@
 The budget is wall time for the whole command. A short probe (a few timed training steps and
 one validation pass of the user's own config) prices an epoch; the epochs of every trial are
 then fixed so that at least ``MIN_TRIALS`` full trials fit, capped by the config's epochs, and
-the learning-rate schedule of each trial runs to its end (where a full trial no longer fits, one
-last trial gets the epochs that do); where that leaves trials under half
+the learning-rate schedule of each trial runs to its end (where a full trial no longer fits, a
+shorter one gets the epochs that do); where that leaves trials under half
 the config's epochs, time is kept to train the best trial's config again at length (a refit).
 Trial 0 is the user's config as given; later trials are sampled from the task's declared space
 (``SPACES``) by Optuna, with median pruning on validation macro-F1, in an in-memory study.
@@ -295,8 +295,8 @@ def _trials_plan(budget_s: float, left_s: float, pr: Probe, ceiling: int) -> Pla
 
 def next_epochs(left_s: float, cost: Probe, planned: int) -> int:
     """The next trial's epochs: the plan's while a full trial fits in ``left_s``; else as many
-    as fit, for one last shorter trial (costly epochs would leave up to a trial's length of
-    the budget unused), if that is ``MIN_EPOCHS``; 0: stop."""
+    as fit, for a shorter trial (costly epochs would leave up to a trial's length of the
+    budget unused), if that is ``MIN_EPOCHS``; 0: stop."""
     if left_s >= cost.trial_s(planned):
         return planned
     fit = int((left_s - cost.setup_s - cost.eval_s) // cost.epoch_s) if cost.epoch_s > 0 else 0
@@ -420,20 +420,19 @@ def run_budget(
     truncated: dict[int, bool] = {}
     said: set[str] = set()  # the trials' first lines, each printed once
     seen: list[float] = []  # epoch seconds measured in the trials so far
-    ran, last = 0, False  # trials run; whether the one running is a last, shorter one
+    ran = 0  # trials run
     while True:
         left = deadline - time.perf_counter()
         cost = measured(pr, seen)
         reserve = cost.trial_s(pl.refit_epochs) if pl.refit_epochs else 0.0  # for the refit
         # Trial 0 (the config as given) at the plan's length, which the plan fits in the budget.
         epochs = next_epochs(left - reserve, cost, pl.epochs) if ran else pl.epochs
-        if not epochs or last:
+        if not epochs:
             break  # no trial of MIN_EPOCHS fits: stop with what we have
-        last = epochs < pl.epochs
         trial = study.ask()
         guard = _Deadline(deadline - reserve, cost)
         run_base = trial_base
-        if last:  # a last trial as long as the time left (next_epochs)
+        if epochs < pl.epochs:  # a shorter trial, as long as the time left (next_epochs)
             run_base = apply_overrides(trial_base, [f"train.epochs={epochs}"], "search")
         try:
             _run_trial(study, trial, run_base, space, search_dir, monitor, command,

@@ -144,7 +144,7 @@ def test_the_last_trial_takes_the_epochs_that_still_fit() -> None:
     assert budget.next_epochs(20.0, PROBE, planned=2) == 0  # a plan of 2: a trial of 1 won't do
 
 
-def test_a_search_ends_with_a_shorter_trial_where_a_full_one_no_longer_fits(
+def test_a_shorter_trial_runs_where_a_full_one_no_longer_fits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     csv = write_tweets(tmp_path / "tweets.csv")
@@ -153,10 +153,14 @@ def test_a_search_ends_with_a_shorter_trial_where_a_full_one_no_longer_fits(
         base, ["train.epochs=4", "reg.early_stop=false", "train.threads=1", "train.progress=off"]
     )
     monkeypatch.setattr(budget, "plan", lambda *a: budget.Plan(4, 1))
+
     # Epochs priced at 25 s: after trial 0 (seconds here) 75-100 s are left, under a full
-    # trial's 100 s, over 3 epochs' 75 s.
-    slow = budget.Probe(setup_s=0.0, step_s=25.0, eval_s=0.0, steps_per_epoch=1, wall_s=0.0)
-    monkeypatch.setattr(budget, "measured", lambda pr, seen: slow)
+    # trial's 100 s, over 3 epochs' 75 s; then at 50 s, so that no third trial fits.
+    def priced(pr: budget.Probe, seen: list[float]) -> budget.Probe:
+        step_s = 25.0 if len(seen) <= 4 else 50.0
+        return budget.Probe(setup_s=0.0, step_s=step_s, eval_s=0.0, steps_per_epoch=1, wall_s=0.0)
+
+    monkeypatch.setattr(budget, "measured", priced)
     res = budget.run_budget(base, 100.0, tmp_path / "runs", "last")
     rec = json.loads((res.search_dir / budget.SEARCH).read_text())
     assert [t["epochs_run"] for t in rec["trials"]] == [4, 3]
