@@ -417,16 +417,15 @@ def run_budget(
         pruner=optuna.pruners.MedianPruner(PRUNE_STARTUP_TRIALS, max(1, math.ceil(pl.epochs / 3))),
     )
     study.enqueue_trial(base_params(base, space))
-    truncated: dict[int, bool] = {}
+    truncated: dict[int, bool] = {}  # per trial run: whether the budget cut it short
     said: set[str] = set()  # the trials' first lines, each printed once
     seen: list[float] = []  # epoch seconds measured in the trials so far
-    ran = 0  # trials run
     while True:
         left = deadline - time.perf_counter()
         cost = measured(pr, seen)
         reserve = cost.trial_s(pl.refit_epochs) if pl.refit_epochs else 0.0  # for the refit
         # Trial 0 (the config as given) at the plan's length, which the plan fits in the budget.
-        epochs = next_epochs(left - reserve, cost, pl.epochs) if ran else pl.epochs
+        epochs = next_epochs(left - reserve, cost, pl.epochs) if truncated else pl.epochs
         if not epochs:
             break  # no trial of MIN_EPOCHS fits: stop with what we have
         trial = study.ask()
@@ -440,7 +439,6 @@ def run_budget(
         except KeyboardInterrupt:
             _stopped(study, search_dir, base, monitor, budget_s, t0, pr, pl, truncated)
             raise
-        ran += 1
         seen += guard.epochs
         truncated[trial.number] = guard.truncated
         if not space:
