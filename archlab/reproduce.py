@@ -322,6 +322,40 @@ def _image_shape(out: Path, manifest: dict[str, Any]) -> tuple[str, int] | None:
     return None
 
 
+def _run_part(
+    part: str,
+    path: str,
+    part_sets: tuple[str, ...],
+    experiments: tuple[Experiment, ...],
+    profile: str,
+    seeds: int,
+    out: Path,
+    *,
+    cells: Path | None,
+    vectors: str,
+    vectors_looked: str,
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """Run one part's experiments; returns their manifest entries."""
+    entries = []
+    for exp in (e for e in experiments if e.part == part):
+        if exp.vectors and not vectors:
+            log(f"skipping {exp.title}: no word vectors found"
+                + (f" (looked for {vectors_looked})" if vectors_looked else ""))  # fmt: skip
+            continue
+        if exp.vectors:
+            exp = replace(exp, overrides=(*exp.overrides, f"data.embeddings={vectors}"))
+        cfg = experiment_config(exp, profile, path, part_sets)
+        if profile == "smoke" and exp.techniques:
+            exp = replace(exp, techniques=exp.techniques[:SMOKE_TECHNIQUES])
+        log(f"[{part}] {exp.title} ({exp.preset}, profile {profile})")
+        entry = run_experiment(exp, cfg, seeds, out / part / exp.key, cells)
+        if entry.get("committed_cells"):
+            log(f"  {len(entry['committed_cells'])} cell(s) read from {cells}, not trained")
+        entries.append(entry)
+    return entries
+
+
 def run_study(
     paths: dict[str, str],
     profile: str,
@@ -376,21 +410,10 @@ def run_study(
         if part not in paths:
             continue
         path, part_sets = paths[part], overrides.get(part, ())
-        for exp in (e for e in experiments if e.part == part):
-            if exp.vectors and not vectors:
-                log(f"skipping {exp.title}: no word vectors found"
-                    + (f" (looked for {vectors_looked})" if vectors_looked else ""))  # fmt: skip
-                continue
-            if exp.vectors:
-                exp = replace(exp, overrides=(*exp.overrides, f"data.embeddings={vectors}"))
-            cfg = experiment_config(exp, profile, path, part_sets)
-            if profile == "smoke" and exp.techniques:
-                exp = replace(exp, techniques=exp.techniques[:SMOKE_TECHNIQUES])
-            log(f"[{part}] {exp.title} ({exp.preset}, profile {profile})")
-            entry = run_experiment(exp, cfg, seeds, out / part / exp.key, cells)
-            if entry.get("committed_cells"):
-                log(f"  {len(entry['committed_cells'])} cell(s) read from {cells}, not trained")
-            manifest["experiments"].append(entry)
+        manifest["experiments"] += _run_part(
+            part, path, part_sets, experiments, profile, seeds, out,
+            cells=cells, vectors=vectors, vectors_looked=vectors_looked, log=log,
+        )  # fmt: skip
         manifest["eda"][part] = [
             str(p.relative_to(out))
             for p in eda_plots(part, Path(path), out / "eda" / part, part_sets)

@@ -24,6 +24,7 @@ from archlab.data.splits import (
     stratified_subset,
 )
 from archlab.data.text import (
+    TextTable,
     encode,
     entities_in,
     frequent_mentions,
@@ -167,6 +168,38 @@ def _batches(
     return Batches(len(idx), fetch)
 
 
+def _text_info(
+    c: TextDataConfig,
+    table: TextTable,
+    tok: _Tokens,
+    labels: np.ndarray,
+    lengths: torch.Tensor,
+    split: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    """data.json's record of a text run's table, tokenizer and splits."""
+    names = table.class_names
+    return {
+        "source": table.source,
+        "encoding": table.encoding,
+        "class_names": names,
+        "text_column": c.text_column,
+        "label_column": c.label_column,
+        "vocab_size": tok.tokenizer.get_vocab_size(),
+        "rows": table.counts,
+        "conflicts": f"repeated texts with differing labels: {c.conflicts} (ties dropped)",
+        "n_samples": len(labels),
+        "split_sizes": {k: len(v) for k, v in split.items()},
+        "class_counts": {
+            k: np.bincount(labels[v], minlength=len(names)).tolist() for k, v in split.items()
+        },
+        "train_class_counts": np.bincount(labels[split["train"]], minlength=len(names)).tolist(),
+        "mean_tokens": float(lengths.float().mean()),
+        "truncated_texts": int((lengths >= c.max_length).sum()),
+        "split_sha256": {k: sha256_array(v) for k, v in split.items()},
+        **tok.info,
+    }
+
+
 class TextData:
     """Reads a text CSV, splits it by distinct text, and fits (or reuses) the tokenizer.
 
@@ -209,26 +242,7 @@ class TextData:
         x, y = x.to(device), torch.from_numpy(labels).to(device)
         names = table.class_names
         train_counts = np.bincount(labels[split["train"]], minlength=len(names))
-        info = {
-            "source": table.source,
-            "encoding": table.encoding,
-            "class_names": names,
-            "text_column": c.text_column,
-            "label_column": c.label_column,
-            "vocab_size": tok.tokenizer.get_vocab_size(),
-            "rows": table.counts,
-            "conflicts": f"repeated texts with differing labels: {c.conflicts} (ties dropped)",
-            "n_samples": len(texts),
-            "split_sizes": {k: len(v) for k, v in split.items()},
-            "class_counts": {
-                k: np.bincount(labels[v], minlength=len(names)).tolist() for k, v in split.items()
-            },
-            "train_class_counts": train_counts.tolist(),
-            "mean_tokens": float(lengths.float().mean()),
-            "truncated_texts": int((lengths >= c.max_length).sum()),
-            "split_sha256": {k: sha256_array(v) for k, v in split.items()},
-            **tok.info,
-        }
+        info = _text_info(c, table, tok, labels, lengths, split)
         notes = [*table.notes, *tok.notes]
         tr = split["train"]
         tw = None if sample_w is None else sample_w[tr]  # the training texts' weights
