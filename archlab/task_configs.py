@@ -72,6 +72,9 @@ class ImageDataConfig:
     subset: int = 0  # stratified random subset of this many images before splitting (0 = all)
     skip_corrupt: bool = False  # skip (and count) unreadable files instead of failing
     class_weights: bool = False  # weight cross-entropy by inverse training-class frequency
+    # The weights are (inverse frequency) ** class_weight_power: 1 balances the classes fully,
+    # 0.5 (square root) weights rare classes up by less, so accuracy gives up less for them.
+    class_weight_power: float = 1.0
     mean: float = 0.5  # normalization: (x/255 - mean) / std, as the study
     std: float = 0.5  # normalization divisor (see mean)
 
@@ -89,6 +92,10 @@ class ImageDataConfig:
             raise ArchlabError(f"invalid config value data.std={self.std}: must be > 0")
         if self.subset < 0:
             raise ArchlabError(f"invalid config value data.subset={self.subset}: must be >= 0")
+        if not 0 < self.class_weight_power <= 1:
+            raise ArchlabError(
+                f"invalid config value data.class_weight_power={self.class_weight_power}: in (0, 1]"
+            )
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,9 @@ class TextDataConfig:
     mentions: Literal["drop", "keep"] = "drop"
     mention_min_count: int = 10  # mentions=keep: training occurrences a mention needs
     class_weights: bool = False  # weight cross-entropy by inverse training-class frequency
+    # The weights are (inverse frequency) ** class_weight_power: 1 balances the classes fully,
+    # 0.5 (square root) weights rare classes up by less, so accuracy gives up less for them.
+    class_weight_power: float = 1.0
     # A numeric column of per-row training weights (e.g. the annotators' agreement; repeated
     # texts take the mean of their majority-label rows). It weights each training text's loss,
     # the distillation teacher's and the TF-IDF baseline's fits; validation and test are scored
@@ -189,6 +199,10 @@ class TextDataConfig:
             raise ArchlabError(f"invalid config value data.max_length={self.max_length}: >= 1")
         if self.subset < 0:
             raise ArchlabError(f"invalid config value data.subset={self.subset}: must be >= 0")
+        if not 0 < self.class_weight_power <= 1:
+            raise ArchlabError(
+                f"invalid config value data.class_weight_power={self.class_weight_power}: in (0, 1]"
+            )
         if not self.text_column or not self.label_column:
             raise ArchlabError("data.text_column and data.label_column must not be empty")
         if self.weight_column in (self.text_column, self.label_column):

@@ -197,6 +197,11 @@ def test_fixed_keys_are_not_searched_and_glove_adds_freezing() -> None:
     base = PRESETS["text-bilstm"]
     space = budget.space_for(base, fixed=["optim.lr", "data.class_weights"])
     assert "optim.lr" not in space and "data.class_weights" not in space
+    # Class weights full or their square root; moot (not searched) when fixed off.
+    assert set(budget.space_for(base)["data.class_weight_power"].choices) == {0.5, 1.0}
+    assert "data.class_weight_power" not in space  # text-bilstm's weights are off
+    on = apply_overrides(base, ["data.class_weights=true"])
+    assert "data.class_weight_power" in budget.space_for(on, fixed=["data.class_weights"])
     assert "model.freeze_embeddings" not in space
     assert "model.freeze_embeddings" in budget.space_for(PRESETS["text-bilstm-glove"])
     # Distillation from the TF-IDF teacher is searched, from the recipe's own weight.

@@ -467,6 +467,9 @@ def test_image_class_weights_and_balanced_accuracy(tmp_path: Path) -> None:
     torch.testing.assert_close(task.loss(logits, y), manual / sum(want))
     m = task.metrics(torch.tensor([[1.0, 0.0]] * 4), torch.tensor([0, 0, 0, 1]))
     assert m["accuracy"] == 0.75 and m["balanced_accuracy"] == 0.5
+    # data.class_weight_power=0.5: the square roots of the full weights (rare classes up less).
+    _, sqrt_data = _image_task(root, "data.class_weights=true", "data.class_weight_power=0.5")
+    assert sqrt_data.info["class_weights"] == pytest.approx([w**0.5 for w in want], rel=1e-5)
 
 
 def test_cli_run_says_the_layout_first(tmp_path: Path, capsys) -> None:

@@ -31,6 +31,7 @@ from archlab.errors import ArchlabError
 from archlab.models import MODELS
 from archlab.presets import PRESETS
 from archlab.report.summary import model_summary
+from archlab.task_configs import ImageDataConfig
 from archlab.tasks.base import DataBundle
 from archlab.tasks.text_cls import (
     TextClassification,
@@ -325,6 +326,11 @@ def test_config_validation_names_the_value() -> None:
         TextModelConfig(name="gpt")
     with pytest.raises(ArchlabError, match=r"data\.max_length=0"):
         TextDataConfig(max_length=0)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ArchlabError, match=rf"data\.class_weight_power={bad}: in \(0, 1\]"):
+            TextDataConfig(class_weight_power=bad)
+        with pytest.raises(ArchlabError, match=rf"data\.class_weight_power={bad}"):
+            ImageDataConfig(class_weight_power=bad)
 
 
 def test_distill_teacher_probabilities_are_cross_fitted() -> None:

@@ -107,11 +107,12 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(take)
 
 
-def class_weights(train_counts: np.ndarray | list[int]) -> tuple[float, ...]:
-    """Cross-entropy class weights: inverse training frequency, scaled so that a balanced data
-    set gets weight 1 per class (a class absent from training counts as one sample)."""
+def class_weights(train_counts: np.ndarray | list[int], power: float = 1.0) -> tuple[float, ...]:
+    """Cross-entropy class weights: inverse training frequency to ``power``, scaled so that a
+    balanced data set gets weight 1 per class (a class absent from training counts as one
+    sample)."""
     counts = np.maximum(np.asarray(train_counts), 1).astype(np.float64)
-    return tuple((counts.sum() / (len(counts) * counts)).tolist())
+    return tuple(((counts.sum() / (len(counts) * counts)) ** power).tolist())
 
 
 def check_run_classes(path: str, found: Sequence[str], run: Sequence[str] | None) -> None:

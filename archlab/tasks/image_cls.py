@@ -160,7 +160,7 @@ class ImageData:
         info, notes = _describe(s, images, labels, split, split_source, groups)
         weights = None
         if c.class_weights:
-            weights = class_weights(info["class_counts"]["train"])
+            weights = class_weights(info["class_counts"]["train"], c.class_weight_power)
             info["class_weights"] = np.round(weights, 6).tolist()
         start = None
         if source is not None:

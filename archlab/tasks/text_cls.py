@@ -257,7 +257,9 @@ class TextData:
                 tokenizer=tok.tokenizer,
                 text_column=c.text_column,
                 embed_dim=tok.vectors.info["dim"] if tok.vectors is not None else None,
-                class_weights=class_weights(train_counts) if c.class_weights else None,
+                class_weights=class_weights(train_counts, c.class_weight_power)
+                if c.class_weights
+                else None,
                 pretrained=tok.vectors.weight if tok.vectors is not None else None,
             )
             train_y, teacher = self._train_targets(
