@@ -7,8 +7,10 @@ reading a test score: the validation split is halved at random (stratified) many
 picks a trial on half A and the pick is scored on half B, by accuracy and macro-F1.
 
 Rules: ``f1`` (the search's), ``accuracy``, ``logloss`` (lowest mean negative log-likelihood)
-and ``f1_unless_close`` (the config as given, trial 0, unless a trial beats its half-A macro-F1
-by more than one bootstrap standard error of the paired difference). A caveat: each trial's
+``f1_unless_close`` (the config as given, trial 0, unless a trial beats its half-A macro-F1
+by more than one bootstrap standard error of the paired difference) and ``f1_ties_accuracy``
+(of the trials within one bootstrap standard error of the best half-A macro-F1, the most
+accurate on half A). A caveat: each trial's
 epoch was chosen on the whole validation split, half B included; that favours no rule.
 
     python bench/selection_nested.py search --out DIR --budget 20m -- TRAIN ARGS
@@ -78,6 +80,15 @@ def _pick(rule: str, probs: list[np.ndarray], y: np.ndarray, rng: np.random.Gene
     if rule == "logloss":
         return int(np.argmin([n for _, _, n in s]))
     best = int(np.argmax([f for _, f, _ in s]))  # ties: the earlier trial
+    if rule == "f1_ties_accuracy":
+        # The trials within one bootstrap standard error of the best macro-F1 on this half
+        # cannot be told apart by it: the most accurate of them.
+        f1s = []
+        for _ in range(200):
+            i = rng.integers(0, len(y), len(y))
+            f1s.append(f1_score(y[i], probs[best][i].argmax(1), average="macro"))
+        near = [k for k, (_, f, _) in enumerate(s) if f >= s[best][1] - float(np.std(f1s))]
+        return max(near, key=lambda k: (s[k][0], -k))
     if rule == "f1" or best == 0:
         return best
     # f1_unless_close: the paired bootstrap SE of (best - trial 0) on this half.
@@ -98,7 +109,7 @@ def analyse(search_dir: Path, splits: int) -> dict:
         p, y = val_probabilities(Path(t["run_dir"]))
         probs.append(p)
     assert y is not None
-    rules = ("f1", "accuracy", "logloss", "f1_unless_close")
+    rules = ("f1", "accuracy", "logloss", "f1_unless_close", "f1_ties_accuracy")
     got: dict[str, list[tuple[float, float, int]]] = {r: [] for r in rules}
     rng = np.random.default_rng(0)
     halves = StratifiedShuffleSplit(n_splits=splits, test_size=0.5, random_state=0)
