@@ -308,7 +308,7 @@ def _trials_plan(budget_s: float, left_s: float, pr: Probe, ceiling: int) -> Pla
 def next_epochs(left_s: float, cost: Probe, planned: int) -> int:
     """The next trial's epochs: the plan's while a full trial fits in ``left_s``; else as many
     as fit, for a shorter trial (costly epochs would leave up to a trial's length of the
-    budget unused), if that is ``MIN_EPOCHS``; 0: stop."""
+    budget unused), if that is at least ``MIN_EPOCHS`` (or the plan's, if fewer); 0: stop."""
     if left_s >= cost.trial_s(planned):
         return planned
     fit = int((left_s - cost.setup_s - cost.eval_s) // cost.epoch_s) if cost.epoch_s > 0 else 0

@@ -41,6 +41,12 @@ def models_for(task: str) -> list[str]:
 MAX_IMAGE_SIZE = 4096
 
 
+def _check_class_weight_power(power: float) -> None:
+    """data.class_weight_power of images and text: the weights' exponent, in (0, 1]."""
+    if not 0 < power <= 1:
+        raise ArchlabError(f"invalid config value data.class_weight_power={power}: in (0, 1]")
+
+
 @dataclass(frozen=True)
 class ImageDataConfig:
     """Where the images come from and how they are prepared."""
@@ -92,10 +98,7 @@ class ImageDataConfig:
             raise ArchlabError(f"invalid config value data.std={self.std}: must be > 0")
         if self.subset < 0:
             raise ArchlabError(f"invalid config value data.subset={self.subset}: must be >= 0")
-        if not 0 < self.class_weight_power <= 1:
-            raise ArchlabError(
-                f"invalid config value data.class_weight_power={self.class_weight_power}: in (0, 1]"
-            )
+        _check_class_weight_power(self.class_weight_power)
 
 
 @dataclass(frozen=True)
@@ -199,10 +202,7 @@ class TextDataConfig:
             raise ArchlabError(f"invalid config value data.max_length={self.max_length}: >= 1")
         if self.subset < 0:
             raise ArchlabError(f"invalid config value data.subset={self.subset}: must be >= 0")
-        if not 0 < self.class_weight_power <= 1:
-            raise ArchlabError(
-                f"invalid config value data.class_weight_power={self.class_weight_power}: in (0, 1]"
-            )
+        _check_class_weight_power(self.class_weight_power)
         if not self.text_column or not self.label_column:
             raise ArchlabError("data.text_column and data.label_column must not be empty")
         if self.weight_column in (self.text_column, self.label_column):

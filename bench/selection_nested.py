@@ -73,6 +73,15 @@ def _scores(p: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return float((pred == y).mean()), float(f1_score(y, pred, average="macro")), float(nll)
 
 
+def _bootstrap_sd(y: np.ndarray, stat, rng: np.random.Generator) -> float:
+    """The standard deviation of ``stat(rows)`` over 200 bootstrap resamples of ``y``'s rows."""
+    return float(np.std([stat(rng.integers(0, len(y), len(y))) for _ in range(200)]))
+
+
+def _f1(y: np.ndarray, p: np.ndarray) -> float:
+    return float(f1_score(y, p.argmax(1), average="macro"))
+
+
 def _pick(rule: str, probs: list[np.ndarray], y: np.ndarray, rng: np.random.Generator) -> int:
     s = [_scores(p, y) for p in probs]
     if rule == "accuracy":
@@ -83,21 +92,14 @@ def _pick(rule: str, probs: list[np.ndarray], y: np.ndarray, rng: np.random.Gene
     if rule == "f1_ties_accuracy":
         # The trials within one bootstrap standard error of the best macro-F1 on this half
         # cannot be told apart by it: the most accurate of them.
-        f1s = []
-        for _ in range(200):
-            i = rng.integers(0, len(y), len(y))
-            f1s.append(f1_score(y[i], probs[best][i].argmax(1), average="macro"))
-        near = [k for k, (_, f, _) in enumerate(s) if f >= s[best][1] - float(np.std(f1s))]
+        sd = _bootstrap_sd(y, lambda i: _f1(y[i], probs[best][i]), rng)
+        near = [k for k, (_, f, _) in enumerate(s) if f >= s[best][1] - sd]
         return max(near, key=lambda k: (s[k][0], -k))
     if rule == "f1" or best == 0:
         return best
     # f1_unless_close: the paired bootstrap SE of (best - trial 0) on this half.
-    diffs = []
-    for _ in range(200):
-        i = rng.integers(0, len(y), len(y))
-        pb, p0 = probs[best][i].argmax(1), probs[0][i].argmax(1)
-        diffs.append(f1_score(y[i], pb, average="macro") - f1_score(y[i], p0, average="macro"))
-    return best if s[best][1] - s[0][1] > float(np.std(diffs)) else 0
+    sd = _bootstrap_sd(y, lambda i: _f1(y[i], probs[best][i]) - _f1(y[i], probs[0][i]), rng)
+    return best if s[best][1] - s[0][1] > sd else 0
 
 
 def analyse(search_dir: Path, splits: int) -> dict:

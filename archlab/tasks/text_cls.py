@@ -178,6 +178,7 @@ def _text_info(
 ) -> dict[str, Any]:
     """data.json's record of a text run's table, tokenizer and splits."""
     names = table.class_names
+    counts = {k: np.bincount(labels[v], minlength=len(names)).tolist() for k, v in split.items()}
     return {
         "source": table.source,
         "encoding": table.encoding,
@@ -189,10 +190,8 @@ def _text_info(
         "conflicts": f"repeated texts with differing labels: {c.conflicts} (ties dropped)",
         "n_samples": len(labels),
         "split_sizes": {k: len(v) for k, v in split.items()},
-        "class_counts": {
-            k: np.bincount(labels[v], minlength=len(names)).tolist() for k, v in split.items()
-        },
-        "train_class_counts": np.bincount(labels[split["train"]], minlength=len(names)).tolist(),
+        "class_counts": counts,
+        "train_class_counts": counts["train"],
         "mean_tokens": float(lengths.float().mean()),
         "truncated_texts": int((lengths >= c.max_length).sum()),
         "split_sha256": {k: sha256_array(v) for k, v in split.items()},
@@ -241,7 +240,6 @@ class TextData:
         # pack_padded_sequence wants them, so a batch costs no host-to-device copy.
         x, y = x.to(device), torch.from_numpy(labels).to(device)
         names = table.class_names
-        train_counts = np.bincount(labels[split["train"]], minlength=len(names))
         info = _text_info(c, table, tok, labels, lengths, split)
         notes = [*table.notes, *tok.notes]
         tr = split["train"]
@@ -257,7 +255,7 @@ class TextData:
                 tokenizer=tok.tokenizer,
                 text_column=c.text_column,
                 embed_dim=tok.vectors.info["dim"] if tok.vectors is not None else None,
-                class_weights=class_weights(train_counts, c.class_weight_power)
+                class_weights=class_weights(info["train_class_counts"], c.class_weight_power)
                 if c.class_weights
                 else None,
                 pretrained=tok.vectors.weight if tok.vectors is not None else None,
