@@ -340,8 +340,10 @@ def parse_value(tp: Any, text: str, key: str) -> Any:
             return None
         inner = [a for a in get_args(tp) if a is not type(None)]
         return _first_fit(inner, lambda a: parse_value(a, text, key), key, text)
-    if origin is tuple:
+    if origin is tuple:  # "a,b"; an empty tuple as "" or none
         parts = [p.strip() for p in text.split(",") if p.strip() != ""]
+        if [p.lower() for p in parts] in (["none"], ["null"]):
+            parts = []
         return _coerce(
             tp, [parse_value(_tuple_item(tp, i), p, key) for i, p in enumerate(parts)], key
         )

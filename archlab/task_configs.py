@@ -275,7 +275,9 @@ class SalesDataConfig:
     # day-first, month-first, ...); an ambiguous day/month order is refused. Any other strftime
     # format, e.g. %d/%m/%Y, is used as given.
     date_format: str = "%Y-%m-%d"
-    series_keys: tuple[str, ...] = ("Store", "Dept")  # last key groups series across stores
+    # The columns naming a series; the last groups series across stores. Empty (or none): the
+    # file is one series, keyed by a column SINGLE_SERIES that reading adds.
+    series_keys: tuple[str, ...] = ("Store", "Dept")
     store_column: str = "Store"  # join key of the stores and features tables
     target: str = "Weekly_Sales"  # the column to forecast
     holiday_column: str = "IsHoliday"  # "" = no holiday flag (every weight 1)
@@ -424,8 +426,6 @@ class SalesDataConfig:
         for key in ("test_steps", "val_steps"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise bad(key, "must be >= 1")
-        if not self.series_keys:
-            raise bad("series_keys", "give at least one column")
         if any(lag < 1 for lag in self.require_lags):
             raise bad("require_lags", "lags must be >= 1")
         if self.min_scale <= 0:

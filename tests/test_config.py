@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from archlab.config import RunConfig, apply_overrides, config_sources, describe_sources
+from archlab.config import (
+    RunConfig,
+    apply_overrides,
+    config_sources,
+    describe_sources,
+    task_defaults,
+)
 from archlab.errors import ArchlabError
 from archlab.presets import PRESETS
 
@@ -23,6 +29,8 @@ def test_overrides_parse_types(cfg: RunConfig) -> None:
     assert new.optim.lr == 3e-4 and new.reg.early_stop is True and new.train.epochs == 7
     assert new.seed == 5 and new.optim.betas == (0.8, 0.9) and new.data.path == "/x/y.npz"
     assert cfg.optim.lr == 0.1  # frozen: the original is unchanged
+    sales = apply_overrides(task_defaults("sales"), ["data.series_keys=none", "data.covariates="])
+    assert sales.data.series_keys == () and sales.data.covariates == ()  # none / "": empty
 
 
 @pytest.mark.parametrize(

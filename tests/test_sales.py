@@ -240,7 +240,16 @@ def test_monthly_panel_is_indexed_by_calendar_month() -> None:
     assert p.y.shape == (2, 14)
     np.testing.assert_array_equal(p.y[0], np.arange(14.0))  # no gaps, no month counted twice
     assert np.isnan(p.y[1, 5]) and np.isnan(p.y[1]).sum() == 1
-    assert [str(d)[:10] for d in p.dates[[0, 1, -1]]] == ["2020-01-01", "2020-02-01", "2021-02-01"]
+    # Steps dated as the data are: month ends stay month ends (leap Februaries too) ...
+    assert [str(d)[:10] for d in p.dates[[0, 1, -1]]] == ["2020-01-31", "2020-02-29", "2021-02-28"]
+    # ... as do month starts and mid-month dates; an event flags its calendar month.
+    for day, want in (("01", "2021-02-01"), ("15", "2021-02-15")):
+        shifted = df.assign(Date=df.Date.dt.strftime(f"%Y-%m-{day}").astype("datetime64[ns]"))
+        q = sales.build_panel(shifted, ["Symbol"], "Date", "Close", "", [], step)
+        assert str(q.dates[-1])[:10] == want
+        np.testing.assert_array_equal(q.y, p.y, strict=True)
+    flags = sales.event_flags(p.dates, ["2020-02-10", "2020-12-31"], step)
+    assert np.flatnonzero(flags).tolist() == [1, 11]
     # Two rows of one series in the same month are an error, not a silent overwrite.
     extra = pd.DataFrame([("A", pd.Timestamp("2020-03-15"), 9.0)], columns=df.columns)
     with pytest.raises(ArchlabError, match="same calendar month"):
@@ -484,8 +493,12 @@ def test_daily_panel_from_one_file_with_three_flags(tmp_path: Path, capsys) -> N
     # The weekly cycle: last week's same day beats yesterday on weekend-heavy sales.
     assert m["baseline_seasonal_naive_wmae"] < m["baseline_last_step_wmae"]
     _, task, model = runner.restore_task(run_dir)
-    hist = pd.read_csv(path).groupby("store_nbr").tail(10)  # day-first, as trained
+    # A history as long as the window (56 days), day-first as trained; 10 days are too few.
+    hist = pd.read_csv(path).groupby("store_nbr").tail(56)
     rows = task.predict(model, [str(_write(tmp_path / "h.csv", hist))])
+    short = _write(tmp_path / "short.csv", hist.groupby("store_nbr").tail(10))
+    with pytest.raises(ArchlabError, match=r"a history of 10 steps .* the run reads 56"):
+        task.predict(model, [str(short)])
     assert {r["store_nbr"] for r in rows} == {1, 2, 3} and rows[0]["date"] == "2016-04-30"
 
 
@@ -583,6 +596,29 @@ def test_semicolon_and_tab_separated_sales_files_read_like_commas(tmp_path: Path
     assert frames[0].sales.iloc[0] == 10.5
 
 
+@pytest.mark.parametrize(
+    ("cells", "expected", "grouped"),
+    [
+        (["906", "1.035", "1.234,5", "-2.000"], [906, 1035, 1234.5, -2000], True),  # 1.234 = 1234
+        (["12,5", "7", ""], [12.5, 7, None], False),  # no dot: the decimal comma alone
+        (["1.035", "12.5"], [1.035, 12.5], False),  # a dot decimal (12.5): dots are decimals
+        (["0.125", "1.5"], [0.125, 1.5], False),  # 0.125 groups nothing
+    ],
+)
+def test_semicolon_files_read_a_grouping_dot_as_thousands_and_say_so(
+    tmp_path: Path, cells: list[str], expected: list[float | None], grouped: bool
+) -> None:
+    path = tmp_path / "s.csv"
+    path.write_text("store;sales\n" + "".join(f"{i};{c}\n" for i, c in enumerate(cells)))
+    df = sales_csv.read_csv(path, ["store", "sales"])
+    sales_csv.parse_number(df, "sales", path)
+    np.testing.assert_allclose(df.sales.to_numpy(), np.array(expected, dtype=float))
+    assert df.store.tolist() == list(range(len(cells)))  # keys untouched
+    notes = df.attrs["notes"]
+    assert bool(notes) == grouped
+    assert not grouped or (str(path) in notes[0] and "['sales']" in notes[0])
+
+
 def test_holiday_flags_read_as_spreadsheets_and_databases_write_them(tmp_path: Path) -> None:
     words = ["TRUE", "false", "1", "0", "yes", "No", "Y", "n", "t", "F", " True ", "1.0"]
     df = pd.DataFrame({"h": words})
@@ -590,3 +626,83 @@ def test_holiday_flags_read_as_spreadsheets_and_databases_write_them(tmp_path: P
     assert df.h.tolist() == [True, False] * 5 + [True, True]
     with pytest.raises(ArchlabError, match=r"non-boolean value 'maybe' at line 3 \(write true"):
         sales_csv.parse_bool(pd.DataFrame({"h": ["yes", "maybe"]}), "h", tmp_path / "x.csv")
+
+
+def _weekday_panel(tmp_path: Path, days: int = 150) -> Path:
+    """Three shops' sales on business days only (no Saturday or Sunday rows)."""
+    dates = pd.bdate_range("2021-01-04", periods=days)
+    rng = np.random.default_rng(0)
+    rows = [(s, f"{d:%Y-%m-%d}", 100 + 10 * s + rng.normal(0, 3)) for s in (1, 2, 3) for d in dates]
+    df = pd.DataFrame(rows, columns=["shop", "day", "sales"])
+    path = tmp_path / "shops.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_business_days_are_said_and_predict_checks_its_history(tmp_path: Path, capsys) -> None:
+    from archlab.cli import main
+
+    path = _weekday_panel(tmp_path)
+    args = ["train", "--task", "sales", "--data", str(path), "--epochs", "1", "--out",
+            str(tmp_path / "runs"), "--set", "data.target=sales", "--set", "data.date_column=day",
+            "--set", "data.series_keys=shop", "--set", "data.peer=none",
+            "--set", "train.threads=1", "--set", "train.progress=plain"]  # fmt: skip
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert "data: no row falls on a Saturday or Sunday: read as daily steps" in err
+    run = out.strip().splitlines()[-1]
+    df = pd.read_csv(path)
+    renamed = tmp_path / "renamed.csv"  # the target named in another case: said, not guessed
+    df.rename(columns={"sales": "Sales"}).to_csv(renamed, index=False)
+    assert main(["predict", run, str(renamed)]) == 2
+    assert f"{renamed}: no column 'sales' (the run's data.target); found 'Sales'" in (
+        capsys.readouterr().err
+    )
+    other = tmp_path / "other.csv"  # a shop the run never saw: said, and not forecast
+    df.assign(shop=df.shop.replace(3, 9)).to_csv(other, index=False)
+    assert main(["predict", run, str(other)]) == 0
+    out, err = capsys.readouterr()
+    assert f"{other}: 1 of 3 series were not in the run's training data" in err
+    assert {json.loads(line)["shop"] for line in out.splitlines()} == {1, 2}
+
+
+def test_dates_less_than_a_day_apart_are_one_line(tmp_path: Path, capsys) -> None:
+    from archlab.cli import main
+
+    hours = pd.date_range("2022-01-01", periods=24 * 20, freq="h")
+    path = tmp_path / "hourly.csv"
+    pd.DataFrame({"shop": 1, "at": hours, "sales": 1.0}).to_csv(path, index=False)
+    args = ["train", "--task", "sales", "--data", str(path), "--set", "data.target=sales",
+            "--set", "data.date_column=at", "--set", "data.series_keys=shop",
+            "--out", str(tmp_path / "runs")]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{path}: dates less than a day apart (2022-01-01 00:00:00" in err
+
+
+def test_a_file_of_one_series_needs_no_key_column(tmp_path: Path, capsys) -> None:
+    from archlab.cli import main
+
+    days = pd.date_range("2021-01-01", periods=200)
+    wave = 100 + 10 * np.sin(np.arange(200) * 2 * np.pi / 7)
+    path = tmp_path / "sales.csv"
+    pd.DataFrame({"day": days.strftime("%Y-%m-%d"), "sales": wave}).to_csv(path, index=False)
+    args = ["train", "--task", "sales", "--data", str(path), "--epochs", "1", "--out",
+            str(tmp_path / "runs"), "--set", "data.target=sales", "--set", "data.date_column=day",
+            "--set", "data.series_keys=none", "--set", "data.peer=none",
+            "--set", "train.threads=1", "--set", "train.progress=off"]  # fmt: skip
+    assert main(args) == 0
+    run = capsys.readouterr().out.strip().splitlines()[-1]
+    info = json.loads((Path(run) / "data.json").read_text())
+    assert info["n_series"] == 1 and info["resolved_config"]["series_keys"] == ["series"]
+    # predict: the run's data, a history and rows to forecast, all without a key column
+    assert main(["predict", run]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert out[0]["series"] == "all" and out[0]["day"] == "2021-07-20"
+    rows = tmp_path / "rows.csv"
+    rows.write_text("day\n2021-07-20\n")
+    assert (
+        main(["predict", run, str(path), "--file", str(rows), "--out", str(tmp_path / "p.csv")])
+        == 0
+    )
+    assert pd.read_csv(tmp_path / "p.csv").iloc[0, 1] == pytest.approx(out[0]["forecast"])

@@ -237,6 +237,28 @@ def test_a_blending_run_keeps_the_peer_fit_at_its_data_end_for_predict(
     assert "fitting the statistical peer (mstl_ets)" in capsys.readouterr().err
 
 
+def test_predict_refuses_a_history_shorter_than_the_window_and_blends_only_with_two_seasons(
+    panel_dir: Path, tmp_path: Path, capsys
+) -> None:
+    run = runner.train(_cfg(panel_dir, "train.epochs=1", "data.blend_weight=0.5"), tmp_path / "r")
+    _, task, model = runner.restore_task(run)
+    df = pd.read_csv(panel_dir / "train.csv")
+    dates = sorted(df.Date.unique())
+    hist = tmp_path / "history.csv"
+    # Window 4 and season 13: 17 steps before the origin; the peer's MSTL needs 2 seasons (26).
+    df[df.Date.isin(dates[-20:])].to_csv(hist, index=False)
+    capsys.readouterr()
+    rows = task.predict(model, [str(hist)])
+    assert {r["source"] for r in rows} == {"model"} and len(rows) == df.groupby(
+        ["Store", "Dept"]
+    ).ngroups * H
+    err = capsys.readouterr().err
+    assert f"{hist}: 20 steps of history, under the 2 seasons of 13 steps" in err
+    df[df.Date.isin(dates[-10:])].to_csv(hist, index=False)
+    with pytest.raises(ArchlabError, match=rf"{hist}: a history of 10 steps \(.*the run reads 17"):
+        task.predict(model, [str(hist)])
+
+
 def _no_fit(*args: object) -> np.ndarray:
     raise AssertionError("the peer was fitted again")
 

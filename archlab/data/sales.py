@@ -9,7 +9,7 @@ framing's inputs (features, windows, baseline) are in sales_horizon.py.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -52,10 +52,13 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
     given = Path(cfg.path)
     if not given.exists():
         raise ArchlabError(f"{given}: no such file or directory")
+    resolved: dict[str, object] = {}
+    if not cfg.series_keys:  # one series: keyed by a column reading adds
+        cfg = replace(cfg, series_keys=(SINGLE_SERIES,))
+        resolved["series_keys"] = [SINGLE_SERIES]
     single = not given.is_dir()
     root = given.parent if single else given
     path = given if single else resolve_file(root, cfg.train_file)
-    resolved: dict[str, object] = {}
     df, hol, given_fmt = _read_sales(cfg, path, resolved)
     store = cfg.store_column
     if store == _default(cfg, "store_column") and store not in df.columns and single:
@@ -66,7 +69,7 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
         if shared := _shared_key(root, list(cfg.series_keys), names):
             store = resolved["store_column"] = shared
     tables, not_joined = _tables(cfg, df, given, store, resolved)
-    encodings = [df.attrs["encoding_note"]]
+    encodings = list(df.attrs["notes"])
     df = _join(cfg, df, tables, store, hol, given_fmt, path, not_joined, encodings)
     for c in cfg.markdown_columns:
         if c in df.columns:
@@ -79,10 +82,32 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
     used = [cfg.target, *(c for c in covariates if c in df.columns)]
     read["missing"] = {c: int(df[c].isna().sum()) for c in used}
     read["not_joined"] = not_joined
-    read["encoding_notes"] = [n for n in encodings if n]
+    read["file_notes"] = [n for n in encodings if n]
     df.attrs["resolved"] = resolved
     df.attrs["read"] = read
     return df
+
+
+# The series key of a file that is one series (data.series_keys empty), and its one value.
+SINGLE_SERIES, SINGLE_VALUE = "series", "all"
+
+
+def with_single_key(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """``df`` with the SINGLE_SERIES key column added where the keys are that column alone
+    and the file has none (a run on one series reads its other files so too)."""
+    if tuple(keys) == (SINGLE_SERIES,) and SINGLE_SERIES not in df.columns:
+        df.insert(0, SINGLE_SERIES, SINGLE_VALUE)
+    return df
+
+
+def key_columns(keys: Sequence[str]) -> list[str]:
+    """The key columns a file must have: none for a single series (``with_single_key``)."""
+    return [] if tuple(keys) == (SINGLE_SERIES,) else list(keys)
+
+
+def date_format_given(cfg: SalesDataConfig) -> str:
+    """The date format to read a file with: "auto" (inferred) unless the user set one."""
+    return "auto" if cfg.date_format == _default(cfg, "date_format") else cfg.date_format
 
 
 def _default(cfg: SalesDataConfig, name: str) -> object:
@@ -96,7 +121,7 @@ def _read_sales(
     """The sales table with parsed dates, target and holiday flag, checked for empty keys and
     duplicate rows; its holiday column ("" if none) and the date format asked for."""
     date, target, hol, keys = cfg.date_column, cfg.target, cfg.holiday_column, cfg.series_keys
-    df = read_csv(path, [*keys, date, target], cfg.encoding)
+    df = with_single_key(read_csv(path, [*key_columns(keys), date, target], cfg.encoding), keys)
     if hol and hol not in df.columns:
         if hol != _default(cfg, "holiday_column"):
             raise ArchlabError(
@@ -110,7 +135,7 @@ def _read_sales(
             raise ArchlabError(
                 f"{path}: series key column {k!r} has an empty cell at line {empty[0] + 2}"
             )
-    given_fmt = "auto" if cfg.date_format == _default(cfg, "date_format") else cfg.date_format
+    given_fmt = date_format_given(cfg)
     fmt = parse_dates(df, date, given_fmt, path)
     if fmt != cfg.date_format:
         resolved["date_format"] = fmt
@@ -171,14 +196,14 @@ def _join(
     if "stores_file" in tables:
         spath = tables["stores_file"]
         stores = read_csv(spath, [store], cfg.encoding)
-        encodings.append(stores.attrs["encoding_note"])
+        encodings += stores.attrs["notes"]
         check_join(df, stores, store, path, spath)
         not_joined += _unused_keys(stores, df, store, spath)
         df = df.merge(stores, on=store, how="left")
     if "features_file" in tables:
         date, fpath = cfg.date_column, tables["features_file"]
         feats = read_csv(fpath, [store, date], cfg.encoding)
-        encodings.append(feats.attrs["encoding_note"])
+        encodings += feats.attrs["notes"]
         parse_dates(feats, date, given_fmt, fpath)
         check_join(df, feats, store, path, fpath, date)  # before sorting: lines stay true
         not_joined += _unused_keys(feats, df, store, fpath)
@@ -287,7 +312,7 @@ def reading_notes(df: pd.DataFrame) -> list[str]:
             f"({d[0]}..{d[-1]}) that almost no series reaches (under data.tail_min_coverage of "
             "the busiest date's series); set data.tail_min_coverage=0 to keep them"
         )
-    lines += read.get("not_joined", []) + read.get("encoding_notes", [])
+    lines += read.get("not_joined", []) + read.get("file_notes", [])
     missing = {k: v for k, v in read["missing"].items() if v}
     if missing:
         lines.append(
@@ -395,10 +420,30 @@ def time_index(dates: np.ndarray, origin: np.datetime64, step_days: int) -> np.n
 
 
 def step_dates(origin: np.datetime64, steps: np.ndarray, step_days: int) -> np.ndarray:
-    """The date of each step number (monthly steps are labelled by the month's first day)."""
-    if step_days >= MONTHLY_MIN_DAYS:
-        return (np.asarray(origin).astype("datetime64[M]") + steps).astype("datetime64[D]")
-    return origin + steps * np.timedelta64(step_days, "D")
+    """The date of each step number. Monthly steps fall on the origin's day of the month
+    (held to each month's length), or on each month's last day where the origin is one: a
+    panel dated at month ends forecasts month ends."""
+    if step_days < MONTHLY_MIN_DAYS:
+        return origin + steps * np.timedelta64(step_days, "D")
+    day = np.asarray(origin).astype("datetime64[D]")
+    month = day.astype("datetime64[M]")
+    ends = (month + steps + 1).astype("datetime64[D]") - np.timedelta64(1, "D")
+    if (day + np.timedelta64(1, "D")).astype("datetime64[M]") != month:  # a month's last day
+        return ends
+    return np.minimum((month + steps).astype("datetime64[D]") + (day - month), ends)
+
+
+def check_daily_or_longer(dates: pd.Series, path: str) -> None:
+    """Refuse dates less than a day apart (hourly data): the panel's steps are days or longer."""
+    u = np.unique(dates.to_numpy())
+    gaps = np.diff(u) < np.timedelta64(1, "D")
+    if gaps.any():
+        i = int(np.flatnonzero(gaps)[0])
+        raise ArchlabError(
+            f"{path}: dates less than a day apart ({pd.Timestamp(u[i])} and "
+            f"{pd.Timestamp(u[i + 1])}): steps shorter than a day are not supported; sum or "
+            "average the rows of each day (or longer period) first"
+        )
 
 
 def infer_step_days(dates: np.ndarray) -> int:
@@ -463,8 +508,9 @@ def build_panel(
     if clash.any():  # irregular dates: two rows of one series fall into the same step
         i = int(np.flatnonzero(clash)[0])
         unit = "calendar month" if step_days >= MONTHLY_MIN_DAYS else f"{step_days}-day step"
+        key = ", ".join(map(str, key_arr[i].tolist()))
         raise ArchlabError(
-            f"series {tuple(key_arr[i].tolist())}: two rows fall into the same {unit} "
+            f"series {key}: two rows fall into the same {unit} "
             f"(second one dated {str(d[i])[:10]}); the panel needs regularly spaced dates"
         )
     y = np.full((len(first), T), np.nan)
@@ -513,10 +559,13 @@ def ffill_time(a: np.ndarray) -> np.ndarray:
 
 
 def event_flags(dates: np.ndarray, events: Sequence[str], step_days: int) -> np.ndarray:
-    """(T,) 1.0 where a step's period [its date, the next step's date) holds an event date."""
+    """(T,) 1.0 where a step's period holds an event date: [its date, the next step's date),
+    or for monthly steps its calendar month (dated on its first day, its last or between)."""
     d = dates.astype("datetime64[D]")
     if not len(d) or not len(events):
         return np.zeros(len(d), np.float32)
-    end = step_dates(d[0], np.arange(1, len(d) + 1), step_days).astype("datetime64[D]")
     ev = np.asarray(events, dtype="datetime64[D]")
+    if step_days >= MONTHLY_MIN_DAYS:
+        return (_months(d)[:, None] == _months(ev)).any(1).astype(np.float32)
+    end = step_dates(d[0], np.arange(1, len(d) + 1), step_days).astype("datetime64[D]")
     return ((d[:, None] <= ev) & (ev < end[:, None])).any(1).astype(np.float32)

@@ -29,12 +29,20 @@ def resolve_file(directory: Path, name: str) -> Path:
 
 def read_csv(path: Path, required: Sequence[str], encoding: str = "auto") -> pd.DataFrame:
     """Read a CSV (plain or .gz; CR/LF/CRLF line endings) and check its required columns;
-    ``df.attrs["encoding_note"]`` says where ``auto`` found the file not UTF-8."""
+    ``df.attrs["notes"]``: first lines on where ``auto`` found the file not UTF-8 and on the
+    columns of a semicolon file read with a dot grouping thousands."""
     fingerprint.record(path)
 
+    grouped: list[str] = []  # columns whose dots group thousands (semicolon files)
+
     def read(codec: str, sep: str) -> pd.DataFrame:
-        # Semicolon files come from locales that write 12,5 for 12.5 (a 12.5 still reads).
-        return pd.read_csv(path, encoding=codec, sep=sep, decimal="," if sep == ";" else ".")
+        if sep != ";":
+            return pd.read_csv(path, encoding=codec, sep=sep)
+        # Semicolon files come from locales that write 12,5 for 12.5 (a 12.5 still reads)
+        # and 1.234 for 1234: read as text too, to tell a grouping dot from a decimal one.
+        df = pd.read_csv(path, encoding=codec, sep=sep, decimal=",")
+        grouped[:] = _dot_thousands(df, pd.read_csv(path, encoding=codec, sep=sep, dtype=str))
+        return df
 
     try:
         df, _, note = read_text_csv(path, encoding, read)
@@ -51,7 +59,12 @@ def read_csv(path: Path, required: Sequence[str], encoding: str = "auto") -> pd.
         raise ArchlabError(f"{path}: the file is empty (expected a header line and rows)") from None
     except (pd.errors.ParserError, OSError, EOFError, zlib.error) as e:  # zlib, EOF: bad .gz
         raise ArchlabError(f"{path}: not a readable CSV file ({e.__class__.__name__})") from None
-    df.attrs["encoding_note"] = note
+    df.attrs["notes"] = [note] if note else []
+    if grouped:
+        df.attrs["notes"].append(
+            f"data: {path}: a dot read as a thousands separator in column(s) {grouped} (every "
+            "dotted number there groups digits by three, as in locales that write 1.234,5)"
+        )
     missing = [c for c in required if c not in df.columns]
     if missing:
         header = ",".join(map(str, df.columns))
@@ -69,6 +82,27 @@ def read_csv(path: Path, required: Sequence[str], encoding: str = "auto") -> pd.
         if df[column].dtype.kind == "f":
             check_finite(df, column, path)
     return df
+
+
+# A number whose dots group digits by three (1.234, 12.345.678,9), and one with no dot (912, 12,5).
+GROUPED = r"[-+]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d*)?"
+UNDOTTED = r"[-+]?\d+(?:,\d*)?"
+
+
+def _dot_thousands(df: pd.DataFrame, raw: pd.DataFrame) -> list[str]:
+    """Re-read, in place, the columns of a semicolon file (``raw``: its cells as text) whose
+    every number is GROUPED or UNDOTTED, with a GROUPED one among them: there a dot groups
+    thousands, and pandas' decimal-comma reading would take 1.234 for 1.234, not 1234.
+    A column with any other dotted number (12.5, 0.125) keeps pandas' reading. Returns them."""
+    columns = []
+    for column in raw.columns:
+        cells = raw[column].dropna().str.strip()
+        grouped = cells.str.fullmatch(GROUPED)
+        if grouped.any() and (grouped | cells.str.fullmatch(UNDOTTED)).all():
+            text = cells.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+            df[column] = pd.to_numeric(text).reindex(df.index)
+            columns.append(str(column))
+    return columns
 
 
 def check_finite(df: pd.DataFrame, column: str, path: Path) -> None:

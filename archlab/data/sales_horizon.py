@@ -302,8 +302,11 @@ def naive_base(residual: str, last: torch.Tensor, seas: torch.Tensor) -> torch.T
 def read_forecast_rows(path: Path, c: SalesDataConfig) -> pd.DataFrame:
     """Rows to forecast (series keys, date[, holiday flag][, known covariates]), e.g. Walmart's
     test.csv or a shop's file of future days with their planned promotions."""
-    df = sales_csv.read_csv(path, [*c.series_keys, c.date_column], c.encoding)
-    sales_csv.parse_dates(df, c.date_column, c.date_format, path)
+    keys = c.series_keys
+    df = sales.with_single_key(
+        sales_csv.read_csv(path, [*sales.key_columns(keys), c.date_column], c.encoding), keys
+    )
+    sales_csv.parse_dates(df, c.date_column, sales.date_format_given(c), path)
     if c.holiday_column in df.columns:
         sales_csv.parse_bool(df, c.holiday_column, path)
     for name in c.known_covariates:

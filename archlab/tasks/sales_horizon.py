@@ -28,6 +28,7 @@ from archlab.config import RunConfig
 from archlab.data import sales, sales_csv, sales_peer
 from archlab.data import sales_baselines as naive
 from archlab.data.sales_horizon import PanelFeatures, future_panel, read_forecast_rows
+from archlab.data.sales_peer import MIN_SEASONS
 from archlab.errors import ArchlabError
 from archlab.metrics import regression_metrics, wmae
 from archlab.models import MODELS
@@ -274,16 +275,24 @@ class HorizonForecast(SalesTask):
             path = Path(item)
             if not path.exists():
                 raise ArchlabError(f"{path}: no such file")
-            cols = sales_csv.read_csv(path, [], c.encoding).columns
+            cols = [str(k) for k in sales_csv.read_csv(path, [], c.encoding).columns]
+            _check_target_column(path, cols, c.target)
             # Rows to forecast name their series and dates; anything else is read as a
             # history, whose errors name the columns a history needs (the target among them).
-            rows = c.target not in cols and {*c.series_keys, c.date_column} <= set(cols)
+            rows = c.target not in cols and {
+                *sales.key_columns(c.series_keys),
+                c.date_column,
+            } <= set(cols)
             (wanted if rows else hist).append(path)
         if len(hist) > 1:
             raise ArchlabError(f"give one history CSV (got {', '.join(map(str, hist))})")
-        want = [read_forecast_rows(w, c) for w in wanted]
+        want = [read_forecast_rows(w, self._other_files()) for w in wanted]
         p = self._end_panel(hist[0] if hist else None, want)
         fc, src, o = self._forecast_end(model, p, hist[0] if hist else None)
+        unseen = int((src[:, 0] == "baseline").sum())
+        if hist and unseen and not want:  # forecast only for the series the run was trained on
+            print(f"archlab: note: {hist[0]}: {unseen} of {len(src)} series were not in the "
+                  "run's training data: no forecast for them", file=sys.stderr)  # fmt: skip
         if not want:
             keys, dates = list(c.series_keys), p.dates[o + 1 :]
             return [
@@ -297,7 +306,7 @@ class HorizonForecast(SalesTask):
     def _end_panel(self, hist: Path | None, want: list[pd.DataFrame]) -> sales.Panel:
         """The history (default: the run's data) with the H steps after its end to forecast."""
         c = self.data_cfg
-        df = sales.load_sales(replace(c, path=str(hist)) if hist else c)
+        df = sales.load_sales(replace(self._other_files(), path=str(hist)) if hist else c)
         fz = self.fitted.featurizer
         missing = [k for k in fz.covariates if k not in df.columns]
         rows = pd.concat(want) if want else None
@@ -322,10 +331,18 @@ class HorizonForecast(SalesTask):
             p.cov[:, p.y.shape[1] - fz.horizon :, j] = fz.cov_mean[j]
         return p
 
+    def _other_files(self) -> SalesDataConfig:
+        """The config that reads files other than the run's data (a history, rows to
+        forecast): a date format the run inferred is inferred again for each of them."""
+        if "date_format" not in self.fitted.resolved:
+            return self.data_cfg
+        return replace(self.data_cfg, date_format="auto")
+
     def _end_windows(self, p: sales.Panel, hist: Path | None) -> EndWindows:
         """The network's inputs at the panel's last data step (the origin), seen series only."""
         fz = self.fitted.featurizer
         o = p.y.shape[1] - fz.horizon - 1
+        _check_history(fz, p, o, hist or self.data_cfg.path)
         f = fz.transform(p)
         s = np.flatnonzero(fz.series_index(p.keys) >= 0)
         if not len(s):
@@ -382,7 +399,11 @@ class HorizonForecast(SalesTask):
         fc[s] = out * f.scale[s, None] + f.offset[s, None]
         src[s] = "model"
         w = self.fitted.chosen.get("blend_weight")
-        if w is not None and w < 1:  # the hybrid, with the peer fitted at this origin
+        if w is not None and w < 1 and o + 1 < MIN_SEASONS * fz.season:
+            print(f"archlab: note: {hist or self.data_cfg.path}: {o + 1} steps of history, under "
+                  f"the {MIN_SEASONS} seasons of {fz.season} steps the statistical peer needs: "
+                  "the network's forecasts alone (no blend)", file=sys.stderr)  # fmt: skip
+        elif w is not None and w < 1:  # the hybrid, with the peer fitted at this origin
             net = out_b * f.scale[s, None] + f.offset[s, None]
             peer = self._end_peer(p, f, s, o)
             name, y, args = fit_entry(peer, o, fz.horizon)
@@ -422,6 +443,33 @@ class HorizonForecast(SalesTask):
         sales_peer.save_fits(Path(run_dir) / PEER_FILE, fits)
 
 
+def _check_target_column(path: Path, cols: list[str], target: str) -> None:
+    """A file whose column differs from the run's target only in case or spaces: said in one
+    line, rather than read as rows to forecast (which have no target)."""
+    near = [k for k in cols if k != target and k.strip().lower() == target.strip().lower()]
+    if near:
+        raise ArchlabError(
+            f"{path}: no column {target!r} (the run's data.target); found {near[0]!r}: name the "
+            "columns as in the training data"
+        )
+
+
+def _check_history(fz: Any, p: sales.Panel, o: int, where: object) -> None:
+    """Refuse a history shorter than the training origins had: the window, and a season
+    before it for last season's sales (and the level shift) of the steps forecast."""
+    window = max(fz.window, fz.level_steps)
+    if fz.horizon > 1:
+        need, what = fz.season + window, f"a {window}-step window and a season before it"
+    else:  # rolling origins: each target needs its own window and season lag
+        need, what = max(window, fz.season), f"a {window}-step window, reaching a season back"
+    if o + 1 < need:
+        raise ArchlabError(
+            f"{where}: a history of {o + 1} steps ({str(p.dates[0])[:10]}.."
+            f"{str(p.dates[o])[:10]}), but the run reads {need} before each forecast ({what}, "
+            f"{fz.season} steps): give a longer history"
+        )
+
+
 def _wanted_rows(
     p: sales.Panel,
     fc: np.ndarray,
@@ -443,10 +491,14 @@ def _wanted_rows(
         off = np.flatnonzero(sales.step_dates(origin, t, step_days) != d)
         if len(off):
             i = int(off[0])
-            raise ArchlabError(
-                f"{path}: date {d[i]} at line {i + 2} is not on the data's {step_days}-day "
-                f"step grid (its steps fall on {origin} + k x {step_days} days)"
+            after = sales.step_dates(origin, np.array(1), step_days)
+            grid = (
+                f"monthly steps (e.g. {origin}, {after})"
+                if step_days >= sales.MONTHLY_MIN_DAYS
+                else f"{step_days}-day step grid (its steps fall on {origin} + k x {step_days} "
+                "days)"
             )
+            raise ArchlabError(f"{path}: date {d[i]} at line {i + 2} is not on the data's {grid}")
         h = t - o - 1
         bad = np.flatnonzero((h < 0) | (h >= H))
         if len(bad):

@@ -118,6 +118,7 @@ HorizonBundle = DataBundle[HorizonFitted, TestContext]
 def _resolve(c: SalesDataConfig, df: pd.DataFrame) -> tuple[SalesDataConfig, dict[str, Any]]:
     """The config with what the data decided (date format, tables, season for its time step)."""
     resolved = dict(df.attrs.get("resolved", {}))
+    sales.check_daily_or_longer(df[c.date_column], c.path)
     step_days = sales.infer_step_days(df[c.date_column].to_numpy())
     sales.check_aligned(df, list(c.series_keys), c.date_column, step_days, c.path)
     dflt = SalesDataConfig()
@@ -618,7 +619,24 @@ def _notes(r: _Read, info: dict[str, Any], o: _Origins, peer_note: list[str]) ->
         *peer_note,  # before training starts: the run goes on without this baseline
         *sales_recipe.describe(c, r.why),
         *([ends["note"]] if ends else []),
+        *_weekday_note(r),
         *sales.reading_notes(r.df),
+    ]
+
+
+def _weekday_note(r: _Read) -> list[str]:
+    """Daily data with no row on any weekend (trading or business days): a first line, as
+    its weekends are missing steps that a lag or a window may need."""
+    if r.step_days != 1 or len(r.p.dates) < 14:
+        return []
+    on = r.p.dates[~np.isnan(r.p.y).all(0)].astype("datetime64[D]")
+    weekday = (on.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    if (weekday >= 5).any():
+        return []
+    return [
+        "data: no row falls on a Saturday or Sunday: read as daily steps with the weekends "
+        "missing (neither trained on nor scored; a target whose required lag is a weekend day, "
+        "e.g. a Monday's last step, is not scored; predict's steps include weekend days)"
     ]
 
 
