@@ -28,7 +28,10 @@ def classification_metrics(
 
     Balanced accuracy is the mean recall over the classes present in ``y_true``, as
     ``sklearn.metrics.balanced_accuracy_score``: on imbalanced data it shows what plain accuracy
-    hides (always answering the majority class scores 1 / number of classes).
+    hides (always answering the majority class scores 1 / number of classes). The macro
+    averages are over those classes too (so recall_macro is balanced accuracy): a class with no
+    sample in this split has no recall to average, and counting it as 0 would cap a perfect
+    model's score; its per-class values stay, with support 0.
     """
     k = len(class_names)
     t = torch.from_numpy(np.array(y_true, dtype=np.int64))
@@ -39,12 +42,13 @@ def classification_metrics(
     f1 = multiclass_f1_score(p, t, **kw).double().numpy()
     cm = multiclass_confusion_matrix(p, t, k, validate_args=False)
     support = cm.sum(1)
+    present = support.numpy() > 0
     out: dict[str, Any] = {
         "accuracy": float(cm.diagonal().sum() / max(len(t), 1)),
-        "balanced_accuracy": float(rec[support.numpy() > 0].mean()) if len(t) else 0.0,
-        "precision_macro": float(prec.mean()),
-        "recall_macro": float(rec.mean()),
-        "f1_macro": float(f1.mean()),
+        "balanced_accuracy": float(rec[present].mean()) if len(t) else 0.0,
+        "precision_macro": float(prec[present].mean()) if len(t) else 0.0,
+        "recall_macro": float(rec[present].mean()) if len(t) else 0.0,
+        "f1_macro": float(f1[present].mean()) if len(t) else 0.0,
         "confusion_matrix": cm.tolist(),
     }
     for i, name in enumerate(class_names):

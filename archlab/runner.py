@@ -436,11 +436,21 @@ def load_run(
         print(f"archlab: {data_path}: "
               + ("the same data the run was trained on" if same else
                  "other data than the run was trained on; scored with the run's fitted "
-                 "classes, vocabulary and scalers"), file=sys.stderr)  # fmt: skip
+                 "classes, vocabulary and scalers") + _test_share(data.info),
+              file=sys.stderr)  # fmt: skip
     task = spec.task(cfg, data.fitted)
     model = task.build_model()
     rundir.load_weights(model, run_dir / rundir.WEIGHTS)
     return cfg, task, model.to(device), data
+
+
+def _test_share(info: dict[str, Any]) -> str:
+    """How much of an image set its test split is ("" for other tasks): eval --data scores
+    the test split alone, e.g. 15% of a plain class-folder set, not every image in it."""
+    src, n = info.get("split_source", {}).get("test"), info.get("n_images")
+    if not src or not n:
+        return ""
+    return f"; scored its test split ({src}): {info['split_sizes']['test']} of {n} images"
 
 
 class Evaluation(NamedTuple):

@@ -288,6 +288,8 @@ def _check_image(name: str, data: bytes, limits: Limits) -> io.BytesIO:
     try:
         with Image.open(buf) as im:  # reads the header only
             w, h = im.size
+    except Image.DecompressionBombError:  # over PIL's own limit, raised by the header read
+        raise BadRequest(413, f"{name}: over the pixel limit of {limits.max_pixels}") from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise BadRequest(400, f"{name}: not a readable image") from None
     if w * h > limits.max_pixels:

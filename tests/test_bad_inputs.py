@@ -451,7 +451,7 @@ CATALOGUE: dict[str, Build] = {
     "img-split-folders-beside-another-folder": _split_folders(
         None,
         lambda r: write_image_folder(r / "extras", {"x": 2}, size=(8, 8)),
-        ["ds", "['extras']", "data.layout=classes"],
+        ["ds", "['extras']", "move those out"],
     ),
     "img-split-unlabelled-test-images": _split_folders(
         None,

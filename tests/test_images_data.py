@@ -675,3 +675,112 @@ def test_generic_images_decide_their_size() -> None:
     assert all(p.data.size for p in PRESETS.values() if p.task == "images")  # the study's
     with pytest.raises(ArchlabError, match=r"data.size=1: must be 2\.\.\d+ \(or 0 = auto"):
         ImageDataConfig(size=1)
+
+
+# --- messy folders and manifests (a new user's data) ---
+@pytest.mark.parametrize(
+    "folders",
+    [("training", "testing"), ("training_set", "test_set"), ("Train", "valid"),
+     ("train", "validation")],
+)  # fmt: skip
+def test_more_split_folder_names_are_splits_not_classes(
+    tmp_path: Path, folders: tuple[str, str]
+) -> None:
+    root = tmp_path / "ds"
+    write_image_folder(root / folders[0], {"cat": 6, "dog": 6}, size=(8, 8))
+    write_image_folder(root / folders[1], {"cat": 2, "dog": 2}, size=(8, 8), seed=1)
+    s = load_image_set(str(root), fmt="auto", size=8, channels=1)
+    assert s.layout == "split_folders" and s.class_names == ["cat", "dog"]
+    assert sorted(s.split_origin.values()) == sorted(f"{f}/" for f in folders)
+    assert (s.provided_split == "train").sum() == 12
+
+
+def test_hidden_folders_and_macosx_are_skipped(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "f", {"cat": 3, "dog": 3}, size=(8, 8))
+    (root / "cat" / ".ipynb_checkpoints").mkdir()
+    Image.new("L", (8, 8)).save(root / "cat" / ".ipynb_checkpoints" / "000-checkpoint.png")
+    (root / "__MACOSX" / "cat").mkdir(parents=True)  # a macOS zip extracted elsewhere
+    (root / "__MACOSX" / "cat" / "._000.png").write_bytes(b"\x00\x05\x16\x07 resource fork")
+    s = load_image_set(str(root), fmt="auto", size=8, channels=1)
+    assert s.class_names == ["cat", "dog"] and len(s.labels) == 6 and s.ignored == 0
+    # Beside split folders, __MACOSX (and a "._" file loose in test/) breaks nothing.
+    split = tmp_path / "split"
+    for name in ("train", "test"):
+        write_image_folder(split / name, {"cat": 4, "dog": 4}, size=(8, 8))
+    (split / "__MACOSX" / "train").mkdir(parents=True)
+    (split / "test" / "._000.png").write_bytes(b"\x00\x05\x16\x07")
+    s = load_image_set(str(split), fmt="auto", size=8, channels=1)
+    assert s.layout == "split_folders" and s.class_names == ["cat", "dog"] and len(s.labels) == 16
+
+
+def test_other_folders_beside_split_folders_hint_layout_classes_only_for_image_folders(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "ds"
+    for name in ("train", "test"):
+        write_image_folder(root / name, {"cat": 3, "dog": 3}, size=(8, 8))
+    write_image_folder(root, {"extra": 2}, size=(8, 8))
+    with pytest.raises(ArchlabError, match=r"\['extra'\]; move those out$"):
+        load_image_set(str(root), fmt="auto", size=8, channels=1)
+    vehicles = write_image_folder(tmp_path / "v", {"train": 3, "bus": 3}, size=(8, 8))
+    with pytest.raises(ArchlabError, match=r"set data\.layout=classes"):  # a class of trains
+        load_image_set(str(vehicles), fmt="auto", size=8, channels=1)
+
+
+def test_skipped_and_ignored_files_are_said_first_and_jfif_is_an_image(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "f", {"a": 6, "b": 6}, size=(8, 8))
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(root / "b" / "saved.jfif", format="JPEG")
+    (root / "a" / "notes.txt").write_text("not an image")
+    (root / "b" / "Thumbs.db").write_bytes(b"\x00")
+    _corrupt(root)
+    _, data = _image_task(root, "data.skip_corrupt=true")
+    assert data.info["n_images"] == 13 and data.info["ignored_non_images"] == 2
+    assert "data: skipped 1 unreadable file(s) (data.skip_corrupt=true): a/broken.jpg" in (
+        data.notes
+    )
+    assert any(n.startswith("data: ignored 2 non-image file(s) (a/notes.txt, b/Thumbs.db)")
+               for n in data.notes)  # fmt: skip
+
+
+def test_an_image_over_pils_pixel_limit_is_one_line_or_skipped(tmp_path: Path, monkeypatch) -> None:
+    root = write_image_folder(tmp_path / "f", {"a": 10, "b": 10}, size=(8, 8))
+    Image.new("L", (40, 40)).save(root / "a" / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # over 2x: DecompressionBombError
+    for size in (8, 0):  # 0: auto, which reads every header first
+        with pytest.raises(ArchlabError, match=r"huge\.png: cannot decode image \(over PIL's "):
+            load_image_set(str(root), fmt="auto", size=size, channels=1)
+    s = load_image_set(str(root), fmt="auto", size=0, channels=1, skip_corrupt=True)
+    assert s.skipped == [str(root / "a" / "huge.png")] and len(s.labels) == 20
+    task, _ = _image_task(root, "data.skip_corrupt=true")
+    with pytest.raises(ArchlabError, match=r"huge\.png: cannot read image \(over PIL's pixel"):
+        task.read_images([str(root / "a" / "huge.png")])
+
+
+def test_manifest_without_a_header_keeps_its_first_image(tmp_path: Path) -> None:
+    names = _pngs(tmp_path / "img", 12)
+    path = tmp_path / "noheader.csv"
+    path.write_text("".join(f"img/{n},{'ab'[i % 2]}\n" for i, n in enumerate(names)))
+    s = load_image_set(str(path), fmt="auto", size=8, channels=1)
+    assert len(s.labels) == 12 and s.class_names == ["a", "b"] and s.labels[0] == 0
+    assert any("has no header line" in n and "col1, col2" in n for n in s.notes)
+    path.write_text(f"img/{names[0]},a\nimg/nope.png,b\n")  # line numbers count from 1
+    with pytest.raises(ArchlabError, match=r"line 2: image 'img/nope.png'"):
+        load_image_set(str(path), fmt="auto", size=8, channels=1)
+
+
+def test_manifest_one_file_under_two_labels_is_refused_and_repeats_dropped(tmp_path: Path) -> None:
+    names = _pngs(tmp_path / "img", 8)
+    rows = [f"img/{n},{'ab'[i % 2]}" for i, n in enumerate(names)]
+    path = _manifest(tmp_path, "file,label", [*rows, "img/im02.png,b"])
+    with pytest.raises(ArchlabError, match=r"lines 4 and 10 list the same image .*im02\.png' "
+                       r"with the labels 'a' and 'b' \(column 'label'\); keep one"):  # fmt: skip
+        load_image_set(str(path), fmt="auto", size=8, channels=1)
+    path = _manifest(tmp_path, "file,label", rows + rows)
+    s = load_image_set(str(path), fmt="auto", size=8, channels=1)
+    assert len(s.labels) == 8
+    assert any("dropped 8 row(s) that repeat an earlier one" in n and "line 10 repeats line 2" in n
+               for n in s.notes)  # fmt: skip
+    tagged = [f"{r},{'train' if i < 6 else 'test'}" for i, r in enumerate(rows)]
+    path = _manifest(tmp_path, "file,label,split", [*tagged, tagged[7]])
+    s = load_image_set(str(path), fmt="auto", size=8, channels=1)  # split tags stay aligned
+    assert s.provided_split.tolist() == ["train"] * 6 + ["test"] * 2

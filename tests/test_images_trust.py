@@ -183,3 +183,49 @@ def test_an_empty_val_folder_is_reported_as_carved_from_train(tmp_path: Path) ->
     assert data.info["split_source"]["val"].startswith("carved from train/: 15% of all images")
     assert data.info["split_sizes"]["val"] == 4
     assert any("val 4 (carved from train/" in n for n in data.notes)
+
+
+# --- a class a split lacks, turned phone photos, what eval --data scores ---
+def test_a_class_without_test_images_is_warned_and_left_out_of_the_macro(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    write_image_folder(root / "train", {"cat": 12, "dog": 12}, size=(8, 8))
+    write_image_folder(root / "test", {"cat": 5}, size=(8, 8), seed=1)
+    (root / "test" / "dog").mkdir()
+    task, data = _image_task(root, "data.size=8")
+    assert ("data: warning: class 'dog' has no test images: it is not scored there (the test "
+            "macro averages are over the other classes)") in data.notes  # fmt: skip
+    assert not any("'cat' has no" in n for n in data.notes)
+    perfect = torch.tensor([[5.0, 0.0]] * 5)  # every test image (all cats) right
+    m = task.metrics(perfect, torch.zeros(5, dtype=torch.long))
+    assert m["f1_macro"] == m["recall_macro"] == m["balanced_accuracy"] == 1.0
+    assert m["support_dog"] == 0
+
+
+def test_exif_orientation_is_applied_in_training_and_predict(tmp_path: Path) -> None:
+    from archlab.data.image_set import decode_image
+
+    root = write_image_folder(tmp_path / "f", {"a": 10, "b": 10}, size=(8, 8))
+    upright = np.zeros((40, 40, 3), np.uint8)
+    upright[:20] = 255  # white on top, as a viewer shows the photo
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # as the sensor read it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90 degrees clockwise to show"
+    stored.save(root / "a" / "phone.jpg", exif=exif.tobytes(), quality=95)
+    pixels = decode_image(root / "a" / "phone.jpg", 1, 8)[..., 0]
+    assert pixels[:3].mean() > 200 and pixels[-3:].mean() < 50
+    s = load_image_set(str(root), fmt="folder", size=8, channels=1)
+    task, _ = _image_task(root, "data.size=8", "data.channels=1")
+    read = task.read_images([str(root / "a" / "phone.jpg")])[0, 0].numpy()
+    np.testing.assert_array_equal(s.images[10, 0], pixels)  # a's last file: 000..009.png first
+    np.testing.assert_array_equal(read, pixels)
+
+
+def test_eval_on_other_data_says_how_much_of_it_is_scored() -> None:
+    from archlab.runner import _test_share
+
+    info = {"n_images": 24, "split_sizes": {"train": 16, "val": 4, "test": 4},
+            "split_source": {"test": "15% of all images, stratified, split seed 0"}}  # fmt: skip
+    assert _test_share(info) == (
+        "; scored its test split (15% of all images, stratified, split seed 0): 4 of 24 images"
+    )
+    assert _test_share({"n_samples": 10, "split_sizes": {"test": 2}}) == ""  # text: unchanged

@@ -29,9 +29,11 @@ def test_classification_metrics_match_sklearn(case: tuple[int, list[tuple[int, i
     with warnings.catch_warnings():  # sklearn warns when y_pred holds a class y_true lacks
         warnings.simplefilter("ignore", UserWarning)
         assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, p))
-    assert m["precision_macro"] == pytest.approx(pr.mean())
-    assert m["recall_macro"] == pytest.approx(rc.mean())
-    assert m["f1_macro"] == pytest.approx(f1.mean())
+    # Macro averages over the classes present in y (sklearn's labels=those classes).
+    assert m["precision_macro"] == pytest.approx(pr[sup > 0].mean())
+    assert m["recall_macro"] == pytest.approx(rc[sup > 0].mean())
+    assert m["recall_macro"] == pytest.approx(m["balanced_accuracy"])
+    assert m["f1_macro"] == pytest.approx(f1[sup > 0].mean())
     assert m["confusion_matrix"] == skm.confusion_matrix(y, p, labels=labels).tolist()
     for i, n in enumerate(names):
         assert m[f"f1_{n}"] == pytest.approx(f1[i])
@@ -42,6 +44,21 @@ def test_balanced_accuracy_exposes_a_majority_class_guesser() -> None:
     y = np.array([0] * 90 + [1] * 10)
     m = classification_metrics(y, np.zeros(100, int), ["common", "rare"])
     assert m["accuracy"] == pytest.approx(0.9) and m["balanced_accuracy"] == pytest.approx(0.5)
+
+
+def test_macro_averages_leave_out_a_class_without_samples() -> None:
+    # A test split without any 'dog': a perfect model scores 1, not 1/2, and dog keeps its
+    # per-class keys with support 0 (every class present: the plain mean over all, as before).
+    y = np.array([0, 0, 0, 2, 2])
+    m = classification_metrics(y, y, ["cat", "dog", "eel"])
+    for k in ("f1_macro", "precision_macro", "recall_macro", "balanced_accuracy"):
+        assert m[k] == pytest.approx(1.0), k
+    assert m["support_dog"] == 0 and m["f1_dog"] == 0.0
+    p = np.array([0, 1, 0, 2, 0])  # a wrong 'dog' lowers cat's recall, not the average's size
+    m = classification_metrics(y, p, ["cat", "dog", "eel"])
+    want = skm.f1_score(y, p, labels=[0, 2], average="macro", zero_division=0)
+    assert m["f1_macro"] == pytest.approx(want)
+    assert m["recall_macro"] == pytest.approx(m["balanced_accuracy"])
 
 
 @settings(max_examples=60, deadline=None)

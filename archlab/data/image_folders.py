@@ -12,21 +12,40 @@ from archlab.data.image_set import (
     ImageSet,
     check_train_has_every_class,
     decode_files,
+    file_notes,
 )
 from archlab.errors import ArchlabError
 
-SPLIT_FOLDERS = ("train", "val", "valid", "validation", "test")
+# Folder names (lower-cased) read as a split: the manifest's split names but "dev" (a likelier
+# class name), and Kaggle's "<name>_set" (training_set/ + test_set/ in cats-vs-dogs).
+SPLIT_FOLDERS = {
+    **{n: sp for n, sp in SPLIT_NAMES.items() if n != "dev"},
+    **{f"{n}_set": sp for n, sp in SPLIT_NAMES.items() if n != "dev"},
+}
+# A zip made on macOS and extracted elsewhere holds __MACOSX/ (its "._" resource forks only).
+MACOS_ZIP_FOLDER = "__MACOSX"
 
 
-def _class_files(d: Path) -> tuple[list[Path], int]:
-    """Image files anywhere under class folder ``d`` (sorted), and how many others were there."""
-    found = [p for p in sorted(d.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+def _hidden(name: str) -> bool:
+    """A dot-file or dot-folder (.ipynb_checkpoints, .DS_Store, ._x.png) or __MACOSX: tools'
+    copies and metadata, never the user's images."""
+    return name.startswith(".") or name == MACOS_ZIP_FOLDER
+
+
+def _class_files(d: Path) -> tuple[list[Path], list[Path]]:
+    """Image files anywhere under class folder ``d`` (sorted), and the other files there;
+    anything under a hidden folder is left out (Jupyter's checkpoint copies would be
+    duplicate images)."""
+    found = [
+        p for p in sorted(d.rglob("*"))
+        if p.is_file() and not any(_hidden(part) for part in p.relative_to(d).parts)
+    ]  # fmt: skip
     imgs = [p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS]
-    return imgs, len(found) - len(imgs)
+    return imgs, [p for p in found if p.suffix.lower() not in IMAGE_EXTENSIONS]
 
 
 def _subdirs(d: Path) -> list[Path]:
-    return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in d.iterdir() if p.is_dir() and not _hidden(p.name))
 
 
 def split_folders(root: Path, layout: str) -> dict[str, Path]:
@@ -34,8 +53,7 @@ def split_folders(root: Path, layout: str) -> dict[str, Path]:
     if layout == "classes":
         return {}
     dirs = _subdirs(root)
-    named = {d: SPLIT_NAMES.get(d.name.lower()) for d in dirs}
-    tagged = {d: sp for d, sp in named.items() if sp and d.name.lower() in SPLIT_FOLDERS}
+    tagged = {d: SPLIT_FOLDERS[d.name.lower()] for d in dirs if d.name.lower() in SPLIT_FOLDERS}
     if layout == "auto" and not any(sp == "train" for sp in tagged.values()):
         if tagged and len(tagged) == len(dirs):  # val/ and test/ but no train/
             raise ArchlabError(
@@ -50,9 +68,12 @@ def split_folders(root: Path, layout: str) -> dict[str, Path]:
         )
     other = [d.name for d in dirs if d not in tagged]
     if other:
+        # Split folders hold class folders; a "train" folder of images is a class (of trains).
+        classes = any(_loose_images(d) for d in tagged)
+        hint = ", or set data.layout=classes to read every folder as a class" if classes else ""
         raise ArchlabError(
             f"{root}: split folders ({', '.join(d.name for d in tagged)}) beside other folders "
-            f"{other}; move those out, or set data.layout=classes to read every folder as a class"
+            f"{other}; move those out{hint}"
         )
     out: dict[str, Path] = {}
     for d, sp in tagged.items():
@@ -62,15 +83,20 @@ def split_folders(root: Path, layout: str) -> dict[str, Path]:
             )
         out[sp] = d
     for sp, d in out.items():
-        loose = [
-            p.name for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-        ]
-        if loose:
+        if loose := _loose_images(d):
             raise ArchlabError(
                 f"{d}: holds images ({loose[0]}, ...) outside class folders; a labelled {sp} "
                 f"split needs {d.name}/<class>/<image> (move unlabelled images out)"
             )
     return out
+
+
+def _loose_images(d: Path) -> list[str]:
+    """Names of the images right in folder ``d`` (not in a sub-folder; hidden ones aside)."""
+    return [
+        p.name for p in sorted(d.iterdir())
+        if p.is_file() and not _hidden(p.name) and p.suffix.lower() in IMAGE_EXTENSIONS
+    ]  # fmt: skip
 
 
 def load_folder(
@@ -83,10 +109,10 @@ def load_folder(
     if not class_dirs:
         raise ArchlabError(f"{root}: no class sub-folders found (expected root/<class>/<image>)")
     files: list[tuple[Path, int]] = []
-    ignored = 0
+    ignored: list[Path] = []
     for label, d in enumerate(class_dirs):
-        imgs, n_other = _class_files(d)
-        ignored += n_other
+        imgs, others = _class_files(d)
+        ignored += others
         if not imgs:
             raise ArchlabError(
                 f"{d}: class folder has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
@@ -99,10 +125,11 @@ def load_folder(
         class_names=[d.name for d in class_dirs],
         source=str(root),
         skipped=dec.skipped,
-        ignored=ignored,
+        ignored=len(ignored),
         layout="class_folders",
         digests=dec.digests,
         native_side=dec.native_side,
+        notes=file_notes(root, dec.skipped, ignored),
     )
 
 
@@ -118,12 +145,12 @@ def _load_split_folders(
     names = sorted({n for classes in per_split.values() for n in classes})
     files: list[tuple[Path, int]] = []
     tags: list[str] = []
-    ignored = 0
+    ignored: list[Path] = []
     have: dict[str, set[str]] = {sp: set() for sp in splits}
     for sp, classes in per_split.items():
         for n, d in classes.items():
-            imgs, n_other = _class_files(d)
-            ignored += n_other
+            imgs, others = _class_files(d)
+            ignored += others
             if imgs:
                 have[sp].add(n)
             files += [(p, names.index(n)) for p in imgs]
@@ -138,7 +165,8 @@ def _load_split_folders(
         source=str(root),
         provided_split=tags_kept,
         skipped=dec.skipped,
-        ignored=ignored,
+        ignored=len(ignored),
+        notes=file_notes(root, dec.skipped, ignored),
         layout="split_folders",
         # An empty val/ or test/ folder gives no split: that split is carved from train/.
         split_origin={sp: f"{d.name}/" for sp, d in splits.items() if (tags_kept == sp).any()},

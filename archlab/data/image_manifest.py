@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from archlab.data.image_set import (
     ImageSet,
     check_train_has_every_class,
     decode_files,
+    file_notes,
 )
 from archlab.errors import ArchlabError
 
@@ -56,55 +58,108 @@ def load_manifest(
 ) -> ImageSet:
     """A CSV with one row per image: a path (relative to the CSV's folder), a label, a split."""
     fingerprint.record(path)
-    df, codec, note = _read(path)
+    base = Path(m.image_root) if m.image_root else path.parent
+    df, codec, notes = _read(path, base)
+    # A file's line of row i: after the header line, or from line 1 in a headerless manifest.
+    line0 = 1 if df.attrs.get("headerless") else 2
     pcol, lcol, scol = _columns(path, df, m)
     if df.empty:
         raise ArchlabError(f"{path}: no rows (only a header line)")
     labels_raw = df[lcol].str.strip()
     empty = np.flatnonzero((labels_raw == "").to_numpy())
     if len(empty):
-        raise ArchlabError(f"{path}: empty label in column {lcol!r} at line {empty[0] + 2}")
+        raise ArchlabError(f"{path}: empty label in column {lcol!r} at line {empty[0] + line0}")
     values = sorted(labels_raw.unique(), key=_label_order)
+    tags = _split_tags(path, df, scol, m, line0)
+    cols = _Columns(pcol, lcol, scol, line0)
+    labels = labels_raw.tolist()
+    rows, repeats = _rows(path, df[pcol].str.strip().tolist(), labels, tags, cols, base, m)
+    if repeats:
+        notes.append(f"data: {path}: dropped {len(repeats)} row(s) that repeat an earlier one "
+                     f"(same image, label and split; {repeats[0]})")  # fmt: skip
     index = {v: i for i, v in enumerate(values)}
-    tags = _split_tags(path, df, scol, m)
-    base = Path(m.image_root) if m.image_root else path.parent
-    files: list[tuple[Path, int]] = []
-    first_row: dict[Path, int] = {}  # resolved file -> its first row, to catch a file listed twice
-    for i, (rel, lab) in enumerate(zip(df[pcol].str.strip(), labels_raw, strict=True)):
-        p = _image_file(path, i + 2, rel, pcol, base, m)
-        j = first_row.setdefault(p.resolve(), i)
-        if tags[j] != tags[i]:  # one file in two splits: its test score would not be held out
-            raise ArchlabError(
-                f"{path}: lines {j + 2} and {i + 2} list the same image {str(p)!r} in the "
-                f"{tags[j]} and the {tags[i]} split (column {scol!r}); keep one"
-            )
-        files.append((p, index[lab]))
+    files = [(p, index[labels[i]]) for i, p in rows.items()]
     have = {sp: set(labels_raw[tags == sp]) for sp in ("train", "val", "test")}
     if scol:
         check_train_has_every_class(path, values, have, "manifest")
     dec = decode_files(path, files, channels, size, skip_corrupt)
+    kept = np.asarray(tags, dtype=str)[list(rows)][dec.keep]
     origin = {sp: f"column {scol!r}" for sp in ("train", "val", "test") if have[sp]}
     return ImageSet(
         images=dec.images,
         labels=dec.labels,
         class_names=values,
         source=str(path),
-        provided_split=np.asarray(tags, dtype=str)[dec.keep] if scol else None,
+        provided_split=kept if scol else None,
         skipped=dec.skipped,
         layout="manifest",
         split_origin=origin if scol else {},
         digests=dec.digests,
         native_side=dec.native_side,
         encoding=codec,
-        notes=[note] if note else [],
+        notes=notes + file_notes(path.parent, dec.skipped, []),
     )
 
 
-def _read(path: Path) -> tuple[pd.DataFrame, str, str]:
-    """The manifest's cells as strings, the encoding read and its first-line note."""
+class _Columns(NamedTuple):
+    """The manifest's path, label and split columns, and the file line of its first row."""
+
+    path: str
+    label: str
+    split: str
+    line0: int
+
+
+def _rows(
+    path: Path,
+    rels: list[str],
+    labels: list[str],
+    tags: np.ndarray,
+    cols: _Columns,
+    base: Path,
+    m: Manifest,
+) -> tuple[dict[int, Path], list[str]]:
+    """Each row's image file (row -> file, rows that repeat an earlier one left out) and which
+    rows were left out. One file under two labels or in two splits is refused: it cannot be
+    both, and in two splits its test score would not be held out."""
+    rows: dict[int, Path] = {}
+    repeats: list[str] = []
+    first: dict[Path, int] = {}  # resolved file -> its first row
+    for i, rel in enumerate(rels):
+        p = _image_file(path, i + cols.line0, rel, cols.path, base, m)
+        j = first.setdefault(p.resolve(), i)
+        lines = f"lines {j + cols.line0} and {i + cols.line0} list the same image {str(p)!r}"
+        if labels[j] != labels[i]:
+            raise ArchlabError(
+                f"{path}: {lines} with the labels {labels[j]!r} and {labels[i]!r} "
+                f"(column {cols.label!r}); keep one"
+            )
+        if tags[j] != tags[i]:
+            raise ArchlabError(
+                f"{path}: {lines} in the {tags[j]} and the {tags[i]} split "
+                f"(column {cols.split!r}); keep one"
+            )
+        if j != i:
+            repeats.append(f"line {i + cols.line0} repeats line {j + cols.line0}")
+        else:
+            rows[i] = p
+    return rows, repeats
+
+
+def _read(path: Path, base: Path) -> tuple[pd.DataFrame, str, list[str]]:
+    """The manifest's cells as strings, the encoding read and first-line notes. A first line
+    with an image file name in it is a row, not a header (``df.attrs["headerless"]``): read as
+    a header, that image would be lost and its path and label taken for column names."""
 
     def read(codec: str, sep: str) -> pd.DataFrame:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, encoding=codec)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, encoding=codec)
+        if not any(_names_image(str(c), base) for c in df.columns):
+            return df
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, encoding=codec,
+                         header=None)  # fmt: skip
+        df.columns = [f"col{k + 1}" for k in range(df.shape[1])]
+        df.attrs["headerless"] = True
+        return df
 
     try:
         df, codec, note = read_text_csv(path, "auto", read)
@@ -113,7 +168,19 @@ def _read(path: Path) -> tuple[pd.DataFrame, str, str]:
     except (pd.errors.ParserError, OSError, EOFError) as e:
         raise ArchlabError(f"{path}: not a readable CSV file ({e.__class__.__name__})") from None
     df.columns = [str(c) for c in df.columns]
-    return df, codec, note
+    notes = [note] if note else []
+    if df.attrs.get("headerless"):
+        notes.append(f"data: {path} has no header line (its first line names an image): read "
+                     f"as columns {', '.join(df.columns)}")  # fmt: skip
+    return df, codec, notes
+
+
+def _names_image(cell: str, base: Path) -> bool:
+    """Whether a header cell is an image path (an image file name, or a file under ``base``)."""
+    cell = cell.strip()
+    return cell.lower().endswith(tuple(IMAGE_EXTENSIONS)) or (
+        bool(cell) and (base / cell.replace("\\", "/")).is_file()
+    )
 
 
 def _columns(path: Path, df: pd.DataFrame, m: Manifest) -> tuple[str, str, str]:
@@ -144,7 +211,7 @@ def _columns(path: Path, df: pd.DataFrame, m: Manifest) -> tuple[str, str, str]:
     return pcol, lcol, scol
 
 
-def _split_tags(path: Path, df: pd.DataFrame, scol: str, m: Manifest) -> np.ndarray:
+def _split_tags(path: Path, df: pd.DataFrame, scol: str, m: Manifest, line0: int) -> np.ndarray:
     """Each row's split (train, val or test) from the split column; all train without one."""
     if not scol:
         return np.full(len(df), "train", dtype=object)
@@ -154,7 +221,7 @@ def _split_tags(path: Path, df: pd.DataFrame, scol: str, m: Manifest) -> np.ndar
         i = int(bad[0])
         raise ArchlabError(
             f"{path}: unknown split value {df[scol].iloc[i]!r} in column {scol!r} at line "
-            f"{i + 2}; use train, val (valid, validation, dev) or test"
+            f"{i + line0}; use train, val (valid, validation, dev) or test"
             + ("" if m.split_column else ", or set data.split_column=none to ignore the column")
         )
     return low.map(SPLIT_NAMES).to_numpy(dtype=object)

@@ -17,12 +17,22 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from archlab import fingerprint
 from archlab.errors import ArchlabError
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+# .jfif is a JPEG under the name some browsers save downloads with.
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+# What PIL raises on a file it cannot read: a truncated or fake image, an unknown format, or one
+# over its pixel limit (DecompressionBombError, which is no OSError: a huge scan or panorama).
+DECODE_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    Image.DecompressionBombError,
+)
 # Split folder and manifest split names (lower-cased) -> archlab's split. Keras' and torchvision's
 # examples and most public sets use train/ + val/ (or valid/, validation/) + test/.
 SPLIT_NAMES = {
@@ -105,11 +115,48 @@ def check_train_has_every_class(
         raise ArchlabError(f"{source}: class(es) {empty} have no images")
 
 
+def file_notes(root: Path, skipped: Sequence[str], ignored: Sequence[Path]) -> list[str]:
+    """The run's first lines on files left out: unreadable ones skipped (data.skip_corrupt)
+    and non-image files beside the images, each with its count and the first names."""
+    notes = []
+    if skipped:
+        notes.append(f"data: skipped {len(skipped)} unreadable file(s) (data.skip_corrupt=true): "
+                     f"{_first_names(root, skipped)}")  # fmt: skip
+    if ignored:
+        exts = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+        notes.append(f"data: ignored {len(ignored)} non-image file(s) "
+                     f"({_first_names(root, ignored)}); images are {exts}")  # fmt: skip
+    return notes
+
+
+def _first_names(root: Path, paths: Sequence[str | Path], shown: int = 3) -> str:
+    """The first ``shown`` of ``paths``, relative to ``root`` where they lie under it."""
+    names = []
+    for p in paths[:shown]:
+        try:
+            names.append(str(Path(p).relative_to(root)))
+        except ValueError:
+            names.append(str(p))
+    return ", ".join(names) + (", ..." if len(paths) > shown else "")
+
+
 # PIL modes of 16-bit grayscale; their values run 0..65535 and are scaled to 0..255 by that
 # format maximum (65535 -> 255), the same for every image, as 16-bit RGB PNGs are read by PIL
 # (high byte). convert("L") would clip every value above 255 to white.
 MODES_16BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 UINT16_MAX = 65535
+EXIF_ORIENTATION = 0x0112
+
+
+def decode_reason(e: Exception) -> str:
+    """Why PIL could not read a file, in words where its exception's name says little."""
+    if isinstance(e, Image.DecompressionBombError):  # "..., could be decompression bomb ..."
+        return f"over PIL's pixel limit: {str(e).split(', could')[0]}"
+    if isinstance(e, FileNotFoundError):
+        return "no such file"
+    if isinstance(e, IsADirectoryError):
+        return "a folder, not an image file"
+    return e.__class__.__name__
 
 
 def decode_image(
@@ -118,12 +165,18 @@ def decode_image(
     """One image file or open binary file (its ``data`` when already read) as (size, size,
     channels) uint8.
 
-    Palette and gray+alpha images go through RGBA (so a transparent palette entry keeps its
-    colour); alpha is dropped; 16-bit grayscale is scaled by 65535, not clipped. Raises PIL's
-    errors for unreadable files, ArchlabError for pixel types archlab does not read.
+    EXIF orientation is applied. Palette and gray+alpha images go through RGBA (so a
+    transparent palette entry keeps its colour); alpha is dropped; 16-bit grayscale is scaled
+    by 65535, not clipped. Raises PIL's errors for unreadable files, ArchlabError for pixel
+    types archlab does not read.
     """
     mode = "L" if channels == 1 else "RGB"
     with Image.open(io.BytesIO(data) if data is not None else path) as im:
+        # A phone stores a photo as the sensor read it, with the turn to show it upright in EXIF
+        # (tag 0x0112); viewers honour it, so the model must too. Checked first: exif_transpose
+        # copies every image, turned or not.
+        if im.getexif().get(EXIF_ORIENTATION, 1) != 1:
+            im = ImageOps.exif_transpose(im)
         if im.mode in MODES_16BIT or im.mode == "I":
             arr = np.asarray(im).astype(np.int64)
             # Mode I (32-bit) is how PIL opens some 16-bit files; larger values are no 16-bit
@@ -180,11 +233,11 @@ def decode_files(
             sha = digest(data)
             fingerprint.known(p, sha, st)  # the run's fingerprint need not read it again
             return decode_image(p, channels, size, data), sha
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        except DECODE_ERRORS as e:
             if skip_corrupt:
                 return None
             raise ArchlabError(
-                f"{p}: cannot decode image ({e.__class__.__name__}); remove it or set "
+                f"{p}: cannot decode image ({decode_reason(e)}); remove it or set "
                 "data.skip_corrupt=true to skip unreadable files"
             ) from None
 
@@ -210,7 +263,7 @@ def _median_side(paths: list[Path]) -> int:
         try:
             with Image.open(p) as im:
                 return min(im.size)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        except DECODE_ERRORS:
             return None
 
     with ThreadPoolExecutor(max_workers=4) as pool:

@@ -16,7 +16,7 @@ from torch import nn
 
 from archlab.config import RunConfig
 from archlab.data.augment import AUGMENTATIONS, Augmentation
-from archlab.data.image_set import ImageSet, decode_image
+from archlab.data.image_set import DECODE_ERRORS, ImageSet, decode_image, decode_reason
 from archlab.data.images import Manifest, load_image_set
 from archlab.data.splits import (
     check_run_classes,
@@ -235,6 +235,7 @@ def _describe(
         f"{len(s.class_names)} classes",
         "data: splits " + ", ".join(f"{k} {len(v)} ({split_source[k]})" for k, v in split.items()),
         *s.notes,
+        *_unscored_notes(s.class_names, counts),
     ]
     if groups is not None:
         info["duplicates"] = dup = _duplicates(groups, split)
@@ -242,6 +243,20 @@ def _describe(
     # What training images look like, so predict can flag inputs that look nothing alike.
     info["pixel_stats"] = pixel_stats(images[split["train"]])
     return info, notes
+
+
+def _unscored_notes(names: Sequence[str], counts: dict[str, list[int]]) -> list[str]:
+    """A warning per class without images in val or test (a small class, or a test/ folder
+    without it): that split cannot score it, and its macro averages leave it out."""
+    notes = []
+    for i, name in enumerate(names):
+        none = [k for k in ("val", "test") if sum(counts[k]) and not counts[k][i]]
+        if none:
+            notes.append(
+                f"data: warning: class {name!r} has no {'/'.join(none)} images: it is not scored "
+                f"there (the {'/'.join(none)} macro averages are over the other classes)"
+            )
+    return notes
 
 
 def _check_images(s: ImageSet, c: ImageDataConfig, model: str, fitted: ImageFitted | None) -> None:
@@ -435,15 +450,13 @@ class ImageClassification:
     def read_images(self, paths: Sequence[str | BinaryIO]) -> torch.Tensor:
         """Image files (paths, or uploads as binary files) as an (N, C, H, W) uint8 tensor,
         decoded as the training files were."""
-        from PIL import UnidentifiedImageError
-
         arrs = []
         for p in paths:
             src = Path(p) if isinstance(p, str) else p
             try:
                 arrs.append(decode_image(src, self.fitted.channels, self.fitted.size))
-            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-                raise ArchlabError(f"{p}: cannot read image ({e.__class__.__name__})") from None
+            except DECODE_ERRORS as e:
+                raise ArchlabError(f"{p}: cannot read image ({decode_reason(e)})") from None
         return torch.from_numpy(np.stack(arrs).transpose(0, 3, 1, 2).copy())
 
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
