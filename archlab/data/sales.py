@@ -166,9 +166,9 @@ def _tables(
             # out, and said so. In a folder laid out as Walmart's, a table without the key
             # stays an error (a misspelt header).
             resolved[key] = ""
-            not_joined.append(f"data: {resolve_file(root, name)} not joined: {why} (name the "
-                              f"join key with data.store_column, or set data.{key}= to silence "
-                              "this)")  # fmt: skip
+            not_joined.append(f"data: {resolve_file(root, name)} not joined: {why} (both files "
+                              "need the join key, named data.store_column: rename the column in "
+                              f"one of them, or set data.{key}= to silence this)")  # fmt: skip
         elif name and single and not _exists(root, name):
             raise ArchlabError(
                 f"{root / name}: no such file (data.{key}; tables are read from beside "

@@ -579,8 +579,11 @@ def _split_ids(p: sales.Panel, split: dict[str, tuple], roll: bool) -> dict[str,
 
 def _head(c: SalesDataConfig, r: _Read, info: dict[str, Any]) -> str:
     """The run's first line: what was read, skipped and inferred, and what the test forecasts."""
+    left_out = " ".join(r.df.attrs.get("read", {}).get("not_joined", []))
     skipped = [
-        f"no {k.removesuffix('_file')} table"
+        f"{k.removesuffix('_file')} table not joined"
+        if f"{getattr(SalesDataConfig(), k)} not joined" in left_out
+        else f"no {k.removesuffix('_file')} table"
         for k in ("stores_file", "features_file")
         if r.resolved.get(k) == ""
     ] + (["no holiday column (WMAE = MAE)"] if r.resolved.get("holiday_column") == "" else [])
