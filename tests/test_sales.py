@@ -706,3 +706,12 @@ def test_a_file_of_one_series_needs_no_key_column(tmp_path: Path, capsys) -> Non
         == 0
     )
     assert pd.read_csv(tmp_path / "p.csv").iloc[0, 1] == pytest.approx(out[0]["forecast"])
+
+
+def test_iso_dates_with_a_zone_read_and_an_empty_date_is_named(tmp_path: Path) -> None:
+    df = pd.DataFrame({"d": ["2021-01-01T00:00:00Z", "2021-01-08T00:00:00Z"]})
+    assert sales_csv.parse_dates(df, "d", "auto", tmp_path / "x.csv") == "%Y-%m-%dT%H:%M:%SZ"
+    assert df.d.iloc[1] == pd.Timestamp("2021-01-08")
+    blank = pd.DataFrame({"d": ["2021-01-01", None]})
+    with pytest.raises(ArchlabError, match=r"x.csv: an empty date in column 'd' at line 3$"):
+        sales_csv.parse_dates(blank, "d", "auto", tmp_path / "x.csv")

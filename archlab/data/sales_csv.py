@@ -130,6 +130,7 @@ def _show(value: object) -> str:
 # days are all <= 12: then the order is ambiguous and the user must say it.
 DATE_FORMATS = (
     "%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M:%SZ",
     "%d/%m/%Y", "%m/%d/%Y", "%d-%m-%Y", "%m-%d-%Y", "%d.%m.%Y", "%m.%d.%Y",
     "%d/%m/%y", "%m/%d/%y", "%d-%b-%Y", "%d %b %Y", "%b %d, %Y",
 )  # fmt: skip
@@ -175,6 +176,8 @@ def parse_dates(df: pd.DataFrame, column: str, fmt: str, path: Path) -> str:
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if len(bad):
         i = int(bad[0])
+        if pd.isna(raw.iloc[i]):
+            raise ArchlabError(f"{path}: an empty date in column {column!r} at line {i + 2}")
         raise ArchlabError(
             f"{path}: unparseable date {_show(raw.iloc[i])} in column {column!r} at line "
             f"{i + 2} (expected format {fmt!r}; set data.date_format)"
