@@ -336,10 +336,11 @@ def predict(
     forecasts the H steps after the end of its data (or of a history CSV given as input).
     """
     from archlab import rundir, runner
+    from archlab.tasks.base import InputFile
 
     items = list(inputs or [])
     if file is not None:
-        items.append(str(file))
+        items.append(InputFile(file))  # always a file, never a text
     cfg, task, model = runner.restore_task(run_dir)
     forecaster = cfg.task == "sales" and cfg.data.framing == "forecast"
     if not items and not forecaster:
@@ -355,9 +356,20 @@ def predict(
         rows = task.predict(model, items)
     if out is None:
         for row in rows:
-            print(json.dumps(row))
+            print(_json_line(row))
         return
     _write_submission(rows, cfg, Path(out))
+
+
+def _json_line(row: dict[str, Any]) -> str:
+    """One JSON object on one line, non-ASCII text as itself (café, 航班, not \\u escapes)
+    where stdout can write it, escaped where it cannot (still the same JSON)."""
+    line = json.dumps(row, ensure_ascii=False)
+    try:
+        line.encode(sys.stdout.encoding or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return json.dumps(row)
+    return line
 
 
 def _write_submission(rows: list[dict[str, Any]], cfg: RunConfig, out: Path) -> None:
@@ -409,10 +421,11 @@ def explain(
     """Show what a trained network looks at: Grad-CAM, integrated gradients, permutation
     importance; prints the files written, then the output folder as the last line."""
     from archlab.explain import explain as run
+    from archlab.tasks.base import InputFile
 
     items = list(inputs or [])
     if file is not None:
-        items.append(str(file))
+        items.append(InputFile(file))  # always a file, never a text
     out_dir = run(run_dir, items, method, out, steps=steps, series=series, top=top, limit=limit)
     summary = json.loads((out_dir / "explain.json").read_text())
     for name in summary.get("files", []):

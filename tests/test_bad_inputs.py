@@ -642,7 +642,7 @@ CATALOGUE: dict[str, Build] = {
     # per-text training weights (data.weight_column)
     "text-weight-column-missing": _text_case(
         None,
-        ["no column 'conf'", "data.weight_column", "text, airline_sentiment"],
+        ["no column 'conf'", "data.weight_column", "'text', 'airline_sentiment'"],
         "--set",
         "data.weight_column=conf",
     ),

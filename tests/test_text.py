@@ -222,8 +222,8 @@ def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
 @pytest.mark.parametrize(
     ("content", "sets", "needle"),
     [
-        ("tweet,airline_sentiment\nhi,positive\n", (), "no column 'text' (columns found: tweet"),
-        ("text,label\nhi,positive\n", (), "no column 'airline_sentiment' (columns found: text"),
+        ("tweet,airline_sentiment\nhi,positive\n", (), "no column 'text' (columns found: 'tweet'"),
+        ("text,label\nhi,positive\n", (), "no column 'airline_sentiment' (columns found: 'text'"),
         (
             "text,airline_sentiment\nbon café,positive\n",
             ("data.encoding=ascii",),
@@ -718,7 +718,7 @@ def test_tfidf_baseline_is_reused_for_the_same_inputs_only(monkeypatch) -> None:
     names = ["good", "bad", "late"]
     fits = []
     real = tfidf.tfidf_model
-    monkeypatch.setattr(tfidf, "tfidf_model", lambda: fits.append(1) or real())
+    monkeypatch.setattr(tfidf, "tfidf_model", lambda *a: fits.append(1) or real(*a))
     first = tfidf.tfidf_baseline(texts, labels, split, names)
     assert tfidf.tfidf_baseline(texts, labels, split, names) == first and len(fits) == 1
     texts[55] = "good flight changed"  # a test text differs: fitted again
@@ -827,3 +827,172 @@ def test_texts_with_other_classes_than_the_run_are_refused(tweets: Path, tmp_pat
     df.to_csv(other, index=False)
     with pytest.raises(ArchlabError, match=r"other.csv: classes \['mixed', 'negative', 'posi"):
         TextData(text_cfg(other)).build(torch.device("cpu"), data.fitted)
+
+
+# --- what new users' files hold: probe report of the text task ---
+
+
+def _rows_csv(path: Path, rows: list[tuple[str, str]], encoding: str = "utf-8") -> Path:
+    """``rows`` under a text,airline_sentiment header, quoted as a CSV writer quotes."""
+    with open(path, "w", newline="", encoding=encoding) as f:
+        csv.writer(f).writerows([("text", "airline_sentiment"), *rows])
+    return path
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], args: list[str], *needles: str) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    assert all(n in err for n in needles), err
+
+
+def test_predict_and_explain_read_file_always_as_a_file(
+    tweets: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = text_cfg(tweets, "data.subset=0", "train.max_steps_per_epoch=1", "train.epochs=1")
+    run = str(runner.train(cfg, tmp_path / "runs"))
+    capsys.readouterr()
+    lines = _write(tmp_path / "texts.txt", "great crew café\n\n   \nlate again\n")
+    assert main(["predict", run, "--file", str(lines)]) == 0
+    out = capsys.readouterr().out
+    assert [json.loads(r)["input"] for r in out.splitlines()] == ["great crew café", "late again"]
+    assert "café" in out  # non-ASCII printed as itself, not as \u escapes
+    tsv = _write(tmp_path / "texts.tsv", "id\ttext\n1\tgreat crew\n")
+    assert main(["predict", run, "--file", str(tsv)]) == 0
+    assert json.loads(capsys.readouterr().out)["input"] == "great crew"
+    # A text typed on the command line stays a text, even one that names a file.
+    assert main(["predict", run, str(lines)]) == 0
+    assert json.loads(capsys.readouterr().out)["input"] == str(lines)
+    _one_line_error(capsys, ["predict", run, "--file", str(tmp_path / "no.txt")], "no.txt: no such")
+    _one_line_error(capsys, ["predict", run, "--file", str(tmp_path / "no.csv")], "no.csv: no such")
+    _one_line_error(capsys, ["predict", run, "  "], "an empty text")
+    empty = _write(tmp_path / "e.csv", 'text\nfine\n""\n')
+    _one_line_error(capsys, ["predict", run, "--file", str(empty)], "e.csv", "data row 2", "empty")
+    out_dir = tmp_path / "ex"
+    assert main(["explain", run, "--file", str(lines), "--out", str(out_dir), "--steps", "4"]) == 0
+    texts = [t["text"] for t in json.loads((out_dir / "explain.json").read_text())["texts"]]
+    assert texts == ["great crew café", "late again"]
+    _one_line_error(capsys, ["explain", run, "--file", str(tmp_path / "no.txt")], "no such file")
+
+
+def test_tfidf_baseline_fits_texts_without_words() -> None:
+    from archlab.tasks.tfidf import tfidf_baseline
+
+    emoji = ["😀😀👍", "😡😡👎", "😐", "🥰✈️", "💩😤"]
+    texts = [emoji[i % 5] * (1 + i % 4) for i in range(60)]
+    labels = np.array([[0, 1, 2, 0, 1][i % 5] for i in range(60)])
+    split = {"train": np.arange(40), "val": np.arange(40, 50), "test": np.arange(50, 60)}
+    assert tfidf_baseline(texts, labels, split, ["a", "b", "c"])["baseline_tfidf_accuracy"] == 1.0
+    assert cross_fitted_probs(texts[:40], labels[:40], 3, 3, 0).shape == (40, 3)
+
+
+def test_utf16_without_a_byte_order_mark(tmp_path: Path) -> None:
+    rows = [(f"good {i} café", "pos") for i in range(6)] + [(f"bad {i}", "neg") for i in range(6)]
+    body = "text,airline_sentiment\n" + "".join(f"{t},{lab}\n" for t, lab in rows)
+    plain = _write(tmp_path / "plain.csv", body)
+    with pytest.raises(ArchlabError, match=r"cannot decode as utf-16.*data.encoding=utf-16-le"):
+        load_text_table(plain, encoding="utf-16")
+    le = _write(tmp_path / "le.csv", body, "utf-16-le")
+    table = load_text_table(le, encoding="utf-16-le")
+    assert "good 0 café" in table.texts and len(table.texts) == 12
+    with pytest.raises(ArchlabError, match=r"le.csv: not a CSV file \(binary content\)"):
+        load_text_table(le)  # auto: no byte-order mark, so the NUL bytes still say binary
+
+
+def test_label_spellings_of_one_number_are_one_class_and_nan_is_missing(tmp_path: Path) -> None:
+    rows = [(f"text {k} number {i}", f"{k}.0" if i % 2 else str(k)) for k in range(3)
+            for i in range(8)]  # fmt: skip
+    path = _rows_csv(tmp_path / "n.csv", rows)
+    table = load_text_table(path)
+    assert table.class_names == ["0", "1", "2"]
+    assert any("'0' / '0.0' -> '0'" in n for n in table.notes)
+    named = load_text_table(path, labels=("0.0", "1.0", "2.0"))  # data.labels' spelling wins
+    assert named.class_names == ["0.0", "1.0", "2.0"] and len(named.texts) == 24
+    missing = [(f"lost {i}", v) for i, v in enumerate(("NaN", "nan", "NA", "null"))]
+    words = [(f"word {k} {i}", k) for k in ("pos", "neg") for i in range(4)]
+    path = _rows_csv(tmp_path / "m.csv", words + missing)
+    table = load_text_table(path)
+    assert table.class_names == ["neg", "pos"] and table.counts["dropped_missing_label"] == 4
+    kept = [*missing, *((f"other {i}", "NA") for i in range(4))]
+    table = load_text_table(
+        _rows_csv(tmp_path / "k.csv", words + kept), labels=("neg", "pos", "NA")
+    )
+    assert table.class_names == ["neg", "pos", "NA"] and table.counts["dropped_missing_label"] == 3
+
+
+def test_the_first_lines_count_what_was_dropped_merged_and_cut(tmp_path: Path) -> None:
+    rows = [(f"word {k} {i}", k) for k in ("pos", "neg", "neu") for i in range(5)]
+    rows += [("", "pos"), ("   ", "neg"), ("no label", ""), ("word pos 0", "pos")]
+    rows += [(" ".join(["long"] * 12) + f" {i}", "neu") for i in range(2)]
+    path = _rows_csv(tmp_path / "c.csv", rows)
+    data, info = built(text_cfg(path, "data.labels=pos,neg", "data.max_length=8"))
+    assert data.notes[0] == (f"data: {path}: 21 rows read: dropped 2 empty texts, 1 without a "
+                             "label, 7 with a label outside data.labels; 1 repeat merged -> 10 "
+                             "texts")  # fmt: skip
+    data, info = built(text_cfg(path, "data.max_length=12"))
+    assert data.notes[0].endswith("-> 17 texts; 2 texts cut at data.max_length=12 tokens")
+    assert info["truncated_texts"] == 2  # 13 tokens each; texts of exactly 12 are not cut
+    clean = _rows_csv(tmp_path / "ok.csv", [(f"w {k} {i}", k) for k in "ab" for i in range(10)])
+    assert not any(n.startswith(f"data: {clean}") for n in built(text_cfg(clean))[0].notes)
+
+
+def test_rows_with_more_fields_than_the_header_are_refused(tmp_path: Path) -> None:
+    good = "".join(f"text {k} {i},{k}\n" for k in ("pos", "neg") for i in range(5))
+    path = _write(tmp_path / "naive.csv", "text,airline_sentiment\n" + good
+                  + "late, again,neg\nfine,pos\nbad, bad, bad,neg\n")  # fmt: skip
+    with pytest.raises(ArchlabError) as e:
+        load_text_table(path)
+    msg = str(e.value)
+    assert "naive.csv: line 12 has 3 fields but the header has 2 (2 row(s) with more)" in msg
+    assert "must be quoted" in msg and "\n" not in msg
+    # A separator closing each row (an empty last field) loses nothing and reads.
+    trailing = _write(tmp_path / "t.csv", "text,airline_sentiment\n" + good.replace("\n", ",\n"))
+    assert len(load_text_table(trailing).texts) == 10
+    # A message listing values stays short, however many the file has.
+    many = "".join(f"text {i},label{i}\n" for i in range(40)) + good
+    with pytest.raises(ArchlabError) as e:
+        load_text_table(_write(tmp_path / "many.csv", "text,airline_sentiment\n" + many))
+    assert "... and 35 more" in str(e.value) and len(str(e.value)) < 500
+
+
+def test_text_without_spaces_warns_that_it_does_not_split_into_words(tmp_path: Path) -> None:
+    zh = ["航班延误了三个小时", "服务非常好谢谢", "座位还可以吧"]
+    rows = [(f"{zh[i % 3]}{i}号", ("neg", "pos", "neu")[i % 3]) for i in range(60)]
+    data, _ = built(text_cfg(_rows_csv(tmp_path / "zh.csv", rows)))
+    assert any(
+        n.startswith("warning: the training texts do not split into words") for n in data.notes
+    )
+    spaced = [(f"word{i % 7} other{i % 5} {k}", k) for i in range(20) for k in ("neg", "pos")]
+    data, _ = built(text_cfg(_rows_csv(tmp_path / "en.csv", spaced)))
+    assert not any("do not split into words" in n for n in data.notes)
+
+
+def test_gzip_csv_reads_and_misnamed_gzip_is_one_line(tmp_path: Path) -> None:
+    rows = [(f"text {k} {i}", k) for k in ("pos", "neg") for i in range(5)]
+    plain = _rows_csv(tmp_path / "t.csv", rows)
+    gz = tmp_path / "t.csv.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    assert load_text_table(gz).texts == load_text_table(plain).texts
+    misnamed = tmp_path / "z.csv"
+    misnamed.write_bytes(gz.read_bytes())
+    with pytest.raises(ArchlabError, match=r"z.csv: gzip-compressed data under a name that does"):
+        load_text_table(misnamed)
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(gz.read_bytes()[:40])
+    with pytest.raises(ArchlabError, match=r"cut.csv.gz: cannot be read"):
+        load_text_table(cut)
+
+
+def test_column_and_label_messages_quote_and_suggest(tmp_path: Path) -> None:
+    rows = [(f"text {k} {i}", k) for k in ("pos", "neg") for i in range(5)]
+    path = _rows_csv(tmp_path / "t.csv", rows)
+    path.write_text(path.read_text().replace("text,", " Text ,", 1))
+    with pytest.raises(ArchlabError, match=r"columns found: ' Text ', 'airline_sentiment'; did "
+                       r"you mean ' Text '\?"):  # fmt: skip
+        load_text_table(path)
+    path = _rows_csv(tmp_path / "l.csv", rows)
+    with pytest.raises(ArchlabError, match=r"data.labels 'Pos' not in column 'airline_sentiment' "
+                       r"\(its labels: 'pos' \(5\), 'neg' \(5\)\)"):  # fmt: skip
+        load_text_table(path, labels=("Pos", "neg"))
+    with pytest.raises(ArchlabError, match=r"h.csv: a header line but no rows"):
+        load_text_table(_write(tmp_path / "h.csv", "text,airline_sentiment\n"))

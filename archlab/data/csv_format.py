@@ -10,9 +10,10 @@ import contextlib
 import gzip
 import io
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar, cast
 
 import pandas as pd
 
@@ -23,14 +24,25 @@ SEPARATORS = (",", "\t", ";", "|")
 UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # Excel's "Unicode text" export
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+# Codecs whose text holds NUL bytes: a file the user says is in one is not refused as binary.
+WIDE_CODECS = ("utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be")
+
+
 @contextlib.contextmanager
 def past_bom(path: Path) -> Iterator[BinaryIO]:
-    """The file opened for reading past a UTF-8 byte-order mark, whatever data.encoding says
-    (pandas drops one only when it decodes UTF-8: read as latin-1 it became 'ï»¿text')."""
-    with open(path, "rb") as f:
+    """The file (decompressed for .gz) opened for reading past a UTF-8 byte-order mark,
+    whatever data.encoding says (pandas drops one only when it decodes UTF-8: read as latin-1
+    it became 'ï»¿text')."""
+    with _open(path) as f:
         if f.read(3) != codecs.BOM_UTF8:
             f.seek(0)
         yield f
+
+
+def _open(path: Path) -> BinaryIO:
+    """``path`` opened for reading bytes, decompressed where its name ends in .gz."""
+    return cast(BinaryIO, gzip.open(path, "rb")) if path.suffix == ".gz" else open(path, "rb")
 
 
 def read_text_csv(path: Path, encoding: str, read: Callable[[str, str], T]) -> tuple[T, str, str]:
@@ -42,7 +54,7 @@ def read_text_csv(path: Path, encoding: str, read: Callable[[str, str], T]) -> t
     decodes any byte), with a note naming the first byte UTF-8 could not decode. Only then is
     the file scanned: a UTF-8 file is read once."""
     head = _head(path)
-    _refuse_binary(path, head)
+    _refuse_binary(path, head, wide=_is_wide(encoding))
     sep = _separator(head)
     if encoding != "auto":
         return read(encoding, sep), encoding, ""
@@ -50,8 +62,8 @@ def read_text_csv(path: Path, encoding: str, read: Callable[[str, str], T]) -> t
         return read("utf-16", sep), "utf-16", ""
     with contextlib.suppress(UnicodeDecodeError):
         return read("utf-8", sep), "utf-8", ""
-    where = _first_bad_byte(path, "utf-8")
-    codec = "latin-1" if _first_bad_byte(path, "cp1252") else "cp1252"
+    where = first_bad_byte(path, "utf-8")
+    codec = "latin-1" if first_bad_byte(path, "cp1252") else "cp1252"
     note = (f"data: {path} is not UTF-8 ({where}): read as {codec} (data.encoding=auto; set "
             "data.encoding=NAME to read it otherwise)")  # fmt: skip
     return read(codec, sep), codec, note
@@ -71,25 +83,40 @@ def header(path: Path) -> list[str] | None:
     return [str(c) for c in names]
 
 
+def _is_wide(encoding: str) -> bool:
+    """Whether ``encoding`` names a UTF-16/32 codec (an unknown name is not; reading it then
+    fails with the reader's own line)."""
+    try:
+        return codecs.lookup(encoding).name in WIDE_CODECS
+    except LookupError:
+        return False
+
+
 def _head(path: Path) -> bytes:
     """The first 64 KiB of ``path`` (decompressed for .gz; b"" where it cannot be read: the
     reader then names the file)."""
     try:
-        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+        with _open(path) as f:
             return f.read(1 << 16)
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):
         return b""
 
 
-def _refuse_binary(path: Path, head: bytes) -> None:
-    """A zip archive (an Excel .xlsx workbook is one) or binary content (a NUL byte in the
-    first 4 KiB; UTF-16 text, which has them, is told by its byte-order mark): one line."""
+def _refuse_binary(path: Path, head: bytes, wide: bool = False) -> None:
+    """A zip archive (an Excel .xlsx workbook is one), gzip data under a name without .gz, or
+    binary content (a NUL byte in the first 4 KiB; UTF-16 text, which has them, is told by its
+    byte-order mark or by ``wide``, a UTF-16/32 data.encoding): one line."""
     if head.startswith(b"PK\x03\x04"):
         raise ArchlabError(
             f"{path}: a zip archive, not a CSV file (an Excel .xlsx workbook is one): save it "
             "as CSV"
         )
-    if b"\x00" in head[:4096] and not head.startswith(UTF16_BOMS):
+    if head.startswith(GZIP_MAGIC):  # .gz files arrive decompressed: this one is misnamed
+        raise ArchlabError(
+            f"{path}: gzip-compressed data under a name that does not end in .gz: rename it "
+            "(e.g. data.csv.gz) to have it decompressed, or decompress it"
+        )
+    if b"\x00" in head[:4096] and not head.startswith(UTF16_BOMS) and not wide:
         raise ArchlabError(f"{path}: not a CSV file (binary content)")
 
 
@@ -103,12 +130,13 @@ def _separator(head: bytes) -> str:
     return best if line.count(best) else ","
 
 
-def _first_bad_byte(path: Path, codec: str) -> str:
+def first_bad_byte(path: Path, codec: str) -> str:
     """Where the first byte of ``path`` that ``codec`` cannot decode is ("" if none), read in
-    1 MiB chunks: a file of any size costs no more memory than one chunk."""
+    1 MiB chunks: a file of any size costs no more memory than one chunk. Offsets count from
+    the start of the (decompressed) file, past a UTF-8 byte-order mark."""
     dec = codecs.getincrementaldecoder(codec)()
     seen = 0  # bytes read before this chunk
-    with gzip.open(path, "rb") if path.suffix == ".gz" else past_bom(path) as f:
+    with past_bom(path) as f:
         while True:
             chunk = f.read(1 << 20)
             try:

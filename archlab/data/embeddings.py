@@ -76,7 +76,7 @@ def peek_dim(path: str | Path) -> int:
         if head is not None:
             return head[1]
         if len(parts) < 2:
-            raise ArchlabError(f"{path}: line {n}: expected a word and its numbers")
+            raise ArchlabError(f"{path}: line {n}: {_expected(line)}")
         return len(parts) - 1
     raise ArchlabError(f"{path}: the file is empty (expected one word and its vector per line)")
 
@@ -199,6 +199,12 @@ def _load_vectors(path: Path, wanted: set[str], first: int) -> Vectors:
     )
 
 
+def _expected(line: str) -> str:
+    """What a vector line must be, and why this one is not (tabs are the usual reason)."""
+    tabs = " (this line separates them by tabs)" if "\t" in line else ""
+    return f"expected a word and its numbers, separated by single spaces{tabs}"
+
+
 def _first_line(path: Path, line: str) -> tuple[bool, int, int]:
     """(True, count, dim) of a word2vec header, or (False, 0, dim) of a first vector row."""
     parts = line.rstrip().split(" ")
@@ -208,7 +214,7 @@ def _first_line(path: Path, line: str) -> tuple[bool, int, int]:
             raise ArchlabError(f"{path}: line 1: header 'count dim' has dimension 0")
         return True, *head
     if len(parts) < 2 or parts[0] == "":
-        raise ArchlabError(f"{path}: line 1: expected a word and its numbers")
+        raise ArchlabError(f"{path}: line 1: {_expected(line)}")
     return False, 0, len(parts) - 1
 
 

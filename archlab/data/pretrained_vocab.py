@@ -42,7 +42,8 @@ class PretrainedVocabulary:
             f"kept; {i['train_token_coverage']:.1%} of training tokens and "
             f"{i['train_word_coverage']:.1%} of distinct training words have a vector; "
             f"vocabulary {len(self.tokenizer.get_vocab()):,} "
-            f"({i['vocab_added_from_vectors']:,} words from the vectors only){dup}"
+            f"({i['vocab_added_from_vectors']:,} "
+            f"word{'' if i['vocab_added_from_vectors'] == 1 else 's'} from the vectors only){dup}"
         )
 
 

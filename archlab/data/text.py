@@ -6,12 +6,17 @@ pre-tokenizer), so the saved tokenizer.json reproduces them exactly at predict t
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import html
+import io
 import itertools
+import math
 import re
+import zlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +27,7 @@ import torch
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from archlab import fingerprint
-from archlab.data.csv_format import past_bom, read_text_csv
+from archlab.data.csv_format import first_bad_byte, past_bom, read_text_csv
 from archlab.errors import ArchlabError
 from archlab.utils import ContentCache, file_key
 
@@ -265,18 +270,12 @@ def read_csv(
     optional: tuple[str, ...] = (),
     fix: str = "choose one with --set data.text_column=NAME / data.label_column=NAME",
 ) -> pd.DataFrame:
-    """Read ``columns`` (and those of ``optional`` the file has) as strings.
+    """Read ``columns`` (and those of ``optional`` the file has) as strings; plain or .gz.
 
-    Quoted fields may hold newlines. Errors name the file, the column or byte, and the fix.
+    Quoted fields may hold newlines. Errors name the file, the column or byte, and the fix: a
+    row with more fields than the header (an unquoted separator in a text) is one of them.
     """
-    path = Path(path)
-    if not str(path) or str(path) == ".":
-        raise ArchlabError("no text CSV given: use --data PATH (or --set data.path=PATH)")
-    if path.is_dir():
-        raise ArchlabError(f"{path}: is a folder; expected a CSV file")
-    if not path.is_file():
-        raise ArchlabError(f"{path}: no such file")
-    fingerprint.record(path)
+    path = _existing(path, "a CSV file")
 
     def read(codec: str, sep: str) -> pd.DataFrame:
         with past_bom(path) as f:
@@ -284,8 +283,9 @@ def read_csv(
         for col in columns:
             if col not in found:
                 raise ArchlabError(
-                    f"{path}: no column {col!r} (columns found: {', '.join(found)}); {fix}"
+                    f"{path}: no column {col!r} ({columns_found(found, col)}); {fix}"
                 )
+        _refuse_extra_fields(path, codec, sep, len(found))
         # keep_default_na=False: a tweet reading 'NA' or 'null' is text, not a missing value.
         with past_bom(path) as f:
             df = pd.read_csv(
@@ -299,28 +299,126 @@ def read_csv(
         df.attrs["columns"] = found  # every column of the file, not only those kept
         return df
 
-    try:
+    with _reading(path, encoding):
         df, codec, note = read_text_csv(path, encoding, read)
+    df.attrs.update(encoding=codec, encoding_note=note)
+    return df
+
+
+def _existing(path: str | Path, kind: str) -> Path:
+    """``path`` as a Path, recorded for the run's fingerprint; a missing file or a folder is
+    one line."""
+    path = Path(path)
+    if not str(path) or str(path) == ".":
+        raise ArchlabError("no text CSV given: use --data PATH (or --set data.path=PATH)")
+    if path.is_dir():
+        raise ArchlabError(f"{path}: is a folder; expected {kind}")
+    if not path.is_file():
+        raise ArchlabError(f"{path}: no such file")
+    fingerprint.record(path)
+    return path
+
+
+@contextlib.contextmanager
+def _reading(path: Path, encoding: str) -> Iterator[None]:
+    """Reading ``path`` as ``encoding``: what can go wrong becomes one line naming the file."""
+    try:
+        yield
     except LookupError:
         raise ArchlabError(
             f"unknown encoding {encoding!r}: use a Python codec name, "
             "e.g. --set data.encoding=latin-1"
         ) from None
-    except UnicodeDecodeError as e:
+    except UnicodeError as e:  # also UTF-16's "stream does not start with BOM"
         raise _decode_error(path, encoding, e) from None
     except pd.errors.EmptyDataError:
         raise ArchlabError(f"{path}: the file is empty (expected a header line and rows)") from None
     except (pd.errors.ParserError, csv.Error) as e:
         raise ArchlabError(f"{path}: not a readable CSV ({str(e).splitlines()[0][:120]})") from None
-    df.attrs.update(encoding=codec, encoding_note=note)
-    return df
+    except (OSError, EOFError, zlib.error) as e:  # a damaged or cut-off .gz
+        raise ArchlabError(f"{path}: cannot be read ({e.__class__.__name__}: {e})") from None
 
 
-def _decode_error(path: Path, encoding: str, e: UnicodeDecodeError) -> ArchlabError:
-    return ArchlabError(
-        f"{path}: cannot decode as {encoding} (byte 0x{e.object[e.start]:02x} at offset "
-        f"{e.start}); set the file's encoding, e.g. --set data.encoding=latin-1"
-    )
+def _decode_error(path: Path, encoding: str, e: UnicodeError) -> ArchlabError:
+    # Where in the file (pandas' own offset counts from the chunk it was decoding).
+    where = ""
+    with contextlib.suppress(UnicodeError, LookupError, OSError):
+        where = first_bad_byte(path, encoding)
+    if not where and isinstance(e, UnicodeDecodeError):
+        where = f"byte 0x{e.object[e.start]:02x}"
+    fix = "set the file's encoding, e.g. --set data.encoding=latin-1"
+    if "BOM" in str(e):  # 'utf-16' wants a byte-order mark to tell the byte order
+        fix = "name its byte order: --set data.encoding=utf-16-le (or utf-16-be)"
+    return ArchlabError(f"{path}: cannot decode as {encoding} ({where or str(e)}); {fix}")
+
+
+def columns_found(found: list[str], wanted: str) -> str:
+    """'columns found: ...' with each name quoted (spaces show), and the one that differs from
+    ``wanted`` only in letter case or surrounding spaces named."""
+    near = [f for f in found if f.strip().casefold() == wanted.strip().casefold()]
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    return f"columns found: {listing([repr(f) for f in found], 20)}{hint}"
+
+
+def listing(items: list[str], limit: int = 5) -> str:
+    """``items`` joined by commas, the first ``limit`` only and then how many more: a message
+    stays one readable line however many values a broken file has."""
+    more = f", ... and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def _refuse_extra_fields(path: Path, codec: str, sep: str, width: int) -> None:
+    """Refuse rows with more fields than the header's ``width``: an unquoted separator inside
+    a text, which pandas would silently cut off (or take the first field as an index). Extra
+    fields that are all empty (a trailing separator) lose nothing and pass."""
+    first = fields = count = 0
+    with past_bom(path) as raw, io.TextIOWrapper(raw, encoding=codec, newline="") as f:
+        rows = csv.reader(f, delimiter=sep)
+        next(rows, None)  # the header
+        for row in rows:
+            if len(row) > width and any(v.strip() for v in row[width:]):
+                count += 1
+                if not first:
+                    first, fields = rows.line_num, len(row)
+    if count:
+        shown = "a tab" if sep == "\t" else repr(sep)
+        raise ArchlabError(
+            f"{path}: line {first} has {fields} fields but the header has {width} ({count} "
+            f'row(s) with more): a text that holds {shown} must be quoted ("..."); save the '
+            "file with a CSV writer (pandas to_csv, csv.writer, a spreadsheet's CSV export)"
+        )
+
+
+def read_input_texts(path: str | Path, column: str, encoding: str) -> list[str]:
+    """The texts of a ``--file``: a CSV's (.csv, .tsv, plain or .gz) column ``column``, else
+    one text per line with blank lines skipped. Empty texts are refused (training drops them,
+    so the network never learnt what they mean)."""
+    path = _existing(path, "a file of texts")
+    if is_csv_name(path):
+        # predict has no --set: the column is the run's, so the file must use its name
+        fix = f"the run reads its texts from a column named {column!r}: name it so"
+        texts = read_csv(path, [column], encoding, fix=fix)[column].tolist()
+        for i, t in enumerate(texts):
+            if not t.strip():
+                raise ArchlabError(f"{path}: column {column!r}, data row {i + 1}: an empty "
+                                   "text, nothing to predict (remove the row)")  # fmt: skip
+
+        return texts
+
+    def lines(codec: str, sep: str) -> list[str]:
+        with past_bom(path) as raw, io.TextIOWrapper(raw, encoding=codec) as f:
+            return [line for line in f.read().split("\n") if line.strip()]
+
+    with _reading(path, encoding):
+        return read_text_csv(path, encoding, lines)[0]
+
+
+CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
+
+
+def is_csv_name(path: str | Path) -> bool:
+    """Whether ``path`` names a CSV (or TSV) file, plain or gzipped, by its name."""
+    return str(path).lower().endswith(CSV_SUFFIXES)
 
 
 def load_text_table(
@@ -367,8 +465,10 @@ def _load_text_table(
     optional = (weight_column,) if weight_column else ()
     df = read_csv(path, [text_column, label_column], encoding, optional)
     counts: dict[str, int] = {"rows_read": len(df)}
+    if df.empty:
+        raise ArchlabError(f"{path}: a header line but no rows")
     raw = df[text_column].tolist()
-    lab = df[label_column].str.strip().tolist()
+    lab, same_number = _label_spellings(path, df[label_column].str.strip().tolist(), labels)
     keys = [" ".join(clean_tokens(t)) for t in raw]
     empty = [not k for k in keys]
     # A number where text should be (e.g. an id column chosen by mistake) is not a text.
@@ -382,6 +482,7 @@ def _load_text_table(
     )
     keep = [not (b or n) for b, n in zip(bad_text, no_label, strict=True)]
     if labels:
+        _check_label_set(path, label_column, labels, lab, keep)
         outside = [k and v not in labels for k, v in zip(keep, lab, strict=True)]
         counts["dropped_label_not_in_set"] = int(sum(outside))
         keep = [k and not o for k, o in zip(keep, outside, strict=True)]
@@ -406,8 +507,96 @@ def _load_text_table(
         counts=counts,
         weights=None if row_weights is None else np.array(group_weights, dtype=np.float64),
         encoding=df.attrs["encoding"],
-        notes=[n for n in (df.attrs["encoding_note"], _case_note(path, names)) if n],
+        notes=[n for n in (df.attrs["encoding_note"], same_number, _case_note(path, names)) if n],
     )
+
+
+# Label cells that mean "no label" (pandas' usual spellings of a missing value): dropped and
+# counted with the empty ones, unless data.labels names one. Texts keep them ('NA' is a word).
+MISSING_LABELS = frozenset({"nan", "NaN", "NAN", "NA", "N/A", "n/a", "null", "NULL", "None",
+                            "<NA>", "#N/A"})  # fmt: skip
+
+
+def _label_spellings(
+    path: str | Path, lab: list[str], labels: tuple[str, ...]
+) -> tuple[list[str], str]:
+    """The label column with missing-value spellings emptied and, where every label is a
+    number, one spelling per number ('0' and '0.0' are one class: data.labels' spelling, else
+    the shortest), and a first line naming what was merged ("" if nothing)."""
+    lab = ["" if v in MISSING_LABELS and v not in labels else v for v in lab]
+    parsed = {v: _as_number(v) for v in set(lab) - {""}}
+    values = {v: n for v, n in parsed.items() if n is not None}
+    if not values or len(values) < len(parsed):  # not every label is a number
+        return lab, ""
+    # data.labels' (first) spelling of each number names its class
+    named = {n: v for v in reversed(labels) if (n := _as_number(v)) is not None}
+    by: dict[float, list[str]] = {}
+    for v in sorted(values, key=lambda v: (len(v), v)):  # the shortest spelling first
+        by.setdefault(values[v], []).append(v)
+    rename = {v: named.get(n, vs[0]) for n, vs in by.items() for v in vs}
+    rename = {v: to for v, to in rename.items() if v != to}
+    if not rename:
+        return lab, ""
+    merged = [" / ".join(map(repr, vs)) + f" -> {rename.get(vs[0], vs[0])!r}"
+              for vs in by.values() if any(v in rename for v in vs)]  # fmt: skip
+    note = (f"data: {path}: labels that are the same number are one class: "
+            f"{listing(merged)}")  # fmt: skip
+    return [rename.get(v, v) for v in lab], note
+
+
+def _as_number(value: str) -> float | None:
+    """``value`` as a finite number, else None."""
+    try:
+        n = float(value)
+    except ValueError:
+        return None
+    return n if math.isfinite(n) else None
+
+
+def _check_label_set(
+    path: str | Path, column: str, labels: tuple[str, ...], lab: list[str], keep: list[bool]
+) -> None:
+    """Refuse data.labels that no usable row has (a typo, another letter case), naming the
+    labels the column does have, most frequent first."""
+    have = Counter(v for v, k in zip(lab, keep, strict=True) if k)
+    absent = [v for v in labels if v not in have]
+    if absent:
+        found = listing([f"{v!r} ({n})" for v, n in have.most_common()], 10)
+        raise ArchlabError(
+            f"{path}: data.labels {', '.join(map(repr, absent))} not in column {column!r} "
+            f"(its labels: {found or 'none'}); list labels as the column writes them"
+        )
+
+
+# What load_text_table drops, in the words of the run's first line.
+_DROPPED = (
+    ("dropped_empty_text", "empty text{s}"),
+    ("dropped_non_text", "number{s} as text"),
+    ("dropped_missing_label", "without a label"),
+    ("dropped_label_not_in_set", "with a label outside data.labels"),
+    ("texts_dropped_for_conflicting_labels", "text{s} with conflicting labels"),
+)
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 empty text', '2 empty texts': ``noun`` holds '{s}' where the plural adds an s."""
+    return f"{n:,} {noun.format(s='' if n == 1 else 's')}"
+
+
+def rows_note(source: str, counts: dict[str, int], truncated: int = 0, max_length: int = 0) -> str:
+    """The run's first line on the rows read and what became of them, non-zero counts only
+    ("" when every row became a text of its own), e.g. '300 rows read: dropped 30 empty texts,
+    15 without a label; 18 repeats merged -> 236 texts'."""
+    dropped = [_count(counts[k], what) for k, what in _DROPPED if counts.get(k)]
+    merged = counts.get("rows_merged_into_repeated_texts", 0)
+    parts = [f"dropped {', '.join(dropped)}"] if dropped else []
+    parts += [_count(merged, "repeat{s} merged")] if merged else []
+    cut = f"; {_count(truncated, 'text{s}')} cut at data.max_length={max_length} tokens"
+    if not parts and not truncated:
+        return ""
+    return (f"data: {source}: {_count(counts['rows_read'], 'row{s}')} read: "
+            f"{'; '.join(parts) or 'all kept'} -> {_count(counts['samples'], 'text{s}')}"
+            f"{cut if truncated else ''}")  # fmt: skip
 
 
 def _merge_repeats(
@@ -462,7 +651,7 @@ def _check_classes(
         )
     rare = [n for n in names if per_class[n] < 3]
     if rare:
-        detail = ", ".join(f"{n!r} ({per_class[n]})" for n in rare)
+        detail = listing([f"{n[:80]!r} ({per_class[n]})" for n in rare])
         raise ArchlabError(
             f"{path}: label(s) {detail} in column {label_column!r} have fewer than 3 distinct "
             "texts, too few for a stratified 70/15/15 split; remove them or list the labels to "
@@ -487,8 +676,9 @@ def _row_weights(df: pd.DataFrame, path: str | Path, column: str, keep: list[boo
     """The weight column as floats; an unusable value in a kept row is a one-line error."""
     if column not in df.columns:  # read_csv kept only the columns it was asked for
         raise ArchlabError(
-            f"{path}: no column {column!r} for data.weight_column (columns found: "
-            f"{', '.join(df.attrs['columns'])}); name a numeric column, or drop the setting"
+            f"{path}: no column {column!r} for data.weight_column "
+            f"({columns_found(df.attrs['columns'], column)}); name a numeric column, or drop "
+            "the setting"
         )
     values = pd.to_numeric(df[column].str.strip(), errors="coerce").to_numpy(np.float64)
     kept = np.asarray(keep, dtype=bool)

@@ -262,19 +262,9 @@ def _item(
 
 
 def _read_texts(task: Any, inputs: list[str]) -> list[str]:
-    """Texts given on the command line, or every row of a CSV with the run's text column."""
-    from archlab.data.text import read_csv
-
-    texts: list[str] = []
-    for item in inputs:
-        if item.lower().endswith(".csv"):
-            if not Path(item).is_file():
-                raise ArchlabError(f"{item}: no such file")
-            col = task.fitted.text_column
-            df = read_csv(item, [col], task.data_cfg.encoding)
-            texts.extend(str(t) for t in df[col].tolist())
-        else:
-            texts.append(item)
+    """Texts given on the command line, or every text of a file (--file: a CSV's text
+    column, else one text per line), as predict reads them."""
+    texts = task.read_inputs(inputs)
     if not texts:
         raise ArchlabError(f"{inputs[0]}: holds no texts to explain")
     return texts

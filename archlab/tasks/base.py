@@ -23,6 +23,12 @@ FittedT = TypeVar("FittedT")
 ContextT = TypeVar("ContextT")
 
 
+class InputFile(str):
+    """An input of ``predict``/``explain`` that names a file (``--file``), told from a text
+    typed on the command line: a task that takes texts reads it as a file, always. A plain
+    ``str`` everywhere else, so tasks that read every input as a path need nothing."""
+
+
 @dataclass
 class DataBundle(Splits, Generic[FittedT, ContextT]):
     """Train/val/test batches, the fitted state, and facts about the data for the run dir.
@@ -79,7 +85,8 @@ class Task(TrainTask, Protocol):
         ...
 
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
-        """Predictions for user inputs (file paths, texts, a CSV), one dict per prediction."""
+        """Predictions for user inputs (file paths, texts, a CSV; an InputFile is --file's),
+        one dict per prediction."""
         ...
 
     def baselines(self, data: DataBundle[Any, Any]) -> dict[str, Any]:

@@ -24,13 +24,16 @@ from archlab.data.splits import (
     stratified_subset,
 )
 from archlab.data.text import (
+    UNK,
     TextTable,
     encode,
     entities_in,
     frequent_mentions,
+    is_csv_name,
     load_text_table,
     normalization_counts,
-    read_csv,
+    read_input_texts,
+    rows_note,
     train_tokenizer,
 )
 from archlab.errors import ArchlabError
@@ -38,7 +41,7 @@ from archlab.metrics import classification_metrics
 from archlab.models import MODELS
 from archlab.rundir import FITTED, require_fitted
 from archlab.task_configs import TextDataConfig, TextModelConfig
-from archlab.tasks.base import Batches, DataBundle
+from archlab.tasks.base import Batches, DataBundle, InputFile
 from archlab.tasks.tfidf import distill_targets, tfidf_baseline
 from archlab.utils import sha256_array, write_text_atomic
 
@@ -175,6 +178,7 @@ def _text_info(
     labels: np.ndarray,
     lengths: torch.Tensor,
     split: dict[str, np.ndarray],
+    truncated: int,
 ) -> dict[str, Any]:
     """data.json's record of a text run's table, tokenizer and splits."""
     names = table.class_names
@@ -193,10 +197,49 @@ def _text_info(
         "class_counts": counts,
         "train_class_counts": counts["train"],
         "mean_tokens": float(lengths.float().mean()),
-        "truncated_texts": int((lengths >= c.max_length).sum()),
+        "truncated_texts": truncated,
         "split_sha256": {k: sha256_array(v) for k, v in split.items()},
         **tok.info,
     }
+
+
+def _truncated(tok: Tokenizer, texts: list[str], lengths: torch.Tensor, max_length: int) -> int:
+    """How many texts have more than ``max_length`` tokens (cut by encode); only those that
+    reached it are encoded again."""
+    full = [texts[i] for i in torch.nonzero(lengths >= max_length).flatten().tolist()]
+    return sum(
+        len(e.ids) > max_length for e in tok.encode_batch_fast(full, add_special_tokens=False)
+    )
+
+
+# The training texts did not split into words where at least this share of their tokens is
+# [UNK] (seen under data.min_frequency times), over a vocabulary this small or this many texts.
+UNK_SHARE, FEW_WORDS, MANY_TEXTS, MIN_TEXTS = 0.5, 50, 100, 20
+
+
+def _few_words_note(
+    tok: Tokenizer, x: torch.Tensor, lengths: torch.Tensor, train: np.ndarray
+) -> str:
+    """A first-line warning where the training texts do not split into words (Chinese or
+    Japanese without spaces: each sentence is one rare 'word', so nearly every token is
+    [UNK]); "" otherwise. Tokenizing by character is not offered."""
+    if len(train) < MIN_TEXTS:
+        return ""
+    idx = torch.from_numpy(train)
+    n = lengths[idx]
+    real = torch.arange(x.shape[1]) < n[:, None]  # not padding
+    unk = float((x[idx].eq(tok.token_to_id(UNK)) & real).sum()) / max(int(n.sum()), 1)
+    words = tok.get_vocab_size() - 2  # without [PAD] and [UNK]
+    mean = float(n.float().mean())
+    if unk < UNK_SHARE or (words >= FEW_WORDS and len(train) < MANY_TEXTS):
+        return ""
+    return (
+        f"warning: the training texts do not split into words: {words} words besides "
+        f"[PAD]/[UNK] from {len(train):,} texts, {unk:.0%} of their tokens [UNK], {mean:.1f} "
+        "tokens per text (text without spaces, such as Chinese or Japanese?); the network "
+        "will be weak (words are split at spaces and punctuation; the TF-IDF baseline's "
+        "character n-grams still see the text)"
+    )
 
 
 class TextData:
@@ -236,12 +279,16 @@ class TextData:
         split = stratified_split(labels, c.val_fraction, c.test_fraction, self.split_seed)
         tok = self._tokenizer(texts, [texts[i] for i in split["train"]], fitted)
         x, lengths = encode(tok.tokenizer, texts, c.max_length)
+        truncated = _truncated(tok.tokenizer, texts, lengths, c.max_length)
+        info = _text_info(c, table, tok, labels, lengths, split, truncated)
+        notes = [rows_note(table.source, table.counts, truncated, c.max_length), *table.notes]
+        if fitted is None:  # a tokenizer fitted now: does the text split into words?
+            notes.append(_few_words_note(tok.tokenizer, x, lengths, split["train"]))
+        notes = [n for n in (*notes, *tok.notes) if n]
         # Tokens and labels live on the device once; lengths stay on the CPU, where
         # pack_padded_sequence wants them, so a batch costs no host-to-device copy.
         x, y = x.to(device), torch.from_numpy(labels).to(device)
         names = table.class_names
-        info = _text_info(c, table, tok, labels, lengths, split)
-        notes = [*table.notes, *tok.notes]
         tr = split["train"]
         tw = None if sample_w is None else sample_w[tr]  # the training texts' weights
         if tw is not None:
@@ -499,18 +546,27 @@ class TextClassification:
         base = tfidf_baseline(ctx.texts, ctx.labels, ctx.split, names, ctx.weights)
         return {**base, **ctx.teacher}
 
-    def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
-        """Label and class probabilities for texts, or for every row of a CSV (``--file``)."""
+    def read_inputs(self, inputs: list[str]) -> list[str]:
+        """The texts of predict's and explain's inputs: a ``--file`` (an InputFile, always a
+        file: a CSV's text column, else one text per line) or a CSV path given as an input,
+        and texts as they are; an empty text is refused (training drops empty texts)."""
         texts: list[str] = []
         for item in inputs:
-            if item.lower().endswith(".csv") and Path(item).is_file():
-                col = self.fitted.text_column
-                # predict has no --set: the column is the run's, so the file must use its name
-                fix = f"the run reads its texts from a column named {col!r}: name it so"
-                df = read_csv(item, [col], self.data_cfg.encoding, fix=fix)
-                texts.extend(df[col].tolist())
+            if isinstance(item, InputFile) or (is_csv_name(item) and Path(item).is_file()):
+                col, encoding = self.fitted.text_column, self.data_cfg.encoding
+                texts.extend(read_input_texts(item, col, encoding))
+            elif not item.strip():
+                raise ArchlabError(
+                    f"an empty text ({item!r}): nothing to predict; training drops empty "
+                    "texts, so the network never learnt one"
+                )
             else:
                 texts.append(item)
+        return texts
+
+    def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
+        """Label and class probabilities for texts, or for every text of a file (``--file``)."""
+        texts = self.read_inputs(inputs)
         if not texts:
             return []
         x, lengths = encode(self.fitted.tokenizer, texts, self.data_cfg.max_length)

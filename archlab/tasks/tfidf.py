@@ -8,6 +8,7 @@ blended with its label into the soft targets a distilled network trains on.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import numpy as np
@@ -16,15 +17,25 @@ from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
 from archlab.utils import ContentCache
 
+# scikit-learn's words (2+ letters or digits), and what stands in where the texts have none
+# (emoji only, say: the word vocabulary would be empty, and fitting fails): any run of
+# non-space characters.
+WORDS, NON_SPACE = r"(?u)\b\w\w+\b", r"(?u)\S+"
 
-def tfidf_model() -> Any:
-    """The TF-IDF baseline: word 1-2-grams + char 2-5-grams -> logistic regression."""
+
+def tfidf_model(texts: list[str] | None = None) -> Any:
+    """The TF-IDF baseline: word 1-2-grams + char 2-5-grams -> logistic regression.
+
+    Words are scikit-learn's, unless none of ``texts`` (those it will be fitted on) holds
+    one: then runs of non-space characters."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline, make_union
 
+    words = re.compile(WORDS)
+    pattern = WORDS if texts is None or any(map(words.search, texts)) else NON_SPACE
     features = make_union(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, token_pattern=pattern),
         TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2),
     )
     return make_pipeline(features, LogisticRegression(C=4.0, max_iter=2000))
@@ -62,7 +73,7 @@ def _fit(
     if weights is not None:
         fits["baseline_tfidf_weighted"] = weights[split["train"]]
     for key, w in fits.items():
-        clf = tfidf_model()
+        clf = tfidf_model(part("train"))
         clf.fit(part("train"), labels[split["train"]], logisticregression__sample_weight=w)
         m = classification_metrics(labels[split["test"]], clf.predict(part("test")), names)
         for name in ("accuracy", "balanced_accuracy", "f1_macro"):
@@ -140,7 +151,8 @@ def _cross_fit(
     arr = np.array(texts, dtype=object)
     for fit, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(arr, labels):
         w = None if weights is None else weights[fit]
-        clf = tfidf_model().fit(list(arr[fit]), labels[fit], logisticregression__sample_weight=w)
+        fold = list(arr[fit])
+        clf = tfidf_model(fold).fit(fold, labels[fit], logisticregression__sample_weight=w)
         probs[np.ix_(held, clf.classes_)] = clf.predict_proba(list(arr[held]))
     return probs
 
