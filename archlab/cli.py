@@ -272,11 +272,19 @@ def _print_metrics(run_dir: Path) -> None:
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.", metavar="RUN_DIR")],
     data: Annotated[str | None, typer.Option(help="Evaluate on this data instead.")] = None,
+    all_: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="With --data (images, text): score every image or row of it, with no split; "
+            "it may hold any of the run's classes.",
+        ),
+    ] = False,
 ) -> None:
     """Re-evaluate a saved run on its test split; prints metrics as JSON."""
     from archlab import runner
 
-    print(json_with_matrices(runner.evaluate(run_dir, data)))
+    print(json_with_matrices(runner.evaluate(run_dir, data, score_all=all_)))
 
 
 def json_with_matrices(obj: dict) -> str:

@@ -410,15 +410,24 @@ def load_config(run_dir: Path) -> RunConfig:
 
 
 def load_run(
-    run_dir: Path, data_path: str | None = None, overrides: Sequence[str] = ()
+    run_dir: Path,
+    data_path: str | None = None,
+    overrides: Sequence[str] = (),
+    score_all: bool = False,
 ) -> tuple[RunConfig, Any, nn.Module, Any]:
     """Rebuild config, task, data and trained model from a run directory.
 
     The data is rebuilt with the run's own fitted state (classes, tokenizer, scalers), not a
     refit. ``overrides`` (--set strings) change how the saved model is applied, e.g.
-    model.tta=flip.
+    model.tta=flip. ``score_all`` (eval --all): every sample of ``data_path`` is in the test
+    split (TaskData.build).
     """
     run_dir = Path(run_dir)
+    if score_all and data_path is None:
+        raise ArchlabError(
+            "eval --all needs --data OTHER: it scores every image or row of OTHER; without "
+            "--data eval scores the run's own test split"
+        )
     cfg = apply_overrides(load_config(run_dir), overrides)
     if data_path is not None:
         cfg = replace(cfg, data=replace(cfg.data, path=str(data_path)))
@@ -426,13 +435,14 @@ def load_run(
     spec = TASKS[cfg.task]
     task_data = spec.data(cfg)
     with fingerprint.recording() as reads:
-        data = task_data.build(device, task_data.restore(run_dir))
+        data = task_data.build(device, task_data.restore(run_dir), score_all=score_all)
     inputs = fingerprint.fingerprint(reads)
     if data_path is None:
         check_same_data(run_dir, inputs, "evaluate")
-    elif (run_dir / rundir.INPUTS).exists():
-        saved = json.loads(rundir.read_recorded(run_dir / rundir.INPUTS))
-        same = not fingerprint.differences(saved, inputs, subset=True)
+    elif score_all:
+        print(f"archlab: {data_path}: {_scored_all(data.info, _same_data(run_dir, inputs))}",
+              file=sys.stderr)  # fmt: skip
+    elif (same := _same_data(run_dir, inputs)) is not None:
         print(f"archlab: {data_path}: "
               + ("the same data the run was trained on" if same else
                  "other data than the run was trained on; scored with the run's fitted "
@@ -442,6 +452,30 @@ def load_run(
     model = task.build_model()
     rundir.load_weights(model, run_dir / rundir.WEIGHTS)
     return cfg, task, model.to(device), data
+
+
+def _same_data(run_dir: Path, inputs: dict[str, Any]) -> bool | None:
+    """Whether ``inputs`` are (a subset of) the files the run was trained on; None for a run
+    written before fingerprints were kept."""
+    path = run_dir / rundir.INPUTS
+    if not path.exists():
+        return None
+    saved = json.loads(rundir.read_recorded(path))
+    return not fingerprint.differences(saved, inputs, subset=True)
+
+
+def _scored_all(info: dict[str, Any], same: bool | None) -> str:
+    """eval --all's line: what was scored, of how many of the run's classes, what the reader
+    left out, and a warning when the data are the run's own (its training rows are scored)."""
+    s = info["scored_all"]
+    line = (f"scored all {s['samples']:,} {s['unit']} ({s['classes_present']} of the run's "
+            f"{s['classes']} classes present)")  # fmt: skip
+    if s["not_scored"]:
+        line += f"; not scored: {s['not_scored']}"
+    if same:
+        line += ("; warning: the data the run was trained on, so its training and validation "
+                 f"{s['unit']} are scored too")  # fmt: skip
+    return line
 
 
 def _test_share(info: dict[str, Any]) -> str:
@@ -467,10 +501,14 @@ class Evaluation(NamedTuple):
 
 
 def evaluate_run(
-    run_dir: Path, data_path: str | None = None, overrides: Sequence[str] = ()
+    run_dir: Path,
+    data_path: str | None = None,
+    overrides: Sequence[str] = (),
+    score_all: bool = False,
 ) -> Evaluation:
-    """Re-evaluate a saved run on its test split (or another data set's), keeping the outputs."""
-    cfg, task, model, data = load_run(run_dir, data_path, overrides)
+    """Re-evaluate a saved run on its test split (or another data set's, or with
+    ``score_all`` every sample of ``data_path``), keeping the outputs."""
+    cfg, task, model, data = load_run(run_dir, data_path, overrides, score_all)
     device = next(model.parameters()).device
     precision = saved_precision(run_dir, cfg, device)
     trainer = Trainer(
@@ -481,9 +519,12 @@ def evaluate_run(
     return Evaluation(task, data.splits.get("test", []), loss, metrics, outputs, targets, tuned)
 
 
-def evaluate(run_dir: Path, data_path: str | None = None) -> dict[str, Any]:
-    """Re-evaluate a saved run on its test split (or another data set's test split)."""
-    e = evaluate_run(run_dir, data_path)
+def evaluate(
+    run_dir: Path, data_path: str | None = None, score_all: bool = False
+) -> dict[str, Any]:
+    """Re-evaluate a saved run on its test split (or another data set's test split, or with
+    ``score_all`` all of ``data_path``). No baselines: they are fitted at training time."""
+    e = evaluate_run(run_dir, data_path, score_all=score_all)
     tested = {k: v for k, v in e.tuned.items() if k.startswith("test_")}  # e.g. the blend's
     return {"test_loss": e.loss, **{f"test_{k}": v for k, v in e.metrics.items()}, **tested}
 

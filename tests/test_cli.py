@@ -128,6 +128,30 @@ def test_bad_input_exits_2_with_one_line(args: list[str], needle: str, capsys) -
     assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("framing", ["forecast", "parity"])
+def test_sales_data_refuses_score_all_before_reading(framing: str, tmp_path: Path) -> None:
+    import torch
+
+    from archlab.config import apply_overrides
+    from archlab.errors import ArchlabError
+    from archlab.tasks import TASKS
+
+    # eval --all: a forecast's test is the last steps of each series, never "every row". The
+    # folder does not exist: refused before anything is read.
+    sets = [f"data.path={tmp_path / 'none'}", f"data.framing={framing}"]
+    cfg = apply_overrides(PRESETS["sales-rnn-smoke"], sets)
+    with pytest.raises(ArchlabError, match="sales eval --data scores OTHER's last test steps"):
+        TASKS["sales"].data(cfg).build(torch.device("cpu"), None, score_all=True)
+
+
+def test_eval_all_needs_data(tmp_path: Path, capsys) -> None:
+    (tmp_path / "config.yaml").write_text("task: text\n")
+    assert main(["eval", str(tmp_path), "--all"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("archlab: error: eval --all needs --data OTHER: it scores every image or row "
+                   "of OTHER; without --data eval scores the run's own test split")  # fmt: skip
+
+
 def test_error_from_a_real_process_has_no_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "x.npz"
     bad.write_bytes(b"junk")

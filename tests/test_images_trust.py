@@ -229,3 +229,44 @@ def test_eval_on_other_data_says_how_much_of_it_is_scored() -> None:
         "; scored its test split (15% of all images, stratified, split seed 0): 4 of 24 images"
     )
     assert _test_share({"n_samples": 10, "split_sizes": {"test": 2}}) == ""  # text: unchanged
+
+
+def test_eval_all_scores_every_image_of_a_folder_with_some_classes(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import json
+
+    from archlab import runner
+    from archlab.cli import main
+    from archlab.config import apply_overrides
+    from archlab.presets import PRESETS
+
+    imgs = write_image_folder(tmp_path / "imgs", {"cat": 20, "dog": 20, "eel": 20}, size=(8, 8))
+    cfg = apply_overrides(PRESETS["images-resnet18-smoke"], [
+        f"data.path={imgs}", "data.size=8", "data.skip_corrupt=true", "train.epochs=1",
+        "train.threads=1", "train.amp=off", "train.progress=off"])  # fmt: skip
+    run_dir = runner.train(cfg, tmp_path / "runs")
+    # A new batch holding 2 of the run's 3 classes, and a file the reader skips (said).
+    other = write_image_folder(tmp_path / "other", {"dog": 7, "eel": 5}, size=(8, 8), seed=3)
+    (other / "eel" / "broken.png").write_bytes(b"not a png")
+    assert main(["eval", str(run_dir), "--data", str(other), "--all"]) == 0
+    out, err = capsys.readouterr()
+    assert err == (f"archlab: {other}: scored all 12 images (2 of the run's 3 classes present); "
+                   "not scored: 1 unreadable file skipped (data.skip_corrupt=true)\n")  # fmt: skip
+    got = json.loads(out)
+    assert [sum(r) for r in got["test_confusion_matrix"]] == [0, 7, 5]
+    files = sorted(str(f) for f in other.rglob("0*.png"))
+    _, task, model = runner.restore_task(run_dir)
+    preds = [r["label"] for r in task.predict(model, files)]
+    truth = [Path(f).parent.name for f in files]
+    assert got["test_accuracy"] == pytest.approx(np.mean(np.array(preds) == np.array(truth)))
+    assert got["test_support_cat"] == 0
+    # Without --all the folder is still refused (a split needs the run's classes), with a hint.
+    assert main(["eval", str(run_dir), "--data", str(other)]) == 2
+    assert "eval --data PATH --all" in capsys.readouterr().err
+    # A class the run never learnt: one line naming it and the run's classes.
+    write_image_folder(other, {"fox": 2}, size=(8, 8), seed=4)
+    assert main(["eval", str(run_dir), "--data", str(other), "--all"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"archlab: error: {other}: class(es) 'fox' not among the run's classes "
+                   "['cat', 'dog', 'eel']; remove those images/rows to score the rest"]  # fmt: skip

@@ -155,6 +155,9 @@ def test_eval_on_other_data_uses_the_runs_featurizer(
     assert main(["eval", str(run), "--data", str(other)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert np.isfinite(out["test_wmae"]) and out["test_wmae"] > 0
+    assert main(["eval", str(run), "--data", str(other), "--all"]) == 2  # images and text only
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sales eval --data scores OTHER's last test steps" in err[0]
     daily = tmp_path / "daily"
     daily.mkdir()
     df = df.assign(Date=pd.to_datetime(df.Date).rank(method="dense").astype(int))

@@ -305,6 +305,40 @@ def test_smoke_run_predict_matches_in_run_evaluation(tweets: Path, tmp_path: Pat
     assert len(task.predict(model, [str(tweets)])) == 94
 
 
+def test_eval_all_scores_every_row_of_a_one_class_file(
+    tweets: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    cfg = text_cfg(tweets, "train.epochs=1", "train.threads=1", "train.amp=off")
+    run_dir = runner.train(cfg, tmp_path / "runs")
+    # A held-out batch of one class: a repeated row (scored twice: no split to keep it out of)
+    # and an empty text (dropped by the reader, and said).
+    rows = pd.read_csv(write_tweets(tmp_path / "new.csv", n_per_class=8, seed=5),
+                       keep_default_na=False)  # fmt: skip
+    neg = rows[rows.airline_sentiment == "negative"]
+    held = pd.concat([neg, neg.head(1), neg.head(1).assign(text="  ")], ignore_index=True)
+    path = tmp_path / "held.csv"
+    held.to_csv(path, index=False)
+    n = len(held) - 1  # without the empty text
+    assert main(["eval", str(run_dir), "--data", str(path)]) == 2  # a split needs 2+ classes
+    assert "has only one class" in capsys.readouterr().err
+    assert main(["eval", str(run_dir), "--data", str(path), "--all"]) == 0
+    out, err = capsys.readouterr()
+    assert err == (f"archlab: {path}: scored all {n} rows (1 of the run's 3 classes present); "
+                   "not scored: 1 empty text\n")  # fmt: skip
+    got = json.loads(out)
+    assert sum(map(sum, got["test_confusion_matrix"])) == got["test_support_negative"] == n
+    _, task, model = runner.restore_task(run_dir)
+    preds = [r["label"] for r in task.predict(model, held["text"].tolist()[:n])]
+    assert got["test_accuracy"] == pytest.approx(np.mean([p == "negative" for p in preds]))
+    # A label the run never learnt is one line naming it and the run's classes.
+    held.assign(airline_sentiment="angry").to_csv(path, index=False)
+    assert main(["eval", str(run_dir), "--data", str(path), "--all"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"archlab: error: {path}: class(es) 'angry' not among the run's classes "
+                   "['negative', 'neutral', 'positive']; remove those images/rows to score the "
+                   "rest"]  # fmt: skip
+
+
 def test_eda_cli_writes_plots(tweets: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "eda"
     assert main(["eda", "--task", "text", "--data", str(tweets), "--out", str(out)]) == 0

@@ -39,11 +39,13 @@ def load_image_set(
     skip_corrupt: bool = False,
     layout: str = "auto",
     manifest: Manifest | None = None,
+    held_out: bool = False,
 ) -> ImageSet:
     """Load ``path`` (folder, CSV manifest, .npz, or '' for built-in digits) as size x size.
 
     A folder is ``root/<class>/...`` or, with ``layout`` 'split' (or 'auto' and a ``train``
-    sub-folder), ``root/{train,val|valid|validation,test}/<class>/...``.
+    sub-folder), ``root/{train,val|valid|validation,test}/<class>/...``. ``held_out``: a set a
+    saved run scores whole (eval --all), which may hold a single class.
     """
     if channels not in (0, 1, 3):
         raise ArchlabError(
@@ -72,13 +74,14 @@ def load_image_set(
         raise ArchlabError(
             f"invalid config value data.format={fmt!r}: auto, folder, manifest, npz, digits"
         )
+    args = (size, channels, skip_corrupt, layout, manifest, held_out)
     if fmt == "digits":
-        return _decode(path, fmt, size, channels, skip_corrupt, layout, manifest)
-    key = _set_key(path, fmt, size, channels, skip_corrupt, layout, manifest)
+        return _decode(path, fmt, *args)
+    key = _set_key(path, fmt, *args)
     if (hit := _cached(key)) is not None:
         return hit
     with fingerprint.recording() as reads:
-        s = _decode(path, fmt, size, channels, skip_corrupt, layout, manifest)
+        s = _decode(path, fmt, *args)
     for p in reads:  # the run's own fingerprint, outside the inner recording
         fingerprint.record(p)
     if key is not None and s.images.nbytes <= MAX_CACHED_BYTES:
@@ -141,6 +144,7 @@ def _decode(
     skip_corrupt: bool,
     layout: str,
     manifest: Manifest | None,
+    held_out: bool = False,
 ) -> ImageSet:
     if fmt == "digits":
         s = _load_digits()
@@ -159,7 +163,8 @@ def _decode(
         s.notes.append(size_note(size, side))
     if s.images.shape[-2:] != (size, size):
         s.images = resize_uint8(s.images, size)
-    _check_classes(s)
+    if not held_out:  # training needs 2+ classes; a set scored whole may hold one
+        _check_classes(s)
     return s
 
 

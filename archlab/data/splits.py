@@ -119,4 +119,33 @@ def check_run_classes(path: str, found: Sequence[str], run: Sequence[str] | None
     """Refuse data whose classes are not a saved run's (``run``; None: a new run), in order:
     the network's outputs are the run's classes by position."""
     if run is not None and tuple(found) != tuple(run):
-        raise ArchlabError(f"{path}: classes {list(found)} differ from the run's {list(run)}")
+        # Some of the run's classes only: a held-out batch, which eval --all scores whole.
+        hint = "; eval --data PATH --all scores every sample of it" if set(found) < set(run) else ""
+        raise ArchlabError(f"{path}: classes {list(found)} differ from the run's {list(run)}{hint}")
+
+
+def to_run_classes(
+    path: str, found: Sequence[str], labels: np.ndarray, run: Sequence[str]
+) -> np.ndarray:
+    """``labels`` (indices into ``found``) as indices into a saved run's classes ``run``.
+
+    For a held-out set scored whole (eval --all): it may hold any of the run's classes, one
+    alone included, but a class the run never learnt is refused (the network has no output
+    for it).
+    """
+    present = [found[i] for i in np.unique(labels)]
+    unknown = [n for n in present if n not in run]
+    if unknown:
+        raise ArchlabError(
+            f"{path}: class(es) {', '.join(map(repr, unknown))} not among the run's classes "
+            f"{list(run)}; remove those images/rows to score the rest"
+        )
+    # A class named but without samples (an npz's class_names) is never indexed: -1.
+    index = np.array([list(run).index(n) if n in run else -1 for n in found], dtype=np.int64)
+    return index[labels]
+
+
+def held_out_split(n: int) -> dict[str, np.ndarray]:
+    """Every one of ``n`` samples in 'test', none in 'train' or 'val' (eval --all)."""
+    none = np.zeros(0, dtype=np.int64)
+    return {"train": none, "val": none.copy(), "test": np.arange(n, dtype=np.int64)}

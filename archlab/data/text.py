@@ -429,15 +429,18 @@ def load_text_table(
     labels: tuple[str, ...] = (),
     conflicts: Literal["majority", "drop"] = "majority",
     weight_column: str = "",
+    held_out: bool = False,
 ) -> TextTable:
     """Read, drop unusable rows (counted), and merge rows whose cleaned text is identical.
 
     Exact duplicates and repeated texts become one sample so no text can land in two splits.
     A group whose labels disagree takes the majority label (``conflicts='majority'``; ties are
     dropped) or is dropped entirely (``conflicts='drop'``). With ``weight_column`` each group
-    also gets a training weight, the mean of its majority-label rows' numbers.
+    also gets a training weight, the mean of its majority-label rows' numbers. ``held_out``
+    (a set a saved run scores whole, eval --all): no split, so every usable row is a sample
+    with its own label (nothing merged), and any number of classes will do.
     """
-    args = (text_column, label_column, encoding, labels, conflicts, weight_column)
+    args = (text_column, label_column, encoding, labels, conflicts, weight_column, held_out)
     key = file_key(path, *args)
     if key is None:  # no such file: the reader's own error
         return _load_text_table(path, *args)
@@ -461,6 +464,7 @@ def _load_text_table(
     labels: tuple[str, ...],
     conflicts: Literal["majority", "drop"],
     weight_column: str,
+    held_out: bool = False,
 ) -> TextTable:
     optional = (weight_column,) if weight_column else ()
     df = read_csv(path, [text_column, label_column], encoding, optional)
@@ -482,7 +486,8 @@ def _load_text_table(
     )
     keep = [not (b or n) for b, n in zip(bad_text, no_label, strict=True)]
     if labels:
-        _check_label_set(path, label_column, labels, lab, keep)
+        if not held_out:  # a held-out set may lack some of the labels
+            _check_label_set(path, label_column, labels, lab, keep)
         outside = [k and v not in labels for k, v in zip(keep, lab, strict=True)]
         counts["dropped_label_not_in_set"] = int(sum(outside))
         keep = [k and not o for k, o in zip(keep, outside, strict=True)]
@@ -493,11 +498,14 @@ def _load_text_table(
             f"{counts['dropped_missing_label']} missing labels)"
         )
     row_weights = _row_weights(df, path, weight_column, keep) if weight_column else None
+    # Held out: each row is a group of its own (keyed by its position), so none merges.
+    groups = [str(i) for i in range(len(keys))] if held_out else keys
     texts, group_labels, group_weights = _merge_repeats(
-        raw, lab, keys, keep, row_weights, conflicts, counts
+        raw, lab, groups, keep, row_weights, conflicts, counts
     )
     names = list(labels) if labels else sorted(set(group_labels))
-    _check_classes(path, label_column, names, Counter(group_labels))
+    if not held_out:  # a split needs 2+ classes of 3+ texts; scoring a set whole does not
+        _check_classes(path, label_column, names, Counter(group_labels))
     index = {n: i for i, n in enumerate(names)}
     return TextTable(
         texts=texts,
@@ -583,13 +591,19 @@ def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun.format(s='' if n == 1 else 's')}"
 
 
+def dropped_rows(counts: dict[str, int]) -> str:
+    """What load_text_table dropped, non-zero counts only ("" if nothing), e.g. '30 empty
+    texts, 15 without a label'."""
+    return ", ".join(_count(counts[k], what) for k, what in _DROPPED if counts.get(k))
+
+
 def rows_note(source: str, counts: dict[str, int], truncated: int = 0, max_length: int = 0) -> str:
     """The run's first line on the rows read and what became of them, non-zero counts only
     ("" when every row became a text of its own), e.g. '300 rows read: dropped 30 empty texts,
     15 without a label; 18 repeats merged -> 236 texts'."""
-    dropped = [_count(counts[k], what) for k, what in _DROPPED if counts.get(k)]
+    dropped = dropped_rows(counts)
     merged = counts.get("rows_merged_into_repeated_texts", 0)
-    parts = [f"dropped {', '.join(dropped)}"] if dropped else []
+    parts = [f"dropped {dropped}"] if dropped else []
     parts += [_count(merged, "repeat{s} merged")] if merged else []
     cut = f"; {_count(truncated, 'text{s}')} cut at data.max_length={max_length} tokens"
     if not parts and not truncated:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -57,8 +58,16 @@ class Fitted(Protocol):
 class TaskData(Protocol):
     """Reads and splits a task's data and fits (or reuses) its Fitted state."""
 
-    def build(self, device: torch.device, fitted: Any = None) -> DataBundle[Any, Any]:
-        """The bundle; given a saved run's ``fitted`` (eval, ensemble), reuse it, not refit."""
+    def build(
+        self, device: torch.device, fitted: Any = None, score_all: bool = False
+    ) -> DataBundle[Any, Any]:
+        """The bundle; given a saved run's ``fitted`` (eval, ensemble), reuse it, not refit.
+
+        ``score_all`` (eval --all, with ``fitted``): every sample in the test split, none in
+        train or val, with no stratification, and ``info["scored_all"]`` (held_out_info) says
+        what was scored; a task whose test cannot be every sample (sales: the last steps)
+        raises ArchlabError.
+        """
         ...
 
     def restore(self, run_dir: Path) -> Any:
@@ -105,6 +114,19 @@ class Task(TrainTask, Protocol):
         ...
 
 
+def held_out_info(labels: np.ndarray, n_classes: int, unit: str, not_scored: str) -> dict[str, Any]:
+    """``info["scored_all"]`` of a bundle built with score_all: how many ``unit`` (rows,
+    images) it scores, how many of the run's ``n_classes`` classes they hold, and what the
+    reader left out ("" if nothing), for eval --all's line on stderr."""
+    return {
+        "samples": len(labels),
+        "unit": unit,
+        "classes_present": len(np.unique(labels)),
+        "classes": n_classes,
+        "not_scored": not_scored,
+    }
+
+
 @runtime_checkable
 class Tunable(Protocol):
     """A task with knobs chosen on the validation split after training (the sales horizon's
@@ -138,4 +160,13 @@ class TaskSpec:
     eda: Callable[[Any, Path], list[Path]] | None = None
 
 
-__all__ = ["Batches", "DataBundle", "Fitted", "Task", "TaskData", "TaskSpec", "Tunable"]
+__all__ = [
+    "Batches",
+    "DataBundle",
+    "Fitted",
+    "Task",
+    "TaskData",
+    "TaskSpec",
+    "Tunable",
+    "held_out_info",
+]

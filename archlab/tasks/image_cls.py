@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
@@ -23,15 +23,17 @@ from archlab.data.splits import (
     class_weights,
     cross_split_copies,
     duplicate_groups,
+    held_out_split,
     stratified_split,
     stratified_subset,
+    to_run_classes,
 )
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
 from archlab.models import MODELS
 from archlab.rundir import FITTED, require_fitted
 from archlab.task_configs import MAX_IMAGE_SIZE, ImageDataConfig, ImageModelConfig
-from archlab.tasks.base import Batches, DataBundle
+from archlab.tasks.base import Batches, DataBundle, held_out_info
 from archlab.tasks.init_weights import InitWeights, match, read_source
 from archlab.tasks.pixels import pixels_baseline
 from archlab.utils import sha256_array
@@ -122,8 +124,14 @@ class ImageData:
         self.data_cfg: ImageDataConfig = cfg.data
         self.split_seed = cfg.data_seed
 
-    def build(self, device: torch.device, fitted: ImageFitted | None = None) -> ImageBundle:
+    def build(
+        self, device: torch.device, fitted: ImageFitted | None = None, score_all: bool = False
+    ) -> ImageBundle:
+        """The bundle (see TaskData.build); ``score_all``: every image in the test split,
+        labelled by the run's classes."""
         c = self.data_cfg
+        if score_all and fitted is None:
+            raise ValueError("score_all scores data with a saved run's fitted state: give it")
         init = self.cfg.model.init
         # The file is read first (a bad one fails before the images are), matched once the
         # classes and channels are known.
@@ -137,7 +145,11 @@ class ImageData:
             skip_corrupt=c.skip_corrupt,
             layout=c.layout,
             manifest=Manifest(c.path_column, c.label_column, c.split_column, c.image_root),
+            held_out=score_all,
         )
+        if score_all:
+            assert fitted is not None
+            return self._held_out(s, fitted, device)
         model = self.cfg.model.name
         _check_images(s, c, model, fitted)
         keep = stratified_subset(s.labels, c.subset, self.split_seed)
@@ -193,6 +205,37 @@ class ImageData:
             context=ImageContext(x, labels, split),
         )
 
+    def _held_out(self, s: ImageSet, fitted: ImageFitted, device: torch.device) -> ImageBundle:
+        """Every image of ``s`` in the test split, none in train or val, labelled by the run's
+        classes (eval --all): no subset, no stratification, the data's own split ignored."""
+        if not len(s.labels):
+            raise ArchlabError(f"{s.source}: no images to score")
+        labels = to_run_classes(s.source, s.class_names, s.labels, fitted.class_names)
+        s = replace(s, labels=labels, class_names=list(fitted.class_names))
+        split = held_out_split(len(labels))
+        x, y = torch.from_numpy(s.images).to(device), torch.from_numpy(labels).to(device)
+        split_source = {"train": "none (eval --all)", "val": "none (eval --all)",
+                        "test": "every image (eval --all)"}  # fmt: skip
+        info, notes = _describe(s, s.images, labels, split, split_source, None)
+        skipped = len(s.skipped)
+        info["scored_all"] = held_out_info(
+            labels, len(fitted.class_names), "images",
+            f"{skipped} unreadable file{'s' * (skipped != 1)} skipped (data.skip_corrupt=true)"
+            if skipped else "",
+        )  # fmt: skip
+        test = _batches(split["test"], x, y, self.data_cfg, self.cfg.train.channels_last, None)
+        none = _batches(split["train"], x, y, self.data_cfg, False, None)
+        return DataBundle(
+            train=none,
+            val=none,
+            test=test,
+            fitted=fitted,
+            info=info,
+            splits={k: v.tolist() for k, v in split.items()},
+            notes=notes,
+            context=ImageContext(x, labels, split),
+        )
+
     def restore(self, run_dir: Path) -> ImageFitted:
         """The run's classes, image size and pixel statistics, without the data."""
         return ImageFitted.from_dict(require_fitted(run_dir, ImageFitted.kind))
@@ -241,7 +284,8 @@ def _describe(
         info["duplicates"] = dup = _duplicates(groups, split)
         notes += _duplicate_notes(dup, split_source)
     # What training images look like, so predict can flag inputs that look nothing alike.
-    info["pixel_stats"] = pixel_stats(images[split["train"]])
+    # ({} without training images: a set scored whole by eval --all.)
+    info["pixel_stats"] = pixel_stats(images[split["train"]]) if len(split["train"]) else {}
     return info, notes
 
 

@@ -21,12 +21,23 @@ from torch import nn
 from archlab.config import RunConfig
 from archlab.data import sales
 from archlab.data.sales import plain
+from archlab.errors import ArchlabError
 from archlab.metrics import regression_metrics, wmae
 from archlab.models import MODELS
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
 from archlab.tasks.base import DataBundle
 
 A = TypeVar("A", np.ndarray, torch.Tensor)
+
+
+def refuse_score_all(path: str) -> None:
+    """eval --all scores every row of a classification set; a forecast's test is the last
+    steps of each series, which the earlier steps feed, so there is no "every row" to score."""
+    raise ArchlabError(
+        f"{path}: eval --all scores every image or text of a classification run; sales eval "
+        "--data scores OTHER's last test steps (data.test_steps), forecast from the steps "
+        "before them: drop --all"
+    )
 
 
 class SalesTargets(NamedTuple):

@@ -42,6 +42,7 @@ from archlab.tasks.sales_common import (
     SalesTargets,
     plain,
     plain_dict,
+    refuse_score_all,
     resolved_config,
     source_info,
 )
@@ -174,7 +175,11 @@ class HorizonData:
             sales_peer.load_fits(Path(run_dir) / PEER_FILE)
         return HorizonFitted.from_dict(d)
 
-    def build(self, device: torch.device, fitted: HorizonFitted | None = None) -> HorizonBundle:
+    def build(
+        self, device: torch.device, fitted: HorizonFitted | None = None, score_all: bool = False
+    ) -> HorizonBundle:
+        if score_all:
+            refuse_score_all(self.cfg.data.path)
         r = self._read(fitted)
         c, p, n_train, T = r.c, r.p, r.n_train, r.p.y.shape[1]
         given = fitted is not None

@@ -29,6 +29,7 @@ from archlab.tasks.sales_common import (
     SalesTargets,
     SalesTask,
     plain_dict,
+    refuse_score_all,
     resolved_config,
     source_info,
 )
@@ -123,7 +124,11 @@ class ParityData:
             resolved=plain_dict(resolved),
         )
 
-    def build(self, device: torch.device, fitted: ParityFitted | None = None) -> ParityBundle:
+    def build(
+        self, device: torch.device, fitted: ParityFitted | None = None, score_all: bool = False
+    ) -> ParityBundle:
+        if score_all:
+            refuse_score_all(self.cfg.data.path)
         df, c, resolved, split = self._read()
         fit = fitted if fitted is not None else self._fit(df, c, resolved, split["train"])
         n = len(df)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -20,12 +20,15 @@ from archlab.data.pretrained_vocab import PretrainedVocabulary, pretrained_vocab
 from archlab.data.splits import (
     check_run_classes,
     class_weights,
+    held_out_split,
     stratified_split,
     stratified_subset,
+    to_run_classes,
 )
 from archlab.data.text import (
     UNK,
     TextTable,
+    dropped_rows,
     encode,
     entities_in,
     frequent_mentions,
@@ -41,7 +44,7 @@ from archlab.metrics import classification_metrics
 from archlab.models import MODELS
 from archlab.rundir import FITTED, require_fitted
 from archlab.task_configs import TextDataConfig, TextModelConfig
-from archlab.tasks.base import Batches, DataBundle, InputFile
+from archlab.tasks.base import Batches, DataBundle, InputFile, held_out_info
 from archlab.tasks.tfidf import distill_targets, tfidf_baseline
 from archlab.utils import sha256_array, write_text_atomic
 
@@ -256,31 +259,28 @@ class TextData:
         self.seed = cfg.seed
         self.split_seed = cfg.data_seed
 
-    def build(self, device: torch.device, fitted: TextFitted | None = None) -> TextBundle:
+    def build(
+        self, device: torch.device, fitted: TextFitted | None = None, score_all: bool = False
+    ) -> TextBundle:
+        """The bundle (see TaskData.build); ``score_all``: every usable row of the CSV in the
+        test split, labelled by the run's classes, each row a sample of its own."""
         c = self.data_cfg
+        if score_all and fitted is None:
+            raise ValueError("score_all scores data with a saved run's fitted state: give it")
         if c.embeddings and fitted is None:  # one line read: fail before the CSV is read
             _check_embed_dim(c.embeddings, self.model_cfg.embed_dim)
-        # Weights only shape training: eval and ensemble (fitted given) never need the column.
-        table = load_text_table(
-            c.path,
-            c.text_column,
-            c.label_column,
-            c.encoding,
-            c.labels,
-            c.conflicts,
-            weight_column=c.weight_column if fitted is None else "",
-        )
-        check_run_classes(c.path, table.class_names, None if fitted is None else fitted.class_names)
-        keep = stratified_subset(table.labels, c.subset, self.split_seed)
+        table, keep, split = self._rows(fitted, score_all)
         texts = [table.texts[i] for i in keep]
         labels = table.labels[keep]
         sample_w = None if table.weights is None else table.weights[keep]
-        # One sample per distinct cleaned text, so a text can never be in two splits.
-        split = stratified_split(labels, c.val_fraction, c.test_fraction, self.split_seed)
         tok = self._tokenizer(texts, [texts[i] for i in split["train"]], fitted)
         x, lengths = encode(tok.tokenizer, texts, c.max_length)
         truncated = _truncated(tok.tokenizer, texts, lengths, c.max_length)
         info = _text_info(c, table, tok, labels, lengths, split, truncated)
+        if score_all:
+            info["scored_all"] = held_out_info(
+                labels, len(table.class_names), "rows", dropped_rows(table.counts)
+            )
         notes = [rows_note(table.source, table.counts, truncated, c.max_length), *table.notes]
         if fitted is None:  # a tokenizer fitted now: does the text split into words?
             notes.append(_few_words_note(tok.tokenizer, x, lengths, split["train"]))
@@ -320,6 +320,35 @@ class TextData:
             notes=notes,
             context=TextContext(texts, labels, split, teacher, sample_w),
         )
+
+    def _rows(
+        self, fitted: TextFitted | None, score_all: bool
+    ) -> tuple[TextTable, np.ndarray, dict[str, np.ndarray]]:
+        """The table, the rows of it kept (data.subset) and their split, as indices into
+        those rows; ``score_all``: every row, all in the test split, in the run's classes."""
+        c = self.data_cfg
+        # Weights only shape training: eval and ensemble (fitted given) never need the column.
+        table = load_text_table(
+            c.path,
+            c.text_column,
+            c.label_column,
+            c.encoding,
+            c.labels,
+            c.conflicts,
+            weight_column=c.weight_column if fitted is None else "",
+            held_out=score_all,
+        )
+        if score_all:
+            assert fitted is not None
+            table = _as_run_classes(table, fitted)
+            n = len(table.labels)
+            return table, np.arange(n), held_out_split(n)  # no subset, no split, no strata
+        check_run_classes(c.path, table.class_names, None if fitted is None else fitted.class_names)
+        keep = stratified_subset(table.labels, c.subset, self.split_seed)
+        # One sample per distinct cleaned text, so a text can never be in two splits.
+        split = stratified_split(table.labels[keep], c.val_fraction, c.test_fraction,
+                                 self.split_seed)  # fmt: skip
+        return table, keep, split
 
     def _tokenizer(
         self, texts: list[str], train_texts: list[str], fitted: TextFitted | None
@@ -388,6 +417,13 @@ class TextData:
         """Classes and the fitted tokenizer from a run dir, without the training data."""
         run_dir = Path(run_dir)
         return TextFitted.from_dict(require_fitted(run_dir, TextFitted.kind))
+
+
+def _as_run_classes(table: TextTable, fitted: TextFitted) -> TextTable:
+    """A held-out table's labels as indices into the run's classes (eval --all); a label the
+    run never learnt is refused."""
+    labels = to_run_classes(table.source, table.class_names, table.labels, fitted.class_names)
+    return replace(table, labels=labels, class_names=list(fitted.class_names))
 
 
 def _normalization_note(folded: dict[str, Any], n_texts: int) -> str:
