@@ -99,6 +99,18 @@ def save_state(state: dict[str, Any], path: Path) -> None:
     _record(path)
 
 
+def drop_state(run_dir: Path) -> None:
+    """Remove a finished run's resume state and its checkpoint.json entry."""
+    path = Path(run_dir) / STATE
+    if not path.exists():
+        return
+    path.unlink()
+    with _MANIFEST_LOCK:
+        manifest = _read_manifest(path.parent / MANIFEST)
+        if manifest.pop(path.name, None) is not None:
+            write_json_atomic(path.parent / MANIFEST, manifest)
+
+
 def load_state(path: Path) -> dict[str, Any]:
     """Load resume state without unpickling arbitrary objects (``weights_only=True``)."""
     if not path.exists():

@@ -241,20 +241,34 @@ def fit(p: Prepared, callbacks: Sequence[Callback] = ()) -> Path:
         model = trainer.fit(p.task, p.data, model, resume=p.state)
     except KeyboardInterrupt:
         if d.is_main:
-            st = trainer.state
-            where = (
-                f"at epoch {st.epoch + 1}, step {st.batch} (checkpoint saved)"
-                if st.batch
-                else f"after {st.epoch} finished epoch(s), which are saved"
-            )
-            print(f"archlab: interrupted {where}; resume with: archlab train --resume {run_dir}",
-                  file=sys.stderr)  # fmt: skip
+            print(f"archlab: interrupted {_kept(trainer, run_dir)}", file=sys.stderr)
         raise
     if d.is_main:
         rundir.save_weights(model, run_dir / rundir.WEIGHTS)
-        finish(run_dir, p.task, trainer, p.data, model, selection(cfg).why)
+        try:
+            finish(run_dir, p.task, trainer, p.data, model, selection(cfg).why)
+        except KeyboardInterrupt:
+            # Training is over: keep it, so that --resume only tests (it trained again).
+            rundir.save_state(trainer.state_dict(), run_dir / rundir.STATE)
+            print(f"archlab: interrupted while testing; training is saved (all "
+                  f"{trainer.state.epoch} epochs): finish it with archlab train --resume "
+                  f"{run_dir}", file=sys.stderr)  # fmt: skip
+            raise
+        rundir.drop_state(run_dir)  # finished: the resume state (up to ~0.5 GB) is no use now
     distributed.barrier(d)  # the others wait until rank 0 has written metrics.json
     return run_dir
+
+
+def _kept(trainer: Trainer, run_dir: Path) -> str:
+    """Where training stopped and what --resume will start from: this Ctrl-C's checkpoint,
+    or (a second Ctrl-C aborted it, or it came between steps) the last one on disk, if any."""
+    st, resume = trainer.state, f"archlab train --resume {run_dir}"
+    if st.batch and trainer.interrupt_saved:
+        return f"at epoch {st.epoch + 1}, step {st.batch} (checkpoint saved); resume with: {resume}"
+    where = f"at epoch {st.epoch + 1}" + (f", step {st.batch}" if st.batch else "")
+    if (run_dir / rundir.STATE).exists():
+        return f"{where}, without a checkpoint of it: {resume} starts from the last one saved"
+    return f"{where}, before any checkpoint was written: {resume} trains from epoch 1"
 
 
 def train(

@@ -139,6 +139,78 @@ def test_ctrl_c_checkpoints_at_the_next_step_and_resumes_exactly(
     assert _history(full) == _history(run_dir)
 
 
+class _CtrlCAt(Callback):
+    """SIGINT after the ``i``-th step (0-based) of epoch ``epoch`` (0-based)."""
+
+    def __init__(self, epoch: int, i: int) -> None:
+        self.epoch, self.i = epoch, i
+
+    def on_batch_end(self, trainer, step: int, loss: torch.Tensor) -> None:
+        if (trainer.state.epoch, step) == (self.epoch, self.i):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("earlier", [False, True], ids=["first-epoch", "after-a-checkpoint"])
+def test_a_second_ctrl_c_says_no_checkpoint_was_saved_and_what_resume_starts_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, earlier: bool
+) -> None:
+    panel = write_panel(tmp_path / "walmart")
+    sets = [f"data.path={panel}", *SETS, "train.max_steps_per_epoch=0", "train.batch_size=8"]
+    cfg = apply_overrides(PRESETS["sales-rnn-smoke"], sets)
+    save = rundir.save_state
+
+    def second_ctrl_c(state: dict, path: Path) -> None:  # pressed while Ctrl-C's state is written
+        if state["batch"]:
+            raise KeyboardInterrupt
+        save(state, path)
+
+    monkeypatch.setattr(rundir, "save_state", second_ctrl_c)
+    # Epoch 1's end writes a checkpoint (checkpoint_every_s=0) before a Ctrl-C in epoch 2.
+    with pytest.raises(KeyboardInterrupt):
+        runner.train(cfg, tmp_path / "cut", callbacks=[_CtrlCAt(1 if earlier else 0, 2)])
+    run_dir = next((tmp_path / "cut").iterdir())
+    err = capsys.readouterr().err
+    assert "checkpoint saved" not in err and (run_dir / rundir.STATE).exists() == earlier
+    resume = f"archlab train --resume {run_dir}"
+    if earlier:
+        assert f"at epoch 2, step 3, without a checkpoint of it: {resume} starts from the " in err
+    else:
+        assert f"at epoch 1, step 3, before any checkpoint was written: {resume} trains " in err
+
+
+def test_ctrl_c_while_testing_keeps_the_training_and_resume_only_tests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    panel = write_panel(tmp_path / "walmart")
+    cfg = apply_overrides(PRESETS["sales-rnn-smoke"], [f"data.path={panel}", *SETS])
+    full = runner.train(cfg, tmp_path / "full")
+    assert not (full / rundir.STATE).exists()  # a finished run keeps no resume state
+    assert rundir.STATE not in json.loads((full / rundir.MANIFEST).read_text())
+    finish = runner.finish
+
+    def ctrl_c(*args: object, **kw: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "finish", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        runner.train(cfg, tmp_path / "cut")
+    run_dir = next((tmp_path / "cut").iterdir())
+    assert "interrupted while testing; training is saved (all 2 epochs)" in capsys.readouterr().err
+    monkeypatch.setattr(runner, "finish", finish)
+    trained: list[int] = []
+
+    class Steps(Callback):
+        def on_batch_end(self, trainer, step: int, loss: torch.Tensor) -> None:
+            trained.append(step)
+
+    runner.train(None, tmp_path, resume_dir=run_dir, callbacks=[Steps()])
+    assert not trained  # nothing trained again: only tested
+    m1, m2 = (json.loads((d / rundir.METRICS).read_text()) for d in (full, run_dir))
+    assert {k: v for k, v in m1.items() if k.startswith("test_")} == {
+        k: v for k, v in m2.items() if k.startswith("test_")
+    }
+
+
 def _history(run_dir: Path) -> list[list[str]]:
     """history.csv without the wall-time column (everything else must match exactly)."""
     rows = [r.split(",") for r in (run_dir / rundir.HISTORY).read_text().splitlines()]

@@ -92,6 +92,7 @@ class Trainer:
         self.model: nn.Module | None = None
         self.train_model: nn.Module | None = None  # the DDP wrapper under torchrun
         self.interrupted = False
+        self.interrupt_saved = False  # its checkpoint written (not aborted by a second Ctrl-C)
         self._partial: dict[str, Any] | None = None  # a mid-epoch checkpoint's accumulators
         self.replica_digests: list[str] = []  # per-rank weight digests after a DDP fit
         self.optimizer: torch.optim.Optimizer | None = None
@@ -309,6 +310,7 @@ class Trainer:
                                  "targets": [t.cpu() for t in targets]}  # fmt: skip
                 for cb in self.callbacks:
                     cb.on_interrupt(self)
+                self.interrupt_saved = True
                 raise KeyboardInterrupt
         self._check(total, epoch, self.steps_per_epoch - 1, flush=True)
         self.state.batch = 0
