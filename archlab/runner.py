@@ -417,10 +417,32 @@ def _curve_metrics(history: list[dict[str, float]]) -> list[str]:
 
 
 def load_config(run_dir: Path) -> RunConfig:
+    """A run's config.yaml; a relative data.path that does not exist from here is read from
+    the folder the run was trained in (``trained_path``), so a run works from any folder."""
     path = Path(run_dir) / rundir.CONFIG
     if not path.exists():
         raise ArchlabError(f"{run_dir}: not a run directory (no {rundir.CONFIG})")
-    return RunConfig.from_yaml(rundir.read_recorded(path), where=str(path))
+    cfg = RunConfig.from_yaml(rundir.read_recorded(path), where=str(path))
+    data = cfg.data.path
+    if not data or Path(data).is_absolute() or Path(data).exists():
+        return cfg
+    found = trained_path(Path(run_dir), data)
+    return cfg if found is None else replace(cfg, data=replace(cfg.data, path=str(found)))
+
+
+def trained_path(run_dir: Path, path: str) -> Path | None:
+    """Where the relative data ``path`` was when the run read it, told from inputs.json (the
+    absolute folder its files share, and their names under it); None if it cannot be told."""
+    inputs = run_dir / rundir.INPUTS
+    if not inputs.exists():
+        return None
+    saved = json.loads(rundir.read_recorded(inputs))
+    root, rel = Path(saved.get("root") or "/"), Path(path).parts
+    # The data path is the files' common folder, one of its parents, or (one file) the file.
+    for cand in [*(root / n for n in saved.get("files", {})), root, *root.parents]:
+        if cand.parts[-len(rel) :] == rel and cand.exists():
+            return cand
+    return None
 
 
 def load_run(

@@ -251,3 +251,21 @@ def test_resume_before_the_first_checkpoint_says_so(tmp_path: Path, image_folder
     assert "epoch 2/2 train_loss=" in captured.err  # train.progress=plain took effect
     assert json.loads((run_dir / "metrics.json").read_text())["epochs_run"] == 2
     assert (run_dir / "config.yaml").read_text() == config  # the run's own config is kept
+
+
+def test_a_run_with_a_relative_data_path_works_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from archlab import runner
+    from tests.helpers import text_cfg, write_tweets
+
+    home = tmp_path / "project"
+    (home / "data").mkdir(parents=True)
+    write_tweets(home / "data" / "tweets.csv")
+    monkeypatch.chdir(home)
+    run = runner.train(text_cfg(Path("data/tweets.csv"), "train.epochs=1"), Path("runs"))
+    first = runner.evaluate(run)
+    monkeypatch.chdir(tmp_path)  # elsewhere: data/tweets.csv does not exist from here
+    assert not Path("data/tweets.csv").exists()
+    assert runner.evaluate(home / run) == first
+    assert runner.load_config(home / run).data.path == str(home / "data" / "tweets.csv")
