@@ -18,15 +18,18 @@ folder and in the chosen run directory.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import math
 import re
 import shutil
+import signal
 import statistics
 import sys
+import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -387,6 +390,31 @@ def _plan_line(pr: Probe, pl: Plan, space: dict[str, Param]) -> str:
     )
 
 
+@contextlib.contextmanager
+def _interrupts(stopped: Callable[[], None]) -> Iterator[list[bool]]:
+    """Ctrl-C during the search: ``stopped()`` records what the finished trials found, then
+    the KeyboardInterrupt goes on. Between trials this SIGINT handler raises it as Python's
+    does, and also notes the press (``[True]``) for the loop to stop at the next trial where
+    the interrupt was swallowed (in a garbage collector's hook, Python drops it). Inside a
+    fit the trainer's own handler takes over (a checkpoint at the next step)."""
+    seen: list[bool] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        seen.append(True)
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, handler) if main else None
+    try:
+        yield seen
+    except KeyboardInterrupt:
+        stopped()
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+
+
 def run_budget(
     base: RunConfig,
     budget_s: float,
@@ -432,29 +460,30 @@ def run_budget(
     truncated: dict[int, bool] = {}  # per trial run: whether the budget cut it short
     said: set[str] = set()  # the trials' first lines, each printed once
     seen: list[float] = []  # epoch seconds measured in the trials so far
-    while True:
-        left = deadline - time.perf_counter()
-        cost = measured(pr, seen)
-        reserve = cost.trial_s(pl.refit_epochs) if pl.refit_epochs else 0.0  # for the refit
-        # Trial 0 (the config as given) at the plan's length, which the plan fits in the budget.
-        epochs = next_epochs(left - reserve, cost, pl.epochs) if truncated else pl.epochs
-        if not epochs:
-            break  # no trial of MIN_EPOCHS fits: stop with what we have
-        trial = study.ask()
-        guard = _Deadline(deadline - reserve, cost)
-        run_base = trial_base
-        if epochs < pl.epochs:  # a shorter trial, as long as the time left (next_epochs)
-            run_base = apply_overrides(trial_base, [f"train.epochs={epochs}"], "search")
-        try:
+    stop = functools.partial(_stopped, study, search_dir, base, monitor, budget_s, t0, pr, pl,
+                             truncated)  # fmt: skip
+    with _interrupts(stop) as ctrl_c:  # in a trial or between trials: keep what was found
+        while True:
+            if ctrl_c:  # a Ctrl-C Python dropped (it can land in a garbage collector's hook)
+                raise KeyboardInterrupt
+            left = deadline - time.perf_counter()
+            cost = measured(pr, seen)
+            reserve = cost.trial_s(pl.refit_epochs) if pl.refit_epochs else 0.0  # for the refit
+            # Trial 0 (the config as given) at the plan's length, which the plan fits in the budget.
+            epochs = next_epochs(left - reserve, cost, pl.epochs) if truncated else pl.epochs
+            if not epochs:
+                break  # no trial of MIN_EPOCHS fits: stop with what we have
+            trial = study.ask()
+            guard = _Deadline(deadline - reserve, cost)
+            run_base = trial_base
+            if epochs < pl.epochs:  # a shorter trial, as long as the time left (next_epochs)
+                run_base = apply_overrides(trial_base, [f"train.epochs={epochs}"], "search")
             _run_trial(study, trial, run_base, space, search_dir, monitor, command,
                        callbacks=[guard], said=said)  # fmt: skip
-        except KeyboardInterrupt:
-            _stopped(study, search_dir, base, monitor, budget_s, t0, pr, pl, truncated)
-            raise
-        seen += guard.epochs
-        truncated[trial.number] = guard.truncated
-        if not space:
-            break  # nothing to search: the config as given is the only trial
+            seen += guard.epochs
+            truncated[trial.number] = guard.truncated
+            if not space:
+                break  # nothing to search: the config as given is the only trial
     refit = None
     if pl.refit_epochs:
         try:

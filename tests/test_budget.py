@@ -128,6 +128,35 @@ def test_ctrl_c_during_the_refit_keeps_the_best_trial_and_the_refits_checkpoint(
     assert f"--resume {refit['run_dir']}" in capsys.readouterr().err
 
 
+def test_a_ctrl_c_python_swallowed_between_trials_still_stops_the_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+    import os
+    import signal
+
+    csv = write_tweets(tmp_path / "tweets.csv")
+    base = replace(PRESETS["text-bilstm-smoke"], data=TextDataConfig(path=str(csv)))
+    base = apply_overrides(base, ["train.epochs=1", "train.threads=1", "train.progress=off"])
+    monkeypatch.setattr(budget, "plan", lambda *a: budget.Plan(1, 1))
+    measured, calls = budget.measured, []
+
+    def swallowing(pr: Any, seen: list[float]) -> Any:
+        calls.append(1)
+        if len(calls) == 2:  # after trial 0: a Ctrl-C lands where Python drops it
+            with contextlib.suppress(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+        return measured(pr, seen)
+
+    monkeypatch.setattr(budget, "measured", swallowing)
+    with pytest.raises(KeyboardInterrupt):
+        budget.run_budget(base, 600.0, tmp_path / "runs", "stop")
+    (search_dir,) = (tmp_path / "runs").iterdir()
+    rec = json.loads((search_dir / budget.SEARCH).read_text())
+    assert rec["stopped_by"] == "Ctrl-C" and len(rec["trials"]) == 2  # stopped at the next one
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
 def test_the_trials_measured_epochs_replace_the_probes_either_way() -> None:
     assert budget.measured(PROBE, []) == PROBE
     # Trials in bf16 (train.amp=auto calibrates them; the probe's one epoch timed fp32): faster.
