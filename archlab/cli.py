@@ -315,6 +315,13 @@ def ensemble(
 
     if out is not None:
         rundir.check_out_file(Path(out), [])
+    for d in run_dirs:
+        rundir.require_finished(d)
+    twice = [
+        d for i, d in enumerate(run_dirs) if d.resolve() in {e.resolve() for e in run_dirs[:i]}
+    ]
+    if twice:
+        raise ArchlabError(f"{twice[0]}: given twice; an ensemble averages different runs")
     result = evaluate_ensemble(list(run_dirs))
     if out is not None:
         write_json_atomic(out, result)
@@ -349,6 +356,7 @@ def predict(
     items = list(inputs or [])
     if file is not None:
         items.append(InputFile(file))  # always a file, never a text
+    rundir.require_finished(run_dir)
     cfg, task, model = runner.restore_task(run_dir)
     forecaster = cfg.task == "sales" and cfg.data.framing == "forecast"
     if not items and not forecaster:

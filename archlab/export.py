@@ -386,9 +386,8 @@ def export(run_dir: Path, out: Path | None = None, verify: bool = True) -> dict[
     from archlab.runner import load_config, load_run, restore_task
 
     run_dir = Path(run_dir)
+    rundir.require_finished(run_dir)
     cfg = load_config(run_dir)
-    if not rundir.is_finished(run_dir):
-        raise ArchlabError(f"{run_dir}: the run has not finished (no {rundir.METRICS})")
     kind = kind_of(cfg)
     out = Path(out) if out is not None else run_dir / "export"
     rundir.check_out_dir(out)

@@ -205,6 +205,21 @@ def is_finished(run_dir: Path) -> bool:
         return False
 
 
+def require_finished(run_dir: Path) -> None:
+    """Refuse, in one line, what is not a finished run: no such folder, no config.yaml, or a
+    run still to be resumed (no complete metrics.json, which is written last)."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise ArchlabError(f"{d}: no such run directory")
+    if not (d / CONFIG).exists():
+        raise ArchlabError(f"{d}: not a run directory (no {CONFIG})")
+    if not is_finished(d):
+        raise ArchlabError(
+            f"{d}: the run has not finished (no complete {METRICS}); finish it with archlab "
+            f"train --resume {d}"
+        )
+
+
 def read_metrics(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / METRICS
     if not path.exists():

@@ -464,6 +464,7 @@ def load_run(
             "eval --all needs --data OTHER: it scores every image or row of OTHER; without "
             "--data eval scores the run's own test split"
         )
+    rundir.require_finished(run_dir)
     cfg = apply_overrides(load_config(run_dir), overrides)
     if data_path is not None:
         cfg = replace(cfg, data=replace(cfg.data, path=str(data_path)))

@@ -186,8 +186,7 @@ def load_runs(run_dirs: Sequence[Path]) -> dict[str, Served]:
 
     runs: dict[str, Served] = {}
     for d in map(Path, run_dirs):
-        if not rundir.is_finished(d):
-            raise ArchlabError(f"{d}: not a finished run directory (no {rundir.METRICS})")
+        rundir.require_finished(d)
         cfg, task, model = restore_task(d)
         base = rundir.safe_name(d.resolve().name) or "run"
         name, k = base, 2

@@ -118,7 +118,7 @@ def test_summary_exact_counts(capsys) -> None:
         (["train", "--task", "images", "--set", "reg.augment=warp"], "reg.augment='warp'"),
         (["train", "--task", "images", "--set", "reg.patience=-1"], "reg.patience"),
         (["summary", "alexnet"], "unknown model 'alexnet'"),
-        (["eval", "/no/such/run"], "not a run directory"),
+        (["eval", "/no/such/run"], "no such run directory"),
         (["train", "--bogus"], "No such option"),
     ],
 )
@@ -269,3 +269,35 @@ def test_a_run_with_a_relative_data_path_works_from_any_folder(
     assert not Path("data/tweets.csv").exists()
     assert runner.evaluate(home / run) == first
     assert runner.load_config(home / run).data.path == str(home / "data" / "tweets.csv")
+
+
+def test_every_command_refuses_an_unfinished_run_in_the_same_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from tests.helpers import train_cli, write_tweets
+
+    csv = write_tweets(tmp_path / "tweets.csv")
+    run = train_cli(tmp_path / "runs", "--task", "text", "--data", str(csv), "--epochs", "1")
+    cut = tmp_path / "cut"
+    shutil.copytree(run, cut)
+    (cut / "metrics.json").unlink()  # as a run stopped before its end leaves it
+    commands = (
+        ["eval", str(cut)],
+        ["predict", str(cut), "great"],
+        ["ensemble", str(run), str(cut)],
+        ["export", str(cut)],
+        ["explain", str(cut)],
+    )
+    for args in commands:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err == (
+            f"archlab: error: {cut}: the run has not finished (no complete metrics.json); finish "
+            f"it with archlab train --resume {cut}"
+        ), args
+    assert main(["eval", str(tmp_path / "nope")]) == 2
+    assert f"{tmp_path / 'nope'}: no such run directory" in capsys.readouterr().err
+    assert main(["ensemble", str(run), str(run)]) == 2
+    assert f"{run}: given twice" in capsys.readouterr().err

@@ -541,7 +541,7 @@ def test_explain_needs_a_finished_run(tmp_path: Path, image_folder: Path, capsys
     run = _train(capsys, "--preset", "images-resnet18-smoke", "--data", str(image_folder),
                  "--out", str(tmp_path / "runs"))  # fmt: skip
     (run / "metrics.json").unlink()
-    _fails(capsys, [str(run)], str(run), "the run has not finished (no metrics.json)")
+    _fails(capsys, [str(run)], str(run), "the run has not finished (no complete metrics.json)")
     assert not (run / "explain").exists()
 
 

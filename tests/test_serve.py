@@ -218,7 +218,7 @@ def test_concurrent_requests_equal_one_at_a_time(runs: dict[str, Path]) -> None:
 def test_serve_refuses_bad_arguments(tmp_path: Path, runs: dict[str, Path], capsys) -> None:
     from archlab.cli import main
 
-    for args, words in (([str(tmp_path)], ["not a finished run"]),
+    for args, words in (([str(tmp_path)], ["not a run directory (no config.yaml)"]),
                         ([str(runs["text"]), "--port", "70000"], ["--port 70000"]),
                         ([str(runs["text"]), "--max-batch", "0"], ["--max-batch"])):  # fmt: skip
         assert main(["serve", *args]) == 2

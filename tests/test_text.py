@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -621,7 +622,9 @@ def test_glove_run_is_self_contained_and_keeps_unseen_words(
     assert main(["predict", str(run_dir), f"so {UNSEEN}", "so qqqqq"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert rows[0]["positive"] != pytest.approx(rows[1]["positive"])  # its own vector, not [UNK]
-    assert main(["ensemble", str(run_dir), str(run_dir)]) == 0
+    twin = run_dir.parent / "twin"  # a second member (the same run twice is refused)
+    shutil.copytree(run_dir, twin)
+    assert main(["ensemble", str(run_dir), str(twin)]) == 0
 
 
 @pytest.mark.parametrize("freeze_epochs,moved", [(0, False), (1, True)])

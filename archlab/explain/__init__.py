@@ -96,9 +96,8 @@ def explain(
     from archlab.runner import load_config
 
     run_dir = Path(run_dir)
+    rundir.require_finished(run_dir)
     cfg = load_config(run_dir)
-    if not rundir.is_finished(run_dir):
-        raise ArchlabError(f"{run_dir}: the run has not finished (no {rundir.METRICS})")
     spec = _explainers()[cfg.task]
     methods = spec.default
     if method:
