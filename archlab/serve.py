@@ -262,7 +262,11 @@ async def parse(request: Any, limits: Limits) -> Inputs:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise BadRequest(400, f"the body is not valid JSON ({e.__class__.__name__})") from None
         if not isinstance(doc, dict):
-            raise BadRequest(400, 'expected a JSON object, e.g. {"texts": ["..."]}')
+            raise BadRequest(
+                400,
+                'expected a JSON object: {"texts": ["..."]} for a text run, '
+                '{"history": [{...}, ...]} for a sales run',
+            )
         texts = doc.get("texts", [doc["text"]] if "text" in doc else [])
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise BadRequest(400, '"texts" must be a list of strings')
@@ -387,6 +391,9 @@ def _texts(inp: Inputs, limits: Limits, most: int) -> list[str]:
         raise BadRequest(400, 'send texts as JSON {"texts": ["..."]} or form fields "text"')
     if len(texts) > most:
         raise BadRequest(400, f"{len(texts)} texts: at most {most} per request")
+    empty = next((i for i, t in enumerate(texts) if not t.strip()), None)
+    if empty is not None:  # as predict: training drops empty texts, so none is classified
+        raise BadRequest(400, f"text {empty + 1} is empty")
     long = next((i for i, t in enumerate(texts) if len(t) > limits.max_text_chars), None)
     if long is not None:
         raise BadRequest(413, f"text {long + 1} has {len(texts[long])} characters; the limit is "

@@ -137,6 +137,8 @@ def test_bad_requests_get_one_line_json_errors(client: TestClient, runs: dict[st
                    "t.png")  # fmt: skip
     one_line_error(client.post(f"/{img}/predict", json={"texts": ["x"]}), 400, "multipart")
     one_line_error(client.post(f"/{txt}/predict", json={"texts": []}), 400, "texts")
+    one_line_error(client.post(f"/{txt}/predict", json={"texts": ["fine", " "]}), 400,
+                   "text 2 is empty")  # fmt: skip
     one_line_error(client.post(f"/{txt}/predict", json={"texts": [1]}), 400, "list of strings")
     one_line_error(client.post(f"/{txt}/predict", json=["a"]), 400, "JSON object")
     as_json, as_text = {"content-type": "application/json"}, {"content-type": "text/plain"}
