@@ -118,6 +118,8 @@ def test_summary_exact_counts(capsys) -> None:
         (["train", "--task", "images", "--set", "reg.augment=warp"], "reg.augment='warp'"),
         (["train", "--task", "images", "--set", "reg.patience=-1"], "reg.patience"),
         (["summary", "alexnet"], "unknown model 'alexnet'"),
+        (["summary", "vgg13", "--input", "1x8x8"], "does not fit the model (Given input size"),
+        (["summary", "resnet18", "--classes", "0"], "--classes 0: a classifier needs at least 2"),
         (["eval", "/no/such/run"], "no such run directory"),
         (["train", "--bogus"], "No such option"),
     ],

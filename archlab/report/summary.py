@@ -26,6 +26,8 @@ def model_summary(name: str, input_shape: str, classes: int) -> str:
     """torchinfo table (layer, output shape, params) for model ``name``; total params last."""
     spec = MODELS[name]
     dims = parse_shape(input_shape)
+    if classes < 2 and spec.task != "sales":
+        raise ArchlabError(f"--classes {classes}: a classifier needs at least 2")
     if spec.task == "images":
         if len(dims) != 3:
             raise ArchlabError(f"--input {input_shape!r}: image models need CxHxW")
@@ -45,8 +47,10 @@ def model_summary(name: str, input_shape: str, classes: int) -> str:
             row_settings=("var_names",),
         )
     except RuntimeError as e:
+        # torchinfo wraps the model's own error ("Failed to run torchinfo"): name that one.
+        why = " ".join(str(e.__cause__ or e).split())
         raise ArchlabError(
-            f"{name}: input {input_shape} does not fit the model ({str(e)[:120]})"
+            f"{name}: input {input_shape} does not fit the model ({why[:160]})"
         ) from None
     return _unit_names(str(stats))
 
