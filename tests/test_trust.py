@@ -104,7 +104,9 @@ def test_resume_refuses_data_changed_since_the_run_started(
         rc = main(["eval", str(daily_run)])
         err = capsys.readouterr().err
         assert rc == 2 and "cannot evaluate" in err and "eval --data" in err, err
-        rc = main(["ensemble", str(daily_run), str(daily_run)])
+        twin = tmp_path / "twin"  # a second member: the same run twice is refused first
+        shutil.copytree(daily_run, twin)
+        rc = main(["ensemble", str(daily_run), str(twin)])
         assert rc == 2 and "cannot evaluate" in capsys.readouterr().err
         # other data, asked for by name: scored, and said to be other data
         rc = main(["eval", str(daily_run), "--data", str(data)])
