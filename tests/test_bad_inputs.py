@@ -767,9 +767,18 @@ CATALOGUE.update(
     {
         "sales-season-longer-than-history": _sales_file_case(
             _DAILY,
-            ["the season of data.season (21 steps) is not shorter than the 21 steps of history"],
+            [
+                "data.horizon=7 are the test, leave 21 steps of history, not more than the season "
+                "of data.season (21 steps)",
+                "lower data.season",
+            ],
             "data.horizon=7",
             "data.season=21",
+        ),
+        "sales-horizon-longer-than-history": _sales_file_case(
+            _DAILY,
+            ["data.horizon=22 are the test, leave 6 steps", "lower data.horizon"],
+            "data.horizon=22",
         ),
         "sales-known-covariate-gap-in-future": _sales_file_case(
             _DAILY_PROMO,

@@ -715,3 +715,35 @@ def test_iso_dates_with_a_zone_read_and_an_empty_date_is_named(tmp_path: Path) -
     blank = pd.DataFrame({"d": ["2021-01-01", None]})
     with pytest.raises(ArchlabError, match=r"x.csv: an empty date in column 'd' at line 3$"):
         sales_csv.parse_dates(blank, "d", "auto", tmp_path / "x.csv")
+
+
+def test_covariates_are_numbers_or_flags_and_a_history_may_lack_them(
+    tmp_path: Path, capsys
+) -> None:
+    from archlab.cli import main
+
+    days = pd.date_range("2021-01-01", periods=150)
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame([(s, f"{d:%Y-%m-%d}", 100 + 10 * s + rng.normal(0, 3), 9.5 + s,
+                        "yes" if d.day % 7 == 0 else "no") for s in (1, 2) for d in days],
+                      columns=["shop", "day", "sales", "price", "promo"])  # fmt: skip
+    path = tmp_path / "shops.csv"
+    df.assign(price=df.price.astype(str).where(df.index != 4, "abc")).to_csv(path, index=False)
+    args = ["train", "--task", "sales", "--data", str(path), "--epochs", "1", "--out",
+            str(tmp_path / "runs"), "--set", "data.target=sales", "--set", "data.date_column=day",
+            "--set", "data.series_keys=shop", "--set", "data.covariates=price,promo",
+            "--set", "data.peer=none", "--set", "train.threads=1",
+            "--set", "train.progress=off"]  # fmt: skip
+    assert main(args) == 2  # a price that is no number: one line naming it
+    assert (
+        f"{path}: column 'price' has non-numeric value 'abc' at line 6" in capsys.readouterr().err
+    )
+    df.to_csv(path, index=False)  # promo as yes/no: read as 1/0
+    assert main(args) == 0
+    run = capsys.readouterr().out.strip().splitlines()[-1]
+    hist = tmp_path / "history.csv"  # sales alone: the covariates take their training means
+    df[["shop", "day", "sales"]].to_csv(hist, index=False)
+    assert main(["predict", run, str(hist)]) == 0
+    out, err = capsys.readouterr()
+    assert f"{hist}: no column(s) price, promo: read as their training means" in err
+    assert len(out.splitlines()) == 2

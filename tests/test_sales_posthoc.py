@@ -93,7 +93,7 @@ def test_a_perfect_peer_gets_all_the_weight(monkeypatch) -> None:
     # With w = 0 every scale ties; the smallest wins, and the network is scored at it (base 0).
     assert chosen["blend_correction_scale"] == 0.0
     assert chosen["blend_network_val_wmae"] == pytest.approx(SCALE * np.abs(truth).mean(), rel=1e-5)
-    assert lines[1].startswith("chosen: blend 0 x network (correction scale 0) + 1 x fixed")
+    assert lines[1].startswith("chosen: blend 0 x the naive base (correction scale 0) + 1 x fixed")
 
 
 def test_a_network_that_gets_it_keeps_all_the_weight(monkeypatch) -> None:
@@ -281,7 +281,7 @@ def test_a_peer_that_knows_the_series_takes_the_blend(tmp_path: Path, capsys) ->
     # The run's last lines say what was chosen, on what validation score.
     chosen = [line for line in err.splitlines() if line.startswith("chosen: ")]
     assert chosen[0].startswith("chosen: correction scale ")
-    assert chosen[1].startswith("chosen: blend 0 x network (correction scale 0) + 1 x mstl_ets")
+    assert chosen[1].startswith("chosen: blend 0 x the naive base (correction scale 0) + 1 x ")
     # ... and the headline line scores the blend beside the network.
     assert f"test_blend_wmae={m['test_blend_wmae']:.4f}" in out.strip().splitlines()[-2]
 

@@ -21,6 +21,7 @@ from archlab.data.sales_csv import (
     check_join,
     check_unique,
     parse_bool,
+    parse_covariates,
     parse_dates,
     parse_number,
     read_csv,
@@ -33,13 +34,15 @@ if TYPE_CHECKING:
 
 
 # --- merging ---
-def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
+def load_sales(cfg: SalesDataConfig, covariates_optional: bool = False) -> pd.DataFrame:
     """Load and merge the sales, stores and features tables as the study did.
 
     ``cfg.path`` is a folder holding ``train_file`` (and the other tables), or the sales CSV
     itself. Tables, a holiday column and covariates left at their (Walmart) defaults are
     optional: skipped when the data has none of them. A value the user set must exist.
     What was resolved (date format, skipped defaults) is in ``df.attrs["resolved"]``.
+    ``covariates_optional``: a covariate the tables lack is left out, not refused (a history
+    of sales alone, given to a saved run that fills them in).
 
     sales + stores on the store column, + features on (store, date, holiday); markdowns NA -> 0
     (optionally with ``<col>_missing`` indicators), forward-fill columns filled per store;
@@ -61,7 +64,7 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
     path = given if single else resolve_file(root, cfg.train_file)
     df, hol, given_fmt = _read_sales(cfg, path, resolved)
     store = cfg.store_column
-    if store == _default(cfg, "store_column") and store not in df.columns and single:
+    if store == _default(cfg, "store_column") and store not in df.columns:
         # Walmart's join key is absent: join on the series key a sibling table has (a daily
         # panel keyed store_nbr beside a stores.csv keyed store_nbr).
         names = [getattr(cfg, k) for k in ("stores_file", "features_file")
@@ -76,7 +79,7 @@ def load_sales(cfg: SalesDataConfig) -> pd.DataFrame:
             if cfg.missing_indicators:
                 df[f"{c}_missing"] = df[c].isna().astype(float)
             df[c] = df[c].fillna(0.0)  # no markdown promotion that week
-    covariates = _covariates(cfg, df, root, resolved)
+    covariates = _covariates(cfg, df, root, resolved, covariates_optional)
     df = _select(cfg, _with_calendar(df, cfg), store, path, root)
     df, read = _trim_tail(df, list(cfg.series_keys), cfg.date_column, cfg.tail_min_coverage, path)
     used = [cfg.target, *(c for c in covariates if c in df.columns)]
@@ -142,6 +145,7 @@ def _read_sales(
     parse_number(df, target, path)
     if hol:
         parse_bool(df, hol, path)
+    parse_covariates(df, [c for c in cfg.covariates if c not in (*keys, date, target, hol)], path)
     check_unique(df, list(keys), date, path)
     return df, hol, given_fmt
 
@@ -196,6 +200,7 @@ def _join(
     if "stores_file" in tables:
         spath = tables["stores_file"]
         stores = read_csv(spath, [store], cfg.encoding)
+        parse_covariates(stores, [c for c in cfg.covariates if c != store], spath)
         encodings += stores.attrs["notes"]
         check_join(df, stores, store, path, spath)
         not_joined += _unused_keys(stores, df, store, spath)
@@ -205,6 +210,7 @@ def _join(
         feats = read_csv(fpath, [store, date], cfg.encoding)
         encodings += feats.attrs["notes"]
         parse_dates(feats, date, given_fmt, fpath)
+        parse_covariates(feats, [c for c in cfg.covariates if c not in (store, date)], fpath)
         check_join(df, feats, store, path, fpath, date)  # before sorting: lines stay true
         not_joined += _unused_keys(feats, df, store, fpath)
         feats = ffill_per_store(feats, cfg, store)
@@ -227,11 +233,15 @@ def ffill_per_store(feats: pd.DataFrame, cfg: SalesDataConfig, store: str) -> pd
 
 
 def _covariates(
-    cfg: SalesDataConfig, df: pd.DataFrame, root: Path, resolved: dict[str, object]
+    cfg: SalesDataConfig,
+    df: pd.DataFrame,
+    root: Path,
+    resolved: dict[str, object],
+    optional: bool = False,
 ) -> tuple[str, ...]:
     """The covariates of the run: Walmart's default ones that the data has, or the user's
-    (each must be there)."""
-    if cfg.covariates == _default(cfg, "covariates"):  # Walmart's: keep the ones the data has
+    (each must be there, unless ``optional``)."""
+    if optional or cfg.covariates == _default(cfg, "covariates"):  # keep those the data has
         present = tuple(c for c in cfg.covariates if c in df.columns)
         if present != cfg.covariates:
             resolved["covariates"] = present

@@ -224,6 +224,22 @@ def parse_number(df: pd.DataFrame, column: str, path: Path) -> None:
     check_finite(df, column, path)
 
 
+def parse_covariates(df: pd.DataFrame, columns: Sequence[str], path: Path) -> None:
+    """The covariate ``columns`` of ``df`` that it has, as floats in place: numbers, or flags
+    written as words (yes/no, true/false: 1/0); the first other value is one line."""
+    for column in columns:
+        if column not in df.columns or pd.api.types.is_numeric_dtype(df[column]):
+            if column in df.columns:
+                parse_number(df, column, path)
+            continue
+        low = df[column].dropna().astype(str).str.strip().str.lower()
+        if len(low) and low.isin(TRUE + FALSE).all():  # a promotion flag written as words
+            df[column] = df[column].map(lambda v: v if pd.isna(v) else float(
+                str(v).strip().lower() in TRUE))  # fmt: skip
+            continue
+        parse_number(df, column, path)
+
+
 def check_unique(df: pd.DataFrame, keys: Sequence[str], date: str, path: Path) -> None:
     dup = df.duplicated([*keys, date]).to_numpy()
     if dup.any():

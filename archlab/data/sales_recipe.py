@@ -63,10 +63,13 @@ def check_season(c: SalesDataConfig, season: int, n_steps: int) -> None:
     """A season must fit in the history before the test: seasonal naive reads a season back."""
     history = n_steps - c.horizon
     if 2 <= history <= season:  # no history at all: the split's own error says so
+        # The horizon takes the most where it leaves fewer steps than it forecasts.
+        lower = "data.horizon" if c.horizon > history else "data.season"
         raise ArchlabError(
-            f"{c.path}: the season of data.season ({season} steps) is not shorter than the "
-            f"{history} steps of history before the test steps: the forecasts read the same "
-            "step a season back; lower data.season or give a longer history"
+            f"{c.path}: {n_steps} steps, of which data.horizon={c.horizon} are the test, leave "
+            f"{history} steps of history, not more than the season of data.season ({season} "
+            f"steps): the forecasts read the same step a season back; lower {lower} or give a "
+            "longer history"
         )
 
 

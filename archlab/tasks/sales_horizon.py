@@ -306,7 +306,10 @@ class HorizonForecast(SalesTask):
     def _end_panel(self, hist: Path | None, want: list[pd.DataFrame]) -> sales.Panel:
         """The history (default: the run's data) with the H steps after its end to forecast."""
         c = self.data_cfg
-        df = sales.load_sales(replace(self._other_files(), path=str(hist)) if hist else c)
+        if hist:  # a history of sales alone is read: the covariates it lacks take their means
+            df = sales.load_sales(replace(self._other_files(), path=str(hist)), True)
+        else:
+            df = sales.load_sales(c)
         fz = self.fitted.featurizer
         missing = [k for k in fz.covariates if k not in df.columns]
         rows = pd.concat(want) if want else None

@@ -138,9 +138,11 @@ def choose(
         blend_val_wmae_by_weight=by_w,
         blend_peer_fit_seconds=fit_seconds,
     )
+    # At scale 0 the network's part is its residual base alone (last season's sales): say so.
+    net = f"network (correction scale {sb:g})" if sb else "the naive base (correction scale 0)"
     lines.append(
-        f"chosen: blend {w:g} x network (correction scale {sb:g}) + {1 - w:g} x {peer.name} "
-        f"(validation WMAE {best:,.1f}; network {by_w[-1]:,.1f}, {peer.name} {by_w[0]:,.1f})"
+        f"chosen: blend {w:g} x {net} + {1 - w:g} x {peer.name} (validation WMAE {best:,.1f}; "
+        f"{net.split(' (')[0]} alone {by_w[-1]:,.1f}, {peer.name} {by_w[0]:,.1f})"
     )
     return out, lines
 
