@@ -9,11 +9,15 @@ few lines that hand typed arguments to the module doing the work.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import shlex
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -759,15 +763,37 @@ _ENVIRONMENT_ERRNOS = {
 }  # fmt: skip
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt(seen: list[bool]) -> Iterator[None]:
+    """SIGTERM (`kill`, `timeout`, a scheduler's stop) raised as KeyboardInterrupt, and noted in
+    ``seen``: every path that keeps work on Ctrl-C (a checkpoint, a search's record) keeps it
+    on SIGTERM too, which otherwise ends the process where it stands."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        seen.append(True)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, mapping errors to exit codes and one-line messages."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     command = _plain_help(typer.main.get_command(app))
+    terminated: list[bool] = []
     try:
         # Typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns the code.
-        rc = command.main(args=args, prog_name="archlab", standalone_mode=False)
+        with _terminate_as_interrupt(terminated):
+            rc = command.main(args=args, prog_name="archlab", standalone_mode=False)
     except ArchlabError as e:
         if debug:
             raise
@@ -786,8 +812,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"archlab: error: {e.format_message()}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, typer.Abort):
-        print("archlab: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(terminated)
     except OSError as e:
         # A full disk, a read-only folder, a path that is a directory: the user's machine, not
         # archlab, so one line naming the file (writes are atomic: nothing partial is left).
@@ -797,10 +822,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"archlab: error: {where}{e.strerror}", file=sys.stderr)
         return 2
     if isinstance(rc, int) and rc:
-        if rc == 130:
-            print("archlab: interrupted", file=sys.stderr)
-        return rc
+        return _interrupted(terminated) if rc == 130 else rc
     return 0
+
+
+def _interrupted(terminated: list[bool]) -> int:
+    """The last line and exit code of a Ctrl-C (130) or a SIGTERM (143, as a shell reports)."""
+    if terminated:
+        print("archlab: terminated (SIGTERM)", file=sys.stderr)
+        return 143
+    print("archlab: interrupted", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

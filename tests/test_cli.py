@@ -303,3 +303,28 @@ def test_every_command_refuses_an_unfinished_run_in_the_same_words(
     assert f"{tmp_path / 'nope'}: no such run directory" in capsys.readouterr().err
     assert main(["ensemble", str(run), str(run)]) == 2
     assert f"{run}: given twice" in capsys.readouterr().err
+
+
+def test_sigterm_keeps_work_as_ctrl_c_does_and_exits_143(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import signal
+
+    from archlab import runner
+    from tests.helpers import write_tweets
+
+    csv = write_tweets(tmp_path / "tweets.csv")
+
+    def killed(*args: object, **kw: object) -> None:  # `kill` while the test split is scored
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(runner, "finish", killed)
+    args = ["train", "--task", "text", "--data", str(csv), "--epochs", "1",
+            "--out", str(tmp_path / "runs"), "--set", "train.threads=1",
+            "--set", "train.progress=off"]  # fmt: skip
+    assert main(args) == 143
+    err = capsys.readouterr().err
+    assert "interrupted while testing; training is saved" in err
+    assert err.strip().splitlines()[-1] == "archlab: terminated (SIGTERM)"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored after the command
