@@ -344,3 +344,36 @@ def test_probe_stops_inside_a_long_epoch_and_times_validation(tmp_path: Path) ->
     assert pr.steps_timed == budget.PROBE_STEPS - 3  # gaps between steps 3..12
     assert pr.step_s > 0 and pr.eval_s > 0 and pr.setup_s > 0
     assert not (tmp_path / "probe").exists()
+
+
+def test_plan_line_says_one_step_and_a_sub_second_epoch_as_they_are() -> None:
+    pr = budget.Probe(setup_s=2.0, step_s=0.3, eval_s=0.1, steps_per_epoch=1, wall_s=3.0)
+    line = budget._plan_line(pr, budget.Plan(epochs=1, trials=8, refit_epochs=1), {})
+    assert "about 0.4s (1 step of 300 ms" in line and "trials of 1 epoch," in line
+    assert "(about 1 epoch)" in line and "steps" not in line
+    # Never "about 0s": under a second keeps a tenth (and at least one).
+    assert [budget._clock(s) for s in (0.01, 0.4, 0.96, 12.4, 65)] == [
+        "0.1s", "0.4s", "1s", "12s", "1m05s",
+    ]  # fmt: skip
+
+
+def test_during_the_search_only_the_best_finished_trial_keeps_its_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    csv = write_tweets(tmp_path / "tweets.csv")
+    base = replace(PRESETS["text-bilstm-smoke"], data=TextDataConfig(path=str(csv)))
+    base = apply_overrides(base, ["train.epochs=1", "train.threads=1", "train.progress=off"])
+    monkeypatch.setattr(budget, "plan", lambda *a: budget.Plan(1, 1))
+    real, seen = budget._keep_best_weights, []
+
+    def spy(study: Any, monitor: Any) -> None:
+        real(study, monitor)
+        dirs = {t.number: t.user_attrs.get("run_dir") for t in study.get_trials(deepcopy=False)}
+        have = [n for n, d in dirs.items() if d and (Path(d) / rundir.WEIGHTS).exists()]
+        best = budget._best(study, monitor)
+        seen.append((have, best.number if best else None))
+
+    monkeypatch.setattr(budget, "_keep_best_weights", spy)
+    res = budget.run_budget(base, 25.0, tmp_path / "runs", "w")
+    assert len(seen) >= 2 and all(have == ([] if b is None else [b]) for have, b in seen)
+    assert (res.search_dir / budget.SEARCH).exists()
