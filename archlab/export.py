@@ -236,9 +236,18 @@ def _image_contract(task: Any) -> dict[str, Any]:
     return {
         "class_names": list(f.class_names),
         "preprocessing": {
+            # As archlab/data/image_set.py's decode_image does, step for step: without the
+            # EXIF turn a phone photo reaches the network sideways and the scores differ.
             "steps": [
-                f"decode the image file; convert it to {mode} "
-                f"({'grayscale' if mode == 'L' else 'RGB'}, as Pillow's Image.convert)",
+                "decode the image file and apply its EXIF orientation (tag 0x0112, as "
+                "Pillow's ImageOps.exif_transpose); an image without the tag is left as it is",
+                "16-bit grayscale (Pillow mode I;16 or I, values 0..65535): scale to 8-bit as "
+                f"round(value * 255 / 65535), then convert to {mode}",
+                "palette (P, PA) and gray+alpha (LA) images: convert to RGBA first (a "
+                f"transparent palette entry keeps its colour), then to {mode}",
+                f"any other image: convert it to {mode} "
+                f"({'grayscale' if mode == 'L' else 'RGB'}, as Pillow's Image.convert); an "
+                "alpha channel is dropped, never composited on a background",
                 f"resize to {f.size} x {f.size} pixels, bilinear (Pillow's "
                 "Image.Resampling.BILINEAR), ignoring the aspect ratio",
                 f"lay it out as uint8 (N, {f.channels}, {f.size}, {f.size}): channel first",
@@ -319,6 +328,7 @@ def _sales_contract(cfg: Any, task: Any, kind: Kind) -> dict[str, Any]:
     L, H = fz.window + fz.horizon, fz.horizon
     out_shape = ["N", H]
     return {
+        **_blend_note(task),
         "series_keys": list(fz.series_keys),
         "preprocessing": {
             "summary": (
@@ -373,6 +383,41 @@ def _sales_contract(cfg: Any, task: Any, kind: Kind) -> dict[str, Any]:
                 "featurizer.series)",
             }
         ],
+    }
+
+
+def _blend_note(task: Any) -> dict[str, Any]:
+    """``{"blend": ...}`` when the run blends the network with its statistical peer (weight
+    under 1), else nothing: predict and serve then answer with the blend, which the graph
+    cannot compute (the peer is fitted on the series' history), so an ONNX user must know
+    the output is the network's part alone."""
+    chosen = getattr(task.fitted, "chosen", None) or {}
+    w = chosen.get("blend_weight")
+    if w is None or w >= 1:
+        return {}
+    peer = getattr(task.data_cfg, "peer", "the statistical peer")
+    scale = chosen.get("blend_correction_scale")
+    own = float(getattr(task, "correction_scale", 1.0))  # the one baked into the graph
+    return {
+        "blend": {
+            "weight": w,
+            "peer": peer,
+            "correction_scale": scale,
+            "note": (
+                f"forecast_scaled is the network's forecast alone. archlab predict and serve "
+                f"answer with a blend (source 'blend'): {w:g} x the network's forecast + "
+                f"{1 - w:g} x the {peer} forecast fitted on the series' history, in sales "
+                "units"
+                + (
+                    ""
+                    if scale is None or scale == own
+                    else f"; its network part uses "
+                    f"correction scale {scale:g} (base + {scale:g} x correction), where the "
+                    f"graph uses {own:g}"
+                )
+                + ". The ONNX output alone is not what predict/serve return for this run."
+            ),
+        }
     }
 
 

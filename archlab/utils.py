@@ -164,3 +164,8 @@ class ContentCache(Generic[T]):
     def _trim(self) -> None:
         while len(self._items) > self.keep:
             self._items.pop(next(iter(self._items)))  # the oldest
+
+
+def count(n: int, noun: str) -> str:
+    """``n`` with ``noun`` in the singular or the regular plural: "1 step", "3 texts"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

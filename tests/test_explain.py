@@ -269,6 +269,23 @@ def test_class_tokens_rank_by_total_attribution() -> None:
     ]  # fmt: skip
 
 
+def test_class_tokens_count_a_text_once_however_often_it_repeats_a_token() -> None:
+    a = text.Attribution(
+        tokens=torch.tensor([[5, 5, 5, 6], [5, 6, 0, 0]]),
+        attr=torch.tensor([[0.3, 0.2, 0.1, 0.4], [-0.05, 0.0, 0.0, 0.0]]),
+        delta=torch.zeros(2, dtype=torch.float64),
+        change=torch.ones(2, dtype=torch.float64),
+        steps=torch.full((2,), 50),
+    )
+    tops = text.class_tokens(a, torch.tensor([4, 2]), torch.tensor([0, 0]), 1, lambda t: f"w{t}")
+    # w5 pushes three times in the first text and away in the second: one text, not three.
+    assert [(r["token"], r["attribution"], r["texts"]) for r in tops[0]] == [
+        ("w5", 0.55, 1), ("w6", 0.4, 1),
+    ]  # fmt: skip
+    page = text.render_html([], {"c": tops[0]}, 50)
+    assert page.count("(1 text)") == 2 and "texts)" not in page
+
+
 # --- sales ---
 @pytest.mark.parametrize(
     ("step_days", "season", "horizon", "season_ago", "target"),

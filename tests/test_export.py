@@ -96,6 +96,9 @@ def test_export_matches_torch_on_the_test_split(
         p = c["preprocessing"]
         assert p["size"] == 32 and p["channels"] == 1 and p["normalization"]["std"] == 0.5
         assert set(p["pixel_stats"]) == {"mean_mean", "mean_sd", "std_mean", "std_sd"}
+        steps = " ".join(p["steps"])  # every step decode_image takes, so ONNX users take it too
+        for said in ("EXIF orientation", "exif_transpose", "65535", "RGBA", "alpha channel"):
+            assert said in steps, said
     if kind == "text":
         p = c["preprocessing"]
         assert p["pad_id"] == 0 and p["tokenizer"]["model"]["vocab"]["[UNK]"] == p["unk_id"]
@@ -105,6 +108,30 @@ def test_export_matches_torch_on_the_test_split(
         assert len(f["scale"]) == len(f["offset"]) == len(f["series"]) == 6
         assert c["inputs"][0]["shape"][2] == len(p["feature_names"])
         assert p["horizon"] == (8 if kind == "horizon" else 1)
+        w = c["run"]["metrics"].get("blend_weight")
+        assert ("blend" in c) == (w is not None and w < 1)
+
+
+def test_contract_of_a_blending_run_says_the_onnx_output_is_the_network_alone() -> None:
+    from types import SimpleNamespace
+
+    from archlab.export import _blend_note
+
+    def task(chosen: dict[str, float]) -> Any:
+        return SimpleNamespace(fitted=SimpleNamespace(chosen=chosen), correction_scale=1.0,
+                               data_cfg=SimpleNamespace(peer="mstl_ets"))  # fmt: skip
+
+    note = _blend_note(task({"blend_weight": 0.6, "blend_correction_scale": 0.5}))["blend"]
+    assert note["weight"] == 0.6 and note["peer"] == "mstl_ets"
+    assert "network's forecast alone" in note["note"] and "0.6 x the network" in note["note"]
+    assert "0.4 x the mstl_ets forecast" in note["note"] and "graph uses 1" in note["note"]
+    assert (
+        "graph uses"
+        not in _blend_note(task({"blend_weight": 0.6, "blend_correction_scale": 1.0}))["blend"][
+            "note"
+        ]
+    )
+    assert _blend_note(task({"blend_weight": 1.0})) == _blend_note(task({})) == {}
 
 
 def test_export_refuses_bad_input(runs: dict[str, Path], tmp_path: Path, capsys) -> None:

@@ -270,3 +270,18 @@ def test_eval_all_scores_every_image_of_a_folder_with_some_classes(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"archlab: error: {other}: class(es) 'fox' not among the run's classes "
                    "['cat', 'dog', 'eel']; remove those images/rows to score the rest"]  # fmt: skip
+
+
+def test_predict_nests_the_probabilities_and_a_class_named_like_a_key_leaves_the_flat_layer(
+    tmp_path: Path,
+) -> None:
+    root = write_image_folder(tmp_path / "f", {"input": 8, "label": 8, "cat": 8}, size=(8, 8))
+    task, _ = _image_task(root, "data.size=8", "train.threads=1")
+    files = [str(root / "input" / "000.png"), str(root / "label" / "001.png")]
+    rows = task.predict(task.build_model(), files)
+    for f, r in zip(files, rows, strict=True):
+        assert r["input"] == f and r["label"] in ("input", "label", "cat")  # not overwritten
+        p = r["probabilities"]
+        assert set(p) == {"input", "label", "cat"} and sum(p.values()) == pytest.approx(1.0)
+        assert r["cat"] == p["cat"]  # a class with a free name stays flat too (older readers)
+        assert r["label"] == max(p, key=p.__getitem__)

@@ -285,6 +285,27 @@ def test_empty_and_numeric_texts_are_dropped_and_counted(tmp_path: Path) -> None
                  "--out", str(tmp_path / "e")]) == 2  # fmt: skip
 
 
+def test_a_class_named_like_a_key_and_a_class_missing_from_test_are_said(tmp_path: Path) -> None:
+    rows = [(f"great flight number {i} thanks", "probabilities") for i in range(20)]
+    rows += [(f"late bag lost again {i}", "input") for i in range(20)]
+    rows += [("long long lines here", "tiny"), ("long lines there", "tiny"), ("lines", "tiny")]
+    path = tmp_path / "t.csv"
+    pd.DataFrame(rows, columns=["text", "airline_sentiment"]).to_csv(path, index=False)
+    cfg = text_cfg(path, "data.subset=0", "train.threads=1")
+    data, info = built(cfg)
+    missing = [k for k in ("val", "test") if info["class_counts"][k][2] == 0]
+    assert missing  # 3 texts of 43: a 15% stratified share leaves it out of val or test
+    assert (f"data: warning: class 'tiny' has no {'/'.join(missing)} texts: it is not scored "
+            f"there (the {'/'.join(missing)} macro averages are over the other "
+            "classes)") in data.notes  # fmt: skip
+    assert not any("'input' has no" in n for n in data.notes)
+    task = TextClassification(cfg, data.fitted)
+    (r,) = task.predict(task.build_model(), ["late bag"])
+    p = r["probabilities"]  # every class, nested as serve answers
+    assert r["input"] == "late bag" and set(p) == {"input", "probabilities", "tiny"}
+    assert r["label"] == max(p, key=p.__getitem__) and r["tiny"] == p["tiny"]
+
+
 def test_smoke_run_predict_matches_in_run_evaluation(tweets: Path, tmp_path: Path) -> None:
     cfg = text_cfg(tweets, "data.subset=0", "train.max_steps_per_epoch=0", "train.epochs=2")
     run_dir = runner.train(cfg, tmp_path / "runs")

@@ -16,6 +16,7 @@ from torch import nn
 
 from archlab.errors import ArchlabError
 from archlab.explain import ExplainRequest, frozen, subset
+from archlab.tasks.base import predict_row
 
 # The layers Grad-CAM may read, per registered image model, deepest first: the outputs of the
 # last convolutional blocks. VGG: the ReLU after each block's last convolution (just before its
@@ -216,11 +217,7 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
             out["files"].append(path.name)
         for p, pr in zip(req.inputs, probs, strict=True):
             out["inputs"].append(
-                {
-                    "input": p,
-                    "label": names[int(pr.argmax())],
-                    **{n: float(v) for n, v in zip(names, pr, strict=True)},
-                }
+                predict_row({"input": p, "label": names[int(pr.argmax())]}, names, pr.tolist())
             )
         return out
     rows = top_losses(probs, y.cpu(), req.top)

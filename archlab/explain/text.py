@@ -16,6 +16,7 @@ from torch import nn
 from archlab.data.text import UNK
 from archlab.errors import ArchlabError
 from archlab.explain import ExplainRequest, frozen, subset
+from archlab.utils import count
 
 PAD = 0  # the tokenizer's [PAD] id; its embedding row is zero (padding_idx), so is the baseline
 CELLS_PER_PASS = 4096  # (text x IG step) sequences per forward/backward pass
@@ -137,13 +138,17 @@ def class_tokens(
     k: int = 15,
 ) -> list[list[dict[str, Any]]]:
     """Per class: the tokens with the largest total attribution toward it over the texts
-    explained toward it, with how many of those texts they pushed toward it."""
+    explained toward it, with how many of those texts they pushed toward it (a text counts
+    once per token, when that token's attributions in it sum above 0)."""
     total: list[dict[int, float]] = [defaultdict(float) for _ in range(n_classes)]
     pushes: list[dict[int, int]] = [defaultdict(int) for _ in range(n_classes)]
     for row, ln, c, at in zip(
         a.tokens.tolist(), lengths.tolist(), target.tolist(), a.attr.tolist(), strict=True
     ):
+        in_text: dict[int, float] = defaultdict(float)  # a token repeated in a text is one text
         for tok, v in zip(row[:ln], at[:ln], strict=True):
+            in_text[tok] += v
+        for tok, v in in_text.items():
             total[c][tok] += v
             pushes[c][tok] += v > 0
     out = []
@@ -317,7 +322,7 @@ def render_html(
         for rows in tops.values():
             cell = "<br>".join(
                 f"{html.escape(r['token'])} <small>{r['attribution']:.2f} "
-                f"({r['texts']} texts)</small>"
+                f"({count(r['texts'], 'text')})</small>"
                 for r in rows
             )
             parts.append(f"<td valign='top'>{cell}</td>")

@@ -9,7 +9,7 @@ any order. ``fitted`` is saved to the run dir (fitted.json) and restored from it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
@@ -125,6 +125,33 @@ def held_out_info(labels: np.ndarray, n_classes: int, unit: str, not_scored: str
         "classes": n_classes,
         "not_scored": not_scored,
     }
+
+
+def unscored_notes(names: Sequence[str], counts: dict[str, list[int]], unit: str) -> list[str]:
+    """A warning per class without ``unit`` (images, texts) in val or test (a small class, or
+    a test/ folder without it): that split cannot score it, and its macro averages leave it
+    out, which a user would otherwise only find as a 0.0 per-class score."""
+    notes = []
+    for i, name in enumerate(names):
+        none = [k for k in ("val", "test") if sum(counts.get(k, ())) and not counts[k][i]]
+        if none:
+            notes.append(
+                f"data: warning: class {name!r} has no {'/'.join(none)} {unit}: it is not scored "
+                f"there (the {'/'.join(none)} macro averages are over the other classes)"
+            )
+    return notes
+
+
+def predict_row(
+    fields: dict[str, Any], names: Sequence[str], probs: Sequence[float]
+) -> dict[str, Any]:
+    """One ``predict`` output row: ``fields`` (input, label, ...), every class's probability
+    under ``probabilities`` (as serve answers), and the same flat beside them for older
+    readers, except a class named like a key of the row, which would overwrite that key."""
+    nested = {n: float(v) for n, v in zip(names, probs, strict=True)}
+    reserved = {*fields, "probabilities"}
+    flat = {n: v for n, v in nested.items() if n not in reserved}
+    return {**fields, **flat, "probabilities": nested}
 
 
 @runtime_checkable

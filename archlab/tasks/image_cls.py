@@ -33,7 +33,7 @@ from archlab.metrics import classification_metrics
 from archlab.models import MODELS
 from archlab.rundir import FITTED, require_fitted
 from archlab.task_configs import MAX_IMAGE_SIZE, ImageDataConfig, ImageModelConfig
-from archlab.tasks.base import Batches, DataBundle, held_out_info
+from archlab.tasks.base import Batches, DataBundle, held_out_info, predict_row, unscored_notes
 from archlab.tasks.init_weights import InitWeights, match, read_source
 from archlab.tasks.pixels import pixels_baseline
 from archlab.utils import sha256_array
@@ -278,7 +278,7 @@ def _describe(
         f"{len(s.class_names)} classes",
         "data: splits " + ", ".join(f"{k} {len(v)} ({split_source[k]})" for k, v in split.items()),
         *s.notes,
-        *_unscored_notes(s.class_names, counts),
+        *unscored_notes(s.class_names, counts, "images"),
     ]
     if groups is not None:
         info["duplicates"] = dup = _duplicates(groups, split)
@@ -287,20 +287,6 @@ def _describe(
     # ({} without training images: a set scored whole by eval --all.)
     info["pixel_stats"] = pixel_stats(images[split["train"]]) if len(split["train"]) else {}
     return info, notes
-
-
-def _unscored_notes(names: Sequence[str], counts: dict[str, list[int]]) -> list[str]:
-    """A warning per class without images in val or test (a small class, or a test/ folder
-    without it): that split cannot score it, and its macro averages leave it out."""
-    notes = []
-    for i, name in enumerate(names):
-        none = [k for k in ("val", "test") if sum(counts[k]) and not counts[k][i]]
-        if none:
-            notes.append(
-                f"data: warning: class {name!r} has no {'/'.join(none)} images: it is not scored "
-                f"there (the {'/'.join(none)} macro averages are over the other classes)"
-            )
-    return notes
 
 
 def _check_images(s: ImageSet, c: ImageDataConfig, model: str, fitted: ImageFitted | None) -> None:
@@ -515,11 +501,7 @@ class ImageClassification:
             probs = self.step(model, (self.normalize(x), None))[0].float().softmax(1)
         names = list(self.fitted.class_names)
         return [
-            {
-                "input": p,
-                "label": names[int(pr.argmax())],
-                **{n: float(v) for n, v in zip(names, pr, strict=True)},
-            }
+            predict_row({"input": p, "label": names[int(pr.argmax())]}, names, pr.tolist())
             for p, pr in zip(inputs, probs, strict=True)
         ]
 

@@ -44,7 +44,14 @@ from archlab.metrics import classification_metrics
 from archlab.models import MODELS
 from archlab.rundir import FITTED, require_fitted
 from archlab.task_configs import TextDataConfig, TextModelConfig
-from archlab.tasks.base import Batches, DataBundle, InputFile, held_out_info
+from archlab.tasks.base import (
+    Batches,
+    DataBundle,
+    InputFile,
+    held_out_info,
+    predict_row,
+    unscored_notes,
+)
 from archlab.tasks.tfidf import distill_targets, tfidf_baseline
 from archlab.utils import sha256_array, write_text_atomic
 
@@ -281,7 +288,11 @@ class TextData:
             info["scored_all"] = held_out_info(
                 labels, len(table.class_names), "rows", dropped_rows(table.counts)
             )
-        notes = [rows_note(table.source, table.counts, truncated, c.max_length), *table.notes]
+        notes = [
+            rows_note(table.source, table.counts, truncated, c.max_length),
+            *table.notes,
+            *unscored_notes(table.class_names, info["class_counts"], "texts"),
+        ]
         if fitted is None:  # a tokenizer fitted now: does the text split into words?
             notes.append(_few_words_note(tok.tokenizer, x, lengths, split["train"]))
         notes = [n for n in (*notes, *tok.notes) if n]
@@ -612,10 +623,6 @@ class TextClassification:
             probs = model(x.to(device), lengths).float().softmax(1).cpu()
         names = list(self.fitted.class_names)
         return [
-            {
-                "input": t,
-                "label": names[int(p.argmax())],
-                **{n: float(v) for n, v in zip(names, p, strict=True)},
-            }
+            predict_row({"input": t, "label": names[int(p.argmax())]}, names, p.tolist())
             for t, p in zip(texts, probs, strict=True)
         ]
