@@ -128,6 +128,14 @@ def test_ctrl_c_during_the_refit_keeps_the_best_trial_and_the_refits_checkpoint(
     assert f"--resume {refit['run_dir']}" in capsys.readouterr().err
 
 
+def _one_epoch_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A tiny text config whose searches plan trials of one epoch."""
+    csv = write_tweets(tmp_path / "tweets.csv")
+    base = replace(PRESETS["text-bilstm-smoke"], data=TextDataConfig(path=str(csv)))
+    monkeypatch.setattr(budget, "plan", lambda *a: budget.Plan(1, 1))
+    return apply_overrides(base, ["train.epochs=1", "train.threads=1", "train.progress=off"])
+
+
 def test_a_ctrl_c_python_swallowed_between_trials_still_stops_the_search(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -135,10 +143,7 @@ def test_a_ctrl_c_python_swallowed_between_trials_still_stops_the_search(
     import os
     import signal
 
-    csv = write_tweets(tmp_path / "tweets.csv")
-    base = replace(PRESETS["text-bilstm-smoke"], data=TextDataConfig(path=str(csv)))
-    base = apply_overrides(base, ["train.epochs=1", "train.threads=1", "train.progress=off"])
-    monkeypatch.setattr(budget, "plan", lambda *a: budget.Plan(1, 1))
+    base = _one_epoch_text(tmp_path, monkeypatch)
     measured, calls = budget.measured, []
 
     def swallowing(pr: Any, seen: list[float]) -> Any:
@@ -360,10 +365,7 @@ def test_plan_line_says_one_step_and_a_sub_second_epoch_as_they_are() -> None:
 def test_during_the_search_only_the_best_finished_trial_keeps_its_weights(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    csv = write_tweets(tmp_path / "tweets.csv")
-    base = replace(PRESETS["text-bilstm-smoke"], data=TextDataConfig(path=str(csv)))
-    base = apply_overrides(base, ["train.epochs=1", "train.threads=1", "train.progress=off"])
-    monkeypatch.setattr(budget, "plan", lambda *a: budget.Plan(1, 1))
+    base = _one_epoch_text(tmp_path, monkeypatch)
     real, seen = budget._keep_best_weights, []
 
     def spy(study: Any, monitor: Any) -> None:
