@@ -381,15 +381,20 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4f}"
 
 
-def _plan_line(pr: Probe, pl: Plan, space: dict[str, Param]) -> str:
-    """What the probe found and what the search will do, for stderr."""
+def _plan_line(pr: Probe, pl: Plan, space: dict[str, Param], base: RunConfig | None = None) -> str:
+    """What the probe found and what the search will do, for stderr; trial 0 is the config
+    as given, but for a value outside a searched range, which enters at its nearest end."""
     refit = (f", then the best one's config again for the time left (about "
              f"{count(pl.refit_epochs, 'epoch')})" if pl.refit_epochs else "")  # fmt: skip
+    given = base_params(base, space) if base is not None else {}
+    moved = [f"{k} {_value(base, k)} enters as {v:g}" for k, v in given.items()
+             if space[k].kind != "categorical" and v != float(_value(base, k))]  # fmt: skip
+    trial0 = f"; trial 0 is the config as given, but {', '.join(moved)}" if moved else ""
     return (
         f"archlab: an epoch takes about {_clock(pr.epoch_s)} ({count(pr.steps_per_epoch, 'step')} "
         f"of {pr.step_s * 1000:.0f} ms + validation {pr.eval_s:.1f}s), reading the data "
         f"{pr.setup_s:.1f}s; trials of {count(pl.epochs, 'epoch')}, {pl.trials} or more of them"
-        f"{refit}; searching {', '.join(space) or 'nothing (every key fixed by --set)'}"
+        f"{refit}; searching {', '.join(space) or 'nothing (every key fixed by --set)'}{trial0}"
     )
 
 
@@ -450,7 +455,7 @@ def run_budget(
     trial_base = apply_overrides(base, [f"train.epochs={pl.epochs}"])
     space = space_for(trial_base, fixed)  # again: some choices scale with the planned epochs
     if base.train.progress != "off":
-        print(_plan_line(pr, pl, space), file=sys.stderr, flush=True)
+        print(_plan_line(pr, pl, space, trial_base), file=sys.stderr, flush=True)
     # In memory: one process runs every trial, and search.json + trials.csv keep the record.
     study = optuna.create_study(
         study_name=name,

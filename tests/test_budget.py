@@ -356,6 +356,12 @@ def test_plan_line_says_one_step_and_a_sub_second_epoch_as_they_are() -> None:
     line = budget._plan_line(pr, budget.Plan(epochs=1, trials=8, refit_epochs=1), {})
     assert "about 0.4s (1 step of 300 ms" in line and "trials of 1 epoch," in line
     assert "(about 1 epoch)" in line and "steps" not in line
+    # Trial 0 is the config as given, but a value outside a searched range (0 on a log scale)
+    base = apply_overrides(PRESETS["text-bilstm-smoke"], ["reg.weight_decay=0"])
+    line = budget._plan_line(pr, budget.Plan(1, 8), budget.space_for(base), base)
+    assert line.endswith(
+        "; trial 0 is the config as given, but reg.weight_decay 0.0 enters as 1e-06"
+    )
     # Never "about 0s": under a second keeps a tenth (and at least one).
     assert [budget._clock(s) for s in (0.01, 0.4, 0.96, 12.4, 65)] == [
         "0.1s", "0.4s", "1s", "12s", "1m05s",
