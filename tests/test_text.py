@@ -987,6 +987,14 @@ def test_the_first_lines_count_what_was_dropped_merged_and_cut(tmp_path: Path) -
     assert data.notes[0] == (f"data: {path}: 21 rows read: dropped 2 empty texts, 1 without a "
                              "label, 7 with a label outside data.labels; 1 repeat merged -> 10 "
                              "texts")  # fmt: skip
+    # ... and the splits: their sizes and the training texts of each class
+    n = {k: sum(v) for k, v in info["class_counts"].items()}
+    pos, neg = info["class_counts"]["train"]
+    sizes = f"{n['train']} / {n['val']} / {n['test']}"
+    want = (
+        f"data: {sizes} texts for train / val / test; training texts by class: pos {pos}, neg {neg}"
+    )
+    assert data.notes[1] == want
     data, info = built(text_cfg(path, "data.max_length=12"))
     assert data.notes[0].endswith("-> 17 texts; 2 texts cut at data.max_length=12 tokens")
     assert info["truncated_texts"] == 2  # 13 tokens each; texts of exactly 12 are not cut

@@ -127,6 +127,19 @@ def held_out_info(labels: np.ndarray, n_classes: int, unit: str, not_scored: str
     }
 
 
+def split_note(
+    names: Sequence[str], counts: dict[str, list[int]], unit: str, shown: int = 8
+) -> str:
+    """The run's first line on its splits: their sizes, and the training split per class (the
+    first ``shown`` classes), so a user sees what was trained and scored on."""
+    sizes = " / ".join(str(sum(counts.get(k, ()))) for k in ("train", "val", "test"))
+    per = [f"{n} {c}" for n, c in zip(names, counts.get("train", ()), strict=False)]
+    more = f", ... and {len(per) - shown} more" if len(per) > shown else ""
+    return f"data: {sizes} {unit} for train / val / test; training {unit} by class: " + (
+        ", ".join(per[:shown]) + more
+    )
+
+
 def unscored_notes(names: Sequence[str], counts: dict[str, list[int]], unit: str) -> list[str]:
     """A warning per class without ``unit`` (images, texts) in val or test (a small class, or
     a test/ folder without it): that split cannot score it, and its macro averages leave it

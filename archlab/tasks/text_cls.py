@@ -50,6 +50,7 @@ from archlab.tasks.base import (
     InputFile,
     held_out_info,
     predict_row,
+    split_note,
     unscored_notes,
 )
 from archlab.tasks.tfidf import distill_targets, tfidf_baseline
@@ -291,6 +292,7 @@ class TextData:
         notes = [
             rows_note(table.source, table.counts, truncated, c.max_length),
             *table.notes,
+            "" if score_all else split_note(table.class_names, info["class_counts"], "texts"),
             *unscored_notes(table.class_names, info["class_counts"], "texts"),
         ]
         if fitted is None:  # a tokenizer fitted now: does the text split into words?
