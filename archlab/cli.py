@@ -319,8 +319,6 @@ def ensemble(
 
     if out is not None:
         rundir.check_out_file(Path(out), [])
-    for d in run_dirs:
-        rundir.require_finished(d)
     twice = [
         d for i, d in enumerate(run_dirs) if d.resolve() in {e.resolve() for e in run_dirs[:i]}
     ]
@@ -360,7 +358,6 @@ def predict(
     items = list(inputs or [])
     if file is not None:
         items.append(InputFile(file))  # always a file, never a text
-    rundir.require_finished(run_dir)
     cfg, task, model = runner.restore_task(run_dir)
     forecaster = cfg.task == "sales" and cfg.data.framing == "forecast"
     if not items and not forecaster:

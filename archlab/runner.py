@@ -587,8 +587,9 @@ def inference(run_dir: Path, cfg: RunConfig, model: nn.Module) -> contextlib.Abs
 
 
 def restore_task(run_dir: Path) -> tuple[RunConfig, Any, nn.Module]:
-    """Task and model from a run dir without loading the training data (for predict)."""
+    """Task and model from a finished run dir without loading the training data (predict)."""
     run_dir = Path(run_dir)
+    rundir.require_finished(run_dir)
     cfg = load_config(run_dir)
     # The run's train.threads (0: follow the load), as eval's setup_process applies it: beside
     # other CPU jobs torch's default team of one thread per core runs a forward ~10x slower.

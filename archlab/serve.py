@@ -186,7 +186,6 @@ def load_runs(run_dirs: Sequence[Path]) -> dict[str, Served]:
 
     runs: dict[str, Served] = {}
     for d in map(Path, run_dirs):
-        rundir.require_finished(d)
         cfg, task, model = restore_task(d)
         base = rundir.safe_name(d.resolve().name) or "run"
         name, k = base, 2

@@ -416,6 +416,7 @@ def test_a_sibling_table_without_the_join_key_is_left_out_and_said(tmp_path: Pat
     assert "city" not in df.columns and df.attrs["resolved"]["stores_file"] == ""
     (note,) = [n for n in reading_notes(df) if "not joined" in n]
     assert "stores.csv not joined: the panel has no column 'Store' (data.store_column)" in note
+    assert df.attrs["read"]["tables_not_joined"] == ["stores_file"]  # the run's first line
     df = load_sales(replace(cfg, store_column="shop"))
     (note,) = [n for n in reading_notes(df) if "not joined" in n]
     assert "it has no column 'shop' (data.store_column); its columns: ['store_nbr', 'city']" in note
@@ -425,6 +426,7 @@ def test_a_sibling_table_without_the_join_key_is_left_out_and_said(tmp_path: Pat
     df = load_sales(replace(cfg, store_column="shop"))  # a key both have: joined
     assert list(df.groupby("shop")["city"].first()) == ["a", "b", "c"]
     assert not [n for n in reading_notes(df) if "not joined" in n]
+    assert df.attrs["read"]["tables_not_joined"] == []
     # A table the user named keeps its one-line error.
     pd.DataFrame({"store_nbr": [0], "city": ["a"]}).to_csv(tmp_path / "shop" / "other.csv")
     with pytest.raises(ArchlabError, match=r"other.csv: missing column"):

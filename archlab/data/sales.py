@@ -71,9 +71,9 @@ def load_sales(cfg: SalesDataConfig, covariates_optional: bool = False) -> pd.Da
                  if getattr(cfg, k) == _default(cfg, k)]  # fmt: skip
         if shared := _shared_key(root, list(cfg.series_keys), names):
             store = resolved["store_column"] = shared
-    tables, not_joined = _tables(cfg, df, given, store, resolved)
-    encodings = list(df.attrs["notes"])
-    df = _join(cfg, df, tables, store, hol, given_fmt, path, not_joined, encodings)
+    tables, not_joined, left_out = _tables(cfg, df, given, store, resolved)
+    notes = list(df.attrs["notes"])
+    df = _join(cfg, df, tables, store, hol, given_fmt, path, not_joined, notes)
     for c in cfg.markdown_columns:
         if c in df.columns:
             if cfg.missing_indicators:
@@ -85,7 +85,8 @@ def load_sales(cfg: SalesDataConfig, covariates_optional: bool = False) -> pd.Da
     used = [cfg.target, *(c for c in covariates if c in df.columns)]
     read["missing"] = {c: int(df[c].isna().sum()) for c in used}
     read["not_joined"] = not_joined
-    read["file_notes"] = [n for n in encodings if n]
+    read["tables_not_joined"] = left_out
+    read["file_notes"] = notes
     df.attrs["resolved"] = resolved
     df.attrs["read"] = read
     return df
@@ -152,13 +153,14 @@ def _read_sales(
 
 def _tables(
     cfg: SalesDataConfig, df: pd.DataFrame, given: Path, store: str, resolved: dict[str, object]
-) -> tuple[dict[str, Path], list[str]]:
+) -> tuple[dict[str, Path], list[str], list[str]]:
     """The stores and features tables to join, by config key, and a line for each one beside
     the panel that is left out."""
     single = not given.is_dir()
     root = given.parent if single else given
     tables = {}
     not_joined: list[str] = []
+    left_out: list[str] = []  # data.<key>s of the tables beside the panel that are not joined
     for key in ("stores_file", "features_file"):
         name = getattr(cfg, key)
         default = bool(name) and name == _default(cfg, key)
@@ -170,6 +172,7 @@ def _tables(
             # out, and said so. In a folder laid out as Walmart's, a table without the key
             # stays an error (a misspelt header).
             resolved[key] = ""
+            left_out.append(key)
             not_joined.append(f"data: {resolve_file(root, name)} not joined: {why} (both files "
                               "need the join key, named data.store_column: rename the column in "
                               f"one of them, or set data.{key}= to silence this)")  # fmt: skip
@@ -180,7 +183,7 @@ def _tables(
             )
         elif name:
             tables[key] = resolve_file(root, name)
-    return tables, not_joined
+    return tables, not_joined, left_out
 
 
 def _join(
@@ -192,23 +195,23 @@ def _join(
     given_fmt: str,
     path: Path,
     not_joined: list[str],
-    encodings: list[str],
+    notes: list[str],
 ) -> pd.DataFrame:
     """``df`` with the stores table joined on ``store``, then the features table on (store,
     date, holiday), forward-fill columns filled per store; a line on each table's unused keys
-    is added to ``not_joined``, each table's encoding note to ``encodings``."""
+    is added to ``not_joined``, each table's reading notes to ``notes``."""
     if "stores_file" in tables:
         spath = tables["stores_file"]
         stores = read_csv(spath, [store], cfg.encoding)
         parse_covariates(stores, [c for c in cfg.covariates if c != store], spath)
-        encodings += stores.attrs["notes"]
+        notes += stores.attrs["notes"]
         check_join(df, stores, store, path, spath)
         not_joined += _unused_keys(stores, df, store, spath)
         df = df.merge(stores, on=store, how="left")
     if "features_file" in tables:
         date, fpath = cfg.date_column, tables["features_file"]
         feats = read_csv(fpath, [store, date], cfg.encoding)
-        encodings += feats.attrs["notes"]
+        notes += feats.attrs["notes"]
         parse_dates(feats, date, given_fmt, fpath)
         parse_covariates(feats, [c for c in cfg.covariates if c not in (store, date)], fpath)
         check_join(df, feats, store, path, fpath, date)  # before sorting: lines stay true

@@ -227,16 +227,12 @@ def parse_number(df: pd.DataFrame, column: str, path: Path) -> None:
 def parse_covariates(df: pd.DataFrame, columns: Sequence[str], path: Path) -> None:
     """The covariate ``columns`` of ``df`` that it has, as floats in place: numbers, or flags
     written as words (yes/no, true/false: 1/0); the first other value is one line."""
-    for column in columns:
-        if column not in df.columns or pd.api.types.is_numeric_dtype(df[column]):
-            if column in df.columns:
-                parse_number(df, column, path)
-            continue
-        low = df[column].dropna().astype(str).str.strip().str.lower()
-        if len(low) and low.isin(TRUE + FALSE).all():  # a promotion flag written as words
-            df[column] = df[column].map(lambda v: v if pd.isna(v) else float(
-                str(v).strip().lower() in TRUE))  # fmt: skip
-            continue
+    for column in (c for c in columns if c in df.columns):
+        if not pd.api.types.is_numeric_dtype(df[column]):  # text: a flag written as words?
+            low = df[column].astype(str).str.strip().str.lower().where(df[column].notna())
+            if low.notna().any() and low.dropna().isin(TRUE + FALSE).all():
+                df[column] = low.isin(TRUE).astype(float).where(low.notna())
+                continue
         parse_number(df, column, path)
 
 

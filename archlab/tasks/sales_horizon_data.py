@@ -584,10 +584,10 @@ def _split_ids(p: sales.Panel, split: dict[str, tuple], roll: bool) -> dict[str,
 
 def _head(c: SalesDataConfig, r: _Read, info: dict[str, Any]) -> str:
     """The run's first line: what was read, skipped and inferred, and what the test forecasts."""
-    left_out = " ".join(r.df.attrs.get("read", {}).get("not_joined", []))
+    left_out = r.df.attrs.get("read", {}).get("tables_not_joined", [])
     skipped = [
         f"{k.removesuffix('_file')} table not joined"
-        if f"{getattr(SalesDataConfig(), k)} not joined" in left_out
+        if k in left_out
         else f"no {k.removesuffix('_file')} table"
         for k in ("stores_file", "features_file")
         if r.resolved.get(k) == ""
