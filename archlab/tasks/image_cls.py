@@ -36,7 +36,7 @@ from archlab.task_configs import MAX_IMAGE_SIZE, ImageDataConfig, ImageModelConf
 from archlab.tasks.base import Batches, DataBundle, held_out_info, predict_row, unscored_notes
 from archlab.tasks.init_weights import InitWeights, match, read_source
 from archlab.tasks.pixels import pixels_baseline
-from archlab.utils import sha256_array
+from archlab.utils import count, sha256_array
 
 # Smallest input side each model accepts: VGG's five 2x2 max-pools leave nothing below 32.
 MIN_SIZE = {"vgg13": 32, "vgg13_bn": 32}
@@ -220,7 +220,7 @@ class ImageData:
         skipped = len(s.skipped)
         info["scored_all"] = held_out_info(
             labels, len(fitted.class_names), "images",
-            f"{skipped} unreadable file{'s' * (skipped != 1)} skipped (data.skip_corrupt=true)"
+            f"{count(skipped, 'unreadable file')} skipped (data.skip_corrupt=true)"
             if skipped else "",
         )  # fmt: skip
         test = _batches(split["test"], x, y, self.data_cfg, self.cfg.train.channels_last, None)
