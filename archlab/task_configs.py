@@ -148,7 +148,7 @@ class ImageModelConfig:
 class TextDataConfig:
     """Which CSV columns hold text and label, and how texts become token ids."""
 
-    path: str = ""  # CSV file
+    path: str = ""  # a CSV file, or a folder of class folders of text files (docs/text.md)
     text_column: str = "text"  # the column holding the texts
     label_column: str = "airline_sentiment"  # the column holding the labels
     # The CSV's text encoding (a Python codec name, e.g. latin-1). auto: UTF-8 when the whole

@@ -28,8 +28,9 @@ from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, tr
 
 from archlab import fingerprint
 from archlab.data.csv_format import first_bad_byte, past_bom, read_text_csv
+from archlab.data.text_folders import SPLIT_ORIGIN, SPLIT_TAG, read_text_folder
 from archlab.errors import ArchlabError
-from archlab.utils import ContentCache, file_key
+from archlab.utils import ContentCache, count, file_key
 
 PAD, UNK = "[PAD]", "[UNK]"
 URL, USER = "<url>", "<user>"
@@ -261,6 +262,10 @@ class TextTable:
     # Per-group training weights (data.weight_column): the mean over the group's rows that carry
     # its kept label; None without a weight column.
     weights: np.ndarray | None = None
+    # Per-group split tag (train/val/test) from split folders; None: the run draws the split.
+    provided_split: np.ndarray | None = None
+    split_origin: dict[str, str] = field(default_factory=dict)  # split -> its folder(s)
+    files: tuple[str, ...] = ()  # the files of a folder read (its fingerprint); () for a CSV
 
 
 def read_csv(
@@ -413,6 +418,21 @@ def read_input_texts(path: str | Path, column: str, encoding: str) -> list[str]:
         return read_text_csv(path, encoding, lines)[0]
 
 
+def read_labelled(
+    path: str | Path,
+    text_column: str,
+    label_column: str,
+    encoding: str,
+    optional: tuple[str, ...] = (),
+    held_out: bool = False,
+) -> pd.DataFrame:
+    """The texts and labels of a CSV (read_csv), or of a folder of class folders of text files
+    (text_folders.read_text_folder; ``held_out``: its split folders give no split)."""
+    if Path(path).is_dir():
+        return read_text_folder(Path(path), text_column, label_column, encoding, held_out)
+    return read_csv(path, [text_column, label_column], encoding, optional)
+
+
 CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
 
 
@@ -445,7 +465,8 @@ def load_text_table(
     if key is None:  # no such file: the reader's own error
         return _load_text_table(path, *args)
     t = _TABLES.get(key, lambda: _load_text_table(path, *args))
-    fingerprint.record(path)  # a cached read is still a read of the run's input
+    for f in t.files or (path,):  # a cached read is still a read of the run's input
+        fingerprint.record(f)
     return replace(t, texts=list(t.texts), labels=t.labels.copy(), counts=dict(t.counts),
                    class_names=list(t.class_names), notes=list(t.notes),
                    weights=None if t.weights is None else t.weights.copy())  # fmt: skip
@@ -467,7 +488,7 @@ def _load_text_table(
     held_out: bool = False,
 ) -> TextTable:
     optional = (weight_column,) if weight_column else ()
-    df = read_csv(path, [text_column, label_column], encoding, optional)
+    df = read_labelled(path, text_column, label_column, encoding, optional, held_out)
     counts: dict[str, int] = {"rows_read": len(df)}
     if df.empty:
         raise ArchlabError(f"{path}: a header line but no rows")
@@ -500,13 +521,16 @@ def _load_text_table(
     row_weights = _row_weights(df, path, weight_column, keep) if weight_column else None
     # Held out: each row is a group of its own (keyed by its position), so none merges.
     groups = [str(i) for i in range(len(keys))] if held_out else keys
-    texts, group_labels, group_weights = _merge_repeats(
+    texts, group_labels, group_weights, members = _merge_repeats(
         raw, lab, groups, keep, row_weights, conflicts, counts
     )
+    provided, across = _group_splits(df.attrs.get(SPLIT_TAG), members)
     names = list(labels) if labels else sorted(set(group_labels))
     if not held_out:  # a split needs 2+ classes of 3+ texts; scoring a set whole does not
         _check_classes(path, label_column, names, Counter(group_labels))
     index = {n: i for i, n in enumerate(names)}
+    notes = [df.attrs["encoding_note"], *df.attrs.get("file_notes", []), same_number,
+             _case_note(path, names), across]  # fmt: skip
     return TextTable(
         texts=texts,
         labels=np.array([index[v] for v in group_labels], dtype=np.int64),
@@ -515,7 +539,10 @@ def _load_text_table(
         counts=counts,
         weights=None if row_weights is None else np.array(group_weights, dtype=np.float64),
         encoding=df.attrs["encoding"],
-        notes=[n for n in (df.attrs["encoding_note"], same_number, _case_note(path, names)) if n],
+        notes=[n for n in notes if n],
+        provided_split=provided,
+        split_origin=dict(df.attrs.get(SPLIT_ORIGIN) or {}),
+        files=tuple(df.attrs.get("files", ())),
     )
 
 
@@ -621,15 +648,16 @@ def _merge_repeats(
     row_weights: np.ndarray | None,
     conflicts: Literal["majority", "drop"],
     counts: dict[str, int],
-) -> tuple[list[str], list[str], list[float]]:
+) -> tuple[list[str], list[str], list[float], list[list[int]]]:
     """One sample per distinct cleaned text (``keys``) among the rows kept: its first row's
-    text, its label by majority (a tie, or any conflict under ``drop``, drops it) and the mean
-    weight of its rows with that label; what was merged and dropped goes into ``counts``."""
+    text, its label by majority (a tie, or any conflict under ``drop``, drops it), the mean
+    weight of its rows with that label, and its rows; what was merged and dropped goes into
+    ``counts``."""
     groups: dict[str, list[int]] = {}
     for i, k in enumerate(keys):
         if keep[i]:
             groups.setdefault(k, []).append(i)
-    texts, group_labels, group_weights = [], [], []
+    texts, group_labels, group_weights, members = [], [], [], []
     merged = conflicting = dropped_conflict = 0
     for rows in groups.values():
         votes = Counter(lab[i] for i in rows).most_common()
@@ -640,6 +668,7 @@ def _merge_repeats(
                 dropped_conflict += 1
                 continue
         texts.append(raw[rows[0]])
+        members.append(rows)
         group_labels.append(votes[0][0])
         if row_weights is not None:
             group_weights.append(np.mean([row_weights[i] for i in rows if lab[i] == votes[0][0]]))
@@ -649,7 +678,25 @@ def _merge_repeats(
         texts_dropped_for_conflicting_labels=dropped_conflict,
         samples=len(texts),
     )
-    return texts, group_labels, group_weights
+    return texts, group_labels, group_weights, members
+
+
+def _group_splits(
+    tags: np.ndarray | None, members: list[list[int]]
+) -> tuple[np.ndarray | None, str]:
+    """Each sample's split from its rows' split folders (None without them): train where any
+    of its rows is in train/, else its first row's; and a first line on texts found in more
+    than one split folder (each is one sample, so it is scored or trained on once)."""
+    if tags is None:
+        return None, ""
+    out, across = [], 0
+    for rows in members:
+        seen = {tags[i] for i in rows}
+        across += len(seen) > 1
+        out.append("train" if "train" in seen else tags[rows[0]])
+    note = (f"data: {count(across, 'text')} found in more than one split folder: each is one "
+            "sample, in train where one copy is there") if across else ""  # fmt: skip
+    return np.array(out, dtype=object), note
 
 
 def _check_classes(

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from archlab.data.text import read_csv
+from archlab.data.text import read_labelled
 from archlab.errors import ArchlabError
 from archlab.rundir import safe_name
 from archlab.utils import atomic_path
@@ -38,7 +38,7 @@ def text_eda(cfg: Any, out_dir: Path) -> list[Path]:
 
     c = cfg.data
     group = c.group_column or DEFAULT_GROUP
-    df = read_csv(c.path, [c.text_column, c.label_column], c.encoding, (group, REASON_COLUMN))
+    df = read_labelled(c.path, c.text_column, c.label_column, c.encoding, (group, REASON_COLUMN))
     if c.group_column and c.group_column not in df.columns:
         raise ArchlabError(f"{c.path}: no column {c.group_column!r} for data.group_column")
     df = df[(df[c.text_column].str.strip() != "") & (df[c.label_column].str.strip() != "")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -39,6 +40,7 @@ from archlab.data.text import (
     rows_note,
     train_tokenizer,
 )
+from archlab.data.text_folders import folder_texts
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
 from archlab.models import MODELS
@@ -205,6 +207,7 @@ def _text_info(
         "conflicts": f"repeated texts with differing labels: {c.conflicts} (ties dropped)",
         "n_samples": len(labels),
         "split_sizes": {k: len(v) for k, v in split.items()},
+        "split_source": _split_source(table, c),
         "class_counts": counts,
         "train_class_counts": counts["train"],
         "mean_tokens": float(lengths.float().mean()),
@@ -212,6 +215,22 @@ def _text_info(
         "split_sha256": {k: sha256_array(v) for k, v in split.items()},
         **tok.info,
     }
+
+
+def _split_source(table: TextTable, c: TextDataConfig) -> dict[str, str]:
+    """Where each split came from: the data's split folders, or a seeded stratified draw."""
+    origin = table.split_origin if table.provided_split is not None else {}
+    frac = {"train": 0.0, "val": c.val_fraction, "test": c.test_fraction}
+    out = {}
+    for k in ("train", "val", "test"):
+        draw = f"{frac[k]:.0%} of the distinct texts, stratified"
+        if k in origin:
+            out[k] = origin[k]
+        elif origin:  # split folders without this one: taken out of train/
+            out[k] = f"carved from {origin['train']}: {draw}"
+        else:
+            out[k] = "the rest" if k == "train" else draw
+    return out
 
 
 def _truncated(tok: Tokenizer, texts: list[str], lengths: torch.Tensor, max_length: int) -> int:
@@ -295,6 +314,9 @@ class TextData:
             "" if score_all else split_note(table.class_names, info["class_counts"], "texts"),
             *unscored_notes(table.class_names, info["class_counts"], "texts"),
         ]
+        if table.provided_split is not None and not score_all:
+            where = "; ".join(f"{k}: {v}" for k, v in info["split_source"].items())
+            notes.append(f"data: splits from its folders: {where}")
         if fitted is None:  # a tokenizer fitted now: does the text split into words?
             notes.append(_few_words_note(tok.tokenizer, x, lengths, split["train"]))
         notes = [n for n in (*notes, *tok.notes) if n]
@@ -358,9 +380,11 @@ class TextData:
             return table, np.arange(n), held_out_split(n)  # no subset, no split, no strata
         check_run_classes(c.path, table.class_names, None if fitted is None else fitted.class_names)
         keep = stratified_subset(table.labels, c.subset, self.split_seed)
-        # One sample per distinct cleaned text, so a text can never be in two splits.
+        # One sample per distinct cleaned text, so a text can never be in two splits; split
+        # folders give the data's own split (a missing val/ or test/ is carved from train/).
+        provided = None if table.provided_split is None else table.provided_split[keep]
         split = stratified_split(table.labels[keep], c.val_fraction, c.test_fraction,
-                                 self.split_seed)  # fmt: skip
+                                 self.split_seed, provided)  # fmt: skip
         return table, keep, split
 
     def _tokenizer(
@@ -596,28 +620,39 @@ class TextClassification:
         return {**base, **ctx.teacher}
 
     def read_inputs(self, inputs: list[str]) -> list[str]:
-        """The texts of predict's and explain's inputs: a ``--file`` (an InputFile, always a
-        file: a CSV's text column, else one text per line) or a CSV path given as an input,
-        and texts as they are; an empty text is refused (training drops empty texts)."""
-        texts: list[str] = []
+        """The texts of predict's and explain's inputs (see ``_inputs``)."""
+        return [t for t, _ in self._inputs(inputs)]
+
+    def _inputs(self, inputs: list[str]) -> list[tuple[str, str | None]]:
+        """Each text of the inputs and the file it is from (None: typed, or a line or row of a
+        file): a ``--file`` (an InputFile, always read: a folder's text files, a CSV's text
+        column, else one text per line) or a CSV path given as an input, and texts as they
+        are; an empty text is refused (training drops empty texts)."""
+        out: list[tuple[str, str | None]] = []
         for item in inputs:
-            if isinstance(item, InputFile) or (is_csv_name(item) and Path(item).is_file()):
+            if isinstance(item, InputFile) and Path(item).is_dir():
+                found, notes = folder_texts(Path(item), self.data_cfg.encoding)
+                for n in notes:
+                    print(f"archlab: note: {n.removeprefix('data: ')}", file=sys.stderr)
+                out += [(t, str(p)) for p, t in found]
+            elif isinstance(item, InputFile) or (is_csv_name(item) and Path(item).is_file()):
                 col, encoding = self.fitted.text_column, self.data_cfg.encoding
-                texts.extend(read_input_texts(item, col, encoding))
+                out += [(t, None) for t in read_input_texts(item, col, encoding)]
             elif not item.strip():
                 raise ArchlabError(
                     f"an empty text ({item!r}): nothing to predict; training drops empty "
                     "texts, so the network never learnt one"
                 )
             else:
-                texts.append(item)
-        return texts
+                out.append((item, None))
+        return out
 
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
         """Label and class probabilities for texts, or for every text of a file (``--file``)."""
-        texts = self.read_inputs(inputs)
-        if not texts:
+        found = self._inputs(inputs)
+        if not found:
             return []
+        texts = [t for t, _ in found]
         x, lengths = encode(self.fitted.tokenizer, texts, self.data_cfg.max_length)
         model.eval()
         with torch.no_grad():
@@ -625,6 +660,7 @@ class TextClassification:
             probs = model(x.to(device), lengths).float().softmax(1).cpu()
         names = list(self.fitted.class_names)
         return [
-            predict_row({"input": t, "label": names[int(p.argmax())]}, names, p.tolist())
-            for t, p in zip(texts, probs, strict=True)
-        ]
+            predict_row({**({"file": f} if f else {}), "input": t, "label": names[int(p.argmax())]},
+                        names, p.tolist())
+            for (t, f), p in zip(found, probs, strict=True)
+        ]  # fmt: skip

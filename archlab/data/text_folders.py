@@ -1,0 +1,191 @@
+"""Text folders: ``root/<class>/<file>`` or ``root/{train,val,test}/<class>/<file>``, a text a file.
+
+The layout of IMDb's aclImdb, the BBC news set and 20 Newsgroups: each file holds one text
+(``.txt``, ``.text`` or no suffix), its class folder names its label, and split folders (the
+names image folders take) give the data's own split. The result is the table a text CSV
+reads into, so cleaning, grouping and splitting are the CSV's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from archlab import fingerprint
+from archlab.data.csv_format import UTF16_BOMS
+from archlab.data.folders import SPLIT_FOLDERS, is_hidden
+from archlab.errors import ArchlabError
+from archlab.utils import count
+
+TEXT_SUFFIXES = ("", ".txt", ".text")
+SPLIT_TAG = "split"  # df.attrs key: each row's split (train/val/test); None: no split folders
+SPLIT_ORIGIN = "split_origin"  # df.attrs key: split -> the folder(s) it came from
+
+
+def _subdirs(d: Path) -> list[Path]:
+    return sorted(p for p in d.iterdir() if p.is_dir() and not is_hidden(p.name))
+
+
+def _files(d: Path) -> list[Path]:
+    """Every file under ``d`` (sorted), none under a hidden folder or hidden itself."""
+    return [
+        p for p in sorted(d.rglob("*"))
+        if p.is_file() and not any(is_hidden(part) for part in p.relative_to(d).parts)
+    ]  # fmt: skip
+
+
+def _split_folders(root: Path, held_out: bool) -> dict[str, list[Path]]:
+    """archlab split -> its folders when ``root`` holds split folders ({}: class folders).
+    ``held_out`` (a set scored whole): every split folder is read, train/ or not."""
+    dirs = _subdirs(root)
+    tagged = {d: SPLIT_FOLDERS[d.name.lower()] for d in dirs if d.name.lower() in SPLIT_FOLDERS}
+    if not tagged or (not held_out and "train" not in tagged.values() and len(tagged) < len(dirs)):
+        return {}  # class folders, one of them perhaps named like a split
+    if not held_out and "train" not in tagged.values():
+        raise ArchlabError(
+            f"{root}: holds split folders ({', '.join(d.name for d in tagged)}) but no train/ "
+            "folder; the training split needs root/train/<class>/<file>"
+        )
+    other = [d.name for d in dirs if d not in tagged]
+    if other:
+        raise ArchlabError(
+            f"{root}: split folders ({', '.join(d.name for d in tagged)}) beside other folders "
+            f"{other}; move those out"
+        )
+    out: dict[str, list[Path]] = {}
+    for d, sp in tagged.items():
+        out.setdefault(sp, []).append(d)
+    twice = [ds for ds in out.values() if len(ds) > 1]
+    if twice and not held_out:
+        raise ArchlabError(
+            f"{root}: {' and '.join(d.name + '/' for d in twice[0])} name the same split; keep one"
+        )
+    return out
+
+
+def _decode(data: bytes, encoding: str) -> tuple[str, bool]:
+    """The text of a file's bytes, and whether ``auto`` found it not UTF-8 (then cp1252, else
+    latin-1, as for CSVs)."""
+    if encoding != "auto":
+        return data.decode(encoding), False
+    if data.startswith(UTF16_BOMS):
+        return data.decode("utf-16"), False
+    try:
+        return data.decode("utf-8-sig"), False
+    except UnicodeDecodeError:
+        try:
+            return data.decode("cp1252"), True
+        except UnicodeDecodeError:
+            return data.decode("latin-1"), True
+
+
+class _Reader:
+    """Reads the text files of a folder, one text a file, keeping count of what it left out."""
+
+    def __init__(self, root: Path, encoding: str) -> None:
+        self.root, self.encoding = root, encoding
+        self.read: list[str] = []
+        self.ignored: dict[str, list[Path]] = {"binary (not text)": [], "not text files": []}
+        self.not_utf8 = 0
+
+    def texts(self, d: Path) -> list[tuple[Path, str]]:
+        """(file, text) of every text file under ``d``; a file of another suffix, or binary,
+        is left out and counted."""
+        out = []
+        for p in _files(d):
+            if p.suffix.lower() not in TEXT_SUFFIXES:
+                self.ignored["not text files"].append(p)
+                continue
+            data = p.read_bytes()
+            fingerprint.record(p)
+            self.read.append(str(p))
+            if b"\0" in data and not data.startswith(UTF16_BOMS):
+                self.ignored["binary (not text)"].append(p)
+                continue
+            try:
+                text, fallback = _decode(data, self.encoding)
+            except UnicodeDecodeError as e:
+                raise ArchlabError(
+                    f"{p}: cannot decode as {self.encoding} (byte 0x{data[e.start]:02x} at "
+                    f"offset {e.start}); set the files' encoding, e.g. --set data.encoding=latin-1"
+                ) from None
+            self.not_utf8 += fallback
+            out.append((p, text))
+        return out
+
+    def notes(self) -> tuple[str, list[str]]:
+        """The first line on files not UTF-8 ("" if none), and one per kind of file left out."""
+        enc = (f"data: {self.root}: {count(self.not_utf8, 'file')} not UTF-8, read as cp1252 "
+               "(else latin-1; data.encoding=auto: set data.encoding=NAME to read them "
+               "otherwise)") if self.not_utf8 else ""  # fmt: skip
+        notes = []
+        for what, files in self.ignored.items():
+            if files:
+                names = ", ".join(str(p.relative_to(self.root)) for p in files[:3])
+                more = ", ..." if len(files) > 3 else ""
+                hint = "; a text file ends in .txt or .text, or has no suffix" * (
+                    what == "not text files"
+                )
+                notes.append(f"data: {self.root}: ignored {count(len(files), 'file')}, {what} "
+                             f"({names}{more}){hint}")  # fmt: skip
+        return enc, notes
+
+
+def read_text_folder(
+    root: Path, text_column: str, label_column: str, encoding: str, held_out: bool = False
+) -> pd.DataFrame:
+    """The folder as a table of ``text_column`` and ``label_column`` (strings), one row a file;
+    ``df.attrs``: each row's split (SPLIT_TAG, None without split folders) and the folder it
+    came from (SPLIT_ORIGIN), the codec, first lines on files not UTF-8 and on files left out,
+    and the files read."""
+    splits = _split_folders(root, held_out)
+    classes = (
+        [(sp, c) for sp, ds in splits.items() for d in ds for c in _subdirs(d)]
+        if splits
+        else [(None, c) for c in _subdirs(root)]
+    )
+    if not classes:
+        where = "root/<split>/<class>/<file>" if splits else "root/<class>/<file>"
+        raise ArchlabError(f"{root}: no class sub-folders found (expected {where}, a text a file)")
+    reader = _Reader(root, encoding)
+    rows = [(t, d.name, sp) for sp, d in classes for _, t in reader.texts(d)]
+    if not rows:
+        raise ArchlabError(
+            f"{root}: no text files in its class folders (a text a file: .txt, .text or no suffix)"
+        )
+    # Files beside the class folders (aclImdb's README and imdb.vocab) are the set's, not texts.
+    reader.ignored["outside the class folders"] = [
+        p for d in [root, *(d for ds in splits.values() for d in ds)] for p in sorted(d.iterdir())
+        if p.is_file() and not is_hidden(p.name)
+    ]  # fmt: skip
+    texts, labels, tags = zip(*rows, strict=True)
+    df = pd.DataFrame({text_column: texts, label_column: labels}, dtype=object)
+    enc_note, notes = reader.notes()
+    df.attrs.update(
+        columns=[text_column, label_column],
+        encoding=encoding if encoding != "auto" else "cp1252" if reader.not_utf8 else "utf-8",
+        encoding_note=enc_note,
+        file_notes=notes,
+        files=reader.read,
+        # A held-out set is scored whole: its split folders give no split.
+        **{SPLIT_TAG: np.array(tags, dtype=object) if splits and not held_out else None},
+        **{
+            SPLIT_ORIGIN: {sp: "/".join(d.name for d in ds) + "/" for sp, ds in splits.items()}
+            if not held_out
+            else {}
+        },  # fmt: skip
+    )
+    return df
+
+
+def folder_texts(root: Path, encoding: str) -> tuple[list[tuple[Path, str]], list[str]]:
+    """Every text file under ``root`` (predict's and explain's ``--file FOLDER``), with the
+    first lines on files left out."""
+    reader = _Reader(root, encoding)
+    found = reader.texts(root)
+    if not found:
+        raise ArchlabError(f"{root}: no text files in it (.txt, .text or no suffix)")
+    enc_note, notes = reader.notes()
+    return found, [n for n in (enc_note, *notes) if n]
