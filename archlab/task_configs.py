@@ -178,6 +178,9 @@ class TextDataConfig:
     # the distillation teacher's and the TF-IDF baseline's fits; validation and test are scored
     # unweighted, so early stopping and the metrics stay comparable. "" = every text counts 1.
     weight_column: str = ""
+    # A column tagging each row's split: train, val or test (also the other names split folders
+    # take, any case); a split no row names is carved from train. "" = the run draws the split.
+    split_column: str = ""
     # Knowledge distillation: training targets become (1 - distill) * one-hot label + distill *
     # the TF-IDF teacher's probabilities, each cross-fitted (from a teacher that never saw that
     # text) over distill_folds folds of the training split. 0 = hard labels only.
@@ -209,6 +212,11 @@ class TextDataConfig:
             raise ArchlabError(
                 f"invalid config value data.weight_column={self.weight_column}: it is the "
                 "text or the label column; name a numeric column of weights"
+            )
+        if self.split_column and self.split_column in (self.text_column, self.label_column):
+            raise ArchlabError(
+                f"invalid config value data.split_column={self.split_column}: it is the text or "
+                "the label column; name the column that tags rows train, val or test"
             )
         if not 0 <= self.distill <= 1:
             raise ArchlabError(f"invalid config value data.distill={self.distill}: in [0, 1]")

@@ -1,4 +1,5 @@
-"""Text folders: class folders and split folders of text files, read as a text CSV would be."""
+"""Text folders (class and split folders of text files, read as a text CSV would be), and the
+data's own split: split folders or a CSV's data.split_column."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def test_split_folders_give_the_split_and_val_is_carved_from_train(tmp_path: Pat
     assert all(" test " in t for t in test_texts) and same not in test_texts
     assert "data: 1 text found in more than one split folder: each is one sample, in train " \
         "where one copy is there" in data.notes  # fmt: skip
-    assert any(n.startswith("data: splits from its folders: train: train/;") for n in data.notes)
+    assert any(n.startswith("data: splits from the data: train: train/;") for n in data.notes)
 
 
 @pytest.mark.parametrize(
@@ -132,3 +133,35 @@ def test_a_folder_run_predicts_and_scores_folders(
     split = json.loads((run_dir / "split.json").read_text())
     data = pd.read_json(run_dir / "data.json", typ="series")
     assert len(split["test"]) == 18 and data["split_source"]["test"] == "test/"
+
+
+def test_a_split_column_gives_the_split(tmp_path: Path) -> None:
+    rows = [
+        {"review": f"{w} flight {i}", "stars": label, "part": part}
+        for label, words in WORDS.items()
+        for i, w in enumerate(words * 4)
+        for part in [" Train " if i < 18 else "TEST"]
+    ]
+    path = tmp_path / "split.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    sets = ("data.text_column=review", "data.label_column=stars", "data.split_column=part")
+    data = TextData(text_cfg(path, *sets)).build(torch.device("cpu"))
+    assert data.info["split_sizes"] == {"train": 43, "val": 11, "test": 18}
+    assert data.info["split_source"]["test"] == "part=test"
+    assert {int(data.context.texts[i].split()[-1]) for i in data.context.split["test"]} == {
+        18,
+        19,
+        20,
+        21,
+        22,
+        23,
+    }
+    pd.DataFrame(rows).assign(part="holdout").to_csv(path, index=False)
+    with pytest.raises(ArchlabError, match=r"data row 1: 'holdout' names no split \(use train, "
+                       r"val or test; 72 rows name none\)"):  # fmt: skip
+        TextData(text_cfg(path, *sets)).build(torch.device("cpu"))
+    pd.DataFrame(rows).assign(part="test").to_csv(path, index=False)
+    with pytest.raises(ArchlabError, match="tags no row train"):
+        TextData(text_cfg(path, *sets)).build(torch.device("cpu"))
+    with pytest.raises(ArchlabError, match=r"no column 'split' for data\.split_column"):
+        TextData(text_cfg(path, *sets[:2], "data.split_column=split")).build(torch.device("cpu"))

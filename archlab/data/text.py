@@ -28,6 +28,7 @@ from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, tr
 
 from archlab import fingerprint
 from archlab.data.csv_format import first_bad_byte, past_bom, read_text_csv
+from archlab.data.folders import SPLIT_NAMES
 from archlab.data.text_folders import SPLIT_ORIGIN, SPLIT_TAG, read_text_folder
 from archlab.errors import ArchlabError
 from archlab.utils import ContentCache, count, file_key
@@ -450,6 +451,7 @@ def load_text_table(
     conflicts: Literal["majority", "drop"] = "majority",
     weight_column: str = "",
     held_out: bool = False,
+    split_column: str = "",
 ) -> TextTable:
     """Read, drop unusable rows (counted), and merge rows whose cleaned text is identical.
 
@@ -458,9 +460,12 @@ def load_text_table(
     dropped) or is dropped entirely (``conflicts='drop'``). With ``weight_column`` each group
     also gets a training weight, the mean of its majority-label rows' numbers. ``held_out``
     (a set a saved run scores whole, eval --all): no split, so every usable row is a sample
-    with its own label (nothing merged), and any number of classes will do.
+    with its own label (nothing merged), and any number of classes will do. ``split_column``
+    (or a folder's split folders) tags each row's split: a sample's is train where any of its
+    rows is there.
     """
-    args = (text_column, label_column, encoding, labels, conflicts, weight_column, held_out)
+    args = (text_column, label_column, encoding, labels, conflicts, weight_column, held_out,
+            split_column)  # fmt: skip
     key = file_key(path, *args)
     if key is None:  # no such file: the reader's own error
         return _load_text_table(path, *args)
@@ -486,9 +491,12 @@ def _load_text_table(
     conflicts: Literal["majority", "drop"],
     weight_column: str,
     held_out: bool = False,
+    split_column: str = "",
 ) -> TextTable:
-    optional = (weight_column,) if weight_column else ()
+    optional = tuple(c for c in (weight_column, split_column) if c)
     df = read_labelled(path, text_column, label_column, encoding, optional, held_out)
+    if split_column and not held_out:  # a held-out set is scored whole: no split
+        df.attrs[SPLIT_TAG], df.attrs[SPLIT_ORIGIN] = _split_tags(df, path, split_column)
     counts: dict[str, int] = {"rows_read": len(df)}
     if df.empty:
         raise ArchlabError(f"{path}: a header line but no rows")
@@ -679,6 +687,31 @@ def _merge_repeats(
         samples=len(texts),
     )
     return texts, group_labels, group_weights, members
+
+
+def _split_tags(
+    df: pd.DataFrame, path: str | Path, column: str
+) -> tuple[np.ndarray, dict[str, str]]:
+    """Each row's split from data.split_column (the names split folders take, any case), and
+    where each split came from."""
+    if column not in df.columns:
+        raise ArchlabError(
+            f"{path}: no column {column!r} for data.split_column "
+            f"({columns_found(df.attrs['columns'], column)})"
+        )
+    cells = df[column].str.strip()
+    tags = cells.str.lower().map(SPLIT_NAMES)
+    bad = np.flatnonzero(tags.isna().to_numpy())
+    if len(bad):
+        i = int(bad[0])
+        raise ArchlabError(
+            f"{path}: column {column!r}, data row {i + 1}: {cells.iloc[i]!r} names no split "
+            f"(use train, val or test; {count(len(bad), 'row')} name none)"
+        )
+    tags_arr = tags.to_numpy(dtype=object)
+    if "train" not in set(tags_arr):
+        raise ArchlabError(f"{path}: column {column!r} tags no row train: the run needs some")
+    return tags_arr, {sp: f"{column}={sp}" for sp in sorted(set(tags_arr))}
 
 
 def _group_splits(

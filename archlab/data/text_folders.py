@@ -169,14 +169,12 @@ def read_text_folder(
         encoding_note=enc_note,
         file_notes=notes,
         files=reader.read,
-        # A held-out set is scored whole: its split folders give no split.
-        **{SPLIT_TAG: np.array(tags, dtype=object) if splits and not held_out else None},
-        **{
-            SPLIT_ORIGIN: {sp: "/".join(d.name for d in ds) + "/" for sp, ds in splits.items()}
-            if not held_out
-            else {}
-        },  # fmt: skip
     )
+    if splits and not held_out:  # a held-out set is scored whole: its split folders give none
+        df.attrs[SPLIT_TAG] = np.array(tags, dtype=object)
+        df.attrs[SPLIT_ORIGIN] = {
+            sp: "/".join(f"{d.name}/" for d in ds) for sp, ds in splits.items()
+        }
     return df
 
 

@@ -218,7 +218,8 @@ def _text_info(
 
 
 def _split_source(table: TextTable, c: TextDataConfig) -> dict[str, str]:
-    """Where each split came from: the data's split folders, or a seeded stratified draw."""
+    """Where each split came from: the data's split folders or split column, or a seeded
+    stratified draw."""
     origin = table.split_origin if table.provided_split is not None else {}
     frac = {"train": 0.0, "val": c.val_fraction, "test": c.test_fraction}
     out = {}
@@ -226,7 +227,7 @@ def _split_source(table: TextTable, c: TextDataConfig) -> dict[str, str]:
         draw = f"{frac[k]:.0%} of the distinct texts, stratified"
         if k in origin:
             out[k] = origin[k]
-        elif origin:  # split folders without this one: taken out of train/
+        elif origin:  # the data's split lacks this one: taken out of its train split
             out[k] = f"carved from {origin['train']}: {draw}"
         else:
             out[k] = "the rest" if k == "train" else draw
@@ -316,7 +317,7 @@ class TextData:
         ]
         if table.provided_split is not None and not score_all:
             where = "; ".join(f"{k}: {v}" for k, v in info["split_source"].items())
-            notes.append(f"data: splits from its folders: {where}")
+            notes.append(f"data: splits from the data: {where}")
         if fitted is None:  # a tokenizer fitted now: does the text split into words?
             notes.append(_few_words_note(tok.tokenizer, x, lengths, split["train"]))
         notes = [n for n in (*notes, *tok.notes) if n]
@@ -372,6 +373,7 @@ class TextData:
             c.conflicts,
             weight_column=c.weight_column if fitted is None else "",
             held_out=score_all,
+            split_column=c.split_column,
         )
         if score_all:
             assert fitted is not None
