@@ -1,6 +1,7 @@
 """Command-line interface: the only place that parses strings into configs.
 
-Exit codes: 0 success, 2 bad input or usage (one line on stderr), 1 anything else.
+Exit codes: 0 success, 2 bad input or usage (one line on stderr), 130 Ctrl-C, 143 SIGTERM,
+141 stdout's reader gone (``| head``, silently, as SIGPIPE ends other tools), 1 anything else.
 
 Longer than our ~400-line guide on purpose: it is the user-facing contract (every subcommand,
 flag and help text of ``archlab``), kept in one file to read top to bottom; each command is a
@@ -11,7 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import inspect
 import json
+import os
+import re
 import shlex
 import signal
 import sys
@@ -30,6 +35,7 @@ from archlab.config import RunConfig, apply_overrides, labelled, task_defaults
 from archlab.errors import ArchlabError
 from archlab.theory.cli import theory_app
 
+SIGPIPE_EXIT = 141  # 128 + SIGPIPE (13): what a shell reports for a process SIGPIPE ended
 STARTED = time.time()  # --budget counts from here: its imports are part of the wall time
 
 app = typer.Typer(
@@ -259,9 +265,10 @@ def _print_metrics(run_dir: Path) -> None:
     from archlab import rundir
 
     metrics = rundir.read_metrics(run_dir)
-    # test_blend_wmae: a horizon run's forecast when validation chose a blend with the peer.
-    shown = ("test_accuracy", "test_f1_macro", "test_wmae", "test_blend_wmae", "test_r2",
-             "epochs_run")  # fmt: skip
+    # test_blend_*: what predict answers where validation chose a blend (a horizon run's with
+    # its statistical peer, a text run's with its TF-IDF model).
+    shown = ("test_accuracy", "test_f1_macro", "test_blend_accuracy", "test_blend_f1_macro",
+             "test_wmae", "test_blend_wmae", "test_r2", "epochs_run")  # fmt: skip
     keys = [k for k in shown if k in metrics]
     print(
         " ".join(
@@ -375,7 +382,7 @@ def predict(
         for row in rows:
             print(_json_line(row))
         return
-    _write_submission(rows, cfg, Path(out))
+    _write_submission(rows, task.data_cfg, Path(out))  # the keys as read (a wide table's)
 
 
 def _json_line(row: dict[str, Any]) -> str:
@@ -389,19 +396,22 @@ def _json_line(row: dict[str, Any]) -> str:
     return line
 
 
-def _write_submission(rows: list[dict[str, Any]], cfg: RunConfig, out: Path) -> None:
+def _write_submission(rows: list[dict[str, Any]], data: Any, out: Path) -> None:
     """Kaggle's format: Id = the series keys and the date joined by '_', then the forecast."""
     import pandas as pd
 
+    from archlab.data.sales import SINGLE_SERIES, SINGLE_VALUE
     from archlab.utils import atomic_path
 
-    keys, date = list(cfg.data.series_keys), cfg.data.date_column
+    keys, date = list(data.series_keys), data.date_column
     df = pd.DataFrame(rows)
+    if keys == [SINGLE_SERIES] and (df[SINGLE_SERIES] == SINGLE_VALUE).all():
+        keys = []  # a file that is one series: its key is reading's, not the user's
     # Column-wise concatenation: a row-wise join took 12 s for Walmart's 115,064 rows.
     ids = df[date].astype(str)
     for k in reversed(keys):
         ids = df[k].astype(str) + "_" + ids
-    sub = pd.DataFrame({"Id": ids, cfg.data.target: df.forecast})
+    sub = pd.DataFrame({"Id": ids, data.target: df.forecast})
     with atomic_path(out) as tmp:
         sub.to_csv(tmp, index=False)
     fallback = df.source == "baseline"  # "model" or "blend" otherwise
@@ -414,9 +424,10 @@ def _write_submission(rows: list[dict[str, Any]], cfg: RunConfig, out: Path) -> 
 
 @app.command()
 def explain(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.", metavar="RUN_DIR")],
     inputs: Annotated[
-        list[str] | None, typer.Argument(help="Inputs: image files, texts (default: test split).")
+        list[str] | None,
+        typer.Argument(help="Inputs: image files, texts (default: test split).", metavar="INPUT"),
     ] = None,
     file: Annotated[
         Path | None, typer.Option(help="A file of inputs (a CSV of texts or of sales history).")
@@ -731,13 +742,32 @@ def _required_usage(param: Any) -> Any:
     return pieces
 
 
+def _unwrapped(text: str | None) -> str | None:
+    """Each paragraph of a help text on one line, for the terminal to wrap: typer's help keeps
+    a docstring's line breaks, which broke sentences mid-way at any width. Paragraph breaks
+    (a blank line) and a ``\\b`` paragraph (kept as written, click's mark) stay."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(
+        p if p.startswith("\b") else re.sub(r"[ \t]*\n[ \t]*", " ", p.strip()) for p in paragraphs
+    )
+
+
 def _plain_help(command: Any) -> Any:
     """Help as the conventions go: no type beside a plain flag (typer prints ``<bool>`` for
-    --pool, --help; an empty metavar is what its panel prints instead) and a required
-    argument as ``RUN_DIR`` in the usage line (typer writes ``{RUN_DIR}``)."""
+    --pool, --help; an empty metavar is what its panel prints instead), an argument in capitals
+    (``RUN_DIR``, as a metavar names it; typer writes a bare one as ``run_dir``) and a required
+    one as ``RUN_DIR`` in the usage line (typer writes ``{RUN_DIR}``), and help texts unwrapped."""
+    command.help = _unwrapped(command.help)
+    command.short_help = _unwrapped(command.short_help)
     for param in command.params:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
+        if getattr(param, "help", None):
+            param.help = _unwrapped(param.help)
+        if param.param_type_name == "argument" and param.metavar is None:
+            param.metavar = param.name.upper()
         if param.param_type_name == "argument" and param.required:
             param.get_usage_pieces = _required_usage(param)
     get_help_option = command.get_help_option
@@ -780,17 +810,68 @@ def _terminate_as_interrupt(seen: list[bool]) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+class _PastTyper(Exception):
+    """A Ctrl-C or a closed stdout carried past typer, which would end them as a bare exit
+    130 (with no way to tell whether the runner already said where training stopped) and as
+    exit 1 ("anything else failed"; rich's console, which prints typer's help, exits 1 too)."""
+
+    def __init__(self, error: KeyboardInterrupt | BrokenPipeError) -> None:
+        super().__init__()
+        self.error = error
+
+
+def _past_typer(command: Any) -> Any:
+    """The root command, its parsing (``--help`` prints there) and its run (every subcommand's
+    parsing and work) raising a Ctrl-C or a closed stdout as ``_PastTyper``."""
+
+    def passing(method: Any) -> Any:
+        @functools.wraps(method)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except (KeyboardInterrupt, BrokenPipeError) as e:
+                raise _PastTyper(e) from e
+            except SystemExit as e:
+                if isinstance(e.__context__, BrokenPipeError):  # rich's exit 1 (typer's help)
+                    raise _PastTyper(e.__context__) from e
+                raise
+
+        return wrapper
+
+    command.make_context = passing(command.make_context)
+    command.invoke = passing(command.invoke)
+    return command
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, mapping errors to exit codes and one-line messages."""
+    try:
+        rc = _main(argv)
+        sys.stdout.flush()  # a reader gone shows here, while the exit code can still say so
+    except BrokenPipeError:
+        # `archlab ... | head`: end as SIGPIPE ends other tools, 128 + 13 and nothing said.
+        # Output still buffered goes to devnull: flushed at exit, it would print "Exception
+        # ignored ... BrokenPipeError" (the docs' "Note on SIGPIPE" in the signal module).
+        with contextlib.suppress(OSError, ValueError):  # not a file descriptor: nothing kept
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return SIGPIPE_EXIT
+    return rc
+
+
+def _main(argv: list[str] | None) -> int:
+    """The command's exit code; a closed stdout raised as BrokenPipeError (for ``main``)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
-    command = _plain_help(typer.main.get_command(app))
+    command = _past_typer(_plain_help(typer.main.get_command(app)))
     terminated: list[bool] = []
     try:
-        # Typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns the code.
         with _terminate_as_interrupt(terminated):
             rc = command.main(args=args, prog_name="archlab", standalone_mode=False)
+    except _PastTyper as e:
+        if isinstance(e.error, BrokenPipeError):
+            raise e.error from None
+        return _interrupted(terminated, _said(e.error))
     except ArchlabError as e:
         if debug:
             raise
@@ -823,12 +904,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _interrupted(terminated: list[bool]) -> int:
-    """The last line and exit code of a Ctrl-C (130) or a SIGTERM (143, as a shell reports)."""
+def _said(error: BaseException | None) -> bool:
+    """Whether the interrupt's line is on stderr already: the runner's, naming where training
+    stopped and how to resume, raised as its Interrupted or as the cause of one raised on it
+    (a --budget refit's). The runner not imported, it raised nothing (and torch stays out)."""
+    runner = sys.modules.get("archlab.runner")
+    while runner is not None and error is not None:
+        if isinstance(error, runner.Interrupted):
+            return True
+        error = error.__cause__
+    return False
+
+
+def _interrupted(terminated: list[bool], said: bool = False) -> int:
+    """The last line and exit code of a Ctrl-C (130; none where a line ``said`` it already) or
+    a SIGTERM (143, as a shell reports; its line always: none before names the signal)."""
     if terminated:
         print("archlab: terminated (SIGTERM)", file=sys.stderr)
         return 143
-    print("archlab: interrupted", file=sys.stderr)
+    if not said:
+        print("archlab: interrupted", file=sys.stderr)
     return 130
 
 

@@ -52,11 +52,13 @@ RUN_KEYS = (
     "final_train_loss", "final_val_loss", "n_parameters", "world_size", "replica_digests",
     "amp_choice", "amp_reason", "amp_step_ms_fp32", "amp_step_ms_bf16",
     "amp_step_ms_bf16_channels_last",
-    # what a Tunable task chose on validation (sales horizon: archlab/tasks/sales_posthoc.py)
+    # what a Tunable task chose on validation (sales horizon: archlab/tasks/sales_posthoc.py;
+    # text: archlab/tasks/text_blend.py)
     "correction_scale", "correction_scale_from", "correction_scale_val_wmae",
     "correction_scale_val_wmae_at_1", "blend_weight", "blend_correction_scale",
     "blend_weight_from", "blend_val_wmae", "blend_network_val_wmae", "blend_peer_val_wmae",
-    "blend_peer_fit_seconds",
+    "blend_peer_fit_seconds", "blend_val_f1_macro", "blend_network_val_f1_macro",
+    "blend_tfidf_val_f1_macro",
 )  # fmt: skip
 # Keys that say how a run executes, not what it computes: a resumed (or re-run) run may change
 # them; any other difference from its config.yaml is refused (see config_changes).
@@ -239,24 +241,30 @@ def fit(p: Prepared, callbacks: Sequence[Callback] = ()) -> Path:
         g.adjust()  # train.threads=0: time train.amp=auto's candidates at the count training uses
     try:
         model = trainer.fit(p.task, p.data, model, resume=p.state)
-    except KeyboardInterrupt:
-        if d.is_main:
-            print(f"archlab: interrupted {_kept(trainer, run_dir)}", file=sys.stderr)
-        raise
+    except KeyboardInterrupt as e:
+        if not d.is_main:
+            raise
+        print(f"archlab: interrupted {_kept(trainer, run_dir)}", file=sys.stderr)
+        raise Interrupted from e
     if d.is_main:
         rundir.save_weights(model, run_dir / rundir.WEIGHTS)
         try:
             finish(run_dir, p.task, trainer, p.data, model, selection(cfg).why)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             # Training is over: keep it, so that --resume only tests (it trained again).
             rundir.save_state(trainer.state_dict(), run_dir / rundir.STATE)
             print(f"archlab: interrupted while testing; training is saved (all "
                   f"{trainer.state.epoch} epochs): finish it with archlab train --resume "
                   f"{run_dir}", file=sys.stderr)  # fmt: skip
-            raise
+            raise Interrupted from e
         rundir.drop_state(run_dir)  # finished: the resume state (up to ~0.5 GB) is no use now
     distributed.barrier(d)  # the others wait until rank 0 has written metrics.json
     return run_dir
+
+
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C (or SIGTERM) whose line, where training stopped and how to resume, is on
+    stderr already: the CLI adds no bare "interrupted" after it."""
 
 
 def _kept(trainer: Trainer, run_dir: Path) -> str:

@@ -6,30 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
+from archlab.data.folders import SPLIT_FOLDERS, is_hidden
 from archlab.data.image_set import (
     IMAGE_EXTENSIONS,
-    SPLIT_NAMES,
     ImageSet,
+    check_every_class_has_images,
     check_train_has_every_class,
     decode_files,
     file_notes,
 )
 from archlab.errors import ArchlabError
-
-# Folder names (lower-cased) read as a split: the manifest's split names but "dev" (a likelier
-# class name), and Kaggle's "<name>_set" (training_set/ + test_set/ in cats-vs-dogs).
-SPLIT_FOLDERS = {
-    **{n: sp for n, sp in SPLIT_NAMES.items() if n != "dev"},
-    **{f"{n}_set": sp for n, sp in SPLIT_NAMES.items() if n != "dev"},
-}
-# A zip made on macOS and extracted elsewhere holds __MACOSX/ (its "._" resource forks only).
-MACOS_ZIP_FOLDER = "__MACOSX"
-
-
-def _hidden(name: str) -> bool:
-    """A dot-file or dot-folder (.ipynb_checkpoints, .DS_Store, ._x.png) or __MACOSX: tools'
-    copies and metadata, never the user's images."""
-    return name.startswith(".") or name == MACOS_ZIP_FOLDER
 
 
 def _class_files(d: Path) -> tuple[list[Path], list[Path]]:
@@ -38,30 +24,33 @@ def _class_files(d: Path) -> tuple[list[Path], list[Path]]:
     duplicate images)."""
     found = [
         p for p in sorted(d.rglob("*"))
-        if p.is_file() and not any(_hidden(part) for part in p.relative_to(d).parts)
+        if p.is_file() and not any(is_hidden(part) for part in p.relative_to(d).parts)
     ]  # fmt: skip
     imgs = [p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS]
     return imgs, [p for p in found if p.suffix.lower() not in IMAGE_EXTENSIONS]
 
 
 def _subdirs(d: Path) -> list[Path]:
-    return sorted(p for p in d.iterdir() if p.is_dir() and not _hidden(p.name))
+    return sorted(p for p in d.iterdir() if p.is_dir() and not is_hidden(p.name))
 
 
-def split_folders(root: Path, layout: str) -> dict[str, Path]:
-    """archlab split -> folder when ``root`` holds train/val/test folders ({} = class folders)."""
+def split_folders(root: Path, layout: str, held_out: bool = False) -> dict[str, Path]:
+    """archlab split -> folder when ``root`` holds train/val/test folders ({} = class folders).
+    ``held_out`` (a set a saved run scores whole, eval --all): no train/ folder is needed."""
     if layout == "classes":
         return {}
     dirs = _subdirs(root)
     tagged = {d: SPLIT_FOLDERS[d.name.lower()] for d in dirs if d.name.lower() in SPLIT_FOLDERS}
-    if layout == "auto" and not any(sp == "train" for sp in tagged.values()):
-        if tagged and len(tagged) == len(dirs):  # val/ and test/ but no train/
+    has_train = any(sp == "train" for sp in tagged.values())
+    only_splits = bool(tagged) and len(tagged) == len(dirs)  # e.g. val/ and test/ alone
+    if layout == "auto" and not has_train and not (held_out and only_splits):
+        if only_splits:
             raise ArchlabError(
                 f"{root}: holds split folders ({', '.join(d.name for d in tagged)}) but no "
                 "train/ folder; the training split needs root/train/<class>/..."
             )
         return {}
-    if not any(sp == "train" for sp in tagged.values()):
+    if not has_train and not (held_out and tagged):
         raise ArchlabError(
             f"{root}: data.layout=split but there is no train/ folder "
             "(expected root/train/<class>/..., optionally val/ and test/ beside it)"
@@ -95,16 +84,22 @@ def _loose_images(d: Path) -> list[str]:
     """Names of the images right in folder ``d`` (not in a sub-folder; hidden ones aside)."""
     return [
         p.name for p in sorted(d.iterdir())
-        if p.is_file() and not _hidden(p.name) and p.suffix.lower() in IMAGE_EXTENSIONS
+        if p.is_file() and not is_hidden(p.name) and p.suffix.lower() in IMAGE_EXTENSIONS
     ]  # fmt: skip
 
 
 def load_folder(
-    root: Path, channels: int, size: int, skip_corrupt: bool, layout: str = "auto"
+    root: Path,
+    channels: int,
+    size: int,
+    skip_corrupt: bool,
+    layout: str = "auto",
+    held_out: bool = False,
 ) -> ImageSet:
-    splits = split_folders(root, layout)
+    """``root``'s class folders, or its split folders' (``held_out``: see split_folders)."""
+    splits = split_folders(root, layout, held_out)
     if splits:
-        return _load_split_folders(root, splits, channels, size, skip_corrupt)
+        return _load_split_folders(root, splits, channels, size, skip_corrupt, held_out)
     class_dirs = _subdirs(root)
     if not class_dirs:
         raise ArchlabError(f"{root}: no class sub-folders found (expected root/<class>/<image>)")
@@ -134,11 +129,22 @@ def load_folder(
 
 
 def _load_split_folders(
-    root: Path, splits: dict[str, Path], channels: int, size: int, skip_corrupt: bool
+    root: Path,
+    splits: dict[str, Path],
+    channels: int,
+    size: int,
+    skip_corrupt: bool,
+    held_out: bool = False,
 ) -> ImageSet:
-    """``root/<split>/<class>/...``: classes are the union of every split's class folders."""
+    """``root/<split>/<class>/...``: classes are the union of every split's class folders.
+    ``held_out``: scored whole by a saved run, so no split need hold every class, or exist."""
     per_split = {sp: {d.name: d for d in _subdirs(folder)} for sp, folder in splits.items()}
-    if not per_split["train"]:
+    if held_out and not any(per_split.values()):
+        raise ArchlabError(
+            f"{root}: no class sub-folders found in its split folders "
+            f"({', '.join(d.name for d in splits.values())}; expected <split>/<class>/<image>)"
+        )
+    if not held_out and not per_split["train"]:
         raise ArchlabError(
             f"{splits['train']}: no class sub-folders found (expected train/<class>/<image>)"
         )
@@ -155,7 +161,10 @@ def _load_split_folders(
                 have[sp].add(n)
             files += [(p, names.index(n)) for p in imgs]
             tags += [sp] * len(imgs)
-    check_train_has_every_class(root, names, have, "folder")
+    if held_out:
+        check_every_class_has_images(root, names, have)
+    else:
+        check_train_has_every_class(root, names, have, "folder")
     dec = decode_files(root, files, channels, size, skip_corrupt)
     tags_kept = np.array(tags)[dec.keep]
     return ImageSet(

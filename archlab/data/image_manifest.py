@@ -12,9 +12,9 @@ import pandas as pd
 
 from archlab import fingerprint
 from archlab.data.csv_format import read_text_csv
+from archlab.data.folders import SPLIT_NAMES
 from archlab.data.image_set import (
     IMAGE_EXTENSIONS,
-    SPLIT_NAMES,
     ImageSet,
     check_train_has_every_class,
     decode_files,

@@ -33,18 +33,6 @@ DECODE_ERRORS = (
     SyntaxError,
     Image.DecompressionBombError,
 )
-# Split folder and manifest split names (lower-cased) -> archlab's split. Keras' and torchvision's
-# examples and most public sets use train/ + val/ (or valid/, validation/) + test/.
-SPLIT_NAMES = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "dev": "val",
-    "test": "test",
-    "testing": "test",
-}
 
 
 @dataclass
@@ -110,6 +98,14 @@ def check_train_has_every_class(
             f"{source}: class {n!r} is missing from the training split ({where}); "
             f"a model cannot learn it (classes without training images: {sorted(missing)})"
         )
+    check_every_class_has_images(source, names, have)
+
+
+def check_every_class_has_images(
+    source: Path, names: Sequence[str], have: dict[str, set[str]]
+) -> None:
+    """Refuse a class (folder or label) with no image in any split (``have``: split -> the
+    classes with images there)."""
     empty = [n for n in names if not any(n in h for h in have.values())]
     if empty:
         raise ArchlabError(f"{source}: class(es) {empty} have no images")

@@ -151,7 +151,7 @@ def _decode(
     elif fmt == "npz":
         s = _load_npz(Path(path))
     elif fmt == "folder":
-        s = load_folder(Path(path), channels or 3, size, skip_corrupt, layout)
+        s = load_folder(Path(path), channels or 3, size, skip_corrupt, layout, held_out)
     else:
         s = load_manifest(Path(path), manifest or Manifest(), channels or 3, size, skip_corrupt)
     if not channels:

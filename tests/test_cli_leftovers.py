@@ -1,0 +1,170 @@
+"""Leftovers of a user probe of the CLI: output cut short by a pipe, help texts broken
+mid-sentence, a second "interrupted" line after Ctrl-C, eval --all on split folders
+without train/."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+
+from archlab.cli import SIGPIPE_EXIT, app, main
+from tests.conftest import REPO, write_image_folder
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and signals")
+
+# One intra-op thread per child (the tests run two at a time on two cores).
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def _archlab(args: list[str], **kw: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "archlab", *args], cwd=REPO, text=True,
+                            stderr=subprocess.PIPE, **kw)  # fmt: skip
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["eval", "--help"], ["train", "--list-presets"]], ids=" ".join
+)
+def test_a_reader_gone_ends_as_sigpipe_does_silently(args: list[str], unbuffered: bool) -> None:
+    # `archlab ... | head -1`: exit 141 (128 + SIGPIPE) as other tools, not 1 ("anything else
+    # failed"), and nothing on stderr (no "Exception ignored ... BrokenPipeError" at exit).
+    # The reader is gone before the first write, so the test does not race it; unbuffered,
+    # the first print fails inside the command, buffered the flush at the end does.
+    read, write = os.pipe()
+    os.close(read)
+    env = {**ENV, "PYTHONUNBUFFERED": "1"} if unbuffered else ENV
+    with _archlab(args, stdout=write, env=env) as proc:
+        os.close(write)
+        err = proc.stderr.read() if proc.stderr else ""
+    assert (proc.returncode, err) == (SIGPIPE_EXIT, ""), err
+
+
+def test_a_reader_that_reads_a_line_then_closes(tmp_path: Path) -> None:
+    # As `| head -1`: more output than the pipe holds, so the reader's close is seen.
+    with _archlab(["--help"], stdout=subprocess.PIPE, env={**ENV, "COLUMNS": "40000"}) as proc:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read() if proc.stderr else ""
+    assert (proc.returncode, err) == (SIGPIPE_EXIT, ""), err
+
+
+def _commands(command: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """Every command and group of the CLI, with the words that name it."""
+    found = [(path, command)]
+    for name, sub in getattr(command, "commands", {}).items():
+        found += _commands(sub, (*path, name))
+    return found
+
+
+def _paragraphs(text: str | None) -> list[str]:
+    return [" ".join(p.split()) for p in (text or "").split("\n\n") if p.strip()]
+
+
+COMMANDS = _commands(typer.main.get_command(app))  # help as the docstrings wrote it
+
+
+@pytest.mark.parametrize("path,command", COMMANDS, ids=[" ".join(p) or "-" for p, _ in COMMANDS])
+def test_help_keeps_no_line_break_of_a_docstring(
+    path: tuple[str, ...], command: Any, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    # A terminal wide enough for every paragraph on one line: each is one line of the help (a
+    # docstring's line breaks showed as lines cut mid-sentence: explain, export, predict...).
+    monkeypatch.setenv("COLUMNS", "1000")
+    assert main([*path, "--help"]) == 0
+    lines = [" ".join(line.strip(" │").split()) for line in capsys.readouterr().out.splitlines()]
+    for paragraph in _paragraphs(command.help):
+        assert paragraph in lines, (paragraph, lines)
+    for name, sub in getattr(command, "commands", {}).items():  # the one-line summaries
+        summary = _paragraphs(sub.short_help or sub.help)[0]
+        assert any(line == f"{name} {summary}" for line in lines), (name, summary, lines)
+    # Arguments in capitals in the usage line, as a metavar names them (explain said run_dir).
+    usage = next(line for line in lines if line.startswith("Usage: "))
+    positional = usage.split("[OPTIONS]", 1)[1].replace("[", " ").replace("]", " ")
+    assert all(word.isupper() for word in re.findall(r"[A-Za-z_]+", positional)), usage
+
+
+def test_run_dir_commands_share_the_metavar(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("eval", "explain", "export", "predict"):
+        assert main([command, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert f"Usage: archlab {command} [OPTIONS] RUN_DIR" in out, out
+        assert "run_dir" not in out, out
+    assert main(["explain", "--help"]) == 0
+    assert "Usage: archlab explain [OPTIONS] RUN_DIR [INPUT]..." in capsys.readouterr().out
+
+
+def test_ctrl_c_in_training_says_interrupted_once(tmp_path: Path) -> None:
+    # The runner's line says where training stopped and how to resume; a bare "archlab:
+    # interrupted" after it said nothing more.
+    images = write_image_folder(tmp_path / "imgs", {"cat": 20, "dog": 20, "eel": 20}, size=(8, 8))
+    args = ["train", "--task", "images", "--data", str(images), "--epochs", "500",
+            "--set", "data.size=8", "--set", "train.threads=1", "--set", "train.amp=off",
+            "--set", "train.progress=plain", "--out", str(tmp_path / "runs")]  # fmt: skip
+    with _archlab(args, stdout=subprocess.PIPE, env=ENV) as proc:
+        assert proc.stderr is not None
+        err = []
+        for line in proc.stderr:  # an epoch has ended: training is under way
+            err.append(line)
+            if line.startswith("epoch 1/"):
+                proc.send_signal(signal.SIGINT)
+                break
+        err += proc.stderr.readlines()
+        proc.wait(timeout=120)
+    assert proc.returncode == 130, "".join(err)
+    said = [line for line in err if "interrupted" in line]
+    assert len(said) == 1, "".join(err)
+    assert re.match(r"archlab: interrupted at epoch \d+.*resume with: archlab train --resume ",
+                    said[0]), said  # fmt: skip
+
+
+def test_ctrl_c_where_nothing_was_said_still_says_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from archlab import runner
+
+    def pressed(*args: object, **kw: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "evaluate", pressed)
+    assert main(["eval", str(tmp_path)]) == 130
+    assert capsys.readouterr().err == "archlab: interrupted\n"
+
+
+@pytest.mark.parametrize("splits", [("test",), ("val", "test")], ids="+".join)
+def test_eval_all_scores_split_folders_without_train(
+    splits: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from archlab import runner
+    from archlab.config import apply_overrides
+    from archlab.presets import PRESETS
+
+    imgs = write_image_folder(tmp_path / "imgs", {"cat": 20, "dog": 20, "eel": 20}, size=(8, 8))
+    cfg = apply_overrides(PRESETS["images-resnet18-smoke"], [
+        f"data.path={imgs}", "data.size=8", "train.epochs=1", "train.threads=1",
+        "train.amp=off", "train.progress=off"])  # fmt: skip
+    run_dir = runner.train(cfg, tmp_path / "runs")
+    held = tmp_path / "held"
+    write_image_folder(held / "test", {"cat": 3, "dog": 4}, size=(8, 8), seed=5)
+    if "val" in splits:  # a class of val/ that test/ lacks: every image counts, wherever it is
+        write_image_folder(held / "val", {"cat": 2, "eel": 5}, size=(8, 8), seed=6)
+    n = 7 + (7 if "val" in splits else 0)
+    assert main(["eval", str(run_dir), "--data", str(held), "--all"]) == 0
+    out, err = capsys.readouterr()
+    classes = 3 if "val" in splits else 2
+    assert f"scored all {n} images ({classes} of the run's 3 classes present)" in err, err
+    per_class = [sum(row) for row in json.loads(out)["test_confusion_matrix"]]
+    assert per_class == ([5, 4, 5] if "val" in splits else [3, 4, 0])
+    # Without --all such a folder is still refused: it has no training split.
+    assert main(["eval", str(run_dir), "--data", str(held)]) == 2
+    assert "no train/ folder" in capsys.readouterr().err
