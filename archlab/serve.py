@@ -112,7 +112,7 @@ class Served:
             d["classes"] = list(self.task.fitted.class_names)
         else:
             d["horizon"] = int(getattr(self.cfg.data, "horizon", 1))
-            d["series_keys"] = list(self.cfg.data.series_keys)
+            d["series_keys"] = list(self.task.data_cfg.series_keys)  # as read (a wide table's)
             # A forecaster (not the parity framing) forecasts after its own data with no history.
             d["needs_history"] = self.cfg.data.framing != "forecast"
         return d

@@ -18,6 +18,7 @@ import pandas as pd
 
 from archlab.data import csv_format
 from archlab.data.sales_csv import (
+    check_columns,
     check_join,
     check_unique,
     parse_bool,
@@ -56,13 +57,15 @@ def load_sales(cfg: SalesDataConfig, covariates_optional: bool = False) -> pd.Da
     if not given.exists():
         raise ArchlabError(f"{given}: no such file or directory")
     resolved: dict[str, object] = {}
+    wide = not given.is_dir() and _wide_ok(cfg)  # before "none" becomes SINGLE_SERIES
     if not cfg.series_keys:  # one series: keyed by a column reading adds
         cfg = replace(cfg, series_keys=(SINGLE_SERIES,))
         resolved["series_keys"] = [SINGLE_SERIES]
     single = not given.is_dir()
     root = given.parent if single else given
     path = given if single else resolve_file(root, cfg.train_file)
-    df, hol, given_fmt = _read_sales(cfg, path, resolved)
+    df, hol, given_fmt = _read_sales(cfg, path, resolved, wide)
+    cfg = replace(cfg, series_keys=tuple(resolved.get("series_keys", cfg.series_keys)))
     store = cfg.store_column
     if store == _default(cfg, "store_column") and store not in df.columns:
         # Walmart's join key is absent: join on the series key a sibling table has (a daily
@@ -120,12 +123,19 @@ def _default(cfg: SalesDataConfig, name: str) -> object:
 
 
 def _read_sales(
-    cfg: SalesDataConfig, path: Path, resolved: dict[str, object]
+    cfg: SalesDataConfig, path: Path, resolved: dict[str, object], wide_ok: bool
 ) -> tuple[pd.DataFrame, str, str]:
     """The sales table with parsed dates, target and holiday flag, checked for empty keys and
-    duplicate rows; its holiday column ("" if none) and the date format asked for."""
+    duplicate rows (a wide table melted first); its holiday column and the date format given."""
     date, target, hol, keys = cfg.date_column, cfg.target, cfg.holiday_column, cfg.series_keys
-    df = with_single_key(read_csv(path, [*key_columns(keys), date, target], cfg.encoding), keys)
+    df = read_csv(path, [], cfg.encoding)
+    series, hint = _wide(cfg, df, wide_ok)
+    if series:
+        df = _melt(cfg, df, series, path)
+        keys = (SINGLE_SERIES,)
+        resolved["series_keys"] = [SINGLE_SERIES]
+    check_columns(df, [*key_columns(keys), date, target], path, hint)
+    df = with_single_key(df, keys)
     if hol and hol not in df.columns:
         if hol != _default(cfg, "holiday_column"):
             raise ArchlabError(
@@ -149,6 +159,51 @@ def _read_sales(
     parse_covariates(df, [c for c in cfg.covariates if c not in (*keys, date, target, hol)], path)
     check_unique(df, list(keys), date, path)
     return df, hol, given_fmt
+
+
+def reads_wide(cfg: SalesDataConfig, df: pd.DataFrame) -> bool:
+    """Whether ``load_sales`` reads the file ``df`` (as ``read_csv`` gives it) as a wide table:
+    a history for a wide run, not rows to forecast (which may bring covariates)."""
+    return not {*cfg.covariates} & {*df.columns} and bool(_wide(cfg, df, _wide_ok(cfg))[0])
+
+
+def _wide_ok(cfg: SalesDataConfig) -> bool:
+    """Read wide only where the user named no column it lacks: the series keys and the target
+    at their defaults, or the key a wide run records (not "none", which says one series)."""
+    keys = (_default(cfg, "series_keys"), (SINGLE_SERIES,))
+    return cfg.target == _default(cfg, "target") and tuple(cfg.series_keys) in keys
+
+
+def _wide(cfg: SalesDataConfig, df: pd.DataFrame, ok: bool) -> tuple[list[str], str]:
+    """The series columns of a wide table (a date column, one numeric column per series);
+    else [] and, where the file looks like one, a hint for the missing-columns error."""
+    date, cols = cfg.date_column, [str(c) for c in df.columns]
+    other = [c for c in cols if c not in (date, cfg.holiday_column)]
+    numeric = [c for c in other if df[c].dtype.kind in "iuf"]  # numbers or empty cells
+    long = {*cfg.series_keys, SINGLE_SERIES, cfg.target} & {*cols}  # a column of the long layout
+    if date not in cols or len(numeric) < 2 or long:
+        return [], ""
+    if ok and len(numeric) == len(other):
+        return other, ""
+    text = [c for c in other if c not in numeric]
+    need = (f"every column but {date!r} must hold numbers ({text[0]!r} does not)" if text else
+            "give --data the file; leave data.series_keys and data.target unset")  # fmt: skip
+    return [], f"; it looks like a wide table (one column per series): to read it so, {need}"
+
+
+def _melt(cfg: SalesDataConfig, df: pd.DataFrame, series: list[str], path: Path) -> pd.DataFrame:
+    """The wide table ``df`` as one row per series column and date, noted; column by column,
+    so a bad date or duplicate is first met in the first column's rows, at its file line."""
+    kept = [c for c in series if df[c].notna().any()] or series  # all empty: as a long file's
+    ids = [c for c in (cfg.date_column, cfg.holiday_column) if c in df.columns]
+    long = df.melt(ids, kept, SINGLE_SERIES, cfg.target)
+    empty = [c for c in series if c not in kept]
+    note = (f"data: {path} read as a wide table: {len(kept)} series, one per column "
+            f"({', '.join(kept[:8])}{', ...' if len(kept) > 8 else ''}); series key "
+            f"{SINGLE_SERIES!r}, values read as the target {cfg.target!r}"
+            + (f"; empty column(s) {empty} left out" if empty else ""))  # fmt: skip
+    long.attrs["notes"] = [note, *df.attrs["notes"]]
+    return long
 
 
 def _tables(

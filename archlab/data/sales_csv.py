@@ -65,23 +65,28 @@ def read_csv(path: Path, required: Sequence[str], encoding: str = "auto") -> pd.
             f"data: {path}: a dot read as a thousands separator in column(s) {grouped} (every "
             "dotted number there groups digits by three, as in locales that write 1.234,5)"
         )
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        header = ",".join(map(str, df.columns))
-        hint = next(
-            (f"; the header looks {sep!r}-separated, save the file comma-separated"
-             for sep in (";", "\t", "|") if sep in header),
-            "",
-        )  # fmt: skip
-        raise ArchlabError(
-            f"{path}: missing column(s) {missing}; found columns {list(df.columns)}{hint}"
-        )
+    check_columns(df, required, path)
     if df.empty:
         raise ArchlabError(f"{path}: no data rows (only a header line)")
     for column in df.columns:
         if df[column].dtype.kind == "f":
             check_finite(df, column, path)
     return df
+
+
+def check_columns(df: pd.DataFrame, required: Sequence[str], path: Path, hint: str = "") -> None:
+    """Refuse a file without the ``required`` columns, in one line ending with ``hint``."""
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        header = ",".join(map(str, df.columns))
+        hint = next(
+            (f"; the header looks {sep!r}-separated, save the file comma-separated"
+             for sep in (";", "\t", "|") if sep in header),
+            hint,
+        )  # fmt: skip
+        raise ArchlabError(
+            f"{path}: missing column(s) {missing}; found columns {list(df.columns)}{hint}"
+        )
 
 
 # A number whose dots group digits by three (1.234, 12.345.678,9), and one with no dot (912, 12,5).

@@ -275,14 +275,16 @@ class HorizonForecast(SalesTask):
             path = Path(item)
             if not path.exists():
                 raise ArchlabError(f"{path}: no such file")
-            cols = [str(k) for k in sales_csv.read_csv(path, [], c.encoding).columns]
+            frame = sales_csv.read_csv(path, [], c.encoding)
+            cols = [str(k) for k in frame.columns]
             _check_target_column(path, cols, c.target)
-            # Rows to forecast name their series and dates; anything else is read as a
-            # history, whose errors name the columns a history needs (the target among them).
-            rows = c.target not in cols and {
-                *sales.key_columns(c.series_keys),
-                c.date_column,
-            } <= set(cols)
+            # Rows to forecast name their series and dates; anything else (a wide table too)
+            # is read as a history, whose errors name the columns a history needs.
+            rows = (
+                c.target not in cols
+                and {*sales.key_columns(c.series_keys), c.date_column} <= set(cols)
+                and not sales.reads_wide(c, frame)
+            )
             (wanted if rows else hist).append(path)
         if len(hist) > 1:
             raise ArchlabError(f"give one history CSV (got {', '.join(map(str, hist))})")

@@ -121,7 +121,9 @@ def _resolve(c: SalesDataConfig, df: pd.DataFrame) -> tuple[SalesDataConfig, dic
     resolved = dict(df.attrs.get("resolved", {}))
     sales.check_daily_or_longer(df[c.date_column], c.path)
     step_days = sales.infer_step_days(df[c.date_column].to_numpy())
-    sales.check_aligned(df, list(c.series_keys), c.date_column, step_days, c.path)
+    # The series keys as read (a wide table's, a single series'), not as configured.
+    keys = resolved.get("series_keys", c.series_keys)
+    sales.check_aligned(df, list(keys), c.date_column, step_days, c.path)
     dflt = SalesDataConfig()
     if c.season == dflt.season:
         resolved["season"] = sales_recipe.auto_season(step_days)
