@@ -282,6 +282,7 @@ def _text_contract(task: Any) -> dict[str, Any]:
     f, c = task.fitted, task.data_cfg
     tok = json.loads(f.tokenizer.to_str(pretty=False))
     return {
+        **_blend_note(task),
         "class_names": list(f.class_names),
         "preprocessing": {
             "steps": [
@@ -386,15 +387,35 @@ def _sales_contract(cfg: Any, task: Any, kind: Kind) -> dict[str, Any]:
     }
 
 
+# Where a text run's TF-IDF model is, for an ONNX user who wants the blend.
+TFIDF_NOTE = (
+    "tfidf.npz in the run dir: each vectorizer's vocabulary and idf, and the logistic "
+    "regression's weights"
+)
+
+
 def _blend_note(task: Any) -> dict[str, Any]:
-    """``{"blend": ...}`` when the run blends the network with its statistical peer (weight
-    under 1), else nothing: predict and serve then answer with the blend, which the graph
-    cannot compute (the peer is fitted on the series' history), so an ONNX user must know
-    the output is the network's part alone."""
+    """``{"blend": ...}`` when the run blends the network with a peer (its statistical peer, or
+    a text run's TF-IDF model; weight under 1), else nothing: predict and serve then answer
+    with the blend, which the graph cannot compute, so an ONNX user must know the output is
+    the network's part alone."""
     chosen = getattr(task.fitted, "chosen", None) or {}
     w = chosen.get("blend_weight")
     if w is None or w >= 1:
         return {}
+    if getattr(task.data_cfg, "tfidf_blend", None) is not None:  # a text run
+        return {
+            "blend": {
+                "weight": w,
+                "peer": "tfidf",
+                "note": (
+                    f"the outputs are the network's logits alone. archlab predict and serve "
+                    f"answer with a blend of class probabilities: {w:g} x the network's softmax "
+                    f"+ {1 - w:g} x the TF-IDF model's ({TFIDF_NOTE}). The ONNX output alone is "
+                    "not what predict/serve return for this run."
+                ),
+            }
+        }
     peer = getattr(task.data_cfg, "peer", "the statistical peer")
     scale = chosen.get("blend_correction_scale")
     own = float(getattr(task, "correction_scale", 1.0))  # the one baked into the graph

@@ -181,6 +181,11 @@ class TextDataConfig:
     # A column tagging each row's split: train, val or test (also the other names split folders
     # take, any case); a split no row names is carved from train. "" = the run draws the split.
     split_column: str = ""
+    # After training, the predicted probabilities are w x the network's + (1 - w) x those of the
+    # TF-IDF baseline (fitted on the same training texts), reported as test_blend_* and used
+    # by predict and serve. auto: w of text_blend.BLEND_WEIGHTS with the best validation
+    # macro-F1; a number forces it; 1 = the network alone.
+    tfidf_blend: float | Literal["auto"] = "auto"
     # Knowledge distillation: training targets become (1 - distill) * one-hot label + distill *
     # the TF-IDF teacher's probabilities, each cross-fitted (from a teacher that never saw that
     # text) over distill_folds folds of the training split. 0 = hard labels only.
@@ -220,6 +225,10 @@ class TextDataConfig:
             )
         if not 0 <= self.distill <= 1:
             raise ArchlabError(f"invalid config value data.distill={self.distill}: in [0, 1]")
+        if self.tfidf_blend != "auto" and not 0 <= self.tfidf_blend <= 1:
+            raise ArchlabError(
+                f"invalid config value data.tfidf_blend={self.tfidf_blend}: auto, or in [0, 1]"
+            )
         if self.distill_folds < 2:
             raise ArchlabError(
                 f"invalid config value data.distill_folds={self.distill_folds}: must be >= 2"

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -233,9 +234,15 @@ def test_ten_predictions_from_the_exported_files_alone(
              "LOVE it http://t.co/x", "bags lost &amp; no help", "seat 12A", "on time :)",
              "never again...", "why?? cancelled", "fine"]  # fmt: skip
     folder, _ = exported("text")
-    want = _predict(capsys, runs["text"], texts)
+    contract = json.loads((folder / "contract.json").read_text())
+    # The graph is the network alone; predict blends it with the run's TF-IDF model where
+    # validation chose so, and the contract says it (its "blend").
+    _, task, model = runner.restore_task(runs["text"])
+    assert ("blend" in contract) == (task.fitted.blend_weight < 1)
+    alone = type(task)(task.cfg, replace(task.fitted, tfidf=None))
+    want = alone.predict(model, texts)
     got = standalone(folder, "text", texts)
-    names = json.loads((folder / "contract.json").read_text())["class_names"]
+    names = contract["class_names"]
     assert [g["label"] for g in got] == [w["label"] for w in want]
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g["probs"], [w[n] for n in names], atol=1e-5)

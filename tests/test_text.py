@@ -98,8 +98,9 @@ def test_run_reports_normalization_and_predict_and_explain_apply_it(
     rows.loc[::3, "text"] = rows.loc[::3, "text"] + " &quot;{link}&quot;"
     rows.to_csv(tweets, index=False)
     n = len(rows.loc[::3])
+    # data.tfidf_blend=1: predict is the network's, whose tokenizer the checks are about.
     cfg = text_cfg(tweets, "data.subset=0", "train.epochs=1", "train.threads=1",
-                   "train.progress=plain")  # fmt: skip
+                   "train.progress=plain", "data.tfidf_blend=1")  # fmt: skip
     run_dir = runner.train(cfg, tmp_path / "runs")
     err = capsys.readouterr().err
     assert "HTML entities unescaped (&quot;" in err and "placeholders folded into <url>" in err
@@ -307,7 +308,9 @@ def test_a_class_named_like_a_key_and_a_class_missing_from_test_are_said(tmp_pat
 
 
 def test_smoke_run_predict_matches_in_run_evaluation(tweets: Path, tmp_path: Path) -> None:
-    cfg = text_cfg(tweets, "data.subset=0", "train.max_steps_per_epoch=0", "train.epochs=2")
+    # The network alone (data.tfidf_blend=1): test_predictions.csv and test_* are its own.
+    cfg = text_cfg(tweets, "data.subset=0", "train.max_steps_per_epoch=0", "train.epochs=2",
+                   "data.tfidf_blend=1")  # fmt: skip
     run_dir = runner.train(cfg, tmp_path / "runs")
     m = json.loads((run_dir / "metrics.json").read_text())
     for key in ("test_accuracy", "test_balanced_accuracy", "test_f1_macro",
@@ -330,7 +333,9 @@ def test_smoke_run_predict_matches_in_run_evaluation(tweets: Path, tmp_path: Pat
 def test_eval_all_scores_every_row_of_a_one_class_file(
     tweets: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    cfg = text_cfg(tweets, "train.epochs=1", "train.threads=1", "train.amp=off")
+    # The network alone (data.tfidf_blend=1): test_accuracy is predict's.
+    cfg = text_cfg(tweets, "train.epochs=1", "train.threads=1", "train.amp=off",
+                   "data.tfidf_blend=1")  # fmt: skip
     run_dir = runner.train(cfg, tmp_path / "runs")
     # A held-out batch of one class: a repeated row (scored twice: no split to keep it out of)
     # and an empty text (dropped by the reader, and said).
@@ -725,7 +730,9 @@ def test_mentions_keep_run_restores_and_the_split_is_unchanged(
     # The airline tweets' first mention names the airline: half of the texts mention @delta.
     rows.loc[::2, "text"] = rows.loc[::2, "text"].str.replace("@united", "@Delta", regex=False)
     rows.to_csv(tweets, index=False)
-    base = text_cfg(tweets, "data.subset=0", "train.epochs=1", "train.threads=1")
+    # The network alone (data.tfidf_blend=1): predict's, as test_predictions.csv.
+    base = text_cfg(tweets, "data.subset=0", "train.epochs=1", "train.threads=1",
+                    "data.tfidf_blend=1")  # fmt: skip
     keep = apply_overrides(base, ["data.mentions=keep", "data.mention_min_count=5"])
     _, info = built(keep)
     assert sorted(info["mentions_kept"]) == ["delta", "united"]

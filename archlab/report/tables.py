@@ -30,6 +30,9 @@ COLUMNS = {
         "test_f1_macro",
         "baseline_tfidf_accuracy",
         "baseline_tfidf_f1_macro",
+        "test_blend_accuracy",  # the hybrid of network and TF-IDF, the weight chosen on validation
+        "test_blend_f1_macro",
+        "blend_weight",
         "epochs_run",
         "scored_epoch",
         "train_seconds",

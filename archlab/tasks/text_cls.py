@@ -46,6 +46,7 @@ from archlab.metrics import classification_metrics
 from archlab.models import MODELS
 from archlab.rundir import FITTED, require_fitted
 from archlab.task_configs import TextDataConfig, TextModelConfig
+from archlab.tasks import text_blend
 from archlab.tasks.base import (
     Batches,
     DataBundle,
@@ -55,10 +56,18 @@ from archlab.tasks.base import (
     split_note,
     unscored_notes,
 )
-from archlab.tasks.tfidf import distill_targets, tfidf_baseline
+from archlab.tasks.tfidf import (
+    class_probs,
+    distill_targets,
+    load_tfidf,
+    save_tfidf,
+    tfidf_baseline,
+    tfidf_fitted,
+)
 from archlab.utils import sha256_array, write_text_atomic
 
 TOKENIZER_FILE = "tokenizer.json"
+TFIDF_FILE = "tfidf.npz"  # the TF-IDF model of a run that blends with it (save_tfidf)
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,17 @@ class TextFitted:
     class_weights: tuple[float, ...] | None = None  # cross-entropy weights (data.class_weights)
     # The initial embedding from the vectors (training only; a restored run has its weights).
     pretrained: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    # The blend with TF-IDF chosen on validation after training (archlab/tasks/text_blend.py)
+    # with the validation macro-F1 it rests on; {} until then, in older runs and without one.
+    chosen: dict[str, Any] = field(default_factory=dict)
+    # The TF-IDF model blended in (TFIDF_FILE in the run dir); None without a blend.
+    tfidf: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def blend_weight(self) -> float:
+        """The network's weight in the predicted probabilities (1: the network alone)."""
+        w = self.chosen.get("blend_weight", 1.0)
+        return w if self.tfidf is not None else 1.0
 
     @property
     def vocab_size(self) -> int:
@@ -85,6 +105,7 @@ class TextFitted:
             "embed_dim": self.embed_dim,
             "class_weights": None if self.class_weights is None else list(self.class_weights),
             "tokenizer": json.loads(self.tokenizer.to_str(pretty=False)),
+            "chosen": self.chosen,
         }
 
     @classmethod
@@ -105,6 +126,7 @@ class TextFitted:
             text_column=d.get("text_column", "text"),
             embed_dim=d.get("embed_dim"),
             class_weights=None if w is None else tuple(float(v) for v in w),
+            chosen=dict(d.get("chosen") or {}),
         )
 
 
@@ -455,7 +477,10 @@ class TextData:
     def restore(self, run_dir: Path) -> TextFitted:
         """Classes and the fitted tokenizer from a run dir, without the training data."""
         run_dir = Path(run_dir)
-        return TextFitted.from_dict(require_fitted(run_dir, TextFitted.kind))
+        fitted = TextFitted.from_dict(require_fitted(run_dir, TextFitted.kind))
+        if fitted.chosen.get("blend_weight", 1.0) < 1:  # the blend's TF-IDF model
+            fitted = replace(fitted, tfidf=load_tfidf(run_dir / TFIDF_FILE))
+        return fitted
 
 
 def _as_run_classes(table: TextTable, fitted: TextFitted) -> TextTable:
@@ -509,6 +534,7 @@ class TextClassification:
     cpu_amp = True  # bf16 may pay: auto times it (bench/cpu_precision.py)
 
     def __init__(self, cfg: RunConfig, fitted: TextFitted) -> None:
+        self.cfg = cfg
         self.fitted = fitted
         self.data_cfg: TextDataConfig = cfg.data
         self.model_cfg: TextModelConfig = cfg.model
@@ -599,6 +625,8 @@ class TextClassification:
         # restores it from fitted.json).
         tok = self.fitted.tokenizer.to_str(pretty=False)
         write_text_atomic(run_dir / TOKENIZER_FILE, tok)
+        if self.fitted.blend_weight < 1:  # predict, serve and eval blend with it
+            save_tfidf(run_dir / TFIDF_FILE, self.fitted.tfidf)
         probs = outputs.softmax(1).numpy()
         test = ctx.split["test"]
         table = pd.DataFrame(
@@ -620,6 +648,34 @@ class TextClassification:
         names = list(self.fitted.class_names)
         base = tfidf_baseline(ctx.texts, ctx.labels, ctx.split, names, ctx.weights)
         return {**base, **ctx.teacher}
+
+    # --- the blend with TF-IDF (archlab/tasks/text_blend.py), chosen after training ---
+    def tune(self, model: nn.Module, data: TextBundle) -> tuple[TextClassification, list[str]]:
+        """This task with the blend weight chosen on validation, and the line saying so."""
+        c, ctx = self.data_cfg, data.context
+        if c.tfidf_blend == 1.0 or not data.val.n:
+            return self, []
+        names = list(self.fitted.class_names)
+        net, labels = text_blend.network_probs(model, data.val)
+        clf = tfidf_fitted(ctx.texts, ctx.labels, ctx.split, names)
+        peer = class_probs(clf, [ctx.texts[i] for i in ctx.split["val"]], len(names))
+        chosen, lines = text_blend.choose(c.tfidf_blend, net, peer, labels, names)
+        fitted = replace(self.fitted, chosen=chosen, tfidf=clf)
+        return TextClassification(self.cfg, fitted), lines
+
+    def tuned_metrics(self, model: nn.Module, data: TextBundle) -> dict[str, Any]:
+        """The chosen weight with its validation macro-F1, and test_blend_* (the hybrid)."""
+        out = {k: v for k, v in self.fitted.chosen.items() if not k.endswith("_by_weight")}
+        w = self.fitted.blend_weight
+        if "blend_weight" not in out or w >= 1:
+            return out
+        ctx = data.context
+        net, labels = text_blend.network_probs(model, data.test)
+        texts = [ctx.texts[i] for i in ctx.split["test"]]
+        probs = text_blend.blend(w, net, class_probs(self.fitted.tfidf, texts, net.shape[1]))
+        m = classification_metrics(labels, probs.argmax(1), list(self.fitted.class_names))
+        out.update({f"test_blend_{k}": v for k, v in m.items()})
+        return out
 
     def read_inputs(self, inputs: list[str]) -> list[str]:
         """The texts of predict's and explain's inputs (see ``_inputs``)."""
@@ -661,6 +717,9 @@ class TextClassification:
             device = next(model.parameters()).device
             probs = model(x.to(device), lengths).float().softmax(1).cpu()
         names = list(self.fitted.class_names)
+        if (w := self.fitted.blend_weight) < 1:  # the hybrid the run chose on validation
+            peer = class_probs(self.fitted.tfidf, texts, len(names))
+            probs = torch.from_numpy(text_blend.blend(w, probs.double().numpy(), peer))
         return [
             predict_row({**({"file": f} if f else {}), "input": t, "label": names[int(p.argmax())]},
                         names, p.tolist())

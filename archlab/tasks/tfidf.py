@@ -1,21 +1,25 @@
-"""TF-IDF + logistic regression on the text split: the text task's baseline and its teacher.
+"""TF-IDF + logistic regression on the text split: the text task's baseline, peer and teacher.
 
-The baseline is fitted on the training texts and scored on the test texts; the distillation
-teacher gives each training text probabilities from a model that never saw it (cross-fitting),
-blended with its label into the soft targets a distilled network trains on.
+The baseline is fitted on the training texts and scored on the test texts; the same fit is the
+network's peer in the blend chosen on validation (archlab/tasks/text_blend.py), saved in the run
+dir as plain arrays; the distillation teacher gives each training text probabilities from a
+model that never saw it (cross-fitting), blended with its label into the soft targets a
+distilled network trains on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from archlab.errors import ArchlabError
 from archlab.metrics import classification_metrics
-from archlab.utils import ContentCache
+from archlab.utils import ContentCache, atomic_path
 
 # scikit-learn's words (2+ letters or digits), and what stands in where the texts have none
 # (emoji only, say: the word vocabulary would be empty, and fitting fails): any run of
@@ -53,9 +57,30 @@ def tfidf_baseline(
     With per-text ``weights`` (data.weight_column) a second fit that uses them adds
     ``baseline_tfidf_weighted_*``, so a weighted network meets a baseline that saw the same.
     """
+    return dict(_fitted(texts, labels, split, names, weights)[0])
 
+
+def tfidf_fitted(
+    texts: list[str],
+    labels: np.ndarray,
+    split: dict[str, np.ndarray],
+    names: list[str],
+    weights: np.ndarray | None = None,
+) -> Any:
+    """The baseline's model, fitted on the training split (unweighted): the network's peer in
+    the blend (archlab/tasks/text_blend.py). Shared with ``tfidf_baseline``'s fit."""
+    return _fitted(texts, labels, split, names, weights)[1]
+
+
+def _fitted(
+    texts: list[str],
+    labels: np.ndarray,
+    split: dict[str, np.ndarray],
+    names: list[str],
+    weights: np.ndarray | None,
+) -> tuple[dict[str, float], Any]:
     key = _content_key(texts, labels, split, names, weights)
-    return dict(_FITTED.get(key, lambda: _fit(texts, labels, split, names, weights)))
+    return _FITTED.get(key, lambda: _fit(texts, labels, split, names, weights))
 
 
 def _fit(
@@ -64,7 +89,7 @@ def _fit(
     split: dict[str, np.ndarray],
     names: list[str],
     weights: np.ndarray | None,
-) -> dict[str, float]:
+) -> tuple[dict[str, float], Any]:
     def part(p: str) -> list[str]:
         return [texts[i] for i in split[p]]
 
@@ -72,19 +97,69 @@ def _fit(
     fits = {"baseline_tfidf": None}
     if weights is not None:
         fits["baseline_tfidf_weighted"] = weights[split["train"]]
+    models = {}
     for key, w in fits.items():
-        clf = tfidf_model(part("train"))
+        clf = models[key] = tfidf_model(part("train"))
         clf.fit(part("train"), labels[split["train"]], logisticregression__sample_weight=w)
         m = classification_metrics(labels[split["test"]], clf.predict(part("test")), names)
         for name in ("accuracy", "balanced_accuracy", "f1_macro"):
             out[f"{key}_{name}"] = m[name]
+    return out, models["baseline_tfidf"]
+
+
+def class_probs(clf: Any, texts: list[str], n_classes: int) -> np.ndarray:
+    """(n, n_classes) probabilities of a fitted TF-IDF model; a class it never saw gets 0."""
+    out = np.zeros((len(texts), n_classes))
+    if texts:
+        out[:, clf.classes_] = clf.predict_proba(texts)
     return out
+
+
+def save_tfidf(path: Path, clf: Any) -> None:
+    """A fitted TF-IDF model as plain arrays (no pickle): each vectorizer's vocabulary, idf
+    and token pattern, and the logistic regression's weights (npz, compressed)."""
+    union, lr = clf.steps[0][1], clf.steps[1][1]
+    arrays: dict[str, np.ndarray] = {}
+    for i, (_, v) in enumerate(union.transformer_list):
+        arrays[f"vocab{i}"] = np.array(sorted(v.vocabulary_, key=v.vocabulary_.get))
+        arrays[f"idf{i}"] = v.idf_
+        arrays[f"pattern{i}"] = np.array(v.token_pattern or "")
+    arrays.update(coef=lr.coef_, intercept=lr.intercept_, classes=lr.classes_)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+
+
+def load_tfidf(path: Path) -> Any:
+    """The model ``save_tfidf`` wrote, predicting as the fitted one did."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline, make_union
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+        template = tfidf_model().steps[0][1].transformer_list
+        vectorizers = []
+        for i, (_, v) in enumerate(template):
+            params = {**v.get_params(), "vocabulary": a[f"vocab{i}"].tolist()}
+            if str(a[f"pattern{i}"]):
+                params["token_pattern"] = str(a[f"pattern{i}"])
+            fitted = v.set_params(**params)
+            fitted.idf_ = a[f"idf{i}"]
+            vectorizers.append(fitted)
+        lr = LogisticRegression()
+        lr.coef_, lr.intercept_, lr.classes_ = a["coef"], a["intercept"], a["classes"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise ArchlabError(
+            f"{path}: not a TF-IDF model archlab wrote ({e.__class__.__name__}); the run's "
+            "files are damaged"
+        ) from None
+    return make_pipeline(make_union(*vectorizers), lr)
 
 
 # The baseline is a pure function of its inputs, and a fit can take a minute (character
 # n-grams, many classes). Runs in one process on the same split (the trials of
 # `train --budget`, an ablation's techniques) reuse it instead of refitting.
-_FITTED: ContentCache[dict[str, float]] = ContentCache()
+_FITTED: ContentCache[tuple[dict[str, float], Any]] = ContentCache()
 
 
 def _content_key(

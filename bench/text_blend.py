@@ -1,0 +1,69 @@
+"""The text blend (network x TF-IDF, the weight chosen on validation) on finished text runs.
+
+Trains nothing: for each finished text run directory it rebuilds the run's data with its saved
+state (the same split), chooses the blend weight on the validation texts as a new run does
+(archlab/tasks/text_blend.py) and only then scores the test texts. Prints, per run, the test
+accuracy and macro-F1 of the network (its metrics.json), of the TF-IDF baseline and of the
+blend, with the weight and the validation macro-F1 it rests on; then the means.
+
+    .venv/bin/python bench/text_blend.py RUN_DIR [RUN_DIR ...] --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from archlab import rundir, runner
+
+
+def blend_run(run_dir: Path) -> dict[str, Any]:
+    """The network's, TF-IDF's and the validation-chosen blend's test scores of one run."""
+    m = rundir.read_metrics(run_dir)
+    cfg, task, model, data = runner.load_run(run_dir)
+    tuned, _ = task.tune(model, data)
+    out = tuned.tuned_metrics(model, data)
+    return {
+        "run": str(run_dir),
+        "data": cfg.data.path,
+        "network": (m["test_accuracy"], m["test_f1_macro"]),
+        "tfidf": (m["baseline_tfidf_accuracy"], m["baseline_tfidf_f1_macro"]),
+        "blend": (
+            out.get("test_blend_accuracy", m["test_accuracy"]),
+            out.get("test_blend_f1_macro", m["test_f1_macro"]),
+        ),
+        "weight": out["blend_weight"],
+        "val_f1": {
+            "blend": out["blend_val_f1_macro"],
+            "network": out["blend_network_val_f1_macro"],
+            "tfidf": out["blend_tfidf_val_f1_macro"],
+        },
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    rows = [blend_run(r) for r in args.runs]
+    print("run | w | val F1 blend / net / tfidf | test acc net / tfidf / blend | "
+          "test F1 net / tfidf / blend")  # fmt: skip
+    for r in rows:
+        v, n, t, b = r["val_f1"], r["network"], r["tfidf"], r["blend"]
+        print(f"{Path(r['run']).name} | {r['weight']:g} | {v['blend']:.4f} / {v['network']:.4f} "
+              f"/ {v['tfidf']:.4f} | {n[0]:.4f} / {t[0]:.4f} / {b[0]:.4f} | {n[1]:.4f} / "
+              f"{t[1]:.4f} / {b[1]:.4f}")  # fmt: skip
+    for k in ("network", "tfidf", "blend"):
+        acc = statistics.mean(r[k][0] for r in rows)
+        f1 = statistics.mean(r[k][1] for r in rows)
+        print(f"mean {k}: accuracy {acc:.4f}, macro-F1 {f1:.4f}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
