@@ -98,7 +98,7 @@ def test_bad_split_folders_are_one_line(
 
 def test_an_empty_folder_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "set").mkdir()
-    with pytest.raises(ArchlabError, match="no class sub-folders found"):
+    with pytest.raises(ArchlabError, match="a folder without class sub-folders"):
         load_text_table(tmp_path / "set")
     (tmp_path / "set" / "a").mkdir()
     (tmp_path / "set" / "a" / "x.csv").write_text("text\nhello")

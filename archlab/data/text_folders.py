@@ -148,7 +148,10 @@ def read_text_folder(
     )
     if not classes:
         where = "root/<split>/<class>/<file>" if splits else "root/<class>/<file>"
-        raise ArchlabError(f"{root}: no class sub-folders found (expected {where}, a text a file)")
+        raise ArchlabError(
+            f"{root}: a folder without class sub-folders (expected {where}, a text a file; "
+            "or give a CSV file)"
+        )
     reader = _Reader(root, encoding)
     rows = [(t, d.name, sp) for sp, d in classes for _, t in reader.texts(d)]
     if not rows:
