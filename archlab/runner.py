@@ -364,7 +364,8 @@ def finish(
     """Evaluate on the test split, write plots, then metrics.json last (it marks completion)."""
     history = trainer.state.history
     if isinstance(task, Tunable):  # its post-hoc knobs, chosen on validation before the test
-        task, lines = task.tune(model, data)
+        with trainer.autocast():  # in the arithmetic of the test and of predict
+            task, lines = task.tune(model, data)
         data.fitted = task.fitted
         rundir.write_fitted(run_dir, task.fitted)  # eval and predict apply the same choices
         if trainer.cfg.progress != "off":
@@ -398,7 +399,8 @@ def finish(
     task.artifacts(run_dir, model, data, outputs, targets)
     metrics.update(task.baselines(data))
     if isinstance(task, Tunable):
-        metrics.update(task.tuned_metrics(model, data))
+        with trainer.autocast():
+            metrics.update(task.tuned_metrics(model, data))
     rundir.write_metrics(metrics, run_dir)
     return metrics
 
@@ -560,7 +562,10 @@ def evaluate_run(
         cfg.train, cfg.optim, cfg.reg, seed=cfg.seed, device=device, precision=precision
     )
     loss, metrics, outputs, targets = trainer.evaluate(task, data.test, model)
-    tuned = task.tuned_metrics(model, data) if isinstance(task, Tunable) else {}
+    tuned: dict[str, Any] = {}
+    if isinstance(task, Tunable):
+        with trainer.autocast():
+            tuned = task.tuned_metrics(model, data)
     return Evaluation(task, data.splits.get("test", []), loss, metrics, outputs, targets, tuned)
 
 

@@ -97,3 +97,24 @@ def test_a_run_blends_on_validation_and_predicts_with_the_blend(
     m1 = json.loads((run1 / "metrics.json").read_text())
     assert "blend_weight" not in m1 and not (run1 / TFIDF_FILE).exists()
     assert m1["test_accuracy"] == m["test_accuracy"]  # the same network either way
+
+
+def test_a_bf16_run_blends_in_the_arithmetic_predict_uses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Trained and tested in bf16: the weight is chosen, and the test blend scored, under the
+    # same autocast as predict's (runner.inference), so predict's labels score test_blend_*.
+    tweets = write_tweets(tmp_path / "tweets.csv", n_per_class=30)
+    cfg = text_cfg(tweets, "train.epochs=1", "train.threads=1", "train.amp=bf16")
+    run_dir = runner.train(cfg, tmp_path / "runs")
+    capsys.readouterr()
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["amp_choice"] == "bf16" and "test_blend_accuracy" in m
+    test = pd.read_csv(run_dir / "test_predictions.csv", keep_default_na=False)
+    test[["text"]].to_csv(tmp_path / "test.csv", index=False)
+    assert main(["predict", str(run_dir), "--file", str(tmp_path / "test.csv")]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    acc = np.mean([r["label"] == t for r, t in zip(rows, test["true"], strict=True)])
+    assert m["test_blend_accuracy"] == pytest.approx(acc)
+    assert main(["eval", str(run_dir)]) == 0
+    assert json.loads(capsys.readouterr().out)["test_blend_f1_macro"] == m["test_blend_f1_macro"]

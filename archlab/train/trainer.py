@@ -102,7 +102,9 @@ class Trainer:
         self.lr_scale = lr_scale
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The arithmetic the run trains and evaluates in (bf16 autocast or none): a task's
+        post-hoc choices on validation use it too, as predict does (runner.inference)."""
         if self.precision is None:  # evaluating without a fit or a saved choice: no timing
             fp32 = amp.Precision(amp.FP32, "auto: not timed")
             self.precision = amp.fixed(self.cfg, self.device) or fp32
@@ -283,7 +285,7 @@ class Trainer:
         for i, batch in enumerate(it):
             if i < start:
                 continue  # fetched anyway: it advances the augmentation generator
-            with self._autocast():
+            with self.autocast():
                 out, y = task.step(model, batch)
             loss = task.loss(out.float(), y)  # reduced in fp32, whatever autocast computed
             penalty = l2_penalty(self.model, self.reg)
@@ -369,7 +371,7 @@ class Trainer:
         """Loss and metrics over a whole split (exact F1/confusion), plus the raw outputs."""
         model = model or self.model
         assert model is not None
-        ctx = self._autocast()
+        ctx = self.autocast()
         if self.precision is not None and self.precision.channels_last:  # as it was trained
             model = model.to(memory_format=torch.channels_last)
         was_training = model.training
