@@ -90,6 +90,11 @@ def test_a_run_blends_on_validation_and_predicts_with_the_blend(
     assert main(["export", str(run_dir), "--out", str(tmp_path / "x")]) == 0
     contract = json.loads((tmp_path / "x" / "contract.json").read_text())
     assert contract["blend"]["weight"] == w and contract["blend"]["peer"] == "tfidf"
+    capsys.readouterr()
+    assert main(["explain", str(run_dir), "great flight thanks"]) == 0
+    assert "the explanations are of the network alone; predict and serve blend it" in (
+        capsys.readouterr().err
+    )
     # data.tfidf_blend=1: the network alone, no model saved, predict is the network's.
     cfg1 = text_cfg(tweets, "train.epochs=1", "train.threads=1", "train.amp=off",
                     "data.tfidf_blend=1")  # fmt: skip

@@ -5,6 +5,7 @@ the test split the tokens that push hardest toward each class."""
 from __future__ import annotations
 
 import html
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -179,13 +180,18 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
         test = ctx.split["test"]
         texts = [ctx.texts[i] for i in test]
         y = torch.from_numpy(ctx.labels[test])
+    if (w := task.fitted.blend_weight) < 1:  # predict's labels are the blend's, not these
+        print(f"archlab: note: the explanations are of the network alone; predict and serve "
+              f"blend it with the run's TF-IDF model ({w:g} x network), whose label can differ",
+              file=sys.stderr)  # fmt: skip
     model.eval()
     tokens, lengths = encode(task.fitted.tokenizer, texts, task.data_cfg.max_length)
     probs = _probabilities(model, tokens, lengths)
     pred = probs.argmax(1)
     names = list(task.fitted.class_names)
     itos = task.fitted.tokenizer.id_to_token
-    out: dict[str, Any] = {"model": cfg.model.name, "steps": req.steps, "files": []}
+    out: dict[str, Any] = {"model": cfg.model.name, "steps": req.steps, "files": [],
+                           "of": "the network alone", "blend_weight": w}  # fmt: skip
     if y is None:
         chosen = list(range(len(texts)))
         labels = [f"pred {names[int(pred[i])]} {float(probs[i].max()):.2f}" for i in chosen]
