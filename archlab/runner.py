@@ -519,19 +519,20 @@ def _scored_all(info: dict[str, Any], same: bool | None) -> str:
             f"{s['classes']} classes present)")  # fmt: skip
     if s["not_scored"]:
         line += f"; not scored: {s['not_scored']}"
-    if same:
-        line += ("; warning: the data the run was trained on, so its training and validation "
-                 f"{s['unit']} are scored too")  # fmt: skip
+    if same:  # a subset of the run's inputs (its own test/ folder, say) may hold none of them
+        line += ("; warning: every file of it is one the run read when it trained, so any of "
+                 f"its training and validation {s['unit']} among it are scored too")  # fmt: skip
     return line
 
 
 def _test_share(info: dict[str, Any]) -> str:
-    """How much of an image set its test split is ("" for other tasks): eval --data scores
+    """How much of an image or text set its test split is ("" for sales): eval --data scores
     the test split alone, e.g. 15% of a plain class-folder set, not every image in it."""
-    src, n = info.get("split_source", {}).get("test"), info.get("n_images")
+    src, n = info.get("split_source", {}).get("test"), info.get("n_images", info.get("n_samples"))
     if not src or not n:
         return ""
-    return f"; scored its test split ({src}): {info['split_sizes']['test']} of {n} images"
+    unit = "images" if "n_images" in info else "texts"
+    return f"; scored its test split ({src}): {info['split_sizes']['test']} of {n} {unit}"
 
 
 class Evaluation(NamedTuple):

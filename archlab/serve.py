@@ -169,13 +169,9 @@ def _classify_images(run: Served, items: list[torch.Tensor]) -> list[torch.Tenso
 
 
 def _classify_texts(run: Served, items: list[list[str]]) -> list[torch.Tensor]:
-    from archlab.data.text import encode
-
     texts = [t for item in items for t in item]
-    x, lengths = encode(run.task.fitted.tokenizer, texts, run.task.data_cfg.max_length)
-    with torch.no_grad(), run.inference():
-        logits = run.model(x, lengths)  # packed: padding never changes a row
-    probs = logits.float().softmax(1)
+    with run.inference():  # predict's answer: the network, blended with TF-IDF where chosen
+        probs = run.task.probabilities(run.model, texts)  # packed: padding never changes a row
     return list(probs.split([len(item) for item in items]))
 
 

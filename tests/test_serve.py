@@ -104,6 +104,11 @@ def test_predict_and_explain_every_kind(client: TestClient, runs: dict[str, Path
     assert sum(p["probabilities"].values()) == pytest.approx(1, abs=1e-4)
     form = client.post(f"/{n['text']}/predict", data={"text": "great flight thanks"})
     assert form.json()["predictions"][0]["label"] == p["label"]
+    # predict's answer: the network blended with the run's TF-IDF model where it chose so.
+    _, ttask, tmodel = runner.restore_task(runs["text"])
+    want = ttask.predict(tmodel, ["great flight thanks"])[0]["probabilities"]
+    got = form.json()["predictions"][0]["probabilities"]
+    assert got == pytest.approx(want, abs=1e-5)
 
     hist = runs["sales"].parent.parent / "walmart" / "train.csv"
     _, task, model = runner.restore_task(runs["sales"])

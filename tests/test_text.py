@@ -937,6 +937,7 @@ def test_predict_and_explain_read_file_always_as_a_file(
     assert main(["explain", run, "--file", str(lines), "--out", str(out_dir), "--steps", "4"]) == 0
     texts = [t["text"] for t in json.loads((out_dir / "explain.json").read_text())["texts"]]
     assert texts == ["great crew café", "late again"]
+    capsys.readouterr()  # the explanation's own lines
     _one_line_error(capsys, ["explain", run, "--file", str(tmp_path / "no.txt")], "no such file")
 
 

@@ -69,7 +69,7 @@ def test_split_folders_give_the_split_and_val_is_carved_from_train(tmp_path: Pat
     assert data.info["split_sizes"] == {"train": 48, "val": 12, "test": 18}
     assert data.info["split_source"] == {
         "train": "train/",
-        "val": "carved from train/: 15% of the distinct texts, stratified",
+        "val": "carved from train/: 15% of all the distinct texts, stratified",
         "test": "test/",
     }
     test_texts = {data.context.texts[i] for i in data.context.split["test"]}
@@ -114,8 +114,12 @@ def test_a_folder_run_predicts_and_scores_folders(
     run_dir = runner.train(cfg, tmp_path / "runs")
     capsys.readouterr()
     # predict --file FOLDER: a row per text file, naming it.
+    (root / "test" / "neutral" / "z_empty.txt").write_text(" \n\t\n")  # no text: left out
     assert main(["predict", str(run_dir), "--file", str(root / "test" / "neutral")]) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert "ignored 1 file, empty (no text) (z_empty.txt)" in err
+    (root / "test" / "neutral" / "z_empty.txt").unlink()
     assert [r["file"] for r in rows] == sorted(
         str(p) for p in (root / "test" / "neutral").iterdir()
     )
@@ -123,7 +127,13 @@ def test_a_folder_run_predicts_and_scores_folders(
     # eval --all on the test/ folder alone (class folders), and on a held-out set laid out as
     # split folders without train/: every text file is scored.
     assert main(["eval", str(run_dir), "--data", str(root / "test"), "--all"]) == 0
-    assert sum(map(sum, json.loads(capsys.readouterr().out)["test_confusion_matrix"])) == 18
+    out, err = capsys.readouterr()
+    assert sum(map(sum, json.loads(out)["test_confusion_matrix"])) == 18
+    # Its own test/ folder: no training text is in it, and the warning claims none is.
+    assert "any of its training and validation texts among it are scored too" in err
+    # Without --all: the folder's own test split, and how much of it that is.
+    assert main(["eval", str(run_dir), "--data", str(root)]) == 0
+    assert "scored its test split (test/): 18 of 78 texts" in capsys.readouterr().err
     held = write_folder(tmp_path / "held", {"val": 2, "test": 3}, seed=3)
     assert main(["eval", str(run_dir), "--data", str(held), "--all"]) == 0
     assert sum(map(sum, json.loads(capsys.readouterr().out)["test_confusion_matrix"])) == 15
@@ -165,3 +175,34 @@ def test_a_split_column_gives_the_split(tmp_path: Path) -> None:
         TextData(text_cfg(path, *sets)).build(torch.device("cpu"))
     with pytest.raises(ArchlabError, match=r"no column 'split' for data\.split_column"):
         TextData(text_cfg(path, *sets[:2], "data.split_column=split")).build(torch.device("cpu"))
+
+
+def test_folders_named_like_20_newsgroups_splits_and_a_class_only_in_test(tmp_path: Path) -> None:
+    # 20news-bydate-train/ beside 20news-bydate-test/: split folders by their last word.
+    root = write_folder(tmp_path / "ng", {"20news-bydate-train": 6, "20news-bydate-test": 3})
+    t = load_text_table(root)
+    assert t.class_names == list(WORDS) and sorted(set(t.provided_split)) == ["test", "train"]
+    # A class named like a split beside other classes stays a class.
+    flat = write_folder(tmp_path / "flat")
+    (flat / "positive").rename(flat / "bullet_train")
+    assert load_text_table(flat).class_names == ["bullet_train", "negative", "neutral"]
+    # A class with test texts but no training text cannot be learnt: refused, named.
+    (root / "20news-bydate-train" / "neutral").rename(tmp_path / "gone")
+    with pytest.raises(ArchlabError, match=r"class 'neutral' has texts in 20news-bydate-test/ "
+                       r"but none in 20news-bydate-train/"):  # fmt: skip
+        load_text_table(root)
+
+
+def test_a_byte_order_mark_is_read_whatever_the_encoding_set(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "set")
+    (root / "neutral" / "u16.txt").write_bytes("gate schedule question".encode("utf-16"))
+    t = load_text_table(root, encoding="latin-1")
+    assert "gate schedule question" in t.texts
+
+
+def test_predict_file_with_no_text_is_one_line(tmp_path: Path) -> None:
+    from archlab.data.text import read_input_texts
+
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    with pytest.raises(ArchlabError, match=r"empty\.txt: no text in it \(one text a line"):
+        read_input_texts(tmp_path / "empty.txt", "text", "auto")

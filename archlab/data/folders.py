@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
 # Split folder and manifest split names (lower-cased) -> archlab's split. Keras' and torchvision's
 # examples and most public sets use train/ + val/ (or valid/, validation/) + test/.
 SPLIT_NAMES = {
@@ -28,3 +32,15 @@ def is_hidden(name: str) -> bool:
     """A dot-file or dot-folder (.ipynb_checkpoints, .DS_Store, ._x.png) or __MACOSX: tools'
     copies and metadata, never the user's data."""
     return name.startswith(".") or name == MACOS_ZIP_FOLDER
+
+
+def split_tags(dirs: Sequence[Path]) -> dict[Path, str]:
+    """The folders of ``dirs`` that name a split, with the split: by a SPLIT_FOLDERS name, or,
+    when every folder's name ends with a split's word (20 Newsgroups' ``20news-bydate-train``
+    beside ``20news-bydate-test``), by that word; a class named ``bullet_train`` beside other
+    classes stays a class."""
+    exact = {d: SPLIT_FOLDERS[d.name.lower()] for d in dirs if d.name.lower() in SPLIT_FOLDERS}
+    last = {d: SPLIT_FOLDERS.get(re.split(r"[-_. ]", d.name.lower())[-1]) for d in dirs}
+    if dirs and all(last.values()):
+        return {d: sp for d, sp in last.items() if sp}
+    return exact

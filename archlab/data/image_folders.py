@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archlab.data.folders import SPLIT_FOLDERS, is_hidden
+from archlab.data.folders import is_hidden, split_tags
 from archlab.data.image_set import (
     IMAGE_EXTENSIONS,
     ImageSet,
@@ -40,7 +40,7 @@ def split_folders(root: Path, layout: str, held_out: bool = False) -> dict[str, 
     if layout == "classes":
         return {}
     dirs = _subdirs(root)
-    tagged = {d: SPLIT_FOLDERS[d.name.lower()] for d in dirs if d.name.lower() in SPLIT_FOLDERS}
+    tagged = split_tags(dirs)
     has_train = any(sp == "train" for sp in tagged.values())
     only_splits = bool(tagged) and len(tagged) == len(dirs)  # e.g. val/ and test/ alone
     if layout == "auto" and not has_train and not (held_out and only_splits):

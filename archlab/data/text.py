@@ -29,7 +29,7 @@ from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, tr
 from archlab import fingerprint
 from archlab.data.csv_format import first_bad_byte, past_bom, read_text_csv
 from archlab.data.folders import SPLIT_NAMES
-from archlab.data.text_folders import SPLIT_ORIGIN, SPLIT_TAG, read_text_folder
+from archlab.data.text_folders import SPLIT_ORIGIN, SPLIT_TAG, folder_stats, read_text_folder
 from archlab.errors import ArchlabError
 from archlab.utils import ContentCache, count, file_key
 
@@ -416,7 +416,10 @@ def read_input_texts(path: str | Path, column: str, encoding: str) -> list[str]:
             return [line for line in f.read().split("\n") if line.strip()]
 
     with _reading(path, encoding):
-        return read_text_csv(path, encoding, lines)[0]
+        texts = read_text_csv(path, encoding, lines)[0]
+    if not texts:
+        raise ArchlabError(f"{path}: no text in it (one text a line; blank lines are skipped)")
+    return texts
 
 
 def read_labelled(
@@ -466,7 +469,8 @@ def load_text_table(
     """
     args = (text_column, label_column, encoding, labels, conflicts, weight_column, held_out,
             split_column)  # fmt: skip
-    key = file_key(path, *args)
+    # A folder's key covers every file in it (a file edited, added or moved changes it).
+    key = file_key(path, *args, folder_stats(path) if Path(path).is_dir() else "")
     if key is None:  # no such file: the reader's own error
         return _load_text_table(path, *args)
     t = _TABLES.get(key, lambda: _load_text_table(path, *args))
@@ -495,7 +499,10 @@ def _load_text_table(
 ) -> TextTable:
     optional = tuple(c for c in (weight_column, split_column) if c)
     df = read_labelled(path, text_column, label_column, encoding, optional, held_out)
-    if split_column and not held_out:  # a held-out set is scored whole: no split
+    # Where the labels are, in messages: a folder's label column is reading's, not the user's.
+    where = "its class folders" if Path(path).is_dir() else f"column {label_column!r}"
+    # A held-out set is scored whole, and a folder has split folders: no split column.
+    if split_column and not held_out and not Path(path).is_dir():
         df.attrs[SPLIT_TAG], df.attrs[SPLIT_ORIGIN] = _split_tags(df, path, split_column)
     counts: dict[str, int] = {"rows_read": len(df)}
     if df.empty:
@@ -516,7 +523,7 @@ def _load_text_table(
     keep = [not (b or n) for b, n in zip(bad_text, no_label, strict=True)]
     if labels:
         if not held_out:  # a held-out set may lack some of the labels
-            _check_label_set(path, label_column, labels, lab, keep)
+            _check_label_set(path, where, labels, lab, keep)
         outside = [k and v not in labels for k, v in zip(keep, lab, strict=True)]
         counts["dropped_label_not_in_set"] = int(sum(outside))
         keep = [k and not o for k, o in zip(keep, outside, strict=True)]
@@ -535,7 +542,9 @@ def _load_text_table(
     provided, across = _group_splits(df.attrs.get(SPLIT_TAG), members)
     names = list(labels) if labels else sorted(set(group_labels))
     if not held_out:  # a split needs 2+ classes of 3+ texts; scoring a set whole does not
-        _check_classes(path, label_column, names, Counter(group_labels))
+        _check_classes(path, where, names, Counter(group_labels))
+    if provided is not None:
+        _check_trained_classes(path, group_labels, provided, df.attrs[SPLIT_ORIGIN])
     index = {n: i for i, n in enumerate(names)}
     notes = [df.attrs["encoding_note"], *df.attrs.get("file_notes", []), same_number,
              _case_note(path, names), across]  # fmt: skip
@@ -597,7 +606,7 @@ def _as_number(value: str) -> float | None:
 
 
 def _check_label_set(
-    path: str | Path, column: str, labels: tuple[str, ...], lab: list[str], keep: list[bool]
+    path: str | Path, where: str, labels: tuple[str, ...], lab: list[str], keep: list[bool]
 ) -> None:
     """Refuse data.labels that no usable row has (a typo, another letter case), naming the
     labels the column does have, most frequent first."""
@@ -606,7 +615,7 @@ def _check_label_set(
     if absent:
         found = listing([f"{v!r} ({n})" for v, n in have.most_common()], 10)
         raise ArchlabError(
-            f"{path}: data.labels {', '.join(map(repr, absent))} not in column {column!r} "
+            f"{path}: data.labels {', '.join(map(repr, absent))} not in {where} "
             f"(its labels: {found or 'none'}); list labels as the column writes them"
         )
 
@@ -714,6 +723,22 @@ def _split_tags(
     return tags_arr, {sp: f"{column}={sp}" for sp in sorted(set(tags_arr))}
 
 
+def _check_trained_classes(
+    path: str | Path, labels: list[str], splits: np.ndarray, origin: dict[str, str]
+) -> None:
+    """Refuse a class the data's own split has texts of in val or test but none in train: a
+    network cannot learn it, and the scores would count it as always wrong."""
+    trained = {v for v, sp in zip(labels, splits, strict=True) if sp == "train"}
+    missing = sorted({v for v, sp in zip(labels, splits, strict=True) if sp != "train"} - trained)
+    if missing:
+        sp = next(sp for v, sp in zip(labels, splits, strict=True) if v == missing[0])
+        raise ArchlabError(
+            f"{path}: class {missing[0]!r} has texts in {origin[sp]} but none in "
+            f"{origin['train']}: a model cannot learn it (classes without training texts: "
+            f"{missing}); add training texts, or leave it out with --set data.labels=..."
+        )
+
+
 def _group_splits(
     tags: np.ndarray | None, members: list[list[int]]
 ) -> tuple[np.ndarray | None, str]:
@@ -732,24 +757,22 @@ def _group_splits(
     return np.array(out, dtype=object), note
 
 
-def _check_classes(
-    path: str | Path, label_column: str, names: list[str], per_class: Counter[str]
-) -> None:
+def _check_classes(path: str | Path, where: str, names: list[str], per_class: Counter[str]) -> None:
     """Refuse labels too few to learn from: one class only, or one with under 3 texts."""
     present = [n for n in names if per_class[n] > 0]
     if len(present) < 2:
         raise ArchlabError(
             # repr: a label read from a broken file can hold newlines; the error is one line
-            f"{path}: column {label_column!r} has only one class "
+            f"{path}: {where} has only one class "
             f"({', '.join(repr(n)[:80] for n in present) or 'none'}); need at least 2"
         )
     rare = [n for n in names if per_class[n] < 3]
     if rare:
         detail = listing([f"{n[:80]!r} ({per_class[n]})" for n in rare])
         raise ArchlabError(
-            f"{path}: label(s) {detail} in column {label_column!r} have fewer than 3 distinct "
-            "texts, too few for a stratified 70/15/15 split; remove them or list the labels to "
-            "keep with --set data.labels=a,b,c"
+            f"{path}: label(s) {detail} in {where} have fewer than 3 distinct texts, too few "
+            "for a stratified split into train, val and test; remove them or list the labels "
+            "to keep with --set data.labels=a,b,c"
         )
 
 

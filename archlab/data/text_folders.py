@@ -8,6 +8,8 @@ reads into, so cleaning, grouping and splitting are the CSV's.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ import pandas as pd
 
 from archlab import fingerprint
 from archlab.data.csv_format import UTF16_BOMS
-from archlab.data.folders import SPLIT_FOLDERS, is_hidden
+from archlab.data.folders import is_hidden, split_tags
 from archlab.errors import ArchlabError
 from archlab.utils import count
 
@@ -36,11 +38,23 @@ def _files(d: Path) -> list[Path]:
     ]  # fmt: skip
 
 
+def folder_stats(root: Path) -> str:
+    """A digest of every file's path, size and modification time under ``root``: a cache key
+    for what reading it gives, which a file edited, added, moved or removed changes."""
+    h = hashlib.sha256()
+    for p in sorted(Path(root).rglob("*")):
+        with contextlib.suppress(OSError):  # a broken link: the reader's concern
+            if p.is_file():
+                st = p.stat()
+                h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0".encode("utf-8", "replace"))
+    return h.hexdigest()
+
+
 def _split_folders(root: Path, held_out: bool) -> dict[str, list[Path]]:
     """archlab split -> its folders when ``root`` holds split folders ({}: class folders).
     ``held_out`` (a set scored whole): every split folder is read, train/ or not."""
     dirs = _subdirs(root)
-    tagged = {d: SPLIT_FOLDERS[d.name.lower()] for d in dirs if d.name.lower() in SPLIT_FOLDERS}
+    tagged = split_tags(dirs)
     if not tagged or (not held_out and "train" not in tagged.values() and len(tagged) < len(dirs)):
         return {}  # class folders, one of them perhaps named like a split
     if not held_out and "train" not in tagged.values():
@@ -68,10 +82,10 @@ def _split_folders(root: Path, held_out: bool) -> dict[str, list[Path]]:
 def _decode(data: bytes, encoding: str) -> tuple[str, bool]:
     """The text of a file's bytes, and whether ``auto`` found it not UTF-8 (then cp1252, else
     latin-1, as for CSVs)."""
+    if data.startswith(UTF16_BOMS):  # a byte-order mark says it, whatever the setting
+        return data.decode("utf-16"), False
     if encoding != "auto":
         return data.decode(encoding), False
-    if data.startswith(UTF16_BOMS):
-        return data.decode("utf-16"), False
     try:
         return data.decode("utf-8-sig"), False
     except UnicodeDecodeError:
@@ -186,7 +200,10 @@ def folder_texts(root: Path, encoding: str) -> tuple[list[tuple[Path, str]], lis
     first lines on files left out."""
     reader = _Reader(root, encoding)
     found = reader.texts(root)
+    # An empty file is no text: training drops empty texts, so the network never learnt one.
+    reader.ignored["empty (no text)"] = [p for p, t in found if not t.strip()]
+    found = [(p, t) for p, t in found if t.strip()]
     if not found:
-        raise ArchlabError(f"{root}: no text files in it (.txt, .text or no suffix)")
+        raise ArchlabError(f"{root}: no text files in it with a text (.txt, .text or no suffix)")
     enc_note, notes = reader.notes()
     return found, [n for n in (enc_note, *notes) if n]

@@ -223,7 +223,7 @@ def _text_info(
         "encoding": table.encoding,
         "class_names": names,
         "text_column": c.text_column,
-        "label_column": c.label_column,
+        "label_column": "the class folders" if Path(c.path).is_dir() else c.label_column,
         "vocab_size": tok.tokenizer.get_vocab_size(),
         "rows": table.counts,
         "conflicts": f"repeated texts with differing labels: {c.conflicts} (ties dropped)",
@@ -246,7 +246,7 @@ def _split_source(table: TextTable, c: TextDataConfig) -> dict[str, str]:
     frac = {"train": 0.0, "val": c.val_fraction, "test": c.test_fraction}
     out = {}
     for k in ("train", "val", "test"):
-        draw = f"{frac[k]:.0%} of the distinct texts, stratified"
+        draw = f"{frac[k]:.0%} of all the distinct texts, stratified"
         if k in origin:
             out[k] = origin[k]
         elif origin:  # the data's split lacks this one: taken out of its train split
@@ -328,8 +328,9 @@ class TextData:
         truncated = _truncated(tok.tokenizer, texts, lengths, c.max_length)
         info = _text_info(c, table, tok, labels, lengths, split, truncated)
         if score_all:
+            unit = "texts" if table.files else "rows"  # a folder's files, a CSV's rows
             info["scored_all"] = held_out_info(
-                labels, len(table.class_names), "rows", dropped_rows(table.counts)
+                labels, len(table.class_names), unit, dropped_rows(table.counts)
             )
         notes = [
             rows_note(table.source, table.counts, truncated, c.max_length),
@@ -666,13 +667,14 @@ class TextClassification:
     def tuned_metrics(self, model: nn.Module, data: TextBundle) -> dict[str, Any]:
         """The chosen weight with its validation macro-F1, and test_blend_* (the hybrid)."""
         out = {k: v for k, v in self.fitted.chosen.items() if not k.endswith("_by_weight")}
-        w = self.fitted.blend_weight
-        if "blend_weight" not in out or w >= 1:
+        if "blend_weight" not in out:
             return out
-        ctx = data.context
-        net, labels = text_blend.network_probs(model, data.test)
-        texts = [ctx.texts[i] for i in ctx.split["test"]]
-        probs = text_blend.blend(w, net, class_probs(self.fitted.tfidf, texts, net.shape[1]))
+        ctx, w = data.context, self.fitted.blend_weight
+        probs, labels = text_blend.network_probs(model, data.test)
+        if w < 1:  # at 1 the blend is the network alone: its test_blend_* are test_*
+            texts = [ctx.texts[i] for i in ctx.split["test"]]
+            peer = class_probs(self.fitted.tfidf, texts, probs.shape[1])
+            probs = text_blend.blend(w, probs, peer)
         m = classification_metrics(labels, probs.argmax(1), list(self.fitted.class_names))
         out.update({f"test_blend_{k}": v for k, v in m.items()})
         return out
@@ -705,21 +707,26 @@ class TextClassification:
                 out.append((item, None))
         return out
 
-    def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
-        """Label and class probabilities for texts, or for every text of a file (``--file``)."""
-        found = self._inputs(inputs)
-        if not found:
-            return []
-        texts = [t for t, _ in found]
+    def probabilities(self, model: nn.Module, texts: list[str]) -> torch.Tensor:
+        """(n, K) class probabilities as predict and serve answer: the network's softmax,
+        blended with the run's TF-IDF model where validation chose so."""
         x, lengths = encode(self.fitted.tokenizer, texts, self.data_cfg.max_length)
         model.eval()
         with torch.no_grad():
             device = next(model.parameters()).device
             probs = model(x.to(device), lengths).float().softmax(1).cpu()
-        names = list(self.fitted.class_names)
         if (w := self.fitted.blend_weight) < 1:  # the hybrid the run chose on validation
-            peer = class_probs(self.fitted.tfidf, texts, len(names))
-            probs = torch.from_numpy(text_blend.blend(w, probs.double().numpy(), peer))
+            peer = class_probs(self.fitted.tfidf, texts, probs.shape[1])
+            probs = torch.from_numpy(text_blend.blend(w, probs.double().numpy(), peer)).float()
+        return probs
+
+    def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
+        """Label and class probabilities for texts, or for every text of a file (``--file``)."""
+        found = self._inputs(inputs)
+        if not found:
+            return []
+        probs = self.probabilities(model, [t for t, _ in found])
+        names = list(self.fitted.class_names)
         return [
             predict_row({**({"file": f} if f else {}), "input": t, "label": names[int(p.argmax())]},
                         names, p.tolist())
