@@ -57,5 +57,14 @@ def evaluate_ensemble(run_dirs: list[Path]) -> dict[str, Any]:
                              first.targets)  # fmt: skip
     keys = sorted(set.intersection(*(set(m) for m in members)) - {"run_dir"})
     mean = {k: float(np.mean([m[k] for m in members])) for k in keys}
-    return {"task": first.task.name, "members": members, "members_mean": mean,
-            "ensemble": _scalars(ens)}  # fmt: skip
+    out = {"task": first.task.name, "members": members, "members_mean": mean,
+           "ensemble": _scalars(ens)}  # fmt: skip
+    blends = [{k: v for k, v in e.tuned.items() if k.startswith("test_blend_")} for e in evals]
+    if any(blends):  # what each member's predict answers, beside what the ensemble averaged
+        for m, b in zip(members, blends, strict=True):
+            m.update({k: v for k, v in b.items() if isinstance(v, int | float)})
+        out["note"] = (
+            "the ensemble averages the members' networks; each member's blend with its peer "
+            "(its test_blend_*, what its predict answers) is not part of it"
+        )
+    return out

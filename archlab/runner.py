@@ -493,8 +493,8 @@ def load_run(
         print(f"archlab: {data_path}: "
               + ("the same data the run was trained on" if same else
                  "other data than the run was trained on; scored with the run's fitted "
-                 "classes, vocabulary and scalers") + _test_share(data.info),
-              file=sys.stderr)  # fmt: skip
+                 "classes, vocabulary and scalers") + _test_share(data.info)
+              + _unknown_series(data.info), file=sys.stderr)  # fmt: skip
     task = spec.task(cfg, data.fitted)
     model = task.build_model()
     rundir.load_weights(model, run_dir / rundir.WEIGHTS)
@@ -523,6 +523,13 @@ def _scored_all(info: dict[str, Any], same: bool | None) -> str:
         line += ("; warning: every file of it is one the run read when it trained, so any of "
                  f"its training and validation {s['unit']} among it are scored too")  # fmt: skip
     return line
+
+
+def _unknown_series(info: dict[str, Any]) -> str:
+    """A sales set's series the run never saw ("" if none, or not sales): the network has no
+    scaler or embedding of their own for them."""
+    n = info.get("series_unknown_to_run", 0)
+    return f"; {n} of its {info['n_series']} series not in the run's training data" if n else ""
 
 
 def _test_share(info: dict[str, Any]) -> str:

@@ -253,7 +253,7 @@ async def parse(request: Any, limits: Limits) -> Inputs:
         return out
     if ctype in ("application/json", ""):
         try:
-            doc = json.loads(body or b"null")
+            doc = json.loads(body or b"{}")  # no body: a forecaster's default forecast
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise BadRequest(400, f"the body is not valid JSON ({e.__class__.__name__})") from None
         if not isinstance(doc, dict):

@@ -49,6 +49,10 @@ def test_text_ensemble_equals_averaged_saved_probabilities(tmp_path: Path) -> No
     for m, d in zip(res["members"], runs, strict=True):
         saved = json.loads((d / "metrics.json").read_text())
         assert m["test_accuracy"] == pytest.approx(saved["test_accuracy"])
+        # Each member's blend with its TF-IDF model is listed, and said to be left out.
+        if "test_blend_accuracy" in saved:
+            assert m["test_blend_accuracy"] == pytest.approx(saved["test_blend_accuracy"])
+            assert "each member's blend with its peer" in res["note"]
     assert res["members_mean"]["test_accuracy"] == pytest.approx(
         np.mean([m["test_accuracy"] for m in res["members"]])
     )

@@ -73,13 +73,20 @@ def test_a_bad_date_or_a_duplicate_names_its_file_line(tmp_path: Path) -> None:
         sales.load_sales(cfg(path))
 
 
-UNSET = "give --data the file; leave data.series_keys and data.target unset"
+TEXT_COLUMN = (
+    "every column but 'date' must hold numbers ('region' does not; name covariate columns in "
+    "data.covariates)"
+)
+UNSET = (
+    "give --data the file itself and leave data.series_keys and data.target unset: the series "
+    "are its columns"
+)
 
 
 @pytest.mark.parametrize(
     ("extra", "sets", "why"),
     [
-        ({"region": "x"}, {}, "every column but 'date' must hold numbers ('region' does not)"),
+        ({"region": "x"}, {}, TEXT_COLUMN),
         ({}, {"target": "sales"}, UNSET),  # a target named that the file lacks
         ({}, {"series_keys": ()}, UNSET),  # "none" says one series
         ({}, {"path": "."}, UNSET),  # a folder: Walmart's layout
@@ -166,3 +173,68 @@ def test_a_wide_runs_submission_names_each_series(
     assert main(["predict", run, "--file", str(rows), "--out", str(sub)]) == 0
     ids = pd.read_csv(sub)["Id"]
     assert ids.is_unique and set(ids.str.split("_").str[0]) == {"east", "north", "south"}
+
+
+def test_odd_wide_headers(tmp_path: Path) -> None:
+    wide = pd.read_csv(write_wide(tmp_path / "wide.csv"))
+    # A saved pandas index is left out; a covariate named in data.covariates stays one.
+    path = tmp_path / "index.csv"
+    wide.assign(promo=np.arange(STEPS) % 2).to_csv(path)  # index=True: "Unnamed: 0"
+    df = sales.load_sales(replace(cfg(path), covariates=("promo",)))
+    assert sorted(df["series"].unique()) == ["east", "north", "south"] and "promo" in df
+    note = sales.reading_notes(df)
+    assert any("covariate(s) ['promo'] beside them" in n and "index column(s) ['Unnamed: 0']"
+               in n for n in note)  # fmt: skip
+    # A repeated series name is refused (pandas would read it as north.1).
+    path.write_text("date,north,north\n2020-01-06,1,2\n2020-01-13,3,4\n")
+    with pytest.raises(ArchlabError, match="column 'north' appears twice in the header"):
+        sales.load_sales(cfg(path))
+    # One series column: the hint names the two settings that read it.
+    wide[["date", "north"]].to_csv(path, index=False)
+    with pytest.raises(ArchlabError, match=r"a file of one series: --set data\.series_keys=none "
+                       r"--set data\.target=north$"):  # fmt: skip
+        sales.load_sales(cfg(path))
+
+
+@pytest.mark.parametrize("date", ["Week", "Year", "Month"])
+def test_a_date_column_named_like_a_calendar_column(tmp_path: Path, date: str) -> None:
+    path = tmp_path / "wide.csv"
+    pd.read_csv(write_wide(path)).rename(columns={"date": date}).to_csv(path, index=False)
+    df = sales.load_sales(replace(cfg(path), date_column=date))
+    assert df[date].dtype.kind == "M" and len(df) == 3 * STEPS
+
+
+def test_a_wide_run_reads_one_series_histories_and_numeric_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from archlab.cli import main
+
+    path = tmp_path / "wide.csv"
+    wide = pd.read_csv(write_wide(path)).drop(columns="west")
+    wide.columns = ["date", "1", "2", "3"]  # series named by numbers
+    wide.to_csv(path, index=False)
+    capsys.readouterr()
+    args = ["train", "--task", "sales", "--data", str(path), "--epochs", "1", "--out",
+            str(tmp_path / "runs"), "--set", "data.date_column=date", "--set", "data.peer=none",
+            "--set", "train.threads=1"]  # fmt: skip
+    assert main(args) == 0
+    run = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["predict", run]) == 0
+    ahead = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # Rows to forecast name the series as numbers, read as the training's text names.
+    rows = tmp_path / "rows.csv"
+    pd.DataFrame(ahead)[["series", "date"]].to_csv(rows, index=False)
+    assert main(["predict", run, "--file", str(rows)]) == 0
+    got = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["forecast"] for r in got] == pytest.approx([r["forecast"] for r in ahead])
+    # eval on a wide file with a series the run never saw says so.
+    other = tmp_path / "other.csv"
+    wide.assign(**{"4": wide["1"]}).to_csv(other, index=False)
+    capsys.readouterr()
+    assert main(["eval", run, "--data", str(other)]) == 0
+    assert "; 1 of its 4 series not in the run's training data" in capsys.readouterr().err
+    # A history of one series column is a history, not rows to forecast.
+    hist = tmp_path / "one.csv"
+    wide[["date", "2"]].to_csv(hist, index=False)
+    assert main(["predict", run, str(hist)]) == 0
+    assert [json.loads(line)["series"] for line in capsys.readouterr().out.splitlines()] == ["2"]

@@ -122,6 +122,7 @@ def test_predict_and_explain_every_kind(client: TestClient, runs: dict[str, Path
     assert [x["forecast"] for x in r.json()["forecasts"]] == pytest.approx(want)
     r = client.post(f"/{n['horizon']}/predict", json={})  # the H steps after the run's data
     assert len(r.json()["forecasts"]) == 6 * 8
+    assert client.post(f"/{n['horizon']}/predict").json() == r.json()  # no body: the same
     # A next-step run (horizon 1) too: the step after its data, as `archlab predict RUN`.
     r = client.post(f"/{n['sales']}/predict", json={})
     assert [x["forecast"] for x in r.json()["forecasts"]] == pytest.approx(

@@ -8,6 +8,7 @@ framing's inputs (features, windows, baseline) are in sales_horizon.py.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -129,7 +130,7 @@ def _read_sales(
     duplicate rows (a wide table melted first); its holiday column and the date format given."""
     date, target, hol, keys = cfg.date_column, cfg.target, cfg.holiday_column, cfg.series_keys
     df = read_csv(path, [], cfg.encoding)
-    series, hint = _wide(cfg, df, wide_ok)
+    series, hint = _wide(cfg, df, wide_ok, path)
     if series:
         df = _melt(cfg, df, series, path)
         keys = (SINGLE_SERIES,)
@@ -163,8 +164,8 @@ def _read_sales(
 
 def reads_wide(cfg: SalesDataConfig, df: pd.DataFrame) -> bool:
     """Whether ``load_sales`` reads the file ``df`` (as ``read_csv`` gives it) as a wide table:
-    a history for a wide run, not rows to forecast (which may bring covariates)."""
-    return not {*cfg.covariates} & {*df.columns} and bool(_wide(cfg, df, _wide_ok(cfg))[0])
+    a history for a wide run, not rows to forecast (which name their series in a column)."""
+    return bool(_wide(cfg, df, _wide_ok(cfg))[0])
 
 
 def _wide_ok(cfg: SalesDataConfig) -> bool:
@@ -174,20 +175,42 @@ def _wide_ok(cfg: SalesDataConfig) -> bool:
     return cfg.target == _default(cfg, "target") and tuple(cfg.series_keys) in keys
 
 
-def _wide(cfg: SalesDataConfig, df: pd.DataFrame, ok: bool) -> tuple[list[str], str]:
+def _not_series(cfg: SalesDataConfig, cols: list[str]) -> list[str]:
+    """A wide table's columns that are no series: the date, the holiday flag, the covariates
+    (data.covariates) and a spreadsheet's saved index ("Unnamed: 0")."""
+    kept = (cfg.date_column, cfg.holiday_column, *cfg.covariates)
+    return [c for c in cols if c in kept or c.startswith("Unnamed: ")]
+
+
+def _wide(
+    cfg: SalesDataConfig, df: pd.DataFrame, ok: bool, path: object = "the file"
+) -> tuple[list[str], str]:
     """The series columns of a wide table (a date column, one numeric column per series);
-    else [] and, where the file looks like one, a hint for the missing-columns error."""
+    else [] and, where the file looks like one, a hint for the missing-columns error. A run
+    read wide (its key SINGLE_SERIES) reads a history of one series column too."""
     date, cols = cfg.date_column, [str(c) for c in df.columns]
-    other = [c for c in cols if c not in (date, cfg.holiday_column)]
+    other = [c for c in cols if c not in _not_series(cfg, cols)]
     numeric = [c for c in other if df[c].dtype.kind in "iuf"]  # numbers or empty cells
     long = {*cfg.series_keys, SINGLE_SERIES, cfg.target} & {*cols}  # a column of the long layout
-    if date not in cols or len(numeric) < 2 or long:
+    fewest = 1 if tuple(cfg.series_keys) == (SINGLE_SERIES,) else 2
+    if date not in cols or not numeric or long:
         return [], ""
+    if len(numeric) < fewest:  # date and one column: one series, named how?
+        return [], (f"; a file of one series: --set data.series_keys=none --set "
+                    f"data.target={numeric[0]}")  # fmt: skip
     if ok and len(numeric) == len(other):
+        twice = [c for c in other if (m := re.fullmatch(r"(.+)\.\d+", c)) and m[1] in other]
+        if twice:  # pandas renames a repeated header "north" to "north.1"
+            raise ArchlabError(
+                f"{path}: column {twice[0].rsplit('.', 1)[0]!r} "
+                "appears twice in the header: name each series once"
+            )
         return other, ""
     text = [c for c in other if c not in numeric]
-    need = (f"every column but {date!r} must hold numbers ({text[0]!r} does not)" if text else
-            "give --data the file; leave data.series_keys and data.target unset")  # fmt: skip
+    need = (f"every column but {date!r} must hold numbers ({text[0]!r} does not; name "
+            "covariate columns in data.covariates)" if text else
+            "give --data the file itself and leave data.series_keys and data.target unset: the "
+            "series are its columns")  # fmt: skip
     return [], f"; it looks like a wide table (one column per series): to read it so, {need}"
 
 
@@ -195,13 +218,18 @@ def _melt(cfg: SalesDataConfig, df: pd.DataFrame, series: list[str], path: Path)
     """The wide table ``df`` as one row per series column and date, noted; column by column,
     so a bad date or duplicate is first met in the first column's rows, at its file line."""
     kept = [c for c in series if df[c].notna().any()] or series  # all empty: as a long file's
-    ids = [c for c in (cfg.date_column, cfg.holiday_column) if c in df.columns]
+    cols = [str(c) for c in df.columns]
+    ids = [c for c in _not_series(cfg, cols) if not c.startswith("Unnamed: ")]
     long = df.melt(ids, kept, SINGLE_SERIES, cfg.target)
     empty = [c for c in series if c not in kept]
+    left = [c for c in cols if c.startswith("Unnamed: ")]
+    covs = [c for c in ids if c in cfg.covariates]
     note = (f"data: {path} read as a wide table: {len(kept)} series, one per column "
             f"({', '.join(kept[:8])}{', ...' if len(kept) > 8 else ''}); series key "
             f"{SINGLE_SERIES!r}, values read as the target {cfg.target!r}"
-            + (f"; empty column(s) {empty} left out" if empty else ""))  # fmt: skip
+            + (f"; covariate(s) {covs} beside them" if covs else "")
+            + (f"; empty column(s) {empty} left out" if empty else "")
+            + (f"; index column(s) {left} left out" if left else ""))  # fmt: skip
     long.attrs["notes"] = [note, *df.attrs["notes"]]
     return long
 
@@ -314,10 +342,13 @@ def _covariates(
 
 
 def _with_calendar(df: pd.DataFrame, cfg: SalesDataConfig) -> pd.DataFrame:
-    """``df`` with Year, Month and (ISO) Week columns, sorted by series keys and date."""
+    """``df`` with Year, Month and (ISO) Week columns, sorted by series keys and date; one
+    the date column is named (a spreadsheet's "Week") is not written over it."""
     dt = df[cfg.date_column].dt
-    df["Year"], df["Month"] = dt.year, dt.month
-    df["Week"] = dt.isocalendar().week.astype(int).to_numpy()
+    calendar = {"Year": dt.year, "Month": dt.month, "Week": dt.isocalendar().week.astype(int)}
+    for name, values in calendar.items():
+        if name != cfg.date_column:
+            df[name] = values.to_numpy()
     return df.sort_values([*cfg.series_keys, cfg.date_column], kind="stable").reset_index(drop=True)
 
 

@@ -513,8 +513,13 @@ def _wanted_rows(
                 f"{str(p.dates[o + 1])[:10]}..{str(p.dates[-1])[:10]} (data.horizon={H})"
             )
         # The panel's series index of each row (-1: a series the data never had), by a join.
+        panel_keys = pd.DataFrame(p.keys, columns=keys)
+        for k in keys:  # names read as text in training (a wide table's "1") join as text
+            text = pd.api.types.is_string_dtype  # object or str columns of text
+            if text(panel_keys[k]) and not text(w[k]):
+                w = w.assign(**{k: w[k].astype(str)})
         try:
-            panel_keys = pd.DataFrame(p.keys, columns=keys).astype(w[keys].dtypes.to_dict())
+            panel_keys = panel_keys.astype(w[keys].dtypes.to_dict())
         except (TypeError, ValueError):
             raise ArchlabError(
                 f"{path}: its series keys {keys} are not of the training data's type"

@@ -99,8 +99,8 @@ class ParityData:
 
     @staticmethod
     def _numeric(c: SalesDataConfig) -> list[str]:
-        return [*c.covariates, *([c.holiday_column] if c.holiday_column else []),
-                "Year", "Month", "Week"]  # fmt: skip
+        calendar = [k for k in ("Year", "Month", "Week") if k != c.date_column]
+        return [*c.covariates, *([c.holiday_column] if c.holiday_column else []), *calendar]
 
     def _fit(
         self, df: pd.DataFrame, c: SalesDataConfig, resolved: dict[str, Any], train: np.ndarray

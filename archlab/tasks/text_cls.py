@@ -480,6 +480,12 @@ class TextData:
         run_dir = Path(run_dir)
         fitted = TextFitted.from_dict(require_fitted(run_dir, TextFitted.kind))
         if fitted.chosen.get("blend_weight", 1.0) < 1:  # the blend's TF-IDF model
+            if not (run_dir / TFIDF_FILE).exists():
+                raise ArchlabError(
+                    f"{run_dir / TFIDF_FILE}: missing; the run blends its network with this "
+                    f"TF-IDF model (blend_weight {fitted.chosen['blend_weight']:g}): restore the "
+                    "file from the run's copy, or train again"
+                )
             fitted = replace(fitted, tfidf=load_tfidf(run_dir / TFIDF_FILE))
         return fitted
 
