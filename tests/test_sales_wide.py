@@ -238,3 +238,17 @@ def test_a_wide_run_reads_one_series_histories_and_numeric_names(
     wide[["date", "2"]].to_csv(hist, index=False)
     assert main(["predict", run, str(hist)]) == 0
     assert [json.loads(line)["series"] for line in capsys.readouterr().out.splitlines()] == ["2"]
+
+
+def test_trailing_empty_rows_and_year_month_dates(tmp_path: Path) -> None:
+    path = write_wide(tmp_path / "wide.csv")
+    path.write_text(path.read_text() + ",,,,\n,,,,\n")  # a spreadsheet's empty rows
+    df = sales.load_sales(cfg(path))
+    assert len(df) == 3 * STEPS
+    assert f"data: {path}: 2 empty row(s) at the end left out" in sales.reading_notes(df)
+    months = pd.DataFrame({"date": pd.period_range("2015-01", periods=40, freq="M").astype(str),
+                           "north": np.arange(40.0), "south": np.arange(40.0) + 5})  # fmt: skip
+    months.to_csv(path, index=False)
+    df = sales.load_sales(cfg(path))  # 2015-01: inferred, no data.date_format needed
+    assert df["date"].min() == pd.Timestamp("2015-01-01") and df.attrs["resolved"]["date_format"] \
+        == "%Y-%m"  # fmt: skip

@@ -60,6 +60,14 @@ def read_csv(path: Path, required: Sequence[str], encoding: str = "auto") -> pd.
     except (pd.errors.ParserError, OSError, EOFError, zlib.error) as e:  # zlib, EOF: bad .gz
         raise ArchlabError(f"{path}: not a readable CSV file ({e.__class__.__name__})") from None
     df.attrs["notes"] = [note] if note else []
+    # A spreadsheet's trailing empty rows (",,,"): no row at all. Only at the end, so the
+    # line numbers of the rows before stay true.
+    empty = df.isna().all(axis=1).to_numpy()
+    trailing = int(np.argmin(empty[::-1])) if not empty.all() else 0
+    if trailing:
+        notes = [*df.attrs["notes"], f"data: {path}: {trailing} empty row(s) at the end left out"]
+        df = df.iloc[: len(df) - trailing].copy()
+        df.attrs["notes"] = notes
     if grouped:
         df.attrs["notes"].append(
             f"data: {path}: a dot read as a thousands separator in column(s) {grouped} (every "
@@ -138,6 +146,7 @@ DATE_FORMATS = (
     "%Y-%m-%dT%H:%M:%SZ",
     "%d/%m/%Y", "%m/%d/%Y", "%d-%m-%Y", "%m-%d-%Y", "%d.%m.%Y", "%m.%d.%Y",
     "%d/%m/%y", "%m/%d/%y", "%d-%b-%Y", "%d %b %Y", "%b %d, %Y",
+    "%Y-%m", "%Y-%m-%dT%H:%M",  # monthly exports (2018-01); ISO minutes without seconds
 )  # fmt: skip
 
 
