@@ -24,7 +24,7 @@ from typing import Any
 
 from archlab import rundir, runner
 from archlab.tasks.text_cls import TextClassification
-from archlab.tasks.tfidf import save_tfidf, tfidf_fitted
+from archlab.tasks.tfidf import save_tfidf, tfidf_baseline
 
 
 def blend_run(run_dir: Path, cost: bool = False) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def blend_run(run_dir: Path, cost: bool = False) -> dict[str, Any]:
     assert isinstance(task, TextClassification)
     ctx = data.context
     t0 = time.perf_counter()
-    tfidf_fitted(ctx.texts, ctx.labels, ctx.split, list(task.fitted.class_names))  # the baseline's
+    tfidf_baseline(ctx.texts, ctx.labels, ctx.split, list(task.fitted.class_names), ctx.weights)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     with runner.inference(run_dir, cfg, model):  # the run's arithmetic, as its training used

@@ -784,8 +784,8 @@ def test_tfidf_baseline_is_reused_for_the_same_inputs_only(monkeypatch) -> None:
     fits = []
     real = tfidf.tfidf_model
     monkeypatch.setattr(tfidf, "tfidf_model", lambda *a: fits.append(1) or real(*a))
-    first = tfidf.tfidf_baseline(texts, labels, split, names)
-    assert tfidf.tfidf_baseline(texts, labels, split, names) == first and len(fits) == 1
+    first = tfidf.tfidf_baseline(texts, labels, split, names)[0]
+    assert tfidf.tfidf_baseline(texts, labels, split, names)[0] == first and len(fits) == 1
     texts[55] = "good flight changed"  # a test text differs: fitted again
     tfidf.tfidf_baseline(texts, labels, split, names)
     assert len(fits) == 2
@@ -948,7 +948,8 @@ def test_tfidf_baseline_fits_texts_without_words() -> None:
     texts = [emoji[i % 5] * (1 + i % 4) for i in range(60)]
     labels = np.array([[0, 1, 2, 0, 1][i % 5] for i in range(60)])
     split = {"train": np.arange(40), "val": np.arange(40, 50), "test": np.arange(50, 60)}
-    assert tfidf_baseline(texts, labels, split, ["a", "b", "c"])["baseline_tfidf_accuracy"] == 1.0
+    metrics, _ = tfidf_baseline(texts, labels, split, ["a", "b", "c"])
+    assert metrics["baseline_tfidf_accuracy"] == 1.0
     assert cross_fitted_probs(texts[:40], labels[:40], 3, 3, 0).shape == (40, 3)
 
 

@@ -127,6 +127,24 @@ def held_out_info(labels: np.ndarray, n_classes: int, unit: str, not_scored: str
     }
 
 
+def split_source(
+    origin: dict[str, str], val_fraction: float, test_fraction: float, drawn: str
+) -> dict[str, str]:
+    """Where each split came from: the data's own (``origin``: split -> its folder, column or
+    array), else a seeded stratified draw of ``drawn`` ("all images, stratified, ...")."""
+    frac = {"train": 0.0, "val": val_fraction, "test": test_fraction}
+    out = {}
+    for k in ("train", "val", "test"):
+        draw = f"{frac[k]:.0%} of {drawn}"
+        if k in origin:
+            out[k] = origin[k]
+        elif origin:  # the data gave a split but not this one: taken out of its train split
+            out[k] = f"carved from {origin['train']}: {draw}"
+        else:
+            out[k] = "the rest" if k == "train" else draw
+    return out
+
+
 def split_note(
     names: Sequence[str], counts: dict[str, list[int]], unit: str, shown: int = 8
 ) -> str:

@@ -34,27 +34,13 @@ from archlab.models import MODELS
 from archlab.rundir import FITTED, require_fitted
 from archlab.task_configs import MAX_IMAGE_SIZE, ImageDataConfig, ImageModelConfig
 from archlab.tasks.base import Batches, DataBundle, held_out_info, predict_row, unscored_notes
+from archlab.tasks.base import split_source as base_split_source  # a local names the result
 from archlab.tasks.init_weights import InitWeights, match, read_source
 from archlab.tasks.pixels import pixels_baseline
 from archlab.utils import count, sha256_array
 
 # Smallest input side each model accepts: VGG's five 2x2 max-pools leave nothing below 32.
 MIN_SIZE = {"vgg13": 32, "vgg13_bn": 32}
-
-
-def _split_source(origin: dict[str, str], c: ImageDataConfig, seed: int) -> dict[str, str]:
-    """Where each split came from: the data's own folder/column, or a seeded stratified draw."""
-    frac = {"train": 0.0, "val": c.val_fraction, "test": c.test_fraction}
-    out = {}
-    for k in ("train", "val", "test"):
-        draw = f"{frac[k]:.0%} of all images, stratified, split seed {seed}"
-        if k in origin:
-            out[k] = origin[k]
-        elif origin:  # the data gave a split but not this one: taken out of its train split
-            out[k] = f"carved from {origin['train']}: {draw}"
-        else:
-            out[k] = "the rest" if k == "train" else draw
-    return out
 
 
 @dataclass(frozen=True)
@@ -164,8 +150,11 @@ class ImageData:
         split = stratified_split(
             labels, c.val_fraction, c.test_fraction, self.split_seed, provided, groups
         )
-        split_source = _split_source(
-            s.split_origin if provided is not None else {}, c, self.split_seed
+        split_source = base_split_source(
+            s.split_origin if provided is not None else {},
+            c.val_fraction,
+            c.test_fraction,
+            f"all images, stratified, split seed {self.split_seed}",
         )
         x = torch.from_numpy(images).to(device)  # uint8 stays uint8 until a batch is sliced
         y = torch.from_numpy(labels).to(device)

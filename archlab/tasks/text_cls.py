@@ -54,6 +54,7 @@ from archlab.tasks.base import (
     held_out_info,
     predict_row,
     split_note,
+    split_source,
     unscored_notes,
 )
 from archlab.tasks.tfidf import (
@@ -62,7 +63,6 @@ from archlab.tasks.tfidf import (
     load_tfidf,
     save_tfidf,
     tfidf_baseline,
-    tfidf_fitted,
 )
 from archlab.utils import sha256_array, write_text_atomic
 
@@ -229,7 +229,12 @@ def _text_info(
         "conflicts": f"repeated texts with differing labels: {c.conflicts} (ties dropped)",
         "n_samples": len(labels),
         "split_sizes": {k: len(v) for k, v in split.items()},
-        "split_source": _split_source(table, c),
+        "split_source": split_source(
+            table.split_origin if table.provided_split is not None else {},
+            c.val_fraction,
+            c.test_fraction,
+            "all the distinct texts, stratified",
+        ),
         "class_counts": counts,
         "train_class_counts": counts["train"],
         "mean_tokens": float(lengths.float().mean()),
@@ -237,23 +242,6 @@ def _text_info(
         "split_sha256": {k: sha256_array(v) for k, v in split.items()},
         **tok.info,
     }
-
-
-def _split_source(table: TextTable, c: TextDataConfig) -> dict[str, str]:
-    """Where each split came from: the data's split folders or split column, or a seeded
-    stratified draw."""
-    origin = table.split_origin if table.provided_split is not None else {}
-    frac = {"train": 0.0, "val": c.val_fraction, "test": c.test_fraction}
-    out = {}
-    for k in ("train", "val", "test"):
-        draw = f"{frac[k]:.0%} of all the distinct texts, stratified"
-        if k in origin:
-            out[k] = origin[k]
-        elif origin:  # the data's split lacks this one: taken out of its train split
-            out[k] = f"carved from {origin['train']}: {draw}"
-        else:
-            out[k] = "the rest" if k == "train" else draw
-    return out
 
 
 def _truncated(tok: Tokenizer, texts: list[str], lengths: torch.Tensor, max_length: int) -> int:
@@ -653,7 +641,7 @@ class TextClassification:
         """The TF-IDF baseline on the same split, and the distillation teacher's train fit."""
         ctx = data.context
         names = list(self.fitted.class_names)
-        base = tfidf_baseline(ctx.texts, ctx.labels, ctx.split, names, ctx.weights)
+        base, _ = tfidf_baseline(ctx.texts, ctx.labels, ctx.split, names, ctx.weights)
         return {**base, **ctx.teacher}
 
     # --- the blend with TF-IDF (archlab/tasks/text_blend.py), chosen after training ---
@@ -664,7 +652,7 @@ class TextClassification:
             return self, []
         names = list(self.fitted.class_names)
         net, labels = text_blend.network_probs(model, data.val)
-        clf = tfidf_fitted(ctx.texts, ctx.labels, ctx.split, names)
+        _, clf = tfidf_baseline(ctx.texts, ctx.labels, ctx.split, names, ctx.weights)
         peer = class_probs(clf, [ctx.texts[i] for i in ctx.split["val"]], len(names))
         chosen, lines = text_blend.choose(c.tfidf_blend, net, peer, labels, names)
         fitted = replace(self.fitted, chosen=chosen, tfidf=clf)

@@ -51,36 +51,16 @@ def tfidf_baseline(
     split: dict[str, np.ndarray],
     names: list[str],
     weights: np.ndarray | None = None,
-) -> dict[str, float]:
-    """``baseline_tfidf_*`` test metrics of the TF-IDF model fitted on the training split.
+) -> tuple[dict[str, float], Any]:
+    """``baseline_tfidf_*`` test metrics of the TF-IDF model fitted on the training split, and
+    that (unweighted) model: the network's peer in the blend (archlab/tasks/text_blend.py).
 
     With per-text ``weights`` (data.weight_column) a second fit that uses them adds
     ``baseline_tfidf_weighted_*``, so a weighted network meets a baseline that saw the same.
     """
-    return dict(_fitted(texts, labels, split, names, weights)[0])
-
-
-def tfidf_fitted(
-    texts: list[str],
-    labels: np.ndarray,
-    split: dict[str, np.ndarray],
-    names: list[str],
-    weights: np.ndarray | None = None,
-) -> Any:
-    """The baseline's model, fitted on the training split (unweighted): the network's peer in
-    the blend (archlab/tasks/text_blend.py). Shared with ``tfidf_baseline``'s fit."""
-    return _fitted(texts, labels, split, names, weights)[1]
-
-
-def _fitted(
-    texts: list[str],
-    labels: np.ndarray,
-    split: dict[str, np.ndarray],
-    names: list[str],
-    weights: np.ndarray | None,
-) -> tuple[dict[str, float], Any]:
     key = _content_key(texts, labels, split, names, weights)
-    return _FITTED.get(key, lambda: _fit(texts, labels, split, names, weights))
+    metrics, model = _FITTED.get(key, lambda: _fit(texts, labels, split, names, weights))
+    return dict(metrics), model
 
 
 def _fit(
