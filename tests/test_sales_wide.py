@@ -252,3 +252,10 @@ def test_trailing_empty_rows_and_year_month_dates(tmp_path: Path) -> None:
     df = sales.load_sales(cfg(path))  # 2015-01: inferred, no data.date_format needed
     assert df["date"].min() == pd.Timestamp("2015-01-01") and df.attrs["resolved"]["date_format"] \
         == "%Y-%m"  # fmt: skip
+
+
+def test_a_column_named_in_another_case_is_named_in_the_error(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    pd.read_csv(write_wide(path)).rename(columns={"date": "Date"}).to_csv(path, index=False)
+    with pytest.raises(ArchlabError, match=r"did you mean 'Date' for 'date'\? \(names must"):
+        sales.load_sales(cfg(path))

@@ -83,6 +83,7 @@ def test_a_run_blends_on_validation_and_predicts_with_the_blend(
     acc = np.mean([r["label"] == t for r, t in zip(rows, test["true"], strict=True)])
     assert m["test_blend_accuracy"] == pytest.approx(acc)
     assert m["test_blend_accuracy"] >= m["test_accuracy"]  # the network alone: test_*
+    assert [r["label"] for r in rows] == test["blend_pred"].tolist()  # the file has the blend too
     # eval applies the same blend; the export contract says the graph is the network alone.
     assert main(["eval", str(run_dir)]) == 0
     again = json.loads(capsys.readouterr().out)

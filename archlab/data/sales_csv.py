@@ -87,6 +87,11 @@ def check_columns(df: pd.DataFrame, required: Sequence[str], path: Path, hint: s
     missing = [c for c in required if c not in df.columns]
     if missing:
         header = ",".join(map(str, df.columns))
+        # A name that differs only in letter case or spaces ("Date" for "date") is the likely one.
+        near = [(m, f) for m in missing for f in map(str, df.columns)
+                if f != m and f.strip().casefold() == m.strip().casefold()]  # fmt: skip
+        if near:
+            hint = f"; did you mean {near[0][1]!r} for {near[0][0]!r}? (names must match exactly)"
         hint = next(
             (f"; the header looks {sep!r}-separated, save the file comma-separated"
              for sep in (";", "\t", "|") if sep in header),
