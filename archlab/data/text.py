@@ -274,7 +274,10 @@ def read_csv(
     columns: list[str],
     encoding: str,
     optional: tuple[str, ...] = (),
-    fix: str = "choose one with --set data.text_column=NAME / data.label_column=NAME",
+    fix: str = (
+        "choose one with --set data.text_column=NAME / data.label_column=NAME (a saved run's "
+        "eval reads the columns it was trained with: name them so in the file)"
+    ),
 ) -> pd.DataFrame:
     """Read ``columns`` (and those of ``optional`` the file has) as strings; plain or .gz.
 
