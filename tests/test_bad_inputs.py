@@ -626,7 +626,7 @@ CATALOGUE: dict[str, Build] = {
     ),
     "text-one-class": _text_case(
         TEXT_HEADER + "\n" + "".join(f"t{i} word,positive\n" for i in range(9)),
-        ["'airline_sentiment'", "only one class ('positive')"],
+        ["only one class in column 'airline_sentiment' ('positive')"],
     ),
     "text-bad-encoding": _text_case(
         ("\n".join(_TEXT_OK) + "\ncafé,positive\n").encode("latin-1"),

@@ -36,6 +36,8 @@ def test_folder_mixed_sizes_nested_and_non_images(tmp_path: Path) -> None:
     s = load_image_set(str(root), fmt="auto", size=16, channels=1)
     assert (s.labels == 0).sum() == 5 and (s.labels == 1).sum() == 3
     assert s.ignored == 1
+    # A class folder holding a folder is read as one class, and a first line warns of it.
+    assert s.notes[-1].startswith("data: warning: 1 class folder(s) hold folders (e.g. a/sub), ")
 
 
 def test_npz_layout_and_grayscale(npz_file: Path) -> None:

@@ -347,7 +347,7 @@ def test_eval_all_scores_every_row_of_a_one_class_file(
     held.to_csv(path, index=False)
     n = len(held) - 1  # without the empty text
     assert main(["eval", str(run_dir), "--data", str(path)]) == 2  # a split needs 2+ classes
-    assert "has only one class" in capsys.readouterr().err
+    assert "only one class in column" in capsys.readouterr().err
     assert main(["eval", str(run_dir), "--data", str(path), "--all"]) == 0
     out, err = capsys.readouterr()
     assert err == (f"archlab: {path}: scored all {n} rows (1 of the run's 3 classes present); "

@@ -206,3 +206,16 @@ def test_predict_file_with_no_text_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("\n  \n")
     with pytest.raises(ArchlabError, match=r"empty\.txt: no text in it \(one text a line"):
         read_input_texts(tmp_path / "empty.txt", "text", "auto")
+
+
+def test_class_folders_holding_folders_are_warned_of(tmp_path: Path) -> None:
+    # A set nested one level deeper than --data: the "classes" are the two outer folders.
+    write_folder(tmp_path / "outer" / "bydate")
+    write_folder(tmp_path / "outer" / "other", seed=1)
+    t = load_text_table(tmp_path / "outer")
+    assert t.class_names == ["bydate", "other"]
+    assert t.notes[-1] == (
+        "data: warning: 2 class folder(s) hold folders (e.g. bydate/negative, bydate/neutral, "
+        f"bydate/positive), read as the class 'bydate'; if those folders are the classes, give "
+        f"--data {tmp_path / 'outer' / 'bydate'}"
+    )

@@ -44,3 +44,20 @@ def split_tags(dirs: Sequence[Path]) -> dict[Path, str]:
     if dirs and all(last.values()):
         return {d: sp for d, sp in last.items() if sp}
     return exact
+
+
+def nested_note(root: Path, class_dirs: Sequence[Path]) -> list[str]:
+    """A first-line warning where class folders hold folders of their own: their files are read
+    as the outer class, which is wrong where the inner folders are the classes (a set nested
+    one level deeper than --data, ``seg_train/seg_train/<class>``)."""
+    nested = {d: [s for s in sorted(d.iterdir()) if s.is_dir() and not is_hidden(s.name)]
+              for d in class_dirs}  # fmt: skip
+    nested = {d: subs for d, subs in nested.items() if subs}
+    if not nested:
+        return []
+    d, subs = next(iter(nested.items()))
+    names = ", ".join(str(s.relative_to(root)) for s in subs[:3])
+    return [
+        f"data: warning: {len(nested)} class folder(s) hold folders (e.g. {names}), read as "
+        f"the class {d.name!r}; if those folders are the classes, give --data {d}"
+    ]

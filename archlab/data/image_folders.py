@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archlab.data.folders import is_hidden, split_tags
+from archlab.data.folders import is_hidden, nested_note, split_tags
 from archlab.data.image_set import (
     IMAGE_EXTENSIONS,
     ImageSet,
@@ -124,7 +124,7 @@ def load_folder(
         layout="class_folders",
         digests=dec.digests,
         native_side=dec.native_side,
-        notes=file_notes(root, dec.skipped, ignored),
+        notes=[*file_notes(root, dec.skipped, ignored), *nested_note(root, class_dirs)],
     )
 
 

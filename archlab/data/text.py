@@ -766,7 +766,7 @@ def _check_classes(path: str | Path, where: str, names: list[str], per_class: Co
     if len(present) < 2:
         raise ArchlabError(
             # repr: a label read from a broken file can hold newlines; the error is one line
-            f"{path}: {where} has only one class "
+            f"{path}: only one class in {where} "
             f"({', '.join(repr(n)[:80] for n in present) or 'none'}); need at least 2"
         )
     rare = [n for n in names if per_class[n] < 3]

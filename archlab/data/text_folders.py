@@ -17,7 +17,7 @@ import pandas as pd
 
 from archlab import fingerprint
 from archlab.data.csv_format import UTF16_BOMS
-from archlab.data.folders import is_hidden, split_tags
+from archlab.data.folders import is_hidden, nested_note, split_tags
 from archlab.errors import ArchlabError
 from archlab.utils import count
 
@@ -180,6 +180,7 @@ def read_text_folder(
     texts, labels, tags = zip(*rows, strict=True)
     df = pd.DataFrame({text_column: texts, label_column: labels}, dtype=object)
     enc_note, notes = reader.notes()
+    notes += nested_note(root, [d for _, d in classes])
     df.attrs.update(
         columns=[text_column, label_column],
         encoding=encoding if encoding != "auto" else "cp1252" if reader.not_utf8 else "utf-8",
