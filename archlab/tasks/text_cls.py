@@ -637,7 +637,7 @@ class TextClassification:
             peer = class_probs(self.fitted.tfidf, list(table["text"]), len(names))
             mix = text_blend.blend(w, probs.astype(np.float64), peer)
             table["blend_pred"] = [names[p] for p in mix.argmax(1)]
-            table = table.assign(**{f"p_blend_{n}": mix[:, k] for k, n in enumerate(names)})
+            table = table.assign(**{f"blend_p_{n}": mix[:, k] for k, n in enumerate(names)})
         write_text_atomic(run_dir / "test_predictions.csv", table.to_csv(index=False))
         wrong = table[table["true"] != table["pred"]].sort_values("confidence", ascending=False)
         write_text_atomic(run_dir / "confident_mistakes.csv", wrong.head(25).to_csv(index=False))
