@@ -341,7 +341,8 @@ def ensemble(
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.", metavar="RUN_DIR")],
     inputs: Annotated[
-        list[str] | None, typer.Argument(help="Inputs: image files, texts...", metavar="INPUT")
+        list[str] | None,
+        typer.Argument(help="Inputs: image files, texts, or a sales history CSV.", metavar="INPUT"),
     ] = None,
     file: Annotated[
         Path | None, typer.Option(help="A file of inputs (CSV for sales/text).")
@@ -369,10 +370,15 @@ def predict(
     forecaster = cfg.task == "sales" and cfg.data.framing == "forecast"
     if not items and not forecaster:
         raise ArchlabError("give at least one input (or --file PATH)")
-    if out is not None and (not forecaster or file is None):
+    if out is not None and not forecaster:
         raise ArchlabError(
-            "--out writes a submission of a sales forecaster run (data.framing=forecast) for "
-            "the rows of --file (series keys and dates)"
+            "--out writes a submission of a sales forecaster run (data.framing=forecast); "
+            f"{run_dir} is a {cfg.task} run: drop --out"
+        )
+    if out is not None and file is None:
+        raise ArchlabError(
+            "--out needs --file ROWS.csv: the rows to forecast (series keys and dates) whose "
+            "forecasts the submission holds"
         )
     if out is not None:
         rundir.check_out_file(Path(out), items)

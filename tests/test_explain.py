@@ -548,7 +548,8 @@ def test_explain_sales_run(tmp_path: Path, capsys) -> None:
     _fails(capsys, [str(run), str(tmp_path / "history.csv"), "--method", "permutation"],
            "--method permutation")  # fmt: skip
     _fails(capsys, [str(run), "--series", "Store=9,Dept=1"], "Store=9", "no such series")
-    _fails(capsys, [str(run), "--series", "Shop=1"], "Shop=1", "Store, Dept")
+    shop = [str(run), "--series", "Shop=1"]
+    _fails(capsys, shop, "Shop=1", "Store, Dept", "e.g. --series Store=")
     _fails(capsys, [str(run), "--method", "gradcam"], "--method gradcam", "sales")
 
 

@@ -469,7 +469,7 @@ def test_train_eval_predict_and_submission(panel_dir: Path, tmp_path: Path, caps
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert len(lines) == 6 * 8
     assert main(["predict", str(run), "--out", str(sub)]) == 2  # --out needs --file
-    assert "--out writes a submission" in capsys.readouterr().err
+    assert "--out needs --file ROWS.csv: the rows to forecast" in capsys.readouterr().err
 
 
 def test_daily_panel_with_other_keys_by_flags(tmp_path: Path, capsys) -> None:

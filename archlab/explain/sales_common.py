@@ -317,8 +317,11 @@ def series_rows(
         for part in series.split(","):
             k, sep, v = part.partition("=")
             if not sep or k.strip() not in keys:
+                first = rows[keys].astype(str).iloc[0]  # an example from the run's own series
+                eg = ",".join(f"{k}={first[k]}" for k in keys)
                 raise ArchlabError(
-                    f"--series {series}: give KEY=VALUE pairs of the series keys {', '.join(keys)}"
+                    f"--series {series}: give KEY=VALUE pairs of the series keys "
+                    f"{', '.join(keys)}, e.g. --series {eg}"
                 )
             want[k.strip()] = v.strip()
         missing = [k for k in keys if k not in want]
