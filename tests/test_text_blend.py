@@ -61,15 +61,20 @@ def test_a_saved_tfidf_model_predicts_as_the_fitted_one(tmp_path: Path, texts: l
         load_tfidf(tmp_path / "bad.npz")
 
 
+def _tiny_run(tmp_path: Path, *sets: str) -> tuple[Path, Path, dict]:
+    """A tiny one-epoch text run on tweet-like data: (its CSV, run dir, metrics.json)."""
+    tweets = write_tweets(tmp_path / "tweets.csv", n_per_class=30)
+    cfg = text_cfg(tweets, "train.epochs=1", "train.threads=1", *sets)
+    run_dir = runner.train(cfg, tmp_path / "runs")
+    return tweets, run_dir, json.loads((run_dir / "metrics.json").read_text())
+
+
 def test_a_run_blends_on_validation_and_predicts_with_the_blend(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tweets = write_tweets(tmp_path / "tweets.csv", n_per_class=30)
     # One epoch of a tiny network: TF-IDF, which the words tell apart, is the better model.
-    cfg = text_cfg(tweets, "train.epochs=1", "train.threads=1", "train.amp=off")
-    run_dir = runner.train(cfg, tmp_path / "runs")
+    tweets, run_dir, m = _tiny_run(tmp_path, "train.amp=off")
     err = capsys.readouterr().err
-    m = json.loads((run_dir / "metrics.json").read_text())
     w = m["blend_weight"]
     assert m["blend_weight_from"] == "validation" and w < 1
     assert f"chosen: blend {w:g} x network + {1 - w:g} x TF-IDF (validation;" in err
@@ -110,11 +115,8 @@ def test_a_bf16_run_blends_in_the_arithmetic_predict_uses(
 ) -> None:
     # Trained and tested in bf16: the weight is chosen, and the test blend scored, under the
     # same autocast as predict's (runner.inference), so predict's labels score test_blend_*.
-    tweets = write_tweets(tmp_path / "tweets.csv", n_per_class=30)
-    cfg = text_cfg(tweets, "train.epochs=1", "train.threads=1", "train.amp=bf16")
-    run_dir = runner.train(cfg, tmp_path / "runs")
+    _, run_dir, m = _tiny_run(tmp_path, "train.amp=bf16")
     capsys.readouterr()
-    m = json.loads((run_dir / "metrics.json").read_text())
     assert m["amp_choice"] == "bf16" and "test_blend_accuracy" in m
     test = pd.read_csv(run_dir / "test_predictions.csv", keep_default_na=False)
     test[["text"]].to_csv(tmp_path / "test.csv", index=False)

@@ -84,7 +84,7 @@ def test_split_folders_give_the_split_and_val_is_carved_from_train(tmp_path: Pat
     [
         ({"val": 4, "test": 4}, "holds split folders (test, val) but no train/ folder"),
         ({"train": 4, "extra": 4}, "split folders (train) beside other folders ['extra']"),
-        ({"train": 4, "Training": 4}, "Training/ and train/ name the same split; keep one"),
+        ({"train": 4, "Training": 4}, "both Training/ and train/ name the train split; keep one"),
     ],
 )
 def test_bad_split_folders_are_one_line(

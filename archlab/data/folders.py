@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from archlab.errors import ArchlabError
 
 # Split folder and manifest split names (lower-cased) -> archlab's split. Keras' and torchvision's
 # examples and most public sets use train/ + val/ (or valid/, validation/) + test/.
@@ -61,3 +63,70 @@ def nested_note(root: Path, class_dirs: Sequence[Path]) -> list[str]:
         f"data: warning: {len(nested)} class folder(s) hold folders (e.g. {names}), read as "
         f"the class {d.name!r}; if those folders are the classes, give --data {d}"
     ]
+
+
+def subdirs(d: Path) -> list[Path]:
+    """The folders right in ``d``, sorted, hidden ones aside."""
+    return sorted(p for p in d.iterdir() if p.is_dir() and not is_hidden(p.name))
+
+
+def files_under(d: Path) -> list[Path]:
+    """Every file anywhere under ``d`` (sorted), none hidden or under a hidden folder (Jupyter's
+    checkpoint copies would be duplicates)."""
+    return [
+        p for p in sorted(d.rglob("*"))
+        if p.is_file() and not any(is_hidden(part) for part in p.relative_to(d).parts)
+    ]  # fmt: skip
+
+
+def split_folders(
+    root: Path,
+    held_out: bool = False,
+    layout: str = "auto",
+    loose: Callable[[Path], list[str]] = lambda d: [],
+) -> dict[str, Path]:
+    """archlab split -> folder when ``root`` holds train/val/test folders ({} = class folders).
+    ``held_out`` (a set a saved run scores whole, eval --all): no train/ folder is needed.
+    ``layout`` "split" requires split folders, "classes" reads none; ``loose``: the data files
+    right in a folder, which a split folder may not hold (they have no class)."""
+    if layout == "classes":
+        return {}
+    dirs = subdirs(root)
+    tagged = split_tags(dirs)
+    has_train = any(sp == "train" for sp in tagged.values())
+    only_splits = bool(tagged) and len(tagged) == len(dirs)  # e.g. val/ and test/ alone
+    if layout == "auto" and not has_train and not (held_out and only_splits):
+        if only_splits:
+            raise ArchlabError(
+                f"{root}: holds split folders ({', '.join(d.name for d in tagged)}) but no "
+                "train/ folder; the training split needs root/train/<class>/..."
+            )
+        return {}
+    if not has_train and not (held_out and tagged):
+        raise ArchlabError(
+            f"{root}: data.layout=split but there is no train/ folder "
+            "(expected root/train/<class>/..., optionally val/ and test/ beside it)"
+        )
+    other = [d.name for d in dirs if d not in tagged]
+    if other:
+        # Split folders hold class folders; a "train" folder of files is a class (of trains).
+        classes = any(loose(d) for d in tagged)
+        hint = ", or set data.layout=classes to read every folder as a class" if classes else ""
+        raise ArchlabError(
+            f"{root}: split folders ({', '.join(d.name for d in tagged)}) beside other folders "
+            f"{other}; move those out{hint}"
+        )
+    out: dict[str, Path] = {}
+    for d, sp in tagged.items():
+        if sp in out:
+            raise ArchlabError(
+                f"{root}: both {out[sp].name}/ and {d.name}/ name the {sp} split; keep one"
+            )
+        out[sp] = d
+    for sp, d in out.items():
+        if found := loose(d):  # only images name it: a text folder's files are not checked
+            raise ArchlabError(
+                f"{d}: holds images ({found[0]}, ...) outside class folders; a labelled {sp} "
+                f"split needs {d.name}/<class>/<image> (move unlabelled images out)"
+            )
+    return out

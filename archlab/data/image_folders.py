@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from archlab.data.folders import is_hidden, nested_note, split_tags
+from archlab.data import folders
+from archlab.data.folders import files_under, is_hidden, nested_note, subdirs
 from archlab.data.image_set import (
     IMAGE_EXTENSIONS,
     ImageSet,
@@ -19,65 +20,16 @@ from archlab.errors import ArchlabError
 
 
 def _class_files(d: Path) -> tuple[list[Path], list[Path]]:
-    """Image files anywhere under class folder ``d`` (sorted), and the other files there;
-    anything under a hidden folder is left out (Jupyter's checkpoint copies would be
-    duplicate images)."""
-    found = [
-        p for p in sorted(d.rglob("*"))
-        if p.is_file() and not any(is_hidden(part) for part in p.relative_to(d).parts)
-    ]  # fmt: skip
+    """Image files anywhere under class folder ``d`` (sorted), and the other files there."""
+    found = files_under(d)
     imgs = [p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS]
     return imgs, [p for p in found if p.suffix.lower() not in IMAGE_EXTENSIONS]
 
 
-def _subdirs(d: Path) -> list[Path]:
-    return sorted(p for p in d.iterdir() if p.is_dir() and not is_hidden(p.name))
-
-
 def split_folders(root: Path, layout: str, held_out: bool = False) -> dict[str, Path]:
-    """archlab split -> folder when ``root`` holds train/val/test folders ({} = class folders).
-    ``held_out`` (a set a saved run scores whole, eval --all): no train/ folder is needed."""
-    if layout == "classes":
-        return {}
-    dirs = _subdirs(root)
-    tagged = split_tags(dirs)
-    has_train = any(sp == "train" for sp in tagged.values())
-    only_splits = bool(tagged) and len(tagged) == len(dirs)  # e.g. val/ and test/ alone
-    if layout == "auto" and not has_train and not (held_out and only_splits):
-        if only_splits:
-            raise ArchlabError(
-                f"{root}: holds split folders ({', '.join(d.name for d in tagged)}) but no "
-                "train/ folder; the training split needs root/train/<class>/..."
-            )
-        return {}
-    if not has_train and not (held_out and tagged):
-        raise ArchlabError(
-            f"{root}: data.layout=split but there is no train/ folder "
-            "(expected root/train/<class>/..., optionally val/ and test/ beside it)"
-        )
-    other = [d.name for d in dirs if d not in tagged]
-    if other:
-        # Split folders hold class folders; a "train" folder of images is a class (of trains).
-        classes = any(_loose_images(d) for d in tagged)
-        hint = ", or set data.layout=classes to read every folder as a class" if classes else ""
-        raise ArchlabError(
-            f"{root}: split folders ({', '.join(d.name for d in tagged)}) beside other folders "
-            f"{other}; move those out{hint}"
-        )
-    out: dict[str, Path] = {}
-    for d, sp in tagged.items():
-        if sp in out:
-            raise ArchlabError(
-                f"{root}: both {out[sp].name}/ and {d.name}/ name the {sp} split; keep one"
-            )
-        out[sp] = d
-    for sp, d in out.items():
-        if loose := _loose_images(d):
-            raise ArchlabError(
-                f"{d}: holds images ({loose[0]}, ...) outside class folders; a labelled {sp} "
-                f"split needs {d.name}/<class>/<image> (move unlabelled images out)"
-            )
-    return out
+    """archlab split -> folder when ``root`` holds train/val/test folders ({} = class folders);
+    see folders.split_folders."""
+    return folders.split_folders(root, held_out, layout, _loose_images)
 
 
 def _loose_images(d: Path) -> list[str]:
@@ -100,7 +52,7 @@ def load_folder(
     splits = split_folders(root, layout, held_out)
     if splits:
         return _load_split_folders(root, splits, channels, size, skip_corrupt, held_out)
-    class_dirs = _subdirs(root)
+    class_dirs = subdirs(root)
     if not class_dirs:
         raise ArchlabError(f"{root}: no class sub-folders found (expected root/<class>/<image>)")
     files: list[tuple[Path, int]] = []
@@ -138,7 +90,7 @@ def _load_split_folders(
 ) -> ImageSet:
     """``root/<split>/<class>/...``: classes are the union of every split's class folders.
     ``held_out``: scored whole by a saved run, so no split need hold every class, or exist."""
-    per_split = {sp: {d.name: d for d in _subdirs(folder)} for sp, folder in splits.items()}
+    per_split = {sp: {d.name: d for d in subdirs(folder)} for sp, folder in splits.items()}
     if held_out and not any(per_split.values()):
         raise ArchlabError(
             f"{root}: no class sub-folders found in its split folders "

@@ -17,25 +17,13 @@ import pandas as pd
 
 from archlab import fingerprint
 from archlab.data.csv_format import UTF16_BOMS
-from archlab.data.folders import is_hidden, nested_note, split_tags
+from archlab.data.folders import files_under, is_hidden, nested_note, split_folders, subdirs
 from archlab.errors import ArchlabError
 from archlab.utils import count
 
 TEXT_SUFFIXES = ("", ".txt", ".text")
 SPLIT_TAG = "split"  # df.attrs key: each row's split (train/val/test); None: no split folders
 SPLIT_ORIGIN = "split_origin"  # df.attrs key: split -> the folder(s) it came from
-
-
-def _subdirs(d: Path) -> list[Path]:
-    return sorted(p for p in d.iterdir() if p.is_dir() and not is_hidden(p.name))
-
-
-def _files(d: Path) -> list[Path]:
-    """Every file under ``d`` (sorted), none under a hidden folder or hidden itself."""
-    return [
-        p for p in sorted(d.rglob("*"))
-        if p.is_file() and not any(is_hidden(part) for part in p.relative_to(d).parts)
-    ]  # fmt: skip
 
 
 def folder_stats(root: Path) -> str:
@@ -48,35 +36,6 @@ def folder_stats(root: Path) -> str:
                 st = p.stat()
                 h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0".encode("utf-8", "replace"))
     return h.hexdigest()
-
-
-def _split_folders(root: Path, held_out: bool) -> dict[str, list[Path]]:
-    """archlab split -> its folders when ``root`` holds split folders ({}: class folders).
-    ``held_out`` (a set scored whole): every split folder is read, train/ or not."""
-    dirs = _subdirs(root)
-    tagged = split_tags(dirs)
-    if not tagged or (not held_out and "train" not in tagged.values() and len(tagged) < len(dirs)):
-        return {}  # class folders, one of them perhaps named like a split
-    if not held_out and "train" not in tagged.values():
-        raise ArchlabError(
-            f"{root}: holds split folders ({', '.join(d.name for d in tagged)}) but no train/ "
-            "folder; the training split needs root/train/<class>/<file>"
-        )
-    other = [d.name for d in dirs if d not in tagged]
-    if other:
-        raise ArchlabError(
-            f"{root}: split folders ({', '.join(d.name for d in tagged)}) beside other folders "
-            f"{other}; move those out"
-        )
-    out: dict[str, list[Path]] = {}
-    for d, sp in tagged.items():
-        out.setdefault(sp, []).append(d)
-    twice = [ds for ds in out.values() if len(ds) > 1]
-    if twice and not held_out:
-        raise ArchlabError(
-            f"{root}: {' and '.join(d.name + '/' for d in twice[0])} name the same split; keep one"
-        )
-    return out
 
 
 def _decode(data: bytes, encoding: str) -> tuple[str, bool]:
@@ -108,7 +67,7 @@ class _Reader:
         """(file, text) of every text file under ``d``; a file of another suffix, or binary,
         is left out and counted."""
         out = []
-        for p in _files(d):
+        for p in files_under(d):
             if p.suffix.lower() not in TEXT_SUFFIXES:
                 self.ignored["not text files"].append(p)
                 continue
@@ -154,11 +113,11 @@ def read_text_folder(
     ``df.attrs``: each row's split (SPLIT_TAG, None without split folders) and the folder it
     came from (SPLIT_ORIGIN), the codec, first lines on files not UTF-8 and on files left out,
     and the files read."""
-    splits = _split_folders(root, held_out)
+    splits = split_folders(root, held_out)
     classes = (
-        [(sp, c) for sp, ds in splits.items() for d in ds for c in _subdirs(d)]
+        [(sp, c) for sp, d in splits.items() for c in subdirs(d)]
         if splits
-        else [(None, c) for c in _subdirs(root)]
+        else [(None, c) for c in subdirs(root)]
     )
     if not classes:
         where = "root/<split>/<class>/<file>" if splits else "root/<class>/<file>"
@@ -174,7 +133,7 @@ def read_text_folder(
         )
     # Files beside the class folders (aclImdb's README and imdb.vocab) are the set's, not texts.
     reader.ignored["outside the class folders"] = [
-        p for d in [root, *(d for ds in splits.values() for d in ds)] for p in sorted(d.iterdir())
+        p for d in [root, *splits.values()] for p in sorted(d.iterdir())
         if p.is_file() and not is_hidden(p.name)
     ]  # fmt: skip
     texts, labels, tags = zip(*rows, strict=True)
@@ -190,9 +149,7 @@ def read_text_folder(
     )
     if splits and not held_out:  # a held-out set is scored whole: its split folders give none
         df.attrs[SPLIT_TAG] = np.array(tags, dtype=object)
-        df.attrs[SPLIT_ORIGIN] = {
-            sp: "/".join(f"{d.name}/" for d in ds) for sp, ds in splits.items()
-        }
+        df.attrs[SPLIT_ORIGIN] = {sp: f"{d.name}/" for sp, d in splits.items()}
     return df
 
 

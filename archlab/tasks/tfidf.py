@@ -88,7 +88,23 @@ def _fit(
 
 
 def class_probs(clf: Any, texts: list[str], n_classes: int) -> np.ndarray:
-    """(n, n_classes) probabilities of a fitted TF-IDF model; a class it never saw gets 0."""
+    """(n, n_classes) probabilities of a fitted TF-IDF model; a class it never saw gets 0.
+
+    Cached by content (the model's weights and the texts): a run's test texts are scored for
+    test_predictions.csv and again for test_blend_* (a copy is handed out)."""
+    lr = clf.steps[1][1]
+    h = hashlib.sha256(f"{n_classes}".encode())
+    for a in (lr.coef_, lr.intercept_, lr.classes_):
+        h.update(np.ascontiguousarray(a).tobytes())
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+    return _PROBS.get(h.hexdigest(), lambda: _class_probs(clf, texts, n_classes)).copy()
+
+
+_PROBS: ContentCache[np.ndarray] = ContentCache(keep=4)
+
+
+def _class_probs(clf: Any, texts: list[str], n_classes: int) -> np.ndarray:
     out = np.zeros((len(texts), n_classes))
     if texts:
         out[:, clf.classes_] = clf.predict_proba(texts)
