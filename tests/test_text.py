@@ -364,6 +364,13 @@ def test_eval_all_scores_every_row_of_a_one_class_file(
     assert err == [f"archlab: error: {path}: class(es) 'angry' not among the run's classes "
                    "['negative', 'neutral', 'positive']; remove those images/rows to score the "
                    "rest"]  # fmt: skip
+    # Another file's column names: the fix is the run's names (eval takes no --set).
+    held.rename(columns={"text": "tweet"}).to_csv(path, index=False)
+    assert main(["eval", str(run_dir), "--data", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("the run reads its texts from a column named 'text' and its labels from "
+                        "one named 'airline_sentiment': name them so in the file")  # fmt: skip
+    assert "--set" not in err
 
 
 def test_eda_cli_writes_plots(tweets: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -269,15 +269,22 @@ class TextTable:
     files: tuple[str, ...] = ()  # the files of a folder read (its fingerprint); () for a CSV
 
 
+# What a missing column's error tells a user to do; a saved run's reading says FOR_RUN instead.
+CHOOSE_COLUMNS = "choose one with --set data.text_column=NAME / data.label_column=NAME"
+
+
+def for_run(text_column: str, label_column: str) -> str:
+    """The fix a saved run's reading of a CSV without its columns names (eval --data)."""
+    return (f"the run reads its texts from a column named {text_column!r} and its labels from "
+            f"one named {label_column!r}: name them so in the file")  # fmt: skip
+
+
 def read_csv(
     path: str | Path,
     columns: list[str],
     encoding: str,
     optional: tuple[str, ...] = (),
-    fix: str = (
-        "choose one with --set data.text_column=NAME / data.label_column=NAME (a saved run's "
-        "eval reads the columns it was trained with: name them so in the file)"
-    ),
+    fix: str = CHOOSE_COLUMNS,
 ) -> pd.DataFrame:
     """Read ``columns`` (and those of ``optional`` the file has) as strings; plain or .gz.
 
@@ -432,12 +439,14 @@ def read_labelled(
     encoding: str,
     optional: tuple[str, ...] = (),
     held_out: bool = False,
+    fix: str = CHOOSE_COLUMNS,
 ) -> pd.DataFrame:
-    """The texts and labels of a CSV (read_csv), or of a folder of class folders of text files
-    (text_folders.read_text_folder; ``held_out``: its split folders give no split)."""
+    """The texts and labels of a CSV (read_csv; ``fix`` ends its missing-column error), or of
+    a folder of class folders of text files (text_folders.read_text_folder; ``held_out``: its
+    split folders give no split)."""
     if Path(path).is_dir():
         return read_text_folder(Path(path), text_column, label_column, encoding, held_out)
-    return read_csv(path, [text_column, label_column], encoding, optional)
+    return read_csv(path, [text_column, label_column], encoding, optional, fix)
 
 
 CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
@@ -458,6 +467,7 @@ def load_text_table(
     weight_column: str = "",
     held_out: bool = False,
     split_column: str = "",
+    fix: str = CHOOSE_COLUMNS,
 ) -> TextTable:
     """Read, drop unusable rows (counted), and merge rows whose cleaned text is identical.
 
@@ -468,15 +478,15 @@ def load_text_table(
     (a set a saved run scores whole, eval --all): no split, so every usable row is a sample
     with its own label (nothing merged), and any number of classes will do. ``split_column``
     (or a folder's split folders) tags each row's split: a sample's is train where any of its
-    rows is there.
+    rows is there. ``fix`` ends a missing column's error (a saved run's: ``for_run``).
     """
     args = (text_column, label_column, encoding, labels, conflicts, weight_column, held_out,
             split_column)  # fmt: skip
     # A folder's key covers every file in it (a file edited, added or moved changes it).
     key = file_key(path, *args, folder_stats(path) if Path(path).is_dir() else "")
     if key is None:  # no such file: the reader's own error
-        return _load_text_table(path, *args)
-    t = _TABLES.get(key, lambda: _load_text_table(path, *args))
+        return _load_text_table(path, *args, fix)
+    t = _TABLES.get(key, lambda: _load_text_table(path, *args, fix))  # fix: errors only
     for f in t.files or (path,):  # a cached read is still a read of the run's input
         fingerprint.record(f)
     return replace(t, texts=list(t.texts), labels=t.labels.copy(), counts=dict(t.counts),
@@ -499,9 +509,10 @@ def _load_text_table(
     weight_column: str,
     held_out: bool = False,
     split_column: str = "",
+    fix: str = CHOOSE_COLUMNS,
 ) -> TextTable:
     optional = tuple(c for c in (weight_column, split_column) if c)
-    df = read_labelled(path, text_column, label_column, encoding, optional, held_out)
+    df = read_labelled(path, text_column, label_column, encoding, optional, held_out, fix)
     # Where the labels are, in messages: a folder's label column is reading's, not the user's.
     where = "its class folders" if Path(path).is_dir() else f"column {label_column!r}"
     # A held-out set is scored whole, and a folder has split folders: no split column.

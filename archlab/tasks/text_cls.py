@@ -27,11 +27,13 @@ from archlab.data.splits import (
     to_run_classes,
 )
 from archlab.data.text import (
+    CHOOSE_COLUMNS,
     UNK,
     TextTable,
     dropped_rows,
     encode,
     entities_in,
+    for_run,
     frequent_mentions,
     is_csv_name,
     load_text_table,
@@ -385,6 +387,7 @@ class TextData:
             weight_column=c.weight_column if fitted is None else "",
             held_out=score_all,
             split_column=c.split_column,
+            fix=CHOOSE_COLUMNS if fitted is None else for_run(c.text_column, c.label_column),
         )
         if score_all:
             assert fitted is not None
