@@ -225,6 +225,11 @@ def train(
         if resume is not None:
             sets = [s for _, s in _flag_sets(data, model, epochs, seed, set_)]
             wanted = _resume_config(resume, sets, task, preset, config)
+            from archlab import rundir
+
+            if rundir.is_finished(resume) and distributed.from_env().is_main:
+                print(f"archlab: {resume} finished already: nothing to resume; its metrics:",
+                      file=sys.stderr)  # fmt: skip
             run_dir = runner.train(None, out, resume_dir=resume, runtime=wanted)
         else:
             _check_out(out)

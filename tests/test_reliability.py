@@ -134,7 +134,9 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
-def test_resume_of_a_finished_run_changes_nothing(tmp_path: Path, image_folder: Path) -> None:
+def test_resume_of_a_finished_run_changes_nothing(
+    tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture
+) -> None:
     from archlab.config import apply_overrides
     from archlab.presets import PRESETS
 
@@ -144,4 +146,13 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path: Path, image_folder: 
     run_dir = runner.train(cfg, tmp_path)
     before = (run_dir / rundir.METRICS).stat().st_mtime_ns
     assert runner.train(None, tmp_path, resume_dir=run_dir) == run_dir
+    assert (run_dir / rundir.METRICS).stat().st_mtime_ns == before
+    # The CLI says so in one line, then prints the run's metrics and directory as train does.
+    from archlab.cli import main
+
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert err == f"archlab: {run_dir} finished already: nothing to resume; its metrics:\n"
+    assert out.splitlines()[-1] == str(run_dir) and "test_accuracy=" in out
     assert (run_dir / rundir.METRICS).stat().st_mtime_ns == before
