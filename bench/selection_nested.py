@@ -13,8 +13,13 @@ by more than one bootstrap standard error of the paired difference) and ``f1_tie
 accurate on half A). A caveat: each trial's
 epoch was chosen on the whole validation split, half B included; that favours no rule.
 
+A text run delivers its blend with TF-IDF (archlab/tasks/text_blend.py), so ``--blend`` also
+scores, on half B, the blend of each rule's pick with the weight chosen on half A (as a run
+chooses it on the whole validation split), and adds the rule ``blend_f1``: the trial whose
+blend has the best half-A macro-F1.
+
     python bench/selection_nested.py search --out DIR --budget 20m -- TRAIN ARGS
-    python bench/selection_nested.py analyse SEARCH_DIR [--splits 400]
+    python bench/selection_nested.py analyse SEARCH_DIR [--splits 400] [--blend]
 
 ``search`` runs ``archlab train --budget`` in this process with every finished trial's weights
 kept (``run_budget(keep_weights=True)``); ``analyse`` reloads each finished trial, computes its
@@ -38,6 +43,8 @@ from sklearn.model_selection import StratifiedShuffleSplit
 from archlab.budget import parse_budget, run_budget
 from archlab.cli import build_config
 from archlab.runner import load_run
+from archlab.tasks import text_blend
+from archlab.tasks.tfidf import class_probs, tfidf_baseline
 from archlab.train.trainer import Trainer
 
 
@@ -65,6 +72,23 @@ def val_probabilities(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     y = targets.numpy()
     y = y if y.ndim == 1 else y[:, 0]
     return torch.softmax(logits.float(), 1).numpy(), y.astype(np.int64)
+
+
+def tfidf_val_probabilities(run_dir: Path) -> np.ndarray:
+    """The run's TF-IDF model's validation class probabilities (the same for every trial: it
+    is fitted on the training texts alone)."""
+    _, task, _, data = load_run(run_dir, None, ())
+    ctx, names = data.context, list(task.fitted.class_names)
+    _, clf = tfidf_baseline(ctx.texts, ctx.labels, ctx.split, names, ctx.weights)
+    return class_probs(clf, [ctx.texts[i] for i in ctx.split["val"]], len(names))
+
+
+def _blend_on(p: np.ndarray, q: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The network weight a run would choose on these rows (text_blend's grid and ties) and
+    the blend's macro-F1 there."""
+    curve = [_f1(y, w * p + (1 - w) * q) for w in text_blend.BLEND_WEIGHTS]
+    i = max(range(len(curve)), key=lambda k: (curve[k], text_blend.BLEND_WEIGHTS[k]))
+    return text_blend.BLEND_WEIGHTS[i], curve[i]
 
 
 def _scores(p: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
@@ -102,7 +126,7 @@ def _pick(rule: str, probs: list[np.ndarray], y: np.ndarray, rng: np.random.Gene
     return best if s[best][1] - s[0][1] > sd else 0
 
 
-def analyse(search_dir: Path, splits: int) -> dict:
+def analyse(search_dir: Path, splits: int, blend: bool = False) -> dict:
     rec = json.loads((search_dir / "search.json").read_text())
     done = [t for t in rec["trials"] if t["state"] == "complete"]
     assert done and done[0]["trial"] == 0, "trial 0 (the config as given) must have finished"
@@ -112,14 +136,21 @@ def analyse(search_dir: Path, splits: int) -> dict:
         probs.append(p)
     assert y is not None
     rules = ("f1", "accuracy", "logloss", "f1_unless_close", "f1_ties_accuracy")
-    got: dict[str, list[tuple[float, float, int]]] = {r: [] for r in rules}
+    q = tfidf_val_probabilities(Path(done[0]["run_dir"])) if blend else None
+    got: dict[str, list[tuple[float, ...]]] = {r: [] for r in (*rules, "blend_f1")}
     rng = np.random.default_rng(0)
     halves = StratifiedShuffleSplit(n_splits=splits, test_size=0.5, random_state=0)
     for a, b in halves.split(np.zeros(len(y)), y):
-        for r in rules:
-            k = _pick(r, [p[a] for p in probs], y[a], rng)
+        picks = {r: _pick(r, [p[a] for p in probs], y[a], rng) for r in rules}
+        if q is not None:
+            picks["blend_f1"] = int(np.argmax([_blend_on(p[a], q[a], y[a])[1] for p in probs]))
+        for r, k in picks.items():
             acc, f1, _ = _scores(probs[k][b], y[b])
-            got[r].append((acc, f1, done[k]["trial"]))
+            row: tuple[float, ...] = (acc, f1, done[k]["trial"])
+            if q is not None:  # the pick's blend, its weight chosen on half A
+                w, _ = _blend_on(probs[k][a], q[a], y[a])
+                row += (*_scores(w * probs[k][b] + (1 - w) * q[b], y[b])[:2], w)
+            got[r].append(row)
     out = {
         "search_dir": str(search_dir),
         "finished_trials": [t["trial"] for t in done],
@@ -136,7 +167,17 @@ def analyse(search_dir: Path, splits: int) -> dict:
                 "half_b_f1_macro": float(np.mean([v[1] for v in got[r]])),
                 "picked_trial_0_share": float(np.mean([v[2] == 0 for v in got[r]])),
             }
-            for r in rules
+            | (
+                {
+                    "half_b_blend_accuracy": float(np.mean([v[3] for v in got[r]])),
+                    "half_b_blend_f1_macro": float(np.mean([v[4] for v in got[r]])),
+                    "mean_blend_weight": float(np.mean([v[5] for v in got[r]])),
+                }
+                if q is not None
+                else {}
+            )
+            for r in got
+            if got[r]
         },
     }
     (search_dir / "selection_nested.json").write_text(json.dumps(out, indent=1) + "\n")
@@ -153,12 +194,13 @@ def main() -> None:
     a_ = sub.add_parser("analyse")
     a_.add_argument("search_dir", type=Path)
     a_.add_argument("--splits", type=int, default=400)
+    a_.add_argument("--blend", action="store_true", help="also score the TF-IDF blend")
     a = ap.parse_args()
     if a.cmd == "search":
         rest = a.rest[1:] if a.rest[:1] == ["--"] else a.rest
         print(search(a.out, a.budget, rest))
     else:
-        print(json.dumps(analyse(a.search_dir, a.splits)["rules"], indent=1))
+        print(json.dumps(analyse(a.search_dir, a.splits, a.blend)["rules"], indent=1))
 
 
 if __name__ == "__main__":
