@@ -715,6 +715,33 @@ def test_iso_dates_with_a_zone_read_and_an_empty_date_is_named(tmp_path: Path) -
     blank = pd.DataFrame({"d": ["2021-01-01", None]})
     with pytest.raises(ArchlabError, match=r"x.csv: an empty date in column 'd' at line 3$"):
         sales_csv.parse_dates(blank, "d", "auto", tmp_path / "x.csv")
+    # A format with %z reads each date's local calendar day, daylight saving's mixed offsets
+    # too (converted to one zone, midnight at +01:00 would fall on the day before).
+    zoned = pd.DataFrame({"d": ["2021-01-01T00:00:00+01:00", "2021-07-02T00:00:00+02:00"]})
+    fmt = "%Y-%m-%dT%H:%M:%S%z"
+    assert sales_csv.parse_dates(zoned, "d", fmt, tmp_path / "x.csv") == fmt
+    assert zoned.d.tolist() == [pd.Timestamp("2021-01-01"), pd.Timestamp("2021-07-02")]
+
+
+def test_series_keys_are_read_as_written_unless_all_integers(panel_dir: Path) -> None:
+    # Codes with leading zeros or an exponent stay text: 01 and 1 are two stores, 1E2 is not
+    # 100; a column of plain integers stays numbers (Walmart's Store and Dept).
+    train = pd.read_csv(panel_dir / "train.csv")
+    assert sales.load_sales(small_cfg(panel_dir))["Store"].dtype.kind == "i"
+    train["Store"] = train["Store"].map({1: "1", 2: "01"})
+    train["Dept"] = train["Dept"].map({1: "1E2", 2: "100", 3: "3"})
+    train.to_csv(panel_dir / "codes.csv", index=False)
+    df = sales.load_sales(small_cfg(panel_dir / "codes.csv", stores_file="", features_file=""))
+    assert sorted(df.groupby(["Store", "Dept"]).groups) == [
+        (s, d) for s in ("01", "1") for d in ("100", "1E2", "3")
+    ]
+    # Tables joined on the store read it the same way; a spelling they lack is named.
+    stores = pd.DataFrame({"Store": ["1", "01"], "Size": [1, 2]})
+    stores.to_csv(panel_dir / "stores.csv", index=False)
+    df = sales.load_sales(
+        small_cfg(panel_dir / "codes.csv", features_file="", covariates=("Size",))
+    )
+    assert df.groupby("Store").Size.first().to_dict() == {"01": 2, "1": 1}
 
 
 def test_covariates_are_numbers_or_flags_and_a_history_may_lack_them(

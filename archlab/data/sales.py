@@ -129,7 +129,7 @@ def _read_sales(
     """The sales table with parsed dates, target and holiday flag, checked for empty keys and
     duplicate rows (a wide table melted first); its holiday column and the date format given."""
     date, target, hol, keys = cfg.date_column, cfg.target, cfg.holiday_column, cfg.series_keys
-    df = read_csv(path, [], cfg.encoding)
+    df = read_csv(path, [], cfg.encoding, [*keys, cfg.store_column])
     series, hint = _wide(cfg, df, wide_ok, path)
     if series:
         df = _melt(cfg, df, series, path)
@@ -285,7 +285,7 @@ def _join(
     is added to ``not_joined``, each table's reading notes to ``notes``."""
     if "stores_file" in tables:
         spath = tables["stores_file"]
-        stores = read_csv(spath, [store], cfg.encoding)
+        stores = read_csv(spath, [store], cfg.encoding, [store])
         parse_covariates(stores, [c for c in cfg.covariates if c != store], spath)
         notes += stores.attrs["notes"]
         check_join(df, stores, store, path, spath)
@@ -293,7 +293,7 @@ def _join(
         df = df.merge(stores, on=store, how="left")
     if "features_file" in tables:
         date, fpath = cfg.date_column, tables["features_file"]
-        feats = read_csv(fpath, [store, date], cfg.encoding)
+        feats = read_csv(fpath, [store, date], cfg.encoding, [store])
         notes += feats.attrs["notes"]
         parse_dates(feats, date, given_fmt, fpath)
         parse_covariates(feats, [c for c in cfg.covariates if c not in (store, date)], fpath)

@@ -27,20 +27,24 @@ def resolve_file(directory: Path, name: str) -> Path:
     return p
 
 
-def read_csv(path: Path, required: Sequence[str], encoding: str = "auto") -> pd.DataFrame:
+def read_csv(
+    path: Path, required: Sequence[str], encoding: str = "auto", keys: Sequence[str] = ()
+) -> pd.DataFrame:
     """Read a CSV (plain or .gz; CR/LF/CRLF line endings) and check its required columns;
     ``df.attrs["notes"]``: first lines on where ``auto`` found the file not UTF-8 and on the
-    columns of a semicolon file read with a dot grouping thousands."""
+    columns of a semicolon file read with a dot grouping thousands. The ``keys`` columns it
+    has are read as written (``key_values``)."""
     fingerprint.record(path)
 
     grouped: list[str] = []  # columns whose dots group thousands (semicolon files)
+    as_text = dict.fromkeys(keys, str)
 
     def read(codec: str, sep: str) -> pd.DataFrame:
         if sep != ";":
-            return pd.read_csv(path, encoding=codec, sep=sep)
+            return pd.read_csv(path, encoding=codec, sep=sep, dtype=as_text)
         # Semicolon files come from locales that write 12,5 for 12.5 (a 12.5 still reads)
         # and 1.234 for 1234: read as text too, to tell a grouping dot from a decimal one.
-        df = pd.read_csv(path, encoding=codec, sep=sep, decimal=",")
+        df = pd.read_csv(path, encoding=codec, sep=sep, decimal=",", dtype=as_text)
         grouped[:] = _dot_thousands(df, pd.read_csv(path, encoding=codec, sep=sep, dtype=str))
         return df
 
@@ -77,9 +81,23 @@ def read_csv(path: Path, required: Sequence[str], encoding: str = "auto") -> pd.
     if df.empty:
         raise ArchlabError(f"{path}: no data rows (only a header line)")
     for column in df.columns:
-        if df[column].dtype.kind == "f":
+        if column in as_text:
+            df[column] = key_values(df[column])
+        elif df[column].dtype.kind == "f":
             check_finite(df, column, path)
     return df
+
+
+INTEGER = r"-?(?:0|[1-9]\d*)"  # an integer as a number prints it: no leading zero, no exponent
+
+
+def key_values(cells: pd.Series) -> pd.Series:
+    """A key column read as text, as numbers where each of its values is an INTEGER (store 1,
+    dept 10); otherwise as written: store codes 001 and 01 are two stores, and 1E2 is not 100."""
+    given = cells.dropna().str.strip()
+    if len(given) and given.str.fullmatch(INTEGER).all():
+        return pd.to_numeric(cells.str.strip())  # int64; float64 with an empty cell (refused)
+    return cells
 
 
 def check_columns(df: pd.DataFrame, required: Sequence[str], path: Path, hint: str = "") -> None:
@@ -190,8 +208,19 @@ def parse_dates(df: pd.DataFrame, column: str, fmt: str, path: Path) -> str:
         fmt = infer_date_format(df, column, path)
     raw = df[column]
     # A column read as numbers (20100205, inf) is parsed as the text it was: no epoch casts.
-    parsed = pd.to_datetime(raw.astype(str) if raw.dtype.kind in "biuf" else raw, format=fmt,
-                            errors="coerce")  # fmt: skip
+    text, local = raw.astype(str) if raw.dtype.kind in "biuf" else raw, fmt
+    if "%z" in fmt or "%Z" in fmt:
+        # Each date as its local calendar time: an offset converted to one zone could move a
+        # day's row into the day before (and mixed offsets, as daylight saving gives, clash).
+        text = text.str.replace(r"\s*(?:Z|UTC|GMT|[+-]\d\d:?\d\d)$", "", regex=True)
+        local = fmt.replace("%z", "").replace("%Z", "").strip()
+    try:
+        parsed = pd.to_datetime(text, format=local, errors="coerce")
+    except ValueError as e:  # e.g. "ISO8601" given, with mixed offsets
+        raise ArchlabError(f"{path}: dates in column {column!r}: {e} (data.date_format "
+                           f"{fmt!r})") from None  # fmt: skip
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_localize(None)  # local calendar time, as above
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if len(bad):
         i = int(bad[0])

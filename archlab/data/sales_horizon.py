@@ -154,15 +154,22 @@ class HorizonFeaturizer(PlainJSON):
 
     def series_index(self, keys: np.ndarray) -> np.ndarray:
         """Index of each panel series among the training series (-1: never seen in training)."""
+        # By value, else by text: a file whose codes are all integers (1, 2) reads them as
+        # numbers, one with a code like 010 as text (sales_csv.key_values).
         known = {k: i for i, k in enumerate(self.series)}
+        text = {tuple(map(str, k)): i for i, k in enumerate(self.series)}
         return np.array(
-            [known.get(tuple(plain(v) for v in k), -1) for k in keys.tolist()], dtype=np.int64
-        )
+            [known.get(tuple(plain(v) for v in k), text.get(tuple(map(str, k)), -1))
+             for k in keys.tolist()],
+            dtype=np.int64,
+        )  # fmt: skip
 
     def key_ids(self, keys: np.ndarray) -> np.ndarray:
         """(S, k) index of each series key value in the vocabulary (0 for one never seen)."""
         vocab = [{v: j for j, v in enumerate(vs)} for vs in self.key_vocab]
-        ids = [[vocab[i].get(plain(v), 0) for i, v in enumerate(k)] for k in keys.tolist()]
+        text = [{str(v): j for j, v in enumerate(vs)} for vs in self.key_vocab]  # as above
+        ids = [[vocab[i].get(plain(v), text[i].get(str(v), 0)) for i, v in enumerate(k)]
+               for k in keys.tolist()]  # fmt: skip
         return np.array(ids, dtype=np.int64).reshape(len(keys), len(vocab))
 
     def scalers(
@@ -304,7 +311,10 @@ def read_forecast_rows(path: Path, c: SalesDataConfig) -> pd.DataFrame:
     test.csv or a shop's file of future days with their planned promotions."""
     keys = c.series_keys
     df = sales.with_single_key(
-        sales_csv.read_csv(path, [*sales.key_columns(keys), c.date_column], c.encoding), keys
+        sales_csv.read_csv(
+            path, [*sales.key_columns(keys), c.date_column], c.encoding, [*keys, c.store_column]
+        ),
+        keys,
     )
     sales_csv.parse_dates(df, c.date_column, sales.date_format_given(c), path)
     if c.holiday_column in df.columns:
@@ -325,7 +335,7 @@ def _features_table(c: SalesDataConfig) -> pd.DataFrame | None:
     ):
         return None
     path = sales_csv.resolve_file(root, c.features_file)
-    feats = sales_csv.read_csv(path, [c.store_column, c.date_column], c.encoding)
+    feats = sales_csv.read_csv(path, [c.store_column, c.date_column], c.encoding, [c.store_column])
     sales_csv.parse_dates(feats, c.date_column, c.date_format, path)
     feats = sales.ffill_per_store(feats, c, c.store_column)
     for k in c.markdown_columns:
