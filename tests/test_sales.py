@@ -510,7 +510,43 @@ def _write(path: Path, df: pd.DataFrame) -> Path:
 def test_auto_season_by_time_step() -> None:
     from archlab.data.sales_recipe import auto_season
 
-    assert [auto_season(d) for d in (1, 7, 14, 30)] == [7, 52, 26, 12]
+    assert [auto_season(d) for d in (1, 7, 14, 30, 90, 181)] == [7, 52, 26, 12, 4, 2]
+
+
+@pytest.mark.parametrize("freq", ["QS", "QE"])
+def test_quarterly_panels_step_by_quarter(freq: str, tmp_path: Path, capsys) -> None:
+    # Quarters (89-92 days apart) are steps of three calendar months, not months with two in
+    # three missing: starts stay starts, ends stay ends, and an event flags its quarter.
+    dates = pd.date_range("2015-01-01", periods=24, freq=freq)
+    df = pd.DataFrame({"shop": 1, "day": dates, "units": 100.0 + np.arange(24) % 4})
+    step = sales.infer_step_days(df.day.to_numpy())
+    assert sales.months_per_step(step) == 3 and sales.step_adjective(step) == "quarterly"
+    p = sales.build_panel(df, ["shop"], "day", "units", "", [], step, extra_steps=2)
+    assert p.y.shape == (1, 26) and not np.isnan(p.y[0, :24]).any()
+    after = pd.date_range(dates[-1], periods=3, freq=freq)[1:]
+    assert [str(d)[:10] for d in p.dates[-2:]] == [str(d)[:10] for d in after]
+    event = "2015-05-20"  # in the second quarter, whether dated 1 April or 30 June
+    assert np.flatnonzero(sales.event_flags(p.dates, [event], step)).tolist() == [1]
+    # End to end: a horizon of 4 quarters, forecast on the quarters after the last.
+    from archlab.cli import main
+
+    df.day = df.day.dt.strftime("%Y-%m-%d")
+    df.to_csv(tmp_path / "q.csv", index=False)
+    sets = ["data.target=units", "data.date_column=day", "data.series_keys=shop",
+            "data.horizon=4", "train.threads=1", "data.peer=none"]  # fmt: skip
+    argv = ["train", "--task", "sales", "--data", str(tmp_path / "q.csv"), "--epochs", "1"]
+    assert main([*argv, "--out", str(tmp_path / "runs"), *(f"--set={s}" for s in sets)]) == 0
+    out, err = capsys.readouterr()
+    assert "1 series x 24 quarterly steps" in err and "season 4 steps" in err
+    assert main(["predict", out.splitlines()[-1]]) == 0
+    got = [json.loads(line)["day"] for line in capsys.readouterr().out.splitlines()]
+    assert got == [str(d)[:10] for d in pd.date_range(dates[-1], periods=5, freq=freq)[1:]]
+    # Yearly values: one line (no season within a step of a year).
+    pd.DataFrame({"shop": 1, "day": pd.date_range("2000-01-01", periods=20, freq="YS"),
+                  "units": 1.0}).to_csv(tmp_path / "y.csv", index=False)  # fmt: skip
+    argv[4] = str(tmp_path / "y.csv")
+    assert main([*argv, "--out", str(tmp_path / "runs"), *(f"--set={s}" for s in sets)]) == 2
+    assert "steps longer than half a year are not supported" in capsys.readouterr().err
 
 
 def test_one_step_error_by_date_weights_holidays_and_skips_missing_forecasts() -> None:

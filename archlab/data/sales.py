@@ -505,6 +505,31 @@ class Panel:
 
 # Steps of at least this many days are calendar months: 28-31-day gaps cannot be counted in days.
 MONTHLY_MIN_DAYS = 28
+MAX_MONTHS = 6  # the longest step: half a year (yearly data has no season within a year)
+_MONTH_STEPS = {1: "month", 2: "two months", 3: "quarter", 6: "half-year"}
+_MONTH_ADJ = {1: "monthly", 2: "two-monthly", 3: "quarterly", 6: "half-yearly"}
+
+
+def months_per_step(step_days: int) -> int:
+    """Calendar months a step of ``step_days`` (the smallest gap between dates) spans: 1 for
+    28-31 days, 3 for 89-92 (quarters), 6 for 181-184; 0 for steps counted in days."""
+    return max(1, round(step_days / 30.44)) if step_days >= MONTHLY_MIN_DAYS else 0
+
+
+def step_unit(step_days: int) -> str:
+    """A step in words: "day", "week", "7-day step"..., "month", "quarter"."""
+    k = months_per_step(step_days)
+    if k:
+        return _MONTH_STEPS.get(k, f"{k}-month step")
+    return {1: "day", 7: "week"}.get(step_days, f"{step_days}-day step")
+
+
+def step_adjective(step_days: int) -> str:
+    """The panel's steps as an adjective: "daily", "weekly", "monthly", "quarterly", "3-day"."""
+    k = months_per_step(step_days)
+    if k:
+        return _MONTH_ADJ.get(k, f"{k}-month")
+    return {1: "daily", 7: "weekly"}.get(step_days, f"{step_days}-day")
 
 
 def _months(dates: np.ndarray) -> np.ndarray:
@@ -512,24 +537,26 @@ def _months(dates: np.ndarray) -> np.ndarray:
 
 
 def time_index(dates: np.ndarray, origin: np.datetime64, step_days: int) -> np.ndarray:
-    """Step number of each date counted from ``origin`` (calendar months for monthly data)."""
-    if step_days >= MONTHLY_MIN_DAYS:
-        return _months(dates) - _months(np.asarray(origin))
+    """Step number of each date counted from ``origin`` (steps of calendar months for monthly
+    or quarterly data)."""
+    if k := months_per_step(step_days):
+        return (_months(dates) - _months(np.asarray(origin))) // k
     return ((dates - origin) // np.timedelta64(step_days, "D")).astype(np.int64)
 
 
 def step_dates(origin: np.datetime64, steps: np.ndarray, step_days: int) -> np.ndarray:
-    """The date of each step number. Monthly steps fall on the origin's day of the month
+    """The date of each step number. Steps of months fall on the origin's day of the month
     (held to each month's length), or on each month's last day where the origin is one: a
     panel dated at month ends forecasts month ends."""
-    if step_days < MONTHLY_MIN_DAYS:
+    k = months_per_step(step_days)
+    if not k:
         return origin + steps * np.timedelta64(step_days, "D")
     day = np.asarray(origin).astype("datetime64[D]")
     month = day.astype("datetime64[M]")
-    ends = (month + steps + 1).astype("datetime64[D]") - np.timedelta64(1, "D")
+    ends = (month + steps * k + 1).astype("datetime64[D]") - np.timedelta64(1, "D")
     if (day + np.timedelta64(1, "D")).astype("datetime64[M]") != month:  # a month's last day
         return ends
-    return np.minimum((month + steps).astype("datetime64[D]") + (day - month), ends)
+    return np.minimum((month + steps * k).astype("datetime64[D]") + (day - month), ends)
 
 
 def check_daily_or_longer(dates: pd.Series, path: str) -> None:
@@ -548,12 +575,21 @@ def check_daily_or_longer(dates: pd.Series, path: str) -> None:
 def infer_step_days(dates: np.ndarray) -> int:
     """The sampling period in days: the smallest gap between distinct dates (7 for weekly).
 
-    28 or more means monthly data, indexed by calendar month (see ``time_index``).
+    28 or more means steps of calendar months (see ``months_per_step`` and ``time_index``).
     """
     u = np.unique(dates)
     if len(u) < 2:
         return 7
     return max(1, int(np.diff(u).min() // np.timedelta64(1, "D")))
+
+
+def check_step(step_days: int, path: str) -> None:
+    """Refuse steps longer than MAX_MONTHS (yearly data): no season fits within a step's year."""
+    if months_per_step(step_days) > MAX_MONTHS:
+        raise ArchlabError(
+            f"{path}: the dates are {step_days} days or more apart (yearly data): steps longer "
+            "than half a year are not supported; give monthly or quarterly values"
+        )
 
 
 def check_aligned(df: pd.DataFrame, keys: Sequence[str], date: str, step_days: int,
@@ -606,7 +642,8 @@ def build_panel(
     clash = pd.Series(s * T + t).duplicated().to_numpy()
     if clash.any():  # irregular dates: two rows of one series fall into the same step
         i = int(np.flatnonzero(clash)[0])
-        unit = "calendar month" if step_days >= MONTHLY_MIN_DAYS else f"{step_days}-day step"
+        k = months_per_step(step_days)
+        unit = f"calendar {step_unit(step_days)}" if k else f"{step_days}-day step"
         key = ", ".join(map(str, key_arr[i].tolist()))
         raise ArchlabError(
             f"series {key}: two rows fall into the same {unit} "
@@ -659,12 +696,17 @@ def ffill_time(a: np.ndarray) -> np.ndarray:
 
 def event_flags(dates: np.ndarray, events: Sequence[str], step_days: int) -> np.ndarray:
     """(T,) 1.0 where a step's period holds an event date: [its date, the next step's date),
-    or for monthly steps its calendar month (dated on its first day, its last or between)."""
+    or for steps of months its calendar months (dated on the first day, the last or between)."""
     d = dates.astype("datetime64[D]")
     if not len(d) or not len(events):
         return np.zeros(len(d), np.float32)
     ev = np.asarray(events, dtype="datetime64[D]")
-    if step_days >= MONTHLY_MIN_DAYS:
-        return (_months(d)[:, None] == _months(ev)).any(1).astype(np.float32)
+    if k := months_per_step(step_days):
+        # A step's months: those from its date's on, or up to it where it is a month's end
+        # (a quarter dated 31 March is January to March).
+        ends = (d + 1).astype("datetime64[M]") != d.astype("datetime64[M]")
+        first = _months(d) - (k - 1) * ends
+        back = _months(ev)[None, :] - first[:, None]
+        return ((back >= 0) & (back < k)).any(1).astype(np.float32)
     end = step_dates(d[0], np.arange(1, len(d) + 1), step_days).astype("datetime64[D]")
     return ((d[:, None] <= ev) & (ev < end[:, None])).any(1).astype(np.float32)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from archlab.data.sales import MONTHLY_MIN_DAYS
+from archlab.data.sales import months_per_step, step_unit
 from archlab.data.sales_baselines import level_seasonal_naive
 from archlab.errors import ArchlabError
 
@@ -34,8 +34,8 @@ MAX_LEVEL_ORIGINS = 60  # training origins the weight is scored on (evenly sprea
 
 def auto_season(step_days: int) -> int:
     """Steps per seasonal cycle of the default ``data.season``: the year, or the week if daily."""
-    if step_days >= MONTHLY_MIN_DAYS:
-        return 12
+    if k := months_per_step(step_days):
+        return max(2, 12 // k)  # 12 months, 4 quarters, 2 half-years
     if step_days == 1:
         return 7  # daily sales (store visits, transactions) cycle with the week
     return max(2, round(365.25 / step_days))  # 52 for weekly data
@@ -56,7 +56,7 @@ def smooth_width(season: int) -> int:
 
 
 def _days(step_days: int) -> str:
-    return "calendar-month" if step_days >= 28 else f"{step_days}-day"
+    return f"calendar-{step_unit(step_days)}" if months_per_step(step_days) else f"{step_days}-day"
 
 
 def check_season(c: SalesDataConfig, season: int, n_steps: int) -> None:

@@ -13,7 +13,7 @@ import torch
 from captum.attr import IntegratedGradients
 from torch import nn
 
-from archlab.data.sales import MONTHLY_MIN_DAYS
+from archlab.data.sales import months_per_step, step_unit
 from archlab.errors import ArchlabError
 from archlab.explain import ExplainRequest, frozen, subset
 
@@ -30,7 +30,7 @@ IG_POSITIONS = 1 << 19
 class StepWords(NamedTuple):
     """How explanations name time, from the run's saved step length and season."""
 
-    step: str  # "week", "day", "month", "3-day step"
+    step: str  # "week", "day", "month", "quarter", "3-day step"
     season_ago: str  # the seasonal reference: "same week last year", "same day last week"
     target: str  # "the week being forecast"
 
@@ -41,12 +41,11 @@ _CYCLES = (("week", 7.0), ("month", 30.44), ("quarter", 91.31), ("year", 365.25)
 def step_words(step_days: int, season: int, horizon: int = 1) -> StepWords:
     """Words for a panel of ``step_days``-day steps whose season is ``season`` steps. With a
     horizon longer than the season, later steps' references lie more than a season back."""
-    monthly = step_days >= MONTHLY_MIN_DAYS
-    unit = "month" if monthly else {1: "day", 7: "week"}.get(step_days, f"{step_days}-day step")
-    span = season * (30.44 if monthly else step_days)  # the season's length in days
+    k, unit = months_per_step(step_days), step_unit(step_days)
+    span = season * (30.44 * k if k else step_days)  # the season's length in days
     # Within 5% of a calendar cycle (52 weeks = 364 days is a year) the cycle names it.
     cycle = next((c for c, d in _CYCLES if abs(span - d) <= 0.05 * d and c != unit), None)
-    if cycle and unit in ("day", "week", "month"):
+    if cycle and unit in ("day", "week", "month", "quarter"):
         ago = f"same {unit} last {cycle}"
     else:
         ago = f"{season} steps earlier" if season != 1 else "the step before"

@@ -498,8 +498,8 @@ def _wanted_rows(
             i = int(off[0])
             after = sales.step_dates(origin, np.array(1), step_days)
             grid = (
-                f"monthly steps (e.g. {origin}, {after})"
-                if step_days >= sales.MONTHLY_MIN_DAYS
+                f"{sales.step_adjective(step_days)} steps (e.g. {origin}, {after})"
+                if sales.months_per_step(step_days)
                 else f"{step_days}-day step grid (its steps fall on {origin} + k x {step_days} "
                 "days)"
             )

@@ -121,6 +121,7 @@ def _resolve(c: SalesDataConfig, df: pd.DataFrame) -> tuple[SalesDataConfig, dic
     resolved = dict(df.attrs.get("resolved", {}))
     sales.check_daily_or_longer(df[c.date_column], c.path)
     step_days = sales.infer_step_days(df[c.date_column].to_numpy())
+    sales.check_step(step_days, c.path)
     # The series keys as read (a wide table's, a single series'), not as configured.
     keys = resolved.get("series_keys", c.series_keys)
     sales.check_aligned(df, list(keys), c.date_column, step_days, c.path)
@@ -531,7 +532,9 @@ def _info(
         "n_steps": T,
         "step_days": r.step_days,
         "time_step": (
-            "calendar month" if r.step_days >= sales.MONTHLY_MIN_DAYS else f"{r.step_days} days"
+            f"{sales.step_unit(r.step_days)} (calendar)"
+            if sales.months_per_step(r.step_days)
+            else f"{r.step_days} days"
         ),
         "horizon": c.horizon,
         "window": c.window,
@@ -595,9 +598,7 @@ def _head(c: SalesDataConfig, r: _Read, info: dict[str, Any]) -> str:
         if r.resolved.get(k) == ""
     ] + (["no holiday column (WMAE = MAE)"] if r.resolved.get("holiday_column") == "" else [])
     fmt = f"dates {c.date_format}" + (" (inferred)" if "date_format" in r.resolved else "")
-    step = {1: "daily", 7: "weekly"}.get(r.step_days, f"{r.step_days}-day")
-    if r.step_days >= sales.MONTHLY_MIN_DAYS:
-        step = "monthly"
+    step = sales.step_adjective(r.step_days)
     test = (
         f"an origin per step of the last {c.test_steps} (test)"
         if rolling(c)
