@@ -81,6 +81,21 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch)
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
+def test_atomic_writes_honour_the_umask(tmp_path: Path) -> None:
+    # A run's files are as readable as any file the user writes (mkstemp alone gives 0600).
+    import os
+    import stat
+
+    from archlab.utils import write_text_atomic
+
+    write_text_atomic(tmp_path / "a.json", "{}")
+    rundir.save_weights(torch.nn.Linear(2, 2), tmp_path / "w.safetensors")
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("a.json", "w.safetensors"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~mask
+
+
 @pytest.mark.parametrize("name", ["../../evil", "/etc/passwd", "..", "a/../../b", ".hidden"])
 def test_run_names_cannot_escape_the_output_dir(tmp_path: Path, name: str) -> None:
     out = tmp_path / "out"

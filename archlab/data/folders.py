@@ -70,6 +70,14 @@ def subdirs(d: Path) -> list[Path]:
     return sorted(p for p in d.iterdir() if p.is_dir() and not is_hidden(p.name))
 
 
+def files_beside(dirs: Sequence[Path]) -> list[Path]:
+    """The files right in ``dirs`` (--data and its split folders), hidden ones aside: beside
+    the class folders, so in no class (a README, or photos not yet sorted into one)."""
+    return [
+        p for d in dirs for p in sorted(d.iterdir()) if p.is_file() and not is_hidden(p.name)
+    ]  # fmt: skip
+
+
 def files_under(d: Path) -> list[Path]:
     """Every file anywhere under ``d`` (sorted), none hidden or under a hidden folder (Jupyter's
     checkpoint copies would be duplicates)."""

@@ -7,12 +7,15 @@ from pathlib import Path
 import numpy as np
 
 from archlab.data import folders
-from archlab.data.folders import files_under, is_hidden, nested_note, subdirs
+from archlab.data.folders import files_beside, files_under, is_hidden, nested_note, subdirs
 from archlab.data.image_set import (
     IMAGE_EXTENSIONS,
+    Decoded,
     ImageSet,
+    case_note,
     check_every_class_has_images,
     check_train_has_every_class,
+    conflict_note,
     decode_files,
     file_notes,
 )
@@ -66,18 +69,35 @@ def load_folder(
             )
         files += [(p, label) for p in imgs]
     dec = decode_files(root, files, channels, size, skip_corrupt)
+    names = [d.name for d in class_dirs]
     return ImageSet(
         images=dec.images,
         labels=dec.labels,
-        class_names=[d.name for d in class_dirs],
+        class_names=names,
         source=str(root),
         skipped=dec.skipped,
         ignored=len(ignored),
         layout="class_folders",
         digests=dec.digests,
         native_side=dec.native_side,
-        notes=[*file_notes(root, dec.skipped, ignored), *nested_note(root, class_dirs)],
+        notes=[
+            *file_notes(root, dec.skipped, ignored, files_beside([root])),
+            *nested_note(root, class_dirs),
+            *_label_notes(root, names, files, dec),
+        ],
     )
+
+
+def _label_notes(
+    root: Path, names: list[str], files: list[tuple[Path, int]], dec: Decoded
+) -> list[str]:
+    """First lines on the classes: folders named alike but for letter case, and identical
+    images in two classes' folders (named by their paths under ``root``)."""
+    fix = "move their images into one folder to merge them"
+    shown = [str(files[i][0].relative_to(root)) for i in dec.keep]
+    notes = [case_note(root, names, "class folders", fix),
+             conflict_note(dec.digests, dec.labels, shown)]  # fmt: skip
+    return [n for n in notes if n]
 
 
 def _load_split_folders(
@@ -127,7 +147,10 @@ def _load_split_folders(
         provided_split=tags_kept,
         skipped=dec.skipped,
         ignored=len(ignored),
-        notes=file_notes(root, dec.skipped, ignored),
+        notes=[
+            *file_notes(root, dec.skipped, ignored, files_beside([root, *splits.values()])),
+            *_label_notes(root, names, files, dec),
+        ],
         layout="split_folders",
         # An empty val/ or test/ folder gives no split: that split is carved from train/.
         split_origin={sp: f"{d.name}/" for sp, d in splits.items() if (tags_kept == sp).any()},

@@ -16,7 +16,9 @@ from archlab.data.folders import SPLIT_NAMES
 from archlab.data.image_set import (
     IMAGE_EXTENSIONS,
     ImageSet,
+    case_note,
     check_train_has_every_class,
+    conflict_note,
     decode_files,
     file_notes,
 )
@@ -84,6 +86,11 @@ def load_manifest(
         check_train_has_every_class(path, values, have, "manifest")
     dec = decode_files(path, files, channels, size, skip_corrupt)
     kept = np.asarray(tags, dtype=str)[list(rows)][dec.keep]
+    shown = [f"{_shown(path.parent, files[i][0])} ({values[files[i][1]]})" for i in dec.keep]
+    label_notes = [
+        case_note(path, values, "labels", "write each label one way in the file to merge them"),
+        conflict_note(dec.digests, dec.labels, shown),
+    ]
     origin = {sp: f"column {scol!r}" for sp in ("train", "val", "test") if have[sp]}
     return ImageSet(
         images=dec.images,
@@ -97,8 +104,16 @@ def load_manifest(
         digests=dec.digests,
         native_side=dec.native_side,
         encoding=codec,
-        notes=notes + file_notes(path.parent, dec.skipped, []),
+        notes=[*notes, *file_notes(path.parent, dec.skipped, []), *filter(None, label_notes)],
     )
+
+
+def _shown(folder: Path, p: Path) -> str:
+    """Image file ``p`` as a first line names it: relative to ``folder`` where it lies under it."""
+    try:
+        return str(p.relative_to(folder))
+    except ValueError:
+        return str(p)
 
 
 class _Columns(NamedTuple):

@@ -111,9 +111,12 @@ def check_every_class_has_images(
         raise ArchlabError(f"{source}: class(es) {empty} have no images")
 
 
-def file_notes(root: Path, skipped: Sequence[str], ignored: Sequence[Path]) -> list[str]:
-    """The run's first lines on files left out: unreadable ones skipped (data.skip_corrupt)
-    and non-image files beside the images, each with its count and the first names."""
+def file_notes(
+    root: Path, skipped: Sequence[str], ignored: Sequence[Path], beside: Sequence[Path] = ()
+) -> list[str]:
+    """The run's first lines on files left out: unreadable ones skipped (data.skip_corrupt),
+    non-image files beside the images, and files beside the class folders (``beside``: in no
+    class), each with its count and the first names."""
     notes = []
     if skipped:
         notes.append(f"data: skipped {len(skipped)} unreadable file(s) (data.skip_corrupt=true): "
@@ -122,7 +125,46 @@ def file_notes(root: Path, skipped: Sequence[str], ignored: Sequence[Path]) -> l
         exts = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
         notes.append(f"data: ignored {len(ignored)} non-image file(s) "
                      f"({_first_names(root, ignored)}); images are {exts}")  # fmt: skip
+    if beside:
+        # Photos dropped at the top level (not yet sorted) are the likeliest: say how to use them.
+        images = any(Path(p).suffix.lower() in IMAGE_EXTENSIONS for p in beside)
+        hint = "; an image there has no class: move it into a class folder to use it" * images
+        notes.append(f"data: {root}: {len(beside)} file(s) beside the class folders left out "
+                     f"({_first_names(root, beside)}){hint}")  # fmt: skip
     return notes
+
+
+def case_note(source: str | Path, names: Sequence[str], what: str, fix: str) -> str:
+    """A first line naming classes (``what``: "labels", "class folders") whose names differ
+    only in letter case (``Dog`` and ``dog``): each is a class of its own, which is rarely
+    what the data meant; "" if none. Not merged: which spelling is right is the user's call."""
+    by: dict[str, list[str]] = {}
+    for n in names:
+        by.setdefault(n.casefold(), []).append(n)
+    alike = [" / ".join(map(repr, v)) for v in by.values() if len(v) > 1]
+    if not alike:
+        return ""
+    return (f"data: {source}: {what} {'; '.join(alike)} differ only in letter case and are "
+            f"classes of their own; {fix}")  # fmt: skip
+
+
+def conflict_note(digests: Sequence[str], labels: np.ndarray, names: Sequence[str]) -> str:
+    """A first-line warning where byte-identical images carry different labels (one photo
+    filed under two classes): the network learns both and is scored on both, one always
+    wrong; "" if none. ``names``: each image as the line shows it (a path). Nothing is
+    dropped: which label is right is the user's call, and the split stays as it was."""
+    if len(set(digests)) == len(digests):
+        return ""
+    groups: dict[str, dict[int, int]] = {}  # digest -> label -> its first image
+    for i, d in enumerate(digests):
+        groups.setdefault(d, {}).setdefault(int(labels[i]), i)
+    clashes = [" = ".join(names[i] for i in g.values()) for g in groups.values() if len(g) > 1]
+    if not clashes:
+        return ""
+    more = ", ..." if len(clashes) > 2 else ""
+    return (f"data: warning: {len(clashes)} group(s) of identical images carry different labels "
+            f"({', '.join(clashes[:2])}{more}); each copy is learnt and scored under its own "
+            "label: keep each picture under one")  # fmt: skip
 
 
 def _first_names(root: Path, paths: Sequence[str | Path], shown: int = 3) -> str:

@@ -23,7 +23,15 @@ import torch.nn.functional as F
 from archlab import fingerprint
 from archlab.data.image_folders import load_folder, split_folders
 from archlab.data.image_manifest import Manifest, load_manifest
-from archlab.data.image_set import IMAGE_EXTENSIONS, ImageSet, auto_size, digest, size_note
+from archlab.data.image_set import (
+    IMAGE_EXTENSIONS,
+    ImageSet,
+    auto_size,
+    conflict_note,
+    digest,
+    size_note,
+)
+from archlab.data.splits import duplicate_groups
 from archlab.errors import ArchlabError
 from archlab.utils import ContentCache, file_key
 
@@ -237,6 +245,8 @@ def _load_npz(path: Path) -> ImageSet:
         if bad or len(split) != len(labels):
             raise ArchlabError(f"{path}: 'split' must hold 'train'/'val'/'test' for every image")
     digests = _array_digests(images)
+    shown = [f"image {i} ({class_names[k]})" for i, k in enumerate(labels.tolist())]
+    clash = conflict_note(digests, labels, shown)
     images = images[..., :3] if images.shape[-1] == 4 else images  # drop alpha
     return ImageSet(
         images=np.ascontiguousarray(images.transpose(0, 3, 1, 2)),
@@ -247,6 +257,7 @@ def _load_npz(path: Path) -> ImageSet:
         layout="npz",
         split_origin={} if split is None else {k: "npz 'split' array" for k in np.unique(split)},
         digests=digests,
+        notes=[clash] if clash else [],
     )
 
 
@@ -319,6 +330,44 @@ def _check_classes(s: ImageSet) -> None:
     empty = [s.class_names[i] for i, c in enumerate(counts) if c == 0]
     if empty:
         raise ArchlabError(f"{s.source}: class(es) {empty} have no images")
+    if s.provided_split is None:
+        _check_carvable(s)
+
+
+# How to give a class a second image, or drop it, in each layout ({0}: "it" or "each").
+GROW_OR_DROP = {
+    "class_folders": "add images to {0} or remove its folder",
+    "manifest": "add rows of {0} to the manifest or remove its rows",
+    "npz": "add images of {0} or remove its images",
+}
+
+
+def _check_carvable(s: ImageSet) -> None:
+    """Refuse, naming them, classes a stratified split cannot carve (under 2 distinct images)
+    where splits.stratified_split would refuse the set without naming any: where a class
+    holds one image alone and the set carries no split of its own (data.subset would fail on
+    it too). Counted as the split counts: copies of one picture are one, and a copy belongs to
+    the class of the first of them."""
+    groups = np.arange(len(s.labels)) if s.digests is None else duplicate_groups(s.digests)
+    distinct = np.bincount(s.labels[np.unique(groups)], minlength=len(s.class_names))
+    files = np.bincount(s.labels, minlength=len(s.class_names))
+    if not ((distinct == 1) & (files == 1)).any():
+        return  # a class of copies alone may yet be carved from a subset: left to the split
+    few = np.flatnonzero(distinct == 1).tolist()
+
+    def held(i: int) -> str:
+        return "1 image" if files[i] == 1 else f"{files[i]} byte-identical copies of 1 image"
+
+    if len(few) == 1:
+        which = f"class {s.class_names[few[0]]!r} has {held(few[0])}"
+    else:
+        which = "classes " + ", ".join(f"{s.class_names[i]!r} ({held(i)})" for i in few[:5])
+        which += ", ..." if len(few) > 5 else ""
+    fix = GROW_OR_DROP.get(s.layout, "add images to {0} or remove its images")
+    raise ArchlabError(
+        f"{s.source}: too few images for a stratified test split: {which} (need >= 2 per "
+        f"class to carve train, val and test); {fix.format('it' if len(few) == 1 else 'each')}"
+    )
 
 
 __all__ = [
