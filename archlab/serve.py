@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import io
 import json
 import queue
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -622,6 +624,8 @@ def serve(run_dirs: Sequence[Path], host: str, port: int, limits: Limits) -> Non
     if host not in LOOPBACK:
         print(f"archlab: warning: --host {host} serves beyond this machine; there is no "
               "authentication", file=sys.stderr)  # fmt: skip
+    sock = _bind(host, port)  # before saying "serving": a port in use is one line, exit 2
+    port = sock.getsockname()[1]  # --port 0: the one the system chose
     names = ", ".join(f"/{n}/" for n in app.state.runs)
     shown = f"[{host}]" if ":" in host else host
     print(f"archlab: serving {names} at http://{shown}:{port}/ (Ctrl-C stops)",
@@ -629,9 +633,25 @@ def serve(run_dirs: Sequence[Path], host: str, port: int, limits: Limits) -> Non
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             timeout_graceful_shutdown=3)  # fmt: skip
     server = _server_class()(config)
-    server.run()
+    with sock:
+        server.run(sockets=[sock])
     if server.interrupted:  # uvicorn shut down cleanly; the CLI reports it and exits 130
         raise KeyboardInterrupt
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host``:``port`` (uvicorn serves on it), or one line saying why
+    not: the port is taken, or the address is not this machine's."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as e:
+        why = (
+            "is in use (another server?): stop it or choose another --port"
+            if e.errno == errno.EADDRINUSE
+            else f"cannot be served ({e.strerror or e})"
+        )
+        raise ArchlabError(f"--host {host} --port {port}: the address {why}") from None
 
 
 def _server_class() -> type:

@@ -232,6 +232,13 @@ def test_serve_refuses_bad_arguments(tmp_path: Path, runs: dict[str, Path], caps
         assert main(["serve", *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and all(w in err[0] for w in words), err
+    # A port in use: one line, before any "serving" line (uvicorn said its own and exit 3).
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["serve", str(runs["text"]), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"archlab: error: --host 127.0.0.1 --port {port}: the address is in use "
+                   "(another server?): stop it or choose another --port"]  # fmt: skip
 
 
 def free_port() -> int:
