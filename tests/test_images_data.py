@@ -544,9 +544,9 @@ def test_a_decoded_set_is_reused_until_its_files_change(tmp_path: Path, monkeypa
 
 
 # --- data.channels=0 (auto, the task's default): colour decides, the presets keep grayscale ---
-def _grey_as_rgb_jpegs(folder: Path, n: int) -> None:
+def _grey_as_rgb_jpegs(folder: Path, n: int, seed: int = 0) -> None:
     folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for i in range(n):  # grey pictures a camera or an editor saved as RGB JPEG
         grey = Image.fromarray(rng.integers(0, 255, (10, 12), dtype=np.uint8), "L")
         grey.convert("RGB").save(folder / f"{i}.jpg", quality=80)
@@ -562,7 +562,7 @@ def test_auto_channels_reads_colour_as_rgb_and_grey_as_grayscale(tmp_path: Path)
     assert s.images.shape[1] == 1 and s.notes == ["data: no image has colour: read as grayscale"]
     jpegs = tmp_path / "jpegs"
     _grey_as_rgb_jpegs(jpegs / "a", 3)
-    _grey_as_rgb_jpegs(jpegs / "b", 3)
+    _grey_as_rgb_jpegs(jpegs / "b", 3, seed=1)  # other pictures: no copies across classes
     assert load_image_set(str(jpegs), fmt="auto", size=8, channels=0).images.shape[1] == 1
     Image.fromarray(np.full((10, 12, 3), (200, 30, 30), np.uint8)).save(jpegs / "b" / "red.png")
     s = load_image_set(str(jpegs), fmt="auto", size=8, channels=0)
@@ -786,3 +786,142 @@ def test_manifest_one_file_under_two_labels_is_refused_and_repeats_dropped(tmp_p
     path = _manifest(tmp_path, "file,label,split", [*tagged, tagged[7]])
     s = load_image_set(str(path), fmt="auto", size=8, channels=1)  # split tags stay aligned
     assert s.provided_split.tolist() == ["train"] * 6 + ["test"] * 2
+
+
+def test_files_beside_the_class_folders_are_counted_and_named(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "f", {"cat": 3, "dog": 3}, size=(8, 8))
+    Image.new("L", (8, 8)).save(root / "loose.png")
+    Image.new("RGB", (8, 8)).save(root / "IMG_0001.JPG", format="JPEG")
+    (root / "README.txt").write_text("hi")
+    (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")  # hidden: not the user's data
+    s = load_image_set(str(root), fmt="auto", size=8, channels=1)
+    assert len(s.labels) == 6 and s.ignored == 0  # left out, as before; now said
+    want = (
+        f"data: {root}: 3 file(s) beside the class folders left out (IMG_0001.JPG, "
+        "README.txt, loose.png); an image there has no class: move it into a class folder "
+        "to use it"
+    )
+    assert want in s.notes
+    # Beside split folders, and a non-image file right in one (an image there is refused).
+    split = tmp_path / "split"
+    for name in ("Train", "Test"):
+        write_image_folder(split / name, {"cat": 4, "dog": 4}, size=(8, 8))
+    (split / "Train" / "notes.txt").write_text("hi")
+    (split / "labels.csv").write_text("x\n")
+    s = load_image_set(str(split), fmt="auto", size=8, channels=1)
+    assert s.layout == "split_folders" and len(s.labels) == 16
+    want = (
+        f"data: {split}: 2 file(s) beside the class folders left out (labels.csv, Train/notes.txt)"
+    )
+    assert want in s.notes
+    tidy = write_image_folder(tmp_path / "tidy", {"cat": 3, "dog": 3}, size=(8, 8))
+    s = load_image_set(str(tidy), fmt="auto", size=8, channels=1)
+    assert not any("beside the class folders" in n for n in s.notes)
+
+
+def test_classes_differing_only_in_letter_case_are_named_not_merged(tmp_path: Path) -> None:
+    names = _pngs(tmp_path / "img", 12)
+    labels = ["dog", "Dog", "ship ", "ship"]  # spaces around a label are no difference
+    rows = [f"img/{n},{labels[i % 4]}" for i, n in enumerate(names)]
+    path = _manifest(tmp_path, "filepath,label", rows)
+    s = load_image_set(str(path), fmt="auto", size=8, channels=1)
+    assert s.class_names == ["Dog", "dog", "ship"]
+    want = (
+        f"data: {path}: labels 'Dog' / 'dog' differ only in letter case and are classes of "
+        "their own; write each label one way in the file to merge them"
+    )
+    assert want in s.notes
+    root = write_image_folder(tmp_path / "f", {"Dog": 3, "dog": 3, "ship": 3}, size=(8, 8))
+    s = load_image_set(str(root), fmt="auto", size=8, channels=1)
+    assert s.class_names == ["Dog", "dog", "ship"]
+    want = (
+        f"data: {root}: class folders 'Dog' / 'dog' differ only in letter case and are "
+        "classes of their own; move their images into one folder to merge them"
+    )
+    assert want in s.notes
+    plain = write_image_folder(tmp_path / "plain", {"dog": 3, "ship": 3}, size=(8, 8))
+    s = load_image_set(str(plain), fmt="auto", size=8, channels=1)
+    assert not any("letter case" in n for n in s.notes)
+
+
+def test_identical_images_under_two_labels_are_warned_and_the_split_is_unchanged(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    from archlab.data.splits import duplicate_groups
+
+    root = write_image_folder(tmp_path / "f", {"dog": 10, "ship": 10}, size=(8, 8))
+    for i in range(3):  # one photo sorted into two classes
+        shutil.copy(root / "dog" / f"00{i}.png", root / "ship" / f"dup_00{i}.png")
+    shutil.copy(root / "dog" / "005.png", root / "dog" / "copy.png")  # same label: no clash
+    s = load_image_set(str(root), fmt="auto", size=8, channels=1)
+    want = (
+        "data: warning: 3 group(s) of identical images carry different labels (dog/000.png "
+        "= ship/dup_000.png, dog/001.png = ship/dup_001.png, ...); each copy is learnt and "
+        "scored under its own label: keep each picture under one"
+    )
+    assert want in s.notes
+    # Every image is used and the split is carved as without the warning: whole copy groups.
+    _, data = _image_task(root)
+    assert data.info["n_images"] == 24 and data.info["duplicates"]["groups"] == 4
+    want = stratified_split(s.labels, 0.15, 0.15, 0, None, duplicate_groups(s.digests))
+    assert data.splits == {k: v.tolist() for k, v in want.items()}
+    assert any("byte-identical copies of another (4 groups)" in n for n in data.notes)
+    # A manifest names each file with its label; an npz each image by its index.
+    _pngs(tmp_path / "img", 6)
+    rows = [f"img/im{i:02d}.png,{'ab'[i % 2]}" for i in range(6)]
+    shutil.copy(tmp_path / "img" / "im00.png", tmp_path / "img" / "twin.png")
+    path = _manifest(tmp_path, "path,label", [*rows, "img/twin.png,b"])
+    s = load_image_set(str(path), fmt="auto", size=8, channels=1)
+    assert any("1 group(s) of identical images carry different labels (img/im00.png (a) = "
+               "img/twin.png (b))" in n for n in s.notes)  # fmt: skip
+    images = np.zeros((6, 4, 4), np.uint8)
+    images[1:] = np.arange(1, 6)[:, None, None]
+    np.savez(tmp_path / "c.npz", images=images, labels=np.array([0, 1, 0, 1, 0, 1]))
+    images[5] = images[0]
+    np.savez(tmp_path / "d.npz", images=images, labels=np.array([0, 1, 0, 1, 0, 1]))
+    s = load_image_set(str(tmp_path / "c.npz"), fmt="auto", size=8, channels=1)
+    assert not any("identical images" in n for n in s.notes)
+    s = load_image_set(str(tmp_path / "d.npz"), fmt="auto", size=8, channels=1)
+    assert any("(image 0 (0) = image 5 (1))" in n for n in s.notes)
+
+
+def test_a_class_of_one_image_is_refused_naming_it(tmp_path: Path, capsys) -> None:
+    from archlab.cli import main
+
+    root = write_image_folder(tmp_path / "f", {"cat": 8, "dog": 8, "lonely": 1}, size=(8, 8))
+    needle = (r"f: too few images for a stratified test split: class 'lonely' has 1 image \(need "
+              r">= 2 per class to carve train, val and test\); add images to it or remove its "
+              r"folder$")  # fmt: skip
+    with pytest.raises(ArchlabError, match=needle):
+        load_image_set(str(root), fmt="auto", size=8, channels=1)
+    argv = ["train", "--task", "images", "--data", str(root), "--out", str(tmp_path / "runs"),
+            "--set", "train.threads=1", "--epochs", "1"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("archlab: error: ") and "class 'lonely' has 1 image" in err[-1]
+    # Two such classes, and a manifest's fix; a class of 2 copies of one picture is one too.
+    write_image_folder(tmp_path / "f", {"solo": 1}, size=(8, 8), seed=3)
+    (root / "pair").mkdir()
+    Image.new("L", (8, 8), 99).save(root / "pair" / "a.png")
+    Image.new("L", (8, 8), 99).save(root / "pair" / "b.png")
+    with pytest.raises(ArchlabError, match=r"classes 'lonely' \(1 image\), 'pair' \(1 "
+                       r"distinct image of 2\), 'solo' \(1 image\) .*; add images to each or "
+                       r"remove its folder$"):  # fmt: skip
+        load_image_set(str(root), fmt="auto", size=8, channels=1)
+    _pngs(tmp_path / "img", 5)
+    rows = [f"img/im{i:02d}.png,{'abbbc'[i]}" for i in range(5)]
+    with pytest.raises(ArchlabError, match=r"classes 'a' \(1 image\), 'c' \(1 image\) .*; add "
+                       r"rows of each to the manifest or remove its rows$"):  # fmt: skip
+        load_image_set(str(_manifest(tmp_path, "path,label", rows)), fmt="auto", size=8,
+                       channels=1)  # fmt: skip
+    # Scored whole (eval --all), or with val/ and test/ of its own, such a class is no error.
+    s = load_image_set(str(root), fmt="auto", size=8, channels=1, held_out=True)
+    assert "lonely" in s.class_names
+    split = tmp_path / "split"
+    write_image_folder(split / "train", {"cat": 6, "dog": 6, "lonely": 1}, size=(8, 8))
+    for name in ("val", "test"):
+        write_image_folder(split / name, {"cat": 2, "dog": 2}, size=(8, 8), seed=1)
+    _, data = _image_task(split)
+    assert data.info["class_counts"]["train"] == [6, 6, 1]

@@ -356,7 +356,8 @@ def _check_carvable(s: ImageSet) -> None:
     few = np.flatnonzero(distinct == 1).tolist()
 
     def held(i: int) -> str:
-        return "1 image" if files[i] == 1 else f"{files[i]} byte-identical copies of 1 image"
+        # The rest of its images copy that one, or an earlier image of another class.
+        return "1 image" if files[i] == 1 else f"1 distinct image of {files[i]}"
 
     if len(few) == 1:
         which = f"class {s.class_names[few[0]]!r} has {held(few[0])}"
