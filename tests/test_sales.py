@@ -455,6 +455,21 @@ def test_date_format_is_inferred(fmt: str, values: list) -> None:
     assert df.d.tolist() == [pd.Timestamp("2015-01-02"), pd.Timestamp("2015-01-13")]
 
 
+def test_a_runs_own_date_format_decides_its_later_files() -> None:
+    # A run's format (inferred from its data, or set) is tried first: a short file of rows to
+    # forecast, every day <= 12, reads as the data did; other formats are still inferred.
+    def parse(values: list[str], fmt: str) -> str:
+        return sales_csv.parse_dates(pd.DataFrame({"d": values}), "d", fmt, Path("f.csv"))
+
+    ambiguous = ["11/02/2012", "11/09/2012"]
+    assert parse(ambiguous, sales_csv.PREFER + "%m/%d/%Y") == "%m/%d/%Y"
+    assert parse(ambiguous, sales_csv.PREFER + "%d/%m/%Y") == "%d/%m/%Y"
+    assert parse(["2012-11-02"], sales_csv.PREFER + "%m/%d/%Y") == "%Y-%m-%d"
+    assert parse(["2.11.12"], sales_csv.PREFER + "%d.%m.%y") == "%d.%m.%y"  # not a usual one
+    with pytest.raises(ArchlabError, match="read both as"):
+        parse(ambiguous, "auto")
+
+
 def test_ambiguous_day_month_order_is_refused() -> None:
     df = pd.DataFrame({"date": ["02/01/2015", "03/01/2015", "12/11/2015"]})
     with pytest.raises(
@@ -765,7 +780,7 @@ def test_series_keys_are_read_as_written_unless_all_integers(panel_dir: Path) ->
     train = pd.read_csv(panel_dir / "train.csv")
     assert sales.load_sales(small_cfg(panel_dir))["Store"].dtype.kind == "i"
     train["Store"] = train["Store"].map({1: "1", 2: "01"})
-    train["Dept"] = train["Dept"].map({1: "1E2", 2: "100", 3: "3"})
+    train["Dept"] = train["Dept"].map({1: "1E2", 2: "100", 3: "3 "})  # a stray space: "3"
     train.to_csv(panel_dir / "codes.csv", index=False)
     df = sales.load_sales(small_cfg(panel_dir / "codes.csv", stores_file="", features_file=""))
     assert sorted(df.groupby(["Store", "Dept"]).groups) == [

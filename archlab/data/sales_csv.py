@@ -93,10 +93,12 @@ INTEGER = r"-?(?:0|[1-9]\d*)"  # an integer as a number prints it: no leading ze
 
 def key_values(cells: pd.Series) -> pd.Series:
     """A key column read as text, as numbers where each of its values is an INTEGER (store 1,
-    dept 10); otherwise as written: store codes 001 and 01 are two stores, and 1E2 is not 100."""
-    given = cells.dropna().str.strip()
+    dept 10); otherwise as written (spaces around it aside): store codes 001 and 01 are two
+    stores, and 1E2 is not 100."""
+    cells = cells.str.strip()  # "North " (a stray space) is North, as " 1" is 1
+    given = cells.dropna()
     if len(given) and given.str.fullmatch(INTEGER).all():
-        return pd.to_numeric(cells.str.strip())  # int64; float64 with an empty cell (refused)
+        return pd.to_numeric(cells)  # int64; float64 with an empty cell (refused)
     return cells
 
 
@@ -173,19 +175,27 @@ DATE_FORMATS = (
 )  # fmt: skip
 
 
-def infer_date_format(df: pd.DataFrame, column: str, path: Path) -> str:
+# "auto:<format>": inferred, with <format> (a run's own, inferred or set) tried first and taken
+# where several fit: a run's later files (a few dates, all days <= 12) read as its data did.
+PREFER = "auto:"
+
+
+def infer_date_format(df: pd.DataFrame, column: str, path: Path, prefer: str = "") -> str:
     """The one format of ``DATE_FORMATS`` that reads every date of ``column`` (its distinct values).
 
     None fits: the format reading most of them, so that ``parse_dates`` names the first value it
-    cannot read. Several fit (day-first and month-first): refused, naming ``data.date_format``.
+    cannot read. Several fit (day-first and month-first): ``prefer`` where it is one of them,
+    else refused, naming ``data.date_format``.
     """
     raw = pd.Series(df[column].dropna().unique())
     if not len(raw):
         return DATE_FORMATS[0]
     values = raw.astype(str)  # numbers (20100205) as the text they were
-    read = {f: int(pd.to_datetime(values, format=f, errors="coerce").notna().sum())
-            for f in DATE_FORMATS}  # fmt: skip
+    formats = dict.fromkeys((prefer, *DATE_FORMATS) if prefer else DATE_FORMATS)
+    read = {f: _readable(values, f) for f in formats}
     fit = [f for f, n in read.items() if n == len(values)]
+    if prefer in fit:
+        return prefer
     if len(fit) > 1:
         both = pd.to_datetime(values, format=fit[0], errors="coerce")
         other = pd.to_datetime(values, format=fit[1], errors="coerce")
@@ -201,11 +211,19 @@ def infer_date_format(df: pd.DataFrame, column: str, path: Path) -> str:
     return max(read, key=lambda f: read[f])
 
 
+def _readable(values: pd.Series, fmt: str) -> int:
+    """How many of ``values`` ``fmt`` reads (0 where pandas refuses them all: mixed offsets)."""
+    try:
+        return int(pd.to_datetime(values, format=fmt, errors="coerce").notna().sum())
+    except ValueError:
+        return 0
+
+
 def parse_dates(df: pd.DataFrame, column: str, fmt: str, path: Path) -> str:
     """Parse ``column`` in place with ``fmt`` ('auto': inferred); the first bad value is reported
     with its line. Returns the format used."""
-    if fmt == "auto":
-        fmt = infer_date_format(df, column, path)
+    if fmt == "auto" or fmt.startswith(PREFER):
+        fmt = infer_date_format(df, column, path, fmt.removeprefix(PREFER).removeprefix("auto"))
     raw = df[column]
     # A column read as numbers (20100205, inf) is parsed as the text it was: no epoch casts.
     text, local = raw.astype(str) if raw.dtype.kind in "biuf" else raw, fmt

@@ -291,10 +291,13 @@ class HorizonForecast(SalesTask):
         want = [read_forecast_rows(w, self._other_files()) for w in wanted]
         p = self._end_panel(hist[0] if hist else None, want)
         fc, src, o = self._forecast_end(model, p, hist[0] if hist else None)
-        unseen = int((src[:, 0] == "baseline").sum())
-        if hist and unseen and not want:  # forecast only for the series the run was trained on
-            print(f"archlab: note: {hist[0]}: {unseen} of {len(src)} series were not in the "
-                  "run's training data: no forecast for them", file=sys.stderr)  # fmt: skip
+        unseen = np.flatnonzero(src[:, 0] == "baseline")
+        if len(unseen) and not want:  # forecast only for the series the run was trained on
+            e_g = ", ".join(map(str, p.keys[unseen[0]]))
+            why = ("were not in the run's training data" if hist else
+                   "had too little history to be trained on")  # fmt: skip
+            print(f"archlab: note: {hist[0] if hist else c.path}: {len(unseen)} of {len(src)} "
+                  f"series {why} (e.g. {e_g}): no forecast for them", file=sys.stderr)  # fmt: skip
         if not want:
             keys, dates = list(c.series_keys), p.dates[o + 1 :]
             return [
@@ -338,10 +341,10 @@ class HorizonForecast(SalesTask):
 
     def _other_files(self) -> SalesDataConfig:
         """The config that reads files other than the run's data (a history, rows to
-        forecast): a date format the run inferred is inferred again for each of them."""
-        if "date_format" not in self.fitted.resolved:
-            return self.data_cfg
-        return replace(self.data_cfg, date_format="auto")
+        forecast): the date format is inferred for each of them, the run's own (inferred or
+        set) where the dates fit several (11/02/2012) or where it is none of the usual ones."""
+        fmt = self.fitted.resolved.get("date_format", self.data_cfg.date_format)
+        return replace(self.data_cfg, date_format=sales_csv.PREFER + fmt)
 
     def _end_windows(self, p: sales.Panel, hist: Path | None) -> EndWindows:
         """The network's inputs at the panel's last data step (the origin), seen series only."""
