@@ -367,6 +367,18 @@ def test_manifest_with_split_column(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data.context.test_images[0, 0].numpy(), first)
 
 
+def test_manifest_labels_that_are_one_number_are_one_class(tmp_path: Path) -> None:
+    # A spreadsheet that wrote some labels 0.0 and others 0: three classes, not six, said.
+    names = _pngs(tmp_path / "img", 12)  # 12 distinct images
+    spelt = [("0", "0.0"), ("1", "1.0"), ("2", "2.00")]
+    tags = ["train"] * 6 + ["val"] * 3 + ["test"] * 3
+    rows = [f"img/{n},{spelt[i % 3][i % 2]},{tags[i]}" for i, n in enumerate(names)]
+    _, data = _image_task(_manifest(tmp_path, "filepath,label,split", rows))
+    assert data.info["class_names"] == ["0", "1", "2"]
+    assert any("labels that are the same number are one class: '0' / '0.0' -> '0'" in n
+               for n in data.notes)  # fmt: skip
+
+
 def test_manifest_written_on_windows_reads_backslash_paths_and_semicolons(tmp_path: Path) -> None:
     names = _pngs(tmp_path / "img" / "sub", 12)
     rows = [f"img\\sub\\{n};{'ab'[i % 2]}" for i, n in enumerate(names)]

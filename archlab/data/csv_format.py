@@ -9,6 +9,7 @@ import codecs
 import contextlib
 import gzip
 import io
+import math
 import re
 import zlib
 from collections.abc import Callable, Iterator
@@ -147,3 +148,52 @@ def first_bad_byte(path: Path, codec: str) -> str:
             if not chunk:
                 return ""
             seen += len(chunk)
+
+
+def listing(items: list[str], limit: int = 5) -> str:
+    """``items`` joined by commas, the first ``limit`` only and then how many more: a message
+    stays one readable line however many values a broken file has."""
+    more = f", ... and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+# Label cells that mean "no label" (pandas' usual spellings of a missing value): dropped and
+# counted with the empty ones, unless data.labels names one. Texts keep them ('NA' is a word).
+MISSING_LABELS = frozenset({"nan", "NaN", "NAN", "NA", "N/A", "n/a", "null", "NULL", "None",
+                            "<NA>", "#N/A"})  # fmt: skip
+
+
+def label_spellings(
+    path: str | Path, lab: list[str], labels: tuple[str, ...]
+) -> tuple[list[str], str]:
+    """The label column with missing-value spellings emptied and, where every label is a
+    number, one spelling per number ('0' and '0.0' are one class: ``labels``' spelling, else
+    the shortest), and a first line naming what was merged ("" if nothing)."""
+    lab = ["" if v in MISSING_LABELS and v not in labels else v for v in lab]
+    parsed = {v: as_number(v) for v in set(lab) - {""}}
+    values = {v: n for v, n in parsed.items() if n is not None}
+    if not values or len(values) < len(parsed):  # not every label is a number
+        return lab, ""
+    # data.labels' (first) spelling of each number names its class
+    named = {n: v for v in reversed(labels) if (n := as_number(v)) is not None}
+    by: dict[float, list[str]] = {}
+    for v in sorted(values, key=lambda v: (len(v), v)):  # the shortest spelling first
+        by.setdefault(values[v], []).append(v)
+    rename = {v: named.get(n, vs[0]) for n, vs in by.items() for v in vs}
+    rename = {v: to for v, to in rename.items() if v != to}
+    if not rename:
+        return lab, ""
+    merged = [" / ".join(map(repr, vs)) + f" -> {rename.get(vs[0], vs[0])!r}"
+              for vs in by.values() if any(v in rename for v in vs)]  # fmt: skip
+    note = (f"data: {path}: labels that are the same number are one class: "
+            f"{listing(merged)}")  # fmt: skip
+    return [rename.get(v, v) for v in lab], note
+
+
+def as_number(value: str) -> float | None:
+    """``value`` as a finite number, else None."""
+    try:
+        n = float(value)
+    except ValueError:
+        return None
+    return n if math.isfinite(n) else None

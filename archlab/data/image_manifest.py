@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from archlab import fingerprint
-from archlab.data.csv_format import read_text_csv
+from archlab.data.csv_format import as_number, label_spellings, read_text_csv
 from archlab.data.folders import SPLIT_NAMES
 from archlab.data.image_set import (
     IMAGE_EXTENSIONS,
@@ -71,6 +71,12 @@ def load_manifest(
     empty = np.flatnonzero((labels_raw == "").to_numpy())
     if len(empty):
         raise ArchlabError(f"{path}: empty label in column {lcol!r} at line {empty[0] + line0}")
+    # '0' and '0.0' (a spreadsheet's numbers) are one class, said, as text runs read them.
+    words = tuple(v for v in labels_raw.unique() if as_number(v) is None)  # 'NA' stays a class
+    spelt, same_number = label_spellings(path, labels_raw.tolist(), words)
+    if same_number:
+        labels_raw = pd.Series(spelt, index=labels_raw.index)
+        notes.append(same_number)
     values = sorted(labels_raw.unique(), key=_label_order)
     tags = _split_tags(path, df, scol, m, line0)
     cols = _Columns(pcol, lcol, scol, line0)

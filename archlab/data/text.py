@@ -12,7 +12,6 @@ import functools
 import html
 import io
 import itertools
-import math
 import re
 import zlib
 from collections import Counter
@@ -27,7 +26,13 @@ import torch
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from archlab import fingerprint
-from archlab.data.csv_format import first_bad_byte, past_bom, read_text_csv
+from archlab.data.csv_format import (
+    first_bad_byte,
+    label_spellings,
+    listing,
+    past_bom,
+    read_text_csv,
+)
 from archlab.data.folders import SPLIT_NAMES
 from archlab.data.text_folders import SPLIT_ORIGIN, SPLIT_TAG, folder_stats, read_text_folder
 from archlab.errors import ArchlabError
@@ -376,13 +381,6 @@ def columns_found(found: list[str], wanted: str) -> str:
     return f"columns found: {listing([repr(f) for f in found], 20)}{hint}"
 
 
-def listing(items: list[str], limit: int = 5) -> str:
-    """``items`` joined by commas, the first ``limit`` only and then how many more: a message
-    stays one readable line however many values a broken file has."""
-    more = f", ... and {len(items) - limit} more" if len(items) > limit else ""
-    return ", ".join(items[:limit]) + more
-
-
 def _refuse_extra_fields(path: Path, codec: str, sep: str, width: int) -> None:
     """Refuse rows with more fields than the header's ``width``: an unquoted separator inside
     a text, which pandas would silently cut off (or take the first field as an index). Extra
@@ -522,7 +520,7 @@ def _load_text_table(
     if df.empty:
         raise ArchlabError(f"{path}: a header line but no rows")
     raw = df[text_column].tolist()
-    lab, same_number = _label_spellings(path, df[label_column].str.strip().tolist(), labels)
+    lab, same_number = label_spellings(path, df[label_column].str.strip().tolist(), labels)
     keys = [" ".join(clean_tokens(t)) for t in raw]
     empty = [not k for k in keys]
     # A number where text should be (e.g. an id column chosen by mistake) is not a text.
@@ -575,48 +573,6 @@ def _load_text_table(
         split_origin=dict(df.attrs.get(SPLIT_ORIGIN) or {}),
         files=tuple(df.attrs.get("files", ())),
     )
-
-
-# Label cells that mean "no label" (pandas' usual spellings of a missing value): dropped and
-# counted with the empty ones, unless data.labels names one. Texts keep them ('NA' is a word).
-MISSING_LABELS = frozenset({"nan", "NaN", "NAN", "NA", "N/A", "n/a", "null", "NULL", "None",
-                            "<NA>", "#N/A"})  # fmt: skip
-
-
-def _label_spellings(
-    path: str | Path, lab: list[str], labels: tuple[str, ...]
-) -> tuple[list[str], str]:
-    """The label column with missing-value spellings emptied and, where every label is a
-    number, one spelling per number ('0' and '0.0' are one class: data.labels' spelling, else
-    the shortest), and a first line naming what was merged ("" if nothing)."""
-    lab = ["" if v in MISSING_LABELS and v not in labels else v for v in lab]
-    parsed = {v: _as_number(v) for v in set(lab) - {""}}
-    values = {v: n for v, n in parsed.items() if n is not None}
-    if not values or len(values) < len(parsed):  # not every label is a number
-        return lab, ""
-    # data.labels' (first) spelling of each number names its class
-    named = {n: v for v in reversed(labels) if (n := _as_number(v)) is not None}
-    by: dict[float, list[str]] = {}
-    for v in sorted(values, key=lambda v: (len(v), v)):  # the shortest spelling first
-        by.setdefault(values[v], []).append(v)
-    rename = {v: named.get(n, vs[0]) for n, vs in by.items() for v in vs}
-    rename = {v: to for v, to in rename.items() if v != to}
-    if not rename:
-        return lab, ""
-    merged = [" / ".join(map(repr, vs)) + f" -> {rename.get(vs[0], vs[0])!r}"
-              for vs in by.values() if any(v in rename for v in vs)]  # fmt: skip
-    note = (f"data: {path}: labels that are the same number are one class: "
-            f"{listing(merged)}")  # fmt: skip
-    return [rename.get(v, v) for v in lab], note
-
-
-def _as_number(value: str) -> float | None:
-    """``value`` as a finite number, else None."""
-    try:
-        n = float(value)
-    except ValueError:
-        return None
-    return n if math.isfinite(n) else None
 
 
 def _check_label_set(
