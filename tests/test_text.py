@@ -969,8 +969,12 @@ def test_utf16_without_a_byte_order_mark(tmp_path: Path) -> None:
     le = _write(tmp_path / "le.csv", body, "utf-16-le")
     table = load_text_table(le, encoding="utf-16-le")
     assert "good 0 café" in table.texts and len(table.texts) == 12
-    with pytest.raises(ArchlabError, match=r"le.csv: not a CSV file \(binary content\)"):
-        load_text_table(le)  # auto: no byte-order mark, so the NUL bytes still say binary
+    # auto: no byte-order mark, but a NUL beside every ASCII character: UTF-16, said so.
+    auto = load_text_table(le)
+    assert auto.texts == table.texts and auto.encoding == "utf-16-le"
+    assert any("has no byte-order mark but reads as UTF-16 (utf-16-le" in n for n in auto.notes)
+    be = load_text_table(_write(tmp_path / "be.csv", body, "utf-16-be"))
+    assert be.texts == table.texts and be.encoding == "utf-16-be"
 
 
 def test_label_spellings_of_one_number_are_one_class_and_nan_is_missing(tmp_path: Path) -> None:

@@ -50,17 +50,24 @@ def read_text_csv(path: Path, encoding: str, read: Callable[[str, str], T]) -> t
     """``read(codec, separator)`` of the CSV ``path`` (plain or .gz), a zip archive or binary
     content refused first; returns what it read, the codec and a first-line note.
 
-    ``encoding`` auto: UTF-16 by its byte-order mark, else UTF-8; where reading as UTF-8 fails,
+    ``encoding`` auto: UTF-16 by its byte-order mark (or, without one, by the NUL byte beside
+    each ASCII character, said), else UTF-8; where reading as UTF-8 fails,
     cp1252 (what Windows tools export in western Europe and the Americas), else latin-1 (which
     decodes any byte), with a note naming the first byte UTF-8 could not decode. Only then is
     the file scanned: a UTF-8 file is read once."""
     head = _head(path)
-    _refuse_binary(path, head, wide=_is_wide(encoding))
+    order = utf16_order(head) if encoding == "auto" and not head.startswith(UTF16_BOMS) else ""
+    _refuse_binary(path, head, wide=_is_wide(encoding) or bool(order))
     sep = _separator(head)
     if encoding != "auto":
         return read(encoding, sep), encoding, ""
     if head.startswith(UTF16_BOMS):
         return read("utf-16", sep), "utf-16", ""
+    if order:
+        codec = f"utf-16-{order}"
+        note = (f"data: {path} has no byte-order mark but reads as UTF-16 ({codec}; "
+                "data.encoding=auto; set data.encoding=NAME to read it otherwise)")  # fmt: skip
+        return read(codec, sep), codec, note
     with contextlib.suppress(UnicodeDecodeError):
         return read("utf-8", sep), "utf-8", ""
     where = first_bad_byte(path, "utf-8")
@@ -119,6 +126,17 @@ def _refuse_binary(path: Path, head: bytes, wide: bool = False) -> None:
         )
     if b"\x00" in head[:4096] and not head.startswith(UTF16_BOMS) and not wide:
         raise ArchlabError(f"{path}: not a CSV file (binary content)")
+
+
+def utf16_order(head: bytes) -> str:
+    """ "le" or "be" where every other byte of ``head`` is NUL and the others are not (mostly
+    ASCII text in UTF-16 without a byte-order mark, as some Windows tools save "Unicode
+    text"); else ""."""
+    even, odd = head[:4096:2], head[1:4096:2]
+    for order, nul, text in (("le", odd, even), ("be", even, odd)):
+        if nul and nul.count(0) >= 0.9 * len(nul) and text.count(0) <= 0.1 * len(text):
+            return order
+    return ""
 
 
 def _separator(head: bytes) -> str:
