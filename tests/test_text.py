@@ -825,6 +825,12 @@ def test_labels_that_differ_only_in_case_are_said_on_a_first_line(tmp_path: Path
                            "merge them"]  # fmt: skip
     data, _ = built(text_cfg(path))
     assert any("differ only in letter case" in n for n in data.notes)
+    # data.labels keeps one spelling: the other's rows are dropped, and said.
+    kept = load_text_table(path, labels=("pos", "neg"))
+    assert kept.class_names == ["pos", "neg"] and kept.counts["dropped_label_not_in_set"] == 12
+    assert kept.notes == [f"data: {path}: labels 'Pos' / 'pos' differ only in letter case and "
+                          "only the spellings data.labels names are kept, the others' rows are "
+                          "dropped; write each label one way in the file to merge them"]  # fmt: skip
 
 
 def test_the_separator_is_told_from_the_header_outside_quotes(tmp_path: Path) -> None:

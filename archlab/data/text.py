@@ -558,8 +558,10 @@ def _load_text_table(
     if provided is not None:
         _check_trained_classes(path, group_labels, provided, df.attrs[SPLIT_ORIGIN])
     index = {n: i for i, n in enumerate(names)}
+    # With data.labels, every label read: a kept label's other spellings are dropped rows.
+    spellings = sorted({v for v in lab if v}) if labels else names
     notes = [df.attrs["encoding_note"], *df.attrs.get("file_notes", []), same_number,
-             _case_note(path, names), across]  # fmt: skip
+             _case_note(path, spellings, labels), across]  # fmt: skip
     return TextTable(
         texts=texts,
         labels=np.array([index[v] for v in group_labels], dtype=np.int64),
@@ -746,17 +748,21 @@ def _check_classes(path: str | Path, where: str, names: list[str], per_class: Co
         )
 
 
-def _case_note(path: str | Path, names: list[str]) -> str:
+def _case_note(path: str | Path, names: list[str], kept: tuple[str, ...] = ()) -> str:
     """A first line naming labels that differ only in letter case: each is a class of its own,
-    which is rarely what the file meant."""
+    which is rarely what the file meant; with data.labels (``kept``), the rows of the spellings
+    it does not name are dropped."""
     by: dict[str, list[str]] = {}
     for n in names:
         by.setdefault(n.casefold(), []).append(n)
-    alike = [" / ".join(map(repr, v)) for v in by.values() if len(v) > 1]
+    alike = [" / ".join(map(repr, v)) for v in by.values()
+             if len(v) > 1 and (not kept or set(v) & set(kept))]  # fmt: skip
     if not alike:
         return ""
-    return (f"data: {path}: labels {'; '.join(alike)} differ only in letter case and are "
-            "classes of their own; write each label one way in the file to merge them")  # fmt: skip
+    fate = ("only the spellings data.labels names are kept, the others' rows are dropped"
+            if kept else "are classes of their own")  # fmt: skip
+    return (f"data: {path}: labels {'; '.join(alike)} differ only in letter case and {fate}; "
+            "write each label one way in the file to merge them")  # fmt: skip
 
 
 def _row_weights(df: pd.DataFrame, path: str | Path, column: str, keep: list[bool]) -> np.ndarray:
