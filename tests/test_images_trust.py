@@ -269,7 +269,7 @@ def test_eval_all_scores_every_image_of_a_folder_with_some_classes(
     assert main(["eval", str(run_dir), "--data", str(other), "--all"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"archlab: error: {other}: class(es) 'fox' not among the run's classes "
-                   "['cat', 'dog', 'eel']; remove those images/rows to score the rest"]  # fmt: skip
+                   "['cat', 'dog', 'eel']; remove their samples to score the rest"]  # fmt: skip
 
 
 def test_predict_nests_the_probabilities_and_a_class_named_like_a_key_leaves_the_flat_layer(

@@ -121,9 +121,10 @@ def test_files_that_are_no_state_dict_or_fit_no_network_are_refused(tmp_path: Pa
     torch.save({"w": torch.zeros(1), "where": Path("x")}, tmp_path / "obj.pth")
     with pytest.raises(ArchlabError, match="refused to load"):
         read_source(str(tmp_path / "obj.pth"))
-    (tmp_path / "notes.pth").write_text("hello")
-    with pytest.raises(ArchlabError, match="not a PyTorch file"):
-        read_source(str(tmp_path / "notes.pth"))
+    for text in ("hello", "not a model\n"):  # bytes of no pickle: not "objects" refused
+        (tmp_path / "notes.pth").write_text(text)
+        with pytest.raises(ArchlabError, match=r"not a PyTorch file \(\w+: [^)]*\)$"):
+            read_source(str(tmp_path / "notes.pth"))
     with pytest.raises(ArchlabError, match="no such file"):
         read_source(str(tmp_path / "missing.pth"))
     vgg = MODELS["vgg13"].build(in_channels=1, num_classes=3)

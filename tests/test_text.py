@@ -362,7 +362,7 @@ def test_eval_all_scores_every_row_of_a_one_class_file(
     assert main(["eval", str(run_dir), "--data", str(path), "--all"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"archlab: error: {path}: class(es) 'angry' not among the run's classes "
-                   "['negative', 'neutral', 'positive']; remove those images/rows to score the "
+                   "['negative', 'neutral', 'positive']; remove their samples to score the "
                    "rest"]  # fmt: skip
     # Another file's column names: the fix is the run's names (eval takes no --set).
     held.rename(columns={"text": "tweet"}).to_csv(path, index=False)
@@ -828,9 +828,11 @@ def test_labels_that_differ_only_in_case_are_said_on_a_first_line(tmp_path: Path
     # data.labels keeps one spelling: the other's rows are dropped, and said.
     kept = load_text_table(path, labels=("pos", "neg"))
     assert kept.class_names == ["pos", "neg"] and kept.counts["dropped_label_not_in_set"] == 12
-    assert kept.notes == [f"data: {path}: labels 'Pos' / 'pos' differ only in letter case and "
-                          "only the spellings data.labels names are kept, the others' rows are "
-                          "dropped; write each label one way in the file to merge them"]  # fmt: skip
+    assert kept.notes == [
+        f"data: {path}: labels 'Pos' / 'pos' differ only in letter case and only the spellings "
+        "data.labels names are kept, the others' rows are dropped; write each label one way in "
+        "the file to merge them"
+    ]
 
 
 def test_the_separator_is_told_from_the_header_outside_quotes(tmp_path: Path) -> None:

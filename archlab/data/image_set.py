@@ -275,8 +275,8 @@ def decode_files(
             if skip_corrupt:
                 return None
             raise ArchlabError(
-                f"{p}: cannot decode image ({decode_reason(e)}); remove it or set "
-                "data.skip_corrupt=true to skip unreadable files"
+                f"{p}: cannot decode image ({decode_reason(e)}); remove it, or train with "
+                "data.skip_corrupt=true to skip unreadable files (eval follows the run's setting)"
             ) from None
 
     for p, _ in files:  # here, not in the pool: its threads do not see the recording context

@@ -138,7 +138,7 @@ def to_run_classes(
     if unknown:
         raise ArchlabError(
             f"{path}: class(es) {', '.join(map(repr, unknown))} not among the run's classes "
-            f"{list(run)}; remove those images/rows to score the rest"
+            f"{list(run)}; remove their samples to score the rest"
         )
     # A class named but without samples (an npz's class_names) is never indexed: -1.
     index = np.array([list(run).index(n) if n in run else -1 for n in found], dtype=np.int64)

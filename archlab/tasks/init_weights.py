@@ -70,9 +70,16 @@ def read_source(path: str, task: str = "images") -> tuple[dict[str, torch.Tensor
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        # torch's weights-only loader names an "Unsupported global" for a pickle of other
+        # objects; any other error (an unknown opcode, a bad load key) is bytes of no pickle.
+        if "Unsupported global" not in str(e):
+            why = str(e).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+            raise ArchlabError(
+                f"model.init={path}: not a PyTorch file (UnpicklingError: {why[:120]})"
+            ) from None
         raise ArchlabError(
             f"model.init={path}: refused to load: it holds objects other than tensors and plain "
-            f"values ({str(e).splitlines()[0][:120]})"
+            "values (torch.load(weights_only=True) refused it; save a state dict)"
         ) from None
     except Exception as e:  # other bytes drive the unpickler into errors of any type
         raise ArchlabError(
