@@ -888,6 +888,9 @@ def test_workbooks_and_binary_files_are_one_line_and_utf16_exports_read(tmp_path
     png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
     with pytest.raises(ArchlabError, match=r"fake.csv: not a CSV file \(binary content\)"):
         load_text_table(png)
+    lines = _write(tmp_path / "data.jsonl", '{"text": "late", "airline_sentiment": "negative"}\n')
+    with pytest.raises(ArchlabError, match=r"data.jsonl: JSON is not read: give a CSV or TSV"):
+        load_text_table(lines)
     # Excel's "Unicode text": UTF-16 with a byte-order mark, tab-separated
     rows = [(f"good {i} café", "pos") for i in range(6)] + [(f"bad {i}", "neg") for i in range(6)]
     u16 = tmp_path / "u16.txt"

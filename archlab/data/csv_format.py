@@ -55,6 +55,11 @@ def read_text_csv(path: Path, encoding: str, read: Callable[[str, str], T]) -> t
     cp1252 (what Windows tools export in western Europe and the Americas), else latin-1 (which
     decodes any byte), with a note naming the first byte UTF-8 could not decode. Only then is
     the file scanned: a UTF-8 file is read once."""
+    if re.search(r"\.(jsonl?|ndjson)(\.gz)?$", path.name, re.IGNORECASE):
+        raise ArchlabError(
+            f"{path}: JSON is not read: give a CSV or TSV file (pandas: "
+            "pd.read_json(path, lines=True).to_csv('data.csv', index=False))"
+        )
     head = _head(path)
     order = utf16_order(head) if encoding == "auto" and not head.startswith(UTF16_BOMS) else ""
     _refuse_binary(path, head, wide=_is_wide(encoding) or bool(order))
