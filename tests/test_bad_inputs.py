@@ -619,7 +619,7 @@ CATALOGUE: dict[str, Build] = {
         "tweet,airline_sentiment\nhi,positive\n", ["no column 'text'", "data.text_column"]
     ),
     "text-missing-label-column": _text_case(
-        "text,label\nhi,positive\n", ["no column 'airline_sentiment'"]
+        "text,mood\nhi,positive\n", ["no column 'airline_sentiment'"]
     ),
     "text-all-texts-empty": _text_case(
         TEXT_HEADER + "\n" + '"",positive\n   ,negative\n', ["no usable rows", "2 empty texts"]

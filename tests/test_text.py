@@ -225,7 +225,7 @@ def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     ("content", "sets", "needle"),
     [
         ("tweet,airline_sentiment\nhi,positive\n", (), "no column 'text' (columns found: 'tweet'"),
-        ("text,label\nhi,positive\n", (), "no column 'airline_sentiment' (columns found: 'text'"),
+        ("text,mood\nhi,positive\n", (), "no column 'airline_sentiment' (columns found: 'text'"),
         (
             "text,airline_sentiment\nbon café,positive\n",
             ("data.encoding=ascii",),
@@ -833,6 +833,20 @@ def test_labels_that_differ_only_in_case_are_said_on_a_first_line(tmp_path: Path
         "data.labels names are kept, the others' rows are dropped; write each label one way in "
         "the file to merge them"
     ]
+
+
+def test_a_file_without_the_studys_label_column_reads_a_label_column(tmp_path: Path) -> None:
+    # text,Label: no flag needed, said; a column set by the user is never replaced.
+    labs = enumerate(("pos", "neg"))
+    rows = "".join(f"text {k} {i},{lab}\n" for k, lab in labs for i in range(12))
+    path = _write(tmp_path / "t.csv", "text,Label\n" + rows)
+    table = load_text_table(path)
+    assert table.class_names == ["neg", "pos"] and len(table.texts) == 24
+    assert table.notes == [f"data: {path}: no column 'airline_sentiment' (data.label_column's "
+                           "default, the study's): labels read from column 'Label'; set "
+                           "data.label_column to choose"]  # fmt: skip
+    with pytest.raises(ArchlabError, match="no column 'mood'"):
+        load_text_table(path, label_column="mood")
 
 
 def test_the_separator_is_told_from_the_header_outside_quotes(tmp_path: Path) -> None:

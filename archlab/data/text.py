@@ -28,6 +28,7 @@ from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, tr
 from archlab import fingerprint
 from archlab.data.csv_format import (
     first_bad_byte,
+    header,
     label_spellings,
     listing,
     past_bom,
@@ -444,7 +445,35 @@ def read_labelled(
     split folders give no split)."""
     if Path(path).is_dir():
         return read_text_folder(Path(path), text_column, label_column, encoding, held_out)
-    return read_csv(path, [text_column, label_column], encoding, optional, fix)
+    found = _label_fallback(Path(path), text_column, label_column)
+    if not found:
+        return read_csv(path, [text_column, label_column], encoding, optional, fix)
+    df = read_csv(path, [text_column, found], encoding, optional, fix)
+    note = (f"data: {path}: no column {label_column!r} (data.label_column's default, the "
+            f"study's): labels read from column {found!r}; set data.label_column to "
+            "choose")  # fmt: skip
+    attrs = dict(df.attrs)
+    df = df.rename(columns={found: label_column})  # the rest reads the configured name
+    df.attrs = {**attrs, "file_notes": [*attrs.get("file_notes", []), note], "label_from": found}
+    return df
+
+
+# The study's label column (data.label_column's default) and, where a file lacks it, the names
+# of a label column tried in order (any letter case): a generic file's labels need no flag.
+STUDY_LABEL = "airline_sentiment"
+LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "category", "target")
+
+
+def _label_fallback(path: Path, text_column: str, label_column: str) -> str:
+    """The column to read labels from where ``label_column`` is the study's default and the
+    file lacks it, by LABEL_COLUMNS ("" where it has it, or none of them)."""
+    if label_column != STUDY_LABEL or not path.is_file():
+        return ""
+    cols = header(path)
+    if cols is None or label_column in cols:
+        return ""
+    return next((c for name in LABEL_COLUMNS for c in cols
+                 if c.strip().casefold() == name and c != text_column), "")  # fmt: skip
 
 
 CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
@@ -512,7 +541,8 @@ def _load_text_table(
     optional = tuple(c for c in (weight_column, split_column) if c)
     df = read_labelled(path, text_column, label_column, encoding, optional, held_out, fix)
     # Where the labels are, in messages: a folder's label column is reading's, not the user's.
-    where = "its class folders" if Path(path).is_dir() else f"column {label_column!r}"
+    column = df.attrs.get("label_from", label_column)  # the file's own name for it
+    where = "its class folders" if Path(path).is_dir() else f"column {column!r}"
     # A held-out set is scored whole, and a folder has split folders: no split column.
     if split_column and not held_out and not Path(path).is_dir():
         df.attrs[SPLIT_TAG], df.attrs[SPLIT_ORIGIN] = _split_tags(df, path, split_column)
