@@ -16,6 +16,7 @@ from PIL import Image
 
 from archlab.data.images import load_image_set
 from archlab.data.splits import duplicate_groups, stratified_split
+from archlab.errors import ArchlabError
 
 
 def _image_task(path: Path, *sets: str):
@@ -285,3 +286,11 @@ def test_predict_nests_the_probabilities_and_a_class_named_like_a_key_leaves_the
         assert set(p) == {"input", "label", "cat"} and sum(p.values()) == pytest.approx(1.0)
         assert r["cat"] == p["cat"]  # a class with a free name stays flat too (older readers)
         assert r["label"] == max(p, key=p.__getitem__)
+    # A folder: every image under it, each named; other files left out.
+    (root / "cat" / "notes.txt").write_text("not a picture")
+    rows = task.predict(task.build_model(), [str(root / "cat")])
+    assert [r["input"] for r in rows] == [str(root / "cat" / f"{i:03d}.png") for i in range(8)]
+    with pytest.raises(ArchlabError, match=r"a folder with no image files \(1 other file"):
+        (tmp_path / "docs").mkdir()
+        (tmp_path / "docs" / "a.txt").write_text("x")
+        task.predict(task.build_model(), [str(tmp_path / "docs")])

@@ -16,7 +16,14 @@ from torch import nn
 
 from archlab.config import RunConfig
 from archlab.data.augment import AUGMENTATIONS, Augmentation
-from archlab.data.image_set import DECODE_ERRORS, ImageSet, decode_image, decode_reason
+from archlab.data.folders import files_under
+from archlab.data.image_set import (
+    DECODE_ERRORS,
+    IMAGE_EXTENSIONS,
+    ImageSet,
+    decode_image,
+    decode_reason,
+)
 from archlab.data.images import Manifest, load_image_set
 from archlab.data.splits import (
     check_run_classes,
@@ -479,7 +486,9 @@ class ImageClassification:
         return torch.from_numpy(np.stack(arrs).transpose(0, 3, 1, 2).copy())
 
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
-        """Class and probabilities for image files, prepared exactly as in training."""
+        """Class and probabilities for image files (a folder: every image under it), prepared
+        exactly as in training."""
+        inputs = [f for p in inputs for f in _image_files(p)]
         x = self.read_images(inputs)
         stats = self.fitted.pixel_stats
         for p, note in zip(inputs, unlike_training(x.numpy(), stats), strict=True):
@@ -537,3 +546,18 @@ def unlike_training(images: np.ndarray, stats: dict[str, float] | None) -> list[
                          "trust this prediction")  # fmt: skip
         notes.append("; ".join(parts))
     return notes
+
+
+def _image_files(item: str) -> list[str]:
+    """``item``, or where it is a folder, every image file under it (sorted; hidden ones and
+    other files aside, counted in a note), as predict labels a folder of new photos."""
+    if not Path(item).is_dir():
+        return [item]
+    found = files_under(Path(item))
+    images = [str(p) for p in found if p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not images:
+        raise ArchlabError(f"{item}: a folder with no image files ({len(found)} other file(s))")
+    if other := len(found) - len(images):
+        print(f"archlab: note: {item}: {count(other, 'other file')} left out (not images)",
+              file=sys.stderr)  # fmt: skip
+    return images
