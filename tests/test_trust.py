@@ -154,6 +154,36 @@ def test_stray_row_past_the_end_is_trimmed_and_said(tmp_path: Path, capsys) -> N
     assert "no test samples" in capsys.readouterr().err
 
 
+def test_a_row_past_a_hole_in_the_dates_is_stray_in_a_small_panel(tmp_path: Path) -> None:
+    # One row of three series a year late (a mistyped year): a third of the series reach it,
+    # over tail_min_coverage, but a hole of 51 empty weeks lies before it.
+    from archlab.data import sales
+    from archlab.task_configs import SalesDataConfig
+
+    weeks = pd.date_range("2020-01-03", periods=60, freq="7D")
+    df = pd.DataFrame([(s, d, 100.0 + s) for s in (1, 2, 3) for d in weeks],
+                      columns=["shop", "week", "sales"])  # fmt: skip
+    stray = pd.DataFrame({"shop": [1], "week": [weeks[-1] + pd.Timedelta(days=364)],
+                          "sales": [5.0]})  # fmt: skip
+    path = tmp_path / "p.csv"
+    pd.concat([df, stray]).to_csv(path, index=False)
+    cfg = SalesDataConfig(path=str(path), target="sales", date_column="week",
+                          series_keys=("shop",))  # fmt: skip
+    got = sales.load_sales(cfg)
+    assert got.week.max() == weeks[-1] and len(got) == 180
+    assert "dropped 1 row(s) on 1 later date(s)" in sales.tail_note(got)[0]
+    # A gap every series shares but that all of them cross (a closure) is no stray tail; nor
+    # is a long stretch after it that one series alone goes on with.
+    later = df.assign(week=df.week + pd.Timedelta(days=700))
+    pd.concat([df, later]).to_csv(path, index=False)
+    assert len(sales.load_sales(cfg)) == 360
+    pd.concat([df, later[later.shop == 1]]).to_csv(path, index=False)
+    assert len(sales.load_sales(cfg)) == 240
+    # tail_min_coverage=0 keeps every date, the stray one too.
+    pd.concat([df, stray]).to_csv(path, index=False)
+    assert len(sales.load_sales(replace(cfg, tail_min_coverage=0.0))) == 181
+
+
 def test_missing_values_are_counted_in_the_first_lines(tmp_path: Path, capsys) -> None:
     data = write_daily_panel(tmp_path / "shop.csv")
     df = pd.read_csv(data)

@@ -370,16 +370,31 @@ def _select(
     return df.reset_index(drop=True)
 
 
+STRAY_GAP = 3  # a hole in the dates: more than this many usual steps with no row at all
+STRAY_DATES = 3  # the most dates past a hole that can be a stray tail (mistyped years)
+
+
 def _trim_tail(
     df: pd.DataFrame, keys: list[str], date: str, min_coverage: float, path: Path
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Drop the trailing dates that almost no series reaches; say what the last date covers."""
+    """Drop the trailing dates that almost no series reaches; say what the last date covers.
+
+    Also, unless ``min_coverage`` is 0, up to STRAY_DATES trailing dates past a hole in the
+    calendar (a gap of more than STRAY_GAP times the usual one) that under half the busiest
+    date's series reach: one row with a mistyped year is stray however few series there are."""
     per_date = df.groupby(date, sort=True).size()
     n_series = int(df.groupby(keys, sort=False).ngroups)
     busiest = int(per_date.max())
     cut = len(per_date)
     while cut > 1 and per_date.iloc[cut - 1] < min_coverage * busiest:
         cut -= 1
+    if min_coverage > 0 and cut > 2:
+        gaps = np.diff(per_date.index[:cut].to_numpy())
+        holes = np.flatnonzero(gaps > STRAY_GAP * np.median(gaps))
+        tail = per_date.iloc[holes[-1] + 1 : cut] if len(holes) else per_date.iloc[:0]
+        # A few dates at most: a long stretch after a closure is data, however few series.
+        if 0 < len(tail) <= STRAY_DATES and tail.max() < 0.5 * busiest:
+            cut = int(holes[-1]) + 1
     trimmed = per_date.iloc[cut:]
     if len(trimmed):
         df = df[df[date] <= per_date.index[cut - 1]].reset_index(drop=True)
@@ -394,6 +409,19 @@ def _trim_tail(
     }
 
 
+def tail_note(df: pd.DataFrame) -> list[str]:
+    """The line on the trailing dates ``load_sales`` dropped ([] if none)."""
+    d = df.attrs.get("read", {}).get("tail_trimmed_dates")
+    if not d:
+        return []
+    return [
+        f"data: dropped {df.attrs['read']['tail_trimmed_rows']} row(s) on {len(d)} later "
+        f"date(s) ({d[0]}..{d[-1]}) that almost no series reaches (under "
+        "data.tail_min_coverage of the busiest date's series, or under half of them past a hole "
+        "in the dates); set data.tail_min_coverage=0 to keep them"
+    ]
+
+
 def reading_notes(df: pd.DataFrame) -> list[str]:
     """The first lines on what ``load_sales`` found: the last date's coverage, a trimmed tail,
     missing values."""
@@ -402,15 +430,9 @@ def reading_notes(df: pd.DataFrame) -> list[str]:
         return []
     lines = [
         f"data: the last date, {read['last_date']}, has values for {read['last_date_series']} "
-        f"of {read['series']} series"
+        f"of {read['series']} series",
+        *tail_note(df),
     ]
-    if read["tail_trimmed_dates"]:
-        d = read["tail_trimmed_dates"]
-        lines.append(
-            f"data: dropped {read['tail_trimmed_rows']} row(s) on {len(d)} later date(s) "
-            f"({d[0]}..{d[-1]}) that almost no series reaches (under data.tail_min_coverage of "
-            "the busiest date's series); set data.tail_min_coverage=0 to keep them"
-        )
     lines += read.get("not_joined", []) + read.get("file_notes", [])
     missing = {k: v for k, v in read["missing"].items() if v}
     if missing:

@@ -313,6 +313,9 @@ class HorizonForecast(SalesTask):
         c = self.data_cfg
         if hist:  # a history of sales alone is read: the covariates it lacks take their means
             df = sales.load_sales(replace(self._other_files(), path=str(hist)), True)
+            for line in sales.tail_note(df):  # the origin is the last date kept: say why
+                said = line.removeprefix("data: ").split("; set data.tail_min_coverage")[0]
+                print(f"archlab: note: {hist}: {said}", file=sys.stderr)
         else:
             df = sales.load_sales(c)
         fz = self.fitted.featurizer
