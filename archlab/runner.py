@@ -455,6 +455,11 @@ def trained_path(run_dir: Path, path: str) -> Path | None:
     return None
 
 
+# What a run fitted on its training data and applies to other data, in words per task.
+_FITTED = {"images": "classes, pixel statistics", "text": "classes, vocabulary, TF-IDF model",
+           "sales": "series, scalers, post-hoc choices"}  # fmt: skip
+
+
 def load_run(
     run_dir: Path,
     data_path: str | None = None,
@@ -492,8 +497,9 @@ def load_run(
     elif (same := _same_data(run_dir, inputs)) is not None:
         print(f"archlab: {data_path}: "
               + ("the same data the run was trained on" if same else
-                 "other data than the run was trained on; scored with the run's fitted "
-                 "classes, vocabulary and scalers") + _test_share(data.info)
+                 "other data than the run was trained on; scored with what the run fitted "
+                 f"on its training data ({_FITTED.get(cfg.task, 'its state')})")
+              + _test_share(data.info)
               + _unknown_series(data.info), file=sys.stderr)  # fmt: skip
     task = spec.task(cfg, data.fitted)
     model = task.build_model()

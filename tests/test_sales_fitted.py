@@ -4,6 +4,7 @@ without fitted.json refused, and eval on other data with the run's fitted state.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -153,8 +154,25 @@ def test_eval_on_other_data_uses_the_runs_featurizer(
     series = [feat.series.index((2, d)) for d in (1, 2, 3)]
     assert set(targets[:, 0, 1].tolist()) <= {float(np.float32(feat.scale[i])) for i in series}
     assert main(["eval", str(run), "--data", str(other)]) == 0
-    out = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
     assert np.isfinite(out["test_wmae"]) and out["test_wmae"] > 0
+    assert "fitted on its training data (series, scalers, post-hoc choices)" in captured.err
+    # A file too short to train on, whose test origins still have their history: the same
+    # test origins are scored (the run needs no training samples of it).
+    short = tmp_path / "short"
+    short.mkdir()
+    df[pd.to_datetime(df.Date) >= pd.Timestamp("2010-04-01")].to_csv(
+        short / "train.csv", index=False
+    )
+    assert main(["eval", str(run), "--data", str(short)]) == 2  # no features.csv beside it
+    err = capsys.readouterr().err
+    assert "no column(s) ['Temperature'" in err and "covariates the run reads" in err
+    for name in ("features.csv", "stores.csv"):
+        shutil.copy(other / name, short / name)
+    assert main(["eval", str(run), "--data", str(short)]) == 0
+    got = json.loads(capsys.readouterr().out)  # windows reaching before its start read less
+    assert np.isfinite(got["test_wmae"]) and got["test_wmae"] > 0
     assert main(["eval", str(run), "--data", str(other), "--all"]) == 2  # images and text only
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "sales eval --data scores OTHER's last test steps" in err[0]

@@ -204,12 +204,14 @@ class HorizonData:
             "val": _samples(p, f, c, scored, o.val, o.n_val, False, first=n_train),
             "test": _samples(p, f, c, scored, o.tests, T, False, backtest=not roll),
         }  # fmt: skip
-        if len(split["train"][0]) == 0 and roll:
+        # A saved run scoring other data (eval --data) needs its test origins alone: a file too
+        # short to train on may still hold them.
+        if len(split["train"][0]) == 0 and roll and not given:
             raise ArchlabError(
                 f"{c.path}: no sample left: every series is too short for the required lags "
                 f"{list(c.require_lags)} (data.require_lags) in the {n_train} training steps"
             )
-        if len(split["train"][0]) == 0:
+        if len(split["train"][0]) == 0 and not given:
             raise ArchlabError(
                 f"{c.path}: no training origin has a season ({c.season} steps) of history "
                 f"before its window (data.window={c.window}) in the {n_train} training steps: "
@@ -218,7 +220,8 @@ class HorizonData:
                 + " or data.window, or give a longer history"
             )
         for k, steps in (("val", c.val_steps), ("test", _test_span(c))):
-            if len(split[k][0]) == 0:  # e.g. a stray last date kept by tail_min_coverage=0
+            # e.g. a stray last date kept by tail_min_coverage=0
+            if len(split[k][0]) == 0 and (k == "test" or not given):
                 need = " with the history data.require_lags needs" if roll else ""
                 raise ArchlabError(
                     f"{c.path}: no {k} samples: none of the {steps} {k} steps has a value{need}; "
@@ -251,6 +254,14 @@ class HorizonData:
             raise ArchlabError(
                 f"{c.path}: its dates are {step_days} days apart but the run was trained "
                 f"on {fitted.featurizer.step_days}-day steps"
+            )
+        lacking = [] if fitted is None else [
+            k for k in fitted.featurizer.covariates if k not in df.columns
+        ]  # fmt: skip
+        if lacking:  # scored, the network would read values the data does not have
+            raise ArchlabError(
+                f"{c.path}: no column(s) {lacking}, covariates the run reads (its tables, e.g. "
+                "features.csv, beside the file; predict reads a history without them)"
             )
         # data.missing_indicators: the markdowns' "was missing" flags are covariates too.
         flags = [f"{m}_missing" for m in c.markdown_columns if f"{m}_missing" in df.columns]
@@ -429,8 +440,8 @@ def _scored(c: SalesDataConfig, p: sales.Panel, fz: HorizonFeaturizer) -> np.nda
         return ok
     need = ok & (fz.series_index(p.keys) >= 0)[:, None]
     for lag in c.require_lags:
-        before = np.zeros_like(ok)
-        before[:, lag:] = ok[:, : ok.shape[1] - lag]
+        before = np.zeros_like(ok)  # a lag longer than the panel: no step has it
+        before[:, lag:] = ok[:, : max(0, ok.shape[1] - lag)]
         need &= before
     return need
 
@@ -558,8 +569,9 @@ def _info(
         },
         "split_sizes": {k: len(v[0]) for k, v in split.items()},
         "split_target_steps": {k: len(t) for k, t in targets.items()},
-        "split_first_date": {k: str(dates[t.min()])[:10] for k, t in targets.items()},
-        "split_last_date": {k: str(dates[t.max()])[:10] for k, t in targets.items()},
+        # A split without samples (eval --data on a file too short to train on) has no dates.
+        "split_first_date": {k: str(dates[t.min()])[:10] for k, t in targets.items() if len(t)},
+        "split_last_date": {k: str(dates[t.max()])[:10] for k, t in targets.items() if len(t)},
         "test_first_date": str(dates[o_test + 1])[:10],
         "test_last_date": str(dates[T - 1])[:10],
         # Observed steps no split scores: series without training steps, required lags missing.
