@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
@@ -448,17 +448,54 @@ def sales_predict(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
                          'JSON {"history": [{...}, ...]} in the training columns')  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="archlab-serve-") as tmp:
         items = []
+        upload = str(Path(tmp) / "history.csv")
         if data:
-            path = Path(tmp) / "history.csv"
-            path.write_bytes(data)
-            items.append(str(path))
+            Path(upload).write_bytes(data)
+            items.append(upload)
         try:
-            with run.lock, run.inference():
+            with run.lock, run.inference(), captured_stderr() as said:
                 rows = run.task.predict(run.model, items)
         except ArchlabError as e:  # name the upload, not the temporary file
-            raise BadRequest(400, str(e).replace(str(Path(tmp) / "history.csv"),
-                                                 "the history")) from None  # fmt: skip
-    return {"run": run.name, "forecasts": rows}
+            raise BadRequest(400, str(e).replace(upload, "the history")) from None
+    # What predict says on stderr changes the answer (series left out, no blend): the client
+    # gets it too, naming the upload as "the history".
+    notes = [line.removeprefix("archlab: ").removeprefix("note: ").replace(upload, "the history")
+             for line in said.getvalue().splitlines() if line.startswith("archlab: ")]  # fmt: skip
+    return {"run": run.name, "forecasts": rows, "notes": notes}
+
+
+_CAPTURE = threading.local()
+
+
+class _ThreadStderr:
+    """sys.stderr while serving: what a thread writes goes to the real stderr (the server's
+    log) and, while that thread captures (``captured_stderr``), to its buffer too; anything
+    else (encoding, isatty, fileno) is the real stream's."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def write(self, s: str) -> int:
+        buf = getattr(_CAPTURE, "buf", None)
+        if buf is not None:
+            buf.write(s)
+        return self.real.write(s)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+@contextlib.contextmanager
+def captured_stderr() -> Iterator[io.StringIO]:
+    """What this thread writes to stderr inside the block (still written there too); other
+    threads' requests are not mixed in."""
+    if not isinstance(sys.stderr, _ThreadStderr):
+        sys.stderr = _ThreadStderr(sys.stderr)
+    _CAPTURE.buf = buf = io.StringIO()
+    try:
+        yield buf
+    finally:
+        _CAPTURE.buf = None
 
 
 def sales_explain(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:

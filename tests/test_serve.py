@@ -120,6 +120,12 @@ def test_predict_and_explain_every_kind(client: TestClient, runs: dict[str, Path
     rows = json.loads(pd.read_csv(hist).to_json(orient="records"))
     r = client.post(f"/{n['sales']}/predict", json={"history": rows})
     assert [x["forecast"] for x in r.json()["forecasts"]] == pytest.approx(want)
+    # What predict says on stderr reaches the client: a stray row a year late, dropped.
+    stray = {**rows[-1], "Date": "2030-01-04"}
+    r = client.post(f"/{n['sales']}/predict", json={"history": [*rows, stray]})
+    assert [x["forecast"] for x in r.json()["forecasts"]] == pytest.approx(want)
+    assert any(note.startswith("the history: dropped 1 row(s) on 1 later date(s) (2030-01-04")
+               for note in r.json()["notes"]), r.json()["notes"]  # fmt: skip
     r = client.post(f"/{n['horizon']}/predict", json={})  # the H steps after the run's data
     assert len(r.json()["forecasts"]) == 6 * 8
     assert client.post(f"/{n['horizon']}/predict").json() == r.json()  # no body: the same
