@@ -543,7 +543,7 @@ def _info(
         "n_steps": T,
         "step_days": r.step_days,
         "time_step": (
-            f"{sales.step_unit(r.step_days)} (calendar)"
+            f"calendar {sales.step_unit(r.step_days)}"
             if sales.months_per_step(r.step_days)
             else f"{r.step_days} days"
         ),
