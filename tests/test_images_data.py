@@ -768,6 +768,10 @@ def test_an_image_over_pils_pixel_limit_is_one_line_or_skipped(tmp_path: Path, m
     task, _ = _image_task(root, "data.skip_corrupt=true")
     with pytest.raises(ArchlabError, match=r"huge\.png: cannot read image \(over PIL's pixel"):
         task.read_images([str(root / "a" / "huge.png")])
+    # Between the limit and twice it PIL only warns, naming no file: named here too.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(ArchlabError, match=r"huge\.png: cannot decode image \(over PIL's "):
+        load_image_set(str(root), fmt="auto", size=8, channels=1)
 
 
 def test_manifest_without_a_header_keeps_its_first_image(tmp_path: Path) -> None:

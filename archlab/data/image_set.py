@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,12 +27,16 @@ from archlab.errors import ArchlabError
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 # What PIL raises on a file it cannot read: a truncated or fake image, an unknown format, or one
 # over its pixel limit (DecompressionBombError, which is no OSError: a huge scan or panorama).
+# Between the limit and twice it PIL only warns, naming no file: an error here too, so that
+# such a file is named (or skipped) like one over twice the limit.
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 DECODE_ERRORS = (
     UnidentifiedImageError,
     OSError,
     ValueError,
     SyntaxError,
     Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
 )
 
 
@@ -188,7 +193,7 @@ EXIF_ORIENTATION = 0x0112
 
 def decode_reason(e: Exception) -> str:
     """Why PIL could not read a file, in words where its exception's name says little."""
-    if isinstance(e, Image.DecompressionBombError):  # "..., could be decompression bomb ..."
+    if isinstance(e, Image.DecompressionBombError | Image.DecompressionBombWarning):
         return f"over PIL's pixel limit: {str(e).split(', could')[0]}"
     if isinstance(e, FileNotFoundError):
         return "no such file"
@@ -210,6 +215,11 @@ def decode_image(
     """
     mode = "L" if channels == 1 else "RGB"
     with Image.open(io.BytesIO(data) if data is not None else path) as im:
+        limit = Image.MAX_IMAGE_PIXELS  # PIL only warns below twice it (whatever the filters)
+        if limit and im.width * im.height > limit:
+            raise Image.DecompressionBombError(
+                f"Image size ({im.width * im.height} pixels) exceeds limit of {limit} pixels"
+            )
         # A phone stores a photo as the sensor read it, with the turn to show it upright in EXIF
         # (tag 0x0112); viewers honour it, so the model must too. Checked first: exif_transpose
         # copies every image, turned or not.
