@@ -616,7 +616,7 @@ CATALOGUE: dict[str, Build] = {
     ),
     # text CSVs
     "text-missing-text-column": _text_case(
-        "tweet,airline_sentiment\nhi,positive\n", ["no column 'text'", "data.text_column"]
+        "words,airline_sentiment\nhi,positive\n", ["no column 'text'", "data.text_column"]
     ),
     "text-missing-label-column": _text_case(
         "text,mood\nhi,positive\n", ["no column 'airline_sentiment'"]

@@ -506,7 +506,7 @@ def test_explain_text_run(tmp_path: Path, capsys) -> None:
     _, s2 = _explain(capsys, str(run), "great flight thanks", "--out", str(tmp_path / "mine"))
     assert s2["texts"][0]["tokens"][:2] == ["great", "flight"]
     other = tmp_path / "other.csv"
-    other.write_text("tweet,label\nhello,positive\n")
+    other.write_text("words,label\nhello,positive\n")
     _fails(capsys, [str(run), "--file", str(other)], "other.csv", "text")
     _fails(capsys, [str(run), "--method", "gradcam"], "--method gradcam", "text", "valid: ig")
     _fails(capsys, [str(run), "--steps", "1"], "--steps 1")

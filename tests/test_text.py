@@ -224,7 +224,7 @@ def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
 @pytest.mark.parametrize(
     ("content", "sets", "needle"),
     [
-        ("tweet,airline_sentiment\nhi,positive\n", (), "no column 'text' (columns found: 'tweet'"),
+        ("words,airline_sentiment\nhi,positive\n", (), "no column 'text' (columns found: 'words'"),
         ("text,mood\nhi,positive\n", (), "no column 'airline_sentiment' (columns found: 'text'"),
         (
             "text,airline_sentiment\nbon café,positive\n",
@@ -365,7 +365,7 @@ def test_eval_all_scores_every_row_of_a_one_class_file(
                    "['negative', 'neutral', 'positive']; remove their samples to score the "
                    "rest"]  # fmt: skip
     # Another file's column names: the fix is the run's names (eval takes no --set).
-    held.rename(columns={"text": "tweet"}).to_csv(path, index=False)
+    held.rename(columns={"text": "words"}).to_csv(path, index=False)
     assert main(["eval", str(run_dir), "--data", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith("the run reads its texts from a column named 'text' and its labels from "
@@ -843,10 +843,21 @@ def test_a_file_without_the_studys_label_column_reads_a_label_column(tmp_path: P
     table = load_text_table(path)
     assert table.class_names == ["neg", "pos"] and len(table.texts) == 24
     assert table.notes == [f"data: {path}: no column 'airline_sentiment' (data.label_column's "
-                           "default, the study's): labels read from column 'Label'; set "
-                           "data.label_column to choose"]  # fmt: skip
+                           "default): labels read from column 'Label'; set data.label_column to "
+                           "choose"]  # fmt: skip
     with pytest.raises(ArchlabError, match="no column 'mood'"):
         load_text_table(path, label_column="mood")
+    # IMDB's layout (review,sentiment): both found, each said; predict --file reads 'review'.
+    imdb = _write(tmp_path / "imdb.csv", "review,sentiment\n" + rows)
+    table = load_text_table(imdb)
+    assert table.class_names == ["neg", "pos"] and len(table.texts) == 24
+    assert [n.split(": ", 2)[2][:40] for n in table.notes] == [
+        "no column 'text' (data.text_column's def",
+        "no column 'airline_sentiment' (data.labe",
+    ]
+    from archlab.data.text import read_input_texts
+
+    assert read_input_texts(imdb, "text", "auto")[:2] == ["text 0 0", "text 0 1"]
 
 
 def test_the_separator_is_told_from_the_header_outside_quotes(tmp_path: Path) -> None:
@@ -1098,9 +1109,14 @@ def test_column_and_label_messages_quote_and_suggest(tmp_path: Path) -> None:
     rows = [(f"text {k} {i}", k) for k in ("pos", "neg") for i in range(5)]
     path = _rows_csv(tmp_path / "t.csv", rows)
     path.write_text(path.read_text().replace("text,", " Text ,", 1))
-    with pytest.raises(ArchlabError, match=r"columns found: ' Text ', 'airline_sentiment'; did "
-                       r"you mean ' Text '\?"):  # fmt: skip
+    # The default text column in another case, with spaces: read, and said (the name quoted).
+    assert "texts read from column ' Text '" in load_text_table(path).notes[0]
+    path.write_text(path.read_text().replace(" Text ,", " Words ,", 1))
+    with pytest.raises(ArchlabError, match=r"columns found: ' Words ', 'airline_sentiment'"):
         load_text_table(path)
+    with pytest.raises(ArchlabError, match=r"columns found: ' Words ', 'airline_sentiment'; "
+                       r"did you mean ' Words '\?"):  # fmt: skip
+        load_text_table(path, text_column="words")
     path = _rows_csv(tmp_path / "l.csv", rows)
     with pytest.raises(ArchlabError, match=r"data.labels 'Pos' not in column 'airline_sentiment' "
                        r"\(its labels: 'pos' \(5\), 'neg' \(5\)\)"):  # fmt: skip

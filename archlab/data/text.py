@@ -410,7 +410,9 @@ def read_input_texts(path: str | Path, column: str, encoding: str) -> list[str]:
     so the network never learnt what they mean)."""
     path = _existing(path, "a file of texts")
     if is_csv_name(path):
-        # predict has no --set: the column is the run's, so the file must use its name
+        # predict has no --set: the column is the run's, so the file must use its name (or,
+        # for a run on the default, one of the names a training file's texts are read from)
+        column = _fallback(path, column, DEFAULT_TEXT, TEXT_COLUMNS, "") or column
         fix = f"the run reads its texts from a column named {column!r}: name it so"
         texts = read_csv(path, [column], encoding, fix=fix)[column].tolist()
         for i, t in enumerate(texts):
@@ -445,35 +447,44 @@ def read_labelled(
     split folders give no split)."""
     if Path(path).is_dir():
         return read_text_folder(Path(path), text_column, label_column, encoding, held_out)
-    found = _label_fallback(Path(path), text_column, label_column)
-    if not found:
+    texts = _fallback(Path(path), text_column, DEFAULT_TEXT, TEXT_COLUMNS, label_column)
+    labels = _fallback(Path(path), label_column, STUDY_LABEL, LABEL_COLUMNS, texts or text_column)
+    if not texts and not labels:
         return read_csv(path, [text_column, label_column], encoding, optional, fix)
-    df = read_csv(path, [text_column, found], encoding, optional, fix)
-    note = (f"data: {path}: no column {label_column!r} (data.label_column's default, the "
-            f"study's): labels read from column {found!r}; set data.label_column to "
-            "choose")  # fmt: skip
+    df = read_csv(path, [texts or text_column, labels or label_column], encoding, optional, fix)
+    notes = [
+        f"data: {path}: no column {want!r} (data.{key}'s default): {what} read from column "
+        f"{got!r}; set data.{key} to choose"
+        for want, got, key, what in ((text_column, texts, "text_column", "texts"),
+                                     (label_column, labels, "label_column", "labels")) if got
+    ]  # fmt: skip
     attrs = dict(df.attrs)
-    df = df.rename(columns={found: label_column})  # the rest reads the configured name
-    df.attrs = {**attrs, "file_notes": [*attrs.get("file_notes", []), note], "label_from": found}
+    # The rest reads the configured names.
+    df = df.rename(columns={k: v for k, v in ((texts, text_column), (labels, label_column)) if k})
+    df.attrs = {**attrs, "file_notes": [*attrs.get("file_notes", []), *notes],
+                "label_from": labels or label_column}  # fmt: skip
     return df
 
 
-# The study's label column (data.label_column's default) and, where a file lacks it, the names
-# of a label column tried in order (any letter case): a generic file's labels need no flag.
-STUDY_LABEL = "airline_sentiment"
+# The columns' defaults (text, and the study's label column) and, where a file lacks one, the
+# names tried in order for it (any letter case): a generic file (review,sentiment) needs no flag.
+DEFAULT_TEXT, STUDY_LABEL = "text", "airline_sentiment"
+TEXT_COLUMNS = ("text", "review", "sentence", "content", "comment", "tweet", "message", "body",
+                "document")  # fmt: skip
 LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "category", "target")
 
 
-def _label_fallback(path: Path, text_column: str, label_column: str) -> str:
-    """The column to read labels from where ``label_column`` is the study's default and the
-    file lacks it, by LABEL_COLUMNS ("" where it has it, or none of them)."""
-    if label_column != STUDY_LABEL or not path.is_file():
+def _fallback(path: Path, wanted: str, default: str, names: tuple[str, ...], other: str) -> str:
+    """The column to read where ``wanted`` is its ``default`` and the CSV ``path`` lacks it:
+    the first of ``names`` it has, any letter case, other than ``other`` ("" where it has
+    ``wanted``, or none of them)."""
+    if wanted != default or not path.is_file() or not is_csv_name(path):
         return ""
     cols = header(path)
-    if cols is None or label_column in cols:
+    if cols is None or wanted in cols:
         return ""
-    return next((c for name in LABEL_COLUMNS for c in cols
-                 if c.strip().casefold() == name and c != text_column), "")  # fmt: skip
+    return next((c for name in names for c in cols
+                 if c.strip().casefold() == name and c != other), "")  # fmt: skip
 
 
 CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
