@@ -690,6 +690,43 @@ def _weekday_panel(tmp_path: Path, days: int = 150) -> Path:
     return path
 
 
+def test_business_days_step_monday_after_friday(tmp_path: Path, capsys) -> None:
+    # Mon-Fri data: a step per business day (Friday's next is Monday), a week of 5 steps; the
+    # forecasts of a horizon run fall on the next business days, and rows to forecast on a
+    # weekend are off the grid.
+    from archlab.cli import main
+
+    path = _weekday_panel(tmp_path)
+    dates = pd.bdate_range("2021-01-04", periods=150)
+    assert sales.infer_weekdays(dates.to_numpy(), 1) == sales.BUSINESS
+    t = sales.time_index(dates.to_numpy(), dates[0].to_datetime64(), 1, sales.BUSINESS)
+    assert t.tolist() == list(range(150))
+    back = sales.step_dates(dates[0].to_datetime64(), t, 1, sales.BUSINESS)
+    assert (back == dates.to_numpy()).all()
+    flags = sales.event_flags(dates.to_numpy()[:6], ["2021-01-09"], 1, sales.BUSINESS)
+    assert flags.tolist() == [0, 0, 0, 0, 1, 0]  # Saturday's event: Friday's step holds it
+    args = ["train", "--task", "sales", "--data", str(path), "--epochs", "1", "--out",
+            str(tmp_path / "runs"), "--set", "data.target=sales", "--set", "data.date_column=day",
+            "--set", "data.series_keys=shop", "--set", "data.peer=none", "--set",
+            "data.horizon=5", "--set", "train.threads=1"]  # fmt: skip
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert "3 series x 150 business-day steps" in err and "season 5 steps" in err
+    run = out.strip().splitlines()[-1]
+    assert main(["predict", run]) == 0
+    got = [json.loads(line)["day"] for line in capsys.readouterr().out.splitlines()]
+    last = dates[-1]  # a Friday
+    assert last.day_of_week == 4 and got[:5] == [
+        f"{d:%Y-%m-%d}" for d in pd.bdate_range(last + pd.Timedelta(days=3), periods=5)
+    ]
+    rows = tmp_path / "rows.csv"
+    pd.DataFrame({"shop": [1], "day": [f"{last + pd.Timedelta(days=1):%Y-%m-%d}"]}).to_csv(
+        rows, index=False
+    )
+    assert main(["predict", run, "--file", str(rows), "--out", str(tmp_path / "s.csv")]) == 2
+    assert "is not on the data's business-day steps" in capsys.readouterr().err
+
+
 def test_business_days_are_said_and_predict_checks_its_history(tmp_path: Path, capsys) -> None:
     from archlab.cli import main
 
@@ -700,7 +737,7 @@ def test_business_days_are_said_and_predict_checks_its_history(tmp_path: Path, c
             "--set", "train.threads=1", "--set", "train.progress=plain"]  # fmt: skip
     assert main(args) == 0
     out, err = capsys.readouterr()
-    assert "data: no row falls on a Saturday or Sunday: read as daily steps" in err
+    assert "data: no row falls on a Saturday or Sunday: read as business days" in err
     run = out.strip().splitlines()[-1]
     df = pd.read_csv(path)
     renamed = tmp_path / "renamed.csv"  # the target named in another case: said, not guessed

@@ -523,6 +523,7 @@ class Panel:
     cov: np.ndarray  # (S, T, C) covariates, NaN where missing
     row_series: np.ndarray  # (N,) series index of each merged row
     row_time: np.ndarray  # (N,) time index of each merged row
+    weekdays: int = 7  # days of the week that are steps: 5 for business days (Mon-Fri)
 
 
 # Steps of at least this many days are calendar months: 28-31-day gaps cannot be counted in days.
@@ -538,16 +539,36 @@ def months_per_step(step_days: int) -> int:
     return max(1, round(step_days / 30.44)) if step_days >= MONTHLY_MIN_DAYS else 0
 
 
-def step_unit(step_days: int) -> str:
-    """A step in words: "day", "week", "7-day step"..., "month", "quarter"."""
+# Daily data with no row on any Saturday or Sunday (at least this many dates: two weeks) steps
+# by business days: Friday's next step is Monday, and a week is 5 steps.
+BUSINESS, MIN_BUSINESS_DATES = 5, 14
+
+
+def infer_weekdays(dates: np.ndarray, step_days: int) -> int:
+    """Days of the week that are steps: BUSINESS (Monday to Friday) for daily data with no row
+    on a weekend, else 7."""
+    d = np.unique(np.asarray(dates).astype("datetime64[D]"))
+    if step_days != 1 or len(d) < MIN_BUSINESS_DATES:
+        return 7
+    weekday = (d.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    return 7 if (weekday >= 5).any() else BUSINESS
+
+
+def step_unit(step_days: int, weekdays: int = 7) -> str:
+    """A step in words: "day", "business day", "week", "7-day step"..., "month", "quarter"."""
+    if weekdays == BUSINESS:
+        return "business day"
     k = months_per_step(step_days)
     if k:
         return _MONTH_STEPS.get(k, f"{k}-month step")
     return {1: "day", 7: "week"}.get(step_days, f"{step_days}-day step")
 
 
-def step_adjective(step_days: int) -> str:
-    """The panel's steps as an adjective: "daily", "weekly", "monthly", "quarterly", "3-day"."""
+def step_adjective(step_days: int, weekdays: int = 7) -> str:
+    """The panel's steps as an adjective: "daily", "business-day", "weekly", "monthly",
+    "quarterly", "3-day"."""
+    if weekdays == BUSINESS:
+        return "business-day"
     k = months_per_step(step_days)
     if k:
         return _MONTH_ADJ.get(k, f"{k}-month")
@@ -558,18 +579,29 @@ def _months(dates: np.ndarray) -> np.ndarray:
     return dates.astype("datetime64[M]").astype(np.int64)  # months since 1970-01 (year*12+month)
 
 
-def time_index(dates: np.ndarray, origin: np.datetime64, step_days: int) -> np.ndarray:
+def time_index(
+    dates: np.ndarray, origin: np.datetime64, step_days: int, weekdays: int = 7
+) -> np.ndarray:
     """Step number of each date counted from ``origin`` (steps of calendar months for monthly
-    or quarterly data)."""
+    or quarterly data, of business days where ``weekdays`` is BUSINESS)."""
+    if weekdays == BUSINESS:  # weekend dates (none in such data) count as the Monday after
+        day = np.asarray(origin).astype("datetime64[D]")
+        return np.busday_count(day, np.asarray(dates).astype("datetime64[D]")).astype(np.int64)
     if k := months_per_step(step_days):
         return (_months(dates) - _months(np.asarray(origin))) // k
     return ((dates - origin) // np.timedelta64(step_days, "D")).astype(np.int64)
 
 
-def step_dates(origin: np.datetime64, steps: np.ndarray, step_days: int) -> np.ndarray:
+def step_dates(
+    origin: np.datetime64, steps: np.ndarray, step_days: int, weekdays: int = 7
+) -> np.ndarray:
     """The date of each step number. Steps of months fall on the origin's day of the month
     (held to each month's length), or on each month's last day where the origin is one: a
-    panel dated at month ends forecasts month ends."""
+    panel dated at month ends forecasts month ends. Business days skip weekends."""
+    if weekdays == BUSINESS:
+        day = np.asarray(origin).astype("datetime64[D]")
+        out = np.busday_offset(day, np.asarray(steps), roll="forward")
+        return out.astype(np.asarray(origin).dtype)
     k = months_per_step(step_days)
     if not k:
         return origin + steps * np.timedelta64(step_days, "D")
@@ -650,11 +682,12 @@ def build_panel(
     covariates: Sequence[str],
     step_days: int,
     extra_steps: int = 0,
+    weekdays: int = 7,
 ) -> Panel:
     """Scatter the merged rows into dense arrays (``extra_steps`` empty steps appended)."""
     d = df[date].to_numpy()
     origin = d.min()
-    t = time_index(d, origin, step_days)
+    t = time_index(d, origin, step_days, weekdays)
     T = int(t.max()) + 1 + extra_steps
     codes = [pd.factorize(df[k], sort=True) for k in keys]
     key_arr = np.stack([df[k].to_numpy() for k in keys], 1)
@@ -679,8 +712,8 @@ def build_panel(
     cov = np.full((len(first), T, len(covariates)), np.nan, dtype=np.float32)
     if covariates:
         cov[s, t] = df[list(covariates)].to_numpy(np.float32)
-    dates = step_dates(origin, np.arange(T), step_days)
-    return Panel(key_arr[first], dates, y, hol, cov, s, t)
+    dates = step_dates(origin, np.arange(T), step_days, weekdays)
+    return Panel(key_arr[first], dates, y, hol, cov, s, t, weekdays)
 
 
 def series_scalers(y: np.ndarray, n_train: int, min_scale: float) -> tuple[np.ndarray, ...]:
@@ -716,9 +749,12 @@ def ffill_time(a: np.ndarray) -> np.ndarray:
     return np.take_along_axis(a, idx, axis=1)
 
 
-def event_flags(dates: np.ndarray, events: Sequence[str], step_days: int) -> np.ndarray:
-    """(T,) 1.0 where a step's period holds an event date: [its date, the next step's date),
-    or for steps of months its calendar months (dated on the first day, the last or between)."""
+def event_flags(
+    dates: np.ndarray, events: Sequence[str], step_days: int, weekdays: int = 7
+) -> np.ndarray:
+    """(T,) 1.0 where a step's period holds an event date: [its date, the next step's date)
+    (a Friday's holds its weekend on business days), or for steps of months its calendar
+    months (dated on the first day, the last or between)."""
     d = dates.astype("datetime64[D]")
     if not len(d) or not len(events):
         return np.zeros(len(d), np.float32)
@@ -730,5 +766,5 @@ def event_flags(dates: np.ndarray, events: Sequence[str], step_days: int) -> np.
         first = _months(d) - (k - 1) * ends
         back = _months(ev)[None, :] - first[:, None]
         return ((back >= 0) & (back < k)).any(1).astype(np.float32)
-    end = step_dates(d[0], np.arange(1, len(d) + 1), step_days).astype("datetime64[D]")
+    end = step_dates(d[0], np.arange(1, len(d) + 1), step_days, weekdays).astype("datetime64[D]")
     return ((d[:, None] <= ev) & (ev < end[:, None])).any(1).astype(np.float32)

@@ -88,6 +88,7 @@ class HorizonFeaturizer(PlainJSON):
     # The residual base: "smoothed" (last season's smoothing, plus the level shift), or one of
     # data.residual's naive forecasts (rolling origins, H = 1: the next step's own base).
     residual: str = "smoothed"
+    weekdays: int = 7  # 5: business-day steps (sales.infer_weekdays); 7 in older runs
 
     @classmethod
     def fit(
@@ -108,6 +109,7 @@ class HorizonFeaturizer(PlainJSON):
         level_weight: float = 0.0,
         smooth_steps: int = 3,
         residual: str = "smoothed",
+        weekdays: int = 7,
     ) -> HorizonFeaturizer:
         """Fit on the first ``n_train`` steps: each series' mean and std (a series without
         training steps has no scaler: it is not "known"), each covariate's mean and std (None
@@ -142,6 +144,7 @@ class HorizonFeaturizer(PlainJSON):
             level_weight=float(level_weight),
             smooth_steps=int(smooth_steps),
             residual=str(residual),
+            weekdays=int(weekdays),
         )
 
     @property
@@ -219,7 +222,8 @@ class HorizonFeaturizer(PlainJSON):
         day = (panel.dates - panel.dates.astype("datetime64[Y]")) / np.timedelta64(1, "D")
         angle = np.broadcast_to(2 * np.pi * day / 365.25, (S, T))  # the step's place in its year
         sin, cos = np.sin(angle), np.cos(angle)
-        ev = np.broadcast_to(event_flags(panel.dates, self.events, self.step_days), (S, T))
+        ev = event_flags(panel.dates, self.events, self.step_days, self.weekdays)
+        ev = np.broadcast_to(ev, (S, T))
         cols = [
             scaled(y0),
             ~np.isnan(panel.y),
@@ -357,13 +361,13 @@ def _at(table: pd.DataFrame, on: list[str], name: str, keys: list[np.ndarray],
 
 
 def future_known(df: pd.DataFrame, c: SalesDataConfig, covariates: Sequence[str], step_days: int,
-                 horizon: int) -> tuple[str, ...]:  # fmt: skip
+                 horizon: int, weekdays: int = 7) -> tuple[str, ...]:  # fmt: skip
     """The covariates known in advance: those with a value for every series on each of the
     ``horizon`` steps after the data's last date, from the features table (by store and date)
     or, for a value constant over each series' history (a store's size), carried over."""
     keys = list(c.series_keys)
     last = df[c.date_column].max().to_datetime64().astype("datetime64[D]")
-    dates = sales.step_dates(last, np.arange(1, horizon + 1), step_days)
+    dates = sales.step_dates(last, np.arange(1, horizon + 1), step_days, weekdays)
     table = _features_table(c) if c.store_column in keys else None
     per_series = df.groupby(keys, sort=False)
     stores = per_series[c.store_column].first().to_numpy() if table is not None else None
@@ -405,7 +409,7 @@ def future_panel(
             "(features.csv, stores.csv) beside the file"
         )
     p = sales.build_panel(df, list(c.series_keys), c.date_column, c.target, c.holiday_column,
-                          list(fz.covariates), fz.step_days, H)  # fmt: skip
+                          list(fz.covariates), fz.step_days, H, fz.weekdays)  # fmt: skip
     T = p.y.shape[1]
     n = T - H
     for j in range(n, T):

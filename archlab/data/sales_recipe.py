@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from archlab.data.sales import months_per_step, step_unit
+from archlab.data.sales import BUSINESS, months_per_step, step_unit
 from archlab.data.sales_baselines import level_seasonal_naive
 from archlab.errors import ArchlabError
 
@@ -32,8 +32,11 @@ LEVEL_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the grid the level rule's weight 
 MAX_LEVEL_ORIGINS = 60  # training origins the weight is scored on (evenly spread)
 
 
-def auto_season(step_days: int) -> int:
-    """Steps per seasonal cycle of the default ``data.season``: the year, or the week if daily."""
+def auto_season(step_days: int, weekdays: int = 7) -> int:
+    """Steps per seasonal cycle of the default ``data.season``: the year, or the week if daily
+    (5 business days)."""
+    if weekdays == BUSINESS:
+        return BUSINESS
     if k := months_per_step(step_days):
         return max(2, 12 // k)  # 12 months, 4 quarters, 2 half-years
     if step_days == 1:
@@ -55,7 +58,9 @@ def smooth_width(season: int) -> int:
     return 3 if season >= SMOOTH_MIN_SEASON else 1
 
 
-def _days(step_days: int) -> str:
+def _days(step_days: int, weekdays: int = 7) -> str:
+    if weekdays == BUSINESS:
+        return "business-day"
     return f"calendar-{step_unit(step_days)}" if months_per_step(step_days) else f"{step_days}-day"
 
 
@@ -74,11 +79,11 @@ def check_season(c: SalesDataConfig, season: int, n_steps: int) -> None:
 
 
 def derive(
-    c: SalesDataConfig, step_days: int, season: int, n_steps: int
+    c: SalesDataConfig, step_days: int, season: int, n_steps: int, weekdays: int = 7
 ) -> tuple[SalesDataConfig, dict[str, str]]:
     """``c`` (season resolved) with every None of the recipe derived, except level_weight
     (see ``level_weight``), and where each value came from."""
-    H, unit = c.horizon, _days(step_days)
+    H, unit = c.horizon, _days(step_days, weekdays)
     keys = ("window", "val_steps", "val_gap", "level_steps", "smooth_steps")
     why = {k: "config" for k in (*keys, "test_steps") if k in keys or H == 1}
     v: dict[str, Any] = {}

@@ -61,7 +61,7 @@ def _explain_inputs(req: ExplainRequest) -> dict[str, Any]:
         )
     names = list(fz.feature_names)
     h = task.history_windows(list(req.inputs))
-    words = step_words(fz.step_days, fz.season)
+    words = step_words(fz.step_days, fz.season, weekdays=fz.weekdays)
     groups = feature_groups(
         names, fz.covariates, cfg.data.markdown_columns, words, fz.known_covariates
     )

@@ -13,7 +13,7 @@ import torch
 from captum.attr import IntegratedGradients
 from torch import nn
 
-from archlab.data.sales import months_per_step, step_unit
+from archlab.data.sales import BUSINESS, months_per_step, step_unit
 from archlab.errors import ArchlabError
 from archlab.explain import ExplainRequest, frozen, subset
 
@@ -38,15 +38,18 @@ class StepWords(NamedTuple):
 _CYCLES = (("week", 7.0), ("month", 30.44), ("quarter", 91.31), ("year", 365.25))  # days
 
 
-def step_words(step_days: int, season: int, horizon: int = 1) -> StepWords:
+def step_words(step_days: int, season: int, horizon: int = 1, weekdays: int = 7) -> StepWords:
     """Words for a panel of ``step_days``-day steps whose season is ``season`` steps. With a
     horizon longer than the season, later steps' references lie more than a season back."""
-    k, unit = months_per_step(step_days), step_unit(step_days)
-    span = season * (30.44 * k if k else step_days)  # the season's length in days
+    k, unit = months_per_step(step_days), step_unit(step_days, weekdays)
+    per_step = 30.44 * k if k else 7 / BUSINESS if weekdays == BUSINESS else step_days
+    span = season * per_step  # the season's length in days
     # Within 5% of a calendar cycle (52 weeks = 364 days is a year) the cycle names it.
     cycle = next((c for c, d in _CYCLES if abs(span - d) <= 0.05 * d and c != unit), None)
     if cycle and unit in ("day", "week", "month", "quarter"):
         ago = f"same {unit} last {cycle}"
+    elif cycle and unit == "business day":
+        ago = f"same day last {cycle}"
     else:
         ago = f"{season} steps earlier" if season != 1 else "the step before"
     if horizon > season:

@@ -100,7 +100,7 @@ def explain(
     data = _at_test_origin(load_split(bundle.test))
     H = data.targets.shape[1]
     roll = rolling(task.data_cfg)
-    words = step_words(fz.step_days, fz.season, H)
+    words = step_words(fz.step_days, fz.season, H, fz.weekdays)
     groups = feature_groups(
         names, fz.covariates, cfg.data.markdown_columns, words, fz.known_covariates
     )
@@ -177,7 +177,8 @@ def _series_steps(v: _View, single: SalesTensors, label: str, out: dict[str, Any
     a, _ = integrated_gradients(net, single.x, (single.cats, single.base), v.req.steps)
     a = (a * scale[:, None, None]).mean(0).cpu().numpy()  # (L, F) sales units
     grid = np.stack([a[:, c].sum(1) for c in v.groups.values()])  # (groups, L)
-    words = step_words(v.task.fitted.featurizer.step_days, v.task.fitted.featurizer.season)
+    fz = v.task.fitted.featurizer
+    words = step_words(fz.step_days, fz.season, weekdays=fz.weekdays)
     path = v.req.out / "ig_series_steps.png"
     input_steps_heatmap(grid, list(v.groups), label, words.target, path)
     out["series"] = {

@@ -306,7 +306,8 @@ class HorizonForecast(SalesTask):
                  "forecast": float(fc[i, h]), "source": src[i, h]}
                 for i in np.flatnonzero(src[:, 0] != "baseline") for h in range(fc.shape[1])
             ]  # fmt: skip
-        return _wanted_rows(p, fc, src, o, want, wanted, c, self.fitted.featurizer.step_days)
+        fz = self.fitted.featurizer
+        return _wanted_rows(p, fc, src, o, want, wanted, c, fz.step_days, fz.weekdays)
 
     def _end_panel(self, hist: Path | None, want: list[pd.DataFrame]) -> sales.Panel:
         """The history (default: the run's data) with the H steps after its end to forecast."""
@@ -490,6 +491,7 @@ def _wanted_rows(
     paths: list[Path],
     c: SalesDataConfig,
     step_days: int,
+    weekdays: int = 7,
 ) -> list[dict[str, Any]]:
     """One forecast per row of the files to forecast; a series never seen gets 0 ("baseline")."""
     keys = list(c.series_keys)
@@ -498,14 +500,14 @@ def _wanted_rows(
     for w, path in zip(want, paths, strict=True):
         d = w[c.date_column].to_numpy().astype("datetime64[D]")
         origin = p.dates[0].astype("datetime64[D]")
-        t = sales.time_index(d, origin, step_days)
-        off = np.flatnonzero(sales.step_dates(origin, t, step_days) != d)
+        t = sales.time_index(d, origin, step_days, weekdays)
+        off = np.flatnonzero(sales.step_dates(origin, t, step_days, weekdays) != d)
         if len(off):
             i = int(off[0])
-            after = sales.step_dates(origin, np.array(1), step_days)
+            after = sales.step_dates(origin, np.array(1), step_days, weekdays)
             grid = (
-                f"{sales.step_adjective(step_days)} steps (e.g. {origin}, {after})"
-                if sales.months_per_step(step_days)
+                f"{sales.step_adjective(step_days, weekdays)} steps (e.g. {origin}, {after})"
+                if sales.months_per_step(step_days) or weekdays == sales.BUSINESS
                 else f"{step_days}-day step grid (its steps fall on {origin} + k x {step_days} "
                 "days)"
             )

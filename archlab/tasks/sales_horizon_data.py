@@ -73,7 +73,7 @@ class HorizonFitted(PlainJSON):
 
     def data_config(self, c: SalesDataConfig) -> SalesDataConfig:
         """``c`` with the values the data resolved when the run was trained."""
-        return resolved_config(c, {k: v for k, v in self.resolved.items() if k != "step_days"})
+        return resolved_config(c, {k: v for k, v in self.resolved.items() if k not in STEP_KEYS})
 
 
 # The horizon recipe's fields a None of which the data decides (archlab/data/sales_recipe.py),
@@ -116,6 +116,10 @@ class TestContext(NamedTuple):
 HorizonBundle = DataBundle[HorizonFitted, TestContext]
 
 
+# What the data decided that is no config field: the step in days, and business-day steps.
+STEP_KEYS = ("step_days", "weekdays")
+
+
 def _resolve(c: SalesDataConfig, df: pd.DataFrame) -> tuple[SalesDataConfig, dict[str, Any]]:
     """The config with what the data decided (date format, tables, season for its time step)."""
     resolved = dict(df.attrs.get("resolved", {}))
@@ -125,13 +129,16 @@ def _resolve(c: SalesDataConfig, df: pd.DataFrame) -> tuple[SalesDataConfig, dic
     # The series keys as read (a wide table's, a single series'), not as configured.
     keys = resolved.get("series_keys", c.series_keys)
     sales.check_aligned(df, list(keys), c.date_column, step_days, c.path)
+    weekdays = sales.infer_weekdays(df[c.date_column].to_numpy(), step_days)
+    if weekdays != 7:  # recorded only where it applies: older runs and others read 7
+        resolved["weekdays"] = weekdays
     dflt = SalesDataConfig()
     if c.season == dflt.season:
-        resolved["season"] = sales_recipe.auto_season(step_days)
+        resolved["season"] = sales_recipe.auto_season(step_days, weekdays)
     if rolling(c) and c.require_lags == dflt.require_lags:  # the last step and a season back
         resolved["require_lags"] = (1, resolved.get("season", c.season))
     resolved["step_days"] = step_days
-    fields = {k: v for k, v in resolved.items() if k != "step_days"}
+    fields = {k: v for k, v in resolved.items() if k not in STEP_KEYS}
     return replace(c, **fields), plain_dict(resolved)
 
 
@@ -249,12 +256,17 @@ class HorizonData:
         config, the data or the run) and the training steps it leaves."""
         df = sales.load_sales(self.cfg.data)
         c, resolved = _resolve(self.cfg.data, df)
-        step_days = resolved["step_days"]
+        step_days, weekdays = resolved["step_days"], resolved.get("weekdays", 7)
         if fitted is not None and step_days != fitted.featurizer.step_days:
             raise ArchlabError(
                 f"{c.path}: its dates are {step_days} days apart but the run was trained "
                 f"on {fitted.featurizer.step_days}-day steps"
             )
+        if fitted is not None and weekdays != fitted.featurizer.weekdays:
+            have = sales.step_adjective(step_days, weekdays)
+            run = sales.step_adjective(step_days, fitted.featurizer.weekdays)
+            raise ArchlabError(f"{c.path}: its steps are {have} but the run was trained on "
+                               f"{run} steps")  # fmt: skip
         lacking = [] if fitted is None else [
             k for k in fitted.featurizer.covariates if k not in df.columns
         ]  # fmt: skip
@@ -275,7 +287,8 @@ class HorizonData:
                 f"(found {list(c.covariates)})"
             )
         p = sales.build_panel(df, list(c.series_keys), c.date_column, c.target,
-                              c.holiday_column, list(c.covariates), step_days)  # fmt: skip
+                              c.holiday_column, list(c.covariates), step_days,
+                              weekdays=weekdays)  # fmt: skip
         T = p.y.shape[1]
         c, why = _recipe(c, df, p, step_days, fitted)
         if fitted is None:
@@ -298,7 +311,7 @@ class HorizonData:
         # The level shift also reads a season back from the origin (data.level_steps steps);
         # rolling origins start where the required lags do (each target checks its own).
         first_train = 0 if rolling(c) else c.season + max(c.window, c.level_steps) - 1
-        return _Read(c, resolved, why, df, p, step_days, n_train, first_train)
+        return _Read(c, resolved, why, df, p, step_days, weekdays, n_train, first_train)
 
 
 class _Read(NamedTuple):
@@ -308,6 +321,7 @@ class _Read(NamedTuple):
     df: pd.DataFrame  # the merged table
     p: sales.Panel
     step_days: int
+    weekdays: int  # 5: business-day steps
     n_train: int  # the first n_train steps are training steps
     first_train: int  # the first training origin
 
@@ -353,7 +367,7 @@ def _fit(r: _Read) -> HorizonFeaturizer:
         known_covariates=c.known_covariates, step_days=r.step_days, season=c.season,
         window=c.window, horizon=c.horizon, events=c.events, min_scale=c.min_scale,
         level_steps=c.level_steps, level_weight=c.level_weight, smooth_steps=c.smooth_steps,
-        residual=c.residual if rolling(c) else "smoothed",
+        residual=c.residual if rolling(c) else "smoothed", weekdays=r.weekdays,
     )  # fmt: skip
 
 
@@ -545,6 +559,8 @@ def _info(
         "time_step": (
             f"calendar {sales.step_unit(r.step_days)}"
             if sales.months_per_step(r.step_days)
+            else "business day"
+            if r.weekdays == sales.BUSINESS
             else f"{r.step_days} days"
         ),
         "horizon": c.horizon,
@@ -579,7 +595,8 @@ def _info(
         "rows_without_training_steps": int(observed[~seen].sum()),
         "rows_missing_lags": int((observed & seen[:, None] & ~scored).sum()),
         "event_steps": [
-            str(d)[:10] for d in dates[sales.event_flags(dates, fz.events, r.step_days) > 0]
+            str(d)[:10]
+            for d in dates[sales.event_flags(dates, fz.events, r.step_days, r.weekdays) > 0]
         ],
     }
     ends = _series_ends(~np.isnan(r.p.y), dates, o_test)
@@ -610,7 +627,7 @@ def _head(c: SalesDataConfig, r: _Read, info: dict[str, Any]) -> str:
         if r.resolved.get(k) == ""
     ] + (["no holiday column (WMAE = MAE)"] if r.resolved.get("holiday_column") == "" else [])
     fmt = f"dates {c.date_format}" + (" (inferred)" if "date_format" in r.resolved else "")
-    step = sales.step_adjective(r.step_days)
+    step = sales.step_adjective(r.step_days, r.weekdays)
     test = (
         f"an origin per step of the last {c.test_steps} (test)"
         if rolling(c)
@@ -649,17 +666,12 @@ def _notes(r: _Read, info: dict[str, Any], o: _Origins, peer_note: list[str]) ->
 
 def _weekday_note(r: _Read) -> list[str]:
     """Daily data with no row on any weekend (trading or business days): a first line, as
-    its weekends are missing steps that a lag or a window may need."""
-    if r.step_days != 1 or len(r.p.dates) < 14:
-        return []
-    on = r.p.dates[~np.isnan(r.p.y).all(0)].astype("datetime64[D]")
-    weekday = (on.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
-    if (weekday >= 5).any():
+    its steps are business days."""
+    if r.weekdays != sales.BUSINESS:
         return []
     return [
-        "data: no row falls on a Saturday or Sunday: read as daily steps with the weekends "
-        "missing (neither trained on nor scored; a target whose required lag is a weekend day, "
-        "e.g. a Monday's last step, is not scored; predict's steps include weekend days)"
+        "data: no row falls on a Saturday or Sunday: read as business days, Monday to Friday, "
+        "each a step (a Friday's next step is the Monday; a week is 5 steps)"
     ]
 
 
@@ -683,10 +695,10 @@ def _recipe(
         why = {k: "run" for k in (*RECIPE, *more)}
     else:
         sales_recipe.check_season(c, c.season, T)
-        c, why = sales_recipe.derive(c, step_days, c.season, T)
+        c, why = sales_recipe.derive(c, step_days, c.season, T, p.weekdays)
         why["known_covariates"] = "config"
         if c.known_covariates is None:
-            known = future_known(df, c, list(c.covariates), step_days, H)
+            known = future_known(df, c, list(c.covariates), step_days, H, p.weekdays)
             c = replace(c, known_covariates=known)
             steps = "the step" if H == 1 else f"the {H} steps"
             why["known_covariates"] = f"data: with values on {steps} after the last date"
