@@ -554,25 +554,26 @@ def infer_weekdays(dates: np.ndarray, step_days: int) -> int:
     return 7 if (weekday >= 5).any() else BUSINESS
 
 
+def _step_words(step_days: int, weekdays: int) -> tuple[str, str]:
+    """A step as a noun and as an adjective ("quarter", "quarterly")."""
+    if weekdays == BUSINESS:
+        return "business day", "business-day"
+    if k := months_per_step(step_days):
+        return _MONTH_STEPS.get(k, f"{k}-month step"), _MONTH_ADJ.get(k, f"{k}-month")
+    return {1: ("day", "daily"), 7: ("week", "weekly")}.get(
+        step_days, (f"{step_days}-day step", f"{step_days}-day")
+    )
+
+
 def step_unit(step_days: int, weekdays: int = 7) -> str:
     """A step in words: "day", "business day", "week", "7-day step"..., "month", "quarter"."""
-    if weekdays == BUSINESS:
-        return "business day"
-    k = months_per_step(step_days)
-    if k:
-        return _MONTH_STEPS.get(k, f"{k}-month step")
-    return {1: "day", 7: "week"}.get(step_days, f"{step_days}-day step")
+    return _step_words(step_days, weekdays)[0]
 
 
 def step_adjective(step_days: int, weekdays: int = 7) -> str:
     """The panel's steps as an adjective: "daily", "business-day", "weekly", "monthly",
     "quarterly", "3-day"."""
-    if weekdays == BUSINESS:
-        return "business-day"
-    k = months_per_step(step_days)
-    if k:
-        return _MONTH_ADJ.get(k, f"{k}-month")
-    return {1: "daily", 7: "weekly"}.get(step_days, f"{step_days}-day")
+    return _step_words(step_days, weekdays)[1]
 
 
 def _months(dates: np.ndarray) -> np.ndarray:
