@@ -1011,6 +1011,9 @@ def test_utf16_without_a_byte_order_mark(tmp_path: Path) -> None:
     assert any("has no byte-order mark but reads as UTF-16 (utf-16-le" in n for n in auto.notes)
     be = load_text_table(_write(tmp_path / "be.csv", body, "utf-16-be"))
     assert be.texts == table.texts and be.encoding == "utf-16-be"
+    # Its header is read so too: a text,label file finds its label column.
+    other = _write(tmp_path / "tl.csv", body.replace("airline_sentiment", "label", 1), "utf-16-le")
+    assert load_text_table(other).texts == table.texts
 
 
 def test_label_spellings_of_one_number_are_one_class_and_nan_is_missing(tmp_path: Path) -> None:

@@ -86,9 +86,10 @@ def header(path: Path) -> list[str] | None:
     """The column names of the CSV ``path``; None where it is binary or cannot be read (a
     reader that needs it then names the file)."""
     head = _head(path)
+    order = "" if head.startswith(UTF16_BOMS) else utf16_order(head)
     try:
-        _refuse_binary(path, head)
-        codec = "utf-16" if head.startswith(UTF16_BOMS) else "utf-8"
+        _refuse_binary(path, head, wide=bool(order))
+        codec = "utf-16" if head.startswith(UTF16_BOMS) else f"utf-16-{order}" if order else "utf-8"
         names = pd.read_csv(io.BytesIO(head), nrows=0, sep=_separator(head), encoding=codec,
                             encoding_errors="replace").columns  # fmt: skip
     except (ArchlabError, ValueError, pd.errors.ParserError):
