@@ -553,9 +553,17 @@ def test_quarterly_panels_step_by_quarter(freq: str, tmp_path: Path, capsys) -> 
     assert main([*argv, "--out", str(tmp_path / "runs"), *(f"--set={s}" for s in sets)]) == 0
     out, err = capsys.readouterr()
     assert "1 series x 24 quarterly steps" in err and "season 4 steps" in err
-    assert main(["predict", out.splitlines()[-1]]) == 0
+    run = out.splitlines()[-1]
+    assert main(["predict", run]) == 0
     got = [json.loads(line)["day"] for line in capsys.readouterr().out.splitlines()]
     assert got == [str(d)[:10] for d in pd.date_range(dates[-1], periods=5, freq=freq)[1:]]
+    # A history of other steps (monthly) is refused, not read as a sparse quarterly panel.
+    months = pd.date_range("2015-01-01", periods=30, freq="MS").strftime("%Y-%m-%d")
+    pd.DataFrame({"shop": 1, "day": months, "units": 1.0}).to_csv(tmp_path / "m.csv", index=False)
+    assert main(["predict", run, str(tmp_path / "m.csv")]) == 2
+    assert "its steps are monthly (dates 28 day(s) apart) but the run was trained on quarterly" in (
+        capsys.readouterr().err
+    )
     # Yearly values: one line (no season within a step of a year).
     pd.DataFrame({"shop": 1, "day": pd.date_range("2000-01-01", periods=20, freq="YS"),
                   "units": 1.0}).to_csv(tmp_path / "y.csv", index=False)  # fmt: skip

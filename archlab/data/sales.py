@@ -576,6 +576,21 @@ def step_adjective(step_days: int, weekdays: int = 7) -> str:
     return _step_words(step_days, weekdays)[1]
 
 
+def check_same_step(dates: np.ndarray, step_days: int, weekdays: int, path: object) -> None:
+    """Refuse a file (another data set, a history) whose steps are not a run's: its dates read
+    on the run's grid would be a sparse panel of the run's step (a quarterly history to a
+    monthly run: two months in three missing)."""
+    have = infer_step_days(dates)
+    k, run_k = months_per_step(have), months_per_step(step_days)
+    same = k == run_k if (k or run_k) else have == step_days
+    days = weekdays if len(np.unique(dates)) < MIN_BUSINESS_DATES else infer_weekdays(dates, have)
+    if not same or days != weekdays:
+        raise ArchlabError(
+            f"{path}: its steps are {step_adjective(have, days)} (dates {have} day(s) apart) "
+            f"but the run was trained on {step_adjective(step_days, weekdays)} steps"
+        )
+
+
 def _months(dates: np.ndarray) -> np.ndarray:
     return dates.astype("datetime64[M]").astype(np.int64)  # months since 1970-01 (year*12+month)
 

@@ -314,6 +314,8 @@ class HorizonForecast(SalesTask):
         c = self.data_cfg
         if hist:  # a history of sales alone is read: the covariates it lacks take their means
             df = sales.load_sales(replace(self._other_files(), path=str(hist)), True)
+            fz = self.fitted.featurizer
+            sales.check_same_step(df[c.date_column].to_numpy(), fz.step_days, fz.weekdays, hist)
             for line in sales.tail_note(df):  # the origin is the last date kept: say why
                 said = line.removeprefix("data: ").split("; set data.tail_min_coverage")[0]
                 print(f"archlab: note: {hist}: {said}", file=sys.stderr)

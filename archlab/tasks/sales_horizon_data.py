@@ -257,16 +257,12 @@ class HorizonData:
         df = sales.load_sales(self.cfg.data)
         c, resolved = _resolve(self.cfg.data, df)
         step_days, weekdays = resolved["step_days"], resolved.get("weekdays", 7)
-        if fitted is not None and step_days != fitted.featurizer.step_days:
-            raise ArchlabError(
-                f"{c.path}: its dates are {step_days} days apart but the run was trained "
-                f"on {fitted.featurizer.step_days}-day steps"
-            )
-        if fitted is not None and weekdays != fitted.featurizer.weekdays:
-            have = sales.step_adjective(step_days, weekdays)
-            run = sales.step_adjective(step_days, fitted.featurizer.weekdays)
-            raise ArchlabError(f"{c.path}: its steps are {have} but the run was trained on "
-                               f"{run} steps")  # fmt: skip
+        if fitted is not None:  # another data set read with the run's featurizer
+            fz = fitted.featurizer
+            sales.check_same_step(df[c.date_column].to_numpy(), fz.step_days, fz.weekdays, c.path)
+            # The run's grid (month-end data without a February is still monthly; a short
+            # file of business days is still business days).
+            step_days, weekdays = fz.step_days, fz.weekdays
         lacking = [] if fitted is None else [
             k for k in fitted.featurizer.covariates if k not in df.columns
         ]  # fmt: skip
