@@ -427,8 +427,10 @@ def _write_submission(rows: list[dict[str, Any]], data: Any, out: Path) -> None:
         sub.to_csv(tmp, index=False)
     fallback = df.source == "baseline"  # "model" or "blend" otherwise
     n_series = df.loc[fallback, keys].drop_duplicates().shape[0]
+    e_g = (f" (e.g. {', '.join(str(v) for v in df.loc[fallback, keys].iloc[0])})"
+           if n_series and keys else "")  # fmt: skip
     print(f"archlab: {len(sub)} forecasts ({sub.Id.nunique()} distinct ids); {int(fallback.sum())} "
-          f"row(s) of {n_series} series without training history took the baseline (last "
+          f"row(s) of {n_series} series without training history{e_g} took the baseline (last "
           "season's smoothed sales; 0 for a series never seen)", file=sys.stderr)  # fmt: skip
     print(out)
 

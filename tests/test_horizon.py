@@ -420,8 +420,16 @@ def test_predict_rows_of_a_test_file(panel_dir: Path) -> None:
         task.predict(model, [str(_test_file(panel_dir, [(1, 1, "2011-06-08")]))])
     with pytest.raises(ArchlabError, match="outside the forecast steps"):
         task.predict(model, [str(_test_file(panel_dir, [(1, 1, str(np.datetime64(d8) + 7))]))])
-    with pytest.raises(ArchlabError, match="none of its series"):
+    with pytest.raises(ArchlabError, match=r"none of its series \(e.g. 7, 7\) occur in the data, "
+                       r"whose series are like 1, 1$"):  # fmt: skip
         task.predict(model, [str(_test_file(panel_dir, [(7, 7, d1)]))])
+    # The data's integer stores written 02 or 2.0 (a spreadsheet's export) are its store 2.
+    odd = panel_dir / "odd.csv"
+    odd.write_text(f"Store,Dept,Date\n02,3,{d8}\n2.0,1,{d1}\n 1,1,{d1}\n")
+    got = task.predict(model, [str(odd)])
+    assert [(r["Store"], r["source"]) for r in got] == [("02", "model"), ("2.0", "model"),
+                                                        ("1", "model")]  # fmt: skip
+    assert [r["forecast"] for r in got][:1] == [r["forecast"] for r in rows][1:2]
 
 
 def test_default_horizon_keeps_the_config_valid() -> None:

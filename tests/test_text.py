@@ -373,6 +373,16 @@ def test_eval_all_scores_every_row_of_a_one_class_file(
     assert "--set" not in err
 
 
+def test_a_held_out_sets_numbers_spelt_otherwise_are_the_runs_classes() -> None:
+    # '0.0' and '1.00' for a run's '0' and '1' (training reads such spellings as one class).
+    from archlab.data.splits import to_run_classes
+
+    got = to_run_classes("x.csv", ["0.0", "1.00", "2"], np.array([0, 1, 2, 0]), ["0", "1", "2"])
+    assert got.tolist() == [0, 1, 2, 0]
+    with pytest.raises(ArchlabError, match=r"class\(es\) '3.0' not among the run's classes"):
+        to_run_classes("x.csv", ["3.0"], np.array([0]), ["0", "1"])
+
+
 def test_eda_cli_writes_plots(tweets: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "eda"
     assert main(["eda", "--task", "text", "--data", str(tweets), "--out", str(out)]) == 0

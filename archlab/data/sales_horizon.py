@@ -158,14 +158,20 @@ class HorizonFeaturizer(PlainJSON):
     def series_index(self, keys: np.ndarray) -> np.ndarray:
         """Index of each panel series among the training series (-1: never seen in training)."""
         # By value, else by text: a file whose codes are all integers (1, 2) reads them as
-        # numbers, one with a code like 010 as text (sales_csv.key_values).
+        # numbers, one with a code like 010 as text (sales_csv.key_values); and where the
+        # run's keys are all numbers, by number: a later file's 02 or 3.0 is the run's 2 or 3.
         known = {k: i for i, k in enumerate(self.series)}
         text = {tuple(map(str, k)): i for i, k in enumerate(self.series)}
-        return np.array(
-            [known.get(tuple(plain(v) for v in k), text.get(tuple(map(str, k)), -1))
-             for k in keys.tolist()],
-            dtype=np.int64,
-        )  # fmt: skip
+        numeric = all(_is_number(v) for k in self.series for v in k)
+        number = {tuple(map(float, k)): i for i, k in enumerate(self.series)} if numeric else {}
+
+        def find(k: list[Any]) -> int:
+            i = known.get(tuple(plain(v) for v in k), text.get(tuple(map(str, k)), -1))
+            if i < 0 and number and (n := _as_numbers(k)) is not None:
+                i = number.get(n, -1)
+            return i
+
+        return np.array([find(k) for k in keys.tolist()], dtype=np.int64)
 
     def key_ids(self, keys: np.ndarray) -> np.ndarray:
         """(S, k) index of each series key value in the vocabulary (0 for one never seen)."""
@@ -454,3 +460,15 @@ def future_panel(
                 "forecast, or the features table) or drop it from data.known_covariates"
             )
     return p
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float | np.number) and not isinstance(v, bool)
+
+
+def _as_numbers(key: list[Any]) -> tuple[float, ...] | None:
+    """A series key's values as numbers (text like ' 02' or '3.0' too); None if one is not."""
+    try:
+        return tuple(float(str(v).strip()) for v in key)
+    except ValueError:
+        return None

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from archlab.data.csv_format import as_number
 from archlab.errors import ArchlabError
 
 
@@ -133,6 +134,15 @@ def to_run_classes(
     alone included, but a class the run never learnt is refused (the network has no output
     for it).
     """
+    # A number spelt otherwise ('0.0' for the run's '0') is the run's class, as training reads
+    # such spellings (csv_format.label_spellings).
+    numbers = {n: name for name in run if (n := as_number(name)) is not None}
+
+    def as_run(name: str) -> str:
+        n = None if name in run else as_number(name)
+        return name if n is None else numbers.get(n, name)
+
+    found = [as_run(f) for f in found]
     present = [found[i] for i in np.unique(labels)]
     unknown = [n for n in present if n not in run]
     if unknown:

@@ -524,23 +524,30 @@ def _wanted_rows(
             )
         # The panel's series index of each row (-1: a series the data never had), by a join.
         panel_keys = pd.DataFrame(p.keys, columns=keys)
-        for k in keys:  # names read as text in training (a wide table's "1") join as text
+        j = w[keys].copy()  # the keys joined on; the output keeps the file's spelling
+        for k in keys:
             text = pd.api.types.is_string_dtype  # object or str columns of text
-            if text(panel_keys[k]) and not text(w[k]):
-                w = w.assign(**{k: w[k].astype(str)})
+            if text(panel_keys[k]) and not text(j[k]):
+                j[k] = j[k].astype(str)  # names read as text in training (a wide table's "1")
+            elif not text(panel_keys[k]) and text(j[k]):
+                number = pd.to_numeric(j[k].str.strip(), errors="coerce")
+                if number.notna().all():  # the data's store 2 written 02 or 2.0
+                    j[k], panel_keys[k] = number, panel_keys[k].astype(float)
         try:
-            panel_keys = panel_keys.astype(w[keys].dtypes.to_dict())
+            panel_keys = panel_keys.astype(j.dtypes.to_dict())
         except (TypeError, ValueError):
             raise ArchlabError(
                 f"{path}: its series keys {keys} are not of the training data's type"
             ) from None
         si = (
-            w[keys].merge(panel_keys.assign(_s=np.arange(len(p.keys))), on=keys, how="left")
+            j.merge(panel_keys.assign(_s=np.arange(len(p.keys))), on=keys, how="left")
             ._s.fillna(-1).to_numpy(np.int64)
         )  # fmt: skip
         if not (si >= 0).any():
-            first = tuple(plain(v) for v in w[keys].iloc[0])
-            raise ArchlabError(f"{path}: none of its series (e.g. {first}) occur in the data")
+            first = ", ".join(str(v) for v in w[keys].iloc[0])
+            like = ", ".join(str(v) for v in p.keys[0])
+            raise ArchlabError(f"{path}: none of its series (e.g. {first}) occur in the data, "
+                               f"whose series are like {like}")  # fmt: skip
         known = si >= 0
         res = w[keys].copy()
         res[c.date_column] = d.astype(str)
