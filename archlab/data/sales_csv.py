@@ -201,14 +201,20 @@ def infer_date_format(df: pd.DataFrame, column: str, path: Path, prefer: str = "
         other = pd.to_datetime(values, format=fit[1], errors="coerce")
         differ = (both != other).to_numpy()
         sample = str(values[differ].iloc[0] if differ.any() else values.iloc[0])
+        fix = (_saved_fix(prefer) if prefer else
+               f"set data.date_format={fit[0]} or data.date_format={fit[1]}")  # fmt: skip
         raise ArchlabError(
             f"{path}: dates in column {column!r} read both as {fit[0]!r} and {fit[1]!r} "
-            f"(e.g. {sample!r}: day and month are both <= 12 everywhere); set "
-            f"data.date_format={fit[0]} or data.date_format={fit[1]}"
+            f"(e.g. {sample!r}: day and month are both <= 12 everywhere); {fix}"
         )
     if fit:
         return fit[0]
     return max(read, key=lambda f: read[f])
+
+
+def _saved_fix(fmt: str) -> str:
+    """The fix of a date a saved run cannot read in a later file (predict takes no settings)."""
+    return f"write the dates as the run's data were ({fmt}) or as YYYY-MM-DD"
 
 
 def _readable(values: pd.Series, fmt: str) -> int:
@@ -222,8 +228,9 @@ def _readable(values: pd.Series, fmt: str) -> int:
 def parse_dates(df: pd.DataFrame, column: str, fmt: str, path: Path) -> str:
     """Parse ``column`` in place with ``fmt`` ('auto': inferred); the first bad value is reported
     with its line. Returns the format used."""
-    if fmt == "auto" or fmt.startswith(PREFER):
-        fmt = infer_date_format(df, column, path, fmt.removeprefix(PREFER).removeprefix("auto"))
+    prefer = fmt.removeprefix(PREFER) if fmt.startswith(PREFER) else ""
+    if fmt == "auto" or prefer:
+        fmt = infer_date_format(df, column, path, prefer)
     raw = df[column]
     # A column read as numbers (20100205, inf) is parsed as the text it was: no epoch casts.
     text, local = raw.astype(str) if raw.dtype.kind in "biuf" else raw, fmt
@@ -246,7 +253,8 @@ def parse_dates(df: pd.DataFrame, column: str, fmt: str, path: Path) -> str:
             raise ArchlabError(f"{path}: an empty date in column {column!r} at line {i + 2}")
         raise ArchlabError(
             f"{path}: unparseable date {_show(raw.iloc[i])} in column {column!r} at line "
-            f"{i + 2} (expected format {fmt!r}; set data.date_format)"
+            f"{i + 2} (expected format {fmt!r}; "
+            f"{_saved_fix(prefer) if prefer else 'set data.date_format'})"
         )
     df[column] = parsed
     return fmt
