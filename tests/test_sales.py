@@ -466,7 +466,7 @@ def test_a_runs_own_date_format_decides_its_later_files() -> None:
     assert parse(ambiguous, sales_csv.PREFER + "%d/%m/%Y") == "%d/%m/%Y"
     assert parse(["2012-11-02"], sales_csv.PREFER + "%m/%d/%Y") == "%Y-%m-%d"
     assert parse(["2.11.12"], sales_csv.PREFER + "%d.%m.%y") == "%d.%m.%y"  # not a usual one
-    with pytest.raises(ArchlabError, match="read both as.*; set data.date_format="):
+    with pytest.raises(ArchlabError, match=r"read both as.*; set data\.date_format="):
         parse(ambiguous, "auto")
     # A saved run's file (predict takes no --set): the fix is the file's dates.
     with pytest.raises(ArchlabError, match=r"write the dates as the run's data were \(%Y-%m-%d\) "
