@@ -614,12 +614,15 @@ def test_a_sales_csv_in_a_windows_encoding_is_read_and_said(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("freq", "starts", "needle"),
     [
-        ("7D", ("2020-01-05", "2020-01-06"), "at least 7 days apart, but the dates of different "
-         "series are 1 day(s) apart (A from 2020-01-05; B from 2020-01-06)"),
-        ("MS", ("2020-01-01", "2020-01-15"), "at least 28 days apart, but the dates of different "
-         "series are 14 day(s) apart (A from 2020-01-01; B from 2020-01-15)"),
+        ("7D", ("2020-01-05", "2020-01-06"), "at least 7 days apart, but dates 1 day(s) apart "
+         "occur: shop A on 2020-01-05 (1 row on that date) and shop B on 2020-01-06 (1)"),
+        ("MS", ("2020-01-01", "2020-01-15"), "at least 28 days apart, but dates 14 day(s) apart "
+         "occur: shop A on 2020-01-01 (1 row on that date) and shop B on 2020-01-15 (1)"),
+        # One mistyped date: the row named is that one, not the first series twice.
+        ("typo", ("2020-01-06", "2020-01-06"), "at least 5 days apart, but dates 2 day(s) apart "
+         "occur: shop B on 2020-03-04 (1 row on that date) and shop A on 2020-03-02 (1)"),
     ],
-    ids=["weekdays", "month-days"],
+    ids=["weekdays", "month-days", "typo"],
 )  # fmt: skip
 def test_series_on_offset_dates_are_one_line(
     tmp_path: Path, capsys, freq: str, starts: tuple[str, str], needle: str
@@ -631,6 +634,8 @@ def test_series_on_offset_dates_are_one_line(
         first = pd.Timestamp(start)
         for i in range(60):
             d = first + (pd.DateOffset(months=i) if freq == "MS" else pd.Timedelta(days=7 * i))
+            if freq == "typo" and key == "B" and i == 8:
+                d += pd.Timedelta(days=2)  # a Wednesday for the Monday
             rows.append(f"{key},{d:%Y-%m-%d},{100 + i % 9}")
     path = tmp_path / "p.csv"
     path.write_text("\n".join(["shop,day,sales", *rows]) + "\n")

@@ -677,15 +677,22 @@ def check_aligned(df: pd.DataFrame, keys: Sequence[str], date: str, step_days: i
     gaps = np.diff(t, prepend=t[:1])[same]
     if not len(gaps) or gaps.min() <= step_days:
         return
-    first = np.flatnonzero(~same)  # each series' first row
-    off = first[(t[first] - t[0]) % gaps.min() != 0]
-    i = int(off[0]) if len(off) else 0
-    show = [f"{', '.join(str(df[k].iloc[j]) for k in keys)} from {str(df[date].iloc[j])[:10]}"
-            for j in (0, i)]  # fmt: skip
+    # The two closest dates: name a row on each, the rarer one's first (a mistyped date is
+    # on one row; series dated on other weekdays or days of the month are whole series).
+    u, n = np.unique(t, return_counts=True)
+    a = int(np.argmin(np.diff(u)))
+    gaps_u, counts = np.unique(np.diff(u), return_counts=True)
+    usual = gaps_u[np.argmax(counts)]  # between most dates: off that grid is the odd one
+    pair = sorted((a, a + 1), key=lambda j: (n[j], (u[j] - u[0]) % usual == 0))
+    rows = [int(np.flatnonzero(t == u[j])[0]) for j in pair]
+    show = [", ".join(f"{k} {df[k].iloc[j]}" for k in keys) + f" on {str(df[date].iloc[j])[:10]}"
+            for j in rows]  # fmt: skip
+    many = "s" if n[pair[0]] > 1 else ""
     raise ArchlabError(
-        f"{path}: every series has rows at least {gaps.min()} days apart, but the dates of "
-        f"different series are {step_days} day(s) apart ({show[0]}; {show[1]}): put every "
-        "series on the same dates (e.g. each week's Monday, each month's first day)"
+        f"{path}: every series has rows at least {gaps.min()} days apart, but dates "
+        f"{step_days} day(s) apart occur: {show[0]} ({n[pair[0]]} row{many} on that date) and "
+        f"{show[1]} ({n[pair[1]]}): put every series on the same dates (e.g. each week's "
+        "Monday, each month's first day), or correct a mistyped date"
     )
 
 
