@@ -868,6 +868,11 @@ def test_a_file_without_the_studys_label_column_reads_a_label_column(tmp_path: P
     from archlab.data.text import read_input_texts
 
     assert read_input_texts(imdb, "text", "auto")[:2] == ["text 0 0", "text 0 1"]
+    # Two candidates: the one spelt exactly first, the other named.
+    both = _write(tmp_path / "both.csv", "text,Label,label\n" + rows.replace(",", ",x,"))
+    table = load_text_table(both)
+    assert table.class_names == ["neg", "pos"]
+    assert "labels read from column 'label' (also found: 'Label')" in table.notes[0]
 
 
 def test_the_separator_is_told_from_the_header_outside_quotes(tmp_path: Path) -> None:

@@ -412,7 +412,7 @@ def read_input_texts(path: str | Path, column: str, encoding: str) -> list[str]:
     if is_csv_name(path):
         # predict has no --set: the column is the run's, so the file must use its name (or,
         # for a run on the default, one of the names a training file's texts are read from)
-        column = _fallback(path, column, DEFAULT_TEXT, TEXT_COLUMNS, "") or column
+        column = next(iter(_fallback(path, column, DEFAULT_TEXT, TEXT_COLUMNS, "")), column)
         fix = f"the run reads its texts from a column named {column!r}: name it so"
         texts = read_csv(path, [column], encoding, fix=fix)[column].tolist()
         for i, t in enumerate(texts):
@@ -447,16 +447,21 @@ def read_labelled(
     split folders give no split)."""
     if Path(path).is_dir():
         return read_text_folder(Path(path), text_column, label_column, encoding, held_out)
-    texts = _fallback(Path(path), text_column, DEFAULT_TEXT, TEXT_COLUMNS, label_column)
-    labels = _fallback(Path(path), label_column, STUDY_LABEL, LABEL_COLUMNS, texts or text_column)
+    text_found = _fallback(Path(path), text_column, DEFAULT_TEXT, TEXT_COLUMNS, label_column)
+    texts = text_found[0] if text_found else ""
+    label_found = _fallback(Path(path), label_column, STUDY_LABEL, LABEL_COLUMNS,
+                            texts or text_column)  # fmt: skip
+    labels = label_found[0] if label_found else ""
     if not texts and not labels:
         return read_csv(path, [text_column, label_column], encoding, optional, fix)
     df = read_csv(path, [texts or text_column, labels or label_column], encoding, optional, fix)
     notes = [
         f"data: {path}: no column {want!r} (data.{key}'s default): {what} read from column "
-        f"{got!r}; set data.{key} to choose"
-        for want, got, key, what in ((text_column, texts, "text_column", "texts"),
-                                     (label_column, labels, "label_column", "labels")) if got
+        f"{found[0]!r}" + (f" (also found: {', '.join(map(repr, found[1:]))})"
+                           if len(found) > 1 else "") + f"; set data.{key} to choose"
+        for want, found, key, what in ((text_column, text_found, "text_column", "texts"),
+                                       (label_column, label_found, "label_column", "labels"))
+        if found
     ]  # fmt: skip
     attrs = dict(df.attrs)
     # The rest reads the configured names.
@@ -474,17 +479,21 @@ TEXT_COLUMNS = ("text", "review", "sentence", "content", "comment", "tweet", "me
 LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "category", "target")
 
 
-def _fallback(path: Path, wanted: str, default: str, names: tuple[str, ...], other: str) -> str:
-    """The column to read where ``wanted`` is its ``default`` and the CSV ``path`` lacks it:
-    the first of ``names`` it has, any letter case, other than ``other`` ("" where it has
-    ``wanted``, or none of them)."""
+def _fallback(
+    path: Path, wanted: str, default: str, names: tuple[str, ...], other: str
+) -> list[str]:
+    """The columns to read from where ``wanted`` is its ``default`` and the CSV ``path`` lacks
+    it, the one read first: those of ``names`` it has, in that order, any letter case, other
+    than ``other`` ([] where it has ``wanted``, or none of them)."""
     if wanted != default or not path.is_file() or not is_csv_name(path):
-        return ""
+        return []
     cols = header(path)
     if cols is None or wanted in cols:
-        return ""
-    return next((c for name in names for c in cols
-                 if c.strip().casefold() == name and c != other), "")  # fmt: skip
+        return []
+    # Per name, the column spelt exactly so first ('label' before 'Label').
+    alike = [sorted((c for c in cols if c.strip().casefold() == name and c != other),
+                    key=lambda c: c != name) for name in names]  # fmt: skip
+    return [c for group in alike for c in group]
 
 
 CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
