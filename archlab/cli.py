@@ -378,7 +378,7 @@ def predict(
     if out is not None and not forecaster:
         raise ArchlabError(
             "--out writes a submission of a sales forecaster run (data.framing=forecast); "
-            f"{run_dir} is a {cfg.task} run: drop --out"
+            f"{run_dir} is a run of task {cfg.task}: drop --out"
         )
     if out is not None and file is None:
         raise ArchlabError(
@@ -429,9 +429,11 @@ def _write_submission(rows: list[dict[str, Any]], data: Any, out: Path) -> None:
     n_series = df.loc[fallback, keys].drop_duplicates().shape[0]
     e_g = (f" (e.g. {', '.join(str(v) for v in df.loc[fallback, keys].iloc[0])})"
            if n_series and keys else "")  # fmt: skip
-    print(f"archlab: {len(sub)} forecasts ({sub.Id.nunique()} distinct ids); {int(fallback.sum())} "
-          f"row(s) of {n_series} series without training history{e_g} took the baseline (last "
-          "season's smoothed sales; 0 for a series never seen)", file=sys.stderr)  # fmt: skip
+    took = (f"; {int(fallback.sum())} row(s) of {n_series} series without training history{e_g} "
+            "took the baseline (last season's smoothed sales; 0 for a series never seen)"
+            if fallback.any() else "")  # fmt: skip
+    print(f"archlab: {len(sub)} forecasts ({sub.Id.nunique()} distinct ids){took}",
+          file=sys.stderr)  # fmt: skip
     print(out)
 
 

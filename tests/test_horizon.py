@@ -472,7 +472,11 @@ def test_train_eval_predict_and_submission(panel_dir: Path, tmp_path: Path, caps
     got = pd.read_csv(sub)
     assert list(got.columns) == ["Id", "Weekly_Sales"]
     assert got.Id.tolist() == [f"1_1_{d1}", f"2_3_{d1}", f"5_5_{d1}"]
-    assert got.Weekly_Sales.iloc[2] == 0 and "1 row(s) of 1 series" in err
+    assert got.Weekly_Sales.iloc[2] == 0
+    assert "1 row(s) of 1 series without training history (e.g. 5, 5) took the baseline" in err
+    known = _test_file(panel_dir, [(1, 1, d1)])  # every series known: no baseline clause
+    assert main(["predict", str(run), "--file", str(known), "--out", str(sub)]) == 0
+    assert capsys.readouterr().err == "archlab: 1 forecasts (1 distinct ids)\n"
     assert main(["predict", str(run)]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert len(lines) == 6 * 8

@@ -290,6 +290,12 @@ def test_predict_nests_the_probabilities_and_a_class_named_like_a_key_leaves_the
     (root / "cat" / "notes.txt").write_text("not a picture")
     rows = task.predict(task.build_model(), [str(root / "cat")])
     assert [r["input"] for r in rows] == [str(root / "cat" / f"{i:03d}.png") for i in range(8)]
+    (root / "cat" / "zz_broken.png").write_bytes(b"not a png")  # left out, named
+    assert [r["input"] for r in task.predict(task.build_model(), [str(root / "cat")])] == [
+        str(root / "cat" / f"{i:03d}.png") for i in range(8)
+    ]
+    with pytest.raises(ArchlabError, match=r"zz_broken.png: cannot read image"):
+        task.predict(task.build_model(), [str(root / "cat" / "zz_broken.png")])  # given alone
     with pytest.raises(ArchlabError, match=r"a folder with no image files \(1 other file"):
         (tmp_path / "docs").mkdir()
         (tmp_path / "docs" / "a.txt").write_text("x")

@@ -826,6 +826,13 @@ def test_iso_dates_with_a_zone_read_and_an_empty_date_is_named(tmp_path: Path) -
     fmt = "%Y-%m-%dT%H:%M:%S%z"
     assert sales_csv.parse_dates(zoned, "d", fmt, tmp_path / "x.csv") == fmt
     assert zoned.d.tolist() == [pd.Timestamp("2021-01-01"), pd.Timestamp("2021-07-02")]
+    # ... and such dates are inferred (pandas' to_csv writes "2021-01-01 00:00:00+00:00").
+    for text in ("2021-01-01T00:00:00+0100", "2021-01-01 00:00:00+00:00"):
+        again = pd.DataFrame({"d": [text, text.replace("01-01", "07-02")]})
+        assert "%z" in sales_csv.parse_dates(again, "d", "auto", tmp_path / "x.csv")
+        assert again.d.tolist() == [pd.Timestamp("2021-01-01"), pd.Timestamp("2021-07-02")]
+    plain = pd.DataFrame({"d": ["2021-01-01 00:00:00", "2021-07-02 00:00:00"]})
+    assert sales_csv.parse_dates(plain, "d", "auto", tmp_path / "x.csv") == "%Y-%m-%d %H:%M:%S"
 
 
 def test_series_keys_are_read_as_written_unless_all_integers(panel_dir: Path) -> None:

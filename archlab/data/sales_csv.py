@@ -172,6 +172,7 @@ DATE_FORMATS = (
     "%d/%m/%Y", "%m/%d/%Y", "%d-%m-%Y", "%m-%d-%Y", "%d.%m.%Y", "%m.%d.%Y",
     "%d/%m/%y", "%m/%d/%y", "%d-%b-%Y", "%d %b %Y", "%b %d, %Y",
     "%Y-%m", "%Y-%m-%dT%H:%M",  # monthly exports (2018-01); ISO minutes without seconds
+    "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z",  # with an offset (pandas writes the second)
 )  # fmt: skip
 
 
@@ -196,11 +197,13 @@ def infer_date_format(df: pd.DataFrame, column: str, path: Path, prefer: str = "
     fit = [f for f, n in read.items() if n == len(values)]
     if prefer in fit:
         return prefer
-    if len(fit) > 1:
-        both = pd.to_datetime(values, format=fit[0], errors="coerce")
-        other = pd.to_datetime(values, format=fit[1], errors="coerce")
-        differ = (both != other).to_numpy()
-        sample = str(values[differ].iloc[0] if differ.any() else values.iloc[0])
+    # Formats that read every date alike are one reading (with and without an offset's %z).
+    first = _parsed(values, fit[0]) if fit else None
+    other = [f for f in fit[1:] if (_parsed(values, f) != first).any()]
+    if other:
+        differ = (_parsed(values, other[0]) != first).to_numpy()
+        sample = str(values[differ].iloc[0])
+        fit = [fit[0], other[0]]
         fix = (_saved_fix(prefer) if prefer else
                f"set data.date_format={fit[0]} or data.date_format={fit[1]}")  # fmt: skip
         raise ArchlabError(
@@ -217,12 +220,28 @@ def _saved_fix(fmt: str) -> str:
     return f"write the dates as the run's data were ({fmt}) or as YYYY-MM-DD"
 
 
+def _parsed(values: pd.Series, fmt: str) -> pd.Series:
+    text, local = _local_time(values, fmt)
+    return pd.to_datetime(text, format=local, errors="coerce")
+
+
 def _readable(values: pd.Series, fmt: str) -> int:
-    """How many of ``values`` ``fmt`` reads (0 where pandas refuses them all: mixed offsets)."""
+    """How many of ``values`` ``fmt`` reads (as parse_dates reads them: offsets dropped)."""
+    text, local = _local_time(values, fmt)
     try:
-        return int(pd.to_datetime(values, format=fmt, errors="coerce").notna().sum())
+        return int(pd.to_datetime(text, format=local, errors="coerce").notna().sum())
     except ValueError:
         return 0
+
+
+def _local_time(text: pd.Series, fmt: str) -> tuple[pd.Series, str]:
+    """Dates with an offset (``fmt`` with %z) as their local calendar time: text and format
+    without it. An offset converted to one zone could move a day's row into the day before
+    (and mixed offsets, as daylight saving gives, clash)."""
+    if "%z" not in fmt and "%Z" not in fmt:
+        return text, fmt
+    text = text.str.replace(r"\s*(?:Z|UTC|GMT|[+-]\d\d:?\d\d)$", "", regex=True)
+    return text, fmt.replace("%z", "").replace("%Z", "").strip()
 
 
 def parse_dates(df: pd.DataFrame, column: str, fmt: str, path: Path) -> str:
@@ -233,12 +252,7 @@ def parse_dates(df: pd.DataFrame, column: str, fmt: str, path: Path) -> str:
         fmt = infer_date_format(df, column, path, prefer)
     raw = df[column]
     # A column read as numbers (20100205, inf) is parsed as the text it was: no epoch casts.
-    text, local = raw.astype(str) if raw.dtype.kind in "biuf" else raw, fmt
-    if "%z" in fmt or "%Z" in fmt:
-        # Each date as its local calendar time: an offset converted to one zone could move a
-        # day's row into the day before (and mixed offsets, as daylight saving gives, clash).
-        text = text.str.replace(r"\s*(?:Z|UTC|GMT|[+-]\d\d:?\d\d)$", "", regex=True)
-        local = fmt.replace("%z", "").replace("%Z", "").strip()
+    text, local = _local_time(raw.astype(str) if raw.dtype.kind in "biuf" else raw, fmt)
     try:
         parsed = pd.to_datetime(text, format=local, errors="coerce")
     except ValueError as e:  # e.g. "ISO8601" given, with mixed offsets

@@ -347,8 +347,8 @@ def _duplicate_notes(dup: dict[str, Any], split_source: dict[str, str]) -> list[
     if not dup["images"]:
         return []
     notes = [
-        f"data: {dup['images']} images are byte-identical copies of another ({dup['groups']} "
-        "groups); a carved split takes whole groups"
+        f"data: {dup['images']} images are byte-identical copies of another "
+        f"({count(dup['groups'], 'group')}); a carved split takes whole groups"
     ]
     across = {k: n for k, n in dup["across_splits"].items() if n}
     if across:
@@ -485,10 +485,28 @@ class ImageClassification:
                 raise ArchlabError(f"{p}: cannot read image ({decode_reason(e)})") from None
         return torch.from_numpy(np.stack(arrs).transpose(0, 3, 1, 2).copy())
 
+    def _readable(self, item: str) -> list[str]:
+        """``item``, or a folder's image files that decode (the others named in a note: one
+        broken photo does not stop a folder's labels); a file given alone is read as is."""
+        files = _image_files(item)
+        if files == [item]:
+            return files
+        bad = []
+        for f in files:
+            try:
+                decode_image(Path(f), self.fitted.channels, self.fitted.size)
+            except DECODE_ERRORS:
+                bad.append(f)
+        if bad:
+            names = ", ".join(Path(f).name for f in bad[:5]) + (", ..." if len(bad) > 5 else "")
+            print(f"archlab: note: {item}: {count(len(bad), 'image')} that cannot be read left "
+                  f"out ({names})", file=sys.stderr)  # fmt: skip
+        return [f for f in files if f not in set(bad)]
+
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
         """Class and probabilities for image files (a folder: every image under it), prepared
         exactly as in training."""
-        inputs = [f for p in inputs for f in _image_files(p)]
+        inputs = [f for p in inputs for f in self._readable(p)]
         x = self.read_images(inputs)
         stats = self.fitted.pixel_stats
         for p, note in zip(inputs, unlike_training(x.numpy(), stats), strict=True):
