@@ -182,6 +182,12 @@ def test_a_row_past_a_hole_in_the_dates_is_stray_in_a_small_panel(tmp_path: Path
     # tail_min_coverage=0 keeps every date, the stray one too.
     pd.concat([df, stray]).to_csv(path, index=False)
     assert len(sales.load_sales(replace(cfg, tail_min_coverage=0.0))) == 181
+    # A year typed 2000 for 2020 at the start: dropped too, and said.
+    early = stray.assign(week=weeks[0] - pd.Timedelta(days=364 * 20))
+    pd.concat([early, df]).to_csv(path, index=False)
+    got = sales.load_sales(cfg)
+    assert got.week.min() == weeks[0] and len(got) == 180
+    assert "dropped 1 row(s) on 1 early date(s)" in sales.tail_note(got)[0]
 
 
 def test_missing_values_are_counted_in_the_first_lines(tmp_path: Path, capsys) -> None:

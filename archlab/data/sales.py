@@ -381,7 +381,8 @@ def _trim_tail(
 
     Also, unless ``min_coverage`` is 0, up to STRAY_DATES trailing dates past a hole in the
     calendar (a gap of more than STRAY_GAP times the usual one) that under half the busiest
-    date's series reach: one row with a mistyped year is stray however few series there are."""
+    date's series reach: one row with a mistyped year is stray however few series there are;
+    and so leading dates before a hole (a year typed 2000 for 2010)."""
     per_date = df.groupby(date, sort=True).size()
     n_series = int(df.groupby(keys, sort=False).ngroups)
     busiest = int(per_date.max())
@@ -395,9 +396,17 @@ def _trim_tail(
         # A few dates at most: a long stretch after a closure is data, however few series.
         if 0 < len(tail) <= STRAY_DATES and tail.max() < 0.5 * busiest:
             cut = int(holes[-1]) + 1
-    trimmed = per_date.iloc[cut:]
-    if len(trimmed):
-        df = df[df[date] <= per_date.index[cut - 1]].reset_index(drop=True)
+    start = 0
+    if min_coverage > 0 and cut > 2:
+        gaps = np.diff(per_date.index[:cut].to_numpy())
+        holes = np.flatnonzero(gaps > STRAY_GAP * np.median(gaps))
+        head = per_date.iloc[: holes[0] + 1] if len(holes) else per_date.iloc[:0]
+        if 0 < len(head) <= STRAY_DATES and head.max() < 0.5 * busiest:
+            start = int(holes[0]) + 1
+    trimmed, early = per_date.iloc[cut:], per_date.iloc[:start]
+    if len(trimmed) or len(early):
+        kept = per_date.index[start:cut]
+        df = df[(df[date] >= kept[0]) & (df[date] <= kept[-1])].reset_index(drop=True)
     last = per_date.index[cut - 1]
     return df, {
         "series": n_series,
@@ -405,21 +414,29 @@ def _trim_tail(
         "last_date_series": int(per_date.iloc[cut - 1]),
         "tail_trimmed_dates": [str(d)[:10] for d in trimmed.index],
         "tail_trimmed_rows": int(trimmed.sum()),
+        "head_trimmed_dates": [str(d)[:10] for d in early.index],
+        "head_trimmed_rows": int(early.sum()),
         "file": str(path),
     }
 
 
 def tail_note(df: pd.DataFrame) -> list[str]:
     """The line on the trailing dates ``load_sales`` dropped ([] if none)."""
-    d = df.attrs.get("read", {}).get("tail_trimmed_dates")
-    if not d:
-        return []
-    return [
-        f"data: dropped {df.attrs['read']['tail_trimmed_rows']} row(s) on {len(d)} later "
-        f"date(s) ({d[0]}..{d[-1]}) that almost no series reaches (under "
-        "data.tail_min_coverage of the busiest date's series, or under half of them past a hole "
-        "in the dates); set data.tail_min_coverage=0 to keep them"
-    ]
+    read = df.attrs.get("read", {})
+    d, e = read.get("tail_trimmed_dates"), read.get("head_trimmed_dates")
+    lines = [
+        f"data: dropped {read['tail_trimmed_rows']} row(s) on {len(d)} later date(s) "
+        f"({d[0]}..{d[-1]}) that almost no series reaches (under data.tail_min_coverage of the "
+        "busiest date's series, or under half of them past a hole in the dates); set "
+        "data.tail_min_coverage=0 to keep them"
+    ] if d else []  # fmt: skip
+    if e:
+        lines.append(
+            f"data: dropped {read['head_trimmed_rows']} row(s) on {len(e)} early date(s) "
+            f"({e[0]}..{e[-1]}) before a hole in the dates that under half the series reach (a "
+            "mistyped year?); set data.tail_min_coverage=0 to keep them"
+        )
+    return lines
 
 
 def reading_notes(df: pd.DataFrame) -> list[str]:
