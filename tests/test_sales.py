@@ -455,6 +455,31 @@ def test_date_format_is_inferred(fmt: str, values: list) -> None:
     assert df.d.tolist() == [pd.Timestamp("2015-01-02"), pd.Timestamp("2015-01-13")]
 
 
+def test_month_end_business_days_and_zero_padded_keys_at_predict(tmp_path: Path, capsys) -> None:
+    # Months dated on their last business day (the 29th one month, the 31st the next): rows
+    # to forecast anywhere in the month are that month; a spreadsheet that dropped the zeros
+    # of the data's store 001 is warned, naming it.
+    from archlab.cli import main
+
+    dates = pd.date_range("2010-01-01", periods=48, freq="BME")
+    df = pd.DataFrame([(k, f"{d:%Y-%m-%d}", 100.0 + i % 12) for k in ("001", "002")
+                       for i, d in enumerate(dates)], columns=["shop", "day", "units"])  # fmt: skip
+    df.to_csv(tmp_path / "m.csv", index=False)
+    sets = ["data.target=units", "data.date_column=day", "data.series_keys=shop",
+            "data.horizon=2", "data.peer=none", "train.threads=1"]  # fmt: skip
+    argv = ["train", "--task", "sales", "--data", str(tmp_path / "m.csv"), "--epochs", "1"]
+    assert main([*argv, "--out", str(tmp_path / "runs"), *(f"--set={x}" for x in sets)]) == 0
+    run = capsys.readouterr().out.splitlines()[-1]
+    rows = tmp_path / "rows.csv"
+    rows.write_text("shop,day\n001,2014-01-31\n1,2014-02-28\n")
+    assert main(["predict", run, "--file", str(rows), "--out", str(tmp_path / "s.csv")]) == 0
+    assert pd.read_csv(tmp_path / "s.csv", dtype=str).Id.tolist() == [
+        "001_2014-01-31", "1_2014-02-28"]  # fmt: skip
+    assert "series 1 is not the run's, which has 001 (leading zeros lost" in (
+        capsys.readouterr().err
+    )
+
+
 def test_a_runs_own_date_format_decides_its_later_files() -> None:
     # A run's format (inferred from its data, or set) is tried first: a short file of rows to
     # forecast, every day <= 12, reads as the data did; other formats are still inferred.

@@ -185,6 +185,9 @@ def test_odd_wide_headers(tmp_path: Path) -> None:
     note = sales.reading_notes(df)
     assert any("covariate(s) ['promo'] beside them" in n and "index column(s) ['Unnamed: 0']"
                in n for n in note)  # fmt: skip
+    # A header's stray space is no part of a series' name (as a long file's key cells).
+    wide.rename(columns={"north": "north "}).to_csv(path, index=False)
+    assert sorted(sales.load_sales(cfg(path))["series"].unique()) == ["east", "north", "south"]
     # A repeated series name is refused (pandas would read it as north.1).
     path.write_text("date,north,north\n2020-01-06,1,2\n2020-01-13,3,4\n")
     with pytest.raises(ArchlabError, match="column 'north' appears twice in the header"):

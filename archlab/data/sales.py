@@ -221,6 +221,9 @@ def _melt(cfg: SalesDataConfig, df: pd.DataFrame, series: list[str], path: Path)
     cols = [str(c) for c in df.columns]
     ids = [c for c in _not_series(cfg, cols) if not c.startswith("Unnamed: ")]
     long = df.melt(ids, kept, SINGLE_SERIES, cfg.target)
+    # A header's stray space ("North ") is no part of the name, as in a long file's key cells.
+    long[SINGLE_SERIES] = long[SINGLE_SERIES].astype(str).str.strip()
+    kept = [str(c).strip() for c in kept]
     empty = [c for c in series if c not in kept]
     left = [c for c in cols if c.startswith("Unnamed: ")]
     covs = [c for c in ids if c in cfg.covariates]

@@ -503,7 +503,12 @@ def _wanted_rows(
         d = w[c.date_column].to_numpy().astype("datetime64[D]")
         origin = p.dates[0].astype("datetime64[D]")
         t = sales.time_index(d, origin, step_days, weekdays)
-        off = np.flatnonzero(sales.step_dates(origin, t, step_days, weekdays) != d)
+        # A step of months is any day in it: a month dated on its last business day (the
+        # 29th one month, the 31st the next) is that month, whatever day the data's grid shows.
+        on = sales.step_dates(origin, t, step_days, weekdays)
+        if sales.months_per_step(step_days):
+            on = np.where(sales.time_index(on, origin, step_days) == t, d, on)
+        off = np.flatnonzero(on != d)
         if len(off):
             i = int(off[0])
             after = sales.step_dates(origin, np.array(1), step_days, weekdays)
@@ -549,6 +554,7 @@ def _wanted_rows(
             raise ArchlabError(f"{path}: none of its series (e.g. {first}) occur in the data, "
                                f"whose series are like {like}")  # fmt: skip
         known = si >= 0
+        _lost_zeros(w[keys][~known], p.keys, path)
         res = w[keys].copy()
         res[c.date_column] = d.astype(str)
         res["step"] = h + 1
@@ -616,3 +622,18 @@ def _test_forecasts(outputs: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
     pred = t.to_sales(outputs.double().numpy())
     first = t.origin[:, 0] == 0
     return pred[first][t.observed[first] > 0.5]
+
+
+def _lost_zeros(unknown: pd.DataFrame, run_keys: np.ndarray, path: Path) -> None:
+    """Warn where a series the run does not know is one of its own without leading zeros
+    (a spreadsheet saved store 001 as 1): it gets no forecast of the run's."""
+    if unknown.empty:
+        return
+    bare = {tuple(str(v).lstrip("0") for v in k): k for k in run_keys.tolist()}
+    for k in unknown.itertuples(index=False):
+        twin = bare.get(tuple(str(v).lstrip("0") for v in k))
+        if twin is not None:
+            print(f"archlab: warning: {path}: series {', '.join(map(str, k))} is not the run's, "
+                  f"which has {', '.join(map(str, twin))} (leading zeros lost, as a spreadsheet "
+                  "drops them?): write the keys as the data does", file=sys.stderr)  # fmt: skip
+            return
