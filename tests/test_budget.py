@@ -145,6 +145,7 @@ def test_a_ctrl_c_python_swallowed_between_trials_still_stops_the_search(
 
     base = _one_epoch_text(tmp_path, monkeypatch)
     measured, calls = budget.measured, []
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN where the runner started us in background
 
     def swallowing(pr: Any, seen: list[float]) -> Any:
         calls.append(1)
@@ -159,7 +160,7 @@ def test_a_ctrl_c_python_swallowed_between_trials_still_stops_the_search(
     (search_dir,) = (tmp_path / "runs").iterdir()
     rec = json.loads((search_dir / budget.SEARCH).read_text())
     assert rec["stopped_by"] == "Ctrl-C" and len(rec["trials"]) == 2  # stopped at the next one
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is before  # handler restored
 
 
 def test_the_trials_measured_epochs_replace_the_probes_either_way() -> None:
