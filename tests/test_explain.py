@@ -484,6 +484,11 @@ def test_explain_image_run(tmp_path: Path, image_folder: Path, capsys) -> None:
     out2, s2 = _explain(capsys, str(run), str(img), "--out", str(tmp_path / "mine"))
     assert out2 == tmp_path / "mine" and s2["files"] == ["gradcam_inputs.png"]
     assert s2["inputs"][0]["input"] == str(img)
+    # A folder: each image under it, as predict reads it.
+    _, s3 = _explain(capsys, str(run), str(image_folder / "dog"), "--out", str(tmp_path / "d"))
+    assert [r["input"] for r in s3["inputs"]] == sorted(
+        str(p) for p in (image_folder / "dog").iterdir()
+    )
     bad = tmp_path / "notes.txt"
     bad.write_text("not an image")
     _fails(capsys, [str(run), str(bad)], "notes.txt", "cannot read image")

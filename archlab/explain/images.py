@@ -181,9 +181,11 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 def explain_run(req: ExplainRequest) -> dict[str, Any]:
     from archlab.runner import load_run, restore_task
 
+    inputs: list[str] = []
     if req.inputs:
         cfg, task, model = restore_task(req.run_dir)
-        x = _read_images(task, list(req.inputs))
+        inputs = [f for p in req.inputs for f in task.readable(p)]  # a folder: its images
+        x = _read_images(task, inputs)
         y = None
     else:
         cfg, task, model, data = load_run(req.run_dir)
@@ -211,11 +213,11 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
             path = req.out / f"{method}_inputs.png"
             titles = [
                 f"{Path(p).name}\n{names[int(k)]} {float(probs[i, k]):.2f}"
-                for i, (p, k) in enumerate(zip(req.inputs, pred, strict=True))
+                for i, (p, k) in enumerate(zip(inputs, pred, strict=True))
             ]
             overlay_grid(pictures, maps.numpy(), titles, path, cols=min(6, len(x)))
             out["files"].append(path.name)
-        for p, pr in zip(req.inputs, probs, strict=True):
+        for p, pr in zip(inputs, probs, strict=True):
             out["inputs"].append(
                 predict_row({"input": p, "label": names[int(pr.argmax())]}, names, pr.tolist())
             )

@@ -485,7 +485,7 @@ class ImageClassification:
                 raise ArchlabError(f"{p}: cannot read image ({decode_reason(e)})") from None
         return torch.from_numpy(np.stack(arrs).transpose(0, 3, 1, 2).copy())
 
-    def _readable(self, item: str) -> list[str]:
+    def readable(self, item: str) -> list[str]:
         """``item``, or a folder's image files that decode (the others named in a note: one
         broken photo does not stop a folder's labels); a file given alone is read as is."""
         files = _image_files(item)
@@ -506,7 +506,7 @@ class ImageClassification:
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
         """Class and probabilities for image files (a folder: every image under it), prepared
         exactly as in training."""
-        inputs = [f for p in inputs for f in self._readable(p)]
+        inputs = [f for p in inputs for f in self.readable(p)]
         x = self.read_images(inputs)
         stats = self.fitted.pixel_stats
         for p, note in zip(inputs, unlike_training(x.numpy(), stats), strict=True):
