@@ -219,6 +219,10 @@ class Inputs:
     files: list[tuple[str, bytes]] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     rows: list[dict[str, Any]] | None = None
+    # A sales run's rows to forecast (series keys, dates, known covariates such as a planned
+    # price): JSON "rows" or a multipart file field "rows".
+    forecast: list[dict[str, Any]] | None = None
+    forecast_csv: bytes | None = None
 
 
 async def parse(request: Any, limits: Limits) -> Inputs:
@@ -239,7 +243,9 @@ async def parse(request: Any, limits: Limits) -> Inputs:
         except MultiPartException as e:
             raise BadRequest(400, f"unreadable multipart form: {e.message}") from None
         for key, value in form.multi_items():
-            if hasattr(value, "read"):
+            if hasattr(value, "read") and key == "rows":
+                out.forecast_csv = await value.read()
+            elif hasattr(value, "read"):
                 out.files.append((value.filename or key, await value.read()))
             elif key in ("text", "texts"):
                 out.texts.append(str(value))
@@ -268,11 +274,15 @@ async def parse(request: Any, limits: Limits) -> Inputs:
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise BadRequest(400, '"texts" must be a list of strings')
         out.texts = texts
-        if "history" in doc:
-            rows = doc["history"]
-            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-                raise BadRequest(400, '"history" must be a list of row objects')
-            out.rows = rows
+        for key in ("history", "rows"):
+            if key in doc:
+                rows = doc[key]
+                if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                    raise BadRequest(400, f'"{key}" must be a list of row objects')
+                if key == "history":
+                    out.rows = rows
+                else:
+                    out.forecast = rows
         return out
     if ctype in ("text/csv", "application/csv"):
         out.files.append(("history.csv", body))
@@ -432,13 +442,17 @@ def text_explain(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
     return out
 
 
-def sales_predict(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
+def _csv(rows: list[dict[str, Any]]) -> bytes:
     import pandas as pd
 
+    buf = io.StringIO()
+    pd.DataFrame(rows).to_csv(buf, index=False)
+    return buf.getvalue().encode()
+
+
+def sales_predict(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
     if inp.rows is not None:
-        buf = io.StringIO()
-        pd.DataFrame(inp.rows).to_csv(buf, index=False)
-        data = buf.getvalue().encode()
+        data = _csv(inp.rows)
     elif len(inp.files) == 1:
         data = inp.files[0][1]
     elif run.cfg.data.framing == "forecast" and not inp.files:
@@ -446,22 +460,33 @@ def sales_predict(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
     else:
         raise BadRequest(400, 'send one history CSV (multipart field "file" or text/csv) or '
                          'JSON {"history": [{...}, ...]} in the training columns')  # fmt: skip
+    # Rows to forecast (a known covariate's future values with them), as predict --file.
+    wanted = _csv(inp.forecast) if inp.forecast is not None else inp.forecast_csv
     with tempfile.TemporaryDirectory(prefix="archlab-serve-") as tmp:
-        items = []
-        upload = str(Path(tmp) / "history.csv")
-        if data:
-            Path(upload).write_bytes(data)
-            items.append(upload)
+        items, names = [], {}
+        for data_, file, name in ((data, "history.csv", "the history"),
+                                  (wanted, "rows.csv", "the rows")):  # fmt: skip
+            if data_:
+                path = str(Path(tmp) / file)
+                Path(path).write_bytes(data_)
+                items.append(path)
+                names[path] = name
         try:
             with run.lock, run.inference(), captured_stderr() as said:
                 rows = run.task.predict(run.model, items)
-        except ArchlabError as e:  # name the upload, not the temporary file
-            raise BadRequest(400, str(e).replace(upload, "the history")) from None
+        except ArchlabError as e:  # name the uploads, not the temporary files
+            raise BadRequest(400, _named(str(e), names)) from None
     # What predict says on stderr changes the answer (series left out, no blend): the client
-    # gets it too, naming the upload as "the history".
-    notes = [line.removeprefix("archlab: ").removeprefix("note: ").replace(upload, "the history")
+    # gets it too, naming the uploads as "the history" and "the rows".
+    notes = [_named(line.removeprefix("archlab: ").removeprefix("note: "), names)
              for line in said.getvalue().splitlines() if line.startswith("archlab: ")]  # fmt: skip
     return {"run": run.name, "forecasts": rows, "notes": notes}
+
+
+def _named(text: str, names: dict[str, str]) -> str:
+    for path, name in names.items():
+        text = text.replace(path, name)
+    return text
 
 
 _CAPTURE = threading.local()
@@ -525,6 +550,12 @@ BODY_DOC = {
                             "(sales runs); repeat the field for several images",
                         },
                         "text": {"type": "string", "description": "a text (text runs)"},
+                        "rows": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "a CSV of rows to forecast (sales runs: series "
+                            "keys, dates and known covariates), as predict --file",
+                        },
                     },
                 }
             },
@@ -537,6 +568,12 @@ BODY_DOC = {
                             "type": "array",
                             "items": {"type": "object"},
                             "description": "sales rows in the training CSV's columns",
+                        },
+                        "rows": {
+                            "type": "array",
+                            "items": {"type": "object"},
+                            "description": "sales rows to forecast: series keys, dates and "
+                            "known covariates (e.g. a planned price)",
                         },
                     },
                 }

@@ -128,6 +128,16 @@ def test_predict_and_explain_every_kind(client: TestClient, runs: dict[str, Path
                for note in r.json()["notes"]), r.json()["notes"]  # fmt: skip
     r = client.post(f"/{n['horizon']}/predict", json={})  # the H steps after the run's data
     assert len(r.json()["forecasts"]) == 6 * 8
+    # Rows to forecast (where a known covariate's future values would go), JSON or a CSV file.
+    some = r.json()["forecasts"][:3]
+    rows = [{k: f[k] for k in ("Store", "Dept", "Date")} for f in some]
+    for kw in (
+        {"json": {"rows": rows}},
+        {"files": {"rows": ("r.csv", pd.DataFrame(rows).to_csv(index=False).encode())}},
+    ):
+        got = client.post(f"/{n['horizon']}/predict", **kw).json()["forecasts"]
+        assert [(g["Date"], g["forecast"]) for g in got] == pytest.approx(
+            [(f["Date"], f["forecast"]) for f in some])  # fmt: skip
     assert client.post(f"/{n['horizon']}/predict").json() == r.json()  # no body: the same
     # A next-step run (horizon 1) too: the step after its data, as `archlab predict RUN`.
     r = client.post(f"/{n['sales']}/predict", json={})
