@@ -12,7 +12,7 @@ import io
 import math
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
 
@@ -221,3 +221,27 @@ def as_number(value: str) -> float | None:
     except ValueError:
         return None
     return n if math.isfinite(n) else None
+
+
+def case_note(
+    source: str | Path,
+    names: Sequence[str],
+    what: str = "labels",
+    fix: str = "write each label one way in the file to merge them",
+    kept: tuple[str, ...] = (),
+) -> str:
+    """A first line naming classes (``what``: "labels", "class folders") whose names differ
+    only in letter case (``Dog`` and ``dog``): each is a class of its own, which is rarely
+    what the data meant; "" if none. Not merged: which spelling is right is the user's call.
+    With data.labels (``kept``), only groups holding a kept label, whose other spellings'
+    rows are dropped."""
+    by: dict[str, list[str]] = {}
+    for n in names:
+        by.setdefault(n.casefold(), []).append(n)
+    alike = [" / ".join(map(repr, v)) for v in by.values()
+             if len(v) > 1 and (not kept or set(v) & set(kept))]  # fmt: skip
+    if not alike:
+        return ""
+    fate = ("only the spellings data.labels names are kept, the others' rows are dropped"
+            if kept else "are classes of their own")  # fmt: skip
+    return f"data: {source}: {what} {'; '.join(alike)} differ only in letter case and {fate}; {fix}"

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from archlab.data import folders
+from archlab.data.csv_format import case_note
 from archlab.data.folders import files_beside, files_under, is_hidden, nested_note, subdirs
 from archlab.data.image_set import (
     IMAGE_EXTENSIONS,
     Decoded,
     ImageSet,
-    case_note,
     check_every_class_has_images,
     check_train_has_every_class,
     conflict_note,

@@ -11,12 +11,11 @@ import numpy as np
 import pandas as pd
 
 from archlab import fingerprint
-from archlab.data.csv_format import as_number, label_spellings, read_text_csv
+from archlab.data.csv_format import as_number, case_note, label_spellings, read_text_csv
 from archlab.data.folders import SPLIT_NAMES
 from archlab.data.image_set import (
     IMAGE_EXTENSIONS,
     ImageSet,
-    case_note,
     check_train_has_every_class,
     conflict_note,
     decode_files,
@@ -94,7 +93,7 @@ def load_manifest(
     kept = np.asarray(tags, dtype=str)[list(rows)][dec.keep]
     shown = [f"{_shown(path.parent, files[i][0])} ({values[files[i][1]]})" for i in dec.keep]
     label_notes = [
-        case_note(path, values, "labels", "write each label one way in the file to merge them"),
+        case_note(path, values),
         conflict_note(dec.digests, dec.labels, shown),
     ]
     origin = {sp: f"column {scol!r}" for sp in ("train", "val", "test") if have[sp]}

@@ -139,20 +139,6 @@ def file_notes(
     return notes
 
 
-def case_note(source: str | Path, names: Sequence[str], what: str, fix: str) -> str:
-    """A first line naming classes (``what``: "labels", "class folders") whose names differ
-    only in letter case (``Dog`` and ``dog``): each is a class of its own, which is rarely
-    what the data meant; "" if none. Not merged: which spelling is right is the user's call."""
-    by: dict[str, list[str]] = {}
-    for n in names:
-        by.setdefault(n.casefold(), []).append(n)
-    alike = [" / ".join(map(repr, v)) for v in by.values() if len(v) > 1]
-    if not alike:
-        return ""
-    return (f"data: {source}: {what} {'; '.join(alike)} differ only in letter case and are "
-            f"classes of their own; {fix}")  # fmt: skip
-
-
 def conflict_note(digests: Sequence[str], labels: np.ndarray, names: Sequence[str]) -> str:
     """A first-line warning where byte-identical images carry different labels (one photo
     filed under two classes): the network learns both and is scored on both, one always

@@ -377,6 +377,19 @@ STRAY_GAP = 3  # a hole in the dates: more than this many usual steps with no ro
 STRAY_DATES = 3  # the most dates past a hole that can be a stray tail (mistyped years)
 
 
+def _holes(per_date: pd.Series) -> np.ndarray:
+    """Positions i of the dates (``per_date``'s sorted index) followed by a hole: a gap of
+    more than STRAY_GAP times the usual one."""
+    gaps = np.diff(per_date.index.to_numpy())
+    return np.flatnonzero(gaps > STRAY_GAP * np.median(gaps))
+
+
+def _stray(dates: pd.Series, busiest: int) -> bool:
+    """Whether ``dates`` (rows per date) beyond a hole are stray: a few dates at most (a long
+    stretch after a closure is data, however few series) under half the busiest date's rows."""
+    return 0 < len(dates) <= STRAY_DATES and dates.max() < 0.5 * busiest
+
+
 def _trim_tail(
     df: pd.DataFrame, keys: list[str], date: str, min_coverage: float, path: Path
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -393,18 +406,13 @@ def _trim_tail(
     while cut > 1 and per_date.iloc[cut - 1] < min_coverage * busiest:
         cut -= 1
     if min_coverage > 0 and cut > 2:
-        gaps = np.diff(per_date.index[:cut].to_numpy())
-        holes = np.flatnonzero(gaps > STRAY_GAP * np.median(gaps))
-        tail = per_date.iloc[holes[-1] + 1 : cut] if len(holes) else per_date.iloc[:0]
-        # A few dates at most: a long stretch after a closure is data, however few series.
-        if 0 < len(tail) <= STRAY_DATES and tail.max() < 0.5 * busiest:
+        holes = _holes(per_date.iloc[:cut])
+        if len(holes) and _stray(per_date.iloc[holes[-1] + 1 : cut], busiest):
             cut = int(holes[-1]) + 1
     start = 0
-    if min_coverage > 0 and cut > 2:
-        gaps = np.diff(per_date.index[:cut].to_numpy())
-        holes = np.flatnonzero(gaps > STRAY_GAP * np.median(gaps))
-        head = per_date.iloc[: holes[0] + 1] if len(holes) else per_date.iloc[:0]
-        if 0 < len(head) <= STRAY_DATES and head.max() < 0.5 * busiest:
+    if min_coverage > 0 and cut > 2:  # the holes again: the tail may have held one
+        holes = _holes(per_date.iloc[:cut])
+        if len(holes) and _stray(per_date.iloc[: holes[0] + 1], busiest):
             start = int(holes[0]) + 1
     trimmed, early = per_date.iloc[cut:], per_date.iloc[:start]
     if len(trimmed) or len(early):

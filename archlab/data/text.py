@@ -27,6 +27,7 @@ from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, tr
 
 from archlab import fingerprint
 from archlab.data.csv_format import (
+    case_note,
     first_bad_byte,
     header,
     label_spellings,
@@ -412,7 +413,9 @@ def read_input_texts(path: str | Path, column: str, encoding: str) -> list[str]:
     if is_csv_name(path):
         # predict has no --set: the column is the run's, so the file must use its name (or,
         # for a run on the default, one of the names a training file's texts are read from)
-        column = next(iter(_fallback(path, column, DEFAULT_TEXT, TEXT_COLUMNS, "")), column)
+        cols = _csv_header(path) if column == DEFAULT_TEXT else None
+        found = _fallback(cols, column, DEFAULT_TEXT, TEXT_COLUMNS, "")
+        column = next(iter(found), column)
         fix = f"the run reads its texts from a column named {column!r}: name it so"
         texts = read_csv(path, [column], encoding, fix=fix)[column].tolist()
         for i, t in enumerate(texts):
@@ -447,10 +450,11 @@ def read_labelled(
     split folders give no split)."""
     if Path(path).is_dir():
         return read_text_folder(Path(path), text_column, label_column, encoding, held_out)
-    text_found = _fallback(Path(path), text_column, DEFAULT_TEXT, TEXT_COLUMNS, label_column)
+    at_default = text_column == DEFAULT_TEXT or label_column == STUDY_LABEL
+    cols = _csv_header(Path(path)) if at_default else None  # read once, for both
+    text_found = _fallback(cols, text_column, DEFAULT_TEXT, TEXT_COLUMNS, label_column)
     texts = text_found[0] if text_found else ""
-    label_found = _fallback(Path(path), label_column, STUDY_LABEL, LABEL_COLUMNS,
-                            texts or text_column)  # fmt: skip
+    label_found = _fallback(cols, label_column, STUDY_LABEL, LABEL_COLUMNS, texts or text_column)
     labels = label_found[0] if label_found else ""
     if not texts and not labels:
         return read_csv(path, [text_column, label_column], encoding, optional, fix)
@@ -479,16 +483,18 @@ TEXT_COLUMNS = ("text", "review", "sentence", "content", "comment", "tweet", "me
 LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "category", "target")
 
 
+def _csv_header(path: Path) -> list[str] | None:
+    """The column names of the CSV ``path`` (None: no CSV file, or unreadable)."""
+    return header(path) if path.is_file() and is_csv_name(path) else None
+
+
 def _fallback(
-    path: Path, wanted: str, default: str, names: tuple[str, ...], other: str
+    cols: list[str] | None, wanted: str, default: str, names: tuple[str, ...], other: str
 ) -> list[str]:
-    """The columns to read from where ``wanted`` is its ``default`` and the CSV ``path`` lacks
-    it, the one read first: those of ``names`` it has, in that order, any letter case, other
-    than ``other`` ([] where it has ``wanted``, or none of them)."""
-    if wanted != default or not path.is_file() or not is_csv_name(path):
-        return []
-    cols = header(path)
-    if cols is None or wanted in cols:
+    """The columns to read from where ``wanted`` is its ``default`` and a CSV's header
+    ``cols`` lacks it, the one read first: those of ``names`` it has, in that order, any
+    letter case, other than ``other`` ([] where it has ``wanted``, or none of them)."""
+    if wanted != default or cols is None or wanted in cols:
         return []
     # Per name, the column spelt exactly so first ('label' before 'Label').
     alike = [sorted((c for c in cols if c.strip().casefold() == name and c != other),
@@ -611,7 +617,7 @@ def _load_text_table(
     # With data.labels, every label read: a kept label's other spellings are dropped rows.
     spellings = sorted({v for v in lab if v}) if labels else names
     notes = [df.attrs["encoding_note"], *df.attrs.get("file_notes", []), same_number,
-             _case_note(path, spellings, labels), across]  # fmt: skip
+             case_note(path, spellings, kept=labels), across]  # fmt: skip
     return TextTable(
         texts=texts,
         labels=np.array([index[v] for v in group_labels], dtype=np.int64),
@@ -796,23 +802,6 @@ def _check_classes(path: str | Path, where: str, names: list[str], per_class: Co
             "for a stratified split into train, val and test; remove them or list the labels "
             "to keep with --set data.labels=a,b,c"
         )
-
-
-def _case_note(path: str | Path, names: list[str], kept: tuple[str, ...] = ()) -> str:
-    """A first line naming labels that differ only in letter case: each is a class of its own,
-    which is rarely what the file meant; with data.labels (``kept``), the rows of the spellings
-    it does not name are dropped."""
-    by: dict[str, list[str]] = {}
-    for n in names:
-        by.setdefault(n.casefold(), []).append(n)
-    alike = [" / ".join(map(repr, v)) for v in by.values()
-             if len(v) > 1 and (not kept or set(v) & set(kept))]  # fmt: skip
-    if not alike:
-        return ""
-    fate = ("only the spellings data.labels names are kept, the others' rows are dropped"
-            if kept else "are classes of their own")  # fmt: skip
-    return (f"data: {path}: labels {'; '.join(alike)} differ only in letter case and {fate}; "
-            "write each label one way in the file to merge them")  # fmt: skip
 
 
 def _row_weights(df: pd.DataFrame, path: str | Path, column: str, keep: list[bool]) -> np.ndarray:

@@ -184,8 +184,8 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
     inputs: list[str] = []
     if req.inputs:
         cfg, task, model = restore_task(req.run_dir)
-        inputs = [f for p in req.inputs for f in task.readable(p)]  # a folder: its images
-        x = _read_images(task, inputs)
+        inputs, raw = task.read_inputs(list(req.inputs))  # a folder: its images
+        x = task.normalize(raw)
         y = None
     else:
         cfg, task, model, data = load_run(req.run_dir)
@@ -253,11 +253,6 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
 
 def _layer_name(model: nn.Module, layer: nn.Module) -> str:
     return next(n for n, m in model.named_modules() if m is layer)
-
-
-def _read_images(task: Any, paths: list[str]) -> torch.Tensor:
-    """User image files prepared exactly as ``predict`` prepares them (normalized)."""
-    return task.normalize(task.read_images(paths))
 
 
 # --- drawing ---

@@ -476,38 +476,47 @@ class ImageClassification:
     def read_images(self, paths: Sequence[str | BinaryIO]) -> torch.Tensor:
         """Image files (paths, or uploads as binary files) as an (N, C, H, W) uint8 tensor,
         decoded as the training files were."""
-        arrs = []
-        for p in paths:
-            src = Path(p) if isinstance(p, str) else p
-            try:
-                arrs.append(decode_image(src, self.fitted.channels, self.fitted.size))
-            except DECODE_ERRORS as e:
-                raise ArchlabError(f"{p}: cannot read image ({decode_reason(e)})") from None
-        return torch.from_numpy(np.stack(arrs).transpose(0, 3, 1, 2).copy())
+        return self._stack([self._decode(p) for p in paths])
 
-    def readable(self, item: str) -> list[str]:
-        """``item``, or a folder's image files that decode (the others named in a note: one
-        broken photo does not stop a folder's labels); a file given alone is read as is."""
-        files = _image_files(item)
-        if files == [item]:
-            return files
-        bad = []
-        for f in files:
-            try:
-                decode_image(Path(f), self.fitted.channels, self.fitted.size)
-            except DECODE_ERRORS:
-                bad.append(f)
-        if bad:
-            names = ", ".join(Path(f).name for f in bad[:5]) + (", ..." if len(bad) > 5 else "")
-            print(f"archlab: note: {item}: {count(len(bad), 'image')} that cannot be read left "
-                  f"out ({names})", file=sys.stderr)  # fmt: skip
-        return [f for f in files if f not in set(bad)]
+    def read_inputs(self, inputs: Sequence[str]) -> tuple[list[str], torch.Tensor]:
+        """The image files of ``inputs`` and their tensor (``read_images``): a file as given,
+        a folder's image files that decode, each once (the others named in a note: one broken
+        photo does not stop a folder's labels)."""
+        names, arrs = [], []
+        for item in inputs:
+            files = _image_files(item)
+            if files == [item]:
+                names.append(item)
+                arrs.append(self._decode(item))
+                continue
+            bad = []
+            for f in files:
+                try:
+                    arrs.append(decode_image(Path(f), self.fitted.channels, self.fitted.size))
+                    names.append(f)
+                except DECODE_ERRORS:
+                    bad.append(Path(f).name)
+            if bad:
+                shown = ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else "")
+                print(f"archlab: note: {item}: {count(len(bad), 'image')} that cannot be read "
+                      f"left out ({shown})", file=sys.stderr)  # fmt: skip
+        return names, self._stack(arrs)
+
+    def _decode(self, p: str | BinaryIO) -> np.ndarray:
+        src = Path(p) if isinstance(p, str) else p
+        try:
+            return decode_image(src, self.fitted.channels, self.fitted.size)
+        except DECODE_ERRORS as e:
+            raise ArchlabError(f"{p}: cannot read image ({decode_reason(e)})") from None
+
+    @staticmethod
+    def _stack(arrs: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(arrs).transpose(0, 3, 1, 2).copy())
 
     def predict(self, model: nn.Module, inputs: list[str]) -> list[dict[str, Any]]:
         """Class and probabilities for image files (a folder: every image under it), prepared
         exactly as in training."""
-        inputs = [f for p in inputs for f in self.readable(p)]
-        x = self.read_images(inputs)
+        inputs, x = self.read_inputs(inputs)
         stats = self.fitted.pixel_stats
         for p, note in zip(inputs, unlike_training(x.numpy(), stats), strict=True):
             if note:
