@@ -59,7 +59,18 @@ def test_rules_follow_the_step_and_season() -> None:
     assert why["window"] == "data: 56 days of 7-day steps"
     assert why["test_steps"] == "data: a quarter of a year of 7-day steps"
     d, why = sales_recipe.derive(SalesDataConfig(), 30, 12, 48)  # 56 days are 2 months: 3
-    assert d.window == 3 and why["window"] == "data: 56 days of calendar-month steps, at least 3"
+    assert d.window == 3 and why["window"] == (
+        "data: at least 3 steps (56 days is under 3 calendar-month steps)"
+    )
+    # quarterly and half-yearly steps: their recipe says steps, not day counts of a quarter
+    d, why = sales_recipe.derive(SalesDataConfig(horizon=4), 91, 4, 40)
+    assert (d.window, d.level_steps) == (3, 1)
+    assert why["level_steps"] == "data: one step (28 days is less than a calendar-quarter step)"
+    d, why = sales_recipe.derive(SalesDataConfig(), 182, 2, 40)
+    assert d.test_steps == 1
+    assert why["test_steps"] == (
+        "data: one step (a quarter of a year is less than a calendar-half-year step)"
+    )
     # daily steps: 91 test days; a short history keeps three quarters of it before the test
     d, why = sales_recipe.derive(SalesDataConfig(), 1, 7, 1688)
     assert (d.test_steps, d.val_steps) == (91, 91)

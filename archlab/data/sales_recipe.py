@@ -90,15 +90,21 @@ def derive(
     if c.window is None:
         v["window"] = window_steps(step_days)
         floor = v["window"] > WINDOW_DAYS / step_days + 0.5  # monthly steps: 56 days is 2
-        why["window"] = f"data: {WINDOW_DAYS} days of {unit} steps" + (
-            ", at least 3" if floor else ""
+        why["window"] = (
+            f"data: at least 3 steps ({WINDOW_DAYS} days is under 3 {unit} steps)"
+            if floor
+            else f"data: {WINDOW_DAYS} days of {unit} steps"
         )
     if H == 1:  # an origin per step: no level shift, validation right before the test
         v.update(level_steps=0, val_gap=0)
         why.update(level_steps="data: an origin per step", val_gap="data: an origin per step")
     elif c.level_steps is None:
         v["level_steps"] = level_steps_for(step_days, season)
-        why["level_steps"] = f"data: {LEVEL_DAYS} days of {unit} steps, at most a season"
+        why["level_steps"] = (
+            f"data: {LEVEL_DAYS} days of {unit} steps, at most a season"
+            if LEVEL_DAYS / step_days >= 0.9  # a month of 28 days is about one monthly step
+            else f"data: one step ({LEVEL_DAYS} days is less than a {unit} step)"
+        )
     if c.smooth_steps is None:
         v["smooth_steps"] = smooth_width(season)
         why["smooth_steps"] = (
@@ -151,7 +157,7 @@ def _spans_next_step(
     if test_steps is None:
         test_steps = min(quarter, max(1, n_steps // 4))
         why["test_steps"] = (
-            f"data: a quarter of a year of {unit} steps"
+            _quarter_why(unit, step_days)
             if test_steps == quarter
             else "data: a quarter of the steps"
         )
@@ -160,11 +166,18 @@ def _spans_next_step(
         third = max(1, (n_steps - test_steps) // 3)
         val_steps = min(quarter, third)
         why["val_steps"] = (
-            f"data: a quarter of a year of {unit} steps"
+            _quarter_why(unit, step_days)
             if quarter <= third
             else "data: a third of the steps before the test"
         )
     return replace(c, test_steps=test_steps, val_steps=val_steps), why
+
+
+def _quarter_why(unit: str, step_days: int) -> str:
+    """Why a next-step span is a quarter of a year; a half-year step is one step, longer."""
+    if QUARTER_DAYS / step_days < 0.9:
+        return f"data: one step (a quarter of a year is less than a {unit} step)"
+    return f"data: a quarter of a year of {unit} steps"
 
 
 def level_weight(y: np.ndarray, n_train: int, first: int, c: SalesDataConfig) -> float:

@@ -742,7 +742,8 @@ def _series_ends(observed: np.ndarray, dates: np.ndarray, o_test: int) -> dict[s
             f"(the earliest on {str(dates[last[early].min()])[:10]}); the test origin, "
             f"{str(dates[o_test])[:10]}, is the horizon before the last date that at least "
             "data.tail_min_coverage of the busiest date's series reach, the same for every "
-            f"series; {before} series with no value after it are not scored"
+            "series"
+            + (f"; {before} series with no value after it are not scored" if before else "")
         ),
     }
 
