@@ -360,6 +360,23 @@ def test_eda_writes_five_pngs(panel_dir: Path, tmp_path: Path) -> None:
     assert len(pngs) == 5 and all(p.stat().st_size > 1000 for p in pngs)
 
 
+def test_eda_names_the_plots_a_daily_panel_has_no_column_for(tmp_path: Path, capsys) -> None:
+    from archlab.cli import main
+
+    path = write_daily_panel(tmp_path / "transactions.csv")
+    flags = ["data.target=transactions", "data.date_column=date", "data.series_keys=store_nbr"]
+    argv = ["eda", "--task", "sales", "--data", str(path), "--out", str(tmp_path / "eda")]
+    assert main([*argv, *(f"--set={kv}" for kv in flags)]) == 0
+    out, err = capsys.readouterr()
+    assert sorted(Path(p).name for p in out.splitlines()[:-1]) == [
+        "features_over_time.png", "sales_distribution.png"]  # fmt: skip
+    lines = err.splitlines()
+    for name, what in [("sales_by_store_type", "column 'Type'"),
+                       ("sales_holiday", "holiday column"),
+                       ("sales_vs_unemployment", "column 'Unemployment'")]:  # fmt: skip
+        assert f"archlab: eda: left out {name}.png (no {what})" in lines
+
+
 def test_ablation_two_techniques(panel_dir: Path, tmp_path: Path) -> None:
     cfg = sales_smoke(panel_dir)
     out = run_ablation(cfg, ["baseline", "dropout"], 1, tmp_path / "abl")

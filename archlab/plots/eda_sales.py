@@ -20,14 +20,21 @@ if TYPE_CHECKING:
 TIME_FEATURES = ("Temperature", "Fuel_Price", "CPI", "Unemployment")
 
 
-def sales_eda(df: pd.DataFrame, cfg: SalesDataConfig, out_dir: Path) -> list[Path]:
-    """Write the five plots into ``out_dir``; returns their paths.
+def sales_eda(
+    df: pd.DataFrame, cfg: SalesDataConfig, out_dir: Path, step: str = "weekly"
+) -> tuple[list[Path], list[str]]:
+    """Write the five plots into ``out_dir``; returns their paths and a line per plot left out.
 
     A plot whose columns the panel lacks (store type, holiday flag, unemployment) is left out.
+    ``step`` names the panel's steps in titles ("weekly", "daily").
     """
     date, y, hol = cfg.date_column, cfg.target, cfg.holiday_column
     out_dir = Path(out_dir)
-    paths = []
+    paths: list[Path] = []
+    optional = {"sales_by_store_type": "Type", "sales_holiday": hol,
+                "sales_vs_unemployment": "Unemployment"}  # fmt: skip
+    left_out = [f"{name}.png (no {f'column {col!r}' if col else 'holiday column'})"
+                for name, col in optional.items() if not col or col not in df]  # fmt: skip
 
     # 1. Features over time (mean over stores per date).
     feats = [f for f in TIME_FEATURES if f in df.columns] or [y]
@@ -48,10 +55,10 @@ def sales_eda(df: pd.DataFrame, cfg: SalesDataConfig, out_dir: Path) -> list[Pat
         ax.set_xticks(range(1, len(types) + 1), types)
         ax.set_xlabel("store type")
         ax.set_ylabel(y)
-        ax.set_title("weekly sales by store type (outliers hidden)")
+        ax.set_title(f"{step} sales by store type (outliers hidden)")
         paths.append(_out(fig, out_dir / "sales_by_store_type.png"))
 
-    # 3. Distribution of weekly sales (log count: a long right tail and some returns).
+    # 3. Distribution of the step's sales (log count: a long right tail and some returns).
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.hist(df[y], bins=100, log=True)
     ax.set_xlabel(y)
@@ -59,26 +66,32 @@ def sales_eda(df: pd.DataFrame, cfg: SalesDataConfig, out_dir: Path) -> list[Pat
     ax.set_title(f"distribution of {y}")
     paths.append(_out(fig, out_dir / "sales_distribution.png"))
 
-    # 4. Average weekly sales, holiday vs non-holiday weeks.
+    # 4. Average sales per step, holiday vs non-holiday steps.
     if hol and hol in df.columns:
         fig, ax = plt.subplots(figsize=(5, 4))
         means = df.groupby(hol)[y].mean()
         ax.bar([str(k) for k in means.index], means.to_numpy(), color=["C0", "C3"][: len(means)])
-        ax.set_xlabel("holiday week")
+        ax.set_xlabel(f"holiday {step_noun(step)}")
         ax.set_ylabel(f"mean {y}")
-        ax.set_title("average weekly sales: holiday vs not")
+        ax.set_title(f"average {step} sales: holiday vs not")
         paths.append(_out(fig, out_dir / "sales_holiday.png"))
 
-    # 5. Average weekly sales vs unemployment (one point per store and date).
+    # 5. Average sales vs unemployment (one point per store and date).
     if "Unemployment" in df.columns:
         fig, ax = plt.subplots(figsize=(6, 4))
         g = df.groupby([cfg.store_column, date]).agg(u=("Unemployment", "first"), s=(y, "mean"))
         ax.scatter(g.u, g.s, s=3, alpha=0.3)
         ax.set_xlabel("unemployment (%)")
         ax.set_ylabel(f"mean {y} per store and date")
-        ax.set_title("average weekly sales vs unemployment")
+        ax.set_title(f"average {step} sales vs unemployment")
         paths.append(_out(fig, out_dir / "sales_vs_unemployment.png"))
-    return paths
+    return paths, left_out
+
+
+def step_noun(adjective: str) -> str:
+    """ "weekly" -> "week", "daily" -> "day", "quarterly" -> "quarter"; else "step"."""
+    nouns = {"daily": "day", "weekly": "week", "monthly": "month", "quarterly": "quarter"}
+    return nouns.get(adjective, "step")
 
 
 def _out(fig: plt.Figure, path: Path) -> Path:

@@ -8,6 +8,7 @@ original sales scale while the loss works in scaled units.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -224,8 +225,15 @@ def series_plot(
 
 
 def eda(cfg: RunConfig, out_dir: Path) -> list[Path]:
-    """The study's five exploratory plots of the merged panel."""
+    """The study's five exploratory plots of the merged panel; what reading noted and the plots
+    the data has no column for go to stderr."""
     from archlab.plots.eda_sales import sales_eda
 
     df = sales.load_sales(cfg.data)
-    return sales_eda(df, replace(cfg.data, **df.attrs.get("resolved", {})), Path(out_dir))
+    c = replace(cfg.data, **df.attrs.get("resolved", {}))
+    days = sales.infer_step_days(df[c.date_column].to_numpy())
+    step = sales.step_adjective(days, sales.infer_weekdays(df[c.date_column].to_numpy(), days))
+    paths, left_out = sales_eda(df, c, Path(out_dir), step)
+    for n in [*df.attrs["read"]["file_notes"], *(f"left out {p}" for p in left_out)]:
+        print(f"archlab: eda: {n.removeprefix('data: ')}", file=sys.stderr)
+    return paths
