@@ -422,7 +422,10 @@ def _write_submission(rows: list[dict[str, Any]], data: Any, out: Path) -> None:
     ids = df[date].astype(str)
     for k in reversed(keys):
         ids = df[k].astype(str) + "_" + ids
-    sub = pd.DataFrame({"Id": ids, data.target: df.forecast})
+    # A wide table's values are the target only inside the run (its default name, Walmart's
+    # Weekly_Sales): its file has no such column, so the submission says "forecast".
+    read_wide = data.series_keys == (SINGLE_SERIES,) and data.target == type(data)().target
+    sub = pd.DataFrame({"Id": ids, "forecast" if read_wide else data.target: df.forecast})
     with atomic_path(out) as tmp:
         sub.to_csv(tmp, index=False)
     fallback = df.source == "baseline"  # "model" or "blend" otherwise

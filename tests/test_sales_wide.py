@@ -171,7 +171,9 @@ def test_a_wide_runs_submission_names_each_series(
     pd.DataFrame(ahead)[["series", "date"]].to_csv(rows, index=False)
     sub = tmp_path / "sub.csv"
     assert main(["predict", run, "--file", str(rows), "--out", str(sub)]) == 0
-    ids = pd.read_csv(sub)["Id"]
+    written = pd.read_csv(sub)
+    assert list(written.columns) == ["Id", "forecast"]  # no Weekly_Sales: the file had none
+    ids = written["Id"]
     assert ids.is_unique and set(ids.str.split("_").str[0]) == {"east", "north", "south"}
 
 
