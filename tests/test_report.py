@@ -176,3 +176,22 @@ def test_model_summary_prints_units_and_the_given_classes() -> None:
     assert "Units." not in text
     assert re.search(r"Total mult-adds \(M\): [\d.]+", text)
     assert re.search(r"Linear \(fc\)\s+\[1, 10\]\s+5,130", text)
+
+
+def test_characters_no_font_can_draw_are_one_note(tmp_path: Path, capsys) -> None:
+    import warnings
+
+    from matplotlib import font_manager
+
+    from archlab.plots import FALLBACK_FONTS, _save
+
+    if {f.name for f in font_manager.fontManager.ttflist} & set(FALLBACK_FONTS):
+        pytest.skip("this machine has a CJK font: the characters draw")
+    fig, ax = plt.subplots()
+    ax.set_title("航班 航班 delayed")  # a class or token name in Chinese
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no per-glyph UserWarning gets out
+        _save(fig, tmp_path / "f.png")
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("archlab: note: f.png: 2 character(s) (航班)")
+    assert (tmp_path / "f.png").stat().st_size > 1000

@@ -7,7 +7,11 @@ it imports only data readers and utilities, never a task or the report.
 
 from __future__ import annotations
 
+import re
+import sys
+import warnings
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
 import matplotlib
@@ -19,12 +23,52 @@ from matplotlib.ticker import MaxNLocator
 
 from archlab.utils import atomic_path
 
+# Fonts with the scripts DejaVu Sans lacks (Chinese, Japanese, Korean, Arabic, Devanagari):
+# matplotlib falls back to them glyph by glyph where a machine has them installed.
+FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Source Han Sans", "WenQuanYi Zen Hei",
+                  "Noto Sans Arabic", "Noto Sans Devanagari", "Arial Unicode MS")  # fmt: skip
+_GLYPH = re.compile(r"Glyph \d+ \((.+)\) missing from font")
+
+
+@cache
+def _use_fallback_fonts() -> None:
+    from matplotlib import font_manager
+
+    have = {f.name for f in font_manager.fontManager.ttflist}
+    extra = [f for f in FALLBACK_FONTS if f in have]
+    if extra:
+        plt.rcParams["font.family"] = ["DejaVu Sans", *extra]
+
 
 def _save(fig: plt.Figure, path: Path) -> None:
+    """Write ``fig`` as a PNG atomically; characters no font here can draw (labels in Chinese
+    on a machine without a CJK font) are one note naming them, not a warning per glyph."""
+    _use_fallback_fonts()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
+    with warnings.catch_warnings(record=True) as caught, atomic_path(path) as tmp:
+        warnings.simplefilter("always")
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
+    missing: dict[str, None] = {}
+    for w in caught:
+        if m := _GLYPH.match(str(w.message)):
+            missing[m.group(1)] = None
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if missing:
+        chars = [_char(name) for name in missing]
+        print(f"archlab: note: {path.name}: {len(chars)} character(s) ({''.join(chars[:10])}"
+              f"{'...' if len(chars) > 10 else ''}) have no glyph in the fonts installed and "
+              "show as boxes; install a font with them (e.g. Noto Sans CJK) to draw them",
+              file=sys.stderr)  # fmt: skip
+
+
+def _char(name: str) -> str:
+    """``\\N{CJK UNIFIED IDEOGRAPH-822A}`` (matplotlib's spelling of a glyph) as the character."""
+    try:
+        return name.encode().decode("unicode_escape")
+    except UnicodeDecodeError:
+        return name
 
 
 def learning_curves(
