@@ -3,9 +3,9 @@
 Layout: config.yaml, command.txt, data.json (a description of the data, for people and reports),
 fitted.json (what the task learned from the training data: classes, tokenizer, scalers; read
 back by eval and predict), split.json, history.csv, metrics.json (written last: marks a finished
-run), model.safetensors (weights used for test), best.safetensors (early stopping), state.pt
-(resume), inputs.json (the data's fingerprint: each input file's size and sha256),
-checkpoint.json (sizes and hashes of the files above), plots/*.png.
+run), model.safetensors (weights used for test), best.safetensors (the best epoch's) and state.pt
+(both for resume, while training), inputs.json (the data's fingerprint: each input file's size
+and sha256), checkpoint.json (sizes and hashes of the files above), plots/*.png.
 """
 
 from __future__ import annotations
@@ -100,15 +100,16 @@ def save_state(state: dict[str, Any], path: Path) -> None:
 
 
 def drop_state(run_dir: Path) -> None:
-    """Remove a finished run's resume state and its checkpoint.json entry."""
-    path = Path(run_dir) / STATE
-    if not path.exists():
-        return
-    path.unlink()
+    """Remove a finished run's resume files (state.pt, and best.safetensors: the best epoch's
+    weights are model.safetensors or, with reg.select=last, not used) and their checkpoint.json
+    entries."""
+    paths = [p for p in (Path(run_dir) / STATE, Path(run_dir) / BEST) if p.exists()]
+    for path in paths:
+        path.unlink()
     with _MANIFEST_LOCK:
-        manifest = _read_manifest(path.parent / MANIFEST)
-        if manifest.pop(path.name, None) is not None:
-            write_json_atomic(path.parent / MANIFEST, manifest)
+        manifest = _read_manifest(Path(run_dir) / MANIFEST)
+        if [manifest.pop(p.name) for p in paths if p.name in manifest]:
+            write_json_atomic(Path(run_dir) / MANIFEST, manifest)
 
 
 def load_state(path: Path) -> dict[str, Any]:

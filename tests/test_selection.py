@@ -14,7 +14,8 @@ from archlab.ablate import technique_configs
 from archlab.config import apply_overrides, selection
 from archlab.errors import ArchlabError
 from archlab.presets import PRESETS
-from archlab.train.callbacks import BestWeights
+from archlab.train.callbacks import BestWeights, Callback
+from archlab.train.trainer import Trainer
 from tests.helpers import ToyTask, toy_trainer
 
 
@@ -92,6 +93,17 @@ def test_last_epoch_kept_without_restore() -> None:
     assert s["selection_reason"] == "last epoch (reg.select=last)"
 
 
+class _EachEpoch(Callback):
+    """Each epoch's weights, as training ended it."""
+
+    def __init__(self) -> None:
+        self.weights: list[dict[str, torch.Tensor]] = []
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float]) -> None:
+        assert trainer.model is not None
+        self.weights.append({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+
+
 @pytest.mark.parametrize(
     ("sets", "metric"),
     [((), "val_f1_macro"), (("reg.early_stop=false", "reg.select=last"), "last")],
@@ -104,10 +116,18 @@ def test_run_records_the_scored_epoch(
         [f"data.path={image_folder}", "data.size=32", "train.epochs=3", "train.progress=off",
          *sets],
     )  # fmt: skip
-    run = runner.train(cfg, tmp_path)
+    epochs = _EachEpoch()
+    run = runner.train(cfg, tmp_path, callbacks=[epochs])
     m = json.loads((run / rundir.METRICS).read_text())
     hist = rundir.read_history(run / rundir.HISTORY)
     assert m["selection_metric"] == metric
+    # The tested weights are the scored epoch's; a finished run keeps no resume files.
+    tested = load_file(str(run / rundir.WEIGHTS))
+    scored = epochs.weights[m["scored_epoch"] - 1]
+    assert tested.keys() == scored.keys() and all(torch.equal(scored[k], tested[k]) for k in tested)
+    assert not (run / rundir.BEST).exists() and not (run / rundir.STATE).exists()
+    assert set(json.loads((run / rundir.MANIFEST).read_text())) >= {rundir.WEIGHTS}
+    assert not {rundir.BEST, rundir.STATE} & set(json.loads((run / rundir.MANIFEST).read_text()))
     if metric == "last":
         assert m["scored_epoch"] == m["epochs_run"] == len(hist)
         assert m["selection_reason"].startswith("last epoch (reg.select=last")
@@ -116,7 +136,3 @@ def test_run_records_the_scored_epoch(
     best_value = max(r[key] for r in hist)
     assert m["scored_epoch"] == m["best_epoch"] and hist[m["scored_epoch"] - 1][key] == best_value
     assert f"at epoch {m['scored_epoch']} of {len(hist)} run" in m["selection_reason"]
-    # The tested weights are the best epoch's, as saved for resume.
-    best = load_file(str(run / rundir.BEST))
-    tested = load_file(str(run / rundir.WEIGHTS))
-    assert best.keys() == tested.keys() and all(torch.equal(best[k], tested[k]) for k in best)
