@@ -109,6 +109,32 @@ def test_other_date_format_by_flag(panel_dir: Path) -> None:
     assert len(sales.load_sales(small_cfg(panel_dir, date_format="%d-%m-%Y"))) > 0
 
 
+def test_times_of_day_are_dropped_where_each_series_has_a_row_a_day(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Weekly rows stamped with a load time that differs between stores are one weekly step.
+    days = pd.date_range("2011-01-07", periods=20, freq="7D")
+    stamp = {1: pd.Timedelta(0), 2: pd.Timedelta("09:30:00"), 3: pd.Timedelta("10:05:00")}
+    rows = pd.DataFrame([(k, d + stamp[k], 10.0 * k) for k in stamp for d in days],
+                        columns=["store", "date", "sales"])  # fmt: skip
+    path = tmp_path / "timed.csv"
+    rows.to_csv(path, index=False)
+    c = SalesDataConfig(path=str(path), target="sales", date_column="date", series_keys=("store",))
+    df = sales.load_sales(c)
+    assert set(df.date) == set(days)
+    assert any("times of day in column 'date' dropped" in n and "line 22: 2011-01-07 09:30:00 "
+               "read as 2011-01-07" in n for n in df.attrs["read"]["file_notes"])  # fmt: skip
+    # Two rows of a store on one day are data of steps shorter than a day: refused, as before.
+    rows.loc[len(rows)] = (2, days[0] + pd.Timedelta("15:00:00"), 1.0)
+    rows.to_csv(path, index=False)
+    from archlab.cli import main
+
+    sets = ["data.target=sales", "data.date_column=date", "data.series_keys=store"]
+    argv = ["train", "--task", "sales", "--data", str(path), "--out", str(tmp_path / "r")]
+    assert main([*argv, *(f"--set={kv}" for kv in sets)]) == 2
+    assert "dates less than a day apart" in capsys.readouterr().err
+
+
 def test_not_a_csv(panel_dir: Path) -> None:
     (panel_dir / "stores.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00binary")
     with pytest.raises(ArchlabError, match=r"stores.csv: not a CSV"):

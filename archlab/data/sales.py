@@ -154,12 +154,30 @@ def _read_sales(
     fmt = parse_dates(df, date, given_fmt, path)
     if fmt != cfg.date_format:
         resolved["date_format"] = fmt
+    _drop_times_of_day(df, list(keys), date, path)
     parse_number(df, target, path)
     if hol:
         parse_bool(df, hol, path)
     parse_covariates(df, [c for c in cfg.covariates if c not in (*keys, date, target, hol)], path)
     check_unique(df, list(keys), date, path)
     return df, hol, given_fmt
+
+
+def _drop_times_of_day(df: pd.DataFrame, keys: list[str], date: str, path: Path) -> None:
+    """Dates with times of day (a database's load times) read as calendar days, in place and
+    noted, where no series has two rows on one day: weekly rows stamped 09:30 in one store and
+    10:05 in another are one step. Two rows of a series on a day are data of steps shorter
+    than a day, left for ``check_daily_or_longer`` to refuse."""
+    day = df[date].dt.floor("D")
+    timed = (df[date] != day).to_numpy()
+    if not timed.any() or df.assign(_day=day).duplicated([*keys, "_day"]).any():
+        return
+    i = int(np.flatnonzero(timed)[0])
+    df.attrs["notes"].append(
+        f"data: {path}: times of day in column {date!r} dropped, each series has at most one "
+        f"row a day (line {i + 2}: {df[date].iloc[i]} read as {day.iloc[i]:%Y-%m-%d})"
+    )
+    df[date] = day
 
 
 def reads_wide(cfg: SalesDataConfig, df: pd.DataFrame) -> bool:
