@@ -290,6 +290,14 @@ def test_event_flags_mark_the_step_holding_the_date() -> None:
     assert sales.event_flags(weeks, (), 7).tolist() == [0, 0, 0]
     months = np.array(["2012-01-01", "2012-02-01"], dtype="datetime64[D]")
     assert sales.event_flags(months, ("2012-01-31",), 31).tolist() == [1, 0]
+    # Quarters: from a first day on (fiscal quarters), up to a last day, and dated mid-quarter
+    # (15 February) the calendar quarter they fall in.
+    ev = ("2012-01-10", "2012-05-14")
+    for dates, want in ((["2011-11-01", "2012-02-01", "2012-05-01"], [1, 0, 1]),
+                        (["2011-12-31", "2012-03-31", "2012-06-30"], [0, 1, 1]),
+                        (["2011-11-15", "2012-02-15", "2012-05-15"], [0, 1, 1])):  # fmt: skip
+        quarters = np.array(dates, dtype="datetime64[D]")
+        assert sales.event_flags(quarters, ev, 91).tolist() == want, dates
 
 
 def test_events_add_a_flag_and_last_years_flag(panel_dir: Path) -> None:

@@ -823,16 +823,20 @@ def event_flags(
 ) -> np.ndarray:
     """(T,) 1.0 where a step's period holds an event date: [its date, the next step's date)
     (a Friday's holds its weekend on business days), or for steps of months its calendar
-    months (dated on the first day, the last or between)."""
+    months: from a step dated on a month's first day, up to one dated on its last, and the
+    calendar quarter (half-year) of one dated between (15 February: January to March)."""
     d = dates.astype("datetime64[D]")
     if not len(d) or not len(events):
         return np.zeros(len(d), np.float32)
     ev = np.asarray(events, dtype="datetime64[D]")
     if k := months_per_step(step_days):
         # A step's months: those from its date's on, or up to it where it is a month's end
-        # (a quarter dated 31 March is January to March).
+        # (a quarter dated 31 March is January to March); dated mid-month, the calendar
+        # quarter (or half-year) it falls in: a fiscal quarter starts on a month's first day.
+        m = _months(d)
         ends = (d + 1).astype("datetime64[M]") != d.astype("datetime64[M]")
-        first = _months(d) - (k - 1) * ends
+        starts = d.astype("datetime64[M]").astype("datetime64[D]") == d
+        first = np.where(ends, m - (k - 1), np.where(starts, m, m - (m % 12) % k))
         back = _months(ev)[None, :] - first[:, None]
         return ((back >= 0) & (back < k)).any(1).astype(np.float32)
     end = step_dates(d[0], np.arange(1, len(d) + 1), step_days, weekdays).astype("datetime64[D]")
