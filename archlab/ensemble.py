@@ -41,7 +41,9 @@ def evaluate_ensemble(run_dirs: list[Path]) -> dict[str, Any]:
         e = evaluate_run(d)
         first = evals[0] if evals else e
         if e.task.name != first.task.name:
-            raise ArchlabError(f"{d}: a {e.task.name} run cannot join {first.task.name} runs")
+            raise ArchlabError(
+                f"{d}: a run of task {e.task.name} cannot join runs of task {first.task.name}"
+            )
         # The test rows' indices, not only equal targets: two splits can share a label sequence.
         if e.test_rows != first.test_rows or not torch.equal(e.targets, first.targets):
             raise ArchlabError(

@@ -135,7 +135,15 @@ def _read_sales(
         df = _melt(cfg, df, series, path)
         keys = (SINGLE_SERIES,)
         resolved["series_keys"] = [SINGLE_SERIES]
-    check_columns(df, [*key_columns(keys), date, target], path, hint)
+    roles = {**dict.fromkeys(key_columns(keys), "data.series_keys"), date: "data.date_column",
+             target: "data.target"}  # fmt: skip
+    if not hint and (unset := sorted({v for k, v in roles.items() if k not in df.columns})):
+        hint = f"; set {', '.join(unset)} to the file's own column name(s)" + (
+            " (data.series_keys=none: the file is one series)"
+            if "data.series_keys" in unset
+            else ""
+        )
+    check_columns(df, list(roles), path, hint)
     df = with_single_key(df, keys)
     if hol and hol not in df.columns:
         if hol != _default(cfg, "holiday_column"):

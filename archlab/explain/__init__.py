@@ -105,7 +105,7 @@ def explain(
         bad = [m for m in methods if m not in spec.methods]
         if bad or not methods:
             raise ArchlabError(
-                f"--method {method}: not for a {cfg.task} run ({run_dir}); "
+                f"--method {method}: not for runs of task {cfg.task} ({run_dir}); "
                 f"valid: {', '.join(spec.methods)}"
             )
     req = ExplainRequest(
