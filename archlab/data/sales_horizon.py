@@ -157,21 +157,7 @@ class HorizonFeaturizer(PlainJSON):
 
     def series_index(self, keys: np.ndarray) -> np.ndarray:
         """Index of each panel series among the training series (-1: never seen in training)."""
-        # By value, else by text: a file whose codes are all integers (1, 2) reads them as
-        # numbers, one with a code like 010 as text (sales_csv.key_values); and where the
-        # run's keys are all numbers, by number: a later file's 02 or 3.0 is the run's 2 or 3.
-        known = {k: i for i, k in enumerate(self.series)}
-        text = {tuple(map(str, k)): i for i, k in enumerate(self.series)}
-        numeric = all(_is_number(v) for k in self.series for v in k)
-        number = {tuple(map(float, k)): i for i, k in enumerate(self.series)} if numeric else {}
-
-        def find(k: list[Any]) -> int:
-            i = known.get(tuple(plain(v) for v in k), text.get(tuple(map(str, k)), -1))
-            if i < 0 and number and (n := _as_numbers(k)) is not None:
-                i = number.get(n, -1)
-            return i
-
-        return np.array([find(k) for k in keys.tolist()], dtype=np.int64)
+        return match_keys(self.series, keys)
 
     def key_ids(self, keys: np.ndarray) -> np.ndarray:
         """(S, k) index of each series key value in the vocabulary (0 for one never seen)."""
@@ -460,6 +446,25 @@ def future_panel(
                 "forecast, or the features table) or drop it from data.known_covariates"
             )
     return p
+
+
+def match_keys(series: Sequence[Sequence[Any]], keys: np.ndarray) -> np.ndarray:
+    """Index of each row of ``keys`` (n, k) among ``series`` (-1: none). By value, else by
+    text: a file whose codes are all integers (1, 2) reads them as numbers, one with a code like
+    010 as text (sales_csv.key_values); and where ``series`` are all numbers, by number: a
+    later file's 02 or 3.0 is the run's 2 or 3."""
+    known = {tuple(plain(v) for v in k): i for i, k in enumerate(series)}
+    text = {tuple(map(str, k)): i for i, k in enumerate(series)}
+    numeric = all(_is_number(v) for k in series for v in k)
+    number = {tuple(map(float, k)): i for i, k in enumerate(series)} if numeric else {}
+
+    def find(k: list[Any]) -> int:
+        i = known.get(tuple(plain(v) for v in k), text.get(tuple(map(str, k)), -1))
+        if i < 0 and number and (n := _as_numbers(k)) is not None:
+            i = number.get(n, -1)
+        return i
+
+    return np.array([find(k) for k in np.asarray(keys, dtype=object).tolist()], np.int64)
 
 
 def _is_number(v: Any) -> bool:

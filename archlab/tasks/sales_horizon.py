@@ -27,7 +27,7 @@ from torch import nn
 from archlab.config import RunConfig
 from archlab.data import sales, sales_csv, sales_peer
 from archlab.data import sales_baselines as naive
-from archlab.data.sales_horizon import PanelFeatures, future_panel, read_forecast_rows
+from archlab.data.sales_horizon import PanelFeatures, future_panel, match_keys, read_forecast_rows
 from archlab.data.sales_peer import MIN_SEASONS
 from archlab.errors import ArchlabError
 from archlab.metrics import regression_metrics, wmae
@@ -527,27 +527,9 @@ def _wanted_rows(
                 f"{path}: date {d[i]} at line {i + 2} is outside the forecast steps "
                 f"{str(p.dates[o + 1])[:10]}..{str(p.dates[-1])[:10]} (data.horizon={H})"
             )
-        # The panel's series index of each row (-1: a series the data never had), by a join.
-        panel_keys = pd.DataFrame(p.keys, columns=keys)
-        j = w[keys].copy()  # the keys joined on; the output keeps the file's spelling
-        for k in keys:
-            text = pd.api.types.is_string_dtype  # object or str columns of text
-            if text(panel_keys[k]) and not text(j[k]):
-                j[k] = j[k].astype(str)  # names read as text in training (a wide table's "1")
-            elif not text(panel_keys[k]) and text(j[k]):
-                number = pd.to_numeric(j[k].str.strip(), errors="coerce")
-                if number.notna().all():  # the data's store 2 written 02 or 2.0
-                    j[k], panel_keys[k] = number, panel_keys[k].astype(float)
-        try:
-            panel_keys = panel_keys.astype(j.dtypes.to_dict())
-        except (TypeError, ValueError):
-            raise ArchlabError(
-                f"{path}: its series keys {keys} are not of the training data's type"
-            ) from None
-        si = (
-            j.merge(panel_keys.assign(_s=np.arange(len(p.keys))), on=keys, how="left")
-            ._s.fillna(-1).to_numpy(np.int64)
-        )  # fmt: skip
+        # The panel's series index of each row (-1: a series the data never had), matched as
+        # a history's series are matched to the run's (the file's spelling kept for output).
+        si = match_keys([tuple(k) for k in p.keys.tolist()], w[keys].to_numpy(object))
         if not (si >= 0).any():
             first = ", ".join(str(v) for v in w[keys].iloc[0])
             like = ", ".join(str(v) for v in p.keys[0])
