@@ -448,7 +448,7 @@ def future_panel(
     return p
 
 
-def match_keys(series: Sequence[Sequence[Any]], keys: np.ndarray) -> np.ndarray:
+def match_keys(series: Sequence[Sequence[Any]], keys: np.ndarray | pd.DataFrame) -> np.ndarray:
     """Index of each row of ``keys`` (n, k) among ``series`` (-1: none). By value, else by
     text: a file whose codes are all integers (1, 2) reads them as numbers, one with a code like
     010 as text (sales_csv.key_values); and where ``series`` are all numbers, by number: a
@@ -464,7 +464,12 @@ def match_keys(series: Sequence[Sequence[Any]], keys: np.ndarray) -> np.ndarray:
             i = number.get(n, -1)
         return i
 
-    return np.array([find(k) for k in np.asarray(keys, dtype=object).tolist()], np.int64)
+    if isinstance(keys, pd.DataFrame):  # column by column: an object array's tolist is slow
+        rows = list(zip(*(keys[c].tolist() for c in keys.columns), strict=True))
+    else:
+        rows = [tuple(k) for k in np.asarray(keys, dtype=object).tolist()]
+    found = {k: find(list(k)) for k in dict.fromkeys(rows)}  # each distinct key once
+    return np.array([found[k] for k in rows], np.int64)
 
 
 def _is_number(v: Any) -> bool:

@@ -529,7 +529,7 @@ def _wanted_rows(
             )
         # The panel's series index of each row (-1: a series the data never had), matched as
         # a history's series are matched to the run's (the file's spelling kept for output).
-        si = match_keys([tuple(k) for k in p.keys.tolist()], w[keys].to_numpy(object))
+        si = match_keys([tuple(k) for k in p.keys.tolist()], w[keys])
         if not (si >= 0).any():
             first = ", ".join(str(v) for v in w[keys].iloc[0])
             like = ", ".join(str(v) for v in p.keys[0])
