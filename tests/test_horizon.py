@@ -380,6 +380,10 @@ def test_no_training_target_with_a_season_of_history(panel_dir: Path) -> None:
 def test_predict_needs_the_known_covariates_for_future_dates(panel_dir: Path) -> None:
     cfg = _cfg(panel_dir, "data.known_covariates=Temperature,Size")
     _, task, model = _untrained(cfg)
+    # Rows to forecast on dates off the grid are said to be so, before the covariates
+    # are looked up on those dates.
+    with pytest.raises(ArchlabError, match="not on the data's 7-day step grid"):
+        task.predict(model, [str(_test_file(panel_dir, [(1, 1, "2011-06-08")]))])
     # features.csv ends with the sales: Temperature is not known after them (Size is static)
     with pytest.raises(ArchlabError, match="'Temperature' has no value"):
         task.predict(model, [])
@@ -420,6 +424,12 @@ def test_predict_rows_of_a_test_file(panel_dir: Path) -> None:
         task.predict(model, [str(_test_file(panel_dir, [(1, 1, "2011-06-08")]))])
     with pytest.raises(ArchlabError, match="outside the forecast steps"):
         task.predict(model, [str(_test_file(panel_dir, [(1, 1, str(np.datetime64(d8) + 7))]))])
+    # A history without the target column reads as rows to forecast: the error says so.
+    hist = panel_dir / "history.csv"
+    pd.read_csv(panel_dir / "train.csv").drop(columns="Weekly_Sales").to_csv(hist, index=False)
+    with pytest.raises(ArchlabError, match=r"if history\.csv is a history, it lacks the target "
+                       r"column 'Weekly_Sales'"):  # fmt: skip
+        task.predict(model, [str(hist), str(_test_file(panel_dir, [(1, 1, d1)]))])
     with pytest.raises(ArchlabError, match=r"none of its series \(e.g. 7, 7\) occur in the data, "
                        r"whose series are like 1, 1$"):  # fmt: skip
         task.predict(model, [str(_test_file(panel_dir, [(7, 7, d1)]))])
@@ -482,6 +492,22 @@ def test_train_eval_predict_and_submission(panel_dir: Path, tmp_path: Path, caps
     assert len(lines) == 6 * 8
     assert main(["predict", str(run), "--out", str(sub)]) == 2  # --out needs --file
     assert "--out needs --file ROWS.csv: the rows to forecast" in capsys.readouterr().err
+    # Without a history predict forecasts from the run's own data: not from changed ones ...
+    train = pd.read_csv(panel_dir / "train.csv")
+    train.loc[0, "Weekly_Sales"] += 1.0
+    train.to_csv(panel_dir / "train.csv", index=False)
+    assert main(["predict", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "the data differ from what the run was trained on (train.csv changed" in err
+    assert "give the history to forecast from (archlab predict RUN FILE.csv)" in err
+    # ... nor from none; a history given is read instead
+    assert main(["predict", str(run), str(panel_dir / "train.csv")]) == 0
+    capsys.readouterr()
+    panel_dir.rename(tmp_path / "elsewhere")
+    assert main(["predict", str(run)]) == 2
+    assert "no such file or directory: the run's data, which predict forecasts from" in (
+        capsys.readouterr().err
+    )
 
 
 def test_daily_panel_with_other_keys_by_flags(tmp_path: Path, capsys) -> None:

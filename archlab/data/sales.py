@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -546,8 +546,11 @@ class PlainJSON:
     """A frozen dataclass as plain JSON (tuples as lists) and back (lists as tuples; a field an
     older file lacks takes its default, a key it does not know is left out): fitted.json."""
 
+    # Fields read from elsewhere in a run directory when it is restored: never written here.
+    transient: ClassVar[tuple[str, ...]] = ()
+
     def to_dict(self) -> dict[str, Any]:
-        return {k: _listify(v) for k, v in asdict(self).items()}
+        return {k: _listify(v) for k, v in asdict(self).items() if k not in self.transient}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Self:

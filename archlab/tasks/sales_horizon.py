@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from archlab import fingerprint
 from archlab.config import RunConfig
 from archlab.data import sales, sales_csv, sales_peer
 from archlab.data import sales_baselines as naive
@@ -289,7 +290,7 @@ class HorizonForecast(SalesTask):
         if len(hist) > 1:
             raise ArchlabError(f"give one history CSV (got {', '.join(map(str, hist))})")
         want = [read_forecast_rows(w, self._other_files()) for w in wanted]
-        p = self._end_panel(hist[0] if hist else None, want)
+        p = self._end_panel(hist[0] if hist else None, want, wanted)
         fc, src, o = self._forecast_end(model, p, hist[0] if hist else None)
         unseen = np.flatnonzero(src[:, 0] == "baseline")
         if len(unseen) and not want:  # forecast only for the series the run was trained on
@@ -309,8 +310,11 @@ class HorizonForecast(SalesTask):
         fz = self.fitted.featurizer
         return _wanted_rows(p, fc, src, o, want, wanted, c, fz.step_days, fz.weekdays)
 
-    def _end_panel(self, hist: Path | None, want: list[pd.DataFrame]) -> sales.Panel:
-        """The history (default: the run's data) with the H steps after its end to forecast."""
+    def _end_panel(
+        self, hist: Path | None, want: list[pd.DataFrame], paths: list[Path]
+    ) -> sales.Panel:
+        """The history (default: the run's data) with the H steps after its end to forecast;
+        the dates of the rows to forecast (``want``, read from ``paths``) are checked first."""
         c = self.data_cfg
         if hist:  # a history of sales alone is read: the covariates it lacks take their means
             df = sales.load_sales(replace(self._other_files(), path=str(hist)), True)
@@ -320,8 +324,15 @@ class HorizonForecast(SalesTask):
                 said = line.removeprefix("data: ").split("; set data.tail_min_coverage")[0]
                 print(f"archlab: note: {hist}: {said}", file=sys.stderr)
         else:
-            df = sales.load_sales(c)
+            df = self._own_data()
         fz = self.fitted.featurizer
+        dates = df[c.date_column].to_numpy().astype("datetime64[D]")
+        if want:  # before the known covariates' values on those dates are looked up
+            end = sales.time_index(dates.max(), dates.min(), fz.step_days, fz.weekdays)
+            for w, path in zip(want, paths, strict=True):
+                d = w[c.date_column].to_numpy().astype("datetime64[D]")
+                _steps_ahead(d, dates.min(), int(end), fz.horizon, path, c, fz.step_days,
+                             fz.weekdays)  # fmt: skip
         missing = [k for k in fz.covariates if k not in df.columns]
         rows = pd.concat(want) if want else None
         filled: list[str] = []  # known covariates whose forecast steps take the mean too
@@ -344,6 +355,23 @@ class HorizonForecast(SalesTask):
             j = fz.covariates.index(k)
             p.cov[:, p.y.shape[1] - fz.horizon :, j] = fz.cov_mean[j]
         return p
+
+    def _own_data(self) -> pd.DataFrame:
+        """The run's data, to forecast from without a history: refused where missing or
+        changed since training (a file at the same relative path, read from another folder)."""
+        c, hint = self.data_cfg, "give the history to forecast from (archlab predict RUN FILE.csv)"
+        if not Path(c.path).exists():
+            raise ArchlabError(f"{c.path}: no such file or directory: the run's data, which "
+                               f"predict forecasts from without a history; {hint}")  # fmt: skip
+        with fingerprint.recording() as reads:
+            df = sales.load_sales(c)
+        saved = self.fitted.trained_inputs
+        if saved and (changed := fingerprint.differences(saved, fingerprint.fingerprint(reads),
+                                                         subset=True)):  # fmt: skip
+            raise ArchlabError(f"{c.path}: the data differ from what the run was trained on "
+                               f"({'; '.join(changed)}); {hint}, or restore the original "
+                               "files")  # fmt: skip
+        return df
 
     def _other_files(self) -> SalesDataConfig:
         """The config that reads files other than the run's data (a history, rows to
@@ -388,7 +416,7 @@ class HorizonForecast(SalesTask):
         hist = Path(inputs[0])
         if not hist.exists():
             raise ArchlabError(f"{hist}: no such file")
-        p = self._end_panel(hist, [])
+        p = self._end_panel(hist, [], [])
         w = self._end_windows(p, hist)
         c, keys = self.data_cfg, list(self.data_cfg.series_keys)
         date = str(p.dates[w.o])[:10]
@@ -501,32 +529,7 @@ def _wanted_rows(
     out: list[dict[str, Any]] = []
     for w, path in zip(want, paths, strict=True):
         d = w[c.date_column].to_numpy().astype("datetime64[D]")
-        origin = p.dates[0].astype("datetime64[D]")
-        t = sales.time_index(d, origin, step_days, weekdays)
-        # A step of months is any day in it: a month dated on its last business day (the
-        # 29th one month, the 31st the next) is that month, whatever day the data's grid shows.
-        on = sales.step_dates(origin, t, step_days, weekdays)
-        if sales.months_per_step(step_days):
-            on = np.where(sales.time_index(on, origin, step_days) == t, d, on)
-        off = np.flatnonzero(on != d)
-        if len(off):
-            i = int(off[0])
-            after = sales.step_dates(origin, np.array(1), step_days, weekdays)
-            grid = (
-                f"{sales.step_adjective(step_days, weekdays)} steps (e.g. {origin}, {after})"
-                if sales.months_per_step(step_days) or weekdays == sales.BUSINESS
-                else f"{step_days}-day step grid (its steps fall on {origin} + k x {step_days} "
-                "days)"
-            )
-            raise ArchlabError(f"{path}: date {d[i]} at line {i + 2} is not on the data's {grid}")
-        h = t - o - 1
-        bad = np.flatnonzero((h < 0) | (h >= H))
-        if len(bad):
-            i = int(bad[0])
-            raise ArchlabError(
-                f"{path}: date {d[i]} at line {i + 2} is outside the forecast steps "
-                f"{str(p.dates[o + 1])[:10]}..{str(p.dates[-1])[:10]} (data.horizon={H})"
-            )
+        h = _steps_ahead(d, p.dates[0], o, H, path, c, step_days, weekdays)
         # The panel's series index of each row (-1: a series the data never had), matched as
         # a history's series are matched to the run's (the file's spelling kept for output).
         si = match_keys([tuple(k) for k in p.keys.tolist()], w[keys])
@@ -544,6 +547,51 @@ def _wanted_rows(
         res["source"] = np.where(known, src[np.maximum(si, 0), h], "baseline")
         out += res.to_dict("records")
     return out
+
+
+def _steps_ahead(
+    d: np.ndarray,
+    first: np.datetime64,
+    o: int,
+    H: int,
+    path: Path,
+    c: SalesDataConfig,
+    step_days: int,
+    weekdays: int,
+) -> np.ndarray:
+    """The step ahead (0 .. H - 1) of each date ``d`` to forecast, on the grid of a panel that
+    starts on ``first`` and ends its history at step ``o``; a date off the grid or outside the
+    H steps after ``o`` is one line."""
+    origin = np.datetime64(first, "D")
+    t = sales.time_index(d, origin, step_days, weekdays)
+    # A step of months is any day in it: a month dated on its last business day (the 29th
+    # one month, the 31st the next) is that month, whatever day the data's grid shows.
+    on = sales.step_dates(origin, t, step_days, weekdays)
+    if sales.months_per_step(step_days):
+        on = np.where(sales.time_index(on, origin, step_days) == t, d, on)
+    off = np.flatnonzero(on != d)
+    if len(off):
+        i = int(off[0])
+        after = sales.step_dates(origin, np.array(1), step_days, weekdays)
+        grid = (
+            f"{sales.step_adjective(step_days, weekdays)} steps (e.g. {origin}, {after})"
+            if sales.months_per_step(step_days) or weekdays == sales.BUSINESS
+            else f"{step_days}-day step grid (its steps fall on {origin} + k x {step_days} days)"
+        )
+        raise ArchlabError(f"{path}: date {d[i]} at line {i + 2} is not on the data's {grid}")
+    h = t - o - 1
+    bad = np.flatnonzero((h < 0) | (h >= H))
+    if len(bad):
+        i = int(bad[0])
+        span = sales.step_dates(origin, np.array([o + 1, o + H]), step_days, weekdays)
+        # A history without the target column reads as rows to forecast: say what it lacks.
+        history = (f"; if {path.name} is a history, it lacks the target column {c.target!r}"
+                   if h[i] < 0 and len(np.unique(d)) > H else "")  # fmt: skip
+        raise ArchlabError(
+            f"{path}: date {d[i]} at line {i + 2} is outside the forecast steps "
+            f"{str(span[0])[:10]}..{str(span[1])[:10]} (data.horizon={H}){history}"
+        )
+    return h
 
 
 SCALE_FILE = "correction_scale.json"

@@ -19,6 +19,7 @@ observed target step of that split) and the origin's backtest number (0 = the te
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -66,6 +67,10 @@ class HorizonFitted(PlainJSON):
     # The post-hoc knobs chosen on validation after training (archlab/tasks/sales_posthoc.py)
     # with the validation WMAE each rests on; {} until then and in older runs.
     chosen: dict[str, Any] = field(default_factory=dict)
+    # The run's inputs.json, set where a run is restored: the data predict forecasts from
+    # (without a history) must be those the run was trained on.
+    trained_inputs: dict[str, Any] = field(default_factory=dict)
+    transient: ClassVar[tuple[str, ...]] = ("trained_inputs",)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Self:
@@ -183,7 +188,9 @@ class HorizonData:
             )
         if (Path(run_dir) / PEER_FILE).exists():  # the peer's fit at the data's end
             sales_peer.load_fits(Path(run_dir) / PEER_FILE)
-        return HorizonFitted.from_dict(d)
+        inputs = Path(run_dir) / rundir.INPUTS
+        saved = json.loads(rundir.read_recorded(inputs)) if inputs.exists() else {}
+        return replace(HorizonFitted.from_dict(d), trained_inputs=saved)
 
     def build(
         self, device: torch.device, fitted: HorizonFitted | None = None, score_all: bool = False
