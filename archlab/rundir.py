@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import errno
 import io
+import itertools
 import json
 import os
 import pickle
@@ -153,6 +154,27 @@ def _record(path: Path) -> None:
         write_json_atomic(manifest_path, manifest)
 
 
+def _checked_manifest(run_dir: Path) -> dict[str, Any]:
+    """checkpoint.json's entries, to check a file against: refused where it is missing from a
+    run that writes one (every run with inputs.json) or is damaged, which would otherwise turn
+    every check off without a word."""
+    path = run_dir / MANIFEST
+    if not path.exists():
+        if (run_dir / INPUTS).exists():
+            raise ArchlabError(f"{path}: missing: the run's files cannot be checked without it "
+                               "(restore it with the rest of the run, or train again)")  # fmt: skip
+        return {}  # a run from before checksums were kept
+    try:
+        entries = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        entries = None
+    if not isinstance(entries, dict):
+        raise ArchlabError(f"{path}: damaged (not the JSON the run wrote): the run's files "
+                           "cannot be checked (restore it with the rest of the run, or train "
+                           "again)")  # fmt: skip
+    return entries
+
+
 def _read_manifest(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
@@ -165,7 +187,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 def _verify(path: Path) -> None:
     if not path.exists():
         raise ArchlabError(f"{path}: file not found")
-    entry = _read_manifest(path.parent / MANIFEST).get(path.name)
+    entry = _checked_manifest(path.parent).get(path.name)
     if entry is None:
         return
     size = path.stat().st_size
@@ -240,15 +262,34 @@ def safe_name(name: str) -> str:
 
 
 def check_out_file(out: Path, inputs: list[str], flag: str = "--out") -> None:
-    """Refuse an output file that is a directory or one of the command's own inputs."""
+    """Refuse an output file that is a directory, one of the command's own inputs (a run
+    directory among them stands for the data files it recorded, too), or a file of a run
+    directory: writing over it would damage that run."""
     if out.is_dir():
         raise ArchlabError(f"{flag} {out}: is a directory; give a file name")
-    for item in inputs:
-        p = Path(item)
-        if p.exists() and out.exists() and os.path.samefile(p, out):
-            raise ArchlabError(f"{flag} {out}: is an input of this command ({item}); write "
-                               "the output to another file")  # fmt: skip
+    if out.exists():
+        for run in out.resolve().parents:
+            if (run / CONFIG).exists() and (run / FITTED).exists():
+                raise ArchlabError(f"{flag} {out}: is a file of the run directory {run}; "
+                                   "write the output to another file")  # fmt: skip
+        for item in [*inputs, *(f for i in inputs for f in _recorded_inputs(Path(i)))]:
+            p = Path(item)
+            if p.exists() and os.path.samefile(p, out):
+                raise ArchlabError(f"{flag} {out}: is an input of this command ({item}); write "
+                                   "the output to another file")  # fmt: skip
     check_out_dir(out.parent, flag)
+
+
+def _recorded_inputs(run_dir: Path) -> list[str]:
+    """The data files a run directory's inputs.json names ([] for anything else)."""
+    path = run_dir / INPUTS
+    if not path.is_file():
+        return []
+    try:
+        saved = json.loads(path.read_text())
+        return [str(Path(saved.get("root") or "/") / f) for f in saved.get("files", {})]
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError):
+        return []
 
 
 def check_out_dir(out: Path, flag: str = "--out") -> None:
@@ -265,13 +306,16 @@ def new_run_dir(out: Path, name: str) -> Path:
     """A fresh ``out/<name>-<timestamp>[-i]`` directory, created."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(out) / f"{safe_name(name)}-{stamp}"
-    run_dir, i = base, 1
-    while run_dir.exists():
-        i += 1
-        run_dir = base.with_name(f"{base.name}-{i}")
     check_out_dir(Path(out))
-    run_dir.mkdir(parents=True)
-    return run_dir
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for i in itertools.count(1):
+        run_dir = base if i == 1 else base.with_name(f"{base.name}-{i}")
+        try:  # created, not tested first: two runs started in one second take two names
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
 
 
 def write_fitted(run_dir: Path, fitted: Any) -> None:

@@ -870,7 +870,7 @@ def _foreign_weights(run: Path) -> list[str]:
 
 def _foreign_unrecorded_weights(run: Path) -> list[str]:
     (run / rundir.WEIGHTS).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
-    (run / rundir.MANIFEST).unlink()
+    _unrecord(run, rundir.WEIGHTS)
     return [rundir.WEIGHTS, "not a readable safetensors"]
 
 

@@ -103,6 +103,34 @@ def test_run_names_cannot_escape_the_output_dir(tmp_path: Path, name: str) -> No
     assert d.resolve().parent == out.resolve()
 
 
+def test_runs_started_in_one_second_get_names_of_their_own(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda _: new_run_dir(tmp_path / "out", "r"), range(16)))
+    assert len(set(made)) == 16 and all(d.is_dir() for d in made)
+
+
+def test_out_never_writes_over_a_run_or_the_data_it_recorded(tmp_path: Path) -> None:
+    from archlab import rundir
+
+    run, data = tmp_path / "run", tmp_path / "data" / "sales.csv"
+    run.mkdir()
+    data.parent.mkdir()
+    data.write_text("x\n")
+    for name in (rundir.CONFIG, rundir.FITTED, rundir.METRICS):
+        (run / name).write_text("{}")
+    (run / rundir.INPUTS).write_text(json.dumps({"root": str(data.parent),
+                                                 "files": {"sales.csv": {}}}))  # fmt: skip
+    for out in (run / rundir.METRICS, run / rundir.CONFIG):
+        with pytest.raises(ArchlabError, match="is a file of the run directory"):
+            rundir.check_out_file(out, [])
+    with pytest.raises(ArchlabError, match=r"is an input of this command \(.*sales.csv\)"):
+        rundir.check_out_file(data, [str(run)])
+    rundir.check_out_file(run / "new.csv", [str(run)])  # a new file beside them is fine
+    rundir.check_out_file(tmp_path / "other.csv", [str(run)])
+
+
 def _strip(m: dict) -> dict:
     return {k: v for k, v in m.items() if "seconds" not in k}
 

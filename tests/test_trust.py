@@ -403,6 +403,17 @@ def test_unrecorded_tokenizer_with_ids_past_the_embedding_is_one_line(
     (run / rundir.FITTED).write_text(json.dumps(fitted))
     assert main(["predict", str(run), "awful"]) == 2
     assert "fitted.json: truncated or modified" in capsys.readouterr().err
+    # checkpoint.json cut short or gone does not turn the checks off
+    manifest = (run / rundir.MANIFEST).read_text()
+    (run / rundir.MANIFEST).write_text(manifest[: len(manifest) // 2])
+    assert main(["predict", str(run), "awful"]) == 2
+    assert "checkpoint.json: damaged (not the JSON the run wrote)" in capsys.readouterr().err
+    (run / rundir.MANIFEST).unlink()
+    assert main(["predict", str(run), "awful"]) == 2
+    assert "checkpoint.json: missing: the run's files cannot be checked" in (
+        capsys.readouterr().err
+    )
+    (run / rundir.MANIFEST).write_text(manifest)
     as_older_run(run, rundir.FITTED)  # a run from before fitted.json was checksummed
     assert main(["predict", str(run), "awful"]) == 2
     err = capsys.readouterr().err
