@@ -860,6 +860,23 @@ def test_classes_differing_only_in_letter_case_are_named_not_merged(tmp_path: Pa
     assert not any("letter case" in n for n in s.notes)
 
 
+def test_a_class_name_in_decomposed_unicode_is_its_composed_class(tmp_path: Path) -> None:
+    # macOS writes names decomposed: "gru\u0308n" looks like "grün" and is that class.
+    nfd, nfc = "gru\u0308n", "gr\u00fcn"
+    root = write_image_folder(tmp_path / "f", {nfc: 3, "rot": 3}, size=(8, 8))
+    write_image_folder(tmp_path / "f", {nfd: 3}, size=(8, 8), seed=1)
+    s = load_image_set(str(root), fmt="auto", size=8, channels=1)
+    assert s.class_names == [nfc, "rot"] and np.bincount(s.labels).tolist() == [6, 3]
+    assert any("class folder name(s) in decomposed Unicode" in n and "'gru\\u0308n' -> 'grün'"
+               in n for n in s.notes)  # fmt: skip
+    names = _pngs(tmp_path / "img", 8)
+    rows = [f"img/{n},{[nfd, nfc, 'rot', 'rot'][i % 4]}" for i, n in enumerate(names)]
+    s = load_image_set(str(_manifest(tmp_path, "filepath,label", rows)), fmt="auto", size=8,
+                       channels=1)  # fmt: skip
+    assert s.class_names == [nfc, "rot"]
+    assert any("labels in decomposed Unicode" in n for n in s.notes)
+
+
 def test_identical_images_under_two_labels_are_warned_and_the_split_is_unchanged(
     tmp_path: Path,
 ) -> None:

@@ -845,6 +845,15 @@ def test_labels_that_differ_only_in_case_are_said_on_a_first_line(tmp_path: Path
     ]
 
 
+def test_a_label_in_decomposed_unicode_is_its_composed_class(tmp_path: Path) -> None:
+    labs = ("gru\u0308n", "gr\u00fcn", "rot")  # macOS writes text decomposed: one class
+    rows = "".join(f"text {k} {i},{lab}\n" for k, lab in enumerate(labs) for i in range(12))
+    table = load_text_table(_write(tmp_path / "t.csv", "text,airline_sentiment\n" + rows))
+    assert table.class_names == ["gr\u00fcn", "rot"] and np.bincount(table.labels).tolist() == [
+        24, 12]  # fmt: skip
+    assert "labels in decomposed Unicode (as macOS writes text) read composed" in table.notes[0]
+
+
 def test_a_file_without_the_studys_label_column_reads_a_label_column(tmp_path: Path) -> None:
     # text,Label: no flag needed, said; a column set by the user is never replaced.
     labs = enumerate(("pos", "neg"))

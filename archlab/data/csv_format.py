@@ -11,6 +11,7 @@ import gzip
 import io
 import math
 import re
+import unicodedata
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -190,14 +191,17 @@ MISSING_LABELS = frozenset({"nan", "NaN", "NAN", "NA", "N/A", "n/a", "null", "NU
 def label_spellings(
     path: str | Path, lab: list[str], labels: tuple[str, ...]
 ) -> tuple[list[str], str]:
-    """The label column with missing-value spellings emptied and, where every label is a
-    number, one spelling per number ('0' and '0.0' are one class: ``labels``' spelling, else
-    the shortest), and a first line naming what was merged ("" if nothing)."""
+    """The label column with missing-value spellings emptied, labels in decomposed Unicode
+    composed (``gru\u0308n``, as macOS writes text, is ``grün``: they look the same) and,
+    where every label is a number, one spelling per number ('0' and '0.0' are one class:
+    ``labels``' spelling, else the shortest), and a first line naming what was merged ("" if
+    nothing)."""
     lab = ["" if v in MISSING_LABELS and v not in labels else v for v in lab]
+    lab, composed = _composed(path, lab)
     parsed = {v: as_number(v) for v in set(lab) - {""}}
     values = {v: n for v, n in parsed.items() if n is not None}
     if not values or len(values) < len(parsed):  # not every label is a number
-        return lab, ""
+        return lab, composed
     # data.labels' (first) spelling of each number names its class
     named = {n: v for v in reversed(labels) if (n := as_number(v)) is not None}
     by: dict[float, list[str]] = {}
@@ -211,7 +215,18 @@ def label_spellings(
               for vs in by.values() if any(v in rename for v in vs)]  # fmt: skip
     note = (f"data: {path}: labels that are the same number are one class: "
             f"{listing(merged)}")  # fmt: skip
-    return [rename.get(v, v) for v in lab], note
+    return [rename.get(v, v) for v in lab], note + composed.replace(f"data: {path}:", ";")
+
+
+def _composed(path: str | Path, lab: list[str]) -> tuple[list[str], str]:
+    """``lab`` in composed Unicode (NFC), and a first line naming the labels that were not."""
+    nfc = [unicodedata.normalize("NFC", v) for v in lab]
+    odd = sorted({v for v, c in zip(lab, nfc, strict=True) if v != c})
+    if not odd:
+        return lab, ""
+    shown = listing([f"{v!a} -> {unicodedata.normalize('NFC', v)!r}" for v in odd])
+    return nfc, (f"data: {path}: labels in decomposed Unicode (as macOS writes text) read "
+                 f"composed, one class with any label written so: {shown}")  # fmt: skip
 
 
 def as_number(value: str) -> float | None:

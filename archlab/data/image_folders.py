@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 
 from archlab.data import folders
-from archlab.data.csv_format import case_note
+from archlab.data.csv_format import case_note, listing
 from archlab.data.folders import files_beside, files_under, is_hidden, nested_note, subdirs
 from archlab.data.image_set import (
     IMAGE_EXTENSIONS,
@@ -58,18 +59,19 @@ def load_folder(
     class_dirs = subdirs(root)
     if not class_dirs:
         raise ArchlabError(f"{root}: no class sub-folders found (expected root/<class>/<image>)")
+    groups = _by_name(class_dirs)
     files: list[tuple[Path, int]] = []
     ignored: list[Path] = []
-    for label, d in enumerate(class_dirs):
-        imgs, others = _class_files(d)
+    for label, dirs in enumerate(groups.values()):
+        imgs, others = _files_of(dirs)
         ignored += others
         if not imgs:
             raise ArchlabError(
-                f"{d}: class folder has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+                f"{dirs[0]}: class folder has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
             )
         files += [(p, label) for p in imgs]
     dec = decode_files(root, files, channels, size, skip_corrupt)
-    names = [d.name for d in class_dirs]
+    names = list(groups)
     return ImageSet(
         images=dec.images,
         labels=dec.labels,
@@ -84,8 +86,38 @@ def load_folder(
             *file_notes(root, dec.skipped, ignored, files_beside([root])),
             *nested_note(root, class_dirs),
             *_label_notes(root, names, files, dec),
+            *composed_note(root, class_dirs),
         ],
     )
+
+
+def _by_name(dirs: list[Path]) -> dict[str, list[Path]]:
+    """Class folders by class name: a name in decomposed Unicode (``gru\u0308n``, as macOS
+    writes names) is its composed form (``grün``), one class with a folder named so."""
+    groups: dict[str, list[Path]] = {}
+    for d in dirs:
+        groups.setdefault(unicodedata.normalize("NFC", d.name), []).append(d)
+    return groups
+
+
+def _files_of(dirs: list[Path]) -> tuple[list[Path], list[Path]]:
+    """``_class_files`` of one class's folders, together."""
+    imgs: list[Path] = []
+    others: list[Path] = []
+    for d in dirs:
+        i, o = _class_files(d)
+        imgs, others = imgs + i, others + o
+    return imgs, others
+
+
+def composed_note(root: Path, dirs: list[Path]) -> list[str]:
+    """A first line naming class folders whose names were read in composed Unicode."""
+    odd = [d.name for d in dirs if unicodedata.normalize("NFC", d.name) != d.name]
+    if not odd:
+        return []
+    shown = listing([f"{n!a} -> {unicodedata.normalize('NFC', n)!r}" for n in odd])
+    return [f"data: {root}: class folder name(s) in decomposed Unicode (as macOS writes names) "
+            f"read composed, one class with any folder named so: {shown}"]  # fmt: skip
 
 
 def _label_notes(
@@ -110,7 +142,7 @@ def _load_split_folders(
 ) -> ImageSet:
     """``root/<split>/<class>/...``: classes are the union of every split's class folders.
     ``held_out``: scored whole by a saved run, so no split need hold every class, or exist."""
-    per_split = {sp: {d.name: d for d in subdirs(folder)} for sp, folder in splits.items()}
+    per_split = {sp: _by_name(subdirs(folder)) for sp, folder in splits.items()}
     if held_out and not any(per_split.values()):
         raise ArchlabError(
             f"{root}: no class sub-folders found in its split folders "
@@ -126,8 +158,8 @@ def _load_split_folders(
     ignored: list[Path] = []
     have: dict[str, set[str]] = {sp: set() for sp in splits}
     for sp, classes in per_split.items():
-        for n, d in classes.items():
-            imgs, others = _class_files(d)
+        for n, dirs in classes.items():
+            imgs, others = _files_of(dirs)
             ignored += others
             if imgs:
                 have[sp].add(n)
@@ -150,6 +182,7 @@ def _load_split_folders(
         notes=[
             *file_notes(root, dec.skipped, ignored, files_beside([root, *splits.values()])),
             *_label_notes(root, names, files, dec),
+            *composed_note(root, [d for c in per_split.values() for ds in c.values() for d in ds]),
         ],
         layout="split_folders",
         # An empty val/ or test/ folder gives no split: that split is carved from train/.
