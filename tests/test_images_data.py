@@ -860,6 +860,20 @@ def test_classes_differing_only_in_letter_case_are_named_not_merged(tmp_path: Pa
     assert not any("letter case" in n for n in s.notes)
 
 
+def test_linked_folders_are_read_once_and_a_broken_link_is_named(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "f", {"a": 3, "b": 3}, size=(8, 8))
+    more = write_image_folder(tmp_path / "cache", {"more": 4}, size=(8, 8), seed=1) / "more"
+    (root / "a" / "more").symlink_to(more)  # a class folder linking into a data cache
+    (root / "b" / "loop").symlink_to(root)  # a link to a parent: no loop, no other class
+    s = load_image_set(str(root), fmt="auto", size=8, channels=1)
+    assert np.bincount(s.labels).tolist() == [7, 3]
+    assert not any("b/loop" in n for n in s.notes)
+    (root / "a" / "gone.png").symlink_to(tmp_path / "unmounted" / "x.png")
+    with pytest.raises(ArchlabError, match=r"gone.png: cannot decode image \(a broken symbolic "
+                       r"link, to .*unmounted/x.png\)"):  # fmt: skip
+        load_image_set(str(root), fmt="auto", size=8, channels=1)
+
+
 def test_a_class_name_in_decomposed_unicode_is_its_composed_class(tmp_path: Path) -> None:
     # macOS writes names decomposed: "gru\u0308n" looks like "grün" and is that class.
     nfd, nfc = "gru\u0308n", "gr\u00fcn"

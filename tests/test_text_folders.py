@@ -219,3 +219,11 @@ def test_class_folders_holding_folders_are_warned_of(tmp_path: Path) -> None:
         f"bydate/positive), read as the class 'bydate'; if those folders are the classes, give "
         f"--data {tmp_path / 'outer' / 'bydate'}"
     )
+
+
+def test_a_broken_link_is_left_out_and_named(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "set", {"": 12})
+    cls = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    (cls / "gone.txt").symlink_to(tmp_path / "unmounted" / "x.txt")  # a cache not mounted
+    table = load_text_table(root)
+    assert any(f"broken links ({cls.name}/gone.txt)" in n for n in table.notes), table.notes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -52,8 +53,8 @@ def nested_note(root: Path, class_dirs: Sequence[Path]) -> list[str]:
     """A first-line warning where class folders hold folders of their own: their files are read
     as the outer class, which is wrong where the inner folders are the classes (a set nested
     one level deeper than --data, ``seg_train/seg_train/<class>``)."""
-    nested = {d: [s for s in sorted(d.iterdir()) if s.is_dir() and not is_hidden(s.name)]
-              for d in class_dirs}  # fmt: skip
+    nested = {d: [s for s in sorted(d.iterdir()) if s.is_dir() and not is_hidden(s.name)
+                  and not _holds(s, d)] for d in class_dirs}  # fmt: skip
     nested = {d: subs for d, subs in nested.items() if subs}
     if not nested:
         return []
@@ -63,6 +64,12 @@ def nested_note(root: Path, class_dirs: Sequence[Path]) -> list[str]:
         f"data: warning: {len(nested)} class folder(s) hold folders (e.g. {names}), read as "
         f"the class {d.name!r}; if those folders are the classes, give --data {d}"
     ]
+
+
+def _holds(link: Path, d: Path) -> bool:
+    """Whether folder ``link`` (a link to a parent) holds ``d``: not read as part of ``d``."""
+    real = os.path.realpath(link)
+    return os.path.realpath(d) == real or os.path.realpath(d).startswith(real + os.sep)
 
 
 def subdirs(d: Path) -> list[Path]:
@@ -80,11 +87,24 @@ def files_beside(dirs: Sequence[Path]) -> list[Path]:
 
 def files_under(d: Path) -> list[Path]:
     """Every file anywhere under ``d`` (sorted), none hidden or under a hidden folder (Jupyter's
-    checkpoint copies would be duplicates)."""
-    return [
-        p for p in sorted(d.rglob("*"))
-        if p.is_file() and not any(is_hidden(part) for part in p.relative_to(d).parts)
-    ]  # fmt: skip
+    checkpoint copies would be duplicates). Linked folders are followed (a class folder linking
+    into a data cache), each real folder once (a link to a parent is no loop); a broken link is
+    listed, for its reader to name."""
+    found: list[Path] = []
+    seen = {os.path.realpath(d)}
+    for top, dirs, files in os.walk(d, followlinks=True):
+        keep = []
+        for x in dirs:
+            real = os.path.realpath(os.path.join(top, x))
+            # a folder read already, or one holding ``d`` (a link to a parent: its other
+            # folders are other classes) is not read again
+            if is_hidden(x) or real in seen or _holds(Path(real), d):
+                continue
+            seen.add(real)
+            keep.append(x)
+        dirs[:] = keep
+        found += [Path(top) / f for f in files if not is_hidden(f)]
+    return sorted(found)
 
 
 def split_folders(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -182,9 +183,14 @@ def decode_reason(e: Exception) -> str:
     if isinstance(e, Image.DecompressionBombError | Image.DecompressionBombWarning):
         return f"over PIL's pixel limit: {str(e).split(', could')[0]}"
     if isinstance(e, FileNotFoundError):
+        name = e.filename
+        if name and os.path.islink(name):  # a link into a data cache that is not there
+            return f"a broken symbolic link, to {os.readlink(name)}"
         return "no such file"
     if isinstance(e, IsADirectoryError):
         return "a folder, not an image file"
+    if type(e) is OSError and e.args:  # PIL's own reason: "image file is truncated ..."
+        return f"OSError: {str(e.args[0])[:100]}"
     return e.__class__.__name__
 
 

@@ -60,7 +60,8 @@ class _Reader:
     def __init__(self, root: Path, encoding: str) -> None:
         self.root, self.encoding = root, encoding
         self.read: list[str] = []
-        self.ignored: dict[str, list[Path]] = {"binary (not text)": [], "not text files": []}
+        self.ignored: dict[str, list[Path]] = {"binary (not text)": [], "not text files": [],
+                                               "broken links": []}  # fmt: skip
         self.not_utf8 = 0
 
     def texts(self, d: Path) -> list[tuple[Path, str]]:
@@ -70,6 +71,9 @@ class _Reader:
         for p in files_under(d):
             if p.suffix.lower() not in TEXT_SUFFIXES:
                 self.ignored["not text files"].append(p)
+                continue
+            if p.is_symlink() and not p.exists():  # into a data cache that is not there
+                self.ignored["broken links"].append(p)
                 continue
             data = p.read_bytes()
             fingerprint.record(p)
