@@ -26,7 +26,7 @@ from archlab.config import (
     selection,
 )
 from archlab.errors import ArchlabError
-from archlab.tasks import TASKS
+from archlab.tasks import TASKS, init_weights
 from archlab.tasks.base import DataBundle, Task, Tunable
 from archlab.threads import governor, set_threads
 from archlab.train import distributed
@@ -120,7 +120,14 @@ def prepare(
         assert out is not None
         rundir.check_out_dir(Path(out))  # before the data is read: that can take a while
     device = setup_process(cfg.train, cfg.seed, d)
-    with fingerprint.recording() as reads:
+    # A resumed run with a checkpoint (and its fitted state, so data.json stays as written)
+    # starts from the checkpoint's weights: model.init is not read again.
+    checkpointed = (
+        resume
+        and run_dir is not None
+        and all((run_dir / f).exists() for f in (rundir.STATE, rundir.FITTED))
+    )
+    with fingerprint.recording() as reads, init_weights.from_checkpoint(checkpointed):
         task, data = build_task(cfg, device)
     inputs = fingerprint.fingerprint(reads)
     if resume:

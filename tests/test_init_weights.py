@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -228,3 +231,122 @@ def test_body_lr_scale_gives_the_loaded_body_a_lower_rate_than_the_head(
         apply_overrides(PRESETS["images-resnet18-smoke"], ["model.body_lr_scale=0.1"])
     with pytest.raises(ArchlabError, match=r"model.body_lr_scale=0.0: must be in \(0, 1\]"):
         apply_overrides(PRESETS["images-resnet18-smoke"], ["model.body_lr_scale=0"])
+
+
+def test_a_file_without_batchnorm_counters_and_a_ddp_checkpoint_load(tmp_path: Path) -> None:
+    # torchvision's ImageNet ResNet-18 file (resnet18-f37072fd.pth) predates BatchNorm's
+    # num_batches_tracked: 102 tensors. load_state_dict leaves the network's own counters.
+    src = {k: v for k, v in _state(torchvision_resnet18()).items() if "num_batches" not in k}
+    assert len(src) == 102
+    model = MODELS["resnet18"].build(in_channels=3, num_classes=3)
+    init = match(model, src, keep_head=False, where="hub.pth")
+    assert (init.info["loaded"], init.info["counters_kept"]) == (100, 20)
+    assert init.note() == (
+        "init: hub.pth (state dict): 100 of 122 tensors loaded; 20 BatchNorm "
+        "num_batches_tracked counters not in the file, kept as built; fc initialized afresh"
+    )
+    model.load_state_dict(init.tensors, strict=False)
+    assert torch.equal(model.bn1.running_mean, src["bn1.running_mean"])
+    assert int(model.bn1.num_batches_tracked) == 0  # as built
+    # A pytorch/examples ImageNet checkpoint of a DistributedDataParallel model: every key
+    # carries 'module.', under 'state_dict'. The prefix is removed, and the format says so.
+    full = _state(torchvision_resnet18())
+    path = tmp_path / "ddp.pth.tar"
+    torch.save({"epoch": 90, "state_dict": {f"module.{k}": v for k, v in full.items()}}, path)
+    tensors, fmt, _ = read_source(str(path))
+    assert set(tensors) == set(full)
+    assert fmt == "state dict; 'module.' prefix removed from every key"
+    ddp = match(model, tensors, keep_head=False, where=str(path), fmt=fmt)
+    assert ddp.info["loaded"] == 120 and "counters_kept" not in ddp.info
+    assert f"init: {path} (state dict; 'module.' prefix removed from every key): 120 of" in (
+        ddp.note()
+    )
+    # Only some keys prefixed: nothing is removed (a state dict of another model).
+    torch.save({"module.a": torch.zeros(1), "b": torch.zeros(1)}, tmp_path / "mixed.pth")
+    assert set(read_source(str(tmp_path / "mixed.pth"))[0]) == {"module.a", "b"}
+
+
+def test_errors_of_model_init_name_the_fix(tmp_path: Path) -> None:
+    rgb = MODELS["resnet18"].build(in_channels=3, num_classes=3)
+    grey = _state(torchvision_resnet18())
+    grey["conv1.weight"] = torch.zeros(64, 1, 7, 7)  # a grayscale run's stem
+    with pytest.raises(ArchlabError, match=r"\(file \[64, 1, 7, 7\], model \[64, 3, 7, 7\]\);.*"
+                       r"the file's network reads grey images: set data.channels=1$"):  # fmt: skip
+        match(rgb, grey, keep_head=False, where="grey.pth")
+    with pytest.raises(ArchlabError, match=r"0 of 122 tensors match.*; the file's keys are a "
+                       r"vgg13's: use --model vgg13$"):  # fmt: skip
+        match(rgb, _state(torchvision_vgg13()), keep_head=False, where="vgg.pth")
+    with pytest.raises(ArchlabError, match=r"; the file's keys are a resnet18's: use --model "
+                       r"resnet18$"):  # fmt: skip
+        match(MODELS["vgg13"].build(3, 3), _state(torchvision_resnet18()), keep_head=False,
+              where="r18.pth")  # fmt: skip
+    # A run of another network: its config.yaml says which.
+    vgg_run = tmp_path / "vgg-run"
+    vgg_run.mkdir()
+    (vgg_run / rundir.CONFIG).write_text(PRESETS["images-vgg13-smoke"].to_yaml())
+    (vgg_run / rundir.WEIGHTS).write_bytes(b"")
+    want = f"model.init={vgg_run}: a vgg13 run, and this run builds resnet18; use --model vgg13"
+    with pytest.raises(ArchlabError, match=f"^{re.escape(want)} \\(or give a resnet18 run\\)$"):
+        read_source(str(vgg_run), model="resnet18")
+    # A --budget search folder: its search.json names the chosen trial; the others have no
+    # weights (the search drops them).
+    search = tmp_path / "search"
+    for trial, weights in (("trial-0", False), ("trial-1", True)):
+        (search / trial).mkdir(parents=True)
+        (search / trial / rundir.CONFIG).write_text(PRESETS["images-resnet18-smoke"].to_yaml())
+        if weights:
+            (search / trial / rundir.WEIGHTS).write_bytes(b"")
+    chosen = {"chosen": {"trial": 1, "run_dir": "/elsewhere/search/trial-1"}}  # moved since
+    (search / "search.json").write_text(json.dumps(chosen))
+    want = f"model.init={search}: a --budget search folder, not a run; give its chosen run: "
+    with pytest.raises(ArchlabError, match=f"^{re.escape(want)}model.init={re.escape(str(search))}"
+                       "/trial-1$"):  # fmt: skip
+        read_source(str(search), model="resnet18")
+    want = f"; give model.init={search}/trial-1"
+    with pytest.raises(ArchlabError, match=r"trial-0: a trial the --budget search did not choose "
+                       f".*{re.escape(want)}$"):  # fmt: skip
+        read_source(str(search / "trial-0"), model="resnet18")
+    (search / "search.json").unlink()
+    (search / "trials.csv").write_text("number,state\n")
+    with pytest.raises(ArchlabError, match="a sweep folder, not a run; give one of its trial-N"):
+        read_source(str(search), model="resnet18")
+    with pytest.raises(ArchlabError, match=r"trial-0: not a finished run directory \(no model"):
+        read_source(str(search / "trial-0"), model="resnet18")
+
+
+class _CtrlCAt(Callback):
+    """SIGINT after step ``i`` (0-based) of epoch ``epoch`` (0-based): a Ctrl-C."""
+
+    def __init__(self, epoch: int, i: int) -> None:
+        self.epoch, self.i = epoch, i
+
+    def on_batch_end(self, trainer, step: int, loss: torch.Tensor) -> None:
+        if (trainer.state.epoch, step) == (self.epoch, self.i):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_resume_starts_from_the_checkpoint_without_the_init_file(
+    tmp_path: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    sets = [f"data.path={image_folder}", "data.size=16", "train.progress=plain",
+            "train.threads=1", "train.checkpoint_every_s=0"]  # fmt: skip
+    first = runner.train(apply_overrides(PRESETS["images-resnet18-smoke"], sets), tmp_path / "a")
+    start = tmp_path / "start"
+    start.mkdir()
+    save_file(load_file(str(first / rundir.WEIGHTS)), str(start / "w.safetensors"))
+    monkeypatch.chdir(start)  # model.init relative to the folder the run starts in
+    cfg = apply_overrides(PRESETS["images-resnet18-smoke"], [*sets, "model.init=w.safetensors"])
+    with pytest.raises(KeyboardInterrupt):
+        runner.train(cfg, tmp_path / "runs", callbacks=[_CtrlCAt(1, 0)])
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert (run_dir / rundir.STATE).exists()
+    kept = {f: (run_dir / f).read_bytes() for f in (rundir.CONFIG, rundir.DATA, rundir.FITTED)}
+    assert json.loads(kept[rundir.DATA])["init"]["source"] == "w.safetensors"
+    (start / "w.safetensors").rename(tmp_path / "moved.safetensors")
+    monkeypatch.chdir(tmp_path)  # another folder, and the file is gone
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "--set", "train.threads=1"]) == 0
+    err = capsys.readouterr().err
+    assert "init: w.safetensors not read again: the checkpoint holds the run's weights" in err
+    assert rundir.is_finished(run_dir)
+    assert {f: (run_dir / f).read_bytes() for f in kept} == kept  # its records as written

@@ -42,7 +42,7 @@ from archlab.rundir import FITTED, require_fitted
 from archlab.task_configs import MAX_IMAGE_SIZE, ImageDataConfig, ImageModelConfig
 from archlab.tasks.base import Batches, DataBundle, held_out_info, predict_row, unscored_notes
 from archlab.tasks.base import split_source as base_split_source  # a local names the result
-from archlab.tasks.init_weights import InitWeights, match, read_source
+from archlab.tasks.init_weights import InitWeights, match, read_source, skipped
 from archlab.tasks.pixels import pixels_baseline
 from archlab.utils import count, sha256_array
 
@@ -127,8 +127,12 @@ class ImageData:
             raise ValueError("score_all scores data with a saved run's fitted state: give it")
         init = self.cfg.model.init
         # The file is read first (a bad one fails before the images are), matched once the
-        # classes and channels are known.
-        source = read_source(init) if init and fitted is None else None
+        # classes and channels are known; not at all by a resumed run (its checkpoint holds
+        # every weight, and its data.json the init record).
+        resumed = bool(init) and fitted is None and skipped()
+        source = None
+        if init and fitted is None and not resumed:
+            source = read_source(init, model=self.cfg.model.name)
         s = load_image_set(
             c.path,
             fmt=c.format,
@@ -185,6 +189,8 @@ class ImageData:
             )
         if start is not None:
             notes.append(start.note())
+        elif resumed:
+            notes.append(f"init: {init} not read again: the checkpoint holds the run's weights")
         augment = AUGMENTATIONS[self.cfg.reg.augment]
 
         def make(idx: np.ndarray, train: bool) -> Batches:
