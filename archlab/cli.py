@@ -373,6 +373,10 @@ def predict(
         items.append(InputFile(file))  # always a file, never a text
     cfg, task, model = runner.restore_task(run_dir)
     forecaster = cfg.task == "sales" and cfg.data.framing == "forecast"
+    if cfg.task == "sales" and not forecaster:  # before asking for inputs it cannot use
+        raise ArchlabError(f"predict needs a forecast-framing run (data.framing=forecast); "
+                           f"{run_dir} is of the study's parity framing, which has no predict: "
+                           "train with data.framing=forecast")  # fmt: skip
     if not items and not forecaster:
         raise ArchlabError("give at least one input (or --file PATH)")
     if out is not None and not forecaster:
@@ -392,6 +396,8 @@ def predict(
     if out is None:
         for row in rows:
             print(_json_line(row))
+        if forecaster and (took := baseline_rows(rows, task.data_cfg.series_keys)):
+            print(f"archlab: note: {took}", file=sys.stderr)
         return
     _write_submission(rows, task.data_cfg, Path(out))  # the keys as read (a wide table's)
 
@@ -428,16 +434,23 @@ def _write_submission(rows: list[dict[str, Any]], data: Any, out: Path) -> None:
     sub = pd.DataFrame({"Id": ids, "forecast" if read_wide else data.target: df.forecast})
     with atomic_path(out) as tmp:
         sub.to_csv(tmp, index=False)
-    fallback = df.source == "baseline"  # "model" or "blend" otherwise
-    n_series = df.loc[fallback, keys].drop_duplicates().shape[0]
-    e_g = (f" (e.g. {', '.join(str(v) for v in df.loc[fallback, keys].iloc[0])})"
-           if n_series and keys else "")  # fmt: skip
-    took = (f"; {int(fallback.sum())} row(s) of {n_series} series without training history{e_g} "
-            "took the baseline (last season's smoothed sales; 0 for a series never seen)"
-            if fallback.any() else "")  # fmt: skip
-    print(f"archlab: {len(sub)} forecasts ({sub.Id.nunique()} distinct ids){took}",
-          file=sys.stderr)  # fmt: skip
+    took = baseline_rows(rows, keys)
+    print(f"archlab: {len(sub)} forecasts ({sub.Id.nunique()} distinct ids)"
+          f"{'; ' + took if took else ''}", file=sys.stderr)  # fmt: skip
     print(out)
+
+
+def baseline_rows(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...]) -> str:
+    """How many forecasts took the baseline (series without training history), or "";
+    predict says it on stderr and serve in its notes."""
+    fallback = [r for r in rows if r.get("source") == "baseline"]  # "model" or "blend" otherwise
+    if not fallback:
+        return ""
+    keys = [k for k in keys if k in fallback[0]]
+    n_series = len({tuple(r[k] for k in keys) for r in fallback})
+    e_g = f" (e.g. {', '.join(str(fallback[0][k]) for k in keys)})" if keys else ""
+    return (f"{len(fallback)} row(s) of {n_series} series without training history{e_g} took "
+            "the baseline (last season's smoothed sales; 0 for a series never seen)")  # fmt: skip
 
 
 @app.command()
@@ -496,7 +509,8 @@ def _needs(command: str, *modules: str) -> None:
 def export_(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.", metavar="RUN_DIR")],
     format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
-    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/export).")] = (
+    # A string, not a Path: Path("") is ".", and --out "" must not export into the current folder.
+    out: Annotated[str | None, typer.Option(help="Output folder (default RUN_DIR/export).")] = (
         None
     ),
     verify: Annotated[
@@ -510,9 +524,11 @@ def export_(
     _needs("export", "onnx", "onnxscript", "onnxruntime")
     from archlab.export import CONTRACT_FILE, EXAMPLES_FILE, MODEL_FILE, export
 
-    if format != "onnx":
+    if format.lower() != "onnx":
         raise ArchlabError(f"--format {format}: the only export format is onnx")
-    out_dir = out or run_dir / "export"
+    if out is not None and not out.strip():
+        raise ArchlabError("--out '': give a folder (leave --out out for RUN_DIR/export)")
+    out_dir = Path(out) if out is not None else run_dir / "export"
     result = export(run_dir, out_dir, verify=verify)
     for where, c in result["verification"].items():
         if where != "tolerance":

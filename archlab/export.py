@@ -457,9 +457,17 @@ def export(run_dir: Path, out: Path | None = None, verify: bool = True) -> dict[
     kind = kind_of(cfg)
     out = Path(out) if out is not None else run_dir / "export"
     rundir.check_out_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # no permission, a read-only or missing mount
+        raise ArchlabError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
     if verify:
-        cfg, task, model, data = load_run(run_dir)
+        try:
+            cfg, task, model, data = load_run(run_dir)
+        except ArchlabError as e:  # the data moved or changed: the export itself needs none
+            raise ArchlabError(f"export's verification (onnxruntime against torch on the test "
+                               f"split) reads the run's data: {e}; --no-verify exports without "
+                               "the data") from None  # fmt: skip
         model = model.cpu()
     else:
         cfg, task, model = restore_task(run_dir)

@@ -154,12 +154,27 @@ class Batcher:
             try:
                 with self._lock:
                     results = self._run([b[0] for b in batch])
-            except Exception as e:  # every waiting request gets the error
+            except Exception as e:
+                if len(batch) == 1:
+                    batch[0][2].set_exception(e)
+                    continue
+                # One request's input failed the shared pass: each alone, so that only the
+                # request at fault gets its error, never the others batched with it.
                 for b in batch:
-                    b[2].set_exception(e)
+                    self._alone(b)
                 continue
             for b, r in zip(batch, results, strict=True):
                 b[2].set_result(r)
+
+    def _alone(self, request: tuple[Any, int, Future]) -> None:
+        item, _, done = request
+        try:
+            with self._lock:
+                result = self._run([item])[0]
+        except Exception as e:
+            done.set_exception(e)
+        else:
+            done.set_result(result)
 
 
 def _classify_images(run: Served, items: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -178,12 +193,22 @@ def _classify_texts(run: Served, items: list[list[str]]) -> list[torch.Tensor]:
 
 
 def load_runs(run_dirs: Sequence[Path]) -> dict[str, Served]:
-    """Each run under its directory's name (``-2``, ``-3``... when two share one)."""
+    """Each run under its directory's name (``-2``, ``-3``... when two share one). A sales run
+    of the parity framing, which has no predict, is left out with a note; refused when no
+    other run is left."""
     from archlab import rundir
-    from archlab.runner import inference, restore_task
+    from archlab.runner import inference, load_config, restore_task
 
     runs: dict[str, Served] = {}
     for d in map(Path, run_dirs):
+        cfg = load_config(d)
+        if cfg.task == "sales" and cfg.data.framing != "forecast":
+            why = (f"{d} is a sales run of the parity framing, which has no predict (serve and "
+                   "export need data.framing=forecast)")  # fmt: skip
+            if len(run_dirs) == 1:
+                raise ArchlabError(f"serve: {why}")
+            print(f"archlab: note: {why}: not served", file=sys.stderr)
+            continue
         cfg, task, model = restore_task(d)
         base = rundir.safe_name(d.resolve().name) or "run"
         name, k = base, 2
@@ -191,6 +216,9 @@ def load_runs(run_dirs: Sequence[Path]) -> dict[str, Served]:
             name, k = f"{base}-{k}", k + 1
         model = model.cpu().eval()
         runs[name] = Served(name, d, cfg, task, model, partial(inference, d, cfg, model))
+    if not runs:
+        raise ArchlabError("serve: none of the runs can be served (all are of the sales parity "
+                           "framing, which has no predict)")  # fmt: skip
     return runs
 
 
@@ -225,7 +253,13 @@ class Inputs:
     forecast_csv: bytes | None = None
 
 
-async def parse(request: Any, limits: Limits) -> Inputs:
+# The keys of a JSON body, per run kind (an image run takes multipart uploads only).
+JSON_KEYS = {"images": (), "text": ("texts", "text"), "sales": ("history", "rows")}
+RUN_KIND = {"images": "an image run", "text": "a text run", "sales": "a sales run"}
+
+
+async def parse(request: Any, limits: Limits, kind: str) -> Inputs:
+    """A request's inputs for a run of task ``kind``."""
     from starlette.formparsers import MultiPartException, MultiPartParser
 
     body = await read_body(request, limits.max_upload_bytes)
@@ -264,11 +298,21 @@ async def parse(request: Any, limits: Limits) -> Inputs:
             doc = json.loads(body or b"{}")  # no body: a forecaster's default forecast
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise BadRequest(400, f"the body is not valid JSON ({e.__class__.__name__})") from None
+        except RecursionError:  # [[[[...: deeper than Python's parser goes
+            raise BadRequest(400, "the JSON body is nested too deeply") from None
         if not isinstance(doc, dict):
             raise BadRequest(
                 400,
                 'expected a JSON object: {"texts": ["..."]} for a text run, '
                 '{"history": [{...}, ...]} for a sales run',
+            )
+        unknown = next((k for k in doc if k not in JSON_KEYS[kind]), None)
+        if unknown is not None:
+            takes = (f"takes {', '.join(repr(k) for k in JSON_KEYS[kind])}" if JSON_KEYS[kind]
+                     else "takes no JSON: send the image as a multipart/form-data file field "
+                     "('file')")  # fmt: skip
+            raise BadRequest(
+                400, f"unknown key {unknown!r} in the JSON body; {RUN_KIND[kind]} {takes}"
             )
         texts = doc.get("texts", [doc["text"]] if "text" in doc else [])
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
@@ -317,8 +361,12 @@ def _read_images(run: Served, inp: Inputs, limits: Limits, most: int) -> tuple[l
     bufs = [_check_image(n, d, limits) for n, d in inp.files]
     try:
         x = run.task.read_images(bufs)
-    except ArchlabError:  # decoding failed past the header (a truncated file)
-        raise BadRequest(400, f"{', '.join(names)}: cannot decode the image") from None
+    except ArchlabError as e:  # past the header: a truncated file, float pixels
+        # predict's own words, naming the upload where they name the buffer.
+        said = str(e)
+        for n, b in zip(names, bufs, strict=True):
+            said = said.replace(str(b), n)
+        raise BadRequest(400, said if said != str(e) else f"{', '.join(names)}: {said}") from None
     return names, x
 
 
@@ -393,6 +441,8 @@ def overlay_png(image: np.ndarray, cam: np.ndarray, side: int = 256) -> bytes:
 
 
 def _texts(inp: Inputs, limits: Limits, most: int) -> list[str]:
+    from archlab.data.text import check_unicode
+
     texts = inp.texts
     if not texts:
         raise BadRequest(400, 'send texts as JSON {"texts": ["..."]} or form fields "text"')
@@ -401,6 +451,10 @@ def _texts(inp: Inputs, limits: Limits, most: int) -> list[str]:
     empty = next((i for i, t in enumerate(texts) if not t.strip()), None)
     if empty is not None:  # as predict: training drops empty texts, so none is classified
         raise BadRequest(400, f"text {empty + 1} is empty")
+    try:  # here, not in the batch: a text the tokenizer refuses must fail its request only
+        check_unicode(texts)
+    except ArchlabError as e:
+        raise BadRequest(400, str(e)) from None
     long = next((i for i, t in enumerate(texts) if len(t) > limits.max_text_chars), None)
     if long is not None:
         raise BadRequest(413, f"text {long + 1} has {len(texts[long])} characters; the limit is "
@@ -423,6 +477,11 @@ def text_explain(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
 
     texts = _texts(inp, limits, limits.max_explain)
     out = text_predict(run, inp, limits)
+    out["notes"] = []
+    if (w := run.task.fitted.blend_weight) < 1:  # the label is the blend's, as archlab explain
+        out["notes"].append(f"the explanations are of the network alone; the label and "
+                            f"probabilities blend it with the run's TF-IDF model ({w:g} x "
+                            "network), whose label can differ")  # fmt: skip
     tok = run.task.fitted.tokenizer
     x, lengths = encode(tok, texts, run.task.data_cfg.max_length)
     names = list(run.task.fitted.class_names)
@@ -442,17 +501,22 @@ def text_explain(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
     return out
 
 
-def _csv(rows: list[dict[str, Any]]) -> bytes:
+def _csv(rows: list[dict[str, Any]], name: str) -> bytes:
     import pandas as pd
 
     buf = io.StringIO()
-    pd.DataFrame(rows).to_csv(buf, index=False)
-    return buf.getvalue().encode()
+    try:
+        pd.DataFrame(rows).to_csv(buf, index=False)
+        return buf.getvalue().encode()
+    except UnicodeEncodeError as e:  # a lone surrogate ("\ud83d") in a JSON string
+        raise BadRequest(400, f"{name} is not valid Unicode ({e.reason})") from None
 
 
 def sales_predict(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
+    from archlab.cli import baseline_rows
+
     if inp.rows is not None:
-        data = _csv(inp.rows)
+        data = _csv(inp.rows, '"history"')
     elif len(inp.files) == 1:
         data = inp.files[0][1]
     elif run.cfg.data.framing == "forecast" and not inp.files:
@@ -461,7 +525,7 @@ def sales_predict(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
         raise BadRequest(400, 'send one history CSV (multipart field "file" or text/csv) or '
                          'JSON {"history": [{...}, ...]} in the training columns')  # fmt: skip
     # Rows to forecast (a known covariate's future values with them), as predict --file.
-    wanted = _csv(inp.forecast) if inp.forecast is not None else inp.forecast_csv
+    wanted = _csv(inp.forecast, '"rows"') if inp.forecast is not None else inp.forecast_csv
     with tempfile.TemporaryDirectory(prefix="archlab-serve-") as tmp:
         items, names = [], {}
         for data_, file, name in ((data, "history.csv", "the history"),
@@ -480,6 +544,8 @@ def sales_predict(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
     # gets it too, naming the uploads as "the history" and "the rows".
     notes = [_named(line.removeprefix("archlab: ").removeprefix("note: "), names)
              for line in said.getvalue().splitlines() if line.startswith("archlab: ")]  # fmt: skip
+    if took := baseline_rows(rows, run.task.data_cfg.series_keys):  # predict's note after rows
+        notes.append(took)
     return {"run": run.name, "forecasts": rows, "notes": notes}
 
 
@@ -591,7 +657,9 @@ def _error_handlers(app: Any) -> None:
     from starlette.exceptions import HTTPException
 
     def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": " ".join(str(message).splitlines())}, status_code=status)
+        # A lone surrogate a client sent (an unknown key) cannot be written as UTF-8: escaped.
+        line = " ".join(str(message).splitlines()).encode("utf-8", "backslashreplace").decode()
+        return JSONResponse({"error": line}, status_code=status)
 
     @app.exception_handler(BadRequest)
     async def _bad(request: Request, e: BadRequest) -> JSONResponse:
@@ -653,7 +721,7 @@ def create_app(run_dirs: Sequence[Path], limits: Limits | None = None) -> Any:
         if name not in runs:
             raise BadRequest(404, f"no run {name!r}; served: {', '.join(runs)}")
         run = runs[name]
-        inp = await parse(request, limits)
+        inp = await parse(request, limits, run.kind)
         fn = HANDLERS[run.kind][action]
 
         try:

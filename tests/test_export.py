@@ -141,6 +141,33 @@ def test_export_refuses_bad_input(runs: dict[str, Path], tmp_path: Path, capsys)
     assert len(err) == 1 and "--format tflite" in err[0] and "onnx" in err[0]
     assert main(["export", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
+    # An --out that cannot be made, or none at all (not the current folder): one line each.
+    for out, words in (("/proc/archlab-none/out", "cannot create the folder"),
+                       ("", "--out '': give a folder")):  # fmt: skip
+        assert main(["export", str(runs["text"]), "--out", out, "--no-verify"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+    assert not any(tmp_path.glob("*.onnx")) and not Path("model.onnx").exists()
+
+
+def test_export_says_the_check_needs_the_data(
+    runs: dict[str, Path], tmp_path: Path, capsys, monkeypatch
+) -> None:
+    from archlab import runner
+    from archlab.errors import ArchlabError
+
+    def moved(*args: Any, **kwargs: Any) -> None:
+        raise ArchlabError("data/rgb.npz: no such file or directory")
+
+    monkeypatch.setattr(runner, "load_run", moved)
+    assert main(["export", str(runs["text"]), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "verification" in err[0] and "--no-verify" in err[0], err
+    assert "data/rgb.npz: no such file" in err[0]
+    # --format is read whatever its case; --no-verify needs no data.
+    assert main(["export", str(runs["text"]), "--out", str(tmp_path / "y"), "--format", "ONNX",
+                 "--no-verify"]) == 0  # fmt: skip
+    assert (tmp_path / "y" / "model.onnx").exists()
 
 
 # Runs in a fresh interpreter where importing torch, archlab, tokenizers or PIL fails: the

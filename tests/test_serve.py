@@ -436,3 +436,172 @@ def _multipart(path: Path) -> bytes:
         + path.read_bytes()
         + f"\r\n--{BOUNDARY}--\r\n".encode()
     )
+
+
+# --- bad input of one request, and runs that cannot be served ---
+SURROGATE = b'{"texts": ["great \\ud83d"]}'  # a JavaScript client cut an emoji in half
+AS_JSON = {"content-type": "application/json"}
+
+
+def test_bad_json_texts_and_keys_get_one_line_400s(client: TestClient) -> None:
+    n = names(client)
+    img, txt, sales = n["images"], n["text"], n["horizon"]
+    for action in ("predict", "explain"):
+        body = b'{"texts": ["ok", "great \\ud83d"]}'
+        one_line_error(client.post(f"/{txt}/{action}", content=body, headers=AS_JSON), 400,
+                       "text 2 is not valid Unicode (a lone surrogate at character 7)")  # fmt: skip
+    deep = b'{"texts": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    one_line_error(client.post(f"/{txt}/predict", content=deep, headers=AS_JSON), 400,
+                   "nested too deeply")  # fmt: skip
+    one_line_error(client.post(f"/{txt}/predict", json={"texts": ["a"], "foo": 1}), 400,
+                   "unknown key 'foo'", "'texts'")  # fmt: skip
+    one_line_error(client.post(f"/{sales}/predict", json={"texts": ["a"]}), 400,
+                   "unknown key 'texts'", "'history', 'rows'")  # fmt: skip
+    one_line_error(client.post(f"/{img}/predict", json={"texts": ["a"]}), 400,
+                   "unknown key 'texts'", "multipart")  # fmt: skip
+    one_line_error(client.post(f"/{sales}/predict", content=b'{"\\ud83d": 1}', headers=AS_JSON),
+                   400, "unknown key '\\ud83d'")  # fmt: skip
+    one_line_error(client.post(f"/{sales}/predict", content=b'{"rows": [{"Store": "\\ud83d"}]}',
+                               headers=AS_JSON), 400, '"rows" is not valid Unicode')  # fmt: skip
+
+
+def test_several_files_are_each_predicted_and_a_float_tiff_is_named(client: TestClient) -> None:
+    img = names(client)["images"]
+    r = client.post(f"/{img}/predict", files=[("file", ("a.png", png(seed=1))),
+                                               ("file", ("b.png", png(seed=2)))])  # fmt: skip
+    assert [p["input"] for p in r.json()["predictions"]] == ["a.png", "b.png"], r.text
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), dtype=np.float32), mode="F").save(buf, format="TIFF")
+    one_line_error(client.post(f"/{img}/predict", files={"file": ("f.tif", buf.getvalue())}), 400,
+                   "f.tif: 32-bit float pixels", "save it as 8- or 16-bit")  # fmt: skip
+
+
+def test_unseen_series_rows_get_predicts_note(client: TestClient, runs: dict[str, Path],
+                                              capsys) -> None:  # fmt: skip
+    from archlab.cli import main
+
+    h = names(client)["horizon"]
+    some = client.post(f"/{h}/predict", json={}).json()["forecasts"][:2]
+    rows = [{k: f[k] for k in ("Store", "Dept", "Date")} for f in some]
+    rows += [{**r, "Store": 99} for r in rows]  # a store the run never saw
+    got = client.post(f"/{h}/predict", json={"rows": rows}).json()
+    assert [f["source"] for f in got["forecasts"]][2:] == ["baseline"] * 2
+    note = "2 row(s) of 1 series without training history (e.g. 99, "
+    assert any(x.startswith(note) for x in got["notes"]), got["notes"]
+    import pandas as pd
+
+    path = runs["horizon"].parent.parent / "rows_unseen.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    assert main(["predict", str(runs["horizon"]), "--file", str(path)]) == 0
+    assert f"archlab: note: {note}" in capsys.readouterr().err
+
+
+def test_one_bad_request_never_fails_the_others_batched_with_it(runs: dict[str, Path]) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from archlab.serve import Batcher
+
+    # Whatever fails a shared forward pass: the batch runs again one request at a time.
+    gate, sizes = threading.Event(), []
+
+    def run(items: list[str]) -> list[str]:
+        gate.wait(5)  # the first batch holds the model while the others queue up
+        sizes.append(len(items))
+        if "bad" in items:
+            raise ValueError("bad item")
+        return [i.upper() for i in items]
+
+    b = Batcher(run, threading.Lock(), max_rows=8)
+    got: dict[str, Any] = {}
+
+    def ask(item: str) -> None:
+        try:
+            got[item] = b.submit(item, 1)
+        except ValueError as e:
+            got[item] = e
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in ("first", "a", "bad", "c")]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert {k: v for k, v in got.items() if k != "bad"} == {"first": "FIRST", "a": "A", "c": "C"}
+    assert isinstance(got["bad"], ValueError) and 3 in sizes  # a, bad, c were one batch
+
+    # Through HTTP: a text the tokenizer cannot take is refused before the batcher.
+    client = TestClient(create_app([runs["text"]]))
+    alone = client.post("/predict", json={"texts": ["great flight"]}).json()["predictions"]
+
+    def good(i: int) -> tuple[int, Any]:
+        r = client.post("/predict", json={"texts": ["great flight"]})
+        return r.status_code, r.json()
+
+    def bad(i: int) -> tuple[int, Any]:
+        r = client.post("/predict", content=SURROGATE, headers=AS_JSON)
+        return r.status_code, r.json()
+
+    for _ in range(3):
+        with ThreadPoolExecutor(11) as pool:
+            futs = [pool.submit(good, i) for i in range(10)] + [pool.submit(bad, 0)]
+            answers = [f.result() for f in futs]
+        assert all(a == (200, {"run": answers[0][1]["run"], "predictions": alone})
+                   for a in answers[:10]), answers  # fmt: skip
+        assert answers[10] == (400, {"error": "text 1 is not valid Unicode (a lone surrogate at "
+                                              "character 7)"})  # fmt: skip
+
+
+def test_predict_refuses_an_argument_that_is_not_utf8(runs: dict[str, Path], capsys) -> None:
+    from archlab.cli import main
+
+    # A Latin-1 terminal's "café" reaches Python as a surrogate escape.
+    assert main(["predict", str(runs["text"]), "ok", "caf\udce9 great"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["archlab: error: input 2 is not valid Unicode (byte 0xe9 at character 4 is "
+                   "not UTF-8: the terminal or script sends another encoding; pass UTF-8 "
+                   "text)"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def parity_and_blend(runs: dict[str, Path]) -> dict[str, Path]:
+    from tests.helpers import train_cli
+
+    root = runs["text"].parent.parent
+    return {
+        "parity": train_cli(root / "runs2", "--preset", "sales-rnn-parity-smoke", "--data",
+                            str(root / "walmart"), "--set", "data.val_steps=4", "--set",
+                            "data.test_steps=8"),
+        **{name: train_cli(root / "runs2", "--preset", "text-bilstm-smoke", "--data",
+                           str(root / "tweets.csv"), "--set", f"data.tfidf_blend={w}")
+           for name, w in (("blend", 0.5), ("alone", 1.0))},
+    }  # fmt: skip
+
+
+def test_parity_runs_are_not_served_and_predict_says_why_first(
+    runs: dict[str, Path], parity_and_blend: dict[str, Path], capsys
+) -> None:
+    from archlab.cli import main
+
+    parity = parity_and_blend["parity"]
+    why = "sales run of the parity framing, which has no predict"
+    assert main(["serve", str(parity)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and why in err[0], err
+    app = create_app([runs["text"], parity])
+    assert [r["task"] for r in TestClient(app).get("/health").json()["runs"]] == ["text"]
+    assert f"archlab: note: {parity} is a {why}" in capsys.readouterr().err
+    assert main(["predict", str(parity)]) == 2  # the framing first, not "give an input"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "forecast-framing run" in err[0], err
+
+
+def test_served_explain_of_a_blended_run_says_it_is_the_network_alone(
+    parity_and_blend: dict[str, Path],
+) -> None:
+    blended = TestClient(create_app([parity_and_blend["blend"]]))
+    r = blended.post("/explain", json={"texts": ["great flight thanks"]}).json()
+    assert any("explanations are of the network alone" in x for x in r["notes"]), r
+    alone = TestClient(create_app([parity_and_blend["alone"]]))
+    assert alone.post("/explain", json={"texts": ["great"]}).json()["notes"] == []

@@ -235,11 +235,33 @@ def extend_vocabulary(tok: Tokenizer, words: list[str]) -> Tokenizer:
     return out
 
 
+# A lone UTF-16 surrogate, which no tokenizer (nor UTF-8) takes: half of an emoji that a
+# JavaScript client cut (a slice ending inside it, sent as JSON "\ud83d"), or a command-line
+# byte that was not UTF-8 (Python keeps it as U+DC80..U+DCFF, "surrogateescape").
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(text: str) -> int | None:
+    """The index of the first lone surrogate in ``text``, or None."""
+    m = _SURROGATE.search(text)
+    return None if m is None else m.start()
+
+
+def check_unicode(texts: list[str]) -> None:
+    """Refuse, in one line naming it, the first text that is not valid Unicode."""
+    for k, t in enumerate(texts):
+        if (at := lone_surrogate(t)) is not None:
+            raise ArchlabError(
+                f"text {k + 1} is not valid Unicode (a lone surrogate at character {at + 1})"
+            )
+
+
 def encode(tok: Tokenizer, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded token ids (N x longest, truncated to ``max_length``) and lengths (>= 1).
 
     A text with no tokens becomes a single unknown token, so packing never sees length 0.
     """
+    check_unicode(texts)  # the tokenizer's own error is a TypeError naming no text
     unk = tok.token_to_id(UNK)
     # encode_batch_fast skips character offsets, which we never use (about 30% faster).
     encs = tok.encode_batch_fast(texts, add_special_tokens=False)

@@ -689,9 +689,12 @@ class TextClassification:
         """Each text of the inputs and the file it is from (None: typed, or a line or row of a
         file): a ``--file`` (an InputFile, always read: a folder's text files, a CSV's text
         column, else one text per line) or a CSV path given as an input, and texts as they
-        are; an empty text is refused (training drops empty texts)."""
+        are; an empty text is refused (training drops empty texts), and one that is not valid
+        Unicode."""
+        from archlab.data.text import lone_surrogate
+
         out: list[tuple[str, str | None]] = []
-        for item in inputs:
+        for k, item in enumerate(inputs, 1):
             if isinstance(item, InputFile) and Path(item).is_dir():
                 found, notes = folder_texts(Path(item), self.data_cfg.encoding)
                 for n in notes:
@@ -705,6 +708,13 @@ class TextClassification:
                     f"an empty text ({item!r}): nothing to predict; training drops empty "
                     "texts, so the network never learnt one"
                 )
+            elif (at := lone_surrogate(item)) is not None:
+                # A byte of an argument that is not UTF-8 arrives as U+DC80..U+DCFF.
+                byte = ord(item[at]) - 0xDC00
+                why = (f"byte 0x{byte:02x} at character {at + 1} is not UTF-8: the terminal or "
+                       "script sends another encoding; pass UTF-8 text" if 0x80 <= byte <= 0xFF
+                       else f"a lone surrogate at character {at + 1}")  # fmt: skip
+                raise ArchlabError(f"input {k} is not valid Unicode ({why})")
             else:
                 out.append((item, None))
         return out
