@@ -367,6 +367,7 @@ def predict(
     """
     from archlab import rundir, runner
     from archlab.tasks.base import InputFile
+    from archlab.tasks.sales_horizon import baseline_rows
 
     items = list(inputs or [])
     if file is not None:
@@ -418,6 +419,7 @@ def _write_submission(rows: list[dict[str, Any]], data: Any, out: Path) -> None:
     import pandas as pd
 
     from archlab.data.sales import SINGLE_SERIES, SINGLE_VALUE
+    from archlab.tasks.sales_horizon import baseline_rows
     from archlab.utils import atomic_path
 
     keys, date = list(data.series_keys), data.date_column
@@ -438,19 +440,6 @@ def _write_submission(rows: list[dict[str, Any]], data: Any, out: Path) -> None:
     print(f"archlab: {len(sub)} forecasts ({sub.Id.nunique()} distinct ids)"
           f"{'; ' + took if took else ''}", file=sys.stderr)  # fmt: skip
     print(out)
-
-
-def baseline_rows(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...]) -> str:
-    """How many forecasts took the baseline (series without training history), or "";
-    predict says it on stderr and serve in its notes."""
-    fallback = [r for r in rows if r.get("source") == "baseline"]  # "model" or "blend" otherwise
-    if not fallback:
-        return ""
-    keys = [k for k in keys if k in fallback[0]]
-    n_series = len({tuple(r[k] for k in keys) for r in fallback})
-    e_g = f" (e.g. {', '.join(str(fallback[0][k]) for k in keys)})" if keys else ""
-    return (f"{len(fallback)} row(s) of {n_series} series without training history{e_g} took "
-            "the baseline (last season's smoothed sales; 0 for a series never seen)")  # fmt: skip
 
 
 @app.command()

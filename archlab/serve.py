@@ -513,7 +513,7 @@ def _csv(rows: list[dict[str, Any]], name: str) -> bytes:
 
 
 def sales_predict(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
-    from archlab.cli import baseline_rows
+    from archlab.tasks.sales_horizon import baseline_rows
 
     if inp.rows is not None:
         data = _csv(inp.rows, '"history"')

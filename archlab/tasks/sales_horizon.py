@@ -549,6 +549,19 @@ def _wanted_rows(
     return out
 
 
+def baseline_rows(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...]) -> str:
+    """How many forecasts took the baseline (series without training history), or "";
+    predict says it on stderr and serve in its notes."""
+    fallback = [r for r in rows if r.get("source") == "baseline"]  # "model" or "blend" otherwise
+    if not fallback:
+        return ""
+    keys = [k for k in keys if k in fallback[0]]
+    n_series = len({tuple(r[k] for k in keys) for r in fallback})
+    e_g = f" (e.g. {', '.join(str(fallback[0][k]) for k in keys)})" if keys else ""
+    return (f"{len(fallback)} row(s) of {n_series} series without training history{e_g} took "
+            "the baseline (last season's smoothed sales; 0 for a series never seen)")  # fmt: skip
+
+
 def _steps_ahead(
     d: np.ndarray,
     first: np.datetime64,
