@@ -330,7 +330,7 @@ def ensemble(
     from archlab.utils import write_json_atomic
 
     if out is not None:
-        rundir.check_out_file(Path(out), [])
+        rundir.check_out_file(Path(out), [str(d) for d in run_dirs])
     twice = [
         d for i, d in enumerate(run_dirs) if d.resolve() in {e.resolve() for e in run_dirs[:i]}
     ]
@@ -391,7 +391,7 @@ def predict(
             "forecasts the submission holds"
         )
     if out is not None:
-        rundir.check_out_file(Path(out), items)
+        rundir.check_out_file(Path(out), [*items, str(run_dir)])
     with runner.inference(run_dir, cfg, model):  # the arithmetic the run was tested in
         rows = task.predict(model, items)
     if out is None:
@@ -824,6 +824,11 @@ def _terminate_as_interrupt(seen: list[bool]) -> Iterator[None]:
 
     def handler(signum: int, frame: Any) -> None:
         seen.append(True)
+        # As a Ctrl-C there: training's first one finishes the step and checkpoints.
+        on_int = signal.getsignal(signal.SIGINT)
+        if callable(on_int) and on_int is not signal.default_int_handler:
+            on_int(signal.SIGINT, frame)
+            return
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, handler)

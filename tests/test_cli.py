@@ -303,6 +303,9 @@ def test_every_command_refuses_an_unfinished_run_in_the_same_words(
     assert f"{tmp_path / 'nope'}: no such run directory" in capsys.readouterr().err
     assert main(["ensemble", str(run), str(run)]) == 2
     assert f"{run}: given twice" in capsys.readouterr().err
+    # --out never writes over a run's own files
+    assert main(["ensemble", str(run), "--out", str(run / "metrics.json")]) == 2
+    assert "is a file of the run directory" in capsys.readouterr().err
 
 
 def test_sigterm_keeps_work_as_ctrl_c_does_and_exits_143(
@@ -328,3 +331,31 @@ def test_sigterm_keeps_work_as_ctrl_c_does_and_exits_143(
     assert "interrupted while testing; training is saved" in err
     assert err.strip().splitlines()[-1] == "archlab: terminated (SIGTERM)"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored after the command
+
+
+def test_sigterm_mid_epoch_checkpoints_at_the_step_as_a_first_ctrl_c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `timeout`, a scheduler's stop or `docker stop` send SIGTERM: the step's work is kept.
+    import os
+    import signal
+
+    from archlab import runner
+    from archlab.train.callbacks import Callback
+    from tests.helpers import write_tweets
+
+    class Term(Callback):
+        def on_batch_end(self, trainer, step: int, loss: object) -> None:
+            if trainer.state.step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    made = runner.default_callbacks
+    monkeypatch.setattr(runner, "default_callbacks", lambda *a, **k: [*made(*a, **k), Term()])
+    csv = write_tweets(tmp_path / "tweets.csv")
+    args = ["train", "--task", "text", "--data", str(csv), "--epochs", "2",
+            "--out", str(tmp_path / "runs"), "--set", "train.threads=1",
+            "--set", "train.batch_size=8", "--set", "train.progress=off"]  # fmt: skip
+    assert main(args) == 143
+    err = capsys.readouterr().err
+    assert "interrupted at epoch 1, step 2 (checkpoint saved)" in err, err
+    assert err.strip().splitlines()[-1] == "archlab: terminated (SIGTERM)"
