@@ -440,11 +440,14 @@ def load_config(run_dir: Path) -> RunConfig:
     if not path.exists():
         raise ArchlabError(f"{run_dir}: not a run directory (no {rundir.CONFIG})")
     cfg = RunConfig.from_yaml(rundir.read_recorded(path), where=str(path))
-    data = cfg.data.path
-    if not data or Path(data).is_absolute() or Path(data).exists():
-        return cfg
-    found = trained_path(Path(run_dir), data)
-    return cfg if found is None else replace(cfg, data=replace(cfg.data, path=str(found)))
+    # data.path, and a manifest's image_root: paths relative to the folder trained in
+    for key in ("path", "image_root"):
+        rel = getattr(cfg.data, key, "")
+        if not rel or Path(rel).is_absolute() or Path(rel).exists():
+            continue
+        if (found := trained_path(Path(run_dir), rel)) is not None:
+            cfg = replace(cfg, data=replace(cfg.data, **{key: str(found)}))
+    return cfg
 
 
 def trained_path(run_dir: Path, path: str) -> Path | None:
@@ -455,8 +458,11 @@ def trained_path(run_dir: Path, path: str) -> Path | None:
         return None
     saved = json.loads(rundir.read_recorded(inputs))
     root, rel = Path(saved.get("root") or "/"), Path(path).parts
-    # The data path is the files' common folder, one of its parents, or (one file) the file.
-    for cand in [*(root / n for n in saved.get("files", {})), root, *root.parents]:
+    # The data path is a file, a folder holding files (a manifest's image_root), their
+    # common folder or one of its parents.
+    files = [root / n for n in saved.get("files", {})]
+    folders = {p for f in files for p in f.parents if root in (p, *p.parents)}
+    for cand in [*files, *sorted(folders, key=lambda p: -len(p.parts)), *root.parents]:
         if cand.parts[-len(rel) :] == rel and cand.exists():
             return cand
     return None

@@ -273,6 +273,30 @@ def test_a_run_with_a_relative_data_path_works_from_any_folder(
     assert runner.load_config(home / run).data.path == str(home / "data" / "tweets.csv")
 
 
+def test_a_manifest_runs_relative_image_root_works_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from archlab import runner
+    from archlab.config import apply_overrides
+    from archlab.presets import PRESETS
+    from tests.conftest import write_image_folder
+
+    home = tmp_path / "project"
+    write_image_folder(home / "data" / "imgs", {"cat": 12, "dog": 12}, size=(32, 32))
+    (home / "manifests").mkdir()
+    rows = [f"{c}/{i:03d}.png,{c}" for c in ("cat", "dog") for i in range(12)]
+    (home / "manifests" / "rel.csv").write_text("\n".join(["image,label", *rows]) + "\n")
+    monkeypatch.chdir(home)
+    cfg = apply_overrides(PRESETS["images-resnet18-study-smoke"],
+                          ["data.path=manifests/rel.csv", "data.image_root=data/imgs",
+                           "data.size=32", "train.epochs=1", "train.progress=off"])  # fmt: skip
+    run = home / runner.train(cfg, Path("runs"))
+    first = runner.evaluate(run)
+    monkeypatch.chdir(tmp_path)  # elsewhere: data/imgs does not exist from here
+    assert runner.evaluate(run) == first
+    assert runner.load_config(run).data.image_root == str(home / "data" / "imgs")
+
+
 def test_every_command_refuses_an_unfinished_run_in_the_same_words(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
