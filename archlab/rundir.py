@@ -155,12 +155,14 @@ def _record(path: Path) -> None:
 
 
 def _checked_manifest(run_dir: Path) -> dict[str, Any]:
-    """checkpoint.json's entries, to check a file against: refused where it is missing from a
-    run that writes one (every run with inputs.json) or is damaged, which would otherwise turn
-    every check off without a word."""
+    """checkpoint.json's entries, to check a file against: refused where it is damaged, or
+    missing beside weights it would check (every run with inputs.json writes one), which would
+    otherwise turn every check off without a word. A run's statistics alone (a search's or an
+    ablation's cell, kept without weights) need none."""
     path = run_dir / MANIFEST
     if not path.exists():
-        if (run_dir / INPUTS).exists():
+        weights = any((run_dir / f).exists() for f in (WEIGHTS, BEST, STATE))
+        if weights and (run_dir / INPUTS).exists():
             raise ArchlabError(f"{path}: missing: the run's files cannot be checked without it "
                                "(restore it with the rest of the run, or train again)")  # fmt: skip
         return {}  # a run from before checksums were kept
