@@ -372,9 +372,21 @@ class BudgetResult:
         return (
             f"chose trial {c['trial']}{again} of {len(r['trials'])} on validation "
             f"({c['monitor']}={c['value']:.4f}; the config as given: "
-            f"{_fmt(r['trials'][0]['value'])}) {params}; {_clock(r['wall_s'])} of "
-            f"{_clock(r['budget_s'])}"
+            f"{_fmt(r['trials'][0]['value'])}) {params}{_posthoc(self.run_dir)}; "
+            f"{_clock(r['wall_s'])} of {_clock(r['budget_s'])}"
         )
+
+
+def _posthoc(run_dir: Path) -> str:
+    """The chosen run's post-hoc choices on validation (its trials do not print them), e.g.
+    " (then, on validation: blend_weight=0.9)"; "" if none."""
+    try:
+        chosen = json.loads((run_dir / rundir.FITTED).read_text()).get("chosen") or {}
+    except (OSError, ValueError, AttributeError):
+        return ""
+    picked = [f"{k}={_text(chosen[k])}" for k in ("correction_scale", "blend_weight")
+              if isinstance(chosen.get(k), int | float)]  # fmt: skip
+    return f" (then, on validation: {' '.join(picked)})" if picked else ""
 
 
 def _fmt(v: float | None) -> str:

@@ -95,6 +95,7 @@ class Prepared:
     dist: Dist
     state: dict[str, Any] | None  # the Trainer's resume state, None for a fresh start
     say: Callable[[str], None]  # prints a note line (a search's trials: each line once)
+    trial: bool = False  # a search's trial: its post-hoc choices are not printed, the search's is
 
 
 def prepare(
@@ -162,7 +163,9 @@ def prepare(
         rundir.write_recorded(run_dir / rundir.INPUTS, json_text(inputs))
         rundir.write_fitted(run_dir, data.fitted)  # before training: an interrupted run has it
     data.train.rank, data.train.world = d.rank, d.world  # each rank trains on its shard
-    return Prepared(cfg, run_dir, data, task, TASKS[cfg.task].monitor, device, d, state, say)
+    return Prepared(
+        cfg, run_dir, data, task, TASKS[cfg.task].monitor, device, d, state, say, said is not None
+    )
 
 
 def _sayer(said: set[str] | None) -> Callable[[str], None]:
@@ -256,7 +259,7 @@ def fit(p: Prepared, callbacks: Sequence[Callback] = ()) -> Path:
     if d.is_main:
         rundir.save_weights(model, run_dir / rundir.WEIGHTS)
         try:
-            finish(run_dir, p.task, trainer, p.data, model, selection(cfg).why)
+            finish(run_dir, p.task, trainer, p.data, model, selection(cfg).why, not p.trial)
         except KeyboardInterrupt as e:
             # Training is over: keep it, so that --resume only tests (it trained again).
             rundir.save_state(trainer.state_dict(), run_dir / rundir.STATE)
@@ -367,15 +370,17 @@ def finish(
     data: DataBundle[Any, Any],
     model: nn.Module,
     why: str = "",
+    say_posthoc: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate on the test split, write plots, then metrics.json last (it marks completion)."""
+    """Evaluate on the test split, write plots, then metrics.json last (it marks completion).
+    ``say_posthoc``: print the post-hoc choices (a search's trials do not)."""
     history = trainer.state.history
     if isinstance(task, Tunable):  # its post-hoc knobs, chosen on validation before the test
         with trainer.autocast():  # in the arithmetic of the test and of predict
             task, lines = task.tune(model, data)
         data.fitted = task.fitted
         rundir.write_fitted(run_dir, task.fitted)  # eval and predict apply the same choices
-        if trainer.cfg.progress != "off":
+        if trainer.cfg.progress != "off" and say_posthoc:
             for line in lines:
                 print(line, file=sys.stderr, flush=True)
     test_loss, test_metrics, outputs, targets = trainer.evaluate(task, data.test, model)
