@@ -335,9 +335,13 @@ def _run_part(
     vectors: str,
     vectors_looked: str,
     log: Callable[[str], None],
+    skipped: dict[str, str],
 ) -> list[dict[str, Any]]:
-    """Run one part's experiments; returns their manifest entries."""
-    entries = []
+    """Run one part's experiments; returns their manifest entries. An experiment whose data
+    cannot be read (or that fails on them: any ArchlabError) is skipped with one line, kept in
+    ``skipped`` under "part/key" for the report, and the others still run."""
+    entries: list[dict[str, Any]] = []
+    errors: dict[str, str] = {}  # experiment key -> why it was skipped
     for exp in (e for e in experiments if e.part == part):
         if exp.vectors and not vectors:
             log(f"skipping {exp.title}: no word vectors found"
@@ -345,15 +349,40 @@ def _run_part(
             continue
         if exp.vectors:
             exp = replace(exp, overrides=(*exp.overrides, f"data.embeddings={vectors}"))
-        cfg = experiment_config(exp, profile, path, part_sets)
         if profile == "smoke" and exp.techniques:
             exp = replace(exp, techniques=exp.techniques[:SMOKE_TECHNIQUES])
         log(f"[{part}] {exp.title} ({exp.preset}, profile {profile})")
-        entry = run_experiment(exp, cfg, seeds, out / part / exp.key, cells)
+        try:
+            cfg = experiment_config(exp, profile, path, part_sets)
+            entry = run_experiment(exp, cfg, seeds, out / part / exp.key, cells)
+        except ArchlabError as e:
+            errors[exp.key] = f"{e}{_missing_tables(part, path, str(e))}"
+            log(f"skipping [{part}] {exp.title}: {errors[exp.key]}")
+            skipped[f"{part}/{exp.key}"] = f"skipping {exp.title}: {errors[exp.key]}"
+            continue
         if entry.get("committed_cells"):
             log(f"  {len(entry['committed_cells'])} cell(s) read from {cells}, not trained")
         entries.append(entry)
+    if not entries and len(set(errors.values())) == 1:  # the part's data: one line in the report
+        for key in errors:
+            del skipped[f"{part}/{key}"]
+        skipped[part] = f"skipping {PARTS[part]}: {next(iter(errors.values()))}"
     return entries
+
+
+# Tables beside the sales panel in Walmart's layout that some experiments need (the study
+# parity's one-hot store Type comes from stores.csv): named when an experiment fails.
+SALES_TABLES = ("stores.csv", "features.csv")
+
+
+def _missing_tables(part: str, path: str, error: str) -> str:
+    """Which of Walmart's optional tables a sales folder lacks, when a column is missing."""
+    folder = Path(path)
+    if part != "sales" or "column" not in error or not folder.is_dir():
+        return ""
+    missing = [t for t in SALES_TABLES
+               if not (folder / t).exists() and not (folder / f"{t}.gz").exists()]  # fmt: skip
+    return f" ({folder} has no {' or '.join(missing)})" if missing else ""
 
 
 def run_study(
@@ -413,6 +442,7 @@ def run_study(
         manifest["experiments"] += _run_part(
             part, path, part_sets, experiments, profile, seeds, out,
             cells=cells, vectors=vectors, vectors_looked=vectors_looked, log=log,
+            skipped=manifest["skipped"],
         )  # fmt: skip
         manifest["eda"][part] = [
             str(p.relative_to(out))

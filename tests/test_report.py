@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from archlab import plots, rundir
 from archlab.plots import eda_sales
+from archlab.report.datanotes import CIFAR3_SHA256
 from archlab.report.mathmd import to_html
 from archlab.report.report import THEORY_DOC, Block, render_html, run_table, with_live_outputs
 
@@ -60,8 +62,28 @@ def test_backticks_render_as_code_in_lists_cells_and_prose() -> None:
     body = page.split("<main>", 1)[1]
     assert "`" not in body
     assert "<li>use <code>make demo DATA=dir</code> or <code>archlab reproduce</code></li>" in body
-    # a long name may wrap after its underscores on a phone, never mid-word
-    assert "<td><code>baseline_<wbr>last_<wbr>week</code></td>" in body
+    # a name is never broken (not even at its underscores): a table too wide scrolls instead
+    assert '<td class="nw"><code>baseline_last_week</code></td>' in body and "<wbr>" not in body
+
+
+def test_names_in_tables_never_wrap_and_wide_figures_scroll_on_a_phone(tmp_path: Path) -> None:
+    fig, _ = plt.subplots(1, 3, figsize=(12, 3.2))  # side-by-side panels: learning curves
+    fig.savefig(tmp_path / "curves.png")
+    fig = plt.figure(figsize=(4, 4))
+    fig.savefig(tmp_path / "square.png")
+    plt.close("all")
+    page = render_html(
+        [
+            Block("table", [["metric", "s0"], ["test_r2_std", "0.5"], ["two words", "1"]]),
+            Block("img", tmp_path / "curves.png", "learning curves"),
+            Block("img", tmp_path / "square.png", "confusion matrix"),
+        ]
+    )
+    assert "th.nw,td.nw{white-space:nowrap}" in page and ".scroll{overflow-x:auto" in page
+    assert '<td class="nw">test_r2_std</td>' in page and "<td>two words</td>" in page
+    assert "figure.wide{overflow-x:auto" in page
+    assert page.count('<figure class="wide">') == 1  # the curves; the square figure scales
+    assert re.search(r'style="--phone-width:\d+px"><figcaption>learning curves', page)
 
 
 def test_live_outputs_replace_the_documents_copies() -> None:
@@ -109,6 +131,104 @@ def test_a_horizon_runs_table_lists_its_own_baselines(tmp_path: Path) -> None:
     assert rows["baseline_svd_seasonal_naive_wmae"] == "1,728.4"
     assert rows["baseline_level_seasonal_naive_wmae"] == "1,580.4"
     assert "baseline_last_step_wmae" not in rows and len(rows) == 7
+
+
+# --- what the report says about the runs' data and networks ---------------------------------
+def _study_out(tmp_path: Path, experiments: list[dict]) -> Path:
+    out = tmp_path / "out"
+    out.mkdir()
+    manifest = {"profile": "smoke", "seeds": 1, "data_dir": "mine", "experiments": experiments,
+                "skipped": {}, "eda": {}}  # fmt: skip
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+def _run(out: Path, part: str, key: str, metrics: dict, data: dict) -> dict:
+    d = out / part / key / "s0"
+    d.mkdir(parents=True)
+    rundir.write_metrics(metrics, d)
+    (d / rundir.DATA).write_text(json.dumps(data))
+    return {"part": part, "key": key, "title": key, "kind": "run", "preset": key,
+            "study": [], "runs": {"": ["s0"]}}  # fmt: skip
+
+
+IMAGE_DATA = {"source": "my/photos", "layout": "class_folders", "class_names": ["blue", "red"],
+              "channels": 1, "size": 32, "n_images": 40,
+              "split_sizes": {"train": 28, "val": 6, "test": 6},
+              "split_source": {"test": "15% of all images, stratified"}}  # fmt: skip
+
+
+def test_differences_describe_the_images_the_runs_read(tmp_path: Path) -> None:
+    from archlab.report.report import build_report
+
+    out = _study_out(tmp_path, [])
+    exp = _run(out, "images", "vgg13", {"test_accuracy": 0.5}, IMAGE_DATA)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "experiments": [exp]}))
+    md = (build_report(out) / "report.md").read_text()
+    differs = md.split("## What differs from the study", 1)[1].split("\n## ", 1)[0]
+    assert "CIFAR" not in md and "18,000" not in md and "12,600" not in md
+    assert "`my/photos`: 2 classes (blue, red) at 32×32" in differs
+    assert "40 images, split 28/6/6 (train/validation/test)" in differs
+    assert "Sales:" not in differs and "Text:" not in differs  # parts that did not run
+    # the study's stand-in (checked by its hash) is named as such
+    files = {"cifar10_dog_automobile_ship.npz": {"bytes": 1, "sha256": CIFAR3_SHA256}}
+    (out / "images" / "vgg13" / "s0" / rundir.INPUTS).write_text(json.dumps({"files": files}))
+    md = (build_report(out) / "report.md").read_text()
+    assert "three CIFAR-10 classes (blue, red)" in md
+
+
+def test_a_sales_network_left_unused_is_said_beside_its_numbers(tmp_path: Path) -> None:
+    from archlab.report.report import build_report
+
+    out = _study_out(tmp_path, [])
+    m = {"test_wmae": 46.1155, "baseline_mean_wmae": 46.1155, "baseline_last_step_wmae": 59.0,
+         "correction_scale": 0.0, "test_blend_wmae": 50.26, "blend_weight": 0.0}  # fmt: skip
+    exps = [_run(out, "sales", k, m, {"framing": "forecast"}) for k in ("rnn", "lstm")]
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "experiments": exps}))
+    where = out / "sales" / "rnn" / "s0" / "explain"
+    where.mkdir()
+    fig = plt.figure()
+    for f in ("ig_feature_groups.png", "permutation_importance.png"):
+        fig.savefig(where / f)
+    plt.close(fig)
+    note = "the run's correction scale is 0 (chosen on validation): its forecasts are ..."
+    summary = {"task": "sales", "note": note, "test_wmae": 46.1155,
+               "files": ["ig_feature_groups.png", "permutation_importance.png"],
+               "ig_mean_abs_sales": {"recent sales": 0.0, "calendar": 0.0},
+               "permutation": {"recent sales": {"wmae_rise": 0.0},
+                               "calendar": {"wmae_rise": 0.0}}}  # fmt: skip
+    (where / "explain.json").write_text(json.dumps(summary))
+    md = (build_report(out) / "report.md").read_text()
+    assert "| rnn (network not used) | test_wmae | 46.1155 |" in md  # flagged in the summary
+    summary_part = md.split("## What differs", 1)[0]
+    assert "Network not used in rnn, lstm: the correction scale is 0" in summary_part
+    assert "`test_wmae` equals `baseline_mean_wmae` (46.1155)" in summary_part
+    assert "`blend_weight` 0 (0: the peer alone)" in summary_part
+    assert md.count("Network not used in run s0") == 2  # beside each run table
+    assert "most: by" not in md and "The run's correction scale is 0" in md
+    assert "explain/permutation_importance.png" not in md  # empty plots left out, said why
+    assert "Its plots are left out: every attribution and effect in them is 0." in md
+
+
+def test_the_error_by_date_legend_sits_outside_the_lines(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from archlab.plots import horizon
+
+    figs = _captured(monkeypatch, horizon)
+    dates = np.arange("2012-02-03", "2012-11-01", 7, dtype="datetime64[D]")
+    names = ["model", "seasonal_naive", "mean", "last_step", "mstl_ets", "a", "b", "c"]
+    horizon.error_by_date(dates, {n: np.linspace(10, 100, len(dates)) for n in names},
+                          tmp_path / "e.png")  # fmt: skip
+    fig = figs[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.x0 >= ax.get_window_extent(renderer).x1  # right of the axes, not over them
+    assert legend.x1 <= fig.bbox.x1 + 1  # and inside the figure
 
 
 # --- plots and summaries ---------------------------------------------------------------------

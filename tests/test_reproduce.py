@@ -47,6 +47,9 @@ def test_missing_parts_are_skipped_with_one_line(small_study: Path) -> None:
     md = (small_study / "out" / "report" / "report.md").read_text()
     assert "ResNet-18 (tuned recipe)" in md and "| baseline | 1 |" in md
     assert "passed" in md and "FAILED" not in md  # theory checks ran and passed
+    # a tiny npz under the stand-in's file name is not the stand-in (its hash differs)
+    assert "CIFAR" not in md and "18,000" not in md
+    assert "60 images, split 42/9/9 (train/validation/test)" in md
 
 
 @pytest.mark.xdist_group("small-study")  # one worker builds it
@@ -87,6 +90,46 @@ def test_smoke_profile_on_the_shared_data(tmp_path: Path) -> None:
     assert manifest["skipped"] == {}
     assert [e["key"] for e in manifest["experiments"]] == [e.key for e in REAL]
     assert len(manifest["eda"]["sales"]) == 5 and manifest["eda"]["text"]
+
+
+def test_an_experiment_whose_data_lack_a_table_is_skipped_and_the_rest_runs(
+    tmp_path: Path,
+) -> None:
+    from tests.helpers import write_panel
+
+    data = tmp_path / "data"
+    write_panel(data / "walmart", weeks=143)
+    (data / "walmart" / "stores.csv").unlink()  # the study parity's store Type comes from it
+    exps = tuple(e for e in EXPERIMENTS if e.key in ("rnn-parity", "rnn"))
+    lines: list[str] = []
+    out = tmp_path / "out"
+    report = reproduce(data, "smoke", 1, out, experiments=exps, parts=("sales",),
+                       log=lines.append)  # fmt: skip
+    skip = [ln for ln in lines if ln.startswith("skipping [sales]")]
+    assert len(skip) == 1 and "RNN, study parity" in skip[0], lines
+    assert "['Type'] not found" in skip[0] and "has no stores.csv" in skip[0]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [e["key"] for e in manifest["experiments"]] == ["rnn"]  # the forecaster still ran
+    assert list(manifest["skipped"]) == ["images", "sales/rnn-parity", "text"]
+    md = (report / "report.md").read_text()
+    part = md.split("## Part III", 1)[1]
+    assert "skipping RNN, study parity (row per sample):" in part and "### RNN forecaster" in part
+    assert "CIFAR" not in md  # no image runs: nothing said about images
+
+
+def test_a_part_whose_data_cannot_be_read_is_one_line_and_the_report_is_written(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "data" / "walmart").mkdir(parents=True)
+    (tmp_path / "data" / "walmart" / "train.csv").write_text("a,b\n1,2\n")
+    exps = tuple(e for e in EXPERIMENTS if e.key in ("rnn-parity", "rnn"))
+    out = tmp_path / "out"
+    report = reproduce(tmp_path / "data", "smoke", 1, out, experiments=exps, parts=("sales",),
+                       log=lambda s: None)  # fmt: skip
+    skipped = json.loads((out / "manifest.json").read_text())["skipped"]
+    assert skipped["sales"].startswith("skipping Part III: sales forecasting: ")
+    assert "missing column(s)" in skipped["sales"] and "sales/rnn" not in skipped
+    assert skipped["sales"] in (report / "report.md").read_text()
 
 
 def test_every_experiment_names_an_existing_preset_and_study_key() -> None:

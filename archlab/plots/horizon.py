@@ -16,9 +16,14 @@ import numpy as np
 from archlab.plots import _save
 
 
+def _legend_outside(ax: plt.Axes) -> None:
+    """The legend right of the axes: with up to eight forecasters it would cover their lines."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
 def error_by_step(curves: dict[str, Sequence[float | None]], path: Path) -> None:
     """One line per forecaster: WMAE of the test rows at each step ahead (1 .. H)."""
-    fig, ax = plt.subplots(figsize=(9, 3.6))
+    fig, ax = plt.subplots(figsize=(9, 3.6), layout="constrained")
     for name, values in curves.items():
         v = np.array([np.nan if x is None else x for x in values], dtype=float)
         steps = np.arange(1, len(v) + 1)
@@ -28,13 +33,13 @@ def error_by_step(curves: dict[str, Sequence[float | None]], path: Path) -> None
     ax.set_ylabel("WMAE")
     ax.set_title("test error by horizon step")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     _save(fig, path)
 
 
 def error_by_date(dates: Sequence[Any], curves: dict[str, Sequence[float]], path: Path) -> None:
     """One line per forecaster: WMAE of the one-step-ahead forecasts of each test date."""
-    fig, ax = plt.subplots(figsize=(9, 3.6))
+    fig, ax = plt.subplots(figsize=(9, 3.6), layout="constrained")
     x = np.array(dates)
     for name, values in curves.items():
         style = {"color": "k", "lw": 2.0} if name == "model" else {"lw": 1.2, "ls": "--"}
@@ -44,6 +49,6 @@ def error_by_date(dates: Sequence[Any], curves: dict[str, Sequence[float]], path
     ax.set_ylabel("WMAE")
     ax.set_title("test error by date")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     fig.autofmt_xdate()
     _save(fig, path)

@@ -69,10 +69,12 @@ def render_md(blocks: list[Block], report_dir: Path) -> str:
     return "\n".join(lines)
 
 
-# Tables wrap inside their cells instead of pushing the page wider: between words, and inside
-# a long name only after its underscores, slashes and dots (<wbr>, see _cell), never mid-word
-# (on a phone "experime|nt" is unreadable); .scroll is the last resort for a table that still
-# cannot fit. Prose breaks a word (a long path) only when it cannot fit on a line of its own.
+# Tables wrap inside their cells between words only: a cell that is one name
+# (test_balanced_accuracy, data/stocks.csv, sales-rnn-smoke) or one number never breaks (.nw),
+# since "test_|accuracy" on a phone reads as two words; a table that cannot fit scrolls in its
+# own .scroll box. A figure of side-by-side panels (.wide: learning curves) keeps a readable
+# width on a phone and scrolls in its own box too. Prose breaks a word (a long path) only when
+# it cannot fit on a line of its own.
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;
 max-width:1000px;padding:1rem;line-height:1.45;color:#1b1b1b;overflow-wrap:break-word}
@@ -80,11 +82,13 @@ h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-
 .scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:.9rem;
 margin:.5rem 0}th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;
 vertical-align:top;overflow-wrap:normal}
+th.nw,td.nw{white-space:nowrap}
 th{background:#f3f5f7}img{max-width:100%;height:auto;display:block;margin:.5rem 0}
 pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;font-size:.8rem}
 code{background:#f3f5f7;padding:0 .2em;border-radius:3px;font-size:.85em}
 pre code{background:none;padding:0}
 figure{margin:0}figcaption{font-size:.8rem;color:#555}
+figure.wide{overflow-x:auto;max-width:100%}figure.wide .hint{display:none}
 .doc{border-left:3px solid #e3e6ea;padding-left:1rem}.doc h4{font-size:1.2rem}
 .doc h5{font-size:1.05rem}.doc h6{font-size:.95rem}
 .doc math[display=block]{overflow-x:auto;max-width:100%;padding:.3rem 0}
@@ -93,6 +97,8 @@ figure{margin:0}figcaption{font-size:.8rem;color:#555}
 vertical-align:middle}
 mtd[columnalign=right]{text-align:right}mtd[columnalign=left]{text-align:left}
 @media (max-width:480px){body{padding:.75rem}table{font-size:.8rem}th,td{padding:.2rem .3rem}}
+@media (max-width:640px){figure.wide img{max-width:none;width:var(--phone-width)}
+figure.wide .hint{display:inline}}
 """
 
 
@@ -101,17 +107,42 @@ def _inline(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
-def _cell(text: str) -> str:
+def _cell(text: str, tag: str = "td") -> str:
     # a number never breaks inside; "mean ± std" may break before the ±, and nowhere else
     number = re.fullmatch(r"[-+]?[\d,.]+(e[-+]?\d+)?( ± [\d,.]+(e[-+]?\d+)?)?|—", text)
-    if number:
+    if number and tag == "td":
         return f'<td class="num">{_inline(text).replace(" ± ", " ±&nbsp;")}</td>'
-    return f"<td>{_breakable(_inline(text))}</td>"
+    if text.strip() and not re.search(r"\s", text.strip()):  # one name: never broken
+        return f'<{tag} class="nw">{_inline(text)}</{tag}>'
+    return f"<{tag}>{_inline(text)}</{tag}>"
 
 
-def _breakable(cell_html: str) -> str:
-    """Let a long name (test_balanced_accuracy, data/stocks.csv) wrap after its _ / . only."""
-    return re.sub(r"(?<=[A-Za-z0-9])([_/.])(?=[A-Za-z])", r"\1<wbr>", cell_html)
+# A PNG at least this many times wider than high holds panels side by side (learning curves):
+# on a phone it is drawn at PHONE_SCALE of its pixel width and scrolls in its figure.
+WIDE_ASPECT = 2.5
+PHONE_SCALE = 0.6
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) of a PNG from its header; (0, 0) for anything else."""
+    head = path.read_bytes()[:24]
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return 0, 0
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def _figure(path: Path, caption: str) -> str:
+    e = html.escape
+    data = base64.b64encode(path.read_bytes()).decode()
+    img = f'<img alt="{e(caption)}" src="data:image/png;base64,{data}"'
+    width, height = png_size(path)
+    if height and width >= WIDE_ASPECT * height:
+        return (
+            f'<figure class="wide">{img} style="--phone-width:{round(width * PHONE_SCALE)}px">'
+            f'<figcaption>{e(caption)}<span class="hint"> (scroll sideways for the other '
+            "panels)</span></figcaption></figure>"
+        )
+    return f"<figure>{img}><figcaption>{e(caption)}</figcaption></figure>"
 
 
 def render_html(blocks: list[Block]) -> str:
@@ -126,7 +157,7 @@ def render_html(blocks: list[Block]) -> str:
             body.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in bl.content) + "</ul>")
         elif bl.kind == "table":
             head, *rows = bl.content
-            th = "".join(f"<th>{_breakable(_inline(h))}</th>" for h in head)
+            th = "".join(_cell(h, "th") for h in head)
             trs = "".join("<tr>" + "".join(_cell(c) for c in r) + "</tr>" for r in rows)
             body.append(
                 f'<div class="scroll"><table><thead><tr>{th}</tr></thead>'
@@ -135,11 +166,7 @@ def render_html(blocks: list[Block]) -> str:
         elif bl.kind == "img":
             path = Path(bl.content)
             if path.exists():
-                data = base64.b64encode(path.read_bytes()).decode()
-                body.append(
-                    f'<figure><img alt="{e(bl.extra)}" src="data:image/png;base64,{data}">'
-                    f"<figcaption>{e(bl.extra)}</figcaption></figure>"
-                )
+                body.append(_figure(path, bl.extra))
         elif bl.kind == "pre":
             body.append(f"<pre>{e(bl.content)}</pre>")
         elif bl.kind == "md":

@@ -3,7 +3,8 @@
 Every number is read from metrics.json / history files written by runs; the study's own numbers
 come from archlab/data/study.yaml. The HTML is self-contained (plots embedded as data URIs).
 This module holds the report's sections in order; the tables of numbers are in tables.py, the
-explanations' section in explanations.py, the Markdown and HTML rendering in blocks.py.
+explanations' section in explanations.py, what is said of the runs' data and of sales networks
+left unused in datanotes.py, the Markdown and HTML rendering in blocks.py.
 """
 
 from __future__ import annotations
@@ -20,8 +21,16 @@ import yaml
 from archlab import rundir
 from archlab.errors import ArchlabError
 from archlab.report.blocks import Block, rel, render_html, render_md
+from archlab.report.datanotes import data_differences, unused_network_note
 from archlab.report.explanations import explanation_blocks
-from archlab.report.tables import ensemble_metrics, run_dirs, run_table, summary_rows
+from archlab.report.tables import (
+    ensemble_metrics,
+    network_unused,
+    read_metrics,
+    run_dirs,
+    run_table,
+    summary_rows,
+)
 from archlab.utils import write_text_atomic
 
 STUDY_FILE = Path(__file__).resolve().parents[1] / "data" / "study.yaml"
@@ -32,20 +41,22 @@ PART_TITLES = {
     "sales": "Part III: sales forecasting with recurrent networks",
     "text": "Part IV: sentiment classification with LSTMs",
 }
-DIFFERENCES = [
-    "Images: the study's 64×64 three-class set (dogs/food/vehicles, 30,000 images) is not "
-    "available; runs use three CIFAR-10 classes (dog, automobile, ship) at 32×32, 18,000 images, "
-    "split 70/15/15 stratified (12,600/2,700/2,700), converted to grayscale as in the study.",
-    "Sales: the study evaluated on a random row split with one row per sample (reproduced as "
-    "'study parity'); archlab's default forecaster splits by time (last 39 weeks test, 13 before "
-    "validation) and reports Kaggle's WMAE on the original scale against naive baselines.",
-    "Text: tweets are grouped by text before splitting, so no text appears in two splits "
-    "(the study's random split let repeated tweets leak into its test set).",
-]
 
 
 def load_study() -> dict[str, Any]:
     return yaml.safe_load(STUDY_FILE.read_text())
+
+
+def _unused_networks(exp: dict[str, Any], dirs: dict[str, list[Path]]) -> list[Block]:
+    """A word beside a sales experiment's numbers on the runs that did not use their network."""
+    runs = [d for ds in dirs.values() for d in ds]
+    if exp["part"] != "sales" or not runs:
+        return []
+    unused = [(d, m) for d, m in zip(runs, read_metrics(runs), strict=True) if network_unused(m)]
+    if not unused:
+        return []
+    who = ("run " if len(unused) == 1 else "runs ") + ", ".join(d.name for d, _ in unused)
+    return [Block("p", unused_network_note(who, unused[0][1]))]
 
 
 def _experiment_blocks(out: Path, report_dir: Path, exp: dict[str, Any]) -> list[Block]:
@@ -68,10 +79,12 @@ def _experiment_blocks(out: Path, report_dir: Path, exp: dict[str, Any]) -> list
                      "read from committed results of an earlier run of the same config on the "
                      f"same data ({next(iter(used.values()))}, ...).")  # fmt: skip
         blocks.append(Block("p", text))
+        blocks += _unused_networks(exp, dirs)
         blocks.append(Block("img", abl / "ablation_curves.png", "learning curves per technique"))
         links = [(f"{t} config", d[0] / rundir.CONFIG) for t, d in dirs.items()]
     else:
         blocks.append(Block("table", run_table(exp["part"], dirs[""], ensemble_metrics(out, exp))))
+        blocks += _unused_networks(exp, dirs)
         first = dirs[""][0]
         for png in sorted((first / "plots").glob("*.png")):
             blocks.append(Block("img", png, png.stem.replace("_", " ")))
@@ -115,6 +128,15 @@ def _summary(ctx: Context) -> list[Block]:
         Block("table", [head, *summary_rows(ctx.out, ctx.manifest, ctx.study)]),
         Block("p", "Study source: " + ctx.study["citation"]),
     ]
+    unused = []  # experiments whose every seed left its network out (sales, scale 0)
+    for exp in ctx.manifest["experiments"]:
+        if exp["kind"] == "run" and exp["part"] == "sales":
+            ms = read_metrics(run_dirs(ctx.out, exp)[""])
+            if ms and all(network_unused(m) for m in ms):
+                unused.append((exp["title"], ms[0]))
+    if unused:
+        who = ", ".join(t for t, _ in unused)
+        b.append(Block("p", unused_network_note(who, unused[0][1])))
     if ctx.manifest["skipped"]:
         b.append(Block("list", list(ctx.manifest["skipped"].values())))
     return b
@@ -123,7 +145,8 @@ def _summary(ctx: Context) -> list[Block]:
 def _differences(ctx: Context) -> list[Block]:
     manifest = ctx.manifest
     b = [Block("h2", "What differs from the study")]
-    b.append(Block("list", manifest.get("differences", DIFFERENCES)))
+    # the demo states its own data; a study describes what its runs read (their data.json)
+    b.append(Block("list", manifest.get("differences") or data_differences(ctx.out, manifest)))
     if manifest.get("profile_note"):  # what the profile changed (written by reproduce)
         b.append(Block("p", manifest["profile_note"]))
     return b
@@ -133,11 +156,17 @@ def _parts(ctx: Context) -> list[Block]:
     manifest, b = ctx.manifest, []
     for part, title in PART_TITLES.items():
         exps = [e for e in manifest["experiments"] if e["part"] == part]
-        if not exps and part not in manifest.get("eda", {}):
+        if (
+            not exps
+            and part not in manifest.get("eda", {})
+            and not any(k.startswith(f"{part}/") for k in manifest["skipped"])
+        ):
             continue
         b.append(Block("h2", title))
-        if part in manifest["skipped"]:
-            b.append(Block("p", manifest["skipped"][part]))
+        # the part skipped, or some of its experiments (keyed "part/experiment")
+        for key, line in manifest["skipped"].items():
+            if key == part or key.startswith(f"{part}/"):
+                b.append(Block("p", line))
         for exp in exps:
             b += _experiment_blocks(ctx.out, ctx.report_dir, exp)
         b += explanation_blocks(ctx.out, ctx.report_dir, exps)

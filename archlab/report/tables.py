@@ -82,12 +82,21 @@ def mean_std(values: list[float]) -> str:
     return f"{fmt(float(arr.mean()))} ± {fmt(float(arr.std(ddof=1)))}"
 
 
+def network_unused(metrics: dict[str, Any]) -> bool:
+    """A sales run that chose correction scale 0: its forecasts are the naive base alone, so its
+    numbers are the base's (`archlab explain` says the same in its note)."""
+    return metrics.get("correction_scale") == 0
+
+
+UNUSED = " (network not used)"  # beside such an experiment's summary rows
+
+
 def run_dirs(out: Path, exp: dict[str, Any]) -> dict[str, list[Path]]:
     base = out / exp["part"] / exp["key"]
     return {t: [base / r for r in runs] for t, runs in exp["runs"].items()}
 
 
-def _metrics(dirs: list[Path]) -> list[dict[str, Any]]:
+def read_metrics(dirs: list[Path]) -> list[dict[str, Any]]:
     return [rundir.read_metrics(d) for d in dirs]
 
 
@@ -98,19 +107,22 @@ def summary_rows(out: Path, manifest: dict[str, Any], study: dict[str, Any]) -> 
         dirs = run_dirs(out, exp)
         if exp["kind"] == "ablation":
             key = MAIN_METRIC[exp["part"]]
-            means = {t: float(np.mean([m[key] for m in _metrics(ds)])) for t, ds in dirs.items()}
+            means = {t: float(np.mean([m[key] for m in read_metrics(d)])) for t, d in dirs.items()}
             pick = min if key.endswith("wmae") else max
             best = pick(means, key=means.__getitem__)
-            rows.append([exp["title"], key, f"best: {best} {fmt(means[best])}", "—", "—"])
+            cells = [m for d in dirs.values() for m in read_metrics(d)]
+            flag = UNUSED if cells and all(network_unused(m) for m in cells) else ""
+            rows.append([exp["title"] + flag, key, f"best: {best} {fmt(means[best])}", "—", "—"])
             continue
-        ms = _metrics(dirs[""])
+        ms = read_metrics(dirs[""])
+        flag = UNUSED if ms and all(network_unused(m) for m in ms) else ""
         keys = [study["results"][s]["metric"] for s in exp["study"]] or [MAIN_METRIC[exp["part"]]]
         ens = ensemble_metrics(out, exp)
         for i, key in enumerate(keys):
             vals = [m[key] for m in ms if m.get(key) is not None]
-            variants = [(exp["title"], vals, mean_std(vals) if vals else "n/a")]
+            variants = [(exp["title"] + flag, vals, mean_std(vals) if vals else "n/a")]
             if ens.get(key) is not None:
-                title = f"{exp['title']}, {len(ms)} seeds averaged"
+                title = f"{exp['title']}, {len(ms)} seeds averaged{flag}"
                 variants.append((title, [ens[key]], fmt(ens[key])))
             for title, values, ours in variants:
                 if not exp["study"]:
@@ -138,7 +150,7 @@ def run_table(part: str, dirs: list[Path], ens: dict[str, float]) -> list[list[s
     Metrics down and runs across: a part has up to a dozen metrics (baselines, epochs_run,
     train_seconds) but only a few seeds, so the table stays as narrow as the page.
     """
-    ms = _metrics(dirs)  # read each metric file once
+    ms = read_metrics(dirs)  # read each metric file once
     cols = [c for c in COLUMNS[part] if any(c in m for m in ms)]
     head = ["metric", *[d.name for d in dirs]]
     if len(ms) > 1:
