@@ -94,11 +94,10 @@ def build_config(
     from archlab.presets import PRESETS
     from archlab.task_configs import TASK_CONFIGS
 
-    if config is not None:
+    partial = _partial_config(config) if config is not None else None
+    if config is not None and partial is None:
         if task or preset:
-            raise ArchlabError("--config already holds the task; drop --task and --preset")
-        if not config.is_file():
-            raise ArchlabError(f"{config}: no such file")
+            raise ArchlabError(f"--config {config} names its task; drop --task and --preset")
         cfg = RunConfig.from_yaml(config.read_text(), where=str(config))
         cfg = labelled(cfg, task_defaults(cfg.task), f"config {config}")
     elif preset:
@@ -110,13 +109,39 @@ def build_config(
         cfg = labelled(cfg, task_defaults(cfg.task), f"preset {preset}")
     else:
         if not task:
-            raise ArchlabError("give --task {" + ",".join(TASK_CONFIGS) + "} or --preset NAME")
+            named = f": --config {config} names no task" if config else ""
+            tasks = ",".join(TASK_CONFIGS)
+            raise ArchlabError(f"give --task {{{tasks}}} or --preset NAME{named}")
         if task not in TASK_CONFIGS:
             raise ArchlabError(f"unknown task {task!r}; valid: {', '.join(TASK_CONFIGS)}")
         cfg = task_defaults(task)
+    if partial is not None:  # a file of some settings, over the task's or preset's
+        base = cfg.to_dict()
+        for k, v in partial.items():
+            both = isinstance(base.get(k), dict) and isinstance(v, dict)
+            base[k] = {**base[k], **v} if both else v
+        cfg = labelled(RunConfig.from_dict(base, where=str(config)), cfg, f"config {config}")
     for flag, item in _flag_sets(data, model, epochs, seed, overrides):
         cfg = apply_overrides(cfg, [item], source=flag)
     return cfg
+
+
+def _partial_config(config: Path) -> dict[str, Any] | None:
+    """A --config file's settings when it names no task (they change --task's or --preset's),
+    None for a whole run config; a folder or a missing file is one line."""
+    import yaml
+
+    if config.is_dir():
+        inside = config / "config.yaml"
+        run = f"; a run's config is {inside}" if inside.is_file() else ""
+        raise ArchlabError(f"--config {config}: a folder, not a config file{run}")
+    if not config.is_file():
+        raise ArchlabError(f"{config}: no such file")
+    try:
+        d = yaml.safe_load(config.read_text())
+    except yaml.YAMLError:
+        return None  # RunConfig.from_yaml says what is wrong
+    return d if isinstance(d, dict) and "task" not in d else None
 
 
 def _flag_sets(

@@ -206,3 +206,24 @@ def test_a_resumed_run_of_a_search_does_not_repeat_its_first_lines(
     err = capsys.readouterr().err
     assert (tmp_path / "b" / "metrics.json").exists()
     assert not [line for line in said if line in err.splitlines()]
+
+
+def test_a_partial_config_changes_the_task_or_presets_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from archlab.cli import build_config
+
+    part = tmp_path / "part.yaml"
+    part.write_text("optim:\n  lr: 0.002\ntrain:\n  epochs: 3\n")
+    cfg = build_config("text", None, None, None, None, None, ["train.epochs=2"], part)
+    assert (cfg.task, cfg.optim.lr, cfg.train.epochs) == ("text", 0.002, 2)  # flags on top
+    assert cfg.sources["optim.lr"] == f"config {part}"
+    assert main(["train", "--config", str(part)]) == 2
+    assert f"--preset NAME: --config {part} names no task" in capsys.readouterr().err
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("task: text\n")
+    assert main(["train", "--config", str(tmp_path / "run")]) == 2
+    assert "a folder, not a config file; a run's config is" in capsys.readouterr().err
+    part.write_text("train:\n  epochs: two\n")
+    assert main(["train", "--config", str(part), "--task", "text"]) == 2
+    assert "train.epochs='two': expected an integer" in capsys.readouterr().err
