@@ -463,7 +463,7 @@ def export(run_dir: Path, out: Path | None = None, verify: bool = True) -> dict[
         raise ArchlabError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
     if verify:
         try:
-            cfg, task, model, data = load_run(run_dir)
+            cfg, task, model, data = load_run(run_dir, action="export")
         except ArchlabError as e:  # the data moved or changed: the export itself needs none
             raise ArchlabError(f"export's verification (onnxruntime against torch on the test "
                                f"split) reads the run's data: {e}; --no-verify exports without "

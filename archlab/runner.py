@@ -483,8 +483,10 @@ def load_run(
     data_path: str | None = None,
     overrides: Sequence[str] = (),
     score_all: bool = False,
+    action: str = "evaluate",
 ) -> tuple[RunConfig, Any, nn.Module, Any]:
-    """Rebuild config, task, data and trained model from a run directory.
+    """Rebuild config, task, data and trained model from a run directory (``action``, as the
+    errors name it: "evaluate", "explain", "export").
 
     The data is rebuilt with the run's own fitted state (classes, tokenizer, scalers), not a
     refit. ``overrides`` (--set strings) change how the saved model is applied, e.g.
@@ -501,6 +503,10 @@ def load_run(
     cfg = apply_overrides(load_config(run_dir), overrides)
     if data_path is not None:
         cfg = replace(cfg, data=replace(cfg.data, path=str(data_path)))
+    elif cfg.data.path and not Path(cfg.data.path).exists():  # moved since training
+        other = "; eval --data PATH reads it where it is now" if action == "evaluate" else ""
+        raise ArchlabError(f"{cfg.data.path}: no such file or directory: the data {run_dir} was "
+                           f"trained on, which {action} reads; put it back{other}")  # fmt: skip
     device = setup_process(cfg.train, cfg.seed)
     spec = TASKS[cfg.task]
     task_data = spec.data(cfg)
@@ -508,7 +514,7 @@ def load_run(
         data = task_data.build(device, task_data.restore(run_dir), score_all=score_all)
     inputs = fingerprint.fingerprint(reads)
     if data_path is None:
-        check_same_data(run_dir, inputs, "evaluate")
+        check_same_data(run_dir, inputs, action)
     elif score_all:
         print(f"archlab: {data_path}: {_scored_all(data.info, _same_data(run_dir, inputs))}",
               file=sys.stderr)  # fmt: skip

@@ -13,6 +13,7 @@ from conftest import IMAGES3, needs_shared, write_image_folder
 from PIL import Image
 
 from archlab.cli import main
+from archlab.errors import ArchlabError
 from archlab.models import MODELS
 from archlab.presets import PRESETS
 
@@ -271,6 +272,10 @@ def test_a_run_with_a_relative_data_path_works_from_any_folder(
     assert not Path("data/tweets.csv").exists()
     assert runner.evaluate(home / run) == first
     assert runner.load_config(home / run).data.path == str(home / "data" / "tweets.csv")
+    (home / "data").rename(home / "moved")  # gone from where it was: said, with the way out
+    said = r"the data .* was trained on, which evaluate reads; put it back; eval --data PATH"
+    with pytest.raises(ArchlabError, match=said):
+        runner.evaluate(home / run)
 
 
 def test_a_manifest_runs_relative_image_root_works_from_any_folder(

@@ -104,6 +104,8 @@ def test_resume_refuses_data_changed_since_the_run_started(
         rc = main(["eval", str(daily_run)])
         err = capsys.readouterr().err
         assert rc == 2 and "cannot evaluate" in err and "eval --data" in err, err
+        assert main(["explain", str(daily_run)]) == 2
+        assert "cannot explain: the data differ" in capsys.readouterr().err
         twin = tmp_path / "twin"  # a second member: the same run twice is refused first
         shutil.copytree(daily_run, twin)
         rc = main(["ensemble", str(daily_run), str(twin)])

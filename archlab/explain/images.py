@@ -188,7 +188,7 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
         x = task.normalize(raw)
         y = None
     else:
-        cfg, task, model, data = load_run(req.run_dir)
+        cfg, task, model, data = load_run(req.run_dir, action="explain")
         model.eval()
         xs, ys = zip(*data.test.iterate(256), strict=True)
         x, y = torch.cat(xs), torch.cat(ys)

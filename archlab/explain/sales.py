@@ -31,7 +31,7 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
 
     if req.inputs:
         return _explain_inputs(req)
-    cfg, task, model, bundle = load_run(req.run_dir)
+    cfg, task, model, bundle = load_run(req.run_dir, action="explain")
     model.eval()
     return VIEWS[task.fitted.kind](req, cfg, task, model, bundle)
 

@@ -175,7 +175,7 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
         texts = _read_texts(task, list(req.inputs))
         y = None
     else:
-        cfg, task, model, data = load_run(req.run_dir)
+        cfg, task, model, data = load_run(req.run_dir, action="explain")
         ctx = data.context
         test = ctx.split["test"]
         texts = [ctx.texts[i] for i in test]

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from archlab.report.blocks import Block, rel
-from archlab.report.tables import fmt
 
 
 def explanation_blocks(out: Path, report_dir: Path, exps: list[dict[str, Any]]) -> list[Block]:
@@ -87,8 +86,8 @@ def _sales_note(s: dict[str, Any]) -> tuple[str, set[str]]:
     top = max(imp, key=lambda g: imp[g]["wmae_rise"]) if imp else ""
     if top and imp[top]["wmae_rise"] > 0:
         rise = imp[top]["wmae_rise"]
-        return (f"Shuffling `{top}` raises {what} most: by {fmt(rise)} from "
-                f"{fmt(s['test_wmae'])}.{gone}", left_out)  # fmt: skip
+        return (f"Shuffling `{top}` raises {what} most: by {rise:,.1f} from "
+                f"{s['test_wmae']:,.1f}.{gone}", left_out)  # fmt: skip
     if top:
         return f"Shuffling no feature group raises {what} (no rise above 0).{gone}", left_out
     return f"Integrated gradients by feature group.{gone}", left_out
