@@ -194,9 +194,11 @@ def _verify(path: Path) -> None:
         return
     size = path.stat().st_size
     if size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+        way_out = ("; delete it, and train --resume trains the run again from epoch 1"
+                   if path.name == STATE else "")  # fmt: skip
         raise ArchlabError(
             f"{path}: truncated or modified since the run wrote it ({size} bytes, expected "
-            f"{entry['bytes']}; {MANIFEST} holds its sha256); it will not be loaded"
+            f"{entry['bytes']}; {MANIFEST} holds its sha256); it will not be loaded{way_out}"
         )
 
 

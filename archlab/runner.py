@@ -510,8 +510,14 @@ def load_run(
     device = setup_process(cfg.train, cfg.seed)
     spec = TASKS[cfg.task]
     task_data = spec.data(cfg)
+    fitted = task_data.restore(run_dir)
     with fingerprint.recording() as reads:
-        data = task_data.build(device, task_data.restore(run_dir), score_all=score_all)
+        try:
+            data = task_data.build(device, fitted, score_all=score_all)
+        except ArchlabError:
+            if data_path is None:  # the run's own data: changed since is the error to give
+                check_same_data(run_dir, fingerprint.fingerprint(reads), action)
+            raise
     inputs = fingerprint.fingerprint(reads)
     if data_path is None:
         check_same_data(run_dir, inputs, action)

@@ -53,6 +53,11 @@ def test_truncated_checkpoint_is_detected(tmp_path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ArchlabError, match="truncated or modified"):
         rundir.load_weights(torch.nn.Linear(4, 3), path)
+    state = tmp_path / rundir.STATE  # the resume state: the error says how to go on
+    rundir.save_state({"epoch": 1, "model": model.state_dict()}, state)
+    state.write_bytes(state.read_bytes()[:-10])
+    with pytest.raises(ArchlabError, match="delete it, and train --resume trains the run again"):
+        rundir.load_state(state)
 
 
 def test_wrong_architecture_and_missing_file(tmp_path: Path) -> None:

@@ -106,6 +106,12 @@ def test_resume_refuses_data_changed_since_the_run_started(
         assert rc == 2 and "cannot evaluate" in err and "eval --data" in err, err
         assert main(["explain", str(daily_run)]) == 2
         assert "cannot explain: the data differ" in capsys.readouterr().err
+        tripled = data.read_bytes()
+        data.write_text("when;what\n1;2\n")  # overwritten by another file: that, not its columns
+        assert main(["eval", str(daily_run)]) == 2
+        err = capsys.readouterr().err
+        assert "cannot evaluate: the data differ" in err and "missing column" not in err, err
+        data.write_bytes(tripled)
         twin = tmp_path / "twin"  # a second member: the same run twice is refused first
         shutil.copytree(daily_run, twin)
         rc = main(["ensemble", str(daily_run), str(twin)])
