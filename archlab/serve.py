@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import traceback
+import unicodedata
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -210,7 +211,9 @@ def load_runs(run_dirs: Sequence[Path]) -> dict[str, Served]:
             print(f"archlab: note: {why}: not served", file=sys.stderr)
             continue
         cfg, task, model = restore_task(d)
-        base = rundir.safe_name(d.resolve().name) or "run"
+        # an ASCII route, accents folded (ünï: uni), so that it needs no escaping in a URL
+        folded = unicodedata.normalize("NFKD", d.resolve().name).encode("ascii", "ignore")
+        base = rundir.safe_name(folded.decode()) or "run"
         name, k = base, 2
         while name in runs or name in RESERVED:
             name, k = f"{base}-{k}", k + 1
@@ -768,7 +771,7 @@ def serve(run_dirs: Sequence[Path], host: str, port: int, limits: Limits) -> Non
               "authentication", file=sys.stderr)  # fmt: skip
     sock = _bind(host, port)  # before saying "serving": a port in use is one line, exit 2
     port = sock.getsockname()[1]  # --port 0: the one the system chose
-    names = ", ".join(f"/{n}/" for n in app.state.runs)
+    names = ", ".join(f"/{n}/ ({r.run_dir})" for n, r in app.state.runs.items())
     shown = f"[{host}]" if ":" in host else host
     print(f"archlab: serving {names} at http://{shown}:{port}/ (Ctrl-C stops)",
           file=sys.stderr, flush=True)  # fmt: skip

@@ -289,7 +289,19 @@ def test_ctrl_c_stops_the_server_with_exit_130(runs: dict[str, Path]) -> None:
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert f"127.0.0.1:{port}" in err and "archlab: interrupted" in err
+    assert f"({runs['text']})" in err  # the start line names the folder each route serves
     assert "Traceback" not in err
+
+
+def test_a_run_folder_with_accents_gets_an_ascii_route(
+    tmp_path: Path, runs: dict[str, Path]
+) -> None:
+    import shutil
+
+    odd = tmp_path / "my run ünï 日本"
+    shutil.copytree(runs["text"], odd)
+    app = create_app([odd])
+    assert list(app.state.runs) == ["my-run-uni"]
 
 
 # --- the page in headless Chromium, driven over the DevTools protocol on a pipe ---
