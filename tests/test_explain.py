@@ -325,6 +325,9 @@ def test_feature_groups_cover_every_input_by_meaning() -> None:
     assert [names[i] for i in groups["covariates"]] == ["Temperature", "CPI"]
     assert "sales" in [names[i] for i in groups["recent sales"]]
     assert "ref_sales" in [names[i] for i in groups["same week last year"]]
+    assert "holiday flag" in groups  # data without a holiday column: its zero flag is no group
+    words = step_words(7, 52)
+    assert "holiday flag" not in sales_common.feature_groups(names, covs, (), words, holiday=False)
 
 
 def test_horizon_feature_groups_by_role_and_daily_wording() -> None:

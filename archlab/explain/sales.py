@@ -63,7 +63,12 @@ def _explain_inputs(req: ExplainRequest) -> dict[str, Any]:
     h = task.history_windows(list(req.inputs))
     words = step_words(fz.step_days, fz.season, weekdays=fz.weekdays)
     groups = feature_groups(
-        names, fz.covariates, cfg.data.markdown_columns, words, fz.known_covariates
+        names,
+        fz.covariates,
+        cfg.data.markdown_columns,
+        words,
+        fz.known_covariates,
+        holiday=bool(task.data_cfg.holiday_column),
     )
     net = Forecast(model, task, 0)
     model.eval()

@@ -94,12 +94,16 @@ def feature_groups(
     markdowns: Sequence[str],
     words: StepWords,
     known: Sequence[str] | None = None,
+    holiday: bool = True,
 ) -> dict[str, list[int]]:
     """Group name -> column indices, in the order the groups first occur. Covariates are
     grouped as markdowns (``markdowns`` and their ``_missing`` flags) or, for a horizon run
-    (``known`` given), by role: known in advance or past-only."""
+    (``known`` given), by role: known in advance or past-only. Without a holiday column in
+    the data (``holiday`` False) its all-zero flag is no group."""
     groups: dict[str, list[int]] = {}
     for i, n in enumerate(names):
+        if NAME_GROUPS.get(n) == HOLIDAY and not holiday:
+            continue
         if n in markdowns or (n.endswith("_missing") and n.removesuffix("_missing") in markdowns):
             g = "markdowns"
         elif n in covariates or n.removesuffix("_missing") in covariates:

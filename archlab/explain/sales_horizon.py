@@ -102,7 +102,12 @@ def explain(
     roll = rolling(task.data_cfg)
     words = step_words(fz.step_days, fz.season, H, fz.weekdays)
     groups = feature_groups(
-        names, fz.covariates, cfg.data.markdown_columns, words, fz.known_covariates
+        names,
+        fz.covariates,
+        cfg.data.markdown_columns,
+        words,
+        fz.known_covariates,
+        holiday=bool(task.data_cfg.holiday_column),
     )
     view = _View(req, model, task, data, groups, [str(h + 1) for h in range(H)],
                  f"forecast step ({words.step}s after the origin)")  # fmt: skip
