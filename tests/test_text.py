@@ -1064,12 +1064,14 @@ def test_label_spellings_of_one_number_are_one_class_and_nan_is_missing(tmp_path
 def test_the_first_lines_count_what_was_dropped_merged_and_cut(tmp_path: Path) -> None:
     rows = [(f"word {k} {i}", k) for k in ("pos", "neg", "neu") for i in range(5)]
     rows += [("", "pos"), ("   ", "neg"), ("no label", ""), ("word pos 0", "pos")]
+    rows += [("word neg 0", "neg"), ("word neg 0", "pos")]  # 3 rows, 2 of them neg: neg
     rows += [(" ".join(["long"] * 12) + f" {i}", "neu") for i in range(2)]
     path = _rows_csv(tmp_path / "c.csv", rows)
     data, info = built(text_cfg(path, "data.labels=pos,neg", "data.max_length=8"))
-    assert data.notes[0] == (f"data: {path}: 21 rows read: dropped 2 empty texts, 1 without a "
-                             "label, 7 with a label outside data.labels; 1 repeat merged -> 10 "
-                             "texts")  # fmt: skip
+    assert data.notes[0] == (f"data: {path}: 23 rows read: dropped 2 empty texts, 1 without a "
+                             "label, 7 with a label outside data.labels; 3 repeats merged; 1 text "
+                             "with conflicting labels took the majority label (data.conflicts=drop"
+                             " drops them) -> 10 texts")  # fmt: skip
     # ... and the splits: their sizes and the training texts of each class
     n = {k: sum(v) for k, v in info["class_counts"].items()}
     pos, neg = info["class_counts"]["train"]

@@ -697,8 +697,12 @@ def rows_note(source: str, counts: dict[str, int], truncated: int = 0, max_lengt
     15 without a label; 18 repeats merged -> 236 texts'."""
     dropped = dropped_rows(counts)
     merged = counts.get("rows_merged_into_repeated_texts", 0)
+    voted = counts.get("texts_with_conflicting_labels", 0) - counts.get(
+        "texts_dropped_for_conflicting_labels", 0)  # fmt: skip
     parts = [f"dropped {dropped}"] if dropped else []
     parts += [_count(merged, "repeat{s} merged")] if merged else []
+    parts += [_count(voted, "text{s} with conflicting labels took the majority label "
+                            "(data.conflicts=drop drops them)")] if voted else []  # fmt: skip
     cut = f"; {_count(truncated, 'text{s}')} cut at data.max_length={max_length} tokens"
     if not parts and not truncated:
         return ""
