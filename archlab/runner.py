@@ -281,6 +281,11 @@ def _kept(trainer: Trainer, run_dir: Path) -> str:
     """Where training stopped and what --resume will start from: this Ctrl-C's checkpoint,
     or (a second Ctrl-C aborted it, or it came between steps) the last one on disk, if any."""
     st, resume = trainer.state, f"archlab train --resume {run_dir}"
+    saved = next((c.saved_epoch for c in trainer.callbacks if isinstance(c, Checkpoint)), -1)
+    done = st.epoch >= trainer.cfg.epochs or st.stopped_early
+    if done and not st.batch and saved == st.epoch:
+        return (f"after training (all {st.epoch} epochs, checkpoint saved): {resume} only "
+                "tests it")
     if st.batch and trainer.interrupt_saved:
         return f"at epoch {st.epoch + 1}, step {st.batch} (checkpoint saved); resume with: {resume}"
     where = f"at epoch {st.epoch + 1}" + (f", step {st.batch}" if st.batch else "")

@@ -246,3 +246,20 @@ def test_failed_checkpoint_write_mid_run_keeps_the_previous_one(
     monkeypatch.undo()
     runner.train(None, tmp_path, resume_dir=run_dir)  # and the run can go on from there
     assert json.loads((run_dir / rundir.METRICS).read_text())["epochs_run"] == 3
+
+
+@pytest.mark.xdist_group("ddp")
+def test_torchrun_with_batchnorm_ends_on_one_model(tmp_path: Path) -> None:
+    # BatchNorm's running statistics follow each rank's batches: the run ends on rank 0's.
+    from tests.conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "imgs", {"a": 16, "b": 16}, size=(32, 32))
+    sets = ["data.size=32", "train.epochs=1", "train.batch_size=4", "train.threads=1",
+            "train.max_steps_per_epoch=2", "train.checkpoint_every_s=0"]  # fmt: skip
+    args = ["train", "--preset", "images-resnet18", "--data", str(root), "--out",
+            str(tmp_path / "ddp"), *(x for s in sets for x in ("--set", s))]  # fmt: skip
+    proc = _torchrun(args)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    m = json.loads((Path(out.strip().splitlines()[-1]) / rundir.METRICS).read_text())
+    assert m["world_size"] == 2 and len(set(m["replica_digests"])) == 1

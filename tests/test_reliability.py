@@ -204,3 +204,36 @@ def test_resume_of_a_finished_run_changes_nothing(
     assert err == f"archlab: {run_dir} finished already: nothing to resume; its metrics:\n"
     assert out.splitlines()[-1] == str(run_dir) and "test_accuracy=" in out
     assert (run_dir / rundir.METRICS).stat().st_mtime_ns == before
+
+
+def test_a_ctrl_c_while_waiting_for_a_checkpoint_write_still_lets_it_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Ctrl-C inside Thread.join marks the writer as stopped while it still writes (CPython
+    # bpo-45274): the process then exited under it, leaving state.pt and checkpoint.json apart.
+    import os
+    import signal
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from archlab import rundir
+    from archlab.train.callbacks import Checkpoint
+
+    real = rundir.save_state
+
+    def slow(state: dict, path: Path) -> None:
+        time.sleep(0.6)
+        real(state, path)
+
+    monkeypatch.setattr(rundir, "save_state", slow)
+    trainer = SimpleNamespace(state=SimpleNamespace(batch=0, epoch=6),
+                              state_dict=lambda: {"epoch": 6})  # fmt: skip
+    ck = Checkpoint(tmp_path)
+    ck._save(trainer, background=True)
+    threading.Timer(0.1, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        ck.on_fit_end(trainer)  # waiting for the write
+    ck.on_fit_abort(trainer)  # the trainer's abort path: waits the write out
+    assert ck.saved_epoch == 6
+    assert rundir.load_state(tmp_path / rundir.STATE)["epoch"] == 6  # recorded, so it loads

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import threading
@@ -193,7 +194,9 @@ class Checkpoint(Callback):
         self.every_s = every_s  # 0: every epoch; else only once this long since the last write
         self._last = time.monotonic()
         self._thread: threading.Thread | None = None
+        self._done = threading.Event()  # set when the write in flight is over
         self._error: BaseException | None = None
+        self.saved_epoch = -1  # the epoch whose end state.pt holds, once written (-1: none)
 
     def on_fit_start(self, trainer: Trainer) -> None:
         self._last = time.monotonic()
@@ -205,13 +208,16 @@ class Checkpoint(Callback):
         if not self.write:
             return
         self.join()
+        epoch = -1 if trainer.state.batch else trainer.state.epoch  # mid-epoch: no epoch's end
         if not background:
             rundir.save_state(state, self.path)
+            self.saved_epoch = epoch
             return
 
         def write() -> None:
             try:
                 rundir.save_state(state, self.path)
+                self.saved_epoch = epoch
             except OSError as e:  # handed to the training thread by join()
                 self._error = ArchlabError(
                     f"{self.path}: could not write the checkpoint ({e}); the previous one is "
@@ -219,14 +225,21 @@ class Checkpoint(Callback):
                 )
             except BaseException as e:
                 self._error = e
+            finally:
+                self._done.set()
 
+        self._done.clear()
         self._thread = threading.Thread(target=write, name="archlab-checkpoint", daemon=False)
         self._thread.start()
 
     def join(self) -> None:
-        """Wait for the write in flight; re-raise its error here, in the training thread."""
+        """Wait for the write in flight; re-raise its error here, in the training thread.
+        The wait is on an event, not Thread.join: a Ctrl-C inside Thread.join marks the
+        thread as stopped while it still writes (CPython bpo-45274), and the process would
+        then exit under it, leaving state.pt and checkpoint.json apart."""
         if self._thread is not None:
-            self._thread.join()
+            self._done.wait()
+            self._thread.join()  # the write is over: at once
             self._thread = None
         if self._error is not None:
             error, self._error = self._error, None
@@ -245,7 +258,13 @@ class Checkpoint(Callback):
         self.join()
 
     def on_fit_abort(self, trainer: Trainer) -> None:
-        try:  # the last good checkpoint must be on disk before the error is reported
+        # The last good checkpoint must be on disk before the error is reported; a write in
+        # flight is waited for even through Ctrl-C (it takes a second or two): cut off, it
+        # would leave state.pt and checkpoint.json apart.
+        while self._thread is not None and not self._done.is_set():
+            with contextlib.suppress(KeyboardInterrupt):
+                self._done.wait()
+        try:
             self.join()
         except ArchlabError as e:
             print(f"archlab: warning: {e}", file=sys.stderr)

@@ -207,13 +207,36 @@ class Trainer:
             with self._sigint_checkpoints():
                 self._fit_epochs(task, data)
         except BaseException:
-            for cb in self.callbacks:
-                cb.on_fit_abort(self)
+            self._abort()
             raise
-        for cb in self.callbacks:
-            cb.on_fit_end(self)
+        try:  # a Ctrl-C here still waits for the last epoch's checkpoint write to finish
+            for cb in self.callbacks:
+                cb.on_fit_end(self)
+        except BaseException:
+            self._abort()
+            raise
+        self._sync_buffers()
         self._check_replicas()
         return self.model
+
+    def _abort(self) -> None:
+        """Every callback's on_fit_abort, each whatever the others raise (the checkpoint
+        writer's join must not be skipped: a write cut short leaves state.pt and
+        checkpoint.json apart)."""
+        for cb in self.callbacks:
+            try:
+                cb.on_fit_abort(self)
+            except BaseException as e:
+                print(f"archlab: warning: {type(cb).__name__} on abort: {e!r}", file=sys.stderr)
+
+    def _sync_buffers(self) -> None:
+        """Under DDP, end every rank on rank 0's buffers (the weights it saves): BatchNorm's
+        running statistics follow each rank's own batches since DDP last broadcast them, at the
+        last training forward, so the replicas' digests could never match."""
+        if not self.dist.enabled or self.model is None:
+            return
+        for b in self.model.buffers():
+            torch.distributed.broadcast(b.data, src=0)
 
     def _check_replicas(self) -> None:
         """Under DDP, prove every rank ends with bitwise identical weights (digests gathered)."""
