@@ -489,7 +489,13 @@ def explain(
         str, typer.Option(help="Sales: series for the per-step view, e.g. Store=1,Dept=1.")
     ] = "",
     top: Annotated[int, typer.Option(help="Per class: most confident right/wrong shown.")] = 1,
-    limit: Annotated[int, typer.Option(help="Test samples for aggregate views (0 = all).")] = 1000,
+    limit: Annotated[
+        int,
+        typer.Option(
+            help="Test samples for aggregate views (0 = all; sales permutation importance: "
+            "10,000 for any other value)."
+        ),
+    ] = 1000,
 ) -> None:
     """Show what a trained network looks at: Grad-CAM, integrated gradients, permutation
     importance; prints the files written, then the output folder as the last line."""

@@ -78,7 +78,9 @@ class RegConfig:
     # (images, text), last for sales (its validation weeks may be trained on or unlike the
     # test's: data.fit_through_val, the holiday season), best wherever early_stop is on.
     select: Literal["auto", "best", "last"] = "auto"
-    augment: str = "none"  # the augmentation; valid names: TASK_CONFIGS[task].augments
+    # the augmentation: none for every task; images: flip, translate, study, crop, photo (see the
+    # images page); a task refuses a name it has not
+    augment: str = "none"
     label_smoothing: float = 0.0  # classifiers: cross-entropy against smoothed labels
 
     def __post_init__(self) -> None:

@@ -293,7 +293,7 @@ class SalesDataConfig:
     # format, e.g. %d/%m/%Y, is used as given.
     date_format: str = "%Y-%m-%d"
     # The columns naming a series; the last groups series across stores. Empty (or none): the
-    # file is one series, keyed by a column SINGLE_SERIES that reading adds.
+    # file is one series, keyed by a column ``series`` (value ``all``) that reading adds.
     series_keys: tuple[str, ...] = ("Store", "Dept")
     store_column: str = "Store"  # join key of the stores and features tables
     target: str = "Weekly_Sales"  # the column to forecast
@@ -314,13 +314,15 @@ class SalesDataConfig:
     ffill_columns: tuple[str, ...] = ("CPI", "Unemployment")  # forward-filled per store
     # forecast: per-series windows and a time split; parity: the study's row-per-sample setup
     framing: Literal["forecast", "parity"] = "forecast"
-    # Fields typed ``X | None`` default to None: derived from the data's time step and season
-    # (archlab/data/sales_recipe.py), never from one data set; a value set is used as given. The
-    # study's Walmart settings live in its presets. data.json's ``recipe`` says where each came
-    # from and why.
-    window: int | None = None  # history steps before the target step (origin)
-    # Steps per seasonal cycle. This default follows the time step: 52 weekly, 12 monthly, 7
-    # daily (the week), else round(365.25 / step days); any other value is used as given.
+    # Fields typed ``X | None`` (the recipe below) default to None: derived from the data's
+    # time step and season (archlab/data/sales_recipe.py); a value set is used as given.
+    # data.json's ``recipe`` says where each came from and why.
+
+    # history steps before the target step (origin); None: 56 days of steps, at least 3
+    window: int | None = None
+    # Steps per seasonal cycle. This default follows the time step: 52 weekly, 12 monthly, 4
+    # quarterly, 2 half-yearly, 7 daily and 5 on business days (the week), else
+    # round(365.25 / step days); any other value is used as given.
     season: int = 52
     # Next-step forecasting (H = 1): the last test_steps steps are the test, each forecast from
     # the step before it. None: a quarter of a year of steps (13 weekly, 91 daily), at most a
