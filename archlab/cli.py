@@ -637,6 +637,8 @@ def ablate(
         techs = list(DEFAULT_TECHNIQUES.get(base.task, ("baseline",)))
     else:
         techs = [t.strip() for t in techniques.split(",") if t.strip()]
+        if not techs:
+            raise ArchlabError("--techniques names no technique; give e.g. baseline,dropout")
     out_dir = (
         out
         or Path("runs") / f"ablate-{base.task}-{base.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"

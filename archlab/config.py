@@ -161,7 +161,9 @@ class RunConfig:
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        _check(self.split_seed >= -1, "split_seed", self.split_seed, "-1 (the seed) or >= 0")
+        _check(0 <= self.seed <= MAX_SEED, "seed", self.seed, f"must be in 0..{MAX_SEED}")
+        _check(-1 <= self.split_seed <= MAX_SEED, "split_seed", self.split_seed,
+               f"-1 (the seed) or in 0..{MAX_SEED}")  # fmt: skip
         if self.task not in TASK_CONFIGS:
             raise ArchlabError(f"unknown task {self.task!r}; valid: {', '.join(TASK_CONFIGS)}")
         _check_reg(self.task, self.reg)
@@ -197,9 +199,16 @@ class RunConfig:
             "reg": RegConfig,
             "train": TrainConfig,
         }
-        kwargs: dict[str, Any] = {"task": task, **{k: int(d[k]) for k in TOP_LEVEL if k in d}}
+        kwargs: dict[str, Any] = {"task": task}
+        for k in TOP_LEVEL:
+            if k in d:
+                kwargs[k] = _coerce(int, d[k], k)
         for name, typ in types_.items():
-            kwargs[name] = _from_plain(typ, d.get(name) or {}, name)
+            section = d.get(name) or {}
+            if not isinstance(section, dict):
+                raise ArchlabError(f"{where}: {name}: expected a section of settings (key: value "
+                                   f"lines under it), got {section!r}")  # fmt: skip
+            kwargs[name] = _from_plain(typ, section, name)
         return cls(**kwargs)
 
     @classmethod
@@ -209,6 +218,9 @@ class RunConfig:
         except yaml.YAMLError as e:
             raise ArchlabError(f"{where}: not valid YAML ({e.__class__.__name__})") from None
         return cls.from_dict(d, where=where)
+
+
+MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit
 
 
 def _check_reg(task: str, reg: RegConfig) -> None:

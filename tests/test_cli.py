@@ -388,3 +388,20 @@ def test_sigterm_mid_epoch_checkpoints_at_the_step_as_a_first_ctrl_c(
     err = capsys.readouterr().err
     assert "interrupted at epoch 1, step 2 (checkpoint saved)" in err, err
     assert err.strip().splitlines()[-1] == "archlab: terminated (SIGTERM)"
+
+
+def test_out_of_range_seeds_and_no_techniques_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.helpers import write_tweets
+
+    for args in (["theory", "softmax", "--seed", "-1"],
+                 ["theory", "lstm-grad", "--seed", str(2**64)]):  # fmt: skip
+        assert main(args) == 2
+        assert "Invalid value for '--seed'" in capsys.readouterr().err
+    csv = write_tweets(tmp_path / "t.csv")
+    args = ["ablate", "--task", "text", "--data", str(csv), "--techniques", " , ",
+            "--out", str(tmp_path / "abl")]  # fmt: skip
+    assert main(args) == 2
+    assert "--techniques names no technique" in capsys.readouterr().err
+    assert not (tmp_path / "abl").exists()  # no empty table written

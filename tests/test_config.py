@@ -51,6 +51,8 @@ def test_overrides_parse_types(cfg: RunConfig) -> None:
         ("optim.lr", "expected section.key=value"),
         ("split_seed=-2", "split_seed=-2"),
         ("split_seed=x", "expected an integer"),
+        ("seed=-1", "seed=-1: must be in 0..4294967295"),  # numpy's and sklearn's seeds: 32-bit
+        ("seed=99999999999999999999", "must be in 0..4294967295"),
     ],
 )
 def test_bad_overrides_name_the_key(cfg: RunConfig, override: str, needle: str) -> None:
@@ -206,3 +208,10 @@ def test_each_value_records_where_it_came_from(tmp_path) -> None:
     base = config_sources(cells["baseline"])
     assert base["reg.weight_decay"] == "ablation: every regularizer off"
     assert base["reg.select"] == "ablation: the study's protocol"
+
+
+def test_a_config_file_with_a_bad_section_or_top_level_value_is_one_line() -> None:
+    with pytest.raises(ArchlabError, match=r"c\.yaml: data: expected a section of settings"):
+        RunConfig.from_yaml("task: text\ndata: 5\n", where="c.yaml")
+    with pytest.raises(ArchlabError, match="seed='abc': expected an integer"):
+        RunConfig.from_yaml("task: text\nseed: abc\n", where="c.yaml")

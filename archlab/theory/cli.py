@@ -175,7 +175,9 @@ def conv(
 
 
 @theory_app.command()
-def softmax(seed: Annotated[int, typer.Option(help="seed of the random logits")] = 0) -> None:
+def softmax(
+    seed: Annotated[int, typer.Option(help="seed of the random logits", min=0, max=2**32 - 1)] = 0,
+) -> None:
     """Show softmax(z + c) = softmax(z) and that only the naive form overflows; exit 1 if not."""
     from archlab.theory.softmax import SHIFT_TOL, extreme_logits, softmax_naive, softmax_stable
 
@@ -209,7 +211,9 @@ def softmax(seed: Annotated[int, typer.Option(help="seed of the random logits")]
 
 
 @theory_app.command("lstm-grad")
-def lstm_grad(seed: Annotated[int, typer.Option(help="seed of weights and inputs")] = 0) -> None:
+def lstm_grad(
+    seed: Annotated[int, typer.Option(help="seed of weights and inputs", min=0, max=2**32 - 1)] = 0,
+) -> None:
     """Hand-written LSTM backward vs autograd (float64); exit 1 if any error exceeds 1e-8."""
     from archlab.theory.lstm_backward import GRAD_TOL
 
