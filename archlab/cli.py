@@ -99,6 +99,10 @@ def build_config(
         if task or preset:
             raise ArchlabError(f"--config {config} names its task; drop --task and --preset")
         cfg = RunConfig.from_yaml(config.read_text(), where=str(config))
+        if (config.parent / "inputs.json").is_file():  # a run's: its data, from anywhere
+            from archlab.runner import trained_paths
+
+            cfg = trained_paths(cfg, config.parent)
         cfg = labelled(cfg, task_defaults(cfg.task), f"config {config}")
     elif preset:
         if preset not in PRESETS:
@@ -124,6 +128,21 @@ def build_config(
     for flag, item in _flag_sets(data, model, epochs, seed, overrides):
         cfg = apply_overrides(cfg, [item], source=flag)
     return cfg
+
+
+@contextlib.contextmanager
+def _goes_on(out: Path, resumes: bool = True) -> Iterator[None]:
+    """A command of many runs (ablate, sweep, reproduce) stopped by Ctrl-C: say that the same
+    command continues it, not only the one run --resume names. ``resumes``: whether it picks
+    up the interrupted run (a sweep counts its trial failed and samples anew)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        then = ("the interrupted one resumes" if resumes else
+                "the interrupted trial counts as failed, and new ones are sampled")  # fmt: skip
+        print(f"archlab: to go on, run this command again with --out {out}: finished runs are "
+              f"kept; {then}", file=sys.stderr)  # fmt: skip
+        raise
 
 
 def _partial_config(config: Path) -> dict[str, Any] | None:
@@ -644,7 +663,8 @@ def ablate(
         or Path("runs") / f"ablate-{base.task}-{base.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     if storage is None:
-        run_ablation(base, techs, seeds, out_dir)
+        with _goes_on(out_dir):
+            run_ablation(base, techs, seeds, out_dir)
     elif left := run_shared_ablation(base, techs, seeds, out_dir, storage):
         note = (
             f"archlab: {left} cell(s) still training on other workers; the one that "
@@ -695,8 +715,9 @@ def sweep(
     out_dir = out or Path("runs") / f"sweep-{safe_name(name)}"
     space_ = search_space(space, base)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from us
-    result = run_sweep(base, space_, trials, out_dir, study_name=name, storage=storage,
-                       command=_command_line())  # fmt: skip
+    with _goes_on(out_dir, resumes=False):
+        result = run_sweep(base, space_, trials, out_dir, study_name=name, storage=storage,
+                           command=_command_line())  # fmt: skip
     print(result.summary())
     print(out_dir)
 
@@ -735,7 +756,8 @@ def reproduce(
     if cells is not None and not cells.is_dir():
         raise ArchlabError(f"--cells {cells}: not a directory")
     chosen = tuple(p.strip() for p in parts.split(",") if p.strip())
-    report_dir = run(data_dir, profile, seeds, out, parts=chosen, cells=cells)
+    with _goes_on(out):
+        report_dir = run(data_dir, profile, seeds, out, parts=chosen, cells=cells)
     print(report_dir / "index.html")
     print(out)
 

@@ -284,8 +284,7 @@ def _kept(trainer: Trainer, run_dir: Path) -> str:
     saved = next((c.saved_epoch for c in trainer.callbacks if isinstance(c, Checkpoint)), -1)
     done = st.epoch >= trainer.cfg.epochs or st.stopped_early
     if done and not st.batch and saved == st.epoch:
-        return (f"after training (all {st.epoch} epochs, checkpoint saved): {resume} only "
-                "tests it")
+        return f"after training (all {st.epoch} epochs, checkpoint saved): {resume} only tests it"
     if st.batch and trainer.interrupt_saved:
         return f"at epoch {st.epoch + 1}, step {st.batch} (checkpoint saved); resume with: {resume}"
     where = f"at epoch {st.epoch + 1}" + (f", step {st.batch}" if st.batch else "")
@@ -449,8 +448,12 @@ def load_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / rundir.CONFIG
     if not path.exists():
         raise ArchlabError(f"{run_dir}: not a run directory (no {rundir.CONFIG})")
-    cfg = RunConfig.from_yaml(rundir.read_recorded(path), where=str(path))
-    # data.path, and a manifest's image_root: paths relative to the folder trained in
+    return trained_paths(RunConfig.from_yaml(rundir.read_recorded(path), where=str(path)), run_dir)
+
+
+def trained_paths(cfg: RunConfig, run_dir: Path) -> RunConfig:
+    """``cfg`` with its relative data.path (and a manifest's image_root) that does not exist
+    from here read from the folder ``run_dir`` was trained in."""
     for key in ("path", "image_root"):
         rel = getattr(cfg.data, key, "")
         if not rel or Path(rel).is_absolute() or Path(rel).exists():

@@ -238,3 +238,21 @@ def test_committed_cells_stand_in_for_the_runs_they_match(tmp_path: Path) -> Non
     write_npz(npz, n_per_class=21)
     run_ablation(base, ["baseline"], 1, tmp_path / "data", cells_from=cells)
     assert committed_cells(tmp_path / "data") == {}
+
+
+def test_ctrl_c_in_an_ablation_says_the_same_command_goes_on(
+    tmp_path: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from archlab import ablate
+
+    def stopped(*args: object, **kw: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ablate, "run_ablation", stopped)
+    out = tmp_path / "abl"
+    args = ["ablate", "--task", "images", "--data", str(image_folder), "--out", str(out)]
+    assert main(args) == 130
+    assert (
+        f"to go on, run this command again with --out {out}: finished runs are kept; the "
+        "interrupted one resumes" in capsys.readouterr().err
+    )

@@ -272,6 +272,10 @@ def test_a_run_with_a_relative_data_path_works_from_any_folder(
     assert not Path("data/tweets.csv").exists()
     assert runner.evaluate(home / run) == first
     assert runner.load_config(home / run).data.path == str(home / "data" / "tweets.csv")
+    from archlab.cli import build_config  # --config RUN/config.yaml: trains again from here
+
+    again = build_config(None, None, None, None, None, None, None, home / run / "config.yaml")
+    assert again.data.path == str(home / "data" / "tweets.csv")
     (home / "data").rename(home / "moved")  # gone from where it was: said, with the way out
     said = r"the data .* was trained on, which evaluate reads; put it back; eval --data PATH"
     with pytest.raises(ArchlabError, match=said):
