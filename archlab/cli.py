@@ -40,7 +40,8 @@ STARTED = time.time()  # --budget counts from here: its imports are part of the 
 
 app = typer.Typer(
     name="archlab",
-    help="Train, compare and explain classic deep-learning architectures on your own data.",
+    help="Train, compare and explain classic deep-learning architectures on your own data.\n\n"
+    "--debug, anywhere on the command line, shows an error's full traceback.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
