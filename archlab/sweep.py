@@ -245,6 +245,7 @@ def run_sweep(
             f"study {study_name!r} in {url} was made to {study.direction.name.lower()}, but "
             f"{key} should {direction}; choose another --study-name"
         )
+    _same_study(study, base, space, url)
     said: set[str] = set()  # the trials' first lines, each printed once
     while True:
         with file_lock(lock_path):
@@ -253,6 +254,27 @@ def run_sweep(
             trial = study.ask()
         _run_trial(study, trial, base, space, out, (key, mode), command, said=said)
     return _write_outputs(study, out, key)
+
+
+def _same_study(study: optuna.Study, base: RunConfig, space: Mapping[str, Param],
+                url: str) -> None:  # fmt: skip
+    """Record the config and searched keys a study is run with, and refuse a later run of it
+    with others: its trials would be mixed into one table and one best config."""
+    made = {"base": base.to_dict(), "space": sorted(space)}
+    if "base" not in study.user_attrs:
+        for k, v in made.items():
+            study.set_user_attr(k, v)
+        return
+    saved = RunConfig.from_dict(study.user_attrs["base"], where=f"{url} (study config)")
+    changes = [c for c in runner.config_changes(saved, base) if not c.startswith("data.path:")]
+    if study.user_attrs.get("space") != made["space"]:
+        changes.append(f"searched keys {study.user_attrs.get('space')} -> {made['space']}")
+    if changes:
+        raise ArchlabError(
+            f"study {study.study_name!r} in {url} was run with other settings "
+            f"({'; '.join(changes[:3])}{'; ...' if len(changes) > 3 else ''}): its trials would "
+            "be mixed with these; give another --out (or --study-name)"
+        )
 
 
 def _run_trial(

@@ -122,6 +122,10 @@ def test_sweep_writes_best_yaml_that_trains_again(
     rows = (out / "trials.csv").read_text().splitlines()
     assert rows[0].split(",")[:4] == ["number", "state", "value", "optim.lr"]
     assert len(rows) == 4
+    # the same study run again with other settings: refused, not mixed into one table
+    assert main([*argv, "--set", "reg.dropout=0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "was run with other settings (reg.dropout: 0.5 -> 0.1)" in err, err
 
     best = RunConfig.from_yaml((out / "best.yaml").read_text())
     trial_cfg = RunConfig.from_yaml(
