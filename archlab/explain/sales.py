@@ -19,9 +19,9 @@ from archlab.errors import ArchlabError
 from archlab.explain import ExplainRequest, sales_horizon, sales_parity
 from archlab.explain.sales_common import (
     Forecast,
-    feature_groups,
     input_steps_heatmap,
     integrated_gradients,
+    run_groups,
     step_words,
 )
 
@@ -59,17 +59,9 @@ def _explain_inputs(req: ExplainRequest) -> dict[str, Any]:
             f"{req.run_dir}: explaining history CSVs covers next-step runs, and this is a "
             f"{what} run: give no inputs to explain its test split"
         )
-    names = list(fz.feature_names)
     h = task.history_windows(list(req.inputs))
     words = step_words(fz.step_days, fz.season, weekdays=fz.weekdays)
-    groups = feature_groups(
-        names,
-        fz.covariates,
-        cfg.data.markdown_columns,
-        words,
-        fz.known_covariates,
-        holiday=bool(task.data_cfg.holiday_column),
-    )
+    groups = run_groups(task, cfg, words)
     net = Forecast(model, task, 0)
     model.eval()
     base = h.base

@@ -119,6 +119,14 @@ def feature_groups(
     return groups
 
 
+def run_groups(task: Any, cfg: Any, words: StepWords) -> dict[str, list[int]]:
+    """``feature_groups`` of a sales run's inputs, from its featurizer and resolved config."""
+    fz = task.fitted.featurizer
+    holiday = bool(task.data_cfg.holiday_column)
+    return feature_groups(list(fz.feature_names), fz.covariates, cfg.data.markdown_columns, words,
+                          fz.known_covariates, holiday=holiday)  # fmt: skip
+
+
 # --- the run's forecast ---
 class SalesTensors(NamedTuple):
     """A split as the network sees it (the batches of every sales framing)."""

@@ -23,13 +23,13 @@ from archlab.explain.sales_common import (
     SalesTensors,
     bar_chart,
     completeness,
-    feature_groups,
     gap_summary,
     heatmap,
     input_steps_heatmap,
     integrated_gradients,
     load_split,
     permutation_importance,
+    run_groups,
     series_rows,
     step_words,
 )
@@ -101,14 +101,7 @@ def explain(
     H = data.targets.shape[1]
     roll = rolling(task.data_cfg)
     words = step_words(fz.step_days, fz.season, H, fz.weekdays)
-    groups = feature_groups(
-        names,
-        fz.covariates,
-        cfg.data.markdown_columns,
-        words,
-        fz.known_covariates,
-        holiday=bool(task.data_cfg.holiday_column),
-    )
+    groups = run_groups(task, cfg, words)
     view = _View(req, model, task, data, groups, [str(h + 1) for h in range(H)],
                  f"forecast step ({words.step}s after the origin)")  # fmt: skip
     out: dict[str, Any] = {
