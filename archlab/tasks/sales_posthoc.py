@@ -142,7 +142,7 @@ def choose(
     net = f"network (correction scale {sb:g})" if sb else "the naive base (correction scale 0)"
     lines.append(
         f"chosen: blend {w:g} x {net} + {1 - w:g} x {peer.name} (validation WMAE {best:,.1f}; "
-        f"{net.split(' (')[0]} alone {by_w[-1]:,.1f}, {peer.name} {by_w[0]:,.1f})"
+        f"{net.split(' (')[0]} alone {by_w[-1]:,.1f} at scale {sb:g}, {peer.name} {by_w[0]:,.1f})"
     )
     return out, lines
 
