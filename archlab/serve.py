@@ -482,9 +482,9 @@ def text_explain(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
     out = text_predict(run, inp, limits)
     out["notes"] = []
     if (w := run.task.fitted.blend_weight) < 1:  # the label is the blend's, as archlab explain
-        out["notes"].append(f"the explanations are of the network alone; the label and "
-                            f"probabilities blend it with the run's TF-IDF model ({w:g} x "
-                            "network), whose label can differ")  # fmt: skip
+        from archlab.tasks.text_blend import explain_note
+
+        out["notes"].append(explain_note(w))
     tok = run.task.fitted.tokenizer
     x, lengths = encode(tok, texts, run.task.data_cfg.max_length)
     names = list(run.task.fitted.class_names)

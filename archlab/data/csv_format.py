@@ -197,11 +197,18 @@ def label_spellings(
     ``labels``' spelling, else the shortest), and a first line naming what was merged ("" if
     nothing)."""
     lab = ["" if v in MISSING_LABELS and v not in labels else v for v in lab]
-    lab, composed = _composed(path, lab)
+    lab, composed = _composed(lab)
+    lab, numbers = _same_numbers(lab, labels)
+    parts = [p for p in (numbers, composed) if p]
+    return lab, f"data: {path}: {'; '.join(parts)}" if parts else ""
+
+
+def _same_numbers(lab: list[str], labels: tuple[str, ...]) -> tuple[list[str], str]:
+    """``lab`` with one spelling per number where every label is one, and what was merged."""
     parsed = {v: as_number(v) for v in set(lab) - {""}}
     values = {v: n for v, n in parsed.items() if n is not None}
     if not values or len(values) < len(parsed):  # not every label is a number
-        return lab, composed
+        return lab, ""
     # data.labels' (first) spelling of each number names its class
     named = {n: v for v in reversed(labels) if (n := as_number(v)) is not None}
     by: dict[float, list[str]] = {}
@@ -213,20 +220,19 @@ def label_spellings(
         return lab, ""
     merged = [" / ".join(map(repr, vs)) + f" -> {rename.get(vs[0], vs[0])!r}"
               for vs in by.values() if any(v in rename for v in vs)]  # fmt: skip
-    note = (f"data: {path}: labels that are the same number are one class: "
-            f"{listing(merged)}")  # fmt: skip
-    return [rename.get(v, v) for v in lab], note + composed.replace(f"data: {path}:", ";")
+    said = f"labels that are the same number are one class: {listing(merged)}"
+    return [rename.get(v, v) for v in lab], said
 
 
-def _composed(path: str | Path, lab: list[str]) -> tuple[list[str], str]:
-    """``lab`` in composed Unicode (NFC), and a first line naming the labels that were not."""
+def _composed(lab: list[str]) -> tuple[list[str], str]:
+    """``lab`` in composed Unicode (NFC), and what was read so."""
     nfc = [unicodedata.normalize("NFC", v) for v in lab]
     odd = sorted({v for v, c in zip(lab, nfc, strict=True) if v != c})
     if not odd:
         return lab, ""
     shown = listing([f"{v!a} -> {unicodedata.normalize('NFC', v)!r}" for v in odd])
-    return nfc, (f"data: {path}: labels in decomposed Unicode (as macOS writes text) read "
-                 f"composed, one class with any label written so: {shown}")  # fmt: skip
+    return nfc, ("labels in decomposed Unicode (as macOS writes text) read composed, one class "
+                 f"with any label written so: {shown}")  # fmt: skip
 
 
 def as_number(value: str) -> float | None:

@@ -17,6 +17,7 @@ from torch import nn
 from archlab.data.text import UNK
 from archlab.errors import ArchlabError
 from archlab.explain import ExplainRequest, frozen, subset
+from archlab.tasks.text_blend import explain_note
 from archlab.utils import count
 
 PAD = 0  # the tokenizer's [PAD] id; its embedding row is zero (padding_idx), so is the baseline
@@ -181,9 +182,7 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
         texts = [ctx.texts[i] for i in test]
         y = torch.from_numpy(ctx.labels[test])
     if (w := task.fitted.blend_weight) < 1:  # predict's labels are the blend's, not these
-        print(f"archlab: note: the explanations are of the network alone; predict and serve "
-              f"blend it with the run's TF-IDF model ({w:g} x network), whose label can differ",
-              file=sys.stderr)  # fmt: skip
+        print(f"archlab: note: {explain_note(w)}", file=sys.stderr)
     model.eval()
     tokens, lengths = encode(task.fitted.tokenizer, texts, task.data_cfg.max_length)
     probs = _probabilities(model, tokens, lengths)

@@ -65,6 +65,13 @@ def choose(
     return chosen, [line]
 
 
+def explain_note(w: float) -> str:
+    """Why a blended run's explanations (of the network) may not match its label (the blend's):
+    archlab explain's note and served explain's."""
+    return (f"the explanations are of the network alone; predict and serve blend it with the "
+            f"run's TF-IDF model ({w:g} x network), whose label can differ")  # fmt: skip
+
+
 def blend(w: float, net: np.ndarray, peer: np.ndarray) -> np.ndarray:
     """The blended class probabilities."""
     return w * net + (1 - w) * peer
