@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from archlab.cli import main
 from archlab.config import RunConfig, apply_overrides
 from archlab.data import sales_recipe
+from archlab.errors import ArchlabError
 from archlab.task_configs import SalesDataConfig, SalesModelConfig
 from archlab.tasks.sales_horizon_data import HorizonData
 
@@ -145,3 +147,17 @@ def test_generic_daily_command_beats_seasonal_naive(tmp_path: Path, monkeypatch)
     assert "optim.lr" not in info["config_sources"]  # a default
     m = json.loads((run / "metrics.json").read_text())
     assert m["test_wmae"] < 0.97 * m["baseline_seasonal_naive_wmae"]
+
+
+def test_a_history_under_a_season_names_the_lag_to_drop(tmp_path: Path) -> None:
+    # 60 weekly steps leave 34 to train on: none has the value a season (52 weeks) back
+    dates = pd.date_range("2023-01-06", periods=60, freq="W-FRI")
+    frame = pd.concat(
+        pd.DataFrame({"date": dates, "store_nbr": s, "transactions": 100.0 * s + np.arange(60)})
+        for s in (1, 2)
+    )
+    frame.to_csv(tmp_path / "weekly.csv", index=False)
+    with pytest.raises(ArchlabError, match=r"\[1, 52\].*--set data.require_lags=1"):
+        HorizonData(_cfg(tmp_path / "weekly.csv")).build(CPU)
+    data = HorizonData(_cfg(tmp_path / "weekly.csv", "data.require_lags=1")).build(CPU)
+    assert len(data.train) > 0

@@ -223,7 +223,9 @@ class HorizonData:
         if len(split["train"][0]) == 0 and roll and not given:
             raise ArchlabError(
                 f"{c.path}: no sample left: every series is too short for the required lags "
-                f"{list(c.require_lags)} (data.require_lags) in the {n_train} training steps"
+                f"{list(c.require_lags)} (data.require_lags) in the {n_train} training steps: "
+                "give a longer history, or --set data.require_lags=1 to train without "
+                "last season's value"
             )
         if len(split["train"][0]) == 0 and not given:
             raise ArchlabError(
