@@ -870,6 +870,7 @@ def test_a_file_without_the_studys_label_column_reads_a_label_column(tmp_path: P
     imdb = _write(tmp_path / "imdb.csv", "review,sentiment\n" + rows)
     table = load_text_table(imdb)
     assert table.class_names == ["neg", "pos"] and len(table.texts) == 24
+    assert table.columns == ("review", "sentiment")  # data.json records the columns read
     assert [n.split(": ", 2)[2][:40] for n in table.notes] == [
         "no column 'text' (data.text_column's def",
         "no column 'airline_sentiment' (data.labe",

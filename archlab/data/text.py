@@ -296,6 +296,9 @@ class TextTable:
     provided_split: np.ndarray | None = None
     split_origin: dict[str, str] = field(default_factory=dict)  # split -> its folder(s)
     files: tuple[str, ...] = ()  # the files of a folder read (its fingerprint); () for a CSV
+    # The file's own text and label columns: data.*_column, or the columns read where the
+    # file lacks their defaults (data.json records them; config.yaml keeps what was asked).
+    columns: tuple[str, str] = ("", "")
 
 
 # What a missing column's error tells a user to do; a saved run's reading says FOR_RUN instead.
@@ -493,6 +496,7 @@ def read_labelled(
     # The rest reads the configured names.
     df = df.rename(columns={k: v for k, v in ((texts, text_column), (labels, label_column)) if k})
     df.attrs = {**attrs, "file_notes": [*attrs.get("file_notes", []), *notes],
+                "text_from": texts or text_column,
                 "label_from": labels or label_column}  # fmt: skip
     return df
 
@@ -652,6 +656,7 @@ def _load_text_table(
         provided_split=provided,
         split_origin=dict(df.attrs.get(SPLIT_ORIGIN) or {}),
         files=tuple(df.attrs.get("files", ())),
+        columns=(df.attrs.get("text_from", text_column), column),
     )
 
 
