@@ -132,17 +132,14 @@ def build_config(
 
 
 @contextlib.contextmanager
-def _goes_on(out: Path, resumes: bool = True) -> Iterator[None]:
+def _goes_on(out: Path) -> Iterator[None]:
     """A command of many runs (ablate, sweep, reproduce) stopped by Ctrl-C: say that the same
-    command continues it, not only the one run --resume names. ``resumes``: whether it picks
-    up the interrupted run (a sweep counts its trial failed and samples anew)."""
+    command continues it, not only the one run --resume names."""
     try:
         yield
     except KeyboardInterrupt:
-        then = ("the interrupted one resumes" if resumes else
-                "the interrupted trial counts as failed, and new ones are sampled")  # fmt: skip
         print(f"archlab: to go on, run this command again with --out {out}: finished runs are "
-              f"kept; {then}", file=sys.stderr)  # fmt: skip
+              "kept; the interrupted one resumes", file=sys.stderr)  # fmt: skip
         raise
 
 
@@ -716,7 +713,7 @@ def sweep(
     out_dir = out or Path("runs") / f"sweep-{safe_name(name)}"
     space_ = search_space(space, base)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from us
-    with _goes_on(out_dir, resumes=False):
+    with _goes_on(out_dir):
         result = run_sweep(base, space_, trials, out_dir, study_name=name, storage=storage,
                            command=_command_line())  # fmt: skip
     print(result.summary())

@@ -249,11 +249,30 @@ def run_sweep(
     said: set[str] = set()  # the trials' first lines, each printed once
     while True:
         with file_lock(lock_path):
-            if len(study.get_trials(deepcopy=False)) >= n_trials:
+            trials = study.get_trials(deepcopy=False)
+            if sum(not _interrupted(t) for t in trials) >= n_trials:
                 break
-            trial = study.ask()
+            trial = _take_up(study, trials)
         _run_trial(study, trial, base, space, out, (key, mode), command, said=said)
     return _write_outputs(study, out, key)
+
+
+def _interrupted(t: FrozenTrial) -> bool:
+    """A trial stopped by Ctrl-C or SIGTERM: not counted, and taken up again by a later one."""
+    return t.state == TrialState.FAIL and bool(t.user_attrs.get("interrupted"))
+
+
+def _take_up(study: optuna.Study, trials: list[FrozenTrial]) -> optuna.Trial:
+    """The next trial: an interrupted one's parameters and run directory again (it resumes
+    from its checkpoint), else a newly sampled one."""
+    taken = {t.user_attrs.get("run_dir") for t in trials if not _interrupted(t)}
+    for t in trials:
+        # One stopped before its run directory was named is replaced by a new one.
+        if _interrupted(t) and "run_dir" in t.user_attrs and t.user_attrs["run_dir"] not in taken:
+            attrs = {"run_dir": t.user_attrs["run_dir"], "resumes": t.number}
+            study.enqueue_trial(t.params, user_attrs=attrs)
+            break
+    return study.ask()  # the enqueued trial first, if any
 
 
 def _same_study(study: optuna.Study, base: RunConfig, space: Mapping[str, Param],
@@ -291,21 +310,28 @@ def _run_trial(
     # Seeded per trial: a single worker is reproducible, and parallel workers differ.
     seed = int(np.random.SeedSequence([base.seed % 2**32, trial.number]).generate_state(1)[0])
     study.sampler = optuna.samplers.TPESampler(seed=seed)
-    run_dir = (out / f"trial-{trial.number}").resolve()
+    resumes = trial.user_attrs.get("resumes")  # set by _take_up, with the run_dir to resume
+    run_dir = Path(trial.user_attrs["run_dir"]) if resumes is not None else (
+        out / f"trial-{trial.number}").resolve()  # fmt: skip
     report = ReportToTrial(trial, monitor[0])
     try:  # whatever happens, the trial is told: a trial left RUNNING would hold its place
         params = {key: param.suggest(trial, key) for key, param in space.items()}
         cfg = apply_overrides(base, [f"{k}={_text(v)}" for k, v in params.items()], "search")
         trial.set_user_attr("config", cfg.to_dict())
         trial.set_user_attr("run_dir", str(run_dir))
-        if run_dir.exists():
+        if run_dir.exists() and resumes is None:
             raise ArchlabError(f"{run_dir}: exists already; give each study its own --out")
+        if resumes is not None:
+            print(f"trial {trial.number}: resumes interrupted trial {resumes} ({run_dir})",
+                  file=sys.stderr)  # fmt: skip
         runner.train_at(cfg, run_dir, command=command, callbacks=[report, *callbacks], said=said)
     except NonFiniteLossError as e:  # a diverging corner of the space, not a broken sweep
         study.tell(trial, state=TrialState.FAIL)
         print(f"trial {trial.number}: failed: {e}", file=sys.stderr)
         return
-    except BaseException:
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt):  # SIGTERM is raised as one too (cli)
+            trial.set_user_attr("interrupted", True)
         study.tell(trial, state=TrialState.FAIL)
         raise
     value = _best_value(run_dir, monitor)
@@ -369,7 +395,7 @@ def _trials_csv(trials: list[FrozenTrial]) -> str:
         w.writerow(
             [
                 t.number,
-                t.state.name.lower(),
+                "interrupted" if _interrupted(t) else t.state.name.lower(),
                 value,
                 *params,
                 seconds,

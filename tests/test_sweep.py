@@ -231,3 +231,38 @@ def test_a_partial_config_changes_the_task_or_presets_settings(
     part.write_text("train:\n  epochs: two\n")
     assert main(["train", "--config", str(part), "--task", "text"]) == 2
     assert "train.epochs='two': expected an integer" in capsys.readouterr().err
+
+
+def test_an_interrupted_trial_resumes_and_is_not_counted(
+    tmp_path: Path, tweets: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from archlab import sweep
+    from archlab.config import apply_overrides
+
+    base = apply_overrides(_base(tweets), [a for a in TINY if "=" in a])
+    space = {"optim.lr": Param("float", 1e-3, 1e-2, log=True)}
+    out = tmp_path / "s"
+    report = ReportToTrial.on_epoch_end
+
+    def ctrl_c_in_trial_1(self: ReportToTrial, trainer: object, row: dict) -> None:
+        report(self, trainer, row)
+        if self.trial.number == 1:
+            raise KeyboardInterrupt  # after epoch 1's checkpoint
+
+    monkeypatch.setattr(ReportToTrial, "on_epoch_end", ctrl_c_in_trial_1)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(base, space, 2, out, study_name="s")
+    monkeypatch.setattr(ReportToTrial, "on_epoch_end", report)
+    capsys.readouterr()
+    result = sweep.run_sweep(base, space, 2, out, study_name="s")  # the same command again
+    assert "trial 2: resumes interrupted trial 1" in capsys.readouterr().err
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{out}/sweep.db")
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE"] and result.finished == 3
+    assert study.trials[2].params == study.trials[1].params  # the same trial, taken up
+    assert study.trials[2].user_attrs["run_dir"] == str((out / "trial-1").resolve())
+    assert not (out / "trial-2").exists()
+    history = (out / "trial-1" / "history.csv").read_text().splitlines()
+    assert len(history) == 3  # a header and epochs 1 and 2: resumed, not restarted
+    rows = [r.split(",")[1] for r in (out / "trials.csv").read_text().splitlines()[1:]]
+    assert rows == ["complete", "interrupted", "complete"]
