@@ -315,3 +315,23 @@ def test_characters_no_font_can_draw_are_one_note(tmp_path: Path, capsys) -> Non
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("archlab: note: f.png: 2 character(s) (航班)")
     assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_text_eda_labels_no_font_can_draw_are_one_note_per_plot(tmp_path: Path, capsys) -> None:
+    import warnings
+
+    from matplotlib import font_manager
+
+    from archlab.cli import main
+    from archlab.plots import FALLBACK_FONTS
+
+    if {f.name for f in font_manager.fontManager.ttflist} & set(FALLBACK_FONTS):
+        pytest.skip("this machine has a CJK font: the characters draw")
+    rows = "".join(f"text number {i},{('好', '坏')[i % 2]}\n" for i in range(24))
+    (tmp_path / "t.csv").write_text("text,label\n" + rows, encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no per-glyph UserWarning gets out
+        assert main(["eda", "--task", "text", "--data", str(tmp_path / "t.csv"),
+                     "--out", str(tmp_path / "eda")]) == 0  # fmt: skip
+    notes = [n for n in capsys.readouterr().err.splitlines() if "have no glyph" in n]
+    assert notes and all(n.startswith("archlab: note: ") for n in notes)

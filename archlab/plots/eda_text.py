@@ -5,27 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from archlab.data.text import read_labelled
 from archlab.errors import ArchlabError
+from archlab.plots import _save as save_png
+from archlab.plots import plt
 from archlab.rundir import safe_name
-from archlab.utils import atomic_path
 
 REASON_COLUMN = "negativereason"  # the airline file's reason for a negative tweet
 DEFAULT_GROUP = "airline"
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_png(fig, path)  # a label no font draws (CJK) is one note, not a warning per glyph
     return path
 
 
