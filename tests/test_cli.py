@@ -85,6 +85,8 @@ def test_ablation_two_techniques_one_seed(tmp_path: Path, image_folder: Path, ca
             "--techniques", "baseline,dropout", "--seeds", "1", "--epochs", "1", "--out", str(out),
             "--set", "train.batch_size=16", *SMOKE]  # fmt: skip
     assert main(args) == 0
+    err = capsys.readouterr().err  # the study's recipe is named before anything is read
+    assert err.startswith("archlab: note: ablate starts from preset images-resnet18 (")
     table = (out / "ablation.md").read_text()
     assert "| baseline | 1 |" in table and "| dropout | 1 |" in table
     assert (out / "ablation_curves.png").exists()
