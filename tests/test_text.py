@@ -1107,6 +1107,25 @@ def test_rows_with_more_fields_than_the_header_are_refused(tmp_path: Path) -> No
     assert "... and 35 more" in str(e.value) and len(str(e.value)) < 500
 
 
+def test_a_raw_text_opening_a_quote_mark_is_refused_not_glued_to_the_rows_after(
+    tmp_path: Path,
+) -> None:
+    # A raw TSV (paste, a shell script): a text starting with " glued the rows up to the next
+    # quote mark into one field, and half the rows went missing with exit 0.
+    rows = [f"text {k} {i}\t{k}" for k in ("pos", "neg") for i in range(6)]
+    rows[2], rows[8] = '"great flight\tpos', '"awful\tneg'
+    path = _write(tmp_path / "raw.tsv", "text\tairline_sentiment\n" + "\n".join(rows) + "\n")
+    with pytest.raises(ArchlabError, match=r"raw.tsv: line 4: a quote mark .* lines 4-10 would "
+                       "read as one row"):  # fmt: skip
+        load_text_table(path)
+    # Quoted texts over several lines, and a quoted word at a text's start, still read.
+    ok = ['"late,\nagain",neg', '"fine" flight,pos'] + [f"w {k} {i},{k}" for k in ("pos", "neg")
+                                                         for i in range(5)]  # fmt: skip
+    table = load_text_table(_write(tmp_path / "ok.csv", "text,airline_sentiment\n"
+                                   + "\n".join(ok) + "\n"))  # fmt: skip
+    assert "late,\nagain" in table.texts and "fine flight" in table.texts
+
+
 def test_text_without_spaces_warns_that_it_does_not_split_into_words(tmp_path: Path) -> None:
     zh = ["航班延误了三个小时", "服务非常好谢谢", "座位还可以吧"]
     rows = [(f"{zh[i % 3]}{i}号", ("neg", "pos", "neu")[i % 3]) for i in range(60)]

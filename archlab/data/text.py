@@ -333,7 +333,7 @@ def read_csv(
                 raise ArchlabError(
                     f"{path}: no column {col!r} ({columns_found(found, col)}); {fix}"
                 )
-        _refuse_extra_fields(path, codec, sep, len(found))
+        _refuse_malformed_rows(path, codec, sep, len(found))
         # keep_default_na=False: a tweet reading 'NA' or 'null' is text, not a missing value.
         with past_bom(path) as f:
             df = pd.read_csv(
@@ -408,15 +408,27 @@ def columns_found(found: list[str], wanted: str) -> str:
     return f"columns found: {listing([repr(f) for f in found], 20)}{hint}"
 
 
-def _refuse_extra_fields(path: Path, codec: str, sep: str, width: int) -> None:
-    """Refuse rows with more fields than the header's ``width``: an unquoted separator inside
-    a text, which pandas would silently cut off (or take the first field as an index). Extra
-    fields that are all empty (a trailing separator) lose nothing and pass."""
+def _refuse_malformed_rows(path: Path, codec: str, sep: str, width: int) -> None:
+    """Refuse what pandas would read wrong without a word: rows with more fields than the
+    header's ``width`` (an unquoted separator inside a text, cut off or taken as an index;
+    extra fields all empty, a trailing separator, lose nothing and pass), and a quote mark
+    opening a text that is never closed (a raw file whose text starts with ``"``), which glues
+    the rows after it into one field up to the next quote mark."""
     first = fields = count = 0
     with past_bom(path) as raw, io.TextIOWrapper(raw, encoding=codec, newline="") as f:
-        rows = csv.reader(f, delimiter=sep)
+        # strict: a quoted field closed by anything but a separator or a line end is an error
+        rows = csv.reader(f, delimiter=sep, strict=True)
         next(rows, None)  # the header
-        for row in rows:
+        while True:
+            start = rows.line_num + 1
+            try:
+                row = next(rows)
+            except StopIteration:
+                break
+            except csv.Error:
+                if rows.line_num > start:  # the quote ran over line breaks: rows glued
+                    _refuse_open_quote(path, start, rows.line_num)
+                continue  # "a" b on one line: pandas reads it as the text a b
             if len(row) > width and any(v.strip() for v in row[width:]):
                 count += 1
                 if not first:
@@ -428,6 +440,15 @@ def _refuse_extra_fields(path: Path, codec: str, sep: str, width: int) -> None:
             f'row(s) with more): a text that holds {shown} must be quoted ("..."); save the '
             "file with a CSV writer (pandas to_csv, csv.writer, a spreadsheet's CSV export)"
         )
+
+
+def _refuse_open_quote(path: Path, start: int, end: int) -> None:
+    raise ArchlabError(
+        f'{path}: line {start}: a quote mark (") opens a text that is not closed before a '
+        f"separator, so lines {start}-{end} would read as one row: a text starting with a "
+        'quote mark must be quoted whole ("""great"" flight"); save the file with a CSV writer '
+        "(pandas to_csv, csv.writer, a spreadsheet's CSV export)"
+    )
 
 
 def read_input_texts(path: str | Path, column: str, encoding: str) -> list[str]:
