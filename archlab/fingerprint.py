@@ -17,20 +17,33 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-_reads: ContextVar[set[str] | None] = ContextVar("archlab_reads", default=None)
+
+class Reads(set[str]):
+    """The absolute paths read; ``aux``: those of them a run needs for training only (word
+    vectors), which evaluating it does not read again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.aux: set[str] = set()
 
 
-def record(path: str | Path) -> None:
-    """Note that ``path`` was read as input (no-op outside ``recording()``)."""
+_reads: ContextVar[Reads | None] = ContextVar("archlab_reads", default=None)
+
+
+def record(path: str | Path, aux: bool = False) -> None:
+    """Note that ``path`` was read as input (no-op outside ``recording()``); ``aux``: a file
+    training alone reads (see Reads)."""
     reads = _reads.get()
     if reads is not None:
         reads.add(os.path.abspath(path))
+        if aux:
+            reads.aux.add(os.path.abspath(path))
 
 
 @contextlib.contextmanager
-def recording() -> Iterator[set[str]]:
+def recording() -> Iterator[Reads]:
     """Collect the absolute paths ``record`` sees inside the block."""
-    reads: set[str] = set()
+    reads = Reads()
     token = _reads.set(reads)
     try:
         yield reads
@@ -66,14 +79,18 @@ def fingerprint(paths: Iterable[str]) -> dict[str, Any]:
     """Size and sha256 of each file, and one digest over all of them (sorted by path).
 
     Paths are kept relative to their common folder, so a data set moved or copied elsewhere
-    as a whole keeps its fingerprint.
+    as a whole keeps its fingerprint. Files ``paths.aux`` names are marked ``aux`` (not in
+    the digest, which old fingerprints share).
     """
+    aux = getattr(paths, "aux", set())
     files = sorted(set(paths))
     if not files:
         return {"files": {}, "sha256": hashlib.sha256().hexdigest(), "root": ""}
     root = os.path.commonpath(files) if len(files) > 1 else os.path.dirname(files[0])
     entries = {
-        os.path.relpath(p, root): {"bytes": os.path.getsize(p), "sha256": _sha256(p)} for p in files
+        os.path.relpath(p, root): {"bytes": os.path.getsize(p), "sha256": _sha256(p)}
+        | ({"aux": True} if p in aux else {})
+        for p in files
     }
     total = hashlib.sha256()
     for name, e in entries.items():
@@ -86,8 +103,10 @@ def differences(old: dict[str, Any], new: dict[str, Any], *, subset: bool = Fals
     """What changed between two fingerprints, a few files named (empty: the same data).
 
     A file is matched by its absolute path, else by its path within the data's folder (a data
-    set moved as a whole). ``subset``: ``new`` may read fewer files than ``old`` (evaluation
-    needs no word-vectors file, which training read).
+    set moved as a whole). ``subset``: ``new`` may read fewer files than ``old``: not
+    those marked ``aux`` (word vectors), nor a folder of them (``eval --data DIR/test`` reads
+    one split folder), but all of each folder it reads (a file deleted from the data set is a
+    difference).
     """
     if old.get("sha256") == new.get("sha256"):
         return []
@@ -102,7 +121,9 @@ def differences(old: dict[str, Any], new: dict[str, Any], *, subset: bool = Fals
         matched.add(was)
         if a[was]["sha256"] != e["sha256"]:
             changed.append((name, a[was]["bytes"], e["bytes"]))
-    gone = [] if subset else [n for n in a if n not in matched]
+    read = {os.path.dirname(n) for n in matched}
+    gone = [n for n in a if n not in matched
+            and not (subset and (a[n].get("aux") or os.path.dirname(n) not in read))]  # fmt: skip
     out = [f"{n} changed ({x} -> {y} bytes)" for n, x, y in changed[:most]]
     if len(changed) > most:
         out.append(f"{len(changed) - most} more changed file(s)")

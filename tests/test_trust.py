@@ -72,6 +72,22 @@ def test_fingerprint_names_what_changed(tmp_path: Path) -> None:
     ]
     gone = fingerprint.differences(old, fingerprint.fingerprint([str(a)]))
     assert any("no longer read" in s for s in gone)
+    # evaluating (subset): a file deleted from a folder it reads is a difference; the training
+    # run's word vectors and another split's folder, which it does not read, are not
+    (tmp_path / "test").mkdir()
+    c, v = tmp_path / "test" / "c.csv", tmp_path / "vectors.txt"
+    c.write_text("x\n3\n")
+    v.write_text("w 0.1\n")
+    with fingerprint.recording() as reads:
+        for p in (a, b, c):
+            fingerprint.record(p)
+        fingerprint.record(v, aux=True)
+    trained = fingerprint.fingerprint(reads)
+    assert trained["files"]["vectors.txt"]["aux"] and "aux" not in trained["files"]["a.csv"]
+    assert fingerprint.differences(trained, fingerprint.fingerprint([str(c)]), subset=True) == []
+    assert fingerprint.differences(trained, fingerprint.fingerprint([str(a)]), subset=True) == [
+        "1 file(s) no longer read (e.g. b.csv)"
+    ]
     # a copy of the whole folder elsewhere keeps the fingerprint (paths are relative)
     copy = tmp_path / "moved"
     copy.mkdir()

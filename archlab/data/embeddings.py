@@ -47,7 +47,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
     its line.
     """
     n = 0
-    fingerprint.record(path)
+    fingerprint.record(path, aux=True)  # evaluation needs no vectors: the run keeps them
     try:
         with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as raw:
             for n, line in enumerate(raw, 1):
@@ -105,7 +105,7 @@ def load_vectors(path: str | Path, wanted: set[str], first: int = 0) -> Vectors:
     words = hashlib.sha256("\0".join(sorted(wanted)).encode()).hexdigest()
     key = file_key(path, words, first)
     if key is not None and _LAST is not None and _LAST[0] == key:
-        fingerprint.record(path)  # a remembered read is still a read of the run's input
+        fingerprint.record(path, aux=True)  # a remembered read is still a read of the input
         v = _LAST[1]
         return replace(v, words=list(v.words), matrix=v.matrix.copy(), info=dict(v.info))
     v = _load_vectors(path, wanted, first)

@@ -91,7 +91,7 @@ def load_image_set(
     with fingerprint.recording() as reads:
         s = _decode(path, fmt, *args)
     for p in reads:  # the run's own fingerprint, outside the inner recording
-        fingerprint.record(p)
+        fingerprint.record(p, aux=p in reads.aux)
     if key is not None and s.images.nbytes <= MAX_CACHED_BYTES:
         files = tuple((p, *_stat(p)) for p in sorted(reads))
         _DECODED.put(key, (copy.deepcopy(s), files))
