@@ -251,13 +251,15 @@ def fit(p: Prepared, callbacks: Sequence[Callback] = ()) -> Path:
         g.adjust()  # train.threads=0: time train.amp=auto's candidates at the count training uses
     try:
         model = trainer.fit(p.task, p.data, model, resume=p.state)
+        if d.is_main:
+            rundir.save_weights(model, run_dir / rundir.WEIGHTS)
     except KeyboardInterrupt as e:
         if not d.is_main:
             raise
+        _keep_finished(trainer, run_dir)
         print(f"archlab: interrupted {_kept(trainer, run_dir)}", file=sys.stderr)
         raise Interrupted from e
     if d.is_main:
-        rundir.save_weights(model, run_dir / rundir.WEIGHTS)
         try:
             finish(run_dir, p.task, trainer, p.data, model, selection(cfg).why, not p.trial)
         except KeyboardInterrupt as e:
@@ -277,6 +279,18 @@ class Interrupted(KeyboardInterrupt):
     stderr already: the CLI adds no bare "interrupted" after it."""
 
 
+def _keep_finished(trainer: Trainer, run_dir: Path) -> None:
+    """A Ctrl-C once every epoch has run (the fit's end, the weights' write): save the
+    finished training, as a Ctrl-C while testing does, unless the last epoch's checkpoint is
+    on disk already (written every ``train.checkpoint_every_s``, so a short run has none)."""
+    st = trainer.state
+    ck = next((c for c in trainer.callbacks if isinstance(c, Checkpoint)), None)
+    done = st.epoch >= trainer.cfg.epochs or st.stopped_early
+    if done and not st.batch and ck is not None and ck.saved_epoch != st.epoch:
+        rundir.save_state(trainer.state_dict(), run_dir / rundir.STATE)
+        ck.saved_epoch = st.epoch
+
+
 def _kept(trainer: Trainer, run_dir: Path) -> str:
     """Where training stopped and what --resume will start from: this Ctrl-C's checkpoint,
     or (a second Ctrl-C aborted it, or it came between steps) the last one on disk, if any."""
@@ -285,6 +299,8 @@ def _kept(trainer: Trainer, run_dir: Path) -> str:
     done = st.epoch >= trainer.cfg.epochs or st.stopped_early
     if done and not st.batch and saved == st.epoch:
         return f"after training (all {st.epoch} epochs, checkpoint saved): {resume} only tests it"
+    if not st.batch and saved == st.epoch:  # a Ctrl-C during an epoch's validation
+        return f"after epoch {st.epoch} (checkpoint saved); resume with: {resume}"
     if st.batch and trainer.interrupt_saved:
         return f"at epoch {st.epoch + 1}, step {st.batch} (checkpoint saved); resume with: {resume}"
     where = f"at epoch {st.epoch + 1}" + (f", step {st.batch}" if st.batch else "")

@@ -211,6 +211,53 @@ def test_ctrl_c_while_testing_keeps_the_training_and_resume_only_tests(
     }
 
 
+@pytest.mark.parametrize("where", ["last-validation", "fit-end", "weights"])
+def test_ctrl_c_after_the_last_step_keeps_the_training_and_resume_only_tests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    # No epoch's checkpoint is written yet (every 60 s): a Ctrl-C in the last validation, while
+    # the fit ends or while the weights are written lost the whole run (or, in the validation,
+    # was ignored and the run tested and exited 0).
+    from archlab.train.trainer import Trainer
+
+    panel = write_panel(tmp_path / "walmart")
+    sets = [f"data.path={panel}", *SETS, "train.checkpoint_every_s=60"]
+    cfg = apply_overrides(PRESETS["sales-rnn-smoke"], sets)
+    full = runner.train(cfg, tmp_path / "full")
+    evaluate, save_weights = Trainer.evaluate, rundir.save_weights
+
+    def ctrl_c_in_last_validation(self: Trainer, *a: object, **kw: object) -> object:
+        if self.state.epoch == 1:  # epoch 2's validation (the test's runs at epoch 2)
+            os.kill(os.getpid(), signal.SIGINT)
+        return evaluate(self, *a, **kw)
+
+    class CtrlCAtFitEnd(Callback):
+        def on_fit_end(self, trainer: object) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def ctrl_c_in_save(*a: object) -> None:
+        raise KeyboardInterrupt
+
+    cbs: list[Callback] = [CtrlCAtFitEnd()] if where == "fit-end" else []
+    if where == "last-validation":
+        monkeypatch.setattr(Trainer, "evaluate", ctrl_c_in_last_validation)
+    if where == "weights":
+        monkeypatch.setattr(rundir, "save_weights", ctrl_c_in_save)
+    with pytest.raises(KeyboardInterrupt):
+        runner.train(cfg, tmp_path / "cut", callbacks=cbs)
+    run_dir = next((tmp_path / "cut").iterdir())
+    err = capsys.readouterr().err
+    assert f"interrupted after training (all 2 epochs, checkpoint saved): archlab train --resume " \
+           f"{run_dir} only tests it" in err, err  # fmt: skip
+    assert not (run_dir / rundir.METRICS).exists()
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    monkeypatch.setattr(rundir, "save_weights", save_weights)
+    runner.train(None, tmp_path, resume_dir=run_dir)
+    w1, w2 = _weights(full), _weights(run_dir)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert _history(full) == _history(run_dir)
+
+
 def _history(run_dir: Path) -> list[list[str]]:
     """history.csv without the wall-time column (everything else must match exactly)."""
     rows = [r.split(",") for r in (run_dir / rundir.HISTORY).read_text().splitlines()]

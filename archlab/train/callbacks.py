@@ -252,6 +252,10 @@ class Checkpoint(Callback):
         self._save(trainer, background=True)
 
     def on_interrupt(self, trainer: Trainer) -> None:
+        if self.write:
+            self.join()
+        if not trainer.state.batch and self.saved_epoch == trainer.state.epoch:
+            return  # at an epoch's end whose state the background write just saved
         self._save(trainer, background=False)
 
     def on_fit_end(self, trainer: Trainer) -> None:

@@ -204,14 +204,14 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_fit_start(self)
         try:
+            # The handler covers the fit's end too: a first Ctrl-C while the last checkpoint
+            # write is waited for is a stop after it (the runner keeps the finished training).
             with self._sigint_checkpoints():
                 self._fit_epochs(task, data)
-        except BaseException:
-            self._abort()
-            raise
-        try:  # a Ctrl-C here still waits for the last epoch's checkpoint write to finish
-            for cb in self.callbacks:
-                cb.on_fit_end(self)
+                for cb in self.callbacks:
+                    cb.on_fit_end(self)
+            if self.interrupted:
+                raise KeyboardInterrupt
         except BaseException:
             self._abort()
             raise
@@ -285,6 +285,12 @@ class Trainer:
             self.state.history.append(row)
             for cb in self.callbacks:
                 cb.on_epoch_end(self, row)
+            # A Ctrl-C during validation (no step left to stop after): stop at the epoch's end.
+            if self._stop_requested(-1):
+                for cb in self.callbacks:
+                    cb.on_interrupt(self)
+                self.interrupt_saved = True
+                raise KeyboardInterrupt
 
     def _train_epoch(self, task: TrainTask, batches: Batches) -> dict[str, float]:
         model, opt = self.train_model, self.optimizer
@@ -379,10 +385,10 @@ class Trainer:
 
     def _stop_requested(self, i: int) -> bool:
         """Ctrl-C seen (on any rank: under DDP the ranks must stop at the same step, so they
-        agree by an all-reduce every ``sync_every`` steps)."""
+        agree by an all-reduce every ``sync_every`` steps, and at each epoch's end, ``i`` -1)."""
         if not self.dist.enabled:
             return self.interrupted
-        if (i + 1) % self._sync_every:
+        if i >= 0 and (i + 1) % self._sync_every:
             return False
         flag = torch.tensor([float(self.interrupted)], device=self.device)
         return bool(distributed.all_sum(flag, self.dist).item() > 0)
