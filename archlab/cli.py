@@ -230,7 +230,9 @@ def train(
     set_: SetOpt = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    out: Annotated[Path, typer.Option(help="Directory for run directories.")] = Path("runs"),
+    out: Annotated[
+        Path | None, typer.Option(help="Directory for run directories (default: runs).")
+    ] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run dir.")] = None,
     config: Annotated[
         Path | None, typer.Option(help="Start from a run config YAML (config.yaml, best.yaml).")
@@ -252,6 +254,9 @@ def train(
     from archlab import runner
     from archlab.train import distributed
 
+    if resume is not None and out is not None:  # it continues in its own directory
+        raise ArchlabError(f"--resume {resume} continues in that run directory; drop --out")
+    out = out if out is not None else Path("runs")
     if budget is not None:
         if resume is not None:
             raise ArchlabError("--budget starts a new search; it cannot --resume a run")
