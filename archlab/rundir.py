@@ -10,8 +10,10 @@ and sha256), checkpoint.json (sizes and hashes of the files above), plots/*.png.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
+import fcntl
 import io
 import itertools
 import json
@@ -52,6 +54,8 @@ STATE = "state.pt"
 INPUTS = "inputs.json"  # the data's fingerprint (archlab/fingerprint.py)
 _MANIFEST_LOCK = threading.Lock()
 MANIFEST = "checkpoint.json"
+LOCK = ".training.lock"  # held (flock) by the process training the run; holds its pid
+_HELD: dict[Path, int] = {}  # run dir -> the lock's descriptor, in this process
 
 
 def _write_failed(path: Path, e: Exception) -> OSError:
@@ -320,6 +324,42 @@ def new_run_dir(out: Path, name: str) -> Path:
         except FileExistsError:
             continue
     raise AssertionError("unreachable")
+
+
+def lock_training(run_dir: Path) -> None:
+    """Take the run's training lock, held until ``unlock_training`` (or the process ends):
+    a second process training the same run (a --resume of a run still training, two resumes
+    at once) would write its files over this one's. A directory where no lock file can be made
+    (read-only) is not locked: its training fails on its first write anyway."""
+    run_dir = Path(run_dir).resolve()
+    if run_dir in _HELD:
+        return
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise ArchlabError(
+            f"{run_dir}: another process (pid {pid}) is training this run; wait for it to end "
+            "(or stop it), then --resume it if it did not finish"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _HELD[run_dir] = fd
+
+
+def unlock_training(run_dir: Path) -> None:
+    """Release the lock ``lock_training`` took (the file stays: removing it would let a
+    process that opened it just before lock a file no longer in the directory)."""
+    fd = _HELD.pop(Path(run_dir).resolve(), None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def write_fitted(run_dir: Path, fitted: Any) -> None:

@@ -134,6 +134,8 @@ def prepare(
     if resume:
         assert run_dir is not None
         check_same_data(run_dir, inputs, "resume")
+        if d.is_main:
+            rundir.lock_training(run_dir)
     sources = _record_sources(cfg, data)
     if d.is_main and cfg.train.progress != "off":
         # What was read and how it was split, beside the progress lines.
@@ -153,6 +155,7 @@ def prepare(
             else:
                 rundir.check_out_dir(run_dir.parent)
                 run_dir.mkdir(parents=True, exist_ok=True)
+            rundir.lock_training(run_dir)
             rundir.write_recorded(run_dir / rundir.CONFIG, cfg.to_yaml())
             write_text_atomic(run_dir / rundir.COMMAND, command + "\n")
         run_dir = distributed.broadcast(run_dir if d.is_main else None, d)
@@ -233,6 +236,13 @@ def _resume_state(run_dir: Path, data: DataBundle[Any, Any], d: Dist) -> dict[st
 
 def fit(p: Prepared, callbacks: Sequence[Callback] = ()) -> Path:
     """Train a prepared run, then test it and write its files (metrics.json last)."""
+    try:
+        return _fit(p, callbacks)
+    finally:
+        rundir.unlock_training(p.run_dir)  # taken by prepare
+
+
+def _fit(p: Prepared, callbacks: Sequence[Callback]) -> Path:
     cfg, run_dir, d = p.cfg, p.run_dir, p.dist
     model = p.task.build_model()
     trainer = Trainer(

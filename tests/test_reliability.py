@@ -237,3 +237,41 @@ def test_a_ctrl_c_while_waiting_for_a_checkpoint_write_still_lets_it_finish(
     ck.on_fit_abort(trainer)  # the trainer's abort path: waits the write out
     assert ck.saved_epoch == 6
     assert rundir.load_state(tmp_path / rundir.STATE)["epoch"] == 6  # recorded, so it loads
+
+
+def test_a_run_another_process_is_training_is_refused(
+    tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # A --resume of a run still training (or two resumes at once) wrote the same files.
+    from archlab.cli import main
+    from archlab.config import apply_overrides
+    from archlab.presets import PRESETS
+    from archlab.train.callbacks import Callback
+
+    class CtrlC(Callback):
+        def on_epoch_end(self, trainer: object, row: dict) -> None:
+            raise KeyboardInterrupt
+
+    cfg = apply_overrides(
+        PRESETS["images-resnet18-smoke"], [f"data.path={image_folder}", "train.epochs=2"]
+    )
+    with pytest.raises(KeyboardInterrupt):
+        runner.train(cfg, tmp_path / "runs", callbacks=[CtrlC()])
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert (run_dir / rundir.LOCK).exists()  # released with the process's training
+    hold = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); os.ftruncate(fd, 0); os.write(fd, b'4242'); "
+            "print('held', flush=True); time.sleep(60)")  # fmt: skip
+    other = subprocess.Popen([sys.executable, "-c", hold, str(run_dir / rundir.LOCK)],
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert other.stdout is not None and other.stdout.readline() == "held\n"
+        capsys.readouterr()
+        assert main(["train", "--resume", str(run_dir)]) == 2
+        err = capsys.readouterr().err
+        assert f"{run_dir.resolve()}: another process (pid 4242) is training this run" in err
+    finally:
+        other.kill()
+        other.wait()
+    assert main(["train", "--resume", str(run_dir)]) == 0  # the other is gone: the lock too
+    assert (run_dir / rundir.METRICS).exists()
