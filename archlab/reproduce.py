@@ -307,6 +307,7 @@ def reproduce(
         command=f"reproduce --data-dir {data_dir} --profile {profile} --seeds {seeds}"
         + ("" if set(parts) == set(PARTS) else f" --parts {','.join(parts)}"),
         log=log,
+        keep=tuple(p for p in PARTS if p not in parts),
     )
 
 
@@ -375,6 +376,19 @@ def _run_part(
 SALES_TABLES = ("stores.csv", "features.csv")
 
 
+def _earlier(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest an earlier run of this study left in ``out`` ({} where there is none, or
+    it was another profile, seed count or data folder: its runs would not compare)."""
+    try:
+        earlier = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    same = ("profile", "seeds", "data_dir")
+    if not isinstance(earlier, dict) or any(earlier.get(k) != manifest[k] for k in same):
+        return {}
+    return earlier
+
+
 def _missing_tables(part: str, path: str, error: str) -> str:
     """Which of Walmart's optional tables a sales folder lacks, when a column is missing."""
     folder = Path(path)
@@ -400,8 +414,13 @@ def run_study(
     vectors: str = "",
     vectors_looked: str = "",
     cells: Path | None = None,
+    keep: tuple[str, ...] = (),
 ) -> Path:
     """Run ``experiments`` into ``out`` and build ``out/report``; returns the report directory.
+
+    ``keep``: parts not run now (not in --parts) whose experiments an earlier run of the same
+    study (profile, seeds, data) left in ``out``: the report keeps them. A run in which no
+    experiment ran leaves an earlier report as it was (an error, exit 2).
 
     ``cells``: a folder of committed ablation cells (``<model>/<technique>-s<seed>/``, e.g.
     bench/results/ablation_cpu) used instead of training the cells they match exactly.
@@ -431,7 +450,15 @@ def run_study(
         "eda": {},
         **(manifest_extra or {}),
     }
+    earlier = _earlier(out, manifest)
     for part in PARTS:
+        kept = [e for e in earlier.get("experiments", [])
+                if e.get("part") == part and (out / part / str(e.get("key"))).is_dir()]  # fmt: skip
+        if part in keep and kept:
+            log(f"keeping {PARTS[part]} from the earlier report in {out} (not in --parts)")
+            manifest["experiments"] += kept
+            manifest["eda"][part] = earlier.get("eda", {}).get(part, [])
+            continue
         if part in skipped:
             log(skipped[part])
             manifest["skipped"][part] = skipped[part]
@@ -448,6 +475,9 @@ def run_study(
             str(p.relative_to(out))
             for p in eda_plots(part, Path(path), out / "eda" / part, part_sets)
         ]
+    if (out / "manifest.json").exists() and not manifest["experiments"]:
+        raise ArchlabError(f"{out}: no experiment ran (the lines above say why); the report "
+                           "there is left as it was")  # fmt: skip
     from archlab.explain import explain_study
 
     explain_study(out, manifest["experiments"], profile, log)  # into each RUN_DIR/explain/

@@ -157,6 +157,29 @@ def test_parts_limit_the_run(small_study: Path) -> None:
     assert any("skipping Part IV: sentiment with LSTMs: not in --parts" in s for s in lines)
 
 
+@pytest.mark.xdist_group("small-study")  # one worker builds it
+def test_a_rerun_of_other_parts_keeps_the_earlier_parts_in_the_report(
+    small_study: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(small_study / "out", out)
+    lines: list[str] = []
+    report = reproduce(small_study / "data", "smoke", 1, out, experiments=SMALL, parts=("text",),
+                       log=lines.append)  # fmt: skip
+    assert any(ln.startswith("keeping Parts I-II") for ln in lines), lines
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {e["key"] for e in manifest["experiments"]} == {"resnet18", "resnet18-ablation"}
+    assert "ResNet-18 (tuned recipe)" in (report / "report.md").read_text()
+    # Another data folder where nothing runs: the report is left as it was, not emptied.
+    (tmp_path / "empty").mkdir()
+    before = (report / "report.md").read_text()
+    with pytest.raises(ArchlabError, match="no experiment ran .* the report there is left"):
+        reproduce(tmp_path / "empty", "smoke", 1, out, experiments=SMALL, log=lambda s: None)
+    assert (report / "report.md").read_text() == before
+
+
 def test_interrupted_reproduce_redoes_only_unfinished_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
