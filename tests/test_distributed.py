@@ -133,7 +133,9 @@ def test_ctrl_c_checkpoints_at_the_next_step_and_resumes_exactly(
     state = rundir.load_state(run_dir / rundir.STATE)
     assert (state["epoch"], state["step"], state["batch"]) == (0, 5, 5)  # mid-epoch 1
     assert not (run_dir / rundir.METRICS).exists()
+    before = state["partial"][0]["seconds"]  # epoch 1's time up to the Ctrl-C
     runner.train(None, tmp_path, resume_dir=run_dir)
+    assert float(rundir.read_history(run_dir / rundir.HISTORY)[0]["seconds"]) > before > 0
     w1, w2 = _weights(full), _weights(run_dir)
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
     assert _history(full) == _history(run_dir)

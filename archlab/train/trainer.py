@@ -94,6 +94,7 @@ class Trainer:
         self.interrupted = False
         self.interrupt_saved = False  # its checkpoint written (not aborted by a second Ctrl-C)
         self._partial: dict[str, Any] | None = None  # a mid-epoch checkpoint's accumulators
+        self._epoch_t0 = 0.0  # perf_counter() at the epoch's start (less a resumed part's time)
         self.replica_digests: list[str] = []  # per-rank weight digests after a DDP fit
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
@@ -274,7 +275,8 @@ class Trainer:
     def _fit_epochs(self, task: TrainTask, data: Splits) -> None:
         assert self.optimizer is not None
         while self.state.epoch < self.cfg.epochs and not self.state.stop:
-            t0 = time.perf_counter()
+            # A mid-epoch checkpoint's epoch counts the seconds it had run before its Ctrl-C.
+            self._epoch_t0 = t0 = time.perf_counter() - (self._partial or {}).get("seconds", 0.0)
             row = {"epoch": self.state.epoch + 1, **self._train_epoch(task, data.train)}
             val_loss, val_metrics, _, _ = self.evaluate(task, data.val)
             row["val_loss"] = val_loss
@@ -337,6 +339,7 @@ class Trainer:
             if self._stop_requested(i):
                 self.state.batch = i + 1
                 self._partial = {"total": total.detach().cpu(), "count": count,
+                                 "seconds": time.perf_counter() - self._epoch_t0,
                                  "outs": [o.cpu() for o in outs],
                                  "targets": [t.cpu() for t in targets]}  # fmt: skip
                 for cb in self.callbacks:
