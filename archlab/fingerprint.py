@@ -124,7 +124,8 @@ def differences(old: dict[str, Any], new: dict[str, Any], *, subset: bool = Fals
     read = {os.path.dirname(n) for n in matched}
     gone = [n for n in a if n not in matched
             and not (subset and (a[n].get("aux") or os.path.dirname(n) not in read))]  # fmt: skip
-    out = [f"{n} changed ({x} -> {y} bytes)" for n, x, y in changed[:most]]
+    out = [f"{n} changed ({x} -> {y} bytes)" if x != y else f"{n} changed (same size, {x} "
+           "bytes, other content)" for n, x, y in changed[:most]]  # fmt: skip
     if len(changed) > most:
         out.append(f"{len(changed) - most} more changed file(s)")
     if gone:

@@ -200,9 +200,11 @@ def _verify(path: Path) -> None:
     if size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
         way_out = ("; delete it, and train --resume trains the run again from epoch 1"
                    if path.name == STATE else "")  # fmt: skip
+        how = (f"{size} bytes, expected {entry['bytes']}" if size != entry["bytes"] else
+               f"the same {size} bytes, another sha256 than {MANIFEST} holds")  # fmt: skip
         raise ArchlabError(
-            f"{path}: truncated or modified since the run wrote it ({size} bytes, expected "
-            f"{entry['bytes']}; {MANIFEST} holds its sha256); it will not be loaded{way_out}"
+            f"{path}: truncated or modified since the run wrote it ({how}); it will not be "
+            f"loaded{way_out}"
         )
 
 

@@ -51,7 +51,10 @@ def test_truncated_checkpoint_is_detected(tmp_path: Path) -> None:
     rundir.save_weights(model, path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ArchlabError, match="truncated or modified"):
+    with pytest.raises(ArchlabError, match=r"truncated or modified .*\(\d+ bytes, expected"):
+        rundir.load_weights(torch.nn.Linear(4, 3), path)
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # one bit flipped: the size is kept
+    with pytest.raises(ArchlabError, match=rf"\(the same {len(data)} bytes, another sha256 than"):
         rundir.load_weights(torch.nn.Linear(4, 3), path)
     state = tmp_path / rundir.STATE  # the resume state: the error says how to go on
     rundir.save_state({"epoch": 1, "model": model.state_dict()}, state)

@@ -70,6 +70,10 @@ def test_fingerprint_names_what_changed(tmp_path: Path) -> None:
     assert fingerprint.differences(old, fingerprint.fingerprint([str(a), str(b)])) == [
         "b.csv changed (4 -> 5 bytes)"
     ]
+    b.write_text("x\n3\n")  # edited in place, its size kept
+    assert fingerprint.differences(old, fingerprint.fingerprint([str(a), str(b)])) == [
+        "b.csv changed (same size, 4 bytes, other content)"
+    ]
     gone = fingerprint.differences(old, fingerprint.fingerprint([str(a)]))
     assert any("no longer read" in s for s in gone)
     # evaluating (subset): a file deleted from a folder it reads is a difference; the training
