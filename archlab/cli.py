@@ -571,7 +571,7 @@ def export_(
     if out is not None and not out.strip():
         raise ArchlabError("--out '': give a folder (leave --out out for RUN_DIR/export)")
     out_dir = Path(out) if out is not None else run_dir / "export"
-    result = export(run_dir, out_dir, verify=verify)
+    result = export(run_dir, Path(out) if out is not None else None, verify=verify)
     for where, c in result["verification"].items():
         if where != "tolerance":
             same = f", argmax equal: {c['argmax_equal']}" if "argmax_equal" in c else ""

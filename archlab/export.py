@@ -455,12 +455,8 @@ def export(run_dir: Path, out: Path | None = None, verify: bool = True) -> dict[
     rundir.require_finished(run_dir)
     cfg = load_config(run_dir)
     kind = kind_of(cfg)
-    out = Path(out) if out is not None else run_dir / "export"
-    rundir.check_out_dir(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # no permission, a read-only or missing mount
-        raise ArchlabError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
+    given, out = out is not None, Path(out) if out is not None else run_dir / "export"
+    rundir.make_out_dir(out, given)
     if verify:
         try:
             cfg, task, model, data = load_run(run_dir, action="export")

@@ -312,6 +312,21 @@ def check_out_dir(out: Path, flag: str = "--out") -> None:
             return
 
 
+def make_out_dir(out: Path, given: bool) -> None:
+    """Create a command's output folder, or say in one line why it cannot be written: for the
+    default one inside a run (``given`` False), that --out can put it elsewhere (a read-only
+    run directory, a shared results folder)."""
+    check_out_dir(out)
+    where = f"--out {out}" if given else f"{out} (the default output folder)"
+    fix = "" if given else "; give --out DIR to write elsewhere"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # no permission, a read-only or missing mount
+        raise ArchlabError(f"{where}: cannot create the folder ({e.strerror or e}){fix}") from None
+    if not os.access(out, os.W_OK):
+        raise ArchlabError(f"{where}: not writable (read-only or no permission){fix}")
+
+
 def new_run_dir(out: Path, name: str) -> Path:
     """A fresh ``out/<name>-<timestamp>[-i]`` directory, created."""
     stamp = time.strftime("%Y%m%d-%H%M%S")

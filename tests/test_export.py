@@ -150,6 +150,23 @@ def test_export_refuses_bad_input(runs: dict[str, Path], tmp_path: Path, capsys)
     assert not any(tmp_path.glob("*.onnx")) and not Path("model.onnx").exists()
 
 
+def test_a_read_only_run_points_export_and_explain_to_out(
+    runs: dict[str, Path], capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: not mode & os.W_OK
+                        and real(p, mode, **kw))  # as on a read-only mount # fmt: skip
+    for cmd in ("export", "explain"):
+        assert main([cmd, str(runs["text"])]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(
+            f"archlab: error: {runs['text'] / cmd} (the default output folder): not writable"
+        )
+        assert err[0].endswith("give --out DIR to write elsewhere"), err
+
+
 def test_export_says_the_check_needs_the_data(
     runs: dict[str, Path], tmp_path: Path, capsys, monkeypatch
 ) -> None:

@@ -175,7 +175,7 @@ def test_a_rerun_of_other_parts_keeps_the_earlier_parts_in_the_report(
     # Another data folder where nothing runs: the report is left as it was, not emptied.
     (tmp_path / "empty").mkdir()
     before = (report / "report.md").read_text()
-    with pytest.raises(ArchlabError, match="no experiment ran .* the report there is left"):
+    with pytest.raises(ArchlabError, match=r"no experiment ran .* the report there is left"):
         reproduce(tmp_path / "empty", "smoke", 1, out, experiments=SMALL, log=lambda s: None)
     assert (report / "report.md").read_text() == before
 

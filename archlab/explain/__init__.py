@@ -115,6 +115,7 @@ def explain(
         methods=methods,
         **knobs,
     )
+    rundir.make_out_dir(req.out, given=out is not None)
     summary = spec.run(req)
     from archlab.utils import write_json_atomic
 
