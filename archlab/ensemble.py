@@ -7,6 +7,7 @@ averaging the forecasts. The members keep their own config, data preparation and
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,22 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {f"test_{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)}
 
 
+def _other_data(first: Path, run_dir: Path) -> str:
+    """How ``run_dir``'s data differ from ``first``'s by their fingerprints ("" where the same,
+    or unknown). Files training alone reads (word vectors) do not count: runs with and without
+    them on one data set share their test rows."""
+    from archlab import fingerprint, rundir
+
+    fps = []
+    for d in (first, run_dir):
+        if not (d / rundir.INPUTS).exists():
+            return ""
+        fp = json.loads(rundir.read_recorded(d / rundir.INPUTS))
+        fp["files"] = {k: v for k, v in fp.get("files", {}).items() if not v.get("aux")}
+        fps.append(fp)
+    return "; ".join(fingerprint.differences(*fps))
+
+
 def evaluate_ensemble(run_dirs: list[Path]) -> dict[str, Any]:
     """Each member's and the ensemble's test metrics; the runs must share task and test rows."""
     from archlab.runner import evaluate_run
@@ -44,6 +61,9 @@ def evaluate_ensemble(run_dirs: list[Path]) -> dict[str, Any]:
             raise ArchlabError(
                 f"{d}: a run of task {e.task.name} cannot join runs of task {first.task.name}"
             )
+        if evals and (other := _other_data(run_dirs[0], d)):
+            raise ArchlabError(f"{d}: trained on other data than {run_dirs[0]} ({other}); an "
+                               "ensemble averages runs scored on the same test rows")  # fmt: skip
         # The test rows' indices, not only equal targets: two splits can share a label sequence.
         if e.test_rows != first.test_rows or not torch.equal(e.targets, first.targets):
             raise ArchlabError(

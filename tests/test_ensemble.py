@@ -64,6 +64,12 @@ def test_runs_with_different_splits_are_refused(tmp_path: Path) -> None:
         evaluate_ensemble(runs)
     with pytest.raises(ArchlabError, match="at least two"):
         evaluate_ensemble(runs[:1])
+    # Another file, same seed: its data are named, not the split's seed.
+    other = write_tweets(tmp_path / "other.csv", n_per_class=13)
+    run = runner.train(text_cfg(other, "data.subset=0", "train.epochs=1"), tmp_path / "runs")
+    with pytest.raises(ArchlabError, match=r"trained on other data than .*other.csv") as e:
+        evaluate_ensemble([runs[0], run])
+    assert "split_seed" not in str(e.value)
 
 
 def test_sales_ensemble_averages_forecasts_cli(tmp_path: Path, capsys) -> None:
