@@ -212,6 +212,25 @@ def test_a_sales_network_left_unused_is_said_beside_its_numbers(tmp_path: Path) 
     assert "Its plots are left out: every attribution and effect in them is 0." in md
 
 
+def test_a_sales_blend_that_leaves_the_network_out_is_said(tmp_path: Path) -> None:
+    # The network corrects its own forecasts, but the blend predict answers chose scale 0:
+    # variants of the network (the dropout/L2 table) cannot change what predict says.
+    from archlab.report.report import build_report
+
+    out = _study_out(tmp_path, [])
+    m = {"test_wmae": 40.5, "baseline_mean_wmae": 46.1, "correction_scale": 0.6,
+         "test_blend_wmae": 38.2, "blend_weight": 0.3, "blend_correction_scale": 0.0}  # fmt: skip
+    exps = [_run(out, "sales", "rnn", m, {"framing": "forecast"})]
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "experiments": exps}))
+    md = (build_report(out) / "report.md").read_text()
+    assert "| rnn (its blend does not use the network) | test_wmae | 40.5000 |" in md
+    assert ("The blend in run s0 does not use the network: its correction scale is 0 (chosen "
+            "on validation), so what `predict` answers (0.3 × the naive base + 0.7 × the "
+            "peer)") in md  # fmt: skip
+    assert "Network not used" not in md
+
+
 def test_the_error_by_date_legend_sits_outside_the_lines(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

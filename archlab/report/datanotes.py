@@ -141,6 +141,19 @@ def base_baseline(metrics: dict[str, Any]) -> str:
     return ""
 
 
+def blend_without_network_note(who: str, metrics: dict[str, Any]) -> str:
+    """A paragraph for ``who`` whose blend with the peer left the network out (its correction
+    scale 0, chosen on validation), though the network's own forecasts use it."""
+    w = metrics.get("blend_weight")
+    mix = f" ({w:g} × the naive base + {1 - w:g} × the peer)" if isinstance(w, int | float) else ""
+    return (
+        f"The blend in {who} does not use the network: its correction scale is 0 (chosen on "
+        f"validation), so what `predict` answers{mix} moves with no input of the network. "
+        "`test_wmae` is the network's own forecast; `test_blend_wmae` measures base and peer, "
+        "and variants of the network (dropout, L2) cannot change it."
+    )
+
+
 def unused_network_note(who: str, metrics: dict[str, Any]) -> str:
     """A paragraph for ``who`` (runs or experiments, one of whose ``metrics`` is given) whose
     network was not used: explain's note for a correction scale of 0, beside the numbers."""

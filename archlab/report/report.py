@@ -21,9 +21,14 @@ import yaml
 from archlab import rundir
 from archlab.errors import ArchlabError
 from archlab.report.blocks import Block, rel, render_html, render_md
-from archlab.report.datanotes import data_differences, unused_network_note
+from archlab.report.datanotes import (
+    blend_without_network_note,
+    data_differences,
+    unused_network_note,
+)
 from archlab.report.explanations import explanation_blocks
 from archlab.report.tables import (
+    blend_without_network,
     ensemble_metrics,
     network_unused,
     read_metrics,
@@ -52,11 +57,14 @@ def _unused_networks(exp: dict[str, Any], dirs: dict[str, list[Path]]) -> list[B
     runs = [d for ds in dirs.values() for d in ds]
     if exp["part"] != "sales" or not runs:
         return []
-    unused = [(d, m) for d, m in zip(runs, read_metrics(runs), strict=True) if network_unused(m)]
-    if not unused:
-        return []
-    who = ("run " if len(unused) == 1 else "runs ") + ", ".join(d.name for d, _ in unused)
-    return [Block("p", unused_network_note(who, unused[0][1]))]
+    pairs = list(zip(runs, read_metrics(runs), strict=True))
+    blocks = []
+    for test, note in ((network_unused, unused_network_note),
+                       (blend_without_network, blend_without_network_note)):  # fmt: skip
+        if which := [(d, m) for d, m in pairs if test(m)]:
+            who = ("run " if len(which) == 1 else "runs ") + ", ".join(d.name for d, _ in which)
+            blocks.append(Block("p", note(who, which[0][1])))
+    return blocks
 
 
 def _experiment_blocks(out: Path, report_dir: Path, exp: dict[str, Any]) -> list[Block]:

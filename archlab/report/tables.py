@@ -91,6 +91,22 @@ def network_unused(metrics: dict[str, Any]) -> bool:
 UNUSED = " (network not used)"  # beside such an experiment's summary rows
 
 
+def blend_without_network(metrics: dict[str, Any]) -> bool:
+    """A sales run whose network corrects its own forecasts but whose blend with the peer
+    (what `predict` answers) chose correction scale 0: the blend is base and peer alone."""
+    return metrics.get("blend_correction_scale") == 0 and not network_unused(metrics)
+
+
+NO_NET_BLEND = " (its blend does not use the network)"
+
+
+def _flag(ms: list[dict[str, Any]]) -> str:
+    """What a summary row adds where every run of an experiment left its network out."""
+    if ms and all(network_unused(m) for m in ms):
+        return UNUSED
+    return NO_NET_BLEND if ms and all(blend_without_network(m) for m in ms) else ""
+
+
 def run_dirs(out: Path, exp: dict[str, Any]) -> dict[str, list[Path]]:
     base = out / exp["part"] / exp["key"]
     return {t: [base / r for r in runs] for t, runs in exp["runs"].items()}
@@ -110,12 +126,11 @@ def summary_rows(out: Path, manifest: dict[str, Any], study: dict[str, Any]) -> 
             means = {t: float(np.mean([m[key] for m in read_metrics(d)])) for t, d in dirs.items()}
             pick = min if key.endswith("wmae") else max
             best = pick(means, key=means.__getitem__)
-            cells = [m for d in dirs.values() for m in read_metrics(d)]
-            flag = UNUSED if cells and all(network_unused(m) for m in cells) else ""
+            flag = _flag([m for d in dirs.values() for m in read_metrics(d)])
             rows.append([exp["title"] + flag, key, f"best: {best} {fmt(means[best])}", "—", "—"])
             continue
         ms = read_metrics(dirs[""])
-        flag = UNUSED if ms and all(network_unused(m) for m in ms) else ""
+        flag = _flag(ms)
         keys = [study["results"][s]["metric"] for s in exp["study"]] or [MAIN_METRIC[exp["part"]]]
         ens = ensemble_metrics(out, exp)
         for i, key in enumerate(keys):
