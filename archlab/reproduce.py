@@ -350,7 +350,8 @@ def _run_part(
             continue
         if exp.vectors:
             exp = replace(exp, overrides=(*exp.overrides, f"data.embeddings={vectors}"))
-        if profile == "smoke" and exp.techniques:
+        left_out = exp.techniques[SMOKE_TECHNIQUES:] if profile == "smoke" else ()
+        if left_out:
             exp = replace(exp, techniques=exp.techniques[:SMOKE_TECHNIQUES])
         log(f"[{part}] {exp.title} ({exp.preset}, profile {profile})")
         try:
@@ -361,6 +362,8 @@ def _run_part(
             log(f"skipping [{part}] {exp.title}: {errors[exp.key]}")
             skipped[f"{part}/{exp.key}"] = f"skipping {exp.title}: {errors[exp.key]}"
             continue
+        if left_out:  # the title names them: the report says why their rows are missing
+            entry["left_out"] = list(left_out)
         if entry.get("committed_cells"):
             log(f"  {len(entry['committed_cells'])} cell(s) read from {cells}, not trained")
         entries.append(entry)

@@ -212,6 +212,19 @@ def test_a_sales_network_left_unused_is_said_beside_its_numbers(tmp_path: Path) 
     assert "Its plots are left out: every attribution and effect in them is 0." in md
 
 
+def test_an_ablation_whose_best_techniques_tie_says_so(tmp_path: Path) -> None:
+    from archlab.report.tables import summary_rows
+
+    out = _study_out(tmp_path, [])
+    for t, acc in (("baseline", 0.6444), ("dropout", 0.6444), ("l2", 0.6)):
+        (out / "text" / "v" / f"{t}-s0").mkdir(parents=True)
+        rundir.write_metrics({"test_accuracy": acc}, out / "text" / "v" / f"{t}-s0")
+    exp = {"part": "text", "key": "v", "title": "variants", "kind": "ablation", "study": [],
+           "runs": {t: [f"{t}-s0"] for t in ("baseline", "dropout", "l2")}}  # fmt: skip
+    (row,) = summary_rows(out, {"experiments": [exp]}, {"results": {}})
+    assert row[2] == "tied: baseline, dropout 0.6444"
+
+
 def test_a_sales_blend_that_leaves_the_network_out_is_said(tmp_path: Path) -> None:
     # The network corrects its own forecasts, but the blend predict answers chose scale 0:
     # variants of the network (the dropout/L2 table) cannot change what predict says.

@@ -46,6 +46,7 @@ def test_missing_parts_are_skipped_with_one_line(small_study: Path) -> None:
     assert "twitter_airline/Tweets.csv" in log
     md = (small_study / "out" / "report" / "report.md").read_text()
     assert "ResNet-18 (tuned recipe)" in md and "| baseline | 1 |" in md
+    assert "The smoke profile runs the first 2 techniques only: l2 left out." in md
     assert "passed" in md and "FAILED" not in md  # theory checks ran and passed
     # a tiny npz under the stand-in's file name is not the stand-in (its hash differs)
     assert "CIFAR" not in md and "18,000" not in md

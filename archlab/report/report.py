@@ -82,6 +82,9 @@ def _experiment_blocks(out: Path, report_dir: Path, exp: dict[str, Any]) -> list
             text += (" Δ is the technique's test score minus the baseline's on the same seed and "
                      "split, averaged over seeds, with a 95% Student-t interval over those paired "
                      "differences; it helps or hurts when the interval excludes 0.")  # fmt: skip
+        if left := exp.get("left_out"):
+            text += (f" The smoke profile runs the first {len(dirs)} techniques only: "
+                     f"{', '.join(left)} left out.")  # fmt: skip
         if used := exp.get("committed_cells"):
             text += (f" {len(used)} of the cells were not trained by this command: they were "
                      "read from committed results of an earlier run of the same config on the "

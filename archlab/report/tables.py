@@ -127,7 +127,9 @@ def summary_rows(out: Path, manifest: dict[str, Any], study: dict[str, Any]) -> 
             pick = min if key.endswith("wmae") else max
             best = pick(means, key=means.__getitem__)
             flag = _flag([m for d in dirs.values() for m in read_metrics(d)])
-            rows.append([exp["title"] + flag, key, f"best: {best} {fmt(means[best])}", "—", "—"])
+            tied = [t for t in means if fmt(means[t]) == fmt(means[best])]  # equal as shown
+            said = f"best: {best}" if len(tied) == 1 else f"tied: {', '.join(tied)}"
+            rows.append([exp["title"] + flag, key, f"{said} {fmt(means[best])}", "—", "—"])
             continue
         ms = read_metrics(dirs[""])
         flag = _flag(ms)
