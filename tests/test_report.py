@@ -71,18 +71,22 @@ def test_names_in_tables_never_wrap_and_wide_figures_scroll_on_a_phone(tmp_path:
     fig.savefig(tmp_path / "curves.png")
     fig = plt.figure(figsize=(4, 4))
     fig.savefig(tmp_path / "square.png")
+    fig = plt.figure(figsize=(12, 7.6))  # the sample grid: 8 small captioned images a row
+    fig.savefig(tmp_path / "grid.png")
     plt.close("all")
     page = render_html(
         [
             Block("table", [["metric", "s0"], ["test_r2_std", "0.5"], ["two words", "1"]]),
             Block("img", tmp_path / "curves.png", "learning curves"),
             Block("img", tmp_path / "square.png", "confusion matrix"),
+            Block("img", tmp_path / "grid.png", "samples"),
         ]
     )
     assert "th.nw,td.nw{white-space:nowrap}" in page and ".scroll{overflow-x:auto" in page
     assert '<td class="nw">test_r2_std</td>' in page and "<td>two words</td>" in page
     assert "figure.wide{overflow-x:auto" in page
-    assert page.count('<figure class="wide">') == 1  # the curves; the square figure scales
+    assert page.count('<figure class="wide">') == 2  # curves and grid; the square one scales
+    assert re.search(r'style="--phone-width:720px"><figcaption>samples', page)
     assert re.search(r'style="--phone-width:\d+px"><figcaption>learning curves', page)
 
 

@@ -135,7 +135,7 @@ def image_grid(
         ok = pred[i] == true[i]
         ax.set_title(
             f"true {names[true[i]]}\npred {names[pred[i]]} ({conf[i]:.2f})",
-            fontsize=7,
+            fontsize=8,  # about 7 px on a phone, in the report's sideways-scrolling box
             color="black" if ok else "red",
         )
     _save(fig, path)

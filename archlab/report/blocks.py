@@ -117,9 +117,11 @@ def _cell(text: str, tag: str = "td") -> str:
     return f"<{tag}>{_inline(text)}</{tag}>"
 
 
-# A PNG at least this many times wider than high holds panels side by side (learning curves):
-# on a phone it is drawn at PHONE_SCALE of its pixel width and scrolls in its figure.
+# A PNG at least this many times wider than high holds panels side by side (learning curves),
+# and one at least WIDE_PIXELS wide many small panels (the sample grid's captions): on a phone
+# either is drawn at PHONE_SCALE of its pixel width and scrolls in its figure.
 WIDE_ASPECT = 2.5
+WIDE_PIXELS = 1100
 PHONE_SCALE = 0.6
 
 
@@ -136,7 +138,7 @@ def _figure(path: Path, caption: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     img = f'<img alt="{e(caption)}" src="data:image/png;base64,{data}"'
     width, height = png_size(path)
-    if height and width >= WIDE_ASPECT * height:
+    if height and (width >= WIDE_ASPECT * height or width >= WIDE_PIXELS):
         return (
             f'<figure class="wide">{img} style="--phone-width:{round(width * PHONE_SCALE)}px">'
             f'<figcaption>{e(caption)}<span class="hint"> (scroll sideways for the other '
