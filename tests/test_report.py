@@ -371,3 +371,34 @@ def test_text_eda_labels_no_font_can_draw_are_one_note_per_plot(tmp_path: Path, 
                      "--out", str(tmp_path / "eda")]) == 0  # fmt: skip
     notes = [n for n in capsys.readouterr().err.splitlines() if "have no glyph" in n]
     assert notes and all(n.startswith("archlab: note: ") for n in notes)
+
+
+def test_text_eda_puts_the_group_legend_beside_the_bars(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # inside the counts panel it covered the tallest group's bar
+    import archlab.plots.eda_text as eda
+    from archlab.cli import main
+
+    figs: dict[str, object] = {}
+    save = eda.save_png
+
+    def keep(fig, path: Path) -> None:
+        if path.name.startswith("label_by_"):
+            fig.canvas.draw()
+            counts, share = fig.axes
+            legend = share.get_legend()
+            figs["ok"] = (
+                counts.get_legend() is None
+                and legend is not None
+                and (legend.get_window_extent().x0 >= share.get_window_extent().x1)
+            )
+        save(fig, path)
+
+    monkeypatch.setattr(eda, "save_png", keep)
+    rows = "".join(f"text number {i},{('pos', 'neg')[i % 2]},{'AB'[i % 3 % 2]}\n"
+                   for i in range(24))  # fmt: skip
+    (tmp_path / "t.csv").write_text("text,label,airline\n" + rows)
+    assert main(["eda", "--task", "text", "--data", str(tmp_path / "t.csv"),
+                 "--out", str(tmp_path / "eda")]) == 0  # fmt: skip
+    assert figs == {"ok": True}

@@ -53,10 +53,14 @@ def text_eda(cfg: Any, out_dir: Path) -> list[Path]:
         table = pd.crosstab(df[group], label).reindex(columns=order, fill_value=0)
         share = table.div(table.sum(axis=1), axis=0)
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-        table.plot.bar(stacked=True, ax=axes[0], rot=30)
+        table.plot.bar(stacked=True, ax=axes[0], rot=30, legend=False)
         axes[0].set_title(f"{c.label_column} by {group} (counts)")
         share.plot.bar(stacked=True, ax=axes[1], rot=30, legend=False)
         axes[1].set_title("share within group")
+        # One legend, right of the panels: inside the counts it covered the tallest bar.
+        handles, names = axes[0].get_legend_handles_labels()
+        axes[1].legend(handles, names, title=c.label_column, loc="upper left",
+                       bbox_to_anchor=(1.01, 1.0), frameon=False)  # fmt: skip
         # The column name comes from the data: made file-name-safe so it cannot leave out_dir.
         written.append(_save(fig, out_dir / f"label_by_{safe_name(group)}.png"))
 
