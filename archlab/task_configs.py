@@ -181,6 +181,10 @@ class TextDataConfig:
     # A column tagging each row's split: train, val or test (also the other names split folders
     # take, any case); a split no row names is carved from train. "" = the run draws the split.
     split_column: str = ""
+    # Folders: auto = root/train (+ val|valid|validation, test)/<class>/... when root holds a
+    # train/ folder, else root/<class>/...; split = require the former, classes = the latter
+    # (a class named train beside bus/ and car/). As images' data.layout; a CSV ignores it.
+    layout: Literal["auto", "split", "classes"] = "auto"
     # After training, the predicted probabilities are w x the network's + (1 - w) x those of the
     # TF-IDF baseline (fitted on the same training texts), reported as test_blend_* and used
     # by predict and serve. auto: w of text_blend.BLEND_WEIGHTS with the best validation

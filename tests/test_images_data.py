@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +101,13 @@ def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
     ("make", "needle"),
     [
         (
-            lambda r: (r / "a").mkdir(parents=True) or write_image_folder(r, {"b": 2}),
+            # a folder of files but no image: a class whose pictures are not read (an empty
+            # folder is no class: test_an_empty_class_folder_is_no_class)
+            lambda r: (
+                (r / "a").mkdir(parents=True)
+                or (r / "a" / "x.heic").write_bytes(b"?")
+                or write_image_folder(r, {"b": 2})
+            ),
             "class folder has no images",
         ),
         (lambda r: write_image_folder(r, {"only": 3}), "at least 2"),
@@ -972,3 +979,85 @@ def test_a_class_of_one_image_is_refused_naming_it(tmp_path: Path, capsys) -> No
         write_image_folder(split / name, {"cat": 2, "dog": 2}, size=(8, 8), seed=1)
     _, data = _image_task(split)
     assert data.info["class_counts"]["train"] == [6, 6, 1]
+
+
+def test_many_small_classes_carve_one_image_per_class_and_say_so(tmp_path: Path) -> None:
+    # 12 classes of 4 images: 15% of 48 is 7, fewer than the classes; stratifying needs 12.
+    root = write_image_folder(tmp_path / "many", {f"c{k:02d}": 4 for k in range(12)}, (8, 8))
+    _, data = _image_task(root)
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 24, "val": 12, "test": 12}
+    for k in ("val", "test"):
+        assert data.info["class_counts"][k] == [1] * 12
+    want = (f"data: {root}: 48 images in 12 classes: a 15% test split (7 images) and a 15% val "
+            "split (7 images) would hold fewer than one per class, which stratifying needs: "
+            "carved one per class at least instead (test 12, val 12 images)")  # fmt: skip
+    assert want in data.notes
+    # A set that splits at its fractions splits as before, without the line.
+    plain = stratified_split(np.repeat(np.arange(3), 20), 0.15, 0.15, seed=0, notes=(said := []))
+    assert [len(plain[k]) for k in ("val", "test")] == [9, 9] and said == []
+    # Too few even for one per class: the line names the data, the class and the fix.
+    root = write_image_folder(tmp_path / "two", {f"c{k}": 2 for k in range(6)}, (8, 8))
+    at = re.escape(str(root))
+    with pytest.raises(ArchlabError, match=rf"^{at}: too few images for a stratified val split: "
+                       r"6 images left after the test split, 6 classes, and 'c0' has 1 of them; "
+                       r"each class needs at least 3 images"):  # fmt: skip
+        _image_task(root)
+
+
+def test_a_split_of_copies_says_the_files_are_copies(tmp_path: Path) -> None:
+    # Each class one placeholder picture copied 15 times: 30 files, 2 distinct images.
+    root = tmp_path / "dupes"
+    for k, name in enumerate(("plain", "rot")):
+        (root / name).mkdir(parents=True)
+        for i in range(15):
+            Image.new("L", (8, 8), 40 + 100 * k).save(root / name / f"{i:02d}.png")
+    at = re.escape(str(root))
+    with pytest.raises(ArchlabError, match=rf"^{at}: too few distinct images for a stratified "
+                       r"test split: the 30 images are 2 distinct ones and byte-identical copies "
+                       r"of them \(a split keeps copies together\): .*'plain' has 1 of them; "
+                       r"each class needs at least 3 distinct images"):  # fmt: skip
+        _image_task(root)
+
+
+def test_manifest_labels_read_as_text_reads_them(tmp_path: Path) -> None:
+    names = _pngs(tmp_path / "img", 12)
+    # Invisible characters at a label's end are removed as spaces are, and said.
+    rows = [f"img/{n},{'dog' if i % 2 else 'cat'}{chr(0x200B) * (i % 3 == 0)}"
+            for i, n in enumerate(names)]  # fmt: skip
+    s = load_image_set(str(_manifest(tmp_path, "path,label", rows)), fmt="auto", size=8, channels=1)
+    assert s.class_names == ["cat", "dog"]
+    said = (r"4 label(s) held invisible format characters (U+200B 4), removed as spaces are: "
+            r"'cat\u200b' -> 'cat', 'dog\u200b' -> 'dog'")  # fmt: skip
+    assert any(said in n for n in s.notes)
+    # A missing value's spellings are missing labels, as for text: refused like an empty one.
+    for missing in ("NaN", "nan", "NA", "N/A", "null", "None"):
+        bad = [*rows[:4], f"img/{names[4]},{missing}", *rows[5:7], f"img/{names[7]},{missing}"]
+        path = _manifest(tmp_path, "path,label", bad)
+        with pytest.raises(ArchlabError, match=rf"labels.csv: missing label '{missing}' \(a "
+                           r"missing value, as text runs read it\) in column 'label' at line 6 "
+                           r"\(2 rows without a label\); label each image or "
+                           r"remove its row$"):  # fmt: skip
+            load_image_set(str(path), fmt="auto", size=8, channels=1)
+
+
+def test_an_empty_class_folder_is_no_class(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "f", {"cat": 4, "dog": 4}, size=(8, 8))
+    (root / "empty").mkdir()
+    (root / "empty" / ".DS_Store").write_bytes(b"")  # hidden: the folder holds no file
+    want = f"data: {root}: 1 class folder(s) hold no files (empty): not classes, left out"
+    for held_out in (False, True):  # training, and eval --all
+        s = load_image_set(str(root), fmt="auto", size=8, channels=1, held_out=held_out)
+        assert s.class_names == ["cat", "dog"] and want in s.notes
+    # In split folders: a class whose folders are empty in every split.
+    split = tmp_path / "s"
+    write_image_folder(split / "train", {"cat": 4, "dog": 4}, size=(8, 8))
+    write_image_folder(split / "test", {"cat": 2, "dog": 2}, size=(8, 8))
+    (split / "train" / "owl").mkdir()
+    (split / "test" / "owl").mkdir()
+    for held_out in (False, True):
+        s = load_image_set(str(split), fmt="auto", size=8, channels=1, held_out=held_out)
+        assert s.class_names == ["cat", "dog"]
+        assert (
+            f"data: {split}: 1 class folder(s) hold no files (test/owl, train/owl): not "
+            "classes, left out" in s.notes
+        )

@@ -22,9 +22,11 @@ from archlab.config import RunConfig, apply_overrides
 from archlab.data.text import (
     clean_tokens,
     entities_in,
+    for_run,
     frequent_mentions,
     load_text_table,
     normalization_counts,
+    read_input_texts,
     tokenizer_words,
     train_tokenizer,
 )
@@ -357,6 +359,9 @@ def test_eval_all_scores_every_row_of_a_one_class_file(
     _, task, model = runner.restore_task(run_dir)
     preds = [r["label"] for r in task.predict(model, held["text"].tolist()[:n])]
     assert got["test_accuracy"] == pytest.approx(np.mean([p == "negative" for p in preds]))
+    # A blank text is refused, its spaces counted (an error line may show a run of them as one).
+    with pytest.raises(ArchlabError, match=r"^an empty text \(3 space\(s\)\): nothing to predict"):
+        task.predict(model, ["   "])
     # A label the run never learnt is one line naming it and the run's classes.
     held.assign(airline_sentiment="angry").to_csv(path, index=False)
     assert main(["eval", str(run_dir), "--data", str(path), "--all"]) == 2
@@ -368,8 +373,9 @@ def test_eval_all_scores_every_row_of_a_one_class_file(
     held.rename(columns={"text": "words"}).to_csv(path, index=False)
     assert main(["eval", str(run_dir), "--data", str(path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.endswith("the run reads its texts from a column named 'text' and its labels from "
-                        "one named 'airline_sentiment': name them so in the file")  # fmt: skip
+    # The defaults' other names are read too (a run on them read 'review' or 'label'): said.
+    assert err.endswith(for_run("text", "airline_sentiment"))
+    assert "named 'text' (or review, sentence, " in err
     assert "--set" not in err
 
 
@@ -936,7 +942,9 @@ def test_workbooks_and_binary_files_are_one_line_and_utf16_exports_read(tmp_path
         load_text_table(book)
     png = _write(tmp_path / "fake.csv", "")
     png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
-    with pytest.raises(ArchlabError, match=r"fake.csv: not a CSV file \(binary content\)"):
+    # Where the first NUL byte is, for a text file holding a stray one.
+    with pytest.raises(ArchlabError, match=r"fake.csv: not a CSV file \(binary content: a NUL "
+                       r"byte at line 3, offset 8\); if it is text, remove the NUL "):  # fmt: skip
         load_text_table(png)
     lines = _write(tmp_path / "data.jsonl", '{"text": "late", "airline_sentiment": "negative"}\n')
     with pytest.raises(ArchlabError, match=r"data.jsonl: JSON is not read: give a CSV or TSV"):
@@ -1172,3 +1180,99 @@ def test_column_and_label_messages_quote_and_suggest(tmp_path: Path) -> None:
         load_text_table(path, labels=("Pos", "neg"))
     with pytest.raises(ArchlabError, match=r"h.csv: a header line but no rows"):
         load_text_table(_write(tmp_path / "h.csv", "text,airline_sentiment\n"))
+
+
+def test_many_small_classes_carve_one_text_per_class_and_say_so(tmp_path: Path) -> None:
+    # 12 labels of 3 texts: 15% of 36 is 5, fewer than the classes; stratifying needs 12.
+    rows = [f"topic{k} words number {i} here,t{k:02d}" for k in range(12) for i in range(3)]
+    path = tmp_path / "many.csv"
+    path.write_text("text,label\n" + "\n".join(rows) + "\n")
+    data, info = built(text_cfg(path))
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 12, "val": 12, "test": 12}
+    assert info["class_counts"]["test"] == [1] * 12
+    want = (f"data: {path}: 36 texts in 12 classes: a 15% test split (5 texts) and a 15% val "
+            "split (5 texts) would hold fewer than one per class, which stratifying needs: "
+            "carved one per class at least instead (test 12, val 12 texts)")  # fmt: skip
+    assert want in data.notes
+
+
+def test_labels_ending_in_invisible_characters_are_one_class_said(tmp_path: Path) -> None:
+    # A zero-width space (web copies) and a byte-order mark print as nothing: no class of their own.
+    labels = ["pos", "neg", "pos\u200b", "neg\ufeff", "\u200bneg "]
+    rows = [f"text number {i} {'good' if i % 2 else 'bad'},{labels[i % 5]}" for i in range(30)]
+    path = tmp_path / "zwsp.csv"
+    path.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    t = load_text_table(path, "text", "label")
+    assert t.class_names == ["neg", "pos"]
+    want = (f"data: {path}: 18 label(s) held invisible format characters (U+200B 12, U+FEFF 6), "
+            r"removed as spaces are: 'neg\ufeff' -> 'neg', '\u200bneg' -> 'neg', 'pos\u200b' "
+            "-> 'pos'")  # fmt: skip
+    assert want in t.notes
+
+
+def test_an_empty_class_folder_is_no_class_as_for_images(tmp_path: Path) -> None:
+    root = tmp_path / "texts"
+    for label, words in (("pos", "good great"), ("neg", "bad awful")):
+        (root / label).mkdir(parents=True)
+        for i in range(6):
+            (root / label / f"{i}.txt").write_text(f"{words} number {i}")
+    (root / "empty_label").mkdir()
+    want = f"data: {root}: 1 class folder(s) hold no files (empty_label): not classes, left out"
+    for held_out in (False, True):  # training, and eval --all
+        t = load_text_table(root, "text", "label", held_out=held_out)
+        assert t.class_names == ["neg", "pos"] and want in t.notes
+
+
+def test_a_class_named_train_reads_with_data_layout_classes(tmp_path: Path) -> None:
+    root = tmp_path / "vehicles"
+    for label in ("bus", "car", "train"):
+        (root / label).mkdir(parents=True)
+        for i in range(5):
+            (root / label / f"{i}.txt").write_text(f"a {label} ride number {i}")
+    with pytest.raises(ArchlabError, match=r"vehicles: split folders \(train\) beside other "
+                       r"folders \['bus', 'car'\]; move those out, or set data.layout=classes to "
+                       r"read every folder as a class$"):  # fmt: skip
+        load_text_table(root, "text", "label")
+    cfg = text_cfg(root, "data.layout=classes")
+    assert cfg.data.layout == "classes"
+    data, info = built(cfg)
+    assert info["class_names"] == ["bus", "car", "train"] and len(data.context.labels) == 15
+    with pytest.raises(ArchlabError, match=r"data.layout"):
+        text_cfg(root, "data.layout=flat")
+
+
+def test_column_hints_name_the_columns_read_not_the_defaults(tmp_path: Path) -> None:
+    # The label column read is 'label' (the default airline_sentiment is absent): errors say so.
+    ids = tmp_path / "dupcol.csv"  # an id column and the texts both named 'text'
+    ids.write_text(
+        "text,text,label\n" + "".join(f"{i},nice text {i},{'ab'[i % 2]}\n" for i in range(9))
+    )
+    with pytest.raises(ArchlabError, match=r"dupcol.csv: no usable rows in columns 'text'/"
+                       r"'label' \(0 empty texts, 9 numbers, 0 missing labels\); the header names "
+                       r"'text' twice: the first was read, set data.text_column=text.1 to read "
+                       r"the second$"):  # fmt: skip
+        load_text_table(ids)
+    assert len(load_text_table(ids, "text.1", "label").texts) == 9
+    # A run on the defaults reads other names too: the hint lists them.
+    bare = tmp_path / "bare.csv"
+    bare.write_text("great love\nawful\n")
+    with pytest.raises(ArchlabError, match=r"reads its texts from a column named 'text' \(or "
+                       r"review, sentence, .*: the first the file has\) and its labels from one "
+                       r"named 'airline_sentiment' \(or label, labels, sentiment, "):  # fmt: skip
+        load_text_table(bare, fix=for_run("text", "airline_sentiment"))
+    with pytest.raises(ArchlabError, match=r"named 'text' \(or review, .*\): name it so$"):
+        read_input_texts(bare, "text", "auto")
+    # A run that named its columns is told those alone.
+    assert for_run("tweet", "mood").endswith("named 'tweet' and its labels from one named "
+                                             "'mood': name them so in the file")  # fmt: skip
+
+
+def test_labels_holding_a_comma_are_said_to_be_classes_of_their_own(tmp_path: Path) -> None:
+    labels = ["pos", "neg", "neg,pos"]
+    rows = [f'text number {i},"{labels[i % 3]}"' for i in range(12)]
+    path = tmp_path / "multi.csv"
+    path.write_text("text,label\n" + "\n".join(rows) + "\n")
+    t = load_text_table(path, "text", "label")
+    assert t.class_names == ["neg", "neg,pos", "pos"]
+    assert (f"data: {path}: 1 label(s) hold a comma ('neg,pos'): each is read as a class of its "
+            "own, not as several labels (multi-label data is not read)") in t.notes  # fmt: skip

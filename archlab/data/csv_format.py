@@ -13,6 +13,7 @@ import math
 import re
 import unicodedata
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
@@ -131,8 +132,13 @@ def _refuse_binary(path: Path, head: bytes, wide: bool = False) -> None:
             f"{path}: gzip-compressed data under a name that does not end in .gz: rename it "
             "(e.g. data.csv.gz) to have it decompressed, or decompress it"
         )
-    if b"\x00" in head[:4096] and not head.startswith(UTF16_BOMS) and not wide:
-        raise ArchlabError(f"{path}: not a CSV file (binary content)")
+    if (at := head.find(b"\x00", 0, 4096)) >= 0 and not head.startswith(UTF16_BOMS) and not wide:
+        # Where: a text file with a stray NUL byte is fixed by removing it (tr -d '\000').
+        line = head[:at].count(b"\n") + 1
+        raise ArchlabError(
+            f"{path}: not a CSV file (binary content: a NUL byte at line {line}, offset {at}); "
+            "if it is text, remove the NUL bytes: tr -d '\\000' < in.csv > out.csv"
+        )
 
 
 def utf16_order(head: bytes) -> str:
@@ -191,16 +197,47 @@ MISSING_LABELS = frozenset({"nan", "NaN", "NAN", "NA", "N/A", "n/a", "null", "NU
 def label_spellings(
     path: str | Path, lab: list[str], labels: tuple[str, ...]
 ) -> tuple[list[str], str]:
-    """The label column with missing-value spellings emptied, labels in decomposed Unicode
-    composed (``gru\u0308n``, as macOS writes text, is ``grün``: they look the same) and,
-    where every label is a number, one spelling per number ('0' and '0.0' are one class:
-    ``labels``' spelling, else the shortest), and a first line naming what was merged ("" if
-    nothing)."""
+    """The label column with invisible format characters at the ends removed (as spaces are),
+    missing-value spellings emptied, labels in decomposed Unicode composed (``gru\u0308n``, as
+    macOS writes text, is ``grün``: they look the same) and, where every label is a number, one
+    spelling per number ('0' and '0.0' are one class: ``labels``' spelling, else the shortest),
+    and a first line naming what was merged ("" if nothing)."""
+    lab, invisible = _visible(lab)
     lab = ["" if v in MISSING_LABELS and v not in labels else v for v in lab]
     lab, composed = _composed(lab)
     lab, numbers = _same_numbers(lab, labels)
-    parts = [p for p in (numbers, composed) if p]
+    parts = [p for p in (invisible, numbers, composed) if p]
     return lab, f"data: {path}: {'; '.join(parts)}" if parts else ""
+
+
+def _trim(v: str) -> str:
+    """``v`` without spaces and invisible format characters (Unicode category Cf: U+200B zero
+    width space, U+FEFF, U+200E, ...) at either end."""
+    i, j = 0, len(v)
+    while i < j and (v[i].isspace() or unicodedata.category(v[i]) == "Cf"):
+        i += 1
+    while j > i and (v[j - 1].isspace() or unicodedata.category(v[j - 1]) == "Cf"):
+        j -= 1
+    return v[i:j]
+
+
+def _visible(lab: list[str]) -> tuple[list[str], str]:
+    """``lab`` with invisible format characters at the ends removed as spaces are, and what
+    was: text copied from a web page ends in a zero-width space, which prints as nothing, so
+    'negative\u200b' would be a class that looks like 'negative'."""
+    out = [_trim(v) for v in lab]
+    odd = [v for v, t in zip(lab, out, strict=True) if v.strip() != t]
+    n = len(odd)
+    if not odd:
+        return lab, ""
+    # t is the middle of v: what is left without it is what was removed
+    cut = [v.replace(t, "", 1) if t else v for v, t in zip(lab, out, strict=True)]
+    chars = Counter(c for v in cut for c in v if unicodedata.category(c) == "Cf")
+    kinds = ", ".join(f"U+{ord(c):04X} {n:,}" for c, n in chars.most_common())
+    odd = sorted(set(odd), key=lambda v: (_trim(v), v))  # by the label they are
+    shown = listing([f"{v.strip()!a} -> {_trim(v)!r}" for v in odd])
+    return out, (f"{n:,} label(s) held invisible format characters ({kinds}), removed "
+                 f"as spaces are: {shown}")  # fmt: skip
 
 
 def _same_numbers(lab: list[str], labels: tuple[str, ...]) -> tuple[list[str], str]:

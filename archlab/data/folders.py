@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from archlab.data.csv_format import listing
 from archlab.errors import ArchlabError
 
 # Split folder and manifest split names (lower-cased) -> archlab's split. Keras' and torchvision's
@@ -66,6 +67,19 @@ def nested_note(root: Path, class_dirs: Sequence[Path]) -> list[str]:
     ]
 
 
+def empty_classes(root: Path, classes: dict[str, list[Path]]) -> tuple[list[str], list[str]]:
+    """The classes (name -> its folders) whose folders hold no file at all (hidden ones aside),
+    and a first line naming them: a folder with nothing in it is not a class (nothing to learn
+    or score), so it is left out, for images and text alike, rather than refused."""
+    empty = [n for n, dirs in classes.items()
+             if all(next(_walk_files(d), None) is None for d in dirs)]  # fmt: skip
+    if not empty:
+        return [], []
+    shown = listing([str(d.relative_to(root)) for n in empty for d in classes[n]])
+    return empty, [f"data: {root}: {len(empty)} class folder(s) hold no files ({shown}): not "
+                   "classes, left out"]  # fmt: skip
+
+
 def _holds(link: Path, d: Path) -> bool:
     """Whether folder ``link`` (a link to a parent) holds ``d``: not read as part of ``d``."""
     real = os.path.realpath(link)
@@ -90,7 +104,11 @@ def files_under(d: Path) -> list[Path]:
     checkpoint copies would be duplicates). Linked folders are followed (a class folder linking
     into a data cache), each real folder once (a link to a parent is no loop); a broken link is
     listed, for its reader to name."""
-    found: list[Path] = []
+    return sorted(_walk_files(d))
+
+
+def _walk_files(d: Path) -> Iterator[Path]:
+    """The files of files_under, unsorted, found as the walk goes (next() stops at the first)."""
     seen = {os.path.realpath(d)}
     for top, dirs, files in os.walk(d, followlinks=True):
         keep = []
@@ -103,8 +121,7 @@ def files_under(d: Path) -> list[Path]:
             seen.add(real)
             keep.append(x)
         dirs[:] = keep
-        found += [Path(top) / f for f in files if not is_hidden(f)]
-    return sorted(found)
+        yield from (Path(top) / f for f in files if not is_hidden(f))
 
 
 def split_folders(
@@ -112,11 +129,13 @@ def split_folders(
     held_out: bool = False,
     layout: str = "auto",
     loose: Callable[[Path], list[str]] = lambda d: [],
+    files: Callable[[Path], list[str]] | None = None,
 ) -> dict[str, Path]:
     """archlab split -> folder when ``root`` holds train/val/test folders ({} = class folders).
     ``held_out`` (a set a saved run scores whole, eval --all): no train/ folder is needed.
     ``layout`` "split" requires split folders, "classes" reads none; ``loose``: the data files
-    right in a folder, which a split folder may not hold (they have no class)."""
+    right in a folder, which a split folder may not hold (they have no class); ``files`` (else
+    ``loose``): those that make a split-named folder look like a class (data.layout=classes)."""
     if layout == "classes":
         return {}
     dirs = subdirs(root)
@@ -138,7 +157,7 @@ def split_folders(
     other = [d.name for d in dirs if d not in tagged]
     if other:
         # Split folders hold class folders; a "train" folder of files is a class (of trains).
-        classes = any(loose(d) for d in tagged)
+        classes = any((files or loose)(d) for d in tagged)
         hint = ", or set data.layout=classes to read every folder as a class" if classes else ""
         raise ArchlabError(
             f"{root}: split folders ({', '.join(d.name for d in tagged)}) beside other folders "

@@ -9,7 +9,14 @@ import numpy as np
 
 from archlab.data import folders
 from archlab.data.csv_format import case_note, listing
-from archlab.data.folders import files_beside, files_under, is_hidden, nested_note, subdirs
+from archlab.data.folders import (
+    empty_classes,
+    files_beside,
+    files_under,
+    is_hidden,
+    nested_note,
+    subdirs,
+)
 from archlab.data.image_set import (
     IMAGE_EXTENSIONS,
     Decoded,
@@ -60,6 +67,12 @@ def load_folder(
     if not class_dirs:
         raise ArchlabError(f"{root}: no class sub-folders found (expected root/<class>/<image>)")
     groups = _by_name(class_dirs)
+    empty, empty_note = empty_classes(root, groups)
+    groups = {n: dirs for n, dirs in groups.items() if n not in empty}
+    if not groups:
+        raise ArchlabError(
+            f"{root}: its class folders hold no files (expected root/<class>/<image>)"
+        )
     files: list[tuple[Path, int]] = []
     ignored: list[Path] = []
     for label, dirs in enumerate(groups.values()):
@@ -84,6 +97,7 @@ def load_folder(
         native_side=dec.native_side,
         notes=[
             *file_notes(root, dec.skipped, ignored, files_beside([root])),
+            *empty_note,
             *nested_note(root, class_dirs),
             *_label_notes(root, names, files, dec),
             *composed_note(root, class_dirs),
@@ -143,6 +157,12 @@ def _load_split_folders(
     """``root/<split>/<class>/...``: classes are the union of every split's class folders.
     ``held_out``: scored whole by a saved run, so no split need hold every class, or exist."""
     per_split = {sp: _by_name(subdirs(folder)) for sp, folder in splits.items()}
+    every: dict[str, list[Path]] = {}  # each class's folders, in every split
+    for classes in per_split.values():
+        for n, dirs in classes.items():
+            every.setdefault(n, []).extend(dirs)
+    empty, empty_note = empty_classes(root, every)
+    per_split = {sp: {n: d for n, d in c.items() if n not in empty} for sp, c in per_split.items()}
     if held_out and not any(per_split.values()):
         raise ArchlabError(
             f"{root}: no class sub-folders found in its split folders "
@@ -181,6 +201,7 @@ def _load_split_folders(
         ignored=len(ignored),
         notes=[
             *file_notes(root, dec.skipped, ignored, files_beside([root, *splits.values()])),
+            *empty_note,
             *_label_notes(root, names, files, dec),
             *composed_note(root, [d for c in per_split.values() for ds in c.values() for d in ds]),
         ],

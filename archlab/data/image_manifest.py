@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from archlab import fingerprint
-from archlab.data.csv_format import as_number, case_note, label_spellings, read_text_csv
+from archlab.data.csv_format import case_note, label_spellings, read_text_csv
 from archlab.data.folders import SPLIT_NAMES
 from archlab.data.image_set import (
     IMAGE_EXTENSIONS,
@@ -66,16 +66,15 @@ def load_manifest(
     pcol, lcol, scol = _columns(path, df, m)
     if df.empty:
         raise ArchlabError(f"{path}: no rows (only a header line)")
-    labels_raw = df[lcol].str.strip()
-    empty = np.flatnonzero((labels_raw == "").to_numpy())
-    if len(empty):
-        raise ArchlabError(f"{path}: empty label in column {lcol!r} at line {empty[0] + line0}")
-    # '0' and '0.0' (a spreadsheet's numbers) are one class, said, as text runs read them.
-    words = tuple(v for v in labels_raw.unique() if as_number(v) is None)  # 'NA' stays a class
-    spelt, same_number = label_spellings(path, labels_raw.tolist(), words)
-    if same_number:
-        labels_raw = pd.Series(spelt, index=labels_raw.index)
-        notes.append(same_number)
+    cells = df[lcol].str.strip()
+    # Read as text runs read labels (label_spellings): invisible characters at the ends removed
+    # as spaces are, a missing value's spellings ('NaN', 'NA', 'null') missing, '0' and '0.0'
+    # (a spreadsheet's numbers) one class; what was changed is said.
+    spelt, spellings = label_spellings(path, cells.tolist(), ())
+    labels_raw = pd.Series(spelt, index=cells.index)
+    _refuse_missing_labels(path, cells, labels_raw, lcol, line0)
+    if spellings:
+        notes.append(spellings)
     values = sorted(labels_raw.unique(), key=_label_order)
     tags = _split_tags(path, df, scol, m, line0)
     cols = _Columns(pcol, lcol, scol, line0)
@@ -110,6 +109,24 @@ def load_manifest(
         native_side=dec.native_side,
         encoding=codec,
         notes=[*notes, *file_notes(path.parent, dec.skipped, []), *filter(None, label_notes)],
+    )
+
+
+def _refuse_missing_labels(
+    path: Path, cells: pd.Series, labels: pd.Series, column: str, line0: int
+) -> None:
+    """An image without a label (an empty cell, or one a missing value's spelling empties) is
+    refused, naming the first: an image cannot be learnt or scored without its class."""
+    empty = np.flatnonzero((labels == "").to_numpy())
+    if not len(empty):
+        return
+    cell = cells.iloc[int(empty[0])]
+    what = f"missing label {cell!r} (a missing value, as text runs read it)" if cell else (
+        "empty label")  # fmt: skip
+    more = f" ({len(empty)} rows without a label)" if len(empty) > 1 else ""
+    raise ArchlabError(
+        f"{path}: {what} in column {column!r} at line {empty[0] + line0}{more}; label each "
+        "image or remove its row"
     )
 
 

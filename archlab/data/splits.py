@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from archlab.data.csv_format import as_number
 from archlab.errors import ArchlabError
+
+
+@dataclass(frozen=True)
+class Named:
+    """What a split's messages name: the data (``--data``), its samples' noun and its classes
+    (by label index; empty: 'class <index>')."""
+
+    source: str = ""
+    unit: str = "samples"
+    classes: tuple[str, ...] = ()
+
+    def cls(self, i: int) -> str:
+        return repr(self.classes[i]) if i < len(self.classes) else f"class {i}"
 
 
 def stratified_split(
@@ -18,6 +32,8 @@ def stratified_split(
     seed: int,
     provided: np.ndarray | None = None,
     groups: np.ndarray | None = None,
+    named: Named = Named(),
+    notes: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Return sorted index arrays for 'train', 'val', 'test'.
 
@@ -25,11 +41,14 @@ def stratified_split(
     a missing val (or test) split is carved, stratified, from the provided train rows with
     ``val_fraction`` (``test_fraction``) of the whole set. With ``groups`` (a group id per
     sample, from ``duplicate_groups``) every carved split takes whole groups: copies of one
-    image never straddle a carved boundary.
+    image never straddle a carved boundary. A carved split takes at least one sample per class
+    (stratifying needs it): where its fraction holds fewer, a first line saying so goes to
+    ``notes``; errors and notes name ``named``'s data, unit and classes.
     """
     n = len(labels)
     idx = np.arange(n)
     g = np.arange(n) if groups is None else np.asarray(groups)
+    raised: list[str] = []
     if provided is not None:
         test = idx[provided == "test"]
         val = idx[provided == "val"]
@@ -37,10 +56,10 @@ def stratified_split(
         k = len(np.unique(labels))
         if len(test) == 0 and test_fraction > 0:
             n_test = max(round(test_fraction * n), k)
-            train, test = _split(train, labels[train], n_test, seed, "test", g[train])
+            train, test = _split(train, labels[train], n_test, seed, "test", g[train], named)
         if len(val) == 0 and val_fraction > 0:
             n_val = max(round(val_fraction * n), k)
-            train, val = _split(train, labels[train], n_val, seed, "val", g[train])
+            train, val = _split(train, labels[train], n_val, seed, "val", g[train], named)
         return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ArchlabError(
@@ -49,8 +68,19 @@ def stratified_split(
         )
     n_test = round(test_fraction * n)
     n_val = round(val_fraction * n)
-    rest, test = _split(idx, labels, n_test, seed, "test", g)
-    train, val = _split(rest, labels[rest], n_val, seed + 1, "val", g[rest])
+    rest, test = _split(idx, labels, n_test, seed, "test", g, named, raised)
+    train, val = _split(rest, labels[rest], n_val, seed + 1, "val", g[rest], named, raised)
+    if raised and notes is not None:
+        k, unit = len(np.unique(labels)), named.unit
+        asked = {"test": (test_fraction, n_test), "val": (val_fraction, n_val)}
+        said = " and ".join(f"a {f:.0%} {sp} split ({m:,} {unit})"
+                            for sp, (f, m) in asked.items() if sp in raised)  # fmt: skip
+        distinct = ", copies counted once," if len(np.unique(g)) < n else ""
+        notes.append(
+            f"data: {named.source}: {n:,} {unit} in {k} classes: {said}{distinct} would hold "
+            "fewer than one per class, which stratifying needs: carved one per class at least "
+            f"instead (test {len(test):,}, val {len(val):,} {unit})"
+        )
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
@@ -61,24 +91,64 @@ def _split(
     seed: int,
     name: str,
     groups: np.ndarray | None = None,
-    unit: str = "samples",
+    named: Named = Named(),
+    raised: list[str] | None = None,
+    copies: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
+    """``idx`` split into (kept, taken), ``n_take`` taken, stratified by ``labels``, at least
+    one per class (where fewer were asked, ``name`` goes to ``raised``). ``copies``: how many
+    samples the distinct ones of ``idx`` stand for (messages name both)."""
     if groups is not None:
         _, first = np.unique(groups, return_index=True)
         if len(first) < len(idx):  # copies: split one member per group, the rest follow it
             n_groups = round(n_take * len(first) / len(idx))
-            _, took = _split(first, labels[first], n_groups, seed, name, unit="distinct samples")
+            _, took = _split(first, labels[first], n_groups, seed, name, None, named, raised,
+                             copies=len(idx))  # fmt: skip
             take = np.isin(groups, groups[took])
             return idx[~take], idx[take]
     counts = np.bincount(labels)
-    counts = counts[counts > 0]
-    if n_take < len(counts) or len(idx) - n_take < len(counts) or counts.min() < 2:
-        raise ArchlabError(
-            f"too few {unit} for a stratified {name} split: {len(idx)} {unit}, "
-            f"{len(counts)} classes, smallest class has {counts.min()} (need >= 2 per class)"
-        )
+    present = np.flatnonzero(counts)
+    k = len(present)
+    if n_take < k:
+        # Stratifying puts at least one of each class in each part: a split of fewer samples
+        # than classes cannot be drawn, so it takes one per class (as a split carved from
+        # the data's own train split does); a set that could be split before is split as before.
+        if raised is not None:
+            raised.append(name)
+        n_take = k
+    small = present[np.argmin(counts[present])]
+    if counts[small] < 2 or len(idx) - n_take < k:
+        raise ArchlabError(_too_few(idx, counts, small, n_take, name, named, copies))
     keep, take = train_test_split(idx, test_size=n_take, random_state=seed, stratify=labels)
     return keep, take
+
+
+def _too_few(
+    idx: np.ndarray,
+    counts: np.ndarray,
+    small: int,
+    n_take: int,
+    name: str,
+    named: Named,
+    copies: int,
+) -> str:
+    """The one line of a split that cannot be carved: what the data holds, and the fix."""
+    unit, k = named.unit, int((counts > 0).sum())
+    where = f"{named.source}: " if named.source else ""
+    left = " left after the test split" if name == "val" else ""
+    # The user counts files, the split counts pictures: say why the two counts differ.
+    held = (f"the {copies:,} {unit} are {len(idx):,} distinct ones and byte-identical copies "
+            "of them (a split keeps copies together): " if copies else "")  # fmt: skip
+    some = "distinct " if copies else ""
+    if counts[small] < 2:
+        what = (f"{held}{len(idx):,} {some}{unit}{left}, {k} classes, and {named.cls(small)} "
+                f"has {counts[small]} of them")  # fmt: skip
+        fix = f"each class needs at least 3 {some}{unit} to carve train, val and test"
+    else:
+        what = (f"{held}taking {n_take:,} of {len(idx):,} {some}{unit}{left} leaves "
+                f"{len(idx) - n_take:,} for training, fewer than the {k} classes")  # fmt: skip
+        fix = "lower data.val_fraction / data.test_fraction, or add data"
+    return f"{where}too few {some}{unit} for a stratified {name} split: {what}; {fix}"
 
 
 def duplicate_groups(keys: Sequence[str]) -> np.ndarray:

@@ -307,8 +307,17 @@ CHOOSE_COLUMNS = "choose one with --set data.text_column=NAME / data.label_colum
 
 def for_run(text_column: str, label_column: str) -> str:
     """The fix a saved run's reading of a CSV without its columns names (eval --data)."""
-    return (f"the run reads its texts from a column named {text_column!r} and its labels from "
-            f"one named {label_column!r}: name them so in the file")  # fmt: skip
+    return (f"the run reads its texts from a column named {_named(text_column)} and its labels "
+            f"from one named {_named(label_column)}: name them so in the file")  # fmt: skip
+
+
+def _named(column: str) -> str:
+    """``column`` quoted, and where it is a default, the other names read in its place (a run
+    on the defaults reads a file's 'review' or 'label' column as well): the run's config
+    names the default, not the column its training file had."""
+    others = {DEFAULT_TEXT: TEXT_COLUMNS, STUDY_LABEL: LABEL_COLUMNS}.get(column, ())
+    rest = [n for n in others if n != column]
+    return f"{column!r} (or {', '.join(rest)}: the first the file has)" if rest else repr(column)
 
 
 def read_csv(
@@ -462,7 +471,7 @@ def read_input_texts(path: str | Path, column: str, encoding: str) -> list[str]:
         cols = _csv_header(path) if column == DEFAULT_TEXT else None
         found = _fallback(cols, column, DEFAULT_TEXT, TEXT_COLUMNS, "")
         column = next(iter(found), column)
-        fix = f"the run reads its texts from a column named {column!r}: name it so"
+        fix = f"the run reads its texts from a column named {_named(column)}: name it so"
         texts = read_csv(path, [column], encoding, fix=fix)[column].tolist()
         for i, t in enumerate(texts):
             if not t.strip():
@@ -490,12 +499,13 @@ def read_labelled(
     optional: tuple[str, ...] = (),
     held_out: bool = False,
     fix: str = CHOOSE_COLUMNS,
+    layout: str = "auto",
 ) -> pd.DataFrame:
     """The texts and labels of a CSV (read_csv; ``fix`` ends its missing-column error), or of
     a folder of class folders of text files (text_folders.read_text_folder; ``held_out``: its
-    split folders give no split)."""
+    split folders give no split; ``layout``: data.layout)."""
     if Path(path).is_dir():
-        return read_text_folder(Path(path), text_column, label_column, encoding, held_out)
+        return read_text_folder(Path(path), text_column, label_column, encoding, held_out, layout)
     at_default = text_column == DEFAULT_TEXT or label_column == STUDY_LABEL
     cols = _csv_header(Path(path)) if at_default else None  # read once, for both
     text_found = _fallback(cols, text_column, DEFAULT_TEXT, TEXT_COLUMNS, label_column)
@@ -568,6 +578,7 @@ def load_text_table(
     held_out: bool = False,
     split_column: str = "",
     fix: str = CHOOSE_COLUMNS,
+    layout: str = "auto",
 ) -> TextTable:
     """Read, drop unusable rows (counted), and merge rows whose cleaned text is identical.
 
@@ -579,9 +590,10 @@ def load_text_table(
     with its own label (nothing merged), and any number of classes will do. ``split_column``
     (or a folder's split folders) tags each row's split: a sample's is train where any of its
     rows is there. ``fix`` ends a missing column's error (a saved run's: ``for_run``).
+    ``layout``: a folder's data.layout (auto, split, classes), as for image folders.
     """
     args = (text_column, label_column, encoding, labels, conflicts, weight_column, held_out,
-            split_column)  # fmt: skip
+            split_column, layout)  # fmt: skip
     # A folder's key covers every file in it (a file edited, added or moved changes it).
     key = file_key(path, *args, folder_stats(path) if Path(path).is_dir() else "")
     if key is None:  # no such file: the reader's own error
@@ -609,10 +621,11 @@ def _load_text_table(
     weight_column: str,
     held_out: bool = False,
     split_column: str = "",
+    layout: str = "auto",
     fix: str = CHOOSE_COLUMNS,
 ) -> TextTable:
     optional = tuple(c for c in (weight_column, split_column) if c)
-    df = read_labelled(path, text_column, label_column, encoding, optional, held_out, fix)
+    df = read_labelled(path, text_column, label_column, encoding, optional, held_out, fix, layout)
     # Where the labels are, in messages: a folder's label column is reading's, not the user's.
     column = df.attrs.get("label_from", label_column)  # the file's own name for it
     where = "its class folders" if Path(path).is_dir() else f"column {column!r}"
@@ -643,10 +656,13 @@ def _load_text_table(
         counts["dropped_label_not_in_set"] = int(sum(outside))
         keep = [k and not o for k, o in zip(keep, outside, strict=True)]
     if not any(keep):
+        text_from = df.attrs.get("text_from", text_column)  # the file's names, as read
         raise ArchlabError(
-            f"{path}: no usable rows in columns {text_column!r}/{label_column!r} "
+            f"{path}: no usable rows in columns {text_from!r}/{column!r} "
             f"({counts['dropped_empty_text']} empty texts, {counts['dropped_non_text']} numbers, "
             f"{counts['dropped_missing_label']} missing labels)"
+            + _twice(df.attrs.get("columns", []), text_from, "text")
+            + _twice(df.attrs.get("columns", []), column, "label")
         )
     row_weights = _row_weights(df, path, weight_column, keep) if weight_column else None
     # Held out: each row is a group of its own (keyed by its position), so none merges.
@@ -664,7 +680,7 @@ def _load_text_table(
     # With data.labels, every label read: a kept label's other spellings are dropped rows.
     spellings = sorted({v for v in lab if v}) if labels else names
     notes = [df.attrs["encoding_note"], *df.attrs.get("file_notes", []), same_number,
-             case_note(path, spellings, kept=labels), across]  # fmt: skip
+             case_note(path, spellings, kept=labels), _comma_note(path, names), across]  # fmt: skip
     return TextTable(
         texts=texts,
         labels=np.array([index[v] for v in group_labels], dtype=np.int64),
@@ -678,6 +694,29 @@ def _load_text_table(
         split_origin=dict(df.attrs.get(SPLIT_ORIGIN) or {}),
         files=tuple(df.attrs.get("files", ())),
         columns=(df.attrs.get("text_from", text_column), column),
+    )
+
+
+def _comma_note(path: str | Path, names: list[str]) -> str:
+    """A first line naming labels that hold a comma ('negative,neutral'), which look like
+    several labels: each is a class of its own (multi-label data is not read), and data.labels,
+    comma-separated, cannot name it; "" if none."""
+    odd = [n for n in names if "," in n]
+    if not odd:
+        return ""
+    return (f"data: {path}: {len(odd)} label(s) hold a comma ({listing(list(map(repr, odd)))}): "
+            "each is read as a class of its own, not as several labels (multi-label data is not "
+            "read)")  # fmt: skip
+
+
+def _twice(columns: list[str], name: str, what: str) -> str:
+    """Where the header names ``name`` twice (pandas calls the second 'name.1'): which was
+    read, and how to read the other ("" otherwise)."""
+    if f"{name}.1" not in columns:
+        return ""
+    return (
+        f"; the header names {name!r} twice: the first was read, set "
+        f"data.{what}_column={name}.1 to read the second"
     )
 
 

@@ -17,7 +17,14 @@ import pandas as pd
 
 from archlab import fingerprint
 from archlab.data.csv_format import UTF16_BOMS
-from archlab.data.folders import files_under, is_hidden, nested_note, split_folders, subdirs
+from archlab.data.folders import (
+    empty_classes,
+    files_under,
+    is_hidden,
+    nested_note,
+    split_folders,
+    subdirs,
+)
 from archlab.errors import ArchlabError
 from archlab.utils import count
 
@@ -111,13 +118,18 @@ class _Reader:
 
 
 def read_text_folder(
-    root: Path, text_column: str, label_column: str, encoding: str, held_out: bool = False
+    root: Path,
+    text_column: str,
+    label_column: str,
+    encoding: str,
+    held_out: bool = False,
+    layout: str = "auto",
 ) -> pd.DataFrame:
     """The folder as a table of ``text_column`` and ``label_column`` (strings), one row a file;
     ``df.attrs``: each row's split (SPLIT_TAG, None without split folders) and the folder it
     came from (SPLIT_ORIGIN), the codec, first lines on files not UTF-8 and on files left out,
-    and the files read."""
-    splits = split_folders(root, held_out)
+    and the files read. ``layout``: data.layout, as for image folders."""
+    splits = split_folders(root, held_out, layout, files=_text_files)
     classes = (
         [(sp, c) for sp, d in splits.items() for c in subdirs(d)]
         if splits
@@ -129,6 +141,11 @@ def read_text_folder(
             f"{root}: a folder without class sub-folders (expected {where}, a text a file; "
             "or give a CSV file)"
         )
+    every: dict[str, list[Path]] = {}  # each class's folders, in every split
+    for _, d in classes:
+        every.setdefault(d.name, []).append(d)
+    empty, empty_note = empty_classes(root, every)  # said, as for images
+    classes = [(sp, d) for sp, d in classes if d.name not in empty]
     reader = _Reader(root, encoding)
     rows = [(t, d.name, sp) for sp, d in classes for _, t in reader.texts(d)]
     if not rows:
@@ -143,7 +160,7 @@ def read_text_folder(
     texts, labels, tags = zip(*rows, strict=True)
     df = pd.DataFrame({text_column: texts, label_column: labels}, dtype=object)
     enc_note, notes = reader.notes()
-    notes += nested_note(root, [d for _, d in classes])
+    notes += [*empty_note, *nested_note(root, [d for _, d in classes])]
     df.attrs.update(
         columns=[text_column, label_column],
         encoding=encoding if encoding != "auto" else "cp1252" if reader.not_utf8 else "utf-8",
@@ -155,6 +172,13 @@ def read_text_folder(
         df.attrs[SPLIT_TAG] = np.array(tags, dtype=object)
         df.attrs[SPLIT_ORIGIN] = {sp: f"{d.name}/" for sp, d in splits.items()}
     return df
+
+
+def _text_files(d: Path) -> list[str]:
+    """The text files right in ``d``: a split-named folder holding them is a class's (a class
+    named train beside bus/ and car/)."""
+    found = [p for p in sorted(d.iterdir()) if p.is_file() and not is_hidden(p.name)]
+    return [p.name for p in found if p.suffix.lower() in TEXT_SUFFIXES]
 
 
 def folder_texts(root: Path, encoding: str) -> tuple[list[tuple[Path, str]], list[str]]:

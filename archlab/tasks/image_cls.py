@@ -26,6 +26,7 @@ from archlab.data.image_set import (
 )
 from archlab.data.images import Manifest, load_image_set
 from archlab.data.splits import (
+    Named,
     check_run_classes,
     class_weights,
     cross_split_copies,
@@ -158,9 +159,12 @@ class ImageData:
         # Byte-identical images form a group: a carved split takes whole groups, and copies
         # left across the data's own splits are counted (below) rather than hidden.
         groups = None if s.digests is None else duplicate_groups([s.digests[i] for i in keep])
+        split_notes: list[str] = []  # a carved split raised to one image per class
+        named = Named(s.source, "images", tuple(s.class_names))
         split = stratified_split(
-            labels, c.val_fraction, c.test_fraction, self.split_seed, provided, groups
-        )
+            labels, c.val_fraction, c.test_fraction, self.split_seed, provided, groups, named,
+            split_notes,
+        )  # fmt: skip
         split_source = base_split_source(
             s.split_origin if provided is not None else {},
             c.val_fraction,
@@ -170,6 +174,7 @@ class ImageData:
         x = torch.from_numpy(images).to(device)  # uint8 stays uint8 until a batch is sliced
         y = torch.from_numpy(labels).to(device)
         info, notes = _describe(s, images, labels, split, split_source, groups)
+        notes[2:2] = split_notes  # beside the line giving the split's sizes
         weights = None
         if c.class_weights:
             weights = class_weights(info["class_counts"]["train"], c.class_weight_power)

@@ -19,6 +19,7 @@ from archlab.config import RunConfig
 from archlab.data.embeddings import peek_dim
 from archlab.data.pretrained_vocab import PretrainedVocabulary, pretrained_vocabulary
 from archlab.data.splits import (
+    Named,
     check_run_classes,
     class_weights,
     held_out_split,
@@ -387,6 +388,7 @@ class TextData:
             weight_column=c.weight_column if fitted is None else "",
             held_out=score_all,
             split_column=c.split_column,
+            layout=c.layout,
             fix=CHOOSE_COLUMNS if fitted is None else for_run(c.text_column, c.label_column),
         )
         if score_all:
@@ -399,8 +401,11 @@ class TextData:
         # One sample per distinct cleaned text, so a text can never be in two splits; split
         # folders give the data's own split (a missing val/ or test/ is carved from train/).
         provided = None if table.provided_split is None else table.provided_split[keep]
+        named = Named(table.source, "texts", tuple(table.class_names))
+        # table.notes is this read's own copy: a split raised to one text per class is said there
         split = stratified_split(table.labels[keep], c.val_fraction, c.test_fraction,
-                                 self.split_seed, provided)  # fmt: skip
+                                 self.split_seed, provided, named=named,
+                                 notes=table.notes)  # fmt: skip
         return table, keep, split
 
     def _tokenizer(
@@ -704,8 +709,10 @@ class TextClassification:
                 col, encoding = self.fitted.text_column, self.data_cfg.encoding
                 out += [(t, None) for t in read_input_texts(item, col, encoding)]
             elif not item.strip():
+                # Counted: an error line may show a run of spaces as one.
+                shown = f"{len(item)} space(s)" if item and set(item) == {" "} else ascii(item)
                 raise ArchlabError(
-                    f"an empty text ({item!r}): nothing to predict; training drops empty "
+                    f"an empty text ({shown}): nothing to predict; training drops empty "
                     "texts, so the network never learnt one"
                 )
             elif (at := lone_surrogate(item)) is not None:
