@@ -1239,6 +1239,10 @@ def test_a_class_named_train_reads_with_data_layout_classes(tmp_path: Path) -> N
     assert info["class_names"] == ["bus", "car", "train"] and len(data.context.labels) == 15
     with pytest.raises(ArchlabError, match=r"data.layout"):
         text_cfg(root, "data.layout=flat")
+    from archlab.cli import main  # eda reads the folder as training does
+
+    assert main(["eda", "--task", "text", "--data", str(root), "--set", "data.layout=classes",
+                 "--out", str(tmp_path / "eda")]) == 0  # fmt: skip
 
 
 def test_column_hints_name_the_columns_read_not_the_defaults(tmp_path: Path) -> None:

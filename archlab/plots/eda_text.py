@@ -32,7 +32,8 @@ def text_eda(cfg: Any, out_dir: Path) -> list[Path]:
 
     c = cfg.data
     group = c.group_column or DEFAULT_GROUP
-    df = read_labelled(c.path, c.text_column, c.label_column, c.encoding, (group, REASON_COLUMN))
+    df = read_labelled(c.path, c.text_column, c.label_column, c.encoding, (group, REASON_COLUMN),
+                       layout=c.layout)  # fmt: skip
     if c.group_column and c.group_column not in df.columns:
         raise ArchlabError(f"{c.path}: no column {c.group_column!r} for data.group_column")
     df = df[(df[c.text_column].str.strip() != "") & (df[c.label_column].str.strip() != "")]
