@@ -38,6 +38,10 @@ def test_choose_takes_the_best_validation_f1_and_the_network_on_ties() -> None:
     assert chosen["blend_val_f1_macro"] == 1.0
     assert 0 < chosen["blend_weight"] < 1 and chosen["blend_weight"] in BLEND_WEIGHTS
     assert lines[0].startswith(f"chosen: blend {chosen['blend_weight']:g} x network + ")
+    # A network at chance beside a sure TF-IDF: every weight under 1 ties on macro-F1; the
+    # lowest log-loss wins (w 0), not 0.9 (near-uniform probabilities, 0.4 for the true class).
+    chosen, _ = choose("auto", np.full((6, 3), 1 / 3), 0.9 * eye + 0.05, labels, NAMES)
+    assert chosen["blend_weight"] == 0.0 and chosen["blend_val_f1_macro"] == 1.0
     forced, _ = choose(0.3, net, peer, labels, NAMES)
     assert forced["blend_weight"] == 0.3 and forced["blend_weight_from"] == "config"
 

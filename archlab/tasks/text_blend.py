@@ -5,7 +5,8 @@ network's softmax mixed with the TF-IDF + logistic regression model the run fits
 baseline (on the same training texts), a hybrid of a network and a classical model, as the
 sales forecaster blends with its statistical peer. w (data.tfidf_blend) is chosen from a fixed
 grid by the validation macro-F1, the quantity text runs select epochs and trials on (ties go to
-the larger network weight), never on the test, unless the config gives a number. The network
+the lower validation log-loss, so the probabilities returned are the better calibrated ones,
+then to the larger network weight), never on the test, unless the config gives a number. The network
 alone keeps the test_* metrics; the blend is test_blend_*, and what predict and serve return.
 """
 
@@ -45,7 +46,10 @@ def choose(
     says so."""
     curve = [_f1(w * net + (1 - w) * peer, labels, names) for w in BLEND_WEIGHTS]
     if setting == "auto":
-        i = max(range(len(curve)), key=lambda k: (curve[k], BLEND_WEIGHTS[k]))
+        # Equal macro-F1 (the same labels): the weight whose probabilities fit better wins; a
+        # network at chance beside a sure TF-IDF would otherwise answer near-uniform ones.
+        loss = [_log_loss(w * net + (1 - w) * peer, labels) for w in BLEND_WEIGHTS]
+        i = max(range(len(curve)), key=lambda k: (curve[k], -loss[k], BLEND_WEIGHTS[k]))
         w, src = BLEND_WEIGHTS[i], "validation"
     else:
         w, src = float(setting), "config"
@@ -75,6 +79,12 @@ def explain_note(w: float) -> str:
 def blend(w: float, net: np.ndarray, peer: np.ndarray) -> np.ndarray:
     """The blended class probabilities."""
     return w * net + (1 - w) * peer
+
+
+def _log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-probability of the true class (clipped: a 0 from one model is not
+    infinite evidence)."""
+    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)).mean())
 
 
 def _f1(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> float:
