@@ -185,9 +185,11 @@ def _sayer(said: set[str] | None) -> Callable[[str], None]:
 
 
 def _record_sources(cfg: RunConfig, data: DataBundle[Any, Any]) -> dict[str, str]:
-    """Where each config value came from ("preset NAME", "--set"...), into data.json."""
+    """Where each config value came from ("preset NAME", "--set"...), into data.json, with the
+    first lines reading the data printed (files left out, labels merged, splits carved)."""
     sources = config_sources(cfg)
     data.info["config_sources"] = sources
+    data.info["notes"] = list(data.notes)
     return sources
 
 

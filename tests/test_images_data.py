@@ -520,9 +520,12 @@ def test_a_run_without_fitted_json_is_refused_in_one_line(tmp_path: Path) -> Non
     from archlab.cli import main
 
     root = write_image_folder(tmp_path / "f", {"common": 30, "rare": 10}, size=(8, 8))
+    (root / "README.txt").write_text("about the photos")
     cfg = _image_cfg(root, "train.epochs=1", "train.threads=1", "train.max_steps_per_epoch=2",
                      "train.progress=off")  # fmt: skip
     run_dir = runner.train(cfg, tmp_path / "runs")
+    notes = json.loads((run_dir / "data.json").read_text())["notes"]  # what the run said
+    assert any("1 file(s) beside the class folders left out (README.txt)" in n for n in notes)
     (run_dir / "fitted.json").unlink()
     image = str(next((root / "rare").iterdir()))
     for argv in (["predict", str(run_dir), image], ["eval", str(run_dir)]):
