@@ -316,8 +316,16 @@ def test_a_class_missing_from_train_is_refused(tmp_path: Path) -> None:
         (lambda r: write_image_folder(r / "extra", {"x": 2}), r"beside other folders \['extra'\]"),
         (lambda r: Image.new("L", (8, 8)).save(r / "test" / "loose.png"), "outside class folders"),
         (lambda r: write_image_folder(r / "validation", {"cat": 2}), "both val/ and validation/"),
+        (
+            lambda r: (
+                Image.new("L", (8, 8)).save(r / "test" / "0001.png"),
+                (r / "test_labels.csv").write_text("id,label\n0001,cat\n"),
+            ),
+            r"labels them, read it as a manifest: --data .*test_labels.csv --set "
+            r"data.image_root=.*test$",
+        ),
     ],
-    ids=["extra-folder", "unlabelled-test-images", "two-val-folders"],
+    ids=["extra-folder", "unlabelled-test-images", "two-val-folders", "kaggle-labels-beside"],
 )
 def test_bad_split_folders(tmp_path: Path, make, needle: str) -> None:
     root = tmp_path / "ds"

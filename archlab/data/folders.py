@@ -172,8 +172,12 @@ def split_folders(
         out[sp] = d
     for sp, d in out.items():
         if found := loose(d):  # only images name it: a text folder's files are not checked
+            # Kaggle's layout: train/ of images and a CSV of their labels beside it.
+            tables = sorted(p.name for p in root.glob("*.csv"))
+            csv = (f"; if {tables[0]} labels them, read it as a manifest: --data "
+                   f"{root / tables[0]} --set data.image_root={d}" if tables else "")  # fmt: skip
             raise ArchlabError(
                 f"{d}: holds images ({found[0]}, ...) outside class folders; a labelled {sp} "
-                f"split needs {d.name}/<class>/<image> (move unlabelled images out)"
+                f"split needs {d.name}/<class>/<image> (move unlabelled images out){csv}"
             )
     return out
