@@ -1003,7 +1003,11 @@ def test_predict_and_explain_read_file_always_as_a_file(
     assert json.loads(capsys.readouterr().out)["input"] == "great crew"
     # A text typed on the command line stays a text, even one that names a file.
     assert main(["predict", run, str(lines)]) == 0
-    assert json.loads(capsys.readouterr().out)["input"] == str(lines)
+    out, err = capsys.readouterr()
+    assert json.loads(out)["input"] == str(lines)
+    assert f"note: input 1 ('{lines}') is a file or folder here: read as a text; --file" in err
+    assert main(["predict", run, "-"]) == 0  # no stdin: said
+    assert "note: input 1 ('-') is not stdin: read as a text" in capsys.readouterr().err
     _one_line_error(capsys, ["predict", run, "--file", str(tmp_path / "no.txt")], "no.txt: no such")
     _one_line_error(capsys, ["predict", run, "--file", str(tmp_path / "no.csv")], "no.csv: no such")
     _one_line_error(capsys, ["predict", run, "  "], "an empty text")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -723,6 +724,13 @@ class TextClassification:
                        else f"a lone surrogate at character {at + 1}")  # fmt: skip
                 raise ArchlabError(f"input {k} is not valid Unicode ({why})")
             else:
+                if item == "-" or (" " not in item and os.path.exists(item)):
+                    # A path meant as a file (a folder, a .txt) or stdin is predicted as a text:
+                    # said, since its label is then of the name, not the contents.
+                    what = "a file or folder here" if item != "-" else "not stdin"
+                    print(f"archlab: note: input {k} ({item!r}) is {what}: read as a text; "
+                          "--file PATH reads the texts of a file or folder",
+                          file=sys.stderr)  # fmt: skip
                 out.append((item, None))
         return out
 
