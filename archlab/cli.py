@@ -254,9 +254,7 @@ def train(
     from archlab import runner
     from archlab.train import distributed
 
-    if resume is not None and out is not None:  # it continues in its own directory
-        raise ArchlabError(f"--resume {resume} continues in that run directory; drop --out")
-    out = out if out is not None else Path("runs")
+    out_given, out = out is not None, out if out is not None else Path("runs")
     if budget is not None:
         if resume is not None:
             raise ArchlabError("--budget starts a new search; it cannot --resume a run")
@@ -270,6 +268,9 @@ def train(
         return
     try:
         if resume is not None:
+            if out_given:  # it continues in its own directory
+                raise ArchlabError(f"--resume {resume} continues in that run directory; drop "
+                                   "--out")  # fmt: skip
             sets = [s for _, s in _flag_sets(data, model, epochs, seed, set_)]
             wanted = _resume_config(resume, sets, task, preset, config)
             from archlab import rundir
