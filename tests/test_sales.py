@@ -694,9 +694,10 @@ def test_a_sales_csv_in_a_windows_encoding_is_read_and_said(tmp_path: Path) -> N
          "occur: shop A on 2020-01-05 (1 row on that date) and shop B on 2020-01-06 (1)"),
         ("MS", ("2020-01-01", "2020-01-15"), "at least 28 days apart, but dates 14 day(s) apart "
          "occur: shop A on 2020-01-01 (1 row on that date) and shop B on 2020-01-15 (1)"),
-        # One mistyped date: the row named is that one, not the first series twice.
-        ("typo", ("2020-01-06", "2020-01-06"), "at least 5 days apart, but dates 2 day(s) apart "
-         "occur: shop B on 2020-03-04 (1 row on that date) and shop A on 2020-03-02 (1)"),
+        # One mistyped date: the row named is that one, off the usual step's grid.
+        ("typo", ("2020-01-06", "2020-01-06"), "dates 7 days apart are the usual step, but 1 of "
+         "61 dates (1 row(s)) are off its grid (Mondays), e.g. shop B on 2020-03-04, a Wednesday: "
+         "date each row on its step (here 2020-03-02)"),
     ],
     ids=["weekdays", "month-days", "typo"],
 )  # fmt: skip

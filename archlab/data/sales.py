@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 
 
 # --- merging ---
-def load_sales(cfg: SalesDataConfig, covariates_optional: bool = False) -> pd.DataFrame:
+def load_sales(
+    cfg: SalesDataConfig, covariates_optional: bool = False, trained: bool = False
+) -> pd.DataFrame:
     """Load and merge the sales, stores and features tables as the study did.
 
     ``cfg.path`` is a folder holding ``train_file`` (and the other tables), or the sales CSV
@@ -44,7 +46,8 @@ def load_sales(cfg: SalesDataConfig, covariates_optional: bool = False) -> pd.Da
     optional: skipped when the data has none of them. A value the user set must exist.
     What was resolved (date format, skipped defaults) is in ``df.attrs["resolved"]``.
     ``covariates_optional``: a covariate the tables lack is left out, not refused (a history
-    of sales alone, given to a saved run that fills them in).
+    of sales alone, given to a saved run that fills them in). ``trained``: ``cfg`` is a
+    finished run's (eval, predict), whose column names the file must use: no ``--set`` there.
 
     sales + stores on the store column, + features on (store, date, holiday); markdowns NA -> 0
     (optionally with ``<col>_missing`` indicators), forward-fill columns filled per store;
@@ -65,7 +68,7 @@ def load_sales(cfg: SalesDataConfig, covariates_optional: bool = False) -> pd.Da
     single = not given.is_dir()
     root = given.parent if single else given
     path = given if single else resolve_file(root, cfg.train_file)
-    df, hol, given_fmt = _read_sales(cfg, path, resolved, wide)
+    df, hol, given_fmt = _read_sales(cfg, path, resolved, wide, trained)
     cfg = replace(cfg, series_keys=tuple(resolved.get("series_keys", cfg.series_keys)))
     store = cfg.store_column
     if store == _default(cfg, "store_column") and store not in df.columns:
@@ -76,7 +79,7 @@ def load_sales(cfg: SalesDataConfig, covariates_optional: bool = False) -> pd.Da
         if shared := _shared_key(root, list(cfg.series_keys), names):
             store = resolved["store_column"] = shared
     tables, not_joined, left_out = _tables(cfg, df, given, store, resolved)
-    notes = list(df.attrs["notes"])
+    notes, wide_read = list(df.attrs["notes"]), bool(df.attrs.get("wide"))
     df = _join(cfg, df, tables, store, hol, given_fmt, path, not_joined, notes)
     for c in cfg.markdown_columns:
         if c in df.columns:
@@ -85,12 +88,14 @@ def load_sales(cfg: SalesDataConfig, covariates_optional: bool = False) -> pd.Da
             df[c] = df[c].fillna(0.0)  # no markdown promotion that week
     covariates = _covariates(cfg, df, root, resolved, covariates_optional)
     df = _select(cfg, _with_calendar(df, cfg), store, path, root)
-    df, read = _trim_tail(df, list(cfg.series_keys), cfg.date_column, cfg.tail_min_coverage, path)
+    df, read = _trim_tail(df, list(cfg.series_keys), cfg.date_column, cfg.target,
+                          cfg.tail_min_coverage, path)  # fmt: skip
     used = [cfg.target, *(c for c in covariates if c in df.columns)]
     read["missing"] = {c: int(df[c].isna().sum()) for c in used}
     read["not_joined"] = not_joined
     read["tables_not_joined"] = left_out
     read["file_notes"] = notes
+    read["wide"] = wide_read
     df.attrs["resolved"] = resolved
     df.attrs["read"] = read
     return df
@@ -124,7 +129,11 @@ def _default(cfg: SalesDataConfig, name: str) -> object:
 
 
 def _read_sales(
-    cfg: SalesDataConfig, path: Path, resolved: dict[str, object], wide_ok: bool
+    cfg: SalesDataConfig,
+    path: Path,
+    resolved: dict[str, object],
+    wide_ok: bool,
+    trained: bool = False,
 ) -> tuple[pd.DataFrame, str, str]:
     """The sales table with parsed dates, target and holiday flag, checked for empty keys and
     duplicate rows (a wide table melted first); its holiday column and the date format given."""
@@ -137,6 +146,8 @@ def _read_sales(
         resolved["series_keys"] = [SINGLE_SERIES]
     roles = {**dict.fromkeys(key_columns(keys), "data.series_keys"), date: "data.date_column",
              target: "data.target"}  # fmt: skip
+    if trained and (lost := [k for k in roles if k not in df.columns]):  # no --set there
+        hint = _rename_hint(lost, roles, [k for k in df.columns if k not in _used(cfg)])
     if not hint and (unset := sorted({v for k, v in roles.items() if k not in df.columns})):
         hint = f"; set {', '.join(unset)} to the file's own column name(s)" + (
             " (data.series_keys=none: the file is one series)"
@@ -169,6 +180,21 @@ def _read_sales(
     parse_covariates(df, [c for c in cfg.covariates if c not in (*keys, date, target, hol)], path)
     check_unique(df, list(keys), date, path)
     return df, hol, given_fmt
+
+
+def _used(cfg: SalesDataConfig) -> set[str]:
+    """The columns a run reads from its sales file (keys, date, target, flags, covariates)."""
+    names = (*cfg.series_keys, cfg.date_column, cfg.target, cfg.holiday_column, cfg.store_column)
+    return {*names, *cfg.covariates}
+
+
+def _rename_hint(lost: list[str], roles: dict[str, str], spare: list[str]) -> str:
+    """What a file given to a finished run (eval, predict: no --set) can do about columns it
+    lacks: rename its own to the run's names."""
+    if len(lost) == 1 and len(spare) == 1:
+        return f"; rename column {spare[0]!r} to {lost[0]!r} (the run's {roles[lost[0]]})"
+    names = ", ".join(f"{k!r} ({roles[k]})" for k in lost)
+    return f"; rename the file's columns to the run's names: {names}"
 
 
 def _drop_times_of_day(df: pd.DataFrame, keys: list[str], date: str, path: Path) -> None:
@@ -260,6 +286,7 @@ def _melt(cfg: SalesDataConfig, df: pd.DataFrame, series: list[str], path: Path)
             + (f"; empty column(s) {empty} left out" if empty else "")
             + (f"; index column(s) {left} left out" if left else ""))  # fmt: skip
     long.attrs["notes"] = [note, *df.attrs["notes"]]
+    long.attrs["wide"] = True  # its target's name is the run's, not the file's
     return long
 
 
@@ -417,15 +444,21 @@ def _stray(dates: pd.Series, busiest: int) -> bool:
 
 
 def _trim_tail(
-    df: pd.DataFrame, keys: list[str], date: str, min_coverage: float, path: Path
+    df: pd.DataFrame, keys: list[str], date: str, target: str, min_coverage: float, path: Path
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Drop the trailing dates that almost no series reaches; say what the last date covers.
+    """Drop the trailing dates that almost no series has a value on; say what the last date
+    covers. A row whose target is empty does not reach its date: a history with the rows to
+    fill (or a month whose figures are not in yet) is forecast from its last values.
 
     Also, unless ``min_coverage`` is 0, up to STRAY_DATES trailing dates past a hole in the
     calendar (a gap of more than STRAY_GAP times the usual one) that under half the busiest
     date's series reach: one row with a mistyped year is stray however few series there are;
     and so leading dates before a hole (a year typed 2000 for 2010)."""
-    per_date = df.groupby(date, sort=True).size()
+    rows = df.groupby(date, sort=True).size()
+    valued = df[target].notna() if target in df.columns else pd.Series(True, df.index)
+    per_date = df[valued.to_numpy()].groupby(date).size().reindex(rows.index, fill_value=0)
+    if not per_date.any():  # no value at all: left for the split checks to refuse
+        per_date = rows
     n_series = int(df.groupby(keys, sort=False).ngroups)
     busiest = int(per_date.max())
     cut = len(per_date)
@@ -450,9 +483,9 @@ def _trim_tail(
         "last_date": str(last)[:10],
         "last_date_series": int(per_date.iloc[cut - 1]),
         "tail_trimmed_dates": [str(d)[:10] for d in trimmed.index],
-        "tail_trimmed_rows": int(trimmed.sum()),
+        "tail_trimmed_rows": int(rows[trimmed.index].sum()),
         "head_trimmed_dates": [str(d)[:10] for d in early.index],
-        "head_trimmed_rows": int(early.sum()),
+        "head_trimmed_rows": int(rows[early.index].sum()),
         "file": str(path),
     }
 
@@ -463,9 +496,9 @@ def tail_note(df: pd.DataFrame) -> list[str]:
     d, e = read.get("tail_trimmed_dates"), read.get("head_trimmed_dates")
     lines = [
         f"data: dropped {read['tail_trimmed_rows']} row(s) on {len(d)} later date(s) "
-        f"({d[0]}..{d[-1]}) that almost no series reaches (under data.tail_min_coverage of the "
-        "busiest date's series, or under half of them past a hole in the dates); set "
-        "data.tail_min_coverage=0 to keep them"
+        f"({d[0]}..{d[-1]}) that almost no series has a value on (under "
+        "data.tail_min_coverage of the busiest date's series, or under half of them past a "
+        "hole in the dates); set data.tail_min_coverage=0 to keep them"
     ] if d else []  # fmt: skip
     if e:
         lines.append(
@@ -700,14 +733,63 @@ def check_daily_or_longer(dates: pd.Series, path: str) -> None:
 
 
 def infer_step_days(dates: np.ndarray) -> int:
-    """The sampling period in days: the smallest gap between distinct dates (7 for weekly).
+    """The sampling period in days: the smallest gap between distinct dates (7 for weekly)
+    where every gap is a multiple of it, else the usual one.
 
     28 or more means steps of calendar months (see ``months_per_step`` and ``time_index``).
+    A few dates off the grid (a week booked on the Thursday before its Friday) would make the
+    smallest gap a phantom step (6 days): the most common gap is the step instead, and
+    ``check_grid`` refuses the dates off it. Dates at most one a calendar month, on varying
+    days (monthly totals dated on the day they were booked), are steps of months.
     """
-    u = np.unique(dates)
+    u = np.unique(np.asarray(dates).astype("datetime64[D]"))
     if len(u) < 2:
         return 7
-    return max(1, int(np.diff(u).min() // np.timedelta64(1, "D")))
+    gaps = np.diff(u).astype(np.int64)
+    least = max(1, int(gaps.min()))
+    if least >= MONTHLY_MIN_DAYS:
+        return least
+    if len(u) > 2 and (np.diff(_months(u)) >= 1).all():  # at most one date a calendar month
+        k, n = np.unique(np.diff(_months(u)), return_counts=True)
+        return max(MONTHLY_MIN_DAYS, round(int(k[np.argmax(n)]) * 30.44))
+    values, counts = np.unique(gaps, return_counts=True)
+    usual = int(values[np.argmax(counts)])
+    # A grid of the smallest gap with holes (weekly data missing some weeks) stays so where
+    # most of its steps hold a date; else its steps between the usual ones are phantoms.
+    steps = int((u[-1] - u[0]).astype(np.int64)) // least + 1
+    if not (gaps % least).any() and (usual == least or 2 * len(u) > steps):
+        return least
+    return usual
+
+
+def check_grid(
+    df: pd.DataFrame, keys: Sequence[str], date: str, step_days: int, weekdays: int, path: object
+) -> None:
+    """Refuse dates off the grid of steps ``step_days`` apart that most dates are on (a week
+    booked a day early): read on it, such a row would fall into a step it does not belong to.
+    Steps of months and days have no such grid: any day of a month is that month."""
+    if months_per_step(step_days) or step_days == 1 or weekdays != 7:
+        return
+    d = df[date].to_numpy().astype("datetime64[D]").astype(np.int64)
+    phase, counts = np.unique(d % step_days, return_counts=True)
+    usual = phase[np.argmax(counts)]
+    off = d % step_days != usual
+    if not off.any():
+        return
+    first = np.flatnonzero(d == d[off].min())[0]  # the earliest date off the grid
+    key = ", ".join(f"{k} {df[k].iloc[first]}" for k in keys)
+    day = pd.Timestamp(df[date].iloc[first])
+    ahead = int((usual - d[first]) % step_days)  # to the nearest step's date
+    on = day + pd.Timedelta(days=ahead if 2 * ahead <= step_days else ahead - step_days)
+    weekly = step_days % 7 == 0
+    grid = f"{on:%A}s" if weekly else f"{on:%Y-%m-%d} + k x {step_days} days"
+    raise ArchlabError(
+        f"{path}: dates {step_days} days apart are the usual step, but {len(np.unique(d[off]))} "
+        f"of {len(np.unique(d))} dates ({int(off.sum())} row(s)) are off its grid ({grid}), "
+        f"e.g. {key} on {day:%Y-%m-%d}"
+        + (f", a {day:%A}" if weekly else "")
+        + f": date each row on its step (here {on:%Y-%m-%d}), or correct mistyped dates"
+    )
 
 
 def check_step(step_days: int, path: str) -> None:

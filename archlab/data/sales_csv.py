@@ -172,6 +172,7 @@ DATE_FORMATS = (
     "%d/%m/%Y", "%m/%d/%Y", "%d-%m-%Y", "%m-%d-%Y", "%d.%m.%Y", "%m.%d.%Y",
     "%d/%m/%y", "%m/%d/%y", "%d-%b-%Y", "%d %b %Y", "%b %d, %Y",
     "%Y-%m", "%Y-%m-%dT%H:%M",  # monthly exports (2018-01); ISO minutes without seconds
+    "%Y-%m-%d %H:%M", "%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M",  # Excel's and databases' minutes
     "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z",  # with an offset (pandas writes the second)
 )  # fmt: skip
 
@@ -248,7 +249,8 @@ def parse_dates(df: pd.DataFrame, column: str, fmt: str, path: Path) -> str:
     """Parse ``column`` in place with ``fmt`` ('auto': inferred); the first bad value is reported
     with its line. Returns the format used."""
     prefer = fmt.removeprefix(PREFER) if fmt.startswith(PREFER) else ""
-    if fmt == "auto" or prefer:
+    inferred = fmt == "auto" or bool(prefer)
+    if inferred:
         fmt = infer_date_format(df, column, path, prefer)
     raw = df[column]
     # A column read as numbers (20100205, inf) is parsed as the text it was: no epoch casts.
@@ -265,10 +267,12 @@ def parse_dates(df: pd.DataFrame, column: str, fmt: str, path: Path) -> str:
         i = int(bad[0])
         if pd.isna(raw.iloc[i]):
             raise ArchlabError(f"{path}: an empty date in column {column!r} at line {i + 2}")
+        # An inferred format is only the one reading the most dates: not what was expected.
+        said = (f"no date format reads them all, {fmt!r} the most" if inferred else
+                f"expected format {fmt!r}")  # fmt: skip
         raise ArchlabError(
             f"{path}: unparseable date {_show(raw.iloc[i])} in column {column!r} at line "
-            f"{i + 2} (expected format {fmt!r}; "
-            f"{_saved_fix(prefer) if prefer else 'set data.date_format'})"
+            f"{i + 2} ({said}; {_saved_fix(prefer) if prefer else 'set data.date_format'})"
         )
     df[column] = parsed
     return fmt

@@ -315,9 +315,8 @@ def read_forecast_rows(path: Path, c: SalesDataConfig) -> pd.DataFrame:
     sales_csv.parse_dates(df, c.date_column, sales.date_format_given(c), path)
     if c.holiday_column in df.columns:
         sales_csv.parse_bool(df, c.holiday_column, path)
-    for name in c.known_covariates:
-        if name in df.columns:
-            sales_csv.parse_number(df, name, path)
+    # Flags written as words (yes/no) read as training reads them: 1/0.
+    sales_csv.parse_covariates(df, list(c.known_covariates), path)
     sales_csv.check_unique(df, list(c.series_keys), c.date_column, path)
     return df
 

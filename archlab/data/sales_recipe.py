@@ -93,6 +93,8 @@ def derive(
         why["window"] = (
             f"data: at least 3 steps ({WINDOW_DAYS} days is under 3 {unit} steps)"
             if floor
+            else f"data: {WINDOW_DAYS} steps, as for daily data (about {WINDOW_DAYS // 5} weeks)"
+            if weekdays == BUSINESS
             else f"data: {WINDOW_DAYS} days of {unit} steps"
         )
     if H == 1:  # an origin per step: no level shift, validation right before the test
@@ -101,7 +103,9 @@ def derive(
     elif c.level_steps is None:
         v["level_steps"] = level_steps_for(step_days, season)
         why["level_steps"] = (
-            f"data: {LEVEL_DAYS} days of {unit} steps, at most a season"
+            f"data: {LEVEL_DAYS} steps as for daily data, at most a season"
+            if weekdays == BUSINESS
+            else f"data: {LEVEL_DAYS} days of {unit} steps, at most a season"
             if LEVEL_DAYS / step_days >= 0.9  # a month of 28 days is about one monthly step
             else f"data: one step ({LEVEL_DAYS} days is less than a {unit} step)"
         )

@@ -21,14 +21,16 @@ TIME_FEATURES = ("Temperature", "Fuel_Price", "CPI", "Unemployment")
 
 
 def sales_eda(
-    df: pd.DataFrame, cfg: SalesDataConfig, out_dir: Path, step: str = "weekly"
+    df: pd.DataFrame, cfg: SalesDataConfig, out_dir: Path, step: str = "weekly", label: str = ""
 ) -> tuple[list[Path], list[str]]:
     """Write the five plots into ``out_dir``; returns their paths and a line per plot left out.
 
     A plot whose columns the panel lacks (store type, holiday flag, unemployment) is left out.
-    ``step`` names the panel's steps in titles ("weekly", "daily").
+    ``step`` names the panel's steps in titles ("weekly", "daily"); ``label`` the target on
+    axes (default its column's name).
     """
     date, y, hol = cfg.date_column, cfg.target, cfg.holiday_column
+    name = label or y
     out_dir = Path(out_dir)
     paths: list[Path] = []
     optional = {"sales_by_store_type": "Type", "sales_holiday": hol,
@@ -36,15 +38,21 @@ def sales_eda(
     left_out = [f"{name}.png (no {f'column {col!r}' if col else 'holiday column'})"
                 for name, col in optional.items() if not col or col not in df]  # fmt: skip
 
-    # 1. Features over time (mean over stores per date).
+    # 1. Features over time (mean over series per date): Walmart's features, or the target
+    # and the covariates the user named.
+    covs = [k for k in cfg.covariates if k in df.columns and k not in TIME_FEATURES
+            and pd.api.types.is_numeric_dtype(df[k])]  # fmt: skip
     feats = [f for f in TIME_FEATURES if f in df.columns] or [y]
+    feats += covs
     per_date = df.groupby(date)[feats].mean()
     fig, axes = plt.subplots(len(feats), 1, figsize=(9, 2.0 * len(feats)), sharex=True)
     for ax, f in zip(np.atleast_1d(axes), feats, strict=True):
         ax.plot(per_date.index, per_date[f])
-        ax.set_ylabel(f, fontsize=8)
+        ax.set_ylabel(name if f == y else f, fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle("features over time (mean over stores)")
+    keys = [k for k in cfg.series_keys if k in df.columns]
+    many = df.groupby(keys).ngroups if keys else 1
+    fig.suptitle("features over time" + (" (mean over series)" if many > 1 else ""))
     paths.append(_out(fig, out_dir / "features_over_time.png"))
 
     # 2. Sales distribution by store type.
@@ -54,16 +62,16 @@ def sales_eda(
         ax.boxplot([df.loc[df["Type"] == t, y] for t in types], showfliers=False)
         ax.set_xticks(range(1, len(types) + 1), types)
         ax.set_xlabel("store type")
-        ax.set_ylabel(y)
+        ax.set_ylabel(name)
         ax.set_title(f"{step} sales by store type (outliers hidden)")
         paths.append(_out(fig, out_dir / "sales_by_store_type.png"))
 
     # 3. Distribution of the step's sales (log count: a long right tail and some returns).
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.hist(df[y], bins=100, log=True)
-    ax.set_xlabel(y)
+    ax.set_xlabel(name)
     ax.set_ylabel("rows (log)")
-    ax.set_title(f"distribution of {y}")
+    ax.set_title(f"distribution of {name}")
     paths.append(_out(fig, out_dir / "sales_distribution.png"))
 
     # 4. Average sales per step, holiday vs non-holiday steps.
@@ -72,7 +80,7 @@ def sales_eda(
         means = df.groupby(hol)[y].mean()
         ax.bar([str(k) for k in means.index], means.to_numpy(), color=["C0", "C3"][: len(means)])
         ax.set_xlabel(f"holiday {step_noun(step)}")
-        ax.set_ylabel(f"mean {y}")
+        ax.set_ylabel(f"mean {name}")
         ax.set_title(f"average {step} sales: holiday vs not")
         paths.append(_out(fig, out_dir / "sales_holiday.png"))
 
@@ -82,7 +90,7 @@ def sales_eda(
         g = df.groupby([cfg.store_column, date]).agg(u=("Unemployment", "first"), s=(y, "mean"))
         ax.scatter(g.u, g.s, s=3, alpha=0.3)
         ax.set_xlabel("unemployment (%)")
-        ax.set_ylabel(f"mean {y} per store and date")
+        ax.set_ylabel(f"mean {name} per store and date")
         ax.set_title(f"average {step} sales vs unemployment")
         paths.append(_out(fig, out_dir / "sales_vs_unemployment.png"))
     return paths, left_out

@@ -233,7 +233,9 @@ def eda(cfg: RunConfig, out_dir: Path) -> list[Path]:
     c = replace(cfg.data, **df.attrs.get("resolved", {}))
     days = sales.infer_step_days(df[c.date_column].to_numpy())
     step = sales.step_adjective(days, sales.infer_weekdays(df[c.date_column].to_numpy(), days))
-    paths, left_out = sales_eda(df, c, Path(out_dir), step)
+    # A wide table's values have no column name of the user's: not the run's Weekly_Sales.
+    label = "value" if df.attrs["read"].get("wide") else c.target
+    paths, left_out = sales_eda(df, c, Path(out_dir), step, label)
     for n in [*df.attrs["read"]["file_notes"], *(f"left out {p}" for p in left_out)]:
         print(f"archlab: eda: {n.removeprefix('data: ')}", file=sys.stderr)
     return paths

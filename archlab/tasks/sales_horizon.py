@@ -301,6 +301,8 @@ class HorizonForecast(SalesTask):
                   f"series {why} (e.g. {e_g}): no forecast for them", file=sys.stderr)  # fmt: skip
         if not want:
             keys, dates = list(c.series_keys), p.dates[o + 1 :]
+            if closed := _closed_days(p, o):
+                print(f"archlab: note: {hist[0] if hist else c.path}: {closed}", file=sys.stderr)
             return [
                 {**{k: plain(p.keys[i, j]) for j, k in enumerate(keys)},
                  c.date_column: str(dates[h])[:10], "step": h + 1,
@@ -317,9 +319,10 @@ class HorizonForecast(SalesTask):
         the dates of the rows to forecast (``want``, read from ``paths``) are checked first."""
         c = self.data_cfg
         if hist:  # a history of sales alone is read: the covariates it lacks take their means
-            df = sales.load_sales(replace(self._other_files(), path=str(hist)), True)
+            df = sales.load_sales(replace(self._other_files(), path=str(hist)), True, True)
             fz = self.fitted.featurizer
             sales.check_same_step(df[c.date_column].to_numpy(), fz.step_days, fz.weekdays, hist)
+            sales.check_grid(df, c.series_keys, c.date_column, fz.step_days, fz.weekdays, hist)
             for line in sales.tail_note(df):  # the origin is the last date kept: say why
                 said = line.removeprefix("data: ").split("; set data.tail_min_coverage")[0]
                 print(f"archlab: note: {hist}: {said}", file=sys.stderr)
@@ -331,8 +334,9 @@ class HorizonForecast(SalesTask):
             end = sales.time_index(dates.max(), dates.min(), fz.step_days, fz.weekdays)
             for w, path in zip(want, paths, strict=True):
                 d = w[c.date_column].to_numpy().astype("datetime64[D]")
-                _steps_ahead(d, dates.min(), int(end), fz.horizon, path, c, fz.step_days,
-                             fz.weekdays)  # fmt: skip
+                h = _steps_ahead(d, dates.min(), int(end), fz.horizon, path, c, fz.step_days,
+                                 fz.weekdays)  # fmt: skip
+                _one_row_a_step(w, h, c, path, fz.step_days)
         missing = [k for k in fz.covariates if k not in df.columns]
         rows = pd.concat(want) if want else None
         filled: list[str] = []  # known covariates whose forecast steps take the mean too
@@ -399,8 +403,8 @@ class HorizonForecast(SalesTask):
             key = ", ".join(map(str, p.keys[ended[e]]))
             print(f"archlab: note: {hist or self.data_cfg.path}: {len(ended)} of {len(s)} series "
                   f"have no value on the last date, {str(p.dates[o])[:10]} (e.g. {key}, last on "
-                  f"{str(last[e])[:10]}): their forecasts read the steps without a row as no "
-                  "sales", file=sys.stderr)  # fmt: skip
+                  f"{str(last[e])[:10]}): {_ended_reading(self.fitted.chosen)}",
+                  file=sys.stderr)  # fmt: skip
         with torch.no_grad():
             x, base = fz.windows(
                 torch.from_numpy(f.step), torch.from_numpy(f.ref), torch.from_numpy(s),
@@ -562,6 +566,42 @@ def baseline_rows(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...])
             "the baseline (last season's smoothed sales; 0 for a series never seen)")  # fmt: skip
 
 
+def _closed_days(p: sales.Panel, o: int) -> str:
+    """A line where daily forecast steps fall on a day of the week that the history has rows
+    on under half of (a shop closed on Sundays), else ''."""
+    d = p.dates.astype("datetime64[D]")
+    if p.weekdays != 7 or len(d) < 2 or d[1] - d[0] != np.timedelta64(1, "D"):
+        return ""
+    day = (d.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    has = ~np.isnan(p.y[:, : o + 1]).all(0)
+    rare = [k for k in range(7) if 2 * has[day[: o + 1] == k].sum() < (day[: o + 1] == k).sum()]
+    ahead = np.flatnonzero(np.isin(day[o + 1 :], rare))
+    if not len(ahead):
+        return ""
+    first = pd.Timestamp(d[o + 1 + ahead[0]])
+    return (
+        f"{len(ahead)} forecast step(s) fall on a day of the week the history has few or no rows "
+        f"on (e.g. step {ahead[0] + 1}, {first:%Y-%m-%d}, a {first:%A}): forecasts of days "
+        "read as missing in the history, not of the trading days after them, which are later "
+        "steps (a run with a larger data.horizon reaches them)"
+    )
+
+
+def _ended_reading(chosen: dict[str, Any]) -> str:
+    """How the forecast of a series without a value on the last date reads its steps without
+    one: the network sees them flagged missing (not as no sales), the peer as no sales."""
+    w = chosen.get("blend_weight")
+    peer = (
+        "; the statistical peer in the blend reads them as no sales"
+        if w is not None and w < 1
+        else ""
+    )
+    return (
+        "the network reads its steps without a value as missing, not as no sales (its forecast "
+        f"builds on last season's){peer}; write 0 where a series sold nothing"
+    )
+
+
 def _steps_ahead(
     d: np.ndarray,
     first: np.datetime64,
@@ -605,6 +645,26 @@ def _steps_ahead(
             f"{str(span[0])[:10]}..{str(span[1])[:10]} (data.horizon={H}){history}"
         )
     return h
+
+
+def _one_row_a_step(
+    w: pd.DataFrame, h: np.ndarray, c: SalesDataConfig, path: Path, step_days: int
+) -> None:
+    """Refuse two rows to forecast of one series in one step of months (any day of a month
+    is that month, as in training): they would get one forecast twice."""
+    keys = [k for k in c.series_keys if k in w.columns]
+    dup = pd.DataFrame({**{k: w[k].to_numpy() for k in keys}, "_h": h}).duplicated().to_numpy()
+    if not dup.any():
+        return
+    i = int(np.flatnonzero(dup)[0])
+    d = w[c.date_column].to_numpy().astype("datetime64[D]")
+    j = int(np.flatnonzero((h == h[i]) & (w[keys].to_numpy() == w[keys].to_numpy()[i]).all(1))[0])
+    unit = sales.step_unit(step_days)
+    raise ArchlabError(
+        f"{path}: series {', '.join(str(w[k].iloc[i]) for k in keys)} has two rows in one "
+        f"{unit}: {d[j]} at line {j + 2} and {d[i]} at line {i + 2} (a {unit} is one step, "
+        f"whatever its day); give one row per series and {unit}"
+    )
 
 
 SCALE_FILE = "correction_scale.json"

@@ -135,6 +135,7 @@ def _resolve(c: SalesDataConfig, df: pd.DataFrame) -> tuple[SalesDataConfig, dic
     keys = resolved.get("series_keys", c.series_keys)
     sales.check_aligned(df, list(keys), c.date_column, step_days, c.path)
     weekdays = sales.infer_weekdays(df[c.date_column].to_numpy(), step_days)
+    sales.check_grid(df, list(keys), c.date_column, step_days, weekdays, c.path)
     if weekdays != 7:  # recorded only where it applies: older runs and others read 7
         resolved["weekdays"] = weekdays
     dflt = SalesDataConfig()
@@ -205,6 +206,12 @@ class HorizonData:
             part = p.y[:, :n_train]
             ok = part[~np.isnan(part)]
             fitted = HorizonFitted(fz, r.resolved, float(ok.mean()), float(ok.std()))
+        if given and not (fz.series_index(p.keys) >= 0).any():  # not a date problem
+            raise ArchlabError(
+                f"{c.path}: none of its series were seen in training (e.g. "
+                f"{', '.join(map(str, p.keys[0]))}; the run's are e.g. "
+                f"{', '.join(map(str, fz.series[0]))}): the run scores the series it was trained on"
+            )
         f = fz.transform(p)
         o = _origins(c, T, n_train)
         scored = _scored(c, p, fz)
@@ -223,9 +230,10 @@ class HorizonData:
         if len(split["train"][0]) == 0 and roll and not given:
             raise ArchlabError(
                 f"{c.path}: no sample left: every series is too short for the required lags "
-                f"{list(c.require_lags)} (data.require_lags) in the {n_train} training steps: "
-                "give a longer history, or --set data.require_lags=1 to train without "
-                "last season's value"
+                f"{list(c.require_lags)} (data.require_lags) in the {n_train} training steps "
+                f"({T} steps less data.test_steps={c.test_steps} and "
+                f"data.val_steps={c.val_steps}): lower those, give a longer history, or "
+                "--set data.require_lags=1 to train without last season's value"
             )
         if len(split["train"][0]) == 0 and not given:
             raise ArchlabError(
@@ -256,14 +264,14 @@ class HorizonData:
             fitted=fitted,
             info=info,
             splits=_split_ids(p, split, roll),
-            notes=_notes(r, info, o, peer_note),
+            notes=_notes(r, info, o, peer_note, None if given else fz),
             context=TestContext(rows, list(c.series_keys), c.date_column, peer),
         )
 
     def _read(self, fitted: HorizonFitted | None) -> _Read:
         """The merged tables as a panel, with every value of the recipe decided (by the
         config, the data or the run) and the training steps it leaves."""
-        df = sales.load_sales(self.cfg.data)
+        df = sales.load_sales(self.cfg.data, trained=fitted is not None)
         c, resolved = _resolve(self.cfg.data, df)
         step_days, weekdays = resolved["step_days"], resolved.get("weekdays", 7)
         if fitted is not None:  # another data set read with the run's featurizer
@@ -582,7 +590,8 @@ def _info(
             if k in r.why
         },
         "origins": {
-            "train": span(r.first_train, n_fit - 2),
+            # the origins of actual training samples: the first needs its lags' history
+            "train": span(*_range(split["train"][1], r.first_train, n_fit - 2)),
             "val": span(o.val[0], o.val[-1]) if roll else str(dates[n_train - 1])[:10],
             "val_backtest": [] if roll else [str(dates[v])[:10] for v in o.val],
             "test": span(o.tests[0], o.tests[-1]) if roll else str(dates[o_test])[:10],
@@ -604,10 +613,41 @@ def _info(
             for d in dates[sales.event_flags(dates, fz.events, r.step_days, r.weekdays) > 0]
         ],
     }
-    ends = _series_ends(~np.isnan(r.p.y), dates, o_test)
+    ends = _series_ends(~np.isnan(r.p.y), dates, o_test, roll)
     if ends:
         info["series_ending_early"] = ends["count"]
     return info
+
+
+def _range(origins: np.ndarray, first: int, last: int) -> tuple[int, int]:
+    """The first and last of ``origins`` (``first``, ``last`` where there is none)."""
+    return (int(origins.min()), int(origins.max())) if len(origins) else (first, last)
+
+
+def _one_step_note(c: SalesDataConfig, sizes: dict[str, int]) -> list[str]:
+    """Next-step runs whose test or validation is one step (quarterly data: a quarter of a
+    year): a first line, as the choices and the test metrics rest on one row per series."""
+    if not rolling(c) or min(c.test_steps, c.val_steps or 0) > 1:
+        return []
+    return [
+        f"data: test {c.test_steps} and validation {c.val_steps} step(s), {sizes['test']} and "
+        f"{sizes['val']} targets: the test metrics, the correction scale and the blend weight "
+        "rest on that few rows; raise data.test_steps and data.val_steps where the history allows"
+    ]
+
+
+def _unseen_note(r: _Read, fz: HorizonFeaturizer) -> list[str]:
+    """Series without a value in the training steps: a first line, as no split scores them
+    and predict forecasts none of them with the network."""
+    unseen = np.flatnonzero(fz.series_index(r.p.keys) < 0)
+    if not len(unseen):
+        return []
+    first = r.p.dates[np.argmax(~np.isnan(r.p.y[unseen[0]]))]
+    return [
+        f"data: {len(unseen)} of {len(r.p.keys)} series have no value in the training steps "
+        f"(e.g. {', '.join(map(str, r.p.keys[unseen[0]]))}, first on {str(first)[:10]}): "
+        "left out of training and test, and predict gives them no network forecast"
+    ]
 
 
 def _split_ids(p: sales.Panel, split: dict[str, tuple], roll: bool) -> dict[str, list[int]]:
@@ -644,14 +684,21 @@ def _head(c: SalesDataConfig, r: _Read, info: dict[str, Any]) -> str:
     )
 
 
-def _notes(r: _Read, info: dict[str, Any], o: _Origins, peer_note: list[str]) -> list[str]:
+def _notes(
+    r: _Read,
+    info: dict[str, Any],
+    o: _Origins,
+    peer_note: list[str],
+    fz: HorizonFeaturizer | None,
+) -> list[str]:
     """The run's first lines: the panel, the origins and targets of each split, the peer,
-    the recipe, series ending early and what reading found."""
+    the recipe, series ending early and what reading found (``fz``: the featurizer fitted on
+    this data, None for a run's on other data)."""
     c, k_back = r.c, len(o.tests)
     orig, sizes = info["origins"], info["split_target_steps"]
     if rolling(c):  # one origin per step: no backtests
         k_back = 1
-    ends = _series_ends(~np.isnan(r.p.y), r.p.dates, o.tests[0])
+    ends = _series_ends(~np.isnan(r.p.y), r.p.dates, o.tests[0], rolling(c))
     return [
         _head(c, r, info),
         f"data: origins train {orig['train']} ({sizes['train']} targets), val "
@@ -664,7 +711,10 @@ def _notes(r: _Read, info: dict[str, Any], o: _Origins, peer_note: list[str]) ->
         *peer_note,  # before training starts: the run goes on without this baseline
         *sales_recipe.describe(c, r.why),
         *([ends["note"]] if ends else []),
+        *(_unseen_note(r, fz) if fz is not None else []),
+        *_one_step_note(c, sizes),
         *_weekday_note(r),
+        *_month_day_note(r),
         *sales.reading_notes(r.df),
     ]
 
@@ -673,10 +723,54 @@ def _weekday_note(r: _Read) -> list[str]:
     """Daily data with no row on any weekend (trading or business days): a first line, as
     its steps are business days."""
     if r.weekdays != sales.BUSINESS:
-        return []
+        return _sparse_weekdays(r)
     return [
         "data: no row falls on a Saturday or Sunday: read as business days, Monday to Friday, "
         "each a step (a Friday's next step is the Monday; a week is 5 steps)"
+    ]
+
+
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def _sparse_weekdays(r: _Read) -> list[str]:
+    """Daily data where a day of the week has rows on under half of its dates (shops closed on
+    Sundays, one Saturday opening in business days): a first line, as those days are steps
+    without a value, and a forecast step can fall on one."""
+    d = np.unique(r.df[r.c.date_column].to_numpy().astype("datetime64[D]"))
+    if r.step_days != 1 or len(d) < sales.MIN_BUSINESS_DATES:
+        return []
+    span = np.arange(d[0], d[-1] + np.timedelta64(1, "D"))
+    day = (span.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    has = np.isin(span, d)
+    sparse = [k for k in range(7) if 2 * has[day == k].sum() < (day == k).sum()]
+    if not sparse:
+        return []
+    said = ", ".join(f"{has[day == k].sum()} of {(day == k).sum()} {DAY_NAMES[k]}s"
+                     for k in sparse)  # fmt: skip
+    weekend = sparse == [5, 6] and has[day >= 5].any()  # business days plus a few weekend rows
+    hint = "; drop the weekend rows to step by business days (Monday to Friday)"
+    return [
+        f"data: daily steps, but rows on only {said}: each such day is a step without "
+        "a value (the statistical peer reads it as no sales) and a forecast step can fall on one"
+        + (hint if weekend else "")
+    ]
+
+
+def _month_day_note(r: _Read) -> list[str]:
+    """Steps of months whose rows fall on other days than the steps' (monthly totals dated on
+    the day they were booked): a first line, as each row is read as its calendar month."""
+    k = sales.months_per_step(r.step_days)
+    d = np.unique(r.df[r.c.date_column].to_numpy().astype("datetime64[D]"))
+    off = d[~np.isin(d, r.p.dates.astype("datetime64[D]"))]
+    if not k or not len(off):
+        return []
+    step = r.p.dates[sales.time_index(off[:1], r.p.dates[0], r.step_days)[0]]
+    unit = sales.step_unit(r.step_days)
+    return [
+        f"data: {len(off)} of {len(d)} dates fall on another day of their {unit} than its step "
+        f"(e.g. {off[0]}, step dated {str(step)[:10]}): each row is read as the calendar "
+        f"{unit} it falls in, the steps dated on the first date's day"
     ]
 
 
@@ -734,7 +828,9 @@ def _recipe(
     return c, why
 
 
-def _series_ends(observed: np.ndarray, dates: np.ndarray, o_test: int) -> dict[str, Any]:
+def _series_ends(
+    observed: np.ndarray, dates: np.ndarray, o_test: int, roll: bool = False
+) -> dict[str, Any]:
     """How many series end before the panel's last step, and a line saying how the test origin
     was chosen despite them ({} when every series reaches the last step)."""
     S, T = observed.shape
@@ -748,8 +844,11 @@ def _series_ends(observed: np.ndarray, dates: np.ndarray, o_test: int) -> dict[s
         "count": len(early),
         "note": (
             f"data: {len(early)} of {S} series end before the last date {str(dates[-1])[:10]} "
-            f"(the earliest on {str(dates[last[early].min()])[:10]}); the test origin, "
-            f"{str(dates[o_test])[:10]}, is the horizon before the last date that at least "
+            f"(the earliest on {str(dates[last[early].min()])[:10]}); the "
+            + ("first test origin" if roll else "test origin")
+            + f", {str(dates[o_test])[:10]}, is "
+            + ("data.test_steps" if roll else "the horizon")
+            + " before the last date that at least "
             "data.tail_min_coverage of the busiest date's series reach, the same for every "
             "series"
             + (f"; {before} series with no value after it are not scored" if before else "")

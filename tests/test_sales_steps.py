@@ -1,0 +1,306 @@
+"""Time steps of panels that are not Walmart's: a few dates off the weekly grid, months dated on
+varying days, trailing rows without a value, closed weekdays; and what a finished run says
+about files it cannot read."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from archlab.config import RunConfig, apply_overrides
+from archlab.data import sales, sales_recipe
+from archlab.data.sales_horizon import read_forecast_rows
+from archlab.errors import ArchlabError
+from archlab.task_configs import SalesDataConfig, SalesModelConfig
+from archlab.tasks.sales_horizon import HorizonForecast
+from archlab.tasks.sales_horizon_data import HorizonData
+
+CPU = torch.device("cpu")
+COLUMNS = ["data.target=sales", "data.series_keys=store", "train.threads=1"]
+
+
+def _cfg(path: Path, date: str = "month", *sets: str) -> RunConfig:
+    cfg = RunConfig(task="sales", data=SalesDataConfig(), model=SalesModelConfig())
+    sets = (f"data.path={path}", f"data.date_column={date}", *COLUMNS, "data.peer=none", *sets)
+    return apply_overrides(cfg, list(sets))
+
+
+def _monthly(path: Path, months: int = 48, stores: int = 3, days: np.ndarray | None = None) -> Path:
+    """Monthly totals with a yearly swing, dated on the first (or on ``days`` of each month)."""
+    starts = pd.date_range("2019-01-01", periods=months, freq="MS")
+    dates = starts + pd.to_timedelta(days if days is not None else 0, "D")
+    rows = [(f"{d:%Y-%m-%d}", s, round(100.0 * s * (1 + 0.3 * np.sin(i * np.pi / 6)), 1))
+            for s in range(1, stores + 1) for i, d in enumerate(dates)]  # fmt: skip
+    pd.DataFrame(rows, columns=["month", "store", "sales"]).to_csv(path, index=False)
+    return path
+
+
+def _weekly(path: Path, weeks: int = 110, shift: dict[int, int] | None = None) -> Path:
+    """Weekly Friday rows of 3 stores; ``shift`` moves the row of week i by that many days."""
+    dates = pd.date_range("2021-01-01", periods=weeks, freq="7D")
+    rows = [(f"{d + pd.Timedelta(days=(shift or {}).get(i, 0)):%Y-%m-%d}", s, 100.0 * s + i % 52)
+            for s in range(1, 4) for i, d in enumerate(dates)]  # fmt: skip
+    pd.DataFrame(rows, columns=["Date", "store", "sales"]).to_csv(path, index=False)
+    return path
+
+
+def test_a_few_dates_a_day_early_are_refused_not_read_as_six_day_steps(tmp_path: Path) -> None:
+    path = _weekly(tmp_path / "w.csv", shift={30: -1, 60: -1, 90: -1})  # 3 weeks on a Thursday
+    df = pd.read_csv(path, parse_dates=["Date"])
+    assert sales.infer_step_days(df.Date.to_numpy()) == 7  # not 6: the usual gap
+    with pytest.raises(ArchlabError, match=(
+        r"w\.csv: dates 7 days apart are the usual step, but 3 of 110 dates \(9 row\(s\)\) are "
+        r"off its grid \(Fridays\), e.g\. store 1 on 2021-07-29, a Thursday: date each row on "
+        r"its step \(here 2021-07-30\)")):  # fmt: skip
+        HorizonData(_cfg(path, "Date")).build(CPU)
+    # One store a day early: the smallest gap (1 day) would make it daily data.
+    one = df[~((df.store > 1) & (df.Date == df.Date.iloc[30]))]
+    one.loc[:, "Date"] = one.Date.mask(one.index == 30, one.Date - pd.Timedelta(days=1))
+    assert sales.infer_step_days(one.Date.to_numpy()) == 7
+    # Weekly data missing some weeks, daily and business-day data keep their steps.
+    holes = df[~df.Date.isin(df.Date.unique()[[5, 6, 40]])].Date.to_numpy()
+    assert sales.infer_step_days(holes) == 7
+    days = pd.date_range("2023-01-02", periods=60, freq="D")
+    assert sales.infer_step_days(days.to_numpy()) == 1
+    assert sales.infer_step_days(days[days.day_of_week < 5].to_numpy()) == 1
+    assert sales.infer_step_days(days[::2].to_numpy()) == 2
+
+
+def test_months_dated_on_varying_days_are_calendar_months(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = _monthly(tmp_path / "m.csv", days=rng.integers(9, 20, 48))  # booked on day 10-20
+    df = pd.read_csv(path, parse_dates=["month"])
+    step = sales.infer_step_days(df.month.to_numpy())
+    assert sales.months_per_step(step) == 1  # not 20-day steps
+    data = HorizonData(_cfg(path)).build(CPU)
+    assert data.info["n_steps"] == 48 and data.fitted.resolved["season"] == 12
+    text = "\n".join(data.notes)
+    assert re.search(r"data: \d\d of 48 dates fall on another day of their month than", text)
+    assert "read as the calendar month it falls in" in text
+    # Quarters so dated are quarters.
+    q = df.month.to_numpy()[::3]
+    assert sales.months_per_step(sales.infer_step_days(q)) == 3
+
+
+def test_monthly_rows_to_forecast_one_per_month(tmp_path: Path) -> None:
+    path = _monthly(tmp_path / "m.csv")
+    cfg = _cfg(path, "month", "data.horizon=3")
+    data = HorizonData(cfg).build(CPU)
+    task = HorizonForecast(cfg, data.fitted)
+    model = task.build_model()
+    rows = tmp_path / "rows.csv"
+    # Any day of a month is that month (as training reads it) ...
+    pd.DataFrame({"month": ["2023-01-15", "2023-02-01"], "store": [1, 1]}).to_csv(rows, index=False)
+    got = task.predict(model, [str(rows)])
+    assert [(r["month"], r["step"]) for r in got] == [("2023-01-15", 1), ("2023-02-01", 2)]
+    # ... so two rows of one series in one month are refused, as two on one date are.
+    pd.DataFrame({"month": ["2023-01-01", "2023-02-01", "2023-01-31"], "store": [1, 1, 1]}).to_csv(
+        rows, index=False
+    )
+    with pytest.raises(ArchlabError, match=(
+        r"rows\.csv: series 1 has two rows in one month: 2023-01-01 at line 2 and 2023-01-31 at "
+        r"line 4 \(a month is one step, whatever its day\)")):  # fmt: skip
+        task.predict(model, [str(rows)])
+
+
+def test_trailing_rows_without_a_value_are_not_history(tmp_path: Path, capsys) -> None:
+    path = _monthly(tmp_path / "m.csv")
+    cfg = _cfg(path)
+    data = HorizonData(cfg).build(CPU)
+    task = HorizonForecast(cfg, data.fitted)
+    model = task.build_model()
+    # The history plus 4 months to fill: empty sales cells on the last dates.
+    hist = tmp_path / "hist.csv"
+    more = pd.DataFrame([(f"2023-{m:02d}-01", s, "") for m in range(1, 5) for s in (1, 2, 3)],
+                        columns=["month", "store", "sales"])  # fmt: skip
+    pd.concat([pd.read_csv(path), more]).to_csv(hist, index=False)
+    got = task.predict(model, [str(hist)])
+    assert {r["month"] for r in got} == {"2023-01-01"}  # after the last value, not the last row
+    err = capsys.readouterr().err
+    assert "dropped 12 row(s) on 4 later date(s) (2023-01-01..2023-04-01) that almost no " in err
+    assert "no value on the last date" not in err
+    # Training reads the same file the same way (it refused it for want of validation samples).
+    again = HorizonData(_cfg(hist)).build(CPU)
+    assert again.info["n_steps"] == 48 and any("dropped 12 row(s)" in n for n in again.notes)
+
+
+def test_ended_series_note_says_what_the_forecast_reads(tmp_path: Path, capsys) -> None:
+    path = _monthly(tmp_path / "m.csv")
+    cfg = _cfg(path)
+    data = HorizonData(cfg).build(CPU)
+    task = HorizonForecast(cfg, data.fitted)
+    hist = tmp_path / "hist.csv"
+    df = pd.read_csv(path)
+    df[~((df.store == 2) & (df.month >= "2022-10-01"))].to_csv(hist, index=False)
+    task.predict(task.build_model(), [str(hist)])
+    err = capsys.readouterr().err
+    assert "1 of 3 series have no value on the last date, 2022-12-01 (e.g. 2, last on " in err
+    assert "the network reads its steps without a value as missing, not as no sales" in err
+    assert "write 0 where a series sold nothing" in err
+
+
+def test_rows_to_forecast_read_yes_no_flags_as_training_does(tmp_path: Path) -> None:
+    rows = tmp_path / "rows.csv"
+    pd.DataFrame({"month": ["2023-01-01", "2023-02-01"], "store": [1, 1], "promo": ["yes", "No"]}
+                 ).to_csv(rows, index=False)  # fmt: skip
+    c = replace(_cfg(rows).data, covariates=("promo",), known_covariates=("promo",))
+    got = read_forecast_rows(rows, c)
+    assert got.promo.tolist() == [1.0, 0.0]
+
+
+def test_closed_weekdays_are_said(tmp_path: Path) -> None:
+    days = pd.date_range("2023-01-02", periods=140, freq="D")
+    week = np.array([1.0, 0.9, 0.95, 1.0, 1.2, 1.6, 1.4])
+
+    def write(keep: pd.DatetimeIndex, name: str) -> Path:
+        rows = [(f"{d:%Y-%m-%d}", s, 100.0 * s * week[d.day_of_week]) for s in (1, 2) for d in keep]
+        pd.DataFrame(rows, columns=["date", "store", "sales"]).to_csv(tmp_path / name, index=False)
+        return tmp_path / name
+
+    mon_sat = write(days[days.day_of_week < 6], "ms.csv")
+    notes = HorizonData(_cfg(mon_sat, "date")).build(CPU).notes
+    assert "data: daily steps, but rows on only 0 of 19 Sundays: each such day is a step " in (
+        "\n".join(notes)
+    )
+    one_sat = write(days[(days.day_of_week < 5) | (days == "2023-03-04")], "bd.csv")
+    notes = "\n".join(HorizonData(_cfg(one_sat, "date")).build(CPU).notes)
+    assert "rows on only 1 of 19 Saturdays, 0 of 19 Sundays" in notes
+    assert "drop the weekend rows to step by business days" in notes
+    business = write(days[days.day_of_week < 5], "b.csv")
+    assert "daily steps, but" not in "\n".join(HorizonData(_cfg(business, "date")).build(CPU).notes)
+
+
+def test_a_finished_runs_file_errors_name_what_the_user_can_do(tmp_path: Path) -> None:
+    path = _monthly(tmp_path / "m.csv")
+    fitted = HorizonData(_cfg(path)).build(CPU).fitted
+    other = tmp_path / "o.csv"
+    pd.read_csv(path).rename(columns={"month": "date"}).to_csv(other, index=False)
+    # eval --data and predict take no --set: the fix is to rename the file's column.
+    with pytest.raises(ArchlabError, match=(
+        r"missing column\(s\) \['month'\]; found columns \['date', 'store', 'sales'\]; rename "
+        r"column 'date' to 'month' \(the run's data.date_column\)$")):  # fmt: skip
+        HorizonData(_cfg(other)).build(CPU, fitted)
+    task = HorizonForecast(_cfg(path), fitted)
+    with pytest.raises(ArchlabError, match=r"rename column 'date' to 'month'"):
+        task.predict(task.build_model(), [str(other)])
+    # Series the run never saw are said to be so, not blamed on the dates.
+    pd.read_csv(path).assign(store=lambda d: "S" + d.store.astype(str)).to_csv(other, index=False)
+    with pytest.raises(ArchlabError, match=(
+        r"o\.csv: none of its series were seen in training \(e\.g\. S1; the run's are "
+        r"e\.g\. 1\)")):  # fmt: skip
+        HorizonData(_cfg(other)).build(CPU, fitted)
+
+
+def test_first_lines_wording(tmp_path: Path) -> None:
+    # Business days: the window and level shift are counted in steps, not days.
+    _, why = sales_recipe.derive(SalesDataConfig(horizon=10), 1, 5, 400, sales.BUSINESS)
+    assert why["window"] == "data: 56 steps, as for daily data (about 11 weeks)"
+    assert why["level_steps"] == "data: 28 steps as for daily data, at most a season"
+    # A series without training steps is said; next-step runs' training origins start where
+    # the lags allow; an ended series' note names the first test origin.
+    path = _monthly(tmp_path / "m.csv", stores=3)
+    df = pd.read_csv(path)
+    late = df[(df.store != 3) | (df.month >= "2022-11-01")]
+    late = late[(late.store != 2) | (late.month <= "2022-11-01")]
+    late.to_csv(path, index=False)
+    notes = HorizonData(_cfg(path)).build(CPU).notes
+    text = "\n".join(notes)
+    assert "data: 1 of 3 series have no value in the training steps (e.g. 3, first on " in text
+    assert "origins train 2019-12-01.." in notes[1]  # its target has a lag a season back
+    assert "the first test origin, 2022-09-01, is data.test_steps before the last date" in text
+
+
+def test_a_one_step_test_is_said(tmp_path: Path) -> None:
+    quarters = pd.date_range("2014-01-01", periods=40, freq="QS")
+    rows = [(f"{d:%Y-%m-%d}", s, 100.0 * s + 10 * (i % 4)) for s in (1, 2) for i, d in
+            enumerate(quarters)]  # fmt: skip
+    path = tmp_path / "q.csv"
+    pd.DataFrame(rows, columns=["month", "store", "sales"]).to_csv(path, index=False)
+    notes = "\n".join(HorizonData(_cfg(path)).build(CPU).notes)
+    assert "data: test 1 and validation 1 step(s), 2 and 2 targets: the test metrics" in notes
+    # A quarter of a year of monthly steps is 3: no such line.
+    monthly = "\n".join(HorizonData(_cfg(_monthly(tmp_path / "m.csv"))).build(CPU).notes)
+    assert "data: test 3" not in monthly
+
+
+def test_timestamps_without_seconds_are_read(tmp_path: Path) -> None:
+    from archlab.data import sales_csv
+
+    for text, fmt in (
+        ("2023-01-01 09:36", "%Y-%m-%d %H:%M"),
+        ("13/01/2023 9:36", "%d/%m/%Y %H:%M"),
+    ):
+        df = pd.DataFrame({"ts": [text]})
+        assert sales_csv.parse_dates(df, "ts", "auto", tmp_path / "f.csv") == fmt
+    # Hourly rows reach the sub-daily refusal, not a date-format error.
+    hours = pd.date_range("2024-01-01", periods=48, freq="h").strftime("%Y-%m-%d %H:%M")
+    path = tmp_path / "h.csv"
+    pd.DataFrame({"ts": hours, "store": 1, "sales": 1.0}).to_csv(path, index=False)
+    with pytest.raises(ArchlabError, match="dates less than a day apart"):
+        HorizonData(_cfg(path, "ts")).build(CPU)
+    # An inferred format that reads only most dates is not said to be the one expected.
+    df = pd.DataFrame({"ts": ["2023-01-01", "2023-01-02", "Jan 3rd"]})
+    with pytest.raises(ArchlabError, match=(
+        r"unparseable date 'Jan 3rd' in column 'ts' at line 4 \(no date format reads them all, "
+        r"'%Y-%m-%d' the most; set data.date_format\)")):  # fmt: skip
+        sales_csv.parse_dates(df, "ts", "auto", tmp_path / "f.csv")
+
+
+def test_eda_labels_and_covariates(tmp_path: Path, monkeypatch) -> None:
+    from archlab.plots import eda_sales
+    from archlab.tasks.sales_common import eda
+
+    figs: dict[str, list] = {}
+
+    def keep(fig, path: Path) -> Path:
+        labels = [t for ax in fig.axes for t in (ax.get_xlabel(), ax.get_ylabel())]
+        figs[path.name] = [fig._suptitle.get_text() if fig._suptitle else "", *labels]
+        return path
+
+    monkeypatch.setattr(eda_sales, "_out", keep)
+    months = pd.date_range("2020-01-01", periods=24, freq="MS").strftime("%Y-%m-%d")
+    wide = tmp_path / "wide.csv"
+    pd.DataFrame({"date": months, "north": 1.0, "south": 2.0}).to_csv(wide, index=False)
+    eda(_cfg(wide, "date", "data.series_keys=series", "data.target=Weekly_Sales"), tmp_path)
+    text = " ".join(t for v in figs.values() for t in v)
+    assert "Weekly_Sales" not in text and "value" in figs["sales_distribution.png"]
+    # One series with a covariate: the covariate is drawn, with no "mean over" in the title.
+    one = tmp_path / "one.csv"
+    pd.DataFrame({"date": months, "sales": 1.0, "promo": ["yes", "no"] * 12}).to_csv(
+        one, index=False
+    )
+    eda(_cfg(one, "date", "data.series_keys=none", "data.covariates=promo"), tmp_path)
+    assert figs["features_over_time.png"][0] == "features over time"
+    assert "promo" in figs["features_over_time.png"] and "sales" in figs["features_over_time.png"]
+
+
+def test_no_sample_left_names_the_test_and_validation_spans(tmp_path: Path) -> None:
+    path = _monthly(tmp_path / "m.csv")  # 48 months; a preset's 39 + 13 would leave none
+    with pytest.raises(ArchlabError, match=(
+        r"in the 8 training steps \(48 steps less data.test_steps=20 and data.val_steps=20\): "
+        r"lower those, give a longer history")):  # fmt: skip
+        HorizonData(_cfg(path, "month", "data.test_steps=20", "data.val_steps=20")).build(CPU)
+
+
+def test_predict_says_a_forecast_step_falls_on_a_closed_day(tmp_path: Path, capsys) -> None:
+    days = pd.date_range("2023-01-02", periods=139, freq="D")  # Monday .. a Saturday
+    keep = days[days.day_of_week < 6]
+    rows = [(f"{d:%Y-%m-%d}", s, 100.0 * s + d.day_of_week) for s in (1, 2) for d in keep]
+    path = tmp_path / "ms.csv"
+    pd.DataFrame(rows, columns=["date", "store", "sales"]).to_csv(path, index=False)
+    cfg = _cfg(path, "date")
+    data = HorizonData(cfg).build(CPU)
+    task = HorizonForecast(cfg, data.fitted)
+    got = task.predict(task.build_model(), [])
+    assert got[0]["date"] == "2023-05-21"
+    err = capsys.readouterr().err
+    assert (
+        "1 forecast step(s) fall on a day of the week the history has few or no rows on (e.g. "
+        "step 1, 2023-05-21, a Sunday)" in err
+    )
