@@ -66,13 +66,14 @@ def wmae(y_true: np.ndarray, y_pred: np.ndarray, is_holiday: np.ndarray) -> floa
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """MAE, RMSE and R² (in float64)."""
+    """MAE, RMSE and R² (in float64); R² is NaN on fewer than two values (a sparse panel's
+    validation span can hold one target), where it is not defined."""
     t = torch.from_numpy(np.array(y_true, dtype=np.float64))
     p = torch.from_numpy(np.array(y_pred, dtype=np.float64))
     return {
         "mae": float(mean_absolute_error(p, t)),
         "rmse": float(mean_squared_error(p, t, squared=False)),
-        "r2": float(r2_score(p, t)),
+        "r2": float(r2_score(p, t)) if len(t) >= 2 else float("nan"),
     }
 
 

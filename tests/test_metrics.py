@@ -74,6 +74,12 @@ def test_regression_metrics_match_sklearn(pairs: list[tuple[float, float]]) -> N
         assert m["r2"] == pytest.approx(skm.r2_score(y, p), rel=1e-6, abs=1e-6)
 
 
+def test_r2_of_one_value_is_nan_not_an_error() -> None:
+    # a sparse panel's validation span can hold one target: the run goes on
+    m = regression_metrics(np.array([3.0]), np.array([2.0]))
+    assert (m["mae"], m["rmse"]) == (1.0, 1.0) and np.isnan(m["r2"])
+
+
 def test_wmae_weights_holidays_five_times() -> None:
     y, p = np.array([10.0, 20.0]), np.array([11.0, 24.0])
     assert wmae(y, p, np.array([False, True])) == pytest.approx((1 + 5 * 4) / 6)

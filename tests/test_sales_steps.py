@@ -72,6 +72,22 @@ def test_a_few_dates_a_day_early_are_refused_not_read_as_six_day_steps(tmp_path:
     assert sales.infer_step_days(days[::2].to_numpy()) == 2
 
 
+def test_a_changed_week_ending_day_and_fixed_opening_days_still_read(tmp_path: Path) -> None:
+    # Not typos: every week from week 60 on ends a day later (Friday -> Saturday), in every
+    # store or in one; and shops open on Monday, Wednesday and Friday. Both read as before.
+    path = _weekly(tmp_path / "w.csv", shift={i: 1 for i in range(60, 110)})
+    df = pd.read_csv(path, parse_dates=["Date"])
+    sales.check_grid(df, ["store"], "Date", 7, 7, path)
+    one = _weekly(tmp_path / "one.csv")
+    df = pd.read_csv(one, parse_dates=["Date"])
+    df.loc[(df.store == 2) & (df.Date >= df.Date.iloc[60]), "Date"] += pd.Timedelta(days=1)
+    sales.check_grid(df, ["store"], "Date", 7, 7, one)
+    days = pd.date_range("2023-01-02", periods=120, freq="D")
+    mwf = pd.DataFrame({"Date": days[days.day_of_week.isin([0, 2, 4])], "store": 1})
+    step = sales.infer_step_days(mwf.Date.to_numpy())
+    sales.check_grid(mwf, ["store"], "Date", step, 7, "mwf.csv")
+
+
 def test_months_dated_on_varying_days_are_calendar_months(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     path = _monthly(tmp_path / "m.csv", days=rng.integers(9, 20, 48))  # booked on day 10-20

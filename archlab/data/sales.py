@@ -762,6 +762,12 @@ def infer_step_days(dates: np.ndarray) -> int:
     return usual
 
 
+def _between(off: np.ndarray) -> np.ndarray:
+    """Off-grid rows (of one series, by date) with a row on the grid before and after them."""
+    on = ~off
+    return off & (np.cumsum(on) > 0) & (np.cumsum(on[::-1])[::-1] > 0)
+
+
 def check_grid(
     df: pd.DataFrame, keys: Sequence[str], date: str, step_days: int, weekdays: int, path: object
 ) -> None:
@@ -775,6 +781,15 @@ def check_grid(
     usual = phase[np.argmax(counts)]
     off = d % step_days != usual
     if not off.any():
+        return
+    # Refused: a few dates among a series' dates on the grid (a week booked a day early). Not:
+    # a week-ending day that changed once (the dates after it are all off), or shops open on
+    # fixed weekdays (half the dates "off" a 2- or 3-day grid), which read as before.
+    order = np.lexsort((d, *(df[k].astype(str).to_numpy() for k in reversed(list(keys)))))
+    groups = [df[k].to_numpy()[order] for k in keys] if keys else np.zeros(len(d))
+    series = pd.Series(off[order]).groupby(groups, sort=False)
+    between = series.transform(lambda o: _between(o.to_numpy()))
+    if not between.any() or 4 * len(np.unique(d[off])) > len(np.unique(d)):
         return
     first = np.flatnonzero(d == d[off].min())[0]  # the earliest date off the grid
     key = ", ".join(f"{k} {df[k].iloc[first]}" for k in keys)
