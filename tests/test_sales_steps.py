@@ -140,6 +140,7 @@ def test_trailing_rows_without_a_value_are_not_history(tmp_path: Path, capsys) -
     assert {r["month"] for r in got} == {"2023-01-01"}  # after the last value, not the last row
     err = capsys.readouterr().err
     assert "dropped 12 row(s) on 4 later date(s) (2023-01-01..2023-04-01) that almost no " in err
+    assert "the forecast is for the steps after 2022-12-01: give the rows to forecast" in err
     assert "no value on the last date" not in err
     # Training reads the same file the same way (it refused it for want of validation samples).
     again = HorizonData(_cfg(hist)).build(CPU)

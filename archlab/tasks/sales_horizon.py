@@ -323,11 +323,18 @@ class HorizonForecast(SalesTask):
             fz = self.fitted.featurizer
             sales.check_same_step(df[c.date_column].to_numpy(), fz.step_days, fz.weekdays, hist)
             sales.check_grid(df, c.series_keys, c.date_column, fz.step_days, fz.weekdays, hist)
-            for line in sales.tail_note(df):  # the origin is the last date kept: say why
-                said = line.removeprefix("data: ").split("; set data.tail_min_coverage")[0]
-                print(f"archlab: note: {hist}: {said}", file=sys.stderr)
         else:
             df = self._own_data()
+        read = df.attrs.get("read", {})
+        for line in sales.tail_note(df):  # the origin is the last date kept: say why
+            said = line.removeprefix("data: ").split("; set data.tail_min_coverage")[0]
+            if read.get("tail_trimmed_dates") and said.startswith("dropped"):
+                # Rows left to fill in (no value) are not what is forecast: the steps after
+                # the last date kept are; a file of rows to forecast has its dates checked.
+                said += (f"; the forecast is for the steps after {read['last_date']}: give "
+                         "the rows to forecast as a file without the target column to have "
+                         "their dates forecast")  # fmt: skip
+            print(f"archlab: note: {hist or c.path}: {said}", file=sys.stderr)
         fz = self.fitted.featurizer
         dates = df[c.date_column].to_numpy().astype("datetime64[D]")
         if want:  # before the known covariates' values on those dates are looked up
