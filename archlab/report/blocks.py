@@ -121,7 +121,7 @@ def _cell(text: str, tag: str = "td") -> str:
 # and one at least WIDE_PIXELS wide many small panels (the sample grid's captions): on a phone
 # either is drawn at PHONE_SCALE of its pixel width and scrolls in its figure.
 WIDE_ASPECT = 2.5
-WIDE_PIXELS = 1100
+WIDE_PIXELS = 1000  # the sample grid is about 1,050 px once cropped to its content
 PHONE_SCALE = 0.6
 
 
