@@ -321,3 +321,15 @@ def test_predict_says_a_forecast_step_falls_on_a_closed_day(tmp_path: Path, caps
         "1 forecast step(s) fall on a day of the week the history has few or no rows on (e.g. "
         "step 1, 2023-05-21, a Sunday)" in err
     )
+
+
+def test_four_weekly_periods_say_why_they_are_not_months(tmp_path: Path) -> None:
+    # 13 periods a year, 28 days apart: read as calendar months, two fall into one month
+    dates = pd.date_range("2019-01-05", periods=40, freq="28D")
+    rows = [(f"{d:%Y-%m-%d}", s, 100.0 * s + i) for s in (1, 2) for i, d in enumerate(dates)]
+    path = tmp_path / "p13.csv"
+    pd.DataFrame(rows, columns=["period", "store", "sales"]).to_csv(path, index=False)
+    with pytest.raises(ArchlabError, match=rf"^{re.escape(str(path))}: series 1: two rows fall "
+                       r"into the same calendar month .* periods of 4 weeks \(13 a year\) do not "
+                       "fit"):  # fmt: skip
+        HorizonData(_cfg(path, "period")).build(CPU)

@@ -877,9 +877,14 @@ def build_panel(
         k = months_per_step(step_days)
         unit = f"calendar {step_unit(step_days)}" if k else f"{step_days}-day step"
         key = ", ".join(map(str, key_arr[i].tolist()))
+        where = f"{file}: " if (file := df.attrs.get("read", {}).get("file")) else ""
+        # 4-weekly periods (13 a year) and 30-day cycles read as months, 13 into 12
+        more = (": steps about a month apart are calendar months, so periods of 4 weeks (13 "
+                "a year) do not fit; give one row per calendar month, or weekly rows" if k
+                else "")  # fmt: skip
         raise ArchlabError(
-            f"series {key}: two rows fall into the same {unit} "
-            f"(second one dated {str(d[i])[:10]}); the panel needs regularly spaced dates"
+            f"{where}series {key}: two rows fall into the same {unit} "
+            f"(second one dated {str(d[i])[:10]}); the panel needs regularly spaced dates{more}"
         )
     y = np.full((len(first), T), np.nan)
     y[s, t] = df[target].to_numpy(float)
