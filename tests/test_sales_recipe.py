@@ -161,3 +161,15 @@ def test_a_history_under_a_season_names_the_lag_to_drop(tmp_path: Path) -> None:
         HorizonData(_cfg(tmp_path / "weekly.csv")).build(CPU)
     data = HorizonData(_cfg(tmp_path / "weekly.csv", "data.require_lags=1")).build(CPU)
     assert len(data.train) > 0
+
+
+def test_a_season_longer_than_the_history_names_data_season(tmp_path: Path) -> None:
+    # every other day: the derived season is 183 steps, more than this history holds
+    dates = pd.date_range("2023-01-01", periods=200, freq="2D")
+    frame = pd.concat(
+        pd.DataFrame({"date": dates, "store_nbr": s, "transactions": 100.0 * s + np.arange(200)})
+        for s in (1, 2)
+    )
+    frame.to_csv(tmp_path / "eod.csv", index=False)
+    with pytest.raises(ArchlabError, match=r"\(data.season=183 steps\).*or data.season \(the "):
+        HorizonData(_cfg(tmp_path / "eod.csv", "data.horizon=4")).build(CPU)

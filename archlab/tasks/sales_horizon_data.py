@@ -237,11 +237,12 @@ class HorizonData:
             )
         if len(split["train"][0]) == 0 and not given:
             raise ArchlabError(
-                f"{c.path}: no training origin has a season ({c.season} steps) of history "
-                f"before its window (data.window={c.window}) in the {n_train} training steps: "
-                f"lower data.horizon={c.horizon}, data.val_steps"
+                f"{c.path}: no training origin has a season (data.season={c.season} steps) of "
+                f"history before its window (data.window={c.window}) in the {n_train} training "
+                f"steps: lower data.horizon={c.horizon}, data.val_steps"
                 + (f", data.val_gap={c.val_gap}" if c.val_gap else "")
-                + " or data.window, or give a longer history"
+                + ", data.window or data.season (the steps of one cycle), or give a longer "
+                "history"
             )
         for k, steps in (("val", c.val_steps), ("test", _test_span(c))):
             # e.g. a stray last date kept by tail_min_coverage=0
