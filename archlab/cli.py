@@ -139,7 +139,7 @@ def _goes_on(out: Path) -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         print(f"archlab: to go on, run this command again with --out {out}: finished runs are "
-              "kept; the interrupted one resumes", file=sys.stderr)  # fmt: skip
+              "kept; one interrupted resumes", file=sys.stderr)  # fmt: skip
         raise
 
 
@@ -891,7 +891,7 @@ def _terminate_as_interrupt(seen: list[bool]) -> Iterator[None]:
         # As a Ctrl-C there: training's first one finishes the step and checkpoints.
         on_int = signal.getsignal(signal.SIGINT)
         if callable(on_int) and on_int is not signal.default_int_handler:
-            on_int(signal.SIGINT, frame)
+            on_int(signal.SIGTERM, frame)  # its handler says which signal came
             return
         raise KeyboardInterrupt
 

@@ -247,6 +247,9 @@ def require_finished(run_dir: Path) -> None:
     if not (d / CONFIG).exists():
         raise ArchlabError(f"{d}: not a run directory (no {CONFIG})")
     if not is_finished(d):
+        if pid := training_pid(d):
+            raise ArchlabError(f"{d}: the run has not finished: process {pid} is training it; "
+                               "wait for it to end")  # fmt: skip
         raise ArchlabError(
             f"{d}: the run has not finished (no complete {METRICS}); finish it with archlab "
             f"train --resume {d}"
@@ -343,6 +346,10 @@ def new_run_dir(out: Path, name: str) -> Path:
     raise AssertionError("unreachable")
 
 
+class RunLocked(ArchlabError):
+    """The run directory is being trained by another process (``lock_training``)."""
+
+
 def lock_training(run_dir: Path) -> None:
     """Take the run's training lock, held until ``unlock_training`` (or the process ends):
     a second process training the same run (a --resume of a run still training, two resumes
@@ -360,13 +367,32 @@ def lock_training(run_dir: Path) -> None:
     except OSError:
         pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
         os.close(fd)
-        raise ArchlabError(
+        raise RunLocked(
             f"{run_dir}: another process (pid {pid}) is training this run; wait for it to end "
             "(or stop it), then --resume it if it did not finish"
         ) from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     _HELD[run_dir] = fd
+
+
+def training_pid(run_dir: Path) -> str:
+    """The pid of the process training the run now ("" where none holds its lock, or this
+    process does)."""
+    if Path(run_dir).resolve() in _HELD:
+        return ""
+    try:
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
+    except OSError:
+        return ""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # taken: nobody trains it
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return ""
+    except OSError:
+        return os.read(fd, 32).decode(errors="replace").strip() or "?"
+    finally:
+        os.close(fd)
 
 
 def unlock_training(run_dir: Path) -> None:

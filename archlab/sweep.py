@@ -330,7 +330,9 @@ def _run_trial(
         print(f"trial {trial.number}: failed: {e}", file=sys.stderr)
         return
     except BaseException as e:
-        if isinstance(e, KeyboardInterrupt):  # SIGTERM is raised as one too (cli)
+        # SIGTERM is raised as a KeyboardInterrupt too (cli); a run another process is
+        # training (its --resume, as the Ctrl-C line suggests) is taken up again later.
+        if isinstance(e, KeyboardInterrupt | rundir.RunLocked):
             trial.set_user_attr("interrupted", True)
         study.tell(trial, state=TrialState.FAIL)
         raise
@@ -361,7 +363,7 @@ def _best_value(run_dir: Path, monitor: tuple[str, str]) -> float | None:
 def _write_outputs(study: optuna.Study, out: Path, key: str) -> SweepResult:
     trials = study.get_trials(deepcopy=False)
     write_text_atomic(out / "trials.csv", _trials_csv(trials))
-    finished = sum(t.state.is_finished() for t in trials)
+    finished = sum(t.state.is_finished() and not _interrupted(t) for t in trials)
     running = sum(t.state == TrialState.RUNNING for t in trials)
     result = SweepResult(study.study_name, key, finished, running)
     if not any(t.state == TrialState.COMPLETE for t in trials):

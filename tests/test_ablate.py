@@ -253,6 +253,6 @@ def test_ctrl_c_in_an_ablation_says_the_same_command_goes_on(
     args = ["ablate", "--task", "images", "--data", str(image_folder), "--out", str(out)]
     assert main(args) == 130
     assert (
-        f"to go on, run this command again with --out {out}: finished runs are kept; the "
-        "interrupted one resumes" in capsys.readouterr().err
+        f"to go on, run this command again with --out {out}: finished runs are kept; one "
+        "interrupted resumes" in capsys.readouterr().err
     )

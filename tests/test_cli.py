@@ -393,6 +393,7 @@ def test_sigterm_mid_epoch_checkpoints_at_the_step_as_a_first_ctrl_c(
     assert main(args) == 143
     err = capsys.readouterr().err
     assert "interrupted at epoch 1, step 2 (checkpoint saved)" in err, err
+    assert "archlab: SIGTERM: saving a checkpoint after this step" in err  # not "Ctrl-C"
     assert err.strip().splitlines()[-1] == "archlab: terminated (SIGTERM)"
 
 

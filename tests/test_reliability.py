@@ -273,6 +273,8 @@ def test_a_run_another_process_is_training_is_refused(
         assert main(["train", "--resume", str(run_dir)]) == 2
         err = capsys.readouterr().err
         assert f"{run_dir.resolve()}: another process (pid 4242) is training this run" in err
+        assert main(["eval", str(run_dir)]) == 2  # not "finish it with --resume"
+        assert "the run has not finished: process 4242 is training it" in capsys.readouterr().err
     finally:
         other.kill()
         other.wait()

@@ -258,7 +258,7 @@ def test_an_interrupted_trial_resumes_and_is_not_counted(
     assert "trial 2: resumes interrupted trial 1" in capsys.readouterr().err
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{out}/sweep.db")
     states = [t.state.name for t in study.trials]
-    assert states == ["COMPLETE", "FAIL", "COMPLETE"] and result.finished == 3
+    assert states == ["COMPLETE", "FAIL", "COMPLETE"] and result.finished == 2  # of --trials
     assert study.trials[2].params == study.trials[1].params  # the same trial, taken up
     assert study.trials[2].user_attrs["run_dir"] == str((out / "trial-1").resolve())
     assert not (out / "trial-2").exists()
@@ -266,3 +266,40 @@ def test_an_interrupted_trial_resumes_and_is_not_counted(
     assert len(history) == 3  # a header and epochs 1 and 2: resumed, not restarted
     rows = [r.split(",")[1] for r in (out / "trials.csv").read_text().splitlines()[1:]]
     assert rows == ["complete", "interrupted", "complete"]
+
+
+def test_a_taken_up_trial_another_process_trains_stays_interrupted(
+    tmp_path: Path, tweets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The Ctrl-C line also names `train --resume OUT/trial-N`: a sweep run again meanwhile
+    # met that run's lock, and the trial counted as failed for good.
+    from archlab import rundir, sweep
+    from archlab.config import apply_overrides
+
+    base = apply_overrides(_base(tweets), [a for a in TINY if "=" in a])
+    space = {"optim.lr": Param("float", 1e-3, 1e-2, log=True)}
+    out = tmp_path / "s"
+    report = ReportToTrial.on_epoch_end
+
+    def ctrl_c(self: ReportToTrial, trainer: object, row: dict) -> None:
+        report(self, trainer, row)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ReportToTrial, "on_epoch_end", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(base, space, 1, out, study_name="s")
+    monkeypatch.setattr(ReportToTrial, "on_epoch_end", report)
+    lock = rundir.lock_training
+
+    def held(run_dir: Path) -> None:
+        raise rundir.RunLocked(f"{run_dir}: another process (pid 7) is training this run")
+
+    monkeypatch.setattr(rundir, "lock_training", held)
+    with pytest.raises(ArchlabError, match="another process"):
+        sweep.run_sweep(base, space, 1, out, study_name="s")
+    monkeypatch.setattr(rundir, "lock_training", lock)
+    result = sweep.run_sweep(base, space, 1, out, study_name="s")  # the other process ended
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{out}/sweep.db")
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL", "COMPLETE"]
+    assert study.trials[2].user_attrs["run_dir"] == str((out / "trial-0").resolve())
+    assert result.finished == 1 and "(1 finished)" in result.summary()

@@ -262,9 +262,10 @@ class Trainer:
             if self.interrupted:
                 raise KeyboardInterrupt
             self.interrupted = True
-            if self.dist.is_main:
-                print("archlab: Ctrl-C: saving a checkpoint after this step (Ctrl-C again to "
-                      "abort without it)", file=sys.stderr, flush=True)  # fmt: skip
+            if self.dist.is_main:  # SIGTERM comes here too (the CLI passes it on as signum)
+                what = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+                print(f"archlab: {what}: saving a checkpoint after this step (Ctrl-C to abort "
+                      "without it)", file=sys.stderr, flush=True)  # fmt: skip
 
         previous = signal.signal(signal.SIGINT, handler)
         try:
