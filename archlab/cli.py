@@ -653,9 +653,9 @@ def ablate(
     _check_out(out)
     if preset is None and model is not None and f"{task}-{model}" in PRESETS:
         preset = f"{task}-{model}"
-        # Said first: the study's recipe may not fit a user's data, and its errors come
+        # Said first: a preset's settings may not fit a user's data, and its errors come
         # before any config line.
-        print(f"archlab: note: ablate starts from preset {preset} (the study's recipe for "
+        print(f"archlab: note: ablate starts from preset {preset} (the preset named after "
               f"--model {model}); --preset NAME to start from another",
               file=sys.stderr)  # fmt: skip
     base = build_config(None if preset else task, preset, data, model, epochs, None, set_)
