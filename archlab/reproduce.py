@@ -345,8 +345,10 @@ def _run_part(
     errors: dict[str, str] = {}  # experiment key -> why it was skipped
     for exp in (e for e in experiments if e.part == part):
         if exp.vectors and not vectors:
-            log(f"skipping {exp.title}: no word vectors found"
-                + (f" (looked for {vectors_looked})" if vectors_looked else ""))  # fmt: skip
+            line = (f"skipping {exp.title}: no word vectors found"
+                    + (f" (looked for {vectors_looked})" if vectors_looked else ""))  # fmt: skip
+            log(line)
+            skipped[f"{part}/{exp.key}"] = line  # in the report too, not only on stderr
             continue
         if exp.vectors:
             exp = replace(exp, overrides=(*exp.overrides, f"data.embeddings={vectors}"))

@@ -277,6 +277,7 @@ def test_text_rows_with_vectors_use_the_glove_folder(tmp_path: Path) -> None:
         f"skipping 2-layer BiLSTM + GloVe vectors: no word vectors found (looked for {data}/glove"
     )
     assert any(s.startswith(skip) for s in lines), lines
+    assert skip in (out / "report" / "report.md").read_text()  # in the report too
     (data / "glove").mkdir()
     write_vectors(data / "glove" / "vecs.txt.gz")
     report = reproduce(data, "smoke", 1, out, experiments=exps, parts=("text",), log=lines.append)
