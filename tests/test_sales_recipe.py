@@ -149,27 +149,26 @@ def test_generic_daily_command_beats_seasonal_naive(tmp_path: Path, monkeypatch)
     assert m["test_wmae"] < 0.97 * m["baseline_seasonal_naive_wmae"]
 
 
+def _two_stores(path: Path, dates: pd.DatetimeIndex) -> Path:
+    """Two stores' steadily rising transactions on ``dates``."""
+    n = len(dates)
+    pd.concat(
+        pd.DataFrame({"date": dates, "store_nbr": s, "transactions": 100.0 * s + np.arange(n)})
+        for s in (1, 2)
+    ).to_csv(path, index=False)
+    return path
+
+
 def test_a_history_under_a_season_names_the_lag_to_drop(tmp_path: Path) -> None:
     # 60 weekly steps leave 34 to train on: none has the value a season (52 weeks) back
-    dates = pd.date_range("2023-01-06", periods=60, freq="W-FRI")
-    frame = pd.concat(
-        pd.DataFrame({"date": dates, "store_nbr": s, "transactions": 100.0 * s + np.arange(60)})
-        for s in (1, 2)
-    )
-    frame.to_csv(tmp_path / "weekly.csv", index=False)
+    path = _two_stores(tmp_path / "weekly.csv", pd.date_range("2023-01-06", periods=60, freq="7D"))
     with pytest.raises(ArchlabError, match=r"\[1, 52\].*--set data.require_lags=1"):
-        HorizonData(_cfg(tmp_path / "weekly.csv")).build(CPU)
-    data = HorizonData(_cfg(tmp_path / "weekly.csv", "data.require_lags=1")).build(CPU)
-    assert len(data.train) > 0
+        HorizonData(_cfg(path)).build(CPU)
+    assert len(HorizonData(_cfg(path, "data.require_lags=1")).build(CPU).train) > 0
 
 
 def test_a_season_longer_than_the_history_names_data_season(tmp_path: Path) -> None:
     # every other day: the derived season is 183 steps, more than this history holds
-    dates = pd.date_range("2023-01-01", periods=200, freq="2D")
-    frame = pd.concat(
-        pd.DataFrame({"date": dates, "store_nbr": s, "transactions": 100.0 * s + np.arange(200)})
-        for s in (1, 2)
-    )
-    frame.to_csv(tmp_path / "eod.csv", index=False)
+    path = _two_stores(tmp_path / "eod.csv", pd.date_range("2023-01-01", periods=200, freq="2D"))
     with pytest.raises(ArchlabError, match=r"\(data.season=183 steps\).*or data.season \(the "):
-        HorizonData(_cfg(tmp_path / "eod.csv", "data.horizon=4")).build(CPU)
+        HorizonData(_cfg(path, "data.horizon=4")).build(CPU)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import optuna
 import pytest
@@ -233,9 +234,11 @@ def test_a_partial_config_changes_the_task_or_presets_settings(
     assert "train.epochs='two': expected an integer" in capsys.readouterr().err
 
 
-def test_an_interrupted_trial_resumes_and_is_not_counted(
-    tmp_path: Path, tweets: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
+def _interrupted_sweep(
+    tmp_path: Path, tweets: Path, monkeypatch: pytest.MonkeyPatch, trials: int
+) -> tuple[Any, dict[str, Param], Path]:
+    """A sweep of ``trials`` whose last trial a Ctrl-C stopped after epoch 1's checkpoint:
+    its base config, space and output folder, to run it again."""
     from archlab import sweep
     from archlab.config import apply_overrides
 
@@ -244,15 +247,24 @@ def test_an_interrupted_trial_resumes_and_is_not_counted(
     out = tmp_path / "s"
     report = ReportToTrial.on_epoch_end
 
-    def ctrl_c_in_trial_1(self: ReportToTrial, trainer: object, row: dict) -> None:
+    def ctrl_c_in_the_last(self: ReportToTrial, trainer: object, row: dict) -> None:
         report(self, trainer, row)
-        if self.trial.number == 1:
-            raise KeyboardInterrupt  # after epoch 1's checkpoint
+        if self.trial.number == trials - 1:
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(ReportToTrial, "on_epoch_end", ctrl_c_in_trial_1)
+    monkeypatch.setattr(ReportToTrial, "on_epoch_end", ctrl_c_in_the_last)
     with pytest.raises(KeyboardInterrupt):
-        sweep.run_sweep(base, space, 2, out, study_name="s")
+        sweep.run_sweep(base, space, trials, out, study_name="s")
     monkeypatch.setattr(ReportToTrial, "on_epoch_end", report)
+    return base, space, out
+
+
+def test_an_interrupted_trial_resumes_and_is_not_counted(
+    tmp_path: Path, tweets: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from archlab import sweep
+
+    base, space, out = _interrupted_sweep(tmp_path, tweets, monkeypatch, 2)
     capsys.readouterr()
     result = sweep.run_sweep(base, space, 2, out, study_name="s")  # the same command again
     assert "trial 2: resumes interrupted trial 1" in capsys.readouterr().err
@@ -274,21 +286,8 @@ def test_a_taken_up_trial_another_process_trains_stays_interrupted(
     # The Ctrl-C line also names `train --resume OUT/trial-N`: a sweep run again meanwhile
     # met that run's lock, and the trial counted as failed for good.
     from archlab import rundir, sweep
-    from archlab.config import apply_overrides
 
-    base = apply_overrides(_base(tweets), [a for a in TINY if "=" in a])
-    space = {"optim.lr": Param("float", 1e-3, 1e-2, log=True)}
-    out = tmp_path / "s"
-    report = ReportToTrial.on_epoch_end
-
-    def ctrl_c(self: ReportToTrial, trainer: object, row: dict) -> None:
-        report(self, trainer, row)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(ReportToTrial, "on_epoch_end", ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
-        sweep.run_sweep(base, space, 1, out, study_name="s")
-    monkeypatch.setattr(ReportToTrial, "on_epoch_end", report)
+    base, space, out = _interrupted_sweep(tmp_path, tweets, monkeypatch, 1)
     lock = rundir.lock_training
 
     def held(run_dir: Path) -> None:
