@@ -364,13 +364,16 @@ def lock_training(run_dir: Path) -> None:
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:  # held by another process
         pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
         os.close(fd)
         raise RunLocked(
             f"{run_dir}: another process (pid {pid}) is training this run; wait for it to end "
             "(or stop it), then --resume it if it did not finish"
         ) from None
+    except OSError:  # a filesystem without locks (some network mounts): train unlocked
+        os.close(fd)
+        return
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     _HELD[run_dir] = fd
@@ -389,8 +392,10 @@ def training_pid(run_dir: Path) -> str:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # taken: nobody trains it
         fcntl.flock(fd, fcntl.LOCK_UN)
         return ""
-    except OSError:
+    except BlockingIOError:
         return os.read(fd, 32).decode(errors="replace").strip() or "?"
+    except OSError:  # no locks on this filesystem: nothing known
+        return ""
     finally:
         os.close(fd)
 

@@ -280,3 +280,19 @@ def test_a_run_another_process_is_training_is_refused(
         other.wait()
     assert main(["train", "--resume", str(run_dir)]) == 0  # the other is gone: the lock too
     assert (run_dir / rundir.METRICS).exists()
+
+
+def test_a_filesystem_without_locks_trains_unlocked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Some network mounts answer flock with ENOLCK: that is no other trainer, and no refusal.
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    rundir.lock_training(tmp_path)
+    assert rundir.training_pid(tmp_path) == ""
+    rundir.unlock_training(tmp_path)  # nothing held: nothing to release
