@@ -488,15 +488,20 @@ def text_explain(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
     tok = run.task.fitted.tokenizer
     x, lengths = encode(tok, texts, run.task.data_cfg.max_length)
     names = list(run.task.fitted.class_names)
-    pred = torch.tensor([names.index(r["label"]) for r in out["predictions"]])
     with run.lock:
+        # Toward the network's own top class, as archlab explain: attributions are the
+        # network's, and the blend's label may be one the network does not pick.
+        with torch.no_grad():
+            dev = next(run.model.parameters()).device
+            pred = run.model(x.to(dev), lengths).argmax(1).cpu()
         a = integrated_gradients(run.model, x, lengths, pred, steps=32)
     for i, (r, t) in enumerate(zip(out["predictions"], texts, strict=True)):
         n = int(lengths[i])
         toks = [tok.id_to_token(k) for k in x[i, :n].tolist()]
         words = tokenizer_words(tok, t)[:n]
         r["explanation"] = {
-            "method": "integrated gradients toward the predicted class (per token)",
+            "method": "integrated gradients toward the network's top class (per token)",
+            "class": names[int(pred[i])],
             "tokens": toks,
             "words": words if len(words) == n else toks,
             "attributions": [round(v, 5) for v in a.attr[i, :n].tolist()],

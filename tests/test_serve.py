@@ -615,5 +615,11 @@ def test_served_explain_of_a_blended_run_says_it_is_the_network_alone(
     blended = TestClient(create_app([parity_and_blend["blend"]]))
     r = blended.post("/explain", json={"texts": ["great flight thanks"]}).json()
     assert any("explanations are of the network alone" in x for x in r["notes"]), r
+    # toward the network's own top class, as archlab explain (not the blend's label), named
+    from archlab.explain import explain
+
+    out = explain(parity_and_blend["blend"], ["great flight thanks"], out=None, steps=8)
+    cli = json.loads((out / "explain.json").read_text())["texts"][0]["pred"]
+    assert r["predictions"][0]["explanation"]["class"] == cli
     alone = TestClient(create_app([parity_and_blend["alone"]]))
     assert alone.post("/explain", json={"texts": ["great"]}).json()["notes"] == []
