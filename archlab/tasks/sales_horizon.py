@@ -328,7 +328,7 @@ class HorizonForecast(SalesTask):
         read = df.attrs.get("read", {})
         for line in sales.tail_note(df):  # the origin is the last date kept: say why
             said = line.removeprefix("data: ").split("; set data.tail_min_coverage")[0]
-            if read.get("tail_trimmed_dates") and said.startswith("dropped"):
+            if read.get("tail_trimmed_dates") and said.startswith("dropped") and not want:
                 # Rows left to fill in (no value) are not what is forecast: the steps after
                 # the last date kept are; a file of rows to forecast has its dates checked.
                 said += (f"; the forecast is for the steps after {read['last_date']}: give "
