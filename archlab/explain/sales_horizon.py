@@ -114,11 +114,22 @@ def explain(
         "files": [],
         "n_test": len(data.x),
     }
+    notes = []
     if task.correction_scale == 0:  # chosen on validation: the forecast is the base alone
-        out["note"] = (
+        notes.append(
             "the run's correction scale is 0 (chosen on validation): its forecasts are last "
             "season's base alone, so no input of the network moves them (attributions 0)"
         )
+    w = task.fitted.chosen.get("blend_weight")
+    if isinstance(w, int | float) and w < 1:  # what predict and serve answer is the blend
+        peer = task.data_cfg.peer
+        notes.append(
+            f"the explanations (and the forecasts beside them) are of the network's forecast; "
+            f"predict and serve answer its blend with the {peer} peer ({w:g} x network), "
+            "which no attribution here covers"
+        )
+    if notes:
+        out["note"] = "; ".join(notes)
     if "ig" in req.methods:
         _ig_views(view, bundle.context, out)
     if "permutation" in req.methods:
