@@ -333,3 +333,19 @@ def test_four_weekly_periods_say_why_they_are_not_months(tmp_path: Path) -> None
                        r"into the same calendar month .* periods of 4 weeks \(13 a year\) do not "
                        "fit"):  # fmt: skip
         HorizonData(_cfg(path, "period")).build(CPU)
+
+
+def test_rows_to_forecast_with_an_empty_target_column_are_rows_not_history(
+    tmp_path: Path,
+) -> None:
+    # a template to fill in: keys, dates and the target column left blank
+    path = _monthly(tmp_path / "m.csv")
+    cfg = _cfg(path)
+    data = HorizonData(cfg).build(CPU)
+    task = HorizonForecast(cfg, data.fitted)
+    rows = tmp_path / "rows.csv"
+    pd.DataFrame({"month": ["2023-01-01"] * 3, "store": [1, 2, 3], "sales": ""}).to_csv(
+        rows, index=False
+    )
+    got = task.predict(task.build_model(), [str(rows)])
+    assert [(r["store"], r["month"]) for r in got] == [(s, "2023-01-01") for s in (1, 2, 3)]

@@ -281,8 +281,13 @@ class HorizonForecast(SalesTask):
             _check_target_column(path, cols, c.target)
             # Rows to forecast name their series and dates; anything else (a wide table too)
             # is read as a history, whose errors name the columns a history needs.
+            # A target column with no value at all (a template to fill) is rows to forecast too.
+            blank = c.target in cols and bool(
+                frame[c.target].astype("string").str.strip().fillna("").isin(["", "nan", "NaN"])
+                .all()
+            )  # fmt: skip
             rows = (
-                c.target not in cols
+                (c.target not in cols or blank)
                 and {*sales.key_columns(c.series_keys), c.date_column} <= set(cols)
                 and not sales.reads_wide(c, frame)
             )
