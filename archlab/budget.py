@@ -241,7 +241,9 @@ def probe(base: RunConfig, where: Path, target_s: float = 0.0) -> Probe:
     clock = _StepClock(target_s)
     try:
         with contextlib.suppress(_ProbeDone):
-            runner.fit(p, [clock])
+            runner.fit(p, [clock], say_resume=False)  # its folder goes: nothing to resume
+        if clock.trainer is not None and clock.trainer.interrupted:
+            raise KeyboardInterrupt  # a Ctrl-C in the step that ended the probe
         t = clock.t
         if math.isnan(clock.epoch_end):  # stopped inside the epoch: time a validation pass
             v0 = time.perf_counter()
@@ -461,6 +463,11 @@ def run_budget(
     try:
         pr = probe(base, search_dir / "probe", PROBE_SHARE * budget_s)
         pl = plan(budget_s, deadline - time.perf_counter(), pr, base.train.epochs)
+    except KeyboardInterrupt as e:
+        shutil.rmtree(search_dir, ignore_errors=True)  # nothing searched: leave nothing behind
+        print("archlab: the --budget search stopped while timing its first steps, before any "
+              "trial: nothing to keep; run the command again", file=sys.stderr)  # fmt: skip
+        raise runner.Interrupted from e  # said: no bare "interrupted" after it
     except BaseException:
         shutil.rmtree(search_dir, ignore_errors=True)  # nothing searched: leave nothing behind
         raise

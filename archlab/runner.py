@@ -236,15 +236,17 @@ def _resume_state(run_dir: Path, data: DataBundle[Any, Any], d: Dist) -> dict[st
     return None
 
 
-def fit(p: Prepared, callbacks: Sequence[Callback] = ()) -> Path:
-    """Train a prepared run, then test it and write its files (metrics.json last)."""
+def fit(p: Prepared, callbacks: Sequence[Callback] = (), say_resume: bool = True) -> Path:
+    """Train a prepared run, then test it and write its files (metrics.json last).
+    ``say_resume``: a Ctrl-C's line says how to resume the run (not for a run its caller
+    removes, the budget's probe)."""
     try:
-        return _fit(p, callbacks)
+        return _fit(p, callbacks, say_resume)
     finally:
         rundir.unlock_training(p.run_dir)  # taken by prepare
 
 
-def _fit(p: Prepared, callbacks: Sequence[Callback]) -> Path:
+def _fit(p: Prepared, callbacks: Sequence[Callback], say_resume: bool = True) -> Path:
     cfg, run_dir, d = p.cfg, p.run_dir, p.dist
     model = p.task.build_model()
     trainer = Trainer(
@@ -267,6 +269,8 @@ def _fit(p: Prepared, callbacks: Sequence[Callback]) -> Path:
             rundir.save_weights(model, run_dir / rundir.WEIGHTS)
     except KeyboardInterrupt as e:
         if not d.is_main:
+            raise
+        if not say_resume:
             raise
         _keep_finished(trainer, run_dir)
         print(f"archlab: interrupted {_kept(trainer, run_dir)}", file=sys.stderr)

@@ -163,6 +163,25 @@ def test_a_ctrl_c_python_swallowed_between_trials_still_stops_the_search(
     assert signal.getsignal(signal.SIGINT) is before  # handler restored
 
 
+def test_a_ctrl_c_in_the_probes_last_step_stops_the_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # The step that ended the probe swallowed the Ctrl-C ("saving a checkpoint after this
+    # step"), and the whole search ran to its end with exit 0.
+    base = _one_epoch_text(tmp_path, monkeypatch)
+
+    def ctrl_c_then_done(self: Any, trainer: Any, step: int, loss: Any) -> None:
+        trainer.interrupted = True  # as the trainer's SIGINT handler sets it
+        raise budget._ProbeDone
+
+    monkeypatch.setattr(budget._StepClock, "on_batch_end", ctrl_c_then_done)
+    with pytest.raises(KeyboardInterrupt):
+        budget.run_budget(base, 600.0, tmp_path / "runs", "stop")
+    err = capsys.readouterr().err
+    assert "the --budget search stopped while timing its first steps, before any trial" in err
+    assert "--resume" not in err and not list((tmp_path / "runs").iterdir())  # nothing left
+
+
 def test_the_trials_measured_epochs_replace_the_probes_either_way() -> None:
     assert budget.measured(PROBE, []) == PROBE
     # Trials in bf16 (train.amp=auto calibrates them; the probe's one epoch timed fp32): faster.
