@@ -1003,6 +1003,7 @@ def test_many_small_classes_carve_one_image_per_class_and_say_so(tmp_path: Path)
             "split (7 images) would hold fewer than one per class, which stratifying needs: "
             "carved one per class at least instead (test 12, val 12 images)")  # fmt: skip
     assert want in data.notes
+    assert data.info["split_source"]["test"].startswith("one per class (12; 15% would hold fewer)")
     # A set that splits at its fractions splits as before, without the line.
     plain = stratified_split(np.repeat(np.arange(3), 20), 0.15, 0.15, seed=0, notes=(said := []))
     assert [len(plain[k]) for k in ("val", "test")] == [9, 9] and said == []

@@ -128,14 +128,23 @@ def held_out_info(labels: np.ndarray, n_classes: int, unit: str, not_scored: str
 
 
 def split_source(
-    origin: dict[str, str], val_fraction: float, test_fraction: float, drawn: str
+    origin: dict[str, str],
+    val_fraction: float,
+    test_fraction: float,
+    drawn: str,
+    n: int = 0,
+    classes: int = 0,
 ) -> dict[str, str]:
     """Where each split came from: the data's own (``origin``: split -> its folder, column or
-    array), else a seeded stratified draw of ``drawn`` ("all images, stratified, ...")."""
+    array), else a seeded stratified draw of ``drawn`` ("all images, stratified, ..."); of
+    ``n`` samples in ``classes`` classes, a fraction holding fewer than one per class is
+    carved one per class instead (data/splits.py), and said so."""
     frac = {"train": 0.0, "val": val_fraction, "test": test_fraction}
     out = {}
     for k in ("train", "val", "test"):
         draw = f"{frac[k]:.0%} of {drawn}"
+        if frac[k] > 0 and round(frac[k] * n) < classes:
+            draw = f"one per class ({classes}; {frac[k]:.0%} would hold fewer) of {drawn}"
         if k in origin:
             out[k] = origin[k]
         elif origin:  # the data gave a split but not this one: taken out of its train split

@@ -170,6 +170,8 @@ class ImageData:
             c.val_fraction,
             c.test_fraction,
             f"all images, stratified, split seed {self.split_seed}",
+            len(labels),
+            len(s.class_names),
         )
         x = torch.from_numpy(images).to(device)  # uint8 stays uint8 until a batch is sliced
         y = torch.from_numpy(labels).to(device)

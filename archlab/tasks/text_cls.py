@@ -238,6 +238,8 @@ def _text_info(
             c.val_fraction,
             c.test_fraction,
             "all the distinct texts, stratified",
+            len(labels),
+            len(names),
         ),
         "class_counts": counts,
         "train_class_counts": counts["train"],
