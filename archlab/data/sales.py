@@ -749,8 +749,9 @@ def infer_step_days(dates: np.ndarray) -> int:
     least = max(1, int(gaps.min()))
     if least >= MONTHLY_MIN_DAYS:
         return least
-    if len(u) > 2 and (np.diff(_months(u)) >= 1).all():  # at most one date a calendar month
-        k, n = np.unique(np.diff(_months(u)), return_counts=True)
+    month_gaps = np.diff(_months(u))
+    if len(u) > 2 and (month_gaps >= 1).all():  # at most one date a calendar month
+        k, n = np.unique(month_gaps, return_counts=True)
         return max(MONTHLY_MIN_DAYS, round(int(k[np.argmax(n)]) * 30.44))
     values, counts = np.unique(gaps, return_counts=True)
     usual = int(values[np.argmax(counts)])
