@@ -248,6 +248,8 @@ def test_a_sales_blend_that_leaves_the_network_out_is_said(tmp_path: Path) -> No
     assert ("The blend in run s0 does not use the network: its correction scale is 0 (chosen "
             "on validation), so what `predict` answers (0.3 × the naive base + 0.7 × the "
             "peer)") in md  # fmt: skip
+    summary_part = md.split("## Summary")[1].split("## ")[0]
+    assert "The blend in rnn does not use the network" in summary_part  # beside the summary too
     assert "Network not used" not in md
 
 

@@ -139,15 +139,15 @@ def _summary(ctx: Context) -> list[Block]:
         Block("table", [head, *summary_rows(ctx.out, ctx.manifest, ctx.study)]),
         Block("p", "Study source: " + ctx.study["citation"]),
     ]
-    unused = []  # experiments whose every seed left its network out (sales, scale 0)
-    for exp in ctx.manifest["experiments"]:
-        if exp["kind"] == "run" and exp["part"] == "sales":
-            ms = read_metrics(run_dirs(ctx.out, exp)[""])
-            if ms and all(network_unused(m) for m in ms):
-                unused.append((exp["title"], ms[0]))
-    if unused:
-        who = ", ".join(t for t, _ in unused)
-        b.append(Block("p", unused_network_note(who, unused[0][1])))
+    sales = [  # each sales experiment's runs, to say which of them left the network out
+        (exp["title"], read_metrics(run_dirs(ctx.out, exp)[""]))
+        for exp in ctx.manifest["experiments"]
+        if exp["kind"] == "run" and exp["part"] == "sales"
+    ]
+    for test, note in ((network_unused, unused_network_note),
+                       (blend_without_network, blend_without_network_note)):  # fmt: skip
+        if which := [(t, ms[0]) for t, ms in sales if ms and all(test(m) for m in ms)]:
+            b.append(Block("p", note(", ".join(t for t, _ in which), which[0][1])))
     if ctx.manifest["skipped"]:
         b.append(Block("list", list(ctx.manifest["skipped"].values())))
     return b
