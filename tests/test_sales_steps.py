@@ -191,6 +191,20 @@ def test_closed_weekdays_are_said(tmp_path: Path) -> None:
     assert "drop the weekend rows to step by business days" in notes
     business = write(days[days.day_of_week < 5], "b.csv")
     assert "daily steps, but" not in "\n".join(HorizonData(_cfg(business, "date")).build(CPU).notes)
+    # Open Mondays, Wednesdays and Fridays (gaps 2, 2, 3): business days with two closed, not
+    # 2-day steps on which every other week's rows land on other weekdays.
+    mwf = write(days[days.day_of_week.isin([0, 2, 4])], "mwf.csv")
+    data = HorizonData(_cfg(mwf, "date")).build(CPU)
+    assert (data.fitted.featurizer.step_days, data.fitted.featurizer.weekdays) == (1, 5)
+    assert ("data: business-day steps, but rows on only 0 of 20 Tuesdays, 0 of 20 Thursdays: "
+            "each such day is a step without a value") in "\n".join(data.notes)  # fmt: skip
+    tue_sat = write(days[days.day_of_week.isin([1, 5])], "ts.csv")  # gaps 4 and 3: days
+    assert sales.infer_step_days(pd.read_csv(tue_sat).date.to_numpy().astype("datetime64[D]")) == 1
+
+
+def test_weekly_dates_with_the_last_a_day_early_stay_weeks(tmp_path: Path) -> None:
+    df = pd.read_csv(_weekly(tmp_path / "w.csv", weeks=60, shift={59: -1}), parse_dates=["Date"])
+    assert sales.infer_step_days(df.Date.to_numpy()) == 7  # gaps of 7 and one 6: not days
 
 
 def test_a_finished_runs_file_errors_name_what_the_user_can_do(tmp_path: Path) -> None:

@@ -740,7 +740,8 @@ def infer_step_days(dates: np.ndarray) -> int:
     A few dates off the grid (a week booked on the Thursday before its Friday) would make the
     smallest gap a phantom step (6 days): the most common gap is the step instead, and
     ``check_grid`` refuses the dates off it. Dates at most one a calendar month, on varying
-    days (monthly totals dated on the day they were booked), are steps of months.
+    days (monthly totals dated on the day they were booked), are steps of months. Gaps of a
+    week or less with no common step (fixed opening weekdays) are days.
     """
     u = np.unique(np.asarray(dates).astype("datetime64[D]"))
     if len(u) < 2:
@@ -753,6 +754,12 @@ def infer_step_days(dates: np.ndarray) -> int:
     if len(u) > 2 and (month_gaps >= 1).all():  # at most one date a calendar month
         k, n = np.unique(month_gaps, return_counts=True)
         return max(MONTHLY_MIN_DAYS, round(int(k[np.argmax(n)]) * 30.44))
+    if np.gcd.reduce(gaps) == 1 < least and gaps.max() <= 7 and gaps.mean() <= 4:
+        # About two or more dates a week with no common step (gaps of 2 and 3: a shop open Mondays,
+        # Wednesdays and Fridays): days, the closed ones steps without a value. Read on a 2-day
+        # grid, every other week's dates would land on other weekdays' steps. (Weekly dates
+        # with one a day early average 7 days apart: still weeks.)
+        return 1
     values, counts = np.unique(gaps, return_counts=True)
     usual = int(values[np.argmax(counts)])
     # A grid of the smallest gap with holes (weekly data missing some weeks) stays so where
@@ -830,11 +837,14 @@ def check_aligned(df: pd.DataFrame, keys: Sequence[str], date: str, step_days: i
         v = df[k].to_numpy()
         same[1:] &= v[1:] == v[:-1]
     gaps = np.diff(t, prepend=t[:1])[same]
-    if not len(gaps) or gaps.min() <= step_days:
+    # Against the closest distinct dates, not the step: days with closed weekdays (Mondays,
+    # Wednesdays and Fridays) have no rows a step apart in any series, nor in the panel.
+    u = np.unique(t)
+    if not len(gaps) or gaps.min() <= max(step_days, int(np.diff(u).min()) if len(u) > 1 else 0):
         return
     # The two closest dates: name a row on each, the rarer one's first (a mistyped date is
     # on one row; series dated on other weekdays or days of the month are whole series).
-    u, n = np.unique(t, return_counts=True)
+    n = np.unique(t, return_counts=True)[1]
     a = int(np.argmin(np.diff(u)))
     gaps_u, counts = np.unique(np.diff(u), return_counts=True)
     usual = gaps_u[np.argmax(counts)]  # between most dates: off that grid is the odd one

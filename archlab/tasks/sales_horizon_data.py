@@ -727,7 +727,8 @@ def _weekday_note(r: _Read) -> list[str]:
         return _sparse_weekdays(r)
     return [
         "data: no row falls on a Saturday or Sunday: read as business days, Monday to Friday, "
-        "each a step (a Friday's next step is the Monday; a week is 5 steps)"
+        "each a step (a Friday's next step is the Monday; a week is 5 steps)",
+        *_sparse_weekdays(r),
     ]
 
 
@@ -743,6 +744,8 @@ def _sparse_weekdays(r: _Read) -> list[str]:
         return []
     span = np.arange(d[0], d[-1] + np.timedelta64(1, "D"))
     day = (span.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    if r.weekdays == sales.BUSINESS:  # weekends are no steps: only closed weekdays are said
+        span, day = span[day < 5], day[day < 5]
     has = np.isin(span, d)
     sparse = [k for k in range(7) if 2 * has[day == k].sum() < (day == k).sum()]
     if not sparse:
@@ -752,7 +755,8 @@ def _sparse_weekdays(r: _Read) -> list[str]:
     weekend = sparse == [5, 6] and has[day >= 5].any()  # business days plus a few weekend rows
     hint = "; drop the weekend rows to step by business days (Monday to Friday)"
     return [
-        f"data: daily steps, but rows on only {said}: each such day is a step without "
+        f"data: {sales.step_adjective(1, r.weekdays)} steps, but rows on only {said}: each "
+        "such day is a step without "
         "a value (the statistical peer reads it as no sales) and a forecast step can fall on one"
         + (hint if weekend else "")
     ]
