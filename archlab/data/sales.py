@@ -616,6 +616,25 @@ class Panel:
     weekdays: int = 7  # days of the week that are steps: 5 for business days (Mon-Fri)
 
 
+def fill_blank_cells(p: Panel, season: int) -> np.ndarray:
+    """The (S, T) sales with each blank cell (a row present, its value empty: unknown, unlike a
+    step with no row, which the statistical peer reads as no sales) filled from the steps before
+    it: the value a season earlier, else the last value. Zeros there pulled an MSTL fit far off
+    (test WMAE 16.6 -> 77.2 with 10 of 480 monthly cells blank); the steps after a cell are not
+    read, so a one-step forecast rolled over them sees nothing of its future."""
+    y = p.y.copy()
+    blank = np.zeros(y.shape, bool)
+    blank[p.row_series, p.row_time] = True
+    blank &= np.isnan(y)
+    for s, t in zip(*np.nonzero(blank), strict=True):  # by series, then step: fills chain
+        before = y[s, :t][~np.isnan(y[s, :t])]
+        if t >= season and not np.isnan(y[s, t - season]):
+            y[s, t] = y[s, t - season]
+        elif len(before):
+            y[s, t] = before[-1]
+    return y
+
+
 # Steps of at least this many days are calendar months: 28-31-day gaps cannot be counted in days.
 MONTHLY_MIN_DAYS = 28
 MAX_MONTHS = 6  # the longest step: half a year (yearly data has no season within a year)

@@ -477,7 +477,8 @@ class HorizonForecast(SalesTask):
         """The peer's inputs at the data's end: the seen series alone, so that the rows a
         forecast file adds (new series, no history) leave the fit, and its saved copy, as is."""
         fz = self.fitted.featurizer
-        return PeerInputs(self.data_cfg.peer, p.y[s], [o], fz.season, f.cats[s, -1], SVD_RANK,
+        y = sales.fill_blank_cells(p, fz.season)[s]
+        return PeerInputs(self.data_cfg.peer, y, [o], fz.season, f.cats[s, -1], SVD_RANK,
                           np.arange(len(s)))  # fmt: skip
 
     def keep_peer_fits(self, run_dir: Path, data: HorizonBundle) -> None:

@@ -538,7 +538,8 @@ def _peer(
         ]
     blend, note = _blend_notes(c, n_train - k_back + 1)
     val_origins = split["val"][1] if blend else None
-    return PeerInputs(c.peer, p.y, o.tests, c.season, groups, SVD_RANK, row_series, val_origins,
+    y = sales.fill_blank_cells(p, c.season)
+    return PeerInputs(c.peer, y, o.tests, c.season, groups, SVD_RANK, row_series, val_origins,
                       split["val"][0], split["test"][0], split["test"][1], row_origins,
                       rolling(c)), note  # fmt: skip
 
