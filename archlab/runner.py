@@ -629,6 +629,7 @@ class Evaluation(NamedTuple):
     targets: torch.Tensor
     # What a Tunable task reports of its post-hoc choices on the test split (test_blend_*).
     tuned: dict[str, Any]
+    baselines: dict[str, Any]  # baseline_* on the same test rows (see evaluate); {}: none
 
 
 def evaluate_run(
@@ -636,9 +637,13 @@ def evaluate_run(
     data_path: str | None = None,
     overrides: Sequence[str] = (),
     score_all: bool = False,
+    baselines: bool = False,
 ) -> Evaluation:
     """Re-evaluate a saved run on its test split (or another data set's, or with
-    ``score_all`` every sample of ``data_path``), keeping the outputs."""
+    ``score_all`` every sample of ``data_path``), keeping the outputs; with ``baselines`` also
+    the run's baselines on the same test rows: its own test split's from metrics.json, another
+    sales data set's scored on it (they learn nothing from training). Image and text
+    baselines are fitted on a training split, which another data set is not the run's."""
     cfg, task, model, data = load_run(run_dir, data_path, overrides, score_all)
     device = next(model.parameters()).device
     precision = saved_precision(run_dir, cfg, device)
@@ -650,17 +655,24 @@ def evaluate_run(
     if isinstance(task, Tunable):
         with trainer.autocast():
             tuned = task.tuned_metrics(model, data)
-    return Evaluation(task, data.splits.get("test", []), loss, metrics, outputs, targets, tuned)
+    base: dict[str, Any] = {}
+    if baselines and data_path is None:
+        base = {k: v for k, v in rundir.read_metrics(run_dir).items() if k.startswith("baseline_")}
+    elif baselines and cfg.task == "sales" and not score_all:
+        base = task.baselines(data)
+    tests = data.splits.get("test", [])
+    return Evaluation(task, tests, loss, metrics, outputs, targets, tuned, base)
 
 
 def evaluate(
     run_dir: Path, data_path: str | None = None, score_all: bool = False
 ) -> dict[str, Any]:
     """Re-evaluate a saved run on its test split (or another data set's test split, or with
-    ``score_all`` all of ``data_path``). No baselines: they are fitted at training time."""
-    e = evaluate_run(run_dir, data_path, score_all=score_all)
+    ``score_all`` all of ``data_path``), with the baselines on the same rows (evaluate_run)."""
+    e = evaluate_run(run_dir, data_path, score_all=score_all, baselines=True)
     tested = {k: v for k, v in e.tuned.items() if k.startswith("test_")}  # e.g. the blend's
-    return {"test_loss": e.loss, **{f"test_{k}": v for k, v in e.metrics.items()}, **tested}
+    metrics = {f"test_{k}": v for k, v in e.metrics.items()}
+    return {"test_loss": e.loss, **metrics, **tested, **e.baselines}
 
 
 def saved_precision(run_dir: Path, cfg: RunConfig, device: torch.device) -> Precision | None:

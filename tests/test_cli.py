@@ -47,6 +47,9 @@ def test_train_eval_predict_round_trip(tmp_path: Path, image_folder: Path, capsy
                for r in metrics["test_confusion_matrix"])  # fmt: skip
     assert again["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
     assert again["test_confusion_matrix"] == metrics["test_confusion_matrix"]
+    # The baselines on the same test rows, beside the network's numbers, as metrics.json has them.
+    base = {k: v for k, v in metrics.items() if k.startswith("baseline_")}
+    assert base and {k: again[k] for k in base} == base
 
     img = next((image_folder / "dog").iterdir())
     assert main(["predict", str(run_dir), str(img)]) == 0

@@ -158,6 +158,11 @@ def test_eval_on_other_data_uses_the_runs_featurizer(
     out = json.loads(captured.out)
     assert np.isfinite(out["test_wmae"]) and out["test_wmae"] > 0
     assert "fitted on its training data (series, scalers, post-hoc choices)" in captured.err
+    # The naive baselines learn nothing in training: scored on the other data's test rows.
+    _, task, _, data = runner.load_run(run, str(other))
+    key = "baseline_seasonal_naive_wmae"
+    assert out[key] == task.baselines(data)[key]
+    assert out[key] != json.loads((run / "metrics.json").read_text())[key]
     # A file too short to train on, whose test origins still have their history: the same
     # test origins are scored (the run needs no training samples of it).
     short = tmp_path / "short"
