@@ -571,10 +571,20 @@ def load_run(
                  f"on its training data ({_FITTED.get(cfg.task, 'its state')})")
               + _test_share(data.info)
               + _unknown_series(data.info), file=sys.stderr)  # fmt: skip
+    if data_path is not None and action == "evaluate" and not score_all:  # --all: its line
+        for line in data.notes:  # what was read of OTHER, dropped or cleaned, as training says
+            print(_no_set_hint(line), file=sys.stderr)
     task = spec.task(cfg, data.fitted)
     model = task.build_model()
     rundir.load_weights(model, run_dir / rundir.WEIGHTS)
     return cfg, task, model.to(device), data
+
+
+def _no_set_hint(note: str) -> str:
+    """A first line of training without its ``set data.X`` hint: eval takes no --set."""
+    for cut in ("; set data.", "; --set data.", ", or set data."):
+        note = note.split(cut)[0]
+    return note
 
 
 def _same_data(run_dir: Path, inputs: dict[str, Any]) -> bool | None:

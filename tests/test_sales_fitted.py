@@ -158,6 +158,8 @@ def test_eval_on_other_data_uses_the_runs_featurizer(
     out = json.loads(captured.out)
     assert np.isfinite(out["test_wmae"]) and out["test_wmae"] > 0
     assert "fitted on its training data (series, scalers, post-hoc choices)" in captured.err
+    # What was read of the other data, as training says it; eval takes no --set, so no hint.
+    assert "\ndata: origins train " in captured.err and "set data." not in captured.err
     # The naive baselines learn nothing in training: scored on the other data's test rows.
     _, task, _, data = runner.load_run(run, str(other))
     key = "baseline_seasonal_naive_wmae"
