@@ -43,7 +43,11 @@ def test_seasonal_naive_and_its_smoothing_by_hand() -> None:
     # step 5 <- mean(y1, y2=0, y3) ; step 6 <- mean(y2=0, y3, y4); step 7 <- step 4 and 3 only
     np.testing.assert_allclose(sm[0], [(2 + 0 + 4) / 3, (0 + 4 + 5) / 3, (4 + 5) / 2])
     assert naive.last_value(y, 4, 3).tolist() == [[5.0, 5.0, 5.0]]
-    assert naive.last_value(y, 2, 1).tolist() == [[0.0]]  # a missing origin week: no sales
+    # A missing origin step of one series while others have rows: no sales. A step no series
+    # has a row on (a closed day) is skipped: the last open step's sales carry over.
+    two = np.vstack([y, np.ones((1, 6))])
+    assert naive.last_value(two, 2, 1).tolist() == [[0.0], [1.0]]
+    assert naive.last_value(y, 2, 1).tolist() == [[2.0]]
 
 
 def test_full_rank_svd_is_the_zero_filled_panel() -> None:

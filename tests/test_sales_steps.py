@@ -181,10 +181,18 @@ def test_closed_weekdays_are_said(tmp_path: Path) -> None:
         return tmp_path / name
 
     mon_sat = write(days[days.day_of_week < 6], "ms.csv")
-    notes = HorizonData(_cfg(mon_sat, "date")).build(CPU).notes
+    data = HorizonData(_cfg(mon_sat, "date")).build(CPU)
     assert "data: daily steps, but rows on only 0 of 19 Sundays: each such day is a step " in (
-        "\n".join(notes)
+        "\n".join(data.notes)
     )
+    # Mondays are scored (their step before is a closed Sunday: the Saturday stands for it),
+    # and the last-step baseline carries Saturday's sales over the Sunday.
+    rows = data.context.rows
+    monday = pd.to_datetime(rows.date).dt.day_of_week.to_numpy() == 0
+    dates = pd.to_datetime(rows.date)
+    span = pd.date_range(dates.min(), dates.max(), freq="D")
+    assert monday.sum() == 2 * (span.day_of_week == 0).sum() > 0  # 2 stores x every Monday
+    assert np.allclose(rows.last_step[monday], 100.0 * rows.store[monday] * week[5])
     one_sat = write(days[(days.day_of_week < 5) | (days == "2023-03-04")], "bd.csv")
     notes = "\n".join(HorizonData(_cfg(one_sat, "date")).build(CPU).notes)
     assert "rows on only 1 of 19 Saturdays, 0 of 19 Sundays" in notes

@@ -109,9 +109,18 @@ def level_seasonal_naive(
     return smoothed_seasonal_naive(y, origin, horizon, season, width) + weight * shift[:, None]
 
 
+def last_open_step(y: np.ndarray) -> np.ndarray:
+    """(T,) the last step at or before each on which some series has a value: a step with none
+    (a day every shop is closed: Sundays, Christmas) is no step to carry a value from."""
+    open_ = ~np.isnan(y).all(0)
+    return np.maximum.accumulate(np.where(open_, np.arange(y.shape[1]), 0))
+
+
 def last_step(y: np.ndarray, origin: int, horizon: int) -> np.ndarray:
-    """The origin step's sales carried flat over the horizon (NaN where it has no row)."""
-    return np.repeat(y[:, origin : origin + 1], horizon, axis=1)
+    """The origin step's sales carried flat over the horizon (NaN where it has no row); from
+    a closed step (no series has a value on it), the last open step's."""
+    o = int(last_open_step(y[:, : origin + 1])[-1])
+    return np.repeat(y[:, o : o + 1], horizon, axis=1)
 
 
 def last_value(y: np.ndarray, origin: int, horizon: int) -> np.ndarray:

@@ -467,9 +467,13 @@ def _scored(c: SalesDataConfig, p: sales.Panel, fz: HorizonFeaturizer) -> np.nda
     if not rolling(c):
         return ok
     need = ok & (fz.series_index(p.keys) >= 0)[:, None]
+    last_open = naive.last_open_step(p.y)
     for lag in c.require_lags:
         before = np.zeros_like(ok)  # a lag longer than the panel: no step has it
         before[:, lag:] = ok[:, : max(0, ok.shape[1] - lag)]
+        if lag == 1:  # the step before, or past closed steps the last open one (a Monday's
+            # Saturday where shops close on Sundays: every Monday was left out)
+            before[:, 1:] = ok[:, last_open[:-1]]
         need &= before
     return need
 
