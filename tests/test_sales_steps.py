@@ -371,3 +371,19 @@ def test_rows_to_forecast_with_an_empty_target_column_are_rows_not_history(
     )
     got = task.predict(task.build_model(), [str(rows)])
     assert [(r["store"], r["month"]) for r in got] == [(s, "2023-01-01") for s in (1, 2, 3)]
+
+
+def test_a_holiday_flag_that_differs_between_series_on_a_date_is_said(tmp_path: Path) -> None:
+    path = _weekly(tmp_path / "w.csv", weeks=110)
+    df = pd.read_csv(path)
+    df["IsHoliday"] = (df.store == 2) & (np.arange(len(df)) % 10 == 0)  # store 2's promotions
+    df.to_csv(path, index=False)
+    data = HorizonData(_cfg(path, "Date", "data.holiday_column=IsHoliday")).build(CPU)
+    mixed = df.groupby("Date").IsHoliday.nunique().gt(1).sum()
+    said = "\n".join(data.notes)
+    assert (f"data: the holiday column IsHoliday differs between series on {mixed} date(s): a "
+            "date is a holiday for every series where any row flags it") in said  # fmt: skip
+    df["IsHoliday"] = df.Date.isin(df.Date.unique()[::10])  # by date, as Walmart flags them
+    df.to_csv(path, index=False)
+    data = HorizonData(_cfg(path, "Date", "data.holiday_column=IsHoliday")).build(CPU)
+    assert "holiday column" not in "\n".join(data.notes)

@@ -720,8 +720,27 @@ def _notes(
         *(_unseen_note(r, fz) if fz is not None else []),
         *_one_step_note(c, sizes),
         *_weekday_note(r),
+        *_holiday_note(r),
         *_month_day_note(r),
         *sales.reading_notes(r.df),
+    ]
+
+
+def _holiday_note(r: _Read) -> list[str]:
+    """A holiday column that differs between series on a date (a per-store promotion flag,
+    say): a first line, as a step is a holiday for every series where any row flags it (its
+    WMAE weight of 5 and the network's input alike)."""
+    col, date = r.c.holiday_column, r.c.date_column
+    if not col or col not in r.df.columns:
+        return []
+    flags = r.df[col].astype(bool).groupby(r.df[date])
+    mixed = int((flags.any() != flags.all()).sum())
+    if not mixed:
+        return []
+    return [
+        f"data: the holiday column {col} differs between series on {mixed} date(s): a date is "
+        "a holiday for every series where any row flags it (a WMAE weight of 5, an input of the "
+        "network); WMAE weighs holidays by date, as Walmart's files flag them"
     ]
 
 
