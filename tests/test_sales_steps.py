@@ -387,3 +387,26 @@ def test_a_holiday_flag_that_differs_between_series_on_a_date_is_said(tmp_path: 
     df.to_csv(path, index=False)
     data = HorizonData(_cfg(path, "Date", "data.holiday_column=IsHoliday")).build(CPU)
     assert "holiday column" not in "\n".join(data.notes)
+
+
+def test_the_rows_to_forecast_holiday_flags_are_taken_as_given(tmp_path: Path) -> None:
+    # Last season's holiday carries to the step a season later, unless the rows to forecast
+    # flag that date themselves: IsHoliday=False there is not overruled (predict differed from
+    # the scored forecasts by that flag).
+    from archlab.data.sales_horizon import future_panel
+
+    path = _weekly(tmp_path / "w.csv", weeks=110)
+    df = pd.read_csv(path)
+    dates = sorted(df.Date.unique())
+    df["IsHoliday"] = df.Date == dates[-52]  # a season before the step after the last date
+    df.to_csv(path, index=False)
+    cfg = _cfg(path, "Date", "data.holiday_column=IsHoliday", "data.season=52")
+    data = HorizonData(cfg).build(CPU)
+    hist = sales.load_sales(cfg.data)
+    fz = data.fitted.featurizer
+    nxt = pd.Timestamp(dates[-1]) + pd.Timedelta(days=7)
+    assert future_panel(hist, cfg.data, fz).holiday[-1]  # carried from last season
+    p = future_panel(hist, cfg.data, fz, [], flagged=[np.datetime64(nxt)])
+    assert not p.holiday[-1]  # the rows to forecast said False
+    p = future_panel(hist, cfg.data, fz, [np.datetime64(nxt)], flagged=[np.datetime64(nxt)])
+    assert p.holiday[-1]

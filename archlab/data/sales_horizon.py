@@ -381,12 +381,14 @@ def future_panel(
     holidays: Sequence = (),
     rows: pd.DataFrame | None = None,
     where: str = "",
+    flagged: Sequence = (),
 ) -> Panel:
     """The panel of the history ``df`` (read from ``where``, default data.path) with the H
     steps after its last date appended.
 
-    Future steps are holidays where the step a season earlier was one or where ``holidays``
-    (dates) says so. A known covariate comes from ``rows`` (the rows to forecast) when they
+    Future steps are holidays where ``holidays`` (dates) says so; those not among ``flagged``
+    (dates the rows to forecast give a holiday flag for) also where the step a season earlier
+    was one. A known covariate comes from ``rows`` (the rows to forecast) when they
     have its column, else from the features table (by store and date), else carries over when
     constant over each series' history (a store's size). A known covariate still missing on a
     future step of a series to forecast (all training series without ``rows``) is an error.
@@ -405,6 +407,9 @@ def future_panel(
     n = T - H
     for j in range(n, T):
         p.holiday[j] |= j >= fz.season and bool(p.holiday[j - fz.season])
+    # A date the rows to forecast flag is what they say (False clears last season's holiday).
+    said = np.isin(p.dates[n:], np.asarray(flagged, dtype="datetime64[ns]"))
+    p.holiday[n:] &= ~said
     if len(holidays):
         p.holiday[n:] |= np.isin(p.dates[n:], np.asarray(holidays, dtype="datetime64[ns]"))
     if not fz.known_covariates:

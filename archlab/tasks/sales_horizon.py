@@ -363,10 +363,12 @@ class HorizonForecast(SalesTask):
             # run's features table on the forecast steps: it keeps its mean there too.
             given = set(rows.columns) if rows is not None else set()
             filled = [k for k in missing if k in fz.known_covariates and k not in given]
-        hol = [d for w in want if c.holiday_column in w.columns
-               for d in w.loc[w[c.holiday_column], c.date_column].unique()]  # fmt: skip
+        flags = [w for w in want if c.holiday_column and c.holiday_column in w.columns]
+        hol = [d for w in flags for d in w.loc[w[c.holiday_column], c.date_column].unique()]
+        flagged = [d for w in flags for d in w[c.date_column].unique()]
         known = tuple(k for k in fz.known_covariates if k not in filled)
-        p = future_panel(df, c, replace(fz, known_covariates=known), hol, rows, str(hist or ""))
+        p = future_panel(df, c, replace(fz, known_covariates=known), hol, rows, str(hist or ""),
+                         flagged)  # fmt: skip
         for k in filled:
             j = fz.covariates.index(k)
             p.cov[:, p.y.shape[1] - fz.horizon :, j] = fz.cov_mean[j]
