@@ -97,9 +97,9 @@ def build_config(
 
     partial = _partial_config(config) if config is not None else None
     if config is not None and partial is None:
+        cfg = RunConfig.from_yaml(config.read_text(), where=str(config))  # a broken file: why
         if task or preset:
             raise ArchlabError(f"--config {config} names its task; drop --task and --preset")
-        cfg = RunConfig.from_yaml(config.read_text(), where=str(config))
         if (config.parent / "inputs.json").is_file():  # a run's: its data, from anywhere
             from archlab.runner import trained_paths
 

@@ -9,6 +9,7 @@ task reads. Only :func:`apply_overrides` and :func:`parse_value` ever parse stri
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -124,6 +125,8 @@ class TrainConfig:
             self.eval_batch_size >= 1, "train.eval_batch_size", self.eval_batch_size, "must be >= 1"
         )
         _check(self.threads >= 0, "train.threads", self.threads, "must be >= 0")
+        _check(bool(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device)), "train.device",
+               self.device, "must be auto, cpu, cuda, cuda:N or mps")  # fmt: skip
         _check(
             self.checkpoint_every_s >= 0,
             "train.checkpoint_every_s",

@@ -384,6 +384,25 @@ def _flags(*argv: str, needles: list[str]) -> Build:
     return build
 
 
+def _broken_config(tmp: Path) -> tuple[list[str], list[str]]:
+    # Not "names its task" (it names none): what is wrong with the file.
+    (tmp / "b.yaml").write_text("optim:\n  lr: 0.01\n  bad indent\n")
+    return ["train", "--config", "b.yaml", "--task", "images", "--out", "out"], [
+        "b.yaml",
+        "not valid YAML",
+    ]
+
+
+def _text_without_data(tmp: Path) -> tuple[list[str], list[str]]:
+    # Folders in the working directory are not a data set (Path("") is the cwd): it trained on
+    # them, or read a runs/ folder's files as texts.
+    for d in ("notes", "logs"):
+        (tmp / d).mkdir()
+        for i in range(6):
+            (tmp / d / f"{i}.txt").write_text(f"some words {i}\n")
+    return ["train", "--task", "text", "--out", "out", *TINY], ["no text data given", "--data"]
+
+
 def _ok_images(*extra: str) -> list[str]:
     return ["train", "--task", "images", "--out", "out", *QUIET, *extra]
 
@@ -704,6 +723,11 @@ CATALOGUE: dict[str, Build] = {
         *_ok_images("--set", "reg.patience=-1"), needles=["reg.patience=-1", ">= 0"]
     ),
     "unknown-model": _flags(*_ok_images("--model", "alexnet"), needles=["'alexnet'", "resnet18"]),
+    "unknown-device": _flags(
+        *_ok_images("--set", "train.device=gpu"), needles=["train.device='gpu'", "cuda:N"]
+    ),
+    "broken-config-beside-task": _broken_config,
+    "text-without-data": _text_without_data,
     # reg knobs are checked against the task's when the config is built (archlab.task_configs)
     "sales-augment": _flags(
         *_train_set("--task", "sales", "reg.augment=banana"),

@@ -362,12 +362,15 @@ def read_csv(
     return df
 
 
+NO_DATA = "no text data given: use --data PATH (a CSV file, or a folder of class folders)"
+
+
 def _existing(path: str | Path, kind: str) -> Path:
     """``path`` as a Path, recorded for the run's fingerprint; a missing file or a folder is
     one line."""
     path = Path(path)
     if not str(path) or str(path) == ".":
-        raise ArchlabError("no text CSV given: use --data PATH (or --set data.path=PATH)")
+        raise ArchlabError(NO_DATA)
     if path.is_dir():
         raise ArchlabError(f"{path}: is a folder; expected {kind}")
     if not path.is_file():
@@ -504,6 +507,8 @@ def read_labelled(
     """The texts and labels of a CSV (read_csv; ``fix`` ends its missing-column error), or of
     a folder of class folders of text files (text_folders.read_text_folder; ``held_out``: its
     split folders give no split; ``layout``: data.layout)."""
+    if isinstance(path, str) and not path.strip():  # Path("") is the cwd: its folders
+        raise ArchlabError(NO_DATA)
     if Path(path).is_dir():
         return read_text_folder(Path(path), text_column, label_column, encoding, held_out, layout)
     at_default = text_column == DEFAULT_TEXT or label_column == STUDY_LABEL
@@ -592,6 +597,8 @@ def load_text_table(
     rows is there. ``fix`` ends a missing column's error (a saved run's: ``for_run``).
     ``layout``: a folder's data.layout (auto, split, classes), as for image folders.
     """
+    if isinstance(path, str) and not path.strip():  # Path("") is the cwd: its folders
+        raise ArchlabError(NO_DATA)
     args = (text_column, label_column, encoding, labels, conflicts, weight_column, held_out,
             split_column, layout)  # fmt: skip
     # A folder's key covers every file in it (a file edited, added or moved changes it).
