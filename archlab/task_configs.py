@@ -374,7 +374,7 @@ class SalesDataConfig:
     # the validation weeks can resemble the test's (Walmart: Aug-Oct, not the Nov-Jan holidays
     # before a February-October test). Training targets end before the validation steps.
     val_gap: int | None = None
-    # H > 1: forecast = residual base + correction_scale x the network's correction, at
+    # Forecast = residual base + correction_scale x the network's correction (any H), at
     # evaluation and predict time (training fits the full correction). 1 = the network alone;
     # below 1 shrinks its correction toward the base, a combination of network and rule. auto:
     # the scale of sales_horizon.SCALES with the lowest validation WMAE after training (every
@@ -423,13 +423,10 @@ class SalesDataConfig:
         if self.blend_weight not in ("auto", 1.0) and self.peer == "none":
             raise bad("blend_weight", "blends the network with data.peer, which is none")
         horizon_only = ("level_steps", "level_weight", "fit_through_val", "val_gap", "smooth_steps")
-        for key in (*horizon_only, "correction_scale"):
+        for key in horizon_only:
             v = getattr(self, key)
-            # 1 (the network alone, as before these were chosen) is no setting either: older
-            # next-step runs' config.yaml carries correction_scale: 1.0.
-            neutral = v == 1.0 and key == "correction_scale"
             # The rolling origins of H = 1 set these (no level shift, no gap, a smoothing).
-            neutral |= (v == 0 and key in ("level_steps", "level_weight", "val_gap")) or (
+            neutral = (v == 0 and key in ("level_steps", "level_weight", "val_gap")) or (
                 key == "smooth_steps"
             )
             if self.horizon == 1 and v != self.__dataclass_fields__[key].default and not neutral:

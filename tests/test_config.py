@@ -13,6 +13,7 @@ from archlab.config import (
 )
 from archlab.errors import ArchlabError
 from archlab.presets import PRESETS
+from archlab.task_configs import SalesDataConfig, SalesModelConfig
 
 
 @pytest.fixture
@@ -215,3 +216,13 @@ def test_a_config_file_with_a_bad_section_or_top_level_value_is_one_line() -> No
         RunConfig.from_yaml("task: text\ndata: 5\n", where="c.yaml")
     with pytest.raises(ArchlabError, match="seed='abc': expected an integer"):
         RunConfig.from_yaml("task: text\nseed: abc\n", where="c.yaml")
+
+
+def test_a_next_step_run_takes_a_correction_scale_set_by_hand() -> None:
+    # Next-step runs choose a correction scale on validation (a first line says so): a number
+    # set by hand forces it, as with H > 1; it was refused as "for multi-horizon forecasting".
+    base = RunConfig(task="sales", data=SalesDataConfig(), model=SalesModelConfig())
+    assert base.data.horizon == 1
+    assert apply_overrides(base, ["data.correction_scale=0.5"]).data.correction_scale == 0.5
+    with pytest.raises(ArchlabError, match=r"data\.level_steps=4.*multi-horizon"):
+        apply_overrides(base, ["data.level_steps=4"])
