@@ -631,7 +631,11 @@ def ablate(
     model: Annotated[str | None, typer.Option(help="Model name.")] = None,
     data: Annotated[str | None, typer.Option(help="Data path.")] = None,
     techniques: Annotated[
-        str | None, typer.Option(help="Comma-separated techniques (default: the task's).")
+        str | None,
+        typer.Option(
+            help="Comma-separated techniques (default: the task's; the presets page "
+            "lists each task's)."
+        ),
     ] = None,
     seeds: Annotated[int, typer.Option(help="Seeds per technique.")] = 1,
     preset: Annotated[str | None, typer.Option(help="Base preset (optimizer, epochs...).")] = None,

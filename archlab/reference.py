@@ -27,7 +27,7 @@ from archlab.config import (
     TrainConfig,
     task_defaults,
 )
-from archlab.presets import PRESETS, describe
+from archlab.presets import DEFAULT_TECHNIQUES, PRESETS, RESET_REG, TECHNIQUES, describe
 from archlab.task_configs import TASK_CONFIGS
 
 # The sections every task shares, in the order `--set` lists them.
@@ -204,4 +204,15 @@ def presets_reference() -> str:
                 continue
             settings = " ".join(f"`{s}`" for s in preset_settings(cfg)) or "(the defaults)"
             parts.append(f"- **`{name}`**: {describe(name)}.  \n  {settings}")
+    parts += ["", "## Ablation techniques", "",
+              "`archlab ablate --techniques A,B` takes these names; the starred ones run when "
+              "`--techniques` is not given. Images and sales switch every regularizer of the "
+              "preset off first (each technique alone); text applies each on top of the "
+              "preset.", ""]  # fmt: skip
+    for task, techniques in TECHNIQUES.items():
+        plain = "every regularizer off" if task in RESET_REG else "the preset as it is"
+        items = [f"`{t}`{'*' if t in DEFAULT_TECHNIQUES[task] else ''} "
+                 f"({', '.join(f'`{x}`' for x in sets) or plain})"
+                 for t, sets in techniques.items()]  # fmt: skip
+        parts.append(f"- **{task}**: " + "; ".join(items))
     return "\n".join(parts).lstrip() + "\n"

@@ -13,7 +13,7 @@ import archlab.config
 import archlab.task_configs
 from archlab import reference
 from archlab.config import OptimConfig, TrainConfig, apply_overrides, task_defaults
-from archlab.presets import PRESETS
+from archlab.presets import PRESETS, TECHNIQUES
 from archlab.task_configs import TASK_CONFIGS
 
 CLASSES = reference.config_classes()
@@ -91,6 +91,11 @@ def test_each_presets_settings_rebuild_it_from_the_task_defaults() -> None:
         base = task_defaults(cfg.task)  # what `archlab train --task TASK` starts from
         assert apply_overrides(base, reference.preset_settings(cfg)) == cfg, name
         assert (f"**`{name}`**" in page) != name.endswith("-smoke"), name
+    # Every ablation technique, by task, with what it sets (they were named nowhere).
+    for task, techniques in TECHNIQUES.items():
+        line = next(x for x in page.splitlines() if x.startswith(f"- **{task}**: "))
+        for t, sets in techniques.items():
+            assert f"`{t}`" in line and all(f"`{x}`" in line for x in sets), (task, t)
 
 
 def test_a_task_with_its_own_training_recipe_starts_from_it_and_says_so() -> None:
