@@ -743,7 +743,8 @@ def reproduce(
     profile: Annotated[
         str,
         typer.Option(
-            help="smoke (<= 5 min), quick (<= 60 min), full, or long (full with the tuned "
+            help="smoke (minutes; ~70 s on 2 idle cores), quick (<= 60 min), full, or long "
+            "(full with the tuned "
             "image recipes at 64 px for 50-60 epochs: for a GPU)."
         ),
     ] = "quick",
@@ -762,7 +763,8 @@ def reproduce(
         ),
     ] = None,
 ) -> None:
-    """Run every experiment of the study and build one report; prints the report directory."""
+    """Run every experiment of the study and build one report; prints the report's index.html,
+    then the output folder as the last line."""
     from archlab.reproduce import reproduce as run
 
     _check_out(out)
