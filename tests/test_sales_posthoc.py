@@ -78,6 +78,8 @@ def test_auto_picks_the_validation_best_scale_and_a_number_forces_it() -> None:
     forced, _ = choose(_data(correction_scale=0.8), Echo(), val, None)
     assert forced["correction_scale"] == 0.8 and forced["correction_scale_from"] == "config"
     assert forced["correction_scale_val_wmae"] == pytest.approx(0.6 * at_1, rel=1e-5)
+    _, lines = choose(_data(correction_scale=0.0), Echo(), val, None)  # said on the CLI
+    assert lines[0].endswith(": the network is not used; the forecasts are the naive base alone")
     assert "blend_weight" not in chosen  # no peer: nothing to blend with
     assert 0.5 in SCALES
 
@@ -338,8 +340,9 @@ def test_older_next_step_runs_configs_still_load() -> None:
     # Their config.yaml says correction_scale: 1.0 (the default before auto) at horizon 1.
     assert SalesDataConfig(correction_scale=1.0).correction_scale == 1.0
     assert SalesDataConfig(blend_weight=1.0, peer="none").blend_weight == 1.0
+    assert SalesDataConfig(correction_scale=0.5).correction_scale == 0.5  # chosen at any H
     with pytest.raises(ArchlabError, match=r"set data\.horizon > 1"):
-        SalesDataConfig(correction_scale=0.5)
+        SalesDataConfig(level_steps=4)
 
 
 def test_each_backtest_origin_blends_with_the_peer_fit_there(monkeypatch, panel_dir: Path) -> None:

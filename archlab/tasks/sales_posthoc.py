@@ -107,6 +107,8 @@ def choose(
     lines = [
         f"chosen: correction scale {s:g} ({src}; validation WMAE "
         f"{out['correction_scale_val_wmae']:,.1f}, at 1: {curve[-1]:,.1f})"
+        # test_wmae then is the base's number, not a network's (the report says so too)
+        + (": the network is not used; the forecasts are the naive base alone" if s == 0 else "")
     ]
     if peer is None or c.blend_weight == 1.0:
         return out, lines
