@@ -9,8 +9,12 @@ sequences; the sales baseline the network corrects), so the exported graph compu
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
+import sys
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -290,6 +294,9 @@ def _text_contract(task: Any) -> dict[str, Any]:
                 "replacements and lowercasing, in order)",
                 "split it with tokenizer.pre_tokenizer (a regex Split with invert=true: the "
                 "tokens are the regex's matches, in order)",
+                "the regexes are Oniguruma's, as Hugging Face tokenizers runs them: \\w also "
+                "matches combining marks (Devanagari, Thai, Arabic vowel signs), which Python's "
+                "re does not; python_regex gives each regex for Python's re",
                 "map each token to its id in tokenizer.model.vocab; a token not in it gets "
                 f"unk_id ({tok['model']['unk_token']})",
                 f"keep the first max_length ({c.max_length}) ids; a text with no token becomes "
@@ -304,6 +311,7 @@ def _text_contract(task: Any) -> dict[str, Any]:
             # The Hugging Face tokenizers JSON: loadable as it is by their Python, Rust and
             # Node.js libraries (Tokenizer.from_str), or read by hand as the steps say.
             "tokenizer": tok,
+            "python_regex": {p: python_regex(p) for p in _regexes(tok)},
         },
         "inputs": [
             {
@@ -321,6 +329,51 @@ def _text_contract(task: Any) -> dict[str, Any]:
         ],
         "outputs": [_logits(f.class_names)],
     }
+
+
+def _regexes(node: Any) -> list[str]:
+    """Every regex pattern of a tokenizers JSON (its normalizers' and pre-tokenizer's)."""
+    if isinstance(node, dict):
+        own = [node["Regex"]] if isinstance(node.get("Regex"), str) else []
+        return own + [p for v in node.values() for p in _regexes(v)]
+    return [p for v in node for p in _regexes(v)] if isinstance(node, list) else []
+
+
+@functools.cache
+def _marks() -> str:
+    """Combining marks (Unicode M*) and connectors (Pc: ‿) that Python's re \\w leaves out and
+    Oniguruma's has, as a character-class body."""
+    word = ("Mn", "Mc", "Me", "Pc")
+    cps = [c for c in range(sys.maxunicode + 1)
+           if unicodedata.category(chr(c)) in word and not re.match(r"\w", chr(c))]  # fmt: skip
+    runs, start = [], cps[0]
+    for a, b in zip(cps, [*cps[1:], -1], strict=True):
+        if b != a + 1:
+            runs.append(f"\\U{start:08x}" + (f"-\\U{a:08x}" if a > start else ""))
+            start = b
+    return "".join(runs)
+
+
+def python_regex(pattern: str) -> str:
+    """``pattern`` (Oniguruma's \\w: letters, marks, digits, connectors) for Python's re,
+    whose \\w has no combining marks: each \\w becomes a class with them. (A \\b next to a
+    mark may still differ.)"""
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            pair = pattern[i : i + 2]
+            out.append(("\\w" + _marks() if in_class else f"[\\w{_marks()}]") if pair == "\\w"
+                       else pair)  # fmt: skip
+            i += 2
+            continue
+        if ch == "[" and not in_class:
+            in_class = True
+        elif ch == "]" and in_class and out[-1] not in ("[", "[^"):
+            in_class = False
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 def _sales_contract(cfg: Any, task: Any, kind: Kind) -> dict[str, Any]:

@@ -205,6 +205,7 @@ import onnxruntime as ort
 folder, kind, inputs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 c = json.load(open(f"{folder}/contract.json"))
 sess = ort.InferenceSession(f"{folder}/{c['onnx']['file']}", providers=["CPUExecutionProvider"])
+PY = c["preprocessing"].get("python_regex", {})  # the tokenizer's regexes for Python's re
 
 def normalize(text, n):
     if n["type"] == "Sequence":
@@ -217,7 +218,7 @@ def normalize(text, n):
         return text.lower()
     if n["type"] == "Replace":
         p = n["pattern"]
-        pat = p["Regex"] if "Regex" in p else re.escape(p["String"])
+        pat = PY[p["Regex"]] if "Regex" in p else re.escape(p["String"])
         return re.sub(pat, lambda m: n["content"], text)
     raise ValueError(n["type"])
 
@@ -230,7 +231,7 @@ if kind == "text":
     rows = []
     for t in inputs:
         clean = normalize(t, tok["normalizer"])
-        words = [m.group(0) for m in re.finditer(pre["pattern"]["Regex"], clean)]
+        words = [m.group(0) for m in re.finditer(PY[pre["pattern"]["Regex"]], clean)]
         ids = [vocab.get(w, p["unk_id"]) for w in words][: p["max_length"]] or [p["unk_id"]]
         rows.append(ids)
     tokens = np.full((len(rows), p["max_length"]), p["pad_id"], dtype=np.int64)
@@ -275,8 +276,9 @@ def test_ten_predictions_from_the_exported_files_alone(
 
     # Texts: tokenized by the contract's rules, outside Python's tokenizers library.
     texts = ["Great flight, thanks @united!!", "worst delay ever :(", "the crew was ok",
-             "LOVE it http://t.co/x", "bags lost &amp; no help", "seat 12A", "on time :)",
-             "never again...", "why?? cancelled", "fine"]  # fmt: skip
+             "LOVE it http://t.co/x", "bags lost &amp; no help", "नमस्ते दुनिया, 12A",
+             "on time :)", "never again...", "why?? cancelled",
+             "สวัสดีครับ مَرْحَبًا fine"]  # fmt: skip  # marks: Python's re \w splits at them
     folder, _ = exported("text")
     contract = json.loads((folder / "contract.json").read_text())
     # The graph is the network alone; predict blends it with the run's TF-IDF model where
