@@ -30,3 +30,22 @@ def test_bar_renders_after_an_epoch_end() -> None:
         cb._bar.get_renderable()
     finally:
         cb.on_fit_end(trainer)
+
+
+def test_a_ctrl_c_in_a_later_callbacks_start_stops_the_bar() -> None:
+    # The bar starts in its on_fit_start; a Ctrl-C in a slower one after it escaped fit()
+    # without on_fit_abort: the bar's thread kept drawing over the interrupt's line and left
+    # the terminal's cursor hidden.
+    from archlab.train.callbacks import Callback
+    from tests.helpers import ToyTask, toy_trainer
+
+    class SlowStart(Callback):
+        def on_fit_start(self, trainer) -> None:
+            raise KeyboardInterrupt
+
+    bar = Progress("bar", total_epochs=1)
+    trainer = toy_trainer(1, 0.1, [bar, SlowStart()])
+    task = ToyTask()
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(task, task.build_data(torch.device("cpu")), task.build_model())
+    assert bar._bar is None  # stopped: the cursor is shown again

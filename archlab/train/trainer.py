@@ -202,9 +202,11 @@ class Trainer:
         assert self.model is not None and self.optimizer is not None
         if resume is not None:
             self.load_state_dict(resume)
-        for cb in self.callbacks:
-            cb.on_fit_start(self)
         try:
+            # Inside: a Ctrl-C in a slow on_fit_start (after the progress bar's) still stops
+            # the bar, which kept drawing over the interrupt's line with the cursor hidden.
+            for cb in self.callbacks:
+                cb.on_fit_start(self)
             # The handler covers the fit's end too: a first Ctrl-C while the last checkpoint
             # write is waited for is a stop after it (the runner keeps the finished training).
             with self._sigint_checkpoints():
