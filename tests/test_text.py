@@ -1011,6 +1011,10 @@ def test_predict_and_explain_read_file_always_as_a_file(
     _one_line_error(capsys, ["predict", run, "--file", str(tmp_path / "no.txt")], "no.txt: no such")
     _one_line_error(capsys, ["predict", run, "--file", str(tmp_path / "no.csv")], "no.csv: no such")
     _one_line_error(capsys, ["predict", run, "  "], "an empty text")
+    # A mistyped CSV name is not a text to classify, nor a header alone nothing to say.
+    _one_line_error(capsys, ["predict", run, str(tmp_path / "typo.csv")], "typo.csv: no such file")
+    header = _write(tmp_path / "h.csv", "text\n")
+    _one_line_error(capsys, ["predict", run, "--file", str(header)], "h.csv: no texts to predict")
     empty = _write(tmp_path / "e.csv", 'text\nfine\n""\n')
     _one_line_error(capsys, ["predict", run, "--file", str(empty)], "e.csv", "data row 2", "empty")
     out_dir = tmp_path / "ex"

@@ -710,7 +710,13 @@ class TextClassification:
                 out += [(t, str(p)) for p, t in found]
             elif isinstance(item, InputFile) or (is_csv_name(item) and Path(item).is_file()):
                 col, encoding = self.fitted.text_column, self.data_cfg.encoding
-                out += [(t, None) for t in read_input_texts(item, col, encoding)]
+                texts = read_input_texts(item, col, encoding)
+                if not texts:  # a header line alone: nothing printed, exit 0 was no answer
+                    raise ArchlabError(f"{item}: no texts to predict (a header line alone?)")
+                out += [(t, None) for t in texts]
+            elif is_csv_name(item) and " " not in item and not os.path.exists(item):
+                # A mistyped file name was predicted as a text, with a confident label.
+                raise ArchlabError(f"{item}: no such file")
             elif not item.strip():
                 # Counted: an error line may show a run of spaces as one.
                 shown = f"{len(item)} space(s)" if item and set(item) == {" "} else ascii(item)
