@@ -410,3 +410,14 @@ def test_the_rows_to_forecast_holiday_flags_are_taken_as_given(tmp_path: Path) -
     assert not p.holiday[-1]  # the rows to forecast said False
     p = future_panel(hist, cfg.data, fz, [np.datetime64(nxt)], flagged=[np.datetime64(nxt)])
     assert p.holiday[-1]
+
+
+def test_a_one_date_history_is_too_short_not_weekly(tmp_path: Path) -> None:
+    days = pd.date_range("2023-01-02", periods=120, freq="D")
+    rows = [(f"{d:%Y-%m-%d}", s, 100.0 * s + d.day_of_week) for s in (1, 2) for d in days]
+    pd.DataFrame(rows, columns=["date", "store", "sales"]).to_csv(tmp_path / "d.csv", index=False)
+    cfg = _cfg(tmp_path / "d.csv", "date")
+    task = HorizonForecast(cfg, HorizonData(cfg).build(CPU).fitted)
+    (tmp_path / "one.csv").write_text("date,store,sales\n2023-05-02,1,101\n")
+    with pytest.raises(ArchlabError, match=r"one\.csv: a history of 1 steps"):  # not "weekly"
+        task.predict(task.build_model(), [str(tmp_path / "one.csv")])

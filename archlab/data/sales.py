@@ -688,7 +688,10 @@ def step_adjective(step_days: int, weekdays: int = 7) -> str:
 def check_same_step(dates: np.ndarray, step_days: int, weekdays: int, path: object) -> None:
     """Refuse a file (another data set, a history) whose steps are not a run's: its dates read
     on the run's grid would be a sparse panel of the run's step (a quarterly history to a
-    monthly run: two months in three missing)."""
+    monthly run: two months in three missing). One date has no step: its shortness is said
+    where the history is read (it was called weekly, infer_step_days' guess)."""
+    if len(np.unique(dates)) < 2:
+        return
     have = infer_step_days(dates)
     k, run_k = months_per_step(have), months_per_step(step_days)
     same = k == run_k if (k or run_k) else have == step_days
