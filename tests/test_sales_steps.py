@@ -421,3 +421,20 @@ def test_a_one_date_history_is_too_short_not_weekly(tmp_path: Path) -> None:
     (tmp_path / "one.csv").write_text("date,store,sales\n2023-05-02,1,101\n")
     with pytest.raises(ArchlabError, match=r"one\.csv: a history of 1 steps"):  # not "weekly"
         task.predict(task.build_model(), [str(tmp_path / "one.csv")])
+
+
+def test_rows_values_of_a_covariate_not_known_in_advance_are_said_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    df = pd.read_csv(_weekly(tmp_path / "w.csv", weeks=110))
+    df["promo"] = (np.arange(len(df)) % 3 == 0).astype(int)
+    df.to_csv(tmp_path / "w.csv", index=False)
+    cfg = _cfg(tmp_path / "w.csv", "Date", "data.covariates=promo")
+    task = HorizonForecast(cfg, HorizonData(cfg).build(CPU).fitted)
+    assert task.fitted.featurizer.known_covariates == ()  # no values after the last date
+    nxt = pd.Timestamp(df.Date.max()) + pd.Timedelta(days=7)
+    (tmp_path / "rows.csv").write_text(f"Date,store,promo\n{nxt:%Y-%m-%d},1,1\n")
+    capsys.readouterr()
+    task.predict(task.build_model(), [str(tmp_path / "rows.csv")])
+    assert ("rows.csv: column(s) promo of the rows to forecast are not read: the run does not "
+            "know them in advance") in capsys.readouterr().err  # fmt: skip

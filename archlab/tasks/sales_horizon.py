@@ -351,6 +351,15 @@ class HorizonForecast(SalesTask):
                 _one_row_a_step(w, h, c, path, fz.step_days)
         missing = [k for k in fz.covariates if k not in df.columns]
         rows = pd.concat(want) if want else None
+        for w, path in zip(want, paths, strict=True):
+            # A what-if (promo=1) on a covariate the network never reads for future steps
+            # changed nothing, unsaid.
+            if unread := [k for k in fz.covariates if k in w.columns
+                          and k not in fz.known_covariates]:  # fmt: skip
+                print(f"archlab: note: {path}: column(s) {', '.join(unread)} of the rows to "
+                      "forecast are not read: the run does not know them in advance "
+                      "(data.known_covariates), so their values change no forecast",
+                      file=sys.stderr)  # fmt: skip
         filled: list[str] = []  # known covariates whose forecast steps take the mean too
         if hist and missing:
             # A history of sales alone (at any horizon): each covariate it lacks reads as its
