@@ -27,8 +27,10 @@ def combine(kind: str, outputs: list[torch.Tensor]) -> torch.Tensor:
     raise ArchlabError(f"cannot average task outputs of kind {kind!r}")
 
 
-def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    return {f"test_{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+def _scalars(metrics: dict[str, Any]) -> dict[str, float | int]:
+    """The numbers of ``metrics`` as test_* keys, counts (support) kept as ints, as metrics.json."""
+    return {f"test_{k}": v if isinstance(v, int) and not isinstance(v, bool) else float(v)
+            for k, v in metrics.items() if isinstance(v, int | float)}  # fmt: skip
 
 
 def _other_data(first: Path, run_dir: Path) -> str:

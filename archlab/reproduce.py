@@ -197,9 +197,14 @@ def eda_plots(
 
 
 def find_data(data_dir: Path, part: str) -> Path | None:
+    """A part's data under ``data_dir``: the first of DATA_PATHS that exists; for images, a
+    folder holding one .npz (another name than the study's file) is that file."""
     for rel in DATA_PATHS[part]:
-        if (data_dir / rel).exists():
-            return data_dir / rel
+        found = data_dir / rel
+        if found.is_dir() and len(npz := sorted(found.glob("*.npz"))) == 1:
+            return npz[0]  # not read as class folders (it said "no class sub-folders found")
+        if found.exists():
+            return found
     return None
 
 

@@ -309,3 +309,13 @@ def test_full_profiles_read_every_committed_ablation_cell(profile: str) -> None:
         missing = [n for n, c in grid.items()
                    if committed_cell(committed / cfg.model.name / n, c) is None]  # fmt: skip
         assert not missing, f"{exp.key}: not read from {committed}: {missing}"
+
+
+def test_an_images3_folder_with_one_npz_of_another_name_is_that_file(tmp_path: Path) -> None:
+    from archlab.reproduce import find_data
+
+    (tmp_path / "images3").mkdir()
+    (tmp_path / "images3" / "slice_300.npz").write_bytes(b"")
+    assert find_data(tmp_path, "images") == tmp_path / "images3" / "slice_300.npz"
+    (tmp_path / "images3" / "cifar10_dog_automobile_ship.npz").write_bytes(b"")
+    assert find_data(tmp_path, "images").name == "cifar10_dog_automobile_ship.npz"  # the study's

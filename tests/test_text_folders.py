@@ -74,7 +74,7 @@ def test_split_folders_give_the_split_and_val_is_carved_from_train(tmp_path: Pat
     }
     test_texts = {data.context.texts[i] for i in data.context.split["test"]}
     assert all(" test " in t for t in test_texts) and same not in test_texts
-    assert "data: 1 text found in more than one split folder: each is one sample, in train " \
+    assert "data: 1 text found in more than one split: each is one sample, in train " \
         "where one copy is there" in data.notes  # fmt: skip
     assert any(n.startswith("data: splits from the data: train: train/;") for n in data.notes)
 

@@ -878,7 +878,7 @@ def _group_splits(
         seen = {tags[i] for i in rows}
         across += len(seen) > 1
         out.append("train" if "train" in seen else tags[rows[0]])
-    note = (f"data: {count(across, 'text')} found in more than one split folder: each is one "
+    note = (f"data: {count(across, 'text')} found in more than one split: each is one "
             "sample, in train where one copy is there") if across else ""  # fmt: skip
     return np.array(out, dtype=object), note
 
