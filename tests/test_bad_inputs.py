@@ -384,7 +384,7 @@ def _flags(*argv: str, needles: list[str]) -> Build:
     return build
 
 
-def _broken_config(tmp: Path) -> tuple[list[str], list[str]]:
+def _broken_yaml_beside_task(tmp: Path) -> tuple[list[str], list[str]]:
     # Not "names its task" (it names none): what is wrong with the file.
     (tmp / "b.yaml").write_text("optim:\n  lr: 0.01\n  bad indent\n")
     return ["train", "--config", "b.yaml", "--task", "images", "--out", "out"], [
@@ -726,7 +726,7 @@ CATALOGUE: dict[str, Build] = {
     "unknown-device": _flags(
         *_ok_images("--set", "train.device=gpu"), needles=["train.device='gpu'", "cuda:N"]
     ),
-    "broken-config-beside-task": _broken_config,
+    "broken-config-beside-task": _broken_yaml_beside_task,
     "text-without-data": _text_without_data,
     # reg knobs are checked against the task's when the config is built (archlab.task_configs)
     "sales-augment": _flags(
@@ -1184,3 +1184,17 @@ def test_an_error_quoting_a_line_break_stays_one_line(tmp_path: Path, capsys) ->
     rc = main(["train", "--task", "text", "--data", str(csv), "--out", str(tmp_path / "o")])
     _assert_one_line_error(rc, capsys.readouterr().err, ["no column 'text'", "body\\nof tweet"])
     assert str(ArchlabError("a\r\nb\rc\nd")) == "a\\nb\\rc\\nd"
+
+
+def test_predict_on_a_folder_leaves_out_an_image_of_a_refused_mode(
+    finished_run: Path, tmp_path: Path, capsys
+) -> None:
+    # One 32-bit float TIFF among good photos stopped the folder with no prediction at all.
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "good.png").write_bytes(_png_bytes())
+    Image.fromarray(np.ones((8, 8), np.float32), mode="F").save(folder / "float.tiff")
+    assert main(["predict", str(finished_run), str(folder)]) == 0
+    out, err = capsys.readouterr()
+    assert [json.loads(r)["input"] for r in out.splitlines()] == [str(folder / "good.png")]
+    assert "1 image that cannot be read left out (float.tiff)" in err

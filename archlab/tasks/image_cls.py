@@ -507,7 +507,7 @@ class ImageClassification:
                 try:
                     arrs.append(decode_image(Path(f), self.fitted.channels, self.fitted.size))
                     names.append(f)
-                except DECODE_ERRORS:
+                except (*DECODE_ERRORS, ArchlabError):  # a refused mode (float pixels) too
                     bad.append(Path(f).name)
             if bad:
                 shown = ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else "")
