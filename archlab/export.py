@@ -534,7 +534,11 @@ def export(run_dir: Path, out: Path | None = None, verify: bool = True) -> dict[
     checks = {"example": compare(graph, session, kind, [example, wider])}
     if data is not None:
         checks["test_split"] = compare(graph, session, kind, test_inputs(cfg, task, data))
-        write_json_atomic(out / EXAMPLES_FILE, examples(graph, kind, test_inputs(cfg, task, data)))
+        ex = examples(graph, kind, test_inputs(cfg, task, data))
+        if cfg.task == "text":  # the raw texts too: a tokenizer written from the contract is
+            ctx = data.context  # checked from text to ids, not only from ids to logits
+            ex["texts"] = [ctx.texts[i] for i in ctx.split["test"][:N_EXAMPLES]]
+        write_json_atomic(out / EXAMPLES_FILE, ex)
     else:
         (out / EXAMPLES_FILE).unlink(missing_ok=True)  # never one left from another export
     for where, c in checks.items():

@@ -103,6 +103,17 @@ def test_export_matches_torch_on_the_test_split(
     if kind == "text":
         p = c["preprocessing"]
         assert p["pad_id"] == 0 and p["tokenizer"]["model"]["vocab"]["[UNK]"] == p["unk_id"]
+        # examples.json names each row's raw text: tokenized, it gives the row's ids.
+        from archlab import runner
+        from archlab.tasks.text_cls import encode
+
+        ex = json.loads((out / "examples.json").read_text())
+        _, task, _ = runner.restore_task(runs["text"])
+        ids, lengths = encode(task.fitted.tokenizer, ex["texts"], task.data_cfg.max_length)
+        assert lengths.tolist() == ex["inputs"]["lengths"]
+        for row, n, want in zip(ids.tolist(), lengths.tolist(), ex["inputs"]["tokens"],
+                                strict=True):  # fmt: skip
+            assert row[:n] == want[:n]
     if kind in ("sales", "horizon"):
         p = c["preprocessing"]
         f = p["featurizer"]
