@@ -600,11 +600,13 @@ def serve(
     """Serve runs over HTTP: a page at /, POST /NAME/predict and /NAME/explain, /health, and
     the OpenAPI page at /docs. Ctrl-C stops it."""
     _needs("serve", "fastapi", "uvicorn", "python_multipart")
-    from archlab.serve import Limits
+    from archlab.serve import LIMITS_ERROR, Limits
     from archlab.serve import serve as run
 
     if not 0 <= port < 65536:
         raise ArchlabError(f"--port {port}: must be 0..65535")
+    if not 0 < max_upload_mb < float("inf"):  # nan, inf: int() of them would crash
+        raise ArchlabError(LIMITS_ERROR)
     limits = Limits(max_upload_bytes=int(max_upload_mb * 2**20), timeout_s=timeout,
                     max_batch=max_batch)  # fmt: skip
     run(run_dirs, host, port, limits)

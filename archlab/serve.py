@@ -15,6 +15,7 @@ import contextlib
 import errno
 import io
 import json
+import math
 import queue
 import signal
 import socket
@@ -43,6 +44,9 @@ PAGE = Path(__file__).with_name("serve.html")
 API_PAGE = Path(__file__).with_name("serve_api.html")
 
 
+LIMITS_ERROR = "serve limits must be finite and > 0 (--max-upload-mb, --timeout, --max-batch)"
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one request may ask for."""
@@ -59,8 +63,10 @@ class Limits:
     max_batch: int = 32
 
     def __post_init__(self) -> None:
-        if min(self.max_upload_bytes, self.max_pixels, self.max_batch) < 1 or self.timeout_s <= 0:
-            raise ArchlabError("serve limits must be > 0 (--max-upload-mb, --timeout, --max-batch)")
+        counts = min(self.max_upload_bytes, self.max_pixels, self.max_batch)
+        # 0 < t < inf: a nan timeout fails it too (nan compares false); inf is no limit.
+        if counts < 1 or not 0 < self.timeout_s < math.inf:
+            raise ArchlabError(LIMITS_ERROR)
 
 
 class BadRequest(Exception):
@@ -263,30 +269,11 @@ RUN_KIND = {"images": "an image run", "text": "a text run", "sales": "a sales ru
 
 async def parse(request: Any, limits: Limits, kind: str) -> Inputs:
     """A request's inputs for a run of task ``kind``."""
-    from starlette.formparsers import MultiPartException, MultiPartParser
-
     body = await read_body(request, limits.max_upload_bytes)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     out = Inputs()
     if ctype == "multipart/form-data":
-
-        async def once() -> AsyncGenerator[bytes, None]:
-            yield body
-
-        try:
-            form = await MultiPartParser(request.headers, once(), max_files=limits.max_items,
-                                         max_fields=limits.max_items,
-                                         max_part_size=limits.max_upload_bytes).parse()  # fmt: skip
-        except MultiPartException as e:
-            raise BadRequest(400, f"unreadable multipart form: {e.message}") from None
-        for key, value in form.multi_items():
-            if hasattr(value, "read") and key == "rows":
-                out.forecast_csv = await value.read()
-            elif hasattr(value, "read"):
-                out.files.append((value.filename or key, await value.read()))
-            elif key in ("text", "texts"):
-                out.texts.append(str(value))
-        return out
+        return await _parse_form(request, body, limits)
     if ctype == "application/x-www-form-urlencoded":
         from urllib.parse import parse_qsl
 
@@ -294,6 +281,8 @@ async def parse(request: Any, limits: Limits, kind: str) -> Inputs:
             fields = parse_qsl(body.decode("utf-8"), max_num_fields=limits.max_items)
         except (UnicodeDecodeError, ValueError) as e:
             raise BadRequest(400, f"unreadable form ({e.__class__.__name__})") from None
+        for k, _ in fields:
+            _not_a_file(k)
         out.texts = [v for k, v in fields if k in ("text", "texts")]
         return out
     if ctype in ("application/json", ""):
@@ -337,10 +326,56 @@ async def parse(request: Any, limits: Limits, kind: str) -> Inputs:
     raise BadRequest(415, f"unsupported content type {ctype!r}: use multipart/form-data or JSON")
 
 
+async def _parse_form(request: Any, body: bytes, limits: Limits) -> Inputs:
+    """The inputs of a multipart/form-data body."""
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    async def once() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    try:
+        form = await MultiPartParser(request.headers, once(), max_files=limits.max_items,
+                                     max_fields=limits.max_items,
+                                     max_part_size=limits.max_upload_bytes).parse()  # fmt: skip
+    except MultiPartException as e:
+        raise BadRequest(400, f"unreadable multipart form: {e.message}") from None
+    out = Inputs()
+    for key, value in form.multi_items():
+        if not hasattr(value, "read"):  # a text field
+            _not_a_file(key)
+            if key in ("text", "texts"):
+                out.texts.append(str(value))
+            continue
+        data = await value.read()
+        if not value.filename and not data:
+            # A browser form with no file chosen sends an empty part with an empty filename:
+            # nothing was sent. A named empty file is an upload, refused later as predict
+            # refuses an empty file.
+            continue
+        if key == "rows":
+            out.forecast_csv = data
+        else:
+            out.files.append((value.filename or key, data))
+    return out
+
+
+FILE_FIELDS = ("file", "history", "rows")
+
+
+def _not_a_file(key: str) -> None:
+    """Refuse a form field that must be a file upload but came as text (``-F rows=...``
+    instead of ``-F rows=@rows.csv``): ignored, it would answer for input never read."""
+    if key in FILE_FIELDS:
+        raise BadRequest(400, f"form field {key!r} is text, not a file: upload it as a file "
+                         f"(curl -F '{key}=@PATH'), or send JSON")  # fmt: skip
+
+
 # --- predictions and explanations per task ---
 def _check_image(name: str, data: bytes, limits: Limits) -> io.BytesIO:
     from PIL import Image, UnidentifiedImageError
 
+    if not data:
+        raise BadRequest(400, f"{name}: the file is empty")
     buf = io.BytesIO(data)
     try:
         with Image.open(buf) as im:  # reads the header only
@@ -528,7 +563,7 @@ def sales_predict(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
     elif len(inp.files) == 1:
         data = inp.files[0][1]
     elif run.cfg.data.framing == "forecast" and not inp.files:
-        data = b""  # the H steps after the run's own data
+        data = None  # the H steps after the run's own data
     else:
         raise BadRequest(400, 'send one history CSV (multipart field "file" or text/csv) or '
                          'JSON {"history": [{...}, ...]} in the training columns')  # fmt: skip
@@ -538,7 +573,9 @@ def sales_predict(run: Served, inp: Inputs, limits: Limits) -> dict[str, Any]:
         items, names = [], {}
         for data_, file, name in ((data, "history.csv", "the history"),
                                   (wanted, "rows.csv", "the rows")):  # fmt: skip
-            if data_:
+            # An empty upload is written too: predict refuses it in its own words, where
+            # skipping it would forecast from the run's own data instead.
+            if data_ is not None:
                 path = str(Path(tmp) / file)
                 Path(path).write_bytes(data_)
                 items.append(path)

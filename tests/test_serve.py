@@ -248,6 +248,19 @@ def test_serve_refuses_bad_arguments(tmp_path: Path, runs: dict[str, Path], caps
         assert main(["serve", *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and all(w in err[0] for w in words), err
+    # nan and inf as 0 is: one line, exit 2 (not a traceback, nor a server whose every
+    # request "took over nan s").
+    from archlab.errors import ArchlabError
+
+    for bad in (float("nan"), float("inf")):  # before any CLI call could start a server
+        with pytest.raises(ArchlabError, match="serve limits must be"):
+            Limits(timeout_s=bad)
+    for flag in ("--max-upload-mb", "--timeout"):
+        for value in ("0", "nan", "inf", "-inf"):
+            assert main(["serve", str(runs["text"]), flag, value]) == 2, (flag, value)
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and err[0].startswith("archlab: error: serve limits must be")
+            assert flag in err[0], (flag, value, err)
     # A port in use: one line, before any "serving" line (uvicorn said its own and exit 3).
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
@@ -410,7 +423,7 @@ def test_page_in_headless_chromium_shows_the_prediction(
 ) -> None:
     binary = chromium()
     port = free_port()
-    proc = start_server([runs["images"], runs["text"]], port)
+    proc = start_server([runs["images"], runs["text"], runs["sales"]], port)
     browser = Chromium(binary, tmp_path / "profile")
     try:
         url = f"http://127.0.0.1:{port}/"
@@ -430,10 +443,52 @@ def test_page_in_headless_chromium_shows_the_prediction(
             assert pixels.shape[1] <= width and pixels.std() > 10  # drawn, not blank
             # Nothing wider than the viewport: no sideways scrolling.
             assert browser.js("document.documentElement.scrollWidth") <= width
+        assert browser.js("document.getElementById('notes')") is None  # none in this answer
+        page_shows_the_notes(browser, url, runs, tmp_path)
     finally:
         browser.close()
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
+
+
+def page_shows_the_notes(browser: Chromium, url: str, runs: dict[str, Path], tmp_path: Path
+                        ) -> None:  # fmt: skip
+    """The answer's notes are shown under the result, as text, for every kind of answer."""
+    import pandas as pd
+
+    with urllib.request.urlopen(f"{url}health") as r:
+        sales = next(x["name"] for x in json.load(r)["runs"] if x["task"] == "sales")
+    # A sales history with a stray row a year late: predict drops it and says so.
+    hist = pd.read_csv(runs["sales"].parent.parent / "walmart" / "train.csv")
+    stray = hist.tail(1).assign(Date="2030-01-04")
+    path = tmp_path / "history.csv"
+    pd.concat([hist, stray]).to_csv(path, index=False)
+    browser.js(f"(() => {{ const s = document.getElementById('run'); s.value = {json.dumps(sales)};"
+               " s.dispatchEvent(new Event('change')); return true; })()")  # fmt: skip
+    browser.upload("#csv", path)
+    browser.js("document.getElementById('go').click()")
+    shown = browser.wait_for("(document.getElementById('notes') || {}).textContent || "
+                             "document.getElementById('error').textContent")  # fmt: skip
+    assert shown.startswith("the history: dropped 1 row(s) on 1 later date(s) (2030-01-04"), shown
+    assert browser.js("document.querySelectorAll('#result tbody tr').length") > 0
+    # A text explanation toward another class than the blended label, and an image answer:
+    # the same list, escaped (a note is text, never markup).
+    note = "the explanations are of the network alone <b>x</b> & <img src=x>"
+    for task, doc in (
+        ("text", {"predictions": [{"label": "a", "probabilities": {"a": 0.6, "b": 0.4},
+                                   "explanation": {"method": "ig", "class": "b", "words": ["hi"],
+                                                   "tokens": ["hi"], "attributions": [0.5]}}],
+                  "notes": [note, "second"]}),
+        ("images", {"predictions": [{"label": "a", "probabilities": {"a": 1.0}}],
+                    "notes": [note, "second"]}),
+        ("sales", {"forecasts": [{"Store": 1, "forecast": 2.5}], "notes": [note, "second"]}),
+    ):  # fmt: skip
+        items = browser.js(f"(() => {{ render({{task: {json.dumps(task)}}}, {json.dumps(doc)}); "
+                           "return [...document.querySelectorAll('#result #notes li')]"
+                           ".map((li) => li.textContent); })()")  # fmt: skip
+        assert items == [note, "second"], (task, items)
+        assert browser.js("document.querySelector('#result b, #result img')") is None, task
+        assert browser.js("document.getElementById('result').hidden") is False
 
 
 BOUNDARY = "archlab-test-boundary"
@@ -506,6 +561,59 @@ def test_unseen_series_rows_get_predicts_note(client: TestClient, runs: dict[str
     pd.DataFrame(rows).to_csv(path, index=False)
     assert main(["predict", str(runs["horizon"]), "--file", str(path)]) == 0
     assert f"archlab: note: {note}" in capsys.readouterr().err
+
+
+def _form(*parts: tuple[str, str | None, bytes]) -> tuple[bytes, dict[str, str]]:
+    """A multipart body of (field, filename or None for a text field, content) parts, written
+    by hand: httpx leaves out an empty filename, which a browser sends for no file chosen."""
+    body = b""
+    for name, filename, content in parts:
+        file = "" if filename is None else f'; filename="{filename}"'
+        body += (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"{file}\r\n'
+                 "Content-Type: application/octet-stream\r\n\r\n").encode()  # fmt: skip
+        body += content + b"\r\n"
+    body += f"--{BOUNDARY}--\r\n".encode()
+    return body, {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
+def test_an_empty_upload_is_refused_not_answered_from_the_runs_own_data(
+    client: TestClient, runs: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    from archlab.cli import main
+
+    n = names(client)
+    sales, img = n["sales"], n["images"]
+    default = client.post(f"/{sales}/predict", json={}).json()
+    # A named 0-byte file is an upload: refused as predict refuses the same file.
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    assert main(["predict", str(runs["sales"]), str(empty)]) == 2
+    said = "the file is empty (expected a header line and rows)"
+    assert capsys.readouterr().err.strip() == f"archlab: error: {empty}: {said}"
+    for field, name in (("file", "the history"), ("history", "the history"), ("rows", "the rows")):
+        body, headers = _form((field, "empty.csv", b""))
+        one_line_error(client.post(f"/{sales}/predict", content=body, headers=headers), 400,
+                       f"{name}: {said}")  # fmt: skip
+    one_line_error(client.post(f"/{sales}/predict", content=b"", headers={"content-type":
+                                                                          "text/csv"}),
+                   400, f"the history: {said}")  # fmt: skip
+    body, headers = _form(("file", "x.png", b""))
+    one_line_error(client.post(f"/{img}/predict", content=body, headers=headers), 400,
+                   "x.png: the file is empty")  # fmt: skip
+    # A browser form with no file chosen sends an empty part with an empty filename: nothing
+    # was sent, so a forecaster forecasts after its own data (as the page, which sends none).
+    body, headers = _form(("file", "", b""), ("rows", "", b""))
+    assert client.post(f"/{sales}/predict", content=body, headers=headers).json() == default
+    body, headers = _form(("file", "", b""))
+    one_line_error(client.post(f"/{img}/predict", content=body, headers=headers), 400,
+                   "send the image")  # fmt: skip
+    # A field that must be a file, sent as text (-F rows=... for -F rows=@rows.csv): named.
+    for field in ("rows", "history", "file"):
+        body, headers = _form((field, None, b"Store,Dept,Date\n1,1,2012-11-02\n"))
+        one_line_error(client.post(f"/{sales}/predict", content=body, headers=headers), 400,
+                       f"form field '{field}' is text, not a file")  # fmt: skip
+    one_line_error(client.post(f"/{sales}/predict", data={"rows": "Store,Dept,Date"}), 400,
+                   "form field 'rows' is text, not a file")  # fmt: skip
 
 
 def test_one_bad_request_never_fails_the_others_batched_with_it(runs: dict[str, Path]) -> None:
