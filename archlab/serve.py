@@ -744,7 +744,9 @@ def create_app(run_dirs: Sequence[Path], limits: Limits | None = None) -> Any:
 
     _error_handlers(app)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    # HEAD too: uptime checkers send it (405 read as down).
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse,
+                   include_in_schema=False)  # fmt: skip
     async def page() -> HTMLResponse:
         return HTMLResponse(PAGE.read_text(encoding="utf-8"))
 
@@ -752,6 +754,7 @@ def create_app(run_dirs: Sequence[Path], limits: Limits | None = None) -> Any:
     async def docs() -> HTMLResponse:
         return HTMLResponse(API_PAGE.read_text(encoding="utf-8"))
 
+    @app.head("/health", include_in_schema=False)
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """The server is up; the runs it serves and their routes."""
@@ -775,12 +778,15 @@ def create_app(run_dirs: Sequence[Path], limits: Limits | None = None) -> Any:
         except TimeoutError:
             raise BadRequest(503, f"the request took over {limits.timeout_s:g} s") from None
 
+    # A trailing slash answers too: a 307 redirect of a POST is not followed by curl -F.
+    @app.post("/{name}/predict/", include_in_schema=False)
     @app.post("/{name}/predict", openapi_extra=BODY_DOC)
     async def predict_run(name: str, request: Request) -> dict[str, Any]:
         """Predict with run NAME: images (multipart 'file'), texts (JSON or form 'text'), or a
         sales history (CSV upload or JSON rows)."""
         return await handle(request, name, "predict")
 
+    @app.post("/{name}/explain/", include_in_schema=False)
     @app.post("/{name}/explain", openapi_extra=BODY_DOC)
     async def explain_run(name: str, request: Request) -> dict[str, Any]:
         """The prediction with its explanation: Grad-CAM overlay PNG (base64) for images,

@@ -78,6 +78,13 @@ def test_health_page_and_openapi(client: TestClient) -> None:
     assert docs.status_code == 200 and "/openapi.json" in docs.text and "//" not in docs.text
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/health", "/{name}/predict", "/{name}/explain"} <= set(paths)
+    assert not any(p.endswith("/") and p != "/" for p in paths)  # the slash forms are unlisted
+    # Uptime checkers send HEAD; curl -F does not follow a 307, so a trailing slash answers.
+    assert client.head("/").status_code == client.head("/health").status_code == 200
+    n = names(client)
+    slash = client.post(f"/{n['text']}/predict/", json={"texts": ["great crew"]},
+                        follow_redirects=False)  # fmt: skip
+    assert slash.status_code == 200 and slash.json()["predictions"][0]["label"]
 
 
 def test_predict_and_explain_every_kind(client: TestClient, runs: dict[str, Path]) -> None:
