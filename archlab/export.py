@@ -246,7 +246,9 @@ def _image_contract(task: Any) -> dict[str, Any]:
                 "decode the image file and apply its EXIF orientation (tag 0x0112, as "
                 "Pillow's ImageOps.exif_transpose); an image without the tag is left as it is",
                 "16-bit grayscale (Pillow mode I;16 or I, values 0..65535): scale to 8-bit as "
-                f"round(value * 255 / 65535), then convert to {mode}",
+                f"round(value * 255 / 65535), then convert to {mode}; archlab refuses a mode I "
+                "image with values outside 0..65535 and 32-bit float pixels (mode F): no scale "
+                "fits every such file",
                 "palette (P, PA) and gray+alpha (LA) images: convert to RGBA first (a "
                 f"transparent palette entry keeps its colour), then to {mode}",
                 f"any other image: convert it to {mode} "
