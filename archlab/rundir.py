@@ -245,7 +245,13 @@ def require_finished(run_dir: Path) -> None:
     if not d.is_dir():
         raise ArchlabError(f"{d}: no such run directory")
     if not (d / CONFIG).exists():
-        raise ArchlabError(f"{d}: not a run directory (no {CONFIG})")
+        try:  # the folder of many runs (runs/), given for one of them
+            inside = sorted(p.name for p in d.iterdir() if (p / CONFIG).is_file())
+        except OSError:
+            inside = []
+        held = (f"; it holds {len(inside)} run director{'y' if len(inside) == 1 else 'ies'} "
+                f"(e.g. {d / inside[-1]}): name one" if inside else "")  # fmt: skip
+        raise ArchlabError(f"{d}: not a run directory (no {CONFIG}){held}")
     if not is_finished(d):
         if pid := training_pid(d):
             raise ArchlabError(f"{d}: the run has not finished: process {pid} is training it; "

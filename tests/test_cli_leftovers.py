@@ -169,3 +169,16 @@ def test_eval_all_scores_split_folders_without_train(
     # Without --all such a folder is still refused: it has no training split.
     assert main(["eval", str(run_dir), "--data", str(held)]) == 2
     assert "no train/ folder" in capsys.readouterr().err
+
+
+def test_the_folder_of_runs_given_for_a_run_names_one(tmp_path: Path, capsys) -> None:
+    from archlab.cli import main
+
+    for name in ("a-run", "b-run"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "config.yaml").write_text("task: images\n")
+    assert main(["eval", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    runs = tmp_path / "runs"
+    assert err == (f"archlab: error: {runs}: not a run directory (no config.yaml); it holds 2 "
+                   f"run directories (e.g. {runs / 'b-run'}): name one\n")  # fmt: skip
