@@ -283,7 +283,6 @@ def test_model_emits_h_steps_and_trains(panel_dir: Path) -> None:
         (["data.val_gap=60"], "data.val_gap=60 leave 0 training steps"),
         (["data.correction_scale=1.5"], "data.correction_scale=1.5"),
         (["data.horizon=1", "data.val_gap=4"], "data.val_gap"),
-        (["data.horizon=1", "data.correction_scale=0.5"], "set data.horizon > 1"),
     ],
 )
 def test_bad_horizon_config(panel_dir: Path, sets: list[str], needle: str) -> None:
