@@ -419,8 +419,25 @@ def test_a_one_date_history_is_too_short_not_weekly(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path / "d.csv", "date")
     task = HorizonForecast(cfg, HorizonData(cfg).build(CPU).fitted)
     (tmp_path / "one.csv").write_text("date,store,sales\n2023-05-02,1,101\n")
-    with pytest.raises(ArchlabError, match=r"one\.csv: a history of 1 steps"):  # not "weekly"
+    with pytest.raises(ArchlabError, match=r"one\.csv: a history of 1 step \("):  # not "weekly"
         task.predict(task.build_model(), [str(tmp_path / "one.csv")])
+
+
+def test_a_history_without_the_runs_holiday_column_reads_as_no_holidays(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    df = pd.read_csv(_weekly(tmp_path / "w.csv", weeks=110))
+    df["IsHoliday"] = df.Date.isin(df.Date.unique()[::13])
+    df.to_csv(tmp_path / "w.csv", index=False)
+    cfg = _cfg(tmp_path / "w.csv", "Date", "data.holiday_column=IsHoliday")
+    task = HorizonForecast(cfg, HorizonData(cfg).build(CPU).fitted)
+    df.drop(columns="IsHoliday").to_csv(tmp_path / "sales_only.csv", index=False)
+    capsys.readouterr()
+    out = task.predict(task.build_model(), [str(tmp_path / "sales_only.csv")])  # a KeyError
+    assert len(out) == 3 and all(np.isfinite(r["forecast"]) for r in out)
+    assert "sales_only.csv: no column IsHoliday: its steps read as no holidays" in (
+        capsys.readouterr().err
+    )
 
 
 def test_rows_values_of_a_covariate_not_known_in_advance_are_said_unread(

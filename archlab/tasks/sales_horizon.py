@@ -372,6 +372,11 @@ class HorizonForecast(SalesTask):
             # run's features table on the forecast steps: it keeps its mean there too.
             given = set(rows.columns) if rows is not None else set()
             filled = [k for k in missing if k in fz.known_covariates and k not in given]
+        if hist and c.holiday_column and c.holiday_column not in df.columns:
+            # A history of sales alone: no step of it a holiday (a KeyError traceback before).
+            print(f"archlab: note: {hist}: no column {c.holiday_column}: its steps read as no "
+                  "holidays", file=sys.stderr)  # fmt: skip
+            df[c.holiday_column] = False
         flags = [w for w in want if c.holiday_column and c.holiday_column in w.columns]
         hol = [d for w in flags for d in w.loc[w[c.holiday_column], c.date_column].unique()]
         flagged = [d for w in flags for d in w[c.date_column].unique()]
@@ -528,13 +533,14 @@ def _check_history(fz: Any, p: sales.Panel, o: int, where: object) -> None:
     """Refuse a history shorter than the training origins had: the window, and a season
     before it for last season's sales (and the level shift) of the steps forecast."""
     window = max(fz.window, fz.level_steps)
+    a = "an" if str(window)[0] == "8" or window in (11, 18) else "a"  # "an 8-step window"
     if fz.horizon > 1:
-        need, what = fz.season + window, f"a {window}-step window and a season before it"
+        need, what = fz.season + window, f"{a} {window}-step window and a season before it"
     else:  # rolling origins: each target needs its own window and season lag
-        need, what = max(window, fz.season), f"a {window}-step window, reaching a season back"
+        need, what = max(window, fz.season), f"{a} {window}-step window, reaching a season back"
     if o + 1 < need:
         raise ArchlabError(
-            f"{where}: a history of {o + 1} steps ({str(p.dates[0])[:10]}.."
+            f"{where}: a history of {o + 1} step{'s' if o else ''} ({str(p.dates[0])[:10]}.."
             f"{str(p.dates[o])[:10]}), but the run reads {need} before each forecast ({what}, "
             f"{fz.season} steps): give a longer history"
         )
