@@ -455,3 +455,16 @@ def test_rows_values_of_a_covariate_not_known_in_advance_are_said_unread(
     task.predict(task.build_model(), [str(tmp_path / "rows.csv")])
     assert ("rows.csv: column(s) promo of the rows to forecast are not read: the run does not "
             "know them in advance") in capsys.readouterr().err  # fmt: skip
+
+
+@pytest.mark.parametrize("every", [2, 3])
+def test_a_mistyped_date_among_few_day_steps_is_refused_not_read_as_days(
+    tmp_path: Path, every: int
+) -> None:
+    dates = pd.date_range("2022-01-01", periods=200, freq=f"{every}D")
+    dates = dates.where(np.arange(200) != 100, dates[100] - pd.Timedelta(days=1))  # a typo
+    rows = [(f"{d:%Y-%m-%d}", s, 10.0 * s) for s in (1, 2) for d in dates]
+    pd.DataFrame(rows, columns=["date", "store", "sales"]).to_csv(tmp_path / "d.csv", index=False)
+    assert sales.infer_step_days(dates.to_numpy()) == every  # not 1: days of which most are empty
+    with pytest.raises(ArchlabError, match=rf"dates {every} days apart are the usual step, but 1 "):
+        HorizonData(_cfg(tmp_path / "d.csv", "date")).build(CPU)

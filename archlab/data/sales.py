@@ -776,18 +776,21 @@ def infer_step_days(dates: np.ndarray) -> int:
     if len(u) > 2 and (month_gaps >= 1).all():  # at most one date a calendar month
         k, n = np.unique(month_gaps, return_counts=True)
         return max(MONTHLY_MIN_DAYS, round(int(k[np.argmax(n)]) * 30.44))
-    if np.gcd.reduce(gaps) == 1 < least and gaps.max() <= 7 and gaps.mean() <= 4:
-        # About two or more dates a week with no common step (gaps of 2 and 3: a shop open Mondays,
-        # Wednesdays and Fridays): days, the closed ones steps without a value. Read on a 2-day
-        # grid, every other week's dates would land on other weekdays' steps. (Weekly dates
-        # with one a day early average 7 days apart: still weeks.)
+    weekdays = np.unique((u.astype(np.int64) + 3) % 7)  # 1970-01-01 was a Thursday
+    if np.gcd.reduce(gaps) == 1 < least and gaps.max() <= 7 and gaps.mean() <= 4 > len(weekdays):
+        # About two or more dates a week on fixed weekdays, with no common step (gaps of 2 and
+        # 3: a shop open Mondays, Wednesdays and Fridays): days, the closed ones steps without
+        # a value. Read on a 2-day grid, every other week's dates would land on other weekdays'
+        # steps. (Weekly dates with one a day early average 7 days apart; 3-day steps with a
+        # mistyped date fall on every weekday: neither is this.)
         return 1
     values, counts = np.unique(gaps, return_counts=True)
     usual = int(values[np.argmax(counts)])
     # A grid of the smallest gap with holes (weekly data missing some weeks) stays so where
     # most of its steps hold a date; else its steps between the usual ones are phantoms.
     steps = int((u[-1] - u[0]).astype(np.int64)) // least + 1
-    if not (gaps % least).any() and (usual == least or 2 * len(u) > steps):
+    # (2-day steps fill half the days: a mistyped date among them does not make them days.)
+    if not (gaps % least).any() and (usual == least or 2 * len(u) > steps + 1):
         return least
     return usual
 
