@@ -97,6 +97,13 @@ class RegConfig:
         )
 
 
+
+def yaml_problem(e: Exception) -> str:
+    """A YAML error in a few words, with its line and column where PyYAML knows them."""
+    mark = getattr(e, "problem_mark", None)
+    what = getattr(e, "problem", None) or e.__class__.__name__
+    return f"{what}, line {mark.line + 1} column {mark.column + 1}" if mark else str(what)
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Loop length, batching, device and logging."""
@@ -219,7 +226,7 @@ class RunConfig:
         try:
             d = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise ArchlabError(f"{where}: not valid YAML ({e.__class__.__name__})") from None
+            raise ArchlabError(f"{where}: not valid YAML ({yaml_problem(e)})") from None
         return cls.from_dict(d, where=where)
 
 

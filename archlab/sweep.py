@@ -23,7 +23,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from archlab import rundir, runner
-from archlab.config import SECTIONS, RunConfig, apply_overrides
+from archlab.config import SECTIONS, RunConfig, apply_overrides, yaml_problem
 from archlab.errors import ArchlabError, NonFiniteLossError
 from archlab.storage import file_lock, open_storage, sqlite_lock_path
 from archlab.tasks import TASKS
@@ -79,7 +79,7 @@ def search_space(path: Path | None, base: RunConfig) -> dict[str, Param]:
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as e:
-        raise ArchlabError(f"{where}: not valid YAML ({e.__class__.__name__})") from None
+        raise ArchlabError(f"{where}: not valid YAML ({yaml_problem(e)})") from None
     if not isinstance(raw, dict) or not raw:
         raise ArchlabError(
             f"{where}: expected a mapping of config keys to {{type, low, high, log, choices}}"

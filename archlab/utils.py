@@ -32,10 +32,13 @@ def resolve_device(name: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        from archlab.errors import ArchlabError
+    from archlab.errors import ArchlabError
 
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise ArchlabError(f"train.device={name!r} but no CUDA device is available; use 'cpu'")
+    mps = getattr(torch.backends, "mps", None)
+    if name == "mps" and not (mps and mps.is_available()):
+        raise ArchlabError("train.device='mps' but no Apple MPS device is available; use 'cpu'")
     return torch.device(name)
 
 

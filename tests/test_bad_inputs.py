@@ -389,7 +389,7 @@ def _broken_yaml_beside_task(tmp: Path) -> tuple[list[str], list[str]]:
     (tmp / "b.yaml").write_text("optim:\n  lr: 0.01\n  bad indent\n")
     return ["train", "--config", "b.yaml", "--task", "images", "--out", "out"], [
         "b.yaml",
-        "not valid YAML",
+        "not valid YAML (could not find expected ':', line 4 column 1)",
     ]
 
 
@@ -725,6 +725,9 @@ CATALOGUE: dict[str, Build] = {
     "unknown-model": _flags(*_ok_images("--model", "alexnet"), needles=["'alexnet'", "resnet18"]),
     "unknown-device": _flags(
         *_ok_images("--set", "train.device=gpu"), needles=["train.device='gpu'", "cuda:N"]
+    ),
+    "absent-mps-device": _flags(
+        *_ok_images("--set", "train.device=mps"), needles=["train.device='mps'", "no Apple MPS"]
     ),
     "broken-config-beside-task": _broken_yaml_beside_task,
     "text-without-data": _text_without_data,
