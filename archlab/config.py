@@ -97,12 +97,12 @@ class RegConfig:
         )
 
 
-
 def yaml_problem(e: Exception) -> str:
     """A YAML error in a few words, with its line and column where PyYAML knows them."""
     mark = getattr(e, "problem_mark", None)
     what = getattr(e, "problem", None) or e.__class__.__name__
     return f"{what}, line {mark.line + 1} column {mark.column + 1}" if mark else str(what)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
