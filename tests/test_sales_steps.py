@@ -206,6 +206,19 @@ def test_closed_weekdays_are_said(tmp_path: Path) -> None:
     assert (data.fitted.featurizer.step_days, data.fitted.featurizer.weekdays) == (1, 5)
     assert ("data: business-day steps, but rows on only 0 of 20 Tuesdays, 0 of 20 Thursdays: "
             "each such day is a step without a value") in "\n".join(data.notes)  # fmt: skip
+    # Closed Sundays written as rows with an empty value: the same closed days, not unknown
+    # sales (which the peer would fill from the Saturday before).
+    blank = pd.read_csv(write(days, "blank.csv"))
+    blank.loc[pd.to_datetime(blank.date).dt.day_of_week == 6, "sales"] = np.nan
+    blank.to_csv(tmp_path / "blank.csv", index=False)
+    data = HorizonData(_cfg(tmp_path / "blank.csv", "date")).build(CPU)
+    assert "data: daily steps, but rows on only 0 of 19 Sundays" in "\n".join(data.notes)
+    y = np.array([[1.0, np.nan, np.nan, 4.0], [2.0, 3.0, np.nan, 5.0]])  # step 2: closed
+    rows_s, rows_t = np.repeat([0, 1], 4), np.tile(np.arange(4), 2)  # every cell has a row
+    p = sales.Panel(np.array([[1], [2]]), days.to_numpy()[:4], y, np.zeros(4, bool),
+                    np.zeros((2, 4, 0)), rows_s, rows_t)  # fmt: skip
+    filled = sales.fill_blank_cells(p, 7)
+    assert filled[0, 1] == 1.0 and np.isnan(filled[:, 2]).all()  # a closed day stays no sales
     tue_sat = write(days[days.day_of_week.isin([1, 5])], "ts.csv")  # gaps 4 and 3: days
     assert sales.infer_step_days(pd.read_csv(tue_sat).date.to_numpy().astype("datetime64[D]")) == 1
 

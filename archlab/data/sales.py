@@ -625,7 +625,10 @@ def fill_blank_cells(p: Panel, season: int) -> np.ndarray:
     y = p.y.copy()
     blank = np.zeros(y.shape, bool)
     blank[p.row_series, p.row_time] = True
-    blank &= np.isnan(y)
+    # A step no series of several has a value on is a closed day written as empty rows
+    # (Sundays), not unknown sales: it stays no sales, as a step with no row. (One series
+    # cannot tell the two apart: its blank cells are unknown.)
+    blank &= np.isnan(y) & ~(np.isnan(y).all(0) & (len(y) > 1))
     for s, t in zip(*np.nonzero(blank), strict=True):  # by series, then step: fills chain
         before = y[s, :t][~np.isnan(y[s, :t])]
         if t >= season and not np.isnan(y[s, t - season]):

@@ -763,7 +763,9 @@ def _sparse_weekdays(r: _Read) -> list[str]:
     """Daily data where a day of the week has rows on under half of its dates (shops closed on
     Sundays, one Saturday opening in business days): a first line, as those days are steps
     without a value, and a forecast step can fall on one."""
-    d = np.unique(r.df[r.c.date_column].to_numpy().astype("datetime64[D]"))
+    t = r.c.target  # a closed day may be written as rows with an empty value
+    valued = r.df[t].notna().to_numpy() if t in r.df.columns else np.ones(len(r.df), bool)
+    d = np.unique(r.df[r.c.date_column].to_numpy()[valued].astype("datetime64[D]"))
     if r.step_days != 1 or len(d) < sales.MIN_BUSINESS_DATES:
         return []
     span = np.arange(d[0], d[-1] + np.timedelta64(1, "D"))
