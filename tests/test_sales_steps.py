@@ -481,3 +481,41 @@ def test_a_mistyped_date_among_few_day_steps_is_refused_not_read_as_days(
     assert sales.infer_step_days(dates.to_numpy()) == every  # not 1: days of which most are empty
     with pytest.raises(ArchlabError, match=rf"dates {every} days apart are the usual step, but 1 "):
         HorizonData(_cfg(tmp_path / "d.csv", "date")).build(CPU)
+
+
+def test_forecast_steps_on_closed_days_are_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    days = pd.date_range("2023-01-02", periods=140, freq="D")
+
+    def run(keep: pd.DatetimeIndex, name: str) -> HorizonForecast:
+        rows = [(f"{d:%Y-%m-%d}", s, 100.0 * s + d.day_of_week) for s in (1, 2) for d in keep]
+        pd.DataFrame(rows, columns=["date", "store", "sales"]).to_csv(tmp_path / name, index=False)
+        cfg = _cfg(tmp_path / name, "date")
+        return HorizonForecast(cfg, HorizonData(cfg).build(CPU).fitted)
+
+    # Business days with Wednesdays closed, a history ending on a Tuesday: the next step is
+    # a closed Wednesday (the note was for 7-day weeks only).
+    task = run(days[days.day_of_week.isin([0, 1, 3, 4])], "bw.csv")
+    hist = pd.read_csv(tmp_path / "bw.csv")
+    hist[pd.to_datetime(hist.date) <= "2023-05-16"].to_csv(tmp_path / "tue.csv", index=False)
+    capsys.readouterr()
+    task.predict(task.build_model(), [str(tmp_path / "tue.csv")])
+    assert (
+        "1 forecast step(s) fall on a day of the week the history has few or no rows on "
+        "(e.g. step 1, 2023-05-17, a Wednesday)" in capsys.readouterr().err
+    )
+    # Mon-Sat, ending on a Saturday: rows for the Sunday are said to be a closed day's; rows for
+    # the Monday name the closed Sunday before them and the horizon that reaches it.
+    task = run(days[days.day_of_week < 6], "ms.csv")
+    last = pd.Timestamp(pd.read_csv(tmp_path / "ms.csv").date.max())
+    assert last.day_of_week == 5
+    (tmp_path / "sun.csv").write_text(f"date,store\n{last + pd.Timedelta(days=1):%Y-%m-%d},1\n")
+    task.predict(task.build_model(), [str(tmp_path / "sun.csv")])
+    assert "a Sunday): forecasts of days read as missing" in capsys.readouterr().err
+    monday = last + pd.Timedelta(days=2)
+    (tmp_path / "mon.csv").write_text(f"date,store\n{monday:%Y-%m-%d},1\n")
+    with pytest.raises(ArchlabError, match=(
+        r"fall on days the history has no rows on \(closed\): the run forecasts them; "
+        rf"data\.horizon=2 or more reaches {monday:%Y-%m-%d}")):  # fmt: skip
+        task.predict(task.build_model(), [str(tmp_path / "mon.csv")])

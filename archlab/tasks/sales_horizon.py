@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -315,6 +316,10 @@ class HorizonForecast(SalesTask):
                 for i in np.flatnonzero(src[:, 0] != "baseline") for h in range(fc.shape[1])
             ]  # fmt: skip
         fz = self.fitted.featurizer
+        asked = np.concatenate([w[c.date_column].to_numpy().astype("datetime64[D]") for w in want])
+        ahead = p.dates[o + 1 :].astype("datetime64[D]")
+        if (closed := _closed_days(p, o, np.isin(ahead, asked))) and want:
+            print(f"archlab: note: {wanted[0]}: {closed}", file=sys.stderr)
         return _wanted_rows(p, fc, src, o, want, wanted, c, fz.step_days, fz.weekdays)
 
     def _end_panel(
@@ -344,10 +349,16 @@ class HorizonForecast(SalesTask):
         dates = df[c.date_column].to_numpy().astype("datetime64[D]")
         if want:  # before the known covariates' values on those dates are looked up
             end = sales.time_index(dates.max(), dates.min(), fz.step_days, fz.weekdays)
+            closed: list[int] = []
+            if fz.step_days == 1:  # the weekdays the history has (almost) no rows on
+                u = np.unique(dates)
+                grid = sales.step_dates(u[0], np.arange(int(end) + 1), 1, fz.weekdays)
+                grid = grid.astype("datetime64[D]")
+                closed = _rare_weekdays((grid.astype(np.int64) + 3) % 7, np.isin(grid, u))
             for w, path in zip(want, paths, strict=True):
                 d = w[c.date_column].to_numpy().astype("datetime64[D]")
                 h = _steps_ahead(d, dates.min(), int(end), fz.horizon, path, c, fz.step_days,
-                                 fz.weekdays)  # fmt: skip
+                                 fz.weekdays, closed)  # fmt: skip
                 _one_row_a_step(w, h, c, path, fz.step_days)
         missing = [k for k in fz.covariates if k not in df.columns]
         rows = pd.concat(want) if want else None
@@ -596,16 +607,22 @@ def baseline_rows(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...])
             "the baseline (last season's smoothed sales; 0 for a series never seen)")  # fmt: skip
 
 
-def _closed_days(p: sales.Panel, o: int) -> str:
+def _rare_weekdays(day: np.ndarray, has: np.ndarray) -> list[int]:
+    """The days of the week (Monday = 0) that under half of their steps ``has`` rows on."""
+    return [k for k in range(7) if 2 * has[day == k].sum() < (day == k).sum()]
+
+
+def _closed_days(p: sales.Panel, o: int, asked: np.ndarray | None = None) -> str:
     """A line where daily forecast steps fall on a day of the week that the history has rows
     on under half of (a shop closed on Sundays), else ''."""
     d = p.dates.astype("datetime64[D]")
-    if p.weekdays != 7 or len(d) < 2 or d[1] - d[0] != np.timedelta64(1, "D"):
+    daily = p.weekdays == sales.BUSINESS or (len(d) > 1 and d[1] - d[0] == np.timedelta64(1, "D"))
+    if len(d) < 2 or not daily:
         return ""
     day = (d.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
-    has = ~np.isnan(p.y[:, : o + 1]).all(0)
-    rare = [k for k in range(7) if 2 * has[day[: o + 1] == k].sum() < (day[: o + 1] == k).sum()]
-    ahead = np.flatnonzero(np.isin(day[o + 1 :], rare))
+    rare = _rare_weekdays(day[: o + 1], ~np.isnan(p.y[:, : o + 1]).all(0))
+    on = np.isin(day[o + 1 :], rare) & (True if asked is None else asked)  # the steps asked for
+    ahead = np.flatnonzero(on)
     if not len(ahead):
         return ""
     first = pd.Timestamp(d[o + 1 + ahead[0]])
@@ -641,10 +658,12 @@ def _steps_ahead(
     c: SalesDataConfig,
     step_days: int,
     weekdays: int,
+    closed: Sequence[int] = (),
 ) -> np.ndarray:
     """The step ahead (0 .. H - 1) of each date ``d`` to forecast, on the grid of a panel that
     starts on ``first`` and ends its history at step ``o``; a date off the grid or outside the
-    H steps after ``o`` is one line."""
+    H steps after ``o`` is one line (``closed``: weekdays the history has no rows on, named
+    where they stand between the history and a date)."""
     origin = np.datetime64(first, "D")
     t = sales.time_index(d, origin, step_days, weekdays)
     # A step of months is any day in it: a month dated on its last business day (the 29th
@@ -670,6 +689,14 @@ def _steps_ahead(
         # A history without the target column reads as rows to forecast: say what it lacks.
         history = (f"; if {path.name} is a history, it lacks the target column {c.target!r}"
                    if h[i] < 0 and len(np.unique(d)) > H else "")  # fmt: skip
+        between = sales.step_dates(origin, np.arange(o + 1, t[i]), step_days, weekdays)
+        weekday = (between.astype("datetime64[D]").astype(np.int64) + 3) % 7
+        if h[i] >= H and len(between) and np.isin(weekday, closed).all():
+            # A next-step run ending on a Saturday forecasts the closed Sunday, not the Monday.
+            history = (f"; the step(s) before it ({str(between[0])[:10]}"
+                       + (f"..{str(between[-1])[:10]}" if len(between) > 1 else "")
+                       + ") fall on days the history has no rows on (closed): the run forecasts "
+                       f"them; data.horizon={int(h[i]) + 1} or more reaches {d[i]}")  # fmt: skip
         raise ArchlabError(
             f"{path}: date {d[i]} at line {i + 2} is outside the forecast steps "
             f"{str(span[0])[:10]}..{str(span[1])[:10]} (data.horizon={H}){history}"
