@@ -519,3 +519,15 @@ def test_forecast_steps_on_closed_days_are_said(
         r"fall on days the history has no rows on \(closed\): the run forecasts them; "
         rf"data\.horizon=2 or more reaches {monday:%Y-%m-%d}")):  # fmt: skip
         task.predict(task.build_model(), [str(tmp_path / "mon.csv")])
+
+
+def test_eval_on_other_data_does_not_repeat_training_choices_notes(tmp_path: Path) -> None:
+    path = _monthly(tmp_path / "m.csv", months=28)
+    cfg = apply_overrides(_cfg(path), ["data.peer=mstl_ets"])
+    data = HorizonData(cfg).build(CPU)
+    assert any(n.startswith("data: the blend weight is chosen with mstl_ets") for n in data.notes)
+    other = _monthly(tmp_path / "o.csv", months=28, stores=2)
+    again = HorizonData(replace(cfg, data=replace(cfg.data, path=str(other)))).build(
+        CPU, data.fitted
+    )
+    assert not any("blend weight is chosen" in n for n in again.notes)  # eval chooses nothing

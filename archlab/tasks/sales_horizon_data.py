@@ -148,6 +148,9 @@ def _resolve(c: SalesDataConfig, df: pd.DataFrame) -> tuple[SalesDataConfig, dic
     return replace(c, **fields), plain_dict(resolved)
 
 
+BLEND_NOTES = ("data: no blend of network", "data: the blend weight is chosen")
+
+
 def _blend_notes(c: SalesDataConfig, n: int) -> tuple[bool, list[str]]:
     """Whether the peer is also fit at the validation origins to choose data.blend_weight
     (``n`` steps up to the earliest), and a first-line note where that history is short."""
@@ -155,14 +158,14 @@ def _blend_notes(c: SalesDataConfig, n: int) -> tuple[bool, list[str]]:
         return False, []
     if n <= c.season:  # STL needs every step of the season seen once
         return False, [
-            f"data: no blend of network and {c.peer} (data.blend_weight=auto): {n} steps "
+            f"{BLEND_NOTES[0]} and {c.peer} (data.blend_weight=auto): {n} steps "
             f"up to the validation origin, not over one season of {c.season} steps to fit the "
             "peer on there; the run goes on with the network alone"
         ]
     if n >= MIN_SEASONS * c.season:
         return True, []
     return True, [
-        f"data: the blend weight is chosen with {c.peer} fit on {n} steps up to the "
+        f"{BLEND_NOTES[1]} with {c.peer} fit on {n} steps up to the "
         f"validation origin, under {MIN_SEASONS} seasons of {c.season} (MSTL then sees each "
         "step of the season once): the peer is weaker there than at the test origin"
     ]
@@ -254,6 +257,8 @@ class HorizonData:
                 )
         rows, row_series, row_origins = _test_rows(c, p, scored, f.cats[:, -1], o.tests)
         peer, peer_note = _peer(c, p, f.cats[:, -1], o, n_train, split, row_series, row_origins)
+        if given:  # the blend was chosen in training: its notes are not about this data's run
+            peer_note = [n for n in peer_note if not n.startswith(BLEND_NOTES)]
         info = _info(r, fz, o, split, scored)
         if given:  # another data set read with the run's featurizer
             info["series_unknown_to_run"] = int(np.sum(fz.series_index(p.keys) < 0))
