@@ -225,8 +225,8 @@ def normalize(text, n):
         return text
     if n["type"] == "NFKC":
         return unicodedata.normalize("NFKC", text)
-    if n["type"] == "Lowercase":
-        return text.lower()
+    if n["type"] == "Lowercase":  # each character on its own, as the contract says
+        return "".join(ch.lower() for ch in text)
     if n["type"] == "Replace":
         p = n["pattern"]
         pat = PY[p["Regex"]] if "Regex" in p else re.escape(p["String"])
@@ -288,7 +288,7 @@ def test_ten_predictions_from_the_exported_files_alone(
     # Texts: tokenized by the contract's rules, outside Python's tokenizers library.
     texts = ["Great flight, thanks @united!!", "worst delay ever :(", "the crew was ok",
              "LOVE it http://t.co/x", "bags lost &amp; no help", "नमस्ते दुनिया, 12A",
-             "on time :)", "never again...", "why?? cancelled",
+             "on time :)", "ΟΔΟΣ never again...", "why?? cancelled",
              "สวัสดีครับ مَرْحَبًا fine"]  # fmt: skip  # marks: Python's re \w splits at them
     folder, _ = exported("text")
     contract = json.loads((folder / "contract.json").read_text())
