@@ -407,3 +407,22 @@ def test_cli_lstm_grad_failure_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
     result = runner.invoke(theory_app, ["lstm-grad"])
     assert result.exit_code == 1
     assert "1.000e-03" in result.output
+
+def test_an_input_too_big_for_memory_is_not_said_not_to_fit() -> None:
+    # A 20000 x 20000 image fits ResNet-18's shapes; its 25.6 GB of activations do not fit the
+    # machine: "does not fit the model" sent the user looking for a shape error.
+    from torch import nn
+
+    from archlab.errors import ArchlabError
+    from archlab.theory.conv import walk_model
+
+    class Greedy(nn.Module):
+        def forward(self, x):
+            raise RuntimeError(
+                "DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+                "25600000000 bytes. Error code 12 (Cannot allocate memory)"
+            )
+
+    with pytest.raises(ArchlabError, match=r"needs more memory than is free") as e:
+        walk_model(Greedy(), (3, 20000, 20000))
+    assert "does not fit the model" not in str(e.value)

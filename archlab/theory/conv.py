@@ -232,6 +232,10 @@ def walk_model(model: nn.Module, input_shape: tuple[int, int, int]) -> list[Walk
             model(torch.zeros(1, *input_shape, dtype=dtype, device=device))
     except RuntimeError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "allocate" in first_line or isinstance(exc, torch.OutOfMemoryError):
+            # Its shapes fit; the machine's memory does not (a 20000 x 20000 image: 25.6 GB).
+            raise ArchlabError(f"input {input_shape} needs more memory than is free to run "
+                               f"through the model ({first_line[-80:]})") from exc  # fmt: skip
         raise ArchlabError(f"input {input_shape} does not fit the model: {first_line}") from exc
     finally:
         for handle in handles:
