@@ -408,6 +408,7 @@ def test_cli_lstm_grad_failure_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 1
     assert "1.000e-03" in result.output
 
+
 def test_an_input_too_big_for_memory_is_not_said_not_to_fit() -> None:
     # A 20000 x 20000 image fits ResNet-18's shapes; its 25.6 GB of activations do not fit the
     # machine: "does not fit the model" sent the user looking for a shape error.
