@@ -121,6 +121,7 @@ def test_errors_of_both_sides_are_averaged_away_and_the_test_gets_the_weight(mon
         "chosen: blend 0.5 x network (correction scale 1) + 0.5 x fixed (validation WMAE 0.0;"
     )
     assert chosen["blend_weight"] == 0.5 and chosen["blend_val_wmae"] == pytest.approx(0, abs=1e-4)
+    assert lines[1].endswith("; predict and serve answer with this blend")  # not the first scale
     assert chosen["blend_network_val_wmae"] == pytest.approx(SCALE, rel=1e-5)
     assert len(chosen["blend_val_wmae_by_weight"]) == len(BLEND_WEIGHTS)
     # On the test: w x the outputs + (1 - w) x the peer, per sample, in scaled units.

@@ -145,6 +145,8 @@ def choose(
     lines.append(
         f"chosen: blend {w:g} x {net} + {1 - w:g} x {peer.name} (validation WMAE {best:,.1f}; "
         f"{net.split(' (')[0]} alone {by_w[-1]:,.1f} at scale {sb:g}, {peer.name} {by_w[0]:,.1f})"
+        # Two scales on two lines: which one the answers use (test_wmae is the network's own).
+        + ("; predict and serve answer with this blend" if w < 1 else "")
     )
     return out, lines
 
