@@ -360,3 +360,22 @@ def test_each_backtest_origin_blends_with_the_peer_fit_there(monkeypatch, panel_
     zero = torch.zeros(t.shape[:2])
     got = blended({"blend_weight": 0.0, "blend_correction_scale": 1.0}, peer, zero, zero, t)
     assert got[:, 0].tolist() == np.asarray(peer.origins)[k].tolist()
+
+
+def test_a_peer_fit_says_so_once(capsys: pytest.CaptureFixture[str]) -> None:
+    # A fit takes minutes on a large panel with nothing else on the screen; a cached one is
+    # not announced again (the seeds of one experiment share it).
+    from archlab.tasks.sales_horizon_data import PeerInputs
+    from archlab.tasks.sales_posthoc import peer_forecast
+
+    t = np.arange(40)
+    y = 50 + 5 * np.sin(2 * np.pi * t / 6)[None, :] + np.arange(3)[:, None] + t / 7
+    s = np.arange(3)
+    peer = PeerInputs("mstl_ets", y, [30], 6, s * 0, 2, s)
+    capsys.readouterr()
+    peer_forecast(peer, np.full(3, 30), s, 4)
+    assert capsys.readouterr().err == (
+        "archlab: fitting the statistical peer (mstl_ets) on 3 series, 1 fit(s)\n"
+    )
+    peer_forecast(peer, np.full(3, 30), s, 4)
+    assert capsys.readouterr().err == ""

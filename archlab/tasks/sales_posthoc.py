@@ -11,6 +11,7 @@ scale best for it; the blend (test_blend_*, predict) gets its own, chosen with w
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -180,6 +181,15 @@ def peer_forecast(
     """The peer's (N, H) forecast in sales units of each sample (its panel row and origin):
     one fit per origin, or with rolling origins one fit at the first (``span``: that fit's
     first origin and steps, else the samples' own), rolled over the rest."""
+    if peer.rolling:
+        first, steps = span or (int(origins.min()), int(origins.max() - origins.min()) + 1)
+        entries = [rolled(peer, first, steps)]
+    else:
+        entries = [fit_entry(peer, int(o), horizon) for o in np.unique(origins)]
+    if not all(sales_peer.is_fitted(name, y, *args) for name, y, args in entries):
+        # Minutes on a large panel (5,000 series), with nothing else on the screen meanwhile.
+        print(f"archlab: fitting the statistical peer ({peer.name}) on {len(peer.y):,} series, "
+              f"{len(entries)} fit(s)", file=sys.stderr, flush=True)  # fmt: skip
     if peer.rolling:
         first, steps = span or (int(origins.min()), int(origins.max() - origins.min()) + 1)
         name, y, args = rolled(peer, first, steps)
