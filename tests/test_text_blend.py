@@ -82,6 +82,8 @@ def test_a_run_blends_on_validation_and_predicts_with_the_blend(
     w = m["blend_weight"]
     assert m["blend_weight_from"] == "validation" and w < 1
     assert f"chosen: blend {w:g} x network + {1 - w:g} x TF-IDF (validation;" in err
+    n_train = len(json.loads((run_dir / "split.json").read_text())["train"])
+    assert f"archlab: fitting the TF-IDF baseline on {n_train:,} training texts\n" in err
     assert (run_dir / TFIDF_FILE).exists()
     # test_blend_* are the blend's: predict's labels of the test texts score them.
     _, task, model = runner.restore_task(run_dir)
