@@ -207,7 +207,12 @@ def load_runs(run_dirs: Sequence[Path]) -> dict[str, Served]:
     from archlab.runner import inference, load_config, restore_task
 
     runs: dict[str, Served] = {}
+    seen: set[Path] = set()
     for d in map(Path, run_dirs):
+        if d.resolve() in seen:  # named twice (a shell glob and a path): served once
+            print(f"archlab: note: {d} is given twice: served once", file=sys.stderr)
+            continue
+        seen.add(d.resolve())
         cfg = load_config(d)
         if cfg.task == "sales" and cfg.data.framing != "forecast":
             why = (f"{d} is a sales run of the parity framing, which has no predict (serve and "

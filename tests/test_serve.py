@@ -738,3 +738,14 @@ def test_served_explain_of_a_blended_run_says_it_is_the_network_alone(
     assert r["predictions"][0]["explanation"]["class"] == cli
     alone = TestClient(create_app([parity_and_blend["alone"]]))
     assert alone.post("/explain", json={"texts": ["great"]}).json()["notes"] == []
+
+
+def test_a_run_given_twice_is_served_once(runs: dict[str, Path], capsys) -> None:
+    from archlab.serve import load_runs
+
+    d = runs["text"]
+    served = load_runs([d, d.parent / ".." / d.parent.name / d.name])
+    assert list(served) == [d.name]  # not NAME and NAME-2 for one run
+    assert f"{d.parent / '..' / d.parent.name / d.name} is given twice: served once" in (
+        capsys.readouterr().err
+    )
