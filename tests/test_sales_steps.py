@@ -349,12 +349,17 @@ def test_predict_says_a_forecast_step_falls_on_a_closed_day(tmp_path: Path, caps
     cfg = _cfg(path, "date")
     data = HorizonData(cfg).build(CPU)
     task = HorizonForecast(cfg, data.fitted)
+    got = task.predict(task.build_model(), [])  # next-step: the Monday, past the closed Sunday
+    assert got[0]["date"] == "2023-05-22"
+    err = capsys.readouterr().err
+    assert "Sunday 2023-05-21 after its last date is a closed day" in err
+    h2 = apply_overrides(cfg, ["data.horizon=2"])  # two steps: the Sunday is the first, said
+    task = HorizonForecast(h2, HorizonData(h2).build(CPU).fitted)
     got = task.predict(task.build_model(), [])
     assert got[0]["date"] == "2023-05-21"
-    err = capsys.readouterr().err
     assert (
         "1 forecast step(s) fall on a day of the week the history has few or no rows on (e.g. "
-        "step 1, 2023-05-21, a Sunday)" in err
+        "step 1, 2023-05-21, a Sunday)" in capsys.readouterr().err
     )
 
 
@@ -494,31 +499,36 @@ def test_forecast_steps_on_closed_days_are_said(
         cfg = _cfg(tmp_path / name, "date")
         return HorizonForecast(cfg, HorizonData(cfg).build(CPU).fitted)
 
-    # Business days with Wednesdays closed, a history ending on a Tuesday: the next step is
-    # a closed Wednesday (the note was for 7-day weeks only).
+    # Business days with Wednesdays closed, a history ending on a Tuesday: a next-step run
+    # forecasts the Thursday from the closed Wednesday, as training scores Thursdays; said.
     task = run(days[days.day_of_week.isin([0, 1, 3, 4])], "bw.csv")
     hist = pd.read_csv(tmp_path / "bw.csv")
     hist[pd.to_datetime(hist.date) <= "2023-05-16"].to_csv(tmp_path / "tue.csv", index=False)
     capsys.readouterr()
-    task.predict(task.build_model(), [str(tmp_path / "tue.csv")])
-    assert (
-        "1 forecast step(s) fall on a day of the week the history has few or no rows on "
-        "(e.g. step 1, 2023-05-17, a Wednesday)" in capsys.readouterr().err
-    )
-    # Mon-Sat, ending on a Saturday: rows for the Sunday are said to be a closed day's; rows for
-    # the Monday name the closed Sunday before them and the horizon that reaches it.
+    out = task.predict(task.build_model(), [str(tmp_path / "tue.csv")])
+    assert {r["date"] for r in out} == {"2023-05-18"}
+    assert ("tue.csv: Wednesday 2023-05-17 after its last date is a closed day (the history has "
+            "no rows on that weekday): the forecast is for the next open day, 2023-05-18") in (
+        capsys.readouterr().err
+    )  # fmt: skip
+    # Mon-Sat, ending on a Saturday: the Monday, also as rows to forecast (it was refused).
     task = run(days[days.day_of_week < 6], "ms.csv")
     last = pd.Timestamp(pd.read_csv(tmp_path / "ms.csv").date.max())
     assert last.day_of_week == 5
-    (tmp_path / "sun.csv").write_text(f"date,store\n{last + pd.Timedelta(days=1):%Y-%m-%d},1\n")
-    task.predict(task.build_model(), [str(tmp_path / "sun.csv")])
-    assert "a Sunday): forecasts of days read as missing" in capsys.readouterr().err
     monday = last + pd.Timedelta(days=2)
     (tmp_path / "mon.csv").write_text(f"date,store\n{monday:%Y-%m-%d},1\n")
-    with pytest.raises(ArchlabError, match=(
-        r"fall on days the history has no rows on \(closed\): the run forecasts them; "
-        rf"data\.horizon=2 or more reaches {monday:%Y-%m-%d}")):  # fmt: skip
-        task.predict(task.build_model(), [str(tmp_path / "mon.csv")])
+    (row,) = task.predict(task.build_model(), [str(tmp_path / "mon.csv")])
+    assert row["date"] == f"{monday:%Y-%m-%d}" and np.isfinite(row["forecast"])
+    # A run of two steps forecasts the closed Sunday as its first step: said; rows beyond its
+    # steps past a closed day name the horizon that reaches them.
+    cfg = _cfg(tmp_path / "ms.csv", "date", "data.horizon=2")
+    task = HorizonForecast(cfg, HorizonData(cfg).build(CPU).fitted)
+    capsys.readouterr()
+    task.predict(task.build_model(), [])
+    assert "a Sunday): forecasts of days read as missing" in capsys.readouterr().err
+    (tmp_path / "tue2.csv").write_text(f"date,store\n{last + pd.Timedelta(days=3):%Y-%m-%d},1\n")
+    with pytest.raises(ArchlabError, match=r"outside the forecast steps"):
+        task.predict(task.build_model(), [str(tmp_path / "tue2.csv")])
 
 
 def test_eval_on_other_data_does_not_repeat_training_choices_notes(tmp_path: Path) -> None:

@@ -347,14 +347,18 @@ class HorizonForecast(SalesTask):
             print(f"archlab: note: {hist or c.path}: {said}", file=sys.stderr)
         fz = self.fitted.featurizer
         dates = df[c.date_column].to_numpy().astype("datetime64[D]")
+        closed: list[int] = []
+        if fz.step_days == 1 and len(np.unique(dates)) > 1:  # weekdays with (almost) no rows
+            u = np.unique(dates)
+            end = sales.time_index(u[-1], u[0], 1, fz.weekdays)
+            grid = sales.step_dates(u[0], np.arange(int(end) + 1), 1, fz.weekdays)
+            grid = grid.astype("datetime64[D]")
+            closed = _rare_weekdays((grid.astype(np.int64) + 3) % 7, np.isin(grid, u))
+        if fz.horizon == 1 and closed:
+            df = _through_closed_days(df, c, fz, closed, hist or c.path)
+            dates = df[c.date_column].to_numpy().astype("datetime64[D]")
         if want:  # before the known covariates' values on those dates are looked up
             end = sales.time_index(dates.max(), dates.min(), fz.step_days, fz.weekdays)
-            closed: list[int] = []
-            if fz.step_days == 1:  # the weekdays the history has (almost) no rows on
-                u = np.unique(dates)
-                grid = sales.step_dates(u[0], np.arange(int(end) + 1), 1, fz.weekdays)
-                grid = grid.astype("datetime64[D]")
-                closed = _rare_weekdays((grid.astype(np.int64) + 3) % 7, np.isin(grid, u))
             for w, path in zip(want, paths, strict=True):
                 d = w[c.date_column].to_numpy().astype("datetime64[D]")
                 h = _steps_ahead(d, dates.min(), int(end), fz.horizon, path, c, fz.step_days,
@@ -435,7 +439,7 @@ class HorizonForecast(SalesTask):
                 f"{hist or self.data_cfg.path}: none of its series were seen in training"
             )
         ended = s[np.isnan(p.y[s, o])]  # no row on the last date: forecast as no sales there
-        if len(ended):
+        if len(ended) and not np.isnan(p.y[:, o]).all():  # all: a closed day, said already
             obs = ~np.isnan(p.y[ended, : o + 1])
             last = p.dates[o - np.argmax(obs[:, ::-1], 1)]
             e = int(np.argmin(last))  # the one that ended first
@@ -605,6 +609,38 @@ def baseline_rows(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...])
     e_g = f" (e.g. {', '.join(str(fallback[0][k]) for k in keys)})" if keys else ""
     return (f"{len(fallback)} row(s) of {n_series} series without training history{e_g} took "
             "the baseline (last season's smoothed sales; 0 for a series never seen)")  # fmt: skip
+
+
+def _through_closed_days(
+    df: pd.DataFrame, c: SalesDataConfig, fz: Any, closed: list[int], where: object
+) -> pd.DataFrame:
+    """A next-step run's history ending before closed days (a Saturday before a closed
+    Sunday) with those days as steps without a value: its one step is then the next open day
+    (the Monday), forecast from the closed day as training scores such days, not the closed
+    day itself. Said in a note."""
+    last = df[c.date_column].max()
+    days = []
+    while len(days) < 6:
+        d = sales.step_dates(np.datetime64(last, "D"), np.array([len(days) + 1]), 1, fz.weekdays)
+        if (int(d.astype("datetime64[D]").astype(np.int64)[0]) + 3) % 7 not in closed:
+            break
+        days.append(pd.Timestamp(d[0]))
+    if not days:
+        return df
+    keys = list(c.series_keys)
+    series = df[keys].drop_duplicates() if keys else pd.DataFrame(index=[0])
+    empty = pd.concat([series.assign(**{c.date_column: d}) for d in days], ignore_index=True)
+    if c.holiday_column and c.holiday_column in df.columns:
+        empty[c.holiday_column] = False
+    nxt = sales.step_dates(np.datetime64(days[-1], "D"), np.array([1]), 1, fz.weekdays)[0]
+    said = ", ".join(f"{d:%A} {d:%Y-%m-%d}" for d in days)
+    are = "is a closed day" if len(days) == 1 else "are closed days"
+    print(f"archlab: note: {where}: {said} after its last date {are} (the history has no rows "
+          f"on that weekday): the forecast is for the next open day, {str(nxt)[:10]}, from the "
+          "closed day, as training scores such days", file=sys.stderr)  # fmt: skip
+    out = pd.concat([df, empty], ignore_index=True)
+    out.attrs = df.attrs
+    return out
 
 
 def _rare_weekdays(day: np.ndarray, has: np.ndarray) -> list[int]:
