@@ -541,3 +541,27 @@ def test_eval_on_other_data_does_not_repeat_training_choices_notes(tmp_path: Pat
         CPU, data.fitted
     )
     assert not any("blend weight is chosen" in n for n in again.notes)  # eval chooses nothing
+
+
+def test_a_blending_next_step_run_keeps_its_peer_fit_past_closed_days(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The peer's fit at the data's end, saved at training, is the one predict uses past a
+    # closed Sunday: not fitted again at every predict.
+    from archlab import runner
+
+    days = pd.date_range("2022-01-03", periods=300, freq="D")
+    keep = days[days.day_of_week < 6]
+    week = np.array([1.0, 0.9, 0.95, 1.0, 1.2, 1.6])
+    rows = [(f"{d:%Y-%m-%d}", s, 100.0 * s * week[d.day_of_week] + (d.day_of_year % 7))
+            for s in (1, 2, 3) for d in keep]  # fmt: skip
+    pd.DataFrame(rows, columns=["date", "store", "sales"]).to_csv(tmp_path / "m.csv", index=False)
+    sets = ["data.peer=mstl_ets", "data.blend_weight=0.5", "train.epochs=1"]
+    cfg = apply_overrides(_cfg(tmp_path / "m.csv", "date"), sets)
+    run = runner.train(cfg, tmp_path / "runs")
+    _, task, model = runner.restore_task(run)
+    capsys.readouterr()
+    out = task.predict(model, [])
+    err = capsys.readouterr().err
+    assert {r["source"] for r in out} == {"blend"} and pd.Timestamp(out[0]["date"]).day_of_week == 0
+    assert "fitting the statistical peer" not in err and "is a closed day" in err

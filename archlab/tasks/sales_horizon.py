@@ -13,6 +13,8 @@ in archlab/tasks/sales_posthoc.py.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 import time
 from collections.abc import Sequence
@@ -347,13 +349,7 @@ class HorizonForecast(SalesTask):
             print(f"archlab: note: {hist or c.path}: {said}", file=sys.stderr)
         fz = self.fitted.featurizer
         dates = df[c.date_column].to_numpy().astype("datetime64[D]")
-        closed: list[int] = []
-        if fz.step_days == 1 and len(np.unique(dates)) > 1:  # weekdays with (almost) no rows
-            u = np.unique(dates)
-            end = sales.time_index(u[-1], u[0], 1, fz.weekdays)
-            grid = sales.step_dates(u[0], np.arange(int(end) + 1), 1, fz.weekdays)
-            grid = grid.astype("datetime64[D]")
-            closed = _rare_weekdays((grid.astype(np.int64) + 3) % 7, np.isin(grid, u))
+        closed = _closed_weekdays(dates, fz)
         if fz.horizon == 1 and closed:
             df = _through_closed_days(df, c, fz, closed, hist or c.path)
             dates = df[c.date_column].to_numpy().astype("datetime64[D]")
@@ -526,7 +522,12 @@ class HorizonForecast(SalesTask):
         # The peer reads sales alone: future values of known covariates (which only the rows
         # to forecast may bring) are neither needed nor checked here.
         c, fz = self.data_cfg, replace(self.fitted.featurizer, known_covariates=())
-        p = future_panel(sales.load_sales(c), c, fz)
+        df = sales.load_sales(c)
+        if fz.horizon == 1 and (closed := _closed_weekdays(df[c.date_column].to_numpy(), fz)):
+            # As predict reads it: the next open day's origin, past closed days (said there).
+            with contextlib.redirect_stderr(io.StringIO()):
+                df = _through_closed_days(df, c, fz, closed, c.path)
+        p = future_panel(df, c, fz)
         o = p.y.shape[1] - fz.horizon - 1
         end = self._end_peer(p, fz.transform(p), np.flatnonzero(fz.series_index(p.keys) >= 0), o)
         fits.append(fit_entry(end, o, H))
@@ -609,6 +610,16 @@ def baseline_rows(rows: list[dict[str, Any]], keys: list[str] | tuple[str, ...])
     e_g = f" (e.g. {', '.join(str(fallback[0][k]) for k in keys)})" if keys else ""
     return (f"{len(fallback)} row(s) of {n_series} series without training history{e_g} took "
             "the baseline (last season's smoothed sales; 0 for a series never seen)")  # fmt: skip
+
+
+def _closed_weekdays(dates: np.ndarray, fz: Any) -> list[int]:
+    """The days of the week a daily history has (almost) no rows on (a shop's closed days)."""
+    u = np.unique(np.asarray(dates).astype("datetime64[D]"))
+    if fz.step_days != 1 or len(u) < 2:
+        return []
+    end = sales.time_index(u[-1], u[0], 1, fz.weekdays)
+    grid = sales.step_dates(u[0], np.arange(int(end) + 1), 1, fz.weekdays).astype("datetime64[D]")
+    return _rare_weekdays((grid.astype(np.int64) + 3) % 7, np.isin(grid, u))
 
 
 def _through_closed_days(
