@@ -323,6 +323,7 @@ def test_every_command_refuses_an_unfinished_run_in_the_same_words(
     cut = tmp_path / "cut"
     shutil.copytree(run, cut)
     (cut / "metrics.json").unlink()  # as a run stopped before its end leaves it
+    capsys.readouterr()  # training's own lines
     commands = (
         ["eval", str(cut)],
         ["predict", str(cut), "great"],
