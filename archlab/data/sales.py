@@ -616,6 +616,17 @@ class Panel:
     weekdays: int = 7  # days of the week that are steps: 5 for business days (Mon-Fri)
 
 
+def weekday(dates: np.ndarray) -> np.ndarray:
+    """The day of the week of each date, Monday = 0 (1970-01-01 was a Thursday)."""
+    return (np.asarray(dates).astype("datetime64[D]").astype(np.int64) + 3) % 7
+
+
+def rare_weekdays(days: np.ndarray, has: np.ndarray) -> list[int]:
+    """The days of the week (Monday = 0) that under half of the steps ``days`` (their
+    weekdays) ``has`` a row or value on: a shop's closed days."""
+    return [k for k in range(7) if 2 * has[days == k].sum() < (days == k).sum()]
+
+
 def fill_blank_cells(p: Panel, season: int) -> np.ndarray:
     """The (S, T) sales with each blank cell (a row present, its value empty: unknown, unlike a
     step with no row, which the statistical peer reads as no sales) filled from the steps before
@@ -629,12 +640,12 @@ def fill_blank_cells(p: Panel, season: int) -> np.ndarray:
     # (Sundays), not unknown sales: it stays no sales, as a step with no row. (One series
     # cannot tell the two apart: its blank cells are unknown.)
     blank &= np.isnan(y) & ~(np.isnan(y).all(0) & (len(y) > 1))
-    for s, t in zip(*np.nonzero(blank), strict=True):  # by series, then step: fills chain
-        before = y[s, :t][~np.isnan(y[s, :t])]
-        if t >= season and not np.isnan(y[s, t - season]):
-            y[s, t] = y[s, t - season]
-        elif len(before):
-            y[s, t] = before[-1]
+    last = np.full(len(y), np.nan)  # each series' last value so far (a fill included)
+    for t in range(y.shape[1]):  # step by step, every series at once: fills chain
+        if (b := blank[:, t]).any():
+            ago = y[b, t - season] if t >= season else np.full(int(b.sum()), np.nan)
+            y[b, t] = np.where(np.isnan(ago), last[b], ago)
+        last = np.where(np.isnan(y[:, t]), last, y[:, t])
     return y
 
 
@@ -662,8 +673,7 @@ def infer_weekdays(dates: np.ndarray, step_days: int) -> int:
     d = np.unique(np.asarray(dates).astype("datetime64[D]"))
     if step_days != 1 or len(d) < MIN_BUSINESS_DATES:
         return 7
-    weekday = (d.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
-    return 7 if (weekday >= 5).any() else BUSINESS
+    return 7 if (weekday(d) >= 5).any() else BUSINESS
 
 
 def _step_words(step_days: int, weekdays: int) -> tuple[str, str]:
@@ -779,8 +789,8 @@ def infer_step_days(dates: np.ndarray) -> int:
     if len(u) > 2 and (month_gaps >= 1).all():  # at most one date a calendar month
         k, n = np.unique(month_gaps, return_counts=True)
         return max(MONTHLY_MIN_DAYS, round(int(k[np.argmax(n)]) * 30.44))
-    weekdays = np.unique((u.astype(np.int64) + 3) % 7)  # 1970-01-01 was a Thursday
-    if np.gcd.reduce(gaps) == 1 < least and gaps.max() <= 7 and gaps.mean() <= 4 > len(weekdays):
+    days = np.unique(weekday(u))
+    if np.gcd.reduce(gaps) == 1 < least and gaps.max() <= 7 and gaps.mean() <= 4 > len(days):
         # About two or more dates a week on fixed weekdays, with no common step (gaps of 2 and
         # 3: a shop open Mondays, Wednesdays and Fridays): days, the closed ones steps without
         # a value. Read on a 2-day grid, every other week's dates would land on other weekdays'

@@ -13,8 +13,6 @@ in archlab/tasks/sales_posthoc.py.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import sys
 import time
 from collections.abc import Sequence
@@ -320,7 +318,7 @@ class HorizonForecast(SalesTask):
         fz = self.fitted.featurizer
         asked = np.concatenate([w[c.date_column].to_numpy().astype("datetime64[D]") for w in want])
         ahead = p.dates[o + 1 :].astype("datetime64[D]")
-        if (closed := _closed_days(p, o, np.isin(ahead, asked))) and want:
+        if closed := _closed_days(p, o, np.isin(ahead, asked)):
             print(f"archlab: note: {wanted[0]}: {closed}", file=sys.stderr)
         return _wanted_rows(p, fc, src, o, want, wanted, c, fz.step_days, fz.weekdays)
 
@@ -525,8 +523,7 @@ class HorizonForecast(SalesTask):
         df = sales.load_sales(c)
         if fz.horizon == 1 and (closed := _closed_weekdays(df[c.date_column].to_numpy(), fz)):
             # As predict reads it: the next open day's origin, past closed days (said there).
-            with contextlib.redirect_stderr(io.StringIO()):
-                df = _through_closed_days(df, c, fz, closed, c.path)
+            df = _through_closed_days(df, c, fz, closed, c.path, say=False)
         p = future_panel(df, c, fz)
         o = p.y.shape[1] - fz.horizon - 1
         end = self._end_peer(p, fz.transform(p), np.flatnonzero(fz.series_index(p.keys) >= 0), o)
@@ -619,11 +616,16 @@ def _closed_weekdays(dates: np.ndarray, fz: Any) -> list[int]:
         return []
     end = sales.time_index(u[-1], u[0], 1, fz.weekdays)
     grid = sales.step_dates(u[0], np.arange(int(end) + 1), 1, fz.weekdays).astype("datetime64[D]")
-    return _rare_weekdays((grid.astype(np.int64) + 3) % 7, np.isin(grid, u))
+    return sales.rare_weekdays(sales.weekday(grid), np.isin(grid, u))
 
 
 def _through_closed_days(
-    df: pd.DataFrame, c: SalesDataConfig, fz: Any, closed: list[int], where: object
+    df: pd.DataFrame,
+    c: SalesDataConfig,
+    fz: Any,
+    closed: list[int],
+    where: object,
+    say: bool = True,
 ) -> pd.DataFrame:
     """A next-step run's history ending before closed days (a Saturday before a closed
     Sunday) with those days as steps without a value: its one step is then the next open day
@@ -633,7 +635,7 @@ def _through_closed_days(
     days = []
     while len(days) < 6:
         d = sales.step_dates(np.datetime64(last, "D"), np.array([len(days) + 1]), 1, fz.weekdays)
-        if (int(d.astype("datetime64[D]").astype(np.int64)[0]) + 3) % 7 not in closed:
+        if sales.weekday(d)[0] not in closed:
             break
         days.append(pd.Timestamp(d[0]))
     if not days:
@@ -646,17 +648,13 @@ def _through_closed_days(
     nxt = sales.step_dates(np.datetime64(days[-1], "D"), np.array([1]), 1, fz.weekdays)[0]
     said = ", ".join(f"{d:%A} {d:%Y-%m-%d}" for d in days)
     are = "is a closed day" if len(days) == 1 else "are closed days"
-    print(f"archlab: note: {where}: {said} after its last date {are} (the history has no rows "
-          f"on that weekday): the forecast is for the next open day, {str(nxt)[:10]}, from the "
-          "closed day, as training scores such days", file=sys.stderr)  # fmt: skip
+    if say:
+        print(f"archlab: note: {where}: {said} after its last date {are} (the history has no "
+              f"rows on that weekday): the forecast is for the next open day, {str(nxt)[:10]}, "
+              "from the closed day, as training scores such days", file=sys.stderr)  # fmt: skip
     out = pd.concat([df, empty], ignore_index=True)
     out.attrs = df.attrs
     return out
-
-
-def _rare_weekdays(day: np.ndarray, has: np.ndarray) -> list[int]:
-    """The days of the week (Monday = 0) that under half of their steps ``has`` rows on."""
-    return [k for k in range(7) if 2 * has[day == k].sum() < (day == k).sum()]
 
 
 def _closed_days(p: sales.Panel, o: int, asked: np.ndarray | None = None) -> str:
@@ -666,8 +664,8 @@ def _closed_days(p: sales.Panel, o: int, asked: np.ndarray | None = None) -> str
     daily = p.weekdays == sales.BUSINESS or (len(d) > 1 and d[1] - d[0] == np.timedelta64(1, "D"))
     if len(d) < 2 or not daily:
         return ""
-    day = (d.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
-    rare = _rare_weekdays(day[: o + 1], ~np.isnan(p.y[:, : o + 1]).all(0))
+    day = sales.weekday(d)
+    rare = sales.rare_weekdays(day[: o + 1], ~np.isnan(p.y[:, : o + 1]).all(0))
     on = np.isin(day[o + 1 :], rare) & (True if asked is None else asked)  # the steps asked for
     ahead = np.flatnonzero(on)
     if not len(ahead):
@@ -737,8 +735,7 @@ def _steps_ahead(
         history = (f"; if {path.name} is a history, it lacks the target column {c.target!r}"
                    if h[i] < 0 and len(np.unique(d)) > H else "")  # fmt: skip
         between = sales.step_dates(origin, np.arange(o + 1, t[i]), step_days, weekdays)
-        weekday = (between.astype("datetime64[D]").astype(np.int64) + 3) % 7
-        if h[i] >= H and len(between) and np.isin(weekday, closed).all():
+        if h[i] >= H and len(between) and np.isin(sales.weekday(between), closed).all():
             # A next-step run ending on a Saturday forecasts the closed Sunday, not the Monday.
             history = (f"; the step(s) before it ({str(between[0])[:10]}"
                        + (f"..{str(between[-1])[:10]}" if len(between) > 1 else "")

@@ -774,11 +774,11 @@ def _sparse_weekdays(r: _Read) -> list[str]:
     if r.step_days != 1 or len(d) < sales.MIN_BUSINESS_DATES:
         return []
     span = np.arange(d[0], d[-1] + np.timedelta64(1, "D"))
-    day = (span.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    day = sales.weekday(span)
     if r.weekdays == sales.BUSINESS:  # weekends are no steps: only closed weekdays are said
         span, day = span[day < 5], day[day < 5]
     has = np.isin(span, d)
-    sparse = [k for k in range(7) if 2 * has[day == k].sum() < (day == k).sum()]
+    sparse = sales.rare_weekdays(day, has)
     if not sparse:
         return []
     said = ", ".join(f"{has[day == k].sum()} of {(day == k).sum()} {DAY_NAMES[k]}s"
