@@ -181,21 +181,20 @@ def peer_forecast(
     """The peer's (N, H) forecast in sales units of each sample (its panel row and origin):
     one fit per origin, or with rolling origins one fit at the first (``span``: that fit's
     first origin and steps, else the samples' own), rolled over the rest."""
-    if peer.rolling:
-        first, steps = span or (int(origins.min()), int(origins.max() - origins.min()) + 1)
-        entries = [rolled(peer, first, steps)]
-    else:
-        entries = [fit_entry(peer, int(o), horizon) for o in np.unique(origins)]
+    first, steps = span or (int(origins.min()), int(origins.max() - origins.min()) + 1)
+    fits = np.unique(origins) if not peer.rolling else np.array([first])
+    entries = [rolled(peer, first, steps)] if peer.rolling else [
+        fit_entry(peer, int(o), horizon) for o in fits
+    ]  # fmt: skip
     if not all(sales_peer.is_fitted(name, y, *args) for name, y, args in entries):
         # Minutes on a large panel (5,000 series), with nothing else on the screen meanwhile.
         print(f"archlab: fitting the statistical peer ({peer.name}) on {len(peer.y):,} series, "
               f"{len(entries)} fit(s)", file=sys.stderr, flush=True)  # fmt: skip
+    forecasts = [sales_peer.forecaster(name)(y, *args) for name, y, args in entries]
     if peer.rolling:
-        first, steps = span or (int(origins.min()), int(origins.max() - origins.min()) + 1)
-        name, y, args = rolled(peer, first, steps)
-        return sales_peer.forecaster(name)(y, *args)[series, origins - first][:, None]
+        return forecasts[0][series, origins - first][:, None]
     out = np.empty((len(origins), horizon))
-    for o in np.unique(origins):
+    for o, fc in zip(fits, forecasts, strict=True):
         at = origins == o
-        out[at] = fit_at(peer, int(o), horizon)[series[at]]
+        out[at] = fc[series[at]]
     return out
