@@ -16,6 +16,11 @@ re-checks every 2 s. ``OMP_WAIT_POLICY=PASSIVE`` (sleep at once) was measured to
 it does not prevent the collapse (both threads must still be scheduled at every barrier), and
 in an early, noisy measurement here it made epochs alone ~15% slower (a futex wake-up per op).
 ``bench/threads.py`` times an epoch alone and beside CPU hogs at the old and new defaults.
+
+numpy's BLAS (OpenBLAS: the sales baselines' SVDs, scikit-learn's solvers) keeps a pool of its
+own, one thread per core, that torch's count does not reach; it collapses the same way beside
+other jobs (a 40 x 1,000 SVD took 34 ms against 1.5 ms on one thread, and a daily panel's 91
+test origins spent 100 s in them), so it follows the same count.
 """
 
 from __future__ import annotations
@@ -125,7 +130,15 @@ class ThreadGovernor:
         n = choose_threads(self.max_threads, len(self.load.cpus), others)
         if n != torch.get_num_threads():
             torch.set_num_threads(n)
+            limit_blas(n)
         return n
+
+
+def limit_blas(n: int) -> None:
+    """Use ``n`` threads in the BLAS libraries numpy and scipy loaded (for the whole process)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")
 
 
 # torch's own count, read once before archlab changes it; the governor of the current run.
@@ -146,6 +159,7 @@ def set_threads(requested: int) -> int:
     n = intra_op_threads(requested, _MAX_THREADS[0], _cgroup_cpus())
     if n != torch.get_num_threads():
         torch.set_num_threads(n)
+    limit_blas(n)
     _GOVERNOR[:] = [ThreadGovernor(n)] if requested == 0 and n > 1 else []
     return n
 

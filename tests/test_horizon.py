@@ -63,6 +63,21 @@ def test_full_rank_svd_is_the_zero_filled_panel() -> None:
     np.testing.assert_allclose(sn, np.nan_to_num(y)[:, 6:8], atol=1e-8)
 
 
+@pytest.mark.parametrize("shape", [(40, 300), (300, 40), (12, 12), (3, 50)])
+def test_low_rank_is_the_truncated_svd(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(sum(shape))
+    a = rng.gamma(2.0, 50.0, shape) @ np.diag(rng.uniform(0.5, 2.0, shape[1]))
+    a[rng.random(shape) < 0.1] = 0.0  # missing weeks
+    a[1] = 0.0  # a store with no sales in the department
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
+    for k in (1, 2, 10, min(shape)):
+        want = (u[:, :k] * s[:k]) @ vt[:k]
+        np.testing.assert_allclose(naive.low_rank(a, k), want, atol=1e-9 * np.abs(a).max())
+    deficient = a[:, :3] @ rng.normal(size=(3, shape[1]))  # rank 3 < the rank asked for
+    np.testing.assert_allclose(naive.low_rank(deficient, 10), deficient,
+                               atol=1e-9 * np.abs(deficient).max())  # fmt: skip
+
+
 def test_level_shift_by_hand() -> None:
     y = np.array([[1.0, 2.0, 3.0, 4.0, np.nan, 6.0, 7.0, 8.0]])
     # origin 7, season 4, 2 steps: mean(y6, y7) - mean(y2, y3); a missing step counts as 0

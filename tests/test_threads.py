@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from threadpoolctl import threadpool_info
 
 from archlab import runner, threads
 from archlab.config import apply_overrides
@@ -69,6 +70,26 @@ def test_governor_drops_to_one_thread_beside_hogs(monkeypatch: pytest.MonkeyPatc
         assert gov.adjust() == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def _blas_threads() -> set[int]:
+    return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+
+def test_numpys_blas_follows_the_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    # OpenBLAS's own pool, one thread per core, collapsed beside other jobs like torch's did
+    before, blas = torch.get_num_threads(), _blas_threads()
+    assert blas, "numpy loaded no BLAS threadpoolctl can see"
+    try:
+        threads.set_threads(1)
+        assert _blas_threads() == {1}
+        gov = threads.ThreadGovernor(2)
+        gov.load.cpus = {0, 1}
+        monkeypatch.setattr(gov.load, "others", lambda: 0.0)
+        assert gov.adjust() == 2 and _blas_threads() == {2}
+    finally:
+        torch.set_num_threads(before)
+        threads.limit_blas(max(blas))
 
 
 def test_fixed_threads_start_no_governor() -> None:
