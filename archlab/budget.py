@@ -241,7 +241,7 @@ def probe(base: RunConfig, where: Path, target_s: float = 0.0) -> Probe:
     clock = _StepClock(target_s)
     try:
         with contextlib.suppress(_ProbeDone):
-            runner.fit(p, [clock], say_resume=False)  # its folder goes: nothing to resume
+            runner.fit(p, [clock], on_interrupt="nothing")  # its folder goes: nothing to resume
         if clock.trainer is not None and clock.trainer.interrupted:
             raise KeyboardInterrupt  # a Ctrl-C in the step that ended the probe
         t = clock.t

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -236,17 +236,21 @@ def _resume_state(run_dir: Path, data: DataBundle[Any, Any], d: Dist) -> dict[st
     return None
 
 
-def fit(p: Prepared, callbacks: Sequence[Callback] = (), say_resume: bool = True) -> Path:
-    """Train a prepared run, then test it and write its files (metrics.json last).
-    ``say_resume``: a Ctrl-C's line says how to resume the run (not for a run its caller
-    removes, the budget's probe)."""
+# What a Ctrl-C's line says: where the run stopped and how to resume it (a run of its own),
+# where alone (a command of many runs says how to go on: the same command again), or nothing
+# (a run its caller removes, the budget's probe).
+Said = Literal["resume", "where", "nothing"]
+
+
+def fit(p: Prepared, callbacks: Sequence[Callback] = (), on_interrupt: Said = "resume") -> Path:
+    """Train a prepared run, then test it and write its files (metrics.json last)."""
     try:
-        return _fit(p, callbacks, say_resume)
+        return _fit(p, callbacks, on_interrupt)
     finally:
         rundir.unlock_training(p.run_dir)  # taken by prepare
 
 
-def _fit(p: Prepared, callbacks: Sequence[Callback], say_resume: bool = True) -> Path:
+def _fit(p: Prepared, callbacks: Sequence[Callback], on_interrupt: Said) -> Path:
     cfg, run_dir, d = p.cfg, p.run_dir, p.dist
     model = p.task.build_model()
     trainer = Trainer(
@@ -270,10 +274,12 @@ def _fit(p: Prepared, callbacks: Sequence[Callback], say_resume: bool = True) ->
     except KeyboardInterrupt as e:
         if not d.is_main:
             raise
-        if not say_resume:
+        if on_interrupt == "nothing":
             raise
         _keep_finished(trainer, run_dir)
-        print(f"archlab: interrupted {_kept(trainer, run_dir)}", file=sys.stderr)
+        where, how = _kept(trainer, run_dir)
+        print(f"archlab: interrupted {where}" + (how if on_interrupt == "resume" else ""),
+              file=sys.stderr)  # fmt: skip
         raise Interrupted from e
     if d.is_main:
         try:
@@ -281,9 +287,10 @@ def _fit(p: Prepared, callbacks: Sequence[Callback], say_resume: bool = True) ->
         except KeyboardInterrupt as e:
             # Training is over: keep it, so that --resume only tests (it trained again).
             rundir.save_state(trainer.state_dict(), run_dir / rundir.STATE)
+            how = f": finish it with archlab train --resume {run_dir}"
             print(f"archlab: interrupted while testing; training is saved (all "
-                  f"{trainer.state.epoch} epochs): finish it with archlab train --resume "
-                  f"{run_dir}", file=sys.stderr)  # fmt: skip
+                  f"{trainer.state.epoch} epochs)" + (how if on_interrupt == "resume" else ""),
+                  file=sys.stderr)  # fmt: skip
             raise Interrupted from e
         rundir.drop_state(run_dir)  # finished: the resume state (up to ~0.5 GB) is no use now
     distributed.barrier(d)  # the others wait until rank 0 has written metrics.json
@@ -307,22 +314,28 @@ def _keep_finished(trainer: Trainer, run_dir: Path) -> None:
         ck.saved_epoch = st.epoch
 
 
-def _kept(trainer: Trainer, run_dir: Path) -> str:
-    """Where training stopped and what --resume will start from: this Ctrl-C's checkpoint,
+def _kept(trainer: Trainer, run_dir: Path) -> tuple[str, str]:
+    """Where training stopped, and what --resume will start from: this Ctrl-C's checkpoint,
     or (a second Ctrl-C aborted it, or it came between steps) the last one on disk, if any."""
     st, resume = trainer.state, f"archlab train --resume {run_dir}"
     saved = next((c.saved_epoch for c in trainer.callbacks if isinstance(c, Checkpoint)), -1)
     done = st.epoch >= trainer.cfg.epochs or st.stopped_early
     if done and not st.batch and saved == st.epoch:
-        return f"after training (all {st.epoch} epochs, checkpoint saved): {resume} only tests it"
+        return f"after training (all {st.epoch} epochs, checkpoint saved)", (
+            f": {resume} only tests it"
+        )
     if not st.batch and saved == st.epoch:  # a Ctrl-C during an epoch's validation
-        return f"after epoch {st.epoch} (checkpoint saved); resume with: {resume}"
+        return f"after epoch {st.epoch} (checkpoint saved)", f"; resume with: {resume}"
     if st.batch and trainer.interrupt_saved:
-        return f"at epoch {st.epoch + 1}, step {st.batch} (checkpoint saved); resume with: {resume}"
+        return f"at epoch {st.epoch + 1}, step {st.batch} (checkpoint saved)", (
+            f"; resume with: {resume}"
+        )
     where = f"at epoch {st.epoch + 1}" + (f", step {st.batch}" if st.batch else "")
     if (run_dir / rundir.STATE).exists():
-        return f"{where}, without a checkpoint of it: {resume} starts from the last one saved"
-    return f"{where}, before any checkpoint was written: {resume} trains from epoch 1"
+        return f"{where}, without a checkpoint of it", (
+            f": {resume} starts from the last one saved"
+        )
+    return f"{where}, before any checkpoint was written", f": {resume} trains from epoch 1"
 
 
 def train(
@@ -335,6 +348,7 @@ def train(
     callbacks: Sequence[Callback] = (),
     runtime: RunConfig | None = None,
     said: set[str] | None = None,
+    on_interrupt: Said = "resume",
 ) -> Path:
     """Train (or resume) a run and write everything into its run directory; return the dir.
 
@@ -343,13 +357,14 @@ def train(
     """
     if resume_dir is None:
         assert cfg is not None
-        return fit(prepare(cfg, out=out, name=name, command=command, said=said), callbacks)
+        p = prepare(cfg, out=out, name=name, command=command, said=said)
+        return fit(p, callbacks, on_interrupt)
     run_dir = Path(resume_dir)
     saved = load_config(run_dir)
     if rundir.is_finished(run_dir):
         return run_dir  # finished already: nothing to redo
     saved = with_runtime(saved, runtime) if runtime is not None else saved
-    return fit(prepare(saved, run_dir=run_dir, resume=True, said=said), callbacks)
+    return fit(prepare(saved, run_dir=run_dir, resume=True, said=said), callbacks, on_interrupt)
 
 
 def default_callbacks(
@@ -385,6 +400,8 @@ def train_at(
 
     Used by ablations, reproduce and searches so that re-running them redoes only unfinished
     runs; ``said``: first lines an earlier run of the caller printed, not repeated (and added to).
+    A Ctrl-C's line says where the run stopped, not how to resume it: the caller says how to go
+    on (the same command again).
     """
     run_dir = Path(run_dir)
     if (run_dir / rundir.CONFIG).exists():
@@ -395,8 +412,8 @@ def train_at(
                 "choose another --out"
             )
         return train(None, run_dir.parent, resume_dir=run_dir, callbacks=callbacks, runtime=cfg,
-                     said=said)  # fmt: skip
-    return fit(prepare(cfg, run_dir=run_dir, command=command, said=said), callbacks)
+                     said=said, on_interrupt="where")  # fmt: skip
+    return fit(prepare(cfg, run_dir=run_dir, command=command, said=said), callbacks, "where")
 
 
 def finish(

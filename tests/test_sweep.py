@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -265,7 +266,10 @@ def test_an_interrupted_trial_resumes_and_is_not_counted(
     from archlab import sweep
 
     base, space, out = _interrupted_sweep(tmp_path, tweets, monkeypatch, 2)
-    capsys.readouterr()
+    # where the trial stopped; how to go on is the sweep's to say (the same command again)
+    err = capsys.readouterr().err
+    assert re.search(r"^archlab: interrupted (at|after) epoch \d[^:\n]*$", err, re.M), err
+    assert "train --resume" not in err
     result = sweep.run_sweep(base, space, 2, out, study_name="s")  # the same command again
     assert "trial 2: resumes interrupted trial 1" in capsys.readouterr().err
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{out}/sweep.db")
@@ -283,8 +287,8 @@ def test_an_interrupted_trial_resumes_and_is_not_counted(
 def test_a_taken_up_trial_another_process_trains_stays_interrupted(
     tmp_path: Path, tweets: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The Ctrl-C line also names `train --resume OUT/trial-N`: a sweep run again meanwhile
-    # met that run's lock, and the trial counted as failed for good.
+    # A trial's run can be resumed by hand (`train --resume OUT/trial-N`): a sweep run again
+    # meanwhile met that run's lock, and the trial counted as failed for good.
     from archlab import rundir, sweep
 
     base, space, out = _interrupted_sweep(tmp_path, tweets, monkeypatch, 1)
