@@ -8,7 +8,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -128,7 +129,11 @@ def prepare(
         and run_dir is not None
         and all((run_dir / f).exists() for f in (rundir.STATE, rundir.FITTED))
     )
-    with fingerprint.recording() as reads, init_weights.from_checkpoint(checkpointed):
+    with (
+        fingerprint.recording() as reads,
+        init_weights.from_checkpoint(checkpointed),
+        said_if_slow(reading(cfg) if d.is_main and cfg.train.progress != "off" else ""),
+    ):
         task, data = build_task(cfg, device)
     inputs = fingerprint.fingerprint(reads)
     if resume:
@@ -169,6 +174,27 @@ def prepare(
     return Prepared(
         cfg, run_dir, data, task, TASKS[cfg.task].monitor, device, d, state, say, said is not None
     )
+
+
+def reading(cfg: RunConfig, then: str = "the run's first lines follow") -> str:
+    """The line said_if_slow prints while ``cfg``'s data is read."""
+    return (f"archlab: still reading {cfg.data.path or 'the default data'} (large data take "
+            f"a while); {then}")  # fmt: skip
+
+
+@contextlib.contextmanager
+def said_if_slow(line: str, after_s: float = 5.0) -> Iterator[None]:
+    """Print ``line`` (if any) to stderr once the block has run ``after_s`` seconds: reading a
+    large data set (a 2M-row panel, 100,000 texts, 20,000 photos) says so; a small one says
+    nothing extra."""
+    timer = threading.Timer(after_s, lambda: print(line, file=sys.stderr, flush=True))
+    timer.daemon = True  # a Ctrl-C's exit does not wait for it
+    if line:
+        timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def _sayer(said: set[str] | None) -> Callable[[str], None]:
@@ -568,7 +594,12 @@ def load_run(
     spec = TASKS[cfg.task]
     task_data = spec.data(cfg)
     fitted = task_data.restore(run_dir)
-    with fingerprint.recording() as reads:
+    with (
+        fingerprint.recording() as reads,
+        said_if_slow(
+            reading(cfg, f"then archlab {'eval' if action == 'evaluate' else action} goes on")
+        ),
+    ):
         try:
             data = task_data.build(device, fitted, score_all=score_all)
         except ArchlabError:

@@ -49,3 +49,24 @@ def test_a_ctrl_c_in_a_later_callbacks_start_stops_the_bar() -> None:
     with pytest.raises(KeyboardInterrupt):
         trainer.fit(task, task.build_data(torch.device("cpu")), task.build_model())
     assert bar._bar is None  # stopped: the cursor is shown again
+
+
+def test_a_slow_read_says_so_and_a_fast_one_says_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A 2M-row panel or 100,000 texts had minutes of silence before the run's first line.
+    import time
+
+    from archlab import runner
+
+    with runner.said_if_slow("archlab: still reading big.csv", after_s=0.05):
+        time.sleep(0.3)
+    assert capsys.readouterr().err == "archlab: still reading big.csv\n"
+    with runner.said_if_slow("archlab: still reading small.csv", after_s=0.5):
+        pass
+    time.sleep(0.7)  # the cancelled timer never prints
+    assert capsys.readouterr().err == ""
+    with pytest.raises(KeyboardInterrupt), runner.said_if_slow("x", after_s=0.3):
+        raise KeyboardInterrupt  # a Ctrl-C while reading: nothing printed after it
+    time.sleep(0.5)
+    assert capsys.readouterr().err == ""
