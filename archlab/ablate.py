@@ -279,7 +279,8 @@ def summarize(runs: dict[str, list[Path]], task: str, out_dir: Path) -> list[dic
         for key in cols:
             vals = np.array([m[key] for m in ms if m.get(key) is not None], dtype=float)
             row[f"{key}_mean"] = float(vals.mean()) if len(vals) else float("nan")
-            row[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+            # one seed has no spread (not a spread of 0): None, and no "±" in the table
+            row[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else None
         rows.append(row)
     key, higher = COMPARE.get(task) or COMPARE["images"]
     diffs = paired_diffs(runs, metrics, key, higher)
@@ -357,6 +358,19 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def _cell(key: str, mean: float, std: float | None) -> str:
+    """ "mean ± std", the mean alone for one seed; a count (epochs run) as a whole number."""
+    whole = key in COUNTS and float(mean).is_integer() and not std
+
+    def num(v: float) -> str:
+        return f"{v:.0f}" if whole else f"{v:.4f}"
+
+    return num(mean) if std is None else f"{num(mean)} ± {num(std)}"
+
+
+COUNTS = ("epochs_run", "scored_epoch")  # columns that count: "3", not "3.0000"
+
+
 def _markdown(rows: list[dict[str, Any]], cols: dict[str, str], diff_key: str | None) -> str:
     """The table; the paired columns go right after the metric they compare (wide tables
     scroll sideways in the report, and these two are what the ablation is for)."""
@@ -367,7 +381,7 @@ def _markdown(rows: list[dict[str, Any]], cols: dict[str, str], diff_key: str | 
         head[at:at] = [f"Δ {cols.get(diff_key, diff_key)} vs baseline (95% CI)", "verdict"]
     md = ["| technique | seeds | " + " | ".join(head) + " |", "|---" * (len(head) + 2) + "|"]
     for r in rows:
-        cells = [f"{r[f'{k}_mean']:.4f} ± {r[f'{k}_std']:.4f}" for k in keys]
+        cells = [_cell(k, r[f"{k}_mean"], r[f"{k}_std"]) for k in keys]
         if diff_key and "diff_mean" in r:
             lo, hi = r["diff_ci95"]
             cells[at:at] = [f"{r['diff_mean']:+.4f} [{lo:+.4f}, {hi:+.4f}]", r["verdict"]]

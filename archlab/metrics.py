@@ -23,8 +23,8 @@ from torchmetrics.functional.classification import (
 def classification_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]
 ) -> dict[str, Any]:
-    """Accuracy, balanced accuracy, macro and per-class precision/recall/F1, and the confusion
-    matrix (rows = true).
+    """Accuracy, balanced accuracy, macro and per-class precision/recall/F1 (``per_class``
+    keys), and the confusion matrix (rows = true).
 
     Balanced accuracy is the mean recall over the classes present in ``y_true``, as
     ``sklearn.metrics.balanced_accuracy_score``: on imbalanced data it shows what plain accuracy
@@ -51,12 +51,17 @@ def classification_metrics(
         "f1_macro": float(f1[present].mean()) if len(t) else 0.0,
         "confusion_matrix": cm.tolist(),
     }
-    for i, name in enumerate(class_names):
-        out[f"precision_{name}"] = float(prec[i])
-        out[f"recall_{name}"] = float(rec[i])
-        out[f"f1_{name}"] = float(f1[i])
-        out[f"support_{name}"] = int(support[i])
+    for i, name in enumerate(class_names):  # "class_": a class named "macro" left f1_macro be
+        out[per_class("precision", name)] = float(prec[i])
+        out[per_class("recall", name)] = float(rec[i])
+        out[per_class("f1", name)] = float(f1[i])
+        out[per_class("support", name)] = int(support[i])
     return out
+
+
+def per_class(metric: str, name: str) -> str:
+    """The key of one class's score: ``f1_class_NAME``, apart from the averages' keys."""
+    return f"{metric}_class_{name}"
 
 
 def wmae(y_true: np.ndarray, y_pred: np.ndarray, is_holiday: np.ndarray) -> float:

@@ -92,7 +92,12 @@ def test_lower_is_better_metric_for_sales(tmp_path: Path) -> None:
 def test_no_paired_columns_without_baseline_or_with_one_seed(tmp_path: Path) -> None:
     one = summarize(_runs(tmp_path / "a", {"baseline": [0.8], "l2": [0.9]}), "images", tmp_path)
     assert all("diff_mean" not in r for r in one)
-    assert "verdict" not in (tmp_path / "ablation.md").read_text()
+    md = (tmp_path / "ablation.md").read_text()
+    assert "verdict" not in md
+    # one seed has no spread: no "± 0.0000", and null in ablation.json
+    assert "| baseline | 1 | 0.8000 |" in md and "±" not in md
+    assert md.splitlines()[2].endswith("| 2 |")  # epochs run: a count, not 2.0000
+    assert one[0]["test_accuracy_std"] is None
     runs = _runs(tmp_path / "b", {"dropout": [0.8, 0.9], "l2": [0.9, 0.8]})
     assert all("diff_mean" not in r for r in summarize(runs, "images", tmp_path))
 

@@ -46,7 +46,7 @@ def test_text_ensemble_equals_averaged_saved_probabilities(tmp_path: Path) -> No
     names = [c[2:] for c in cols]
     truth = probs[0]["true"].map(names.index).to_numpy()
     assert res["ensemble"]["test_accuracy"] == pytest.approx((mean.argmax(1) == truth).mean())
-    supports = {k: v for k, v in res["ensemble"].items() if k.startswith("test_support_")}
+    supports = {k: v for k, v in res["ensemble"].items() if k.startswith("test_support_class_")}
     assert supports and all(type(v) is int for v in supports.values())  # counts, as metrics.json
     for m, d in zip(res["members"], runs, strict=True):
         saved = json.loads((d / "metrics.json").read_text())

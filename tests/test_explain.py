@@ -561,6 +561,26 @@ def test_explain_sales_run(tmp_path: Path, capsys) -> None:
     _fails(capsys, [str(run), "--method", "gradcam"], "--method gradcam", "sales")
 
 
+def test_series_values_may_hold_commas() -> None:
+    # "Main St, Springfield", the largest series, crashed explain with a traceback (its label
+    # was joined with commas and split again), and --series could not name it.
+    import pandas as pd
+
+    from archlab.explain.sales_common import series_rows
+
+    rows = pd.DataFrame({"shop": ["Main St, Springfield", "Main St, Springfield", "North", "x"],
+                         "region": ["a, b", "a, b", "c", "c"], "actual": [9.0, 9.0, 5.0, 1.0]})  # fmt: skip
+    one = rows.drop(columns="region")
+    label, idx = series_rows(one, ("shop",), "")
+    assert label == "shop=Main St, Springfield" and idx.tolist() == [0, 1]
+    assert series_rows(one, ("shop",), "shop=Main St, Springfield")[1].tolist() == [0, 1]
+    keys = ("shop", "region")
+    assert series_rows(rows, keys, "")[1].tolist() == [0, 1]
+    got = series_rows(rows, keys, "shop=Main St, Springfield,region=a, b")
+    assert got == ("shop=Main St, Springfield,region=a, b", got[1]) and got[1].tolist() == [0, 1]
+    assert series_rows(rows, keys, "region=c, shop=North")[1].tolist() == [2]
+
+
 def test_explain_needs_a_finished_run(tmp_path: Path, image_folder: Path, capsys) -> None:
     _fails(capsys, [str(tmp_path)], "not a run directory")
     # A run stopped before its test: config, weights and checkpoint, no metrics.json.

@@ -199,7 +199,7 @@ def test_a_class_without_test_images_is_warned_and_left_out_of_the_macro(tmp_pat
     perfect = torch.tensor([[5.0, 0.0]] * 5)  # every test image (all cats) right
     m = task.metrics(perfect, torch.zeros(5, dtype=torch.long))
     assert m["f1_macro"] == m["recall_macro"] == m["balanced_accuracy"] == 1.0
-    assert m["support_dog"] == 0
+    assert m["support_class_dog"] == 0
 
 
 def test_exif_orientation_is_applied_in_training_and_predict(tmp_path: Path) -> None:
@@ -261,7 +261,7 @@ def test_eval_all_scores_every_image_of_a_folder_with_some_classes(
     preds = [r["label"] for r in task.predict(model, files)]
     truth = [Path(f).parent.name for f in files]
     assert got["test_accuracy"] == pytest.approx(np.mean(np.array(preds) == np.array(truth)))
-    assert got["test_support_cat"] == 0
+    assert got["test_support_class_cat"] == 0
     # Without --all the folder is still refused (a split needs the run's classes), with a hint.
     assert main(["eval", str(run_dir), "--data", str(other)]) == 2
     assert "eval --data PATH --all" in capsys.readouterr().err

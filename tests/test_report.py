@@ -285,6 +285,35 @@ def test_learning_curve_ticks_fall_on_whole_epochs(
     assert ticks and all(float(t).is_integer() for t in ticks), ticks
 
 
+def test_a_one_epoch_curve_is_a_point_on_its_epoch(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A line through one point draws nothing: a 1-epoch run's curves were empty panels on an
+    # axis of 0.945 ... 1.050.
+    figs = _captured(monkeypatch, plots)
+    rows = [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.2}]
+    plots.learning_curves({"run": rows}, tmp_path / "c.png", metrics=["loss"])
+    ax = figs[0].axes[0]
+    assert all(line.get_marker() == "o" for line in ax.get_lines())
+    lo, hi = ax.get_xlim()
+    assert [t for t in ax.get_xticks() if lo <= t <= hi] == [1.0]
+
+
+def test_a_confusion_matrix_of_many_long_classes_stays_readable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # 100 classes with an 80-character name made a 5,800 px figure with a number in each cell.
+    figs = _captured(monkeypatch, plots)
+    names = ["L" * 80] + [f"class_{i}" for i in range(99)]
+    plots.confusion_matrix(np.eye(100, dtype=int), names, tmp_path / "cm.png", "Test predictions")
+    fig, ax = figs[0], figs[0].axes[0]
+    assert max(fig.get_size_inches()) < 22 and not ax.texts
+    assert ax.get_xticklabels()[0].get_text() == "L" * 23 + "…"
+    assert ax.get_title() == "Test predictions"
+    plots.confusion_matrix(np.eye(3, dtype=int), ["a", "b", "c"], tmp_path / "cm3.png")
+    assert len(figs[1].axes[0].texts) == 9  # a small one keeps its counts
+
+
 def test_sample_grid_titles_show_true_and_predicted_label(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -407,3 +436,34 @@ def test_text_eda_puts_the_group_legend_beside_the_bars(
     assert main(["eda", "--task", "text", "--data", str(tmp_path / "t.csv"),
                  "--out", str(tmp_path / "eda")]) == 0  # fmt: skip
     assert figs == {"ok": True}
+
+
+def test_text_eda_of_many_long_classes_does_not_overlap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 12 names of ~22 characters printed on top of each other under vertical bars, and the
+    # length histograms' legend covered the plot at 100 classes.
+    import archlab.plots.eda_text as eda
+    from archlab.cli import main
+
+    figs: dict[str, object] = {}
+    save = eda.save_png
+
+    def keep(fig, path: Path) -> None:
+        fig.canvas.draw()
+        figs[path.name] = fig
+        save(fig, path)
+
+    monkeypatch.setattr(eda, "save_png", keep)
+    names = [f"complaint_about_topic_{i:02d}" for i in range(40)]
+    rows = "".join(f"text number {i} here,{names[i % 40]}\n" for i in range(120))
+    (tmp_path / "t.csv").write_text("text,label\n" + rows)
+    assert main(["eda", "--task", "text", "--data", str(tmp_path / "t.csv"),
+                 "--out", str(tmp_path / "eda")]) == 0  # fmt: skip
+    ax = figs["label_counts.png"].axes[0]
+    boxes = [t.get_window_extent() for t in ax.get_yticklabels() if t.get_text()]
+    assert len(boxes) == 40
+    assert all(a.y1 <= b.y0 + 0.5 or b.y1 <= a.y0 + 0.5
+               for a, b in zip(boxes, boxes[1:], strict=False))  # fmt: skip
+    lengths = figs["text_lengths.png"].axes
+    assert lengths[1].get_legend() is None and "all 40 classes" in lengths[0].get_title()

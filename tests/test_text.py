@@ -355,7 +355,7 @@ def test_eval_all_scores_every_row_of_a_one_class_file(
     assert err == (f"archlab: {path}: scored all {n} rows (1 of the run's 3 classes present); "
                    "not scored: 1 empty text\n")  # fmt: skip
     got = json.loads(out)
-    assert sum(map(sum, got["test_confusion_matrix"])) == got["test_support_negative"] == n
+    assert sum(map(sum, got["test_confusion_matrix"])) == got["test_support_class_negative"] == n
     _, task, model = runner.restore_task(run_dir)
     preds = [r["label"] for r in task.predict(model, held["text"].tolist()[:n])]
     assert got["test_accuracy"] == pytest.approx(np.mean([p == "negative" for p in preds]))

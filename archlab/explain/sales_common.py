@@ -3,6 +3,7 @@ the run's forecast as one module, integrated gradients, permutation importance a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -320,15 +321,19 @@ def _finite(v: float) -> float | None:
 def series_rows(
     rows: pd.DataFrame, series_keys: tuple[str, ...], series: str
 ) -> tuple[str, torch.Tensor]:
-    """Test rows of the series ``series`` ("Store=1,Dept=1"); "" = the largest by test sales."""
+    """Test rows of the series ``series`` ("Store=1,Dept=1"); "" = the largest by test sales.
+
+    A value may hold commas ("shop=Main St, Springfield"): ``series`` is split only at the
+    commas that start another key's pair."""
     keys = list(series_keys)
-    label_of = rows[keys].astype(str).agg(",".join, axis=1)
     if not series:
-        best = rows.groupby(label_of).actual.sum().idxmax()
-        want = dict(zip(keys, best.split(","), strict=True))
+        by_key = rows[keys].astype(str)
+        best = rows.groupby([by_key[k] for k in keys]).actual.sum().idxmax()
+        want = dict(zip(keys, best if isinstance(best, tuple) else (best,), strict=True))
     else:
         want = {}
-        for part in series.split(","):
+        starts = "|".join(re.escape(k) for k in keys)
+        for part in re.split(rf",(?=\s*(?:{starts})\s*=)", series):
             k, sep, v = part.partition("=")
             if not sep or k.strip() not in keys:
                 first = rows[keys].astype(str).iloc[0]  # an example from the run's own series

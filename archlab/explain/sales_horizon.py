@@ -150,6 +150,8 @@ def _ig_views(v: _View, context: Any, out: dict[str, Any]) -> None:
     out.update(gap_summary(gaps))
     out["n_ig"] = len(sel)
     roll = rolling(v.task.data_cfg)
+    # --series first: a series it cannot name is an error before any figure is written
+    label, one = _series_sample(context, v.req.series, len(v.data.x), roll)
     if not roll:  # one forecast step: the bar chart below says it all
         path = v.req.out / "ig_horizon_steps.png"
         heatmap(grid, list(v.groups), v.labels, v.xlabel, "mean |IG attribution| (sales units)",
@@ -161,7 +163,6 @@ def _ig_views(v: _View, context: Any, out: dict[str, Any]) -> None:
               "mean |IG attribution| per forecast (sales units, mean over the steps)",
               "Integrated gradients by feature group (test split)", path)  # fmt: skip
     out["files"].append(path.name)
-    label, one = _series_sample(context, v.req.series, len(v.data.x), roll)
     single = SalesTensors(*(t[one] for t in v.data))
     if roll:  # the series' next-step forecasts: attribution per group and input step
         _series_steps(v, single, label, out)
@@ -258,8 +259,7 @@ def _series_sample(context: Any, series: str, n: int, roll: bool) -> tuple[str, 
     if roll:
         assert len(rows) == n, "one test row per sample with rolling origins"
         return label, torch.as_tensor(np.asarray(idx))
-    order = rows[context.keys].astype(str).agg(",".join, axis=1)
-    firsts = order.drop_duplicates()
+    firsts = rows.index[~rows[context.keys].astype(str).duplicated()]
     assert len(firsts) == n, "one test-origin sample per series with a scored step"
-    at = int(np.flatnonzero(firsts.index == rows.index[int(idx[0])])[0])
+    at = int(np.flatnonzero(firsts == rows.index[int(idx[0])])[0])
     return label, torch.tensor([at])

@@ -83,11 +83,18 @@ def learning_curves(
         for i, (label, rows) in enumerate(runs.items()):
             color = f"C{i % 10}"
             ep = [r["epoch"] for r in rows]
+            dot = "o" if len(ep) < 2 else None  # a one-epoch line draws nothing without one
             if f"train_{m}" in rows[0]:
-                ax.plot(ep, [r[f"train_{m}"] for r in rows], "--", color=color, alpha=0.7)
-            ax.plot(ep, [r[f"val_{m}"] for r in rows], "-", color=color, label=label)
+                ax.plot(ep, [r[f"train_{m}"] for r in rows], "--", color=color, alpha=0.7,
+                        marker=dot)  # fmt: skip
+            ax.plot(ep, [r[f"val_{m}"] for r in rows], "-", color=color, label=label, marker=dot)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        lo, hi = ax.get_xlim()
+        if hi - lo < 1:  # one epoch: one tick at it, not 0.95 ... 1.05
+            e = round((lo + hi) / 2)
+            ax.set_xlim(e - 0.5, e + 0.5)
+            ax.set_xticks([e])
         ax.set_ylabel(m)
         ax.set_title(f"{m} (solid: val, dashed: train)", fontsize=10)
         ax.grid(alpha=0.3)
@@ -96,17 +103,30 @@ def learning_curves(
     _save(fig, path)
 
 
-def confusion_matrix(cm: np.ndarray, names: Sequence[str], path: Path) -> None:
-    """Heatmap of counts; rows are true classes, columns predictions."""
+def short_label(name: str, width: int = 24) -> str:
+    """A class name cut to ``width`` characters for a tick label or title (metrics.json and the
+    HTML pages keep it whole)."""
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def confusion_matrix(cm: np.ndarray, names: Sequence[str], path: Path, title: str = "") -> None:
+    """Heatmap of counts; rows are true classes, columns predictions. Past 30 classes the
+    cells lose their numbers and the figure stops growing (a 100-class one was 5,800 px)."""
     n = len(names)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * n, 1.0 + 0.55 * n))
+    cell = 0.6 if n <= 30 else max(0.16, 18 / n)
+    font = 8 if n <= 30 else 5
+    fig, ax = plt.subplots(figsize=(2.4 + cell * n, 2.0 + 0.92 * cell * n))
     ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(n), names, rotation=45, ha="right")
-    ax.set_yticks(range(n), names)
+    labels = [short_label(str(x)) for x in names]
+    ax.set_xticks(range(n), labels, rotation=45 if n <= 30 else 90, ha="right", fontsize=font,
+                  rotation_mode="anchor")  # fmt: skip
+    ax.set_yticks(range(n), labels, fontsize=font)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
+    if title:
+        ax.set_title(title, fontsize=10)
     thresh = cm.max() / 2 if cm.size else 0
-    for i in range(n):
+    for i in range(n if n <= 30 else 0):
         for j in range(n):
             ax.text(j, i, str(cm[i, j]), ha="center", va="center",
                     color="white" if cm[i, j] > thresh else "black", fontsize=8)  # fmt: skip

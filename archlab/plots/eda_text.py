@@ -11,7 +11,7 @@ import pandas as pd
 from archlab.data.text import read_labelled
 from archlab.errors import ArchlabError
 from archlab.plots import _save as save_png
-from archlab.plots import plt
+from archlab.plots import plt, short_label
 from archlab.rundir import safe_name
 
 REASON_COLUMN = "negativereason"  # the airline file's reason for a negative tweet
@@ -43,10 +43,13 @@ def text_eda(cfg: Any, out_dir: Path) -> list[Path]:
     written = []
 
     counts = label.value_counts().reindex(order, fill_value=0)
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.bar(order, counts.values, color=[f"C{i}" for i in range(len(order))])
-    for i, v in enumerate(counts.values):
-        ax.text(i, v, f"{v} ({v / max(1, counts.sum()):.0%})", ha="center", va="bottom", fontsize=8)
+    # Horizontal bars, a row per class: side by side, 12 names of 20 characters overlapped.
+    fig, ax = plt.subplots(figsize=(6.5, 1.2 + 0.3 * len(order)))
+    ax.barh([short_label(str(n)) for n in order][::-1], counts.values[::-1],
+            color=[f"C{i % 10}" for i in range(len(order))][::-1])  # fmt: skip
+    for i, v in enumerate(counts.values[::-1]):
+        ax.text(v, i, f" {v} ({v / max(1, counts.sum()):.0%})", va="center", fontsize=8)
+    ax.set_xlim(0, counts.max() * 1.3 + 1)  # room for the counts right of the longest bar
     ax.set_title(f"{c.label_column} counts ({len(df)} rows)")
     written.append(_save(fig, out_dir / "label_counts.png"))
 
@@ -79,13 +82,19 @@ def text_eda(cfg: Any, out_dir: Path) -> list[Path]:
     # Shared bin edges so the classes' histograms are comparable bar by bar.
     char_bins = np.linspace(chars.min(), chars.max(), 31)
     word_bins = np.arange(words.min(), words.max() + 2) - 0.5
-    for name in order:
+    overlaid = len(order) <= 10  # past 10 colours repeat and the histograms hide each other
+    for name in order if overlaid else []:
         mask = label == name
-        axes[0].hist(chars[mask], bins=char_bins, alpha=0.5, label=name)
-        axes[1].hist(words[mask], bins=word_bins, alpha=0.5, label=name)
+        axes[0].hist(chars[mask], bins=char_bins, alpha=0.5, label=short_label(str(name)))
+        axes[1].hist(words[mask], bins=word_bins, alpha=0.5, label=short_label(str(name)))
+    if not overlaid:
+        axes[0].hist(chars, bins=char_bins, color="C0")
+        axes[1].hist(words, bins=word_bins, color="C0")
     axes[0].set_xlabel("characters")
     axes[1].set_xlabel("whitespace-separated words")
-    axes[0].set_title("text length by class")
-    axes[0].legend(fontsize=8)
+    axes[0].set_title("text length by class" if overlaid else
+                      f"text length (all {len(order)} classes together)")  # fmt: skip
+    if overlaid:
+        axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     written.append(_save(fig, out_dir / "text_lengths.png"))
     return written

@@ -468,7 +468,8 @@ class ImageClassification:
 
         names = list(self.fitted.class_names)
         cm = np.asarray(self.metrics(outputs, targets)["confusion_matrix"])
-        plots.confusion_matrix(cm, names, run_dir / "plots" / "confusion_matrix.png")
+        plots.confusion_matrix(cm, names, run_dir / "plots" / "confusion_matrix.png",
+                               "Test predictions")  # fmt: skip
         k = min(32, len(targets))
         imgs = data.context.test_images[:k].cpu().numpy()
         probs = outputs[:k].softmax(1)

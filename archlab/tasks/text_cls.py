@@ -626,7 +626,10 @@ class TextClassification:
         ctx = data.context
         names = list(self.fitted.class_names)
         cm = np.asarray(self.metrics(outputs, targets)["confusion_matrix"])
-        plots.confusion_matrix(cm, names, run_dir / "plots" / "confusion_matrix.png")
+        blends = self.fitted.blend_weight < 1
+        plots.confusion_matrix(cm, names, run_dir / "plots" / "confusion_matrix.png",
+                               "The network's test predictions"
+                               + (" (predict answers the blend's)" if blends else ""))  # fmt: skip
         # The tokenizer alone in Hugging Face's format, for use outside archlab (archlab itself
         # restores it from fitted.json).
         tok = self.fitted.tokenizer.to_str(pretty=False)
@@ -648,7 +651,13 @@ class TextClassification:
             peer = class_probs(self.fitted.tfidf, list(table["text"]), len(names))
             mix = text_blend.blend(w, probs.astype(np.float64), peer)
             table["blend_pred"] = [names[p] for p in mix.argmax(1)]
-            table = table.assign(**{f"blend_p_{n}": mix[:, k] for k, n in enumerate(names)})
+            cm = classification_metrics(targets.numpy(), mix.argmax(1), names)["confusion_matrix"]
+            plots.confusion_matrix(np.asarray(cm), names, run_dir / "plots" /
+                                   "confusion_matrix_blend.png",
+                                   f"The blend's test predictions ({w:g} x network + {1 - w:g} "
+                                   "x TF-IDF): what predict answers")  # fmt: skip
+            blend_p = {f"blend_p_{n}": mix[:, k] for k, n in enumerate(names)}
+            table = pd.concat([table, pd.DataFrame(blend_p, index=table.index)], axis=1)
         write_text_atomic(run_dir / "test_predictions.csv", table.to_csv(index=False))
         wrong = table[table["true"] != table["pred"]].sort_values("confidence", ascending=False)
         write_text_atomic(run_dir / "confident_mistakes.csv", wrong.head(25).to_csv(index=False))
