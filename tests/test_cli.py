@@ -35,7 +35,8 @@ def test_train_eval_predict_round_trip(tmp_path: Path, image_folder: Path, capsy
         assert (run_dir / name).exists(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for key in ("test_accuracy", "test_precision_macro", "test_recall_macro", "test_f1_macro",
-                "test_confusion_matrix", "epochs_run", "train_seconds", "test_f1_class_cat"):  # fmt: skip
+                "test_confusion_matrix", "epochs_run", "train_seconds",
+                "test_f1_class_cat"):  # fmt: skip
         assert key in metrics
     assert sum(map(sum, metrics["test_confusion_matrix"])) == 9  # 15% of 60 images
 

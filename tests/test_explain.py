@@ -568,8 +568,9 @@ def test_series_values_may_hold_commas() -> None:
 
     from archlab.explain.sales_common import series_rows
 
-    rows = pd.DataFrame({"shop": ["Main St, Springfield", "Main St, Springfield", "North", "x"],
-                         "region": ["a, b", "a, b", "c", "c"], "actual": [9.0, 9.0, 5.0, 1.0]})  # fmt: skip
+    shops = ["Main St, Springfield", "Main St, Springfield", "North", "x"]
+    rows = pd.DataFrame({"shop": shops, "region": ["a, b", "a, b", "c", "c"],
+                         "actual": [9.0, 9.0, 5.0, 1.0]})  # fmt: skip
     one = rows.drop(columns="region")
     label, idx = series_rows(one, ("shop",), "")
     assert label == "shop=Main St, Springfield" and idx.tolist() == [0, 1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import itertools
 import json
 import re
@@ -464,6 +465,24 @@ def test_text_eda_of_many_long_classes_does_not_overlap(
     boxes = [t.get_window_extent() for t in ax.get_yticklabels() if t.get_text()]
     assert len(boxes) == 40
     assert all(a.y1 <= b.y0 + 0.5 or b.y1 <= a.y0 + 0.5
-               for a, b in zip(boxes, boxes[1:], strict=False))  # fmt: skip
+               for a, b in itertools.pairwise(boxes))  # fmt: skip
     lengths = figs["text_lengths.png"].axes
     assert lengths[1].get_legend() is None and "all 40 classes" in lengths[0].get_title()
+
+
+@pytest.mark.parametrize(
+    "name", ["back`tick", "<script>alert(1)</script>", "*star*", "[link](http://x)", "a|b", "_u_"]
+)
+def test_class_names_in_prose_are_shown_as_written(name: str) -> None:
+    # A class named back`tick opened a code span to the next backtick, and report.md wrote
+    # <b>, *star* and [link](...) raw for a Markdown viewer to render.
+    from markdown_it import MarkdownIt  # CommonMark, as GitHub and editors read report.md
+
+    from archlab.report.blocks import literal, render_md
+
+    text = f"The panels toward {literal(name)} and `code` are empty."
+    page = render_html([Block("p", text)])
+    assert f"The panels toward {html.escape(name)} and <code>code</code> are empty." in page
+    md = render_md([Block("p", text)], Path("."))
+    shown = MarkdownIt("commonmark").render(md)
+    assert f"toward {html.escape(name, quote=False)} and <code>code</code>" in shown

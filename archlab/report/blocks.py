@@ -102,9 +102,30 @@ figure.wide .hint{display:inline}}
 """
 
 
+# Characters Markdown reads as markup; ``literal`` puts a backslash before each.
+MD_SPECIAL = "\\`*_[]<>|#!"
+
+
+def literal(text: str) -> str:
+    """User text (a class name) for report prose: shown as written in report.md's Markdown and
+    in the HTML, never as markup (a class named `x` opened a code span to the next backtick)."""
+    return "".join("\\" + c if c in MD_SPECIAL else c for c in str(text))
+
+
+_INLINE = re.compile(r"\\([" + re.escape(MD_SPECIAL) + r"])|`([^`]+)`|([^\\`]+|[\\`])")
+
+
 def _inline(text: str) -> str:
-    """Escape ``text`` for HTML; `code` spans become <code> (prose, list items, cells)."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+    """Escape ``text`` for HTML; `code` spans become <code> (prose, list items, cells), and a
+    character ``literal`` escaped shows as itself."""
+    out = []
+    for m in _INLINE.finditer(text):
+        escaped, code, plain = m.groups()
+        if code is not None:
+            out.append(f"<code>{html.escape(code)}</code>")
+        else:
+            out.append(html.escape(escaped if escaped is not None else plain))
+    return "".join(out)
 
 
 def _cell(text: str, tag: str = "td") -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from archlab import rundir
+from archlab.report.blocks import literal
 from archlab.report.tables import COLUMNS, fmt
 
 # ../shared/data/images3/cifar10_dog_automobile_ship.npz: the three CIFAR-10 classes that stand
@@ -68,7 +69,7 @@ def images_note(run: Path | None) -> str:
     info = _json(run / rundir.DATA) if run else {}
     if not info.get("class_names"):
         return f"{STUDY_IMAGES}; the runs' data.json is missing, so their data are not described."
-    names = info["class_names"]
+    names = [literal(n) for n in info["class_names"]]
     if _is_cifar3(run):  # type: ignore[arg-type]
         what = f"three CIFAR-10 classes ({', '.join(names)})"
     else:
@@ -108,7 +109,7 @@ def text_note(run: Path | None) -> str:
     if info.get("class_names"):
         n = f"{info['n_samples']:,} texts" if info.get("n_samples") else "texts"
         data = (f"; runs use {n} of `{info.get('source', '?')}` "
-                f"({', '.join(info['class_names'])})")  # fmt: skip
+                f"({', '.join(map(literal, info['class_names']))})")  # fmt: skip
         if split := _splits(info):
             data += f", split {split}"
     return STUDY_TEXT.format(data=data)

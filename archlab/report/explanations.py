@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from archlab.report.blocks import Block, rel
+from archlab.report.blocks import Block, literal, rel
 
 
 def explanation_blocks(out: Path, report_dir: Path, exps: list[dict[str, Any]]) -> list[Block]:
@@ -95,7 +95,7 @@ def _sales_note(s: dict[str, Any]) -> tuple[str, set[str]]:
 
 def _empty_classes(s: dict[str, Any]) -> str:
     """A word on the classes whose 'tokens toward' panel is empty."""
-    empty = [c for c, rows in s.get("class_tokens", {}).items() if not rows]
+    empty = [literal(c) for c, rows in s.get("class_tokens", {}).items() if not rows]
     if not empty:
         return ""
     n = s.get("n_aggregate")
