@@ -373,9 +373,9 @@ def test_a_peer_fit_says_so_once(capsys: pytest.CaptureFixture[str]) -> None:
     s = np.arange(3)
     peer = PeerInputs("mstl_ets", y, [30], 6, s * 0, 2, s)
     capsys.readouterr()
-    peer_forecast(peer, np.full(3, 30), s, 4)
-    assert capsys.readouterr().err == (
-        "archlab: fitting the statistical peer (mstl_ets) on 3 series, 1 fit(s)\n"
+    peer_forecast(peer, np.full(3, 30), s, 4, purpose="validation")
+    assert capsys.readouterr().err == (  # a run fits for validation, then for test: which one
+        "archlab: fitting the statistical peer (mstl_ets) on 3 series, 1 fit(s), for validation\n"
     )
     peer_forecast(peer, np.full(3, 30), s, 4)
     assert capsys.readouterr().err == ""

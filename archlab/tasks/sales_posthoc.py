@@ -122,7 +122,9 @@ def choose(
     if peer.val_origins is None or peer.val_series is None:
         return out, lines
     t0 = time.process_time()
-    ps = peer_scaled(peer_forecast(peer, peer.val_origins, peer.val_series, t.shape[1]), t)
+    ps = peer_scaled(
+        peer_forecast(peer, peer.val_origins, peer.val_series, t.shape[1], purpose="validation"), t
+    )
     fit_seconds = time.process_time() - t0  # ~0 when the seeds of a process share the fit
     # The blend's own scale: with an auto scale, chosen with the weight as one pair (the peer
     # changes which correction is best), so the network alone keeps the scale best for it.
@@ -177,10 +179,12 @@ def peer_forecast(
     series: np.ndarray,
     horizon: int,
     span: tuple[int, int] | None = None,
+    purpose: str = "the test split",
 ) -> np.ndarray:
     """The peer's (N, H) forecast in sales units of each sample (its panel row and origin):
     one fit per origin, or with rolling origins one fit at the first (``span``: that fit's
-    first origin and steps, else the samples' own), rolled over the rest."""
+    first origin and steps, else the samples' own), rolled over the rest. ``purpose``: what
+    the fit is for, in its line (a run fits for validation, then for test)."""
     first, steps = span or (int(origins.min()), int(origins.max() - origins.min()) + 1)
     fits = np.unique(origins) if not peer.rolling else np.array([first])
     entries = [rolled(peer, first, steps)] if peer.rolling else [
@@ -189,7 +193,7 @@ def peer_forecast(
     if not all(sales_peer.is_fitted(name, y, *args) for name, y, args in entries):
         # Minutes on a large panel (5,000 series), with nothing else on the screen meanwhile.
         print(f"archlab: fitting the statistical peer ({peer.name}) on {len(peer.y):,} series, "
-              f"{len(entries)} fit(s)", file=sys.stderr, flush=True)  # fmt: skip
+              f"{len(entries)} fit(s), for {purpose}", file=sys.stderr, flush=True)  # fmt: skip
     forecasts = [sales_peer.forecaster(name)(y, *args) for name, y, args in entries]
     if peer.rolling:
         return forecasts[0][series, origins - first][:, None]
