@@ -23,6 +23,7 @@ import itertools
 import json
 import math
 import re
+import shlex
 import shutil
 import signal
 import statistics
@@ -632,7 +633,8 @@ def _stopped(study: optuna.Study, search_dir: Path, *args: Any) -> None:
           file=sys.stderr)  # fmt: skip
     if (r := record.get("refit")) and r.get("stopped"):
         print(f"archlab: the refit of trial {r['trial']} stopped; `archlab train --resume "
-              f"{r['run_dir']}` finishes it (outside the budget)", file=sys.stderr)  # fmt: skip
+              f"{shlex.quote(r['run_dir'])}` finishes it (outside the budget)",
+              file=sys.stderr)  # fmt: skip
 
 
 def _record(

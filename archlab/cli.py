@@ -45,6 +45,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 # Theory tools live in their own sub-app (importing it does not import torch).
@@ -138,8 +139,8 @@ def _goes_on(out: Path) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        print(f"archlab: to go on, run this command again with --out {out}: finished runs are "
-              "kept; one interrupted resumes", file=sys.stderr)  # fmt: skip
+        print(f"archlab: to go on, run this command again with --out {shlex.quote(str(out))}: "
+              "finished runs are kept; one interrupted resumes", file=sys.stderr)  # fmt: skip
         raise
 
 
@@ -677,6 +678,7 @@ def ablate(
         out
         or Path("runs") / f"ablate-{base.task}-{base.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
+    _check_out(out_dir)
     if storage is None:
         with _goes_on(out_dir):
             run_ablation(base, techs, seeds, out_dir)
@@ -885,29 +887,35 @@ _ENVIRONMENT_ERRNOS = {
 }  # fmt: skip
 
 
+# Signals that end a run as a Ctrl-C does (a checkpoint kept): SIGTERM (`kill`, `timeout`, a
+# scheduler's stop) and SIGHUP (the terminal closed, an ssh session dropped).
+_STOPS = (signal.SIGTERM, signal.SIGHUP)
+
+
 @contextlib.contextmanager
-def _terminate_as_interrupt(seen: list[bool]) -> Iterator[None]:
-    """SIGTERM (`kill`, `timeout`, a scheduler's stop) raised as KeyboardInterrupt, and noted in
-    ``seen``: every path that keeps work on Ctrl-C (a checkpoint, a search's record) keeps it
-    on SIGTERM too, which otherwise ends the process where it stands."""
+def _terminate_as_interrupt(seen: list[int]) -> Iterator[None]:
+    """SIGTERM and SIGHUP raised as KeyboardInterrupt, and noted in ``seen``: every path that
+    keeps work on Ctrl-C (a checkpoint, a search's record) keeps it on them too, which
+    otherwise end the process where it stands."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
-        seen.append(True)
+        seen.append(signum)
         # As a Ctrl-C there: training's first one finishes the step and checkpoints.
         on_int = signal.getsignal(signal.SIGINT)
         if callable(on_int) and on_int is not signal.default_int_handler:
-            on_int(signal.SIGTERM, frame)  # its handler says which signal came
+            on_int(signum, frame)  # its handler says which signal came
             return
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {s: signal.signal(s, handler) for s in _STOPS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 class _PastTyper(Exception):
@@ -943,8 +951,50 @@ def _past_typer(command: Any) -> Any:
     return command
 
 
+class _Log:
+    """stderr that outlives its reader: `archlab train ... 2>&1 | head` (or `| less`, quit)
+    killed the training at its next line, with no checkpoint. Once the reader is gone (or the
+    terminal, after SIGHUP) the lines go to devnull and the command goes on; data on stdout
+    still ends it as a closed pipe does."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream, self._gone = stream, False
+
+    def _reader_gone(self, e: OSError) -> None:
+        if not isinstance(e, BrokenPipeError) and e.errno not in (errno.EPIPE, errno.EIO):
+            raise e
+        self._gone = True
+        with contextlib.suppress(OSError, ValueError):  # what is still buffered goes there too
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return self._stream.write(text)
+            except OSError as e:
+                self._reader_gone(e)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except OSError as e:
+                self._reader_gone(e)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding...: the stream's
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, mapping errors to exit codes and one-line messages."""
+    stderr = sys.stderr
+    if sys.stdout is None:  # started with stdout closed (`>&-`): its output goes nowhere
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the process's stdout until exit)
+    for stream in (sys.stdout, sys.stderr):  # a path or label the terminal cannot encode
+        with contextlib.suppress(AttributeError, ValueError):  # prints escaped, not a traceback
+            stream.reconfigure(errors="backslashreplace")
+    sys.stderr = stderr if isinstance(stderr, _Log) else _Log(stderr)
     try:
         rc = _main(argv)
         sys.stdout.flush()  # a reader gone shows here, while the exit code can still say so
@@ -955,6 +1005,8 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError, ValueError):  # not a file descriptor: nothing kept
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return SIGPIPE_EXIT
+    finally:
+        sys.stderr = stderr
     return rc
 
 
@@ -963,8 +1015,13 @@ def _main(argv: list[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
+    try:
+        args = _paths(args)
+    except ArchlabError as e:
+        print(f"archlab: error: {e}", file=sys.stderr)
+        return 2
     command = _past_typer(_plain_help(typer.main.get_command(app)))
-    terminated: list[bool] = []
+    terminated: list[int] = []
     try:
         with _terminate_as_interrupt(terminated):
             rc = command.main(args=args, prog_name="archlab", standalone_mode=False)
@@ -1004,6 +1061,24 @@ def _main(argv: list[str] | None) -> int:
     return 0
 
 
+# A leading ~ the shell left (`--out=~/runs`, `--set data.path=~/x.csv`, a quoted '~/x'): it
+# made a folder named ~ in the current one (which `rm -rf ~` then takes for the home folder).
+_TILDE = re.compile(r"^(--[\w-]+=|[\w.]+=)?(~[^/]*)(?=/|$)")
+
+
+def _paths(args: list[str]) -> list[str]:
+    """The arguments with a leading ~ expanded as the shell would, and an empty --out refused
+    (an unset $OUTDIR scattered a run's files in the current folder)."""
+    out = []
+    for i, a in enumerate(args):
+        if (a == "--out" and i + 1 < len(args) and args[i + 1] == "") or a == "--out=":
+            raise ArchlabError("--out '': give a folder (. for the current one)")
+        if m := _TILDE.match(a):
+            a = (m.group(1) or "") + os.path.expanduser(m.group(2)) + a[m.end() :]
+        out.append(a)
+    return out
+
+
 def _said(error: BaseException | None) -> bool:
     """Whether the interrupt's line is on stderr already: the runner's, naming where training
     stopped and how to resume, raised as its Interrupted or as the cause of one raised on it
@@ -1016,12 +1091,13 @@ def _said(error: BaseException | None) -> bool:
     return False
 
 
-def _interrupted(terminated: list[bool], said: bool = False) -> int:
+def _interrupted(terminated: list[int], said: bool = False) -> int:
     """The last line and exit code of a Ctrl-C (130; none where a line ``said`` it already) or
-    a SIGTERM (143, as a shell reports; its line always: none before names the signal)."""
+    a SIGTERM or SIGHUP (128 + the signal, as a shell reports; its line always: none before
+    names the signal)."""
     if terminated:
-        print("archlab: terminated (SIGTERM)", file=sys.stderr)
-        return 143
+        print(f"archlab: terminated ({signal.Signals(terminated[0]).name})", file=sys.stderr)
+        return 128 + terminated[0]
     if not said:
         print("archlab: interrupted", file=sys.stderr)
     return 130

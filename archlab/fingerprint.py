@@ -94,7 +94,9 @@ def fingerprint(paths: Iterable[str]) -> dict[str, Any]:
     }
     total = hashlib.sha256()
     for name, e in entries.items():
-        total.update(f"{name}\0{e['sha256']}\n".encode())
+        # surrogateescape: a file name that is no UTF-8 (a Latin-1 archive's caf\xe9.png) is
+        # hashed as its bytes, where encode() raised
+        total.update(f"{name}\0{e['sha256']}\n".encode("utf-8", "surrogateescape"))
     return {"files": entries, "sha256": total.hexdigest(), "root": root}
 
 

@@ -20,6 +20,7 @@ import json
 import os
 import pickle
 import re
+import shlex
 import shutil
 import threading
 import time
@@ -258,7 +259,7 @@ def require_finished(run_dir: Path) -> None:
                                "wait for it to end")  # fmt: skip
         raise ArchlabError(
             f"{d}: the run has not finished (no complete {METRICS}); finish it with archlab "
-            f"train --resume {d}"
+            f"train --resume {shlex.quote(str(d))}"
         )
 
 
@@ -312,8 +313,13 @@ def _recorded_inputs(run_dir: Path) -> list[str]:
 
 
 def check_out_dir(out: Path, flag: str = "--out") -> None:
-    """Refuse an output directory that is (or lies under) an existing file, in one line."""
+    """Refuse an output directory that is (or lies under) an existing file, or a symlink to
+    nothing (a scratch disk not mounted), in one line."""
     for p in (out, *out.parents):
+        if p.is_symlink() and not p.exists():
+            where = "is" if p == out else f"lies under {p}, which is"
+            raise ArchlabError(f"{flag} {out}: {where} a symlink to {os.readlink(p)}, which does "
+                               "not exist")  # fmt: skip
         if p.exists():
             if not p.is_dir():
                 where = "is a file" if p == out else f"lies under {p}, which is a file"

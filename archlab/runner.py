@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -44,7 +45,12 @@ from archlab.train.distributed import Dist
 from archlab.train.precision import Precision, legacy
 from archlab.train.setup import setup_process
 from archlab.train.trainer import Trainer
-from archlab.utils import autocast, json_text, write_json_atomic, write_text_atomic
+from archlab.utils import (
+    autocast,
+    json_text,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 
 # metrics.json keys that describe the run rather than a split (the rest are test_*/baseline_*).
 RUN_KEYS = (
@@ -162,7 +168,9 @@ def prepare(
                 run_dir.mkdir(parents=True, exist_ok=True)
             rundir.lock_training(run_dir)
             rundir.write_recorded(run_dir / rundir.CONFIG, cfg.to_yaml())
-            write_text_atomic(run_dir / rundir.COMMAND, command + "\n")
+            # A path that is no UTF-8 (caf\xe9.csv) as its bytes: the command pastes back
+            write_bytes_atomic(run_dir / rundir.COMMAND,
+                               (command + "\n").encode("utf-8", "surrogateescape"))  # fmt: skip
         run_dir = distributed.broadcast(run_dir if d.is_main else None, d)
     assert run_dir is not None
     if d.is_main and (state is None or not (run_dir / rundir.FITTED).exists()):
@@ -313,7 +321,7 @@ def _fit(p: Prepared, callbacks: Sequence[Callback], on_interrupt: Said) -> Path
         except KeyboardInterrupt as e:
             # Training is over: keep it, so that --resume only tests (it trained again).
             rundir.save_state(trainer.state_dict(), run_dir / rundir.STATE)
-            how = f": finish it with archlab train --resume {run_dir}"
+            how = f": finish it with archlab train --resume {shlex.quote(str(run_dir))}"
             print(f"archlab: interrupted while testing; training is saved (all "
                   f"{trainer.state.epoch} epochs)" + (how if on_interrupt == "resume" else ""),
                   file=sys.stderr)  # fmt: skip
@@ -343,7 +351,7 @@ def _keep_finished(trainer: Trainer, run_dir: Path) -> None:
 def _kept(trainer: Trainer, run_dir: Path) -> tuple[str, str]:
     """Where training stopped, and what --resume will start from: this Ctrl-C's checkpoint,
     or (a second Ctrl-C aborted it, or it came between steps) the last one on disk, if any."""
-    st, resume = trainer.state, f"archlab train --resume {run_dir}"
+    st, resume = trainer.state, f"archlab train --resume {shlex.quote(str(run_dir))}"
     saved = next((c.saved_epoch for c in trainer.callbacks if isinstance(c, Checkpoint)), -1)
     done = st.epoch >= trainer.cfg.epochs or st.stopped_early
     if done and not st.batch and saved == st.epoch:

@@ -101,6 +101,11 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def json_text(obj: Any) -> str:
     """``obj`` as the indented JSON text archlab writes (numpy values and paths as plain ones)."""
     return json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"

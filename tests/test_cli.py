@@ -373,10 +373,12 @@ def test_sigterm_keeps_work_as_ctrl_c_does_and_exits_143(
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored after the command
 
 
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
 def test_sigterm_mid_epoch_checkpoints_at_the_step_as_a_first_ctrl_c(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str
 ) -> None:
-    # `timeout`, a scheduler's stop or `docker stop` send SIGTERM: the step's work is kept.
+    # `timeout`, a scheduler's stop or `docker stop` send SIGTERM, a closed terminal or a
+    # dropped ssh session SIGHUP (which lost the training): the step's work is kept.
     import os
     import signal
 
@@ -384,10 +386,12 @@ def test_sigterm_mid_epoch_checkpoints_at_the_step_as_a_first_ctrl_c(
     from archlab.train.callbacks import Callback
     from tests.helpers import write_tweets
 
+    sig = signal.Signals[name]
+
     class Term(Callback):
         def on_batch_end(self, trainer, step: int, loss: object) -> None:
             if trainer.state.step == 2:
-                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), sig)
 
     made = runner.default_callbacks
     monkeypatch.setattr(runner, "default_callbacks", lambda *a, **k: [*made(*a, **k), Term()])
@@ -395,11 +399,55 @@ def test_sigterm_mid_epoch_checkpoints_at_the_step_as_a_first_ctrl_c(
     args = ["train", "--task", "text", "--data", str(csv), "--epochs", "2",
             "--out", str(tmp_path / "runs"), "--set", "train.threads=1",
             "--set", "train.batch_size=8", "--set", "train.progress=off"]  # fmt: skip
-    assert main(args) == 143
+    assert main(args) == 128 + sig
     err = capsys.readouterr().err
     assert "interrupted at epoch 1, step 2 (checkpoint saved)" in err, err
-    assert "archlab: SIGTERM: saving a checkpoint after this step" in err  # not "Ctrl-C"
-    assert err.strip().splitlines()[-1] == "archlab: terminated (SIGTERM)"
+    assert f"archlab: {name}: saving a checkpoint after this step" in err  # not "Ctrl-C"
+    assert err.strip().splitlines()[-1] == f"archlab: terminated ({name})"
+    assert signal.getsignal(sig) is signal.SIG_DFL  # restored after the command
+
+
+def test_a_log_reader_gone_leaves_the_training_going(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `archlab train ... 2>&1 | head`: the training died at its next stderr line, with no
+    # checkpoint. Now its lines go to devnull and it finishes.
+    import os
+    import sys
+
+    from tests.helpers import write_tweets
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+
+    class Head:  # a reader that took one line and left
+        lines = 0
+
+        def write(self, text: str) -> int:
+            Head.lines += 1
+            if Head.lines > 1:
+                raise BrokenPipeError(32, "Broken pipe")
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+        def fileno(self) -> int:
+            return write_end
+
+        def isatty(self) -> bool:
+            return False
+
+    monkeypatch.setattr(sys, "stderr", Head())
+    csv = write_tweets(tmp_path / "tweets.csv")
+    args = ["train", "--task", "text", "--data", str(csv), "--epochs", "2",
+            "--out", str(tmp_path / "runs"), "--set", "train.threads=1"]  # fmt: skip
+    try:
+        assert main(args) == 0
+    finally:
+        os.close(write_end)
+    assert Head.lines == 2 and len(list((tmp_path / "runs").glob("*/metrics.json"))) == 1
+    assert isinstance(sys.stderr, Head)  # given back as it was
 
 
 def test_out_of_range_seeds_and_no_techniques_are_one_line(
@@ -417,3 +465,89 @@ def test_out_of_range_seeds_and_no_techniques_are_one_line(
     assert main(args) == 2
     assert "--techniques names no technique" in capsys.readouterr().err
     assert not (tmp_path / "abl").exists()  # no empty table written
+
+
+def test_a_terminal_that_cannot_encode_gets_escapes_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # PYTHONIOENCODING=ascii (or latin-1): summary's box characters, a run directory named
+    # in Chinese, crashed after the work was done.
+    import io
+    import sys
+
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(["summary", "resnet18", "--input", "1x32x32", "--classes", "3"]) == 0
+    out.flush()
+    assert b"\\u251c" in out.buffer.getvalue()  # torchinfo's tree, escaped
+    monkeypatch.undo()
+    assert main(["-h"]) == 0 and "Usage" in capsys.readouterr().out  # -h as --help
+    assert main(["theory", "-h"]) == 0 and "softmax" in capsys.readouterr().out
+
+
+def test_shell_paths_as_a_person_types_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    from archlab import rundir
+
+    # A dangling symlink (a scratch disk not mounted) as --out: a FileExistsError traceback.
+    (tmp_path / "scratch").symlink_to(tmp_path / "not-mounted")
+    out = str(tmp_path / "scratch")
+    assert main(["eda", "--task", "text", "--data", "x.csv", "--out", out]) == 2
+    assert f"{out}: is a symlink to {tmp_path / 'not-mounted'}, which does not exist" in (
+        capsys.readouterr().err
+    )
+    # An empty --out (an unset $OUTDIR) wrote the run into the current folder.
+    assert main(["eda", "--task", "text", "--data", "x.csv", "--out", ""]) == 2
+    assert "--out '': give a folder" in capsys.readouterr().err
+    # `--out=~/x` is no word the shell expands: it made a folder named ~.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["eda", "--task", "text", "--data=~/t.csv", "--out=~/eda"]) == 2
+    assert f"{tmp_path}/home/t.csv" in capsys.readouterr().err and not os.path.exists("~")
+    # A hint to paste: a run folder with a space in its name is quoted.
+    run = tmp_path / "my runs" / "r1"
+    run.mkdir(parents=True)
+    (run / rundir.CONFIG).write_text("task: text\n")
+    with pytest.raises(ArchlabError, match=r"finish it with archlab train --resume '.*my runs/r1'"):
+        rundir.require_finished(run)
+
+
+def test_names_that_are_no_utf8_train(
+    tmp_path: Path,
+    image_folder: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A folder from a Latin-1 or Windows archive: one image named caf\xe9.png or a class folder
+    # d\xf6g crashed training with a UnicodeEncodeError traceback (the fingerprint, then
+    # history.csv's per-class columns), and so did a text CSV named t\xe9xt.csv (command.txt).
+    import json
+    import os
+    import sys
+
+    from tests.helpers import write_tweets
+
+    root = os.fsencode(image_folder)
+    os.rename(os.path.join(root, b"dog"), os.path.join(root, b"d\xf6g"))
+    cat = os.path.join(root, b"cat")
+    first = sorted(os.listdir(cat))[0]
+    os.rename(os.path.join(cat, first), os.path.join(cat, b"caf\xe9.png"))
+    args = ["--epochs", "1", "--out", str(tmp_path / "runs"), "--set", "train.threads=1",
+            "--set", "train.progress=off"]  # fmt: skip
+    assert main(["train", "--task", "images", "--model", "resnet18", "--data",
+                 str(image_folder), *args]) == 0  # fmt: skip
+    run = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert json.loads((run / "data.json").read_text())["class_names"] == ["cat", "dög", "eel"]
+    assert main(["eval", str(run)]) == 0
+    csv = write_tweets(tmp_path / "tweets.csv")
+    odd = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"t\xe9xt.csv"))
+    os.rename(csv, odd)
+    argv = ["train", "--task", "text", "--data", odd, *args]
+    monkeypatch.setattr(sys, "argv", ["archlab", *argv])  # command.txt's source
+    assert main(argv) == 0
+    run = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert b"t\xe9xt.csv" in (run / "command.txt").read_bytes()  # as typed: it pastes back
+    assert main(["eval", str(run)]) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -30,6 +31,19 @@ SPLIT_FOLDERS = {
 }
 # A zip made on macOS and extracted elsewhere holds __MACOSX/ (its "._" resource forks only).
 MACOS_ZIP_FOLDER = "__MACOSX"
+
+
+def class_name(folder: str) -> str:
+    """The class a folder's name stands for: in composed Unicode (``gru\u0308n``, as macOS
+    writes names, is ``grün``), and a name that is no UTF-8 (``d\xf6g`` from a Latin-1 or
+    Windows archive, which Python holds as a lone surrogate that no file can be written with)
+    read as Windows-1252, the likeliest source (``dög``)."""
+    raw = os.fsencode(folder)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        folder = raw.decode("cp1252", errors="replace")
+    return unicodedata.normalize("NFC", folder)
 
 
 def is_hidden(name: str) -> bool:

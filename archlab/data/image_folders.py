@@ -10,6 +10,7 @@ import numpy as np
 from archlab.data import folders
 from archlab.data.csv_format import case_note, listing
 from archlab.data.folders import (
+    class_name,
     empty_classes,
     files_beside,
     files_under,
@@ -110,7 +111,7 @@ def _by_name(dirs: list[Path]) -> dict[str, list[Path]]:
     writes names) is its composed form (``grün``), one class with a folder named so."""
     groups: dict[str, list[Path]] = {}
     for d in dirs:
-        groups.setdefault(unicodedata.normalize("NFC", d.name), []).append(d)
+        groups.setdefault(class_name(d.name), []).append(d)
     return groups
 
 

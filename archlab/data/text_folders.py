@@ -18,6 +18,7 @@ import pandas as pd
 from archlab import fingerprint
 from archlab.data.csv_format import UTF16_BOMS
 from archlab.data.folders import (
+    class_name,
     empty_classes,
     files_under,
     is_hidden,
@@ -143,11 +144,11 @@ def read_text_folder(
         )
     every: dict[str, list[Path]] = {}  # each class's folders, in every split
     for _, d in classes:
-        every.setdefault(d.name, []).append(d)
+        every.setdefault(class_name(d.name), []).append(d)
     empty, empty_note = empty_classes(root, every)  # said, as for images
-    classes = [(sp, d) for sp, d in classes if d.name not in empty]
+    classes = [(sp, d) for sp, d in classes if class_name(d.name) not in empty]
     reader = _Reader(root, encoding)
-    rows = [(t, d.name, sp) for sp, d in classes for _, t in reader.texts(d)]
+    rows = [(t, class_name(d.name), sp) for sp, d in classes for _, t in reader.texts(d)]
     if not rows:
         raise ArchlabError(
             f"{root}: no text files in its class folders (a text a file: .txt, .text or no suffix)"

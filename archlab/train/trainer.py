@@ -265,7 +265,7 @@ class Trainer:
                 raise KeyboardInterrupt
             self.interrupted = True
             if self.dist.is_main:  # SIGTERM comes here too (the CLI passes it on as signum)
-                what = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+                what = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}.get(signum, "Ctrl-C")
                 print(f"archlab: {what}: saving a checkpoint after this step (Ctrl-C to abort "
                       "without it)", file=sys.stderr, flush=True)  # fmt: skip
 
