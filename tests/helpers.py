@@ -220,7 +220,7 @@ class ToyTask:
 
 def toy_trainer(epochs: int, lr: float, callbacks: list[Callback] = (), **train: Any) -> Trainer:
     return Trainer(
-        TrainConfig(epochs=epochs, batch_size=16, progress="off", **train),
+        TrainConfig(**{"epochs": epochs, "batch_size": 16, "progress": "off", **train}),
         OptimConfig(name="adam", lr=lr),
         RegConfig(),
         seed=0,

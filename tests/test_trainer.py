@@ -44,15 +44,22 @@ def test_overfits_one_small_batch_with_a_registered_model() -> None:
     )
 
 
-def test_early_stopping_fires_and_restores_best_weights(tmp_path: Path) -> None:
+def test_early_stopping_fires_and_restores_best_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     task = ToyTask(flip_val=True)
     data = task.build_data(torch.device("cpu"))
     best = BestWeights(("val_loss", "min"), patience=2, run_dir=tmp_path)
-    trainer = toy_trainer(50, 0.05, [best])
+    trainer = toy_trainer(50, 0.05, [best], progress="lines")
     model = trainer.fit(task, data, task.build_model())
     hist = trainer.state.history
     assert trainer.state.stopped_early and len(hist) < 50
     assert len(hist) == best.best_epoch + 3  # stopped after patience + 1 bad epochs
+    # said where the epoch lines are: the last one was epoch N, then only epochs_run=N
+    assert (
+        f"archlab: stopped early: val_loss has not improved for 3 epochs (patience 2); "
+        f"its best, {best.best:.4g}, was epoch {best.best_epoch}"
+    ) in capsys.readouterr().err
     best_val = min(r["val_loss"] for r in hist)
     assert best.best == best_val and hist[best.best_epoch - 1]["val_loss"] == best_val
     assert trainer.evaluate(task, data.val, model)[0] == pytest.approx(best_val, rel=1e-6)

@@ -158,6 +158,10 @@ class BestWeights(Callback):
             self.bad_epochs += 1
         if self.patience is not None and self.bad_epochs > self.patience:
             trainer.state.stop = trainer.state.stopped_early = True
+            if trainer.dist.is_main and trainer.cfg.progress != "off":  # beside the epoch lines
+                print(f"archlab: stopped early: {self.key} has not improved for "
+                      f"{self.bad_epochs} epochs (patience {self.patience}); its best, "
+                      f"{self.best:.4g}, was epoch {self.best_epoch}", file=sys.stderr)  # fmt: skip
 
     def on_fit_end(self, trainer: Trainer) -> None:
         if not self.restore or trainer.model is None:
