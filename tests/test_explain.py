@@ -689,3 +689,185 @@ def test_report_names_the_horizon_and_each_framing(tmp_path: Path) -> None:
     text = [b.content for b in explanation_blocks(tmp_path, tmp_path, exps) if b.kind == "p"]
     assert "raises the 39-step test WMAE most: by 80.0 from 1,500.0" in text[0]
     assert "Shuffling `recent sales` raises test WMAE most" in text[1]
+
+
+# --- figure and page layout with many or long class names ---
+LONG = ["M" * 80, "class_014_eeeeeeeeeeeeeeeeeee", "cancelled_flight_rebooking", "猫ちゃん中文标签"]
+
+
+def _captured(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Figures the explain modules would save (they import archlab.plots._save when drawing),
+    kept open for inspection."""
+    from archlab import plots
+
+    figs: list = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))
+    return figs
+
+
+def _collisions(fig) -> list[tuple[str, str]]:
+    """Titles of drawn panels whose boxes (title, tick labels, axes) overlap another panel's."""
+    import itertools
+
+    _draw(fig)
+    r = fig.canvas.get_renderer()
+    boxes = [(ax.get_title(), ax.get_tightbbox(r).padded(-1)) for ax in fig.axes if ax.axison]
+    return [(a, b) for (a, x), (b, y) in itertools.combinations(boxes, 2) if x.overlaps(y)]
+
+
+def _draw(fig) -> None:
+    """Lay ``fig`` out as saving would; the CJK names' missing glyphs are _save's to report."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        fig.canvas.draw()
+
+
+def _rows_and_cols(fig) -> tuple[int, int]:
+    """How many rows and columns of drawn or captioned panels the figure has."""
+    used = [ax for ax in fig.axes if ax.axison or ax.texts]
+    return len({round(ax.get_position().y0, 3) for ax in used}), len(
+        {round(ax.get_position().x0, 3) for ax in used}
+    )
+
+
+def _short(name: str, width: int) -> str:
+    from archlab.plots import short_label
+
+    return short_label(name, width)
+
+
+def _class_tops(n: int, with_tokens: set[int]) -> list[list[dict]]:
+    """class_tokens' output for ``n`` classes: 12 long tokens toward each of ``with_tokens``."""
+    word = "superlongwordwithoutspaces" * 3
+    return [
+        [{"token": f"{word}{k}", "attribution": 1.0 / (k + 1), "texts": k + 2} for k in range(12)]
+        if c in with_tokens
+        else []
+        for c in range(n)
+    ]
+
+
+def test_class_tokens_plot_wraps_counts_and_says_why_a_panel_is_empty(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    figs = _captured(monkeypatch)
+    names = [*LONG, *(f"class_{i:03d}_{'x' * i}" for i in range(8))]
+    tops = _class_tops(12, {0, 1, 2, 5, 9})
+    predicted = [4 if tops[c] else (2 if c == 3 else 0) for c in range(12)]
+    text.class_tokens_plot(tops, names, tmp_path / "t.png", predicted=predicted)
+    fig = figs[0]
+    # Was one row of 12 panels, 3.6 in each, with the long names over their neighbours.
+    assert _rows_and_cols(fig) == (3, text.PANEL_COLS)
+    assert fig.get_size_inches()[0] < 17
+    assert _collisions(fig) == []
+    drawn = [ax for ax in fig.axes if ax.axison]
+    assert len(drawn) == 5 and all(len(ax.get_title()) <= 22 for ax in drawn)
+    labels = [t.get_text() for t in drawn[0].get_yticklabels()]
+    assert labels[-1] == "superlongword… (2)"  # the token cut, with its texts
+    empty = {ax.get_title(): ax.texts[0].get_text() for ax in fig.axes if ax.texts}
+    assert "predicted for 2 texts" in empty["猫ちゃん中文标签"]
+    assert "no explained test text" in empty["class_000_"]
+
+
+def test_class_tokens_plot_leaves_out_empty_classes_past_max_panels(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    figs = _captured(monkeypatch)
+    names = [f"{LONG[i % 4]}{i}" for i in range(100)]
+    text.class_tokens_plot(_class_tops(100, {3, 40, 41, 77, 99}), names, tmp_path / "t.png")
+    fig = figs[0]
+    assert [ax.get_title() for ax in fig.axes if ax.axison] == [
+        _short(names[c], 22) for c in (3, 40, 41, 77, 99)
+    ]
+    assert fig.get_size_inches()[0] < 17 and _collisions(fig) == []
+    assert "95 of 100 classes have no token" in fig.get_supxlabel()
+
+
+def test_class_table_is_a_row_per_class_and_breaks_words_on_a_phone() -> None:
+    names = [f"{LONG[i % 4]}_{i}" for i in range(40)]
+    tops = dict(zip(names, _class_tops(40, {1, 7, 30}), strict=True))
+    predicted = {n: (3 if tops[n] else int(i == 2)) for i, n in enumerate(names)}
+    page = text.render_html([], tops, 50, predicted)
+    assert "<meta name='viewport' content='width=device-width" in page
+    assert "overflow-wrap:anywhere" in page
+    # One row per class with tokens (was one row, one column per class: 12,250 px at 40).
+    assert page.count("<tr>") == 1 + 3 and page.count("</tr>") == 4
+    assert f"<tr><th>{names[7]}</th><td>" in page
+    assert "predicted as any of these 36 classes:" in page
+    assert "Texts were predicted as this class, but no token" in page
+    for n in names:  # every class named once: in its row or in a list of empty ones
+        assert page.count(f"<b>{n}</b>") + page.count(f"<th>{n}</th>") == 1
+
+
+def _top_loss_rows(classes: list[int]) -> list[dict]:
+    """top_losses' rows for ``classes``: a right and a wrong one each, less every fourth."""
+    return [
+        {
+            "class": c,
+            "kind": kind,
+            "index": 2 * i + j,
+            "pred": (c + j) % 100,
+            "p_pred": 0.9,
+            "p_true": 0.9 - j / 2,
+        }
+        for i, c in enumerate(classes)
+        for j, kind in enumerate(("right", "wrong"))
+        if (c + j) % 4  # some classes have no right one, some no wrong one
+    ]
+
+
+def test_top_losses_grid_wraps_and_leaves_out_classes_without_images(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    figs = _captured(monkeypatch)  # drawn through archlab.plots._save (its missing-glyph note)
+    names = [f"{LONG[i % 4]}{i}" for i in range(100)]
+    rows = _top_loss_rows(list(range(0, 100, 3)))
+    pictures = np.random.default_rng(0).random((2 * 34, 1, 8, 8))
+    images.top_losses_grid(pictures, pictures[:, 0], rows, names, tmp_path / "g.png", "x")
+    fig = figs[0]
+    # Was one row per class: 100 rows of 2.3 in (25,000 px), most of them "no right" blanks.
+    assert _rows_and_cols(fig) == (-(-len(rows) // images.PAIRS_PER_ROW),
+                                   2 * images.PAIRS_PER_ROW)  # fmt: skip
+    assert sum(ax.axison for ax in fig.axes) == 2 * len(rows)
+    assert not any(ax.texts for ax in fig.axes)  # no "no right prediction" blanks
+    assert "66 of 100 classes have no test image" in fig.get_supxlabel()
+    assert _collisions(fig) == []
+    assert fig.axes[0].get_title() == f"true {'M' * 15}…\npred class_014_eeeee… 0.90"
+
+
+def test_class_means_are_a_grid_with_cut_titles(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    figs = _captured(monkeypatch)
+    names = [f"{LONG[i % 4]}{i}" for i in range(40)]
+    y = np.arange(40).repeat(2)
+    y[y == 5] = 6  # class 5 has no test image
+    pictures = np.random.default_rng(0).random((80, 1, 8, 8))
+    images.class_means(pictures, pictures[:, 0], y, names, tmp_path / "m.png")
+    fig = figs[0]
+    # Was one row of 40 panels (8,283 px wide) with long titles over their neighbours.
+    assert _rows_and_cols(fig) == (5, images.MEANS_PER_ROW)
+    assert _collisions(fig) == []
+    assert fig.axes[5].get_title() == f"{_short(names[6], images.NAME_WIDTH)} (n=4)"
+    assert "1 of 40 classes have no explained test image" in fig.get_supxlabel()
+
+
+def test_sample_grid_titles_cut_long_names_clear_of_their_neighbours(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from archlab import plots
+
+    figs = _captured(monkeypatch)
+    names = [*LONG, "WWWWWWWWWWWWWWWWWWWW", "a"]
+    k, t = 16, np.arange(16) % 6
+    plots.image_grid(np.zeros((k, 1, 32, 32), np.uint8), t, (t + 1) % 6, np.full(k, 0.99),
+                     names, tmp_path / "s.png")  # fmt: skip
+    fig = figs[0]
+    _draw(fig)
+    r = fig.canvas.get_renderer()
+    titles = [ax.title.get_window_extent(r) for ax in fig.axes if ax.get_title()]
+    assert len(titles) == k
+    assert not any(a.overlaps(b) for i, a in enumerate(titles) for b in titles[i + 1 :])
+    assert fig.axes[0].get_title() == f"true {'M' * 10}…\npred class_014_… (0.99)"

@@ -37,6 +37,12 @@ MIN_SIDE = 4
 # tests/test_explain.py checks both against each cell's measured receptive-field centre.
 CELL_CENTRE: dict[str, float] = {"vgg13": 0.5, "vgg13_bn": 0.5, "resnet18": 0.0}
 BATCH = 64  # images per Grad-CAM forward/backward pass
+# Figure layout: (image, map) pairs a row of the top-loss figure, panels a row of the class
+# means, and characters of a class name in a title (one row of every class was 25,000 px
+# tall or 20,000 px wide at 100 classes, and long names ran into the neighbouring titles).
+PAIRS_PER_ROW = 4
+MEANS_PER_ROW = 8
+NAME_WIDTH = 16
 OCCLUSION_EVALS = 256  # occluded copies per forward pass
 
 
@@ -290,64 +296,73 @@ def top_losses_grid(
     path: Path,
     label: str,
 ) -> None:
-    """One row per class; columns: each right image, its map, each wrong image, its map."""
-    from archlab.plots import _save, plt
+    """The (image, map) pair of each row of ``top_losses``, PAIRS_PER_ROW pairs a row in its
+    order (per class: right ones, green, then wrong ones, red). A class with no test image has
+    nothing to show and is left out, with a note; names are cut to fit (explain.json keeps
+    them whole)."""
+    from archlab.plots import _save, plt, short_label
 
-    k = max(
-        [
-            sum(1 for r in rows if r["class"] == c and r["kind"] == "right")
-            for c in range(len(names))
-        ]
-        + [1]
-    )
+    # One row per class drew a blank "no right prediction" pair for most classes (25,000 px
+    # tall at 100 classes); the pairs now flow on, each titled with its class.
+    cols = max(1, min(PAIRS_PER_ROW, len(rows)))
+    nrows = max(1, -(-len(rows) // cols))
     fig, axes = plt.subplots(
-        len(names),
-        4 * k,
-        figsize=(2.0 * 4 * k, 2.3 * len(names)),
+        nrows,
+        2 * cols,
+        figsize=(2.0 * 2 * cols, 0.6 + 2.3 * nrows),
         squeeze=False,
         layout="constrained",  # keeps the title next to the first row of a tall grid
     )
     for ax in axes.flat:
         ax.axis("off")
-    for c, cname in enumerate(names):
-        for side, kind in enumerate(("right", "wrong")):
-            mine = [(i, r) for i, r in enumerate(rows) if r["class"] == c and r["kind"] == kind]
-            if not mine:
-                ax = axes[c, side * 2 * k]
-                ax.text(0.5, 0.5, f"no {kind}\nprediction", ha="center", va="center", fontsize=8)
-            for j, (i, r) in enumerate(mine):
-                a_img, a_map = axes[c, side * 2 * k + 2 * j], axes[c, side * 2 * k + 2 * j + 1]
-                a_img.axis("on")
-                a_map.axis("on")
-                _show(a_img, pictures[i], None)
-                _show(a_map, pictures[i], np.maximum(maps[i], 0))
-                a_img.set_title(
-                    f"true {cname}\npred {names[r['pred']]} {r['p_pred']:.2f}",
-                    fontsize=8,
-                    color="green" if kind == "right" else "red",
-                )
-                a_map.set_title(f"p(true)={r['p_true']:.2f}", fontsize=8)
+    for i, r in enumerate(rows):
+        a_img, a_map = axes.flat[2 * i], axes.flat[2 * i + 1]
+        a_img.axis("on")
+        a_map.axis("on")
+        _show(a_img, pictures[i], None)
+        _show(a_map, pictures[i], np.maximum(maps[i], 0))
+        a_img.set_title(
+            f"true {short_label(names[r['class']], NAME_WIDTH)}\n"
+            f"pred {short_label(names[r['pred']], NAME_WIDTH)} {r['p_pred']:.2f}",
+            fontsize=8,
+            color="green" if r["kind"] == "right" else "red",
+        )
+        a_map.set_title(f"p(true)={r['p_true']:.2f}", fontsize=8)
     fig.suptitle(
-        f"Most confident right (left) and wrong (right) test predictions per class, with {label}",
+        "Most confident right (green) and wrong (red) test predictions per class, with "
+        f"{label}; a class with no right or no wrong one shows none",
         fontsize=10,
     )
+    if left := len(names) - len({r["class"] for r in rows}):
+        fig.supxlabel(
+            f"{left} of {len(names)} classes have no test image and are not drawn", fontsize=9
+        )
     _save(fig, path)
 
 
 def class_means(
     pictures: np.ndarray, maps: np.ndarray, y: np.ndarray, names: list[str], path: Path
 ) -> None:
-    """Per true class: the mean test image and the mean Grad-CAM map (each normalized to 1)."""
-    from archlab.plots import _save, plt
+    """Per true class: the mean test image and the mean Grad-CAM map (each normalized to 1),
+    MEANS_PER_ROW panels a row; classes with no explained test image are left out, with a note.
+    """
+    from archlab.plots import _save, plt, short_label
 
-    fig, axes = plt.subplots(1, len(names), figsize=(2.4 * len(names), 2.7), squeeze=False)
-    for c, (ax, cname) in enumerate(zip(axes[0], names, strict=True)):
+    shown = [c for c in range(len(names)) if (y == c).any()]
+    cols = max(1, min(MEANS_PER_ROW, len(shown)))
+    nrows = max(1, -(-len(shown) // cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(2.0 * cols, 0.6 + 2.3 * nrows),
+                             squeeze=False, layout="constrained")  # fmt: skip
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, c in zip(axes.flat, shown, strict=False):
         sel = y == c
-        if not sel.any():
-            ax.axis("off")
-            continue
         m = maps[sel] / np.maximum(maps[sel].reshape(sel.sum(), -1).max(1), 1e-12)[:, None, None]
+        ax.axis("on")
         _show(ax, pictures[sel].mean(0), m.mean(0))
-        ax.set_title(f"{cname} (n={int(sel.sum())})", fontsize=9)
+        ax.set_title(f"{short_label(names[c], NAME_WIDTH)} (n={int(sel.sum())})", fontsize=8)
     fig.suptitle("Mean Grad-CAM per true class (for the predicted class)", fontsize=10)
+    if left := len(names) - len(shown):
+        fig.supxlabel(f"{left} of {len(names)} classes have no explained test image and are "
+                      "not drawn", fontsize=9)  # fmt: skip
     _save(fig, path)

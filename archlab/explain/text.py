@@ -24,6 +24,10 @@ PAD = 0  # the tokenizer's [PAD] id; its embedding row is zero (padding_idx), so
 CELLS_PER_PASS = 4096  # (text x IG step) sequences per forward/backward pass
 TOLERANCE = 0.01  # completeness: |sum(attr) - (f(x) - f(baseline))| <= 1% of |f(x) - f(b)|
 MAX_STEPS = 1024  # refinement stops here (the gap is then reported as it is)
+# ig_class_tokens.png: panels a row, and past this many classes only those with tokens are
+# drawn (at 100 classes one row of every class was 30,000 px wide, most panels empty).
+PANEL_COLS = 4
+MAX_PANELS = 24
 
 
 class Attribution(NamedTuple):
@@ -216,6 +220,7 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
         (t["completeness_gap_relative"] for t in items), default=0.0
     )
     tops = None
+    predicted: dict[str, int] | None = None  # aggregated texts per class, for the HTML
     if y is not None:  # aggregate: which tokens push toward each class over the test split
         sel = subset(len(texts), req.limit)
         agg = integrated_gradients(model, tokens[sel], lengths[sel], pred[sel], req.steps)
@@ -226,13 +231,16 @@ def explain_run(req: ExplainRequest) -> dict[str, Any]:
         out["aggregate_completeness_gap_relative_median"] = float(rel.median())
         out["aggregate_completeness_gap_relative_max"] = float(rel.max())
         out["aggregate_steps_max"] = int(agg.steps.max())
+        # How many of the aggregated texts each class got: says why a class has no tokens.
+        counts = torch.bincount(pred[sel], minlength=len(names)).tolist()
+        predicted = dict(zip(names, counts, strict=True))
         path = req.out / "ig_class_tokens.png"
-        class_tokens_plot(tops, names, path)
+        class_tokens_plot(tops, names, path, predicted=counts)
         out["files"].append(path.name)
     path = req.out / "ig_texts.html"
     from archlab.utils import write_text_atomic
 
-    write_text_atomic(path, render_html(items, out.get("class_tokens"), req.steps))
+    write_text_atomic(path, render_html(items, out.get("class_tokens"), req.steps, predicted))
     out["files"].insert(0, path.name)
     return out
 
@@ -292,14 +300,27 @@ def _span(word: str, tok: str, v: float, top: float) -> str:
 
 
 def render_html(
-    items: list[dict[str, Any]], tops: dict[str, list[dict[str, Any]]] | None, steps: int
+    items: list[dict[str, Any]],
+    tops: dict[str, list[dict[str, Any]]] | None,
+    steps: int,
+    predicted: dict[str, int] | None = None,
 ) -> str:
-    """Each text's tokens shaded by attribution (red: toward the predicted class, blue: away)."""
+    """Each text's tokens shaded by attribution (red: toward the predicted class, blue: away),
+    then one table row per class with its tokens; the classes without tokens are listed once,
+    with why (``predicted``: how many aggregated texts each class got)."""
     parts = [
-        "<!doctype html><meta charset='utf-8'><title>Integrated gradients</title>",
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+        "<!doctype html><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<title>Integrated gradients</title>",
+        # Long tokens and labels (an 80-character class name) break rather than run off a phone.
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;"
+        "overflow-wrap:anywhere}"
         ".t{margin:.8em 0;line-height:1.9}span{padding:1px 3px;border-radius:3px}"
-        "small{color:#555}td,th{padding:2px 8px;text-align:left}"
+        "small{color:#555}td,th{padding:2px 8px;text-align:left;vertical-align:top}"
+        "table{border-collapse:collapse;width:100%}tr{border-top:1px solid #ddd}"
+        "th{width:25%;font-weight:600}td small{white-space:nowrap}"
+        # On a phone the class goes above its tokens: a quarter of 390 px holds 6 letters.
+        "@media (max-width:480px){th,td{display:block;width:auto}}"
         ".unk{text-decoration:underline dotted}</style>",
         "<h1>Which words moved the prediction</h1>",
         f"<p>Integrated gradients (from {steps} steps, doubled per text until the gap is under "
@@ -321,29 +342,109 @@ def render_html(
             f"{spans}</div>"
         )
     if tops:
-        parts.append("<h2>Tokens that push toward each class (test split)</h2><table><tr>")
-        parts += [f"<th>{html.escape(c)}</th>" for c in tops]
-        parts.append("</tr><tr>")
-        for rows in tops.values():
-            cell = "<br>".join(
-                f"{html.escape(r['token'])} <small>{r['attribution']:.2f} "
-                f"({count(r['texts'], 'text')})</small>"
-                for r in rows
-            )
-            parts.append(f"<td valign='top'>{cell}</td>")
-        parts.append("</tr></table>")
+        parts += _class_table(tops, predicted)
     return "\n".join(parts) + "\n"
 
 
-def class_tokens_plot(tops: list[list[dict[str, Any]]], names: list[str], path: Path) -> None:
-    from archlab.plots import _save, plt
+def _class_table(
+    tops: dict[str, list[dict[str, Any]]], predicted: dict[str, int] | None
+) -> list[str]:
+    """One row per class with tokens (class | its tokens); the empty classes in one list each
+    by reason, since most of 40 classes can be empty and a row each says nothing."""
+    parts = ["<h2>Tokens that push toward each class (test split)</h2>",
+             "<table><tr><th>class</th><td><small>token, total attribution (texts it pushed "
+             "toward the class)</small></td></tr>"]  # fmt: skip
+    for c, rows in tops.items():
+        if rows:
+            cell = " · ".join(
+                f"{html.escape(r['token'])}&nbsp;<small>{r['attribution']:.2f} "
+                f"({count(r['texts'], 'text')})</small>"
+                for r in rows
+            )
+            parts.append(f"<tr><th>{html.escape(c)}</th><td>{cell}</td></tr>")
+    parts.append("</table>")
+    empty = [c for c, rows in tops.items() if not rows]
+    if predicted is None:
+        groups = {"No token pushes toward {any}": empty}
+    else:
+        groups = {
+            "No explained test text was predicted as {any}": [c for c in empty if not predicted[c]],
+            "Texts were predicted as {each}, but no token's total attribution toward it is "
+            "above 0": [c for c in empty if predicted[c]],
+        }
+    for say, cs in groups.items():
+        if cs:
+            n = (
+                {"any": "this class", "each": "this class"}
+                if len(cs) == 1
+                else {q: f"{q} of these {len(cs)} classes" for q in ("any", "each")}
+            )
+            listed = ", ".join(f"<b>{html.escape(c)}</b>" for c in cs)
+            parts.append(f"<p>{say.format(**n)}: {listed}</p>")
+    return parts
 
-    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 4.2), squeeze=False)
-    for ax, cname, rows in zip(axes[0], names, tops, strict=True):
-        rows = rows[:12][::-1]
-        ax.barh([r["token"] for r in rows], [r["attribution"] for r in rows], color="C3")
-        ax.set_title(f"toward {cname}", fontsize=10)
+
+def class_tokens_plot(
+    tops: list[list[dict[str, Any]]],
+    names: list[str],
+    path: Path,
+    predicted: list[int] | None = None,
+) -> None:
+    """Each class's top tokens as bars labelled "token (texts it pushed toward the class)", in
+    rows of PANEL_COLS panels; an empty panel says why (``predicted``: aggregated texts per
+    class). Past MAX_PANELS classes the empty ones are left out, with a note; names are cut
+    to fit (explain.json and ig_texts.html keep them whole)."""
+    from matplotlib.ticker import MaxNLocator
+
+    from archlab.plots import _save, plt, short_label
+
+    shown = list(range(len(names)))
+    if len(names) > MAX_PANELS:
+        shown = [c for c in shown if tops[c]]
+    cols = max(1, min(PANEL_COLS, len(shown)))
+    nrows = max(1, -(-len(shown) // cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.0 * cols, 0.8 + 3.3 * nrows),
+                             squeeze=False, layout="constrained")  # fmt: skip
+    for ax in axes.flat[len(shown) :]:
+        ax.axis("off")
+    for ax, c in zip(axes.flat, shown, strict=False):
+        ax.set_title(short_label(names[c], 22), fontsize=9)  # suptitle: "toward each"
+        rows = tops[c][:12][::-1]
+        if not rows:
+            ax.axis("off")
+            ax.text(0.5, 0.5, _why_empty(None if predicted is None else predicted[c]),
+                    ha="center", va="center", fontsize=9, color="#555",
+                    transform=ax.transAxes)  # fmt: skip
+            continue
+        # Positions, not the token strings: two tokens cut to one label stay two bars.
+        ax.barh(range(len(rows)), [r["attribution"] for r in rows], color="C3")
+        ax.set_yticks(
+            range(len(rows)), [f"{short_label(r['token'], 14)} ({r['texts']})" for r in rows]
+        )
         ax.tick_params(labelsize=8)
-        ax.set_xlabel("total IG attribution")
-    fig.suptitle("Tokens that push hardest toward each predicted class (test split)")
+        ax.xaxis.set_major_locator(MaxNLocator(4))  # 0.0000 0.0025 ... ran into each other
+        ax.set_xlabel("total IG attribution", fontsize=9)
+    if left := len(names) - len(shown):
+        fig.supxlabel(
+            f"{left} of {len(names)} classes have no token toward them and are not drawn "
+            "(ig_texts.html lists them)",
+            fontsize=9,
+        )
+    fig.suptitle(
+        "Tokens that push hardest toward each predicted class (test split); "
+        "(n): texts the token pushed toward the class",
+        fontsize=11,
+    )
     _save(fig, path)
+
+
+def _why_empty(predicted: int | None) -> str:
+    """An empty panel's text: no explained text got the class, or none of its tokens' totals
+    is above 0 (class_tokens keeps only those)."""
+    if predicted is None:
+        return "no token pushes\ntoward this class"
+    if predicted == 0:
+        return "no explained test text\nwas predicted as this class"
+    return (
+        f"predicted for {count(predicted, 'text')},\nbut no token's total\nattribution is above 0"
+    )

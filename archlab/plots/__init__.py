@@ -142,10 +142,16 @@ def image_grid(
     path: Path,
     cols: int = 8,
 ) -> None:
-    """Sample test images titled 'true / pred (p)'; red titles mark mistakes."""
+    """Sample test images titled 'true / pred (p)'; red titles mark mistakes. Names are cut to
+    a column's width (metrics.json keeps them whole)."""
+    # "pred <name> (0.99)" at 8 pt with 11 of the widest letters (W) fills a 1.8 in column;
+    # whole names ran into the neighbours' titles. Constrained layout: the default margins
+    # left each image a 1.2 in column.
+    width = 11
     k = len(images)
     rows = max(1, -(-k // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 1.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 1.9 * rows), squeeze=False,
+                             layout="constrained")  # fmt: skip
     for ax in axes.flat:
         ax.axis("off")
     for i in range(k):
@@ -154,7 +160,8 @@ def image_grid(
         ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
         ok = pred[i] == true[i]
         ax.set_title(
-            f"true {names[true[i]]}\npred {names[pred[i]]} ({conf[i]:.2f})",
+            f"true {short_label(str(names[true[i]]), width)}\n"
+            f"pred {short_label(str(names[pred[i]]), width)} ({conf[i]:.2f})",
             fontsize=8,  # about 7 px on a phone, in the report's sideways-scrolling box
             color="black" if ok else "red",
         )
