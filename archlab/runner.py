@@ -526,8 +526,8 @@ def _curve_metrics(history: list[dict[str, float]]) -> list[str]:
 
 
 def load_config(run_dir: Path) -> RunConfig:
-    """A run's config.yaml; a relative data.path that does not exist from here is read from
-    the folder the run was trained in (``trained_path``), so a run works from any folder."""
+    """A run's config.yaml; a relative data.path is read from the folder the run was trained
+    in (``trained_path``), so a run works from any folder."""
     path = Path(run_dir) / rundir.CONFIG
     if not path.exists():
         raise ArchlabError(f"{run_dir}: not a run directory (no {rundir.CONFIG})")
@@ -535,11 +535,13 @@ def load_config(run_dir: Path) -> RunConfig:
 
 
 def trained_paths(cfg: RunConfig, run_dir: Path) -> RunConfig:
-    """``cfg`` with its relative data.path (and a manifest's image_root) that does not exist
-    from here read from the folder ``run_dir`` was trained in."""
+    """``cfg`` with its relative data.path (and a manifest's image_root) read from the folder
+    ``run_dir`` was trained in, where the files it read are still there; else from here (a
+    project moved as a whole). A file of the same name in this folder is another data set:
+    read first, it was called the run's data changed."""
     for key in ("path", "image_root"):
         rel = getattr(cfg.data, key, "")
-        if not rel or Path(rel).is_absolute() or Path(rel).exists():
+        if not rel or Path(rel).is_absolute():
             continue
         if (found := trained_path(Path(run_dir), rel)) is not None:
             cfg = replace(cfg, data=replace(cfg.data, **{key: str(found)}))

@@ -282,6 +282,12 @@ def test_a_run_with_a_relative_data_path_works_from_any_folder(
 
     again = build_config(None, None, None, None, None, None, None, home / run / "config.yaml")
     assert again.data.path == str(home / "data" / "tweets.csv")
+    # Another project's data/tweets.csv here is not the run's data "changed": the run reads
+    # the file it was trained on, where it still is.
+    (tmp_path / "data").mkdir()
+    write_tweets(tmp_path / "data" / "tweets.csv", n_per_class=12, seed=1)
+    assert runner.evaluate(home / run) == first
+    (tmp_path / "data" / "tweets.csv").unlink()
     (home / "data").rename(home / "moved")  # gone from where it was: said, with the way out
     said = r"the data .* was trained on, which evaluate reads; put it back; eval --data PATH"
     with pytest.raises(ArchlabError, match=said):
