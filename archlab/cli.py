@@ -19,6 +19,7 @@ import os
 import re
 import shlex
 import signal
+import stat
 import sys
 import threading
 import time
@@ -1067,16 +1068,35 @@ _TILDE = re.compile(r"^(--[\w-]+=|[\w.]+=)?(~[^/]*)(?=/|$)")
 
 
 def _paths(args: list[str]) -> list[str]:
-    """The arguments with a leading ~ expanded as the shell would, and an empty --out refused
-    (an unset $OUTDIR scattered a run's files in the current folder)."""
+    """The arguments with a leading ~ expanded as the shell would; an empty --out refused (an
+    unset $OUTDIR scattered a run's files in the current folder), and so is a pipe or device
+    given as a file, which was "no such file" (or "empty": read once, then read again)."""
     out = []
     for i, a in enumerate(args):
         if (a == "--out" and i + 1 < len(args) and args[i + 1] == "") or a == "--out=":
             raise ArchlabError("--out '': give a folder (. for the current one)")
         if m := _TILDE.match(a):
             a = (m.group(1) or "") + os.path.expanduser(m.group(2)) + a[m.end() :]
+        if a == "-" and i and args[i - 1] in ("--data", "--file", "--config"):
+            raise ArchlabError(f"{args[i - 1]} -: standard input is not read; save it to a file")
+        if _not_a_file(a.split("=", 1)[1] if a.startswith("--") and "=" in a else a):
+            raise ArchlabError(
+                f"{a}: a pipe or device, not a file (archlab reads its data more than once: "
+                "to check and fingerprint it); save it to a file"
+            )
         out.append(a)
     return out
+
+
+def _not_a_file(arg: str) -> bool:
+    """``arg`` names a pipe, socket or device (``<(cmd)``, /dev/stdin, /dev/null)."""
+    if not arg.startswith("/dev/") and not arg.startswith("/proc/"):
+        return False
+    try:
+        mode = os.stat(arg).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
 
 
 def _said(error: BaseException | None) -> bool:

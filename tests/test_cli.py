@@ -557,3 +557,20 @@ def test_names_that_are_no_utf8_train(
     run = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert b"t\xe9xt.csv" in (run / "command.txt").read_bytes()  # as typed: it pastes back
     assert main(["eval", str(run)]) == 0
+
+
+def test_a_pipe_given_as_a_file_is_said_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `--data <(cmd)`, /dev/null, `--file -`: "no such file", or for sales "the file is empty"
+    # (the pipe read once to fingerprint it, then again to parse it).
+    from archlab.cli import _not_a_file
+
+    for args, said in (
+        (["train", "--task", "text", "--data", "/dev/null"], "/dev/null: a pipe or device"),
+        (["predict", str(tmp_path), "--file", "-"], "--file -: standard input is not read"),
+    ):
+        assert main(args) == 2
+        assert said in capsys.readouterr().err
+    assert _not_a_file("/dev/null") and not _not_a_file(str(tmp_path))
+    assert not _not_a_file("a text to predict")  # only paths under /dev and /proc are looked at

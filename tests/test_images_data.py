@@ -382,6 +382,20 @@ def test_manifest_with_split_column(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data.context.test_images[0, 0].numpy(), first)
 
 
+def test_manifest_finds_a_folder_written_in_the_other_unicode_form(tmp_path: Path) -> None:
+    # A folder made on macOS (NFD: "e" + combining accent) and a manifest typed elsewhere
+    # (NFC: one character): "not found at" a path that looked exactly like the folder.
+    import unicodedata
+
+    folder = unicodedata.normalize("NFD", "imágenes")
+    names = _pngs(tmp_path / folder, 24)
+    tags = ["train"] * 16 + ["val"] * 4 + ["test"] * 4
+    rows = [f"{unicodedata.normalize('NFC', 'imágenes')}/{n},{'ab'[i % 2]},{tags[i]}"
+            for i, n in enumerate(names)]  # fmt: skip
+    _, data = _image_task(_manifest(tmp_path, "path,label,split", rows))
+    assert data.info["split_sizes"] == {"train": 16, "val": 4, "test": 4}
+
+
 def test_manifest_labels_that_are_one_number_are_one_class(tmp_path: Path) -> None:
     # A spreadsheet that wrote some labels 0.0 and others 0: three classes, not six, said.
     names = _pngs(tmp_path / "img", 12)  # 12 distinct images

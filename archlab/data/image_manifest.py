@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,6 +269,9 @@ def _image_file(path: Path, line: int, rel: str, pcol: str, base: Path, m: Manif
     """The image file a row names (``rel``, relative to ``base`` unless absolute)."""
     if "\\" in rel and not (base / rel).exists():  # a manifest written on Windows
         rel = rel.replace("\\", "/")
+    if not (base / rel).exists():  # names written in the other Unicode form (macOS: NFD)
+        rel = next((f for f in (unicodedata.normalize(n, rel) for n in ("NFD", "NFC"))
+                    if (base / f).exists()), rel)  # fmt: skip
     p = _find_image(path, line, Path(rel) if Path(rel).is_absolute() else base / rel)
     if not rel or not p.is_file():
         hint = "" if m.image_root else "; paths are relative to the CSV (data.image_root=DIR)"
