@@ -987,8 +987,30 @@ class _Log:
         return getattr(self._stream, name)
 
 
+def _matplotlib_cache() -> None:
+    """A read-only or missing home: matplotlib warned in two lines on every command that draws
+    and built its font cache again each time, in a fresh temporary folder. One folder per user
+    under the temporary directory instead (MPLCONFIGDIR, set before matplotlib is imported)."""
+    if "MPLCONFIGDIR" in os.environ:
+        return
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    mine = os.path.join(base, "matplotlib")
+    with contextlib.suppress(OSError):
+        os.makedirs(mine, exist_ok=True)
+    if os.access(mine, os.W_OK):
+        return
+    import tempfile
+
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    cache = os.path.join(tempfile.gettempdir(), f"archlab-matplotlib-{uid}")
+    with contextlib.suppress(OSError):
+        os.makedirs(cache, mode=0o700, exist_ok=True)
+        os.environ["MPLCONFIGDIR"] = cache
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, mapping errors to exit codes and one-line messages."""
+    _matplotlib_cache()
     stderr = sys.stderr
     if sys.stdout is None:  # started with stdout closed (`>&-`): its output goes nowhere
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the process's stdout until exit)

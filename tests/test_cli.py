@@ -574,3 +574,26 @@ def test_a_pipe_given_as_a_file_is_said_so(
         assert said in capsys.readouterr().err
     assert _not_a_file("/dev/null") and not _not_a_file(str(tmp_path))
     assert not _not_a_file("a text to predict")  # only paths under /dev and /proc are looked at
+
+
+def test_an_unwritable_home_gets_one_matplotlib_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A read-only HOME: matplotlib's two-line warning on every command that draws, and its
+    # font cache rebuilt each time in a fresh temporary folder.
+    import os
+    import tempfile
+
+    from archlab.cli import _matplotlib_cache
+
+    (tmp_path / "home").write_text("not a folder")  # no ~/.config can be made under it
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("MPLCONFIGDIR", raising=False)
+    _matplotlib_cache()
+    cache = os.environ["MPLCONFIGDIR"]
+    assert cache.startswith(tempfile.gettempdir()) and os.path.isdir(cache)
+    monkeypatch.setenv("HOME", str(tmp_path))  # a writable home: matplotlib's own place
+    monkeypatch.delenv("MPLCONFIGDIR")
+    _matplotlib_cache()
+    assert "MPLCONFIGDIR" not in os.environ

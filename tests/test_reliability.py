@@ -296,3 +296,21 @@ def test_a_filesystem_without_locks_trains_unlocked(
     rundir.lock_training(tmp_path)
     assert rundir.training_pid(tmp_path) == ""
     rundir.unlock_training(tmp_path)  # nothing held: nothing to release
+
+
+def test_a_write_into_a_read_only_folder_names_the_file_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It named the hidden temp file: ".../.s.csv.dszv2d64.tmp: Read-only file system".
+    import errno
+    import tempfile
+
+    from archlab.utils import write_text_atomic
+
+    def read_only(prefix: str, suffix: str, dir: Path) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", f"{dir}/{prefix}x1y2{suffix}")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(OSError) as e:
+        write_text_atomic(tmp_path / "s.csv", "x")
+    assert e.value.errno == errno.EROFS and e.value.filename == str(tmp_path / "s.csv")
