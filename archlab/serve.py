@@ -213,6 +213,7 @@ def load_runs(run_dirs: Sequence[Path]) -> dict[str, Served]:
             print(f"archlab: note: {d} is given twice: served once", file=sys.stderr)
             continue
         seen.add(d.resolve())
+        rundir.require_finished(d)  # no such folder, no run, unfinished: as every command says
         cfg = load_config(d)
         if cfg.task == "sales" and cfg.data.framing != "forecast":
             why = (f"{d} is a sales run of the parity framing, which has no predict (serve and "

@@ -250,6 +250,7 @@ def test_serve_refuses_bad_arguments(tmp_path: Path, runs: dict[str, Path], caps
     from archlab.cli import main
 
     for args, words in (([str(tmp_path)], ["not a run directory (no config.yaml)"]),
+                        ([str(tmp_path / "gone")], ["gone: no such run directory"]),
                         ([str(runs["text"]), "--port", "70000"], ["--port 70000"]),
                         ([str(runs["text"]), "--max-batch", "0"], ["--max-batch"])):  # fmt: skip
         assert main(["serve", *args]) == 2
