@@ -1,7 +1,8 @@
 """Command-line interface: the only place that parses strings into configs.
 
 Exit codes: 0 success, 2 bad input or usage (one line on stderr), 130 Ctrl-C, 143 SIGTERM,
-141 stdout's reader gone (``| head``, silently, as SIGPIPE ends other tools), 1 anything else.
+129 SIGHUP, 141 stdout's reader gone (``| head``, silently, as SIGPIPE ends other tools),
+1 anything else.
 
 Longer than our ~400-line guide on purpose: it is the user-facing contract (every subcommand,
 flag and help text of ``archlab``), kept in one file to read top to bottom; each command is a
@@ -680,10 +681,13 @@ def ablate(
         or Path("runs") / f"ablate-{base.task}-{base.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     _check_out(out_dir)
-    if storage is None:
-        with _goes_on(out_dir):
+    with _goes_on(out_dir):  # a shared grid too: the same command takes its cells up again
+        if storage is None:
             run_ablation(base, techs, seeds, out_dir)
-    elif left := run_shared_ablation(base, techs, seeds, out_dir, storage):
+            left = 0
+        else:
+            left = run_shared_ablation(base, techs, seeds, out_dir, storage)
+    if left:
         note = (
             f"archlab: {left} cell(s) still training on other workers; the one that "
             "finishes the last writes the table (or run this command again then)"
@@ -911,7 +915,9 @@ def _terminate_as_interrupt(seen: list[int]) -> Iterator[None]:
             return
         raise KeyboardInterrupt
 
-    previous = {s: signal.signal(s, handler) for s in _STOPS}
+    # A signal already ignored stays so: `nohup archlab train ... &` must outlive the terminal.
+    stops = [s for s in _STOPS if signal.getsignal(s) is not signal.SIG_IGN]
+    previous = {s: signal.signal(s, handler) for s in stops}
     try:
         yield
     finally:
@@ -990,14 +996,18 @@ class _Log:
 def _matplotlib_cache() -> None:
     """A read-only or missing home: matplotlib warned in two lines on every command that draws
     and built its font cache again each time, in a fresh temporary folder. One folder per user
-    under the temporary directory instead (MPLCONFIGDIR, set before matplotlib is imported)."""
+    under the temporary directory instead (MPLCONFIGDIR, set before matplotlib is imported).
+    Nothing is created unless matplotlib's own folders cannot be (as it decides)."""
     if "MPLCONFIGDIR" in os.environ:
         return
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    mine = os.path.join(base, "matplotlib")
-    with contextlib.suppress(OSError):
-        os.makedirs(mine, exist_ok=True)
-    if os.access(mine, os.W_OK):
+    home = os.path.expanduser("~")
+    if sys.platform.startswith(("linux", "freebsd")):
+        xdg = (("XDG_CONFIG_HOME", ".config"), ("XDG_CACHE_HOME", ".cache"))
+        wanted = [os.path.join(os.environ.get(var) or os.path.join(home, sub), "matplotlib")
+                  for var, sub in xdg]  # fmt: skip
+    else:
+        wanted = [os.path.join(home, ".matplotlib")]
+    if all(_can_make(d) for d in wanted):
         return
     import tempfile
 
@@ -1005,18 +1015,34 @@ def _matplotlib_cache() -> None:
     cache = os.path.join(tempfile.gettempdir(), f"archlab-matplotlib-{uid}")
     with contextlib.suppress(OSError):
         os.makedirs(cache, mode=0o700, exist_ok=True)
-        os.environ["MPLCONFIGDIR"] = cache
+        st = os.lstat(cache)  # the user's own folder, not one another user left or linked
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == uid:
+            os.environ["MPLCONFIGDIR"] = cache
+
+
+def _can_make(folder: str) -> bool:
+    """``folder`` is writable, or its nearest existing parent is (so it can be made)."""
+    path = os.path.abspath(folder)
+    while not os.path.exists(path):
+        if os.path.dirname(path) == path:
+            return False
+        path = os.path.dirname(path)
+    return os.path.isdir(path) and os.access(path, os.W_OK)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, mapping errors to exit codes and one-line messages."""
     _matplotlib_cache()
+    for name in ("stdout", "stderr"):  # started with it closed (`>&-`): its output goes nowhere
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (the process's, until exit)
+    for stream in (sys.stdout, sys.stderr):  # a path or label the terminal cannot encode prints
+        # escaped, not as a traceback; surrogateescape (a UTF-8 locale's) already writes a
+        # name that is no UTF-8 as its bytes, the folder's real name: kept
+        if getattr(stream, "errors", None) == "strict":
+            with contextlib.suppress(AttributeError, ValueError):
+                stream.reconfigure(errors="backslashreplace")
     stderr = sys.stderr
-    if sys.stdout is None:  # started with stdout closed (`>&-`): its output goes nowhere
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the process's stdout until exit)
-    for stream in (sys.stdout, sys.stderr):  # a path or label the terminal cannot encode
-        with contextlib.suppress(AttributeError, ValueError):  # prints escaped, not a traceback
-            stream.reconfigure(errors="backslashreplace")
     sys.stderr = stderr if isinstance(stderr, _Log) else _Log(stderr)
     try:
         rc = _main(argv)
@@ -1084,39 +1110,56 @@ def _main(argv: list[str] | None) -> int:
     return 0
 
 
-# A leading ~ the shell left (`--out=~/runs`, `--set data.path=~/x.csv`, a quoted '~/x'): it
-# made a folder named ~ in the current one (which `rm -rf ~` then takes for the home folder).
-_TILDE = re.compile(r"^(--[\w-]+=|[\w.]+=)?(~[^/]*)(?=/|$)")
+# Options and --set keys whose values are paths: a leading ~ the shell left (`--out=~/runs`, a
+# quoted '~/x') made a folder named ~ in the current one (which `rm -rf ~` then takes for the
+# home folder). Inputs (predict's texts) are never rewritten.
+_READ = ("--data", "--file", "--config", "--space", "--cells", "--data-dir", "--resume")
+_WRITTEN = ("--out",)
+_PATH_KEYS = ("data.path", "data.image_root", "data.embeddings", "model.init")
 
 
 def _paths(args: list[str]) -> list[str]:
-    """The arguments with a leading ~ expanded as the shell would; an empty --out refused (an
-    unset $OUTDIR scattered a run's files in the current folder), and so is a pipe or device
-    given as a file, which was "no such file" (or "empty": read once, then read again)."""
+    """The path values of ``args`` with a leading ~ expanded as the shell would; an empty
+    --out refused (an unset $OUTDIR scattered a run's files in the current folder), and a
+    pipe or device given as a file to read, which was "no such file" (or, read once to be
+    fingerprinted, "empty")."""
     out = []
     for i, a in enumerate(args):
-        if (a == "--out" and i + 1 < len(args) and args[i + 1] == "") or a == "--out=":
+        flag, value = (a.split("=", 1) if a.startswith("--") and "=" in a
+                       else (args[i - 1] if i else "", a))  # fmt: skip
+        key = ""
+        if flag == "--set" and "=" in value:  # --set data.path=~/x
+            key, value = value.split("=", 1)
+            if key not in _PATH_KEYS:
+                out.append(a)
+                continue
+        elif flag not in _READ + _WRITTEN:
+            out.append(a)
+            continue
+        if flag == "--out" and not value:
             raise ArchlabError("--out '': give a folder (. for the current one)")
-        if m := _TILDE.match(a):
-            a = (m.group(1) or "") + os.path.expanduser(m.group(2)) + a[m.end() :]
-        if a == "-" and i and args[i - 1] in ("--data", "--file", "--config"):
-            raise ArchlabError(f"{args[i - 1]} -: standard input is not read; save it to a file")
-        if _not_a_file(a.split("=", 1)[1] if a.startswith("--") and "=" in a else a):
-            raise ArchlabError(
-                f"{a}: a pipe or device, not a file (archlab reads its data more than once: "
-                "to check and fingerprint it); save it to a file"
-            )
-        out.append(a)
+        if value.startswith("~"):
+            value = os.path.expanduser(value)
+        if flag == "--set" or flag in _READ:
+            if value == "-":
+                raise ArchlabError(f"{key or flag} -: standard input is not read; save it to "
+                                   "a file")  # fmt: skip
+            if _not_a_file(value):
+                raise ArchlabError(
+                    f"{value}: a pipe or device, not a file (archlab reads its data more than "
+                    "once: to check and fingerprint it); save it to a file"
+                )
+        joined = f"{key}={value}" if key else value
+        out.append(joined if a is value or not a.startswith("--") or "=" not in a
+                   else f"{flag}={joined}")  # fmt: skip
     return out
 
 
 def _not_a_file(arg: str) -> bool:
     """``arg`` names a pipe, socket or device (``<(cmd)``, /dev/stdin, /dev/null)."""
-    if not arg.startswith("/dev/") and not arg.startswith("/proc/"):
-        return False
     try:
         mode = os.stat(arg).st_mode
-    except OSError:
+    except (OSError, ValueError):
         return False
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
 

@@ -186,8 +186,8 @@ def prepare(
 
 def reading(cfg: RunConfig, then: str = "the run's first lines follow") -> str:
     """The line said_if_slow prints while ``cfg``'s data is read."""
-    return (f"archlab: still reading {cfg.data.path or 'the default data'} (large data take "
-            f"a while); {then}")  # fmt: skip
+    return (f"archlab: still reading and preparing {cfg.data.path or 'the default data'} "
+            f"(large data take a while); {then}")  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -203,6 +203,8 @@ def said_if_slow(line: str, after_s: float = 5.0) -> Iterator[None]:
         yield
     finally:
         timer.cancel()
+        if line:
+            timer.join(1.0)  # a line being printed lands before the block's own lines
 
 
 def _sayer(said: set[str] | None) -> Callable[[str], None]:
@@ -332,8 +334,8 @@ def _fit(p: Prepared, callbacks: Sequence[Callback], on_interrupt: Said) -> Path
 
 
 class Interrupted(KeyboardInterrupt):
-    """A Ctrl-C (or SIGTERM) whose line, where training stopped and how to resume, is on
-    stderr already: the CLI adds no bare "interrupted" after it."""
+    """A Ctrl-C (or SIGTERM, SIGHUP) whose line, where training stopped (and, for a run of its
+    own, how to resume it), is on stderr already: the CLI adds no bare "interrupted" after it."""
 
 
 def _keep_finished(trainer: Trainer, run_dir: Path) -> None:

@@ -396,7 +396,8 @@ def test_sigterm_mid_epoch_checkpoints_at_the_step_as_a_first_ctrl_c(
 
     class Term(Callback):
         def on_batch_end(self, trainer, step: int, loss: object) -> None:
-            if trainer.state.step == 2:
+            if trainer.state.step == 2:  # twice, as a closed terminal sends SIGHUP: the
+                os.kill(os.getpid(), sig)  # second is no abort (only a second Ctrl-C is)
                 os.kill(os.getpid(), sig)
 
     made = runner.default_callbacks
@@ -513,6 +514,14 @@ def test_shell_paths_as_a_person_types_them(
     monkeypatch.chdir(tmp_path)
     assert main(["eda", "--task", "text", "--data=~/t.csv", "--out=~/eda"]) == 2
     assert f"{tmp_path}/home/t.csv" in capsys.readouterr().err and not os.path.exists("~")
+    from archlab.cli import _paths  # predict's texts are inputs, never rewritten
+
+    texts = ["predict", "RUN", "~/Desktop is full again", "note=~", "/dev/null", "--out="]
+    assert _paths(texts[:-1]) == texts[:-1]
+    assert _paths(["x", "--set=data.path=~/a.csv"]) == [
+        "x",
+        f"--set=data.path={tmp_path}/home/a.csv",
+    ]
     # A hint to paste: a run folder with a space in its name is quoted.
     run = tmp_path / "my runs" / "r1"
     run.mkdir(parents=True)
@@ -546,7 +555,9 @@ def test_names_that_are_no_utf8_train(
     assert main(["train", "--task", "images", "--model", "resnet18", "--data",
                  str(image_folder), *args]) == 0  # fmt: skip
     run = Path(capsys.readouterr().out.strip().splitlines()[-1])
-    assert json.loads((run / "data.json").read_text())["class_names"] == ["cat", "dög", "eel"]
+    info = json.loads((run / "data.json").read_text())
+    assert info["class_names"] == ["cat", "dög", "eel"]
+    assert any("'d\\udcf6g' -> 'dög'" in n and "Windows-1252" in n for n in info["notes"])
     assert main(["eval", str(run)]) == 0
     csv = write_tweets(tmp_path / "tweets.csv")
     odd = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"t\xe9xt.csv"))

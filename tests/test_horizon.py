@@ -73,6 +73,7 @@ def test_low_rank_is_the_truncated_svd(shape: tuple[int, int]) -> None:
     for k in (1, 2, 10, min(shape)):
         want = (u[:, :k] * s[:k]) @ vt[:k]
         np.testing.assert_allclose(naive.low_rank(a, k), want, atol=1e-9 * np.abs(a).max())
+    assert not naive.low_rank(a, 0).any()  # rank 0: nothing kept (a [:, -0:] slice kept all)
     deficient = a[:, :3] @ rng.normal(size=(3, shape[1]))  # rank 3 < the rank asked for
     np.testing.assert_allclose(naive.low_rank(deficient, 10), deficient,
                                atol=1e-9 * np.abs(deficient).max())  # fmt: skip

@@ -33,17 +33,21 @@ SPLIT_FOLDERS = {
 MACOS_ZIP_FOLDER = "__MACOSX"
 
 
-def class_name(folder: str) -> str:
-    """The class a folder's name stands for: in composed Unicode (``gru\u0308n``, as macOS
-    writes names, is ``grün``), and a name that is no UTF-8 (``d\xf6g`` from a Latin-1 or
-    Windows archive, which Python holds as a lone surrogate that no file can be written with)
-    read as Windows-1252, the likeliest source (``dög``)."""
+def decoded_name(folder: str) -> str:
+    """A folder's name as text: a name that is no UTF-8 (``d\xf6g`` from a Latin-1 or Windows
+    archive, which Python holds as a lone surrogate that no file can be written with) read as
+    Windows-1252, the likeliest source (``dög``)."""
     raw = os.fsencode(folder)
     try:
-        raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
-        folder = raw.decode("cp1252", errors="replace")
-    return unicodedata.normalize("NFC", folder)
+        return raw.decode("cp1252", errors="replace")
+
+
+def class_name(folder: str) -> str:
+    """The class a folder's name stands for: ``decoded_name``, in composed Unicode
+    (``gru\u0308n``, as macOS writes names, is ``grün``)."""
+    return unicodedata.normalize("NFC", decoded_name(folder))
 
 
 def is_hidden(name: str) -> bool:

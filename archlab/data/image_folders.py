@@ -11,6 +11,7 @@ from archlab.data import folders
 from archlab.data.csv_format import case_note, listing
 from archlab.data.folders import (
     class_name,
+    decoded_name,
     empty_classes,
     files_beside,
     files_under,
@@ -126,13 +127,20 @@ def _files_of(dirs: list[Path]) -> tuple[list[Path], list[Path]]:
 
 
 def composed_note(root: Path, dirs: list[Path]) -> list[str]:
-    """A first line naming class folders whose names were read in composed Unicode."""
-    odd = [d.name for d in dirs if unicodedata.normalize("NFC", d.name) != d.name]
-    if not odd:
-        return []
-    shown = listing([f"{n!a} -> {unicodedata.normalize('NFC', n)!r}" for n in odd])
-    return [f"data: {root}: class folder name(s) in decomposed Unicode (as macOS writes names) "
-            f"read composed, one class with any folder named so: {shown}"]  # fmt: skip
+    """First lines naming class folders whose names were read in composed Unicode, or (no
+    UTF-8) as Windows-1252."""
+    notes = []
+    if odd := [d.name for d in dirs if decoded_name(d.name) != d.name]:
+        shown = listing([f"{n!a} -> {decoded_name(n)!r}" for n in odd])
+        notes.append(f"data: {root}: class folder name(s) that are no UTF-8 read as "
+                     f"Windows-1252 (as an old Windows archive writes them): {shown}")  # fmt: skip
+    if odd := [n for n in map(decoded_name, (d.name for d in dirs))
+               if unicodedata.normalize("NFC", n) != n]:  # fmt: skip
+        shown = listing([f"{n!a} -> {unicodedata.normalize('NFC', n)!r}" for n in odd])
+        notes.append(f"data: {root}: class folder name(s) in decomposed Unicode (as macOS "
+                     f"writes names) read composed, one class with any folder named so: "
+                     f"{shown}")  # fmt: skip
+    return notes
 
 
 def _label_notes(

@@ -81,6 +81,8 @@ def low_rank(a: np.ndarray, rank: int) -> np.ndarray:
     91 test origins ran 4,550 of them).
     """
     m, n = a.shape
+    if rank <= 0:
+        return np.zeros_like(a)
     if rank >= min(m, n):
         return a.copy()
     if m <= n:

@@ -18,7 +18,7 @@ import pandas as pd
 from archlab import fingerprint
 from archlab.data.csv_format import UTF16_BOMS
 from archlab.data.folders import (
-    class_name,
+    decoded_name,
     empty_classes,
     files_under,
     is_hidden,
@@ -144,11 +144,11 @@ def read_text_folder(
         )
     every: dict[str, list[Path]] = {}  # each class's folders, in every split
     for _, d in classes:
-        every.setdefault(class_name(d.name), []).append(d)
+        every.setdefault(decoded_name(d.name), []).append(d)
     empty, empty_note = empty_classes(root, every)  # said, as for images
-    classes = [(sp, d) for sp, d in classes if class_name(d.name) not in empty]
+    classes = [(sp, d) for sp, d in classes if decoded_name(d.name) not in empty]
     reader = _Reader(root, encoding)
-    rows = [(t, class_name(d.name), sp) for sp, d in classes for _, t in reader.texts(d)]
+    rows = [(t, decoded_name(d.name), sp) for sp, d in classes for _, t in reader.texts(d)]
     if not rows:
         raise ArchlabError(
             f"{root}: no text files in its class folders (a text a file: .txt, .text or no suffix)"

@@ -45,8 +45,10 @@ def text_eda(cfg: Any, out_dir: Path) -> list[Path]:
     counts = label.value_counts().reindex(order, fill_value=0)
     # Horizontal bars, a row per class: side by side, 12 names of 20 characters overlapped.
     fig, ax = plt.subplots(figsize=(6.5, 1.2 + 0.3 * len(order)))
-    ax.barh([short_label(str(n)) for n in order][::-1], counts.values[::-1],
+    # Positions, not the cut names: two classes cut to one label stay two bars.
+    ax.barh(range(len(order)), counts.values[::-1],
             color=[f"C{i % 10}" for i in range(len(order))][::-1])  # fmt: skip
+    ax.set_yticks(range(len(order)), [short_label(str(n)) for n in order][::-1])
     for i, v in enumerate(counts.values[::-1]):
         ax.text(v, i, f" {v} ({v / max(1, counts.sum()):.0%})", va="center", fontsize=8)
     ax.set_xlim(0, counts.max() * 1.3 + 1)  # room for the counts right of the longest bar

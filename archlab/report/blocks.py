@@ -103,7 +103,7 @@ figure.wide .hint{display:inline}}
 
 
 # Characters Markdown reads as markup; ``literal`` puts a backslash before each.
-MD_SPECIAL = "\\`*_[]<>|#!"
+MD_SPECIAL = "\\`*_[]<>|#!&~"
 
 
 def literal(text: str) -> str:

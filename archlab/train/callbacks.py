@@ -159,9 +159,11 @@ class BestWeights(Callback):
         if self.patience is not None and self.bad_epochs > self.patience:
             trainer.state.stop = trainer.state.stopped_early = True
             if trainer.dist.is_main and trainer.cfg.progress != "off":  # beside the epoch lines
+                best = (f"; its best, {self.best:.4g}, was epoch {self.best_epoch}"
+                        if self.best_epoch else "")  # fmt: skip
                 print(f"archlab: stopped early: {self.key} has not improved for "
-                      f"{self.bad_epochs} epochs (patience {self.patience}); its best, "
-                      f"{self.best:.4g}, was epoch {self.best_epoch}", file=sys.stderr)  # fmt: skip
+                      f"{self.bad_epochs} epochs (patience {self.patience}){best}",
+                      file=sys.stderr)  # fmt: skip
 
     def on_fit_end(self, trainer: Trainer) -> None:
         if not self.restore or trainer.model is None:

@@ -262,7 +262,11 @@ class Trainer:
 
         def handler(signum: int, frame: Any) -> None:
             if self.interrupted:
-                raise KeyboardInterrupt
+                # Only a second Ctrl-C aborts: SIGTERM and SIGHUP come again on their own (a
+                # closed terminal's shell forwards SIGHUP, then the kernel sends it too).
+                if signum == signal.SIGINT:
+                    raise KeyboardInterrupt
+                return
             self.interrupted = True
             if self.dist.is_main:  # SIGTERM comes here too (the CLI passes it on as signum)
                 what = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}.get(signum, "Ctrl-C")
