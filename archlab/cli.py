@@ -204,6 +204,8 @@ def _resume_config(
     """
     from archlab.runner import RUNTIME_KEYS, config_changes, load_config
 
+    if not run_dir.is_dir():  # as every other command says it
+        raise ArchlabError(f"--resume {run_dir}: no such run directory")
     if task or preset or config:
         raise ArchlabError(
             f"--resume {run_dir}: the run keeps its own config ({run_dir}/config.yaml); "
@@ -421,6 +423,7 @@ def predict(
     from archlab.tasks.sales_horizon import baseline_rows
 
     items = list(inputs or [])
+    _no_pipes(items)
     if file is not None:
         items.append(InputFile(file))  # always a file, never a text
     cfg, task, model = runner.restore_task(run_dir)
@@ -529,6 +532,7 @@ def explain(
     from archlab.tasks.base import InputFile
 
     items = list(inputs or [])
+    _no_pipes([str(x) for x in items])
     if file is not None:
         items.append(InputFile(file))  # always a file, never a text
     out_dir = run(run_dir, items, method, out, steps=steps, series=series, top=top, limit=limit)
@@ -1033,9 +1037,12 @@ def _can_make(folder: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, mapping errors to exit codes and one-line messages."""
     _matplotlib_cache()
-    for name in ("stdout", "stderr"):  # started with it closed (`>&-`): its output goes nowhere
-        if getattr(sys, name) is None:
-            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (the process's, until exit)
+    if sys.stderr is None:  # started with it closed (`2>&-`): the messages go nowhere
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (the process's, until exit)
+    if sys.stdout is None:  # `>&-`: predict's answers, eval's scores would be lost, exit 0
+        print("archlab: error: stdout is closed: the output has nowhere to go (give it a "
+              "file: > out.txt, or > /dev/null)", file=sys.stderr)  # fmt: skip
+        return 2
     for stream in (sys.stdout, sys.stderr):  # a path or label the terminal cannot encode prints
         # escaped, not as a traceback; surrogateescape (a UTF-8 locale's) already writes a
         # name that is no UTF-8 as its bytes, the folder's real name: kept
@@ -1153,6 +1160,14 @@ def _paths(args: list[str]) -> list[str]:
         out.append(joined if a is value or not a.startswith("--") or "=" not in a
                    else f"{flag}={joined}")  # fmt: skip
     return out
+
+
+def _no_pipes(inputs: list[str]) -> None:
+    """Refuse an input of predict or explain that is a pipe or device (a sales history given as
+    ``<(cmd)`` read as "the file is empty": read once to be fingerprinted)."""
+    for item in inputs:
+        if _not_a_file(item):
+            raise ArchlabError(f"{item}: a pipe or device, not a file; save it to a file")
 
 
 def _not_a_file(arg: str) -> bool:

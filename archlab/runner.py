@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
 import sys
 import threading
@@ -545,9 +546,19 @@ def trained_paths(cfg: RunConfig, run_dir: Path) -> RunConfig:
         rel = getattr(cfg.data, key, "")
         if not rel or Path(rel).is_absolute():
             continue
-        if (found := trained_path(Path(run_dir), rel)) is not None:
+        found = trained_path(Path(run_dir), rel)
+        # The same files from here: kept as written, so that a re-run of ablate, reproduce or
+        # a sweep (and train --resume --data) sees the config it wrote, not another path.
+        if found is not None and not (Path(rel).exists() and _same_file(found, Path(rel))):
             cfg = replace(cfg, data=replace(cfg.data, **{key: str(found)}))
     return cfg
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def trained_path(run_dir: Path, path: str) -> Path | None:

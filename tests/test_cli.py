@@ -272,8 +272,13 @@ def test_a_run_with_a_relative_data_path_works_from_any_folder(
     (home / "data").mkdir(parents=True)
     write_tweets(home / "data" / "tweets.csv")
     monkeypatch.chdir(home)
-    run = runner.train(text_cfg(Path("data/tweets.csv"), "train.epochs=1"), Path("runs"))
+    cfg = text_cfg(Path("data/tweets.csv"), "train.epochs=1")
+    run = runner.train(cfg, Path("runs"))
     first = runner.evaluate(run)
+    # ablate, reproduce and sweep run again from here: the cell's config is the one it wrote
+    # (the trained-in path made absolute read as "holds a run with a different config")
+    cell = runner.train_at(cfg, home / "cells" / "c1")
+    assert runner.train_at(cfg, home / "cells" / "c1") == cell
     monkeypatch.chdir(tmp_path)  # elsewhere: data/tweets.csv does not exist from here
     assert not Path("data/tweets.csv").exists()
     assert runner.evaluate(home / run) == first
@@ -490,6 +495,11 @@ def test_a_terminal_that_cannot_encode_gets_escapes_not_a_traceback(
     monkeypatch.undo()
     assert main(["-h"]) == 0 and "Usage" in capsys.readouterr().out  # -h as --help
     assert main(["theory", "-h"]) == 0 and "softmax" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "stdout", None)  # `>&-`: eval's scores were lost with exit 0
+    assert main(["theory", "softmax"]) == 2
+    assert "stdout is closed" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stderr", None)  # `2>&-`: the messages go nowhere, no traceback
+    assert main(["theory", "softmax"]) == 2
 
 
 def test_shell_paths_as_a_person_types_them(
@@ -559,6 +569,12 @@ def test_names_that_are_no_utf8_train(
     assert info["class_names"] == ["cat", "dög", "eel"]
     assert any("'d\\udcf6g' -> 'dög'" in n and "Windows-1252" in n for n in info["notes"])
     assert main(["eval", str(run)]) == 0
+    import shutil  # a UTF-8 dög beside the Latin-1 one: two classes, not one merged silently
+
+    shutil.copytree(os.path.join(root, b"eel"), os.path.join(root, "dög".encode()))
+    assert main(["train", "--task", "images", "--model", "resnet18", "--data",
+                 str(image_folder), *args]) == 2  # fmt: skip
+    assert "both read as 'dög'" in capsys.readouterr().err
     csv = write_tweets(tmp_path / "tweets.csv")
     odd = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"t\xe9xt.csv"))
     os.rename(csv, odd)

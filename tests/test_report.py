@@ -295,7 +295,8 @@ def test_a_one_epoch_curve_is_a_point_on_its_epoch(
     rows = [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.2}]
     plots.learning_curves({"run": rows}, tmp_path / "c.png", metrics=["loss"])
     ax = figs[0].axes[0]
-    assert all(line.get_marker() == "o" for line in ax.get_lines())
+    assert [line.get_marker() for line in ax.get_lines()] == ["s", "o"]  # train, val
+    assert ax.get_title() == "loss (val: dot, train: square)"
     lo, hi = ax.get_xlim()
     assert [t for t in ax.get_xticks() if lo <= t <= hi] == [1.0]
 
@@ -486,3 +487,14 @@ def test_class_names_in_prose_are_shown_as_written(name: str) -> None:
     md = render_md([Block("p", text)], Path("."))
     shown = MarkdownIt("commonmark").render(md)
     assert f"toward {html.escape(name, quote=False)} and <code>code</code>" in shown
+
+
+def test_a_pipe_in_a_markdown_table_cell_stays_in_its_cell() -> None:
+    from markdown_it import MarkdownIt
+
+    from archlab.report.blocks import render_md
+
+    md = render_md([Block("table", [["class", "n"], ["a|b", "1"]])], Path("."))
+    shown = MarkdownIt("commonmark").enable("table").render(md)
+    assert "<td>a|b</td>" in shown and "<td>1</td>" in shown
+    assert ">a|b</td>" in render_html([Block("table", [["class", "n"], ["a|b", "1"]])])

@@ -74,16 +74,21 @@ def _tiny_run(tmp_path: Path, *sets: str) -> tuple[Path, Path, dict]:
 
 
 def test_a_run_blends_on_validation_and_predicts_with_the_blend(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # One epoch of a tiny network: TF-IDF, which the words tell apart, is the better model.
+    from archlab.tasks import tfidf
+    from archlab.utils import ContentCache
+
+    monkeypatch.setattr(tfidf, "_FITTED", ContentCache())  # fitted here, so its line is said
     tweets, run_dir, m = _tiny_run(tmp_path, "train.amp=off")
     err = capsys.readouterr().err
     w = m["blend_weight"]
     assert m["blend_weight_from"] == "validation" and w < 1
     assert f"chosen: blend {w:g} x network + {1 - w:g} x TF-IDF (validation;" in err
     n_train = len(json.loads((run_dir / "split.json").read_text())["train"])
-    assert f"archlab: fitting the TF-IDF baseline on {n_train:,} training texts\n" in err
+    said = f"archlab: fitting the TF-IDF baseline on {n_train:,} training texts\n"
+    assert err.count(said) == 1 and err.index(said) < err.index("chosen: blend")  # before it
     assert (run_dir / TFIDF_FILE).exists()
     # test_blend_* are the blend's: predict's labels of the test texts score them.
     _, task, model = runner.restore_task(run_dir)

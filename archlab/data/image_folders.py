@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from pathlib import Path
 
@@ -113,6 +114,13 @@ def _by_name(dirs: list[Path]) -> dict[str, list[Path]]:
     groups: dict[str, list[Path]] = {}
     for d in dirs:
         groups.setdefault(class_name(d.name), []).append(d)
+    for name, ds in groups.items():  # a Latin-1 d\xf6g beside a UTF-8 dög: two classes, surely
+        spelt = sorted({d.name for d in ds}, key=os.fsencode)
+        if len(spelt) > 1 and any(decoded_name(n) != n for n in spelt):
+            raise ArchlabError(
+                f"{ds[0].parent}: class folders {' and '.join(ascii(n) for n in spelt)} both read "
+                f"as {name!r} (one name is no UTF-8, read as Windows-1252); rename one"
+            )
     return groups
 
 

@@ -79,15 +79,17 @@ def learning_curves(
     """Train (dashed) and val (solid) curves per metric; several runs overlay in one figure."""
     metrics = [m for m in metrics if any(f"val_{m}" in r for rows in runs.values() for r in rows)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.8), squeeze=False)
+    one_epoch = all(len(rows) < 2 for rows in runs.values())
     for ax, m in zip(axes[0], metrics, strict=True):
         for i, (label, rows) in enumerate(runs.items()):
             color = f"C{i % 10}"
             ep = [r["epoch"] for r in rows]
-            dot = "o" if len(ep) < 2 else None  # a one-epoch line draws nothing without one
+            one = len(ep) < 2  # a one-epoch line draws nothing without a marker
             if f"train_{m}" in rows[0]:
                 ax.plot(ep, [r[f"train_{m}"] for r in rows], "--", color=color, alpha=0.7,
-                        marker=dot)  # fmt: skip
-            ax.plot(ep, [r[f"val_{m}"] for r in rows], "-", color=color, label=label, marker=dot)
+                        marker="s" if one else None, fillstyle="none")  # fmt: skip
+            ax.plot(ep, [r[f"val_{m}"] for r in rows], "-", color=color, label=label,
+                    marker="o" if one else None)  # fmt: skip
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         lo, hi = ax.get_xlim()
@@ -96,7 +98,8 @@ def learning_curves(
             ax.set_xlim(e - 0.5, e + 0.5)
             ax.set_xticks([e])
         ax.set_ylabel(m)
-        ax.set_title(f"{m} (solid: val, dashed: train)", fontsize=10)
+        ax.set_title(f"{m} (val: dot, train: square)" if one_epoch else
+                     f"{m} (solid: val, dashed: train)", fontsize=10)  # fmt: skip
         ax.grid(alpha=0.3)
         if len(runs) > 1 or m == metrics[0]:
             ax.legend(fontsize=8)

@@ -55,7 +55,8 @@ def render_md(blocks: list[Block], report_dir: Path) -> str:
             head, *rows = bl.content
             lines.append("| " + " | ".join(head) + " |")
             lines.append("|" + "---|" * len(head))
-            lines += ["| " + " | ".join(r) + " |" for r in rows]
+            # a | in a cell (a class named a|b) would split it: escaped, as Markdown allows
+            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
             lines.append("")
         elif bl.kind == "img":
             if Path(bl.content).exists():

@@ -666,9 +666,6 @@ class TextClassification:
         """The TF-IDF baseline on the same split, and the distillation teacher's train fit."""
         ctx = data.context
         names = list(self.fitted.class_names)
-        # Two minutes on 100,000 texts, silent before this line.
-        print(f"archlab: fitting the TF-IDF baseline on {len(ctx.split['train']):,} training "
-              "texts", file=sys.stderr, flush=True)  # fmt: skip
         base, _ = tfidf_baseline(ctx.texts, ctx.labels, ctx.split, names, ctx.weights)
         return {**base, **ctx.teacher}
 

@@ -158,14 +158,19 @@ class BestWeights(Callback):
             self.bad_epochs += 1
         if self.patience is not None and self.bad_epochs > self.patience:
             trainer.state.stop = trainer.state.stopped_early = True
-            if trainer.dist.is_main and trainer.cfg.progress != "off":  # beside the epoch lines
-                best = (f"; its best, {self.best:.4g}, was epoch {self.best_epoch}"
-                        if self.best_epoch else "")  # fmt: skip
-                print(f"archlab: stopped early: {self.key} has not improved for "
-                      f"{self.bad_epochs} epochs (patience {self.patience}){best}",
-                      file=sys.stderr)  # fmt: skip
+
+    def _say_stopped(self, trainer: Trainer) -> None:
+        """After the last epoch's line: the log ended on 'epoch 7/8' with no word why."""
+        if trainer.dist.is_main and trainer.cfg.progress != "off":
+            best = (f"; its best, {self.best:.4g}, was epoch {self.best_epoch}"
+                    if self.best_epoch else "")  # fmt: skip
+            print(f"archlab: stopped early: {self.key} has not improved for "
+                  f"{self.bad_epochs} epochs (more than reg.patience={self.patience}){best}",
+                  file=sys.stderr)  # fmt: skip
 
     def on_fit_end(self, trainer: Trainer) -> None:
+        if trainer.state.stopped_early and self.patience is not None:
+            self._say_stopped(trainer)
         if not self.restore or trainer.model is None:
             return
         if self._weights is None and self.path is not None and self.path.exists():
