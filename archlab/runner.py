@@ -315,8 +315,10 @@ def _fit(p: Prepared, callbacks: Sequence[Callback], on_interrupt: Said) -> Path
             raise
         _keep_finished(trainer, run_dir)
         where, how = _kept(trainer, run_dir)
-        print(f"archlab: interrupted {where}" + (how if on_interrupt == "resume" else ""),
-              file=sys.stderr)  # fmt: skip
+        if on_interrupt == "resume":
+            print(f"archlab: interrupted {where}{how}", file=sys.stderr)
+        else:  # one run of many: which one
+            print(f"archlab: interrupted {run_dir.name} {where}", file=sys.stderr)
         raise Interrupted from e
     if d.is_main:
         try:

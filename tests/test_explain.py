@@ -555,7 +555,9 @@ def test_explain_sales_run(tmp_path: Path, capsys) -> None:
     _fails(capsys, [str(run), str(tmp_path / "bad.csv")], "bad.csv", "Weekly_Sales")
     _fails(capsys, [str(run), str(tmp_path / "history.csv"), "--method", "permutation"],
            "--method permutation")  # fmt: skip
-    _fails(capsys, [str(run), "--series", "Store=9,Dept=1"], "Store=9", "no such series")
+    bad = [str(run), "--series", "Store=9,Dept=1", "--out", str(tmp_path / "bad")]
+    _fails(capsys, bad, "Store=9", "no such series")
+    assert not (tmp_path / "bad").exists()  # no empty folder left behind
     shop = [str(run), "--series", "Shop=1"]
     _fails(capsys, shop, "Shop=1", "Store, Dept", "e.g. --series Store=")
     _fails(capsys, [str(run), "--method", "gradcam"], "--method gradcam", "sales")

@@ -268,7 +268,7 @@ def test_an_interrupted_trial_resumes_and_is_not_counted(
     base, space, out = _interrupted_sweep(tmp_path, tweets, monkeypatch, 2)
     # where the trial stopped; how to go on is the sweep's to say (the same command again)
     err = capsys.readouterr().err
-    assert re.search(r"^archlab: interrupted (at|after) epoch \d[^:\n]*$", err, re.M), err
+    assert re.search(r"^archlab: interrupted trial-1 (at|after) epoch \d[^:\n]*$", err, re.M), err
     assert "train --resume" not in err
     result = sweep.run_sweep(base, space, 2, out, study_name="s")  # the same command again
     assert "trial 2: resumes interrupted trial 1" in capsys.readouterr().err

@@ -115,8 +115,14 @@ def explain(
         methods=methods,
         **knobs,
     )
+    made = not req.out.exists()
     rundir.make_out_dir(req.out, given=out is not None)
-    summary = spec.run(req)
+    try:
+        summary = spec.run(req)
+    except BaseException:
+        if made and not any(req.out.iterdir()):  # a bad --series: no empty folder left behind
+            req.out.rmdir()
+        raise
     from archlab.utils import write_json_atomic
 
     write_json_atomic(req.out / SUMMARY, {"task": cfg.task, "methods": list(methods), **summary})
