@@ -733,11 +733,14 @@ def evaluate_run(
     trainer = Trainer(
         cfg.train, cfg.optim, cfg.reg, seed=cfg.seed, device=device, precision=precision
     )
-    loss, metrics, outputs, targets = trainer.evaluate(task, data.test, model)
-    tuned: dict[str, Any] = {}
-    if isinstance(task, Tunable):
-        with trainer.autocast():
-            tuned = task.tuned_metrics(model, data)
+    # 100,000 rows of `eval --all` scored for 36 s after its "scored all" line, silent
+    with said_if_slow(f"archlab: still scoring {data.test.n:,} samples (the network, then "
+                      "any blend with its peer)"):  # fmt: skip
+        loss, metrics, outputs, targets = trainer.evaluate(task, data.test, model)
+        tuned: dict[str, Any] = {}
+        if isinstance(task, Tunable):
+            with trainer.autocast():
+                tuned = task.tuned_metrics(model, data)
     base: dict[str, Any] = {}
     if baselines and data_path is None:
         base = {k: v for k, v in rundir.read_metrics(run_dir).items() if k.startswith("baseline_")}
