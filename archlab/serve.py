@@ -825,9 +825,11 @@ def serve(run_dirs: Sequence[Path], host: str, port: int, limits: Limits) -> Non
               "authentication", file=sys.stderr)  # fmt: skip
     sock = _bind(host, port)  # before saying "serving": a port in use is one line, exit 2
     port = sock.getsockname()[1]  # --port 0: the one the system chose
-    names = ", ".join(f"/{n}/ ({r.run_dir})" for n, r in app.state.runs.items())
+    # /NAME/ is no page (a 404): the routes under it are what to call
+    names = ", ".join(f"{r.run_dir} as /{n}/predict and /{n}/explain"
+                      for n, r in app.state.runs.items())  # fmt: skip
     shown = f"[{host}]" if ":" in host else host
-    print(f"archlab: serving {names} at http://{shown}:{port}/ (Ctrl-C stops)",
+    print(f"archlab: serving {names}; the page at http://{shown}:{port}/ (Ctrl-C stops)",
           file=sys.stderr, flush=True)  # fmt: skip
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             timeout_graceful_shutdown=3)  # fmt: skip

@@ -310,7 +310,8 @@ def test_ctrl_c_stops_the_server_with_exit_130(runs: dict[str, Path]) -> None:
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert f"127.0.0.1:{port}" in err and "archlab: interrupted" in err
-    assert f"({runs['text']})" in err  # the start line names the folder each route serves
+    # the start line names the folder each route serves, and the routes (/NAME/ is no page)
+    assert f"{runs['text']} as /" in err and "/predict and /" in err
     assert "Traceback" not in err
 
 
