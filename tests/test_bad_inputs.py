@@ -780,7 +780,7 @@ CATALOGUE: dict[str, Build] = {
         "--preset", "images-resnet18", needles=["drop --task, --preset and --config"]
     ),
     "resume-not-a-run-dir": _flags(
-        "train", "--resume", "nowhere", needles=["nowhere", "not a run directory"]
+        "train", "--resume", "nowhere", needles=["nowhere", "no such run directory"]
     ),
     "resume-elsewhere": _flags(
         "train", "--resume", "nowhere", "--out", "out", needles=["continues in that run", "--out"]

@@ -386,7 +386,11 @@ def test_sigterm_keeps_work_as_ctrl_c_does_and_exits_143(
 
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
 def test_sigterm_mid_epoch_checkpoints_at_the_step_as_a_first_ctrl_c(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     # `timeout`, a scheduler's stop or `docker stop` send SIGTERM, a closed terminal or a
     # dropped ssh session SIGHUP (which lost the training): the step's work is kept.
@@ -398,6 +402,10 @@ def test_sigterm_mid_epoch_checkpoints_at_the_step_as_a_first_ctrl_c(
     from tests.helpers import write_tweets
 
     sig = signal.Signals[name]
+    # As a terminal's session starts it: CI may run under nohup, where SIGHUP is ignored (and
+    # stays so: test_nohup_keeps_sighup_ignored).
+    before = signal.signal(sig, signal.SIG_DFL)
+    request.addfinalizer(lambda: signal.signal(sig, before))
 
     class Term(Callback):
         def on_batch_end(self, trainer, step: int, loss: object) -> None:
@@ -417,6 +425,22 @@ def test_sigterm_mid_epoch_checkpoints_at_the_step_as_a_first_ctrl_c(
     assert f"archlab: {name}: saving a checkpoint after this step" in err  # not "Ctrl-C"
     assert err.strip().splitlines()[-1] == f"archlab: terminated ({name})"
     assert signal.getsignal(sig) is signal.SIG_DFL  # restored after the command
+
+
+def test_nohup_keeps_sighup_ignored() -> None:
+    # `nohup archlab train ... &` then logging out: the run must go on (its SIGHUP is ignored).
+    import signal
+
+    from archlab.cli import _terminate_as_interrupt
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with _terminate_as_interrupt([]):
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_IGN, signal.SIG_DFL)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
 
 
 def test_a_log_reader_gone_leaves_the_training_going(
