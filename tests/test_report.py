@@ -463,6 +463,7 @@ def test_text_eda_of_many_long_classes_does_not_overlap(
     assert main(["eda", "--task", "text", "--data", str(tmp_path / "t.csv"),
                  "--out", str(tmp_path / "eda")]) == 0  # fmt: skip
     ax = figs["label_counts.png"].axes[0]
+    assert ax.get_title() == "label counts (120 rows)"  # the file's column, not the default's
     boxes = [t.get_window_extent() for t in ax.get_yticklabels() if t.get_text()]
     assert len(boxes) == 40
     assert all(a.y1 <= b.y0 + 0.5 or b.y1 <= a.y0 + 0.5

@@ -38,6 +38,8 @@ def text_eda(cfg: Any, out_dir: Path) -> list[Path]:
         raise ArchlabError(f"{c.path}: no column {c.group_column!r} for data.group_column")
     df = df[(df[c.text_column].str.strip() != "") & (df[c.label_column].str.strip() != "")]
     label = df[c.label_column]
+    # the file's own name for it: a file without the default column reads another one
+    named = df.attrs.get("label_from", c.label_column)
     order = list(c.labels) if c.labels else sorted(label.unique())
     out_dir = Path(out_dir)
     written = []
@@ -52,7 +54,7 @@ def text_eda(cfg: Any, out_dir: Path) -> list[Path]:
     for i, v in enumerate(counts.values[::-1]):
         ax.text(v, i, f" {v} ({v / max(1, counts.sum()):.0%})", va="center", fontsize=8)
     ax.set_xlim(0, counts.max() * 1.3 + 1)  # room for the counts right of the longest bar
-    ax.set_title(f"{c.label_column} counts ({len(df)} rows)")
+    ax.set_title(f"{named} counts ({len(df)} rows)")
     written.append(_save(fig, out_dir / "label_counts.png"))
 
     if group in df.columns:
@@ -60,12 +62,12 @@ def text_eda(cfg: Any, out_dir: Path) -> list[Path]:
         share = table.div(table.sum(axis=1), axis=0)
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
         table.plot.bar(stacked=True, ax=axes[0], rot=30, legend=False)
-        axes[0].set_title(f"{c.label_column} by {group} (counts)")
+        axes[0].set_title(f"{named} by {group} (counts)")
         share.plot.bar(stacked=True, ax=axes[1], rot=30, legend=False)
         axes[1].set_title("share within group")
         # One legend, right of the panels: inside the counts it covered the tallest bar.
         handles, names = axes[0].get_legend_handles_labels()
-        axes[1].legend(handles, names, title=c.label_column, loc="upper left",
+        axes[1].legend(handles, names, title=named, loc="upper left",
                        bbox_to_anchor=(1.01, 1.0), frameon=False)  # fmt: skip
         # The column name comes from the data: made file-name-safe so it cannot leave out_dir.
         written.append(_save(fig, out_dir / f"label_by_{safe_name(group)}.png"))

@@ -45,9 +45,9 @@ def explanation_blocks(out: Path, report_dir: Path, exps: list[dict[str, Any]]) 
             for t in s["texts"]:
                 best = sorted(zip(t["attributions"], t["tokens"], strict=True), reverse=True)[:3]
                 words = ", ".join(f"{w} ({v:+.2f})" for v, w in best)
-                rows.append([t["label"], t["text"][:90], words])
+                rows.append([literal(t["label"]), t["text"][:90], words])
             blocks.append(Block("table", rows))
-            tops = [[c, ", ".join(r["token"] for r in v[:10]) or "none"]
+            tops = [[literal(c), ", ".join(r["token"] for r in v[:10]) or "none"]
                     for c, v in s.get("class_tokens", {}).items()]  # fmt: skip
             if tops:
                 blocks.append(Block("table", [["class", "tokens that push toward it"], *tops]))
