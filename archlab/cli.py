@@ -1132,8 +1132,8 @@ def _paths(args: list[str]) -> list[str]:
     fingerprinted, "empty")."""
     out = []
     for i, a in enumerate(args):
-        flag, value = (a.split("=", 1) if a.startswith("--") and "=" in a
-                       else (args[i - 1] if i else "", a))  # fmt: skip
+        inline = a.startswith("--") and "=" in a  # --out=x, not --out x
+        flag, value = a.split("=", 1) if inline else (args[i - 1] if i else "", a)
         key = ""
         if flag == "--set" and "=" in value:  # --set data.path=~/x
             key, value = value.split("=", 1)
@@ -1151,23 +1151,20 @@ def _paths(args: list[str]) -> list[str]:
             if value == "-":
                 raise ArchlabError(f"{key or flag} -: standard input is not read; save it to "
                                    "a file")  # fmt: skip
-            if _not_a_file(value):
-                raise ArchlabError(
-                    f"{value}: a pipe or device, not a file (archlab reads its data more than "
-                    "once: to check and fingerprint it); save it to a file"
-                )
+            _no_pipes([value])
         joined = f"{key}={value}" if key else value
-        out.append(joined if a is value or not a.startswith("--") or "=" not in a
-                   else f"{flag}={joined}")  # fmt: skip
+        out.append(f"{flag}={joined}" if inline else joined)
     return out
 
 
-def _no_pipes(inputs: list[str]) -> None:
-    """Refuse an input of predict or explain that is a pipe or device (a sales history given as
-    ``<(cmd)`` read as "the file is empty": read once to be fingerprinted)."""
-    for item in inputs:
+def _no_pipes(paths: list[str]) -> None:
+    """Refuse a file to read that is a pipe or device (``<(cmd)``; a sales history so given
+    read as "the file is empty": read once to be fingerprinted, then again to be parsed)."""
+    for item in paths:
         if _not_a_file(item):
-            raise ArchlabError(f"{item}: a pipe or device, not a file; save it to a file")
+            raise ArchlabError(f"{item}: a pipe or device, not a file (archlab reads its data "
+                               "more than once: to check and fingerprint it); save it to a "
+                               "file")  # fmt: skip
 
 
 def _not_a_file(arg: str) -> bool:

@@ -46,12 +46,7 @@ from archlab.train.distributed import Dist
 from archlab.train.precision import Precision, legacy
 from archlab.train.setup import setup_process
 from archlab.train.trainer import Trainer
-from archlab.utils import (
-    autocast,
-    json_text,
-    write_bytes_atomic,
-    write_json_atomic,
-)
+from archlab.utils import autocast, json_text, write_json_atomic, write_text_atomic
 
 # metrics.json keys that describe the run rather than a split (the rest are test_*/baseline_*).
 RUN_KEYS = (
@@ -170,8 +165,7 @@ def prepare(
             rundir.lock_training(run_dir)
             rundir.write_recorded(run_dir / rundir.CONFIG, cfg.to_yaml())
             # A path that is no UTF-8 (caf\xe9.csv) as its bytes: the command pastes back
-            write_bytes_atomic(run_dir / rundir.COMMAND,
-                               (command + "\n").encode("utf-8", "surrogateescape"))  # fmt: skip
+            write_text_atomic(run_dir / rundir.COMMAND, command + "\n", "surrogateescape")
         run_dir = distributed.broadcast(run_dir if d.is_main else None, d)
     assert run_dir is not None
     if d.is_main and (state is None or not (run_dir / rundir.FITTED).exists()):
@@ -276,10 +270,12 @@ def _resume_state(run_dir: Path, data: DataBundle[Any, Any], d: Dist) -> dict[st
 # What a Ctrl-C's line says: where the run stopped and how to resume it (a run of its own),
 # where alone (a command of many runs says how to go on: the same command again), or nothing
 # (a run its caller removes, the budget's probe).
-Said = Literal["resume", "where", "nothing"]
+OnInterrupt = Literal["resume", "where", "nothing"]
 
 
-def fit(p: Prepared, callbacks: Sequence[Callback] = (), on_interrupt: Said = "resume") -> Path:
+def fit(
+    p: Prepared, callbacks: Sequence[Callback] = (), on_interrupt: OnInterrupt = "resume"
+) -> Path:
     """Train a prepared run, then test it and write its files (metrics.json last)."""
     try:
         return _fit(p, callbacks, on_interrupt)
@@ -287,7 +283,7 @@ def fit(p: Prepared, callbacks: Sequence[Callback] = (), on_interrupt: Said = "r
         rundir.unlock_training(p.run_dir)  # taken by prepare
 
 
-def _fit(p: Prepared, callbacks: Sequence[Callback], on_interrupt: Said) -> Path:
+def _fit(p: Prepared, callbacks: Sequence[Callback], on_interrupt: OnInterrupt) -> Path:
     cfg, run_dir, d = p.cfg, p.run_dir, p.dist
     model = p.task.build_model()
     trainer = Trainer(
@@ -387,7 +383,7 @@ def train(
     callbacks: Sequence[Callback] = (),
     runtime: RunConfig | None = None,
     said: set[str] | None = None,
-    on_interrupt: Said = "resume",
+    on_interrupt: OnInterrupt = "resume",
 ) -> Path:
     """Train (or resume) a run and write everything into its run directory; return the dir.
 
@@ -551,15 +547,15 @@ def trained_paths(cfg: RunConfig, run_dir: Path) -> RunConfig:
         found = trained_path(Path(run_dir), rel)
         # The same files from here: kept as written, so that a re-run of ablate, reproduce or
         # a sweep (and train --resume --data) sees the config it wrote, not another path.
-        if found is not None and not (Path(rel).exists() and _same_file(found, Path(rel))):
+        if found is not None and not _same_file(found, Path(rel)):
             cfg = replace(cfg, data=replace(cfg.data, **{key: str(found)}))
     return cfg
 
 
 def _same_file(a: Path, b: Path) -> bool:
     try:
-        return a.resolve() == b.resolve() or os.path.samefile(a, b)
-    except OSError:
+        return os.path.samefile(a, b)
+    except OSError:  # either is missing
         return False
 
 

@@ -99,14 +99,11 @@ def _umask() -> int:
     return mask
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
+def write_text_atomic(path: str | Path, text: str, errors: str = "strict") -> None:
+    """``text`` as UTF-8; ``errors="surrogateescape"`` writes a name that is no UTF-8 (held
+    as a lone surrogate) as its bytes."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+        tmp.write_text(text, encoding="utf-8", errors=errors)
 
 
 def json_text(obj: Any) -> str:

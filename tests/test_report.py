@@ -409,35 +409,38 @@ def test_text_eda_labels_no_font_can_draw_are_one_note_per_plot(tmp_path: Path, 
     assert notes and all(n.startswith("archlab: note: ") for n in notes)
 
 
+def _text_eda(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, csv: str) -> dict[str, plt.Figure]:
+    """`archlab eda --task text` of the CSV text ``csv``: its figures by file name, drawn (so
+    their layout can be measured) and saved as usual."""
+    import archlab.plots.eda_text as eda
+    from archlab.cli import main
+
+    figs: dict[str, plt.Figure] = {}
+    save = eda.save_png
+
+    def keep(fig: plt.Figure, path: Path) -> None:
+        fig.canvas.draw()
+        figs[path.name] = fig
+        save(fig, path)
+
+    monkeypatch.setattr(eda, "save_png", keep)
+    (tmp_path / "t.csv").write_text(csv)
+    assert main(["eda", "--task", "text", "--data", str(tmp_path / "t.csv"),
+                 "--out", str(tmp_path / "eda")]) == 0  # fmt: skip
+    return figs
+
+
 def test_text_eda_puts_the_group_legend_beside_the_bars(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # inside the counts panel it covered the tallest group's bar
-    import archlab.plots.eda_text as eda
-    from archlab.cli import main
-
-    figs: dict[str, object] = {}
-    save = eda.save_png
-
-    def keep(fig, path: Path) -> None:
-        if path.name.startswith("label_by_"):
-            fig.canvas.draw()
-            counts, share = fig.axes
-            legend = share.get_legend()
-            figs["ok"] = (
-                counts.get_legend() is None
-                and legend is not None
-                and (legend.get_window_extent().x0 >= share.get_window_extent().x1)
-            )
-        save(fig, path)
-
-    monkeypatch.setattr(eda, "save_png", keep)
     rows = "".join(f"text number {i},{('pos', 'neg')[i % 2]},{'AB'[i % 3 % 2]}\n"
                    for i in range(24))  # fmt: skip
-    (tmp_path / "t.csv").write_text("text,label,airline\n" + rows)
-    assert main(["eda", "--task", "text", "--data", str(tmp_path / "t.csv"),
-                 "--out", str(tmp_path / "eda")]) == 0  # fmt: skip
-    assert figs == {"ok": True}
+    figs = _text_eda(tmp_path, monkeypatch, "text,label,airline\n" + rows)
+    counts, share = figs["label_by_airline.png"].axes
+    legend = share.get_legend()
+    assert counts.get_legend() is None and legend is not None
+    assert legend.get_window_extent().x0 >= share.get_window_extent().x1
 
 
 def test_text_eda_of_many_long_classes_does_not_overlap(
@@ -445,23 +448,9 @@ def test_text_eda_of_many_long_classes_does_not_overlap(
 ) -> None:
     # 12 names of ~22 characters printed on top of each other under vertical bars, and the
     # length histograms' legend covered the plot at 100 classes.
-    import archlab.plots.eda_text as eda
-    from archlab.cli import main
-
-    figs: dict[str, object] = {}
-    save = eda.save_png
-
-    def keep(fig, path: Path) -> None:
-        fig.canvas.draw()
-        figs[path.name] = fig
-        save(fig, path)
-
-    monkeypatch.setattr(eda, "save_png", keep)
     names = [f"complaint_about_topic_{i:02d}" for i in range(40)]
     rows = "".join(f"text number {i} here,{names[i % 40]}\n" for i in range(120))
-    (tmp_path / "t.csv").write_text("text,label\n" + rows)
-    assert main(["eda", "--task", "text", "--data", str(tmp_path / "t.csv"),
-                 "--out", str(tmp_path / "eda")]) == 0  # fmt: skip
+    figs = _text_eda(tmp_path, monkeypatch, "text,label\n" + rows)
     ax = figs["label_counts.png"].axes[0]
     assert ax.get_title() == "label counts (120 rows)"  # the file's column, not the default's
     boxes = [t.get_window_extent() for t in ax.get_yticklabels() if t.get_text()]

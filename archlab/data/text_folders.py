@@ -142,13 +142,14 @@ def read_text_folder(
             f"{root}: a folder without class sub-folders (expected {where}, a text a file; "
             "or give a CSV file)"
         )
+    label = {d: decoded_name(d.name) for _, d in classes}  # a class folder's label
     every: dict[str, list[Path]] = {}  # each class's folders, in every split
     for _, d in classes:
-        every.setdefault(decoded_name(d.name), []).append(d)
+        every.setdefault(label[d], []).append(d)
     empty, empty_note = empty_classes(root, every)  # said, as for images
-    classes = [(sp, d) for sp, d in classes if decoded_name(d.name) not in empty]
+    classes = [(sp, d) for sp, d in classes if label[d] not in empty]
     reader = _Reader(root, encoding)
-    rows = [(t, decoded_name(d.name), sp) for sp, d in classes for _, t in reader.texts(d)]
+    rows = [(t, label[d], sp) for sp, d in classes for _, t in reader.texts(d)]
     if not rows:
         raise ArchlabError(
             f"{root}: no text files in its class folders (a text a file: .txt, .text or no suffix)"

@@ -300,12 +300,11 @@ def top_losses_grid(
     order (per class: right ones, green, then wrong ones, red). A class with no test image has
     nothing to show and is left out, with a note; names are cut to fit (explain.json keeps
     them whole)."""
-    from archlab.plots import _save, plt, short_label
+    from archlab.plots import _save, grid_shape, plt, short_label
 
     # One row per class drew a blank "no right prediction" pair for most classes (25,000 px
     # tall at 100 classes); the pairs now flow on, each titled with its class.
-    cols = max(1, min(PAIRS_PER_ROW, len(rows)))
-    nrows = max(1, -(-len(rows) // cols))
+    nrows, cols = grid_shape(len(rows), PAIRS_PER_ROW)
     fig, axes = plt.subplots(
         nrows,
         2 * cols,
@@ -346,11 +345,10 @@ def class_means(
     """Per true class: the mean test image and the mean Grad-CAM map (each normalized to 1),
     MEANS_PER_ROW panels a row; classes with no explained test image are left out, with a note.
     """
-    from archlab.plots import _save, plt, short_label
+    from archlab.plots import _save, grid_shape, plt, short_label
 
     shown = [c for c in range(len(names)) if (y == c).any()]
-    cols = max(1, min(MEANS_PER_ROW, len(shown)))
-    nrows = max(1, -(-len(shown) // cols))
+    nrows, cols = grid_shape(len(shown), MEANS_PER_ROW)
     fig, axes = plt.subplots(nrows, cols, figsize=(2.0 * cols, 0.6 + 2.3 * nrows),
                              squeeze=False, layout="constrained")  # fmt: skip
     for ax in axes.flat:

@@ -396,13 +396,12 @@ def class_tokens_plot(
     to fit (explain.json and ig_texts.html keep them whole)."""
     from matplotlib.ticker import MaxNLocator
 
-    from archlab.plots import _save, plt, short_label
+    from archlab.plots import _save, grid_shape, plt, short_label
 
     shown = list(range(len(names)))
     if len(names) > MAX_PANELS:
         shown = [c for c in shown if tops[c]]
-    cols = max(1, min(PANEL_COLS, len(shown)))
-    nrows = max(1, -(-len(shown) // cols))
+    nrows, cols = grid_shape(len(shown), PANEL_COLS)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.0 * cols, 0.8 + 3.3 * nrows),
                              squeeze=False, layout="constrained")  # fmt: skip
     for ax in axes.flat[len(shown) :]:

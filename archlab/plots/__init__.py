@@ -106,6 +106,12 @@ def learning_curves(
     _save(fig, path)
 
 
+def grid_shape(n: int, per_row: int) -> tuple[int, int]:
+    """(rows, columns) of a grid of ``n`` panels, at most ``per_row`` a row; at least 1 x 1."""
+    cols = max(1, min(per_row, n))
+    return max(1, -(-n // cols)), cols
+
+
 def short_label(name: str, width: int = 24) -> str:
     """A class name cut to ``width`` characters for a tick label or title (metrics.json and the
     HTML pages keep it whole)."""
