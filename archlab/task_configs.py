@@ -324,8 +324,8 @@ class SalesDataConfig:
 
     # history steps before the target step (origin); None: 56 days of steps, at least 3
     window: int | None = None
-    # Steps per seasonal cycle. This default follows the time step: 52 weekly, 12 monthly, 4
-    # quarterly, 2 half-yearly, 7 daily and 5 on business days (the week), else
+    # Steps per seasonal cycle. This default follows the time step: 52 weekly, 13 4-weekly, 12
+    # monthly, 4 quarterly, 2 half-yearly, 7 daily and 5 on business days (the week), else
     # round(365.25 / step days); any other value is used as given.
     season: int = 52
     # Next-step forecasting (H = 1): the last test_steps steps are the test, each forecast from

@@ -296,6 +296,7 @@ def test_class_tokens_count_a_text_once_however_often_it_repeats_a_token() -> No
         (1, 7, 28, "same day last week or earlier", "the day being forecast"),
         (1, 365, 1, "same day last year", "the day being forecast"),
         (30, 12, 1, "same month last year", "the month being forecast"),
+        (28, 13, 1, "same 4-week period last year", "the 4-week period being forecast"),
         (1, 5, 1, "5 steps earlier", "the day being forecast"),
         (3, 122, 1, "122 steps earlier", "the 3-day step being forecast"),
     ],

@@ -363,15 +363,63 @@ def test_predict_says_a_forecast_step_falls_on_a_closed_day(tmp_path: Path, caps
     )
 
 
-def test_four_weekly_periods_say_why_they_are_not_months(tmp_path: Path) -> None:
-    # 13 periods a year, 28 days apart: read as calendar months, two fall into one month
-    dates = pd.date_range("2019-01-05", periods=40, freq="28D")
+def _four_weekly(path: Path, periods: int = 40) -> Path:
+    """13 periods a year, 28 days apart (a retailer's calendar), with a yearly swing."""
+    dates = pd.date_range("2019-01-05", periods=periods, freq="28D")
+    rows = [(f"{d:%Y-%m-%d}", s, round(100.0 * s * (1 + 0.3 * np.sin(i * 2 * np.pi / 13)), 1))
+            for s in (1, 2) for i, d in enumerate(dates)]  # fmt: skip
+    pd.DataFrame(rows, columns=["period", "store", "sales"]).to_csv(path, index=False)
+    return path
+
+
+def test_four_weekly_periods_are_steps_of_28_days_13_a_year(tmp_path: Path) -> None:
+    # Two periods fall into one calendar month now and then: read as months, they clashed.
+    path = _four_weekly(tmp_path / "p13.csv")
+    cfg = _cfg(path, "period", "data.horizon=3")
+    data = HorizonData(cfg).build(CPU)
+    assert data.fitted.featurizer.step_days == 28 and data.fitted.resolved["season"] == 13
+    assert data.info["n_steps"] == 40 and data.info["time_step"] == "28 days"
+    assert sales.step_adjective(28) == "4-weekly"
+    task = HorizonForecast(cfg, data.fitted)
+    got = task.predict(task.build_model(), [])
+    # The forecast continues the 28-day grid: the last date is 2022-01-01.
+    assert [r["period"] for r in got[:3]] == ["2022-01-29", "2022-02-26", "2022-03-26"]
+    # A history of two periods is a 4-week run's steps; a monthly one is refused.
+    two = pd.to_datetime(["2021-12-04", "2022-01-01"]).to_numpy()
+    sales.check_same_step(two, 28, 7, "h.csv")
+    months = pd.date_range("2021-01-01", periods=6, freq="MS").to_numpy()
+    with pytest.raises(ArchlabError, match=r"h\.csv: its steps are monthly \(dates 28 day\(s\) "
+                       r"apart\) but the run was trained on 4-weekly steps"):  # fmt: skip
+        sales.check_same_step(months, 28, 7, "h.csv")
+    # Monthly data whose February gap is 28 days is still months (30: not a 4-week step).
+    assert sales.infer_step_days(months) == 30 and sales.months_per_step(30) == 1
+
+
+def test_an_older_monthly_runs_28_day_step_reads_as_a_month(tmp_path: Path) -> None:
+    # Runs written before 4-week periods saved a month whose February gap is 28 days as 28.
+    from archlab.tasks.sales_horizon_data import HorizonFitted
+
+    path = _monthly(tmp_path / "m.csv")
+    d = HorizonData(_cfg(path)).build(CPU).fitted.to_dict()
+    d["featurizer"]["step_days"] = d["resolved"]["step_days"] = 28
+    del d["featurizer"]["step_scheme"]
+    old = HorizonFitted.from_dict(d)
+    assert old.featurizer.step_days == 30 and old.resolved["step_days"] == 30
+    assert sales.months_per_step(old.featurizer.step_days) == 1
+    d["featurizer"]["step_scheme"] = 2  # a 4-weekly run keeps its 28
+    assert HorizonFitted.from_dict(d).featurizer.step_days == 28
+
+
+def test_periods_that_are_not_calendar_months_say_why(tmp_path: Path) -> None:
+    # 4-4-5 week periods (12 a year) read as months: two fall into one month
+    gaps = np.tile([28, 28, 35], 14)
+    dates = pd.Timestamp("2019-01-05") + pd.to_timedelta(np.r_[0, np.cumsum(gaps)], "D")
     rows = [(f"{d:%Y-%m-%d}", s, 100.0 * s + i) for s in (1, 2) for i, d in enumerate(dates)]
-    path = tmp_path / "p13.csv"
+    path = tmp_path / "p445.csv"
     pd.DataFrame(rows, columns=["period", "store", "sales"]).to_csv(path, index=False)
     with pytest.raises(ArchlabError, match=rf"^{re.escape(str(path))}: series 1: two rows fall "
-                       r"into the same calendar month .* periods of 4 weeks \(13 a year\) do not "
-                       "fit"):  # fmt: skip
+                       r"into the same calendar month .* periods that are not \(4-4-5 weeks, 30 "
+                       r"days\) do not fit"):  # fmt: skip
         HorizonData(_cfg(path, "period")).build(CPU)
 
 

@@ -649,16 +649,18 @@ def fill_blank_cells(p: Panel, season: int) -> np.ndarray:
     return y
 
 
-# Steps of at least this many days are calendar months: 28-31-day gaps cannot be counted in days.
-MONTHLY_MIN_DAYS = 28
+# Steps of at least this many days are calendar months: 29-31-day gaps cannot be counted in
+# days. Monthly data is given 30 (infer_step_days); 28 is a 4-week period, counted in days.
+MONTHLY_MIN_DAYS = 29
+FOUR_WEEKS = 28
 MAX_MONTHS = 6  # the longest step: half a year (yearly data has no season within a year)
 _MONTH_STEPS = {1: "month", 2: "two months", 3: "quarter", 6: "half-year"}
 _MONTH_ADJ = {1: "monthly", 2: "two-monthly", 3: "quarterly", 6: "half-yearly"}
 
 
 def months_per_step(step_days: int) -> int:
-    """Calendar months a step of ``step_days`` (the smallest gap between dates) spans: 1 for
-    28-31 days, 3 for 89-92 (quarters), 6 for 181-184; 0 for steps counted in days."""
+    """Calendar months a step of ``step_days`` spans: 1 for 29-31 days, 3 for 89-92
+    (quarters), 6 for 181-184; 0 for steps counted in days (28: 4-week periods)."""
     return max(1, round(step_days / 30.44)) if step_days >= MONTHLY_MIN_DAYS else 0
 
 
@@ -682,9 +684,8 @@ def _step_words(step_days: int, weekdays: int) -> tuple[str, str]:
         return "business day", "business-day"
     if k := months_per_step(step_days):
         return _MONTH_STEPS.get(k, f"{k}-month step"), _MONTH_ADJ.get(k, f"{k}-month")
-    return {1: ("day", "daily"), 7: ("week", "weekly")}.get(
-        step_days, (f"{step_days}-day step", f"{step_days}-day")
-    )
+    named = {1: ("day", "daily"), 7: ("week", "weekly"), FOUR_WEEKS: ("4-week period", "4-weekly")}
+    return named.get(step_days, (f"{step_days}-day step", f"{step_days}-day"))
 
 
 def step_unit(step_days: int, weekdays: int = 7) -> str:
@@ -703,15 +704,20 @@ def check_same_step(dates: np.ndarray, step_days: int, weekdays: int, path: obje
     on the run's grid would be a sparse panel of the run's step (a quarterly history to a
     monthly run: two months in three missing). One date has no step: its shortness is said
     where the history is read (it was called weekly, infer_step_days' guess)."""
-    if len(np.unique(dates)) < 2:
+    u = np.unique(np.asarray(dates).astype("datetime64[D]"))
+    if len(u) < 2:
         return
-    have = infer_step_days(dates)
+    gaps = np.diff(u).astype(np.int64)
+    # Two dates 28 days apart are a 4-week run's steps (alone they read as months)
+    four_weekly = step_days == FOUR_WEEKS and not (gaps % FOUR_WEEKS).any()
+    have = FOUR_WEEKS if four_weekly else infer_step_days(dates)
     k, run_k = months_per_step(have), months_per_step(step_days)
     same = k == run_k if (k or run_k) else have == step_days
     days = weekdays if len(np.unique(dates)) < MIN_BUSINESS_DATES else infer_weekdays(dates, have)
     if not same or days != weekdays:
         raise ArchlabError(
-            f"{path}: its steps are {step_adjective(have, days)} (dates {have} day(s) apart) "
+            f"{path}: its steps are {step_adjective(have, days)} (dates {gaps.min()} day(s) "
+            "apart) "
             f"but the run was trained on {step_adjective(step_days, weekdays)} steps"
         )
 
@@ -771,7 +777,10 @@ def infer_step_days(dates: np.ndarray) -> int:
     """The sampling period in days: the smallest gap between distinct dates (7 for weekly)
     where every gap is a multiple of it, else the usual one.
 
-    28 or more means steps of calendar months (see ``months_per_step`` and ``time_index``).
+    29 or more means steps of calendar months (see ``months_per_step`` and ``time_index``);
+    monthly data gives 30 (its February gap is 28 days too). Every gap a multiple of 28 days
+    (three dates or more) is 4-week periods, 13 a year, as retailers' calendars keep them:
+    28, counted in days.
     A few dates off the grid (a week booked on the Thursday before its Friday) would make the
     smallest gap a phantom step (6 days): the most common gap is the step instead, and
     ``check_grid`` refuses the dates off it. Dates at most one a calendar month, on varying
@@ -783,8 +792,10 @@ def infer_step_days(dates: np.ndarray) -> int:
         return 7
     gaps = np.diff(u).astype(np.int64)
     least = max(1, int(gaps.min()))
-    if least >= MONTHLY_MIN_DAYS:
-        return least
+    if least == FOUR_WEEKS and len(u) > 2 and not (gaps % FOUR_WEEKS).any():
+        return FOUR_WEEKS  # no calendar month holds 28-day gaps between three dates
+    if least >= FOUR_WEEKS:
+        return max(least, 30)  # months (a February gap is 28 days)
     month_gaps = np.diff(_months(u))
     if len(u) > 2 and (month_gaps >= 1).all():  # at most one date a calendar month
         k, n = np.unique(month_gaps, return_counts=True)
@@ -927,9 +938,10 @@ def build_panel(
         unit = f"calendar {step_unit(step_days)}" if k else f"{step_days}-day step"
         key = ", ".join(map(str, key_arr[i].tolist()))
         where = f"{file}: " if (file := df.attrs.get("read", {}).get("file")) else ""
-        # 4-weekly periods (13 a year) and 30-day cycles read as months, 13 into 12
-        more = (": steps about a month apart are calendar months, so periods of 4 weeks (13 "
-                "a year) do not fit; give one row per calendar month, or weekly rows" if k
+        # Periods of 4, 4 and 5 weeks, or 30-day cycles, read as months: two in one month
+        more = (": steps about a month apart are calendar months, so periods that are not "
+                "(4-4-5 weeks, 30 days) do not fit; give one row per calendar month, 4-week "
+                "periods (every date 28 days apart), or weekly rows" if k
                 else "")  # fmt: skip
         raise ArchlabError(
             f"{where}series {key}: two rows fall into the same {unit} "

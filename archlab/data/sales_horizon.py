@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ import torch
 
 from archlab.data import sales, sales_csv
 from archlab.data.sales import (
+    FOUR_WEEKS,
     Panel,
     PlainJSON,
     event_flags,
@@ -89,6 +90,14 @@ class HorizonFeaturizer(PlainJSON):
     # data.residual's naive forecasts (rolling origins, H = 1: the next step's own base).
     residual: str = "smoothed"
     weekdays: int = 7  # 5: business-day steps (sales.infer_weekdays); 7 in older runs
+    # How step_days reads: 2, 28 days are 4-week periods; 1 (older runs), 28 was a month.
+    step_scheme: int = 2
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        if "step_scheme" not in d and d.get("step_days") == FOUR_WEEKS:
+            d = {**d, "step_days": 30}  # a month, as monthly runs are written now
+        return super().from_dict(d)
 
     @classmethod
     def fit(

@@ -47,7 +47,7 @@ def step_words(step_days: int, season: int, horizon: int = 1, weekdays: int = 7)
     span = season * per_step  # the season's length in days
     # Within 5% of a calendar cycle (52 weeks = 364 days is a year) the cycle names it.
     cycle = next((c for c, d in _CYCLES if abs(span - d) <= 0.05 * d and c != unit), None)
-    if cycle and unit in ("day", "week", "month", "quarter", "half-year"):
+    if cycle and unit in ("day", "week", "4-week period", "month", "quarter", "half-year"):
         ago = f"same {unit} last {cycle}"
     elif cycle and unit == "business day":
         ago = f"same day last {cycle}"

@@ -74,7 +74,11 @@ class HorizonFitted(PlainJSON):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Self:
-        return super().from_dict({**d, "featurizer": HorizonFeaturizer.from_dict(d["featurizer"])})
+        fz = HorizonFeaturizer.from_dict(d["featurizer"])
+        resolved = d.get("resolved", {})
+        if "step_days" in resolved:  # as the featurizer reads it (an older run's month: 30)
+            resolved = {**resolved, "step_days": fz.step_days}
+        return super().from_dict({**d, "featurizer": fz, "resolved": resolved})
 
     def data_config(self, c: SalesDataConfig) -> SalesDataConfig:
         """``c`` with the values the data resolved when the run was trained."""
