@@ -613,3 +613,29 @@ def test_a_blending_next_step_run_keeps_its_peer_fit_past_closed_days(
     err = capsys.readouterr().err
     assert {r["source"] for r in out} == {"blend"} and pd.Timestamp(out[0]["date"]).day_of_week == 0
     assert "fitting the statistical peer" not in err and "is a closed day" in err
+
+
+def test_a_parquet_or_json_panel_reads_as_its_csv(tmp_path: Path) -> None:
+    # Parquet's typed columns (real dates, integer store ids); JSON's dates as text.
+    csv = _monthly(tmp_path / "m.csv")
+    df = pd.read_csv(csv, parse_dates=["month"])
+    want = HorizonData(_cfg(csv)).build(CPU)
+    df.to_parquet(tmp_path / "m.parquet")
+    df.assign(month=df.month.dt.strftime("%Y-%m-%d")).to_json(
+        tmp_path / "m.jsonl", orient="records", lines=True
+    )
+    for name in ("m.parquet", "m.jsonl"):
+        got = HorizonData(_cfg(tmp_path / name)).build(CPU)
+        assert got.info["n_steps"] == want.info["n_steps"] == 48, name
+        np.testing.assert_array_equal(got.fitted.featurizer.offset, want.fitted.featurizer.offset)
+        assert got.fitted.featurizer.series == want.fitted.featurizer.series
+    # Rows to forecast may come as a table too.
+    cfg = _cfg(csv, "month", "data.horizon=2")
+    task = HorizonForecast(cfg, HorizonData(cfg).build(CPU).fitted)
+    pd.DataFrame({"month": ["2023-01-01", "2023-02-01"], "store": [2, 2]}).to_json(
+        tmp_path / "rows.json", orient="records"
+    )
+    got = task.predict(task.build_model(), [str(tmp_path / "rows.json")])
+    assert [(r["store"], r["month"], r["step"]) for r in got] == [
+        (2, "2023-01-01", 1), (2, "2023-02-01", 2)
+    ]  # fmt: skip

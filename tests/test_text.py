@@ -895,7 +895,7 @@ def test_the_separator_is_told_from_the_header_outside_quotes(tmp_path: Path) ->
     from archlab.data.csv_format import read_text_csv
 
     def sep_of(path: Path) -> str:
-        return read_text_csv(path, "auto", lambda codec, sep: sep)[0]
+        return read_text_csv(path, "auto", lambda src, codec, sep: sep)[0]
 
     cases = {'text,"a; b; c",label': ",", "text\tlabel": "\t", "a;b": ";", "a|b|c": "|",
              "one": ",", "a,b;c": ",", "": ","}  # fmt: skip
@@ -914,9 +914,9 @@ def test_encoding_detection_reads_in_chunks_and_names_the_right_offset(tmp_path:
     path = tmp_path / "big.csv"
     reads: list[str] = []
 
-    def read(codec: str, sep: str) -> str:  # what a reader does: decode the whole file
+    def read(src: Path, codec: str, sep: str) -> str:  # what a reader does: decode it whole
         reads.append(codec)
-        return path.read_bytes().decode(codec)
+        return src.read_bytes().decode(codec)
 
     # A two-byte UTF-8 character split by the 1 MiB chunk boundary, then a latin-1 byte.
     data = b"a" * ((1 << 20) - 1) + "é".encode() + b"xx" + b"\xe9" + b"yy"
@@ -946,8 +946,8 @@ def test_workbooks_and_binary_files_are_one_line_and_utf16_exports_read(tmp_path
     with pytest.raises(ArchlabError, match=r"fake.csv: not a CSV file \(binary content: a NUL "
                        r"byte at line 3, offset 8\); if it is text, remove the NUL "):  # fmt: skip
         load_text_table(png)
-    lines = _write(tmp_path / "data.jsonl", '{"text": "late", "airline_sentiment": "negative"}\n')
-    with pytest.raises(ArchlabError, match=r"data.jsonl: JSON is not read: give a CSV or TSV"):
+    lines = _write(tmp_path / "data.jsonl", '{"text": "late", "airline_sentiment": "neg"\n')
+    with pytest.raises(ArchlabError, match=r"data.jsonl: cannot be read as JSON \("):
         load_text_table(lines)
     # Excel's "Unicode text": UTF-16 with a byte-order mark, tab-separated
     rows = [(f"good {i} café", "pos") for i in range(6)] + [(f"bad {i}", "neg") for i in range(6)]
@@ -1288,3 +1288,52 @@ def test_labels_holding_a_comma_are_said_to_be_classes_of_their_own(tmp_path: Pa
     assert t.class_names == ["neg", "neg,pos", "pos"]
     assert (f"data: {path}: 1 label(s) hold a comma ('neg,pos'): each is read as a class of its "
             "own, not as several labels (multi-label data is not read)") in t.notes  # fmt: skip
+
+
+# --- Parquet and JSON tables: the Hugging Face Hub's and pandas' exports ---
+
+
+def _hub_parquet(path: Path, rows: list[tuple[str, int]], names: list[str]) -> Path:
+    """A Parquet file as the Hub writes one: integer labels, their names in its metadata."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"text": [t for t, _ in rows], "label": [y for _, y in rows]})
+    info = {"info": {"features": {"text": {"dtype": "string", "_type": "Value"},
+                                  "label": {"names": names, "_type": "ClassLabel"}}}}  # fmt: skip
+    meta = {**(table.schema.metadata or {}), b"huggingface": json.dumps(info).encode()}
+    pq.write_table(table.replace_schema_metadata(meta), path)
+    return path
+
+
+def test_parquet_and_json_tables_read_as_their_csv_would(tmp_path: Path) -> None:
+    rows = [(f"good flight {i}", 2) for i in range(8)] + [(f"late again {i}", 0) for i in range(8)]
+    rows += [("meh 007", 1), ("ok I guess", 1)] * 2 + [("NA", 1)] * 3  # 'NA' is a text
+    hub = _hub_parquet(tmp_path / "train-00000-of-00001.parquet", rows, ["neg", "neu", "pos"])
+    table = load_text_table(hub, "text", "label")
+    assert table.class_names == ["neg", "neu", "pos"] and "NA" in table.texts
+    assert table.counts["rows_read"] == len(rows) and table.encoding == "utf-8"
+    assert any("class ids read as the names its Hugging Face metadata gives them: 'label' "
+               "(neg, neu, pos)" in n for n in table.notes)  # fmt: skip
+    df = pd.DataFrame(rows, columns=["text", "label"]).astype({"label": str})
+    as_csv = tmp_path / "same.csv"
+    df.to_csv(as_csv, index=False)
+    want = load_text_table(as_csv, "text", "label")
+    # JSON lines (gzipped too) and a JSON array of records: the same table as the CSV's.
+    for name, kw in (("t.jsonl", {"lines": True}), ("t.ndjson.gz", {"lines": True}),
+                     ("t.json", {})):  # fmt: skip
+        df.to_json(tmp_path / name, orient="records", **kw)
+        got = load_text_table(tmp_path / name, "text", "label")
+        assert (got.texts, got.labels.tolist()) == (want.texts, want.labels.tolist()), name
+    # The study's default columns are found in a table as in a CSV; a missing one names them.
+    df.rename(columns={"label": "sentiment"}).to_json(tmp_path / "s.jsonl", orient="records",
+                                                      lines=True)  # fmt: skip
+    assert load_text_table(tmp_path / "s.jsonl").class_names == ["0", "1", "2"]
+    with pytest.raises(ArchlabError, match=r"s\.jsonl: no column 'stars' \(columns found: "
+                       r"'text', 'sentiment'\)"):  # fmt: skip
+        load_text_table(tmp_path / "s.jsonl", "text", "stars")
+    bad = _write(tmp_path / "bad.parquet", "text,label\n")
+    with pytest.raises(ArchlabError, match=r"bad\.parquet: cannot be read as Parquet \("):
+        load_text_table(bad, "text", "label")

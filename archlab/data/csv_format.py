@@ -1,7 +1,9 @@
 """The format of a user's CSV: text or not, its field separator (a comma, or the tab, semicolon
 or bar its header line is split by) and its text encoding (``data.encoding=auto``: UTF-8, or,
 where that fails, a western Windows/latin encoding, said in a first line). A byte-order mark is
-skipped whatever the encoding."""
+skipped whatever the encoding. Parquet and JSON tables (the Hugging Face Hub's and pandas'
+exports) are read with pandas and handed to the CSV readers as a UTF-8 CSV, so every check and
+note of a CSV applies to them unchanged."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ import codecs
 import contextlib
 import gzip
 import io
+import json
 import math
 import re
+import tempfile
 import unicodedata
 import zlib
 from collections import Counter
@@ -18,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
 
+import numpy as np
 import pandas as pd
 
 from archlab.errors import ArchlabError
@@ -48,45 +53,132 @@ def _open(path: Path) -> BinaryIO:
     return cast(BinaryIO, gzip.open(path, "rb")) if path.suffix == ".gz" else open(path, "rb")
 
 
-def read_text_csv(path: Path, encoding: str, read: Callable[[str, str], T]) -> tuple[T, str, str]:
-    """``read(codec, separator)`` of the CSV ``path`` (plain or .gz), a zip archive or binary
-    content refused first; returns what it read, the codec and a first-line note.
+PARQUET_SUFFIXES = (".parquet", ".pq")
+JSON_SUFFIXES = tuple(f"{s}{z}" for s in (".jsonl", ".ndjson", ".json") for z in ("", ".gz"))
+TABLE_SUFFIXES = PARQUET_SUFFIXES + JSON_SUFFIXES
+
+
+def is_table_name(path: str | Path) -> bool:
+    """Whether ``path`` names a Parquet or JSON table (not CSV text) by its name."""
+    return str(path).lower().endswith(TABLE_SUFFIXES)
+
+
+def read_table(path: Path, rows: int | None = None) -> tuple[pd.DataFrame, str]:
+    """A Parquet or JSON file (JSON lines, or an array of records) as a DataFrame of its own
+    types (JSON strings stay strings: ids keep leading zeros), its first ``rows`` rows where
+    given; and a first-line note where a column of Hugging Face class ids was read as the names
+    the file's metadata gives them."""
+    try:
+        if str(path).lower().endswith(PARQUET_SUFFIXES):
+            import pyarrow.parquet as pq
+
+            f = pq.ParquetFile(path)
+            table = next(f.iter_batches(rows)) if rows else f.read()
+            names = _hf_class_names(f.schema_arrow.metadata or {})
+            return _class_names(path, table.to_pandas(), names)
+        lines = not str(path).lower().endswith((".json", ".json.gz"))
+        args = dict(dtype=False, lines=lines)  # no conversion: a date-like id stays text
+        if rows and lines:
+            return pd.read_json(path, nrows=rows, **args), ""
+        try:
+            return pd.read_json(path, **args), ""
+        except ValueError:  # a .json file of JSON lines
+            if lines:
+                raise
+            return pd.read_json(path, **{**args, "lines": True}), ""
+    except ImportError:
+        raise ArchlabError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
+    except (ValueError, OSError, EOFError, zlib.error, StopIteration) as e:  # ArrowInvalid too
+        kind = "Parquet" if str(path).lower().endswith(PARQUET_SUFFIXES) else "JSON"
+        why = str(e).splitlines()[0][:120] if str(e) else e.__class__.__name__
+        raise ArchlabError(f"{path}: cannot be read as {kind} ({why})") from None
+
+
+def _hf_class_names(metadata: dict[bytes, bytes]) -> dict[str, list[str]]:
+    """The class names of each ClassLabel column in a Hugging Face dataset's Parquet metadata."""
+    with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+        feats = json.loads(metadata[b"huggingface"])["info"]["features"]
+        return {
+            k: [str(n) for n in v["names"]]
+            for k, v in feats.items()
+            if isinstance(v, dict) and v.get("_type") == "ClassLabel" and v.get("names")
+        }
+    return {}
+
+
+def _class_names(
+    path: Path, df: pd.DataFrame, names: dict[str, list[str]]
+) -> tuple[pd.DataFrame, str]:
+    """``df`` with each integer column of ``names`` read as its class names (-1, the Hub's "no
+    label", is empty), and a note saying so."""
+    done = []
+    for col, classes in names.items():
+        if col in df.columns and pd.api.types.is_integer_dtype(df[col]) and df[col].notna().all():
+            ids = df[col].to_numpy(np.int64)
+            if ids.max(initial=-1) < len(classes):
+                df[col] = [classes[i] if i >= 0 else "" for i in ids]
+                done.append(f"{col!r} ({', '.join(classes[:10])}{', ...' * (len(classes) > 10)})")
+    note = (f"data: {path}: class ids read as the names its Hugging Face metadata gives them: "
+            f"{'; '.join(done)}") if done else ""  # fmt: skip
+    return df, note
+
+
+@contextlib.contextmanager
+def _table_as_csv(path: Path) -> Iterator[tuple[Path, str]]:
+    """A Parquet or JSON table written to a temporary UTF-8 CSV (removed after), and its note."""
+    df, note = read_table(path)
+    if df.empty and not len(df.columns):
+        raise ArchlabError(f"{path}: the file is empty (expected a table with rows)")
+    with tempfile.TemporaryDirectory(prefix="archlab-table-") as tmp:
+        out = Path(tmp) / "table.csv"
+        df.to_csv(out, index=False)
+        yield out, note
+
+
+def read_text_csv(
+    path: Path, encoding: str, read: Callable[[Path, str, str], T]
+) -> tuple[T, str, str]:
+    """``read(source, codec, separator)`` of the CSV ``path`` (plain or .gz; ``source`` is
+    ``path``, or for a Parquet or JSON table the CSV it was written to), a zip archive or
+    binary content refused first; returns what it read, the codec and a first-line note.
 
     ``encoding`` auto: UTF-16 by its byte-order mark (or, without one, by the NUL byte beside
     each ASCII character, said), else UTF-8; where reading as UTF-8 fails,
     cp1252 (what Windows tools export in western Europe and the Americas), else latin-1 (which
     decodes any byte), with a note naming the first byte UTF-8 could not decode. Only then is
     the file scanned: a UTF-8 file is read once."""
-    if re.search(r"\.(jsonl?|ndjson)(\.gz)?$", path.name, re.IGNORECASE):
-        raise ArchlabError(
-            f"{path}: JSON is not read: give a CSV or TSV file (pandas: "
-            "pd.read_json(path, lines=True).to_csv('data.csv', index=False))"
-        )
+    if is_table_name(path):
+        with _table_as_csv(path) as (src, note):
+            return read(src, "utf-8", ","), "utf-8", note
     head = _head(path)
     order = utf16_order(head) if encoding == "auto" and not head.startswith(UTF16_BOMS) else ""
     _refuse_binary(path, head, wide=_is_wide(encoding) or bool(order))
     sep = _separator(head)
     if encoding != "auto":
-        return read(encoding, sep), encoding, ""
+        return read(path, encoding, sep), encoding, ""
     if head.startswith(UTF16_BOMS):
-        return read("utf-16", sep), "utf-16", ""
+        return read(path, "utf-16", sep), "utf-16", ""
     if order:
         codec = f"utf-16-{order}"
         note = (f"data: {path} has no byte-order mark but reads as UTF-16 ({codec}; "
                 "data.encoding=auto; set data.encoding=NAME to read it otherwise)")  # fmt: skip
-        return read(codec, sep), codec, note
+        return read(path, codec, sep), codec, note
     with contextlib.suppress(UnicodeDecodeError):
-        return read("utf-8", sep), "utf-8", ""
+        return read(path, "utf-8", sep), "utf-8", ""
     where = first_bad_byte(path, "utf-8")
     codec = "latin-1" if first_bad_byte(path, "cp1252") else "cp1252"
     note = (f"data: {path} is not UTF-8 ({where}): read as {codec} (data.encoding=auto; set "
             "data.encoding=NAME to read it otherwise)")  # fmt: skip
-    return read(codec, sep), codec, note
+    return read(path, codec, sep), codec, note
 
 
 def header(path: Path) -> list[str] | None:
     """The column names of the CSV ``path``; None where it is binary or cannot be read (a
     reader that needs it then names the file)."""
+    if is_table_name(path):
+        with contextlib.suppress(ArchlabError):
+            return [str(c) for c in read_table(path, rows=1)[0].columns]
+        return None
     head = _head(path)
     order = "" if head.startswith(UTF16_BOMS) else utf16_order(head)
     try:

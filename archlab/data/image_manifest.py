@@ -189,11 +189,11 @@ def _read(path: Path, base: Path) -> tuple[pd.DataFrame, str, list[str]]:
     with an image file name in it is a row, not a header (``df.attrs["headerless"]``): read as
     a header, that image would be lost and its path and label taken for column names."""
 
-    def read(codec: str, sep: str) -> pd.DataFrame:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, encoding=codec)
+    def read(src: Path, codec: str, sep: str) -> pd.DataFrame:
+        df = pd.read_csv(src, dtype=str, keep_default_na=False, sep=sep, encoding=codec)
         if not any(_names_image(str(c), base) for c in df.columns):
             return df
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, encoding=codec,
+        df = pd.read_csv(src, dtype=str, keep_default_na=False, sep=sep, encoding=codec,
                          header=None)  # fmt: skip
         df.columns = [f"col{k + 1}" for k in range(df.shape[1])]
         df.attrs["headerless"] = True

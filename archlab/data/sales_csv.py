@@ -39,13 +39,13 @@ def read_csv(
     grouped: list[str] = []  # columns whose dots group thousands (semicolon files)
     as_text = dict.fromkeys(keys, str)
 
-    def read(codec: str, sep: str) -> pd.DataFrame:
+    def read(src: Path, codec: str, sep: str) -> pd.DataFrame:
         if sep != ";":
-            return pd.read_csv(path, encoding=codec, sep=sep, dtype=as_text)
+            return pd.read_csv(src, encoding=codec, sep=sep, dtype=as_text)
         # Semicolon files come from locales that write 12,5 for 12.5 (a 12.5 still reads)
         # and 1.234 for 1234: read as text too, to tell a grouping dot from a decimal one.
-        df = pd.read_csv(path, encoding=codec, sep=sep, decimal=",", dtype=as_text)
-        grouped[:] = _dot_thousands(df, pd.read_csv(path, encoding=codec, sep=sep, dtype=str))
+        df = pd.read_csv(src, encoding=codec, sep=sep, decimal=",", dtype=as_text)
+        grouped[:] = _dot_thousands(df, pd.read_csv(src, encoding=codec, sep=sep, dtype=str))
         return df
 
     try:

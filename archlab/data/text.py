@@ -30,6 +30,7 @@ from archlab.data.csv_format import (
     case_note,
     first_bad_byte,
     header,
+    is_table_name,
     label_spellings,
     listing,
     past_bom,
@@ -334,17 +335,17 @@ def read_csv(
     """
     path = _existing(path, "a CSV file")
 
-    def read(codec: str, sep: str) -> pd.DataFrame:
-        with past_bom(path) as f:
+    def read(src: Path, codec: str, sep: str) -> pd.DataFrame:
+        with past_bom(src) as f:
             found = [str(c) for c in pd.read_csv(f, nrows=0, encoding=codec, sep=sep).columns]
         for col in columns:
             if col not in found:
                 raise ArchlabError(
                     f"{path}: no column {col!r} ({columns_found(found, col)}); {fix}"
                 )
-        _refuse_malformed_rows(path, codec, sep, len(found))
+        _refuse_malformed_rows(src, codec, sep, len(found))
         # keep_default_na=False: a tweet reading 'NA' or 'null' is text, not a missing value.
-        with past_bom(path) as f:
+        with past_bom(src) as f:
             df = pd.read_csv(
                 f,
                 usecols=[*columns, *(c for c in optional if c in found and c not in columns)],
@@ -483,7 +484,7 @@ def read_input_texts(path: str | Path, column: str, encoding: str) -> list[str]:
 
         return texts
 
-    def lines(codec: str, sep: str) -> list[str]:
+    def lines(_: Path, codec: str, sep: str) -> list[str]:
         with past_bom(path) as raw, io.TextIOWrapper(raw, encoding=codec) as f:
             return [line for line in f.read().split("\n") if line.strip()]
 
@@ -568,8 +569,9 @@ CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
 
 
 def is_csv_name(path: str | Path) -> bool:
-    """Whether ``path`` names a CSV (or TSV) file, plain or gzipped, by its name."""
-    return str(path).lower().endswith(CSV_SUFFIXES)
+    """Whether ``path`` names a table of columns by its name: a CSV (or TSV) file, plain or
+    gzipped, or a Parquet or JSON table (read as a CSV is)."""
+    return str(path).lower().endswith(CSV_SUFFIXES) or is_table_name(path)
 
 
 def load_text_table(
