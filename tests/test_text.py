@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from archlab import runner
+from archlab import fingerprint, runner
 from archlab.ablate import run_ablation
 from archlab.cli import main
 from archlab.config import RunConfig, apply_overrides
@@ -27,6 +27,7 @@ from archlab.data.text import (
     load_text_table,
     normalization_counts,
     read_input_texts,
+    split_tables,
     tokenizer_words,
     train_tokenizer,
 )
@@ -1337,3 +1338,47 @@ def test_parquet_and_json_tables_read_as_their_csv_would(tmp_path: Path) -> None
     bad = _write(tmp_path / "bad.parquet", "text,label\n")
     with pytest.raises(ArchlabError, match=r"bad\.parquet: cannot be read as Parquet \("):
         load_text_table(bad, "text", "label")
+
+
+def test_a_folder_of_split_tables_gives_the_datas_split(tmp_path: Path) -> None:
+    # A Hub repository: README.md beside data/, the train split in two shards.
+    names = ["neg", "pos"]
+    rows = [(f"awful trip {i}", 0) for i in range(12)]
+    rows += [(f"lovely crew {i}", 1) for i in range(12)]
+    hub = tmp_path / "hub"
+    (hub / "data").mkdir(parents=True)
+    (hub / "README.md").write_text("# a data set card\n")
+    _hub_parquet(hub / "data" / "train-00000-of-00002.parquet", rows[:6] + rows[12:18], names)
+    _hub_parquet(hub / "data" / "train-00001-of-00002.parquet", rows[6:10] + rows[18:22], names)
+    _hub_parquet(hub / "data" / "test-00000-of-00001.parquet", rows[10:12] + rows[22:], names)
+    assert set(split_tables(hub)) == {"train", "test"}
+    table = load_text_table(hub, "text", "label")
+    assert table.class_names == names and len(table.texts) == 24 and not table.text_files
+    assert table.split_origin == {"train": "train-00000-of-00002.parquet (+1)",
+                                  "test": "test-00000-of-00001.parquet"}  # fmt: skip
+    assert sorted(table.provided_split[table.labels == 0]).count("test") == 2
+    assert sum("Hugging Face metadata" in n for n in table.notes) == 1  # said once
+    with fingerprint.recording() as reads:
+        load_text_table(hub, "text", "label")
+    assert {Path(p).name for p in reads} == {p.name for p in (hub / "data").iterdir()}
+    # A Hub test split with its labels hidden (-1): no labelled text, so no test from it.
+    _hub_parquet(hub / "data" / "test-00000-of-00001.parquet", [("who knows", -1)] * 3, names)
+    table = load_text_table(hub, "text", "label")
+    assert "test" not in table.split_origin and table.counts["dropped_missing_label"] == 3
+    # Kaggle's layout: a test.csv to predict (no labels) and a sample submission, both said.
+    kaggle = tmp_path / "kaggle"
+    kaggle.mkdir()
+    df = pd.DataFrame(rows, columns=["review", "sentiment"])
+    df.iloc[::2].to_csv(kaggle / "train.csv", index=False)
+    df.iloc[1::2].to_csv(kaggle / "valid.csv", index=False)
+    df[["review"]].to_csv(kaggle / "test.csv", index=False)
+    df[["sentiment"]].to_csv(kaggle / "sample_submission.csv", index=False)
+    table = load_text_table(kaggle)  # the columns found as in one CSV
+    assert table.split_origin == {"train": "train.csv", "val": "valid.csv"}
+    assert table.columns == ("review", "sentiment") and len(table.texts) == 24
+    text = "\n".join(table.notes)
+    assert "test.csv left out: no column 'sentiment' (no labels to score" in text
+    assert "sample_submission.csv left out: no split in the name" in text
+    # data.layout=classes reads every folder as a class, as for class folders.
+    with pytest.raises(ArchlabError, match="a folder without class sub-folders"):
+        load_text_table(kaggle, layout="classes")

@@ -36,7 +36,7 @@ from archlab.data.csv_format import (
     past_bom,
     read_text_csv,
 )
-from archlab.data.folders import SPLIT_NAMES
+from archlab.data.folders import SPLIT_NAMES, is_hidden, subdirs
 from archlab.data.text_folders import SPLIT_ORIGIN, SPLIT_TAG, folder_stats, read_text_folder
 from archlab.errors import ArchlabError
 from archlab.utils import ContentCache, count, file_key
@@ -296,10 +296,16 @@ class TextTable:
     # Per-group split tag (train/val/test) from split folders; None: the run draws the split.
     provided_split: np.ndarray | None = None
     split_origin: dict[str, str] = field(default_factory=dict)  # split -> its folder(s)
-    files: tuple[str, ...] = ()  # the files of a folder read (its fingerprint); () for a CSV
+    # The files of a folder read (its fingerprint): text files, or split tables; () for a CSV
+    files: tuple[str, ...] = ()
     # The file's own text and label columns: data.*_column, or the columns read where the
     # file lacks their defaults (data.json records them; config.yaml keeps what was asked).
     columns: tuple[str, str] = ("", "")
+
+    @property
+    def text_files(self) -> bool:
+        """Whether each sample is a text file of a folder (not a row of a table)."""
+        return bool(self.files) and not is_csv_name(self.files[0])
 
 
 # What a missing column's error tells a user to do; a saved run's reading says FOR_RUN instead.
@@ -511,6 +517,10 @@ def read_labelled(
     if isinstance(path, str) and not path.strip():  # Path("") is the cwd: its folders
         raise ArchlabError(NO_DATA)
     if Path(path).is_dir():
+        if tables := (split_tables(Path(path)) if layout != "classes" else {}):
+            return _read_split_tables(
+                Path(path), tables, text_column, label_column, encoding, optional, held_out, fix
+            )
         return read_text_folder(Path(path), text_column, label_column, encoding, held_out, layout)
     at_default = text_column == DEFAULT_TEXT or label_column == STUDY_LABEL
     cols = _csv_header(Path(path)) if at_default else None  # read once, for both
@@ -535,6 +545,87 @@ def read_labelled(
     df.attrs = {**attrs, "file_notes": [*attrs.get("file_notes", []), *notes],
                 "text_from": texts or text_column,
                 "label_from": labels or label_column}  # fmt: skip
+    return df
+
+
+def split_tables(root: Path) -> dict[str, list[Path]]:
+    """A folder's tables named by their split, by split: ``train.csv`` and ``test.csv``
+    (Kaggle), ``train-00000-of-00002.parquet`` (the Hugging Face Hub: a split's shards), or
+    names ending in the split (``imdb_train.csv``); those in its ``data/`` folder where that is
+    its only folder (a Hub repository: README.md beside data/). {} without a train table."""
+    found: dict[str, list[Path]] = {}
+    inner = [d for d in subdirs(root) if not is_hidden(d.name)]
+    for d in [root, *(inner if [d.name for d in inner] == ["data"] else [])]:
+        for p in sorted(d.iterdir()):
+            if p.is_file() and not is_hidden(p.name) and (sp := _split_named(p.name)):
+                found.setdefault(sp, []).append(p)
+        if "train" in found:
+            return found
+        found = {}
+    return {}
+
+
+def _split_named(name: str) -> str | None:
+    """The split a table's file name names by its first or last word (None: not a table)."""
+    if not is_csv_name(name):
+        return None
+    stem = re.sub(r"(\.[a-z]+)?(\.gz)?$", "", name.lower())
+    words = re.split(r"[-_. ]+", stem)
+    return SPLIT_NAMES.get(words[0]) or SPLIT_NAMES.get(words[-1])
+
+
+def _read_split_tables(
+    root: Path,
+    tables: dict[str, list[Path]],
+    text_column: str,
+    label_column: str,
+    encoding: str,
+    optional: tuple[str, ...],
+    held_out: bool,
+    fix: str,
+) -> pd.DataFrame:
+    """The folder's split tables as one table (read_labelled of each; the columns found in the
+    train table), each row tagged with its file's split. A table without the label column
+    (Kaggle's test.csv, to predict) is left out, said; ``held_out``: read whole, no split."""
+    first = read_labelled(tables["train"][0], text_column, label_column, encoding, optional,
+                          fix=fix)  # fmt: skip
+    text = first.attrs.get("text_from", text_column)  # the files' own names
+    label = first.attrs.get("label_from", label_column)
+    parts, tags, origin, notes = [], [], {}, list(first.attrs.get("file_notes", []))
+    unlabelled: list[str] = []
+    for sp, paths in tables.items():
+        for p in paths:
+            if label not in (header(p) or [label]):
+                unlabelled.append(p.name)
+                continue
+            df = first if p == tables["train"][0] else read_csv(p, [text, label], encoding,
+                                                                 optional, fix)  # fmt: skip
+            parts.append(df.rename(columns={text: text_column, label: label_column}))
+            tags += [sp] * len(df)
+            origin[sp] = (
+                paths[0].name if len(paths) == 1 else f"{paths[0].name} (+{len(paths) - 1})"
+            )
+            if df is not first:
+                more = [df.attrs.get("encoding_note"), *df.attrs.get("file_notes", [])]
+                # said once where every file says it (the Hub's class names)
+                same = str(tables["train"][0])
+                said = [first.attrs.get("encoding_note"), *notes]
+                notes += [n for n in more if n and n.replace(str(p), same) not in said]
+    here = tables["train"][0].parent
+    other = [p.name for p in sorted(here.iterdir()) if p.is_file() and not is_hidden(p.name)
+             and is_csv_name(p.name) and not _split_named(p.name)]  # fmt: skip
+    if unlabelled:
+        notes.append(f"data: {root}: {listing(unlabelled)} left out: no column {label!r} (no "
+                     "labels to score; archlab predict RUN --file FILE labels it)")  # fmt: skip
+    if other:
+        notes.append(f"data: {root}: {listing(other)} left out: no split in the name")
+    df = pd.concat(parts, ignore_index=True)
+    read = tuple(str(p) for ps in tables.values() for p in ps if p.name not in unlabelled)
+    df.attrs = {**first.attrs, "file_notes": notes, "text_from": text, "label_from": label,
+                "files": read}  # fmt: skip
+    if not held_out:
+        df.attrs[SPLIT_TAG] = np.array(tags, dtype=object)
+        df.attrs[SPLIT_ORIGIN] = origin
     return df
 
 
@@ -690,6 +781,8 @@ def _load_text_table(
     spellings = sorted({v for v in lab if v}) if labels else names
     notes = [df.attrs["encoding_note"], *df.attrs.get("file_notes", []), same_number,
              case_note(path, spellings, kept=labels), _comma_note(path, names), across]  # fmt: skip
+    origin = {sp: o for sp, o in (df.attrs.get(SPLIT_ORIGIN) or {}).items()
+              if provided is None or (provided == sp).any()}  # fmt: skip
     return TextTable(
         texts=texts,
         labels=np.array([index[v] for v in group_labels], dtype=np.int64),
@@ -700,7 +793,7 @@ def _load_text_table(
         encoding=df.attrs["encoding"],
         notes=[n for n in notes if n],
         provided_split=provided,
-        split_origin=dict(df.attrs.get(SPLIT_ORIGIN) or {}),
+        split_origin=origin,  # the splits that kept a text (a Hub test split's are all -1)
         files=tuple(df.attrs.get("files", ())),
         columns=(df.attrs.get("text_from", text_column), column),
     )

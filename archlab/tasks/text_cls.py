@@ -226,8 +226,8 @@ def _text_info(
         "source": table.source,
         "encoding": table.encoding,
         "class_names": names,
-        "text_column": "the files" if Path(c.path).is_dir() else table.columns[0],
-        "label_column": "the class folders" if Path(c.path).is_dir() else table.columns[1],
+        "text_column": "the files" if table.text_files else table.columns[0],
+        "label_column": "the class folders" if table.text_files else table.columns[1],
         "vocab_size": tok.tokenizer.get_vocab_size(),
         "rows": table.counts,
         "conflicts": f"repeated texts with differing labels: {c.conflicts} (ties dropped)",
@@ -322,7 +322,7 @@ class TextData:
         truncated = _truncated(tok.tokenizer, texts, lengths, c.max_length)
         info = _text_info(c, table, tok, labels, lengths, split, truncated)
         if score_all:
-            unit = "texts" if table.files else "rows"  # a folder's files, a CSV's rows
+            unit = "texts" if table.text_files else "rows"  # a folder's files, a table's rows
             info["scored_all"] = held_out_info(
                 labels, len(table.class_names), unit, dropped_rows(table.counts)
             )
