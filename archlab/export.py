@@ -27,13 +27,15 @@ from torch import nn
 
 from archlab import rundir
 from archlab.errors import ArchlabError
+from archlab.tasks.base import Sourced
 from archlab.utils import write_json_atomic
 
 OPSET = 18  # ONNX opset of the exported graphs; onnxruntime >= 1.14 runs it
 MODEL_FILE = "model.onnx"
 CONTRACT_FILE = "contract.json"
-# The first test rows as prepared inputs with the outputs they must give: a check for a user's
-# own preprocessing and runtime (written when the test split is available).
+# The first test rows as prepared inputs with the outputs they must give, and where each came
+# from (its file, text, or series and dates): a check for a user's own preprocessing and
+# runtime (written when the test split is available).
 EXAMPLES_FILE = "examples.json"
 N_EXAMPLES = 10
 TOLERANCE = 1e-4  # max |onnxruntime - torch| accepted on the test split (float32 outputs)
@@ -541,9 +543,10 @@ def export(run_dir: Path, out: Path | None = None, verify: bool = True) -> dict[
     if data is not None:
         checks["test_split"] = compare(graph, session, kind, test_inputs(cfg, task, data))
         ex = examples(graph, kind, test_inputs(cfg, task, data))
+        if isinstance(task, Sourced):  # which file, text or series and dates each row is
+            ex["sources"] = task.test_sources(data, len(ex["outputs"][kind.output]))
         if cfg.task == "text":  # the raw texts too: a tokenizer written from the contract is
-            ctx = data.context  # checked from text to ids, not only from ids to logits
-            ex["texts"] = [ctx.texts[i] for i in ctx.split["test"][:N_EXAMPLES]]
+            ex["texts"] = [s["text"] for s in ex["sources"]]  # checked from text to ids
         write_json_atomic(out / EXAMPLES_FILE, ex)
     else:
         (out / EXAMPLES_FILE).unlink(missing_ok=True)  # never one left from another export

@@ -124,6 +124,122 @@ def test_export_matches_torch_on_the_test_split(
         assert ("blend" in c) == (w is not None and w < 1)
 
 
+@pytest.mark.parametrize("kind", ["images", "text", "sales", "horizon"])
+def test_examples_name_the_test_rows_they_hold(
+    runs: dict[str, Path], exported: Callable[[str], tuple[Path, list[str]]], kind: str
+) -> None:
+    import pandas as pd
+
+    from archlab import runner
+
+    out, _ = exported(kind)
+    ex = json.loads((out / "examples.json").read_text())
+    c = json.loads((out / "contract.json").read_text())
+    src = ex["sources"]
+    n = min(10, c["verification"]["test_split"]["rows"])  # tiny runs: 9 images, 6 forecasts
+    assert len(src) == len(next(iter(ex["outputs"].values()))) == n > 0
+    root = runs[kind].parent.parent  # the data tiny_runs wrote beside the runs
+    if kind == "images":
+        # Each named file, decoded as the run decodes, gives the example's pixels; its class
+        # folder is its label.
+        _, task, _ = runner.restore_task(runs["images"])
+        got = task.read_images([str(root / "imgs" / s["file"]) for s in src]).numpy()
+        np.testing.assert_array_equal(got, np.array(ex["inputs"]["pixels"], dtype=np.uint8))
+        assert [s["label"] for s in src] == [s["file"].split("/")[0] for s in src]
+    if kind == "text":
+        # The run's own test predictions (written in training) list the same texts and labels.
+        table = pd.read_csv(runs["text"] / "test_predictions.csv").head(10)
+        assert [s["text"] for s in src] == ex["texts"] == table["text"].tolist()
+        assert [s["label"] for s in src] == table["true"].tolist()
+    if kind in ("sales", "horizon"):
+        # The series' actual sales on the named dates (read from the CSV) are the targets of the
+        # test rows, and its sales on the origin date the window's last history step.
+        from archlab.tasks.sales_common import SalesTargets
+
+        fz = c["preprocessing"]["featurizer"]
+        raw = pd.read_csv(root / "walmart" / "train.csv")
+        sales = {(r.Store, r.Dept, r.Date): r.Weekly_Sales for r in raw.itertuples()}
+        _, _, _, data = runner.load_run(runs[kind], action="export")
+        t = SalesTargets.unpack(next(data.test.iterate(10))[-1].double().numpy(), horizon=True)
+        actual, observed = t.sales(), t.observed > 0.5
+        x, cats = np.array(ex["inputs"]["x"]), ex["inputs"]["cats"]
+        assert observed.any(1).all() and len(src) == len(actual)
+        series = [tuple(v) for v in fz["series"]]
+        for i, s in enumerate(src):
+            assert set(s["series"]) == set(c["series_keys"])  # every key column, by name
+            key = (s["series"]["Store"], s["series"]["Dept"])
+            assert cats[i] == [fz["key_vocab"][k].index(v) for k, v in enumerate(key)]
+            assert len(s["dates"]) == fz["horizon"]
+            steps = pd.to_datetime([s["origin"], *s["dates"]]).to_series().diff().dropna()
+            assert (steps == pd.Timedelta(days=7)).all(), s  # weekly, the origin a step before
+            for j, d in enumerate(s["dates"]):
+                if observed[i, j]:
+                    assert sales[(*key, d)] == pytest.approx(actual[i, j], rel=1e-5), (s, d)
+            last = x[i, fz["window"] - 1]  # the origin step: its scaled sales and observed flag
+            if last[1] > 0.5:
+                k = series.index(key)
+                want = sales[(*key, s["origin"])]
+                assert last[0] * fz["scale"][k] + fz["offset"][k] == pytest.approx(want, rel=1e-5)
+        if kind == "horizon":  # each sample a series at the test origin, its H dates the last
+            assert len({s["origin"] for s in src[:6]}) == 1 and src[0]["dates"][-1] == max(raw.Date)
+
+
+def test_image_sources_of_arrays_and_manifests(tmp_path: Path) -> None:
+    """An .npz names each test image by its index in the arrays; a manifest by its path as
+    the rows give it (relative to data.image_root), with its byte-identical copies."""
+    import shutil
+
+    from archlab.config import apply_overrides
+    from archlab.presets import PRESETS
+    from archlab.tasks.image_cls import ImageClassification, ImageData
+    from tests.conftest import write_image_folder, write_npz
+
+    def sources(path: Path, *sets: str) -> tuple[Any, Any, list[dict[str, Any]]]:
+        cfg = apply_overrides(PRESETS["images-resnet18-smoke"],
+                              [f"data.path={path}", *sets])  # fmt: skip
+        data = ImageData(cfg).build(torch.device("cpu"))
+        task = ImageClassification(cfg, data.fitted)
+        return data, task, task.test_sources(data, 10)
+
+    npz = write_npz(tmp_path / "set.npz", n_per_class=40)
+    z = np.load(npz)
+    # The arrays' own size and colour: the test pixels are the arrays' (a subset keeps indices).
+    data, _, src = sources(npz, "data.subset=90", "data.size=16", "data.channels=3")
+    test = data.context.test_images.numpy()
+    assert len(src) == 10 and all(set(s) == {"index", "label"} for s in src)
+    for s, img in zip(src, test, strict=False):
+        np.testing.assert_array_equal(z["images"][s["index"]].transpose(2, 0, 1), img)
+        assert s["label"] == str(z["class_names"][z["labels"][s["index"]]])
+    # An .npz made from files (images3's source_path array) names each image's file too.
+    made = np.array([f"raw/{i:03d}.jpg" for i in range(len(z["labels"]))])
+    np.savez(tmp_path / "paths.npz", **dict(z), source_path=made)
+    _, _, named = sources(tmp_path / "paths.npz", "data.subset=90", "data.size=16")
+    assert [s["source_path"] for s in named] == [f"raw/{s['index']:03d}.jpg" for s in src]
+
+    imgs = write_image_folder(tmp_path / "pics", {"cat": 12, "dog": 12})
+    shutil.copy(imgs / "cat" / "003.png", imgs / "cat" / "copy.png")
+    rows = [
+        (f"{c}/{f.name}", c, "test" if i % 3 == 0 else "train")
+        for c in ("cat", "dog")
+        for i, f in enumerate(sorted((imgs / c).iterdir()))
+    ]
+    (tmp_path / "list.csv").write_text(
+        "path,label,split\n" + "".join(f"{p},{c},{sp}\n" for p, c, sp in rows)
+    )
+    data, task, src = sources(tmp_path / "list.csv", f"data.image_root={imgs}", "data.size=8")
+    test = data.context.test_images.numpy()
+    tagged = [p for p, _, sp in rows if sp == "test"]
+    assert len(test) == len(tagged) and len(src) == min(10, len(tagged))
+    for s, img in zip(src, test, strict=False):
+        assert s["file"] in tagged and s["label"] == s["file"].split("/")[0]
+        got = task.read_images([str(imgs / s["file"])]).numpy()[0]
+        np.testing.assert_array_equal(got, img)
+    # A byte-identical copy is a row of its own: each names the file it was read from.
+    assert len({s["file"] for s in src}) == len(src)
+    both = [s["file"] for s in sources(imgs, "data.size=8")[2]]
+    assert len(set(both)) == len(both)
+
+
 def test_contract_of_a_blending_run_says_the_onnx_output_is_the_network_alone() -> None:
     from types import SimpleNamespace
 

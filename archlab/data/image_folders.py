@@ -97,6 +97,7 @@ def load_folder(
         ignored=len(ignored),
         layout="class_folders",
         digests=dec.digests,
+        files=dec.paths,
         native_side=dec.native_side,
         notes=[
             *file_notes(root, dec.skipped, ignored, files_beside([root])),
@@ -223,6 +224,7 @@ def _load_split_folders(
             *composed_note(root, [d for c in per_split.values() for ds in c.values() for d in ds]),
         ],
         layout="split_folders",
+        files=dec.paths,
         # An empty val/ or test/ folder gives no split: that split is carved from train/.
         split_origin={sp: f"{d.name}/" for sp, d in splits.items() if (tags_kept == sp).any()},
         digests=dec.digests,

@@ -105,6 +105,7 @@ def load_manifest(
         provided_split=kept if scol else None,
         skipped=dec.skipped,
         layout="manifest",
+        files=dec.paths,
         split_origin=origin if scol else {},
         digests=dec.digests,
         native_side=dec.native_side,

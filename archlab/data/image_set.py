@@ -59,6 +59,7 @@ class ImageSet:
     # Per image, a hash of its bytes (the file's, or the array's for npz and digits): images
     # with equal digests are the same picture, kept in one split when splits are carved.
     digests: list[str] | None = None
+    files: list[str] | None = None  # per image, the file it was decoded from (not arrays)
     encoding: str = ""  # a manifest's text encoding (data.json), "" for images alone
     notes: list[str] = field(default_factory=list)  # first lines about reading (an encoding)
     colour_images: int | None = None  # data.channels=auto: how many images have colour
@@ -242,7 +243,8 @@ def decode_image(
 
 
 class Decoded(NamedTuple):
-    """Decoded files: (N, C, size, size) uint8, labels, skipped paths, kept rows, digests."""
+    """Decoded files: (N, C, size, size) uint8, labels, skipped paths, kept rows, digests, and
+    the file of each image."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -250,6 +252,7 @@ class Decoded(NamedTuple):
     keep: np.ndarray
     digests: list[str]
     native_side: int | None  # size=0 (auto): the median shorter side it was chosen from
+    paths: list[str]
 
 
 def decode_files(
@@ -292,7 +295,8 @@ def decode_files(
     pairs = [decoded[i] for i in keep]
     images = np.ascontiguousarray(np.stack([a for a, _ in pairs]).transpose(0, 3, 1, 2))
     labels = np.array([files[i][1] for i in keep], dtype=np.int64)
-    return Decoded(images, labels, skipped, np.array(keep), [h for _, h in pairs], side)
+    paths = [str(files[i][0]) for i in keep]
+    return Decoded(images, labels, skipped, np.array(keep), [h for _, h in pairs], side, paths)
 
 
 def _median_side(paths: list[Path]) -> int:

@@ -211,6 +211,17 @@ class Tunable(Protocol):
         ...
 
 
+@runtime_checkable
+class Sourced(Protocol):
+    """A task that can say where its test rows came from (an image's file, a text, a sales
+    series and its dates): ``export`` names each row of examples.json by it."""
+
+    def test_sources(self, data: DataBundle[Any, Any], n: int) -> list[dict[str, Any]]:
+        """One JSON-ready dict per test row, for the first ``n`` rows in test-split order (the
+        order ``data.test`` yields them)."""
+        ...
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """Registry entry: how to build a part's data and its task, and what early stopping watches.
@@ -231,6 +242,7 @@ __all__ = [
     "Batches",
     "DataBundle",
     "Fitted",
+    "Sourced",
     "Task",
     "TaskData",
     "TaskSpec",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -94,6 +95,16 @@ class ImageFitted:
 
 
 @dataclass(frozen=True)
+class ImageOrigin:
+    """Where the images of a bundle came from, to name test rows by (``test_sources``)."""
+
+    index: np.ndarray  # each image's index in the data as read (an .npz's arrays, digits)
+    files: list[str] | None = None  # each image's file (folders, manifests); None for arrays
+    # The folder files are named relative to; for an .npz, the file (its source_path array)
+    base: str | None = None
+
+
+@dataclass(frozen=True)
 class ImageContext:
     """The images as read (uint8, on the device), their labels and split: the test split's
     for the sample grid, all three for the pixel baseline."""
@@ -101,6 +112,7 @@ class ImageContext:
     images: torch.Tensor
     labels: np.ndarray
     split: dict[str, np.ndarray]
+    origin: ImageOrigin
 
     @property
     def test_images(self) -> torch.Tensor:
@@ -211,7 +223,7 @@ class ImageData:
             info=info,
             splits={k: v.tolist() for k, v in split.items()},
             notes=notes,
-            context=ImageContext(x, labels, split),
+            context=ImageContext(x, labels, split, _origin(s, keep, c)),
         )
 
     def _held_out(self, s: ImageSet, fitted: ImageFitted, device: torch.device) -> ImageBundle:
@@ -242,12 +254,26 @@ class ImageData:
             info=info,
             splits={k: v.tolist() for k, v in split.items()},
             notes=notes,
-            context=ImageContext(x, labels, split),
+            context=ImageContext(
+                x, labels, split, _origin(s, np.arange(len(labels)), self.data_cfg)
+            ),
         )
 
     def restore(self, run_dir: Path) -> ImageFitted:
         """The run's classes, image size and pixel statistics, without the data."""
         return ImageFitted.from_dict(require_fitted(run_dir, ImageFitted.kind))
+
+
+def _origin(s: ImageSet, keep: np.ndarray, c: ImageDataConfig) -> ImageOrigin:
+    """Where the kept images (``keep``: indices into ``s``) came from: array indices for an
+    .npz or the digits; for files, each one's file and the folder they are named from (a
+    folder's root; a manifest's data.image_root, else the CSV's folder)."""
+    if s.layout == "npz":
+        return ImageOrigin(keep, base=os.path.abspath(c.path))
+    if s.files is None:
+        return ImageOrigin(keep)
+    base = (c.image_root or str(Path(c.path).parent)) if s.layout == "manifest" else c.path
+    return ImageOrigin(keep, [s.files[i] for i in keep], os.path.abspath(base))
 
 
 def _describe(
@@ -487,6 +513,24 @@ class ImageClassification:
         ctx = data.context
         return pixels_baseline(ctx.images, ctx.labels, ctx.split, list(self.fitted.class_names))
 
+    def test_sources(self, data: ImageBundle, n: int) -> list[dict[str, Any]]:
+        """The first ``n`` test images' sources and labels, in test-split order (tasks/base.py's
+        Sourced): ``index`` in an .npz's arrays (or the digits'), with the .npz's
+        ``source_path`` where it has one; else ``file`` relative to the data's folder."""
+        ctx, names = data.context, self.fitted.class_names
+        o, rows = ctx.origin, ctx.split["test"][:n]
+        labels = [names[int(ctx.labels[i])] for i in rows]
+        out: list[dict[str, Any]] = []
+        if o.files is None:
+            paths = _npz_paths(o.base) if o.base else None
+            for i, lab in zip(rows, labels, strict=True):
+                out.append({"index": int(o.index[i]), "label": lab})
+                if paths is not None:
+                    out[-1]["source_path"] = str(paths[o.index[i]])
+            return out
+        return [{"file": _relative(o.files[i], o.base), "label": lab}
+                for i, lab in zip(rows, labels, strict=True)]  # fmt: skip
+
     def read_images(self, paths: Sequence[str | BinaryIO]) -> torch.Tensor:
         """Image files (paths, or uploads as binary files) as an (N, C, H, W) uint8 tensor,
         decoded as the training files were."""
@@ -549,6 +593,23 @@ class ImageClassification:
             predict_row({"input": p, "label": names[int(pr.argmax())]}, names, pr.tolist())
             for p, pr in zip(inputs, probs, strict=True)
         ]
+
+
+def _npz_paths(path: str) -> np.ndarray | None:
+    """An .npz's ``source_path`` array (each image's file where the arrays were made from
+    files, as images3's), or None where it has none, or none of text per image."""
+    with np.load(path, allow_pickle=False) as z:
+        if "source_path" not in z.files:
+            return None
+        paths, n = z["source_path"], len(z["labels"])
+    return paths if paths.ndim == 1 and paths.dtype.kind == "U" and len(paths) == n else None
+
+
+def _relative(path: str, base: str | None) -> str:
+    """``path`` relative to ``base`` where it lies under it (a manifest may name files
+    elsewhere), else as it is."""
+    p = Path(os.path.abspath(path))
+    return str(p.relative_to(base)) if base and p.is_relative_to(base) else str(path)
 
 
 # An input whose mean pixel or pixel std is this many standard deviations from the training

@@ -200,6 +200,23 @@ class HorizonForecast(SalesTask):
             self._scored_rows = (ctx, rows, seconds)
         return self._scored_rows[1], self._scored_rows[2]
 
+    def test_sources(self, data: HorizonBundle, n: int) -> list[dict[str, Any]]:
+        """The first ``n`` test samples' series (key column -> value), origin date (the last
+        step the window reads) and the H dates their outputs forecast, in test-split order
+        (tasks/base.py's Sourced)."""
+        ctx, fz = data.context, self.fitted.featurizer
+        assert ctx.test_keys is not None and ctx.test_origins is not None
+        out = []
+        for key, o in zip(ctx.test_keys[:n], ctx.test_origins[:n], strict=True):
+            steps = int(o) + np.arange(fz.horizon + 1)
+            dates = sales.step_dates(ctx.first_date, steps, fz.step_days, fz.weekdays)
+            out.append({
+                "series": {k: plain(v) for k, v in zip(ctx.keys, key.tolist(), strict=True)},
+                "origin": str(dates[0])[:10],
+                "dates": [str(d)[:10] for d in dates[1:]],
+            })  # fmt: skip
+        return out
+
     def baselines(self, data: HorizonBundle) -> dict[str, Any]:
         """Every horizon baseline on the test rows: WMAE/MAE/RMSE/R², by step, backtests; the
         statistical peer's fit time too."""

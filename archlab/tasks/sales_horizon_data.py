@@ -120,6 +120,11 @@ class TestContext(NamedTuple):
     keys: list[str]
     date: str
     peer: PeerInputs | None = None  # None: data.peer=none, or too short a history for it
+    # Each test sample's series keys (n, k) and origin step, in the test split's order, and
+    # the panel's first date the steps count from (sales.step_dates): where a sample is from.
+    test_keys: np.ndarray | None = None
+    test_origins: np.ndarray | None = None
+    first_date: np.datetime64 | None = None
 
 
 HorizonBundle = DataBundle[HorizonFitted, TestContext]
@@ -275,7 +280,15 @@ class HorizonData:
             info=info,
             splits=_split_ids(p, split, roll),
             notes=_notes(r, info, o, peer_note, None if given else fz),
-            context=TestContext(rows, list(c.series_keys), c.date_column, peer),
+            context=TestContext(
+                rows,
+                list(c.series_keys),
+                c.date_column,
+                peer,
+                test_keys=p.keys[split["test"][0]],
+                test_origins=split["test"][1],
+                first_date=p.dates[0],
+            ),
         )
 
     def _read(self, fitted: HorizonFitted | None) -> _Read:

@@ -662,6 +662,13 @@ class TextClassification:
         wrong = table[table["true"] != table["pred"]].sort_values("confidence", ascending=False)
         write_text_atomic(run_dir / "confident_mistakes.csv", wrong.head(25).to_csv(index=False))
 
+    def test_sources(self, data: TextBundle, n: int) -> list[dict[str, Any]]:
+        """The first ``n`` test texts (each the first raw text of its group of rows) and their
+        labels, in test-split order (tasks/base.py's Sourced)."""
+        ctx, names = data.context, self.fitted.class_names
+        return [{"text": ctx.texts[i], "label": names[int(ctx.labels[i])]}
+                for i in ctx.split["test"][:n]]  # fmt: skip
+
     def baselines(self, data: TextBundle) -> dict[str, Any]:
         """The TF-IDF baseline on the same split, and the distillation teacher's train fit."""
         ctx = data.context
