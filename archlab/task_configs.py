@@ -51,8 +51,10 @@ def _check_class_weight_power(power: float) -> None:
 class ImageDataConfig:
     """Where the images come from and how they are prepared."""
 
-    path: str = ""  # class folders, split folders, a .csv manifest, an .npz, "" = sklearn digits
-    format: Literal["auto", "folder", "manifest", "npz", "digits"] = "auto"  # auto: from path
+    # class folders, split folders, a .csv manifest, a Parquet file (or split files) of
+    # encoded images, an .npz, "" = sklearn digits
+    path: str = ""
+    format: Literal["auto", "folder", "manifest", "table", "npz", "digits"] = "auto"  # auto: path
     # Folders: auto = root/train (+ val|valid|validation, test)/<class>/... when root holds a
     # train/ folder, else root/<class>/...; split = require the former, classes = the latter.
     layout: Literal["auto", "split", "classes"] = "auto"

@@ -19,15 +19,16 @@ from archlab import fingerprint, runner
 from archlab.ablate import run_ablation
 from archlab.cli import main
 from archlab.config import RunConfig, apply_overrides
+from archlab.data.folders import split_tables
 from archlab.data.text import (
     clean_tokens,
     entities_in,
     for_run,
     frequent_mentions,
+    is_csv_name,
     load_text_table,
     normalization_counts,
     read_input_texts,
-    split_tables,
     tokenizer_words,
     train_tokenizer,
 )
@@ -1351,7 +1352,7 @@ def test_a_folder_of_split_tables_gives_the_datas_split(tmp_path: Path) -> None:
     _hub_parquet(hub / "data" / "train-00000-of-00002.parquet", rows[:6] + rows[12:18], names)
     _hub_parquet(hub / "data" / "train-00001-of-00002.parquet", rows[6:10] + rows[18:22], names)
     _hub_parquet(hub / "data" / "test-00000-of-00001.parquet", rows[10:12] + rows[22:], names)
-    assert set(split_tables(hub)) == {"train", "test"}
+    assert set(split_tables(hub, is_csv_name)) == {"train", "test"}
     table = load_text_table(hub, "text", "label")
     assert table.class_names == names and len(table.texts) == 24 and not table.text_files
     assert table.split_origin == {"train": "train-00000-of-00002.parquet (+1)",

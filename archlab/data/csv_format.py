@@ -74,7 +74,7 @@ def read_table(path: Path, rows: int | None = None) -> tuple[pd.DataFrame, str]:
 
             f = pq.ParquetFile(path)
             table = next(f.iter_batches(rows)) if rows else f.read()
-            names = _hf_class_names(f.schema_arrow.metadata or {})
+            names = hf_class_names(f.schema_arrow.metadata or {})
             return _class_names(path, table.to_pandas(), names)
         lines = not str(path).lower().endswith((".json", ".json.gz"))
         args = dict(dtype=False, lines=lines)  # no conversion: a date-like id stays text
@@ -94,7 +94,7 @@ def read_table(path: Path, rows: int | None = None) -> tuple[pd.DataFrame, str]:
         raise ArchlabError(f"{path}: cannot be read as {kind} ({why})") from None
 
 
-def _hf_class_names(metadata: dict[bytes, bytes]) -> dict[str, list[str]]:
+def hf_class_names(metadata: dict[bytes, bytes]) -> dict[str, list[str]]:
     """The class names of each ClassLabel column in a Hugging Face dataset's Parquet metadata."""
     with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
         feats = json.loads(metadata[b"huggingface"])["info"]["features"]

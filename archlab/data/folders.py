@@ -109,6 +109,34 @@ def subdirs(d: Path) -> list[Path]:
     return sorted(p for p in d.iterdir() if p.is_dir() and not is_hidden(p.name))
 
 
+def split_tables(root: Path, is_table: Callable[[str], bool]) -> dict[str, list[Path]]:
+    """A folder's tables (``is_table`` of a file name) named by their split, by split:
+    ``train.csv`` and ``test.csv`` (Kaggle), ``train-00000-of-00002.parquet`` (the Hugging Face
+    Hub: a split's shards), or names ending in the split (``imdb_train.csv``); those in its
+    ``data/`` folder where that is its only folder (a Hub repository: README.md beside data/).
+    {} without a train table."""
+    found: dict[str, list[Path]] = {}
+    inner = subdirs(root)
+    for d in [root, *(inner if [d.name for d in inner] == ["data"] else [])]:
+        for p in sorted(d.iterdir()):
+            if p.is_file() and not is_hidden(p.name) and (sp := split_named(p.name, is_table)):
+                found.setdefault(sp, []).append(p)
+        if "train" in found:
+            return found
+        found = {}
+    return {}
+
+
+def split_named(name: str, is_table: Callable[[str], bool]) -> str | None:
+    """The split a table's file name names by its first or last word (None: none, or not a
+    table)."""
+    if not is_table(name):
+        return None
+    stem = re.sub(r"(\.[a-z]+)?(\.gz)?$", "", name.lower())
+    words = re.split(r"[-_. ]+", stem)
+    return SPLIT_NAMES.get(words[0]) or SPLIT_NAMES.get(words[-1])
+
+
 def files_beside(dirs: Sequence[Path]) -> list[Path]:
     """The files right in ``dirs`` (--data and its split folders), hidden ones aside: beside
     the class folders, so in no class (a README, or photos not yet sorted into one)."""

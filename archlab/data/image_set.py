@@ -8,15 +8,16 @@ explain all call it, so they see the same pixels.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -269,41 +270,77 @@ def decode_files(
         side = _median_side([p for p, _ in files])
         size = auto_size(side)
 
-    def decode(p: Path) -> tuple[np.ndarray, str] | None:
+    def decode(p: Path) -> tuple[np.ndarray, str]:
+        st = p.stat()
+        data = p.read_bytes()
+        sha = digest(data)
+        fingerprint.known(p, sha, st)  # the run's fingerprint need not read it again
+        return decode_image(p, channels, size, data), sha
+
+    for p, _ in files:  # here, not in the pool: its threads do not see the recording context
+        fingerprint.record(p)
+    items = [(str(p), functools.partial(decode, p), y) for p, y in files]
+    return _decode_all(root, items, skip_corrupt, side)
+
+
+def decode_blobs(
+    root: Path,
+    blobs: list[tuple[str, bytes, int]],
+    channels: int,
+    size: int,
+    skip_corrupt: bool,
+) -> Decoded:
+    """Decode (name, encoded bytes, label) triples (images kept in a table) as files are."""
+    side = None
+    if not size:
+        side = _median_side([io.BytesIO(b) for _, b, _ in blobs])
+        size = auto_size(side)
+
+    def decode(name: str, data: bytes) -> tuple[np.ndarray, str]:
+        return decode_image(Path(name), channels, size, data), digest(data)
+
+    items = [(n, functools.partial(decode, n, b), y) for n, b, y in blobs]
+    return _decode_all(root, items, skip_corrupt, side)
+
+
+def _decode_all(
+    root: Path,
+    items: list[tuple[str, Callable[[], tuple[np.ndarray, str]], int]],
+    skip_corrupt: bool,
+    side: int | None,
+) -> Decoded:
+    """Run each item's decoding (name, decode, label) on 4 threads (PIL releases the GIL);
+    an undecodable one is one line naming it, or skipped."""
+
+    def run(item: tuple[str, Callable[[], tuple[np.ndarray, str]], int]) -> Any:
         try:
-            st = p.stat()
-            data = p.read_bytes()
-            sha = digest(data)
-            fingerprint.known(p, sha, st)  # the run's fingerprint need not read it again
-            return decode_image(p, channels, size, data), sha
+            return item[1]()
         except DECODE_ERRORS as e:
             if skip_corrupt:
                 return None
             raise ArchlabError(
-                f"{p}: cannot decode image ({decode_reason(e)}); remove it, or train with "
+                f"{item[0]}: cannot decode image ({decode_reason(e)}); remove it, or train with "
                 "data.skip_corrupt=true to skip unreadable files (eval follows the run's setting)"
             ) from None
 
-    for p, _ in files:  # here, not in the pool: its threads do not see the recording context
-        fingerprint.record(p)
-    with ThreadPoolExecutor(max_workers=4) as pool:  # PIL releases the GIL while decoding
-        decoded = list(pool.map(decode, [p for p, _ in files]))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        decoded = list(pool.map(run, items))
     keep = [i for i, a in enumerate(decoded) if a is not None]
-    skipped = [str(files[i][0]) for i, a in enumerate(decoded) if a is None]
+    skipped = [items[i][0] for i, a in enumerate(decoded) if a is None]
     if not keep:
         raise ArchlabError(f"{root}: no image could be decoded")
     pairs = [decoded[i] for i in keep]
     images = np.ascontiguousarray(np.stack([a for a, _ in pairs]).transpose(0, 3, 1, 2))
-    labels = np.array([files[i][1] for i in keep], dtype=np.int64)
-    paths = [str(files[i][0]) for i in keep]
+    labels = np.array([items[i][2] for i in keep], dtype=np.int64)
+    paths = [items[i][0] for i in keep]
     return Decoded(images, labels, skipped, np.array(keep), [h for _, h in pairs], side, paths)
 
 
-def _median_side(paths: list[Path]) -> int:
+def _median_side(paths: Sequence[Path | BinaryIO]) -> int:
     """The median shorter side of the images (headers only; unreadable files left to the
     decoding, which reports or skips them)."""
 
-    def side(p: Path) -> int | None:
+    def side(p: Path | BinaryIO) -> int | None:
         try:
             with Image.open(p) as im:
                 return min(im.size)

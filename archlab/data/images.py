@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from archlab import fingerprint
+from archlab.data.csv_format import is_table_name
 from archlab.data.image_folders import load_folder, split_folders
 from archlab.data.image_manifest import Manifest, load_manifest
 from archlab.data.image_set import (
@@ -31,11 +32,15 @@ from archlab.data.image_set import (
     digest,
     size_note,
 )
+from archlab.data.image_table import image_tables, is_parquet, load_image_table
 from archlab.data.splits import duplicate_groups
 from archlab.errors import ArchlabError
 from archlab.utils import ContentCache, file_key
 
 NPZ_KEYS = ("images", "labels")
+
+
+FORMATS = ("folder", "manifest", "table", "npz", "digits")
 
 
 def load_image_set(
@@ -68,20 +73,19 @@ def load_image_set(
                 raise ArchlabError(f"{path}: no such file or directory")
             suffix = "".join(p.suffixes[-2:]) if p.suffix == ".gz" else p.suffix
             fmt = (
-                "folder" if p.is_dir()
+                "table" if (p.is_dir() or is_parquet(p)) and image_tables(p)
+                else "folder" if p.is_dir()
                 else "npz" if p.suffix == ".npz"
-                else "manifest" if suffix.lower() in (".csv", ".csv.gz")
+                else "manifest" if suffix.lower() in (".csv", ".csv.gz") or is_table_name(p)
                 else "unknown"
             )  # fmt: skip
             if fmt == "unknown":
                 raise ArchlabError(
                     f"{path}: expected a folder of class sub-folders, a .csv manifest "
-                    "(path and label columns) or an .npz file"
+                    "(path and label columns), a Parquet file of images or an .npz file"
                 )
-    if fmt not in ("digits", "npz", "folder", "manifest"):
-        raise ArchlabError(
-            f"invalid config value data.format={fmt!r}: auto, folder, manifest, npz, digits"
-        )
+    if fmt not in FORMATS:
+        raise ArchlabError(f"invalid config value data.format={fmt!r}: auto, {', '.join(FORMATS)}")
     args = (size, channels, skip_corrupt, layout, manifest, held_out)
     if fmt == "digits":
         return _decode(path, fmt, *args)
@@ -113,7 +117,7 @@ def _set_key(path: str, fmt: str, *args: object) -> str | None:
     """What the decoded set depends on besides the files it reads (checked on a hit): the
     arguments, the data file, and for a folder every file under it (one added, removed or
     renamed changes the key)."""
-    if fmt != "folder":
+    if not os.path.isdir(path):
         return file_key(path, fmt, *args)
     h = hashlib.sha256(repr((os.path.abspath(path), args)).encode())
     for d, dirs, files in os.walk(path):
@@ -160,6 +164,14 @@ def _decode(
         s = _load_npz(Path(path))
     elif fmt == "folder":
         s = load_folder(Path(path), channels or 3, size, skip_corrupt, layout, held_out)
+    elif fmt == "table":
+        if not (tables := image_tables(Path(path))):
+            raise ArchlabError(
+                f"{path}: no Parquet file of encoded images (a column of image bytes) here "
+                "(data.format=table)"
+            )
+        m = manifest or Manifest()
+        s = load_image_table(tables, m, channels or 3, size, skip_corrupt, held_out)
     else:
         s = load_manifest(Path(path), manifest or Manifest(), channels or 3, size, skip_corrupt)
     if not channels:

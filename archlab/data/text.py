@@ -36,7 +36,7 @@ from archlab.data.csv_format import (
     past_bom,
     read_text_csv,
 )
-from archlab.data.folders import SPLIT_NAMES, is_hidden, subdirs
+from archlab.data.folders import SPLIT_NAMES, is_hidden, split_named, split_tables
 from archlab.data.text_folders import SPLIT_ORIGIN, SPLIT_TAG, folder_stats, read_text_folder
 from archlab.errors import ArchlabError
 from archlab.utils import ContentCache, count, file_key
@@ -517,7 +517,7 @@ def read_labelled(
     if isinstance(path, str) and not path.strip():  # Path("") is the cwd: its folders
         raise ArchlabError(NO_DATA)
     if Path(path).is_dir():
-        if tables := (split_tables(Path(path)) if layout != "classes" else {}):
+        if tables := (split_tables(Path(path), is_csv_name) if layout != "classes" else {}):
             return _read_split_tables(
                 Path(path), tables, text_column, label_column, encoding, optional, held_out, fix
             )
@@ -546,32 +546,6 @@ def read_labelled(
                 "text_from": texts or text_column,
                 "label_from": labels or label_column}  # fmt: skip
     return df
-
-
-def split_tables(root: Path) -> dict[str, list[Path]]:
-    """A folder's tables named by their split, by split: ``train.csv`` and ``test.csv``
-    (Kaggle), ``train-00000-of-00002.parquet`` (the Hugging Face Hub: a split's shards), or
-    names ending in the split (``imdb_train.csv``); those in its ``data/`` folder where that is
-    its only folder (a Hub repository: README.md beside data/). {} without a train table."""
-    found: dict[str, list[Path]] = {}
-    inner = [d for d in subdirs(root) if not is_hidden(d.name)]
-    for d in [root, *(inner if [d.name for d in inner] == ["data"] else [])]:
-        for p in sorted(d.iterdir()):
-            if p.is_file() and not is_hidden(p.name) and (sp := _split_named(p.name)):
-                found.setdefault(sp, []).append(p)
-        if "train" in found:
-            return found
-        found = {}
-    return {}
-
-
-def _split_named(name: str) -> str | None:
-    """The split a table's file name names by its first or last word (None: not a table)."""
-    if not is_csv_name(name):
-        return None
-    stem = re.sub(r"(\.[a-z]+)?(\.gz)?$", "", name.lower())
-    words = re.split(r"[-_. ]+", stem)
-    return SPLIT_NAMES.get(words[0]) or SPLIT_NAMES.get(words[-1])
 
 
 def _read_split_tables(
@@ -613,7 +587,7 @@ def _read_split_tables(
                 notes += [n for n in more if n and n.replace(str(p), same) not in said]
     here = tables["train"][0].parent
     other = [p.name for p in sorted(here.iterdir()) if p.is_file() and not is_hidden(p.name)
-             and is_csv_name(p.name) and not _split_named(p.name)]  # fmt: skip
+             and is_csv_name(p.name) and not split_named(p.name, is_csv_name)]  # fmt: skip
     if unlabelled:
         notes.append(f"data: {root}: {listing(unlabelled)} left out: no column {label!r} (no "
                      "labels to score; archlab predict RUN --file FILE labels it)")  # fmt: skip

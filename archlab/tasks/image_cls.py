@@ -166,7 +166,7 @@ class ImageData:
         images, labels = s.images[keep], s.labels[keep]
         # The data's own split: always for split folders and a manifest's split column (the
         # layout says it), on request for an npz 'split' array (the study ignored it).
-        honour = s.layout in ("split_folders", "manifest") or c.use_provided_split
+        honour = s.layout in ("split_folders", "manifest", "table") or c.use_provided_split
         provided = s.provided_split[keep] if honour and s.provided_split is not None else None
         # Byte-identical images form a group: a carved split takes whole groups, and copies
         # left across the data's own splits are counted (below) rather than hidden.
