@@ -23,7 +23,6 @@ import itertools
 import json
 import math
 import re
-import shlex
 import shutil
 import signal
 import statistics
@@ -45,7 +44,7 @@ from archlab.sweep import Param, _best_value, _check_space, _run_trial, _text, _
 from archlab.task_configs import IMAGE_AUGMENTS
 from archlab.tasks import TASKS
 from archlab.train.callbacks import Callback
-from archlab.utils import count, write_text_atomic
+from archlab.utils import count, shell_quote, write_text_atomic
 
 SEARCH = "search.json"
 TRIALS = "trials.csv"
@@ -633,7 +632,7 @@ def _stopped(study: optuna.Study, search_dir: Path, *args: Any) -> None:
           file=sys.stderr)  # fmt: skip
     if (r := record.get("refit")) and r.get("stopped"):
         print(f"archlab: the refit of trial {r['trial']} stopped; `archlab train --resume "
-              f"{shlex.quote(r['run_dir'])}` finishes it (outside the budget)",
+              f"{shell_quote(r['run_dir'])}` finishes it (outside the budget)",
               file=sys.stderr)  # fmt: skip
 
 

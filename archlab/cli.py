@@ -38,6 +38,8 @@ from archlab.errors import ArchlabError
 from archlab.theory.cli import theory_app
 
 SIGPIPE_EXIT = 141  # 128 + SIGPIPE (13): what a shell reports for a process SIGPIPE ended
+# A command stopped by Ctrl-C (130), SIGHUP (129) or SIGTERM (143): these win over 141.
+STOPPED_EXITS = frozenset({130, 128 + signal.SIGHUP, 128 + signal.SIGTERM})
 STARTED = time.time()  # --budget counts from here: its imports are part of the wall time
 
 app = typer.Typer(
@@ -138,10 +140,12 @@ def build_config(
 def _goes_on(out: Path) -> Iterator[None]:
     """A command of many runs (ablate, sweep, reproduce) stopped by Ctrl-C: say that the same
     command continues it, not only the one run --resume names."""
+    from archlab.utils import shell_quote  # not imported while a Ctrl-C is handled
+
     try:
         yield
     except KeyboardInterrupt:
-        print(f"archlab: to go on, run this command again with --out {shlex.quote(str(out))}: "
+        print(f"archlab: to go on, run this command again with --out {shell_quote(str(out))}: "
               "finished runs are kept; one interrupted resumes", file=sys.stderr)  # fmt: skip
         raise
 
@@ -203,6 +207,7 @@ def _resume_config(
     epochs, data...) midway would leave a run that no config.yaml describes.
     """
     from archlab.runner import RUNTIME_KEYS, config_changes, load_config
+    from archlab.utils import shell_quote
 
     if not run_dir.is_dir():  # as every other command says it
         raise ArchlabError(f"--resume {run_dir}: no such run directory")
@@ -219,7 +224,7 @@ def _resume_config(
             f"--resume {run_dir}: a resumed run keeps its config, and these would change it: "
             f"{'; '.join(changes)}. Only {', '.join(RUNTIME_KEYS)} may change on resume; to "
             f"train with the change, start a new run: archlab train --config "
-            f"{run_dir}/config.yaml --set ..."
+            f"{shell_quote(str(run_dir / 'config.yaml'))} --set ..."
         )
     return wanted
 
@@ -1051,6 +1056,7 @@ def main(argv: list[str] | None = None) -> int:
                 stream.reconfigure(errors="backslashreplace")
     stderr = sys.stderr
     sys.stderr = stderr if isinstance(stderr, _Log) else _Log(stderr)
+    rc: int | None = None
     try:
         rc = _main(argv)
         sys.stdout.flush()  # a reader gone shows here, while the exit code can still say so
@@ -1060,7 +1066,9 @@ def main(argv: list[str] | None = None) -> int:
         # ignored ... BrokenPipeError" (the docs' "Note on SIGPIPE" in the signal module).
         with contextlib.suppress(OSError, ValueError):  # not a file descriptor: nothing kept
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return SIGPIPE_EXIT
+        # `archlab train ... | tee log`, Ctrl-C: the terminal's SIGINT ends tee too, often
+        # first; the run stopped as interrupted (resumable), which 141 would hide.
+        return rc if rc in STOPPED_EXITS else SIGPIPE_EXIT
     finally:
         sys.stderr = stderr
     return rc
@@ -1083,7 +1091,11 @@ def _main(argv: list[str] | None) -> int:
             rc = command.main(args=args, prog_name="archlab", standalone_mode=False)
     except _PastTyper as e:
         if isinstance(e.error, BrokenPipeError):
-            raise e.error from None
+            stop = _stopped_by(e.error)
+            if stop is None and not terminated:  # the reader alone went: 141 (``main``)
+                raise e.error from None
+            # the Ctrl-C that stopped the command ended its reader (`| tee`) as well
+            return _interrupted(terminated, _said(stop))
         return _interrupted(terminated, _said(e.error))
     except ArchlabError as e:
         if debug:
@@ -1186,6 +1198,19 @@ def _said(error: BaseException | None) -> bool:
             return True
         error = error.__cause__
     return False
+
+
+def _stopped_by(error: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or SIGTERM, SIGHUP) that ``error`` was raised while handling, if any: a
+    line to stdout after it, its reader gone as well."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:  # a cycle of contexts ends the walk
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _interrupted(terminated: list[int], said: bool = False) -> int:

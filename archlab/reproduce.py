@@ -192,7 +192,7 @@ def eda_plots(
     try:
         return list(spec.eda(cfg, out_dir))
     except ArchlabError as e:
-        print(f"archlab: EDA for {part} skipped: {e}")
+        print(f"archlab: EDA for {part} skipped: {e}", file=sys.stderr)
         return []
 
 

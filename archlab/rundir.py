@@ -20,7 +20,6 @@ import json
 import os
 import pickle
 import re
-import shlex
 import shutil
 import threading
 import time
@@ -38,6 +37,7 @@ from archlab.utils import (
     atomic_path,
     json_text,
     sha256_file,
+    shell_quote,
     write_json_atomic,
     write_text_atomic,
 )
@@ -259,7 +259,7 @@ def require_finished(run_dir: Path) -> None:
                                "wait for it to end")  # fmt: skip
         raise ArchlabError(
             f"{d}: the run has not finished (no complete {METRICS}); finish it with archlab "
-            f"train --resume {shlex.quote(str(d))}"
+            f"train --resume {shell_quote(str(d))}"
         )
 
 

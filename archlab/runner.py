@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -46,7 +45,13 @@ from archlab.train.distributed import Dist
 from archlab.train.precision import Precision, legacy
 from archlab.train.setup import setup_process
 from archlab.train.trainer import Trainer
-from archlab.utils import autocast, json_text, write_json_atomic, write_text_atomic
+from archlab.utils import (
+    autocast,
+    json_text,
+    shell_quote,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 # metrics.json keys that describe the run rather than a split (the rest are test_*/baseline_*).
 RUN_KEYS = (
@@ -322,7 +327,7 @@ def _fit(p: Prepared, callbacks: Sequence[Callback], on_interrupt: OnInterrupt) 
         except KeyboardInterrupt as e:
             # Training is over: keep it, so that --resume only tests (it trained again).
             rundir.save_state(trainer.state_dict(), run_dir / rundir.STATE)
-            how = f": finish it with archlab train --resume {shlex.quote(str(run_dir))}"
+            how = f": finish it with archlab train --resume {shell_quote(str(run_dir))}"
             print(f"archlab: interrupted while testing; training is saved (all "
                   f"{trainer.state.epoch} epochs)" + (how if on_interrupt == "resume" else ""),
                   file=sys.stderr)  # fmt: skip
@@ -352,7 +357,7 @@ def _keep_finished(trainer: Trainer, run_dir: Path) -> None:
 def _kept(trainer: Trainer, run_dir: Path) -> tuple[str, str]:
     """Where training stopped, and what --resume will start from: this Ctrl-C's checkpoint,
     or (a second Ctrl-C aborted it, or it came between steps) the last one on disk, if any."""
-    st, resume = trainer.state, f"archlab train --resume {shlex.quote(str(run_dir))}"
+    st, resume = trainer.state, f"archlab train --resume {shell_quote(str(run_dir))}"
     saved = next((c.saved_epoch for c in trainer.callbacks if isinstance(c, Checkpoint)), -1)
     done = st.epoch >= trainer.cfg.epochs or st.stopped_early
     if done and not st.batch and saved == st.epoch:

@@ -1,4 +1,5 @@
-"""Device, bf16, seeding, threads and atomic writes: the only place that touches global state."""
+"""Device, bf16, seeding, threads and atomic writes (the only place that touches global
+state), and the shell quoting of the commands archlab prints."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hashlib
 import json
 import os
 import random
+import shlex
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -188,3 +190,24 @@ class ContentCache(Generic[T]):
 def count(n: int, noun: str) -> str:
     """``n`` with ``noun`` in the singular or the regular plural: "1 step", "3 texts"."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def shell_quote(word: str) -> str:
+    """``word`` as one shell word for a command the user is meant to paste (a --resume hint).
+
+    shlex.quote's form, unless ``word`` holds bytes that are not UTF-8 (a folder named
+    b'caf\\xe9' is held as 'caf\\udce9'): printed, that showed as caf\\udce9, another name.
+    Those words take bash's ANSI-C form, $'caf\\xe9', every byte not plain ASCII as \\xHH,
+    which bash and zsh read back as the same bytes, whatever the terminal's encoding."""
+    if not any("\udc80" <= c <= "\udcff" for c in word):
+        return shlex.quote(word)
+    raw = os.fsencode(word)  # the bytes Python read the name from (surrogateescape)
+    return "$'" + "".join(_ansi_c(b) for b in raw) + "'"
+
+
+def _ansi_c(byte: int) -> str:
+    """One byte inside $'...': backslash and quote escaped, printable ASCII as is, else \\xHH
+    (at most two hex digits are read, so a digit after it stays a digit)."""
+    if byte in b"\\'":
+        return "\\" + chr(byte)
+    return chr(byte) if 0x20 <= byte < 0x7F else f"\\x{byte:02x}"

@@ -4,12 +4,14 @@ without train/."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,9 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and
 
 # One intra-op thread per child (the tests run two at a time on two cores).
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+# stdout as a user's shell gives it to a pipe: block-buffered (a PYTHONUNBUFFERED the tests
+# inherit wrote each line at once, while the reader was still there).
+BUFFERED = {k: v for k, v in ENV.items() if k != "PYTHONUNBUFFERED"}
 
 
 def _archlab(args: list[str], **kw: Any) -> subprocess.Popen[str]:
@@ -41,7 +46,7 @@ def test_a_reader_gone_ends_as_sigpipe_does_silently(args: list[str], unbuffered
     # the first print fails inside the command, buffered the flush at the end does.
     read, write = os.pipe()
     os.close(read)
-    env = {**ENV, "PYTHONUNBUFFERED": "1"} if unbuffered else ENV
+    env = {**ENV, "PYTHONUNBUFFERED": "1"} if unbuffered else BUFFERED
     with _archlab(args, stdout=write, env=env) as proc:
         os.close(write)
         err = proc.stderr.read() if proc.stderr else ""
@@ -140,6 +145,208 @@ def test_ctrl_c_where_nothing_was_said_still_says_interrupted(
     monkeypatch.setattr(runner, "evaluate", pressed)
     assert main(["eval", str(tmp_path)]) == 130
     assert capsys.readouterr().err == "archlab: interrupted\n"
+
+
+def test_a_closed_stdout_met_while_stopping_on_ctrl_c_is_still_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A command whose Ctrl-C handling writes to stdout (a summary) after `| tee` died of the
+    # same Ctrl-C: that write's BrokenPipeError ended it as 141.
+    from archlab import runner
+
+    def pressed(*args: object, **kw: object) -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise BrokenPipeError(32, "Broken pipe")  # noqa: B904 (a print in the handler)
+
+    monkeypatch.setattr(runner, "evaluate", pressed)
+    assert main(["eval", str(tmp_path)]) == 130
+    assert capsys.readouterr().err == "archlab: interrupted\n"
+
+
+# The CLI, with a line on stdout before training, as a command that prints as it goes
+# (reproduce's notes) has: still in stdout's buffer when the Ctrl-C comes.
+_SAYS_FIRST = """
+import sys
+from archlab import runner
+from archlab.cli import main
+
+prepare = runner.prepare
+
+
+def says_first(*args, **kw):
+    print("a line for stdout's reader")
+    return prepare(*args, **kw)
+
+
+runner.prepare = says_first
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _until_epoch_1(proc: subprocess.Popen[bytes], reader: Any, log: Path) -> None:
+    """Wait until training is under way: its first epoch's line, read from the pipe (2>&1) or
+    from the stderr file."""
+    seen = b""
+    while b"epoch 1/" not in seen:
+        ended = proc.poll() is not None
+        if reader is not None:
+            got = reader.read(4096)
+            seen, ended = seen + got, ended or not got
+        else:
+            time.sleep(0.1)
+            seen = log.read_bytes()
+        if ended:
+            pytest.fail(f"ended before epoch 1: {seen.decode(errors='replace')}")
+
+
+@pytest.mark.parametrize("joined", [False, True], ids=["stdout|tee", "2>&1|tee"])
+def test_ctrl_c_that_ended_the_reader_too_still_exits_130(tmp_path: Path, joined: bool) -> None:
+    # `archlab train ... | tee log`, Ctrl-C: the terminal sends SIGINT to the whole pipeline,
+    # tee dies first; the run kept its checkpoint but exited 141 ("output pipe closed"),
+    # not 130 ("interrupted, resumable").
+    images = write_image_folder(tmp_path / "imgs", {"cat": 20, "dog": 20, "eel": 20}, size=(8, 8))
+    args = ["train", "--task", "images", "--data", str(images), "--epochs", "500",
+            "--set", "data.size=8", "--set", "train.threads=1", "--set", "train.amp=off",
+            "--set", "train.progress=plain", "--out", str(tmp_path / "runs")]  # fmt: skip
+    read, write = os.pipe()
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-c", _SAYS_FIRST, *args], cwd=REPO,
+                                env=BUFFERED, stdout=write, stderr=write if joined else err,
+                                start_new_session=True)  # fmt: skip
+    os.close(write)
+    try:
+        with os.fdopen(read, "rb", buffering=0) as reader:  # tee: gone before the SIGINT
+            _until_epoch_1(proc, reader if joined else None, log)
+        os.killpg(proc.pid, signal.SIGINT)  # the terminal's Ctrl-C: to the process group
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    said = "" if joined else log.read_text()
+    assert proc.returncode == 130, said
+    assert len(list((tmp_path / "runs").glob("*/state.pt"))) == 1, said
+    if not joined:
+        assert "Traceback" not in said and "resume with: archlab train --resume" in said, said
+
+
+class _SlowStderr(io.StringIO):
+    """stderr whose first epoch line is still being written when the Ctrl-C comes (a slow
+    `2>&1 | tee`); a write inside it fails as Python's buffered stream does."""
+
+    writing = False
+
+    def write(self, text: str) -> int:
+        if self.writing:
+            raise RuntimeError("reentrant call inside <_io.BufferedWriter name='<stderr>'>")
+        self.writing = True
+        try:
+            if text.startswith("epoch 1/"):
+                os.kill(os.getpid(), signal.SIGINT)  # its handler runs inside this write
+            return super().write(text)
+        finally:
+            self.writing = False
+
+
+def test_ctrl_c_inside_a_write_to_stderr_still_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The handler's "saving a checkpoint" line raised "reentrant call": exit 1, no checkpoint.
+    images = write_image_folder(tmp_path / "imgs", {"cat": 20, "dog": 20, "eel": 20}, size=(8, 8))
+    err = _SlowStderr()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "images",
+                "--data",
+                str(images),
+                "--epochs",
+                "3",
+                "--set",
+                "data.size=8",
+                "--set",
+                "train.threads=1",
+                "--set",
+                "train.amp=off",
+                "--set",
+                "train.progress=plain",
+                "--out",
+                str(tmp_path / "runs"),
+            ]
+        )
+        == 130
+    )
+    said = err.getvalue()
+    assert len(list((tmp_path / "runs").glob("*/state.pt"))) == 1, said
+    # said once, after the epoch's line, and before the one that says where training stopped
+    assert said.count("archlab: Ctrl-C: saving a checkpoint after this step") == 1, said
+    assert re.search(r"val_accuracy=\S+ \(.*\)\narchlab: Ctrl-C: saving a checkpoint.*\n"
+                     r"archlab: interrupted after epoch 1 \(checkpoint saved\); resume with",
+                     said), said  # fmt: skip
+
+
+def _pasted(word: str) -> bytes:
+    """What bash makes of ``word`` pasted as one argument."""
+    run = subprocess.run([b"bash", b"-c", b"printf %s " + word.encode("ascii")],
+                         capture_output=True, check=True)  # fmt: skip
+    return run.stdout
+
+
+@pytest.mark.parametrize(
+    "name",
+    [b"caf\xe9", b"it's a \\ caf\xe9 \xff9\nrun", "r\u00e9sum\u00e9 ".encode() + b"\xe9"],
+    ids=["latin-1", "quote+backslash+newline", "utf-8+latin-1"],
+)
+def test_a_name_that_is_no_utf8_pastes_back_as_its_bytes(name: bytes) -> None:
+    # shlex.quote's 'caf\udce9', printed with backslashreplace, pasted as another name.
+    from archlab.utils import shell_quote
+
+    word = shell_quote(os.fsdecode(name))
+    assert word.isascii() and word.startswith("$'"), word
+    assert _pasted(word) == name
+    assert shell_quote("my runs/r1") == "'my runs/r1'"  # UTF-8 names: shlex.quote's, as before
+
+
+def test_the_resume_hint_of_a_run_in_a_folder_that_is_no_utf8(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = write_image_folder(tmp_path / "imgs", {"cat": 20, "dog": 20, "eel": 20}, size=(8, 8))
+    out = tmp_path / os.fsdecode(b"caf\xe9 runs")
+    err = _SlowStderr()  # a Ctrl-C during epoch 1's line
+    monkeypatch.setattr(sys, "stderr", err)
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "images",
+                "--data",
+                str(images),
+                "--epochs",
+                "3",
+                "--set",
+                "data.size=8",
+                "--set",
+                "train.threads=1",
+                "--set",
+                "train.amp=off",
+                "--set",
+                "train.progress=plain",
+                "--out",
+                str(out),
+            ]
+        )
+        == 130
+    )
+    (run_dir,) = out.iterdir()
+    hint = re.search(r"resume with: archlab train --resume (.+)$", err.getvalue(), re.M)
+    assert hint, err.getvalue()
+    assert _pasted(hint.group(1)) == os.fsencode(run_dir)
 
 
 @pytest.mark.parametrize("splits", [("test",), ("val", "test")], ids="+".join)

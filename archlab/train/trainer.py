@@ -92,6 +92,7 @@ class Trainer:
         self.model: nn.Module | None = None
         self.train_model: nn.Module | None = None  # the DDP wrapper under torchrun
         self.interrupted = False
+        self._unsaid = ""  # the Ctrl-C's line, when it came inside a write to stderr
         self.interrupt_saved = False  # its checkpoint written (not aborted by a second Ctrl-C)
         self._partial: dict[str, Any] | None = None  # a mid-epoch checkpoint's accumulators
         self._epoch_t0 = 0.0  # perf_counter() at the epoch's start (less a resumed part's time)
@@ -214,6 +215,7 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_fit_end(self)
             if self.interrupted:
+                self._say_unsaid()
                 raise KeyboardInterrupt
         except BaseException:
             self._abort()
@@ -270,8 +272,9 @@ class Trainer:
             self.interrupted = True
             if self.dist.is_main:  # SIGTERM comes here too (the CLI passes it on as signum)
                 what = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}.get(signum, "Ctrl-C")
-                print(f"archlab: {what}: saving a checkpoint after this step (Ctrl-C to abort "
-                      "without it)", file=sys.stderr, flush=True)  # fmt: skip
+                self._unsaid = (f"archlab: {what}: saving a checkpoint after this step (Ctrl-C "
+                                "to abort without it)")  # fmt: skip
+                self._say_unsaid()
 
         previous = signal.signal(signal.SIGINT, handler)
         try:
@@ -393,9 +396,22 @@ class Trainer:
                 "checkpoint is kept (try a lower optim.lr or optim.grad_clip)"
             )
 
+    def _say_unsaid(self) -> None:
+        """The Ctrl-C's line, unless the signal came inside a write to stderr (an epoch's line
+        to a slow `2>&1 | tee`): printing there raised "reentrant call" (exit 1, no checkpoint),
+        so the line waits for the step's end (``_stop_requested``)."""
+        if not self._unsaid:
+            return
+        try:
+            print(self._unsaid, file=sys.stderr, flush=True)
+        except RuntimeError:  # the buffered stream's own check; it is left as it was
+            return
+        self._unsaid = ""
+
     def _stop_requested(self, i: int) -> bool:
         """Ctrl-C seen (on any rank: under DDP the ranks must stop at the same step, so they
         agree by an all-reduce every ``sync_every`` steps, and at each epoch's end, ``i`` -1)."""
+        self._say_unsaid()
         if not self.dist.enabled:
             return self.interrupted
         if i >= 0 and (i + 1) % self._sync_every:
