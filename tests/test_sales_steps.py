@@ -639,3 +639,25 @@ def test_a_parquet_or_json_panel_reads_as_its_csv(tmp_path: Path) -> None:
     assert [(r["store"], r["month"], r["step"]) for r in got] == [
         (2, "2023-01-01", 1), (2, "2023-02-01", 2)
     ]  # fmt: skip
+
+
+def test_a_walmart_folder_of_parquet_and_json_tables_reads_as_its_csvs(tmp_path: Path) -> None:
+    from tests.helpers import sales_smoke, write_panel
+
+    csvs = write_panel(tmp_path / "csv")
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    # train.parquet for train.csv, features as JSON lines, stores.csv gzipped: each found.
+    pd.read_csv(csvs / "train.csv").to_parquet(tables / "train.parquet")
+    pd.read_csv(csvs / "features.csv").to_json(tables / "features.jsonl", orient="records",
+                                               lines=True)  # fmt: skip
+    pd.read_csv(csvs / "stores.csv").to_csv(tables / "stores.csv.gz", index=False)
+    want = HorizonData(sales_smoke(csvs)).build(CPU)
+    got = HorizonData(sales_smoke(tables)).build(CPU)
+    assert (
+        got.info["n_series"] == want.info["n_series"] and got.info["n_rows"] == want.info["n_rows"]
+    )
+    np.testing.assert_allclose(got.fitted.featurizer.cov_mean, want.fitted.featurizer.cov_mean)
+    assert got.fitted.featurizer.covariates == want.fitted.featurizer.covariates
+    with pytest.raises(ArchlabError, match=r"train\.csv: no such file"):
+        sales.load_sales(replace(sales_smoke(tmp_path).data, path=str(tmp_path)))

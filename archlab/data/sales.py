@@ -22,6 +22,7 @@ from archlab.data.sales_csv import (
     check_columns,
     check_join,
     check_unique,
+    find_file,
     parse_bool,
     parse_covariates,
     parse_dates,
@@ -567,7 +568,7 @@ def _unused_keys(table: pd.DataFrame, df: pd.DataFrame, key: str, path: Path) ->
 
 
 def _exists(directory: Path, name: str) -> bool:
-    return (directory / name).exists() or (directory / f"{name}.gz").exists()
+    return find_file(directory, name) is not None
 
 
 # --- fitted state ---

@@ -13,16 +13,23 @@ import numpy as np
 import pandas as pd
 
 from archlab import fingerprint
-from archlab.data.csv_format import read_text_csv
+from archlab.data.csv_format import TABLE_SUFFIXES, read_text_csv
 from archlab.errors import ArchlabError
 
 
+def find_file(directory: Path, name: str) -> Path | None:
+    """``directory/name``, else ``name.gz`` beside it, else for a .csv name the same table as
+    Parquet or JSON (``train.parquet`` for ``train.csv``); None where there is none."""
+    names = [name, f"{name}.gz"]
+    if name.lower().endswith(".csv"):
+        names += [name[:-4] + s for s in TABLE_SUFFIXES]
+    return next((directory / n for n in names if (directory / n).exists()), None)
+
+
 def resolve_file(directory: Path, name: str) -> Path:
-    """``directory/name``, or ``name.gz`` beside it when only the compressed file exists."""
-    p = directory / name
-    if not p.exists() and (directory / f"{name}.gz").exists():
-        return directory / f"{name}.gz"
-    if not p.exists():
+    """``find_file``'s file, or one line naming the one wanted."""
+    if (p := find_file(directory, name)) is None:
+        p = directory / name
         raise ArchlabError(f"{p}: no such file (set data.path to the folder holding it)")
     return p
 
